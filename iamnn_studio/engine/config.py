@@ -1,0 +1,310 @@
+"""Configuration dataclasses: the one source of truth for a model and a run.
+
+The GUI forms and the CLI flags both edit these; the engine reads them. Every config
+round-trips through plain dicts (JSON) and TOML, and ``validate()`` raises a
+``ValueError`` whose message starts with the offending field's name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+#: Residual units per block of the baseline ResNets = the iteration caps of IamNN.
+DEPTH_ITERATIONS: dict[int, tuple[int, int, int, int]] = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+}
+
+HALTING_KINDS = ("calibrated", "act")
+ARCHITECTURES = ("iamnn", "resnet")
+STEMS = ("auto", "small", "imagenet")
+
+
+def _field_error(name: str, message: str) -> ValueError:
+    return ValueError(f"{name}: {message}")
+
+
+@dataclass
+class ModelConfig:
+    """An IamNN (or its unshared ResNet baseline).
+
+    ``mode`` selects how many iterations run: ``adaptive`` (the halting head decides),
+    ``fixed:N`` (exactly N per block, capped; ``fixed:1`` is the paper's 1-iteration
+    ablation) or ``max`` (every iteration up to the cap, no halting).
+    ``halting`` selects how the adaptive head is trained and read: ``calibrated``
+    (default: an anytime backbone plus a halting head fitted afterwards on held-out
+    stop labels, see ``research/adaptivity.md``) or ``act`` (Graves' ACT with the
+    N + R ponder cost, exactly as the paper describes it).
+    """
+
+    depth: int = 50
+    iterations: tuple[int, ...] | None = None  # custom caps per block; None = from depth
+    width: int = 16  # channels of the stem = bottleneck width of the first block
+    bottleneck_ratio: int = 4  # block output channels = ratio x bottleneck width
+    in_channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+    stem: str = "auto"  # auto: 3x3 stem for <= 64 px inputs, ImageNet 7x7/2 + maxpool above
+    mode: str = "adaptive"
+    halting: str = "calibrated"
+    tau: float = 0.01  # ponder-cost weight (ACT training)
+    eps: float = 0.01  # halting epsilon: a block halts when its cumulative score reaches 1 - eps
+    threshold: float | None = None  # inference threshold on the cumulative score; None = 1 - eps
+    block: str = "bottleneck"  # processing-block variant (plugins register more)
+    architecture: str = "iamnn"  # "iamnn" or "resnet" (the unshared baseline)
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def caps(self) -> tuple[int, ...]:
+        """Maximum iterations per block."""
+        if self.iterations is not None:
+            return tuple(int(n) for n in self.iterations)
+        return DEPTH_ITERATIONS[self.depth]
+
+    @property
+    def small_stem(self) -> bool:
+        if self.stem == "auto":
+            return self.image_size <= 64
+        return self.stem == "small"
+
+    @property
+    def halting_threshold(self) -> float:
+        return 1.0 - self.eps if self.threshold is None else float(self.threshold)
+
+    def fixed_iterations(self) -> int | None:
+        """N for ``fixed:N``, else None."""
+        if self.mode.startswith("fixed:"):
+            return int(self.mode.split(":", 1)[1])
+        return None
+
+    # --------------------------------------------------------------- validation
+    def validate(self) -> "ModelConfig":
+        if self.iterations is None and self.depth not in DEPTH_ITERATIONS:
+            raise _field_error(
+                "depth", f"{self.depth!r} is not a ResNet depth; choose one of {sorted(DEPTH_ITERATIONS)}"
+            )
+        if self.iterations is not None:
+            caps = tuple(self.iterations)
+            if len(caps) != 4 or any((not isinstance(n, int)) or n < 1 for n in caps):
+                raise _field_error("iterations", f"needs four positive integers, got {self.iterations!r}")
+        _positive_int("width", self.width)
+        _positive_int("bottleneck_ratio", self.bottleneck_ratio)
+        _positive_int("in_channels", self.in_channels)
+        _positive_int("num_classes", self.num_classes)
+        _positive_int("image_size", self.image_size)
+        if self.image_size < 8:
+            raise _field_error("image_size", f"must be at least 8 pixels, got {self.image_size}")
+        if self.stem not in STEMS:
+            raise _field_error("stem", f"must be one of {STEMS}, got {self.stem!r}")
+        if self.mode not in ("adaptive", "max") and not self.mode.startswith("fixed:"):
+            raise _field_error("mode", f"must be 'adaptive', 'fixed:N' or 'max', got {self.mode!r}")
+        if self.mode.startswith("fixed:"):
+            try:
+                n = int(self.mode.split(":", 1)[1])
+            except ValueError:
+                raise _field_error("mode", f"'fixed:N' needs an integer N, got {self.mode!r}") from None
+            if n < 1:
+                raise _field_error("mode", f"'fixed:N' needs N >= 1, got {n}")
+        if self.halting not in HALTING_KINDS:
+            raise _field_error("halting", f"must be one of {HALTING_KINDS}, got {self.halting!r}")
+        if not _is_number(self.tau) or self.tau < 0:
+            raise _field_error("tau", f"the ponder weight must be >= 0, got {self.tau!r}")
+        if not _is_number(self.eps) or not 0 <= self.eps < 1:
+            raise _field_error("eps", f"the halting epsilon must be in [0, 1), got {self.eps!r}")
+        if self.threshold is not None and (not _is_number(self.threshold) or not 0 < self.threshold <= 1):
+            raise _field_error("threshold", f"must be in (0, 1], got {self.threshold!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise _field_error("architecture", f"must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        return self
+
+    # ------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["iterations"] is not None:
+            d["iterations"] = list(d["iterations"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, d, "model")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _field_error(name, f"must be a positive integer, got {value!r}")
+
+
+def _from_dict(cls, d: dict[str, Any], section: str):
+    """Build dataclass ``cls`` from ``d``, naming unknown keys instead of ignoring them."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{section}: expected a table of settings, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{section}.{unknown[0]}: unknown setting (known: {', '.join(sorted(names))})")
+    kwargs = dict(d)
+    if kwargs.get("iterations") is not None:
+        kwargs["iterations"] = tuple(kwargs["iterations"])
+    return cls(**kwargs)
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to train on and how to feed it."""
+
+    name: str = "fashion-mnist"  # a key of the dataset registry
+    root: str | None = None  # folder with the files; None = the provider's default places
+    download: bool = False  # may torchvision download it?
+    val_fraction: float = 0.1  # share of the training set held out for validation/calibration
+    augment: str = "crop-flip"  # none | crop | flip | crop-flip
+    image_size: int | None = None  # resize to this (image folders); None = provider's native size
+    options: dict[str, Any] = field(default_factory=dict)  # provider-specific (e.g. synthetic size)
+
+    def validate(self) -> "DataConfig":
+        if not isinstance(self.name, str) or not self.name:
+            raise _field_error("data.name", "needs a dataset name")
+        if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
+            raise _field_error("data.val_fraction", f"must be in [0, 1), got {self.val_fraction!r}")
+        if self.augment not in ("none", "crop", "flip", "crop-flip"):
+            raise _field_error("data.augment", f"must be none, crop, flip or crop-flip, got {self.augment!r}")
+        if self.image_size is not None:
+            _positive_int("data.image_size", self.image_size)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataConfig":
+        return _from_dict(cls, d, "data")
+
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "one-cycle", "step", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class RunConfig:
+    """A whole training run: data, model and optimisation."""
+
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "one-cycle"
+    label_smoothing: float = 0.0
+    batch_size: int = 128
+    epochs: int = 10
+    max_steps: int | None = None  # cap on optimiser steps (quick tries); None = epochs decide
+    ponder_warmup_epochs: float = 1.0  # ACT: tau ramps linearly from 0 over this many epochs
+    calibrate_halting: bool = True  # fit the halting head after training (calibrated halting)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA
+    num_threads: int | None = None  # CPU threads for torch; None = all cores
+
+    def validate(self) -> "RunConfig":
+        if not isinstance(self.name, str) or not self.name.strip() or any(c in self.name for c in "/\\"):
+            raise _field_error("name", f"needs a non-empty name without slashes, got {self.name!r}")
+        self.data.validate()
+        self.model.validate()
+        if self.optimizer not in OPTIMIZERS:
+            raise _field_error("optimizer", f"must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not _is_number(self.lr) or self.lr <= 0:
+            raise _field_error("lr", f"the learning rate must be > 0, got {self.lr!r}")
+        if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
+            raise _field_error("momentum", f"must be in [0, 1), got {self.momentum!r}")
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise _field_error("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
+        if self.schedule not in SCHEDULES:
+            raise _field_error("schedule", f"must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
+            raise _field_error("label_smoothing", f"must be in [0, 1), got {self.label_smoothing!r}")
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("epochs", self.epochs)
+        if self.max_steps is not None:
+            _positive_int("max_steps", self.max_steps)
+        if not _is_number(self.ponder_warmup_epochs) or self.ponder_warmup_epochs < 0:
+            raise _field_error("ponder_warmup_epochs", f"must be >= 0, got {self.ponder_warmup_epochs!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise _field_error("seed", f"must be a non-negative integer, got {self.seed!r}")
+        if self.device not in DEVICES:
+            raise _field_error("device", f"must be one of {DEVICES}, got {self.device!r}")
+        if self.num_threads is not None:
+            _positive_int("num_threads", self.num_threads)
+        return self
+
+    # ------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["data"] = self.data.to_dict()
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        if not isinstance(d, dict):
+            raise ValueError("run: expected a table of settings")
+        d = dict(d)
+        data = DataConfig.from_dict(d.pop("data", {}))
+        model = ModelConfig.from_dict(d.pop("model", {}))
+        run = _from_dict(cls, d, "run")
+        run.data, run.model = data, model
+        return run
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_drop_none(self.to_dict()))
+
+    @classmethod
+    def from_toml(cls, text: str) -> "RunConfig":
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config: not valid TOML ({exc})") from None
+        return cls.from_dict(d)
+
+    def save(self, path: str | Path) -> None:
+        from .io import atomic_write_text  # local: io imports nothing heavy, but keep config standalone
+
+        atomic_write_text(Path(path), self.to_toml())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ValueError(f"config: no such file: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"config: cannot read {path}: {exc}") from None
+        return cls.from_toml(text)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _drop_none(d: Any) -> Any:
+    """TOML has no null: leave unset optional values out (they load back as their defaults)."""
+    if isinstance(d, dict):
+        return {k: _drop_none(v) for k, v in d.items() if v is not None}
+    if isinstance(d, (list, tuple)):
+        return [_drop_none(v) for v in d]
+    return d

@@ -1,0 +1,37 @@
+"""Events the trainer emits to any listener (a plain callback: no Qt here).
+
+Kinds and their ``data`` keys:
+- ``started``: run_dir, config (dict), total_steps, device, resumed_from_epoch
+- ``step``: epoch, step, total_steps, loss, accuracy, lr, images_per_s, iterations (4 floats: mean per block),
+  macs (mean per image), progress (0..1). Throttled to <= 10 per second.
+- ``epoch``: epoch, step, train_loss, train_accuracy, val_loss, val_accuracy, iterations, macs, images_per_s, lr
+- ``checkpoint``: path, epoch, best (bool)
+- ``paused`` / ``resumed``: step
+- ``calibrated``: threshold, per_block_accuracy ..., curve (list of {threshold, macs, accuracy})
+- ``evaluated``: the eval.json summary (top1, top5, macs stats)
+- ``finished``: reason ("completed", "stopped", "max_steps"), best_accuracy, run_dir
+- ``failed``: reason (one human sentence), run_dir
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+EVENT_KINDS = (
+    "started", "step", "epoch", "checkpoint", "paused", "resumed",
+    "calibrated", "evaluated", "finished", "failed", "log",
+)
+
+
+@dataclass
+class Event:
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, "time": self.time, **self.data}
+
+
+Listener = Callable[[Event], None]

@@ -1,0 +1,116 @@
+"""Reusable layers of IamNN: per-iteration batchnorm, the processing block, the halting head.
+
+Processing blocks are looked up by name in ``BLOCKS`` so plugins can add variants
+(e.g. the depthwise-separable block the paper names as future work). A block factory is
+called as ``factory(in_channels, channels, width, iterations)`` and returns a module with
+``forward(x, iteration) -> Tensor`` and ``macs(height, width) -> int`` (per sample, per iteration).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .registry import Registry
+
+#: Below this many samples a training batch uses the running statistics: a handful of
+#: survivors of the halting gives BatchNorm statistics too noisy to normalise with.
+MIN_BATCH_FOR_STATS = 16
+
+
+class SubsetSafeBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that falls back to running statistics on tiny training subsets."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < MIN_BATCH_FOR_STATS:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
+class SubsetSafeBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d with the same tiny-subset fallback."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < MIN_BATCH_FOR_STATS:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
+def per_iteration_norms(channels: int, iterations: int, dims: int = 2) -> nn.ModuleList:
+    """One batchnorm per iteration: the paper finds separate statistics per iteration essential."""
+    norm = SubsetSafeBatchNorm2d if dims == 2 else SubsetSafeBatchNorm1d
+    return nn.ModuleList(norm(channels) for _ in range(iterations))
+
+
+def conv_macs(height: int, width: int, in_channels: int, out_channels: int, kernel: int, groups: int = 1) -> int:
+    """Multiply-accumulates of a stride-1 'same' convolution, per sample."""
+    return height * width * (in_channels // groups) * out_channels * kernel * kernel
+
+
+BLOCKS: Registry = Registry("processing block")
+
+
+@BLOCKS.register("bottleneck")
+class BottleneckProcessing(nn.Module):
+    """The paper's processing block: 1x1 -> 3x3 -> 1x1 convolutions over concat(x0, state).
+
+    Convolution weights are shared by all iterations; each batchnorm has one copy per iteration.
+    """
+
+    def __init__(self, in_channels: int, channels: int, width: int, iterations: int) -> None:
+        super().__init__()
+        self.in_channels, self.channels, self.width = in_channels, channels, width
+        self.conv1 = nn.Conv2d(in_channels + channels, width, 1, bias=False)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.conv3 = nn.Conv2d(width, channels, 1, bias=False)
+        self.bn1 = per_iteration_norms(width, iterations)
+        self.bn2 = per_iteration_norms(width, iterations)
+        self.bn3 = per_iteration_norms(channels, iterations)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor, iteration: int) -> Tensor:
+        out = self.relu(self.bn1[iteration](self.conv1(x)))
+        out = self.relu(self.bn2[iteration](self.conv2(out)))
+        return self.bn3[iteration](self.conv3(out))
+
+    def macs(self, height: int, width: int) -> int:
+        return (
+            conv_macs(height, width, self.in_channels + self.channels, self.width, 1)
+            + conv_macs(height, width, self.width, self.width, 3)
+            + conv_macs(height, width, self.width, self.channels, 1)
+        )
+
+
+class HaltingHead(nn.Module):
+    """Scores one iteration: GAP(concat(state, x0, output)) -> 64 -> 64 -> sigmoid.
+
+    The pooled features are batch-normalised first (one set of statistics per iteration, as in
+    SACT) so the head sees comparable inputs at every iteration; the output bias starts at -3
+    so that, untrained, a block runs deep rather than collapsing to one iteration.
+    """
+
+    hidden = 64
+
+    def __init__(self, features: int, iterations: int) -> None:
+        super().__init__()
+        self.features = features
+        self.norm = per_iteration_norms(features, iterations, dims=1)
+        self.fc1 = nn.Linear(features, self.hidden)
+        self.fc2 = nn.Linear(self.hidden, self.hidden)
+        self.out = nn.Linear(self.hidden, 1)
+        nn.init.constant_(self.out.bias, -3.0)
+
+    def pooled(self, state: Tensor, x0: Tensor, output: Tensor) -> Tensor:
+        return torch.cat([state, x0, output], dim=1).mean(dim=(2, 3))
+
+    def score(self, pooled: Tensor, iteration: int) -> Tensor:
+        z = self.norm[iteration](pooled.float())
+        z = F.relu(self.fc1(z))
+        z = F.relu(self.fc2(z))
+        return torch.sigmoid(self.out(z)).squeeze(1)
+
+    def forward(self, state: Tensor, x0: Tensor, output: Tensor, iteration: int) -> Tensor:
+        return self.score(self.pooled(state, x0, output), iteration)
+
+    def macs(self) -> int:
+        return self.features * self.hidden + self.hidden * self.hidden + self.hidden

@@ -1,0 +1,5 @@
+"""Placeholder replaced by the plugin loader."""
+
+
+def load_plugins() -> list:
+    return []
