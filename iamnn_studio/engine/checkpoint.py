@@ -1,0 +1,282 @@
+"""Weights-only checkpoints: a plain dict of tensors, numbers and strings, written atomically.
+
+A checkpoint holds everything needed to rebuild and use a trained model without its run folder:
+the model config (including the calibrated halting threshold), the weights, the class names and
+the normalisation statistics; optionally the run config, metrics and the state to resume training.
+
+Loading uses ``torch.load(weights_only=True)`` and nothing else: a file that needs arbitrary code
+to unpickle is refused, never retried with ``weights_only=False`` (CVE-2025-32434). Every way a
+file can be wrong ends in a ``CheckpointError`` with one sentence saying what is wrong.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .config import ARCHITECTURES, ModelConfig, RunConfig
+from .io import atomic_write
+from .model import build_model
+
+FORMAT = "iamnn-studio-checkpoint"
+#: Bump when the layout changes; older files keep loading, newer ones are refused by name.
+FORMAT_VERSION = 1
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save has written zip archives since torch 1.6
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written or loaded; the message is one sentence for the user."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode plus what it was trained on and how."""
+
+    model: nn.Module
+    model_config: ModelConfig
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    path: Path
+    run_config: RunConfig | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training_state: dict[str, Any] | None = None
+    format_version: int = FORMAT_VERSION
+    notes: list[str] = field(default_factory=list)  # things worth telling the user (e.g. unreadable run config)
+
+    @property
+    def architecture(self) -> str:
+        return self.model_config.architecture
+
+
+# --------------------------------------------------------------------------- saving
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    run_config: RunConfig | None = None,
+    classes: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    metrics: dict[str, Any] | None = None,
+    training_state: dict[str, Any] | None = None,
+    keep_previous: bool = False,
+) -> Path:
+    """Write ``model`` and its context to ``path`` atomically; returns the path.
+
+    ``metrics`` and ``training_state`` must hold only what the weights-only unpickler accepts
+    (tensors, numbers, strings, None and dicts/lists/tuples of them): RNG states as tensors, not
+    ``random.getstate()`` objects. ``keep_previous`` first keeps the file being replaced as
+    ``<name>.prev``, so a bad write can never cost the last good checkpoint.
+    """
+    path = Path(path)
+    model = _unwrap(model)
+    config: ModelConfig = model.config
+    if len(classes) != config.num_classes:
+        raise CheckpointError(f"{len(classes)} class names for a model with {config.num_classes} classes")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": config.architecture,
+        "model_config": config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "classes": [str(c) for c in classes],
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "metrics": dict(metrics or {}),
+        "run_config": None if run_config is None else run_config.to_dict(),
+        "training_state": training_state,
+    }
+    if path.is_dir():
+        raise CheckpointError(f"cannot write checkpoint {path}: it is a folder")
+    try:
+        if keep_previous and path.is_file():
+            _keep_copy(path, path.with_name(path.name + ".prev"))
+        atomic_write(path, lambda fh: torch.save(payload, fh))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    except pickle.PicklingError as exc:  # something in metrics/training_state is not plain data
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
+    return path
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel (``module``) or torch.compile (``_orig_mod``)."""
+    while True:
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def _keep_copy(path: Path, previous: Path) -> None:
+    """Point ``previous`` at the current file (a hard link: no copy, and atomic via a temp name)."""
+    tmp = previous.with_name(previous.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:  # file systems without hard links
+        import shutil
+
+        shutil.copy2(path, tmp)
+    os.replace(tmp, previous)
+
+
+# --------------------------------------------------------------------------- loading
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint written by ``save_checkpoint``; the model is rebuilt, filled strictly and in eval mode.
+
+    Raises ``CheckpointError`` for a missing, foreign, damaged, unsafe, incompatible or too new file.
+    """
+    path = Path(path)
+    payload = _read_payload(path)
+    config = _model_config(path, payload)
+    model = build_model(config)
+    _load_weights(path, model, payload["state_dict"], config)
+    model.to(map_location)
+    model.eval()
+
+    notes: list[str] = []
+    run_config = None
+    if payload.get("run_config") is not None:
+        try:
+            run_config = RunConfig.from_dict(payload["run_config"])
+        except (ValueError, TypeError) as exc:
+            notes.append(f"the run settings stored in the checkpoint could not be read ({exc})")
+    classes = [str(c) for c in payload.get("classes") or []]
+    if len(classes) != config.num_classes:
+        raise CheckpointError(f"{path.name}: {len(classes)} class names for a model with {config.num_classes} classes")
+    return Checkpoint(
+        model=model,
+        model_config=config,
+        classes=classes,
+        mean=tuple(float(m) for m in payload["mean"]),
+        std=tuple(float(s) for s in payload["std"]),
+        path=path,
+        run_config=run_config,
+        metrics=dict(payload.get("metrics") or {}),
+        training_state=payload.get("training_state"),
+        format_version=int(payload["format_version"]),
+        notes=notes,
+    )
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    """torch.load with weights_only=True, after checks that turn torch's errors into plain sentences."""
+    name = path.name
+    if not path.exists():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not magic:
+        raise CheckpointError(f"{name} is empty: not a checkpoint")
+    if magic != _ZIP_MAGIC:
+        raise CheckpointError(f"{name} is not an IamNN Studio checkpoint (not a PyTorch zip file)")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{name} is damaged or incomplete (truncated? its zip directory is missing)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if not any(n.endswith("/data.pkl") for n in archive.namelist()):
+                raise CheckpointError(f"{name} is not an IamNN Studio checkpoint (a zip file, but not a PyTorch one)")
+            damaged = archive.testzip()  # CRC of every entry: catches flipped bytes torch would not notice
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"{name} is damaged: {exc}") from None
+    if damaged is not None:
+        raise CheckpointError(f"{name} is damaged: {damaged} fails its checksum")
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if _needs_code(exc):
+            raise CheckpointError(
+                f"{name} refused: this file needs arbitrary code to load; only weights-only checkpoints are accepted"
+            ) from None
+        raise CheckpointError(f"{name} is not an IamNN Studio checkpoint (unreadable pickle data)") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{name} is damaged or not a checkpoint: {first_line}") from None
+
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        what = "a bare dict of tensors (weights only?)" if _is_state_dict(payload) else "written by something else"
+        raise CheckpointError(f"{name} is not an IamNN Studio checkpoint ({what})")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{name}: unknown checkpoint format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{name} uses checkpoint format {version}, newer than this IamNN Studio reads ({FORMAT_VERSION}); "
+            "update IamNN Studio"
+        )
+    for key in ("model_config", "state_dict", "mean", "std"):
+        if key not in payload:
+            raise CheckpointError(f"{name} is incomplete: it has no {key!r}")
+    return payload
+
+
+def _needs_code(exc: pickle.UnpicklingError) -> bool:
+    """True when the weights-only unpickler refused a global/reduce (code), not garbage bytes."""
+    text = str(exc)
+    return any(word in text for word in ("GLOBAL", "global", "is blocked", "REDUCE", "BUILD", "not an allowed"))
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _model_config(path: Path, payload: dict[str, Any]) -> ModelConfig:
+    architecture = payload.get("architecture")
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(
+            f"{path.name} holds a {architecture!r} model; this IamNN Studio reads {', '.join(ARCHITECTURES)}"
+        )
+    try:
+        config = ModelConfig.from_dict(payload["model_config"]).validate()
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path.name}: its model settings are invalid ({exc})") from None
+    if config.architecture != architecture:
+        raise CheckpointError(
+            f"{path.name} says it holds a {architecture!r} model but its settings describe a {config.architecture!r} one"
+        )
+    return config
+
+
+def _load_weights(path: Path, model: nn.Module, state_dict: Any, config: ModelConfig) -> None:
+    """``load_state_dict(strict=True)``, after naming the first missing, extra or misshapen parameter."""
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"{path.name}: its weights are not a state dict")
+    expected = model.state_dict()
+    what = f"the {config.architecture} model its settings describe"
+    missing = [k for k in expected if k not in state_dict]
+    extra = [k for k in state_dict if k not in expected]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{path.name} does not fit {what}: parameter {missing[0]!r} is missing{more}")
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise CheckpointError(f"{path.name} does not fit {what}: unexpected parameter {extra[0]!r}{more}")
+    for key, tensor in expected.items():
+        stored = state_dict[key]
+        if not isinstance(stored, torch.Tensor) or stored.shape != tensor.shape:
+            got = list(stored.shape) if isinstance(stored, torch.Tensor) else type(stored).__name__
+            raise CheckpointError(
+                f"{path.name} does not fit {what}: parameter {key!r} has shape {got} "
+                f"in the checkpoint but {list(tensor.shape)} in the model"
+            )
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
+        raise CheckpointError(f"{path.name}: its weights cannot be loaded ({str(exc).splitlines()[0]})") from None

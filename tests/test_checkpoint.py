@@ -1,0 +1,215 @@
+"""Checkpoints round-trip exactly and refuse every kind of bad file with one clear sentence."""
+from __future__ import annotations
+
+import os
+import zipfile
+
+import pytest
+import torch
+
+from iamnn_studio.engine.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from iamnn_studio.engine.config import ModelConfig, RunConfig
+from iamnn_studio.engine.model import build_model
+
+CLASSES = ["cat", "dog", "owl"]
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    settings = dict(iterations=(1, 2, 2, 1), width=4, image_size=16, in_channels=1, num_classes=3, threshold=0.6)
+    settings.update(overrides)
+    return ModelConfig(**settings)
+
+
+def trained_looking(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random non-default values everywhere (batchnorm statistics included), so a lost tensor shows."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                values = torch.rand(tensor.shape, generator=generator)
+                tensor.copy_(values + 0.5 if "running_var" in name else values - 0.5)
+    return model.eval()
+
+
+def save_tiny(path, config=None, **kwargs):
+    model = trained_looking(build_model(config or tiny_config()))
+    save_checkpoint(path, model, classes=CLASSES, mean=[0.5], std=[0.25], **kwargs)
+    return model
+
+
+def test_round_trip_preserves_outputs_and_context_exactly(tmp_path):
+    run = RunConfig(name="round-trip")
+    path = tmp_path / "model.pt"
+    rng = torch.Generator().manual_seed(7).get_state()
+    model = save_tiny(
+        path, run_config=run, metrics={"val_accuracy": 0.75, "epoch": 3},
+        training_state={"epoch": 3, "rng": rng},
+    )
+    loaded = load_checkpoint(path)
+
+    x = torch.randn(6, 1, 16, 16)
+    with torch.no_grad():
+        want, got = model(x), loaded.model(x)
+    assert torch.equal(want.logits, got.logits)
+    assert torch.equal(want.iterations, got.iterations)
+    assert torch.equal(want.macs, got.macs)
+    assert not loaded.model.training
+    assert loaded.model_config.threshold == 0.6
+    assert loaded.model_config.caps == (1, 2, 2, 1)
+    assert loaded.classes == CLASSES
+    assert loaded.mean == (0.5,) and loaded.std == (0.25,)
+    assert loaded.metrics == {"val_accuracy": 0.75, "epoch": 3}
+    assert loaded.run_config.name == "round-trip"
+    assert torch.equal(loaded.training_state["rng"], rng)
+    assert loaded.path == path and loaded.format_version == FORMAT_VERSION
+
+
+def test_checkpoint_is_a_plain_weights_only_dict(tmp_path):
+    save_tiny(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert payload["format"] == "iamnn-studio-checkpoint"
+    assert payload["architecture"] == "iamnn"
+    assert payload["model_config"]["threshold"] == 0.6
+
+
+def test_resnet_baseline_round_trips(tmp_path):
+    model = save_tiny(tmp_path / "resnet.pt", tiny_config(architecture="resnet"))
+    loaded = load_checkpoint(tmp_path / "resnet.pt")
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, loaded.model(x).logits)
+
+
+def test_keep_previous_keeps_the_replaced_file(tmp_path):
+    path = tmp_path / "last.pt"
+    first = save_tiny(path)
+    save_tiny(path, keep_previous=True, config=tiny_config(threshold=0.9))
+    previous = load_checkpoint(tmp_path / "last.pt.prev")
+    assert previous.model_config.threshold == 0.6
+    assert torch.equal(previous.model.fc.weight, first.fc.weight)
+    assert load_checkpoint(path).model_config.threshold == 0.9
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+class RunsCode:
+    """Unpickling this object would create a file: the proof that code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_malicious_pickle_is_refused_without_running_its_code(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "iamnn-studio-checkpoint", "payload": RunsCode(str(marker))}, path)
+    with pytest.raises(CheckpointError, match="refused: this file needs arbitrary code to load"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_refused_as_damaged(tmp_path):
+    path = tmp_path / "model.pt"
+    save_tiny(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.pt is damaged or incomplete"):
+        load_checkpoint(path)
+
+
+def test_flipped_bytes_fail_the_checksum(tmp_path):
+    path = tmp_path / "model.pt"
+    save_tiny(path)
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size > 64)
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 200] ^= 0xFF  # inside the tensor bytes (stored uncompressed)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged: .* fails its checksum"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (os.urandom(256).replace(b"PK", b"xx"), "not a PyTorch zip file"),
+        (b"hello, I am a text file\n", "not a PyTorch zip file"),
+    ],
+)
+def test_files_that_are_not_checkpoints_are_refused(tmp_path, content, message):
+    path = tmp_path / "thing.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_foreign_zip_and_foreign_torch_files_are_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "archive.pt", "w") as archive:
+        archive.writestr("notes/readme.txt", "hello")
+    with pytest.raises(CheckpointError, match="a zip file, but not a PyTorch one"):
+        load_checkpoint(tmp_path / "archive.pt")
+
+    torch.save(build_model(tiny_config()).state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(CheckpointError, match=r"not an IamNN Studio checkpoint \(a bare dict of tensors"):
+        load_checkpoint(tmp_path / "weights.pt")
+
+
+def test_missing_file_and_folder_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint: .*nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_other_architecture_weights_are_refused_naming_the_parameter(tmp_path):
+    path = tmp_path / "model.pt"
+    save_tiny(path, tiny_config(architecture="resnet"))
+    payload = torch.load(path, weights_only=True)
+    payload["architecture"] = "iamnn"  # settings of an IamNN, weights of a ResNet
+    payload["model_config"]["architecture"] = "iamnn"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"does not fit the iamnn model .*parameter 'stem\.0\.weight' is missing"):
+        load_checkpoint(path)
+
+
+def test_mismatched_shape_is_refused_naming_the_parameter(tmp_path):
+    path = tmp_path / "model.pt"
+    save_tiny(path, tiny_config(width=4))
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["num_classes"] = 5
+    payload["classes"] = list("abcde")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"parameter 'fc\.weight' has shape \[3, 128\] in the checkpoint but \[5, 128\]"):
+        load_checkpoint(path)
+
+
+def test_unknown_architecture_and_newer_format_are_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    save_tiny(path)
+    payload = torch.load(path, weights_only=True)
+
+    torch.save({**payload, "architecture": "vit"}, path)
+    with pytest.raises(CheckpointError, match="holds a 'vit' model"):
+        load_checkpoint(path)
+
+    torch.save({**payload, "format_version": FORMAT_VERSION + 1}, path)
+    with pytest.raises(CheckpointError, match="newer than this IamNN Studio reads"):
+        load_checkpoint(path)
+
+
+def test_unwritable_destination_is_a_checkpoint_error(tmp_path):
+    model = build_model(tiny_config())
+    with pytest.raises(CheckpointError, match="it is a folder"):
+        save_checkpoint(tmp_path, model, classes=CLASSES, mean=[0.5], std=[0.25])
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(CheckpointError, match="cannot write checkpoint"):
+        save_checkpoint(blocker / "model.pt", model, classes=CLASSES, mean=[0.5], std=[0.25])
