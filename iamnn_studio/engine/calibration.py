@@ -1,0 +1,243 @@
+"""The calibrated-halting recipe: an anytime backbone, then a halting head fitted on stop labels.
+
+Why: trained with Graves' N + R ponder cost, the halting collapses to the same ~2 iterations
+for every image (``research/adaptivity.md`` section 1). What gives per-image compute that
+tracks difficulty (section 3, recipe 1):
+
+1. Train the shared blocks so that *any* iteration count works: every batch runs at a sampled
+   per-block count (``sample_exits``: full depth, one iteration everywhere, or random per block;
+   the "sandwich" of slimmable networks). Per-iteration and per-exit batchnorms make every
+   setting consistent.
+2. Freeze the backbone. On held-out images, label each block's stop point greedily, block by
+   block: the fewest iterations whose exit, continued at full depth, keeps the full-depth answer.
+3. Train each block's halting head as a hazard, h_n = P(stop at n | not stopped before), with
+   binary cross-entropy on the samples still at risk at n.
+4. On another held-out half, sweep the threshold on the cumulative score 1 - prod(1 - h) and keep
+   the cheapest one that agrees with the full-depth answer on ``target_agreement`` of the images.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .model import IamNN
+
+#: Share of training batches run at full depth and at one iteration per block; the rest
+#: draw every block's count uniformly from 1..cap.
+FULL_DEPTH_SHARE = 0.25
+MINIMUM_SHARE = 0.15
+THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999)
+
+
+def sample_exits(caps: tuple[int, ...], generator: torch.Generator) -> tuple[int, ...]:
+    """Iteration counts per block for one anytime-training batch."""
+    u = float(torch.rand((), generator=generator))
+    if u < FULL_DEPTH_SHARE:
+        return tuple(caps)
+    if u < FULL_DEPTH_SHARE + MINIMUM_SHARE:
+        return (1,) * len(caps)
+    return tuple(int(torch.randint(1, cap + 1, (), generator=generator)) for cap in caps)
+
+
+@dataclass
+class BlockTrajectory:
+    exits: list[Tensor]  # output of the block if it stopped after n+1 iterations
+    pooled: list[Tensor]  # the halting head's pooled input at iterations 0..cap-2
+
+
+def block_trajectory(block, x0: Tensor) -> BlockTrajectory:
+    """Run a block to its cap, keeping every possible exit and the head inputs."""
+    state = x0.new_zeros(x0.shape[0], block.channels, *x0.shape[2:])
+    exits, pooled = [], []
+    for n in range(block.cap):
+        state, out = block._step(x0, state, n)
+        exits.append(block.exit_norm[n](state))
+        if n < block.cap - 1:
+            pooled.append(block.halting_head.pooled(state, x0, out).float())
+    return BlockTrajectory(exits, pooled)
+
+
+def finish_at_full_depth(model: IamNN, h: Tensor, first_block: int) -> Tensor:
+    """Logits from the output of block ``first_block - 1``, running the later blocks to their caps."""
+    for b in range(first_block, len(model.blocks)):
+        h = model.pool(h)
+        h = model.blocks[b](h, rule="fixed", threshold=1.0, exit_at=model.blocks[b].cap).output
+    return model.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+
+@torch.no_grad()
+def stop_labels(model: IamNN, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """Greedy per-block stop labels (1-based) and the head inputs [B, cap-1, D] per block."""
+    reference = model(x, exits=model.caps).logits.argmax(1)
+    h = model.stem(x)
+    labels, features = [], []
+    for b, block in enumerate(model.blocks):
+        if b > 0:
+            h = model.pool(h)
+        traj = block_trajectory(block, h)
+        label = torch.full((x.shape[0],), block.cap, dtype=torch.long, device=x.device)
+        undecided = torch.ones_like(label, dtype=torch.bool)
+        for n in range(block.cap - 1):  # stopping at the cap always "keeps" the answer
+            if not undecided.any():
+                break
+            idx = undecided.nonzero().squeeze(1)
+            keeps = finish_at_full_depth(model, traj.exits[n][idx], b + 1).argmax(1) == reference[idx]
+            label[idx[keeps]] = n + 1
+            undecided[idx[keeps]] = False
+        labels.append(label)
+        if traj.pooled:
+            features.append(torch.stack(traj.pooled, dim=1))
+        else:
+            features.append(x.new_zeros(x.shape[0], 0, block.halting_head.features))
+        h = torch.stack(traj.exits, dim=0)[label - 1, torch.arange(x.shape[0], device=x.device)]
+    return labels, features
+
+
+def train_heads(model: IamNN, labels: list[Tensor], features: list[Tensor], *, epochs: int = 40,
+                batch_size: int = 256, seed: int = 0, should_stop: Callable[[], bool] | None = None) -> list[float]:
+    """Fit each block's halting head as a hazard with BCE on the samples still at risk."""
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for block, label, feats in zip(model.blocks, labels, features):
+        head = block.halting_head
+        if feats.shape[1] == 0:
+            losses.append(0.0)
+            continue
+        head.train()
+        optimizer = torch.optim.Adam(head.parameters(), lr=3e-3, weight_decay=1e-4)
+        n_samples = feats.shape[0]
+        last = 0.0
+        for _ in range(epochs):
+            if should_stop is not None and should_stop():
+                break
+            order = torch.randperm(n_samples, generator=generator).to(feats.device)
+            for start in range(0, n_samples, batch_size):
+                idx = order[start:start + batch_size]
+                loss = head_loss(head, feats[idx], label[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                last = float(loss)
+        head.eval()
+        losses.append(last)
+    return losses
+
+
+def head_loss(head, feats: Tensor, label: Tensor) -> Tensor:
+    """Mean BCE over (sample, iteration) pairs at risk: iteration n is at risk when label >= n+1."""
+    total, count = feats.new_zeros(()), 0
+    for n in range(feats.shape[1]):
+        at_risk = label >= n + 1
+        if at_risk.sum() < 2:  # batchnorm needs two samples; nothing to learn from fewer
+            continue
+        score = head.score(feats[at_risk, n], n).clamp(1e-6, 1 - 1e-6)
+        target = (label[at_risk] == n + 1).float()
+        total = total + F.binary_cross_entropy(score, target, reduction="sum")
+        count += int(at_risk.sum())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def threshold_curve(model: IamNN, x_batches: list[Tensor], y_batches: list[Tensor],
+                    thresholds=THRESHOLDS) -> list[dict]:
+    """Accuracy, agreement with full depth and mean MACs per threshold."""
+    previous = model.config.threshold
+    reference = [model(x, exits=model.caps).logits.argmax(1) for x in x_batches]
+    curve = []
+    for t in thresholds:
+        model.set_threshold(t)
+        correct = agree = total = 0
+        macs = 0
+        for x, y, ref in zip(x_batches, y_batches, reference):
+            out = model(x)
+            pred = out.logits.argmax(1)
+            correct += int((pred == y).sum())
+            agree += int((pred == ref).sum())
+            total += len(y)
+            macs += int(out.macs.sum())
+        curve.append({"threshold": t, "accuracy": correct / total, "agreement": agree / total,
+                      "mean_macs": macs / total})
+    model.set_threshold(previous)
+    return curve
+
+
+def choose_threshold(curve: list[dict], target_agreement: float) -> float:
+    """The cheapest threshold that keeps the full-depth answer often enough."""
+    good = [p for p in curve if p["agreement"] >= target_agreement]
+    if good:
+        return min(good, key=lambda p: p["mean_macs"])["threshold"]
+    return max(curve, key=lambda p: (p["agreement"], -p["mean_macs"]))["threshold"]
+
+
+def fit_halting(model: IamNN, data, *, mean, std, device="cpu", batch_size: int = 256, seed: int = 0,
+                target_agreement: float = 0.99, head_epochs: int = 40,
+                should_stop: Callable[[], bool] | None = None,
+                progress: Callable[[float], None] | None = None) -> dict:
+    """Fit the halting heads of a trained anytime backbone and choose the threshold.
+
+    ``data`` is held-out ``ImageTensors`` (never the images the backbone trained on). Half of it
+    labels and trains the heads, the other half picks the threshold. Sets
+    ``model.config.threshold`` and returns a summary with the threshold curve.
+    """
+    from .data import normalize  # local: the data package pulls in torchvision
+
+    if len(data.labels) < 20:
+        raise ValueError("calibration: needs at least 20 held-out images (raise data.val_fraction)")
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    heads = [block.halting_head for block in model.blocks]
+    for head in heads:
+        for p in head.parameters():
+            p.requires_grad_(True)
+
+    order = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(seed))
+    half = len(order) // 2
+    fit_idx, pick_idx = order[:half], order[half:]
+
+    def batches(indices):
+        for start in range(0, len(indices), batch_size):
+            idx = indices[start:start + batch_size]
+            yield normalize(data.images[idx].to(device), mean, std), data.labels[idx].to(device)
+
+    labels, features = [[] for _ in model.blocks], [[] for _ in model.blocks]
+    n_batches = max(1, -(-half // batch_size))
+    for i, (x, _) in enumerate(batches(fit_idx)):
+        if should_stop is not None and should_stop():
+            break
+        block_labels, block_features = stop_labels(model, x)
+        for b in range(len(model.blocks)):
+            labels[b].append(block_labels[b])
+            features[b].append(block_features[b])
+        if progress:
+            progress(0.6 * (i + 1) / n_batches)
+    labels = [torch.cat(l) for l in labels]
+    features = [torch.cat(f) for f in features]
+
+    with torch.enable_grad():
+        losses = train_heads(model, labels, features, epochs=head_epochs, seed=seed, should_stop=should_stop)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if progress:
+        progress(0.8)
+
+    pick = list(batches(pick_idx))
+    curve = threshold_curve(model, [x for x, _ in pick], [y for _, y in pick])
+    threshold = choose_threshold(curve, target_agreement)
+    model.config.mode = "adaptive"
+    model.set_threshold(threshold)
+    if progress:
+        progress(1.0)
+    return {
+        "threshold": threshold,
+        "target_agreement": target_agreement,
+        "curve": curve,
+        "head_losses": losses,
+        "stop_label_means": [float(l.float().mean()) for l in labels],
+        "images_labelled": int(half),
+        "images_for_threshold": int(len(pick_idx)),
+    }

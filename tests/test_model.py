@@ -1,0 +1,342 @@
+"""The IamNN model: structure, compaction, halting semantics, gradients, MACs, validation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from iamnn_studio.engine import ModelConfig, build_baseline, build_model
+from iamnn_studio.engine.layers import MIN_BATCH_FOR_STATS
+
+
+def tiny(**overrides) -> ModelConfig:
+    cfg = dict(depth=50, iterations=(2, 3, 3, 2), width=4, in_channels=1, image_size=16, num_classes=5)
+    cfg.update(overrides)
+    return ModelConfig(**cfg)
+
+
+def randomise_batchnorms(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every batchnorm non-trivial affine parameters and statistics fitted to real activations,
+    so eval outputs differ per iteration and per sample (as in a trained model)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            m.momentum = None  # cumulative average over the calibration passes
+    mode, threshold = model.config.mode, model.config.threshold
+    size, channels = model.config.image_size, model.config.in_channels
+    model.train()
+    with torch.no_grad():
+        x = torch.randn(64, channels, size, size, generator=g)
+        model.set_threshold(1.0)  # every head runs on the whole batch at every iteration
+        model(x)
+    model.config.mode, model.config.threshold = mode, threshold
+    model.eval()
+
+
+def spread_halting(model, seed: int = 0) -> None:
+    """Make halting heads give widely varying scores, so samples halt at different iterations."""
+    g = torch.Generator().manual_seed(seed)
+    for block in model.blocks:
+        head = block.halting_head
+        for lin in (head.fc1, head.fc2, head.out):
+            lin.weight.data.copy_(torch.randn(lin.weight.shape, generator=g) * 2.0 / lin.in_features**0.5)
+        head.out.bias.data.fill_(0.0)
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------- structure
+def test_depth_sets_iteration_caps():
+    assert ModelConfig(depth=18).caps == (2, 2, 2, 2)
+    assert ModelConfig(depth=50).caps == (3, 4, 6, 3)
+    assert ModelConfig(depth=101).caps == (3, 4, 23, 3)
+    assert ModelConfig(depth=152).caps == (3, 8, 36, 3)
+    assert build_model(tiny()).caps == (2, 3, 3, 2)
+
+
+def test_parameters_grow_with_cap_only_by_per_iteration_batchnorms():
+    small = build_model(tiny(iterations=(2, 3, 3, 2)))
+    large = build_model(tiny(iterations=(2, 3, 9, 2)))
+    block = large.blocks[2]
+    bn_params_per_iteration = sum(
+        n_params(norms[0])
+        for norms in (block.process.bn1, block.process.bn2, block.process.bn3, block.exit_norm, block.halting_head.norm)
+    )
+    assert n_params(large) - n_params(small) == 6 * bn_params_per_iteration
+    # and the convolutions really are shared: one conv1 per block, whatever the cap
+    convs = [m for m in large.blocks[2].modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3
+
+
+def test_forward_output_shapes_and_types():
+    model = build_model(tiny()).eval()
+    out = model(torch.randn(7, 1, 16, 16))
+    assert out.logits.shape == (7, 5)
+    assert out.iterations.shape == (7, 4) and out.iterations.dtype == torch.long
+    assert [h.shape for h in out.halting] == [(7, 2), (7, 3), (7, 3), (7, 2)]
+    assert out.ponder_cost.shape == (7,)
+    assert out.macs.shape == (7,) and out.macs.dtype == torch.long
+
+
+@pytest.mark.parametrize("halting", ["act", "calibrated"])
+def test_compacted_execution_equals_masked_execution(halting):
+    torch.manual_seed(0)
+    model = build_model(tiny(halting=halting, threshold=0.6)).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    x = torch.randn(40, 1, 16, 16)
+    with torch.no_grad():
+        compact = model(x)
+        masked = model(x, compact=False)
+    assert len(set(map(tuple, compact.iterations.tolist()))) > 3, "test needs samples halting at different points"
+    assert torch.equal(compact.iterations, masked.iterations)
+    assert torch.allclose(compact.logits, masked.logits, atol=1e-5)
+    assert torch.allclose(compact.ponder_cost, masked.ponder_cost, atol=1e-5)
+    for a, b in zip(compact.halting, masked.halting):
+        assert torch.allclose(a, b, atol=1e-5, equal_nan=True)
+    assert torch.equal(compact.macs, masked.macs)
+
+
+def test_eval_results_do_not_depend_on_batch_size():
+    model = build_model(tiny(threshold=0.5)).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    x = torch.randn(24, 1, 16, 16)
+    with torch.no_grad():
+        together = model(x)
+        alone = [model(x[i:i + 1]) for i in range(len(x))]
+    assert torch.equal(together.iterations, torch.cat([o.iterations for o in alone]))
+    assert torch.allclose(together.logits, torch.cat([o.logits for o in alone]), atol=1e-5)
+
+
+def test_halted_samples_run_no_further_convolutions():
+    """Compaction: a sample that halts early costs fewer convolution MACs, measured by the flop counter."""
+    model = build_model(tiny(threshold=0.5)).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    x = torch.randn(32, 1, 16, 16)
+    with torch.no_grad(), FlopCounterMode(display=False) as adaptive:
+        out = model(x)
+    model.set_mode("max")
+    with torch.no_grad(), FlopCounterMode(display=False) as full:
+        model(x)
+    assert out.iterations.sum() < 32 * sum(model.caps)
+    assert adaptive.get_total_flops() < full.get_total_flops()
+    assert adaptive.get_total_flops() // 2 == int(out.macs.sum())
+
+
+# ------------------------------------------------------------------------ halting
+def test_act_halting_rule_cumulative_scores_remainder_and_weights():
+    from iamnn_studio.engine.halting import act_step
+
+    threshold = 0.99
+    scores = [torch.tensor([0.3, 0.6, 0.995]), torch.tensor([0.5, 0.3, 0.1]), None]
+    cumulative = torch.zeros(3)
+    running = torch.ones(3, dtype=torch.bool)
+    weights = torch.zeros(3, 3)
+    halted_at = torch.zeros(3, dtype=torch.long)
+    for n, h in enumerate(scores):
+        halt, weight, cumulative_new = act_step(cumulative, h, threshold)
+        weights[:, n] = torch.where(running, weight, torch.zeros_like(weight))
+        halted_at = torch.where(running & halt, torch.full_like(halted_at, n + 1), halted_at)
+        cumulative = torch.where(running, cumulative_new, cumulative)
+        running = running & ~halt
+    # sample 0: 0.3 + 0.5 = 0.8 < 0.99 -> forced halt at the cap (3) with remainder 0.2
+    # sample 1: 0.6 + 0.3 = 0.9 -> cap, remainder 0.1; sample 2: 0.995 >= 0.99 -> halts at 1, R = 1
+    assert halted_at.tolist() == [3, 3, 1]
+    assert torch.allclose(weights[0], torch.tensor([0.3, 0.5, 0.2]))
+    assert torch.allclose(weights[1], torch.tensor([0.6, 0.3, 0.1]))
+    assert torch.allclose(weights[2], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(weights.sum(1), torch.ones(3))
+
+
+def test_act_block_output_is_weighted_mean_and_ponder_is_n_plus_r():
+    model = build_model(tiny(halting="act", threshold=0.7)).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    block = model.blocks[1]
+    x0 = torch.randn(16, block.in_channels, 8, 8)
+    with torch.no_grad():
+        result = block(x0, rule="act", threshold=0.7)
+        # reference: run every iteration, weights by hand
+        state = torch.zeros(16, block.channels, 8, 8)
+        cumulative = torch.zeros(16)
+        output = torch.zeros_like(state)
+        halted = torch.zeros(16, dtype=torch.bool)
+        ponder = torch.zeros(16)
+        for n in range(block.cap):
+            out = block.process(torch.cat([x0, state], 1), n)
+            state = torch.where(halted.view(-1, 1, 1, 1), state, state + out)
+            h = block.halting_head(state, x0, out, n) if n < block.cap - 1 else torch.ones(16)
+            last = (cumulative + h >= 0.7) | (n == block.cap - 1)
+            w = torch.where(last, 1 - cumulative, h)
+            w = torch.where(halted, torch.zeros_like(w), w)
+            output += w.view(-1, 1, 1, 1) * block.exit_norm[n](state)
+            ponder = torch.where(~halted & last, n + 1 + (1 - cumulative), ponder)
+            cumulative = torch.where(halted, cumulative, cumulative + h)
+            halted |= last
+    assert torch.allclose(result.output, output, atol=1e-5)
+    assert torch.allclose(result.ponder_cost, ponder, atol=1e-5)
+    assert ((result.ponder_cost >= result.iterations) & (result.ponder_cost <= result.iterations + 1)).all()
+
+
+def test_cap_forces_halt_and_no_score_is_computed_at_the_cap():
+    model = build_model(tiny(threshold=1.0)).eval()  # cumulative never reaches 1.0 -> always the cap
+    out = model(torch.randn(5, 1, 16, 16))
+    assert out.iterations.tolist() == [list(model.caps)] * 5
+    for h, cap in zip(out.halting, model.caps):
+        assert not torch.isnan(h[:, : cap - 1]).any()
+        assert torch.isnan(h[:, cap - 1]).all()
+
+
+def test_fixed_and_max_modes_run_exact_iteration_counts():
+    model = build_model(tiny(mode="fixed:1")).eval()
+    assert model(torch.randn(3, 1, 16, 16)).iterations.tolist() == [[1, 1, 1, 1]] * 3
+    model.set_mode("fixed:3")  # capped at each block's maximum
+    assert model(torch.randn(3, 1, 16, 16)).iterations.tolist() == [[2, 3, 3, 2]] * 3
+    model.set_mode("max")
+    out = model(torch.randn(3, 1, 16, 16))
+    assert out.iterations.tolist() == [[2, 3, 3, 2]] * 3
+    assert all(torch.isnan(h).all() for h in out.halting)  # no head evaluated without halting
+
+
+def test_threshold_is_a_compute_knob_on_a_trained_model():
+    model = build_model(tiny()).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    x = torch.randn(64, 1, 16, 16)
+    macs = []
+    for t in (0.2, 0.6, 0.95):
+        model.set_threshold(t)
+        macs.append(float(model(x).macs.float().mean()))
+    assert macs[0] < macs[1] < macs[2]
+    with pytest.raises(ValueError, match="threshold"):
+        model.set_threshold(1.5)
+
+
+# ---------------------------------------------------------------------- gradients
+def test_gradients_reach_halting_head_and_ponder_cost_in_act_training():
+    torch.manual_seed(0)
+    model = build_model(tiny(halting="act", width=4)).train()
+    spread_halting(model)
+    x = torch.randn(2 * MIN_BATCH_FOR_STATS, 1, 16, 16)
+    out = model(x)
+    out.ponder_cost.mean().backward(retain_graph=True)
+    head_grads = [b.halting_head.out.weight.grad for b in model.blocks]
+    assert all(g is not None and g.abs().sum() > 0 for g in head_grads)
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(out.logits, torch.randint(0, 5, (len(x),))).backward()
+    assert any(b.halting_head.fc1.weight.grad is not None and b.halting_head.fc1.weight.grad.abs().sum() > 0
+               for b in model.blocks)
+    assert model.blocks[0].process.conv1.weight.grad.abs().sum() > 0
+
+
+def test_anytime_training_with_forced_exits():
+    model = build_model(tiny()).train()
+    out = model(torch.randn(20, 1, 16, 16), exits=(1, 2, 3, 1))
+    assert out.iterations.tolist() == [[1, 2, 3, 1]] * 20
+    out.logits.sum().backward()
+    assert model.blocks[2].process.bn1[2].weight.grad is not None  # iteration 3's own batchnorm trained
+    assert model.blocks[2].process.bn1[0].weight.grad is not None
+
+
+def test_tiny_training_subsets_use_running_statistics():
+    model = build_model(tiny()).train()
+    bn = model.blocks[0].process.bn1[0]
+    before = bn.running_mean.clone()
+    model(torch.randn(MIN_BATCH_FOR_STATS - 1, 1, 16, 16), exits=(1, 1, 1, 1))
+    assert torch.equal(bn.running_mean, before)
+    model(torch.randn(MIN_BATCH_FOR_STATS, 1, 16, 16), exits=(1, 1, 1, 1))
+    assert not torch.equal(bn.running_mean, before)
+
+
+# ---------------------------------------------------------------------------- MACs
+@pytest.mark.parametrize("stem_size", [16, 80])  # small 3x3 stem and the ImageNet 7x7/2 stem
+@pytest.mark.parametrize("mode", ["adaptive", "fixed:1", "max"])
+def test_mac_accounting_equals_flop_counter(mode, stem_size):
+    model = build_model(tiny(image_size=stem_size, mode=mode, threshold=0.5, in_channels=3)).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    x = torch.randn(12, 3, stem_size, stem_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(x)
+    assert counter.get_total_flops() == 2 * int(out.macs.sum())  # the counter counts 2 FLOPs per MAC
+
+
+def test_macs_range_spans_one_iteration_to_the_caps():
+    model = build_model(tiny())
+    low, high = model.macs_range()
+    costs = model.unit_costs()
+    # cheapest: one iteration and one head evaluation per block; dearest: every iteration, heads at all but the cap
+    cheapest = costs["stem"] + costs["classifier"] + sum(it + hd for it, hd in zip(costs["iteration"], costs["head"]))
+    dearest = costs["stem"] + costs["classifier"] + sum(
+        cap * it + (cap - 1) * hd for cap, it, hd in zip(model.caps, costs["iteration"], costs["head"]))
+    assert (low, high) == (cheapest, dearest)
+
+
+def test_research_unit_costs_for_width_16_fashion_mnist():
+    """adaptivity.md: conv MACs per iteration 3.61 / 3.81 / 3.81 / 2.80 M at width 16, 28x28."""
+    model = build_model(ModelConfig(depth=50, width=16, in_channels=1, image_size=28, num_classes=10))
+    assert [round(c / 1e6, 2) for c in model.unit_costs()["iteration"]] == [3.61, 3.81, 3.81, 2.80]
+
+
+def test_baseline_is_torchvision_resnet_with_same_output_type():
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    cfg = ModelConfig(depth=50, width=8, in_channels=1, image_size=28, num_classes=10)
+    base = build_baseline(cfg).eval()
+    assert isinstance(base.resnet, ResNet)
+    assert isinstance(base.resnet.layer3[0], Bottleneck) and len(base.resnet.layer3) == 6
+    out = base(torch.randn(3, 1, 28, 28))
+    assert out.logits.shape == (3, 10)
+    assert out.iterations.tolist() == [[3, 4, 6, 3]] * 3
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        base.resnet(torch.randn(1, 1, 28, 28))
+    assert int(out.macs[0]) == counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("depth,minimum_ratio", [(50, 2.0), (101, 3.5), (152, 4.5)])
+def test_unshared_resnet_has_several_times_the_parameters(depth, minimum_ratio):
+    """Ratios at width 16 are 2.4x (50), 4.0x (101), 5.2x (152); see README for why not 10x."""
+    cfg = ModelConfig(depth=depth, width=16, in_channels=1, image_size=28, num_classes=10)
+    ratio = n_params(build_baseline(cfg)) / n_params(build_model(cfg))
+    assert ratio >= minimum_ratio
+
+
+# ----------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        ({"depth": 7}, "depth"),
+        ({"width": 0}, "width"),
+        ({"tau": -0.1}, "tau"),
+        ({"eps": 1.0}, "eps"),
+        ({"eps": 1.5}, "eps"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"mode": "fixed:0"}, "mode"),
+        ({"mode": "sometimes"}, "mode"),
+        ({"iterations": (1, 2, 3)}, "iterations"),
+        ({"halting": "magic"}, "halting"),
+        ({"threshold": 0.0}, "threshold"),
+    ],
+)
+def test_bad_model_configs_raise_value_error_naming_the_field(overrides, field):
+    with pytest.raises(ValueError, match=rf"^{field}:"):
+        build_model(ModelConfig(**overrides))
+
+
+def test_model_config_round_trips_through_dict():
+    from iamnn_studio.engine import ModelConfig
+
+    cfg = tiny(mode="fixed:2", threshold=0.4)
+    again = ModelConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    with pytest.raises(ValueError, match="model.colour"):
+        ModelConfig.from_dict({**cfg.to_dict(), "colour": "red"})
+    assert math.isclose(ModelConfig(eps=0.05).halting_threshold, 0.95)
