@@ -22,6 +22,13 @@ class Registry(Generic[T]):
 
         return add if item is None else add(item)
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what it named (used when plugins are unloaded or reloaded)."""
+        try:
+            return self._items.pop(name)
+        except KeyError:
+            raise ValueError(f"{self.kind} {name!r} is not registered") from None
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]
