@@ -1,5 +1,388 @@
-"""Placeholder replaced by the plugin loader."""
+"""Plugin discovery: code outside the engine that adds processing blocks, datasets or exporters.
+
+A plugin is anything that ends in a ``register(api)`` call. It is found in three places, in order:
+
+1. the repository's top-level ``plugins/`` folder (a checkout only; a wheel has none);
+2. the user's plugin folders: ``$IAMNN_STUDIO_PLUGINS`` (``os.pathsep``-separated) or, when it
+   is unset, ``~/.config/iamnn-studio/plugins``; then any ``extra_dirs`` the caller names;
+3. entry points in the group ``iamnn_studio.plugins`` of installed distributions (napari/npe2
+   style), each naming a module with ``register(api)`` or the ``register`` callable itself.
+
+A folder plugin is a ``.py`` file or a package directory, imported under a private module name.
+``api`` (a :class:`PluginAPI`) exposes the registries a plugin may extend. What a plugin
+registers is staged and only reaches the real registries when its ``register`` returns, so a
+plugin that fails half-way leaves nothing behind. A broken plugin never stops the app: it is
+logged and reported in one line (:func:`plugin_reports`, shown by ``iamnn-studio info`` and the GUI).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import logging
+import os
+import re
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable, Iterator
+
+import iamnn_studio
+
+from .registry import Registry
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "iamnn_studio.plugins"
+PLUGINS_ENV = "IAMNN_STUDIO_PLUGINS"
+USER_PLUGIN_DIR = Path("~/.config/iamnn-studio/plugins")
+
+#: Where each extensible registry lives. Imported only when a plugin touches it, so a plugin
+#: that adds a block does not pull in torchvision's datasets or ONNX.
+REGISTRY_HOMES: dict[str, tuple[str, str]] = {
+    "blocks": ("iamnn_studio.engine.layers", "BLOCKS"),
+    "datasets": ("iamnn_studio.engine.data", "DATASETS"),
+    "exporters": ("iamnn_studio.engine.export", "EXPORTERS"),
+}
+
+_MAX_ERROR_CHARS = 300
 
 
-def load_plugins() -> list:
-    return []
+@dataclass(frozen=True)
+class PluginReport:
+    """What happened to one plugin. ``contributes`` lists ``(registry, name)`` pairs it added."""
+
+    name: str
+    source: str  # a file or folder path, or "entry point <value> (<distribution>)"
+    ok: bool
+    error: str | None = None  # one human line when ``ok`` is False
+    contributes: tuple[tuple[str, str], ...] = ()
+
+    def line(self) -> str:
+        """One line for ``iamnn-studio info``, the GUI and logs."""
+        if not self.ok:
+            return f"{self.name}: FAILED, {self.error} [{self.source}]"
+        added = ", ".join(f"{registry[:-1]} {name!r}" for registry, name in self.contributes)
+        return f"{self.name}: ok, adds {added or 'nothing'} [{self.source}]"
+
+
+# --------------------------------------------------------------------------- the plugin's API
+class StagedRegistry:
+    """What a plugin sees as ``api.blocks`` and the like: reads see the real registry plus this
+    plugin's additions; additions wait here until the plugin's ``register`` has returned."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.staged: dict[str, Any] = {}
+        self._target: Registry | None = None
+
+    @property
+    def target(self) -> Registry:
+        if self._target is None:
+            module_name, attribute = REGISTRY_HOMES[self.key]
+            self._target = getattr(importlib.import_module(module_name), attribute)
+        return self._target
+
+    @property
+    def kind(self) -> str:
+        return self.target.kind
+
+    def register(self, name: str, item: Any = None):
+        """Add ``item`` under ``name``; works as a call or, without ``item``, as a decorator.
+
+        Plugins cannot replace an existing entry: a name clash fails the plugin.
+        """
+
+        def add(obj: Any) -> Any:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"{self.key}: a name must be a non-empty string, got {name!r}")
+            if name in self.staged or name in self.target:
+                raise ValueError(f"{self.target.kind} {name!r} is already registered")
+            _check_entry(self.key, name, obj)
+            self.staged[name] = obj
+            return obj
+
+        return add if item is None else add(item)
+
+    def get(self, name: str) -> Any:
+        return self.staged[name] if name in self.staged else self.target.get(name)
+
+    def names(self) -> list[str]:
+        return [*self.target.names(), *self.staged]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.staged or name in self.target
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+def _check_entry(key: str, name: str, obj: Any) -> None:
+    """Catch the obvious mistakes at load time rather than when the user picks the entry."""
+    if key == "datasets":
+        missing = [m for m in ("load", "available_offline") if not callable(getattr(obj, m, None))]
+        if missing:
+            raise TypeError(f"dataset {name!r} is not a dataset provider (no {', '.join(missing)})")
+    elif not callable(obj):
+        raise TypeError(f"{key[:-1]} {name!r} must be callable, got {type(obj).__name__}")
+
+
+class PluginAPI:
+    """The object handed to ``register(api)``.
+
+    Attributes:
+        blocks: processing blocks, ``factory(in_channels, channels, width, iterations)``.
+        datasets: dataset providers (``iamnn_studio.engine.data.DatasetProvider``).
+        exporters: model exporters (see ``iamnn_studio.engine.export``).
+        version: the IamNN Studio version, e.g. ``"0.1.0"``.
+    """
+
+    version: str = iamnn_studio.__version__
+
+    def __init__(self) -> None:
+        self._staged = {key: StagedRegistry(key) for key in REGISTRY_HOMES}
+
+    @property
+    def blocks(self) -> StagedRegistry:
+        return self._staged["blocks"]
+
+    @property
+    def datasets(self) -> StagedRegistry:
+        return self._staged["datasets"]
+
+    @property
+    def exporters(self) -> StagedRegistry:
+        return self._staged["exporters"]
+
+    def commit(self) -> tuple[tuple[str, str], ...]:
+        """Move the staged entries into the real registries; returns what was added."""
+        added = []
+        for key, staged in self._staged.items():
+            for name, obj in staged.staged.items():
+                staged.target.register(name, obj)
+                added.append((key, name))
+        return tuple(added)
+
+
+# --------------------------------------------------------------------------- discovery
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    source: str
+    resolve: Callable[[], Callable[[PluginAPI], Any]]  # imports the plugin, returns register(api)
+    root: Path | None  # where its code lives, to point error messages at the plugin's own line
+
+
+def repository_plugin_dir() -> Path | None:
+    """``plugins/`` next to the package in a checkout.
+
+    Guarded by ``pyproject.toml``: an installed package's parent is site-packages, where a
+    ``plugins`` folder would belong to some other distribution.
+    """
+    root = Path(iamnn_studio.__file__).resolve().parents[1]
+    folder = root / "plugins"
+    return folder if folder.is_dir() and (root / "pyproject.toml").is_file() else None
+
+
+def user_plugin_dirs() -> list[Path]:
+    """``$IAMNN_STUDIO_PLUGINS`` folders, or the default user folder when the variable is unset."""
+    value = os.environ.get(PLUGINS_ENV)
+    if value is None:
+        return [USER_PLUGIN_DIR.expanduser()]
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+
+
+def _folder_candidates(folder: Path) -> list[_Candidate]:
+    try:
+        entries = sorted(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        logger.warning("plugin folder %s cannot be read: %s", folder, exc)
+        return []
+    found = []
+    for path in entries:
+        if path.name.startswith(("_", ".")):
+            continue
+        if path.is_file() and path.suffix == ".py":
+            found.append(_Candidate(path.stem, str(path), _file_loader(path, path), path))
+        elif path.is_dir() and (path / "__init__.py").is_file():
+            found.append(_Candidate(path.name, str(path), _file_loader(path / "__init__.py", path), path))
+    return found
+
+
+def _private_module_name(path: Path) -> str:
+    """Unique per file, so two folders may both hold a ``my_block.py``."""
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"iamnn_studio_plugin_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+
+
+def _file_loader(init_file: Path, location: Path) -> Callable[[], Callable[[PluginAPI], Any]]:
+    def load() -> Callable[[PluginAPI], Any]:
+        module_name = _private_module_name(location)
+        is_package = location.is_dir()
+        spec = importlib.util.spec_from_file_location(
+            module_name, init_file, submodule_search_locations=[str(location)] if is_package else None
+        )
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {init_file}")
+        module = importlib.util.module_from_spec(spec)
+        # Registered before running so dataclasses, pickling and relative imports find it.
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            _forget_module(module_name)
+            raise
+        return _register_function(module)
+
+    return load
+
+
+def _forget_module(module_name: str) -> None:
+    for name in [n for n in sys.modules if n == module_name or n.startswith(module_name + ".")]:
+        del sys.modules[name]
+
+
+def _register_function(module: ModuleType) -> Callable[[PluginAPI], Any]:
+    register = getattr(module, "register", None)
+    if not callable(register):
+        raise AttributeError(
+            "no register(api) function: define one that adds to api.blocks, api.datasets or api.exporters"
+        )
+    return register
+
+
+def _entry_point_candidates() -> list[_Candidate]:
+    try:
+        entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    except Exception as exc:  # a damaged distribution's metadata must not stop the app
+        logger.warning("plugin entry points cannot be listed: %s", exc)
+        return []
+    found = []
+    for entry_point in sorted(entry_points, key=lambda e: e.name):
+        distribution = getattr(entry_point.dist, "name", None) or "unknown distribution"
+        source = f"entry point {entry_point.value} ({distribution})"
+        found.append(_Candidate(entry_point.name, source, _entry_point_loader(entry_point), None))
+    return found
+
+
+def _entry_point_loader(entry_point: importlib.metadata.EntryPoint) -> Callable[[], Callable[[PluginAPI], Any]]:
+    def load() -> Callable[[PluginAPI], Any]:
+        target = entry_point.load()
+        if isinstance(target, ModuleType):
+            return _register_function(target)
+        if not callable(target):
+            raise TypeError(f"{entry_point.value} is neither a module nor a register(api) callable")
+        return target
+
+    return load
+
+
+def _discover(extra_dirs: Iterable[str | os.PathLike] | None) -> list[_Candidate]:
+    folders = [repository_plugin_dir(), *user_plugin_dirs(), *(Path(d).expanduser() for d in extra_dirs or ())]
+    seen: set[Path] = set()
+    candidates = []
+    for folder in folders:
+        if folder is None:
+            continue
+        resolved = folder.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        candidates += _folder_candidates(folder)
+    return candidates + _entry_point_candidates()
+
+
+# --------------------------------------------------------------------------- loading
+def _one_line(exc: BaseException, root: Path | None) -> str:
+    """``Type: message (at file.py:line)``, pointing at the plugin's own code when possible."""
+    message = " ".join(str(exc).split()) or "(no message)"
+    line = f"{type(exc).__name__}: {message}"
+    if root is not None:
+        root = root.resolve()
+        frames = []
+        for frame in traceback.extract_tb(exc.__traceback__):
+            path = Path(frame.filename).resolve()
+            if path == root or root in path.parents:
+                frames.append(frame)
+        if frames:
+            line += f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})"
+    return line if len(line) <= _MAX_ERROR_CHARS else line[: _MAX_ERROR_CHARS - 3] + "..."
+
+
+def _code_root(register: Callable[..., Any]) -> Path | None:
+    try:
+        return Path(inspect.getfile(register)).resolve().parent
+    except (TypeError, OSError):
+        return None
+
+
+def _load_one(candidate: _Candidate) -> PluginReport:
+    root = candidate.root
+    try:
+        register = candidate.resolve()
+        root = root or _code_root(register)
+        api = PluginAPI()
+        register(api)
+        contributes = api.commit()
+    except Exception as exc:  # a plugin may raise anything; it must never take the app down
+        error = _one_line(exc, root)
+        logger.warning("plugin %s skipped: %s [%s]", candidate.name, error, candidate.source)
+        logger.debug("plugin %s traceback", candidate.name, exc_info=True)
+        return PluginReport(candidate.name, candidate.source, False, error)
+    logger.info("plugin %s loaded from %s: %s", candidate.name, candidate.source, contributes)
+    return PluginReport(candidate.name, candidate.source, True, None, contributes)
+
+
+_lock = threading.RLock()
+_loaded: dict[str, PluginReport] = {}  # by source, in load order
+_reports: list[PluginReport] = []
+_done = False
+
+
+def load_plugins(extra_dirs: Iterable[str | os.PathLike] | None = None, *, force: bool = False) -> list[PluginReport]:
+    """Find and load every plugin once per process; returns one report per plugin.
+
+    A later call returns the same reports without loading anything again, except that new
+    plugins in ``extra_dirs`` are loaded. ``force=True`` unloads every plugin's entries and
+    loads all of them afresh (e.g. after the user dropped a file into the plugin folder).
+    """
+    global _done, _reports
+    with _lock:
+        if _done and not force and not extra_dirs:
+            return list(_reports)
+        if force:
+            unload_plugins()
+        for candidate in _discover(extra_dirs):
+            if candidate.source not in _loaded:
+                _loaded[candidate.source] = _load_one(candidate)
+        _reports = list(_loaded.values())
+        _done = True
+        return list(_reports)
+
+
+def plugin_reports() -> list[PluginReport]:
+    """The reports of the last :func:`load_plugins` (empty before the first)."""
+    with _lock:
+        return list(_reports)
+
+
+def unload_plugins() -> None:
+    """Remove every entry plugins added and forget them; the next ``load_plugins`` starts over."""
+    global _done, _reports
+    with _lock:
+        for report in _loaded.values():
+            for key, name in report.contributes:
+                module_name, attribute = REGISTRY_HOMES[key]
+                registry: Registry = getattr(importlib.import_module(module_name), attribute)
+                if name in registry:
+                    registry.unregister(name)
+        _loaded.clear()
+        _reports = []
+        _done = False

@@ -1,0 +1,377 @@
+"""Plugin discovery and loading, and the two plugins shipped in the repository's plugins/ folder."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from iamnn_studio.engine import plugins
+from iamnn_studio.engine.config import ModelConfig
+from iamnn_studio.engine.data import DATASETS
+from iamnn_studio.engine.layers import BLOCKS
+from iamnn_studio.engine.model import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_CONFIG = dict(iterations=(1, 2, 2, 1), width=4, image_size=16, in_channels=1, num_classes=3)
+
+
+def block_plugin(block_name: str, extra: str = "") -> str:
+    """Source of a plugin that registers a trivial block factory, then runs ``extra``."""
+    return textwrap.dedent(
+        f"""
+        def make_block(in_channels, channels, width, iterations):
+            raise NotImplementedError
+
+        def register(api):
+            api.blocks.register({block_name!r}, make_block)
+        {extra}
+        """
+    )
+
+
+def write(folder: Path, name: str, source: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+def by_name(reports: list[plugins.PluginReport]) -> dict[str, plugins.PluginReport]:
+    return {report.name: report for report in reports}
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugin_state():
+    """Every test starts and ends with no plugin entries in the registries."""
+    plugins.unload_plugins()
+    yield
+    plugins.unload_plugins()
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch) -> Path:
+    """An empty user plugin folder named by the environment variable; the repository folder is hidden."""
+    folder = tmp_path / "user-plugins"
+    folder.mkdir()
+    monkeypatch.setenv(plugins.PLUGINS_ENV, str(folder))
+    monkeypatch.setattr(plugins, "repository_plugin_dir", lambda: None)
+    return folder
+
+
+@pytest.fixture
+def shipped_plugins(tmp_path, monkeypatch) -> dict[str, plugins.PluginReport]:
+    """The repository's plugins/ folder loaded, with an empty user folder."""
+    monkeypatch.setenv(plugins.PLUGINS_ENV, str(tmp_path / "no-user-plugins"))
+    return by_name(plugins.load_plugins())
+
+
+# --------------------------------------------------------------------------- discovery
+def test_a_plugin_file_in_the_env_var_folder_adds_its_block(plugin_dir):
+    write(plugin_dir, "tiny_block.py", block_plugin("tiny-test"))
+
+    reports = plugins.load_plugins()
+
+    assert [(r.name, r.ok, r.contributes) for r in reports] == [("tiny_block", True, (("blocks", "tiny-test"),))]
+    assert reports[0].source == str(plugin_dir / "tiny_block.py")
+    assert "tiny-test" in BLOCKS
+    assert "adds block 'tiny-test'" in reports[0].line()
+
+
+def test_every_folder_of_the_env_var_is_searched(tmp_path, monkeypatch):
+    first, second = tmp_path / "a", tmp_path / "b"
+    write(first, "one.py", block_plugin("from-first"))
+    write(second, "two.py", block_plugin("from-second"))
+    monkeypatch.setenv(plugins.PLUGINS_ENV, os.pathsep.join([str(first), str(second)]))
+    monkeypatch.setattr(plugins, "repository_plugin_dir", lambda: None)
+
+    assert {r.name: r.ok for r in plugins.load_plugins()} == {"one": True, "two": True}
+    assert "from-first" in BLOCKS and "from-second" in BLOCKS
+
+
+def test_without_the_env_var_the_user_config_folder_is_searched(tmp_path, monkeypatch):
+    monkeypatch.delenv(plugins.PLUGINS_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(plugins, "repository_plugin_dir", lambda: None)
+    write(tmp_path / ".config" / "iamnn-studio" / "plugins", "home_block.py", block_plugin("from-home"))
+
+    assert plugins.user_plugin_dirs() == [tmp_path / ".config" / "iamnn-studio" / "plugins"]
+    assert by_name(plugins.load_plugins())["home_block"].ok
+    assert "from-home" in BLOCKS
+
+
+def test_a_package_plugin_can_import_its_own_modules(plugin_dir):
+    write(plugin_dir, "packaged/helpers.py", "BLOCK_NAME = 'from-package'\n")
+    write(plugin_dir, "packaged/__init__.py", """
+        from .helpers import BLOCK_NAME
+
+        def register(api):
+            api.blocks.register(BLOCK_NAME, lambda *args: None)
+    """)
+    write(plugin_dir, "_private.py", "raise RuntimeError('files starting with _ are not plugins')\n")
+    write(plugin_dir, "notes.txt", "not a plugin")
+
+    reports = plugins.load_plugins()
+
+    assert [(r.name, r.ok) for r in reports] == [("packaged", True)]
+    assert "from-package" in BLOCKS
+
+
+def test_plugins_with_the_same_file_name_in_two_folders_do_not_clash(tmp_path, monkeypatch):
+    write(tmp_path / "a", "same.py", block_plugin("same-a"))
+    write(tmp_path / "b", "same.py", block_plugin("same-b"))
+    monkeypatch.setenv(plugins.PLUGINS_ENV, os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    monkeypatch.setattr(plugins, "repository_plugin_dir", lambda: None)
+
+    assert [r.ok for r in plugins.load_plugins()] == [True, True]
+    assert "same-a" in BLOCKS and "same-b" in BLOCKS
+
+
+@pytest.fixture
+def fake_distribution(tmp_path, monkeypatch):
+    """An installed-looking distribution with two entry points: a callable and a module."""
+    site = tmp_path / "site"
+    write(site, "fake_studio_plugin.py", """
+        def make_block(in_channels, channels, width, iterations):
+            raise NotImplementedError
+
+        def register(api):
+            api.blocks.register("from-entry-point", make_block)
+    """)
+    write(site, "fake_studio_module_plugin.py", """
+        def register(api):
+            api.blocks.register("from-entry-point-module", lambda *args: None)
+    """)
+    write(site, "fake_studio_plugin-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: fake-studio-plugin\nVersion: 1.0\n")
+    write(site, "fake_studio_plugin-1.0.dist-info/entry_points.txt", """
+        [iamnn_studio.plugins]
+        fake_callable = fake_studio_plugin:register
+        fake_module = fake_studio_module_plugin
+    """)
+    monkeypatch.syspath_prepend(str(site))  # also invalidates importlib's caches
+    yield site
+    for module in ("fake_studio_plugin", "fake_studio_module_plugin"):
+        sys.modules.pop(module, None)
+
+
+def test_entry_points_load_as_a_register_callable_or_a_module(plugin_dir, fake_distribution):
+    reports = by_name(plugins.load_plugins())
+
+    assert reports["fake_callable"].ok and reports["fake_module"].ok
+    assert reports["fake_callable"].contributes == (("blocks", "from-entry-point"),)
+    assert reports["fake_callable"].source == "entry point fake_studio_plugin:register (fake-studio-plugin)"
+    assert "from-entry-point" in BLOCKS and "from-entry-point-module" in BLOCKS
+
+
+def test_an_entry_point_that_cannot_be_imported_is_reported(plugin_dir, fake_distribution):
+    (fake_distribution / "fake_studio_plugin.py").unlink()
+
+    reports = by_name(plugins.load_plugins())
+
+    assert not reports["fake_callable"].ok
+    assert reports["fake_callable"].error.startswith("ModuleNotFoundError: No module named 'fake_studio_plugin'")
+    assert reports["fake_module"].ok
+
+
+def test_the_repository_folder_is_found_next_to_the_package():
+    assert plugins.repository_plugin_dir() == ROOT / "plugins"
+
+
+# --------------------------------------------------------------------------- failures
+BROKEN_PLUGINS = {
+    "bad_syntax.py": ("def register(api)\n    pass\n", "SyntaxError: "),
+    "bad_import.py": ("import a_module_that_does_not_exist\n", "ModuleNotFoundError: No module named"),
+    "raises.py": ("\n\ndef register(api):\n    raise RuntimeError('boom')\n", "RuntimeError: boom (at raises.py:4)"),
+    "no_register.py": ("X = 1\n", "AttributeError: no register(api) function"),
+    "clash.py": (block_plugin("bottleneck"), "ValueError: processing block 'bottleneck' is already registered"),
+    "not_callable.py": ("def register(api):\n    api.blocks.register('number', 3)\n", "TypeError: block 'number' must be callable"),
+}
+
+
+def test_broken_plugins_are_reported_in_one_line_and_the_others_still_load(plugin_dir, caplog):
+    for name, (source, _) in BROKEN_PLUGINS.items():
+        write(plugin_dir, name, source)
+    write(plugin_dir, "zz_good.py", block_plugin("still-loads"))
+
+    with caplog.at_level(logging.WARNING, logger=plugins.__name__):
+        reports = by_name(plugins.load_plugins())
+
+    for name, (_, expected) in BROKEN_PLUGINS.items():
+        report = reports[name.removesuffix(".py")]
+        assert not report.ok and report.contributes == ()
+        assert report.error.startswith(expected), report.error
+        assert "\n" not in report.error and len(report.error) <= 300
+        assert "FAILED" in report.line()
+        assert any(report.name in record.getMessage() for record in caplog.records)
+    assert reports["zz_good"].ok and "still-loads" in BLOCKS
+    assert BLOCKS.get("bottleneck").__name__ == "BottleneckProcessing"  # the clash replaced nothing
+    assert "number" not in BLOCKS
+
+
+def test_a_plugin_that_fails_half_way_leaves_no_entries(plugin_dir):
+    write(plugin_dir, "half.py", """
+        from iamnn_studio.engine.data import DATASETS
+
+        def register(api):
+            api.blocks.register("half-block", lambda *args: None)
+            api.datasets.register("half-dataset", DATASETS.get("synthetic"))
+            api.blocks.register("bottleneck", lambda *args: None)  # clashes: the plugin fails here
+    """)
+
+    report = plugins.load_plugins()[0]
+
+    assert not report.ok and "already registered" in report.error
+    assert "half-block" not in BLOCKS
+    assert "half-dataset" not in DATASETS
+
+
+def test_a_plugin_sees_its_own_staged_entries_and_the_built_in_ones(plugin_dir):
+    write(plugin_dir, "reader.py", """
+        def register(api):
+            api.blocks.register("seen", lambda *args: None)
+            assert "seen" in api.blocks and "bottleneck" in api.blocks
+            assert api.blocks.get("bottleneck").__name__ == "BottleneckProcessing"
+            assert "synthetic" in api.datasets.names()
+            assert isinstance(api.version, str) and api.version
+    """)
+
+    assert plugins.load_plugins()[0].ok
+
+
+# --------------------------------------------------------------------------- loading once
+def test_plugins_load_once_per_process_unless_forced(plugin_dir):
+    calls = plugin_dir.parent / "calls.txt"
+    write(plugin_dir, "counted.py", block_plugin("counted", f"    open({str(calls)!r}, 'a').write('x')"))
+
+    first = plugins.load_plugins()
+    second = plugins.load_plugins()
+
+    assert calls.read_text() == "x"
+    assert first == second == plugins.plugin_reports()
+
+    forced = plugins.load_plugins(force=True)
+
+    assert calls.read_text() == "xx"
+    assert forced[0].ok, forced[0].error  # its earlier entry was removed first: no clash
+    assert "counted" in BLOCKS
+
+
+def test_new_plugins_in_extra_dirs_load_on_a_later_call(plugin_dir, tmp_path):
+    write(plugin_dir, "first.py", block_plugin("first"))
+    extra = tmp_path / "extra"
+    write(extra, "later.py", block_plugin("later"))
+
+    assert [r.name for r in plugins.load_plugins()] == ["first"]
+    assert [r.name for r in plugins.load_plugins([extra])] == ["first", "later"]
+    assert "later" in BLOCKS
+    assert [r.name for r in plugins.plugin_reports()] == ["first", "later"]
+
+
+def test_unloading_removes_every_plugin_entry(plugin_dir):
+    write(plugin_dir, "gone.py", block_plugin("gone"))
+    plugins.load_plugins()
+
+    plugins.unload_plugins()
+
+    assert "gone" not in BLOCKS and "bottleneck" in BLOCKS
+    assert plugins.plugin_reports() == []
+
+
+def test_a_block_plugin_does_not_import_the_dataset_or_export_registries(tmp_path):
+    write(tmp_path, "block_only.py", block_plugin("block-only"))
+    script = """
+        import json, sys
+        from iamnn_studio.engine.plugins import load_plugins
+        reports = load_plugins()
+        print(json.dumps({"ok": [r.ok for r in reports if r.name == "block_only"],
+                          "loaded": sorted(m for m in ("iamnn_studio.engine.data", "iamnn_studio.engine.export")
+                                           if m in sys.modules)}))
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, plugins.PLUGINS_ENV: str(tmp_path), "OMP_WAIT_POLICY": "PASSIVE"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"ok": [True], "loaded": []}
+
+
+# --------------------------------------------------------------------------- shipped plugins
+def test_the_shipped_plugins_load_from_the_repository_folder(shipped_plugins):
+    depthwise = shipped_plugins["depthwise_block"]
+    assert depthwise.ok and depthwise.contributes == (("blocks", "depthwise"),)
+    assert depthwise.source == str(ROOT / "plugins" / "depthwise_block.py")
+
+
+def test_building_a_model_with_a_plugin_block_loads_the_plugins(tmp_path, monkeypatch):
+    monkeypatch.setenv(plugins.PLUGINS_ENV, str(tmp_path))
+    assert "depthwise" not in BLOCKS
+
+    model = build_model(ModelConfig(block="depthwise", **TINY_CONFIG))
+
+    assert type(model.blocks[0].process).__name__ == "DepthwiseSeparableProcessing"
+
+
+def test_depthwise_block_macs_equal_the_flop_counter(shipped_plugins):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    factory = BLOCKS.get("depthwise")
+    for in_channels, channels, width, size in [(4, 16, 4, 16), (16, 32, 8, 8), (3, 12, 6, 5)]:
+        block = factory(in_channels, channels, width, 2).eval()
+        x = torch.randn(1, in_channels + channels, size, size)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            block(x, 1)
+        assert block.macs(size, size) == counter.get_total_flops() // 2
+        assert block.macs(size, size) == size * size * ((in_channels + channels) * width + width * 9 + width * channels)
+
+
+def test_depthwise_model_macs_equal_the_flop_counter(shipped_plugins):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(ModelConfig(block="depthwise", mode="max", **TINY_CONFIG)).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        output = model(torch.randn(1, 1, 16, 16))
+    assert int(output.macs[0]) == counter.get_total_flops() // 2
+
+
+def test_depthwise_block_is_cheaper_than_the_bottleneck(shipped_plugins):
+    def figures(block: str) -> tuple[int, int]:
+        model = build_model(ModelConfig(block=block, **TINY_CONFIG))
+        return sum(p.numel() for p in model.parameters()), model.macs_range()[1]
+
+    depthwise_params, depthwise_macs = figures("depthwise")
+    bottleneck_params, bottleneck_macs = figures("bottleneck")
+    assert depthwise_params < bottleneck_params
+    assert depthwise_macs < bottleneck_macs
+    for width in (4, 16, 64):
+        assert BLOCKS.get("depthwise")(width, 4 * width, width, 2).macs(8, 8) < BLOCKS.get("bottleneck")(
+            width, 4 * width, width, 2
+        ).macs(8, 8)
+
+
+def test_a_depthwise_model_learns_a_batch(shipped_plugins):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(block="depthwise", halting="act", **TINY_CONFIG)).train()
+    images, labels = torch.randn(16, 1, 16, 16), torch.randint(0, 3, (16,))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    before = model.blocks[1].process.depthwise.weight.detach().clone()
+
+    losses = []
+    for _ in range(8):
+        output = model(images)
+        loss = torch.nn.functional.cross_entropy(output.logits, labels) + 0.01 * output.ponder_cost.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+    assert not torch.equal(before, model.blocks[1].process.depthwise.weight)
