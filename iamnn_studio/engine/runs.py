@@ -1,0 +1,357 @@
+"""Run directories: where a training run keeps its config, metrics, checkpoints and status.
+
+Layout of ``runs/<name>/``::
+
+    config.toml            the RunConfig the run trains with (model filled in from the dataset)
+    metrics.jsonl          one JSON object per event, appended and flushed line by line
+    checkpoints/last.pt    the latest state (resume from here)
+    checkpoints/best.pt    the best validation accuracy so far
+    eval.json              the test-set evaluation, written once training is over
+    train.log              human-readable log lines
+    status.json            state, reason, times, best accuracy, epochs done
+
+Every file but the two append-only logs is replaced atomically, so a run killed at any
+instant leaves readable files behind. Readers (``list_runs``, ``read_metrics``) expect
+half-written and foreign folders and never raise on them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .config import ModelConfig, RunConfig
+from .io import atomic_write_json
+
+RUN_STATES = ("running", "paused", "stopped", "completed", "failed")
+#: What ``list_runs`` reports for a folder it recognises as a run but cannot read.
+UNREADABLE = "unreadable"
+#: A run whose status says "running" but whose process is gone (killed, crashed, power cut).
+INTERRUPTED = "interrupted"
+
+CONFIG_FILE = "config.toml"
+METRICS_FILE = "metrics.jsonl"
+STATUS_FILE = "status.json"
+EVAL_FILE = "eval.json"
+LOG_FILE = "train.log"
+CHECKPOINT_DIR = "checkpoints"
+_RUN_MARKERS = (CONFIG_FILE, STATUS_FILE, METRICS_FILE)
+
+
+def _now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class RunDirectory:
+    """One run's folder and the files in it. Only the process that trains a run writes to it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- creation
+    @classmethod
+    def create(cls, runs_dir: str | Path, name: str) -> "RunDirectory":
+        """A new, empty run folder ``runs_dir/name``, or ``name-2``, ``name-3``... if taken."""
+        runs_dir = Path(runs_dir)
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"runs folder: cannot create {runs_dir}: {exc.strerror or exc}") from None
+        for n in range(1, 10_000):
+            candidate = runs_dir / (name if n == 1 else f"{name}-{n}")
+            try:
+                candidate.mkdir()  # atomic: two processes never get the same folder
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise ValueError(f"runs folder: cannot create {candidate}: {exc.strerror or exc}") from None
+            return cls(candidate)
+        raise ValueError(f"name: too many runs called {name!r} in {runs_dir}")
+
+    @classmethod
+    def claim(cls, path: str | Path) -> "RunDirectory":
+        """Use exactly ``path`` for a new run: it may exist, but must not hold a run already."""
+        path = Path(path)
+        if path.is_dir() and any((path / marker).exists() for marker in _RUN_MARKERS):
+            raise ValueError(f"run_dir: {path} already holds a run; resume it or choose another folder")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"run_dir: cannot create {path}: {exc.strerror or exc}") from None
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDirectory":
+        """An existing run folder (for resuming); ``ValueError`` if it is not one."""
+        path = Path(path)
+        if not path.is_dir():
+            raise ValueError(f"run_dir: no such run folder: {path}")
+        if not any((path / marker).exists() for marker in _RUN_MARKERS):
+            raise ValueError(f"run_dir: {path} is not a run folder (no {CONFIG_FILE} or {STATUS_FILE})")
+        return cls(path)
+
+    # ------------------------------------------------------------------- paths
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS_FILE
+
+    @property
+    def eval_path(self) -> Path:
+        return self.path / EVAL_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints_dir / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints_dir / "best.pt"
+
+    # ----------------------------------------------------------------- writing
+    def write_config(self, config: RunConfig) -> None:
+        config.save(self.config_path)
+
+    def read_config(self) -> RunConfig:
+        return RunConfig.load(self.config_path)
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one JSON line and flush it, so a reader (or a crash) sees whole lines."""
+        line = json.dumps(record, default=_json_default, allow_nan=True) + "\n"
+        self._append(self.metrics_path, line)
+
+    def log(self, message: str) -> None:
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        self._append(self.log_path, "".join(f"{stamp}  {line}\n" for line in message.splitlines() or [""]))
+
+    def _append(self, path: Path, text: str) -> None:
+        with self._lock:
+            with open(path, "a+b") as fh:
+                # A killed writer can leave a line without its newline: start on a fresh line.
+                if fh.tell() > 0:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        text = "\n" + text
+                fh.write(text.encode("utf-8"))
+                fh.flush()
+
+    def write_status(
+        self,
+        state: str,
+        *,
+        reason: str = "",
+        best_accuracy: float | None = None,
+        epochs_done: int = 0,
+        total_epochs: int | None = None,
+        step: int = 0,
+        **extra: Any,
+    ) -> None:
+        """Replace status.json; ``created`` is kept from the first write."""
+        if state not in RUN_STATES:
+            raise ValueError(f"state: must be one of {RUN_STATES}, got {state!r}")
+        previous = self.read_status() or {}
+        status = {
+            "state": state,
+            "reason": reason,
+            "created": previous.get("created") or _now_iso(),
+            "updated": _now_iso(),
+            "best_accuracy": best_accuracy,
+            "epochs_done": epochs_done,
+            "total_epochs": total_epochs,
+            "step": step,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            **extra,
+        }
+        atomic_write_json(self.status_path, status)
+
+    def read_status(self) -> dict[str, Any] | None:
+        """status.json as a dict, or None when missing or damaged."""
+        try:
+            status = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return status if isinstance(status, dict) else None
+
+    def write_eval(self, result: dict[str, Any]) -> None:
+        atomic_write_json(self.eval_path, result)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+# ------------------------------------------------------------------- reading
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every event of a run, oldest first; damaged lines (a truncated last one) are skipped."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return []
+    records = []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8", errors="replace"))
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+@dataclass
+class RunSummary:
+    """One line of the runs list."""
+
+    name: str
+    path: Path
+    status: str  # a RUN_STATES value, "interrupted", "unknown" or "unreadable"
+    best_accuracy: float | None
+    epochs_done: int
+    total_epochs: int | None
+    created: float  # Unix time
+    model: str  # e.g. "IamNN-50 w16 adaptive"
+    dataset: str
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        d["created_iso"] = datetime.fromtimestamp(self.created).astimezone().isoformat(timespec="seconds")
+        return d
+
+
+def describe_model(model: ModelConfig) -> str:
+    """A short human name: "IamNN-50 w16 adaptive", "IamNN (1,2,2,1) w8 fixed:2", "ResNet-18 w16"."""
+    if model.architecture == "resnet":
+        depth = f"ResNet-{model.depth}" if model.iterations is None else f"ResNet ({_caps(model)})"
+        return f"{depth} w{model.width}"
+    depth = f"IamNN-{model.depth}" if model.iterations is None else f"IamNN ({_caps(model)})"
+    mode = model.mode
+    if mode == "adaptive" and model.halting == "act":
+        mode = "adaptive ACT"
+    return f"{depth} w{model.width} {mode}"
+
+
+def _caps(model: ModelConfig) -> str:
+    return ",".join(str(n) for n in model.caps)
+
+
+def list_runs(runs_dir: str | Path) -> list[RunSummary]:
+    """Every run under ``runs_dir``, newest first.
+
+    Folders without any run file are someone else's and are skipped; run folders whose
+    config cannot be read are listed as "unreadable" rather than hidden.
+    """
+    runs_dir = Path(runs_dir)
+    try:
+        folders = [p for p in runs_dir.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    summaries = []
+    for folder in folders:
+        try:
+            summary = _summarise(folder)
+        except OSError:
+            continue  # vanished or unreadable while we looked
+        if summary is not None:
+            summaries.append(summary)
+    summaries.sort(key=lambda s: (s.created, s.name), reverse=True)
+    return summaries
+
+
+def _summarise(folder: Path) -> RunSummary | None:
+    if not any((folder / marker).is_file() for marker in _RUN_MARKERS):
+        return None
+    run = RunDirectory(folder)
+    status = run.read_status()
+    created = _created_time(folder, status)
+    try:
+        config = run.read_config()
+        config.validate()
+    except ValueError as exc:
+        return RunSummary(
+            name=folder.name, path=folder, status=UNREADABLE, best_accuracy=None, epochs_done=0,
+            total_epochs=None, created=created, model="?", dataset="?", reason=str(exc),
+        )
+    if status is None:
+        state, reason = "unknown", "status.json is missing or damaged"
+        best, done, total = None, 0, config.epochs
+    else:
+        state, reason = str(status.get("state", "unknown")), str(status.get("reason", ""))
+        if state in ("running", "paused") and not _writer_alive(status):
+            state, reason = INTERRUPTED, "the training process ended without saying why; resume from the last checkpoint"
+        best = _number(status.get("best_accuracy"))
+        done = int(_number(status.get("epochs_done")) or 0)
+        total = status.get("total_epochs")
+        total = int(total) if isinstance(total, (int, float)) else config.epochs
+    return RunSummary(
+        name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
+        created=created, model=describe_model(config.model), dataset=config.data.name, reason=reason,
+    )
+
+
+def _created_time(folder: Path, status: dict[str, Any] | None) -> float:
+    if status and isinstance(status.get("created"), str):
+        try:
+            return datetime.fromisoformat(status["created"]).timestamp()
+        except ValueError:
+            pass
+    for marker in _RUN_MARKERS:
+        try:
+            return (folder / marker).stat().st_mtime
+        except OSError:
+            continue
+    return folder.stat().st_mtime
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _writer_alive(status: dict[str, Any]) -> bool:
+    """Whether the process that wrote a "running" status still exists (only knowable on its host)."""
+    pid, host = status.get("pid"), status.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return True  # another machine's run, or an old status: take it at its word
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True

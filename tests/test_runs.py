@@ -1,0 +1,154 @@
+"""Run directories: unique names, metrics lines, status, and listing a messy runs folder."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from iamnn_studio.engine.config import ModelConfig, RunConfig
+from iamnn_studio.engine.runs import RunDirectory, describe_model, list_runs, read_metrics
+
+
+def make_run(runs_dir, name: str, *, state: str = "completed", best: float | None = 0.9, epochs: int = 3):
+    run = RunDirectory.create(runs_dir, name)
+    config = RunConfig(name=name, epochs=epochs)
+    config.data.name = "synthetic"
+    config.model.depth = 18
+    config.model.width = 8
+    run.write_config(config)
+    run.write_status(state, best_accuracy=best, epochs_done=epochs, total_epochs=epochs)
+    return run
+
+
+def test_new_runs_with_a_taken_name_get_a_numbered_suffix(tmp_runs):
+    first = RunDirectory.create(tmp_runs, "fashion-iamnn")
+    second = RunDirectory.create(tmp_runs, "fashion-iamnn")
+    third = RunDirectory.create(tmp_runs, "fashion-iamnn")
+    assert [first.name, second.name, third.name] == ["fashion-iamnn", "fashion-iamnn-2", "fashion-iamnn-3"]
+    assert all(r.path.is_dir() for r in (first, second, third))
+
+
+def test_claiming_a_folder_that_holds_a_run_is_refused(tmp_runs):
+    run = make_run(tmp_runs, "taken")
+    with pytest.raises(ValueError, match="already holds a run"):
+        RunDirectory.claim(run.path)
+    assert RunDirectory.claim(tmp_runs / "empty-and-new").path.is_dir()
+
+
+def test_opening_a_folder_that_is_not_a_run_names_the_problem(tmp_runs):
+    (tmp_runs / "photos").mkdir()
+    with pytest.raises(ValueError, match="not a run folder"):
+        RunDirectory.open(tmp_runs / "photos")
+    with pytest.raises(ValueError, match="no such run folder"):
+        RunDirectory.open(tmp_runs / "missing")
+
+
+def test_metrics_are_one_json_object_per_line_and_read_back_in_order(tmp_runs):
+    run = RunDirectory.create(tmp_runs, "m")
+    for i in range(3):
+        run.append_metrics({"event": "step", "step": i, "loss": float("nan") if i == 1 else 0.5})
+    lines = run.metrics_path.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["event"] == "step" for line in lines)
+    assert [r["step"] for r in read_metrics(run.path)] == [0, 1, 2]
+
+
+def test_reading_metrics_skips_a_truncated_last_line(tmp_runs):
+    run = RunDirectory.create(tmp_runs, "m")
+    run.append_metrics({"event": "started"})
+    run.append_metrics({"event": "epoch", "epoch": 1})
+    with open(run.metrics_path, "ab") as fh:
+        fh.write(b'{"event": "step", "loss": 0.4')  # the writer was killed mid-line
+    assert [r["event"] for r in read_metrics(run.path)] == ["started", "epoch"]
+
+
+def test_appending_after_a_truncated_line_starts_a_fresh_line(tmp_runs):
+    run = RunDirectory.create(tmp_runs, "m")
+    run.append_metrics({"event": "started"})
+    with open(run.metrics_path, "ab") as fh:
+        fh.write(b'{"event": "st')
+    run.append_metrics({"event": "resumed"})
+    assert [r["event"] for r in read_metrics(run.path)] == ["started", "resumed"]
+
+
+def test_reading_metrics_of_a_missing_run_is_empty(tmp_path):
+    assert read_metrics(tmp_path / "nothing") == []
+
+
+def test_status_keeps_its_creation_time_and_rejects_unknown_states(tmp_runs):
+    run = RunDirectory.create(tmp_runs, "s")
+    run.write_status("running", total_epochs=5)
+    created = run.read_status()["created"]
+    run.write_status("completed", reason="completed", best_accuracy=0.8, epochs_done=5, total_epochs=5)
+    status = run.read_status()
+    assert status["created"] == created and status["state"] == "completed" and status["best_accuracy"] == 0.8
+    with pytest.raises(ValueError, match="state"):
+        run.write_status("exploded")
+
+
+def test_train_log_gets_timestamped_lines(tmp_runs):
+    run = RunDirectory.create(tmp_runs, "l")
+    run.log("epoch 1 done\nval 0.9")
+    lines = run.log_path.read_text().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("epoch 1 done") and lines[0][:4].isdigit()
+
+
+def test_list_runs_copes_with_good_half_written_and_foreign_folders(tmp_runs):
+    old = make_run(tmp_runs, "old", best=0.8)
+    status = old.read_status()
+    status["created"] = "2020-01-01T10:00:00+00:00"
+    old.status_path.write_text(json.dumps(status))
+    new = make_run(tmp_runs, "new", state="stopped", best=0.7)
+    broken = RunDirectory.create(tmp_runs, "broken")
+    broken.config_path.write_text("this is = not [valid toml")
+    half = RunDirectory.create(tmp_runs, "half")  # config written, killed before the status
+    half.write_config(RunConfig(name="half"))
+    (tmp_runs / "holiday-photos").mkdir()
+    (tmp_runs / "holiday-photos" / "beach.jpg").write_bytes(b"\xff\xd8")
+    (tmp_runs / "notes.txt").write_text("not a folder")
+    (tmp_runs / "garbage-status").mkdir()
+    (tmp_runs / "garbage-status" / "status.json").write_text("[1, 2")
+
+    runs = {r.name: r for r in list_runs(tmp_runs)}
+
+    assert set(runs) == {"old", "new", "broken", "half", "garbage-status"}
+    assert runs["old"].status == "completed" and runs["old"].best_accuracy == 0.8
+    assert runs["old"].model == "IamNN-18 w8 adaptive" and runs["old"].dataset == "synthetic"
+    assert runs["old"].epochs_done == 3 and runs["old"].total_epochs == 3
+    assert runs["new"].status == "stopped"
+    assert runs["broken"].status == "unreadable" and "TOML" in runs["broken"].reason
+    assert runs["half"].status == "unknown"
+    assert runs["garbage-status"].status == "unreadable"
+    names = [r.name for r in list_runs(tmp_runs) if r.name in ("old", "new")]
+    assert names == ["new", "old"]  # newest first
+    json.dumps([r.to_dict() for r in runs.values()])  # the CLI prints these as JSON
+
+
+def test_list_runs_of_a_missing_folder_is_empty(tmp_path):
+    assert list_runs(tmp_path / "no-runs-yet") == []
+
+
+def test_a_running_status_left_by_a_dead_process_reads_as_interrupted(tmp_runs):
+    run = make_run(tmp_runs, "crashed", state="running")
+    status = run.read_status()
+    status["pid"] = _dead_pid()
+    run.status_path.write_text(json.dumps(status))
+    [summary] = list_runs(tmp_runs)
+    assert summary.status == "interrupted" and "resume" in summary.reason
+    run.write_status("running")  # written by this live process
+    assert list_runs(tmp_runs)[0].status == "running"
+
+
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_model_descriptions_read_like_the_ui_names():
+    assert describe_model(ModelConfig(depth=50, width=16)) == "IamNN-50 w16 adaptive"
+    assert describe_model(ModelConfig(iterations=(1, 2, 2, 1), width=8, mode="fixed:2")) == "IamNN (1,2,2,1) w8 fixed:2"
+    assert describe_model(ModelConfig(depth=18, halting="act")) == "IamNN-18 w16 adaptive ACT"
+    assert describe_model(ModelConfig(depth=18, architecture="resnet")) == "ResNet-18 w16"
