@@ -1,0 +1,47 @@
+"""Shared test set-up: offscreen Qt, passive OpenMP threads, QSettings in a temp folder.
+
+PySide6 is imported only inside fixtures, so engine-only test runs work without Qt.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Before anything creates a QApplication or loads torch (setdefault: a caller's choice wins).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ORGANIZATION = "IamNN"
+APPLICATION = "IamNN Studio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_qsettings(tmp_path_factory):
+    """Point every QSettings of the test session at a temp folder, never at ~/.config.
+
+    Yields the folder, or None when PySide6 is not installed (engine-only runs).
+    """
+    try:
+        from PySide6.QtCore import QCoreApplication, QSettings
+    except ImportError:
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("qsettings")
+    QCoreApplication.setOrganizationName(ORGANIZATION)
+    QCoreApplication.setApplicationName(APPLICATION)
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    # NativeFormat too: on Linux it is also an INI file, used by QSettings(organization, app).
+    for fmt in (QSettings.Format.IniFormat, QSettings.Format.NativeFormat):
+        for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+            QSettings.setPath(fmt, scope, str(folder))
+    yield folder
+
+
+@pytest.fixture
+def tmp_runs(tmp_path):
+    """An empty runs folder for one test."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    return runs
