@@ -107,6 +107,16 @@ def test_without_the_env_var_the_user_config_folder_is_searched(tmp_path, monkey
     assert "from-home" in BLOCKS
 
 
+def test_a_missing_folder_someone_named_is_logged_and_skipped(plugin_dir, tmp_path, caplog):
+    write(plugin_dir, "present.py", block_plugin("present"))
+
+    with caplog.at_level(logging.WARNING, logger=plugins.__name__):
+        reports = plugins.load_plugins([tmp_path / "typo"])
+
+    assert [r.name for r in reports] == ["present"]
+    assert f"plugin folder {tmp_path / 'typo'} does not exist" in caplog.text
+
+
 def test_a_package_plugin_can_import_its_own_modules(plugin_dir):
     write(plugin_dir, "packaged/helpers.py", "BLOCK_NAME = 'from-package'\n")
     write(plugin_dir, "packaged/__init__.py", """

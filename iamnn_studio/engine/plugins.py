@@ -197,10 +197,13 @@ def user_plugin_dirs() -> list[Path]:
     return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
 
 
-def _folder_candidates(folder: Path) -> list[_Candidate]:
+def _folder_candidates(folder: Path, *, named: bool) -> list[_Candidate]:
+    """The plugins in ``folder``; a missing folder is only worth a warning if someone ``named`` it."""
     try:
         entries = sorted(folder.iterdir())
     except FileNotFoundError:
+        if named:
+            logger.warning("plugin folder %s does not exist", folder)
         return []
     except OSError as exc:
         logger.warning("plugin folder %s cannot be read: %s", folder, exc)
@@ -285,17 +288,16 @@ def _entry_point_loader(entry_point: importlib.metadata.EntryPoint) -> Callable[
 
 
 def _discover(extra_dirs: Iterable[str | os.PathLike] | None) -> list[_Candidate]:
-    folders = [repository_plugin_dir(), *user_plugin_dirs(), *(Path(d).expanduser() for d in extra_dirs or ())]
+    from_env = PLUGINS_ENV in os.environ
+    folders = [(repository_plugin_dir(), False), *((d, from_env) for d in user_plugin_dirs())]
+    folders += [(Path(d).expanduser(), True) for d in extra_dirs or ()]
     seen: set[Path] = set()
     candidates = []
-    for folder in folders:
-        if folder is None:
+    for folder, named in folders:
+        if folder is None or folder.resolve() in seen:
             continue
-        resolved = folder.resolve()
-        if resolved in seen:
-            continue
-        seen.add(resolved)
-        candidates += _folder_candidates(folder)
+        seen.add(folder.resolve())
+        candidates += _folder_candidates(folder, named=named)
     return candidates + _entry_point_candidates()
 
 
