@@ -1,18 +1,629 @@
-"""The "Use" tab: classify images with a trained checkpoint and see how much compute each took."""
+"""The "Use" tab: classify images with a trained checkpoint and see how much compute each one took.
+
+Open a checkpoint, then drop, open or paste images. Each image becomes a card with its top-5
+classes, the iterations each block ran against its cap, its MACs against the test average and
+a halting chart per block. The threshold slider and the mode re-run every image live, so the
+user sees the compute (and sometimes the answer) change. Torch work runs in a background runner.
+"""
 from __future__ import annotations
 
-from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QWidget
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QBuffer, QIODevice, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QImageReader, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .widgets import formatting, theme
+from .widgets.empty_state import EmptyState
+from .widgets.message_banner import MessageBanner
+from .widgets.prediction_card import ErrorCard, PredictionCard
+from .widgets.tasks import BackgroundRunner, import_engine
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp *.ppm *.pgm);;All files (*)"
+CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
+#: Thumbnails are decoded at most this large (a 40-megapixel photo must not sit in memory).
+PREVIEW_SIZE = 256
+DEBOUNCE_MS = 180
+MODES = (("adaptive", "Adaptive (halting decides)"), ("fixed", "Fixed iterations per block"), ("max", "Every iteration (cap)"))
+
+
+@dataclass
+class _Entry:
+    """One image the user added: where it comes from and the card that shows it."""
+
+    key: int
+    name: str
+    path: str | None = None  # a file, or
+    pil: Any = None  # an in-memory PIL image (pasted or given to add_image)
+    preview: QImage | None = None
+    card: QWidget | None = None
+    failed: bool = False  # unreadable: not re-run when the settings change
+    prediction: Any = None
+
+
+@dataclass
+class _Settings:
+    mode: str
+    threshold: float | None
+
+    def apply(self, predictor: Any) -> None:
+        predictor.mode = self.mode
+        if self.threshold is not None:
+            predictor.threshold = self.threshold
+
+
+@dataclass
+class _Outcome:
+    """What a prediction task hands back to the UI thread."""
+
+    results: dict[int, Any] = field(default_factory=dict)  # entry key -> Prediction | error message
+    previews: dict[int, QImage] = field(default_factory=dict)
+    mean_test_macs: float | None = None
+    settings: _Settings | None = None
 
 
 class InferenceView(QWidget):
-    """Drop images, see predictions, iterations per block and halting scores."""
+    """Drop images, see predictions, iterations per block and halting scores.
 
+    ``load_checkpoint(path)`` returns False at once for a path that is not a file; a file that is
+    not a usable checkpoint is reported in the view after it was tried (``checkpoint_failed``).
+    """
+
+    checkpoint_loaded = Signal(str)
+    checkpoint_failed = Signal(str)  # one-line message
+    predictions_updated = Signal()  # every time cards were (re)filled
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self._runner = BackgroundRunner(self)
+        self._runner.busy_changed.connect(self._on_busy)
+        self._predictor: Any = None
+        self._checkpoint_path: str | None = None
+        self._entries: list[_Entry] = []
+        self._keys = itertools.count(1)
+        self._mean_test_macs: float | None = None
+        self._model_halts = False  # an IamNN (the threshold matters), not the ResNet baseline
+        self._rerun_in_flight = False
+        self._rerun_wanted = False
+        self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
+        self._debounce.timeout.connect(self._rerun)
+        self._build()
+        self._update_controls()
+
+    # ================================================================ public API
     def load_checkpoint(self, path: str) -> bool:
-        return False
+        """Start loading ``path`` in the background; False (with a message) if it is not a file."""
+        file = Path(path)
+        if not file.is_file():
+            self._fail_checkpoint(f"Cannot open {file.name or path}: no such file.")
+            return False
+        self.banner.hide()
+        self.checkpoint_label.setText(f"Loading {file.name}…")
+
+        def load(report):
+            inference = import_engine("inference")
+            predictor = inference.Predictor.from_checkpoint(str(file), device="cpu")
+            return predictor, _describe_model(predictor), predictor.mean_test_macs
+
+        self._runner.submit(load, lambda result: self._on_checkpoint(str(file), *result),
+                            lambda message: self._fail_checkpoint(f"Cannot open {file.name}: {message}"))
+        return True
 
     def add_image_files(self, paths: list[str]) -> None:
-        pass
+        """Add image files (unreadable ones become error cards); a checkpoint among them is opened."""
+        images = []
+        for path in paths:
+            if Path(path).suffix.lower() in CHECKPOINT_SUFFIXES:
+                self.load_checkpoint(path)
+            else:
+                images.append(path)
+        entries = [self._new_entry(Path(p).name, path=str(p)) for p in images]
+        if entries:
+            self._classify(entries, load_previews=True)
 
-    def add_image(self, image: "QImage | object", name: str) -> None:
-        pass
+    def add_image(self, image: Any, name: str) -> None:
+        """Add an in-memory image (``QImage`` or PIL ``Image``), e.g. pasted from the clipboard."""
+        if isinstance(image, QImage):
+            if image.isNull():
+                self._show_error_card(self._new_entry(name), "the pasted data is not an image")
+                return
+            entry = self._new_entry(name, pil=_qimage_to_pil(image))
+            entry.preview = image.copy()
+        else:
+            entry = self._new_entry(name, pil=image)
+        self._classify([entry], load_previews=entry.preview is None)
+
+    def clear(self) -> None:
+        for entry in self._entries:
+            if entry.card is not None:
+                entry.card.deleteLater()
+        self._entries.clear()
+        self._update_controls()
+
+    # read-only views for the shell and tests
+    @property
+    def cards(self) -> list[QWidget]:
+        return [e.card for e in self._entries if e.card is not None]
+
+    @property
+    def predictor(self) -> Any:
+        return self._predictor
+
+    def is_busy(self) -> bool:
+        return self._runner.is_busy() or self._debounce.isActive()
+
+    # ================================================================ layout
+    def _build(self) -> None:
+        self.open_button = QPushButton("Open checkpoint…")
+        self.open_button.setObjectName("Primary")
+        self.open_button.clicked.connect(self._choose_checkpoint)
+        self.checkpoint_label = QLabel("No checkpoint open")
+        self.checkpoint_label.setProperty("role", "muted")
+        self.checkpoint_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.add_button = QPushButton("Add images…")
+        self.add_button.clicked.connect(self._choose_images)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setToolTip("Remove every image from the list")
+        self.clear_button.clicked.connect(self.clear)
+        top = QHBoxLayout()
+        top.setSpacing(theme.SPACING)
+        top.addWidget(self.open_button)
+        top.addWidget(self.checkpoint_label, 1)
+        top.addWidget(self.add_button)
+        top.addWidget(self.clear_button)
+
+        self.mode_combo = QComboBox()
+        for value, text in MODES:
+            self.mode_combo.addItem(text, value)
+        self.mode_combo.currentIndexChanged.connect(self._on_settings_changed)
+        self.fixed_spin = QSpinBox()
+        self.fixed_spin.setRange(1, 1)
+        self.fixed_spin.setPrefix("N = ")
+        self.fixed_spin.setToolTip("Iterations every block runs (capped at the block's maximum)")
+        self.fixed_spin.valueChanged.connect(self._on_settings_changed)
+        self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
+        self.threshold_slider.setRange(1, 100)
+        self.threshold_slider.setValue(99)
+        self.threshold_slider.setMinimumWidth(200)
+        self.threshold_slider.setToolTip(
+            "A block stops once its cumulative halting score reaches this threshold: "
+            "lower means less compute per image"
+        )
+        self.threshold_slider.valueChanged.connect(self._on_settings_changed)
+        self.threshold_value = QLabel("0.99")
+        self.threshold_value.setMinimumWidth(34)
+        self.threshold_caption = QLabel("Halting threshold")
+        self.totals_label = QLabel()
+        self.totals_label.setProperty("role", "muted")
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setFixedWidth(90)
+        self.busy.setTextVisible(False)
+        self.busy.setVisible(False)
+        controls = QHBoxLayout()
+        controls.setSpacing(theme.SPACING)
+        controls.addWidget(QLabel("Mode"))
+        controls.addWidget(self.mode_combo)
+        controls.addWidget(self.fixed_spin)
+        controls.addSpacing(theme.SPACING)
+        controls.addWidget(self.threshold_caption)
+        controls.addWidget(self.threshold_slider, 1)
+        controls.addWidget(self.threshold_value)
+        controls.addSpacing(theme.SPACING)
+        controls.addWidget(self.busy)
+        controls.addWidget(self.totals_label)
+
+        self.banner = MessageBanner()
+
+        self.empty = EmptyState()
+        self.empty.add_action("Open checkpoint…", self._choose_checkpoint)
+        self.empty.add_action("Add images…", self._choose_images)
+        self.card_list = QWidget()
+        self.card_layout = QVBoxLayout(self.card_list)
+        self.card_layout.setContentsMargins(0, 0, 4, 0)
+        self.card_layout.setSpacing(theme.SPACING)
+        self.card_layout.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setWidget(self.card_list)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.scroll)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(theme.MARGIN, theme.MARGIN, theme.MARGIN, theme.MARGIN)
+        layout.setSpacing(theme.SPACING)
+        layout.addLayout(top)
+        layout.addLayout(controls)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.stack, 1)
+
+        paste = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
+        paste.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        paste.activated.connect(self.paste)
+
+    def _update_controls(self) -> None:
+        loaded = self._predictor is not None
+        mode = self.mode_combo.currentData()
+        for widget in (self.mode_combo, self.fixed_spin):
+            widget.setEnabled(loaded)
+        self.fixed_spin.setVisible(mode == "fixed")
+        adaptive = loaded and mode == "adaptive" and self._has_halting
+        for widget in (self.threshold_slider, self.threshold_value, self.threshold_caption):
+            widget.setEnabled(adaptive)
+        self.threshold_value.setText(f"{self._threshold():.2f}")
+        self.clear_button.setEnabled(bool(self._entries))
+        self.stack.setCurrentWidget(self.scroll if self._entries else self.empty)
+        if loaded:
+            self.empty.set_text("Drop images here",
+                                "…or paste one (Ctrl+V), or click Add images. Each image shows its top-5 classes, "
+                                "the iterations every block ran and the compute it cost.")
+        else:
+            self.empty.set_text("Open a checkpoint, then drop images here",
+                                "Use a best.pt from a run (or any IamNN Studio checkpoint). "
+                                "Images dropped before a checkpoint is open wait for one.")
+        self._update_totals()
+
+    @property
+    def _has_halting(self) -> bool:
+        return self._predictor is not None and self._model_halts
+
+    def _update_totals(self) -> None:
+        predictions = [e.prediction for e in self._entries if e.prediction is not None and not e.failed]
+        if not predictions:
+            self.totals_label.setText("")
+            return
+        total = sum(int(p.macs) for p in predictions)
+        mean = total / len(predictions)
+        text = f"{len(predictions)} image{'s' if len(predictions) != 1 else ''} · mean {formatting.macs(mean)}"
+        if self._mean_test_macs:
+            text += f" ({formatting.ratio(mean / self._mean_test_macs)} the test average)"
+        text += f" · total {formatting.macs(total)}"
+        self.totals_label.setText(text)
+
+    # ================================================================ user actions
+    def _choose_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", self._checkpoint_path or "", CHECKPOINT_FILTER)
+        if path:
+            self.load_checkpoint(path)
+
+    def _choose_images(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", "", IMAGE_FILTER)
+        if paths:
+            self.add_image_files(paths)
+
+    @Slot()
+    def paste(self) -> None:
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is None:
+            return
+        self._accept_mime(mime, "pasted image")
+
+    def _accept_mime(self, mime, fallback_name: str) -> bool:
+        files = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()] if mime.hasUrls() else []
+        if files:
+            self.add_image_files(files)
+            return True
+        if mime.hasImage():
+            image = mime.imageData()
+            self.add_image(image if isinstance(image, QImage) else QImage(image), fallback_name)
+            return True
+        return False
+
+    # drag and drop
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt name)
+        mime = event.mimeData()
+        if (mime.hasUrls() and any(u.isLocalFile() for u in mime.urls())) or mime.hasImage():
+            event.acceptProposedAction()
+            self.empty.set_highlighted(True)
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        event.acceptProposedAction()
+
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802
+        self.empty.set_highlighted(False)
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        self.empty.set_highlighted(False)
+        if self._accept_mime(event.mimeData(), "dropped image"):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    # settings
+    def _threshold(self) -> float:
+        return self.threshold_slider.value() / 100.0
+
+    def _settings(self) -> _Settings:
+        mode = self.mode_combo.currentData()
+        if mode == "fixed":
+            mode = f"fixed:{self.fixed_spin.value()}"
+        threshold = self._threshold() if self._has_halting else None
+        return _Settings(mode, threshold)
+
+    @Slot()
+    def _on_settings_changed(self, *_: object) -> None:
+        self._update_controls()
+        if self._predictor is not None:
+            self._debounce.start()
+
+    # ================================================================ background work
+    def _new_entry(self, name: str, path: str | None = None, pil: Any = None) -> _Entry:
+        entry = _Entry(next(self._keys), name, path=path, pil=pil)
+        self._entries.append(entry)
+        return entry
+
+    def _classify(self, entries: list[_Entry], load_previews: bool) -> None:
+        predictor, settings = self._predictor, self._settings()
+        self._update_controls()
+        jobs = [(e.key, e.path, e.pil) for e in entries]
+
+        def work(report):
+            outcome = _Outcome()
+            if load_previews:
+                for key, path, pil in jobs:
+                    preview = _read_preview(path) if path else _pil_to_qimage(pil)
+                    if preview is not None:
+                        outcome.previews[key] = preview
+            if predictor is None:  # no checkpoint yet: only previews, and a check that files are images
+                for key, path, _ in jobs:
+                    if path and key not in outcome.previews:
+                        outcome.results[key] = f"cannot read {Path(path).name}: not an image file"
+                return outcome
+            settings.apply(predictor)
+            outcome.results.update(_predict(predictor, jobs))
+            outcome.mean_test_macs, outcome.settings = predictor.mean_test_macs, settings
+            return outcome
+
+        self._runner.submit(work, self._on_classified, self._on_task_error)
+
+    @Slot()
+    def _rerun(self) -> None:
+        """Re-classify every readable image with the current settings (one run at a time)."""
+        if self._predictor is None:
+            return
+        if self._rerun_in_flight:
+            self._rerun_wanted = True
+            return
+        entries = [e for e in self._entries if not e.failed]
+        self._rerun_in_flight = True
+        predictor, settings = self._predictor, self._settings()
+        jobs = [(e.key, e.path, e.pil) for e in entries]
+
+        def work(report):
+            settings.apply(predictor)
+            return _Outcome(results=_predict(predictor, jobs), mean_test_macs=predictor.mean_test_macs,
+                            settings=settings)
+
+        def done(outcome: _Outcome) -> None:
+            self._rerun_in_flight = False
+            self._on_classified(outcome)
+            if self._rerun_wanted:
+                self._rerun_wanted = False
+                self._rerun()
+
+        def failed(message: str) -> None:
+            self._rerun_in_flight = self._rerun_wanted = False
+            self._on_task_error(message)
+
+        self._runner.submit(work, done, failed)
+
+    def _on_checkpoint(self, path: str, predictor: Any, description: dict, mean_test_macs: float | None) -> None:
+        self._predictor = predictor
+        self._checkpoint_path = path
+        self._mean_test_macs = mean_test_macs
+        self._model_halts = bool(description["halts"])
+        self.checkpoint_label.setText(description["text"])
+        self.checkpoint_label.setToolTip(path)
+        for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
+            widget.blockSignals(True)
+        self.fixed_spin.setRange(1, max(description["caps"]))
+        mode = description["mode"]
+        self.mode_combo.setCurrentIndex(self.mode_combo.findData("fixed" if mode.startswith("fixed:") else mode))
+        if mode.startswith("fixed:"):
+            self.fixed_spin.setValue(int(mode.split(":", 1)[1]))
+        if description["threshold"] is not None:
+            self.threshold_slider.setValue(max(1, min(100, round(description["threshold"] * 100))))
+        for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
+            widget.blockSignals(False)
+        self.banner.hide()
+        self._update_controls()
+        self.checkpoint_loaded.emit(path)
+        if self._entries:  # images dropped before (or classified by another model) run with this one
+            self._classify(list(self._entries), load_previews=False)
+
+    def _fail_checkpoint(self, message: str) -> None:
+        self.checkpoint_label.setText(
+            f"{Path(self._checkpoint_path).name} (still open)" if self._predictor is not None else "No checkpoint open"
+        )
+        self.banner.show_error(message)
+        self.checkpoint_failed.emit(message)
+
+    def _on_classified(self, outcome: _Outcome) -> None:
+        if outcome.settings is not None:  # a prediction ran: its setting's test average applies
+            self._mean_test_macs = outcome.mean_test_macs
+        by_key = {e.key: e for e in self._entries}
+        first_new = None
+        for key, preview in outcome.previews.items():
+            if key in by_key:
+                by_key[key].preview = preview
+        for key in dict.fromkeys([*outcome.previews, *outcome.results]):
+            entry = by_key.get(key)
+            if entry is None:  # removed (or cleared) while the task ran
+                continue
+            result = outcome.results.get(key)
+            had_card = entry.card is not None
+            if isinstance(result, str):
+                self._show_error_card(entry, result)
+            elif result is not None:
+                self._show_prediction(entry, result)
+            elif entry.card is None:
+                self._show_pending(entry)
+            if not had_card and first_new is None:
+                first_new = entry.card
+        self._update_controls()
+        if first_new is not None:
+            QTimer.singleShot(0, lambda card=first_new: self._scroll_to(card))
+        self.predictions_updated.emit()
+
+    def _on_task_error(self, message: str) -> None:
+        self.banner.show_error(f"Could not classify the images: {message}")
+
+    @Slot(bool)
+    def _on_busy(self, busy: bool) -> None:
+        self.busy.setVisible(busy)
+
+    # ================================================================ cards
+    def _place(self, entry: _Entry, card: QWidget) -> None:
+        if entry.card is not None:
+            index = self.card_layout.indexOf(entry.card)
+            self.card_layout.removeWidget(entry.card)
+            entry.card.deleteLater()
+        else:
+            index = self.card_layout.count() - 1  # before the stretch
+        self.card_layout.insertWidget(index, card)
+        card.removed.connect(self._remove_card)
+        entry.card = card
+
+    def _show_prediction(self, entry: _Entry, prediction: Any) -> None:
+        entry.prediction, entry.failed = prediction, False
+        if not isinstance(entry.card, PredictionCard):
+            self._place(entry, PredictionCard(entry.name, entry.preview))
+        elif entry.preview is not None and entry.card.thumbnail.pixmap().isNull():
+            entry.card.set_image(entry.preview)
+        entry.card.set_prediction(prediction, self._mean_test_macs)
+
+    def _show_pending(self, entry: _Entry) -> None:
+        card = PredictionCard(entry.name, entry.preview)
+        card.set_pending("Open a checkpoint to classify this image.")
+        self._place(entry, card)
+
+    def _show_error_card(self, entry: _Entry, message: str) -> None:
+        entry.failed, entry.prediction = True, None
+        self._place(entry, ErrorCard(entry.name, _sentence(message)))
+        self._update_controls()
+
+    @Slot(object)
+    def _remove_card(self, card: QWidget) -> None:
+        for entry in list(self._entries):
+            if entry.card is card:
+                self._entries.remove(entry)
+                card.deleteLater()
+        self._update_controls()
+
+    def _scroll_to(self, card: QWidget) -> None:
+        if card is not None and card.parent() is not None:
+            self.scroll.ensureWidgetVisible(card, 0, theme.SPACING)
+
+    def sizeHint(self) -> QSize:
+        return QSize(1100, 700)
+
+
+# ==================================================================== helpers (any thread)
+def _predict(predictor: Any, jobs: list[tuple[int, str | None, Any]]) -> dict[int, Any]:
+    """Key -> Prediction, or a one-line message for an image that failed."""
+    results: dict[int, Any] = {}
+    files = [(key, path) for key, path, _ in jobs if path]
+    if files:
+        for (key, _), result in zip(files, predictor.predict_files([p for _, p in files])):
+            results[key] = result if hasattr(result, "top") else result.message
+    for key, path, pil in jobs:
+        if path is None:
+            try:
+                results[key] = predictor.predict([pil], sources=["pasted image"])[0]
+            except ValueError as error:  # ImageError: the image does not suit the model
+                results[key] = str(error)
+    return results
+
+
+def _describe_model(predictor: Any) -> dict:
+    config = predictor.model_config
+    caps = list(predictor.model.caps)
+    name = Path(str(predictor.checkpoint.path))
+    label = f"{name.parent.name}/{name.name}" if name.parent.name else name.name
+    kind = "ResNet baseline" if config.architecture == "resnet" else "IamNN"
+    parts = [
+        f"<b>{label}</b>",
+        f"{kind} · caps {'·'.join(str(c) for c in caps)} · width {config.width}",
+        f"{len(predictor.classes)} classes · {config.image_size}×{config.image_size} "
+        f"{'grey' if config.in_channels == 1 else 'RGB'}",
+    ]
+    return {
+        "text": "  —  ".join(parts),
+        "caps": caps,
+        "mode": config.mode,
+        "threshold": config.halting_threshold if config.architecture == "iamnn" else None,
+        "halts": config.architecture == "iamnn",
+    }
+
+
+def _sentence(message: str) -> str:
+    message = message.strip()
+    if not message:
+        return "Could not classify this image."
+    message = message[0].upper() + message[1:]
+    return message if message.endswith((".", "!", "?")) else message + "."
+
+
+def _read_preview(path: str) -> QImage | None:
+    """A display-sized QImage of ``path`` (QImage is safe off the UI thread), or None if unreadable."""
+    reader = QImageReader(path)
+    reader.setAutoTransform(True)
+    size = reader.size()
+    if size.isValid() and (size.width() > PREVIEW_SIZE or size.height() > PREVIEW_SIZE):
+        reader.setScaledSize(size.scaled(PREVIEW_SIZE, PREVIEW_SIZE, Qt.AspectRatioMode.KeepAspectRatio))
+    image = reader.read()
+    if image.isNull():
+        try:  # formats Qt lacks a plugin for (16-bit TIFF, ...) but PIL reads
+            from PIL import Image
+
+            with Image.open(path) as pil:
+                pil.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+                return _pil_to_qimage(pil)
+        except Exception:
+            return None
+    return image
+
+
+def _pil_to_qimage(pil: Any) -> QImage | None:
+    try:
+        rgba = pil.convert("RGBA")
+        data = rgba.tobytes("raw", "RGBA")
+        return QImage(data, rgba.width, rgba.height, 4 * rgba.width, QImage.Format.Format_RGBA8888).copy()
+    except Exception:
+        return None
+
+
+def _qimage_to_pil(image: QImage) -> Any:
+    from PIL import Image
+    import io
+
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    pil = Image.open(io.BytesIO(bytes(buffer.data())))
+    pil.load()
+    return pil

@@ -1,0 +1,50 @@
+"""How numbers read in the views: MACs, parameter counts, percentages, ratios."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def si(value: Any, digits: int = 3) -> str:
+    """1234567 -> "1.23 M"; 950 -> "950"; None -> "–"."""
+    number = _finite(value)
+    if number is None:
+        return "–"
+    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(number) >= factor:
+            return f"{number / factor:.{digits}g} {suffix}"
+    return f"{number:.{digits}g}"
+
+
+def macs(value: Any) -> str:
+    """Multiply-accumulates, e.g. "3.9 M MACs"."""
+    text = si(value, digits=2 if _finite(value) is not None and abs(float(value)) < 1e4 else 3)
+    return f"{text} MACs" if text != "–" else "–"
+
+
+def macs_range(low: Any, high: Any) -> str:
+    return f"{si(low)} – {si(high)}"
+
+
+def params(value: Any) -> str:
+    return si(value)
+
+
+def percent(value: Any, digits: int = 1) -> str:
+    """A fraction (0-1) as "87.3 %"."""
+    number = _finite(value)
+    return "–" if number is None else f"{100 * number:.{digits}f} %"
+
+
+def ratio(value: Any, digits: int = 2) -> str:
+    """"0.62×"."""
+    number = _finite(value)
+    return "–" if number is None else f"{number:.{digits}f}×"

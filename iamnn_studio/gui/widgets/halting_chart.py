@@ -1,0 +1,90 @@
+"""How each block of one image decided to stop: halting score per iteration, cumulative score, threshold."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+
+from . import theme
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray([float(v) for v in values], dtype=np.float64)
+    return array[np.isfinite(array)]
+
+
+class HaltingCharts(pg.GraphicsLayoutWidget):
+    """One small chart per block, side by side (one graphics view for all four: cheap per card).
+
+    Per block: shaded columns = iterations that ran, bars = halting score of each scored
+    iteration, line = cumulative score after it, dashed line = the halting threshold.
+    """
+
+    HEIGHT = 150
+
+    def __init__(self, blocks: int = 4, parent=None) -> None:
+        super().__init__(parent=parent, show=False)
+        self.setBackground(theme.SURFACE)
+        self.ci.layout.setSpacing(6)
+        self.ci.setContentsMargins(0, 0, 0, 0)
+        self.plots: list[pg.PlotItem] = []
+        self.ran_columns: list[pg.BarGraphItem] = []
+        self.score_bars: list[pg.BarGraphItem] = []
+        self.cumulative_curves: list[pg.PlotDataItem] = []
+        self.threshold_lines: list[pg.InfiniteLine] = []
+        for b in range(blocks):
+            plot = self.addPlot(row=0, col=b)
+            theme.style_plot(plot, title=f"Block {b + 1}")
+            plot.setMouseEnabled(False, False)
+            plot.getAxis("left").setWidth(28)
+            plot.getAxis("left").setTicks([[(0, "0"), (0.5, ".5"), (1, "1")]])
+            plot.setYRange(0, 1.08, padding=0)
+            ran = pg.BarGraphItem(x=[], height=[], width=0.9, brush=pg.mkBrush(theme.BACKGROUND), pen=pg.mkPen(None))
+            bars = pg.BarGraphItem(x=[], height=[], width=0.55, brush=pg.mkBrush(theme.block_color(b)),
+                                   pen=pg.mkPen(None))
+            curve = pg.PlotDataItem(pen=pg.mkPen(theme.TEXT, width=1), symbol="o", symbolSize=5,
+                                    symbolBrush=theme.TEXT, symbolPen=None)
+            line = pg.InfiniteLine(angle=0, pen=pg.mkPen(theme.ERROR, width=1, style=Qt.PenStyle.DashLine))
+            for item in (ran, bars, curve, line):
+                plot.addItem(item)
+            self.plots.append(plot)
+            self.ran_columns.append(ran)
+            self.score_bars.append(bars)
+            self.cumulative_curves.append(curve)
+            self.threshold_lines.append(line)
+        self.setFixedHeight(self.HEIGHT)
+
+    def set_halting(self, halting: Sequence[Sequence[float]], cumulative: Sequence[Sequence[float]],
+                    iterations: Sequence[int], caps: Sequence[int], threshold: float | None) -> None:
+        """Show one prediction; blocks without halting scores (fixed mode) show only the columns run."""
+        for b, plot in enumerate(self.plots):
+            cap = int(caps[b]) if b < len(caps) else 1
+            ran = int(iterations[b]) if b < len(iterations) else 0
+            scores = _finite(halting[b]) if b < len(halting) else np.empty(0)
+            cum = _finite(cumulative[b]) if b < len(cumulative) else np.empty(0)
+            x_ran = np.arange(1, ran + 1, dtype=np.float64)
+            self.ran_columns[b].setOpts(x=x_ran, height=np.full(ran, 1.08))
+            self.score_bars[b].setOpts(x=np.arange(1, scores.size + 1, dtype=np.float64), height=scores)
+            self.cumulative_curves[b].setData(np.arange(1, cum.size + 1, dtype=np.float64), cum)
+            if threshold is None or not math.isfinite(threshold) or scores.size == 0:
+                self.threshold_lines[b].hide()
+            else:
+                self.threshold_lines[b].setValue(float(threshold))
+                self.threshold_lines[b].show()
+            top = max(1.08, float(cum.max()) + 0.05) if cum.size else 1.08
+            plot.setYRange(0, top, padding=0)
+            plot.setXRange(0.4, cap + 0.6, padding=0)
+            plot.getAxis("bottom").setTicks([[(i, str(i)) for i in _tick_steps(cap)]])
+            plot.setTitle(f"Block {b + 1}  ·  {ran} / {cap}", color=theme.TEXT, size="9pt")
+
+
+def _tick_steps(cap: int) -> list[int]:
+    """Iteration numbers to label: all of them for short blocks, a handful for long ones."""
+    if cap <= 8:
+        return list(range(1, cap + 1))
+    step = math.ceil(cap / 6)
+    ticks = list(range(1, cap + 1, step))
+    return ticks if ticks[-1] == cap else ticks + [cap]

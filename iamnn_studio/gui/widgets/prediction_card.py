@@ -1,0 +1,217 @@
+"""A card per classified image: the image, its top-5 classes, compute used and halting per block."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import formatting, theme
+from .halting_chart import HaltingCharts
+
+THUMBNAIL = 112
+
+
+class ProbabilityBars(QWidget):
+    """Top-k classes as labelled horizontal bars with their probability."""
+
+    ROW = 20
+
+    def __init__(self, rows: int = 5, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._rows = rows
+        self._items: list[tuple[str, float]] = []
+        self.setMinimumWidth(240)
+        self.setFixedHeight(rows * self.ROW)
+
+    def set_items(self, items: Sequence[tuple[str, float]]) -> None:
+        self._items = [(str(label), float(prob)) for label, prob in list(items)[: self._rows]]
+        self.update()
+
+    def items(self) -> list[tuple[str, float]]:
+        return list(self._items)
+
+    def sizeHint(self) -> QSize:
+        return QSize(280, self._rows * self.ROW)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        bold = QFont(painter.font())
+        bold.setBold(True)
+        metrics = QFontMetrics(bold)  # the widest (bold) row decides the label column
+        label_width = min(120, max((metrics.horizontalAdvance(label) for label, _ in self._items), default=40) + 10)
+        value_width = metrics.horizontalAdvance("100.0 %") + 6
+        bar_width = max(20, self.width() - label_width - value_width)
+        for row, (label, prob) in enumerate(self._items):
+            top = row * self.ROW
+            text_rect = QRectF(0, top, label_width - 8, self.ROW)
+            painter.setPen(QColor(theme.TEXT if row == 0 else theme.TEXT_MUTED))
+            font = QFont(painter.font())
+            font.setBold(row == 0)
+            painter.setFont(font)
+            painter.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                             metrics.elidedText(label, Qt.TextElideMode.ElideRight, int(text_rect.width())))
+            track = QRectF(label_width, top + 5, bar_width, self.ROW - 10)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(theme.BACKGROUND))
+            painter.drawRoundedRect(track, 3, 3)
+            painter.setBrush(QColor(theme.ACCENT if row == 0 else theme.ACCENT_SOFT))
+            painter.drawRoundedRect(QRectF(track.left(), track.top(), max(2.0, bar_width * prob), track.height()), 3, 3)
+            painter.setPen(QColor(theme.TEXT_MUTED))
+            painter.drawText(QRectF(label_width + bar_width, top, value_width, self.ROW),
+                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, formatting.percent(prob))
+        painter.end()
+
+
+def thumbnail_pixmap(image: QImage | None, size: int = THUMBNAIL) -> QPixmap:
+    """Scale for display: tiny dataset images keep crisp pixels, photos are smoothed."""
+    if image is None or image.isNull():
+        return QPixmap()
+    smooth = image.width() > size or image.height() > size
+    mode = Qt.TransformationMode.SmoothTransformation if smooth else Qt.TransformationMode.FastTransformation
+    return QPixmap.fromImage(image.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, mode))
+
+
+class _Card(QFrame):
+    removed = Signal(object)  # the card
+
+    def __init__(self, name: str, object_name: str, background: str, border: str, parent=None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.setObjectName(object_name)
+        self.setStyleSheet(theme.card_stylesheet(object_name, background, border))
+        self.close_button = QToolButton(self)
+        self.close_button.setText("✕")
+        self.close_button.setToolTip("Remove this image")
+        self.close_button.setAutoRaise(True)
+        self.close_button.clicked.connect(lambda: self.removed.emit(self))
+
+    def _name_label(self) -> QLabel:
+        label = QLabel(self.name)
+        label.setToolTip(self.name)
+        label.setStyleSheet(f"font-weight: 600; color: {theme.TEXT};")
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        label.setMinimumWidth(40)
+        label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        return label
+
+
+class PredictionCard(_Card):
+    """One image's answer: thumbnail, top-5, iterations per block, MACs and halting charts."""
+
+    def __init__(self, name: str, image: QImage | None, parent: QWidget | None = None) -> None:
+        super().__init__(name, "predictionCard", theme.SURFACE, theme.BORDER, parent)
+        self.thumbnail = QLabel()
+        self.thumbnail.setFixedSize(THUMBNAIL, THUMBNAIL)
+        self.thumbnail.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.thumbnail.setStyleSheet(f"background: {theme.BACKGROUND}; border-radius: 4px;")
+        self.set_image(image)
+        self.title = self._name_label()
+        self.probabilities = ProbabilityBars()
+        self.iterations_label = QLabel()
+        self.iterations_label.setToolTip("Iterations each block ran, out of its cap")
+        self.macs_label = QLabel()
+        self.macs_label.setToolTip("Multiply-accumulates this image cost, against the test-set mean")
+        for label in (self.iterations_label, self.macs_label):
+            label.setStyleSheet(f"color: {theme.TEXT};")
+        self.charts = HaltingCharts()
+        self.prediction: Any = None
+
+        left = QVBoxLayout()
+        left.setSpacing(6)
+        left.addWidget(self.thumbnail)
+        left.addStretch(1)
+
+        middle = QVBoxLayout()
+        middle.setSpacing(6)
+        middle.addWidget(self.title)
+        middle.addWidget(self.probabilities)
+        middle.addStretch(1)
+
+        right = QVBoxLayout()
+        right.setSpacing(4)
+        stats = QHBoxLayout()
+        stats.setSpacing(theme.SPACING * 2)
+        stats.addWidget(self.iterations_label)
+        stats.addWidget(self.macs_label)
+        stats.addStretch(1)
+        stats.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
+        right.addLayout(stats)
+        right.addWidget(self.charts, 1)
+
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(theme.SPACING, theme.SPACING, theme.SPACING, theme.SPACING)
+        layout.setSpacing(theme.MARGIN)
+        layout.addLayout(left)
+        layout.addLayout(middle, 0)
+        layout.addLayout(right, 1)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+
+    def set_image(self, image: QImage | None) -> None:
+        pixmap = thumbnail_pixmap(image)
+        if pixmap.isNull():
+            self.thumbnail.setText("no preview")
+        else:
+            self.thumbnail.setPixmap(pixmap)
+
+    def set_pending(self, message: str) -> None:
+        """Shown before a checkpoint is open: the image waits to be classified."""
+        self.prediction = None
+        self.probabilities.set_items([])
+        self.iterations_label.setText(theme.muted(message))
+        self.macs_label.setText("")
+        self.charts.hide()
+
+    def set_prediction(self, prediction: Any, mean_test_macs: float | None) -> None:
+        """Fill the card from an engine ``Prediction``."""
+        self.prediction = prediction
+        self.probabilities.set_items(prediction.top)
+        iterations = [int(n) for n in prediction.iterations]
+        caps = [int(n) for n in prediction.caps]
+        self.iterations_label.setText(
+            "Iterations  " + "  ·  ".join(f"<b>{n}</b> / {cap}" for n, cap in zip(iterations, caps))
+            + f"   {theme.muted(f'({sum(iterations)} of {sum(caps)})')}"
+        )
+        self.macs_label.setText(describe_macs(prediction.macs, mean_test_macs, getattr(prediction, "macs_range", None)))
+        self.charts.show()
+        self.charts.set_halting(prediction.halting, prediction.cumulative, iterations, caps, prediction.threshold)
+
+
+def describe_macs(value: float, mean_test_macs: float | None, macs_range: Sequence[float] | None = None) -> str:
+    """"3.9 M MACs · 0.62× the test average" (or against the model's maximum when no average is known)."""
+    text = f"<b>{formatting.macs(value)}</b>"
+    if mean_test_macs:
+        return text + theme.muted(f"  ·  {formatting.ratio(float(value) / float(mean_test_macs))} the test average")
+    if macs_range and len(macs_range) == 2 and macs_range[1]:
+        return text + theme.muted(f"  ·  {formatting.percent(float(value) / float(macs_range[1]), 0)} of the maximum")
+    return text
+
+
+class ErrorCard(_Card):
+    """A file that could not be classified, with the one-line reason."""
+
+    def __init__(self, name: str, message: str, parent: QWidget | None = None) -> None:
+        super().__init__(name, "errorCard", theme.ERROR_SOFT, theme.ERROR, parent)
+        self.message = message
+        title = self._name_label()
+        self.message_label = QLabel(message)
+        self.message_label.setWordWrap(True)
+        self.message_label.setStyleSheet(f"color: {theme.ERROR};")
+        text = QVBoxLayout()
+        text.setSpacing(2)
+        text.addWidget(title)
+        text.addWidget(self.message_label)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(theme.SPACING, 8, theme.SPACING, 8)
+        layout.addLayout(text, 1)
+        layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
