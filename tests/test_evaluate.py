@@ -1,0 +1,170 @@
+"""evaluate(): consistent statistics, adaptivity evidence, sweeps, stop and progress."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from iamnn_studio.engine.data.augment import normalize
+from iamnn_studio.engine.evaluate import SWEEP_THRESHOLDS, evaluate
+from tiny_models import CLASSES, MEAN, STD, tiny_config, varied_halting_model, varied_images
+
+
+def run(model, data, **kwargs):
+    return evaluate(model, data, mean=MEAN, std=STD, classes=CLASSES, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return varied_halting_model()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return varied_images(96)
+
+
+@pytest.fixture(scope="module")
+def report(model, data):
+    return run(model, data, batch_size=32)
+
+
+def direct_pass(model, data):
+    with torch.no_grad():
+        return model(normalize(data.images, MEAN, STD))
+
+
+def test_report_is_strict_json(report):
+    json.loads(json.dumps(report, allow_nan=False))
+    assert report["stopped"] is False and report["images"] == 96
+
+
+def test_accuracy_and_confusion_agree(report, model, data):
+    confusion = torch.tensor(report["confusion"])
+    assert confusion.sum() == 96
+    assert confusion.sum(1).tolist() == torch.bincount(data.labels, minlength=3).tolist()
+    assert report["top1"] == pytest.approx(confusion.trace().item() / 96)
+    for c, name in enumerate(CLASSES):
+        assert report["per_class"][name] == pytest.approx(confusion[c, c].item() / confusion[c].sum().item())
+    predictions = direct_pass(model, data).logits.argmax(1)
+    assert report["top1"] == pytest.approx((predictions == data.labels).double().mean().item())
+    assert report["top5"] == 1.0  # three classes: the true one is always among the top five
+
+
+def test_mac_statistics_are_ordered_and_match_the_model(report, model, data):
+    macs = report["macs"]
+    assert macs["min"] <= macs["p10"] <= macs["p50"] <= macs["p90"] <= macs["max"]
+    assert macs["min"] <= macs["mean"] <= macs["max"]
+    assert macs["max_over_min"] == pytest.approx(macs["max"] / macs["min"])
+    direct = direct_pass(model, data).macs.double()
+    assert macs["mean"] == pytest.approx(direct.mean().item())
+    low, high = model.macs_range()
+    assert report["macs_range"] == {"min": low, "max": high}
+    assert low <= macs["min"] and macs["max"] <= high
+
+
+def test_iteration_histograms_count_every_image_per_block(report, model, data):
+    iterations = report["iterations"]
+    assert [len(h) for h in iterations["histogram"]] == list(model.caps)
+    assert all(sum(h) == 96 for h in iterations["histogram"])
+    direct = direct_pass(model, data).iterations
+    for b, histogram in enumerate(iterations["histogram"]):
+        assert histogram == torch.bincount(direct[:, b] - 1, minlength=model.caps[b]).tolist()
+    assert iterations["mean"] == pytest.approx(direct.double().mean(0).tolist())
+    assert iterations["share_at_one"][0] == 1.0  # block 1 has a cap of 1
+
+
+def test_extremes_are_the_cheapest_and_dearest_images(report, data):
+    easiest, hardest = report["easiest"], report["hardest"]
+    assert len(easiest) == len(hardest) == 16
+    assert max(e["macs"] for e in easiest) <= min(h["macs"] for h in hardest)
+    assert easiest[0]["macs"] == report["macs"]["min"] and hardest[0]["macs"] == report["macs"]["max"]
+    for entry in easiest + hardest:
+        assert entry["label"] == CLASSES[int(data.labels[entry["index"]])]
+
+
+def test_adaptivity_evidence_is_reported(report):
+    adaptivity = report["adaptivity"]
+    assert adaptivity["distinct_iteration_vectors"] > 1
+    assert -1.0 <= adaptivity["spearman_macs_vs_loss"] <= 1.0
+    assert set(adaptivity["per_class_macs"]) == set(CLASSES)
+    collapse = adaptivity["collapse"]
+    assert collapse["alarm"] == bool(collapse["reasons"])
+    assert collapse["alarm"] == (collapse["p90_over_p10"] < 1.3 or collapse["top_vector_share"] > 0.8)
+
+
+def test_random_control_deals_out_the_same_iteration_vectors(report, model, data):
+    control = report["adaptivity"]["random_allocation"]
+    assert 0.0 <= control["top1"] <= 1.0
+    # A permutation keeps the multiset of iteration vectors, so the backbone MACs are the same.
+    iterations = direct_pass(model, data).iterations
+    without_heads = model.macs_for(iterations, torch.zeros_like(iterations)).double().mean().item()
+    assert control["mean_macs"] == pytest.approx(without_heads)
+
+
+def test_sweep_points_equal_evaluations_at_that_setting(report, model, data):
+    curve = report["sweep"]["threshold"]
+    assert [p["threshold"] for p in curve] == sorted({*SWEEP_THRESHOLDS, 0.7})
+    evaluated = [p for p in curve if p.get("evaluated")]
+    assert len(evaluated) == 1 and evaluated[0]["mean_macs"] == pytest.approx(report["macs"]["mean"])
+    point = next(p for p in curve if p["threshold"] == 0.3)
+    model.set_threshold(0.3)
+    try:
+        at_03 = direct_pass(model, data)
+    finally:
+        model.set_threshold(0.7)
+    assert point["mean_macs"] == pytest.approx(at_03.macs.double().mean().item())
+    assert point["top1"] == pytest.approx((at_03.logits.argmax(1) == data.labels).double().mean().item())
+    assert curve[0]["mean_macs"] < curve[-1]["mean_macs"]  # the threshold moves the compute
+
+    fixed = report["sweep"]["fixed"]
+    assert [p["iterations"] for p in fixed] == [[1, 1, 1, 1], [1, 2, 2, 2], [1, 2, 3, 2]]
+    assert fixed[-1]["mean_macs"] == report["full_depth"]["mean_macs"] == model.macs_for(
+        torch.tensor([model.caps]), torch.zeros(1, 4, dtype=torch.long)
+    ).item()
+
+
+def test_model_settings_are_restored(model, data):
+    model.train()
+    run(model, data, batch_size=48)
+    assert model.training
+    assert model.config.threshold == 0.7
+    model.eval()
+
+
+def test_results_do_not_depend_on_batch_size(report, model, data):
+    other = run(model, data, batch_size=7, sweep=False)
+    assert other["macs"] == report["macs"]
+    assert other["iterations"] == report["iterations"]
+    assert other["confusion"] == report["confusion"]
+    assert other["sweep"] is None
+
+
+def test_should_stop_returns_partial_results(model, data):
+    calls = []
+
+    def stop_on_third_batch() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    partial = run(model, data, batch_size=32, should_stop=stop_on_third_batch)
+    assert partial["stopped"] is True
+    assert partial["images"] == 64
+    assert torch.tensor(partial["confusion"]).sum() == 64
+    assert partial["sweep"] is None
+    assert model.config.threshold == 0.7
+
+
+def test_progress_rises_to_one(model, data):
+    seen: list[float] = []
+    run(model, data, batch_size=32, progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and 0 < seen[0] < 0.2
+
+
+def test_resnet_baseline_skips_what_does_not_apply():
+    model = varied_halting_model(tiny_config(architecture="resnet"))
+    result = run(model, varied_images(40), batch_size=20)
+    assert result["adaptivity"] is None and result["sweep"] is None and result["iterations"] is None
+    assert result["macs"]["min"] == result["macs"]["max"] == model.macs_range()[0]
+    assert torch.tensor(result["confusion"]).sum() == 40
