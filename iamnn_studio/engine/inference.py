@@ -1,0 +1,369 @@
+"""Classify images with a trained checkpoint and show how the model spent its compute on each.
+
+``load_image`` turns any file PIL reads (or a PIL image) into the uint8 tensor the model was
+trained on: same channel count, short side resized and centre-cropped exactly as the image-folder
+datasets do. ``Predictor`` runs batches and returns, per image, the top classes plus the halting
+story: iterations per block, the halting score of every iteration run and the cumulative score
+the halting rule compared with the threshold.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import ModelConfig
+from .data.augment import normalize, resize_images
+from .halting import act_step, hazard_step
+
+TOP_K = 5
+#: Transparent pixels are shown over this colour (what image editors do when flattening).
+BACKGROUND = (255, 255, 255)
+
+
+class ImageError(ValueError):
+    """An image cannot be read or does not suit the model; the message names the file."""
+
+
+# --------------------------------------------------------------------------- images
+def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size: int) -> Tensor:
+    """Read ``source`` as a uint8 tensor [in_channels, image_size, image_size].
+
+    Accepts every mode PIL decodes (L, RGB, RGBA, P, CMYK, 16-bit and float greyscale, ...),
+    applies the EXIF orientation, flattens transparency over white, converts to greyscale or RGB
+    as the model needs, then resizes the short side and centre-crops.
+    """
+    name = _display_name(source)
+    if in_channels not in (1, 3):
+        raise ImageError(f"cannot feed {name}: the model expects {in_channels} channels; image files give 1 or 3")
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        image = _open(Path(source), name)
+    try:
+        image = ImageOps.exif_transpose(image)
+        image = _to_8_bit(image)
+        image = _flatten(image).convert("L" if in_channels == 1 else "RGB")
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot read {name}: {exc}") from None
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    return resize_images(tensor[None], image_size)[0]
+
+
+def _display_name(source: Any) -> str:
+    if isinstance(source, Image.Image):
+        filename = getattr(source, "filename", "")
+        return Path(filename).name if filename else "the image"
+    return Path(source).name
+
+
+def _open(path: Path, name: str) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()  # decode now: a truncated file must fail here, not later
+        return image
+    except FileNotFoundError:
+        raise ImageError(f"cannot read {name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"cannot read {name}: it is a folder") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot read {name}: not an image file") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"cannot read {name}: the image is too large") from None
+    except PermissionError:
+        raise ImageError(f"cannot read {name}: permission denied") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL raises these for damaged files
+        raise ImageError(f"cannot read {name}: damaged image ({exc})") from None
+
+
+def _to_8_bit(image: Image.Image) -> Image.Image:
+    """16-bit and float greyscale to 8-bit L, keeping the full range (PIL's convert would clip)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0
+        return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0  # [0, 1] floats or [0, 255] floats
+        return Image.fromarray(np.clip(values * scale + 0.5, 0, 255).astype(np.uint8), mode="L")
+    return image
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """Composite any transparency over ``BACKGROUND``; images without alpha pass through."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image
+
+
+# --------------------------------------------------------------------------- halting
+def cumulative_halting(scores: Sequence[float], halting: str) -> list[float]:
+    """The cumulative halting score after each scored iteration, as the model's halting rule sees it.
+
+    ``halting`` is the model's ``ModelConfig.halting``: ``act`` sums the scores (Graves' ACT),
+    ``calibrated`` reads them as hazards, 1 - prod(1 - h). The steps come from ``halting.py``,
+    so this can never drift from what the model compares with the threshold.
+    """
+    step = act_step if halting == "act" else hazard_step
+    cumulative = torch.zeros(1, dtype=torch.float64)
+    out = []
+    for score in scores:
+        # threshold 2.0: only the cumulative value is wanted here, not the halting decision
+        cumulative = step(cumulative, torch.tensor([float(score)], dtype=torch.float64), 2.0)[-1]
+        out.append(float(cumulative))
+    return out
+
+
+# --------------------------------------------------------------------------- predictions
+@dataclass
+class Prediction:
+    """One image's answer and how the model got there."""
+
+    source: str
+    top: list[tuple[str, float]]  # (label, probability), most probable first, up to 5
+    iterations: list[int]  # per block
+    caps: list[int]  # per block
+    halting: list[list[float]]  # per block: the score of each iteration run (the cap iteration has none)
+    cumulative: list[list[float]]  # per block: cumulative halting score after each scored iteration
+    threshold: float | None  # the threshold the cumulative score was compared with (None: no halting)
+    macs: int
+    macs_range: tuple[int, int]  # cheapest and dearest possible MACs per image
+    mode: str = "adaptive"
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    @property
+    def probability(self) -> float:
+        return self.top[0][1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "top": [{"label": label, "probability": p} for label, p in self.top],
+            "iterations": self.iterations,
+            "caps": self.caps,
+            "halting": self.halting,
+            "cumulative": self.cumulative,
+            "threshold": self.threshold,
+            "mode": self.mode,
+            "macs": self.macs,
+            "macs_range": list(self.macs_range),
+        }
+
+
+@dataclass
+class PredictionFailure:
+    """An input that could not be classified; ``message`` is one sentence naming it."""
+
+    source: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "error": self.message}
+
+
+class Predictor:
+    """Classifies images with a checkpoint's model; the threshold and mode can be moved live."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device = "cpu", batch_size: int = 64) -> None:
+        self.checkpoint = checkpoint
+        self.device = device
+        self.batch_size = batch_size
+        self.model.to(device).eval()
+        self._evaluation = _stored_evaluation(checkpoint)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+        return cls(load_checkpoint(path, map_location=device), device=device)
+
+    # ------------------------------------------------------------------ knobs
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.checkpoint.model
+
+    @property
+    def classes(self) -> list[str]:
+        return self.checkpoint.classes
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def halts(self) -> bool:
+        """Whether a halting head decides the iterations (adaptive IamNN), so the threshold matters."""
+        return self.model_config.architecture == "iamnn" and self.model_config.mode == "adaptive"
+
+    @property
+    def threshold(self) -> float:
+        return self.model_config.halting_threshold
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:
+        previous = self.model_config.threshold
+        try:
+            self.model.set_threshold(value)
+        except ValueError:
+            self.model.set_threshold(previous)  # set_threshold stores before it validates
+            raise
+
+    @property
+    def mode(self) -> str:
+        return self.model_config.mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        previous = self.model_config.mode
+        try:
+            self.model.set_mode(value)
+        except ValueError:
+            self.model.set_mode(previous)
+            raise
+
+    @property
+    def macs_range(self) -> tuple[int, int]:
+        low, high = self.model.macs_range()
+        return int(low), int(high)
+
+    @property
+    def mean_test_macs(self) -> float | None:
+        """Mean MACs per test image at the current mode and threshold, from the stored evaluation.
+
+        Exact at the evaluated setting, at the sweep's thresholds and fixed settings; interpolated
+        between sweep thresholds; None when there is no evaluation or the setting is outside it.
+        """
+        evaluation = self._evaluation or {}
+        mean = (evaluation.get("macs") or {}).get("mean")
+        sweep = evaluation.get("sweep") or {}
+        evaluated_here = evaluation.get("mode") == self.mode and (
+            not self.halts or _same(evaluation.get("threshold"), self.threshold)
+        )
+        if evaluated_here and mean is not None:
+            return float(mean)
+        if not self.halts:
+            per_block = self.model.caps if self.mode == "max" else None
+            n = self.model_config.fixed_iterations()
+            if n is not None:
+                per_block = tuple(min(n, cap) for cap in self.model.caps)
+            fixed = {tuple(p["iterations"]): p["mean_macs"] for p in sweep.get("fixed", [])}
+            return float(fixed[tuple(per_block)]) if per_block and tuple(per_block) in fixed else None
+        curve = sorted((p["threshold"], p["mean_macs"]) for p in sweep.get("threshold", []))
+        if len(curve) < 2 or not curve[0][0] <= self.threshold <= curve[-1][0]:
+            return None
+        return float(np.interp(self.threshold, [t for t, _ in curve], [m for _, m in curve]))
+
+    # ------------------------------------------------------------------ predicting
+    def predict(self, images: Sequence[Tensor | Image.Image], sources: Sequence[str] | None = None) -> list[Prediction]:
+        """Classify images (uint8 tensors [C, H, W] as ``load_image`` gives, or PIL images)."""
+        names = list(sources) if sources is not None else [f"image {i + 1}" for i in range(len(images))]
+        tensors = [self._as_tensor(image, name) for image, name in zip(images, names)]
+        predictions: list[Prediction] = []
+        for start in range(0, len(tensors), self.batch_size):
+            batch = torch.stack(tensors[start : start + self.batch_size]).to(self.device)
+            with torch.no_grad():
+                output = self.model(normalize(batch, self.checkpoint.mean, self.checkpoint.std))
+            predictions.extend(self._explain(output, names[start : start + self.batch_size]))
+        return predictions
+
+    def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction | PredictionFailure]:
+        """Classify image files; an unreadable file becomes a ``PredictionFailure``, the rest still run."""
+        cfg = self.model_config
+        results: list[Prediction | PredictionFailure | None] = []
+        good: list[tuple[int, Tensor, str]] = []
+        for path in paths:
+            source = str(path)
+            try:
+                tensor = load_image(path, in_channels=cfg.in_channels, image_size=cfg.image_size)
+            except ImageError as exc:
+                results.append(PredictionFailure(source, str(exc)))
+                continue
+            good.append((len(results), tensor, source))
+            results.append(None)
+        if good:
+            predictions = self.predict([t for _, t, _ in good], sources=[s for _, _, s in good])
+            for (slot, _, _), prediction in zip(good, predictions):
+                results[slot] = prediction
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ helpers
+    def _as_tensor(self, image: Tensor | Image.Image, name: str) -> Tensor:
+        cfg = self.model_config
+        if isinstance(image, Image.Image):
+            return load_image(image, in_channels=cfg.in_channels, image_size=cfg.image_size)
+        if not isinstance(image, Tensor) or image.dim() != 3:
+            raise ImageError(f"cannot classify {name}: expected an image tensor [C, H, W]")
+        if image.shape[0] != cfg.in_channels:
+            raise ImageError(f"cannot classify {name}: it has {image.shape[0]} channels, the model takes {cfg.in_channels}")
+        if image.dtype != torch.uint8:  # float images are taken as [0, 1]
+            image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        if tuple(image.shape[1:]) != (cfg.image_size, cfg.image_size):
+            image = resize_images(image[None], cfg.image_size)[0]
+        return image
+
+    def _explain(self, output: Any, sources: Sequence[str]) -> list[Prediction]:
+        cfg = self.model_config
+        probabilities = torch.softmax(output.logits.float(), dim=1).cpu()
+        top_p, top_i = probabilities.topk(min(TOP_K, probabilities.shape[1]), dim=1)
+        iterations = output.iterations.cpu().tolist()
+        scores = [h.cpu() for h in output.halting]
+        macs = output.macs.cpu().tolist()
+        caps = list(self.model.caps)
+        macs_range = self.macs_range
+        threshold = self.threshold if self.halts else None
+        predictions = []
+        for i, source in enumerate(sources):
+            halting = [[float(s) for s in block[i] if not math.isnan(float(s))] for block in scores]
+            predictions.append(
+                Prediction(
+                    source=source,
+                    top=[(self.classes[c], float(p)) for p, c in zip(top_p[i].tolist(), top_i[i].tolist())],
+                    iterations=[int(n) for n in iterations[i]],
+                    caps=caps,
+                    halting=halting,
+                    cumulative=[cumulative_halting(block, cfg.halting) for block in halting],
+                    threshold=threshold,
+                    macs=int(macs[i]),
+                    macs_range=macs_range,
+                    mode=cfg.mode,
+                )
+            )
+        return predictions
+
+
+def _same(a: Any, b: float) -> bool:
+    return isinstance(a, (int, float)) and math.isclose(a, b, abs_tol=1e-9)
+
+
+def _stored_evaluation(checkpoint: Checkpoint) -> dict[str, Any] | None:
+    """The evaluation saved with the checkpoint, or the ``eval.json`` beside it."""
+    for key in ("evaluation", "eval", "test"):
+        value = checkpoint.metrics.get(key)
+        if isinstance(value, dict) and "macs" in value:
+            return value
+    if "macs" in checkpoint.metrics and isinstance(checkpoint.metrics["macs"], dict):
+        return checkpoint.metrics
+    beside = checkpoint.path.with_name("eval.json")
+    if beside.is_file():
+        try:
+            value = json.loads(beside.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+    return None

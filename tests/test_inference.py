@@ -1,0 +1,209 @@
+"""Reading image files of every kind, and predictions that tell the halting story truthfully."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from iamnn_studio.engine.evaluate import evaluate
+from iamnn_studio.engine.inference import (
+    ImageError,
+    Prediction,
+    PredictionFailure,
+    Predictor,
+    cumulative_halting,
+    load_image,
+)
+from tiny_models import CLASSES, MEAN, STD, save_varied_checkpoint, tiny_config, varied_images
+
+
+# --------------------------------------------------------------------------- images
+def test_greyscale_and_colour_files_become_model_sized_uint8(tmp_path):
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(tmp_path / "wide.png")
+    grey = load_image(tmp_path / "wide.png", in_channels=1, image_size=16)
+    colour = load_image(tmp_path / "wide.png", in_channels=3, image_size=16)
+    assert grey.shape == (1, 16, 16) and grey.dtype == torch.uint8
+    assert colour.shape == (3, 16, 16)
+    assert colour[:, 8, 8].tolist() == [255, 0, 0]
+    assert grey[0, 8, 8].item() == 76  # ITU-R 601 luma of pure red
+
+
+def test_transparency_is_flattened_over_white(tmp_path):
+    Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert load_image(tmp_path / "clear.png", in_channels=1, image_size=16).unique().tolist() == [255]
+
+
+def test_palette_image_is_read_through_its_palette(tmp_path):
+    image = Image.new("P", (16, 16), 1)
+    image.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    image.save(tmp_path / "palette.png")
+    assert load_image(tmp_path / "palette.png", in_channels=3, image_size=16)[:, 0, 0].tolist() == [10, 200, 30]
+
+
+def test_sixteen_bit_greyscale_keeps_its_full_range(tmp_path):
+    values = np.array([[0, 32768], [65535, 65535]], dtype=np.uint16).repeat(8, 0).repeat(8, 1)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    tensor = load_image(tmp_path / "deep.png", in_channels=1, image_size=16)
+    assert tensor[0, 0, 0].item() == 0 and tensor[0, 0, 15].item() == 128 and tensor[0, 15, 0].item() == 255
+
+
+def test_pil_images_are_accepted(tmp_path):
+    assert load_image(Image.new("L", (32, 32), 7), in_channels=1, image_size=16).unique().tolist() == [7]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("cat.txt", b"meow", "cannot read cat.txt: not an image file"),
+        ("half.png", None, "cannot read half.png: damaged image"),
+    ],
+)
+def test_bad_files_raise_one_sentence(tmp_path, name, content, message):
+    if content is None:  # a PNG cut in half
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / name)
+        data = (tmp_path / name).read_bytes()
+        content = data[: len(data) // 2]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ImageError, match=message):
+        load_image(tmp_path / name, in_channels=1, image_size=16)
+
+
+def test_missing_file_and_folder_are_named(tmp_path):
+    with pytest.raises(ImageError, match="cannot read ghost.png: no such file"):
+        load_image(tmp_path / "ghost.png", in_channels=1, image_size=16)
+    with pytest.raises(ImageError, match="it is a folder"):
+        load_image(tmp_path, in_channels=1, image_size=16)
+
+
+# --------------------------------------------------------------------------- halting arithmetic
+def test_cumulative_scores_follow_each_halting_rule():
+    assert cumulative_halting([0.5, 0.5], "calibrated") == pytest.approx([0.5, 0.75])
+    assert cumulative_halting([0.5, 0.5], "act") == pytest.approx([0.5, 1.0])
+    assert cumulative_halting([], "act") == []
+
+
+# --------------------------------------------------------------------------- predictor
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_varied_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images():
+    return list(varied_images(24).images)
+
+
+def assert_halting_story_is_consistent(prediction: Prediction, halting: str) -> None:
+    """The reported scores and cumulative values explain the reported iterations exactly."""
+    for b, (n, cap) in enumerate(zip(prediction.iterations, prediction.caps)):
+        scores, cumulative = prediction.halting[b], prediction.cumulative[b]
+        assert len(scores) == len(cumulative) == min(n, cap - 1)
+        assert cumulative == pytest.approx(cumulative_halting(scores, halting))
+        assert all(c < prediction.threshold for c in cumulative[: n - 1])  # it did not halt earlier
+        if n < cap:
+            assert cumulative[-1] >= prediction.threshold  # and halted where the rule says
+
+
+def test_predictions_explain_their_iterations(checkpoint, images):
+    predictor = Predictor.from_checkpoint(checkpoint)
+    predictions = predictor.predict(images)
+    assert len(predictions) == 24
+    for prediction in predictions:
+        assert [label for label, _ in prediction.top] != [] and len(prediction.top) == 3
+        probabilities = [p for _, p in prediction.top]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) == pytest.approx(1.0)
+        assert prediction.threshold == 0.7 and prediction.caps == [1, 2, 3, 2]
+        low, high = prediction.macs_range
+        assert low <= prediction.macs <= high
+        assert_halting_story_is_consistent(prediction, "calibrated")
+    assert len({tuple(p.iterations) for p in predictions}) > 1  # the images halt differently
+
+
+def test_act_halting_story_is_consistent(tmp_path, images):
+    save_varied_checkpoint(tmp_path / "act.pt", tiny_config(halting="act", threshold=0.9))
+    for prediction in Predictor.from_checkpoint(tmp_path / "act.pt").predict(images):
+        assert_halting_story_is_consistent(prediction, "act")
+
+
+def test_threshold_moves_iterations_and_macs(checkpoint, images):
+    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor.threshold = 0.1
+    cheap = predictor.predict(images)
+    predictor.threshold = 0.95
+    dear = predictor.predict(images)
+    assert sum(p.macs for p in cheap) < sum(p.macs for p in dear)
+    assert sum(map(sum, (p.iterations for p in cheap))) < sum(map(sum, (p.iterations for p in dear)))
+    assert all(p.threshold == 0.95 for p in dear)
+
+
+def test_bad_threshold_or_mode_leaves_the_predictor_unchanged(checkpoint):
+    predictor = Predictor.from_checkpoint(checkpoint)
+    with pytest.raises(ValueError, match="threshold"):
+        predictor.threshold = 1.5
+    assert predictor.threshold == 0.7
+    with pytest.raises(ValueError, match="mode"):
+        predictor.mode = "sometimes"
+    assert predictor.mode == "adaptive"
+
+
+def test_fixed_mode_runs_the_same_iterations_for_every_image(checkpoint, images):
+    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor.mode = "fixed:2"
+    for prediction in predictor.predict(images[:4]):
+        assert prediction.iterations == [1, 2, 2, 2]
+        assert prediction.halting == [[], [], [], []] and prediction.threshold is None
+
+
+def test_predictions_do_not_depend_on_the_batch(checkpoint, images):
+    predictor = Predictor.from_checkpoint(checkpoint)
+    together = predictor.predict(images)
+    predictor.batch_size = 5
+    apart = predictor.predict(images)
+    assert [p.iterations for p in together] == [p.iterations for p in apart]
+    assert [p.macs for p in together] == [p.macs for p in apart]
+
+
+def test_one_broken_file_does_not_stop_the_others(checkpoint, tmp_path, images):
+    good = tmp_path / "good.png"
+    Image.fromarray(images[3][0].numpy()).save(good)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    predictor = Predictor.from_checkpoint(checkpoint)
+
+    results = predictor.predict_files([broken, good])
+    assert isinstance(results[0], PredictionFailure)
+    assert results[0].source == str(broken) and "broken.png" in results[0].message
+    assert isinstance(results[1], Prediction) and results[1].source == str(good)
+    direct = predictor.predict([images[3]])[0]
+    assert results[1].top == direct.top and results[1].iterations == direct.iterations
+
+
+def test_images_of_another_size_or_float_are_accepted(checkpoint, images):
+    predictor = Predictor.from_checkpoint(checkpoint)
+    [big] = predictor.predict([torch.full((1, 40, 40), 200, dtype=torch.uint8)])
+    [small] = predictor.predict([torch.full((1, 16, 16), 200, dtype=torch.uint8)])
+    [unit] = predictor.predict([torch.full((1, 16, 16), 200 / 255)])
+    assert big.top == small.top == unit.top
+    with pytest.raises(ImageError, match="3 channels, the model takes 1"):
+        predictor.predict([torch.zeros(3, 16, 16, dtype=torch.uint8)])
+
+
+def test_mean_test_macs_comes_from_the_stored_evaluation(tmp_path):
+    path = tmp_path / "model.pt"
+    model = save_varied_checkpoint(path)
+    assert Predictor.from_checkpoint(path).mean_test_macs is None
+    report = evaluate(model, varied_images(48), mean=MEAN, std=STD, classes=CLASSES, batch_size=48)
+    (tmp_path / "eval.json").write_text(json.dumps(report))
+
+    predictor = Predictor.from_checkpoint(path)
+    assert predictor.mean_test_macs == report["macs"]["mean"]
+    predictor.threshold = 0.3
+    point = next(p for p in report["sweep"]["threshold"] if p["threshold"] == 0.3)
+    assert predictor.mean_test_macs == point["mean_macs"]
+    predictor.mode = "fixed:1"
+    assert predictor.mean_test_macs == report["sweep"]["fixed"][0]["mean_macs"]
