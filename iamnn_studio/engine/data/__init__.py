@@ -1,0 +1,71 @@
+"""Datasets decoded once into memory as uint8 tensors, and the tensor ops that batch and augment them.
+
+``load_dataset(cfg)`` is the entry point; ``DATASETS`` lists the providers (plugins register more).
+torchvision is imported only by the providers that read its formats, so the synthetic demo starts fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import DataConfig
+from . import cifar, idx, imagefolder, svhn, synthetic  # noqa: F401  (each registers its providers)
+from .augment import AUGMENT_MODES, augment_batch, crop_padding, normalize, resize_images
+from .base import DATASETS, DatasetProvider, datasets_root
+from .batches import iterate_batches
+from .bundle import DatasetBundle, ImageTensors, channel_stats, class_counts, preview, split_off
+
+__all__ = [
+    "AUGMENT_MODES", "DATASETS", "DatasetBundle", "DatasetProvider", "ImageTensors", "augment_batch",
+    "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root",
+    "default_augment", "iterate_batches", "load_dataset", "normalize", "preview", "resize_images", "split_off",
+]
+
+
+def load_dataset(cfg: DataConfig, seed: int = 0) -> DatasetBundle:
+    """Decode the dataset ``cfg`` names; every user error is a ``ValueError`` saying what to do."""
+    cfg.validate()
+    provider = DATASETS.get(cfg.name)
+    _check_options(provider, cfg)
+    bundle = provider.load(cfg, seed=seed)
+    if cfg.image_size is not None and bundle.image_size != cfg.image_size:
+        bundle = _resized(bundle, cfg.image_size)
+    if cfg.augment in ("flip", "crop-flip") and "flip" not in provider.default_augment:
+        bundle.notes.append(
+            f"augment {cfg.augment!r} mirrors images, which changes what {provider.label} images mean; "
+            f"its default is {provider.default_augment!r}"
+        )
+    return bundle
+
+
+def dataset_availability() -> dict[str, tuple[bool, str]]:
+    """{name: (usable offline, why)} for every registered dataset, from cheap file checks only."""
+    status = {}
+    for name in DATASETS:
+        try:
+            status[name] = DATASETS.get(name).available_offline(None)
+        except Exception as exc:  # a broken plugin must not hide the other datasets
+            status[name] = (False, f"cannot check: {exc}")
+    return status
+
+
+def default_augment(name: str) -> str:
+    """The augmentation that suits dataset ``name`` (``crop`` for digits, which must not be mirrored)."""
+    return DATASETS.get(name).default_augment
+
+
+def _check_options(provider: DatasetProvider, cfg: DataConfig) -> None:
+    unknown = sorted(set(cfg.options) - set(provider.options))
+    if unknown:
+        known = ", ".join(sorted(provider.options)) or "none"
+        raise ValueError(f"data.options.{unknown[0]}: not an option of {cfg.name} (its options: {known})")
+
+
+def _resized(bundle: DatasetBundle, size: int) -> DatasetBundle:
+    native = bundle.image_size
+    splits = {
+        name: ImageTensors(resize_images(split.images, size), split.labels)
+        for name, split in (("train", bundle.train), ("val", bundle.val), ("test", bundle.test))
+    }
+    return dataclasses.replace(
+        bundle, **splits, notes=[*bundle.notes, f"resized from {native} to {size} px as data.image_size asks"]
+    )

@@ -1,0 +1,88 @@
+"""Augmentation and normalisation on whole batches of tensors, on whichever device they live.
+
+Each op draws one random number per image and applies it with tensor indexing, so a batch costs a few
+kernel launches whatever its size (no Python loop per image, no PIL).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+AUGMENT_MODES = ("none", "crop", "flip", "crop-flip")
+
+
+def crop_padding(image_size: int) -> int:
+    """Zero padding of the random crop: 4 px for 28-32 px images, about 1/8 of the side in general."""
+    return max(1, round(image_size / 8))
+
+
+def augment_batch(
+    x: Tensor, mode: str, generator: torch.Generator | None = None, *, padding: int | None = None
+) -> Tensor:
+    """Randomly crop (``crop``), mirror (``flip``), both (``crop-flip``) or keep (``none``) each image.
+
+    ``x`` is [N, C, H, W], uint8 or float; the result has the same shape, dtype and device.
+    """
+    if mode not in AUGMENT_MODES:
+        raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {mode!r}")
+    if mode in ("crop", "crop-flip"):
+        x = random_crop(x, crop_padding(x.shape[-1]) if padding is None else padding, generator)
+    if mode in ("flip", "crop-flip"):
+        x = random_hflip(x, generator)
+    return x
+
+
+def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = None) -> Tensor:
+    """Shift each image by up to ``padding`` px in x and y, filling the uncovered border with zeros."""
+    n, _, h, w = x.shape
+    if padding <= 0 or n == 0:
+        return x
+    padded = F.pad(x, (padding, padding, padding, padding))
+    dy = _randint(2 * padding + 1, n, generator, x.device)
+    dx = _randint(2 * padding + 1, n, generator, x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [N, H, 1]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [N, 1, W]
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    # Advanced indexing on (N, H, W) of an NHWC view gathers every crop in one op.
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def random_hflip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = _randint(2, len(x), generator, x.device).bool().view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(-1), x)
+
+
+def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """float32 ``(x / 255 - mean) / std`` per channel; float input is taken as already in [0, 1]."""
+    out = x.float()
+    if x.dtype == torch.uint8:
+        out = out.mul_(1.0 / 255.0)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return out.sub_(mean_t).div_(std_t)
+
+
+def resize_images(x: Tensor, size: int, *, chunk: int = 4096) -> Tensor:
+    """Resize uint8 images so the short side is ``size``, then centre-crop to ``size`` x ``size``."""
+    n, _, h, w = x.shape
+    if h == w == size:
+        return x
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    out = torch.empty((n, x.shape[1], size, size), dtype=torch.uint8, device=x.device)
+    for start in range(0, n, chunk):  # chunks keep the float copy small for 60k-image datasets
+        part = x[start : start + chunk].float()
+        part = F.interpolate(part, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+        out[start : start + chunk] = part[:, :, top : top + size, left : left + size].round_().clamp_(0, 255)
+    return out
+
+
+def _randint(high: int, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """``n`` ints in [0, high) drawn on the generator's device (a CPU generator may drive CUDA data)."""
+    source = generator.device if generator is not None else device
+    return torch.randint(high, (n,), generator=generator, device=source).to(device)

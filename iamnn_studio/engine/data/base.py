@@ -1,0 +1,59 @@
+"""What a dataset provider is, the registry that lists them, and where downloaded data lives."""
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
+    from .bundle import DatasetBundle
+
+#: Environment variable that moves the download/cache folder (tests point it at a temp dir).
+DATASETS_ENV = "IAMNN_STUDIO_DATASETS"
+
+
+def datasets_root() -> Path:
+    """torchvision's root for downloads and decompressed copies: ``~/.cache/iamnn-studio/datasets``."""
+    override = os.environ.get(DATASETS_ENV)
+    return Path(override).expanduser() if override else Path.home() / ".cache" / "iamnn-studio" / "datasets"
+
+
+class DatasetProvider(ABC):
+    """One entry of the dataset drop-down: knows where its files live and decodes them into a bundle.
+
+    Plugins subclass this and call ``DATASETS.register(name, provider)``.
+    """
+
+    name: str
+    label: str  # shown in the GUI
+    description: str
+    default_augment: str = "crop-flip"  # digits override this: a mirrored 2 is not a 2
+    options: Mapping[str, Any] = {}  # accepted ``DataConfig.options`` and their defaults
+
+    @abstractmethod
+    def available_offline(self, root: str | None) -> tuple[bool, str]:
+        """Whether ``load`` would work without downloading, and a sentence saying why."""
+
+    @abstractmethod
+    def load(self, cfg: "DataConfig", *, seed: int) -> "DatasetBundle":
+        """Decode every split into memory; raise ``ValueError`` with a human message on user errors."""
+
+
+DATASETS: Registry[DatasetProvider] = Registry("dataset")
+
+
+def join_places(places: list[Path]) -> str:
+    return ", ".join(str(p) for p in places) or "nowhere"
+
+
+def download_failed(label: str, root: Path, exc: BaseException, hint: str = "") -> ValueError:
+    """A one-line error for a failed download (torchvision's own message spans several lines)."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    if len(reason) > 200:
+        reason = reason[:197] + "..."
+    advice = f"; without a network, {hint}" if hint else ""
+    return ValueError(f"downloading {label} into {root} failed ({reason}){advice}")

@@ -1,0 +1,147 @@
+"""The user's own images: a folder with one subfolder per class (torchvision's ``ImageFolder`` layout).
+
+``root/<class>/<image>`` is split into train/val by ``val_fraction``; ``root/train/<class>/...`` with
+``root/val/...`` (and optionally ``root/test/...``) uses the given splits. Every image is decoded once,
+made square (short side resized, centre cropped) and kept as uint8. Files that do not decode are
+skipped and counted, never fatal: one stray ``Thumbs.db`` must not stop a run.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from ..config import DataConfig
+from .base import DATASETS, DatasetProvider
+from .bundle import DatasetBundle, ImageTensors
+
+DEFAULT_SIZE = 32
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+LAYOUT_HINT = "expected <folder>/<class name>/<image files>, or train/ and val/ folders laid out that way"
+
+
+class ImageFolderProvider(DatasetProvider):
+    name = "imagefolder"
+    label = "Image folder"
+    description = "Your own images, one subfolder per class; resized to a square (32 px unless set)."
+
+    def available_offline(self, root: str | None) -> tuple[bool, str]:
+        if not root:
+            return False, "choose a folder with one subfolder of images per class"
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            return False, f"folder not found: {folder}"
+        top = folder / "train" if (folder / "train").is_dir() else folder
+        classes = _class_dirs(top)
+        if len(classes) < 2:
+            return False, f"{top} has {len(classes)} class subfolder(s); need at least 2 ({LAYOUT_HINT})"
+        return True, f"{len(classes)} classes in {top}"
+
+    def load(self, cfg: DataConfig, *, seed: int) -> DatasetBundle:
+        if not cfg.root:
+            raise ValueError(f"imagefolder needs data.root: the folder of images ({LAYOUT_HINT})")
+        folder = Path(cfg.root).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"image folder not found: {folder} ({LAYOUT_HINT})")
+        size = cfg.image_size or DEFAULT_SIZE
+        split_dirs = _split_dirs(folder)
+        classes = _class_dirs(split_dirs["train"])
+        if len(classes) < 2:
+            found = f"only {classes[0]!r}" if classes else "none"
+            raise ValueError(
+                f"{split_dirs['train']} needs at least 2 class subfolders to classify, found {found} ({LAYOUT_HINT})"
+            )
+
+        samples = {split: _list_samples(d, classes) for split, d in split_dirs.items()}
+        decoded, skipped = _decode_all([s for split in samples.values() for s in split], size)
+        notes = [f"images resized to {size}x{size} px (short side, centre crop) from {folder}"]
+        if skipped:
+            example = os.path.relpath(skipped[0], folder)
+            notes.append(f"skipped {len(skipped)} unreadable file(s), e.g. {example}")
+
+        grayscale = all(gray for _, gray in decoded.values())
+        splits: dict[str, ImageTensors] = {}
+        for split, items in samples.items():
+            kept = [(decoded[path][0], label) for path, label in items if path in decoded]
+            splits[split] = _to_tensors(kept, size, 1 if grayscale else 3)
+        if len(splits["train"]) == 0:
+            raise ValueError(f"no readable images in {split_dirs['train']} ({LAYOUT_HINT})")
+        empty = [c for c, n in zip(classes, torch.bincount(splits["train"].labels, minlength=len(classes))) if n == 0]
+        if empty:
+            notes.append(f"no training images for class(es): {', '.join(empty)}")
+
+        if split_dirs["train"] != folder and "val" not in splits:
+            notes.append("no val/ folder: validation carved from train/")
+        if "test" not in splits:
+            notes.append("no test/ folder: the test split is the validation split")
+        return DatasetBundle.from_splits(
+            self.name, classes, splits["train"], splits.get("test"),
+            val=splits.get("val"), val_fraction=cfg.val_fraction, seed=seed, notes=notes,
+        )
+
+
+def _split_dirs(folder: Path) -> dict[str, Path]:
+    """train/val/test subfolders when ``train/`` exists, else the folder itself as the training pool."""
+    if not (folder / "train").is_dir():
+        return {"train": folder}
+    dirs = {"train": folder / "train"}
+    for split, names in (("val", ("val", "valid", "validation")), ("test", ("test",))):
+        for name in names:
+            if (folder / name).is_dir():
+                dirs[split] = folder / name
+                break
+    return dirs
+
+
+def _class_dirs(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def _list_samples(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
+    unknown = sorted(set(_class_dirs(folder)) - set(classes))
+    if unknown:
+        raise ValueError(f"{folder} has class folder(s) not in train/: {', '.join(unknown)}")
+    samples = []
+    for label, name in enumerate(classes):
+        class_dir = folder / name
+        if not class_dir.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            samples += [(os.path.join(dirpath, f), label) for f in sorted(filenames) if not f.startswith(".")]
+    return samples
+
+
+def _decode_all(samples: list[tuple[str, int]], size: int) -> tuple[dict[str, tuple[np.ndarray, bool]], list[str]]:
+    """Decode in threads (PIL releases the GIL while decoding); returns {path: (pixels, was_gray)}, skipped."""
+    paths = [path for path, _ in samples]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(lambda p: _decode(p, size), paths))
+    decoded = {p: r for p, r in zip(paths, results) if r is not None}
+    return decoded, [p for p, r in zip(paths, results) if r is None]
+
+
+def _decode(path: str, size: int) -> tuple[np.ndarray, bool] | None:
+    try:
+        with Image.open(path) as img:
+            img.draft(None, (2 * size, 2 * size))  # JPEG: decode at reduced scale, far faster for photos
+            gray = img.mode in GRAY_MODES
+            img = ImageOps.fit(img.convert("L" if gray else "RGB"), (size, size), Image.Resampling.BILINEAR)
+            return np.asarray(img, dtype=np.uint8), gray
+    except Exception:  # any decoder failure means "not an image we can use": skip and count it
+        return None
+
+
+def _to_tensors(items: list[tuple[np.ndarray, int]], size: int, channels: int) -> ImageTensors:
+    images = np.zeros((len(items), channels, size, size), dtype=np.uint8)
+    for i, (pixels, _) in enumerate(items):
+        images[i] = pixels if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # gray broadcasts to RGB
+    labels = np.array([label for _, label in items], dtype=np.int64)
+    return ImageTensors(torch.from_numpy(images), torch.from_numpy(labels))
+
+
+DATASETS.register("imagefolder", ImageFolderProvider())

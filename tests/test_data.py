@@ -1,0 +1,441 @@
+"""Dataset providers, splits, statistics, batching and augmentation (tiny files made here, no downloads)."""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from iamnn_studio.engine.config import DataConfig
+from iamnn_studio.engine.data import (
+    DATASETS,
+    DatasetBundle,
+    ImageTensors,
+    augment_batch,
+    channel_stats,
+    class_counts,
+    crop_padding,
+    dataset_availability,
+    default_augment,
+    iterate_batches,
+    load_dataset,
+    normalize,
+    preview,
+    split_off,
+)
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+HAS_SCIPY = importlib.util.find_spec("scipy") is not None
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Downloads and decompressed copies go to a temp folder, never to the user's ~/.cache."""
+    monkeypatch.setenv("IAMNN_STUDIO_DATASETS", str(tmp_path_factory.mktemp("cache")))
+
+
+def _images(n: int, c: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, c, h, w), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- CIFAR
+def _pickle(path: Path, obj) -> None:
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+
+
+def _fake_cifar10(root: Path, per_batch: int = 3) -> tuple[np.ndarray, list[int]]:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    images, labels = _images(6 * per_batch, 3, 32, 32), [i % 10 for i in range(6 * per_batch)]
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for b, name in enumerate(names):
+        part = slice(b * per_batch, (b + 1) * per_batch)
+        _pickle(folder / name, {"batch_label": name, "labels": labels[part],
+                                "data": images[part].reshape(per_batch, -1), "filenames": ["x.png"] * per_batch})
+    _pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)], "num_vis": 3072})
+    return images, labels
+
+
+def test_fake_cifar10_loads_with_shapes_labels_and_class_names(tmp_path):
+    images, labels = _fake_cifar10(tmp_path)
+    bundle = load_dataset(DataConfig(name="cifar10", root=str(tmp_path), val_fraction=0.0))
+    assert bundle.classes == [f"class{i}" for i in range(10)]
+    assert bundle.train.images.shape == (15, 3, 32, 32) and bundle.test.images.shape == (3, 3, 32, 32)
+    assert len(bundle.val) == 0
+    # Rows are channel-major (1024 R, then G, then B): pixels must come back exactly where they were.
+    assert torch.equal(bundle.train.images, torch.from_numpy(images[:15]))
+    assert torch.equal(bundle.test.images, torch.from_numpy(images[15:]))
+    assert bundle.train.labels.tolist() == labels[:15] and bundle.test.labels.dtype == torch.int64
+    assert (bundle.in_channels, bundle.image_size, bundle.num_classes) == (3, 32, 10)
+
+
+def test_cifar_pickles_that_would_run_code_are_refused(tmp_path):
+    _fake_cifar10(tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    _pickle(tmp_path / "cifar-10-batches-py" / "test_batch", {"data": Evil(), "labels": []})
+    with pytest.raises(ValueError, match="test_batch"):
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+
+
+def test_fake_cifar100_loads_fine_labels(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    images = _images(7, 3, 32, 32)
+    fine = [0, 99, 5, 42, 7, 1, 64]
+    _pickle(folder / "train", {"data": images[:5].reshape(5, -1), "fine_labels": fine[:5], "coarse_labels": [0] * 5})
+    _pickle(folder / "test", {"data": images[5:].reshape(2, -1), "fine_labels": fine[5:], "coarse_labels": [1] * 2})
+    _pickle(folder / "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
+                              "coarse_label_names": [f"c{i}" for i in range(20)]})
+    bundle = load_dataset(DataConfig(name="cifar100", root=str(tmp_path), val_fraction=0.0))
+    assert bundle.num_classes == 100 and bundle.classes[99] == "f99"
+    assert bundle.train.labels.tolist() == fine[:5] and bundle.test.labels.tolist() == fine[5:]
+    assert torch.equal(bundle.test.images, torch.from_numpy(images[5:]))
+
+
+def test_missing_cifar_says_where_it_looked_and_how_to_get_it(tmp_path):
+    with pytest.raises(ValueError, match="allow downloads") as err:
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path / "nowhere")))
+    assert str(tmp_path / "nowhere") in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------ idx
+def _write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(path.with_name(path.name + ".gz"), "wb") as fh:
+            fh.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def _fake_idx(root: Path, n_train: int = 8, n_test: int = 4, compress: bool = True) -> dict[str, np.ndarray]:
+    root.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "train-images-idx3-ubyte": _images(n_train, 1, 28, 28)[:, 0],
+        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
+        "t10k-images-idx3-ubyte": _images(n_test, 1, 28, 28, seed=1)[:, 0],
+        "t10k-labels-idx1-ubyte": (np.arange(n_test) + 3) % 10,
+    }
+    for name, array in arrays.items():
+        _write_idx(root / name, array, compress)
+    return arrays
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_files_load_as_fashion_mnist_from_the_given_root(tmp_path, compress):
+    arrays = _fake_idx(tmp_path / "fm", compress=compress)
+    bundle = load_dataset(DataConfig(name="fashion-mnist", root=str(tmp_path / "fm"), val_fraction=0.0))
+    assert bundle.classes[0] == "T-shirt/top" and bundle.classes[9] == "Ankle boot" and bundle.num_classes == 10
+    assert bundle.train.images.shape == (8, 1, 28, 28) and bundle.test.images.shape == (4, 1, 28, 28)
+    assert torch.equal(bundle.train.images[:, 0], torch.from_numpy(arrays["train-images-idx3-ubyte"]))
+    assert bundle.test.labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+    assert any(str(tmp_path / "fm") in note for note in bundle.notes)
+
+
+def test_idx_files_load_as_mnist_in_torchvisions_layout(tmp_path):
+    arrays = _fake_idx(tmp_path / "MNIST" / "raw")
+    bundle = load_dataset(DataConfig(name="mnist", root=str(tmp_path), val_fraction=0.25))
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (6, 2, 4)
+    assert bundle.classes == [str(d) for d in range(10)]
+    assert torch.equal(bundle.test.images[:, 0], torch.from_numpy(arrays["t10k-images-idx3-ubyte"]))
+    assert bundle.default_augment == default_augment("mnist") == "crop"  # digits must not be mirrored
+
+
+def test_mnist_with_flip_augmentation_is_noted(tmp_path):
+    _fake_idx(tmp_path)
+    bundle = load_dataset(DataConfig(name="mnist", root=str(tmp_path), augment="crop-flip"))
+    assert any("mirrors" in note for note in bundle.notes)
+
+
+def test_corrupt_idx_file_names_the_file(tmp_path):
+    _fake_idx(tmp_path, compress=False)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte"):
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
+
+
+def test_missing_mnist_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(DATASETS.get("mnist"), "system_dirs", ())
+    with pytest.raises(ValueError, match="allow downloads") as err:
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path / "nowhere")))
+    assert str(tmp_path / "nowhere") in str(err.value)
+    available, reason = DATASETS.get("mnist").available_offline(str(tmp_path / "nowhere"))
+    assert not available and "not found" in reason
+
+
+def test_image_size_resizes_builtin_datasets(tmp_path):
+    _fake_idx(tmp_path)
+    bundle = load_dataset(DataConfig(name="mnist", root=str(tmp_path), image_size=32))
+    assert bundle.image_size == 32 and bundle.test.images.shape == (4, 1, 32, 32)
+    assert any("resized" in note for note in bundle.notes)
+
+
+@pytest.mark.skipif(
+    not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="Debian's dataset-fashion-mnist is not installed"
+)
+def test_real_fashion_mnist_loads_60000_and_10000_images():
+    bundle = load_dataset(DataConfig(name="fashion-mnist", val_fraction=0.0))
+    assert (len(bundle.train), len(bundle.test), bundle.num_classes) == (60000, 10000, 10)
+    assert bundle.train.images.shape[1:] == (1, 28, 28)
+    assert class_counts(bundle.test) == [1000] * 10
+    assert bundle.mean[0] == pytest.approx(0.2860, abs=1e-3) and bundle.std[0] == pytest.approx(0.3530, abs=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------- SVHN
+@pytest.mark.skipif(not HAS_SCIPY, reason="scipy is not installed: SVHN's .mat files cannot be written or read")
+def test_fake_svhn_mat_files_load_with_digit_zero_as_label_zero(tmp_path):
+    import scipy.io
+
+    images = _images(5, 3, 32, 32)
+    for name, part, y in (("train_32x32.mat", images[:3], [10, 1, 2]), ("test_32x32.mat", images[3:], [3, 10])):
+        scipy.io.savemat(tmp_path / name, {"X": part.transpose(2, 3, 1, 0), "y": np.array(y, np.uint8)[:, None]})
+    bundle = load_dataset(DataConfig(name="svhn", root=str(tmp_path), val_fraction=0.0))
+    assert bundle.train.labels.tolist() == [0, 1, 2] and bundle.test.labels.tolist() == [3, 0]
+    assert torch.equal(bundle.train.images, torch.from_numpy(images[:3]))
+
+
+@pytest.mark.skipif(HAS_SCIPY, reason="scipy is installed")
+def test_svhn_without_scipy_says_what_to_install(tmp_path):
+    with pytest.raises(ValueError, match="scipy"):
+        load_dataset(DataConfig(name="svhn", root=str(tmp_path)))
+
+
+# -------------------------------------------------------------------------------------- image folder
+COLOURS = {"apple": (220, 30, 30), "leaf": (30, 200, 40), "sky": (40, 60, 230)}
+
+
+def _image_folder(root: Path, per_class: int = 4, mode: str = "RGB") -> None:
+    for name, colour in COLOURS.items():
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            img = Image.new("RGB", (40 + 8 * i, 24), colour).convert(mode)  # not square: must be fitted
+            img.save(folder / (f"{i}.png" if i % 2 else f"{i}.jpg"))
+
+
+def _dominant_channel(images: torch.Tensor) -> list[int]:
+    return images.float().mean(dim=(2, 3)).argmax(dim=1).tolist()
+
+
+def test_image_folder_splits_by_fraction_and_skips_broken_files(tmp_path):
+    _image_folder(tmp_path)
+    (tmp_path / "leaf" / "broken.png").write_bytes(b"this is not a PNG")
+    bundle = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.25, image_size=16), seed=3)
+    assert bundle.classes == ["apple", "leaf", "sky"]
+    assert (len(bundle.train), len(bundle.val)) == (9, 3) and bundle.test is bundle.val
+    assert bundle.train.images.shape[1:] == (3, 16, 16)
+    assert any("skipped 1 unreadable" in note and "broken.png" in note for note in bundle.notes)
+    # Labels follow the folder names: apple images are red, leaf green, sky blue.
+    assert _dominant_channel(bundle.train.images) == bundle.train.labels.tolist()
+
+
+def test_image_folder_uses_train_and_val_subfolders(tmp_path):
+    _image_folder(tmp_path / "train", per_class=3)
+    _image_folder(tmp_path / "val", per_class=2)
+    bundle = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.5))
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (9, 6, 6)
+    assert bundle.image_size == 32  # the default size
+    assert class_counts(bundle.val, bundle.num_classes) == [2, 2, 2]
+    assert _dominant_channel(bundle.val.images) == bundle.val.labels.tolist()
+
+
+def test_image_folder_of_grayscale_images_has_one_channel(tmp_path):
+    _image_folder(tmp_path, mode="L")
+    bundle = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)))
+    assert bundle.in_channels == 1 and len(bundle.mean) == 1
+
+
+def test_image_folder_with_one_class_is_refused(tmp_path):
+    folder = tmp_path / "only"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    with pytest.raises(ValueError, match="at least 2 class") as err:
+        load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)))
+    assert "'only'" in str(err.value)
+
+
+def test_missing_image_folder_names_the_path(tmp_path):
+    with pytest.raises(ValueError, match="not found") as err:
+        load_dataset(DataConfig(name="imagefolder", root=str(tmp_path / "photos")))
+    assert str(tmp_path / "photos") in str(err.value)
+    with pytest.raises(ValueError, match="data.root"):
+        load_dataset(DataConfig(name="imagefolder"))
+
+
+def test_image_folder_without_readable_images_is_refused(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text("no pictures here")
+    with pytest.raises(ValueError, match="no readable images"):
+        load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)))
+
+
+# ------------------------------------------------------------------------------------------ synthetic
+def _synthetic(seed: int = 0, **options) -> DatasetBundle:
+    options = {"train_size": 300, "test_size": 200, **options}
+    return load_dataset(DataConfig(name="synthetic", val_fraction=0.1, options=options), seed=seed)
+
+
+def test_synthetic_is_deterministic_per_seed():
+    a, b, c = _synthetic(seed=1), _synthetic(seed=1), _synthetic(seed=2)
+    assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.labels, b.test.labels)
+    assert not torch.equal(a.train.images, c.train.images)
+    assert (len(a.train), len(a.val), len(a.test), a.image_size, a.in_channels) == (270, 30, 200, 28, 1)
+    assert class_counts(a.test) == [20] * 10
+
+
+def _roughness(images: torch.Tensor) -> float:
+    x = images.float() / 255
+    return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., 1:] - x[..., :-1]).abs().mean())
+
+
+def test_higher_synthetic_difficulty_gives_noisier_images():
+    easy, hard = _synthetic(difficulty=0.0), _synthetic(difficulty=1.0)
+    assert _roughness(hard.test.images) > 2 * _roughness(easy.test.images)
+    difficulty = hard.extras["difficulty"]
+    assert difficulty.shape == (200,) and 0 <= difficulty.min() and difficulty.max() <= 1
+    assert float(easy.extras["difficulty"].max()) == 0.0
+    # Within one dataset, images drawn harder are rougher too: difficulty varies per image.
+    order = difficulty.argsort()
+    assert _roughness(hard.test.images[order[-50:]]) > 1.5 * _roughness(hard.test.images[order[:50]])
+
+
+def test_synthetic_options_are_checked():
+    assert _synthetic(channels=3, image_size=20).train.images.shape[1:] == (3, 20, 20)
+    with pytest.raises(ValueError, match="difficulty"):
+        _synthetic(difficulty=2)
+    with pytest.raises(ValueError, match="data.options.colour"):
+        _synthetic(colour="red")
+
+
+# ------------------------------------------------------------------------------------------- registry
+def test_availability_reports_every_dataset():
+    status = dataset_availability()
+    assert {"fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "imagefolder", "synthetic"} <= set(status)
+    assert all(isinstance(ok, bool) and isinstance(why, str) and why for ok, why in status.values())
+    assert status["synthetic"][0] and not status["imagefolder"][0]
+    for name in status:
+        provider = DATASETS.get(name)
+        assert provider.label and provider.description
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="fashion-mnist"):
+        load_dataset(DataConfig(name="imagenet-22k"))
+
+
+# ------------------------------------------------------------------------------- splits and statistics
+def test_val_split_is_deterministic_and_disjoint_from_train():
+    data = ImageTensors(torch.zeros(100, 1, 4, 4, dtype=torch.uint8), torch.arange(100))
+    train, val = split_off(data, 0.2, seed=5)
+    again, val_again = split_off(data, 0.2, seed=5)
+    assert torch.equal(val.labels, val_again.labels) and torch.equal(train.labels, again.labels)
+    assert len(val) == 20 and not set(train.labels.tolist()) & set(val.labels.tolist())
+    assert sorted(train.labels.tolist() + val.labels.tolist()) == list(range(100))
+    assert not torch.equal(split_off(data, 0.2, seed=6)[1].labels, val.labels)
+    assert len(split_off(data, 0.0, seed=5)[1]) == 0
+
+
+def test_normalisation_stats_come_from_the_train_split():
+    images = torch.randint(0, 256, (50, 3, 6, 6), dtype=torch.uint8)
+    mean, std = channel_stats(images)
+    x = images.double() / 255
+    assert mean == pytest.approx(x.mean(dim=(0, 2, 3)).tolist(), abs=1e-9)
+    assert std == pytest.approx(x.std(dim=(0, 2, 3), unbiased=False).tolist(), abs=1e-9)
+
+    train = ImageTensors(torch.full((4, 1, 2, 2), 255, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+    test = ImageTensors(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+    bundle = DatasetBundle.from_splits("toy", ["a"], train, test, val_fraction=0.0)
+    assert bundle.mean == (1.0,)  # the all-black test split must not leak into the statistics
+
+
+def test_normalize_gives_zero_mean_unit_std_float32():
+    images = torch.randint(0, 256, (64, 2, 8, 8), dtype=torch.uint8)
+    mean, std = channel_stats(images)
+    out = normalize(images, mean, std)
+    assert out.dtype == torch.float32 and out.shape == images.shape
+    assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert (out.std(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-4
+    assert torch.allclose(normalize(images.float() / 255, mean, std), out, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------- augmentation
+def test_augment_keeps_shape_dtype_and_none_is_identity():
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    for mode in ("none", "crop", "flip", "crop-flip"):
+        for batch in (x, x.float()):
+            out = augment_batch(batch, mode, torch.Generator().manual_seed(0))
+            assert out.shape == batch.shape and out.dtype == batch.dtype
+    assert torch.equal(augment_batch(x, "none"), x)
+    with pytest.raises(ValueError, match="augment"):
+        augment_batch(x, "rotate")
+
+
+def test_flip_mirrors_some_images_and_keeps_the_rest():
+    x = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    out = augment_batch(x, "flip", torch.Generator().manual_seed(0))
+    flipped = (out == x.flip(-1)).flatten(1).all(1)
+    kept = (out == x).flatten(1).all(1)
+    assert bool((flipped | kept).all()) and 10 < int(flipped.sum()) < 54
+
+
+def test_crop_shifts_content_by_at_most_the_padding():
+    assert (crop_padding(28), crop_padding(32), crop_padding(64)) == (4, 4, 8)
+    x = torch.zeros(64, 1, 28, 28, dtype=torch.uint8)
+    x[:, :, 14, 14] = 255  # one bright pixel in the middle
+    out = augment_batch(x, "crop", torch.Generator().manual_seed(0))
+    assert out.flatten(1).sum(1).eq(255).all()  # moved, never lost or duplicated, zero fill elsewhere
+    where = out[:, 0].flatten(1).argmax(1)
+    dy, dx = where // 28 - 14, where % 28 - 14
+    assert dy.abs().max() <= 4 and dx.abs().max() <= 4
+    assert (dy != 0).any() and (dx != 0).any() and len(set(zip(dy.tolist(), dx.tolist()))) > 10
+
+
+def test_augment_is_reproducible_with_a_generator():
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    a = augment_batch(x, "crop-flip", torch.Generator().manual_seed(7))
+    b = augment_batch(x, "crop-flip", torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------- batching
+def _numbered(n: int) -> ImageTensors:
+    return ImageTensors(torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1), torch.arange(n))
+
+
+def test_batches_cover_every_sample_once_and_pair_images_with_labels():
+    data = _numbered(10)
+    batches = list(iterate_batches(data, 4, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert [len(y) for _, y in batches] == [4, 4, 2]
+    seen = torch.cat([y for _, y in batches])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    assert all(torch.equal(x.flatten().long(), y) for x, y in batches)
+    assert [len(y) for _, y in iterate_batches(data, 4, shuffle=False, drop_last=True)] == [4, 4]
+
+
+def test_batches_follow_given_indices():
+    data = _numbered(10)
+    order = [7, 3, 5]
+    (x, y), = list(iterate_batches(data, 8, shuffle=False, indices=order))
+    assert y.tolist() == order and x.flatten().tolist() == order
+
+
+# -------------------------------------------------------------------------------------------- preview
+def test_preview_takes_up_to_n_images_per_class_in_class_order():
+    labels = torch.tensor([2, 0, 2, 1, 0, 2, 2])
+    data = ImageTensors(torch.arange(7, dtype=torch.uint8).view(7, 1, 1, 1), labels)
+    bundle = DatasetBundle.from_splits("toy", ["a", "b", "c", "d"], data, data, val_fraction=0.0)
+    images, picked = preview(bundle, per_class=2)
+    assert picked.tolist() == [0, 0, 1, 2, 2] and images.flatten().tolist() == [1, 4, 3, 0, 2]
+    assert class_counts(bundle.train, bundle.num_classes) == [2, 1, 4, 0]
