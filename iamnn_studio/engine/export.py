@@ -1,0 +1,199 @@
+"""Export a checkpoint to ONNX or TorchScript (registry ``EXPORTERS``; plugins add more formats).
+
+Both formats carry the *masked fixed graph* (``model(x, compact=False)``): every iteration of
+every block is computed for every image and the halting decisions are applied as masks inside
+the graph. The answers (logits, iterations, MACs) equal the adaptive model's, but the exported
+model saves no compute; ``docs/export.md`` explains why and what the alternative would cost.
+
+The exported graph takes ``images``: float32 [batch, C, H, W] with values in [0, 1] (the
+checkpoint's normalisation is inside the graph) and returns ``logits`` [batch, classes],
+``iterations`` [batch, 4] (int64) and ``macs`` [batch] (int64: what the adaptive model would
+spend). Class names, normalisation and halting settings travel as metadata.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from .. import __version__
+from .checkpoint import Checkpoint, load_checkpoint
+from .registry import Registry
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("logits", "iterations", "macs")
+
+
+class ExportError(ValueError):
+    """An export cannot be done; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """One entry of the export menu. ``export(checkpoint, path, batch_size=...)`` writes ``path``."""
+
+    name: str
+    label: str
+    suffix: str
+    export: Callable[..., None]
+
+
+EXPORTERS: Registry[Exporter] = Registry("exporter")
+
+
+class FixedGraph(nn.Module):
+    """What gets exported: normalisation, then the masked fixed-depth forward, as three plain tensors."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        super().__init__()
+        self.model = checkpoint.model
+        channels = len(checkpoint.mean)
+        self.register_buffer("mean", torch.tensor(checkpoint.mean, dtype=torch.float32).view(1, channels, 1, 1))
+        self.register_buffer("std", torch.tensor(checkpoint.std, dtype=torch.float32).view(1, channels, 1, 1))
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        output = self.model((images - self.mean) / self.std, compact=False)
+        return output.logits, output.iterations, output.macs
+
+
+def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, batch_size: int = 1) -> Path:
+    """Export the checkpoint at ``ckpt_path`` as ``fmt`` ("onnx", "torchscript", or a plugin's) to ``out_path``.
+
+    ``batch_size`` is the example batch traced; formats that support it keep the batch axis dynamic.
+    The file appears atomically: a failed export leaves nothing behind.
+    """
+    if fmt not in EXPORTERS:
+        from .plugins import load_plugins  # a plugin may provide the format
+
+        load_plugins()
+    exporter = EXPORTERS.get(fmt)  # ValueError naming the known formats
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ExportError(f"batch size must be a positive integer, got {batch_size!r}")
+    out_path = Path(out_path)
+    _check_writable(out_path)
+    checkpoint = load_checkpoint(ckpt_path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        exporter.export(checkpoint, tmp, batch_size=batch_size)
+        os.replace(tmp, out_path)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out_path
+
+
+def _check_writable(out_path: Path) -> None:
+    if out_path.is_dir():
+        raise ExportError(f"cannot write {out_path}: it is a folder; give a file name")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_path.parent):
+            pass
+    except OSError as exc:
+        raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+
+
+def metadata(checkpoint: Checkpoint) -> dict[str, str]:
+    """What a consumer of the exported file needs to know, as strings (ONNX metadata, TorchScript extra file)."""
+    config = checkpoint.model_config
+    return {
+        "producer": f"IamNN Studio {__version__}",
+        "classes": json.dumps(checkpoint.classes),
+        "input": f"{INPUT_NAME}: float32 [batch, {config.in_channels}, {config.image_size}, {config.image_size}] "
+                 "in [0, 1]; normalisation is inside the graph",
+        "outputs": "logits [batch, classes]; iterations [batch, 4] int64; macs [batch] int64 "
+                   "(the adaptive model's MACs; this graph computes every iteration)",
+        "mean": json.dumps(list(checkpoint.mean)),
+        "std": json.dumps(list(checkpoint.std)),
+        "model_config": json.dumps(config.to_dict()),
+    }
+
+
+def _prepared(checkpoint: Checkpoint, batch_size: int) -> tuple[FixedGraph, Tensor]:
+    graph = FixedGraph(checkpoint).cpu().eval()
+    config = checkpoint.model_config
+    example = torch.rand(batch_size, config.in_channels, config.image_size, config.image_size)
+    with torch.no_grad():
+        graph(example)  # eager warm-up: fills lazy caches (the baseline's MAC count) outside the trace
+    return graph, example
+
+
+# --------------------------------------------------------------------------- ONNX
+def export_onnx(checkpoint: Checkpoint, path: Path, *, batch_size: int = 1) -> None:
+    """``torch.onnx.export(dynamo=True)`` with a dynamic batch axis, or a fixed batch if that fails."""
+    import onnx
+
+    # torch.export specialises a batch of 1, so trace at least 2 images for a dynamic axis.
+    graph, example = _prepared(checkpoint, max(batch_size, 2))
+    batch = "dynamic"
+    try:
+        _onnx_export(graph, example, path, dynamic=True)
+    except Exception as exc:  # noqa: BLE001 - any exporter failure: fall back, say why
+        log.warning("ONNX export with a dynamic batch failed (%s); exported with a fixed batch of %d",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, batch_size)
+        graph, example = _prepared(checkpoint, batch_size)
+        try:
+            _onnx_export(graph, example, path, dynamic=False)
+        except Exception as exc2:  # noqa: BLE001
+            raise ExportError(f"ONNX export failed: {str(exc2).strip().splitlines()[0]}") from None
+        batch = f"fixed:{batch_size}"
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {**metadata(checkpoint), "batch": batch})
+    onnx.save(model, str(path))
+
+
+def _onnx_export(graph: nn.Module, example: Tensor, path: Path, *, dynamic: bool) -> None:
+    dynamic_shapes = {"images": {0: torch.export.Dim("batch")}} if dynamic else None
+    chatter = io.StringIO()  # the exporter prints progress lines: keep stdout clean for --json
+    with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            graph, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=dynamic_shapes, verbose=False,
+        )
+        program.save(str(path))
+
+
+# --------------------------------------------------------------------------- TorchScript
+def export_torchscript(checkpoint: Checkpoint, path: Path, *, batch_size: int = 1) -> None:
+    """``torch.jit.trace`` of the same fixed graph; metadata in the extra file ``iamnn_studio.json``.
+
+    TorchScript is deprecated in favour of ``torch.export`` (.pt2); it is kept because C++
+    (libtorch) and mobile runtimes still load it. Only its deprecation warnings are silenced, here.
+    """
+    graph, example = _prepared(checkpoint, batch_size)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")
+        # Unit MAC costs are Python numbers turned into tensors: constants in the trace, as intended.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, message=r"torch\.tensor results")
+        traced = torch.jit.trace(graph, (example,))
+        extra = {"iamnn_studio.json": json.dumps({**metadata(checkpoint), "batch": "dynamic"})}
+        torch.jit.save(traced, str(path), _extra_files=extra)
+
+
+EXPORTERS.register("onnx", Exporter("onnx", "ONNX (onnxruntime and most runtimes)", ".onnx", export_onnx))
+EXPORTERS.register("torchscript", Exporter("torchscript", "TorchScript (libtorch, deprecated)", ".pt", export_torchscript))
+
+
+def read_torchscript_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata stored beside a TorchScript export (also a check that the file loads)."""
+    extra = {"iamnn_studio.json": ""}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")
+        torch.jit.load(str(path), _extra_files=extra)
+    return json.loads(extra["iamnn_studio.json"])

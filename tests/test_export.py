@@ -1,0 +1,100 @@
+"""Exported models give the adaptive model's answers: ONNX in onnxruntime, TorchScript in torch.jit."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from iamnn_studio.engine.checkpoint import CheckpointError
+from iamnn_studio.engine.data.augment import normalize
+from iamnn_studio.engine.export import EXPORTERS, ExportError, export_checkpoint, read_torchscript_metadata
+from tiny_models import CLASSES, MEAN, STD, save_varied_checkpoint, tiny_config, varied_images
+
+
+def reference(model, images):
+    with torch.no_grad():
+        return model(normalize(images, MEAN, STD))
+
+
+def as_unit_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 255.0
+
+
+@pytest.fixture(scope="module")
+def images():
+    return varied_images(30, seed=1).images  # not the images the model's statistics were fitted on
+
+
+def test_both_formats_are_registered():
+    assert {"onnx", "torchscript"} <= set(EXPORTERS.names())
+    assert EXPORTERS.get("onnx").suffix == ".onnx"
+
+
+def test_onnx_answers_equal_the_adaptive_model(tmp_path, images):
+    model = save_varied_checkpoint(tmp_path / "model.pt")
+    want = reference(model, images)
+    assert len(torch.unique(want.iterations, dim=0)) > 2  # halting really varies between these images
+
+    out = export_checkpoint(tmp_path / "model.pt", "onnx", tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    logits, iterations, macs = session.run(None, {"images": as_unit_float(images).numpy()})  # 30: not the traced batch
+    np.testing.assert_allclose(logits, want.logits.numpy(), atol=1e-4)
+    np.testing.assert_array_equal(iterations, want.iterations.numpy())
+    np.testing.assert_array_equal(macs, want.macs.numpy())
+
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props["classes"]) == CLASSES and props["batch"] == "dynamic"
+    assert json.loads(props["model_config"])["threshold"] == 0.7
+
+
+@pytest.mark.parametrize("halting", ["calibrated", "act"])
+def test_torchscript_answers_equal_the_adaptive_model(tmp_path, images, halting):
+    model = save_varied_checkpoint(tmp_path / "model.pt", tiny_config(halting=halting, threshold=0.8))
+    out = export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts", batch_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
+        loaded = torch.jit.load(str(out))
+    logits, iterations, macs = loaded(as_unit_float(images))
+    want = reference(model, images)
+    torch.testing.assert_close(logits, want.logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(iterations, want.iterations) and torch.equal(macs, want.macs)
+    assert json.loads(read_torchscript_metadata(out)["classes"]) == CLASSES
+
+
+def test_resnet_baseline_exports(tmp_path, images):
+    model = save_varied_checkpoint(tmp_path / "resnet.pt", tiny_config(architecture="resnet"))
+    out = export_checkpoint(tmp_path / "resnet.pt", "torchscript", tmp_path / "resnet.ts")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        logits, _, macs = torch.jit.load(str(out))(as_unit_float(images))
+    torch.testing.assert_close(logits, reference(model, images).logits, atol=1e-5, rtol=1e-5)
+    assert macs.unique().tolist() == [model.macs_range()[0]]
+
+
+def test_unknown_format_names_the_known_ones(tmp_path):
+    save_varied_checkpoint(tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"unknown exporter 'tflite' \(known: .*onnx.*torchscript"):
+        export_checkpoint(tmp_path / "model.pt", "tflite", tmp_path / "model.tflite")
+
+
+def test_unwritable_destinations_are_refused_before_any_work(tmp_path):
+    save_varied_checkpoint(tmp_path / "model.pt")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ExportError, match="cannot write .*model.ts"):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", blocker / "model.ts")
+    with pytest.raises(ExportError, match="it is a folder"):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "model.pt"]
+
+
+def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        export_checkpoint(tmp_path / "nope.pt", "onnx", tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
