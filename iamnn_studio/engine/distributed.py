@@ -1,0 +1,263 @@
+"""Training on several processes: DistributedDataParallel under torch's elastic launcher.
+
+``launch`` starts ``nproc_per_node`` workers through ``torch.distributed.launcher`` (what
+``torchrun`` runs), so torchrun's static multi-node set-up works: every node calls ``launch``
+with the same ``nnodes``, ``master_addr`` and ``master_port`` and its own ``node_rank``. A
+process that ``torchrun`` itself started (RANK / WORLD_SIZE / LOCAL_RANK set) runs its worker
+in place instead.
+
+Each worker runs the ordinary ``Trainer``, which sees the initialised process group and then
+wraps the model in DDP, shards every epoch with a ``DistributedSampler`` and all-reduces its
+metrics. Only global rank 0 writes the run folder and emits events; ``launch`` forwards those
+events to its listeners by following the run's ``metrics.jsonl``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import signal
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as dist
+
+from .config import RunConfig
+from .events import Event, Listener
+
+log = logging.getLogger(__name__)
+
+#: How long the workers of a multi-node run wait for each other to join (seconds).
+RENDEZVOUS_TIMEOUT = 900
+
+
+@dataclass
+class Collective:
+    """This process's place in the job and the few collectives the trainer needs.
+
+    With one process every operation is a no-op, so the trainer has one code path.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def current(cls) -> "Collective":
+        """The initialised process group, or a job of one."""
+        if dist.is_available() and dist.is_initialized():
+            local_rank = int(os.environ.get("LOCAL_RANK", dist.get_rank() % max(1, torch.cuda.device_count() or 1)))
+            return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+        return cls()
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over all processes, in place."""
+        if self.distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every process."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def started_by_torchrun() -> bool:
+    """Whether this process is one worker of a job that torchrun (or another launcher) started."""
+    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+# --------------------------------------------------------------------------- launching
+def launch(
+    config: RunConfig | None,
+    nproc_per_node: int,
+    *,
+    runs_dir: str | Path = "runs",
+    nnodes: int = 1,
+    node_rank: int = 0,
+    master_addr: str = "127.0.0.1",
+    master_port: int = 29500,
+    resume: bool = False,
+    run_dir: str | Path | None = None,
+    listeners: Iterable[Listener] = (),
+):
+    """Train ``config`` on ``nnodes`` x ``nproc_per_node`` processes; returns rank 0's ``RunResult``.
+
+    ``resume=True`` continues ``run_dir`` from its ``last.pt`` (every node must see that folder).
+    On nodes other than the first, the result describes this node's workers only.
+    """
+    from .trainer import RunResult, Trainer
+
+    if config is not None:
+        config = copy.deepcopy(config).validate()
+    for name, value, low in (("nproc_per_node", nproc_per_node, 1), ("nnodes", nnodes, 1), ("master_port", master_port, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
+    if not 0 <= node_rank < nnodes:
+        raise ValueError(f"node_rank: must be in [0, {nnodes - 1}], got {node_rank!r}")
+    if resume and run_dir is None:
+        raise ValueError("run_dir: resuming needs the run folder")
+
+    if started_by_torchrun():
+        return _worker(config, str(runs_dir), None if run_dir is None else str(run_dir), resume)
+
+    if nnodes == 1 and nproc_per_node == 1:  # nothing to distribute
+        return Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume, listeners=listeners).run()
+
+    if not resume and node_rank == 0:
+        from .runs import RunDirectory
+
+        # Choose the folder here, so this process knows which metrics.jsonl to follow.
+        run_dir = RunDirectory.create(runs_dir, config.name).path
+
+    launch_config = _launch_config(nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    follower = _MetricsFollower(Path(run_dir), list(listeners)) if run_dir is not None and node_rank == 0 else None
+    if follower:
+        follower.start()
+    try:
+        results = _elastic_launch(launch_config, config, str(runs_dir), run_dir, resume)
+    except Exception as exc:  # a worker crashed outright (the trainer itself reports expected failures)
+        reason = _first_line(exc) or type(exc).__name__
+        return RunResult(run_dir=None if run_dir is None else Path(run_dir), reason=f"a training process failed: {reason}",
+                         best_accuracy=None, state="failed")
+    finally:
+        if follower:
+            follower.stop()
+    return _merge_results(results, node_rank * nproc_per_node)
+
+
+def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr: str, master_port: int):
+    from torch.distributed.launcher.api import LaunchConfig
+
+    return LaunchConfig(
+        min_nodes=nnodes,
+        max_nodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        run_id=f"iamnn-{uuid.uuid4().hex[:8]}" if nnodes == 1 else f"iamnn-{master_addr}-{master_port}",
+        rdzv_backend="static",  # torchrun --nnodes N --node-rank R --master-addr A --master-port P
+        rdzv_endpoint=f"{master_addr}:{master_port}",
+        rdzv_configs={"rank": node_rank, "timeout": RENDEZVOUS_TIMEOUT},
+        max_restarts=0,  # a failed run is reported, not silently restarted from scratch
+        monitor_interval=0.2,
+        start_method="spawn",
+    )
+
+
+def _elastic_launch(launch_config, config, runs_dir: str, run_dir, resume: bool) -> dict[int, Any]:
+    from torch.distributed.launcher.api import elastic_launch
+
+    return elastic_launch(launch_config, _worker)(config, runs_dir, None if run_dir is None else str(run_dir), resume)
+
+
+def _merge_results(results: dict[int, Any], first_rank: int):
+    """Rank 0's result (or this node's first), carrying every rank's parameter digest."""
+    ranked = {rank: result for rank, result in results.items() if result is not None}
+    main = ranked.get(0) or ranked[min(ranked)]
+    for result in ranked.values():
+        main.parameter_digests.update(result.parameter_digests)
+    return main
+
+
+def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume: bool):
+    """One training process: join the process group, train, leave."""
+    from .trainer import Trainer
+
+    cuda = torch.cuda.is_available() and (config is None or config.device != "cpu")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    elif config is not None and config.num_threads is None:
+        # Several processes share the CPU: without this each would start one thread per core.
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    try:
+        trainer = Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume)
+        _stop_on_signals(trainer)
+        return trainer.run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _stop_on_signals(trainer) -> None:
+    """SIGTERM / SIGINT (the launcher passing on Ctrl+C) ask for a graceful stop with a checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: trainer.stop())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class _MetricsFollower(threading.Thread):
+    """Reads rank 0's ``metrics.jsonl`` as it grows and hands each event to the listeners."""
+
+    def __init__(self, run_dir: Path, listeners: list[Listener], interval: float = 0.2) -> None:
+        super().__init__(name="iamnn-metrics-follower", daemon=True)
+        self.path = run_dir / "metrics.jsonl"
+        self.listeners = listeners
+        self.interval = interval
+        self._offset = 0
+        self._done = threading.Event()
+        if self.path.exists():  # resuming: only the new events
+            self._offset = self.path.stat().st_size
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            self._read_new()
+        self._read_new()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=5)
+
+    def _read_new(self) -> None:
+        if not self.listeners:
+            return
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except OSError:
+            return
+        complete = chunk.rfind(b"\n") + 1  # a line still being written waits for the next read
+        self._offset += complete
+        for line in chunk[:complete].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or "event" not in record:
+                continue
+            kind = str(record.pop("event"))
+            stamp = record.pop("time", None)
+            event = Event(kind, record) if stamp is None else Event(kind, record, float(stamp))
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("a training listener failed on a %s event", kind)

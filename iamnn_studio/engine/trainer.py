@@ -1,0 +1,1035 @@
+"""The training loop: one ``RunConfig`` in, a run folder and a stream of events out.
+
+``Trainer.run()`` blocks; ``stop()``, ``pause()`` and ``resume()`` may be called from any
+thread and take effect between two optimiser steps. Expected failures (a missing dataset, a
+diverging loss, running out of GPU memory, a full disk) end the run with a ``failed`` event
+and a one-sentence reason; ``run()`` returns rather than raises.
+
+What a run does, in order (docs/architecture.md, "Training recipes"):
+
+1. load the dataset and fill the model's input channels, image size and classes from it;
+2. train for ``epochs`` (or ``max_steps``), validating after every epoch and keeping
+   ``last.pt`` and ``best.pt``;
+3. for the calibrated recipe, fit the halting heads of the best model on held-out images;
+4. evaluate the final model on the test split and write ``eval.json``.
+
+Reproducibility: every random choice of the loop comes from generators seeded by
+``config.seed`` (the epoch's data order from the seed and the epoch number, augmentation and
+the anytime exits from their own generators), and every generator's state is saved in the
+checkpoint, so a run stopped at any step and resumed from ``last.pt`` trains exactly as an
+uninterrupted one on the same device.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+import math
+import os
+import random
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data.distributed import DistributedSampler
+
+from .config import RunConfig
+from .distributed import Collective
+from .events import Event, Listener
+from .optim import build_optimizer, build_scheduler, planned_steps
+from .runs import RunDirectory
+
+log = logging.getLogger(__name__)
+
+TRAINER_STATES = ("idle", "running", "paused", "stopping", "stopped", "completed", "failed")
+#: Step events are aggregated over windows of at least this many seconds (<= 10 events/s).
+STEP_EVENT_INTERVAL = 0.1
+#: With several processes, metrics and stop requests are combined every this many steps.
+SYNC_EVERY_STEPS = 10
+#: Datasets up to this size are moved to the GPU once, so batches never cross the bus.
+GPU_DATASET_BYTES = 2 << 30
+#: Share of the training images that calibrates the halting head when there is no validation split.
+FALLBACK_CALIBRATION_SHARE = 0.1
+TRAINING_STATE_VERSION = 1
+
+
+class TrainingFailed(Exception):
+    """An expected failure; the message is the sentence the user sees."""
+
+
+class _AlreadyComplete(TrainingFailed):
+    """Resuming a run that has nothing left to do; its folder must stay as it is."""
+
+
+class _StopRequested(Exception):
+    """The user stopped the run during calibration or evaluation."""
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    run_dir: Path | None
+    reason: str  # "completed", "max_steps", "stopped", or why it failed
+    best_accuracy: float | None
+    state: str = "completed"  # completed | stopped | failed
+    #: sha256 of the trained parameters per global rank (distributed runs check they agree).
+    parameter_digests: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.state != "failed"
+
+
+def training_recipe(model_config) -> str:
+    """"calibrated" (anytime exits, head fitted later), "act" (ponder cost) or "plain" cross-entropy."""
+    if model_config.architecture == "resnet" or model_config.mode != "adaptive":
+        return "plain"
+    return "act" if model_config.halting == "act" else "calibrated"
+
+
+# --------------------------------------------------------------------------- metrics
+class _Totals:
+    """Sums of training metrics kept on the device, so recording a step never waits for the GPU.
+
+    Layout: loss, ponder, correct, images, macs, then iterations per block (all summed over images).
+    """
+
+    LOSS, PONDER, CORRECT, IMAGES, MACS, ITERATIONS = range(6)
+
+    def __init__(self, blocks: int, device: torch.device) -> None:
+        self.blocks = blocks
+        self.values = torch.zeros(self.ITERATIONS + blocks, dtype=torch.float64, device=device)
+
+    @staticmethod
+    def summary(values: Tensor, blocks: int) -> dict[str, Any]:
+        """Means per image from (host) sums."""
+        v = values.tolist()
+        images = v[_Totals.IMAGES]
+        if images <= 0:
+            return {}
+        return {
+            "loss": v[_Totals.LOSS] / images,
+            "accuracy": v[_Totals.CORRECT] / images,
+            "ponder_cost": v[_Totals.PONDER] / images,
+            "macs": v[_Totals.MACS] / images,
+            "iterations": [v[_Totals.ITERATIONS + b] / images for b in range(blocks)],
+            "images": int(images),
+        }
+
+
+# --------------------------------------------------------------------------- the trainer
+class Trainer:
+    """Trains one run; see the module docstring.
+
+    ``Trainer(config)`` starts a new run in ``runs_dir/<config.name>`` (numbered if taken), or
+    exactly in ``run_dir`` when given. ``Trainer(config, run_dir=path, resume=True)`` continues a
+    run from its ``last.pt`` with the settings it was started with (``config`` may then be None;
+    only its device and thread settings are taken).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig | None,
+        *,
+        runs_dir: str | Path = "runs",
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        listeners: Iterable[Listener] = (),
+    ) -> None:
+        if config is None and not resume:
+            raise ValueError("config: a new run needs a RunConfig")
+        if resume and run_dir is None:
+            raise ValueError("run_dir: resuming needs the run folder")
+        self.config: RunConfig | None = None if config is None else copy.deepcopy(config).validate()
+        self.runs_dir = Path(runs_dir)
+        self.resuming = resume
+        self._requested_run_dir = None if run_dir is None else Path(run_dir)
+        self._listeners: list[Listener] = list(listeners)
+        self._comm = Collective.current()
+
+        self._state = "idle"
+        self._state_lock = threading.Lock()
+        self._stop_requested = threading.Event()
+        self._unpaused = threading.Event()
+        self._unpaused.set()
+
+        self.run_dir: RunDirectory | None = None  # rank 0 only: the other processes write nothing
+        self._run_path: Path | None = None
+        self.device = torch.device("cpu")
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimiser steps taken
+        self.best_accuracy: float | None = None
+        self.best_epoch: int | None = None
+        self._batches_done = 0  # in the current epoch
+        self._halting_fitted = False
+        self._last_good_checkpoint: Path | None = None
+
+    # ------------------------------------------------------------ commands
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def stop(self) -> None:
+        """Finish the current step, save ``last.pt`` and end the run (thread-safe)."""
+        self._stop_requested.set()
+        with self._state_lock:
+            if self._state in ("running", "paused"):
+                self._state = "stopping"
+        self._unpaused.set()  # a paused loop must wake up to stop
+
+    def pause(self) -> None:
+        """Hold the loop between two steps until ``resume()`` (thread-safe)."""
+        if not self._stop_requested.is_set():
+            self._unpaused.clear()
+
+    def resume(self) -> None:
+        self._unpaused.set()
+
+    @property
+    def state(self) -> str:
+        """idle, running, paused, stopping, stopped, completed or failed."""
+        return self._state
+
+    def _set_state(self, state: str) -> None:
+        with self._state_lock:
+            if self._state == "stopping" and state in ("running", "paused"):
+                return
+            self._state = state
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> RunResult:
+        """Train to the end (or until stopped or failed); never raises for expected failures."""
+        self._set_state("running")
+        try:
+            self._prepare()
+            reason = self._train()
+            if reason != "stopped":
+                reason = self._after_training(reason)
+            return self._finish(reason)
+        except _AlreadyComplete as exc:
+            return self._fail(str(exc), record=False)
+        except TrainingFailed as exc:
+            return self._fail(str(exc))
+        except torch.cuda.OutOfMemoryError:
+            self._release_gpu_memory()
+            batch = self.config.batch_size if self.config else "?"
+            return self._fail(
+                f"out of GPU memory at epoch {self.epoch + 1} step {self.step} with batch size {batch}: "
+                f"try a smaller batch size; {self._kept_checkpoint_sentence()}"
+            )
+        except KeyboardInterrupt:
+            self._fail(f"interrupted; {self._kept_checkpoint_sentence()}")
+            raise
+        except Exception as exc:  # a bug: say so in one line, keep the traceback in train.log
+            self._log_text(traceback.format_exc())
+            log.exception("training failed")
+            return self._fail(f"unexpected error: {type(exc).__name__}: {_first_line(exc)} (details in train.log)")
+
+    # ------------------------------------------------------------ preparing
+    def _prepare(self) -> None:
+        checkpoint = self._open_run_for_resume() if self.resuming else None
+        config = self.config
+        self.recipe = training_recipe(config.model)
+        self.device = self._choose_device(config)
+        if self.device.type == "cpu" and config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        _seed_everything(config.seed)
+
+        self.data = self._load_data(config)
+        self.model = self._build_model(config, checkpoint)
+        self.train_model: nn.Module = self.model
+        if self._comm.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            from .model import IamNN
+
+            # The adaptive forward skips iterations (and, before calibration, every halting head):
+            # which parameters get gradients changes from batch to batch.
+            self.train_model = DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=isinstance(self.model, IamNN),
+            )
+
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.total_steps = planned_steps(config, self.steps_per_epoch)
+        self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = build_scheduler(self.optimizer, config, self.total_steps)
+        self.augment_generator = torch.Generator().manual_seed(config.seed * 1000 + 1 + self._comm.rank)
+        # Identical on every process: all ranks run the same exits, so DDP sees the same graph.
+        self.exit_generator = torch.Generator().manual_seed(config.seed * 1000 + 2)
+        self.totals = _Totals(len(self.model.caps), self.device)
+
+        if checkpoint is not None:
+            self._restore_training_state(checkpoint.training_state)
+        else:
+            self._create_run_dir(config)
+        self._emit_started(resumed=checkpoint is not None)
+
+    def _open_run_for_resume(self):
+        """Load ``last.pt`` of the run folder; the run's own settings win over the given ones."""
+        from .checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            run = RunDirectory.open(self._requested_run_dir)
+        except ValueError as exc:
+            raise TrainingFailed(f"cannot resume: {exc}") from None
+        name = run.name
+        if not run.last_checkpoint.exists():
+            raise TrainingFailed(
+                f"cannot resume {name}: it has no checkpoint yet (it ended before its first epoch did); start it again"
+            )
+        try:
+            checkpoint = load_checkpoint(run.last_checkpoint)
+        except CheckpointError as exc:
+            raise TrainingFailed(f"cannot resume {name}: {exc}") from None
+        state = checkpoint.training_state
+        if not isinstance(state, dict) or state.get("version") != TRAINING_STATE_VERSION:
+            raise TrainingFailed(f"cannot resume {name}: its last checkpoint holds no training state to continue from")
+        saved = checkpoint.run_config
+        if saved is None:
+            try:
+                saved = run.read_config()
+            except ValueError as exc:
+                raise TrainingFailed(f"cannot resume {name}: {exc}") from None
+        if self.config is not None:  # where to run may change; what to train may not
+            for name_ in ("device", "amp", "channels_last", "num_threads"):
+                setattr(saved, name_, getattr(self.config, name_))
+        self.config = saved
+        world = int(state.get("world_size", 1))
+        if world != self._comm.world_size:
+            raise TrainingFailed(
+                f"cannot resume {name}: it was trained by {world} process(es); resume it with the same number "
+                f"(now {self._comm.world_size})"
+            )
+        if state.get("training_done") and (state.get("halting_fitted") or not self._needs_calibration(saved)) \
+                and run.eval_path.exists():
+            raise _AlreadyComplete(
+                f"{name} already completed all {state.get('epoch')} epochs and its evaluation: nothing to resume "
+                "(start a new run to train longer)"
+            )
+        self.run_dir = run if self._comm.is_main else None
+        self._run_path = run.path
+        self._last_good_checkpoint = run.last_checkpoint
+        return checkpoint
+
+    @staticmethod
+    def _needs_calibration(config: RunConfig) -> bool:
+        return training_recipe(config.model) == "calibrated" and config.calibrate_halting
+
+    def _choose_device(self, config: RunConfig) -> torch.device:
+        if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+            if not torch.cuda.is_available():
+                raise TrainingFailed("device: CUDA was asked for but no CUDA GPU is available; choose cpu or auto")
+            index = self._comm.local_rank if self._comm.distributed else torch.cuda.current_device()
+            return torch.device("cuda", index)
+        return torch.device("cpu")
+
+    def _load_data(self, config: RunConfig):
+        from .data import load_dataset
+
+        try:
+            bundle = load_dataset(config.data, seed=config.seed)
+        except ValueError as exc:
+            raise TrainingFailed(str(exc)) from None
+        if len(bundle.train) == 0:
+            raise TrainingFailed(f"data: {bundle.name} has no training images")
+        model = config.model
+        filled = {"in_channels": bundle.in_channels, "image_size": bundle.image_size, "num_classes": bundle.num_classes}
+        if self.resuming:
+            changed = [f"{k} {getattr(model, k)} -> {v}" for k, v in filled.items() if getattr(model, k) != v]
+            if changed:
+                raise TrainingFailed(f"cannot resume: the dataset no longer matches the model ({', '.join(changed)})")
+        for key, value in filled.items():
+            setattr(model, key, value)
+        if self.device.type == "cuda":
+            size = sum(s.images.numel() for s in (bundle.train, bundle.val, bundle.test))
+            if size <= GPU_DATASET_BYTES:
+                bundle = bundle.to(self.device)
+        self.classes, self.mean, self.std = list(bundle.classes), tuple(bundle.mean), tuple(bundle.std)
+        self._data_notes = list(bundle.notes)
+        return bundle
+
+    def _build_model(self, config: RunConfig, checkpoint) -> nn.Module:
+        from .model import build_model
+
+        if checkpoint is not None:
+            model = checkpoint.model
+            config.model = model.config  # one config object: a fitted threshold lands in both
+        else:
+            try:
+                model = build_model(config.model)
+            except ValueError as exc:
+                raise TrainingFailed(str(exc)) from None
+        model.to(self.device)
+        if self.device.type == "cuda" and config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.train()
+        return model
+
+    def _create_run_dir(self, config: RunConfig) -> None:
+        """Rank 0 makes the folder (numbered if the name is taken) and tells the others its path."""
+        path = None
+        if self._comm.is_main:
+            try:
+                if self._requested_run_dir is not None:
+                    self.run_dir = RunDirectory.claim(self._requested_run_dir)
+                else:
+                    self.run_dir = RunDirectory.create(self.runs_dir, config.name)
+                self.run_dir.write_config(config)
+                self._write_status("running")
+            except (ValueError, OSError) as exc:
+                path = exc
+            else:
+                path = str(self.run_dir.path)
+        path = self._comm.broadcast_object(path)
+        if isinstance(path, BaseException):
+            raise TrainingFailed(str(path))
+        self._run_path = Path(path)
+
+    def _steps_per_epoch(self) -> int:
+        return max(1, len(self._batch_starts(self._epoch_indices(0))))
+
+    # ------------------------------------------------------------- the data
+    def _epoch_indices(self, epoch: int) -> list[int]:
+        """This process's share of the epoch's shuffled training set (a DistributedSampler)."""
+        sampler = DistributedSampler(
+            range(len(self.data.train)), num_replicas=self._comm.world_size, rank=self._comm.rank,
+            shuffle=True, seed=self.config.seed,
+        )
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        if len(indices) % self.config.batch_size == 1 and len(indices) > 1:
+            indices = indices[:-1]  # a batch of one image has no batch statistics
+        return indices
+
+    def _batch_starts(self, indices: list[int]) -> range:
+        return range(0, len(indices), self.config.batch_size)
+
+    def _epoch_batches(self, epoch: int, skip: int) -> Iterator[tuple[Tensor, Tensor]]:
+        from .data import iterate_batches
+
+        indices = self._epoch_indices(epoch)[skip * self.config.batch_size:]
+        yield from iterate_batches(self.data.train, self.config.batch_size, shuffle=False, indices=indices)
+
+    # -------------------------------------------------------------- training
+    def _train(self) -> str:
+        """Run the epochs; returns "completed", "max_steps" or "stopped"."""
+        config = self.config
+        capped = config.max_steps is not None and self.total_steps < config.epochs * self.steps_per_epoch
+        self._last_emit = time.monotonic()
+        self._reported = _to_host(self.totals.values)
+        self._pending_losses: list[Tensor] = []
+        self._pending_first_step = self.step + 1
+        self._sync_countdown = SYNC_EVERY_STEPS
+
+        while self.epoch < self.total_epochs and self.step < self.total_steps:
+            epoch_started = time.monotonic()
+            self._epoch_images_at_start = self.totals.values[_Totals.IMAGES].item()
+            for images, labels in self._epoch_batches(self.epoch, self._batches_done):
+                if self._should_stop_before_step():
+                    return self._stop_mid_epoch()
+                self._train_step(images, labels)
+                self.step += 1
+                self._batches_done += 1
+                if self._sync_due():
+                    if self._synchronise():
+                        return self._stop_mid_epoch()
+                if self.step >= self.total_steps:
+                    break
+            stop = self._synchronise(force_emit=True)
+            self._end_epoch(time.monotonic() - epoch_started)  # saves last.pt
+            if stop or (self._stop_requested.is_set() and not self._comm.distributed):
+                return "stopped"
+        return "max_steps" if capped else "completed"
+
+    def _should_stop_before_step(self) -> bool:
+        if not self._unpaused.is_set() and not self._stop_requested.is_set():
+            self._wait_while_paused()
+        # With several processes the stop request is honoured at the next synchronisation.
+        return self._stop_requested.is_set() and not self._comm.distributed
+
+    def _wait_while_paused(self) -> None:
+        """Block (without spinning) until resumed or stopped; says so in events and status."""
+        if self._pending_losses and not self._comm.distributed:  # a collective here would deadlock
+            self._synchronise(force_emit=True)
+        self._set_state("paused")
+        self._emit("paused", step=self.step, epoch=self.epoch + 1)
+        self._write_status("paused")
+        while not self._unpaused.wait(timeout=1.0):
+            pass
+        if not self._stop_requested.is_set():
+            self._set_state("running")
+            self._emit("resumed", step=self.step, epoch=self.epoch + 1)
+            self._write_status("running")
+
+    def _train_step(self, images: Tensor, labels: Tensor) -> None:
+        from .data import augment_batch, normalize
+
+        config, model = self.config, self.train_model
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        x = normalize(augment_batch(images, config.data.augment, self.augment_generator), self.mean, self.std)
+        if self.device.type == "cuda" and config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        with self._autocast():
+            if self.recipe == "calibrated":
+                from .calibration import sample_exits
+
+                out = model(x, exits=sample_exits(self.model.caps, self.exit_generator))
+            else:
+                out = model(x)
+            loss = F.cross_entropy(out.logits.float(), labels, label_smoothing=config.label_smoothing)
+            ponder = out.ponder_cost.float().mean()
+            if self.recipe == "act":
+                loss = loss + self._ponder_weight() * ponder
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self._record(loss, ponder, out, labels)
+
+    def _ponder_weight(self) -> float:
+        """ACT's tau, ramped linearly from 0 over ``ponder_warmup_epochs``."""
+        tau, warmup = self.config.model.tau, self.config.ponder_warmup_epochs
+        if warmup <= 0:
+            return tau
+        progress = self.epoch + self._batches_done / self.steps_per_epoch
+        return tau * min(1.0, progress / warmup)
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _record(self, loss: Tensor, ponder: Tensor, out, labels: Tensor) -> None:
+        batch = labels.shape[0]
+        loss = loss.detach()
+        step = torch.cat([
+            torch.stack([
+                loss.double() * batch,
+                ponder.detach().double() * batch,
+                (out.logits.detach().argmax(1) == labels).sum().double(),
+                torch.tensor(float(batch), dtype=torch.float64, device=loss.device),
+                out.macs.double().sum(),
+            ]),
+            out.iterations.double().sum(0),
+        ])
+        if self._comm.distributed:
+            self._pending = step if not self._pending_losses else self._pending + step
+        else:
+            self.totals.values += step  # step by step: the sums do not depend on when we look
+        self._pending_losses.append(loss.float())
+
+    def _sync_due(self) -> bool:
+        if self._comm.distributed:
+            self._sync_countdown -= 1
+            return self._sync_countdown <= 0
+        return time.monotonic() - self._last_emit >= STEP_EVENT_INTERVAL
+
+    def _synchronise(self, *, force_emit: bool = False) -> bool:
+        """Combine the pending steps (across processes), check the loss, maybe emit a step event.
+
+        Returns whether the run should stop now (a stop request seen by any process).
+        """
+        self._sync_countdown = SYNC_EVERY_STEPS
+        losses = torch.stack(self._pending_losses) if self._pending_losses else torch.zeros(0, device=self.device)
+        first_step = self._pending_first_step
+        self._pending_losses = []
+        self._pending_first_step = self.step + 1
+        stop = self._stop_requested.is_set()
+        if self._comm.distributed:
+            has_pending = len(losses) > 0
+            pending = self._pending if has_pending else torch.zeros_like(self.totals.values)
+            flags = torch.tensor([float(stop)], dtype=torch.float64, device=self.device)
+            combined = torch.cat([pending, losses.double(), flags])
+            self._comm.all_reduce_sum(combined)
+            width = len(self.totals.values)
+            self.totals.values += combined[:width]
+            losses = combined[width:width + len(losses)]
+            stop = bool(combined[-1].item() > 0)
+        host_losses = losses.cpu()
+        bad = torch.nonzero(~torch.isfinite(host_losses)).flatten()
+        if len(bad):
+            value = host_losses[bad[0]].item()
+            what = "NaN" if math.isnan(value) else "infinite"
+            raise TrainingFailed(
+                f"loss became {what} at epoch {self.epoch + 1} step {first_step + int(bad[0])}; "
+                f"{self._kept_checkpoint_sentence()} (try a lower learning rate than {self.config.lr:g})"
+            )
+        now = time.monotonic()
+        if self._comm.is_main and (force_emit or now - self._last_emit >= STEP_EVENT_INTERVAL):
+            self._emit_step(now)
+        return stop
+
+    def _emit_step(self, now: float) -> None:
+        values = _to_host(self.totals.values)
+        window = _Totals.summary(values - self._reported, self.totals.blocks)
+        elapsed = max(now - self._last_emit, 1e-9)
+        self._reported, self._last_emit = values, now
+        if not window:
+            return
+        data = {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "loss": window["loss"],
+            "accuracy": window["accuracy"],
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "images_per_s": window["images"] / elapsed,
+            "iterations": window["iterations"],
+            "macs": window["macs"],
+            "progress": self.step / self.total_steps,
+        }
+        if self.recipe == "act":
+            data["ponder_cost"], data["tau"] = window["ponder_cost"], self._ponder_weight()
+        self._emit("step", **data)
+
+    def _stop_mid_epoch(self) -> str:
+        self._synchronise(force_emit=True)
+        self._save_last(self._epoch_metrics_so_far())
+        return "stopped"
+
+    def _epoch_metrics_so_far(self) -> dict[str, Any]:
+        train = _Totals.summary(self.totals.values.cpu(), self.totals.blocks)
+        return {"epoch": self.epoch, "step": self.step, "train_loss": train.get("loss"),
+                "train_accuracy": train.get("accuracy"), "best_accuracy": self.best_accuracy}
+
+    # ------------------------------------------------------------ epoch end
+    def _end_epoch(self, train_seconds: float) -> None:
+        train = _Totals.summary(self.totals.values.cpu(), self.totals.blocks)
+        images = train.get("images", 0) - self._epoch_images_at_start
+        val = self._validate()
+        self.epoch += 1
+        self._batches_done = 0
+        accuracy = val.get("accuracy")
+        improved = accuracy is not None and (self.best_accuracy is None or accuracy > self.best_accuracy)
+        if improved:
+            self.best_accuracy, self.best_epoch = accuracy, self.epoch
+        metrics = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "total_epochs": self.total_epochs,
+            "train_loss": train.get("loss"),
+            "train_accuracy": train.get("accuracy"),
+            "val_loss": val.get("loss"),
+            "val_accuracy": accuracy,
+            "val_split": val.get("split"),
+            "val_policy": val.get("policy"),
+            "iterations": val.get("iterations"),
+            "macs": val.get("macs"),
+            "train_iterations": train.get("iterations"),
+            "train_macs": train.get("macs"),
+            "images_per_s": max(images, 0) / max(train_seconds, 1e-9),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "best_accuracy": self.best_accuracy,
+        }
+        if self.recipe == "act":
+            metrics["ponder_cost"] = train.get("ponder_cost")
+        self.totals.values.zero_()
+        self._reported = _to_host(self.totals.values)
+        self._emit("epoch", **metrics)
+        self._save_last(metrics)
+        if improved or accuracy is None:
+            self._save_checkpoint("best", metrics)
+        self._write_status("running")
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, Any]:
+        """Loss, accuracy, iterations and MACs on the validation split (test if there is none)."""
+        from .data import iterate_batches, normalize
+
+        split = "val" if len(self.data.val) else "test"
+        data = self.data.split(split)
+        if len(data) == 0:
+            return {}
+        full_depth = self.recipe == "calibrated" and not self._halting_fitted
+        exits = self.model.caps if full_depth else None
+        model = self.model
+        model.eval()
+        indices = range(self._comm.rank, len(data), self._comm.world_size)
+        sums = torch.zeros(3 + len(model.caps), dtype=torch.float64, device=self.device)
+        for images, labels in iterate_batches(data, self._eval_batch_size(), shuffle=False, indices=indices):
+            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            x = normalize(images, self.mean, self.std)
+            if self.device.type == "cuda" and self.config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                out = model(x, exits=exits)
+            sums[0] += F.cross_entropy(out.logits.float(), labels, reduction="sum").double()
+            sums[1] += (out.logits.argmax(1) == labels).sum()
+            sums[2] += out.macs.double().sum()
+            sums[3:] += out.iterations.double().sum(0)
+        model.train()
+        self._comm.all_reduce_sum(sums)
+        n = len(data)
+        v = sums.cpu().tolist()
+        return {
+            "split": split,
+            "policy": "full depth" if full_depth else model.config.mode,
+            "loss": v[0] / n,
+            "accuracy": v[1] / n,
+            "macs": v[2] / n,
+            "iterations": [s / n for s in v[3:]],
+        }
+
+    def _eval_batch_size(self) -> int:
+        return max(self.config.batch_size, 256) if self.device.type == "cuda" else self.config.batch_size * 2
+
+    # ----------------------------------------------------------- checkpoints
+    def _training_state(self) -> dict[str, Any]:
+        state = {
+            "version": TRAINING_STATE_VERSION,
+            "epoch": self.epoch,
+            "batches_done": self._batches_done,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "world_size": self._comm.world_size,
+            "training_done": self.step >= self.total_steps or self.epoch >= self.total_epochs,
+            "halting_fitted": self._halting_fitted,
+            "best_accuracy": self.best_accuracy,
+            "best_epoch": self.best_epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch_totals": _to_host(self.totals.values),
+            "generators": {"augment": self.augment_generator.get_state(), "exits": self.exit_generator.get_state()},
+            "rng": _rng_states(),
+        }
+        return state
+
+    def _save_last(self, metrics: dict[str, Any]) -> None:
+        if self._comm.is_main:
+            self._save_checkpoint("last", metrics)
+
+    def _save_checkpoint(self, which: str, metrics: dict[str, Any]) -> None:
+        from .checkpoint import CheckpointError, save_checkpoint
+
+        if not self._comm.is_main:
+            return
+        path = self.run_dir.last_checkpoint if which == "last" else self.run_dir.best_checkpoint
+        try:
+            save_checkpoint(
+                path, self.model, run_config=self.config, classes=self.classes, mean=self.mean, std=self.std,
+                metrics={k: v for k, v in metrics.items() if v is not None},
+                training_state=self._training_state(),
+            )
+        except CheckpointError as exc:
+            raise TrainingFailed(f"{exc}; {self._kept_checkpoint_sentence()}") from None
+        if which == "last":
+            self._last_good_checkpoint = path
+        self._emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step, best=which == "best")
+
+    def _restore_training_state(self, state: dict[str, Any]) -> None:
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.epoch, self.step = int(state["epoch"]), int(state["step"])
+            self._batches_done = int(state["batches_done"])
+            self.best_accuracy, self.best_epoch = state.get("best_accuracy"), state.get("best_epoch")
+            self._halting_fitted = bool(state.get("halting_fitted"))
+            self.totals.values.copy_(state["epoch_totals"].to(self.device))
+            self.augment_generator.set_state(state["generators"]["augment"])
+            self.exit_generator.set_state(state["generators"]["exits"])
+            _set_rng_states(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise TrainingFailed(
+                f"cannot resume {self._run_path.name}: its training state is damaged ({_first_line(exc)})"
+            ) from None
+        if int(state.get("total_steps", self.total_steps)) != self.total_steps:
+            raise TrainingFailed(
+                f"cannot resume {self._run_path.name}: the dataset gives {self.total_steps} steps now, "
+                f"{state['total_steps']} when it was started"
+            )
+        if self.run_dir is not None:
+            self._write_status("running")
+
+    def _kept_checkpoint_sentence(self) -> str:
+        if self._last_good_checkpoint is not None and self._last_good_checkpoint.exists():
+            return f"last good checkpoint kept: {self._last_good_checkpoint}"
+        return "no checkpoint was saved yet"
+
+    # ------------------------------------------------ calibration and evaluation
+    def _after_training(self, reason: str) -> str:
+        """Distributed helpers leave here; rank 0 calibrates, evaluates and reports."""
+        self._digest = _parameter_digest(self.model)
+        if self._comm.distributed:
+            self._comm.barrier()
+            if not self._comm.is_main:
+                return reason
+        try:
+            self._use_best_weights()
+            if self._needs_calibration(self.config) and not self._halting_fitted:
+                self._calibrate()
+            self._evaluate()
+        except _StopRequested:
+            return "stopped"
+        return reason
+
+    def _use_best_weights(self) -> None:
+        """The final model is the epoch with the best validation accuracy."""
+        best = self.run_dir.best_checkpoint
+        if self.best_epoch is None or self.best_epoch == self.epoch or not best.exists():
+            return
+        from .checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            checkpoint = load_checkpoint(best, map_location=self.device)
+        except CheckpointError as exc:
+            raise TrainingFailed(f"cannot read back the best model: {exc}") from None
+        self.model.load_state_dict(checkpoint.model.state_dict())
+        self.model.config.threshold = checkpoint.model_config.threshold
+        self._emit("log", message=f"final model: epoch {self.best_epoch}, the best validation accuracy "
+                                  f"({self.best_accuracy:.2%})")
+
+    def _calibrate(self) -> None:
+        from .calibration import fit_halting
+        from .data import split_off
+
+        data, where = self.data.val, "the validation split"
+        if len(data) == 0:
+            _, data = split_off(self.data.train, FALLBACK_CALIBRATION_SHARE, self.config.seed)
+            where = (f"{len(data)} training images, because the validation split is empty: the backbone has seen them, "
+                     "so the threshold may be optimistic (set data.val_fraction > 0 to calibrate on unseen images)")
+            self._emit("log", message=f"calibrating the halting head on {where}")
+        self.model.eval()
+        try:
+            summary = fit_halting(
+                self.model, data, mean=self.mean, std=self.std, device=self.device,
+                batch_size=self._eval_batch_size(), seed=self.config.seed,
+                should_stop=self._should_abort_phase, progress=None,
+            )
+        except ValueError as exc:
+            if self._stop_requested.is_set():
+                raise _StopRequested() from None
+            raise TrainingFailed(str(exc)) from None
+        except RuntimeError:
+            if self._stop_requested.is_set():  # fit_halting stopped half-way
+                raise _StopRequested() from None
+            raise
+        if self._stop_requested.is_set():
+            raise _StopRequested()
+        self._halting_fitted = True
+        val = self._validate()  # the accuracy and compute of the calibrated model
+        self._emit("calibrated", **{**summary, "calibration_split": where, "val_accuracy": val.get("accuracy"),
+                                    "val_macs": val.get("macs"), "val_iterations": val.get("iterations")})
+        metrics = {"epoch": self.epoch, "best_accuracy": self.best_accuracy, "threshold": summary.get("threshold"),
+                   "calibrated_val_accuracy": val.get("accuracy"), "calibrated_val_macs": val.get("macs")}
+        self._save_checkpoint("best", metrics)
+        self._save_checkpoint("last", metrics)
+
+    def _evaluate(self) -> None:
+        from .evaluate import evaluate
+
+        data, split = self.data.test, "test"
+        if len(data) == 0:
+            data, split = self.data.val, "val"
+        if len(data) == 0:
+            self._emit("log", message="no test or validation images: evaluation skipped")
+            return
+        self.model.eval()
+        try:
+            result = evaluate(
+                self.model, data, mean=self.mean, std=self.std, classes=self.classes, device=self.device,
+                batch_size=self._eval_batch_size(), sweep=True, should_stop=self._should_abort_phase,
+            )
+        except ValueError as exc:
+            raise TrainingFailed(f"evaluation failed: {exc}") from None
+        finally:
+            self.model.train()
+        if self._stop_requested.is_set():
+            raise _StopRequested()
+        result = dict(result)
+        result.setdefault("split", split)
+        self.run_dir.write_eval(result)
+        summary = {k: result[k] for k in ("top1", "top5", "macs") if k in result}
+        self._emit("evaluated", **summary, split=split, path=str(self.run_dir.eval_path))
+
+    def _should_abort_phase(self) -> bool:
+        """``should_stop`` for calibration and evaluation: also where a pause there takes hold."""
+        if not self._unpaused.is_set() and not self._stop_requested.is_set():
+            self._wait_while_paused()
+        return self._stop_requested.is_set()
+
+    # --------------------------------------------------------------- endings
+    def _finish(self, reason: str) -> RunResult:
+        digest = getattr(self, "_digest", None) or _parameter_digest(self.model)
+        run_path = self._run_path
+        state = "stopped" if reason == "stopped" else "completed"
+        if self._comm.is_main:
+            sentence = {"completed": "completed", "max_steps": f"completed: reached max_steps ({self.total_steps} steps)",
+                        "stopped": f"stopped at epoch {self.epoch + (1 if self._batches_done else 0)} step {self.step}"}
+            self._write_status(state, reason=sentence[reason])
+            self._emit("finished", reason=reason, best_accuracy=self.best_accuracy, run_dir=str(run_path),
+                       epoch=self.epoch, step=self.step)
+        self._set_state(state)
+        return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state=state,
+                         parameter_digests={self._comm.rank: digest})
+
+    def _fail(self, reason: str, *, record: bool = True) -> RunResult:
+        """Report a failure; ``record=False`` leaves the run folder untouched."""
+        run_path = self._run_path
+        if self._comm.is_main:
+            if not record:
+                self.run_dir = None
+            self._write_status("failed", reason=reason)
+            self._emit("failed", reason=reason, run_dir=None if run_path is None else str(run_path))
+        self._set_state("failed")
+        return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state="failed")
+
+    def _release_gpu_memory(self) -> None:
+        for name in ("train_model", "optimizer"):
+            if hasattr(self, name):
+                delattr(self, name)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ events
+    def _emit_started(self, *, resumed: bool) -> None:
+        low, high = self.model.macs_range()
+        self._emit(
+            "started",
+            run_dir=str(self.run_dir.path) if self.run_dir else None,
+            config=self.config.to_dict(),
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            total_epochs=self.total_epochs,
+            device=str(self.device),
+            world_size=self._comm.world_size,
+            recipe=self.recipe,
+            resumed_from_epoch=self.epoch if resumed else None,
+            resumed_from_step=self.step if resumed else None,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            macs_range=[low, high],
+            dataset={"name": self.data.name, "train": len(self.data.train), "val": len(self.data.val),
+                     "test": len(self.data.test), "classes": self.classes},
+        )
+        for note in self._data_notes:
+            self._emit("log", message=f"data: {note}")
+        if self.recipe == "calibrated":
+            self._emit("log", message="calibrated halting: training an anytime backbone; validation runs at full "
+                                      "depth until the halting head is fitted after the last epoch")
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        """Send an event to metrics.jsonl, train.log and every listener (rank 0 only)."""
+        if not self._comm.is_main:
+            return
+        event = Event(kind, data)
+        if self.run_dir is not None:
+            try:
+                self.run_dir.append_metrics(event.to_dict())
+                if kind != "step":
+                    self.run_dir.log(_describe(event))
+            except OSError as exc:
+                log.warning("cannot write to the run folder: %s", exc)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a training listener failed on a %s event", kind)
+                self._log_text(f"a listener failed on a {kind} event:\n{traceback.format_exc()}")
+
+    def _write_status(self, state: str, reason: str = "") -> None:
+        if self.run_dir is None or not self._comm.is_main:
+            return
+        try:
+            self.run_dir.write_status(
+                state, reason=reason, best_accuracy=self.best_accuracy, epochs_done=self.epoch,
+                total_epochs=getattr(self, "total_epochs", self.config.epochs if self.config else None), step=self.step,
+            )
+        except OSError as exc:
+            log.warning("cannot write status.json: %s", exc)
+
+    def _log_text(self, text: str) -> None:
+        if self.run_dir is not None and self._comm.is_main:
+            try:
+                self.run_dir.log(text.rstrip())
+            except OSError:
+                pass
+
+
+# --------------------------------------------------------------------------- helpers
+def _describe(event: Event) -> str:
+    """One human line per event for train.log."""
+    d = event.data
+    if event.kind == "epoch":
+        val = "" if d.get("val_accuracy") is None else f", val loss {d['val_loss']:.4f} acc {d['val_accuracy']:.2%}"
+        return (f"epoch {d['epoch']}/{d.get('total_epochs')}: train loss {d['train_loss']:.4f} "
+                f"acc {d['train_accuracy']:.2%}{val}, {d['images_per_s']:.0f} img/s")
+    if event.kind == "checkpoint":
+        return f"saved {'best' if d.get('best') else 'last'} checkpoint {d['path']}"
+    if event.kind in ("finished", "failed"):
+        return f"{event.kind}: {d.get('reason')}"
+    if event.kind == "log":
+        return str(d.get("message"))
+    if event.kind == "started":
+        return (f"started on {d['device']} ({d['world_size']} process(es)): {d['total_steps']} steps, "
+                f"{d['total_epochs']} epochs, recipe {d['recipe']}"
+                + (f", resumed after epoch {d['resumed_from_epoch']} step {d['resumed_from_step']}"
+                   if d.get("resumed_from_epoch") is not None else ""))
+    if event.kind == "calibrated":
+        return f"calibrated the halting head: threshold {d.get('threshold')}"
+    if event.kind == "evaluated":
+        top1 = d.get("top1")
+        return f"evaluated on {d.get('split')}: top-1 " + (f"{top1:.2%}" if isinstance(top1, float) else str(top1))
+    return f"{event.kind}: {d}"
+
+
+def _to_host(tensor: Tensor) -> Tensor:
+    """A CPU copy (``.cpu()`` of a CPU tensor is the tensor itself, which later in-place sums would change)."""
+    return tensor.detach().to("cpu", copy=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_states() -> dict[str, Any]:
+    """Every global RNG as plain tensors and lists (the weights-only unpickler accepts nothing else)."""
+    version, state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": {"version": version, "state": list(state), "gauss": gauss},
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = states["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _parameter_digest(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for param in model.parameters():
+        digest.update(param.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

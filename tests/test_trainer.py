@@ -1,0 +1,384 @@
+"""The trainer: events, stop/pause/resume, exact resumption, failures that keep the last good checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import iamnn_studio.engine.calibration as calibration
+import iamnn_studio.engine.trainer as trainer_module
+from iamnn_studio.engine.checkpoint import load_checkpoint
+from iamnn_studio.engine.config import RunConfig
+from iamnn_studio.engine.runs import read_metrics
+from iamnn_studio.engine.trainer import Trainer
+
+torch.set_num_threads(1)  # deterministic and quick on the 2-core test machine
+
+
+def tiny_config(**overrides) -> RunConfig:
+    """About 4 steps per epoch of a width-4 IamNN on 120 synthetic shapes."""
+    config = RunConfig(name="tiny", epochs=2, batch_size=32, lr=0.05, schedule="cosine", seed=3, device="cpu")
+    config.data.name = "synthetic"
+    config.data.options = {"train_size": 160, "test_size": 40}
+    config.data.val_fraction = 0.25
+    config.model.iterations = (1, 2, 2, 1)
+    config.model.width = 4
+    config.calibrate_halting = False
+    for key, value in overrides.items():
+        target = config
+        *path, last = key.split("__")
+        for part in path:
+            target = getattr(target, part)
+        setattr(target, last, value)
+    return config.validate()
+
+
+class Recorder:
+    """A listener that keeps every event and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.events = []
+        self._cond = threading.Condition()
+
+    def __call__(self, event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def kinds(self, skip_steps: bool = True) -> list[str]:
+        return [e.kind for e in self.events if not (skip_steps and e.kind == "step")]
+
+    def of(self, kind: str) -> list:
+        return [e for e in self.events if e.kind == kind]
+
+    def wait_for(self, predicate, timeout: float = 30.0):
+        with self._cond:
+            assert self._cond.wait_for(lambda: any(predicate(e) for e in self.events), timeout), "event never came"
+
+
+def run_in_thread(trainer: Trainer) -> tuple[threading.Thread, dict]:
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("result", trainer.run()), daemon=True)
+    thread.start()
+    return thread, box
+
+
+def epoch_numbers(events) -> list[tuple]:
+    return [(e["epoch"], e["step"], e["train_loss"], e["train_accuracy"], e["val_loss"], e["val_accuracy"])
+            for e in events if e["event"] == "epoch"]
+
+
+# --------------------------------------------------------------------------- events
+def test_events_reach_listeners_in_order_and_land_in_metrics(tmp_runs):
+    recorder = Recorder()
+    result = Trainer(tiny_config(), runs_dir=tmp_runs, listeners=[recorder]).run()
+
+    assert result.state == "completed" and result.reason == "completed"
+    kinds = recorder.kinds()
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    epochs = [i for i, k in enumerate(kinds) if k == "epoch"]
+    assert len(epochs) == 2
+    assert kinds[epochs[0] + 1] == "checkpoint"  # last.pt right after the epoch
+    assert kinds.index("evaluated") > epochs[-1]
+    assert recorder.of("step"), "step events"
+    assert recorder.of("finished")[0].data["reason"] == "completed"
+    # metrics.jsonl holds the same events, in the same order
+    logged = read_metrics(result.run_dir)
+    assert [r["event"] for r in logged] == [e.kind for e in recorder.events]
+    run = result.run_dir
+    assert (run / "eval.json").exists() and (run / "train.log").read_text().count("epoch") >= 2
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "completed" and status["epochs_done"] == 2
+    assert status["best_accuracy"] == result.best_accuracy == max(e.data["val_accuracy"] for e in recorder.of("epoch"))
+
+
+def test_step_events_are_aggregated_over_their_window(tmp_runs, monkeypatch):
+    monkeypatch.setattr(trainer_module, "STEP_EVENT_INTERVAL", 1e9)  # only the forced one at each epoch end
+    recorder = Recorder()
+    Trainer(tiny_config(), runs_dir=tmp_runs, listeners=[recorder]).run()
+    steps, epochs = recorder.of("step"), recorder.of("epoch")
+    assert len(steps) == len(epochs) == 2
+    for step, epoch in zip(steps, epochs):
+        assert step.data["loss"] == pytest.approx(epoch.data["train_loss"])  # the whole epoch in one window
+        assert step.data["images_per_s"] > 0 and 0 < step.data["progress"] <= 1
+
+
+def test_a_failing_listener_never_stops_training(tmp_runs):
+    def broken(event):
+        raise RuntimeError("listener bug")
+
+    recorder = Recorder()
+    result = Trainer(tiny_config(epochs=1), runs_dir=tmp_runs, listeners=[broken, recorder]).run()
+    assert result.state == "completed"
+    assert recorder.kinds()[-1] == "finished"
+    assert "listener failed" in (result.run_dir / "train.log").read_text()
+
+
+def test_the_model_takes_its_input_shape_and_classes_from_the_dataset(tmp_runs):
+    config = tiny_config(epochs=1, data__options={"train_size": 160, "test_size": 40, "channels": 3, "image_size": 16})
+    config.model.in_channels, config.model.image_size, config.model.num_classes = 1, 28, 2
+    result = Trainer(config, runs_dir=tmp_runs).run()
+    assert result.state == "completed", result.reason
+    saved = RunConfig.load(result.run_dir / "config.toml")
+    assert (saved.model.in_channels, saved.model.image_size, saved.model.num_classes) == (3, 16, 10)
+    assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt").model_config.in_channels == 3
+
+
+def test_new_runs_with_the_same_name_get_their_own_folders(tmp_runs):
+    first = Trainer(tiny_config(epochs=1, max_steps=1), runs_dir=tmp_runs).run()
+    second = Trainer(tiny_config(epochs=1, max_steps=1), runs_dir=tmp_runs).run()
+    assert (first.run_dir.name, second.run_dir.name) == ("tiny", "tiny-2")
+
+
+# --------------------------------------------------------------------------- settings
+def test_invalid_settings_are_refused_naming_the_field(tmp_runs):
+    with pytest.raises(ValueError, match=r"^lr:"):
+        Trainer(RunConfig(lr=0), runs_dir=tmp_runs)
+    bad = tiny_config()
+    bad.batch_size = 0
+    with pytest.raises(ValueError, match=r"^batch_size:"):
+        Trainer(bad, runs_dir=tmp_runs)
+    assert list(tmp_runs.iterdir()) == []  # nothing was created
+
+
+def test_an_unknown_dataset_fails_with_a_sentence_not_a_traceback(tmp_runs):
+    recorder = Recorder()
+    result = Trainer(tiny_config(data__name="no-such-data"), runs_dir=tmp_runs, listeners=[recorder]).run()
+    assert result.state == "failed" and "no-such-data" in result.reason and "\n" not in result.reason
+    assert recorder.kinds() == ["failed"]
+    assert list(tmp_runs.iterdir()) == []  # the run never started: no half-made folder
+
+
+def test_max_steps_caps_the_run_and_the_schedule(tmp_runs):
+    recorder = Recorder()
+    result = Trainer(tiny_config(epochs=10, max_steps=3), runs_dir=tmp_runs, listeners=[recorder]).run()
+    assert result.reason == "max_steps" and result.state == "completed"
+    assert recorder.of("started")[0].data["total_steps"] == 3
+    [epoch] = recorder.of("epoch")  # the cap falls inside the first epoch: validated there
+    assert epoch.data["step"] == 3
+    assert epoch.data["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine annealed over the 3 capped steps
+    state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt").training_state
+    assert state["step"] == 3 and state["training_done"]
+
+
+# --------------------------------------------------------------------------- recipes
+def test_calibrated_training_runs_varied_exits_then_fits_the_halting_head(tmp_runs, monkeypatch):
+    drawn = []
+    real = calibration.sample_exits
+
+    def spy(caps, generator):
+        exits = real(caps, generator)
+        drawn.append(exits)
+        return exits
+
+    monkeypatch.setattr(calibration, "sample_exits", spy)
+    recorder = Recorder()
+    result = Trainer(tiny_config(epochs=3, calibrate_halting=True), runs_dir=tmp_runs, listeners=[recorder]).run()
+    assert result.state == "completed", result.reason
+
+    steps = recorder.of("epoch")[-1].data["step"]
+    assert len(drawn) == steps and len(set(drawn)) > 1  # one draw per batch, and they differ
+    epoch = recorder.of("epoch")[0].data
+    assert epoch["val_policy"] == "full depth" and epoch["iterations"] == [1, 2, 2, 1]
+    assert epoch["train_iterations"] != [1.0, 2.0, 2.0, 1.0]  # the model really ran the drawn exits
+    [calibrated] = recorder.of("calibrated")
+    assert recorder.kinds().index("calibrated") < recorder.kinds().index("evaluated")
+    for name in ("best.pt", "last.pt"):
+        saved = load_checkpoint(result.run_dir / "checkpoints" / name)
+        assert saved.model_config.threshold == calibrated.data["threshold"] and saved.model_config.mode == "adaptive"
+        assert saved.training_state["halting_fitted"]
+    assert json.loads((result.run_dir / "eval.json").read_text())["threshold"] == calibrated.data["threshold"]
+
+
+def _first_step_loss(tmp_runs, **overrides) -> dict:
+    recorder = Recorder()
+    result = Trainer(tiny_config(epochs=1, max_steps=1, **overrides), runs_dir=tmp_runs, listeners=[recorder]).run()
+    assert result.state == "completed", result.reason
+    return recorder.of("epoch")[0].data
+
+
+def test_act_training_adds_the_ramped_ponder_cost_to_the_loss(tmp_runs):
+    plain = _first_step_loss(tmp_runs, model__halting="act", model__tau=0.0, ponder_warmup_epochs=0.0)
+    weighted = _first_step_loss(tmp_runs, model__halting="act", model__tau=0.5, ponder_warmup_epochs=0.0)
+    ramped = _first_step_loss(tmp_runs, model__halting="act", model__tau=0.5, ponder_warmup_epochs=2.0)
+    assert weighted["ponder_cost"] > 0
+    assert weighted["train_loss"] - plain["train_loss"] == pytest.approx(0.5 * weighted["ponder_cost"], rel=1e-5)
+    assert ramped["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-6)  # tau starts the ramp at 0
+
+
+# --------------------------------------------------------------------------- stop, pause
+def test_stop_from_another_thread_ends_gracefully_with_a_loadable_checkpoint(tmp_runs):
+    recorder = Recorder()
+    trainer = Trainer(tiny_config(epochs=200), runs_dir=tmp_runs, listeners=[recorder])
+    thread, box = run_in_thread(trainer)
+    recorder.wait_for(lambda e: e.kind == "step")
+    trainer.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+    result = box["result"]
+    assert result.state == "stopped" and result.reason == "stopped" and trainer.state == "stopped"
+    assert recorder.kinds()[-2:] == ["checkpoint", "finished"]
+    assert recorder.of("finished")[0].data["reason"] == "stopped"
+    status = json.loads((result.run_dir / "status.json").read_text())
+    assert status["state"] == "stopped"
+    saved = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    assert saved.training_state["step"] == trainer.step > 0
+    assert "eval.json" not in os.listdir(result.run_dir)
+
+
+def test_pause_holds_the_loop_until_resume(tmp_runs):
+    recorder = Recorder()
+    trainer = Trainer(tiny_config(epochs=200), runs_dir=tmp_runs, listeners=[recorder])
+    thread, box = run_in_thread(trainer)
+    recorder.wait_for(lambda e: e.kind == "step")
+    trainer.pause()
+    recorder.wait_for(lambda e: e.kind == "paused")
+    held_at = trainer.step
+    cpu_before = time.process_time()
+    time.sleep(0.6)
+    assert trainer.step == held_at and trainer.state == "paused"
+    assert time.process_time() - cpu_before < 0.3  # waiting, not spinning
+    run_dir = trainer.run_dir.path
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "paused"
+
+    trainer.resume()
+    recorder.wait_for(lambda e: e.kind == "step" and e.data["step"] > held_at)
+    assert trainer.state == "running"
+    trainer.stop()
+    thread.join(timeout=30)
+    kinds = recorder.kinds()
+    assert kinds.index("paused") < kinds.index("resumed") < kinds.index("finished")
+    assert box["result"].state == "stopped"
+
+
+def test_stop_while_paused_ends_the_run(tmp_runs):
+    recorder = Recorder()
+    trainer = Trainer(tiny_config(epochs=200), runs_dir=tmp_runs, listeners=[recorder])
+    thread, box = run_in_thread(trainer)
+    recorder.wait_for(lambda e: e.kind == "step")
+    trainer.pause()
+    recorder.wait_for(lambda e: e.kind == "paused")
+    trainer.stop()
+    thread.join(timeout=30)
+    assert box["result"].state == "stopped" and "resumed" not in recorder.kinds()
+
+
+# --------------------------------------------------------------------------- resume
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("uninterrupted")
+    result = Trainer(resume_config(), runs_dir=runs).run()
+    assert result.state == "completed", result.reason
+    return result
+
+
+def resume_config() -> RunConfig:
+    # one-cycle + SGD momentum + augmentation + anytime exits: every piece of state matters
+    return tiny_config(epochs=3, schedule="one-cycle", data__augment="crop-flip")
+
+
+@pytest.mark.parametrize("stop_on", ["mid-epoch", "epoch-end"])
+def test_a_stopped_and_resumed_run_trains_exactly_like_an_uninterrupted_one(tmp_runs, monkeypatch, uninterrupted, stop_on):
+    monkeypatch.setattr(trainer_module, "STEP_EVENT_INTERVAL", 0.0)  # a step event after every step
+    holder = {}
+
+    def stop_early(event):
+        if stop_on == "mid-epoch" and event.kind == "step" and event.data["epoch"] == 2 and event.data["step"] == 6:
+            holder["trainer"].stop()
+        if stop_on == "epoch-end" and event.kind == "epoch" and event.data["epoch"] == 1:
+            holder["trainer"].stop()
+
+    holder["trainer"] = Trainer(resume_config(), runs_dir=tmp_runs, listeners=[stop_early])
+    first = holder["trainer"].run()
+    assert first.state == "stopped"
+    state = load_checkpoint(first.run_dir / "checkpoints" / "last.pt").training_state
+    assert (state["epoch"], state["batches_done"]) == ((1, 2) if stop_on == "mid-epoch" else (1, 0))
+
+    recorder = Recorder()
+    second = Trainer(None, run_dir=first.run_dir, resume=True, listeners=[recorder]).run()
+    assert second.state == "completed", second.reason
+    assert recorder.of("started")[0].data["resumed_from_epoch"] == 1
+
+    assert epoch_numbers(read_metrics(first.run_dir)) == epoch_numbers(read_metrics(uninterrupted.run_dir))
+    assert second.parameter_digests == uninterrupted.parameter_digests  # bit-identical weights
+    assert second.best_accuracy == uninterrupted.best_accuracy
+
+
+def test_resuming_a_completed_run_says_so_and_leaves_it_alone(tmp_runs, uninterrupted):
+    before = (uninterrupted.run_dir / "metrics.jsonl").read_bytes()
+    recorder = Recorder()
+    result = Trainer(None, run_dir=uninterrupted.run_dir, resume=True, listeners=[recorder]).run()
+    assert result.state == "failed" and "already completed" in result.reason
+    assert recorder.kinds() == ["failed"]
+    assert json.loads((uninterrupted.run_dir / "status.json").read_text())["state"] == "completed"
+    assert (uninterrupted.run_dir / "metrics.jsonl").read_bytes() == before
+
+
+def test_resuming_a_folder_without_checkpoint_explains_why(tmp_runs):
+    (tmp_runs / "empty").mkdir()
+    (tmp_runs / "empty" / "config.toml").write_text(tiny_config().to_toml())
+    result = Trainer(None, run_dir=tmp_runs / "empty", resume=True).run()
+    assert result.state == "failed" and "no checkpoint yet" in result.reason
+
+
+# --------------------------------------------------------------------------- failures
+def test_a_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_runs, monkeypatch):
+    calls = {"n": 0}
+
+    def poisoned_cross_entropy(logits, labels, **kwargs):
+        loss = F.cross_entropy(logits, labels, **kwargs)
+        if "label_smoothing" in kwargs:  # training steps only
+            calls["n"] += 1
+            if calls["n"] == 6:  # second step of epoch 2
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(trainer_module, "F", types.SimpleNamespace(cross_entropy=poisoned_cross_entropy))
+    recorder = Recorder()
+    result = Trainer(tiny_config(epochs=3), runs_dir=tmp_runs, listeners=[recorder]).run()
+
+    assert result.state == "failed"
+    assert result.reason.startswith("loss became NaN at epoch 2 step 6; last good checkpoint kept: ")
+    assert recorder.kinds()[-1] == "failed" and recorder.of("failed")[0].data["reason"] == result.reason
+    assert json.loads((result.run_dir / "status.json").read_text())["state"] == "failed"
+    saved = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    assert saved.training_state["epoch"] == 1
+    assert all(torch.isfinite(p).all() for p in saved.model.parameters())
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_runs, monkeypatch):
+    real_replace = os.replace
+    saves = {"last": 0}
+
+    def failing_replace(src, dst):
+        if str(dst).endswith("last.pt"):
+            saves["last"] += 1
+            if saves["last"] == 2:  # the disk fills up while saving epoch 2
+                raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    result = Trainer(tiny_config(epochs=3), runs_dir=tmp_runs).run()
+
+    assert result.state == "failed" and "No space left on device" in result.reason
+    assert "last good checkpoint kept" in result.reason
+    checkpoints = result.run_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.pt", "last.pt"]  # no temp files left
+    assert load_checkpoint(checkpoints / "last.pt").training_state["epoch"] == 1
+
+
+def test_out_of_gpu_memory_is_reported_with_advice(tmp_runs, monkeypatch):
+    def out_of_memory(self, images, labels):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "_train_step", out_of_memory)
+    result = Trainer(tiny_config(), runs_dir=tmp_runs).run()
+    assert result.state == "failed"
+    assert "out of GPU memory" in result.reason and "smaller batch size" in result.reason
