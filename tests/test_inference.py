@@ -193,8 +193,8 @@ def test_images_of_another_size_or_float_are_accepted(checkpoint, images):
         predictor.predict([torch.zeros(3, 16, 16, dtype=torch.uint8)])
 
 
-def test_mean_test_macs_comes_from_the_stored_evaluation(tmp_path):
-    path = tmp_path / "model.pt"
+def test_mean_test_macs_comes_from_the_run_evaluation(tmp_path):
+    path = tmp_path / "checkpoints" / "best.pt"  # a run folder's layout; eval.json sits at its root
     model = save_varied_checkpoint(path)
     assert Predictor.from_checkpoint(path).mean_test_macs is None
     report = evaluate(model, varied_images(48), mean=MEAN, std=STD, classes=CLASSES, batch_size=48)

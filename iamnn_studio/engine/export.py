@@ -42,12 +42,18 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class Exporter:
-    """One entry of the export menu. ``export(checkpoint, path, batch_size=...)`` writes ``path``."""
+    """One entry of the export menu: a callable ``(checkpoint, path, *, batch_size) -> None`` with a label.
+
+    Plugins register either an ``Exporter`` or a bare function of the same signature.
+    """
 
     name: str
     label: str
     suffix: str
     export: Callable[..., None]
+
+    def __call__(self, checkpoint: Checkpoint, path: Path, *, batch_size: int = 1) -> None:
+        self.export(checkpoint, path, batch_size=batch_size)
 
 
 EXPORTERS: Registry[Exporter] = Registry("exporter")
@@ -88,7 +94,7 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        exporter.export(checkpoint, tmp, batch_size=batch_size)
+        exporter(checkpoint, tmp, batch_size=batch_size)
         os.replace(tmp, out_path)
     except OSError as exc:
         raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
@@ -124,7 +130,8 @@ def metadata(checkpoint: Checkpoint) -> dict[str, str]:
     }
 
 
-def _prepared(checkpoint: Checkpoint, batch_size: int) -> tuple[FixedGraph, Tensor]:
+def prepare_graph(checkpoint: Checkpoint, batch_size: int) -> tuple[FixedGraph, Tensor]:
+    """The module to export (CPU, eval mode) and an example batch of ``batch_size`` images."""
     graph = FixedGraph(checkpoint).cpu().eval()
     config = checkpoint.model_config
     example = torch.rand(batch_size, config.in_channels, config.image_size, config.image_size)
@@ -139,14 +146,14 @@ def export_onnx(checkpoint: Checkpoint, path: Path, *, batch_size: int = 1) -> N
     import onnx
 
     # torch.export specialises a batch of 1, so trace at least 2 images for a dynamic axis.
-    graph, example = _prepared(checkpoint, max(batch_size, 2))
+    graph, example = prepare_graph(checkpoint, max(batch_size, 2))
     batch = "dynamic"
     try:
         _onnx_export(graph, example, path, dynamic=True)
     except Exception as exc:  # noqa: BLE001 - any exporter failure: fall back, say why
         log.warning("ONNX export with a dynamic batch failed (%s); exported with a fixed batch of %d",
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, batch_size)
-        graph, example = _prepared(checkpoint, batch_size)
+        graph, example = prepare_graph(checkpoint, batch_size)
         try:
             _onnx_export(graph, example, path, dynamic=False)
         except Exception as exc2:  # noqa: BLE001
@@ -176,7 +183,7 @@ def export_torchscript(checkpoint: Checkpoint, path: Path, *, batch_size: int = 
     TorchScript is deprecated in favour of ``torch.export`` (.pt2); it is kept because C++
     (libtorch) and mobile runtimes still load it. Only its deprecation warnings are silenced, here.
     """
-    graph, example = _prepared(checkpoint, batch_size)
+    graph, example = prepare_graph(checkpoint, batch_size)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")
         # Unit MAC costs are Python numbers turned into tensors: constants in the trace, as intended.

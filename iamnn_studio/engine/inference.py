@@ -352,18 +352,13 @@ def _same(a: Any, b: float) -> bool:
 
 
 def _stored_evaluation(checkpoint: Checkpoint) -> dict[str, Any] | None:
-    """The evaluation saved with the checkpoint, or the ``eval.json`` beside it."""
-    for key in ("evaluation", "eval", "test"):
-        value = checkpoint.metrics.get(key)
-        if isinstance(value, dict) and "macs" in value:
-            return value
-    if "macs" in checkpoint.metrics and isinstance(checkpoint.metrics["macs"], dict):
-        return checkpoint.metrics
-    beside = checkpoint.path.with_name("eval.json")
-    if beside.is_file():
-        try:
-            value = json.loads(beside.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return value if isinstance(value, dict) else None
+    """The run's ``eval.json``: beside the checkpoint, or one folder up (``<run>/checkpoints/x.pt``)."""
+    folder = checkpoint.path.parent
+    for candidate in (folder / "eval.json", folder.parent / "eval.json"):
+        if candidate.is_file():
+            try:
+                value = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            return value if isinstance(value, dict) and isinstance(value.get("macs"), dict) else None
     return None
