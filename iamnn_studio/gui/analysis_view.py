@@ -1,9 +1,757 @@
-"""The "Study" tab: accuracy, compute and adaptivity of one finished run."""
+"""The "Study" tab: accuracy, compute and adaptivity of one run, and runs side by side.
+
+It reads what the engine wrote into the run folder (``eval.json``, ``metrics.jsonl``,
+``status.json``, ``config.toml``) and draws it: summary figures, per-block iteration histograms
+(paper Fig. 2), the accuracy-vs-MACs curves of the threshold sweep and of fixed settings, the
+easiest and hardest test images (paper Fig. 3), the confusion matrix, per-class accuracy, the
+training curves, and a comparison table laid out like paper Table 1. A run without
+``eval.json`` shows what it has and offers "Evaluate now" (background, with progress).
+"""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QWidget
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .widgets import formatting, theme
+from .widgets.charts import ClassAccuracyBars, IterationHistograms, SweepCurve, TrainingCurves
+from .widgets.confusion_matrix import ConfusionMatrix
+from .widgets.empty_state import EmptyState
+from .widgets.image_strip import ImageStrip
+from .widgets.message_banner import MessageBanner
+from .widgets.section import FigureTile, Section
+from .widgets.tasks import BackgroundRunner, import_engine
+
+#: Images per row of the easy-to-hard spectrum.
+SPECTRUM_SIZE = 8
+COMPARE_COLUMNS = ("Network", "Params", "MACs avg (min – max)", "Top-1 / Top-5")
+NOT_EVALUATED = "Not evaluated on the test set yet. Evaluate now writes eval.json: accuracy, per-image compute, " \
+                "iteration histograms and the threshold sweep."
 
 
+# ==================================================================== what a run folder holds
+@dataclass
+class RunReport:
+    """Everything the view shows about one run, read in the background."""
+
+    path: Path
+    name: str
+    model: str = "?"
+    dataset: str = "?"
+    architecture: str = "iamnn"
+    config: Any = None  # RunConfig, or None when config.toml is unreadable
+    config_error: str = ""
+    status: dict = field(default_factory=dict)
+    evaluation: dict | None = None
+    eval_error: str = ""
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    parameters: int | None = None
+    checkpoint: Path | None = None
+
+
+def read_run(path: str | Path) -> RunReport:
+    """Read a run folder; nothing here raises for a damaged or partial run (any thread)."""
+    runs = import_engine("runs")
+    folder = Path(path)
+    run = runs.RunDirectory(folder)
+    report = RunReport(path=folder, name=folder.name)
+    try:
+        report.config = run.read_config().validate()
+        report.model = runs.describe_model(report.config.model)
+        report.dataset = report.config.data.name
+        report.architecture = report.config.model.architecture
+    except ValueError as error:
+        report.config_error = str(error)
+    report.status = run.read_status() or {}
+    if run.eval_path.is_file():
+        try:
+            evaluation = json.loads(run.eval_path.read_text(encoding="utf-8"))
+            if not isinstance(evaluation, dict) or "top1" not in evaluation:
+                raise ValueError("it holds no top-1 accuracy")
+            report.evaluation = evaluation
+        except (OSError, ValueError) as error:
+            report.eval_error = f"eval.json cannot be read ({error}); evaluate again to replace it"
+    metrics = runs.read_metrics(folder)
+    report.series, report.parameters = training_series(metrics)
+    for name in ("best.pt", "last.pt"):
+        if (run.checkpoints_dir / name).is_file():
+            report.checkpoint = run.checkpoints_dir / name
+            break
+    return report
+
+
+def training_series(events: list[dict]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int | None]:
+    """Curves (x in epochs) from metrics.jsonl events, and the parameter count the trainer reported."""
+    steps_per_epoch, parameters = None, None
+    columns: dict[str, list[tuple[float, float]]] = {}
+
+    def add(name: str, x: float, value: Any) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+            columns.setdefault(name, []).append((x, float(value)))
+
+    for event in events:
+        kind = event.get("event")
+        if kind == "started":
+            steps_per_epoch = event.get("steps_per_epoch") or steps_per_epoch
+            parameters = event.get("parameters") if isinstance(event.get("parameters"), int) else parameters
+        elif kind == "step" and isinstance(event.get("step"), (int, float)):
+            per_epoch = steps_per_epoch or _steps_per_epoch(event)
+            x = event["step"] / per_epoch if per_epoch else float(event.get("epoch", 0))
+            add("train_loss", x, event.get("loss"))
+            add("train_accuracy", x, _percent(event.get("accuracy")))
+            for b, value in enumerate(event.get("iterations") or []):
+                add(f"iterations_{b + 1}", x, value)
+        elif kind == "epoch" and isinstance(event.get("epoch"), (int, float)):
+            x = float(event["epoch"])
+            add("val_loss", x, event.get("val_loss"))
+            add("val_accuracy", x, _percent(event.get("val_accuracy")))
+            # per-epoch training figures: used when the run logged no step events
+            add("epoch_train_loss", x, event.get("train_loss"))
+            add("epoch_train_accuracy", x, _percent(event.get("train_accuracy")))
+            for b, value in enumerate(event.get("train_iterations") or []):
+                add(f"epoch_iterations_{b + 1}", x, value)
+    for name in ["train_loss", "train_accuracy"] + [f"iterations_{b}" for b in range(1, 5)]:
+        fallback = columns.pop(f"epoch_{name}", None)
+        if name not in columns and fallback:
+            columns[name] = fallback
+    series = {name: (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) for name, pts in columns.items()}
+    return series, parameters
+
+
+def _percent(value: Any) -> float | None:
+    return 100 * value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _steps_per_epoch(event: dict) -> float | None:
+    total, epochs = event.get("total_steps"), event.get("total_epochs")
+    if isinstance(total, (int, float)) and isinstance(epochs, (int, float)) and epochs:
+        return total / epochs
+    return None
+
+
+def _tensor_to_qimage(image: Any) -> QImage:
+    """A uint8 [C, H, W] tensor (1 or 3 channels) as a QImage that owns its pixels."""
+    array = np.ascontiguousarray(image.cpu().numpy())
+    if array.shape[0] == 1:
+        gray = np.ascontiguousarray(array[0])
+        return QImage(gray.data, gray.shape[1], gray.shape[0], gray.shape[1], QImage.Format.Format_Grayscale8).copy()
+    rgb = np.ascontiguousarray(array[:3].transpose(1, 2, 0))
+    return QImage(rgb.data, rgb.shape[1], rgb.shape[0], 3 * rgb.shape[1], QImage.Format.Format_RGB888).copy()
+
+
+# ==================================================================== the view
 class AnalysisView(QWidget):
+    """One run's report, ``show_run(run_dir)``; ``evaluated(run_dir)`` after Evaluate now finished."""
+
+    evaluated = Signal(str)
+    report_shown = Signal()  # the run's data are on screen (tests, screenshots)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._runner = BackgroundRunner(self)  # reading runs, images, comparisons
+        self._evaluator = BackgroundRunner(self)  # one long evaluation, separate so reading stays quick
+        self._evaluator.progressed.connect(self._on_eval_progress)
+        self._report: RunReport | None = None
+        self._cancel_evaluation: threading.Event | None = None
+        self._compare_checked: set[str] = set()
+        self._compare_folder: Path | None = None
+        self._build()
+        self._show_empty()
+
+    # ================================================================ public API
     def show_run(self, run_dir: str) -> None:
-        pass
+        """Show the run in ``run_dir`` (read in the background)."""
+        path = Path(run_dir)
+        self.title.setText(path.name)
+        self.subtitle.setText("Reading the run…")
+        self.stack.setCurrentWidget(self.page)
+        self._runner.discard_pending()
+        self._runner.submit(lambda report: read_run(path), self._on_report,
+                            lambda message: self._on_read_failed(path, message))
+
+    @property
+    def report(self) -> RunReport | None:
+        return self._report
+
+    def is_busy(self) -> bool:
+        return self._runner.is_busy() or self._evaluator.is_busy()
+
+    # ================================================================ layout
+    def _build(self) -> None:
+        self.title = QLabel()
+        self.title.setStyleSheet(f"font-size: 16pt; font-weight: 600; color: {theme.TEXT};")
+        self.subtitle = QLabel()
+        self.subtitle.setStyleSheet(f"color: {theme.TEXT_MUTED};")
+        self.subtitle.setWordWrap(True)
+        heading = QVBoxLayout()
+        heading.setSpacing(2)
+        heading.addWidget(self.title)
+        heading.addWidget(self.subtitle)
+        self.evaluate_button = QPushButton("Evaluate now")
+        self.evaluate_button.setObjectName("Primary")
+        self.evaluate_button.setToolTip("Measure the best checkpoint on the test split and write eval.json")
+        self.evaluate_button.clicked.connect(self.evaluate_now)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self._cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFixedWidth(180)
+        self.progress.setTextVisible(False)
+        self.progress_label = QLabel()
+        self.progress_label.setProperty("role", "muted")
+        for widget in (self.cancel_button, self.progress, self.progress_label):
+            widget.hide()
+        header = QHBoxLayout()
+        header.setSpacing(theme.SPACING)
+        header.addLayout(heading, 1)
+        header.addWidget(self.progress_label)
+        header.addWidget(self.progress)
+        header.addWidget(self.cancel_button)
+        header.addWidget(self.evaluate_button)
+        self.banner = MessageBanner()
+
+        # summary figures
+        self.accuracy_tile = FigureTile("Test accuracy")
+        self.params_tile = FigureTile("Parameters")
+        self.macs_tile = FigureTile("MACs per image")
+        self.adaptivity_tile = FigureTile("Adaptivity")
+        tiles = QHBoxLayout()
+        tiles.setSpacing(theme.SPACING)
+        for tile in (self.accuracy_tile, self.params_tile, self.macs_tile, self.adaptivity_tile):
+            tiles.addWidget(tile)
+
+        # figures, each in a section with a placeholder for runs that lack the data
+        self.histograms = IterationHistograms()
+        self.histogram_section, self.histogram_stack = self._section(
+            "Iterations per block", "Percentage of test images that ran n iterations in each block (paper Fig. 2). "
+            "The dashed line is the cap: the unit count of the matching ResNet.", self.histograms)
+        self.sweep = SweepCurve()
+        self.sweep.setMinimumHeight(300)
+        self.sweep_section, self.sweep_stack = self._section(
+            "Accuracy vs compute", "Moving the halting threshold (blue) against running a fixed number of "
+            "iterations per block (orange), on the test images.", self.sweep)
+        self.easiest = ImageStrip()
+        self.hardest = ImageStrip()
+        spectrum = QWidget()
+        spectrum_layout = QVBoxLayout(spectrum)
+        spectrum_layout.setContentsMargins(0, 0, 0, 0)
+        spectrum_layout.setSpacing(6)
+        self.easiest_caption = QLabel("Cheapest")
+        self.hardest_caption = QLabel("Dearest")
+        for caption, strip in ((self.easiest_caption, self.easiest), (self.hardest_caption, self.hardest)):
+            caption.setStyleSheet(f"font-weight: 600; color: {theme.TEXT_MUTED};")
+            spectrum_layout.addWidget(caption)
+            spectrum_layout.addWidget(strip)
+        self.spectrum_note = QLabel()
+        self.spectrum_note.setProperty("role", "muted")
+        self.spectrum_note.setWordWrap(True)
+        spectrum_layout.addWidget(self.spectrum_note)
+        spectrum_layout.addStretch(1)
+        self.spectrum_section, self.spectrum_stack = self._section(
+            "Easy to hard", "Test images that cost the least and the most compute (paper Fig. 3), with their "
+            "MACs. Red: classified wrongly.", spectrum)
+        self.confusion = ConfusionMatrix()
+        self.confusion.setMinimumHeight(360)
+        self.confusion_section, self.confusion_stack = self._section(
+            "Confusion matrix", "Rows: true class; columns: predicted class. Colour: share of the row; "
+            "numbers: images.", self.confusion)
+        self.class_bars = ClassAccuracyBars()
+        self.class_bars.setMinimumHeight(360)
+        self.class_section, self.class_stack = self._section(
+            "Accuracy per class", "Top-1 accuracy of each class on the test images.", self.class_bars)
+        self.training = TrainingCurves()
+        self.training_section, self.training_stack = self._section(
+            "Training", "From metrics.jsonl: training (blue) and validation (orange) loss and accuracy, and "
+            "the mean iterations per block during training.", self.training)
+        self.compare_section = self._build_compare()
+
+        grid = QGridLayout()
+        grid.setSpacing(theme.SPACING)
+        grid.addWidget(self.histogram_section, 0, 0, 1, 2)
+        grid.addWidget(self.sweep_section, 1, 0)
+        grid.addWidget(self.spectrum_section, 1, 1)
+        grid.addWidget(self.confusion_section, 2, 0)
+        grid.addWidget(self.class_section, 2, 1)
+        grid.addWidget(self.training_section, 3, 0, 1, 2)
+        grid.addWidget(self.compare_section, 4, 0, 1, 2)
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 1)
+
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.setContentsMargins(theme.MARGIN, theme.MARGIN, theme.MARGIN, theme.MARGIN)
+        column.setSpacing(theme.SPACING)
+        column.addLayout(header)
+        column.addWidget(self.banner)
+        column.addLayout(tiles)
+        column.addLayout(grid)
+        column.addStretch(1)
+        self.page = QScrollArea()
+        self.page.setWidgetResizable(True)
+        self.page.setFrameShape(QFrame.Shape.NoFrame)
+        self.page.setWidget(content)
+
+        self.empty = EmptyState(
+            "No run open",
+            "Open a run from the Runs tab (double click it), or finish a training run: its accuracy, compute "
+            "per image and adaptivity appear here.",
+        )
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.page)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.stack)
+
+    def _section(self, title: str, caption: str, content: QWidget) -> tuple[Section, QStackedWidget]:
+        section = Section(title, caption)
+        placeholder = QLabel(NOT_EVALUATED)
+        placeholder.setWordWrap(True)
+        placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        placeholder.setStyleSheet(f"color: {theme.TEXT_FAINT}; padding: 24px;")
+        placeholder.setMinimumHeight(120)
+        stack = QStackedWidget()
+        stack.addWidget(placeholder)
+        stack.addWidget(content)
+        section.body.addWidget(stack)
+        return section, stack
+
+    @staticmethod
+    def _show_placeholder(stack: QStackedWidget, text: str | None = None) -> None:
+        placeholder = stack.widget(0)
+        placeholder.setText(text or NOT_EVALUATED)
+        stack.setCurrentIndex(0)
+
+    def _build_compare(self) -> Section:
+        section = Section("Compare runs", "Tick runs of this folder to set them side by side, as in the paper's "
+                          "Table 1 (e.g. IamNN, its unshared ResNet and the 1-iteration setting).")
+        self.compare_list = QListWidget()
+        self.compare_list.setFixedWidth(280)
+        self.compare_list.setMinimumHeight(180)
+        self.compare_list.itemChanged.connect(self._on_compare_changed)
+        self.one_iteration = QCheckBox("Add each IamNN's 1-iteration setting")
+        self.one_iteration.setToolTip("The same network forced to one iteration per block (from the fixed-setting sweep)")
+        self.one_iteration.setChecked(True)
+        self.one_iteration.toggled.connect(self._refresh_comparison)
+        left = QVBoxLayout()
+        left.setSpacing(6)
+        left.addWidget(self.compare_list, 1)
+        left.addWidget(self.one_iteration)
+        self.compare_table = QTableWidget(0, len(COMPARE_COLUMNS))
+        self.compare_table.setHorizontalHeaderLabels(COMPARE_COLUMNS)
+        self.compare_table.verticalHeader().setVisible(False)
+        self.compare_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.compare_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.compare_table.setShowGrid(False)
+        self.compare_table.setAlternatingRowColors(True)
+        self.compare_table.setMinimumHeight(180)
+        self.compare_table.verticalHeader().setDefaultSectionSize(28)
+        header = self.compare_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(COMPARE_COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.compare_table.setStyleSheet(
+            f"QTableWidget {{ background: {theme.SURFACE}; border: 1px solid {theme.BORDER}; border-radius: 6px;"
+            f" alternate-background-color: {theme.WINDOW}; }}"
+            f"QTableWidget::item {{ padding: 0 8px; }}"
+            f"QHeaderView::section {{ background: {theme.SURFACE}; border: none; border-bottom: 1px solid {theme.BORDER};"
+            f" padding: 6px 8px; font-weight: 600; color: {theme.TEXT_MUTED}; }}"
+        )
+        row = QHBoxLayout()
+        row.setSpacing(theme.SPACING)
+        row.addLayout(left)
+        row.addWidget(self.compare_table, 1)
+        section.body.addLayout(row)
+        return section
+
+    # ================================================================ showing a report
+    def _show_empty(self) -> None:
+        self.stack.setCurrentWidget(self.empty)
+
+    def _on_read_failed(self, path: Path, message: str) -> None:
+        self.subtitle.setText(str(path))
+        self.banner.show_error(f"Cannot read the run {path.name}: {message}")
+
+    def _on_report(self, report: RunReport) -> None:
+        self._report = report
+        status = report.status
+        state = status.get("state", "unknown")
+        epochs = status.get("epochs_done")
+        total = status.get("total_epochs")
+        parts = [report.model, report.dataset, state]
+        if isinstance(epochs, int):
+            parts.append(f"{epochs} / {total} epochs" if total else f"{epochs} epochs")
+        self.subtitle.setText("  ·  ".join(str(p) for p in parts))
+        self.subtitle.setToolTip(str(report.path))
+        problems = [m for m in (report.config_error and f"config.toml: {report.config_error}", report.eval_error) if m]
+        if problems:
+            self.banner.show_message("; ".join(problems), "warning")
+        else:
+            self.banner.hide()
+        self._update_evaluate_button()
+        self._fill_tiles(report)
+        evaluation = report.evaluation
+        if evaluation is None:
+            for stack in (self.histogram_stack, self.sweep_stack, self.spectrum_stack, self.confusion_stack,
+                          self.class_stack):
+                self._show_placeholder(stack)
+        else:
+            self._fill_evaluation(report, evaluation)
+        if report.series:
+            self.training.set_series(report.series)
+            self.training_stack.setCurrentIndex(1)
+        else:
+            self._show_placeholder(self.training_stack, "No training metrics in this run folder (metrics.jsonl).")
+        self._load_compare_candidates(report.path.parent, report.path)
+        self.report_shown.emit()
+
+    def _update_evaluate_button(self) -> None:
+        report = self._report
+        running = self._evaluator.is_busy()
+        can = report is not None and report.checkpoint is not None and report.config is not None
+        self.evaluate_button.setVisible(not running)
+        self.evaluate_button.setEnabled(can and not running)
+        self.evaluate_button.setText("Evaluate again" if report is not None and report.evaluation else "Evaluate now")
+        if report is not None and not can:
+            self.evaluate_button.setToolTip("This run has no checkpoint or no readable config.toml to evaluate")
+
+    def _fill_tiles(self, report: RunReport) -> None:
+        evaluation = report.evaluation or {}
+        if "top1" in evaluation:
+            detail = f"top-5 {formatting.percent(evaluation.get('top5'))}"
+            if evaluation.get("images"):
+                detail += f" · {evaluation['images']:,} {evaluation.get('split', 'test')} images"
+            self.accuracy_tile.set(formatting.percent(evaluation["top1"]), detail)
+        else:
+            best = report.status.get("best_accuracy")
+            self.accuracy_tile.set(formatting.percent(best) if best is not None else "–",
+                                   "best validation accuracy; not evaluated on the test set yet"
+                                   if best is not None else "not evaluated yet")
+        self.params_tile.set(formatting.params(report.parameters) if report.parameters else "–", report.model)
+        macs = evaluation.get("macs") or {}
+        if macs:
+            detail = f"min {formatting.si(macs.get('min'))} – max {formatting.si(macs.get('max'))}"
+            full = (evaluation.get("full_depth") or {}).get("mean_macs")
+            if full and report.architecture == "iamnn":
+                detail += f" · {formatting.ratio(macs['mean'] / full)} of full depth"
+            self.macs_tile.set(formatting.si(macs.get("mean")), detail)
+        else:
+            self.macs_tile.set("–", "measured by the evaluation")
+        self.adaptivity_tile.set(*_adaptivity_verdict(evaluation, report.architecture))
+
+    def _fill_evaluation(self, report: RunReport, evaluation: dict) -> None:
+        classes = list(evaluation.get("classes") or [])
+        iterations = evaluation.get("iterations")
+        if iterations and iterations.get("histogram"):
+            self.histograms.set_histograms(iterations["histogram"], iterations.get("caps") or evaluation.get("caps", []),
+                                           iterations.get("mean"))
+            self.histogram_stack.setCurrentIndex(1)
+        else:
+            self._show_placeholder(self.histogram_stack, "The ResNet baseline runs every unit: no iterations to count.")
+
+        sweep = evaluation.get("sweep") or {}
+        threshold_points, fixed_points = sweep.get("threshold") or [], sweep.get("fixed") or []
+        if threshold_points or fixed_points:
+            evaluated = next(((p["mean_macs"], p["top1"]) for p in threshold_points if p.get("evaluated")), None)
+            if evaluated is None and evaluation.get("macs"):
+                evaluated = (evaluation["macs"]["mean"], evaluation["top1"])
+            self.sweep.set_sweep(threshold_points, fixed_points, evaluated)
+            self.sweep_stack.setCurrentIndex(1)
+        else:
+            self._show_placeholder(self.sweep_stack, "This evaluation has no sweep (a ResNet baseline, or evaluated "
+                                   "without it).")
+
+        easiest, hardest = evaluation.get("easiest") or [], evaluation.get("hardest") or []
+        if easiest or hardest:
+            self._fill_spectrum(easiest[:SPECTRUM_SIZE], hardest[:SPECTRUM_SIZE], {})
+            self.spectrum_note.setText("Loading the test images…")
+            self.spectrum_stack.setCurrentIndex(1)
+            self._load_spectrum_images(report, easiest[:SPECTRUM_SIZE] + hardest[:SPECTRUM_SIZE])
+        else:
+            self._show_placeholder(self.spectrum_stack, "This evaluation lists no easiest and hardest images.")
+
+        if evaluation.get("confusion") and classes:
+            self.confusion.set_matrix(evaluation["confusion"], classes)
+            self.confusion_stack.setCurrentIndex(1)
+        else:
+            self._show_placeholder(self.confusion_stack, "This evaluation has no confusion matrix.")
+        if evaluation.get("per_class"):
+            self.class_bars.set_accuracies(evaluation["per_class"])
+            self.class_stack.setCurrentIndex(1)
+        else:
+            self._show_placeholder(self.class_stack, "This evaluation has no per-class accuracy.")
+
+    # ================================================================ easy-to-hard images
+    def _fill_spectrum(self, easiest: list[dict], hardest: list[dict], images: dict[int, QImage]) -> None:
+        for strip, entries in ((self.easiest, easiest), (self.hardest, hardest)):
+            strip.set_items(
+                [images.get(int(e["index"])) for e in entries],
+                [formatting.si(e.get("macs")) for e in entries],
+                [_describe_image(e) for e in entries],
+                [not e.get("correct", True) for e in entries],
+            )
+        if easiest and hardest:
+            self.easiest_caption.setText(f"Cheapest  (from {formatting.macs(easiest[0].get('macs'))})")
+            self.hardest_caption.setText(f"Dearest  (up to {formatting.macs(hardest[0].get('macs'))})")
+
+    def _load_spectrum_images(self, report: RunReport, entries: list[dict]) -> None:
+        config, split = report.config, (report.evaluation or {}).get("split", "test")
+        if config is None:
+            self.spectrum_note.setText("The images cannot be shown: the run's config.toml is unreadable.")
+            return
+        indices = sorted({int(e["index"]) for e in entries})
+        path = report.path
+
+        def work(progress):
+            data = import_engine("data")
+            bundle = data.load_dataset(config.data, seed=config.seed)
+            images = getattr(bundle, split if split in ("test", "val") else "test").images
+            return {i: _tensor_to_qimage(images[i]) for i in indices if 0 <= i < len(images)}
+
+        def done(images: dict[int, QImage]) -> None:
+            if self._report is None or self._report.path != path:
+                return
+            evaluation = self._report.evaluation or {}
+            self._fill_spectrum((evaluation.get("easiest") or [])[:SPECTRUM_SIZE],
+                                (evaluation.get("hardest") or [])[:SPECTRUM_SIZE], images)
+            self.spectrum_note.setText("")
+
+        def failed(message: str) -> None:
+            if self._report is not None and self._report.path == path:
+                self.spectrum_note.setText(f"The test images cannot be shown: {message}")
+
+        self._runner.submit(work, done, failed)
+
+    # ================================================================ evaluate now
+    @Slot()
+    def evaluate_now(self) -> None:
+        report = self._report
+        if report is None or report.checkpoint is None or report.config is None or self._evaluator.is_busy():
+            return
+        cancel = threading.Event()
+        self._cancel_evaluation = cancel
+        path, checkpoint_path, config = report.path, report.checkpoint, report.config
+
+        def work(progress):
+            progress(0.0, "Loading the checkpoint…")
+            checkpoint_module = import_engine("checkpoint")
+            evaluate_module = import_engine("evaluate")
+            runs = import_engine("runs")
+            data = import_engine("data")
+            checkpoint = checkpoint_module.load_checkpoint(checkpoint_path)
+            progress(0.0, "Loading the dataset…")
+            bundle = data.load_dataset(config.data, seed=config.seed)
+            split, images = ("test", bundle.test) if len(bundle.test) else ("val", bundle.val)
+            progress(0.0, f"Evaluating on {len(images):,} {split} images…")
+            result = evaluate_module.evaluate(
+                checkpoint.model, images, mean=checkpoint.mean, std=checkpoint.std, classes=checkpoint.classes,
+                device="cpu", should_stop=cancel.is_set,
+                progress=lambda fraction: progress(fraction, f"Evaluating on {len(images):,} {split} images…"),
+            )
+            if result.get("stopped"):
+                return None
+            result.setdefault("split", split)
+            result.setdefault("checkpoint", checkpoint_path.name)
+            runs.RunDirectory(path).write_eval(result)
+            return str(path)
+
+        self.progress.setValue(0)
+        for widget in (self.progress, self.progress_label, self.cancel_button):
+            widget.show()
+        self.progress_label.setText("Starting…")
+        self._evaluator.submit(work, self._on_evaluated, self._on_evaluation_failed)
+        self._update_evaluate_button()
+
+    def _cancel(self) -> None:
+        if self._cancel_evaluation is not None:
+            self._cancel_evaluation.set()
+            self.progress_label.setText("Stopping…")
+
+    @Slot(int, float, str)
+    def _on_eval_progress(self, token: int, fraction: float, message: str) -> None:
+        self.progress.setValue(int(1000 * max(0.0, min(1.0, fraction))))
+        if message:
+            self.progress_label.setText(f"{message} {100 * fraction:.0f} %" if fraction > 0 else message)
+
+    def _end_evaluation(self) -> None:
+        for widget in (self.progress, self.progress_label, self.cancel_button):
+            widget.hide()
+        self._cancel_evaluation = None
+        self._update_evaluate_button()
+
+    def _on_evaluated(self, run_dir: str | None) -> None:
+        self._end_evaluation()
+        if run_dir is None:
+            self.banner.show_message("Evaluation cancelled; nothing was written.", "info")
+            return
+        self.evaluated.emit(run_dir)
+        if self._report is not None and str(self._report.path) == run_dir:
+            self.show_run(run_dir)
+
+    def _on_evaluation_failed(self, message: str) -> None:
+        self._end_evaluation()
+        self.banner.show_error(f"Evaluation failed: {message}")
+
+    # ================================================================ comparison
+    def _load_compare_candidates(self, folder: Path, current: Path) -> None:
+        if folder != self._compare_folder:
+            self._compare_folder = folder
+            self._compare_checked = set()
+        self._compare_checked.add(str(current))
+
+        def work(progress):
+            runs = import_engine("runs")
+            return [(str(r.path), r.name, r.model, r.status, (Path(r.path) / runs.EVAL_FILE).is_file())
+                    for r in runs.list_runs(folder)]
+
+        self._runner.submit(work, self._fill_compare_list)
+
+    def _fill_compare_list(self, candidates: list[tuple[str, str, str, str, bool]]) -> None:
+        self.compare_list.blockSignals(True)
+        self.compare_list.clear()
+        for path, name, model, status, evaluated in candidates:
+            item = QListWidgetItem(name)
+            item.setData(Qt.ItemDataRole.UserRole, path)
+            item.setToolTip(f"{model} · {status}" + ("" if evaluated else " · not evaluated"))
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if path in self._compare_checked else Qt.CheckState.Unchecked)
+            if not evaluated:
+                item.setText(f"{name}  (not evaluated)")
+                item.setForeground(Qt.GlobalColor.gray)
+            self.compare_list.addItem(item)
+        self.compare_list.blockSignals(False)
+        self._refresh_comparison()
+
+    def set_compared(self, run_dirs: list[str]) -> None:
+        """Tick exactly these runs in the comparison (tests, screenshots)."""
+        self._compare_checked = {str(Path(p)) for p in run_dirs}
+        self.compare_list.blockSignals(True)
+        for row in range(self.compare_list.count()):
+            item = self.compare_list.item(row)
+            checked = item.data(Qt.ItemDataRole.UserRole) in self._compare_checked
+            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+        self.compare_list.blockSignals(False)
+        self._refresh_comparison()
+
+    @Slot(QListWidgetItem)
+    def _on_compare_changed(self, item: QListWidgetItem) -> None:
+        path = item.data(Qt.ItemDataRole.UserRole)
+        if item.checkState() == Qt.CheckState.Checked:
+            self._compare_checked.add(path)
+        else:
+            self._compare_checked.discard(path)
+        self._refresh_comparison()
+
+    @Slot()
+    def _refresh_comparison(self) -> None:
+        order = [self.compare_list.item(r).data(Qt.ItemDataRole.UserRole) for r in range(self.compare_list.count())]
+        chosen = [p for p in order if p in self._compare_checked]
+        with_one_iteration = self.one_iteration.isChecked()
+
+        def work(progress):
+            rows = []
+            for path in chosen:
+                rows.extend(comparison_rows(read_run(path), with_one_iteration))
+            return rows
+
+        self._runner.submit(work, self._fill_compare_table)
+
+    def _fill_compare_table(self, rows: list[list[str]]) -> None:
+        self.compare_table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row[: len(COMPARE_COLUMNS)]):
+                item = QTableWidgetItem(text)
+                if c == 0 and len(row) > len(COMPARE_COLUMNS):
+                    item.setToolTip(row[len(COMPARE_COLUMNS)])
+                self.compare_table.setItem(r, c, item)
+
+    def sizeHint(self) -> QSize:
+        return QSize(1200, 800)
+
+
+def comparison_rows(report: RunReport, with_one_iteration: bool = True) -> list[list[str]]:
+    """Table 1 rows for one run: Network, Params, MACs avg (min – max), Top-1 / Top-5, then a tooltip.
+
+    The parameter count comes from the trainer's ``started`` event; runs without one load their
+    checkpoint to count them (the same count the trainer reports).
+    """
+    evaluation = report.evaluation or {}
+    parameters = report.parameters
+    if parameters is None and report.checkpoint is not None:
+        try:
+            checkpoint = import_engine("checkpoint").load_checkpoint(report.checkpoint)
+            parameters = sum(p.numel() for p in checkpoint.model.parameters())
+        except Exception:  # a damaged checkpoint only costs this one cell
+            parameters = None
+    macs = evaluation.get("macs") or {}
+    if macs:
+        adaptive = macs.get("max", 0) > macs.get("min", 0)
+        cost = formatting.si(macs.get("mean"))
+        cost += f" ({formatting.macs_range(macs.get('min'), macs.get('max'))})" if adaptive else ""
+    else:
+        cost = "not evaluated"
+    accuracy = (f"{100 * evaluation['top1']:.1f} / {100 * evaluation.get('top5', float('nan')):.1f}"
+                if "top1" in evaluation else "–")
+    name = f"{report.model}  ·  {report.name}"
+    rows = [[name, formatting.params(parameters) if parameters else "–", cost, accuracy, str(report.path)]]
+    if with_one_iteration and report.architecture == "iamnn":
+        for point in (evaluation.get("sweep") or {}).get("fixed") or []:
+            if point.get("iterations") and all(n == 1 for n in point["iterations"]):
+                rows.append([f"{report.model}, 1 iteration per block  ·  {report.name}",
+                             formatting.params(parameters) if parameters else "–",
+                             formatting.si(point.get("mean_macs")), f"{100 * point['top1']:.1f} / –",
+                             "the same network forced to one iteration per block (no refinement)"])
+    return rows
+
+
+def _describe_image(entry: dict) -> str:
+    verdict = "correct" if entry.get("correct", True) else f"predicted {entry.get('prediction')}"
+    iterations = entry.get("iterations")
+    its = f"\niterations per block: {', '.join(str(n) for n in iterations)}" if iterations else ""
+    return f"test image {entry.get('index')}: {entry.get('label')} ({verdict})\n{formatting.macs(entry.get('macs'))}{its}"
+
+
+def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, str | None]:
+    """(value, detail, colour) of the adaptivity figure."""
+    if not evaluation:
+        return "–", "measured by the evaluation", None
+    if architecture != "iamnn":
+        return "Fixed", "the ResNet baseline runs every unit for every image", theme.TEXT_MUTED
+    adaptivity = evaluation.get("adaptivity")
+    macs = evaluation.get("macs") or {}
+    spread = f"p90/p10 {formatting.ratio(macs.get('p90_over_p10'))} · max/min {formatting.ratio(macs.get('max_over_min'))}"
+    if not adaptivity:
+        return "Fixed", f"mode {evaluation.get('mode', '?')}: the same iterations for every image", theme.TEXT_MUTED
+    collapse = adaptivity.get("collapse") or {}
+    if collapse.get("alarm"):
+        return "Collapsed", "; ".join(collapse.get("reasons") or []) or spread, theme.WARNING
+    rho = adaptivity.get("spearman_macs_vs_loss")
+    extra = f" · MACs vs loss ρ {rho:.2f}" if isinstance(rho, (int, float)) else ""
+    return "Adapts", spread + extra, theme.GOOD

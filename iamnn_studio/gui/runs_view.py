@@ -1,17 +1,350 @@
-"""The "Runs" tab: browse past runs in the runs folder."""
+"""The "Runs" tab: every past run in the runs folder, and what to do with one.
+
+A table (name, dataset, model, status, epochs, best accuracy, created) read by the engine's
+``list_runs`` in the background. Open a run in Study (double click), continue a stopped one,
+use its best checkpoint in the Use tab, or reveal its folder. Folders the engine cannot read
+are listed as "unreadable" with the reason, never hidden and never fatal.
+"""
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QWidget
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .widgets import formatting, theme
+from .widgets.empty_state import EmptyState
+from .widgets.message_banner import MessageBanner
+from .widgets.tasks import BackgroundRunner, import_engine
+
+COLUMNS = ("Name", "Dataset", "Model", "Status", "Epochs", "Best accuracy", "Created")
+#: States from which training can go on from checkpoints/last.pt.
+CONTINUABLE = ("stopped", "interrupted", "failed", "paused")
+STATUS_COLORS = {
+    "running": theme.ACCENT,
+    "completed": theme.GOOD,
+    "failed": theme.ERROR,
+    "unreadable": theme.ERROR,
+    "interrupted": theme.WARNING,
+    "stopped": theme.WARNING,
+}
+#: While a run in the list is training, re-read the folder this often.
+LIVE_REFRESH_MS = 5000
+
+
+class _SortItem(QTableWidgetItem):
+    """A cell that sorts by a hidden key (numbers, times) instead of its text."""
+
+    def __init__(self, text: str, key: Any) -> None:
+        super().__init__(text)
+        self.key = key
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:  # noqa: D105
+        if isinstance(other, _SortItem):
+            return (self.key is None, self.key) < (other.key is None, other.key)
+        return super().__lt__(other)
 
 
 class RunsView(QWidget):
+    """Browse runs; ``open_run``, ``continue_run`` (run folder) and ``use_checkpoint`` (a .pt) ask the shell to act."""
+
     open_run = Signal(str)
     continue_run = Signal(str)
     use_checkpoint = Signal(str)
+    runs_dir_changed = Signal(str)  # the user picked another runs folder
+    refreshed = Signal()
 
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._runs_dir: Path | None = None
+        self._runs: list[Any] = []
+        self._runner = BackgroundRunner(self)
+        self._live = QTimer(self, interval=LIVE_REFRESH_MS)
+        self._live.timeout.connect(self.refresh)
+        self._build()
+        self._update_actions()
+
+    # ================================================================ public API
     def set_runs_dir(self, path: str) -> None:
-        pass
+        self._runs_dir = Path(path).expanduser()
+        self.folder_label.setText(str(self._runs_dir))
+        self.folder_label.setToolTip(str(self._runs_dir))
+        if not self._runs:
+            self.empty.set_text("Reading the runs folder…", str(self._runs_dir))
+        self.refresh()
+
+    def runs_dir(self) -> str | None:
+        return str(self._runs_dir) if self._runs_dir else None
 
     def refresh(self) -> None:
-        pass
+        """Re-read the runs folder in the background; the selection is kept where possible."""
+        if self._runs_dir is None:
+            self._show_runs([])
+            return
+        folder = self._runs_dir
+
+        def work(report):
+            runs = import_engine("runs")
+            return folder, runs.list_runs(folder)
+
+        self._runner.submit(work, self._on_listed, self._on_list_failed)
+
+    def runs(self) -> list[Any]:
+        """The RunSummary objects shown, in table order."""
+        paths = [self.table.item(row, 0).data(Qt.ItemDataRole.UserRole) for row in range(self.table.rowCount())]
+        by_path = {str(run.path): run for run in self._runs}
+        return [by_path[p] for p in paths if p in by_path]
+
+    def select_run(self, path: str) -> bool:
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(Qt.ItemDataRole.UserRole) == str(path):
+                self.table.selectRow(row)
+                return True
+        return False
+
+    # ================================================================ layout
+    def _build(self) -> None:
+        title = QLabel("Runs folder")
+        title.setStyleSheet("font-weight: 600;")
+        self.folder_label = QLabel("none chosen")
+        self.folder_label.setProperty("role", "muted")
+        self.folder_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        change = QPushButton("Change…")
+        change.setToolTip("Choose the folder that holds your runs")
+        change.clicked.connect(self._choose_folder)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.clicked.connect(self.refresh)
+        top = QHBoxLayout()
+        top.setSpacing(theme.SPACING)
+        top.addWidget(title)
+        top.addWidget(self.folder_label, 1)
+        top.addWidget(change)
+        top.addWidget(self.refresh_button)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setDefaultSectionSize(30)
+        header = self.table.horizontalHeader()
+        header.setHighlightSections(False)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        for column in range(len(COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COLUMNS.index("Model"), QHeaderView.ResizeMode.Stretch)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(COLUMNS.index("Created"), Qt.SortOrder.DescendingOrder)
+        self.table.itemSelectionChanged.connect(self._update_actions)
+        self.table.itemDoubleClicked.connect(lambda item: self._emit_open())
+        self.table.setStyleSheet(
+            f"QTableWidget {{ background: {theme.SURFACE}; border: 1px solid {theme.BORDER}; border-radius: 6px;"
+            f" alternate-background-color: {theme.WINDOW}; }}"
+            f"QTableWidget::item {{ padding: 0 8px; }}"
+            f"QTableWidget::item:selected {{ background: #dbe6fb; color: {theme.TEXT}; }}"
+            f"QHeaderView::section {{ background: {theme.SURFACE}; border: none; border-bottom: 1px solid {theme.BORDER};"
+            f" padding: 6px 8px; font-weight: 600; color: {theme.TEXT_MUTED}; }}"
+        )
+
+        self.empty = EmptyState("No runs folder chosen",
+                                "Choose the folder that holds your training runs (each run is a folder with "
+                                "config.toml, metrics.jsonl and checkpoints/).")
+        self.empty.add_action("Choose runs folder…", self._choose_folder)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.table)
+
+        self.detail = QLabel()
+        self.detail.setProperty("role", "muted")
+        self.detail.setWordWrap(True)
+        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.open_button = QPushButton("Open in Study")
+        self.open_button.setObjectName("Primary")
+        self.open_button.setToolTip("Accuracy, compute and adaptivity of the selected run (or double click it)")
+        self.open_button.clicked.connect(self._emit_open)
+        self.use_button = QPushButton("Use best checkpoint")
+        self.use_button.setToolTip("Classify your own images with this run's best checkpoint")
+        self.use_button.clicked.connect(self._emit_use)
+        self.continue_button = QPushButton("Continue training")
+        self.continue_button.setToolTip("Resume a stopped or interrupted run from its last checkpoint")
+        self.continue_button.clicked.connect(self._emit_continue)
+        self.reveal_button = QPushButton("Show folder")
+        self.reveal_button.setToolTip("Open the run's folder in the file manager")
+        self.reveal_button.clicked.connect(self._reveal)
+        actions = QHBoxLayout()
+        actions.setSpacing(theme.SPACING)
+        actions.addWidget(self.detail, 1)
+        for button in (self.reveal_button, self.continue_button, self.use_button, self.open_button):
+            actions.addWidget(button)
+
+        self.banner = MessageBanner()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(theme.MARGIN, theme.MARGIN, theme.MARGIN, theme.MARGIN)
+        layout.setSpacing(theme.SPACING)
+        layout.addLayout(top)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.stack, 1)
+        layout.addLayout(actions)
+
+    # ================================================================ results
+    def _on_listed(self, result: tuple[Path, list[Any]]) -> None:
+        folder, runs = result
+        if folder != self._runs_dir:  # the folder changed while we listed the old one
+            return
+        self.banner.hide()
+        self._show_runs(runs)
+
+    def _on_list_failed(self, message: str) -> None:
+        self.banner.show_error(f"Could not read the runs folder: {message}")
+        self._show_runs([])
+
+    def _show_runs(self, runs: list[Any]) -> None:
+        selected = self._selected_path()
+        self._runs = list(runs)
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(runs))
+        for row, run in enumerate(runs):
+            for column, item in enumerate(_row_items(run)):
+                self.table.setItem(row, column, item)
+        self.table.setSortingEnabled(True)
+        if selected is None or not self.select_run(selected):
+            self.table.clearSelection()
+        if runs:
+            self.stack.setCurrentWidget(self.table)
+        else:
+            self.stack.setCurrentWidget(self.empty)
+            where = str(self._runs_dir) if self._runs_dir else "no runs folder chosen"
+            self.empty.set_text(
+                "No runs yet",
+                f"Runs you train in the Train tab (or with the iamnn-studio CLI) appear here. Looking in: {where}",
+            )
+        if any(run.status == "running" for run in runs):
+            self._live.start()
+        else:
+            self._live.stop()
+        self._update_actions()
+        self.refreshed.emit()
+
+    # ================================================================ actions
+    def _selected_run(self) -> Any | None:
+        path = self._selected_path()
+        return next((run for run in self._runs if str(run.path) == path), None)
+
+    def _selected_path(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows:
+            return None
+        item = self.table.item(rows[0].row(), 0)
+        return item.data(Qt.ItemDataRole.UserRole) if item else None
+
+    @Slot()
+    def _update_actions(self) -> None:
+        run = self._selected_run()
+        readable = run is not None and run.status != "unreadable"
+        self.open_button.setEnabled(readable)
+        self.reveal_button.setEnabled(run is not None)
+        self.use_button.setEnabled(readable and _checkpoint_of(run) is not None)
+        self.continue_button.setEnabled(
+            readable and run.status in CONTINUABLE and (Path(run.path) / "checkpoints" / "last.pt").is_file()
+        )
+        if run is None:
+            self.detail.setText("Select a run to open it, use its checkpoint or continue training it."
+                                if self._runs else "")
+        elif run.status == "unreadable":
+            self.detail.setText(f"<span style='color:{theme.ERROR}'>{run.name} cannot be read: {run.reason}</span>")
+        else:
+            self.detail.setText(f"{run.name}: {run.reason}" if run.reason else str(run.path))
+
+    def _emit_open(self) -> None:
+        run = self._selected_run()
+        if run is not None and run.status != "unreadable":
+            self.open_run.emit(str(run.path))
+
+    def _emit_use(self) -> None:
+        run = self._selected_run()
+        checkpoint = _checkpoint_of(run) if run is not None else None
+        if checkpoint is not None:
+            self.use_checkpoint.emit(str(checkpoint))
+
+    def _emit_continue(self) -> None:
+        run = self._selected_run()
+        if run is not None and self.continue_button.isEnabled():
+            self.continue_run.emit(str(run.path))
+
+    def _reveal(self) -> None:
+        run = self._selected_run()
+        if run is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(run.path)))
+
+    def _choose_folder(self) -> None:
+        start = str(self._runs_dir) if self._runs_dir else str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Choose the runs folder", start)
+        if folder:
+            self.set_runs_dir(folder)
+            self.runs_dir_changed.emit(folder)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        if self._runs_dir is not None:
+            self.refresh()
+
+    def sizeHint(self) -> QSize:
+        return QSize(1000, 600)
+
+
+def _checkpoint_of(run: Any) -> Path | None:
+    """The run's best checkpoint, else its last one."""
+    folder = Path(run.path) / "checkpoints"
+    for name in ("best.pt", "last.pt"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _row_items(run: Any) -> list[QTableWidgetItem]:
+    created = datetime.fromtimestamp(run.created) if run.created else None
+    epochs = f"{run.epochs_done} / {run.total_epochs}" if run.total_epochs else str(run.epochs_done)
+    items = [
+        _SortItem(run.name, run.name.lower()),
+        _SortItem(run.dataset, run.dataset),
+        _SortItem(run.model, run.model),
+        _SortItem(run.status, run.status),
+        _SortItem(epochs, run.epochs_done),
+        _SortItem(formatting.percent(run.best_accuracy), run.best_accuracy),
+        _SortItem(created.strftime("%Y-%m-%d %H:%M") if created else "–", run.created),
+    ]
+    items[0].setData(Qt.ItemDataRole.UserRole, str(run.path))
+    items[0].setToolTip(str(run.path))
+    color = STATUS_COLORS.get(run.status)
+    if color:
+        items[3].setForeground(QBrush(QColor(color)))
+    if run.reason:
+        items[3].setToolTip(run.reason)
+    if run.status == "unreadable":
+        for item in items[1:3]:
+            item.setForeground(QBrush(QColor(theme.TEXT_FAINT)))
+    for item in items[4:6]:
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return items

@@ -1,0 +1,202 @@
+"""The Study view's figures: iteration histograms, per-class accuracy, the accuracy-vs-MACs curve.
+
+Every chart creates its plot items once and ``setData``s them, as the rest of the app does.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+
+from . import formatting, theme
+
+
+def _plot_widget(height: int | None = None) -> pg.PlotWidget:
+    widget = pg.PlotWidget(background=theme.PLOT_BACKGROUND)
+    widget.setMouseEnabled(False, False)
+    if height:
+        widget.setFixedHeight(height)
+    return widget
+
+
+class IterationHistograms(pg.GraphicsLayoutWidget):
+    """Paper Figure 2: how many test images ran n iterations, per block; dashed line = the cap."""
+
+    def __init__(self, blocks: int = 4, parent=None) -> None:
+        super().__init__(parent=parent, show=False)
+        self.setBackground(theme.PLOT_BACKGROUND)
+        self.ci.layout.setSpacing(10)
+        self.plots: list[pg.PlotItem] = []
+        self.bars: list[pg.BarGraphItem] = []
+        self.cap_lines: list[pg.InfiniteLine] = []
+        for b in range(blocks):
+            plot = self.addPlot(row=0, col=b)
+            theme.style_plot(plot, title=f"Block {b + 1}", bottom="iterations")
+            plot.setMouseEnabled(False, False)
+            plot.getAxis("left").setWidth(34)
+            bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=pg.mkBrush(theme.block_color(b)), pen=pg.mkPen(None))
+            cap = pg.InfiniteLine(angle=90, pen=pg.mkPen(theme.TEXT_MUTED, width=1, style=Qt.PenStyle.DashLine),
+                                  label="cap", labelOpts={"position": 0.95, "color": theme.TEXT_MUTED, "anchors": [(1, 0), (1, 0)]})
+            plot.addItem(bars)
+            plot.addItem(cap)
+            self.plots.append(plot)
+            self.bars.append(bars)
+            self.cap_lines.append(cap)
+        self.setFixedHeight(200)
+
+    def set_histograms(self, histograms: Sequence[Sequence[int]], caps: Sequence[int],
+                       means: Sequence[float] | None = None) -> None:
+        for b, plot in enumerate(self.plots):
+            counts = np.asarray(histograms[b] if b < len(histograms) else [], dtype=np.float64)
+            cap = int(caps[b]) if b < len(caps) else max(len(counts), 1)
+            share = counts / counts.sum() * 100 if counts.sum() else counts
+            self.bars[b].setOpts(x=np.arange(1, len(share) + 1, dtype=np.float64), height=share)
+            self.cap_lines[b].setValue(cap + 0.5)
+            plot.setXRange(0.4, cap + 0.9, padding=0)
+            plot.setYRange(0, max(float(share.max()) if share.size else 0.0, 1.0) * 1.12, padding=0)
+            ticks = list(range(1, cap + 1)) if cap <= 8 else sorted({1, *range(0, cap + 1, max(1, cap // 5))[1:], cap})
+            plot.getAxis("bottom").setTicks([[(i, str(i)) for i in ticks]])
+            mean = f"  ·  mean {means[b]:.2f}" if means is not None and b < len(means) else ""
+            plot.setTitle(f"Block {b + 1}{mean}", color=theme.TEXT, size="9pt")
+
+
+class ClassAccuracyBars(pg.PlotWidget):
+    """Test accuracy of every class as horizontal bars, class names on the left."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent=parent, background=theme.PLOT_BACKGROUND)
+        self.setMouseEnabled(False, False)
+        plot = self.getPlotItem()
+        theme.style_plot(plot, bottom="accuracy (%)")
+        plot.invertY(True)
+        self.bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.68, brush=pg.mkBrush(theme.ACCENT), pen=pg.mkPen(None))
+        plot.addItem(self.bars)
+        self.labels: list[pg.TextItem] = []
+        self.values: list[float] = []
+
+    def set_accuracies(self, per_class: dict[str, float | None]) -> None:
+        names = list(per_class)
+        values = [100 * float(v) if v is not None else 0.0 for v in per_class.values()]
+        self.values = values
+        plot = self.getPlotItem()
+        self.bars.setOpts(x0=np.zeros(len(values)), y=np.arange(len(values), dtype=np.float64),
+                          width=np.asarray(values, dtype=np.float64))
+        plot.getAxis("left").setTicks([[(i, _short(name, 18)) for i, name in enumerate(names)]])
+        plot.setXRange(0, 100, padding=0.02)
+        plot.setYRange(-0.6, len(values) - 0.4, padding=0)
+        for label in self.labels:
+            plot.removeItem(label)
+        self.labels = []
+        for i, (value, raw) in enumerate(zip(values, per_class.values())):
+            text = pg.TextItem(formatting.percent(raw, 1) if raw is not None else "no images",
+                               color=theme.TEXT_MUTED, anchor=(1.05 if value > 25 else -0.05, 0.5))
+            text.setColor(theme.SURFACE if value > 25 else theme.TEXT_MUTED)
+            text.setPos(value, i)
+            plot.addItem(text)
+            self.labels.append(text)
+
+
+class SweepCurve(pg.PlotWidget):
+    """Accuracy against mean MACs: the halting-threshold sweep beside the fixed-iteration settings."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent=parent, background=theme.PLOT_BACKGROUND)
+        self.setMouseEnabled(False, False)
+        plot = self.getPlotItem()
+        theme.style_plot(plot, left="top-1 accuracy (%)", bottom="mean MACs per image (M)")
+        plot.showGrid(x=True, y=True, alpha=0.15)
+        legend = plot.addLegend(offset=(-10, 10), labelTextColor=theme.TEXT, brush=pg.mkBrush(255, 255, 255, 220))
+        self.legend = legend
+        self.threshold_curve = plot.plot(pen=pg.mkPen(theme.ACCENT, width=1), symbol="o", symbolSize=6,
+                                         symbolBrush=theme.ACCENT, symbolPen=None, name="adaptive: threshold sweep")
+        self.fixed_curve = plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1, style=Qt.PenStyle.DashLine), symbol="s",
+                                     symbolSize=6, symbolBrush=theme.SECONDARY, symbolPen=None,
+                                     name="fixed iterations per block")
+        self.evaluated = plot.plot(pen=None, symbol="star", symbolSize=14, symbolBrush=theme.TEXT, symbolPen=None,
+                                   name="this model's setting")
+        self.fixed_labels: list[pg.TextItem] = []
+
+    def set_sweep(self, threshold_points: Sequence[dict], fixed_points: Sequence[dict],
+                  evaluated: tuple[float, float] | None) -> None:
+        def xy(points):
+            pts = sorted((float(p["mean_macs"]) / 1e6, 100 * float(p["top1"])) for p in points)
+            return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+
+        self.threshold_curve.setData(*xy(threshold_points))
+        self.fixed_curve.setData(*xy(fixed_points))
+        if evaluated is None:
+            self.evaluated.setData([], [])
+        else:
+            self.evaluated.setData([evaluated[0] / 1e6], [100 * evaluated[1]])
+        plot = self.getPlotItem()
+        for label in self.fixed_labels:
+            plot.removeItem(label)
+        self.fixed_labels = []
+        for p in fixed_points:  # name each fixed setting by its iteration count per block
+            iterations = p.get("iterations")
+            if not iterations or len(set(iterations)) > 1 and max(iterations) != iterations[0]:
+                text = ",".join(str(n) for n in iterations or [])
+            else:
+                text = f"{max(iterations)}×"
+            label = pg.TextItem(text, color=theme.SECONDARY, anchor=(0.5, -0.3))
+            label.setPos(float(p["mean_macs"]) / 1e6, 100 * float(p["top1"]))
+            plot.addItem(label)
+            self.fixed_labels.append(label)
+        plot.enableAutoRange()
+
+
+class TrainingCurves(pg.GraphicsLayoutWidget):
+    """Loss, accuracy and mean iterations over training, from metrics.jsonl."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent=parent, show=False)
+        self.setBackground(theme.PLOT_BACKGROUND)
+        self.ci.layout.setSpacing(10)
+        self.loss_plot = self.addPlot(row=0, col=0)
+        self.accuracy_plot = self.addPlot(row=0, col=1)
+        self.iterations_plot = self.addPlot(row=0, col=2)
+        for plot, title, left in ((self.loss_plot, "Loss", ""), (self.accuracy_plot, "Accuracy (%)", ""),
+                                  (self.iterations_plot, "Mean iterations per image", "")):
+            theme.style_plot(plot, title=title, bottom="epoch")
+            plot.setMouseEnabled(False, False)
+            plot.showGrid(x=False, y=True, alpha=0.15)
+        self.loss_plot.addLegend(offset=(-5, 5), labelTextColor=theme.TEXT)
+        self.accuracy_plot.addLegend(offset=(-5, -5), labelTextColor=theme.TEXT)
+        self.train_loss = self.loss_plot.plot(pen=pg.mkPen(theme.ACCENT, width=1), name="train")
+        self.val_loss = self.loss_plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1), name="validation")
+        self.train_accuracy = self.accuracy_plot.plot(pen=pg.mkPen(theme.ACCENT, width=1), name="train")
+        self.val_accuracy = self.accuracy_plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1), symbol="o",
+                                                    symbolSize=5, symbolBrush=theme.SECONDARY, symbolPen=None,
+                                                    name="validation")
+        self.iterations = [
+            self.iterations_plot.plot(pen=pg.mkPen(theme.block_color(b), width=1), name=f"block {b + 1}")
+            for b in range(4)
+        ]
+        self.iterations_plot.addLegend(offset=(-5, 5), labelTextColor=theme.TEXT)
+        for b, curve in enumerate(self.iterations):
+            self.iterations_plot.legend.addItem(curve, f"block {b + 1}")
+        for plot in (self.loss_plot, self.accuracy_plot, self.iterations_plot):
+            for item in plot.listDataItems():
+                item.setClipToView(True)
+                item.setDownsampling(auto=True)
+        self.setFixedHeight(220)
+
+    def set_series(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """``series`` keys: train_loss, val_loss, train_accuracy, val_accuracy, iterations_1..4 (x in epochs)."""
+        empty = (np.empty(0), np.empty(0))
+        self.train_loss.setData(*series.get("train_loss", empty))
+        self.val_loss.setData(*series.get("val_loss", empty))
+        self.train_accuracy.setData(*series.get("train_accuracy", empty))
+        self.val_accuracy.setData(*series.get("val_accuracy", empty))
+        for b, curve in enumerate(self.iterations):
+            curve.setData(*series.get(f"iterations_{b + 1}", empty))
+
+    def has_data(self) -> bool:
+        return any(len(item.xData if item.xData is not None else []) for plot in
+                   (self.loss_plot, self.accuracy_plot, self.iterations_plot) for item in plot.listDataItems())
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,54 @@
+"""A row of small test images with a caption under each (the easy-to-hard spectrum, paper Fig. 3)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+
+from . import theme
+from .prediction_card import thumbnail_pixmap
+
+TILE = 64
+
+
+class ImageStrip(QWidget):
+    """Thumbnails side by side; each shows its MACs and, when wrong, what the model said."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setHorizontalSpacing(8)
+        self._grid.setVerticalSpacing(2)
+        self.tiles: list[QLabel] = []
+
+    def set_items(self, images: Sequence[QImage | None], captions: Sequence[str], tooltips: Sequence[str],
+                  wrong: Sequence[bool] | None = None) -> None:
+        while self._grid.count():
+            item = self._grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.tiles = []
+        for column, (image, caption, tooltip) in enumerate(zip(images, captions, tooltips)):
+            tile = QLabel()
+            tile.setFixedSize(TILE, TILE)
+            tile.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            mistaken = bool(wrong[column]) if wrong is not None and column < len(wrong) else False
+            border = theme.ERROR if mistaken else theme.BORDER
+            tile.setStyleSheet(f"background: {theme.BACKGROUND}; border: 1px solid {border}; border-radius: 3px;")
+            pixmap = thumbnail_pixmap(image, TILE - 4)
+            if pixmap.isNull():
+                tile.setText("…")
+            else:
+                tile.setPixmap(pixmap)
+            tile.setToolTip(tooltip)
+            text = QLabel(caption)
+            text.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+            text.setStyleSheet(f"color: {theme.ERROR if mistaken else theme.TEXT_MUTED}; font-size: 8pt;")
+            text.setToolTip(tooltip)
+            self._grid.addWidget(tile, 0, column, Qt.AlignmentFlag.AlignHCenter)
+            self._grid.addWidget(text, 1, column, Qt.AlignmentFlag.AlignHCenter)
+            self.tiles.append(tile)
+        self._grid.setColumnStretch(len(self.tiles), 1)

@@ -1,0 +1,69 @@
+"""Titled panels that group one figure or table of a view, and small figure tiles for key numbers."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from . import theme
+
+
+class Section(QFrame):
+    """A white card: a bold title, an optional one-line explanation, then ``body`` (a QVBoxLayout)."""
+
+    def __init__(self, title: str, caption: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("section")
+        self.setStyleSheet(theme.card_stylesheet("section"))
+        self.title = QLabel(title)
+        self.title.setStyleSheet(f"font-weight: 600; font-size: 11pt; color: {theme.TEXT};")
+        self.caption = QLabel(caption)
+        self.caption.setWordWrap(True)
+        self.caption.setStyleSheet(f"color: {theme.TEXT_MUTED};")
+        self.caption.setVisible(bool(caption))
+        self.header = QHBoxLayout()
+        self.header.setSpacing(theme.SPACING)
+        self.header.addWidget(self.title)
+        self.header.addStretch(1)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(theme.MARGIN, theme.SPACING, theme.MARGIN, theme.MARGIN)
+        outer.setSpacing(6)
+        outer.addLayout(self.header)
+        outer.addWidget(self.caption)
+        self.body = QVBoxLayout()
+        self.body.setSpacing(theme.SPACING)
+        outer.addLayout(self.body, 1)
+
+    def set_caption(self, text: str) -> None:
+        self.caption.setText(text)
+        self.caption.setVisible(bool(text))
+
+
+class FigureTile(QFrame):
+    """One key number: a small caption, the value in large type and a muted detail line."""
+
+    def __init__(self, caption: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("figureTile")
+        self.setStyleSheet(theme.card_stylesheet("figureTile"))
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.caption = QLabel(caption.upper())
+        self.caption.setStyleSheet(f"color: {theme.TEXT_MUTED}; font-size: 8pt; font-weight: 600; letter-spacing: 1px;")
+        self.value = QLabel("–")
+        self.value.setStyleSheet(f"color: {theme.TEXT}; font-size: 17pt; font-weight: 600;")
+        self.value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.detail = QLabel("")
+        self.detail.setWordWrap(True)
+        self.detail.setStyleSheet(f"color: {theme.TEXT_MUTED};")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(theme.MARGIN, theme.SPACING, theme.MARGIN, theme.SPACING)
+        layout.setSpacing(2)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.value)
+        layout.addWidget(self.detail)
+        layout.addStretch(1)
+        self.setMinimumHeight(104)
+
+    def set(self, value: str, detail: str = "", color: str | None = None) -> None:
+        self.value.setText(value)
+        self.value.setStyleSheet(f"color: {color or theme.TEXT}; font-size: 17pt; font-weight: 600;")
+        self.detail.setText(detail)
