@@ -1,9 +1,314 @@
-"""Export a checkpoint to ONNX, TorchScript or a plain copy."""
+"""Export a checkpoint: a plain copy, ONNX, TorchScript, or any format a plugin registered.
+
+The formats come from the engine's ``EXPORTERS`` registry (read in the background, so opening the
+dialog never waits for torch); the export itself runs in the background too, with a busy
+indicator, and ends with the written path or a one-line error.
+"""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDialog, QWidget
+import shutil
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .widgets import theme
+from .widgets.message_banner import MessageBanner
+from .widgets.tasks import BackgroundRunner, import_engine
+
+#: Not an exporter of the engine: the checkpoint file itself, copied atomically.
+COPY = "checkpoint"
+COPY_LABEL = "Checkpoint copy (IamNN Studio and the CLI)"
+#: Shown until the registry is read; the real labels replace these.
+KNOWN_FORMATS = (("onnx", "ONNX (onnxruntime and most runtimes)", ".onnx"),
+                 ("torchscript", "TorchScript (libtorch, deprecated)", ".pt"))
+FIXED_GRAPH_NOTE = ("The exported graph computes every iteration and applies the halting as masks: the same "
+                    "answers, iterations and MAC figures as here, but no compute is saved at run time.")
 
 
 class ExportDialog(QDialog):
+    """Choose checkpoint, format and output file; ``exported(path)`` after a successful export."""
+
+    exported = Signal(str)
+
     def __init__(self, checkpoint_path: str | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setWindowTitle("Export model")
+        self.setMinimumWidth(620)
+        self._runner = BackgroundRunner(self)
+        self._suffixes: dict[str, str] = {COPY: ".pt", **{name: suffix for name, _, suffix in KNOWN_FORMATS}}
+        self._output_edited = False
+        self.last_path: str | None = None
+        self.last_error: str | None = None
+        self._build()
+        if checkpoint_path:
+            self.checkpoint_edit.setText(str(checkpoint_path))
+        self._load_formats()
+        self._suggest_output()
+        self._update_buttons()
+
+    # ================================================================ layout
+    def _build(self) -> None:
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("a .pt checkpoint, e.g. runs/<run>/checkpoints/best.pt")
+        self.checkpoint_edit.textChanged.connect(self._on_checkpoint_changed)
+        browse_checkpoint = QPushButton("Browse…")
+        browse_checkpoint.clicked.connect(self._choose_checkpoint)
+        checkpoint_row = QHBoxLayout()
+        checkpoint_row.addWidget(self.checkpoint_edit, 1)
+        checkpoint_row.addWidget(browse_checkpoint)
+
+        self.format_combo = QComboBox()
+        self.format_combo.addItem(COPY_LABEL, COPY)
+        for name, label, _ in KNOWN_FORMATS:
+            self.format_combo.addItem(label, name)
+        self.format_combo.currentIndexChanged.connect(self._on_format_changed)
+        self.format_note = QLabel()
+        self.format_note.setWordWrap(True)
+        self.format_note.setProperty("role", "muted")
+
+        self.output_edit = QLineEdit()
+        self.output_edit.setPlaceholderText("where to write the exported file")
+        self.output_edit.textEdited.connect(self._on_output_edited)
+        self.output_edit.textChanged.connect(self._update_buttons)
+        browse_output = QPushButton("Browse…")
+        browse_output.clicked.connect(self._choose_output)
+        output_row = QHBoxLayout()
+        output_row.addWidget(self.output_edit, 1)
+        output_row.addWidget(browse_output)
+
+        form = QFormLayout()
+        form.setHorizontalSpacing(theme.SPACING)
+        form.setVerticalSpacing(theme.SPACING)
+        form.addRow("Checkpoint", checkpoint_row)
+        form.addRow("Format", self.format_combo)
+        form.addRow("", self.format_note)
+        form.addRow("Save as", output_row)
+
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setTextVisible(False)
+        self.busy.setFixedWidth(120)
+        self.busy_label = QLabel("Exporting… this can take a minute.")
+        self.busy_label.setProperty("role", "muted")
+        busy_row = QHBoxLayout()
+        busy_row.addWidget(self.busy)
+        busy_row.addWidget(self.busy_label, 1)
+        self.busy_widget = QWidget()
+        self.busy_widget.setLayout(busy_row)
+        busy_row.setContentsMargins(0, 0, 0, 0)
+        self.busy_widget.hide()
+        self.result = MessageBanner()
+
+        self.reveal_button = QPushButton("Show in folder")
+        self.reveal_button.clicked.connect(self._reveal)
+        self.reveal_button.hide()
+        self.close_button = QPushButton("Close")
+        self.close_button.clicked.connect(self.reject)
+        self.export_button = QPushButton("Export")
+        self.export_button.setObjectName("Primary")
+        self.export_button.setDefault(True)
+        self.export_button.clicked.connect(self.start_export)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.reveal_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.close_button)
+        buttons.addWidget(self.export_button)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(theme.MARGIN + 4, theme.MARGIN + 4, theme.MARGIN + 4, theme.MARGIN)
+        layout.setSpacing(theme.SPACING)
+        layout.addLayout(form)
+        layout.addWidget(self.busy_widget)
+        layout.addWidget(self.result)
+        layout.addStretch(1)
+        layout.addLayout(buttons)
+        self._on_format_changed()
+
+    # ================================================================ formats
+    def _load_formats(self) -> None:
+        def work(report):
+            export = import_engine("export")
+            try:
+                import_engine("plugins").load_plugins()  # plugins may add formats
+            except Exception:  # a broken plugin must not hide the built-in formats
+                pass
+            formats = []
+            for name in export.EXPORTERS.names():
+                entry = export.EXPORTERS.get(name)
+                formats.append((name, getattr(entry, "label", name), getattr(entry, "suffix", "")))
+            return formats
+
+        self._runner.submit(work, self._set_formats, lambda message: None)
+
+    def _set_formats(self, formats: list[tuple[str, str, str]]) -> None:
+        current = self.format_combo.currentData()
+        self.format_combo.blockSignals(True)
+        self.format_combo.clear()
+        self.format_combo.addItem(COPY_LABEL, COPY)
+        for name, label, suffix in formats:
+            self.format_combo.addItem(label or name, name)
+            self._suffixes[name] = suffix or f".{name}"
+        index = self.format_combo.findData(current)
+        self.format_combo.setCurrentIndex(max(index, 0))
+        self.format_combo.blockSignals(False)
+        self._on_format_changed()
+
+    def formats(self) -> list[str]:
+        return [self.format_combo.itemData(i) for i in range(self.format_combo.count())]
+
+    def set_format(self, name: str) -> bool:
+        index = self.format_combo.findData(name)
+        if index >= 0:
+            self.format_combo.setCurrentIndex(index)
+        return index >= 0
+
+    @Slot()
+    def _on_format_changed(self, *_: Any) -> None:
+        fmt = self.format_combo.currentData()
+        self.format_note.setText("The checkpoint file itself: open it in the Use tab or with iamnn-studio predict."
+                                 if fmt == COPY else FIXED_GRAPH_NOTE)
+        self._suggest_output()
+
+    # ================================================================ paths
+    def _suggest_output(self) -> None:
+        """Name the output after the checkpoint, with the format's suffix (unless the user typed one)."""
+        checkpoint = self.checkpoint_edit.text().strip() if hasattr(self, "checkpoint_edit") else ""
+        if not checkpoint or not hasattr(self, "output_edit"):
+            return
+        suffix = self._suffixes.get(self.format_combo.currentData(), "")
+        if self._output_edited and self.output_edit.text().strip():
+            current = Path(self.output_edit.text().strip())
+            self.output_edit.setText(str(current.with_suffix(suffix)) if suffix else str(current))
+            return
+        source = Path(checkpoint)
+        run = source.parent.parent.name if source.parent.name == "checkpoints" else ""
+        stem = f"{run}-{source.stem}" if run else source.stem
+        tag = "" if self.format_combo.currentData() == COPY else f".{self.format_combo.currentData()}"
+        name = f"{stem}{tag}{suffix}" if suffix != source.suffix or tag else f"{stem}-copy{suffix}"
+        self.output_edit.setText(str(source.parent / name))
+
+    def _on_checkpoint_changed(self, text: str) -> None:
+        self._suggest_output()
+        self._update_buttons()
+
+    def _on_output_edited(self, text: str) -> None:
+        self._output_edited = bool(text.strip())
+
+    def _choose_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", self.checkpoint_edit.text(),
+                                              "Checkpoints (*.pt *.pth *.ckpt);;All files (*)")
+        if path:
+            self.checkpoint_edit.setText(path)
+
+    def _choose_output(self) -> None:
+        suffix = self._suffixes.get(self.format_combo.currentData(), "")
+        pattern = f"{self.format_combo.currentText()} (*{suffix});;All files (*)" if suffix else "All files (*)"
+        # The dialog's own overwrite question would come twice: we ask in start_export.
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.output_edit.text(), pattern,
+                                              options=QFileDialog.Option.DontConfirmOverwrite)
+        if path:
+            self.output_edit.setText(path)
+            self._output_edited = True
+
+    @Slot()
+    def _update_buttons(self, *_: Any) -> None:
+        busy = self._runner.is_busy()
+        ready = bool(self.checkpoint_edit.text().strip()) and bool(self.output_edit.text().strip())
+        self.export_button.setEnabled(ready and not busy)
+        self.close_button.setEnabled(not busy)
+
+    # ================================================================ export
+    @Slot()
+    def start_export(self) -> bool:
+        """Check the paths, confirm an overwrite, then export in the background; False if not started."""
+        source = Path(self.checkpoint_edit.text().strip()).expanduser()
+        target = Path(self.output_edit.text().strip()).expanduser()
+        fmt = self.format_combo.currentData()
+        self.reveal_button.hide()
+        if not source.is_file():
+            return self._fail(f"No checkpoint file at {source}.")
+        if target.resolve() == source.resolve():
+            return self._fail("Choose another output file: it is the checkpoint itself.")
+        if target.is_dir():
+            return self._fail(f"{target} is a folder: give a file name.")
+        if target.exists():
+            answer = QMessageBox.question(self, "Replace file?", f"{target.name} already exists in {target.parent}. "
+                                          "Replace it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                          QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+
+        def work(report):
+            if fmt == COPY:
+                return str(_copy_checkpoint(source, target))
+            return str(import_engine("export").export_checkpoint(source, fmt, target))
+
+        self.result.hide()
+        self.busy_widget.show()
+        self._runner.submit(work, self._on_exported, self._on_failed)
+        self._update_buttons()
+        return True
+
+    def _on_exported(self, path: str) -> None:
+        self.busy_widget.hide()
+        self.last_path, self.last_error = path, None
+        self.result.show_message(f"Exported to {path}", "info")
+        self.reveal_button.show()
+        self._update_buttons()
+        self.exported.emit(path)
+
+    def _on_failed(self, message: str) -> None:
+        self.busy_widget.hide()
+        self._fail(f"Export failed: {message}")
+        self._update_buttons()
+
+    def _fail(self, message: str) -> bool:
+        self.last_error = message
+        self.result.show_error(message)
+        return False
+
+    def _reveal(self) -> None:
+        if self.last_path:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.last_path).parent)))
+
+    def is_busy(self) -> bool:
+        return self._runner.is_busy()
+
+    def reject(self) -> None:
+        if self._runner.is_busy():  # the export finishes (it cannot be interrupted safely); stay open
+            return
+        super().reject()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if self._runner.is_busy():
+            event.ignore()
+            return
+        super().closeEvent(event)
+
+
+def _copy_checkpoint(source: Path, target: Path) -> Path:
+    """Copy atomically (temp file + fsync + rename), after checking the copy is a loadable checkpoint."""
+    import_engine("checkpoint").load_checkpoint(source)  # refuse to copy a damaged or foreign file
+    io = import_engine("io")
+    try:
+        with source.open("rb") as reader:
+            io.atomic_write(target, lambda fh: shutil.copyfileobj(reader, fh))
+    except OSError as error:
+        raise ValueError(f"cannot write {target}: {error.strerror or error}") from None
+    return target

@@ -75,6 +75,7 @@ class _Settings:
 class _Outcome:
     """What a prediction task hands back to the UI thread."""
 
+    keys: list[int] = field(default_factory=list)  # the entries this task was about, in order
     results: dict[int, Any] = field(default_factory=dict)  # entry key -> Prediction | error message
     previews: dict[int, QImage] = field(default_factory=dict)
     mean_test_macs: float | None = None
@@ -382,7 +383,7 @@ class InferenceView(QWidget):
         jobs = [(e.key, e.path, e.pil) for e in entries]
 
         def work(report):
-            outcome = _Outcome()
+            outcome = _Outcome(keys=[key for key, _, _ in jobs])
             if load_previews:
                 for key, path, pil in jobs:
                     preview = _read_preview(path) if path else _pil_to_qimage(pil)
@@ -415,8 +416,8 @@ class InferenceView(QWidget):
 
         def work(report):
             settings.apply(predictor)
-            return _Outcome(results=_predict(predictor, jobs), mean_test_macs=predictor.mean_test_macs,
-                            settings=settings)
+            return _Outcome(keys=[key for key, _, _ in jobs], results=_predict(predictor, jobs),
+                            mean_test_macs=predictor.mean_test_macs, settings=settings)
 
         def done(outcome: _Outcome) -> None:
             self._rerun_in_flight = False
@@ -470,7 +471,7 @@ class InferenceView(QWidget):
         for key, preview in outcome.previews.items():
             if key in by_key:
                 by_key[key].preview = preview
-        for key in dict.fromkeys([*outcome.previews, *outcome.results]):
+        for key in outcome.keys:
             entry = by_key.get(key)
             if entry is None:  # removed (or cleared) while the task ran
                 continue
@@ -486,7 +487,8 @@ class InferenceView(QWidget):
                 first_new = entry.card
         self._update_controls()
         if first_new is not None:
-            QTimer.singleShot(0, lambda card=first_new: self._scroll_to(card))
+            # the card as context: the call is dropped if the card is gone by then
+            QTimer.singleShot(0, first_new, lambda card=first_new: self._scroll_to(card))
         self.predictions_updated.emit()
 
     def _on_task_error(self, message: str) -> None:
@@ -535,8 +537,7 @@ class InferenceView(QWidget):
         self._update_controls()
 
     def _scroll_to(self, card: QWidget) -> None:
-        if card is not None and card.parent() is not None:
-            self.scroll.ensureWidgetVisible(card, 0, theme.SPACING)
+        self.scroll.ensureWidgetVisible(card, 0, theme.SPACING)
 
     def sizeHint(self) -> QSize:
         return QSize(1100, 700)

@@ -1,0 +1,177 @@
+"""The Use view: drop images, read the halting story of each, move the threshold and watch compute change."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+torch = pytest.importorskip("torch")
+
+from PIL import Image  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from iamnn_studio.engine.checkpoint import save_checkpoint  # noqa: E402
+from iamnn_studio.engine.config import ModelConfig  # noqa: E402
+from iamnn_studio.engine.model import build_model  # noqa: E402
+from iamnn_studio.gui.inference_view import InferenceView  # noqa: E402
+from iamnn_studio.gui.widgets.prediction_card import ErrorCard, PredictionCard  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+CAPS = (1, 2, 3, 2)
+SCORE = 0.4  # every halting head answers this, whatever the image
+TIMEOUT = 20_000
+
+
+def constant_halting_checkpoint(path: Path, threshold: float = 0.7) -> Path:
+    """A tiny IamNN whose halting heads always score ``SCORE``: iterations depend on the threshold only.
+
+    Read as hazards, the cumulative score after n scored iterations is 1 - 0.6^n (0.4, 0.64,
+    0.784): at threshold 0.7 every block runs to its cap, at 0.3 every block stops after one.
+    """
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(iterations=CAPS, width=4, image_size=16, in_channels=1, num_classes=3,
+                                    threshold=threshold))
+    with torch.no_grad():
+        for block in model.blocks:
+            block.halting_head.out.weight.zero_()
+            block.halting_head.out.bias.fill_(math.log(SCORE / (1 - SCORE)))
+    return save_checkpoint(path, model.eval(), classes=["dark", "grey", "light"], mean=[0.5], std=[0.25])
+
+
+@pytest.fixture
+def files(tmp_path):
+    image = tmp_path / "photo.png"
+    Image.new("L", (40, 30), color=90).save(image)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    return {"checkpoint": constant_halting_checkpoint(tmp_path / "best.pt"), "image": image, "text": text}
+
+
+@pytest.fixture
+def view(qtbot):
+    widget = InferenceView()
+    qtbot.addWidget(widget)
+    widget.resize(1200, 700)
+    widget.show()
+    return widget
+
+
+def open_checkpoint(qtbot, view, path) -> None:
+    with qtbot.waitSignal(view.checkpoint_loaded, timeout=TIMEOUT):
+        assert view.load_checkpoint(str(path))
+
+
+def drop(view, paths) -> bool:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    point = QPointF(view.width() / 2, view.height() / 2)
+    actions = Qt.DropAction.CopyAction
+    enter = QDragEnterEvent(point.toPoint(), actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(view, enter)
+    event = QDropEvent(point, actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(view, event)
+    return enter.isAccepted() and event.isAccepted()
+
+
+def plain(label) -> str:
+    """The label's text without markup, runs of spaces collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", "", label.text()).split())
+
+
+def wait_idle(qtbot, view) -> None:
+    qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
+
+
+def test_dropped_image_gets_a_card_with_iterations_and_halting_charts(qtbot, view, files):
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    assert drop(view, [files["image"]])
+    qtbot.waitUntil(lambda: any(isinstance(c, PredictionCard) and c.prediction for c in view.cards), timeout=TIMEOUT)
+
+    (card,) = view.cards
+    assert "1 / 1 · 2 / 2 · 3 / 3 · 2 / 2" in plain(card.iterations_label)  # 0.4, 0.64 < 0.7: caps reached
+    assert [label for label, _ in card.probabilities.items()] and len(card.probabilities.items()) == 3
+    assert "MACs" in plain(card.macs_label)
+    # block 3 ran 3 iterations, scored the first two (the cap iteration has no score)
+    bars = card.charts.score_bars[2].opts
+    assert list(bars["height"]) == pytest.approx([SCORE, SCORE])
+    x, y = card.charts.cumulative_curves[2].getData()
+    assert list(y) == pytest.approx([0.4, 0.64])
+    assert card.charts.threshold_lines[2].value() == pytest.approx(0.7)
+    assert list(card.charts.ran_columns[2].opts["x"]) == [1, 2, 3]
+
+
+def test_unreadable_file_becomes_an_error_card_and_the_good_image_is_still_shown(qtbot, view, files):
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    drop(view, [files["text"], files["image"]])
+    qtbot.waitUntil(lambda: len(view.cards) == 2 and not view.is_busy(), timeout=TIMEOUT)
+
+    error, good = view.cards
+    assert isinstance(error, ErrorCard) and "notes.txt" in error.message and "not an image" in error.message
+    assert "\n" not in error.message
+    assert isinstance(good, PredictionCard) and good.prediction is not None
+    assert "1 image " in view.totals_label.text()  # the failed file does not count
+
+
+def test_moving_the_threshold_reruns_and_changes_iterations_and_macs(qtbot, view, files):
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    wait_idle(qtbot, view)
+    card = view.cards[0]
+    macs_before, totals_before = card.prediction.macs, view.totals_label.text()
+
+    with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
+        view.threshold_slider.setValue(30)  # debounced re-run in the background
+    wait_idle(qtbot, view)
+
+    assert card.prediction.iterations == [1, 1, 1, 1]
+    assert "1 / 1 · 1 / 2 · 1 / 3 · 1 / 2" in plain(card.iterations_label)
+    assert card.prediction.macs < macs_before
+    assert view.totals_label.text() != totals_before
+    assert card.charts.threshold_lines[2].value() == pytest.approx(0.3)
+
+
+def test_fixed_mode_runs_n_iterations_and_hides_the_threshold(qtbot, view, files):
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
+        view.mode_combo.setCurrentIndex(view.mode_combo.findData("fixed"))
+        view.fixed_spin.setValue(2)
+    wait_idle(qtbot, view)
+    card = view.cards[0]
+    assert card.prediction.iterations == [1, 2, 2, 2]
+    assert not view.threshold_slider.isEnabled()
+    assert not card.charts.threshold_lines[1].isVisible()
+
+
+def test_images_added_before_a_checkpoint_are_classified_once_one_opens(qtbot, view, files):
+    view.add_image(QImage(str(files["image"])), "pasted image")
+    qtbot.waitUntil(lambda: len(view.cards) == 1, timeout=TIMEOUT)
+    assert view.cards[0].prediction is None and "Open a checkpoint" in plain(view.cards[0].iterations_label)
+
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    qtbot.waitUntil(lambda: view.cards[0].prediction is not None, timeout=TIMEOUT)
+    assert view.cards[0].prediction.iterations == list(CAPS)
+
+
+def test_a_damaged_checkpoint_shows_a_message_and_keeps_the_view_usable(qtbot, view, tmp_path, files):
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"this is not a checkpoint")
+    with qtbot.waitSignal(view.checkpoint_failed, timeout=TIMEOUT) as failed:
+        assert view.load_checkpoint(str(damaged))
+    assert "damaged.pt" in failed.args[0] and "not an IamNN Studio checkpoint" in failed.args[0]
+    assert view.banner.isVisible() and "damaged.pt" in view.banner.text()
+    assert view.predictor is None
+
+    assert view.load_checkpoint(str(tmp_path / "missing.pt")) is False
+    assert "no such file" in view.banner.text()
+
+    open_checkpoint(qtbot, view, files["checkpoint"])  # a good one still opens afterwards
+    assert view.predictor is not None and not view.banner.isVisible()
