@@ -15,8 +15,11 @@ import torch
 from iamnn_studio.engine import plugins
 from iamnn_studio.engine.config import ModelConfig
 from iamnn_studio.engine.data import DATASETS
+from iamnn_studio.engine.data.augment import normalize
+from iamnn_studio.engine.export import EXPORTERS, export_checkpoint
 from iamnn_studio.engine.layers import BLOCKS
 from iamnn_studio.engine.model import build_model
+from tiny_models import CLASSES, MEAN, STD, save_varied_checkpoint, tiny_config, varied_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -298,11 +301,12 @@ def test_a_block_plugin_does_not_import_the_dataset_or_export_registries(tmp_pat
     write(tmp_path, "block_only.py", block_plugin("block-only"))
     script = """
         import json, sys
-        from iamnn_studio.engine.plugins import load_plugins
-        reports = load_plugins()
+        from iamnn_studio.engine import plugins
+        plugins.repository_plugin_dir = lambda: None  # the shipped exporter plugin imports export
+        reports = plugins.load_plugins()
+        heavy = ("iamnn_studio.engine.data", "iamnn_studio.engine.export", "onnx")
         print(json.dumps({"ok": [r.ok for r in reports if r.name == "block_only"],
-                          "loaded": sorted(m for m in ("iamnn_studio.engine.data", "iamnn_studio.engine.export")
-                                           if m in sys.modules)}))
+                          "loaded": sorted(m for m in heavy if m in sys.modules)}))
     """
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -315,9 +319,11 @@ def test_a_block_plugin_does_not_import_the_dataset_or_export_registries(tmp_pat
 
 # --------------------------------------------------------------------------- shipped plugins
 def test_the_shipped_plugins_load_from_the_repository_folder(shipped_plugins):
-    depthwise = shipped_plugins["depthwise_block"]
+    depthwise, pt2 = shipped_plugins["depthwise_block"], shipped_plugins["pt2_exporter"]
     assert depthwise.ok and depthwise.contributes == (("blocks", "depthwise"),)
     assert depthwise.source == str(ROOT / "plugins" / "depthwise_block.py")
+    assert pt2.ok and pt2.contributes == (("exporters", "pt2"),)
+    assert EXPORTERS.get("pt2").suffix == ".pt2"
 
 
 def test_building_a_model_with_a_plugin_block_loads_the_plugins(tmp_path, monkeypatch):
@@ -385,3 +391,62 @@ def test_a_depthwise_model_learns_a_batch(shipped_plugins):
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]
     assert not torch.equal(before, model.blocks[1].process.depthwise.weight)
+
+
+def load_pt2(path: Path) -> tuple[torch.nn.Module, dict]:
+    extra = {"iamnn_studio.json": ""}
+    program = torch.export.load(path, extra_files=extra)
+    return program.module(), json.loads(extra["iamnn_studio.json"])
+
+
+def assert_same_answers(exported: torch.nn.Module, model: torch.nn.Module, images: torch.Tensor) -> None:
+    with torch.no_grad():
+        want = model(normalize(images, MEAN, STD))
+        logits, iterations, macs = exported(images.float() / 255.0)
+    torch.testing.assert_close(logits, want.logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(iterations, want.iterations) and torch.equal(macs, want.macs)
+
+
+def test_pt2_export_gives_the_adaptive_models_answers(tmp_path, monkeypatch):
+    monkeypatch.setenv(plugins.PLUGINS_ENV, str(tmp_path / "no-user-plugins"))
+    model = save_varied_checkpoint(tmp_path / "model.pt", tiny_config(halting="act"))
+    images = varied_images(30, seed=1).images  # a batch other than the traced one
+    with torch.no_grad():
+        assert len(torch.unique(model(normalize(images, MEAN, STD)).iterations, dim=0)) > 2  # halting varies
+
+    out = export_checkpoint(tmp_path / "model.pt", "pt2", tmp_path / "model.pt2")  # loads the plugin itself
+
+    exported, meta = load_pt2(out)
+    assert_same_answers(exported, model, images)
+    assert json.loads(meta["classes"]) == CLASSES and meta["batch"] == "dynamic"
+    assert json.loads(meta["model_config"])["halting"] == "act"
+
+
+def test_pt2_export_of_a_depthwise_model(tmp_path, shipped_plugins):
+    model = save_varied_checkpoint(tmp_path / "depthwise.pt", tiny_config(block="depthwise"))
+
+    out = export_checkpoint(tmp_path / "depthwise.pt", "pt2", tmp_path / "depthwise.pt2", batch_size=4)
+
+    exported, meta = load_pt2(out)
+    assert_same_answers(exported, model, varied_images(7, seed=2).images)
+    assert json.loads(meta["model_config"])["block"] == "depthwise"
+
+
+def test_pt2_export_falls_back_to_a_fixed_batch(tmp_path, shipped_plugins, monkeypatch, caplog):
+    module = sys.modules[EXPORTERS.get("pt2").export.__module__]
+    export_program = module._export_program
+
+    def no_dynamic_batch(graph, example, *, dynamic):
+        if dynamic:
+            raise RuntimeError("Constraints violated (batch)")
+        return export_program(graph, example, dynamic=False)
+
+    monkeypatch.setattr(module, "_export_program", no_dynamic_batch)
+    model = save_varied_checkpoint(tmp_path / "model.pt")
+
+    with caplog.at_level(logging.WARNING):
+        out = export_checkpoint(tmp_path / "model.pt", "pt2", tmp_path / "model.pt2", batch_size=3)
+
+    exported, meta = load_pt2(out)
+    assert meta["batch"] == "fixed:3" and "Constraints violated" in caplog.text
+    assert_same_answers(exported, model, varied_images(3, seed=3).images)

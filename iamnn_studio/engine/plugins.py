@@ -128,8 +128,11 @@ def _check_entry(key: str, name: str, obj: Any) -> None:
         missing = [m for m in ("load", "available_offline") if not callable(getattr(obj, m, None))]
         if missing:
             raise TypeError(f"dataset {name!r} is not a dataset provider (no {', '.join(missing)})")
+    elif key == "exporters":
+        if not callable(getattr(obj, "export", None)):
+            raise TypeError(f"exporter {name!r} needs an export(checkpoint, path, *, batch_size) method")
     elif not callable(obj):
-        raise TypeError(f"{key[:-1]} {name!r} must be callable, got {type(obj).__name__}")
+        raise TypeError(f"block {name!r} must be callable, got {type(obj).__name__}")
 
 
 class PluginAPI:
@@ -137,8 +140,8 @@ class PluginAPI:
 
     Attributes:
         blocks: processing blocks, ``factory(in_channels, channels, width, iterations)``.
-        datasets: dataset providers (``iamnn_studio.engine.data.DatasetProvider``).
-        exporters: model exporters (see ``iamnn_studio.engine.export``).
+        datasets: dataset provider instances (``iamnn_studio.engine.data.DatasetProvider``).
+        exporters: ``iamnn_studio.engine.export.Exporter(name, label, suffix, export)``.
         version: the IamNN Studio version, e.g. ``"0.1.0"``.
     """
 
