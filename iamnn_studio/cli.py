@@ -1,0 +1,682 @@
+"""``iamnn-studio``: the command-line face of the engine.
+
+Without arguments it opens the desktop app. Subcommands: ``train``, ``evaluate``, ``predict``,
+``export``, ``runs``, ``info`` (and ``gui``). Every user error ends in one ``error: ...`` line on
+stderr, never a traceback; an unexpected failure prints one line plus the path of a log file
+holding the traceback. ``--json`` output is valid JSON on stdout and nothing else is printed there.
+
+Exit codes: 0 ok, 1 the run or command failed, 2 usage or settings error, 3 some inputs failed
+(e.g. one image of several), 130 interrupted (Ctrl-C).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator, TextIO
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageError(ValueError):
+    """A wrong combination of options; exit code 2."""
+
+
+# --------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        return _open_gui([])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage (exit 2) or help (exit 0)
+        return int(exc.code or 0)
+    _show_engine_notes()
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # stdout piped into `head` and closed: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except ValueError as exc:  # CheckpointError, ImageError, ExportError, config errors
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # a bug: one line here, the traceback in a file
+        log_path = _write_crash_log(argv)
+        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (details in {log_path})", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iamnn-studio",
+        description="Train, inspect and use IamNN image classifiers. Without a command, opens the app.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    gui = commands.add_parser("gui", help="open the desktop app (the default)")
+    gui.add_argument("gui_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    gui.set_defaults(handler=lambda a: _open_gui(a.gui_args))
+
+    _add_train(commands)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on its test split")
+    evaluate.add_argument("checkpoint", metavar="CKPT")
+    evaluate.add_argument("--dataset", help="dataset to evaluate on (default: the one it was trained on)")
+    evaluate.add_argument("--data-root", metavar="DIR", help="folder with the dataset's files")
+    evaluate.add_argument("--download", action="store_true", help="allow downloading the dataset")
+    evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    evaluate.add_argument("--no-sweep", action="store_true", help="skip the threshold and fixed-iteration curves")
+    evaluate.add_argument("--json", action="store_true", help="print eval.json-style JSON on stdout")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="classify image files")
+    predict.add_argument("checkpoint", metavar="CKPT")
+    predict.add_argument("images", metavar="IMAGE", nargs="+")
+    predict.add_argument("--threshold", type=float, help="halting threshold in (0, 1] (default: the calibrated one)")
+    predict.add_argument("--mode", help="adaptive, fixed:N or max")
+    predict.add_argument("--device", default="cpu")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=cmd_predict)
+
+    export = commands.add_parser("export", help="export a checkpoint to ONNX or TorchScript")
+    export.add_argument("checkpoint", metavar="CKPT")
+    export.add_argument("--format", required=True, dest="fmt", metavar="FORMAT", help="onnx or torchscript")
+    export.add_argument("--out", required=True, metavar="FILE")
+    export.add_argument("--batch-size", type=int, default=1, help="example batch (the fixed batch if it cannot be dynamic)")
+    export.set_defaults(handler=cmd_export)
+
+    runs = commands.add_parser("runs", help="list training runs")
+    runs.add_argument("--runs-dir", default="runs", metavar="DIR")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(handler=cmd_runs)
+
+    info = commands.add_parser("info", help="versions, devices, datasets and plugins")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(handler=cmd_info)
+    return parser
+
+
+def _add_train(commands: Any) -> None:
+    train = commands.add_parser(
+        "train", help="train a model",
+        description="Train a model. Settings come from --config (TOML), then the options given here.",
+    )
+    train.add_argument("--config", metavar="FILE", help="run settings (TOML), e.g. from --save-config")
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", help="fashion-mnist, mnist, cifar10, synthetic, ... (see `info`)")
+    data.add_argument("--data-root", metavar="DIR")
+    data.add_argument("--download", action="store_true", default=None, help="allow downloading the dataset")
+    model = train.add_argument_group("model")
+    model.add_argument("--depth", type=int, help="ResNet depth: 18, 34, 50, 101 or 152")
+    model.add_argument("--width", type=int)
+    model.add_argument("--mode", help="adaptive, fixed:N or max")
+    model.add_argument("--halting", help="calibrated or act")
+    model.add_argument("--architecture", help="iamnn or resnet (the unshared baseline)")
+    optim = train.add_argument_group("training")
+    optim.add_argument("--epochs", type=int)
+    optim.add_argument("--batch-size", type=int)
+    optim.add_argument("--lr", type=float)
+    optim.add_argument("--max-steps", type=int)
+    optim.add_argument("--device", help="auto, cpu or cuda")
+    optim.add_argument("--seed", type=int)
+    run = train.add_argument_group("run folder")
+    run.add_argument("--name")
+    run.add_argument("--runs-dir", default="runs", metavar="DIR")
+    run.add_argument("--run-dir", metavar="DIR", help="exact folder for this run (or the run to --resume)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    run.add_argument("--save-config", metavar="FILE", help="write the resolved settings to FILE and exit")
+    dist = train.add_argument_group("several processes (torchrun-style)")
+    dist.add_argument("--nproc-per-node", type=int, default=1)
+    dist.add_argument("--nnodes", type=int, default=1)
+    dist.add_argument("--node-rank", type=int, default=0)
+    dist.add_argument("--master-addr", default="127.0.0.1")
+    dist.add_argument("--master-port", type=int, default=29500)
+    train.set_defaults(handler=cmd_train)
+
+
+# --------------------------------------------------------------------------- train
+#: Command-line option -> (section, field) of RunConfig; section None = the run itself.
+TRAIN_OVERRIDES = {
+    "dataset": ("data", "name"), "data_root": ("data", "root"), "download": ("data", "download"),
+    "depth": ("model", "depth"), "width": ("model", "width"), "mode": ("model", "mode"),
+    "halting": ("model", "halting"), "architecture": ("model", "architecture"),
+    "epochs": (None, "epochs"), "batch_size": (None, "batch_size"), "lr": (None, "lr"),
+    "max_steps": (None, "max_steps"), "device": (None, "device"), "seed": (None, "seed"), "name": (None, "name"),
+}
+
+
+def train_config(args: argparse.Namespace):
+    """The RunConfig that ``train`` runs: the --config file (or defaults), then the options given."""
+    from .engine.config import RunConfig
+
+    config = RunConfig.load(args.config) if args.config else RunConfig()
+    for option, (section, name) in TRAIN_OVERRIDES.items():
+        value = getattr(args, option)
+        if value is not None:
+            setattr(config if section is None else getattr(config, section), name, value)
+    if args.dataset is not None and not (args.config and _config_sets(args.config, "data", "augment")):
+        from .engine.data import default_augment
+
+        config.data.augment = default_augment(args.dataset)  # digits must not be mirrored
+    return config.validate()
+
+
+def _config_sets(path: str, section: str, key: str) -> bool:
+    import tomllib
+
+    try:
+        return key in tomllib.loads(Path(path).read_text(encoding="utf-8")).get(section, {})
+    except (OSError, ValueError):
+        return False
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume and not args.run_dir:
+        raise UsageError("--resume needs --run-dir: the folder of the run to continue")
+    config = train_config(args)
+    if args.save_config:
+        config.save(args.save_config)
+        print(f"settings written to {args.save_config}")
+        return EXIT_OK
+
+    progress = TrainingProgress(sys.stderr)
+    distributed = args.nproc_per_node > 1 or args.nnodes > 1
+    with _graceful_interrupts() as interrupts:
+        if distributed:
+            from .engine.distributed import launch
+
+            interrupts.on_first = lambda: None  # every worker hears Ctrl-C itself and stops with a checkpoint
+            result = launch(
+                config, args.nproc_per_node, runs_dir=args.runs_dir, nnodes=args.nnodes, node_rank=args.node_rank,
+                master_addr=args.master_addr, master_port=args.master_port, resume=args.resume,
+                run_dir=args.run_dir, listeners=[progress],
+            )
+        else:
+            from .engine.trainer import Trainer
+
+            trainer = Trainer(config, runs_dir=args.runs_dir, run_dir=args.run_dir, resume=args.resume,
+                              listeners=[progress])
+            interrupts.on_first = trainer.stop
+            result = trainer.run()
+    progress.close()
+
+    if result.state == "failed":
+        print(f"error: {result.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_run_summary(result)
+    return EXIT_INTERRUPTED if interrupts.count else EXIT_OK
+
+
+def _print_run_summary(result: Any) -> None:
+    lines = [f"run: {result.run_dir} ({result.reason})"]
+    if result.best_accuracy is not None:
+        lines.append(f"best validation accuracy: {result.best_accuracy:.2%}")
+    evaluation = _read_json(Path(result.run_dir) / "eval.json") if result.run_dir else None
+    if evaluation and evaluation.get("top1") is not None:
+        macs = evaluation.get("macs") or {}
+        lines.append(f"test top-1: {evaluation['top1']:.2%}, mean MACs {format_macs(macs.get('mean'))}")
+    print("\n".join(lines))
+
+
+class TrainingProgress:
+    """Shows trainer events: one line rewritten with ``\\r`` on a terminal, a line per epoch otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self.total_epochs: int | None = None
+        self._bar_shown = False
+        self._lock = threading.Lock()  # distributed runs report from a follower thread
+
+    def __call__(self, event: Any) -> None:
+        with self._lock:
+            handler = getattr(self, f"_on_{event.kind}", None)
+            if handler is not None:
+                handler(event.data)
+
+    def close(self) -> None:
+        with self._lock:
+            self._end_bar()
+
+    # ----------------------------------------------------------------- events
+    def _on_started(self, d: dict) -> None:
+        self.total_epochs = d.get("total_epochs")
+        resumed = f", resumed after step {d['resumed_from_step']}" if d.get("resumed_from_step") is not None else ""
+        data = d.get("dataset") or {}
+        self._line(f"training in {d.get('run_dir')} on {d.get('device')}: {data.get('name')} "
+                   f"({data.get('train')} train images), {d.get('total_steps')} steps, "
+                   f"recipe {d.get('recipe')}{resumed}")
+
+    def _on_step(self, d: dict) -> None:
+        if not self.live:
+            return
+        text = (f"epoch {d['epoch']}/{self.total_epochs or '?'}  step {d['step']}/{d['total_steps']}  "
+                f"loss {d['loss']:.4f}  acc {d['accuracy']:.1%}  {d['images_per_s']:.0f} img/s  "
+                f"iterations {_iterations(d.get('iterations'))}")
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self.stream.write("\r" + text[:width].ljust(width))
+        self.stream.flush()
+        self._bar_shown = True
+
+    def _on_epoch(self, d: dict) -> None:
+        val = "" if d.get("val_accuracy") is None else f"  val loss {d['val_loss']:.4f} acc {d['val_accuracy']:.2%}"
+        self._line(f"epoch {d['epoch']}/{d.get('total_epochs') or self.total_epochs or '?'}  "
+                   f"step {d['step']}  train loss {_number(d.get('train_loss'))} acc {_percent(d.get('train_accuracy'))}"
+                   f"{val}  {d.get('images_per_s', 0):.0f} img/s  iterations {_iterations(d.get('iterations'))}  "
+                   f"MACs {format_macs(d.get('macs'))}")
+
+    def _on_calibrated(self, d: dict) -> None:
+        self._line(f"halting head calibrated: threshold {_number(d.get('threshold'), 3)}, "
+                   f"validation accuracy {_percent(d.get('val_accuracy'))}, MACs {format_macs(d.get('val_macs'))}")
+
+    def _on_evaluated(self, d: dict) -> None:
+        macs = d.get("macs") or {}
+        self._line(f"evaluated on {d.get('split', 'test')}: top-1 {_percent(d.get('top1'))}, "
+                   f"top-5 {_percent(d.get('top5'))}, mean MACs {format_macs(macs.get('mean'))}")
+
+    def _on_paused(self, d: dict) -> None:
+        self._line(f"paused at step {d.get('step')}")
+
+    def _on_resumed(self, d: dict) -> None:
+        self._line(f"resumed at step {d.get('step')}")
+
+    def _on_log(self, d: dict) -> None:
+        self._line(str(d.get("message")))
+
+    def _on_finished(self, d: dict) -> None:
+        self._line(f"finished: {d.get('reason')}")
+
+    def _on_failed(self, d: dict) -> None:
+        self._end_bar()  # the reason itself is printed once, as the command's error line
+
+    # ----------------------------------------------------------------- output
+    def _line(self, text: str) -> None:
+        self._end_bar()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _end_bar(self) -> None:
+        if self._bar_shown:
+            self.stream.write("\n")
+            self._bar_shown = False
+
+
+class _Interrupts:
+    """Counts Ctrl-C presses; the first calls ``on_first`` (a graceful stop), the second raises."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.on_first: Callable[[], None] | None = None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1 and self.on_first is not None:
+            print("\nstopping after this step, keeping a checkpoint (Ctrl-C again to quit at once)",
+                  file=sys.stderr, flush=True)
+            self.on_first()
+            return
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _graceful_interrupts() -> Iterator[_Interrupts]:
+    interrupts = _Interrupts()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupts  # signals can only be caught in the main thread
+        return
+    previous = signal.signal(signal.SIGINT, interrupts.handle)
+    try:
+        yield interrupts
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .engine.checkpoint import load_checkpoint
+    from .engine.data import load_dataset
+    from .engine.evaluate import evaluate
+
+    checkpoint = load_checkpoint(args.checkpoint, map_location=args.device)
+    data_config = _evaluation_data(checkpoint, args)
+    seed = checkpoint.run_config.seed if checkpoint.run_config else 0
+    bundle = load_dataset(data_config, seed=seed)
+    _check_dataset_fits(bundle, checkpoint)
+    split = bundle.split(args.split)
+    if len(split) == 0:
+        raise ValueError(f"the {args.split} split of {bundle.name} has no images")
+
+    stop = threading.Event()
+    show = _Fraction(sys.stderr, f"evaluating {len(split)} {args.split} images")
+    with _graceful_interrupts() as interrupts:
+        interrupts.on_first = stop.set
+        result = evaluate(
+            checkpoint.model, split, mean=checkpoint.mean, std=checkpoint.std, classes=checkpoint.classes,
+            device=args.device, batch_size=args.batch_size, sweep=not args.no_sweep,
+            should_stop=stop.is_set, progress=show,
+        )
+    show.close()
+    result["split"] = args.split
+    result["checkpoint"] = str(args.checkpoint)
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        print(format_evaluation(result))
+    return EXIT_INTERRUPTED if result.get("stopped") else EXIT_OK
+
+
+def _evaluation_data(checkpoint: Any, args: argparse.Namespace):
+    from .engine.config import DataConfig
+
+    if checkpoint.run_config is not None:
+        data = checkpoint.run_config.data
+    elif args.dataset is None:
+        raise UsageError("the checkpoint does not say which dataset it was trained on: give --dataset")
+    else:
+        data = DataConfig()
+    if args.dataset is not None and args.dataset != data.name:
+        data = DataConfig(name=args.dataset, val_fraction=data.val_fraction)
+    if args.data_root is not None:
+        data.root = args.data_root
+    if args.download:
+        data.download = True
+    data.image_size = checkpoint.model_config.image_size  # resized like the training images
+    return data.validate()
+
+
+def _check_dataset_fits(bundle: Any, checkpoint: Any) -> None:
+    config = checkpoint.model_config
+    if bundle.in_channels != config.in_channels or bundle.num_classes != config.num_classes:
+        raise ValueError(
+            f"{bundle.name} has {bundle.in_channels}-channel images in {bundle.num_classes} classes; "
+            f"the model takes {config.in_channels}-channel images in {config.num_classes} classes"
+        )
+    if list(bundle.classes) != list(checkpoint.classes):
+        print(f"note: {bundle.name} names its classes differently from the checkpoint; "
+              "the checkpoint's names are used", file=sys.stderr)
+
+
+class _Fraction:
+    """``\\rlabel 42%`` on a terminal; silent otherwise (the result follows anyway)."""
+
+    def __init__(self, stream: TextIO, label: str) -> None:
+        self.stream, self.label = stream, label
+        self.live = stream.isatty()
+        self._last = -1
+
+    def __call__(self, fraction: float) -> None:
+        percent = int(fraction * 100)
+        if self.live and percent != self._last:
+            self._last = percent
+            self.stream.write(f"\r{self.label}: {percent:3d}%")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.live and self._last >= 0:
+            self.stream.write("\n")
+
+
+def format_evaluation(result: dict[str, Any]) -> str:
+    macs = result.get("macs") or {}
+    lines = [
+        f"{result.get('images')} {result.get('split', 'test')} images"
+        + ("  (stopped early: partial results)" if result.get("stopped") else ""),
+        f"top-1 {_percent(result.get('top1'))}   top-5 {_percent(result.get('top5'))}",
+    ]
+    if macs:
+        lines.append(
+            f"MACs per image: mean {format_macs(macs.get('mean'))}, min {format_macs(macs.get('min'))}, "
+            f"p10 {format_macs(macs.get('p10'))}, p90 {format_macs(macs.get('p90'))}, max {format_macs(macs.get('max'))} "
+            f"(p90/p10 {_number(macs.get('p90_over_p10'), 2)}, max/min {_number(macs.get('max_over_min'), 2)})"
+        )
+    full = result.get("full_depth") or {}
+    if full and result.get("mode") != "max":
+        lines.append(f"full depth: top-1 {_percent(full.get('top1'))} at {format_macs(full.get('mean_macs'))}")
+    iterations = result.get("iterations")
+    if iterations:
+        lines.append(f"iterations per block (mean / cap): " + "  ".join(
+            f"{m:.2f}/{c}" for m, c in zip(iterations["mean"], iterations["caps"])))
+    adaptivity = result.get("adaptivity")
+    if adaptivity:
+        collapse = adaptivity.get("collapse") or {}
+        lines.append(f"Spearman(MACs, full-depth loss) {_number(adaptivity.get('spearman_macs_vs_loss'), 3)}; "
+                     f"MACs wrong {format_macs(adaptivity.get('macs_wrong'))} vs right {format_macs(adaptivity.get('macs_right'))}")
+        if collapse.get("alarm"):
+            lines.append("collapse alarm: " + "; ".join(collapse.get("reasons", [])))
+        control = adaptivity.get("random_allocation") or {}
+        if control.get("top1") is not None:
+            lines.append(f"random allocation of the same iterations: top-1 {_percent(control['top1'])}")
+    sweep = result.get("sweep") or {}
+    if sweep.get("threshold"):
+        lines.append("threshold   mean MACs   top-1")
+        for point in sweep["threshold"]:
+            mark = "  <- evaluated" if point.get("evaluated") else ""
+            lines.append(f"{point['threshold']:>9.2f}   {format_macs(point['mean_macs']):>9}   {_percent(point['top1'])}{mark}")
+    if sweep.get("fixed"):
+        lines.append("fixed iterations   mean MACs   top-1")
+        for point in sweep["fixed"]:
+            setting = ",".join(str(n) for n in point["iterations"])
+            lines.append(f"{setting:>16}   {format_macs(point['mean_macs']):>9}   {_percent(point['top1'])}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- predict
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.inference import Prediction, Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    if args.mode is not None:
+        predictor.mode = args.mode
+    if args.threshold is not None:
+        predictor.threshold = args.threshold
+    results = predictor.predict_files(args.images)
+    failures = [r for r in results if not isinstance(r, Prediction)]
+    for failure in failures:
+        print(f"error: {failure.message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({
+            "checkpoint": str(args.checkpoint),
+            "mode": predictor.mode,
+            "threshold": predictor.threshold if predictor.halts else None,
+            "predictions": [r.to_dict() for r in results if isinstance(r, Prediction)],
+            "errors": [r.to_dict() for r in failures],
+        }, indent=2, allow_nan=False))
+    else:
+        blocks = [format_prediction(r) for r in results if isinstance(r, Prediction)]
+        if blocks:
+            print("\n\n".join(blocks))
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def format_prediction(prediction: Any) -> str:
+    width = max(len(label) for label, _ in prediction.top)
+    lines = [prediction.source]
+    lines += [f"  {rank}. {label:<{width}}  {p:7.2%}" for rank, (label, p) in enumerate(prediction.top, 1)]
+    lines.append("  iterations  " + "  ".join(f"{n}/{c}" for n, c in zip(prediction.iterations, prediction.caps)))
+    if prediction.threshold is not None:
+        lines.append(f"  halting (score -> cumulative, threshold {prediction.threshold:.3g})")
+        for b, (scores, cumulative) in enumerate(zip(prediction.halting, prediction.cumulative), 1):
+            steps = "  ".join(f"{h:.3f}->{c:.3f}" for h, c in zip(scores, cumulative))
+            capped = prediction.iterations[b - 1] == prediction.caps[b - 1]
+            lines.append(f"    block {b}: {steps or '-'}" + ("  (cap)" if capped else ""))
+    else:
+        lines.append(f"  halting     off (mode {prediction.mode})")
+    low, high = prediction.macs_range
+    lines.append(f"  MACs        {format_macs(prediction.macs)}  (possible {format_macs(low)} to {format_macs(high)})")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    from .engine.export import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size)
+    print(f"exported {args.fmt} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- runs
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .engine.runs import list_runs
+
+    runs = list_runs(args.runs_dir)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=2, allow_nan=False))
+        return EXIT_OK
+    if not runs:
+        print(f"no runs in {args.runs_dir}")
+        return EXIT_OK
+    rows = [("NAME", "STATUS", "BEST ACC", "EPOCHS", "MODEL", "DATASET")]
+    for r in runs:
+        epochs = f"{r.epochs_done}/{r.total_epochs}" if r.total_epochs else str(r.epochs_done)
+        rows.append((r.name, r.status, _percent(r.best_accuracy), epochs, r.model, r.dataset))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print("\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- info
+def cmd_info(args: argparse.Namespace) -> int:
+    info = collect_info()
+    if args.json:
+        print(json.dumps(info, indent=2, allow_nan=False, default=str))
+    else:
+        print(format_info(info))
+    return EXIT_OK
+
+
+def collect_info() -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    from . import __version__
+    from .engine.data import dataset_availability
+    from .engine.plugins import load_plugins
+    from .engine.system import SystemMonitor
+
+    cuda = torch.cuda.is_available()
+    with SystemMonitor() as monitor:
+        system = monitor.describe()
+    reports = load_plugins()
+    return {
+        "iamnn_studio": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": {
+            "available": cuda,
+            "version": torch.version.cuda,
+            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        },
+        "system": system,
+        "datasets": {name: {"offline": ok, "reason": why} for name, (ok, why) in dataset_availability().items()},
+        "plugins": [
+            {"name": r.name, "ok": r.ok, "source": r.source, "error": r.error,
+             "contributes": [list(c) for c in r.contributes]}
+            for r in reports
+        ],
+    }
+
+
+def format_info(info: dict[str, Any]) -> str:
+    cuda, system = info["cuda"], info["system"]
+    lines = [
+        f"IamNN Studio {info['iamnn_studio']} (Python {info['python']}, torch {info['torch']})",
+        "CUDA: " + (f"{cuda['version']}, " + ", ".join(cuda["devices"]) if cuda["available"] else "not available"),
+        "GPU (NVML): " + (system.get("gpu_message") or "none")
+        + (f" - {system['reason']}" if system.get("reason") and not system.get("gpu_available") else ""),
+        f"CPU: {system.get('cpu_count')} logical cores, RAM {system.get('ram_total', 0) / 2**30:.1f} GiB",
+        "datasets:",
+    ]
+    lines += [f"  {name:<16} {'ready' if d['offline'] else 'missing':<8} {d['reason']}" for name, d in info["datasets"].items()]
+    plugins = info["plugins"]
+    lines.append("plugins: " + ("none" if not plugins else ""))
+    for p in plugins:
+        added = ", ".join(f"{kind[:-1]} {name}" for kind, name in p["contributes"]) or "nothing"
+        lines.append(f"  {p['name']}: " + (f"ok, adds {added}" if p["ok"] else f"BROKEN: {p['error']}") + f" [{p['source']}]")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- helpers
+def _open_gui(argv: list[str]) -> int:
+    from .gui.app import main as gui_main
+
+    return int(gui_main(argv) or 0)
+
+
+def _show_engine_notes() -> None:
+    """Warnings the engine logs (e.g. an export fallback) reach stderr as ``note:`` lines."""
+    logger = logging.getLogger("iamnn_studio")
+    if not any(getattr(h, "_iamnn_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        handler._iamnn_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+def _write_crash_log(argv: list[str]) -> str:
+    text = f"iamnn-studio {' '.join(argv)}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{traceback.format_exc()}"
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="iamnn-studio-error-", suffix=".log", delete=False) as fh:
+            fh.write(text)
+            return fh.name
+    except OSError:
+        return "(no log: the temp folder is not writable)"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, KeyError) and text.startswith("'"):
+        text = text.strip("'")
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def format_macs(value: float | int | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _iterations(values: list[float] | None) -> str:
+    return "n/a" if not values else " ".join(f"{v:.2f}" for v in values)

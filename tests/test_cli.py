@@ -1,0 +1,206 @@
+"""The command line, driven in-process through ``main([...])`` and once as a real subprocess."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from iamnn_studio import cli
+from iamnn_studio.cli import main
+from iamnn_studio.engine.config import RunConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_RUN = """\
+name = "tiny"
+batch_size = 32
+epochs = 1
+[data]
+name = "synthetic"
+val_fraction = 0.2
+[data.options]
+train_size = 160
+test_size = 48
+image_size = 16
+[model]
+iterations = [1, 2, 2, 1]
+width = 4
+"""
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run trained through the CLI, shared by the commands that need a checkpoint."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "run.toml").write_text(TINY_RUN)
+    runs = folder / "runs"
+    code, out, err = run_cli("train", "--config", folder / "run.toml", "--max-steps", "5", "--device", "cpu",
+                             "--runs-dir", runs)
+    return {"code": code, "out": out, "err": err, "runs": runs, "run": runs / "tiny", "folder": folder}
+
+
+def test_train_creates_a_run_with_checkpoints_and_evaluation(trained):
+    assert trained["code"] == 0, trained["err"]
+    run = trained["run"]
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert json.loads((run / "eval.json").read_text())["images"] == 48
+    assert f"run: {run}" in trained["out"] and "test top-1:" in trained["out"]
+    # Not a terminal: one line per epoch, no carriage-return bar.
+    assert "epoch 1/1" in trained["err"] and "\r" not in trained["err"]
+
+
+def test_predict_prints_top_five_and_macs_and_flags_a_bad_image(trained, tmp_path):
+    good = tmp_path / "shape.png"
+    Image.new("L", (24, 24), 180).save(good)
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    code, out, err = run_cli("predict", trained["run"] / "checkpoints" / "best.pt", good, bad)
+    assert code == 3
+    assert err.strip() == "error: cannot read notes.txt: not an image file"
+    assert out.startswith(str(good))
+    assert [line.strip()[:2] for line in out.splitlines()[1:6]] == ["1.", "2.", "3.", "4.", "5."]
+    assert "iterations  " in out and "MACs" in out and "Traceback" not in out + err
+
+
+def test_predict_json_reports_the_threshold_it_used(trained, tmp_path):
+    image = tmp_path / "shape.png"
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(image)
+    code, out, _ = run_cli("predict", trained["run"] / "checkpoints" / "best.pt", image, "--json", "--threshold", "0.9")
+    assert code == 0
+    report = json.loads(out)
+    assert report["threshold"] == 0.9 and report["errors"] == []
+    [prediction] = report["predictions"]
+    assert len(prediction["top"]) == 5 and prediction["threshold"] == 0.9
+    assert prediction["macs_range"][0] <= prediction["macs"] <= prediction["macs_range"][1]
+
+
+def test_evaluate_json_parses(trained):
+    code, out, _ = run_cli("evaluate", trained["run"] / "checkpoints" / "best.pt", "--json", "--no-sweep")
+    assert code == 0
+    result = json.loads(out)
+    assert result["images"] == 48 and result["split"] == "test" and result["sweep"] is None
+    assert sum(map(sum, result["confusion"])) == 48
+
+
+def test_evaluate_prints_a_readable_summary(trained):
+    code, out, _ = run_cli("evaluate", trained["run"] / "checkpoints" / "best.pt")
+    assert code == 0
+    assert "48 test images" in out and "top-1" in out and "threshold   mean MACs   top-1" in out
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("onnx", "model.onnx"), ("torchscript", "model.ts")])
+def test_export_writes_each_format(trained, tmp_path, fmt, name):
+    code, out, err = run_cli("export", trained["run"] / "checkpoints" / "best.pt", "--format", fmt, "--out", tmp_path / name)
+    assert code == 0, err
+    assert (tmp_path / name).stat().st_size > 1000
+    assert out.startswith(f"exported {fmt} to")
+
+
+def test_runs_lists_the_run(trained):
+    code, out, _ = run_cli("runs", "--runs-dir", trained["runs"])
+    assert code == 0
+    header, row = out.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "STATUS", "BEST"]
+    assert row.split()[:2] == ["tiny", "completed"]
+    code, out, _ = run_cli("runs", "--runs-dir", trained["runs"], "--json")
+    assert [r["name"] for r in json.loads(out)] == ["tiny"]
+
+
+def test_bad_setting_is_one_error_line_and_exit_2(tmp_path):
+    code, out, err = run_cli("train", "--width", "0", "--runs-dir", tmp_path)
+    assert code == 2 and out == ""
+    assert err.startswith("error: width: ") and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_argparse_errors_exit_2_without_traceback():
+    code, _, err = run_cli("train", "--width", "wide")
+    assert code == 2 and "invalid int value" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["predict", "{ckpt}", "x.png"], ["evaluate", "{ckpt}"],
+                                     ["export", "{ckpt}", "--format", "onnx", "--out", "{out}"]])
+def test_missing_checkpoint_is_a_clear_error(tmp_path, command):
+    argv = [a.format(ckpt=tmp_path / "nope.pt", out=tmp_path / "m.onnx") for a in command]
+    code, _, err = run_cli(*argv)
+    assert code == 2
+    assert err.strip() == f"error: no such checkpoint: {tmp_path / 'nope.pt'}"
+
+
+def test_resume_needs_a_run_folder():
+    code, _, err = run_cli("train", "--resume")
+    assert code == 2 and err.startswith("error: --resume needs --run-dir")
+
+
+def test_save_config_writes_the_resolved_settings_without_training(tmp_path):
+    target = tmp_path / "settings.toml"
+    code, _, _ = run_cli("train", "--dataset", "mnist", "--width", "8", "--epochs", "3", "--save-config", target,
+                         "--runs-dir", tmp_path / "runs")
+    assert code == 0 and not (tmp_path / "runs").exists()
+    saved = RunConfig.load(target)
+    assert (saved.data.name, saved.model.width, saved.epochs) == ("mnist", 8, 3)
+    assert saved.data.augment == "crop"  # mnist's own default: digits are not mirrored
+
+
+def test_unexpected_errors_point_to_a_log_with_the_traceback(monkeypatch):
+    def broken(args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "collect_info", lambda: broken(None))
+    code, _, err = run_cli("info")
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("error: unexpected RuntimeError: boom (details in ")
+    log = Path(err.split("(details in ")[1].rstrip().rstrip(")"))
+    assert "Traceback" in log.read_text() and "boom" in log.read_text()
+    log.unlink()
+
+
+def test_first_ctrl_c_stops_training_gracefully_with_exit_130(tmp_path, monkeypatch):
+    (tmp_path / "run.toml").write_text(TINY_RUN)
+    original = cli.TrainingProgress._on_started
+
+    def press_ctrl_c(self, data):
+        original(self, data)
+        os.kill(os.getpid(), signal.SIGINT)  # handled by the CLI: trainer.stop(), not KeyboardInterrupt
+
+    monkeypatch.setattr(cli.TrainingProgress, "_on_started", press_ctrl_c)
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--device", "cpu", "--runs-dir", tmp_path)
+    assert code == 130, err
+    assert "stopping after this step" in err
+    assert (tmp_path / "tiny" / "checkpoints" / "last.pt").is_file()
+    assert json.loads((tmp_path / "tiny" / "status.json").read_text())["state"] == "stopped"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_no_arguments_opens_the_app(monkeypatch):
+    import iamnn_studio.gui.app as app
+
+    calls = []
+    monkeypatch.setattr(app, "main", lambda argv: calls.append(argv) or 0)
+    assert main([]) == 0 and calls == [[]]
+
+
+def test_info_json_in_a_real_process():
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
+    done = subprocess.run([sys.executable, "-m", "iamnn_studio", "info", "--json"], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["torch"].startswith("2.")
+    assert info["datasets"]["synthetic"]["offline"] is True
+    assert isinstance(info["plugins"], list) and "gpu_available" in info["system"]
