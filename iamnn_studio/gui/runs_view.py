@@ -157,7 +157,7 @@ class RunsView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(COLUMNS.index("Created"), Qt.SortOrder.DescendingOrder)
         self.table.itemSelectionChanged.connect(self._update_actions)
-        self.table.itemDoubleClicked.connect(lambda item: self._emit_open())
+        self.table.itemDoubleClicked.connect(self._on_double_click)
         self.table.setStyleSheet(
             f"QTableWidget {{ background: {theme.SURFACE}; border: 1px solid {theme.BORDER}; border-radius: 6px;"
             f" alternate-background-color: {theme.WINDOW}; }}"
@@ -276,6 +276,11 @@ class RunsView(QWidget):
             self.detail.setText(f"<span style='color:{theme.ERROR}'>{run.name} cannot be read: {run.reason}</span>")
         else:
             self.detail.setText(f"{run.name}: {run.reason}" if run.reason else str(run.path))
+
+    @Slot(QTableWidgetItem)
+    def _on_double_click(self, item: QTableWidgetItem) -> None:
+        self.table.selectRow(item.row())
+        self._emit_open()
 
     def _emit_open(self) -> None:
         run = self._selected_run()

@@ -1,0 +1,134 @@
+"""The runs browser: lists good and unreadable runs, and asks the shell to open, use or continue one."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig  # noqa: E402
+from iamnn_studio.gui.runs_view import COLUMNS, RunsView  # noqa: E402
+
+pytestmark = pytest.mark.gui
+TIMEOUT = 20_000
+
+
+def make_run(runs: Path, name: str, state: str, *, best: float | None = 0.8125, checkpoints=("best.pt",),
+             created: str = "2025-01-02T10:00:00+00:00") -> Path:
+    folder = runs / name
+    folder.mkdir()
+    config = RunConfig(name=name, data=DataConfig(name="synthetic"),
+                       model=ModelConfig(iterations=(1, 2, 2, 1), width=4), epochs=4)
+    config.save(folder / "config.toml")
+    status = {"state": state, "reason": "", "created": created, "best_accuracy": best, "epochs_done": 2,
+              "total_epochs": 4}
+    (folder / "status.json").write_text(json.dumps(status))
+    (folder / "checkpoints").mkdir()
+    for checkpoint in checkpoints:
+        (folder / "checkpoints" / checkpoint).write_bytes(b"weights")
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    good = make_run(runs, "good-run", "completed")
+    stopped = make_run(runs, "stopped-run", "stopped", best=None, checkpoints=("last.pt",),
+                       created="2025-01-01T10:00:00+00:00")
+    broken = runs / "broken-run"
+    broken.mkdir()
+    (broken / "config.toml").write_text("this = is [not toml")
+    (broken / "status.json").write_text("{")
+    (runs / "not-a-run").mkdir()  # someone else's folder: not listed
+    return {"dir": runs, "good": good, "stopped": stopped, "broken": broken}
+
+
+@pytest.fixture
+def view(qtbot, runs):
+    widget = RunsView()
+    qtbot.addWidget(widget)
+    widget.resize(1100, 600)
+    with qtbot.waitSignal(widget.refreshed, timeout=TIMEOUT):
+        widget.set_runs_dir(str(runs["dir"]))
+    return widget
+
+
+def row_of(view, name: str) -> int:
+    for row in range(view.table.rowCount()):
+        if view.table.item(row, 0).text() == name:
+            return row
+    raise AssertionError(f"{name} is not listed")
+
+
+def cell(view, name: str, column: str) -> str:
+    return view.table.item(row_of(view, name), COLUMNS.index(column)).text()
+
+
+def test_lists_good_and_unreadable_runs_without_foreign_folders(view):
+    assert sorted(view.table.item(r, 0).text() for r in range(view.table.rowCount())) == [
+        "broken-run", "good-run", "stopped-run"]
+    assert cell(view, "good-run", "Status") == "completed"
+    assert cell(view, "good-run", "Epochs") == "2 / 4"
+    assert cell(view, "good-run", "Best accuracy") == "81.2 %"
+    assert cell(view, "good-run", "Dataset") == "synthetic"
+    assert "IamNN" in cell(view, "good-run", "Model")
+    assert cell(view, "broken-run", "Status") == "unreadable"
+
+
+def double_click(qtbot, view, name: str) -> None:
+    item = view.table.item(row_of(view, name), 0)
+    centre = view.table.visualItemRect(item).center()
+    # Qt 6 item views see a double click only after the press that precedes it
+    qtbot.mouseClick(view.table.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.mouseDClick(view.table.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+
+
+def test_double_click_opens_the_run_and_the_buttons_follow_the_selection(qtbot, view, runs):
+    view.show()
+    qtbot.waitExposed(view)
+    with qtbot.waitSignal(view.open_run, timeout=2000) as opened:
+        double_click(qtbot, view, "good-run")
+    assert opened.args == [str(runs["good"])]
+
+    view.table.selectRow(row_of(view, "good-run"))
+    assert view.open_button.isEnabled() and view.use_button.isEnabled()
+    assert not view.continue_button.isEnabled()  # completed: nothing to continue
+    with qtbot.waitSignal(view.use_checkpoint, timeout=2000) as used:
+        view.use_button.click()
+    assert used.args == [str(runs["good"] / "checkpoints" / "best.pt")]
+
+
+def test_a_stopped_run_can_be_continued_and_an_unreadable_one_only_revealed(qtbot, view, runs):
+    view.table.selectRow(row_of(view, "stopped-run"))
+    assert view.continue_button.isEnabled()
+    with qtbot.waitSignal(view.continue_run, timeout=2000) as continued:
+        view.continue_button.click()
+    assert continued.args == [str(runs["stopped"])]
+
+    view.table.selectRow(row_of(view, "broken-run"))
+    assert not view.open_button.isEnabled() and not view.use_button.isEnabled()
+    assert not view.continue_button.isEnabled() and view.reveal_button.isEnabled()
+    assert "cannot be read" in view.detail.text()
+    view.show()
+    qtbot.waitExposed(view)
+    with qtbot.assertNotEmitted(view.open_run):
+        double_click(qtbot, view, "broken-run")
+
+
+def test_refresh_picks_up_new_runs_and_an_empty_folder_explains_itself(qtbot, view, runs, tmp_path):
+    make_run(runs["dir"], "newer-run", "running", created="2025-02-01T10:00:00+00:00")
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert view.table.rowCount() == 4
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.set_runs_dir(str(empty))
+    assert view.stack.currentWidget() is view.empty
+    assert str(empty) in view.empty.text.text()
