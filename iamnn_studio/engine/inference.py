@@ -258,12 +258,8 @@ class Predictor:
         if evaluated_here and mean is not None:
             return float(mean)
         if not self.halts:
-            per_block = self.model.caps if self.mode == "max" else None
-            n = self.model_config.fixed_iterations()
-            if n is not None:
-                per_block = tuple(min(n, cap) for cap in self.model.caps)
-            fixed = {tuple(p["iterations"]): p["mean_macs"] for p in sweep.get("fixed", [])}
-            return float(fixed[tuple(per_block)]) if per_block and tuple(per_block) in fixed else None
+            fixed = {tuple(p["iterations"]): float(p["mean_macs"]) for p in sweep.get("fixed", [])}
+            return fixed.get(self._fixed_setting())
         curve = sorted((p["threshold"], p["mean_macs"]) for p in sweep.get("threshold", []))
         if len(curve) < 2 or not curve[0][0] <= self.threshold <= curve[-1][0]:
             return None
@@ -303,6 +299,14 @@ class Predictor:
         return results  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ helpers
+    def _fixed_setting(self) -> tuple[int, ...] | None:
+        """Iterations per block in ``max`` / ``fixed:N`` mode (None when halting decides)."""
+        caps = tuple(self.model.caps)
+        if self.mode == "max":
+            return caps
+        n = self.model_config.fixed_iterations()
+        return None if n is None else tuple(min(n, cap) for cap in caps)
+
     def _as_tensor(self, image: Tensor | Image.Image, name: str) -> Tensor:
         cfg = self.model_config
         if isinstance(image, Image.Image):
