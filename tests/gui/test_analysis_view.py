@@ -1,0 +1,176 @@
+"""The Study view: a run's eval.json becomes figures and a Table-1 comparison; a run without one can be evaluated."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig  # noqa: E402
+from iamnn_studio.gui.analysis_view import AnalysisView, training_series  # noqa: E402
+
+pytestmark = pytest.mark.gui
+TIMEOUT = 30_000
+CLASSES = ["circle", "square", "plus"]
+CONFUSION = [[5, 1, 0], [0, 3, 1], [0, 0, 2]]  # 10 of 12 right
+
+
+def made_up_eval(architecture: str = "iamnn") -> dict:
+    iamnn = architecture == "iamnn"
+    return {
+        "images": 12, "split": "test", "classes": CLASSES, "architecture": architecture,
+        "mode": "adaptive" if iamnn else "max", "threshold": 0.7 if iamnn else None, "caps": [1, 2, 2, 1],
+        "top1": 10 / 12, "top5": 1.0, "per_class": {"circle": 5 / 6, "square": 0.75, "plus": 1.0},
+        "confusion": CONFUSION,
+        "macs": {"mean": 4.1e6, "min": 2.0e6, "p10": 2.5e6, "p50": 4.0e6, "p90": 5.5e6, "max": 6.0e6,
+                 "max_over_min": 3.0, "p90_over_p10": 2.2} if iamnn else
+                {"mean": 9.0e6, "min": 9.0e6, "p10": 9.0e6, "p50": 9.0e6, "p90": 9.0e6, "max": 9.0e6,
+                 "max_over_min": 1.0, "p90_over_p10": 1.0},
+        "full_depth": {"top1": 0.9, "mean_macs": 6.0e6},
+        "iterations": {"caps": [1, 2, 2, 1], "histogram": [[12], [3, 9], [6, 6], [12]], "mean": [1, 1.75, 1.5, 1],
+                       "share_at_one": [1, 0.25, 0.5, 1], "share_at_cap": [1, 0.75, 0.5, 1]} if iamnn else None,
+        "easiest": [{"index": i, "macs": 2_000_000 + i, "label": "circle", "prediction": "circle", "correct": True,
+                     "iterations": [1, 1, 1, 1]} for i in range(4)],
+        "hardest": [{"index": 11 - i, "macs": 6_000_000 - i, "label": "square", "prediction": "plus",
+                     "correct": i > 0, "iterations": [1, 2, 2, 1]} for i in range(4)],
+        "adaptivity": {"spearman_macs_vs_loss": 0.31, "collapse": {"alarm": False, "reasons": []}} if iamnn else None,
+        "sweep": {"fixed": [{"iterations": [1, 1, 1, 1], "mean_macs": 2.0e6, "top1": 0.5},
+                            {"iterations": [1, 2, 2, 1], "mean_macs": 6.0e6, "top1": 0.9}],
+                  "threshold": [{"threshold": 0.3, "mean_macs": 2.5e6, "top1": 0.6},
+                                {"threshold": 0.7, "mean_macs": 4.1e6, "top1": 10 / 12, "evaluated": True}]}
+        if iamnn else {"fixed": [], "threshold": []},
+    }
+
+
+def make_run(runs: Path, name: str, *, architecture: str = "iamnn", evaluation: dict | None = None,
+             parameters: int = 12_345, num_classes: int = 3) -> Path:
+    folder = runs / name
+    (folder / "checkpoints").mkdir(parents=True)
+    config = RunConfig(name=name, data=DataConfig(name="synthetic", options={"train_size": 20, "test_size": 12}),
+                       model=ModelConfig(iterations=(1, 2, 2, 1), width=4, num_classes=num_classes,
+                                         architecture=architecture), epochs=2)
+    config.save(folder / "config.toml")
+    (folder / "status.json").write_text(json.dumps({"state": "completed", "best_accuracy": 0.8, "epochs_done": 2,
+                                                    "total_epochs": 2, "created": "2025-01-01T10:00:00+00:00"}))
+    events = [{"event": "started", "steps_per_epoch": 4, "parameters": parameters},
+              *({"event": "step", "step": s, "loss": 2.0 - 0.1 * s, "accuracy": 0.1 * s,
+                 "iterations": [1, 1.5, 1.5, 1]} for s in range(1, 9)),
+              {"event": "epoch", "epoch": 1, "val_loss": 1.5, "val_accuracy": 0.5},
+              {"event": "epoch", "epoch": 2, "val_loss": 1.2, "val_accuracy": 0.7}]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events) + '{"event": "ste')
+    if evaluation is not None:
+        (folder / "eval.json").write_text(json.dumps(evaluation))
+    return folder
+
+
+@pytest.fixture
+def view(qtbot):
+    widget = AnalysisView()
+    qtbot.addWidget(widget)
+    widget.resize(1200, 800)
+    widget.show()
+    return widget
+
+
+def show(qtbot, view, run: Path) -> None:
+    with qtbot.waitSignal(view.report_shown, timeout=TIMEOUT):
+        view.show_run(str(run))
+
+
+def compare_rows(view) -> list[list[str]]:
+    table = view.compare_table
+    return [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
+
+
+def test_an_evaluated_run_fills_confusion_matrix_histograms_and_summary(qtbot, view, tmp_path):
+    run = make_run(tmp_path / "runs", "iamnn-run", evaluation=made_up_eval())
+    show(qtbot, view, run)
+
+    shares = view.confusion.image.image
+    assert shares.shape == (3, 3)
+    assert shares[0] == pytest.approx([5 / 6, 1 / 6, 0])  # rows: share of each true class
+    assert sorted(label.toPlainText() for label in view.confusion.cell_labels) == ["1", "1", "2", "3", "5"]
+    assert view.confusion_stack.currentIndex() == 1
+
+    heights = [list(bars.opts["height"]) for bars in view.histograms.bars]
+    assert heights[1] == pytest.approx([25.0, 75.0]) and heights[2] == pytest.approx([50.0, 50.0])
+    assert view.histograms.cap_lines[1].value() == pytest.approx(2.5)
+    assert view.class_bars.values == pytest.approx([100 * 5 / 6, 75.0, 100.0])
+
+    assert view.accuracy_tile.value.text() == "83.3 %"
+    assert view.params_tile.value.text() == "12.3 k"
+    assert view.macs_tile.value.text() == "4.1 M"
+    assert view.adaptivity_tile.value.text() == "Adapts"
+    x, y = view.sweep.threshold_curve.getData()
+    assert list(x) == pytest.approx([2.5, 4.1]) and list(y) == pytest.approx([60.0, 100 * 10 / 12])
+    assert view.training.train_loss.getData()[1].size == 8  # the damaged last line is skipped
+
+    # the easy-to-hard spectrum fetches the test images of the run's dataset in the background
+    qtbot.waitUntil(lambda: all(not tile.pixmap().isNull() for tile in view.easiest.tiles + view.hardest.tiles),
+                    timeout=TIMEOUT)
+    assert len(view.easiest.tiles) == 4 and "6 M" in view.hardest_caption.text()
+
+
+def test_the_comparison_table_sets_runs_side_by_side_like_table_1(qtbot, view, tmp_path):
+    runs = tmp_path / "runs"
+    iamnn = make_run(runs, "iamnn-run", evaluation=made_up_eval())
+    resnet = make_run(runs, "resnet-run", architecture="resnet", evaluation=made_up_eval("resnet"),
+                      parameters=99_000)
+    show(qtbot, view, iamnn)
+    qtbot.waitUntil(lambda: view.compare_list.count() == 2 and view.compare_table.rowCount() == 2, timeout=TIMEOUT)
+
+    view.set_compared([str(iamnn), str(resnet)])
+    qtbot.waitUntil(lambda: view.compare_table.rowCount() == 3, timeout=TIMEOUT)
+    rows = compare_rows(view)
+    by_run = {row[0].split("·")[-1].strip() + ("/1" if "1 iteration" in row[0] else ""): row for row in rows}
+    assert by_run["iamnn-run"][1:] == ["12.3 k", "4.1 M (2 M – 6 M)", "83.3 / 100.0"]
+    assert by_run["iamnn-run/1"][1:] == ["12.3 k", "2 M", "50.0 / –"]
+    assert by_run["resnet-run"][1:] == ["99 k", "9 M", "83.3 / 100.0"]
+    assert "ResNet" in by_run["resnet-run"][0]
+
+    view.one_iteration.setChecked(False)
+    qtbot.waitUntil(lambda: view.compare_table.rowCount() == 2, timeout=TIMEOUT)
+
+
+def test_a_run_without_eval_json_shows_what_it_has_and_can_be_evaluated(qtbot, view, tmp_path):
+    torch = pytest.importorskip("torch")
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.data.synthetic import CLASSES as SHAPES
+    from iamnn_studio.engine.model import build_model
+
+    run = make_run(tmp_path / "runs", "fresh-run", num_classes=len(SHAPES))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(iterations=(1, 2, 2, 1), width=4, num_classes=len(SHAPES)))
+    save_checkpoint(run / "checkpoints" / "best.pt", model.eval(), classes=list(SHAPES), mean=[0.5], std=[0.25])
+    show(qtbot, view, run)
+
+    assert view.confusion_stack.currentIndex() == 0 and view.histogram_stack.currentIndex() == 0
+    assert view.training_stack.currentIndex() == 1  # the curves it has
+    assert view.accuracy_tile.value.text() == "80.0 %"  # best validation accuracy until evaluated
+    assert view.evaluate_button.isEnabled() and view.evaluate_button.text() == "Evaluate now"
+
+    with qtbot.waitSignal(view.evaluated, timeout=TIMEOUT):
+        view.evaluate_button.click()
+    with qtbot.waitSignal(view.report_shown, timeout=TIMEOUT):
+        pass
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["images"] == 12 and len(evaluation["confusion"]) == len(SHAPES)
+    assert view.confusion_stack.currentIndex() == 1
+    assert view.confusion.image.image.shape == (len(SHAPES), len(SHAPES))
+    assert view.evaluate_button.text() == "Evaluate again"
+
+
+def test_training_series_reads_steps_in_epochs_and_falls_back_to_epoch_figures():
+    events = [{"event": "started", "steps_per_epoch": 10, "parameters": 5},
+              {"event": "step", "step": 5, "loss": 1.0, "accuracy": 0.5, "iterations": [1, 2, 3, 4]},
+              {"event": "epoch", "epoch": 1, "val_accuracy": 0.6, "train_loss": 0.9}]
+    series, parameters = training_series(events)
+    assert parameters == 5
+    assert list(series["train_loss"][0]) == [0.5] and list(series["iterations_4"][1]) == [4]
+    assert list(series["val_accuracy"][1]) == pytest.approx([60.0])
+
+    series, _ = training_series([{"event": "epoch", "epoch": 1, "train_loss": 0.9, "train_accuracy": 0.7}])
+    assert list(series["train_loss"][1]) == [0.9] and list(series["train_accuracy"][1]) == pytest.approx([70.0])

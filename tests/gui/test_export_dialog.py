@@ -1,0 +1,98 @@
+"""The export dialog: formats from the engine's registry, a background export, overwrite and error handling."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+torch = pytest.importorskip("torch")
+
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from iamnn_studio.engine.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from iamnn_studio.engine.config import ModelConfig  # noqa: E402
+from iamnn_studio.engine.model import build_model  # noqa: E402
+from iamnn_studio.gui.export_dialog import COPY, ExportDialog  # noqa: E402
+
+pytestmark = pytest.mark.gui
+TIMEOUT = 120_000  # an ONNX export traces the whole graph
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(iterations=(1, 2, 1, 1), width=4, image_size=16, num_classes=3))
+    path = tmp_path_factory.mktemp("run") / "checkpoints" / "best.pt"
+    path.parent.mkdir()
+    return save_checkpoint(path, model.eval(), classes=["a", "b", "c"], mean=[0.5], std=[0.25])
+
+
+@pytest.fixture
+def dialog(qtbot, checkpoint):
+    widget = ExportDialog(str(checkpoint))
+    qtbot.addWidget(widget)
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=TIMEOUT)  # the format list comes from the registry
+    return widget
+
+
+def export(qtbot, dialog, fmt: str, target) -> None:
+    assert dialog.set_format(fmt)
+    dialog.output_edit.setText(str(target))
+    with qtbot.waitSignal(dialog.exported, timeout=TIMEOUT):
+        assert dialog.start_export()
+
+
+def test_formats_come_from_the_registry_and_the_output_is_named_after_the_checkpoint(dialog, checkpoint):
+    assert dialog.formats()[0] == COPY and {"onnx", "torchscript"} <= set(dialog.formats())
+    assert dialog.set_format("onnx")
+    suggested = dialog.output_edit.text()
+    assert suggested.endswith(".onnx") and checkpoint.parent.parent.name in suggested
+
+
+def test_exports_onnx_in_the_background_and_reports_the_path(qtbot, dialog, tmp_path):
+    target = tmp_path / "model.onnx"
+    export(qtbot, dialog, "onnx", target)
+    assert target.is_file() and target.stat().st_size > 0
+    assert dialog.last_path == str(target) and str(target) in dialog.result.text()
+    assert dialog.reveal_button.isVisibleTo(dialog)
+
+
+def test_a_checkpoint_copy_loads_like_the_original(qtbot, dialog, checkpoint, tmp_path):
+    target = tmp_path / "copy.pt"
+    export(qtbot, dialog, COPY, target)
+    assert load_checkpoint(target).classes == ["a", "b", "c"]
+
+
+def test_an_unwritable_path_shows_an_error(qtbot, dialog, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file, not a folder")
+    assert dialog.set_format("onnx")
+    dialog.output_edit.setText(str(blocker / "model.onnx"))
+    dialog.start_export()
+    qtbot.waitUntil(lambda: dialog.last_error is not None and not dialog.is_busy(), timeout=TIMEOUT)
+    assert "cannot write" in dialog.last_error and dialog.result.kind == "error"
+    assert "\n" not in dialog.last_error
+    assert dialog.export_button.isEnabled()
+
+
+def test_an_existing_file_is_replaced_only_after_confirmation(qtbot, dialog, tmp_path, monkeypatch):
+    target = tmp_path / "taken.pt"
+    target.write_bytes(b"keep me")
+    answers = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *args, **kwargs: answers.append(args) or QMessageBox.StandardButton.No)
+    assert dialog.set_format(COPY)
+    dialog.output_edit.setText(str(target))
+    assert dialog.start_export() is False
+    assert len(answers) == 1 and target.read_bytes() == b"keep me"
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(dialog.exported, timeout=TIMEOUT):
+        assert dialog.start_export()
+    assert target.read_bytes() != b"keep me"
+
+
+def test_a_missing_checkpoint_is_refused_at_once(dialog, tmp_path):
+    dialog.checkpoint_edit.setText(str(tmp_path / "missing.pt"))
+    dialog.output_edit.setText(str(tmp_path / "out.onnx"))
+    assert dialog.start_export() is False
+    assert "No checkpoint file" in dialog.last_error
