@@ -1,0 +1,85 @@
+"""Start IamNN Studio: ``python -m iamnn_studio.gui.app [--runs-dir DIR]``.
+
+The window is shown first; torch and the engine load afterwards in one background thread
+(``engine_loader``), so the first window appears in a fraction of torch's import time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ORGANIZATION = "IamNN"
+APPLICATION = "IamNN Studio"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="iamnn-studio-gui", description="IamNN Studio desktop app")
+    parser.add_argument("--runs-dir", help="folder where runs are saved and listed (remembered)")
+    parser.add_argument("--screenshot", metavar="PATH", help=argparse.SUPPRESS)  # grab the window once ready, quit
+    parser.add_argument("--screenshot-delay-ms", type=int, default=1500, help=argparse.SUPPRESS)
+    args, _qt_args = parser.parse_known_args(argv)
+    return args
+
+
+def icon_path() -> str | None:
+    """The app icon from the installed package, or from the checkout's resources/ folder."""
+    try:
+        from importlib.resources import files
+
+        icon = files("iamnn_studio.resources").joinpath("icons", "iamnn.svg")
+        if icon.is_file():
+            return str(icon)
+    except (ModuleNotFoundError, TypeError):
+        pass
+    fallback = Path(__file__).resolve().parents[2] / "resources" / "icons" / "iamnn.svg"
+    return str(fallback) if fallback.is_file() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Before torch can load (it loads later, in the engine loader): OpenMP threads that spin while
+    # idle steal the UI thread's core on small machines (shared/research/ui-lag.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+
+    from PySide6.QtCore import QCoreApplication, QTimer
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    QCoreApplication.setOrganizationName(ORGANIZATION)
+    QCoreApplication.setApplicationName(APPLICATION)
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationDisplayName(APPLICATION)
+
+    from .main_window import MainWindow
+    from .style import apply_style
+
+    apply_style(app)
+    icon = icon_path()
+    if icon:
+        app.setWindowIcon(QIcon(icon))
+    window = MainWindow(runs_dir=args.runs_dir)
+    window.show()
+
+    if args.screenshot:
+        target = args.screenshot
+        window.resize(1280, 800)  # the documented size, whatever geometry was remembered
+
+        def grab() -> None:
+            window.grab().save(target)
+            window.close()
+
+        def after_engine(*_args: object) -> None:
+            QTimer.singleShot(args.screenshot_delay_ms, grab)
+
+        window.loader.ready.connect(after_engine)
+        window.loader.failed.connect(after_engine)
+
+    code = app.exec()
+    window.loader.wait()  # the import thread must not outlive the application object
+    return int(code)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,336 @@
+"""The dataset card (which data, where, validation split) and the preview grid of sample images.
+
+The panel only edits ``DataConfig`` fields; loading a preview is the run form's background job,
+whose result (``PreviewData``) the ``DatasetPreview`` shows: a few images of every class with
+the class's image counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QGridLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..style import COLORS, SPACING, set_role
+from .fields import ChoiceBox, FormCard, hbox_widget, muted
+
+PREVIEW_PER_CLASS = 8
+PREVIEW_MAX_CLASSES = 20
+THUMB_PX = 44
+
+
+@dataclass
+class ProviderEntry:
+    """A dataset of the registry as the drop-down shows it."""
+
+    name: str
+    label: str
+    description: str
+    available: bool
+    reason: str
+
+
+@dataclass
+class PreviewData:
+    """What the preview grid shows; computed in the background from a decoded dataset."""
+
+    name: str
+    classes: list[str]
+    images: np.ndarray  # uint8 [N, C, H, W], grouped by class
+    labels: np.ndarray  # int64 [N]
+    counts: dict[str, list[int]]  # split -> images per class
+    in_channels: int
+    image_size: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def shape_text(self) -> str:
+        return f"{self.in_channels}×{self.image_size}×{self.image_size}"
+
+
+def load_preview(data_values: dict[str, Any], seed: int, per_class: int = PREVIEW_PER_CLASS) -> PreviewData:
+    """Decode the dataset ``data_values`` describes and pick sample images (runs off the UI thread)."""
+    from iamnn_studio.engine.config import DataConfig
+    from iamnn_studio.engine.data import class_counts, load_dataset, preview
+
+    bundle = load_dataset(DataConfig.from_dict(data_values), seed=seed)
+    images, labels = preview(bundle, per_class=per_class)
+    counts = {
+        split: class_counts(bundle.split(split), bundle.num_classes) for split in ("train", "val", "test")
+    }
+    return PreviewData(
+        name=bundle.name,
+        classes=list(bundle.classes),
+        images=images.numpy().copy(),
+        labels=labels.numpy().copy(),
+        counts=counts,
+        in_channels=bundle.in_channels,
+        image_size=bundle.image_size,
+        notes=list(bundle.notes),
+    )
+
+
+def provider_entries() -> list[ProviderEntry]:
+    """Every registered dataset with its offline availability (cheap file checks)."""
+    from iamnn_studio.engine.data import DATASETS, dataset_availability
+
+    availability = dataset_availability()
+    entries = []
+    for name in DATASETS:
+        provider = DATASETS.get(name)
+        available, reason = availability.get(name, (False, "unknown"))
+        entries.append(ProviderEntry(name, provider.label, provider.description, available, reason))
+    return entries
+
+
+class DatasetPanel(FormCard):
+    """Dataset, folder, download permission and validation split."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Dataset", parent=parent)
+        self._entries: dict[str, ProviderEntry] = {}
+
+        self.provider = ChoiceBox()
+        self.provider.setMinimumWidth(180)
+        self.add_row("data.name", "Dataset", self.provider, full_width=True)
+        self.description = muted("", wrap=True)
+        self.grid.addWidget(self.description, self.grid.rowCount(), 0, 1, 2)
+
+        self.folder = QLineEdit()
+        self.folder.setPlaceholderText("Default places")
+        self.folder.setClearButtonEnabled(True)
+        self.browse = QPushButton("Browse…")
+        self.add_row(
+            "data.root", "Folder", hbox_widget(self.folder, self.browse, stretch_last=True), inputs=[self.folder],
+            tooltip="Where the dataset's files are; for an image folder, one sub-folder of images per class",
+        )
+        self.download = QCheckBox("Allow download")
+        self.download.setToolTip("Let torchvision download the dataset if it is not on this computer")
+        self.add_row("data.download", "", self.download)
+
+        self.val_percent = QSpinBox()
+        self.val_percent.setRange(0, 99)
+        self.val_percent.setSuffix(" %")
+        self.val_percent.setMaximumWidth(90)
+        self.add_row(
+            "data.val_fraction", "Validation split", self.val_percent,
+            tooltip="Share of the training images held out to validate (and to calibrate halting)",
+        )
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.grid.addWidget(self.status, self.grid.rowCount(), 0, 1, 2)
+
+        self._extra: dict[str, Any] = {}  # DataConfig fields this card does not edit (kept as loaded)
+        self.provider.choice_changed.connect(self._on_provider_changed)
+        self.folder.editingFinished.connect(self._on_folder_edited)
+        self.browse.clicked.connect(self._choose_folder)
+        self.download.toggled.connect(self.changed)
+        self.val_percent.valueChanged.connect(self.changed)
+
+    # ------------------------------------------------------------------ providers
+    def set_providers(self, entries: list[ProviderEntry]) -> None:
+        current = self.provider.value()
+        self._entries = {e.name: e for e in entries}
+        self.provider.blockSignals(True)
+        self.provider.set_choices(
+            (f"{e.label}  ·  {'available offline' if e.available else 'needs download'}"
+             if e.name != "imagefolder" else f"{e.label}  ·  your own images", e.name)
+            for e in entries
+        )
+        for index, entry in enumerate(entries):
+            self.provider.setItemData(index, entry.reason, Qt.ItemDataRole.ToolTipRole)
+        if current is not None:
+            self.provider.set_value(current)
+        self.provider.blockSignals(False)
+        self._show_provider_details()
+
+    def provider_label(self) -> str:
+        entry = self._entries.get(self.provider.value() or "")
+        return entry.label if entry else (self.provider.value() or "")
+
+    def _on_provider_changed(self) -> None:
+        self._show_provider_details()
+        self.changed.emit()
+
+    def _on_folder_edited(self) -> None:
+        self._refresh_availability()
+        self.changed.emit()
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the dataset folder", self.folder.text())
+        if folder:
+            self.folder.setText(folder)
+            self._on_folder_edited()
+
+    def _show_provider_details(self) -> None:
+        entry = self._entries.get(self.provider.value() or "")
+        self.description.setText(entry.description if entry else "")
+        self.folder.setPlaceholderText(
+            "Choose a folder of images" if self.provider.value() == "imagefolder" else "Default places"
+        )
+        self._refresh_availability()
+
+    def _refresh_availability(self) -> None:
+        """Re-check the chosen dataset with the folder as typed (file checks only)."""
+        name = self.provider.value()
+        if not name or not self._entries:
+            return
+        try:
+            from iamnn_studio.engine.data import DATASETS
+
+            available, reason = DATASETS.get(name).available_offline(self.folder.text().strip() or None)
+        except Exception as error:  # a plugin's check may fail: say so, keep the form usable
+            available, reason = False, f"cannot check: {error}"
+        self._entries[name].available, self._entries[name].reason = available, reason
+        self.show_status("ok" if available else "warning", reason)
+
+    def show_status(self, kind: str, text: str) -> None:
+        """One line under the card: ``ok`` (green), ``warning``, ``error`` (red) or ``busy``."""
+        prefix = {"ok": "✓ ", "warning": "", "error": "", "busy": ""}.get(kind, "")
+        color = {"ok": COLORS["success"], "warning": COLORS["warning"], "error": COLORS["error"]}.get(
+            kind, COLORS["text_muted"]
+        )
+        self.status.setStyleSheet(f"color: {color};")
+        self.status.setText(prefix + text[:400])
+
+    def is_available(self) -> bool:
+        entry = self._entries.get(self.provider.value() or "")
+        return bool(entry and entry.available) or self.download.isChecked()
+
+    # --------------------------------------------------------------------- values
+    def load_values(self, data: dict[str, Any]) -> None:
+        for widget in (self.provider, self.folder, self.download, self.val_percent):
+            widget.blockSignals(True)
+        if not self.provider.set_value(data.get("name")) and data.get("name"):
+            self.provider.addItem(str(data["name"]), data["name"])  # unknown (plugin gone?): keep it visible
+            self.provider.set_value(data["name"])
+        self.folder.setText(data.get("root") or "")
+        self.download.setChecked(bool(data.get("download", False)))
+        fraction = data.get("val_fraction", 0.1)
+        self.val_percent.setValue(int(round(float(fraction) * 100)) if isinstance(fraction, (int, float)) else 10)
+        self._extra = {k: v for k, v in data.items() if k not in ("name", "root", "download", "val_fraction")}
+        for widget in (self.provider, self.folder, self.download, self.val_percent):
+            widget.blockSignals(False)
+        self._show_provider_details()
+
+    def values_into(self, data: dict[str, Any]) -> None:
+        data.update(self._extra)
+        data["name"] = self.provider.value() or data.get("name", "")
+        data["root"] = self.folder.text().strip() or None
+        data["download"] = self.download.isChecked()
+        data["val_fraction"] = self.val_percent.value() / 100.0
+
+    def set_augment(self, value: str) -> None:
+        self._extra["augment"] = value
+
+
+class DatasetPreview(QWidget):
+    """Sample images of every class with counts, plus a one-line summary of the dataset."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(SPACING["page"], SPACING["page"], SPACING["page"], SPACING["page"])
+        layout.setSpacing(SPACING["section"])
+        self.summary = QLabel("The dataset preview appears once the engine has loaded.")
+        self.summary.setWordWrap(True)
+        set_role(self.summary, "muted")
+        layout.addWidget(self.summary)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setHorizontalSpacing(6)
+        self.grid.setVerticalSpacing(6)
+        self.scroll.setWidget(self.grid_host)
+        layout.addWidget(self.scroll, 1)
+        self.data: PreviewData | None = None
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        self.summary.setText(text)
+        set_role(self.summary, "error" if error else "muted")
+        if error:
+            self._clear_grid()
+
+    def set_data(self, data: PreviewData) -> None:
+        self.data = data
+        self._clear_grid()
+        sizes = {split: sum(counts) for split, counts in data.counts.items()}
+        summary = (
+            f"<b>{data.num_classes} classes</b> · images {data.shape_text} · "
+            f"{sizes['train']:,} train · {sizes['val']:,} validation · {sizes['test']:,} test"
+        )
+        if data.notes:
+            summary += f"<br><span style='color:{COLORS['text_faint']}'>{'; '.join(data.notes)}</span>"
+        self.summary.setText(summary)
+        set_role(self.summary, "muted")
+        header_style = f"color: {COLORS['text_faint']}; font-size: 9pt;"
+        for column, text in enumerate(("Class", "Train", "Val", "Test")):
+            label = QLabel(text)
+            label.setStyleSheet(header_style)
+            self.grid.addWidget(label, 0, column)
+        shown = min(data.num_classes, PREVIEW_MAX_CLASSES)
+        for c in range(shown):
+            row = c + 1
+            name = QLabel(data.classes[c])
+            name.setMinimumWidth(110)
+            self.grid.addWidget(name, row, 0)
+            for column, split in enumerate(("train", "val", "test"), start=1):
+                count = QLabel(f"{data.counts[split][c]:,}")
+                count.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                count.setMinimumWidth(48)
+                set_role(count, "muted")
+                self.grid.addWidget(count, row, column)
+            for k, image in enumerate(data.images[data.labels == c][:PREVIEW_PER_CLASS]):
+                thumb = QLabel()
+                thumb.setPixmap(thumbnail(image, THUMB_PX))
+                thumb.setFixedSize(THUMB_PX, THUMB_PX)
+                self.grid.addWidget(thumb, row, 5 + k)
+        if data.num_classes > shown:
+            more = muted(f"… and {data.num_classes - shown} more classes")
+            self.grid.addWidget(more, shown + 1, 0, 1, 4)
+        self.grid.setColumnMinimumWidth(4, 10)
+        self.grid.setColumnStretch(5 + PREVIEW_PER_CLASS, 1)
+        self.grid.setRowStretch(shown + 2, 1)
+
+    def _clear_grid(self) -> None:
+        while self.grid.count():
+            item = self.grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+
+
+def thumbnail(image: np.ndarray, size: int) -> QPixmap:
+    """A uint8 [C, H, W] image as a crisp (nearest-neighbour) pixmap of ``size`` px."""
+    channels, height, width = image.shape
+    if channels == 1:
+        pixels = np.ascontiguousarray(image[0])
+        qimage = QImage(pixels.data, width, height, width, QImage.Format.Format_Grayscale8)
+    else:
+        pixels = np.ascontiguousarray(np.transpose(image[:3], (1, 2, 0)))
+        qimage = QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    pixmap = QPixmap.fromImage(qimage.copy())  # copy: the numpy buffer may go away
+    return pixmap.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)

@@ -1,0 +1,250 @@
+"""The model card: architecture, depth (and the iteration caps it implies), width, halting.
+
+Parameter count and MACs are the engine's numbers: the run form builds the model on the CPU in a
+background job (``model_figures``) after a short pause in typing, and this card shows the result.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QLabel, QLineEdit, QSpinBox, QWidget
+
+from ..style import set_role
+from .fields import ChoiceBox, FloatEdit, FormCard, hbox_widget, muted
+
+DEPTHS = (18, 34, 50, 101, 152)
+CUSTOM = "custom"
+ARCHITECTURES = (("IamNN (shared, adaptive)", "iamnn"), ("ResNet baseline (unshared)", "resnet"))
+MODES = (("Adaptive", "adaptive"), ("Fixed N per block", "fixed"), ("Max (every iteration)", "max"))
+HALTING = (("Calibrated (recommended)", "calibrated"), ("Paper ACT", "act"))
+
+
+@dataclass
+class ModelFigures:
+    """Size and compute of one model configuration, from the engine."""
+
+    parameters: int
+    macs_min: int
+    macs_max: int
+    input_text: str  # e.g. "1×28×28, 10 classes"
+
+    @property
+    def text(self) -> str:
+        return f"{format_count(self.parameters)} parameters · {format_range(self.macs_min, self.macs_max)} MACs per image"
+
+
+def model_figures(model_values: dict[str, Any]) -> ModelFigures:
+    """Build the model on the CPU and ask it its size and MAC range (runs off the UI thread)."""
+    import torch
+
+    from iamnn_studio.engine import ModelConfig, build_model
+
+    config = ModelConfig.from_dict(model_values).validate()
+    with torch.device("cpu"):
+        model = build_model(config)
+    low, high = model.macs_range()
+    return ModelFigures(
+        parameters=sum(p.numel() for p in model.parameters()),
+        macs_min=int(low),
+        macs_max=int(high),
+        input_text=f"{config.in_channels}×{config.image_size}×{config.image_size}, {config.num_classes} classes",
+    )
+
+
+def format_count(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)}"
+
+
+def format_range(low: float, high: float) -> str:
+    """14.3e6, 58e6 -> "14.3–58 M"; one unit when both ends share it."""
+    if low == high:
+        return format_count(high)
+    low_text, high_text = format_count(low), format_count(high)
+    low_unit, high_unit = low_text.rpartition(" ")[2], high_text.rpartition(" ")[2]
+    if " " in low_text and low_unit == high_unit:
+        return f"{low_text.rpartition(' ')[0]}–{high_text}"
+    return f"{low_text}–{high_text}"
+
+
+def caps_text(caps: tuple[int, ...] | None) -> str:
+    return "caps " + " · ".join(str(c) for c in caps) if caps else ""
+
+
+def parse_caps(text: str) -> list[int | str]:
+    """'1, 2, 2, 1' -> [1, 2, 2, 1]; tokens that are not integers stay text for validate() to name."""
+    tokens = [t for t in re.split(r"[\s,;·]+", text.strip()) if t]
+    return [int(t) if re.fullmatch(r"[+-]?\d+", t) else t for t in tokens]
+
+
+class ModelPanel(FormCard):
+    """Edits the ``ModelConfig`` fields a user chooses; the rest pass through as loaded."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Model", parent=parent)
+        self.architecture = ChoiceBox(ARCHITECTURES)
+        self.add_row(
+            "model.architecture", "Architecture", self.architecture,
+            tooltip="IamNN shares one block's weights across its iterations; the ResNet baseline does not",
+        )
+
+        self.depth = ChoiceBox([(f"ResNet-{d}", d) for d in DEPTHS] + [("Custom caps", CUSTOM)])
+        self.custom_caps = QLineEdit()
+        self.custom_caps.setPlaceholderText("e.g. 1, 2, 2, 1")
+        self.custom_caps.setMaximumWidth(110)
+        self.caps_label = muted("")
+        depth_row = hbox_widget(self.depth, self.custom_caps)
+        self.add_row(
+            "model.depth", "Baseline depth", depth_row, inputs=[self.depth, self.custom_caps],
+            tooltip="The ResNet whose units per block become IamNN's maximum iterations per block",
+        )
+        self.grid.addWidget(self.caps_label, self.grid.rowCount(), 1)
+        self.rows["model.iterations"] = self.rows["model.depth"]  # custom caps report under the same row
+
+        self.width = QSpinBox()
+        self.width.setRange(0, 4096)  # 0 is accepted here so that the config can say why it is wrong
+        self.width.setMaximumWidth(90)
+        self.add_row("model.width", "Width", self.width, tooltip="Channels of the first block (bottleneck width)")
+
+        self.mode = ChoiceBox(MODES)
+        self.fixed_n = QSpinBox()
+        self.fixed_n.setRange(0, 64)
+        self.fixed_n.setPrefix("N = ")
+        self.fixed_n.setMaximumWidth(80)
+        self.add_row("model.mode", "Iterations", hbox_widget(self.mode, self.fixed_n), inputs=[self.mode, self.fixed_n])
+
+        self.halting = ChoiceBox(HALTING)
+        self.add_row(
+            "model.halting", "Halting recipe", self.halting,
+            tooltip="Calibrated: train an anytime backbone, then fit the halting head on held-out images.\n"
+            "Paper ACT: Graves' adaptive computation time with the N + R ponder cost.",
+        )
+        self.tau = FloatEdit()
+        self.add_row("model.tau", "Ponder weight τ", self.tau, tooltip="Weight of the ponder cost (paper ACT only)")
+        self.eps = FloatEdit()
+        self.add_row(
+            "model.eps", "Halting ε", self.eps,
+            tooltip="A block halts when its cumulative halting score reaches 1 − ε",
+        )
+
+        self.figures = QLabel("Parameters and MACs appear once the engine has loaded.")
+        self.figures.setObjectName("Figure")
+        self.figures.setWordWrap(True)
+        self.figures_detail = muted("", wrap=True)
+        self.add_full_width(self.figures)
+        self.add_full_width(self.figures_detail)
+
+        self._extra: dict[str, Any] = {}
+        self._depth_caps: dict[int, tuple[int, ...]] = {}
+        for signal in (self.architecture.choice_changed, self.depth.choice_changed, self.mode.choice_changed,
+                       self.halting.choice_changed):
+            signal.connect(self._on_choice)
+        for spin in (self.width, self.fixed_n):
+            spin.valueChanged.connect(self.changed)
+        for edit in (self.custom_caps, self.tau, self.eps):
+            edit.textEdited.connect(self.changed)
+        self.custom_caps.textEdited.connect(self._update_caps_label)
+        self._update_enabled()
+
+    # ------------------------------------------------------------------ engine
+    def set_depth_caps(self, depth_caps: dict[int, tuple[int, ...]]) -> None:
+        """The engine's depth -> caps table (``DEPTH_ITERATIONS``)."""
+        self._depth_caps = dict(depth_caps)
+        self._update_caps_label()
+
+    def caps(self) -> tuple[int, ...] | None:
+        depth = self.depth.value()
+        if depth == CUSTOM:
+            parsed = parse_caps(self.custom_caps.text())
+            return tuple(parsed) if parsed and all(isinstance(c, int) for c in parsed) else None  # type: ignore[arg-type]
+        return self._depth_caps.get(depth)
+
+    def show_figures(self, figures: ModelFigures | None, message: str = "") -> None:
+        if figures is None:
+            self.figures.setText(message)
+            set_role(self.figures, "muted")
+            self.figures_detail.setText("")
+            return
+        self.figures.setText(figures.text)
+        set_role(self.figures, "")
+        self.figures_detail.setText(f"for {figures.input_text}")
+
+    # --------------------------------------------------------------- behaviour
+    def _on_choice(self) -> None:
+        self._update_enabled()
+        self.changed.emit()
+
+    def _update_enabled(self) -> None:
+        iamnn = self.architecture.value() == "iamnn"
+        custom = self.depth.value() == CUSTOM
+        self.custom_caps.setVisible(custom)
+        self.fixed_n.setVisible(self.mode.value() == "fixed")
+        for key in ("model.mode", "model.halting", "model.eps"):
+            self.rows[key].widget.setEnabled(iamnn)
+        self.tau.setEnabled(iamnn and self.halting.value() == "act")
+        self._update_caps_label()
+
+    def _update_caps_label(self) -> None:
+        caps = self.caps()
+        if self.architecture.value() == "resnet" and caps:
+            self.caps_label.setText(f"units {' · '.join(map(str, caps))}")
+        else:
+            self.caps_label.setText(caps_text(caps))
+
+    # --------------------------------------------------------------------- values
+    def load_values(self, model: dict[str, Any]) -> None:
+        widgets = (self.architecture, self.depth, self.custom_caps, self.width, self.mode, self.fixed_n,
+                   self.halting, self.tau, self.eps)
+        for widget in widgets:
+            widget.blockSignals(True)
+        self.architecture.set_value(model.get("architecture", "iamnn"))
+        iterations = model.get("iterations")
+        if iterations:
+            self.depth.set_value(CUSTOM)
+            self.custom_caps.setText(", ".join(str(n) for n in iterations))
+        else:
+            self.depth.set_value(model.get("depth", 50))
+        width = model.get("width", 16)
+        self.width.setValue(width if isinstance(width, int) else 0)
+        mode = str(model.get("mode", "adaptive"))
+        if mode.startswith("fixed:"):
+            self.mode.set_value("fixed")
+            n = mode.split(":", 1)[1]
+            self.fixed_n.setValue(int(n) if n.isdigit() else 0)
+        else:
+            self.mode.set_value(mode)
+        self.halting.set_value(model.get("halting", "calibrated"))
+        self.tau.set_value(model.get("tau"))
+        self.eps.set_value(model.get("eps"))
+        edited = {"architecture", "depth", "iterations", "width", "mode", "halting", "tau", "eps"}
+        self._extra = {k: v for k, v in model.items() if k not in edited}
+        for widget in widgets:
+            widget.blockSignals(False)
+        self._update_enabled()
+
+    def values_into(self, model: dict[str, Any]) -> None:
+        model.update(self._extra)
+        model["architecture"] = self.architecture.value()
+        depth = self.depth.value()
+        if depth == CUSTOM:
+            model["iterations"] = parse_caps(self.custom_caps.text())
+        else:
+            model["depth"] = depth
+            model["iterations"] = None
+        model["width"] = self.width.value()
+        mode = self.mode.value()
+        model["mode"] = f"fixed:{self.fixed_n.value()}" if mode == "fixed" else mode
+        model["halting"] = self.halting.value()
+        model["tau"] = self.tau.value()
+        model["eps"] = self.eps.value()
+
+    def set_input_shape(self, in_channels: int, image_size: int, num_classes: int) -> None:
+        """The dataset decides these; they only matter for the figures until the trainer fills them in."""
+        self._extra.update(in_channels=in_channels, image_size=image_size, num_classes=num_classes)

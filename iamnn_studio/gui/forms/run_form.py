@@ -1,0 +1,283 @@
+"""The whole run form: dataset, model and training cards editing one ``RunConfig``.
+
+Values travel one way: widgets -> a plain dict shaped like ``RunConfig.to_dict()`` -> the
+config's own ``validate()`` (every error shown under its field) -> ``RunConfig`` for the trainer.
+Until the engine has loaded (its registries fill the choices), the form says it is loading.
+Two background jobs keep the side panels honest: the dataset preview (which also tells the model
+its input shape) and the model's parameter count and MAC range; both wait for a short pause in
+editing and drop stale results.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import QLabel, QScrollArea, QStackedWidget, QVBoxLayout, QWidget
+
+from ..style import SPACING, set_role
+from ..worker import BackgroundTasks
+from .dataset_panel import DatasetPanel, DatasetPreview, PreviewData, load_preview, provider_entries
+from .fields import FieldRow
+from .model_panel import ModelFigures, ModelPanel, model_figures
+from .training_panel import TrainingPanel
+from .validation import collect_errors
+
+PREVIEW_DEBOUNCE_MS = 300
+FIGURES_DEBOUNCE_MS = 400
+
+
+class RunForm(QWidget):
+    """Edits a run; ``is_valid`` says whether Start may be pressed."""
+
+    validity_changed = Signal(bool)
+    values_changed = Signal()
+    preview_loaded = Signal()
+    figures_updated = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.dataset = DatasetPanel()
+        self.model = ModelPanel()
+        self.training = TrainingPanel()
+        self.preview = DatasetPreview()  # shown by the training view, next to the form
+
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.setContentsMargins(SPACING["page"], SPACING["page"], SPACING["page"] - 4, SPACING["page"])
+        column.setSpacing(SPACING["section"])
+        for card in (self.dataset, self.model, self.training):
+            column.addWidget(card)
+        column.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        self.loading = QLabel("Loading the engine…")
+        self.loading.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        set_role(self.loading, "muted")
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.loading)
+        self.pages.addWidget(scroll)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.pages)
+
+        self.engine_ready = False
+        self.errors: dict[str, str] = {}
+        self.dataset_error: str | None = None
+        self.preview_data: PreviewData | None = None
+        self.figures: ModelFigures | None = None
+        self._valid = False
+        self._tasks = BackgroundTasks(self, threads=2)
+        self._preview_timer = _single_shot(self, PREVIEW_DEBOUNCE_MS, self._load_preview)
+        self._figures_timer = _single_shot(self, FIGURES_DEBOUNCE_MS, self._compute_figures)
+
+        self.dataset.changed.connect(self._on_dataset_changed)
+        self.dataset.provider.choice_changed.connect(self._on_provider_changed)
+        self.model.changed.connect(self._on_model_changed)
+        self.training.changed.connect(self._on_training_changed)
+
+    # ------------------------------------------------------------------- engine
+    def set_engine_ready(self, device_name: str, cuda_available: bool, initial: dict[str, Any] | None) -> None:
+        """Fill the choices from the engine's registries, then show ``initial`` over the defaults."""
+        from iamnn_studio.engine.config import DEPTH_ITERATIONS
+
+        self.engine_ready = True
+        self.dataset.set_providers(provider_entries())
+        self.model.set_depth_caps(DEPTH_ITERATIONS)
+        self.training.set_device_names(device_name, cuda_available)
+        self.set_values(merge_onto_defaults(initial or {}))
+        self.pages.setCurrentIndex(1)
+
+    # ------------------------------------------------------------------- values
+    def values(self) -> dict[str, Any]:
+        """The form as a ``RunConfig.to_dict()``-shaped dict (possibly invalid)."""
+        run: dict[str, Any] = copy.deepcopy(self._loaded)
+        run["data"] = dict(run.get("data", {}))
+        run["model"] = dict(run.get("model", {}))
+        self.dataset.values_into(run["data"])
+        self.model.values_into(run["model"])
+        self.training.values_into(run)
+        return run
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Show ``values`` (a RunConfig dict, possibly invalid: its errors are shown)."""
+        self._loaded = copy.deepcopy(values)
+        self.dataset.load_values(values.get("data", {}))
+        self.model.load_values(values.get("model", {}))
+        self.training.load_values(values)
+        if self.engine_ready:
+            self.revalidate()
+            self._preview_timer.start()
+            self._figures_timer.start()
+
+    _loaded: dict[str, Any] = {}
+
+    def config(self) -> Any:
+        """The ``RunConfig`` to train; ``ValueError("field: ...")`` if the form is not valid."""
+        from iamnn_studio.engine.config import RunConfig
+
+        return RunConfig.from_dict(self.values()).validate()
+
+    def set_config(self, config: Any) -> None:
+        self.set_values(config.to_dict())
+
+    def load_file(self, path: str | Path) -> str | None:
+        """Load a run config TOML (the CLI's format); returns an error sentence, or None."""
+        from iamnn_studio.engine.config import RunConfig
+
+        try:
+            config = RunConfig.load(path)
+        except (ValueError, TypeError) as error:
+            return f"{Path(path).name}: {error}"
+        self.set_config(config)
+        return None
+
+    def save_file(self, path: str | Path) -> str | None:
+        """Save the form as a run config TOML; returns an error sentence, or None."""
+        try:
+            config = self.config()
+        except (ValueError, TypeError) as error:
+            return f"The form is not valid yet: {error}"
+        try:
+            config.save(path)
+        except OSError as error:
+            return f"Cannot write {path}: {error.strerror or error}"
+        return None
+
+    # --------------------------------------------------------------- validation
+    @property
+    def is_valid(self) -> bool:
+        return self._valid
+
+    def revalidate(self) -> None:
+        if not self.engine_ready:
+            return
+        self.errors = collect_errors(self.values())
+        rows: dict[int, tuple[FieldRow, list[str]]] = {}
+        for panel in (self.dataset, self.model, self.training):
+            for key, row in panel.rows.items():
+                entry = rows.setdefault(id(row), (row, []))
+                if key in self.errors:
+                    entry[1].append(self.errors[key])
+        for row, messages in rows.values():
+            row.show_error(messages[0] if messages else None)
+        known = {key for panel in (self.dataset, self.model, self.training) for key in panel.rows}
+        stray = [f"{key}: {message}" for key, message in self.errors.items() if key not in known]
+        if stray:  # a field the form does not show (edited in a TOML file): say it under the dataset card
+            self.dataset.show_status("error", "; ".join(stray))
+        self._set_valid(not self.errors and self.dataset_error is None)
+
+    def _set_valid(self, valid: bool) -> None:
+        if valid != self._valid:
+            self._valid = valid
+            self.validity_changed.emit(valid)
+
+    # ----------------------------------------------------------------- changes
+    def _on_provider_changed(self) -> None:
+        """A new dataset brings its own default augmentation (digits must not be mirrored)."""
+        if not self.engine_ready:
+            return
+        from iamnn_studio.engine.data import default_augment
+
+        try:
+            self.training.augment.set_value(default_augment(self.dataset.provider.value()))
+        except ValueError:
+            pass
+
+    def _on_dataset_changed(self) -> None:
+        self._changed()
+        self._preview_timer.start()
+
+    def _on_model_changed(self) -> None:
+        self._changed()
+        self._figures_timer.start()
+
+    def _on_training_changed(self) -> None:
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.engine_ready:
+            self.revalidate()
+            self.values_changed.emit()
+
+    # --------------------------------------------------------------- background
+    @Slot()
+    def _load_preview(self) -> None:
+        data = self.values()["data"]
+        if any(key.startswith("data.") for key in self.errors):
+            return  # the form already says what is wrong
+        if not self.dataset.is_available():
+            self.dataset_error = self.dataset.status.text() or "the dataset is not on this computer"
+            self.preview.show_message(
+                f"{self.dataset.provider_label()} is not on this computer: tick “Allow download” or choose its folder."
+            )
+            self.revalidate()
+            return
+        self.preview.show_message(f"Loading {self.dataset.provider_label()}…")
+        seed = self.training.seed.value()
+        self._tasks.submit("preview", lambda: load_preview(data, seed), self._on_preview, self._on_preview_error)
+
+    def _on_preview(self, data: PreviewData) -> None:
+        self.preview_data = data
+        self.dataset_error = None
+        self.preview.set_data(data)
+        self.model.set_input_shape(data.in_channels, data.image_size, data.num_classes)
+        self.dataset._refresh_availability()
+        self.revalidate()
+        self._compute_figures()
+        self.preview_loaded.emit()
+
+    def _on_preview_error(self, message: str) -> None:
+        self.preview_data = None
+        self.dataset_error = message
+        self.dataset.show_status("error", message)
+        self.preview.show_message(message, error=True)
+        self.revalidate()
+        self.preview_loaded.emit()
+
+    @Slot()
+    def _compute_figures(self) -> None:
+        if not self.engine_ready:
+            return
+        model = self.values()["model"]
+        if any(key.startswith("model.") for key in self.errors):
+            self.model.show_figures(None, "Fix the model settings to see its size.")
+            return
+        self._tasks.submit("figures", lambda: model_figures(model), self._on_figures, self._on_figures_error)
+
+    def _on_figures(self, figures: ModelFigures) -> None:
+        self.figures = figures
+        self.model.show_figures(figures)
+        self.figures_updated.emit()
+
+    def _on_figures_error(self, message: str) -> None:
+        self.figures = None
+        self.model.show_figures(None, f"Cannot build this model: {message}")
+        self.figures_updated.emit()
+
+    def wait_for_background(self, timeout_ms: int = 30_000) -> bool:
+        return self._tasks.wait(timeout_ms)
+
+
+def merge_onto_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """Stored form values over today's defaults; settings this version does not know are dropped."""
+    from iamnn_studio.engine.config import RunConfig
+
+    merged = RunConfig().to_dict()
+    for key, value in values.items():
+        if key in ("data", "model") and isinstance(value, dict):
+            merged[key].update({k: v for k, v in value.items() if k in merged[key]})
+        elif key in merged and key not in ("data", "model"):
+            merged[key] = value
+    return merged
+
+
+def _single_shot(parent: QWidget, interval_ms: int, slot) -> QTimer:
+    timer = QTimer(parent)
+    timer.setSingleShot(True)
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(slot)
+    return timer

@@ -1,0 +1,132 @@
+"""The training card: run name, epochs, batch, optimiser, schedule, regularisation, seed, device."""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QCheckBox, QLineEdit, QSpinBox, QWidget
+
+from .fields import ChoiceBox, FloatEdit, FormCard, hbox_widget
+
+OPTIMIZERS = (("SGD with momentum", "sgd"), ("AdamW", "adamw"))
+SCHEDULES = (("One-cycle", "one-cycle"), ("Cosine", "cosine"), ("Step", "step"), ("Constant", "constant"))
+AUGMENTS = (("Crop and flip", "crop-flip"), ("Random crop", "crop"), ("Horizontal flip", "flip"), ("None", "none"))
+
+
+class TrainingPanel(FormCard):
+    """Edits the run-level fields of ``RunConfig`` (plus ``data.augment``)."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Training", parent=parent)
+        self.name = QLineEdit()
+        self.name.setMaximumWidth(220)
+        self.add_row("name", "Run name", self.name, tooltip="The run's folder name in the runs folder")
+
+        self.epochs = QSpinBox()
+        self.epochs.setRange(0, 100_000)
+        self.epochs.setMaximumWidth(90)
+        self.add_row("epochs", "Epochs", self.epochs)
+        self.limit_steps = QCheckBox("at most")
+        self.max_steps = QSpinBox()
+        self.max_steps.setRange(0, 10_000_000)
+        self.max_steps.setSuffix(" steps")
+        self.max_steps.setMaximumWidth(120)
+        self.add_row(
+            "max_steps", "Step limit", hbox_widget(self.limit_steps, self.max_steps), inputs=[self.max_steps],
+            tooltip="Stop after this many optimiser steps (quick tries)",
+        )
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(0, 65_536)
+        self.batch_size.setMaximumWidth(90)
+        self.add_row("batch_size", "Batch size", self.batch_size)
+
+        self.optimizer = ChoiceBox(OPTIMIZERS)
+        self.add_row("optimizer", "Optimiser", self.optimizer)
+        self.lr = FloatEdit()
+        self.add_row("lr", "Learning rate", self.lr)
+        self.schedule = ChoiceBox(SCHEDULES)
+        self.add_row("schedule", "Schedule", self.schedule)
+        self.weight_decay = FloatEdit()
+        self.add_row("weight_decay", "Weight decay", self.weight_decay)
+        self.label_smoothing = FloatEdit()
+        self.add_row("label_smoothing", "Label smoothing", self.label_smoothing)
+        self.augment = ChoiceBox(AUGMENTS)
+        self.add_row("data.augment", "Augmentation", self.augment)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2_147_483_647)
+        self.seed.setMaximumWidth(120)
+        self.add_row("seed", "Seed", self.seed)
+        self.device = ChoiceBox([("Automatic", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda")])
+        self.add_row("device", "Device", self.device)
+
+        self._extra: dict[str, Any] = {}
+        for spin in (self.epochs, self.max_steps, self.batch_size, self.seed):
+            spin.valueChanged.connect(self.changed)
+        for edit in (self.name, self.lr, self.weight_decay, self.label_smoothing):
+            edit.textEdited.connect(self.changed)
+        for combo in (self.optimizer, self.schedule, self.augment, self.device):
+            combo.choice_changed.connect(self.changed)
+        self.limit_steps.toggled.connect(self._on_limit_toggled)
+        self._on_limit_toggled(False)
+
+    def set_device_names(self, device_name: str, cuda_available: bool) -> None:
+        """Name the detected hardware in the device choices."""
+        self.device.set_choices([
+            (f"Automatic ({device_name})", "auto"),
+            ("CPU", "cpu"),
+            (f"CUDA GPU ({device_name})" if cuda_available else "CUDA GPU (none found)", "cuda"),
+        ])
+
+    def _on_limit_toggled(self, checked: bool) -> None:
+        self.max_steps.setEnabled(checked)
+        self.changed.emit()
+
+    # --------------------------------------------------------------------- values
+    edited = ("name", "epochs", "max_steps", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
+              "label_smoothing", "seed", "device")
+
+    def load_values(self, run: dict[str, Any]) -> None:
+        widgets = (self.name, self.epochs, self.limit_steps, self.max_steps, self.batch_size, self.optimizer,
+                   self.lr, self.schedule, self.weight_decay, self.label_smoothing, self.augment, self.seed,
+                   self.device)
+        for widget in widgets:
+            widget.blockSignals(True)
+        self.name.setText(str(run.get("name", "")))
+        self.epochs.setValue(_int(run.get("epochs")))
+        steps = run.get("max_steps")
+        self.limit_steps.setChecked(steps is not None)
+        self.max_steps.setValue(_int(steps) if steps is not None else 1000)
+        self.batch_size.setValue(_int(run.get("batch_size")))
+        self.optimizer.set_value(run.get("optimizer"))
+        self.lr.set_value(run.get("lr"))
+        self.schedule.set_value(run.get("schedule"))
+        self.weight_decay.set_value(run.get("weight_decay"))
+        self.label_smoothing.set_value(run.get("label_smoothing"))
+        self.augment.set_value(run.get("data", {}).get("augment"))
+        self.seed.setValue(_int(run.get("seed")))
+        self.device.set_value(run.get("device"))
+        self._extra = {k: v for k, v in run.items() if k not in self.edited and k not in ("data", "model")}
+        for widget in widgets:
+            widget.blockSignals(False)
+        self.max_steps.setEnabled(self.limit_steps.isChecked())
+
+    def values_into(self, run: dict[str, Any]) -> None:
+        run.update(self._extra)
+        run["name"] = self.name.text().strip()
+        run["epochs"] = self.epochs.value()
+        run["max_steps"] = self.max_steps.value() if self.limit_steps.isChecked() else None
+        run["batch_size"] = self.batch_size.value()
+        run["optimizer"] = self.optimizer.value()
+        run["lr"] = self.lr.value()
+        run["schedule"] = self.schedule.value()
+        run["weight_decay"] = self.weight_decay.value()
+        run["label_smoothing"] = self.label_smoothing.value()
+        run["seed"] = self.seed.value()
+        run["device"] = self.device.value()
+        run.setdefault("data", {})["augment"] = self.augment.value()
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

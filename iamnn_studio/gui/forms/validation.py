@@ -1,0 +1,75 @@
+"""Every problem of a run config at once, in the config's own words, keyed by field.
+
+``RunConfig.validate()`` stops at the first bad field. To show each bad field its message, the
+checker validates the data, model and run sections in turn and, after each error, puts the
+default value into that field and validates again. Call only once the engine is loaded.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+MAX_ERRORS = 40
+
+
+def split_error(error: Exception) -> tuple[str, str]:
+    """``ValueError("width: must be ...")`` -> ("width", "must be ...")."""
+    text = str(error)
+    field, sep, message = text.partition(": ")
+    if not sep or " " in field:
+        return "", text
+    return field, message
+
+
+def collect_errors(values: dict[str, Any]) -> dict[str, str]:
+    """{field key: message} for a RunConfig dict; keys are ``data.X``, ``model.X`` or the run's ``X``."""
+    from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig
+
+    defaults = RunConfig().to_dict()
+    values = copy.deepcopy(values)
+    errors: dict[str, str] = {}
+    sections = (
+        ("data", lambda: DataConfig.from_dict(values["data"]).validate(), "data."),
+        ("model", lambda: ModelConfig.from_dict(values["model"]).validate(), "model."),
+        ("run", lambda: RunConfig.from_dict(values).validate(), ""),
+    )
+    for section, check, prefix in sections:
+        for _ in range(MAX_ERRORS):
+            try:
+                check()
+                break
+            except (ValueError, TypeError) as error:
+                field, message = split_error(error)
+                key = _key(field, prefix)
+                if not key or key in errors:
+                    errors[key or section] = message
+                    return errors  # cannot repair this one: report what we have
+                errors[key] = message
+                if not _reset(values, defaults, key):
+                    return errors
+    return errors
+
+
+def _key(field: str, prefix: str) -> str:
+    if not field:
+        return ""
+    if field.startswith(("data.", "model.", "run.")):
+        return field.removeprefix("run.")
+    return prefix + field
+
+
+def _reset(values: dict[str, Any], defaults: dict[str, Any], key: str) -> bool:
+    """Put the default back into ``key`` (e.g. ``model.width``); False if there is no such field."""
+    *parents, leaf = key.split(".")
+    target, source = values, defaults
+    for part in parents:
+        if not isinstance(target.get(part), dict) or not isinstance(source.get(part), dict):
+            return False
+        target, source = target[part], source[part]
+    if leaf not in source:
+        if leaf in target:  # unknown setting: drop it
+            del target[leaf]
+            return True
+        return False
+    target[leaf] = copy.deepcopy(source[leaf])
+    return True

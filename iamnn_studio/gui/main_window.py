@@ -1,0 +1,513 @@
+"""The main window: four tabs (Train, Use, Study, Runs), a menu and toolbar, drops, paste, status bar.
+
+Imports only Qt, pyqtgraph and torch-free gui modules, so the window shows before torch loads.
+The engine loads in the background (``engine_loader``); the Use, Study and Runs views are
+created once it is ready (their modules may import the engine), and every engine-dependent
+action waits for it. Whatever the user asks before then (a dropped file, a pasted image) is
+queued and done once the engine is there.
+"""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QByteArray, QMimeData, Qt, QUrl, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .engine_loader import EngineInfo, EngineLoader, shared_loader
+from .forms.settings import Setting, restore_settings, save_settings
+from .style import COLORS, SPACING, set_role
+from .training_view import TrainingView
+
+APP_TITLE = "IamNN Studio"
+SETTINGS_GROUP = "main_window"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+CHECKPOINT_SUFFIXES = {".pt", ".pth"}
+CONFIG_SUFFIXES = {".toml"}
+
+#: Tab name -> (module, class) of the views another part of the GUI provides.
+LAZY_VIEWS = {
+    "Use": ("iamnn_studio.gui.inference_view", "InferenceView"),
+    "Study": ("iamnn_studio.gui.analysis_view", "AnalysisView"),
+    "Runs": ("iamnn_studio.gui.runs_view", "RunsView"),
+}
+
+
+def confirm_stop_on_close(parent: QWidget) -> bool:
+    """Ask whether to stop the running training and close; True means stop and close."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("A run is training")
+    box.setText("A run is still training.")
+    box.setInformativeText("Stop it and close? The last checkpoint is kept, and the run can be continued later.")
+    stop = box.addButton("Stop and close", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    return box.clickedButton() is stop
+
+
+class ViewHost(QStackedWidget):
+    """A tab's content: a placeholder until the real view exists (or a message if it failed)."""
+
+    def __init__(self, message: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.placeholder = QWidget()
+        layout = QVBoxLayout(self.placeholder)
+        self.message = QLabel(message)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.setWordWrap(True)
+        set_role(self.message, "muted")
+        layout.addWidget(self.message)
+        self.addWidget(self.placeholder)
+        self.view: QWidget | None = None
+
+    def set_view(self, view: QWidget) -> None:
+        self.view = view
+        self.addWidget(view)
+        self.setCurrentWidget(view)
+
+    def show_failure(self, text: str) -> None:
+        self.message.setText(text)
+        set_role(self.message, "error")
+
+
+def load_view(module: str, name: str) -> tuple[QWidget | None, str]:
+    """Create view ``module.name``; (None, reason) if it cannot be imported or built."""
+    import importlib
+
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return cls(), ""
+    except Exception as error:  # one broken view must not take the others down
+        return None, f"{type(error).__name__}: {error}"
+
+
+class MainWindow(QMainWindow):
+    """IamNN Studio's window. ``engine_ready`` is True once the engine and all views are loaded."""
+
+    geometry_b64 = Setting("")
+    last_tab = Setting("Train")
+    runs_dir = Setting("")
+    last_checkpoint = Setting("")
+    run_form = Setting({})
+
+    def __init__(self, runs_dir: str | None = None, loader: EngineLoader | None = None) -> None:
+        super().__init__()
+        restore_settings(self, SETTINGS_GROUP)
+        if runs_dir:
+            self.runs_dir = str(Path(runs_dir).expanduser().resolve())
+        elif not self.runs_dir:
+            self.runs_dir = str(Path.cwd() / "runs")
+        self.setWindowTitle(APP_TITLE)
+        self.setAcceptDrops(True)
+        self.setMinimumSize(1100, 700)
+        self.engine_info: EngineInfo | None = None
+        self.engine_ready = False
+        self._pending: list[Callable[[], None]] = []
+        self._close_after_stop = False
+
+        self.training = TrainingView()
+        self.training.set_runs_dir(self.runs_dir)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.training, "Train")
+        self.hosts: dict[str, ViewHost] = {}
+        for name in LAZY_VIEWS:
+            self.hosts[name] = ViewHost("Loading the engine…")
+            self.tabs.addTab(self.hosts[name], name)
+        self.setCentralWidget(self.tabs)
+        self._select_tab(self.last_tab)
+
+        self._build_actions()
+        self._build_status_bar()
+        self._restore_geometry()
+
+        self.training.run_state_changed.connect(self.run_label.setText)
+        self.training.run_started.connect(self._on_run_started)
+        self.training.run_ended.connect(self._on_run_ended)
+        self.training.open_in_study.connect(self.open_run_in_study)
+        self.training.use_model.connect(self.open_checkpoint)
+
+        self.loader = loader or shared_loader()
+        self.loader.ready.connect(self._on_engine_ready)
+        self.loader.failed.connect(self._on_engine_failed)
+        self.loader.start()
+
+    # ------------------------------------------------------------- building
+    def _build_actions(self) -> None:
+        def action(text: str, slot: Callable, shortcut: Any = None, tip: str = "") -> QAction:
+            act = QAction(text, self)
+            if shortcut is not None:
+                act.setShortcut(shortcut)
+            act.setStatusTip(tip)
+            act.triggered.connect(slot)
+            return act
+
+        self.open_config_action = action("Open run config…", self.choose_config_file, QKeySequence.StandardKey.Open,
+                                         "Load the run settings from a TOML file (the CLI's format)")
+        self.save_config_action = action("Save run config…", self.choose_save_config_file,
+                                         QKeySequence.StandardKey.Save, "Save the run settings as a TOML file")
+        self.open_checkpoint_action = action("Open checkpoint…", self.choose_checkpoint_file, "Ctrl+Shift+O",
+                                             "Open a trained model in the Use tab")
+        self.export_action = action("Export…", self.show_export_dialog, "Ctrl+E",
+                                    "Export a checkpoint to ONNX or TorchScript")
+        self.runs_dir_action = action("Choose runs folder…", self.choose_runs_dir, None,
+                                      "Where new runs are saved and the Runs tab looks")
+        self.paste_action = action("Paste image", self.paste, QKeySequence.StandardKey.Paste,
+                                   "Classify the image on the clipboard in the Use tab")
+        self.quit_action = action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.engine_actions = [self.open_config_action, self.save_config_action, self.open_checkpoint_action,
+                               self.export_action, self.paste_action]
+        for act in self.engine_actions:
+            act.setEnabled(False)
+        self.addAction(self.paste_action)
+
+        file_menu = self.menuBar().addMenu("&File")
+        for act in (self.open_config_action, self.save_config_action, None, self.open_checkpoint_action,
+                    self.export_action, None, self.runs_dir_action, None, self.quit_action):
+            if act is None:
+                file_menu.addSeparator()
+            else:
+                file_menu.addAction(act)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        edit_menu.addAction(self.paste_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(action("About IamNN Studio", self.show_about))
+
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        bar.setSizeGripEnabled(False)
+        self.engine_label = QLabel("Loading engine…")
+        self.run_label = QLabel("Idle")
+        self.engine_label.setContentsMargins(SPACING["row"], 0, SPACING["row"], 0)
+        self.run_label.setContentsMargins(SPACING["row"], 0, SPACING["row"], 0)
+        bar.addWidget(self.engine_label)
+        bar.addPermanentWidget(self.run_label)
+
+    def _restore_geometry(self) -> None:
+        if self.geometry_b64:
+            try:
+                self.restoreGeometry(QByteArray(base64.b64decode(self.geometry_b64)))
+                return
+            except (ValueError, TypeError):
+                pass
+        self.resize(1280, 800)
+
+    def _select_tab(self, name: str) -> None:
+        for index in range(self.tabs.count()):
+            if self.tabs.tabText(index) == name:
+                self.tabs.setCurrentIndex(index)
+
+    def view(self, name: str) -> Any:
+        """The real Use / Study / Runs view, or None before the engine loaded (or if it failed)."""
+        host = self.hosts.get(name)
+        return host.view if host else None
+
+    # --------------------------------------------------------------- engine
+    @Slot(object)
+    def _on_engine_ready(self, info: EngineInfo) -> None:
+        if self.engine_ready:
+            return
+        self.engine_info = info
+        for name, (module, cls) in LAZY_VIEWS.items():
+            view, reason = load_view(module, cls)
+            if view is None:
+                self.hosts[name].show_failure(f"The {name} view failed to load: {reason}")
+            else:
+                self.hosts[name].set_view(view)
+        self._connect_views()
+        self.training.set_engine_ready(info, self.run_form or None)
+        for act in self.engine_actions:
+            act.setEnabled(True)
+        self.engine_ready = True
+        text = info.summary
+        details = [f"Loaded in {info.seconds:.1f} s"]
+        details += [f"missing {name}: {reason}" for name, reason in info.missing.items()]
+        details += [f"plugin {line}" for line in info.plugin_lines]
+        if info.missing:
+            text += f" · {len(info.missing)} part(s) missing"
+        if info.plugin_failures:
+            text += f" · {len(info.plugin_failures)} plugin(s) failed"
+            self.statusBar().showMessage("Plugin failed: " + info.plugin_failures[0], 10000)
+        self.engine_label.setText(text)
+        self.engine_label.setToolTip("\n".join(details))
+        pending, self._pending = self._pending, []
+        for job in pending:
+            job()
+
+    @Slot(str)
+    def _on_engine_failed(self, message: str) -> None:
+        self.engine_label.setText(f"Engine failed to load: {message}")
+        self.engine_label.setStyleSheet(f"color: {COLORS['error']};")
+        for host in self.hosts.values():
+            host.show_failure(f"The engine failed to load: {message}")
+        self.training.header.subtitle.setText(f"The engine failed to load: {message}")
+
+    def _connect_views(self) -> None:
+        runs = self.view("Runs")
+        if runs is not None:
+            _call(runs, "set_runs_dir", self.runs_dir)
+            _connect(runs, "open_run", self.open_run_in_study)
+            _connect(runs, "continue_run", self.continue_run)
+            _connect(runs, "use_checkpoint", self.open_checkpoint)
+        if self.last_checkpoint and Path(self.last_checkpoint).is_file() and self.view("Use") is not None:
+            _call(self.view("Use"), "load_checkpoint", self.last_checkpoint)
+
+    def when_ready(self, job: Callable[[], None]) -> None:
+        """Run ``job`` now if the engine is loaded, else as soon as it is."""
+        if self.engine_ready:
+            job()
+        else:
+            self._pending.append(job)
+            self.statusBar().showMessage("The engine is still loading; this will happen once it is ready.", 5000)
+
+    # ------------------------------------------------------------- commands
+    @Slot(str)
+    def open_checkpoint(self, path: str) -> None:
+        def job() -> None:
+            view = self.view("Use")
+            if view is None:
+                self._error("Cannot open the checkpoint", "The Use view is not available.")
+                return
+            self._select_tab("Use")
+            if view.load_checkpoint(str(path)):
+                self.last_checkpoint = str(path)
+                self.statusBar().showMessage(f"Opened {Path(path).name}", 5000)
+
+        self.when_ready(job)
+
+    @Slot(str)
+    def open_run_in_study(self, run_dir: str) -> None:
+        def job() -> None:
+            view = self.view("Study")
+            if view is not None:
+                view.show_run(str(run_dir))
+                self._select_tab("Study")
+
+        self.when_ready(job)
+
+    @Slot(str)
+    def continue_run(self, run_dir: str) -> None:
+        def job() -> None:
+            if self.training.is_running:
+                self._error("A run is already training", "Stop it first, then continue the other run.")
+                return
+            self._select_tab("Train")
+            self.training.continue_run(str(run_dir))
+
+        self.when_ready(job)
+
+    def add_images(self, paths: list[str]) -> None:
+        def job() -> None:
+            view = self.view("Use")
+            if view is not None:
+                self._select_tab("Use")
+                view.add_image_files([str(p) for p in paths])
+
+        self.when_ready(job)
+
+    def load_config_file(self, path: str) -> bool:
+        if not self.engine_ready:
+            self.when_ready(lambda: self.load_config_file(path))
+            return False
+        error = self.training.form.load_file(path)
+        if error:
+            self._error("Cannot load the run config", error)
+            return False
+        self._select_tab("Train")
+        self.statusBar().showMessage(f"Loaded {Path(path).name}", 5000)
+        return True
+
+    def save_config_file(self, path: str) -> bool:
+        error = self.training.form.save_file(path)
+        if error:
+            self._error("Cannot save the run config", error)
+            return False
+        self.statusBar().showMessage(f"Saved {Path(path).name}", 5000)
+        return True
+
+    def choose_config_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open run config", self.runs_dir, "Run configs (*.toml)")
+        if path:
+            self.load_config_file(path)
+
+    def choose_save_config_file(self) -> None:
+        name = self.training.form.training.name.text().strip() or "run"
+        start = str(Path(self.runs_dir).parent / f"{name}.toml")
+        path, _ = QFileDialog.getSaveFileName(self, "Save run config", start, "Run configs (*.toml)")
+        if path:
+            if not path.endswith(".toml"):
+                path += ".toml"
+            self.save_config_file(path)
+
+    def choose_checkpoint_file(self) -> None:
+        start = self.last_checkpoint or self.runs_dir
+        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", start, "Checkpoints (*.pt *.pth)")
+        if path:
+            self.open_checkpoint(path)
+
+    def choose_runs_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the runs folder", self.runs_dir)
+        if folder:
+            self.set_runs_dir(folder)
+
+    def set_runs_dir(self, folder: str) -> None:
+        self.runs_dir = str(folder)
+        self.training.set_runs_dir(self.runs_dir)
+        runs = self.view("Runs")
+        if runs is not None:
+            _call(runs, "set_runs_dir", self.runs_dir)
+
+    def show_export_dialog(self) -> None:
+        def job() -> None:
+            try:
+                from .export_dialog import ExportDialog
+
+                checkpoint = self.training.checkpoint_path() or self.last_checkpoint or None
+                dialog = ExportDialog(checkpoint, self)
+            except Exception as error:
+                self._error("Export is unavailable", f"{type(error).__name__}: {error}")
+                return
+            dialog.exec()
+
+        self.when_ready(job)
+
+    @Slot()
+    def paste(self) -> None:
+        """Ctrl+V: an image (or image files) from the clipboard goes to the Use tab."""
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is None:
+            return
+        if not self.handle_mime(mime, accept_image_data=True):
+            self.statusBar().showMessage("The clipboard holds no image.", 4000)
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self, "About IamNN Studio",
+            "<b>IamNN Studio</b><br>Train, study and use IamNN image classifiers: ResNets whose blocks "
+            "share their weights across iterations and stop early on easy images.",
+        )
+
+    # ---------------------------------------------------------- drag & drop
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if _classify_urls(event.mimeData()) or event.mimeData().hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: ANN001 - Qt's signature
+        event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        if self.handle_mime(event.mimeData(), accept_image_data=True):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def handle_mime(self, mime: QMimeData, *, accept_image_data: bool) -> bool:
+        """Images -> Use tab, a checkpoint -> Use tab, a run config -> Train form."""
+        images, checkpoints, configs = _classify_urls(mime) or ([], [], [])
+        if configs:
+            self.load_config_file(configs[0])
+        if checkpoints:
+            self.open_checkpoint(checkpoints[0])
+        if images:
+            self.add_images(images)
+        if images or checkpoints or configs:
+            return True
+        if accept_image_data and mime.hasImage():
+            image = mime.imageData()
+            if image is not None and not image.isNull():
+                def job() -> None:
+                    view = self.view("Use")
+                    if view is not None:
+                        self._select_tab("Use")
+                        view.add_image(image, "pasted image")
+
+                self.when_ready(job)
+                return True
+        return False
+
+    # ---------------------------------------------------------------- runs
+    def _on_run_started(self) -> None:
+        self.run_form = self.training.form.values()
+        save_settings(self, SETTINGS_GROUP)
+
+    @Slot(str)
+    def _on_run_ended(self, outcome: str) -> None:
+        runs = self.view("Runs")
+        if runs is not None:
+            _call(runs, "refresh")
+        if self._close_after_stop:
+            self.close()
+
+    # ---------------------------------------------------------------- close
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.training.is_running:
+            if self._close_after_stop:  # already stopping: wait for the run to end
+                event.ignore()
+                return
+            if not confirm_stop_on_close(self):
+                event.ignore()
+                return
+            self._close_after_stop = True
+            self.training.stop_run()
+            self.run_label.setText("Stopping… the window closes once the run has saved its checkpoint")
+            event.ignore()
+            return
+        self.save_state()
+        self.training.shutdown()
+        event.accept()
+
+    def save_state(self) -> None:
+        self.geometry_b64 = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")
+        self.last_tab = self.tabs.tabText(self.tabs.currentIndex())
+        if self.engine_ready:
+            self.run_form = self.training.form.values()
+        save_settings(self, SETTINGS_GROUP)
+
+    def _error(self, title: str, message: str) -> None:
+        self.statusBar().showMessage(message, 8000)
+        QMessageBox.warning(self, title, message)
+
+
+def _classify_urls(mime: QMimeData) -> tuple[list[str], list[str], list[str]] | None:
+    if not mime.hasUrls():
+        return None
+    images, checkpoints, configs = [], [], []
+    for url in mime.urls():
+        if not isinstance(url, QUrl) or not url.isLocalFile():
+            continue
+        path = url.toLocalFile()
+        suffix = Path(path).suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            images.append(path)
+        elif suffix in CHECKPOINT_SUFFIXES:
+            checkpoints.append(path)
+        elif suffix in CONFIG_SUFFIXES:
+            configs.append(path)
+    return (images, checkpoints, configs) if images or checkpoints or configs else None
+
+
+def _call(view: Any, method: str, *args: Any) -> Any:
+    fn = getattr(view, method, None)
+    return fn(*args) if callable(fn) else None
+
+
+def _connect(view: Any, signal: str, slot: Callable) -> None:
+    sig = getattr(view, signal, None)
+    if sig is not None:
+        sig.connect(slot)

@@ -1,0 +1,157 @@
+"""One look for every view: colours, fonts, spacing, the Qt style sheet and pyqtgraph defaults.
+
+Views import the names here instead of writing colours inline, so the app stays consistent:
+``COLORS`` for text and surfaces, ``BLOCK_COLORS`` for the four IamNN blocks (the same colour for
+block 2 in every plot), ``SERIES`` for train/validation curves, ``SPACING`` for layouts.
+``apply_style(app)`` is called once at start-up; ``configure_pyqtgraph()`` before any plot exists.
+"""
+from __future__ import annotations
+
+from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
+
+#: Surfaces and text: a calm light theme with one accent colour.
+COLORS: dict[str, str] = {
+    "window": "#F5F6F8",
+    "surface": "#FFFFFF",
+    "surface_alt": "#F0F2F5",
+    "border": "#DDE1E6",
+    "border_strong": "#C4CAD2",
+    "text": "#1F2328",
+    "text_muted": "#5B6470",
+    "text_faint": "#8A939E",
+    "accent": "#2563EB",
+    "accent_hover": "#1D4ED8",
+    "accent_soft": "#E8EFFD",
+    "success": "#15803D",
+    "warning": "#B45309",
+    "error": "#C62828",
+    "error_soft": "#FDECEC",
+}
+
+#: The four IamNN blocks, Okabe-Ito colours (distinguishable with colour-blindness).
+BLOCK_COLORS: tuple[str, str, str, str] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
+
+#: Train and validation series in every plot.
+SERIES: dict[str, str] = {"train": "#2563EB", "val": "#E4572E", "other": "#6B7280"}
+
+#: Layout spacing in pixels: outer margins of a page, gap between sections, gap inside a form.
+SPACING: dict[str, int] = {"page": 16, "section": 14, "row": 8, "tight": 4}
+
+FONT_FAMILIES = ["Inter", "Segoe UI", "SF Pro Text", "Cantarell", "Noto Sans", "DejaVu Sans"]
+BASE_POINT_SIZE = 10
+
+
+def block_color(block: int) -> str:
+    """Colour of block ``block`` (0-based), the same in every plot of the app."""
+    return BLOCK_COLORS[block % len(BLOCK_COLORS)]
+
+
+def app_font() -> QFont:
+    font = QFont()
+    font.setFamilies(FONT_FAMILIES)
+    font.setPointSize(BASE_POINT_SIZE)
+    return font
+
+
+STYLE_SHEET = """
+QMainWindow, QDialog {{ background: {window}; }}
+QWidget {{ color: {text}; }}
+QToolTip {{ background: {surface}; color: {text}; border: 1px solid {border}; padding: 4px; }}
+
+QTabWidget::pane {{ border: none; background: {window}; }}
+QTabBar::tab {{
+    background: transparent; color: {text_muted}; padding: 8px 18px; margin-right: 2px;
+    border: none; border-bottom: 2px solid transparent; font-weight: 600;
+}}
+QTabBar::tab:selected {{ color: {accent}; border-bottom: 2px solid {accent}; }}
+QTabBar::tab:hover:!selected {{ color: {text}; }}
+
+QFrame#Card {{ background: {surface}; border: 1px solid {border}; border-radius: 8px; }}
+QLabel#CardTitle {{ font-weight: 600; font-size: {title_pt}pt; }}
+QLabel#Muted, QLabel[role="muted"] {{ color: {text_muted}; }}
+QLabel[role="error"] {{ color: {error}; }}
+QLabel[role="hint"] {{ color: {text_faint}; }}
+QLabel#Figure {{ color: {text}; font-weight: 600; }}
+
+QPushButton {{
+    background: {surface}; border: 1px solid {border_strong}; border-radius: 5px;
+    padding: 6px 14px; min-height: 18px;
+}}
+QPushButton:hover {{ background: {surface_alt}; }}
+QPushButton:disabled {{ color: {text_faint}; border-color: {border}; }}
+QPushButton#Primary {{ background: {accent}; color: white; border: 1px solid {accent}; font-weight: 600; }}
+QPushButton#Primary:hover {{ background: {accent_hover}; }}
+QPushButton#Primary:disabled {{ background: {border_strong}; border-color: {border_strong}; color: {surface}; }}
+
+QProgressBar {{
+    background: {surface_alt}; border: none; border-radius: 4px; height: 8px; text-align: center;
+}}
+QProgressBar::chunk {{ background: {accent}; border-radius: 4px; }}
+
+QListWidget {{ background: {surface}; border: 1px solid {border}; border-radius: 6px; }}
+QListWidget::item {{ padding: 3px 6px; }}
+QScrollArea {{ border: none; background: transparent; }}
+QScrollArea > QWidget > QWidget {{ background: transparent; }}
+QStatusBar {{ background: {surface}; border-top: 1px solid {border}; color: {text_muted}; }}
+QStatusBar::item {{ border: none; }}
+QToolBar {{ background: {surface}; border: none; border-bottom: 1px solid {border}; spacing: 4px; padding: 3px; }}
+QMenuBar {{ background: {surface}; }}
+QSplitter::handle {{ background: {window}; }}
+"""
+
+
+def style_sheet() -> str:
+    return STYLE_SHEET.format(**COLORS, title_pt=BASE_POINT_SIZE + 1)
+
+
+def apply_style(app: QApplication) -> None:
+    """The app-wide font, palette and style sheet (Fusion, so every platform looks the same)."""
+    app.setStyle("Fusion")
+    app.setFont(app_font())
+    palette = app.palette()
+    palette.setColor(QPalette.ColorRole.Window, QColor(COLORS["window"]))
+    palette.setColor(QPalette.ColorRole.Base, QColor(COLORS["surface"]))
+    palette.setColor(QPalette.ColorRole.AlternateBase, QColor(COLORS["surface_alt"]))
+    palette.setColor(QPalette.ColorRole.Text, QColor(COLORS["text"]))
+    palette.setColor(QPalette.ColorRole.WindowText, QColor(COLORS["text"]))
+    palette.setColor(QPalette.ColorRole.Highlight, QColor(COLORS["accent"]))
+    palette.setColor(QPalette.ColorRole.PlaceholderText, QColor(COLORS["text_faint"]))
+    app.setPalette(palette)
+    app.setStyleSheet(style_sheet())
+
+
+def configure_pyqtgraph() -> None:
+    """White plots, muted axes; antialias and OpenGL off (cheap repaints while training)."""
+    import pyqtgraph as pg  # a gui module may be used without plots; keep the import local
+
+    pg.setConfigOptions(
+        background=COLORS["surface"], foreground=COLORS["text_muted"], antialias=False, useOpenGL=False
+    )
+
+
+def set_role(label: QLabel, role: str) -> QLabel:
+    """Give a label a style role (``muted``, ``error``, ``hint``) and re-polish it."""
+    label.setProperty("role", role)
+    repolish(label)
+    return label
+
+
+def set_invalid(widget: QWidget, invalid: bool) -> None:
+    """Tint an input red (or back). Through the palette, not the style sheet: a style-sheet border
+    on spin and combo boxes makes Fusion drop their arrows."""
+    if bool(widget.property("invalid")) == invalid:
+        return
+    widget.setProperty("invalid", invalid)
+    palette = widget.palette()
+    base = QApplication.palette().color(QPalette.ColorRole.Base)
+    palette.setColor(QPalette.ColorRole.Base, QColor(COLORS["error_soft"]) if invalid else base)
+    palette.setColor(QPalette.ColorRole.Button, QColor(COLORS["error_soft"]) if invalid
+                     else QApplication.palette().color(QPalette.ColorRole.Button))
+    widget.setPalette(palette)
+
+
+def repolish(widget: QWidget) -> None:
+    style = widget.style()
+    style.unpolish(widget)
+    style.polish(widget)

@@ -1,0 +1,606 @@
+"""The Train tab: the run form on the left; on the right the run's controls, progress and live plots.
+
+Engine events arrive as queued signals from the training thread (``worker.TrainingSession``).
+Each event only appends to numpy buffers and notes the latest figures; one 250 ms timer
+(``plots.PlotRefresher``) redraws what changed and refreshes the labels, so the window's cost
+does not grow with the event rate.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .forms.fields import muted
+from .forms.model_panel import format_count, format_range
+from .forms.run_form import RunForm
+from .plots import BufferedCurve, PlotRefresher, add_curve, add_level_line, style_plot
+from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph, set_role
+from .system_panel import SystemPanel
+from .worker import BackgroundTasks, TrainingSession
+
+MAX_LOG_LINES = 2000
+
+
+class LiveMonitor(pg.GraphicsLayoutWidget):
+    """Six plots of a run: loss, accuracy, iterations per block (with caps), MACs, speed, learning rate."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        configure_pyqtgraph()
+        super().__init__(parent)
+        self.ci.layout.setContentsMargins(4, 4, 4, 4)
+        self.ci.layout.setHorizontalSpacing(10)
+        self.ci.layout.setVerticalSpacing(8)
+        train_val = f"{_swatch(SERIES['train'], 'train')} {_swatch(SERIES['val'], 'validation')}"
+        blocks = " ".join(_swatch(color, str(b + 1)) for b, color in enumerate(BLOCK_COLORS))
+        loss = style_plot(self.addPlot(row=0, col=0), f"Loss {train_val}")
+        accuracy = style_plot(self.addPlot(row=0, col=1), f"Accuracy % {train_val}")
+        iterations = style_plot(self.addPlot(row=0, col=2), f"Iterations per block {blocks}")
+        macs = style_plot(self.addPlot(row=1, col=0), f"MACs per image (M) {train_val}", x_label="step")
+        speed = style_plot(self.addPlot(row=1, col=1), "Images per second", x_label="step")
+        lr = style_plot(self.addPlot(row=1, col=2), "Learning rate", x_label="step")
+        self.plots = {"loss": loss, "accuracy": accuracy, "iterations": iterations, "macs": macs,
+                      "speed": speed, "lr": lr}
+        self.curves: dict[str, BufferedCurve] = {
+            "train_loss": add_curve(loss, SERIES["train"], "train"),
+            "val_loss": add_curve(loss, SERIES["val"], "validation", symbol="o"),
+            "train_accuracy": add_curve(accuracy, SERIES["train"], "train"),
+            "val_accuracy": add_curve(accuracy, SERIES["val"], "validation", symbol="o"),
+            "macs": add_curve(macs, SERIES["train"], "train"),
+            "val_macs": add_curve(macs, SERIES["val"], "validation", symbol="o"),
+            "images_per_s": add_curve(speed, SERIES["other"]),
+            "lr": add_curve(lr, SERIES["other"]),
+        }
+        for block, color in enumerate(BLOCK_COLORS):
+            self.curves[f"iterations_{block}"] = add_curve(iterations, color, f"block {block + 1}")
+        self.cap_lines = [add_level_line(iterations, 0, color) for color in BLOCK_COLORS]
+        for line in self.cap_lines:
+            line.setVisible(False)
+        iterations.setYRange(0, 4)
+
+    def reset(self, caps: tuple[int, ...] | None) -> None:
+        for curve in self.curves.values():
+            curve.clear()
+        for block, line in enumerate(self.cap_lines):
+            visible = caps is not None and block < len(caps)
+            line.setVisible(visible)
+            if visible:
+                line.setValue(caps[block])
+        if caps:
+            self.plots["iterations"].setYRange(0, max(caps) + 0.5)
+
+    def add_step(self, data: dict[str, Any]) -> None:
+        x = float(data.get("step", 0))
+        self.curves["train_loss"].append(x, data.get("loss"))
+        self.curves["train_accuracy"].append(x, _percent(data.get("accuracy")))
+        self.curves["macs"].append(x, _millions(data.get("macs")))
+        self.curves["images_per_s"].append(x, data.get("images_per_s"))
+        self.curves["lr"].append(x, data.get("lr"))
+        for block, value in enumerate((data.get("iterations") or [])[:4]):
+            self.curves[f"iterations_{block}"].append(x, value)
+
+    def add_epoch(self, data: dict[str, Any]) -> None:
+        x = float(data.get("step", 0))
+        self.curves["val_loss"].append(x, data.get("val_loss"))
+        self.curves["val_accuracy"].append(x, _percent(data.get("val_accuracy")))
+        self.curves["val_macs"].append(x, _millions(data.get("macs")))
+
+    def curves_list(self) -> list[BufferedCurve]:
+        return list(self.curves.values())
+
+
+class RunHeader(QFrame):
+    """Run title and state, the Start / Pause / Stop buttons, the progress bar, the follow-up actions."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Card")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(SPACING["page"], 12, SPACING["page"], 12)
+        layout.setSpacing(SPACING["row"])
+        top = QHBoxLayout()
+        titles = QVBoxLayout()
+        titles.setSpacing(2)
+        self.title = QLabel("Ready to train")
+        self.title.setObjectName("CardTitle")
+        self.subtitle = muted("Choose a dataset and a model, then press Start.")
+        titles.addWidget(self.title)
+        titles.addWidget(self.subtitle)
+        top.addLayout(titles, 1)
+        self.start = QPushButton("Start training")
+        self.start.setObjectName("Primary")
+        self.pause = QPushButton("Pause")
+        self.stop = QPushButton("Stop")
+        for button in (self.start, self.pause, self.stop):
+            button.setMinimumWidth(96)
+            top.addWidget(button)
+        layout.addLayout(top)
+
+        progress_row = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(8)
+        self.progress.setVisible(False)  # shown once a run starts
+        self.eta = muted("")
+        self.eta.setMinimumWidth(240)
+        self.eta.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.eta)
+        layout.addLayout(progress_row)
+
+        actions = QHBoxLayout()
+        self.result = QLabel()
+        self.result.setWordWrap(True)
+        self.open_study = QPushButton("Open in Study")
+        self.use_model = QPushButton("Use this model")
+        self.continue_run = QPushButton("Continue from last checkpoint")
+        actions.addWidget(self.result, 1)
+        for button in (self.continue_run, self.open_study, self.use_model):
+            actions.addWidget(button)
+        self.actions = QWidget()
+        self.actions.setLayout(actions)
+        actions.setContentsMargins(0, 0, 0, 0)
+        self.actions.setVisible(False)
+        layout.addWidget(self.actions)
+
+
+class TrainingView(QWidget):
+    """Configure a run, start it, watch it, and go on from its result."""
+
+    run_state_changed = Signal(str)  # a short sentence for the status bar
+    run_started = Signal()
+    run_ended = Signal(str)  # outcome: completed, max_steps, stopped, failed
+    open_in_study = Signal(str)  # run folder
+    use_model = Signal(str)  # checkpoint path
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runs_dir = str(Path("runs").resolve())
+        self.session: TrainingSession | None = None
+        self.last_run_dir: str | None = None
+        self.outcome: str | None = None
+        self.failure: str | None = None
+        self._engine_ready = False
+        self._state = "idle"
+        self._latest: dict[str, Any] = {}
+        self._progress_clock: tuple[float, float] | None = None  # (time, progress) of the first step event
+        self._started_at = time.monotonic()
+        self._tasks = BackgroundTasks(self)
+
+        self.form = RunForm()
+        self.header = RunHeader()
+        self.monitor = LiveMonitor()
+        self.log = QListWidget()
+        self.log.setWordWrap(True)
+        self.log.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.system = SystemPanel()
+
+        live = QWidget()
+        live_layout = QVBoxLayout(live)
+        live_layout.setContentsMargins(0, SPACING["row"], 0, 0)
+        live_layout.setSpacing(SPACING["row"])
+        live_layout.addWidget(self.monitor, 5)
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        log_box = QWidget()
+        log_layout = QVBoxLayout(log_box)
+        log_layout.setContentsMargins(0, 0, 0, 0)
+        log_layout.setSpacing(4)
+        log_title = QLabel("Run log")
+        log_title.setObjectName("CardTitle")
+        log_layout.addWidget(log_title)
+        log_layout.addWidget(self.log, 1)
+        bottom.addWidget(log_box)
+        bottom.addWidget(self.system)
+        bottom.setStretchFactor(0, 1)
+        bottom.setStretchFactor(1, 1)
+        bottom.setChildrenCollapsible(False)
+        live_layout.addWidget(bottom, 3)
+
+        self.pages = QTabWidget()
+        self.pages.setDocumentMode(True)
+        self.pages.addTab(self.form.preview, "Dataset preview")
+        self.pages.addTab(live, "Live training")
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(SPACING["page"] - 4, SPACING["page"], SPACING["page"], SPACING["row"])
+        right_layout.setSpacing(SPACING["row"])
+        right_layout.addWidget(self.header)
+        right_layout.addWidget(self.pages, 1)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.form)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setChildrenCollapsible(False)
+        self.form.setMinimumWidth(400)
+        splitter.setSizes([420, 860])
+        self.splitter = splitter
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+        self.refresher = PlotRefresher(self)
+        self.refresher.track(self.monitor.curves_list())
+        self.refresher.on_refresh(self._refresh_labels)
+
+        h = self.header
+        h.start.clicked.connect(self.start_run)
+        h.pause.clicked.connect(self.toggle_pause)
+        h.stop.clicked.connect(self.stop_run)
+        h.open_study.clicked.connect(lambda: self.last_run_dir and self.open_in_study.emit(self.last_run_dir))
+        h.use_model.clicked.connect(self._use_model)
+        h.continue_run.clicked.connect(lambda: self.last_run_dir and self.continue_run(self.last_run_dir))
+        self.form.validity_changed.connect(lambda _valid: self._update_buttons())
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ set-up
+    def set_engine_ready(self, info: Any, initial_values: dict[str, Any] | None) -> None:
+        self._engine_ready = True
+        self.form.set_engine_ready(info.device_name, info.cuda_available, initial_values)
+        if not info.has("iamnn_studio.engine.trainer"):
+            self.header.subtitle.setText(f"Training is unavailable: {info.missing['iamnn_studio.engine.trainer']}")
+        self.system.start()
+        self._update_buttons()
+
+    def set_runs_dir(self, path: str) -> None:
+        self.runs_dir = str(path)
+
+    @property
+    def is_running(self) -> bool:
+        return self.session is not None
+
+    @property
+    def state(self) -> str:
+        """idle, starting, running, paused or stopping."""
+        return self._state
+
+    # ---------------------------------------------------------------- commands
+    @Slot()
+    def start_run(self) -> bool:
+        if self.session is not None or not self._engine_ready:
+            return False
+        try:
+            config = self.form.config()
+        except (ValueError, TypeError) as error:
+            self.form.revalidate()
+            self._set_state("idle", f"Cannot start: {error}")
+            return False
+        self._launch(config, run_dir=None, resume=False, title=config.name)
+        return True
+
+    def continue_run(self, run_dir: str) -> bool:
+        """Resume a run from its last.pt with the settings it was started with."""
+        if self.session is not None or not self._engine_ready:
+            return False
+        self._launch(None, run_dir=run_dir, resume=True, title=Path(run_dir).name)
+        return True
+
+    def _launch(self, config: Any, *, run_dir: str | None, resume: bool, title: str) -> None:
+        self.outcome = self.failure = None
+        self._latest = {}
+        self._progress_clock = None
+        self._started_at = time.monotonic()
+        self.monitor.reset(config.model.caps if config is not None else None)
+        self.log.clear()
+        self.header.actions.setVisible(False)
+        self.header.progress.setValue(0)
+        self.header.progress.setVisible(True)
+        self.header.eta.setText("")
+        self.header.title.setText(title)
+        self.session = TrainingSession(config, self.runs_dir, run_dir=run_dir, resume=resume, parent=self)
+        self.session.event.connect(self._on_event)
+        self.session.finished.connect(self._on_session_finished)
+        self.pages.setCurrentIndex(1)
+        self._set_state("starting", "Loading the data and building the model…")
+        self.session.start()
+        self.run_started.emit()
+
+    @Slot()
+    def toggle_pause(self) -> None:
+        if self.session is None:
+            return
+        if self._state == "paused":
+            self.session.resume()
+        elif self._state == "running":
+            self.session.pause()
+            self.header.pause.setEnabled(False)  # until the trainer says it paused
+
+    @Slot()
+    def stop_run(self) -> None:
+        if self.session is not None and self._state != "stopping":
+            self.session.stop()
+            self._set_state("stopping", "Stopping… (finishing the current step and saving last.pt)")
+
+    # ------------------------------------------------------------------ events
+    @Slot(str, object)
+    def _on_event(self, kind: str, data: dict) -> None:
+        handler = getattr(self, f"_event_{kind}", None)
+        if handler is not None:
+            handler(data)
+
+    def _event_started(self, data: dict) -> None:
+        from iamnn_studio.engine.config import ModelConfig
+
+        self.last_run_dir = data.get("run_dir") or self.last_run_dir
+        config = data.get("config") or {}
+        caps = None
+        try:
+            caps = ModelConfig.from_dict(config.get("model", {})).caps
+        except (ValueError, TypeError, KeyError):
+            pass
+        self.monitor.reset(caps)
+        if data.get("resumed_from_epoch") is not None and self.last_run_dir:
+            self._replay_history(self.last_run_dir)
+        self._latest.update(total_steps=data.get("total_steps"), total_epochs=data.get("total_epochs"),
+                            device=data.get("device"), epoch=1)
+        name = Path(self.last_run_dir).name if self.last_run_dir else config.get("name", "run")
+        self.header.title.setText(name)
+        low, high = (data.get("macs_range") or [None, None])[:2]
+        facts = [f"on {data.get('device', '?')}"]
+        if data.get("parameters"):
+            facts.append(f"{format_count(data['parameters'])} parameters")
+        if low is not None:
+            facts.append(f"{format_range(low, high)} MACs per image")
+        dataset = data.get("dataset") or {}
+        if dataset:
+            facts.append(f"{dataset.get('name')}: {dataset.get('train', 0):,} train images")
+        resumed = data.get("resumed_from_epoch")
+        self._add_log(("Resumed after epoch %s · " % resumed if resumed is not None else "Started ") + " · ".join(facts))
+        self._set_state("running")
+
+    def _event_step(self, data: dict) -> None:
+        self.monitor.add_step(data)
+        self._latest.update(data)
+        progress = float(data.get("progress") or 0.0)
+        if self._progress_clock is None:
+            self._progress_clock = (time.monotonic(), progress)
+
+    def _event_epoch(self, data: dict) -> None:
+        self.monitor.add_epoch(data)
+        self._latest.update(epoch=min(int(data.get("epoch", 0)) + 1, int(data.get("total_epochs") or 10**9)))
+        parts = [f"Epoch {data.get('epoch')}/{data.get('total_epochs', '?')}"]
+        if data.get("train_loss") is not None:
+            parts.append(f"train loss {data['train_loss']:.3f}")
+        if data.get("val_accuracy") is not None:
+            parts.append(f"val acc {data['val_accuracy']:.1%}")
+        if data.get("iterations"):
+            parts.append("iterations " + " · ".join(f"{v:.1f}" for v in data["iterations"]))
+        if data.get("macs") is not None:
+            parts.append(f"{format_count(data['macs'])} MACs")
+        if data.get("images_per_s"):
+            parts.append(f"{data['images_per_s']:.0f} img/s")
+        self._add_log(" · ".join(parts))
+
+    def _event_checkpoint(self, data: dict) -> None:
+        name = Path(str(data.get("path", ""))).name
+        self._add_log(f"Saved {'best ' if data.get('best') else ''}checkpoint {name} (epoch {data.get('epoch')})",
+                      muted_line=True)
+
+    def _event_paused(self, data: dict) -> None:
+        self._set_state("paused", f"Paused at step {data.get('step')}")
+        self._add_log(f"Paused at step {data.get('step')}", muted_line=True)
+
+    def _event_resumed(self, data: dict) -> None:
+        self._progress_clock = None  # the pause must not count in the ETA
+        self._set_state("running")
+        self._add_log(f"Resumed at step {data.get('step')}", muted_line=True)
+
+    def _event_calibrated(self, data: dict) -> None:
+        text = "Halting calibrated"
+        if data.get("threshold") is not None:
+            text += f": threshold {data['threshold']:.3f}"
+        if data.get("val_accuracy") is not None:
+            text += f" · val acc {data['val_accuracy']:.1%}"
+        if data.get("val_macs") is not None:
+            text += f" · {format_count(data['val_macs'])} MACs per image"
+        self._add_log(text)
+
+    def _event_evaluated(self, data: dict) -> None:
+        text = f"Evaluated on the {data.get('split', 'test')} split"
+        if data.get("top1") is not None:
+            text += f": top-1 {data['top1']:.1%}"
+        macs = data.get("macs")
+        if isinstance(macs, dict) and macs.get("mean") is not None:
+            text += f" · mean {format_count(macs['mean'])} MACs"
+        self._add_log(text)
+
+    def _event_log(self, data: dict) -> None:
+        self._add_log(str(data.get("message", "")), muted_line=True)
+
+    def _event_finished(self, data: dict) -> None:
+        self.outcome = str(data.get("reason", "completed"))
+        self.last_run_dir = data.get("run_dir") or self.last_run_dir
+        best = data.get("best_accuracy")
+        words = {"completed": "Finished", "max_steps": "Finished (step limit reached)", "stopped": "Stopped"}
+        text = words.get(self.outcome, "Finished")
+        if best is not None:
+            text += f" · best validation accuracy {best:.1%}"
+        self._add_log(text)
+        self.header.result.setText(text)
+
+    def _event_failed(self, data: dict) -> None:
+        self.outcome = "failed"
+        self.failure = str(data.get("reason") or "unknown error")
+        self.last_run_dir = data.get("run_dir") or self.last_run_dir
+        self._add_log(f"Failed: {self.failure}")
+        self.header.result.setText(f"<span style='color:{COLORS['error']}'>Failed: {self.failure}</span>")
+        self.run_state_changed.emit(f"Training failed: {self.failure}")
+        QMessageBox.critical(self, "Training failed", self.failure)
+
+    @Slot()
+    def _on_session_finished(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            session.deleteLater()
+        outcome = self.outcome or ("stopped" if session is not None and session.stopping else "failed")
+        self.outcome = outcome
+        if outcome != "failed":
+            self.header.progress.setValue(1000 if outcome != "stopped" else self.header.progress.value())
+        step = self._latest.get("step")
+        elapsed = time.monotonic() - self._started_at
+        self.header.eta.setText(f"{step:,} steps in {format_duration(elapsed)}" if step else format_duration(elapsed))
+        self._show_result_actions()
+        sentences = {"completed": "Run finished", "max_steps": "Run finished (step limit)", "stopped": "Run stopped",
+                     "failed": f"Run failed: {self.failure or 'see the run log'}"}
+        self._set_state("idle", sentences.get(outcome, "Run ended"))
+        self.run_ended.emit(outcome)
+
+    # ----------------------------------------------------------------- display
+    def _set_state(self, state: str, sentence: str | None = None) -> None:
+        self._state = state
+        default = {"starting": "Starting…", "running": "Training", "paused": "Paused", "stopping": "Stopping…",
+                   "idle": "Idle"}
+        sentence = sentence or default[state]
+        self.header.subtitle.setText(sentence)
+        self.run_state_changed.emit(sentence)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        h, state = self.header, self._state
+        idle = self.session is None
+        h.start.setEnabled(idle and self._engine_ready and self.form.is_valid)
+        h.start.setToolTip("" if h.start.isEnabled() else self._start_blocker())
+        h.pause.setEnabled(state in ("running", "paused"))
+        h.pause.setText("Resume" if state == "paused" else "Pause")
+        h.stop.setEnabled(not idle and state != "stopping")
+
+    def _start_blocker(self) -> str:
+        if not self._engine_ready:
+            return "The engine is still loading"
+        if self.session is not None:
+            return "A run is in progress"
+        if self.form.errors:
+            return "Fix the fields marked in red first"
+        return self.form.dataset_error or ""
+
+    def _refresh_labels(self) -> None:
+        """Progress, ETA and the state line: on the refresher's tick, never per event."""
+        latest = self._latest
+        if self.session is None or not latest:
+            return
+        progress = float(latest.get("progress") or 0.0)
+        self.header.progress.setValue(int(progress * 1000))
+        step, total = latest.get("step"), latest.get("total_steps")
+        parts = []
+        if latest.get("epoch") and latest.get("total_epochs"):
+            parts.append(f"epoch {latest['epoch']}/{latest['total_epochs']}")
+        if step is not None and total:
+            parts.append(f"step {step:,}/{total:,}")
+        eta = self._eta(progress)
+        if progress >= 1.0 and self._state == "running":
+            parts.append("calibrating and evaluating…")
+        elif eta is not None:
+            parts.append(f"{format_duration(eta)} left")
+        self.header.eta.setText(" · ".join(parts))
+        if self._state == "running" and latest.get("accuracy") is not None:
+            sentence = f"Training on {latest.get('device', '?')} · {latest.get('images_per_s', 0):.0f} img/s"
+            if sentence != self.header.subtitle.text():
+                self.header.subtitle.setText(sentence)
+                self.run_state_changed.emit("Training · " + " · ".join(parts))
+
+    def _eta(self, progress: float) -> float | None:
+        if self._progress_clock is None or self._state != "running":
+            return None
+        start_time, start_progress = self._progress_clock
+        done = progress - start_progress
+        elapsed = time.monotonic() - start_time
+        if done <= 0 or elapsed < 1.0:
+            return None
+        return elapsed / done * (1.0 - progress)
+
+    def _show_result_actions(self) -> None:
+        h = self.header
+        has_run = bool(self.last_run_dir)
+        checkpoint = self.checkpoint_path()
+        h.actions.setVisible(has_run or bool(self.failure))
+        h.open_study.setVisible(has_run and self.outcome != "failed")
+        h.use_model.setVisible(checkpoint is not None and self.outcome != "failed")
+        last = Path(self.last_run_dir, "checkpoints", "last.pt") if has_run else None
+        h.continue_run.setVisible(
+            bool(last and last.exists()) and self.outcome in ("failed", "stopped")
+        )
+
+    def checkpoint_path(self) -> str | None:
+        """The best checkpoint of the last run (its last one if no best was kept)."""
+        if not self.last_run_dir:
+            return None
+        for name in ("best.pt", "last.pt"):
+            path = Path(self.last_run_dir, "checkpoints", name)
+            if path.exists():
+                return str(path)
+        return None
+
+    def _use_model(self) -> None:
+        path = self.checkpoint_path()
+        if path:
+            self.use_model.emit(path)
+
+    def _add_log(self, text: str, muted_line: bool = False) -> None:
+        self.log.addItem(text)
+        item = self.log.item(self.log.count() - 1)
+        if muted_line:
+            item.setForeground(pg.mkColor(COLORS["text_muted"]))
+        while self.log.count() > MAX_LOG_LINES:
+            self.log.takeItem(0)
+        self.log.scrollToBottom()
+
+    def _replay_history(self, run_dir: str) -> None:
+        """A resumed run's earlier points, read from metrics.jsonl in the background."""
+        from iamnn_studio.engine.runs import read_metrics
+
+        self._tasks.submit("history", lambda: read_metrics(run_dir), self._on_history, lambda _message: None)
+
+    def _on_history(self, records: list[dict]) -> None:
+        latest_run = [r for r in records if r.get("event") in ("step", "epoch")]
+        resumed_step = self._latest.get("step")
+        for record in latest_run:
+            if resumed_step is not None and record.get("step", 0) > resumed_step:
+                continue
+            (self.monitor.add_step if record["event"] == "step" else self.monitor.add_epoch)(record)
+
+    def shutdown(self) -> None:
+        """Stop polling (window closing)."""
+        self.system.stop()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _swatch(color: str, text: str) -> str:
+    """A coloured legend word for a plot title (legends inside small plots hide the curves)."""
+    return f"<span style='color:{color};font-weight:400;font-size:9pt'>&#9632;&nbsp;{text}</span>"
+
+
+def _percent(value: Any) -> float | None:
+    return None if value is None else 100.0 * float(value)
+
+
+def _millions(value: Any) -> float | None:
+    return None if value is None else float(value) / 1e6

@@ -1,0 +1,255 @@
+"""Background work for the GUI: a training run in a QThread, and short jobs in a small thread pool.
+
+``TrainingSession`` runs the engine's ``Trainer.run()`` in its own QThread. The worker is a thin
+adaptor: every engine ``Event`` becomes one queued ``event(kind, data)`` signal (the trainer already
+throttles step events to <= 10/s); stop, pause and resume call the trainer's thread-safe methods
+directly. The thread is never terminated and never deleted while it runs: ``finished`` fires once
+it has ended, and only then are the thread and worker released.
+
+``BackgroundTasks`` runs short jobs (build a model to count its parameters, decode a dataset
+preview) off the UI thread; a newer request under the same key supersedes an older one, whose
+result is dropped (Orange's "cancel on new input").
+
+Neither imports torch or the engine at module import: both run after the engine loader is ready.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
+
+TERMINAL_EVENTS = ("finished", "failed")
+
+
+def create_trainer(config: Any, *, runs_dir: str, run_dir: str | None, resume: bool, listeners: tuple) -> Any:
+    """The engine's Trainer (a seam: tests replace it to simulate failures)."""
+    from iamnn_studio.engine.trainer import Trainer
+
+    return Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume, listeners=listeners)
+
+
+def describe_error(error: BaseException) -> str:
+    """One human sentence for an exception that escaped the trainer."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if "out of memory" in text.lower():
+        return f"The GPU ran out of memory ({text}). Try a smaller batch size or width."
+    if isinstance(error, ValueError):
+        return text
+    return f"{type(error).__name__}: {text}"
+
+
+class TrainingWorker(QObject):
+    """Lives in the training thread; ``run`` blocks there until the trainer returns."""
+
+    event = Signal(str, object)  # kind, data (a plain dict)
+    done = Signal()
+
+    def __init__(self, config: Any, runs_dir: str, run_dir: str | None, resume: bool) -> None:
+        super().__init__()
+        self._config, self._runs_dir, self._run_dir, self._resume = config, runs_dir, run_dir, resume
+        self._lock = threading.Lock()
+        self._trainer: Any = None
+        self._stop_requested = False
+        self._terminal_sent = False
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            trainer = create_trainer(
+                self._config, runs_dir=self._runs_dir, run_dir=self._run_dir, resume=self._resume,
+                listeners=(self._forward,),
+            )
+            with self._lock:
+                self._trainer = trainer
+                stop_now = self._stop_requested
+            if stop_now:
+                trainer.stop()
+            trainer.run()
+        except BaseException as error:  # noqa: BLE001 - whatever escapes becomes the run's failure
+            if not self._terminal_sent:
+                self.event.emit("failed", {"reason": describe_error(error), "run_dir": self._run_dir})
+        finally:
+            with self._lock:
+                self._trainer = None
+            self.done.emit()
+
+    def _forward(self, event: Any) -> None:
+        """The trainer's listener: runs in the training thread, hands a copy to the UI thread."""
+        if event.kind in TERMINAL_EVENTS:
+            self._terminal_sent = True
+        self.event.emit(event.kind, dict(event.data))
+
+    def _call(self, method: str) -> None:
+        with self._lock:
+            trainer = self._trainer
+            if trainer is None:
+                if method == "stop":
+                    self._stop_requested = True
+                return
+        getattr(trainer, method)()
+
+    def stop(self) -> None:
+        self._call("stop")
+
+    def pause(self) -> None:
+        self._call("pause")
+
+    def resume(self) -> None:
+        self._call("resume")
+
+
+class TrainingSession(QObject):
+    """One training run in its own thread. ``event`` relays the engine's events; ``finished`` ends it."""
+
+    event = Signal(str, object)
+    finished = Signal()
+
+    def __init__(
+        self,
+        config: Any,
+        runs_dir: str | Path,
+        *,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.run_dir: str | None = str(run_dir) if run_dir else None
+        self.stopping = False
+        self.outcome: str | None = None  # "completed" / "stopped" / "max_steps" / "failed"
+        self._thread: QThread | None = QThread()
+        self._thread.setObjectName("training")
+        self._worker: TrainingWorker | None = TrainingWorker(config, str(runs_dir), self.run_dir, resume)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.event.connect(self._relay)
+        self._worker.done.connect(self._thread.quit)
+        self._thread.finished.connect(self._on_thread_finished)
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def start(self) -> None:
+        if self._thread is not None and not self._thread.isRunning():
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the trainer to stop after the current step (it saves last.pt); ``finished`` follows."""
+        if self._worker is not None:
+            self.stopping = True
+            self._worker.stop()
+
+    def pause(self) -> None:
+        if self._worker is not None:
+            self._worker.pause()
+
+    def resume(self) -> None:
+        if self._worker is not None:
+            self._worker.resume()
+
+    @Slot(str, object)
+    def _relay(self, kind: str, data: dict) -> None:
+        if kind == "started" and data.get("run_dir"):
+            self.run_dir = str(data["run_dir"])
+        elif kind == "finished":
+            self.outcome = str(data.get("reason", "completed"))
+        elif kind == "failed":
+            self.outcome = "failed"
+        self.event.emit(kind, data)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        # The thread has ended: only now may the worker and the thread object go.
+        worker, thread = self._worker, self._thread
+        self._worker = self._thread = None
+        if worker is not None:
+            worker.deleteLater()
+        if thread is not None:
+            thread.deleteLater()
+        self.finished.emit()
+
+
+# --------------------------------------------------------------------------- short jobs
+class _TaskSignals(QObject):
+    result = Signal(int, object)  # task id, value
+    error = Signal(int, str)  # task id, message
+
+
+class _Task(QRunnable):
+    def __init__(self, task_id: int, fn: Callable[[], Any]) -> None:
+        super().__init__()
+        self.setAutoDelete(False)  # Python owns it (BackgroundTasks keeps it until it reported)
+        self.task_id = task_id
+        self.fn = fn
+        self.signals = _TaskSignals()
+
+    def run(self) -> None:
+        try:
+            value = self.fn()
+        except Exception as error:  # noqa: BLE001 - reported to the requester as one sentence
+            self.signals.error.emit(self.task_id, describe_error(error))
+            return
+        self.signals.result.emit(self.task_id, value)
+
+
+class BackgroundTasks(QObject):
+    """Runs callables in a small pool; per key, only the newest request's result is delivered.
+
+    Results arrive in the UI thread (queued to this object's slots). Parent it to the widget that
+    asks: when the widget goes, the pool waits for its running job and nothing is delivered.
+    """
+
+    def __init__(self, parent: QObject | None = None, threads: int = 1) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(threads)
+        self._next_id = 0
+        self._latest: dict[str, int] = {}  # key -> id of the newest task
+        self._tasks: dict[int, tuple[str, _Task, Callable[[Any], None], Callable[[str], None]]] = {}
+
+    def submit(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        on_result: Callable[[Any], None],
+        on_error: Callable[[str], None],
+    ) -> None:
+        previous = self._latest.get(key)
+        if previous is not None and previous in self._tasks and self._pool.tryTake(self._tasks[previous][1]):
+            del self._tasks[previous]  # never started: drop it
+        self._next_id += 1
+        task = _Task(self._next_id, fn)
+        task.signals.result.connect(self._on_result)
+        task.signals.error.connect(self._on_error)
+        self._latest[key] = task.task_id
+        self._tasks[task.task_id] = (key, task, on_result, on_error)
+        self._pool.start(task)
+
+    @Slot(int, object)
+    def _on_result(self, task_id: int, value: Any) -> None:
+        callback = self._finish(task_id, 2)
+        if callback is not None:
+            callback(value)
+
+    @Slot(int, str)
+    def _on_error(self, task_id: int, message: str) -> None:
+        callback = self._finish(task_id, 3)
+        if callback is not None:
+            callback(message)
+
+    def _finish(self, task_id: int, which: int) -> Callable[[Any], None] | None:
+        entry = self._tasks.pop(task_id, None)
+        if entry is None or self._latest.get(entry[0]) != task_id:
+            return None  # superseded by a newer request under the same key
+        del self._latest[entry[0]]
+        return entry[which]
+
+    def is_busy(self, key: str | None = None) -> bool:
+        return key in self._latest if key is not None else bool(self._latest)
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Block until queued jobs ran (shutdown and tests only)."""
+        return self._pool.waitForDone(timeout_ms)

@@ -1,0 +1,70 @@
+"""Fixtures for the GUI tests: a styled app, the engine loaded once, a main window on a temp runs folder."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+ENGINE_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="session")
+def styled_app(qapp):
+    from iamnn_studio.gui.style import apply_style
+
+    apply_style(qapp)
+    return qapp
+
+
+@pytest.fixture
+def window(qtbot, styled_app, tmp_runs):
+    """A shown main window whose engine and views are loaded; any run is stopped afterwards."""
+    from PySide6.QtCore import QSettings
+
+    from iamnn_studio.gui.main_window import MainWindow
+
+    QSettings().clear()  # every test starts from the defaults, not from the previous test's window
+    win = MainWindow(runs_dir=str(tmp_runs))
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    qtbot.waitUntil(lambda: win.engine_ready, timeout=ENGINE_TIMEOUT_MS)
+    yield win
+    stop_and_wait(qtbot, win.training)
+    win.training.form.wait_for_background()
+
+
+def stop_and_wait(qtbot, training, timeout_ms: int = 60_000) -> None:
+    if training.session is not None:
+        training.stop_run()
+        qtbot.waitUntil(lambda: training.session is None, timeout=timeout_ms)
+
+
+def tiny_run_values(form, *, max_steps: int = 8, train_size: int = 256, name: str = "tiny") -> dict:
+    """The form's values for a seconds-long run on the synthetic shapes."""
+    values = form.values()
+    values["name"] = name
+    values["data"].update(name="synthetic", options={"train_size": train_size, "test_size": 64}, val_fraction=0.25)
+    values["model"].update(width=4, iterations=[1, 2, 2, 1], depth=18)
+    values.update(batch_size=32, epochs=1, max_steps=max_steps, device="cpu")
+    return values
+
+
+@pytest.fixture
+def record_dialogs(monkeypatch):
+    """QMessageBox.critical/warning/information record (title, text) instead of blocking."""
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[tuple[str, str, str]] = []
+
+    def recorder(kind):
+        def show(parent, title, text, *args, **kwargs):
+            shown.append((kind, title, text))
+            return QMessageBox.StandardButton.Ok
+
+        return show
+
+    for kind in ("critical", "warning", "information"):
+        monkeypatch.setattr(QMessageBox, kind, staticmethod(recorder(kind)))
+    return shown

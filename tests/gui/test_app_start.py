@@ -1,0 +1,140 @@
+"""The app starts fast and whole: window first, engine in the background, settings remembered, drops routed."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent, QImage
+from PySide6.QtWidgets import QApplication
+
+from .conftest import ENGINE_TIMEOUT_MS
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_window_shows_before_the_engine_and_then_loads_it(qtbot, styled_app, tmp_runs):
+    from iamnn_studio.gui.engine_loader import EngineLoader
+    from iamnn_studio.gui.main_window import MainWindow
+
+    loader = EngineLoader()  # a fresh loader: this window must see the loading state
+    window = MainWindow(runs_dir=str(tmp_runs), loader=loader)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.windowTitle() == "IamNN Studio"
+    assert window.isVisible()
+    assert window.engine_label.text() == "Loading engine…"
+    assert not window.export_action.isEnabled()
+    with qtbot.waitSignal(loader.ready, timeout=ENGINE_TIMEOUT_MS) as ready:
+        pass
+    assert ready.args[0].torch_version
+    qtbot.waitUntil(lambda: window.engine_ready)
+    assert window.engine_label.text().startswith("Engine ready")
+    assert window.export_action.isEnabled() and window.open_checkpoint_action.isEnabled()
+    for name in ("Use", "Study", "Runs"):
+        assert window.view(name) is not None, window.hosts[name].message.text()
+
+
+def test_gui_modules_for_the_first_window_do_not_import_torch():
+    """The start-up budget depends on it: torch loads only after the window is shown."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import iamnn_studio.gui.app, iamnn_studio.gui.main_window, iamnn_studio.gui.training_view
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")
+                       or m.startswith("iamnn_studio.engine"))
+        print(json.dumps(heavy))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_app_icon_is_found():
+    from iamnn_studio.gui.app import icon_path
+
+    path = icon_path()
+    assert path is not None and Path(path).read_text(encoding="utf-8").lstrip().startswith("<svg")
+
+
+def test_last_session_comes_back(qtbot, window, tmp_path):
+    from iamnn_studio.gui.main_window import MainWindow
+
+    window.training.form.model.width.setValue(24)
+    window._select_tab("Runs")
+    window.set_runs_dir(str(tmp_path / "elsewhere"))
+    window.close()
+    assert not window.isVisible()
+    saved_geometry = window.geometry_b64
+    assert saved_geometry
+
+    again = MainWindow()
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitUntil(lambda: again.engine_ready, timeout=ENGINE_TIMEOUT_MS)
+    assert again.tabs.tabText(again.tabs.currentIndex()) == "Runs"
+    assert again.runs_dir == str(tmp_path / "elsewhere")
+    assert again.training.form.values()["model"]["width"] == 24
+    assert again.geometry_b64 == saved_geometry  # restoreGeometry got it (offscreen clamps sizes to its screen)
+    again.training.form.wait_for_background()
+
+
+def _drop(window, mime: QMimeData) -> None:
+    event = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+
+
+def _urls(*paths: Path) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    return mime
+
+
+def test_dropped_images_go_to_the_use_tab(window, monkeypatch, tmp_path):
+    received = []
+    use = window.view("Use")
+    monkeypatch.setattr(use, "add_image_files", lambda paths: received.append(paths))
+    image = tmp_path / "shoe.png"
+    QImage(8, 8, QImage.Format.Format_RGB32).save(str(image))
+    _drop(window, _urls(image, tmp_path / "notes.txt"))
+    assert received == [[str(image)]]
+    assert window.tabs.tabText(window.tabs.currentIndex()) == "Use"
+
+
+def test_dropped_checkpoint_opens_in_use_and_dropped_config_fills_the_form(window, monkeypatch, tmp_path):
+    opened = []
+    monkeypatch.setattr(window.view("Use"), "load_checkpoint", lambda path: opened.append(path) or True)
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"not really")
+    _drop(window, _urls(checkpoint))
+    assert opened == [str(checkpoint)]
+    assert window.last_checkpoint == str(checkpoint)
+
+    from iamnn_studio.engine.config import RunConfig
+
+    config = RunConfig(name="dropped", epochs=3)
+    config.model.width = 12
+    path = tmp_path / "dropped.toml"
+    config.save(path)
+    _drop(window, _urls(path))
+    values = window.training.form.values()
+    assert (values["name"], values["epochs"], values["model"]["width"]) == ("dropped", 3, 12)
+    assert window.tabs.tabText(window.tabs.currentIndex()) == "Train"
+
+
+def test_pasted_image_goes_to_the_use_view(window, monkeypatch):
+    received = []
+    monkeypatch.setattr(window.view("Use"), "add_image", lambda image, name: received.append((image, name)))
+    image = QImage(6, 6, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.red)
+    QApplication.clipboard().setImage(image)
+    window.paste()
+    assert len(received) == 1 and received[0][0].width() == 6
+    assert window.tabs.tabText(window.tabs.currentIndex()) == "Use"

@@ -1,0 +1,158 @@
+"""The run form: inline errors in the config's words, live caps and figures, TOML in and out."""
+from __future__ import annotations
+
+import pytest
+
+from .conftest import tiny_run_values
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def form(window):
+    return window.training.form
+
+
+def test_invalid_width_is_explained_inline_and_blocks_start(qtbot, window, form):
+    start = window.training.header.start
+    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    row = form.model.rows["model.width"]
+
+    form.model.width.setValue(0)
+    assert not row.error_label.isHidden()
+    assert "must be a positive integer" in row.error
+    assert not start.isEnabled()
+    assert form.errors == {"model.width": row.error}
+
+    form.model.width.setValue(8)
+    assert row.error_label.isHidden() and row.error == ""
+    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+
+
+def test_every_bad_field_gets_its_own_message(form):
+    form.training.lr.setText("fast")
+    form.training.lr.textEdited.emit("fast")
+    form.training.epochs.setValue(0)
+    assert "learning rate must be > 0" in form.training.rows["lr"].error
+    assert "positive integer" in form.training.rows["epochs"].error
+    assert set(form.errors) == {"lr", "epochs"}
+
+
+def test_custom_caps_errors_show_under_the_depth_row(form):
+    form.model.depth.set_value("custom")
+    form.model.custom_caps.setText("1, two, 2")
+    form.model.custom_caps.textEdited.emit("1, two, 2")
+    assert "four positive integers" in form.model.rows["model.depth"].error
+    form.model.custom_caps.setText("1, 2, 2, 1")
+    form.model.custom_caps.textEdited.emit("1, 2, 2, 1")
+    assert form.model.rows["model.depth"].error == ""
+    assert form.model.caps_label.text() == "caps 1 · 2 · 2 · 1"
+
+
+def test_depth_choice_shows_the_iteration_caps_it_implies(form):
+    from iamnn_studio.engine.config import DEPTH_ITERATIONS
+
+    form.model.depth.set_value(34)
+    assert form.model.caps_label.text() == "caps 3 · 4 · 6 · 3"
+    form.model.depth.set_value(152)
+    assert form.model.caps_label.text() == "caps " + " · ".join(map(str, DEPTH_ITERATIONS[152]))
+
+
+def test_parameter_count_and_macs_follow_the_model_after_a_pause(qtbot, form):
+    from iamnn_studio.engine import ModelConfig, build_model
+    from iamnn_studio.gui.forms.model_panel import format_count
+
+    form.set_values(tiny_run_values(form))
+    qtbot.waitUntil(lambda: form.preview_data is not None and form.preview_data.name == "synthetic", timeout=30_000)
+    form.model.width.setValue(6)
+    model_values = form.values()["model"]
+    assert model_values["width"] == 6
+    model = build_model(ModelConfig.from_dict(model_values))
+    expected = sum(p.numel() for p in model.parameters())
+    qtbot.waitUntil(lambda: form.figures is not None and form.figures.parameters == expected, timeout=30_000)
+    assert (form.figures.macs_min, form.figures.macs_max) == tuple(model.macs_range())
+    assert form.model.figures.text().startswith(f"{format_count(expected)} parameters")
+
+
+def test_dataset_preview_shows_every_class_with_counts(qtbot, form):
+    form.set_values(tiny_run_values(form))
+    qtbot.waitUntil(lambda: form.preview_data is not None and form.preview_data.name == "synthetic", timeout=30_000)
+    data = form.preview_data
+    assert data.num_classes == 10 and data.in_channels == 1 and data.image_size == 28
+    assert sum(data.counts["train"]) + sum(data.counts["val"]) == 256
+    assert sum(data.counts["test"]) == 64
+    assert "10 classes" in form.preview.summary.text()
+
+
+def test_a_bad_image_folder_is_explained_inline_and_blocks_start(qtbot, window, form, tmp_path):
+    form.dataset.provider.set_value("imagefolder")
+    form.dataset.folder.setText(str(tmp_path / "no-such-folder"))
+    form.dataset.folder.editingFinished.emit()
+    qtbot.waitUntil(lambda: form.dataset_error is not None, timeout=30_000)
+    assert form.dataset.status.text()
+    assert not window.training.header.start.isEnabled()
+
+
+def test_run_config_round_trips_through_toml(qtbot, window, form, tmp_path):
+    from iamnn_studio.engine.config import RunConfig
+
+    values = tiny_run_values(form, name="round-trip")
+    values["model"]["halting"] = "act"
+    values["model"]["tau"] = 0.005
+    values["lr"] = 0.05
+    form.set_values(values)
+    path = tmp_path / "run.toml"
+    assert window.save_config_file(str(path))
+    saved = RunConfig.load(path)
+    assert saved.to_dict() == form.config().to_dict()
+
+    form.model.width.setValue(32)
+    form.training.name.setText("changed")
+    assert window.load_config_file(str(path))
+    assert form.config().to_dict() == saved.to_dict()
+    assert form.model.tau.text() == "0.005"
+
+
+def test_a_bad_toml_file_gives_a_message_not_a_crash(window, form, record_dialogs, tmp_path):
+    before = form.values()
+    bad = tmp_path / "broken.toml"
+    bad.write_text("epochs = [unclosed\n", encoding="utf-8")
+    assert not window.load_config_file(str(bad))
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[model]\nwidht = 8\n", encoding="utf-8")
+    assert not window.load_config_file(str(unknown))
+    assert [d[1] for d in record_dialogs] == ["Cannot load the run config"] * 2
+    assert "broken.toml" in record_dialogs[0][2] and "not valid TOML" in record_dialogs[0][2]
+    assert "widht" in record_dialogs[1][2]
+    assert form.values() == before
+
+
+def test_collect_errors_names_each_bad_field_once():
+    from iamnn_studio.engine.config import RunConfig
+    from iamnn_studio.gui.forms.validation import collect_errors
+
+    values = RunConfig().to_dict()
+    values["model"]["width"] = 0
+    values["data"]["val_fraction"] = 1.5
+    values["batch_size"] = -1
+    errors = collect_errors(values)
+    assert set(errors) == {"model.width", "data.val_fraction", "batch_size"}
+    assert collect_errors(RunConfig().to_dict()) == {}
+
+
+def test_declared_settings_persist_with_their_types(styled_app):
+    from iamnn_studio.gui.forms.settings import Setting, restore_settings, save_settings
+
+    class Panel:
+        count = Setting(3)
+        ratio = Setting(0.5)
+        names = Setting(["a"])
+        options = Setting({"x": 1})
+
+    first = Panel()
+    first.count, first.ratio, first.names, first.options = 7, 0.25, ["b", "c"], {"y": [1, 2]}
+    save_settings(first, "test_panel")
+    second = Panel()
+    restore_settings(second, "test_panel")
+    assert (second.count, second.ratio, second.names, second.options) == (7, 0.25, ["b", "c"], {"y": [1, 2]})
+    assert Panel().count == 3  # a fresh object starts from the default
