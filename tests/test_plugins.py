@@ -202,6 +202,7 @@ BROKEN_PLUGINS = {
     "bad_syntax.py": ("def register(api)\n    pass\n", "SyntaxError: "),
     "bad_import.py": ("import a_module_that_does_not_exist\n", "ModuleNotFoundError: No module named"),
     "raises.py": ("\n\ndef register(api):\n    raise RuntimeError('boom')\n", "RuntimeError: boom (at raises.py:4)"),
+    "exits.py": ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
     "no_register.py": ("X = 1\n", "AttributeError: no register(api) function"),
     "clash.py": (block_plugin("bottleneck"), "ValueError: processing block 'bottleneck' is already registered"),
     "not_callable.py": ("def register(api):\n    api.blocks.register('number', 3)\n", "TypeError: block 'number' must be callable"),

@@ -336,7 +336,7 @@ def _load_one(candidate: _Candidate) -> PluginReport:
         api = PluginAPI()
         register(api)
         contributes = api.commit()
-    except Exception as exc:  # a plugin may raise anything; it must never take the app down
+    except (Exception, SystemExit) as exc:  # a plugin may raise anything; it must never take the app down
         error = _one_line(exc, root)
         logger.warning("plugin %s skipped: %s [%s]", candidate.name, error, candidate.source)
         logger.debug("plugin %s traceback", candidate.name, exc_info=True)
