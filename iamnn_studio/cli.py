@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -380,7 +381,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result["split"] = args.split
     result["checkpoint"] = str(args.checkpoint)
     if args.json:
-        print(json.dumps(result, indent=2, allow_nan=False))
+        print(to_json(result))
     else:
         print(format_evaluation(result))
     return EXIT_INTERRUPTED if result.get("stopped") else EXIT_OK
@@ -495,13 +496,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"error: {failure.message}", file=sys.stderr)
     if args.json:
-        print(json.dumps({
+        print(to_json({
             "checkpoint": str(args.checkpoint),
             "mode": predictor.mode,
             "threshold": predictor.threshold if predictor.halts else None,
             "predictions": [r.to_dict() for r in results if isinstance(r, Prediction)],
             "errors": [r.to_dict() for r in failures],
-        }, indent=2, allow_nan=False))
+        }))
     else:
         blocks = [format_prediction(r) for r in results if isinstance(r, Prediction)]
         if blocks:
@@ -542,7 +543,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     runs = list_runs(args.runs_dir)
     if args.json:
-        print(json.dumps([r.to_dict() for r in runs], indent=2, allow_nan=False))
+        print(to_json([r.to_dict() for r in runs]))
         return EXIT_OK
     if not runs:
         print(f"no runs in {args.runs_dir}")
@@ -560,7 +561,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     info = collect_info()
     if args.json:
-        print(json.dumps(info, indent=2, allow_nan=False, default=str))
+        print(to_json(info))
     else:
         print(format_info(info))
     return EXIT_OK
@@ -644,6 +645,21 @@ def _write_crash_log(argv: list[str]) -> str:
             return fh.name
     except OSError:
         return "(no log: the temp folder is not writable)"
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON (no NaN/Infinity, which most parsers reject): non-finite numbers become null."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False, default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -213,3 +213,13 @@ def test_unwritable_destination_is_a_checkpoint_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(CheckpointError, match="cannot write checkpoint"):
         save_checkpoint(blocker / "model.pt", model, classes=CLASSES, mean=[0.5], std=[0.25])
+
+
+def test_model_from_a_missing_plugin_is_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    save_tiny(path)
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["block"] = "no-such-block"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"model\.pt: cannot build its model .*no-such-block"):
+        load_checkpoint(path)

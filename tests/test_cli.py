@@ -204,3 +204,7 @@ def test_info_json_in_a_real_process():
     assert info["torch"].startswith("2.")
     assert info["datasets"]["synthetic"]["offline"] is True
     assert isinstance(info["plugins"], list) and "gpu_available" in info["system"]
+
+
+def test_json_output_never_contains_nan():
+    assert json.loads(cli.to_json({"loss": float("nan"), "curve": [1.5, float("inf")]})) == {"loss": None, "curve": [1.5, None]}

@@ -140,7 +140,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     payload = _read_payload(path)
     config = _model_config(path, payload)
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except ValueError as exc:  # e.g. a processing block from a plugin that is not installed here
+        raise CheckpointError(f"{path.name}: cannot build its model ({exc})") from None
     _load_weights(path, model, payload["state_dict"], config)
     model.to(map_location)
     model.eval()
