@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -190,6 +191,9 @@ def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume
         # Several processes share the CPU: without this each would start one thread per core.
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    # Convolutions over one input channel give gradients whose (irrelevant) strides differ from
+    # DDP's buckets; DDP copies them correctly but warns on every step.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     try:
         trainer = Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume)

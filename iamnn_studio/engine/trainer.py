@@ -155,6 +155,7 @@ class Trainer:
         self._requested_run_dir = None if run_dir is None else Path(run_dir)
         self._listeners: list[Listener] = list(listeners)
         self._comm = Collective.current()
+        self._rank = self._comm.rank
 
         self._state = "idle"
         self._state_lock = threading.Lock()
@@ -769,6 +770,7 @@ class Trainer:
             self._comm.barrier()
             if not self._comm.is_main:
                 return reason
+            self._comm = Collective()  # rank 0 goes on alone: no more collectives from here
         try:
             self._use_best_weights()
             if self._needs_calibration(self.config) and not self._halting_fitted:
@@ -876,7 +878,7 @@ class Trainer:
                        epoch=self.epoch, step=self.step)
         self._set_state(state)
         return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state=state,
-                         parameter_digests={self._comm.rank: digest})
+                         parameter_digests={self._rank: digest})
 
     def _fail(self, reason: str, *, record: bool = True) -> RunResult:
         """Report a failure; ``record=False`` leaves the run folder untouched."""

@@ -1,0 +1,81 @@
+"""Scale-out: two gloo processes on the CPU train one run, written once, with identical weights."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch.distributed as dist
+
+from iamnn_studio.engine.checkpoint import load_checkpoint
+from iamnn_studio.engine.config import RunConfig
+from iamnn_studio.engine.distributed import launch, started_by_torchrun
+from iamnn_studio.engine.runs import read_metrics
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tiny_config() -> RunConfig:
+    config = RunConfig(name="ddp", epochs=2, batch_size=16, lr=0.05, device="cpu", max_steps=6, seed=1)
+    config.data.name = "synthetic"
+    config.data.options = {"train_size": 160, "test_size": 40}
+    config.data.val_fraction = 0.25
+    config.model.iterations = (1, 2, 2, 1)  # calibrated recipe: anytime exits, unused halting heads
+    config.model.width = 4
+    config.calibrate_halting = False
+    return config
+
+
+@pytest.mark.timeout(180)
+def test_two_processes_train_one_run_with_identical_weights(tmp_runs):
+    events = []
+    result = launch(tiny_config(), 2, runs_dir=tmp_runs, master_port=free_port(), listeners=[events.append])
+
+    assert result.state == "completed" and result.reason == "max_steps", result.reason
+    assert [p.name for p in tmp_runs.iterdir()] == ["ddp"]  # one folder, written by rank 0 only
+    run = tmp_runs / "ddp"
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert checkpoint.training_state["world_size"] == 2 and checkpoint.training_state["step"] == 6
+
+    records = read_metrics(run)
+    kinds = [r["event"] for r in records]
+    assert kinds.count("started") == 1 and kinds.count("finished") == 1 and kinds.count("evaluated") == 1
+    epochs = [r["epoch"] for r in records if r["event"] == "epoch"]
+    assert epochs == sorted(set(epochs))  # no epoch reported twice
+    steps = [r["step"] for r in records if r["event"] == "step"]
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+    started = records[0]
+    assert started["world_size"] == 2
+    # 120 training images, 16 per batch, 2 processes: 4 steps per epoch on each
+    assert started["steps_per_epoch"] == 4
+
+    assert set(result.parameter_digests) == {0, 1}
+    assert len(set(result.parameter_digests.values())) == 1  # both ranks ended with the same weights
+    assert [e.kind for e in events] == kinds  # the launcher's listeners saw rank 0's events
+
+
+def test_a_process_started_by_torchrun_trains_in_place(tmp_runs, monkeypatch):
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(key, value)
+    assert started_by_torchrun()
+    config = tiny_config()
+    config.max_steps = 2
+    result = launch(config, 4, runs_dir=tmp_runs)  # nproc_per_node is torchrun's business here
+    assert result.state == "completed", result.reason
+    assert not dist.is_initialized()  # the worker left the process group behind it
+    assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt").training_state["world_size"] == 1
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"nproc_per_node": 0}, "nproc_per_node"),
+    ({"nnodes": 2, "node_rank": 2}, "node_rank"),
+    ({"resume": True}, "run_dir"),
+])
+def test_launch_settings_are_checked_naming_the_field(tmp_runs, kwargs, field):
+    kwargs = {"nproc_per_node": 2, **kwargs}
+    with pytest.raises(ValueError, match=rf"^{field}:"):
+        launch(tiny_config(), kwargs.pop("nproc_per_node"), runs_dir=tmp_runs, **kwargs)
