@@ -208,3 +208,36 @@ def test_info_json_in_a_real_process():
 
 def test_json_output_never_contains_nan():
     assert json.loads(cli.to_json({"loss": float("nan"), "curve": [1.5, float("inf")]})) == {"loss": None, "curve": [1.5, None]}
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_rewrites_one_line_on_a_terminal():
+    from iamnn_studio.engine.events import Event
+
+    screen = FakeTerminal()
+    progress = cli.TrainingProgress(screen)
+    step = {"epoch": 1, "step": 3, "total_steps": 10, "loss": 0.5, "accuracy": 0.8, "images_per_s": 120.0,
+            "iterations": [1.0, 1.5, 2.0, 1.0]}
+    progress(Event("started", {"total_epochs": 2, "run_dir": "runs/x", "device": "cpu", "total_steps": 10}))
+    progress(Event("step", step))
+    progress(Event("step", {**step, "step": 4}))
+    progress(Event("epoch", {"epoch": 1, "step": 5, "train_loss": 0.4, "train_accuracy": 0.9, "val_loss": 0.45,
+                             "val_accuracy": 0.85, "images_per_s": 100.0, "iterations": [1, 1, 1, 1], "macs": 2e6}))
+    text = screen.getvalue()
+    assert text.count("\r") == 2
+    assert "\repoch 1/2  step 4/10  loss 0.5000  acc 80.0%  120 img/s  iterations 1.00 1.50 2.00 1.00" in text
+    assert "\nepoch 1/2  step 5  train loss 0.4000 acc 90.00%  val loss 0.4500 acc 85.00%" in text
+
+
+def test_second_ctrl_c_quits_at_once():
+    interrupts = cli._Interrupts()
+    stops = []
+    interrupts.on_first = lambda: stops.append(1)
+    interrupts.handle(signal.SIGINT, None)
+    assert stops == [1]
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.handle(signal.SIGINT, None)

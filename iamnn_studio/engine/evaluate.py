@@ -108,6 +108,8 @@ def evaluate(
     """
     if len(data) == 0:
         raise ValueError("evaluate: the split has no images")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
     config = model.config
     was_training, threshold_before = model.training, config.threshold
     adaptive = config.architecture == "iamnn" and config.mode == "adaptive"
