@@ -272,19 +272,20 @@ class TrainingProgress:
     def _on_step(self, d: dict) -> None:
         if not self.live:
             return
-        text = (f"epoch {d['epoch']}/{self.total_epochs or '?'}  step {d['step']}/{d['total_steps']}  "
-                f"loss {d['loss']:.4f}  acc {d['accuracy']:.1%}  {d['images_per_s']:.0f} img/s  "
-                f"iterations {_iterations(d.get('iterations'))}")
+        text = (f"epoch {d.get('epoch')}/{self.total_epochs or '?'}  step {d.get('step')}/{d.get('total_steps')}  "
+                f"loss {_number(d.get('loss'))}  acc {_percent(d.get('accuracy'), 1)}  "
+                f"{d.get('images_per_s') or 0:.0f} img/s  iterations {_iterations(d.get('iterations'))}")
         width = shutil.get_terminal_size((100, 20)).columns - 1
         self.stream.write("\r" + text[:width].ljust(width))
         self.stream.flush()
         self._bar_shown = True
 
     def _on_epoch(self, d: dict) -> None:
-        val = "" if d.get("val_accuracy") is None else f"  val loss {d['val_loss']:.4f} acc {d['val_accuracy']:.2%}"
-        self._line(f"epoch {d['epoch']}/{d.get('total_epochs') or self.total_epochs or '?'}  "
-                   f"step {d['step']}  train loss {_number(d.get('train_loss'))} acc {_percent(d.get('train_accuracy'))}"
-                   f"{val}  {d.get('images_per_s', 0):.0f} img/s  iterations {_iterations(d.get('iterations'))}  "
+        val = "" if d.get("val_accuracy") is None else \
+            f"  val loss {_number(d.get('val_loss'))} acc {_percent(d['val_accuracy'])}"
+        self._line(f"epoch {d.get('epoch')}/{d.get('total_epochs') or self.total_epochs or '?'}  "
+                   f"step {d.get('step')}  train loss {_number(d.get('train_loss'))} acc {_percent(d.get('train_accuracy'))}"
+                   f"{val}  {d.get('images_per_s') or 0:.0f} img/s  iterations {_iterations(d.get('iterations'))}  "
                    f"MACs {format_macs(d.get('macs'))}")
 
     def _on_calibrated(self, d: dict) -> None:
@@ -686,8 +687,8 @@ def format_macs(value: float | int | None) -> str:
     return f"{value:.0f}"
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2%}"
+def _percent(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}%}"
 
 
 def _number(value: float | None, digits: int = 4) -> str:
