@@ -12,6 +12,10 @@ import pytest
 # Before anything creates a QApplication or loads torch (setdefault: a caller's choice wins).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Tests see the repo's plugins/ only, never the developer's own ~/.config/iamnn-studio/plugins.
+import tempfile as _tempfile
+
+os.environ["IAMNN_STUDIO_PLUGINS"] = _tempfile.mkdtemp(prefix="iamnn-test-plugins-")
 
 ORGANIZATION = "IamNN"
 APPLICATION = "IamNN Studio"
