@@ -168,3 +168,17 @@ def test_resnet_baseline_skips_what_does_not_apply():
     assert result["adaptivity"] is None and result["sweep"] is None and result["iterations"] is None
     assert result["macs"]["min"] == result["macs"]["max"] == model.macs_range()[0]
     assert torch.tensor(result["confusion"]).sum() == 40
+
+
+def test_stop_during_the_sweep_keeps_the_finished_points(model, data):
+    polls = []
+    full = run(model, data, batch_size=32, should_stop=lambda: polls.append(1) and False)
+    stop_at = len(polls) - 2  # inside the last sweep threshold
+    polls.clear()
+    partial = run(model, data, batch_size=32, should_stop=lambda: polls.append(1) or len(polls) >= stop_at)
+    assert partial["stopped"] is True
+    assert partial["macs"] == full["macs"]  # the main results are complete
+    done = partial["sweep"]["threshold"]
+    assert 0 < len(done) < len(full["sweep"]["threshold"])
+    assert done == [p for p in full["sweep"]["threshold"] if p in done]
+    assert model.config.threshold == 0.7

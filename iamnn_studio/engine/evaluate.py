@@ -103,8 +103,8 @@ def evaluate(
 
     Returns a JSON-serialisable dict (the content of ``eval.json``). ``should_stop`` is polled
     between batches: when it answers True the result so far comes back with ``"stopped": true``.
-    ``progress`` receives the finished fraction in [0, 1]. The model's threshold, mode and
-    training flag are restored afterwards.
+    ``progress`` receives the finished fraction in [0, 1]. The model's threshold and training
+    flag are restored afterwards.
     """
     if len(data) == 0:
         raise ValueError("evaluate: the split has no images")
@@ -163,20 +163,10 @@ def evaluate(
             if adaptive:
                 result["adaptivity"]["random_allocation"] = _random_allocation(runner, main, labels)
             if sweep and iterative:
-                result["sweep"] = {"fixed": [], "threshold": []}
-                for setting in fixed_settings:
-                    point = reference if setting == caps else runner.run(exits=setting)
-                    result["sweep"]["fixed"].append(_curve_point(point, labels, iterations=list(setting)))
-                curve = result["sweep"]["threshold"]
+                result["sweep"] = {"fixed": [], "threshold": []}  # filled point by point: a stop keeps what is done
+                _fixed_curve(runner, result["sweep"]["fixed"], reference, labels, fixed_settings)
                 if adaptive:
-                    curve.append({**_curve_point(main, labels, threshold=config.halting_threshold), "evaluated": True})
-                for threshold in thresholds:
-                    if any(math.isclose(threshold, p["threshold"]) for p in curve):
-                        continue
-                    model.set_threshold(threshold)
-                    curve.append(_curve_point(runner.run(), labels, threshold=threshold))
-                    model.set_threshold(threshold_before)
-                curve.sort(key=lambda p: p["threshold"])
+                    _threshold_curve(runner, result["sweep"]["threshold"], main, labels, thresholds)
     except _Stopped:
         result["stopped"] = True
     finally:
@@ -239,6 +229,31 @@ def _random_allocation(runner: _Runner, main: _Pass, labels: Tensor) -> dict[str
         "settings": len(vectors),
         "seed": RANDOM_CONTROL_SEED,
     }
+
+
+def _fixed_curve(runner: _Runner, curve: list, reference: _Pass, labels: Tensor,
+                 settings: list[tuple[int, ...]]) -> None:
+    """Accuracy and MACs at n iterations in every block; full depth reuses the reference pass."""
+    caps = tuple(runner.model.caps)
+    for setting in settings:
+        run = reference if setting == caps else runner.run(exits=setting)
+        curve.append(_curve_point(run, labels, iterations=list(setting)))
+
+
+def _threshold_curve(runner: _Runner, curve: list, main: _Pass, labels: Tensor, thresholds: list[float]) -> None:
+    """Accuracy and MACs per halting threshold; the model's own threshold reuses the main pass."""
+    model = runner.model
+    own = model.config.threshold
+    curve.append({**_curve_point(main, labels, threshold=model.config.halting_threshold), "evaluated": True})
+    try:
+        for threshold in thresholds:
+            if any(math.isclose(threshold, p["threshold"]) for p in curve):
+                continue
+            model.set_threshold(threshold)
+            curve.append(_curve_point(runner.run(), labels, threshold=threshold))
+    finally:
+        model.set_threshold(own)
+        curve.sort(key=lambda p: p["threshold"])
 
 
 def _fixed_settings(caps: tuple[int, ...]) -> list[tuple[int, ...]]:
