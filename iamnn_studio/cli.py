@@ -66,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+CKPT_HELP = "a checkpoint file, or a run folder (its checkpoints/best.pt)"
+
+
+def checkpoint_path(text: str) -> Path:
+    """A run folder stands for its best checkpoint; anything else is taken as the file itself."""
+    path = Path(text)
+    best = path / "checkpoints" / "best.pt"
+    return best if path.is_dir() and best.is_file() else path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iamnn-studio",
@@ -80,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on its test split")
-    evaluate.add_argument("checkpoint", metavar="CKPT")
+    evaluate.add_argument("checkpoint", metavar="CKPT", type=checkpoint_path, help=CKPT_HELP)
     evaluate.add_argument("--dataset", help="dataset to evaluate on (default: the one it was trained on)")
     evaluate.add_argument("--data-root", metavar="DIR", help="folder with the dataset's files")
     evaluate.add_argument("--download", action="store_true", help="allow downloading the dataset")
@@ -92,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="classify image files")
-    predict.add_argument("checkpoint", metavar="CKPT")
+    predict.add_argument("checkpoint", metavar="CKPT", type=checkpoint_path, help=CKPT_HELP)
     predict.add_argument("images", metavar="IMAGE", nargs="+")
     predict.add_argument("--threshold", type=float, help="halting threshold in (0, 1] (default: the calibrated one)")
     predict.add_argument("--mode", help="adaptive, fixed:N or max")
@@ -101,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(handler=cmd_predict)
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX or TorchScript")
-    export.add_argument("checkpoint", metavar="CKPT")
+    export.add_argument("checkpoint", metavar="CKPT", type=checkpoint_path, help=CKPT_HELP)
     export.add_argument("--format", required=True, dest="fmt", metavar="FORMAT", help="onnx or torchscript")
     export.add_argument("--out", required=True, metavar="FILE")
     export.add_argument("--batch-size", type=int, default=1, help="example batch (the fixed batch if it cannot be dynamic)")

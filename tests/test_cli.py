@@ -241,3 +241,9 @@ def test_second_ctrl_c_quits_at_once():
     assert stops == [1]
     with pytest.raises(KeyboardInterrupt):
         interrupts.handle(signal.SIGINT, None)
+
+
+def test_a_run_folder_stands_for_its_best_checkpoint(trained):
+    code, out, _ = run_cli("evaluate", trained["run"], "--json", "--no-sweep")
+    assert code == 0
+    assert json.loads(out)["checkpoint"] == str(trained["run"] / "checkpoints" / "best.pt")
