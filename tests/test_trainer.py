@@ -382,3 +382,21 @@ def test_out_of_gpu_memory_is_reported_with_advice(tmp_runs, monkeypatch):
     result = Trainer(tiny_config(), runs_dir=tmp_runs).run()
     assert result.state == "failed"
     assert "out of GPU memory" in result.reason and "smaller batch size" in result.reason
+
+
+def test_a_run_that_another_live_process_trains_cannot_be_resumed(tmp_runs):
+    import subprocess
+
+    result = Trainer(tiny_config(epochs=1, max_steps=1), runs_dir=tmp_runs).run()
+    status_path = result.run_dir / "status.json"
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        status = json.loads(status_path.read_text())
+        status.update(state="running", pid=sleeper.pid)
+        status_path.write_text(json.dumps(status))
+        resumed = Trainer(None, run_dir=result.run_dir, resume=True).run()
+        assert resumed.state == "failed" and "another process is training it" in resumed.reason
+        assert json.loads(status_path.read_text())["pid"] == sleeper.pid  # its status left alone
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -137,14 +137,13 @@ def launch(
         follower.start()
     try:
         results = _elastic_launch(launch_config, config, str(runs_dir), run_dir, resume)
-    except Exception as exc:  # a worker crashed outright (the trainer itself reports expected failures)
-        reason = _first_line(exc) or type(exc).__name__
-        return RunResult(run_dir=None if run_dir is None else Path(run_dir), reason=f"a training process failed: {reason}",
+    except Exception as exc:  # a worker failed: the launcher has stopped the others
+        return RunResult(run_dir=_keep_if_used(run_dir, resume), reason=_failure_reason(exc, run_dir),
                          best_accuracy=None, state="failed")
     finally:
         if follower:
             follower.stop()
-    return _merge_results(results, node_rank * nproc_per_node)
+    return _merge_results(results)
 
 
 def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr: str, master_port: int):
@@ -170,7 +169,46 @@ def _elastic_launch(launch_config, config, runs_dir: str, run_dir, resume: bool)
     return elastic_launch(launch_config, _worker)(config, runs_dir, None if run_dir is None else str(run_dir), resume)
 
 
-def _merge_results(results: dict[int, Any], first_rank: int):
+class WorkerFailed(RuntimeError):
+    """One worker's run failed; raised so the launcher stops the others instead of leaving them waiting."""
+
+
+def _failure_reason(exc: Exception, run_dir) -> str:
+    """The sentence to show for a failed job: rank 0's status, else the first failed worker's message."""
+    if run_dir is not None:
+        from .runs import RunDirectory
+
+        status = RunDirectory(run_dir).read_status() or {}
+        if status.get("state") == "failed" and status.get("reason"):
+            return str(status["reason"])
+    message = ""
+    first_failure = getattr(exc, "get_first_failure", None)
+    if first_failure is not None:
+        rank, failure = first_failure()
+        message = failure.message.get("message", "") if isinstance(failure.message, dict) else str(failure.message)
+        prefix = f"{WorkerFailed.__name__}: "
+        if message.startswith(prefix):
+            return message[len(prefix):]
+        message = message or f"exit code {failure.exitcode}"
+        return f"training process {rank} failed: {_first_line(Exception(message))}"
+    return f"a training process failed: {_first_line(exc) or type(exc).__name__}"
+
+
+def _keep_if_used(run_dir, resume: bool) -> Path | None:
+    """Drop the folder ``launch`` reserved if the workers failed before writing anything to it."""
+    if run_dir is None:
+        return None
+    path = Path(run_dir)
+    if not resume:
+        try:
+            path.rmdir()  # only succeeds when empty
+            return None
+        except OSError:
+            pass
+    return path
+
+
+def _merge_results(results: dict[int, Any]):
     """Rank 0's result (or this node's first), carrying every rank's parameter digest."""
     ranked = {rank: result for rank, result in results.items() if result is not None}
     main = ranked.get(0) or ranked[min(ranked)]
@@ -198,7 +236,10 @@ def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume
     try:
         trainer = Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume)
         _stop_on_signals(trainer)
-        return trainer.run()
+        result = trainer.run()
+        if result.state == "failed" and dist.get_world_size() > 1:
+            raise WorkerFailed(result.reason)
+        return result
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -198,6 +198,13 @@ class RunDirectory:
             return None
         return status if isinstance(status, dict) else None
 
+    def is_being_trained(self) -> bool:
+        """Whether another live process on this machine is training this run now."""
+        status = self.read_status()
+        if not status or status.get("state") not in ("running", "paused") or status.get("pid") == os.getpid():
+            return False
+        return status.get("host") == socket.gethostname() and _writer_alive(status)
+
     def write_eval(self, result: dict[str, Any]) -> None:
         atomic_write_json(self.eval_path, result)
 

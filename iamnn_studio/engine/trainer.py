@@ -66,7 +66,7 @@ class TrainingFailed(Exception):
 
 
 class _AlreadyComplete(TrainingFailed):
-    """Resuming a run that has nothing left to do; its folder must stay as it is."""
+    """Resuming a run that is finished or busy elsewhere; its folder must stay as it is."""
 
 
 class _StopRequested(Exception):
@@ -208,6 +208,8 @@ class Trainer:
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:
         """Train to the end (or until stopped or failed); never raises for expected failures."""
+        if self._state != "idle":
+            raise RuntimeError("a Trainer runs once; make a new one (with resume=True to continue the run)")
         self._set_state("running")
         try:
             self._prepare()
@@ -221,11 +223,7 @@ class Trainer:
             return self._fail(str(exc))
         except torch.cuda.OutOfMemoryError:
             self._release_gpu_memory()
-            batch = self.config.batch_size if self.config else "?"
-            return self._fail(
-                f"out of GPU memory at epoch {self.epoch + 1} step {self.step} with batch size {batch}: "
-                f"try a smaller batch size; {self._kept_checkpoint_sentence()}"
-            )
+            return self._fail(self._out_of_memory_reason())
         except KeyboardInterrupt:
             self._fail(f"interrupted; {self._kept_checkpoint_sentence()}")
             raise
@@ -287,6 +285,8 @@ class Trainer:
         except ValueError as exc:
             raise TrainingFailed(f"cannot resume: {exc}") from None
         name = run.name
+        if run.is_being_trained():
+            raise _AlreadyComplete(f"cannot resume {name}: another process is training it right now")
         if not run.last_checkpoint.exists():
             raise TrainingFailed(
                 f"cannot resume {name}: it has no checkpoint yet (it ended before its first epoch did); start it again"
@@ -524,7 +524,7 @@ class Trainer:
                 loss.double() * batch,
                 ponder.detach().double() * batch,
                 (out.logits.detach().argmax(1) == labels).sum().double(),
-                torch.tensor(float(batch), dtype=torch.float64, device=loss.device),
+                loss.new_full((), float(batch), dtype=torch.float64),
                 out.macs.double().sum(),
             ]),
             out.iterations.double().sum(0),
@@ -890,6 +890,11 @@ class Trainer:
             self._emit("failed", reason=reason, run_dir=None if run_path is None else str(run_path))
         self._set_state("failed")
         return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state="failed")
+
+    def _out_of_memory_reason(self) -> str:
+        batch = self.config.batch_size
+        return (f"out of GPU memory at epoch {self.epoch + 1} step {self.step} with batch size {batch}: "
+                f"try a smaller batch size (e.g. {max(1, batch // 2)}); {self._kept_checkpoint_sentence()}")
 
     def _release_gpu_memory(self) -> None:
         for name in ("train_model", "optimizer"):
