@@ -246,14 +246,18 @@ def test_anytime_training_with_forced_exits():
     assert model.blocks[2].process.bn1[0].weight.grad is not None
 
 
-def test_tiny_training_subsets_use_running_statistics():
+def test_tiny_training_subsets_keep_running_statistics_and_stay_bounded():
     model = build_model(tiny()).train()
     bn = model.blocks[0].process.bn1[0]
     before = bn.running_mean.clone()
     model(torch.randn(MIN_BATCH_FOR_STATS - 1, 1, 16, 16), exits=(1, 1, 1, 1))
     assert torch.equal(bn.running_mean, before)
+    far = 100 + 50 * torch.randn(MIN_BATCH_FOR_STATS - 1, bn.num_features, 4, 4)  # unlike the running stats
+    assert bn(far).abs().max() < 10  # normalised by its own statistics, not by unsettled running ones
     model(torch.randn(MIN_BATCH_FOR_STATS, 1, 16, 16), exits=(1, 1, 1, 1))
     assert not torch.equal(bn.running_mean, before)
+    single = model.blocks[0].halting_head.norm[0]
+    assert single(torch.randn(1, single.num_features)).shape == (1, single.num_features)  # one sample works
 
 
 # ---------------------------------------------------------------------------- MACs

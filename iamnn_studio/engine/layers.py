@@ -13,26 +13,34 @@ from torch import Tensor, nn
 
 from .registry import Registry
 
-#: Below this many samples a training batch uses the running statistics: a handful of
-#: survivors of the halting gives BatchNorm statistics too noisy to normalise with.
+#: Below this many samples a training batch does not update the running statistics: a handful
+#: of survivors of the halting gives estimates too noisy to keep. It still normalises with its
+#: own batch statistics, which stay bounded (normalising a tiny subset with running statistics
+#: that are not yet settled made activations, and then the loss, explode early in training).
 MIN_BATCH_FOR_STATS = 16
 
 
+def _small_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
+    if x.shape[0] * x[0, 0].numel() > 1:  # batch statistics exist: use them, keep running ones
+        return F.batch_norm(x, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
 class SubsetSafeBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d that falls back to running statistics on tiny training subsets."""
+    """BatchNorm2d that leaves its running statistics alone on tiny training subsets."""
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and x.shape[0] < MIN_BATCH_FOR_STATS:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+            return _small_batch_norm(self, x)
         return super().forward(x)
 
 
 class SubsetSafeBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm1d with the same tiny-subset fallback."""
+    """BatchNorm1d with the same tiny-subset rule (one sample: running statistics)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and x.shape[0] < MIN_BATCH_FOR_STATS:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+            return _small_batch_norm(self, x)
         return super().forward(x)
 
 
