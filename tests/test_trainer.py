@@ -400,3 +400,42 @@ def test_a_run_that_another_live_process_trains_cannot_be_resumed(tmp_runs):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_run_stopped_after_its_last_epoch_calibrates_and_evaluates_on_resume(tmp_runs):
+    holder = {}
+
+    def stop_after_training(event):
+        if event.kind == "epoch" and event.data["epoch"] == 2:
+            holder["trainer"].stop()
+
+    holder["trainer"] = Trainer(tiny_config(calibrate_halting=True), runs_dir=tmp_runs, listeners=[stop_after_training])
+    first = holder["trainer"].run()
+    assert first.state == "stopped"
+    assert not (first.run_dir / "eval.json").exists()
+    assert load_checkpoint(first.run_dir / "checkpoints" / "last.pt").model_config.threshold is None
+
+    recorder = Recorder()
+    second = Trainer(None, run_dir=first.run_dir, resume=True, listeners=[recorder]).run()
+    assert second.state == "completed", second.reason
+    assert "epoch" not in recorder.kinds()  # nothing left to train
+    assert recorder.kinds().index("calibrated") < recorder.kinds().index("evaluated")
+    assert load_checkpoint(first.run_dir / "checkpoints" / "last.pt").model_config.threshold is not None
+    assert (first.run_dir / "eval.json").exists()
+
+
+def test_stop_during_calibration_keeps_the_uncalibrated_checkpoints(tmp_runs, monkeypatch):
+    holder = {}
+    real_fit = calibration.fit_halting
+
+    def fit_then_interrupted(model, data, **kwargs):
+        holder["trainer"].stop()  # the user presses stop while the head is being fitted
+        return real_fit(model, data, **kwargs)
+
+    monkeypatch.setattr(calibration, "fit_halting", fit_then_interrupted)
+    holder["trainer"] = Trainer(tiny_config(epochs=1, calibrate_halting=True), runs_dir=tmp_runs)
+    result = holder["trainer"].run()
+    assert result.state == "stopped", result.reason
+    assert json.loads((result.run_dir / "status.json").read_text())["state"] == "stopped"
+    saved = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    assert saved.model_config.threshold is None and not saved.training_state["halting_fitted"]

@@ -109,9 +109,12 @@ def launch(
     """
     from .trainer import RunResult, Trainer
 
+    if config is None and not resume:
+        raise ValueError("config: a new run needs a RunConfig")
     if config is not None:
         config = copy.deepcopy(config).validate()
-    for name, value, low in (("nproc_per_node", nproc_per_node, 1), ("nnodes", nnodes, 1), ("master_port", master_port, 1)):
+    for name, value, low in (("nproc_per_node", nproc_per_node, 1), ("nnodes", nnodes, 1),
+                             ("master_port", master_port, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
     if not 0 <= node_rank < nnodes:

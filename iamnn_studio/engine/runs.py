@@ -319,7 +319,8 @@ def _summarise(folder: Path) -> RunSummary | None:
     else:
         state, reason = str(status.get("state", "unknown")), str(status.get("reason", ""))
         if state in ("running", "paused") and not _writer_alive(status):
-            state, reason = INTERRUPTED, "the training process ended without saying why; resume from the last checkpoint"
+            state = INTERRUPTED
+            reason = "the training process ended without saying why; resume from the last checkpoint"
         best = _number(status.get("best_accuracy"))
         done = int(_number(status.get("epochs_done")) or 0)
         total = status.get("total_epochs")

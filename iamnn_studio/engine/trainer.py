@@ -26,7 +26,6 @@ import copy
 import hashlib
 import logging
 import math
-import os
 import random
 import threading
 import time
@@ -65,10 +64,6 @@ class TrainingFailed(Exception):
     """An expected failure; the message is the sentence the user sees."""
 
 
-class _AlreadyComplete(TrainingFailed):
-    """Resuming a run that is finished or busy elsewhere; its folder must stay as it is."""
-
-
 class _StopRequested(Exception):
     """The user stopped the run during calibration or evaluation."""
 
@@ -90,7 +85,8 @@ class RunResult:
 
 
 def training_recipe(model_config) -> str:
-    """"calibrated" (anytime exits, head fitted later), "act" (ponder cost) or "plain" cross-entropy."""
+    """The loss of a model: ``calibrated`` (anytime exits; the halting head is fitted afterwards),
+    ``act`` (cross-entropy plus the ponder cost) or ``plain`` cross-entropy (fixed, max, ResNet)."""
     if model_config.architecture == "resnet" or model_config.mode != "adaptive":
         return "plain"
     return "act" if model_config.halting == "act" else "calibrated"
@@ -217,8 +213,6 @@ class Trainer:
             if reason != "stopped":
                 reason = self._after_training(reason)
             return self._finish(reason)
-        except _AlreadyComplete as exc:
-            return self._fail(str(exc), record=False)
         except TrainingFailed as exc:
             return self._fail(str(exc))
         except torch.cuda.OutOfMemoryError:
@@ -272,6 +266,9 @@ class Trainer:
 
         if checkpoint is not None:
             self._restore_training_state(checkpoint.training_state)
+            if self._comm.is_main:
+                self.run_dir = RunDirectory(self._run_path)
+                self._write_status("running")
         else:
             self._create_run_dir(config)
         self._emit_started(resumed=checkpoint is not None)
@@ -286,7 +283,7 @@ class Trainer:
             raise TrainingFailed(f"cannot resume: {exc}") from None
         name = run.name
         if run.is_being_trained():
-            raise _AlreadyComplete(f"cannot resume {name}: another process is training it right now")
+            raise TrainingFailed(f"cannot resume {name}: another process is training it right now")
         if not run.last_checkpoint.exists():
             raise TrainingFailed(
                 f"cannot resume {name}: it has no checkpoint yet (it ended before its first epoch did); start it again"
@@ -316,13 +313,12 @@ class Trainer:
             )
         if state.get("training_done") and (state.get("halting_fitted") or not self._needs_calibration(saved)) \
                 and run.eval_path.exists():
-            raise _AlreadyComplete(
+            raise TrainingFailed(
                 f"{name} already completed all {state.get('epoch')} epochs and its evaluation: nothing to resume "
                 "(start a new run to train longer)"
             )
-        self.run_dir = run if self._comm.is_main else None
-        self._run_path = run.path
-        self._last_good_checkpoint = run.last_checkpoint
+        self._run_path = run.path  # self.run_dir waits until the run really continues: until then a
+        self._last_good_checkpoint = run.last_checkpoint  # failed attempt leaves the folder as it was
         return checkpoint
 
     @staticmethod
@@ -754,8 +750,6 @@ class Trainer:
                 f"cannot resume {self._run_path.name}: the dataset gives {self.total_steps} steps now, "
                 f"{state['total_steps']} when it was started"
             )
-        if self.run_dir is not None:
-            self._write_status("running")
 
     def _kept_checkpoint_sentence(self) -> str:
         if self._last_good_checkpoint is not None and self._last_good_checkpoint.exists():
@@ -871,8 +865,11 @@ class Trainer:
         run_path = self._run_path
         state = "stopped" if reason == "stopped" else "completed"
         if self._comm.is_main:
-            sentence = {"completed": "completed", "max_steps": f"completed: reached max_steps ({self.total_steps} steps)",
-                        "stopped": f"stopped at epoch {self.epoch + (1 if self._batches_done else 0)} step {self.step}"}
+            sentence = {
+                "completed": "completed",
+                "max_steps": f"completed: reached max_steps ({self.total_steps} steps)",
+                "stopped": f"stopped at epoch {self.epoch + (1 if self._batches_done else 0)} step {self.step}",
+            }
             self._write_status(state, reason=sentence[reason])
             self._emit("finished", reason=reason, best_accuracy=self.best_accuracy, run_dir=str(run_path),
                        epoch=self.epoch, step=self.step)
@@ -880,12 +877,9 @@ class Trainer:
         return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state=state,
                          parameter_digests={self._rank: digest})
 
-    def _fail(self, reason: str, *, record: bool = True) -> RunResult:
-        """Report a failure; ``record=False`` leaves the run folder untouched."""
+    def _fail(self, reason: str) -> RunResult:
         run_path = self._run_path
         if self._comm.is_main:
-            if not record:
-                self.run_dir = None
             self._write_status("failed", reason=reason)
             self._emit("failed", reason=reason, run_dir=None if run_path is None else str(run_path))
         self._set_state("failed")
