@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,8 +126,6 @@ def _keep_copy(path: Path, previous: Path) -> None:
     try:
         os.link(path, tmp)
     except OSError:  # file systems without hard links
-        import shutil
-
         shutil.copy2(path, tmp)
     os.replace(tmp, previous)
 
