@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from .widgets import formatting, theme
-from .widgets.charts import ClassAccuracyBars, IterationHistograms, SweepCurve, TrainingCurves
+from .widgets.charts import ClassAccuracyBars, IterationHistograms, SweepCurve, TrainingCurves, swatch
 from .widgets.confusion_matrix import ConfusionMatrix
 from .widgets.empty_state import EmptyState
 from .widgets.image_strip import ImageStrip
@@ -48,8 +48,8 @@ from .widgets.message_banner import MessageBanner
 from .widgets.section import FigureTile, Section
 from .widgets.tasks import BackgroundRunner, import_engine
 
-#: Images per row of the easy-to-hard spectrum.
-SPECTRUM_SIZE = 8
+#: Images of each end of the easy-to-hard spectrum (two rows of eight).
+SPECTRUM_SIZE = 16
 COMPARE_COLUMNS = ("Network", "Params", "MACs avg (min – max)", "Top-1 / Top-5")
 NOT_EVALUATED = "Not evaluated on the test set yet. Evaluate now writes eval.json: accuracy, per-image compute, " \
                 "iteration histograms and the threshold sweep."
@@ -252,10 +252,12 @@ class AnalysisView(QWidget):
             "Iterations per block", "Percentage of test images that ran n iterations in each block (paper Fig. 2). "
             "The dashed line is the cap: the unit count of the matching ResNet.", self.histograms)
         self.sweep = SweepCurve()
-        self.sweep.setMinimumHeight(300)
+        self.sweep.setMinimumHeight(340)
         self.sweep_section, self.sweep_stack = self._section(
-            "Accuracy vs compute", "Moving the halting threshold (blue) against running a fixed number of "
-            "iterations per block (orange), on the test images.", self.sweep)
+            "Accuracy vs compute", "On the test images: "
+            f"{swatch(theme.ACCENT, 'moving the halting threshold', '&#9679;', theme.TEXT_MUTED)}, "
+            f"{swatch(theme.SECONDARY, 'a fixed number of iterations per block (1×, 2×, …)', '&#9632;', theme.TEXT_MUTED)}, "
+            f"{swatch(theme.TEXT, 'this model as saved', '&#9733;', theme.TEXT_MUTED)}.", self.sweep)
         self.easiest = ImageStrip()
         self.hardest = ImageStrip()
         spectrum = QWidget()
@@ -287,8 +289,8 @@ class AnalysisView(QWidget):
             "Accuracy per class", "Top-1 accuracy of each class on the test images.", self.class_bars)
         self.training = TrainingCurves()
         self.training_section, self.training_stack = self._section(
-            "Training", "From metrics.jsonl: training (blue) and validation (orange) loss and accuracy, and "
-            "the mean iterations per block during training.", self.training)
+            "Training", "From metrics.jsonl: loss and accuracy, and the mean iterations per block during "
+            "training (a running mean: anytime training samples them batch by batch).", self.training)
         self.compare_section = self._build_compare()
 
         grid = QGridLayout()
@@ -353,7 +355,7 @@ class AnalysisView(QWidget):
                           "Table 1 (e.g. IamNN, its unshared ResNet and the 1-iteration setting).")
         self.compare_list = QListWidget()
         self.compare_list.setFixedWidth(280)
-        self.compare_list.setMinimumHeight(180)
+        self.compare_list.setMinimumHeight(140)
         self.compare_list.itemChanged.connect(self._on_compare_changed)
         self.one_iteration = QCheckBox("Add each IamNN's 1-iteration setting")
         self.one_iteration.setToolTip("The same network forced to one iteration per block (from the fixed-setting sweep)")
@@ -370,7 +372,7 @@ class AnalysisView(QWidget):
         self.compare_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.compare_table.setShowGrid(False)
         self.compare_table.setAlternatingRowColors(True)
-        self.compare_table.setMinimumHeight(180)
+        self.compare_table.setMinimumHeight(140)
         self.compare_table.verticalHeader().setDefaultSectionSize(28)
         header = self.compare_table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)

@@ -197,11 +197,13 @@ class ExportDialog(QDialog):
             self.output_edit.setText(str(current.with_suffix(suffix)) if suffix else str(current))
             return
         source = Path(checkpoint)
-        run = source.parent.parent.name if source.parent.name == "checkpoints" else ""
-        stem = f"{run}-{source.stem}" if run else source.stem
-        tag = "" if self.format_combo.currentData() == COPY else f".{self.format_combo.currentData()}"
-        name = f"{stem}{tag}{suffix}" if suffix != source.suffix or tag else f"{stem}-copy{suffix}"
-        self.output_edit.setText(str(source.parent / name))
+        in_run = source.parent.name == "checkpoints"  # runs/<run>/checkpoints/best.pt
+        folder = source.parent.parent if in_run else source.parent
+        stem = f"{folder.name}-{source.stem}" if in_run else source.stem
+        fmt = self.format_combo.currentData()
+        if suffix == source.suffix:  # a .pt next to a .pt: say what it is
+            stem += "-copy" if fmt == COPY else f".{fmt}"
+        self.output_edit.setText(str(folder / f"{stem}{suffix}"))
 
     def _on_checkpoint_changed(self, text: str) -> None:
         self._suggest_output()

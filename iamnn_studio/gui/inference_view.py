@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QBuffer, QIODevice, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QImageReader, QKeySequence, QShortcut
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QImageReader
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from .widgets import formatting, theme
+from .widgets.charts import swatch
 from .widgets.empty_state import EmptyState
 from .widgets.message_banner import MessageBanner
 from .widgets.prediction_card import ErrorCard, PredictionCard
@@ -232,7 +233,21 @@ class InferenceView(QWidget):
         controls.addWidget(self.threshold_value)
         controls.addSpacing(theme.SPACING)
         controls.addWidget(self.busy)
-        controls.addWidget(self.totals_label)
+
+        muted = theme.TEXT_MUTED
+        blocks = "".join(f"<span style='color:{theme.block_color(b)}'>&#9632;</span>" for b in range(4))
+        self.legend = QLabel(
+            f"{blocks}<span style='color:{muted}'>&nbsp;halting score of each iteration</span>&nbsp;&nbsp;&nbsp; "
+            f"{swatch(theme.TEXT, 'cumulative score', '&#9679;&#8212;', muted)}&nbsp;&nbsp;&nbsp; "
+            f"{swatch(theme.ERROR, 'threshold', '- - -', muted)}&nbsp;&nbsp;&nbsp; "
+            f"{swatch(theme.PLOT_AXIS, 'iterations run', '&#9646;', muted)}"
+        )
+        self.legend.setToolTip("A block stops once its cumulative halting score reaches the threshold, "
+                               "or at its cap (the last iteration has no score)")
+        legend_row = QHBoxLayout()
+        legend_row.addWidget(self.legend)
+        legend_row.addStretch(1)
+        legend_row.addWidget(self.totals_label)
 
         self.banner = MessageBanner()
 
@@ -257,12 +272,9 @@ class InferenceView(QWidget):
         layout.setSpacing(theme.SPACING)
         layout.addLayout(top)
         layout.addLayout(controls)
+        layout.addLayout(legend_row)
         layout.addWidget(self.banner)
         layout.addWidget(self.stack, 1)
-
-        paste = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
-        paste.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        paste.activated.connect(self.paste)
 
     def _update_controls(self) -> None:
         loaded = self._predictor is not None
@@ -276,6 +288,7 @@ class InferenceView(QWidget):
         self.threshold_value.setText(f"{self._threshold():.2f}")
         self.clear_button.setEnabled(bool(self._entries))
         self.stack.setCurrentWidget(self.scroll if self._entries else self.empty)
+        self.legend.setVisible(bool(self._entries))
         if loaded:
             self.empty.set_text("Drop images here",
                                 "…or paste one (Ctrl+V), or click Add images. Each image shows its top-5 classes, "
@@ -316,10 +329,10 @@ class InferenceView(QWidget):
 
     @Slot()
     def paste(self) -> None:
+        """Add the clipboard's image (or image files); the main window binds Ctrl+V to its own paste."""
         mime = QGuiApplication.clipboard().mimeData()
-        if mime is None:
-            return
-        self._accept_mime(mime, "pasted image")
+        if mime is not None:
+            self._accept_mime(mime, "pasted image")
 
     def _accept_mime(self, mime, fallback_name: str) -> bool:
         files = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()] if mime.hasUrls() else []
@@ -564,7 +577,8 @@ def _describe_model(predictor: Any) -> dict:
     config = predictor.model_config
     caps = list(predictor.model.caps)
     name = Path(str(predictor.checkpoint.path))
-    label = f"{name.parent.name}/{name.name}" if name.parent.name else name.name
+    folder = name.parent.parent if name.parent.name == "checkpoints" else name.parent  # <run>/checkpoints/x.pt
+    label = f"{folder.name}/{name.name}" if folder.name else name.name
     kind = "ResNet baseline" if config.architecture == "resnet" else "IamNN"
     parts = [
         f"<b>{label}</b>",

@@ -37,8 +37,7 @@ class IterationHistograms(pg.GraphicsLayoutWidget):
             plot.setMouseEnabled(False, False)
             plot.getAxis("left").setWidth(34)
             bars = pg.BarGraphItem(x=[], height=[], width=0.7, brush=pg.mkBrush(theme.block_color(b)), pen=pg.mkPen(None))
-            cap = pg.InfiniteLine(angle=90, pen=pg.mkPen(theme.TEXT_MUTED, width=1, style=Qt.PenStyle.DashLine),
-                                  label="cap", labelOpts={"position": 0.95, "color": theme.TEXT_MUTED, "anchors": [(1, 0), (1, 0)]})
+            cap = pg.InfiniteLine(angle=90, pen=pg.mkPen(theme.TEXT_MUTED, width=1, style=Qt.PenStyle.DashLine))
             plot.addItem(bars)
             plot.addItem(cap)
             self.plots.append(plot)
@@ -99,7 +98,10 @@ class ClassAccuracyBars(pg.PlotWidget):
 
 
 class SweepCurve(pg.PlotWidget):
-    """Accuracy against mean MACs: the halting-threshold sweep beside the fixed-iteration settings."""
+    """Accuracy against mean MACs: the halting-threshold sweep beside the fixed-iteration settings.
+
+    No legend box (it would sit on a curve): the section's caption names the colours.
+    """
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent=parent, background=theme.PLOT_BACKGROUND)
@@ -107,15 +109,12 @@ class SweepCurve(pg.PlotWidget):
         plot = self.getPlotItem()
         theme.style_plot(plot, left="top-1 accuracy (%)", bottom="mean MACs per image (M)")
         plot.showGrid(x=True, y=True, alpha=0.15)
-        legend = plot.addLegend(offset=(-10, 10), labelTextColor=theme.TEXT, brush=pg.mkBrush(255, 255, 255, 220))
-        self.legend = legend
+        plot.getViewBox().setDefaultPadding(0.08)  # room for the point labels at the edges
         self.threshold_curve = plot.plot(pen=pg.mkPen(theme.ACCENT, width=1), symbol="o", symbolSize=6,
-                                         symbolBrush=theme.ACCENT, symbolPen=None, name="adaptive: threshold sweep")
+                                         symbolBrush=theme.ACCENT, symbolPen=None)
         self.fixed_curve = plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1, style=Qt.PenStyle.DashLine), symbol="s",
-                                     symbolSize=6, symbolBrush=theme.SECONDARY, symbolPen=None,
-                                     name="fixed iterations per block")
-        self.evaluated = plot.plot(pen=None, symbol="star", symbolSize=14, symbolBrush=theme.TEXT, symbolPen=None,
-                                   name="this model's setting")
+                                     symbolSize=6, symbolBrush=theme.SECONDARY, symbolPen=None)
+        self.evaluated = plot.plot(pen=None, symbol="star", symbolSize=14, symbolBrush=theme.TEXT, symbolPen=None)
         self.fixed_labels: list[pg.TextItem] = []
 
     def set_sweep(self, threshold_points: Sequence[dict], fixed_points: Sequence[dict],
@@ -134,12 +133,9 @@ class SweepCurve(pg.PlotWidget):
         for label in self.fixed_labels:
             plot.removeItem(label)
         self.fixed_labels = []
-        for p in fixed_points:  # name each fixed setting by its iteration count per block
-            iterations = p.get("iterations")
-            if not iterations or len(set(iterations)) > 1 and max(iterations) != iterations[0]:
-                text = ",".join(str(n) for n in iterations or [])
-            else:
-                text = f"{max(iterations)}×"
+        for p in fixed_points:  # name each fixed setting by its iterations per block (capped per block)
+            iterations = p.get("iterations") or []
+            text = f"{max(iterations)}×" if iterations else ""
             label = pg.TextItem(text, color=theme.SECONDARY, anchor=(0.5, -0.3))
             label.setPos(float(p["mean_macs"]) / 1e6, 100 * float(p["top1"]))
             plot.addItem(label)
@@ -148,35 +144,31 @@ class SweepCurve(pg.PlotWidget):
 
 
 class TrainingCurves(pg.GraphicsLayoutWidget):
-    """Loss, accuracy and mean iterations over training, from metrics.jsonl."""
+    """Loss, accuracy and mean iterations per block over training, from metrics.jsonl.
+
+    Legends are coloured words in the titles, as in the Train tab (a legend box would hide curves).
+    """
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent=parent, show=False)
         self.setBackground(theme.PLOT_BACKGROUND)
         self.ci.layout.setSpacing(10)
+        train_val = f"{swatch(theme.ACCENT, 'train')} {swatch(theme.SECONDARY, 'validation')}"
+        blocks = " ".join(swatch(theme.block_color(b), str(b + 1)) for b in range(4))
         self.loss_plot = self.addPlot(row=0, col=0)
         self.accuracy_plot = self.addPlot(row=0, col=1)
         self.iterations_plot = self.addPlot(row=0, col=2)
-        for plot, title, left in ((self.loss_plot, "Loss", ""), (self.accuracy_plot, "Accuracy (%)", ""),
-                                  (self.iterations_plot, "Mean iterations per image", "")):
+        for plot, title in ((self.loss_plot, f"Loss {train_val}"), (self.accuracy_plot, f"Accuracy % {train_val}"),
+                            (self.iterations_plot, f"Iterations per block {blocks}")):
             theme.style_plot(plot, title=title, bottom="epoch")
             plot.setMouseEnabled(False, False)
             plot.showGrid(x=False, y=True, alpha=0.15)
-        self.loss_plot.addLegend(offset=(-5, 5), labelTextColor=theme.TEXT)
-        self.accuracy_plot.addLegend(offset=(-5, -5), labelTextColor=theme.TEXT)
-        self.train_loss = self.loss_plot.plot(pen=pg.mkPen(theme.ACCENT, width=1), name="train")
-        self.val_loss = self.loss_plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1), name="validation")
-        self.train_accuracy = self.accuracy_plot.plot(pen=pg.mkPen(theme.ACCENT, width=1), name="train")
-        self.val_accuracy = self.accuracy_plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1), symbol="o",
-                                                    symbolSize=5, symbolBrush=theme.SECONDARY, symbolPen=None,
-                                                    name="validation")
-        self.iterations = [
-            self.iterations_plot.plot(pen=pg.mkPen(theme.block_color(b), width=1), name=f"block {b + 1}")
-            for b in range(4)
-        ]
-        self.iterations_plot.addLegend(offset=(-5, 5), labelTextColor=theme.TEXT)
-        for b, curve in enumerate(self.iterations):
-            self.iterations_plot.legend.addItem(curve, f"block {b + 1}")
+        validation = dict(symbol="o", symbolSize=5, symbolBrush=theme.SECONDARY, symbolPen=None)
+        self.train_loss = self.loss_plot.plot(pen=pg.mkPen(theme.ACCENT, width=1))
+        self.val_loss = self.loss_plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1), **validation)
+        self.train_accuracy = self.accuracy_plot.plot(pen=pg.mkPen(theme.ACCENT, width=1))
+        self.val_accuracy = self.accuracy_plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1), **validation)
+        self.iterations = [self.iterations_plot.plot(pen=pg.mkPen(theme.block_color(b), width=1)) for b in range(4)]
         for plot in (self.loss_plot, self.accuracy_plot, self.iterations_plot):
             for item in plot.listDataItems():
                 item.setClipToView(True)
@@ -184,18 +176,37 @@ class TrainingCurves(pg.GraphicsLayoutWidget):
         self.setFixedHeight(220)
 
     def set_series(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        """``series`` keys: train_loss, val_loss, train_accuracy, val_accuracy, iterations_1..4 (x in epochs)."""
+        """``series`` keys: train_loss, val_loss, train_accuracy, val_accuracy, iterations_1..4 (x in epochs).
+
+        Per-step iteration counts jump (anytime training samples them per batch): they are drawn
+        as a running mean over about a tenth of the run.
+        """
         empty = (np.empty(0), np.empty(0))
         self.train_loss.setData(*series.get("train_loss", empty))
         self.val_loss.setData(*series.get("val_loss", empty))
         self.train_accuracy.setData(*series.get("train_accuracy", empty))
         self.val_accuracy.setData(*series.get("val_accuracy", empty))
         for b, curve in enumerate(self.iterations):
-            curve.setData(*series.get(f"iterations_{b + 1}", empty))
+            x, y = series.get(f"iterations_{b + 1}", empty)
+            curve.setData(x, running_mean(y, max(1, len(y) // 10)))
 
-    def has_data(self) -> bool:
-        return any(len(item.xData if item.xData is not None else []) for plot in
-                   (self.loss_plot, self.accuracy_plot, self.iterations_plot) for item in plot.listDataItems())
+
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each point (shorter at the start)."""
+    values = np.asarray(values, dtype=np.float64)
+    if window <= 1 or values.size == 0:
+        return values
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, values.size + 1), window)
+    return (sums[1:] - sums[np.arange(1, values.size + 1) - counts]) / counts
+
+
+def swatch(color: str, text: str, mark: str = "&#9632;", text_color: str | None = None) -> str:
+    """A coloured legend entry for a plot title or caption; ``text_color`` keeps the words neutral."""
+    if text_color is None:
+        return f"<span style='color:{color};font-weight:400'>{mark}&nbsp;{text}</span>"
+    return (f"<span style='color:{color};font-weight:400'>{mark}</span>"
+            f"<span style='color:{text_color};font-weight:400'>&nbsp;{text}</span>")
 
 
 def _short(text: str, limit: int) -> str:

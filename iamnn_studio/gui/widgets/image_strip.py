@@ -16,8 +16,9 @@ TILE = 64
 class ImageStrip(QWidget):
     """Thumbnails side by side; each shows its MACs and, when wrong, what the model said."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, columns: int = 8, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.columns = columns
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setHorizontalSpacing(8)
@@ -31,11 +32,12 @@ class ImageStrip(QWidget):
             if item.widget() is not None:
                 item.widget().deleteLater()
         self.tiles = []
-        for column, (image, caption, tooltip) in enumerate(zip(images, captions, tooltips)):
+        for index, (image, caption, tooltip) in enumerate(zip(images, captions, tooltips)):
+            row, column = 2 * (index // self.columns), index % self.columns
             tile = QLabel()
             tile.setFixedSize(TILE, TILE)
             tile.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            mistaken = bool(wrong[column]) if wrong is not None and column < len(wrong) else False
+            mistaken = bool(wrong[index]) if wrong is not None and index < len(wrong) else False
             border = theme.ERROR if mistaken else theme.BORDER
             tile.setStyleSheet(f"background: {theme.BACKGROUND}; border: 1px solid {border}; border-radius: 3px;")
             pixmap = thumbnail_pixmap(image, TILE - 4)
@@ -48,7 +50,7 @@ class ImageStrip(QWidget):
             text.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
             text.setStyleSheet(f"color: {theme.ERROR if mistaken else theme.TEXT_MUTED}; font-size: 8pt;")
             text.setToolTip(tooltip)
-            self._grid.addWidget(tile, 0, column, Qt.AlignmentFlag.AlignHCenter)
-            self._grid.addWidget(text, 1, column, Qt.AlignmentFlag.AlignHCenter)
+            self._grid.addWidget(tile, row, column, Qt.AlignmentFlag.AlignHCenter)
+            self._grid.addWidget(text, row + 1, column, Qt.AlignmentFlag.AlignHCenter)
             self.tiles.append(tile)
-        self._grid.setColumnStretch(len(self.tiles), 1)
+        self._grid.setColumnStretch(self.columns, 1)

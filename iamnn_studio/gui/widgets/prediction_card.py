@@ -30,7 +30,7 @@ class ProbabilityBars(QWidget):
         super().__init__(parent)
         self._rows = rows
         self._items: list[tuple[str, float]] = []
-        self.setMinimumWidth(240)
+        self.setMinimumWidth(290)
         self.setFixedHeight(rows * self.ROW)
 
     def set_items(self, items: Sequence[tuple[str, float]]) -> None:
@@ -41,7 +41,7 @@ class ProbabilityBars(QWidget):
         return list(self._items)
 
     def sizeHint(self) -> QSize:
-        return QSize(280, self._rows * self.ROW)
+        return QSize(300, self._rows * self.ROW)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
         painter = QPainter(self)
@@ -49,7 +49,7 @@ class ProbabilityBars(QWidget):
         bold = QFont(painter.font())
         bold.setBold(True)
         metrics = QFontMetrics(bold)  # the widest (bold) row decides the label column
-        label_width = min(120, max((metrics.horizontalAdvance(label) for label, _ in self._items), default=40) + 10)
+        label_width = min(150, max((metrics.horizontalAdvance(label) for label, _ in self._items), default=40) + 10)
         value_width = metrics.horizontalAdvance("100.0 %") + 6
         bar_width = max(20, self.width() - label_width - value_width)
         for row, (label, prob) in enumerate(self._items):
