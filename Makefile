@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 DATASET_PKG := dataset-fashion-mnist
 
-.PHONY: venv test run bench reproduce screenshots clean
+.PHONY: venv test run desktop-deps bench reproduce screenshots clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,7 @@ test: venv
 
 # Fashion-MNIST from Debian when it is missing and apt-get can be used; otherwise only a warning
 # (the app can still use other data sets).
-run: venv
+run: venv desktop-deps
 	@if [ ! -d $(DATASET_DIR) ]; then \
 	  if ! command -v apt-get >/dev/null; then \
 	    echo "warning: $(DATASET_DIR) missing and no apt-get here; skipping $(DATASET_PKG)" >&2; \
@@ -42,6 +42,23 @@ run: venv
 	  fi; \
 	fi
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/iamnn-studio
+
+# Qt's xcb (X11) platform plugin needs these since Qt 6.5; installed only when missing and
+# only where apt-get can run as root (a desktop usually has them already).
+XCB_LIBS := libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
+	libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1
+desktop-deps:
+	@missing=""; for p in $(XCB_LIBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Qt's X11 libraries:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	  || echo "warning: could not install$$missing; the window may not open on X11" >&2; \
+	elif [ -n "$$missing" ] && command -v dpkg-query >/dev/null; then \
+	  echo "warning: Qt on X11 needs:$$missing (apt-get install them as root)" >&2; \
+	fi
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
