@@ -1,0 +1,239 @@
+"""Early-exit efficiency: does skipping iterations save the wall time its MACs promise?
+
+efficiency = (wall-time speed-up of adaptive inference over ``max`` mode, same weights)
+           / (speed-up the mean MACs predict: MACs at max / MACs adaptive)
+
+1.0 means every MAC saved is time saved; below 1, the compaction (gathering the still-running
+images after each iteration), the halting heads and the smaller, less efficient convolutions on
+the survivors eat into the saving. Eval mode, ``torch.no_grad``, one batch of real
+Fashion-MNIST test images, repetitions of the two modes interleaved, medians.
+
+The model: without ``--checkpoint``, an untrained IamNN whose halting heads are *set* so that a
+realistic share of images exits early. Its heads score every image almost alike at
+initialisation, so each head's output layer is rescaled to give logits with a spread of
+``HEAD_LOGIT_SPREAD`` over the batch, and its bias is searched so that each block runs on average
+``1 + TARGET_EXTRA_SHARE x (cap - 1)`` iterations at threshold ``THRESHOLD``: about 0.4 x the
+full-depth MACs with a 2-3x max/min spread per image, like the calibrated models measured in
+``research/adaptivity.md`` (0.27-0.38 x, max/min 2.9-4.0). Which images exit does not change
+the timing; how many exit at each iteration does. With ``--checkpoint`` a trained model is used
+as it is.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402  (the path line above makes ``common`` importable)
+    bench_arguments, finish, hardware, interleaved, set_threads, summary, verdict,
+)
+
+TARGET = 0.9
+THRESHOLD = 0.8
+HEAD_LOGIT_SPREAD = 3.0
+TARGET_EXTRA_SHARE = 0.2
+
+#: Profiler op names grouped by what the time goes to.
+OP_GROUPS = {
+    "convolution": ("conv", "mkldnn_convolution", "_convolution", "thnn_conv"),
+    "batch_norm": ("batch_norm",),
+    "concatenate": ("aten::cat",),
+    "gather/scatter (compaction)": ("aten::index", "index_select", "index_put", "scatter", "gather", "masked",
+                                    "argsort", "sort"),
+    "nonzero/any (host syncs)": ("nonzero", "aten::any", "aten::all", "aten::item", "_local_scalar_dense",
+                                 "is_nonzero"),
+    "halting head (linear)": ("addmm", "aten::mm", "aten::linear", "sigmoid"),
+    "pooling/mean": ("pool", "aten::mean", "aten::sum"),
+    "elementwise": ("aten::add", "aten::sub", "aten::mul", "aten::div", "aten::where", "clamp", "relu", "fill_",
+                    "aten::copy_", "aten::full", "zeros", "aten::ge", "bitwise", "logical", "aten::rsub"),
+}
+
+
+def build_benchmark_model(width: int, depth: int, images, checkpoint: Path | None, seed: int = 0):
+    """The model to time and a sentence saying which it is."""
+    import torch
+
+    from iamnn_studio.engine import ModelConfig, build_model
+
+    if checkpoint is not None:
+        from iamnn_studio.engine.checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(checkpoint)
+        loaded.model.set_mode("adaptive")
+        return loaded.model.eval(), f"trained checkpoint {checkpoint} (threshold {loaded.model.config.halting_threshold})"
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(width=width, depth=depth, threshold=THRESHOLD)).eval()
+    set_exit_heads(model, images[: min(len(images), 128)])
+    return model, (
+        f"untrained IamNN (seed {seed}) with halting heads set for a realistic early-exit share: "
+        f"head logits spread {HEAD_LOGIT_SPREAD} over the batch, mean iterations per block "
+        f"1 + {TARGET_EXTRA_SHARE} x (cap - 1), threshold {THRESHOLD}"
+    )
+
+
+def set_exit_heads(model, images, steps: int = 10) -> None:
+    """Rescale each head's output layer and search its bias for the target mean iterations."""
+    import torch
+
+    with torch.no_grad():
+        out = model(images)
+        bases = []
+        for block, scores in zip(model.blocks, out.halting):
+            head = block.halting_head.out
+            first = scores[:, 0].double().clamp(1e-12, 1 - 1e-12)
+            logit = torch.log(first / (1 - first)) - head.bias.double()
+            scale = HEAD_LOGIT_SPREAD / float(logit.std().clamp_min(1e-12))
+            head.weight.mul_(scale)
+            bases.append(-float(logit.mean()) * scale)  # centres the logits at 0 before the offset
+        for b, (block, base) in enumerate(zip(model.blocks, bases)):
+            target = 1 + TARGET_EXTRA_SHARE * (block.cap - 1)
+            low, high = -12.0, 12.0
+            for _ in range(steps):  # bisection: a larger offset exits earlier
+                mid = (low + high) / 2
+                block.halting_head.out.bias.fill_(base + mid)
+                mean_iterations = float(model(images).iterations[:, b].double().mean())
+                low, high = (mid, high) if mean_iterations > target else (low, mid)
+
+
+def profile_groups(fn) -> dict[str, float]:
+    """Self CPU milliseconds of one call of ``fn``, grouped by ``OP_GROUPS``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    groups: dict[str, float] = {name: 0.0 for name in OP_GROUPS}
+    groups["other"] = 0.0
+    for event in prof.key_averages():
+        ms = event.self_cpu_time_total / 1000.0
+        for name, needles in OP_GROUPS.items():
+            if any(needle in event.key for needle in needles):
+                groups[name] += ms
+                break
+        else:
+            groups["other"] += ms
+    return {k: round(v, 2) for k, v in groups.items()}
+
+
+def measure_early_exit(
+    *,
+    width: int = 16,
+    depth: int = 50,
+    batch_size: int = 256,
+    repeats: int = 9,
+    checkpoint: Path | None = None,
+    profile: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Time adaptive against ``max`` inference on one batch; returns the efficiency and its raw figures."""
+    import torch
+
+    from iamnn_studio.engine.config import DataConfig
+    from iamnn_studio.engine.data import load_dataset, normalize
+
+    threads = set_threads(threads)
+    bundle = load_dataset(DataConfig(name="fashion-mnist"), seed=0)
+    images = normalize(bundle.test.images[:batch_size], bundle.mean, bundle.std)
+    model, description = build_benchmark_model(width, depth, images, checkpoint)
+
+    with torch.no_grad():
+        model.set_mode("adaptive")
+        adaptive_out = model(images)
+        model.set_mode("max")
+        max_out = model(images)
+
+        def run(mode: str):
+            def call():
+                model.set_mode(mode)
+                model(images)
+            return call
+
+        times = interleaved({"max": run("max"), "adaptive": run("adaptive")}, repeats)
+        profiles = {}
+        if profile:
+            profiles = {mode: profile_groups(run(mode)) for mode in ("max", "adaptive")}
+        model.set_mode("adaptive")
+
+    max_time, adaptive_time = summary(times["max"]), summary(times["adaptive"])
+    macs_max = float(max_out.macs.double().mean())
+    macs_adaptive = float(adaptive_out.macs.double().mean())
+    wall_speedup = max_time["median"] / adaptive_time["median"]
+    mac_speedup = macs_max / macs_adaptive
+    efficiency = wall_speedup / mac_speedup
+    per_image = adaptive_out.macs.double()
+    caps = list(model.caps)
+    result: dict[str, Any] = {
+        "value": efficiency,
+        "target": TARGET,
+        "verdict": verdict(efficiency, TARGET),
+        "wall_speedup": wall_speedup,
+        "mac_speedup": mac_speedup,
+        "seconds": {"max": max_time, "adaptive": adaptive_time},
+        "raw_seconds": times,
+        "macs_mean": {"max": macs_max, "adaptive": macs_adaptive},
+        "macs_fraction_of_max": macs_adaptive / macs_max,
+        "per_image_macs": {
+            "min": float(per_image.min()), "max": float(per_image.max()),
+            "max_over_min": float(per_image.max() / per_image.min()),
+            "p10": float(per_image.quantile(0.1)), "p90": float(per_image.quantile(0.9)),
+        },
+        "iterations_mean": [float(v) for v in adaptive_out.iterations.double().mean(0)],
+        "iterations_histogram": [
+            torch.bincount(adaptive_out.iterations[:, b] - 1, minlength=cap)[:cap].tolist()
+            for b, cap in enumerate(caps)
+        ],
+        "model": description,
+        "setting": {"width": width, "depth": depth, "caps": caps, "batch_size": batch_size, "repeats": repeats,
+                    "threads": threads, "input": "Fashion-MNIST test images, 1x28x28", "eval": True, "no_grad": True},
+        "hardware": hardware(),
+    }
+    if profiles:
+        result["profile_ms"] = profiles
+        result["time_lost_ms"] = time_lost(profiles, macs_adaptive / macs_max)
+    return result
+
+
+def time_lost(profiles: dict[str, dict[str, float]], mac_fraction: float) -> dict[str, float]:
+    """Per op group: adaptive time minus what the MAC fraction of max mode's time would be.
+
+    Positive numbers are where adaptive inference spends more than its share of MACs allows.
+    """
+    return {
+        group: round(profiles["adaptive"][group] - mac_fraction * profiles["max"][group], 2)
+        for group in profiles["adaptive"]
+    }
+
+
+def describe(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "early-exit efficiency",
+        f"  model: {result['model']}",
+        f"  MACs per image: max {result['macs_mean']['max'] / 1e6:.1f} M, adaptive {result['macs_mean']['adaptive'] / 1e6:.1f} M "
+        f"({result['macs_fraction_of_max']:.2f} of max; per image {result['per_image_macs']['min'] / 1e6:.1f}-"
+        f"{result['per_image_macs']['max'] / 1e6:.1f} M)",
+        f"  batch {result['setting']['batch_size']}: max {result['seconds']['max']['median'] * 1e3:.0f} ms, "
+        f"adaptive {result['seconds']['adaptive']['median'] * 1e3:.0f} ms (medians of {result['setting']['repeats']})",
+        f"  speed-up: wall {result['wall_speedup']:.2f}x, MACs predict {result['mac_speedup']:.2f}x",
+        f"  efficiency {result['value']:.3f} (target >= {result['target']}: {result['verdict']})",
+    ]
+    if "time_lost_ms" in result:
+        worst = sorted(result["time_lost_ms"].items(), key=lambda kv: -kv[1])[:4]
+        lines.append("  time beyond the MAC share (ms, profiled): " + ", ".join(f"{k} {v:+.0f}" for k, v in worst))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = bench_arguments(__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=None, help="time this trained model instead")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    if args.quick:
+        result = measure_early_exit(width=8, depth=18, batch_size=64, repeats=3, checkpoint=args.checkpoint)
+    else:
+        result = measure_early_exit(batch_size=args.batch_size, checkpoint=args.checkpoint)
+    finish(result, args.json, describe(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Model FLOP utilisation: training FLOP/s of the default configuration / the machine's fp32 matmul peak.
+
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` over real training steps,
+forward and backward (convolutions and matrix products; batchnorm, activations and the
+optimiser's element-wise updates are not FLOPs in this count, as usual for MFU). The steps are
+those of ``BareLoop`` (the trainer's exact work without its bookkeeping; the engine-overhead
+benchmark measures what the bookkeeping costs): the default ``RunConfig`` (width 16, depth 50,
+batch 128, calibrated recipe, so every batch runs at its sampled anytime exits) on
+Fashion-MNIST. The steps are run twice with the same seeds, so the same exits: once timed, once
+under the counter (which slows them down).
+
+The peak is the best of several large fp32 ``torch.mm`` calls, measured in the same process
+before and after the training steps, with the same threads.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engine_overhead import BareLoop  # noqa: E402
+from common import bench_arguments, finish, hardware, set_threads, verdict  # noqa: E402
+
+TARGET = 0.5
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, Any]:
+    """Best fp32 FLOP/s of ``torch.mm`` on two ``size`` x ``size`` matrices."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up: thread pool, caches
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        seconds.append(time.perf_counter() - start)
+    flops = 2.0 * size**3
+    return {"flops_per_s": flops / min(seconds), "size": size, "seconds": seconds}
+
+
+def default_run_config(batch_size: int | None = None, width: int | None = None, depth: int | None = None):
+    from iamnn_studio.engine import RunConfig
+
+    config = RunConfig(name="mfu", device="cpu")
+    if batch_size:
+        config.batch_size = batch_size
+    if width:
+        config.model.width = width
+    if depth:
+        config.model.depth = depth
+    config.max_steps = 1000  # only a few are taken; keeps the one-cycle schedule short
+    return config
+
+
+def measure_mfu(
+    *,
+    steps: int = 4,
+    warmup: int = 1,
+    batch_size: int | None = None,
+    width: int | None = None,
+    depth: int | None = None,
+    peak_size: int = 2048,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Time ``steps`` training steps after ``warmup`` and count their FLOPs; divide by the matmul peak."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from iamnn_studio.engine.data import load_dataset
+
+    threads = set_threads(threads)
+    config = default_run_config(batch_size, width, depth)
+    bundle = load_dataset(config.data, seed=config.seed)
+    peaks = [matmul_peak(peak_size)]
+
+    timed = BareLoop(default_run_config(batch_size, width, depth), bundle)
+    for _ in range(warmup):
+        timed.step()
+    step_seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        timed.step()
+        step_seconds.append(time.perf_counter() - start)
+    peaks.append(matmul_peak(peak_size))
+
+    counted = BareLoop(default_run_config(batch_size, width, depth), bundle)
+    for _ in range(warmup):
+        counted.step()
+    step_flops = []
+    for _ in range(steps):
+        with FlopCounterMode(display=False) as counter:
+            counted.step()
+        step_flops.append(counter.get_total_flops())
+
+    flops, seconds = float(sum(step_flops)), float(sum(step_seconds))
+    achieved = flops / seconds
+    peak = max(p["flops_per_s"] for p in peaks)
+    mfu = achieved / peak
+    model = config.model
+    return {
+        "value": mfu,
+        "target": TARGET,
+        "verdict": verdict(mfu, TARGET),
+        "training_flops_per_s": achieved,
+        "peak_flops_per_s": peak,
+        "step_flops": step_flops,
+        "step_seconds": step_seconds,
+        "images_per_s": steps * config.batch_size / seconds,
+        "peak_runs": peaks,
+        "setting": {
+            "config": f"default RunConfig: IamNN width {model.width}, depth {model.depth} (caps {list(model.caps)}), "
+                      f"batch {config.batch_size}, {model.halting} halting (anytime exits sampled per batch), "
+                      f"{config.optimizer} {config.schedule}, {config.data.name} {config.data.augment}",
+            "steps": steps, "warmup_steps": warmup, "threads": threads, "dtype": "float32",
+            "flop_counter": "torch.utils.flop_counter.FlopCounterMode, forward + backward",
+        },
+        "hardware": hardware(),
+    }
+
+
+def describe(result: dict[str, Any]) -> list[str]:
+    return [
+        "model FLOP utilisation (MFU)",
+        f"  {result['setting']['config']}",
+        f"  training {result['training_flops_per_s'] / 1e9:.2f} GFLOP/s ({result['images_per_s']:.1f} img/s, "
+        f"{sum(result['step_flops']) / len(result['step_flops']) / 1e9:.1f} GFLOP per step); "
+        f"fp32 matmul peak {result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s",
+        f"  MFU {result['value']:.3f} (target >= {result['target']}: {result['verdict']})",
+    ]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = bench_arguments(__doc__.splitlines()[0]).parse_args(argv)
+    if args.quick:
+        result = measure_mfu(steps=2, warmup=1, batch_size=16, width=4, depth=18, peak_size=512)
+    else:
+        result = measure_mfu()
+    finish(result, args.json, describe(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
