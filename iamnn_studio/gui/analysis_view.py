@@ -293,8 +293,23 @@ class AnalysisView(QWidget):
             "training (a running mean: anytime training samples them batch by batch).", self.training)
         self.compare_section = self._build_compare()
 
+        # shown instead of the five evaluation figures while the run has no eval.json
+        self.evaluate_prompt = EmptyState(
+            "Not evaluated on the test set yet",
+            "Evaluating measures the best checkpoint on the test images and writes eval.json: accuracy, the "
+            "confusion matrix, per-image compute, iteration histograms, the easiest and hardest images and the "
+            "threshold sweep. It runs in the background.",
+        )
+        self.prompt_button = self.evaluate_prompt.add_action("Evaluate now", self.evaluate_now)
+        self.prompt_button.setObjectName("Primary")
+        self.evaluate_prompt.setMinimumHeight(220)
+        self.evaluate_prompt.hide()
+        self._evaluation_sections = (self.histogram_section, self.sweep_section, self.spectrum_section,
+                                     self.confusion_section, self.class_section)
+
         grid = QGridLayout()
         grid.setSpacing(theme.SPACING)
+        grid.addWidget(self.evaluate_prompt, 0, 0, 1, 2)  # same cell as the histograms: one of them shows
         grid.addWidget(self.histogram_section, 0, 0, 1, 2)
         grid.addWidget(self.sweep_section, 1, 0)
         grid.addWidget(self.spectrum_section, 1, 1)
@@ -420,6 +435,9 @@ class AnalysisView(QWidget):
         self._update_evaluate_button()
         self._fill_tiles(report)
         evaluation = report.evaluation
+        for section in self._evaluation_sections:
+            section.setVisible(evaluation is not None)
+        self.evaluate_prompt.setVisible(evaluation is None)
         if evaluation is None:
             for stack in (self.histogram_stack, self.sweep_stack, self.spectrum_stack, self.confusion_stack,
                           self.class_stack):
@@ -440,6 +458,7 @@ class AnalysisView(QWidget):
         can = report is not None and report.checkpoint is not None and report.config is not None
         self.evaluate_button.setVisible(not running)
         self.evaluate_button.setEnabled(can and not running)
+        self.prompt_button.setEnabled(can and not running)
         self.evaluate_button.setText("Evaluate again" if report is not None and report.evaluation else "Evaluate now")
         if report is not None and not can:
             self.evaluate_button.setToolTip("This run has no checkpoint or no readable config.toml to evaluate")

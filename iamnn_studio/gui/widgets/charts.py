@@ -8,20 +8,23 @@ from typing import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 
 from . import formatting, theme
 
 
-def _plot_widget(height: int | None = None) -> pg.PlotWidget:
-    widget = pg.PlotWidget(background=theme.PLOT_BACKGROUND)
-    widget.setMouseEnabled(False, False)
-    if height:
-        widget.setFixedHeight(height)
-    return widget
+class _FixedHeightLayout(pg.GraphicsLayoutWidget):
+    """A row of plots of one fixed height that also reports it as its size hint.
+
+    A graphics view's default hint is 480 px tall, and stacked widgets and height-for-width
+    layouts read the hint, not the fixed height: without this the card around it grows.
+    """
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        return QSize(super().sizeHint().width(), self.minimumHeight())
 
 
-class IterationHistograms(pg.GraphicsLayoutWidget):
+class IterationHistograms(_FixedHeightLayout):
     """Paper Figure 2: how many test images ran n iterations, per block; dashed line = the cap."""
 
     def __init__(self, blocks: int = 4, parent=None) -> None:
@@ -143,7 +146,7 @@ class SweepCurve(pg.PlotWidget):
         plot.enableAutoRange()
 
 
-class TrainingCurves(pg.GraphicsLayoutWidget):
+class TrainingCurves(_FixedHeightLayout):
     """Loss, accuracy and mean iterations per block over training, from metrics.jsonl.
 
     Legends are coloured words in the titles, as in the Train tab (a legend box would hide curves).

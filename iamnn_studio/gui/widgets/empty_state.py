@@ -21,7 +21,7 @@ class EmptyState(QFrame):
         self.text = QLabel(text)
         self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.text.setWordWrap(True)
-        self.text.setMaximumWidth(520)
+        self.text.setFixedWidth(560)  # a fixed width lets the wrapped label report its true height
         self.text.setStyleSheet(f"color: {theme.TEXT_MUTED};")
         self._buttons = QHBoxLayout()
         self._buttons.setSpacing(theme.SPACING)
@@ -32,7 +32,11 @@ class EmptyState(QFrame):
         column.setSpacing(theme.SPACING)
         column.addStretch(1)
         column.addWidget(self.title)
-        column.addWidget(self.text, 0, Qt.AlignmentFlag.AlignHCenter)
+        centred = QHBoxLayout()  # not addWidget(..., AlignHCenter): that would ignore the wrapped height
+        centred.addStretch(1)
+        centred.addWidget(self.text)
+        centred.addStretch(1)
+        column.addLayout(centred)
         column.addSpacing(theme.SPACING)
         column.addLayout(self._buttons)
         column.addStretch(2)

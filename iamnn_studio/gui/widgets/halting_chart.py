@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 
 from . import theme
 
@@ -56,6 +56,9 @@ class HaltingCharts(pg.GraphicsLayoutWidget):
             self.cumulative_curves.append(curve)
             self.threshold_lines.append(line)
         self.setFixedHeight(self.HEIGHT)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name): the fixed height, not a graphics view's 480 px
+        return QSize(super().sizeHint().width(), self.HEIGHT)
 
     def set_halting(self, halting: Sequence[Sequence[float]], cumulative: Sequence[Sequence[float]],
                     iterations: Sequence[int], caps: Sequence[int], threshold: float | None) -> None:

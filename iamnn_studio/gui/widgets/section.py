@@ -1,7 +1,7 @@
 """Titled panels that group one figure or table of a view, and small figure tiles for key numbers."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from . import theme
@@ -32,6 +32,13 @@ class Section(QFrame):
         self.body = QVBoxLayout()
         self.body.setSpacing(theme.SPACING)
         outer.addLayout(self.body, 1)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        """The height the content needs at the current width (a wrapped caption's own hint is far taller)."""
+        hint = super().sizeHint()
+        if self.width() > 0 and self.hasHeightForWidth():
+            hint.setHeight(self.heightForWidth(self.width()))
+        return hint
 
     def set_caption(self, text: str) -> None:
         self.caption.setText(text)
