@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -183,6 +183,9 @@ class AnalysisView(QWidget):
         self._compare_folder: Path | None = None
         self._build()
         self._show_empty()
+        app = QCoreApplication.instance()
+        if app is not None:  # quitting must not wait for a long evaluation: ask it to stop
+            app.aboutToQuit.connect(self.shutdown)
 
     # ================================================================ public API
     def show_run(self, run_dir: str) -> None:
@@ -586,14 +589,17 @@ class AnalysisView(QWidget):
             evaluate_module = import_engine("evaluate")
             runs = import_engine("runs")
             data = import_engine("data")
-            checkpoint = checkpoint_module.load_checkpoint(checkpoint_path)
+            import torch
+
+            device = "cuda" if config.device != "cpu" and torch.cuda.is_available() else "cpu"
+            checkpoint = checkpoint_module.load_checkpoint(checkpoint_path, map_location=device)
             progress(0.0, "Loading the dataset…")
             bundle = data.load_dataset(config.data, seed=config.seed)
             split, images = ("test", bundle.test) if len(bundle.test) else ("val", bundle.val)
             progress(0.0, f"Evaluating on {len(images):,} {split} images…")
             result = evaluate_module.evaluate(
                 checkpoint.model, images, mean=checkpoint.mean, std=checkpoint.std, classes=checkpoint.classes,
-                device="cpu", should_stop=cancel.is_set,
+                device=device, should_stop=cancel.is_set,
                 progress=lambda fraction: progress(fraction, f"Evaluating on {len(images):,} {split} images…"),
             )
             if result.get("stopped"):
@@ -609,6 +615,13 @@ class AnalysisView(QWidget):
         self.progress_label.setText("Starting…")
         self._evaluator.submit(work, self._on_evaluated, self._on_evaluation_failed)
         self._update_evaluate_button()
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop an evaluation between two batches and drop queued work (the app is closing)."""
+        if self._cancel_evaluation is not None:
+            self._cancel_evaluation.set()
+        self._runner.discard_pending()
 
     def _cancel(self) -> None:
         if self._cancel_evaluation is not None:

@@ -44,6 +44,8 @@ CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 #: Thumbnails are decoded at most this large (a 40-megapixel photo must not sit in memory).
 PREVIEW_SIZE = 256
 DEBOUNCE_MS = 180
+#: The threshold slider's resolution: 0.001.
+SLIDER_STEPS = 1000
 MODES = (("adaptive", "Adaptive (halting decides)"), ("fixed", "Fixed iterations per block"), ("max", "Every iteration (cap)"))
 
 
@@ -105,6 +107,7 @@ class InferenceView(QWidget):
         self._keys = itertools.count(1)
         self._mean_test_macs: float | None = None
         self._model_halts = False  # an IamNN (the threshold matters), not the ResNet baseline
+        self._threshold_value = 0.99
         self._rerun_in_flight = False
         self._rerun_wanted = False
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
@@ -204,16 +207,18 @@ class InferenceView(QWidget):
         self.fixed_spin.setToolTip("Iterations every block runs (capped at the block's maximum)")
         self.fixed_spin.valueChanged.connect(self._on_settings_changed)
         self.threshold_slider = QSlider(Qt.Orientation.Horizontal)
-        self.threshold_slider.setRange(1, 100)
-        self.threshold_slider.setValue(99)
+        self.threshold_slider.setRange(1, SLIDER_STEPS)
+        self.threshold_slider.setValue(round(0.99 * SLIDER_STEPS))
+        self.threshold_slider.setSingleStep(5)
+        self.threshold_slider.setPageStep(50)
         self.threshold_slider.setMinimumWidth(200)
         self.threshold_slider.setToolTip(
             "A block stops once its cumulative halting score reaches this threshold: "
             "lower means less compute per image"
         )
-        self.threshold_slider.valueChanged.connect(self._on_settings_changed)
-        self.threshold_value = QLabel("0.99")
-        self.threshold_value.setMinimumWidth(34)
+        self.threshold_slider.valueChanged.connect(self._on_slider_moved)
+        self.threshold_value = QLabel("0.990")
+        self.threshold_value.setMinimumWidth(40)
         self.threshold_caption = QLabel("Halting threshold")
         self.totals_label = QLabel()
         self.totals_label.setProperty("role", "muted")
@@ -285,7 +290,7 @@ class InferenceView(QWidget):
         adaptive = loaded and mode == "adaptive" and self._has_halting
         for widget in (self.threshold_slider, self.threshold_value, self.threshold_caption):
             widget.setEnabled(adaptive)
-        self.threshold_value.setText(f"{self._threshold():.2f}")
+        self.threshold_value.setText(f"{self._threshold():.3f}")
         self.clear_button.setEnabled(bool(self._entries))
         self.stack.setCurrentWidget(self.scroll if self._entries else self.empty)
         self.legend.setVisible(bool(self._entries))
@@ -369,7 +374,12 @@ class InferenceView(QWidget):
 
     # settings
     def _threshold(self) -> float:
-        return self.threshold_slider.value() / 100.0
+        return self._threshold_value
+
+    @Slot(int)
+    def _on_slider_moved(self, value: int) -> None:
+        self._threshold_value = value / SLIDER_STEPS
+        self._on_settings_changed()
 
     def _settings(self) -> _Settings:
         mode = self.mode_combo.currentData()
@@ -460,7 +470,9 @@ class InferenceView(QWidget):
         if mode.startswith("fixed:"):
             self.fixed_spin.setValue(int(mode.split(":", 1)[1]))
         if description["threshold"] is not None:
-            self.threshold_slider.setValue(max(1, min(100, round(description["threshold"] * 100))))
+            # the slider shows the nearest step; the checkpoint's exact threshold stays until it is moved
+            self._threshold_value = float(description["threshold"])
+            self.threshold_slider.setValue(max(1, min(SLIDER_STEPS, round(self._threshold_value * SLIDER_STEPS))))
         for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
             widget.blockSignals(False)
         self.banner.hide()

@@ -4,7 +4,7 @@
 
 Offline and self-contained: it opens the app's main window (offscreen unless ``--show``) with
 settings and runs in a temp folder, trains a small IamNN on the built-in synthetic shapes
-through the Train tab (about 1.5 minutes on two CPU cores), grabs the Train tab mid-run, then the
+through the Train tab (about a minute on two CPU cores), grabs the Train tab mid-run, then the
 Runs, Study and Use tabs on the finished run (the Use tab classifies a few of the run's easiest
 and hardest test images) and the export dialog. ``--run`` skips training and uses a finished run.
 """
@@ -121,7 +121,7 @@ class Tour:
         self.select("Train")
         if not training.start_run():
             raise RuntimeError(f"the Train tab refused to start: {training.header.subtitle.text()}")
-        self.say("training (about 1.5 minutes on two cores)…")
+        self.say("training (about a minute on two cores)…")
         status = lambda: _read_json(Path(training.last_run_dir or "") / "status.json") if training.last_run_dir else {}
         self.wait(lambda: (status().get("epochs_done") or 0) >= 2, TRAIN_TIMEOUT_S, "two epochs")
         self.pause(1.5)

@@ -152,10 +152,14 @@ def test_a_run_without_eval_json_shows_what_it_has_and_can_be_evaluated(qtbot, v
     assert view.accuracy_tile.value.text() == "80.0 %"  # best validation accuracy until evaluated
     assert view.evaluate_button.isEnabled() and view.evaluate_button.text() == "Evaluate now"
 
+    fractions = []
+    view._evaluator.progressed.connect(lambda token, fraction, message: fractions.append(fraction))
     with qtbot.waitSignal(view.evaluated, timeout=TIMEOUT):
         view.evaluate_button.click()
+        assert view.progress.isVisibleTo(view) and view.cancel_button.isVisibleTo(view)
     with qtbot.waitSignal(view.report_shown, timeout=TIMEOUT):
         pass
+    assert fractions and max(fractions) == pytest.approx(1.0) and not view.progress.isVisibleTo(view)
     evaluation = json.loads((run / "eval.json").read_text())
     assert evaluation["images"] == 12 and len(evaluation["confusion"]) == len(SHAPES)
     assert view.confusion_stack.currentIndex() == 1

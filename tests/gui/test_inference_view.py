@@ -127,7 +127,7 @@ def test_moving_the_threshold_reruns_and_changes_iterations_and_macs(qtbot, view
     macs_before, totals_before = card.prediction.macs, view.totals_label.text()
 
     with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
-        view.threshold_slider.setValue(30)  # debounced re-run in the background
+        view.threshold_slider.setValue(300)  # 0.3: a debounced re-run in the background
     wait_idle(qtbot, view)
 
     assert card.prediction.iterations == [1, 1, 1, 1]
@@ -135,6 +135,16 @@ def test_moving_the_threshold_reruns_and_changes_iterations_and_macs(qtbot, view
     assert card.prediction.macs < macs_before
     assert view.totals_label.text() != totals_before
     assert card.charts.threshold_lines[2].value() == pytest.approx(0.3)
+    assert view.threshold_value.text() == "0.300"
+
+
+def test_the_checkpoint_threshold_is_kept_exactly_until_the_slider_moves(qtbot, view, tmp_path, files):
+    checkpoint = constant_halting_checkpoint(tmp_path / "odd.pt", threshold=0.6375)
+    open_checkpoint(qtbot, view, checkpoint)
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    assert view.cards[0].prediction.threshold == pytest.approx(0.6375)
+    assert view.predictor.threshold == pytest.approx(0.6375)
 
 
 def test_fixed_mode_runs_n_iterations_and_hides_the_threshold(qtbot, view, files):
