@@ -26,13 +26,16 @@ def window(qtbot, styled_app, tmp_runs):
 
     QSettings().clear()  # every test starts from the defaults, not from the previous test's window
     win = MainWindow(runs_dir=str(tmp_runs))
-    qtbot.addWidget(win)
     win.resize(1280, 800)
     win.show()
     qtbot.waitUntil(lambda: win.engine_ready, timeout=ENGINE_TIMEOUT_MS)
     yield win
+    # Not qtbot.addWidget: pytest-qt would close the window before this teardown, with a run still going.
     stop_and_wait(qtbot, win.training)
     win.training.form.wait_for_background()
+    win.close()
+    win.deleteLater()
+    qtbot.wait(10)
 
 
 def stop_and_wait(qtbot, training, timeout_ms: int = 60_000) -> None:

@@ -1,0 +1,191 @@
+"""Training from the window: live plots fill, pause/resume/stop keep a checkpoint, closing stops cleanly,
+failures are shown and what was trained is kept."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QThread
+
+from .conftest import tiny_run_values
+
+pytestmark = pytest.mark.gui
+RUN_TIMEOUT_MS = 90_000
+
+
+def start_tiny_run(qtbot, window, **kwargs):
+    training = window.training
+    training.form.set_values(tiny_run_values(training.form, **kwargs))
+    assert training.form.is_valid, training.form.errors
+    assert training.start_run()
+    return training
+
+
+def test_a_tiny_run_fills_the_plots_and_finishes(qtbot, window, tmp_runs):
+    training = start_tiny_run(qtbot, window, max_steps=4)  # 6 steps per epoch: the limit ends the run
+    assert training.state == "starting" and not training.header.start.isEnabled()
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        pass
+    assert ended.args == ["max_steps"]
+    training.refresher.refresh()
+    curves = training.monitor.curves
+    for name in ("train_loss", "train_accuracy", "macs", "lr", "images_per_s", "iterations_0", "iterations_3"):
+        assert len(curves[name]) > 0, name
+        x, y = curves[name].item.getData()
+        assert x is not None and len(x) == len(curves[name]), f"{name} was not drawn"
+    assert len(curves["val_accuracy"]) >= 1
+    caps = [line.value() for line in training.monitor.cap_lines]
+    assert caps == [1, 2, 2, 1]
+    assert training.session is None and training.state == "idle"
+    assert training.header.start.isEnabled()
+    assert Path(training.last_run_dir).parent == tmp_runs
+    assert training.header.open_study.isVisibleTo(training) and training.header.use_model.isVisibleTo(training)
+    assert training.checkpoint_path().endswith("best.pt")
+    assert window.run_label.text() == "Run finished (step limit)"
+    log = [training.log.item(i).text() for i in range(training.log.count())]
+    assert any(line.startswith("Epoch 1/1") for line in log)
+
+
+def test_finished_run_opens_in_study_and_use(qtbot, window, monkeypatch):
+    training = start_tiny_run(qtbot, window, max_steps=4)
+    qtbot.waitUntil(lambda: training.session is None and training.outcome is not None, timeout=RUN_TIMEOUT_MS)
+    shown, loaded = [], []
+    monkeypatch.setattr(window.view("Study"), "show_run", lambda path: shown.append(path))
+    monkeypatch.setattr(window.view("Use"), "load_checkpoint", lambda path: loaded.append(path) or True)
+    training.header.open_study.click()
+    assert shown == [training.last_run_dir] and window.tabs.tabText(window.tabs.currentIndex()) == "Study"
+    training.header.use_model.click()
+    assert loaded == [training.checkpoint_path()] and window.tabs.tabText(window.tabs.currentIndex()) == "Use"
+
+
+def test_pause_resume_then_stop_keeps_a_loadable_checkpoint(qtbot, window):
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+
+    training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
+    qtbot.waitUntil(lambda: training.state == "running" and len(training.monitor.curves["train_loss"]) > 0,
+                    timeout=RUN_TIMEOUT_MS)
+    training.header.pause.click()
+    qtbot.waitUntil(lambda: training.state == "paused", timeout=RUN_TIMEOUT_MS)
+    assert training.header.pause.text() == "Resume" and training.header.pause.isEnabled()
+    steps_when_paused = len(training.monitor.curves["train_loss"])
+    qtbot.wait(400)
+    assert len(training.monitor.curves["train_loss"]) == steps_when_paused  # nothing trains while paused
+
+    training.header.pause.click()
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    assert training.header.pause.text() == "Pause"
+    training.header.stop.click()
+    assert training.state == "stopping" and not training.header.stop.isEnabled()
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        pass
+    assert ended.args == ["stopped"]
+    assert window.run_label.text() == "Run stopped"
+    last = Path(training.last_run_dir, "checkpoints", "last.pt")
+    checkpoint = load_checkpoint(last)
+    assert checkpoint.model_config.iterations == (1, 2, 2, 1)
+    assert training.header.continue_run.isVisibleTo(training)
+
+
+def test_closing_during_a_run_stops_it_then_closes(qtbot, window, monkeypatch):
+    import iamnn_studio.gui.main_window as main_window
+
+    asked = []
+    monkeypatch.setattr(main_window, "confirm_stop_on_close", lambda parent: asked.append(parent) or True)
+    training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    thread = training.session._thread
+    assert thread is not None and thread.isRunning()
+
+    assert window.close() is False  # not yet: the run stops first, the window stays responsive
+    assert asked == [window] and window.isVisible()
+    assert training.state == "stopping" and "Stopping" in window.run_label.text()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=RUN_TIMEOUT_MS)
+    assert training.session is None and training.outcome == "stopped"
+    assert Path(training.last_run_dir, "checkpoints", "last.pt").is_file()
+
+
+def test_declining_to_close_keeps_the_run_going(qtbot, window, monkeypatch):
+    import iamnn_studio.gui.main_window as main_window
+
+    monkeypatch.setattr(main_window, "confirm_stop_on_close", lambda parent: False)
+    training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    assert window.close() is False
+    assert window.isVisible() and training.state == "running"
+
+
+class FailingTrainer:
+    """Stands in for the engine's Trainer: reports one failure the way the real one does."""
+
+    def __init__(self, config, *, runs_dir, run_dir, resume, listeners):
+        self.listeners, self.runs_dir = listeners, runs_dir
+
+    def run(self):
+        from iamnn_studio.engine.events import Event
+
+        reason = "out of GPU memory at epoch 1 step 3 with batch size 32: try a smaller batch size"
+        for listener in self.listeners:
+            listener(Event("failed", {"reason": reason, "run_dir": None}))
+
+    def stop(self):
+        pass
+
+
+class CrashingTrainer(FailingTrainer):
+    def run(self):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+@pytest.mark.parametrize("trainer, words", [(FailingTrainer, "out of GPU memory"), (CrashingTrainer, "ran out of memory")])
+def test_a_training_failure_is_shown_and_the_window_stays_usable(qtbot, window, monkeypatch, record_dialogs,
+                                                                 trainer, words):
+    import iamnn_studio.gui.worker as worker
+
+    monkeypatch.setattr(worker, "create_trainer", trainer)
+    training = start_tiny_run(qtbot, window)
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        pass
+    assert ended.args == ["failed"]
+    assert [(kind, title) for kind, title, _ in record_dialogs] == [("critical", "Training failed")]
+    assert words in record_dialogs[0][2]
+    assert words in window.run_label.text() and window.run_label.text().startswith("Run failed")
+    assert words in training.header.result.text()
+    assert training.header.start.isEnabled()
+
+
+def test_continue_from_last_checkpoint_resumes_the_stopped_run(qtbot, window):
+    training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
+    qtbot.waitUntil(lambda: training.state == "running" and len(training.monitor.curves["train_loss"]) > 0,
+                    timeout=RUN_TIMEOUT_MS)
+    training.stop_run()
+    qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
+    run_dir = training.last_run_dir
+    assert training.header.continue_run.isVisibleTo(training)
+    events = []
+    training.header.continue_run.click()
+    assert training.session is not None
+    training.session.event.connect(lambda kind, data: events.append((kind, data)))
+    qtbot.waitUntil(lambda: any(kind == "started" for kind, _ in events), timeout=RUN_TIMEOUT_MS)
+    started = next(data for kind, data in events if kind == "started")
+    assert started["run_dir"] == run_dir and started["resumed_from_step"] is not None
+
+
+def test_the_training_thread_is_never_the_ui_thread(qtbot, window, monkeypatch):
+    """Trainer.run() must run in the worker thread; the UI thread only receives signals."""
+    import iamnn_studio.gui.worker as worker
+
+    threads = []
+
+    class RecordingTrainer(FailingTrainer):
+        def run(self):
+            threads.append(QThread.currentThread())
+            for listener in self.listeners:
+                from iamnn_studio.engine.events import Event
+
+                listener(Event("finished", {"reason": "completed", "run_dir": None}))
+
+    monkeypatch.setattr(worker, "create_trainer", RecordingTrainer)
+    training = start_tiny_run(qtbot, window)
+    qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
+    assert threads and threads[0] is not QThread.currentThread()
+    assert training.outcome == "completed"
