@@ -73,25 +73,26 @@ def build_benchmark_model(width: int, depth: int, images, checkpoint: Path | Non
 
 
 def set_exit_heads(model, images, steps: int = 10) -> None:
-    """Rescale each head's output layer and search its bias for the target mean iterations."""
+    """Block by block: rescale the head's output layer, then search its bias for the target mean iterations.
+
+    In order, because a block's input (hence its head's input) depends on where the blocks
+    before it let the images exit.
+    """
     import torch
 
     with torch.no_grad():
-        out = model(images)
-        bases = []
-        for block, scores in zip(model.blocks, out.halting):
+        for b, block in enumerate(model.blocks):
             head = block.halting_head.out
-            first = scores[:, 0].double().clamp(1e-12, 1 - 1e-12)
+            first = model(images).halting[b][:, 0].double().clamp(1e-12, 1 - 1e-12)
             logit = torch.log(first / (1 - first)) - head.bias.double()
             scale = HEAD_LOGIT_SPREAD / float(logit.std().clamp_min(1e-12))
             head.weight.mul_(scale)
-            bases.append(-float(logit.mean()) * scale)  # centres the logits at 0 before the offset
-        for b, (block, base) in enumerate(zip(model.blocks, bases)):
+            base = -float(logit.mean()) * scale  # centres the first iteration's logits at 0
             target = 1 + TARGET_EXTRA_SHARE * (block.cap - 1)
             low, high = -12.0, 12.0
             for _ in range(steps):  # bisection: a larger offset exits earlier
                 mid = (low + high) / 2
-                block.halting_head.out.bias.fill_(base + mid)
+                head.bias.fill_(base + mid)
                 mean_iterations = float(model(images).iterations[:, b].double().mean())
                 low, high = (mid, high) if mean_iterations > target else (low, mid)
 
@@ -124,6 +125,7 @@ def measure_early_exit(
     checkpoint: Path | None = None,
     profile: bool = True,
     threads: int | None = None,
+    dataset: str = "fashion-mnist",
 ) -> dict[str, Any]:
     """Time adaptive against ``max`` inference on one batch; returns the efficiency and its raw figures."""
     import torch
@@ -132,7 +134,7 @@ def measure_early_exit(
     from iamnn_studio.engine.data import load_dataset, normalize
 
     threads = set_threads(threads)
-    bundle = load_dataset(DataConfig(name="fashion-mnist"), seed=0)
+    bundle = load_dataset(DataConfig(name=dataset), seed=0)
     images = normalize(bundle.test.images[:batch_size], bundle.mean, bundle.std)
     model, description = build_benchmark_model(width, depth, images, checkpoint)
 
@@ -184,7 +186,8 @@ def measure_early_exit(
         ],
         "model": description,
         "setting": {"width": width, "depth": depth, "caps": caps, "batch_size": batch_size, "repeats": repeats,
-                    "threads": threads, "input": "Fashion-MNIST test images, 1x28x28", "eval": True, "no_grad": True},
+                    "threads": threads, "input": f"{dataset} test images, {bundle.in_channels}x{bundle.image_size}x{bundle.image_size}",
+                    "eval": True, "no_grad": True},
         "hardware": hardware(),
     }
     if profiles:

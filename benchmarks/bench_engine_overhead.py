@@ -46,15 +46,17 @@ def overhead_config(*, steps: int, batch_size: int, width: int, depth: int, data
     )
 
 
-def time_trainer(config, runs_dir: Path, warmup: int) -> dict[str, Any]:
-    """Run the engine's Trainer; returns the throughput between step event ``warmup`` and the last."""
+def time_trainer(config, runs_dir: Path) -> dict[str, Any]:
+    """Run the engine's Trainer; returns the clock at its ``started`` event and at every step event."""
     from iamnn_studio.engine.trainer import Trainer
 
-    marks: list[tuple[float, int, float]] = []  # (clock, step, loss)
+    marks: list[tuple[float, int, float | None]] = []  # (clock, step, mean loss of the steps since the last mark)
     holder: dict[str, Any] = {}
 
     def listen(event) -> None:
-        if event.kind == "step":
+        if event.kind == "started":
+            marks.append((time.perf_counter(), 0, None))
+        elif event.kind == "step":
             marks.append((time.perf_counter(), int(event.data["step"]), float(event.data["loss"])))
             if event.data["step"] >= config.max_steps:
                 holder["trainer"].stop()  # skip the end-of-run calibration and evaluation
@@ -66,15 +68,7 @@ def time_trainer(config, runs_dir: Path, warmup: int) -> dict[str, Any]:
     trainer.run()
     if "failure" in holder:
         raise RuntimeError(f"the trainer failed: {holder['failure']}")
-    start = next(m for m in marks if m[1] >= warmup)
-    end = marks[-1]
-    images = (end[1] - start[1]) * config.batch_size
-    # Each step of a slow (CPU) run gets its own event: then every step's duration is known.
-    step_seconds = {b[1]: b[0] - a[0] for a, b in zip(marks, marks[1:]) if b[1] == a[1] + 1 and a[1] >= warmup}
-    return {"images_per_s": images / (end[0] - start[0]), "steps_timed": end[1] - start[1],
-            "seconds": end[0] - start[0], "last_loss": end[2], "step_events": len(marks),
-            "last_event_steps": end[1] - (marks[-2][1] if len(marks) > 1 else 0),
-            "step_seconds": step_seconds}
+    return {"marks": marks}
 
 
 class BareLoop:
@@ -129,19 +123,44 @@ class BareLoop:
         return loss.detach()
 
 
-def time_bare_loop(config, bundle, warmup: int) -> dict[str, Any]:
-    """Throughput of ``BareLoop`` over steps ``warmup + 1`` to ``config.max_steps``."""
+def time_bare_loop(config, bundle) -> dict[str, Any]:
+    """Run ``BareLoop`` for ``config.max_steps`` steps; the clock before the first and after every step."""
     loop = BareLoop(config, bundle)
-    clock: list[float] = []
-    loss = None
+    clock = [time.perf_counter()]
+    losses = []
     for _ in range(config.max_steps):
-        loss = loop.step()
+        losses.append(float(loop.step()))
         clock.append(time.perf_counter())
-    steps = len(clock) - warmup
-    seconds = clock[-1] - clock[warmup - 1]
-    step_seconds = {k + 1: clock[k] - clock[k - 1] for k in range(warmup, len(clock))}
-    return {"images_per_s": steps * config.batch_size / seconds, "steps_timed": steps, "seconds": seconds,
-            "last_loss": float(loss), "step_seconds": step_seconds}
+    return {"clock": clock, "losses": losses}
+
+
+def compare_round(trainer: dict, bare: dict, warmup: int, batch_size: int) -> dict[str, Any]:
+    """Throughput of both over the same steps, per-step time ratios, and whether the losses agree.
+
+    The timed stretch starts at the first trainer step event at or after ``warmup`` (a fast run
+    groups several steps per event); if there is none before the last, at the ``started`` event.
+    """
+    marks, clock, losses = trainer["marks"], bare["clock"], bare["losses"]
+    last = marks[-1][1]
+    start = next((m for m in marks if warmup <= m[1] < last), marks[0])
+    steps = last - start[1]
+    step_ratios = {}
+    previous = marks[0]
+    same = True
+    for mark in marks[1:]:
+        window = losses[previous[1]:mark[1]]
+        same = same and abs(mark[2] - sum(window) / len(window)) < 1e-4
+        if mark[1] == previous[1] + 1 and previous[1] >= warmup:  # one step alone between two events
+            step_ratios[mark[1]] = (clock[mark[1]] - clock[previous[1]]) / (mark[0] - previous[0])
+        previous = mark
+    return {
+        "timed_steps": [start[1] + 1, last],
+        "trainer_images_per_s": steps * batch_size / (marks[-1][0] - start[0]),
+        "bare_images_per_s": steps * batch_size / (clock[last] - clock[start[1]]),
+        "step_ratios": step_ratios,
+        "same_losses": same,
+        "step_events": len(marks) - 1,
+    }
 
 
 def measure_engine_overhead(
@@ -162,38 +181,36 @@ def measure_engine_overhead(
     base = overhead_config(steps=steps, batch_size=batch_size, width=width, depth=depth, dataset=dataset)
     bundle = load_dataset(base.data, seed=base.seed)
     runs_dir = Path(tempfile.mkdtemp(prefix="iamnn-overhead-"))
-    trainer_runs, bare_runs = [], []
+    rounds_done = []
     try:
         for round_ in range(rounds):
             order = ("trainer", "bare") if round_ % 2 == 0 else ("bare", "trainer")
+            timed = {}
             for which in order:
                 config = overhead_config(steps=steps, batch_size=batch_size, width=width, depth=depth, dataset=dataset)
-                if which == "trainer":
-                    trainer_runs.append(time_trainer(config, runs_dir, warmup))
-                else:
-                    bare_runs.append(time_bare_loop(config, bundle, warmup))
+                timed[which] = time_trainer(config, runs_dir) if which == "trainer" else time_bare_loop(config, bundle)
+            rounds_done.append(compare_round(timed["trainer"], timed["bare"], warmup, batch_size))
     finally:
         shutil.rmtree(runs_dir, ignore_errors=True)
 
-    trainer_ips = median(r["images_per_s"] for r in trainer_runs)
-    bare_ips = median(r["images_per_s"] for r in bare_runs)
-    paired = paired_step_ratios(trainer_runs, bare_runs)
+    trainer_ips = median(r["trainer_images_per_s"] for r in rounds_done)
+    bare_ips = median(r["bare_images_per_s"] for r in rounds_done)
+    paired = [ratio for r in rounds_done for ratio in r["step_ratios"].values()]
     # Step by step (same batch, same exits, run side by side) when every step has its own event:
     # a load spike from another process then spoils one pair, not the whole figure.
-    ratio = median(paired) if len(paired) >= 3 else trainer_ips / bare_ips
+    per_step = len(paired) >= 3
+    ratio = median(paired) if per_step else trainer_ips / bare_ips
     return {
         "value": ratio,
         "target": TARGET,
         "verdict": verdict(ratio, TARGET),
-        "method": "median over steps of bare-loop step time / trainer step time (same step, same round)"
-                  if len(paired) >= 3 else "ratio of the median images/s",
+        "method": "median over steps of (bare-loop step time / trainer step time), same step of the same round"
+                  if per_step else "ratio of the median images/s",
         "ratio_of_median_throughputs": trainer_ips / bare_ips,
-        "paired_step_ratios": paired,
         "trainer_images_per_s": trainer_ips,
         "bare_images_per_s": bare_ips,
-        "trainer_runs": trainer_runs,
-        "bare_runs": bare_runs,
-        "same_losses": same_losses(trainer_runs, bare_runs),
+        "same_losses": all(r["same_losses"] for r in rounds_done),
+        "rounds": rounds_done,
         "setting": {
             "config": f"default run (calibrated recipe: anytime exits; SGD one-cycle), width {width}, depth {depth}, "
                       f"batch {batch_size}, {dataset}, augment {base.data.augment}",
@@ -201,24 +218,6 @@ def measure_engine_overhead(
         },
         "hardware": hardware(),
     }
-
-
-def same_losses(trainer_runs: list[dict], bare_runs: list[dict]) -> bool | None:
-    """Did both loops end on the same loss (proof of the same work)? None if the trainer's last event averaged several steps."""
-    pairs = [(t, b) for t, b in zip(trainer_runs, bare_runs) if t["last_event_steps"] == 1]
-    if not pairs:
-        return None
-    return all(abs(t["last_loss"] - b["last_loss"]) < 1e-4 for t, b in pairs)
-
-
-def paired_step_ratios(trainer_runs: list[dict], bare_runs: list[dict]) -> list[float]:
-    """bare / trainer duration of the same step in the same round (> 1 would mean the trainer is faster)."""
-    ratios = []
-    for trainer, bare in zip(trainer_runs, bare_runs):
-        for step, seconds in trainer["step_seconds"].items():
-            if step in bare["step_seconds"] and seconds > 0:
-                ratios.append(bare["step_seconds"][step] / seconds)
-    return ratios
 
 
 def describe(result: dict[str, Any]) -> list[str]:

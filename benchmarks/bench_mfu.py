@@ -41,10 +41,13 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, Any]:
     return {"flops_per_s": flops / min(seconds), "size": size, "seconds": seconds}
 
 
-def default_run_config(batch_size: int | None = None, width: int | None = None, depth: int | None = None):
+def default_run_config(batch_size: int | None = None, width: int | None = None, depth: int | None = None,
+                       dataset: str | None = None):
     from iamnn_studio.engine import RunConfig
 
     config = RunConfig(name="mfu", device="cpu")
+    if dataset:
+        config.data.name = dataset
     if batch_size:
         config.batch_size = batch_size
     if width:
@@ -64,6 +67,7 @@ def measure_mfu(
     depth: int | None = None,
     peak_size: int = 2048,
     threads: int | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Time ``steps`` training steps after ``warmup`` and count their FLOPs; divide by the matmul peak."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -71,11 +75,11 @@ def measure_mfu(
     from iamnn_studio.engine.data import load_dataset
 
     threads = set_threads(threads)
-    config = default_run_config(batch_size, width, depth)
+    config = default_run_config(batch_size, width, depth, dataset)
     bundle = load_dataset(config.data, seed=config.seed)
     peaks = [matmul_peak(peak_size)]
 
-    timed = BareLoop(default_run_config(batch_size, width, depth), bundle)
+    timed = BareLoop(default_run_config(batch_size, width, depth, dataset), bundle)
     for _ in range(warmup):
         timed.step()
     step_seconds = []
@@ -85,7 +89,7 @@ def measure_mfu(
         step_seconds.append(time.perf_counter() - start)
     peaks.append(matmul_peak(peak_size))
 
-    counted = BareLoop(default_run_config(batch_size, width, depth), bundle)
+    counted = BareLoop(default_run_config(batch_size, width, depth, dataset), bundle)
     for _ in range(warmup):
         counted.step()
     step_flops = []

@@ -1,0 +1,336 @@
+"""Reproduce the IamNN paper's Table 1 on Fashion-MNIST with the studio's own engine.
+
+Three networks, trained with the same budget (epochs, batch, optimiser, schedule) and seed by
+the engine's ``Trainer``, each evaluated by the engine on the 10,000 test images:
+
+* IamNN, adaptive, the default calibrated recipe (anytime backbone + fitted halting heads);
+* the unshared ResNet of the same depth and width (``ModelConfig(architecture="resnet")``);
+* the 1-iteration ablation (``mode="fixed:1"``: trained and run with one iteration per block).
+
+Writes to ``--out`` (default ``benchmarks/results``): ``table1.md`` (ready to paste),
+``table1.json`` (every figure and where it came from), ``accuracy_vs_macs.png`` (threshold sweep
+vs fixed iteration counts vs the ResNet) and ``iterations_histogram.png`` (the paper's Fig. 2).
+Runs go to ``<out>/runs/`` (not committed). ``--quick`` writes to ``<out>/quick/`` instead, so a
+first look never overwrites the full results.
+
+    python benchmarks/reproduce.py --quick          # width 8, 1 epoch: a first look (< 20 min, 2 cores)
+    python benchmarks/reproduce.py                  # width 16, depth 50, 30 epochs (use a GPU)
+    python benchmarks/reproduce.py --epochs 5 --width 16 --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS_DIR, hardware, write_json  # noqa: E402
+
+#: Paper targets (Table 1 claims) and what we compare them with.
+TARGET_PARAMS_RATIO = 0.15
+TARGET_MACS_RATIO = 0.5
+TARGET_ACCURACY_GAP_PT = 0.5
+TARGET_MAX_OVER_MIN = 2.5
+
+NETWORKS = {
+    "iamnn": {"label": "IamNN (adaptive, calibrated halting)", "architecture": "iamnn", "mode": "adaptive"},
+    "resnet": {"label": "ResNet (unshared, same depth and width)", "architecture": "resnet", "mode": "adaptive"},
+    "fixed1": {"label": "IamNN, 1 iteration per block (ablation)", "architecture": "iamnn", "mode": "fixed:1"},
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="width 8, 1 epoch: a first look in < 20 min on 2 cores")
+    parser.add_argument("--epochs", type=int, help="training epochs of every network (default 30; quick 1)")
+    parser.add_argument("--width", type=int, help="stem width (default 16; quick 8)")
+    parser.add_argument("--depth", type=int, default=50, help="ResNet depth = IamNN iteration caps (default 50)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--max-steps", type=int, help="cap the optimiser steps of every run (quick tries)")
+    parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results, quick: .../quick)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="skip training a network whose finished run (with eval.json) is already in <out>/runs")
+    args = parser.parse_args(argv)
+    args.epochs = args.epochs or (1 if args.quick else 30)
+    args.width = args.width or (8 if args.quick else 16)
+    args.out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+    return args
+
+
+def run_config(key: str, args: argparse.Namespace):
+    from iamnn_studio.engine import DataConfig, ModelConfig, RunConfig
+
+    spec = NETWORKS[key]
+    return RunConfig(
+        name=f"table1-{key}-w{args.width}-d{args.depth}-e{args.epochs}-s{args.seed}",
+        data=DataConfig(name="fashion-mnist"),
+        model=ModelConfig(width=args.width, depth=args.depth, architecture=spec["architecture"], mode=spec["mode"]),
+        batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, max_steps=args.max_steps,
+        seed=args.seed, device=args.device,
+    ).validate()
+
+
+class Progress:
+    """A trainer listener printing one line per epoch and per phase."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __call__(self, event) -> None:
+        d = event.data
+        if event.kind == "started":
+            print(f"  [{self.key}] {d['total_steps']} steps on {d['device']}, {d['parameters']:,} parameters",
+                  flush=True)
+        elif event.kind == "epoch":
+            val = d.get("val_accuracy")
+            print(f"  [{self.key}] epoch {d['epoch']}/{d.get('total_epochs')}: train {d['train_accuracy']:.2%}, "
+                  f"val {val if val is None else f'{val:.2%}'}, {d['images_per_s']:.0f} img/s", flush=True)
+        elif event.kind in ("calibrated", "evaluated", "failed", "finished"):
+            detail = {"calibrated": lambda: f"threshold {d.get('threshold')}",
+                      "evaluated": lambda: f"top-1 {d.get('top1', float('nan')):.2%}",
+                      "failed": lambda: d.get("reason"), "finished": lambda: d.get("reason")}[event.kind]()
+            print(f"  [{self.key}] {event.kind}: {detail}", flush=True)
+
+
+def train(key: str, args: argparse.Namespace) -> Path:
+    """Train (or, with ``--reuse``, find) one network's run; returns its folder."""
+    from iamnn_studio.engine.runs import RunDirectory
+    from iamnn_studio.engine.trainer import Trainer
+
+    config = run_config(key, args)
+    runs = args.out / "runs"
+    existing = runs / config.name
+    if args.reuse and (existing / "eval.json").exists():
+        status = RunDirectory(existing).read_status() or {}
+        if status.get("state") == "completed":
+            print(f"  [{key}] reusing {existing}", flush=True)
+            return existing
+    result = Trainer(config, runs_dir=runs, listeners=(Progress(key),)).run()
+    if not result.ok:
+        raise SystemExit(f"error: training {key} failed: {result.reason}")
+    return Path(result.run_dir)
+
+
+def load_run(run_dir: Path) -> dict[str, Any]:
+    """eval.json, the parameter count and the training time of a finished run."""
+    import json
+
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+    from iamnn_studio.engine.runs import read_metrics
+
+    evaluation = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    events = read_metrics(run_dir)
+    times = [e["time"] for e in events if "time" in e]
+    epochs = [e for e in events if e.get("event") == "epoch"]
+    calibrated = next((e for e in events if e.get("event") == "calibrated"), None)
+    return {
+        "run_dir": str(run_dir),
+        "eval": evaluation,
+        "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
+        "model_config": checkpoint.model_config.to_dict(),
+        "seconds": (max(times) - min(times)) if times else None,
+        "best_val_accuracy": max((e.get("val_accuracy") or 0.0 for e in epochs), default=None),
+        "threshold": None if calibrated is None else calibrated.get("threshold"),
+        "train_images_per_s": [e.get("images_per_s") for e in epochs],
+    }
+
+
+# --------------------------------------------------------------------------- comparisons
+def interpolate_top1(curve: list[dict], macs: float) -> float | None:
+    """Top-1 of a (mean MACs, top-1) curve at ``macs``, linear between neighbours; None outside it."""
+    points = sorted(curve, key=lambda p: p["mean_macs"])
+    for a, b in zip(points, points[1:]):
+        if a["mean_macs"] <= macs <= b["mean_macs"]:
+            if b["mean_macs"] == a["mean_macs"]:
+                return max(a["top1"], b["top1"])
+            t = (macs - a["mean_macs"]) / (b["mean_macs"] - a["mean_macs"])
+            return a["top1"] + t * (b["top1"] - a["top1"])
+    return None
+
+
+def compare(runs: dict[str, dict]) -> dict[str, Any]:
+    """The ratios and controls Table 1 and adaptivity.md section 6 ask for."""
+    iamnn, resnet = runs["iamnn"]["eval"], runs["resnet"]["eval"]
+    macs = iamnn["macs"]
+    adaptivity = iamnn.get("adaptivity") or {}
+    random = adaptivity.get("random_allocation") or {}
+    fixed = (iamnn.get("sweep") or {}).get("fixed", [])
+    cheaper_fixed = [p for p in fixed if p["mean_macs"] <= macs["mean"] * 1.0001]
+    best_fixed = max(cheaper_fixed, key=lambda p: p["top1"]) if cheaper_fixed else None
+    fixed_at_equal = interpolate_top1(fixed, macs["mean"])
+    result = {
+        "params_ratio": runs["iamnn"]["parameters"] / runs["resnet"]["parameters"],
+        "macs_ratio": macs["mean"] / resnet["macs"]["mean"],
+        "accuracy_gap_pt": 100 * (resnet["top1"] - iamnn["top1"]),
+        "max_over_min": macs.get("max_over_min"),
+        "p90_over_p10": macs.get("p90_over_p10"),
+        "random_allocation_top1": random.get("top1"),
+        "adaptive_minus_random_pt": None if random.get("top1") is None else 100 * (iamnn["top1"] - random["top1"]),
+        "fixed_top1_at_equal_macs": fixed_at_equal,
+        "adaptive_minus_fixed_at_equal_macs_pt": None if fixed_at_equal is None
+        else 100 * (iamnn["top1"] - fixed_at_equal),
+        "best_fixed_within_macs": best_fixed,
+        "adaptive_minus_best_fixed_pt": None if best_fixed is None else 100 * (iamnn["top1"] - best_fixed["top1"]),
+        "collapse": adaptivity.get("collapse"),
+        "spearman_macs_vs_loss": adaptivity.get("spearman_macs_vs_loss"),
+        "macs_wrong_vs_right": [adaptivity.get("macs_wrong"), adaptivity.get("macs_right")],
+    }
+    result["targets"] = {
+        "params_ratio": {"target": f"<= {TARGET_PARAMS_RATIO}", "met": result["params_ratio"] <= TARGET_PARAMS_RATIO},
+        "macs_ratio": {"target": f"<= {TARGET_MACS_RATIO}", "met": result["macs_ratio"] <= TARGET_MACS_RATIO},
+        "accuracy_gap_pt": {"target": f"<= {TARGET_ACCURACY_GAP_PT}",
+                            "met": result["accuracy_gap_pt"] <= TARGET_ACCURACY_GAP_PT},
+        "max_over_min": {"target": f">= {TARGET_MAX_OVER_MIN}",
+                         "met": (result["max_over_min"] or 0) >= TARGET_MAX_OVER_MIN},
+    }
+    return result
+
+
+# --------------------------------------------------------------------------- markdown
+def millions(value: float) -> str:
+    return f"{value / 1e6:.2f} M" if value < 1e9 else f"{value / 1e9:.2f} G"
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f} %"
+
+
+def signed_pt(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2f} pt"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    runs, cmp = data["runs"], data["comparison"]
+    setting = data["setting"]
+    lines = [
+        f"### Table 1 on Fashion-MNIST ({data['title']})",
+        "",
+        "| Network | Params | MACs avg (min–max) | Top-1 / Top-5 |",
+        "|---|---|---|---|",
+    ]
+    for key, spec in NETWORKS.items():
+        run = runs[key]
+        ev = run["eval"]
+        m = ev["macs"]
+        spread = millions(m["mean"]) if m["min"] == m["max"] else f"{millions(m['mean'])} ({millions(m['min'])}–{millions(m['max'])})"
+        lines.append(f"| {spec['label']} | {run['parameters'] / 1e6:.3f} M | {spread} | "
+                     f"{100 * ev['top1']:.2f} % / {100 * ev['top5']:.2f} % |")
+    t = cmp["targets"]
+
+    def met(name: str) -> str:
+        return "met" if t[name]["met"] else "**missed**"
+
+    best = cmp["best_fixed_within_macs"]
+    lines += [
+        "",
+        "| Claim (paper) | Target | Achieved | |",
+        "|---|---|---|---|",
+        f"| IamNN params / ResNet params | {t['params_ratio']['target']} | {cmp['params_ratio']:.3f} | {met('params_ratio')} |",
+        f"| IamNN mean MACs / ResNet MACs | {t['macs_ratio']['target']} | {cmp['macs_ratio']:.3f} | {met('macs_ratio')} |",
+        f"| top-1 gap to the ResNet | {t['accuracy_gap_pt']['target']} pt | {cmp['accuracy_gap_pt']:+.2f} pt | {met('accuracy_gap_pt')} |",
+        f"| per-image MACs max / min | {t['max_over_min']['target']} | {cmp['max_over_min']:.2f} (p90/p10 {cmp['p90_over_p10']:.2f}) | {met('max_over_min')} |",
+        "",
+        "Is the adaptivity worth anything? (same trained IamNN, same 10,000 test images)",
+        "",
+        "| Control | Top-1 | Adaptive minus control |",
+        "|---|---|---|",
+        f"| adaptive (calibrated threshold {runs['iamnn'].get('threshold')}) | {pct(runs['iamnn']['eval']['top1'])} | – |",
+        f"| same iteration vectors dealt to the images at random | {pct(cmp['random_allocation_top1'])} | {signed_pt(cmp['adaptive_minus_random_pt'])} |",
+        f"| fixed iteration counts, interpolated at the adaptive mean MACs | {pct(cmp['fixed_top1_at_equal_macs'])} | {signed_pt(cmp['adaptive_minus_fixed_at_equal_macs_pt'])} |",
+        (f"| best fixed setting costing no more ({best['iterations']}, {millions(best['mean_macs'])}) | {pct(best['top1'])} | "
+         f"{signed_pt(cmp['adaptive_minus_best_fixed_pt'])} |") if best else "| best fixed setting costing no more | – | – |",
+        "",
+        f"Setting: width {setting['width']}, depth {setting['depth']} (caps {setting['caps']}), {setting['epochs']} epoch(s), "
+        f"batch {setting['batch_size']}, SGD one-cycle lr {setting['lr']}, seed {setting['seed']}, augment crop-flip, "
+        f"{setting['train_images']:,} training / {setting['val_images']:,} held-out images, evaluated on the "
+        f"{runs['iamnn']['eval']['images']:,} test images. Hardware: {data['hardware']['cpu']}, "
+        f"{data['hardware']['cores']} cores, GPU {data['hardware'].get('gpu') or 'none'}; total time "
+        f"{data['total_seconds'] / 60:.0f} min.",
+        "",
+        "Notes:",
+        f"- Params ratio: the paper's 0.15 is for ResNet-152, whose 50 residual units IamNN replaces with 4 shared "
+        f"blocks. At depth {setting['depth']} the ResNet has only {sum(setting['caps'])} units, so sharing can save at "
+        f"most a factor of about {sum(setting['caps'])}/4 on the block weights, and IamNN's per-iteration batchnorms, "
+        f"exit batchnorms and halting heads are extra: {cmp['params_ratio']:.2f} is what sharing gives at this depth.",
+        f"- Spearman correlation of per-image MACs with the full-depth loss: {_fmt(cmp['spearman_macs_vs_loss'], '.3f')}; "
+        f"mean MACs of misclassified vs correct images: {_fmt_macs(cmp['macs_wrong_vs_right'])}.",
+    ]
+    collapse = cmp.get("collapse") or {}
+    if collapse.get("alarm"):
+        lines.append(f"- Collapse alarm: {'; '.join(collapse.get('reasons', []))}.")
+    lines += [f"- {note}" for note in data.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _fmt_macs(pair: list[float | None]) -> str:
+    return " vs ".join("–" if v is None else millions(v) for v in pair)
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = parse_args(argv)
+    started = time.monotonic()
+    title = (f"{'quick: ' if args.quick else ''}width {args.width}, depth {args.depth}, "
+             f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}")
+    print(f"Table 1 reproduction ({title}) -> {args.out}", flush=True)
+    run_dirs = {}
+    for key in NETWORKS:
+        print(f"- {NETWORKS[key]['label']}", flush=True)
+        run_dirs[key] = train(key, args)
+    runs = {key: load_run(path) for key, path in run_dirs.items()}
+
+    from iamnn_studio.engine import DEPTH_ITERATIONS
+    from iamnn_studio.engine.config import DataConfig
+    from iamnn_studio.engine.data import load_dataset
+
+    bundle = load_dataset(DataConfig(name="fashion-mnist"), seed=args.seed)
+    data: dict[str, Any] = {
+        "title": title,
+        "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "setting": {"width": args.width, "depth": args.depth, "caps": list(DEPTH_ITERATIONS[args.depth]),
+                    "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                    "max_steps": args.max_steps, "device": args.device, "quick": args.quick,
+                    "train_images": len(bundle.train), "val_images": len(bundle.val)},
+        "runs": runs,
+        "comparison": compare(runs),
+        "hardware": hardware(),
+        "total_seconds": time.monotonic() - started,
+        "notes": [],
+    }
+    if args.quick:
+        data["notes"].append(f"Quick mode ({title}): a first look, far from converged; the full run "
+                             "(`python benchmarks/reproduce.py`) is what the README reports.")
+    iamnn = runs["iamnn"]["eval"]
+    data["iamnn"] = iamnn
+    data["resnet_point"] = {"mean_macs": runs["resnet"]["eval"]["macs"]["mean"], "top1": runs["resnet"]["eval"]["top1"]}
+    data["ablation_point"] = {"mean_macs": runs["fixed1"]["eval"]["macs"]["mean"], "top1": runs["fixed1"]["eval"]["top1"]}
+
+    from figures import render_all
+
+    figures = render_all(args.out, data)
+    data.pop("iamnn")
+    text = markdown(data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table1.md").write_text(text, encoding="utf-8")
+    write_json(args.out / "table1.json", data)
+    print("\n" + text, flush=True)
+    print("wrote " + ", ".join(str(p) for p in [args.out / "table1.md", args.out / "table1.json", *figures]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""Smoke tests of the benchmark scripts: each core function runs on a tiny setting and returns what
+docs/benchmarks.md documents. Nothing here is timed or asserts a speed: the numbers of a tiny run on a
+busy test machine mean nothing; that the code paths work and report their raw figures does.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+TINY = {"width": 4, "depth": 18}
+
+
+def assert_reports(result: dict, *keys: str) -> None:
+    missing = [k for k in ("value", "verdict", "hardware", "setting", *keys) if k not in result]
+    assert not missing, f"missing keys: {missing}"
+    json.dumps(result)  # what run_all.py writes must be JSON
+
+
+def test_early_exit_reports_efficiency_from_both_modes_timings_and_macs():
+    from bench_early_exit import measure_early_exit
+
+    result = measure_early_exit(batch_size=16, repeats=2, profile=True, dataset="synthetic", **TINY)
+
+    assert_reports(result, "wall_speedup", "mac_speedup", "raw_seconds", "macs_mean", "profile_ms", "time_lost_ms")
+    assert len(result["raw_seconds"]["max"]) == len(result["raw_seconds"]["adaptive"]) == 2
+    assert result["value"] == pytest.approx(result["wall_speedup"] / result["mac_speedup"])
+    # The heads are set so that images exit early: adaptive must cost fewer MACs than max mode.
+    assert result["macs_mean"]["adaptive"] < result["macs_mean"]["max"]
+    assert result["per_image_macs"]["max_over_min"] > 1.0
+    assert sum(result["iterations_histogram"][0]) == 16
+
+
+def test_exit_heads_are_set_to_the_target_mean_iterations():
+    import torch
+
+    from bench_early_exit import TARGET_EXTRA_SHARE, THRESHOLD, set_exit_heads
+    from iamnn_studio.engine import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=4, iterations=(3, 4, 6, 3), threshold=THRESHOLD)).eval()
+    images = torch.randn(64, 1, 28, 28)
+    set_exit_heads(model, images, steps=12)
+    with torch.no_grad():
+        means = model(images).iterations.double().mean(0)
+    for mean, cap in zip(means.tolist(), model.caps):
+        assert mean == pytest.approx(1 + TARGET_EXTRA_SHARE * (cap - 1), abs=0.35)
+
+
+def test_engine_overhead_times_the_trainer_against_a_bare_loop_doing_the_same_work():
+    from bench_engine_overhead import measure_engine_overhead
+
+    result = measure_engine_overhead(steps=4, warmup=1, rounds=2, batch_size=16, dataset="synthetic", **TINY)
+
+    assert_reports(result, "trainer_images_per_s", "bare_images_per_s", "rounds", "method", "same_losses")
+    assert len(result["rounds"]) == 2
+    assert all(r["trainer_images_per_s"] > 0 and r["bare_images_per_s"] > 0 for r in result["rounds"])
+    # Same seeds, batches, exits and optimiser: every trainer step event's mean loss is the bare
+    # loop's mean loss over the same steps. The ratio means nothing without this.
+    assert result["same_losses"] is True
+
+
+def test_mfu_counts_training_flops_and_measures_the_matmul_peak():
+    from bench_mfu import measure_mfu
+
+    result = measure_mfu(steps=1, warmup=1, batch_size=8, peak_size=128, dataset="synthetic", **TINY)
+
+    assert_reports(result, "training_flops_per_s", "peak_flops_per_s", "step_flops", "step_seconds")
+    assert result["step_flops"][0] > 0 and result["peak_flops_per_s"] > 0
+    assert result["value"] == pytest.approx(result["training_flops_per_s"] / result["peak_flops_per_s"])
+
+
+def test_ui_lag_trains_in_the_real_window_and_reports_percentiles(qapp):
+    from bench_ui_lag import measure_ui_lag
+
+    result = measure_ui_lag(seconds=1.0, idle_seconds=0.3, dataset="synthetic", batch_size=16, **TINY)
+
+    assert_reports(result, "p50_ms", "training", "idle", "arrangement")
+    assert result["training"]["ticks"] > 0
+    assert result["value"] == result["training"]["p99_ms"] >= result["p50_ms"] >= 0
+    assert result["step_events"] >= 1 and result["stopped_cleanly"]
+
+
+def test_lag_probe_measures_lateness_beyond_the_interval(qapp):
+    import time
+
+    from bench_ui_lag import LagProbe, wait
+
+    probe = LagProbe()
+    probe.start()
+    probe.recording = True
+    wait(qapp, lambda: len(probe.lags_ms) >= 3, 2.0)
+    time.sleep(0.08)  # block the UI thread: the next tick is ~70 ms late
+    wait(qapp, lambda: len(probe.lags_ms) >= 5, 2.0)
+    probe.timer.stop()
+    assert max(probe.lags_ms) >= 60
+
+
+def test_startup_launches_the_app_and_a_bare_torch_import():
+    from bench_startup import measure_startup
+
+    result = measure_startup(repeats=1, warm_up=False)
+
+    assert_reports(result, "app_first_paint_s", "import_torch_s", "raw_seconds")
+    assert result["app_first_paint_s"] > 0 and result["import_torch_s"] > 0
+
+
+def test_run_all_table_lists_every_result_and_marks_failures():
+    from run_all import BENCHMARKS, markdown_table
+
+    results = {key: {"value": 1.0, "verdict": "met"} for key in BENCHMARKS}
+    results["mfu"] = {"value": None, "error": "exit 1: boom"}
+    results["ui_lag_p99_ms"].update(p50_ms=0.5)
+    table = markdown_table(results)
+    for key in BENCHMARKS:
+        assert f"`{key}`" in table
+    assert "`ui_lag_p50_ms`" in table
+    assert "| `mfu` | failed |" in table and "boom" in table
+
+
+def test_fixed_curve_is_interpolated_at_equal_macs():
+    from reproduce import interpolate_top1
+
+    curve = [{"mean_macs": 10.0, "top1": 0.80}, {"mean_macs": 30.0, "top1": 0.90}, {"mean_macs": 20.0, "top1": 0.88}]
+    assert interpolate_top1(curve, 15.0) == pytest.approx(0.84)
+    assert interpolate_top1(curve, 25.0) == pytest.approx(0.89)
+    assert interpolate_top1(curve, 5.0) is None
+
+
+def test_table1_is_built_from_real_engine_evaluations(tmp_path, qapp):
+    """compare(), markdown() and the figures read the engine's eval.json format as it is today."""
+    import torch
+
+    from figures import render_all
+    from iamnn_studio.engine import DataConfig, ModelConfig, build_model
+    from iamnn_studio.engine.data import load_dataset
+    from iamnn_studio.engine.evaluate import evaluate
+    from reproduce import NETWORKS, compare, markdown
+
+    bundle = load_dataset(DataConfig(name="synthetic", options={"train_size": 20, "test_size": 40}))
+    test = bundle.test
+    runs = {}
+    for key, spec in NETWORKS.items():
+        torch.manual_seed(0)
+        config = ModelConfig(width=4, depth=18, architecture=spec["architecture"], mode=spec["mode"], threshold=0.5)
+        model = build_model(config).eval()
+        ev = evaluate(model, test, mean=bundle.mean, std=bundle.std, classes=bundle.classes, batch_size=16)
+        runs[key] = {"eval": ev, "parameters": sum(p.numel() for p in model.parameters()), "threshold": 0.5}
+    comparison = compare(runs)
+    data = {"title": "test", "runs": runs, "comparison": comparison, "total_seconds": 1.0, "notes": ["a note"],
+            "hardware": {"cpu": "cpu", "cores": 2, "gpu": None},
+            "setting": {"width": 4, "depth": 18, "caps": [2, 2, 2, 2], "epochs": 1, "batch_size": 16, "lr": 0.1,
+                        "seed": 0, "train_images": 18, "val_images": 2}}
+    text = markdown(data)
+
+    assert comparison["params_ratio"] == pytest.approx(runs["iamnn"]["parameters"] / runs["resnet"]["parameters"])
+    assert comparison["macs_ratio"] == pytest.approx(runs["iamnn"]["eval"]["macs"]["mean"]
+                                                     / runs["resnet"]["eval"]["macs"]["mean"])
+    for spec in NETWORKS.values():
+        assert spec["label"] in text
+    assert "| IamNN params / ResNet params | <= 0.15 |" in text and "a note" in text
+
+    render = {**data, "iamnn": runs["iamnn"]["eval"],
+              "resnet_point": {"mean_macs": runs["resnet"]["eval"]["macs"]["mean"], "top1": runs["resnet"]["eval"]["top1"]},
+              "ablation_point": {"mean_macs": runs["fixed1"]["eval"]["macs"]["mean"], "top1": runs["fixed1"]["eval"]["top1"]}}
+    written = render_all(tmp_path, render)
+    assert [p.name for p in written] == ["accuracy_vs_macs.png", "iterations_histogram.png"]
+    assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in written)
