@@ -96,8 +96,11 @@ class ExportDialog(QDialog):
         form.setHorizontalSpacing(theme.SPACING)
         form.setVerticalSpacing(theme.SPACING)
         form.addRow("Checkpoint", checkpoint_row)
-        form.addRow("Format", self.format_combo)
-        form.addRow("", self.format_note)
+        format_box = QVBoxLayout()
+        format_box.setSpacing(6)
+        format_box.addWidget(self.format_combo)
+        format_box.addWidget(self.format_note)
+        form.addRow("Format", format_box)
         form.addRow("Save as", output_row)
 
         self.busy = QProgressBar()

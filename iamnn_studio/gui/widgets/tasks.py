@@ -37,19 +37,19 @@ class _Job(QRunnable):
         runner, token = self._runner, self._token
 
         def report(fraction: float, message: str = "") -> None:
-            _emit(runner.progressed, token, float(fraction), str(message))
+            _emit(runner, "progressed", token, float(fraction), str(message))
 
         try:
             result = self._body(report)
         except Exception as error:  # every failure becomes a one-line message in the UI
-            _emit(runner._failed, token, one_line(error))
+            _emit(runner, "_failed", token, one_line(error))
         else:
-            _emit(runner._succeeded, token, result)
+            _emit(runner, "_succeeded", token, result)
 
 
-def _emit(signal: Any, *args: Any) -> None:
+def _emit(runner: "BackgroundRunner", signal: str, *args: Any) -> None:
     try:
-        signal.emit(*args)
+        getattr(runner, signal).emit(*args)
     except RuntimeError:  # the view (and its runner) was deleted while the task ran
         pass
 
