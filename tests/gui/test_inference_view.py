@@ -185,3 +185,16 @@ def test_a_damaged_checkpoint_shows_a_message_and_keeps_the_view_usable(qtbot, v
 
     open_checkpoint(qtbot, view, files["checkpoint"])  # a good one still opens afterwards
     assert view.predictor is not None and not view.banner.isVisible()
+
+
+def test_an_in_memory_image_is_classified_like_the_same_file(qtbot, view, files):
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    view.add_image_files([str(files["image"])])
+    view.add_image(Image.open(files["image"]), "from memory")
+    qtbot.waitUntil(lambda: len(view.cards) == 2 and all(c.prediction is not None for c in view.cards),
+                    timeout=TIMEOUT)
+    from_file, from_memory = (card.prediction for card in view.cards)
+    assert [label for label, _ in from_memory.top] == [label for label, _ in from_file.top]
+    assert [p for _, p in from_memory.top] == pytest.approx([p for _, p in from_file.top])
+    assert from_memory.macs == from_file.macs
+    assert view.cards[1].name == "from memory"
