@@ -37,6 +37,27 @@ def icon_path() -> str | None:
     return str(fallback) if fallback.is_file() else None
 
 
+def import_pyqtgraph_without_cuda() -> None:
+    """Import pyqtgraph without its optional CUDA bindings (about 0.3 s of start-up).
+
+    pyqtgraph's RawImageWidget imports ``cuda.bindings.runtime`` when it is installed (torch's
+    CUDA wheels bring it) to upload GPU arrays to OpenGL, which this app never does. Hiding the
+    module during pyqtgraph's import makes that optional import fail fast; afterwards the entry
+    is removed, so torch or anyone else can still import the real module.
+    """
+    if "pyqtgraph" in sys.modules:
+        return
+    blocked = "cuda.bindings.runtime"
+    hidden = blocked not in sys.modules
+    if hidden:
+        sys.modules[blocked] = None  # type: ignore[assignment]
+    try:
+        import pyqtgraph  # noqa: F401
+    finally:
+        if hidden and sys.modules.get(blocked, 0) is None:
+            del sys.modules[blocked]
+
+
 def main(argv: list[str] | None = None) -> int:
     # Before torch can load (it loads later, in the engine loader): OpenMP threads that spin while
     # idle steal the UI thread's core on small machines (shared/research/ui-lag.md).
@@ -52,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationDisplayName(APPLICATION)
 
+    import_pyqtgraph_without_cuda()
     from .main_window import MainWindow
     from .style import apply_style
 

@@ -255,6 +255,8 @@ class MainWindow(QMainWindow):
         for host in self.hosts.values():
             host.show_failure(f"The engine failed to load: {message}")
         self.training.header.subtitle.setText(f"The engine failed to load: {message}")
+        self.training.form.loading.setText(f"The engine failed to load:\n{message}")
+        set_role(self.training.form.loading, "error")
 
     def _connect_views(self) -> None:
         runs = self.view("Runs")
@@ -263,6 +265,10 @@ class MainWindow(QMainWindow):
             _connect(runs, "open_run", self.open_run_in_study)
             _connect(runs, "continue_run", self.continue_run)
             _connect(runs, "use_checkpoint", self.open_checkpoint)
+            _connect(runs, "runs_dir_changed", self._on_runs_view_folder)
+        use = self.view("Use")
+        if use is not None:
+            _connect(use, "checkpoint_loaded", self._remember_checkpoint)
         if self.last_checkpoint and Path(self.last_checkpoint).is_file() and self.view("Use") is not None:
             _call(self.view("Use"), "load_checkpoint", self.last_checkpoint)
 
@@ -370,6 +376,16 @@ class MainWindow(QMainWindow):
         runs = self.view("Runs")
         if runs is not None:
             _call(runs, "set_runs_dir", self.runs_dir)
+
+    @Slot(str)
+    def _on_runs_view_folder(self, folder: str) -> None:
+        """The Runs tab chose another folder: new runs go there too."""
+        self.runs_dir = str(folder)
+        self.training.set_runs_dir(self.runs_dir)
+
+    @Slot(str)
+    def _remember_checkpoint(self, path: str) -> None:
+        self.last_checkpoint = str(path)
 
     def show_export_dialog(self) -> None:
         def job() -> None:

@@ -72,7 +72,7 @@ QLabel#CardTitle {{ font-weight: 600; font-size: {title_pt}pt; }}
 QLabel#Muted, QLabel[role="muted"] {{ color: {text_muted}; }}
 QLabel[role="error"] {{ color: {error}; }}
 QLabel[role="hint"] {{ color: {text_faint}; }}
-QLabel#Figure {{ color: {text}; font-weight: 600; }}
+QLabel[role="figure"] {{ color: {text}; font-weight: 600; }}
 
 QPushButton {{
     background: {surface}; border: 1px solid {border_strong}; border-radius: 5px;
@@ -149,6 +149,9 @@ def set_invalid(widget: QWidget, invalid: bool) -> None:
     palette.setColor(QPalette.ColorRole.Button, QColor(COLORS["error_soft"]) if invalid
                      else QApplication.palette().color(QPalette.ColorRole.Button))
     widget.setPalette(palette)
+    inner = getattr(widget, "lineEdit", None)  # a spin box paints its text field separately
+    if callable(inner) and inner() is not None:
+        inner().setPalette(palette)
 
 
 def repolish(widget: QWidget) -> None:

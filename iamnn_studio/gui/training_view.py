@@ -47,16 +47,22 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         self.ci.layout.setContentsMargins(4, 4, 4, 4)
         self.ci.layout.setHorizontalSpacing(10)
         self.ci.layout.setVerticalSpacing(8)
-        train_val = f"{_swatch(SERIES['train'], 'train')} {_swatch(SERIES['val'], 'validation')}"
+        train_val = f"{_swatch(SERIES['train'], 'train')} {_swatch(SERIES['val'], 'val')}"
         blocks = " ".join(_swatch(color, str(b + 1)) for b, color in enumerate(BLOCK_COLORS))
-        loss = style_plot(self.addPlot(row=0, col=0), f"Loss {train_val}")
-        accuracy = style_plot(self.addPlot(row=0, col=1), f"Accuracy % {train_val}")
-        iterations = style_plot(self.addPlot(row=0, col=2), f"Iterations per block {blocks}")
-        macs = style_plot(self.addPlot(row=1, col=0), f"MACs per image (M) {train_val}", x_label="step")
+        loss = style_plot(self.addPlot(row=0, col=0), f"Loss &nbsp;{train_val}")
+        accuracy = style_plot(self.addPlot(row=0, col=1), f"Accuracy % &nbsp;{train_val}")
+        iterations = style_plot(self.addPlot(row=0, col=2), f"Iterations &nbsp;{blocks}")
+        macs = style_plot(self.addPlot(row=1, col=0), f"MACs / image (M) &nbsp;{train_val}", x_label="step")
         speed = style_plot(self.addPlot(row=1, col=1), "Images per second", x_label="step")
         lr = style_plot(self.addPlot(row=1, col=2), "Learning rate", x_label="step")
         self.plots = {"loss": loss, "accuracy": accuracy, "iterations": iterations, "macs": macs,
                       "speed": speed, "lr": lr}
+        for column in range(3):  # equal columns, whatever the titles' lengths
+            self.ci.layout.setColumnStretchFactor(column, 1)
+            self.ci.layout.setColumnPreferredWidth(column, 10)
+        for plot in self.plots.values():
+            plot.titleLabel.setMinimumWidth(10)
+            plot.titleLabel.setPreferredWidth(10)
         self.curves: dict[str, BufferedCurve] = {
             "train_loss": add_curve(loss, SERIES["train"], "train"),
             "val_loss": add_curve(loss, SERIES["val"], "validation", symbol="o"),
@@ -482,6 +488,9 @@ class TrainingView(QWidget):
         h.pause.setEnabled(state in ("running", "paused"))
         h.pause.setText("Resume" if state == "paused" else "Pause")
         h.stop.setEnabled(not idle and state != "stopping")
+        if idle and self.outcome is None and self._engine_ready:  # before the first run: say what Start needs
+            blocker = self._start_blocker()
+            h.subtitle.setText(blocker or "Choose a dataset and a model, then press Start.")
 
     def _start_blocker(self) -> str:
         if not self._engine_ready:
@@ -595,7 +604,7 @@ def format_duration(seconds: float) -> str:
 
 def _swatch(color: str, text: str) -> str:
     """A coloured legend word for a plot title (legends inside small plots hide the curves)."""
-    return f"<span style='color:{color};font-weight:400;font-size:9pt'>&#9632;&nbsp;{text}</span>"
+    return f"<span style='color:{color};font-weight:400;font-size:8pt'>&#9632;&nbsp;{text}</span>"
 
 
 def _percent(value: Any) -> float | None:

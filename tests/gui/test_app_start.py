@@ -45,7 +45,10 @@ def test_gui_modules_for_the_first_window_do_not_import_torch():
     code = textwrap.dedent(
         """
         import json, sys
-        import iamnn_studio.gui.app, iamnn_studio.gui.main_window, iamnn_studio.gui.training_view
+        import iamnn_studio.gui.app
+        iamnn_studio.gui.app.import_pyqtgraph_without_cuda()
+        assert sys.modules.get("cuda.bindings.runtime", "absent") is not None  # not left blocked
+        import iamnn_studio.gui.main_window, iamnn_studio.gui.training_view
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")
                        or m.startswith("iamnn_studio.engine"))
         print(json.dumps(heavy))
@@ -138,3 +141,27 @@ def test_pasted_image_goes_to_the_use_view(window, monkeypatch):
     window.paste()
     assert len(received) == 1 and received[0][0].width() == 6
     assert window.tabs.tabText(window.tabs.currentIndex()) == "Use"
+
+
+def test_engine_failure_is_said_in_the_window(qtbot, styled_app, tmp_runs):
+    from iamnn_studio.gui.engine_loader import EngineLoader
+    from iamnn_studio.gui.main_window import MainWindow
+
+    class BrokenLoader(EngineLoader):
+        def start(self):
+            self.error = "ImportError: libtorch_cpu.so: cannot open shared object file"
+            self._replay_later()
+
+        def _replay_later(self):
+            from PySide6.QtCore import QTimer
+
+            QTimer.singleShot(0, self._replay)
+
+    window = MainWindow(runs_dir=str(tmp_runs), loader=BrokenLoader())
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: "failed" in window.engine_label.text())
+    assert "libtorch_cpu.so" in window.engine_label.text()
+    assert "libtorch_cpu.so" in window.training.form.loading.text()
+    assert "failed to load" in window.hosts["Use"].message.text()
+    assert not window.engine_ready and not window.training.header.start.isEnabled()

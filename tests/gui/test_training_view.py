@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QThread
 
@@ -189,3 +190,46 @@ def test_the_training_thread_is_never_the_ui_thread(qtbot, window, monkeypatch):
     qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
     assert threads and threads[0] is not QThread.currentThread()
     assert training.outcome == "completed"
+
+
+class FakeMonitor:
+    """SystemMonitor's interface with fixed readings (this machine may or may not have a GPU)."""
+
+    def __init__(self, gpu: bool):
+        self.gpu_available = gpu
+        self.gpu_message = "NVIDIA H100 80GB HBM3" if gpu else "No NVIDIA GPU found: showing CPU and RAM"
+        self.closed = False
+
+    def sample(self):
+        gb = 1024**3
+        gpu = dict(gpu_util=87.0, gpu_mem_used=12 * gb, gpu_mem_total=80 * gb, gpu_temp=65.0, gpu_power=None)
+        none = dict.fromkeys(gpu)
+        return {**(gpu if self.gpu_available else none), "cpu_util": 42.0, "ram_used": 3 * gb, "ram_total": 16 * gb}
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_system_panel_plots_the_gpu_or_says_there_is_none(qtbot, styled_app, monkeypatch, gpu):
+    import iamnn_studio.engine.system as system
+    from iamnn_studio.gui.system_panel import SystemPanel
+
+    monkeypatch.setattr(system, "SystemMonitor", lambda: FakeMonitor(gpu))
+    panel = SystemPanel()
+    qtbot.addWidget(panel)
+    panel.start()
+    panel.poll()
+    if gpu:
+        assert sorted(panel.curves) == ["gpu_mem", "gpu_power", "gpu_temp", "gpu_util"]
+        assert panel.curves["gpu_util"].last() == 87.0 and panel.curves["gpu_mem"].last() == 12.0
+        assert np.isnan(panel.curves["gpu_power"].last())  # not supported: a gap, not a zero
+        text = panel.message.text()
+        assert "NVIDIA H100" in text and "87 %" in text and "n/a" in text
+    else:
+        assert sorted(panel.curves) == ["cpu_util", "ram"]
+        assert panel.message.text().startswith("No NVIDIA GPU found: showing CPU and RAM")
+        assert panel.curves["cpu_util"].last() == 42.0 and panel.curves["ram"].last() == 3.0
+    assert len(panel.curves[next(iter(panel.curves))]) == 2
+    panel.stop()
+    assert panel.monitor.closed

@@ -135,8 +135,8 @@ class ModelPanel(FormCard):
         )
 
         self.figures = QLabel("Parameters and MACs appear once the engine has loaded.")
-        self.figures.setObjectName("Figure")
         self.figures.setWordWrap(True)
+        set_role(self.figures, "muted")
         self.figures_detail = muted("", wrap=True)
         self.add_full_width(self.figures)
         self.add_full_width(self.figures_detail)
@@ -171,10 +171,12 @@ class ModelPanel(FormCard):
             self.figures.setText(message)
             set_role(self.figures, "muted")
             self.figures_detail.setText("")
+            self.figures_detail.setVisible(False)
             return
         self.figures.setText(figures.text)
-        set_role(self.figures, "")
+        set_role(self.figures, "figure")
         self.figures_detail.setText(f"for {figures.input_text}")
+        self.figures_detail.setVisible(True)
 
     # --------------------------------------------------------------- behaviour
     def _on_choice(self) -> None:
