@@ -151,7 +151,7 @@ class Trainer:
         self._requested_run_dir = None if run_dir is None else Path(run_dir)
         self._listeners: list[Listener] = list(listeners)
         self._comm = Collective.current()
-        self._rank = self._comm.rank
+        self._rank, self._world_size = self._comm.rank, self._comm.world_size  # _comm shrinks after training
 
         self._state = "idle"
         self._state_lock = threading.Lock()
@@ -694,7 +694,7 @@ class Trainer:
             "batches_done": self._batches_done,
             "step": self.step,
             "total_steps": self.total_steps,
-            "world_size": self._comm.world_size,
+            "world_size": self._world_size,
             "training_done": self.step >= self.total_steps or self.epoch >= self.total_epochs,
             "halting_fitted": self._halting_fitted,
             "best_accuracy": self.best_accuracy,
