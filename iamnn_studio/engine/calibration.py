@@ -219,6 +219,9 @@ def fit_halting(model: IamNN, data, *, mean, std, device="cpu", batch_size: int 
             progress(0.6 * (i + 1) / n_batches)
     labels = [torch.cat(l) for l in labels]
     features = [torch.cat(f) for f in features]
+    if not all(torch.isfinite(f).all() for f in features):
+        raise ValueError("calibration: the trained model produces non-finite activations, so no halting head "
+                         "can be fitted; train again with a lower learning rate")
 
     with torch.enable_grad():
         losses = train_heads(model, labels, features, epochs=head_epochs, seed=seed, should_stop=should_stop)
