@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         window.loader.failed.connect(after_engine)
 
     code = app.exec()
+    window.training.stop_at_exit()  # quit without closing the window (e.g. logout): stop the run cleanly
     window.loader.wait()  # the import thread must not outlive the application object
     return int(code)
 

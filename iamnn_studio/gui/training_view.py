@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -107,6 +108,23 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         self.curves["val_accuracy"].append(x, _percent(data.get("val_accuracy")))
         self.curves["val_macs"].append(x, _millions(data.get("macs")))
 
+    def prepend_history(self, records: list[dict[str, Any]], upto_step: int | None) -> None:
+        """Put a resumed run's earlier points (metrics.jsonl records) before the ones already shown."""
+        current = {name: curve.data() for name, curve in self.curves.items()}
+        current = {name: (x.copy(), y.copy()) for name, (x, y) in current.items()}
+        for curve in self.curves.values():
+            curve.clear()
+        for record in records:
+            if upto_step is not None and record.get("step", 0) > upto_step:
+                continue
+            if record.get("event") == "step":
+                self.add_step(record)
+            elif record.get("event") == "epoch":
+                self.add_epoch(record)
+        for name, (xs, ys) in current.items():
+            for x, y in zip(xs, ys):
+                self.curves[name].append(float(x), None if np.isnan(y) else float(y))
+
     def curves_list(self) -> list[BufferedCurve]:
         return list(self.curves.values())
 
@@ -188,6 +206,7 @@ class TrainingView(QWidget):
         self._latest: dict[str, Any] = {}
         self._progress_clock: tuple[float, float] | None = None  # (time, progress) of the first step event
         self._started_at = time.monotonic()
+        self._resumed_step: int | None = None
         self._tasks = BackgroundTasks(self)
 
         self.form = RunForm()
@@ -354,7 +373,8 @@ class TrainingView(QWidget):
         except (ValueError, TypeError, KeyError):
             pass
         self.monitor.reset(caps)
-        if data.get("resumed_from_epoch") is not None and self.last_run_dir:
+        self._resumed_step = data.get("resumed_from_step")
+        if self._resumed_step is not None and self.last_run_dir:
             self._replay_history(self.last_run_dir)
         self._latest.update(total_steps=data.get("total_steps"), total_epochs=data.get("total_epochs"),
                             device=data.get("device"), epoch=1)
@@ -579,16 +599,18 @@ class TrainingView(QWidget):
         self._tasks.submit("history", lambda: read_metrics(run_dir), self._on_history, lambda _message: None)
 
     def _on_history(self, records: list[dict]) -> None:
-        latest_run = [r for r in records if r.get("event") in ("step", "epoch")]
-        resumed_step = self._latest.get("step")
-        for record in latest_run:
-            if resumed_step is not None and record.get("step", 0) > resumed_step:
-                continue
-            (self.monitor.add_step if record["event"] == "step" else self.monitor.add_epoch)(record)
+        self.monitor.prepend_history(records, self._resumed_step)
 
     def shutdown(self) -> None:
         """Stop polling (window closing)."""
         self.system.stop()
+
+    def stop_at_exit(self, timeout_ms: int = 120_000) -> None:
+        """The event loop has ended with a run still going (the app was told to quit): stop it and wait,
+        so the thread never outlives the application and last.pt is written."""
+        if self.session is not None:
+            self.session.stop()
+            self.session.wait(timeout_ms)
 
 
 def format_duration(seconds: float) -> str:

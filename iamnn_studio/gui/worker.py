@@ -146,6 +146,10 @@ class TrainingSession(QObject):
         if self._worker is not None:
             self._worker.pause()
 
+    def wait(self, timeout_ms: int) -> bool:
+        """Block until the thread ended. Only when the event loop is gone (app exit): never on a live UI."""
+        return self._thread.wait(timeout_ms) if self._thread is not None else True
+
     def resume(self) -> None:
         if self._worker is not None:
             self._worker.resume()

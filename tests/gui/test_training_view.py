@@ -170,6 +170,12 @@ def test_continue_from_last_checkpoint_resumes_the_stopped_run(qtbot, window):
     started = next(data for kind, data in events if kind == "started")
     assert started["run_dir"] == run_dir and started["resumed_from_step"] is not None
 
+    # The earlier points come back from metrics.jsonl, before the new ones.
+    loss = training.monitor.curves["train_loss"]
+    qtbot.waitUntil(lambda: len(loss) > 0 and loss.data()[0][0] <= started["resumed_from_step"], timeout=30_000)
+    steps = loss.data()[0]
+    assert (np.diff(steps) >= 0).all()
+
 
 def test_the_training_thread_is_never_the_ui_thread(qtbot, window, monkeypatch):
     """Trainer.run() must run in the worker thread; the UI thread only receives signals."""
@@ -233,3 +239,22 @@ def test_system_panel_plots_the_gpu_or_says_there_is_none(qtbot, styled_app, mon
     assert len(panel.curves[next(iter(panel.curves))]) == 2
     panel.stop()
     assert panel.monitor.closed
+
+
+def test_a_resumed_runs_history_goes_before_its_new_points(qtbot, styled_app):
+    from iamnn_studio.gui.training_view import LiveMonitor
+
+    monitor = LiveMonitor()
+    qtbot.addWidget(monitor)
+    monitor.reset((1, 2, 2, 1))
+    for step in (11, 12):
+        monitor.add_step({"step": step, "loss": 0.5, "iterations": [1, 2, 2, 1]})
+    history = [{"event": "step", "step": s, "loss": 2.0 - 0.1 * s} for s in (1, 2, 3)]
+    history += [{"event": "epoch", "step": 3, "val_loss": 1.5, "val_accuracy": 0.4},
+                {"event": "step", "step": 15, "loss": 9.0}]  # after the resume point: a later, abandoned attempt
+    monitor.prepend_history(history, upto_step=10)
+    x, y = monitor.curves["train_loss"].data()
+    assert x.tolist() == [1, 2, 3, 11, 12]
+    assert y.tolist() == pytest.approx([1.9, 1.8, 1.7, 0.5, 0.5])
+    assert monitor.curves["val_accuracy"].data()[1].tolist() == [40.0]
+    assert monitor.curves["iterations_1"].data()[0].tolist() == [11, 12]
