@@ -134,7 +134,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._restore_geometry()
 
-        self.training.run_state_changed.connect(self.run_label.setText)
+        self.training.run_state_changed.connect(self.set_run_status)
         self.training.run_started.connect(self._on_run_started)
         self.training.run_ended.connect(self._on_run_ended)
         self.training.open_in_study.connect(self.open_run_in_study)
@@ -192,10 +192,24 @@ class MainWindow(QMainWindow):
         bar.setSizeGripEnabled(False)
         self.engine_label = QLabel("Loading engine…")
         self.run_label = QLabel("Idle")
+        self._run_status = "Idle"
         self.engine_label.setContentsMargins(SPACING["row"], 0, SPACING["row"], 0)
         self.run_label.setContentsMargins(SPACING["row"], 0, SPACING["row"], 0)
         bar.addWidget(self.engine_label)
         bar.addPermanentWidget(self.run_label)
+
+    @Slot(str)
+    def set_run_status(self, text: str) -> None:
+        """The run's state in the status bar: elided to fit (a long failure sentence must not widen
+        the window); the whole sentence is in the tooltip."""
+        self.run_label.setToolTip(text)
+        self._run_status = text
+        width = max(200, int(self.width() * 0.55))
+        self.run_label.setText(self.run_label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, width))
+
+    def run_status(self) -> str:
+        """The full run status sentence (the label may show it shortened)."""
+        return self._run_status
 
     def _restore_geometry(self) -> None:
         if self.geometry_b64:
@@ -481,7 +495,7 @@ class MainWindow(QMainWindow):
                 return
             self._close_after_stop = True
             self.training.stop_run()
-            self.run_label.setText("Stopping… the window closes once the run has saved its checkpoint")
+            self.set_run_status("Stopping… the window closes once the run has saved its checkpoint")
             event.ignore()
             return
         self.save_state()

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -144,6 +145,9 @@ class RunHeader(QFrame):
         self.title = QLabel("Ready to train")
         self.title.setObjectName("CardTitle")
         self.subtitle = muted("Choose a dataset and a model, then press Start.")
+        for label in (self.title, self.subtitle):  # long sentences wrap; they never squeeze the buttons
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setWordWrap(True)
         titles.addWidget(self.title)
         titles.addWidget(self.subtitle)
         top.addLayout(titles, 1)
@@ -152,8 +156,8 @@ class RunHeader(QFrame):
         self.pause = QPushButton("Pause")
         self.stop = QPushButton("Stop")
         for button in (self.start, self.pause, self.stop):
-            button.setMinimumWidth(96)
-            top.addWidget(button)
+            button.setMinimumWidth(max(96, button.sizeHint().width()))
+            top.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(top)
 
         progress_row = QHBoxLayout()
@@ -486,18 +490,20 @@ class TrainingView(QWidget):
         self.header.eta.setText(f"{step:,} steps in {format_duration(elapsed)}" if step else format_duration(elapsed))
         self._show_result_actions()
         sentences = {"completed": "Run finished", "max_steps": "Run finished (step limit)", "stopped": "Run stopped",
-                     "failed": f"Run failed: {self.failure or 'see the run log'}"}
-        self._set_state("idle", sentences.get(outcome, "Run ended"))
+                     "failed": "Run failed"}
+        status = f"Run failed: {self.failure or 'see the run log'}" if outcome == "failed" else None
+        self._set_state("idle", sentences.get(outcome, "Run ended"), status=status)
         self.run_ended.emit(outcome)
 
     # ----------------------------------------------------------------- display
-    def _set_state(self, state: str, sentence: str | None = None) -> None:
+    def _set_state(self, state: str, sentence: str | None = None, status: str | None = None) -> None:
+        """New run state: ``sentence`` under the run's title, ``status`` (default: the same) in the status bar."""
         self._state = state
         default = {"starting": "Starting…", "running": "Training", "paused": "Paused", "stopping": "Stopping…",
                    "idle": "Idle"}
         sentence = sentence or default[state]
         self.header.subtitle.setText(sentence)
-        self.run_state_changed.emit(sentence)
+        self.run_state_changed.emit(status or sentence)
         self._update_buttons()
 
     def _update_buttons(self) -> None:

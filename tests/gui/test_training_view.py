@@ -42,7 +42,7 @@ def test_a_tiny_run_fills_the_plots_and_finishes(qtbot, window, tmp_runs):
     assert Path(training.last_run_dir).parent == tmp_runs
     assert training.header.open_study.isVisibleTo(training) and training.header.use_model.isVisibleTo(training)
     assert training.checkpoint_path().endswith("best.pt")
-    assert window.run_label.text() == "Run finished (step limit)"
+    assert window.run_status() == "Run finished (step limit)"
     log = [training.log.item(i).text() for i in range(training.log.count())]
     assert any(line.startswith("Epoch 1/1") for line in log)
 
@@ -80,7 +80,7 @@ def test_pause_resume_then_stop_keeps_a_loadable_checkpoint(qtbot, window):
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
         pass
     assert ended.args == ["stopped"]
-    assert window.run_label.text() == "Run stopped"
+    assert window.run_status() == "Run stopped"
     last = Path(training.last_run_dir, "checkpoints", "last.pt")
     checkpoint = load_checkpoint(last)
     assert checkpoint.model_config.iterations == (1, 2, 2, 1)
@@ -99,7 +99,7 @@ def test_closing_during_a_run_stops_it_then_closes(qtbot, window, monkeypatch):
 
     assert window.close() is False  # not yet: the run stops first, the window stays responsive
     assert asked == [window] and window.isVisible()
-    assert training.state == "stopping" and "Stopping" in window.run_label.text()
+    assert training.state == "stopping" and "Stopping" in window.run_status()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=RUN_TIMEOUT_MS)
     assert training.session is None and training.outcome == "stopped"
     assert Path(training.last_run_dir, "checkpoints", "last.pt").is_file()
@@ -149,7 +149,8 @@ def test_a_training_failure_is_shown_and_the_window_stays_usable(qtbot, window, 
     assert ended.args == ["failed"]
     assert [(kind, title) for kind, title, _ in record_dialogs] == [("critical", "Training failed")]
     assert words in record_dialogs[0][2]
-    assert words in window.run_label.text() and window.run_label.text().startswith("Run failed")
+    assert words in window.run_status() and window.run_status().startswith("Run failed")
+    assert window.run_label.toolTip() == window.run_status()
     assert words in training.header.result.text()
     assert training.header.start.isEnabled()
 
