@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import uuid
 import warnings
@@ -140,9 +141,8 @@ def launch(
         follower.start()
     try:
         results = _elastic_launch(launch_config, config, str(runs_dir), run_dir, resume)
-    except Exception as exc:  # a worker failed: the launcher has stopped the others
-        return RunResult(run_dir=_keep_if_used(run_dir, resume), reason=_failure_reason(exc, run_dir),
-                         best_accuracy=None, state="failed")
+    except Exception as exc:  # a worker failed or the launcher was interrupted: the workers are gone
+        return _result_after_error(exc, run_dir, resume)
     finally:
         if follower:
             follower.stop()
@@ -169,21 +169,33 @@ def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr
 def _elastic_launch(launch_config, config, runs_dir: str, run_dir, resume: bool) -> dict[int, Any]:
     from torch.distributed.launcher.api import elastic_launch
 
-    return elastic_launch(launch_config, _worker)(config, runs_dir, None if run_dir is None else str(run_dir), resume)
+    return elastic_launch(launch_config, _worker)(
+        config, runs_dir, None if run_dir is None else str(run_dir), resume, True
+    )
 
 
 class WorkerFailed(RuntimeError):
     """One worker's run failed; raised so the launcher stops the others instead of leaving them waiting."""
 
 
-def _failure_reason(exc: Exception, run_dir) -> str:
-    """The sentence to show for a failed job: rank 0's status, else the first failed worker's message."""
-    if run_dir is not None:
-        from .runs import RunDirectory
+def _result_after_error(exc: Exception, run_dir, resume: bool):
+    """What the job came to, from rank 0's status.json where it got that far (Ctrl-C stops with a
+    checkpoint, but reaches the launcher as an error), else from the first failed worker."""
+    from .runs import RunDirectory
+    from .trainer import RunResult
 
-        status = RunDirectory(run_dir).read_status() or {}
-        if status.get("state") == "failed" and status.get("reason"):
-            return str(status["reason"])
+    status = (RunDirectory(run_dir).read_status() if run_dir is not None else None) or {}
+    state, reason = status.get("state"), status.get("reason")
+    best = status.get("best_accuracy")
+    if state == "stopped":
+        return RunResult(run_dir=Path(run_dir), reason="stopped", best_accuracy=best, state="stopped")
+    if state != "failed" or not reason:
+        reason = _failure_reason(exc)
+    return RunResult(run_dir=_keep_if_used(run_dir, resume), reason=str(reason), best_accuracy=best, state="failed")
+
+
+def _failure_reason(exc: Exception) -> str:
+    """The first failed worker's message (the trainer's own sentence when it raised ``WorkerFailed``)."""
     message = ""
     first_failure = getattr(exc, "get_first_failure", None)
     if first_failure is not None:
@@ -220,7 +232,8 @@ def _merge_results(results: dict[int, Any]):
     return main
 
 
-def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume: bool):
+def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume: bool,
+            spawned_by_launch: bool = False):
     """One training process: join the process group, train, leave."""
     from .trainer import Trainer
 
@@ -236,24 +249,36 @@ def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume
     # DDP's buckets; DDP copies them correctly but warns on every step.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     dist.init_process_group(backend="nccl" if cuda else "gloo")
+    signalled = threading.Event()
     try:
         trainer = Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume)
-        _stop_on_signals(trainer)
+        _stop_on_signals(trainer, signalled)
         result = trainer.run()
         if result.state == "failed" and dist.get_world_size() > 1:
             raise WorkerFailed(result.reason)
-        return result
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    if signalled.is_set() and spawned_by_launch:
+        # The launcher is shutting down and no longer collects results: a worker that waited to hand
+        # its result over would only be killed after the launcher's shutdown timeout.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return result
 
 
-def _stop_on_signals(trainer) -> None:
+def _stop_on_signals(trainer, signalled: threading.Event) -> None:
     """SIGTERM / SIGINT (the launcher passing on Ctrl+C) ask for a graceful stop with a checkpoint."""
     if threading.current_thread() is not threading.main_thread():
         return
+
+    def stop(*_) -> None:
+        signalled.set()
+        trainer.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: trainer.stop())
+        signal.signal(sig, stop)
 
 
 def _first_line(exc: BaseException) -> str:
