@@ -53,8 +53,8 @@ class Collective:
     def current(cls) -> "Collective":
         """The initialised process group, or a job of one."""
         if dist.is_available() and dist.is_initialized():
-            local_rank = int(os.environ.get("LOCAL_RANK", dist.get_rank() % max(1, torch.cuda.device_count() or 1)))
-            return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
+            rank = dist.get_rank()
+            return cls(rank=rank, world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", rank)))
         return cls()
 
     @property
@@ -105,10 +105,12 @@ def launch(
 ):
     """Train ``config`` on ``nnodes`` x ``nproc_per_node`` processes; returns rank 0's ``RunResult``.
 
-    ``resume=True`` continues ``run_dir`` from its ``last.pt`` (every node must see that folder).
-    On nodes other than the first, the result describes this node's workers only.
+    ``resume=True`` continues ``run_dir`` from its ``last.pt`` (every node must see that folder)
+    with the same number of processes. ``listeners`` receive rank 0's events (on the first node).
+    On nodes other than the first, the result describes this node's workers only. Every node
+    needs the dataset; only the first node writes the run folder.
     """
-    from .trainer import RunResult, Trainer
+    from .trainer import Trainer
 
     if config is None and not resume:
         raise ValueError("config: a new run needs a RunConfig")
