@@ -33,7 +33,7 @@ from .forms.fields import muted
 from .forms.model_panel import format_count, format_range
 from .forms.run_form import RunForm
 from .plots import BufferedCurve, PlotRefresher, add_curve, add_level_line, style_plot
-from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph, set_role
+from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph
 from .system_panel import SystemPanel
 from .worker import BackgroundTasks, TrainingSession
 

@@ -241,9 +241,6 @@ class DatasetPanel(FormCard):
         data["download"] = self.download.isChecked()
         data["val_fraction"] = self.val_percent.value() / 100.0
 
-    def set_augment(self, value: str) -> None:
-        self._extra["augment"] = value
-
 
 class DatasetPreview(QWidget):
     """Sample images of every class with counts, plus a one-line summary of the dataset."""

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
     QGridLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QVBoxLayout,
@@ -191,8 +192,6 @@ def hint_label(text: str) -> QLabel:
 
 def hbox_widget(*widgets: QWidget, stretch_last: bool = False) -> QWidget:
     """Several inputs side by side in one form row."""
-    from PySide6.QtWidgets import QHBoxLayout
-
     box = QWidget()
     layout = QHBoxLayout(box)
     layout.setContentsMargins(0, 0, 0, 0)
