@@ -344,3 +344,35 @@ def test_model_config_round_trips_through_dict():
     with pytest.raises(ValueError, match="model.colour"):
         ModelConfig.from_dict({**cfg.to_dict(), "colour": "red"})
     assert math.isclose(ModelConfig(eps=0.05).halting_threshold, 0.95)
+
+
+def test_calibration_stopped_early_returns_without_touching_the_threshold():
+    from iamnn_studio.engine.calibration import fit_halting
+    from iamnn_studio.engine.data import ImageTensors
+
+    model = build_model(tiny(threshold=0.42))
+    data = ImageTensors(torch.randint(0, 255, (40, 1, 16, 16), dtype=torch.uint8), torch.randint(0, 5, (40,)))
+    summary = fit_halting(model, data, mean=(0.5,), std=(0.25,), should_stop=lambda: True)
+    assert summary["stopped"] and model.config.threshold == 0.42
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_calibration_fits_heads_and_picks_a_threshold_from_the_curve():
+    from iamnn_studio.engine.calibration import fit_halting
+    from iamnn_studio.engine.data import ImageTensors
+
+    torch.manual_seed(0)
+    model = build_model(tiny())
+    randomise_batchnorms(model)
+    data = ImageTensors(torch.randint(0, 255, (60, 1, 16, 16), dtype=torch.uint8), torch.randint(0, 5, (60,)))
+    head_before = model.blocks[1].halting_head.fc1.weight.clone()
+    conv_before = model.blocks[1].process.conv1.weight.clone()
+    summary = fit_halting(model, data, mean=(0.5,), std=(0.25,), head_epochs=3)
+    assert summary["threshold"] in [p["threshold"] for p in summary["curve"]]
+    assert model.config.threshold == summary["threshold"] and model.config.mode == "adaptive"
+    assert not torch.equal(model.blocks[1].halting_head.fc1.weight, head_before)  # heads trained
+    assert torch.equal(model.blocks[1].process.conv1.weight, conv_before)  # backbone frozen
+    chosen = next(p for p in summary["curve"] if p["threshold"] == summary["threshold"])
+    cheaper_and_good = [p for p in summary["curve"]
+                        if p["mean_macs"] < chosen["mean_macs"] and p["agreement"] >= summary["target_agreement"]]
+    assert not cheaper_and_good

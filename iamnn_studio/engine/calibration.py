@@ -217,6 +217,10 @@ def fit_halting(model: IamNN, data, *, mean, std, device="cpu", batch_size: int 
             features[b].append(block_features[b])
         if progress:
             progress(0.6 * (i + 1) / n_batches)
+    if should_stop is not None and should_stop():
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return {"stopped": True, "threshold": model.config.threshold}
     labels = [torch.cat(l) for l in labels]
     features = [torch.cat(f) for f in features]
     if not all(torch.isfinite(f).all() for f in features):
