@@ -58,11 +58,25 @@ def import_pyqtgraph_without_cuda() -> None:
             del sys.modules[blocked]
 
 
+def display_problem(environ=os.environ, platform: str = sys.platform) -> str | None:
+    """Why no window can open here, in one sentence (Qt itself would abort with a core dump)."""
+    if not platform.startswith("linux") or environ.get("QT_QPA_PLATFORM"):
+        return None
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset): run it in a desktop "
+            "session, under `xvfb-run iamnn-studio`, or use the command line (`iamnn-studio --help`)")
+
+
 def main(argv: list[str] | None = None) -> int:
     # Before torch can load (it loads later, in the engine loader): OpenMP threads that spin while
     # idle steal the UI thread's core on small machines (shared/research/ui-lag.md).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    problem = display_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     from PySide6.QtCore import QCoreApplication, QTimer
     from PySide6.QtGui import QIcon

@@ -165,3 +165,13 @@ def test_engine_failure_is_said_in_the_window(qtbot, styled_app, tmp_runs):
     assert "libtorch_cpu.so" in window.training.form.loading.text()
     assert "failed to load" in window.hosts["Use"].message.text()
     assert not window.engine_ready and not window.training.header.start.isEnabled()
+
+
+def test_no_display_gets_one_clear_sentence_instead_of_a_qt_abort():
+    from iamnn_studio.gui.app import display_problem
+
+    assert "no display" in display_problem(environ={}, platform="linux")
+    assert display_problem(environ={"DISPLAY": ":0"}, platform="linux") is None
+    assert display_problem(environ={"WAYLAND_DISPLAY": "wayland-0"}, platform="linux") is None
+    assert display_problem(environ={"QT_QPA_PLATFORM": "offscreen"}, platform="linux") is None
+    assert display_problem(environ={}, platform="darwin") is None
