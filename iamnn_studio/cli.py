@@ -33,11 +33,17 @@ class UsageError(ValueError):
     """A wrong combination of options; exit code 2."""
 
 
+#: Options of the desktop app, accepted without the ``gui`` command.
+GUI_OPTIONS = ("--runs-dir",)
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:
-        return _open_gui([])
+    if not argv or argv[0] == "gui":  # argparse's REMAINDER would refuse the app's own --options
+        return _open_gui(argv[1:])
+    if argv[0].split("=", 1)[0] in GUI_OPTIONS:  # `iamnn-studio --runs-dir DIR` opens the app too
+        return _open_gui(argv)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

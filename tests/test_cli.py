@@ -247,3 +247,13 @@ def test_a_run_folder_stands_for_its_best_checkpoint(trained):
     code, out, _ = run_cli("evaluate", trained["run"], "--json", "--no-sweep")
     assert code == 0
     assert json.loads(out)["checkpoint"] == str(trained["run"] / "checkpoints" / "best.pt")
+
+
+@pytest.mark.parametrize("argv", [["gui", "--runs-dir", "runs"], ["--runs-dir", "runs"], ["--runs-dir=runs"]])
+def test_the_apps_runs_folder_option_opens_the_app(monkeypatch, argv):
+    import iamnn_studio.gui.app as app
+
+    calls = []
+    monkeypatch.setattr(app, "main", lambda args: calls.append(args) or 0)
+    assert main(argv) == 0
+    assert calls == [argv[1:] if argv[0] == "gui" else argv]
