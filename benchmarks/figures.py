@@ -57,7 +57,8 @@ def accuracy_vs_macs(path: Path, *, threshold_curve: list[dict], fixed_curve: li
     plot.setLabel("bottom", "mean MACs per image (millions)")
     plot.setLabel("left", "top-1 accuracy (%)")
     plot.showGrid(x=True, y=True, alpha=0.25)
-    legend = plot.addLegend(offset=(-10, -10), labelTextSize="10pt")
+    legend = pg.LegendItem(colCount=2, labelTextSize="10pt")  # below the plot: never hides a point
+    layout.addItem(legend, row=2, col=0)
 
     def xy(points):
         pts = sorted(points, key=lambda p: p["mean_macs"])
@@ -80,7 +81,8 @@ def accuracy_vs_macs(path: Path, *, threshold_curve: list[dict], fixed_curve: li
     if ablation is not None:
         plot.plot([ablation["mean_macs"] / 1e6], [100 * ablation["top1"]], pen=None, symbol="t", symbolSize=12,
                   symbolBrush=ABLATION, name="IamNN trained with 1 iteration per block")
-    legend.setBrush(pg.mkBrush(255, 255, 255, 220))
+    for item in plot.listDataItems():
+        legend.addItem(item, item.name())
     _export(layout, path)
 
 

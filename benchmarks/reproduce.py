@@ -247,7 +247,7 @@ def markdown(data: dict[str, Any]) -> str:
         (f"| best fixed setting costing no more ({best['iterations']}, {millions(best['mean_macs'])}) | {pct(best['top1'])} | "
          f"{signed_pt(cmp['adaptive_minus_best_fixed_pt'])} |") if best else "| best fixed setting costing no more | – | – |",
         "",
-        f"Setting: width {setting['width']}, depth {setting['depth']} (caps {setting['caps']}), {setting['epochs']} epoch(s), "
+        f"Setting: width {setting['width']}, depth {setting['depth']} (caps {setting['caps']}), {_plural(setting['epochs'], 'epoch')}, "
         f"batch {setting['batch_size']}, SGD one-cycle lr {setting['lr']}, seed {setting['seed']}, augment crop-flip, "
         f"{setting['train_images']:,} training / {setting['val_images']:,} held-out images, evaluated on the "
         f"{runs['iamnn']['eval']['images']:,} test images. Hardware: {data['hardware']['cpu']}, "
@@ -258,7 +258,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"- Params ratio: the paper's 0.15 is for ResNet-152, whose 50 residual units IamNN replaces with 4 shared "
         f"blocks. At depth {setting['depth']} the ResNet has only {sum(setting['caps'])} units, so sharing can save at "
         f"most a factor of about {sum(setting['caps'])}/4 on the block weights, and IamNN's per-iteration batchnorms, "
-        f"exit batchnorms and halting heads are extra: {cmp['params_ratio']:.2f} is what sharing gives at this depth.",
+        f"exit batchnorms and halting heads are extra (relatively more at small widths): {cmp['params_ratio']:.2f} is "
+        f"what sharing gives at this depth and width.",
         f"- Spearman correlation of per-image MACs with the full-depth loss: {_fmt(cmp['spearman_macs_vs_loss'], '.3f')}; "
         f"mean MACs of misclassified vs correct images: {_fmt_macs(cmp['macs_wrong_vs_right'])}.",
     ]
@@ -267,6 +268,10 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"- Collapse alarm: {'; '.join(collapse.get('reasons', []))}.")
     lines += [f"- {note}" for note in data.get("notes", [])]
     return "\n".join(lines) + "\n"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -312,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [],
     }
     if args.quick:
-        data["notes"].append(f"Quick mode ({title}): a first look, far from converged; the full run "
+        data["notes"].append("Quick mode: a first look, far from converged; the full run "
                              "(`python benchmarks/reproduce.py`) is what the README reports.")
     iamnn = runs["iamnn"]["eval"]
     data["iamnn"] = iamnn
