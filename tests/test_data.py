@@ -22,6 +22,7 @@ from iamnn_studio.engine.data import (
     class_counts,
     crop_padding,
     dataset_availability,
+    declared_input_shape,
     default_augment,
     iterate_batches,
     load_dataset,
@@ -439,3 +440,32 @@ def test_preview_takes_up_to_n_images_per_class_in_class_order():
     images, picked = preview(bundle, per_class=2)
     assert picked.tolist() == [0, 0, 1, 2, 2] and images.flatten().tolist() == [1, 4, 3, 0, 2]
     assert class_counts(bundle.train, bundle.num_classes) == [2, 1, 4, 0]
+
+
+# ------------------------------------------------------------------------------------ declared shapes
+def test_declared_input_shape_matches_what_loading_gives(tmp_path):
+    _fake_cifar10(tmp_path / "c10")
+    _fake_idx(tmp_path / "fm")
+    configs = [
+        DataConfig(name="cifar10", root=str(tmp_path / "c10")),
+        DataConfig(name="fashion-mnist", root=str(tmp_path / "fm")),
+        DataConfig(name="mnist", root=str(tmp_path / "fm"), image_size=32),
+        DataConfig(name="synthetic", options={"channels": 3, "image_size": 16, "train_size": 20, "test_size": 10}),
+    ]
+    for cfg in configs:
+        bundle = load_dataset(cfg)
+        assert declared_input_shape(cfg) == (bundle.in_channels, bundle.image_size, bundle.num_classes), cfg.name
+
+
+def test_builtin_datasets_declare_their_shape_without_any_files(tmp_path):
+    nowhere = str(tmp_path / "nowhere")
+    assert declared_input_shape(DataConfig(name="cifar100", root=nowhere)) == (3, 32, 100)
+    assert declared_input_shape(DataConfig(name="svhn", root=nowhere)) == (3, 32, 10)
+    assert declared_input_shape(DataConfig(name="mnist", root=nowhere)) == (1, 28, 10)
+
+
+def test_image_folders_and_invalid_settings_declare_no_shape(tmp_path):
+    _image_folder(tmp_path)
+    assert declared_input_shape(DataConfig(name="imagefolder", root=str(tmp_path))) is None
+    assert declared_input_shape(DataConfig(name="synthetic", options={"channels": 2})) is None
+    assert declared_input_shape(DataConfig(name="no-such-dataset")) is None

@@ -10,13 +10,13 @@ import dataclasses
 from ..config import DataConfig
 from . import cifar, idx, imagefolder, svhn, synthetic  # noqa: F401  (each registers its providers)
 from .augment import AUGMENT_MODES, augment_batch, crop_padding, normalize, resize_images
-from .base import DATASETS, DatasetProvider, datasets_root
+from .base import DATASETS, DatasetProvider, InputShape, datasets_root
 from .batches import iterate_batches
 from .bundle import DatasetBundle, ImageTensors, channel_stats, class_counts, preview, split_off
 
 __all__ = [
-    "AUGMENT_MODES", "DATASETS", "DatasetBundle", "DatasetProvider", "ImageTensors", "augment_batch",
-    "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root",
+    "AUGMENT_MODES", "DATASETS", "DatasetBundle", "DatasetProvider", "ImageTensors", "InputShape", "augment_batch",
+    "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root", "declared_input_shape",
     "default_augment", "iterate_batches", "load_dataset", "normalize", "preview", "resize_images", "split_off",
 ]
 
@@ -46,6 +46,21 @@ def dataset_availability() -> dict[str, tuple[bool, str]]:
         except Exception as exc:  # a broken plugin must not hide the other datasets
             status[name] = (False, f"cannot check: {exc}")
     return status
+
+
+def declared_input_shape(cfg: DataConfig) -> InputShape | None:
+    """The (channels, size, classes) ``load_dataset(cfg)`` will give, without decoding anything.
+
+    None when only loading can tell (an image folder) or when ``cfg`` names no usable dataset or
+    options (``load_dataset`` then says what is wrong).
+    """
+    try:
+        shape = DATASETS.get(cfg.name).input_shape(cfg)
+    except ValueError:
+        return None
+    if shape is not None and cfg.image_size is not None:
+        shape = shape._replace(size=cfg.image_size)  # load_dataset resizes to it
+    return shape
 
 
 def default_augment(name: str) -> str:

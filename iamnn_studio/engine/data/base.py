@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from ..registry import Registry
 
@@ -22,6 +22,14 @@ def datasets_root() -> Path:
     return Path(override).expanduser() if override else Path.home() / ".cache" / "iamnn-studio" / "datasets"
 
 
+class InputShape(NamedTuple):
+    """What a dataset feeds a model: image channels, the square side in pixels, the number of classes."""
+
+    channels: int
+    size: int
+    classes: int
+
+
 class DatasetProvider(ABC):
     """One entry of the dataset drop-down: knows where its files live and decodes them into a bundle.
 
@@ -33,6 +41,13 @@ class DatasetProvider(ABC):
     description: str
     default_augment: str = "crop-flip"  # digits override this: a mirrored 2 is not a 2
     options: Mapping[str, Any] = {}  # accepted ``DataConfig.options`` and their defaults
+    #: The shape every copy of this dataset has (MNIST: 1x28x28, 10 classes), so a model can be sized
+    #: before anything is decoded; None where only loading can tell (an image folder).
+    shape: InputShape | None = None
+
+    def input_shape(self, cfg: "DataConfig | None" = None) -> InputShape | None:
+        """The shape ``load`` will give for ``cfg``, from metadata alone (cheap: no file is read)."""
+        return self.shape
 
     @abstractmethod
     def available_offline(self, root: str | None) -> tuple[bool, str]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from .base import DATASETS, DatasetProvider, datasets_root, download_failed, join_places
+from .base import DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, join_places
 from .bundle import DatasetBundle, ImageTensors
 
 
@@ -35,6 +35,7 @@ class CifarProvider(DatasetProvider):
         meta_file: str,
         label_key: str,
         names_key: str,
+        num_classes: int,
     ) -> None:
         self.name, self.label, self.description = name, label, description
         self.torchvision_class = torchvision_class
@@ -42,6 +43,7 @@ class CifarProvider(DatasetProvider):
         self.train_files, self.test_files = train_files, test_files
         self.meta_file = meta_file
         self.label_key, self.names_key = label_key, names_key
+        self.shape = InputShape(channels=3, size=32, classes=num_classes)
 
     def search_dirs(self, root: str | None) -> list[Path]:
         top = Path(root).expanduser() if root else datasets_root()
@@ -149,6 +151,7 @@ DATASETS.register(
         meta_file="batches.meta",
         label_key="labels",
         names_key="label_names",
+        num_classes=10,
     ),
 )
 
@@ -165,5 +168,6 @@ DATASETS.register(
         meta_file="meta",
         label_key="fine_labels",
         names_key="fine_label_names",
+        num_classes=100,
     ),
 )

@@ -19,7 +19,7 @@ import torch
 
 from ..config import DataConfig
 from ..io import atomic_write
-from .base import DATASETS, DatasetProvider, datasets_root, download_failed, join_places
+from .base import DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, join_places
 from .bundle import DatasetBundle, ImageTensors
 
 #: The four files of an idx dataset, by split and kind.
@@ -52,6 +52,7 @@ class IdxProvider(DatasetProvider):
         self.system_dirs = system_dirs
         self.manual_install = manual_install  # how to get the files without downloading
         self.default_augment = default_augment
+        self.shape = InputShape(channels=1, size=28, classes=len(classes))  # every idx dataset here is 28x28 grey
 
     # ------------------------------------------------------------------ finding
     def search_dirs(self, root: str | None) -> list[Path]:

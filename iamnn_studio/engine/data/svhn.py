@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from .base import DATASETS, DatasetProvider, datasets_root, download_failed, join_places
+from .base import DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, join_places
 from .bundle import DatasetBundle, ImageTensors
 
 SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -29,6 +29,7 @@ class SvhnProvider(DatasetProvider):
     label = "SVHN"
     description = "Street View House Numbers: 32x32 colour digit crops, 73,257 train and 26,032 test images."
     default_augment = "crop"  # digits: a mirrored 2 is not a 2
+    shape = InputShape(channels=3, size=32, classes=10)
 
     def search_dirs(self, root: str | None) -> list[Path]:
         return [Path(root).expanduser()] if root else [datasets_root() / "svhn"]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..config import DataConfig
-from .base import DATASETS, DatasetProvider
+from .base import DATASETS, DatasetProvider, InputShape
 from .bundle import DatasetBundle, ImageTensors
 
 STROKE = 0.16  # half-width of line strokes, in units of the shape's half-size
@@ -176,6 +176,11 @@ class SyntheticProvider(DatasetProvider):
             default_augment=self.default_augment, extras={"difficulty": hardness["test"]},
             notes=[f"{opts['train_size']} train / {opts['test_size']} test shapes, difficulty {opts['difficulty']:g}"],
         )
+
+    def input_shape(self, cfg: DataConfig | None = None) -> InputShape:
+        """From the options (``ValueError`` if they are invalid): the images are drawn to order."""
+        opts = self.read_options(cfg) if cfg is not None else dict(self.options)
+        return InputShape(channels=opts["channels"], size=opts["image_size"], classes=len(CLASSES))
 
     def read_options(self, cfg: DataConfig) -> dict[str, Any]:
         opts = {**self.options, **({"image_size": cfg.image_size} if cfg.image_size else {}), **cfg.options}
