@@ -3,7 +3,8 @@
 Events append points to numpy buffers (``BufferedCurve.append``); one ``PlotRefresher`` timer
 (250 ms) pushes only the curves that changed into their ``PlotDataItem`` with ``setData``. Items are
 created once and never cleared and re-plotted (that leaks on PySide6, pyqtgraph#2672); pens are
-1 px, and long curves are clipped to the view and downsampled automatically.
+1 px, long curves are clipped to the view and downsampled automatically, and a curve thins itself
+past ``MAX_POINTS`` so that neither memory nor redraw time grows without end.
 """
 from __future__ import annotations
 
@@ -16,16 +17,51 @@ from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from .style import COLORS
 
 REFRESH_MS = 250
+#: Weight of the past in the smoothed curves (about the last 10 points count).
+SMOOTHING = 0.9
+#: Points a live curve keeps; beyond it the curve is sampled twice as sparsely (memory stays bounded).
+MAX_POINTS = 20_000
+#: Opacity (of 255) of the raw points under a smoothed curve.
+RAW_ALPHA = 70
 
 
 class BufferedCurve:
-    """A growing (x, y) series bound to one PlotDataItem; ``flush`` redraws it if it changed."""
+    """A growing (x, y) series bound to one PlotDataItem; ``flush`` redraws it if it changed.
 
-    def __init__(self, item: pg.PlotDataItem, capacity: int = 256) -> None:
+    With a ``smooth_item`` the series is also drawn as its exponential moving average (debiased, as
+    TensorBoard does), kept up to date point by point: per-step figures are noisy, and under anytime
+    training the iterations and MACs of a step are sampled, so the trend is what a reader wants.
+
+    Memory stays bounded on long runs: once ``max_points`` are kept, every other point is dropped
+    and from then on only every 2nd (4th, ...) point arrives, so the whole run stays evenly sampled;
+    the newest point is always shown.
+    """
+
+    _COLUMNS = ("_x", "_y", "_s", "_i")
+
+    def __init__(
+        self,
+        item: pg.PlotDataItem,
+        capacity: int = 256,
+        *,
+        smooth_item: pg.PlotDataItem | None = None,
+        smoothing: float = SMOOTHING,
+        max_points: int = MAX_POINTS,
+    ) -> None:
         self.item = item
+        self.smooth_item = smooth_item
+        self.smoothing = smoothing
+        self.max_points = max(4, max_points)
+        capacity = min(capacity, self.max_points)
         self._x = np.empty(capacity, dtype=np.float64)
         self._y = np.empty(capacity, dtype=np.float64)
+        self._s = np.empty(capacity, dtype=np.float64) if smooth_item is not None else None
+        self._i = np.empty(capacity, dtype=np.int64)  # each kept point's arrival number
         self._n = 0
+        self._arrived = 0
+        self._stride = 1  # keep arrivals whose number is a multiple of this (plus the newest one)
+        self._average = 0.0  # the EMA before debiasing, and how many finite points went into it
+        self._count = 0
         self.dirty = False
 
     def __len__(self) -> int:
@@ -33,20 +69,59 @@ class BufferedCurve:
 
     def append(self, x: float, y: float | None) -> None:
         """Add one point; None (a metric the run does not report) becomes a gap (NaN)."""
+        value = np.nan if y is None else float(y)
+        smoothed = self._smoothed(value) if self._s is not None else None
+        number, self._arrived = self._arrived, self._arrived + 1
+        if self._n and self._i[self._n - 1] % self._stride:
+            self._n -= 1  # the previous newest point was off the stride: this one replaces it
         if self._n == len(self._x):
-            self._x = np.resize(self._x, 2 * len(self._x))
-            self._y = np.resize(self._y, 2 * len(self._y))
-        self._x[self._n] = x
-        self._y[self._n] = np.nan if y is None else y
+            if self._n == self.max_points:
+                self._thin()
+            else:
+                self._grow(min(2 * len(self._x), self.max_points))
+        n = self._n
+        self._x[n], self._y[n], self._i[n] = x, value, number
+        if self._s is not None:
+            self._s[n] = smoothed
         self._n += 1
         self.dirty = True
 
+    def _smoothed(self, value: float) -> float:
+        if not np.isfinite(value):
+            return np.nan
+        self._average = self.smoothing * self._average + (1 - self.smoothing) * value
+        self._count += 1
+        return self._average / (1 - self.smoothing**self._count)
+
+    def _grow(self, size: int) -> None:
+        for name in self._COLUMNS:
+            array = getattr(self, name)
+            if array is not None:
+                setattr(self, name, np.resize(array, size))
+
+    def _thin(self) -> None:
+        """Double the stride and drop the kept points that are off it."""
+        self._stride *= 2
+        keep = np.flatnonzero(self._i[: self._n] % self._stride == 0)
+        self._move(keep)
+
+    def _move(self, keep: np.ndarray) -> None:
+        for name in self._COLUMNS:
+            array = getattr(self, name)
+            if array is not None:
+                array[: len(keep)] = array[keep]
+        self._n = len(keep)
+
     def clear(self) -> None:
-        self._n = 0
+        self._n = self._arrived = self._count = 0
+        self._stride, self._average = 1, 0.0
         self.dirty = True
 
     def data(self) -> tuple[np.ndarray, np.ndarray]:
         return self._x[: self._n], self._y[: self._n]
+
+    def smoothed(self) -> np.ndarray | None:
+        return None if self._s is None else self._s[: self._n]
 
     def last(self) -> float | None:
         return float(self._y[self._n - 1]) if self._n else None
@@ -54,8 +129,19 @@ class BufferedCurve:
     def flush(self) -> None:
         if self.dirty:
             x, y = self.data()
+            if not np.isfinite(y).any():  # only gaps so far: nothing to draw (pyqtgraph warns on all-NaN)
+                x = y = np.empty(0)
             self.item.setData(x, y, connect="finite")
+            if self.smooth_item is not None:
+                self.smooth_item.setData(x, self.smoothed() if len(x) else y, connect="finite")
             self.dirty = False
+
+    def drop_before(self, x: float) -> None:
+        """Forget the points left of ``x`` (a scrolling window), once they are half the buffer."""
+        stale = int(np.searchsorted(self._x[: self._n], x))
+        if stale and stale >= self._n // 2:
+            self._move(np.arange(stale, self._n))
+            self.dirty = True
 
 
 class PlotRefresher(QObject):
@@ -106,15 +192,29 @@ def style_plot(plot: pg.PlotItem, title: str, y_label: str = "", x_label: str = 
 
 
 def add_curve(
-    plot: pg.PlotItem, color: str, name: str | None = None, *, dashed: bool = False, symbol: str | None = None
+    plot: pg.PlotItem,
+    color: str,
+    name: str | None = None,
+    *,
+    dashed: bool = False,
+    symbol: str | None = None,
+    smooth: bool = False,
 ) -> BufferedCurve:
-    """A 1-px curve (optionally with small markers, for sparse series such as per-epoch values)."""
-    pen = pg.mkPen(color, width=1, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
+    """A 1-px curve (optionally with small markers, for sparse series such as per-epoch values).
+
+    ``smooth``: the raw points are drawn faint and their moving average on top in ``color``.
+    """
+    style = Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine
     kwargs = {}
     if symbol:
         kwargs = dict(symbol=symbol, symbolSize=5, symbolBrush=color, symbolPen=pg.mkPen(color, width=1))
-    item = plot.plot([], [], pen=pen, name=name, **kwargs)
-    return BufferedCurve(item)
+    if not smooth:
+        return BufferedCurve(plot.plot([], [], pen=pg.mkPen(color, width=1, style=style), name=name, **kwargs))
+    faint = pg.mkColor(color)
+    faint.setAlpha(RAW_ALPHA)
+    raw = plot.plot([], [], pen=pg.mkPen(faint, width=1, style=style), **kwargs)
+    trend = plot.plot([], [], pen=pg.mkPen(color, width=1, style=style), name=name)
+    return BufferedCurve(raw, smooth_item=trend)
 
 
 def add_level_line(plot: pg.PlotItem, value: float, color: str) -> pg.InfiniteLine:

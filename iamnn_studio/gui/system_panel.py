@@ -83,7 +83,7 @@ class SystemPanel(QWidget):
             plot = style_plot(self.plots_widget.addPlot(row=0, col=column), title)
             plot.getAxis("bottom").setStyle(showValues=False)
             if key.endswith("util"):
-                plot.setYRange(0, 100)
+                plot.setYRange(0, 100, padding=0.04)  # a busy 100 % stays visible under the frame
             self.curves[key] = add_curve(plot, SERIES["train"])
             if key in ("gpu_mem", "ram"):
                 self._totals[key] = add_level_line(plot, 0, COLORS["text_faint"])
@@ -106,6 +106,7 @@ class SystemPanel(QWidget):
         totals = {"gpu_mem": _gb(sample.get("gpu_mem_total")), "ram": _gb(sample.get("ram_total"))}
         for key, curve in self.curves.items():
             curve.append(t, values[key])
+            curve.drop_before(t - WINDOW_S)  # only the visible window is kept: the app may run for days
             curve.flush()
             if key in self._totals and totals[key]:
                 self._totals[key].setValue(totals[key])

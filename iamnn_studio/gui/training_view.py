@@ -38,6 +38,14 @@ from .system_panel import SystemPanel
 from .worker import BackgroundTasks, TrainingSession
 
 MAX_LOG_LINES = 2000
+#: What a run does after its last training step, in order, as the header says it. Calibration and
+#: evaluation can take minutes on a CPU (the threshold sweep runs the test split many times), so the
+#: header names the phase and counts its seconds: the window must never look stuck at 100 %.
+AFTER_TRAINING = {
+    "validating": "Validating the final model",
+    "calibrating": "Calibrating halting on the validation images",
+    "evaluating": "Evaluating on the test images: accuracy, compute per image and the threshold sweep",
+}
 
 
 class LiveMonitor(pg.GraphicsLayoutWidget):
@@ -66,17 +74,17 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
             plot.titleLabel.setMinimumWidth(10)
             plot.titleLabel.setPreferredWidth(10)
         self.curves: dict[str, BufferedCurve] = {
-            "train_loss": add_curve(loss, SERIES["train"], "train"),
+            "train_loss": add_curve(loss, SERIES["train"], "train", smooth=True),
             "val_loss": add_curve(loss, SERIES["val"], "validation", symbol="o"),
-            "train_accuracy": add_curve(accuracy, SERIES["train"], "train"),
+            "train_accuracy": add_curve(accuracy, SERIES["train"], "train", smooth=True),
             "val_accuracy": add_curve(accuracy, SERIES["val"], "validation", symbol="o"),
-            "macs": add_curve(macs, SERIES["train"], "train"),
+            "macs": add_curve(macs, SERIES["train"], "train", smooth=True),
             "val_macs": add_curve(macs, SERIES["val"], "validation", symbol="o"),
-            "images_per_s": add_curve(speed, SERIES["other"]),
+            "images_per_s": add_curve(speed, SERIES["other"], smooth=True),
             "lr": add_curve(lr, SERIES["other"]),
         }
         for block, color in enumerate(BLOCK_COLORS):
-            self.curves[f"iterations_{block}"] = add_curve(iterations, color, f"block {block + 1}")
+            self.curves[f"iterations_{block}"] = add_curve(iterations, color, f"block {block + 1}", smooth=True)
         self.cap_lines = [add_level_line(iterations, 0, color) for color in BLOCK_COLORS]
         for line in self.cap_lines:
             line.setVisible(False)
@@ -211,6 +219,10 @@ class TrainingView(QWidget):
         self._progress_clock: tuple[float, float] | None = None  # (time, progress) of the first step event
         self._started_at = time.monotonic()
         self._resumed_step: int | None = None
+        self._phase = "training"  # then the AFTER_TRAINING phases
+        self._phase_started = time.monotonic()
+        self._calibrates = False  # the run fits its halting head after training
+        self._evaluation: dict[str, Any] = {}  # the "evaluated" event's summary
         self._tasks = BackgroundTasks(self)
 
         self.form = RunForm()
@@ -218,6 +230,8 @@ class TrainingView(QWidget):
         self.monitor = LiveMonitor()
         self.log = QListWidget()
         self.log.setWordWrap(True)
+        self.log.setTextElideMode(Qt.TextElideMode.ElideNone)  # wrapped lines are never cut to "…"
+        self.log.setResizeMode(QListWidget.ResizeMode.Adjust)  # and re-wrap when the panel is resized
         self.log.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.system = SystemPanel()
 
@@ -326,7 +340,9 @@ class TrainingView(QWidget):
     def _launch(self, config: Any, *, run_dir: str | None, resume: bool, title: str) -> None:
         self.outcome = self.failure = None
         self._latest = {}
+        self._evaluation = {}
         self._progress_clock = None
+        self._enter_phase("training")
         self._started_at = time.monotonic()
         self.monitor.reset(config.model.caps if config is not None else None)
         self.log.clear()
@@ -395,6 +411,10 @@ class TrainingView(QWidget):
             facts.append(f"{dataset.get('name')}: {dataset.get('train', 0):,} train images")
         resumed = data.get("resumed_from_epoch")
         self._add_log(("Resumed after epoch %s · " % resumed if resumed is not None else "Started ") + " · ".join(facts))
+        self._calibrates = data.get("recipe") == "calibrated" and bool(config.get("calibrate_halting", True))
+        total = data.get("total_steps")
+        if self._resumed_step is not None and total and self._resumed_step >= total:  # stopped after training
+            self._enter_phase("calibrating" if self._calibrates else "evaluating")
         self._set_state("running")
 
     def _event_step(self, data: dict) -> None:
@@ -403,9 +423,17 @@ class TrainingView(QWidget):
         progress = float(data.get("progress") or 0.0)
         if self._progress_clock is None:
             self._progress_clock = (time.monotonic(), progress)
+        if progress >= 1.0 and self._phase == "training":
+            self._enter_phase("validating")
 
     def _event_epoch(self, data: dict) -> None:
         self.monitor.add_epoch(data)
+        total_epochs, total_steps = data.get("total_epochs") or self._latest.get("total_epochs"), \
+            self._latest.get("total_steps")
+        last = (total_epochs and data.get("epoch", 0) >= total_epochs) or \
+            (total_steps and data.get("step", 0) >= total_steps)
+        if last and self._phase in ("training", "validating"):
+            self._enter_phase("calibrating" if self._calibrates else "evaluating")
         self._latest.update(epoch=min(int(data.get("epoch", 0)) + 1, int(data.get("total_epochs") or 10**9)))
         parts = [f"Epoch {data.get('epoch')}/{data.get('total_epochs', '?')}"]
         if data.get("train_loss") is not None:
@@ -443,8 +471,10 @@ class TrainingView(QWidget):
         if data.get("val_macs") is not None:
             text += f" · {format_count(data['val_macs'])} MACs per image"
         self._add_log(text)
+        self._enter_phase("evaluating")
 
     def _event_evaluated(self, data: dict) -> None:
+        self._evaluation = dict(data)
         text = f"Evaluated on the {data.get('split', 'test')} split"
         if data.get("top1") is not None:
             text += f": top-1 {data['top1']:.1%}"
@@ -459,11 +489,8 @@ class TrainingView(QWidget):
     def _event_finished(self, data: dict) -> None:
         self.outcome = str(data.get("reason", "completed"))
         self.last_run_dir = data.get("run_dir") or self.last_run_dir
-        best = data.get("best_accuracy")
         words = {"completed": "Finished", "max_steps": "Finished (step limit reached)", "stopped": "Stopped"}
-        text = words.get(self.outcome, "Finished")
-        if best is not None:
-            text += f" · best validation accuracy {best:.1%}"
+        text = " · ".join([words.get(self.outcome, "Finished"), *result_facts(data, self._evaluation)])
         self._add_log(text)
         self.header.result.setText(text)
 
@@ -479,6 +506,7 @@ class TrainingView(QWidget):
     @Slot()
     def _on_session_finished(self) -> None:
         session, self.session = self.session, None
+        self._enter_phase("training")
         if session is not None:
             session.deleteLater()
         outcome = self.outcome or ("stopped" if session is not None and session.stopping else "failed")
@@ -527,10 +555,29 @@ class TrainingView(QWidget):
             return "Fix the fields marked in red first"
         return self.form.dataset_error or ""
 
+    def _enter_phase(self, phase: str) -> None:
+        """Training, or one of the AFTER_TRAINING phases (the progress bar turns into a busy bar)."""
+        if phase == self._phase:
+            return
+        self._phase, self._phase_started = phase, time.monotonic()
+        busy = phase in AFTER_TRAINING
+        self.header.progress.setRange(0, 0 if busy else 1000)
+        if busy:
+            self._add_log(AFTER_TRAINING[phase] + "…", muted_line=True)
+            self._refresh_labels()
+
+    @property
+    def phase(self) -> str:
+        """training, or validating / calibrating / evaluating once the training steps are done."""
+        return self._phase
+
     def _refresh_labels(self) -> None:
         """Progress, ETA and the state line: on the refresher's tick, never per event."""
         latest = self._latest
         if self.session is None or not latest:
+            return
+        if self._phase in AFTER_TRAINING:
+            self._show_after_training_phase()
             return
         progress = float(latest.get("progress") or 0.0)
         self.header.progress.setValue(int(progress * 1000))
@@ -541,9 +588,7 @@ class TrainingView(QWidget):
         if step is not None and total:
             parts.append(f"step {step:,}/{total:,}")
         eta = self._eta(progress)
-        if progress >= 1.0 and self._state == "running":
-            parts.append("calibrating and evaluating…")
-        elif eta is not None:
+        if eta is not None:
             parts.append(f"{format_duration(eta)} left")
         self.header.eta.setText(" · ".join(parts))
         if self._state == "running" and latest.get("accuracy") is not None:
@@ -551,6 +596,20 @@ class TrainingView(QWidget):
             if sentence != self.header.subtitle.text():
                 self.header.subtitle.setText(sentence)
                 self.run_state_changed.emit("Training · " + " · ".join(parts))
+
+    def _show_after_training_phase(self) -> None:
+        """"Calibrating halting on the validation images… 1 min 05 s" while a post-training phase runs."""
+        phases = ["validating", *(["calibrating"] if self._calibrates else []), "evaluating"]
+        number = phases.index(self._phase) + 1 if self._phase in phases else len(phases)
+        step = self._latest.get("step")
+        done = f"{step:,} steps trained" if step else "training done"
+        self.header.eta.setText(f"{done} · after training, {number} of {len(phases)}")
+        if self._state == "running":
+            elapsed = format_duration(time.monotonic() - self._phase_started)
+            sentence = f"{AFTER_TRAINING[self._phase]}… {elapsed}"
+            if sentence != self.header.subtitle.text():
+                self.header.subtitle.setText(sentence)
+                self.run_state_changed.emit(f"{AFTER_TRAINING[self._phase].split(':')[0]}… {elapsed}")
 
     def _eta(self, progress: float) -> float | None:
         if self._progress_clock is None or self._state != "running":
@@ -617,6 +676,21 @@ class TrainingView(QWidget):
         if self.session is not None:
             self.session.stop()
             self.session.wait(timeout_ms)
+
+
+def result_facts(finished: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+    """What a finished run achieved, for its result line: test accuracy and compute, else validation."""
+    facts = []
+    top1, macs = evaluation.get("top1"), evaluation.get("macs")
+    if top1 is not None:
+        fact = f"{evaluation.get('split', 'test')} accuracy {top1:.1%}"
+        if isinstance(macs, dict) and macs.get("mean") is not None:
+            fact += f" at {format_count(macs['mean'])} MACs per image"
+        facts.append(fact)
+    best = finished.get("best_accuracy")
+    if best is not None:
+        facts.append(f"best validation accuracy {best:.1%}")
+    return facts
 
 
 def format_duration(seconds: float) -> str:

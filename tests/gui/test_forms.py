@@ -74,6 +74,33 @@ def test_parameter_count_and_macs_follow_the_model_after_a_pause(qtbot, form):
     assert form.model.figures.text().startswith(f"{format_count(expected)} parameters")
 
 
+@pytest.fixture
+def held_preview(monkeypatch):
+    """Dataset previews wait until the test sets the returned event (decoding is slow on a real dataset)."""
+    import threading
+
+    import iamnn_studio.gui.forms.run_form as run_form
+
+    gate = threading.Event()
+    real = run_form.load_preview
+    monkeypatch.setattr(run_form, "load_preview", lambda *args: gate.wait(30) and real(*args))
+    yield gate
+    gate.set()
+
+
+def test_model_size_shows_for_a_builtin_dataset_before_its_preview_decodes(qtbot, held_preview, window):
+    form = window.training.form
+    qtbot.waitUntil(lambda: "1×28×28, 10 classes" in form.model.figures_detail.text(), timeout=10_000)
+    form.dataset.provider.set_value("cifar100")
+    qtbot.waitUntil(lambda: "3×32×32, 100 classes" in form.model.figures_detail.text(), timeout=10_000)
+    assert form.preview_data is None and "parameters" in form.model.figures.text()
+
+    form.dataset.provider.set_value("imagefolder")  # its shape is only known once its images are read
+    qtbot.waitUntil(lambda: "once the images have been read" in form.model.figures.text(), timeout=10_000)
+    assert form.model.figures_detail.text() == ""
+    held_preview.set()
+
+
 def test_dataset_preview_shows_every_class_with_counts(qtbot, form):
     form.set_values(tiny_run_values(form))
     qtbot.waitUntil(lambda: form.preview_data is not None and form.preview_data.name == "synthetic", timeout=30_000)

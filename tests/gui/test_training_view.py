@@ -2,6 +2,7 @@
 failures are shown and what was trained is kept."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,51 @@ def test_the_training_thread_is_never_the_ui_thread(qtbot, window, monkeypatch):
     qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
     assert threads and threads[0] is not QThread.currentThread()
     assert training.outcome == "completed"
+
+
+class PhasedTrainer(FailingTrainer):
+    """Trains two steps, then waits before each post-training phase until the test opens its gate."""
+
+    gates: dict[str, threading.Event] = {}
+
+    def run(self):
+        from iamnn_studio.engine.events import Event
+
+        def emit(kind, **data):
+            for listener in self.listeners:
+                listener(Event(kind, data))
+
+        emit("started", run_dir=None, config={"calibrate_halting": True}, recipe="calibrated", total_steps=2,
+             total_epochs=1, device="cpu")
+        emit("step", step=2, total_steps=2, epoch=1, progress=1.0, loss=1.0, accuracy=0.5)
+        self.gates["validated"].wait(30)
+        emit("epoch", epoch=1, total_epochs=1, step=2, val_accuracy=0.5)
+        self.gates["calibrated"].wait(30)
+        emit("calibrated", threshold=0.9)
+        self.gates["evaluated"].wait(30)
+        emit("evaluated", top1=0.8, macs={"mean": 2e6}, split="test")
+        emit("finished", reason="completed", best_accuracy=0.5, run_dir=None)
+
+    def stop(self):
+        for gate in self.gates.values():
+            gate.set()
+
+
+def test_after_the_last_step_the_header_names_each_phase_until_the_run_ends(qtbot, window, monkeypatch):
+    import iamnn_studio.gui.worker as worker
+
+    PhasedTrainer.gates = {name: threading.Event() for name in ("validated", "calibrated", "evaluated")}
+    monkeypatch.setattr(worker, "create_trainer", PhasedTrainer)
+    training = start_tiny_run(qtbot, window)
+    subtitle = training.header.subtitle
+    for phase, gate in (("Validating", "validated"), ("Calibrating halting", "calibrated"), ("Evaluating", "evaluated")):
+        qtbot.waitUntil(lambda: subtitle.text().startswith(phase), timeout=10_000)
+        assert training.header.progress.maximum() == 0  # a busy bar, not a bar stuck at 100 %
+        assert phase.split()[0] in window.run_status()
+        PhasedTrainer.gates[gate].set()
+    qtbot.waitUntil(lambda: training.session is None, timeout=10_000)
+    assert training.header.progress.maximum() > 0 and training.phase == "training"
+    assert "test accuracy 80.0% at 2 M MACs per image" in training.header.result.text()
 
 
 class FakeMonitor:

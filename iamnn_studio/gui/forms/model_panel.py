@@ -247,6 +247,10 @@ class ModelPanel(FormCard):
         model["tau"] = self.tau.value()
         model["eps"] = self.eps.value()
 
+    def input_shape(self) -> tuple[int | None, int | None, int | None]:
+        """(channels, size, classes) the model is sized for now."""
+        return tuple(self._extra.get(key) for key in ("in_channels", "image_size", "num_classes"))  # type: ignore[return-value]
+
     def set_input_shape(self, in_channels: int, image_size: int, num_classes: int) -> None:
         """The dataset decides these; they only matter for the figures until the trainer fills them in."""
         self._extra.update(in_channels=in_channels, image_size=image_size, num_classes=num_classes)

@@ -68,6 +68,9 @@ class RunForm(QWidget):
         self.errors: dict[str, str] = {}
         self.dataset_error: str | None = None
         self.preview_data: PreviewData | None = None
+        self.input_shape_known = False  # the model's input size and classes are the dataset's
+        self._requested_preview: tuple | None = None  # what the newest preview job decodes, and the one shown
+        self._shown_preview: tuple | None = None
         self.figures: ModelFigures | None = None
         self._valid = False
         self._tasks = BackgroundTasks(self, threads=2)
@@ -90,6 +93,8 @@ class RunForm(QWidget):
         self.training.set_device_names(device_name, cuda_available)
         self.set_values(merge_onto_defaults(initial or {}))
         self.pages.setCurrentIndex(1)
+        self._figures_timer.stop()
+        self._compute_figures()  # at once: the dataset's declared shape is enough, no need to wait for its preview
 
     # ------------------------------------------------------------------- values
     def values(self) -> dict[str, Any]:
@@ -109,6 +114,7 @@ class RunForm(QWidget):
         self.model.load_values(values.get("model", {}))
         self.training.load_values(values)
         if self.engine_ready:
+            self._update_input_shape()
             self.revalidate()
             self._preview_timer.start()
             self._figures_timer.start()
@@ -188,8 +194,30 @@ class RunForm(QWidget):
             pass
 
     def _on_dataset_changed(self) -> None:
+        if self.engine_ready and self._update_input_shape():
+            self._figures_timer.start()
         self._changed()
         self._preview_timer.start()
+
+    def _update_input_shape(self) -> bool:
+        """Give the model the chosen dataset's declared input shape (no decoding); True if it changed.
+
+        Image folders declare none: their model is sized once the preview has read the images.
+        """
+        from iamnn_studio.engine.config import DataConfig
+        from iamnn_studio.engine.data import declared_input_shape
+
+        data = self.values()["data"]
+        try:
+            shape = declared_input_shape(DataConfig.from_dict(data))
+        except Exception:  # a half-typed form or a broken plugin: the preview says what is wrong
+            shape = None
+        known = shape is not None or (self.preview_data is not None and self._shown_preview == _shape_key(data))
+        changed = known != self.input_shape_known or (known and shape != self.model.input_shape())
+        self.input_shape_known = known
+        if shape is not None:
+            self.model.set_input_shape(shape.channels, shape.size, shape.classes)
+        return changed
 
     def _on_model_changed(self) -> None:
         self._changed()
@@ -217,6 +245,7 @@ class RunForm(QWidget):
             self.revalidate()
             return
         self.preview.show_message(f"Loading {self.dataset.provider_label()}…")
+        self._requested_preview = _shape_key(data)
         seed = self.training.seed.value()
         self._tasks.submit("preview", lambda: load_preview(data, seed), self._on_preview, self._on_preview_error)
 
@@ -225,6 +254,8 @@ class RunForm(QWidget):
         self.dataset_error = None
         self.preview.set_data(data)
         self.model.set_input_shape(data.in_channels, data.image_size, data.num_classes)
+        self.input_shape_known = True
+        self._shown_preview = self._requested_preview
         self.dataset._refresh_availability()
         self.revalidate()
         self._compute_figures()
@@ -245,6 +276,9 @@ class RunForm(QWidget):
         model = self.values()["model"]
         if any(key.startswith("model.") for key in self.errors):
             self.model.show_figures(None, "Fix the model settings to see its size.")
+            return
+        if not self.input_shape_known:
+            self.model.show_figures(None, "Parameters and MACs appear once the images have been read.")
             return
         self._tasks.submit("figures", lambda: model_figures(model), self._on_figures, self._on_figures_error)
 
@@ -273,6 +307,11 @@ def merge_onto_defaults(values: dict[str, Any]) -> dict[str, Any]:
         elif key in merged and key not in ("data", "model"):
             merged[key] = value
     return merged
+
+
+def _shape_key(data: dict[str, Any]) -> tuple:
+    """The data settings that decide a dataset's input shape."""
+    return data.get("name"), data.get("root"), data.get("image_size"), repr(sorted((data.get("options") or {}).items()))
 
 
 def _single_shot(parent: QWidget, interval_ms: int, slot) -> QTimer:

@@ -1,0 +1,76 @@
+"""Live curves: smoothed trends over noisy steps, and bounded memory however long a run goes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def plot(qtbot, styled_app):
+    import pyqtgraph as pg
+
+    widget = pg.PlotWidget()
+    qtbot.addWidget(widget)
+    yield widget.getPlotItem()  # the widget stays referenced until the test ends
+    del widget
+
+
+def test_a_smoothed_curve_draws_the_trend_over_faint_raw_points(plot):
+    from iamnn_studio.gui.plots import add_curve
+
+    curve = add_curve(plot, "#2563EB", "train", smooth=True)
+    for step in range(200):
+        curve.append(step, 0.0 if step % 2 else 10.0)  # sampled exits: a value that jumps every step
+    curve.flush()
+    raw_x, raw_y = curve.item.getData()
+    trend_x, trend_y = curve.smooth_item.getData()
+    assert list(raw_x) == list(trend_x) and set(raw_y) == {0.0, 10.0}
+    assert trend_y[-50:] == pytest.approx(5.0, abs=0.6)  # the trend sits in the middle of the jumps
+    assert curve.item.opts["pen"].color().alpha() < curve.smooth_item.opts["pen"].color().alpha()
+
+
+def test_the_trend_starts_at_the_first_value_and_skips_gaps(plot):
+    from iamnn_studio.gui.plots import add_curve
+
+    curve = add_curve(plot, "#2563EB", smooth=True)
+    for step, value in enumerate([4.0, None, 4.0, 4.0]):
+        curve.append(step, value)
+    assert curve.smoothed()[0] == pytest.approx(4.0)  # debiased: no ramp up from zero
+    assert np.isnan(curve.smoothed()[1]) and curve.smoothed()[3] == pytest.approx(4.0)
+
+
+def test_a_long_run_keeps_a_bounded_number_of_points_up_to_the_newest(plot):
+    from iamnn_studio.gui.plots import BufferedCurve
+
+    curve = BufferedCurve(plot.plot([], []), max_points=1000)
+    for step in range(100_000):
+        curve.append(step, float(step))
+    x, y = curve.data()
+    assert 500 <= len(x) <= 1000 and x[0] == 0 and x[-1] == 99_999
+    assert np.array_equal(x, y) and (np.diff(x) > 0).all()
+    gaps = np.diff(x[:-1])
+    assert gaps.max() == gaps.min()  # the whole run evenly sampled, the start as dense as the end
+    assert curve._x.size <= 1000  # the buffer itself stopped growing
+
+
+def test_a_scrolling_window_forgets_what_scrolled_out(plot):
+    from iamnn_studio.gui.plots import BufferedCurve
+
+    curve = BufferedCurve(plot.plot([], []))
+    for second in range(1000):
+        curve.append(second, 1.0)
+        curve.drop_before(second - 120)
+    x, _ = curve.data()
+    assert x[-1] == 999 and x[0] >= 999 - 2 * 120 and len(x) <= 2 * 121
+
+
+def test_a_series_of_only_gaps_draws_nothing_and_does_not_warn(plot, recwarn):
+    from iamnn_studio.gui.plots import add_curve
+
+    curve = add_curve(plot, "#E4572E", symbol="o")
+    curve.append(1, None)
+    curve.flush()
+    assert len(curve.item.getData()[0] or []) == 0
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
