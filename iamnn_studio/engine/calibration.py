@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import IamNN
+from .model import IamNN, PooledFeatures
 
 #: Share of training batches run at full depth and at one iteration per block; the rest
 #: draw every block's count uniformly from 1..cap.
@@ -54,12 +54,14 @@ class BlockTrajectory:
 def block_trajectory(block, x0: Tensor) -> BlockTrajectory:
     """Run a block to its cap, keeping every possible exit and the head inputs."""
     state = x0.new_zeros(x0.shape[0], block.channels, *x0.shape[2:])
+    features = PooledFeatures(x0, block.channels)
     exits, pooled = [], []
     for n in range(block.cap):
         state, out = block._step(x0, state, n)
         exits.append(block.exit_norm[n](state))
+        step_features = features.update(out)
         if n < block.cap - 1:
-            pooled.append(block.halting_head.pooled(state, x0, out).float())
+            pooled.append(step_features.float())
     return BlockTrajectory(exits, pooled)
 
 

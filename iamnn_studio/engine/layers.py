@@ -108,8 +108,10 @@ class HaltingHead(nn.Module):
         self.out = nn.Linear(self.hidden, 1)
         nn.init.constant_(self.out.bias, -3.0)
 
-    def pooled(self, state: Tensor, x0: Tensor, output: Tensor) -> Tensor:
-        return torch.cat([state, x0, output], dim=1).mean(dim=(2, 3))
+    @staticmethod
+    def pooled(state: Tensor, x0: Tensor, output: Tensor) -> Tensor:
+        """GAP(concat(state, x0, output)), without building the concatenated feature map."""
+        return torch.cat([state.mean(dim=(2, 3)), x0.mean(dim=(2, 3)), output.mean(dim=(2, 3))], dim=1)
 
     def score(self, pooled: Tensor, iteration: int) -> Tensor:
         z = self.norm[iteration](pooled.float())

@@ -46,6 +46,24 @@ class BlockResult:
     head_evaluations: Tensor  # [B] int64
 
 
+class PooledFeatures:
+    """The halting head's input, kept up to date cheaply: GAP(x0) once per block, and
+    GAP(state) as the running sum of GAP(output) (the state is the sum of the outputs)."""
+
+    def __init__(self, x0: Tensor, channels: int) -> None:
+        self.x0 = x0.mean(dim=(2, 3))
+        self.state = self.x0.new_zeros(x0.shape[0], channels)
+
+    def update(self, output: Tensor) -> Tensor:
+        """Add one iteration's output; returns concat(GAP(state), GAP(x0), GAP(output))."""
+        out = output.mean(dim=(2, 3))
+        self.state = self.state + out
+        return torch.cat([self.state, self.x0, out], dim=1)
+
+    def keep(self, keep: Tensor) -> None:
+        self.x0, self.state = self.x0[keep], self.state[keep]
+
+
 class IamNNBlock(nn.Module):
     """One IamNN block: shared processing module + state buffer + halting head."""
 
@@ -115,11 +133,12 @@ class IamNNBlock(nn.Module):
         weighted = torch.zeros_like(state) if rule == "act" else None
         halting = torch.full((batch, self.cap), math.nan, device=device)
         iterations = torch.zeros(batch, dtype=torch.long, device=device)
+        pooled = PooledFeatures(x0, self.channels)
         done_index, done_output, done_ponder = [], [], []
 
         for n in range(self.cap):
             state, out = self._step(x, state, n)
-            score = None if n == self.cap - 1 else self.halting_head(state, x, out, n)
+            score = None if n == self.cap - 1 else self.halting_head.score(pooled.update(out), n)
             if score is not None:
                 halting[running, n] = score.detach().float()
             if rule == "act":
@@ -143,6 +162,7 @@ class IamNNBlock(nn.Module):
                 break
             if not keep.all():
                 running, x, state, cumulative = running[keep], x[keep], state[keep], cumulative[keep]
+                pooled.keep(keep)
                 if weighted is not None:
                     weighted = weighted[keep]
 
@@ -165,11 +185,13 @@ class IamNNBlock(nn.Module):
         running = torch.ones(batch, dtype=torch.bool, device=device)
         iterations = torch.zeros(batch, dtype=torch.long, device=device)
         ponder = torch.zeros(batch, device=device)
+        pooled = PooledFeatures(x0, self.channels)
         scores = []
         for n in range(self.cap):
             new_state, out = self._step(x0, state, n)
             state = torch.where(running.view(-1, 1, 1, 1), new_state, state)
-            score = None if n == self.cap - 1 else self.halting_head(state, x0, out, n)
+            features = pooled.update(out)  # halted samples' scores are masked out below
+            score = None if n == self.cap - 1 else self.halting_head.score(features, n)
             nan = torch.full((batch,), math.nan, device=device)
             scores.append(nan if score is None else torch.where(running, score.float(), nan))
             iterations = iterations + running.long()
