@@ -112,7 +112,7 @@ class MainWindow(QMainWindow):
             self.runs_dir = str(Path.cwd() / "runs")
         self.setWindowTitle(APP_TITLE)
         self.setAcceptDrops(True)
-        self.setMinimumSize(1100, 700)
+        self.setMinimumSize(960, 640)  # a 1024 x 768 screen must fit it
         self.engine_info: EngineInfo | None = None
         self.engine_ready = False
         self._pending: list[Callable[[], None]] = []

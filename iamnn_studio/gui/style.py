@@ -117,6 +117,11 @@ def apply_style(app: QApplication) -> None:
     palette.setColor(QPalette.ColorRole.WindowText, QColor(COLORS["text"]))
     palette.setColor(QPalette.ColorRole.Highlight, QColor(COLORS["accent"]))
     palette.setColor(QPalette.ColorRole.PlaceholderText, QColor(COLORS["text_faint"]))
+    # Disabled inputs must look disabled: grey text on the window colour (the roles above set every group).
+    disabled = QPalette.ColorGroup.Disabled
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
+        palette.setColor(disabled, role, QColor(COLORS["text_faint"]))
+    palette.setColor(disabled, QPalette.ColorRole.Base, QColor(COLORS["surface_alt"]))
     app.setPalette(palette)
     app.setStyleSheet(style_sheet())
 

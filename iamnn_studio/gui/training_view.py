@@ -168,18 +168,20 @@ class RunHeader(QFrame):
             top.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(top)
 
-        progress_row = QHBoxLayout()
+        self.progress_row = QWidget()  # shown once a run starts; until then it takes no room
+        progress_row = QHBoxLayout(self.progress_row)
+        progress_row.setContentsMargins(0, 0, 0, 0)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.progress.setFixedHeight(8)
-        self.progress.setVisible(False)  # shown once a run starts
         self.eta = muted("")
         self.eta.setMinimumWidth(240)
         self.eta.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.eta)
-        layout.addLayout(progress_row)
+        self.progress_row.setVisible(False)
+        layout.addWidget(self.progress_row)
 
         actions = QHBoxLayout()
         self.result = QLabel()
@@ -348,7 +350,7 @@ class TrainingView(QWidget):
         self.log.clear()
         self.header.actions.setVisible(False)
         self.header.progress.setValue(0)
-        self.header.progress.setVisible(True)
+        self.header.progress_row.setVisible(True)
         self.header.eta.setText("")
         self.header.title.setText(title)
         self.session = TrainingSession(config, self.runs_dir, run_dir=run_dir, resume=resume, parent=self)

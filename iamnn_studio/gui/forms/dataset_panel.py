@@ -31,6 +31,7 @@ from .fields import ChoiceBox, FormCard, hbox_widget, muted
 PREVIEW_PER_CLASS = 8
 PREVIEW_MAX_CLASSES = 20
 THUMB_PX = 44
+THUMB_COLUMN = 5  # class name, three counts, a gap, then the samples
 
 
 @dataclass
@@ -121,7 +122,7 @@ class DatasetPanel(FormCard):
         self.folder.setClearButtonEnabled(True)
         self.browse = QPushButton("Browse…")
         self.add_row(
-            "data.root", "Folder", hbox_widget(self.folder, self.browse, stretch_last=True), inputs=[self.folder],
+            "data.root", "Folder", hbox_widget(self.folder, self.browse, first_fills=True), inputs=[self.folder],
             tooltip="Where the dataset's files are; for an image folder, one sub-folder of images per class",
         )
         self.download = QCheckBox("Allow download")
@@ -257,6 +258,7 @@ class DatasetPreview(QWidget):
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # thumbnails fit instead
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setContentsMargins(0, 0, 0, 0)
@@ -265,6 +267,7 @@ class DatasetPreview(QWidget):
         self.scroll.setWidget(self.grid_host)
         layout.addWidget(self.scroll, 1)
         self.data: PreviewData | None = None
+        self._thumbnails: list[QLabel] = []  # every sample image, in grid columns THUMB_COLUMN onwards
 
     def show_message(self, text: str, error: bool = False) -> None:
         self.summary.setText(text)
@@ -305,15 +308,37 @@ class DatasetPreview(QWidget):
                 thumb = QLabel()
                 thumb.setPixmap(thumbnail(image, THUMB_PX))
                 thumb.setFixedSize(THUMB_PX, THUMB_PX)
-                self.grid.addWidget(thumb, row, 5 + k)
+                thumb.setProperty("sample", k)
+                self.grid.addWidget(thumb, row, THUMB_COLUMN + k)
+                self._thumbnails.append(thumb)
         if data.num_classes > shown:
             more = muted(f"… and {data.num_classes - shown} more classes")
             self.grid.addWidget(more, shown + 1, 0, 1, 4)
         self.grid.setColumnMinimumWidth(4, 10)
-        self.grid.setColumnStretch(5 + PREVIEW_PER_CLASS, 1)
+        self.grid.setColumnStretch(THUMB_COLUMN + PREVIEW_PER_CLASS, 1)
         self.grid.setRowStretch(shown + 2, 1)
+        self._fit_thumbnails()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._fit_thumbnails()
+
+    def _fit_thumbnails(self) -> None:
+        """Show as many samples per class as the width holds: a narrow window must not scroll sideways."""
+        if not self._thumbnails:
+            return
+        self.grid.activate()
+        first = self.grid.cellRect(1, THUMB_COLUMN)  # where the samples start, after the names and counts
+        if not first.isValid():
+            return
+        spacing = self.grid.horizontalSpacing()
+        room = self.scroll.viewport().width() - first.x()
+        fits = max(1, min(PREVIEW_PER_CLASS, (room + spacing) // (THUMB_PX + spacing)))
+        for thumb in self._thumbnails:
+            thumb.setVisible(thumb.property("sample") < fits)
 
     def _clear_grid(self) -> None:
+        self._thumbnails = []
         while self.grid.count():
             item = self.grid.takeAt(0)
             if item.widget() is not None:

@@ -190,14 +190,14 @@ def hint_label(text: str) -> QLabel:
     return set_role(label, "hint")
 
 
-def hbox_widget(*widgets: QWidget, stretch_last: bool = False) -> QWidget:
-    """Several inputs side by side in one form row."""
+def hbox_widget(*widgets: QWidget, first_fills: bool = False) -> QWidget:
+    """Several inputs side by side in one form row; ``first_fills``: the first input takes the spare width."""
     box = QWidget()
     layout = QHBoxLayout(box)
     layout.setContentsMargins(0, 0, 0, 0)
     layout.setSpacing(SPACING["row"])
-    for widget in widgets:
-        layout.addWidget(widget)
-    if not stretch_last:
+    for index, widget in enumerate(widgets):
+        layout.addWidget(widget, 1 if first_fills and index == 0 else 0)
+    if not first_fills:
         layout.addStretch(1)
     return box
