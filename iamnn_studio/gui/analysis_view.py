@@ -128,7 +128,10 @@ def training_series(events: list[dict]) -> tuple[dict[str, tuple[np.ndarray, np.
             for b, value in enumerate(event.get("iterations") or []):
                 add(f"iterations_{b + 1}", x, value)
         elif kind == "epoch" and isinstance(event.get("epoch"), (int, float)):
-            x = float(event["epoch"])
+            # At the step it was measured: an epoch cut short by max_steps ends before x = 1.
+            per_epoch = steps_per_epoch or _steps_per_epoch(event)
+            step = event.get("step")
+            x = step / per_epoch if per_epoch and isinstance(step, (int, float)) else float(event["epoch"])
             add("val_loss", x, event.get("val_loss"))
             add("val_accuracy", x, _percent(event.get("val_accuracy")))
             # per-epoch training figures: used when the run logged no step events

@@ -183,6 +183,7 @@ def style_plot(plot: pg.PlotItem, title: str, y_label: str = "", x_label: str = 
         axis = plot.getAxis(name)
         axis.setPen(pg.mkPen(COLORS["border_strong"], width=1))
         axis.setTextPen(pg.mkPen(COLORS["text_muted"]))
+        axis.enableAutoSIPrefix(False)  # no "step (x1e+03)": plain numbers under a plain label
     if y_label:
         plot.setLabel("left", y_label, color=COLORS["text_muted"])
     if x_label:

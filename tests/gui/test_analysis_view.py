@@ -178,3 +178,11 @@ def test_training_series_reads_steps_in_epochs_and_falls_back_to_epoch_figures()
 
     series, _ = training_series([{"event": "epoch", "epoch": 1, "train_loss": 0.9, "train_accuracy": 0.7}])
     assert list(series["train_loss"][1]) == [0.9] and list(series["train_accuracy"][1]) == pytest.approx([70.0])
+
+
+def test_an_epoch_cut_short_by_the_step_limit_is_drawn_where_training_stopped():
+    events = [{"event": "started", "steps_per_epoch": 400},
+              {"event": "step", "step": 150, "loss": 0.6},
+              {"event": "epoch", "epoch": 1, "step": 150, "val_loss": 0.55}]
+    series, _ = training_series(events)
+    assert list(series["train_loss"][0]) == list(series["val_loss"][0]) == pytest.approx([0.375])

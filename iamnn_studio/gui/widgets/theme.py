@@ -78,6 +78,7 @@ def style_plot(plot_item: Any, *, title: str | None = None, left: str | None = N
         axis = plot_item.getAxis(name)
         axis.setPen(pg.mkPen(PLOT_AXIS, width=1))
         axis.setTextPen(pg.mkPen(PLOT_TEXT))
+        axis.enableAutoSIPrefix(False)  # "epoch (x0.001)" under 0-0.4 epochs reads as a bug
     if title:
         plot_item.setTitle(title, color=TEXT, size="9pt")
     if left:
