@@ -96,11 +96,8 @@ class ExportDialog(QDialog):
         form.setHorizontalSpacing(theme.SPACING)
         form.setVerticalSpacing(theme.SPACING)
         form.addRow("Checkpoint", checkpoint_row)
-        format_box = QVBoxLayout()
-        format_box.setSpacing(6)
-        format_box.addWidget(self.format_combo)
-        format_box.addWidget(self.format_note)
-        form.addRow("Format", format_box)
+        form.addRow("Format", self.format_combo)
+        form.addRow("", self.format_note)  # its own row: a wrapped label inside a nested box was overdrawn
         form.addRow("Save as", output_row)
 
         self.busy = QProgressBar()
@@ -187,6 +184,17 @@ class ExportDialog(QDialog):
         self.format_note.setText("The checkpoint file itself: open it in the Use tab or with iamnn-studio predict."
                                  if fmt == COPY else FIXED_GRAPH_NOTE)
         self._suggest_output()
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Grow to show every line of the (wrapped) note and messages: a dialog does not do it by itself."""
+        layout = self.layout()
+        if layout is None:
+            return
+        layout.activate()
+        needed = layout.totalHeightForWidth(self.width()) if layout.hasHeightForWidth() else layout.sizeHint().height()
+        if needed > self.height():
+            self.resize(self.width(), needed)
 
     # ================================================================ paths
     def _suggest_output(self) -> None:
@@ -275,6 +283,7 @@ class ExportDialog(QDialog):
         self.last_path, self.last_error = path, None
         self.result.show_message(f"Exported to {path}", "info")
         self.reveal_button.show()
+        self._fit_height()
         self._update_buttons()
         self.exported.emit(path)
 
@@ -286,6 +295,7 @@ class ExportDialog(QDialog):
     def _fail(self, message: str) -> bool:
         self.last_error = message
         self.result.show_error(message)
+        self._fit_height()
         return False
 
     def _reveal(self) -> None:

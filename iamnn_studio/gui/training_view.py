@@ -7,6 +7,7 @@ does not grow with the event rate.
 """
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QListWidget,
+    QPlainTextEdit,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -138,6 +139,28 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         return list(self.curves.values())
 
 
+class RunLog(QPlainTextEdit):
+    """The run's story, one entry per line (wrapped, never cut); the oldest go past MAX_LOG_LINES."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setMaximumBlockCount(MAX_LOG_LINES)
+        self.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setStyleSheet(f"QPlainTextEdit {{ background: {COLORS['surface']}; border: 1px solid {COLORS['border']};"
+                           " border-radius: 6px; padding: 4px; }")
+
+    def add(self, text: str, *, muted: bool = False) -> None:
+        color = COLORS["text_muted"] if muted else COLORS["text"]
+        self.appendHtml(f"<span style='color:{color}'>{html.escape(text)}</span>")
+        self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
+
+    def lines(self) -> list[str]:
+        return self.toPlainText().splitlines()
+
+
 class RunHeader(QFrame):
     """Run title and state, the Start / Pause / Stop buttons, the progress bar, the follow-up actions."""
 
@@ -230,11 +253,7 @@ class TrainingView(QWidget):
         self.form = RunForm()
         self.header = RunHeader()
         self.monitor = LiveMonitor()
-        self.log = QListWidget()
-        self.log.setWordWrap(True)
-        self.log.setTextElideMode(Qt.TextElideMode.ElideNone)  # wrapped lines are never cut to "…"
-        self.log.setResizeMode(QListWidget.ResizeMode.Adjust)  # and re-wrap when the panel is resized
-        self.log.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.log = RunLog()
         self.system = SystemPanel()
 
         live = QWidget()
@@ -411,8 +430,8 @@ class TrainingView(QWidget):
         dataset = data.get("dataset") or {}
         if dataset:
             facts.append(f"{dataset.get('name')}: {dataset.get('train', 0):,} train images")
-        resumed = data.get("resumed_from_epoch")
-        self._add_log(("Resumed after epoch %s · " % resumed if resumed is not None else "Started ") + " · ".join(facts))
+        resumed = data.get("resumed_from_step")
+        self._add_log((f"Resumed at step {resumed:,} " if isinstance(resumed, int) else "Started ") + " · ".join(facts))
         self._calibrates = data.get("recipe") == "calibrated" and bool(config.get("calibrate_halting", True))
         total = data.get("total_steps")
         if self._resumed_step is not None and total and self._resumed_step >= total:  # stopped after training
@@ -452,8 +471,8 @@ class TrainingView(QWidget):
 
     def _event_checkpoint(self, data: dict) -> None:
         name = Path(str(data.get("path", ""))).name
-        self._add_log(f"Saved {'best ' if data.get('best') else ''}checkpoint {name} (epoch {data.get('epoch')})",
-                      muted_line=True)
+        when = f"step {data['step']:,}" if isinstance(data.get("step"), int) else f"epoch {data.get('epoch')}"
+        self._add_log(f"Saved {'best ' if data.get('best') else ''}checkpoint {name} at {when}", muted_line=True)
 
     def _event_paused(self, data: dict) -> None:
         self._set_state("paused", f"Paused at step {data.get('step')}")
@@ -492,7 +511,10 @@ class TrainingView(QWidget):
         self.outcome = str(data.get("reason", "completed"))
         self.last_run_dir = data.get("run_dir") or self.last_run_dir
         words = {"completed": "Finished", "max_steps": "Finished (step limit reached)", "stopped": "Stopped"}
-        text = " · ".join([words.get(self.outcome, "Finished"), *result_facts(data, self._evaluation)])
+        outcome = words.get(self.outcome, "Finished")
+        if self.outcome == "stopped" and isinstance(data.get("step"), int):
+            outcome += f" at step {data['step']:,}; continue it from its last checkpoint at any time"
+        text = " · ".join([outcome, *result_facts(data, self._evaluation)])
         self._add_log(text)
         self.header.result.setText(text)
 
@@ -651,13 +673,7 @@ class TrainingView(QWidget):
             self.use_model.emit(path)
 
     def _add_log(self, text: str, muted_line: bool = False) -> None:
-        self.log.addItem(text)
-        item = self.log.item(self.log.count() - 1)
-        if muted_line:
-            item.setForeground(pg.mkColor(COLORS["text_muted"]))
-        while self.log.count() > MAX_LOG_LINES:
-            self.log.takeItem(0)
-        self.log.scrollToBottom()
+        self.log.add(text, muted=muted_line)
 
     def _replay_history(self, run_dir: str) -> None:
         """A resumed run's earlier points, read from metrics.jsonl in the background."""

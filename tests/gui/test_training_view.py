@@ -44,7 +44,7 @@ def test_a_tiny_run_fills_the_plots_and_finishes(qtbot, window, tmp_runs):
     assert training.header.open_study.isVisibleTo(training) and training.header.use_model.isVisibleTo(training)
     assert training.checkpoint_path().endswith("best.pt")
     assert window.run_status() == "Run finished (step limit)"
-    log = [training.log.item(i).text() for i in range(training.log.count())]
+    log = training.log.lines()
     assert any(line.startswith("Epoch 1/1") for line in log)
 
 
