@@ -121,7 +121,7 @@ def measure_early_exit(
     width: int = 16,
     depth: int = 50,
     batch_size: int = 256,
-    repeats: int = 9,
+    repeats: int = 15,
     checkpoint: Path | None = None,
     profile: bool = True,
     threads: int | None = None,

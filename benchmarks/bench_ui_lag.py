@@ -13,6 +13,7 @@ user's remembered window state or forms.
 """
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ from common import bench_arguments, finish, hardware, median, percentile, verdic
 
 TARGET_P99_MS = 50.0
 TICK_MS = 10
+LATE_MS = 20  # ticks at least this late are attributed to what the UI thread did just before
 
 
 class LagProbe:
@@ -38,6 +40,7 @@ class LagProbe:
         self.timer.timeout.connect(self._tick)
         self.recording = False
         self.lags_ms: list[float] = []
+        self.late_ticks: list[tuple[float, float]] = []  # (time the late interval began, lag ms)
         self._last: float | None = None
 
     def start(self) -> None:
@@ -47,12 +50,16 @@ class LagProbe:
     def _tick(self) -> None:
         now = time.perf_counter()
         if self.recording and self._last is not None:
-            self.lags_ms.append(max(0.0, (now - self._last) * 1000.0 - TICK_MS))
+            lag = max(0.0, (now - self._last) * 1000.0 - TICK_MS)
+            self.lags_ms.append(lag)
+            if lag >= LATE_MS:
+                self.late_ticks.append((self._last, lag))
         self._last = now
 
     def record(self, seconds: float, app) -> list[float]:
         """Run the event loop for ``seconds`` and return the lags of the ticks in that time."""
         self.lags_ms = []
+        self.late_ticks = []
         self._last = None
         self.recording = True
         wait(app, lambda: False, seconds)
@@ -96,6 +103,25 @@ def lag_stats(lags_ms: list[float], seconds: float) -> dict[str, Any]:
         "ticks": len(lags_ms),
         "ticks_expected": int(seconds * 1000 / TICK_MS),
     }
+
+
+def attribute_late_ticks(late: list[tuple[float, float]], events: list[float], refreshes: list[float]) -> dict:
+    """How many late ticks follow an engine event or a plot refresh handled in the UI thread.
+
+    A tick is late because the UI thread was busy (or not scheduled) between the previous tick
+    and it: if an event or a refresh was handled in that interval, it is a suspect; if neither
+    was, the thread was waiting for the GIL (the training thread's Python) or for a CPU core.
+    """
+    counts = {"after_engine_event": 0, "after_plot_refresh": 0, "neither": 0}
+    for begin, lag in late:
+        end = begin + (TICK_MS + lag) / 1000.0
+        if any(begin <= t <= end for t in events):
+            counts["after_engine_event"] += 1
+        elif any(begin <= t <= end for t in refreshes):
+            counts["after_plot_refresh"] += 1
+        else:
+            counts["neither"] += 1
+    return {"late_ticks": len(late), "late_ms": LATE_MS, **counts}
 
 
 def isolate_settings(folder: Path) -> None:
@@ -159,7 +185,12 @@ def measure_ui_lag(
     if not window.training.start_run():
         raise RuntimeError(f"the run did not start: {window.run_label.text()}")
 
+    event_times: list[float] = []
+    refresh_times: list[float] = []
+    window.training.refresher.on_refresh(lambda: refresh_times.append(time.perf_counter()))
+
     def on_event(kind: str, data: dict) -> None:
+        event_times.append(time.perf_counter())  # after the view handled it (connected first)
         if kind == "step":
             steps.append(data)
         elif kind == "failed":
@@ -170,7 +201,10 @@ def measure_ui_lag(
         raise RuntimeError("the run sent no step event in time")
     if failures:
         raise RuntimeError(f"the run failed: {failures[0]}")
+    load_before = _load_average()
     training = probe.record(seconds, app)
+    late = attribute_late_ticks(probe.late_ticks, event_times, refresh_times)
+    load_after = _load_average()
     steps_seen = len(steps)
     window.training.stop_run()
     stopped = wait(app, lambda: window.training.session is None, 120.0)
@@ -189,6 +223,8 @@ def measure_ui_lag(
         "idle": lag_stats(idle, idle_seconds),
         "train_images_per_s": median(images_per_s) if images_per_s else None,
         "step_events": steps_seen,
+        "late_tick_causes": late,
+        "load_average_before_after": [load_before, load_after],
         "stopped_cleanly": stopped,
         "arrangement": "real MainWindow (offscreen), Train tab, run started with TrainingView.start_run: the "
                        "engine Trainer in the GUI's QThread worker (gui/worker.py TrainingSession)",
@@ -196,6 +232,13 @@ def measure_ui_lag(
                     "seconds": seconds, "idle_seconds": idle_seconds, "tick_ms": TICK_MS},
         "hardware": hardware(),
     }
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def describe(result: dict[str, Any]) -> list[str]:
@@ -208,6 +251,12 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"training ({result['step_events']} step events, {result['train_images_per_s'] or 0:.0f} img/s)",
         f"  lag p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms, max {t['max_ms']:.1f} ms "
         f"(idle window: p99 {i.get('p99_ms', float('nan')):.2f} ms)",
+        f"  ticks >= {result['late_tick_causes']['late_ms']} ms late: {result['late_tick_causes']['late_ticks']} "
+        f"({result['late_tick_causes']['after_engine_event']} after an engine event, "
+        f"{result['late_tick_causes']['after_plot_refresh']} after a plot refresh, "
+        f"{result['late_tick_causes']['neither']} after neither); load average "
+        f"{result['load_average_before_after'][0]} -> {result['load_average_before_after'][1]} on "
+        f"{result['hardware']['cores']} cores",
         f"  p99 {result['value']:.2f} ms (target <= {result['target_p99_ms']:.0f} ms: {result['verdict']})",
     ]
 
