@@ -152,7 +152,7 @@ def test_table1_is_built_from_real_engine_evaluations(tmp_path, qapp):
         ev = evaluate(model, test, mean=bundle.mean, std=bundle.std, classes=bundle.classes, batch_size=16)
         runs[key] = {"eval": ev, "parameters": sum(p.numel() for p in model.parameters()), "threshold": 0.5}
     comparison = compare(runs)
-    data = {"title": "test", "runs": runs, "comparison": comparison, "total_seconds": 1.0, "notes": ["a note"],
+    data = {"title": "test", "runs": runs, "comparison": comparison, "runs_seconds": 60.0, "notes": ["a note"],
             "hardware": {"cpu": "cpu", "cores": 2, "gpu": None},
             "setting": {"width": 4, "depth": 18, "caps": [2, 2, 2, 2], "epochs": 1, "batch_size": 16, "lr": 0.1,
                         "seed": 0, "train_images": 18, "val_images": 2}}
