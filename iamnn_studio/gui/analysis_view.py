@@ -55,6 +55,11 @@ NOT_EVALUATED = "Not evaluated on the test set yet. Evaluate now writes eval.jso
                 "iteration histograms and the threshold sweep."
 
 
+EVALUATE_PROMPT = ("Evaluating measures the best checkpoint on the test images and writes eval.json: accuracy, the "
+                   "confusion matrix, per-image compute, iteration histograms, the easiest and hardest images and "
+                   "the threshold sweep. It runs in the background.")
+
+
 # ==================================================================== what a run folder holds
 @dataclass
 class RunReport:
@@ -300,12 +305,7 @@ class AnalysisView(QWidget):
         self.compare_section = self._build_compare()
 
         # shown instead of the five evaluation figures while the run has no eval.json
-        self.evaluate_prompt = EmptyState(
-            "Not evaluated on the test set yet",
-            "Evaluating measures the best checkpoint on the test images and writes eval.json: accuracy, the "
-            "confusion matrix, per-image compute, iteration histograms, the easiest and hardest images and the "
-            "threshold sweep. It runs in the background.",
-        )
+        self.evaluate_prompt = EmptyState("Not evaluated on the test set yet", EVALUATE_PROMPT)
         self.prompt_button = self.evaluate_prompt.add_action("Evaluate now", self.evaluate_now)
         self.prompt_button.setObjectName("Primary")
         self.evaluate_prompt.setMinimumHeight(220)
@@ -428,7 +428,8 @@ class AnalysisView(QWidget):
         state = status.get("state", "unknown")
         epochs = status.get("epochs_done")
         total = status.get("total_epochs")
-        parts = [report.model, report.dataset, state]
+        known = [report.model, report.dataset] if report.config is not None else ["config.toml unreadable"]
+        parts = [*known, state]
         if isinstance(epochs, int):
             parts.append(f"{epochs} / {total} epochs" if total else f"{epochs} epochs")
         self.subtitle.setText("  ·  ".join(str(p) for p in parts))
@@ -461,13 +462,17 @@ class AnalysisView(QWidget):
     def _update_evaluate_button(self) -> None:
         report = self._report
         running = self._evaluator.is_busy()
-        can = report is not None and report.checkpoint is not None and report.config is not None
+        blocker = _evaluation_blocker(report)
+        can = report is not None and not blocker
         self.evaluate_button.setVisible(not running)
         self.evaluate_button.setEnabled(can and not running)
         self.prompt_button.setEnabled(can and not running)
         self.evaluate_button.setText("Evaluate again" if report is not None and report.evaluation else "Evaluate now")
-        if report is not None and not can:
-            self.evaluate_button.setToolTip("This run has no checkpoint or no readable config.toml to evaluate")
+        self.evaluate_button.setToolTip(blocker or "Measure the best checkpoint on the test split and write eval.json")
+        if blocker:  # a greyed-out button alone does not say why
+            self.evaluate_prompt.set_text("This run cannot be evaluated", blocker)
+        else:
+            self.evaluate_prompt.set_text("Not evaluated on the test set yet", EVALUATE_PROMPT)
 
     def _fill_tiles(self, report: RunReport) -> None:
         evaluation = report.evaluation or {}
@@ -481,7 +486,8 @@ class AnalysisView(QWidget):
             self.accuracy_tile.set(formatting.percent(best) if best is not None else "–",
                                    "best validation accuracy; not evaluated on the test set yet"
                                    if best is not None else "not evaluated yet")
-        self.params_tile.set(formatting.params(report.parameters) if report.parameters else "–", report.model)
+        self.params_tile.set(formatting.params(report.parameters) if report.parameters else "–",
+                             report.model if report.config is not None else "")
         macs = evaluation.get("macs") or {}
         if macs:
             detail = f"min {formatting.si(macs.get('min'))} – max {formatting.si(macs.get('max'))}"
@@ -766,6 +772,18 @@ def comparison_rows(report: RunReport, with_one_iteration: bool = True) -> list[
                              formatting.si(point.get("mean_macs")), f"{100 * point['top1']:.1f} / –",
                              "the same network forced to one iteration per block (no refinement)"])
     return rows
+
+
+def _evaluation_blocker(report: RunReport | None) -> str:
+    """Why ``report``'s run cannot be evaluated, or "" if it can."""
+    if report is None:
+        return "Open a run first."
+    if report.checkpoint is None:
+        return "The run has no checkpoint (checkpoints/best.pt or last.pt) to evaluate."
+    if report.config is None:
+        return (f"Its config.toml cannot be read ({report.config_error or 'missing'}), so the dataset to evaluate "
+                "on is unknown. Fix or restore config.toml, then open the run again.")
+    return ""
 
 
 def _describe_image(entry: dict) -> str:

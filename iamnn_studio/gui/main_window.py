@@ -283,6 +283,7 @@ class MainWindow(QMainWindow):
         use = self.view("Use")
         if use is not None:
             _connect(use, "checkpoint_loaded", self._remember_checkpoint)
+            _connect(use, "checkpoint_failed", self._on_checkpoint_failed)
         if self.last_checkpoint and Path(self.last_checkpoint).is_file() and self.view("Use") is not None:
             _call(self.view("Use"), "load_checkpoint", self.last_checkpoint)
 
@@ -303,9 +304,8 @@ class MainWindow(QMainWindow):
                 self._error("Cannot open the checkpoint", "The Use view is not available.")
                 return
             self._select_tab("Use")
-            if view.load_checkpoint(str(path)):
-                self.last_checkpoint = str(path)
-                self.statusBar().showMessage(f"Opened {Path(path).name}", 5000)
+            if view.load_checkpoint(str(path)):  # loading has started: checkpoint_loaded or _failed follows
+                self.statusBar().showMessage(f"Opening {Path(path).name}…", 5000)
 
         self.when_ready(job)
 
@@ -348,7 +348,9 @@ class MainWindow(QMainWindow):
             self._error("Cannot load the run config", error)
             return False
         self._select_tab("Train")
-        self.statusBar().showMessage(f"Loaded {Path(path).name}", 5000)
+        problems = len(self.training.form.errors)
+        note = f": {problems} setting{'s' if problems != 1 else ''} to fix, marked in red" if problems else ""
+        self.statusBar().showMessage(f"Loaded {Path(path).name}{note}", 8000 if problems else 5000)
         return True
 
     def save_config_file(self, path: str) -> bool:
@@ -399,7 +401,13 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _remember_checkpoint(self, path: str) -> None:
+        """Only a checkpoint that loaded comes back at the next start."""
         self.last_checkpoint = str(path)
+        self.statusBar().showMessage(f"Opened {Path(path).name}", 5000)
+
+    @Slot(str)
+    def _on_checkpoint_failed(self, message: str) -> None:
+        self.statusBar().showMessage(message, 8000)
 
     def show_export_dialog(self) -> None:
         def job() -> None:

@@ -314,6 +314,8 @@ class TrainingView(QWidget):
         h.use_model.clicked.connect(self._use_model)
         h.continue_run.clicked.connect(lambda: self.last_run_dir and self.continue_run(self.last_run_dir))
         self.form.validity_changed.connect(lambda _valid: self._update_buttons())
+        # The reason Start is greyed out can change while the form stays invalid (another bad folder).
+        self.form.revalidated.connect(self._update_buttons)
         self._update_buttons()
 
     # ------------------------------------------------------------------ set-up

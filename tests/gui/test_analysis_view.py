@@ -186,3 +186,15 @@ def test_an_epoch_cut_short_by_the_step_limit_is_drawn_where_training_stopped():
               {"event": "epoch", "epoch": 1, "step": 150, "val_loss": 0.55}]
     series, _ = training_series(events)
     assert list(series["train_loss"][0]) == list(series["val_loss"][0]) == pytest.approx([0.375])
+
+
+def test_a_run_with_an_unreadable_config_says_why_it_cannot_be_evaluated(qtbot, view, tmp_path):
+    run = make_run(tmp_path / "runs", "damaged")
+    (run / "checkpoints" / "best.pt").write_bytes(b"weights")
+    with (run / "config.toml").open("a") as config:
+        config.write("\nbogus = 1\n")
+    show(qtbot, view, run)
+    assert not view.evaluate_button.isEnabled() and not view.prompt_button.isEnabled()
+    assert "config.toml cannot be read" in view.evaluate_prompt.text.text()
+    assert "bogus" in view.evaluate_button.toolTip()
+    assert "?" not in view.subtitle.text() and "config.toml unreadable" in view.subtitle.text()

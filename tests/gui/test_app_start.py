@@ -118,7 +118,7 @@ def test_dropped_checkpoint_opens_in_use_and_dropped_config_fills_the_form(windo
     checkpoint.write_bytes(b"not really")
     _drop(window, _urls(checkpoint))
     assert opened == [str(checkpoint)]
-    assert window.last_checkpoint == str(checkpoint)
+    assert window.last_checkpoint != str(checkpoint)  # remembered only once it has loaded
 
     from iamnn_studio.engine.config import RunConfig
 
@@ -175,3 +175,13 @@ def test_no_display_gets_one_clear_sentence_instead_of_a_qt_abort():
     assert display_problem(environ={"WAYLAND_DISPLAY": "wayland-0"}, platform="linux") is None
     assert display_problem(environ={"QT_QPA_PLATFORM": "offscreen"}, platform="linux") is None
     assert display_problem(environ={}, platform="darwin") is None
+
+
+def test_a_damaged_checkpoint_is_reported_in_the_status_bar_and_not_remembered(qtbot, window, tmp_path):
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"PK\x03\x04 cut short")
+    with qtbot.waitSignal(window.view("Use").checkpoint_failed, timeout=30_000):
+        window.open_checkpoint(str(damaged))
+    message = window.statusBar().currentMessage()
+    assert "damaged.pt" in message and not message.startswith("Opened")
+    assert window.last_checkpoint != str(damaged)

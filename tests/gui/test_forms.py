@@ -38,6 +38,14 @@ def test_every_bad_field_gets_its_own_message(form):
     assert set(form.errors) == {"lr", "epochs"}
 
 
+@pytest.mark.parametrize("text", ["inf", "1e999", "0,1"])
+def test_a_learning_rate_that_is_no_finite_number_is_refused_inline(form, text):
+    form.training.lr.setText(text)
+    form.training.lr.textEdited.emit(text)
+    assert "learning rate must be > 0" in form.training.rows["lr"].error
+    assert not form.is_valid
+
+
 def test_custom_caps_errors_show_under_the_depth_row(form):
     form.model.depth.set_value("custom")
     form.model.custom_caps.setText("1, two, 2")
@@ -118,6 +126,25 @@ def test_a_bad_image_folder_is_explained_inline_and_blocks_start(qtbot, window, 
     qtbot.waitUntil(lambda: form.dataset_error is not None, timeout=30_000)
     assert form.dataset.status.text()
     assert not window.training.header.start.isEnabled()
+
+
+def test_the_start_blocker_follows_the_newest_dataset_problem(qtbot, window, form, tmp_path):
+    subtitle = window.training.header.subtitle
+    form.dataset.provider.set_value("imagefolder")
+    for folder, words in ((tmp_path / "missing", "folder not found"), (tmp_path, "class subfolder")):
+        form.dataset.folder.setText(str(folder))
+        form.dataset.folder.editingFinished.emit()
+        qtbot.waitUntil(lambda: words in subtitle.text(), timeout=10_000)
+        assert not window.training.header.start.isEnabled()
+
+
+def test_each_dataset_keeps_its_own_folder(form, tmp_path):
+    form.dataset.provider.set_value("imagefolder")
+    form.dataset.folder.setText(str(tmp_path))
+    form.dataset.provider.set_value("cifar10")
+    assert form.dataset.folder.text() == "" and form.values()["data"]["root"] is None
+    form.dataset.provider.set_value("imagefolder")
+    assert form.dataset.folder.text() == str(tmp_path)
 
 
 def test_run_config_round_trips_through_toml(qtbot, window, form, tmp_path):

@@ -143,6 +143,8 @@ class DatasetPanel(FormCard):
         self.grid.addWidget(self.status, self.grid.rowCount(), 0, 1, 2)
 
         self._extra: dict[str, Any] = {}  # DataConfig fields this card does not edit (kept as loaded)
+        self._folders: dict[str, str] = {}  # the folder typed for each dataset: an image folder is no CIFAR root
+        self._shown_provider = self.provider.value()
         self.provider.choice_changed.connect(self._on_provider_changed)
         self.folder.editingFinished.connect(self._on_folder_edited)
         self.browse.clicked.connect(self._choose_folder)
@@ -171,6 +173,10 @@ class DatasetPanel(FormCard):
         return entry.label if entry else (self.provider.value() or "")
 
     def _on_provider_changed(self) -> None:
+        if self._shown_provider is not None:
+            self._folders[self._shown_provider] = self.folder.text()
+        self._shown_provider = self.provider.value()
+        self.folder.setText(self._folders.get(self._shown_provider or "", ""))
         self._show_provider_details()
         self.changed.emit()
 
@@ -227,6 +233,7 @@ class DatasetPanel(FormCard):
             self.provider.addItem(str(data["name"]), data["name"])  # unknown (plugin gone?): keep it visible
             self.provider.set_value(data["name"])
         self.folder.setText(data.get("root") or "")
+        self._shown_provider = self.provider.value()
         self.download.setChecked(bool(data.get("download", False)))
         fraction = data.get("val_fraction", 0.1)
         self.val_percent.setValue(int(round(float(fraction) * 100)) if isinstance(fraction, (int, float)) else 10)

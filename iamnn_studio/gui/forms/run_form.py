@@ -32,6 +32,7 @@ class RunForm(QWidget):
     """Edits a run; ``is_valid`` says whether Start may be pressed."""
 
     validity_changed = Signal(bool)
+    revalidated = Signal()  # after every check: the messages may have changed even if validity did not
     values_changed = Signal()
     preview_loaded = Signal()
     figures_updated = Signal()
@@ -175,6 +176,7 @@ class RunForm(QWidget):
         if stray:  # a field the form does not show (edited in a TOML file): say it under the dataset card
             self.dataset.show_status("error", "; ".join(stray))
         self._set_valid(not self.errors and self.dataset_error is None)
+        self.revalidated.emit()
 
     def _set_valid(self, valid: bool) -> None:
         if valid != self._valid:
