@@ -235,11 +235,16 @@ class RunsView(QWidget):
             self.stack.setCurrentWidget(self.table)
         else:
             self.stack.setCurrentWidget(self.empty)
-            where = str(self._runs_dir) if self._runs_dir else "no runs folder chosen"
-            self.empty.set_text(
-                "No runs yet",
-                f"Runs you train in the Train tab (or with the iamnn-studio CLI) appear here. Looking in: {where}",
-            )
+            folder = self._runs_dir
+            if folder is not None and folder.exists() and not folder.is_dir():
+                self.empty.set_text("This is a file, not a folder",
+                                    f"{folder} cannot hold runs: choose another runs folder.")
+            else:
+                where = str(folder) if folder else "no runs folder chosen"
+                self.empty.set_text(
+                    "No runs yet",
+                    f"Runs you train in the Train tab (or with the iamnn-studio CLI) appear here. Looking in: {where}",
+                )
         if any(run.status == "running" for run in runs):
             self._live.start()
         else:

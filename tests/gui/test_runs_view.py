@@ -132,3 +132,13 @@ def test_refresh_picks_up_new_runs_and_an_empty_folder_explains_itself(qtbot, vi
         view.set_runs_dir(str(empty))
     assert view.stack.currentWidget() is view.empty
     assert str(empty) in view.empty.text.text()
+
+
+def test_a_file_chosen_as_runs_folder_is_called_a_file(qtbot, view, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.set_runs_dir(str(notes))
+    assert view.stack.currentWidget() is view.empty
+    assert view.empty.title.text() == "This is a file, not a folder"
+    assert str(notes) in view.empty.text.text()
