@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationDisplayName(APPLICATION)
 
     import_pyqtgraph_without_cuda()
+    from .error_report import install_error_hook
     from .main_window import MainWindow
     from .style import apply_style
 
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if icon:
         app.setWindowIcon(QIcon(icon))
     window = MainWindow(runs_dir=args.runs_dir)
+    install_error_hook(window.show_unexpected_error)
     window.show()
 
     if args.screenshot:

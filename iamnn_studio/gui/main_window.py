@@ -517,6 +517,11 @@ class MainWindow(QMainWindow):
             self.run_form = self.training.form.values()
         save_settings(self, SETTINGS_GROUP)
 
+    @Slot(str)
+    def show_unexpected_error(self, sentence: str) -> None:
+        """A bug reached the event loop: say so in the status bar (the traceback is in a log file)."""
+        self.statusBar().showMessage(sentence, 30_000)
+
     def _error(self, title: str, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
         QMessageBox.warning(self, title, message)

@@ -185,3 +185,21 @@ def test_a_damaged_checkpoint_is_reported_in_the_status_bar_and_not_remembered(q
     message = window.statusBar().currentMessage()
     assert "damaged.pt" in message and not message.startswith("Opened")
     assert window.last_checkpoint != str(damaged)
+
+
+def test_an_unexpected_error_in_a_slot_is_one_sentence_in_the_window_with_a_log(window, monkeypatch):
+    import sys
+
+    from iamnn_studio.gui.error_report import install_error_hook
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
+    hook = install_error_hook(window.show_unexpected_error)
+    try:
+        raise KeyError("no such column")
+    except KeyError as error:
+        hook(type(error), error, error.__traceback__)
+    message = window.statusBar().currentMessage()
+    assert message.startswith("Something went wrong (KeyError: 'no such column')")
+    log = Path(message.rsplit("Details: ", 1)[1])
+    assert "Traceback" in log.read_text() and "no such column" in log.read_text()
+    log.unlink()
