@@ -278,16 +278,34 @@ def test_macs_range_spans_one_iteration_to_the_caps():
     low, high = model.macs_range()
     costs = model.unit_costs()
     # cheapest: one iteration and one head evaluation per block; dearest: every iteration, heads at all but the cap
-    cheapest = costs["stem"] + costs["classifier"] + sum(it + hd for it, hd in zip(costs["iteration"], costs["head"]))
-    dearest = costs["stem"] + costs["classifier"] + sum(
+    fixed = costs["stem"] + sum(costs["input"]) + costs["classifier"]
+    cheapest = fixed + sum(it + hd for it, hd in zip(costs["iteration"], costs["head"]))
+    dearest = fixed + sum(
         cap * it + (cap - 1) * hd for cap, it, hd in zip(model.caps, costs["iteration"], costs["head"]))
     assert (low, high) == (cheapest, dearest)
 
 
 def test_research_unit_costs_for_width_16_fashion_mnist():
-    """adaptivity.md: conv MACs per iteration 3.61 / 3.81 / 3.81 / 2.80 M at width 16, 28x28."""
+    """adaptivity.md: conv MACs per iteration 3.61 / 3.81 / 3.81 / 2.80 M at width 16, 28x28 when the
+    whole concat(x0, state) is convolved; the x0 part of the first convolution runs once per block."""
     model = build_model(ModelConfig(depth=50, width=16, in_channels=1, image_size=28, num_classes=10))
-    assert [round(c / 1e6, 2) for c in model.unit_costs()["iteration"]] == [3.61, 3.81, 3.81, 2.80]
+    costs = model.unit_costs()
+    first_iteration = [i + it for i, it in zip(costs["input"], costs["iteration"])]
+    assert [round(c / 1e6, 2) for c in first_iteration] == [3.61, 3.81, 3.81, 2.80]
+    assert all(it < first for it, first in zip(costs["iteration"], first_iteration))
+
+
+def test_split_first_convolution_equals_convolving_the_concatenation():
+    """prepare/step (x0 part once) computes exactly what the paper's concat form computes."""
+    model = build_model(tiny()).eval()
+    randomise_batchnorms(model)
+    process = model.blocks[1].process
+    x0 = torch.randn(6, model.blocks[1].in_channels, 8, 8)
+    state = torch.randn(6, model.blocks[1].channels, 8, 8)
+    with torch.no_grad():
+        split = process.step(process.prepare(x0), state, 2)
+        concatenated = process(torch.cat([x0, state], 1), 2)
+    assert torch.allclose(split, concatenated, atol=1e-5)
 
 
 def test_baseline_is_torchvision_resnet_with_same_output_type():

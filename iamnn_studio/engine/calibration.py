@@ -55,9 +55,10 @@ def block_trajectory(block, x0: Tensor) -> BlockTrajectory:
     """Run a block to its cap, keeping every possible exit and the head inputs."""
     state = x0.new_zeros(x0.shape[0], block.channels, *x0.shape[2:])
     features = PooledFeatures(x0, block.channels)
+    prepared = block.prepare(x0)
     exits, pooled = [], []
     for n in range(block.cap):
-        state, out = block._step(x0, state, n)
+        state, out = block._step(prepared, state, n)
         exits.append(block.exit_norm[n](state))
         step_features = features.update(out)
         if n < block.cap - 1:

@@ -3,7 +3,10 @@
 Processing blocks are looked up by name in ``BLOCKS`` so plugins can add variants
 (e.g. the depthwise-separable block the paper names as future work). A block factory is
 called as ``factory(in_channels, channels, width, iterations)`` and returns a module with
-``forward(x, iteration) -> Tensor`` and ``macs(height, width) -> int`` (per sample, per iteration).
+``forward(x, iteration) -> Tensor`` over ``x = concat(x0, state)`` and ``macs(height, width) -> int``
+(per sample, per iteration). A block may also offer ``prepare(x0)``, ``step(prepared, state,
+iteration)`` and ``prepare_macs(height, width)`` to compute the part that depends on x0 alone once
+per block instead of at every iteration.
 """
 from __future__ import annotations
 
@@ -77,13 +80,29 @@ class BottleneckProcessing(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor, iteration: int) -> Tensor:
-        out = self.relu(self.bn1[iteration](self.conv1(x)))
+        """One iteration on concat(x0, state) (the paper's form; ``prepare``/``step`` is the fast one)."""
+        return self._rest(self.conv1(x), iteration)
+
+    # conv1 is linear: conv1(concat(x0, s)) = conv1_x0(x0) + conv1_s(s). x0 does not change between
+    # iterations, so its part is computed once per block and only the state part runs each time.
+    def prepare(self, x0: Tensor) -> Tensor:
+        return F.conv2d(x0, self.conv1.weight[:, : self.in_channels])
+
+    def step(self, prepared: Tensor, state: Tensor, iteration: int) -> Tensor:
+        return self._rest(prepared + F.conv2d(state, self.conv1.weight[:, self.in_channels:]), iteration)
+
+    def _rest(self, reduced: Tensor, iteration: int) -> Tensor:
+        out = self.relu(self.bn1[iteration](reduced))
         out = self.relu(self.bn2[iteration](self.conv2(out)))
         return self.bn3[iteration](self.conv3(out))
 
+    def prepare_macs(self, height: int, width: int) -> int:
+        return conv_macs(height, width, self.in_channels, self.width, 1)
+
     def macs(self, height: int, width: int) -> int:
+        """Per iteration, after ``prepare``."""
         return (
-            conv_macs(height, width, self.in_channels + self.channels, self.width, 1)
+            conv_macs(height, width, self.channels, self.width, 1)
             + conv_macs(height, width, self.width, self.width, 3)
             + conv_macs(height, width, self.width, self.channels, 1)
         )

@@ -77,6 +77,11 @@ class IamNNBlock(nn.Module):
         self.exit_norm = per_iteration_norms(channels, iterations)
 
     # ------------------------------------------------------------------ costs
+    def input_macs(self, height: int, width: int) -> int:
+        """MACs spent once per image on the block input (the x0 part of the first convolution)."""
+        prepare_macs = getattr(self.process, "prepare_macs", None)
+        return prepare_macs(height, width) if prepare_macs else 0
+
     def iteration_macs(self, height: int, width: int) -> int:
         return self.process.macs(height, width)
 
@@ -106,15 +111,25 @@ class IamNNBlock(nn.Module):
             return self._run_compacted(x0, rule, threshold)
         return self._run_masked(x0, rule, threshold)
 
-    def _step(self, x0: Tensor, state: Tensor, n: int) -> tuple[Tensor, Tensor]:
-        out = self.process(torch.cat([x0, state], dim=1), n)
+    def prepare(self, x0: Tensor) -> Tensor:
+        """What every iteration needs from x0. Processing blocks with ``prepare``/``step``
+        compute the x0 part of their first (linear) convolution once per block instead of
+        convolving concat(x0, state) at every iteration; others get x0 itself."""
+        return self.process.prepare(x0) if hasattr(self.process, "step") else x0
+
+    def _step(self, prepared: Tensor, state: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        if hasattr(self.process, "step"):
+            out = self.process.step(prepared, state, n)
+        else:
+            out = self.process(torch.cat([prepared, state], dim=1), n)
         return state + out, out
 
     def _run_fixed(self, x0: Tensor, n_iter: int) -> BlockResult:
         batch = x0.shape[0]
         state = x0.new_zeros(batch, self.channels, *x0.shape[2:])
+        prepared = self.prepare(x0)
         for n in range(n_iter):
-            state, _ = self._step(x0, state, n)
+            state, _ = self._step(prepared, state, n)
         iterations = torch.full((batch,), n_iter, dtype=torch.long, device=x0.device)
         return BlockResult(
             output=self.exit_norm[n_iter - 1](state),
@@ -127,7 +142,7 @@ class IamNNBlock(nn.Module):
     def _run_compacted(self, x0: Tensor, rule: str, threshold: float) -> BlockResult:
         batch, device = x0.shape[0], x0.device
         running = torch.arange(batch, device=device)  # global index of each running sample
-        x = x0
+        x = self.prepare(x0)
         state = x0.new_zeros(batch, self.channels, *x0.shape[2:])
         cumulative = torch.zeros(batch, device=device)
         weighted = torch.zeros_like(state) if rule == "act" else None
@@ -152,15 +167,16 @@ class IamNNBlock(nn.Module):
                 sample_ponder = torch.full_like(cumulative, n + 1.0)
             cumulative = new_cumulative
 
-            if halt.any():
+            halting_now = int(halt.sum())  # one host sync per iteration
+            if halting_now:
                 iterations[running[halt]] = n + 1
                 done_index.append(running[halt])
                 done_ponder.append(sample_ponder[halt])
                 done_output.append(block_out[halt] if rule == "act" else self.exit_norm[n](state[halt]))
-            keep = ~halt
-            if not keep.any():
+            if halting_now == len(running):
                 break
-            if not keep.all():
+            if halting_now:
+                keep = ~halt
                 running, x, state, cumulative = running[keep], x[keep], state[keep], cumulative[keep]
                 pooled.keep(keep)
                 if weighted is not None:
@@ -186,9 +202,10 @@ class IamNNBlock(nn.Module):
         iterations = torch.zeros(batch, dtype=torch.long, device=device)
         ponder = torch.zeros(batch, device=device)
         pooled = PooledFeatures(x0, self.channels)
+        prepared = self.prepare(x0)
         scores = []
         for n in range(self.cap):
-            new_state, out = self._step(x0, state, n)
+            new_state, out = self._step(prepared, state, n)
             state = torch.where(running.view(-1, 1, 1, 1), new_state, state)
             features = pooled.update(out)  # halted samples' scores are masked out below
             score = None if n == self.cap - 1 else self.halting_head.score(features, n)
@@ -319,6 +336,7 @@ class IamNN(nn.Module):
             stem = conv_macs(out, out, cfg.in_channels, cfg.width, 7)
         return {
             "stem": stem,
+            "input": [blk.input_macs(*hw) for blk, hw in zip(self.blocks, self._spatial)],
             "iteration": [blk.iteration_macs(*hw) for blk, hw in zip(self.blocks, self._spatial)],
             "head": [blk.head_macs() for blk in self.blocks],
             "classifier": self.fc.in_features * self.fc.out_features,
@@ -329,7 +347,7 @@ class IamNN(nn.Module):
         costs = self.unit_costs()
         it = torch.tensor(costs["iteration"], dtype=torch.long, device=iterations.device)
         hd = torch.tensor(costs["head"], dtype=torch.long, device=iterations.device)
-        fixed = costs["stem"] + costs["classifier"]
+        fixed = costs["stem"] + sum(costs["input"]) + costs["classifier"]
         return fixed + (iterations.long() * it).sum(1) + (head_evaluations.long() * hd).sum(1)
 
     def macs_range(self) -> tuple[int, int]:
