@@ -451,12 +451,6 @@ class TrainingView(QWidget):
 
     def _event_epoch(self, data: dict) -> None:
         self.monitor.add_epoch(data)
-        total_epochs, total_steps = data.get("total_epochs") or self._latest.get("total_epochs"), \
-            self._latest.get("total_steps")
-        last = (total_epochs and data.get("epoch", 0) >= total_epochs) or \
-            (total_steps and data.get("step", 0) >= total_steps)
-        if last and self._phase in ("training", "validating"):
-            self._enter_phase("calibrating" if self._calibrates else "evaluating")
         self._latest.update(epoch=min(int(data.get("epoch", 0)) + 1, int(data.get("total_epochs") or 10**9)))
         parts = [f"Epoch {data.get('epoch')}/{data.get('total_epochs', '?')}"]
         if data.get("train_loss") is not None:
@@ -470,6 +464,12 @@ class TrainingView(QWidget):
         if data.get("images_per_s"):
             parts.append(f"{data['images_per_s']:.0f} img/s")
         self._add_log(" · ".join(parts))
+        total_epochs, total_steps = data.get("total_epochs") or self._latest.get("total_epochs"), \
+            self._latest.get("total_steps")
+        last = (total_epochs and data.get("epoch", 0) >= total_epochs) or \
+            (total_steps and data.get("step", 0) >= total_steps)
+        if last and self._phase in ("training", "validating"):
+            self._enter_phase("calibrating" if self._calibrates else "evaluating")
 
     def _event_checkpoint(self, data: dict) -> None:
         name = Path(str(data.get("path", ""))).name
