@@ -317,14 +317,10 @@ class AnalysisView(QWidget):
         grid.setSpacing(theme.SPACING)
         grid.addWidget(self.evaluate_prompt, 0, 0, 1, 2)  # same cell as the histograms: one of them shows
         grid.addWidget(self.histogram_section, 0, 0, 1, 2)
-        grid.addWidget(self.sweep_section, 1, 0)
-        grid.addWidget(self.spectrum_section, 1, 1)
-        grid.addWidget(self.confusion_section, 2, 0)
-        grid.addWidget(self.class_section, 2, 1)
-        grid.addWidget(self.training_section, 3, 0, 1, 2)
-        grid.addWidget(self.compare_section, 4, 0, 1, 2)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
+        self._grid, self._columns = grid, 0
+        self._arrange(2)
 
         content = QWidget()
         column = QVBoxLayout(content)
@@ -351,6 +347,37 @@ class AnalysisView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
+
+    def _arrange(self, columns: int) -> None:
+        """The figures in pairs side by side, or one under the other when a pair does not fit the width."""
+        if columns == self._columns:
+            return
+        self._columns = columns
+        pairs = ((self.sweep_section, self.spectrum_section), (self.confusion_section, self.class_section))
+        row = 1
+        for pair in pairs:
+            for column, section in enumerate(pair):
+                self._grid.removeWidget(section)
+                if columns == 2:
+                    self._grid.addWidget(section, row, column)
+                else:
+                    self._grid.addWidget(section, row + column, 0, 1, 2)
+            row += 1 if columns == 2 else 2
+        for section in (self.training_section, self.compare_section):
+            self._grid.removeWidget(section)
+            self._grid.addWidget(section, row, 0, 1, 2)
+            row += 1
+
+    def _fit_columns(self) -> None:
+        # The easy-to-hard strip is the widest figure: two columns need room for two of it.
+        # The room is counted as if the scroll bar showed, so that it appearing cannot make the layout flip.
+        pair_width = 2 * (self.easiest.full_width() + 2 * theme.MARGIN + 2) + theme.SPACING
+        room = self.width() - self.page.verticalScrollBar().sizeHint().width() - 2 * theme.MARGIN
+        self._arrange(2 if room >= pair_width else 1)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._fit_columns()
 
     def _section(self, title: str, caption: str, content: QWidget) -> tuple[Section, QStackedWidget]:
         section = Section(title, caption)
@@ -457,6 +484,7 @@ class AnalysisView(QWidget):
         else:
             self._show_placeholder(self.training_stack, "No training metrics in this run folder (metrics.jsonl).")
         self._load_compare_candidates(report.path.parent, report.path)
+        self._fit_columns()  # the figures' widths are known only now
         self.report_shown.emit()
 
     def _update_evaluate_button(self) -> None:

@@ -249,10 +249,12 @@ class InferenceView(QWidget):
         )
         self.legend.setToolTip("A block stops once its cumulative halting score reaches the threshold, "
                                "or at its cap (the last iteration has no score)")
+        self.legend.setWordWrap(True)  # legend and totals share the row: both wrap rather than overlap
+        self.totals_label.setWordWrap(True)
+        self.totals_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         legend_row = QHBoxLayout()
-        legend_row.addWidget(self.legend)
-        legend_row.addStretch(1)
-        legend_row.addWidget(self.totals_label)
+        legend_row.addWidget(self.legend, 3)
+        legend_row.addWidget(self.totals_label, 2)
 
         self.banner = MessageBanner()
 

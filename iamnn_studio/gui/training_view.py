@@ -541,7 +541,7 @@ class TrainingView(QWidget):
             self.header.progress.setValue(1000 if outcome != "stopped" else self.header.progress.value())
         step = self._latest.get("step")
         elapsed = time.monotonic() - self._started_at
-        self.header.eta.setText(f"{step:,} steps in {format_duration(elapsed)}" if step else format_duration(elapsed))
+        self.header.eta.setText(f"{step:,} steps in {format_duration(elapsed)}" if step else "")
         self._show_result_actions()
         sentences = {"completed": "Run finished", "max_steps": "Run finished (step limit)", "stopped": "Run stopped",
                      "failed": "Run failed"}

@@ -198,3 +198,17 @@ def test_a_run_with_an_unreadable_config_says_why_it_cannot_be_evaluated(qtbot, 
     assert "config.toml cannot be read" in view.evaluate_prompt.text.text()
     assert "bogus" in view.evaluate_button.toolTip()
     assert "?" not in view.subtitle.text() and "config.toml unreadable" in view.subtitle.text()
+
+
+def test_the_figures_stack_in_one_column_when_two_do_not_fit(qtbot, view, tmp_path):
+    show(qtbot, view, make_run(tmp_path / "runs", "evaluated", evaluation=made_up_eval()))
+
+    def column_of(section) -> tuple[int, int]:
+        _, column, _, span = view._grid.getItemPosition(view._grid.indexOf(section))
+        return column, span
+
+    view.resize(1400, 800)
+    assert column_of(view.sweep_section) == (0, 1) and column_of(view.spectrum_section) == (1, 1)
+    view.resize(1000, 700)  # a 1024-px window: side by side the confusion matrix's counts would overlap
+    assert column_of(view.sweep_section) == (0, 2) and column_of(view.spectrum_section) == (0, 2)
+    assert column_of(view.confusion_section) == (0, 2)

@@ -25,6 +25,10 @@ class ImageStrip(QWidget):
         self._grid.setVerticalSpacing(2)
         self.tiles: list[QLabel] = []
 
+    def full_width(self) -> int:
+        """The width a full row of tiles takes (known before any tile exists)."""
+        return self.columns * TILE + (self.columns - 1) * self._grid.horizontalSpacing()
+
     def set_items(self, images: Sequence[QImage | None], captions: Sequence[str], tooltips: Sequence[str],
                   wrong: Sequence[bool] | None = None) -> None:
         while self._grid.count():

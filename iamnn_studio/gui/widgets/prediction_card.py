@@ -30,7 +30,7 @@ class ProbabilityBars(QWidget):
         super().__init__(parent)
         self._rows = rows
         self._items: list[tuple[str, float]] = []
-        self.setMinimumWidth(290)
+        self.setMinimumWidth(230)  # the bars shrink before a card needs a sideways scroll bar
         self.setFixedHeight(rows * self.ROW)
 
     def set_items(self, items: Sequence[tuple[str, float]]) -> None:
@@ -124,6 +124,7 @@ class PredictionCard(_Card):
         self.macs_label.setToolTip("Multiply-accumulates this image cost, against the test-set mean")
         for label in (self.iterations_label, self.macs_label):
             label.setStyleSheet(f"color: {theme.TEXT};")
+            label.setWordWrap(True)  # on a narrow window the figures wrap instead of widening the card
         self.charts = HaltingCharts()
         self.prediction: Any = None
 
@@ -142,9 +143,8 @@ class PredictionCard(_Card):
         right.setSpacing(4)
         stats = QHBoxLayout()
         stats.setSpacing(theme.SPACING * 2)
-        stats.addWidget(self.iterations_label)
-        stats.addWidget(self.macs_label)
-        stats.addStretch(1)
+        stats.addWidget(self.iterations_label, 3)
+        stats.addWidget(self.macs_label, 2)
         stats.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         right.addLayout(stats)
         right.addWidget(self.charts, 1)
