@@ -23,6 +23,8 @@ SMOOTHING = 0.9
 MAX_POINTS = 20_000
 #: Opacity (of 255) of the raw points under a smoothed curve.
 RAW_ALPHA = 70
+#: A plot may get this narrow whatever the length of its title.
+TITLE_MIN_WIDTH = 60
 
 
 class BufferedCurve:
@@ -145,19 +147,29 @@ class BufferedCurve:
 
 
 class PlotRefresher(QObject):
-    """One timer for many curves: redraws the dirty ones every ``interval_ms`` (never per event)."""
+    """One timer for many curves: redraws the dirty ones every ``interval_ms`` (never per event).
 
-    def __init__(self, parent: QObject | None = None, interval_ms: int = REFRESH_MS) -> None:
+    Curves are tracked in groups (one per plot). Repainting a plot costs tens of milliseconds of
+    UI-thread time on a small machine (mostly its axes), so each tick redraws only
+    ``groups_per_tick`` groups in turn: the event loop never stalls for all plots at once, and
+    with 6 plots, 3 per tick and 250 ms ticks every plot still updates twice a second.
+    """
+
+    def __init__(self, parent: QObject | None = None, interval_ms: int = REFRESH_MS,
+                 groups_per_tick: int | None = None) -> None:
         super().__init__(parent)
-        self._curves: list[BufferedCurve] = []
+        self._groups: list[list[BufferedCurve]] = []
         self._callbacks: list = []
+        self._groups_per_tick = groups_per_tick
+        self._next_group = 0
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.refresh)
         self._timer.start()
 
     def track(self, curves: Iterable[BufferedCurve]) -> None:
-        self._curves.extend(curves)
+        """Track curves redrawn together (put the curves of one plot in one call)."""
+        self._groups.append(list(curves))
 
     def on_refresh(self, callback) -> None:
         """Also call ``callback()`` on every tick (labels, progress: throttled like the plots)."""
@@ -165,15 +177,25 @@ class PlotRefresher(QObject):
 
     @Slot()
     def refresh(self) -> None:
-        for curve in self._curves:
-            curve.flush()
+        count = len(self._groups) if self._groups_per_tick is None else min(self._groups_per_tick, len(self._groups))
+        for _ in range(count):
+            for curve in self._groups[self._next_group % len(self._groups)]:
+                curve.flush()
+            self._next_group = (self._next_group + 1) % len(self._groups)
         for callback in self._callbacks:
             callback()
+
+    def flush_all(self) -> None:
+        """Redraw every dirty curve now (end of a run, tests)."""
+        for group in self._groups:
+            for curve in group:
+                curve.flush()
 
 
 def style_plot(plot: pg.PlotItem, title: str, y_label: str = "", x_label: str = "") -> pg.PlotItem:
     """The app's plot look: small title, light grid, no mouse menu, long curves downsampled."""
     plot.setTitle(f"<span style='color:{COLORS['text']};font-size:9pt;font-weight:600'>{title}</span>")
+    let_title_shrink(plot)
     plot.showGrid(x=True, y=True, alpha=0.12)
     plot.setMenuEnabled(False)
     plot.hideButtons()
@@ -190,6 +212,26 @@ def style_plot(plot: pg.PlotItem, title: str, y_label: str = "", x_label: str = 
         plot.setLabel("bottom", x_label, color=COLORS["text_muted"])
     plot.getViewBox().setMouseEnabled(x=False, y=False)
     return plot
+
+
+def let_title_shrink(plot: pg.PlotItem, min_width: float = TITLE_MIN_WIDTH) -> None:
+    """Let a plot be narrower than its title (which then overhangs its edges a little).
+
+    pyqtgraph pins a title's minimum width to its text on every resize, so three plots whose
+    titles carry legends could not share a 1024-px window: the scene overflowed and was cut off.
+    """
+    label = plot.titleLabel
+    pin_to_text = label.updateMin
+
+    def update_min() -> None:
+        pin_to_text()
+        width = min(label.minimumWidth(), min_width)
+        label.setMinimumWidth(width)
+        for hint in (Qt.SizeHint.MinimumSize, Qt.SizeHint.PreferredSize):  # equal columns, whatever the titles
+            label._sizeHint[hint] = (width, label.minimumHeight())
+
+    label.updateMin = update_min
+    update_min()
 
 
 def add_curve(

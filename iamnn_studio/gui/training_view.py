@@ -71,9 +71,6 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         for column in range(3):  # equal columns, whatever the titles' lengths
             self.ci.layout.setColumnStretchFactor(column, 1)
             self.ci.layout.setColumnPreferredWidth(column, 10)
-        for plot in self.plots.values():
-            plot.titleLabel.setMinimumWidth(10)
-            plot.titleLabel.setPreferredWidth(10)
         self.curves: dict[str, BufferedCurve] = {
             "train_loss": add_curve(loss, SERIES["train"], "train", smooth=True),
             "val_loss": add_curve(loss, SERIES["val"], "validation", symbol="o"),
@@ -137,6 +134,23 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
 
     def curves_list(self) -> list[BufferedCurve]:
         return list(self.curves.values())
+
+    def curves_by_plot(self) -> list[list[BufferedCurve]]:
+        """The curves grouped by the plot that shows them (the refresher redraws plot by plot)."""
+        groups: dict[int, list[BufferedCurve]] = {}
+        for curve in self.curves.values():
+            groups.setdefault(id(curve.item.getViewBox()), []).append(curve)
+        return list(groups.values())
+
+    def set_step_range(self, total_steps: int | None) -> None:
+        """Fix every plot's step axis to the run's length: the axes then stop re-laying out their
+        labels on each redraw as the curves grow (the main cost of a refresh)."""
+        if not total_steps:
+            for plot in self.plots.values():
+                plot.enableAutoRange(axis="x")
+            return
+        for plot in self.plots.values():
+            plot.setXRange(0, float(total_steps), padding=0.02)
 
 
 class RunLog(QPlainTextEdit):
@@ -302,8 +316,9 @@ class TrainingView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
 
-        self.refresher = PlotRefresher(self)
-        self.refresher.track(self.monitor.curves_list())
+        self.refresher = PlotRefresher(self, groups_per_tick=3)
+        for curves in self.monitor.curves_by_plot():
+            self.refresher.track(curves)
         self.refresher.on_refresh(self._refresh_labels)
 
         h = self.header
@@ -421,6 +436,7 @@ class TrainingView(QWidget):
             self._replay_history(self.last_run_dir)
         self._latest.update(total_steps=data.get("total_steps"), total_epochs=data.get("total_epochs"),
                             device=data.get("device"), epoch=1)
+        self.monitor.set_step_range(data.get("total_steps"))
         name = Path(self.last_run_dir).name if self.last_run_dir else config.get("name", "run")
         self.header.title.setText(name)
         low, high = (data.get("macs_range") or [None, None])[:2]

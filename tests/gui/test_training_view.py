@@ -29,7 +29,7 @@ def test_a_tiny_run_fills_the_plots_and_finishes(qtbot, window, tmp_runs):
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
         pass
     assert ended.args == ["max_steps"]
-    training.refresher.refresh()
+    training.refresher.flush_all()
     curves = training.monitor.curves
     for name in ("train_loss", "train_accuracy", "macs", "lr", "images_per_s", "iterations_0", "iterations_3"):
         assert len(curves[name]) > 0, name
