@@ -8,6 +8,7 @@ past ``MAX_POINTS`` so that neither memory nor redraw time grows without end.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import numpy as np
@@ -93,7 +94,9 @@ class BufferedCurve:
             return np.nan
         self._average = self.smoothing * self._average + (1 - self.smoothing) * value
         self._count += 1
-        return self._average / (1 - self.smoothing**self._count)
+        # 10 significant digits: a constant series must stay exactly flat, or the plot zooms into
+        # rounding noise and labels its axis "300.0000000000005".
+        return float(f"{self._average / (1 - self.smoothing**self._count):.10g}")
 
     def _grow(self, size: int) -> None:
         for name in self._COLUMNS:
@@ -190,6 +193,26 @@ class PlotRefresher(QObject):
         for group in self._groups:
             for curve in group:
                 curve.flush()
+
+
+class LogAxis(pg.AxisItem):
+    """A log-scale axis labelled at 1, 2, 5 x 10^k in plain numbers ("0.5", "2", "10").
+
+    pyqtgraph labels every 1..9 of a decade in log mode, which overlap on a small plot.
+    Use it with ``plot.setLogMode(y=True)``.
+    """
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802, N803 (pyqtgraph's names)
+        decades = range(math.floor(minVal) - 1, math.ceil(maxVal) + 1)
+        for multiples in ((1, 2, 5), (1,)):  # fewer labels when the range spans many decades
+            values = [math.log10(m) + e for e in decades for m in multiples]
+            values = [v for v in values if minVal <= v <= maxVal]
+            if len(values) <= 6:
+                break
+        return [(None, values)]
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph's name)
+        return [f"{10 ** v * scale:g}" for v in values]
 
 
 def style_plot(plot: pg.PlotItem, title: str, y_label: str = "", x_label: str = "") -> pg.PlotItem:

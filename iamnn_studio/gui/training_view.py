@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from .forms.fields import muted
 from .forms.model_panel import format_count, format_range
 from .forms.run_form import RunForm
-from .plots import BufferedCurve, PlotRefresher, add_curve, add_level_line, style_plot
+from .plots import BufferedCurve, LogAxis, PlotRefresher, add_curve, add_level_line, style_plot
 from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph
 from .system_panel import SystemPanel
 from .worker import BackgroundTasks, TrainingSession
@@ -60,7 +60,8 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         self.ci.layout.setVerticalSpacing(8)
         train_val = f"{_swatch(SERIES['train'], 'train')} {_swatch(SERIES['val'], 'val')}"
         blocks = " ".join(_swatch(color, str(b + 1)) for b, color in enumerate(BLOCK_COLORS))
-        loss = style_plot(self.addPlot(row=0, col=0), f"Loss &nbsp;{train_val}")
+        loss = style_plot(self.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")}), f"Loss &nbsp;{train_val}")
+        loss.setLogMode(x=False, y=True)  # an early validation loss of 15 must not flatten the curve at 0.5
         accuracy = style_plot(self.addPlot(row=0, col=1), f"Accuracy % &nbsp;{train_val}")
         iterations = style_plot(self.addPlot(row=0, col=2), f"Iterations &nbsp;{blocks}")
         macs = style_plot(self.addPlot(row=1, col=0), f"MACs / image (M) &nbsp;{train_val}", x_label="step")

@@ -74,3 +74,22 @@ def test_a_series_of_only_gaps_draws_nothing_and_does_not_warn(plot, recwarn):
     curve.flush()
     assert len(curve.item.getData()[0] or []) == 0
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_constant_series_stays_exactly_flat_when_smoothed(plot):
+    from iamnn_studio.gui.plots import add_curve
+
+    curve = add_curve(plot, "#2563EB", smooth=True)
+    for step in range(500):
+        curve.append(step, 300.0)
+    assert set(curve.smoothed()) == {300.0}  # no rounding noise for the axis to zoom into
+
+
+def test_the_loss_axis_is_labelled_at_one_two_five_steps(plot):
+    import math
+
+    from iamnn_studio.gui.plots import LogAxis
+
+    axis = LogAxis("left")
+    (_, values), = axis.logTickValues(math.log10(0.3), math.log10(7.0), 200, [])
+    assert axis.logTickStrings(values, 1.0, None) == ["0.5", "1", "2", "5"]

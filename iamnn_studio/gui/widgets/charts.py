@@ -10,6 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
 
+from ..plots import LogAxis
 from . import formatting, theme
 
 
@@ -158,7 +159,7 @@ class TrainingCurves(_FixedHeightLayout):
         self.ci.layout.setSpacing(10)
         train_val = f"{swatch(theme.ACCENT, 'train')} {swatch(theme.SECONDARY, 'validation')}"
         blocks = " ".join(swatch(theme.block_color(b), str(b + 1)) for b in range(4))
-        self.loss_plot = self.addPlot(row=0, col=0)
+        self.loss_plot = self.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")})
         self.accuracy_plot = self.addPlot(row=0, col=1)
         self.iterations_plot = self.addPlot(row=0, col=2)
         for plot, title in ((self.loss_plot, f"Loss {train_val}"), (self.accuracy_plot, f"Accuracy % {train_val}"),
@@ -166,6 +167,7 @@ class TrainingCurves(_FixedHeightLayout):
             theme.style_plot(plot, title=title, bottom="epoch")
             plot.setMouseEnabled(False, False)
             plot.showGrid(x=False, y=True, alpha=0.15)
+        self.loss_plot.setLogMode(x=False, y=True)  # losses span orders of magnitude early in a run
         validation = dict(symbol="o", symbolSize=5, symbolBrush=theme.SECONDARY, symbolPen=None)
         self.train_loss = self.loss_plot.plot(pen=pg.mkPen(theme.ACCENT, width=1))
         self.val_loss = self.loss_plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1), **validation)
