@@ -194,9 +194,15 @@ class _Task(QRunnable):
         try:
             value = self.fn()
         except Exception as error:  # noqa: BLE001 - reported to the requester as one sentence
-            self.signals.error.emit(self.task_id, describe_error(error))
+            self._report(self.signals.error, describe_error(error))
             return
-        self.signals.result.emit(self.task_id, value)
+        self._report(self.signals.result, value)
+
+    def _report(self, signal: Any, value: Any) -> None:
+        try:
+            signal.emit(self.task_id, value)
+        except RuntimeError:  # the asking widget was deleted while this ran (the window closed): nobody to tell
+            pass
 
 
 class BackgroundTasks(QObject):
