@@ -215,7 +215,7 @@ class RunForm(QWidget):
         except Exception:  # a half-typed form or a broken plugin: the preview says what is wrong
             shape = None
         known = shape is not None or (self.preview_data is not None and self._shown_preview == _shape_key(data))
-        changed = known != self.input_shape_known or (known and shape != self.model.input_shape())
+        changed = known != self.input_shape_known or (shape is not None and tuple(shape) != self.model.input_shape())
         self.input_shape_known = known
         if shape is not None:
             self.model.set_input_shape(shape.channels, shape.size, shape.classes)
