@@ -47,6 +47,8 @@ AFTER_TRAINING = {
     "calibrating": "Calibrating halting on the validation images",
     "evaluating": "Evaluating on the test images: accuracy, compute per image and the threshold sweep",
 }
+#: The ResNet baseline has no halting threshold to sweep.
+EVALUATING_BASELINE = "Evaluating on the test images: accuracy and compute per image"
 
 
 class LiveMonitor(pg.GraphicsLayoutWidget):
@@ -262,6 +264,7 @@ class TrainingView(QWidget):
         self._phase = "training"  # then the AFTER_TRAINING phases
         self._phase_started = time.monotonic()
         self._calibrates = False  # the run fits its halting head after training
+        self._baseline = False  # the unshared ResNet: nothing halts, no threshold to sweep
         self._evaluation: dict[str, Any] = {}  # the "evaluated" event's summary
         self._tasks = BackgroundTasks(self)
 
@@ -452,6 +455,7 @@ class TrainingView(QWidget):
         resumed = data.get("resumed_from_step")
         self._add_log((f"Resumed at step {resumed:,} " if isinstance(resumed, int) else "Started ") + " · ".join(facts))
         self._calibrates = data.get("recipe") == "calibrated" and bool(config.get("calibrate_halting", True))
+        self._baseline = (config.get("model") or {}).get("architecture") == "resnet"
         total = data.get("total_steps")
         if self._resumed_step is not None and total and self._resumed_step >= total:  # stopped after training
             self._enter_phase("calibrating" if self._calibrates else "evaluating")
@@ -606,8 +610,11 @@ class TrainingView(QWidget):
         busy = phase in AFTER_TRAINING
         self.header.progress.setRange(0, 0 if busy else 1000)
         if busy:
-            self._add_log(AFTER_TRAINING[phase] + "…", muted_line=True)
+            self._add_log(self._phase_text(phase) + "…", muted_line=True)
             self._refresh_labels()
+
+    def _phase_text(self, phase: str) -> str:
+        return EVALUATING_BASELINE if phase == "evaluating" and self._baseline else AFTER_TRAINING[phase]
 
     @property
     def phase(self) -> str:
@@ -649,10 +656,10 @@ class TrainingView(QWidget):
         self.header.eta.setText(f"{done} · after training, {number} of {len(phases)}")
         if self._state == "running":
             elapsed = format_duration(time.monotonic() - self._phase_started)
-            sentence = f"{AFTER_TRAINING[self._phase]}… {elapsed}"
+            sentence = f"{self._phase_text(self._phase)}… {elapsed}"
             if sentence != self.header.subtitle.text():
                 self.header.subtitle.setText(sentence)
-                self.run_state_changed.emit(f"{AFTER_TRAINING[self._phase].split(':')[0]}… {elapsed}")
+                self.run_state_changed.emit(f"{self._phase_text(self._phase).split(':')[0]}… {elapsed}")
 
     def _eta(self, progress: float) -> float | None:
         if self._progress_clock is None or self._state != "running":
