@@ -57,6 +57,17 @@ class DatasetProvider(ABC):
     def load(self, cfg: "DataConfig", *, seed: int) -> "DatasetBundle":
         """Decode every split into memory; raise ``ValueError`` with a human message on user errors."""
 
+    def find_or_download(self, cfg, find):
+        """``find(root)``'s result; when nothing is there and downloads are allowed, download first.
+        Raises the provider's "not found" sentence (``_not_found(root)``) when it stays missing."""
+        found = find(cfg.root)
+        if found is None and cfg.download:
+            self._download(Path(cfg.root).expanduser() if cfg.root else datasets_root())
+            found = find(cfg.root)
+        if found is None:
+            raise ValueError(self._not_found(cfg.root))
+        return found
+
 
 DATASETS: Registry[DatasetProvider] = Registry("dataset")
 

@@ -68,12 +68,7 @@ class CifarProvider(DatasetProvider):
         )
 
     def load(self, cfg: DataConfig, *, seed: int) -> DatasetBundle:
-        folder = self.find_folder(cfg.root)
-        if folder is None and cfg.download:
-            self._download(Path(cfg.root).expanduser() if cfg.root else datasets_root())
-            folder = self.find_folder(cfg.root)
-        if folder is None:
-            raise ValueError(self._not_found(cfg.root))
+        folder = self.find_or_download(cfg, self.find_folder)
 
         meta = _load_pickle(folder / self.meta_file)
         classes = [str(c) for c in _field(meta, self.names_key, folder / self.meta_file)]

@@ -83,12 +83,7 @@ class IdxProvider(DatasetProvider):
 
     # ------------------------------------------------------------------ loading
     def load(self, cfg: DataConfig, *, seed: int) -> DatasetBundle:
-        files = self.find_files(cfg.root)
-        if files is None and cfg.download:
-            self._download(Path(cfg.root).expanduser() if cfg.root else datasets_root())
-            files = self.find_files(cfg.root)
-        if files is None:
-            raise ValueError(self._not_found(cfg.root))
+        files = self.find_or_download(cfg, self.find_files)
 
         from torchvision.datasets.mnist import read_image_file, read_label_file
 
