@@ -19,12 +19,11 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
-import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
+
+from .crash_log import write_error_log
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # a bug: one line here, the traceback in a file
-        log_path = _write_crash_log(argv)
+        log_path = write_error_log(type(exc), exc, exc.__traceback__, heading=f"iamnn-studio {' '.join(argv)}")
         print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (details in {log_path})", file=sys.stderr)
         return EXIT_FAILED
 
@@ -652,16 +651,6 @@ def _show_engine_notes() -> None:
         handler.setLevel(logging.WARNING)
         handler._iamnn_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-
-
-def _write_crash_log(argv: list[str]) -> str:
-    text = f"iamnn-studio {' '.join(argv)}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{traceback.format_exc()}"
-    try:
-        with tempfile.NamedTemporaryFile("w", prefix="iamnn-studio-error-", suffix=".log", delete=False) as fh:
-            fh.write(text)
-            return fh.name
-    except OSError:
-        return "(no log: the temp folder is not writable)"
 
 
 def to_json(value: Any) -> str:

@@ -6,24 +6,12 @@ only catches what nobody expected.
 from __future__ import annotations
 
 import sys
-import tempfile
-import time
-import traceback
 from types import TracebackType
 from typing import Callable
 
+from ..crash_log import write_error_log
+
 ErrorHook = Callable[[type[BaseException], BaseException, TracebackType | None], None]
-
-
-def write_error_log(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> str:
-    """The traceback in a temp file; returns its path (or why there is none)."""
-    text = f"IamNN Studio {time.strftime('%Y-%m-%d %H:%M:%S')}\n\n" + "".join(traceback.format_exception(kind, error, tb))
-    try:
-        with tempfile.NamedTemporaryFile("w", prefix="iamnn-studio-error-", suffix=".log", delete=False) as log:
-            log.write(text)
-            return log.name
-    except OSError:
-        return "no log: the temp folder is not writable"
 
 
 def unexpected_error_sentence(error: BaseException, log_path: str) -> str:
