@@ -29,6 +29,11 @@ if str(REPO_ROOT) not in sys.path:
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# As the app and the CLI do at start-up: freed large CPU buffers are reused, not unmapped.
+from iamnn_studio.engine.malloc_tuning import tune_malloc  # noqa: E402
+
+MALLOC_TUNED = tune_malloc()
+
 
 def set_threads(threads: int | None = None) -> int:
     """Use ``threads`` CPU threads for torch (default: every core); returns the count in use."""
@@ -104,6 +109,7 @@ def hardware() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "malloc_tuned": MALLOC_TUNED,
     }
     try:
         import torch

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
 from .crash_log import write_error_log
+from .engine.malloc_tuning import tune_malloc
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed usage (exit 2) or help (exit 0)
         return int(exc.code or 0)
     _show_engine_notes()
+    tune_malloc()
     try:
         return args.handler(args)
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from iamnn_studio.engine import ModelConfig, build_baseline, build_model
@@ -115,7 +116,13 @@ def test_eval_results_do_not_depend_on_batch_size():
     assert torch.allclose(together.logits, torch.cat([o.logits for o in alone]), atol=1e-5)
 
 
-def test_halted_samples_run_no_further_convolutions():
+@pytest.fixture
+def strict_compaction(monkeypatch):
+    """Halted samples leave the batch at once (eval mode otherwise lets a few ride along unused)."""
+    monkeypatch.setattr("iamnn_studio.engine.model.LAZY_COMPACTION", 0.0)
+
+
+def test_halted_samples_run_no_further_convolutions(strict_compaction):
     """Compaction: a sample that halts early costs fewer convolution MACs, measured by the flop counter."""
     model = build_model(tiny(threshold=0.5)).eval()
     randomise_batchnorms(model)
@@ -129,6 +136,28 @@ def test_halted_samples_run_no_further_convolutions():
     assert out.iterations.sum() < 32 * sum(model.caps)
     assert adaptive.get_total_flops() < full.get_total_flops()
     assert adaptive.get_total_flops() // 2 == int(out.macs.sum())
+
+
+def test_lazy_compaction_gives_the_same_answers_for_a_bounded_extra_cost(monkeypatch):
+    """Eval mode keeps halted samples in the batch until they are LAZY_COMPACTION of it: same outputs,
+    and the convolutions run on them cost less than that share of the work."""
+    from iamnn_studio.engine.model import LAZY_COMPACTION
+
+    model = build_model(tiny(threshold=0.5)).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    x = torch.randn(64, 1, 16, 16)
+    with torch.no_grad(), FlopCounterMode(display=False) as lazy_count:
+        lazy = model(x)
+    monkeypatch.setattr("iamnn_studio.engine.model.LAZY_COMPACTION", 0.0)
+    with torch.no_grad(), FlopCounterMode(display=False) as strict_count:
+        strict = model(x)
+    assert torch.allclose(lazy.logits, strict.logits, atol=1e-5)
+    assert torch.equal(lazy.iterations, strict.iterations) and torch.equal(lazy.macs, strict.macs)
+    for a, b in zip(lazy.halting, strict.halting):
+        assert torch.allclose(a, b, atol=1e-6, equal_nan=True)
+    extra = lazy_count.get_total_flops() / strict_count.get_total_flops() - 1
+    assert 0 <= extra < LAZY_COMPACTION
 
 
 # ------------------------------------------------------------------------ halting
@@ -263,7 +292,7 @@ def test_tiny_training_subsets_keep_running_statistics_and_stay_bounded():
 # ---------------------------------------------------------------------------- MACs
 @pytest.mark.parametrize("stem_size", [16, 80])  # small 3x3 stem and the ImageNet 7x7/2 stem
 @pytest.mark.parametrize("mode", ["adaptive", "fixed:1", "max"])
-def test_mac_accounting_equals_flop_counter(mode, stem_size):
+def test_mac_accounting_equals_flop_counter(mode, stem_size, strict_compaction):
     model = build_model(tiny(image_size=stem_size, mode=mode, threshold=0.5, in_channels=3)).eval()
     randomise_batchnorms(model)
     spread_halting(model)
@@ -279,20 +308,24 @@ def test_macs_range_spans_one_iteration_to_the_caps():
     costs = model.unit_costs()
     # cheapest: one iteration and one head evaluation per block; dearest: every iteration, heads at all but the cap
     fixed = costs["stem"] + sum(costs["input"]) + costs["classifier"]
-    cheapest = fixed + sum(it + hd for it, hd in zip(costs["iteration"], costs["head"]))
+    cheapest = fixed + sum(first + hd for first, hd in zip(costs["first_iteration"], costs["head"]))
     dearest = fixed + sum(
-        cap * it + (cap - 1) * hd for cap, it, hd in zip(model.caps, costs["iteration"], costs["head"]))
+        first + (cap - 1) * (it + hd)
+        for cap, first, it, hd in zip(model.caps, costs["first_iteration"], costs["iteration"], costs["head"]))
     assert (low, high) == (cheapest, dearest)
 
 
 def test_research_unit_costs_for_width_16_fashion_mnist():
     """adaptivity.md: conv MACs per iteration 3.61 / 3.81 / 3.81 / 2.80 M at width 16, 28x28 when the
-    whole concat(x0, state) is convolved; the x0 part of the first convolution runs once per block."""
+    whole concat(x0, state) is convolved. The x0 part of the first convolution runs once per block, and
+    the first iteration skips the state part (the state is still zero)."""
     model = build_model(ModelConfig(depth=50, width=16, in_channels=1, image_size=28, num_classes=10))
     costs = model.unit_costs()
-    first_iteration = [i + it for i, it in zip(costs["input"], costs["iteration"])]
-    assert [round(c / 1e6, 2) for c in first_iteration] == [3.61, 3.81, 3.81, 2.80]
-    assert all(it < first for it, first in zip(costs["iteration"], first_iteration))
+    paper_form = [i + it for i, it in zip(costs["input"], costs["iteration"])]
+    assert [round(c / 1e6, 2) for c in paper_form] == [3.61, 3.81, 3.81, 2.80]
+    assert all(it < whole for it, whole in zip(costs["iteration"], paper_form))
+    for block, (h, w), first, it in zip(model.blocks, model._spatial, costs["first_iteration"], costs["iteration"]):
+        assert it - first == h * w * block.channels * block.process.width  # the skipped 1x1 over the state
 
 
 def test_split_first_convolution_equals_convolving_the_concatenation():
@@ -394,3 +427,34 @@ def test_calibration_fits_heads_and_picks_a_threshold_from_the_curve():
     cheaper_and_good = [p for p in summary["curve"]
                         if p["mean_macs"] < chosen["mean_macs"] and p["agreement"] >= summary["target_agreement"]]
     assert not cheaper_and_good
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (2, 3)])
+def test_fast_max_pool_equals_pytorch_max_pool(size):
+    from iamnn_studio.engine.model import MaxPool2x2
+
+    x = torch.randn(3, 5, *size)
+    x[0, 0, 0, 0] = math.nan  # NaN propagates as in PyTorch's kernel
+    with torch.no_grad():
+        fast = MaxPool2x2()(x)
+    reference = nn.MaxPool2d(2)(x)
+    assert fast.shape == reference.shape
+    assert torch.equal(fast.nan_to_num(-1.0), reference.nan_to_num(-1.0))
+    assert fast[0, 0].isnan().any() == reference[0, 0].isnan().any()
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_eval_step_with_folded_batchnorms_equals_conv_then_batchnorm(first):
+    """Eval mode folds each batchnorm into the convolution before it: same values as running them."""
+    model = build_model(tiny()).eval()
+    randomise_batchnorms(model)
+    process = model.blocks[1].process
+    x0 = torch.randn(6, model.blocks[1].in_channels, 8, 8)
+    state = None if first else torch.randn(6, model.blocks[1].channels, 8, 8)
+    with torch.no_grad():
+        prepared = process.prepare(x0)
+        folded = process.step(prepared, state, 1)
+        reference = process._rest(prepared if first else prepared + torch.nn.functional.conv2d(
+            state, process.conv1.weight[:, process.in_channels:]), 1)
+    assert torch.allclose(folded, reference, atol=1e-5)
+    assert not torch.allclose(reference, process._rest(prepared, 0), atol=1e-3)  # the iteration's own statistics

@@ -53,7 +53,7 @@ class BlockTrajectory:
 
 def block_trajectory(block, x0: Tensor) -> BlockTrajectory:
     """Run a block to its cap, keeping every possible exit and the head inputs."""
-    state = x0.new_zeros(x0.shape[0], block.channels, *x0.shape[2:])
+    state = None  # s_0 = 0
     features = PooledFeatures(x0, block.channels)
     prepared = block.prepare(x0)
     exits, pooled = [], []

@@ -25,6 +25,18 @@ from .halting import act_step, hazard_step
 from .layers import BLOCKS, HaltingHead, conv_macs, per_iteration_norms
 
 
+#: In eval mode, halted samples stay in the running batch (computed, unused) until they are this
+#: share of it; then the survivors are gathered out. Measured in benchmarks/bench_early_exit.py.
+LAZY_COMPACTION = 0.15
+
+
+def layout_of(x: Tensor) -> torch.memory_format:
+    """channels_last where ``x`` is laid out so (a new tensor like it then needs no transposing copy)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 @dataclass
 class ModelOutput:
     """What a forward pass returns, per image."""
@@ -61,6 +73,7 @@ class PooledFeatures:
         return torch.cat([self.state, self.x0, out], dim=1)
 
     def keep(self, keep: Tensor) -> None:
+        """Keep the samples at indices ``keep``."""
         self.x0, self.state = self.x0[keep], self.state[keep]
 
 
@@ -84,6 +97,12 @@ class IamNNBlock(nn.Module):
 
     def iteration_macs(self, height: int, width: int) -> int:
         return self.process.macs(height, width)
+
+    def first_iteration_macs(self, height: int, width: int) -> int:
+        """The first iteration starts from the zero state: blocks with ``step`` skip the state's part."""
+        state_macs = getattr(self.process, "state_macs", None)
+        skipped = state_macs(height, width) if state_macs and hasattr(self.process, "step") else 0
+        return self.iteration_macs(height, width) - skipped
 
     def head_macs(self) -> int:
         return self.halting_head.macs()
@@ -117,16 +136,19 @@ class IamNNBlock(nn.Module):
         convolving concat(x0, state) at every iteration; others get x0 itself."""
         return self.process.prepare(x0) if hasattr(self.process, "step") else x0
 
-    def _step(self, prepared: Tensor, state: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    def _step(self, prepared: Tensor, state: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
+        """(new state, output) of iteration ``n``; ``state=None`` is the zero state s_0."""
         if hasattr(self.process, "step"):
             out = self.process.step(prepared, state, n)
         else:
+            if state is None:
+                state = prepared.new_zeros(prepared.shape[0], self.channels, *prepared.shape[2:])
             out = self.process(torch.cat([prepared, state], dim=1), n)
-        return state + out, out
+        return (out if state is None else state + out), out
 
     def _run_fixed(self, x0: Tensor, n_iter: int) -> BlockResult:
         batch = x0.shape[0]
-        state = x0.new_zeros(batch, self.channels, *x0.shape[2:])
+        state = None
         prepared = self.prepare(x0)
         for n in range(n_iter):
             state, _ = self._step(prepared, state, n)
@@ -143,60 +165,76 @@ class IamNNBlock(nn.Module):
         batch, device = x0.shape[0], x0.device
         running = torch.arange(batch, device=device)  # global index of each running sample
         x = self.prepare(x0)
-        state = x0.new_zeros(batch, self.channels, *x0.shape[2:])
+        state: Tensor | None = None  # s_0 = 0
         cumulative = torch.zeros(batch, device=device)
-        weighted = torch.zeros_like(state) if rule == "act" else None
+        weighted: Tensor | None = None  # ACT's running weighted mean of the states
         halting = torch.full((batch, self.cap), math.nan, device=device)
         iterations = torch.zeros(batch, dtype=torch.long, device=device)
+        ponder = torch.zeros(batch, device=device)
         pooled = PooledFeatures(x0, self.channels)
-        done_index, done_output, done_ponder = [], [], []
+        output: Tensor | None = None  # every sample's exit is written into it once, in place
 
+        # In eval mode a few halted rows may ride along unused ("zombies") until they are
+        # LAZY_COMPACTION of the batch: copying the survivors out costs more than a little
+        # wasted compute. Training compacts at once (batchnorm statistics must not see them).
+        lazy = 0.0 if self.training else LAZY_COMPACTION
+        alive: Tensor | None = None  # rows of the current batch still running; None: all of them
+        alive_count = batch
         for n in range(self.cap):
             state, out = self._step(x, state, n)
             score = None if n == self.cap - 1 else self.halting_head.score(pooled.update(out), n)
             if score is not None:
-                halting[running, n] = score.detach().float()
+                if alive is None:
+                    halting[running, n] = score.detach().float()
+                else:
+                    halting[running[alive], n] = score[alive].detach().float()
             if rule == "act":
                 halt, weight, new_cumulative = act_step(cumulative, score, threshold)
-                weighted = weighted + weight.view(-1, 1, 1, 1).to(state.dtype) * self.exit_norm[n](state)
-                block_out = weighted
+                contribution = weight.view(-1, 1, 1, 1).to(state.dtype) * self.exit_norm[n](state)
+                weighted = contribution if weighted is None else weighted + contribution
                 sample_ponder = (n + 1) + (1.0 - cumulative)  # N + R for those halting now
             else:
                 halt, new_cumulative = hazard_step(cumulative, score, threshold)
-                block_out = None
-                sample_ponder = torch.full_like(cumulative, n + 1.0)
+                sample_ponder = None
             cumulative = new_cumulative
+            if alive is not None:
+                halt = halt & alive
 
-            halting_now = int(halt.sum())  # one host sync per iteration
-            if halting_now:
-                iterations[running[halt]] = n + 1
-                done_index.append(running[halt])
-                done_ponder.append(sample_ponder[halt])
-                done_output.append(block_out[halt] if rule == "act" else self.exit_norm[n](state[halt]))
-            if halting_now == len(running):
+            halted = halt.nonzero().squeeze(1)  # the one host sync of the iteration
+            if len(halted):
+                exit_value = weighted[halted] if rule == "act" else self.exit_norm[n](state[halted])
+                if output is None:
+                    output = torch.empty((batch, *exit_value.shape[1:]), dtype=exit_value.dtype,
+                                         device=device, memory_format=layout_of(exit_value))
+                where = running[halted]
+                output.index_copy_(0, where, exit_value)
+                iterations[where] = n + 1
+                ponder[where] = (n + 1.0) if sample_ponder is None else sample_ponder[halted].to(ponder.dtype)
+            alive_count -= len(halted)
+            if alive_count == 0:
                 break
-            if halting_now:
-                keep = ~halt
-                running, x, state, cumulative = running[keep], x[keep], state[keep], cumulative[keep]
-                pooled.keep(keep)
-                if weighted is not None:
-                    weighted = weighted[keep]
+            if len(halted):
+                alive = ~halt if alive is None else alive & ~halt
+                if 1.0 - alive_count / len(running) >= lazy:
+                    keep = alive.nonzero().squeeze(1)
+                    running, x, state, cumulative = running[keep], x[keep], state[keep], cumulative[keep]
+                    pooled.keep(keep)
+                    if weighted is not None:
+                        weighted = weighted[keep]
+                    alive = None
 
-        order = torch.argsort(torch.cat(done_index))
-        ponder_cost = torch.cat(done_ponder)[order]
         return BlockResult(
-            output=torch.cat(done_output)[order],
+            output=output,
             iterations=iterations,
             halting=halting,
-            ponder_cost=ponder_cost,
+            ponder_cost=ponder,
             head_evaluations=iterations.clamp(max=self.cap - 1),
         )
 
     def _run_masked(self, x0: Tensor, rule: str, threshold: float) -> BlockResult:
         """Every sample runs every iteration; halted samples' state, output and scores are frozen."""
         batch, device = x0.shape[0], x0.device
-        state = x0.new_zeros(batch, self.channels, *x0.shape[2:])
-        output = torch.zeros_like(state)
+        state = output = None  # s_0 = 0; the block output is set at each sample's exit
         cumulative = torch.zeros(batch, device=device)
         running = torch.ones(batch, dtype=torch.bool, device=device)
         iterations = torch.zeros(batch, dtype=torch.long, device=device)
@@ -206,7 +244,10 @@ class IamNNBlock(nn.Module):
         scores = []
         for n in range(self.cap):
             new_state, out = self._step(prepared, state, n)
-            state = torch.where(running.view(-1, 1, 1, 1), new_state, state)
+            # every sample runs the first iteration, so s_1 needs no mask
+            state = new_state if state is None else torch.where(running.view(-1, 1, 1, 1), new_state, state)
+            if output is None:
+                output = torch.zeros_like(state)
             features = pooled.update(out)  # halted samples' scores are masked out below
             score = None if n == self.cap - 1 else self.halting_head.score(features, n)
             nan = torch.full((batch,), math.nan, device=device)
@@ -230,6 +271,24 @@ class IamNNBlock(nn.Module):
             halting=torch.stack(scores, dim=1),
             ponder_cost=ponder,
             head_evaluations=iterations.clamp(max=self.cap - 1),
+        )
+
+
+class MaxPool2x2(nn.MaxPool2d):
+    """``nn.MaxPool2d(2)``; without autograd, as four strided maxima: ~7x faster on CPU in NCHW
+    (benchmarks/bench_early_exit.py), same values. Training keeps PyTorch's kernel, whose backward is faster."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        exporting = torch.compiler.is_compiling() or torch.jit.is_tracing()  # exported graphs keep the standard op
+        if (torch.is_grad_enabled() and x.requires_grad) or exporting or x.dim() != 4:
+            return super().forward(x)
+        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode: an odd last row/column is dropped
+        return torch.maximum(
+            torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2]),
+            torch.maximum(x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]),
         )
 
 
@@ -257,7 +316,7 @@ class IamNN(nn.Module):
             blocks.append(IamNNBlock(in_channels, width * r, width, cap, config.block))
             in_channels = width * r
         self.blocks = nn.ModuleList(blocks)
-        self.pool = nn.MaxPool2d(2)
+        self.pool = MaxPool2x2()
         self.fc = nn.Linear(in_channels, config.num_classes)
         self._spatial = self._block_resolutions()
 
@@ -283,7 +342,13 @@ class IamNN(nn.Module):
         otherwise the config's mode decides.
         """
         rule, fixed = self._policy(exits)
-        h = self.stem(x)
+        # channels_last, oneDNN's and cuDNN's native layout: 1x1 convolutions and max-pooling are
+        # several times faster on CPU than in NCHW (benchmarks/bench_early_exit.py); same values. The
+        # stem's output is converted too: for one input channel the two layouts are the same tensor
+        # and PyTorch then keeps NCHW.
+        h = self.stem(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
+        if h.dim() == 4:
+            h = h.contiguous(memory_format=torch.channels_last)
         results = []
         for b, block in enumerate(self.blocks):
             if b > 0:
@@ -327,7 +392,8 @@ class IamNN(nn.Module):
         return sizes
 
     def unit_costs(self) -> dict:
-        """MACs of the fixed parts and of one iteration / one head evaluation per block."""
+        """MACs of the fixed parts and, per block, of the first iteration, of each later one and of
+        one head evaluation."""
         cfg, size = self.config, self.config.image_size
         if cfg.small_stem:
             stem = conv_macs(size, size, cfg.in_channels, cfg.width, 3)
@@ -337,6 +403,7 @@ class IamNN(nn.Module):
         return {
             "stem": stem,
             "input": [blk.input_macs(*hw) for blk, hw in zip(self.blocks, self._spatial)],
+            "first_iteration": [blk.first_iteration_macs(*hw) for blk, hw in zip(self.blocks, self._spatial)],
             "iteration": [blk.iteration_macs(*hw) for blk, hw in zip(self.blocks, self._spatial)],
             "head": [blk.head_macs() for blk in self.blocks],
             "classifier": self.fc.in_features * self.fc.out_features,
@@ -347,8 +414,9 @@ class IamNN(nn.Module):
         costs = self.unit_costs()
         it = torch.tensor(costs["iteration"], dtype=torch.long, device=iterations.device)
         hd = torch.tensor(costs["head"], dtype=torch.long, device=iterations.device)
-        fixed = costs["stem"] + sum(costs["input"]) + costs["classifier"]
-        return fixed + (iterations.long() * it).sum(1) + (head_evaluations.long() * hd).sum(1)
+        # every image runs each block's first iteration: it is a fixed cost, the later ones are not
+        fixed = costs["stem"] + sum(costs["input"]) + sum(costs["first_iteration"]) + costs["classifier"]
+        return fixed + ((iterations.long() - 1) * it).sum(1) + (head_evaluations.long() * hd).sum(1)
 
     def macs_range(self) -> tuple[int, int]:
         """(cheapest, dearest) possible per-image MACs in adaptive mode."""

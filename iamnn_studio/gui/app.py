@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..engine.malloc_tuning import tune_malloc
+
 ORGANIZATION = "IamNN"
 APPLICATION = "IamNN Studio"
 
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before torch can load (it loads later, in the engine loader): OpenMP threads that spin while
     # idle steal the UI thread's core on small machines (shared/research/ui-lag.md).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    tune_malloc()  # large CPU activations reuse heap memory instead of page-faulting in fresh maps
     args = parse_args(sys.argv[1:] if argv is None else argv)
     problem = display_problem()
     if problem:
