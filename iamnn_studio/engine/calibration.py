@@ -58,9 +58,8 @@ def block_trajectory(block, x0: Tensor) -> BlockTrajectory:
     prepared = block.prepare(x0)
     exits, pooled = [], []
     for n in range(block.cap):
-        state, out = block._step(prepared, state, n)
+        state, step_features = block._advance(prepared, state, n, pooled=features, in_place=True)
         exits.append(block.exit_norm[n](state))
-        step_features = features.update(out)
         if n < block.cap - 1:
             pooled.append(step_features.float())
     return BlockTrajectory(exits, pooled)

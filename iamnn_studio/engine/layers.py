@@ -65,6 +65,41 @@ def bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
     return scale, shift
 
 
+def conv1x1_add_(target: Tensor, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``target += conv2d(x, weight, bias)`` for a 1x1 convolution, in place.
+
+    On CPU float32 this is oneDNN's convolution with a fused "add" post-op (the op PyTorch's
+    inductor emits for the same pattern): the sum is written as the convolution's output, so the
+    activations are not read and written a second time. Elsewhere, or if that op is missing, an
+    in-place addition.
+    """
+    if target.device.type == "cpu" and target.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        try:
+            return torch.ops.mkldnn._convolution_pointwise_.binary(
+                target, x, weight, bias, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None)
+        except (AttributeError, RuntimeError):  # op absent in this build, or a layout it refuses
+            pass
+    return target.add_(F.conv2d(x, weight, bias))
+
+
+def _register_fused_conv_flops() -> None:
+    """Teach ``FlopCounterMode`` the fused convolution above, so counted FLOPs stay exact."""
+    try:
+        from torch.utils.flop_counter import conv_flop_count, register_flop_formula
+
+        fused = torch.ops.mkldnn._convolution_pointwise_  # the packet: the counter takes no overloads
+    except (ImportError, AttributeError, RuntimeError):
+        return
+
+    @register_flop_formula(fused)
+    def fused_conv_flop(_target_shape, x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        # every overload takes (other, X, W, ...): the convolution is X * W whatever the post-op
+        return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
+_register_fused_conv_flops()
+
+
 def conv_macs(height: int, width: int, in_channels: int, out_channels: int, kernel: int, groups: int = 1) -> int:
     """Multiply-accumulates of a stride-1 'same' convolution, per sample."""
     return height * width * (in_channels // groups) * out_channels * kernel * kernel
@@ -114,13 +149,15 @@ class BottleneckProcessing(nn.Module):
         return self.bn3[iteration](self.conv3(out))
 
     def _folded_step(self, prepared: Tensor, state: Tensor | None, n: int) -> Tensor:
-        """``step`` in eval mode, with each batchnorm folded into the convolution before it.
+        """``step`` in eval mode, with each batchnorm folded into the convolution before it."""
+        return self._folded_conv3(self._folded_hidden(prepared, state, n), n, None)
 
-        Eval batchnorm is a per-channel affine map, so conv -> BN is one convolution with scaled
-        weights and a bias: two fewer passes over the activations per iteration, which is most of
-        the non-convolution time on a CPU. BN1 follows a sum (x0's part is computed once per block),
-        so its scale is applied to that part with one fused multiply-add.
-        """
+    # Eval batchnorm is a per-channel affine map, so conv -> BN is one convolution with scaled
+    # weights and a bias: two fewer passes over the activations per iteration, which is most of the
+    # non-convolution time on a CPU. BN1 follows a sum (x0's part is computed once per block), so
+    # its scale reaches that part through one fused multiply-add.
+    def _folded_hidden(self, prepared: Tensor, state: Tensor | None, n: int) -> Tensor:
+        """relu(bn2(conv2(relu(bn1(conv1(concat(x0, state))))))) with folded batchnorms."""
         scale1, shift1 = bn_affine(self.bn1[n])
         if state is None:
             reduced = torch.addcmul(shift1.view(1, -1, 1, 1), prepared, scale1.view(1, -1, 1, 1))
@@ -128,9 +165,23 @@ class BottleneckProcessing(nn.Module):
             state_weight = self.conv1.weight[:, self.in_channels:] * scale1.view(-1, 1, 1, 1)
             reduced = F.conv2d(state, state_weight, shift1).addcmul_(prepared, scale1.view(1, -1, 1, 1))
         scale2, shift2 = bn_affine(self.bn2[n])
-        out = F.conv2d(reduced.relu_(), self.conv2.weight * scale2.view(-1, 1, 1, 1), shift2, padding=1)
+        return F.conv2d(reduced.relu_(), self.conv2.weight * scale2.view(-1, 1, 1, 1), shift2, padding=1).relu_()
+
+    def _folded_conv3(self, hidden: Tensor, n: int, add_to: Tensor | None) -> Tensor:
+        """bn3(conv3(hidden)), or ``add_to`` + it computed in place in ``add_to`` when given."""
         scale3, shift3 = bn_affine(self.bn3[n])
-        return F.conv2d(out.relu_(), self.conv3.weight * scale3.view(-1, 1, 1, 1), shift3)
+        weight = self.conv3.weight * scale3.view(-1, 1, 1, 1)
+        if add_to is None:
+            return F.conv2d(hidden, weight, shift3)
+        return conv1x1_add_(add_to, hidden, weight, shift3)
+
+    def advance(self, prepared: Tensor, state: Tensor, n: int) -> Tensor:
+        """Inference only (eval mode, no autograd): the next state, computed in ``state``'s memory.
+
+        The update is one convolution that adds into the state: no output tensor, no separate
+        addition pass over the activations.
+        """
+        return self._folded_conv3(self._folded_hidden(prepared, state, n), n, state)
 
     def prepare_macs(self, height: int, width: int) -> int:
         return conv_macs(height, width, self.in_channels, self.width, 1)

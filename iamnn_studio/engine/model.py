@@ -66,9 +66,8 @@ class PooledFeatures:
         self.x0 = x0.mean(dim=(2, 3))
         self.state = self.x0.new_zeros(x0.shape[0], channels)
 
-    def update(self, output: Tensor) -> Tensor:
-        """Add one iteration's output; returns concat(GAP(state), GAP(x0), GAP(output))."""
-        out = output.mean(dim=(2, 3))
+    def update(self, out: Tensor) -> Tensor:
+        """Add one iteration's GAP(output); returns concat(GAP(state), GAP(x0), GAP(output))."""
         self.state = self.state + out
         return torch.cat([self.state, self.x0, out], dim=1)
 
@@ -136,6 +135,25 @@ class IamNNBlock(nn.Module):
         convolving concat(x0, state) at every iteration; others get x0 itself."""
         return self.process.prepare(x0) if hasattr(self.process, "step") else x0
 
+    def _advance(self, prepared: Tensor, state: Tensor | None, n: int, *, pooled: PooledFeatures | None,
+                 in_place: bool) -> tuple[Tensor, Tensor | None]:
+        """(new state, the halting head's input after this iteration when ``pooled`` is given).
+
+        With ``in_place``, inference may compute the new state in ``state``'s memory (the caller no
+        longer needs the old one) through the processing block's fused ``advance``; GAP(output) is
+        then GAP(new state) - GAP(old state), which ``pooled`` keeps.
+        """
+        fast = getattr(self.process, "advance", None)
+        exporting = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        if fast is not None and in_place and state is not None and not self.training \
+                and not torch.is_grad_enabled() and not exporting:
+            state = fast(prepared, state, n)
+            if pooled is None:
+                return state, None
+            return state, pooled.update(state.mean(dim=(2, 3)) - pooled.state)
+        new_state, out = self._step(prepared, state, n)
+        return new_state, (None if pooled is None else pooled.update(out.mean(dim=(2, 3))))
+
     def _step(self, prepared: Tensor, state: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
         """(new state, output) of iteration ``n``; ``state=None`` is the zero state s_0."""
         if hasattr(self.process, "step"):
@@ -151,7 +169,7 @@ class IamNNBlock(nn.Module):
         state = None
         prepared = self.prepare(x0)
         for n in range(n_iter):
-            state, _ = self._step(prepared, state, n)
+            state, _ = self._advance(prepared, state, n, pooled=None, in_place=True)
         iterations = torch.full((batch,), n_iter, dtype=torch.long, device=x0.device)
         return BlockResult(
             output=self.exit_norm[n_iter - 1](state),
@@ -181,8 +199,9 @@ class IamNNBlock(nn.Module):
         alive: Tensor | None = None  # rows of the current batch still running; None: all of them
         alive_count = batch
         for n in range(self.cap):
-            state, out = self._step(x, state, n)
-            score = None if n == self.cap - 1 else self.halting_head.score(pooled.update(out), n)
+            last = n == self.cap - 1
+            state, features = self._advance(x, state, n, pooled=None if last else pooled, in_place=True)
+            score = None if last else self.halting_head.score(features, n)
             if score is not None:
                 if alive is None:
                     halting[running, n] = score.detach().float()
@@ -243,12 +262,11 @@ class IamNNBlock(nn.Module):
         prepared = self.prepare(x0)
         scores = []
         for n in range(self.cap):
-            new_state, out = self._step(prepared, state, n)
+            new_state, features = self._advance(prepared, state, n, pooled=pooled, in_place=False)
             # every sample runs the first iteration, so s_1 needs no mask
             state = new_state if state is None else torch.where(running.view(-1, 1, 1, 1), new_state, state)
             if output is None:
                 output = torch.zeros_like(state)
-            features = pooled.update(out)  # halted samples' scores are masked out below
             score = None if n == self.cap - 1 else self.halting_head.score(features, n)
             nan = torch.full((batch,), math.nan, device=device)
             scores.append(nan if score is None else torch.where(running, score.float(), nan))
