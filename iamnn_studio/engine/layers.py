@@ -11,6 +11,8 @@ at the first iteration, where the state is still zero and its part of the work c
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -108,6 +110,19 @@ def conv_macs(height: int, width: int, in_channels: int, out_channels: int, kern
 BLOCKS: Registry = Registry("processing block")
 
 
+@dataclass(frozen=True)
+class FoldedIteration:
+    """One iteration's eval-mode convolutions with their batchnorms folded in."""
+
+    scale1: Tensor
+    shift1: Tensor
+    state_weight: Tensor
+    weight2: Tensor
+    shift2: Tensor
+    weight3: Tensor
+    shift3: Tensor
+
+
 @BLOCKS.register("bottleneck")
 class BottleneckProcessing(nn.Module):
     """The paper's processing block: 1x1 -> 3x3 -> 1x1 convolutions over concat(x0, state).
@@ -158,22 +173,46 @@ class BottleneckProcessing(nn.Module):
     # its scale reaches that part through one fused multiply-add.
     def _folded_hidden(self, prepared: Tensor, state: Tensor | None, n: int) -> Tensor:
         """relu(bn2(conv2(relu(bn1(conv1(concat(x0, state))))))) with folded batchnorms."""
-        scale1, shift1 = bn_affine(self.bn1[n])
+        folded = self._folded(n)
         if state is None:
-            reduced = torch.addcmul(shift1.view(1, -1, 1, 1), prepared, scale1.view(1, -1, 1, 1))
+            reduced = torch.addcmul(folded.shift1.view(1, -1, 1, 1), prepared, folded.scale1.view(1, -1, 1, 1))
         else:
-            state_weight = self.conv1.weight[:, self.in_channels:] * scale1.view(-1, 1, 1, 1)
-            reduced = F.conv2d(state, state_weight, shift1).addcmul_(prepared, scale1.view(1, -1, 1, 1))
-        scale2, shift2 = bn_affine(self.bn2[n])
-        return F.conv2d(reduced.relu_(), self.conv2.weight * scale2.view(-1, 1, 1, 1), shift2, padding=1).relu_()
+            reduced = F.conv2d(state, folded.state_weight, folded.shift1).addcmul_(prepared, folded.scale1.view(1, -1, 1, 1))
+        return F.conv2d(reduced.relu_(), folded.weight2, folded.shift2, padding=1).relu_()
 
     def _folded_conv3(self, hidden: Tensor, n: int, add_to: Tensor | None) -> Tensor:
         """bn3(conv3(hidden)), or ``add_to`` + it computed in place in ``add_to`` when given."""
-        scale3, shift3 = bn_affine(self.bn3[n])
-        weight = self.conv3.weight * scale3.view(-1, 1, 1, 1)
+        folded = self._folded(n)
         if add_to is None:
-            return F.conv2d(hidden, weight, shift3)
-        return conv1x1_add_(add_to, hidden, weight, shift3)
+            return F.conv2d(hidden, folded.weight3, folded.shift3)
+        return conv1x1_add_(add_to, hidden, folded.weight3, folded.shift3)
+
+    def _folded(self, n: int) -> FoldedIteration:
+        """Iteration ``n``'s folded weights. For inference they are cached and recomputed only when a
+        weight or statistic has changed (every in-place change bumps a tensor's version); with
+        autograd on, or while exporting, they are computed in the graph."""
+        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return self._fold(n)
+        tensors = [self.conv1.weight, self.conv2.weight, self.conv3.weight]
+        for bn in (self.bn1[n], self.bn2[n], self.bn3[n]):
+            tensors += (bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        key = tuple((t.data_ptr(), t._version) for t in tensors if t is not None)
+        cache = self.__dict__.setdefault("_folded_cache", {})
+        hit = cache.get(n)
+        if hit is None or hit[0] != key:
+            hit = cache[n] = (key, self._fold(n))
+        return hit[1]
+
+    def _fold(self, n: int) -> FoldedIteration:
+        scale1, shift1 = bn_affine(self.bn1[n])
+        scale2, shift2 = bn_affine(self.bn2[n])
+        scale3, shift3 = bn_affine(self.bn3[n])
+        return FoldedIteration(
+            scale1=scale1, shift1=shift1,
+            state_weight=self.conv1.weight[:, self.in_channels:] * scale1.view(-1, 1, 1, 1),
+            weight2=self.conv2.weight * scale2.view(-1, 1, 1, 1), shift2=shift2,
+            weight3=self.conv3.weight * scale3.view(-1, 1, 1, 1), shift3=shift3,
+        )
 
     def advance(self, prepared: Tensor, state: Tensor, n: int) -> Tensor:
         """Inference only (eval mode, no autograd): the next state, computed in ``state``'s memory.
