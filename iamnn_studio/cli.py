@@ -257,6 +257,12 @@ def _print_run_summary(result: Any) -> None:
     print("\n".join(lines))
 
 
+PHASE_LABELS = {
+    "calibrating": "calibrating the halting head",
+    "evaluating": "evaluating on the test images (accuracy, MACs, threshold sweep)",
+}
+
+
 class TrainingProgress:
     """Shows trainer events: one line rewritten with ``\\r`` on a terminal, a line per epoch otherwise."""
 
@@ -304,6 +310,15 @@ class TrainingProgress:
                    f"step {d.get('step')}  train loss {_number(d.get('train_loss'))} acc {_percent(d.get('train_accuracy'))}"
                    f"{val}  {d.get('images_per_s') or 0:.0f} img/s  iterations {_iterations(d.get('iterations'))}  "
                    f"MACs {format_macs(d.get('macs'))}")
+
+    def _on_phase_progress(self, d: dict) -> None:
+        if not self.live:  # logs get the phase's start and result lines only
+            return
+        label = PHASE_LABELS.get(str(d.get("phase")), str(d.get("phase")))
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self.stream.write("\r" + f"{label}: {int(float(d.get('fraction') or 0) * 100):3d}%"[:width].ljust(width))
+        self.stream.flush()
+        self._bar_shown = True
 
     def _on_calibrated(self, d: dict) -> None:
         self._line(f"halting head calibrated: threshold {_number(d.get('threshold'), 3)}, "

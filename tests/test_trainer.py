@@ -194,6 +194,15 @@ def test_calibrated_training_runs_varied_exits_then_fits_the_halting_head(tmp_ru
         assert saved.model_config.threshold == calibrated.data["threshold"] and saved.model_config.mode == "adaptive"
         assert saved.training_state["halting_fitted"]
     assert json.loads((result.run_dir / "eval.json").read_text())["threshold"] == calibrated.data["threshold"]
+    # calibration and evaluation report their progress, in order, each ending at 1
+    for phase, ends_before in (("calibrating", "calibrated"), ("evaluating", "evaluated")):
+        reports = [e for e in recorder.of("phase_progress") if e.data["phase"] == phase]
+        fractions = [e.data["fraction"] for e in reports]
+        assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0, (phase, fractions)
+        positions = [i for i, e in enumerate(recorder.events) if any(e is r for r in reports)]
+        end = next(i for i, e in enumerate(recorder.events) if e.kind == ends_before)
+        assert max(positions) < end
+    assert "phase_progress" not in (result.run_dir / "metrics.jsonl").read_text()  # transient: not recorded
 
 
 def _first_step_loss(tmp_runs, **overrides) -> dict:

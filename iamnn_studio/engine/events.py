@@ -7,6 +7,8 @@ Kinds and their ``data`` keys:
 - ``epoch``: epoch, step, train_loss, train_accuracy, val_loss, val_accuracy, iterations, macs, images_per_s, lr
 - ``checkpoint``: path, epoch, best (bool)
 - ``paused`` / ``resumed``: step
+- ``phase_progress``: phase ("calibrating" or "evaluating"), fraction (0..1) of that after-training
+  phase done. Throttled to <= 4 per second; not written to the run folder.
 - ``calibrated``: threshold, per_block_accuracy ..., curve (list of {threshold, macs, accuracy})
 - ``evaluated``: the eval.json summary (top1, top5, macs stats)
 - ``finished``: reason ("completed", "stopped", "max_steps"), best_accuracy, run_dir
@@ -20,7 +22,7 @@ from typing import Any, Callable
 
 EVENT_KINDS = (
     "started", "step", "epoch", "checkpoint", "paused", "resumed",
-    "calibrated", "evaluated", "finished", "failed", "log",
+    "phase_progress", "calibrated", "evaluated", "finished", "failed", "log",
 )
 
 

@@ -32,7 +32,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 TRAINER_STATES = ("idle", "running", "paused", "stopping", "stopped", "completed", "failed")
 #: Step events are aggregated over windows of at least this many seconds (<= 10 events/s).
 STEP_EVENT_INTERVAL = 0.1
+#: Seconds between ``phase_progress`` events during calibration and evaluation.
+PHASE_PROGRESS_INTERVAL_S = 0.25
 #: With several processes, metrics and stop requests are combined every this many steps.
 SYNC_EVERY_STEPS = 10
 #: Datasets up to this size are moved to the GPU once, so batches never cross the bus.
@@ -805,7 +807,7 @@ class Trainer:
             summary = fit_halting(
                 self.model, data, mean=self.mean, std=self.std, device=self.device,
                 batch_size=self._eval_batch_size(), seed=self.config.seed,
-                should_stop=self._should_abort_phase, progress=None,
+                should_stop=self._should_abort_phase, progress=self._phase_reporter("calibrating"),
             )
         except ValueError as exc:
             if self._stop_requested.is_set():
@@ -840,6 +842,7 @@ class Trainer:
             result = evaluate(
                 self.model, data, mean=self.mean, std=self.std, classes=self.classes, device=self.device,
                 batch_size=self._eval_batch_size(), sweep=True, should_stop=self._should_abort_phase,
+                progress=self._phase_reporter("evaluating"),
             )
         except ValueError as exc:
             raise TrainingFailed(f"evaluation failed: {exc}") from None
@@ -852,6 +855,18 @@ class Trainer:
         self.run_dir.write_eval(result)
         summary = {k: result[k] for k in ("top1", "top5", "macs") if k in result}
         self._emit("evaluated", **summary, split=split, path=str(self.run_dir.eval_path))
+
+    def _phase_reporter(self, phase: str) -> Callable[[float], None]:
+        """A progress callback for an after-training phase: ``phase_progress`` events, at most 4 a second."""
+        last = [float("-inf"), -1.0]  # time and fraction of the last event
+
+        def report(fraction: float) -> None:
+            now = time.monotonic()
+            if fraction >= 1.0 or (now - last[0] >= PHASE_PROGRESS_INTERVAL_S and fraction > last[1]):
+                last[:] = [now, fraction]
+                self._emit("phase_progress", phase=phase, fraction=min(max(float(fraction), 0.0), 1.0))
+
+        return report
 
     def _should_abort_phase(self) -> bool:
         """``should_stop`` for calibration and evaluation: also where a pause there takes hold."""
@@ -928,7 +943,7 @@ class Trainer:
         if not self._comm.is_main:
             return
         event = Event(kind, data)
-        if self.run_dir is not None:
+        if self.run_dir is not None and kind != "phase_progress":  # a transient display: not a record
             try:
                 self.run_dir.append_metrics(event.to_dict())
                 if kind != "step":

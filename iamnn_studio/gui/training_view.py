@@ -263,6 +263,7 @@ class TrainingView(QWidget):
         self._resumed_step: int | None = None
         self._phase = "training"  # then the AFTER_TRAINING phases
         self._phase_started = time.monotonic()
+        self._phase_fraction: float | None = None  # share of an after-training phase done, once it reports
         self._calibrates = False  # the run fits its halting head after training
         self._baseline = False  # the unshared ResNet: nothing halts, no threshold to sweep
         self._evaluation: dict[str, Any] = {}  # the "evaluated" event's summary
@@ -506,6 +507,13 @@ class TrainingView(QWidget):
         self._set_state("running")
         self._add_log(f"Resumed at step {data.get('step')}", muted_line=True)
 
+    def _event_phase_progress(self, data: dict) -> None:
+        phase = data.get("phase")
+        if phase in AFTER_TRAINING and phase != self._phase:
+            self._enter_phase(phase)
+        if phase == self._phase:
+            self._phase_fraction = float(data.get("fraction") or 0.0)
+
     def _event_calibrated(self, data: dict) -> None:
         text = "Halting calibrated"
         if data.get("threshold") is not None:
@@ -607,6 +615,7 @@ class TrainingView(QWidget):
         if phase == self._phase:
             return
         self._phase, self._phase_started = phase, time.monotonic()
+        self._phase_fraction = None
         busy = phase in AFTER_TRAINING
         self.header.progress.setRange(0, 0 if busy else 1000)
         if busy:
@@ -655,7 +664,15 @@ class TrainingView(QWidget):
         done = f"{step:,} steps trained" if step else "training done"
         self.header.eta.setText(f"{done} · after training, {number} of {len(phases)}")
         if self._state == "running":
-            elapsed = format_duration(time.monotonic() - self._phase_started)
+            seconds = time.monotonic() - self._phase_started
+            elapsed = format_duration(seconds)
+            fraction = self._phase_fraction
+            if fraction is not None:  # the phase reports progress: a real bar, and a time left once it means something
+                self.header.progress.setRange(0, 1000)
+                self.header.progress.setValue(int(fraction * 1000))
+                elapsed = f"{fraction:.0%} · {elapsed}"
+                if 0.05 <= fraction < 1.0 and seconds >= 5:
+                    elapsed += f" · {format_duration(seconds / fraction * (1 - fraction))} left"
             sentence = f"{self._phase_text(self._phase)}… {elapsed}"
             if sentence != self.header.subtitle.text():
                 self.header.subtitle.setText(sentence)

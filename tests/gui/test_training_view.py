@@ -245,6 +245,37 @@ def test_after_the_last_step_the_header_names_each_phase_until_the_run_ends(qtbo
     assert "test accuracy 80.0% at 2 M MACs per image" in training.header.result.text()
 
 
+class ReportingTrainer(PhasedTrainer):
+    """Reaches evaluation, reports it half done, then waits for the test's gate."""
+
+    def run(self):
+        from iamnn_studio.engine.events import Event
+
+        def emit(kind, **data):
+            for listener in self.listeners:
+                listener(Event(kind, data))
+
+        emit("started", run_dir=None, config={}, recipe="plain", total_steps=2, total_epochs=1, device="cpu")
+        emit("step", step=2, total_steps=2, epoch=1, progress=1.0, loss=1.0, accuracy=0.5)
+        emit("phase_progress", phase="evaluating", fraction=0.5)
+        self.gates["evaluated"].wait(30)
+        emit("evaluated", top1=0.8, macs={"mean": 2e6}, split="test")
+        emit("finished", reason="completed", best_accuracy=0.5, run_dir=None)
+
+
+def test_an_after_training_phase_that_reports_progress_shows_a_real_bar(qtbot, window, monkeypatch):
+    import iamnn_studio.gui.worker as worker
+
+    ReportingTrainer.gates = {"evaluated": threading.Event()}
+    monkeypatch.setattr(worker, "create_trainer", ReportingTrainer)
+    training = start_tiny_run(qtbot, window)
+    subtitle = training.header.subtitle
+    qtbot.waitUntil(lambda: subtitle.text().startswith("Evaluating") and "50%" in subtitle.text(), timeout=10_000)
+    assert training.header.progress.maximum() == 1000 and training.header.progress.value() == 500
+    ReportingTrainer.gates["evaluated"].set()
+    qtbot.waitUntil(lambda: training.session is None, timeout=10_000)
+
+
 class FakeMonitor:
     """SystemMonitor's interface with fixed readings (this machine may or may not have a GPU)."""
 
