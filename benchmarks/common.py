@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 # As the app and the CLI do at start-up: freed large CPU buffers are reused, not unmapped.
-from iamnn_studio.engine.malloc_tuning import tune_malloc  # noqa: E402
+from iamnn_studio.malloc_tuning import tune_malloc  # noqa: E402
 
 MALLOC_TUNED = tune_malloc()
 

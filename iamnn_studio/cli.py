@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
 from .crash_log import write_error_log
-from .engine.malloc_tuning import tune_malloc
+from .malloc_tuning import tune_malloc
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 

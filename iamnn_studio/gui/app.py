@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..engine.malloc_tuning import tune_malloc
+from ..malloc_tuning import tune_malloc
 
 ORGANIZATION = "IamNN"
 APPLICATION = "IamNN Studio"

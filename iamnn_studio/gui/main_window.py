@@ -12,7 +12,7 @@ import base64
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QByteArray, QMimeData, Qt, QUrl, Slot
+from PySide6.QtCore import QByteArray, QEvent, QMimeData, QObject, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -35,6 +35,8 @@ SETTINGS_GROUP = "main_window"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
 CONFIG_SUFFIXES = {".toml"}
+#: The engine starts loading at the window's first paint, or after this many ms if it is not painted.
+ENGINE_LOAD_FALLBACK_MS = 500
 
 #: Tab name -> (module, class) of the views another part of the GUI provides.
 LAZY_VIEWS = {
@@ -94,6 +96,26 @@ def load_view(module: str, name: str) -> tuple[QWidget | None, str]:
         return None, f"{type(error).__name__}: {error}"
 
 
+class FirstPaintWatcher(QObject):
+    """Calls ``then`` once, right after ``widget`` first paints, and stops watching.
+
+    An event filter rather than an ``event()`` override: an override would run Python (holding
+    the GIL) around every event the window gets, its deletion included, where Qt may wait for a
+    worker thread that itself needs the GIL.
+    """
+
+    def __init__(self, widget: QWidget, then: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._then = then
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Paint:
+            watched.removeEventFilter(self)
+            QTimer.singleShot(0, self._then)  # after this paint is on screen
+        return False
+
+
 class MainWindow(QMainWindow):
     """IamNN Studio's window. ``engine_ready`` is True once the engine and all views are loaded."""
 
@@ -143,7 +165,17 @@ class MainWindow(QMainWindow):
         self.loader = loader or shared_loader()
         self.loader.ready.connect(self._on_engine_ready)
         self.loader.failed.connect(self._on_engine_failed)
-        self.loader.start()
+        # torch's import starts once the window has painted: begun earlier, it competes with building
+        # the window for the GIL and the window shows ~40 % later (benchmarks/bench_startup.py). A
+        # window that is never painted (hidden, minimised) still gets its engine shortly after.
+        self._engine_load_requested = False
+        self._first_paint = FirstPaintWatcher(self, self._start_engine_loading)
+        QTimer.singleShot(ENGINE_LOAD_FALLBACK_MS, self._start_engine_loading)
+
+    def _start_engine_loading(self) -> None:
+        if not self._engine_load_requested:
+            self._engine_load_requested = True
+            self.loader.start()
 
     # ------------------------------------------------------------- building
     def _build_actions(self) -> None:

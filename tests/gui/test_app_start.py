@@ -40,6 +40,18 @@ def test_window_shows_before_the_engine_and_then_loads_it(qtbot, styled_app, tmp
         assert window.view(name) is not None, window.hosts[name].message.text()
 
 
+def test_a_window_that_is_never_painted_still_loads_its_engine(qtbot, styled_app, tmp_runs):
+    from iamnn_studio.gui.engine_loader import EngineLoader
+    from iamnn_studio.gui.main_window import MainWindow
+
+    loader = EngineLoader()
+    window = MainWindow(runs_dir=str(tmp_runs), loader=loader)  # never shown: no paint to wait for
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(loader.ready, timeout=ENGINE_TIMEOUT_MS):
+        pass
+    qtbot.waitUntil(lambda: window.engine_ready)
+
+
 def test_gui_modules_for_the_first_window_do_not_import_torch():
     """The start-up budget depends on it: torch loads only after the window is shown."""
     code = textwrap.dedent(
