@@ -264,6 +264,7 @@ class TrainingView(QWidget):
         self._phase = "training"  # then the AFTER_TRAINING phases
         self._phase_started = time.monotonic()
         self._phase_fraction: float | None = None  # share of an after-training phase done, once it reports
+        self._training_started = False  # the current or last run got as far as its "started" event
         self._calibrates = False  # the run fits its halting head after training
         self._baseline = False  # the unshared ResNet: nothing halts, no threshold to sweep
         self._evaluation: dict[str, Any] = {}  # the "evaluated" event's summary
@@ -382,6 +383,7 @@ class TrainingView(QWidget):
 
     def _launch(self, config: Any, *, run_dir: str | None, resume: bool, title: str) -> None:
         self.outcome = self.failure = None
+        self._training_started = False
         self._latest = {}
         self._evaluation = {}
         self._progress_clock = None
@@ -426,6 +428,7 @@ class TrainingView(QWidget):
             handler(data)
 
     def _event_started(self, data: dict) -> None:
+        self._training_started = True
         from iamnn_studio.engine.config import ModelConfig
 
         self.last_run_dir = data.get("run_dir") or self.last_run_dir
@@ -592,6 +595,9 @@ class TrainingView(QWidget):
     def _update_buttons(self) -> None:
         h, state = self.header, self._state
         idle = self.session is None
+        # A run keeps the settings it started with: editing them meanwhile would change nothing.
+        self.form.setEnabled(idle)
+        self.form.setToolTip("" if idle else "A run is in progress: the settings apply to the next run")
         h.start.setEnabled(idle and self._engine_ready and self.form.is_valid)
         h.start.setToolTip("" if h.start.isEnabled() else self._start_blocker())
         h.pause.setEnabled(state in ("running", "paused"))
@@ -696,9 +702,10 @@ class TrainingView(QWidget):
         h.open_study.setVisible(has_run and self.outcome != "failed")
         h.use_model.setVisible(checkpoint is not None and self.outcome != "failed")
         last = Path(self.last_run_dir, "checkpoints", "last.pt") if has_run else None
-        h.continue_run.setVisible(
-            bool(last and last.exists()) and self.outcome in ("failed", "stopped")
-        )
+        # A run that failed before training started (a resume that cannot load its checkpoint, data
+        # that cannot be read) would fail the same way again: no "Continue" then.
+        trained = self.outcome == "stopped" or (self.outcome == "failed" and self._training_started)
+        h.continue_run.setVisible(bool(last and last.exists()) and trained)
 
     def checkpoint_path(self) -> str | None:
         """The best checkpoint of the last run (its last one if no best was kept)."""

@@ -66,6 +66,7 @@ def test_pause_resume_then_stop_keeps_a_loadable_checkpoint(qtbot, window):
     training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
     qtbot.waitUntil(lambda: training.state == "running" and len(training.monitor.curves["train_loss"]) > 0,
                     timeout=RUN_TIMEOUT_MS)
+    assert not training.form.isEnabled()  # the run keeps the settings it started with
     training.header.pause.click()
     qtbot.waitUntil(lambda: training.state == "paused", timeout=RUN_TIMEOUT_MS)
     assert training.header.pause.text() == "Resume" and training.header.pause.isEnabled()
@@ -86,6 +87,7 @@ def test_pause_resume_then_stop_keeps_a_loadable_checkpoint(qtbot, window):
     checkpoint = load_checkpoint(last)
     assert checkpoint.model_config.iterations == (1, 2, 2, 1)
     assert training.header.continue_run.isVisibleTo(training)
+    assert training.form.isEnabled()
 
 
 def test_closing_during_a_run_stops_it_then_closes(qtbot, window, monkeypatch):
@@ -154,6 +156,22 @@ def test_a_training_failure_is_shown_and_the_window_stays_usable(qtbot, window, 
     assert window.run_label.toolTip() == window.run_status()
     assert words in training.header.result.text()
     assert training.header.start.isEnabled()
+
+
+def test_a_resume_that_cannot_load_its_checkpoint_says_why_and_offers_no_continue(qtbot, window, record_dialogs):
+    training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    training.stop_run()
+    qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
+    last = Path(training.last_run_dir, "checkpoints", "last.pt")
+    last.write_bytes(last.read_bytes()[:200])  # damaged on disk
+    training.header.continue_run.click()
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        pass
+    assert ended.args == ["failed"]
+    assert "last.pt is damaged" in (training.failure or ""), training.failure
+    assert not training.header.continue_run.isVisibleTo(training)  # it would fail the same way again
+    assert training.form.isEnabled() and training.header.start.isEnabled()
 
 
 def test_continue_from_last_checkpoint_resumes_the_stopped_run(qtbot, window):
