@@ -558,6 +558,8 @@ def format_prediction(prediction: Any) -> str:
         lines.append(f"  halting     off (mode {prediction.mode})")
     low, high = prediction.macs_range
     lines.append(f"  MACs        {format_macs(prediction.macs)}  (possible {format_macs(low)} to {format_macs(high)})")
+    if getattr(prediction, "notes", None):
+        lines.append("  input       " + "; ".join(prediction.notes))
     return "\n".join(lines)
 
 

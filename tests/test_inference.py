@@ -31,6 +31,23 @@ def test_greyscale_and_colour_files_become_model_sized_uint8(tmp_path):
     assert grey[0, 8, 8].item() == 76  # ITU-R 601 luma of pure red
 
 
+def test_what_was_done_to_an_image_is_noted(tmp_path):
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(tmp_path / "red.png")
+    Image.new("RGB", (16, 16), (90, 90, 90)).save(tmp_path / "grey_rgb.png")  # RGB file, grey content
+    Image.new("LA", (16, 16), (0, 0)).save(tmp_path / "clear.png")
+
+    def notes_of(name, channels):
+        notes = []
+        load_image(tmp_path / name, in_channels=channels, image_size=16, notes=notes)
+        return notes
+
+    assert notes_of("red.png", 1) == ["colours converted to greyscale (the model reads grey images)",
+                                      "resized from 40×20 to 16×16, centre-cropped to a square"]
+    assert notes_of("red.png", 3) == ["resized from 40×20 to 16×16, centre-cropped to a square"]
+    assert notes_of("grey_rgb.png", 1) == []  # nothing was lost: no note
+    assert notes_of("clear.png", 1) == ["transparent pixels filled with white"]
+
+
 def test_transparency_is_flattened_over_white(tmp_path):
     Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(tmp_path / "clear.png")
     assert load_image(tmp_path / "clear.png", in_channels=1, image_size=16).unique().tolist() == [255]
@@ -181,6 +198,15 @@ def test_one_broken_file_does_not_stop_the_others(checkpoint, tmp_path, images):
     assert isinstance(results[1], Prediction) and results[1].source == str(good)
     direct = predictor.predict([images[3]])[0]
     assert results[1].top == direct.top and results[1].iterations == direct.iterations
+    assert results[1].notes == direct.notes == []  # a model-sized greyscale file needs no adapting
+
+
+def test_a_colour_photo_for_a_greyscale_model_says_so_in_its_prediction(checkpoint, tmp_path):
+    Image.new("RGB", (64, 48), (20, 140, 60)).save(tmp_path / "photo.jpg")
+    predictor = Predictor.from_checkpoint(checkpoint)
+    [result] = predictor.predict_files([tmp_path / "photo.jpg"])
+    assert result.notes[0].startswith("colours converted to greyscale")
+    assert result.to_dict()["notes"] == result.notes
 
 
 def test_images_of_another_size_or_float_are_accepted(checkpoint, images):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,12 +34,15 @@ class ImageError(ValueError):
 
 
 # --------------------------------------------------------------------------- images
-def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size: int) -> Tensor:
+def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size: int,
+               notes: list[str] | None = None) -> Tensor:
     """Read ``source`` as a uint8 tensor [in_channels, image_size, image_size].
 
     Accepts every mode PIL decodes (L, RGB, RGBA, P, CMYK, 16-bit and float greyscale, ...),
     applies the EXIF orientation, flattens transparency over white, converts to greyscale or RGB
-    as the model needs, then resizes the short side and centre-crops.
+    as the model needs, then resizes the short side and centre-crops. What was changed on the way
+    (colours dropped, transparency filled, size) is appended to ``notes`` as short phrases, so a
+    user can tell what the model actually saw.
     """
     name = _display_name(source)
     if in_channels not in (1, 3):
@@ -51,14 +54,34 @@ def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size
     try:
         image = ImageOps.exif_transpose(image)
         image = _to_8_bit(image)
-        image = _flatten(image).convert("L" if in_channels == 1 else "RGB")
+        flat = _flatten(image)
+        if notes is not None and flat is not image:
+            notes.append("transparent pixels filled with white")
+        converted = flat.convert("L" if in_channels == 1 else "RGB")
     except (OSError, ValueError) as exc:
         raise ImageError(f"cannot read {name}: {exc}") from None
-    array = np.asarray(image, dtype=np.uint8)
+    if notes is not None:
+        notes.extend(_conversion_notes(flat, in_channels, image_size))
+    array = np.asarray(converted, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
     tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
     return resize_images(tensor[None], image_size)[0]
+
+
+def _conversion_notes(image: Image.Image, in_channels: int, image_size: int) -> list[str]:
+    notes = []
+    if in_channels == 1 and image.mode not in ("L", "1", "I", "F"):
+        rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+        if (rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any():
+            notes.append("colours converted to greyscale (the model reads grey images)")
+    elif in_channels == 3 and image.mode in ("L", "1", "I", "F"):
+        notes.append("greyscale image used as RGB (the model reads colour images)")
+    width, height = image.size
+    if (width, height) != (image_size, image_size):
+        crop = ", centre-cropped to a square" if width != height else ""
+        notes.append(f"resized from {width}×{height} to {image_size}×{image_size}{crop}")
+    return notes
 
 
 def _display_name(source: Any) -> str:
@@ -144,6 +167,7 @@ class Prediction:
     macs: int
     macs_range: tuple[int, int]  # cheapest and dearest possible MACs per image
     mode: str = "adaptive"
+    notes: list[str] = field(default_factory=list)  # how the input was adapted to the model (load_image)
 
     @property
     def label(self) -> str:
@@ -165,6 +189,7 @@ class Prediction:
             "mode": self.mode,
             "macs": self.macs,
             "macs_range": list(self.macs_range),
+            "notes": list(self.notes),
         }
 
 
@@ -266,35 +291,45 @@ class Predictor:
         return float(np.interp(self.threshold, [t for t, _ in curve], [m for _, m in curve]))
 
     # ------------------------------------------------------------------ predicting
-    def predict(self, images: Sequence[Tensor | Image.Image], sources: Sequence[str] | None = None) -> list[Prediction]:
-        """Classify images (uint8 tensors [C, H, W] as ``load_image`` gives, or PIL images)."""
+    def predict(self, images: Sequence[Tensor | Image.Image], sources: Sequence[str] | None = None,
+                notes: Sequence[list[str]] | None = None) -> list[Prediction]:
+        """Classify images (uint8 tensors [C, H, W] as ``load_image`` gives, or PIL images).
+
+        ``notes`` (one list per image) carries what was done to a tensor before; notes about
+        adapting PIL images and tensors here are added to it.
+        """
         names = list(sources) if sources is not None else [f"image {i + 1}" for i in range(len(images))]
-        tensors = [self._as_tensor(image, name) for image, name in zip(images, names)]
+        image_notes = [list(n) for n in notes] if notes is not None else [[] for _ in names]
+        tensors = [self._as_tensor(image, name, n) for image, name, n in zip(images, names, image_notes)]
         predictions: list[Prediction] = []
         for start in range(0, len(tensors), self.batch_size):
             batch = torch.stack(tensors[start : start + self.batch_size]).to(self.device)
             with torch.no_grad():
                 output = self.model(normalize(batch, self.checkpoint.mean, self.checkpoint.std))
-            predictions.extend(self._explain(output, names[start : start + self.batch_size]))
+            explained = self._explain(output, names[start : start + self.batch_size])
+            for prediction, n in zip(explained, image_notes[start : start + self.batch_size]):
+                prediction.notes = n
+            predictions.extend(explained)
         return predictions
 
     def predict_files(self, paths: Sequence[str | Path]) -> list[Prediction | PredictionFailure]:
         """Classify image files; an unreadable file becomes a ``PredictionFailure``, the rest still run."""
         cfg = self.model_config
         results: list[Prediction | PredictionFailure | None] = []
-        good: list[tuple[int, Tensor, str]] = []
+        good: list[tuple[int, Tensor, str, list[str]]] = []
         for path in paths:
-            source = str(path)
+            source, notes = str(path), []
             try:
-                tensor = load_image(path, in_channels=cfg.in_channels, image_size=cfg.image_size)
+                tensor = load_image(path, in_channels=cfg.in_channels, image_size=cfg.image_size, notes=notes)
             except ImageError as exc:
                 results.append(PredictionFailure(source, str(exc)))
                 continue
-            good.append((len(results), tensor, source))
+            good.append((len(results), tensor, source, notes))
             results.append(None)
         if good:
-            predictions = self.predict([t for _, t, _ in good], sources=[s for _, _, s in good])
-            for (slot, _, _), prediction in zip(good, predictions):
+            predictions = self.predict([t for _, t, _, _ in good], sources=[s for _, _, s, _ in good],
+                                       notes=[n for _, _, _, n in good])
+            for (slot, _, _, _), prediction in zip(good, predictions):
                 results[slot] = prediction
         return results  # type: ignore[return-value]
 
@@ -307,10 +342,10 @@ class Predictor:
         n = self.model_config.fixed_iterations()
         return None if n is None else tuple(min(n, cap) for cap in caps)
 
-    def _as_tensor(self, image: Tensor | Image.Image, name: str) -> Tensor:
+    def _as_tensor(self, image: Tensor | Image.Image, name: str, notes: list[str]) -> Tensor:
         cfg = self.model_config
         if isinstance(image, Image.Image):
-            return load_image(image, in_channels=cfg.in_channels, image_size=cfg.image_size)
+            return load_image(image, in_channels=cfg.in_channels, image_size=cfg.image_size, notes=notes)
         if not isinstance(image, Tensor) or image.dim() != 3:
             raise ImageError(f"cannot classify {name}: expected an image tensor [C, H, W]")
         if image.shape[0] != cfg.in_channels:
@@ -318,6 +353,7 @@ class Predictor:
         if image.dtype != torch.uint8:  # float images are taken as [0, 1]
             image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
         if tuple(image.shape[1:]) != (cfg.image_size, cfg.image_size):
+            notes.append(f"resized from {image.shape[2]}×{image.shape[1]} to {cfg.image_size}×{cfg.image_size}")
             image = resize_images(image[None], cfg.image_size)[0]
         return image
 

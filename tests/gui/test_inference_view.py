@@ -198,3 +198,18 @@ def test_an_in_memory_image_is_classified_like_the_same_file(qtbot, view, files)
     assert [p for _, p in from_memory.top] == pytest.approx([p for _, p in from_file.top])
     assert from_memory.macs == from_file.macs
     assert view.cards[1].name == "from memory"
+
+
+def test_a_colour_photo_on_a_greyscale_model_says_how_it_was_read(qtbot, view, files, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "colour.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(photo)
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    view.add_image_files([str(files["image"]), str(photo)])
+    qtbot.waitUntil(lambda: len(view.cards) == 2 and all(c.prediction for c in view.cards), timeout=TIMEOUT)
+    grey_card, photo_card = view.cards
+    assert plain(grey_card.notes_label) == "Input: resized from 40×30 to 16×16, centre-cropped to a square"
+    assert not photo_card.notes_label.isHidden()
+    assert "colours converted to greyscale" in plain(photo_card.notes_label)
+    assert "resized from 64×48" in plain(photo_card.notes_label)

@@ -125,6 +125,10 @@ class PredictionCard(_Card):
         for label in (self.iterations_label, self.macs_label):
             label.setStyleSheet(f"color: {theme.TEXT};")
             label.setWordWrap(True)  # on a narrow window the figures wrap instead of widening the card
+        self.notes_label = QLabel()  # how the image was adapted to the model: colours, size, transparency
+        self.notes_label.setWordWrap(True)
+        self.notes_label.setToolTip("What was done to the image so the model could read it")
+        self.notes_label.hide()
         self.charts = HaltingCharts()
         self.prediction: Any = None
 
@@ -137,6 +141,7 @@ class PredictionCard(_Card):
         middle.setSpacing(6)
         middle.addWidget(self.title)
         middle.addWidget(self.probabilities)
+        middle.addWidget(self.notes_label)
         middle.addStretch(1)
 
         right = QVBoxLayout()
@@ -183,6 +188,9 @@ class PredictionCard(_Card):
             + f"   {theme.muted(f'({sum(iterations)} of {sum(caps)})')}"
         )
         self.macs_label.setText(describe_macs(prediction.macs, mean_test_macs, getattr(prediction, "macs_range", None)))
+        notes = list(getattr(prediction, "notes", None) or [])
+        self.notes_label.setText(theme.muted("Input: " + "; ".join(notes)) if notes else "")
+        self.notes_label.setVisible(bool(notes))
         self.charts.show()
         self.charts.set_halting(prediction.halting, prediction.cumulative, iterations, caps, prediction.threshold)
 
