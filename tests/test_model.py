@@ -458,3 +458,17 @@ def test_eval_step_with_folded_batchnorms_equals_conv_then_batchnorm(first):
             state, process.conv1.weight[:, process.in_channels:]), 1)
     assert torch.allclose(folded, reference, atol=1e-5)
     assert not torch.allclose(reference, process._rest(prepared, 0), atol=1e-3)  # the iteration's own statistics
+
+
+def test_training_time_estimate_follows_the_recipe_and_the_images():
+    from iamnn_studio.engine.estimate import estimate_training_seconds, expected_training_macs
+
+    model = build_model(tiny())
+    low, high = model.macs_range()
+    costs = model.unit_costs()
+    calibrated = expected_training_macs(model, "calibrated")
+    without_heads = low - sum(min(1, cap - 1) * hd for cap, hd in zip(model.caps, costs["head"]))
+    assert without_heads < calibrated < high  # sampled exits: between one iteration and full depth
+    assert expected_training_macs(model, "act") == (low + high) / 2
+    assert expected_training_macs(model, "plain") == model.macs_for(torch.tensor([model.caps]), torch.zeros(1, 4))[0]
+    assert estimate_training_seconds(1e6, 2000, 1e9) == pytest.approx(2 * estimate_training_seconds(1e6, 1000, 1e9))

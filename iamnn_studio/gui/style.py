@@ -71,6 +71,7 @@ QFrame#Card {{ background: {surface}; border: 1px solid {border}; border-radius:
 QLabel#CardTitle {{ font-weight: 600; font-size: {title_pt}pt; }}
 QLabel#Muted, QLabel[role="muted"] {{ color: {text_muted}; }}
 QLabel[role="error"] {{ color: {error}; }}
+QLabel[role="warning"] {{ color: {warning}; }}
 QLabel[role="hint"] {{ color: {text_faint}; }}
 QLabel[role="figure"] {{ color: {text}; font-weight: 600; }}
 

@@ -82,6 +82,28 @@ def test_parameter_count_and_macs_follow_the_model_after_a_pause(qtbot, form):
     assert form.model.figures.text().startswith(f"{format_count(expected)} parameters")
 
 
+def test_the_form_estimates_the_training_time_and_warns_about_long_cpu_runs(qtbot, form):
+    from iamnn_studio.engine.estimate import estimate_training_seconds
+    from iamnn_studio.gui.widgets.formatting import rough_duration
+
+    values = tiny_run_values(form)
+    values.update(device="cpu", max_steps=None, epochs=2)
+    form.set_values(values)
+    qtbot.waitUntil(lambda: form.preview_data is not None and form.preview_data.name == "synthetic", timeout=30_000)
+    qtbot.waitUntil(lambda: form.figures is not None and form.figures.train_macs > 0, timeout=30_000)
+    train_images = sum(form.preview_data.counts["train"])
+    expected = estimate_training_seconds(form.figures.train_macs, 2 * train_images, form.figures.cpu_flops)
+    estimate = form.training.estimate
+    qtbot.waitUntil(lambda: estimate.text() == f"{rough_duration(expected)} of training on this CPU", timeout=5_000)
+    assert estimate.property("role") == "muted"
+
+    form.training.epochs.setValue(10**5)  # a long run: said in the warning colour, with what would shorten it
+    assert "GPU" in estimate.text() and estimate.property("role") == "warning"
+    form.training.limit_steps.setChecked(True)
+    form.training.max_steps.setValue(1)  # the step limit caps the images seen
+    assert estimate.text() == "under a minute of training on this CPU"
+
+
 @pytest.fixture
 def held_preview(monkeypatch):
     """Dataset previews wait until the test sets the returned event (decoding is slow on a real dataset)."""

@@ -30,6 +30,8 @@ class ModelFigures:
     macs_min: int
     macs_max: int
     input_text: str  # e.g. "1×28×28, 10 classes"
+    train_macs: float = 0.0  # expected MACs of one training image under the run's recipe
+    cpu_flops: float = 0.0  # this CPU's measured fp32 matmul FLOP/s (for the time estimate)
 
     @property
     def text(self) -> str:
@@ -41,6 +43,8 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
     import torch
 
     from iamnn_studio.engine import ModelConfig, build_model
+    from iamnn_studio.engine.estimate import cpu_matmul_flops_per_second, expected_training_macs
+    from iamnn_studio.engine.trainer import training_recipe
 
     config = ModelConfig.from_dict(model_values).validate()
     with torch.device("cpu"):
@@ -51,6 +55,8 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
         macs_min=int(low),
         macs_max=int(high),
         input_text=f"{config.in_channels}×{config.image_size}×{config.image_size}, {config.num_classes} classes",
+        train_macs=expected_training_macs(model, training_recipe(config)),
+        cpu_flops=cpu_matmul_flops_per_second(),
     )
 
 

@@ -22,10 +22,13 @@ from .dataset_panel import DatasetPanel, DatasetPreview, PreviewData, load_previ
 from .fields import FieldRow
 from .model_panel import ModelFigures, ModelPanel, model_figures
 from .training_panel import TrainingPanel
+from ..widgets.formatting import rough_duration
 from .validation import collect_errors
 
 PREVIEW_DEBOUNCE_MS = 300
 FIGURES_DEBOUNCE_MS = 400
+#: A CPU run estimated longer than this gets the estimate in the warning colour, with what shortens it.
+LONG_CPU_RUN_S = 30 * 60
 
 
 class RunForm(QWidget):
@@ -66,6 +69,7 @@ class RunForm(QWidget):
         layout.addWidget(self.pages)
 
         self.engine_ready = False
+        self._cuda_available = False
         self.errors: dict[str, str] = {}
         self.dataset_error: str | None = None
         self.preview_data: PreviewData | None = None
@@ -89,6 +93,7 @@ class RunForm(QWidget):
         from iamnn_studio.engine.config import DEPTH_ITERATIONS
 
         self.engine_ready = True
+        self._cuda_available = cuda_available
         self.dataset.set_providers(provider_entries())
         self.model.set_depth_caps(DEPTH_ITERATIONS)
         self.training.set_device_names(device_name, cuda_available)
@@ -227,6 +232,26 @@ class RunForm(QWidget):
 
     def _on_training_changed(self) -> None:
         self._changed()
+        self._update_estimate()
+
+    def _update_estimate(self) -> None:
+        """"About 15 min of training on this CPU" from the figures, the images and the epochs."""
+        from iamnn_studio.engine.estimate import estimate_training_seconds
+
+        figures, preview, values = self.figures, self.preview_data, self.values()
+        on_gpu = values.get("device") == "cuda" or (values.get("device") == "auto" and self._cuda_available)
+        if figures is None or preview is None or not figures.cpu_flops or on_gpu:
+            self.training.show_estimate("")
+            return
+        images = sum(preview.counts.get("train", [])) * max(int(values.get("epochs") or 0), 0)
+        if values.get("max_steps") is not None:
+            images = min(images, int(values["max_steps"]) * max(int(values.get("batch_size") or 1), 1))
+        seconds = estimate_training_seconds(figures.train_macs, images, figures.cpu_flops)
+        text = f"{rough_duration(seconds)} of training on this CPU"
+        long = seconds > LONG_CPU_RUN_S
+        if long:
+            text += " (estimate): fewer epochs, a step limit, a smaller width or a GPU would shorten it"
+        self.training.show_estimate(text, warn=long)
 
     def _changed(self) -> None:
         if self.engine_ready:
@@ -261,10 +286,12 @@ class RunForm(QWidget):
         self.dataset._refresh_availability()
         self.revalidate()
         self._compute_figures()
+        self._update_estimate()
         self.preview_loaded.emit()
 
     def _on_preview_error(self, message: str) -> None:
         self.preview_data = None
+        self._update_estimate()
         self.dataset_error = message
         self.dataset.show_status("error", message)
         self.preview.show_message(message, error=True)
@@ -287,11 +314,13 @@ class RunForm(QWidget):
     def _on_figures(self, figures: ModelFigures) -> None:
         self.figures = figures
         self.model.show_figures(figures)
+        self._update_estimate()
         self.figures_updated.emit()
 
     def _on_figures_error(self, message: str) -> None:
         self.figures = None
         self.model.show_figures(None, f"Cannot build this model: {message}")
+        self._update_estimate()
         self.figures_updated.emit()
 
     def wait_for_background(self, timeout_ms: int = 30_000) -> bool:

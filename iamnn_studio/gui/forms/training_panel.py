@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QLineEdit, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit, QSpinBox, QWidget
 
+from ..style import set_role
 from .fields import ChoiceBox, FloatEdit, FormCard, hbox_widget
 
 OPTIMIZERS = (("SGD with momentum", "sgd"), ("AdamW", "adamw"))
@@ -37,6 +38,11 @@ class TrainingPanel(FormCard):
             "max_steps", "Step limit", hbox_widget(self.limit_steps, self.max_steps), inputs=[self.max_steps],
             tooltip="Stop after this many optimiser steps (quick tries)",
         )
+        self.estimate = QLabel()
+        self.estimate.setWordWrap(True)
+        self.add_row("estimate", "Time", self.estimate,
+                     tooltip="A rough estimate from the model's MACs and this CPU's measured speed")
+        self.show_estimate("")
         self.batch_size = QSpinBox()
         self.batch_size.setRange(0, 65_536)
         self.batch_size.setMaximumWidth(90)
@@ -78,6 +84,11 @@ class TrainingPanel(FormCard):
             ("CPU", "cpu"),
             (f"CUDA GPU ({device_name})" if cuda_available else "CUDA GPU (none found)", "cuda"),
         ])
+
+    def show_estimate(self, text: str, warn: bool = False) -> None:
+        """The training-time estimate ("" hides the row's text)."""
+        self.estimate.setText(text)
+        set_role(self.estimate, "warning" if warn else "muted")
 
     def _on_limit_toggled(self, checked: bool) -> None:
         self.max_steps.setEnabled(checked)

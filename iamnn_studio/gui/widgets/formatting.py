@@ -48,3 +48,16 @@ def ratio(value: Any, digits: int = 2) -> str:
     """"0.62×"."""
     number = _finite(value)
     return "–" if number is None else f"{number:.{digits}f}×"
+
+
+def rough_duration(seconds: float) -> str:
+    """An estimate as people say it: "under a minute", "about 15 min", "about 2 h 30 min"."""
+    if seconds < 60:
+        return "under a minute"
+    minutes = seconds / 60
+    if minutes < 10:
+        return f"about {round(minutes)} min"
+    if minutes < 60:
+        return f"about {round(minutes / 5) * 5} min"
+    hours, rest = divmod(round(minutes / 10) * 10, 60)
+    return f"about {hours} h" + (f" {rest:02d} min" if rest else "")
