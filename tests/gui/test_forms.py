@@ -82,7 +82,7 @@ def test_parameter_count_and_macs_follow_the_model_after_a_pause(qtbot, form):
     assert form.model.figures.text().startswith(f"{format_count(expected)} parameters")
 
 
-def test_the_form_estimates_the_training_time_and_warns_about_long_cpu_runs(qtbot, form):
+def test_the_form_estimates_the_training_time_and_warns_about_long_cpu_runs(qtbot, form, monkeypatch):
     from iamnn_studio.engine.estimate import estimate_training_seconds
     from iamnn_studio.gui.widgets.formatting import rough_duration
 
@@ -97,7 +97,10 @@ def test_the_form_estimates_the_training_time_and_warns_about_long_cpu_runs(qtbo
     qtbot.waitUntil(lambda: estimate.text() == f"{rough_duration(expected)} of training on this CPU", timeout=5_000)
     assert estimate.property("role") == "muted"
 
-    form.training.epochs.setValue(10**5)  # a long run: said in the warning colour, with what would shorten it
+    import iamnn_studio.gui.forms.run_form as run_form
+
+    monkeypatch.setattr(run_form, "LONG_CPU_RUN_S", expected * 10)  # "long": whatever this machine's speed
+    form.training.epochs.setValue(40)  # 20x the images: said in the warning colour, with what would shorten it
     assert "GPU" in estimate.text() and estimate.property("role") == "warning"
     form.training.limit_steps.setChecked(True)
     form.training.max_steps.setValue(1)  # the step limit caps the images seen
