@@ -56,6 +56,11 @@ def per_iteration_norms(channels: int, iterations: int, dims: int = 2) -> nn.Mod
     return nn.ModuleList(norm(channels) for _ in range(iterations))
 
 
+def exporting() -> bool:
+    """Whether torch.jit.trace or torch.export / dynamo is recording: exported graphs keep plain ops."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
     """(scale, shift) with eval-mode ``bn(x) == x * scale + shift`` per channel."""
     scale = torch.rsqrt(bn.running_var + bn.eps)
@@ -165,33 +170,27 @@ class BottleneckProcessing(nn.Module):
 
     def _folded_step(self, prepared: Tensor, state: Tensor | None, n: int) -> Tensor:
         """``step`` in eval mode, with each batchnorm folded into the convolution before it."""
-        return self._folded_conv3(self._folded_hidden(prepared, state, n), n, None)
+        folded = self._folded(n)
+        return F.conv2d(self._folded_hidden(prepared, state, folded), folded.weight3, folded.shift3)
 
     # Eval batchnorm is a per-channel affine map, so conv -> BN is one convolution with scaled
     # weights and a bias: two fewer passes over the activations per iteration, which is most of the
     # non-convolution time on a CPU. BN1 follows a sum (x0's part is computed once per block), so
     # its scale reaches that part through one fused multiply-add.
-    def _folded_hidden(self, prepared: Tensor, state: Tensor | None, n: int) -> Tensor:
+    @staticmethod
+    def _folded_hidden(prepared: Tensor, state: Tensor | None, folded: FoldedIteration) -> Tensor:
         """relu(bn2(conv2(relu(bn1(conv1(concat(x0, state))))))) with folded batchnorms."""
-        folded = self._folded(n)
         if state is None:
             reduced = torch.addcmul(folded.shift1.view(1, -1, 1, 1), prepared, folded.scale1.view(1, -1, 1, 1))
         else:
             reduced = F.conv2d(state, folded.state_weight, folded.shift1).addcmul_(prepared, folded.scale1.view(1, -1, 1, 1))
         return F.conv2d(reduced.relu_(), folded.weight2, folded.shift2, padding=1).relu_()
 
-    def _folded_conv3(self, hidden: Tensor, n: int, add_to: Tensor | None) -> Tensor:
-        """bn3(conv3(hidden)), or ``add_to`` + it computed in place in ``add_to`` when given."""
-        folded = self._folded(n)
-        if add_to is None:
-            return F.conv2d(hidden, folded.weight3, folded.shift3)
-        return conv1x1_add_(add_to, hidden, folded.weight3, folded.shift3)
-
     def _folded(self, n: int) -> FoldedIteration:
         """Iteration ``n``'s folded weights. For inference they are cached and recomputed only when a
         weight or statistic has changed (every in-place change bumps a tensor's version); with
         autograd on, or while exporting, they are computed in the graph."""
-        if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if torch.is_grad_enabled() or exporting():
             return self._fold(n)
         tensors = [self.conv1.weight, self.conv2.weight, self.conv3.weight]
         for bn in (self.bn1[n], self.bn2[n], self.bn3[n]):
@@ -220,7 +219,8 @@ class BottleneckProcessing(nn.Module):
         The update is one convolution that adds into the state: no output tensor, no separate
         addition pass over the activations.
         """
-        return self._folded_conv3(self._folded_hidden(prepared, state, n), n, state)
+        folded = self._folded(n)
+        return conv1x1_add_(state, self._folded_hidden(prepared, state, folded), folded.weight3, folded.shift3)
 
     def prepare_macs(self, height: int, width: int) -> int:
         return conv_macs(height, width, self.in_channels, self.width, 1)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .halting import act_step, hazard_step
-from .layers import BLOCKS, HaltingHead, conv_macs, per_iteration_norms
+from .layers import BLOCKS, HaltingHead, conv_macs, exporting, per_iteration_norms
 
 
 #: In eval mode, halted samples stay in the running batch (computed, unused) until they are this
@@ -144,9 +144,8 @@ class IamNNBlock(nn.Module):
         then GAP(new state) - GAP(old state), which ``pooled`` keeps.
         """
         fast = getattr(self.process, "advance", None)
-        exporting = torch.jit.is_tracing() or torch.compiler.is_compiling()
         if fast is not None and in_place and state is not None and not self.training \
-                and not torch.is_grad_enabled() and not exporting:
+                and not torch.is_grad_enabled() and not exporting():
             state = fast(prepared, state, n)
             if pooled is None:
                 return state, None
@@ -300,8 +299,7 @@ class MaxPool2x2(nn.MaxPool2d):
         super().__init__(2)
 
     def forward(self, x: Tensor) -> Tensor:
-        exporting = torch.compiler.is_compiling() or torch.jit.is_tracing()  # exported graphs keep the standard op
-        if (torch.is_grad_enabled() and x.requires_grad) or exporting or x.dim() != 4:
+        if (torch.is_grad_enabled() and x.requires_grad) or exporting() or x.dim() != 4:
             return super().forward(x)
         h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode: an odd last row/column is dropped
         return torch.maximum(
