@@ -134,7 +134,8 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     events = read_metrics(run_dir)
     times = [e["time"] for e in events if "time" in e]
     epochs = [e for e in events if e.get("event") == "epoch"]
-    calibrated = next((e for e in events if e.get("event") == "calibrated"), None)
+    # the last one: a threshold may have been re-chosen later from the recorded curve ("rechosen")
+    calibrated = next((e for e in reversed(events) if e.get("event") == "calibrated"), None)
     return {
         "run_dir": str(run_dir),
         "eval": evaluation,
@@ -143,6 +144,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         "seconds": (max(times) - min(times)) if times else None,
         "best_val_accuracy": max((e.get("val_accuracy") or 0.0 for e in epochs), default=None),
         "threshold": None if calibrated is None else calibrated.get("threshold"),
+        "threshold_note": None if calibrated is None else calibrated.get("rechosen"),
         "train_images_per_s": [e.get("images_per_s") for e in epochs],
     }
 
@@ -271,6 +273,8 @@ def markdown(data: dict[str, Any]) -> str:
     collapse = cmp.get("collapse") or {}
     if collapse.get("alarm"):
         lines.append(f"- Collapse alarm: {'; '.join(collapse.get('reasons', []))}.")
+    if runs["iamnn"].get("threshold_note"):
+        lines.append(f"- Threshold {runs['iamnn']['threshold']}: {runs['iamnn']['threshold_note']}.")
     lines += [f"- {note}" for note in data.get("notes", [])]
     return "\n".join(lines) + "\n"
 

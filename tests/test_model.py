@@ -425,8 +425,34 @@ def test_calibration_fits_heads_and_picks_a_threshold_from_the_curve():
     assert torch.equal(model.blocks[1].process.conv1.weight, conv_before)  # backbone frozen
     chosen = next(p for p in summary["curve"] if p["threshold"] == summary["threshold"])
     cheaper_and_good = [p for p in summary["curve"]
-                        if p["mean_macs"] < chosen["mean_macs"] and p["agreement"] >= summary["target_agreement"]]
+                        if p["mean_macs"] < chosen["mean_macs"] and p["agreement"] >= summary["required_agreement"]]
     assert not cheaper_and_good
+    assert summary["required_agreement"] >= summary["target_agreement"]
+
+
+def _curve(*points):
+    return [{"threshold": t, "agreement": a, "mean_macs": m} for t, a, m in points]
+
+
+def test_threshold_choice_keeps_the_fixed_target_when_the_cheapest_setting_is_far_from_it():
+    from iamnn_studio.engine.calibration import choose_threshold
+
+    # the width-8 run's shape: one iteration agrees on 94 %, so the 0.97 target decides
+    curve = _curve((0.3, 0.937, 3.7), (0.9, 0.952, 4.9), (0.97, 0.974, 7.5), (0.99, 0.990, 10.3))
+    assert choose_threshold(curve, 0.97) == 0.97
+
+
+def test_threshold_choice_does_not_collapse_when_the_cheapest_setting_meets_the_target():
+    from iamnn_studio.engine.calibration import choose_threshold, required_agreement
+
+    # the width-16 run's shape: one iteration already agrees on 97 %; halving its 3 % of changed
+    # answers needs 98.5 %, first reached at 0.99 (not 0.7, which stopped 98 % of images at once)
+    curve = _curve((0.3, 0.9697, 11.33), (0.7, 0.9703, 11.41), (0.98, 0.980, 21.4), (0.99, 0.9883, 25.5),
+                   (0.999, 0.994, 37.9))
+    assert required_agreement(curve, 0.97) == pytest.approx(0.98485)
+    assert choose_threshold(curve, 0.97) == 0.99
+    # nothing reaches it: the best agreement, the cheaper of equals
+    assert choose_threshold(_curve((0.3, 0.99, 1.0), (0.9, 0.992, 2.0)), 0.97) == 0.9
 
 
 @pytest.mark.parametrize("size", [(8, 8), (7, 9), (2, 3)])
