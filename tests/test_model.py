@@ -97,7 +97,9 @@ def test_compacted_execution_equals_masked_execution(halting):
         masked = model(x, compact=False)
     assert len(set(map(tuple, compact.iterations.tolist()))) > 3, "test needs samples halting at different points"
     assert torch.equal(compact.iterations, masked.iterations)
-    assert torch.allclose(compact.logits, masked.logits, atol=1e-5)
+    # float32 reassociation only: inference pools the hidden layer and applies the last (linear)
+    # convolution to the average, ACT's exit weights are continuous in those scores
+    assert torch.allclose(compact.logits, masked.logits, atol=5e-5)
     assert torch.allclose(compact.ponder_cost, masked.ponder_cost, atol=1e-5)
     for a, b in zip(compact.halting, masked.halting):
         assert torch.allclose(a, b, atol=1e-5, equal_nan=True)

@@ -213,14 +213,28 @@ class BottleneckProcessing(nn.Module):
             weight3=self.conv3.weight * scale3.view(-1, 1, 1, 1), shift3=shift3,
         )
 
-    def advance(self, prepared: Tensor, state: Tensor, n: int) -> Tensor:
-        """Inference only (eval mode, no autograd): the next state, computed in ``state``'s memory.
+    def advance(self, prepared: Tensor, state: Tensor | None, n: int, *, pool_output: bool = False
+                ) -> tuple[Tensor, Tensor | None]:
+        """Inference only (eval mode, no autograd): (the next state, GAP of this iteration's output
+        when ``pool_output``). The next state is computed in ``state``'s memory.
 
         The update is one convolution that adds into the state: no output tensor, no separate
-        addition pass over the activations.
+        addition pass over the activations. The last convolution is linear, so the output's global
+        average is that convolution applied to the hidden layer's average: a pass over ``width``
+        channels instead of the output's ``channels`` (4x fewer).
         """
         folded = self._folded(n)
-        return conv1x1_add_(state, self._folded_hidden(prepared, state, folded), folded.weight3, folded.shift3)
+        hidden = self._folded_hidden(prepared, state, folded)
+        pooled = None
+        if pool_output:
+            pooled = F.linear(hidden.mean(dim=(2, 3)), folded.weight3.flatten(1), folded.shift3)
+        if state is None:
+            return F.conv2d(hidden, folded.weight3, folded.shift3), pooled
+        return conv1x1_add_(state, hidden, folded.weight3, folded.shift3), pooled
+
+    def head_input_macs(self) -> int:
+        """Per head evaluation in inference: ``advance`` projects the pooled hidden layer to GAP(output)."""
+        return self.width * self.channels
 
     def prepare_macs(self, height: int, width: int) -> int:
         return conv_macs(height, width, self.in_channels, self.width, 1)

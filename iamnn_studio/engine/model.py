@@ -18,11 +18,12 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
 from .halting import act_step, hazard_step
-from .layers import BLOCKS, HaltingHead, conv_macs, exporting, per_iteration_norms
+from .layers import BLOCKS, HaltingHead, bn_affine, conv_macs, exporting, per_iteration_norms
 
 
 #: In eval mode, halted samples stay in the running batch (computed, unused) until they are this
@@ -104,7 +105,9 @@ class IamNNBlock(nn.Module):
         return self.iteration_macs(height, width) - skipped
 
     def head_macs(self) -> int:
-        return self.halting_head.macs()
+        """One halting decision: the head, plus what inference spends on its input (``head_input_macs``)."""
+        head_input_macs = getattr(self.process, "head_input_macs", None)
+        return self.halting_head.macs() + (head_input_macs() if head_input_macs else 0)
 
     # ---------------------------------------------------------------- forward
     def forward(
@@ -115,6 +118,7 @@ class IamNNBlock(nn.Module):
         threshold: float,
         exit_at: int | None = None,
         compact: bool = True,
+        reduce: str | None = None,
     ) -> BlockResult:
         """Run the block.
 
@@ -122,12 +126,17 @@ class IamNNBlock(nn.Module):
             rule: "act" (Graves ACT), "hazard" (calibrated halting) or "fixed".
             exit_at: for ``rule="fixed"``, the iteration count (capped at the block's cap).
             compact: gather the running samples after each iteration (True) or mask (False).
+            reduce: "pool" or "gap" returns the output already max-pooled or globally averaged for
+                what follows the block (cheaper in inference, see ``_exit``); None, as it is.
         """
         if rule == "fixed":
-            return self._run_fixed(x0, min(int(exit_at), self.cap))
-        if compact:
-            return self._run_compacted(x0, rule, threshold)
-        return self._run_masked(x0, rule, threshold)
+            return self._run_fixed(x0, min(int(exit_at), self.cap), reduce)
+        if compact and rule == "hazard":
+            return self._run_compacted(x0, rule, threshold, reduce)
+        result = self._run_compacted(x0, rule, threshold) if compact else self._run_masked(x0, rule, threshold)
+        if reduce is not None:  # ACT's output is a weighted mean of exits: reduced as a whole
+            result.output = reduce_features(result.output, reduce)
+        return result
 
     def prepare(self, x0: Tensor) -> Tensor:
         """What every iteration needs from x0. Processing blocks with ``prepare``/``step``
@@ -140,18 +149,40 @@ class IamNNBlock(nn.Module):
         """(new state, the halting head's input after this iteration when ``pooled`` is given).
 
         With ``in_place``, inference may compute the new state in ``state``'s memory (the caller no
-        longer needs the old one) through the processing block's fused ``advance``; GAP(output) is
-        then GAP(new state) - GAP(old state), which ``pooled`` keeps.
+        longer needs the old one) through the processing block's fused ``advance``, which also
+        returns GAP(output).
         """
         fast = getattr(self.process, "advance", None)
-        if fast is not None and in_place and state is not None and not self.training \
-                and not torch.is_grad_enabled() and not exporting():
-            state = fast(prepared, state, n)
-            if pooled is None:
-                return state, None
-            return state, pooled.update(state.mean(dim=(2, 3)) - pooled.state)
+        if fast is not None and in_place and self._inferring():
+            state, pooled_output = fast(prepared, state, n, pool_output=pooled is not None)
+            return state, (None if pooled is None else pooled.update(pooled_output))
         new_state, out = self._step(prepared, state, n)
         return new_state, (None if pooled is None else pooled.update(out.mean(dim=(2, 3))))
+
+    def _inferring(self) -> bool:
+        """Eval mode, no autograd, no export: where the fast inference paths apply."""
+        return not self.training and not torch.is_grad_enabled() and not exporting()
+
+    def _exit(self, state: Tensor, n: int, reduce: str | None) -> Tensor:
+        """The block output of samples leaving after iteration ``n`` (``exit_norm[n](state)``), reduced
+        for what follows: ``"pool"`` (2x2 max-pool, before the next block), ``"gap"`` (global
+        average, before the classifier) or None.
+
+        In inference the eval batchnorm, a per-channel affine map, moves after the reduction where
+        that gives the same values (always for the average; for the max-pool where every scale is
+        positive): it then runs on 4x (pool) or H*W times (average) fewer values.
+        """
+        norm = self.exit_norm[n]
+        if reduce is None:
+            return norm(state)
+        if not (self._inferring() and norm.running_mean is not None):
+            return reduce_features(norm(state), reduce)
+        scale, shift, positive = exit_affine(norm)
+        if reduce == "gap":
+            return torch.addcmul(shift, state.mean(dim=(2, 3)), scale)
+        if not positive:
+            return max_pool_2x2(norm(state))
+        return torch.addcmul(shift.view(1, -1, 1, 1), max_pool_2x2(state), scale.view(1, -1, 1, 1))
 
     def _step(self, prepared: Tensor, state: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
         """(new state, output) of iteration ``n``; ``state=None`` is the zero state s_0."""
@@ -163,7 +194,7 @@ class IamNNBlock(nn.Module):
             out = self.process(torch.cat([prepared, state], dim=1), n)
         return (out if state is None else state + out), out
 
-    def _run_fixed(self, x0: Tensor, n_iter: int) -> BlockResult:
+    def _run_fixed(self, x0: Tensor, n_iter: int, reduce: str | None = None) -> BlockResult:
         batch = x0.shape[0]
         state = None
         prepared = self.prepare(x0)
@@ -171,14 +202,14 @@ class IamNNBlock(nn.Module):
             state, _ = self._advance(prepared, state, n, pooled=None, in_place=True)
         iterations = torch.full((batch,), n_iter, dtype=torch.long, device=x0.device)
         return BlockResult(
-            output=self.exit_norm[n_iter - 1](state),
+            output=self._exit(state, n_iter - 1, reduce),
             iterations=iterations,
             halting=x0.new_full((batch, self.cap), math.nan, dtype=torch.float32),
             ponder_cost=iterations.float(),
             head_evaluations=torch.zeros_like(iterations),
         )
 
-    def _run_compacted(self, x0: Tensor, rule: str, threshold: float) -> BlockResult:
+    def _run_compacted(self, x0: Tensor, rule: str, threshold: float, reduce: str | None = None) -> BlockResult:
         batch, device = x0.shape[0], x0.device
         running = torch.arange(batch, device=device)  # global index of each running sample
         x = self.prepare(x0)
@@ -220,7 +251,11 @@ class IamNNBlock(nn.Module):
 
             halted = halt.nonzero().squeeze(1)  # the one host sync of the iteration
             if len(halted):
-                exit_value = weighted[halted] if rule == "act" else self.exit_norm[n](state[halted])
+                every_row = len(halted) == len(running)  # the rest of the batch leaves: no gather
+                if rule == "act":
+                    exit_value = weighted if every_row else weighted[halted]
+                else:
+                    exit_value = self._exit(state if every_row else state[halted], n, reduce)
                 if output is None:
                     output = torch.empty((batch, *exit_value.shape[1:]), dtype=exit_value.dtype,
                                          device=device, memory_format=layout_of(exit_value))
@@ -291,6 +326,39 @@ class IamNNBlock(nn.Module):
         )
 
 
+def max_pool_2x2(x: Tensor) -> Tensor:
+    """2x2 max-pool, stride 2, floor mode: ``MaxPool2x2``'s inference path as a function."""
+    if (torch.is_grad_enabled() and x.requires_grad) or exporting() or x.dim() != 4:
+        return F.max_pool2d(x, 2)
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode: an odd last row/column is dropped
+    return torch.maximum(
+        torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2]),
+        torch.maximum(x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]),
+    )
+
+
+def reduce_features(x: Tensor, reduce: str) -> Tensor:
+    """What follows a block: "pool" (2x2 max-pool before the next block) or "gap" (global average
+    pool, flattened, before the classifier)."""
+    if reduce == "pool":
+        return max_pool_2x2(x)
+    if reduce == "gap":
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+    raise ValueError(f"reduce: unknown reduction {reduce!r}")
+
+
+def exit_affine(norm: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor, bool]:
+    """(scale, shift, every scale > 0) of an eval batchnorm, cached on it until a parameter or
+    statistic changes (versions), so the positivity test costs one host sync per change, not per call."""
+    tensors = [t for t in (norm.weight, norm.bias, norm.running_mean, norm.running_var) if t is not None]
+    key = tuple((t.data_ptr(), t._version) for t in tensors)
+    hit = norm.__dict__.get("_affine_cache")
+    if hit is None or hit[0] != key:
+        scale, shift = bn_affine(norm)
+        hit = norm.__dict__["_affine_cache"] = (key, (scale, shift, bool((scale > 0).all())))
+    return hit[1]
+
+
 class MaxPool2x2(nn.MaxPool2d):
     """``nn.MaxPool2d(2)``; without autograd, as four strided maxima: ~7x faster on CPU in NCHW
     (benchmarks/bench_early_exit.py), same values. Training keeps PyTorch's kernel, whose backward is faster."""
@@ -299,13 +367,7 @@ class MaxPool2x2(nn.MaxPool2d):
         super().__init__(2)
 
     def forward(self, x: Tensor) -> Tensor:
-        if (torch.is_grad_enabled() and x.requires_grad) or exporting() or x.dim() != 4:
-            return super().forward(x)
-        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor mode: an odd last row/column is dropped
-        return torch.maximum(
-            torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2]),
-            torch.maximum(x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]),
-        )
+        return max_pool_2x2(x)
 
 
 class IamNN(nn.Module):
@@ -366,14 +428,16 @@ class IamNN(nn.Module):
         if h.dim() == 4:
             h = h.contiguous(memory_format=torch.channels_last)
         results = []
+        last = len(self.blocks) - 1
         for b, block in enumerate(self.blocks):
-            if b > 0:
-                h = self.pool(h)
+            # each block hands over its output already reduced for what follows it: max-pooled for
+            # the next block, globally averaged for the classifier (``IamNNBlock._exit``)
             result = block(h, rule=rule, threshold=self.config.halting_threshold,
-                           exit_at=None if fixed is None else fixed[b], compact=compact)
+                           exit_at=None if fixed is None else fixed[b], compact=compact,
+                           reduce="gap" if b == last else "pool")
             results.append(result)
             h = result.output
-        logits = self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
+        logits = self.fc(h)
         iterations = torch.stack([r.iterations for r in results], dim=1)
         head_evaluations = torch.stack([r.head_evaluations for r in results], dim=1)
         return ModelOutput(
