@@ -500,3 +500,30 @@ def test_training_time_estimate_follows_the_recipe_and_the_images():
     assert expected_training_macs(model, "act") == (low + high) / 2
     assert expected_training_macs(model, "plain") == model.macs_for(torch.tensor([model.caps]), torch.zeros(1, 4))[0]
     assert estimate_training_seconds(1e6, 2000, 1e9) == pytest.approx(2 * estimate_training_seconds(1e6, 1000, 1e9))
+
+
+@pytest.mark.parametrize("reduce", ["pool", "gap"])
+@pytest.mark.parametrize("signs", ["positive", "mixed"])
+def test_inference_exit_reduces_before_the_batchnorm_only_where_that_is_exact(reduce, signs):
+    """An exit's batchnorm may run after the max-pool only with positive scales (a negative scale
+    turns a max into a min); after the global average always. Either way, the same values."""
+    from iamnn_studio.engine.model import reduce_features
+
+    torch.manual_seed(0)
+    model = build_model(tiny()).eval()
+    randomise_batchnorms(model)
+    block = model.blocks[1]
+    norm = block.exit_norm[1]
+    if signs == "mixed":
+        with torch.no_grad():
+            norm.weight[::2] *= -1.0
+    state = torch.randn(6, block.channels, 7, 7).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        fast = block._exit(state, 1, reduce)
+        reference = reduce_features(norm(state), reduce)
+    assert fast.shape == reference.shape
+    assert torch.allclose(fast, reference, atol=1e-6)
+    # the cached affine map follows the batchnorm when its parameters change
+    with torch.no_grad():
+        norm.bias.add_(1.0)
+        assert torch.allclose(block._exit(state, 1, reduce), reduce_features(norm(state), reduce), atol=1e-6)
