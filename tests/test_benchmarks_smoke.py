@@ -171,3 +171,19 @@ def test_table1_is_built_from_real_engine_evaluations(tmp_path, qapp):
     written = render_all(tmp_path, render)
     assert [p.name for p in written] == ["accuracy_vs_macs.png", "iterations_histogram.png"]
     assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_parameter_table_counts_what_the_real_models_hold_and_finds_the_papers_ratio_at_resnet152():
+    from params_table import parameter_counts, table
+
+    from iamnn_studio.engine import ModelConfig, build_model
+
+    counted = parameter_counts(50, 8)  # built on the meta device
+    for architecture in ("iamnn", "resnet"):
+        real = build_model(ModelConfig(depth=50, width=8, architecture=architecture))
+        assert counted[architecture] == sum(p.numel() for p in real.parameters())
+    rows = {(r["depth"], r["width"]): r for r in table(depths=(50, 152), widths=(16, 64))}
+    # sharing saves more the more units a block has: ResNet-152 at its standard width 64 meets the
+    # paper's 0.15; the depth-50, width-16 Table 1 setting cannot
+    assert rows[(152, 64)]["ratio"] <= 0.15 < rows[(50, 16)]["ratio"]
+    assert rows[(152, 16)]["ratio"] < rows[(50, 16)]["ratio"]
