@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402  (the path line above makes ``common`` importable)
-    bench_arguments, finish, hardware, interleaved, set_threads, summary, verdict,
+    bench_arguments, finish, gpu_sync, hardware, interleaved, set_threads, summary, verdict,
 )
 
 TARGET = 0.9
@@ -126,8 +126,13 @@ def measure_early_exit(
     profile: bool = True,
     threads: int | None = None,
     dataset: str = "fashion-mnist",
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Time adaptive against ``max`` inference on one batch; returns the efficiency and its raw figures."""
+    """Time adaptive against ``max`` inference on one batch; returns the efficiency and its raw figures.
+
+    On a GPU the clock waits for the queued kernels (``torch.cuda.synchronize``) and the profile
+    is skipped (its CPU-side op times say little about GPU time).
+    """
     import torch
 
     from iamnn_studio.engine.config import DataConfig
@@ -135,8 +140,12 @@ def measure_early_exit(
 
     threads = set_threads(threads)
     bundle = load_dataset(DataConfig(name=dataset), seed=0)
-    images = normalize(bundle.test.images[:batch_size], bundle.mean, bundle.std)
-    model, description = build_benchmark_model(width, depth, images, checkpoint)
+    images = normalize(bundle.test.images[:batch_size], bundle.mean, bundle.std).to(device)
+    model, description = build_benchmark_model(width, depth, images.cpu(), checkpoint)
+    model.to(device)
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer and the predictor run
+    profile = profile and device == "cpu"
 
     with torch.no_grad():
         model.set_mode("adaptive")
@@ -150,7 +159,8 @@ def measure_early_exit(
                 model(images)
             return call
 
-        times = interleaved({"max": run("max"), "adaptive": run("adaptive")}, repeats)
+        times = interleaved({"max": run("max"), "adaptive": run("adaptive")}, repeats, warmup=3 if device == "cuda" else 1,
+                            sync=gpu_sync(device))
         profiles = {}
         if profile:
             profiles = {mode: profile_groups(run(mode)) for mode in ("max", "adaptive")}
@@ -186,6 +196,7 @@ def measure_early_exit(
         ],
         "model": description,
         "setting": {"width": width, "depth": depth, "caps": caps, "batch_size": batch_size, "repeats": repeats,
+                    "device": device,
                     "threads": threads, "input": f"{dataset} test images, {bundle.in_channels}x{bundle.image_size}x{bundle.image_size}",
                     "eval": True, "no_grad": True},
         "hardware": hardware(),
@@ -226,14 +237,16 @@ def describe(result: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = bench_arguments(__doc__.splitlines()[0])
+    parser = bench_arguments(__doc__.splitlines()[0], gpu=True)
     parser.add_argument("--checkpoint", type=Path, default=None, help="time this trained model instead")
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     if args.quick:
-        result = measure_early_exit(width=8, depth=18, batch_size=64, repeats=3, checkpoint=args.checkpoint)
+        result = measure_early_exit(width=8, depth=18, batch_size=64, repeats=3, checkpoint=args.checkpoint,
+                                    device=args.device)
     else:
-        result = measure_early_exit(batch_size=args.batch_size, checkpoint=args.checkpoint)
+        result = measure_early_exit(batch_size=args.batch_size, checkpoint=args.checkpoint, device=args.device,
+                                    repeats=30 if args.device == "cuda" else 15)
     finish(result, args.json, describe(result))
     return result
 

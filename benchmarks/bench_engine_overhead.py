@@ -120,18 +120,26 @@ class BareLoop:
         from iamnn_studio.engine.optim import build_optimizer, build_scheduler, planned_steps
         from iamnn_studio.engine.trainer import training_recipe
 
-        self.config, self.bundle = config, bundle
         model_config = config.model
         model_config.in_channels, model_config.image_size = bundle.in_channels, bundle.image_size
         model_config.num_classes = bundle.num_classes
         torch.manual_seed(config.seed)  # as the trainer seeds before building the model
-        self.model = build_model(model_config).train()
+        self.device = torch.device("cuda" if config.device == "cuda" else "cpu")
+        self.model = build_model(model_config).train().to(self.device)
+        self.channels_last = self.device.type == "cuda" and config.channels_last
+        self.amp = self.device.type == "cuda" and config.amp  # the trainer's bf16 autocast
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # as the trainer sets it
+            bundle = bundle.to(self.device)  # as the trainer keeps a small dataset on the GPU
+            if self.channels_last:
+                self.model.to(memory_format=torch.channels_last)
         steps_per_epoch = -(-len(bundle.train) // config.batch_size)
         self.optimizer = build_optimizer(self.model, config)
         self.scheduler = build_scheduler(self.optimizer, config, planned_steps(config, steps_per_epoch))
         self.augment_generator = torch.Generator().manual_seed(config.seed * 1000 + 1)
         self.exit_generator = torch.Generator().manual_seed(config.seed * 1000 + 2)
         self.anytime = training_recipe(model_config) == "calibrated"
+        self.config, self.bundle = config, bundle
         sampler = DistributedSampler(range(len(bundle.train)), num_replicas=1, rank=0, shuffle=True, seed=config.seed)
         sampler.set_epoch(0)
         self.batches = iterate_batches(bundle.train, config.batch_size, shuffle=False, indices=list(sampler))
@@ -143,12 +151,19 @@ class BareLoop:
         from iamnn_studio.engine.calibration import sample_exits
         from iamnn_studio.engine.data import augment_batch, normalize
 
+        import contextlib
+
+        import torch
+
         images, labels = next(self.batches)
         x = normalize(augment_batch(images, self.config.data.augment, self.augment_generator),
                       self.bundle.mean, self.bundle.std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         exits = sample_exits(self.model.caps, self.exit_generator) if self.anytime else None
-        out = self.model(x, exits=exits)
-        loss = F.cross_entropy(out.logits, labels)
+        with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext():
+            out = self.model(x, exits=exits)
+            loss = F.cross_entropy(out.logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -9,7 +9,8 @@ batch 128, calibrated recipe, so every batch runs at its sampled anytime exits) 
 Fashion-MNIST. The steps are run twice with the same seeds, so the same exits: once timed, once
 under the counter (which slows them down).
 
-The peak is the best of several large fp32 ``torch.mm`` calls, measured in the same process
+The peak is the best of several large fp32 ``torch.mm`` calls (bf16 on a GPU, where the trainer
+trains under bf16 autocast), measured in the same process
 before and after the training steps, with the same threads. The training rate is the median of
 the steps' rates (FLOPs of the step / its time), robust to another process's load spike as the
 best-of peak is.
@@ -23,31 +24,40 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine_overhead import BareLoop  # noqa: E402
-from common import bench_arguments, finish, hardware, median, set_threads, verdict  # noqa: E402
+from common import bench_arguments, finish, gpu_sync, hardware, median, set_threads, verdict  # noqa: E402
 
 TARGET = 0.5
 
 
-def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, Any]:
-    """Best fp32 FLOP/s of ``torch.mm`` on two ``size`` x ``size`` matrices."""
+def matmul_peak(size: int = 2048, repeats: int = 5, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
+    """Best FLOP/s of ``torch.mm`` on two ``size`` x ``size`` matrices (float32: no TF32 on a GPU)."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)  # warm-up: thread pool, caches
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        seconds.append(time.perf_counter() - start)
+    sync = gpu_sync(device) or (lambda: None)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        a = torch.randn(size, size, device=device, dtype=getattr(torch, dtype))
+        b = torch.randn(size, size, device=device, dtype=getattr(torch, dtype))
+        torch.mm(a, b)  # warm-up: thread pool, caches, GPU clocks
+        sync()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            sync()
+            seconds.append(time.perf_counter() - start)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     flops = 2.0 * size**3
-    return {"flops_per_s": flops / min(seconds), "size": size, "seconds": seconds}
+    return {"flops_per_s": flops / min(seconds), "size": size, "dtype": dtype, "device": device, "seconds": seconds}
 
 
 def default_run_config(batch_size: int | None = None, width: int | None = None, depth: int | None = None,
-                       dataset: str | None = None):
+                       dataset: str | None = None, device: str = "cpu"):
     from iamnn_studio.engine import RunConfig
 
-    config = RunConfig(name="mfu", device="cpu")
+    config = RunConfig(name="mfu", device=device)
     if dataset:
         config.data.name = dataset
     if batch_size:
@@ -70,28 +80,39 @@ def measure_mfu(
     peak_size: int = 2048,
     threads: int | None = None,
     dataset: str | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Time ``steps`` training steps after ``warmup`` and count their FLOPs; divide by the matmul peak."""
+    """Time ``steps`` training steps after ``warmup`` and count their FLOPs; divide by the matmul peak.
+
+    On a GPU the trainer trains under bf16 autocast, so the peak is bf16's (float32's, without
+    TF32, is reported beside it).
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     from iamnn_studio.engine.data import load_dataset
 
     threads = set_threads(threads)
-    config = default_run_config(batch_size, width, depth, dataset)
+    config = default_run_config(batch_size, width, depth, dataset, device)
+    on_gpu = device == "cuda"
+    peak_dtype = "bfloat16" if on_gpu and config.amp else "float32"
+    sync = gpu_sync(device) or (lambda: None)
     bundle = load_dataset(config.data, seed=config.seed)
-    peaks = [matmul_peak(peak_size)]
+    peaks = [matmul_peak(peak_size, device=device, dtype=peak_dtype)]
 
-    timed = BareLoop(default_run_config(batch_size, width, depth, dataset), bundle)
+    timed = BareLoop(default_run_config(batch_size, width, depth, dataset, device), bundle)
     for _ in range(warmup):
         timed.step()
     step_seconds = []
     for _ in range(steps):
+        sync()
         start = time.perf_counter()
         timed.step()
+        sync()
         step_seconds.append(time.perf_counter() - start)
-    peaks.append(matmul_peak(peak_size))
+    peaks.append(matmul_peak(peak_size, device=device, dtype=peak_dtype))
+    float32_peak = matmul_peak(peak_size, device=device) if peak_dtype != "float32" else None
 
-    counted = BareLoop(default_run_config(batch_size, width, depth, dataset), bundle)
+    counted = BareLoop(default_run_config(batch_size, width, depth, dataset, device), bundle)
     for _ in range(warmup):
         counted.step()
     step_flops = []
@@ -118,11 +139,14 @@ def measure_mfu(
         "step_seconds": step_seconds,
         "images_per_s": steps * config.batch_size / seconds,
         "peak_runs": peaks,
+        "peak_dtype": peak_dtype,
+        "float32_peak_flops_per_s": None if float32_peak is None else float32_peak["flops_per_s"],
         "setting": {
             "config": f"default RunConfig: IamNN width {model.width}, depth {model.depth} (caps {list(model.caps)}), "
                       f"batch {config.batch_size}, {model.halting} halting (anytime exits sampled per batch), "
                       f"{config.optimizer} {config.schedule}, {config.data.name} {config.data.augment}",
-            "steps": steps, "warmup_steps": warmup, "threads": threads, "dtype": "float32",
+            "steps": steps, "warmup_steps": warmup, "threads": threads, "device": device,
+            "dtype": "bfloat16 autocast" if peak_dtype == "bfloat16" else "float32",
             "flop_counter": "torch.utils.flop_counter.FlopCounterMode, forward + backward",
         },
         "hardware": hardware(),
@@ -136,15 +160,17 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"  training {result['training_flops_per_s'] / 1e9:.2f} GFLOP/s (median step; all steps together "
         f"{result['training_flops_per_s_all_steps'] / 1e9:.2f}; {result['images_per_s']:.1f} img/s, "
         f"{sum(result['step_flops']) / len(result['step_flops']) / 1e9:.1f} GFLOP per step); "
-        f"fp32 matmul peak {result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s",
+        f"{result.get('peak_dtype', 'float32')} matmul peak {result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s",
         f"  MFU {result['value']:.3f} (target >= {result['target']}: {result['verdict']})",
     ]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = bench_arguments(__doc__.splitlines()[0]).parse_args(argv)
+    args = bench_arguments(__doc__.splitlines()[0], gpu=True).parse_args(argv)
     if args.quick:
-        result = measure_mfu(steps=2, warmup=1, batch_size=16, width=4, depth=18, peak_size=512)
+        result = measure_mfu(steps=2, warmup=1, batch_size=16, width=4, depth=18, peak_size=512, device=args.device)
+    elif args.device == "cuda":  # a GPU's peak needs large matrices; its steps are short
+        result = measure_mfu(steps=20, warmup=5, peak_size=8192, device="cuda")
     else:
         result = measure_mfu()
     finish(result, args.json, describe(result))

@@ -137,12 +137,23 @@ def _cpu_model() -> str:
 
 
 # --------------------------------------------------------------------------- output
-def bench_arguments(description: str) -> argparse.ArgumentParser:
-    """The options every benchmark script shares: ``--quick`` and ``--json PATH``."""
+def bench_arguments(description: str, *, gpu: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark script shares: ``--quick``, ``--json PATH`` (and, with ``gpu``, ``--device``)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a smaller, faster setting (a smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
+    if gpu:
+        parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the model runs")
     return parser
+
+
+def gpu_sync(device: str) -> Callable[[], None] | None:
+    """What waits for queued GPU work before a clock is read; None on the CPU."""
+    if device != "cuda":
+        return None
+    import torch
+
+    return torch.cuda.synchronize
 
 
 def write_json(path: Path, data: Any) -> None:

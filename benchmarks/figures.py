@@ -1,7 +1,11 @@
 """PNG figures of the Table 1 reproduction, drawn with pyqtgraph offscreen.
 
 matplotlib is not a dependency of the project; pyqtgraph (which the app already uses) renders
-into an offscreen Qt scene and its ``ImageExporter`` writes the PNG.
+into an offscreen Qt scene and its ``ImageExporter`` writes the PNG. Where Qt is missing (a GPU
+server), ``reproduce.py`` writes the tables alone; draw the figures later on any machine with the
+studio installed:
+
+    python benchmarks/figures.py benchmarks/results/table1.json
 """
 from __future__ import annotations
 
@@ -109,6 +113,8 @@ def iterations_histogram(path: Path, histogram: list[list[int]], title: str) -> 
 def render_all(out: Path, data: dict[str, Any]) -> list[Path]:
     """Both figures from the data ``reproduce.py`` collects; returns the files written."""
     iamnn = data["iamnn"]
+    name = data.get("setting", {}).get("dataset", "fashion-mnist")
+    dataset = "Fashion-MNIST" if name == "fashion-mnist" else name
     written = []
     accuracy_path = out / "accuracy_vs_macs.png"
     accuracy_vs_macs(
@@ -119,7 +125,7 @@ def render_all(out: Path, data: dict[str, Any]) -> list[Path]:
         ablation=data.get("ablation_point"),
         adaptive={"mean_macs": iamnn["macs"]["mean"], "top1": iamnn["top1"]},
         random=(iamnn.get("adaptivity") or {}).get("random_allocation"),
-        title=f"Fashion-MNIST test set: accuracy vs compute ({data['title']})",
+        title=f"{dataset} test set: accuracy vs compute ({data['title']})",
     )
     written.append(accuracy_path)
     histogram_path = out / "iterations_histogram.png"
@@ -127,3 +133,24 @@ def render_all(out: Path, data: dict[str, Any]) -> list[Path]:
                          f"Iterations per block, adaptive IamNN on the 10,000 test images ({data['title']})")
     written.append(histogram_path)
     return written
+
+
+def render_from_json(table_json: Path) -> list[Path]:
+    """Both figures, next to ``table_json`` (a ``table1.json`` that ``reproduce.py`` wrote)."""
+    import json
+
+    data = json.loads(Path(table_json).read_text(encoding="utf-8"))
+    data["iamnn"] = data["runs"]["iamnn"]["eval"]
+    return render_all(Path(table_json).parent, data)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python benchmarks/figures.py path/to/table1.json")
+    try:
+        written = render_from_json(Path(sys.argv[1]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"error: cannot draw the figures of {sys.argv[1]}: {exc}") from None
+    print("wrote " + ", ".join(str(p) for p in written))

@@ -7,6 +7,7 @@ is reported as such and the others still run; the exit code is then 1.
     python benchmarks/run_all.py            # all, full settings (a few minutes on 2 cores)
     python benchmarks/run_all.py --quick    # tiny settings: checks that everything runs
     python benchmarks/run_all.py --only mfu --only startup_ratio   # updates those two in speed.json
+    python benchmarks/run_all.py --device cuda   # the GPU-capable ones on a GPU: speed-gpu.json, speed-gpu.md
 """
 from __future__ import annotations
 
@@ -32,15 +33,21 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
                                                      "their MACs predict", ">= 0.9"),
     "engine_overhead_ratio": ("bench_engine_overhead.py", "Trainer images/s / an identical bare PyTorch loop's",
                               ">= 0.95"),
-    "mfu": ("bench_mfu.py", "training FLOP/s of the default config / fp32 matmul peak", ">= 0.5"),
+    "mfu": ("bench_mfu.py", "training FLOP/s of the default config / matmul peak (fp32; bf16 on a GPU, as "
+                            "the trainer's autocast)", ">= 0.5"),
 }
 
+#: The benchmarks whose model can run on a GPU (``--device cuda``); the others time the CPU or the GUI.
+GPU_CAPABLE = ("early_exit_efficiency", "mfu")
 
-def run_benchmark(script: str, quick: bool, timeout: float) -> dict[str, Any]:
+
+def run_benchmark(script: str, quick: bool, timeout: float, device: str = "cpu") -> dict[str, Any]:
     """Run one benchmark script in a fresh process; its result, or why it failed."""
     with tempfile.TemporaryDirectory(prefix="iamnn-bench-") as folder:
         out = Path(folder) / "result.json"
         command = [sys.executable, str(BENCH_DIR / script), "--json", str(out)] + (["--quick"] if quick else [])
+        if device != "cpu":
+            command += ["--device", device]
         start = time.monotonic()
         try:
             done = subprocess.run(command, cwd=REPO_ROOT, timeout=timeout, capture_output=True, text=True)
@@ -82,7 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for speed.json and speed.md")
     parser.add_argument("--timeout", type=float, default=400.0, help="seconds allowed per benchmark")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help=f"cuda: run {' and '.join(GPU_CAPABLE)} on the GPU (speed-gpu.json)")
     args = parser.parse_args(argv)
+    partial = bool(args.only)  # a rerun of some: the others keep their earlier results
+    if args.device == "cuda":
+        wrong = [key for key in args.only or () if key not in GPU_CAPABLE]
+        if wrong:
+            parser.error(f"{', '.join(wrong)} cannot run on a GPU; --device cuda runs {', '.join(GPU_CAPABLE)}")
+        args.only = args.only or list(GPU_CAPABLE)
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: PyTorch sees no CUDA device on this machine")
 
     started = time.monotonic()
     results: dict[str, Any] = {}
@@ -90,18 +109,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and key not in args.only:
             continue
         print(f"== {key} ({script})", flush=True)
-        results[key] = run_benchmark(script, args.quick, args.timeout)
+        results[key] = run_benchmark(script, args.quick, args.timeout, args.device)
         if results[key].get("error"):
             print(f"   FAILED: {results[key]['error']}", flush=True)
 
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-gpu" if args.device == "cuda" else "") + ("-quick" if args.quick else "")
     json_path = args.out / f"speed{suffix}.json"
-    if args.only and json_path.exists():  # a partial rerun updates the other results in place
+    if partial and json_path.exists():  # a partial rerun updates the other results in place
         previous = json.loads(json_path.read_text(encoding="utf-8"))
         results = {**{k: previous[k] for k in BENCHMARKS if k in previous}, **results}
     document: dict[str, Any] = {
         "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "rerun": args.only or None,
+        "rerun": args.only if partial else None,
+        "device": args.device,
         "quick": args.quick,
         "total_seconds": time.monotonic() - started,
         "hardware": hardware(),
@@ -115,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     note = (f"Measured {document['measured_at']} on {document['hardware']['cpu']} "
             f"({document['hardware']['cores']} cores, torch {document['hardware'].get('torch')}, "
             f"GPU: {document['hardware'].get('gpu') or 'none'}); "
-            + (f"rerun of {', '.join(args.only)} took" if args.only else "all benchmarks took")
+            + (f"rerun of {', '.join(args.only)} took" if partial else "these benchmarks took")
             + f" {document['total_seconds'] / 60:.1f} min"
-            + ("; the others keep their own `measured_at` in speed.json" if args.only else "")
+            + (f"; the others keep their own `measured_at` in {json_path.name}" if partial else "")
             + ". The machine was shared with other work: compare ratios, not absolute times.\n")
     (args.out / f"speed{suffix}.md").write_text(table + "\n" + note, encoding="utf-8")
     print("\n" + table + "\n" + note, flush=True)

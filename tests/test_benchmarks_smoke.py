@@ -187,3 +187,45 @@ def test_parameter_table_counts_what_the_real_models_hold_and_finds_the_papers_r
     # paper's 0.15; the depth-50, width-16 Table 1 setting cannot
     assert rows[(152, 64)]["ratio"] <= 0.15 < rows[(50, 16)]["ratio"]
     assert rows[(152, 16)]["ratio"] < rows[(50, 16)]["ratio"]
+
+
+def test_reproduce_trains_the_three_networks_at_once_and_builds_the_table(tmp_path, qapp):
+    """--parallel: each network in its own (spawned) process, then the same table as one after the other."""
+    from reproduce import NETWORKS, main
+
+    out = tmp_path / "table"
+    assert main(["--dataset", "synthetic", "--width", "4", "--depth", "18", "--epochs", "1", "--max-steps", "2",
+                 "--batch-size", "32", "--device", "cpu", "--parallel", "--out", str(out)]) == 0
+
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == sorted(f"table1-{key}-w4-d18-e1-s0" for key in NETWORKS)
+    assert all((out / "runs" / name / "eval.json").exists() for name in runs)
+    table = json.loads((out / "table1.json").read_text())
+    assert table["setting"]["parallel"] and table["setting"]["dataset"] == "synthetic"
+    assert table["runs_wall_seconds"] <= table["runs_seconds"]
+    text = (out / "table1.md").read_text()
+    assert text.startswith("### Table 1 on synthetic") and "trained at once in three processes" in text
+
+
+def test_figures_are_redrawn_from_a_written_table(tmp_path, qapp):
+    """Where reproduce.py ran without Qt (a GPU server), figures.py draws the PNGs from table1.json."""
+    from figures import render_from_json
+
+    source = BENCHMARKS / "results" / "table1.json"
+    (tmp_path / "table1.json").write_bytes(source.read_bytes())
+    written = render_from_json(tmp_path / "table1.json")
+    assert [p.parent for p in written] == [tmp_path, tmp_path]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_run_all_on_a_gpu_runs_only_the_benchmarks_that_can_and_says_when_there_is_none(capsys, monkeypatch):
+    import torch
+    from run_all import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--device", "cuda", "--only", "startup_ratio"])
+    assert exit_.value.code == 2 and "startup_ratio cannot run on a GPU" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--device", "cuda"])
+    assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
