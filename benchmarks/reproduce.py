@@ -190,20 +190,10 @@ def load_run(run_dir: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- comparisons
-def interpolate_top1(curve: list[dict], macs: float) -> float | None:
-    """Top-1 of a (mean MACs, top-1) curve at ``macs``, linear between neighbours; None outside it."""
-    points = sorted(curve, key=lambda p: p["mean_macs"])
-    for a, b in zip(points, points[1:]):
-        if a["mean_macs"] <= macs <= b["mean_macs"]:
-            if b["mean_macs"] == a["mean_macs"]:
-                return max(a["top1"], b["top1"])
-            t = (macs - a["mean_macs"]) / (b["mean_macs"] - a["mean_macs"])
-            return a["top1"] + t * (b["top1"] - a["top1"])
-    return None
-
-
 def compare(runs: dict[str, dict]) -> dict[str, Any]:
     """The ratios and controls Table 1 and adaptivity.md section 6 ask for."""
+    from iamnn_studio.engine.tradeoff import halting_tradeoff, interpolate_top1
+
     iamnn, resnet = runs["iamnn"]["eval"], runs["resnet"]["eval"]
     macs = iamnn["macs"]
     adaptivity = iamnn.get("adaptivity") or {}
@@ -228,6 +218,7 @@ def compare(runs: dict[str, dict]) -> dict[str, Any]:
         "collapse": adaptivity.get("collapse"),
         "spearman_macs_vs_loss": adaptivity.get("spearman_macs_vs_loss"),
         "macs_wrong_vs_right": [adaptivity.get("macs_wrong"), adaptivity.get("macs_right")],
+        "halting_verdict": (halting_tradeoff(iamnn) or {}).get("verdict"),
     }
     result["targets"] = {
         "params_ratio": {"target": f"<= {TARGET_PARAMS_RATIO}", "met": result["params_ratio"] <= TARGET_PARAMS_RATIO},
@@ -294,6 +285,7 @@ def markdown(data: dict[str, Any]) -> str:
         (f"| best fixed setting costing no more ({best['iterations']}, {millions(best['mean_macs'])}) | {pct(best['top1'])} | "
          f"{signed_pt(cmp['adaptive_minus_best_fixed_pt'])} |") if best else "| best fixed setting costing no more | – | – |",
         "",
+        *([f"Verdict: {cmp['halting_verdict']}", ""] if cmp.get("halting_verdict") else []),
         f"Setting: width {setting['width']}, depth {setting['depth']} (caps {setting['caps']}), {_plural(setting['epochs'], 'epoch')}, "
         f"batch {setting['batch_size']}, SGD one-cycle lr {setting['lr']}, seed {setting['seed']}, augment crop-flip, "
         f"{setting['train_images']:,} training / {setting['val_images']:,} held-out images, evaluated on the "

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
 from .crash_log import write_error_log
+from .engine.tradeoff import halting_tradeoff
 from .malloc_tuning import tune_malloc
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -512,6 +513,9 @@ def format_evaluation(result: dict[str, Any]) -> str:
         for point in sweep["fixed"]:
             setting = ",".join(str(n) for n in point["iterations"])
             lines.append(f"{setting:>16}   {format_macs(point['mean_macs']):>9}   {_percent(point['top1'])}")
+    tradeoff = halting_tradeoff(result)
+    if tradeoff is not None:
+        lines.append(tradeoff["verdict"])
     return "\n".join(lines)
 
 

@@ -123,15 +123,6 @@ def test_run_all_table_lists_every_result_and_marks_failures():
     assert "| `mfu` | failed |" in table and "boom" in table
 
 
-def test_fixed_curve_is_interpolated_at_equal_macs():
-    from reproduce import interpolate_top1
-
-    curve = [{"mean_macs": 10.0, "top1": 0.80}, {"mean_macs": 30.0, "top1": 0.90}, {"mean_macs": 20.0, "top1": 0.88}]
-    assert interpolate_top1(curve, 15.0) == pytest.approx(0.84)
-    assert interpolate_top1(curve, 25.0) == pytest.approx(0.89)
-    assert interpolate_top1(curve, 5.0) is None
-
-
 def test_table1_is_built_from_real_engine_evaluations(tmp_path, qapp):
     """compare(), markdown() and the figures read the engine's eval.json format as it is today."""
     import torch

@@ -103,6 +103,16 @@ def test_evaluate_prints_a_readable_summary(trained):
     assert "48 test images" in out and "top-1" in out and "threshold   mean MACs   top-1" in out
 
 
+def test_the_evaluation_summary_says_whether_the_halting_pays_against_fixed_counts():
+    result = {"images": 100, "architecture": "iamnn", "mode": "adaptive", "top1": 0.905, "top5": 1.0,
+              "macs": {"mean": 15e6}, "adaptivity": {"random_allocation": {"top1": 0.9}},
+              "sweep": {"threshold": [], "fixed": [{"iterations": [1, 1, 1, 1], "mean_macs": 10e6, "top1": 0.9},
+                                                   {"iterations": [2, 2, 2, 2], "mean_macs": 20e6, "top1": 0.93}]}}
+    last = cli.format_evaluation(result).splitlines()[-1]
+    assert last.startswith("The halting does not pay on this model") and "fixed:2" in last
+    assert "The halting" not in cli.format_evaluation({**result, "mode": "max"})
+
+
 @pytest.mark.parametrize(("fmt", "name"), [("onnx", "model.onnx"), ("torchscript", "model.ts")])
 def test_export_writes_each_format(trained, tmp_path, fmt, name):
     code, out, err = run_cli("export", trained["run"] / "checkpoints" / "best.pt", "--format", fmt, "--out", tmp_path / name)

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.tradeoff import halting_tradeoff
 from .widgets import formatting, theme
 from .widgets.charts import ClassAccuracyBars, IterationHistograms, SweepCurve, TrainingCurves, swatch
 from .widgets.confusion_matrix import ConfusionMatrix
@@ -264,11 +265,18 @@ class AnalysisView(QWidget):
             "The dashed line is the cap: the unit count of the matching ResNet.", self.histograms)
         self.sweep = SweepCurve()
         self.sweep.setMinimumHeight(340)
+        self.sweep_verdict = QLabel()  # does the halting pay against fixed counts? (engine.tradeoff)
+        self.sweep_verdict.setWordWrap(True)
+        sweep_box = QWidget()
+        sweep_layout = QVBoxLayout(sweep_box)
+        sweep_layout.setContentsMargins(0, 0, 0, 0)
+        sweep_layout.addWidget(self.sweep, 1)
+        sweep_layout.addWidget(self.sweep_verdict)
         self.sweep_section, self.sweep_stack = self._section(
             "Accuracy vs compute", "On the test images: "
             f"{swatch(theme.ACCENT, 'moving the halting threshold', '&#9679;', theme.TEXT_MUTED)}, "
             f"{swatch(theme.SECONDARY, 'a fixed number of iterations per block (1×, 2×, …)', '&#9632;', theme.TEXT_MUTED)}, "
-            f"{swatch(theme.TEXT, 'this model as saved', '&#9733;', theme.TEXT_MUTED)}.", self.sweep)
+            f"{swatch(theme.TEXT, 'this model as saved', '&#9733;', theme.TEXT_MUTED)}.", sweep_box)
         self.easiest = ImageStrip()
         self.hardest = ImageStrip()
         spectrum = QWidget()
@@ -544,6 +552,12 @@ class AnalysisView(QWidget):
             if evaluated is None and evaluation.get("macs"):
                 evaluated = (evaluation["macs"]["mean"], evaluation["top1"])
             self.sweep.set_sweep(threshold_points, fixed_points, evaluated)
+            tradeoff = halting_tradeoff(evaluation)
+            self.sweep_verdict.setVisible(tradeoff is not None)
+            if tradeoff is not None:
+                colour = {True: theme.GOOD, False: theme.WARNING}.get(tradeoff["pays"], theme.TEXT_MUTED)
+                self.sweep_verdict.setText(tradeoff["verdict"])
+                self.sweep_verdict.setStyleSheet(f"color: {colour};")
             self.sweep_stack.setCurrentIndex(1)
         else:
             self._show_placeholder(self.sweep_stack, "This evaluation has no sweep (a ResNet baseline, or evaluated "
@@ -835,6 +849,16 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
     collapse = adaptivity.get("collapse") or {}
     if collapse.get("alarm"):
         return "Collapsed", "; ".join(collapse.get("reasons") or []) or spread, theme.WARNING
+    tradeoff = halting_tradeoff(evaluation)
+    if tradeoff is not None and tradeoff["pays"] is False:
+        alternative = tradeoff["alternative"]
+        if alternative is None:
+            gap = 100 * (tradeoff["fixed_at_equal_macs"] - tradeoff["top1"])
+            return "Doesn't pay", f"fixed counts at the same MACs: {gap:+.2f} pt", theme.WARNING
+        return ("Doesn't pay", f"{tradeoff['suggested_mode']}: {formatting.percent(alternative['top1'])} at "
+                f"{formatting.si(alternative['mean_macs'])} MACs · fixed counts beat the halting", theme.WARNING)
     rho = adaptivity.get("spearman_macs_vs_loss")
     extra = f" · MACs vs loss ρ {rho:.2f}" if isinstance(rho, (int, float)) else ""
+    if tradeoff is not None and tradeoff["fixed_at_equal_macs"] is not None:
+        extra += f" · {100 * (tradeoff['top1'] - tradeoff['fixed_at_equal_macs']):+.2f} pt vs fixed counts"
     return "Adapts", spread + extra, theme.GOOD

@@ -114,6 +114,22 @@ def test_an_evaluated_run_fills_confusion_matrix_histograms_and_summary(qtbot, v
     assert len(view.easiest.tiles) == 4 and "6 M" in view.hardest_caption.text()
 
 
+def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp_path):
+    evaluation = made_up_eval()
+    evaluation["sweep"]["fixed"][0]["top1"] = 0.85  # one iteration per block: more accurate and cheaper
+    run = make_run(tmp_path / "runs", "iamnn-run", evaluation=evaluation)
+    show(qtbot, view, run)
+
+    assert view.adaptivity_tile.value.text() == "Doesn't pay"
+    assert view.adaptivity_tile.detail.text().startswith("fixed:1: 85.0 % at 2 M MACs")
+    assert view.sweep_verdict.isVisible()
+    assert view.sweep_verdict.text().startswith("The halting does not pay on this model: fixed:1 (1-1-1-1 iterations)")
+
+    show(qtbot, view, make_run(tmp_path / "runs", "paying", evaluation=made_up_eval()))
+    assert view.adaptivity_tile.value.text() == "Adapts" and "pt vs fixed counts" in view.adaptivity_tile.detail.text()
+    assert view.sweep_verdict.text().startswith("The halting pays")
+
+
 def test_the_comparison_table_sets_runs_side_by_side_like_table_1(qtbot, view, tmp_path):
     runs = tmp_path / "runs"
     iamnn = make_run(runs, "iamnn-run", evaluation=made_up_eval())

@@ -1,0 +1,60 @@
+"""Does the halting pay? The verdict against fixed iteration counts and random allocation."""
+from __future__ import annotations
+
+import pytest
+
+from iamnn_studio.engine.tradeoff import fixed_mode, halting_tradeoff, interpolate_top1
+
+CAPS = [3, 4, 6, 3]
+
+
+def fixed_curve(*top1s: float) -> list[dict]:
+    """n = 1, 2, ... iterations per block (capped), 10 M MACs per step of n."""
+    return [{"iterations": [min(n, c) for c in CAPS], "mean_macs": 10e6 * n, "top1": t}
+            for n, t in enumerate(top1s, start=1)]
+
+
+def evaluation(top1: float, macs: float, fixed: list[dict], random_top1: float | None = 0.90) -> dict:
+    return {"architecture": "iamnn", "mode": "adaptive", "top1": top1, "macs": {"mean": macs},
+            "adaptivity": {"random_allocation": {"top1": random_top1}}, "sweep": {"fixed": fixed, "threshold": []}}
+
+
+def test_fixed_curve_is_interpolated_at_equal_macs():
+    curve = [{"mean_macs": 10.0, "top1": 0.80}, {"mean_macs": 30.0, "top1": 0.90}, {"mean_macs": 20.0, "top1": 0.88}]
+    assert interpolate_top1(curve, 15.0) == pytest.approx(0.84)
+    assert interpolate_top1(curve, 25.0) == pytest.approx(0.89)
+    assert interpolate_top1(curve, 5.0) is None
+
+
+def test_halting_pays_when_adaptive_beats_fixed_counts_at_the_same_macs():
+    result = halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92, 0.935)))
+    assert result["pays"] is True and result["suggested_mode"] == "adaptive"
+    assert result["fixed_at_equal_macs"] == pytest.approx(0.91)
+    assert "+2.00 pt over fixed iterations at the same MACs and +3.00 pt over random allocation" in result["verdict"]
+    assert "Most accurate: fixed:3 (3-3-3-3 iterations) with 93.50 %" in result["verdict"]
+
+
+def test_a_fixed_setting_as_accurate_for_no_more_macs_means_the_halting_does_not_pay():
+    result = halting_tradeoff(evaluation(0.91, 25e6, fixed_curve(0.90, 0.912, 0.92)))
+    assert result["pays"] is False and result["suggested_mode"] == "fixed:2"
+    assert result["alternative"]["iterations"] == [2, 2, 2, 2]
+    assert "fixed:2 (2-2-2-2 iterations) with 91.20 % at 20.0 M costs no more" in result["verdict"]
+
+
+def test_fixed_counts_above_the_adaptive_point_do_not_pay_and_the_dearer_alternative_is_named():
+    # interpolated at 15 M fixed gives 0.915; adaptive 0.905; 2 per block reaches 0.92 for 33 % more MACs
+    result = halting_tradeoff(evaluation(0.905, 15e6, fixed_curve(0.90, 0.93, 0.94)))
+    assert result["pays"] is False and result["suggested_mode"] == "fixed:2"
+    assert "+1.00 pt more accurate" in result["verdict"] and "33% more MACs" in result["verdict"]
+
+
+def test_no_verdict_without_an_adaptive_model_or_a_fixed_sweep_and_none_outside_the_curve():
+    assert halting_tradeoff({**evaluation(0.9, 15e6, fixed_curve(0.9, 0.92)), "mode": "max"}) is None
+    assert halting_tradeoff({**evaluation(0.9, 15e6, fixed_curve(0.9, 0.92)), "architecture": "resnet"}) is None
+    assert halting_tradeoff(evaluation(0.9, 15e6, [])) is None
+    beyond = halting_tradeoff(evaluation(0.95, 35e6, fixed_curve(0.90, 0.92, 0.94), random_top1=None))
+    assert beyond["pays"] is None and "do not span" in beyond["verdict"]
+
+
+def test_fixed_mode_runs_the_largest_count_capped_per_block():
+    assert fixed_mode([3, 4, 4, 3]) == "fixed:4" and fixed_mode([1, 1, 1, 1]) == "fixed:1"
