@@ -3,9 +3,7 @@
 matplotlib is not a dependency of the project; pyqtgraph (which the app already uses) renders
 into an offscreen Qt scene and its ``ImageExporter`` writes the PNG. Where Qt is missing (a GPU
 server), ``reproduce.py`` writes the tables alone; draw the figures later on any machine with the
-studio installed:
-
-    python benchmarks/figures.py benchmarks/results/table1.json
+studio installed: ``python benchmarks/reproduce.py --rerender --out FOLDER``.
 """
 from __future__ import annotations
 
@@ -134,23 +132,3 @@ def render_all(out: Path, data: dict[str, Any]) -> list[Path]:
     written.append(histogram_path)
     return written
 
-
-def render_from_json(table_json: Path) -> list[Path]:
-    """Both figures, next to ``table_json`` (a ``table1.json`` that ``reproduce.py`` wrote)."""
-    import json
-
-    data = json.loads(Path(table_json).read_text(encoding="utf-8"))
-    data["iamnn"] = data["runs"]["iamnn"]["eval"]
-    return render_all(Path(table_json).parent, data)
-
-
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python benchmarks/figures.py path/to/table1.json")
-    try:
-        written = render_from_json(Path(sys.argv[1]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise SystemExit(f"error: cannot draw the figures of {sys.argv[1]}: {exc}") from None
-    print("wrote " + ", ".join(str(p) for p in written))

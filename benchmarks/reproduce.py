@@ -17,6 +17,7 @@ first look never overwrites the full results.
     python benchmarks/reproduce.py                  # width 16, depth 50, 12 epochs: the README's table
                                                     # (about an hour on 2 CPU cores)
     python benchmarks/reproduce.py --epochs 30 --device cuda --parallel   # on a GPU, the three at once
+    python benchmarks/reproduce.py --rerender --out benchmarks/results    # table and figures from table1.json
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results, quick: .../quick)")
     parser.add_argument("--reuse", action="store_true",
                         help="skip training a network whose finished run (with eval.json) is already in <out>/runs")
+    parser.add_argument("--rerender", action="store_true",
+                        help="rebuild <out>/table1.md and the figures from <out>/table1.json (no training)")
     parser.add_argument("--parallel", action="store_true",
                         help="train the three networks at once, each in its own process (a GPU that one small "
                              "network leaves mostly idle)")
@@ -340,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = parse_args(argv)
+    if args.rerender:
+        return rerender(args.out)
     started = time.monotonic()
     title = (f"{'quick: ' if args.quick else ''}width {args.width}, depth {args.depth}, "
              f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}")
@@ -371,26 +376,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         data["notes"].append("Quick mode: a first look, far from converged; the full run "
                              "(`python benchmarks/reproduce.py`) is what the README reports.")
-    iamnn = runs["iamnn"]["eval"]
-    data["iamnn"] = iamnn
-    data["resnet_point"] = {"mean_macs": runs["resnet"]["eval"]["macs"]["mean"], "top1": runs["resnet"]["eval"]["top1"]}
-    data["ablation_point"] = {"mean_macs": runs["fixed1"]["eval"]["macs"]["mean"], "top1": runs["fixed1"]["eval"]["top1"]}
+    publish(args.out, data)
+    return 0
 
+
+def publish(out: Path, data: dict[str, Any]) -> None:
+    """Write table1.md, table1.json and (where Qt is installed) the two figures into ``out``."""
     from figures import render_all
 
+    runs = data["runs"]
+    points = {"iamnn": runs["iamnn"]["eval"],
+              "resnet_point": {"mean_macs": runs["resnet"]["eval"]["macs"]["mean"], "top1": runs["resnet"]["eval"]["top1"]},
+              "ablation_point": {"mean_macs": runs["fixed1"]["eval"]["macs"]["mean"], "top1": runs["fixed1"]["eval"]["top1"]}}
+    data.update({k: v for k, v in points.items() if k != "iamnn"})
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        figures = render_all(args.out, data)
+        figures = render_all(out, {**data, **points})
     except ImportError as exc:  # a GPU server without Qt: the tables still count
         figures = []
-        print(f"note: no figures ({exc}); draw them later with "
-              f"`python benchmarks/figures.py {args.out / 'table1.json'}`", flush=True)
-    data.pop("iamnn")
+        print(f"note: no figures ({exc}); draw them later where Qt is installed with "
+              f"`python benchmarks/reproduce.py --rerender --out {out}`", flush=True)
     text = markdown(data)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table1.md").write_text(text, encoding="utf-8")
-    write_json(args.out / "table1.json", data)
+    (out / "table1.md").write_text(text, encoding="utf-8")
+    write_json(out / "table1.json", data)
     print("\n" + text, flush=True)
-    print("wrote " + ", ".join(str(p) for p in [args.out / "table1.md", args.out / "table1.json", *figures]))
+    print("wrote " + ", ".join(str(p) for p in [out / "table1.md", out / "table1.json", *figures]))
+
+
+def rerender(out: Path) -> int:
+    """Rebuild ``out``'s table and figures from its table1.json, the comparison recomputed (no training)."""
+    import json
+
+    try:
+        data = json.loads((out / "table1.json").read_text(encoding="utf-8"))
+        data["comparison"] = compare(data["runs"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"error: cannot re-render {out / 'table1.json'}: {exc}") from None
+    publish(out, data)
     return 0
 
 

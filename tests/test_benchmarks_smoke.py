@@ -198,15 +198,21 @@ def test_reproduce_trains_the_three_networks_at_once_and_builds_the_table(tmp_pa
     assert text.startswith("### Table 1 on synthetic") and "trained at once in three processes" in text
 
 
-def test_figures_are_redrawn_from_a_written_table(tmp_path, qapp):
-    """Where reproduce.py ran without Qt (a GPU server), figures.py draws the PNGs from table1.json."""
-    from figures import render_from_json
+def test_a_written_table_is_rebuilt_with_its_figures_and_the_current_comparison(tmp_path, qapp):
+    """--rerender: where reproduce.py ran without Qt (a GPU server), or the comparison changed."""
+    from reproduce import main
 
-    source = BENCHMARKS / "results" / "table1.json"
-    (tmp_path / "table1.json").write_bytes(source.read_bytes())
-    written = render_from_json(tmp_path / "table1.json")
-    assert [p.parent for p in written] == [tmp_path, tmp_path]
-    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+    stored = json.loads((BENCHMARKS / "results" / "table1.json").read_text())
+    stored["comparison"].pop("halting_verdict", None)
+    (tmp_path / "table1.json").write_text(json.dumps(stored))
+    assert main(["--rerender", "--out", str(tmp_path)]) == 0
+
+    assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+               for name in ("accuracy_vs_macs.png", "iterations_histogram.png"))
+    assert "Verdict: The halting" in (tmp_path / "table1.md").read_text()
+    assert json.loads((tmp_path / "table1.json").read_text())["comparison"]["halting_verdict"].startswith("The halting")
+    with pytest.raises(SystemExit, match="cannot re-render"):
+        main(["--rerender", "--out", str(tmp_path / "missing")])
 
 
 def test_run_all_on_a_gpu_runs_only_the_benchmarks_that_can_and_says_when_there_is_none(capsys, monkeypatch):
