@@ -322,8 +322,11 @@ class TrainingProgress:
         self._bar_shown = True
 
     def _on_calibrated(self, d: dict) -> None:
+        limits = d.get("halting_caps")
         self._line(f"halting head calibrated: threshold {_number(d.get('threshold'), 3)}, "
-                   f"validation accuracy {_percent(d.get('val_accuracy'))}, MACs {format_macs(d.get('val_macs'))}")
+                   + (f"at most {','.join(map(str, limits))} iterations per block (the most accurate fixed "
+                      f"setting on held-out images), " if limits else "")
+                   + f"validation accuracy {_percent(d.get('val_accuracy'))}, MACs {format_macs(d.get('val_macs'))}")
 
     def _on_evaluated(self, d: dict) -> None:
         macs = d.get("macs") or {}
@@ -490,8 +493,9 @@ def format_evaluation(result: dict[str, Any]) -> str:
         lines.append(f"full depth: top-1 {_percent(full.get('top1'))} at {format_macs(full.get('mean_macs'))}")
     iterations = result.get("iterations")
     if iterations:
-        lines.append(f"iterations per block (mean / cap): " + "  ".join(
-            f"{m:.2f}/{c}" for m, c in zip(iterations["mean"], iterations["caps"])))
+        limits = result.get("halting_caps")
+        lines.append(f"iterations per block (mean / {'halting limit' if limits else 'cap'}): " + "  ".join(
+            f"{m:.2f}/{c}" for m, c in zip(iterations["mean"], limits or iterations["caps"])))
     adaptivity = result.get("adaptivity")
     if adaptivity:
         collapse = adaptivity.get("collapse") or {}

@@ -410,10 +410,13 @@ def test_calibration_stopped_early_returns_without_touching_the_threshold():
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_calibration_fits_heads_and_picks_a_threshold_from_the_curve():
+def test_calibration_fits_heads_and_picks_a_threshold_from_the_curve(monkeypatch):
+    import iamnn_studio.engine.calibration as calibration
     from iamnn_studio.engine.calibration import fit_halting
     from iamnn_studio.engine.data import ImageTensors
 
+    # random data makes any depth the "most accurate": take the full depth, so every head has work
+    monkeypatch.setattr(calibration, "reference_setting", lambda points, images: tuple(points[-1]["iterations"]))
     torch.manual_seed(0)
     model = build_model(tiny())
     randomise_batchnorms(model)
@@ -430,6 +433,61 @@ def test_calibration_fits_heads_and_picks_a_threshold_from_the_curve():
                         if p["mean_macs"] < chosen["mean_macs"] and p["agreement"] >= summary["required_agreement"]]
     assert not cheaper_and_good
     assert summary["required_agreement"] >= summary["target_agreement"]
+
+
+def test_calibration_limits_the_halting_to_the_most_accurate_fixed_setting():
+    from iamnn_studio.engine.calibration import fit_halting, reference_setting
+    from iamnn_studio.engine.data import ImageTensors
+
+    torch.manual_seed(1)
+    model = build_model(tiny())
+    randomise_batchnorms(model)
+    data = ImageTensors(torch.randint(0, 255, (60, 1, 16, 16), dtype=torch.uint8), torch.randint(0, 5, (60,)))
+    summary = fit_halting(model, data, mean=(0.5,), std=(0.25,), head_epochs=2)
+
+    settings = summary["fixed_settings"]
+    assert [p["iterations"][0] for p in settings] == [1, 2, 2]  # n per block, capped at (2, 3, 3, 2)
+    limits = tuple(summary["halting_caps"])
+    assert limits == reference_setting(settings, 30) and model.adaptive_caps == limits
+    assert model.config.halting_caps == (None if limits == model.caps else limits)
+    with torch.no_grad():
+        out = model(torch.randn(32, 1, 16, 16))
+    assert (out.iterations <= torch.tensor(limits)).all()
+    assert model.macs_range()[1] == int(model.macs_for(torch.tensor([limits]), torch.tensor([limits]) - 1))
+
+
+def test_the_reference_is_the_most_accurate_setting_and_a_one_image_tie_goes_to_the_cheaper():
+    from iamnn_studio.engine.calibration import reference_setting
+
+    points = [{"iterations": [n] * 4, "accuracy": a, "mean_macs": 10.0 * n}
+              for n, a in ((1, 0.90), (2, 0.931), (3, 0.932), (4, 0.925))]
+    assert reference_setting(points, 100_000) == (3, 3, 3, 3)
+    assert reference_setting(points, 1_000) == (2, 2, 2, 2)  # 0.932 vs 0.931: one image in 1,000
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_halting_caps_stop_every_image_there_and_count_no_head_at_the_limit(compact):
+    torch.manual_seed(0)
+    model = build_model(tiny(threshold=0.999)).eval()  # the heads alone would run nearly every image to the cap
+    randomise_batchnorms(model)
+    x = torch.randn(24, 1, 16, 16)
+    model.set_halting_caps((1, 2, 1, 2))
+    with torch.no_grad():
+        out = model(x, compact=compact)
+    assert (out.iterations <= torch.tensor([1, 2, 1, 2])).all()
+    assert [h.shape[1] for h in out.halting] == [2, 3, 3, 2]  # shaped by the caps, NaN past the limit
+    assert torch.isnan(out.halting[2][:, 1:]).all()
+    with torch.no_grad():
+        fixed = model(x, exits=(1, 2, 1, 2))
+    at_limit = (out.iterations == torch.tensor([1, 2, 1, 2])).all(1)
+    assert at_limit.any()
+    assert torch.allclose(out.logits[at_limit], fixed.logits[at_limit], atol=1e-4)
+    assert out.macs.max() <= model.macs_range()[1]
+    with pytest.raises(ValueError, match="halting_caps"):
+        model.set_halting_caps((3, 1, 1, 1))  # above block 1's cap of 2
+    assert model.config.halting_caps == (1, 2, 1, 2)
+    model.set_halting_caps(None)
+    assert model.adaptive_caps == model.caps
 
 
 def _curve(*points):

@@ -8,12 +8,15 @@ tracks difficulty (section 3, recipe 1):
    per-block count (``sample_exits``: full depth, one iteration everywhere, or random per block;
    the "sandwich" of slimmable networks). Per-iteration and per-exit batchnorms make every
    setting consistent.
-2. Freeze the backbone. On held-out images, label each block's stop point greedily, block by
-   block: the fewest iterations whose exit, continued at full depth, keeps the full-depth answer.
+2. Freeze the backbone. On held-out images, find the reference: the most accurate of the fixed
+   settings (n iterations per block, capped). Past it, depth costs compute and accuracy (measured:
+   at 30 epochs three iterations per block beat full depth), so it becomes the model's
+   ``halting_caps``. Label each block's stop point greedily, block by block: the fewest iterations
+   whose exit, continued at the reference depth, keeps the reference's answer.
 3. Train each block's halting head as a hazard, h_n = P(stop at n | not stopped before), with
    binary cross-entropy on the samples still at risk at n.
 4. On another held-out half, sweep the threshold on the cumulative score 1 - prod(1 - h) and keep
-   the cheapest one that agrees with the full-depth answer on ``target_agreement`` of the images,
+   the cheapest one that agrees with the reference's answer on ``target_agreement`` of the images,
    and on at least half of those whose answer the cheapest setting changes (``required_agreement``).
 """
 from __future__ import annotations
@@ -52,45 +55,72 @@ class BlockTrajectory:
     pooled: list[Tensor]  # the halting head's pooled input at iterations 0..cap-2
 
 
-def block_trajectory(block, x0: Tensor) -> BlockTrajectory:
-    """Run a block to its cap, keeping every possible exit and the head inputs."""
+def block_trajectory(block, x0: Tensor, limit: int | None = None) -> BlockTrajectory:
+    """Run a block to ``limit`` iterations (default its cap), keeping every possible exit and the head inputs."""
+    limit = block.cap if limit is None else limit
     state = None  # s_0 = 0
     features = PooledFeatures(x0, block.channels)
     prepared = block.prepare(x0)
     exits, pooled = [], []
-    for n in range(block.cap):
+    for n in range(limit):
         state, step_features = block._advance(prepared, state, n, pooled=features, in_place=True)
         exits.append(block.exit_norm[n](state))
-        if n < block.cap - 1:
+        if n < limit - 1:
             pooled.append(step_features.float())
     return BlockTrajectory(exits, pooled)
 
 
-def finish_at_full_depth(model: IamNN, h: Tensor, first_block: int) -> Tensor:
-    """Logits from the output of block ``first_block - 1``, running the later blocks to their caps."""
+def finish_at(model: IamNN, h: Tensor, first_block: int, depth: tuple[int, ...]) -> Tensor:
+    """Logits from the output of block ``first_block - 1``, running the later blocks ``depth`` iterations."""
     for b in range(first_block, len(model.blocks)):
         h = model.pool(h)
-        h = model.blocks[b](h, rule="fixed", threshold=1.0, exit_at=model.blocks[b].cap).output
+        h = model.blocks[b](h, rule="fixed", threshold=1.0, exit_at=depth[b]).output
     return model.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
 @torch.no_grad()
-def stop_labels(model: IamNN, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-    """Greedy per-block stop labels (1-based) and the head inputs [B, cap-1, D] per block."""
-    reference = model(x, exits=model.caps).logits.argmax(1)
+def fixed_setting_accuracy(model: IamNN, batches: list[tuple[Tensor, Tensor]]) -> list[dict]:
+    """Held-out top-1 and mean MACs of every fixed setting: n iterations per block, capped."""
+    caps = model.caps
+    points = []
+    for n in range(1, max(caps) + 1):
+        setting = tuple(min(n, cap) for cap in caps)
+        correct = total = macs = 0
+        for x, y in batches:
+            out = model(x, exits=setting)
+            correct += int((out.logits.argmax(1) == y).sum())
+            total += len(y)
+            macs += int(out.macs.sum())
+        points.append({"iterations": list(setting), "accuracy": correct / max(total, 1), "mean_macs": macs / max(total, 1)})
+    return points
+
+
+def reference_setting(points: list[dict], images: int) -> tuple[int, ...]:
+    """The most accurate fixed setting; one image's worth of accuracy is a tie, won by the cheaper."""
+    best = max(p["accuracy"] for p in points)
+    tied = [p for p in points if p["accuracy"] >= best - 1.0 / max(images, 1) - 1e-9]
+    return tuple(min(tied, key=lambda p: p["mean_macs"])["iterations"])
+
+
+@torch.no_grad()
+def stop_labels(model: IamNN, x: Tensor, depth: tuple[int, ...] | None = None) -> tuple[list[Tensor], list[Tensor]]:
+    """Greedy per-block stop labels (1-based, at most ``depth``, default the caps) and the head inputs
+    [B, depth-1, D] per block: the fewest iterations that, continued at ``depth``, keep its answer."""
+    depth = tuple(model.caps if depth is None else depth)
+    reference = model(x, exits=depth).logits.argmax(1)
     h = model.stem(x)
     labels, features = [], []
     for b, block in enumerate(model.blocks):
         if b > 0:
             h = model.pool(h)
-        traj = block_trajectory(block, h)
-        label = torch.full((x.shape[0],), block.cap, dtype=torch.long, device=x.device)
+        traj = block_trajectory(block, h, depth[b])
+        label = torch.full((x.shape[0],), depth[b], dtype=torch.long, device=x.device)
         undecided = torch.ones_like(label, dtype=torch.bool)
-        for n in range(block.cap - 1):  # stopping at the cap always "keeps" the answer
+        for n in range(depth[b] - 1):  # stopping at the reference depth always "keeps" the answer
             if not undecided.any():
                 break
             idx = undecided.nonzero().squeeze(1)
-            keeps = finish_at_full_depth(model, traj.exits[n][idx], b + 1).argmax(1) == reference[idx]
+            keeps = finish_at(model, traj.exits[n][idx], b + 1, depth).argmax(1) == reference[idx]
             label[idx[keeps]] = n + 1
             undecided[idx[keeps]] = False
         labels.append(label)
@@ -149,9 +179,9 @@ def head_loss(head, feats: Tensor, label: Tensor) -> Tensor:
 @torch.no_grad()
 def threshold_curve(model: IamNN, x_batches: list[Tensor], y_batches: list[Tensor],
                     thresholds=THRESHOLDS) -> list[dict]:
-    """Accuracy, agreement with full depth and mean MACs per threshold."""
+    """Accuracy, agreement with the reference depth (the model's ``adaptive_caps``) and mean MACs per threshold."""
     previous = model.config.threshold
-    reference = [model(x, exits=model.caps).logits.argmax(1) for x in x_batches]
+    reference = [model(x, exits=model.adaptive_caps).logits.argmax(1) for x in x_batches]
     curve = []
     for t in thresholds:
         model.set_threshold(t)
@@ -186,7 +216,7 @@ def required_agreement(curve: list[dict], target_agreement: float) -> float:
 
 
 def choose_threshold(curve: list[dict], target_agreement: float) -> float:
-    """The cheapest threshold that keeps the full-depth answer often enough (``required_agreement``)."""
+    """The cheapest threshold that keeps the reference answer often enough (``required_agreement``)."""
     required = required_agreement(curve, target_agreement)
     good = [p for p in curve if p["agreement"] >= required]
     if good:
@@ -201,8 +231,9 @@ def fit_halting(model: IamNN, data, *, mean, std, device="cpu", batch_size: int 
     """Fit the halting heads of a trained anytime backbone and choose the threshold.
 
     ``data`` is held-out ``ImageTensors`` (never the images the backbone trained on). Half of it
-    labels and trains the heads, the other half picks the threshold. Sets
-    ``model.config.threshold`` and returns a summary with the threshold curve.
+    chooses the reference depth and labels and trains the heads, the other half picks the
+    threshold. Sets ``model.config.halting_caps`` and ``threshold``; returns a summary with the
+    fixed settings' accuracy and the threshold curve.
     """
     from .data import normalize  # local: the data package pulls in torchvision
 
@@ -225,17 +256,22 @@ def fit_halting(model: IamNN, data, *, mean, std, device="cpu", batch_size: int 
             idx = indices[start:start + batch_size]
             yield normalize(data.images[idx].to(device), mean, std), data.labels[idx].to(device)
 
+    fit = list(batches(fit_idx))
+    fixed_points = fixed_setting_accuracy(model, fit)
+    depth = reference_setting(fixed_points, half)
+    if progress:
+        progress(0.2)
     labels, features = [[] for _ in model.blocks], [[] for _ in model.blocks]
-    n_batches = max(1, -(-half // batch_size))
-    for i, (x, _) in enumerate(batches(fit_idx)):
+    n_batches = max(1, len(fit))
+    for i, (x, _) in enumerate(fit):
         if should_stop is not None and should_stop():
             break
-        block_labels, block_features = stop_labels(model, x)
+        block_labels, block_features = stop_labels(model, x, depth)
         for b in range(len(model.blocks)):
             labels[b].append(block_labels[b])
             features[b].append(block_features[b])
         if progress:
-            progress(0.6 * (i + 1) / n_batches)
+            progress(0.2 + 0.4 * (i + 1) / n_batches)
     if should_stop is not None and should_stop():
         for p in model.parameters():
             p.requires_grad_(True)
@@ -253,6 +289,7 @@ def fit_halting(model: IamNN, data, *, mean, std, device="cpu", batch_size: int 
     if progress:
         progress(0.8)
 
+    model.set_halting_caps(None if depth == tuple(model.caps) else depth)
     pick = list(batches(pick_idx))
     curve = threshold_curve(model, [x for x, _ in pick], [y for _, y in pick])
     threshold = choose_threshold(curve, target_agreement)
@@ -262,6 +299,8 @@ def fit_halting(model: IamNN, data, *, mean, std, device="cpu", batch_size: int 
         progress(1.0)
     return {
         "threshold": threshold,
+        "halting_caps": list(depth),
+        "fixed_settings": fixed_points,  # held-out accuracy of each, on the images that chose the reference
         "target_agreement": target_agreement,
         "required_agreement": required_agreement(curve, target_agreement),
         "curve": curve,

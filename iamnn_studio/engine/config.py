@@ -62,6 +62,9 @@ class ModelConfig:
     threshold: float | None = None  # inference threshold on the cumulative score; None = 1 - eps
     block: str = "bottleneck"  # processing-block variant (plugins register more)
     architecture: str = "iamnn"  # "iamnn" or "resnet" (the unshared baseline)
+    # The most iterations adaptive inference runs per block; None = the caps. Calibration sets it to
+    # the most accurate fixed setting on held-out images: depth past it costs compute and accuracy.
+    halting_caps: tuple[int, ...] | None = None
 
     # ------------------------------------------------------------------ derived
     @property
@@ -70,6 +73,11 @@ class ModelConfig:
         if self.iterations is not None:
             return tuple(int(n) for n in self.iterations)
         return DEPTH_ITERATIONS[self.depth]
+
+    @property
+    def adaptive_caps(self) -> tuple[int, ...]:
+        """The most iterations per block that the halting may use (``halting_caps`` or the caps)."""
+        return self.caps if self.halting_caps is None else tuple(int(n) for n in self.halting_caps)
 
     @property
     def small_stem(self) -> bool:
@@ -125,13 +133,20 @@ class ModelConfig:
             raise _field_error("threshold", f"must be in (0, 1], got {self.threshold!r}")
         if self.architecture not in ARCHITECTURES:
             raise _field_error("architecture", f"must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.halting_caps is not None:
+            limits = tuple(self.halting_caps)
+            if (len(limits) != len(self.caps) or any(isinstance(n, bool) or not isinstance(n, int) for n in limits)
+                    or any(not 1 <= n <= cap for n, cap in zip(limits, self.caps))):
+                raise _field_error("halting_caps", f"needs one integer per block between 1 and its cap "
+                                                   f"{list(self.caps)}, got {self.halting_caps!r}")
         return self
 
     # ------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        if d["iterations"] is not None:
-            d["iterations"] = list(d["iterations"])
+        for key in ("iterations", "halting_caps"):
+            if d[key] is not None:
+                d[key] = list(d[key])
         return d
 
     @classmethod
@@ -158,8 +173,9 @@ def _from_dict(cls, d: dict[str, Any], section: str):
     if unknown:
         raise ValueError(f"{section}.{unknown[0]}: unknown setting (known: {', '.join(sorted(names))})")
     kwargs = dict(d)
-    if kwargs.get("iterations") is not None:
-        kwargs["iterations"] = tuple(kwargs["iterations"])
+    for key in ("iterations", "halting_caps"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = tuple(kwargs[key])
     return cls(**kwargs)
 
 

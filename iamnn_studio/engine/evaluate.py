@@ -133,6 +133,7 @@ def evaluate(
         "halting": config.halting if adaptive else None,
         "threshold": config.halting_threshold if adaptive else None,
         "caps": list(caps),
+        "halting_caps": list(model.adaptive_caps) if adaptive else None,
         "stopped": False,
         "sweep": None,
     }

@@ -364,7 +364,8 @@ class Predictor:
         iterations = output.iterations.cpu().tolist()
         scores = [h.cpu() for h in output.halting]
         macs = output.macs.cpu().tolist()
-        caps = list(self.model.caps)
+        # what this mode could run: the halting's own limit (``halting_caps``) when it decides
+        caps = list(self.model.adaptive_caps if self.halts else self.model.caps)
         macs_range = self.macs_range
         threshold = self.threshold if self.halts else None
         predictions = []

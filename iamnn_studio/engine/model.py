@@ -119,21 +119,26 @@ class IamNNBlock(nn.Module):
         exit_at: int | None = None,
         compact: bool = True,
         reduce: str | None = None,
+        limit: int | None = None,
     ) -> BlockResult:
         """Run the block.
 
         Args:
             rule: "act" (Graves ACT), "hazard" (calibrated halting) or "fixed".
             exit_at: for ``rule="fixed"``, the iteration count (capped at the block's cap).
+            limit: for the halting rules, the most iterations to run (the model's ``halting_caps``;
+                None: the cap). Every sample still running halts there.
             compact: gather the running samples after each iteration (True) or mask (False).
             reduce: "pool" or "gap" returns the output already max-pooled or globally averaged for
                 what follows the block (cheaper in inference, see ``_exit``); None, as it is.
         """
         if rule == "fixed":
             return self._run_fixed(x0, min(int(exit_at), self.cap), reduce)
+        limit = self.cap if limit is None else min(int(limit), self.cap)
         if compact and rule == "hazard":
-            return self._run_compacted(x0, rule, threshold, reduce)
-        result = self._run_compacted(x0, rule, threshold) if compact else self._run_masked(x0, rule, threshold)
+            return self._run_compacted(x0, rule, threshold, limit, reduce)
+        result = (self._run_compacted(x0, rule, threshold, limit) if compact
+                  else self._run_masked(x0, rule, threshold, limit))
         if reduce is not None:  # ACT's output is a weighted mean of exits: reduced as a whole
             result.output = reduce_features(result.output, reduce)
         return result
@@ -209,7 +214,8 @@ class IamNNBlock(nn.Module):
             head_evaluations=torch.zeros_like(iterations),
         )
 
-    def _run_compacted(self, x0: Tensor, rule: str, threshold: float, reduce: str | None = None) -> BlockResult:
+    def _run_compacted(self, x0: Tensor, rule: str, threshold: float, limit: int,
+                       reduce: str | None = None) -> BlockResult:
         batch, device = x0.shape[0], x0.device
         running = torch.arange(batch, device=device)  # global index of each running sample
         x = self.prepare(x0)
@@ -228,8 +234,8 @@ class IamNNBlock(nn.Module):
         lazy = 0.0 if self.training else LAZY_COMPACTION
         alive: Tensor | None = None  # rows of the current batch still running; None: all of them
         alive_count = batch
-        for n in range(self.cap):
-            last = n == self.cap - 1
+        for n in range(limit):
+            last = n == limit - 1
             state, features = self._advance(x, state, n, pooled=None if last else pooled, in_place=True)
             score = None if last else self.halting_head.score(features, n)
             if score is not None:
@@ -281,10 +287,10 @@ class IamNNBlock(nn.Module):
             iterations=iterations,
             halting=halting,
             ponder_cost=ponder,
-            head_evaluations=iterations.clamp(max=self.cap - 1),
+            head_evaluations=iterations.clamp(max=limit - 1),
         )
 
-    def _run_masked(self, x0: Tensor, rule: str, threshold: float) -> BlockResult:
+    def _run_masked(self, x0: Tensor, rule: str, threshold: float, limit: int) -> BlockResult:
         """Every sample runs every iteration; halted samples' state, output and scores are frozen."""
         batch, device = x0.shape[0], x0.device
         state = output = None  # s_0 = 0; the block output is set at each sample's exit
@@ -295,13 +301,13 @@ class IamNNBlock(nn.Module):
         pooled = PooledFeatures(x0, self.channels)
         prepared = self.prepare(x0)
         scores = []
-        for n in range(self.cap):
+        for n in range(limit):
             new_state, features = self._advance(prepared, state, n, pooled=pooled, in_place=False)
             # every sample runs the first iteration, so s_1 needs no mask
             state = new_state if state is None else torch.where(running.view(-1, 1, 1, 1), new_state, state)
             if output is None:
                 output = torch.zeros_like(state)
-            score = None if n == self.cap - 1 else self.halting_head.score(features, n)
+            score = None if n == limit - 1 else self.halting_head.score(features, n)
             nan = torch.full((batch,), math.nan, device=device)
             scores.append(nan if score is None else torch.where(running, score.float(), nan))
             iterations = iterations + running.long()
@@ -317,12 +323,13 @@ class IamNNBlock(nn.Module):
                 ponder = torch.where(running & halt, torch.full_like(ponder, n + 1.0), ponder)
             cumulative = torch.where(running, new_cumulative, cumulative)
             running = running & ~halt
+        scores += [torch.full((batch,), math.nan, device=device)] * (self.cap - limit)  # never run
         return BlockResult(
             output=output,
             iterations=iterations,
             halting=torch.stack(scores, dim=1),
             ponder_cost=ponder,
-            head_evaluations=iterations.clamp(max=self.cap - 1),
+            head_evaluations=iterations.clamp(max=limit - 1),
         )
 
 
@@ -403,6 +410,21 @@ class IamNN(nn.Module):
     def caps(self) -> tuple[int, ...]:
         return tuple(block.cap for block in self.blocks)
 
+    @property
+    def adaptive_caps(self) -> tuple[int, ...]:
+        """The most iterations per block the halting may use (``config.halting_caps``, else the caps)."""
+        return self.config.adaptive_caps
+
+    def set_halting_caps(self, limits: tuple[int, ...] | None) -> None:
+        """Limit adaptive inference to ``limits`` iterations per block (None: the caps)."""
+        previous = self.config.halting_caps
+        self.config.halting_caps = None if limits is None else tuple(int(n) for n in limits)
+        try:
+            self.config.validate()
+        except ValueError:
+            self.config.halting_caps = previous
+            raise
+
     def set_threshold(self, threshold: float | None) -> None:
         """Move the compute-vs-accuracy knob on a trained model (None = 1 - eps)."""
         self.config.threshold = threshold
@@ -429,12 +451,13 @@ class IamNN(nn.Module):
             h = h.contiguous(memory_format=torch.channels_last)
         results = []
         last = len(self.blocks) - 1
+        limits = self.adaptive_caps
         for b, block in enumerate(self.blocks):
             # each block hands over its output already reduced for what follows it: max-pooled for
             # the next block, globally averaged for the classifier (``IamNNBlock._exit``)
             result = block(h, rule=rule, threshold=self.config.halting_threshold,
                            exit_at=None if fixed is None else fixed[b], compact=compact,
-                           reduce="gap" if b == last else "pool")
+                           reduce="gap" if b == last else "pool", limit=limits[b])
             results.append(result)
             h = result.output
         logits = self.fc(h)
@@ -501,7 +524,7 @@ class IamNN(nn.Module):
     def macs_range(self) -> tuple[int, int]:
         """(cheapest, dearest) possible per-image MACs in adaptive mode."""
         ones = torch.ones(1, len(self.blocks), dtype=torch.long)
-        caps = torch.tensor([self.caps])
+        caps = torch.tensor([self.adaptive_caps])
         low = self.macs_for(ones, torch.minimum(ones, caps - 1))
         high = self.macs_for(caps, caps - 1)
         return int(low), int(high)

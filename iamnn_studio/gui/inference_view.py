@@ -596,7 +596,9 @@ def _describe_model(predictor: Any) -> dict:
     kind = "ResNet baseline" if config.architecture == "resnet" else "IamNN"
     parts = [
         f"<b>{label}</b>",
-        f"{kind} · caps {'·'.join(str(c) for c in caps)} · width {config.width}",
+        f"{kind} · caps {'·'.join(str(c) for c in caps)}"
+        + (f" (halting at most {'·'.join(str(c) for c in config.halting_caps)})" if config.halting_caps else "")
+        + f" · width {config.width}",
         f"{len(predictor.classes)} classes · {config.image_size}×{config.image_size} "
         f"{'grey' if config.in_channels == 1 else 'RGB'}",
     ]

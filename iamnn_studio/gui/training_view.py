@@ -521,6 +521,8 @@ class TrainingView(QWidget):
         text = "Halting calibrated"
         if data.get("threshold") is not None:
             text += f": threshold {data['threshold']:.3f}"
+        if data.get("halting_caps"):
+            text += f" · at most {'·'.join(map(str, data['halting_caps']))} iterations per block"
         if data.get("val_accuracy") is not None:
             text += f" · val acc {data['val_accuracy']:.1%}"
         if data.get("val_macs") is not None:
