@@ -282,7 +282,8 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "| Control | Top-1 | Adaptive minus control |",
         "|---|---|---|",
-        f"| adaptive (calibrated threshold {runs['iamnn'].get('threshold')}) | {pct(runs['iamnn']['eval']['top1'])} | – |",
+        f"| adaptive (calibrated threshold {runs['iamnn'].get('threshold')}{_limit(runs['iamnn']['eval'])}) | "
+        f"{pct(runs['iamnn']['eval']['top1'])} | – |",
         f"| same iteration vectors dealt to the images at random | {pct(cmp['random_allocation_top1'])} | {signed_pt(cmp['adaptive_minus_random_pt'])} |",
         f"| fixed iteration counts, interpolated at the adaptive mean MACs | {pct(cmp['fixed_top1_at_equal_macs'])} | {signed_pt(cmp['adaptive_minus_fixed_at_equal_macs_pt'])} |",
         (f"| best fixed setting costing no more ({best['iterations']}, {millions(best['mean_macs'])}) | {pct(best['top1'])} | "
@@ -312,6 +313,14 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"- Threshold {runs['iamnn']['threshold']}: {runs['iamnn']['threshold_note']}.")
     lines += [f"- {note}" for note in data.get("notes", [])]
     return "\n".join(lines) + "\n"
+
+
+def _limit(evaluation: dict[str, Any]) -> str:
+    """", at most 3-3-3-3 iterations" where calibration limited the halting below the caps."""
+    limits = evaluation.get("halting_caps")
+    if not limits or list(limits) == list(evaluation.get("caps") or []):
+        return ""
+    return f", at most {'-'.join(map(str, limits))} iterations"
 
 
 def _dataset_label(name: str) -> str:
