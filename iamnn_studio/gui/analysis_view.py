@@ -464,6 +464,9 @@ class AnalysisView(QWidget):
         epochs = status.get("epochs_done")
         total = status.get("total_epochs")
         known = [report.model, report.dataset] if report.config is not None else ["config.toml unreadable"]
+        limits = (report.evaluation or {}).get("halting_caps")
+        if limits and list(limits) != list((report.evaluation or {}).get("caps") or []):
+            known.insert(1, f"halting at most {'·'.join(map(str, limits))}")  # calibration's reference depth
         parts = [*known, state]
         if isinstance(epochs, int):
             parts.append(f"{epochs} / {total} epochs" if total else f"{epochs} epochs")

@@ -125,7 +125,11 @@ def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp
     assert view.sweep_verdict.isVisible()
     assert view.sweep_verdict.text().startswith("The halting does not pay on this model: fixed:1 (1-1-1-1 iterations)")
 
-    show(qtbot, view, make_run(tmp_path / "runs", "paying", evaluation=made_up_eval()))
+    assert "halting at most" not in view.subtitle.text()
+
+    limited = {**made_up_eval(), "halting_caps": [1, 1, 2, 1]}
+    show(qtbot, view, make_run(tmp_path / "runs", "paying", evaluation=limited))
+    assert "halting at most 1·1·2·1" in view.subtitle.text()
     assert view.adaptivity_tile.value.text() == "Adapts" and "pt vs fixed counts" in view.adaptivity_tile.detail.text()
     assert view.sweep_verdict.text().startswith("The halting pays")
 
