@@ -1,4 +1,5 @@
-"""The CUDA paths: training with bf16 autocast, compaction on the GPU, GPU checkpoints on a CPU, NVML.
+"""The CUDA paths: training with bf16 autocast, GPU checkpoints on a CPU, NVML (compaction on the GPU:
+``test_model.test_compacted_execution_equals_masked_execution[cuda]``).
 
 Skipped where no CUDA device is present (CI, the 2-core development machine); run on a lent GPU with
 ``python -m pytest tests/test_cuda.py``.
@@ -8,10 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iamnn_studio.engine import build_model
 from iamnn_studio.engine.checkpoint import load_checkpoint
 from iamnn_studio.engine.trainer import Trainer
-from test_model import randomise_batchnorms, spread_halting, tiny
 from test_trainer import tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -30,24 +29,6 @@ def test_a_run_trains_calibrates_and_evaluates_on_the_gpu_and_its_checkpoint_loa
         on_gpu = model.to("cuda")(x.cuda())
     assert torch.equal(on_cpu.iterations, on_gpu.iterations.cpu())
     assert torch.allclose(on_cpu.logits, on_gpu.logits.cpu(), atol=1e-3)
-
-
-@pytest.mark.parametrize("halting", ["act", "calibrated"])
-def test_compacted_execution_equals_masked_execution_on_the_gpu(halting):
-    torch.manual_seed(0)
-    model = build_model(tiny(halting=halting, threshold=0.6)).eval()
-    randomise_batchnorms(model)
-    spread_halting(model)
-    model.cuda()
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # exact float32 on both
-    x = torch.randn(40, 1, 16, 16, device="cuda")
-    with torch.no_grad():
-        compact = model(x)
-        masked = model(x, compact=False)
-    assert len(set(map(tuple, compact.iterations.tolist()))) > 3, "test needs samples halting at different points"
-    assert torch.equal(compact.iterations, masked.iterations)
-    assert torch.allclose(compact.logits, masked.logits, atol=1e-4)
-    assert torch.equal(compact.macs, masked.macs)
 
 
 def test_nvml_reads_the_gpu_the_trainer_uses():

@@ -85,13 +85,19 @@ def test_forward_output_shapes_and_types():
     assert out.macs.shape == (7,) and out.macs.dtype == torch.long
 
 
+ON_CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))
+
+
+@pytest.mark.parametrize("device", ["cpu", ON_CUDA])
 @pytest.mark.parametrize("halting", ["act", "calibrated"])
-def test_compacted_execution_equals_masked_execution(halting):
+def test_compacted_execution_equals_masked_execution(halting, device, monkeypatch):
     torch.manual_seed(0)
     model = build_model(tiny(halting=halting, threshold=0.6)).eval()
     randomise_batchnorms(model)
     spread_halting(model)
-    x = torch.randn(40, 1, 16, 16)
+    model.to(device)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # exact float32 convolutions on a GPU too
+    x = torch.randn(40, 1, 16, 16).to(device)
     with torch.no_grad():
         compact = model(x)
         masked = model(x, compact=False)
