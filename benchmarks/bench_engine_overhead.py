@@ -146,14 +146,13 @@ class BareLoop:
 
     def step(self):
         """One optimiser step on the next batch; returns the (detached) loss."""
+        import contextlib
+
+        import torch
         import torch.nn.functional as F
 
         from iamnn_studio.engine.calibration import sample_exits
         from iamnn_studio.engine.data import augment_batch, normalize
-
-        import contextlib
-
-        import torch
 
         images, labels = next(self.batches)
         x = normalize(augment_batch(images, self.config.data.augment, self.augment_generator),

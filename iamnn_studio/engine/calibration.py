@@ -22,7 +22,7 @@ tracks difficulty (section 3, recipe 1):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -79,14 +79,15 @@ def finish_at(model: IamNN, h: Tensor, first_block: int, depth: tuple[int, ...])
 
 
 @torch.no_grad()
-def fixed_setting_accuracy(model: IamNN, batches: list[tuple[Tensor, Tensor]]) -> list[dict]:
-    """Held-out top-1 and mean MACs of every fixed setting: n iterations per block, capped."""
+def fixed_setting_accuracy(model: IamNN, batches: Callable[[], Iterable[tuple[Tensor, Tensor]]]) -> list[dict]:
+    """Held-out top-1 and mean MACs of every fixed setting (n iterations per block, capped); ``batches()``
+    yields the (images, labels) afresh for each setting, so they need not all be in memory."""
     caps = model.caps
     points = []
     for n in range(1, max(caps) + 1):
         setting = tuple(min(n, cap) for cap in caps)
         correct = total = macs = 0
-        for x, y in batches:
+        for x, y in batches():
             out = model(x, exits=setting)
             correct += int((out.logits.argmax(1) == y).sum())
             total += len(y)
@@ -256,14 +257,13 @@ def fit_halting(model: IamNN, data, *, mean, std, device="cpu", batch_size: int 
             idx = indices[start:start + batch_size]
             yield normalize(data.images[idx].to(device), mean, std), data.labels[idx].to(device)
 
-    fit = list(batches(fit_idx))
-    fixed_points = fixed_setting_accuracy(model, fit)
+    fixed_points = fixed_setting_accuracy(model, lambda: batches(fit_idx))
     depth = reference_setting(fixed_points, half)
     if progress:
         progress(0.2)
     labels, features = [[] for _ in model.blocks], [[] for _ in model.blocks]
-    n_batches = max(1, len(fit))
-    for i, (x, _) in enumerate(fit):
+    n_batches = max(1, -(-half // batch_size))
+    for i, (x, _) in enumerate(batches(fit_idx)):
         if should_stop is not None and should_stop():
             break
         block_labels, block_features = stop_labels(model, x, depth)
