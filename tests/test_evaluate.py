@@ -125,6 +125,18 @@ def test_sweep_points_equal_evaluations_at_that_setting(report, model, data):
     ).item()
 
 
+def test_each_fixed_point_counts_the_images_only_it_or_only_adaptive_gets_right(report, model, data):
+    adaptive_right = direct_pass(model, data).logits.argmax(1) == data.labels
+    for point in report["sweep"]["fixed"]:
+        with torch.no_grad():
+            fixed_right = model(normalize(data.images, MEAN, STD), exits=tuple(point["iterations"])).logits.argmax(1) \
+                == data.labels
+        assert point["paired"] == {"only_fixed_right": int((fixed_right & ~adaptive_right).sum()),
+                                   "only_adaptive_right": int((adaptive_right & ~fixed_right).sum())}
+        net = point["paired"]["only_adaptive_right"] - point["paired"]["only_fixed_right"]
+        assert net == round(len(data.labels) * (report["top1"] - point["top1"]))
+
+
 def test_model_settings_are_restored(model, data):
     model.train()
     run(model, data, batch_size=48)

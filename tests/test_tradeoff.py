@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from iamnn_studio.engine.tradeoff import fixed_mode, halting_tradeoff, interpolate_top1
+from iamnn_studio.engine.tradeoff import fixed_mode, halting_tradeoff, interpolate_top1, paired_standard_error
 
 CAPS = [3, 4, 6, 3]
 
@@ -58,3 +58,25 @@ def test_no_verdict_without_an_adaptive_model_or_a_fixed_sweep_and_none_outside_
 
 def test_fixed_mode_runs_the_largest_count_capped_per_block():
     assert fixed_mode([3, 4, 4, 3]) == "fixed:4" and fixed_mode([1, 1, 1, 1]) == "fixed:1"
+
+
+def test_the_paired_standard_error_comes_from_the_images_only_one_side_gets_right():
+    point = {"paired": {"only_adaptive_right": 30, "only_fixed_right": 10}}
+    assert paired_standard_error(point, 1000) == pytest.approx((40 - 20 ** 2 / 1000) ** 0.5 / 1000)
+    assert paired_standard_error({"top1": 0.9}, 1000) is None  # evaluations from before the counts
+
+
+def test_a_difference_within_two_standard_errors_is_called_noise():
+    def curve(disagreeing: int) -> list[dict]:
+        points = fixed_curve(0.90, 0.92, 0.935)
+        for p in points:
+            p["paired"] = {"only_adaptive_right": disagreeing, "only_fixed_right": disagreeing // 2}
+        return points
+
+    # adaptive 91.2 % against 91.0 % interpolated: +0.2 pt
+    clear = halting_tradeoff({**evaluation(0.912, 15e6, curve(40)), "images": 10_000})
+    assert clear["standard_error"] == pytest.approx((60 - 20 ** 2 / 10_000) ** 0.5 / 10_000)
+    assert clear["within_noise"] is False and "paired standard error of 0.08 pt" in clear["verdict"]
+    noisy = halting_tradeoff({**evaluation(0.912, 15e6, curve(400)), "images": 10_000})
+    assert noisy["within_noise"] is True and "0.24 pt, so it is within noise" in noisy["verdict"]
+    assert halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92)))["standard_error"] is None

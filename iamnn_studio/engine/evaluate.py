@@ -165,7 +165,8 @@ def evaluate(
                 result["adaptivity"]["random_allocation"] = _random_allocation(runner, main, labels)
             if sweep and iterative:
                 result["sweep"] = {"fixed": [], "threshold": []}  # filled point by point: a stop keeps what is done
-                _fixed_curve(runner, result["sweep"]["fixed"], reference, labels, fixed_settings)
+                _fixed_curve(runner, result["sweep"]["fixed"], reference, labels, fixed_settings,
+                             main if adaptive else None)
                 if adaptive:
                     _threshold_curve(runner, result["sweep"]["threshold"], main, labels, thresholds)
     except _Stopped:
@@ -233,12 +234,21 @@ def _random_allocation(runner: _Runner, main: _Pass, labels: Tensor) -> dict[str
 
 
 def _fixed_curve(runner: _Runner, curve: list, reference: _Pass, labels: Tensor,
-                 settings: list[tuple[int, ...]]) -> None:
-    """Accuracy and MACs at n iterations in every block; full depth reuses the reference pass."""
+                 settings: list[tuple[int, ...]], adaptive: _Pass | None = None) -> None:
+    """Accuracy and MACs at n iterations in every block; full depth reuses the reference pass.
+
+    With the ``adaptive`` pass, each point also counts the images only one of the two gets right
+    (``paired``): the spread of a paired difference, which ``tradeoff`` turns into a standard error.
+    """
     caps = tuple(runner.model.caps)
     for setting in settings:
         run = reference if setting == caps else runner.run(exits=setting)
-        curve.append(_curve_point(run, labels, iterations=list(setting)))
+        point = _curve_point(run, labels, iterations=list(setting))
+        if adaptive is not None:
+            fixed_right, adaptive_right = run.predictions == labels, adaptive.predictions == labels
+            point["paired"] = {"only_fixed_right": int((fixed_right & ~adaptive_right).sum()),
+                               "only_adaptive_right": int((adaptive_right & ~fixed_right).sum())}
+        curve.append(point)
 
 
 def _threshold_curve(runner: _Runner, curve: list, main: _Pass, labels: Tensor, thresholds: list[float]) -> None:

@@ -6,25 +6,59 @@ iteration vectors to the images at random, ``research/adaptivity.md`` section 6)
 are in an evaluation (``evaluate``'s ``sweep.fixed`` and ``adaptivity.random_allocation``); this
 module reads them off and says, in one sentence, what a user should run. Pure Python on the
 evaluation dict: it works on any ``eval.json``, old or new, and needs no torch.
+
+How sure: evaluations count, per fixed setting, the images only it or only the adaptive model gets
+right (``paired``). The difference of two accuracies on the same images then has the standard
+error of a paired (McNemar) comparison, and the verdict says when the difference is within two
+of them.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 #: Differences smaller than this (in top-1, as a fraction) are "the same": one image in 2,000.
 TIE = 0.0005
 
 
-def interpolate_top1(curve: Sequence[dict], macs: float) -> float | None:
-    """Top-1 of a (mean MACs, top-1) curve at ``macs``, linear between neighbours; None outside it."""
+def _bracket(curve: Sequence[dict], macs: float) -> tuple[dict, dict, float] | None:
+    """The neighbours of ``macs`` on a (mean MACs, top-1) curve and the position between them."""
     points = sorted(curve, key=lambda p: p["mean_macs"])
     for a, b in zip(points, points[1:]):
         if a["mean_macs"] <= macs <= b["mean_macs"]:
-            if b["mean_macs"] == a["mean_macs"]:
-                return max(a["top1"], b["top1"])
-            t = (macs - a["mean_macs"]) / (b["mean_macs"] - a["mean_macs"])
-            return a["top1"] + t * (b["top1"] - a["top1"])
+            span = b["mean_macs"] - a["mean_macs"]
+            return a, b, (macs - a["mean_macs"]) / span if span else 0.0
     return None
+
+
+def interpolate_top1(curve: Sequence[dict], macs: float) -> float | None:
+    """Top-1 of a (mean MACs, top-1) curve at ``macs``, linear between neighbours; None outside it."""
+    found = _bracket(curve, macs)
+    if found is None:
+        return None
+    a, b, t = found
+    if a["mean_macs"] == b["mean_macs"]:
+        return max(a["top1"], b["top1"])
+    return a["top1"] + t * (b["top1"] - a["top1"])
+
+
+def paired_standard_error(point: dict, images: int | None) -> float | None:
+    """Standard error of (adaptive - ``point``) top-1 on the same ``images``; None without the counts."""
+    paired = point.get("paired")
+    if not paired or not images:
+        return None
+    a, b = paired["only_adaptive_right"], paired["only_fixed_right"]
+    return math.sqrt(max(a + b - (a - b) ** 2 / images, 0.0)) / images
+
+
+def _interpolated_error(curve: Sequence[dict], macs: float, images: int | None) -> float | None:
+    """The neighbours' paired errors, mixed as the interpolation mixes them (a bound: as if fully correlated)."""
+    found = _bracket(curve, macs)
+    if found is None:
+        return None
+    a, b, t = found
+    errors = paired_standard_error(a, images), paired_standard_error(b, images)
+    return None if None in errors else (1 - t) * errors[0] + t * errors[1]
 
 
 def fixed_mode(iterations: Sequence[int]) -> str:
@@ -40,7 +74,9 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     interpolated there), ``random_top1``, ``best_fixed`` (the most accurate fixed setting),
     ``alternative`` (the cheapest fixed setting at least as accurate as adaptive, if any),
     ``pays`` (True, False, or None where the fixed curve does not reach the adaptive MACs),
-    ``verdict`` (sentences for a person) and ``suggested_mode`` (what to run for this accuracy).
+    ``standard_error`` of the difference it rests on and ``within_noise`` (|difference| < 2 of them;
+    None without paired counts), ``verdict`` (sentences for a person) and ``suggested_mode`` (what
+    to run for this accuracy).
     """
     if not evaluation or evaluation.get("mode") != "adaptive" or evaluation.get("architecture") != "iamnn":
         return None
@@ -53,13 +89,23 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     best = max(fixed, key=lambda p: (p["top1"], -p["mean_macs"]))
     as_good = [p for p in fixed if p["top1"] >= top1 - TIE]
     alternative = min(as_good, key=lambda p: p["mean_macs"]) if as_good else None
+    images = evaluation.get("images")
     result: dict[str, Any] = {
         "top1": top1, "mean_macs": macs, "fixed_at_equal_macs": at_equal, "random_top1": random_top1,
         "best_fixed": best, "alternative": alternative, "pays": None, "suggested_mode": "adaptive",
+        "standard_error": None, "within_noise": None,
     }
-    adaptive = f"adaptive {_pct(top1)} at {_macs(macs)} MACs"
+    cheaper = alternative is not None and alternative["mean_macs"] <= macs
+    if cheaper:
+        difference, error = top1 - alternative["top1"], paired_standard_error(alternative, images)
+    else:
+        difference = None if at_equal is None else top1 - at_equal
+        error = _interpolated_error(fixed, macs, images)
+    if error is not None and difference is not None:
+        result["standard_error"], result["within_noise"] = error, abs(difference) < 2 * error
+    adaptive = f"adaptive {_pct(top1)} at {_macs(macs)} MACs{_noise(result)}"
     named: list[dict] = []  # fixed settings the verdict already names
-    if alternative is not None and alternative["mean_macs"] <= macs:
+    if cheaper:
         result["pays"] = False
         result["suggested_mode"] = fixed_mode(alternative["iterations"])
         result["verdict"] = (f"The halting does not pay on this model: {_describe(alternative)} costs no more "
@@ -71,11 +117,14 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     elif top1 >= at_equal - TIE:
         result["pays"] = True
         versus_random = "" if random_top1 is None else f" and {_signed(top1 - random_top1)} over random allocation"
-        result["verdict"] = (f"The halting pays: {_signed(top1 - at_equal)} over fixed iterations at the same MACs"
+        lead = "The halting is level with fixed iterations" if result["within_noise"] else "The halting pays"
+        result["verdict"] = (f"{lead}: {_signed(top1 - at_equal)} over fixed iterations at the same MACs"
                              f"{versus_random} ({adaptive}).")
     else:
         result["pays"] = False
-        result["verdict"] = (f"The halting does not pay on this model: fixed iterations at the same MACs are "
+        lead = ("The halting is level with fixed iterations" if result["within_noise"]
+                else "The halting does not pay on this model")
+        result["verdict"] = (f"{lead}: fixed iterations at the same MACs are "
                              f"{_signed(at_equal - top1)} more accurate ({adaptive}).")
         if alternative is not None:
             result["suggested_mode"] = fixed_mode(alternative["iterations"])
@@ -85,6 +134,13 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     if best["top1"] > top1 + TIE and not any(best is point for point in named):
         result["verdict"] += f" Most accurate: {_describe(best)}."
     return result
+
+
+def _noise(result: dict[str, Any]) -> str:
+    if result["standard_error"] is None:
+        return ""
+    return (f"; the difference has a paired standard error of {100 * result['standard_error']:.2f} pt"
+            + (", so it is within noise" if result["within_noise"] else ""))
 
 
 def _describe(point: dict) -> str:

@@ -863,5 +863,8 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
     rho = adaptivity.get("spearman_macs_vs_loss")
     extra = f" · MACs vs loss ρ {rho:.2f}" if isinstance(rho, (int, float)) else ""
     if tradeoff is not None and tradeoff["fixed_at_equal_macs"] is not None:
-        extra += f" · {100 * (tradeoff['top1'] - tradeoff['fixed_at_equal_macs']):+.2f} pt vs fixed counts"
+        extra += f" · {100 * (tradeoff['top1'] - tradeoff['fixed_at_equal_macs']):+.2f}"
+        if tradeoff["standard_error"] is not None:  # one paired standard error
+            extra += f" ± {100 * tradeoff['standard_error']:.2f}"
+        extra += " pt vs fixed counts"
     return "Adapts", spread + extra, theme.GOOD
