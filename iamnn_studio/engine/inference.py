@@ -268,6 +268,13 @@ class Predictor:
         return int(low), int(high)
 
     @property
+    def halting_tradeoff(self) -> dict[str, Any] | None:
+        """Whether the halting beat fixed iteration counts in the run's stored evaluation (``tradeoff``)."""
+        from .tradeoff import halting_tradeoff
+
+        return halting_tradeoff(self._evaluation) if self._evaluation else None
+
+    @property
     def mean_test_macs(self) -> float | None:
         """Mean MACs per test image at the current mode and threshold, from the stored evaluation.
 

@@ -477,7 +477,13 @@ class InferenceView(QWidget):
             self.threshold_slider.setValue(max(1, min(SLIDER_STEPS, round(self._threshold_value * SLIDER_STEPS))))
         for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
             widget.blockSignals(False)
-        self.banner.hide()
+        tradeoff = description.get("tradeoff")
+        if mode == "adaptive" and tradeoff is not None and tradeoff["pays"] is False \
+                and tradeoff["suggested_mode"].startswith("fixed:"):
+            n = tradeoff["suggested_mode"].split(":", 1)[1]
+            self.banner.show_message(f"On its test set: {tradeoff['verdict']} Mode “Fixed”, N = {n} runs it.", "info")
+        else:
+            self.banner.hide()
         self._update_controls()
         self.checkpoint_loaded.emit(path)
         if self._entries:  # images dropped before (or classified by another model) run with this one
@@ -608,6 +614,7 @@ def _describe_model(predictor: Any) -> dict:
         "mode": config.mode,
         "threshold": config.halting_threshold if config.architecture == "iamnn" else None,
         "halts": config.architecture == "iamnn",
+        "tradeoff": predictor.halting_tradeoff,
     }
 
 

@@ -147,6 +147,28 @@ def test_the_checkpoint_threshold_is_kept_exactly_until_the_slider_moves(qtbot, 
     assert view.predictor.threshold == pytest.approx(0.6375)
 
 
+def test_a_model_whose_halting_does_not_pay_says_which_fixed_setting_to_run(qtbot, view, tmp_path):
+    import json
+
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    checkpoint = constant_halting_checkpoint(run / "best.pt")
+    fixed = [{"iterations": [1, 1, 1, 1], "mean_macs": 1.0e6, "top1": 0.80},
+             {"iterations": [1, 2, 2, 2], "mean_macs": 2.0e6, "top1": 0.90}]
+    evaluation = {"architecture": "iamnn", "mode": "adaptive", "images": 100, "top1": 0.85,
+                  "macs": {"mean": 2.5e6}, "sweep": {"fixed": fixed, "threshold": []}}
+    (run.parent / "eval.json").write_text(json.dumps(evaluation))
+    open_checkpoint(qtbot, view, checkpoint)
+    assert view.banner.isVisible()
+    assert view.banner.text().startswith("On its test set: The halting does not pay on this model: fixed:2")
+    assert "N = 2" in view.banner.text()
+
+    evaluation["top1"] = 0.95  # now the halting beats every fixed setting: nothing to say
+    (run.parent / "eval.json").write_text(json.dumps(evaluation))
+    open_checkpoint(qtbot, view, checkpoint)
+    assert not view.banner.isVisible()
+
+
 def test_fixed_mode_runs_n_iterations_and_hides_the_threshold(qtbot, view, files):
     open_checkpoint(qtbot, view, files["checkpoint"])
     view.add_image_files([str(files["image"])])
