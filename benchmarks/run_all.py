@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     note = (f"Measured {document['measured_at']} on {document['hardware']['cpu']} "
             f"({document['hardware']['cores']} cores, torch {document['hardware'].get('torch')}, "
             f"GPU: {document['hardware'].get('gpu') or 'none'}); "
-            + (f"rerun of {', '.join(args.only)} took" if partial else "these benchmarks took")
+            + (f"rerun of {', '.join(args.only)} took" if partial
+               else "all benchmarks took" if args.device == "cpu" else "the GPU benchmarks took")
             + f" {document['total_seconds'] / 60:.1f} min"
             + (f"; the others keep their own `measured_at` in {json_path.name}" if partial else "")
             + ". The machine was shared with other work: compare ratios, not absolute times.\n")
