@@ -80,3 +80,13 @@ def test_a_difference_within_two_standard_errors_is_called_noise():
     noisy = halting_tradeoff({**evaluation(0.912, 15e6, curve(400)), "images": 10_000})
     assert noisy["within_noise"] is True and "0.24 pt, so it is within noise" in noisy["verdict"]
     assert halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92)))["standard_error"] is None
+
+
+def test_the_outcome_is_what_the_verdict_leads_with():
+    paired = {"only_adaptive_right": 400, "only_fixed_right": 200}
+    level = halting_tradeoff({**evaluation(0.9135, 15e6, [{**p, "paired": paired} for p in fixed_curve(0.90, 0.93)]),
+                              "images": 10_000})
+    assert level["pays"] is False and level["outcome"] == "level"
+    assert level["verdict"].startswith("The halting is level with fixed iterations")
+    assert halting_tradeoff(evaluation(0.905, 15e6, fixed_curve(0.90, 0.93)))["outcome"] == "does not pay"
+    assert halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92)))["outcome"] == "pays"

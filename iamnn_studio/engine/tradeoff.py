@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+LEADS = {"pays": "The halting pays", "level": "The halting is level with fixed iterations",
+         "does not pay": "The halting does not pay on this model"}
+
 #: Differences smaller than this (in top-1, as a fraction) are "the same": one image in 2,000.
 TIE = 0.0005
 
@@ -74,7 +77,8 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     interpolated there), ``random_top1``, ``best_fixed`` (the most accurate fixed setting),
     ``alternative`` (the cheapest fixed setting at least as accurate as adaptive, if any),
     ``pays`` (True, False, or None where the fixed curve does not reach the adaptive MACs),
-    ``standard_error`` of the difference it rests on and ``within_noise`` (|difference| < 2 of them;
+    ``outcome`` (what the verdict leads with: "pays", "level" when the difference is within noise,
+    "does not pay", or None), ``standard_error`` of the difference it rests on and ``within_noise`` (|difference| < 2 of them;
     None without paired counts), ``verdict`` (sentences for a person) and ``suggested_mode`` (what
     to run for this accuracy).
     """
@@ -92,7 +96,7 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     images = evaluation.get("images")
     result: dict[str, Any] = {
         "top1": top1, "mean_macs": macs, "fixed_at_equal_macs": at_equal, "random_top1": random_top1,
-        "best_fixed": best, "alternative": alternative, "pays": None, "suggested_mode": "adaptive",
+        "best_fixed": best, "alternative": alternative, "pays": None, "outcome": None, "suggested_mode": "adaptive",
         "standard_error": None, "within_noise": None,
     }
     cheaper = alternative is not None and alternative["mean_macs"] <= macs
@@ -106,25 +110,22 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     adaptive = f"adaptive {_pct(top1)} at {_macs(macs)} MACs{_noise(result)}"
     named: list[dict] = []  # fixed settings the verdict already names
     if cheaper:
-        result["pays"] = False
+        result["pays"], result["outcome"] = False, "does not pay"
         result["suggested_mode"] = fixed_mode(alternative["iterations"])
-        result["verdict"] = (f"The halting does not pay on this model: {_describe(alternative)} costs no more "
+        result["verdict"] = (f"{LEADS['does not pay']}: {_describe(alternative)} costs no more "
                              f"({adaptive}).")
         named.append(alternative)
     elif at_equal is None:
         result["verdict"] = (f"No like-for-like comparison: the fixed iteration counts do not span {_macs(macs)} "
                              f"MACs ({adaptive}).")
     elif top1 >= at_equal - TIE:
-        result["pays"] = True
+        result["pays"], result["outcome"] = True, "level" if result["within_noise"] else "pays"
         versus_random = "" if random_top1 is None else f" and {_signed(top1 - random_top1)} over random allocation"
-        lead = "The halting is level with fixed iterations" if result["within_noise"] else "The halting pays"
-        result["verdict"] = (f"{lead}: {_signed(top1 - at_equal)} over fixed iterations at the same MACs"
+        result["verdict"] = (f"{LEADS[result['outcome']]}: {_signed(top1 - at_equal)} over fixed iterations at the same MACs"
                              f"{versus_random} ({adaptive}).")
     else:
-        result["pays"] = False
-        lead = ("The halting is level with fixed iterations" if result["within_noise"]
-                else "The halting does not pay on this model")
-        result["verdict"] = (f"{lead}: fixed iterations at the same MACs are "
+        result["pays"], result["outcome"] = False, "level" if result["within_noise"] else "does not pay"
+        result["verdict"] = (f"{LEADS[result['outcome']]}: fixed iterations at the same MACs are "
                              f"{_signed(at_equal - top1)} more accurate ({adaptive}).")
         if alternative is not None:
             result["suggested_mode"] = fixed_mode(alternative["iterations"])

@@ -558,7 +558,7 @@ class AnalysisView(QWidget):
             tradeoff = halting_tradeoff(evaluation)
             self.sweep_verdict.setVisible(tradeoff is not None)
             if tradeoff is not None:
-                colour = {True: theme.GOOD, False: theme.WARNING}.get(tradeoff["pays"], theme.TEXT_MUTED)
+                colour = {"pays": theme.GOOD, "does not pay": theme.WARNING}.get(tradeoff["outcome"], theme.TEXT_MUTED)
                 self.sweep_verdict.setText(tradeoff["verdict"])
                 self.sweep_verdict.setStyleSheet(f"color: {colour};")
             self.sweep_stack.setCurrentIndex(1)
@@ -853,7 +853,7 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
     if collapse.get("alarm"):
         return "Collapsed", "; ".join(collapse.get("reasons") or []) or spread, theme.WARNING
     tradeoff = halting_tradeoff(evaluation)
-    if tradeoff is not None and tradeoff["pays"] is False:
+    if tradeoff is not None and tradeoff["outcome"] == "does not pay":
         alternative = tradeoff["alternative"]
         if alternative is None:
             gap = 100 * (tradeoff["fixed_at_equal_macs"] - tradeoff["top1"])
@@ -867,4 +867,6 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
         if tradeoff["standard_error"] is not None:  # one paired standard error
             extra += f" ± {100 * tradeoff['standard_error']:.2f}"
         extra += " pt vs fixed counts"
+    if tradeoff is not None and tradeoff["outcome"] == "level":  # compute tracks difficulty, accuracy is a tie
+        return "Adapts", spread + extra + " (within noise)", theme.TEXT
     return "Adapts", spread + extra, theme.GOOD

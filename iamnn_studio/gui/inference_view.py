@@ -478,7 +478,7 @@ class InferenceView(QWidget):
         for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
             widget.blockSignals(False)
         tradeoff = description.get("tradeoff")
-        if mode == "adaptive" and tradeoff is not None and tradeoff["pays"] is False \
+        if mode == "adaptive" and tradeoff is not None and tradeoff["outcome"] == "does not pay" \
                 and tradeoff["suggested_mode"].startswith("fixed:"):
             n = tradeoff["suggested_mode"].split(":", 1)[1]
             self.banner.show_message(f"On its test set: {tradeoff['verdict']} Mode “Fixed”, N = {n} runs it.", "info")

@@ -133,6 +133,13 @@ def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp
     assert view.adaptivity_tile.value.text() == "Adapts" and "pt vs fixed counts" in view.adaptivity_tile.detail.text()
     assert view.sweep_verdict.text().startswith("The halting pays")
 
+    noisy = made_up_eval()  # 12 images, half of them decided differently: +12 pt is within noise
+    for point in noisy["sweep"]["fixed"]:
+        point["paired"] = {"only_adaptive_right": 6, "only_fixed_right": 3}
+    show(qtbot, view, make_run(tmp_path / "runs", "noisy", evaluation=noisy))
+    assert view.adaptivity_tile.value.text() == "Adapts" and "(within noise)" in view.adaptivity_tile.detail.text()
+    assert view.sweep_verdict.text().startswith("The halting is level with fixed iterations")
+
 
 def test_the_comparison_table_sets_runs_side_by_side_like_table_1(qtbot, view, tmp_path):
     runs = tmp_path / "runs"
