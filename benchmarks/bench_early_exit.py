@@ -240,12 +240,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = bench_arguments(__doc__.splitlines()[0], gpu=True)
     parser.add_argument("--checkpoint", type=Path, default=None, help="time this trained model instead")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--width", type=int, default=16,
+                        help="width of the benchmark model (efficiency grows with it: more MACs per byte moved)")
     args = parser.parse_args(argv)
+    if args.width < 1 or args.batch_size < 1:
+        parser.error("--width and --batch-size must be at least 1")
     if args.quick:
         result = measure_early_exit(width=8, depth=18, batch_size=64, repeats=3, checkpoint=args.checkpoint,
                                     device=args.device)
     else:
-        result = measure_early_exit(batch_size=args.batch_size, checkpoint=args.checkpoint, device=args.device,
+        result = measure_early_exit(width=args.width, batch_size=args.batch_size, checkpoint=args.checkpoint,
+                                    device=args.device,
                                     repeats=30 if args.device == "cuda" else 15)
     finish(result, args.json, describe(result))
     return result
