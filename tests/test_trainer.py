@@ -156,6 +156,28 @@ def test_an_unknown_dataset_fails_with_a_sentence_not_a_traceback(tmp_runs):
     assert list(tmp_runs.iterdir()) == []  # the run never started: no half-made folder
 
 
+def test_a_model_too_big_for_the_memory_fails_before_it_is_built(tmp_runs, monkeypatch):
+    import iamnn_studio.engine.estimate as estimate
+
+    needed = estimate.count_parameters(tiny_config().model) * estimate.TRAINING_BYTES_PER_PARAMETER
+    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": needed - 1)
+    result = Trainer(tiny_config(), runs_dir=tmp_runs).run()
+    assert result.state == "failed"
+    assert result.reason.startswith("width: ") and "choose a smaller width" in result.reason
+    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": needed)
+    assert Trainer(tiny_config(max_steps=1), runs_dir=tmp_runs).run().state == "completed"  # just fits
+
+
+def test_settings_past_the_sanity_bounds_are_refused_naming_the_field():
+    from iamnn_studio.engine.config import MAX_ITERATIONS, MAX_WIDTH, ModelConfig
+
+    with pytest.raises(ValueError, match=rf"^width: must be at most {MAX_WIDTH}, got 4096"):
+        ModelConfig(width=4096).validate()
+    with pytest.raises(ValueError, match=rf"^iterations: at most {MAX_ITERATIONS} iterations per block"):
+        ModelConfig(iterations=(10**6, 1, 1, 1)).validate()
+    ModelConfig(width=MAX_WIDTH, iterations=(MAX_ITERATIONS, 1, 1, 1)).validate()  # the bounds themselves pass
+
+
 def test_max_steps_caps_the_run_and_the_schedule(tmp_runs):
     recorder = Recorder()
     result = Trainer(tiny_config(epochs=10, max_steps=3), runs_dir=tmp_runs, listeners=[recorder]).run()

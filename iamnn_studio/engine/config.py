@@ -25,6 +25,14 @@ DEPTH_ITERATIONS: dict[int, tuple[int, int, int, int]] = {
     152: (3, 8, 36, 3),
 }
 
+#: Upper bounds that catch typos (an extra zero) before a model is built: ResNet-152 at the standard
+#: width is 3-8-36-3 iterations at width 64. A model inside them can still be too big for a machine:
+#: ``estimate.memory_problem`` checks that against its memory.
+MAX_ITERATIONS = 256
+MAX_WIDTH = 1024
+MAX_BOTTLENECK_RATIO = 16
+MAX_IMAGE_SIZE = 2048
+
 HALTING_KINDS = ("calibrated", "act")
 ARCHITECTURES = ("iamnn", "resnet")
 STEMS = ("auto", "small", "imagenet")
@@ -105,11 +113,13 @@ class ModelConfig:
             caps = tuple(self.iterations)
             if len(caps) != 4 or any((not isinstance(n, int)) or n < 1 for n in caps):
                 raise _field_error("iterations", f"needs four positive integers, got {self.iterations!r}")
-        _positive_int("width", self.width)
-        _positive_int("bottleneck_ratio", self.bottleneck_ratio)
+            if max(caps) > MAX_ITERATIONS:
+                raise _field_error("iterations", f"at most {MAX_ITERATIONS} iterations per block, got {max(caps)}")
+        _positive_int("width", self.width, MAX_WIDTH)
+        _positive_int("bottleneck_ratio", self.bottleneck_ratio, MAX_BOTTLENECK_RATIO)
         _positive_int("in_channels", self.in_channels)
         _positive_int("num_classes", self.num_classes)
-        _positive_int("image_size", self.image_size)
+        _positive_int("image_size", self.image_size, MAX_IMAGE_SIZE)
         if self.image_size < 8:
             raise _field_error("image_size", f"must be at least 8 pixels, got {self.image_size}")
         if self.stem not in STEMS:
@@ -159,9 +169,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _positive_int(name: str, value: Any) -> None:
+def _positive_int(name: str, value: Any, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _field_error(name, f"must be a positive integer, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise _field_error(name, f"must be at most {maximum}, got {value}")
 
 
 def _from_dict(cls, d: dict[str, Any], section: str):
@@ -199,7 +211,7 @@ class DataConfig:
         if self.augment not in ("none", "crop", "flip", "crop-flip"):
             raise _field_error("data.augment", f"must be none, crop, flip or crop-flip, got {self.augment!r}")
         if self.image_size is not None:
-            _positive_int("data.image_size", self.image_size)
+            _positive_int("data.image_size", self.image_size, MAX_IMAGE_SIZE)
         return self
 
     def to_dict(self) -> dict[str, Any]:

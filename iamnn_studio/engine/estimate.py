@@ -18,6 +18,10 @@ import torch
 
 from .calibration import FULL_DEPTH_SHARE, MINIMUM_SHARE
 
+#: Bytes each parameter takes while training: fp32 weights, gradients, up to two optimiser moments
+#: (AdamW) and the best checkpoint's copy. Activations come on top (they depend on the batch).
+TRAINING_BYTES_PER_PARAMETER = 20
+
 #: Share of the matmul peak a training step of an IamNN reaches on a CPU (bench_mfu.py).
 CPU_TRAINING_EFFICIENCY = 0.5
 #: FLOPs of a training step per forward MAC: 2 FLOPs per MAC, forward + backward = 3 forwards.
@@ -67,3 +71,32 @@ def cpu_matmul_flops_per_second(size: int = 1024, repeats: int = 3) -> float:
 def estimate_training_seconds(macs_per_image: float, images: int, flops_per_second: float) -> float:
     """Seconds to train on ``images`` images (all epochs together) at ``macs_per_image``."""
     return TRAINING_FLOPS_PER_MAC * macs_per_image * images / (flops_per_second * CPU_TRAINING_EFFICIENCY)
+
+
+def count_parameters(model_config) -> int:
+    """Parameters of the model ``model_config`` describes, counted on PyTorch's "meta" device:
+    shapes only, no memory, so a model too big for this machine can be sized without building it."""
+    from .model import build_model
+
+    with torch.device("meta"):
+        model = build_model(model_config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def available_memory_bytes(device: torch.device | str = "cpu") -> int:
+    """Memory a run on ``device`` can use: free RAM on a CPU, total memory of a GPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def memory_problem(parameters: int, available: int, where: str = "free on this computer") -> str | None:
+    """A sentence when training ``parameters`` would not fit in ``available`` bytes, else None."""
+    needed = parameters * TRAINING_BYTES_PER_PARAMETER
+    if needed <= available:
+        return None
+    return (f"{parameters / 1e6:,.0f} M parameters need about {needed / 2**30:,.1f} GB to train (weights, "
+            f"gradients, optimiser state), more than the {available / 2**30:,.1f} GB {where}: choose a smaller width")

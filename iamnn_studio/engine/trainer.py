@@ -368,6 +368,7 @@ class Trainer:
             config.model = model.config  # one config object: a fitted threshold lands in both
         else:
             try:
+                self._check_model_fits(config)
                 model = build_model(config.model)
             except ValueError as exc:
                 raise TrainingFailed(str(exc)) from None
@@ -376,6 +377,15 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         model.train()
         return model
+
+    def _check_model_fits(self, config: RunConfig) -> None:
+        """A model too big for this machine is a clear message, not a process killed for memory."""
+        from .estimate import available_memory_bytes, count_parameters, memory_problem
+
+        where = "of this GPU" if self.device.type == "cuda" else "free on this computer"
+        problem = memory_problem(count_parameters(config.model), available_memory_bytes(self.device), where)
+        if problem:
+            raise ValueError(f"width: {problem}")
 
     def _create_run_dir(self, config: RunConfig) -> None:
         """Rank 0 makes the folder (numbered if the name is taken) and tells the others its path."""

@@ -29,6 +29,27 @@ def test_invalid_width_is_explained_inline_and_blocks_start(qtbot, window, form)
     qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
 
 
+def test_a_width_past_the_bound_or_too_big_for_this_computer_blocks_start(qtbot, window, form, monkeypatch):
+    import iamnn_studio.engine.estimate as estimate
+
+    start = window.training.header.start
+    form.set_values(tiny_run_values(form))
+    qtbot.waitUntil(lambda: start.isEnabled() and form.figures is not None, timeout=30_000)
+    row = form.model.rows["model.width"]
+    form.model.width.setValue(4096)  # a typo's extra digit: refused before anything is built
+    assert "must be at most 1024" in row.error and not start.isEnabled()
+
+    # within the bound but more than this computer's memory: said once the (meta-device) sizing is back
+    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": 10 * 2**20)
+    form.model.width.setValue(64)
+    qtbot.waitUntil(lambda: "choose a smaller width" in row.error, timeout=30_000)
+    assert "GB to train" in row.error and not start.isEnabled() and not form.is_valid
+    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": 2**40)
+    form.model.width.setValue(4)
+    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    assert row.error == ""
+
+
 def test_every_bad_field_gets_its_own_message(form):
     form.training.lr.setText("fast")
     form.training.lr.textEdited.emit("fast")

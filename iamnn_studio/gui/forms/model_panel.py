@@ -32,6 +32,7 @@ class ModelFigures:
     input_text: str  # e.g. "1×28×28, 10 classes"
     train_macs: float = 0.0  # expected MACs of one training image under the run's recipe
     cpu_flops: float = 0.0  # this CPU's measured fp32 matmul FLOP/s (for the time estimate)
+    problem: str | None = None  # why this machine cannot train it (too big for its memory)
 
     @property
     def text(self) -> str:
@@ -39,19 +40,24 @@ class ModelFigures:
 
 
 def model_figures(model_values: dict[str, Any]) -> ModelFigures:
-    """Build the model on the CPU and ask it its size and MAC range (runs off the UI thread)."""
+    """Ask the model its size and MAC range (runs off the UI thread). It is built on PyTorch's "meta"
+    device: shapes without memory, so sizing a model too big for this computer cannot exhaust it."""
     import torch
 
     from iamnn_studio.engine import ModelConfig, build_model
-    from iamnn_studio.engine.estimate import cpu_matmul_flops_per_second, expected_training_macs
+    from iamnn_studio.engine.estimate import (
+        available_memory_bytes, cpu_matmul_flops_per_second, expected_training_macs, memory_problem,
+    )
     from iamnn_studio.engine.trainer import training_recipe
 
     config = ModelConfig.from_dict(model_values).validate()
-    with torch.device("cpu"):
+    with torch.device("meta"):
         model = build_model(config)
     low, high = model.macs_range()
+    parameters = sum(p.numel() for p in model.parameters())
     return ModelFigures(
-        parameters=sum(p.numel() for p in model.parameters()),
+        parameters=parameters,
+        problem=memory_problem(parameters, available_memory_bytes("cpu")),
         macs_min=int(low),
         macs_max=int(high),
         input_text=f"{config.in_channels}×{config.image_size}×{config.image_size}, {config.num_classes} classes",
@@ -115,7 +121,7 @@ class ModelPanel(FormCard):
         self.rows["model.iterations"] = self.rows["model.depth"]  # custom caps report under the same row
 
         self.width = QSpinBox()
-        self.width.setRange(0, 4096)  # 0 is accepted here so that the config can say why it is wrong
+        self.width.setRange(0, 99_999)  # 0 and too wide are accepted here so that the config can say why
         self.width.setMaximumWidth(90)
         self.add_row("model.width", "Width", self.width, tooltip="Channels of the first block (bottleneck width)")
 

@@ -168,6 +168,8 @@ class RunForm(QWidget):
         if not self.engine_ready:
             return
         self.errors = collect_errors(self.values())
+        if self._figures_problem and not any(key.startswith("model.") for key in self.errors):
+            self.errors["model.width"] = self._figures_problem  # valid, but too big for this computer
         rows: dict[int, tuple[FieldRow, list[str]]] = {}
         for panel in (self.dataset, self.model, self.training):
             for key, row in panel.rows.items():
@@ -303,7 +305,7 @@ class RunForm(QWidget):
         if not self.engine_ready:
             return
         model = self.values()["model"]
-        if any(key.startswith("model.") for key in self.errors):
+        if any(key.startswith("model.") and message != self._figures_problem for key, message in self.errors.items()):
             self.model.show_figures(None, "Fix the model settings to see its size.")
             return
         if not self.input_shape_known:
@@ -311,14 +313,22 @@ class RunForm(QWidget):
             return
         self._tasks.submit("figures", lambda: model_figures(model), self._on_figures, self._on_figures_error)
 
+    _figures_problem: str | None = None
+
     def _on_figures(self, figures: ModelFigures) -> None:
         self.figures = figures
         self.model.show_figures(figures)
+        if figures.problem != self._figures_problem:
+            self._figures_problem = figures.problem
+            self.revalidate()
         self._update_estimate()
         self.figures_updated.emit()
 
     def _on_figures_error(self, message: str) -> None:
         self.figures = None
+        if self._figures_problem:
+            self._figures_problem = None
+            self.revalidate()
         self.model.show_figures(None, f"Cannot build this model: {message}")
         self._update_estimate()
         self.figures_updated.emit()
