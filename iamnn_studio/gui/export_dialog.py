@@ -78,6 +78,7 @@ class ExportDialog(QDialog):
         for name, label, _ in KNOWN_FORMATS:
             self.format_combo.addItem(label, name)
         self.format_combo.currentIndexChanged.connect(self._on_format_changed)
+        self.format_combo.currentIndexChanged.connect(self._clear_result)
         self.format_note = QLabel()
         self.format_note.setWordWrap(True)
         self.format_note.setProperty("role", "muted")
@@ -86,6 +87,7 @@ class ExportDialog(QDialog):
         self.output_edit.setPlaceholderText("where to write the exported file")
         self.output_edit.textEdited.connect(self._on_output_edited)
         self.output_edit.textChanged.connect(self._update_buttons)
+        self.output_edit.textChanged.connect(self._clear_result)
         browse_output = QPushButton("Browse…")
         browse_output.clicked.connect(self._choose_output)
         output_row = QHBoxLayout()
@@ -217,8 +219,18 @@ class ExportDialog(QDialog):
         self.output_edit.setText(str(folder / f"{stem}{suffix}"))
 
     def _on_checkpoint_changed(self, text: str) -> None:
+        self._clear_result()
         self._suggest_output()
         self._update_buttons()
+
+    @Slot()
+    def _clear_result(self, *_: Any) -> None:
+        """The last export's message speaks of other paths once one changes, or a new export starts."""
+        if self._runner.is_busy() or not hasattr(self, "reveal_button"):  # busy, or still being built
+            return
+        self.last_error = None
+        self.result.hide()
+        self.reveal_button.hide()
 
     def _on_output_edited(self, text: str) -> None:
         self._output_edited = bool(text.strip())
@@ -253,7 +265,7 @@ class ExportDialog(QDialog):
         source = Path(self.checkpoint_edit.text().strip()).expanduser()
         target = Path(self.output_edit.text().strip()).expanduser()
         fmt = self.format_combo.currentData()
-        self.reveal_button.hide()
+        self._clear_result()
         if not source.is_file():
             return self._fail(f"No checkpoint file at {source}.")
         if target.resolve() == source.resolve():

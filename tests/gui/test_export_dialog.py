@@ -73,6 +73,9 @@ def test_an_unwritable_path_shows_an_error(qtbot, dialog, tmp_path):
     assert "\n" not in dialog.last_error
     assert dialog.export_button.isEnabled()
 
+    dialog.output_edit.setText(str(tmp_path / "elsewhere.onnx"))  # the message spoke of the old path
+    assert dialog.result.isHidden() and dialog.last_error is None
+
 
 def test_an_existing_file_is_replaced_only_after_confirmation(qtbot, dialog, tmp_path, monkeypatch):
     target = tmp_path / "taken.pt"
@@ -82,8 +85,10 @@ def test_an_existing_file_is_replaced_only_after_confirmation(qtbot, dialog, tmp
                         lambda *args, **kwargs: answers.append(args) or QMessageBox.StandardButton.No)
     assert dialog.set_format(COPY)
     dialog.output_edit.setText(str(target))
+    dialog.result.show_error("an earlier export's message")
     assert dialog.start_export() is False
     assert len(answers) == 1 and target.read_bytes() == b"keep me"
+    assert dialog.result.isHidden()  # declining leaves no message of an earlier export behind
 
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
     with qtbot.waitSignal(dialog.exported, timeout=TIMEOUT):
