@@ -175,6 +175,18 @@ def test_missing_mnist_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypa
     assert not available and "not found" in reason
 
 
+def test_a_given_folder_without_the_files_is_not_passed_over_for_another_copy(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "system"
+    _fake_idx(elsewhere, compress=False)
+    monkeypatch.setattr(DATASETS.get("mnist"), "system_dirs", (str(elsewhere),))
+    assert DATASETS.get("mnist").available_offline(None)[0]  # no folder given: the system copy
+    typed = tmp_path / "typo"
+    available, reason = DATASETS.get("mnist").available_offline(str(typed))
+    assert not available and str(typed) in reason and str(elsewhere) not in reason
+    with pytest.raises(ValueError, match="not found"):
+        load_dataset(DataConfig(name="mnist", root=str(typed)))
+
+
 def test_image_size_resizes_builtin_datasets(tmp_path):
     _fake_idx(tmp_path)
     bundle = load_dataset(DataConfig(name="mnist", root=str(tmp_path), image_size=32))

@@ -166,12 +166,21 @@ def test_dataset_preview_shows_every_class_with_counts(qtbot, form):
 
 
 def test_a_bad_image_folder_is_explained_inline_and_blocks_start(qtbot, window, form, tmp_path):
+    form.set_values(tiny_run_values(form))
+    qtbot.waitUntil(lambda: form.preview.data is not None, timeout=30_000)  # another dataset's samples shown
+    assert not form.dataset.download.isVisibleTo(form)  # generated data: nothing to download
+    form.dataset.provider.set_value("cifar10")
+    assert form.dataset.download.isVisibleTo(form)
     form.dataset.provider.set_value("imagefolder")
+    assert not form.dataset.download.isVisibleTo(form)
     form.dataset.folder.setText(str(tmp_path / "no-such-folder"))
     form.dataset.folder.editingFinished.emit()
     qtbot.waitUntil(lambda: form.dataset_error is not None, timeout=30_000)
-    assert form.dataset.status.text()
+    assert "folder not found" in form.dataset.status.text()
     assert not window.training.header.start.isEnabled()
+    # the preview no longer shows the previous dataset, and says what is wrong, not "download it"
+    assert form.preview.data is None and form.preview.grid.count() == 0
+    assert "folder not found" in form.preview.summary.text() and "download" not in form.preview.summary.text()
 
 
 def test_the_start_blocker_follows_the_newest_dataset_problem(qtbot, window, form, tmp_path):

@@ -41,6 +41,7 @@ class DatasetProvider(ABC):
     description: str
     default_augment: str = "crop-flip"  # digits override this: a mirrored 2 is not a 2
     options: Mapping[str, Any] = {}  # accepted ``DataConfig.options`` and their defaults
+    downloadable: bool = True  # False where there is nothing to download (your own images, generated data)
     #: The shape every copy of this dataset has (MNIST: 1x28x28, 10 classes), so a model can be sized
     #: before anything is decoded; None where only loading can tell (an image folder).
     shape: InputShape | None = None

@@ -56,9 +56,12 @@ class IdxProvider(DatasetProvider):
 
     # ------------------------------------------------------------------ finding
     def search_dirs(self, root: str | None) -> list[Path]:
-        """Where to look, in order: the user's root, system folders, torchvision's download root."""
-        places = [Path(root).expanduser()] if root else []
-        return places + [Path(d) for d in self.system_dirs] + [datasets_root()]
+        """Where to look: the user's folder when one is given (only there: a folder typed by mistake
+        must not be passed over in silence for another copy), else the system folders, then
+        torchvision's download root."""
+        if root:
+            return [Path(root).expanduser()]
+        return [Path(d) for d in self.system_dirs] + [datasets_root()]
 
     def find_files(self, root: str | None) -> dict[tuple[str, str], Path] | None:
         for place in self.search_dirs(root):

@@ -27,6 +27,7 @@ LAYOUT_HINT = "expected <folder>/<class name>/<image files>, or train/ and val/ 
 class ImageFolderProvider(DatasetProvider):
     name = "imagefolder"
     label = "Image folder"
+    downloadable = False
     description = "Your own images, one subfolder per class; resized to a square (32 px unless set)."
 
     def available_offline(self, root: str | None) -> tuple[bool, str]:

@@ -150,6 +150,7 @@ def balanced_labels(n: int, num_classes: int, generator: torch.Generator) -> Ten
 class SyntheticProvider(DatasetProvider):
     name = "synthetic"
     label = "Synthetic shapes"
+    downloadable = False
     description = (
         "10 classes of shapes and patterns drawn on the fly (no files), with a difficulty knob that adds "
         "noise, clutter, occlusion and scale changes: per-image compute should follow per-image difficulty."

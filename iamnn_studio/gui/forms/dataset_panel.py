@@ -43,6 +43,7 @@ class ProviderEntry:
     description: str
     available: bool
     reason: str
+    downloadable: bool = True  # whether "Allow download" means anything for it
 
 
 @dataclass
@@ -98,7 +99,8 @@ def provider_entries() -> list[ProviderEntry]:
     for name in DATASETS:
         provider = DATASETS.get(name)
         available, reason = availability.get(name, (False, "unknown"))
-        entries.append(ProviderEntry(name, provider.label, provider.description, available, reason))
+        entries.append(ProviderEntry(name, provider.label, provider.description, available, reason,
+                                     bool(getattr(provider, "downloadable", True))))
     return entries
 
 
@@ -196,7 +198,12 @@ class DatasetPanel(FormCard):
         self.folder.setPlaceholderText(
             "Choose a folder of images" if self.provider.value() == "imagefolder" else "Default places"
         )
+        self.download.setVisible(self.downloadable())
         self._refresh_availability()
+
+    def downloadable(self) -> bool:
+        entry = self._entries.get(self.provider.value() or "")
+        return entry.downloadable if entry else True
 
     def _refresh_availability(self) -> None:
         """Re-check the chosen dataset with the folder as typed (file checks only)."""
@@ -223,7 +230,7 @@ class DatasetPanel(FormCard):
 
     def is_available(self) -> bool:
         entry = self._entries.get(self.provider.value() or "")
-        return bool(entry and entry.available) or self.download.isChecked()
+        return bool(entry and entry.available) or (self.download.isChecked() and self.downloadable())
 
     # --------------------------------------------------------------------- values
     def load_values(self, data: dict[str, Any]) -> None:
@@ -276,10 +283,13 @@ class DatasetPreview(QWidget):
         self.data: PreviewData | None = None
         self._thumbnails: list[QLabel] = []  # every sample image, in grid columns THUMB_COLUMN onwards
 
-    def show_message(self, text: str, error: bool = False) -> None:
+    def show_message(self, text: str, error: bool = False, clear: bool = False) -> None:
+        """A line instead of the summary; ``error`` or ``clear`` also takes away the samples shown
+        (they belong to a dataset the form no longer has)."""
         self.summary.setText(text)
         set_role(self.summary, "error" if error else "muted")
-        if error:
+        if error or clear:
+            self.data = None
             self._clear_grid()
 
     def set_data(self, data: PreviewData) -> None:

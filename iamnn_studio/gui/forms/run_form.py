@@ -268,9 +268,11 @@ class RunForm(QWidget):
             return  # the form already says what is wrong
         if not self.dataset.is_available():
             self.dataset_error = self.dataset.status.text() or "the dataset is not on this computer"
+            self.preview_data = None
+            label = self.dataset.provider_label()
             self.preview.show_message(
-                f"{self.dataset.provider_label()} is not on this computer: tick “Allow download” or choose its folder."
-            )
+                f"{label} is not on this computer: tick “Allow download” or choose its folder."
+                if self.dataset.downloadable() else f"{label}: {self.dataset_error}", clear=True)
             self.revalidate()
             return
         self.preview.show_message(f"Loading {self.dataset.provider_label()}…")
