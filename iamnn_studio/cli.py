@@ -306,7 +306,7 @@ class TrainingProgress:
 
     def _on_epoch(self, d: dict) -> None:
         val = "" if d.get("val_accuracy") is None else \
-            f"  val loss {_number(d.get('val_loss'))} acc {_percent(d['val_accuracy'])}"
+            f"  {'test' if d.get('val_split') == 'test' else 'val'} loss {_number(d.get('val_loss'))} acc {_percent(d['val_accuracy'])}"
         self._line(f"epoch {d.get('epoch')}/{d.get('total_epochs') or self.total_epochs or '?'}  "
                    f"step {d.get('step')}  train loss {_number(d.get('train_loss'))} acc {_percent(d.get('train_accuracy'))}"
                    f"{val}  {d.get('images_per_s') or 0:.0f} img/s  iterations {_iterations(d.get('iterations'))}  "

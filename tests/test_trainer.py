@@ -178,6 +178,17 @@ def test_settings_past_the_sanity_bounds_are_refused_naming_the_field():
     ModelConfig(width=MAX_WIDTH, iterations=(MAX_ITERATIONS, 1, 1, 1)).validate()  # the bounds themselves pass
 
 
+def test_without_a_validation_split_the_test_split_monitors_but_does_not_choose_the_model(tmp_runs):
+    recorder = Recorder()
+    result = Trainer(tiny_config(epochs=2, data__val_fraction=0.0), runs_dir=tmp_runs, listeners=[recorder]).run()
+    assert result.state == "completed", result.reason
+    epochs = recorder.of("epoch")
+    assert [e.data["val_split"] for e in epochs] == ["test", "test"] and epochs[0].data["val_accuracy"] is not None
+    assert result.best_accuracy is None  # no "best validation accuracy" measured on the test images
+    best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
+    assert best.metrics["epoch"] == 2  # the latest epoch, whatever its test accuracy
+
+
 def test_max_steps_caps_the_run_and_the_schedule(tmp_runs):
     recorder = Recorder()
     result = Trainer(tiny_config(epochs=10, max_steps=3), runs_dir=tmp_runs, listeners=[recorder]).run()

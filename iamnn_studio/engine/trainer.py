@@ -625,7 +625,10 @@ class Trainer:
         self.epoch += 1
         self._batches_done = 0
         accuracy = val.get("accuracy")
-        improved = accuracy is not None and (self.best_accuracy is None or accuracy > self.best_accuracy)
+        # Only a validation split chooses the best epoch: chosen on the test split, the test result
+        # reported at the end would be optimistic. Without one, the latest epoch is the model.
+        selects = val.get("split") == "val"
+        improved = selects and accuracy is not None and (self.best_accuracy is None or accuracy > self.best_accuracy)
         if improved:
             self.best_accuracy, self.best_epoch = accuracy, self.epoch
         metrics = {
@@ -652,13 +655,14 @@ class Trainer:
         self._reported = _to_host(self.totals.values)
         self._emit("epoch", **metrics)
         self._save_last(metrics)
-        if improved or accuracy is None:
+        if improved or not selects:
             self._save_checkpoint("best", metrics)
         self._write_status("running")
 
     @torch.no_grad()
     def _validate(self) -> dict[str, Any]:
-        """Loss, accuracy, iterations and MACs on the validation split (test if there is none)."""
+        """Loss, accuracy, iterations and MACs on the validation split (test if there is none: then
+        they are reported for monitoring, as the test split's, and choose nothing)."""
         from .data import iterate_batches, normalize
 
         split = "val" if len(self.data.val) else "test"

@@ -480,8 +480,8 @@ class TrainingView(QWidget):
         parts = [f"Epoch {data.get('epoch')}/{data.get('total_epochs', '?')}"]
         if data.get("train_loss") is not None:
             parts.append(f"train loss {data['train_loss']:.3f}")
-        if data.get("val_accuracy") is not None:
-            parts.append(f"val acc {data['val_accuracy']:.1%}")
+        if data.get("val_accuracy") is not None:  # measured on the test split when there is no validation one
+            parts.append(f"{'test' if data.get('val_split') == 'test' else 'val'} acc {data['val_accuracy']:.1%}")
         if data.get("iterations"):
             parts.append("iterations " + " · ".join(f"{v:.1f}" for v in data["iterations"]))
         if data.get("macs") is not None:

@@ -193,6 +193,18 @@ def test_the_start_blocker_follows_the_newest_dataset_problem(qtbot, window, for
         assert not window.training.header.start.isEnabled()
 
 
+def test_no_validation_split_is_allowed_and_says_what_it_changes(form):
+    note = form.dataset.val_note
+    assert not note.isVisibleTo(form)
+    form.dataset.val_percent.setValue(0)
+    assert note.isVisibleTo(form) and "last epoch's model is kept" in note.text()
+    assert "data.val_fraction" not in form.errors
+    values = tiny_run_values(form)
+    values["data"]["val_fraction"] = 0.2
+    form.set_values(values)  # loading a config updates it too
+    assert not note.isVisibleTo(form)
+
+
 def test_each_dataset_keeps_its_own_folder(form, tmp_path):
     form.dataset.provider.set_value("imagefolder")
     form.dataset.folder.setText(str(tmp_path))

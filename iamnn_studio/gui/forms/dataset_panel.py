@@ -34,6 +34,10 @@ THUMB_PX = 44
 THUMB_COLUMN = 5  # class name, three counts, a gap, then the samples
 
 
+NO_VALIDATION_NOTE = ("No validation split: the last epoch's model is kept, progress is measured on the test "
+                      "images, and the halting is calibrated on training images.")
+
+
 @dataclass
 class ProviderEntry:
     """A dataset of the registry as the drop-down shows it."""
@@ -139,6 +143,10 @@ class DatasetPanel(FormCard):
             "data.val_fraction", "Validation split", self.val_percent,
             tooltip="Share of the training images held out to validate (and to calibrate halting)",
         )
+        self.val_note = muted(NO_VALIDATION_NOTE, wrap=True)
+        self.val_note.setStyleSheet(f"color: {COLORS['warning']};")
+        self.val_note.hide()
+        self.grid.addWidget(self.val_note, self.grid.rowCount(), 0, 1, 2)
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -152,6 +160,7 @@ class DatasetPanel(FormCard):
         self.browse.clicked.connect(self._choose_folder)
         self.download.toggled.connect(self.changed)
         self.val_percent.valueChanged.connect(self.changed)
+        self.val_percent.valueChanged.connect(lambda percent: self.val_note.setVisible(percent == 0))
 
     # ------------------------------------------------------------------ providers
     def set_providers(self, entries: list[ProviderEntry]) -> None:
@@ -247,6 +256,7 @@ class DatasetPanel(FormCard):
         self._extra = {k: v for k, v in data.items() if k not in ("name", "root", "download", "val_fraction")}
         for widget in (self.provider, self.folder, self.download, self.val_percent):
             widget.blockSignals(False)
+        self.val_note.setVisible(self.val_percent.value() == 0)
         self._show_provider_details()
 
     def values_into(self, data: dict[str, Any]) -> None:
