@@ -175,6 +175,10 @@ def test_settings_past_the_sanity_bounds_are_refused_naming_the_field():
         ModelConfig(width=4096).validate()
     with pytest.raises(ValueError, match=rf"^iterations: at most {MAX_ITERATIONS} iterations per block"):
         ModelConfig(iterations=(10**6, 1, 1, 1)).validate()
+    for name in ("..", ".", "tab\there", "x" * 300):  # the run's folder is named after it
+        with pytest.raises(ValueError, match="^name: "):
+            RunConfig(name=name).validate()
+    RunConfig(name="fashion run 2 (width 16)").validate()
     ModelConfig(width=MAX_WIDTH, iterations=(MAX_ITERATIONS, 1, 1, 1)).validate()  # the bounds themselves pass
 
 

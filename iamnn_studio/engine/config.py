@@ -32,6 +32,8 @@ MAX_ITERATIONS = 256
 MAX_WIDTH = 1024
 MAX_BOTTLENECK_RATIO = 16
 MAX_IMAGE_SIZE = 2048
+#: A run's folder is named after it (plus "-2" and so on): well inside every file system's 255 bytes.
+MAX_NAME_BYTES = 120
 
 HALTING_KINDS = ("calibrated", "act")
 ARCHITECTURES = ("iamnn", "resnet")
@@ -254,6 +256,10 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         if not isinstance(self.name, str) or not self.name.strip() or any(c in self.name for c in "/\\"):
             raise _field_error("name", f"needs a non-empty name without slashes, got {self.name!r}")
+        if self.name.strip() in (".", "..") or any(ord(c) < 32 for c in self.name):
+            raise _field_error("name", f"must be a folder name, got {self.name!r}")
+        if len(self.name.encode()) > MAX_NAME_BYTES:  # the run's folder is named after it
+            raise _field_error("name", f"at most {MAX_NAME_BYTES} characters, got {len(self.name)}")
         self.data.validate()
         self.model.validate()
         if self.optimizer not in OPTIMIZERS:
