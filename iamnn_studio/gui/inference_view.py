@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .file_kinds import CHECKPOINT_FILTER, IMAGE_FILTER, MAX_FOLDER_IMAGES, sort_dropped
 from .widgets import formatting, theme
 from .widgets.charts import swatch
 from .widgets.empty_state import EmptyState
@@ -38,9 +39,6 @@ from .widgets.message_banner import MessageBanner
 from .widgets.prediction_card import ErrorCard, PredictionCard
 from .widgets.tasks import BackgroundRunner, import_engine
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp *.ppm *.pgm);;All files (*)"
-CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 #: Thumbnails are decoded at most this large (a 40-megapixel photo must not sit in memory).
 PREVIEW_SIZE = 256
 DEBOUNCE_MS = 180
@@ -135,16 +133,22 @@ class InferenceView(QWidget):
         return True
 
     def add_image_files(self, paths: list[str]) -> None:
-        """Add image files (unreadable ones become error cards); a checkpoint among them is opened."""
-        images = []
-        for path in paths:
-            if Path(path).suffix.lower() in CHECKPOINT_SUFFIXES:
-                self.load_checkpoint(path)
-            else:
-                images.append(path)
-        entries = [self._new_entry(Path(p).name, path=str(p)) for p in images]
+        """Add image files and the images in folders (unreadable ones become error cards); a
+        checkpoint among them is opened."""
+        dropped = sort_dropped([str(p) for p in paths])
+        for path in dropped.checkpoints[-1:]:  # several: the last one dropped wins, as it would opened one by one
+            self.load_checkpoint(path)
+        for path in dropped.configs:
+            self._show_error_card(self._new_entry(Path(path).name),
+                                  "a run config: open it in the Train tab (File › Open run config)")
+        for folder in dropped.empty_folders:
+            self._show_error_card(self._new_entry(Path(folder).name or folder), "no images in this folder")
+        entries = [self._new_entry(Path(p).name, path=p) for p in dropped.images]
         if entries:
             self._classify(entries, load_previews=True)
+        if dropped.images_left_out:
+            self.banner.show_message(f"Added the first {MAX_FOLDER_IMAGES} images of each folder; "
+                                     f"{dropped.images_left_out:,} more were left out.", "info")
 
     def add_image(self, image: Any, name: str) -> None:
         """Add an in-memory image (``QImage`` or PIL ``Image``), e.g. pasted from the clipboard."""

@@ -26,15 +26,13 @@ from PySide6.QtWidgets import (
 )
 
 from .engine_loader import EngineInfo, EngineLoader, shared_loader
+from .file_kinds import CHECKPOINT_FILTER, is_config
 from .forms.settings import Setting, restore_settings, save_settings
 from .style import COLORS, SPACING, set_role
 from .training_view import TrainingView
 
 APP_TITLE = "IamNN Studio"
 SETTINGS_GROUP = "main_window"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-CHECKPOINT_SUFFIXES = {".pt", ".pth"}
-CONFIG_SUFFIXES = {".toml"}
 #: The engine starts loading at the window's first paint, or after this many ms if it is not painted.
 ENGINE_LOAD_FALLBACK_MS = 500
 
@@ -409,7 +407,7 @@ class MainWindow(QMainWindow):
 
     def choose_checkpoint_file(self) -> None:
         start = self.last_checkpoint or self.runs_dir
-        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", start, "Checkpoints (*.pt *.pth)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", start, CHECKPOINT_FILTER)
         if path:
             self.open_checkpoint(path)
 
@@ -473,7 +471,7 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------- drag & drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _classify_urls(event.mimeData()) or event.mimeData().hasImage():
+        if _local_files(event.mimeData()) or event.mimeData().hasImage():
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -488,15 +486,16 @@ class MainWindow(QMainWindow):
             event.ignore()
 
     def handle_mime(self, mime: QMimeData, *, accept_image_data: bool) -> bool:
-        """Images -> Use tab, a checkpoint -> Use tab, a run config -> Train form."""
-        images, checkpoints, configs = _classify_urls(mime) or ([], [], [])
+        """A run config -> Train form; checkpoints, images and folders of images -> Use tab
+        (``file_kinds``: a file that is neither a config nor a checkpoint is tried as an image)."""
+        files = _local_files(mime)
+        configs = [f for f in files if is_config(f)]
         if configs:
             self.load_config_file(configs[0])
-        if checkpoints:
-            self.open_checkpoint(checkpoints[0])
-        if images:
-            self.add_images(images)
-        if images or checkpoints or configs:
+        rest = [f for f in files if not is_config(f)]
+        if rest:
+            self.add_images(rest)  # the Use tab opens the checkpoint among them, classifies the rest
+        if files:
             return True
         if accept_image_data and mime.hasImage():
             image = mime.imageData()
@@ -559,22 +558,11 @@ class MainWindow(QMainWindow):
         QMessageBox.warning(self, title, message)
 
 
-def _classify_urls(mime: QMimeData) -> tuple[list[str], list[str], list[str]] | None:
+def _local_files(mime: QMimeData) -> list[str]:
+    """The local files and folders a drop or paste carries (web addresses are not fetched)."""
     if not mime.hasUrls():
-        return None
-    images, checkpoints, configs = [], [], []
-    for url in mime.urls():
-        if not isinstance(url, QUrl) or not url.isLocalFile():
-            continue
-        path = url.toLocalFile()
-        suffix = Path(path).suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
-            images.append(path)
-        elif suffix in CHECKPOINT_SUFFIXES:
-            checkpoints.append(path)
-        elif suffix in CONFIG_SUFFIXES:
-            configs.append(path)
-    return (images, checkpoints, configs) if images or checkpoints or configs else None
+        return []
+    return [url.toLocalFile() for url in mime.urls() if isinstance(url, QUrl) and url.isLocalFile()]
 
 
 def _call(view: Any, method: str, *args: Any) -> Any:

@@ -118,8 +118,9 @@ def test_dropped_images_go_to_the_use_tab(window, monkeypatch, tmp_path):
     monkeypatch.setattr(use, "add_image_files", lambda paths: received.append(paths))
     image = tmp_path / "shoe.png"
     QImage(8, 8, QImage.Format.Format_RGB32).save(str(image))
-    _drop(window, _urls(image, tmp_path / "notes.txt"))
-    assert received == [[str(image)]]
+    _drop(window, _urls(image, tmp_path / "notes.txt", tmp_path))
+    # every file that is not a run config goes to the Use tab, which says why one cannot be read
+    assert received == [[str(image), str(tmp_path / "notes.txt"), str(tmp_path)]]
     assert window.tabs.tabText(window.tabs.currentIndex()) == "Use"
 
 
@@ -130,6 +131,10 @@ def test_dropped_checkpoint_opens_in_use_and_dropped_config_fills_the_form(windo
     checkpoint.write_bytes(b"not really")
     _drop(window, _urls(checkpoint))
     assert opened == [str(checkpoint)]
+    lightning_style = tmp_path / "model.ckpt"  # the Use tab's and the File menu's suffixes, on the window too
+    lightning_style.write_bytes(b"not really")
+    _drop(window, _urls(lightning_style))
+    assert opened[-1] == str(lightning_style)
     assert window.last_checkpoint != str(checkpoint)  # remembered only once it has loaded
 
     from iamnn_studio.engine.config import RunConfig

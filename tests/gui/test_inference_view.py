@@ -118,6 +118,23 @@ def test_unreadable_file_becomes_an_error_card_and_the_good_image_is_still_shown
     assert "1 image " in view.totals_label.text()  # the failed file does not count
 
 
+def test_a_dropped_folder_adds_its_images_and_an_empty_one_says_so(qtbot, view, files, tmp_path):
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    album = tmp_path / "album"
+    (album / "more").mkdir(parents=True)
+    Image.new("L", (20, 20), color=10).save(album / "a.png")
+    Image.new("RGB", (20, 20), color=(200, 0, 0)).save(album / "more" / "b.jpg")
+    (album / "readme.txt").write_text("not an image: not picked from a folder")
+    (tmp_path / "empty").mkdir()
+    assert drop(view, [album, tmp_path / "empty"])
+    qtbot.waitUntil(lambda: len(view.cards) == 3 and not view.is_busy(), timeout=TIMEOUT)
+    errors = [card for card in view.cards if isinstance(card, ErrorCard)]
+    assert [(card.name, card.message) for card in errors] == [("empty", "No images in this folder.")]
+    predicted = [card for card in view.cards if isinstance(card, PredictionCard)]
+    assert sorted(card.name for card in predicted) == ["a.png", "b.jpg"]  # subfolders too, no text files
+    assert all(card.prediction is not None for card in predicted)
+
+
 def test_moving_the_threshold_reruns_and_changes_iterations_and_macs(qtbot, view, files):
     open_checkpoint(qtbot, view, files["checkpoint"])
     view.add_image_files([str(files["image"])])
