@@ -233,13 +233,17 @@ class InferenceView(QWidget):
         self.busy.setVisible(False)
         controls = QHBoxLayout()
         controls.setSpacing(theme.SPACING)
-        controls.addWidget(QLabel("Mode"))
+        self.mode_caption = QLabel("Mode")
+        controls.addWidget(self.mode_caption)
         controls.addWidget(self.mode_combo)
         controls.addWidget(self.fixed_spin)
         controls.addSpacing(theme.SPACING)
         controls.addWidget(self.threshold_caption)
         controls.addWidget(self.threshold_slider, 1)
         controls.addWidget(self.threshold_value)
+        self.no_halting_note = QLabel("This model has no halting: every image runs every unit of every block.")
+        self.no_halting_note.setProperty("role", "muted")
+        controls.addWidget(self.no_halting_note, 1)
         controls.addSpacing(theme.SPACING)
         controls.addWidget(self.busy)
 
@@ -292,14 +296,20 @@ class InferenceView(QWidget):
         mode = self.mode_combo.currentData()
         for widget in (self.mode_combo, self.fixed_spin):
             widget.setEnabled(loaded)
-        self.fixed_spin.setVisible(mode == "fixed")
+        # a model without halting (the ResNet baseline) has no modes, threshold or halting charts to explain
+        halting_model = not loaded or self._model_halts
+        for widget in (self.mode_caption, self.mode_combo, self.threshold_caption, self.threshold_slider,
+                       self.threshold_value):
+            widget.setVisible(halting_model)
+        self.no_halting_note.setVisible(not halting_model)
+        self.fixed_spin.setVisible(halting_model and mode == "fixed")
         adaptive = loaded and mode == "adaptive" and self._has_halting
         for widget in (self.threshold_slider, self.threshold_value, self.threshold_caption):
             widget.setEnabled(adaptive)
         self.threshold_value.setText(f"{self._threshold():.3f}")
         self.clear_button.setEnabled(bool(self._entries))
         self.stack.setCurrentWidget(self.scroll if self._entries else self.empty)
-        self.legend.setVisible(bool(self._entries))
+        self.legend.setVisible(bool(self._entries) and halting_model)
         if loaded:
             self.empty.set_text("Drop images here",
                                 "…or paste one (Ctrl+V), or click Add images. Each image shows its top-5 classes, "
@@ -606,7 +616,7 @@ def _describe_model(predictor: Any) -> dict:
     kind = "ResNet baseline" if config.architecture == "resnet" else "IamNN"
     parts = [
         f"<b>{label}</b>",
-        f"{kind} · caps {'·'.join(str(c) for c in caps)}"
+        f"{kind} · {'units' if config.architecture == 'resnet' else 'caps'} {'·'.join(str(c) for c in caps)}"
         + (f" (halting at most {'·'.join(str(c) for c in config.halting_caps)})" if config.halting_caps else "")
         + f" · width {config.width}",
         f"{len(predictor.classes)} classes · {config.image_size}×{config.image_size} "

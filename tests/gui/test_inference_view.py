@@ -135,6 +135,24 @@ def test_a_dropped_folder_adds_its_images_and_an_empty_one_says_so(qtbot, view, 
     assert all(card.prediction is not None for card in predicted)
 
 
+def test_a_resnet_baseline_shows_no_halting_controls(qtbot, view, files, tmp_path):
+    resnet = build_model(ModelConfig(iterations=CAPS, width=4, image_size=16, in_channels=1, num_classes=3,
+                                     architecture="resnet"))
+    path = save_checkpoint(tmp_path / "resnet.pt", resnet.eval(), classes=["dark", "grey", "light"],
+                           mean=[0.5], std=[0.25])
+    open_checkpoint(qtbot, view, path)
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    for widget in (view.mode_combo, view.threshold_slider, view.threshold_caption, view.legend):
+        assert not widget.isVisibleTo(view)
+    assert view.no_halting_note.isVisibleTo(view)
+    assert "units 1·2·3·2" in plain(view.checkpoint_label)
+
+    open_checkpoint(qtbot, view, files["checkpoint"])  # an IamNN again: its controls are back
+    assert view.mode_combo.isVisibleTo(view) and view.threshold_slider.isVisibleTo(view)
+    assert not view.no_halting_note.isVisibleTo(view)
+
+
 def test_moving_the_threshold_reruns_and_changes_iterations_and_macs(qtbot, view, files):
     open_checkpoint(qtbot, view, files["checkpoint"])
     view.add_image_files([str(files["image"])])
