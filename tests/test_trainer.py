@@ -431,6 +431,45 @@ def test_out_of_gpu_memory_is_reported_with_advice(tmp_runs, monkeypatch):
     assert "out of GPU memory" in result.reason and "smaller batch size" in result.reason
 
 
+def test_out_of_cpu_memory_is_reported_with_advice(tmp_runs, monkeypatch):
+    def out_of_memory(self, images, labels):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(Trainer, "_train_step", out_of_memory)
+    result = Trainer(tiny_config(), runs_dir=tmp_runs).run()
+    assert result.state == "failed" and result.reason.startswith("out of memory at epoch 1")
+    assert "smaller batch size" in result.reason and "enforce" not in result.reason
+
+
+def test_a_bug_is_one_line_naming_where_its_traceback_is_and_prints_no_traceback(tmp_runs, monkeypatch, capsys):
+    import logging
+
+    def bug(self, images, labels):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(Trainer, "_train_step", bug)
+    handler = logging.StreamHandler()  # as the CLI shows the engine's warnings: tracebacks must not reach it
+    handler.setLevel(logging.WARNING)
+    logging.getLogger("iamnn_studio").addHandler(handler)
+    try:
+        result = Trainer(tiny_config(), runs_dir=tmp_runs).run()
+    finally:
+        logging.getLogger("iamnn_studio").removeHandler(handler)
+    assert result.state == "failed" and "\n" not in result.reason
+    log = result.run_dir / "train.log"
+    assert result.reason.endswith(f"(details in {log})")
+    assert "ZeroDivisionError: a bug" in log.read_text() and "Traceback" in log.read_text()
+    assert "Traceback" not in capsys.readouterr().err
+
+    def early_bug(self, config):  # before the run folder exists: the traceback goes to a temp file
+        raise ZeroDivisionError("early")
+
+    monkeypatch.setattr(Trainer, "_load_data", early_bug)
+    result = Trainer(tiny_config(), runs_dir=tmp_runs).run()
+    path = result.reason.split("(details in ")[1].rstrip(")")
+    assert "ZeroDivisionError: early" in open(path).read()
+
+
 def test_a_run_that_another_live_process_trains_cannot_be_resumed(tmp_runs):
     import subprocess
 

@@ -219,14 +219,19 @@ class Trainer:
             return self._fail(str(exc))
         except torch.cuda.OutOfMemoryError:
             self._release_gpu_memory()
-            return self._fail(self._out_of_memory_reason())
+            return self._fail(self._out_of_memory_reason("GPU memory"))
         except KeyboardInterrupt:
             self._fail(f"interrupted; {self._kept_checkpoint_sentence()}")
             raise
-        except Exception as exc:  # a bug: say so in one line, keep the traceback in train.log
-            self._log_text(traceback.format_exc())
-            log.exception("training failed")
-            return self._fail(f"unexpected error: {type(exc).__name__}: {_first_line(exc)} (details in train.log)")
+        except Exception as exc:
+            if _is_cpu_out_of_memory(exc):
+                self._release_gpu_memory()
+                return self._fail(self._out_of_memory_reason("memory"))
+            # a bug: say so in one line; the traceback goes to train.log, or a temp file before the run
+            # folder exists (the logger keeps it out of the CLI's stderr: debug level)
+            where = self._keep_traceback(exc)
+            log.debug("training failed", exc_info=True)
+            return self._fail(f"unexpected error: {type(exc).__name__}: {_first_line(exc)} (details in {where})")
 
     # ------------------------------------------------------------ preparing
     def _prepare(self) -> None:
@@ -914,10 +919,19 @@ class Trainer:
         self._set_state("failed")
         return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state="failed")
 
-    def _out_of_memory_reason(self) -> str:
+    def _out_of_memory_reason(self, memory: str) -> str:
         batch = self.config.batch_size
-        return (f"out of GPU memory at epoch {self.epoch + 1} step {self.step} with batch size {batch}: "
-                f"try a smaller batch size (e.g. {max(1, batch // 2)}); {self._kept_checkpoint_sentence()}")
+        return (f"out of {memory} at epoch {self.epoch + 1} step {self.step} with batch size {batch}: "
+                f"try a smaller batch size (e.g. {max(1, batch // 2)}) or width; {self._kept_checkpoint_sentence()}")
+
+    def _keep_traceback(self, exc: BaseException) -> str:
+        """Write the traceback where the user can find it; returns that place."""
+        if self.run_dir is not None and self._comm.is_main:
+            self._log_text(traceback.format_exc())
+            return str(self.run_dir.log_path)
+        from iamnn_studio.crash_log import write_error_log
+
+        return write_error_log(type(exc), exc, exc.__traceback__, heading="IamNN Studio training")
 
     def _release_gpu_memory(self) -> None:
         for name in ("train_model", "optimizer"):
@@ -991,6 +1005,13 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- helpers
+def _is_cpu_out_of_memory(exc: BaseException) -> bool:
+    """PyTorch's CPU allocator raises a plain RuntimeError when an allocation fails."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("DefaultCPUAllocator" in text or "can't allocate memory" in text))
+
+
 def _describe(event: Event) -> str:
     """One human line per event for train.log."""
     d = event.data
