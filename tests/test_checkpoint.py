@@ -69,6 +69,20 @@ def test_round_trip_preserves_outputs_and_context_exactly(tmp_path):
     assert loaded.path == path and loaded.format_version == FORMAT_VERSION
 
 
+def test_saved_files_get_the_permissions_any_new_file_gets(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        save_tiny(tmp_path / "model.pt")
+        (tmp_path / "plain").write_bytes(b"")
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / "model.pt").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o644  # not the temp file's 0600
+
+
 def test_checkpoint_is_a_plain_weights_only_dict(tmp_path):
     save_tiny(tmp_path / "model.pt")
     payload = torch.load(tmp_path / "model.pt", weights_only=True)

@@ -75,6 +75,8 @@ def test_resnet_baseline_exports(tmp_path, images):
         logits, _, macs = torch.jit.load(str(out))(as_unit_float(images))
     torch.testing.assert_close(logits, reference(model, images).logits, atol=1e-5, rtol=1e-5)
     assert macs.unique().tolist() == [model.macs_range()[0]]
+    (tmp_path / "plain").write_bytes(b"")  # an export is readable like any file written here, not 0600
+    assert out.stat().st_mode == (tmp_path / "plain").stat().st_mode
 
 
 def test_unknown_format_names_the_known_ones(tmp_path):

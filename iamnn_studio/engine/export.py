@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from .checkpoint import Checkpoint, load_checkpoint
+from .io import give_usual_permissions
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
     tmp = Path(tmp_name)
     try:
         exporter(checkpoint, tmp, batch_size=batch_size)
+        give_usual_permissions(tmp)
         os.replace(tmp, out_path)
     except OSError as exc:
         raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None

@@ -18,6 +18,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        give_usual_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -25,6 +26,22 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _usual_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process's umask (read as it is now)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def give_usual_permissions(path: str | Path) -> None:
+    """A temp file is private (0600); the file it becomes gets what any new file would (e.g. 0644),
+    so a shared model or run stays readable by whoever may read the folder."""
+    try:
+        os.chmod(path, _usual_file_mode())
+    except OSError:  # a file system without modes: nothing to give
+        pass
 
 
 def atomic_write_text(path: Path, text: str) -> None:
