@@ -95,6 +95,20 @@ def test_missing_file_and_folder_are_named(tmp_path):
         load_image(tmp_path, in_channels=1, image_size=16)
 
 
+def test_a_big_picture_loads_without_pil_noise_and_a_bomb_is_refused(tmp_path, monkeypatch):
+    import warnings
+
+    Image.new("L", (40, 40), 90).save(tmp_path / "big.png")  # 1,600 px
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)  # PIL warns past this, refuses past twice it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_image(tmp_path / "big.png", in_channels=1, image_size=16).shape == (1, 16, 16)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    with pytest.raises(ImageError, match="the image is too large"):
+        load_image(tmp_path / "big.png", in_channels=1, image_size=16)
+
+
 # --------------------------------------------------------------------------- halting arithmetic
 def test_cumulative_scores_follow_each_halting_rule():
     assert cumulative_halting([0.5, 0.5], "calibrated") == pytest.approx([0.5, 0.75])

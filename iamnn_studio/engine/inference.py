@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -93,8 +94,12 @@ def _display_name(source: Any) -> str:
 
 def _open(path: Path, name: str) -> Image.Image:
     try:
-        image = Image.open(path)
-        image.load()  # decode now: a truncated file must fail here, not later
+        # Between PIL's warning size (89 Mpx) and its refusal (twice that) a picture still decodes;
+        # it is downsized anyway, so PIL's warning (source file, line) is only noise on stderr.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            image.load()  # decode now: a truncated file must fail here, not later
         return image
     except FileNotFoundError:
         raise ImageError(f"cannot read {name}: no such file") from None
