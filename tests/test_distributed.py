@@ -74,8 +74,25 @@ def test_a_process_started_by_torchrun_trains_in_place(tmp_runs, monkeypatch):
     ({"nproc_per_node": 0}, "nproc_per_node"),
     ({"nnodes": 2, "node_rank": 2}, "node_rank"),
     ({"resume": True}, "run_dir"),
+    ({"nnodes": 2, "master_addr": "no such host"}, "master_addr"),  # unresolvable: at once, not after retries
+    ({"nnodes": 2, "master_port": 70000}, "master_port"),
 ])
 def test_launch_settings_are_checked_naming_the_field(tmp_runs, kwargs, field):
     kwargs = {"nproc_per_node": 2, **kwargs}
     with pytest.raises(ValueError, match=rf"^{field}:"):
         launch(tiny_config(), kwargs.pop("nproc_per_node"), runs_dir=tmp_runs, **kwargs)
+
+
+def test_a_multi_node_launch_says_what_it_waits_for(tmp_runs, monkeypatch):
+    import iamnn_studio.engine.distributed as distributed
+
+    def no_other_node(*args):
+        raise RuntimeError("rendezvous timed out")
+
+    monkeypatch.setattr(distributed, "_elastic_launch", no_other_node)
+    events = []
+    result = launch(tiny_config(), 1, runs_dir=tmp_runs, nnodes=2, node_rank=1, master_addr="127.0.0.1",
+                    master_port=29511, listeners=[events.append])
+    assert result.state == "failed" and "rendezvous timed out" in result.reason
+    (waiting,) = [e.data["message"] for e in events if e.kind == "log"]
+    assert waiting.startswith("node 1 of 2: waiting for the other nodes at 127.0.0.1:29511")

@@ -124,6 +124,8 @@ def launch(
         raise ValueError(f"node_rank: must be in [0, {nnodes - 1}], got {node_rank!r}")
     if resume and run_dir is None:
         raise ValueError("run_dir: resuming needs the run folder")
+    if nnodes > 1:
+        _check_address(master_addr, master_port)
 
     if started_by_torchrun():
         return _worker(config, str(runs_dir), None if run_dir is None else str(run_dir), resume)
@@ -138,7 +140,13 @@ def launch(
         run_dir = RunDirectory.create(runs_dir, config.name).path
 
     launch_config = _launch_config(nproc_per_node, nnodes, node_rank, master_addr, master_port)
-    follower = _MetricsFollower(Path(run_dir), list(listeners)) if run_dir is not None and node_rank == 0 else None
+    listeners = list(listeners)
+    if nnodes > 1:  # the launcher says nothing while it waits: say what it waits for
+        for listener in listeners:
+            listener(Event("log", {"message": (
+                f"node {node_rank} of {nnodes}: waiting for the other nodes at {master_addr}:{master_port} "
+                f"(up to {RENDEZVOUS_TIMEOUT // 60} min; each node runs the same command with its own --node-rank)")}))
+    follower = _MetricsFollower(Path(run_dir), listeners) if run_dir is not None and node_rank == 0 else None
     if follower:
         follower.start()
     try:
@@ -149,6 +157,19 @@ def launch(
         if follower:
             follower.stop()
     return _merge_results(results)
+
+
+def _check_address(master_addr: str, master_port: int) -> None:
+    """A master address that does not resolve is a one-line error now, not a launcher retrying for
+    the whole rendezvous timeout."""
+    import socket
+
+    if master_port > 65535:
+        raise ValueError(f"master_port: must be at most 65535, got {master_port}")
+    try:
+        socket.getaddrinfo(master_addr, master_port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ValueError(f"master_addr: cannot resolve {master_addr!r} ({exc.strerror or exc})") from None
 
 
 def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr: str, master_port: int):
