@@ -168,6 +168,15 @@ def test_a_model_too_big_for_the_memory_fails_before_it_is_built(tmp_runs, monke
     assert Trainer(tiny_config(max_steps=1), runs_dir=tmp_runs).run().state == "completed"  # just fits
 
 
+def test_too_few_held_out_images_to_calibrate_fail_before_training(tmp_runs):
+    recorder = Recorder()
+    config = tiny_config(calibrate_halting=True, data__options={"train_size": 40, "test_size": 20})
+    result = Trainer(config, runs_dir=tmp_runs, listeners=[recorder]).run()  # 25 % of 40: 10 held out
+    assert result.state == "failed" and result.reason.startswith("data.val_fraction: calibrating the halting needs")
+    assert "leaves 10" in result.reason
+    assert not recorder.of("step")  # said before a single training step
+
+
 def test_settings_past_the_sanity_bounds_are_refused_naming_the_field():
     from iamnn_studio.engine.config import MAX_ITERATIONS, MAX_WIDTH, ModelConfig
 

@@ -39,6 +39,10 @@ MINIMUM_SHARE = 0.15
 THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 
+#: Fewer held-out images than this cannot choose a reference depth, labels and a threshold.
+MIN_CALIBRATION_IMAGES = 20
+
+
 def sample_exits(caps: tuple[int, ...], generator: torch.Generator) -> tuple[int, ...]:
     """Iteration counts per block for one anytime-training batch."""
     u = float(torch.rand((), generator=generator))
@@ -238,8 +242,8 @@ def fit_halting(model: IamNN, data, *, mean, std, device="cpu", batch_size: int 
     """
     from .data import normalize  # local: the data package pulls in torchvision
 
-    if len(data.labels) < 20:
-        raise ValueError("calibration: needs at least 20 held-out images (raise data.val_fraction)")
+    if len(data.labels) < MIN_CALIBRATION_IMAGES:
+        raise ValueError(f"calibration: needs at least {MIN_CALIBRATION_IMAGES} held-out images (raise data.val_fraction)")
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -246,6 +246,7 @@ class Trainer:
         _seed_everything(config.seed)
 
         self.data = self._load_data(config)
+        self._check_calibration_images(config)
         self.model = self._build_model(config, checkpoint)
         self.train_model: nn.Module = self.model
         if self._comm.distributed:
@@ -382,6 +383,20 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         model.train()
         return model
+
+    def _check_calibration_images(self, config: RunConfig) -> None:
+        """Too few held-out images to calibrate is said before training, not after the last epoch."""
+        from .calibration import MIN_CALIBRATION_IMAGES
+        from .data import split_off
+
+        if self.recipe != "calibrated" or not config.calibrate_halting:
+            return
+        held = len(self.data.val) or len(split_off(self.data.train, FALLBACK_CALIBRATION_SHARE, config.seed)[1])
+        if held < MIN_CALIBRATION_IMAGES:
+            raise TrainingFailed(
+                f"data.val_fraction: calibrating the halting needs at least {MIN_CALIBRATION_IMAGES} held-out images "
+                f"and this dataset leaves {held}: raise the validation split, add images, or set "
+                "calibrate_halting = false")
 
     def _check_model_fits(self, config: RunConfig) -> None:
         """A model too big for this machine is a clear message, not a process killed for memory."""
