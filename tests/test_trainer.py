@@ -528,9 +528,13 @@ def test_stop_during_calibration_keeps_the_uncalibrated_checkpoints(tmp_runs, mo
         return real_fit(model, data, **kwargs)
 
     monkeypatch.setattr(calibration, "fit_halting", fit_then_interrupted)
-    holder["trainer"] = Trainer(tiny_config(epochs=1, calibrate_halting=True), runs_dir=tmp_runs)
+    recorder = Recorder()
+    holder["trainer"] = Trainer(tiny_config(epochs=1, calibrate_halting=True), runs_dir=tmp_runs,
+                                listeners=[recorder])
     result = holder["trainer"].run()
     assert result.state == "stopped", result.reason
+    said = [e.data["message"] for e in recorder.of("log")]
+    assert any("halting head was calibrated" in m and "resuming the run calibrates it" in m for m in said)
     assert json.loads((result.run_dir / "status.json").read_text())["state"] == "stopped"
     saved = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     assert saved.model_config.threshold is None and not saved.training_state["halting_fitted"]

@@ -807,6 +807,9 @@ class Trainer:
                 self._calibrate()
             self._evaluate()
         except _StopRequested:
+            if self._needs_calibration(self.config) and not self._halting_fitted:
+                self._emit("log", message="stopped before the halting head was calibrated: the checkpoints halt "
+                                          "as trained, uncalibrated; resuming the run calibrates it")
             return "stopped"
         return reason
 
