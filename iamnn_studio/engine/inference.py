@@ -242,6 +242,13 @@ class Predictor:
         return self.model_config.architecture == "iamnn" and self.model_config.mode == "adaptive"
 
     @property
+    def uncalibrated(self) -> bool:
+        """A calibrated-halting IamNN whose head was never fitted (its run stopped before calibration):
+        its adaptive iteration counts mean little until the run is resumed."""
+        config = self.model_config
+        return config.architecture == "iamnn" and config.halting == "calibrated" and config.threshold is None
+
+    @property
     def threshold(self) -> float:
         return self.model_config.halting_threshold
 

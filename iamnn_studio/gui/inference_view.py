@@ -39,6 +39,9 @@ from .widgets.message_banner import MessageBanner
 from .widgets.prediction_card import ErrorCard, PredictionCard
 from .widgets.tasks import BackgroundRunner, import_engine
 
+UNCALIBRATED_NOTE = ("This model's halting head was never calibrated (its run stopped before calibration): its "
+                     "adaptive iteration counts mean little. Resume the run from the Runs tab to calibrate it, or "
+                     "use the mode “Every iteration” or “Fixed”.")
 #: Thumbnails are decoded at most this large (a 40-megapixel photo must not sit in memory).
 PREVIEW_SIZE = 256
 DEBOUNCE_MS = 180
@@ -492,7 +495,9 @@ class InferenceView(QWidget):
         for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
             widget.blockSignals(False)
         tradeoff = description.get("tradeoff")
-        if mode == "adaptive" and tradeoff is not None and tradeoff["outcome"] == "does not pay" \
+        if description.get("uncalibrated"):
+            self.banner.show_message(UNCALIBRATED_NOTE, "info")
+        elif mode == "adaptive" and tradeoff is not None and tradeoff["outcome"] == "does not pay" \
                 and tradeoff["suggested_mode"].startswith("fixed:"):
             n = tradeoff["suggested_mode"].split(":", 1)[1]
             self.banner.show_message(f"On its test set: {tradeoff['verdict']} Mode “Fixed”, N = {n} runs it.", "info")
@@ -629,6 +634,7 @@ def _describe_model(predictor: Any) -> dict:
         "threshold": config.halting_threshold if config.architecture == "iamnn" else None,
         "halts": config.architecture == "iamnn",
         "tradeoff": predictor.halting_tradeoff,
+        "uncalibrated": predictor.uncalibrated,
     }
 
 

@@ -135,6 +135,13 @@ def test_a_dropped_folder_adds_its_images_and_an_empty_one_says_so(qtbot, view, 
     assert all(card.prediction is not None for card in predicted)
 
 
+def test_an_uncalibrated_model_says_its_iterations_mean_little(qtbot, view, files, tmp_path):
+    open_checkpoint(qtbot, view, constant_halting_checkpoint(tmp_path / "stopped.pt", threshold=None))
+    assert not view.banner.isHidden() and "never calibrated" in view.banner.text()
+    open_checkpoint(qtbot, view, files["checkpoint"])  # calibrated (a threshold was fitted): no such note
+    assert view.banner.isHidden() or "never calibrated" not in view.banner.text()
+
+
 def test_a_resnet_baseline_shows_no_halting_controls(qtbot, view, files, tmp_path):
     resnet = build_model(ModelConfig(iterations=CAPS, width=4, image_size=16, in_channels=1, num_classes=3,
                                      architecture="resnet"))
