@@ -74,14 +74,42 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-CKPT_HELP = "a checkpoint file, or a run folder (its checkpoints/best.pt)"
+CKPT_HELP = "a checkpoint file, or a run folder (its checkpoints/best.pt, else checkpoints/last.pt)"
 
 
-def checkpoint_path(text: str) -> Path:
-    """A run folder stands for its best checkpoint; anything else is taken as the file itself."""
+def checkpoint_path(text: str | Path) -> Path:
+    """A run folder stands for its best checkpoint, or its last one when no epoch has ended yet
+    (a note on stderr says so); anything else is taken as the file itself."""
     path = Path(text)
-    best = path / "checkpoints" / "best.pt"
-    return best if path.is_dir() and best.is_file() else path
+    if not path.is_dir():
+        return path
+    best, last = path / "checkpoints" / "best.pt", path / "checkpoints" / "last.pt"
+    if best.is_file():
+        return best
+    if last.is_file():
+        print(f"note: no best.pt yet in {path}; using checkpoints/last.pt", file=sys.stderr)
+        return last
+    raise UsageError(f"{path} is a folder without a checkpoint: looked for checkpoints/best.pt and "
+                     "checkpoints/last.pt in it (give a checkpoint file or a run folder)")
+
+
+def check_device(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` that this machine has; a UsageError otherwise (before anything loads)."""
+    device = text.strip().lower()
+    if device == "cpu":
+        return device
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()) or device.endswith(":"):
+        raise UsageError(f"device: must be cpu, cuda or cuda:N (N a GPU number), got {text!r}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError("device: CUDA was asked for but no CUDA GPU is available; choose cpu")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise UsageError(f"device: {device} was asked for but this machine has {count} CUDA GPU(s) "
+                         f"(cuda:0 to cuda:{count - 1})")
+    return device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,28 +126,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on its test split")
-    evaluate.add_argument("checkpoint", metavar="CKPT", type=checkpoint_path, help=CKPT_HELP)
+    evaluate.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
     evaluate.add_argument("--dataset", help="dataset to evaluate on (default: the one it was trained on)")
     evaluate.add_argument("--data-root", metavar="DIR", help="folder with the dataset's files")
     evaluate.add_argument("--download", action="store_true", help="allow downloading the dataset")
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
     evaluate.add_argument("--batch-size", type=int, default=256)
-    evaluate.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     evaluate.add_argument("--no-sweep", action="store_true", help="skip the threshold and fixed-iteration curves")
     evaluate.add_argument("--json", action="store_true", help="print eval.json-style JSON on stdout")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="classify image files")
-    predict.add_argument("checkpoint", metavar="CKPT", type=checkpoint_path, help=CKPT_HELP)
+    predict.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
     predict.add_argument("images", metavar="IMAGE", nargs="+")
     predict.add_argument("--threshold", type=float, help="halting threshold in (0, 1] (default: the calibrated one)")
     predict.add_argument("--mode", help="adaptive, fixed:N or max")
-    predict.add_argument("--device", default="cpu")
+    predict.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=cmd_predict)
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX or TorchScript")
-    export.add_argument("checkpoint", metavar="CKPT", type=checkpoint_path, help=CKPT_HELP)
+    export.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
     export.add_argument("--format", required=True, dest="fmt", metavar="FORMAT", help="onnx or torchscript")
     export.add_argument("--out", required=True, metavar="FILE")
     export.add_argument("--batch-size", type=int, default=1, help="example batch (the fixed batch if it cannot be dynamic)")
@@ -392,6 +420,8 @@ def _graceful_interrupts() -> Iterator[_Interrupts]:
 
 # --------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    args.device = check_device(args.device)
+    args.checkpoint = checkpoint_path(args.checkpoint)
     from .engine.checkpoint import load_checkpoint
     from .engine.data import load_dataset
     from .engine.evaluate import evaluate
@@ -525,6 +555,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
+    args.device = check_device(args.device)
+    args.checkpoint = checkpoint_path(args.checkpoint)
     from .engine.inference import Prediction, Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
@@ -575,6 +607,7 @@ def format_prediction(prediction: Any) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     from .engine.export import export_checkpoint
 
+    args.checkpoint = checkpoint_path(args.checkpoint)
     out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size)
     print(f"exported {args.fmt} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return EXIT_OK

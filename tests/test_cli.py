@@ -267,3 +267,72 @@ def test_the_apps_runs_folder_option_opens_the_app(monkeypatch, argv):
     monkeypatch.setattr(app, "main", lambda args: calls.append(args) or 0)
     assert main(argv) == 0
     assert calls == [argv[1:] if argv[0] == "gui" else argv]
+
+
+# --------------------------------------------------------------------------- --device of evaluate / predict
+@pytest.mark.parametrize("command", [["evaluate", "{ckpt}"], ["predict", "{ckpt}", "x.png"]])
+def test_a_device_that_is_no_device_is_refused_before_anything_loads(tmp_path, command):
+    argv = [a.format(ckpt=tmp_path / "nope.pt") for a in command]
+    code, out, err = run_cli(*argv, "--device", "gpu")
+    assert code == 2 and out == ""
+    assert err == "error: device: must be cpu, cuda or cuda:N (N a GPU number), got 'gpu'\n"
+
+
+@pytest.mark.parametrize("command", [["evaluate", "{ckpt}"], ["predict", "{ckpt}", "x.png"]])
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_without_a_gpu_is_a_usage_error(tmp_path, monkeypatch, command, device):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = [a.format(ckpt=tmp_path / "nope.pt") for a in command]
+    code, _, err = run_cli(*argv, "--device", device)
+    assert code == 2
+    assert err == "error: device: CUDA was asked for but no CUDA GPU is available; choose cpu\n"
+
+
+def test_a_cuda_number_past_the_machines_gpus_is_a_usage_error(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    code, _, err = run_cli("evaluate", tmp_path / "nope.pt", "--device", "cuda:3")
+    assert code == 2 and err.startswith("error: device: cuda:3 was asked for but this machine has 1 CUDA GPU")
+
+
+# --------------------------------------------------------------------------- a run folder without best.pt
+@pytest.fixture()
+def early_run(trained, tmp_path):
+    """A run stopped before its first epoch ended: checkpoints/ holds last.pt only."""
+    import shutil
+
+    run = tmp_path / "early"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained["run"] / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")
+    return run
+
+
+def test_predict_on_a_run_without_best_uses_last_with_a_note(early_run, tmp_path):
+    image = tmp_path / "shape.png"
+    Image.new("L", (16, 16), 90).save(image)
+    code, out, err = run_cli("predict", early_run, image, "--json")
+    assert code == 0, err
+    assert err == f"note: no best.pt yet in {early_run}; using checkpoints/last.pt\n"
+    report = json.loads(out)
+    assert report["checkpoint"] == str(early_run / "checkpoints" / "last.pt") and len(report["predictions"]) == 1
+
+
+def test_evaluate_on_a_run_without_best_uses_last(early_run):
+    code, out, err = run_cli("evaluate", early_run, "--json", "--no-sweep")
+    assert code == 0, err
+    assert "using checkpoints/last.pt" in err
+    assert json.loads(out)["checkpoint"] == str(early_run / "checkpoints" / "last.pt")
+
+
+@pytest.mark.parametrize("command", [["predict", "{run}", "x.png"], ["evaluate", "{run}"],
+                                     ["export", "{run}", "--format", "onnx", "--out", "{run}/m.onnx"]])
+def test_a_folder_without_checkpoints_names_what_was_looked_for(tmp_path, command):
+    (tmp_path / "checkpoints").mkdir()
+    code, _, err = run_cli(*[a.format(run=tmp_path) for a in command])
+    assert code == 2
+    assert err == (f"error: {tmp_path} is a folder without a checkpoint: looked for checkpoints/best.pt and "
+                   "checkpoints/last.pt in it (give a checkpoint file or a run folder)\n")
