@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage (exit 2) or help (exit 0)
         return int(exc.code or 0)
+    args.argv = argv  # the order the options were given in, for messages that name several
     _show_engine_notes()
     tune_malloc()
     try:
@@ -238,12 +239,68 @@ def _config_sets(path: str, section: str, key: str) -> bool:
         return False
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    if args.resume and not args.run_dir:
+#: Options that --resume accepts besides the run folder: where to run may change, what to train may
+#: not (the trainer continues with the run's stored settings and takes only the device from ours).
+RESUME_ACCEPTS = ("device",)
+
+
+def _check_resume(args: argparse.Namespace) -> None:
+    if not args.run_dir:
         raise UsageError("--resume needs --run-dir: the folder of the run to continue")
+    if args.save_config:
+        raise UsageError(f"--save-config does not combine with --resume: the run's settings are in "
+                         f"{Path(args.run_dir) / 'config.toml'}")
+    given = [name for name in ("config", *TRAIN_OVERRIDES)
+             if name not in RESUME_ACCEPTS and getattr(args, name) is not None]
+    if given:
+        flags = _in_given_order(["--" + name.replace("_", "-") for name in given], getattr(args, "argv", None) or [])
+        raise UsageError(f"--resume continues {args.run_dir} as it was configured; drop {', '.join(flags)} "
+                         "(start a new run to change them)")
+
+
+def _in_given_order(flags: list[str], argv: list[str]) -> list[str]:
+    """``flags`` sorted by where they appear in ``argv`` (abbreviations included); unfound ones last."""
+    def position(flag: str) -> int:
+        for i, token in enumerate(argv):
+            name = token.split("=", 1)[0]
+            if len(name) > 2 and name.startswith("--") and flag.startswith(name):
+                return i
+        return len(argv)
+
+    return sorted(flags, key=position)
+
+
+def _check_distributed(args: argparse.Namespace) -> None:
+    """The launcher's own checks, made for every run (a single process ignores the options otherwise)."""
+    for flag, value in (("--nproc-per-node", args.nproc_per_node), ("--nnodes", args.nnodes)):
+        if value < 1:
+            raise UsageError(f"{flag}: must be an integer >= 1, got {value}")
+    if not 0 <= args.node_rank < args.nnodes:
+        raise UsageError(f"--node-rank: must be in [0, {args.nnodes - 1}] with --nnodes {args.nnodes}, "
+                         f"got {args.node_rank}")
+    if not 1 <= args.master_port <= 65535:
+        raise UsageError(f"--master-port: must be a port number in [1, 65535], got {args.master_port}")
+
+
+def _save_config(config: Any, target: Path) -> None:
+    if target.is_dir():
+        raise UsageError(f"--save-config: {target} is a folder; give a file name such as run.toml")
+    blocked = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise UsageError(f"--save-config: cannot write {target}: {blocked} is a file, not a folder")
+    try:
+        config.save(target)
+    except OSError as exc:  # the message would name the temporary file written first
+        raise UsageError(f"--save-config: cannot write {target}: {exc.strerror or exc}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume:
+        _check_resume(args)
+    _check_distributed(args)
     config = train_config(args)
     if args.save_config:
-        config.save(args.save_config)
+        _save_config(config, Path(args.save_config))
         print(f"settings written to {args.save_config}")
         return EXIT_OK
 

@@ -336,3 +336,89 @@ def test_a_folder_without_checkpoints_names_what_was_looked_for(tmp_path, comman
     assert code == 2
     assert err == (f"error: {tmp_path} is a folder without a checkpoint: looked for checkpoints/best.pt and "
                    "checkpoints/last.pt in it (give a checkpoint file or a run folder)\n")
+
+
+# --------------------------------------------------------------------------- train --resume, several processes, --save-config
+def test_resume_refuses_options_that_would_change_the_run(trained):
+    run = trained["run"]
+    before = (run / "status.json").read_text()
+    code, out, err = run_cli("train", "--run-dir", run, "--resume", "--width", "16", "--dataset", "synthetic",
+                             "--max-steps", "82", "--device", "cpu")
+    assert code == 2 and out == ""
+    assert err == (f"error: --resume continues {run} as it was configured; drop --width, --dataset, --max-steps "
+                   "(start a new run to change them)\n")
+    assert (run / "status.json").read_text() == before  # nothing was started
+
+
+@pytest.mark.parametrize(("options", "named"), [(["--config", "run.toml"], "--config"), (["--lr=0.5"], "--lr"),
+                                                (["--epo", "3"], "--epochs"), (["--download"], "--download"),
+                                                (["--batch-size", "8", "--name", "x"], "--batch-size, --name")])
+def test_resume_names_each_refused_option(tmp_path, options, named):
+    code, _, err = run_cli("train", "--resume", "--run-dir", tmp_path, *options)
+    assert code == 2 and err.startswith(f"error: --resume continues {tmp_path} as it was configured; drop {named} (")
+
+
+def test_resume_with_save_config_is_refused(tmp_path):
+    code, _, err = run_cli("train", "--resume", "--run-dir", tmp_path, "--save-config", tmp_path / "x.toml")
+    assert code == 2 and err.startswith("error: --save-config does not combine with --resume")
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_resume_still_takes_where_to_run(tmp_path, monkeypatch):
+    (tmp_path / "run.toml").write_text(TINY_RUN)
+    original = cli.TrainingProgress._on_started
+
+    def press_ctrl_c(self, data):
+        original(self, data)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(cli.TrainingProgress, "_on_started", press_ctrl_c)
+    assert run_cli("train", "--config", tmp_path / "run.toml", "--device", "cpu", "--runs-dir", tmp_path)[0] == 130
+    monkeypatch.setattr(cli.TrainingProgress, "_on_started", original)
+    code, _, err = run_cli("train", "--run-dir", tmp_path / "tiny", "--resume", "--device", "cpu",
+                           "--runs-dir", tmp_path, "--nproc-per-node", "1")
+    assert code == 0, err
+    assert "resumed after step" in err
+    assert json.loads((tmp_path / "tiny" / "status.json").read_text())["state"] == "completed"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--nproc-per-node", "0"], "--nproc-per-node: must be an integer >= 1, got 0"),
+    (["--nproc-per-node", "-1"], "--nproc-per-node: must be an integer >= 1, got -1"),
+    (["--nnodes", "0"], "--nnodes: must be an integer >= 1, got 0"),
+    (["--node-rank", "5"], "--node-rank: must be in [0, 0] with --nnodes 1, got 5"),
+    (["--nnodes", "2", "--node-rank", "-1"], "--node-rank: must be in [0, 1] with --nnodes 2, got -1"),
+    (["--master-port", "0"], "--master-port: must be a port number in [1, 65535], got 0"),
+])
+def test_bad_process_options_are_refused_even_for_one_process(tmp_path, options, message):
+    code, out, err = run_cli("train", "--dataset", "synthetic", "--runs-dir", tmp_path, *options)
+    assert code == 2 and out == ""
+    assert err == f"error: {message}\n"
+    assert not any(tmp_path.iterdir())  # nothing was trained
+
+
+def test_save_config_to_a_folder_names_the_users_path(tmp_path):
+    code, out, err = run_cli("train", "--save-config", tmp_path)
+    assert code == 2 and out == ""
+    assert err == f"error: --save-config: {tmp_path} is a folder; give a file name such as run.toml\n"
+
+
+def test_save_config_under_a_file_names_the_users_path(tmp_path):
+    (tmp_path / "notes").write_text("a file")
+    target = tmp_path / "notes" / "run.toml"
+    code, _, err = run_cli("train", "--save-config", target)
+    assert code == 2
+    assert err == f"error: --save-config: cannot write {target}: {tmp_path / 'notes'} is a file, not a folder\n"
+
+
+def test_a_failed_save_config_write_names_the_users_path_not_the_temp_file(tmp_path, monkeypatch):
+    import errno
+
+    def refuse(self, path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".run.toml.x1y2.tmp"))
+
+    monkeypatch.setattr(RunConfig, "save", refuse)
+    target = tmp_path / "run.toml"
+    code, _, err = run_cli("train", "--save-config", target)
+    assert code == 2
+    assert err == f"error: --save-config: cannot write {target}: Permission denied\n"
