@@ -617,11 +617,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.inference import Prediction, Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    architecture = predictor.checkpoint.architecture
+    if architecture == "resnet" and (args.mode is not None or args.threshold is not None):
+        raise UsageError("--mode/--threshold: this checkpoint is a ResNet baseline; "
+                         "it has no iterations to choose or halting")
     if args.mode is not None:
         predictor.mode = args.mode
     if args.threshold is not None:
         predictor.threshold = args.threshold
     results = predictor.predict_files(args.images)
+    macs_range = _mode_macs_range(predictor)
+    for result in results:
+        if isinstance(result, Prediction):
+            result.macs_range = macs_range  # what this mode can cost, not the adaptive range
     failures = [r for r in results if not isinstance(r, Prediction)]
     for failure in failures:
         print(f"error: {failure.message}", file=sys.stderr)
@@ -634,27 +642,65 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "errors": [r.to_dict() for r in failures],
         }))
     else:
-        blocks = [format_prediction(r) for r in results if isinstance(r, Prediction)]
+        blocks = [format_prediction(r, architecture=architecture) for r in results if isinstance(r, Prediction)]
         if blocks:
             print("\n\n".join(blocks))
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
-def format_prediction(prediction: Any) -> str:
+def _mode_macs_range(predictor: Any) -> tuple[int, int]:
+    """(cheapest, dearest) MACs per image in the predictor's mode: the adaptive range when the halting
+    decides, one value when the iterations are fixed (``max``, ``fixed:N``) or for a ResNet baseline."""
+    if predictor.halts or predictor.checkpoint.architecture != "iamnn":
+        return predictor.macs_range
+    import torch
+
+    setting = torch.tensor([_fixed_iterations(predictor.mode, predictor.model.caps)])
+    macs = int(predictor.model.macs_for(setting, torch.zeros_like(setting))[0])  # no halting head runs
+    return macs, macs
+
+
+def _fixed_iterations(mode: str, caps: Any) -> list[int]:
+    """Iterations per block that ``max`` or ``fixed:N`` runs (N is held to each block's cap)."""
+    caps = [int(c) for c in caps]
+    if mode == "max":
+        return caps
+    n = int(mode.split(":", 1)[1])
+    return [min(n, c) for c in caps]
+
+
+def _fixed_mode_text(mode: str, caps: list[int]) -> str:
+    """``fixed:4`` -> ``fixed:4 runs 3-4-4-3: no block runs past its cap`` when a cap holds it back."""
+    if not mode.startswith("fixed:"):
+        return mode
+    n, setting = int(mode.split(":", 1)[1]), _fixed_iterations(mode, caps)
+    if all(n <= c for c in caps):
+        return mode
+    if setting == list(caps):
+        return f"{mode} runs at most the caps {'-'.join(map(str, caps))}"
+    return f"{mode} runs {'-'.join(map(str, setting))}: no block runs past its cap"
+
+
+def format_prediction(prediction: Any, *, architecture: str = "iamnn") -> str:
     width = max(len(label) for label, _ in prediction.top)
     lines = [prediction.source]
     lines += [f"  {rank}. {label:<{width}}  {p:7.2%}" for rank, (label, p) in enumerate(prediction.top, 1)]
-    lines.append("  iterations  " + "  ".join(f"{n}/{c}" for n, c in zip(prediction.iterations, prediction.caps)))
-    if prediction.threshold is not None:
-        lines.append(f"  halting (score -> cumulative, threshold {prediction.threshold:.3g})")
-        for b, (scores, cumulative) in enumerate(zip(prediction.halting, prediction.cumulative), 1):
-            steps = "  ".join(f"{h:.3f}->{c:.3f}" for h, c in zip(scores, cumulative))
-            capped = prediction.iterations[b - 1] == prediction.caps[b - 1]
-            lines.append(f"    block {b}: {steps or '-'}" + ("  (cap)" if capped else ""))
+    if architecture == "resnet":  # no shared iterations, no caps, nothing halts
+        lines.append("  units       " + "  ".join(str(n) for n in prediction.iterations) + "  (per block)")
+        lines.append("  halting     none (a ResNet baseline: every image runs every unit)")
     else:
-        lines.append(f"  halting     off (mode {prediction.mode})")
+        lines.append("  iterations  " + "  ".join(f"{n}/{c}" for n, c in zip(prediction.iterations, prediction.caps)))
+        if prediction.threshold is not None:
+            lines.append(f"  halting (score -> cumulative, threshold {prediction.threshold:.3g})")
+            for b, (scores, cumulative) in enumerate(zip(prediction.halting, prediction.cumulative), 1):
+                steps = "  ".join(f"{h:.3f}->{c:.3f}" for h, c in zip(scores, cumulative))
+                capped = prediction.iterations[b - 1] == prediction.caps[b - 1]
+                lines.append(f"    block {b}: {steps or '-'}" + ("  (cap)" if capped else ""))
+        else:
+            lines.append(f"  halting     off (mode {_fixed_mode_text(prediction.mode, list(prediction.caps))})")
     low, high = prediction.macs_range
-    lines.append(f"  MACs        {format_macs(prediction.macs)}  (possible {format_macs(low)} to {format_macs(high)})")
+    possible = "" if low == high else f"  (possible {format_macs(low)} to {format_macs(high)})"
+    lines.append(f"  MACs        {format_macs(prediction.macs)}{possible}")
     if getattr(prediction, "notes", None):
         lines.append("  input       " + "; ".join(prediction.notes))
     return "\n".join(lines)

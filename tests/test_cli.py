@@ -422,3 +422,87 @@ def test_a_failed_save_config_write_names_the_users_path_not_the_temp_file(tmp_p
     code, _, err = run_cli("train", "--save-config", target)
     assert code == 2
     assert err == f"error: --save-config: cannot write {target}: Permission denied\n"
+
+
+# --------------------------------------------------------------------------- predict: the MACs of the mode used, ResNet baselines
+def _macs_of(checkpoint_file, iterations):
+    import torch
+
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint_file).model
+    setting = torch.tensor([iterations])
+    return int(model.macs_for(setting, torch.zeros_like(setting))[0])
+
+
+@pytest.mark.parametrize(("mode", "iterations", "halting"), [
+    ("max", [1, 2, 2, 1], "off (mode max)"),
+    ("fixed:1", [1, 1, 1, 1], "off (mode fixed:1)"),
+    ("fixed:2", [1, 2, 2, 1], "off (mode fixed:2 runs at most the caps 1-2-2-1)"),
+    ("fixed:99", [1, 2, 2, 1], "off (mode fixed:99 runs at most the caps 1-2-2-1)"),
+])
+def test_predict_in_a_fixed_mode_prints_that_modes_macs(trained, tmp_path, mode, iterations, halting):
+    best = trained["run"] / "checkpoints" / "best.pt"
+    image = tmp_path / "shape.png"
+    Image.new("L", (16, 16), 200).save(image)
+    code, out, err = run_cli("predict", best, image, "--mode", mode)
+    assert code == 0, err
+    macs = _macs_of(best, iterations)
+    assert f"  halting     {halting}\n" in out
+    assert out.rstrip().endswith(f"  MACs        {cli.format_macs(macs)}")  # one value, no adaptive range
+    assert "possible" not in out
+    code, out, _ = run_cli("predict", best, image, "--mode", mode, "--json")
+    [prediction] = json.loads(out)["predictions"]
+    assert prediction["macs"] == macs and prediction["macs_range"] == [macs, macs]
+
+
+def test_fixed_mode_text_says_which_blocks_a_cap_held_back():
+    assert cli._fixed_mode_text("fixed:4", [3, 4, 6, 3]) == "fixed:4 runs 3-4-4-3: no block runs past its cap"
+    assert cli._fixed_mode_text("fixed:3", [3, 4, 6, 3]) == "fixed:3"
+    assert cli._fixed_mode_text("max", [3, 4, 6, 3]) == "max"
+
+
+def test_predict_in_adaptive_mode_still_shows_the_possible_range(tmp_path):
+    from iamnn_studio.engine import ModelConfig, build_model
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+
+    model = build_model(ModelConfig(iterations=(1, 2, 2, 1), width=4, image_size=16, num_classes=3)).eval()
+    path = save_checkpoint(tmp_path / "iamnn.pt", model, classes=["a", "b", "c"], mean=[0.5], std=[0.25])
+    image = tmp_path / "shape.png"
+    Image.new("L", (16, 16), 200).save(image)
+    code, out, _ = run_cli("predict", path, image, "--threshold", "0.9")
+    low, high = model.macs_range()
+    assert low < high
+    assert code == 0 and f"(possible {cli.format_macs(low)} to {cli.format_macs(high)})" in out
+    assert "halting (score -> cumulative, threshold 0.9)" in out
+
+
+@pytest.fixture(scope="module")
+def resnet_checkpoint(tmp_path_factory):
+    from iamnn_studio.engine import ModelConfig, build_model
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+
+    model = build_model(ModelConfig(iterations=(1, 1, 1, 1), width=4, image_size=16, num_classes=3,
+                                    architecture="resnet"))
+    path = tmp_path_factory.mktemp("resnet") / "resnet.pt"
+    return save_checkpoint(path, model.eval(), classes=["a", "b", "c"], mean=[0.5], std=[0.25])
+
+
+@pytest.mark.parametrize("option", [["--mode", "fixed:1"], ["--threshold", "0.5"], ["--mode", "max"]])
+def test_predict_refuses_mode_and_threshold_for_a_resnet_baseline(resnet_checkpoint, tmp_path, option):
+    image = tmp_path / "shape.png"
+    Image.new("L", (16, 16), 200).save(image)
+    code, out, err = run_cli("predict", resnet_checkpoint, image, *option)
+    assert code == 2 and out == ""
+    assert err == ("error: --mode/--threshold: this checkpoint is a ResNet baseline; "
+                   "it has no iterations to choose or halting\n")
+
+
+def test_predict_with_a_resnet_baseline_shows_units_and_one_macs_value(resnet_checkpoint, tmp_path):
+    image = tmp_path / "shape.png"
+    Image.new("L", (16, 16), 200).save(image)
+    code, out, err = run_cli("predict", resnet_checkpoint, image)
+    assert code == 0, err
+    assert "  units       1  1  1  1  (per block)" in out
+    assert "halting     none (a ResNet baseline: every image runs every unit)" in out
+    assert "possible" not in out and "mode" not in out
