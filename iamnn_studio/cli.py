@@ -113,6 +113,21 @@ def check_device(text: str) -> str:
     return device
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to an option's help where it has a default worth showing (not None, not
+    off) and the help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" not in text and action.option_strings and action.default is not None
+                and action.default is not False and action.default is not argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+EXPORT_FORMATS_HELP = "onnx, torchscript, or a plugin's format such as pt2 (`iamnn-studio info` lists the plugins)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iamnn-studio",
@@ -120,86 +135,93 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    gui = commands.add_parser("gui", help="open the desktop app (the default)")
+    gui = commands.add_parser("gui", help="open the desktop app (the default)")  # main() opens it: see gui_parser
     gui.add_argument("gui_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     gui.set_defaults(handler=lambda a: _open_gui(a.gui_args))
 
     _add_train(commands)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on its test split")
+    evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on its test split",
+                                   formatter_class=_HelpFormatter)
     evaluate.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
     evaluate.add_argument("--dataset", help="dataset to evaluate on (default: the one it was trained on)")
     evaluate.add_argument("--data-root", metavar="DIR", help="folder with the dataset's files")
     evaluate.add_argument("--download", action="store_true", help="allow downloading the dataset")
-    evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
-    evaluate.add_argument("--batch-size", type=int, default=256)
-    evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    evaluate.add_argument("--split", choices=("test", "val", "train"), default="test", help="which images")
+    evaluate.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     evaluate.add_argument("--no-sweep", action="store_true", help="skip the threshold and fixed-iteration curves")
     evaluate.add_argument("--json", action="store_true", help="print eval.json-style JSON on stdout")
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="classify image files")
+    predict = commands.add_parser("predict", help="classify image files", formatter_class=_HelpFormatter)
     predict.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
-    predict.add_argument("images", metavar="IMAGE", nargs="+")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     predict.add_argument("--threshold", type=float, help="halting threshold in (0, 1] (default: the calibrated one)")
-    predict.add_argument("--mode", help="adaptive, fixed:N or max")
-    predict.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    predict.add_argument("--json", action="store_true")
+    predict.add_argument("--mode", help="adaptive, fixed:N or max (default: the checkpoint's)")
+    predict.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    predict.add_argument("--json", action="store_true", help="print JSON on stdout")
     predict.set_defaults(handler=cmd_predict)
 
-    export = commands.add_parser("export", help="export a checkpoint to ONNX or TorchScript")
+    export = commands.add_parser("export", help="export a checkpoint to ONNX, TorchScript or a plugin's format",
+                                 formatter_class=_HelpFormatter)
     export.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
-    export.add_argument("--format", required=True, dest="fmt", metavar="FORMAT", help="onnx or torchscript")
-    export.add_argument("--out", required=True, metavar="FILE")
+    export.add_argument("--format", required=True, dest="fmt", metavar="FORMAT", help=EXPORT_FORMATS_HELP)
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     export.add_argument("--batch-size", type=int, default=1, help="example batch (the fixed batch if it cannot be dynamic)")
     export.set_defaults(handler=cmd_export)
 
-    runs = commands.add_parser("runs", help="list training runs")
-    runs.add_argument("--runs-dir", default="runs", metavar="DIR")
-    runs.add_argument("--json", action="store_true")
+    runs = commands.add_parser("runs", help="list training runs", formatter_class=_HelpFormatter)
+    runs.add_argument("--runs-dir", default="runs", metavar="DIR", help="folder holding the runs")
+    runs.add_argument("--json", action="store_true", help="print JSON on stdout")
     runs.set_defaults(handler=cmd_runs)
 
     info = commands.add_parser("info", help="versions, devices, datasets and plugins")
-    info.add_argument("--json", action="store_true")
+    info.add_argument("--json", action="store_true", help="print JSON on stdout")
     info.set_defaults(handler=cmd_info)
     return parser
 
 
 def _add_train(commands: Any) -> None:
+    from .engine.config import RunConfig
+
+    d = RunConfig()  # what applies where neither --config nor an option sets a value
     train = commands.add_parser(
-        "train", help="train a model",
-        description="Train a model. Settings come from --config (TOML), then the options given here.",
+        "train", help="train a model", formatter_class=_HelpFormatter,
+        description="Train a model. Settings come from --config (TOML), then the options given here; "
+                    "the defaults shown apply where neither sets a value.",
     )
     train.add_argument("--config", metavar="FILE", help="run settings (TOML), e.g. from --save-config")
     data = train.add_argument_group("data")
-    data.add_argument("--dataset", help="fashion-mnist, mnist, cifar10, synthetic, ... (see `info`)")
-    data.add_argument("--data-root", metavar="DIR")
+    data.add_argument("--dataset", help=f"fashion-mnist, mnist, cifar10, synthetic, ... (see `info`; default: {d.data.name})")
+    data.add_argument("--data-root", metavar="DIR", help="folder with the dataset's files (default: its usual places)")
     data.add_argument("--download", action="store_true", default=None, help="allow downloading the dataset")
     model = train.add_argument_group("model")
-    model.add_argument("--depth", type=int, help="ResNet depth: 18, 34, 50, 101 or 152")
-    model.add_argument("--width", type=int)
-    model.add_argument("--mode", help="adaptive, fixed:N or max")
-    model.add_argument("--halting", help="calibrated or act")
-    model.add_argument("--architecture", help="iamnn or resnet (the unshared baseline)")
+    model.add_argument("--depth", type=int, help=f"ResNet depth: 18, 34, 50, 101 or 152 (default: {d.model.depth})")
+    model.add_argument("--width", type=int, help=f"channels of the stem (default: {d.model.width})")
+    model.add_argument("--mode", help=f"adaptive, fixed:N or max (default: {d.model.mode})")
+    model.add_argument("--halting", help=f"calibrated or act (default: {d.model.halting})")
+    model.add_argument("--architecture", help=f"iamnn or resnet (the unshared baseline; default: {d.model.architecture})")
     optim = train.add_argument_group("training")
-    optim.add_argument("--epochs", type=int)
-    optim.add_argument("--batch-size", type=int)
-    optim.add_argument("--lr", type=float)
-    optim.add_argument("--max-steps", type=int)
-    optim.add_argument("--device", help="auto, cpu or cuda")
-    optim.add_argument("--seed", type=int)
+    optim.add_argument("--epochs", type=int, help=f"passes over the training images (default: {d.epochs})")
+    optim.add_argument("--batch-size", type=int, help=f"images per step (default: {d.batch_size})")
+    optim.add_argument("--lr", type=float, help=f"learning rate (default: {d.lr})")
+    optim.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (default: the epochs decide)")
+    optim.add_argument("--device", help=f"auto, cpu or cuda (default: {d.device}: cuda when there is a GPU)")
+    optim.add_argument("--seed", type=int, help=f"random seed (default: {d.seed})")
     run = train.add_argument_group("run folder")
-    run.add_argument("--name")
-    run.add_argument("--runs-dir", default="runs", metavar="DIR")
+    run.add_argument("--name", help=f"the run's name, and its folder's under --runs-dir (default: {d.name})")
+    run.add_argument("--runs-dir", default="runs", metavar="DIR", help="where new runs get their folder")
     run.add_argument("--run-dir", metavar="DIR", help="exact folder for this run (or the run to --resume)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --run-dir from its last checkpoint, as it was configured")
     run.add_argument("--save-config", metavar="FILE", help="write the resolved settings to FILE and exit")
     dist = train.add_argument_group("several processes (torchrun-style)")
-    dist.add_argument("--nproc-per-node", type=int, default=1)
-    dist.add_argument("--nnodes", type=int, default=1)
-    dist.add_argument("--node-rank", type=int, default=0)
-    dist.add_argument("--master-addr", default="127.0.0.1")
-    dist.add_argument("--master-port", type=int, default=29500)
+    dist.add_argument("--nproc-per-node", type=int, default=1, help="processes on this machine")
+    dist.add_argument("--nnodes", type=int, default=1, help="machines")
+    dist.add_argument("--node-rank", type=int, default=0, help="this machine's number, from 0")
+    dist.add_argument("--master-addr", default="127.0.0.1", help="address of machine 0")
+    dist.add_argument("--master-port", type=int, default=29500, help="port on machine 0")
     train.set_defaults(handler=cmd_train)
 
 
@@ -799,7 +821,23 @@ def format_info(info: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
+def gui_parser() -> argparse.ArgumentParser:
+    """The app's options (as ``gui.app.parse_args`` reads them), checked strictly before the app opens:
+    the app itself passes unknown options on to Qt, which ignores them."""
+    parser = argparse.ArgumentParser(prog="iamnn-studio gui", formatter_class=_HelpFormatter,
+                                     description="Open the desktop app (what `iamnn-studio` without a command does).")
+    parser.add_argument("--runs-dir", metavar="DIR",
+                        help="folder where runs are saved and listed (remembered for next time)")
+    parser.add_argument("--screenshot", metavar="PATH", help=argparse.SUPPRESS)
+    parser.add_argument("--screenshot-delay-ms", type=int, help=argparse.SUPPRESS)
+    return parser
+
+
 def _open_gui(argv: list[str]) -> int:
+    try:
+        gui_parser().parse_args(argv)
+    except SystemExit as exc:  # help (exit 0), or usage and the error (exit 2): the app does not open
+        return int(exc.code or 0)
     from .gui.app import main as gui_main
 
     return int(gui_main(argv) or 0)

@@ -506,3 +506,67 @@ def test_predict_with_a_resnet_baseline_shows_units_and_one_macs_value(resnet_ch
     assert "  units       1  1  1  1  (per block)" in out
     assert "halting     none (a ResNet baseline: every image runs every unit)" in out
     assert "possible" not in out and "mode" not in out
+
+
+# --------------------------------------------------------------------------- help
+def _help(*argv):
+    code, out, _ = run_cli(*argv, "--help")
+    assert code == 0
+    return " ".join(out.split())  # argparse wraps lines
+
+
+def _option_help(text: str, option: str) -> str:
+    """The help entry of ``option`` in argparse's output: its line and the wrapped lines under it."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(option + " "))
+    entry = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith(" " * 10):
+            break
+        entry.append(line)
+    return " ".join(" ".join(entry).split())
+
+
+def test_train_help_shows_the_defaults_that_apply():
+    code, text, _ = run_cli("train", "--help")
+    assert code == 0
+    defaults = RunConfig()
+    for option, value in [("--depth", defaults.model.depth), ("--width", defaults.model.width),
+                          ("--epochs", defaults.epochs), ("--batch-size", defaults.batch_size), ("--lr", defaults.lr),
+                          ("--dataset", defaults.data.name), ("--runs-dir", "runs"), ("--nproc-per-node", 1),
+                          ("--node-rank", 0), ("--name", defaults.name)]:
+        assert f"default: {value})" in _option_help(text, option), option
+    assert "default" not in _option_help(text, "--config") + _option_help(text, "--download")
+    assert "default: None" not in text and "default: False" not in text
+
+
+def test_export_help_names_plugin_formats():
+    assert "onnx, torchscript, or a plugin's format such as pt2" in _help("export")
+
+
+def test_gui_help_names_the_real_command_and_does_not_open_the_app(monkeypatch, capsys):
+    import iamnn_studio.gui.app as app
+
+    calls = []
+    monkeypatch.setattr(app, "main", lambda argv: calls.append(argv) or 0)
+    assert main(["gui", "-h"]) == 0
+    assert capsys.readouterr().out.startswith("usage: iamnn-studio gui ")
+    assert calls == []
+
+
+@pytest.mark.parametrize("argv", [["gui", "--bogus"], ["--runs-dir", "runs", "--bogus"], ["gui", "extra"]])
+def test_unknown_app_options_are_an_error_and_the_app_stays_closed(monkeypatch, capsys, argv):
+    import iamnn_studio.gui.app as app
+
+    calls = []
+    monkeypatch.setattr(app, "main", lambda args: calls.append(args) or 0)
+    assert main(argv) == 2
+    assert "iamnn-studio gui: error: unrecognized arguments: " in capsys.readouterr().err
+    assert calls == []
+
+
+def test_the_export_docs_point_at_files_that_a_run_has(trained):
+    docs = (REPO / "docs" / "export.md").read_text()
+    assert "runs/my-run/best.pt" not in docs
+    assert "iamnn-studio export runs/my-run/checkpoints/best.pt --format onnx" in docs
+    assert (trained["run"] / "checkpoints" / "best.pt").is_file()  # the layout the docs show
