@@ -356,6 +356,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_run_summary(result: Any) -> None:
     lines = [f"run: {result.run_dir} ({result.reason})"]
+    if result.run_dir and result.reason != "completed":  # cut short: say how far it got
+        status = _read_json(Path(result.run_dir) / "status.json") or {}
+        done = _epochs_done_text(status.get("epochs_done"), status.get("total_epochs"), status.get("step"),
+                                 _steps_per_epoch(Path(result.run_dir)), prose=True)
+        if done:
+            lines.append(done)
     if result.best_accuracy is not None:
         lines.append(f"best validation accuracy: {result.best_accuracy:.2%}")
     evaluation = _read_json(Path(result.run_dir) / "eval.json") if result.run_dir else None
@@ -378,6 +384,7 @@ class TrainingProgress:
         self.stream = stream
         self.live = stream.isatty()
         self.total_epochs: int | None = None
+        self.steps_per_epoch: int | None = None
         self._bar_shown = False
         self._lock = threading.Lock()  # distributed runs report from a follower thread
 
@@ -394,6 +401,7 @@ class TrainingProgress:
     # ----------------------------------------------------------------- events
     def _on_started(self, d: dict) -> None:
         self.total_epochs = d.get("total_epochs")
+        self.steps_per_epoch = d.get("steps_per_epoch")
         resumed = f", resumed after step {d['resumed_from_step']}" if d.get("resumed_from_step") is not None else ""
         data = d.get("dataset") or {}
         self._line(f"training in {d.get('run_dir')} on {d.get('device')}: {data.get('name')} "
@@ -415,9 +423,17 @@ class TrainingProgress:
         val = "" if d.get("val_accuracy") is None else \
             f"  {'test' if d.get('val_split') == 'test' else 'val'} loss {_number(d.get('val_loss'))} acc {_percent(d['val_accuracy'])}"
         self._line(f"epoch {d.get('epoch')}/{d.get('total_epochs') or self.total_epochs or '?'}  "
-                   f"step {d.get('step')}  train loss {_number(d.get('train_loss'))} acc {_percent(d.get('train_accuracy'))}"
+                   f"step {d.get('step')}{self._cut_short(d)}  train loss {_number(d.get('train_loss'))} acc {_percent(d.get('train_accuracy'))}"
                    f"{val}  {d.get('images_per_s') or 0:.0f} img/s  iterations {_iterations(d.get('iterations'))}  "
                    f"MACs {format_macs(d.get('macs'))}")
+
+    def _cut_short(self, d: dict) -> str:
+        """`` (cut short: 30 of its 422 steps)`` for an epoch that --max-steps ended early."""
+        spe, step, epoch = self.steps_per_epoch, d.get("step"), d.get("epoch")
+        if not (isinstance(spe, int) and isinstance(step, int) and isinstance(epoch, int)) or spe <= 0:
+            return ""
+        done = step - (epoch - 1) * spe
+        return f" (cut short: {done} of its {spe} steps)" if 0 < done < spe else ""
 
     def _on_phase_progress(self, d: dict) -> None:
         if not self.live:  # logs get the phase's start and result lines only
@@ -468,17 +484,18 @@ class TrainingProgress:
 
 
 class _Interrupts:
-    """Counts Ctrl-C presses; the first calls ``on_first`` (a graceful stop), the second raises."""
+    """Counts Ctrl-C presses; the first calls ``on_first`` (a graceful stop) after saying ``first_message``,
+    the second raises."""
 
     def __init__(self) -> None:
         self.count = 0
         self.on_first: Callable[[], None] | None = None
+        self.first_message = "stopping after this step, keeping a checkpoint"  # what training does
 
     def handle(self, signum: int, frame: Any) -> None:
         self.count += 1
         if self.count == 1 and self.on_first is not None:
-            print("\nstopping after this step, keeping a checkpoint (Ctrl-C again to quit at once)",
-                  file=sys.stderr, flush=True)
+            print(f"\n{self.first_message} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
             self.on_first()
             return
         raise KeyboardInterrupt
@@ -518,6 +535,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     show = _Fraction(sys.stderr, f"evaluating {len(split)} {args.split} images")
     with _graceful_interrupts() as interrupts:
         interrupts.on_first = stop.set
+        interrupts.first_message = "stopping the evaluation after this batch; the results so far follow"
         result = evaluate(
             checkpoint.model, split, mean=checkpoint.mean, std=checkpoint.std, classes=checkpoint.classes,
             device=args.device, batch_size=args.batch_size, sweep=not args.no_sweep,
@@ -751,11 +769,48 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return EXIT_OK
     rows = [("NAME", "STATUS", "BEST ACC", "EPOCHS", "MODEL", "DATASET")]
     for r in runs:
-        epochs = f"{r.epochs_done}/{r.total_epochs}" if r.total_epochs else str(r.epochs_done)
+        step = (_read_json(Path(r.path) / "status.json") or {}).get("step")
+        epochs = _epochs_done_text(r.epochs_done, r.total_epochs, step, _steps_per_epoch(Path(r.path)))
         rows.append((r.name, r.status, _percent(r.best_accuracy), epochs, r.model, r.dataset))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print("\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows))
     return EXIT_OK
+
+
+def _steps_per_epoch(run_dir: Path) -> int | None:
+    """Optimiser steps per epoch, from the run's ``started`` event (the first lines of metrics.jsonl)."""
+    try:
+        with open(run_dir / "metrics.jsonl", encoding="utf-8", errors="replace") as fh:
+            for _, line in zip(range(1000), fh):
+                if '"started"' not in line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("event") == "started":
+                    value = record.get("steps_per_epoch")
+                    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    except OSError:
+        pass
+    return None
+
+
+def _epochs_done_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch: int | None, *,
+                      prose: bool = False) -> str:
+    """Epochs done of those planned, counting only whole ones: ``0/1 (+30 of 422 steps)`` for a run
+    that --max-steps or Ctrl-C stopped 30 steps into its first epoch (the trainer counts that epoch as
+    ended). ``prose`` gives a sentence for the end-of-run summary."""
+    if not isinstance(step, int) or isinstance(step, bool) or not steps_per_epoch:
+        if prose:
+            return ""
+        return f"{epochs_done}/{total_epochs}" if total_epochs else str(epochs_done)
+    full, rest = divmod(step, steps_per_epoch)
+    total = total_epochs if total_epochs else "?"
+    if prose:
+        more = f", and {rest} of the {steps_per_epoch} steps of epoch {full + 1}" if rest else ""
+        return f"epochs done: {full} of {total}{more} (stopped at step {step})"
+    return f"{full}/{total}" + (f" (+{rest} of {steps_per_epoch} steps)" if rest else "")
 
 
 # --------------------------------------------------------------------------- info

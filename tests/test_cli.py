@@ -570,3 +570,44 @@ def test_the_export_docs_point_at_files_that_a_run_has(trained):
     assert "runs/my-run/best.pt" not in docs
     assert "iamnn-studio export runs/my-run/checkpoints/best.pt --format onnx" in docs
     assert (trained["run"] / "checkpoints" / "best.pt").is_file()  # the layout the docs show
+
+
+# --------------------------------------------------------------------------- Ctrl-C in evaluate, runs cut short
+def test_ctrl_c_during_evaluate_says_the_evaluation_stops(trained, monkeypatch):
+    pressed = []
+
+    def press_ctrl_c_once(self, fraction):
+        if not pressed:
+            pressed.append(fraction)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(cli._Fraction, "__call__", press_ctrl_c_once)
+    code, out, err = run_cli("evaluate", trained["run"], "--batch-size", "8", "--no-sweep")
+    assert code == 130 and pressed
+    assert "stopping the evaluation after this batch; the results so far follow (Ctrl-C again to quit at once)" in err
+    assert "checkpoint" not in err
+    assert "(stopped early: partial results)" in out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_run_cut_short_by_max_steps_does_not_count_a_whole_epoch(tmp_path):
+    (tmp_path / "run.toml").write_text(TINY_RUN.replace("batch_size = 32", "batch_size = 8"))
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "3", "--device", "cpu",
+                             "--runs-dir", tmp_path)
+    assert code == 0, err
+    # 160 images with 20% held out: 128 training images, 16 steps of 8 per epoch
+    assert "epoch 1/1  step 3 (cut short: 3 of its 16 steps)  train loss" in err
+    assert "epochs done: 0 of 1, and 3 of the 16 steps of epoch 1 (stopped at step 3)" in out
+    code, out, _ = run_cli("runs", "--runs-dir", tmp_path)
+    assert code == 0
+    header, row = out.splitlines()[:2]
+    column = header.index("EPOCHS")
+    assert row[column:].startswith("0/1 (+3 of 16 steps)  ")
+
+
+def test_epochs_done_text():
+    assert cli._epochs_done_text(1, 1, 422, 422) == "1/1"
+    assert cli._epochs_done_text(2, 2, 500, 422) == "1/2 (+78 of 422 steps)"
+    assert cli._epochs_done_text(3, 10, None, None) == "3/10"  # an old run without the numbers
+    assert cli._epochs_done_text(0, 1, 12, 40, prose=True) == \
+        "epochs done: 0 of 1, and 12 of the 40 steps of epoch 1 (stopped at step 12)"
