@@ -196,6 +196,9 @@ def _add_train(commands: Any) -> None:
     data.add_argument("--dataset", help=f"fashion-mnist, mnist, cifar10, synthetic, ... (see `info`; default: {d.data.name})")
     data.add_argument("--data-root", metavar="DIR", help="folder with the dataset's files (default: its usual places)")
     data.add_argument("--download", action="store_true", default=None, help="allow downloading the dataset")
+    data.add_argument("--val-fraction", type=float, metavar="F",
+                      help=f"share of the training images held out to validate and calibrate the halting "
+                           f"(default: {d.data.val_fraction})")
     model = train.add_argument_group("model")
     model.add_argument("--depth", type=int, help=f"ResNet depth: 18, 34, 50, 101 or 152 (default: {d.model.depth})")
     model.add_argument("--width", type=int, help=f"channels of the stem (default: {d.model.width})")
@@ -229,6 +232,7 @@ def _add_train(commands: Any) -> None:
 #: Command-line option -> (section, field) of RunConfig; section None = the run itself.
 TRAIN_OVERRIDES = {
     "dataset": ("data", "name"), "data_root": ("data", "root"), "download": ("data", "download"),
+    "val_fraction": ("data", "val_fraction"),
     "depth": ("model", "depth"), "width": ("model", "width"), "mode": ("model", "mode"),
     "halting": ("model", "halting"), "architecture": ("model", "architecture"),
     "epochs": (None, "epochs"), "batch_size": (None, "batch_size"), "lr": (None, "lr"),
@@ -664,7 +668,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.mode is not None:
         predictor.mode = args.mode
     if args.threshold is not None:
+        if not predictor.halts:
+            raise UsageError(f"--threshold: the halting threshold applies to the mode adaptive, not {predictor.mode}")
         predictor.threshold = args.threshold
+    if predictor.uncalibrated and predictor.halts:
+        print("note: this model's halting head was never calibrated (its run stopped before calibration), so its "
+              "iteration counts mean little; resume the run to calibrate it, or use --mode max", file=sys.stderr)
     results = predictor.predict_files(args.images)
     macs_range = _mode_macs_range(predictor)
     for result in results:

@@ -611,3 +611,36 @@ def test_epochs_done_text():
     assert cli._epochs_done_text(3, 10, None, None) == "3/10"  # an old run without the numbers
     assert cli._epochs_done_text(0, 1, 12, 40, prose=True) == \
         "epochs done: 0 of 1, and 12 of the 40 steps of epoch 1 (stopped at step 12)"
+
+
+# --------------------------------------------------------------------------- settings that do not apply
+def test_train_takes_the_validation_split_from_the_command_line(tmp_path):
+    (tmp_path / "run.toml").write_text(TINY_RUN)
+    code, _, err = run_cli("train", "--config", tmp_path / "run.toml", "--val-fraction", "0.3", "--max-steps", "1",
+                           "--runs-dir", tmp_path / "runs", "--save-config", tmp_path / "saved.toml")
+    from iamnn_studio.engine.config import RunConfig
+
+    assert RunConfig.load(tmp_path / "saved.toml").data.val_fraction == 0.3
+    code, _, err = run_cli("train", "--val-fraction", "1.5", "--runs-dir", tmp_path / "runs")
+    assert code == 2 and err.startswith("error: data.val_fraction: must be in [0, 1)")
+
+
+def test_a_threshold_outside_the_adaptive_mode_is_refused(trained, tmp_path):
+    image = tmp_path / "shape.png"
+    Image.new("L", (16, 16), 90).save(image)
+    code, _, err = run_cli("predict", trained["run"], image, "--mode", "fixed:1", "--threshold", "0.9")
+    assert code == 2 and err == "error: --threshold: the halting threshold applies to the mode adaptive, not fixed:1\n"
+
+
+def test_predict_says_when_the_halting_head_was_never_calibrated(trained, tmp_path):
+    from iamnn_studio.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(trained["run"] / "checkpoints" / "best.pt")
+    loaded.model.config.threshold = None  # as a run stopped before calibration leaves it
+    save_checkpoint(tmp_path / "stopped.pt", loaded.model, classes=loaded.classes, mean=loaded.mean, std=loaded.std)
+    image = tmp_path / "shape.png"
+    Image.new("L", (16, 16), 90).save(image)
+    code, _, err = run_cli("predict", tmp_path / "stopped.pt", image)
+    assert code == 0 and "never calibrated" in err and "--mode max" in err
+    code, _, err = run_cli("predict", tmp_path / "stopped.pt", image, "--mode", "max")
+    assert code == 0 and err == ""  # the iterations no longer depend on the head
