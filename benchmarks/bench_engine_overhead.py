@@ -43,6 +43,7 @@ def overhead_config(*, steps: int, batch_size: int, width: int, depth: int, data
         max_steps=steps,
         seed=0,
         device="cpu",
+        calibrate_halting=False,  # only the training steps are timed
     )
 
 
