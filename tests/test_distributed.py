@@ -86,7 +86,12 @@ def test_launch_settings_are_checked_naming_the_field(tmp_runs, kwargs, field):
 def test_a_multi_node_launch_says_what_it_waits_for(tmp_runs, monkeypatch):
     import iamnn_studio.engine.distributed as distributed
 
+    import signal
+
+    handlers = []
+
     def no_other_node(*args):
+        handlers.append(signal.getsignal(signal.SIGINT))
         raise RuntimeError("rendezvous timed out")
 
     monkeypatch.setattr(distributed, "_elastic_launch", no_other_node)
@@ -96,3 +101,5 @@ def test_a_multi_node_launch_says_what_it_waits_for(tmp_runs, monkeypatch):
     assert result.state == "failed" and "rendezvous timed out" in result.reason
     (waiting,) = [e.data["message"] for e in events if e.kind == "log"]
     assert waiting.startswith("node 1 of 2: waiting for the other nodes at 127.0.0.1:29511")
+    # the wait sits in C++, out of reach of Python's Ctrl-C handler: the default action ends it at once
+    assert handlers == [signal.SIG_DFL] and signal.getsignal(signal.SIGINT) is not signal.SIG_DFL

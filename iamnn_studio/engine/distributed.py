@@ -13,6 +13,7 @@ events to its listeners by following the run's ``metrics.jsonl``.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -145,18 +146,35 @@ def launch(
         for listener in listeners:
             listener(Event("log", {"message": (
                 f"node {node_rank} of {nnodes}: waiting for the other nodes at {master_addr}:{master_port} "
-                f"(up to {RENDEZVOUS_TIMEOUT // 60} min; each node runs the same command with its own --node-rank)")}))
+                f"(up to {RENDEZVOUS_TIMEOUT // 60} min; each node runs the same command with its own --node-rank; "
+                "Ctrl-C quits at once)")}))
     follower = _MetricsFollower(Path(run_dir), listeners) if run_dir is not None and node_rank == 0 else None
     if follower:
         follower.start()
     try:
-        results = _elastic_launch(launch_config, config, str(runs_dir), run_dir, resume)
+        with _interruptible_rendezvous(nnodes):
+            results = _elastic_launch(launch_config, config, str(runs_dir), run_dir, resume)
     except Exception as exc:  # a worker failed or the launcher was interrupted: the workers are gone
         return _result_after_error(exc, run_dir, resume)
     finally:
         if follower:
             follower.stop()
     return _merge_results(results)
+
+
+@contextlib.contextmanager
+def _interruptible_rendezvous(nnodes: int):
+    """While a multi-node launcher waits for the other nodes it sits in C++ (the rendezvous store's
+    connect loop), where Python's Ctrl-C handler never runs: the default action lets Ctrl-C end the
+    process at once. The workers, once started, stop on Ctrl-C themselves (``_stop_on_signals``)."""
+    if nnodes == 1 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_address(master_addr: str, master_port: int) -> None:
