@@ -353,7 +353,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if result.state == "failed":
         print(f"error: {result.reason}", file=sys.stderr)
-        return EXIT_FAILED
+        # a run that failed before its folder was made failed on its input (data missing, too few
+        # held-out images, a model too big for the memory): bad input, as for the other commands
+        started = result.run_dir is not None or result.reason.startswith("unexpected error")
+        return EXIT_FAILED if started else EXIT_USAGE
     _print_run_summary(result)
     return EXIT_INTERRUPTED if interrupts.count else EXIT_OK
 

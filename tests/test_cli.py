@@ -644,3 +644,11 @@ def test_predict_says_when_the_halting_head_was_never_calibrated(trained, tmp_pa
     assert code == 0 and "never calibrated" in err and "--mode max" in err
     code, _, err = run_cli("predict", tmp_path / "stopped.pt", image, "--mode", "max")
     assert code == 0 and err == ""  # the iterations no longer depend on the head
+
+
+def test_a_run_that_cannot_start_for_its_data_is_bad_input_like_in_the_other_commands(tmp_path):
+    code, _, err = run_cli("train", "--dataset", "mnist", "--data-root", tmp_path / "nowhere", "--runs-dir",
+                           tmp_path / "runs")
+    assert code == 2 and err.startswith("error: MNIST not found") and str(tmp_path / "nowhere") in err
+    code, _, err = run_cli("evaluate", tmp_path / "missing.pt")
+    assert code == 2
