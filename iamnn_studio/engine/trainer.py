@@ -859,6 +859,7 @@ class Trainer:
         self._halting_fitted = True
         val = self._validate()  # the accuracy and compute of the calibrated model
         self._emit("calibrated", **{**summary, "calibration_split": where, "val_accuracy": val.get("accuracy"),
+                                    "val_split": val.get("split"),
                                     "val_macs": val.get("macs"), "val_iterations": val.get("iterations")})
         metrics = {"epoch": self.epoch, "best_accuracy": self.best_accuracy, "threshold": summary.get("threshold"),
                    "calibrated_val_accuracy": val.get("accuracy"), "calibrated_val_macs": val.get("macs")}

@@ -215,9 +215,13 @@ class LogAxis(pg.AxisItem):
         return [f"{10 ** v * scale:g}" for v in values]
 
 
+def set_plot_title(plot: pg.PlotItem, title: str) -> None:
+    plot.setTitle(f"<span style='color:{COLORS['text']};font-size:9pt;font-weight:600'>{title}</span>")
+
+
 def style_plot(plot: pg.PlotItem, title: str, y_label: str = "", x_label: str = "") -> pg.PlotItem:
     """The app's plot look: small title, light grid, no mouse menu, long curves downsampled."""
-    plot.setTitle(f"<span style='color:{COLORS['text']};font-size:9pt;font-weight:600'>{title}</span>")
+    set_plot_title(plot, title)
     let_title_shrink(plot)
     plot.showGrid(x=True, y=True, alpha=0.12)
     plot.setMenuEnabled(False)

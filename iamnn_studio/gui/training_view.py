@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from .forms.fields import muted
 from .forms.model_panel import format_count, format_range
 from .forms.run_form import RunForm
-from .plots import BufferedCurve, LogAxis, PlotRefresher, add_curve, add_level_line, style_plot
+from .plots import BufferedCurve, LogAxis, PlotRefresher, add_curve, add_level_line, set_plot_title, style_plot
 from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph
 from .system_panel import SystemPanel
 from .worker import BackgroundTasks, TrainingSession
@@ -43,8 +43,8 @@ MAX_LOG_LINES = 2000
 #: evaluation can take minutes on a CPU (the threshold sweep runs the test split many times), so the
 #: header names the phase and counts its seconds: the window must never look stuck at 100 %.
 AFTER_TRAINING = {
-    "validating": "Validating the final model",
-    "calibrating": "Calibrating halting on the validation images",
+    "validating": "Measuring the final model",
+    "calibrating": "Calibrating the halting on held-out images",
     "evaluating": "Evaluating on the test images: accuracy, compute per image and the threshold sweep",
 }
 #: The ResNet baseline has no halting threshold to sweep.
@@ -60,17 +60,18 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         self.ci.layout.setContentsMargins(4, 4, 4, 4)
         self.ci.layout.setHorizontalSpacing(10)
         self.ci.layout.setVerticalSpacing(8)
-        train_val = f"{_swatch(SERIES['train'], 'train')} {_swatch(SERIES['val'], 'val')}"
         blocks = " ".join(_swatch(color, str(b + 1)) for b, color in enumerate(BLOCK_COLORS))
-        loss = style_plot(self.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")}), f"Loss &nbsp;{train_val}")
+        loss = style_plot(self.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")}), "Loss")
         loss.setLogMode(x=False, y=True)  # an early validation loss of 15 must not flatten the curve at 0.5
-        accuracy = style_plot(self.addPlot(row=0, col=1), f"Accuracy % &nbsp;{train_val}")
+        accuracy = style_plot(self.addPlot(row=0, col=1), "Accuracy %")
         iterations = style_plot(self.addPlot(row=0, col=2), f"Iterations &nbsp;{blocks}")
-        macs = style_plot(self.addPlot(row=1, col=0), f"MACs / image (M) &nbsp;{train_val}", x_label="step")
+        macs = style_plot(self.addPlot(row=1, col=0), "MACs / image (M)", x_label="step")
         speed = style_plot(self.addPlot(row=1, col=1), "Images per second", x_label="step")
         lr = style_plot(self.addPlot(row=1, col=2), "Learning rate", x_label="step")
         self.plots = {"loss": loss, "accuracy": accuracy, "iterations": iterations, "macs": macs,
                       "speed": speed, "lr": lr}
+        self.held_out_split = ""
+        self._label_held_out("val")
         for column in range(3):  # equal columns, whatever the titles' lengths
             self.ci.layout.setColumnStretchFactor(column, 1)
             self.ci.layout.setColumnPreferredWidth(column, 10)
@@ -91,7 +92,18 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
             line.setVisible(False)
         iterations.setYRange(0, 4)
 
+    def _label_held_out(self, split: str) -> None:
+        """Name the per-epoch points after the split they were measured on: "val", or "test" for a run
+        without a validation split (the engine then only monitors on the test images)."""
+        if split == self.held_out_split:
+            return
+        self.held_out_split = split
+        legend = f"{_swatch(SERIES['train'], 'train')} {_swatch(SERIES['val'], split)}"
+        for name, title in (("loss", "Loss"), ("accuracy", "Accuracy %"), ("macs", "MACs / image (M)")):
+            set_plot_title(self.plots[name], f"{title} &nbsp;{legend}")
+
     def reset(self, caps: tuple[int, ...] | None) -> None:
+        self._label_held_out("val")
         for curve in self.curves.values():
             curve.clear()
         for block, line in enumerate(self.cap_lines):
@@ -114,6 +126,7 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
 
     def add_epoch(self, data: dict[str, Any]) -> None:
         x = float(data.get("step", 0))
+        self._label_held_out("test" if data.get("val_split") == "test" else "val")
         self.curves["val_loss"].append(x, data.get("val_loss"))
         self.curves["val_accuracy"].append(x, _percent(data.get("val_accuracy")))
         self.curves["val_macs"].append(x, _millions(data.get("macs")))
@@ -524,7 +537,7 @@ class TrainingView(QWidget):
         if data.get("halting_caps"):
             text += f" · at most {'·'.join(map(str, data['halting_caps']))} iterations per block"
         if data.get("val_accuracy") is not None:
-            text += f" · val acc {data['val_accuracy']:.1%}"
+            text += f" · {'test' if data.get('val_split') == 'test' else 'val'} acc {data['val_accuracy']:.1%}"
         if data.get("val_macs") is not None:
             text += f" · {format_count(data['val_macs'])} MACs per image"
         self._add_log(text)

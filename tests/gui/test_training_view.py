@@ -253,7 +253,7 @@ def test_after_the_last_step_the_header_names_each_phase_until_the_run_ends(qtbo
     monkeypatch.setattr(worker, "create_trainer", PhasedTrainer)
     training = start_tiny_run(qtbot, window)
     subtitle = training.header.subtitle
-    for phase, gate in (("Validating", "validated"), ("Calibrating halting", "calibrated"), ("Evaluating", "evaluated")):
+    for phase, gate in (("Measuring the final model", "validated"), ("Calibrating the halting", "calibrated"), ("Evaluating", "evaluated")):
         qtbot.waitUntil(lambda: subtitle.text().startswith(phase), timeout=10_000)
         assert training.header.progress.maximum() == 0  # a busy bar, not a bar stuck at 100 %
         assert phase.split()[0] in window.run_status()
@@ -354,3 +354,17 @@ def test_a_resumed_runs_history_goes_before_its_new_points(qtbot, styled_app):
     assert y.tolist() == pytest.approx([1.9, 1.8, 1.7, 0.5, 0.5])
     assert monitor.curves["val_accuracy"].data()[1].tolist() == [40.0]
     assert monitor.curves["iterations_1"].data()[0].tolist() == [11, 12]
+
+
+def test_epoch_points_are_named_after_the_split_they_were_measured_on(qtbot, styled_app):
+    from iamnn_studio.gui.training_view import LiveMonitor
+
+    monitor = LiveMonitor()
+    qtbot.addWidget(monitor)
+    title = lambda: monitor.plots["accuracy"].titleLabel.text  # noqa: E731
+    assert ">val<" in title() or "val</" in title()
+    monitor.add_epoch({"step": 4, "val_split": "test", "val_accuracy": 0.3, "val_loss": 1.0})  # no validation split
+    assert "test" in title() and "val<" not in title()
+    assert "test" in monitor.plots["loss"].titleLabel.text and "test" in monitor.plots["macs"].titleLabel.text
+    monitor.reset((1, 1, 1, 1))
+    assert "test" not in title()
