@@ -173,7 +173,7 @@ def test_too_few_held_out_images_to_calibrate_fail_before_training(tmp_runs):
     config = tiny_config(calibrate_halting=True, data__options={"train_size": 40, "test_size": 20})
     result = Trainer(config, runs_dir=tmp_runs, listeners=[recorder]).run()  # 25 % of 40: 10 held out
     assert result.state == "failed" and result.reason.startswith("data.val_fraction: calibrating the halting needs")
-    assert "leaves 10" in result.reason
+    assert "leaves 10 of its 40: use a validation split of at least 50 %" in result.reason
     assert not recorder.of("step")  # said before a single training step
 
 
@@ -538,3 +538,17 @@ def test_stop_during_calibration_keeps_the_uncalibrated_checkpoints(tmp_runs, mo
     assert json.loads((result.run_dir / "status.json").read_text())["state"] == "stopped"
     saved = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     assert saved.model_config.threshold is None and not saved.training_state["halting_fitted"]
+
+
+def test_the_held_out_image_rule_counts_as_the_trainer_splits_and_says_how_to_fix_it():
+    from iamnn_studio.engine.calibration import calibration_images, calibration_images_problem
+    from iamnn_studio.engine.data import split_off
+    from iamnn_studio.engine.data.bundle import ImageTensors
+
+    for train in (1, 2, 9, 15, 100, 123):  # no validation split: the share split_off holds out
+        images = ImageTensors(torch.zeros(train, 1, 4, 4, dtype=torch.uint8), torch.zeros(train, dtype=torch.long))
+        assert calibration_images(train, 0) == len(split_off(images, 0.1, seed=0)[1])
+    assert calibration_images_problem(90, 30) is None
+    assert calibration_images_problem(100, 0).endswith(
+        "leaves 10 of its 100: use a validation split of at least 20 %, or turn the halting calibration off")
+    assert "use more images" in calibration_images_problem(12, 2)

@@ -21,6 +21,7 @@ tracks difficulty (section 3, recipe 1):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -41,6 +42,29 @@ THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 
 #: Fewer held-out images than this cannot choose a reference depth, labels and a threshold.
 MIN_CALIBRATION_IMAGES = 20
+#: Without a validation split, this share of the training images calibrates the halting.
+FALLBACK_CALIBRATION_SHARE = 0.1
+
+
+def calibration_images(train: int, val: int) -> int:
+    """How many held-out images calibrate the halting: the validation split, else the training share
+    ``FALLBACK_CALIBRATION_SHARE`` (as ``data.split_off`` rounds it)."""
+    if val or train < 2:
+        return val
+    return max(1, min(int(round(train * FALLBACK_CALIBRATION_SHARE)), train - 1))
+
+
+def calibration_images_problem(train: int, val: int) -> str | None:
+    """Why ``train`` training and ``val`` validation images cannot calibrate the halting, with what
+    would fix it, or None when they can."""
+    held = calibration_images(train, val)
+    if held >= MIN_CALIBRATION_IMAGES:
+        return None
+    total = train + val
+    percent = math.ceil(100 * MIN_CALIBRATION_IMAGES / total) if total else 100
+    fix = f"a validation split of at least {percent} %" if percent < 90 else "more images"
+    return (f"calibrating the halting needs at least {MIN_CALIBRATION_IMAGES} held-out images and this dataset "
+            f"leaves {held} of its {total}: use {fix}, or turn the halting calibration off")
 
 
 def sample_exits(caps: tuple[int, ...], generator: torch.Generator) -> tuple[int, ...]:

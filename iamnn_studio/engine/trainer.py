@@ -57,8 +57,6 @@ PHASE_PROGRESS_INTERVAL_S = 0.25
 SYNC_EVERY_STEPS = 10
 #: Datasets up to this size are moved to the GPU once, so batches never cross the bus.
 GPU_DATASET_BYTES = 2 << 30
-#: Share of the training images that calibrates the halting head when there is no validation split.
-FALLBACK_CALIBRATION_SHARE = 0.1
 TRAINING_STATE_VERSION = 1
 
 
@@ -386,17 +384,13 @@ class Trainer:
 
     def _check_calibration_images(self, config: RunConfig) -> None:
         """Too few held-out images to calibrate is said before training, not after the last epoch."""
-        from .calibration import MIN_CALIBRATION_IMAGES
-        from .data import split_off
+        from .calibration import calibration_images_problem
 
         if self.recipe != "calibrated" or not config.calibrate_halting:
             return
-        held = len(self.data.val) or len(split_off(self.data.train, FALLBACK_CALIBRATION_SHARE, config.seed)[1])
-        if held < MIN_CALIBRATION_IMAGES:
-            raise TrainingFailed(
-                f"data.val_fraction: calibrating the halting needs at least {MIN_CALIBRATION_IMAGES} held-out images "
-                f"and this dataset leaves {held}: raise the validation split, add images, or set "
-                "calibrate_halting = false")
+        problem = calibration_images_problem(len(self.data.train), len(self.data.val))
+        if problem:
+            raise TrainingFailed(f"data.val_fraction: {problem} (calibrate_halting = false)")
 
     def _check_model_fits(self, config: RunConfig) -> None:
         """A model too big for this machine is a clear message, not a process killed for memory."""
@@ -830,7 +824,7 @@ class Trainer:
                                   f"({self.best_accuracy:.2%})")
 
     def _calibrate(self) -> None:
-        from .calibration import fit_halting
+        from .calibration import FALLBACK_CALIBRATION_SHARE, fit_halting
         from .data import split_off
 
         data, where = self.data.val, "the validation split"

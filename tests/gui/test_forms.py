@@ -193,6 +193,18 @@ def test_the_start_blocker_follows_the_newest_dataset_problem(qtbot, window, for
         assert not window.training.header.start.isEnabled()
 
 
+def test_too_few_held_out_images_to_calibrate_block_start(qtbot, window, form):
+    start = window.training.header.start
+    values = tiny_run_values(form, train_size=60)
+    values["data"]["val_fraction"] = 0.1  # 6 held-out images
+    form.set_values(values)
+    row = form.dataset.rows["data.val_fraction"]
+    qtbot.waitUntil(lambda: "held-out images" in row.error, timeout=30_000)
+    assert "leaves 6 of its 60: use a validation split of at least 34 %" in row.error and not start.isEnabled()
+    form.model.architecture.set_value("resnet")  # nothing to calibrate
+    qtbot.waitUntil(lambda: row.error == "", timeout=10_000)
+
+
 def test_no_validation_split_is_allowed_and_says_what_it_changes(form):
     note = form.dataset.val_note
     assert not note.isVisibleTo(form)

@@ -170,6 +170,9 @@ class RunForm(QWidget):
         self.errors = collect_errors(self.values())
         if self._figures_problem and not any(key.startswith("model.") for key in self.errors):
             self.errors["model.width"] = self._figures_problem  # valid, but too big for this computer
+        calibration_problem = self._calibration_problem()
+        if calibration_problem and "data.val_fraction" not in self.errors:
+            self.errors["data.val_fraction"] = calibration_problem  # the run would fail after its last epoch
         rows: dict[int, tuple[FieldRow, list[str]]] = {}
         for panel in (self.dataset, self.model, self.training):
             for key, row in panel.rows.items():
@@ -184,6 +187,19 @@ class RunForm(QWidget):
             self.dataset.show_status("error", "; ".join(stray))
         self._set_valid(not self.errors and self.dataset_error is None)
         self.revalidated.emit()
+
+    def _calibration_problem(self) -> str | None:
+        """Too few held-out images in the shown dataset to calibrate the halting (the trainer's check)."""
+        from iamnn_studio.engine.calibration import calibration_images_problem
+
+        values = self.values()
+        model = values.get("model", {})
+        if (self.preview_data is None or self._shown_preview != _shape_key(values.get("data", {}))
+                or model.get("architecture") != "iamnn" or model.get("halting") != "calibrated"
+                or not values.get("calibrate_halting", True)):
+            return None
+        counts = self.preview_data.counts
+        return calibration_images_problem(sum(counts["train"]), sum(counts["val"]))
 
     def _set_valid(self, valid: bool) -> None:
         if valid != self._valid:
