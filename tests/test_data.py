@@ -284,6 +284,10 @@ def test_missing_image_folder_names_the_path(tmp_path):
     assert str(tmp_path / "photos") in str(err.value)
     with pytest.raises(ValueError, match="data.root"):
         load_dataset(DataConfig(name="imagefolder"))
+    (tmp_path / "photo.png").write_bytes(b"")  # a file given as the folder is called a file
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        load_dataset(DataConfig(name="imagefolder", root=str(tmp_path / "photo.png")))
+    assert DATASETS.get("imagefolder").available_offline(str(tmp_path / "photo.png"))[1].startswith("not a folder")
 
 
 def test_image_folder_without_readable_images_is_refused(tmp_path):

@@ -568,7 +568,7 @@ class InferenceView(QWidget):
             self._place(entry, PredictionCard(entry.name, entry.preview))
         elif entry.preview is not None and entry.card.thumbnail.pixmap().isNull():
             entry.card.set_image(entry.preview)
-        entry.card.set_prediction(prediction, self._mean_test_macs)
+        entry.card.set_prediction(prediction, self._mean_test_macs, halts=self._model_halts)
 
     def _show_pending(self, entry: _Entry) -> None:
         card = PredictionCard(entry.name, entry.preview)

@@ -154,6 +154,9 @@ def test_a_resnet_baseline_shows_no_halting_controls(qtbot, view, files, tmp_pat
         assert not widget.isVisibleTo(view)
     assert view.no_halting_note.isVisibleTo(view)
     assert "units 1·2·3·2" in plain(view.checkpoint_label)
+    card = view.cards[0]
+    assert plain(card.iterations_label).startswith("Units per block 1 · 2 · 3 · 2")
+    assert not card.charts.isVisibleTo(card)  # no empty halting charts
 
     open_checkpoint(qtbot, view, files["checkpoint"])  # an IamNN again: its controls are back
     assert view.mode_combo.isVisibleTo(view) and view.threshold_slider.isVisibleTo(view)

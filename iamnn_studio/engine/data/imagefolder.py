@@ -35,7 +35,7 @@ class ImageFolderProvider(DatasetProvider):
             return False, "choose a folder with one subfolder of images per class"
         folder = Path(root).expanduser()
         if not folder.is_dir():
-            return False, f"folder not found: {folder}"
+            return False, f"{'not a folder' if folder.exists() else 'folder not found'}: {folder}"
         top = folder / "train" if (folder / "train").is_dir() else folder
         classes = _class_dirs(top)
         if len(classes) < 2:
@@ -47,7 +47,8 @@ class ImageFolderProvider(DatasetProvider):
             raise ValueError(f"imagefolder needs data.root: the folder of images ({LAYOUT_HINT})")
         folder = Path(cfg.root).expanduser()
         if not folder.is_dir():
-            raise ValueError(f"image folder not found: {folder} ({LAYOUT_HINT})")
+            problem = "is a file, not a folder" if folder.exists() else "not found"
+            raise ValueError(f"image folder {problem}: {folder} ({LAYOUT_HINT})")
         size = cfg.image_size or DEFAULT_SIZE
         split_dirs = _split_dirs(folder)
         classes = _class_dirs(split_dirs["train"])

@@ -177,22 +177,28 @@ class PredictionCard(_Card):
         self.macs_label.setText("")
         self.charts.hide()
 
-    def set_prediction(self, prediction: Any, mean_test_macs: float | None) -> None:
-        """Fill the card from an engine ``Prediction``."""
+    def set_prediction(self, prediction: Any, mean_test_macs: float | None, *, halts: bool = True) -> None:
+        """Fill the card from an engine ``Prediction``; ``halts=False`` for a model without halting (the
+        ResNet baseline): its units per block instead of iterations, and no halting charts."""
         self.prediction = prediction
         self.probabilities.set_items(prediction.top)
         iterations = [int(n) for n in prediction.iterations]
         caps = [int(n) for n in prediction.caps]
-        self.iterations_label.setText(
-            "Iterations  " + "  ·  ".join(f"<b>{n}</b> / {cap}" for n, cap in zip(iterations, caps))
-            + f"   {theme.muted(f'({sum(iterations)} of {sum(caps)})')}"
-        )
+        if halts:
+            self.iterations_label.setText(
+                "Iterations  " + "  ·  ".join(f"<b>{n}</b> / {cap}" for n, cap in zip(iterations, caps))
+                + f"   {theme.muted(f'({sum(iterations)} of {sum(caps)})')}"
+            )
+        else:
+            self.iterations_label.setText("Units per block  " + "  ·  ".join(f"<b>{n}</b>" for n in caps)
+                                          + f"   {theme.muted('(every image runs all of them)')}")
         self.macs_label.setText(describe_macs(prediction.macs, mean_test_macs, getattr(prediction, "macs_range", None)))
         notes = list(getattr(prediction, "notes", None) or [])
         self.notes_label.setText(theme.muted("Input: " + "; ".join(notes)) if notes else "")
         self.notes_label.setVisible(bool(notes))
-        self.charts.show()
-        self.charts.set_halting(prediction.halting, prediction.cumulative, iterations, caps, prediction.threshold)
+        self.charts.setVisible(halts)
+        if halts:
+            self.charts.set_halting(prediction.halting, prediction.cumulative, iterations, caps, prediction.threshold)
 
 
 def describe_macs(value: float, mean_test_macs: float | None, macs_range: Sequence[float] | None = None) -> str:
