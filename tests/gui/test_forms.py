@@ -217,6 +217,16 @@ def test_no_validation_split_is_allowed_and_says_what_it_changes(form):
     assert not note.isVisibleTo(form)
 
 
+def test_a_builtin_dataset_missing_from_a_typed_folder_says_so(qtbot, window, form, tmp_path):
+    form.dataset.provider.set_value("fashion-mnist")
+    form.dataset.folder.setText(str(tmp_path / "elsewhere"))
+    form.dataset.folder.editingFinished.emit()
+    qtbot.waitUntil(lambda: form.dataset_error is not None, timeout=30_000)
+    summary = form.preview.summary.text()
+    assert str(tmp_path / "elsewhere") in summary and "not on this computer" not in summary
+    assert not window.training.header.start.isEnabled()
+
+
 def test_each_dataset_keeps_its_own_folder(form, tmp_path):
     form.dataset.provider.set_value("imagefolder")
     form.dataset.folder.setText(str(tmp_path))

@@ -286,9 +286,10 @@ class RunForm(QWidget):
             self.dataset_error = self.dataset.status.text() or "the dataset is not on this computer"
             self.preview_data = None
             label = self.dataset.provider_label()
+            typed_folder = bool(data.get("root"))  # then only that folder was looked in: say what is wrong there
             self.preview.show_message(
                 f"{label} is not on this computer: tick “Allow download” or choose its folder."
-                if self.dataset.downloadable() else f"{label}: {self.dataset_error}", clear=True)
+                if self.dataset.downloadable() and not typed_folder else f"{label}: {self.dataset_error}", clear=True)
             self.revalidate()
             return
         self.preview.show_message(f"Loading {self.dataset.provider_label()}…")
