@@ -620,6 +620,7 @@ class TrainingView(QWidget):
         h.stop.setEnabled(not idle and state != "stopping")
         if idle and self.outcome is None and self._engine_ready:  # before the first run: say what Start needs
             blocker = self._start_blocker()
+            h.title.setText("Not ready to train" if blocker else "Ready to train")
             h.subtitle.setText(blocker or "Choose a dataset and a model, then press Start.")
 
     def _start_blocker(self) -> str:

@@ -22,11 +22,13 @@ def test_invalid_width_is_explained_inline_and_blocks_start(qtbot, window, form)
     assert not row.error_label.isHidden()
     assert "must be a positive integer" in row.error
     assert not start.isEnabled()
+    assert window.training.header.title.text() == "Not ready to train"
     assert form.errors == {"model.width": row.error}
 
     form.model.width.setValue(8)
     assert row.error_label.isHidden() and row.error == ""
     qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    assert window.training.header.title.text() == "Ready to train"
 
 
 def test_a_width_past_the_bound_or_too_big_for_this_computer_blocks_start(qtbot, window, form, monkeypatch):
