@@ -139,6 +139,18 @@ def test_a_running_status_left_by_a_dead_process_reads_as_interrupted(tmp_runs):
     assert list_runs(tmp_runs)[0].status == "running"
 
 
+@pytest.mark.parametrize("damage", [{"epochs_done": float("nan")}, {"total_epochs": float("inf")},
+                                    {"state": "running", "pid": 10**30}])
+def test_one_damaged_status_file_does_not_hide_the_other_runs(tmp_runs, damage):
+    make_run(tmp_runs, "good", state="completed")
+    bad = make_run(tmp_runs, "bad", state="completed")
+    status = {**bad.read_status(), **damage, "host": __import__("socket").gethostname()}
+    bad.status_path.write_text(json.dumps(status))  # json writes NaN / Infinity, as a damaged file may hold
+    runs = {r.name: r for r in list_runs(tmp_runs)}
+    assert set(runs) == {"good", "bad"} and runs["good"].status == "completed"
+    assert runs["bad"].total_epochs is None or runs["bad"].total_epochs >= 0
+
+
 def _dead_pid() -> int:
     pid = os.fork()
     if pid == 0:

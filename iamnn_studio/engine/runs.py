@@ -17,6 +17,7 @@ half-written and foreign folders and never raise on them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -293,6 +294,10 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
             summary = _summarise(folder)
         except OSError:
             continue  # vanished or unreadable while we looked
+        except (ValueError, TypeError, OverflowError) as exc:  # a damaged file no check foresaw: this run only
+            summary = RunSummary(name=folder.name, path=folder, status=UNREADABLE, best_accuracy=None, epochs_done=0,
+                                 total_epochs=None, created=0.0, model="?", dataset="?",
+                                 reason=f"damaged run files: {exc}")
         if summary is not None:
             summaries.append(summary)
     summaries.sort(key=lambda s: (s.created, s.name), reverse=True)
@@ -323,8 +328,8 @@ def _summarise(folder: Path) -> RunSummary | None:
             reason = "the training process ended without saying why; resume from the last checkpoint"
         best = _number(status.get("best_accuracy"))
         done = int(_number(status.get("epochs_done")) or 0)
-        total = status.get("total_epochs")
-        total = int(total) if isinstance(total, (int, float)) else config.epochs
+        total = _number(status.get("total_epochs"))
+        total = int(total) if total is not None else config.epochs
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
         created=created, model=describe_model(config.model), dataset=config.data.name, reason=reason,
@@ -346,7 +351,10 @@ def _created_time(folder: Path, status: dict[str, Any] | None) -> float:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number from a status file, else None (JSON may hold NaN or Infinity)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _writer_alive(status: dict[str, Any]) -> bool:
@@ -360,6 +368,6 @@ def _writer_alive(status: dict[str, Any]) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except (PermissionError, OSError, OverflowError):  # OverflowError: no pid this system can have
         return True
     return True
