@@ -245,13 +245,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.width < 1 or args.batch_size < 1:
         parser.error("--width and --batch-size must be at least 1")
-    if args.quick:
-        result = measure_early_exit(width=8, depth=18, batch_size=64, repeats=3, checkpoint=args.checkpoint,
-                                    device=args.device)
-    else:
-        result = measure_early_exit(width=args.width, batch_size=args.batch_size, checkpoint=args.checkpoint,
-                                    device=args.device,
-                                    repeats=30 if args.device == "cuda" else 15)
+    from iamnn_studio.engine.checkpoint import CheckpointError
+
+    try:
+        if args.quick:
+            result = measure_early_exit(width=8, depth=18, batch_size=64, repeats=3, checkpoint=args.checkpoint,
+                                        device=args.device)
+        else:
+            result = measure_early_exit(width=args.width, batch_size=args.batch_size, checkpoint=args.checkpoint,
+                                        device=args.device,
+                                        repeats=30 if args.device == "cuda" else 15)
+    except CheckpointError as exc:
+        parser.error(f"--checkpoint: {exc}")
     finish(result, args.json, describe(result))
     return result
 

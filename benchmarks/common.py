@@ -137,9 +137,22 @@ def _cpu_model() -> str:
 
 
 # --------------------------------------------------------------------------- output
+class BenchParser(argparse.ArgumentParser):
+    """Refuses ``--device cuda`` where there is no CUDA GPU, in one line like any bad argument."""
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001 - argparse's signature
+        parsed = super().parse_args(args, namespace)
+        if getattr(parsed, "device", "cpu") == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                self.error("--device cuda: no CUDA GPU is available on this machine")
+        return parsed
+
+
 def bench_arguments(description: str, *, gpu: bool = False) -> argparse.ArgumentParser:
     """The options every benchmark script shares: ``--quick``, ``--json PATH`` (and, with ``gpu``, ``--device``)."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = BenchParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a smaller, faster setting (a smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
     if gpu:

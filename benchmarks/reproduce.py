@@ -70,9 +70,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="train the three networks at once, each in its own process (a GPU that one small "
                              "network leaves mostly idle)")
     args = parser.parse_args(argv)
-    args.epochs = args.epochs or (1 if args.quick else FULL_EPOCHS)
-    args.width = args.width or (8 if args.quick else 16)
+    if args.epochs is None:  # None, not 0: "--epochs 0" is refused below, not taken for the default
+        args.epochs = 1 if args.quick else FULL_EPOCHS
+    if args.width is None:
+        args.width = 8 if args.quick else 16
     args.out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+    if not args.rerender:
+        try:  # every setting checked by the engine's own rules before an hour of training starts
+            for key in NETWORKS:
+                run_config(key, args)
+        except ValueError as exc:
+            parser.error(str(exc))
     return args
 
 

@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help=f"cuda: run {' and '.join(GPU_CAPABLE)} on the GPU (speed-gpu.json)")
     args = parser.parse_args(argv)
+    if not args.timeout > 0:
+        parser.error(f"--timeout: must be a positive number of seconds, got {args.timeout}")
     partial = bool(args.only)  # a rerun of some: the others keep their earlier results
     if args.device == "cuda":
         wrong = [key for key in args.only or () if key not in GPU_CAPABLE]

@@ -226,3 +226,24 @@ def test_run_all_on_a_gpu_runs_only_the_benchmarks_that_can_and_says_when_there_
     with pytest.raises(SystemExit) as exit_:
         main(["--device", "cuda"])
     assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, words", [(["--epochs", "0"], "epochs: must be a positive integer, got 0"),
+                                         (["--width", "0"], "width: must be a positive integer"),
+                                         (["--depth", "7"], "depth: 7 is not a ResNet depth")])
+def test_reproduce_refuses_bad_settings_in_one_line_before_training(argv, words, capsys):
+    import reproduce
+
+    with pytest.raises(SystemExit) as stop:
+        reproduce.parse_args(argv)
+    assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_a_gpu_benchmark_without_a_gpu_is_refused_in_one_line(capsys, monkeypatch):
+    import torch
+    from common import bench_arguments
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as stop:
+        bench_arguments("x", gpu=True).parse_args(["--device", "cuda"])
+    assert stop.value.code == 2 and "no CUDA GPU" in capsys.readouterr().err
