@@ -194,3 +194,14 @@ def test_stop_during_the_sweep_keeps_the_finished_points(model, data):
     assert 0 < len(done) < len(full["sweep"]["threshold"])
     assert done == [p for p in full["sweep"]["threshold"] if p in done]
     assert model.config.threshold == 0.7
+
+
+def test_the_report_says_whether_a_calibrated_halting_head_was_fitted(model, data):
+    previous = model.config.threshold
+    try:
+        model.config.threshold = None  # as a run stopped before calibration leaves it
+        assert run(model, data, sweep=False)["halting_calibrated"] is False
+        model.config.threshold = 0.8
+        assert run(model, data, sweep=False)["halting_calibrated"] is True
+    finally:
+        model.config.threshold = previous

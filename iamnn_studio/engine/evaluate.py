@@ -132,6 +132,8 @@ def evaluate(
         "mode": config.mode,
         "halting": config.halting if adaptive else None,
         "threshold": config.halting_threshold if adaptive else None,
+        # False: a calibrated-halting model whose head was never fitted (its run stopped before calibration)
+        "halting_calibrated": (config.threshold is not None) if adaptive and config.halting == "calibrated" else None,
         "caps": list(caps),
         "halting_caps": list(model.adaptive_caps) if adaptive else None,
         "stopped": False,

@@ -519,11 +519,13 @@ class AnalysisView(QWidget):
             detail = f"top-5 {formatting.percent(evaluation.get('top5'))}"
             if evaluation.get("images"):
                 detail += f" · {evaluation['images']:,} {evaluation.get('split', 'test')} images"
+            self.accuracy_tile.caption.setText(f"{evaluation.get('split', 'test')} accuracy".upper())
             self.accuracy_tile.set(formatting.percent(evaluation["top1"]), detail)
         else:
             best = report.status.get("best_accuracy")
+            self.accuracy_tile.caption.setText(("validation accuracy" if best is not None else "test accuracy").upper())
             self.accuracy_tile.set(formatting.percent(best) if best is not None else "–",
-                                   "best validation accuracy; not evaluated on the test set yet"
+                                   "the best epoch's; not evaluated on the test set yet"
                                    if best is not None else "not evaluated yet")
         self.params_tile.set(formatting.params(report.parameters) if report.parameters else "–",
                              report.model if report.config is not None else "")
@@ -557,7 +559,10 @@ class AnalysisView(QWidget):
             self.sweep.set_sweep(threshold_points, fixed_points, evaluated)
             tradeoff = halting_tradeoff(evaluation)
             self.sweep_verdict.setVisible(tradeoff is not None)
-            if tradeoff is not None:
+            if evaluation.get("halting_calibrated") is False:  # a verdict on an unfitted head would mislead
+                self.sweep_verdict.setText(UNCALIBRATED_VERDICT)
+                self.sweep_verdict.setStyleSheet(f"color: {theme.WARNING};")
+            elif tradeoff is not None:
                 colour = {"pays": theme.GOOD, "does not pay": theme.WARNING}.get(tradeoff["outcome"], theme.TEXT_MUTED)
                 self.sweep_verdict.setText(tradeoff["verdict"])
                 self.sweep_verdict.setStyleSheet(f"color: {colour};")
@@ -838,6 +843,10 @@ def _describe_image(entry: dict) -> str:
     return f"test image {entry.get('index')}: {entry.get('label')} ({verdict})\n{formatting.macs(entry.get('macs'))}{its}"
 
 
+UNCALIBRATED_VERDICT = ("The halting head was never calibrated (the run stopped before calibration): its "
+                        "iterations say nothing yet. Continue the run from the Runs tab to calibrate it.")
+
+
 def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, str | None]:
     """(value, detail, colour) of the adaptivity figure."""
     if not evaluation:
@@ -849,6 +858,8 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
     spread = f"p90/p10 {formatting.ratio(macs.get('p90_over_p10'))} · max/min {formatting.ratio(macs.get('max_over_min'))}"
     if not adaptivity:
         return "Fixed", f"mode {evaluation.get('mode', '?')}: the same iterations for every image", theme.TEXT_MUTED
+    if evaluation.get("halting_calibrated") is False:
+        return "Not calibrated", UNCALIBRATED_VERDICT, theme.WARNING
     collapse = adaptivity.get("collapse") or {}
     if collapse.get("alarm"):
         return "Collapsed", "; ".join(collapse.get("reasons") or []) or spread, theme.WARNING

@@ -140,6 +140,11 @@ def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp
     assert view.adaptivity_tile.value.text() == "Adapts" and "(within noise)" in view.adaptivity_tile.detail.text()
     assert view.sweep_verdict.text().startswith("The halting is level with fixed iterations")
 
+    unfitted = {**made_up_eval(), "halting_calibrated": False}  # the run stopped before calibration
+    show(qtbot, view, make_run(tmp_path / "runs", "unfitted", evaluation=unfitted))
+    assert view.adaptivity_tile.value.text() == "Not calibrated"
+    assert view.sweep_verdict.text().startswith("The halting head was never calibrated")
+
 
 def test_the_comparison_table_sets_runs_side_by_side_like_table_1(qtbot, view, tmp_path):
     runs = tmp_path / "runs"
@@ -177,6 +182,7 @@ def test_a_run_without_eval_json_shows_what_it_has_and_can_be_evaluated(qtbot, v
     assert view.confusion_stack.currentIndex() == 0 and view.histogram_stack.currentIndex() == 0
     assert view.training_stack.currentIndex() == 1  # the curves it has
     assert view.accuracy_tile.value.text() == "80.0 %"  # best validation accuracy until evaluated
+    assert view.accuracy_tile.caption.text() == "VALIDATION ACCURACY"
     assert view.evaluate_button.isEnabled() and view.evaluate_button.text() == "Evaluate now"
 
     fractions = []
