@@ -241,9 +241,12 @@ class RunsView(QWidget):
                                     f"{folder} cannot hold runs: choose another runs folder.")
             else:
                 where = str(folder) if folder else "no runs folder chosen"
+                missing = " (this folder does not exist yet: the first run creates it)" \
+                    if folder is not None and not folder.exists() else ""
                 self.empty.set_text(
                     "No runs yet",
-                    f"Runs you train in the Train tab (or with the iamnn-studio CLI) appear here. Looking in: {where}",
+                    f"Runs you train in the Train tab (or with the iamnn-studio CLI) appear here. "
+                    f"Looking in: {where}{missing}",
                 )
         if any(run.status == "running" for run in runs):
             self._live.start()

@@ -131,7 +131,10 @@ def test_refresh_picks_up_new_runs_and_an_empty_folder_explains_itself(qtbot, vi
     with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
         view.set_runs_dir(str(empty))
     assert view.stack.currentWidget() is view.empty
-    assert str(empty) in view.empty.text.text()
+    assert str(empty) in view.empty.text.text() and "does not exist" not in view.empty.text.text()
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.set_runs_dir(str(tmp_path / "not-yet"))
+    assert "does not exist yet" in view.empty.text.text()
 
 
 def test_a_file_chosen_as_runs_folder_is_called_a_file(qtbot, view, tmp_path):
