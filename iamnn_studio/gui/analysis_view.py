@@ -601,8 +601,12 @@ class AnalysisView(QWidget):
                 [not e.get("correct", True) for e in entries],
             )
         if easiest and hardest:
-            self.easiest_caption.setText(f"Cheapest  (from {formatting.macs(easiest[0].get('macs'))})")
-            self.hardest_caption.setText(f"Dearest  (up to {formatting.macs(hardest[0].get('macs'))})")
+            low, high = easiest[0].get("macs"), hardest[0].get("macs")
+            same = low is not None and low == high  # a ResNet, a fixed mode or a collapsed halting
+            self.easiest_caption.setText(f"Cheapest  (from {formatting.macs(low)})" if not same
+                                         else f"Every image costs the same ({formatting.macs(low)}): first images")
+            self.hardest_caption.setText(f"Dearest  (up to {formatting.macs(high)})" if not same
+                                         else "…and others: compute does not vary with the image here")
 
     def _load_spectrum_images(self, report: RunReport, entries: list[dict]) -> None:
         config, split = report.config, (report.evaluation or {}).get("split", "test")

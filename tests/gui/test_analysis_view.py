@@ -140,6 +140,13 @@ def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp
     assert view.adaptivity_tile.value.text() == "Adapts" and "(within noise)" in view.adaptivity_tile.detail.text()
     assert view.sweep_verdict.text().startswith("The halting is level with fixed iterations")
 
+    flat = made_up_eval()
+    for entry in flat["easiest"] + flat["hardest"]:
+        entry["macs"] = 3_000_000  # every image costs the same: no "cheapest" and "dearest" to show
+    show(qtbot, view, make_run(tmp_path / "runs", "flat", evaluation=flat))
+    assert view.easiest_caption.text().startswith("Every image costs the same (3")
+    assert "does not vary" in view.hardest_caption.text()
+
     unfitted = {**made_up_eval(), "halting_calibrated": False}  # the run stopped before calibration
     show(qtbot, view, make_run(tmp_path / "runs", "unfitted", evaluation=unfitted))
     assert view.adaptivity_tile.value.text() == "Not calibrated"
