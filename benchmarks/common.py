@@ -28,6 +28,8 @@ if str(REPO_ROOT) not in sys.path:
 # and Qt must not look for a display.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The profiler's GPU tracer logs "gpuGetDeviceCount failed" as an ERROR on a machine without a GPU.
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 # As the app and the CLI do at start-up: freed large CPU buffers are reused, not unmapped.
 from iamnn_studio.malloc_tuning import tune_malloc  # noqa: E402

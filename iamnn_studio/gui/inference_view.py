@@ -509,8 +509,9 @@ class InferenceView(QWidget):
             self._classify(list(self._entries), load_previews=False)
 
     def _fail_checkpoint(self, message: str) -> None:
-        self.checkpoint_label.setText(
-            f"{Path(self._checkpoint_path).name} (still open)" if self._predictor is not None else "No checkpoint open"
+        self.checkpoint_label.setText(  # the run's folder too: every run's checkpoint is called best.pt
+            f"{_checkpoint_label(Path(self._checkpoint_path))} (still open)" if self._predictor is not None
+            else "No checkpoint open"
         )
         self.banner.show_error(message)
         self.checkpoint_failed.emit(message)
@@ -615,9 +616,7 @@ def _predict(predictor: Any, jobs: list[tuple[int, str | None, Any]]) -> dict[in
 def _describe_model(predictor: Any) -> dict:
     config = predictor.model_config
     caps = list(predictor.model.caps)
-    name = Path(str(predictor.checkpoint.path))
-    folder = name.parent.parent if name.parent.name == "checkpoints" else name.parent  # <run>/checkpoints/x.pt
-    label = f"{folder.name}/{name.name}" if folder.name else name.name
+    label = _checkpoint_label(Path(str(predictor.checkpoint.path)))
     kind = "ResNet baseline" if config.architecture == "resnet" else "IamNN"
     parts = [
         f"<b>{label}</b>",
@@ -636,6 +635,12 @@ def _describe_model(predictor: Any) -> dict:
         "tradeoff": predictor.halting_tradeoff,
         "uncalibrated": predictor.uncalibrated,
     }
+
+
+def _checkpoint_label(path: Path) -> str:
+    """"<run>/best.pt" for <run>/checkpoints/best.pt, "<folder>/name.pt" elsewhere."""
+    folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return f"{folder.name}/{path.name}" if folder.name else path.name
 
 
 def _sentence(message: str) -> str:
