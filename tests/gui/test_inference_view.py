@@ -252,6 +252,10 @@ def test_a_damaged_checkpoint_shows_a_message_and_keeps_the_view_usable(qtbot, v
 
     open_checkpoint(qtbot, view, files["checkpoint"])  # a good one still opens afterwards
     assert view.predictor is not None and not view.banner.isVisible()
+    with qtbot.waitSignal(view.checkpoint_failed, timeout=TIMEOUT):
+        assert view.load_checkpoint(str(damaged))
+    # which best.pt stays open: named with its folder, not only "best.pt"
+    assert plain(view.checkpoint_label) == f"{files['checkpoint'].parent.name}/best.pt (still open)"
 
 
 def test_an_in_memory_image_is_classified_like_the_same_file(qtbot, view, files):
