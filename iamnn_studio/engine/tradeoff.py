@@ -129,8 +129,8 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
                              f"{_signed(at_equal - top1)} more accurate ({adaptive}).")
         if alternative is not None:
             result["suggested_mode"] = fixed_mode(alternative["iterations"])
-            result["verdict"] += (f" For this accuracy run {_describe(alternative)}, "
-                                  f"{alternative['mean_macs'] / macs - 1:.0%} more MACs.")
+            result["verdict"] += (f" At least as accurate: {_describe(alternative)}, "
+                                  f"for {alternative['mean_macs'] / macs - 1:.0%} more MACs.")
             named.append(alternative)
     if best["top1"] > top1 + TIE and not any(best is point for point in named):
         result["verdict"] += f" Most accurate: {_describe(best)}."
