@@ -889,15 +889,11 @@ def format_info(info: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- helpers
 def gui_parser() -> argparse.ArgumentParser:
-    """The app's options (as ``gui.app.parse_args`` reads them), checked strictly before the app opens:
+    """The app's own parser (``gui.app.build_parser``, no Qt import), used strictly before the app opens:
     the app itself passes unknown options on to Qt, which ignores them."""
-    parser = argparse.ArgumentParser(prog="iamnn-studio gui", formatter_class=_HelpFormatter,
-                                     description="Open the desktop app (what `iamnn-studio` without a command does).")
-    parser.add_argument("--runs-dir", metavar="DIR",
-                        help="folder where runs are saved and listed (remembered for next time)")
-    parser.add_argument("--screenshot", metavar="PATH", help=argparse.SUPPRESS)
-    parser.add_argument("--screenshot-delay-ms", type=int, help=argparse.SUPPRESS)
-    return parser
+    from .gui.app import build_parser as app_parser
+
+    return app_parser()
 
 
 def _open_gui(argv: list[str]) -> int:

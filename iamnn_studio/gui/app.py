@@ -16,12 +16,19 @@ ORGANIZATION = "IamNN"
 APPLICATION = "IamNN Studio"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="iamnn-studio-gui", description="IamNN Studio desktop app")
-    parser.add_argument("--runs-dir", help="folder where runs are saved and listed (remembered)")
+def build_parser() -> argparse.ArgumentParser:
+    """The app's options; the CLI checks them strictly with this parser before the app opens."""
+    parser = argparse.ArgumentParser(prog="iamnn-studio gui",
+                                     description="Open the desktop app (what `iamnn-studio` without a command does).")
+    parser.add_argument("--runs-dir", metavar="DIR",
+                        help="folder where runs are saved and listed (remembered for next time)")
     parser.add_argument("--screenshot", metavar="PATH", help=argparse.SUPPRESS)  # grab the window once ready, quit
     parser.add_argument("--screenshot-delay-ms", type=int, default=1500, help=argparse.SUPPRESS)
-    args, _qt_args = parser.parse_known_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    args, _qt_args = build_parser().parse_known_args(argv)  # the rest is Qt's (-platform, -style, ...)
     return args
 
 
