@@ -27,14 +27,17 @@ def is_config(path: str | Path) -> bool:
     return Path(path).suffix.lower() in CONFIG_SUFFIXES
 
 
-def folder_images(folder: str | Path, limit: int = MAX_FOLDER_IMAGES) -> tuple[list[str], int]:
-    """(up to ``limit`` image files in ``folder`` and its subfolders, sorted; how many there are)."""
+def folder_images(folder: str | Path, limit: int = MAX_FOLDER_IMAGES) -> tuple[list[str], bool]:
+    """(the first ``limit`` image files in ``folder`` and its subfolders, in sorted order; whether there
+    are more). The walk stops there: a dropped photo library is not listed whole on the UI thread."""
     found: list[str] = []
     for parent, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [os.path.join(parent, f) for f in sorted(files)
                   if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]
-    return found[:limit], len(found)
+        if len(found) > limit:
+            break
+    return found[:limit], len(found) > limit
 
 
 @dataclass
@@ -45,7 +48,7 @@ class Dropped:
     checkpoints: list[str] = field(default_factory=list)
     configs: list[str] = field(default_factory=list)
     empty_folders: list[str] = field(default_factory=list)  # folders with no image inside
-    images_left_out: int = 0  # past MAX_FOLDER_IMAGES in a folder
+    folders_cut_short: list[str] = field(default_factory=list)  # folders with more than MAX_FOLDER_IMAGES
 
 
 def sort_dropped(paths: list[str]) -> Dropped:
@@ -57,10 +60,11 @@ def sort_dropped(paths: list[str]) -> Dropped:
     dropped = Dropped()
     for path in paths:
         if os.path.isdir(path):
-            inside, total = folder_images(path)
+            inside, more = folder_images(path)
             if not inside:
                 dropped.empty_folders.append(path)
-            dropped.images_left_out += total - len(inside)
+            if more:
+                dropped.folders_cut_short.append(path)
             dropped.images += inside
         elif is_checkpoint(path):
             dropped.checkpoints.append(path)

@@ -149,9 +149,10 @@ class InferenceView(QWidget):
         entries = [self._new_entry(Path(p).name, path=p) for p in dropped.images]
         if entries:
             self._classify(entries, load_previews=True)
-        if dropped.images_left_out:
-            self.banner.show_message(f"Added the first {MAX_FOLDER_IMAGES} images of each folder; "
-                                     f"{dropped.images_left_out:,} more were left out.", "info")
+        if dropped.folders_cut_short:
+            names = ", ".join(Path(folder).name or folder for folder in dropped.folders_cut_short)
+            self.banner.show_message(f"Added the first {MAX_FOLDER_IMAGES} images of {names}; the rest were left out: "
+                                     "drop a smaller folder, or the images themselves.", "info")
 
     def add_image(self, image: Any, name: str) -> None:
         """Add an in-memory image (``QImage`` or PIL ``Image``), e.g. pasted from the clipboard."""
