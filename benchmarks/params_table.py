@@ -26,18 +26,13 @@ TARGET = 0.15
 def parameter_counts(depth: int, width: int, *, in_channels: int = 1, num_classes: int = 10,
                      image_size: int = 28) -> dict[str, int]:
     """Parameters of IamNN and of its unshared ResNet (same depth, width, input and classes)."""
-    import torch
+    from iamnn_studio.engine import ModelConfig
+    from iamnn_studio.engine.estimate import count_parameters  # sized on the meta device: no memory
 
-    from iamnn_studio.engine import ModelConfig, build_model
-
-    counts = {}
-    for architecture in ("iamnn", "resnet"):
-        config = ModelConfig(depth=depth, width=width, in_channels=in_channels, num_classes=num_classes,
-                             image_size=image_size, architecture=architecture)
-        with torch.device("meta"):
-            model = build_model(config)
-        counts[architecture] = sum(p.numel() for p in model.parameters())
-    return counts
+    return {architecture: count_parameters(ModelConfig(depth=depth, width=width, in_channels=in_channels,
+                                                       num_classes=num_classes, image_size=image_size,
+                                                       architecture=architecture))
+            for architecture in ("iamnn", "resnet")}
 
 
 def table(depths=DEPTHS, widths=WIDTHS) -> list[dict]:

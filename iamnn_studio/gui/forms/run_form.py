@@ -167,10 +167,11 @@ class RunForm(QWidget):
     def revalidate(self) -> None:
         if not self.engine_ready:
             return
-        self.errors = collect_errors(self.values())
+        values = self.values()
+        self.errors = collect_errors(values)
         if self._figures_problem and not any(key.startswith("model.") for key in self.errors):
             self.errors["model.width"] = self._figures_problem  # valid, but too big for this computer
-        calibration_problem = self._calibration_problem()
+        calibration_problem = self._calibration_problem(values)
         if calibration_problem and "data.val_fraction" not in self.errors:
             self.errors["data.val_fraction"] = calibration_problem  # the run would fail after its last epoch
         rows: dict[int, tuple[FieldRow, list[str]]] = {}
@@ -188,11 +189,10 @@ class RunForm(QWidget):
         self._set_valid(not self.errors and self.dataset_error is None)
         self.revalidated.emit()
 
-    def _calibration_problem(self) -> str | None:
+    def _calibration_problem(self, values: dict[str, Any]) -> str | None:
         """Too few held-out images in the shown dataset to calibrate the halting (the trainer's check)."""
         from iamnn_studio.engine.calibration import calibration_images_problem
 
-        values = self.values()
         model = values.get("model", {})
         if (self.preview_data is None or self._shown_preview != _shape_key(values.get("data", {}))
                 or model.get("architecture") != "iamnn" or model.get("halting") != "calibrated"
