@@ -100,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     import_pyqtgraph_without_cuda()
     from .error_report import install_error_hook
     from .main_window import MainWindow
+    from .qt_messages import install_message_filter
     from .style import apply_style
 
+    install_message_filter()
     apply_style(app)
     icon = icon_path()
     if icon:

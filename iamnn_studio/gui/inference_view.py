@@ -653,23 +653,31 @@ def _sentence(message: str) -> str:
 
 
 def _read_preview(path: str) -> QImage | None:
-    """A display-sized QImage of ``path`` (QImage is safe off the UI thread), or None if unreadable."""
+    """A display-sized QImage of ``path`` (QImage is safe off the UI thread), or None if unreadable.
+
+    PIL reads first: it is what classifies the image, and a damaged file is then one exception
+    instead of Qt's decoders printing on the terminal ("libpng error: Read Error"). Qt reads only
+    the formats PIL does not know.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as pil:
+            pil.draft("RGB", (PREVIEW_SIZE, PREVIEW_SIZE))  # JPEG: decode at a reduced scale
+            pil = ImageOps.exif_transpose(pil)
+            pil.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+            return _pil_to_qimage(pil)
+    except UnidentifiedImageError:
+        pass
+    except Exception:  # PIL knows the format and the file is damaged, too large or unreadable
+        return None
     reader = QImageReader(path)
     reader.setAutoTransform(True)
     size = reader.size()
     if size.isValid() and (size.width() > PREVIEW_SIZE or size.height() > PREVIEW_SIZE):
         reader.setScaledSize(size.scaled(PREVIEW_SIZE, PREVIEW_SIZE, Qt.AspectRatioMode.KeepAspectRatio))
     image = reader.read()
-    if image.isNull():
-        try:  # formats Qt lacks a plugin for (16-bit TIFF, ...) but PIL reads
-            from PIL import Image
-
-            with Image.open(path) as pil:
-                pil.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
-                return _pil_to_qimage(pil)
-        except Exception:
-            return None
-    return image
+    return None if image.isNull() else image
 
 
 def _pil_to_qimage(pil: Any) -> QImage | None:

@@ -118,6 +118,21 @@ def test_unreadable_file_becomes_an_error_card_and_the_good_image_is_still_shown
     assert "1 image " in view.totals_label.text()  # the failed file does not count
 
 
+def test_a_damaged_image_is_an_error_card_and_nothing_reaches_the_terminal(qtbot, view, files, tmp_path, capfd):
+    whole = files["image"].read_bytes()
+    damaged = tmp_path / "cut.png"
+    damaged.write_bytes(whole[: len(whole) // 2])  # a PNG cut off mid-stream: its decoder fails
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    capfd.readouterr()
+    drop(view, [damaged])
+    qtbot.waitUntil(lambda: len(view.cards) == 1 and not view.is_busy(), timeout=TIMEOUT)
+
+    (card,) = view.cards
+    assert isinstance(card, ErrorCard) and "cut.png" in card.message
+    out, err = capfd.readouterr()
+    assert "libpng" not in err and "libpng" not in out  # Qt's decoder would have printed "libpng error: ..."
+
+
 def test_a_dropped_folder_adds_its_images_and_an_empty_one_says_so(qtbot, view, files, tmp_path):
     open_checkpoint(qtbot, view, files["checkpoint"])
     album = tmp_path / "album"
