@@ -86,12 +86,7 @@ def test_launch_settings_are_checked_naming_the_field(tmp_runs, kwargs, field):
 def test_a_multi_node_launch_says_what_it_waits_for(tmp_runs, monkeypatch):
     import iamnn_studio.engine.distributed as distributed
 
-    import signal
-
-    handlers = []
-
     def no_other_node(*args):
-        handlers.append(signal.getsignal(signal.SIGINT))
         raise RuntimeError("rendezvous timed out")
 
     monkeypatch.setattr(distributed, "_elastic_launch", no_other_node)
@@ -101,5 +96,39 @@ def test_a_multi_node_launch_says_what_it_waits_for(tmp_runs, monkeypatch):
     assert result.state == "failed" and "rendezvous timed out" in result.reason
     (waiting,) = [e.data["message"] for e in events if e.kind == "log"]
     assert waiting.startswith("node 1 of 2: waiting for the other nodes at 127.0.0.1:29511")
-    # the wait sits in C++, out of reach of Python's Ctrl-C handler: the default action ends it at once
-    assert handlers == [signal.SIG_DFL] and signal.getsignal(signal.SIGINT) is not signal.SIG_DFL
+
+
+WAITING_NODE = """
+import sys, threading
+sys.path.insert(0, {tests!r})
+import iamnn_studio.engine.distributed as distributed
+from test_distributed import tiny_config
+
+def wait_forever(*args):  # the rendezvous: blocked, out of reach of Python's Ctrl-C handler
+    threading.Event().wait()
+
+distributed._elastic_launch = wait_forever
+def say(event):
+    print(event.data.get("message", ""), flush=True)
+distributed.launch(tiny_config(), 1, runs_dir={runs!r}, nnodes=2, node_rank=0, master_addr="127.0.0.1",
+                   master_port=29512, listeners=[say])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_while_waiting_for_other_nodes_quits_at_once_and_leaves_no_empty_run_folder(tmp_runs):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = WAITING_NODE.format(tests=str(Path(__file__).parent), runs=str(tmp_runs))
+    node = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "waiting for the other nodes" in node.stdout.readline()
+        assert [p.name for p in tmp_runs.iterdir()] == ["ddp"]  # the folder reserved for the job
+        node.send_signal(signal.SIGINT)
+        assert node.wait(timeout=30) == 130  # Ctrl-C's status
+    finally:
+        node.kill()
+    assert list(tmp_runs.iterdir()) == []  # nothing was written to it: gone

@@ -142,17 +142,17 @@ def launch(
 
     launch_config = _launch_config(nproc_per_node, nnodes, node_rank, master_addr, master_port)
     listeners = list(listeners)
-    if nnodes > 1:  # the launcher says nothing while it waits: say what it waits for
-        for listener in listeners:
-            listener(Event("log", {"message": (
-                f"node {node_rank} of {nnodes}: waiting for the other nodes at {master_addr}:{master_port} "
-                f"(up to {RENDEZVOUS_TIMEOUT // 60} min; each node runs the same command with its own --node-rank; "
-                "Ctrl-C quits at once)")}))
     follower = _MetricsFollower(Path(run_dir), listeners) if run_dir is not None and node_rank == 0 else None
-    if follower:
-        follower.start()
     try:
-        with _interruptible_rendezvous(nnodes):
+        with _interruptible_rendezvous(nnodes, on_interrupt=lambda: _keep_if_used(run_dir, resume)):
+            if nnodes > 1:  # the launcher says nothing while it waits: say what it waits for
+                for listener in listeners:
+                    listener(Event("log", {"message": (
+                        f"node {node_rank} of {nnodes}: waiting for the other nodes at {master_addr}:{master_port} "
+                        f"(up to {RENDEZVOUS_TIMEOUT // 60} min; each node runs the same command with its own "
+                        "--node-rank; Ctrl-C quits at once)")}))
+            if follower:
+                follower.start()
             results = _elastic_launch(launch_config, config, str(runs_dir), run_dir, resume)
     except Exception as exc:  # a worker failed or the launcher was interrupted: the workers are gone
         return _result_after_error(exc, run_dir, resume)
@@ -163,18 +163,50 @@ def launch(
 
 
 @contextlib.contextmanager
-def _interruptible_rendezvous(nnodes: int):
+def _interruptible_rendezvous(nnodes: int, on_interrupt=None):
     """While a multi-node launcher waits for the other nodes it sits in C++ (the rendezvous store's
-    connect loop), where Python's Ctrl-C handler never runs: the default action lets Ctrl-C end the
-    process at once. The workers, once started, stop on Ctrl-C themselves (``_stop_on_signals``)."""
+    connect loop), where Python's Ctrl-C handler never runs. Python's C-level handler still writes
+    the signal to a wakeup fd at once, and the wait releases the GIL: a watcher thread reads it,
+    calls ``on_interrupt`` (drop the run folder reserved for the job if nothing was written to it)
+    and ends the process with Ctrl-C's status, 130 (only the main thread may restore the default
+    action, and it is stuck in the wait). The workers, once started, stop on
+    Ctrl-C themselves (``_stop_on_signals``)."""
     if nnodes == 1 or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous = signal.signal(signal.SIGINT, lambda *_: None)  # the watcher acts; Python need not
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    done = threading.Event()
+
+    def watch() -> None:
+        import select
+
+        while not done.is_set():
+            ready, _, _ = select.select([read_fd], [], [], 0.2)
+            if ready and signal.SIGINT in os.read(read_fd, 64) and not done.is_set():
+                if on_interrupt is not None:
+                    try:
+                        on_interrupt()
+                    except Exception:  # ending the process matters more than tidying up
+                        log.debug("cleanup after Ctrl-C failed", exc_info=True)
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()
+                os._exit(128 + signal.SIGINT)  # the status Ctrl-C's default action gives (130)
+
+    watcher = threading.Thread(target=watch, name="iamnn-ctrl-c-watcher", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
+        done.set()
+        signal.set_wakeup_fd(previous_fd)
         signal.signal(signal.SIGINT, previous)
+        watcher.join()
+        os.close(read_fd)
+        os.close(write_fd)
 
 
 def _check_address(master_addr: str, master_port: int) -> None:
@@ -347,7 +379,8 @@ class _MetricsFollower(threading.Thread):
 
     def stop(self) -> None:
         self._done.set()
-        self.join(timeout=5)
+        if self.is_alive():
+            self.join(timeout=5)
 
     def _read_new(self) -> None:
         if not self.listeners:
