@@ -1,6 +1,7 @@
 """Scale-out: two gloo processes on the CPU train one run, written once, with identical weights."""
 from __future__ import annotations
 
+import signal
 import socket
 
 import pytest
@@ -36,6 +37,8 @@ def test_two_processes_train_one_run_with_identical_weights(tmp_runs):
 
     assert result.state == "completed" and result.reason == "max_steps", result.reason
     assert [p.name for p in tmp_runs.iterdir()] == ["ddp"]  # one folder, written by rank 0 only
+    # torch's launcher installs its own signal handlers: ours (Ctrl-C as usual) are back afterwards
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     run = tmp_runs / "ddp"
     checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
     assert checkpoint.training_state["world_size"] == 2 and checkpoint.training_state["step"] == 6
@@ -67,6 +70,7 @@ def test_a_process_started_by_torchrun_trains_in_place(tmp_runs, monkeypatch):
     result = launch(config, 4, runs_dir=tmp_runs)  # nproc_per_node is torchrun's business here
     assert result.state == "completed", result.reason
     assert not dist.is_initialized()  # the worker left the process group behind it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # its stop-on-Ctrl-C handler is gone
     assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt").training_state["world_size"] == 1
 
 

@@ -242,9 +242,25 @@ def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr
 def _elastic_launch(launch_config, config, runs_dir: str, run_dir, resume: bool) -> dict[int, Any]:
     from torch.distributed.launcher.api import elastic_launch
 
-    return elastic_launch(launch_config, _worker)(
-        config, runs_dir, None if run_dir is None else str(run_dir), resume, True
-    )
+    with _signal_handlers_kept():  # torch's launcher installs its own and leaves them behind
+        return elastic_launch(launch_config, _worker)(
+            config, runs_dir, None if run_dir is None else str(run_dir), resume, True
+        )
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Restore this process's handlers of ``signals`` on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 class WorkerFailed(RuntimeError):
@@ -325,8 +341,8 @@ def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume
     signalled = threading.Event()
     try:
         trainer = Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume)
-        _stop_on_signals(trainer, signalled)
-        result = trainer.run()
+        with _stop_on_signals(trainer, signalled):
+            result = trainer.run()
         if result.state == "failed" and dist.get_world_size() > 1:
             raise WorkerFailed(result.reason)
     finally:
@@ -341,17 +357,24 @@ def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume
     return result
 
 
-def _stop_on_signals(trainer, signalled: threading.Event) -> None:
-    """SIGTERM / SIGINT (the launcher passing on Ctrl+C) ask for a graceful stop with a checkpoint."""
+@contextlib.contextmanager
+def _stop_on_signals(trainer, signalled: threading.Event):
+    """While the run trains, SIGTERM / SIGINT (the launcher passing on Ctrl+C) ask for a graceful
+    stop with a checkpoint; the previous handlers come back afterwards."""
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
 
     def stop(*_) -> None:
         signalled.set()
         trainer.stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _first_line(exc: BaseException) -> str:
