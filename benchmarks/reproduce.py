@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=50, help="ResNet depth = IamNN iteration caps (default 50)")
     parser.add_argument("--dataset", default="fashion-mnist",
                         help="any dataset of the studio (default fashion-mnist, the paper comparison's)")
+    parser.add_argument("--augment", metavar="STEPS",
+                        help="training augmentation of every network, e.g. crop-flip-erase (default: the dataset's own)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
@@ -74,6 +76,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.epochs = 1 if args.quick else FULL_EPOCHS
     if args.width is None:
         args.width = 8 if args.quick else 16
+    args.standard_augment = None
+    if not args.rerender:
+        try:
+            from iamnn_studio.engine.data import default_augment
+
+            args.standard_augment = default_augment(args.dataset)
+        except (KeyError, ValueError) as exc:
+            parser.error(f"dataset: {exc}")
     args.out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
     if not args.rerender:
         try:  # every setting checked by the engine's own rules before an hour of training starts
@@ -88,9 +98,12 @@ def run_config(key: str, args: argparse.Namespace):
     from iamnn_studio.engine import DataConfig, ModelConfig, RunConfig
 
     spec = NETWORKS[key]
+    augment = args.augment or args.standard_augment
+    # The dataset's usual augmentation keeps the names of earlier runs (--reuse finds them); another is named.
+    suffix = "" if augment == args.standard_augment else f"-{augment}"
     return RunConfig(
-        name=f"table1-{key}-w{args.width}-d{args.depth}-e{args.epochs}-s{args.seed}",
-        data=DataConfig(name=args.dataset),
+        name=f"table1-{key}-w{args.width}-d{args.depth}-e{args.epochs}-s{args.seed}{suffix}",
+        data=DataConfig(name=args.dataset, augment=augment),
         model=ModelConfig(width=args.width, depth=args.depth, architecture=spec["architecture"], mode=spec["mode"]),
         batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, max_steps=args.max_steps,
         seed=args.seed, device=args.device,
@@ -300,7 +313,8 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         *([f"Verdict: {cmp['halting_verdict']}", ""] if cmp.get("halting_verdict") else []),
         f"Setting: width {setting['width']}, depth {setting['depth']} (caps {setting['caps']}), {_plural(setting['epochs'], 'epoch')}, "
-        f"batch {setting['batch_size']}, SGD one-cycle lr {setting['lr']}, seed {setting['seed']}, augment crop-flip, "
+        f"batch {setting['batch_size']}, SGD one-cycle lr {setting['lr']}, seed {setting['seed']}, "
+        f"augment {setting.get('augment', 'crop-flip')}, "
         f"{setting['train_images']:,} training / {setting['val_images']:,} held-out images, evaluated on the "
         f"{runs['iamnn']['eval']['images']:,} test images. Hardware: {data['hardware']['cpu']}, "
         f"{data['hardware']['cores']} cores, GPU {data['hardware'].get('gpu') or 'none'}; training, calibration and "
@@ -387,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "setting": {"dataset": args.dataset, "width": args.width, "depth": args.depth, "caps": list(DEPTH_ITERATIONS[args.depth]),
                     "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                    "augment": args.augment or args.standard_augment,
                     "max_steps": args.max_steps, "device": args.device, "quick": args.quick,
                     "parallel": args.parallel,
                     "train_images": len(bundle.train), "val_images": len(bundle.val)},

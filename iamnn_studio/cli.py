@@ -199,6 +199,9 @@ def _add_train(commands: Any) -> None:
     data.add_argument("--val-fraction", type=float, metavar="F",
                       help=f"share of the training images held out to validate and calibrate the halting "
                            f"(default: {d.data.val_fraction})")
+    data.add_argument("--augment", metavar="STEPS",
+                      help="training augmentation: none, or crop, flip and erase (random erasing) joined by '-' "
+                           "in that order, e.g. crop-flip-erase (default: the dataset's own: crop-flip, crop for digits)")
     model = train.add_argument_group("model")
     model.add_argument("--depth", type=int, help=f"ResNet depth: 18, 34, 50, 101 or 152 (default: {d.model.depth})")
     model.add_argument("--width", type=int, help=f"channels of the stem (default: {d.model.width})")
@@ -232,7 +235,7 @@ def _add_train(commands: Any) -> None:
 #: Command-line option -> (section, field) of RunConfig; section None = the run itself.
 TRAIN_OVERRIDES = {
     "dataset": ("data", "name"), "data_root": ("data", "root"), "download": ("data", "download"),
-    "val_fraction": ("data", "val_fraction"),
+    "val_fraction": ("data", "val_fraction"), "augment": ("data", "augment"),
     "depth": ("model", "depth"), "width": ("model", "width"), "mode": ("model", "mode"),
     "halting": ("model", "halting"), "architecture": ("model", "architecture"),
     "epochs": (None, "epochs"), "batch_size": (None, "batch_size"), "lr": (None, "lr"),
@@ -249,7 +252,8 @@ def train_config(args: argparse.Namespace):
         value = getattr(args, option)
         if value is not None:
             setattr(config if section is None else getattr(config, section), name, value)
-    if args.dataset is not None and not (args.config and _config_sets(args.config, "data", "augment")):
+    if (args.dataset is not None and args.augment is None
+            and not (args.config and _config_sets(args.config, "data", "augment"))):
         from .engine.data import default_augment
 
         config.data.augment = default_augment(args.dataset)  # digits must not be mirrored

@@ -230,13 +230,25 @@ def test_run_all_on_a_gpu_runs_only_the_benchmarks_that_can_and_says_when_there_
 
 @pytest.mark.parametrize("argv, words", [(["--epochs", "0"], "epochs: must be a positive integer, got 0"),
                                          (["--width", "0"], "width: must be a positive integer"),
-                                         (["--depth", "7"], "depth: 7 is not a ResNet depth")])
+                                         (["--depth", "7"], "depth: 7 is not a ResNet depth"),
+                                         (["--augment", "erase-crop"], "data.augment: must be none, or crop")])
 def test_reproduce_refuses_bad_settings_in_one_line_before_training(argv, words, capsys):
     import reproduce
 
     with pytest.raises(SystemExit) as stop:
         reproduce.parse_args(argv)
     assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_reproduce_trains_with_the_augmentation_asked_for_and_names_its_runs_apart():
+    import reproduce
+
+    usual = reproduce.parse_args(["--quick"])
+    erasing = reproduce.parse_args(["--quick", "--augment", "crop-flip-erase"])
+    for key in reproduce.NETWORKS:
+        plain, erased = reproduce.run_config(key, usual), reproduce.run_config(key, erasing)
+        assert plain.data.augment == "crop-flip" and not plain.name.endswith("crop-flip")  # earlier runs' names
+        assert erased.data.augment == "crop-flip-erase" and erased.name == plain.name + "-crop-flip-erase"
 
 
 def test_a_gpu_benchmark_without_a_gpu_is_refused_in_one_line(capsys, monkeypatch):

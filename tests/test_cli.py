@@ -167,6 +167,14 @@ def test_save_config_writes_the_resolved_settings_without_training(tmp_path):
     assert saved.data.augment == "crop"  # mnist's own default: digits are not mirrored
 
 
+def test_augment_option_overrides_the_dataset_default_and_is_checked(tmp_path):
+    target = tmp_path / "settings.toml"
+    code, _, _ = run_cli("train", "--dataset", "mnist", "--augment", "crop-erase", "--save-config", target)
+    assert code == 0 and RunConfig.load(target).data.augment == "crop-erase"
+    code, _, err = run_cli("train", "--augment", "erase-flip", "--save-config", target)
+    assert code == 2 and err.startswith("error: data.augment: must be none, or crop, flip and erase") and "\n" not in err.strip()
+
+
 def test_unexpected_errors_point_to_a_log_with_the_traceback(monkeypatch):
     def broken(args):
         raise RuntimeError("boom")

@@ -14,6 +14,7 @@ from PIL import Image
 
 from iamnn_studio.engine.config import DataConfig
 from iamnn_studio.engine.data import (
+    AUGMENT_MODES,
     DATASETS,
     DatasetBundle,
     ImageTensors,
@@ -390,13 +391,39 @@ def test_normalize_gives_zero_mean_unit_std_float32():
 # --------------------------------------------------------------------------------------- augmentation
 def test_augment_keeps_shape_dtype_and_none_is_identity():
     x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
-    for mode in ("none", "crop", "flip", "crop-flip"):
-        for batch in (x, x.float()):
+    for mode in AUGMENT_MODES:
+        for batch in (x, x.float() / 255):
             out = augment_batch(batch, mode, torch.Generator().manual_seed(0))
             assert out.shape == batch.shape and out.dtype == batch.dtype
     assert torch.equal(augment_batch(x, "none"), x)
-    with pytest.raises(ValueError, match="augment"):
-        augment_batch(x, "rotate")
+    for wrong in ("rotate", "flip-crop", "crop-crop", "none-crop", ""):
+        with pytest.raises(ValueError, match="augment"):
+            augment_batch(x, wrong)
+    assert set(AUGMENT_MODES) >= {"none", "crop", "flip", "crop-flip", "crop-flip-erase"}
+
+
+def test_erase_fills_one_rectangle_in_about_half_of_the_images_with_noise():
+    n, size = 400, 28
+    x = torch.full((n, 1, size, size), 7, dtype=torch.uint8)  # no noise value is likely to be 7 everywhere
+    out = augment_batch(x, "erase", torch.Generator().manual_seed(0))
+    changed = out != x
+    erased = changed.flatten(1).any(1)
+    assert 0.4 < float(erased.float().mean()) < 0.6
+    for i in torch.nonzero(erased).flatten().tolist()[:50]:
+        rows = torch.nonzero(changed[i, 0].any(1)).flatten()
+        cols = torch.nonzero(changed[i, 0].any(0)).flatten()
+        height, width = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+        share = height * width / size**2
+        assert 0.01 < share <= 0.4 and 0.2 < height / width < 5  # the paper's 2-33 %, ratio 0.3-3.3 (rounded)
+        assert float(changed[i, 0, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].float().mean()) > 0.9  # a filled box
+    floats = augment_batch(x.float() / 255, "erase", torch.Generator().manual_seed(0))
+    assert floats.min() >= 0 and floats.max() < 1 and bool((floats != 7 / 255).flatten(1).any(1).equal(erased))
+
+
+def test_erase_mode_is_checked_by_the_config():
+    assert DataConfig(augment="crop-flip-erase").validate().augment == "crop-flip-erase"
+    with pytest.raises(ValueError, match="data.augment"):
+        DataConfig(augment="erase-crop").validate()
 
 
 def test_flip_mirrors_some_images_and_keeps_the_rest():

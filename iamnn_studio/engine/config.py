@@ -7,6 +7,7 @@ round-trips through plain dicts (JSON) and TOML, and ``validate()`` raises a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import tomllib
@@ -32,6 +33,12 @@ MAX_ITERATIONS = 256
 MAX_WIDTH = 1024
 MAX_BOTTLENECK_RATIO = 16
 MAX_IMAGE_SIZE = 2048
+#: Training augmentations, applied in this order (``data/augment.py``); ``data.augment`` is "none" or
+#: one or more of them joined by "-": crop-flip, crop-flip-erase, ...
+AUGMENT_STEPS = ("crop", "flip", "erase")
+AUGMENT_MODES = ("none",) + tuple(
+    "-".join(steps) for k in range(1, len(AUGMENT_STEPS) + 1) for steps in itertools.combinations(AUGMENT_STEPS, k)
+)
 #: A run's folder is named after it (plus "-2" and so on): well inside every file system's 255 bytes.
 MAX_NAME_BYTES = 120
 
@@ -201,7 +208,7 @@ class DataConfig:
     root: str | None = None  # folder with the files; None = the provider's default places
     download: bool = False  # may torchvision download it?
     val_fraction: float = 0.1  # share of the training set held out for validation/calibration
-    augment: str = "crop-flip"  # none | crop | flip | crop-flip
+    augment: str = "crop-flip"  # none, or crop / flip / erase joined by "-" in that order (crop-flip-erase)
     image_size: int | None = None  # resize to this (image folders); None = provider's native size
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific (e.g. synthetic size)
 
@@ -210,8 +217,9 @@ class DataConfig:
             raise _field_error("data.name", "needs a dataset name")
         if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             raise _field_error("data.val_fraction", f"must be in [0, 1), got {self.val_fraction!r}")
-        if self.augment not in ("none", "crop", "flip", "crop-flip"):
-            raise _field_error("data.augment", f"must be none, crop, flip or crop-flip, got {self.augment!r}")
+        if self.augment not in AUGMENT_MODES:
+            raise _field_error("data.augment", "must be none, or crop, flip and erase joined by '-' in that order "
+                                               f"(e.g. crop-flip-erase), got {self.augment!r}")
         if self.image_size is not None:
             _positive_int("data.image_size", self.image_size, MAX_IMAGE_SIZE)
         return self

@@ -301,3 +301,15 @@ def test_declared_settings_persist_with_their_types(styled_app):
     restore_settings(second, "test_panel")
     assert (second.count, second.ratio, second.names, second.options) == (7, 0.25, ["b", "c"], {"y": [1, 2]})
     assert Panel().count == 3  # a fresh object starts from the default
+
+
+def test_every_augmentation_mode_can_be_chosen_in_the_form(form):
+    from iamnn_studio.engine.config import AUGMENT_MODES
+
+    box = form.training.augment
+    offered = [box.itemData(i) for i in range(box.count())]
+    assert sorted(offered) == sorted(AUGMENT_MODES)
+    config = form.config()
+    config.data.augment = "flip-erase"
+    form.set_config(config)  # e.g. a loaded settings file: shown as it is, and started as it is
+    assert box.value() == "flip-erase" and form.config().data.augment == "flip-erase"

@@ -9,13 +9,13 @@ import dataclasses
 
 from ..config import DataConfig
 from . import cifar, idx, imagefolder, svhn, synthetic  # noqa: F401  (each registers its providers)
-from .augment import AUGMENT_MODES, augment_batch, crop_padding, normalize, resize_images
+from .augment import AUGMENT_MODES, augment_batch, augment_steps, crop_padding, normalize, resize_images
 from .base import DATASETS, DatasetProvider, InputShape, datasets_root
 from .batches import iterate_batches
 from .bundle import DatasetBundle, ImageTensors, channel_stats, class_counts, preview, split_off
 
 __all__ = [
-    "AUGMENT_MODES", "DATASETS", "DatasetBundle", "DatasetProvider", "ImageTensors", "InputShape", "augment_batch",
+    "AUGMENT_MODES", "augment_steps", "DATASETS", "DatasetBundle", "DatasetProvider", "ImageTensors", "InputShape", "augment_batch",
     "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root", "declared_input_shape",
     "default_augment", "iterate_batches", "load_dataset", "normalize", "preview", "resize_images", "split_off",
 ]
@@ -29,7 +29,7 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> DatasetBundle:
     bundle = provider.load(cfg, seed=seed)
     if cfg.image_size is not None and bundle.image_size != cfg.image_size:
         bundle = _resized(bundle, cfg.image_size)
-    if cfg.augment in ("flip", "crop-flip") and "flip" not in provider.default_augment:
+    if "flip" in augment_steps(cfg.augment) and "flip" not in augment_steps(provider.default_augment):
         bundle.notes.append(
             f"augment {cfg.augment!r} mirrors images, which changes what {provider.label} images mean; "
             f"its default is {provider.default_augment!r}"

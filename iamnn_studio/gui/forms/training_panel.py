@@ -11,7 +11,10 @@ from .fields import ChoiceBox, FloatEdit, FormCard, hbox_widget
 
 OPTIMIZERS = (("SGD with momentum", "sgd"), ("AdamW", "adamw"))
 SCHEDULES = (("One-cycle", "one-cycle"), ("Cosine", "cosine"), ("Step", "step"), ("Constant", "constant"))
-AUGMENTS = (("Crop and flip", "crop-flip"), ("Random crop", "crop"), ("Horizontal flip", "flip"), ("None", "none"))
+#: Every ``data.augment`` mode, the usual ones first ("random erasing": Zhong et al., see data/augment.py).
+AUGMENTS = (("Crop and flip", "crop-flip"), ("Crop, flip and random erasing", "crop-flip-erase"),
+            ("Random crop", "crop"), ("Crop and random erasing", "crop-erase"), ("Horizontal flip", "flip"),
+            ("Flip and random erasing", "flip-erase"), ("Random erasing", "erase"), ("None", "none"))
 
 
 class TrainingPanel(FormCard):
