@@ -81,17 +81,15 @@ CKPT_HELP = "a checkpoint file, or a run folder (its checkpoints/best.pt, else c
 def checkpoint_path(text: str | Path) -> Path:
     """A run folder stands for its best checkpoint, or its last one when no epoch has ended yet
     (a note on stderr says so); anything else is taken as the file itself."""
-    path = Path(text)
-    if not path.is_dir():
-        return path
-    best, last = path / "checkpoints" / "best.pt", path / "checkpoints" / "last.pt"
-    if best.is_file():
-        return best
-    if last.is_file():
-        print(f"note: no best.pt yet in {path}; using checkpoints/last.pt", file=sys.stderr)
-        return last
-    raise UsageError(f"{path} is a folder without a checkpoint: looked for checkpoints/best.pt and "
-                     "checkpoints/last.pt in it (give a checkpoint file or a run folder)")
+    from .engine.checkpoint import CheckpointError, run_checkpoint
+
+    try:
+        path = run_checkpoint(text)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    if path.name == "last.pt" and Path(text).is_dir():
+        print(f"note: no best.pt yet in {text}; using checkpoints/last.pt", file=sys.stderr)
+    return path
 
 
 def check_device(text: str) -> str:
@@ -215,6 +213,9 @@ def _add_train(commands: Any) -> None:
     optim.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (default: the epochs decide)")
     optim.add_argument("--device", help=f"auto, cpu or cuda (default: {d.device}: cuda when there is a GPU)")
     optim.add_argument("--seed", type=int, help=f"random seed (default: {d.seed})")
+    optim.add_argument("--init-from", metavar="CHECKPOINT",
+                       help="start from these weights (a checkpoint or run folder; a new run with its own "
+                            "schedule, e.g. to train a finished model longer; the model settings must match)")
     run = train.add_argument_group("run folder")
     run.add_argument("--name", help=f"the run's name, and its folder's under --runs-dir (default: {d.name})")
     run.add_argument("--runs-dir", default="runs", metavar="DIR", help="where new runs get their folder")
@@ -240,6 +241,7 @@ TRAIN_OVERRIDES = {
     "halting": ("model", "halting"), "architecture": ("model", "architecture"),
     "epochs": (None, "epochs"), "batch_size": (None, "batch_size"), "lr": (None, "lr"),
     "max_steps": (None, "max_steps"), "device": (None, "device"), "seed": (None, "seed"), "name": (None, "name"),
+    "init_from": (None, "init_from"),
 }
 
 

@@ -137,6 +137,39 @@ def test_new_runs_with_the_same_name_get_their_own_folders(tmp_runs):
     assert (first.run_dir.name, second.run_dir.name) == ("tiny", "tiny-2")
 
 
+def backbone_weights(model) -> dict:
+    """The convolutions' weights: what a start from a checkpoint carries over (batchnorm statistics move in training)."""
+    return {k: v.clone() for k, v in model.state_dict().items() if k.endswith("conv1.weight") or k.endswith("conv2.weight")}
+
+
+def test_a_run_can_start_from_a_finished_runs_weights(tmp_runs):
+    first = Trainer(tiny_config(epochs=1, name="first"), runs_dir=tmp_runs).run()
+    assert first.state == "completed", first.reason
+    start = backbone_weights(load_checkpoint(first.run_dir / "checkpoints" / "best.pt").model)
+    recorder = Recorder()
+    # a learning rate too small to move the weights: the second run's weights are where it started
+    second = Trainer(tiny_config(epochs=1, max_steps=1, lr=1e-12, weight_decay=0.0, name="second",
+                                 init_from=str(first.run_dir)), runs_dir=tmp_runs, listeners=[recorder]).run()
+    assert second.state == "completed", second.reason
+    after = backbone_weights(load_checkpoint(second.run_dir / "checkpoints" / "last.pt").model)
+    assert after.keys() == start.keys() and all(torch.allclose(after[k], start[k], atol=1e-6) for k in start)
+    fresh = Trainer(tiny_config(epochs=1, max_steps=1, lr=1e-12, weight_decay=0.0, name="fresh"), runs_dir=tmp_runs).run()
+    fresh_weights = backbone_weights(load_checkpoint(fresh.run_dir / "checkpoints" / "last.pt").model)
+    assert not all(torch.allclose(fresh_weights[k], start[k]) for k in start)  # without init_from: other weights
+    (note,) = [e.data["message"] for e in recorder.of("log") if "started from the weights" in e.data["message"]]
+    assert "best.pt" in note and RunConfig.load(second.run_dir / "config.toml").init_from == str(first.run_dir)
+
+
+def test_starting_from_another_network_or_a_missing_file_fails_in_one_sentence(tmp_runs):
+    source = Trainer(tiny_config(epochs=1, max_steps=1, name="narrow"), runs_dir=tmp_runs).run()
+    wider = Trainer(tiny_config(model__width=8, name="wide", init_from=str(source.run_dir)), runs_dir=tmp_runs).run()
+    assert wider.state == "failed" and wider.reason.startswith("init_from: ") and "\n" not in wider.reason
+    assert "width 4" in wider.reason and "width 8" in wider.reason
+    missing = Trainer(tiny_config(name="lost", init_from=str(tmp_runs / "nope.pt")), runs_dir=tmp_runs).run()
+    assert missing.state == "failed" and missing.reason.startswith("init_from: ") and "nope.pt" in missing.reason
+    assert sorted(p.name for p in tmp_runs.iterdir()) == ["narrow"]  # the failed runs made no folders
+
+
 # --------------------------------------------------------------------------- settings
 def test_invalid_settings_are_refused_naming_the_field(tmp_runs):
     with pytest.raises(ValueError, match=r"^lr:"):

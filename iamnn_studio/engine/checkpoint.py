@@ -131,6 +131,19 @@ def _keep_copy(path: Path, previous: Path) -> None:
 
 
 # --------------------------------------------------------------------------- loading
+def run_checkpoint(path: str | Path) -> Path:
+    """The checkpoint ``path`` stands for: a run folder's ``checkpoints/best.pt``, else its ``last.pt``
+    (a run stopped before its first epoch ended); anything else is the file itself."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        return path
+    for name in ("best.pt", "last.pt"):
+        if (path / "checkpoints" / name).is_file():
+            return path / "checkpoints" / name
+    raise CheckpointError(f"{path} is a folder without a checkpoint: looked for checkpoints/best.pt and "
+                          "checkpoints/last.pt in it (give a checkpoint file or a run folder)")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint written by ``save_checkpoint``; the model is rebuilt, filled strictly and in eval mode.
 

@@ -260,6 +260,9 @@ class RunConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # on CUDA
     num_threads: int | None = None  # CPU threads for torch; None = all cores
+    # Start from this checkpoint's weights (a run folder: its best.pt): a new run with its own optimiser
+    # and schedule, e.g. to train a finished model longer. The model settings must build the same network.
+    init_from: str | None = None
 
     def validate(self) -> "RunConfig":
         if not isinstance(self.name, str) or not self.name.strip() or any(c in self.name for c in "/\\"):
@@ -294,6 +297,8 @@ class RunConfig:
             raise _field_error("device", f"must be one of {DEVICES}, got {self.device!r}")
         if self.num_threads is not None:
             _positive_int("num_threads", self.num_threads)
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise _field_error("init_from", f"needs a checkpoint file or run folder, got {self.init_from!r}")
         return self
 
     # ------------------------------------------------------------ serialisation

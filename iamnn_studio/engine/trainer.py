@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data.distributed import DistributedSampler
 
-from .config import RunConfig
+from .config import ModelConfig, RunConfig
 from .distributed import Collective
 from .events import Event, Listener
 from .optim import build_optimizer, build_scheduler, planned_steps
@@ -367,6 +367,7 @@ class Trainer:
     def _build_model(self, config: RunConfig, checkpoint) -> nn.Module:
         from .model import build_model
 
+        self._model_notes: list[str] = []  # said in the log once the run has started
         if checkpoint is not None:
             model = checkpoint.model
             config.model = model.config  # one config object: a fitted threshold lands in both
@@ -376,11 +377,36 @@ class Trainer:
                 model = build_model(config.model)
             except ValueError as exc:
                 raise TrainingFailed(str(exc)) from None
+            if config.init_from:
+                self._start_from_weights(model, config)
         model.to(self.device)
         if self.device.type == "cuda" and config.channels_last:
             model.to(memory_format=torch.channels_last)
         model.train()
         return model
+
+    def _start_from_weights(self, model: nn.Module, config: RunConfig) -> None:
+        """Copy the weights of ``config.init_from`` into the new ``model``, which must be the same network."""
+        from .checkpoint import CheckpointError, load_checkpoint, run_checkpoint
+
+        try:
+            path = run_checkpoint(config.init_from)
+            source = load_checkpoint(path)
+        except (CheckpointError, ValueError) as exc:
+            raise TrainingFailed(f"init_from: {exc}") from None
+        ours, theirs = model.state_dict(), source.model.state_dict()
+        different = sorted(set(ours) ^ set(theirs)) + sorted(
+            key for key in set(ours) & set(theirs) if ours[key].shape != theirs[key].shape)
+        if source.architecture != config.model.architecture or different:
+            raise TrainingFailed(
+                f"init_from: {path} holds {_network(source.model_config)} for {len(source.classes)} classes; this run "
+                f"builds {_network(config.model)} for {config.model.num_classes} classes: choose the same architecture, "
+                "depth, iterations and width, and a dataset of the same image size, channels and class count")
+        model.load_state_dict(theirs)
+        self._model_notes.append(f"started from the weights of {path} (new optimiser and schedule)")
+        if list(source.classes) != list(self.classes):
+            self._model_notes.append(f"{path.name} was trained on other classes ({', '.join(source.classes[:5])}"
+                                    f"{', ...' if len(source.classes) > 5 else ''}): its classifier starts from them")
 
     def _check_calibration_images(self, config: RunConfig) -> None:
         """Too few held-out images to calibrate is said before training, not after the last epoch."""
@@ -977,6 +1003,8 @@ class Trainer:
         )
         for note in self._data_notes:
             self._emit("log", message=f"data: {note}")
+        for note in self._model_notes:
+            self._emit("log", message=note)
         if self.recipe == "calibrated":
             self._emit("log", message="calibrated halting: training an anytime backbone; validation runs at full "
                                       "depth until the halting head is fitted after the last epoch")
@@ -1020,6 +1048,13 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- helpers
+def _network(model: ModelConfig) -> str:
+    """"an IamNN (caps 3-4-6-3) of width 16 on 1x28x28 images", to compare two networks in one sentence."""
+    kind = "a ResNet" if model.architecture == "resnet" else "an IamNN"
+    caps = "-".join(str(n) for n in model.caps)
+    return f"{kind} (units {caps}) of width {model.width} on {model.in_channels}x{model.image_size}x{model.image_size} images"
+
+
 def _is_cpu_out_of_memory(exc: BaseException) -> bool:
     """PyTorch's CPU allocator raises a plain RuntimeError when an allocation fails."""
     text = str(exc)

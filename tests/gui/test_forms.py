@@ -313,3 +313,25 @@ def test_every_augmentation_mode_can_be_chosen_in_the_form(form):
     config.data.augment = "flip-erase"
     form.set_config(config)  # e.g. a loaded settings file: shown as it is, and started as it is
     assert box.value() == "flip-erase" and form.config().data.augment == "flip-erase"
+
+
+def test_start_from_weights_needs_an_existing_checkpoint_and_reaches_the_config(qtbot, window, form, tmp_path):
+    start = window.training.header.start
+    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    row = form.training.rows["init_from"]
+
+    form.training.init_from.setText(str(tmp_path / "gone.pt"))
+    form.training.init_from.textEdited.emit(form.training.init_from.text())
+    assert "no such checkpoint or run folder" in row.error and not start.isEnabled()
+
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"weights")  # only its existence is checked here; the trainer checks the network
+    form.training.init_from.setText(str(checkpoint))
+    form.training.init_from.textEdited.emit(str(checkpoint))
+    assert row.error == ""
+    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    assert form.config().init_from == str(checkpoint)
+
+    form.training.init_from.clear()
+    form.training.init_from.textEdited.emit("")
+    assert form.config().init_from is None  # empty: new weights

@@ -171,6 +171,9 @@ class RunForm(QWidget):
         self.errors = collect_errors(values)
         if self._figures_problem and not any(key.startswith("model.") for key in self.errors):
             self.errors["model.width"] = self._figures_problem  # valid, but too big for this computer
+        start = values.get("init_from")
+        if start and "init_from" not in self.errors and not Path(str(start)).expanduser().exists():
+            self.errors["init_from"] = f"no such checkpoint or run folder: {start}"
         calibration_problem = self._calibration_problem(values)
         if calibration_problem and "data.val_fraction" not in self.errors:
             self.errors["data.val_fraction"] = calibration_problem  # the run would fail after its last epoch

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QFileDialog, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget
 
 from ..style import set_role
 from .fields import ChoiceBox, FloatEdit, FormCard, hbox_widget
@@ -69,11 +71,23 @@ class TrainingPanel(FormCard):
         self.add_row("seed", "Seed", self.seed)
         self.device = ChoiceBox([("Automatic", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda")])
         self.add_row("device", "Device", self.device)
+        self.init_from = QLineEdit()
+        self.init_from.setPlaceholderText("New weights")
+        self.init_from.setClearButtonEnabled(True)
+        self.init_browse = QPushButton("Browse…")
+        self.init_browse.clicked.connect(self._choose_init_checkpoint)
+        self.add_row(
+            "init_from", "Start from", hbox_widget(self.init_from, self.init_browse, first_fills=True),
+            inputs=[self.init_from],
+            tooltip="Start from a trained model's weights (a checkpoint, or a run folder for its best.pt): a new "
+                    "run with its own schedule, e.g. to train a finished model longer. The model settings above "
+                    "must build the same network.",
+        )
 
         self._extra: dict[str, Any] = {}
         for spin in (self.epochs, self.max_steps, self.batch_size, self.seed):
             spin.valueChanged.connect(self.changed)
-        for edit in (self.name, self.lr, self.weight_decay, self.label_smoothing):
+        for edit in (self.name, self.lr, self.weight_decay, self.label_smoothing, self.init_from):
             edit.textEdited.connect(self.changed)
         for combo in (self.optimizer, self.schedule, self.augment, self.device):
             combo.choice_changed.connect(self.changed)
@@ -93,18 +107,27 @@ class TrainingPanel(FormCard):
         self.estimate.setText(text)
         set_role(self.estimate, "warning" if warn else "muted")
 
+    def _choose_init_checkpoint(self) -> None:
+        current = self.init_from.text().strip()
+        start = str(Path(current).expanduser().parent) if current else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Start from the weights of", start,
+                                              "Checkpoints (*.pt *.ckpt);;All files (*)")
+        if path:
+            self.init_from.setText(path)
+            self.changed.emit()
+
     def _on_limit_toggled(self, checked: bool) -> None:
         self.max_steps.setEnabled(checked)
         self.changed.emit()
 
     # --------------------------------------------------------------------- values
-    edited = ("name", "epochs", "max_steps", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
+    edited = ("name", "epochs", "max_steps", "batch_size", "optimizer", "lr", "schedule", "weight_decay", "init_from",
               "label_smoothing", "seed", "device")
 
     def load_values(self, run: dict[str, Any]) -> None:
         widgets = (self.name, self.epochs, self.limit_steps, self.max_steps, self.batch_size, self.optimizer,
                    self.lr, self.schedule, self.weight_decay, self.label_smoothing, self.augment, self.seed,
-                   self.device)
+                   self.device, self.init_from)
         for widget in widgets:
             widget.blockSignals(True)
         self.name.setText(str(run.get("name", "")))
@@ -121,6 +144,7 @@ class TrainingPanel(FormCard):
         self.augment.set_value(run.get("data", {}).get("augment"))
         self.seed.setValue(_int(run.get("seed")))
         self.device.set_value(run.get("device"))
+        self.init_from.setText(str(run.get("init_from") or ""))
         self._extra = {k: v for k, v in run.items() if k not in self.edited and k not in ("data", "model")}
         for widget in widgets:
             widget.blockSignals(False)
@@ -139,6 +163,7 @@ class TrainingPanel(FormCard):
         run["label_smoothing"] = self.label_smoothing.value()
         run["seed"] = self.seed.value()
         run["device"] = self.device.value()
+        run["init_from"] = self.init_from.text().strip() or None
         run.setdefault("data", {})["augment"] = self.augment.value()
 
 
