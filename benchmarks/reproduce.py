@@ -268,6 +268,12 @@ def signed_pt(value: float | None) -> str:
     return "–" if value is None else f"{value:+.2f} pt"
 
 
+def _step_cap(setting: dict[str, Any]) -> str:
+    """" capped at 30 optimiser steps" when --max-steps cut the epochs short, else ""."""
+    cap = setting.get("max_steps")
+    return f" capped at {cap:,} optimiser steps" if cap else ""
+
+
 def markdown(data: dict[str, Any]) -> str:
     runs, cmp = data["runs"], data["comparison"]
     setting = data["setting"]
@@ -300,7 +306,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"{_behind(cmp['accuracy_gap_pt'])} | {met('accuracy_gap_pt')} |",
         f"| per-image MACs max / min | {t['max_over_min']['target']} | {cmp['max_over_min']:.2f} (p90/p10 {cmp['p90_over_p10']:.2f}) | {met('max_over_min')} |",
         "",
-        "Is the adaptivity worth anything? (same trained IamNN, same 10,000 test images)",
+        f"Is the adaptivity worth anything? (same trained IamNN, same {runs['iamnn']['eval']['images']:,} test images)",
         "",
         "| Control | Top-1 | Adaptive minus control |",
         "|---|---|---|",
@@ -312,7 +318,8 @@ def markdown(data: dict[str, Any]) -> str:
          f"{signed_pt(cmp['adaptive_minus_best_fixed_pt'])} |") if best else "| best fixed setting costing no more | – | – |",
         "",
         *([f"Verdict: {cmp['halting_verdict']}", ""] if cmp.get("halting_verdict") else []),
-        f"Setting: width {setting['width']}, depth {setting['depth']} (caps {setting['caps']}), {_plural(setting['epochs'], 'epoch')}, "
+        f"Setting: width {setting['width']}, depth {setting['depth']} (caps {setting['caps']}), {_plural(setting['epochs'], 'epoch')}"
+        f"{_step_cap(setting)}, "
         f"batch {setting['batch_size']}, SGD one-cycle lr {setting['lr']}, seed {setting['seed']}, "
         f"augment {setting.get('augment', 'crop-flip')}, "
         f"{setting['train_images']:,} training / {setting['val_images']:,} held-out images, evaluated on the "
@@ -386,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         return rerender(args.out)
     started = time.monotonic()
     title = (f"{'quick: ' if args.quick else ''}width {args.width}, depth {args.depth}, "
-             f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}")
+             f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
+             f"{f', at most {args.max_steps:,} steps' if args.max_steps else ''}")
     print(f"Table 1 reproduction ({title}) -> {args.out}", flush=True)
     run_dirs = train_all(args)
     runs = {key: load_run(path) for key, path in run_dirs.items()}

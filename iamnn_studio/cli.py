@@ -497,8 +497,8 @@ class TrainingProgress:
 
 
 class _Interrupts:
-    """Counts Ctrl-C presses; the first calls ``on_first`` (a graceful stop) after saying ``first_message``,
-    the second raises."""
+    """Counts Ctrl-C presses (and SIGTERM, what ``kill`` and ``timeout`` send); the first calls
+    ``on_first`` (a graceful stop) after saying ``first_message``, the second raises."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -508,7 +508,8 @@ class _Interrupts:
     def handle(self, signum: int, frame: Any) -> None:
         self.count += 1
         if self.count == 1 and self.on_first is not None:
-            print(f"\n{self.first_message} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+            cause = "terminated: " if signum == signal.SIGTERM else ""
+            print(f"\n{cause}{self.first_message} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
             self.on_first()
             return
         raise KeyboardInterrupt
@@ -520,11 +521,12 @@ def _graceful_interrupts() -> Iterator[_Interrupts]:
     if threading.current_thread() is not threading.main_thread():
         yield interrupts  # signals can only be caught in the main thread
         return
-    previous = signal.signal(signal.SIGINT, interrupts.handle)
+    previous = {sig: signal.signal(sig, interrupts.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield interrupts
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -658,7 +660,10 @@ def format_evaluation(result: dict[str, Any]) -> str:
             setting = ",".join(str(n) for n in point["iterations"])
             lines.append(f"{setting:>16}   {format_macs(point['mean_macs']):>9}   {_percent(point['top1'])}")
     tradeoff = halting_tradeoff(result)
-    if tradeoff is not None:
+    if result.get("halting_calibrated") is False:  # a verdict on an unfitted head would mislead
+        lines.append("The halting head was never calibrated (its run stopped before calibration): the adaptive "
+                     "iterations say nothing yet; resume the run (train --run-dir RUN --resume) to calibrate it.")
+    elif tradeoff is not None:
         lines.append(tradeoff["verdict"])
     return "\n".join(lines)
 
@@ -887,9 +892,12 @@ def format_info(info: dict[str, Any]) -> str:
     lines += [f"  {name:<16} {'ready' if d['offline'] else 'missing':<8} {d['reason']}" for name, d in info["datasets"].items()]
     plugins = info["plugins"]
     lines.append("plugins: " + ("none" if not plugins else ""))
-    for p in plugins:
-        added = ", ".join(f"{kind[:-1]} {name}" for kind, name in p["contributes"]) or "nothing"
-        lines.append(f"  {p['name']}: " + (f"ok, adds {added}" if p["ok"] else f"BROKEN: {p['error']}") + f" [{p['source']}]")
+    from .engine.plugins import PluginReport
+
+    for p in plugins:  # the same line as the GUI and the log show
+        report = PluginReport(name=p["name"], source=p["source"], ok=p["ok"], error=p.get("error"),
+                              contributes=tuple(tuple(c) for c in p["contributes"]))
+        lines.append("  " + report.line())
     return "\n".join(lines)
 
 

@@ -196,6 +196,8 @@ def test_reproduce_trains_the_three_networks_at_once_and_builds_the_table(tmp_pa
     assert table["runs_wall_seconds"] <= table["runs_seconds"]
     text = (out / "table1.md").read_text()
     assert text.startswith("### Table 1 on synthetic") and "trained at once in three processes" in text
+    images = json.loads((out / "runs" / runs[0] / "eval.json").read_text())["images"]
+    assert f"same {images:,} test images" in text and "capped at 2 optimiser steps" in text  # what really ran
 
 
 def test_a_written_table_is_rebuilt_with_its_figures_and_the_current_comparison(tmp_path, qapp):

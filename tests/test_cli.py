@@ -111,6 +111,10 @@ def test_the_evaluation_summary_says_whether_the_halting_pays_against_fixed_coun
     last = cli.format_evaluation(result).splitlines()[-1]
     assert last.startswith("The halting does not pay on this model") and "fixed:2" in last
     assert "The halting" not in cli.format_evaluation({**result, "mode": "max"})
+    # a head never fitted (its run stopped before calibration) gets no verdict, but what to do
+    uncalibrated = cli.format_evaluation({**result, "halting_calibrated": False}).splitlines()[-1]
+    assert uncalibrated.startswith("The halting head was never calibrated") and "--resume" in uncalibrated
+    assert "does not pay" not in cli.format_evaluation({**result, "halting_calibrated": False})
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("onnx", "model.onnx"), ("torchscript", "model.ts")])
@@ -188,21 +192,25 @@ def test_unexpected_errors_point_to_a_log_with_the_traceback(monkeypatch):
     log.unlink()
 
 
-def test_first_ctrl_c_stops_training_gracefully_with_exit_130(tmp_path, monkeypatch):
+@pytest.mark.parametrize("sent, said", [(signal.SIGINT, "\nstopping after this step"),
+                                         (signal.SIGTERM, "terminated: stopping after this step")])
+def test_first_ctrl_c_or_sigterm_stops_training_gracefully_with_exit_130(tmp_path, monkeypatch, sent, said):
     (tmp_path / "run.toml").write_text(TINY_RUN)
     original = cli.TrainingProgress._on_started
+    before = signal.getsignal(signal.SIGTERM)
 
     def press_ctrl_c(self, data):
         original(self, data)
-        os.kill(os.getpid(), signal.SIGINT)  # handled by the CLI: trainer.stop(), not KeyboardInterrupt
+        os.kill(os.getpid(), sent)  # handled by the CLI: trainer.stop(), not KeyboardInterrupt or death
 
     monkeypatch.setattr(cli.TrainingProgress, "_on_started", press_ctrl_c)
     code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--device", "cpu", "--runs-dir", tmp_path)
     assert code == 130, err
-    assert "stopping after this step" in err
+    assert said in err
     assert (tmp_path / "tiny" / "checkpoints" / "last.pt").is_file()
     assert json.loads((tmp_path / "tiny" / "status.json").read_text())["state"] == "stopped"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_no_arguments_opens_the_app(monkeypatch):
@@ -660,3 +668,17 @@ def test_a_run_that_cannot_start_for_its_data_is_bad_input_like_in_the_other_com
     assert code == 2 and err.startswith("error: MNIST not found") and str(tmp_path / "nowhere") in err
     code, _, err = run_cli("evaluate", tmp_path / "missing.pt")
     assert code == 2
+
+
+def test_info_shows_each_plugin_as_the_gui_and_the_log_do():
+    from iamnn_studio.engine.plugins import PluginReport
+
+    good = PluginReport("depthwise_block", "plugins/depthwise_block.py", True, contributes=(("blocks", "depthwise"),))
+    bad = PluginReport("boom", "plugins/boom.py", False, error="RuntimeError: boom (at boom.py:2)")
+    info = {"iamnn_studio": "0", "python": "3", "torch": "2", "cuda": {"available": False},
+            "system": {"gpu_message": "none", "cpu_count": 2, "ram_total": 2**30}, "datasets": {},
+            "plugins": [{"name": r.name, "source": r.source, "ok": r.ok, "error": r.error,
+                         "contributes": [list(c) for c in r.contributes]} for r in (good, bad)]}
+    lines = cli.format_info(info).splitlines()
+    assert "  " + good.line() in lines and "  " + bad.line() in lines
+    assert "  boom: FAILED, RuntimeError: boom (at boom.py:2) [plugins/boom.py]" in lines

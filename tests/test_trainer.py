@@ -405,9 +405,18 @@ def test_resuming_a_completed_run_says_so_and_leaves_it_alone(tmp_runs, uninterr
     recorder = Recorder()
     result = Trainer(None, run_dir=uninterrupted.run_dir, resume=True, listeners=[recorder]).run()
     assert result.state == "failed" and "already completed" in result.reason
+    assert f"--init-from {uninterrupted.run_dir}" in result.reason  # how to train it longer
     assert recorder.kinds() == ["failed"]
     assert json.loads((uninterrupted.run_dir / "status.json").read_text())["state"] == "completed"
     assert (uninterrupted.run_dir / "metrics.jsonl").read_bytes() == before
+
+
+def test_resuming_a_run_that_reached_its_step_limit_says_so(tmp_runs):
+    capped = Trainer(tiny_config(epochs=2, max_steps=3), runs_dir=tmp_runs).run()
+    assert capped.state == "completed" and capped.reason == "max_steps", capped.reason
+    result = Trainer(None, run_dir=capped.run_dir, resume=True).run()
+    assert result.state == "failed" and "reached its step limit (3 steps)" in result.reason
+    assert "already completed" not in result.reason and "--init-from" in result.reason
 
 
 def test_resuming_a_folder_without_checkpoint_explains_why(tmp_runs):

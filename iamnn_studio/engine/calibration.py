@@ -1,7 +1,7 @@
 """The calibrated-halting recipe: an anytime backbone, then a halting head fitted on stop labels.
 
 Why: trained with Graves' N + R ponder cost, the halting collapses to the same ~2 iterations
-for every image (``research/adaptivity.md`` section 1). What gives per-image compute that
+for every image (``docs/research/adaptivity.md`` section 1). What gives per-image compute that
 tracks difficulty (section 3, recipe 1):
 
 1. Train the shared blocks so that *any* iteration count works: every batch runs at a sampled

@@ -60,7 +60,7 @@ class ModelConfig:
     ablation) or ``max`` (every iteration up to the cap, no halting).
     ``halting`` selects how the adaptive head is trained and read: ``calibrated``
     (default: an anytime backbone plus a halting head fitted afterwards on held-out
-    stop labels, see ``research/adaptivity.md``) or ``act`` (Graves' ACT with the
+    stop labels, see ``docs/research/adaptivity.md``) or ``act`` (Graves' ACT with the
     N + R ponder cost, exactly as the paper describes it).
     """
 

@@ -1,7 +1,7 @@
 """Evaluate a trained model on a split and write what ``eval.json`` holds.
 
 Beyond accuracy this measures whether the compute really adapts to each image, as
-``research/adaptivity.md`` section 6 asks: per-image MAC statistics, per-block iteration
+``docs/research/adaptivity.md`` section 6 asks: per-image MAC statistics, per-block iteration
 histograms (paper Fig. 2), the cheapest and dearest images (paper Fig. 3), whether MACs track
 difficulty (Spearman correlation with a full-depth pass's loss, wrong vs right images, per class),
 a collapse alarm, a random-allocation control, and the accuracy-vs-MACs curves of the halting

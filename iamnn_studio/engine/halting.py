@@ -11,7 +11,7 @@ Graves (2016), "Adaptive Computation Time for Recurrent Neural Networks", eqs. (
 
 ``1 - eps`` is the *threshold*; the studio lets users move it on a trained model.
 
-The calibrated halting (the studio's default; see ``research/adaptivity.md``) reads the same
+The calibrated halting (the studio's default; see ``docs/research/adaptivity.md``) reads the same
 head as a hazard: h_n = P(stop at n | not stopped before), so the cumulative halting score
 is c_n = 1 - prod_{j<=n} (1 - h_j) and the block halts at the first n with c_n >= threshold.
 The output is then the state at the halting iteration (hard exit, weight 1).

@@ -2,7 +2,7 @@
 
 An adaptive model is worth its halting only if, at the MACs it spends, it is more accurate than
 simply running every image for a fixed number of iterations per block (and than dealing the same
-iteration vectors to the images at random, ``research/adaptivity.md`` section 6). Both controls
+iteration vectors to the images at random, ``docs/research/adaptivity.md`` section 6). Both controls
 are in an evaluation (``evaluate``'s ``sweep.fixed`` and ``adaptivity.random_allocation``); this
 module reads them off and says, in one sentence, what a user should run. Pure Python on the
 evaluation dict: it works on any ``eval.json``, old or new, and needs no torch.

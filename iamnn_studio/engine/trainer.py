@@ -319,9 +319,12 @@ class Trainer:
             )
         if state.get("training_done") and (state.get("halting_fitted") or not self._needs_calibration(saved)) \
                 and run.eval_path.exists():
+            capped = saved.max_steps is not None and int(state.get("step") or 0) >= saved.max_steps
+            done = (f"reached its step limit ({saved.max_steps} steps)" if capped
+                    else f"already completed all {state.get('epoch')} epochs")
             raise TrainingFailed(
-                f"{name} already completed all {state.get('epoch')} epochs and its evaluation: nothing to resume "
-                "(start a new run to train longer)"
+                f"{name} {done} and its evaluation: nothing to resume; to train it longer, start a new run from "
+                f"its weights (init_from = {str(run.path)!r}; train --init-from {run.path})"
             )
         self._run_path = run.path  # self.run_dir waits until the run really continues: until then a
         self._last_good_checkpoint = run.last_checkpoint  # failed attempt leaves the folder as it was

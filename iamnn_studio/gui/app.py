@@ -79,7 +79,7 @@ def display_problem(environ=os.environ, platform: str = sys.platform) -> str | N
 
 def main(argv: list[str] | None = None) -> int:
     # Before torch can load (it loads later, in the engine loader): OpenMP threads that spin while
-    # idle steal the UI thread's core on small machines (shared/research/ui-lag.md).
+    # idle steal the UI thread's core on small machines (docs/research/ui-lag.md).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     tune_malloc()  # large CPU activations reuse heap memory instead of page-faulting in fresh maps
     args = parse_args(sys.argv[1:] if argv is None else argv)
