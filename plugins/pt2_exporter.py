@@ -11,6 +11,7 @@ archive's extra file ``iamnn_studio.json``. Load it with::
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
@@ -43,8 +44,12 @@ def export_pt2(checkpoint: Checkpoint, path: Path, *, batch_size: int = 1) -> No
             raise ExportError(f"pt2 export failed: {_first_line(exc2)}") from None
         batch = f"fixed:{batch_size}"
     extra = {METADATA_FILE: json.dumps({**metadata(checkpoint), "batch": batch})}
-    with open(path, "wb") as file:  # a file object: the temporary name does not end in .pt2
-        torch.export.save(program, file, extra_files=extra)
+    # Into memory, then written by Python: the archive writer's C++ aborts the process when the disk
+    # fills mid-file (Python raises OSError), and a file object keeps torch from warning that the
+    # studio's temporary name does not end in .pt2.
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files=extra)
+    path.write_bytes(buffer.getvalue())
 
 
 def _prepared(checkpoint: Checkpoint, batch_size: int) -> tuple[FixedGraph, Tensor]:

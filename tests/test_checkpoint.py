@@ -176,6 +176,34 @@ def test_foreign_zip_and_foreign_torch_files_are_refused(tmp_path):
         load_checkpoint(tmp_path / "weights.pt")
 
 
+def test_a_torchscript_export_is_named_as_one_without_torchs_warning(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated; users still have such files
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(tmp_path / "exported.pt"))
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(CheckpointError) as refused:
+        warnings.simplefilter("always")
+        load_checkpoint(tmp_path / "exported.pt")
+    assert str(refused.value).startswith("exported.pt is a TorchScript export, not an IamNN Studio checkpoint")
+    assert "weights_only" not in str(refused.value) and not [w for w in caught if "TorchScript" in str(w.message)]
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("mean", [0.5, 0.5, 0.5], "normalisation mean [0.5, 0.5, 0.5] does not fit a model of 1 input channel"),
+    ("mean", 0.5, "normalisation mean is not a list of numbers"),
+    ("std", [0.0], "normalisation std [0.0] must be positive"),
+    ("std", [float("nan")], "normalisation std [nan] does not fit"),
+])
+def test_a_checkpoint_whose_normalisation_cannot_work_is_refused_at_load(tmp_path, key, value, words):
+    save_tiny(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    payload[key] = value
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match=r"^edited.pt is damaged: its " + words.replace("[", r"\[").replace("]", r"\]")):
+        load_checkpoint(tmp_path / "edited.pt")
+
+
 def test_missing_file_and_folder_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint: .*nope.pt"):
         load_checkpoint(tmp_path / "nope.pt")

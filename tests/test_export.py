@@ -89,11 +89,43 @@ def test_unwritable_destinations_are_refused_before_any_work(tmp_path):
     save_varied_checkpoint(tmp_path / "model.pt")
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    with pytest.raises(ExportError, match="cannot write .*model.ts"):
+    with pytest.raises(ExportError, match="cannot write .*model.ts: .*a-file is a file, not a folder"):
         export_checkpoint(tmp_path / "model.pt", "torchscript", blocker / "model.ts")
     with pytest.raises(ExportError, match="it is a folder"):
         export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "model.pt"]
+
+
+def test_exporting_onto_the_checkpoint_itself_is_refused(tmp_path):
+    save_varied_checkpoint(tmp_path / "model.pt")
+    before = (tmp_path / "model.pt").read_bytes()
+    with pytest.raises(ExportError, match="it is the checkpoint being exported"):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "." / "model.pt")
+    assert (tmp_path / "model.pt").read_bytes() == before
+
+
+def test_a_full_disk_is_a_sentence_and_leaves_no_file(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from pathlib import Path
+
+    import iamnn_studio.engine.export as export
+
+    save_varied_checkpoint(tmp_path / "model.pt")
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(export.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=1024))
+    with pytest.raises(ExportError, match=r"cannot write .*model.ts: about \d+ MB are needed and 0 MB are free"):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts")
+    monkeypatch.setattr(export.shutil, "disk_usage", real_usage)
+
+    # the disk fills while writing: TorchScript's archive is built in memory, so Python's write fails cleanly
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", no_space)
+    with pytest.raises(ExportError, match="cannot write .*model.ts: No space left on device"):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
 
 def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):

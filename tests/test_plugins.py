@@ -451,3 +451,29 @@ def test_pt2_export_falls_back_to_a_fixed_batch(tmp_path, shipped_plugins, monke
     exported, meta = load_pt2(out)
     assert meta["batch"] == "fixed:3" and "Constraints violated" in caplog.text
     assert_same_answers(exported, model, varied_images(3, seed=3).images)
+
+
+def test_a_dataset_from_a_plugin_works_in_the_cli_without_loading_plugins_first(plugin_dir, tmp_path, capsys):
+    from iamnn_studio import cli
+    from iamnn_studio.engine.config import RunConfig
+
+    write(plugin_dir, "more_shapes.py", """
+        from iamnn_studio.engine.data.synthetic import SyntheticProvider
+
+        class MoreShapes(SyntheticProvider):
+            label = "More shapes"
+
+        def register(api):
+            api.datasets.register("more-shapes", MoreShapes())
+    """)
+    assert "more-shapes" not in DATASETS  # nothing has loaded the plugins yet
+    target = tmp_path / "run.toml"
+    assert cli.main(["train", "--dataset", "more-shapes", "--save-config", str(target)]) == 0, capsys.readouterr().err
+    assert RunConfig.load(target).data.name == "more-shapes"
+
+
+def test_a_plugin_that_prints_while_loading_keeps_stdout_clean(plugin_dir, capsys):
+    write(plugin_dir, "chatty.py", block_plugin("chatty", extra='print("hello from a plugin")'))
+    plugins.load_plugins()
+    out, err = capsys.readouterr()
+    assert "hello from a plugin" not in out and "hello from a plugin" in err  # stdout may carry --json

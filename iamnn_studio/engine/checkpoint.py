@@ -10,6 +10,7 @@ file can be wrong ends in a ``CheckpointError`` with one sentence saying what is
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import shutil
@@ -170,19 +171,45 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     classes = [str(c) for c in payload.get("classes") or []]
     if len(classes) != config.num_classes:
         raise CheckpointError(f"{path.name}: {len(classes)} class names for a model with {config.num_classes} classes")
+    mean, std = _normalisation(path, payload, config)
+    metrics = payload.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        notes.append("the metrics stored in the checkpoint could not be read")
+        metrics = {}
     return Checkpoint(
         model=model,
         model_config=config,
         classes=classes,
-        mean=tuple(float(m) for m in payload["mean"]),
-        std=tuple(float(s) for s in payload["std"]),
+        mean=mean,
+        std=std,
         path=path,
         run_config=run_config,
-        metrics=dict(payload.get("metrics") or {}),
+        metrics=dict(metrics),
         training_state=payload.get("training_state"),
         format_version=int(payload["format_version"]),
         notes=notes,
     )
+
+
+def _normalisation(path: Path, payload: dict[str, Any], config: ModelConfig) -> tuple[tuple[float, ...], ...]:
+    """(mean, std) per input channel, checked here so that a bad pair is a sentence, not a broadcast
+    error at the first prediction."""
+    pair = []
+    for key in ("mean", "std"):
+        values = payload[key]
+        if isinstance(values, torch.Tensor):
+            values = values.flatten().tolist()
+        try:
+            numbers = tuple(float(v) for v in values)
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{path.name} is damaged: its normalisation {key} is not a list of numbers") from None
+        if len(numbers) != config.in_channels or not all(math.isfinite(v) for v in numbers):
+            raise CheckpointError(f"{path.name} is damaged: its normalisation {key} {list(numbers)} does not fit a "
+                                  f"model of {config.in_channels} input channel(s)")
+        pair.append(numbers)
+    if any(v <= 0 for v in pair[1]):
+        raise CheckpointError(f"{path.name} is damaged: its normalisation std {list(pair[1])} must be positive")
+    return pair[0], pair[1]
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
@@ -205,7 +232,11 @@ def _read_payload(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{name} is damaged or incomplete (truncated? its zip directory is missing)")
     try:
         with zipfile.ZipFile(path) as archive:
-            if not any(n.endswith("/data.pkl") for n in archive.namelist()):
+            names = archive.namelist()
+            if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):  # what torch.jit.save writes
+                raise CheckpointError(f"{name} is a TorchScript export, not an IamNN Studio checkpoint: open the "
+                                      "checkpoint it was exported from (torch.jit.load reads the export)")
+            if not any(n.endswith("/data.pkl") for n in names):
                 raise CheckpointError(f"{name} is not an IamNN Studio checkpoint (a zip file, but not a PyTorch one)")
             damaged = archive.testzip()  # CRC of every entry: catches flipped bytes torch would not notice
     except (zipfile.BadZipFile, OSError, EOFError) as exc:

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -90,7 +91,10 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
         raise ExportError(f"batch size must be a positive integer, got {batch_size!r}")
     out_path = Path(out_path)
     _check_writable(out_path)
+    if _same_file(out_path, Path(ckpt_path)):
+        raise ExportError(f"cannot write {out_path}: it is the checkpoint being exported; choose another file name")
     checkpoint = load_checkpoint(ckpt_path)
+    _check_free_space(out_path, Path(ckpt_path))
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -108,12 +112,41 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
 def _check_writable(out_path: Path) -> None:
     if out_path.is_dir():
         raise ExportError(f"cannot write {out_path}: it is a folder; give a file name")
+    for parent in out_path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ExportError(f"cannot write {out_path}: {parent} is a file, not a folder")
+            break
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_path.parent):
             pass
     except OSError as exc:
         raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+#: An export holds the checkpoint's weights (once, in float32) plus a graph of a few hundred kB.
+EXPORT_SIZE_MARGIN = 4 * 2**20
+
+
+def _check_free_space(out_path: Path, ckpt_path: Path) -> None:
+    """Refuse an export that cannot fit: some exporters' C++ writers abort the whole process (the
+    app included) when the disk fills up in the middle of a file, instead of raising."""
+    try:
+        needed = 2 * ckpt_path.stat().st_size + EXPORT_SIZE_MARGIN
+        free = shutil.disk_usage(out_path.parent).free
+    except OSError:
+        return  # cannot tell: the write itself will say
+    if free < needed:
+        raise ExportError(f"cannot write {out_path}: about {needed / 2**20:.0f} MB are needed and "
+                          f"{free / 2**20:.0f} MB are free there")
 
 
 def metadata(checkpoint: Checkpoint) -> dict[str, str]:
@@ -152,6 +185,8 @@ def export_onnx(checkpoint: Checkpoint, path: Path, *, batch_size: int = 1) -> N
     batch = "dynamic"
     try:
         _onnx_export(graph, example, path, dynamic=True)
+    except OSError:  # the file could not be written: a fixed batch would not help
+        raise
     except Exception as exc:  # noqa: BLE001 - any exporter failure: fall back, say why
         log.warning("ONNX export with a dynamic batch failed (%s); exported with a fixed batch of %d",
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, batch_size)
@@ -192,7 +227,11 @@ def export_torchscript(checkpoint: Checkpoint, path: Path, *, batch_size: int = 
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, message=r"torch\.tensor results")
         traced = torch.jit.trace(graph, (example,))
         extra = {"iamnn_studio.json": json.dumps({**metadata(checkpoint), "batch": "dynamic"})}
-        torch.jit.save(traced, str(path), _extra_files=extra)
+        # Into memory first: TorchScript's C++ writer aborts the process if the disk fills mid-file;
+        # Python's own write raises OSError instead.
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files=extra)
+        path.write_bytes(buffer.getvalue())
 
 
 EXPORTERS.register("onnx", Exporter("onnx", "ONNX (onnxruntime and most runtimes)", ".onnx", export_onnx))

@@ -16,6 +16,7 @@ logged and reported in one line (:func:`plugin_reports`, shown by ``iamnn-studio
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
@@ -364,9 +365,11 @@ def load_plugins(extra_dirs: Iterable[str | os.PathLike] | None = None, *, force
             return list(_reports)
         if force:
             unload_plugins()
-        for candidate in _discover(extra_dirs):
-            if candidate.source not in _loaded:
-                _loaded[candidate.source] = _load_one(candidate)
+        # A plugin that prints while it loads must not corrupt what the CLI writes on stdout (JSON).
+        with contextlib.redirect_stdout(sys.stderr):
+            for candidate in _discover(extra_dirs):
+                if candidate.source not in _loaded:
+                    _loaded[candidate.source] = _load_one(candidate)
         _reports = list(_loaded.values())
         _done = True
         return list(_reports)

@@ -8,6 +8,7 @@ user sees the compute (and sometimes the answer) change. Torch work runs in a ba
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -662,11 +663,14 @@ def _read_preview(path: str) -> QImage | None:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as pil:
-            pil.draft("RGB", (PREVIEW_SIZE, PREVIEW_SIZE))  # JPEG: decode at a reduced scale
-            pil = ImageOps.exif_transpose(pil)
-            pil.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
-            return _pil_to_qimage(pil)
+        # a big photo (PIL warns past 89 Mpx, refuses past twice that) is shrunk anyway: no warning on stderr
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as pil:
+                pil.draft("RGB", (PREVIEW_SIZE, PREVIEW_SIZE))  # JPEG: decode at a reduced scale
+                pil = ImageOps.exif_transpose(pil)
+                pil.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+                return _pil_to_qimage(pil)
     except UnidentifiedImageError:
         pass
     except Exception:  # PIL knows the format and the file is damaged, too large or unreadable

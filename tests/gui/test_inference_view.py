@@ -299,3 +299,16 @@ def test_a_colour_photo_on_a_greyscale_model_says_how_it_was_read(qtbot, view, f
     assert not photo_card.notes_label.isHidden()
     assert "colours converted to greyscale" in plain(photo_card.notes_label)
     assert "resized from 64×48" in plain(photo_card.notes_label)
+
+
+def test_previewing_a_very_large_picture_warns_nobody(files, monkeypatch):
+    import warnings
+
+    from iamnn_studio.gui.inference_view import _read_preview
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the 40x30 photo is now past PIL's warning size
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        preview = _read_preview(str(files["image"]))
+    assert preview is not None and (preview.width(), preview.height()) == (40, 30)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

@@ -21,10 +21,20 @@ __all__ = [
 ]
 
 
+def dataset_provider(name: str) -> DatasetProvider:
+    """The provider registered as ``name``; a name not (yet) known loads the plugins first, so a dataset a
+    plugin adds works wherever a built-in one does (the CLI loads plugins only when something asks)."""
+    if name not in DATASETS:
+        from ..plugins import load_plugins
+
+        load_plugins()
+    return DATASETS.get(name)  # ValueError naming the known datasets
+
+
 def load_dataset(cfg: DataConfig, seed: int = 0) -> DatasetBundle:
     """Decode the dataset ``cfg`` names; every user error is a ``ValueError`` saying what to do."""
     cfg.validate()
-    provider = DATASETS.get(cfg.name)
+    provider = dataset_provider(cfg.name)
     _check_options(provider, cfg)
     bundle = provider.load(cfg, seed=seed)
     if cfg.image_size is not None and bundle.image_size != cfg.image_size:
@@ -55,7 +65,7 @@ def declared_input_shape(cfg: DataConfig) -> InputShape | None:
     options (``load_dataset`` then says what is wrong).
     """
     try:
-        shape = DATASETS.get(cfg.name).input_shape(cfg)
+        shape = dataset_provider(cfg.name).input_shape(cfg)
     except ValueError:
         return None
     if shape is not None and cfg.image_size is not None:
@@ -65,7 +75,7 @@ def declared_input_shape(cfg: DataConfig) -> InputShape | None:
 
 def default_augment(name: str) -> str:
     """The augmentation that suits dataset ``name`` (``crop`` for digits, which must not be mirrored)."""
-    return DATASETS.get(name).default_augment
+    return dataset_provider(name).default_augment
 
 
 def _check_options(provider: DatasetProvider, cfg: DataConfig) -> None:
