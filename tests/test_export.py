@@ -132,3 +132,19 @@ def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         export_checkpoint(tmp_path / "nope.pt", "onnx", tmp_path / "model.onnx")
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_exporting_a_never_calibrated_model_warns_what_its_iterations_mean(tmp_path, caplog):
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.model import build_model
+
+    model = build_model(tiny_config(threshold=None)).eval()  # calibrated recipe, head never fitted
+    save_checkpoint(tmp_path / "raw.pt", model, classes=CLASSES, mean=MEAN, std=STD)
+    with caplog.at_level("WARNING", logger="iamnn_studio"):
+        export_checkpoint(tmp_path / "raw.pt", "torchscript", tmp_path / "raw.ts")
+    assert any("never calibrated" in r.getMessage() for r in caplog.records)  # the CLI prints it as a note
+    caplog.clear()
+    save_varied_checkpoint(tmp_path / "fitted.pt")
+    with caplog.at_level("WARNING", logger="iamnn_studio"):
+        export_checkpoint(tmp_path / "fitted.pt", "torchscript", tmp_path / "fitted.ts")
+    assert not any("never calibrated" in r.getMessage() for r in caplog.records)

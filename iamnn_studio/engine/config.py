@@ -85,6 +85,11 @@ class ModelConfig:
 
     # ------------------------------------------------------------------ derived
     @property
+    def halting_uncalibrated(self) -> bool:
+        """A calibrated-halting IamNN whose head was never fitted (its run stopped before calibration)."""
+        return self.architecture == "iamnn" and self.halting == "calibrated" and self.threshold is None
+
+    @property
     def caps(self) -> tuple[int, ...]:
         """Maximum iterations per block."""
         if self.iterations is not None:

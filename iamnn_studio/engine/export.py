@@ -95,6 +95,8 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
         raise ExportError(f"cannot write {out_path}: it is the checkpoint being exported; choose another file name")
     checkpoint = load_checkpoint(ckpt_path)
     _check_free_space(out_path, Path(ckpt_path))
+    for caveat in export_caveats(checkpoint):
+        log.warning("%s", caveat)  # the CLI prints warnings as notes; the GUI asks export_caveats itself
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -123,6 +125,15 @@ def _check_writable(out_path: Path) -> None:
             pass
     except OSError as exc:
         raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+
+
+def export_caveats(checkpoint: Checkpoint) -> list[str]:
+    """What the user should know about exporting this checkpoint as it is, in sentences."""
+    config = checkpoint.model_config
+    if config.architecture == "iamnn" and config.mode == "adaptive" and config.halting_uncalibrated:
+        return ["this model's halting head was never calibrated (its run stopped before calibration), so the "
+                "export's adaptive iterations mean little; resume the run to calibrate it, then export"]
+    return []
 
 
 def _same_file(a: Path, b: Path) -> bool:

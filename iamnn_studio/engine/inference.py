@@ -245,8 +245,7 @@ class Predictor:
     def uncalibrated(self) -> bool:
         """A calibrated-halting IamNN whose head was never fitted (its run stopped before calibration):
         its adaptive iteration counts mean little until the run is resumed."""
-        config = self.model_config
-        return config.architecture == "iamnn" and config.halting == "calibrated" and config.threshold is None
+        return self.model_config.halting_uncalibrated
 
     @property
     def threshold(self) -> float:

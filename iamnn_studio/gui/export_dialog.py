@@ -6,6 +6,7 @@ indicator, and ends with the written path or a one-line error.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,9 @@ COPY_LABEL = "Checkpoint copy (IamNN Studio and the CLI)"
 #: Shown until the registry is read; the real labels replace these.
 KNOWN_FORMATS = (("onnx", "ONNX (onnxruntime and most runtimes)", ".onnx"),
                  ("torchscript", "TorchScript (libtorch, deprecated)", ".pt"))
-FIXED_GRAPH_NOTE = ("The exported graph computes every iteration and applies the halting as masks: the same "
-                    "answers, iterations and MAC figures as here, but no compute is saved at run time.")
+FIXED_GRAPH_NOTE = ("The exported graph computes every iteration and applies the halting as masks: the "
+                    "checkpoint's answers, iterations and MAC figures at its saved mode and threshold (not the Use "
+                    "tab's settings), but no compute is saved at run time.")
 
 
 class ExportDialog(QDialog):
@@ -200,23 +202,35 @@ class ExportDialog(QDialog):
 
     # ================================================================ paths
     def _suggest_output(self) -> None:
-        """Name the output after the checkpoint, with the format's suffix (unless the user typed one)."""
+        """Name the output after the checkpoint, with the format's suffix. A path the user typed keeps
+        its folder and name: a folder gets the suggested file name inside it, and only a suffix of
+        one of the formats is swapped ("model.onnx" -> "model.pt"; "model.v2" -> "model.v2.onnx")."""
         checkpoint = self.checkpoint_edit.text().strip() if hasattr(self, "checkpoint_edit") else ""
         if not checkpoint or not hasattr(self, "output_edit"):
             return
         suffix = self._suffixes.get(self.format_combo.currentData(), "")
-        if self._output_edited and self.output_edit.text().strip():
-            current = Path(self.output_edit.text().strip())
-            self.output_edit.setText(str(current.with_suffix(suffix)) if suffix else str(current))
+        folder, name = self._suggested_name(Path(checkpoint), suffix)
+        typed = self.output_edit.text().strip()
+        if not (self._output_edited and typed):
+            self.output_edit.setText(str(folder / name))
             return
-        source = Path(checkpoint)
+        current = Path(typed).expanduser()
+        if typed.endswith(("/", os.sep)) or current.name in ("", ".", "..") or current.is_dir():
+            self.output_edit.setText(str(current / name))
+        elif current.suffix in {*self._suffixes.values(), ".pt"}:
+            self.output_edit.setText(str(current.with_suffix(suffix)))
+        elif suffix:
+            self.output_edit.setText(str(current.with_name(current.name + suffix)))
+
+    def _suggested_name(self, source: Path, suffix: str) -> tuple[Path, str]:
+        """(folder, file name) for an export of ``source``: runs/<run>/checkpoints/best.pt -> runs/<run>-best.onnx."""
         in_run = source.parent.name == "checkpoints"  # runs/<run>/checkpoints/best.pt
         folder = source.parent.parent if in_run else source.parent
         stem = f"{folder.name}-{source.stem}" if in_run else source.stem
         fmt = self.format_combo.currentData()
         if suffix == source.suffix:  # a .pt next to a .pt: say what it is
             stem += "-copy" if fmt == COPY else f".{fmt}"
-        self.output_edit.setText(str(folder / f"{stem}{suffix}"))
+        return folder, f"{stem}{suffix}"
 
     def _on_checkpoint_changed(self, text: str) -> None:
         self._clear_result()
@@ -281,8 +295,11 @@ class ExportDialog(QDialog):
 
         def work(report):
             if fmt == COPY:
-                return str(_copy_checkpoint(source, target))
-            return str(import_engine("export").export_checkpoint(source, fmt, target))
+                return str(_copy_checkpoint(source, target)), []
+            export = import_engine("export")
+            path = export.export_checkpoint(source, fmt, target)
+            caveats = export.export_caveats(import_engine("checkpoint").load_checkpoint(source))
+            return str(path), caveats
 
         self.result.hide()
         self.busy_widget.show()
@@ -290,10 +307,12 @@ class ExportDialog(QDialog):
         self._update_buttons()
         return True
 
-    def _on_exported(self, path: str) -> None:
+    def _on_exported(self, outcome: tuple[str, list[str]]) -> None:
+        path, caveats = outcome
         self.busy_widget.hide()
         self.last_path, self.last_error = path, None
-        self.result.show_message(f"Exported to {path}", "info")
+        caveat = "".join(f" Note: {c[0].upper()}{c[1:]}." for c in caveats)
+        self.result.show_message(f"Exported to {path}.{caveat}", "warning" if caveats else "info")
         self.reveal_button.show()
         self._fit_height()
         self._update_buttons()

@@ -476,6 +476,10 @@ class InferenceView(QWidget):
 
         self._runner.submit(work, done, failed)
 
+    def checkpoint_path(self) -> str | None:
+        """The checkpoint open in this view, or None."""
+        return self._checkpoint_path if self._predictor is not None else None
+
     def _on_checkpoint(self, path: str, predictor: Any, description: dict, mean_test_macs: float | None) -> None:
         self._predictor = predictor
         self._checkpoint_path = path

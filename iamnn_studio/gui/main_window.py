@@ -444,14 +444,22 @@ class MainWindow(QMainWindow):
             try:
                 from .export_dialog import ExportDialog
 
-                checkpoint = self.training.checkpoint_path() or self.last_checkpoint or None
-                dialog = ExportDialog(checkpoint, self)
+                dialog = ExportDialog(self.export_source(), self)
             except Exception as error:
                 self._error("Export is unavailable", f"{type(error).__name__}: {error}")
                 return
             dialog.exec()
 
         self.when_ready(job)
+
+    def export_source(self) -> str | None:
+        """The checkpoint File > Export starts from: the one open in the Use tab while that tab is shown,
+        else the current run's, else the last one opened."""
+        use = self.view("Use")
+        in_use = use.checkpoint_path() if use is not None and hasattr(use, "checkpoint_path") else None
+        if in_use and self.tabs.tabText(self.tabs.currentIndex()) == "Use":
+            return in_use
+        return self.training.checkpoint_path() or in_use or self.last_checkpoint or None
 
     @Slot()
     def paste(self) -> None:

@@ -220,3 +220,19 @@ def test_an_unexpected_error_in_a_slot_is_one_sentence_in_the_window_with_a_log(
     log = Path(message.rsplit("Details: ", 1)[1])
     assert "Traceback" in log.read_text() and "no such column" in log.read_text()
     log.unlink()
+
+
+def test_file_export_starts_from_the_checkpoint_open_in_the_use_tab(qtbot, window, tmp_path, monkeypatch):
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.config import ModelConfig
+    from iamnn_studio.engine.model import build_model
+
+    model = build_model(ModelConfig(iterations=(1, 1, 1, 1), width=4, image_size=16, num_classes=2)).eval()
+    opened = save_checkpoint(tmp_path / "opened.pt", model, classes=["a", "b"], mean=[0.5], std=[0.25])
+    with qtbot.waitSignal(window.view("Use").checkpoint_loaded, timeout=30_000):
+        window.open_checkpoint(str(opened))
+    monkeypatch.setattr(window.training, "checkpoint_path", lambda: str(tmp_path / "the-run" / "best.pt"))  # a run
+    window._select_tab("Use")
+    assert window.export_source() == str(opened)  # what the user is looking at
+    window._select_tab("Train")
+    assert window.export_source() == str(tmp_path / "the-run" / "best.pt")

@@ -101,3 +101,29 @@ def test_a_missing_checkpoint_is_refused_at_once(dialog, tmp_path):
     dialog.output_edit.setText(str(tmp_path / "out.onnx"))
     assert dialog.start_export() is False
     assert "No checkpoint file" in dialog.last_error
+
+
+def type_output(dialog, text: str) -> None:
+    dialog.output_edit.setText(text)
+    dialog.output_edit.textEdited.emit(text)  # as a user's typing does
+
+
+def test_a_typed_output_keeps_its_folder_and_name_when_the_format_changes(dialog, checkpoint, tmp_path):
+    run = checkpoint.parent.parent.name
+    assert dialog.set_format("onnx")
+    type_output(dialog, str(tmp_path) + "/")  # a folder: the suggested file name goes inside it
+    assert dialog.set_format("torchscript")
+    assert dialog.output_edit.text() == str(tmp_path / f"{run}-best.torchscript.pt")  # was: <tmp_path>.pt beside it
+    type_output(dialog, ".")
+    assert dialog.set_format("onnx")  # was: ValueError from Path('.').with_suffix
+    assert dialog.output_edit.text().endswith(".onnx") and dialog.output_edit.text() != ".onnx"
+    type_output(dialog, str(tmp_path / "model.v2"))
+    assert dialog.set_format("torchscript")
+    assert dialog.output_edit.text() == str(tmp_path / "model.v2.pt")  # the user's ".v2" is part of the name
+    assert dialog.set_format("onnx")
+    assert dialog.output_edit.text() == str(tmp_path / "model.v2.onnx")  # a format's own suffix is swapped
+
+
+def test_exporting_a_never_calibrated_model_says_what_it_means(qtbot, dialog, tmp_path):
+    export(qtbot, dialog, "onnx", tmp_path / "model.onnx")  # the fixture's halting head was never fitted
+    assert "never calibrated" in dialog.result.text() and dialog.result.kind == "warning"
