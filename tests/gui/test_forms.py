@@ -335,3 +335,15 @@ def test_start_from_weights_needs_an_existing_checkpoint_and_reaches_the_config(
     form.training.init_from.clear()
     form.training.init_from.textEdited.emit("")
     assert form.config().init_from is None  # empty: new weights
+
+
+def test_the_dataset_list_says_what_each_dataset_needs():
+    from iamnn_studio.gui.forms.dataset_panel import ProviderEntry, _availability_word
+
+    def entry(**kwargs):
+        return ProviderEntry(**{"name": "x", "label": "X", "description": "", "available": False, "reason": "", **kwargs})
+
+    assert _availability_word(entry(available=True)) == "available offline"
+    assert _availability_word(entry(reason="not found in ~/datasets")) == "needs download"
+    assert _availability_word(entry(reason="not found", downloadable=False)) == "files not found"
+    assert _availability_word(entry(reason="cannot check: offline check exploded")) == "cannot check"

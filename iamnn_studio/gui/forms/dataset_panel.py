@@ -168,8 +168,8 @@ class DatasetPanel(FormCard):
         self._entries = {e.name: e for e in entries}
         self.provider.blockSignals(True)
         self.provider.set_choices(
-            (f"{e.label}  ·  {'available offline' if e.available else 'needs download'}"
-             if e.name != "imagefolder" else f"{e.label}  ·  your own images", e.name)
+            (f"{e.label}  ·  {_availability_word(e)}" if e.name != "imagefolder" else f"{e.label}  ·  your own images",
+             e.name)
             for e in entries
         )
         for index, entry in enumerate(entries):
@@ -383,3 +383,12 @@ def thumbnail(image: np.ndarray, size: int) -> QPixmap:
         qimage = QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888)
     pixmap = QPixmap.fromImage(qimage.copy())  # copy: the numpy buffer may go away
     return pixmap.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+
+
+def _availability_word(entry: ProviderEntry) -> str:
+    """What the dataset list says beside a dataset's name (its tooltip says why)."""
+    if entry.available:
+        return "available offline"
+    if str(entry.reason).startswith("cannot check"):  # a plugin's own check failed
+        return "cannot check"
+    return "needs download" if entry.downloadable else "files not found"
