@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from .error_report import install_error_hook
     from .main_window import MainWindow
     from .qt_messages import install_message_filter
+    from .quit_signals import quit_on_signals
     from .style import apply_style
 
     install_message_filter()
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         app.setWindowIcon(QIcon(icon))
     window = MainWindow(runs_dir=args.runs_dir)
     install_error_hook(window.show_unexpected_error)
+    quit_on_signals(app, window.quit_without_asking)  # logout, kill, Ctrl-C: a running run stops with a checkpoint
     window.show()
 
     if args.screenshot:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QByteArray, QEvent, QMimeData, QObject, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -548,6 +549,12 @@ class MainWindow(QMainWindow):
         self.save_state()
         self.training.shutdown()
         event.accept()
+
+    def quit_without_asking(self) -> None:
+        """Logout, ``kill`` or Ctrl-C in the launching terminal: remember the session and end the event
+        loop; ``app.main`` then stops a running run with a checkpoint (``TrainingView.stop_at_exit``)."""
+        self.save_state()
+        QApplication.exit(0)  # not quit(): in Qt 6 that closes the window first, which would ask about the run
 
     def save_state(self) -> None:
         self.geometry_b64 = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")

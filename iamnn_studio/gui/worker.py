@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, Signal, Slot
 
 TERMINAL_EVENTS = ("finished", "failed")
 
@@ -125,7 +125,9 @@ class TrainingSession(QObject):
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.event.connect(self._relay)
-        self._worker.done.connect(self._thread.quit)
+        # Direct: QThread.quit is thread-safe, and a queued call would need the UI's event loop, which
+        # is gone when the app exits with a run going (stop_at_exit would wait for nothing).
+        self._worker.done.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
         self._thread.finished.connect(self._on_thread_finished)
 
     @property
