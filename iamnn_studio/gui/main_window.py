@@ -309,6 +309,7 @@ class MainWindow(QMainWindow):
             _call(runs, "set_runs_dir", self.runs_dir)
             _connect(runs, "open_run", self.open_run_in_study)
             _connect(runs, "continue_run", self.continue_run)
+            _connect(runs, "train_from", self.train_from_run)
             _connect(runs, "use_checkpoint", self.open_checkpoint)
             _connect(runs, "runs_dir_changed", self._on_runs_view_folder)
         use = self.view("Use")
@@ -358,6 +359,30 @@ class MainWindow(QMainWindow):
                 return
             self._select_tab("Train")
             self.training.continue_run(str(run_dir))
+
+        self.when_ready(job)
+
+    @Slot(str)
+    def train_from_run(self, run_dir: str) -> None:
+        """Fill the Train form with the run's settings, starting from its weights under a new name."""
+        def job() -> None:
+            if self.training.is_running:
+                self._error("A run is already training", "Wait for it to end, or stop it first.")
+                return
+            from iamnn_studio.engine.config import RunConfig
+
+            try:
+                config = RunConfig.load(Path(run_dir) / "config.toml")
+            except (OSError, ValueError, TypeError) as error:
+                self._error("Cannot read the run's settings", f"{Path(run_dir).name}: {error}")
+                return
+            config.init_from = str(run_dir)
+            config.name = f"{Path(run_dir).name}-longer"
+            config.max_steps = None
+            self.training.form.set_config(config)
+            self._select_tab("Train")
+            self.statusBar().showMessage(f"Settings of {Path(run_dir).name}, starting from its weights: choose the "
+                                         "epochs (and a smaller learning rate), then Start", 15000)
 
         self.when_ready(job)
 

@@ -67,6 +67,7 @@ class RunsView(QWidget):
     open_run = Signal(str)
     continue_run = Signal(str)
     use_checkpoint = Signal(str)
+    train_from = Signal(str)  # a run folder: a new run starting from its weights
     runs_dir_changed = Signal(str)  # the user picked another runs folder
     refreshed = Signal()
 
@@ -190,13 +191,18 @@ class RunsView(QWidget):
         self.continue_button = QPushButton("Continue training")
         self.continue_button.setToolTip("Resume a stopped or interrupted run from its last checkpoint")
         self.continue_button.clicked.connect(self._emit_continue)
+        self.train_from_button = QPushButton("Train longer…")
+        self.train_from_button.setToolTip("A new run with this run's settings that starts from its best weights "
+                                          "(its own schedule): set the epochs in the Train tab, then Start")
+        self.train_from_button.clicked.connect(self._emit_train_from)
         self.reveal_button = QPushButton("Show folder")
         self.reveal_button.setToolTip("Open the run's folder in the file manager")
         self.reveal_button.clicked.connect(self._reveal)
         actions = QHBoxLayout()
         actions.setSpacing(theme.SPACING)
         actions.addWidget(self.detail, 1)
-        for button in (self.reveal_button, self.continue_button, self.use_button, self.open_button):
+        for button in (self.reveal_button, self.train_from_button, self.continue_button, self.use_button,
+                       self.open_button):
             actions.addWidget(button)
 
         self.banner = MessageBanner()
@@ -277,6 +283,8 @@ class RunsView(QWidget):
         self.continue_button.setEnabled(
             readable and run.status in CONTINUABLE and (Path(run.path) / "checkpoints" / "last.pt").is_file()
         )
+        self.train_from_button.setEnabled(
+            readable and _checkpoint_of(run) is not None and (Path(run.path) / "config.toml").is_file())
         if run is None:
             self.detail.setText("Select a run to open it, use its checkpoint or continue training it."
                                 if self._runs else "")
@@ -305,6 +313,11 @@ class RunsView(QWidget):
         run = self._selected_run()
         if run is not None and self.continue_button.isEnabled():
             self.continue_run.emit(str(run.path))
+
+    def _emit_train_from(self) -> None:
+        run = self._selected_run()
+        if run is not None and self.train_from_button.isEnabled():
+            self.train_from.emit(str(run.path))
 
     def _reveal(self) -> None:
         run = self._selected_run()

@@ -236,3 +236,19 @@ def test_file_export_starts_from_the_checkpoint_open_in_the_use_tab(qtbot, windo
     assert window.export_source() == str(opened)  # what the user is looking at
     window._select_tab("Train")
     assert window.export_source() == str(tmp_path / "the-run" / "best.pt")
+
+
+def test_train_longer_fills_the_form_with_the_runs_settings_and_weights(qtbot, window, tmp_path):
+    from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig
+
+    run = tmp_path / "runs-elsewhere" / "finished"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.pt").write_bytes(b"weights")
+    RunConfig(name="finished", data=DataConfig(name="synthetic"), model=ModelConfig(width=8), epochs=3,
+              max_steps=40, lr=0.05).save(run / "config.toml")
+    window._select_tab("Runs")
+    window.train_from_run(str(run))
+    config = window.training.form.config()
+    assert window.tabs.tabText(window.tabs.currentIndex()) == "Train"
+    assert (config.init_from, config.name, config.model.width, config.lr) == (str(run), "finished-longer", 8, 0.05)
+    assert config.max_steps is None  # the old cap would end the new run at once

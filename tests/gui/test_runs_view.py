@@ -101,6 +101,10 @@ def test_double_click_opens_the_run_and_the_buttons_follow_the_selection(qtbot, 
     with qtbot.waitSignal(view.use_checkpoint, timeout=2000) as used:
         view.use_button.click()
     assert used.args == [str(runs["good"] / "checkpoints" / "best.pt")]
+    assert view.train_from_button.isEnabled()  # ... but a new run can start from its weights
+    with qtbot.waitSignal(view.train_from, timeout=2000) as train_from:
+        view.train_from_button.click()
+    assert train_from.args == [str(runs["good"])]
 
 
 def test_a_stopped_run_can_be_continued_and_an_unreadable_one_only_revealed(qtbot, view, runs):
@@ -112,6 +116,7 @@ def test_a_stopped_run_can_be_continued_and_an_unreadable_one_only_revealed(qtbo
 
     view.table.selectRow(row_of(view, "broken-run"))
     assert not view.open_button.isEnabled() and not view.use_button.isEnabled()
+    assert not view.train_from_button.isEnabled()
     assert not view.continue_button.isEnabled() and view.reveal_button.isEnabled()
     assert "cannot be read" in view.detail.text()
     view.show()
