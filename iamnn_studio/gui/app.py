@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     code = app.exec()
     window.training.stop_at_exit()  # quit without closing the window (e.g. logout): stop the run cleanly
     window.loader.wait()  # the import thread must not outlive the application object
+    # Deliver what the threads posted after the loop ended (the run's last events hold Python objects):
+    # left queued, Qt would free them while Python shuts down, which crashed the process now and then.
+    app.sendPostedEvents()
+    app.processEvents()
     return int(code)
 
 

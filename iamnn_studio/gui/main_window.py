@@ -579,6 +579,7 @@ class MainWindow(QMainWindow):
         """Logout, ``kill`` or Ctrl-C in the launching terminal: remember the session and end the event
         loop; ``app.main`` then stops a running run with a checkpoint (``TrainingView.stop_at_exit``)."""
         self.save_state()
+        self.training.shutdown()  # as closing the window does: the system monitor stops polling
         QApplication.exit(0)  # not quit(): in Qt 6 that closes the window first, which would ask about the run
 
     def save_state(self) -> None:

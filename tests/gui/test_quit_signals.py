@@ -62,13 +62,17 @@ def test_sigterm_while_training_stops_the_run_with_a_checkpoint_and_exits(tmp_pa
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "PYTHONPATH": str(ROOT)}
     script = textwrap.dedent(TRAINING_APP.format(runs=str(tmp_path / "runs")))
-    app = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
-        assert app.stdout.readline().strip() == "TRAINING"
-        app.send_signal(signal.SIGTERM)
-        assert app.wait(timeout=120) == 0  # ended by its own event loop, not killed by the signal
-    finally:
-        app.kill()
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
+        app = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", script], stdout=subprocess.PIPE,
+                               stderr=stderr, text=True, env=env, cwd=ROOT)
+        try:
+            assert app.stdout.readline().strip() == "TRAINING"
+            app.send_signal(signal.SIGTERM)
+            code = app.wait(timeout=120)
+        finally:
+            app.kill()
+    assert code == 0, log.read_text()[-3000:]  # ended by its own event loop, not killed by the signal
     status = json.loads((tmp_path / "runs" / "sigterm" / "status.json").read_text())
     assert status["state"] == "stopped", status
     assert (tmp_path / "runs" / "sigterm" / "checkpoints" / "last.pt").is_file()
