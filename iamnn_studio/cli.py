@@ -53,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # the order the options were given in, for messages that name several
     _show_engine_notes()
     tune_malloc()
+    global _json_stdout
     try:
+        if getattr(args, "json", False):
+            _json_stdout = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                return args.handler(args)
         return args.handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         log_path = write_error_log(type(exc), exc, exc.__traceback__, heading=f"iamnn-studio {' '.join(argv)}")
         print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (details in {log_path})", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        _json_stdout = None
 
 
 CKPT_HELP = "a checkpoint file, or a run folder (its checkpoints/best.pt, else checkpoints/last.pt)"
@@ -560,7 +567,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result["split"] = args.split
     result["checkpoint"] = str(args.checkpoint)
     if args.json:
-        print(to_json(result))
+        emit_json(result)
     else:
         print(format_evaluation(result))
     return EXIT_INTERRUPTED if result.get("stopped") else EXIT_OK
@@ -697,13 +704,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"error: {failure.message}", file=sys.stderr)
     if args.json:
-        print(to_json({
+        emit_json({
             "checkpoint": str(args.checkpoint),
             "mode": predictor.mode,
             "threshold": predictor.threshold if predictor.halts else None,
             "predictions": [r.to_dict() for r in results if isinstance(r, Prediction)],
             "errors": [r.to_dict() for r in failures],
-        }))
+        })
     else:
         blocks = [format_prediction(r, architecture=architecture) for r in results if isinstance(r, Prediction)]
         if blocks:
@@ -785,7 +792,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     runs = list_runs(args.runs_dir)
     if args.json:
-        print(to_json([r.to_dict() for r in runs]))
+        emit_json([r.to_dict() for r in runs])
         return EXIT_OK
     if not runs:
         print(f"no runs in {args.runs_dir}")
@@ -840,7 +847,7 @@ def _epochs_done_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_
 def cmd_info(args: argparse.Namespace) -> int:
     info = collect_info()
     if args.json:
-        print(to_json(info))
+        emit_json(info)
     else:
         print(format_info(info))
     return EXIT_OK
@@ -891,7 +898,7 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     lines += [f"  {name:<16} {'ready' if d['offline'] else 'missing':<8} {d['reason']}" for name, d in info["datasets"].items()]
     plugins = info["plugins"]
-    lines.append("plugins: " + ("none" if not plugins else ""))
+    lines.append("plugins: none" if not plugins else "plugins:")
     from .engine.plugins import PluginReport
 
     for p in plugins:  # the same line as the GUI and the log show
@@ -929,6 +936,17 @@ def _show_engine_notes() -> None:
         handler.setLevel(logging.WARNING)
         handler._iamnn_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as JSON on the real stdout: while a --json command runs, everything else that
+    prints (a plugin's loader, a dataset reader) goes to stderr, so stdout stays parseable."""
+    stream = _json_stdout or sys.stdout
+    stream.write(to_json(value) + "\n")
+    stream.flush()
+
+
+_json_stdout = None  # set while a --json command runs
 
 
 def to_json(value: Any) -> str:

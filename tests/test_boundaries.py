@@ -1,5 +1,5 @@
 """Lines the project must not cross: the engine never loads Qt, everything under iamnn_studio/ ships
-in the wheel, and the pinned PySide6 survives thousands of plot repaints (shared/research/ui-lag.md).
+in the wheel, and the pinned PySide6 survives thousands of plot repaints (docs/research/ui-lag.md).
 
 The engine and Qt checks run in a fresh interpreter, so whatever this pytest process already
 imported cannot hide a leak, and a native abort fails one test instead of killing the run.

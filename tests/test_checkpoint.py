@@ -204,6 +204,17 @@ def test_a_checkpoint_whose_normalisation_cannot_work_is_refused_at_load(tmp_pat
         load_checkpoint(tmp_path / "edited.pt")
 
 
+def test_onnx_and_pt2_exports_are_named_as_such(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x0a\x12\x07pytorch")  # how a torch-made ONNX model begins
+    with pytest.raises(CheckpointError, match="^model.onnx looks like an ONNX export"):
+        load_checkpoint(tmp_path / "model.onnx")
+    with zipfile.ZipFile(tmp_path / "model.pt2", "w") as archive:
+        archive.writestr("archive/archive_format", "pt2")
+        archive.writestr("archive/data.pkl", b"")
+    with pytest.raises(CheckpointError, match=r"^model.pt2 is a torch.export \(.pt2\) program"):
+        load_checkpoint(tmp_path / "model.pt2")
+
+
 def test_missing_file_and_folder_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint: .*nope.pt"):
         load_checkpoint(tmp_path / "nope.pt")

@@ -87,6 +87,14 @@ def test_launch_settings_are_checked_naming_the_field(tmp_runs, kwargs, field):
         launch(tiny_config(), kwargs.pop("nproc_per_node"), runs_dir=tmp_runs, **kwargs)
 
 
+def test_a_missing_start_checkpoint_is_said_once_before_any_process_starts(tmp_runs):
+    config = tiny_config()
+    config.init_from = str(tmp_runs / "nope.pt")
+    with pytest.raises(ValueError, match=r"^init_from: no such checkpoint: .*nope.pt"):
+        launch(config, 2, runs_dir=tmp_runs, nnodes=2, node_rank=0, master_port=free_port())
+    assert list(tmp_runs.iterdir()) == []
+
+
 def test_a_multi_node_launch_says_what_it_waits_for(tmp_runs, monkeypatch):
     import iamnn_studio.engine.distributed as distributed
 
@@ -120,8 +128,8 @@ distributed.launch(tiny_config(), 1, runs_dir={runs!r}, nnodes=2, node_rank=0, m
 
 
 @pytest.mark.timeout(120)
-def test_ctrl_c_while_waiting_for_other_nodes_quits_at_once_and_leaves_no_empty_run_folder(tmp_runs):
-    import signal
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_while_waiting_for_other_nodes_quits_at_once_and_leaves_no_empty_run_folder(tmp_runs, sent):
     import subprocess
     import sys
     from pathlib import Path
@@ -131,8 +139,8 @@ def test_ctrl_c_while_waiting_for_other_nodes_quits_at_once_and_leaves_no_empty_
     try:
         assert "waiting for the other nodes" in node.stdout.readline()
         assert [p.name for p in tmp_runs.iterdir()] == ["ddp"]  # the folder reserved for the job
-        node.send_signal(signal.SIGINT)
-        assert node.wait(timeout=30) == 130  # Ctrl-C's status
+        node.send_signal(sent)
+        assert node.wait(timeout=30) == 128 + sent  # the signal's usual status: 130 for Ctrl-C, 143 for SIGTERM
     finally:
         node.kill()
     assert list(tmp_runs.iterdir()) == []  # nothing was written to it: gone

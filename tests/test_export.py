@@ -114,7 +114,7 @@ def test_a_full_disk_is_a_sentence_and_leaves_no_file(tmp_path, monkeypatch):
     save_varied_checkpoint(tmp_path / "model.pt")
     real_usage = shutil.disk_usage
     monkeypatch.setattr(export.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=1024))
-    with pytest.raises(ExportError, match=r"cannot write .*model.ts: about \d+ MB are needed and 0 MB are free"):
+    with pytest.raises(ExportError, match=r"cannot write .*model.ts: about [\d.]+ MB is needed and 1 kB is free"):
         export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts")
     monkeypatch.setattr(export.shutil, "disk_usage", real_usage)
 
@@ -126,6 +126,18 @@ def test_a_full_disk_is_a_sentence_and_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="cannot write .*model.ts: No space left on device"):
         export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_an_export_never_replaces_a_runs_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text("name = 'run'\n")
+    save_varied_checkpoint(run / "checkpoints" / "best.pt")
+    save_varied_checkpoint(run / "checkpoints" / "last.pt")
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(ExportError, match="it is a run's checkpoint"):
+        export_checkpoint(run / "checkpoints" / "best.pt", "torchscript", run / "checkpoints" / "last.pt")
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 
 def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):

@@ -477,3 +477,30 @@ def test_a_plugin_that_prints_while_loading_keeps_stdout_clean(plugin_dir, capsy
     plugins.load_plugins()
     out, err = capsys.readouterr()
     assert "hello from a plugin" not in out and "hello from a plugin" in err  # stdout may carry --json
+
+
+def test_json_output_stays_parseable_when_a_plugin_prints_while_it_works(plugin_dir, tmp_path, capsys):
+    from iamnn_studio import cli
+
+    write(plugin_dir, "noisy_shapes.py", """
+        from iamnn_studio.engine.data.synthetic import SyntheticProvider
+
+        class NoisyShapes(SyntheticProvider):
+            def load(self, cfg, seed=0):
+                print("loading noisy shapes...")  # a plugin's own progress line
+                return super().load(cfg, seed=seed)
+
+        def register(api):
+            api.datasets.register("noisy-shapes", NoisyShapes())
+    """)
+    capsys.readouterr()
+    assert cli.main(["info", "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+
+    model = build_model(ModelConfig(iterations=(1, 1, 1, 1), width=4, image_size=28, num_classes=10)).eval()
+    save_checkpoint(tmp_path / "model.pt", model, classes=[str(i) for i in range(10)], mean=[0.5], std=[0.25])
+    code = cli.main(["evaluate", str(tmp_path / "model.pt"), "--dataset", "noisy-shapes", "--no-sweep", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "loading noisy shapes..." in err and json.loads(out)["images"] > 0

@@ -405,7 +405,7 @@ def test_resuming_a_completed_run_says_so_and_leaves_it_alone(tmp_runs, uninterr
     recorder = Recorder()
     result = Trainer(None, run_dir=uninterrupted.run_dir, resume=True, listeners=[recorder]).run()
     assert result.state == "failed" and "already completed" in result.reason
-    assert f"--init-from {uninterrupted.run_dir}" in result.reason  # how to train it longer
+    assert f"--init-from {uninterrupted.run_dir}" in result.reason and "--config" in result.reason  # how to train longer
     assert recorder.kinds() == ["failed"]
     assert json.loads((uninterrupted.run_dir / "status.json").read_text())["state"] == "completed"
     assert (uninterrupted.run_dir / "metrics.jsonl").read_bytes() == before

@@ -227,6 +227,9 @@ def _read_payload(path: Path) -> dict[str, Any]:
     if not magic:
         raise CheckpointError(f"{name} is empty: not a checkpoint")
     if magic != _ZIP_MAGIC:
+        if path.suffix.lower() == ".onnx" or magic[:1] == b"\x08":  # an ONNX model starts with its ir_version field
+            raise CheckpointError(f"{name} looks like an ONNX export, not an IamNN Studio checkpoint: open the "
+                                  "checkpoint it was exported from (onnxruntime runs the export)")
         raise CheckpointError(f"{name} is not an IamNN Studio checkpoint (not a PyTorch zip file)")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{name} is damaged or incomplete (truncated? its zip directory is missing)")
@@ -236,6 +239,9 @@ def _read_payload(path: Path) -> dict[str, Any]:
             if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):  # what torch.jit.save writes
                 raise CheckpointError(f"{name} is a TorchScript export, not an IamNN Studio checkpoint: open the "
                                       "checkpoint it was exported from (torch.jit.load reads the export)")
+            if any(n.endswith("/archive_format") for n in names):  # what torch.export.save writes
+                raise CheckpointError(f"{name} is a torch.export (.pt2) program, not an IamNN Studio checkpoint: "
+                                      "open the checkpoint it was exported from (torch.export.load reads it)")
             if not any(n.endswith("/data.pkl") for n in names):
                 raise CheckpointError(f"{name} is not an IamNN Studio checkpoint (a zip file, but not a PyTorch one)")
             damaged = archive.testzip()  # CRC of every entry: catches flipped bytes torch would not notice

@@ -127,6 +127,15 @@ def launch(
         raise ValueError("run_dir: resuming needs the run folder")
     if nnodes > 1:
         _check_address(master_addr, master_port)
+    if config is not None and config.init_from:  # said once here, not by every worker (or after the rendezvous)
+        from .checkpoint import CheckpointError, run_checkpoint
+
+        try:
+            start = run_checkpoint(config.init_from)
+        except CheckpointError as exc:
+            raise ValueError(f"init_from: {exc}") from None
+        if not start.is_file():
+            raise ValueError(f"init_from: no such checkpoint: {start}")
 
     if started_by_torchrun():
         return _worker(config, str(runs_dir), None if run_dir is None else str(run_dir), resume)
@@ -165,7 +174,7 @@ def launch(
 @contextlib.contextmanager
 def _interruptible_rendezvous(nnodes: int, on_interrupt=None):
     """While a multi-node launcher waits for the other nodes it sits in C++ (the rendezvous store's
-    connect loop), where Python's Ctrl-C handler never runs. Python's C-level handler still writes
+    connect loop), where Python's handlers of Ctrl-C and SIGTERM never run. Python's C-level handler still writes
     the signal to a wakeup fd at once, and the wait releases the GIL: a watcher thread reads it,
     calls ``on_interrupt`` (drop the run folder reserved for the job if nothing was written to it)
     and ends the process with Ctrl-C's status, 130 (only the main thread may restore the default
@@ -176,7 +185,8 @@ def _interruptible_rendezvous(nnodes: int, on_interrupt=None):
         return
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
-    previous = signal.signal(signal.SIGINT, lambda *_: None)  # the watcher acts; Python need not
+    # The watcher acts on Ctrl-C and on SIGTERM (kill, timeout); Python's own handlers need not.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     done = threading.Event()
 
@@ -185,7 +195,9 @@ def _interruptible_rendezvous(nnodes: int, on_interrupt=None):
 
         while not done.is_set():
             ready, _, _ = select.select([read_fd], [], [], 0.2)
-            if ready and signal.SIGINT in os.read(read_fd, 64) and not done.is_set():
+            received = os.read(read_fd, 64) if ready else b""
+            quit_on = [sig for sig in (signal.SIGINT, signal.SIGTERM) if sig in received]
+            if quit_on and not done.is_set():
                 if on_interrupt is not None:
                     try:
                         on_interrupt()
@@ -194,7 +206,7 @@ def _interruptible_rendezvous(nnodes: int, on_interrupt=None):
                 for stream in (sys.stdout, sys.stderr):
                     with contextlib.suppress(Exception):
                         stream.flush()
-                os._exit(128 + signal.SIGINT)  # the status Ctrl-C's default action gives (130)
+                os._exit(128 + quit_on[0])  # the status the signal's default action gives (130, 143)
 
     watcher = threading.Thread(target=watch, name="iamnn-ctrl-c-watcher", daemon=True)
     watcher.start()
@@ -203,7 +215,8 @@ def _interruptible_rendezvous(nnodes: int, on_interrupt=None):
     finally:
         done.set()
         signal.set_wakeup_fd(previous_fd)
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         watcher.join()
         os.close(read_fd)
         os.close(write_fd)

@@ -93,6 +93,8 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
     _check_writable(out_path)
     if _same_file(out_path, Path(ckpt_path)):
         raise ExportError(f"cannot write {out_path}: it is the checkpoint being exported; choose another file name")
+    if out_path.exists() and out_path.parent.name == "checkpoints" and (out_path.parent.parent / "config.toml").exists():
+        raise ExportError(f"cannot write {out_path}: it is a run's checkpoint; export somewhere else")
     checkpoint = load_checkpoint(ckpt_path)
     _check_free_space(out_path, Path(ckpt_path))
     for caveat in export_caveats(checkpoint):
@@ -144,20 +146,23 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 #: An export holds the checkpoint's weights (once, in float32) plus a graph of a few hundred kB.
-EXPORT_SIZE_MARGIN = 4 * 2**20
+EXPORT_SIZE_MARGIN = 2**20
 
 
 def _check_free_space(out_path: Path, ckpt_path: Path) -> None:
     """Refuse an export that cannot fit: some exporters' C++ writers abort the whole process (the
     app included) when the disk fills up in the middle of a file, instead of raising."""
     try:
-        needed = 2 * ckpt_path.stat().st_size + EXPORT_SIZE_MARGIN
+        needed = ckpt_path.stat().st_size + EXPORT_SIZE_MARGIN
         free = shutil.disk_usage(out_path.parent).free
     except OSError:
         return  # cannot tell: the write itself will say
     if free < needed:
-        raise ExportError(f"cannot write {out_path}: about {needed / 2**20:.0f} MB are needed and "
-                          f"{free / 2**20:.0f} MB are free there")
+        raise ExportError(f"cannot write {out_path}: about {_size(needed)} is needed and {_size(free)} is free there")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} kB"
 
 
 def metadata(checkpoint: Checkpoint) -> dict[str, str]:

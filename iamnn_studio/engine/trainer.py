@@ -324,7 +324,8 @@ class Trainer:
                     else f"already completed all {state.get('epoch')} epochs")
             raise TrainingFailed(
                 f"{name} {done} and its evaluation: nothing to resume; to train it longer, start a new run from "
-                f"its weights (init_from = {str(run.path)!r}; train --init-from {run.path})"
+                f"its weights with its settings (train --config {run.path / 'config.toml'} --init-from {run.path} "
+                "--name NEW --epochs N; in the app: Runs > Train longer)"
             )
         self._run_path = run.path  # self.run_dir waits until the run really continues: until then a
         self._last_good_checkpoint = run.last_checkpoint  # failed attempt leaves the folder as it was

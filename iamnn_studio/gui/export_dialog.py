@@ -211,12 +211,15 @@ class ExportDialog(QDialog):
         suffix = self._suffixes.get(self.format_combo.currentData(), "")
         folder, name = self._suggested_name(Path(checkpoint), suffix)
         typed = self.output_edit.text().strip()
+        previous, self._suggested = getattr(self, "_suggested", None), name
         if not (self._output_edited and typed):
             self.output_edit.setText(str(folder / name))
             return
         current = Path(typed).expanduser()
         if typed.endswith(("/", os.sep)) or current.name in ("", ".", "..") or current.is_dir():
             self.output_edit.setText(str(current / name))
+        elif current.name == previous:  # the user chose the folder, this dialog the name: name it afresh
+            self.output_edit.setText(str(current.with_name(name)))
         elif current.suffix in {*self._suffixes.values(), ".pt"}:
             self.output_edit.setText(str(current.with_suffix(suffix)))
         elif suffix:

@@ -114,14 +114,16 @@ def test_a_typed_output_keeps_its_folder_and_name_when_the_format_changes(dialog
     type_output(dialog, str(tmp_path) + "/")  # a folder: the suggested file name goes inside it
     assert dialog.set_format("torchscript")
     assert dialog.output_edit.text() == str(tmp_path / f"{run}-best.torchscript.pt")  # was: <tmp_path>.pt beside it
-    type_output(dialog, ".")
-    assert dialog.set_format("onnx")  # was: ValueError from Path('.').with_suffix
-    assert dialog.output_edit.text().endswith(".onnx") and dialog.output_edit.text() != ".onnx"
-    type_output(dialog, str(tmp_path / "model.v2"))
-    assert dialog.set_format("torchscript")
-    assert dialog.output_edit.text() == str(tmp_path / "model.v2.pt")  # the user's ".v2" is part of the name
     assert dialog.set_format("onnx")
-    assert dialog.output_edit.text() == str(tmp_path / "model.v2.onnx")  # a format's own suffix is swapped
+    assert dialog.output_edit.text() == str(tmp_path / f"{run}-best.onnx")  # not "-best.torchscript.onnx"
+    type_output(dialog, ".")
+    assert dialog.set_format("torchscript")  # was: ValueError from Path('.').with_suffix
+    assert dialog.output_edit.text() == f"{run}-best.torchscript.pt"  # in the current folder
+    type_output(dialog, str(tmp_path / "model.v2"))
+    assert dialog.set_format("onnx")
+    assert dialog.output_edit.text() == str(tmp_path / "model.v2.onnx")  # the user's ".v2" is part of the name
+    assert dialog.set_format("torchscript")
+    assert dialog.output_edit.text() == str(tmp_path / "model.v2.pt")  # a format's own suffix is swapped
 
 
 def test_exporting_a_never_calibrated_model_says_what_it_means(qtbot, dialog, tmp_path):
