@@ -608,7 +608,9 @@ def _predict(predictor: Any, jobs: list[tuple[int, str | None, Any]]) -> dict[in
     results: dict[int, Any] = {}
     files = [(key, path) for key, path, _ in jobs if path]
     if files:
-        for (key, _), result in zip(files, predictor.predict_files([p for _, p in files])):
+        for (key, path), result in zip(files, predictor.predict_files([p for _, p in files])):
+            if not hasattr(result, "top") and result.message.endswith("not an image file"):
+                result = _predict_with_qt(predictor, path) or result  # a format only Qt reads (SVG, ...)
             results[key] = result if hasattr(result, "top") else result.message
     for key, path, pil in jobs:
         if path is None:
@@ -617,6 +619,20 @@ def _predict(predictor: Any, jobs: list[tuple[int, str | None, Any]]) -> dict[in
             except ValueError as error:  # ImageError: the image does not suit the model
                 results[key] = str(error)
     return results
+
+
+def _predict_with_qt(predictor: Any, path: str) -> Any:
+    """Classify a file that PIL cannot read but Qt can (the preview shows it, so should the answer);
+    None if Qt cannot read it either."""
+    reader = QImageReader(path)
+    reader.setAutoTransform(True)
+    image = reader.read()
+    if image.isNull():
+        return None
+    try:
+        return predictor.predict([_qimage_to_pil(image)], sources=[Path(path).name])[0]
+    except ValueError as error:  # ImageError: the image does not suit the model
+        return str(error)
 
 
 def _describe_model(predictor: Any) -> dict:

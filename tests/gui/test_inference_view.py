@@ -312,3 +312,14 @@ def test_previewing_a_very_large_picture_warns_nobody(files, monkeypatch):
         preview = _read_preview(str(files["image"]))
     assert preview is not None and (preview.width(), preview.height()) == (40, 30)
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_an_image_only_qt_can_read_is_classified_too(qtbot, view, files, tmp_path):
+    svg = tmp_path / "drawing.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20">'
+                   '<rect width="20" height="20" fill="#808080"/></svg>')
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    drop(view, [svg])
+    qtbot.waitUntil(lambda: len(view.cards) == 1 and not view.is_busy(), timeout=TIMEOUT)
+    (card,) = view.cards
+    assert isinstance(card, PredictionCard) and card.prediction is not None  # was: "not an image file"
