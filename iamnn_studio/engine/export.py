@@ -132,7 +132,7 @@ def _check_writable(out_path: Path) -> None:
 def export_caveats(checkpoint: Checkpoint) -> list[str]:
     """What the user should know about exporting this checkpoint as it is, in sentences."""
     config = checkpoint.model_config
-    if config.architecture == "iamnn" and config.mode == "adaptive" and config.halting_uncalibrated:
+    if config.mode == "adaptive" and config.halting_uncalibrated:
         return ["this model's halting head was never calibrated (its run stopped before calibration), so the "
                 "export's adaptive iterations mean little; resume the run to calibrate it, then export"]
     return []

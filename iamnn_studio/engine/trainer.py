@@ -1053,7 +1053,7 @@ class Trainer:
 
 # --------------------------------------------------------------------------- helpers
 def _network(model: ModelConfig) -> str:
-    """"an IamNN (caps 3-4-6-3) of width 16 on 1x28x28 images", to compare two networks in one sentence."""
+    """"an IamNN (units 3-4-6-3) of width 16 on 1x28x28 images", to compare two networks in one sentence."""
     kind = "a ResNet" if model.architecture == "resnet" else "an IamNN"
     caps = "-".join(str(n) for n in model.caps)
     return f"{kind} (units {caps}) of width {model.width} on {model.in_channels}x{model.image_size}x{model.image_size} images"
