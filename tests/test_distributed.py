@@ -1,6 +1,7 @@
 """Scale-out: two gloo processes on the CPU train one run, written once, with identical weights."""
 from __future__ import annotations
 
+import copy
 import signal
 import socket
 
@@ -92,6 +93,21 @@ def test_a_missing_start_checkpoint_is_said_once_before_any_process_starts(tmp_r
     config.init_from = str(tmp_runs / "nope.pt")
     with pytest.raises(ValueError, match=r"^init_from: no such checkpoint: .*nope.pt"):
         launch(config, 2, runs_dir=tmp_runs, nnodes=2, node_rank=0, master_port=free_port())
+    assert list(tmp_runs.iterdir()) == []
+
+
+def test_a_start_checkpoint_of_another_width_is_said_once_before_any_process_starts(tmp_runs, tmp_path):
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.model import build_model
+
+    config = tiny_config()
+    other = copy.deepcopy(config.model)
+    other.width = 8
+    save_checkpoint(tmp_path / "wide.pt", build_model(other), classes=[str(i) for i in range(other.num_classes)],
+                    mean=[0.5] * other.in_channels, std=[0.25] * other.in_channels)
+    config.init_from = str(tmp_path / "wide.pt")
+    with pytest.raises(ValueError, match=r"^init_from: .*wide.pt holds a network of width 8, this run builds width 4"):
+        launch(config, 2, runs_dir=tmp_runs, master_port=free_port())
     assert list(tmp_runs.iterdir()) == []
 
 

@@ -136,6 +136,7 @@ def launch(
             raise ValueError(f"init_from: {exc}") from None
         if not start.is_file():
             raise ValueError(f"init_from: no such checkpoint: {start}")
+        _check_same_network(start, config)
 
     if started_by_torchrun():
         return _worker(config, str(runs_dir), None if run_dir is None else str(run_dir), resume)
@@ -169,6 +170,23 @@ def launch(
         if follower:
             follower.stop()
     return _merge_results(results)
+
+
+def _check_same_network(start: Path, config: RunConfig) -> None:
+    """What can be compared before the data is loaded (the workers check the rest): a network of another
+    shape is one sentence here, not a traceback from every worker."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        theirs = load_checkpoint(start).model_config
+    except CheckpointError as exc:
+        raise ValueError(f"init_from: {exc}") from None
+    ours = config.model
+    for name, mine, other in (("architecture", ours.architecture, theirs.architecture), ("caps", ours.caps, theirs.caps),
+                              ("width", ours.width, theirs.width), ("block", ours.block, theirs.block)):
+        if mine != other:
+            raise ValueError(f"init_from: {start} holds a network of {name} {other}, this run builds {name} {mine}; "
+                             "choose the same architecture, depth, iterations and width")
 
 
 @contextlib.contextmanager
