@@ -354,8 +354,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def continue_run(self, run_dir: str) -> None:
         def job() -> None:
-            if self.training.is_running:
-                self._error("A run is already training", "Stop it first, then continue the other run.")
+            if self._busy_training("Stop it first, then continue the other run."):
                 return
             self._select_tab("Train")
             self.training.continue_run(str(run_dir))
@@ -366,8 +365,7 @@ class MainWindow(QMainWindow):
     def train_from_run(self, run_dir: str) -> None:
         """Fill the Train form with the run's settings, starting from its weights under a new name."""
         def job() -> None:
-            if self.training.is_running:
-                self._error("A run is already training", "Wait for it to end, or stop it first.")
+            if self._busy_training("Wait for it to end, or stop it first."):
                 return
             from iamnn_studio.engine.config import RunConfig
 
@@ -593,6 +591,12 @@ class MainWindow(QMainWindow):
     def show_unexpected_error(self, sentence: str) -> None:
         """A bug reached the event loop: say so in the status bar (the traceback is in a log file)."""
         self.statusBar().showMessage(sentence, 30_000)
+
+    def _busy_training(self, what_to_do: str) -> bool:
+        """True (and says so) when a run is training: the Train form cannot take another one now."""
+        if self.training.is_running:
+            self._error("A run is already training", what_to_do)
+        return self.training.is_running
 
     def _error(self, title: str, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
