@@ -223,14 +223,28 @@ class BottleneckProcessing(nn.Module):
         average is that convolution applied to the hidden layer's average: a pass over ``width``
         channels instead of the output's ``channels`` (4x fewer).
         """
+        hidden, pooled = self.advance_hidden(prepared, state, n, pool_output=pool_output)
+        return self.advance_state(hidden, state, n), pooled
+
+    # ``advance`` in two halves. The halting decision needs only the first, so inference can decide
+    # who leaves before the last convolution and run that convolution on each group apart: the
+    # groups are then gathered from the hidden layer (``width`` channels), not from the 4x wider state.
+    def advance_hidden(self, prepared: Tensor, state: Tensor | None, n: int, *, pool_output: bool = False
+                       ) -> tuple[Tensor, Tensor | None]:
+        """(the hidden layer before the last convolution, GAP(output) when ``pool_output``)."""
         folded = self._folded(n)
         hidden = self._folded_hidden(prepared, state, folded)
         pooled = None
         if pool_output:
             pooled = F.linear(hidden.mean(dim=(2, 3)), folded.weight3.flatten(1), folded.shift3)
+        return hidden, pooled
+
+    def advance_state(self, hidden: Tensor, state: Tensor | None, n: int) -> Tensor:
+        """The next state from ``advance_hidden``'s hidden layer (in ``state``'s memory)."""
+        folded = self._folded(n)
         if state is None:
-            return F.conv2d(hidden, folded.weight3, folded.shift3), pooled
-        return conv1x1_add_(state, hidden, folded.weight3, folded.shift3), pooled
+            return F.conv2d(hidden, folded.weight3, folded.shift3)
+        return conv1x1_add_(state, hidden, folded.weight3, folded.shift3)
 
     def head_input_macs(self) -> int:
         """Per head evaluation in inference: ``advance`` projects the pooled hidden layer to GAP(output)."""
