@@ -36,6 +36,17 @@ def test_early_exit_reports_efficiency_from_both_modes_timings_and_macs():
     assert sum(result["iterations_histogram"][0]) == 16
 
 
+def test_early_exit_measures_again_as_the_command_line_runs_in_a_process_without_the_apps_wait_policy():
+    from bench_early_exit import measure_as_command_line
+
+    result = measure_as_command_line(["--quick", "--dataset", "synthetic", "--json", "ignored.json"])
+
+    assert result.get("error") is None
+    assert result["omp_wait_policy"] is None  # OpenMP's default, as `iamnn-studio evaluate` gets it
+    assert result["value"] == pytest.approx(result["wall_speedup"] / result["mac_speedup"])
+    assert len(result["raw_seconds"]["adaptive"]) == 3
+
+
 def test_exit_heads_are_set_to_the_target_mean_iterations():
     import torch
 

@@ -209,7 +209,9 @@ class BottleneckProcessing(nn.Module):
         return FoldedIteration(
             scale1=scale1, shift1=shift1,
             state_weight=self.conv1.weight[:, self.in_channels:] * scale1.view(-1, 1, 1, 1),
-            weight2=self.conv2.weight * scale2.view(-1, 1, 1, 1), shift2=shift2,
+            # in the activations' layout: a convolution otherwise copies its weight into it at every call
+            weight2=(self.conv2.weight * scale2.view(-1, 1, 1, 1)).contiguous(memory_format=torch.channels_last),
+            shift2=shift2,
             weight3=self.conv3.weight * scale3.view(-1, 1, 1, 1), shift3=shift3,
         )
 
