@@ -324,6 +324,12 @@ def _check_distributed(args: argparse.Namespace) -> None:
 def _save_config(config: Any, target: Path) -> None:
     if target.is_dir():
         raise UsageError(f"--save-config: {target} is a folder; give a file name such as run.toml")
+    from .engine.runs import output_file
+
+    try:
+        target = output_file(target)
+    except ValueError as exc:
+        raise UsageError(f"--save-config: cannot write {target}: {exc}") from None
     blocked = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
     if blocked is not None:
         raise UsageError(f"--save-config: cannot write {target}: {blocked} is a file, not a folder")

@@ -419,6 +419,21 @@ def test_save_config_to_a_folder_names_the_users_path(tmp_path):
     assert err == f"error: --save-config: {tmp_path} is a folder; give a file name such as run.toml\n"
 
 
+def test_save_config_never_overwrites_a_runs_files(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text("name = 'run'\n")
+    (run / "status.json").write_text("{}")
+    (run / "checkpoints" / "best.pt").write_bytes(b"weights")
+    for target in (run / "checkpoints" / "best.pt", run / "config.toml"):
+        code, out, err = run_cli("train", "--save-config", target)
+        assert code == 2 and out == ""
+        assert err == f"error: --save-config: cannot write {target}: it is a file of the training run in {run}; " \
+                      "write somewhere else\n"
+    assert (run / "checkpoints" / "best.pt").read_bytes() == b"weights"
+    assert (run / "config.toml").read_text() == "name = 'run'\n"
+
+
 def test_save_config_under_a_file_names_the_users_path(tmp_path):
     (tmp_path / "notes").write_text("a file")
     target = tmp_path / "notes" / "run.toml"

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -135,9 +138,34 @@ def test_an_export_never_replaces_a_runs_checkpoint(tmp_path):
     save_varied_checkpoint(run / "checkpoints" / "best.pt")
     save_varied_checkpoint(run / "checkpoints" / "last.pt")
     before = (run / "checkpoints" / "last.pt").read_bytes()
-    with pytest.raises(ExportError, match="it is a run's checkpoint"):
+    with pytest.raises(ExportError, match="last.pt: it is a file of the training run in .*run; write somewhere else"):
         export_checkpoint(run / "checkpoints" / "best.pt", "torchscript", run / "checkpoints" / "last.pt")
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    (run / "status.json").write_text("{}")
+    for name in ("config.toml", "status.json"):
+        before = (run / name).read_bytes()
+        with pytest.raises(ExportError, match=f"{name}: it is a file of the training run"):
+            export_checkpoint(run / "checkpoints" / "best.pt", "onnx", run / name)
+        assert (run / name).read_bytes() == before
+    # a file the user exported into the run folder earlier is theirs to replace
+    (run / "model.ts").write_bytes(b"old")
+    export_checkpoint(run / "checkpoints" / "best.pt", "torchscript", run / "model.ts")
+    assert (run / "model.ts").read_bytes() != b"old"
+
+
+def test_an_export_writes_through_a_link_and_refuses_devices_and_pipes(tmp_path):
+    save_varied_checkpoint(tmp_path / "model.pt")
+    (tmp_path / "target.ts").write_bytes(b"old")
+    (tmp_path / "link.ts").symlink_to(tmp_path / "target.ts")
+    export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "link.ts")
+    assert (tmp_path / "link.ts").is_symlink() and (tmp_path / "target.ts").read_bytes() != b"old"
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ExportError, match="pipe: it is not a regular file"):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "pipe")
+    assert stat.S_ISFIFO((tmp_path / "pipe").stat().st_mode)
+    with pytest.raises(ExportError, match="/dev/null: it is not a regular file"):
+        export_checkpoint(tmp_path / "model.pt", "onnx", "/dev/null")
+    assert Path("/dev/null").is_char_device()
 
 
 def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from .. import __version__
 from .checkpoint import Checkpoint, load_checkpoint
 from .io import give_usual_permissions
+from .runs import output_file
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,10 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
     _check_writable(out_path)
     if _same_file(out_path, Path(ckpt_path)):
         raise ExportError(f"cannot write {out_path}: it is the checkpoint being exported; choose another file name")
-    if out_path.exists() and out_path.parent.name == "checkpoints" and (out_path.parent.parent / "config.toml").exists():
-        raise ExportError(f"cannot write {out_path}: it is a run's checkpoint; export somewhere else")
+    try:
+        out_path = output_file(out_path)
+    except ValueError as exc:
+        raise ExportError(f"cannot write {out_path}: {exc}") from None
     checkpoint = load_checkpoint(ckpt_path)
     _check_free_space(out_path, Path(ckpt_path))
     for caveat in export_caveats(checkpoint):

@@ -44,6 +44,40 @@ CHECKPOINT_DIR = "checkpoints"
 _RUN_MARKERS = (CONFIG_FILE, STATUS_FILE, METRICS_FILE)
 
 
+#: A run's own files besides ``checkpoints/``: never overwritten by an export or a settings file.
+_RUN_FILES = (CONFIG_FILE, STATUS_FILE, METRICS_FILE, EVAL_FILE, LOG_FILE)
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / CONFIG_FILE).is_file() and any(
+        (folder / name).exists() for name in (STATUS_FILE, METRICS_FILE, CHECKPOINT_DIR))
+
+
+def output_file(path: str | Path) -> Path:
+    """The file a user-chosen output path will write, or ``ValueError`` saying why it must not be
+    written ("it is ...", to follow "cannot write PATH: ").
+
+    A symbolic link is followed (its target is written, the link stays); a folder, a device, a
+    pipe or a socket is refused (an atomic replace would swap it for a regular file, even
+    ``/dev/null``); so is an existing file of a training run (its settings, status, log or a
+    checkpoint), whose loss would break the run.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.is_dir():
+        raise ValueError("it is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        raise ValueError("it is not a regular file (a device, pipe or socket); give a file name")
+    if path.exists():
+        run = (path.parent if path.name in _RUN_FILES and _is_run(path.parent)
+               else path.parent.parent if path.parent.name == CHECKPOINT_DIR and _is_run(path.parent.parent)
+               else None)
+        if run is not None:
+            raise ValueError(f"it is a file of the training run in {run}; write somewhere else")
+    return path
+
+
 def _now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 

@@ -289,6 +289,10 @@ class ExportDialog(QDialog):
             return self._fail("Choose another output file: it is the checkpoint itself.")
         if target.is_dir():
             return self._fail(f"{target} is a folder: give a file name.")
+        try:
+            target = import_engine("runs").output_file(target)
+        except ValueError as error:
+            return self._fail(f"Cannot write {target}: {error}.")
         if target.exists():
             answer = QMessageBox.question(self, "Replace file?", f"{target.name} already exists in {target.parent}. "
                                           "Replace it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,

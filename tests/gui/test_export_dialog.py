@@ -103,6 +103,19 @@ def test_a_missing_checkpoint_is_refused_at_once(dialog, tmp_path):
     assert "No checkpoint file" in dialog.last_error
 
 
+def test_a_runs_own_files_and_devices_are_refused_before_any_question(dialog, checkpoint, tmp_path, monkeypatch):
+    run = checkpoint.parent.parent
+    (run / "config.toml").write_text("name = 'run'\n")
+    (run / "status.json").write_text("{}")
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: pytest.fail("asked to replace"))
+    for fmt, target in ((COPY, run / "config.toml"), ("onnx", run / "status.json"), ("onnx", "/dev/null")):
+        assert dialog.set_format(fmt)
+        dialog.output_edit.setText(str(target))
+        assert dialog.start_export() is False
+        assert dialog.last_error.startswith(f"Cannot write {target}: it is ")
+    assert (run / "config.toml").read_text() == "name = 'run'\n"
+
+
 def type_output(dialog, text: str) -> None:
     dialog.output_edit.setText(text)
     dialog.output_edit.textEdited.emit(text)  # as a user's typing does
