@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export)
 
     runs = commands.add_parser("runs", help="list training runs", formatter_class=_HelpFormatter)
-    runs.add_argument("--runs-dir", default="runs", metavar="DIR", help="folder holding the runs")
+    runs.add_argument("--runs-dir", default="runs", type=folder_option, metavar="DIR", help="folder holding the runs")
     runs.add_argument("--json", action="store_true", help="print JSON on stdout")
     runs.set_defaults(handler=cmd_runs)
 
@@ -217,7 +217,8 @@ def _add_train(commands: Any) -> None:
     optim.add_argument("--epochs", type=int, help=f"passes over the training images (default: {d.epochs})")
     optim.add_argument("--batch-size", type=int, help=f"images per step (default: {d.batch_size})")
     optim.add_argument("--lr", type=float, help=f"learning rate (default: {d.lr})")
-    optim.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (default: the epochs decide)")
+    optim.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (default: the epochs "
+                                                     "decide; 0: no limit, even if --config sets one)")
     optim.add_argument("--device", help=f"auto, cpu or cuda (default: {d.device}: cuda when there is a GPU)")
     optim.add_argument("--seed", type=int, help=f"random seed (default: {d.seed})")
     optim.add_argument("--init-from", metavar="CHECKPOINT",
@@ -225,8 +226,10 @@ def _add_train(commands: Any) -> None:
                             "schedule, e.g. to train a finished model longer; the model settings must match)")
     run = train.add_argument_group("run folder")
     run.add_argument("--name", help=f"the run's name, and its folder's under --runs-dir (default: {d.name})")
-    run.add_argument("--runs-dir", default="runs", metavar="DIR", help="where new runs get their folder")
-    run.add_argument("--run-dir", metavar="DIR", help="exact folder for this run (or the run to --resume)")
+    run.add_argument("--runs-dir", default="runs", type=folder_option, metavar="DIR",
+                     help="where new runs get their folder")
+    run.add_argument("--run-dir", type=folder_option, metavar="DIR",
+                     help="exact folder for this run (or the run to --resume)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --run-dir from its last checkpoint, as it was configured")
     run.add_argument("--save-config", metavar="FILE", help="write the resolved settings to FILE and exit")
@@ -261,6 +264,8 @@ def train_config(args: argparse.Namespace):
         value = getattr(args, option)
         if value is not None:
             setattr(config if section is None else getattr(config, section), name, value)
+    if args.max_steps == 0:
+        config.max_steps = None
     if (args.dataset is not None and args.augment is None
             and not (args.config and _config_sets(args.config, "data", "augment"))):
         from .engine.data import default_augment
@@ -793,8 +798,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- runs
+def folder_option(text: str) -> str:
+    """A folder option's value: an empty one would mean the current folder, which nobody types on purpose."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a folder, got an empty string")
+    return text
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from .engine.runs import list_runs
+
+    if Path(args.runs_dir).exists() and not Path(args.runs_dir).is_dir():
+        raise UsageError(f"--runs-dir: {args.runs_dir} is a file, not a folder of runs")
 
     runs = list_runs(args.runs_dir)
     if args.json:

@@ -171,6 +171,37 @@ def test_save_config_writes_the_resolved_settings_without_training(tmp_path):
     assert saved.data.augment == "crop"  # mnist's own default: digits are not mirrored
 
 
+def test_max_steps_zero_clears_a_limit_from_the_config_file(tmp_path):
+    capped, target = tmp_path / "capped.toml", tmp_path / "settings.toml"
+    assert run_cli("train", "--max-steps", "10", "--save-config", capped)[0] == 0
+    assert RunConfig.load(capped).max_steps == 10
+    code, _, _ = run_cli("train", "--config", capped, "--max-steps", "0", "--save-config", target)
+    assert code == 0 and RunConfig.load(target).max_steps is None
+
+
+@pytest.mark.parametrize("argv", [("train", "--run-dir", ""), ("train", "--runs-dir", " "), ("runs", "--runs-dir", "")])
+def test_an_empty_folder_option_is_refused_not_taken_as_the_current_folder(tmp_path, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(*argv, "--dataset", "synthetic", "--max-steps", "1") if argv[0] == "train" \
+        else run_cli(*argv)
+    assert code == 2 and out == ""
+    assert err.rstrip().endswith("needs a folder, got an empty string")
+    assert not any(tmp_path.iterdir())
+
+
+def test_runs_in_a_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("not runs")
+    code, out, err = run_cli("runs", "--runs-dir", tmp_path / "notes.txt")
+    assert code == 2 and out == ""
+    assert err == f"error: --runs-dir: {tmp_path / 'notes.txt'} is a file, not a folder of runs\n"
+
+
+def test_a_seed_torch_cannot_take_is_refused_in_one_line(tmp_path):
+    code, out, err = run_cli("train", "--seed", str(2**63), "--save-config", tmp_path / "s.toml")
+    assert code == 2 and out == "" and not (tmp_path / "s.toml").exists()
+    assert err == f"error: seed: must be an integer in [0, 2**63 - 1], got {2**63}\n"
+
+
 def test_augment_option_overrides_the_dataset_default_and_is_checked(tmp_path):
     target = tmp_path / "settings.toml"
     code, _, _ = run_cli("train", "--dataset", "mnist", "--augment", "crop-erase", "--save-config", target)

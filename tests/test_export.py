@@ -168,6 +168,25 @@ def test_an_export_writes_through_a_link_and_refuses_devices_and_pipes(tmp_path)
     assert Path("/dev/null").is_char_device()
 
 
+@pytest.mark.parametrize("batch_size", [0, 4097, True, 2.0])
+def test_an_example_batch_out_of_range_is_refused_before_loading(tmp_path, batch_size):
+    with pytest.raises(ExportError, match=r"batch size must be an integer in \[1, 4096\]"):
+        export_checkpoint(tmp_path / "missing.pt", "onnx", tmp_path / "model.onnx", batch_size=batch_size)
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_running_out_of_memory_while_tracing_says_what_to_change(tmp_path, monkeypatch):
+    save_varied_checkpoint(tmp_path / "model.pt")
+
+    def out_of_memory(checkpoint, path, *, batch_size):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] you tried to allocate 313599996864 bytes")
+
+    monkeypatch.setitem(EXPORTERS._items, "torchscript", out_of_memory)
+    with pytest.raises(ExportError, match="not enough memory to trace an example batch of 64 images"):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts", batch_size=64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
 def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         export_checkpoint(tmp_path / "nope.pt", "onnx", tmp_path / "model.onnx")

@@ -417,6 +417,7 @@ def test_resuming_a_run_that_reached_its_step_limit_says_so(tmp_runs):
     result = Trainer(None, run_dir=capped.run_dir, resume=True).run()
     assert result.state == "failed" and "reached its step limit (3 steps)" in result.reason
     assert "already completed" not in result.reason and "--init-from" in result.reason
+    assert "--max-steps 0" in result.reason  # the hint's command must not stop at the old limit again
 
 
 def test_resuming_a_folder_without_checkpoint_explains_why(tmp_runs):

@@ -77,6 +77,11 @@ class FixedGraph(nn.Module):
         return output.logits, output.iterations, output.macs
 
 
+#: The largest example batch an export traces: the batch axis stays dynamic where a format allows,
+#: so a larger example only costs memory.
+MAX_EXAMPLE_BATCH = 4096
+
+
 def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, batch_size: int = 1) -> Path:
     """Export the checkpoint at ``ckpt_path`` as ``fmt`` ("onnx", "torchscript", or a plugin's) to ``out_path``.
 
@@ -88,8 +93,8 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
 
         load_plugins()
     exporter = EXPORTERS.get(fmt)  # ValueError naming the known formats
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ExportError(f"batch size must be a positive integer, got {batch_size!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_EXAMPLE_BATCH:
+        raise ExportError(f"batch size must be an integer in [1, {MAX_EXAMPLE_BATCH}], got {batch_size!r}")
     out_path = Path(out_path)
     _check_writable(out_path)
     if _same_file(out_path, Path(ckpt_path)):
@@ -111,6 +116,11 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
         os.replace(tmp, out_path)
     except OSError as exc:
         raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError) and "alloc" not in str(exc).lower():
+            raise
+        raise ExportError(f"not enough memory to trace an example batch of {batch_size} images; "
+                          "use a smaller batch size (formats with a dynamic batch axis take any size later)") from None
     finally:
         tmp.unlink(missing_ok=True)
     return out_path

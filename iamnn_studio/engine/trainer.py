@@ -325,7 +325,8 @@ class Trainer:
             raise TrainingFailed(
                 f"{name} {done} and its evaluation: nothing to resume; to train it longer, start a new run from "
                 f"its weights with its settings (train --config {run.path / 'config.toml'} --init-from {run.path} "
-                "--name NEW --epochs N; in the app: Runs > Train longer)"
+                f"--name NEW --epochs N{' --max-steps 0' if saved.max_steps is not None else ''}; in the app: "
+                "Runs > Train longer)"
             )
         self._run_path = run.path  # self.run_dir waits until the run really continues: until then a
         self._last_good_checkpoint = run.last_checkpoint  # failed attempt leaves the folder as it was
