@@ -170,6 +170,14 @@ def test_starting_from_another_network_or_a_missing_file_fails_in_one_sentence(t
     assert sorted(p.name for p in tmp_runs.iterdir()) == ["narrow"]  # the failed runs made no folders
 
 
+def test_a_start_mismatch_names_a_plugins_processing_block():
+    from iamnn_studio.engine.config import ModelConfig
+    from iamnn_studio.engine.trainer import _network
+
+    assert _network(ModelConfig(block="depthwise")) != _network(ModelConfig())
+    assert "with depthwise blocks" in _network(ModelConfig(block="depthwise"))
+
+
 # --------------------------------------------------------------------------- settings
 def test_invalid_settings_are_refused_naming_the_field(tmp_runs):
     with pytest.raises(ValueError, match=r"^lr:"):
@@ -409,6 +417,13 @@ def test_resuming_a_completed_run_says_so_and_leaves_it_alone(tmp_runs, uninterr
     assert recorder.kinds() == ["failed"]
     assert json.loads((uninterrupted.run_dir / "status.json").read_text())["state"] == "completed"
     assert (uninterrupted.run_dir / "metrics.jsonl").read_bytes() == before
+
+
+def test_a_step_limit_inside_an_epoch_does_not_count_that_epoch_as_done(tmp_runs):
+    capped = Trainer(tiny_config(epochs=2, max_steps=3), runs_dir=tmp_runs).run()
+    status = json.loads((capped.run_dir / "status.json").read_text())
+    per_epoch = json.loads((capped.run_dir / "metrics.jsonl").read_text().splitlines()[0]).get("steps_per_epoch")
+    assert per_epoch > 3 and status["step"] == 3 and status["epochs_done"] == 0, (status, per_epoch)
 
 
 def test_resuming_a_run_that_reached_its_step_limit_says_so(tmp_runs):

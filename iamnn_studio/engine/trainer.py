@@ -1036,9 +1036,12 @@ class Trainer:
     def _write_status(self, state: str, reason: str = "") -> None:
         if self.run_dir is None or not self._comm.is_main:
             return
+        # whole epochs only: one cut short by a step limit or a stop ends (and is validated) but is not done
+        per_epoch = getattr(self, "steps_per_epoch", None)
+        epochs_done = min(self.epoch, self.step // per_epoch) if per_epoch else self.epoch
         try:
             self.run_dir.write_status(
-                state, reason=reason, best_accuracy=self.best_accuracy, epochs_done=self.epoch,
+                state, reason=reason, best_accuracy=self.best_accuracy, epochs_done=epochs_done,
                 total_epochs=getattr(self, "total_epochs", self.config.epochs if self.config else None), step=self.step,
             )
         except OSError as exc:
@@ -1056,6 +1059,8 @@ class Trainer:
 def _network(model: ModelConfig) -> str:
     """"an IamNN (units 3-4-6-3) of width 16 on 1x28x28 images", to compare two networks in one sentence."""
     kind = "a ResNet" if model.architecture == "resnet" else "an IamNN"
+    if model.architecture != "resnet" and model.block != "bottleneck":  # a plugin's processing block
+        kind += f" with {model.block} blocks"
     caps = "-".join(str(n) for n in model.caps)
     return f"{kind} (units {caps}) of width {model.width} on {model.in_channels}x{model.image_size}x{model.image_size} images"
 
