@@ -170,6 +170,15 @@ def test_starting_from_another_network_or_a_missing_file_fails_in_one_sentence(t
     assert sorted(p.name for p in tmp_runs.iterdir()) == ["narrow"]  # the failed runs made no folders
 
 
+def test_a_runs_saved_settings_hold_absolute_paths_so_they_work_from_any_folder(tmp_runs, monkeypatch):
+    source = Trainer(tiny_config(epochs=1, max_steps=1, name="first"), runs_dir=tmp_runs).run()
+    monkeypatch.chdir(tmp_runs)
+    follow = Trainer(tiny_config(epochs=1, max_steps=1, name="second", init_from="first"), runs_dir=tmp_runs).run()
+    assert follow.state == "completed", follow.reason
+    saved = RunConfig.load(follow.run_dir / "config.toml")
+    assert saved.init_from == str(source.run_dir.resolve())
+
+
 def test_a_start_mismatch_names_a_plugins_processing_block():
     from iamnn_studio.engine.config import ModelConfig
     from iamnn_studio.engine.trainer import _network

@@ -336,6 +336,17 @@ class RunConfig:
             raise ValueError(f"config: not valid TOML ({exc})") from None
         return cls.from_dict(d)
 
+    def make_paths_absolute(self) -> "RunConfig":
+        """A relative data folder or start checkpoint becomes absolute (from the current folder), so
+        a run's saved settings mean the same when it is evaluated or resumed from another folder."""
+        import os
+
+        if self.data.root:
+            self.data.root = os.path.abspath(os.path.expanduser(self.data.root))
+        if self.init_from:
+            self.init_from = os.path.abspath(os.path.expanduser(self.init_from))
+        return self
+
     def save(self, path: str | Path) -> None:
         from .io import atomic_write_text  # local: io imports nothing heavy, but keep config standalone
 

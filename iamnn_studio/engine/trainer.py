@@ -441,7 +441,7 @@ class Trainer:
                     self.run_dir = RunDirectory.claim(self._requested_run_dir)
                 else:
                     self.run_dir = RunDirectory.create(self.runs_dir, config.name)
-                self.run_dir.write_config(config)
+                self.run_dir.write_config(config.make_paths_absolute())
                 self._write_status("running")
             except (ValueError, OSError) as exc:
                 path = exc

@@ -67,14 +67,54 @@ def import_pyqtgraph_without_cuda() -> None:
             del sys.modules[blocked]
 
 
-def display_problem(environ=os.environ, platform: str = sys.platform) -> str | None:
-    """Why no window can open here, in one sentence (Qt itself would abort with a core dump)."""
+def display_problem(environ=os.environ, platform: str = sys.platform, reachable=None) -> str | None:
+    """Why no window can open here, in one sentence (Qt itself would abort with a core dump).
+
+    ``reachable(environ)`` says whether the display the environment names answers (default:
+    ``display_reachable``): a DISPLAY left over from a closed session aborts Qt just the same.
+    """
     if not platform.startswith("linux") or environ.get("QT_QPA_PLATFORM"):
         return None
-    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
-        return None
-    return ("no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset): run it in a desktop "
-            "session, under `xvfb-run iamnn-studio`, or use the command line (`iamnn-studio --help`)")
+    named = [f"{key}={environ[key]}" for key in ("WAYLAND_DISPLAY", "DISPLAY") if environ.get(key)]
+    advice = "run it in a desktop session, under `xvfb-run iamnn-studio`, or use the command line (`iamnn-studio --help`)"
+    if not named:
+        return f"no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset): {advice}"
+    if not (reachable or display_reachable)(environ):
+        return f"the display in {' and '.join(named)} does not answer (its session may have ended): {advice}"
+    return None
+
+
+def display_reachable(environ=os.environ) -> bool:
+    """Whether the Wayland socket or the X server the environment names accepts a connection.
+
+    Only what can be checked at once: a local X display (":N", abstract or file socket) or a
+    Wayland socket. A remote X display ("host:N") is assumed to answer.
+    """
+    import re
+    import socket
+
+    def connects(address) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1.0)
+                sock.connect(address)
+            return True
+        except OSError:
+            return False
+
+    wayland = environ.get("WAYLAND_DISPLAY")
+    if wayland:
+        path = wayland if wayland.startswith("/") else os.path.join(environ.get("XDG_RUNTIME_DIR", ""), wayland)
+        if connects(path):
+            return True
+    display = environ.get("DISPLAY")
+    if display:
+        local = re.fullmatch(r"(?:unix)?:(\d+)(?:\.\d+)?", display)
+        if local is None:
+            return True
+        socket_path = f"/tmp/.X11-unix/X{local.group(1)}"
+        return connects("\0" + socket_path) or connects(socket_path)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -187,11 +187,28 @@ def test_engine_failure_is_said_in_the_window(qtbot, styled_app, tmp_runs):
 def test_no_display_gets_one_clear_sentence_instead_of_a_qt_abort():
     from iamnn_studio.gui.app import display_problem
 
+    answers = lambda environ: True  # noqa: E731
     assert "no display" in display_problem(environ={}, platform="linux")
-    assert display_problem(environ={"DISPLAY": ":0"}, platform="linux") is None
-    assert display_problem(environ={"WAYLAND_DISPLAY": "wayland-0"}, platform="linux") is None
+    assert display_problem(environ={"DISPLAY": ":0"}, platform="linux", reachable=answers) is None
+    assert display_problem(environ={"WAYLAND_DISPLAY": "wayland-0"}, platform="linux", reachable=answers) is None
     assert display_problem(environ={"QT_QPA_PLATFORM": "offscreen"}, platform="linux") is None
     assert display_problem(environ={}, platform="darwin") is None
+
+
+def test_a_display_left_over_from_an_ended_session_is_named_instead_of_a_qt_abort(tmp_path):
+    import socket
+
+    from iamnn_studio.gui.app import display_problem, display_reachable
+
+    stale = {"DISPLAY": ":987", "WAYLAND_DISPLAY": "wayland-gone", "XDG_RUNTIME_DIR": str(tmp_path)}
+    assert not display_reachable(stale)
+    problem = display_problem(environ=stale, platform="linux")
+    assert problem.startswith("the display in WAYLAND_DISPLAY=wayland-gone and DISPLAY=:987 does not answer")
+    assert display_reachable({"DISPLAY": "remote-host:0"})  # not checked: assumed to answer
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:  # a live Wayland socket
+        server.bind(str(tmp_path / "wayland-live"))
+        server.listen(1)
+        assert display_reachable({"WAYLAND_DISPLAY": "wayland-live", "XDG_RUNTIME_DIR": str(tmp_path)})
 
 
 def test_a_damaged_checkpoint_is_reported_in_the_status_bar_and_not_remembered(qtbot, window, tmp_path):
