@@ -66,6 +66,7 @@ class BufferedCurve:
         self._average = 0.0  # the EMA before debiasing, and how many finite points went into it
         self._count = 0
         self.dirty = False
+        self._lone_marker = False  # a single point gets a marker: a 1-point line draws nothing
 
     def __len__(self) -> int:
         return self._n
@@ -139,7 +140,23 @@ class BufferedCurve:
             self.item.setData(x, y, connect="finite")
             if self.smooth_item is not None:
                 self.smooth_item.setData(x, self.smoothed() if len(x) else y, connect="finite")
+            self._mark_a_lone_point(int(np.isfinite(y).sum()) == 1)
             self.dirty = False
+
+    def _mark_a_lone_point(self, lone: bool) -> None:
+        shown = self.smooth_item if self.smooth_item is not None else self.item
+        if lone == self._lone_marker or (shown.opts.get("symbol") and not self._lone_marker):
+            return  # unchanged, or a curve that has markers anyway
+        self._lone_marker = lone
+        if lone:
+            color = shown.opts["pen"].color() if hasattr(shown.opts["pen"], "color") else None
+            shown.setSymbol("o")
+            shown.setSymbolSize(5)
+            if color is not None:
+                shown.setSymbolBrush(color)
+                shown.setSymbolPen(color)
+        else:
+            shown.setSymbol(None)
 
     def drop_before(self, x: float) -> None:
         """Forget the points left of ``x`` (a scrolling window), once they are half the buffer."""
@@ -209,10 +226,26 @@ class LogAxis(pg.AxisItem):
             values = [v for v in values if minVal <= v <= maxVal]
             if len(values) <= 6:
                 break
+        if len(values) < 2:  # a narrow range (a loss between 2.2 and 2.4): plain steps inside it
+            values = [math.log10(v) for v in nice_steps(10 ** minVal, 10 ** maxVal)]
         return [(None, values)]
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph's name)
         return [f"{10 ** v * scale:g}" for v in values]
+
+
+def nice_steps(low: float, high: float, most: int = 4) -> list[float]:
+    """Round values (multiples of 1, 2 or 5 x 10^k) inside [low, high], at least two where the range is
+    not empty and at most ``most``."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return []
+    for exponent in range(math.floor(math.log10(high - low)), math.floor(math.log10(high - low)) - 3, -1):
+        for multiple in (5, 2, 1):
+            step = multiple * 10.0 ** exponent
+            values = [k * step for k in range(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1)]
+            if 2 <= len(values) <= most:
+                return [float(f"{v:.12g}") for v in values]
+    return []
 
 
 def set_plot_title(plot: pg.PlotItem, title: str) -> None:

@@ -91,6 +91,10 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         for line in self.cap_lines:
             line.setVisible(False)
         iterations.setYRange(0, 4)
+        # A flat series (one step so far, a constant rate) must not zoom its axis into rounding
+        # noise ("693.22342290"): each axis spans at least a readable amount.
+        for plot, span in ((loss, 0.3), (accuracy, 2.0), (macs, 0.5), (speed, 10.0)):  # loss: log10 units
+            plot.getViewBox().setLimits(minYRange=span)
 
     def _label_held_out(self, split: str) -> None:
         """Name the per-epoch points after the split they were measured on: "val", or "test" for a run
@@ -106,6 +110,10 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         self._label_held_out("val")
         for curve in self.curves.values():
             curve.clear()
+        for name, plot in self.plots.items():  # no axis range left over from the previous run
+            if name != "iterations":
+                plot.getViewBox().setRange(yRange=(0, 1), padding=0)
+                plot.enableAutoRange(axis="y")
         for block, line in enumerate(self.cap_lines):
             visible = caps is not None and block < len(caps)
             line.setVisible(visible)

@@ -93,3 +93,63 @@ def test_the_loss_axis_is_labelled_at_one_two_five_steps(plot):
     axis = LogAxis("left")
     (_, values), = axis.logTickValues(math.log10(0.3), math.log10(7.0), 200, [])
     assert axis.logTickStrings(values, 1.0, None) == ["0.5", "1", "2", "5"]
+
+
+def test_a_narrow_loss_range_still_gets_labels(plot):
+    import math
+
+    from iamnn_studio.gui.plots import LogAxis
+
+    axis = LogAxis("left")
+    (_, values), = axis.logTickValues(math.log10(2.2), math.log10(2.4), 200, [])
+    assert axis.logTickStrings(values, 1.0, None) == ["2.2", "2.4"]
+
+
+def test_a_single_point_is_drawn_as_a_marker_until_a_line_can_be(plot):
+    from iamnn_studio.gui.plots import add_curve
+
+    curve = add_curve(plot, "#2563EB", smooth=True)
+    curve.append(1, 2.0)
+    curve.flush()
+    assert curve.smooth_item.opts["symbol"] == "o"
+    curve.append(2, 3.0)
+    curve.flush()
+    assert curve.smooth_item.opts["symbol"] is None
+    marked = add_curve(plot, "#2563EB", symbol="o")  # a curve with markers keeps them
+    marked.append(1, 2.0)
+    marked.append(2, 2.0)
+    marked.flush()
+    assert marked.item.opts["symbol"] == "o"
+
+
+def test_a_flat_live_series_does_not_zoom_its_axis_into_rounding_noise(qtbot, styled_app):
+    from iamnn_studio.gui.training_view import LiveMonitor
+
+    monitor = LiveMonitor()
+    qtbot.addWidget(monitor)
+    monitor.resize(900, 500)
+    monitor.add_step({"step": 1, "loss": 2.3, "accuracy": 0.125, "images_per_s": 693.22342290, "lr": 0.1,
+                      "macs": 5e6, "iterations": [1, 1, 1, 1]})
+    for curve in monitor.curves.values():
+        curve.flush()
+    for name in ("accuracy", "speed"):
+        view = monitor.plots[name].getViewBox()
+        view.updateAutoRange()
+        low, high = view.viewRange()[1]
+        assert high - low >= 2.0, (name, low, high)
+    monitor.reset((2, 2, 2, 2))  # a new run starts from a clean axis, not the last one's
+    low, high = monitor.plots["speed"].getViewBox().viewRange()[1]
+    assert high < 100  # the last run's 693 images/s are gone from the axis
+
+
+def test_equal_accuracies_in_the_threshold_sweep_keep_a_readable_axis(qtbot, styled_app):
+    from iamnn_studio.gui.widgets.charts import SweepCurve
+
+    chart = SweepCurve()
+    qtbot.addWidget(chart)
+    points = [{"mean_macs": m, "top1": 0.125} for m in (1e6, 2e6, 3e6)]  # a collapsed halting
+    chart.set_sweep(points, [], None)
+    view = chart.getPlotItem().getViewBox()
+    view.updateAutoRange()
+    low, high = view.viewRange()[1]
+    assert high - low >= 2.0 and low < 12.5 < high

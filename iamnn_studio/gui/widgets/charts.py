@@ -101,6 +101,10 @@ class ClassAccuracyBars(pg.PlotWidget):
             self.labels.append(text)
 
 
+#: Percentage points an accuracy axis spans at least.
+MIN_ACCURACY_SPAN = 2.0
+
+
 class SweepCurve(pg.PlotWidget):
     """Accuracy against mean MACs: the halting-threshold sweep beside the fixed-iteration settings.
 
@@ -114,6 +118,8 @@ class SweepCurve(pg.PlotWidget):
         theme.style_plot(plot, left="top-1 accuracy (%)", bottom="mean MACs per image (M)")
         plot.showGrid(x=True, y=True, alpha=0.15)
         plot.getViewBox().setDefaultPadding(0.08)  # room for the point labels at the edges
+        # equal accuracies (a collapsed halting) must not zoom the axis into rounding noise
+        plot.getViewBox().setLimits(minYRange=MIN_ACCURACY_SPAN)
         self.threshold_curve = plot.plot(pen=pg.mkPen(theme.ACCENT, width=1), symbol="o", symbolSize=6,
                                          symbolBrush=theme.ACCENT, symbolPen=None)
         self.fixed_curve = plot.plot(pen=pg.mkPen(theme.SECONDARY, width=1, style=Qt.PenStyle.DashLine), symbol="s",
