@@ -397,6 +397,8 @@ class MainWindow(QMainWindow):
         if not self.engine_ready:
             self.when_ready(lambda: self.load_config_file(path))
             return False
+        if self._busy_training(f"Wait for it to end, or stop it first, then open {Path(path).name}."):
+            return False
         error = self.training.form.load_file(path)
         if error:
             self._error("Cannot load the run config", error)

@@ -404,6 +404,8 @@ class TrainingView(QWidget):
 
     def _launch(self, config: Any, *, run_dir: str | None, resume: bool, title: str) -> None:
         self.outcome = self.failure = None
+        self.last_run_dir = run_dir  # a new run has no folder until it starts: a failure must not point at the last one
+        self._resumed_step = None
         self._training_started = False
         self._latest = {}
         self._evaluation = {}
@@ -596,7 +598,9 @@ class TrainingView(QWidget):
             self.header.progress.setValue(1000 if outcome != "stopped" else self.header.progress.value())
         step = self._latest.get("step")
         elapsed = time.monotonic() - self._started_at
-        self.header.eta.setText(f"{step:,} steps in {format_duration(elapsed)}" if step else "")
+        done = step - (self._resumed_step or 0) if isinstance(step, int) else 0  # this session's steps
+        self.header.eta.setText(f"{done:,} step{'s' if done != 1 else ''} in {format_duration(elapsed)}"
+                                if done > 0 else "")
         self._show_result_actions()
         sentences = {"completed": "Run finished", "max_steps": "Run finished (step limit)", "stopped": "Run stopped",
                      "failed": "Run failed"}

@@ -158,6 +158,34 @@ def test_a_training_failure_is_shown_and_the_window_stays_usable(qtbot, window, 
     assert training.header.start.isEnabled()
 
 
+def test_a_run_that_fails_before_its_folder_exists_points_at_no_earlier_run(qtbot, window, record_dialogs):
+    training = start_tiny_run(qtbot, window, max_steps=2)
+    qtbot.waitUntil(lambda: training.session is None and training.outcome is not None, timeout=RUN_TIMEOUT_MS)
+    assert training.last_run_dir is not None
+    values = tiny_run_values(training.form, max_steps=2)
+    values["init_from"] = str(Path(training.last_run_dir) / "config.toml")  # exists, but holds no weights
+    training.form.set_values(values)
+    assert training.start_run()
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        pass
+    assert ended.args == ["failed"] and training.failure.startswith("init_from")
+    assert training.last_run_dir is None and training.checkpoint_path() is None  # nothing to export or continue
+    assert not training.header.continue_run.isVisibleTo(training)
+
+
+def test_opening_a_run_config_while_a_run_trains_is_refused(qtbot, window, record_dialogs, tmp_path):
+    training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    saved = tmp_path / "other.toml"
+    saved.write_text("name = 'other'\n")
+    before = training.form.values()
+    assert window.load_config_file(str(saved)) is False
+    assert record_dialogs[-1][1] == "A run is already training" and "other.toml" in record_dialogs[-1][2]
+    assert training.form.values() == before
+    training.stop_run()
+    qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
+
+
 def test_a_resume_that_cannot_load_its_checkpoint_says_why_and_offers_no_continue(qtbot, window, record_dialogs):
     training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
     qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
