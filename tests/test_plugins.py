@@ -206,6 +206,8 @@ BROKEN_PLUGINS = {
     "no_register.py": ("X = 1\n", "AttributeError: no register(api) function"),
     "clash.py": (block_plugin("bottleneck"), "ValueError: processing block 'bottleneck' is already registered"),
     "not_callable.py": ("def register(api):\n    api.blocks.register('number', 3)\n", "TypeError: block 'number' must be callable"),
+    "registers_none.py": ("def register(api):\n    api.exporters.register('nothing', None)\n",
+                          "TypeError: exporter 'nothing' needs an export"),
 }
 
 

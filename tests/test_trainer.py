@@ -179,6 +179,16 @@ def test_a_runs_saved_settings_hold_absolute_paths_so_they_work_from_any_folder(
     assert saved.init_from == str(source.run_dir.resolve())
 
 
+def test_running_out_of_memory_while_loading_the_data_blames_the_data_not_the_batch(tmp_runs, monkeypatch):
+    def too_big(self, config):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(Trainer, "_load_data", too_big)
+    result = Trainer(tiny_config(), runs_dir=tmp_runs).run()
+    assert result.state == "failed" and result.reason.startswith("out of memory while loading the data set")
+    assert "batch size" not in result.reason
+
+
 def test_a_start_mismatch_names_a_plugins_processing_block():
     from iamnn_studio.engine.config import ModelConfig
     from iamnn_studio.engine.trainer import _network

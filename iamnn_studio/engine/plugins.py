@@ -73,6 +73,10 @@ class PluginReport:
 
 
 # --------------------------------------------------------------------------- the plugin's API
+#: ``register(name)`` without an item: the decorator form (None is an item, and a wrong one).
+_AS_DECORATOR = object()
+
+
 class StagedRegistry:
     """What a plugin sees as ``api.blocks`` and the like: reads see the real registry plus this
     plugin's additions; additions wait here until the plugin's ``register`` has returned."""
@@ -93,7 +97,7 @@ class StagedRegistry:
     def kind(self) -> str:
         return self.target.kind
 
-    def register(self, name: str, item: Any = None):
+    def register(self, name: str, item: Any = _AS_DECORATOR):
         """Add ``item`` under ``name``; works as a call or, without ``item``, as a decorator.
 
         Plugins cannot replace an existing entry: a name clash fails the plugin.
@@ -108,7 +112,7 @@ class StagedRegistry:
             self.staged[name] = obj
             return obj
 
-        return add if item is None else add(item)
+        return add if item is _AS_DECORATOR else add(item)  # register(name, None) is checked, not a decorator
 
     def get(self, name: str) -> Any:
         return self.staged[name] if name in self.staged else self.target.get(name)

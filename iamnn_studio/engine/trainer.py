@@ -966,9 +966,13 @@ class Trainer:
     def _out_of_memory_reason(self, memory: str) -> str:
         batch = self.config.batch_size
         data = getattr(self, "data", None)
-        used = min(batch, len(data.train)) if data is not None and len(data.train) else batch  # a batch is at most the set
+        if data is None:  # the data set itself did not fit
+            return (f"out of {memory} while loading the data set {self.config.data.name!r}: choose fewer or smaller "
+                    f"images (its size options); {self._kept_checkpoint_sentence()}")
+        used = min(batch, len(data.train)) if len(data.train) else batch  # a batch is at most the set
         return (f"out of {memory} at epoch {self.epoch + 1} step {self.step} with batch size {batch}: "
-                f"try a smaller batch size (e.g. {max(1, used // 2)}) or width; {self._kept_checkpoint_sentence()}")
+                f"try a smaller batch size (e.g. {max(1, used // 2)}), width or image size; "
+                f"{self._kept_checkpoint_sentence()}")
 
     def _keep_traceback(self, exc: BaseException) -> str:
         """Write the traceback where the user can find it; returns that place."""
