@@ -445,6 +445,24 @@ def test_a_step_limit_inside_an_epoch_does_not_count_that_epoch_as_done(tmp_runs
     assert per_epoch > 3 and status["step"] == 3 and status["epochs_done"] == 0, (status, per_epoch)
 
 
+def test_an_interrupt_between_an_epochs_result_and_its_checkpoints_leaves_the_status_at_the_saved_epoch(tmp_runs):
+    saved = {}
+
+    def interrupt_second_epoch(event):
+        if event.kind == "checkpoint" and not event.data["best"]:
+            saved.update(step=event.data["step"])
+        if event.kind == "epoch" and event.data["epoch"] == 2:  # before last.pt and best.pt of epoch 2
+            raise KeyboardInterrupt
+
+    trainer = Trainer(tiny_config(epochs=3), runs_dir=tmp_runs, listeners=[interrupt_second_epoch])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    status = json.loads((trainer.run_dir.path / "status.json").read_text())
+    assert status["state"] == "failed" and status["epochs_done"] == 1 and status["step"] == saved["step"]
+    assert trainer.step > saved["step"]  # the second epoch had run
+    assert status["best_accuracy"] == load_checkpoint(trainer.run_dir.best_checkpoint).metrics["val_accuracy"]
+
+
 def test_resuming_a_run_that_reached_its_step_limit_says_so(tmp_runs):
     capped = Trainer(tiny_config(epochs=2, max_steps=3), runs_dir=tmp_runs).run()
     assert capped.state == "completed" and capped.reason == "max_steps", capped.reason

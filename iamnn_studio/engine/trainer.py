@@ -169,6 +169,10 @@ class Trainer:
         self._batches_done = 0  # in the current epoch
         self._halting_fitted = False
         self._last_good_checkpoint: Path | None = None
+        # What the checkpoints on disk hold: (epochs, steps) of last.pt, the accuracy of best.pt. A
+        # status written after an interruption says this, not what was computed after the last save.
+        self._saved_progress: tuple[int, int] | None = None
+        self._saved_best: float | None = None
 
     # ------------------------------------------------------------ commands
     def add_listener(self, listener: Listener) -> None:
@@ -218,8 +222,8 @@ class Trainer:
         except torch.cuda.OutOfMemoryError:
             self._release_gpu_memory()
             return self._fail(self._out_of_memory_reason("GPU memory"))
-        except KeyboardInterrupt:
-            self._fail(f"interrupted; {self._kept_checkpoint_sentence()}")
+        except KeyboardInterrupt:  # may land between an epoch's result and its checkpoints
+            self._fail(f"interrupted; {self._kept_checkpoint_sentence()}", as_saved=True)
             raise
         except Exception as exc:
             if _is_cpu_out_of_memory(exc):
@@ -788,6 +792,9 @@ class Trainer:
             raise TrainingFailed(f"{exc}; {self._kept_checkpoint_sentence()}") from None
         if which == "last":
             self._last_good_checkpoint = path
+            self._saved_progress = (self.epoch, self.step)
+        else:
+            self._saved_best = self.best_accuracy
         self._emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step, best=which == "best")
 
     def _restore_training_state(self, state: dict[str, Any]) -> None:
@@ -797,6 +804,7 @@ class Trainer:
             self.epoch, self.step = int(state["epoch"]), int(state["step"])
             self._batches_done = int(state["batches_done"])
             self.best_accuracy, self.best_epoch = state.get("best_accuracy"), state.get("best_epoch")
+            self._saved_progress, self._saved_best = (self.epoch, self.step), self.best_accuracy
             self._halting_fitted = bool(state.get("halting_fitted"))
             self.totals.values.copy_(state["epoch_totals"].to(self.device))
             self.augment_generator.set_state(state["generators"]["augment"])
@@ -955,10 +963,10 @@ class Trainer:
         return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state=state,
                          parameter_digests={self._rank: digest})
 
-    def _fail(self, reason: str) -> RunResult:
+    def _fail(self, reason: str, *, as_saved: bool = False) -> RunResult:
         run_path = self._run_path
         if self._comm.is_main:
-            self._write_status("failed", reason=reason)
+            self._write_status("failed", reason=reason, as_saved=as_saved)
             self._emit("failed", reason=reason, run_dir=None if run_path is None else str(run_path))
         self._set_state("failed")
         return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state="failed")
@@ -1037,16 +1045,20 @@ class Trainer:
                 log.exception("a training listener failed on a %s event", kind)
                 self._log_text(f"a listener failed on a {kind} event:\n{traceback.format_exc()}")
 
-    def _write_status(self, state: str, reason: str = "") -> None:
+    def _write_status(self, state: str, reason: str = "", *, as_saved: bool = False) -> None:
+        """status.json; ``as_saved``: the progress and best accuracy the checkpoints on disk hold."""
         if self.run_dir is None or not self._comm.is_main:
             return
+        epoch, step, best = self.epoch, self.step, self.best_accuracy
+        if as_saved and self._saved_progress is not None:
+            (epoch, step), best = self._saved_progress, self._saved_best
         # whole epochs only: one cut short by a step limit or a stop ends (and is validated) but is not done
         per_epoch = getattr(self, "steps_per_epoch", None)
-        epochs_done = min(self.epoch, self.step // per_epoch) if per_epoch else self.epoch
+        epochs_done = min(epoch, step // per_epoch) if per_epoch else epoch
         try:
             self.run_dir.write_status(
-                state, reason=reason, best_accuracy=self.best_accuracy, epochs_done=epochs_done,
-                total_epochs=getattr(self, "total_epochs", self.config.epochs if self.config else None), step=self.step,
+                state, reason=reason, best_accuracy=best, epochs_done=epochs_done,
+                total_epochs=getattr(self, "total_epochs", self.config.epochs if self.config else None), step=step,
             )
         except OSError as exc:
             log.warning("cannot write status.json: %s", exc)
