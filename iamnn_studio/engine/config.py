@@ -296,9 +296,9 @@ class RunConfig:
             _positive_int("max_steps", self.max_steps)
         if not _is_number(self.ponder_warmup_epochs) or self.ponder_warmup_epochs < 0:
             raise _field_error("ponder_warmup_epochs", f"must be >= 0, got {self.ponder_warmup_epochs!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            # torch.manual_seed takes a 64-bit integer
-            raise _field_error("seed", f"must be an integer in [0, 2**63 - 1], got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**53:
+            # per-process seeds (seed * 1000 + rank) must fit torch.manual_seed's 64 bits
+            raise _field_error("seed", f"must be an integer in [0, 2**53 - 1], got {self.seed!r}")
         if self.device not in DEVICES:
             raise _field_error("device", f"must be one of {DEVICES}, got {self.device!r}")
         if self.num_threads is not None:
