@@ -286,7 +286,7 @@ def measure_as_command_line(argv: list[str] | None) -> dict[str, Any]:
 
     env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
     env[OPENMP_ENV] = "default"
-    args = [a for a in (sys.argv[1:] if argv is None else argv)]
+    args = list(sys.argv[1:] if argv is None else argv)
     if "--json" in args:  # the child writes its own
         del args[args.index("--json"):args.index("--json") + 2]
     with tempfile.TemporaryDirectory(prefix="iamnn-bench-") as folder:

@@ -147,9 +147,14 @@ def test_an_export_never_replaces_a_runs_checkpoint(tmp_path):
         with pytest.raises(ExportError, match=f"{name}: it is a file of the training run"):
             export_checkpoint(run / "checkpoints" / "best.pt", "onnx", run / name)
         assert (run / name).read_bytes() == before
+    (run / "checkpoints" / "best.pt").rename(run / "best-copy.pt")  # a stopped run: no best.pt yet
+    for name in ("checkpoints/best.pt", "eval.json"):
+        with pytest.raises(ExportError, match="it is a file of the training run"):
+            export_checkpoint(run / "best-copy.pt", "onnx", run / name)
+        assert not (run / name).exists()
     # a file the user exported into the run folder earlier is theirs to replace
     (run / "model.ts").write_bytes(b"old")
-    export_checkpoint(run / "checkpoints" / "best.pt", "torchscript", run / "model.ts")
+    export_checkpoint(run / "best-copy.pt", "torchscript", run / "model.ts")
     assert (run / "model.ts").read_bytes() != b"old"
 
 

@@ -15,7 +15,7 @@ import iamnn_studio.engine.calibration as calibration
 import iamnn_studio.engine.trainer as trainer_module
 from iamnn_studio.engine.checkpoint import load_checkpoint
 from iamnn_studio.engine.config import RunConfig
-from iamnn_studio.engine.runs import read_metrics
+from iamnn_studio.engine.runs import list_runs, read_metrics
 from iamnn_studio.engine.trainer import Trainer
 
 torch.set_num_threads(1)  # deterministic and quick on the 2-core test machine
@@ -443,6 +443,8 @@ def test_a_step_limit_inside_an_epoch_does_not_count_that_epoch_as_done(tmp_runs
     status = json.loads((capped.run_dir / "status.json").read_text())
     per_epoch = json.loads((capped.run_dir / "metrics.jsonl").read_text().splitlines()[0]).get("steps_per_epoch")
     assert per_epoch > 3 and status["step"] == 3 and status["epochs_done"] == 0, (status, per_epoch)
+    [summary] = list_runs(tmp_runs)
+    assert summary.step_limited  # what the Runs tab marks "(step limit)"
 
 
 def test_an_interrupt_between_an_epochs_result_and_its_checkpoints_leaves_the_status_at_the_saved_epoch(tmp_runs):

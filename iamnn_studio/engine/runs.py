@@ -34,6 +34,8 @@ RUN_STATES = ("running", "paused", "stopped", "completed", "failed")
 UNREADABLE = "unreadable"
 #: A run whose status says "running" but whose process is gone (killed, crashed, power cut).
 INTERRUPTED = "interrupted"
+#: How status.json's reason begins for a run that ended at its step limit.
+STEP_LIMIT_REASON = "completed: reached max_steps"
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -59,8 +61,8 @@ def output_file(path: str | Path) -> Path:
 
     A symbolic link is followed (its target is written, the link stays); a folder, a device, a
     pipe or a socket is refused (an atomic replace would swap it for a regular file, even
-    ``/dev/null``); so is an existing file of a training run (its settings, status, log or a
-    checkpoint), whose loss would break the run.
+    ``/dev/null``); so is a file of a training run (its settings, status, log, evaluation or a
+    checkpoint, whether written yet or not), whose loss would break the run.
     """
     path = Path(path)
     if path.is_symlink():
@@ -69,12 +71,12 @@ def output_file(path: str | Path) -> Path:
         raise ValueError("it is a folder; give a file name")
     if path.exists() and not path.is_file():
         raise ValueError("it is not a regular file (a device, pipe or socket); give a file name")
-    if path.exists():
-        run = (path.parent if path.name in _RUN_FILES and _is_run(path.parent)
-               else path.parent.parent if path.parent.name == CHECKPOINT_DIR and _is_run(path.parent.parent)
-               else None)
-        if run is not None:
-            raise ValueError(f"it is a file of the training run in {run}; write somewhere else")
+    # existing or not: a stopped run has no best.pt or eval.json yet, and one written there breaks it
+    run = (path.parent if path.name in _RUN_FILES and _is_run(path.parent)
+           else path.parent.parent if path.parent.name == CHECKPOINT_DIR and _is_run(path.parent.parent)
+           else None)
+    if run is not None:
+        raise ValueError(f"it is a file of the training run in {run}; write somewhere else")
     return path
 
 
@@ -287,6 +289,11 @@ class RunSummary:
     model: str  # e.g. "IamNN-50 w16 adaptive"
     dataset: str
     reason: str = ""
+
+    @property
+    def step_limited(self) -> bool:
+        """Whether the run ended at its step limit (``max_steps``) rather than after its epochs."""
+        return self.status == "completed" and self.reason.startswith(STEP_LIMIT_REASON)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -44,7 +44,7 @@ from .config import ModelConfig, RunConfig
 from .distributed import Collective
 from .events import Event, Listener
 from .optim import build_optimizer, build_scheduler, planned_steps
-from .runs import RunDirectory
+from .runs import STEP_LIMIT_REASON, RunDirectory
 
 log = logging.getLogger(__name__)
 
@@ -953,7 +953,7 @@ class Trainer:
         if self._comm.is_main:
             sentence = {
                 "completed": "completed",
-                "max_steps": f"completed: reached max_steps ({self.total_steps} steps)",
+                "max_steps": f"{STEP_LIMIT_REASON} ({self.total_steps} steps)",
                 "stopped": f"stopped at epoch {self.epoch + (1 if self._batches_done else 0)} step {self.step}",
             }
             self._write_status(state, reason=sentence[reason])

@@ -356,7 +356,7 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
         _SortItem(run.name, run.name.lower()),
         _SortItem(run.dataset, run.dataset),
         _SortItem(run.model, run.model),
-        _SortItem(f"{run.status} (step limit)" if run.reason == "max_steps" else run.status, run.status),
+        _SortItem(f"{run.status} (step limit)" if run.step_limited else run.status, run.status),
         _SortItem(epochs, run.epochs_done),
         _SortItem(formatting.percent(run.best_accuracy), run.best_accuracy),
         _SortItem(created.strftime("%Y-%m-%d %H:%M") if created else "–", run.created),

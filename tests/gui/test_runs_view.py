@@ -142,6 +142,20 @@ def test_refresh_picks_up_new_runs_and_an_empty_folder_explains_itself(qtbot, vi
     assert "does not exist yet" in view.empty.text.text()
 
 
+def test_a_run_ended_by_its_step_limit_says_so_in_the_status_column(qtbot, view, runs):
+    from iamnn_studio.engine.runs import STEP_LIMIT_REASON
+
+    capped = make_run(runs["dir"], "capped-run", "completed")
+    status = json.loads((capped / "status.json").read_text())
+    status["reason"] = f"{STEP_LIMIT_REASON} (12 steps)"
+    (capped / "status.json").write_text(json.dumps(status))
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    statuses = {view.table.item(r, 0).text(): view.table.item(r, COLUMNS.index("Status")).text()
+                for r in range(view.table.rowCount())}
+    assert statuses["capped-run"] == "completed (step limit)" and statuses["good-run"] == "completed"
+
+
 def test_a_file_chosen_as_runs_folder_is_called_a_file(qtbot, view, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a folder")
