@@ -72,13 +72,33 @@ def display_problem(environ=os.environ, platform: str = sys.platform, reachable=
 
     ``reachable(environ)`` says whether the display the environment names answers (default:
     ``display_reachable``): a DISPLAY left over from a closed session aborts Qt just the same.
+    An explicit ``QT_QPA_PLATFORM`` of ``xcb`` or ``wayland`` (or a ``;`` list of them, as Qt
+    accepts) is checked the same way, for the display servers it names only; any other platform
+    (offscreen, minimal, vnc, eglfs, ...) needs no display server and is left to Qt.
     """
-    if not platform.startswith("linux") or environ.get("QT_QPA_PLATFORM"):
+    if not platform.startswith("linux"):
         return None
-    named = [f"{key}={environ[key]}" for key in ("WAYLAND_DISPLAY", "DISPLAY") if environ.get(key)]
+    requested = [entry.split(":", 1)[0].strip().lower()
+                 for entry in environ.get("QT_QPA_PLATFORM", "").split(";") if entry.strip()]
+    if any(name != "xcb" and not name.startswith("wayland") for name in requested):
+        return None
+    keys = ["WAYLAND_DISPLAY", "DISPLAY"]
+    if requested:  # only the servers Qt was told to use
+        keys = [key for key in keys if any((name == "xcb") == (key == "DISPLAY") for name in requested)]
+        if "WAYLAND_DISPLAY" in keys and environ.get("WAYLAND_SOCKET"):
+            return None  # a connection handed over by the compositor: nothing to check
+        environ = {key: value for key, value in environ.items()
+                   if key in keys or key not in ("WAYLAND_DISPLAY", "DISPLAY")}
+    named = [f"{key}={environ[key]}" for key in keys if environ.get(key)]
+    if requested and "WAYLAND_DISPLAY" in keys and not environ.get("WAYLAND_DISPLAY"):
+        environ = {**environ, "WAYLAND_DISPLAY": "wayland-0"}  # what Wayland's client library falls back to
+        named.insert(0, "WAYLAND_DISPLAY (unset, so wayland-0)")
     advice = "run it in a desktop session, under `xvfb-run iamnn-studio`, or use the command line (`iamnn-studio --help`)"
     if not named:
-        return f"no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset): {advice}"
+        unset = " and ".join(keys) + (" is unset" if len(keys) == 1 else " are unset")
+        if requested:
+            unset = f"QT_QPA_PLATFORM={environ['QT_QPA_PLATFORM']} but {unset}"
+        return f"no display to open the window on ({unset}): {advice}"
     if not (reachable or display_reachable)(environ):
         return f"the display in {' and '.join(named)} does not answer (its session may have ended): {advice}"
     return None

@@ -211,6 +211,37 @@ def test_a_display_left_over_from_an_ended_session_is_named_instead_of_a_qt_abor
         assert display_reachable({"WAYLAND_DISPLAY": "wayland-live", "XDG_RUNTIME_DIR": str(tmp_path)})
 
 
+def test_an_explicit_xcb_or_wayland_platform_with_no_server_is_one_sentence_and_exit_2(tmp_path):
+    """QT_QPA_PLATFORM=xcb used to skip the display check, and Qt aborted (exit 134, core dump)."""
+    import os
+
+    from iamnn_studio.gui.app import display_problem, display_reachable
+
+    number = next(n for n in range(970, 1000) if not os.path.exists(f"/tmp/.X11-unix/X{n}")
+                  and not display_reachable({"DISPLAY": f":{n}"}))
+    env = {key: value for key, value in os.environ.items() if key not in ("WAYLAND_DISPLAY", "WAYLAND_SOCKET")}
+    env.update(QT_QPA_PLATFORM="xcb", DISPLAY=f":{number}", XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_RUNTIME_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "iamnn_studio"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line, no Qt messages
+    assert done.stderr.startswith(f"error: the display in DISPLAY=:{number} does not answer")
+
+    # Only the servers the platform names are checked; platforms without a display server are Qt's.
+    stale = {"DISPLAY": f":{number}", "XDG_RUNTIME_DIR": str(tmp_path)}
+    assert "QT_QPA_PLATFORM=xcb but DISPLAY is unset" in display_problem(
+        environ={"QT_QPA_PLATFORM": "xcb", "WAYLAND_DISPLAY": "wayland-0"}, platform="linux", reachable=lambda e: True)
+    assert display_problem(environ={**stale, "QT_QPA_PLATFORM": "wayland"}, platform="linux").startswith(
+        "the display in WAYLAND_DISPLAY (unset, so wayland-0) does not answer")
+    assert display_problem(environ={**stale, "QT_QPA_PLATFORM": "xcb:foo=1"}, platform="linux").startswith(
+        f"the display in DISPLAY=:{number} does not answer")
+    assert display_problem(environ={**stale, "QT_QPA_PLATFORM": "xcb;offscreen"}, platform="linux") is None
+    assert display_problem(environ={**stale, "QT_QPA_PLATFORM": "vnc"}, platform="linux") is None
+    assert display_problem(environ={"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":0"}, platform="linux",
+                           reachable=lambda e: True) is None
+
+
 def test_a_damaged_checkpoint_is_reported_in_the_status_bar_and_not_remembered(qtbot, window, tmp_path):
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(b"PK\x03\x04 cut short")
