@@ -203,6 +203,8 @@ BROKEN_PLUGINS = {
     "bad_import.py": ("import a_module_that_does_not_exist\n", "ModuleNotFoundError: No module named"),
     "raises.py": ("\n\ndef register(api):\n    raise RuntimeError('boom')\n", "RuntimeError: boom (at raises.py:4)"),
     "exits.py": ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
+    "interrupts.py": ("def register(api):\n    raise KeyboardInterrupt\n", "KeyboardInterrupt: (no message) (at interrupts.py:2)"),
+    "stops_a_generator.py": ("raise GeneratorExit('odd')\n", "GeneratorExit: odd"),
     "no_register.py": ("X = 1\n", "AttributeError: no register(api) function"),
     "clash.py": (block_plugin("bottleneck"), "ValueError: processing block 'bottleneck' is already registered"),
     "not_callable.py": ("def register(api):\n    api.blocks.register('number', 3)\n", "TypeError: block 'number' must be callable"),
@@ -229,6 +231,18 @@ def test_broken_plugins_are_reported_in_one_line_and_the_others_still_load(plugi
     assert reports["zz_good"].ok and "still-loads" in BLOCKS
     assert BLOCKS.get("bottleneck").__name__ == "BottleneckProcessing"  # the clash replaced nothing
     assert "number" not in BLOCKS
+
+
+def test_a_plugin_raising_keyboard_interrupt_is_skipped_and_the_command_goes_on(tmp_path):
+    """It used to end `iamnn-studio info` with "interrupted" and exit status 130."""
+    write(tmp_path, "interrupts.py", "def register(api):\n    raise KeyboardInterrupt\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "iamnn_studio", "info"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, plugins.PLUGINS_ENV: str(tmp_path), "OMP_WAIT_POLICY": "PASSIVE"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "interrupts" in done.stdout and "KeyboardInterrupt" in done.stdout, done.stdout
+    assert "interrupted" not in done.stderr
 
 
 def test_a_plugin_that_fails_half_way_leaves_no_entries(plugin_dir):

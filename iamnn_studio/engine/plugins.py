@@ -341,7 +341,8 @@ def _load_one(candidate: _Candidate) -> PluginReport:
         api = PluginAPI()
         register(api)
         contributes = api.commit()
-    except (Exception, SystemExit) as exc:  # a plugin may raise anything; it must never take the app down
+    except BaseException as exc:  # a plugin may raise anything (sys.exit, KeyboardInterrupt too): it must never
+        # take the app down, and is skipped with the same one line as any other failure
         error = _one_line(exc, root)
         logger.warning("plugin %s skipped: %s [%s]", candidate.name, error, candidate.source)
         logger.debug("plugin %s traceback", candidate.name, exc_info=True)
