@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, TextIO
 from .crash_log import write_error_log
 from .engine.tradeoff import halting_tradeoff
 from .malloc_tuning import tune_malloc
+from .path_options import checkpoint_option, file_option, folder_option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -148,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on its test split",
                                    formatter_class=_HelpFormatter)
-    evaluate.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
+    evaluate.add_argument("checkpoint", metavar="CKPT", type=checkpoint_option, help=CKPT_HELP)
     evaluate.add_argument("--dataset", help="dataset to evaluate on (default: the one it was trained on)")
-    evaluate.add_argument("--data-root", metavar="DIR", help="folder with the dataset's files")
+    evaluate.add_argument("--data-root", metavar="DIR", type=folder_option, help="folder with the dataset's files")
     evaluate.add_argument("--download", action="store_true", help="allow downloading the dataset")
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test", help="which images")
     evaluate.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
@@ -160,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="classify image files", formatter_class=_HelpFormatter)
-    predict.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
-    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument("checkpoint", metavar="CKPT", type=checkpoint_option, help=CKPT_HELP)
+    predict.add_argument("images", metavar="IMAGE", nargs="+", type=file_option, help="image files")
     predict.add_argument("--threshold", type=float, help="halting threshold in (0, 1] (default: the calibrated one)")
     predict.add_argument("--mode", help="adaptive, fixed:N or max (default: the checkpoint's)")
     predict.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -170,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a checkpoint to ONNX, TorchScript or a plugin's format",
                                  formatter_class=_HelpFormatter)
-    export.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
+    export.add_argument("checkpoint", metavar="CKPT", type=checkpoint_option, help=CKPT_HELP)
     export.add_argument("--format", required=True, dest="fmt", metavar="FORMAT", help=EXPORT_FORMATS_HELP)
-    export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    export.add_argument("--out", required=True, metavar="FILE", type=file_option, help="the file to write")
     export.add_argument("--batch-size", type=int, default=1, help="example batch (the fixed batch if it cannot be dynamic)")
     export.set_defaults(handler=cmd_export)
 
@@ -196,10 +197,12 @@ def _add_train(commands: Any) -> None:
         description="Train a model. Settings come from --config (TOML), then the options given here; "
                     "the defaults shown apply where neither sets a value.",
     )
-    train.add_argument("--config", metavar="FILE", help="run settings (TOML), e.g. from --save-config")
+    train.add_argument("--config", metavar="FILE", type=file_option,
+                       help="run settings (TOML), e.g. from --save-config")
     data = train.add_argument_group("data")
     data.add_argument("--dataset", help=f"fashion-mnist, mnist, cifar10, synthetic, ... (see `info`; default: {d.data.name})")
-    data.add_argument("--data-root", metavar="DIR", help="folder with the dataset's files (default: its usual places)")
+    data.add_argument("--data-root", metavar="DIR", type=folder_option,
+                      help="folder with the dataset's files (default: its usual places)")
     data.add_argument("--download", action="store_true", default=None, help="allow downloading the dataset")
     data.add_argument("--val-fraction", type=float, metavar="F",
                       help=f"share of the training images held out to validate and calibrate the halting "
@@ -221,7 +224,7 @@ def _add_train(commands: Any) -> None:
                                                      "decide; 0: no limit, even if --config sets one)")
     optim.add_argument("--device", help=f"auto, cpu or cuda (default: {d.device}: cuda when there is a GPU)")
     optim.add_argument("--seed", type=int, help=f"random seed (default: {d.seed})")
-    optim.add_argument("--init-from", metavar="CHECKPOINT",
+    optim.add_argument("--init-from", metavar="CHECKPOINT", type=checkpoint_option,
                        help="start from these weights (a checkpoint or run folder; a new run with its own "
                             "schedule, e.g. to train a finished model longer; the model settings must match)")
     run = train.add_argument_group("run folder")
@@ -232,7 +235,8 @@ def _add_train(commands: Any) -> None:
                      help="exact folder for this run (or the run to --resume)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --run-dir from its last checkpoint, as it was configured")
-    run.add_argument("--save-config", metavar="FILE", help="write the resolved settings to FILE and exit")
+    run.add_argument("--save-config", metavar="FILE", type=file_option,
+                     help="write the resolved settings to FILE and exit")
     dist = train.add_argument_group("several processes (torchrun-style)")
     dist.add_argument("--nproc-per-node", type=int, default=1, help="processes on this machine")
     dist.add_argument("--nnodes", type=int, default=1, help="machines")
@@ -798,13 +802,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- runs
-def folder_option(text: str) -> str:
-    """A folder option's value: an empty one would mean the current folder, which nobody types on purpose."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("needs a folder, got an empty string")
-    return text
-
-
 def cmd_runs(args: argparse.Namespace) -> int:
     from .engine.runs import list_runs
 

@@ -189,6 +189,34 @@ def test_an_empty_folder_option_is_refused_not_taken_as_the_current_folder(tmp_p
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(("argv", "said"), [
+    (["train", "--save-config", ""], "argument --save-config: needs a file, got an empty string"),
+    (["train", "--config", ""], "argument --config: needs a file, got an empty string"),
+    (["train", "--data-root", " "], "argument --data-root: needs a folder, got an empty string"),
+    (["train", "--init-from", ""], "argument --init-from: needs a checkpoint file or run folder, got an empty string"),
+    (["evaluate", ""], "argument CKPT: needs a checkpoint file or run folder, got an empty string"),
+    (["evaluate", "x.pt", "--data-root", ""], "argument --data-root: needs a folder, got an empty string"),
+    (["predict", "", "x.png"], "argument CKPT: needs a checkpoint file or run folder, got an empty string"),
+    (["predict", "x.pt", "x.png", ""], "argument IMAGE: needs a file, got an empty string"),
+    (["export", "", "--format", "onnx", "--out", "m.onnx"], "argument CKPT: needs a checkpoint file or run folder, got an empty string"),
+    (["export", "x.pt", "--format", "onnx", "--out", ""], "argument --out: needs a file, got an empty string"),
+    (["gui", "--runs-dir", ""], "argument --runs-dir: needs a folder, got an empty string"),
+    (["--runs-dir", ""], "argument --runs-dir: needs a folder, got an empty string"),
+])
+def test_an_empty_path_option_is_refused_not_taken_as_not_given(tmp_path, monkeypatch, argv, said):
+    """``--save-config ""`` used to start a training; ``--config ""`` and ``--data-root ""`` were ignored."""
+    import iamnn_studio.gui.app as app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(app, "main", lambda args: pytest.fail("the app opened"))
+    if argv[0] == "train":
+        argv = [*argv, "--dataset", "synthetic", "--max-steps", "1", "--runs-dir", "runs"]
+    code, out, err = run_cli(*argv)
+    assert code == 2 and out == ""
+    assert err.splitlines()[-1].endswith(said) and err.splitlines()[-1].startswith("iamnn-studio")
+    assert "Traceback" not in err and not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
 def test_runs_in_a_file_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("not runs")
     code, out, err = run_cli("runs", "--runs-dir", tmp_path / "notes.txt")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..malloc_tuning import tune_malloc
+from ..path_options import file_option, folder_option
 
 ORGANIZATION = "IamNN"
 APPLICATION = "IamNN Studio"
@@ -20,9 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The app's options; the CLI checks them strictly with this parser before the app opens."""
     parser = argparse.ArgumentParser(prog="iamnn-studio gui",
                                      description="Open the desktop app (what `iamnn-studio` without a command does).")
-    parser.add_argument("--runs-dir", metavar="DIR",
+    parser.add_argument("--runs-dir", metavar="DIR", type=folder_option,
                         help="folder where runs are saved and listed (remembered for next time)")
-    parser.add_argument("--screenshot", metavar="PATH", help=argparse.SUPPRESS)  # grab the window once ready, quit
+    parser.add_argument("--screenshot", metavar="PATH", type=file_option,  # grab the window once ready, quit
+                        help=argparse.SUPPRESS)
     parser.add_argument("--screenshot-delay-ms", type=int, default=1500, help=argparse.SUPPRESS)
     return parser
 
