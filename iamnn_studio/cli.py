@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -684,10 +685,20 @@ def format_evaluation(result: dict[str, Any]) -> str:
     tradeoff = halting_tradeoff(result)
     if result.get("halting_calibrated") is False:  # a verdict on an unfitted head would mislead
         lines.append("The halting head was never calibrated (its run stopped before calibration): the adaptive "
-                     "iterations say nothing yet; resume the run (train --run-dir RUN --resume) to calibrate it.")
+                     f"iterations say nothing yet; resume the run ({_resume_command(result.get('checkpoint'))}) "
+                     "to calibrate it.")
     elif tradeoff is not None:
         lines.append(tradeoff["verdict"])
     return "\n".join(lines)
+
+
+def _resume_command(checkpoint: Any) -> str:
+    """``iamnn-studio train --run-dir RUN --resume`` for the run holding ``checkpoint`` (RUN where it is
+    in no run folder), its path shell-quoted so that the command can be pasted."""
+    path = Path(str(checkpoint)) if checkpoint else None
+    if path is None or path.parent.name != "checkpoints":
+        return "iamnn-studio train --run-dir RUN --resume"
+    return shlex.join(["iamnn-studio", "train", "--run-dir", str(path.parent.parent), "--resume"])
 
 
 # --------------------------------------------------------------------------- predict

@@ -117,6 +117,18 @@ def test_the_evaluation_summary_says_whether_the_halting_pays_against_fixed_coun
     assert "does not pay" not in cli.format_evaluation({**result, "halting_calibrated": False})
 
 
+def test_the_resume_hint_names_the_run_quoted_so_that_it_can_be_pasted():
+    import shlex
+
+    result = {"images": 10, "top1": 0.5, "top5": 1.0, "halting_calibrated": False,
+              "checkpoint": "/home/qa/my runs/fashion-mnist/checkpoints/last.pt"}
+    hint = cli.format_evaluation(result).splitlines()[-1]
+    command = hint.split("resume the run (", 1)[1].split(") to calibrate", 1)[0]
+    assert shlex.split(command) == ["iamnn-studio", "train", "--run-dir", "/home/qa/my runs/fashion-mnist", "--resume"]
+    elsewhere = cli.format_evaluation({**result, "checkpoint": "/tmp/model.pt"}).splitlines()[-1]
+    assert "(iamnn-studio train --run-dir RUN --resume)" in elsewhere  # no run folder to name
+
+
 @pytest.mark.parametrize(("fmt", "name"), [("onnx", "model.onnx"), ("torchscript", "model.ts")])
 def test_export_writes_each_format(trained, tmp_path, fmt, name):
     code, out, err = run_cli("export", trained["run"] / "checkpoints" / "best.pt", "--format", fmt, "--out", tmp_path / name)

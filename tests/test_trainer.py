@@ -474,6 +474,20 @@ def test_resuming_a_run_that_reached_its_step_limit_says_so(tmp_runs):
     assert "--max-steps 0" in result.reason  # the hint's command must not stop at the old limit again
 
 
+def test_the_train_longer_hint_quotes_a_run_folder_with_spaces_so_it_can_be_pasted(tmp_path):
+    import shlex
+
+    capped = Trainer(tiny_config(epochs=1, max_steps=2, name="my run"), runs_dir=tmp_path / "QA's runs").run()
+    assert capped.state == "completed", capped.reason
+    result = Trainer(None, run_dir=capped.run_dir, resume=True).run()
+    assert result.state == "failed"
+    command = result.reason.split("settings (", 1)[1].split(", with a name", 1)[0]
+    assert command.startswith("iamnn-studio train ")
+    assert shlex.split(command) == ["iamnn-studio", "train", "--config", str(capped.run_dir / "config.toml"),
+                                    "--init-from", str(capped.run_dir), "--name", "NEW", "--epochs", "N",
+                                    "--max-steps", "0"]
+
+
 def test_resuming_a_folder_without_checkpoint_explains_why(tmp_runs):
     (tmp_runs / "empty").mkdir()
     (tmp_runs / "empty" / "config.toml").write_text(tiny_config().to_toml())

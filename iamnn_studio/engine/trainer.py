@@ -27,6 +27,7 @@ import hashlib
 import logging
 import math
 import random
+import shlex
 import threading
 import time
 import traceback
@@ -328,9 +329,8 @@ class Trainer:
                     else f"already completed all {state.get('epoch')} epochs")
             raise TrainingFailed(
                 f"{name} {done} and its evaluation: nothing to resume; to train it longer, start a new run from "
-                f"its weights with its settings (train --config {run.path / 'config.toml'} --init-from {run.path} "
-                f"--name NEW --epochs N{' --max-steps 0' if saved.max_steps is not None else ''}; in the app: "
-                "Runs > Train longer)"
+                f"its weights with its settings ({train_longer_command(run.path, saved)}, with a name for NEW and the "
+                "epochs for N; in the app: Runs > Train longer)"
             )
         self._run_path = run.path  # self.run_dir waits until the run really continues: until then a
         self._last_good_checkpoint = run.last_checkpoint  # failed attempt leaves the folder as it was
@@ -1079,6 +1079,14 @@ def _network(model: ModelConfig) -> str:
         kind += f" with {model.block} blocks"
     caps = "-".join(str(n) for n in model.caps)
     return f"{kind} (units {caps}) of width {model.width} on {model.in_channels}x{model.image_size}x{model.image_size} images"
+
+
+def train_longer_command(run_path: str | Path, config: RunConfig) -> str:
+    """The command that trains the run in ``run_path`` longer: a new run from its weights with its
+    settings (its own step limit lifted). Paths are shell-quoted, so it works pasted into a shell."""
+    argv = ["iamnn-studio", "train", "--config", str(Path(run_path) / "config.toml"), "--init-from", str(run_path)]
+    command = shlex.join(argv) + " --name NEW --epochs N"  # placeholders, left unquoted to stand out
+    return command + (" --max-steps 0" if config.max_steps is not None else "")
 
 
 def _is_cpu_out_of_memory(exc: BaseException) -> bool:
