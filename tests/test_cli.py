@@ -183,6 +183,18 @@ def test_save_config_writes_the_resolved_settings_without_training(tmp_path):
     assert saved.data.augment == "crop"  # mnist's own default: digits are not mirrored
 
 
+def test_save_config_writes_absolute_paths_like_a_runs_config(tmp_path, monkeypatch):
+    """A saved file used from another folder must still find the data and the start weights."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("train", "--data-root", "./data", "--init-from", "runs/base", "--save-config", "s.toml")
+    assert code == 0, err
+    saved = RunConfig.load(tmp_path / "s.toml")
+    assert saved.data.root == str(tmp_path / "data") and saved.init_from == str(tmp_path / "runs" / "base")
+    (tmp_path / "relative.toml").write_text('[data]\nroot = "data"\n')
+    assert run_cli("train", "--config", "relative.toml", "--save-config", "again.toml")[0] == 0
+    assert RunConfig.load(tmp_path / "again.toml").data.root == str(tmp_path / "data")
+
+
 def test_max_steps_zero_clears_a_limit_from_the_config_file(tmp_path):
     capped, target = tmp_path / "capped.toml", tmp_path / "settings.toml"
     assert run_cli("train", "--max-steps", "10", "--save-config", capped)[0] == 0
