@@ -132,19 +132,35 @@ class Progress:
             print(f"  [{self.key}] {event.kind}: {detail}", flush=True)
 
 
+def reusable_run(key: str, args: argparse.Namespace) -> Path | None:
+    """The finished run (completed, with eval.json) of network ``key`` in ``<out>/runs`` that ``--reuse``
+    takes instead of training, or None: the folder named after the settings (``run_config``)."""
+    from iamnn_studio.engine.runs import RunDirectory
+
+    existing = args.out / "runs" / run_config(key, args).name
+    if not (existing / "eval.json").exists():
+        return None
+    status = RunDirectory(existing).read_status() or {}
+    return existing if status.get("state") == "completed" else None
+
+
+def missing_runs(args: argparse.Namespace) -> list[Path]:
+    """The run folders that ``--reuse`` looks for and does not find finished."""
+    return [args.out / "runs" / run_config(key, args).name for key in NETWORKS if reusable_run(key, args) is None]
+
+
 def train(key: str, args: argparse.Namespace) -> Path:
     """Train (or, with ``--reuse``, find) one network's run; returns its folder."""
-    from iamnn_studio.engine.runs import RunDirectory
     from iamnn_studio.engine.trainer import Trainer
 
     config = run_config(key, args)
     runs = args.out / "runs"
-    existing = runs / config.name
-    if args.reuse and (existing / "eval.json").exists():
-        status = RunDirectory(existing).read_status() or {}
-        if status.get("state") == "completed":
-            print(f"  [{key}] reusing {existing}", flush=True)
-            return existing
+    existing = reusable_run(key, args) if args.reuse else None
+    if existing is not None:
+        print(f"  [{key}] reusing {existing}", flush=True)
+        return existing
+    if args.reuse:
+        print(f"  [{key}] no finished run {runs / config.name} to reuse: training it", flush=True)
     result = Trainer(config, runs_dir=runs, listeners=(Progress(key),)).run()
     if not result.ok:
         raise SystemExit(f"error: training {key} failed: {result.reason}")
@@ -395,6 +411,14 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"{'quick: ' if args.quick else ''}width {args.width}, depth {args.depth}, "
              f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
              f"{f', at most {args.max_steps:,} steps' if args.max_steps else ''}")
+    if args.reuse:
+        missing = missing_runs(args)
+        if len(missing) == len(NETWORKS):  # nothing to reuse: do not start hours of training unasked
+            print(f"error: --reuse: no earlier runs to reuse; missing (each a completed run with eval.json): "
+                  f"{', '.join(str(path) for path in missing)}; check that --out (or --quick), --width, --depth, "
+                  "--epochs, --seed and --augment are those of the earlier runs, or drop --reuse to train them",
+                  file=sys.stderr, flush=True)
+            return 2
     print(f"Table 1 reproduction ({title}) -> {args.out}", flush=True)
     run_dirs = train_all(args)
     runs = {key: load_run(path) for key, path in run_dirs.items()}

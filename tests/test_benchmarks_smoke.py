@@ -272,3 +272,31 @@ def test_a_gpu_benchmark_without_a_gpu_is_refused_in_one_line(capsys, monkeypatc
     with pytest.raises(SystemExit) as stop:
         bench_arguments("x", gpu=True).parse_args(["--device", "cuda"])
     assert stop.value.code == 2 and "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_reproduce_reuse_without_earlier_runs_names_them_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    """--reuse used to start the hour of training silently when it found nothing to reuse."""
+    import reproduce
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(reproduce, "train_all", no_training)
+    argv = ["--quick", "--reuse", "--out", str(tmp_path)]
+    assert reproduce.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --reuse: no earlier runs to reuse") and err.count("\n") == 1
+    names = [reproduce.run_config(key, reproduce.parse_args(argv)).name for key in reproduce.NETWORKS]
+    assert all(str(tmp_path / "runs" / name) in err for name in names)
+    assert not (tmp_path / "runs").exists()
+
+    # one finished run is there: it is reused and only the other two are trained, as before
+    finished = tmp_path / "runs" / names[0]
+    finished.mkdir(parents=True)
+    (finished / "eval.json").write_text("{}")
+    (finished / "status.json").write_text(json.dumps({"state": "completed"}))
+    args = reproduce.parse_args(argv)
+    assert reproduce.reusable_run(next(iter(reproduce.NETWORKS)), args) == finished
+    assert reproduce.missing_runs(args) == [tmp_path / "runs" / name for name in names[1:]]
+    with pytest.raises(AssertionError, match="training started"):
+        reproduce.main(argv)
