@@ -441,7 +441,7 @@ class TrainingProgress:
         resumed = f", resumed after step {d['resumed_from_step']}" if d.get("resumed_from_step") is not None else ""
         data = d.get("dataset") or {}
         self._line(f"training in {d.get('run_dir')} on {d.get('device')}: {data.get('name')} "
-                   f"({data.get('train')} train images), {d.get('total_steps')} steps, "
+                   f"({data.get('train')} train images), {_count(d.get('total_steps'), 'step')}, "
                    f"recipe {d.get('recipe')}{resumed}")
 
     def _on_step(self, d: dict) -> None:
@@ -570,7 +570,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"the {args.split} split of {bundle.name} has no images")
 
     stop = threading.Event()
-    show = _Fraction(sys.stderr, f"evaluating {len(split)} {args.split} images")
+    show = _Fraction(sys.stderr, f"evaluating {_count(len(split), args.split + ' image')}")
     with _graceful_interrupts() as interrupts:
         interrupts.on_first = stop.set
         interrupts.first_message = "stopping the evaluation after this batch; the results so far follow"
@@ -643,7 +643,7 @@ class _Fraction:
 def format_evaluation(result: dict[str, Any]) -> str:
     macs = result.get("macs") or {}
     lines = [
-        f"{result.get('images')} {result.get('split', 'test')} images"
+        _count(result.get("images"), f"{result.get('split', 'test')} image")
         + ("  (stopped early: partial results)" if result.get("stopped") else ""),
         f"top-1 {_percent(result.get('top1'))}   top-5 {_percent(result.get('top5'))}",
     ]
@@ -1015,6 +1015,11 @@ def format_macs(value: float | int | None) -> str:
         if abs(value) >= size:
             return f"{value / size:.3g} {unit}"
     return f"{value:.0f}"
+
+
+def _count(n: Any, noun: str) -> str:
+    """``1 step``, ``2 steps``: the noun agrees with the number."""
+    return f"{n} {noun}" if n == 1 and not isinstance(n, bool) else f"{n} {noun}s"
 
 
 def _percent(value: float | None, digits: int = 2) -> str:

@@ -342,6 +342,20 @@ def test_progress_bar_rewrites_one_line_on_a_terminal():
     assert "\nepoch 1/2  step 5  train loss 0.4000 acc 90.00%  val loss 0.4500 acc 85.00%" in text
 
 
+def test_counts_of_one_are_singular_in_what_the_cli_prints():
+    from iamnn_studio.engine.events import Event
+
+    screen = io.StringIO()
+    progress = cli.TrainingProgress(screen)
+    progress(Event("started", {"total_epochs": 1, "run_dir": "runs/x", "device": "cpu", "total_steps": 1,
+                               "dataset": {"name": "synthetic", "train": 8}, "recipe": "anytime"}))
+    assert ", 1 step, recipe anytime" in screen.getvalue()
+    progress(Event("started", {"total_steps": 2, "dataset": {}}))
+    assert ", 2 steps, recipe" in screen.getvalue()
+    assert cli.format_evaluation({"images": 1, "split": "val"}).startswith("1 val image\n")
+    assert cli.format_evaluation({"images": 3}).startswith("3 test images\n")
+
+
 def test_second_ctrl_c_quits_at_once():
     interrupts = cli._Interrupts()
     stops = []

@@ -474,6 +474,19 @@ def test_resuming_a_run_that_reached_its_step_limit_says_so(tmp_runs):
     assert "--max-steps 0" in result.reason  # the hint's command must not stop at the old limit again
 
 
+def test_a_one_step_or_one_epoch_run_is_not_said_to_have_1_steps_or_1_epochs(tmp_runs):
+    capped = Trainer(tiny_config(epochs=2, max_steps=1, name="one-step"), runs_dir=tmp_runs).run()
+    assert json.loads((capped.run_dir / "status.json").read_text())["reason"].endswith("(1 step)")
+    result = Trainer(None, run_dir=capped.run_dir, resume=True).run()
+    assert "reached its step limit (1 step)" in result.reason
+    done = Trainer(tiny_config(epochs=1, name="one-epoch"), runs_dir=tmp_runs).run()
+    assert done.state == "completed", done.reason
+    result = Trainer(None, run_dir=done.run_dir, resume=True).run()
+    assert "already completed its 1 epoch and its evaluation" in result.reason
+    log = (done.run_dir / "train.log").read_text()
+    assert "(1 process): " in log and ", 1 epoch, recipe" in log
+
+
 def test_the_train_longer_hint_quotes_a_run_folder_with_spaces_so_it_can_be_pasted(tmp_path):
     import shlex
 

@@ -325,8 +325,9 @@ class Trainer:
         if state.get("training_done") and (state.get("halting_fitted") or not self._needs_calibration(saved)) \
                 and run.eval_path.exists():
             capped = saved.max_steps is not None and int(state.get("step") or 0) >= saved.max_steps
-            done = (f"reached its step limit ({saved.max_steps} steps)" if capped
-                    else f"already completed all {state.get('epoch')} epochs")
+            epochs = state.get("epoch")
+            done = (f"reached its step limit ({_count(saved.max_steps, 'step')})" if capped
+                    else f"already completed {'its' if epochs == 1 else 'all'} {_count(epochs, 'epoch')}")
             raise TrainingFailed(
                 f"{name} {done} and its evaluation: nothing to resume; to train it longer, start a new run from "
                 f"its weights with its settings ({train_longer_command(run.path, saved)}, with a name for NEW and the "
@@ -816,7 +817,7 @@ class Trainer:
             ) from None
         if int(state.get("total_steps", self.total_steps)) != self.total_steps:
             raise TrainingFailed(
-                f"cannot resume {self._run_path.name}: the dataset gives {self.total_steps} steps now, "
+                f"cannot resume {self._run_path.name}: the dataset gives {_count(self.total_steps, 'step')} now, "
                 f"{state['total_steps']} when it was started"
             )
 
@@ -953,7 +954,7 @@ class Trainer:
         if self._comm.is_main:
             sentence = {
                 "completed": "completed",
-                "max_steps": f"{STEP_LIMIT_REASON} ({self.total_steps} steps)",
+                "max_steps": f"{STEP_LIMIT_REASON} ({_count(self.total_steps, 'step')})",
                 "stopped": f"stopped at epoch {self.epoch + (1 if self._batches_done else 0)} step {self.step}",
             }
             self._write_status(state, reason=sentence[reason])
@@ -1089,6 +1090,11 @@ def train_longer_command(run_path: str | Path, config: RunConfig) -> str:
     return command + (" --max-steps 0" if config.max_steps is not None else "")
 
 
+def _count(n: Any, noun: str, plural: str | None = None) -> str:
+    """``1 step``, ``2 steps``: the noun agrees with the number."""
+    return f"{n} {noun}" if n == 1 and not isinstance(n, bool) else f"{n} {plural or noun + 's'}"
+
+
 def _is_cpu_out_of_memory(exc: BaseException) -> bool:
     """PyTorch's CPU allocator raises a plain RuntimeError when an allocation fails."""
     text = str(exc)
@@ -1110,8 +1116,8 @@ def _describe(event: Event) -> str:
     if event.kind == "log":
         return str(d.get("message"))
     if event.kind == "started":
-        return (f"started on {d['device']} ({d['world_size']} process(es)): {d['total_steps']} steps, "
-                f"{d['total_epochs']} epochs, recipe {d['recipe']}"
+        return (f"started on {d['device']} ({_count(d['world_size'], 'process', 'processes')}): "
+                f"{_count(d['total_steps'], 'step')}, {_count(d['total_epochs'], 'epoch')}, recipe {d['recipe']}"
                 + (f", resumed after epoch {d['resumed_from_epoch']} step {d['resumed_from_step']}"
                    if d.get("resumed_from_epoch") is not None else ""))
     if event.kind == "calibrated":
