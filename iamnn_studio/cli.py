@@ -264,6 +264,8 @@ def train_config(args: argparse.Namespace):
     """The RunConfig that ``train`` runs: the --config file (or defaults), then the options given."""
     from .engine.config import RunConfig
 
+    if args.max_steps is not None and args.max_steps < 0:  # the config's "positive" would hide that 0 is fine
+        raise UsageError(f"--max-steps: must be a whole number >= 0 (0 clears the limit), got {args.max_steps}")
     config = RunConfig.load(args.config) if args.config else RunConfig()
     for option, (section, name) in TRAIN_OVERRIDES.items():
         value = getattr(args, option)

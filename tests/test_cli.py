@@ -203,6 +203,12 @@ def test_max_steps_zero_clears_a_limit_from_the_config_file(tmp_path):
     assert code == 0 and RunConfig.load(target).max_steps is None
 
 
+def test_a_negative_step_limit_is_refused_saying_that_0_is_allowed(tmp_path):
+    code, out, err = run_cli("train", "--max-steps", "-1", "--save-config", tmp_path / "s.toml")
+    assert code == 2 and out == "" and not (tmp_path / "s.toml").exists()
+    assert err == "error: --max-steps: must be a whole number >= 0 (0 clears the limit), got -1\n"
+
+
 @pytest.mark.parametrize("argv", [("train", "--run-dir", ""), ("train", "--runs-dir", " "), ("runs", "--runs-dir", "")])
 def test_an_empty_folder_option_is_refused_not_taken_as_the_current_folder(tmp_path, monkeypatch, argv):
     monkeypatch.chdir(tmp_path)
