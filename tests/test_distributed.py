@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import signal
 import socket
+import textwrap
 
 import pytest
 import torch.distributed as dist
@@ -109,6 +110,69 @@ def test_a_start_checkpoint_of_another_width_is_said_once_before_any_process_sta
     with pytest.raises(ValueError, match=r"^init_from: .*wide.pt holds a network of width 8, this run builds width 4"):
         launch(config, 2, runs_dir=tmp_runs, master_port=free_port())
     assert list(tmp_runs.iterdir()) == []
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("in_channels", 3, "images of 3 channels and 10 classes, this run's dataset synthetic has 1 channel and 10 classes"),
+    ("num_classes", 4, "images of 1 channel and 4 classes, this run's dataset synthetic has 1 channel and 10 classes"),
+])
+def test_a_start_checkpoint_of_other_channels_or_classes_is_said_once_before_any_process_starts(
+        tmp_runs, tmp_path, field, value, said):
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.model import build_model
+
+    config = tiny_config()  # synthetic: 1 channel, 10 classes
+    other = copy.deepcopy(config.model)
+    setattr(other, field, value)
+    save_checkpoint(tmp_path / "other.pt", build_model(other), classes=[str(i) for i in range(other.num_classes)],
+                    mean=[0.5] * other.in_channels, std=[0.25] * other.in_channels)
+    config.init_from = str(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=rf"^init_from: .*other.pt holds a network for {said}; choose a dataset"):
+        launch(config, 2, runs_dir=tmp_runs, master_port=free_port())
+    assert list(tmp_runs.iterdir()) == []
+
+
+@pytest.mark.timeout(180)
+def test_the_cli_says_a_start_checkpoint_of_other_channels_in_one_line_without_worker_tracebacks(tmp_path):
+    """It used to print torch elastic's tracebacks of every worker before the error line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.model import build_model
+
+    config = tiny_config()
+    other = copy.deepcopy(config.model)
+    other.in_channels = 3
+    save_checkpoint(tmp_path / "rgb.pt", build_model(other), classes=[str(i) for i in range(other.num_classes)],
+                    mean=[0.5] * 3, std=[0.25] * 3)
+    settings = tmp_path / "run.toml"
+    settings.write_text(textwrap.dedent("""
+        name = "gray"
+        max_steps = 2
+        batch_size = 16
+        device = "cpu"
+        calibrate_halting = false
+        [data]
+        name = "synthetic"
+        options = {train_size = 100, test_size = 20}
+        [model]
+        iterations = [1, 2, 2, 1]
+        width = 4
+    """))
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "iamnn_studio", "train", "--config", str(settings), "--runs-dir", str(runs),
+         "--init-from", str(tmp_path / "rgb.pt"), "--nproc-per-node", "2", "--master-port", str(free_port())],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=170,
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines() == [
+        f"error: init_from: {tmp_path / 'rgb.pt'} holds a network for images of 3 channels and 10 classes, this run's "
+        "dataset synthetic has 1 channel and 10 classes; choose a dataset of the same channels and class count"]
+    assert not runs.exists() or list(runs.iterdir()) == []
 
 
 def test_a_multi_node_launch_says_what_it_waits_for(tmp_runs, monkeypatch):

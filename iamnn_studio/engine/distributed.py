@@ -187,6 +187,16 @@ def _check_same_network(start: Path, config: RunConfig) -> None:
         if mine != other:
             raise ValueError(f"init_from: {start} holds a network of {name} {other}, this run builds {name} {mine}; "
                              "choose the same architecture, depth, iterations and width")
+    from .data import declared_input_shape
+
+    shape = declared_input_shape(config.data)  # None for an image folder: only loading tells (the workers check)
+    if shape is not None and (shape.channels, shape.classes) != (theirs.in_channels, theirs.num_classes):
+        def images(channels: int, classes: int) -> str:
+            return f"{channels} channel{'s' * (channels != 1)} and {classes} class{'es' * (classes != 1)}"
+
+        raise ValueError(f"init_from: {start} holds a network for images of {images(theirs.in_channels, theirs.num_classes)}, "
+                         f"this run's dataset {config.data.name} has {images(shape.channels, shape.classes)}; "
+                         "choose a dataset of the same channels and class count")
 
 
 @contextlib.contextmanager
