@@ -69,6 +69,28 @@ def test_a_learning_rate_that_is_no_finite_number_is_refused_inline(form, text):
     assert not form.is_valid
 
 
+def test_the_seed_takes_the_clis_whole_range_and_a_larger_one_from_a_file_is_explained(form, tmp_path):
+    """The seed was a 32-bit spin box: seeds the CLI takes (to 2**53 - 1) did not fit, and were clamped."""
+    row, largest = form.training.rows["seed"], 2**53 - 1
+    values = form.values()
+    values["seed"] = largest
+    form.set_values(values)
+    assert form.training.seed.text() == str(largest) and form.values()["seed"] == largest
+    assert "seed" not in form.errors and row.error == ""
+
+    (tmp_path / "big-seed.toml").write_text(f"seed = {largest + 1}\n")
+    assert form.load_file(tmp_path / "big-seed.toml") is None
+    assert form.training.seed.text() == str(largest + 1)  # shown as in the file, not clamped
+    assert row.error == f"must be an integer in [0, 2**53 - 1], got {largest + 1}" and not form.is_valid
+
+    form.training.seed.setText("12x")
+    form.training.seed.textEdited.emit("12x")
+    assert row.error == "must be an integer in [0, 2**53 - 1], got '12x'"
+    form.training.seed.setText("7")
+    form.training.seed.textEdited.emit("7")
+    assert row.error == "" and form.values()["seed"] == 7
+
+
 def test_custom_caps_errors_show_under_the_depth_row(form):
     form.model.depth.set_value("custom")
     form.model.custom_caps.setText("1, two, 2")

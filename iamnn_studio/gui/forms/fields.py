@@ -6,6 +6,7 @@ input. Number inputs accept whatever the user types; the config decides what is 
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 from PySide6.QtCore import Qt, Signal
@@ -137,6 +138,25 @@ class FloatEdit(QLineEdit):
 
     def set_value(self, value: Any) -> None:
         self.setText(format_number(value))
+
+
+class IntEdit(QLineEdit):
+    """A whole number typed as text: ``value()`` is an int, or the raw text if it is none.
+
+    Unlike a ``QSpinBox`` (32-bit, and silently clamping) it holds any size, e.g. the seeds up to
+    2**53 - 1 that the CLI takes; the config's ``validate()`` says what is out of range.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMaximumWidth(160)
+
+    def value(self) -> int | str:
+        text = self.text().strip()
+        return int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else text
+
+    def set_value(self, value: Any) -> None:
+        self.setText("" if value is None else str(value))
 
 
 class ChoiceBox(QComboBox):

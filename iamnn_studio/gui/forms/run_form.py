@@ -298,6 +298,7 @@ class RunForm(QWidget):
         self.preview.show_message(f"Loading {self.dataset.provider_label()}…")
         self._requested_preview = _shape_key(data)
         seed = self.training.seed.value()
+        seed = seed if isinstance(seed, int) and 0 <= seed < 2**53 else 0  # a typo's error is under the seed row
         self._tasks.submit("preview", lambda: load_preview(data, seed), self._on_preview, self._on_preview_error)
 
     def _on_preview(self, data: PreviewData) -> None:

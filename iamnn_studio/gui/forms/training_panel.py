@@ -9,7 +9,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QFileDialog, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget
 
 from ..style import set_role
-from .fields import ChoiceBox, FloatEdit, FormCard, hbox_widget
+from .fields import ChoiceBox, FloatEdit, FormCard, IntEdit, hbox_widget
 
 OPTIMIZERS = (("SGD with momentum", "sgd"), ("AdamW", "adamw"))
 SCHEDULES = (("One-cycle", "one-cycle"), ("Cosine", "cosine"), ("Step", "step"), ("Constant", "constant"))
@@ -65,9 +65,7 @@ class TrainingPanel(FormCard):
         self.add_row("label_smoothing", "Label smoothing", self.label_smoothing)
         self.augment = ChoiceBox(AUGMENTS)
         self.add_row("data.augment", "Augmentation", self.augment)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2_147_483_647)
-        self.seed.setMaximumWidth(120)
+        self.seed = IntEdit()  # the CLI's whole range, to 2**53 - 1: more than a QSpinBox holds
         self.add_row("seed", "Seed", self.seed)
         self.device = ChoiceBox([("Automatic", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda")])
         self.add_row("device", "Device", self.device)
@@ -85,9 +83,9 @@ class TrainingPanel(FormCard):
         )
 
         self._extra: dict[str, Any] = {}
-        for spin in (self.epochs, self.max_steps, self.batch_size, self.seed):
+        for spin in (self.epochs, self.max_steps, self.batch_size):
             spin.valueChanged.connect(self.changed)
-        for edit in (self.name, self.lr, self.weight_decay, self.label_smoothing, self.init_from):
+        for edit in (self.name, self.lr, self.weight_decay, self.label_smoothing, self.seed, self.init_from):
             edit.textEdited.connect(self.changed)
         for combo in (self.optimizer, self.schedule, self.augment, self.device):
             combo.choice_changed.connect(self.changed)
@@ -142,7 +140,7 @@ class TrainingPanel(FormCard):
         self.weight_decay.set_value(run.get("weight_decay"))
         self.label_smoothing.set_value(run.get("label_smoothing"))
         self.augment.set_value(run.get("data", {}).get("augment"))
-        self.seed.setValue(_int(run.get("seed")))
+        self.seed.set_value(run.get("seed", 0))  # shown as it is: validate() explains one out of range
         self.device.set_value(run.get("device"))
         self.init_from.setText(str(run.get("init_from") or ""))
         self._extra = {k: v for k, v in run.items() if k not in self.edited and k not in ("data", "model")}
