@@ -730,7 +730,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             result.macs_range = macs_range  # what this mode can cost, not the adaptive range
     failures = [r for r in results if not isinstance(r, Prediction)]
     for failure in failures:
-        print(f"error: {failure.message}", file=sys.stderr)
+        print(f"error: {_naming_the_path(failure.message, failure.source)}", file=sys.stderr)
     if args.json:
         emit_json({
             "checkpoint": str(args.checkpoint),
@@ -744,6 +744,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if blocks:
             print("\n\n".join(blocks))
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _naming_the_path(message: str, source: str) -> str:
+    """An image's error names the file as the user gave it (``photos/a/cat.png``), not its bare name
+    (``cat.png``), which would not say which of two same-named files failed."""
+    if source in message:
+        return message
+    name = Path(source).name
+    for verb in ("cannot read ", "cannot feed "):
+        if message.startswith(f"{verb}{name}:"):
+            return f"{verb}{source}{message[len(verb) + len(name):]}"
+    return f"{source}: {message}"
 
 
 def _mode_macs_range(predictor: Any) -> tuple[int, int]:

@@ -71,10 +71,22 @@ def test_predict_prints_top_five_and_macs_and_flags_a_bad_image(trained, tmp_pat
     bad.write_text("not an image")
     code, out, err = run_cli("predict", trained["run"] / "checkpoints" / "best.pt", good, bad)
     assert code == 3
-    assert err.strip() == "error: cannot read notes.txt: not an image file"
+    assert err.strip() == f"error: cannot read {bad}: not an image file"  # the path given, not notes.txt
     assert out.startswith(str(good))
     assert [line.strip()[:2] for line in out.splitlines()[1:6]] == ["1.", "2.", "3.", "4.", "5."]
     assert "iterations  " in out and "MACs" in out and "Traceback" not in out + err
+
+
+def test_predict_errors_name_each_image_as_the_user_gave_it(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "a" / "scan.png").write_text("not an image")
+    Image.new("L", (16, 16), 0).save(tmp_path / "b" / "scan.png")  # the same name, readable
+    code, _, err = run_cli("predict", trained["run"], "a/scan.png", "b/scan.png", "c/missing.png")
+    assert code == 3
+    assert err.splitlines() == ["error: cannot read a/scan.png: not an image file",
+                                "error: cannot read c/missing.png: no such file"]
 
 
 def test_predict_json_reports_the_threshold_it_used(trained, tmp_path):
