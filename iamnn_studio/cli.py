@@ -818,9 +818,16 @@ def format_prediction(prediction: Any, *, architecture: str = "iamnn") -> str:
 
 # --------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    from .engine.export import export_checkpoint
+    from .engine.export import EXPORTERS, export_checkpoint, suffix_mismatch
 
     args.checkpoint = checkpoint_path(args.checkpoint)
+    if args.fmt not in EXPORTERS:  # a plugin's format: its suffix is known once the plugins are loaded
+        from .engine.plugins import load_plugins
+
+        load_plugins()
+    mismatch = suffix_mismatch(args.fmt, args.out)
+    if mismatch:  # a warning, not a refusal: the name is the user's choice
+        print(f"warning: {mismatch}", file=sys.stderr)
     out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size)
     print(f"exported {args.fmt} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return EXIT_OK

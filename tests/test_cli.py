@@ -149,6 +149,22 @@ def test_export_writes_each_format(trained, tmp_path, fmt, name):
     assert out.startswith(f"exported {fmt} to")
 
 
+@pytest.mark.parametrize(("fmt", "name", "warned"), [("onnx", "model.onnx.txt", "ends in .txt, not .onnx"),
+                                                     ("torchscript", "model.onnx", "ends in .onnx, not .pt"),
+                                                     ("onnx", "model.onnx", None)])
+def test_export_warns_when_the_file_suffix_does_not_suit_the_format(trained, tmp_path, fmt, name, warned):
+    target = tmp_path / name
+    code, out, err = run_cli("export", trained["run"], "--format", fmt, "--out", target)
+    assert code == 0 and target.stat().st_size > 1000  # written all the same
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    if warned is None:
+        assert warnings == []
+    else:
+        assert warnings == [f"warning: {target} {warned}, the usual suffix of "
+                            f"{'ONNX' if fmt == 'onnx' else 'TorchScript'} files: it is written as "
+                            f"{'ONNX' if fmt == 'onnx' else 'TorchScript'} all the same"]
+
+
 def test_runs_lists_the_run(trained):
     code, out, _ = run_cli("runs", "--runs-dir", trained["runs"])
     assert code == 0

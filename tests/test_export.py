@@ -82,6 +82,21 @@ def test_resnet_baseline_exports(tmp_path, images):
     assert out.stat().st_mode == (tmp_path / "plain").stat().st_mode
 
 
+@pytest.mark.parametrize(("fmt", "name", "said"), [
+    ("onnx", "model.onnx", None), ("onnx", "out/MODEL.ONNX", None), ("torchscript", "model.pt", None),
+    ("torchscript", "model.ts", None), ("no-such-format", "model.txt", None),
+    ("onnx", "model.onnx.txt", "model.onnx.txt ends in .txt, not .onnx, the usual suffix of ONNX files: "
+                               "it is written as ONNX all the same"),
+    ("torchscript", "out/model.onnx", "out/model.onnx ends in .onnx, not .pt, the usual suffix of TorchScript "
+                                      "files: it is written as TorchScript all the same"),
+    ("onnx", "model", "model has no suffix (ONNX files usually end in .onnx): it is written as ONNX all the same"),
+])
+def test_a_file_name_that_does_not_suit_the_format_gets_a_note(fmt, name, said):
+    from iamnn_studio.engine.export import suffix_mismatch
+
+    assert suffix_mismatch(fmt, name) == said
+
+
 def test_unknown_format_names_the_known_ones(tmp_path):
     save_varied_checkpoint(tmp_path / "model.pt")
     with pytest.raises(ValueError, match=r"unknown exporter 'tflite' \(known: .*onnx.*torchscript"):

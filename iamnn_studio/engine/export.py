@@ -77,6 +77,31 @@ class FixedGraph(nn.Module):
         return output.logits, output.iterations, output.macs
 
 
+#: Suffixes a format's files also carry besides its exporter's own (TorchScript's is .pt).
+OTHER_SUFFIXES = {"torchscript": (".ts", ".torchscript", ".ptl")}
+
+
+def suffix_mismatch(fmt: str, path: str | Path) -> str | None:
+    """A note when ``path`` does not end in a suffix of ``fmt``'s files (``model.onnx.txt`` or ``model``
+    for ONNX, ``model.onnx`` for TorchScript), else None. The export goes ahead: only a warning.
+
+    Pure: reads the registry as it is (the caller loads plugins first); an unknown format, or an
+    exporter without a suffix, gets None.
+    """
+    entry = EXPORTERS.get(fmt) if fmt in EXPORTERS else None
+    usual = getattr(entry, "suffix", "") or ""
+    if not usual:
+        return None
+    name = Path(path).name.lower()
+    if any(name.endswith(s.lower()) for s in (usual, *OTHER_SUFFIXES.get(fmt, ()))):
+        return None
+    kind = (getattr(entry, "label", "") or fmt).split(" (", 1)[0]
+    actual = Path(path).suffix
+    if actual:
+        return f"{path} ends in {actual}, not {usual}, the usual suffix of {kind} files: it is written as {kind} all the same"
+    return f"{path} has no suffix ({kind} files usually end in {usual}): it is written as {kind} all the same"
+
+
 #: The largest example batch an export traces: the batch axis stays dynamic where a format allows,
 #: so a larger example only costs memory.
 MAX_EXAMPLE_BATCH = 4096

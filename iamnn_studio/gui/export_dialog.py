@@ -280,7 +280,8 @@ class ExportDialog(QDialog):
     def start_export(self) -> bool:
         """Check the paths, confirm an overwrite, then export in the background; False if not started."""
         source = Path(self.checkpoint_edit.text().strip()).expanduser()
-        target = Path(self.output_edit.text().strip()).expanduser()
+        typed = self.output_edit.text().strip()
+        target = Path(typed).expanduser()
         fmt = self.format_combo.currentData()
         self._clear_result()
         if not source.is_file():
@@ -302,11 +303,11 @@ class ExportDialog(QDialog):
 
         def work(report):
             if fmt == COPY:
-                return str(_copy_checkpoint(source, target)), []
+                return str(_copy_checkpoint(source, target)), [], None
             export = import_engine("export")
             path = export.export_checkpoint(source, fmt, target)
             caveats = export.export_caveats(import_engine("checkpoint").load_checkpoint(source))
-            return str(path), caveats
+            return str(path), caveats, export.suffix_mismatch(fmt, typed)  # the CLI's warning, word for word
 
         self.result.hide()
         self.busy_widget.show()
@@ -314,12 +315,13 @@ class ExportDialog(QDialog):
         self._update_buttons()
         return True
 
-    def _on_exported(self, outcome: tuple[str, list[str]]) -> None:
-        path, caveats = outcome
+    def _on_exported(self, outcome: tuple[str, list[str], str | None]) -> None:
+        path, caveats, mismatch = outcome
         self.busy_widget.hide()
         self.last_path, self.last_error = path, None
         caveat = "".join(f" Note: {c[0].upper()}{c[1:]}." for c in caveats)
-        self.result.show_message(f"Exported to {path}.{caveat}", "warning" if caveats else "info")
+        caveat += f" Note: {mismatch}." if mismatch else ""  # starts with the path: not capitalised
+        self.result.show_message(f"Exported to {path}.{caveat}", "warning" if caveats or mismatch else "info")
         self.reveal_button.show()
         self._fit_height()
         self._update_buttons()

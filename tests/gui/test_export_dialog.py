@@ -56,6 +56,18 @@ def test_exports_onnx_in_the_background_and_reports_the_path(qtbot, dialog, tmp_
     assert dialog.reveal_button.isVisibleTo(dialog)
 
 
+def test_a_file_suffix_that_does_not_suit_the_format_is_noted_in_the_message(qtbot, dialog, tmp_path):
+    from iamnn_studio.engine.export import suffix_mismatch
+
+    target = tmp_path / "model.onnx.txt"
+    export(qtbot, dialog, "onnx", target)
+    assert target.is_file()  # written all the same, as the CLI does with its warning
+    assert f"Note: {suffix_mismatch('onnx', target)}." in dialog.result.text()
+    assert "ends in .txt, not .onnx" in dialog.result.text() and dialog.result.kind == "warning"
+    export(qtbot, dialog, "onnx", tmp_path / "model.onnx")
+    assert "ends in" not in dialog.result.text()
+
+
 def test_a_checkpoint_copy_loads_like_the_original(qtbot, dialog, checkpoint, tmp_path):
     target = tmp_path / "copy.pt"
     export(qtbot, dialog, COPY, target)
