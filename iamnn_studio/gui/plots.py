@@ -9,11 +9,12 @@ past ``MAX_POINTS`` so that neither memory nor redraw time grows without end.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
+from PySide6.QtGui import QFont, QFontMetricsF
 
 from .style import COLORS
 
@@ -234,6 +235,71 @@ class LogAxis(pg.AxisItem):
         return [f"{10 ** v * scale:g}" for v in values]
 
 
+class RoomyAxis(pg.AxisItem):
+    """A linear axis whose labels keep room between them, however small the plot.
+
+    pyqtgraph always labels its major ticks, about ln(pixels) of them: on a 60-px high plot that is
+    "20 40 60 80", each label touching the next, and on a narrow one "50 100150". Here the step is
+    the finest 1-2-5 one whose labels stand :data:`LABEL_PITCH` lines apart (a vertical axis) or
+    leave :data:`LABEL_GAP` digits between them (a horizontal one); one label where none does.
+    """
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 (pyqtgraph's names)
+        low, high = sorted((minVal, maxVal))
+        if self.logMode or size <= 0 or not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+            return super().tickValues(minVal, maxVal, size)
+        metrics = QFontMetricsF(self.style["tickFont"] or QFont())
+        pixels_per_unit = size / (high - low)
+
+        def roomy(step: float, values: list[float]) -> bool:
+            if self.orientation in ("left", "right"):
+                need = LABEL_PITCH * metrics.height()
+            else:
+                labels = self.tickStrings(values, self.autoSIPrefixScale * self.scale, step)
+                widest = max(metrics.horizontalAdvance(label) for label in labels)
+                need = widest + LABEL_GAP * metrics.horizontalAdvance("0")
+            return step * pixels_per_unit >= need
+
+        step, values = roomy_steps(low, high, roomy)
+        if not values:
+            return super().tickValues(minVal, maxVal, size)
+        return [(step, values)]
+
+
+#: Label pitch on a vertical ``RoomyAxis``, in text lines (label centres at least this far apart).
+LABEL_PITCH = 1.5
+#: Space between labels on a horizontal ``RoomyAxis``, in digit widths (at least).
+LABEL_GAP = 1.0
+
+
+def roomy_steps(low: float, high: float, roomy) -> tuple[float, list[float]]:
+    """(step, round values inside [low, high]) for the finest step of 1, 2 or 5 x 10^k for which
+    ``roomy(step, values)`` holds; where not even two values have room, the one value nearest the
+    middle. (0.0, []) for an empty range."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return 0.0, []
+    best: tuple[float, list[float]] = (0.0, [])
+    crowded = False
+    top = math.floor(math.log10(high - low)) + 1
+    for exponent in range(top, top - 6, -1):
+        for multiple in (5, 2, 1):
+            step = multiple * 10.0 ** exponent
+            values = [float(f"{k * step:.12g}")
+                      for k in range(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1)]
+            if len(values) < 2:
+                continue
+            if not crowded and roomy(step, values):
+                best = (step, values)
+                continue
+            if best[1]:
+                return best
+            crowded = True
+            if len(values) >= 3:
+                middle = (low + high) / 2
+                return step, [min(values, key=lambda value: abs(value - middle))]
+    return best
+
+
 def nice_steps(low: float, high: float, most: int = 4) -> list[float]:
     """Round values (multiples of 1, 2 or 5 x 10^k) inside [low, high], at least two where the range is
     not empty and at most ``most``."""
@@ -292,6 +358,66 @@ def let_title_shrink(plot: pg.PlotItem, min_width: float = TITLE_MIN_WIDTH) -> N
 
     label.updateMin = update_min
     update_min()
+
+
+def fit_title(plot: pg.PlotItem, variants: Sequence[str]) -> None:
+    """Title ``plot`` with the first of ``variants`` (HTML titles, widest first: e.g. with a legend
+    of coloured squares, of coloured words, none) that fits over the plot, and choose again
+    whenever the plot is resized; the last variant where none fits.
+
+    A title wider than its plot spilled over its neighbour's or out of the window (the Iterations
+    legend was cut off at the right edge of a 1024-px window); a wide plot keeps its full legend.
+    """
+    fitter = getattr(plot, "_fitted_title", None)
+    if fitter is None:
+        fitter = plot._fitted_title = _FittedTitle(plot)
+    fitter.set_variants(variants)
+
+
+class _FittedTitle:
+    def __init__(self, plot: pg.PlotItem) -> None:
+        self.plot, self.label = plot, plot.titleLabel
+        self.variants: list[str] = []
+        self.widths: list[float] = []
+        self.shown: str | None = None
+        self.busy = False
+        self.label.geometryChanged.connect(self.fit)
+        plot.geometryChanged.connect(self.fit)
+
+    def set_variants(self, variants: Sequence[str]) -> None:
+        self.busy = True
+        try:
+            self.variants, self.widths = list(variants), []
+            for variant in self.variants:  # a title's width does not depend on the plot's: measured once
+                set_plot_title(self.plot, variant)
+                self.widths.append(self.label.item.boundingRect().width())
+            self.shown = self.variants[-1] if self.variants else None
+        finally:
+            self.busy = False
+        self.fit()
+
+    def room(self) -> float | None:
+        """The widest title that, centred where the title row puts it, stays inside the plot."""
+        width = self.plot.size().width()
+        if width <= 0 or self.label.size().width() <= 0:
+            return None  # not laid out yet
+        centre = self.label.mapRectToItem(self.plot, self.label.rect()).center().x()
+        return 2 * min(centre, width - centre)
+
+    @Slot()
+    def fit(self) -> None:
+        if self.busy or not self.variants:
+            return
+        room = self.room()
+        choice = self.variants[0] if room is None else next(
+            (variant for variant, width in zip(self.variants, self.widths) if width <= room), self.variants[-1])
+        if choice != self.shown:
+            self.busy = True
+            try:
+                set_plot_title(self.plot, choice)
+                self.shown = choice
+            finally:
+                self.busy = False
 
 
 def add_curve(

@@ -13,7 +13,7 @@ from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from .forms.fields import muted
-from .plots import BufferedCurve, add_curve, add_level_line, style_plot
+from .plots import BufferedCurve, RoomyAxis, add_curve, add_level_line, fit_title, style_plot
 from .style import COLORS, SERIES, configure_pyqtgraph
 
 POLL_MS = 1000
@@ -74,13 +74,16 @@ class SystemPanel(QWidget):
     def _build_plots(self) -> None:
         if self.gpu_available:
             self.message.setText(f"{self.monitor.gpu_message}")
-            specs = (("gpu_util", "GPU (%)"), ("gpu_mem", "GPU memory (GB)"), ("gpu_temp", "Temperature (°C)"),
-                     ("gpu_power", "Power (W)"))
+            specs = (("gpu_util", ("GPU (%)", "GPU %")), ("gpu_mem", ("GPU memory (GB)", "Memory (GB)", "GB")),
+                     ("gpu_temp", ("Temperature (°C)", "Temp. (°C)", "°C")), ("gpu_power", ("Power (W)", "W")))
         else:
             self.message.setText(self.monitor.gpu_message)  # "No NVIDIA GPU found: showing CPU and RAM"
-            specs = (("cpu_util", "CPU (%)"), ("ram", "RAM (GB)"))
-        for column, (key, title) in enumerate(specs):
-            plot = style_plot(self.plots_widget.addPlot(row=0, col=column), title)
+            specs = (("cpu_util", ("CPU (%)", "CPU %")), ("ram", ("RAM (GB)", "GB")))
+        for column, (key, titles) in enumerate(specs):
+            # Small plots (a 1024 x 640 window): value labels with room between them, shorter titles where needed.
+            plot = style_plot(self.plots_widget.addPlot(row=0, col=column, axisItems={"left": RoomyAxis("left")}),
+                              titles[0])
+            fit_title(plot, titles)
             plot.getAxis("bottom").setStyle(showValues=False)
             if key.endswith("util"):
                 plot.setYRange(0, 100, padding=0.04)  # a busy 100 % stays visible under the frame

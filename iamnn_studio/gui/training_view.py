@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
 from .forms.fields import muted
 from .forms.model_panel import format_count, format_range
 from .forms.run_form import RunForm
-from .plots import BufferedCurve, LogAxis, PlotRefresher, add_curve, add_level_line, set_plot_title, style_plot
+from .plots import (BufferedCurve, LogAxis, PlotRefresher, RoomyAxis, add_curve, add_level_line, fit_title,
+                    style_plot)
 from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph
 from .system_panel import SystemPanel
 from .worker import BackgroundTasks, TrainingSession
@@ -60,14 +61,20 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         self.ci.layout.setContentsMargins(4, 4, 4, 4)
         self.ci.layout.setHorizontalSpacing(10)
         self.ci.layout.setVerticalSpacing(8)
-        blocks = " ".join(_swatch(color, str(b + 1)) for b, color in enumerate(BLOCK_COLORS))
-        loss = style_plot(self.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")}), "Loss")
+
+        def add_plot(row: int, col: int, **axes: pg.AxisItem) -> pg.PlotItem:
+            return self.addPlot(row=row, col=col, axisItems={"bottom": RoomyAxis("bottom"), **axes})  # no "100150"
+
+        loss = style_plot(add_plot(0, 0, left=LogAxis("left")), "Loss")
         loss.setLogMode(x=False, y=True)  # an early validation loss of 15 must not flatten the curve at 0.5
-        accuracy = style_plot(self.addPlot(row=0, col=1), "Accuracy %")
-        iterations = style_plot(self.addPlot(row=0, col=2), f"Iterations &nbsp;{blocks}")
-        macs = style_plot(self.addPlot(row=1, col=0), "MACs / image (M)", x_label="step")
-        speed = style_plot(self.addPlot(row=1, col=1), "Images per second", x_label="step")
-        lr = style_plot(self.addPlot(row=1, col=2), "Learning rate", x_label="step")
+        accuracy = style_plot(add_plot(0, 1), "Accuracy %")
+        iterations = style_plot(add_plot(0, 2), "Iterations")
+        # The block legend: coloured squares where the plot is wide enough, else coloured digits.
+        blocks = [(color, str(block + 1)) for block, color in enumerate(BLOCK_COLORS)]
+        fit_title(iterations, _legend_titles("Iterations", blocks))
+        macs = style_plot(add_plot(1, 0), "MACs / image (M)", x_label="step")
+        speed = style_plot(add_plot(1, 1), "Images per second", x_label="step")
+        lr = style_plot(add_plot(1, 2), "Learning rate", x_label="step")
         self.plots = {"loss": loss, "accuracy": accuracy, "iterations": iterations, "macs": macs,
                       "speed": speed, "lr": lr}
         self.held_out_split = ""
@@ -102,9 +109,9 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         if split == self.held_out_split:
             return
         self.held_out_split = split
-        legend = f"{_swatch(SERIES['train'], 'train')} {_swatch(SERIES['val'], split)}"
+        entries = [(SERIES["train"], "train"), (SERIES["val"], split)]
         for name, title in (("loss", "Loss"), ("accuracy", "Accuracy %"), ("macs", "MACs / image (M)")):
-            set_plot_title(self.plots[name], f"{title} &nbsp;{legend}")
+            fit_title(self.plots[name], _legend_titles(title, entries))
 
     def reset(self, caps: tuple[int, ...] | None) -> None:
         self._label_held_out("val")
@@ -803,6 +810,16 @@ def format_duration(seconds: float) -> str:
 def _swatch(color: str, text: str) -> str:
     """A coloured legend word for a plot title (legends inside small plots hide the curves)."""
     return f"<span style='color:{color};font-weight:400;font-size:8pt'>&#9632;&nbsp;{text}</span>"
+
+
+def _legend_titles(title: str, entries: list[tuple[str, str]]) -> list[str]:
+    """A plot title with its legend, widest first (for ``fit_title``): coloured squares and words,
+    then the words (or digits) alone in their colours, then the title alone."""
+    squares = " ".join(_swatch(color, text) for color, text in entries)
+    light = ";font-weight:400;font-size:8pt"  # words as light as the squares' labels; digits bold to be seen
+    words = " ".join(f"<span style='color:{color}{'' if text.isdigit() else light}'>{text}</span>"
+                     for color, text in entries)
+    return [f"{title} &nbsp;{squares}", f"{title} {words}", title]
 
 
 def _percent(value: Any) -> float | None:

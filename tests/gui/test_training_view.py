@@ -389,6 +389,9 @@ def test_epoch_points_are_named_after_the_split_they_were_measured_on(qtbot, sty
 
     monitor = LiveMonitor()
     qtbot.addWidget(monitor)
+    monitor.resize(1000, 400)  # wide enough for every title's legend (a narrow plot shows its title alone)
+    monitor.show()
+    qtbot.waitUntil(lambda: monitor.plots["macs"].width() > 250)
     title = lambda: monitor.plots["accuracy"].titleLabel.text  # noqa: E731
     assert ">val<" in title() or "val</" in title()
     monitor.add_epoch({"step": 4, "val_split": "test", "val_accuracy": 0.3, "val_loss": 1.0})  # no validation split
