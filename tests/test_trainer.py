@@ -15,6 +15,7 @@ import iamnn_studio.engine.calibration as calibration
 import iamnn_studio.engine.trainer as trainer_module
 from iamnn_studio.engine.checkpoint import load_checkpoint
 from iamnn_studio.engine.config import RunConfig
+from iamnn_studio.engine.optim import build_scheduler
 from iamnn_studio.engine.runs import list_runs, read_metrics
 from iamnn_studio.engine.trainer import Trainer
 
@@ -269,9 +270,26 @@ def test_max_steps_caps_the_run_and_the_schedule(tmp_runs):
     assert recorder.of("started")[0].data["total_steps"] == 3
     [epoch] = recorder.of("epoch")  # the cap falls inside the first epoch: validated there
     assert epoch.data["step"] == 3
-    assert epoch.data["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine annealed over the 3 capped steps
+    # cosine annealed over the 3 capped steps: the third step used lr x (1 + cos(2 pi / 3)) / 2
+    assert epoch.data["lr"] == pytest.approx(0.05 * 0.25)
     state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt").training_state
     assert state["step"] == 3 and state["training_done"]
+
+
+def test_step_events_report_the_learning_rate_their_step_used(tmp_runs, monkeypatch):
+    monkeypatch.setattr("iamnn_studio.engine.trainer.STEP_EVENT_INTERVAL", 0.0)  # an event after every step
+    recorder = Recorder()
+    Trainer(tiny_config(epochs=1, max_steps=3, schedule="one-cycle"), runs_dir=tmp_runs, listeners=[recorder]).run()
+    steps = {e.data["step"]: e.data["lr"] for e in recorder.of("step")}
+    replay = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
+    schedule = build_scheduler(replay, tiny_config(schedule="one-cycle"), total_steps=3)
+    used = []
+    for _ in range(3):
+        used.append(replay.param_groups[0]["lr"])
+        replay.step()
+        schedule.step()
+    assert [steps[n] for n in (1, 2, 3)] == pytest.approx(used)  # was one step ahead: 0.023, 2e-07, 0.00125
+    assert steps[3] == pytest.approx(0.05 / 25 / 1e4)  # one-cycle ends at its minimum
 
 
 # --------------------------------------------------------------------------- recipes

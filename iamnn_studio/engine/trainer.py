@@ -270,6 +270,7 @@ class Trainer:
         self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.optimizer = build_optimizer(self.model, config)
         self.scheduler = build_scheduler(self.optimizer, config, self.total_steps)
+        self._step_lr: float | None = None  # the learning rate the latest step used (the scheduler has moved on)
         self.augment_generator = torch.Generator().manual_seed(config.seed * 1000 + 1 + self._comm.rank)
         # Identical on every process: all ranks run the same exits, so DDP sees the same graph.
         self.exit_generator = torch.Generator().manual_seed(config.seed * 1000 + 2)
@@ -557,9 +558,14 @@ class Trainer:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._step_lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         self._record(loss, ponder, out, labels)
+
+    def _used_lr(self) -> float:
+        """The learning rate of the latest step: the optimizer's holds the next step's already."""
+        return self.optimizer.param_groups[0]["lr"] if self._step_lr is None else self._step_lr
 
     def _ponder_weight(self) -> float:
         """ACT's tau, ramped linearly from 0 over ``ponder_warmup_epochs``."""
@@ -647,7 +653,7 @@ class Trainer:
             "total_steps": self.total_steps,
             "loss": window["loss"],
             "accuracy": window["accuracy"],
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self._used_lr(),
             "images_per_s": window["images"] / elapsed,
             "iterations": window["iterations"],
             "macs": window["macs"],
@@ -696,7 +702,7 @@ class Trainer:
             "train_iterations": train.get("iterations"),
             "train_macs": train.get("macs"),
             "images_per_s": max(images, 0) / max(train_seconds, 1e-9),
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self._used_lr(),
             "best_accuracy": self.best_accuracy,
         }
         if self.recipe == "act":
