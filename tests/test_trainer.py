@@ -330,6 +330,26 @@ def test_calibrated_training_runs_varied_exits_then_fits_the_halting_head(tmp_ru
     assert "phase_progress" not in (result.run_dir / "metrics.jsonl").read_text()  # transient: not recorded
 
 
+def test_a_calibrated_run_reports_the_calibrated_models_validation_accuracy(tmp_runs, monkeypatch):
+    real_validate = Trainer._validate
+
+    def validate(self):  # the calibrated model scores apart from the full-depth epochs (QA: 37 % vs 26 %)
+        result = real_validate(self)
+        return {**result, "accuracy": 0.777} if self._halting_fitted else {**result, "accuracy": 0.25}
+
+    monkeypatch.setattr(Trainer, "_validate", validate)
+    recorder = Recorder()
+    result = Trainer(tiny_config(epochs=1, calibrate_halting=True), runs_dir=tmp_runs, listeners=[recorder]).run()
+    assert result.state == "completed", result.reason
+    assert recorder.of("epoch")[0].data["val_accuracy"] == 0.25
+    assert recorder.of("calibrated")[0].data["val_accuracy"] == 0.777
+    assert result.best_accuracy == 0.777 == recorder.of("finished")[0].data["best_accuracy"]
+    assert json.loads((result.run_dir / "status.json").read_text())["best_accuracy"] == 0.777
+    # a resumed, finished run keeps saying it
+    state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt").training_state
+    assert state["calibrated_accuracy"] == 0.777 and state["best_accuracy"] == 0.25
+
+
 def _first_step_loss(tmp_runs, **overrides) -> dict:
     recorder = Recorder()
     result = Trainer(tiny_config(epochs=1, max_steps=1, **overrides), runs_dir=tmp_runs, listeners=[recorder]).run()

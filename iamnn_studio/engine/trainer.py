@@ -75,7 +75,7 @@ class RunResult:
 
     run_dir: Path | None
     reason: str  # "completed", "max_steps", "stopped", or why it failed
-    best_accuracy: float | None
+    best_accuracy: float | None  # validation accuracy of the best epoch; once calibrated, as the saved model runs
     state: str = "completed"  # completed | stopped | failed
     #: sha256 of the trained parameters per global rank (distributed runs check they agree).
     parameter_digests: dict[int, str] = field(default_factory=dict)
@@ -166,6 +166,9 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0  # optimiser steps taken
         self.best_accuracy: float | None = None
+        # the validation accuracy of the best epoch once its halting head is calibrated: what the saved
+        # model scores as it runs (best_accuracy is the same weights' full-depth score, before calibration)
+        self.calibrated_accuracy: float | None = None
         self.best_epoch: int | None = None
         self._batches_done = 0  # in the current epoch
         self._halting_fitted = False
@@ -770,6 +773,7 @@ class Trainer:
             "training_done": self.step >= self.total_steps or self.epoch >= self.total_epochs,
             "halting_fitted": self._halting_fitted,
             "best_accuracy": self.best_accuracy,
+            "calibrated_accuracy": self.calibrated_accuracy,
             "best_epoch": self.best_epoch,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -801,7 +805,7 @@ class Trainer:
             self._last_good_checkpoint = path
             self._saved_progress = (self.epoch, self.step)
         else:
-            self._saved_best = self.best_accuracy
+            self._saved_best = self._model_accuracy()
         self._emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step, best=which == "best")
 
     def _restore_training_state(self, state: dict[str, Any]) -> None:
@@ -811,8 +815,9 @@ class Trainer:
             self.epoch, self.step = int(state["epoch"]), int(state["step"])
             self._batches_done = int(state["batches_done"])
             self.best_accuracy, self.best_epoch = state.get("best_accuracy"), state.get("best_epoch")
-            self._saved_progress, self._saved_best = (self.epoch, self.step), self.best_accuracy
             self._halting_fitted = bool(state.get("halting_fitted"))
+            self.calibrated_accuracy = state.get("calibrated_accuracy") if self._halting_fitted else None
+            self._saved_progress, self._saved_best = (self.epoch, self.step), self._model_accuracy()
             self.totals.values.copy_(state["epoch_totals"].to(self.device))
             self.augment_generator.set_state(state["generators"]["augment"])
             self.exit_generator.set_state(state["generators"]["exits"])
@@ -826,6 +831,10 @@ class Trainer:
                 f"cannot resume {self._run_path.name}: the dataset gives {_count(self.total_steps, 'step')} now, "
                 f"{state['total_steps']} when it was started"
             )
+
+    def _model_accuracy(self) -> float | None:
+        """The validation accuracy a run reports: the saved model's as it runs (calibrated once it is)."""
+        return self.calibrated_accuracy if self.calibrated_accuracy is not None else self.best_accuracy
 
     def _kept_checkpoint_sentence(self) -> str:
         if self._last_good_checkpoint is not None and self._last_good_checkpoint.exists():
@@ -898,6 +907,7 @@ class Trainer:
             raise _StopRequested()
         self._halting_fitted = True
         val = self._validate()  # the accuracy and compute of the calibrated model
+        self.calibrated_accuracy = val.get("accuracy") if val.get("split") == "val" else None
         self._emit("calibrated", **{**summary, "calibration_split": where, "val_accuracy": val.get("accuracy"),
                                     "val_split": val.get("split"),
                                     "val_macs": val.get("macs"), "val_iterations": val.get("iterations")})
@@ -964,10 +974,10 @@ class Trainer:
                 "stopped": f"stopped at epoch {self.epoch + (1 if self._batches_done else 0)} step {self.step}",
             }
             self._write_status(state, reason=sentence[reason])
-            self._emit("finished", reason=reason, best_accuracy=self.best_accuracy, run_dir=str(run_path),
+            self._emit("finished", reason=reason, best_accuracy=self._model_accuracy(), run_dir=str(run_path),
                        epoch=self.epoch, step=self.step)
         self._set_state(state)
-        return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state=state,
+        return RunResult(run_dir=run_path, reason=reason, best_accuracy=self._model_accuracy(), state=state,
                          parameter_digests={self._rank: digest})
 
     def _fail(self, reason: str, *, as_saved: bool = False) -> RunResult:
@@ -976,7 +986,7 @@ class Trainer:
             self._write_status("failed", reason=reason, as_saved=as_saved)
             self._emit("failed", reason=reason, run_dir=None if run_path is None else str(run_path))
         self._set_state("failed")
-        return RunResult(run_dir=run_path, reason=reason, best_accuracy=self.best_accuracy, state="failed")
+        return RunResult(run_dir=run_path, reason=reason, best_accuracy=self._model_accuracy(), state="failed")
 
     def _out_of_memory_reason(self, memory: str) -> str:
         batch = self.config.batch_size
@@ -1056,7 +1066,7 @@ class Trainer:
         """status.json; ``as_saved``: the progress and best accuracy the checkpoints on disk hold."""
         if self.run_dir is None or not self._comm.is_main:
             return
-        epoch, step, best = self.epoch, self.step, self.best_accuracy
+        epoch, step, best = self.epoch, self.step, self._model_accuracy()
         if as_saved and self._saved_progress is not None:
             (epoch, step), best = self._saved_progress, self._saved_best
         # whole epochs only: one cut short by a step limit or a stop ends (and is validated) but is not done
