@@ -220,13 +220,50 @@ def test_an_unknown_dataset_fails_with_a_sentence_not_a_traceback(tmp_runs):
 def test_a_model_too_big_for_the_memory_fails_before_it_is_built(tmp_runs, monkeypatch):
     import iamnn_studio.engine.estimate as estimate
 
-    needed = estimate.count_parameters(tiny_config().model) * estimate.TRAINING_BYTES_PER_PARAMETER
-    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": needed - 1)
+    weights = estimate.count_parameters(tiny_config().model) * estimate.TRAINING_BYTES_PER_PARAMETER
+    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": weights - 1)
     result = Trainer(tiny_config(), runs_dir=tmp_runs).run()
     assert result.state == "failed"
     assert result.reason.startswith("width: ") and "choose a smaller width" in result.reason
+    needed = estimate.training_memory(tiny_config().model).needed(32)
     monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": needed)
     assert Trainer(tiny_config(max_steps=1), runs_dir=tmp_runs).run().state == "completed"  # just fits
+
+
+def test_a_batch_too_big_for_the_memory_fails_before_training_and_says_what_fits(tmp_runs, monkeypatch):
+    import iamnn_studio.engine.estimate as estimate
+
+    memory = estimate.training_memory(tiny_config().model)
+    assert memory.bytes_per_image > 0 and memory.bytes_per_batch > 0
+    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": memory.needed(20))
+    recorder = Recorder()
+    result = Trainer(tiny_config(batch_size=32), runs_dir=tmp_runs, listeners=[recorder]).run()
+    assert result.state == "failed" and "step" not in recorder.kinds()  # QA: a batch of 65,536 was OOM-killed
+    assert result.reason.startswith("batch_size: a batch of 32 images needs about ")
+    assert result.reason.endswith("choose a batch size of at most 20")
+    # no batch is larger than the data: 10,000 asked of 120 training images is 120
+    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": memory.needed(120))
+    assert Trainer(tiny_config(batch_size=10_000, max_steps=1), runs_dir=tmp_runs).run().state == "completed"
+
+
+def test_training_memory_counts_what_autograd_keeps_per_image():
+    import iamnn_studio.engine.estimate as estimate
+    from iamnn_studio.engine import ModelConfig, build_model
+
+    config = ModelConfig(width=4, depth=18, image_size=16)
+    memory = estimate.training_memory(config)
+    model = build_model(config).train()
+    kept: dict[int, int] = {}
+
+    def keep(tensor):
+        kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        model(torch.randn(8, 1, 16, 16), exits=tuple(model.caps))
+    assert sum(kept.values()) == memory.bytes_per_batch + 8 * memory.bytes_per_image  # real tensors agree
+    assert memory.parameters == sum(p.numel() for p in model.parameters())
+    assert memory.largest_batch(memory.needed(8)) == 8
 
 
 def test_too_few_held_out_images_to_calibrate_fail_before_training(tmp_runs):

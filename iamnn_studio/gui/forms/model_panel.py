@@ -32,7 +32,14 @@ class ModelFigures:
     input_text: str  # e.g. "1×28×28, 10 classes"
     train_macs: float = 0.0  # expected MACs of one training image under the run's recipe
     cpu_flops: float = 0.0  # this CPU's measured fp32 matmul FLOP/s (for the time estimate)
-    problem: str | None = None  # why this machine cannot train it (too big for its memory)
+    memory: Any = None  # estimate.TrainingMemory: what training it needs, by batch size
+    available: int = 0  # bytes free on this computer when it was sized
+
+    def memory_problem(self, batch_size: int) -> str | None:
+        """"width: ..." or "batch_size: ..." when training it with ``batch_size`` would not fit, else None."""
+        from iamnn_studio.engine.estimate import memory_problem
+
+        return None if self.memory is None else memory_problem(self.memory, self.available, batch_size=batch_size)
 
     @property
     def text(self) -> str:
@@ -46,7 +53,7 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
 
     from iamnn_studio.engine import ModelConfig, build_model
     from iamnn_studio.engine.estimate import (
-        available_memory_bytes, cpu_matmul_flops_per_second, expected_training_macs, memory_problem,
+        available_memory_bytes, cpu_matmul_flops_per_second, expected_training_macs, training_memory,
     )
     from iamnn_studio.engine.trainer import training_recipe
 
@@ -57,7 +64,8 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
     parameters = sum(p.numel() for p in model.parameters())
     return ModelFigures(
         parameters=parameters,
-        problem=memory_problem(parameters, available_memory_bytes("cpu")),
+        memory=training_memory(config),
+        available=available_memory_bytes("cpu"),
         macs_min=int(low),
         macs_max=int(high),
         input_text=f"{config.in_channels}×{config.image_size}×{config.image_size}, {config.num_classes} classes",

@@ -169,8 +169,11 @@ class RunForm(QWidget):
             return
         values = self.values()
         self.errors = collect_errors(values)
-        if self._figures_problem and not any(key.startswith("model.") for key in self.errors):
-            self.errors["model.width"] = self._figures_problem  # valid, but too big for this computer
+        self._figures_problem = None
+        memory = self._memory_problem(values)
+        if memory and not any(key.startswith("model.") for key in self.errors) and memory[0] not in self.errors:
+            self.errors[memory[0]] = memory[1]  # valid, but too big for this computer's memory
+            self._figures_problem = memory[1] if memory[0] == "model.width" else None
         start = values.get("init_from")
         if start and "init_from" not in self.errors and not Path(str(start)).expanduser().exists():
             self.errors["init_from"] = f"no such checkpoint or run folder: {start}"
@@ -191,6 +194,20 @@ class RunForm(QWidget):
             self.dataset.show_status("error", "; ".join(stray))
         self._set_valid(not self.errors and self.dataset_error is None)
         self.revalidated.emit()
+
+    def _memory_problem(self, values: dict[str, Any]) -> tuple[str, str] | None:
+        """(field, message) when training the sized model with the form's batch would not fit in memory."""
+        if self.figures is None:
+            return None
+        try:
+            batch = max(int(values.get("batch_size") or 1), 1)
+        except (TypeError, ValueError):
+            batch = 1
+        problem = self.figures.memory_problem(batch)
+        if not problem:
+            return None
+        field, _, message = problem.partition(": ")
+        return ("model.width" if field == "width" else field), message
 
     def _calibration_problem(self, values: dict[str, Any]) -> str | None:
         """Too few held-out images in the shown dataset to calibrate the halting (the trainer's check)."""
@@ -341,17 +358,13 @@ class RunForm(QWidget):
     def _on_figures(self, figures: ModelFigures) -> None:
         self.figures = figures
         self.model.show_figures(figures)
-        if figures.problem != self._figures_problem:
-            self._figures_problem = figures.problem
-            self.revalidate()
+        self.revalidate()  # the batch may not fit this model
         self._update_estimate()
         self.figures_updated.emit()
 
     def _on_figures_error(self, message: str) -> None:
         self.figures = None
-        if self._figures_problem:
-            self._figures_problem = None
-            self.revalidate()
+        self.revalidate()
         self.model.show_figures(None, f"Cannot build this model: {message}")
         self._update_estimate()
         self.figures_updated.emit()
