@@ -567,7 +567,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seed = checkpoint.run_config.seed if checkpoint.run_config else 0
     bundle = load_dataset(data_config, seed=seed)
     _check_dataset_fits(bundle, checkpoint)
-    split = bundle.split(args.split)
+    split = _in_checkpoint_labels(bundle, checkpoint, bundle.split(args.split))
     if len(split) == 0:
         raise ValueError(f"the {args.split} split of {bundle.name} has no images")
 
@@ -617,9 +617,37 @@ def _check_dataset_fits(bundle: Any, checkpoint: Any) -> None:
             f"{bundle.name} has {bundle.in_channels}-channel images in {bundle.num_classes} classes; "
             f"the model takes {config.in_channels}-channel images in {config.num_classes} classes"
         )
-    if list(bundle.classes) != list(checkpoint.classes):
-        print(f"note: {bundle.name} names its classes differently from the checkpoint; "
-              "the checkpoint's names are used", file=sys.stderr)
+
+
+def _in_checkpoint_labels(bundle: Any, checkpoint: Any, split: Any) -> Any:
+    """``split`` with labels that mean the checkpoint's classes: the same classes in another order (an
+    image folder sorts its class folders by name) are matched by name, ignoring case and punctuation
+    ("T-shirt_top" is "T-shirt/top"); other classes are refused: scores against them would mean nothing."""
+    import re
+
+    import torch
+
+    from .engine.data.bundle import ImageTensors
+
+    ours, theirs = list(bundle.classes), list(checkpoint.classes)
+    if ours == theirs:
+        return split
+    key = {name: re.sub(r"[^0-9a-z]", "", str(name).lower()) for name in ours + theirs}
+    by_key = {key[name]: index for index, name in enumerate(theirs)}
+    if sorted(key[n] for n in ours) == sorted(by_key) and len(by_key) == len(theirs):
+        order = torch.tensor([by_key[key[name]] for name in ours], dtype=torch.long)
+        print(f"note: {bundle.name}'s classes are the checkpoint's, matched by name", file=sys.stderr)
+        return ImageTensors(split.images, order[split.labels])
+    raise ValueError(
+        f"{bundle.name}'s classes ({_class_list(ours)}) are not the checkpoint's ({_class_list(theirs)}): "
+        "its labels would not mean the model's classes. Evaluate on the dataset the model was trained on, "
+        "or on an image folder whose class folders are named after the checkpoint's classes"
+    )
+
+
+def _class_list(names: list[str], shown: int = 4) -> str:
+    head = ", ".join(map(str, names[:shown]))
+    return head + (f", ... {len(names)} in all" if len(names) > shown else "")
 
 
 class _Fraction:

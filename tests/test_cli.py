@@ -828,3 +828,39 @@ def test_info_shows_each_plugin_as_the_gui_and_the_log_do():
     lines = cli.format_info(info).splitlines()
     assert "  " + good.line() in lines and "  " + bad.line() in lines
     assert "  boom: FAILED, RuntimeError: boom (at boom.py:2) [plugins/boom.py]" in lines
+
+
+def _image_folder_of_the_test_split(trained, root: Path, name=lambda c: c) -> Path:
+    """The trained run's synthetic test images as an image folder, one class folder per class."""
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+    from iamnn_studio.engine.data import load_dataset
+
+    checkpoint = load_checkpoint(trained["run"] / "checkpoints" / "best.pt")
+    bundle = load_dataset(checkpoint.run_config.data, seed=checkpoint.run_config.seed)
+    for split in ("train", "val", "test"):  # the test images in each: only the test split is evaluated
+        for index, (image, label) in enumerate(zip(bundle.test.images, bundle.test.labels)):
+            folder = root / split / name(bundle.classes[int(label)])
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[0].numpy(), mode="L").save(folder / f"{index}.png")
+    return root
+
+
+def test_evaluate_on_an_image_folder_matches_its_classes_to_the_checkpoints_by_name(trained, tmp_path):
+    reference = json.loads(run_cli("evaluate", trained["run"], "--json", "--no-sweep")[1])
+    # folder names sort in another order than the model's classes, and carry other case and punctuation
+    root = _image_folder_of_the_test_split(trained, tmp_path / "mine", name=lambda c: c.upper().replace(" ", "_"))
+    code, out, err = run_cli("evaluate", trained["run"], "--dataset", "imagefolder", "--data-root", root,
+                             "--split", "test", "--json", "--no-sweep")
+    assert code == 0, err
+    assert "matched by name" in err
+    result = json.loads(out)
+    assert result["images"] == reference["images"] == 48
+    assert result["top1"] == reference["top1"] and result["confusion"] == reference["confusion"]
+
+
+def test_evaluate_refuses_a_dataset_whose_classes_are_not_the_checkpoints(trained, tmp_path):
+    root = _image_folder_of_the_test_split(trained, tmp_path / "other", name=lambda c: f"not {c}")
+    code, out, err = run_cli("evaluate", trained["run"], "--dataset", "imagefolder", "--data-root", root,
+                             "--split", "test", "--no-sweep")
+    assert code == 2 and out == ""
+    assert err.startswith("error: imagefolder's classes (not ") and "would not mean the model's classes" in err
