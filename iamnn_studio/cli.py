@@ -1058,12 +1058,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def format_macs(value: float | int | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.3g} {unit}"
-    return f"{value:.0f}"
+    from .numbers import si
+
+    text = si(value)
+    return "n/a" if text is None else text
 
 
 def _count(n: Any, noun: str) -> str:

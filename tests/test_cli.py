@@ -864,3 +864,9 @@ def test_evaluate_refuses_a_dataset_whose_classes_are_not_the_checkpoints(traine
                              "--split", "test", "--no-sweep")
     assert code == 2 and out == ""
     assert err.startswith("error: imagefolder's classes (not ") and "would not mean the model's classes" in err
+
+
+def test_counts_keep_their_significant_zeros_so_a_list_reads_alike():
+    assert [cli.format_macs(v) for v in (1_003_776, 2_120_000, 950, 12_500, 3e9)] == [
+        "1.00 M", "2.12 M", "950", "12.5 k", "3.00 G"]  # QA: "mean 1 M" next to "2.12 M"
+    assert cli.format_macs(None) == cli.format_macs(float("nan")) == "n/a"

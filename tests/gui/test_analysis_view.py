@@ -102,7 +102,7 @@ def test_an_evaluated_run_fills_confusion_matrix_histograms_and_summary(qtbot, v
 
     assert view.accuracy_tile.value.text() == "83.3 %"
     assert view.params_tile.value.text() == "12.3 k"
-    assert view.macs_tile.value.text() == "4.1 M"
+    assert view.macs_tile.value.text() == "4.10 M"
     assert view.adaptivity_tile.value.text() == "Adapts"
     x, y = view.sweep.threshold_curve.getData()
     assert list(x) == pytest.approx([2.5, 4.1]) and list(y) == pytest.approx([60.0, 100 * 10 / 12])
@@ -111,7 +111,7 @@ def test_an_evaluated_run_fills_confusion_matrix_histograms_and_summary(qtbot, v
     # the easy-to-hard spectrum fetches the test images of the run's dataset in the background
     qtbot.waitUntil(lambda: all(not tile.pixmap().isNull() for tile in view.easiest.tiles + view.hardest.tiles),
                     timeout=TIMEOUT)
-    assert len(view.easiest.tiles) == 4 and "6 M" in view.hardest_caption.text()
+    assert len(view.easiest.tiles) == 4 and "6.00 M" in view.hardest_caption.text()
 
 
 def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp_path):
@@ -121,7 +121,7 @@ def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp
     show(qtbot, view, run)
 
     assert view.adaptivity_tile.value.text() == "Doesn't pay"
-    assert view.adaptivity_tile.detail.text().startswith("fixed:1: 85.0 % at 2 M MACs")
+    assert view.adaptivity_tile.detail.text().startswith("fixed:1: 85.0 % at 2.00 M MACs")
     assert view.sweep_verdict.isVisible()
     assert view.sweep_verdict.text().startswith("The halting does not pay on this model: fixed:1 (1-1-1-1 iterations)")
 
@@ -165,9 +165,9 @@ def test_the_comparison_table_sets_runs_side_by_side_like_table_1(qtbot, view, t
     qtbot.waitUntil(lambda: view.compare_table.rowCount() == 3, timeout=TIMEOUT)
     rows = compare_rows(view)
     by_run = {row[0].split("·")[-1].strip() + ("/1" if "1 iteration" in row[0] else ""): row for row in rows}
-    assert by_run["iamnn-run"][1:] == ["12.3 k", "4.1 M (2 M – 6 M)", "83.3 / 100.0"]
-    assert by_run["iamnn-run/1"][1:] == ["12.3 k", "2 M", "50.0 / –"]
-    assert by_run["resnet-run"][1:] == ["99 k", "9 M", "83.3 / 100.0"]
+    assert by_run["iamnn-run"][1:] == ["12.3 k", "4.10 M (2.00 M – 6.00 M)", "83.3 / 100.0"]
+    assert by_run["iamnn-run/1"][1:] == ["12.3 k", "2.00 M", "50.0 / –"]
+    assert by_run["resnet-run"][1:] == ["99.0 k", "9.00 M", "83.3 / 100.0"]
     assert "ResNet" in by_run["resnet-run"][0]
 
     view.one_iteration.setChecked(False)

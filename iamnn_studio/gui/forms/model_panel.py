@@ -75,10 +75,9 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
 
 
 def format_count(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{int(n)}"
+    from iamnn_studio.numbers import si
+
+    return si(n) or str(n)
 
 
 def format_range(low: float, high: float) -> str:

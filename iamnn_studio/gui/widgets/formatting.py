@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from iamnn_studio import numbers
+
 
 def _finite(value: Any) -> float | None:
     try:
@@ -14,14 +16,9 @@ def _finite(value: Any) -> float | None:
 
 
 def si(value: Any, digits: int = 3) -> str:
-    """1234567 -> "1.23 M"; 950 -> "950"; None -> "–"."""
-    number = _finite(value)
-    if number is None:
-        return "–"
-    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(number) >= factor:
-            return f"{number / factor:.{digits}g} {suffix}"
-    return f"{number:.{digits}g}"
+    """1234567 -> "1.23 M"; 1000000 -> "1.00 M"; 950 -> "950"; None -> "–"."""
+    text = numbers.si(value, digits)
+    return "–" if text is None else text
 
 
 def macs(value: Any) -> str:
