@@ -389,7 +389,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         started = result.run_dir is not None or result.reason.startswith("unexpected error")
         return EXIT_FAILED if started else EXIT_USAGE
     _print_run_summary(result)
-    return EXIT_INTERRUPTED if interrupts.count else EXIT_OK
+    # several processes: torch's launcher hears Ctrl-C before our handler does, so the count stays 0
+    return EXIT_INTERRUPTED if interrupts.count or result.state == "stopped" else EXIT_OK
 
 
 def _print_run_summary(result: Any) -> None:

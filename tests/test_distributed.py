@@ -224,3 +224,49 @@ def test_ctrl_c_while_waiting_for_other_nodes_quits_at_once_and_leaves_no_empty_
     finally:
         node.kill()
     assert list(tmp_runs.iterdir()) == []  # nothing was written to it: gone
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_on_a_run_of_several_processes_stops_with_a_checkpoint_exit_130_and_no_launcher_noise(tmp_path):
+    """Ctrl-C reaches the whole process group; it used to end with exit 0 after torch's launcher warnings."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    settings = tmp_path / "run.toml"
+    settings.write_text(textwrap.dedent("""
+        name = "long"
+        epochs = 50
+        batch_size = 16
+        device = "cpu"
+        calibrate_halting = false
+        [data]
+        name = "synthetic"
+        options = {train_size = 2000, test_size = 20}
+        [model]
+        iterations = [1, 2, 2, 1]
+        width = 4
+    """))
+    runs = tmp_path / "runs"
+    job = subprocess.Popen(
+        [sys.executable, "-m", "iamnn_studio", "train", "--config", str(settings), "--runs-dir", str(runs),
+         "--nproc-per-node", "2", "--master-port", str(free_port())],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    try:
+        metrics = runs / "long" / "metrics.jsonl"
+        deadline = time.monotonic() + 120
+        while not (metrics.exists() and '"event": "step"' in metrics.read_text()) and time.monotonic() < deadline:
+            assert job.poll() is None, job.communicate()[1][-3000:]
+            time.sleep(0.2)
+        os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        out, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 130, err[-3000:]
+    assert f"run: {runs / 'long'} (stopped)" in out
+    assert "death signal" not in err and "Closing process" not in err, err[-3000:]
+    assert load_checkpoint(runs / "long" / "checkpoints" / "last.pt").training_state["step"] > 0

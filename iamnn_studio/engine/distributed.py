@@ -283,10 +283,31 @@ def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr
 def _elastic_launch(launch_config, config, runs_dir: str, run_dir, resume: bool) -> dict[int, Any]:
     from torch.distributed.launcher.api import elastic_launch
 
-    with _signal_handlers_kept():  # torch's launcher installs its own and leaves them behind
+    with _signal_handlers_kept(), _launcher_warnings_muted():  # torch's launcher installs its own handlers
         return elastic_launch(launch_config, _worker)(
             config, runs_dir, None if run_dir is None else str(run_dir), resume, True
         )
+
+
+@contextlib.contextmanager
+def _launcher_warnings_muted():
+    """On Ctrl-C the launcher logs "Received 2 death signal, shutting down workers" and "Closing process
+    ... via signal SIGINT" as warnings: the run's own "stopped" line says it; its errors still show."""
+    import logging
+
+    import torch.distributed.elastic.agent.server.api  # noqa: F401  (creates the loggers to quiet)
+
+    # each of the launcher's modules sets its own logger's level (torch.distributed.elastic.utils.logging)
+    loggers = [logging.getLogger(name) for name, logger in list(logging.Logger.manager.loggerDict.items())
+               if name.startswith("torch.distributed.elastic") and isinstance(logger, logging.Logger)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
