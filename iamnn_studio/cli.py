@@ -407,6 +407,9 @@ def _print_run_summary(result: Any) -> None:
     if evaluation and evaluation.get("top1") is not None:
         macs = evaluation.get("macs") or {}
         lines.append(f"test top-1: {evaluation['top1']:.2%}, mean MACs {format_macs(macs.get('mean'))}")
+    if result.reason == "stopped" and result.run_dir:
+        command = shlex.join(["iamnn-studio", "train", "--run-dir", str(result.run_dir), "--resume"])
+        lines.append(f"continue it from its last checkpoint: {command}")
     print("\n".join(lines))
 
 
@@ -874,7 +877,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         emit_json([r.to_dict() for r in runs])
         return EXIT_OK
     if not runs:
-        print(f"no runs in {args.runs_dir}")
+        missing = not Path(args.runs_dir).exists()  # a typo, or nothing trained yet: as the Runs tab says
+        print(f"no runs: {args.runs_dir} does not exist yet" if missing else f"no runs in {args.runs_dir}")
         return EXIT_OK
     rows = [("NAME", "STATUS", "BEST ACC", "EPOCHS", "MODEL", "DATASET")]
     for r in runs:

@@ -282,6 +282,14 @@ def test_runs_in_a_file_is_refused(tmp_path):
     assert err == f"error: --runs-dir: {tmp_path / 'notes.txt'} is a file, not a folder of runs\n"
 
 
+def test_runs_in_a_missing_folder_says_it_does_not_exist(tmp_path):
+    code, out, err = run_cli("runs", "--runs-dir", tmp_path / "typo")
+    assert code == 0 and err == ""
+    assert out == f"no runs: {tmp_path / 'typo'} does not exist yet\n"  # was "no runs in ..." as if it were empty
+    (tmp_path / "empty").mkdir()
+    assert run_cli("runs", "--runs-dir", tmp_path / "empty")[1] == f"no runs in {tmp_path / 'empty'}\n"
+
+
 def test_a_seed_torch_cannot_take_is_refused_in_one_line(tmp_path):
     code, out, err = run_cli("train", "--seed", str(2**53), "--save-config", tmp_path / "s.toml")
     assert code == 2 and out == "" and not (tmp_path / "s.toml").exists()
@@ -328,6 +336,9 @@ def test_first_ctrl_c_or_sigterm_stops_training_gracefully_with_exit_130(tmp_pat
     assert json.loads((tmp_path / "tiny" / "status.json").read_text())["state"] == "stopped"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     assert signal.getsignal(signal.SIGTERM) is before
+    # how to go on, as a command that works when pasted (the folder may hold spaces)
+    hint = out.splitlines()[-1]
+    assert hint == f"continue it from its last checkpoint: iamnn-studio train --run-dir {tmp_path / 'tiny'} --resume"
 
 
 def test_no_arguments_opens_the_app(monkeypatch):
