@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="classify image files", formatter_class=_HelpFormatter)
     predict.add_argument("checkpoint", metavar="CKPT", type=checkpoint_option, help=CKPT_HELP)
-    predict.add_argument("images", metavar="IMAGE", nargs="+", type=file_option, help="image files")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", type=file_option,
+                         help="image files, or folders of them (their subfolders too)")
     predict.add_argument("--threshold", type=float, help="halting threshold in (0, 1] (default: the calibrated one)")
     predict.add_argument("--mode", help="adaptive, fixed:N or max (default: the checkpoint's)")
     predict.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -739,7 +740,7 @@ def _resume_command(checkpoint: Any) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     args.device = check_device(args.device)
     args.checkpoint = checkpoint_path(args.checkpoint)
-    from .engine.inference import Prediction, Predictor
+    from .engine.inference import Prediction, PredictionFailure, Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     architecture = predictor.checkpoint.architecture
@@ -755,7 +756,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if predictor.uncalibrated and predictor.halts:
         print("note: this model's halting head was never calibrated (its run stopped before calibration), so its "
               "iteration counts mean little; resume the run to calibrate it, or use --mode max", file=sys.stderr)
-    results = predictor.predict_files(args.images)
+    images, folder_problems = _images_of(args.images)
+    results = predictor.predict_files(images) + [PredictionFailure(*problem) for problem in folder_problems]
     macs_range = _mode_macs_range(predictor)
     for result in results:
         if isinstance(result, Prediction):
@@ -776,6 +778,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if blocks:
             print("\n\n".join(blocks))
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+#: A folder given to ``predict`` stands for at most this many of its images (and its subfolders').
+PREDICT_FOLDER_LIMIT = 100_000
+
+
+def _images_of(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Folders replaced by the images in them (sorted, subfolders too), as the app takes a dropped
+    folder; (images, (folder, problem) for folders with no image inside)."""
+    from .image_files import folder_images
+
+    images: list[str] = []
+    problems: list[tuple[str, str]] = []
+    for path in paths:
+        if not os.path.isdir(path):
+            images.append(path)
+            continue
+        inside, more = folder_images(path, PREDICT_FOLDER_LIMIT)
+        if not inside:
+            problems.append((path, f"no images in the folder {path}"))
+        elif more:
+            print(f"note: {path} holds more than {PREDICT_FOLDER_LIMIT:,} images: the first are classified",
+                  file=sys.stderr)
+        images += inside
+    return images, problems
 
 
 def _naming_the_path(message: str, source: str) -> str:

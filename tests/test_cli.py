@@ -89,6 +89,20 @@ def test_predict_errors_name_each_image_as_the_user_gave_it(trained, tmp_path, m
                                 "error: cannot read c/missing.png: no such file"]
 
 
+def test_predict_takes_folders_of_images_as_the_app_does(trained, tmp_path):
+    (tmp_path / "photos" / "more").mkdir(parents=True)
+    Image.new("L", (16, 16), 10).save(tmp_path / "photos" / "b.png")
+    Image.new("L", (16, 16), 200).save(tmp_path / "photos" / "more" / "a.png")
+    (tmp_path / "photos" / "notes.txt").write_text("not an image, not listed")
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli("predict", trained["run"], tmp_path / "photos", tmp_path / "empty", "--json")
+    assert code == 3  # some input gave nothing (QA: "cannot read folder: it is a folder")
+    report = json.loads(out)
+    assert [p["source"] for p in report["predictions"]] == [
+        str(tmp_path / "photos" / "b.png"), str(tmp_path / "photos" / "more" / "a.png")]
+    assert err.splitlines() == [f"error: no images in the folder {tmp_path / 'empty'}"]
+
+
 def test_predict_json_reports_the_threshold_it_used(trained, tmp_path):
     image = tmp_path / "shape.png"
     Image.new("RGB", (16, 16), (10, 200, 30)).save(image)

@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+from iamnn_studio.image_files import IMAGE_SUFFIXES, folder_images  # noqa: F401  (shared with the CLI)
+
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 CONFIG_SUFFIXES = (".toml",)
 IMAGE_FILTER = f"Images ({' '.join('*' + s for s in IMAGE_SUFFIXES)});;All files (*)"
@@ -25,19 +26,6 @@ def is_checkpoint(path: str | Path) -> bool:
 
 def is_config(path: str | Path) -> bool:
     return Path(path).suffix.lower() in CONFIG_SUFFIXES
-
-
-def folder_images(folder: str | Path, limit: int = MAX_FOLDER_IMAGES) -> tuple[list[str], bool]:
-    """(the first ``limit`` image files in ``folder`` and its subfolders, in sorted order; whether there
-    are more). The walk stops there: a dropped photo library is not listed whole on the UI thread."""
-    found: list[str] = []
-    for parent, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(parent, f) for f in sorted(files)
-                  if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]
-        if len(found) > limit:
-            break
-    return found[:limit], len(found) > limit
 
 
 @dataclass
@@ -60,7 +48,7 @@ def sort_dropped(paths: list[str]) -> Dropped:
     dropped = Dropped()
     for path in paths:
         if os.path.isdir(path):
-            inside, more = folder_images(path)
+            inside, more = folder_images(path, MAX_FOLDER_IMAGES)
             if not inside:
                 dropped.empty_folders.append(path)
             if more:

@@ -1,0 +1,20 @@
+"""Which files are images, and the images in a folder: one rule for the app's drops and the CLI's ``predict``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def folder_images(folder: str | Path, limit: int) -> tuple[list[str], bool]:
+    """(the first ``limit`` image files in ``folder`` and its subfolders, in sorted order; whether there
+    are more). The walk stops there: a dropped photo library is not listed whole on the UI thread."""
+    found: list[str] = []
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(parent, f) for f in sorted(files)
+                  if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]
+        if len(found) > limit:
+            break
+    return found[:limit], len(found) > limit
