@@ -245,6 +245,14 @@ def test_max_steps_zero_clears_a_limit_from_the_config_file(tmp_path):
     assert code == 0 and RunConfig.load(target).max_steps is None
 
 
+def test_a_config_file_says_no_step_limit_with_0_as_the_command_line_does(tmp_path):
+    (tmp_path / "a.toml").write_text("max_steps = 0\n")  # TOML has no "none" (QA: refused as not positive)
+    assert RunConfig.load(tmp_path / "a.toml").validate().max_steps is None
+    (tmp_path / "b.toml").write_text("batch_size = true\n")
+    code, _, err = run_cli("train", "--config", tmp_path / "b.toml", "--save-config", tmp_path / "out.toml")
+    assert code == 2 and err.rstrip().endswith("batch_size: must be a positive integer, got true")  # TOML's word
+
+
 def test_a_negative_step_limit_is_refused_saying_that_0_is_allowed(tmp_path):
     code, out, err = run_cli("train", "--max-steps", "-1", "--save-config", tmp_path / "s.toml")
     assert code == 2 and out == "" and not (tmp_path / "s.toml").exists()

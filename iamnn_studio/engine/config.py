@@ -183,9 +183,14 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _shown(value: Any) -> str:
+    """A setting's value as the TOML file or the command line wrote it (``true``, not Python's ``True``)."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
 def _positive_int(name: str, value: Any, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _field_error(name, f"must be a positive integer, got {value!r}")
+        raise _field_error(name, f"must be a positive integer, got {_shown(value)}")
     if maximum is not None and value > maximum:
         raise _field_error(name, f"must be at most {maximum}, got {value}")
 
@@ -292,6 +297,8 @@ class RunConfig:
             raise _field_error("label_smoothing", f"must be in [0, 1), got {self.label_smoothing!r}")
         _positive_int("batch_size", self.batch_size)
         _positive_int("epochs", self.epochs)
+        if self.max_steps == 0 and not isinstance(self.max_steps, bool):
+            self.max_steps = None  # TOML has no "none": 0 says no step limit, as --max-steps 0 does
         if self.max_steps is not None:
             _positive_int("max_steps", self.max_steps)
         if not _is_number(self.ponder_warmup_epochs) or self.ponder_warmup_epochs < 0:
