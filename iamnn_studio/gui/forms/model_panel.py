@@ -61,6 +61,10 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
     with torch.device("meta"):
         model = build_model(config)
     low, high = model.macs_range()
+    if hasattr(model, "unit_costs") and training_recipe(config) == "calibrated":
+        # calibration may stop a block at its first iteration, where no halting head runs: that is the floor
+        ones = torch.ones(1, len(model.caps), dtype=torch.long)
+        low = min(low, int(model.macs_for(ones, torch.zeros_like(ones))))
     parameters = sum(p.numel() for p in model.parameters())
     return ModelFigures(
         parameters=parameters,
