@@ -885,6 +885,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         load_plugins()
     mismatch = suffix_mismatch(args.fmt, args.out)
+    if mismatch and os.path.lexists(args.out):  # most likely another kind of file named by mistake (run.toml)
+        raise UsageError(f"--out: {args.out} exists and its suffix is not that of {args.fmt} files: not replaced "
+                         "(remove it first, or choose another name)")
     if mismatch:  # a warning, not a refusal: the name is the user's choice
         print(f"warning: {mismatch}", file=sys.stderr)
     out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size)

@@ -179,6 +179,17 @@ def test_export_warns_when_the_file_suffix_does_not_suit_the_format(trained, tmp
                             f"{'ONNX' if fmt == 'onnx' else 'TorchScript'} all the same"]
 
 
+def test_export_never_replaces_an_existing_file_of_another_kind(trained, tmp_path):
+    settings = tmp_path / "run.toml"
+    settings.write_text(TINY_RUN)  # QA: export --out run.toml replaced the settings with an ONNX model
+    code, out, err = run_cli("export", trained["run"], "--format", "onnx", "--out", settings)
+    assert code == 2 and out == "" and settings.read_text() == TINY_RUN
+    assert err == (f"error: --out: {settings} exists and its suffix is not that of onnx files: not replaced "
+                   "(remove it first, or choose another name)\n")
+    (tmp_path / "model.onnx").write_text("an older export")
+    assert run_cli("export", trained["run"], "--format", "onnx", "--out", tmp_path / "model.onnx")[0] == 0  # replaced
+
+
 def test_runs_lists_the_run(trained):
     code, out, _ = run_cli("runs", "--runs-dir", trained["runs"])
     assert code == 0
