@@ -627,7 +627,8 @@ def _check_dataset_fits(bundle: Any, checkpoint: Any) -> None:
 def _in_checkpoint_labels(bundle: Any, checkpoint: Any, split: Any) -> Any:
     """``split`` with labels that mean the checkpoint's classes: the same classes in another order (an
     image folder sorts its class folders by name) are matched by name, ignoring case and punctuation
-    ("T-shirt_top" is "T-shirt/top"); other classes are refused: scores against them would mean nothing."""
+    ("T-shirt_top" is "T-shirt/top"); classes only numbered ("0", "1", ...) on one side are taken in
+    order; other classes are refused: scores against them would mean nothing."""
     import re
 
     import torch
@@ -636,6 +637,11 @@ def _in_checkpoint_labels(bundle: Any, checkpoint: Any, split: Any) -> Any:
 
     ours, theirs = list(bundle.classes), list(checkpoint.classes)
     if ours == theirs:
+        return split
+    unnamed = [str(i) for i in range(len(theirs))]
+    if unnamed in ([str(c) for c in ours], [str(c) for c in theirs]):  # one side only numbers its classes
+        print(f"note: {'the checkpoint' if [str(c) for c in theirs] == unnamed else bundle.name} only numbers its "
+              "classes: the labels are taken in order", file=sys.stderr)
         return split
     key = {name: re.sub(r"[^0-9a-z]", "", str(name).lower()) for name in ours + theirs}
     by_key = {key[name]: index for index, name in enumerate(theirs)}

@@ -914,3 +914,17 @@ def test_counts_keep_their_significant_zeros_so_a_list_reads_alike():
     assert [cli.format_macs(v) for v in (1_003_776, 2_120_000, 950, 12_500, 3e9)] == [
         "1.00 M", "2.12 M", "950", "12.5 k", "3.00 G"]  # QA: "mean 1 M" next to "2.12 M"
     assert cli.format_macs(None) == cli.format_macs(float("nan")) == "n/a"
+
+
+def test_evaluate_takes_labels_in_order_where_one_side_only_numbers_its_classes(trained, tmp_path):
+    root = _image_folder_of_the_test_split(trained, tmp_path / "numbered", name=lambda c: c)
+    from iamnn_studio.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    saved = load_checkpoint(trained["run"] / "checkpoints" / "best.pt")
+    numbered = tmp_path / "numbered.pt"  # a model saved without class names
+    save_checkpoint(numbered, saved.model, classes=[str(i) for i in range(10)], mean=saved.mean, std=saved.std)
+    code, out, err = run_cli("evaluate", numbered, "--dataset", "imagefolder", "--data-root", root,
+                             "--split", "test", "--json", "--no-sweep")
+    assert code == 0, err
+    assert "note: the checkpoint only numbers its classes: the labels are taken in order" in err
+    assert json.loads(out)["images"] == 48
