@@ -22,6 +22,7 @@ first look never overwrites the full results.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from datetime import datetime
@@ -119,7 +120,7 @@ class Progress:
     def __call__(self, event) -> None:
         d = event.data
         if event.kind == "started":
-            print(f"  [{self.key}] {d['total_steps']} steps on {d['device']}, {d['parameters']:,} parameters",
+            print(f"  [{self.key}] {d['total_steps']} step{'' if d['total_steps'] == 1 else 's'} on {d['device']}, {d['parameters']:,} parameters",
                   flush=True)
         elif event.kind == "epoch":
             val = d.get("val_accuracy")
@@ -287,7 +288,7 @@ def signed_pt(value: float | None) -> str:
 def _step_cap(setting: dict[str, Any]) -> str:
     """" capped at 30 optimiser steps" when --max-steps cut the epochs short, else ""."""
     cap = setting.get("max_steps")
-    return f" capped at {cap:,} optimiser steps" if cap else ""
+    return f" capped at {cap:,} optimiser step{'' if cap == 1 else 's'}" if cap else ""
 
 
 def markdown(data: dict[str, Any]) -> str:
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     title = (f"{'quick: ' if args.quick else ''}width {args.width}, depth {args.depth}, "
              f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
-             f"{f', at most {args.max_steps:,} steps' if args.max_steps else ''}")
+             f"{f', at most {args.max_steps:,} step' + ('' if args.max_steps == 1 else 's') if args.max_steps else ''}")
     if args.reuse:
         missing = missing_runs(args)
         if len(missing) == len(NETWORKS):  # nothing to reuse: do not start hours of training unasked
@@ -467,7 +468,7 @@ def publish(out: Path, data: dict[str, Any]) -> None:
     except ImportError as exc:  # a GPU server without Qt: the tables still count
         figures = []
         print(f"note: no figures ({exc}); draw them later where Qt is installed with "
-              f"`python benchmarks/reproduce.py --rerender --out {out}`", flush=True)
+              f"`{shlex.join(['python', 'benchmarks/reproduce.py', '--rerender', '--out', str(out)])}`", flush=True)
     text = markdown(data)
     (out / "table1.md").write_text(text, encoding="utf-8")
     write_json(out / "table1.json", data)

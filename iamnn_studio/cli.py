@@ -777,7 +777,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "mode": predictor.mode,
             "threshold": predictor.threshold if predictor.halts else None,
             "predictions": [r.to_dict() for r in results if isinstance(r, Prediction)],
-            "errors": [r.to_dict() for r in failures],
+            "errors": [{**r.to_dict(), "error": _naming_the_path(r.message, r.source)} for r in failures],
         })
     else:
         blocks = [format_prediction(r, architecture=architecture) for r in results if isinstance(r, Prediction)]

@@ -87,6 +87,8 @@ def test_predict_errors_name_each_image_as_the_user_gave_it(trained, tmp_path, m
     assert code == 3
     assert err.splitlines() == ["error: cannot read a/scan.png: not an image file",
                                 "error: cannot read c/missing.png: no such file"]
+    report = json.loads(run_cli("predict", trained["run"], "a/scan.png", "--json")[1])  # the JSON says it alike
+    assert report["errors"] == [{"source": "a/scan.png", "error": "cannot read a/scan.png: not an image file"}]
 
 
 def test_predict_takes_folders_of_images_as_the_app_does(trained, tmp_path):
