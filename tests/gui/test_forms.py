@@ -310,6 +310,17 @@ def test_run_config_round_trips_through_toml(qtbot, window, form, tmp_path):
     assert form.model.tau.text() == "0.005"
 
 
+def test_a_saved_config_names_folders_absolutely(window, form, tmp_path, monkeypatch):
+    from iamnn_studio.engine.config import RunConfig
+
+    monkeypatch.chdir(tmp_path)
+    values = tiny_run_values(form, name="relative")
+    values["data"]["root"] = "data"  # typed relative to the folder the app was started in
+    form.set_values(values)
+    assert window.save_config_file(str(tmp_path / "run.toml"))
+    assert RunConfig.load(tmp_path / "run.toml").data.root == str(tmp_path / "data")  # was "data"
+
+
 def test_a_bad_toml_file_gives_a_message_not_a_crash(window, form, record_dialogs, tmp_path):
     before = form.values()
     bad = tmp_path / "broken.toml"

@@ -153,8 +153,8 @@ class RunForm(QWidget):
             config = self.config()
         except (ValueError, TypeError) as error:
             return f"The form is not valid yet: {error}"
-        try:
-            config.save(path)
+        try:  # absolute folders, as the CLI's --save-config and a run's config.toml: the same from anywhere
+            config.make_paths_absolute().save(path)
         except OSError as error:
             return f"Cannot write {path}: {error.strerror or error}"
         return None
