@@ -272,7 +272,7 @@ class TrainingView(QWidget):
 
     run_state_changed = Signal(str)  # a short sentence for the status bar
     run_started = Signal()
-    run_ended = Signal(str)  # outcome: completed, max_steps, stopped, failed
+    run_ended = Signal(str)  # outcome: completed, max_steps, stopped, failed, not_started (refused before training)
     open_in_study = Signal(str)  # run folder
     use_model = Signal(str)  # checkpoint path
 
@@ -293,6 +293,8 @@ class TrainingView(QWidget):
         self._phase_started = time.monotonic()
         self._phase_fraction: float | None = None  # share of an after-training phase done, once it reports
         self._training_started = False  # the current or last run got as far as its "started" event
+        self._settings_from_started = False  # the form takes a continued run's settings from its "started" event
+        self._before_launch: dict[str, Any] = {}  # what a run that does not start gives back (page, form)
         self._calibrates = False  # the run fits its halting head after training
         self._baseline = False  # the unshared ResNet: nothing halts, no threshold to sweep
         self._evaluation: dict[str, Any] = {}  # the "evaluated" event's summary
@@ -403,13 +405,22 @@ class TrainingView(QWidget):
         return True
 
     def continue_run(self, run_dir: str) -> bool:
-        """Resume a run from its last.pt with the settings it was started with."""
+        """Resume a run from its last.pt with the settings it was started with; the (locked) form shows
+        them, and gets the user's own back if the run does not start."""
         if self.session is not None or not self._engine_ready:
             return False
+        form_before = self.form.values()
+        # The engine trains with the settings saved in the run; the form shows them from its config.toml
+        # now, or (that file unreadable) from the "started" event, which carries the settings it uses.
+        self._settings_from_started = self.form.load_file(Path(run_dir) / "config.toml") is not None
         self._launch(None, run_dir=run_dir, resume=True, title=Path(run_dir).name)
+        self._before_launch["form"] = form_before
         return True
 
     def _launch(self, config: Any, *, run_dir: str | None, resume: bool, title: str) -> None:
+        # The plots and the log keep the previous run until this one has started: a run refused before
+        # training (another process trains it, its checkpoint is unreadable) leaves them as they were.
+        self._before_launch = {"page": self.pages.currentIndex()}
         self.outcome = self.failure = None
         self.last_run_dir = run_dir  # a new run has no folder until it starts: a failure must not point at the last one
         self._resumed_step = None
@@ -419,8 +430,6 @@ class TrainingView(QWidget):
         self._progress_clock = None
         self._enter_phase("training")
         self._started_at = time.monotonic()
-        self.monitor.reset(config.model.caps if config is not None else None)
-        self.log.clear()
         self.header.actions.setVisible(False)
         self.header.progress.setValue(0)
         self.header.progress_row.setVisible(True)
@@ -463,6 +472,10 @@ class TrainingView(QWidget):
 
         self.last_run_dir = data.get("run_dir") or self.last_run_dir
         config = data.get("config") or {}
+        if self._settings_from_started and config:
+            self._settings_from_started = False
+            self.form.set_values(config)
+        self.log.clear()
         caps = None
         try:
             caps = ModelConfig.from_dict(config.get("model", {})).caps
@@ -585,9 +598,12 @@ class TrainingView(QWidget):
         self.header.result.setText(text)
 
     def _event_failed(self, data: dict) -> None:
-        self.outcome = "failed"
         self.failure = str(data.get("reason") or "unknown error")
         self.last_run_dir = data.get("run_dir") or self.last_run_dir
+        if not self._training_started:  # refused before training: nothing failed (_on_session_finished says why)
+            self.outcome = "not_started"
+            return
+        self.outcome = "failed"
         self._add_log(f"Failed: {self.failure}")
         self.header.result.setText(f"<span style='color:{COLORS['error']}'>Failed: {self.failure}</span>")
         self.run_state_changed.emit(f"Training failed: {self.failure}")
@@ -601,6 +617,9 @@ class TrainingView(QWidget):
             session.deleteLater()
         outcome = self.outcome or ("stopped" if session is not None and session.stopping else "failed")
         self.outcome = outcome
+        if outcome == "not_started":
+            self._show_not_started()
+            return
         if outcome != "failed":
             self.header.progress.setValue(1000 if outcome != "stopped" else self.header.progress.value())
         step = self._latest.get("step")
@@ -614,6 +633,28 @@ class TrainingView(QWidget):
         status = f"Run failed: {self.failure or 'see the run log'}" if outcome == "failed" else None
         self._set_state("idle", sentences.get(outcome, "Run ended"), status=status)
         self.run_ended.emit(outcome)
+
+    def _show_not_started(self) -> None:
+        """A run the engine refused before training (another process trains it, an unreadable checkpoint
+        or data set): not a failed run. The previous run's plots and log stay, the page and the form the
+        user had come back, and a warning says why it did not start."""
+        resumed = self._before_launch.get("form") is not None
+        name = self.header.title.text()
+        self._settings_from_started = False
+        if resumed:
+            self.form.set_values(self._before_launch["form"])
+        self.pages.setCurrentIndex(self._before_launch.get("page", self.pages.currentIndex()))
+        self._before_launch = {}
+        self.header.progress_row.setVisible(False)
+        self.header.actions.setVisible(False)
+        self.header.eta.setText("")
+        sentence = f"Could not start: {self.failure}"
+        self._add_log(sentence)
+        self._set_state("idle", sentence)
+        self.run_ended.emit("not_started")
+        if self.window().isVisible():  # not once the window has closed (it was closed while the run started)
+            QMessageBox.warning(self, f"Could not continue {name}" if resumed else "Could not start training",
+                                _sentence(self.failure or "the engine gave no reason"))
 
     # ----------------------------------------------------------------- display
     def _set_state(self, state: str, sentence: str | None = None, status: str | None = None) -> None:
@@ -794,6 +835,14 @@ def result_facts(finished: dict[str, Any], evaluation: dict[str, Any]) -> list[s
     if best is not None:
         facts.append(f"best validation accuracy {best:.1%}")
     return facts
+
+
+def _sentence(text: str) -> str:
+    """An engine reason ("cannot resume x: …") as a sentence for a dialog: a capital and a full stop."""
+    text = text.strip()
+    if not text:
+        return text
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?", ")")) else ".")
 
 
 def format_duration(seconds: float) -> str:

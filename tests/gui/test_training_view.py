@@ -119,17 +119,21 @@ def test_declining_to_close_keeps_the_run_going(qtbot, window, monkeypatch):
 
 
 class FailingTrainer:
-    """Stands in for the engine's Trainer: reports one failure the way the real one does."""
+    """Stands in for the engine's Trainer: starts, then reports one failure the way the real one does."""
 
     def __init__(self, config, *, runs_dir, run_dir, resume, listeners):
         self.listeners, self.runs_dir = listeners, runs_dir
 
-    def run(self):
+    def emit(self, kind, **data):
         from iamnn_studio.engine.events import Event
 
-        reason = "out of GPU memory at epoch 1 step 3 with batch size 32: try a smaller batch size"
         for listener in self.listeners:
-            listener(Event("failed", {"reason": reason, "run_dir": None}))
+            listener(Event(kind, data))
+
+    def run(self):
+        self.emit("started", run_dir=None, config={}, total_steps=6, total_epochs=1, device="cpu")
+        reason = "out of GPU memory at epoch 1 step 3 with batch size 32: try a smaller batch size"
+        self.emit("failed", reason=reason, run_dir=None)
 
     def stop(self):
         pass
@@ -137,6 +141,7 @@ class FailingTrainer:
 
 class CrashingTrainer(FailingTrainer):
     def run(self):
+        self.emit("started", run_dir=None, config={}, total_steps=6, total_epochs=1, device="cpu")
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
@@ -168,9 +173,11 @@ def test_a_run_that_fails_before_its_folder_exists_points_at_no_earlier_run(qtbo
     assert training.start_run()
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
         pass
-    assert ended.args == ["failed"] and training.failure.startswith("init_from")
+    assert ended.args == ["not_started"] and training.failure.startswith("init_from")
     assert training.last_run_dir is None and training.checkpoint_path() is None  # nothing to export or continue
     assert not training.header.continue_run.isVisibleTo(training)
+    assert [(kind, title) for kind, title, _ in record_dialogs] == [("warning", "Could not start training")]
+    assert window.run_status().startswith("Could not start: init_from")
 
 
 def test_opening_a_run_config_while_a_run_trains_is_refused(qtbot, window, record_dialogs, tmp_path):
@@ -196,8 +203,9 @@ def test_a_resume_that_cannot_load_its_checkpoint_says_why_and_offers_no_continu
     training.header.continue_run.click()
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
         pass
-    assert ended.args == ["failed"]
+    assert ended.args == ["not_started"]
     assert "last.pt is damaged" in (training.failure or ""), training.failure
+    assert record_dialogs[-1][:2] == ("warning", f"Could not continue {Path(training.last_run_dir).name}")
     assert not training.header.continue_run.isVisibleTo(training)  # it would fail the same way again
     assert training.form.isEnabled() and training.header.start.isEnabled()
 
@@ -223,6 +231,69 @@ def test_continue_from_last_checkpoint_resumes_the_stopped_run(qtbot, window):
     qtbot.waitUntil(lambda: len(loss) > 0 and loss.data()[0][0] <= started["resumed_from_step"], timeout=30_000)
     steps = loss.data()[0]
     assert (np.diff(steps) >= 0).all()
+
+
+def stopped_run(qtbot, window, name: str = "first") -> str:
+    """A run trained a few steps, then stopped: it can be continued."""
+    training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000, name=name)
+    qtbot.waitUntil(lambda: training.state == "running" and len(training.monitor.curves["train_loss"]) > 0,
+                    timeout=RUN_TIMEOUT_MS)
+    training.stop_run()
+    qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
+    return training.last_run_dir
+
+
+def other_settings(form) -> dict:
+    """The form filled for another model than the stopped run's (name, blocks, width, epochs)."""
+    values = tiny_run_values(form, name="other-model")
+    values["model"].update(width=8, iterations=[2, 2, 2, 2])
+    values.update(epochs=3, max_steps=None)
+    return values
+
+
+def test_continuing_a_run_shows_its_own_settings_in_the_locked_form(qtbot, window):
+    training = window.training
+    run_dir = stopped_run(qtbot, window)
+    training.form.set_values(other_settings(training.form))
+    assert training.form.values()["name"] == "other-model"
+
+    window.continue_run(run_dir)  # as the Runs tab's "Continue training" does
+    assert training.session is not None and not training.form.isEnabled()
+    shown = training.form.values()
+    assert shown["name"] == "first" and shown["epochs"] == 1 and shown["max_steps"] == 2000
+    assert shown["model"]["width"] == 4 and shown["model"]["iterations"] == [1, 2, 2, 1]
+    assert training.header.title.text() == "first"
+
+
+def test_a_continue_refused_before_training_is_not_a_failed_run(qtbot, window, record_dialogs, monkeypatch):
+    from iamnn_studio.engine.runs import RunDirectory
+
+    training = window.training
+    run_dir = stopped_run(qtbot, window)
+    plotted = {name: len(curve) for name, curve in training.monitor.curves.items()}
+    assert plotted["train_loss"] > 0
+    training.pages.setCurrentIndex(0)  # the user looks at the dataset preview
+    mine = other_settings(training.form)
+    training.form.set_values(mine)
+    monkeypatch.setattr(RunDirectory, "is_being_trained", lambda self: True)  # the CLI trains it now
+
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        window.continue_run(run_dir)
+    assert ended.args == ["not_started"]
+    assert [(kind, title) for kind, title, _ in record_dialogs] == [("warning", "Could not continue first")]
+    assert "another process is training it" in record_dialogs[0][2]
+    # No "failed" anywhere: the header says why it did not start, the status bar too.
+    header = training.header
+    for text in (header.title.text(), header.subtitle.text(), window.run_status()):
+        assert "fail" not in text.lower(), text
+    assert header.subtitle.text().startswith("Could not start") and "another process" in header.subtitle.text()
+    assert window.run_status().startswith("Could not start") and "another process" in window.run_status()
+    assert not header.actions.isVisibleTo(training) and not header.progress_row.isVisibleTo(training)
+    # The previous run's plots, the page the user was on and the user's settings are as they were.
+    assert {name: len(curve) for name, curve in training.monitor.curves.items()} == plotted
+    assert training.pages.currentIndex() == 0
+    assert training.form.values()["name"] == "other-model" and training.form.isEnabled()
+    assert header.start.isEnabled() and training.state == "idle"
 
 
 def test_the_training_thread_is_never_the_ui_thread(qtbot, window, monkeypatch):
@@ -288,7 +359,7 @@ def test_after_the_last_step_the_header_names_each_phase_until_the_run_ends(qtbo
         PhasedTrainer.gates[gate].set()
     qtbot.waitUntil(lambda: training.session is None, timeout=10_000)
     assert training.header.progress.maximum() > 0 and training.phase == "training"
-    assert "test accuracy 80.0% at 2 M MACs per image" in training.header.result.text()
+    assert "test accuracy 80.0% at 2.00 M MACs per image" in training.header.result.text()
 
 
 class ReportingTrainer(PhasedTrainer):
