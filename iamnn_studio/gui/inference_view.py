@@ -110,6 +110,7 @@ class InferenceView(QWidget):
         self._mean_test_macs: float | None = None
         self._model_halts = False  # an IamNN (the threshold matters), not the ResNet baseline
         self._threshold_value = 0.99
+        self._advice: tuple[str, int, list[int]] | None = None  # (verdict, N, caps): "Fixed, N runs it"
         self._rerun_in_flight = False
         self._rerun_wanted = False
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
@@ -229,6 +230,8 @@ class InferenceView(QWidget):
         self.threshold_value = QLabel("0.990")
         self.threshold_value.setMinimumWidth(40)
         self.threshold_caption = QLabel("Halting threshold")
+        for label in (self.threshold_caption, self.threshold_value):  # grey with the slider (fixed modes)
+            label.setProperty("dimsWhenDisabled", True)
         self.totals_label = QLabel()
         self.totals_label.setProperty("role", "muted")
         self.busy = QProgressBar()
@@ -312,6 +315,7 @@ class InferenceView(QWidget):
         for widget in (self.threshold_slider, self.threshold_value, self.threshold_caption):
             widget.setEnabled(adaptive)
         self.threshold_value.setText(f"{self._threshold():.3f}")
+        self._update_advice()
         self.clear_button.setEnabled(bool(self._entries))
         self.stack.setCurrentWidget(self.scroll if self._entries else self.empty)
         self.legend.setVisible(bool(self._entries) and halting_model)
@@ -501,18 +505,42 @@ class InferenceView(QWidget):
         for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
             widget.blockSignals(False)
         tradeoff = description.get("tradeoff")
+        self._advice = None
         if description.get("uncalibrated"):
             self.banner.show_message(UNCALIBRATED_NOTE, "info")
         elif mode == "adaptive" and tradeoff is not None and tradeoff["outcome"] == "does not pay" \
                 and tradeoff["suggested_mode"].startswith("fixed:"):
-            n = tradeoff["suggested_mode"].split(":", 1)[1]
-            self.banner.show_message(f"On its test set: {tradeoff['verdict']} Mode “Fixed”, N = {n} runs it.", "info")
+            n = int(tradeoff["suggested_mode"].split(":", 1)[1])
+            self._advice = (str(tradeoff["verdict"]), n, [int(cap) for cap in description["caps"]])
+            self.banner.show_message(self._advice_text(chosen=False), "info")
         else:
             self.banner.hide()
         self._update_controls()
         self.checkpoint_loaded.emit(path)
         if self._entries:  # images dropped before (or classified by another model) run with this one
             self._classify(list(self._entries), load_previews=False)
+
+    def _advice_text(self, *, chosen: bool) -> str:
+        """The test set's verdict, then which fixed setting to run, or (that setting chosen) what it does."""
+        verdict, n, caps = self._advice or ("", 0, [])
+        if not chosen:
+            return f"On its test set: {verdict} Mode “Fixed”, N = {n} runs it."
+        iterations = f"{n} iteration{'s' if n != 1 else ''}" + (" (or its cap, where lower)" if n > min(caps) else "")
+        return (f"On its test set: {verdict} Mode “Fixed”, N = {n} is selected: every block runs {iterations} "
+                "on every image.")
+
+    def _update_advice(self) -> None:
+        """Keep the "Fixed, N runs it" advice true as the mode changes: no advice to choose what is chosen.
+        Only while the banner shows that advice (not once dismissed, nor over another message)."""
+        if self._advice is None or self.banner.isHidden():
+            return
+        texts = {self._advice_text(chosen=False), self._advice_text(chosen=True)}
+        if self.banner.text() not in texts:
+            return
+        chosen = self.mode_combo.currentData() == "fixed" and self.fixed_spin.value() == self._advice[1]
+        text = self._advice_text(chosen=chosen)
+        if text != self.banner.text():
+            self.banner.show_message(text, "info")
 
     def _fail_checkpoint(self, message: str) -> None:
         self.checkpoint_label.setText(  # the run's folder too: every run's checkpoint is called best.pt

@@ -74,6 +74,7 @@ QLabel[role="error"] {{ color: {error}; }}
 QLabel[role="warning"] {{ color: {warning}; }}
 QLabel[role="hint"] {{ color: {text_faint}; }}
 QLabel[role="figure"] {{ color: {text}; font-weight: 600; }}
+QLabel[dimsWhenDisabled="true"]:disabled {{ color: {text_faint}; }}  /* a control's caption and value */
 
 QPushButton {{
     background: {surface}; border: 1px solid {border_strong}; border-radius: 5px;
@@ -123,6 +124,9 @@ def apply_style(app: QApplication) -> None:
     for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
         palette.setColor(disabled, role, QColor(COLORS["text_faint"]))
     palette.setColor(disabled, QPalette.ColorRole.Base, QColor(COLORS["surface_alt"]))
+    # A disabled slider (the Use tab's threshold in a fixed mode) fills its groove grey, not in the
+    # accent blue of one that can be moved; a selection in a disabled list turns grey likewise.
+    palette.setColor(disabled, QPalette.ColorRole.Highlight, QColor(COLORS["border_strong"]))
     app.setPalette(palette)
     app.setStyleSheet(style_sheet())
 

@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage  # noqa: E402
+from PySide6.QtWidgets import QApplication, QToolButton  # noqa: E402
 
 from iamnn_studio.engine.checkpoint import save_checkpoint  # noqa: E402
 from iamnn_studio.engine.config import ModelConfig  # noqa: E402
@@ -227,6 +227,108 @@ def test_a_model_whose_halting_does_not_pay_says_which_fixed_setting_to_run(qtbo
     (run.parent / "eval.json").write_text(json.dumps(evaluation))
     open_checkpoint(qtbot, view, checkpoint)
     assert not view.banner.isVisible()
+
+
+def does_not_pay_checkpoint(tmp_path) -> Path:
+    """A checkpoint whose run's evaluation says fixed:2 does as well as the halting, for less."""
+    import json
+
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    checkpoint = constant_halting_checkpoint(run / "best.pt")
+    fixed = [{"iterations": [1, 1, 1, 1], "mean_macs": 1.0e6, "top1": 0.80},
+             {"iterations": [1, 2, 2, 2], "mean_macs": 2.0e6, "top1": 0.90}]
+    evaluation = {"architecture": "iamnn", "mode": "adaptive", "images": 100, "top1": 0.85,
+                  "macs": {"mean": 2.5e6}, "sweep": {"fixed": fixed, "threshold": []}}
+    (run.parent / "eval.json").write_text(json.dumps(evaluation))
+    return checkpoint
+
+
+def test_the_fixed_setting_advice_is_not_repeated_once_that_setting_is_chosen(qtbot, view, tmp_path, files):
+    open_checkpoint(qtbot, view, does_not_pay_checkpoint(tmp_path))
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    advice = view.banner.text()
+    assert view.banner.isVisible() and advice.endswith("Mode “Fixed”, N = 2 runs it.")
+
+    with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
+        view.mode_combo.setCurrentIndex(view.mode_combo.findData("fixed"))
+        view.fixed_spin.setValue(2)
+    wait_idle(qtbot, view)
+    text = view.banner.text()
+    assert "runs it" not in text, text  # no advice to pick what is picked: it says what the mode does
+    assert text.startswith("On its test set: The halting does not pay on this model") and "N = 2" in text
+    assert "every block runs 2 iterations" in text
+
+    view.fixed_spin.setValue(1)  # another fixed setting: the advice applies again
+    assert view.banner.text() == advice
+    view.mode_combo.setCurrentIndex(view.mode_combo.findData("adaptive"))
+    assert view.banner.text() == advice
+    view.banner.findChild(QToolButton).click()  # dismissed: it stays away, whatever the mode
+    view.mode_combo.setCurrentIndex(view.mode_combo.findData("fixed"))
+    assert view.banner.isHidden()
+
+
+def accent_pixels(widget) -> int:
+    """How many pixels of ``widget`` are painted in the accent blue (the filled part of a slider)."""
+    from iamnn_studio.gui.style import COLORS
+
+    image = widget.grab().toImage()
+    accent = QColor(COLORS["accent"])
+    count = 0
+    for y in range(image.height()):
+        for x in range(image.width()):
+            color = image.pixelColor(x, y)
+            if abs(color.red() - accent.red()) + abs(color.green() - accent.green()) \
+                    + abs(color.blue() - accent.blue()) < 60:
+                count += 1
+    return count
+
+
+def darkest_pixel(widget) -> int:
+    """The darkest pixel of ``widget`` as r + g + b: its text colour, for a label."""
+    image = widget.grab().toImage()
+    return min(sum(image.pixelColor(x, y).getRgb()[:3]) for y in range(image.height()) for x in range(image.width()))
+
+
+def test_the_threshold_slider_looks_disabled_in_fixed_mode(qtbot, styled_app, view, files):
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    slider = view.threshold_slider
+    assert slider.isEnabled() and accent_pixels(slider) > 50  # adaptive: the blue fill up to the handle
+    view.mode_combo.setCurrentIndex(view.mode_combo.findData("fixed"))
+    assert not slider.isEnabled()
+    assert accent_pixels(slider) == 0  # greyed, not the same blue as a slider that can be moved
+    ink = darkest_pixel(view.mode_caption)  # an enabled label's text
+    for label in (view.threshold_caption, view.threshold_value):  # grey with the slider
+        assert darkest_pixel(label) > ink + 150, label.text()
+    view.mode_combo.setCurrentIndex(view.mode_combo.findData("adaptive"))
+    assert accent_pixels(slider) > 50 and darkest_pixel(view.threshold_caption) == ink
+
+
+@pytest.mark.parametrize("width", [1024, 1280])
+def test_a_cards_figures_stay_on_whole_lines_at_common_window_widths(qtbot, styled_app, view, tmp_path, files, width):
+    import json
+
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    checkpoint = constant_halting_checkpoint(run / "best.pt")
+    evaluation = {"architecture": "iamnn", "mode": "adaptive", "threshold": 0.7, "images": 100, "top1": 0.85,
+                  "macs": {"mean": 1.0e6}}
+    (run.parent / "eval.json").write_text(json.dumps(evaluation))
+    view.resize(width, 700)
+    open_checkpoint(qtbot, view, checkpoint)
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    wait_idle(qtbot, view)
+    qtbot.wait(50)  # the card's layout settles
+    card = view.cards[0]
+    assert "(8 of 8)" in plain(card.iterations_label) and "the test average" in plain(card.macs_label)
+    line = card.iterations_label.fontMetrics().lineSpacing()
+    for label in (card.iterations_label, card.macs_label):  # "(8 of⏎8)", "the⏎test average" were seen at 1024
+        assert label.height() < 1.6 * line, (width, plain(label), label.width(), label.height())
+        assert label.geometry().right() <= card.close_button.geometry().left()
+    if width >= 1280:  # room for both on one row, as before
+        assert card.macs_label.y() == card.iterations_label.y()
 
 
 def test_fixed_mode_runs_n_iterations_and_hides_the_threshold(qtbot, view, files):

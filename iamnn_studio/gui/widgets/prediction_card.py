@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPixmap, QTextDocument
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -19,6 +19,92 @@ from . import formatting, theme
 from .halting_chart import HaltingCharts
 
 THUMBNAIL = 112
+#: Joins the words of a phrase that must not break across lines: "(4 of 8)", "the test average".
+NBSP = "\u00a0"
+
+
+def _together(text: str) -> str:
+    return text.replace(" ", NBSP)
+
+
+def one_line_width(label: QLabel) -> int:
+    """The width ``label``'s text (rich text too) takes on one line, in its font."""
+    if not label.text():
+        return 0
+    document = QTextDocument()
+    document.setDocumentMargin(0)
+    document.setDefaultFont(label.font())
+    document.setHtml(label.text())  # the card's figures are always rich text (bold numbers, muted notes)
+    return int(document.idealWidth() + 0.999) + 2  # rounding, and the label's own slack
+
+
+class FigureRow(QWidget):
+    """A card's two figures, iterations and compute: side by side where both fit on one line (3 : 2,
+    as wide as they need), else one under the other; neither is broken mid-phrase while it fits its line."""
+
+    GAP = theme.SPACING * 2
+    LINE_GAP = 2
+
+    def __init__(self, first: QLabel, second: QLabel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.first, self.second = first, second
+        for label in (first, second):
+            label.setParent(self)
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+        self._widths = (0, 0)  # one-line widths of the two texts
+
+    def refit(self) -> None:
+        """The texts changed: measure them again and lay them out."""
+        self._widths = (one_line_width(self.first), one_line_width(self.second))
+        self.updateGeometry()
+        self._place(self.width())
+
+    def stacked(self, width: int | None = None) -> bool:
+        """Whether the second figure goes under the first at ``width`` (default: the current one)."""
+        first, second = self._widths
+        width = self.width() if width is None else width
+        return bool(second) and first + self.GAP + second > width
+
+    def _columns(self, width: int) -> tuple[int, int]:
+        first, second = self._widths
+        if not second:  # one figure (a waiting image's note): the whole width, wrapping if it must
+            return width, 0
+        left = max(first, min((width - self.GAP) * 3 // 5, width - self.GAP - second))
+        return left, max(0, width - self.GAP - left)
+
+    def _place(self, width: int) -> None:
+        if self.stacked(width):
+            top = self.first.heightForWidth(width)
+            self.first.setGeometry(0, 0, width, top)
+            self.second.setGeometry(0, top + self.LINE_GAP, width, self.second.heightForWidth(width))
+        else:
+            left, right = self._columns(width)
+            self.first.setGeometry(0, 0, left, self.first.heightForWidth(left))
+            self.second.setGeometry(left + self.GAP, 0, right, self.second.heightForWidth(right))
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt name)
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt name)
+        if self.stacked(width):
+            second = self.second.heightForWidth(width) if self.second.text() else 0
+            return self.first.heightForWidth(width) + (self.LINE_GAP + second if second else 0)
+        left, right = self._columns(width)
+        return max(self.first.heightForWidth(left), self.second.heightForWidth(right) if self.second.text() else 0)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        first, second = self._widths
+        width = first + (self.GAP + second if second else 0)
+        return QSize(width, self.heightForWidth(width))
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        return QSize(120, self.first.fontMetrics().lineSpacing())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._place(self.width())
 
 
 class ProbabilityBars(QWidget):
@@ -146,10 +232,10 @@ class PredictionCard(_Card):
 
         right = QVBoxLayout()
         right.setSpacing(4)
+        self.figures = FigureRow(self.iterations_label, self.macs_label)
         stats = QHBoxLayout()
         stats.setSpacing(theme.SPACING * 2)
-        stats.addWidget(self.iterations_label, 3)
-        stats.addWidget(self.macs_label, 2)
+        stats.addWidget(self.figures, 1, Qt.AlignmentFlag.AlignVCenter)  # one line: level with the ✕
         stats.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         right.addLayout(stats)
         right.addWidget(self.charts, 1)
@@ -175,6 +261,7 @@ class PredictionCard(_Card):
         self.probabilities.set_items([])
         self.iterations_label.setText(theme.muted(message))
         self.macs_label.setText("")
+        self.figures.refit()
         self.charts.hide()
 
     def set_prediction(self, prediction: Any, mean_test_macs: float | None, *, halts: bool = True) -> None:
@@ -186,13 +273,14 @@ class PredictionCard(_Card):
         caps = [int(n) for n in prediction.caps]
         if halts:
             self.iterations_label.setText(
-                "Iterations  " + "  ·  ".join(f"<b>{n}</b> / {cap}" for n, cap in zip(iterations, caps))
-                + f"   {theme.muted(f'({sum(iterations)} of {sum(caps)})')}"
+                "Iterations  " + "  ·  ".join(f"<b>{n}</b>{_together(' / ')}{cap}" for n, cap in zip(iterations, caps))
+                + f"   {theme.muted(_together(f'({sum(iterations)} of {sum(caps)})'))}"
             )
         else:
             self.iterations_label.setText("Units per block  " + "  ·  ".join(f"<b>{n}</b>" for n in caps)
                                           + f"   {theme.muted('(every image runs all of them)')}")
         self.macs_label.setText(describe_macs(prediction.macs, mean_test_macs, getattr(prediction, "macs_range", None)))
+        self.figures.refit()
         notes = list(getattr(prediction, "notes", None) or [])
         self.notes_label.setText(theme.muted("Input: " + "; ".join(notes)) if notes else "")
         self.notes_label.setVisible(bool(notes))
@@ -203,11 +291,13 @@ class PredictionCard(_Card):
 
 def describe_macs(value: float, mean_test_macs: float | None, macs_range: Sequence[float] | None = None) -> str:
     """"3.9 M MACs · 0.62× the test average" (or against the model's maximum when no average is known)."""
-    text = f"<b>{formatting.macs(value)}</b>"
+    text = f"<b>{_together(formatting.macs(value))}</b>"
     if mean_test_macs:
-        return text + theme.muted(f"  ·  {formatting.ratio(float(value) / float(mean_test_macs))} the test average")
+        ratio = formatting.ratio(float(value) / float(mean_test_macs))
+        return text + theme.muted(f"  ·  {_together(f'{ratio} the test average')}")
     if macs_range and len(macs_range) == 2 and macs_range[1]:
-        return text + theme.muted(f"  ·  {formatting.percent(float(value) / float(macs_range[1]), 0)} of the maximum")
+        share = formatting.percent(float(value) / float(macs_range[1]), 0)
+        return text + theme.muted(f"  ·  {_together(f'{share} of the maximum')}")
     return text
 
 
