@@ -520,3 +520,13 @@ def test_json_output_stays_parseable_when_a_plugin_prints_while_it_works(plugin_
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "loading noisy shapes..." in err and json.loads(out)["images"] > 0
+
+
+def test_an_unknown_name_says_plugin_names_need_their_plugin():
+    from iamnn_studio.engine.data.base import DATASETS
+
+    with pytest.raises(ValueError) as raised:  # QA: a run of a plugin's dataset, the plugin since removed
+        DATASETS.get("myshapes")
+    message = str(raised.value)
+    assert message.startswith("unknown dataset 'myshapes' (known: ") and "fashion-mnist" in message
+    assert message.endswith("; a plugin's dataset is known only while its plugin loads)")

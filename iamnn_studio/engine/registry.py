@@ -34,7 +34,9 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
-            raise ValueError(f"unknown {self.kind} {name!r} (known: {known})") from None
+            # a run made with a plugin's dataset or block outlives the plugin: say where such names come from
+            raise ValueError(f"unknown {self.kind} {name!r} (known: {known}; a plugin's {self.kind} is known only "
+                             "while its plugin loads)") from None
 
     def names(self) -> list[str]:
         return list(self._items)
