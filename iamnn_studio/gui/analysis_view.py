@@ -669,8 +669,11 @@ class AnalysisView(QWidget):
                 return None
             result.setdefault("split", split)
             result.setdefault("checkpoint", checkpoint_path.name)
-            runs.RunDirectory(path).write_eval(result)
-            return str(path)
+            try:  # evaluated is not saved: a read-only or full disk must not cost the results
+                runs.RunDirectory(path).write_eval(result)
+            except OSError as error:
+                return str(path), result, unsaved_reason(error)
+            return str(path), result, ""
 
         self.progress.setValue(0)
         for widget in (self.progress, self.progress_label, self.cancel_button):
@@ -703,14 +706,26 @@ class AnalysisView(QWidget):
         self._cancel_evaluation = None
         self._update_evaluate_button()
 
-    def _on_evaluated(self, run_dir: str | None) -> None:
+    def _on_evaluated(self, outcome: tuple[str, dict, str] | None) -> None:
         self._end_evaluation()
-        if run_dir is None:
+        if outcome is None:
             self.banner.show_message("Evaluation cancelled; nothing was written.", "info")
             return
+        run_dir, result, unsaved = outcome
+        if not unsaved:
+            self.evaluated.emit(run_dir)
+            if self._report is not None and str(self._report.path) == run_dir:
+                self.show_run(run_dir)
+            return
+        # Evaluated but not saved: show the new figures (this view only) and say why they are not in eval.json.
+        report = self._report
+        if report is not None and str(report.path) == run_dir:
+            report.evaluation, report.eval_error = result, ""
+            self._on_report(report)
+        self.banner.show_message(
+            f"Evaluated, but the results could not be saved to eval.json: {unsaved}. They are shown here until "
+            "you open another run; the run keeps its previous eval.json, if it had one.", "warning")
         self.evaluated.emit(run_dir)
-        if self._report is not None and str(self._report.path) == run_dir:
-            self.show_run(run_dir)
 
     def _on_evaluation_failed(self, message: str) -> None:
         self._end_evaluation()
@@ -826,6 +841,23 @@ def comparison_rows(report: RunReport, with_one_iteration: bool = True) -> list[
                              formatting.si(point.get("mean_macs")), f"{100 * point['top1']:.1f} / –",
                              "the same network forced to one iteration per block (no refinement)"])
     return rows
+
+
+def unsaved_reason(error: OSError) -> str:
+    """Why eval.json could not be written, in words ("the run folder is on a read-only disk (...)")."""
+    import errno
+
+    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+    reasons = {
+        errno.EROFS: "the run folder is on a read-only disk or mount",
+        errno.EACCES: "you have no permission to write in the run folder",
+        errno.EPERM: "you have no permission to write in the run folder",
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "your disk quota is used up",
+        errno.ENOENT: "the run folder no longer exists",
+    }
+    reason = reasons.get(error.errno) or (error.strerror or str(error)).rstrip(".")
+    return reason + where
 
 
 def _evaluation_blocker(report: RunReport | None) -> str:

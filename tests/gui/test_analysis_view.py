@@ -207,6 +207,45 @@ def test_a_run_without_eval_json_shows_what_it_has_and_can_be_evaluated(qtbot, v
     assert view.evaluate_button.text() == "Evaluate again"
 
 
+def _run_with_checkpoint(tmp_path, name: str = "fresh-run", **status) -> Path:
+    torch = pytest.importorskip("torch")
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.data.synthetic import CLASSES as SHAPES
+    from iamnn_studio.engine.model import build_model
+
+    run = make_run(tmp_path / "runs", name, num_classes=len(SHAPES))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(iterations=(1, 2, 2, 1), width=4, num_classes=len(SHAPES)))
+    save_checkpoint(run / "checkpoints" / "best.pt", model.eval(), classes=list(SHAPES), mean=[0.5], std=[0.25])
+    if status:
+        (run / "status.json").write_text(json.dumps({**json.loads((run / "status.json").read_text()), **status}))
+    return run
+
+
+def test_an_evaluation_that_cannot_be_saved_is_shown_and_says_why(qtbot, view, tmp_path, monkeypatch):
+    from iamnn_studio.engine import runs
+
+    run = _run_with_checkpoint(tmp_path)
+    show(qtbot, view, run)
+
+    def read_only(self, result):
+        raise OSError(30, "Read-only file system", str(self.path / ".eval.json.uee88d4d.tmp"))
+
+    monkeypatch.setattr(runs.RunDirectory, "write_eval", read_only)
+    with qtbot.waitSignal(view.evaluated, timeout=TIMEOUT):
+        view.evaluate_button.click()
+    qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
+    assert not (run / "eval.json").exists()
+    # the new results are on screen ...
+    assert view.report.evaluation is not None and view.report.evaluation["images"] == 12
+    assert view.confusion_stack.currentIndex() == 1 and view.accuracy_tile.caption.text() == "TEST ACCURACY"
+    assert view.evaluate_button.text() == "Evaluate again"
+    # ... and the banner says, in words, that they are not saved (not "Evaluation failed")
+    texts = " ".join(label.text() for label in view.banner.findChildren(type(view.subtitle)))
+    assert view.banner.isVisibleTo(view)
+    assert "could not be saved to eval.json" in texts and "read-only" in texts and "failed" not in texts.lower()
+
+
 def test_training_series_reads_steps_in_epochs_and_falls_back_to_epoch_figures():
     events = [{"event": "started", "steps_per_epoch": 10, "parameters": 5},
               {"event": "step", "step": 5, "loss": 1.0, "accuracy": 0.5, "iterations": [1, 2, 3, 4]},
