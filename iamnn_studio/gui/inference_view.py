@@ -242,6 +242,7 @@ class InferenceView(QWidget):
         controls = QHBoxLayout()
         controls.setSpacing(theme.SPACING)
         self.mode_caption = QLabel("Mode")
+        self.mode_caption.setProperty("dimsWhenDisabled", True)  # greys with the box until a checkpoint is open
         controls.addWidget(self.mode_caption)
         controls.addWidget(self.mode_combo)
         controls.addWidget(self.fixed_spin)
@@ -302,7 +303,7 @@ class InferenceView(QWidget):
     def _update_controls(self) -> None:
         loaded = self._predictor is not None
         mode = self.mode_combo.currentData()
-        for widget in (self.mode_combo, self.fixed_spin):
+        for widget in (self.mode_caption, self.mode_combo, self.fixed_spin):
             widget.setEnabled(loaded)
         # a model without halting (the ResNet baseline) has no modes, threshold or halting charts to explain
         halting_model = not loaded or self._model_halts

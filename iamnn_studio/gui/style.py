@@ -75,6 +75,7 @@ QLabel[role="warning"] {{ color: {warning}; }}
 QLabel[role="hint"] {{ color: {text_faint}; }}
 QLabel[role="figure"] {{ color: {text}; font-weight: 600; }}
 QLabel[dimsWhenDisabled="true"]:disabled {{ color: {text_faint}; }}  /* a control's caption and value */
+QComboBox:disabled, QSpinBox:disabled, QDoubleSpinBox:disabled, QLineEdit:disabled {{ color: {text_faint}; }}
 
 QPushButton {{
     background: {surface}; border: 1px solid {border_strong}; border-radius: 5px;

@@ -305,6 +305,15 @@ def test_the_threshold_slider_looks_disabled_in_fixed_mode(qtbot, styled_app, vi
     assert accent_pixels(slider) > 50 and darkest_pixel(view.threshold_caption) == ink
 
 
+def test_the_mode_box_and_its_caption_look_disabled_until_a_checkpoint_is_open(qtbot, styled_app, view, files):
+    grey = [darkest_pixel(w) for w in (view.mode_caption, view.mode_combo)]  # no checkpoint: nothing to choose
+    assert not view.mode_combo.isEnabled()
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    ink = [darkest_pixel(w) for w in (view.mode_caption, view.mode_combo)]
+    for before, after in zip(grey, ink):  # QA: the disabled box looked exactly like the enabled one
+        assert before > after + 150
+
+
 @pytest.mark.parametrize("width", [1024, 1280])
 def test_a_cards_figures_stay_on_whole_lines_at_common_window_widths(qtbot, styled_app, view, tmp_path, files, width):
     import json
