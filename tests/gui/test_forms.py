@@ -259,6 +259,55 @@ def test_too_few_held_out_images_to_calibrate_block_start(qtbot, window, form):
     qtbot.waitUntil(lambda: row.error == "", timeout=10_000)
 
 
+def _image_folder(root, classes=3, per_class=40):
+    """``root/<class>/<n>.png``: small RGB images, ``classes * per_class`` of them."""
+    from PIL import Image
+
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for n in range(per_class):
+            Image.new("RGB", (12, 12), (40 * c, 3 * n, 90)).save(folder / f"{n}.png")
+    return root
+
+
+def test_a_larger_validation_split_clears_the_calibration_error_of_a_small_image_folder(qtbot, window, form,
+                                                                                         tmp_path):
+    start, row = window.training.header.start, form.dataset.rows["data.val_fraction"]
+    values = tiny_run_values(form)
+    values["data"].update(name="imagefolder", root=str(_image_folder(tmp_path / "img data ñ")), options={},
+                          val_fraction=0.1)
+    form.set_values(values)
+    qtbot.waitUntil(lambda: "held-out images" in row.error, timeout=30_000)
+    assert "leaves 12 of its 120: use a validation split of at least 17 %" in row.error and not start.isEnabled()
+    assert "108 train · 12 validation" in form.preview.summary.text()
+
+    form.dataset.val_percent.setValue(16)  # 19 held out: still too few, and the message says so at once
+    assert "leaves 19 of its 120" in row.error and not start.isEnabled()
+    form.dataset.val_percent.setValue(25)  # 30 held out: the error goes at once, before the preview is read again
+    assert row.error == "" and "data.val_fraction" not in form.errors
+    qtbot.waitUntil(lambda: "90 train · 30 validation" in form.preview.summary.text(), timeout=30_000)
+    qtbot.waitUntil(start.isEnabled, timeout=30_000)
+    assert sum(form.preview_data.counts["val"]) == 30 and row.error == ""
+
+    form.dataset.val_percent.setValue(10)  # and back: the error returns
+    assert "leaves 12 of its 120" in row.error and not start.isEnabled()
+    qtbot.waitUntil(lambda: "108 train · 12 validation" in form.preview.summary.text(), timeout=30_000)
+    assert "leaves 12 of its 120" in row.error and not start.isEnabled()
+
+
+def test_the_forms_split_sizes_are_the_engines():
+    import torch
+
+    from iamnn_studio.engine.data import ImageTensors, split_off
+    from iamnn_studio.gui.forms.dataset_panel import held_out_count
+
+    for n in (0, 1, 2, 7, 120, 1001):
+        data = ImageTensors(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.zeros(n, dtype=torch.int64))
+        for fraction in (0.0, 0.001, 0.1, 0.17, 0.25, 0.5, 0.99):
+            assert held_out_count(n, fraction) == len(split_off(data, fraction, seed=0)[1]), (n, fraction)
+
+
 def test_no_validation_split_is_allowed_and_says_what_it_changes(form):
     note = form.dataset.val_note
     assert not note.isVisibleTo(form)

@@ -62,6 +62,17 @@ class PreviewData:
     in_channels: int
     image_size: int
     notes: list[str] = field(default_factory=list)
+    val_fraction: float = 0.0  # the validation split it was read with
+    carved: bool = False  # whether its validation images were that share of the training pool
+
+    def split_sizes(self, val_fraction: float) -> tuple[int, int]:
+        """(train, validation) image totals at ``val_fraction``, without reading the dataset again:
+        a carved split moves images between the two as the engine's ``split_off`` would."""
+        train, val = sum(self.counts["train"]), sum(self.counts["val"])
+        if not self.carved or val_fraction == self.val_fraction:
+            return train, val
+        held = held_out_count(train + val, val_fraction)
+        return train + val - held, held
 
     @property
     def num_classes(self) -> int:
@@ -82,6 +93,10 @@ def load_preview(data_values: dict[str, Any], seed: int, per_class: int = PREVIE
     counts = {
         split: class_counts(bundle.split(split), bundle.num_classes) for split in ("train", "val", "test")
     }
+    fraction = float(data_values.get("val_fraction") or 0.0)
+    # A dataset that brings its own validation images (a val/ folder) keeps them whatever the split says;
+    # one whose validation images are the split's share of the training pool was carved by the engine.
+    carved = len(bundle.val) == held_out_count(len(bundle.train) + len(bundle.val), fraction)
     return PreviewData(
         name=bundle.name,
         classes=list(bundle.classes),
@@ -91,7 +106,18 @@ def load_preview(data_values: dict[str, Any], seed: int, per_class: int = PREVIE
         in_channels=bundle.in_channels,
         image_size=bundle.image_size,
         notes=list(bundle.notes),
+        val_fraction=fraction,
+        carved=carved,
     )
+
+
+def held_out_count(n: int, fraction: float) -> int:
+    """How many of ``n`` training images a validation split of ``fraction`` holds out (the engine's
+    ``data.split_off``: rounded, at least one when asked for, never all)."""
+    if n <= 1:
+        return 0
+    held = min(int(round(n * fraction)), n - 1)
+    return max(held, 1) if fraction > 0 else held
 
 
 def provider_entries() -> list[ProviderEntry]:

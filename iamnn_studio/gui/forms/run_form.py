@@ -178,8 +178,10 @@ class RunForm(QWidget):
         if start and "init_from" not in self.errors and not Path(str(start)).expanduser().exists():
             self.errors["init_from"] = f"no such checkpoint or run folder: {start}"
         calibration_problem = self._calibration_problem(values)
+        self._calibration_error = None
         if calibration_problem and "data.val_fraction" not in self.errors:
             self.errors["data.val_fraction"] = calibration_problem  # the run would fail after its last epoch
+            self._calibration_error = calibration_problem
         rows: dict[int, tuple[FieldRow, list[str]]] = {}
         for panel in (self.dataset, self.model, self.training):
             for key, row in panel.rows.items():
@@ -218,8 +220,16 @@ class RunForm(QWidget):
                 or model.get("architecture") != "iamnn" or model.get("halting") != "calibrated"
                 or not values.get("calibrate_halting", True)):
             return None
-        counts = self.preview_data.counts
-        return calibration_images_problem(sum(counts["train"]), sum(counts["val"]))
+        return calibration_images_problem(*self._split_sizes(values))
+
+    def _split_sizes(self, values: dict[str, Any]) -> tuple[int, int]:
+        """(train, validation) images of the shown dataset at the form's validation split: the split may
+        have changed since the preview was read (it is read again, but the form must not wait for it)."""
+        assert self.preview_data is not None
+        fraction = values.get("data", {}).get("val_fraction")
+        if not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+            fraction = self.preview_data.val_fraction
+        return self.preview_data.split_sizes(float(fraction))
 
     def _set_valid(self, valid: bool) -> None:
         if valid != self._valid:
@@ -281,7 +291,7 @@ class RunForm(QWidget):
         if figures is None or preview is None or not figures.cpu_flops or on_gpu:
             self.training.show_estimate("")
             return
-        images = sum(preview.counts.get("train", [])) * max(int(values.get("epochs") or 0), 0)
+        images = self._split_sizes(values)[0] * max(int(values.get("epochs") or 0), 0)
         if values.get("max_steps") is not None:
             images = min(images, int(values["max_steps"]) * max(int(values.get("batch_size") or 1), 1))
         seconds = estimate_training_seconds(figures.train_macs, images, figures.cpu_flops)
@@ -300,8 +310,8 @@ class RunForm(QWidget):
     @Slot()
     def _load_preview(self) -> None:
         data = self.values()["data"]
-        if any(key.startswith("data.") for key in self.errors):
-            return  # the form already says what is wrong
+        if any(key.startswith("data.") and message != self._calibration_error for key, message in self.errors.items()):
+            return  # the form already says what is wrong (too few held-out images: the new split's preview tells)
         if not self.dataset.is_available():
             self.dataset_error = self.dataset.status.text() or "the dataset is not on this computer"
             self.preview_data = None
@@ -354,6 +364,7 @@ class RunForm(QWidget):
         self._tasks.submit("figures", lambda: model_figures(model), self._on_figures, self._on_figures_error)
 
     _figures_problem: str | None = None
+    _calibration_error: str | None = None  # the error under the split that comes from the preview's counts
 
     def _on_figures(self, figures: ModelFigures) -> None:
         self.figures = figures
