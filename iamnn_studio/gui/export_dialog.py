@@ -53,6 +53,10 @@ class ExportDialog(QDialog):
         self.setWindowTitle("Export model")
         self.setMinimumWidth(620)
         self._runner = BackgroundRunner(self)
+        # Export waits for the format list, read in the background: the buttons follow the runner, since
+        # setting the same suggested file name again fires no textChanged (they stayed disabled for good).
+        self._runner.busy_changed.connect(self._update_buttons)
+        self._exporting = False  # only an export (not the format list) keeps the dialog open
         self._suffixes: dict[str, str] = {COPY: ".pt", **{name: suffix for name, _, suffix in KNOWN_FORMATS}}
         self._output_edited = False
         self.last_path: str | None = None
@@ -273,7 +277,7 @@ class ExportDialog(QDialog):
         busy = self._runner.is_busy()
         ready = bool(self.checkpoint_edit.text().strip()) and bool(self.output_edit.text().strip())
         self.export_button.setEnabled(ready and not busy)
-        self.close_button.setEnabled(not busy)
+        self.close_button.setEnabled(not self._exporting)
 
     # ================================================================ export
     @Slot()
@@ -311,12 +315,14 @@ class ExportDialog(QDialog):
 
         self.result.hide()
         self.busy_widget.show()
+        self._exporting = True
         self._runner.submit(work, self._on_exported, self._on_failed)
         self._update_buttons()
         return True
 
     def _on_exported(self, outcome: tuple[str, list[str], str | None]) -> None:
         path, caveats, mismatch = outcome
+        self._exporting = False
         self.busy_widget.hide()
         self.last_path, self.last_error = path, None
         caveat = "".join(f" Note: {c[0].upper()}{c[1:]}." for c in caveats)
@@ -328,6 +334,7 @@ class ExportDialog(QDialog):
         self.exported.emit(path)
 
     def _on_failed(self, message: str) -> None:
+        self._exporting = False
         self.busy_widget.hide()
         self._fail(f"Export failed: {message}")
         self._update_buttons()
@@ -346,12 +353,12 @@ class ExportDialog(QDialog):
         return self._runner.is_busy()
 
     def reject(self) -> None:
-        if self._runner.is_busy():  # the export finishes (it cannot be interrupted safely); stay open
+        if self._exporting:  # the export finishes (it cannot be interrupted safely); stay open
             return
         super().reject()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        if self._runner.is_busy():
+        if self._exporting:
             event.ignore()
             return
         super().closeEvent(event)

@@ -154,3 +154,19 @@ def test_a_typed_output_keeps_its_folder_and_name_when_the_format_changes(dialog
 def test_exporting_a_never_calibrated_model_says_what_it_means(qtbot, dialog, tmp_path):
     export(qtbot, dialog, "onnx", tmp_path / "model.onnx")  # the fixture's halting head was never fitted
     assert "never calibrated" in dialog.result.text() and dialog.result.kind == "warning"
+
+
+def test_opened_as_the_app_does_export_and_close_are_enabled_once_the_formats_load(qtbot, checkpoint):
+    from PySide6.QtWidgets import QMainWindow
+
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    widget = ExportDialog(str(checkpoint), window)  # as File > Export does: nothing typed, nothing chosen
+    widget.show()
+    assert widget.close_button.isEnabled()  # the format list is read in the background: Close need not wait
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=TIMEOUT)
+    qtbot.waitUntil(widget.export_button.isEnabled, timeout=5_000)  # was: disabled for good, only Esc closed it
+    assert widget.close_button.isEnabled()
+    assert "onnx" in widget.formats() and widget.output_edit.text()
+    widget.close()
+
