@@ -4,7 +4,9 @@ from __future__ import annotations
 import copy
 import signal
 import socket
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch.distributed as dist
@@ -19,6 +21,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def two_process_training(folder: Path, runs: Path, head: str, train_size: int) -> list[str]:
+    """``iamnn-studio train`` on 2 processes of a tiny synthetic run whose settings file starts with ``head``."""
+    settings = folder / "run.toml"
+    settings.write_text(head + textwrap.dedent(f"""
+        batch_size = 16
+        device = "cpu"
+        calibrate_halting = false
+        [data]
+        name = "synthetic"
+        options = {{train_size = {train_size}, test_size = 20}}
+        [model]
+        iterations = [1, 2, 2, 1]
+        width = 4
+    """))
+    return [sys.executable, "-m", "iamnn_studio", "train", "--config", str(settings), "--runs-dir", str(runs),
+            "--nproc-per-node", "2", "--master-port", str(free_port())]
 
 
 def tiny_config() -> RunConfig:
@@ -137,8 +160,6 @@ def test_the_cli_says_a_start_checkpoint_of_other_channels_in_one_line_without_w
     """It used to print torch elastic's tracebacks of every worker before the error line."""
     import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     from iamnn_studio.engine.checkpoint import save_checkpoint
     from iamnn_studio.engine.model import build_model
@@ -148,26 +169,10 @@ def test_the_cli_says_a_start_checkpoint_of_other_channels_in_one_line_without_w
     other.in_channels = 3
     save_checkpoint(tmp_path / "rgb.pt", build_model(other), classes=[str(i) for i in range(other.num_classes)],
                     mean=[0.5] * 3, std=[0.25] * 3)
-    settings = tmp_path / "run.toml"
-    settings.write_text(textwrap.dedent("""
-        name = "gray"
-        max_steps = 2
-        batch_size = 16
-        device = "cpu"
-        calibrate_halting = false
-        [data]
-        name = "synthetic"
-        options = {train_size = 100, test_size = 20}
-        [model]
-        iterations = [1, 2, 2, 1]
-        width = 4
-    """))
     runs = tmp_path / "runs"
-    done = subprocess.run(
-        [sys.executable, "-m", "iamnn_studio", "train", "--config", str(settings), "--runs-dir", str(runs),
-         "--init-from", str(tmp_path / "rgb.pt"), "--nproc-per-node", "2", "--master-port", str(free_port())],
-        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=170,
-        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    command = two_process_training(tmp_path, runs, 'name = "gray"\nmax_steps = 2', train_size=100)
+    done = subprocess.run(command + ["--init-from", str(tmp_path / "rgb.pt")], cwd=REPO, capture_output=True,
+                          text=True, timeout=170, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.splitlines() == [
         f"error: init_from: {tmp_path / 'rgb.pt'} holds a network for images of 3 channels and 10 classes, this run's "
@@ -211,8 +216,6 @@ distributed.launch(tiny_config(), 1, runs_dir={runs!r}, nnodes=2, node_rank=0, m
 @pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_while_waiting_for_other_nodes_quits_at_once_and_leaves_no_empty_run_folder(tmp_runs, sent):
     import subprocess
-    import sys
-    from pathlib import Path
 
     script = WAITING_NODE.format(tests=str(Path(__file__).parent), runs=str(tmp_runs))
     node = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -231,30 +234,12 @@ def test_ctrl_c_on_a_run_of_several_processes_stops_with_a_checkpoint_exit_130_a
     """Ctrl-C reaches the whole process group; it used to end with exit 0 after torch's launcher warnings."""
     import os
     import subprocess
-    import sys
     import time
-    from pathlib import Path
 
-    settings = tmp_path / "run.toml"
-    settings.write_text(textwrap.dedent("""
-        name = "long"
-        epochs = 50
-        batch_size = 16
-        device = "cpu"
-        calibrate_halting = false
-        [data]
-        name = "synthetic"
-        options = {train_size = 2000, test_size = 20}
-        [model]
-        iterations = [1, 2, 2, 1]
-        width = 4
-    """))
     runs = tmp_path / "runs"
-    job = subprocess.Popen(
-        [sys.executable, "-m", "iamnn_studio", "train", "--config", str(settings), "--runs-dir", str(runs),
-         "--nproc-per-node", "2", "--master-port", str(free_port())],
-        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    job = subprocess.Popen(two_process_training(tmp_path, runs, 'name = "long"\nepochs = 50', train_size=2000),
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     try:
         metrics = runs / "long" / "metrics.jsonl"
         deadline = time.monotonic() + 120

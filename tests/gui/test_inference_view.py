@@ -210,21 +210,16 @@ def test_the_checkpoint_threshold_is_kept_exactly_until_the_slider_moves(qtbot, 
 def test_a_model_whose_halting_does_not_pay_says_which_fixed_setting_to_run(qtbot, view, tmp_path):
     import json
 
-    run = tmp_path / "run" / "checkpoints"
-    run.mkdir(parents=True)
-    checkpoint = constant_halting_checkpoint(run / "best.pt")
-    fixed = [{"iterations": [1, 1, 1, 1], "mean_macs": 1.0e6, "top1": 0.80},
-             {"iterations": [1, 2, 2, 2], "mean_macs": 2.0e6, "top1": 0.90}]
-    evaluation = {"architecture": "iamnn", "mode": "adaptive", "images": 100, "top1": 0.85,
-                  "macs": {"mean": 2.5e6}, "sweep": {"fixed": fixed, "threshold": []}}
-    (run.parent / "eval.json").write_text(json.dumps(evaluation))
+    checkpoint = does_not_pay_checkpoint(tmp_path)
     open_checkpoint(qtbot, view, checkpoint)
     assert view.banner.isVisible()
     assert view.banner.text().startswith("On its test set: The halting does not pay on this model: fixed:2")
     assert "N = 2" in view.banner.text()
 
+    evaluation_file = tmp_path / "run" / "eval.json"
+    evaluation = json.loads(evaluation_file.read_text())
     evaluation["top1"] = 0.95  # now the halting beats every fixed setting: nothing to say
-    (run.parent / "eval.json").write_text(json.dumps(evaluation))
+    evaluation_file.write_text(json.dumps(evaluation))
     open_checkpoint(qtbot, view, checkpoint)
     assert not view.banner.isVisible()
 
