@@ -916,50 +916,28 @@ def cmd_runs(args: argparse.Namespace) -> int:
         missing = not Path(args.runs_dir).exists()  # a typo, or nothing trained yet: as the Runs tab says
         print(f"no runs: {args.runs_dir} does not exist yet" if missing else f"no runs in {args.runs_dir}")
         return EXIT_OK
-    rows = [("NAME", "STATUS", "BEST ACC", "EPOCHS", "MODEL", "DATASET")]
+    # VAL ACC: the best epoch's validation accuracy (status.json); TEST ACC: eval.json's top-1
+    rows = [("NAME", "STATUS", "VAL ACC", "TEST ACC", "EPOCHS", "MODEL", "DATASET")]
     for r in runs:
-        step = (_read_json(Path(r.path) / "status.json") or {}).get("step")
-        epochs = _epochs_done_text(r.epochs_done, r.total_epochs, step, _steps_per_epoch(Path(r.path)))
-        rows.append((r.name, r.status, _percent(r.best_accuracy), epochs, r.model, r.dataset))
+        rows.append((r.name, r.status, _percent(r.best_accuracy), _percent(r.test_accuracy), r.epochs_text(),
+                     r.model, r.dataset))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print("\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows))
     return EXIT_OK
 
 
 def _steps_per_epoch(run_dir: Path) -> int | None:
-    """Optimiser steps per epoch, from the run's ``started`` event (the first lines of metrics.jsonl)."""
-    try:
-        with open(run_dir / "metrics.jsonl", encoding="utf-8", errors="replace") as fh:
-            for _, line in zip(range(1000), fh):
-                if '"started"' not in line:
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and record.get("event") == "started":
-                    value = record.get("steps_per_epoch")
-                    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-    except OSError:
-        pass
-    return None
+    from .engine.runs import steps_per_epoch
+
+    return steps_per_epoch(run_dir)
 
 
 def _epochs_done_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch: int | None, *,
                       prose: bool = False) -> str:
-    """Epochs done of those planned, counting only whole ones: ``0/1 (+30 of 422 steps)`` for a run
-    that --max-steps or Ctrl-C stopped 30 steps into its first epoch (the trainer counts that epoch as
-    ended). ``prose`` gives a sentence for the end-of-run summary."""
-    if not isinstance(step, int) or isinstance(step, bool) or not steps_per_epoch:
-        if prose:
-            return ""
-        return f"{epochs_done}/{total_epochs}" if total_epochs else str(epochs_done)
-    full, rest = divmod(step, steps_per_epoch)
-    total = total_epochs if total_epochs else "?"
-    if prose:
-        more = f", and {rest} of the {steps_per_epoch} steps of epoch {full + 1}" if rest else ""
-        return f"epochs done: {full} of {total}{more} (stopped at step {step})"
-    return f"{full}/{total}" + (f" (+{rest} of {steps_per_epoch} steps)" if rest else "")
+    """``0/1 (+30 of 422 steps)``: the engine's ``epochs_text``, as the Runs and Study tabs show it."""
+    from .engine.runs import epochs_text
+
+    return epochs_text(epochs_done, total_epochs, step, steps_per_epoch, prose=prose)
 
 
 # --------------------------------------------------------------------------- info

@@ -196,10 +196,28 @@ def test_runs_lists_the_run(trained):
     code, out, _ = run_cli("runs", "--runs-dir", trained["runs"])
     assert code == 0
     header, row = out.splitlines()[:2]
-    assert header.split()[:3] == ["NAME", "STATUS", "BEST"]
+    # validation accuracy says so, and the test accuracy (eval.json's top-1) stands beside it
+    assert header.split()[:6] == ["NAME", "STATUS", "VAL", "ACC", "TEST", "ACC"]
+    evaluation = json.loads((Path(trained["runs"]) / "tiny" / "eval.json").read_text())
     assert row.split()[:2] == ["tiny", "completed"]
+    assert row[header.index("TEST ACC"):].startswith(f"{evaluation['top1']:.2%}  ")
     code, out, _ = run_cli("runs", "--runs-dir", trained["runs"], "--json")
-    assert [r["name"] for r in json.loads(out)] == ["tiny"]
+    listed = json.loads(out)
+    assert [r["name"] for r in listed] == ["tiny"]
+    assert listed[0]["test_accuracy"] == pytest.approx(evaluation["top1"])
+
+
+def test_runs_of_a_run_not_evaluated_shows_no_test_accuracy(tmp_path):
+    from iamnn_studio.engine.runs import RunDirectory
+
+    run = RunDirectory.create(tmp_path, "fresh")
+    run.write_config(RunConfig(name="fresh", epochs=2))
+    run.write_status("completed", best_accuracy=0.8, epochs_done=2, total_epochs=2)
+    code, out, _ = run_cli("runs", "--runs-dir", tmp_path)
+    header, row = out.splitlines()[:2]
+    assert code == 0 and row[header.index("VAL ACC"):].startswith("80.00%  ")
+    assert row[header.index("TEST ACC"):].startswith("n/a  ")  # not evaluated
+    assert json.loads(run_cli("runs", "--runs-dir", tmp_path, "--json")[1])[0]["test_accuracy"] is None
 
 
 def test_bad_setting_is_one_error_line_and_exit_2(tmp_path):

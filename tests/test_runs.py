@@ -7,7 +7,7 @@ import os
 import pytest
 
 from iamnn_studio.engine.config import ModelConfig, RunConfig
-from iamnn_studio.engine.runs import RunDirectory, describe_model, list_runs, read_metrics
+from iamnn_studio.engine.runs import RunDirectory, describe_model, effective_state, epochs_text, list_runs, read_metrics
 
 
 def make_run(runs_dir, name: str, *, state: str = "completed", best: float | None = 0.9, epochs: int = 3):
@@ -135,8 +135,26 @@ def test_a_running_status_left_by_a_dead_process_reads_as_interrupted(tmp_runs):
     run.status_path.write_text(json.dumps(status))
     [summary] = list_runs(tmp_runs)
     assert summary.status == "interrupted" and "resume" in summary.reason
+    assert effective_state(status) == (summary.status, summary.reason)  # the rule the Study tab shares
     run.write_status("running")  # written by this live process
     assert list_runs(tmp_runs)[0].status == "running"
+    assert effective_state(run.read_status())[0] == "running"
+    assert effective_state(None)[0] == "unknown"
+
+
+def test_a_listed_run_has_its_test_accuracy_and_the_steps_of_a_cut_short_epoch(tmp_runs):
+    run = make_run(tmp_runs, "cut", epochs=1)
+    run.write_status("completed", best_accuracy=0.5, epochs_done=0, total_epochs=1, step=40)
+    run.append_metrics({"event": "started", "steps_per_epoch": 844})
+    [summary] = list_runs(tmp_runs)
+    assert summary.test_accuracy is None and summary.epochs_text() == "0/1 (+40 of 844 steps)"
+    assert summary.epochs_text(" / ") == "0 / 1 (+40 of 844 steps)"
+    run.write_eval({"top1": 0.54, "images": 10})
+    [summary] = list_runs(tmp_runs)
+    assert summary.test_accuracy == 0.54 and summary.to_dict()["test_accuracy"] == 0.54
+    run.eval_path.write_text('{"top1": ')  # damaged: not evaluated, as far as the list can tell
+    assert list_runs(tmp_runs)[0].test_accuracy is None
+    assert epochs_text(3, 10, None, None, separator=" / ") == "3 / 10"
 
 
 @pytest.mark.parametrize("damage", [{"epochs_done": float("nan")}, {"total_epochs": float("inf")},

@@ -289,6 +289,13 @@ class RunSummary:
     model: str  # e.g. "IamNN-50 w16 adaptive"
     dataset: str
     reason: str = ""
+    test_accuracy: float | None = None  # eval.json's top-1, None while not evaluated
+    step: int | None = None  # optimiser steps done, from status.json
+    steps_per_epoch: int | None = None  # from the run's "started" event
+
+    def epochs_text(self, separator: str = "/") -> str:
+        """Whole epochs done of those planned, with the steps of a cut-short one: "0/1 (+40 of 844 steps)"."""
+        return epochs_text(self.epochs_done, self.total_epochs, self.step, self.steps_per_epoch, separator=separator)
 
     @property
     def step_limited(self) -> bool:
@@ -363,18 +370,76 @@ def _summarise(folder: Path) -> RunSummary | None:
         state, reason = "unknown", "status.json is missing or damaged"
         best, done, total = None, 0, config.epochs
     else:
-        state, reason = str(status.get("state", "unknown")), str(status.get("reason", ""))
-        if state in ("running", "paused") and not _writer_alive(status):
-            state = INTERRUPTED
-            reason = "the training process ended without saying why; resume from the last checkpoint"
+        state, reason = effective_state(status)
         best = _number(status.get("best_accuracy"))
         done = int(_number(status.get("epochs_done")) or 0)
         total = _number(status.get("total_epochs"))
         total = int(total) if total is not None else config.epochs
+    step = status.get("step") if status else None
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
         created=created, model=describe_model(config.model), dataset=config.data.name, reason=reason,
+        test_accuracy=test_accuracy(folder),
+        step=step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None,
+        steps_per_epoch=steps_per_epoch(folder),
     )
+
+
+def test_accuracy(run_dir: str | Path) -> float | None:
+    """The top-1 accuracy in the run's eval.json, or None when it is missing, damaged or holds none."""
+    try:
+        evaluation = json.loads((Path(run_dir) / EVAL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return _number(evaluation.get("top1")) if isinstance(evaluation, dict) else None
+
+
+def steps_per_epoch(run_dir: str | Path) -> int | None:
+    """Optimiser steps per epoch, from the run's ``started`` event (the first lines of metrics.jsonl)."""
+    try:
+        with open(Path(run_dir) / METRICS_FILE, encoding="utf-8", errors="replace") as fh:
+            for _, line in zip(range(1000), fh):
+                if '"started"' not in line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("event") == "started":
+                    value = record.get("steps_per_epoch")
+                    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+    except OSError:
+        pass
+    return None
+
+
+def epochs_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch: int | None, *,
+                prose: bool = False, separator: str = "/", unit: str = "") -> str:
+    """Epochs done of those planned, counting only whole ones: ``0/1 (+30 of 422 steps)`` for a run
+    that max_steps or a stop ended 30 steps into its first epoch (the trainer counts that epoch as
+    ended). ``prose`` gives a sentence for the end-of-run summary; ``separator`` goes between done and
+    planned ("/" in the CLI, " / " in the app) and ``unit`` after them (" epochs")."""
+    if not isinstance(step, int) or isinstance(step, bool) or not steps_per_epoch:
+        if prose:
+            return ""
+        return (f"{epochs_done}{separator}{total_epochs}" if total_epochs else str(epochs_done)) + unit
+    full, rest = divmod(step, steps_per_epoch)
+    total = total_epochs if total_epochs else "?"
+    if prose:
+        more = f", and {rest} of the {steps_per_epoch} steps of epoch {full + 1}" if rest else ""
+        return f"epochs done: {full} of {total}{more} (stopped at step {step})"
+    return f"{full}{separator}{total}{unit}" + (f" (+{rest} of {steps_per_epoch} steps)" if rest else "")
+
+
+def effective_state(status: dict[str, Any] | None) -> tuple[str, str]:
+    """(state, reason) of a run as every view reports it: status.json's, except that a "running" or
+    "paused" run whose process is gone is "interrupted"; ("unknown", why) without a status."""
+    if not status:
+        return "unknown", "status.json is missing or damaged"
+    state, reason = str(status.get("state", "unknown")), str(status.get("reason", ""))
+    if state in ("running", "paused") and not _writer_alive(status):
+        return INTERRUPTED, "the training process ended without saying why; resume from the last checkpoint"
+    return state, reason
 
 
 def _created_time(folder: Path, status: dict[str, Any] | None) -> float:

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.runs import epochs_text
 from ..engine.tradeoff import halting_tradeoff
 from .widgets import formatting, theme
 from .widgets.charts import ClassAccuracyBars, IterationHistograms, SweepCurve, TrainingCurves, swatch
@@ -74,6 +75,9 @@ class RunReport:
     config: Any = None  # RunConfig, or None when config.toml is unreadable
     config_error: str = ""
     status: dict = field(default_factory=dict)
+    state: str = "unknown"  # as the Runs tab says it: a "running" run whose process is gone is "interrupted"
+    state_reason: str = ""
+    steps_per_epoch: int | None = None
     evaluation: dict | None = None
     eval_error: str = ""
     series: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -95,6 +99,8 @@ def read_run(path: str | Path) -> RunReport:
     except ValueError as error:
         report.config_error = str(error)
     report.status = run.read_status() or {}
+    report.state, report.state_reason = runs.effective_state(report.status or None)
+    report.steps_per_epoch = runs.steps_per_epoch(folder)
     if run.eval_path.is_file():
         try:
             evaluation = json.loads(run.eval_path.read_text(encoding="utf-8"))
@@ -460,7 +466,7 @@ class AnalysisView(QWidget):
     def _on_report(self, report: RunReport) -> None:
         self._report = report
         status = report.status
-        state = status.get("state", "unknown")
+        state = report.state
         epochs = status.get("epochs_done")
         total = status.get("total_epochs")
         known = [report.model, report.dataset] if report.config is not None else ["config.toml unreadable"]
@@ -468,10 +474,11 @@ class AnalysisView(QWidget):
         if limits and list(limits) != list((report.evaluation or {}).get("caps") or []):
             known.insert(1, f"halting at most {'·'.join(map(str, limits))}")  # calibration's reference depth
         parts = [*known, state]
-        if isinstance(epochs, int):
-            parts.append(f"{epochs} / {total} epochs" if total else f"{epochs} epochs")
+        if isinstance(epochs, int):  # "0 / 1 epochs (+40 of 844 steps)": the steps of an epoch cut short
+            parts.append(epochs_text(epochs, total, status.get("step"), report.steps_per_epoch,
+                                     separator=" / ", unit=" epochs"))
         self.subtitle.setText("  ·  ".join(str(p) for p in parts))
-        self.subtitle.setToolTip(str(report.path))
+        self.subtitle.setToolTip(str(report.path) + (f"\n{state}: {report.state_reason}" if report.state_reason else ""))
         problems = [m for m in (report.config_error and f"config.toml: {report.config_error}", report.eval_error) if m]
         if problems:
             self.banner.show_message("; ".join(problems), "warning")

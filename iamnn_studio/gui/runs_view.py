@@ -1,6 +1,6 @@
 """The "Runs" tab: every past run in the runs folder, and what to do with one.
 
-A table (name, dataset, model, status, epochs, best accuracy, created) read by the engine's
+A table (name, dataset, model, status, epochs, validation and test accuracy, created) read by the engine's
 ``list_runs`` in the background. Open a run in Study (double click), continue a stopped one,
 use its best checkpoint in the Use tab, or reveal its folder. Folders the engine cannot read
 are listed as "unreadable" with the reason, never hidden and never fatal.
@@ -33,7 +33,8 @@ from .widgets.empty_state import EmptyState
 from .widgets.message_banner import MessageBanner
 from .widgets.tasks import BackgroundRunner, import_engine
 
-COLUMNS = ("Name", "Dataset", "Model", "Status", "Epochs", "Best accuracy", "Created")
+#: "Val. acc.": the best epoch's validation accuracy (status.json); "Test acc.": eval.json's top-1.
+COLUMNS = ("Name", "Dataset", "Model", "Status", "Epochs", "Val. acc.", "Test acc.", "Created")
 #: States from which training can go on from checkpoints/last.pt.
 CONTINUABLE = ("stopped", "interrupted", "failed", "paused")
 STATUS_COLORS = {
@@ -141,6 +142,10 @@ class RunsView(QWidget):
 
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for column, tip in (("Val. acc.", "Validation accuracy: the best epoch's, on images held out of training"),
+                            ("Test acc.", "Test accuracy: top-1 on the test images, once the run is evaluated "
+                                          "(eval.json); – while it is not")):
+            self.table.horizontalHeaderItem(COLUMNS.index(column)).setToolTip(tip)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -351,14 +356,15 @@ def _checkpoint_of(run: Any) -> Path | None:
 
 def _row_items(run: Any) -> list[QTableWidgetItem]:
     created = datetime.fromtimestamp(run.created) if run.created else None
-    epochs = f"{run.epochs_done} / {run.total_epochs}" if run.total_epochs else str(run.epochs_done)
+    epochs = run.epochs_text(" / ")  # "0 / 1 (+40 of 844 steps)" for a run its step limit ended
     items = [
         _SortItem(run.name, run.name.lower()),
         _SortItem(run.dataset, run.dataset),
         _SortItem(run.model, run.model),
         _SortItem(f"{run.status} (step limit)" if run.step_limited else run.status, run.status),
-        _SortItem(epochs, run.epochs_done),
+        _SortItem(epochs, (run.epochs_done, run.step or 0)),
         _SortItem(formatting.percent(run.best_accuracy), run.best_accuracy),
+        _SortItem(formatting.percent(run.test_accuracy), run.test_accuracy),
         _SortItem(created.strftime("%Y-%m-%d %H:%M") if created else "–", run.created),
     ]
     items[0].setData(Qt.ItemDataRole.UserRole, str(run.path))
@@ -371,6 +377,9 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
     if run.status == "unreadable":
         for item in items[1:3]:
             item.setForeground(QBrush(QColor(theme.TEXT_FAINT)))
-    for item in items[4:6]:
+    items[5].setToolTip("The best epoch's accuracy on the validation images held out of training")
+    items[6].setToolTip("Top-1 accuracy on the test images (eval.json)" if run.test_accuracy is not None
+                        else "Not evaluated on the test set yet: open the run in Study and evaluate it")
+    for item in items[4:7]:
         item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     return items

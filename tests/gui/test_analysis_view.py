@@ -246,6 +246,36 @@ def test_an_evaluation_that_cannot_be_saved_is_shown_and_says_why(qtbot, view, t
     assert "could not be saved to eval.json" in texts and "read-only" in texts and "failed" not in texts.lower()
 
 
+def test_a_dead_running_run_is_interrupted_as_in_the_runs_tab(qtbot, view, tmp_path):
+    import os
+    import socket
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)  # a process that no longer exists
+    run = _run_with_checkpoint(tmp_path, "dead-running", state="running", pid=pid, host=socket.gethostname())
+    show(qtbot, view, run)
+    from iamnn_studio.engine.runs import list_runs
+
+    [listed] = list_runs(run.parent)
+    assert listed.status == "interrupted"
+    assert "interrupted" in view.subtitle.text() and "running" not in view.subtitle.text()
+    assert "resume" in view.subtitle.toolTip()
+    assert view.evaluate_button.isEnabled()  # its checkpoint can be evaluated, as any interrupted run's
+
+
+def test_the_subtitle_counts_the_steps_of_an_epoch_cut_short(qtbot, view, tmp_path):
+    run = make_run(tmp_path / "runs", "capped")  # 4 steps per epoch
+    status = json.loads((run / "status.json").read_text())
+    (run / "status.json").write_text(json.dumps({**status, "epochs_done": 1, "total_epochs": 2, "step": 6}))
+    show(qtbot, view, run)
+    assert "1 / 2 epochs (+2 of 4 steps)" in view.subtitle.text()  # as the CLI and the Runs tab say it
+    (run / "status.json").write_text(json.dumps(status))
+    show(qtbot, view, run)
+    assert "2 / 2 epochs" in view.subtitle.text() and "steps" not in view.subtitle.text()
+
+
 def test_training_series_reads_steps_in_epochs_and_falls_back_to_epoch_figures():
     events = [{"event": "started", "steps_per_epoch": 10, "parameters": 5},
               {"event": "step", "step": 5, "loss": 1.0, "accuracy": 0.5, "iterations": [1, 2, 3, 4]},

@@ -74,7 +74,8 @@ def test_lists_good_and_unreadable_runs_without_foreign_folders(view):
         "broken-run", "good-run", "stopped-run"]
     assert cell(view, "good-run", "Status") == "completed"
     assert cell(view, "good-run", "Epochs") == "2 / 4"
-    assert cell(view, "good-run", "Best accuracy") == "81.2 %"
+    assert cell(view, "good-run", "Val. acc.") == "81.2 %"  # validation, says so beside the test accuracy
+    assert cell(view, "good-run", "Test acc.") == "–"  # not evaluated
     assert cell(view, "good-run", "Dataset") == "synthetic"
     assert "IamNN" in cell(view, "good-run", "Model")
     assert cell(view, "broken-run", "Status") == "unreadable"
@@ -154,6 +155,19 @@ def test_a_run_ended_by_its_step_limit_says_so_in_the_status_column(qtbot, view,
     statuses = {view.table.item(r, 0).text(): view.table.item(r, COLUMNS.index("Status")).text()
                 for r in range(view.table.rowCount())}
     assert statuses["capped-run"] == "completed (step limit)" and statuses["good-run"] == "completed"
+
+
+def test_the_test_accuracy_and_the_steps_of_a_cut_short_epoch_are_listed(qtbot, view, runs):
+    (runs["good"] / "eval.json").write_text(json.dumps({"top1": 0.5411, "images": 100}))
+    capped = make_run(runs["dir"], "capped-run", "completed")
+    status = json.loads((capped / "status.json").read_text())
+    (capped / "status.json").write_text(json.dumps({**status, "epochs_done": 1, "total_epochs": 1, "step": 40}))
+    (capped / "metrics.jsonl").write_text(json.dumps({"event": "started", "steps_per_epoch": 844}) + "\n")
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert cell(view, "good-run", "Test acc.") == "54.1 %"
+    assert cell(view, "capped-run", "Epochs") == "0 / 1 (+40 of 844 steps)"  # as the CLI says it: not "1 / 1"
+    assert cell(view, "good-run", "Epochs") == "2 / 4"
 
 
 def test_a_file_chosen_as_runs_folder_is_called_a_file(qtbot, view, tmp_path):
