@@ -90,3 +90,14 @@ def test_the_outcome_is_what_the_verdict_leads_with():
     assert level["verdict"].startswith("The halting is level with fixed iterations")
     assert halting_tradeoff(evaluation(0.905, 15e6, fixed_curve(0.90, 0.93)))["outcome"] == "does not pay"
     assert halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92)))["outcome"] == "pays"
+
+
+def test_the_verdict_writes_macs_as_everywhere_else():
+    # QA: "fixed:1 ... at 0.7 M costs no more (adaptive 54.11 % at 0.7 M MACs)" beside "720 k" and "5.22 M"
+    evaluation = {"mode": "adaptive", "architecture": "iamnn", "top1": 0.5411, "images": 100,
+                  "macs": {"mean": 723_456.0},
+                  "sweep": {"fixed": [{"iterations": [1, 1, 1, 1], "mean_macs": 720_123.0, "top1": 0.56},
+                                     {"iterations": [2, 2, 2, 2], "mean_macs": 5_221_000.0, "top1": 0.6}]}}
+    verdict = halting_tradeoff(evaluation)["verdict"]
+    assert "with 56.00 % at 720 k costs no more (adaptive 54.11 % at 723 k MACs)" in verdict
+    assert "5.22 M" in verdict and "0.7 M" not in verdict

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from ..numbers import si
+
 LEADS = {"pays": "The halting pays", "level": "The halting is level with fixed iterations",
          "does not pay": "The halting does not pay on this model"}
 
@@ -162,4 +164,5 @@ def _signed(value: float) -> str:
 
 
 def _macs(value: float) -> str:
-    return f"{value / 1e6:.1f} M" if value < 1e9 else f"{value / 1e9:.2f} G"
+    """As every other count reads (numbers.si): "720 k", "5.22 M", not "0.7 M"."""
+    return si(value) or "?"
