@@ -384,6 +384,52 @@ def test_a_bad_toml_file_gives_a_message_not_a_crash(window, form, record_dialog
     assert form.values() == before
 
 
+def _plugin_gone_config(form, path):
+    """A run config naming the dataset 'myshapes', which only a plugin that is not loaded registers."""
+    from iamnn_studio.engine.config import RunConfig
+
+    values = tiny_run_values(form, name="plug")
+    values["data"].update(name="myshapes", options={})
+    values["model"].update(width=6, depth=34)
+    RunConfig.from_dict(values).save(path)
+    return path
+
+
+def _assert_flags_the_missing_plugin(qtbot, window, form):
+    start, row = window.training.header.start, form.dataset.rows["data.name"]
+    assert form.dataset.provider.value() == "myshapes"
+    assert "the dataset 'myshapes' comes from a plugin that is not loaded" in row.error
+    assert form.errors["data.name"] == row.error
+    assert form.dataset.status.text() == ""  # not the previous dataset's "found" line
+    assert not start.isEnabled() and window.training.header.title.text() == "Not ready to train"
+    # the preview does not go on showing the previous dataset
+    qtbot.waitUntil(lambda: form.preview.data is None and "myshapes" in form.preview.summary.text(), timeout=10_000)
+    assert form.preview_data is None and not start.isEnabled()
+    form.dataset.provider.set_value("synthetic")  # another dataset: the error goes
+    qtbot.waitUntil(start.isEnabled, timeout=30_000)
+    assert row.error == "" and "data.name" not in form.errors
+
+
+def test_train_longer_on_a_run_whose_dataset_plugin_is_gone_flags_the_dataset(qtbot, window, form, tmp_runs):
+    run = tmp_runs / "plug"
+    run.mkdir()
+    _plugin_gone_config(form, run / "config.toml")
+    qtbot.waitUntil(lambda: form.preview_data is not None, timeout=30_000)  # the default dataset shown first
+    window.train_from_run(str(run))  # raised KeyError in the dataset card, the form half-loaded
+    values = form.values()
+    assert values["model"]["width"] == 6 and values["model"]["depth"] == 34
+    assert values["init_from"] == str(run) and values["name"] == "plug-longer"
+    _assert_flags_the_missing_plugin(qtbot, window, form)
+
+
+def test_a_config_file_naming_an_unknown_dataset_flags_the_dataset(qtbot, window, form, record_dialogs, tmp_path):
+    qtbot.waitUntil(lambda: form.preview_data is not None, timeout=30_000)
+    assert window.load_config_file(str(_plugin_gone_config(form, tmp_path / "plug.toml")))
+    assert record_dialogs == [] and form.values()["model"]["width"] == 6
+    assert "1 setting to fix" in window.statusBar().currentMessage()
+    _assert_flags_the_missing_plugin(qtbot, window, form)
+
+
 def test_collect_errors_names_each_bad_field_once():
     from iamnn_studio.engine.config import RunConfig
     from iamnn_studio.gui.forms.validation import collect_errors

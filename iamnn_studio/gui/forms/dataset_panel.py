@@ -238,12 +238,27 @@ class DatasetPanel(FormCard):
 
     def downloadable(self) -> bool:
         entry = self._entries.get(self.provider.value() or "")
-        return entry.downloadable if entry else True
+        return entry.downloadable if entry else not self.unknown_dataset()
+
+    def unknown_dataset(self) -> str | None:
+        """Why the chosen dataset cannot be used when no loaded provider has its name (a run or a config
+        file made with a plugin's dataset, that plugin not loaded now), else None."""
+        name = self.provider.value()
+        if not name or not self._entries or name in self._entries:
+            return None
+        from iamnn_studio.engine.plugins import user_plugin_dirs
+
+        folders = " or ".join(str(folder) for folder in user_plugin_dirs()) or "a plugin folder"
+        return (f"the dataset '{name}' comes from a plugin that is not loaded (or the name is misspelt): put that "
+                f"plugin in {folders} and restart IamNN Studio, or choose another dataset")
 
     def _refresh_availability(self) -> None:
         """Re-check the chosen dataset with the folder as typed (file checks only)."""
         name = self.provider.value()
         if not name or not self._entries:
+            return
+        if self.unknown_dataset():
+            self.show_status("error", "")  # the dataset row says what is wrong: no other line about it
             return
         try:
             from iamnn_studio.engine.data import DATASETS
@@ -262,6 +277,7 @@ class DatasetPanel(FormCard):
         )
         self.status.setStyleSheet(f"color: {color};")
         self.status.setText(prefix + text[:400])
+        self.status.setVisible(bool(text))  # no empty line's gap at the card's foot
 
     def is_available(self) -> bool:
         entry = self._entries.get(self.provider.value() or "")
@@ -272,7 +288,8 @@ class DatasetPanel(FormCard):
         for widget in (self.provider, self.folder, self.download, self.val_percent):
             widget.blockSignals(True)
         if not self.provider.set_value(data.get("name")) and data.get("name"):
-            self.provider.addItem(str(data["name"]), data["name"])  # unknown (plugin gone?): keep it visible
+            # unknown (its plugin not loaded?): keep it visible, the form says what is wrong with it
+            self.provider.addItem(f"{data['name']}  ·  not loaded", data["name"])
             self.provider.set_value(data["name"])
         self.folder.setText(data.get("root") or "")
         self._shown_provider = self.provider.value()

@@ -177,6 +177,9 @@ class RunForm(QWidget):
         start = values.get("init_from")
         if start and "init_from" not in self.errors and not Path(str(start)).expanduser().exists():
             self.errors["init_from"] = f"no such checkpoint or run folder: {start}"
+        unknown = self.dataset.unknown_dataset()
+        if unknown and "data.name" not in self.errors:
+            self.errors["data.name"] = unknown  # no loaded provider has that name: nothing to preview or train
         calibration_problem = self._calibration_problem(values)
         self._calibration_error = None
         if calibration_problem and "data.val_fraction" not in self.errors:
@@ -310,6 +313,11 @@ class RunForm(QWidget):
     @Slot()
     def _load_preview(self) -> None:
         data = self.values()["data"]
+        unknown = self.dataset.unknown_dataset()
+        if unknown:  # the previous dataset's samples must not stay as if they were this one's
+            self.preview_data = None
+            self.preview.show_message(f"Nothing to preview: {unknown.partition(' (')[0]}.", clear=True)
+            return
         if any(key.startswith("data.") and message != self._calibration_error for key, message in self.errors.items()):
             return  # the form already says what is wrong (too few held-out images: the new split's preview tells)
         if not self.dataset.is_available():
