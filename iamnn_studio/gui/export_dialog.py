@@ -71,7 +71,7 @@ class ExportDialog(QDialog):
     # ================================================================ layout
     def _build(self) -> None:
         self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText("a .pt checkpoint, e.g. runs/<run>/checkpoints/best.pt")
+        self.checkpoint_edit.setPlaceholderText("a .pt checkpoint or a run folder, e.g. runs/<run>/checkpoints/best.pt")
         self.checkpoint_edit.textChanged.connect(self._on_checkpoint_changed)
         browse_checkpoint = QPushButton("Browse…")
         browse_checkpoint.clicked.connect(self._choose_checkpoint)
@@ -213,14 +213,14 @@ class ExportDialog(QDialog):
         if not checkpoint or not hasattr(self, "output_edit"):
             return
         suffix = self._suffixes.get(self.format_combo.currentData(), "")
-        folder, name = self._suggested_name(Path(checkpoint), suffix)
+        folder, name = self._suggested_name(_named_checkpoint(Path(checkpoint).expanduser()), suffix)
         typed = self.output_edit.text().strip()
         previous, self._suggested = getattr(self, "_suggested", None), name
         if not (self._output_edited and typed):
             self.output_edit.setText(str(folder / name))
             return
         current = Path(typed).expanduser()
-        if typed.endswith(("/", os.sep)) or current.name in ("", ".", "..") or current.is_dir():
+        if typed.endswith(("/", os.sep)) or current.name in ("", ".", "..") or _is_dir(current):
             self.output_edit.setText(str(current / name))
         elif current.name == previous:  # the user chose the folder, this dialog the name: name it afresh
             self.output_edit.setText(str(current.with_name(name)))
@@ -283,22 +283,18 @@ class ExportDialog(QDialog):
     @Slot()
     def start_export(self) -> bool:
         """Check the paths, confirm an overwrite, then export in the background; False if not started."""
-        source = Path(self.checkpoint_edit.text().strip()).expanduser()
         typed = self.output_edit.text().strip()
-        target = Path(typed).expanduser()
         fmt = self.format_combo.currentData()
         self._clear_result()
-        if not source.is_file():
-            return self._fail(f"No checkpoint file at {source}.")
-        if target.resolve() == source.resolve():
-            return self._fail("Choose another output file: it is the checkpoint itself.")
-        if target.is_dir():
-            return self._fail(f"{target} is a folder: give a file name.")
         try:
-            target = import_engine("runs").output_file(target)
-        except ValueError as error:
-            return self._fail(f"Cannot write {target}: {error}.")
-        if target.exists():
+            source, target = self._checked_paths(typed)
+            created = None if _exists(target.parent) else target.parent  # the export makes it: say so
+            exists = target.exists()
+        except _Refused as refusal:
+            return self._fail(str(refusal))
+        except (OSError, ValueError) as error:  # e.g. a name too long for the file system
+            return self._fail(f"Cannot use this file name: {_path_problem(error)}.")
+        if exists:
             answer = QMessageBox.question(self, "Replace file?", f"{target.name} already exists in {target.parent}. "
                                           "Replace it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                           QMessageBox.StandardButton.No)
@@ -307,11 +303,11 @@ class ExportDialog(QDialog):
 
         def work(report):
             if fmt == COPY:
-                return str(_copy_checkpoint(source, target)), [], None
+                return str(_copy_checkpoint(source, target)), [], None, created
             export = import_engine("export")
             path = export.export_checkpoint(source, fmt, target)
             caveats = export.export_caveats(import_engine("checkpoint").load_checkpoint(source))
-            return str(path), caveats, export.suffix_mismatch(fmt, typed)  # the CLI's warning, word for word
+            return str(path), caveats, export.suffix_mismatch(fmt, typed), created  # the CLI's warning, word for word
 
         self.result.hide()
         self.busy_widget.show()
@@ -320,14 +316,51 @@ class ExportDialog(QDialog):
         self._update_buttons()
         return True
 
-    def _on_exported(self, outcome: tuple[str, list[str], str | None]) -> None:
-        path, caveats, mismatch = outcome
+    def _checked_paths(self, typed: str) -> tuple[Path, Path]:
+        """(checkpoint file, absolute output file), or ``_Refused`` saying why not. A run folder stands for
+        its best.pt (else last.pt), as in the CLI; a relative output name is taken in the folder the
+        dialog suggests (the app's working folder is nothing the user sees)."""
+        text = self.checkpoint_edit.text().strip()
+        checkpoint = import_engine("checkpoint")
+        if not text:
+            raise _Refused("Choose a checkpoint to export.")
+        try:
+            source = checkpoint.run_checkpoint(text)
+            missing = not source.is_file()
+        except checkpoint.CheckpointError as error:
+            raise _Refused(f"{error}.") from None
+        except (OSError, ValueError) as error:
+            raise _Refused(f"Cannot use this checkpoint path: {_path_problem(error)}.") from None
+        if missing:
+            raise _Refused(f"No checkpoint file at {source}.")
+        if not typed:
+            raise _Refused("Give a file name to save as.")
+        target = self._absolute_output(typed, source)
+        if target.resolve() == source.resolve():
+            raise _Refused("Choose another output file: it is the checkpoint itself.")
+        if target.is_dir():
+            raise _Refused(f"{target} is a folder: give a file name.")
+        try:
+            return source, import_engine("runs").output_file(target)
+        except ValueError as error:
+            raise _Refused(f"Cannot write {target}: {error}.") from None
+
+    def _absolute_output(self, typed: str, source: Path) -> Path:
+        """The output file ``typed`` names: a relative name lies in the folder of the suggested one."""
+        target = Path(typed).expanduser()
+        if not target.is_absolute():
+            target = self._suggested_name(source, "")[0] / target
+        return Path(os.path.abspath(target))  # ".." folded, links kept (output_file follows them)
+
+    def _on_exported(self, outcome: tuple[str, list[str], str | None, Path | None]) -> None:
+        path, caveats, mismatch, created = outcome
         self._exporting = False
         self.busy_widget.hide()
         self.last_path, self.last_error = path, None
         caveat = "".join(f" Note: {c[0].upper()}{c[1:]}." for c in caveats)
         caveat += f" Note: {mismatch}." if mismatch else ""  # starts with the path: not capitalised
-        self.result.show_message(f"Exported to {path}.{caveat}", "warning" if caveats or mismatch else "info")
+        made = f" (created the folder {created})" if created is not None else ""
+        self.result.show_message(f"Exported to {path}{made}.{caveat}", "warning" if caveats or mismatch else "info")
         self.reveal_button.show()
         self._fit_height()
         self._update_buttons()
@@ -362,6 +395,42 @@ class ExportDialog(QDialog):
             event.ignore()
             return
         super().closeEvent(event)
+
+
+class _Refused(Exception):
+    """A path the dialog will not export from or to; the message is one sentence for the user."""
+
+
+def _path_problem(error: BaseException) -> str:
+    """Why the system refused a path, as the end of a sentence: "file name too long"."""
+    if isinstance(error, ValueError) and "null" in str(error):
+        return "it contains a NUL character"
+    reason = (error.strerror if isinstance(error, OSError) else None) or str(error) or type(error).__name__
+    return reason[0].lower() + reason[1:]
+
+
+def _named_checkpoint(path: Path) -> Path:
+    """The file a run folder stands for, to name the output after (no torch here: the export itself asks
+    the engine's ``run_checkpoint``); anything else is itself."""
+    if _is_dir(path):
+        for name in ("best.pt", "last.pt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+    return path
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long, a NUL character: no folder of that name
+        return False
 
 
 def _copy_checkpoint(source: Path, target: Path) -> Path:

@@ -170,3 +170,67 @@ def test_opened_as_the_app_does_export_and_close_are_enabled_once_the_formats_lo
     assert "onnx" in widget.formats() and widget.output_edit.text()
     widget.close()
 
+
+@pytest.mark.parametrize("name", ["x" * 300 + ".ts", "a\0b.onnx"], ids=["too-long", "nul-byte"])
+def test_a_file_name_the_system_refuses_is_the_dialogs_own_message(dialog, tmp_path, name):
+    assert dialog.set_format("torchscript")
+    type_output(dialog, str(tmp_path / name))
+    assert dialog.set_format("onnx")  # was: OSError / ValueError from _suggest_output
+    dialog.output_edit.setText(str(tmp_path / name))
+    assert dialog.start_export() is False  # was: OSError [Errno 36] / ValueError: embedded null byte
+    assert dialog.last_error.startswith("Cannot use this file name: ") and dialog.result.kind == "error"
+    assert "\n" not in dialog.last_error and len(dialog.last_error) < 200  # not the 300-character name
+    assert not dialog.is_busy() and dialog.export_button.isEnabled()
+
+
+def test_a_checkpoint_path_the_system_refuses_is_the_dialogs_own_message(dialog, tmp_path):
+    dialog.checkpoint_edit.setText(str(tmp_path / ("x" * 300 + ".pt")))
+    dialog.output_edit.setText(str(tmp_path / "out.onnx"))
+    assert dialog.start_export() is False
+    assert dialog.last_error.startswith("Cannot use this checkpoint path: ")
+
+
+def test_a_blank_file_name_asks_for_one(dialog):
+    dialog.output_edit.setText("   ")
+    assert not dialog.export_button.isEnabled()
+    assert dialog.start_export() is False
+    assert dialog.last_error == "Give a file name to save as."  # was: ". is a folder: give a file name."
+
+
+def test_a_relative_file_name_goes_beside_the_suggestion_and_the_message_says_where(qtbot, dialog, checkpoint,
+                                                                                   tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the app's working folder is nothing the user sees
+    assert dialog.set_format(COPY)
+    folder = checkpoint.parent.parent  # where the dialog suggests writing
+    assert dialog.output_edit.text().startswith(str(folder))
+    export(qtbot, dialog, COPY, "relative-copy.pt")
+    expected = folder / "relative-copy.pt"
+    assert expected.is_file() and not (tmp_path / "relative-copy.pt").exists()
+    assert dialog.last_path == str(expected)
+    assert dialog.result.text().startswith(f"Exported to {expected}.")  # was: "Exported to relative-copy.pt."
+    expected.unlink()
+
+
+def test_a_missing_folder_is_created_and_the_message_says_so(qtbot, dialog, tmp_path):
+    target = tmp_path / "new" / "sub" / "copy.pt"
+    export(qtbot, dialog, COPY, target)
+    assert target.is_file()
+    assert dialog.result.text() == f"Exported to {target} (created the folder {target.parent})."
+    export(qtbot, dialog, COPY, tmp_path / "new" / "sub" / "again.pt")
+    assert "created" not in dialog.result.text()
+
+
+def test_a_run_folder_exports_its_checkpoint_as_the_cli_does(qtbot, dialog, checkpoint, tmp_path):
+    run = checkpoint.parent.parent
+    dialog.checkpoint_edit.setText(str(run))
+    assert dialog.set_format(COPY)
+    assert dialog.output_edit.text() == str(run / f"{run.name}-best-copy.pt")  # named as for its best.pt
+    export(qtbot, dialog, COPY, tmp_path / "from-run.pt")  # was: "No checkpoint file at .../run"
+    assert load_checkpoint(tmp_path / "from-run.pt").classes == ["a", "b", "c"]
+
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    dialog.checkpoint_edit.setText(str(empty))
+    dialog.output_edit.setText(str(tmp_path / "none.pt"))
+    assert dialog.start_export() is False
+    assert "folder without a checkpoint" in dialog.last_error
