@@ -44,6 +44,7 @@ from ..engine.tradeoff import halting_tradeoff
 from .widgets import formatting, theme
 from .widgets.charts import ClassAccuracyBars, IterationHistograms, SweepCurve, TrainingCurves, swatch
 from .widgets.confusion_matrix import ConfusionMatrix
+from .widgets.elided_label import ElidedLabel
 from .widgets.empty_state import EmptyState
 from .widgets.image_strip import ImageStrip
 from .widgets.message_banner import MessageBanner
@@ -222,7 +223,7 @@ class AnalysisView(QWidget):
 
     # ================================================================ layout
     def _build(self) -> None:
-        self.title = QLabel()
+        self.title = ElidedLabel()  # a long run name is shortened ("…", whole in the tooltip), not widening the page
         self.title.setStyleSheet(f"font-size: 16pt; font-weight: 600; color: {theme.TEXT};")
         self.subtitle = QLabel()
         self.subtitle.setStyleSheet(f"color: {theme.TEXT_MUTED};")
@@ -290,7 +291,7 @@ class AnalysisView(QWidget):
         spectrum_layout.setContentsMargins(0, 0, 0, 0)
         spectrum_layout.setSpacing(6)
         self.easiest_caption = QLabel("Cheapest")
-        self.hardest_caption = QLabel("Dearest")
+        self.hardest_caption = QLabel("Most expensive")
         for caption, strip in ((self.easiest_caption, self.easiest), (self.hardest_caption, self.hardest)):
             caption.setStyleSheet(f"font-weight: 600; color: {theme.TEXT_MUTED};")
             spectrum_layout.addWidget(caption)
@@ -612,7 +613,7 @@ class AnalysisView(QWidget):
             same = low is not None and low == high  # a ResNet, a fixed mode or a collapsed halting
             self.easiest_caption.setText(f"Cheapest  (from {formatting.macs(low)})" if not same
                                          else f"Every image costs the same ({formatting.macs(low)}): first images")
-            self.hardest_caption.setText(f"Dearest  (up to {formatting.macs(high)})" if not same
+            self.hardest_caption.setText(f"Most expensive  (up to {formatting.macs(high)})" if not same
                                          else "…and others: compute does not vary with the image here")
 
     def _load_spectrum_images(self, report: RunReport, entries: list[dict]) -> None:

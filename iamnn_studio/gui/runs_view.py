@@ -1,7 +1,7 @@
 """The "Runs" tab: every past run in the runs folder, and what to do with one.
 
 A table (name, dataset, model, status, epochs, validation and test accuracy, created) read by the engine's
-``list_runs`` in the background. Open a run in Study (double click), continue a stopped one,
+``list_runs`` in the background. Open a run in Study (double click, or Return), continue a stopped one,
 use its best checkpoint in the Use tab, or reveal its folder. Folders the engine cannot read
 are listed as "unreadable" with the reason, never hidden and never fatal.
 """
@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -159,11 +159,18 @@ class RunsView(QWidget):
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         for column in range(len(COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(COLUMNS.index("Model"), QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)  # spare width goes to the end: no column is squeezed below its text
+        # The name fits its longest entry up to a share of the width (a 140-character name is elided with
+        # "…" and whole in its tooltip); the user may drag it wider.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self._name_width_set_by_user = False
+        header.sectionResized.connect(self._on_section_resized)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(COLUMNS.index("Created"), Qt.SortOrder.DescendingOrder)
         self.table.itemSelectionChanged.connect(self._update_actions)
         self.table.itemDoubleClicked.connect(self._on_double_click)
+        self.table.installEventFilter(self)  # Return / Enter on a selected row opens it, as a double click does
         self.table.setStyleSheet(
             f"QTableWidget {{ background: {theme.SURFACE}; border: 1px solid {theme.BORDER}; border-radius: 6px;"
             f" alternate-background-color: {theme.WINDOW}; }}"
@@ -188,7 +195,8 @@ class RunsView(QWidget):
 
         self.open_button = QPushButton("Open in Study")
         self.open_button.setObjectName("Primary")
-        self.open_button.setToolTip("Accuracy, compute and adaptivity of the selected run (or double click it)")
+        self.open_button.setToolTip("Accuracy, compute and adaptivity of the selected run (or double click it, "
+                                    "or press Return)")
         self.open_button.clicked.connect(self._emit_open)
         self.use_button = QPushButton("Use best checkpoint")
         self.use_button.setToolTip("Classify your own images with this run's best checkpoint")
@@ -240,6 +248,7 @@ class RunsView(QWidget):
             for column, item in enumerate(_row_items(run)):
                 self.table.setItem(row, column, item)
         self.table.setSortingEnabled(True)
+        self._fit_name_column()
         if selected is None or not self.select_run(selected):
             self.table.clearSelection()
         if runs:
@@ -298,6 +307,14 @@ class RunsView(QWidget):
         else:
             self.detail.setText(f"{run.name}: {run.reason}" if run.reason else str(run.path))
 
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
+        if (watched is self.table and event.type() == QEvent.Type.KeyPress
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+                and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier and self._selected_run() is not None):
+            self._emit_open()
+            return True
+        return super().eventFilter(watched, event)
+
     @Slot(QTableWidgetItem)
     def _on_double_click(self, item: QTableWidgetItem) -> None:
         self.table.selectRow(item.row())
@@ -336,6 +353,30 @@ class RunsView(QWidget):
             self.set_runs_dir(folder)
             self.runs_dir_changed.emit(folder)
 
+    def name_column_cap(self) -> int:
+        """The widest the Name column grows by itself: a fifth of the table, at least 140 px."""
+        return max(140, self.table.viewport().width() // 5)
+
+    def _fit_name_column(self) -> None:
+        if self._name_width_set_by_user:
+            return
+        width = min(max(self.table.sizeHintForColumn(0), self.table.horizontalHeader().sectionSizeHint(0)),
+                    self.name_column_cap())
+        self._fitting = True
+        try:
+            self.table.horizontalHeader().resizeSection(0, width)
+        finally:
+            self._fitting = False
+
+    @Slot(int, int, int)
+    def _on_section_resized(self, index: int, old: int, new: int) -> None:
+        if index == 0 and not getattr(self, "_fitting", False):
+            self._name_width_set_by_user = True  # dragged: keep the user's width
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._fit_name_column()
+
     def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().showEvent(event)
         if self._runs_dir is not None:
@@ -368,7 +409,7 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
         _SortItem(created.strftime("%Y-%m-%d %H:%M") if created else "–", run.created),
     ]
     items[0].setData(Qt.ItemDataRole.UserRole, str(run.path))
-    items[0].setToolTip(str(run.path))
+    items[0].setToolTip(f"{run.name}\n{run.path}")  # the whole name, when the column shows it shortened
     color = STATUS_COLORS.get(run.status)
     if color:
         items[3].setForeground(QBrush(QColor(color)))

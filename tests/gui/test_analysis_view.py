@@ -112,6 +112,7 @@ def test_an_evaluated_run_fills_confusion_matrix_histograms_and_summary(qtbot, v
     qtbot.waitUntil(lambda: all(not tile.pixmap().isNull() for tile in view.easiest.tiles + view.hardest.tiles),
                     timeout=TIMEOUT)
     assert len(view.easiest.tiles) == 4 and "6.00 M" in view.hardest_caption.text()
+    assert view.hardest_caption.text().startswith("Most expensive  (up to ")  # not "Dearest"
 
 
 def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp_path):
@@ -274,6 +275,30 @@ def test_the_subtitle_counts_the_steps_of_an_epoch_cut_short(qtbot, view, tmp_pa
     (run / "status.json").write_text(json.dumps(status))
     show(qtbot, view, run)
     assert "2 / 2 epochs" in view.subtitle.text() and "steps" not in view.subtitle.text()
+
+
+LONG_NAME = ("Ein sehr langer Lauf-Name mit Ümlauten und Leerzeichen für das Bilderordner-Experiment Nummer 42 "
+             "und noch mehr Text damit es wirklich lang ist")
+
+
+@pytest.mark.parametrize("size", [(960, 600), (1920, 1000)])
+def test_a_long_run_name_is_elided_and_the_page_fits_the_window(qtbot, view, tmp_path, size):
+    run = make_run(tmp_path / "runs", LONG_NAME, evaluation=made_up_eval())
+    view.resize(*size)
+    show(qtbot, view, run)
+    qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
+    content, viewport = view.page.widget(), view.page.viewport()
+    qtbot.waitUntil(lambda: content.width() <= viewport.width(), timeout=5000)
+    assert not view.page.horizontalScrollBar().isVisible()
+    assert view.title.text() == LONG_NAME and view.title.shown_text().endswith("…")
+    assert LONG_NAME in view.title.toolTip()
+    button = view.evaluate_button  # the button and the tiles are not cut off at the right
+    right = button.mapTo(content, button.rect().topRight()).x()
+    assert button.isVisible() and right <= viewport.width()
+    tile = view.adaptivity_tile
+    assert tile.mapTo(content, tile.rect().topRight()).x() <= viewport.width()
+    view.show_run(str(make_run(tmp_path / "runs", "short", evaluation=made_up_eval())))
+    assert view.title.shown_text() == "short" and view.title.toolTip() == ""
 
 
 def test_training_series_reads_steps_in_epochs_and_falls_back_to_epoch_figures():

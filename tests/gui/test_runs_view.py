@@ -108,6 +108,23 @@ def test_double_click_opens_the_run_and_the_buttons_follow_the_selection(qtbot, 
     assert train_from.args == [str(runs["good"])]
 
 
+def test_return_on_a_selected_row_opens_it_like_a_double_click(qtbot, view, runs):
+    view.show()
+    qtbot.waitExposed(view)
+    view.table.setFocus()
+    opened = []
+    view.open_run.connect(opened.append)
+    qtbot.keyClick(view.table, Qt.Key.Key_Return)  # nothing selected: nothing to open
+    assert opened == []
+    view.table.selectRow(row_of(view, "good-run"))
+    qtbot.keyClick(view.table, Qt.Key.Key_Return)
+    qtbot.keyClick(view.table, Qt.Key.Key_Enter, Qt.KeyboardModifier.KeypadModifier)
+    assert opened == [str(runs["good"])] * 2
+    view.table.selectRow(row_of(view, "broken-run"))  # an unreadable run does not open, as on double click
+    qtbot.keyClick(view.table, Qt.Key.Key_Return)
+    assert len(opened) == 2
+
+
 def test_a_stopped_run_can_be_continued_and_an_unreadable_one_only_revealed(qtbot, view, runs):
     view.table.selectRow(row_of(view, "stopped-run"))
     assert view.continue_button.isEnabled()
@@ -168,6 +185,32 @@ def test_the_test_accuracy_and_the_steps_of_a_cut_short_epoch_are_listed(qtbot, 
     assert cell(view, "good-run", "Test acc.") == "54.1 %"
     assert cell(view, "capped-run", "Epochs") == "0 / 1 (+40 of 844 steps)"  # as the CLI says it: not "1 / 1"
     assert cell(view, "good-run", "Epochs") == "2 / 4"
+
+
+LONG_NAME = ("Ein sehr langer Lauf-Name mit Ümlauten und Leerzeichen für das Bilderordner-Experiment Nummer 42 "
+             "und noch mehr Text damit es wirklich lang ist")
+
+
+def test_a_long_run_name_does_not_take_the_whole_table(qtbot, view, runs):
+    make_run(runs["dir"], LONG_NAME, "completed")
+    view.resize(928, 480)  # the Runs tab of a 960 x 640 window
+    view.show()
+    qtbot.waitExposed(view)
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    header = view.table.horizontalHeader()
+    name_width = header.sectionSize(0)
+    assert name_width <= view.name_column_cap() <= view.table.viewport().width() // 2
+    assert name_width >= header.sectionSizeHint(0)  # still wide enough for its title and short names
+    model = COLUMNS.index("Model")  # the other columns keep their text whole, not squeezed to "M"
+    assert header.sectionSize(model) >= view.table.sizeHintForColumn(model)
+    assert header.sectionViewportPosition(COLUMNS.index("Val. acc.")) < view.table.viewport().width()
+    item = view.table.item(row_of(view, LONG_NAME), 0)
+    assert LONG_NAME in item.toolTip()  # elided in the cell, whole in the tooltip
+    header.resizeSection(0, name_width + 150)  # the user drags it wider: a refresh keeps that
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert header.sectionSize(0) == name_width + 150
 
 
 def test_a_file_chosen_as_runs_folder_is_called_a_file(qtbot, view, tmp_path):
