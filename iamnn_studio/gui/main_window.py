@@ -379,8 +379,10 @@ class MainWindow(QMainWindow):
             config.max_steps = None
             self.training.form.set_config(config)
             self._select_tab("Train")
-            self.statusBar().showMessage(f"Settings of {Path(run_dir).name}, starting from its weights: choose the "
-                                         "epochs (and a smaller learning rate), then Start", 15000)
+            next_step = ("choose the epochs (and a smaller learning rate), then Start" if self.training.form.is_valid
+                         else "fix the fields marked in red, then Start")  # e.g. its dataset's plugin is gone
+            self.statusBar().showMessage(f"Settings of {Path(run_dir).name}, starting from its weights: {next_step}",
+                                         15000)
 
         self.when_ready(job)
 

@@ -419,6 +419,8 @@ def test_train_longer_on_a_run_whose_dataset_plugin_is_gone_flags_the_dataset(qt
     values = form.values()
     assert values["model"]["width"] == 6 and values["model"]["depth"] == 34
     assert values["init_from"] == str(run) and values["name"] == "plug-longer"
+    # the next step is not Start: it is blocked (it said "choose the epochs ..., then Start")
+    assert window.statusBar().currentMessage().endswith("fix the fields marked in red, then Start")
     _assert_flags_the_missing_plugin(qtbot, window, form)
 
 
