@@ -816,7 +816,8 @@ class Trainer:
             self._saved_progress = (self.epoch, self.step)
         else:
             self._saved_best = self._model_accuracy()
-        self._emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step, best=which == "best")
+        self._emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step, best=which == "best",
+                   calibrated=self._halting_fitted)  # saved again once calibrated: the same step, a fitted head
 
     def _restore_training_state(self, state: dict[str, Any]) -> None:
         try:
@@ -1136,7 +1137,8 @@ def _describe(event: Event) -> str:
         return (f"epoch {d['epoch']}/{d.get('total_epochs')}: train loss {d['train_loss']:.4f} "
                 f"acc {d['train_accuracy']:.2%}{val}, {d['images_per_s']:.0f} img/s")
     if event.kind == "checkpoint":
-        return f"saved {'best' if d.get('best') else 'last'} checkpoint {d['path']}"
+        return (f"saved {'best' if d.get('best') else 'last'} checkpoint {d['path']}"
+                + (" with the calibrated halting head" if d.get("calibrated") else ""))
     if event.kind in ("finished", "failed"):
         return f"{event.kind}: {d.get('reason')}"
     if event.kind == "log":

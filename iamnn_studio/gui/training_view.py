@@ -542,6 +542,9 @@ class TrainingView(QWidget):
     def _event_checkpoint(self, data: dict) -> None:
         name = Path(str(data.get("path", ""))).name
         when = f"step {data['step']:,}" if isinstance(data.get("step"), int) else f"epoch {data.get('epoch')}"
+        if data.get("calibrated"):  # the same step's checkpoint again, now with its fitted halting head
+            self._add_log(f"Saved the calibrated model to {name}", muted_line=True)
+            return
         self._add_log(f"Saved {'best ' if data.get('best') else ''}checkpoint {name} at {when}", muted_line=True)
 
     def _event_paused(self, data: dict) -> None:

@@ -145,6 +145,15 @@ class CrashingTrainer(FailingTrainer):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
+def test_the_log_says_a_checkpoint_saved_again_after_calibration_holds_the_calibrated_model(window):
+    training = window.training
+    training._event_checkpoint({"path": "/runs/r/checkpoints/best.pt", "step": 30, "best": True, "calibrated": False})
+    training._event_checkpoint({"path": "/runs/r/checkpoints/best.pt", "step": 30, "best": True, "calibrated": True})
+    # QA: the same "Saved best checkpoint best.pt at step 30" twice read as a glitch
+    assert training.log.lines()[-2:] == ["Saved best checkpoint best.pt at step 30",
+                                         "Saved the calibrated model to best.pt"]
+
+
 @pytest.mark.parametrize("trainer, words", [(FailingTrainer, "out of GPU memory"), (CrashingTrainer, "ran out of memory")])
 def test_a_training_failure_is_shown_and_the_window_stays_usable(qtbot, window, monkeypatch, record_dialogs,
                                                                  trainer, words):
