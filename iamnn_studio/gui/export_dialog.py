@@ -294,6 +294,10 @@ class ExportDialog(QDialog):
             return self._fail(str(refusal))
         except (OSError, ValueError) as error:  # e.g. a name too long for the file system
             return self._fail(f"Cannot use this file name: {_path_problem(error)}.")
+        if exists and fmt != COPY and import_engine("export").suffix_mismatch(fmt, target):
+            # most likely another kind of file named by mistake (run.toml): never replaced, as the CLI refuses
+            return self._fail(f"{target.name} exists and its suffix is not that of {fmt} files: not replaced "
+                              "(remove it first, or choose another name).")
         if exists:
             answer = QMessageBox.question(self, "Replace file?", f"{target.name} already exists in {target.parent}. "
                                           "Replace it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,

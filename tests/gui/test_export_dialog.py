@@ -68,6 +68,21 @@ def test_a_file_suffix_that_does_not_suit_the_format_is_noted_in_the_message(qtb
     assert "ends in" not in dialog.result.text()
 
 
+def test_an_existing_file_of_another_suffix_is_never_replaced_as_the_cli_refuses(qtbot, dialog, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: asked.append(args) or QMessageBox.StandardButton.Yes)
+    settings = tmp_path / "run.toml"
+    settings.write_text("keep me")  # QA: "Replace it?" then the run settings became an ONNX model
+    assert dialog.set_format("onnx")
+    dialog.output_edit.setText(str(settings))
+    assert dialog.start_export() is False
+    assert asked == [] and settings.read_text() == "keep me"
+    assert dialog.last_error == "run.toml exists and its suffix is not that of onnx files: not replaced " \
+                                "(remove it first, or choose another name)."
+
+
 def test_a_checkpoint_copy_loads_like_the_original(qtbot, dialog, checkpoint, tmp_path):
     target = tmp_path / "copy.pt"
     export(qtbot, dialog, COPY, target)
