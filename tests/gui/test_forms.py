@@ -424,6 +424,16 @@ def test_train_longer_on_a_run_whose_dataset_plugin_is_gone_flags_the_dataset(qt
     _assert_flags_the_missing_plugin(qtbot, window, form)
 
 
+def test_a_config_file_with_max_steps_0_has_no_step_limit(window, form, tmp_path):
+    (tmp_path / "capped.toml").write_text("max_steps = 30\n")
+    (tmp_path / "unlimited.toml").write_text("max_steps = 0\n")  # the file's way to say no limit
+    assert window.load_config_file(str(tmp_path / "capped.toml"))
+    assert form.training.limit_steps.isChecked() and form.values()["max_steps"] == 30
+    assert window.load_config_file(str(tmp_path / "unlimited.toml"))
+    # QA: the box stayed ticked and read "at most 0 steps"
+    assert not form.training.limit_steps.isChecked() and form.values()["max_steps"] is None
+
+
 def test_a_config_file_naming_an_unknown_dataset_flags_the_dataset(qtbot, window, form, record_dialogs, tmp_path):
     qtbot.waitUntil(lambda: form.preview_data is not None, timeout=30_000)
     assert window.load_config_file(str(_plugin_gone_config(form, tmp_path / "plug.toml")))

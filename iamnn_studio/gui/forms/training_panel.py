@@ -36,7 +36,7 @@ class TrainingPanel(FormCard):
         self.add_row("epochs", "Epochs", self.epochs)
         self.limit_steps = QCheckBox("at most")
         self.max_steps = QSpinBox()
-        self.max_steps.setRange(0, 10_000_000)
+        self.max_steps.setRange(1, 10_000_000)  # no limit is the unticked box
         self.max_steps.setSuffix(" steps")
         self.max_steps.setMaximumWidth(120)
         self.add_row(
@@ -131,6 +131,8 @@ class TrainingPanel(FormCard):
         self.name.setText(str(run.get("name", "")))
         self.epochs.setValue(_int(run.get("epochs")))
         steps = run.get("max_steps")
+        if steps == 0 and not isinstance(steps, bool):
+            steps = None  # a file's "max_steps = 0" is no limit, as for the CLI (not "at most 0 steps")
         self.limit_steps.setChecked(steps is not None)
         self.max_steps.setValue(_int(steps) if steps is not None else 1000)
         self.batch_size.setValue(_int(run.get("batch_size")))
