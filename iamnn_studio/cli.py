@@ -571,6 +571,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data_config = _evaluation_data(checkpoint, args)
     seed = checkpoint.run_config.seed if checkpoint.run_config else 0
     bundle = load_dataset(data_config, seed=seed)
+    for note in getattr(bundle, "notes", ()):  # e.g. an image folder without test/: its test split is val
+        print(f"note: {note}", file=sys.stderr)
     _check_dataset_fits(bundle, checkpoint)
     split = _in_checkpoint_labels(bundle, checkpoint, bundle.split(args.split))
     if len(split) == 0:

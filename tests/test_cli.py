@@ -922,12 +922,25 @@ def test_evaluate_on_an_image_folder_matches_its_classes_to_the_checkpoints_by_n
     assert result["top1"] == reference["top1"] and result["confusion"] == reference["confusion"]
 
 
+def test_evaluate_says_what_the_dataset_notes_about_its_splits(trained, tmp_path):
+    root = _image_folder_of_the_test_split(trained, tmp_path / "mine", name=lambda c: c)
+    for image_file in (root / "test").rglob("*.png"):
+        image_file.unlink()
+    for folder in sorted((root / "test").rglob("*"), reverse=True):
+        folder.rmdir()
+    (root / "test").rmdir()  # no test/ folder: the "test" split is the validation images (QA: said nowhere)
+    code, _, err = run_cli("evaluate", trained["run"], "--dataset", "imagefolder", "--data-root", root, "--no-sweep")
+    assert code == 0, err
+    assert "note: no test/ folder: the test split is the validation split" in err.splitlines()
+
+
 def test_evaluate_refuses_a_dataset_whose_classes_are_not_the_checkpoints(trained, tmp_path):
     root = _image_folder_of_the_test_split(trained, tmp_path / "other", name=lambda c: f"not {c}")
     code, out, err = run_cli("evaluate", trained["run"], "--dataset", "imagefolder", "--data-root", root,
                              "--split", "test", "--no-sweep")
     assert code == 2 and out == ""
-    assert err.startswith("error: imagefolder's classes (not ") and "would not mean the model's classes" in err
+    error = err.splitlines()[-1]  # after the dataset's own notes (images resized ...)
+    assert error.startswith("error: imagefolder's classes (not ") and "would not mean the model's classes" in error
 
 
 def test_counts_keep_their_significant_zeros_so_a_list_reads_alike():
