@@ -371,6 +371,21 @@ def test_calibrated_training_runs_varied_exits_then_fits_the_halting_head(tmp_ru
     assert "phase_progress" not in (result.run_dir / "metrics.jsonl").read_text()  # transient: not recorded
 
 
+def test_the_started_event_gives_the_mac_range_the_form_shows(tmp_runs):
+    from iamnn_studio.engine import build_model
+
+    model = build_model(tiny_config().model)
+    ones = torch.ones(1, 4, dtype=torch.long)
+    floor, (low, high) = int(model.macs_for(ones, torch.zeros_like(ones))), model.macs_range()
+    assert floor < low  # the two ranges differ
+    for calibrates, expected in ((True, [floor, high]), (False, [low, high])):
+        recorder = Recorder()
+        Trainer(tiny_config(epochs=1, max_steps=1, calibrate_halting=calibrates), runs_dir=tmp_runs,
+                listeners=[recorder]).run()
+        # QA: the log said 780 k-1.58 M where the form said 720 k-1.58 M (calibration may skip every head)
+        assert recorder.of("started")[0].data["macs_range"] == expected
+
+
 def test_a_calibrated_run_reports_the_calibrated_models_validation_accuracy(tmp_runs, monkeypatch):
     real_validate = Trainer._validate
 

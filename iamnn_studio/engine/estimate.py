@@ -45,6 +45,16 @@ def expected_training_macs(model: torch.nn.Module, recipe: str) -> float:
     return float(model.macs_for(*_fixed_iterations(model))[0])
 
 
+def trainable_macs_range(model: torch.nn.Module, calibrates: bool) -> tuple[int, int]:
+    """(cheapest, dearest) per-image MACs a model can come to. With the halting calibration still ahead
+    a block may be stopped at its first iteration, where no halting head runs: that is the floor."""
+    low, high = model.macs_range()
+    if calibrates and hasattr(model, "unit_costs"):
+        ones = torch.ones(1, len(model.caps), dtype=torch.long)
+        low = min(low, int(model.macs_for(ones, torch.zeros_like(ones))))
+    return int(low), int(high)
+
+
 def _fixed_iterations(model) -> tuple[torch.Tensor, torch.Tensor]:
     mode = model.config.mode
     caps = torch.tensor([model.caps])

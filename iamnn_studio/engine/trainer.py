@@ -1028,7 +1028,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ events
     def _emit_started(self, *, resumed: bool) -> None:
-        low, high = self.model.macs_range()
+        from .estimate import trainable_macs_range
+
+        # the range the form showed: calibration, still ahead, may stop blocks before any halting head
+        low, high = trainable_macs_range(self.model, self._needs_calibration(self.config) and not self._halting_fitted)
         self._emit(
             "started",
             run_dir=str(self.run_dir.path) if self.run_dir else None,

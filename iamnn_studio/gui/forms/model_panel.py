@@ -53,18 +53,15 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
 
     from iamnn_studio.engine import ModelConfig, build_model
     from iamnn_studio.engine.estimate import (
-        available_memory_bytes, cpu_matmul_flops_per_second, expected_training_macs, training_memory,
+        available_memory_bytes, cpu_matmul_flops_per_second, expected_training_macs, trainable_macs_range,
+        training_memory,
     )
     from iamnn_studio.engine.trainer import training_recipe
 
     config = ModelConfig.from_dict(model_values).validate()
     with torch.device("meta"):
         model = build_model(config)
-    low, high = model.macs_range()
-    if hasattr(model, "unit_costs") and training_recipe(config) == "calibrated":
-        # calibration may stop a block at its first iteration, where no halting head runs: that is the floor
-        ones = torch.ones(1, len(model.caps), dtype=torch.long)
-        low = min(low, int(model.macs_for(ones, torch.zeros_like(ones))))
+    low, high = trainable_macs_range(model, calibrates=training_recipe(config) == "calibrated")
     parameters = sum(p.numel() for p in model.parameters())
     return ModelFigures(
         parameters=parameters,
