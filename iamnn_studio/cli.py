@@ -921,7 +921,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     # VAL ACC: the best epoch's validation accuracy (status.json); TEST ACC: eval.json's top-1
     rows = [("NAME", "STATUS", "VAL ACC", "TEST ACC", "EPOCHS", "MODEL", "DATASET")]
     for r in runs:
-        rows.append((r.name, r.status, _percent(r.best_accuracy), _percent(r.test_accuracy), r.epochs_text(),
+        rows.append((r.name, r.status_text, _percent(r.best_accuracy), _percent(r.test_accuracy), r.epochs_text(),
                      r.model, r.dataset))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print("\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows))

@@ -300,13 +300,28 @@ class RunSummary:
     @property
     def step_limited(self) -> bool:
         """Whether the run ended at its step limit (``max_steps``) rather than after its epochs."""
-        return self.status == "completed" and self.reason.startswith(STEP_LIMIT_REASON)
+        return ended_at_step_limit(self.status, self.reason)
+
+    @property
+    def status_text(self) -> str:
+        """The status as the Runs tab, ``runs`` and the Study tab write it: "completed (step limit)"."""
+        return status_text(self.status, self.reason)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["path"] = str(self.path)
         d["created_iso"] = datetime.fromtimestamp(self.created).astimezone().isoformat(timespec="seconds")
         return d
+
+
+def ended_at_step_limit(state: str, reason: str | None) -> bool:
+    """Whether a run ended at its step limit (``max_steps``) rather than after its epochs."""
+    return state == "completed" and str(reason or "").startswith(STEP_LIMIT_REASON)
+
+
+def status_text(state: str, reason: str | None) -> str:
+    """A run's state, with "(step limit)" where a completed run ended at its ``max_steps``."""
+    return f"{state} (step limit)" if ended_at_step_limit(state, reason) else state
 
 
 def describe_model(model: ModelConfig) -> str:

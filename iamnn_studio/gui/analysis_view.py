@@ -474,7 +474,7 @@ class AnalysisView(QWidget):
         limits = (report.evaluation or {}).get("halting_caps")
         if limits and list(limits) != list((report.evaluation or {}).get("caps") or []):
             known.insert(1, f"halting at most {'·'.join(map(str, limits))}")  # calibration's reference depth
-        parts = [*known, state]
+        parts = [*known, import_engine("runs").status_text(state, report.state_reason)]  # "completed (step limit)"
         if isinstance(epochs, int):  # "0 / 1 epochs (+40 of 844 steps)": the steps of an epoch cut short
             parts.append(epochs_text(epochs, total, status.get("step"), report.steps_per_epoch,
                                      separator=" / ", unit=" epochs"))

@@ -402,7 +402,7 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
         _SortItem(run.name, run.name.lower()),
         _SortItem(run.dataset, run.dataset),
         _SortItem(run.model, run.model),
-        _SortItem(f"{run.status} (step limit)" if run.step_limited else run.status, run.status),
+        _SortItem(run.status_text, run.status),
         _SortItem(epochs, (run.epochs_done, run.step or 0)),
         _SortItem(formatting.percent(run.best_accuracy), run.best_accuracy),
         _SortItem(formatting.percent(run.test_accuracy), run.test_accuracy),

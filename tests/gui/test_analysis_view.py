@@ -247,6 +247,16 @@ def test_an_evaluation_that_cannot_be_saved_is_shown_and_says_why(qtbot, view, t
     assert "could not be saved to eval.json" in texts and "read-only" in texts and "failed" not in texts.lower()
 
 
+def test_a_run_ended_by_its_step_limit_says_so_as_in_the_runs_tab(qtbot, view, tmp_path):
+    from iamnn_studio.engine.runs import STEP_LIMIT_REASON, list_runs
+
+    run = _run_with_checkpoint(tmp_path, "capped", reason=f"{STEP_LIMIT_REASON} (40 steps)")
+    show(qtbot, view, run)
+    [listed] = list_runs(run.parent)
+    assert listed.status_text == "completed (step limit)"
+    assert "completed (step limit)" in view.subtitle.text()  # QA: the Study tab said only "completed"
+
+
 def test_a_dead_running_run_is_interrupted_as_in_the_runs_tab(qtbot, view, tmp_path):
     import os
     import socket
