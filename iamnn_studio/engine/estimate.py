@@ -148,18 +148,20 @@ def training_memory(model_config) -> TrainingMemory:
 
 def _saved_bytes(model: torch.nn.Module, config, batch: int) -> int:
     """Bytes of the distinct storages autograd saves in a full-depth forward of ``batch`` images."""
-    storages: dict[int, int] = {}
+    storages: dict[int, torch.UntypedStorage] = {}  # kept alive: no address is reused while counting
 
-    def keep(tensor: torch.Tensor) -> torch.Tensor:
+    def count(tensor: torch.Tensor) -> None:
         storage = tensor.untyped_storage()
-        storages[storage._cdata] = storage.nbytes()  # a tensor saved by two operations counts once
-        return tensor
+        storages[storage._cdata] = storage  # a tensor saved by two operations counts once
+        # nothing is packed: returning the tensor would save it in its own graph node, a reference cycle
+        # that only the garbage collector frees, from whichever thread runs it (a crash seen in the app)
 
     x = torch.zeros(batch, config.in_channels, config.image_size, config.image_size, device="meta")
     exits = {"exits": tuple(model.caps)} if hasattr(model, "caps") else {}
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
-        model(x, **exits)
-    return sum(storages.values())
+    with torch.autograd.graph.saved_tensors_hooks(count, lambda packed: packed):
+        output = model(x, **exits)
+    del output  # the graph goes with it: no backward ever runs on it
+    return sum(storage.nbytes() for storage in storages.values())
 
 
 def memory_problem(memory: TrainingMemory | int, available: int, where: str = "free on this computer",
