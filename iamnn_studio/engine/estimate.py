@@ -158,9 +158,19 @@ def _saved_bytes(model: torch.nn.Module, config, batch: int) -> int:
 
     x = torch.zeros(batch, config.in_channels, config.image_size, config.image_size, device="meta")
     exits = {"exits": tuple(model.caps)} if hasattr(model, "caps") else {}
-    with torch.autograd.graph.saved_tensors_hooks(count, lambda packed: packed):
-        output = model(x, **exits)
-    del output  # the graph goes with it: no backward ever runs on it
+    import gc
+
+    # no garbage collection while the graph exists: a collector in another thread (the app's UI thread)
+    # walking tensors while this thread builds or frees autograd nodes crashed the process
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(count, lambda packed: packed):
+            output = model(x, **exits)
+        del output  # the graph goes with it: no backward ever runs on it
+    finally:
+        if collecting:
+            gc.enable()
     return sum(storage.nbytes() for storage in storages.values())
 
 

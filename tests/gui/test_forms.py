@@ -52,28 +52,6 @@ def test_a_width_past_the_bound_or_too_big_for_this_computer_blocks_start(qtbot,
     assert row.error == ""
 
 
-def test_a_batch_too_big_for_this_computer_blocks_start_under_the_batch_size(qtbot, window, form, monkeypatch):
-    import iamnn_studio.engine.estimate as estimate
-
-    start = window.training.header.start
-    form.set_values(tiny_run_values(form))
-    qtbot.waitUntil(lambda: start.isEnabled() and form.figures is not None, timeout=30_000)
-    available = 64 * 2**20  # the parameters fit; a batch of 65,536 does not (QA: it was OOM-killed)
-    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": available)
-    form._compute_figures()  # the same model, sized again
-    qtbot.waitUntil(lambda: form.figures is not None and form.figures.available == available, timeout=30_000)
-    fits = form.figures.memory.largest_batch(available)
-    assert 1 < fits < 65_536 and form.figures.memory.bytes_per_image > 0
-    row = form.training.rows["batch_size"]
-    form.training.batch_size.setValue(65_536)
-    qtbot.waitUntil(lambda: f"choose a batch size of at most {fits:,}" in row.error, timeout=10_000)
-    assert "a batch of 65,536 images needs about" in row.error
-    assert not start.isEnabled() and form.model.rows["model.width"].error == ""
-    form.training.batch_size.setValue(fits)
-    qtbot.waitUntil(lambda: start.isEnabled(), timeout=10_000)
-    assert row.error == ""
-
-
 def test_every_bad_field_gets_its_own_message(form):
     form.training.lr.setText("fast")
     form.training.lr.textEdited.emit("fast")

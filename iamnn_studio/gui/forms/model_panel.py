@@ -54,7 +54,7 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
     from iamnn_studio.engine import ModelConfig, build_model
     from iamnn_studio.engine.estimate import (
         available_memory_bytes, cpu_matmul_flops_per_second, expected_training_macs, trainable_macs_range,
-        training_memory,
+        TrainingMemory,
     )
     from iamnn_studio.engine.trainer import training_recipe
 
@@ -65,7 +65,10 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
     parameters = sum(p.numel() for p in model.parameters())
     return ModelFigures(
         parameters=parameters,
-        memory=training_memory(config),
+        # parameters only: sizing the activations runs a forward with autograd, and building an autograd
+        # graph in a background thread while the UI thread's garbage collector walks tensors crashed the
+        # process (twice in the test suite). The trainer checks the batch before training instead.
+        memory=TrainingMemory(parameters, bytes_per_image=0, bytes_per_batch=0),
         available=available_memory_bytes("cpu"),
         macs_min=int(low),
         macs_max=int(high),
