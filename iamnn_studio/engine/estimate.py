@@ -174,12 +174,10 @@ def _saved_bytes(model: torch.nn.Module, config, batch: int) -> int:
     return sum(storage.nbytes() for storage in storages.values())
 
 
-def memory_problem(memory: TrainingMemory | int, available: int, where: str = "free on this computer",
+def memory_problem(memory: TrainingMemory, available: int, where: str = "free on this computer",
                    batch_size: int = 1) -> str | None:
     """A sentence when training does not fit in ``available`` bytes, else None. It starts with the
     setting to change: "width: ..." (the parameters alone do not fit) or "batch_size: ..."."""
-    if isinstance(memory, int):
-        memory = TrainingMemory(memory, 0, 0)
     weights = memory.parameters * TRAINING_BYTES_PER_PARAMETER
     if weights > available:
         return (f"width: {memory.parameters / 1e6:,.0f} M parameters need about {weights / 2**30:,.1f} GB to train "
