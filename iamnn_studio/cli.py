@@ -398,8 +398,10 @@ def _print_run_summary(result: Any) -> None:
     lines = [f"run: {result.run_dir} ({result.reason})"]
     if result.run_dir and result.reason != "completed":  # cut short: say how far it got
         status = _read_json(Path(result.run_dir) / "status.json") or {}
-        done = _epochs_done_text(status.get("epochs_done"), status.get("total_epochs"), status.get("step"),
-                                 _steps_per_epoch(Path(result.run_dir)), prose=True)
+        from .engine.runs import epochs_text, steps_per_epoch
+
+        done = epochs_text(status.get("epochs_done"), status.get("total_epochs"), status.get("step"),
+                           steps_per_epoch(result.run_dir), prose=True)
         if done:
             lines.append(done)
     if result.best_accuracy is not None:
@@ -926,20 +928,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print("\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows))
     return EXIT_OK
-
-
-def _steps_per_epoch(run_dir: Path) -> int | None:
-    from .engine.runs import steps_per_epoch
-
-    return steps_per_epoch(run_dir)
-
-
-def _epochs_done_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch: int | None, *,
-                      prose: bool = False) -> str:
-    """``0/1 (+30 of 422 steps)``: the engine's ``epochs_text``, as the Runs and Study tabs show it."""
-    from .engine.runs import epochs_text
-
-    return epochs_text(epochs_done, total_epochs, step, steps_per_epoch, prose=prose)
 
 
 # --------------------------------------------------------------------------- info

@@ -832,10 +832,12 @@ def test_a_run_cut_short_by_max_steps_does_not_count_a_whole_epoch(tmp_path):
 
 
 def test_epochs_done_text():
-    assert cli._epochs_done_text(1, 1, 422, 422) == "1/1"
-    assert cli._epochs_done_text(2, 2, 500, 422) == "1/2 (+78 of 422 steps)"
-    assert cli._epochs_done_text(3, 10, None, None) == "3/10"  # an old run without the numbers
-    assert cli._epochs_done_text(0, 1, 12, 40, prose=True) == \
+    from iamnn_studio.engine.runs import epochs_text
+
+    assert epochs_text(1, 1, 422, 422) == "1/1"
+    assert epochs_text(2, 2, 500, 422) == "1/2 (+78 of 422 steps)"
+    assert epochs_text(3, 10, None, None) == "3/10"  # an old run without the numbers
+    assert epochs_text(0, 1, 12, 40, prose=True) == \
         "epochs done: 0 of 1, and 12 of the 40 steps of epoch 1 (stopped at step 12)"
 
 
