@@ -94,11 +94,11 @@ class ExportDialog(QDialog):
         self.output_edit.textEdited.connect(self._on_output_edited)
         self.output_edit.textChanged.connect(self._update_buttons)
         self.output_edit.textChanged.connect(self._clear_result)
-        browse_output = QPushButton("Browse…")
-        browse_output.clicked.connect(self._choose_output)
+        self.browse_output = QPushButton("Browse…")
+        self.browse_output.clicked.connect(self._choose_output)
         output_row = QHBoxLayout()
         output_row.addWidget(self.output_edit, 1)
-        output_row.addWidget(browse_output)
+        output_row.addWidget(self.browse_output)
 
         form = QFormLayout()
         form.setHorizontalSpacing(theme.SPACING)
@@ -265,9 +265,11 @@ class ExportDialog(QDialog):
     def _choose_output(self) -> None:
         suffix = self._suffixes.get(self.format_combo.currentData(), "")
         pattern = f"{self.format_combo.currentText()} (*{suffix});;All files (*)" if suffix else "All files (*)"
-        # The dialog's own overwrite question would come twice: we ask in start_export.
-        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.output_edit.text(), pattern,
-                                              options=QFileDialog.Option.DontConfirmOverwrite)
+        # Opens where Export would write (a relative name lies beside the suggestion, not in the app's working
+        # folder), with the file name chosen. The dialog's own overwrite question would come twice: we ask in
+        # start_export.
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", str(self._absolute_output(self.output_edit.text())),
+                                              pattern, options=QFileDialog.Option.DontConfirmOverwrite)
         if path:
             self.output_edit.setText(path)
             self._output_edited = True
@@ -339,7 +341,7 @@ class ExportDialog(QDialog):
             raise _Refused(f"No checkpoint file at {source}.")
         if not typed:
             raise _Refused("Give a file name to save as.")
-        target = self._absolute_output(typed, source)
+        target = self._absolute_output(typed)
         if target.resolve() == source.resolve():
             raise _Refused("Choose another output file: it is the checkpoint itself.")
         if target.is_dir():
@@ -349,11 +351,14 @@ class ExportDialog(QDialog):
         except ValueError as error:
             raise _Refused(f"Cannot write {target}: {error}.") from None
 
-    def _absolute_output(self, typed: str, source: Path) -> Path:
-        """The output file ``typed`` names: a relative name lies in the folder of the suggested one."""
-        target = Path(typed).expanduser()
+    def _absolute_output(self, typed: str) -> Path:
+        """The output file ``typed`` names, for Export and Browse… alike: a relative name lies in the folder
+        of the suggested one (the checkpoint's run folder); with no checkpoint yet, in the home folder."""
+        target = Path(typed.strip()).expanduser()
+        checkpoint = self.checkpoint_edit.text().strip()
         if not target.is_absolute():
-            target = self._suggested_name(source, "")[0] / target
+            source = _named_checkpoint(Path(checkpoint).expanduser())  # the engine's run_checkpoint, without torch
+            target = (self._suggested_name(source, "")[0] if checkpoint else Path.home()) / target
         return Path(os.path.abspath(target))  # ".." folded, links kept (output_file follows them)
 
     def _on_exported(self, outcome: tuple[str, list[str], str | None, Path | None]) -> None:

@@ -249,3 +249,30 @@ def test_a_run_folder_exports_its_checkpoint_as_the_cli_does(qtbot, dialog, chec
     dialog.output_edit.setText(str(tmp_path / "none.pt"))
     assert dialog.start_export() is False
     assert "folder without a checkpoint" in dialog.last_error
+
+
+def test_browse_opens_where_export_would_write_a_relative_name_with_the_name_chosen(qtbot, dialog, checkpoint,
+                                                                                   tmp_path, monkeypatch):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.chdir(tmp_path)  # the app's working folder is nothing the user sees
+    opened: list[str] = []
+    chosen = tmp_path / "chosen" / "picked.onnx"
+
+    def save_file_name(parent, caption, start, *args, **kwargs):
+        opened.append(start)
+        return str(chosen), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(save_file_name))
+    assert dialog.set_format("onnx")
+    run = checkpoint.parent.parent  # the folder of the suggested output
+    type_output(dialog, "relative.onnx")
+    qtbot.mouseClick(dialog.browse_output, Qt.MouseButton.LeftButton)
+    assert opened == [str(run / "relative.onnx")]  # was: "relative.onnx", i.e. the app's working folder
+    assert dialog.output_edit.text() == str(chosen)
+
+    type_output(dialog, "../sub/../beside.onnx")
+    qtbot.mouseClick(dialog.browse_output, Qt.MouseButton.LeftButton)
+    assert opened[-1] == str(run.parent / "beside.onnx")  # where Export writes it: one rule for both
+    assert dialog._checked_paths("../sub/../beside.onnx")[1] == run.parent / "beside.onnx"
