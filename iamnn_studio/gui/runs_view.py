@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QDesktopServices
+from PySide6.QtGui import QBrush, QColor, QDesktopServices, QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QStackedWidget,
+    QStyle,
+    QStyleOptionHeader,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -35,6 +37,11 @@ from .widgets.tasks import BackgroundRunner, import_engine
 
 #: "Val. acc.": the best epoch's validation accuracy (status.json); "Test acc.": eval.json's top-1.
 COLUMNS = ("Name", "Dataset", "Model", "Status", "Epochs", "Val. acc.", "Test acc.", "Created")
+#: Columns that elide ("…", whole in the tooltip) when the table is too narrow for every column's text;
+#: the others are short (states, numbers, dates) and always show their whole text.
+ELIDED_COLUMNS = (COLUMNS.index("Name"), COLUMNS.index("Model"))
+#: An elided column narrower than this shows too little of its text to tell runs apart.
+MIN_ELIDED_WIDTH = 80
 #: States from which training can go on from checkpoints/last.pt.
 CONTINUABLE = ("stopped", "interrupted", "failed", "paused")
 STATUS_COLORS = {
@@ -60,6 +67,24 @@ class _SortItem(QTableWidgetItem):
         if isinstance(other, _SortItem):
             return (self.key is None, self.key) < (other.key is None, other.key)
         return super().__lt__(other)
+
+
+class _SortArrowHeader(QHeaderView):
+    """Keeps room for the sort arrow in the sorted column only. Qt 6 keeps it in every column (22 px
+    each, over 150 px in all), which pushed Test acc. and Created off a 960 px window."""
+
+    def sectionSizeFromContents(self, logical_index: int) -> QSize:  # noqa: N802 (Qt name)
+        if logical_index == self.sortIndicatorSection():
+            return super().sectionSizeFromContents(logical_index)
+        # Qt's own measure of a section (QHeaderView::sectionSizeFromContents), without the arrow
+        option = QStyleOptionHeader()
+        self.initStyleOption(option)
+        option.section = logical_index
+        option.text = str(self.model().headerData(logical_index, self.orientation()) or "")
+        bold = QFont(self.font())
+        bold.setBold(True)
+        option.fontMetrics = QFontMetrics(bold)
+        return self.style().sizeFromContents(QStyle.ContentsType.CT_HeaderSection, option, QSize(), self)
 
 
 class RunsView(QWidget):
@@ -141,6 +166,9 @@ class RunsView(QWidget):
         top.addWidget(self.refresh_button)
 
         self.table = QTableWidget(0, len(COLUMNS))
+        header = _SortArrowHeader(Qt.Orientation.Horizontal, self.table)
+        header.setSectionsClickable(True)  # as the table's own header: a click sorts by that column
+        self.table.setHorizontalHeader(header)
         self.table.setHorizontalHeaderLabels(COLUMNS)
         for column, tip in (("Val. acc.", "Validation accuracy: the best epoch's, on images held out of training"),
                             ("Test acc.", "Test accuracy: top-1 on the test images, once the run is evaluated "
@@ -154,17 +182,20 @@ class RunsView(QWidget):
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
         self.table.verticalHeader().setDefaultSectionSize(30)
-        header = self.table.horizontalHeader()
         header.setHighlightSections(False)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         for column in range(len(COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)  # spare width goes to the end: no column is squeezed below its text
-        # The name fits its longest entry up to a share of the width (a 140-character name is elided with
-        # "…" and whole in its tooltip); the user may drag it wider.
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        self._name_width_set_by_user = False
+        # Name and Model share the width the others leave (see _fit_elided_columns); the user may drag them.
+        for column in ELIDED_COLUMNS:
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+        self._widths_set_by_user = False
+        self._fitting = False  # True while the view itself sizes the columns, not the user
         header.sectionResized.connect(self._on_section_resized)
+        header.sortIndicatorChanged.connect(self._fit_elided_columns)  # the sort arrow's room moved
+        self._table_viewport = self.table.viewport()  # its width changes with the window and the scroll bar
+        self._table_viewport.installEventFilter(self)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(COLUMNS.index("Created"), Qt.SortOrder.DescendingOrder)
@@ -248,7 +279,7 @@ class RunsView(QWidget):
             for column, item in enumerate(_row_items(run)):
                 self.table.setItem(row, column, item)
         self.table.setSortingEnabled(True)
-        self._fit_name_column()
+        self._fit_elided_columns()
         if selected is None or not self.select_run(selected):
             self.table.clearSelection()
         if runs:
@@ -308,7 +339,9 @@ class RunsView(QWidget):
             self.detail.setText(f"{run.name}: {run.reason}" if run.reason else str(run.path))
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
-        if (watched is self.table and event.type() == QEvent.Type.KeyPress
+        if watched is self._table_viewport and event.type() == QEvent.Type.Resize:
+            self._fit_elided_columns()
+        elif (watched is self.table and event.type() == QEvent.Type.KeyPress
                 and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
                 and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier and self._selected_run() is not None):
             self._emit_open()
@@ -353,29 +386,35 @@ class RunsView(QWidget):
             self.set_runs_dir(folder)
             self.runs_dir_changed.emit(folder)
 
-    def name_column_cap(self) -> int:
-        """The widest the Name column grows by itself: a fifth of the table, at least 140 px."""
-        return max(140, self.table.viewport().width() // 5)
+    def _column_width_wanted(self, column: int) -> int:
+        """The width that shows the column's title and every cell whole (as Qt sizes a column to its contents)."""
+        return max(self.table.sizeHintForColumn(column), self.table.horizontalHeader().sectionSizeHint(column))
 
-    def _fit_name_column(self) -> None:
-        if self._name_width_set_by_user:
+    @Slot()
+    def _fit_elided_columns(self) -> None:
+        """Name and Model share the width the other columns leave, so that no column is off-screen: each
+        whole where it fits, else the model keeps two fifths (a 140-character name must not squeeze it
+        out) and the rest goes to the name, the column that tells runs apart; both elide beyond."""
+        if self._widths_set_by_user:
             return
-        width = min(max(self.table.sizeHintForColumn(0), self.table.horizontalHeader().sectionSizeHint(0)),
-                    self.name_column_cap())
+        name_column, model_column = ELIDED_COLUMNS
+        room = self.table.viewport().width() - sum(
+            self._column_width_wanted(c) for c in range(len(COLUMNS)) if c not in ELIDED_COLUMNS)
+        name_wanted = self._column_width_wanted(name_column)
+        model = min(self._column_width_wanted(model_column), max(MIN_ELIDED_WIDTH, room - name_wanted, room * 2 // 5))
+        name = max(MIN_ELIDED_WIDTH, min(name_wanted, room - model))
+        header = self.table.horizontalHeader()
         self._fitting = True
         try:
-            self.table.horizontalHeader().resizeSection(0, width)
+            header.resizeSection(name_column, name)
+            header.resizeSection(model_column, model)
         finally:
             self._fitting = False
 
     @Slot(int, int, int)
     def _on_section_resized(self, index: int, old: int, new: int) -> None:
-        if index == 0 and not getattr(self, "_fitting", False):
-            self._name_width_set_by_user = True  # dragged: keep the user's width
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        super().resizeEvent(event)
-        self._fit_name_column()
+        if index in ELIDED_COLUMNS and not self._fitting:
+            self._widths_set_by_user = True  # dragged: keep the user's widths
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().showEvent(event)
@@ -410,6 +449,7 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
     ]
     items[0].setData(Qt.ItemDataRole.UserRole, str(run.path))
     items[0].setToolTip(f"{run.name}\n{run.path}")  # the whole name, when the column shows it shortened
+    items[2].setToolTip(run.model)  # likewise the model
     color = STATUS_COLORS.get(run.status)
     if color:
         items[3].setForeground(QBrush(QColor(color)))
