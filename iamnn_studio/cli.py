@@ -508,7 +508,7 @@ class TrainingProgress:
         self._line(f"resumed at step {d.get('step')}")
 
     def _on_log(self, d: dict) -> None:
-        self._line(str(d.get("message")))
+        self._line(("warning: " if d.get("level") == "warning" else "") + str(d.get("message")))
 
     def _on_finished(self, d: dict) -> None:
         self._line(f"finished: {d.get('reason')}")

@@ -220,6 +220,36 @@ def test_runs_of_a_run_not_evaluated_shows_no_test_accuracy(tmp_path):
     assert json.loads(run_cli("runs", "--runs-dir", tmp_path, "--json")[1])[0]["test_accuracy"] is None
 
 
+def test_a_run_folder_turned_read_only_before_evaluation_is_one_warning_line_and_a_completed_run(tmp_path, monkeypatch):
+    """eval.json could not be written: training used to end in "error: unexpected error: PermissionError"."""
+    from test_trainer import ReadOnly
+
+    from iamnn_studio.engine.trainer import Trainer
+
+    (tmp_path / "run.toml").write_text(TINY_RUN)
+    read_only, real_evaluate = ReadOnly(monkeypatch), Trainer._evaluate
+
+    def evaluate_in_a_read_only_folder(self):
+        read_only(self.run_dir.path)
+        real_evaluate(self)
+
+    monkeypatch.setattr(Trainer, "_evaluate", evaluate_in_a_read_only_folder)
+    try:
+        code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "5", "--device", "cpu",
+                                 "--runs-dir", tmp_path / "runs")
+    finally:
+        read_only.undo()
+    run = tmp_path / "runs" / "tiny"
+    assert code == 0, err
+    lines = err.splitlines()
+    assert (f"warning: could not save the test evaluation to {run / 'eval.json'}: you have no permission to write "
+            "in the run folder; the numbers are in this log only") in lines
+    assert lines[lines.index(next(l for l in lines if "could not save the test evaluation" in l)) - 1].startswith(
+        "evaluated on test: top-1 ")  # the numbers it means
+    assert "Traceback" not in err and "error" not in err
+    assert out.splitlines()[0] == f"run: {run} (completed)" and not (run / "eval.json").exists()
+
+
 def test_bad_setting_is_one_error_line_and_exit_2(tmp_path):
     code, out, err = run_cli("train", "--width", "0", "--runs-dir", tmp_path)
     assert code == 2 and out == ""

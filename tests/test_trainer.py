@@ -6,6 +6,7 @@ import os
 import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -770,3 +771,124 @@ def test_the_held_out_image_rule_counts_as_the_trainer_splits_and_says_how_to_fi
     assert calibration_images_problem(100, 0).endswith(
         "leaves 10 of its 100: use a validation split of at least 20 %, or turn the halting calibration off")
     assert "use more images" in calibration_images_problem(12, 2)
+
+
+# --------------------------------------------------------------------------- a run folder turned read-only
+class ReadOnly:
+    """``read_only(folder)`` makes writing into ``folder`` fail from then on, as on a read-only disk: by its
+    modes, or for root (whom modes do not stop) by failing the two ways a run folder is written;
+    ``read_only.undo()`` makes it writable again."""
+
+    def __init__(self, monkeypatch) -> None:
+        import tempfile
+
+        from iamnn_studio.engine.runs import RunDirectory
+
+        self.folders: list[Path] = []
+        if os.geteuid() != 0:
+            return
+        real_mkstemp, real_append = tempfile.mkstemp, RunDirectory._append
+
+        def mkstemp(*args, dir=None, **kwargs):  # every atomic write: status, eval.json, checkpoints
+            if dir is not None and self.holds(dir):
+                raise self.denied(Path(dir) / "tmp")
+            return real_mkstemp(*args, dir=dir, **kwargs)
+
+        def append(run_dir, path, text):  # metrics.jsonl and train.log
+            if self.holds(path):
+                raise self.denied(path)
+            return real_append(run_dir, path, text)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(RunDirectory, "_append", append)
+
+    def __call__(self, folder) -> None:
+        folder = Path(folder).resolve()
+        self.folders.append(folder)
+        for path in [*folder.rglob("*"), folder]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+
+    def undo(self) -> None:
+        for folder in self.folders:
+            for path in [folder, *folder.rglob("*")]:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+        self.folders = []
+
+    def holds(self, path) -> bool:
+        return any(Path(path).resolve().is_relative_to(folder) for folder in self.folders)
+
+    @staticmethod
+    def denied(path) -> PermissionError:
+        import errno
+
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    folders = ReadOnly(monkeypatch)
+    yield folders
+    folders.undo()  # so the temp folder can be removed
+
+
+def warnings_of(recorder: Recorder) -> list[str]:
+    return [e.data["message"] for e in recorder.of("log") if e.data.get("level") == "warning"]
+
+
+NO_PERMISSION = "you have no permission to write in the run folder"
+
+
+def test_a_run_folder_turned_read_only_before_evaluation_completes_with_the_results_and_one_warning_per_file(
+        tmp_runs, monkeypatch, read_only):
+    """eval.json could not be written: the run used to fail with "unexpected error: PermissionError" and
+    the test numbers were lost."""
+    real_evaluate = Trainer._evaluate
+
+    def evaluate_in_a_read_only_folder(self):
+        read_only(self.run_dir.path)
+        real_evaluate(self)
+
+    monkeypatch.setattr(Trainer, "_evaluate", evaluate_in_a_read_only_folder)
+    recorder = Recorder()
+    result = Trainer(tiny_config(), runs_dir=tmp_runs, listeners=[recorder]).run()
+
+    assert (result.state, result.reason) == ("completed", "completed")
+    assert recorder.kinds()[-1] == "finished" and not recorder.of("failed")
+    evaluated = recorder.of("evaluated")[0].data
+    assert 0 <= evaluated["top1"] <= 1 and evaluated["path"] is None  # the numbers, not the file
+    run = result.run_dir
+    assert not (run / "eval.json").exists()
+    assert warnings_of(recorder) == [  # once per file, though every later event fails to be recorded too
+        f"could not save the training events to {run / 'metrics.jsonl'}: {NO_PERMISSION}; "
+        "from here on they are shown but not recorded in the run folder",
+        f"could not save the test evaluation to {run / 'eval.json'}: {NO_PERMISSION}; the numbers are in this log only",
+        f"could not save the run's status to {run / 'status.json'}: {NO_PERMISSION}; "
+        "the run list may show an older state for this run",
+    ]
+    kinds = recorder.kinds()
+    assert kinds.index("evaluated") < kinds.index("finished")
+
+
+def test_a_calibrated_head_that_cannot_be_saved_fails_in_one_sentence_and_resuming_finishes_the_run(
+        tmp_runs, monkeypatch, read_only):
+    real_calibrate = Trainer._calibrate
+
+    def calibrate_in_a_read_only_folder(self):
+        read_only(self.run_dir.path)
+        real_calibrate(self)
+
+    monkeypatch.setattr(Trainer, "_calibrate", calibrate_in_a_read_only_folder)
+    result = Trainer(tiny_config(calibrate_halting=True), runs_dir=tmp_runs).run()
+
+    best = result.run_dir / "checkpoints" / "best.pt"
+    assert result.state == "failed" and "\n" not in result.reason
+    assert result.reason.startswith(f"training finished, but the calibrated halting head could not be saved: "
+                                    f"cannot write checkpoint {best}: "), result.reason
+    assert result.reason.endswith("resume the run once its folder can be written to calibrate and evaluate it")
+    assert load_checkpoint(best).model_config.threshold is None  # the trained network, uncalibrated
+
+    monkeypatch.setattr(Trainer, "_calibrate", real_calibrate)
+    read_only.undo()
+    resumed = Trainer(None, run_dir=result.run_dir, resume=True).run()
+    assert resumed.state == "completed", resumed.reason
+    assert (result.run_dir / "eval.json").exists() and load_checkpoint(best).model_config.threshold is not None

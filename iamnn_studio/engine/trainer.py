@@ -177,6 +177,7 @@ class Trainer:
         # status written after an interruption says this, not what was computed after the last save.
         self._saved_progress: tuple[int, int] | None = None
         self._saved_best: float | None = None
+        self._unsaved_files: set[Path] = set()  # run files already said to be unwritable (said once each)
 
     # ------------------------------------------------------------ commands
     def add_listener(self, listener: Listener) -> None:
@@ -924,8 +925,14 @@ class Trainer:
                                     "val_macs": val.get("macs"), "val_iterations": val.get("iterations")})
         metrics = {"epoch": self.epoch, "best_accuracy": self.best_accuracy, "threshold": summary.get("threshold"),
                    "calibrated_val_accuracy": val.get("accuracy"), "calibrated_val_macs": val.get("macs")}
-        self._save_checkpoint("best", metrics)
-        self._save_checkpoint("last", metrics)
+        try:
+            self._save_checkpoint("best", metrics)
+            self._save_checkpoint("last", metrics)
+        except TrainingFailed as exc:
+            # Evaluating on would report a calibrated model no file holds. last.pt still says the halting head is
+            # not fitted, so resuming calibrates and evaluates again.
+            raise TrainingFailed(f"training finished, but the calibrated halting head could not be saved: {exc}; "
+                                 "resume the run once its folder can be written to calibrate and evaluate it") from None
 
     def _evaluate(self) -> None:
         from .evaluate import evaluate
@@ -951,8 +958,13 @@ class Trainer:
             raise _StopRequested()
         result = dict(result)
         result.setdefault("split", split)
-        self.run_dir.write_eval(result)
         summary = {k: result[k] for k in ("top1", "top5", "macs") if k in result}
+        try:
+            self.run_dir.write_eval(result)
+        except OSError as exc:  # a read-only or full disk must not cost the results: the evaluated event has them
+            self._emit("evaluated", **summary, split=split, path=None)
+            self._warn_unsaved(f"the {split} evaluation", self.run_dir.eval_path, exc, "the numbers are in this log only")
+            return
         self._emit("evaluated", **summary, split=split, path=str(self.run_dir.eval_path))
 
     def _phase_reporter(self, phase: str) -> Callable[[float], None]:
@@ -1068,7 +1080,9 @@ class Trainer:
                 if kind != "step":
                     self.run_dir.log(_describe(event))
             except OSError as exc:
-                log.warning("cannot write to the run folder: %s", exc)
+                unwritable = Path(exc.filename) if exc.filename else self.run_dir.metrics_path
+                self._warn_unsaved("the training events", unwritable, exc,
+                                   "from here on they are shown but not recorded in the run folder")
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -1092,7 +1106,19 @@ class Trainer:
                 total_epochs=getattr(self, "total_epochs", self.config.epochs if self.config else None), step=step,
             )
         except OSError as exc:
-            log.warning("cannot write status.json: %s", exc)
+            self._warn_unsaved("the run's status", self.run_dir.status_path, exc,
+                               "the run list may show an older state for this run")
+
+    def _warn_unsaved(self, what: str, path: Path, error: OSError, consequence: str) -> None:
+        """One warning line per run file that cannot be written (a read-only or full disk): the run goes on.
+
+        Once per file, as the warning is itself an event that cannot be recorded there either.
+        """
+        if path in self._unsaved_files:
+            return
+        self._unsaved_files.add(path)
+        self._emit("log", level="warning",
+                   message=f"could not save {what} to {path}: {unsaved_reason(error)}; {consequence}")
 
     def _log_text(self, text: str) -> None:
         if self.run_dir is not None and self._comm.is_main:
@@ -1103,6 +1129,24 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- helpers
+def unsaved_reason(error: OSError) -> str:
+    """Why a file could not be written, in words, as the Study tab says it when it cannot save eval.json.
+
+    Without the error's file name: the caller names the file (the error's is often the temp file written first).
+    """
+    import errno
+
+    reasons = {
+        errno.EROFS: "the run folder is on a read-only disk or mount",
+        errno.EACCES: "you have no permission to write in the run folder",
+        errno.EPERM: "you have no permission to write in the run folder",
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "your disk quota is used up",
+        errno.ENOENT: "the run folder no longer exists",
+    }
+    return reasons.get(error.errno) or (error.strerror or str(error)).rstrip(".")
+
+
 def _network(model: ModelConfig) -> str:
     """"an IamNN (units 3-4-6-3) of width 16 on 1x28x28 images", to compare two networks in one sentence."""
     kind = "a ResNet" if model.architecture == "resnet" else "an IamNN"
