@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -243,6 +244,62 @@ def test_a_plugin_raising_keyboard_interrupt_is_skipped_and_the_command_goes_on(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "interrupts" in done.stdout and "KeyboardInterrupt" in done.stdout, done.stdout
     assert "interrupted" not in done.stderr
+
+
+PRESSES_CTRL_C = "import signal\nsignal.raise_signal(signal.SIGINT)  # as the user's Ctrl-C arrives\n"
+
+
+def test_a_real_ctrl_c_while_plugins_load_stops_the_loading_unlike_a_plugin_raising_keyboard_interrupt(plugin_dir):
+    handler = signal.getsignal(signal.SIGINT)
+    write(plugin_dir, "a_raises.py", "raise KeyboardInterrupt\n")
+    write(plugin_dir, "b_good.py", block_plugin("loaded-before"))
+    write(plugin_dir, "c_ctrl_c.py", PRESSES_CTRL_C)
+    write(plugin_dir, "d_later.py", block_plugin("never-reached"))
+
+    with pytest.raises(KeyboardInterrupt):
+        plugins.load_plugins()
+    assert "loaded-before" in BLOCKS and "never-reached" not in BLOCKS
+    assert not any("_c_ctrl_c_" in name for name in sys.modules)  # its half-run module is forgotten
+    assert signal.getsignal(signal.SIGINT) is handler
+
+    (plugin_dir / "c_ctrl_c.py").unlink()  # loading again goes on where it stopped
+    reports = by_name(plugins.load_plugins())
+    assert reports["a_raises"].error.startswith("KeyboardInterrupt") and reports["d_later"].ok
+
+
+def test_a_ctrl_c_that_a_plugin_swallows_still_stops_the_loading(plugin_dir):
+    write(plugin_dir, "swallows.py", """
+        import signal
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+
+        def register(api):
+            pass
+        """)
+    with pytest.raises(KeyboardInterrupt):
+        plugins.load_plugins()
+
+
+def test_a_ctrl_c_the_handler_in_place_only_notes_lets_the_plugins_load(plugin_dir):
+    """The CLI's first Ctrl-C during training asks the run to stop; it raises nothing."""
+    heard = []
+    previous = signal.signal(signal.SIGINT, lambda *_: heard.append(1))
+    try:
+        write(plugin_dir, "ctrl_c.py", PRESSES_CTRL_C + block_plugin("loads-anyway"))
+        assert by_name(plugins.load_plugins())["ctrl_c"].ok and heard == [1]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_plugins_load_ends_the_command_with_130_and_no_traceback(tmp_path):
+    write(tmp_path, "ctrl_c.py", PRESSES_CTRL_C)
+    done = subprocess.run(
+        [sys.executable, "-m", "iamnn_studio", "info"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, plugins.PLUGINS_ENV: str(tmp_path), "OMP_WAIT_POLICY": "PASSIVE"},
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
 
 
 def test_a_plugin_that_fails_half_way_leaves_no_entries(plugin_dir):

@@ -13,6 +13,7 @@ A folder plugin is a ``.py`` file or a package directory, imported under a priva
 registers is staged and only reaches the real registries when its ``register`` returns, so a
 plugin that fails half-way leaves nothing behind. A broken plugin never stops the app: it is
 logged and reported in one line (:func:`plugin_reports`, shown by ``iamnn-studio info`` and the GUI).
+The user's Ctrl-C while plugins load is no plugin's failure: it stops the loading (KeyboardInterrupt).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import inspect
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import traceback
@@ -333,7 +335,7 @@ def _code_root(register: Callable[..., Any]) -> Path | None:
         return None
 
 
-def _load_one(candidate: _Candidate) -> PluginReport:
+def _load_one(candidate: _Candidate, ctrl_c: threading.Event) -> PluginReport:
     root = candidate.root
     try:
         register = candidate.resolve()
@@ -343,6 +345,8 @@ def _load_one(candidate: _Candidate) -> PluginReport:
         contributes = api.commit()
     except BaseException as exc:  # a plugin may raise anything (sys.exit, KeyboardInterrupt too): it must never
         # take the app down, and is skipped with the same one line as any other failure
+        if isinstance(exc, KeyboardInterrupt) and ctrl_c.is_set():
+            raise  # the user's Ctrl-C, not the plugin's doing
         error = _one_line(exc, root)
         logger.warning("plugin %s skipped: %s [%s]", candidate.name, error, candidate.source)
         logger.debug("plugin %s traceback", candidate.name, exc_info=True)
@@ -371,13 +375,40 @@ def load_plugins(extra_dirs: Iterable[str | os.PathLike] | None = None, *, force
         if force:
             unload_plugins()
         # A plugin that prints while it loads must not corrupt what the CLI writes on stdout (JSON).
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _noting_ctrl_c() as ctrl_c:
             for candidate in _discover(extra_dirs):
                 if candidate.source not in _loaded:
-                    _loaded[candidate.source] = _load_one(candidate)
+                    _loaded[candidate.source] = _load_one(candidate, ctrl_c)
+                    if ctrl_c.is_set():  # a plugin swallowed the user's KeyboardInterrupt: the user still quits
+                        raise KeyboardInterrupt
         _reports = list(_loaded.values())
         _done = True
         return list(_reports)
+
+
+@contextlib.contextmanager
+def _noting_ctrl_c() -> Iterator[threading.Event]:
+    """An event set when the SIGINT handler raised KeyboardInterrupt during the block: a real Ctrl-C, which
+    must quit, unlike a plugin that raises KeyboardInterrupt itself. The handler in place still decides (the
+    CLI's first Ctrl-C during training only asks the run to stop); only the main thread receives signals."""
+    ctrl_c = threading.Event()
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+        yield ctrl_c  # SIG_IGN or SIG_DFL: Ctrl-C raises nothing here
+        return
+
+    def noting(signum, frame):
+        try:
+            handler(signum, frame)
+        except KeyboardInterrupt:
+            ctrl_c.set()
+            raise
+
+    signal.signal(signal.SIGINT, noting)
+    try:
+        yield ctrl_c
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def plugin_reports() -> list[PluginReport]:
