@@ -11,7 +11,7 @@ pytest.importorskip("pytestqt")
 torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QRect, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication, QToolButton  # noqa: E402
 
@@ -333,6 +333,30 @@ def test_a_cards_figures_stay_on_whole_lines_at_common_window_widths(qtbot, styl
         assert label.geometry().right() <= card.close_button.geometry().left()
     if width >= 1280:  # room for both on one row, as before
         assert card.macs_label.y() == card.iterations_label.y()
+
+
+@pytest.mark.parametrize("width", [960, 1024, 1280])
+def test_every_blocks_halting_chart_fits_its_card_at_common_window_widths(qtbot, styled_app, view, files, width):
+    """At 960 px (the window's minimum) the row of four charts was wider than the card: Block 4 was cut off."""
+    view.resize(width, 564)  # the Use tab of a window this wide
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    wait_idle(qtbot, view)
+    qtbot.wait(50)  # the card and its charts settle
+    card = view.cards[0]
+    charts = card.charts
+    viewport = view.scroll.viewport()
+    assert card.mapTo(viewport, QPoint(card.width(), 0)).x() <= viewport.width()  # no sideways scrolling
+    charts_in_card = QRect(charts.mapTo(card, QPoint(0, 0)), charts.size())
+    assert card.rect().contains(charts_in_card), (charts_in_card, card.rect())
+    shown = charts.mapToScene(charts.viewport().rect()).boundingRect()  # the part of the charts' scene on screen
+    for b, plot in enumerate(charts.plots):
+        drawn = plot.mapRectToScene(plot.boundingRect())
+        assert shown.contains(drawn), (f"Block {b + 1}", drawn, shown)
+        title = plot.titleLabel.mapRectToScene(plot.titleLabel.boundingRect())
+        assert drawn.contains(title), (f"Block {b + 1} title", title, drawn)
+    assert charts.rows() == (2 if width < 1024 else 1)  # one row wherever the four fit, as before
 
 
 def test_fixed_mode_runs_n_iterations_and_hides_the_threshold(qtbot, view, files):

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 
 from . import theme
 
@@ -17,24 +17,30 @@ def _finite(values: Sequence[float]) -> np.ndarray:
 
 
 class HaltingCharts(pg.GraphicsLayoutWidget):
-    """One small chart per block, side by side (one graphics view for all four: cheap per card).
+    """One small chart per block, side by side (one graphics view for all four: cheap per card), or
+    two by two where the row is too narrow for every chart's title and axis (a 960 px window).
 
     Per block: shaded columns = iterations that ran, bars = halting score of each scored
     iteration, line = cumulative score after it, dashed line = the halting threshold.
     """
 
-    HEIGHT = 150
+    HEIGHT = 150  # of a row of charts
+    SPACING = 6
+    plots: Sequence[pg.PlotItem] = ()  # none yet while the base class's constructor resizes the view
 
     def __init__(self, blocks: int = 4, parent=None) -> None:
         super().__init__(parent=parent, show=False)
         self.setBackground(theme.SURFACE)
-        self.ci.layout.setSpacing(6)
+        self.ci.layout.setSpacing(self.SPACING)
         self.ci.setContentsMargins(0, 0, 0, 0)
         self.plots: list[pg.PlotItem] = []
         self.ran_columns: list[pg.BarGraphItem] = []
         self.score_bars: list[pg.BarGraphItem] = []
         self.cumulative_curves: list[pg.PlotDataItem] = []
         self.threshold_lines: list[pg.InfiniteLine] = []
+        self.columns = blocks
+        self._refit = QTimer(self, singleShot=True, interval=0)
+        self._refit.timeout.connect(self._fit_columns)
         for b in range(blocks):
             plot = self.addPlot(row=0, col=b)
             theme.style_plot(plot, title=f"Block {b + 1}")
@@ -58,7 +64,31 @@ class HaltingCharts(pg.GraphicsLayoutWidget):
         self.setFixedHeight(self.HEIGHT)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name): the fixed height, not a graphics view's 480 px
-        return QSize(super().sizeHint().width(), self.HEIGHT)
+        return QSize(super().sizeHint().width(), self.height())
+
+    def rows(self) -> int:
+        return math.ceil(len(self.plots) / self.columns)
+
+    def _fit_columns(self) -> None:
+        """All charts in one row where each gets the width its title and axis need, else two per row."""
+        needed = sum(plot.effectiveSizeHint(Qt.SizeHint.MinimumSize).width() for plot in self.plots)
+        one_row = needed + self.SPACING * (len(self.plots) - 1) <= self.viewport().width()
+        columns = len(self.plots) if one_row else min(2, len(self.plots))
+        if columns == self.columns:
+            return
+        self.columns = columns
+        for plot in self.plots:
+            self.ci.removeItem(plot)
+        for b, plot in enumerate(self.plots):
+            self.ci.addItem(plot, row=b // columns, col=b % columns)
+        self.setFixedHeight(self.rows() * self.HEIGHT + (self.rows() - 1) * self.SPACING)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if self.plots:
+            # After this event: a height set inside it would not reach the view's viewport, which would
+            # go on showing the old rows.
+            self._refit.start()
 
     def set_halting(self, halting: Sequence[Sequence[float]], cumulative: Sequence[Sequence[float]],
                     iterations: Sequence[int], caps: Sequence[int], threshold: float | None) -> None:
@@ -82,6 +112,7 @@ class HaltingCharts(pg.GraphicsLayoutWidget):
             plot.setXRange(0.4, cap + 0.6, padding=0)
             plot.getAxis("bottom").setTicks([[(i, str(i)) for i in _tick_steps(cap)]])
             plot.setTitle(f"Block {b + 1}  ·  {ran} / {cap}", color=theme.TEXT, size="9pt")
+        self._fit_columns()  # the titles' widths changed
 
 
 def _tick_steps(cap: int) -> list[int]:
