@@ -11,6 +11,7 @@ latency, not FLOPs.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -146,6 +147,15 @@ def training_memory(model_config) -> TrainingMemory:
     return TrainingMemory(parameters, bytes_per_image=max(two - one, 0), bytes_per_batch=max(2 * one - two, 0))
 
 
+def training_memory_key(model_config) -> str:
+    """What ``training_memory`` depends on, as a cache key: the model's settings less those that only weigh
+    the loss or set the halting threshold (the sizing forward runs every iteration whatever the halting)."""
+    settings = dataclasses.asdict(model_config)
+    for name in ("tau", "eps", "threshold", "halting_caps"):
+        settings.pop(name, None)
+    return repr(sorted(settings.items()))
+
+
 def _saved_bytes(model: torch.nn.Module, config, batch: int) -> int:
     """Bytes of the distinct storages autograd saves in a full-depth forward of ``batch`` images."""
     storages: dict[int, torch.UntypedStorage] = {}  # kept alive: no address is reused while counting
@@ -175,19 +185,23 @@ def _saved_bytes(model: torch.nn.Module, config, batch: int) -> int:
 
 
 def memory_problem(memory: TrainingMemory, available: int, where: str = "free on this computer",
-                   batch_size: int = 1) -> str | None:
+                   batch_size: int = 1, training_images: int | None = None) -> str | None:
     """A sentence when training does not fit in ``available`` bytes, else None. It starts with the
-    setting to change: "width: ..." (the parameters alone do not fit) or "batch_size: ..."."""
+    setting to change: "width: ..." (the parameters alone do not fit) or "batch_size: ...". With
+    ``training_images`` given, no batch holds more images than that (the last batch of a small set)."""
+    images = batch_size if not training_images else min(batch_size, training_images)
     weights = memory.parameters * TRAINING_BYTES_PER_PARAMETER
     if weights > available:
         return (f"width: {memory.parameters / 1e6:,.0f} M parameters need about {weights / 2**30:,.1f} GB to train "
                 f"(weights, gradients, optimiser state), more than the {available / 2**30:,.1f} GB {where}: "
                 "choose a smaller width")
-    needed = memory.needed(batch_size)
+    needed = memory.needed(images)
     if needed <= available:
         return None
     largest = memory.largest_batch(available)
     advice = (f"choose a batch size of at most {largest:,}" if largest >= 1
               else "choose a smaller width or image size")
-    return (f"batch_size: a batch of {batch_size:,} images needs about {needed / 2**30:,.1f} GB to train this model "
-            f"(its activations), more than the {available / 2**30:,.1f} GB {where}: {advice}")
+    # said so, or "a batch of 54,000" reads as a typo of ours
+    capped = f" (every training image: a batch of {batch_size:,} never holds more)" if images < batch_size else ""
+    return (f"batch_size: a batch of {images:,} images{capped} needs about {needed / 2**30:,.1f} GB to train this "
+            f"model (its activations), more than the {available / 2**30:,.1f} GB {where}: {advice}")

@@ -52,6 +52,43 @@ def test_a_width_past_the_bound_or_too_big_for_this_computer_blocks_start(qtbot,
     assert row.error == ""
 
 
+def test_a_batch_too_big_for_this_computer_is_flagged_under_the_batch_size_and_blocks_start(qtbot, window, form,
+                                                                                             monkeypatch):
+    """The activations are sized once per model shape, in the UI thread; batch edits rescale them."""
+    import iamnn_studio.engine.estimate as estimate
+    from iamnn_studio.engine.config import ModelConfig
+
+    start, row = window.training.header.start, form.training.rows["batch_size"]
+    values = tiny_run_values(form, train_size=4096)  # 3,072 training images: a batch of 65,536 takes them all
+    form.set_values(values)
+    qtbot.waitUntil(lambda: start.isEnabled() and form.figures is not None and form.preview_data is not None
+                    and form.preview_data.split_sizes(0.25)[0] == 3072, timeout=30_000)
+    key = estimate.training_memory_key(ModelConfig.from_dict(form.values()["model"]).validate())
+    qtbot.waitUntil(lambda: key in form.training_memories, timeout=30_000)
+    memory = form.training_memories[key]
+    assert memory == estimate.training_memory(ModelConfig.from_dict(form.values()["model"]).validate())
+    assert memory.bytes_per_image > 0  # was: TrainingMemory(parameters, 0, 0), no batch ever too big
+
+    available = memory.needed(64)  # the parameters fit, 64 images too, not 3,072 (QA: 65,536 was OOM-killed)
+    monkeypatch.setattr(estimate, "available_memory_bytes", lambda device="cpu": available)
+    form._compute_figures()  # the same model, sized again
+    qtbot.waitUntil(lambda: form.figures is not None and form.figures.available == available, timeout=30_000)
+    form.training.batch_size.setValue(65_536)
+    assert row.error.startswith("a batch of 3,072 images (every training image: a batch of 65,536 never holds more)")
+    assert "choose a batch size of at most 64" in row.error and not row.error_label.isHidden()
+    assert not start.isEnabled() and not form.is_valid and form.model.rows["model.width"].error == ""
+    form.training.batch_size.setValue(32)
+    assert row.error == "" and start.isEnabled()
+
+    form.model.depth.set_value(50)  # a deeper model keeps more per image: sized again, after a pause in editing
+    deeper = estimate.training_memory_key(ModelConfig.from_dict(form.values()["model"]).validate())
+    assert deeper != key and deeper not in form.training_memories
+    qtbot.waitUntil(lambda: deeper in form.training_memories, timeout=30_000)
+    assert form.training_memories[deeper].bytes_per_image > memory.bytes_per_image
+    qtbot.waitUntil(lambda: "batch_size" in form.errors, timeout=30_000)  # 32 images of it no longer fit
+    assert "choose a batch size of at most" in row.error and not start.isEnabled()
+
+
 def test_every_bad_field_gets_its_own_message(form):
     form.training.lr.setText("fast")
     form.training.lr.textEdited.emit("fast")

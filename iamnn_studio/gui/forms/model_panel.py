@@ -32,14 +32,8 @@ class ModelFigures:
     input_text: str  # e.g. "1×28×28, 10 classes"
     train_macs: float = 0.0  # expected MACs of one training image under the run's recipe
     cpu_flops: float = 0.0  # this CPU's measured fp32 matmul FLOP/s (for the time estimate)
-    memory: Any = None  # estimate.TrainingMemory: what training it needs, by batch size
+    memory: Any = None  # estimate.TrainingMemory of the parameters alone (the form sizes the activations)
     available: int = 0  # bytes free on this computer when it was sized
-
-    def memory_problem(self, batch_size: int) -> str | None:
-        """"width: ..." or "batch_size: ..." when training it with ``batch_size`` would not fit, else None."""
-        from iamnn_studio.engine.estimate import memory_problem
-
-        return None if self.memory is None else memory_problem(self.memory, self.available, batch_size=batch_size)
 
     @property
     def text(self) -> str:
@@ -67,7 +61,7 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
         parameters=parameters,
         # parameters only: sizing the activations runs a forward with autograd, and building an autograd
         # graph in a background thread while the UI thread's garbage collector walks tensors crashed the
-        # process (twice in the test suite). The trainer checks the batch before training instead.
+        # process (twice in the test suite). The form sizes them in the UI thread (RunForm.training_memories).
         memory=TrainingMemory(parameters, bytes_per_image=0, bytes_per_batch=0),
         available=available_memory_bytes("cpu"),
         macs_min=int(low),

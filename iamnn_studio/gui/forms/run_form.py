@@ -5,7 +5,9 @@ config's own ``validate()`` (every error shown under its field) -> ``RunConfig``
 Until the engine has loaded (its registries fill the choices), the form says it is loading.
 Two background jobs keep the side panels honest: the dataset preview (which also tells the model
 its input shape) and the model's parameter count and MAC range; both wait for a short pause in
-editing and drop stale results.
+editing and drop stale results. The activations a training image keeps (what decides the largest
+batch that fits in memory) are sized in the UI thread instead, once per model shape: the sizing
+runs a forward with autograd, which crashed the process when run in a worker thread.
 """
 from __future__ import annotations
 
@@ -77,6 +79,9 @@ class RunForm(QWidget):
         self._requested_preview: tuple | None = None  # what the newest preview job decodes, and the one shown
         self._shown_preview: tuple | None = None
         self.figures: ModelFigures | None = None
+        # estimate.training_memory by training_memory_key: sizing blocks this thread (0.1 s, up to 1.4 s for a
+        # ResNet-152 on two busy cores), so once per model shape
+        self.training_memories: dict[str, Any] = {}
         self._valid = False
         self._tasks = BackgroundTasks(self, threads=2)
         self._preview_timer = _single_shot(self, PREVIEW_DEBOUNCE_MS, self._load_preview)
@@ -201,14 +206,21 @@ class RunForm(QWidget):
         self.revalidated.emit()
 
     def _memory_problem(self, values: dict[str, Any]) -> tuple[str, str] | None:
-        """(field, message) when training the sized model with the form's batch would not fit in memory."""
+        """(field, message) when training the sized model with the form's batch would not fit in memory:
+        the trainer's check, with this shape's sized activations (the parameters alone until sized)."""
+        from iamnn_studio.engine.estimate import memory_problem
+
         if self.figures is None:
             return None
         try:
             batch = max(int(values.get("batch_size") or 1), 1)
         except (TypeError, ValueError):
             batch = 1
-        problem = self.figures.memory_problem(batch)
+        key = _training_memory_key(values.get("model", {}))
+        memory = self.training_memories.get(key) or self.figures.memory
+        shown = self.preview_data is not None and self._shown_preview == _shape_key(values.get("data", {}))
+        images = self._split_sizes(values)[0] if shown else None  # as the trainer: no batch beyond the set
+        problem = memory_problem(memory, self.figures.available, batch_size=batch, training_images=images)
         if not problem:
             return None
         field, _, message = problem.partition(": ")
@@ -370,6 +382,23 @@ class RunForm(QWidget):
             self.model.show_figures(None, "Parameters and MACs appear once the images have been read.")
             return
         self._tasks.submit("figures", lambda: model_figures(model), self._on_figures, self._on_figures_error)
+        self._size_training_memory(model)  # here, after the pause in editing that the figures wait for
+
+    def _size_training_memory(self, model: dict[str, Any]) -> None:
+        """Size the activations of this model shape's training, in the UI thread (see the module's note;
+        ``training_memory`` pauses the garbage collector around its forward, as in the trainer). Batch
+        edits then only rescale the per-image bytes."""
+        from iamnn_studio.engine.config import ModelConfig
+        from iamnn_studio.engine.estimate import training_memory
+
+        key = _training_memory_key(model)
+        if key is None or key in self.training_memories:
+            return
+        try:
+            self.training_memories[key] = training_memory(ModelConfig.from_dict(model).validate())
+        except Exception:  # noqa: BLE001 - e.g. a plugin's block that does not build: the figures say why
+            return
+        self.revalidate()
 
     _figures_problem: str | None = None
     _calibration_error: str | None = None  # the error under the split that comes from the preview's counts
@@ -408,6 +437,17 @@ def merge_onto_defaults(values: dict[str, Any]) -> dict[str, Any]:
 def _shape_key(data: dict[str, Any]) -> tuple:
     """The data settings that decide a dataset's input shape."""
     return data.get("name"), data.get("root"), data.get("image_size"), repr(sorted((data.get("options") or {}).items()))
+
+
+def _training_memory_key(model: dict[str, Any]) -> str | None:
+    """The model shape's key in ``RunForm.training_memories``; None while the model settings are invalid."""
+    from iamnn_studio.engine.config import ModelConfig
+    from iamnn_studio.engine.estimate import training_memory_key
+
+    try:
+        return training_memory_key(ModelConfig.from_dict(model).validate())
+    except (ValueError, TypeError):
+        return None
 
 
 def _single_shot(parent: QWidget, interval_ms: int, slot) -> QTimer:
