@@ -270,6 +270,26 @@ def test_image_folder_of_grayscale_images_has_one_channel(tmp_path):
     assert bundle.in_channels == 1 and len(bundle.mean) == 1
 
 
+def test_a_glance_at_an_image_folder_tells_its_classes_and_only_colour_for_sure(tmp_path):
+    from iamnn_studio.engine.data import known_channels_and_classes
+
+    def glance(folder):
+        return known_channels_and_classes(DataConfig(name="imagefolder", root=str(folder)))
+
+    _image_folder(tmp_path / "colour")
+    (tmp_path / "colour" / "apple" / "0.jpg").write_bytes(b"not an image: skipped, as loading skips it")
+    _image_folder(tmp_path / "grey", mode="L")  # grey first: a colour image further on would make the set colour
+    _image_folder(tmp_path / "split" / "train", mode="L")
+    (tmp_path / "split" / "train" / "pear").mkdir()  # classes are train/'s folders, empty or not
+    _image_folder(tmp_path / "split" / "val", per_class=1)
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    assert glance(tmp_path / "colour") == (3, 3)
+    assert glance(tmp_path / "grey") == (None, 3)
+    assert glance(tmp_path / "split") == (None, 4)
+    assert glance(tmp_path / "one") == glance(tmp_path / "missing") == (None, None)  # loading says what is wrong
+    assert known_channels_and_classes(DataConfig(name="synthetic")) == (1, 10)  # a declared shape
+
+
 def test_image_folder_with_one_class_is_refused(tmp_path):
     folder = tmp_path / "only"
     folder.mkdir()

@@ -180,6 +180,64 @@ def test_the_cli_says_a_start_checkpoint_of_other_channels_in_one_line_without_w
     assert not runs.exists() or list(runs.iterdir()) == []
 
 
+def image_folder_run(folder: Path, mode: str, checkpoint_channels: int, checkpoint_classes: int) -> RunConfig:
+    """A run on a two-class folder of 8 px ``mode`` PNGs the test writes, starting from a checkpoint of the same
+    network for other images (an image folder declares no shape before it is loaded)."""
+    from PIL import Image
+
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.model import build_model
+
+    for index, name in enumerate(("cats", "dogs")):
+        (folder / "images" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (8, 8), (40 * i, 200 * index, 90)).convert(mode).save(folder / "images" / name / f"{i}.png")
+    config = tiny_config()
+    config.data.name, config.data.root, config.data.options = "imagefolder", str(folder / "images"), {}
+    config.data.image_size = 8
+    other = copy.deepcopy(config.model)
+    other.in_channels, other.num_classes, other.image_size = checkpoint_channels, checkpoint_classes, 8
+    save_checkpoint(folder / "other.pt", build_model(other), classes=[str(i) for i in range(checkpoint_classes)],
+                    mean=[0.5] * checkpoint_channels, std=[0.25] * checkpoint_channels)
+    config.init_from = str(folder / "other.pt")
+    return config
+
+
+@pytest.mark.parametrize(("mode", "channels", "classes", "said"), [
+    ("L", 1, 3, "images of 1 channel and 3 classes, this run's dataset imagefolder has 2 classes"),
+    ("RGB", 1, 2, "images of 1 channel and 2 classes, this run's dataset imagefolder has 3 channels and 2 classes"),
+])
+def test_an_image_folder_of_other_classes_or_colour_images_is_said_once_before_any_process_starts(
+        tmp_runs, tmp_path, mode, channels, classes, said):
+    """Its class folders and first image tell; it used to be said by every worker, with tracebacks."""
+    config = image_folder_run(tmp_path, mode, channels, classes)
+    with pytest.raises(ValueError, match=rf"^init_from: .*other.pt holds a network for {said}; choose a dataset"):
+        launch(config, 2, runs_dir=tmp_runs, master_port=free_port())
+    assert list(tmp_runs.iterdir()) == []
+
+
+@pytest.mark.timeout(180)
+def test_an_image_folder_mismatch_only_the_workers_can_tell_is_one_line_without_tracebacks(tmp_path):
+    """Grey images and a colour checkpoint: one colour image anywhere would make the set colour, so the workers
+    load the folder and refuse; torch's launcher used to print each failed worker's traceback."""
+    import os
+    import subprocess
+
+    config = image_folder_run(tmp_path, "L", 3, 2)
+    config.save(tmp_path / "run.toml")
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "iamnn_studio", "train", "--config", str(tmp_path / "run.toml"), "--runs-dir", str(runs),
+         "--nproc-per-node", "2", "--master-port", str(free_port())],
+        cwd=REPO, capture_output=True, text=True, timeout=170, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error: init_from: {tmp_path / 'other.pt'} holds an IamNN (units 1-2-2-1) of width 4 on "
+                           "3x8x8 images for 2 classes; this run builds an IamNN (units 1-2-2-1) of width 4 on "
+                           "1x8x8 images for 2 classes"), line
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
 def test_a_multi_node_launch_says_what_it_waits_for(tmp_runs, monkeypatch):
     import iamnn_studio.engine.distributed as distributed
 

@@ -187,15 +187,19 @@ def _check_same_network(start: Path, config: RunConfig) -> None:
         if mine != other:
             raise ValueError(f"init_from: {start} holds a network of {name} {other}, this run builds {name} {mine}; "
                              "choose the same architecture, depth, iterations and width")
-    from .data import declared_input_shape
+    from .data import known_channels_and_classes
 
-    shape = declared_input_shape(config.data)  # None for an image folder: only loading tells (the workers check)
-    if shape is not None and (shape.channels, shape.classes) != (theirs.in_channels, theirs.num_classes):
-        def images(channels: int, classes: int) -> str:
-            return f"{channels} channel{'s' * (channels != 1)} and {classes} class{'es' * (classes != 1)}"
+    # An image folder's classes are its class folders, its channels told only by a colour first image: what a
+    # glance leaves open (None), the workers check once the data is loaded.
+    channels, classes = known_channels_and_classes(config.data)
+    if channels not in (None, theirs.in_channels) or classes not in (None, theirs.num_classes):
+        def images(channels: int | None, classes: int | None) -> str:
+            counts = [] if channels is None else [f"{channels} channel{'s' * (channels != 1)}"]
+            counts += [] if classes is None else [f"{classes} class{'es' * (classes != 1)}"]
+            return " and ".join(counts)
 
         raise ValueError(f"init_from: {start} holds a network for images of {images(theirs.in_channels, theirs.num_classes)}, "
-                         f"this run's dataset {config.data.name} has {images(shape.channels, shape.classes)}; "
+                         f"this run's dataset {config.data.name} has {images(channels, classes)}; "
                          "choose a dataset of the same channels and class count")
 
 
@@ -292,22 +296,33 @@ def _elastic_launch(launch_config, config, runs_dir: str, run_dir, resume: bool)
 @contextlib.contextmanager
 def _launcher_warnings_muted():
     """On Ctrl-C the launcher logs "Received 2 death signal, shutting down workers" and "Closing process
-    ... via signal SIGINT" as warnings: the run's own "stopped" line says it; its errors still show."""
+    ... via signal SIGINT" as warnings: the run's own "stopped" line says it. Its errors still show, except the
+    traceback of a worker that ended with the trainer's own sentence (``WorkerFailed``): the caller says that."""
     import logging
 
     import torch.distributed.elastic.agent.server.api  # noqa: F401  (creates the loggers to quiet)
+    import torch.multiprocessing.spawn  # noqa: F401  ("Terminating process ... via signal SIGTERM": the others)
 
     # each of the launcher's modules sets its own logger's level (torch.distributed.elastic.utils.logging)
     loggers = [logging.getLogger(name) for name, logger in list(logging.Logger.manager.loggerDict.items())
-               if name.startswith("torch.distributed.elastic") and isinstance(logger, logging.Logger)]
+               if name.startswith(("torch.distributed.elastic", "torch.multiprocessing"))
+               and isinstance(logger, logging.Logger)]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
+        logger.addFilter(_without_worker_failures)
     try:
         yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+            logger.removeFilter(_without_worker_failures)
+
+
+def _without_worker_failures(record) -> bool:
+    """A logging filter: drops the launcher's report of a worker that raised ``WorkerFailed``."""
+    error = record.exc_info[1] if record.exc_info else None
+    return error is None or f"{WorkerFailed.__module__}.{WorkerFailed.__name__}: " not in str(error)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,8 @@ from .bundle import DatasetBundle, ImageTensors, channel_stats, class_counts, pr
 __all__ = [
     "AUGMENT_MODES", "augment_steps", "DATASETS", "DatasetBundle", "DatasetProvider", "ImageTensors", "InputShape", "augment_batch",
     "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root", "declared_input_shape",
-    "default_augment", "iterate_batches", "load_dataset", "normalize", "preview", "resize_images", "split_off",
+    "default_augment", "iterate_batches", "known_channels_and_classes", "load_dataset", "normalize", "preview",
+    "resize_images", "split_off",
 ]
 
 
@@ -71,6 +72,21 @@ def declared_input_shape(cfg: DataConfig) -> InputShape | None:
     if shape is not None and cfg.image_size is not None:
         shape = shape._replace(size=cfg.image_size)  # load_dataset resizes to it
     return shape
+
+
+def known_channels_and_classes(cfg: DataConfig) -> tuple[int | None, int | None]:
+    """The image channels and class count ``load_dataset(cfg)`` will give, each None where a glance cannot tell:
+    the declared shape, or for an image folder its class folders and first image (no loading)."""
+    shape = declared_input_shape(cfg)
+    if shape is not None:
+        return shape.channels, shape.classes
+    try:
+        provider = dataset_provider(cfg.name)
+    except ValueError:
+        return None, None
+    if isinstance(provider, imagefolder.ImageFolderProvider):
+        return imagefolder.peek_channels_and_classes(cfg)
+    return None, None
 
 
 def default_augment(name: str) -> str:

@@ -7,9 +7,11 @@ skipped and counted, never fatal: one stray ``Thumbs.db`` must not stop a run.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -86,6 +88,29 @@ class ImageFolderProvider(DatasetProvider):
         )
 
 
+def peek_channels_and_classes(cfg: DataConfig) -> tuple[int | None, int | None]:
+    """(channels, classes) that ``load`` will give, as far as a glance tells: the class folders, and the first
+    image of the training split decoded (in loading's order). Either is None where a glance cannot tell: a grey
+    first image leaves the channels open (one colour image anywhere makes the set colour), and an unusable
+    folder leaves both (loading says what is wrong). For checks before loading, e.g. before starting processes.
+    """
+    if not cfg.root or not Path(cfg.root).expanduser().is_dir():
+        return None, None
+    train = _split_dirs(Path(cfg.root).expanduser())["train"]
+    try:
+        classes = _class_dirs(train)
+    except OSError:
+        return None, None
+    if len(classes) < 2:
+        return None, None
+    files = itertools.chain.from_iterable(_class_files(train / name) for name in classes)
+    for path in itertools.islice(files, 20):  # past a few unreadable files (a Thumbs.db), as loading skips them
+        decoded = _decode(path, 8)
+        if decoded is not None:
+            return (None if decoded[1] else 3), len(classes)
+    return None, len(classes)
+
+
 def _split_dirs(folder: Path) -> dict[str, Path]:
     """train/val/test subfolders when ``train/`` exists, else the folder itself as the training pool."""
     if not (folder / "train").is_dir():
@@ -107,15 +132,14 @@ def _list_samples(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
     unknown = sorted(set(_class_dirs(folder)) - set(classes))
     if unknown:
         raise ValueError(f"{folder} has class folder(s) not in train/: {', '.join(unknown)}")
-    samples = []
-    for label, name in enumerate(classes):
-        class_dir = folder / name
-        if not class_dir.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            samples += [(os.path.join(dirpath, f), label) for f in sorted(filenames) if not f.startswith(".")]
-    return samples
+    return [(path, label) for label, name in enumerate(classes) for path in _class_files(folder / name)]
+
+
+def _class_files(class_dir: Path) -> Iterator[str]:
+    """The files of one class folder, its subfolders included, in a fixed order (hidden ones left out)."""
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):  # nothing for a missing folder
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        yield from (os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith("."))
 
 
 def _decode_all(samples: list[tuple[str, int]], size: int) -> tuple[dict[str, tuple[np.ndarray, bool]], list[str]]:
