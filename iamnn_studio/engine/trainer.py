@@ -963,7 +963,8 @@ class Trainer:
             self.run_dir.write_eval(result)
         except OSError as exc:  # a read-only or full disk must not cost the results: the evaluated event has them
             self._emit("evaluated", **summary, split=split, path=None)
-            self._warn_unsaved(f"the {split} evaluation", self.run_dir.eval_path, exc, "the numbers are in this log only")
+            self._warn_unsaved(f"the {split} evaluation", self.run_dir.eval_path, exc,
+                               "the numbers are in this log only")
             return
         self._emit("evaluated", **summary, split=split, path=str(self.run_dir.eval_path))
 
