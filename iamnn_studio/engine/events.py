@@ -13,6 +13,8 @@ Kinds and their ``data`` keys:
 - ``evaluated``: the eval.json summary (top1, top5, macs stats)
 - ``finished``: reason ("completed", "stopped", "max_steps"), best_accuracy, run_dir
 - ``failed``: reason (one human sentence), run_dir
+- ``log``: message (a sentence for the run's log), level ("warning" where something was lost or refused and
+  the run goes on, e.g. a result the run folder could not take; absent: information)
 """
 from __future__ import annotations
 

@@ -197,8 +197,8 @@ class RunLog(QPlainTextEdit):
         self.setStyleSheet(f"QPlainTextEdit {{ background: {COLORS['surface']}; border: 1px solid {COLORS['border']};"
                            " border-radius: 6px; padding: 4px; }")
 
-    def add(self, text: str, *, muted: bool = False) -> None:
-        color = COLORS["text_muted"] if muted else COLORS["text"]
+    def add(self, text: str, *, muted: bool = False, warning: bool = False) -> None:
+        color = COLORS["warning"] if warning else COLORS["text_muted"] if muted else COLORS["text"]
         self.appendHtml(f"<span style='color:{color}'>{html.escape(text)}</span>")
         self.verticalScrollBar().setValue(self.verticalScrollBar().maximum())
 
@@ -587,7 +587,11 @@ class TrainingView(QWidget):
         self._add_log(text)
 
     def _event_log(self, data: dict) -> None:
-        self._add_log(str(data.get("message", "")), muted_line=True)
+        message = str(data.get("message", ""))
+        if data.get("level") == "warning":  # e.g. a result the run folder could not take: it must stand out
+            self.log.add(f"Warning: {message}", warning=True)
+        else:
+            self._add_log(message, muted_line=True)
 
     def _event_finished(self, data: dict) -> None:
         self.outcome = str(data.get("reason", "completed"))

@@ -154,6 +154,18 @@ def test_the_log_says_a_checkpoint_saved_again_after_calibration_holds_the_calib
                                          "Saved the calibrated model to best.pt"]
 
 
+def test_a_warning_from_the_trainer_stands_out_in_the_run_log(window):
+    from iamnn_studio.gui.style import COLORS
+
+    training = window.training
+    training._event_log({"message": "calibrating the halting head on 600 held-out images"})
+    training._event_log({"message": "could not save the test evaluation to /r/eval.json", "level": "warning"})
+    assert training.log.lines()[-2:] == ["calibrating the halting head on 600 held-out images",
+                                         "Warning: could not save the test evaluation to /r/eval.json"]
+    page = training.log.document().toHtml().lower()
+    assert page.count(COLORS["warning"].lower()) == 1  # only the warning line is drawn in the warning colour
+
+
 @pytest.mark.parametrize("trainer, words", [(FailingTrainer, "out of GPU memory"), (CrashingTrainer, "ran out of memory")])
 def test_a_training_failure_is_shown_and_the_window_stays_usable(qtbot, window, monkeypatch, record_dialogs,
                                                                  trainer, words):
