@@ -438,19 +438,11 @@ class Trainer:
         from .estimate import available_memory_bytes, memory_problem, training_memory
 
         where = "of this GPU" if self.device.type == "cuda" else "free on this computer"
-        batch = self._largest_batch(config)
+        data = getattr(self, "data", None)
         problem = memory_problem(training_memory(config.model), available_memory_bytes(self.device), where,
-                                 batch_size=batch)
-        if problem and batch < config.batch_size:  # said so, or "a batch of 54,000" reads as a typo of ours
-            problem = problem.replace(f"a batch of {batch:,} images", f"a batch of {batch:,} images (every training "
-                                      f"image: a batch of {config.batch_size:,} never holds more)", 1)
+                                 batch_size=config.batch_size, training_images=len(data.train) if data is not None else None)
         if problem:
             raise ValueError(problem)
-
-    def _largest_batch(self, config: RunConfig) -> int:
-        """The most images a training step of this process takes: no batch is larger than the data."""
-        data = getattr(self, "data", None)
-        return min(config.batch_size, len(data.train)) if data is not None and len(data.train) else config.batch_size
 
     def _create_run_dir(self, config: RunConfig) -> None:
         """Rank 0 makes the folder (numbered if the name is taken) and tells the others its path."""
