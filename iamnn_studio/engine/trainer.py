@@ -439,8 +439,9 @@ class Trainer:
 
         where = "of this GPU" if self.device.type == "cuda" else "free on this computer"
         data = getattr(self, "data", None)
+        images = len(data.train) if data is not None else None
         problem = memory_problem(training_memory(config.model), available_memory_bytes(self.device), where,
-                                 batch_size=config.batch_size, training_images=len(data.train) if data is not None else None)
+                                 batch_size=config.batch_size, training_images=images)
         if problem:
             raise ValueError(problem)
 
