@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -61,6 +61,13 @@ NOT_EVALUATED = "Not evaluated on the test set yet. Evaluate now writes eval.jso
 EVALUATE_PROMPT = ("Evaluating measures the best checkpoint on the test images and writes eval.json: accuracy, the "
                    "confusion matrix, per-image compute, iteration histograms, the easiest and hardest images and "
                    "the threshold sweep. It runs in the background.")
+
+#: Effective states (engine ``runs.effective_state``) of a run whose process is alive and still writing its
+#: checkpoints: evaluating one would measure a model that is replaced under you.
+LIVE_STATES = ("running", "paused")
+STILL_TRAINING = "This run is still training: evaluate it when it ends or after you stop it."
+#: While the shown run is training, its status is read again this often, so Evaluate comes back once it ends.
+LIVE_REFRESH_MS = 5000
 
 
 # ==================================================================== what a run folder holds
@@ -197,6 +204,8 @@ class AnalysisView(QWidget):
         self._cancel_evaluation: threading.Event | None = None
         self._compare_checked: set[str] = set()
         self._compare_folder: Path | None = None
+        self._live = QTimer(self, interval=LIVE_REFRESH_MS)
+        self._live.timeout.connect(self._check_training_ended)
         self._build()
         self._show_empty()
         app = QCoreApplication.instance()
@@ -244,6 +253,11 @@ class AnalysisView(QWidget):
         self.progress.setTextVisible(False)
         self.progress_label = QLabel()
         self.progress_label.setProperty("role", "muted")
+        self.evaluate_note = QLabel()  # why Evaluate again is off (without eval.json the prompt below says it)
+        self.evaluate_note.setProperty("role", "muted")
+        self.evaluate_note.setWordWrap(True)
+        self.evaluate_note.setMaximumWidth(320)
+        self.evaluate_note.hide()
         for widget in (self.cancel_button, self.progress, self.progress_label):
             widget.hide()
         header = QHBoxLayout()
@@ -252,6 +266,7 @@ class AnalysisView(QWidget):
         header.addWidget(self.progress_label)
         header.addWidget(self.progress)
         header.addWidget(self.cancel_button)
+        header.addWidget(self.evaluate_note)
         header.addWidget(self.evaluate_button)
         self.banner = MessageBanner()
 
@@ -486,6 +501,10 @@ class AnalysisView(QWidget):
         else:
             self.banner.hide()
         self._update_evaluate_button()
+        if state in LIVE_STATES:
+            self._live.start()
+        else:
+            self._live.stop()
         self._fill_tiles(report)
         evaluation = report.evaluation
         for section in self._evaluation_sections:
@@ -516,8 +535,13 @@ class AnalysisView(QWidget):
         self.prompt_button.setEnabled(can and not running)
         self.evaluate_button.setText("Evaluate again" if report is not None and report.evaluation else "Evaluate now")
         self.evaluate_button.setToolTip(blocker or "Measure the best checkpoint on the test split and write eval.json")
-        if blocker:  # a greyed-out button alone does not say why
-            self.evaluate_prompt.set_text("This run cannot be evaluated", blocker)
+        # a greyed-out button alone does not say why: the prompt says it, or the note beside the button
+        self.evaluate_note.setText(blocker)
+        self.evaluate_note.setVisible(bool(blocker) and report is not None and report.evaluation is not None)
+        if blocker:
+            still_training = report is not None and report.state in LIVE_STATES
+            title = "Still training" if still_training else "This run cannot be evaluated"
+            self.evaluate_prompt.set_text(title, blocker)
         else:
             self.evaluate_prompt.set_text("Not evaluated on the test set yet", EVALUATE_PROMPT)
 
@@ -648,7 +672,11 @@ class AnalysisView(QWidget):
     @Slot()
     def evaluate_now(self) -> None:
         report = self._report
-        if report is None or report.checkpoint is None or report.config is None or self._evaluator.is_busy():
+        if _evaluation_blocker(report) or self._evaluator.is_busy():
+            return
+        runs = import_engine("runs")
+        if runs.effective_state(runs.RunDirectory(report.path).read_status())[0] in LIVE_STATES:
+            self.show_run(str(report.path))  # training went on since the run was read: show that instead
             return
         cancel = threading.Event()
         self._cancel_evaluation = cancel
@@ -689,6 +717,27 @@ class AnalysisView(QWidget):
         self.progress_label.setText("Starting…")
         self._evaluator.submit(work, self._on_evaluated, self._on_evaluation_failed)
         self._update_evaluate_button()
+
+    @Slot()
+    def _check_training_ended(self) -> None:
+        """Read the shown run's state again (it is training); a new state means it ended: show it anew."""
+        report = self._report
+        if report is None:
+            self._live.stop()
+            return
+        if self._runner.is_busy():  # reading the run (or comparisons) already: ask on the next tick
+            return
+        path, state = report.path, report.state
+
+        def work(progress):
+            runs = import_engine("runs")
+            return runs.effective_state(runs.RunDirectory(path).read_status())[0]
+
+        def done(now: str) -> None:
+            if now != state and self._report is report:
+                self.show_run(str(path))
+
+        self._runner.submit(work, done)
 
     @Slot()
     def shutdown(self) -> None:
@@ -872,6 +921,8 @@ def _evaluation_blocker(report: RunReport | None) -> str:
     """Why ``report``'s run cannot be evaluated, or "" if it can."""
     if report is None:
         return "Open a run first."
+    if report.state in LIVE_STATES:
+        return STILL_TRAINING
     if report.checkpoint is None:
         return "The run has no checkpoint (checkpoints/best.pt or last.pt) to evaluate."
     if report.config is None:

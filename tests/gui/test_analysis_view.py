@@ -356,3 +356,57 @@ def test_the_figures_stack_in_one_column_when_two_do_not_fit(qtbot, view, tmp_pa
     view.resize(1000, 700)  # a 1024-px window: side by side the confusion matrix's counts would overlap
     assert column_of(view.sweep_section) == (0, 2) and column_of(view.spectrum_section) == (0, 2)
     assert column_of(view.confusion_section) == (0, 2)
+
+
+def _set_status(run: Path, **changes) -> None:
+    (run / "status.json").write_text(json.dumps({**json.loads((run / "status.json").read_text()), **changes}))
+
+
+def test_a_run_still_training_cannot_be_evaluated_until_it_ends(qtbot, tmp_path, monkeypatch):
+    """Evaluating a checkpoint that training is still rewriting gives figures for a model that is gone."""
+    import os
+    import socket
+
+    from iamnn_studio.gui import analysis_view
+
+    monkeypatch.setattr(analysis_view, "LIVE_REFRESH_MS", 50)  # the view re-reads a training run's status
+    view = AnalysisView()
+    qtbot.addWidget(view)
+    view.resize(1200, 800)
+    view.show()
+    alive = {"state": "running", "pid": os.getpid(), "host": socket.gethostname()}  # this process: alive
+    run = _run_with_checkpoint(tmp_path, "training-now", **alive)
+    show(qtbot, view, run)
+    assert "running" in view.subtitle.text()
+    assert not view.evaluate_button.isEnabled() and not view.prompt_button.isEnabled()
+    for reason in (view.evaluate_button.toolTip(), view.evaluate_prompt.text.text()):
+        assert "still training" in reason and "when it ends or after you stop it" in reason
+
+    _set_status(run, state="completed")  # training ended: Evaluate comes back by itself
+    qtbot.waitUntil(lambda: view.evaluate_button.isEnabled(), timeout=TIMEOUT)
+    assert view.prompt_button.isEnabled() and "still training" not in view.evaluate_button.toolTip()
+    assert "completed" in view.subtitle.text()
+
+    # Evaluated once, then continued: "Evaluate again" is off too, and says why beside it
+    (run / "eval.json").write_text(json.dumps(made_up_eval()))
+    _set_status(run, **alive)
+    show(qtbot, view, run)
+    assert view.evaluate_button.text() == "Evaluate again" and not view.evaluate_button.isEnabled()
+    assert view.evaluate_note.isVisible() and "still training" in view.evaluate_note.text()
+    _set_status(run, state="stopped")
+    qtbot.waitUntil(lambda: view.evaluate_button.isEnabled(), timeout=TIMEOUT)
+    assert not view.evaluate_note.isVisible()
+
+
+def test_evaluate_checks_the_run_is_not_training_again_since_it_was_read(qtbot, view, tmp_path):
+    import os
+    import socket
+
+    run = _run_with_checkpoint(tmp_path, "continued")
+    show(qtbot, view, run)
+    assert view.evaluate_button.isEnabled()
+    _set_status(run, state="running", pid=os.getpid(), host=socket.gethostname())  # continued by now
+    with qtbot.waitSignal(view.report_shown, timeout=TIMEOUT):
+        view.evaluate_button.click()
+    assert not view._evaluator.is_busy() and not (run / "eval.json").exists()
+    assert not view.evaluate_button.isEnabled() and "still training" in view.evaluate_button.toolTip()
