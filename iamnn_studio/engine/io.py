@@ -1,11 +1,27 @@
 """Atomic file writes: killing the process at any instant leaves the old file or the new one."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, IO
+
+
+def unsaved_reason(error: OSError) -> str:
+    """Why a run-folder file could not be written, in words ("the disk is full"), for the trainer's warnings
+    and the Study tab. Without the error's file name: callers name the file (the error's is often the temp
+    file written first)."""
+    reasons = {
+        errno.EROFS: "the run folder is on a read-only disk or mount",
+        errno.EACCES: "you have no permission to write in the run folder",
+        errno.EPERM: "you have no permission to write in the run folder",
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "your disk quota is used up",
+        errno.ENOENT: "the run folder no longer exists",
+    }
+    return reasons.get(error.errno) or (error.strerror or str(error)).rstrip(".")
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:

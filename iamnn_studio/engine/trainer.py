@@ -45,6 +45,7 @@ from .config import ModelConfig, RunConfig
 from .distributed import Collective
 from .events import Event, Listener
 from .optim import build_optimizer, build_scheduler, planned_steps
+from .io import unsaved_reason
 from .runs import STEP_LIMIT_REASON, RunDirectory
 
 log = logging.getLogger(__name__)
@@ -1123,24 +1124,6 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- helpers
-def unsaved_reason(error: OSError) -> str:
-    """Why a file could not be written, in words, as the Study tab says it when it cannot save eval.json.
-
-    Without the error's file name: the caller names the file (the error's is often the temp file written first).
-    """
-    import errno
-
-    reasons = {
-        errno.EROFS: "the run folder is on a read-only disk or mount",
-        errno.EACCES: "you have no permission to write in the run folder",
-        errno.EPERM: "you have no permission to write in the run folder",
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "your disk quota is used up",
-        errno.ENOENT: "the run folder no longer exists",
-    }
-    return reasons.get(error.errno) or (error.strerror or str(error)).rstrip(".")
-
-
 def _network(model: ModelConfig) -> str:
     """"an IamNN (units 3-4-6-3) of width 16 on 1x28x28 images", to compare two networks in one sentence."""
     kind = "a ResNet" if model.architecture == "resnet" else "an IamNN"

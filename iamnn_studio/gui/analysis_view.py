@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine import io
 from ..engine.runs import epochs_text
 from ..engine.tradeoff import halting_tradeoff
 from .widgets import formatting, theme
@@ -901,20 +902,9 @@ def comparison_rows(report: RunReport, with_one_iteration: bool = True) -> list[
 
 
 def unsaved_reason(error: OSError) -> str:
-    """Why eval.json could not be written, in words ("the run folder is on a read-only disk (...)")."""
-    import errno
-
+    """Why eval.json could not be written, in words, with the file the error names."""
     where = f" ({error.filename})" if getattr(error, "filename", None) else ""
-    reasons = {
-        errno.EROFS: "the run folder is on a read-only disk or mount",
-        errno.EACCES: "you have no permission to write in the run folder",
-        errno.EPERM: "you have no permission to write in the run folder",
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "your disk quota is used up",
-        errno.ENOENT: "the run folder no longer exists",
-    }
-    reason = reasons.get(error.errno) or (error.strerror or str(error)).rstrip(".")
-    return reason + where
+    return io.unsaved_reason(error) + where
 
 
 def _evaluation_blocker(report: RunReport | None) -> str:
