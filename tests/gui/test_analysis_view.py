@@ -410,3 +410,17 @@ def test_evaluate_checks_the_run_is_not_training_again_since_it_was_read(qtbot, 
         view.evaluate_button.click()
     assert not view._evaluator.is_busy() and not (run / "eval.json").exists()
     assert not view.evaluate_button.isEnabled() and "still training" in view.evaluate_button.toolTip()
+
+
+@pytest.mark.parametrize("width", [960, 1024])
+def test_a_summary_tile_grows_to_show_its_whole_detail_below_the_value(qtbot, styled_app, view, tmp_path, width):
+    run = make_run(tmp_path / "runs", "iamnn-run", evaluation=made_up_eval())
+    show(qtbot, view, run)
+    view.resize(width, 640)  # narrowed with the report shown: the detail wraps onto more lines
+    tile = view.adaptivity_tile
+    qtbot.wait(50)  # the layout settles on the new width
+    detail, value = tile.detail, tile.value
+    assert tile.value.text() == "Adapts" and "vs fixed counts" in detail.text()
+    assert detail.height() >= detail.heightForWidth(detail.width())  # no wrapped line cut off
+    assert detail.y() >= value.geometry().bottom()  # under the large value, not over it
+    assert detail.geometry().bottom() <= tile.contentsRect().bottom()

@@ -52,7 +52,9 @@ class FigureTile(QFrame):
         super().__init__(parent)
         self.setObjectName("figureTile")
         self.setStyleSheet(theme.card_stylesheet("figureTile"))
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        # Preferred, not Fixed, vertically: a fixed height is the width-blind size hint, so a detail
+        # that wraps onto one more line in a narrow window would be cut off and drawn over the value.
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.caption = QLabel(caption.upper())
         self.caption.setStyleSheet(f"color: {theme.TEXT_MUTED}; font-size: 8pt; font-weight: 600; letter-spacing: 1px;")
         self.value = QLabel("–")
