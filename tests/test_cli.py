@@ -314,6 +314,27 @@ def test_a_config_file_says_no_step_limit_with_0_as_the_command_line_does(tmp_pa
     assert code == 2 and err.rstrip().endswith("batch_size: must be a positive integer, got true")  # TOML's word
 
 
+@pytest.mark.parametrize("toml, message", [
+    ('[data]\nroot = ["a"]\n', "data.root: needs a folder path, got ['a']"),
+    ("[data]\nroot = 5\n", "data.root: needs a folder path, got 5"),
+    ('[data]\ndownload = "yes"\n', "data.download: must be true or false, got 'yes'"),
+    ("[data]\noptions = 3\n", "data.options: expected a table of the dataset's options, got 3"),
+    ('amp = "no"\n', "amp: must be true or false, got 'no'"),  # a string "no" was taken as on
+    ("calibrate_halting = 1\n", "calibrate_halting: must be true or false, got 1"),
+    ("[model]\niterations = 3\n", "iterations: needs four positive integers, got 3"),
+    ("[model]\niterations = [1, 2, true, 1]\n", "iterations: needs four positive integers, got (1, 2, True, 1)"),
+    ("[model]\nhalting_caps = 2\n", "halting_caps: needs one integer per block between 1 and its cap"),
+    ("[model]\nmode = 3\n", "mode: must be 'adaptive', 'fixed:N' or 'max', got 3"),
+    ("epochs = 99999999999999999999\n", "epochs: must be at most 100000, got 99999999999999999999"),
+])
+def test_a_config_file_with_a_wrong_type_is_one_line_exit_2(tmp_path, toml, message):
+    """QA: these were unexpected TypeErrors (a traceback log), accepted as truthy, or trained for ever."""
+    (tmp_path / "bad.toml").write_text(toml)
+    code, out, err = run_cli("train", "--config", tmp_path / "bad.toml", "--save-config", tmp_path / "out.toml")
+    assert (code, out) == (2, "") and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "out.toml").exists()
+
+
 def test_a_negative_step_limit_is_refused_saying_that_0_is_allowed(tmp_path):
     code, out, err = run_cli("train", "--max-steps", "-1", "--save-config", tmp_path / "s.toml")
     assert code == 2 and out == "" and not (tmp_path / "s.toml").exists()

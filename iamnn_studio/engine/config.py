@@ -33,6 +33,7 @@ MAX_ITERATIONS = 256
 MAX_WIDTH = 1024
 MAX_BOTTLENECK_RATIO = 16
 MAX_IMAGE_SIZE = 2048
+MAX_EPOCHS = 100_000
 #: Training augmentations, applied in this order (``data/augment.py``); ``data.augment`` is "none" or
 #: one or more of them joined by "-": crop-flip, crop-flip-erase, ...
 AUGMENT_STEPS = ("crop", "flip", "erase")
@@ -124,8 +125,8 @@ class ModelConfig:
                 "depth", f"{self.depth!r} is not a ResNet depth; choose one of {sorted(DEPTH_ITERATIONS)}"
             )
         if self.iterations is not None:
-            caps = tuple(self.iterations)
-            if len(caps) != 4 or any((not isinstance(n, int)) or n < 1 for n in caps):
+            caps = tuple(self.iterations) if isinstance(self.iterations, (list, tuple)) else ()
+            if len(caps) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in caps):
                 raise _field_error("iterations", f"needs four positive integers, got {self.iterations!r}")
             if max(caps) > MAX_ITERATIONS:
                 raise _field_error("iterations", f"at most {MAX_ITERATIONS} iterations per block, got {max(caps)}")
@@ -138,7 +139,7 @@ class ModelConfig:
             raise _field_error("image_size", f"must be at least 8 pixels, got {self.image_size}")
         if self.stem not in STEMS:
             raise _field_error("stem", f"must be one of {STEMS}, got {self.stem!r}")
-        if self.mode not in ("adaptive", "max") and not self.mode.startswith("fixed:"):
+        if not isinstance(self.mode, str) or (self.mode not in ("adaptive", "max") and not self.mode.startswith("fixed:")):
             raise _field_error("mode", f"must be 'adaptive', 'fixed:N' or 'max', got {self.mode!r}")
         if self.mode.startswith("fixed:"):
             try:
@@ -158,7 +159,7 @@ class ModelConfig:
         if self.architecture not in ARCHITECTURES:
             raise _field_error("architecture", f"must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.halting_caps is not None:
-            limits = tuple(self.halting_caps)
+            limits = tuple(self.halting_caps) if isinstance(self.halting_caps, (list, tuple)) else ()
             if (len(limits) != len(self.caps) or any(isinstance(n, bool) or not isinstance(n, int) for n in limits)
                     or any(not 1 <= n <= cap for n, cap in zip(limits, self.caps))):
                 raise _field_error("halting_caps", f"needs one integer per block between 1 and its cap "
@@ -188,6 +189,12 @@ def _shown(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
+def _boolean(name: str, value: Any) -> None:
+    """A TOML ``true``/``false``: a string such as "no" would otherwise count as on."""
+    if not isinstance(value, bool):
+        raise _field_error(name, f"must be true or false, got {_shown(value)}")
+
+
 def _positive_int(name: str, value: Any, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _field_error(name, f"must be a positive integer, got {_shown(value)}")
@@ -205,7 +212,7 @@ def _from_dict(cls, d: dict[str, Any], section: str):
         raise ValueError(f"{section}.{unknown[0]}: unknown setting (known: {', '.join(sorted(names))})")
     kwargs = dict(d)
     for key in ("iterations", "halting_caps"):
-        if kwargs.get(key) is not None:
+        if isinstance(kwargs.get(key), list):  # anything else is left for validate() to name
             kwargs[key] = tuple(kwargs[key])
     return cls(**kwargs)
 
@@ -225,6 +232,11 @@ class DataConfig:
     def validate(self) -> "DataConfig":
         if not isinstance(self.name, str) or not self.name:
             raise _field_error("data.name", "needs a dataset name")
+        if self.root is not None and not isinstance(self.root, str):
+            raise _field_error("data.root", f"needs a folder path, got {_shown(self.root)}")
+        _boolean("data.download", self.download)
+        if not isinstance(self.options, dict):
+            raise _field_error("data.options", f"expected a table of the dataset's options, got {_shown(self.options)}")
         if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             raise _field_error("data.val_fraction", f"must be in [0, 1), got {self.val_fraction!r}")
         if self.augment not in AUGMENT_MODES:
@@ -296,7 +308,7 @@ class RunConfig:
         if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
             raise _field_error("label_smoothing", f"must be in [0, 1), got {self.label_smoothing!r}")
         _positive_int("batch_size", self.batch_size)
-        _positive_int("epochs", self.epochs)
+        _positive_int("epochs", self.epochs, MAX_EPOCHS)
         if self.max_steps == 0 and not isinstance(self.max_steps, bool):
             self.max_steps = None  # TOML has no "none": 0 says no step limit, as --max-steps 0 does
         if self.max_steps is not None:
@@ -306,6 +318,8 @@ class RunConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**53:
             # per-process seeds (seed * 1000 + rank) must fit torch.manual_seed's 64 bits
             raise _field_error("seed", f"must be an integer in [0, 2**53 - 1], got {self.seed!r}")
+        for name in ("calibrate_halting", "amp", "channels_last"):
+            _boolean(name, getattr(self, name))
         if self.device not in DEVICES:
             raise _field_error("device", f"must be one of {DEVICES}, got {self.device!r}")
         if self.num_threads is not None:
