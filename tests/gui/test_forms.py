@@ -197,6 +197,26 @@ def test_the_form_estimates_the_training_time_and_warns_about_long_cpu_runs(qtbo
     assert estimate.text() == "under a minute of training on this CPU"
 
 
+def test_no_training_time_is_estimated_for_invalid_epochs_batch_or_model(qtbot, form):
+    values = tiny_run_values(form)
+    values.update(device="cpu", max_steps=None, epochs=2)
+    form.set_values(values)
+    qtbot.waitUntil(lambda: form.figures is not None and form.preview_data is not None, timeout=30_000)
+    estimate = form.training.estimate
+    qtbot.waitUntil(lambda: estimate.text().endswith("of training on this CPU"), timeout=5_000)
+    form.training.epochs.setValue(0)  # QA: "under a minute of training" next to "must be a positive integer"
+    assert "epochs" in form.errors and estimate.text() == ""
+    form.training.epochs.setValue(2)
+    assert estimate.text().endswith("of training on this CPU")
+    form.training.batch_size.setValue(0)
+    assert "batch_size" in form.errors and estimate.text() == ""
+    form.training.batch_size.setValue(32)
+    form.model.eps.setText("nan")  # the model's size is not shown: neither is a time from the previous model's
+    form.model.eps.textEdited.emit("nan")
+    qtbot.waitUntil(lambda: form.model.figures.text().startswith("Fix the model settings"), timeout=5_000)
+    assert form.figures is None and estimate.text() == ""
+
+
 @pytest.fixture
 def held_preview(monkeypatch):
     """Dataset previews wait until the test sets the returned event (decoding is slow on a real dataset)."""

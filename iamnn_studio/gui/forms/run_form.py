@@ -303,7 +303,8 @@ class RunForm(QWidget):
 
         figures, preview, values = self.figures, self.preview_data, self.values()
         on_gpu = values.get("device") == "cuda" or (values.get("device") == "auto" and self._cuda_available)
-        if figures is None or preview is None or not figures.cpu_flops or on_gpu:
+        invalid_inputs = any(key in self.errors for key in ("epochs", "batch_size", "max_steps", "data.val_fraction"))
+        if figures is None or preview is None or not figures.cpu_flops or on_gpu or invalid_inputs:
             self.training.show_estimate("")
             return
         images = self._split_sizes(values)[0] * max(int(values.get("epochs") or 0), 0)
@@ -376,7 +377,9 @@ class RunForm(QWidget):
             return
         model = self.values()["model"]
         if any(key.startswith("model.") and message != self._figures_problem for key, message in self.errors.items()):
+            self.figures = None  # the previous model's: no estimate may be drawn from them
             self.model.show_figures(None, "Fix the model settings to see its size.")
+            self._update_estimate()
             return
         if not self.input_shape_known:
             self.model.show_figures(None, "Parameters and MACs appear once the images have been read.")
