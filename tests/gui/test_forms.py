@@ -394,6 +394,27 @@ def test_run_config_round_trips_through_toml(qtbot, window, form, tmp_path):
     assert form.model.tau.text() == "0.005"
 
 
+def test_a_config_file_with_values_no_choice_offers_flags_each_instead_of_keeping_the_shown_choice(
+        qtbot, window, form, tmp_path):
+    form.training.optimizer.set_value("adamw")  # what the form showed before the file
+    path = tmp_path / "odd.toml"
+    path.write_text('optimizer = "adam"\nschedule = "linear"\ndevice = "tpu"\n'
+                    '[data]\nname = "synthetic"\naugment = "rotate"\n'
+                    '[model]\ndepth = 7\nmode = "sometimes"\nhalting = "guess"\n')
+    assert window.load_config_file(str(path))
+    values = form.values()
+    assert (values["optimizer"], values["schedule"], values["device"]) == ("adam", "linear", "tpu")
+    assert (values["model"]["depth"], values["model"]["mode"], values["data"]["augment"]) == (7, "sometimes", "rotate")
+    for key in ("optimizer", "schedule", "device", "data.augment", "model.depth", "model.mode"):
+        assert key in form.errors, key
+    assert form.model.rows["model.depth"].error.startswith("7 is not a ResNet depth")
+    assert form.training.optimizer.currentText() == "adam  ·  not a choice"
+    assert not window.training.header.start.isEnabled()
+    form.training.optimizer.set_value("sgd")  # a real choice clears that field's error
+    form.training.optimizer.choice_changed.emit()
+    assert "optimizer" not in form.errors
+
+
 def test_a_saved_config_names_folders_absolutely(window, form, tmp_path, monkeypatch):
     from iamnn_studio.engine.config import RunConfig
 

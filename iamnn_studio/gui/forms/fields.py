@@ -191,6 +191,13 @@ class ChoiceBox(QComboBox):
             self.setCurrentIndex(index)
         return index >= 0
 
+    def show_value(self, value: Any) -> None:
+        """Select ``value``, adding it when no choice has it (a config file's typo): the form then keeps the
+        file's value and validation flags it, instead of silently keeping whatever was shown before."""
+        if value is not None and not self.set_value(value):
+            self.addItem(f"{value}  ·  not a choice", value)
+            self.set_value(value)
+
 
 def format_number(value: Any) -> str:
     if isinstance(value, float):

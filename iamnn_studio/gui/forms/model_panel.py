@@ -223,13 +223,13 @@ class ModelPanel(FormCard):
                    self.halting, self.tau, self.eps)
         for widget in widgets:
             widget.blockSignals(True)
-        self.architecture.set_value(model.get("architecture", "iamnn"))
+        self.architecture.show_value(model.get("architecture", "iamnn"))
         iterations = model.get("iterations")
         if iterations:
             self.depth.set_value(CUSTOM)
             self.custom_caps.setText(", ".join(str(n) for n in iterations))
         else:
-            self.depth.set_value(model.get("depth", 50))
+            self.depth.show_value(model.get("depth", 50))
         width = model.get("width", 16)
         self.width.setValue(width if isinstance(width, int) else 0)
         mode = str(model.get("mode", "adaptive"))
@@ -238,8 +238,8 @@ class ModelPanel(FormCard):
             n = mode.split(":", 1)[1]
             self.fixed_n.setValue(int(n) if n.isdigit() else 0)
         else:
-            self.mode.set_value(mode)
-        self.halting.set_value(model.get("halting", "calibrated"))
+            self.mode.show_value(mode)
+        self.halting.show_value(model.get("halting", "calibrated"))
         self.tau.set_value(model.get("tau"))
         self.eps.set_value(model.get("eps"))
         edited = {"architecture", "depth", "iterations", "width", "mode", "halting", "tau", "eps"}

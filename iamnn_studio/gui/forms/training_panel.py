@@ -136,14 +136,14 @@ class TrainingPanel(FormCard):
         self.limit_steps.setChecked(steps is not None)
         self.max_steps.setValue(_int(steps) if steps is not None else 1000)
         self.batch_size.setValue(_int(run.get("batch_size")))
-        self.optimizer.set_value(run.get("optimizer"))
+        self.optimizer.show_value(run.get("optimizer"))
         self.lr.set_value(run.get("lr"))
-        self.schedule.set_value(run.get("schedule"))
+        self.schedule.show_value(run.get("schedule"))
         self.weight_decay.set_value(run.get("weight_decay"))
         self.label_smoothing.set_value(run.get("label_smoothing"))
-        self.augment.set_value(run.get("data", {}).get("augment"))
+        self.augment.show_value(run.get("data", {}).get("augment"))
         self.seed.set_value(run.get("seed", 0))  # shown as it is: validate() explains one out of range
-        self.device.set_value(run.get("device"))
+        self.device.show_value(run.get("device"))
         self.init_from.setText(str(run.get("init_from") or ""))
         self._extra = {k: v for k, v in run.items() if k not in self.edited and k not in ("data", "model")}
         for widget in widgets:
