@@ -894,6 +894,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .engine.plugins import load_plugins
 
         load_plugins()
+    from .engine.runs import output_file
+
+    try:  # a folder or a device is refused as such, not for its suffix
+        output_file(args.out)
+    except ValueError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc}") from None
     mismatch = suffix_mismatch(args.fmt, args.out)
     if mismatch and os.path.lexists(args.out):  # most likely another kind of file named by mistake (run.toml)
         raise UsageError(f"--out: {args.out} exists and its suffix is not that of {args.fmt} files: not replaced "

@@ -192,6 +192,11 @@ def test_export_never_replaces_an_existing_file_of_another_kind(trained, tmp_pat
     assert run_cli("export", trained["run"], "--format", "onnx", "--out", tmp_path / "model.onnx")[0] == 0  # replaced
 
 
+def test_export_to_a_folder_says_it_is_a_folder_not_that_its_suffix_is_wrong(trained, tmp_path):
+    code, out, err = run_cli("export", trained["run"], "--format", "onnx", "--out", tmp_path)  # QA: "its suffix"
+    assert (code, out, err) == (2, "", f"error: cannot write {tmp_path}: it is a folder; give a file name\n")
+
+
 def test_runs_lists_the_run(trained):
     code, out, _ = run_cli("runs", "--runs-dir", trained["runs"])
     assert code == 0
