@@ -142,6 +142,16 @@ def test_a_running_status_left_by_a_dead_process_reads_as_interrupted(tmp_runs):
     assert effective_state(None)[0] == "unknown"
 
 
+@pytest.mark.parametrize("pid", [0, -1, 10**20])
+def test_a_running_status_with_a_pid_no_process_has_reads_as_interrupted(tmp_runs, pid):
+    """QA: os.kill(0 or -1, 0) asks a process group (always alive) and 10**20 overflowed into 'alive'."""
+    run = make_run(tmp_runs, "edited", state="running")
+    status = run.read_status()
+    status["pid"] = pid
+    run.status_path.write_text(json.dumps(status))
+    assert effective_state(status)[0] == "interrupted" and not run.is_being_trained()
+
+
 def test_a_listed_run_has_its_test_accuracy_and_the_steps_of_a_cut_short_epoch(tmp_runs):
     run = make_run(tmp_runs, "cut", epochs=1)
     run.write_status("completed", best_accuracy=0.5, epochs_done=0, total_epochs=1, step=40)

@@ -485,10 +485,12 @@ def _writer_alive(status: dict[str, Any]) -> bool:
         return True  # another machine's run, or an old status: take it at its word
     if pid == os.getpid():
         return True
+    if pid <= 0:  # os.kill(0 or -1, 0) asks about a whole process group, which always answers
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: no pid this system can have
         return False
-    except (PermissionError, OSError, OverflowError):  # OverflowError: no pid this system can have
+    except (PermissionError, OSError):  # another user's process: alive
         return True
     return True
