@@ -394,8 +394,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if interrupts.count or result.state == "stopped" else EXIT_OK
 
 
+def _ending_text(reason: Any) -> str:
+    """The trainer's ending as ``runs`` writes it: "max_steps" reads "completed (step limit)"."""
+    from .engine.runs import STEP_LIMIT_REASON, status_text
+
+    return status_text("completed", STEP_LIMIT_REASON) if reason == "max_steps" else str(reason)
+
+
 def _print_run_summary(result: Any) -> None:
-    lines = [f"run: {result.run_dir} ({result.reason})"]
+    lines = [f"run: {result.run_dir} ({_ending_text(result.reason)})"]
     if result.run_dir and result.reason != "completed":  # cut short: say how far it got
         status = _read_json(Path(result.run_dir) / "status.json") or {}
         from .engine.runs import epochs_text, steps_per_epoch
@@ -511,7 +518,7 @@ class TrainingProgress:
         self._line(("warning: " if d.get("level") == "warning" else "") + str(d.get("message")))
 
     def _on_finished(self, d: dict) -> None:
-        self._line(f"finished: {d.get('reason')}")
+        self._line(f"finished: {_ending_text(d.get('reason'))}")
 
     def _on_failed(self, d: dict) -> None:
         self._end_bar()  # the reason itself is printed once, as the command's error line

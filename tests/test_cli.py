@@ -64,6 +64,16 @@ def test_train_creates_a_run_with_checkpoints_and_evaluation(trained):
     assert "epoch 1/1" in trained["err"] and "\r" not in trained["err"]
 
 
+def test_a_run_ended_by_its_step_limit_is_worded_as_runs_lists_it(tmp_path):
+    (tmp_path / "run.toml").write_text(TINY_RUN)
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "1", "--device", "cpu",
+                             "--runs-dir", tmp_path / "runs")
+    assert code == 0, err
+    # QA: the trainer's token showed through: "run: runs/tiny (max_steps)", "finished: max_steps"
+    assert out.splitlines()[0] == f"run: {tmp_path / 'runs' / 'tiny'} (completed (step limit))"
+    assert "finished: completed (step limit)" in err.splitlines() and "max_steps" not in out + err
+
+
 def test_predict_prints_top_five_and_macs_and_flags_a_bad_image(trained, tmp_path):
     good = tmp_path / "shape.png"
     Image.new("L", (24, 24), 180).save(good)
