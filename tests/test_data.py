@@ -167,6 +167,23 @@ def test_corrupt_idx_file_names_the_file(tmp_path):
         load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
 
 
+def test_idx_labels_outside_the_classes_are_refused_before_training(tmp_path):
+    _fake_idx(tmp_path, compress=False)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 1, 200, 3, 4, 5, 6, 7]), compress=False)
+    # QA: loaded, then training ended in "unexpected error: IndexError: Target 200 is out of bounds"
+    with pytest.raises(ValueError, match=r"^mnist: its train labels run from 0 to 200, but its 10 classes are "
+                                         r"numbered 0 to 9"):
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
+
+
+def test_an_idx_file_with_a_wrong_header_says_so_not_empty_brackets(tmp_path):
+    _fake_idx(tmp_path, compress=False)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x09" + b"\x00" * 36)  # 9 dimensions
+    with pytest.raises(ValueError) as caught:
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
+    assert str(caught.value).endswith("not a valid idx file (its header is not that of an idx file)")
+
+
 def test_missing_mnist_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(DATASETS.get("mnist"), "system_dirs", ())
     with pytest.raises(ValueError, match="allow downloads") as err:
@@ -217,6 +234,21 @@ def test_fake_svhn_mat_files_load_with_digit_zero_as_label_zero(tmp_path):
     bundle = load_dataset(DataConfig(name="svhn", root=str(tmp_path), val_fraction=0.0))
     assert bundle.train.labels.tolist() == [0, 1, 2] and bundle.test.labels.tolist() == [3, 0]
     assert torch.equal(bundle.train.images, torch.from_numpy(images[:3]))
+
+
+@pytest.mark.skipif(not HAS_SCIPY, reason="scipy is not installed: SVHN's .mat files cannot be written or read")
+@pytest.mark.parametrize("damage, why", [("text", "Mat file appears to be truncated"), ("labels", "labels run from"),
+                                         ("no X", "no 'X' entry")])
+def test_damaged_svhn_files_are_one_sentence(tmp_path, damage, why):
+    import scipy.io
+
+    X, y = _images(3, 3, 32, 32).transpose(2, 3, 1, 0), np.array([[10], [1], [12 if damage == "labels" else 2]])
+    for name in ("train_32x32.mat", "test_32x32.mat"):
+        scipy.io.savemat(tmp_path / name, {"Z" if damage == "no X" else "X": X, "y": y.astype(np.uint8)})
+    if damage == "text":  # QA: scipy's MatReadError escaped as an unexpected error
+        (tmp_path / "train_32x32.mat").write_text("not a mat file")
+    with pytest.raises(ValueError, match=why):
+        load_dataset(DataConfig(name="svhn", root=str(tmp_path), val_fraction=0.0))
 
 
 @pytest.mark.skipif(HAS_SCIPY, reason="scipy is installed")

@@ -100,6 +100,8 @@ class DatasetBundle:
 
         ``test=None`` means the dataset has no test images: the validation split stands in for them.
         """
+        for split, images in (("train", train), ("test", test), ("val", val)):
+            _check_labels(name, split, images, len(classes))
         if val is None:
             train, val = split_off(train, val_fraction, seed)
         if test is None:
@@ -162,3 +164,14 @@ def preview(bundle: DatasetBundle, per_class: int = 4, split: str = "train") -> 
     picks = [torch.nonzero(labels == c).flatten()[:per_class] for c in range(bundle.num_classes)]
     index = torch.cat(picks) if picks else torch.zeros(0, dtype=torch.long)
     return data.images.cpu().index_select(0, index), labels.index_select(0, index)
+
+
+def _check_labels(name: str, split: str, images: ImageTensors | None, num_classes: int) -> None:
+    """Labels outside the class list (files of another dataset, a damaged label file) are refused
+    here: in training they end in an IndexError of the loss, far from the files."""
+    if images is None or len(images.labels) == 0:
+        return
+    low, high = int(images.labels.min()), int(images.labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"{name}: its {split} labels run from {low} to {high}, but its {num_classes} classes "
+                         f"are numbered 0 to {num_classes - 1}: the label files are damaged or of another dataset")

@@ -130,7 +130,8 @@ def _read(path: Path, reader: Callable[[str], torch.Tensor]) -> torch.Tensor:
             return reader(str(plain))
     except (OSError, EOFError, AssertionError, TypeError, ValueError, RuntimeError) as exc:
         # torchvision's reader asserts on a bad header; say which file is broken instead.
-        raise ValueError(f"cannot read {path}: not a valid idx file ({exc or type(exc).__name__})") from None
+        why = str(exc) or "its header is not that of an idx file"  # torchvision's asserts have no message
+        raise ValueError(f"cannot read {path}: not a valid idx file ({why})") from None
 
 
 @contextmanager

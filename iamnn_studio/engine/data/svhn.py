@@ -80,12 +80,15 @@ class SvhnProvider(DatasetProvider):
 
 def _read_mat(path: Path) -> ImageTensors:
     import scipy.io
+    from scipy.io.matlab import MatReadError  # a text file or a truncated one
 
     try:
         mat = scipy.io.loadmat(str(path))
         images = np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1)), dtype=np.uint8)  # -> N, C, H, W
         labels = mat["y"].astype(np.int64).reshape(-1)
-    except (OSError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
+    except KeyError as exc:
+        raise ValueError(f"cannot read {path}: not an SVHN .mat file (no {exc} entry)") from None
+    except (OSError, ValueError, TypeError, NotImplementedError, MatReadError) as exc:
         raise ValueError(f"cannot read {path}: not an SVHN .mat file ({exc})") from None
     labels[labels == 10] = 0  # SVHN labels the digit 0 as 10
     if images.shape[1:] != (3, 32, 32) or len(images) != len(labels):
