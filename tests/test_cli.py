@@ -74,6 +74,15 @@ def test_a_run_ended_by_its_step_limit_is_worded_as_runs_lists_it(tmp_path):
     assert "finished: completed (step limit)" in err.splitlines() and "max_steps" not in out + err
 
 
+def test_a_run_that_never_calibrates_does_not_announce_a_calibration(tmp_path):
+    (tmp_path / "run.toml").write_text("calibrate_halting = false\n" + TINY_RUN)
+    code, _, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "1", "--device", "cpu",
+                           "--runs-dir", tmp_path / "runs")
+    assert code == 0, err  # QA: said "until the halting head is fitted after the last epoch", and it never was
+    assert "the halting head is never fitted" in err and "fitted after the last epoch" not in err
+    assert "halting head calibrated" not in err
+
+
 def test_predict_prints_top_five_and_macs_and_flags_a_bad_image(trained, tmp_path):
     good = tmp_path / "shape.png"
     Image.new("L", (24, 24), 180).save(good)

@@ -1060,9 +1060,12 @@ class Trainer:
             self._emit("log", message=f"data: {note}")
         for note in self._model_notes:
             self._emit("log", message=note)
-        if self.recipe == "calibrated":
+        if self.recipe == "calibrated" and self.config.calibrate_halting:
             self._emit("log", message="calibrated halting: training an anytime backbone; validation runs at full "
                                       "depth until the halting head is fitted after the last epoch")
+        elif self.recipe == "calibrated":
+            self._emit("log", message="calibrated halting: training an anytime backbone; calibrate_halting = false, "
+                                      "so the halting head is never fitted and validation runs at full depth")
 
     def _emit(self, kind: str, **data: Any) -> None:
         """Send an event to metrics.jsonl, train.log and every listener (rank 0 only)."""
