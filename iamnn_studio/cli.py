@@ -132,6 +132,17 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: refused before anything loads (a dataset can take minutes to read)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 EXPORT_FORMATS_HELP = "onnx, torchscript, or a plugin's format such as pt2 (`iamnn-studio info` lists the plugins)"
 
 
@@ -155,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root", metavar="DIR", type=folder_option, help="folder with the dataset's files")
     evaluate.add_argument("--download", action="store_true", help="allow downloading the dataset")
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test", help="which images")
-    evaluate.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=256, help="images per forward pass")
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     evaluate.add_argument("--no-sweep", action="store_true", help="skip the threshold and fixed-iteration curves")
     evaluate.add_argument("--json", action="store_true", help="print eval.json-style JSON on stdout")

@@ -216,6 +216,14 @@ def test_export_to_a_folder_says_it_is_a_folder_not_that_its_suffix_is_wrong(tra
     assert (code, out, err) == (2, "", f"error: cannot write {tmp_path}: it is a folder; give a file name\n")
 
 
+def test_evaluate_refuses_a_batch_size_below_1_before_reading_the_dataset(trained, monkeypatch):
+    import iamnn_studio.engine.data as data
+
+    monkeypatch.setattr(data, "load_dataset", lambda *a, **k: pytest.fail("the dataset was read first"))
+    code, out, err = run_cli("evaluate", trained["run"], "--batch-size", "0")
+    assert (code, out) == (2, "") and err.endswith("error: argument --batch-size: must be a positive integer, got 0\n")
+
+
 def test_runs_lists_the_run(trained):
     code, out, _ = run_cli("runs", "--runs-dir", trained["runs"])
     assert code == 0
