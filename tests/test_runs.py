@@ -124,6 +124,18 @@ def test_list_runs_copes_with_good_half_written_and_foreign_folders(tmp_runs):
     json.dumps([r.to_dict() for r in runs.values()])  # the CLI prints these as JSON
 
 
+def test_a_file_where_a_run_folder_should_be_is_named_as_a_file(tmp_path):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder")
+    # QA: "cannot create .../notes.txt: File exists" and, for --resume, "no such run folder"
+    with pytest.raises(ValueError, match=f"^runs folder: cannot create {blocker / 'runs'}: {blocker} is a file, not a folder$"):
+        RunDirectory.create(blocker / "runs", "run")
+    with pytest.raises(ValueError, match=f"^run_dir: cannot create {blocker}: {blocker} is a file, not a folder$"):
+        RunDirectory.claim(blocker)
+    with pytest.raises(ValueError, match=f"^run_dir: {blocker} is a file, not a run folder$"):
+        RunDirectory.open(blocker)
+
+
 def test_list_runs_of_a_missing_folder_is_empty(tmp_path):
     assert list_runs(tmp_path / "no-runs-yet") == []
 

@@ -80,6 +80,13 @@ def output_file(path: str | Path) -> Path:
     return path
 
 
+def _mkdir_failure(path: Path, error: OSError) -> str:
+    """Why ``path`` could not be made a folder: "X is a file, not a folder" (``FileExistsError`` alone
+    reads as if the folder were there), else the system's words."""
+    blocked = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    return f"{blocked} is a file, not a folder" if blocked is not None else str(error.strerror or error)
+
+
 def _now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -99,7 +106,7 @@ class RunDirectory:
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ValueError(f"runs folder: cannot create {runs_dir}: {exc.strerror or exc}") from None
+            raise ValueError(f"runs folder: cannot create {runs_dir}: {_mkdir_failure(runs_dir, exc)}") from None
         for n in range(1, 10_000):
             candidate = runs_dir / (name if n == 1 else f"{name}-{n}")
             try:
@@ -107,7 +114,7 @@ class RunDirectory:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise ValueError(f"runs folder: cannot create {candidate}: {exc.strerror or exc}") from None
+                raise ValueError(f"runs folder: cannot create {candidate}: {_mkdir_failure(candidate, exc)}") from None
             return cls(candidate)
         raise ValueError(f"name: too many runs called {name!r} in {runs_dir}")
 
@@ -120,13 +127,15 @@ class RunDirectory:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ValueError(f"run_dir: cannot create {path}: {exc.strerror or exc}") from None
+            raise ValueError(f"run_dir: cannot create {path}: {_mkdir_failure(path, exc)}") from None
         return cls(path)
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDirectory":
         """An existing run folder (for resuming); ``ValueError`` if it is not one."""
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"run_dir: {path} is a file, not a run folder")
         if not path.is_dir():
             raise ValueError(f"run_dir: no such run folder: {path}")
         if not any((path / marker).exists() for marker in _RUN_MARKERS):
