@@ -63,7 +63,9 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         self.ci.layout.setVerticalSpacing(8)
 
         def add_plot(row: int, col: int, **axes: pg.AxisItem) -> pg.PlotItem:
-            return self.addPlot(row=row, col=col, axisItems={"bottom": RoomyAxis("bottom"), **axes})  # no "100150"
+            # no "100150" along the steps, nor values on top of each other in a 960 x 640 window
+            roomy = {"bottom": RoomyAxis("bottom"), "left": RoomyAxis("left")}
+            return self.addPlot(row=row, col=col, axisItems={**roomy, **axes})
 
         loss = style_plot(add_plot(0, 0, left=LogAxis("left")), "Loss")
         loss.setLogMode(x=False, y=True)  # an early validation loss of 15 must not flatten the curve at 0.5
