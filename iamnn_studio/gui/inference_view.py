@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QSlider,
     QSpinBox,
     QStackedWidget,
@@ -35,6 +34,7 @@ from PySide6.QtWidgets import (
 from .file_kinds import CHECKPOINT_FILTER, IMAGE_FILTER, MAX_FOLDER_IMAGES, sort_dropped
 from .widgets import formatting, theme
 from .widgets.charts import swatch
+from .widgets.elided_label import ElidedLabel
 from .widgets.empty_state import EmptyState
 from .widgets.message_banner import MessageBanner
 from .widgets.prediction_card import ErrorCard, PredictionCard
@@ -192,9 +192,8 @@ class InferenceView(QWidget):
         self.open_button = QPushButton("Open checkpoint…")
         self.open_button.setObjectName("Primary")
         self.open_button.clicked.connect(self._choose_checkpoint)
-        self.checkpoint_label = QLabel("No checkpoint open")
+        self.checkpoint_label = ElidedLabel("No checkpoint open")  # a narrow window shows "…", not a cut word
         self.checkpoint_label.setProperty("role", "muted")
-        self.checkpoint_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.add_button = QPushButton("Add images…")
         self.add_button.clicked.connect(self._choose_images)
         self.clear_button = QPushButton("Clear")
@@ -670,7 +669,7 @@ def _describe_model(predictor: Any) -> dict:
     label = _checkpoint_label(Path(str(predictor.checkpoint.path)))
     kind = "ResNet baseline" if config.architecture == "resnet" else "IamNN"
     parts = [
-        f"<b>{label}</b>",
+        label,  # plain text: an elided label cannot shorten markup
         f"{kind} · {'units' if config.architecture == 'resnet' else 'caps'} {'·'.join(str(c) for c in caps)}"
         + (f" (halting at most {'·'.join(str(c) for c in config.halting_caps)})" if config.halting_caps else "")
         + f" · width {config.width}",
@@ -678,7 +677,7 @@ def _describe_model(predictor: Any) -> dict:
         f"{'grey' if config.in_channels == 1 else 'RGB'}",
     ]
     return {
-        "text": "  —  ".join(parts),
+        "text": " — ".join(parts),
         "caps": caps,
         "mode": config.mode,
         "threshold": config.halting_threshold if config.architecture == "iamnn" else None,

@@ -453,3 +453,15 @@ def test_an_image_only_qt_can_read_is_classified_too(qtbot, view, files, tmp_pat
     qtbot.waitUntil(lambda: len(view.cards) == 1 and not view.is_busy(), timeout=TIMEOUT)
     (card,) = view.cards
     assert isinstance(card, PredictionCard) and card.prediction is not None  # was: "not an image file"
+
+
+def test_a_checkpoint_description_too_long_for_the_window_ends_in_an_ellipsis_and_shows_whole_on_hover(
+        qtbot, styled_app, view, files):
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    label = view.checkpoint_label
+    assert plain(label).startswith(f"{files['checkpoint'].parent.name}/best.pt — IamNN · caps 1·2·3·2")
+    view.resize(960, 640)  # QA: it was cut mid-word ("— 10 c") with nothing saying there was more
+    qtbot.waitUntil(lambda: label.shown_text().endswith("…"), timeout=5_000)
+    assert label.text() in label.toolTip() and str(files["checkpoint"]) in label.toolTip()
+    view.resize(1800, 700)
+    qtbot.waitUntil(lambda: label.shown_text() == label.text(), timeout=5_000)
