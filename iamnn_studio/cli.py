@@ -413,7 +413,7 @@ def _ending_text(reason: Any) -> str:
 
 
 def _print_run_summary(result: Any) -> None:
-    lines = [f"run: {result.run_dir} ({_ending_text(result.reason)})"]
+    lines = [f"run: {result.run_dir} · {_ending_text(result.reason)}"]  # no "(completed (step limit))"
     if result.run_dir and result.reason != "completed":  # cut short: say how far it got
         status = _read_json(Path(result.run_dir) / "status.json") or {}
         from .engine.runs import epochs_text, steps_per_epoch

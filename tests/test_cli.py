@@ -70,7 +70,7 @@ def test_a_run_ended_by_its_step_limit_is_worded_as_runs_lists_it(tmp_path):
                              "--runs-dir", tmp_path / "runs")
     assert code == 0, err
     # QA: the trainer's token showed through: "run: runs/tiny (max_steps)", "finished: max_steps"
-    assert out.splitlines()[0] == f"run: {tmp_path / 'runs' / 'tiny'} (completed (step limit))"
+    assert out.splitlines()[0] == f"run: {tmp_path / 'runs' / 'tiny'} · completed (step limit)"
     assert "finished: completed (step limit)" in err.splitlines() and "max_steps" not in out + err
 
 
@@ -279,7 +279,7 @@ def test_a_run_folder_turned_read_only_before_evaluation_is_one_warning_line_and
     assert lines[lines.index(next(l for l in lines if "could not save the test evaluation" in l)) - 1].startswith(
         "evaluated on test: top-1 ")  # the numbers it means
     assert "Traceback" not in err and "error" not in err
-    assert out.splitlines()[0] == f"run: {run} (completed)" and not (run / "eval.json").exists()
+    assert out.splitlines()[0] == f"run: {run} · completed" and not (run / "eval.json").exists()
 
 
 def test_bad_setting_is_one_error_line_and_exit_2(tmp_path):
@@ -628,8 +628,21 @@ def test_a_folder_without_checkpoints_names_what_was_looked_for(tmp_path, comman
     (tmp_path / "checkpoints").mkdir()
     code, _, err = run_cli(*[a.format(run=tmp_path) for a in command])
     assert code == 2
-    assert err == (f"error: {tmp_path} is a folder without a checkpoint: looked for checkpoints/best.pt and "
-                   "checkpoints/last.pt in it (give a checkpoint file or a run folder)\n")
+    assert err == (f"error: {tmp_path} is a folder without a checkpoint: looked for best.pt and last.pt in it "
+                   "and in its checkpoints folder (give a checkpoint file or a run folder)\n")
+
+
+def test_a_run_folders_checkpoints_folder_stands_for_its_best_checkpoint(trained):
+    # QA: "runs/x/checkpoints is a folder without a checkpoint" although it holds best.pt and last.pt
+    code, out, err = run_cli("evaluate", trained["run"] / "checkpoints", "--json", "--batch-size", "64")
+    assert code == 0, err
+    assert json.loads(out)["checkpoint"] == str(trained["run"] / "checkpoints" / "best.pt")
+
+
+def test_a_folder_given_as_the_config_file_is_named_as_a_folder(tmp_path):
+    code, _, err = run_cli("train", "--config", tmp_path)
+    assert code == 2
+    assert err == f"error: config: {tmp_path} is a folder: give a settings file (.toml)\n"
 
 
 # --------------------------------------------------------------------------- train --resume, several processes, --save-config

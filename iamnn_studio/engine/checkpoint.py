@@ -139,10 +139,11 @@ def run_checkpoint(path: str | Path) -> Path:
     if not path.is_dir():
         return path
     for name in ("best.pt", "last.pt"):
-        if (path / "checkpoints" / name).is_file():
-            return path / "checkpoints" / name
-    raise CheckpointError(f"{path} is a folder without a checkpoint: looked for checkpoints/best.pt and "
-                          "checkpoints/last.pt in it (give a checkpoint file or a run folder)")
+        for folder in (path / "checkpoints", path):  # the run folder, or its checkpoints folder itself
+            if (folder / name).is_file():
+                return folder / name
+    raise CheckpointError(f"{path} is a folder without a checkpoint: looked for best.pt and last.pt in it "
+                          "and in its checkpoints folder (give a checkpoint file or a run folder)")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:

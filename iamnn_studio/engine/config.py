@@ -380,7 +380,11 @@ class RunConfig:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ValueError(f"config: no such file: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except IsADirectoryError:
+            raise ValueError(f"config: {path} is a folder: give a settings file (.toml)") from None
+        except OSError as exc:
+            raise ValueError(f"config: cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
             raise ValueError(f"config: cannot read {path}: {exc}") from None
         return cls.from_toml(text)
 
