@@ -244,6 +244,18 @@ def test_mismatched_shape_is_refused_naming_the_parameter(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused_naming_the_parameter(tmp_path, bad):
+    path = tmp_path / "model.pt"
+    save_tiny(path, tiny_config(width=4))
+    load_checkpoint(path)  # the model as saved loads (every buffer and parameter finite)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["fc.weight"][0, 0] = bad  # QA: such a model predicted "nan%" for every image
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"parameter 'fc\.weight' holds NaN or infinite values"):
+        load_checkpoint(path)
+
+
 def test_unknown_architecture_and_newer_format_are_refused(tmp_path):
     path = tmp_path / "model.pt"
     save_tiny(path)

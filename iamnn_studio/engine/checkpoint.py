@@ -329,6 +329,10 @@ def _load_weights(path: Path, model: nn.Module, state_dict: Any, config: ModelCo
                 f"{path.name} does not fit {what}: parameter {key!r} has shape {got} "
                 f"in the checkpoint but {list(tensor.shape)} in the model"
             )
+        if stored.is_floating_point() and not bool(torch.isfinite(stored).all()):
+            # such a model answers "nan %" for every image: say so once, at loading
+            raise CheckpointError(f"{path.name}: parameter {key!r} holds NaN or infinite values, so the model cannot "
+                                  "classify (did its training diverge? use an earlier checkpoint)")
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied
