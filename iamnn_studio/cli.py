@@ -239,7 +239,8 @@ def _add_train(commands: Any) -> None:
     optim.add_argument("--seed", type=int, help=f"random seed (default: {d.seed})")
     optim.add_argument("--init-from", metavar="CHECKPOINT", type=checkpoint_option,
                        help="start from these weights (a checkpoint or run folder; a new run with its own "
-                            "schedule, e.g. to train a finished model longer; the model settings must match)")
+                            "schedule, e.g. to train a finished model longer). Without --config the model and data "
+                            "settings are the checkpoint's; options given still change them")
     run = train.add_argument_group("run folder")
     run.add_argument("--name", help=f"the run's name, and its folder's under --runs-dir (default: {d.name})")
     run.add_argument("--runs-dir", default="runs", type=folder_option, metavar="DIR",
@@ -279,6 +280,8 @@ def train_config(args: argparse.Namespace):
     if args.max_steps is not None and args.max_steps < 0:  # the config's "positive" would hide that 0 is fine
         raise UsageError(f"--max-steps: must be a whole number >= 0 (0 clears the limit), got {args.max_steps}")
     config = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.init_from and not args.config:
+        _take_checkpoint_settings(config, args.init_from, keep_data=args.dataset is not None)
     for option, (section, name) in TRAIN_OVERRIDES.items():
         value = getattr(args, option)
         if value is not None:
@@ -291,6 +294,20 @@ def train_config(args: argparse.Namespace):
 
         config.data.augment = default_augment(args.dataset)  # digits must not be mirrored
     return config.validate()
+
+
+def _take_checkpoint_settings(config, init_from: str, *, keep_data: bool) -> None:
+    """``train --init-from RUN`` trains RUN's network on RUN's data, not the defaults' (whose weights would not
+    fit): the model settings, and the data settings unless --dataset names other data."""
+    from .engine.checkpoint import CheckpointError, checkpoint_settings
+    from .engine.config import DataConfig
+
+    try:
+        config.model, data = checkpoint_settings(init_from)
+        if data is not None and not keep_data:
+            config.data = DataConfig.from_dict(data)
+    except (CheckpointError, ValueError, TypeError) as exc:
+        raise UsageError(f"--init-from: {exc}") from None
 
 
 def _config_sets(path: str, section: str, key: str) -> bool:

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -318,8 +319,28 @@ def test_save_config_writes_the_resolved_settings_without_training(tmp_path):
     assert saved.data.augment == "crop"  # mnist's own default: digits are not mirrored
 
 
-def test_save_config_writes_absolute_paths_like_a_runs_config(tmp_path, monkeypatch):
+def test_init_from_without_a_config_trains_the_checkpoints_network_on_its_data(trained, tmp_path):
+    # QA: "train --init-from RUN --epochs 5" built the default network, which RUN's weights did not fit
+    source = RunConfig.load(trained["run"] / "config.toml")
+    assert (source.data.name, source.model.width) != (RunConfig().data.name, RunConfig().model.width)
+    code, _, err = run_cli("train", "--init-from", trained["run"], "--epochs", "5", "--save-config", tmp_path / "a.toml")
+    assert code == 0, err
+    adopted = RunConfig.load(tmp_path / "a.toml")
+    assert (adopted.model.depth, adopted.model.width, adopted.model.architecture) == \
+        (source.model.depth, source.model.width, source.model.architecture)
+    assert adopted.data.name == source.data.name and adopted.epochs == 5
+    # options still win: another width (which the trainer will refuse as not fitting), other data
+    run_cli("train", "--init-from", trained["run"], "--width", "16", "--dataset", "mnist",
+            "--save-config", tmp_path / "b.toml")
+    changed = RunConfig.load(tmp_path / "b.toml")
+    assert (changed.model.width, changed.model.depth, changed.data.name) == (16, source.model.depth, "mnist")
+    code, _, err = run_cli("train", "--init-from", tmp_path / "nothing.pt")
+    assert code == 2 and err.startswith("error: --init-from: no such checkpoint")
+
+
+def test_save_config_writes_absolute_paths_like_a_runs_config(trained, tmp_path, monkeypatch):
     """A saved file used from another folder must still find the data and the start weights."""
+    shutil.copytree(trained["run"], tmp_path / "runs" / "base")
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli("train", "--data-root", "./data", "--init-from", "runs/base", "--save-config", "s.toml")
     assert code == 0, err
@@ -597,8 +618,6 @@ def test_a_cuda_number_past_the_machines_gpus_is_a_usage_error(tmp_path, monkeyp
 @pytest.fixture()
 def early_run(trained, tmp_path):
     """A run stopped before its first epoch ended: checkpoints/ holds last.pt only."""
-    import shutil
-
     run = tmp_path / "early"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(trained["run"] / "checkpoints" / "last.pt", run / "checkpoints" / "last.pt")

@@ -146,6 +146,16 @@ def run_checkpoint(path: str | Path) -> Path:
                           "and in its checkpoints folder (give a checkpoint file or a run folder)")
 
 
+def checkpoint_settings(path: str | Path) -> tuple[ModelConfig, dict[str, Any] | None]:
+    """The model settings a checkpoint (or run folder) was trained with, and its run's data settings where
+    the checkpoint stores them, read without building the model."""
+    path = run_checkpoint(path)
+    payload = _read_payload(path)
+    run_config = payload.get("run_config")
+    data = run_config.get("data") if isinstance(run_config, dict) else None
+    return _model_config(path, payload), data if isinstance(data, dict) else None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint written by ``save_checkpoint``; the model is rebuilt, filled strictly and in eval mode.
 
