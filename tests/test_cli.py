@@ -662,6 +662,9 @@ def test_a_folder_given_as_the_config_file_is_named_as_a_folder(tmp_path):
     code, _, err = run_cli("train", "--config", tmp_path)
     assert code == 2
     assert err == f"error: config: {tmp_path} is a folder: give a settings file (.toml)\n"
+    (tmp_path / "image.toml").write_bytes(b"\x89PNG\r\n\x1a\n\x87\x00")  # QA: "'utf-8' codec can't decode byte 0x87"
+    code, _, err = run_cli("train", "--config", tmp_path / "image.toml")
+    assert code == 2 and err == f"error: config: {tmp_path / 'image.toml'} is not a settings file: not UTF-8 text\n"
 
 
 # --------------------------------------------------------------------------- train --resume, several processes, --save-config

@@ -384,8 +384,8 @@ class RunConfig:
             raise ValueError(f"config: {path} is a folder: give a settings file (.toml)") from None
         except OSError as exc:
             raise ValueError(f"config: cannot read {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"config: cannot read {path}: {exc}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"config: {path} is not a settings file: not UTF-8 text") from None
         return cls.from_toml(text)
 
     def to_json(self) -> str:
