@@ -302,9 +302,11 @@ class RunSummary:
     step: int | None = None  # optimiser steps done, from status.json
     steps_per_epoch: int | None = None  # from the run's "started" event
 
-    def epochs_text(self, separator: str = "/") -> str:
-        """Whole epochs done of those planned, with the steps of a cut-short one: "0/1 (+40 of 844 steps)"."""
-        return epochs_text(self.epochs_done, self.total_epochs, self.step, self.steps_per_epoch, separator=separator)
+    def epochs_text(self, separator: str = "/", *, brief: bool = False) -> str:
+        """Whole epochs done of those planned, with the steps of a cut-short one: "0/1 (+40 of 844 steps)"
+        ("0/1 (+40 steps)" ``brief``)."""
+        return epochs_text(self.epochs_done, self.total_epochs, self.step, self.steps_per_epoch, separator=separator,
+                           brief=brief)
 
     @property
     def step_limited(self) -> bool:
@@ -438,11 +440,12 @@ def steps_per_epoch(run_dir: str | Path) -> int | None:
 
 
 def epochs_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch: int | None, *,
-                prose: bool = False, separator: str = "/", unit: str = "") -> str:
+                prose: bool = False, separator: str = "/", unit: str = "", brief: bool = False) -> str:
     """Epochs done of those planned, counting only whole ones: ``0/1 (+30 of 422 steps)`` for a run
     that max_steps or a stop ended 30 steps into its first epoch (the trainer counts that epoch as
     ended). ``prose`` gives a sentence for the end-of-run summary; ``separator`` goes between done and
-    planned ("/" in the CLI, " / " in the app) and ``unit`` after them (" epochs")."""
+    planned ("/" in the CLI, " / " in the app) and ``unit`` after them (" epochs"); ``brief`` leaves out the
+    epoch's step count (``0/1 (+30 steps)``, for a narrow column)."""
     if not isinstance(step, int) or isinstance(step, bool) or not steps_per_epoch:
         if prose:
             return ""
@@ -452,7 +455,8 @@ def epochs_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch:
     if prose:
         more = f", and {rest} of the {steps_per_epoch} steps of epoch {full + 1}" if rest else ""
         return f"epochs done: {full} of {total}{more} (stopped at step {step})"
-    return f"{full}{separator}{total}{unit}" + (f" (+{rest} of {steps_per_epoch} steps)" if rest else "")
+    of = "" if brief else f" of {steps_per_epoch}"
+    return f"{full}{separator}{total}{unit}" + (f" (+{rest}{of} steps)" if rest else "")
 
 
 def effective_state(status: dict[str, Any] | None) -> tuple[str, str]:

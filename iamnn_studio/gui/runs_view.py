@@ -393,7 +393,7 @@ class RunsView(QWidget):
     @Slot()
     def _fit_elided_columns(self) -> None:
         """Name and Model share the width the other columns leave, so that no column is off-screen: each
-        whole where it fits, else the model keeps two fifths (a 140-character name must not squeeze it
+        whole where it fits, else the model keeps half (a 140-character name must not squeeze it
         out) and the rest goes to the name, the column that tells runs apart; both elide beyond."""
         if self._widths_set_by_user:
             return
@@ -401,7 +401,7 @@ class RunsView(QWidget):
         room = self.table.viewport().width() - sum(
             self._column_width_wanted(c) for c in range(len(COLUMNS)) if c not in ELIDED_COLUMNS)
         name_wanted = self._column_width_wanted(name_column)
-        model = min(self._column_width_wanted(model_column), max(MIN_ELIDED_WIDTH, room - name_wanted, room * 2 // 5))
+        model = min(self._column_width_wanted(model_column), max(MIN_ELIDED_WIDTH, room - name_wanted, room // 2))
         name = max(MIN_ELIDED_WIDTH, min(name_wanted, room - model))
         header = self.table.horizontalHeader()
         self._fitting = True
@@ -434,9 +434,17 @@ def _checkpoint_of(run: Any) -> Path | None:
     return None
 
 
+def _created_text(created: datetime | None) -> str:
+    """"26 Nov 14:02" this year (short enough for a 960 px window), "2025-11-26" before."""
+    if created is None:
+        return "–"
+    return created.strftime("%d %b %H:%M" if created.year == datetime.now().year else "%Y-%m-%d")
+
+
 def _row_items(run: Any) -> list[QTableWidgetItem]:
     created = datetime.fromtimestamp(run.created) if run.created else None
-    epochs = run.epochs_text(" / ")  # "0 / 1 (+40 of 844 steps)" for a run its step limit ended
+    # "0 / 1 (+40 steps)" for a run its step limit ended; the tooltip adds "of 844" (a 960 px window needs the room)
+    epochs = run.epochs_text(" / ", brief=True)
     items = [
         _SortItem(run.name, run.name.lower()),
         _SortItem(run.dataset, run.dataset),
@@ -445,11 +453,14 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
         _SortItem(epochs, (run.epochs_done, run.step or 0)),
         _SortItem(formatting.percent(run.best_accuracy), run.best_accuracy),
         _SortItem(formatting.percent(run.test_accuracy), run.test_accuracy),
-        _SortItem(created.strftime("%Y-%m-%d %H:%M") if created else "–", run.created),
+        _SortItem(_created_text(created), run.created),
     ]
     items[0].setData(Qt.ItemDataRole.UserRole, str(run.path))
     items[0].setToolTip(f"{run.name}\n{run.path}")  # the whole name, when the column shows it shortened
     items[2].setToolTip(run.model)  # likewise the model
+    items[4].setToolTip(run.epochs_text(" / "))
+    if created is not None:
+        items[7].setToolTip(created.strftime("%Y-%m-%d %H:%M:%S"))
     color = STATUS_COLORS.get(run.status)
     if color:
         items[3].setForeground(QBrush(QColor(color)))

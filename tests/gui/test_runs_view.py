@@ -183,7 +183,9 @@ def test_the_test_accuracy_and_the_steps_of_a_cut_short_epoch_are_listed(qtbot, 
     with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
         view.refresh()
     assert cell(view, "good-run", "Test acc.") == "54.1 %"
-    assert cell(view, "capped-run", "Epochs") == "0 / 1 (+40 of 844 steps)"  # as the CLI says it: not "1 / 1"
+    assert cell(view, "capped-run", "Epochs") == "0 / 1 (+40 steps)"  # as the CLI says it: not "1 / 1"
+    row = next(r for r in range(view.table.rowCount()) if view.table.item(r, 0).text() == "capped-run")
+    assert view.table.item(row, COLUMNS.index("Epochs")).toolTip() == "0 / 1 (+40 of 844 steps)"
     assert cell(view, "good-run", "Epochs") == "2 / 4"
 
 
@@ -236,9 +238,9 @@ def test_every_column_fits_the_runs_tab_of_a_small_window_without_scrolling(qtbo
     long_name = "cifar10-iamnn-2-3-4-2-w64-act-cosine-lr0.1-mixup-the-long-baseline-for-the-paper"
     capped = make_run(runs["dir"], long_name, "completed")  # the widest texts a run has, all in one table
     status = json.loads((capped / "status.json").read_text())
-    status.update(reason=f"{STEP_LIMIT_REASON} (40 steps)", epochs_done=1, total_epochs=1, step=40)
+    status.update(reason=f"{STEP_LIMIT_REASON} (2713 steps)", epochs_done=1, total_epochs=100, step=2713)
     (capped / "status.json").write_text(json.dumps(status))
-    (capped / "metrics.jsonl").write_text(json.dumps({"event": "started", "steps_per_epoch": 844}) + "\n")
+    (capped / "metrics.jsonl").write_text(json.dumps({"event": "started", "steps_per_epoch": 6750}) + "\n")
     (runs["good"] / "eval.json").write_text(json.dumps({"top1": 0.9231, "images": 100}))
     view.resize(width, 564)  # the Runs tab of a window this wide (the tab's own margins are inside the view)
     view.show()
@@ -260,4 +262,5 @@ def test_every_column_fits_the_runs_tab_of_a_small_window_without_scrolling(qtbo
     model = table.item(row_of(view, long_name), COLUMNS.index("Model"))
     assert model.text() in model.toolTip()
     elided = {column: header.sectionSize(COLUMNS.index(column)) for column in ("Name", "Model")}
-    assert min(elided.values()) >= (180 if width >= 1280 else 80), elided  # readable, more so with room
+    # readable, more so with room (QA: with a step-limited run, Model read "IamNN…" at 960 px)
+    assert min(elided.values()) >= (180 if width >= 1280 else 120), elided
