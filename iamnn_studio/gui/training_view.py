@@ -328,6 +328,7 @@ class TrainingView(QWidget):
         bottom.setStretchFactor(1, 1)
         bottom.setChildrenCollapsible(False)
         live_layout.addWidget(bottom, 3)
+        self.bottom_row = bottom
 
         self.pages = QTabWidget()
         self.pages.setDocumentMode(True)
@@ -378,7 +379,14 @@ class TrainingView(QWidget):
         if not info.has("iamnn_studio.engine.trainer"):
             self.header.subtitle.setText(f"Training is unavailable: {info.missing['iamnn_studio.engine.trainer']}")
         self.system.start()
+        self._share_bottom_row()
         self._update_buttons()
+
+    def _share_bottom_row(self) -> None:
+        """The log and the hardware plots split the row by what the plots need: four GPU plots take three
+        fifths, CPU and RAM half (the log was a 150-250 px column wrapping every few words)."""
+        log, system = (2, 3) if self.system.gpu_available else (1, 1)
+        self.bottom_row.setSizes([log * 1000, system * 1000])  # proportions: the splitter scales them
 
     def set_runs_dir(self, path: str) -> None:
         self.runs_dir = str(path)

@@ -109,6 +109,22 @@ def test_the_train_tabs_plot_titles_and_axis_labels_fit_the_window(qtbot, window
         assert tick_labels(plot.getAxis("left")), f"system {i}: no value label left at all"
 
 
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_run_log_gets_a_fair_share_of_the_bottom_row(qtbot, window, size, gpu):
+    """QA: the Run log was a 150 px column at 960 px (250 at 1280), wrapping every two or three words, beside
+    a System panel with two plots and empty room."""
+    training = window.training
+    if gpu:
+        training.system.monitor = FakeMonitor(True)  # four GPU plots want more of the row
+    training._share_bottom_row()
+    feed_a_run(training, steps=10)
+    resize_and_settle(qtbot, window, size)
+    log, system = training.bottom_row.sizes()
+    share = log / (log + system)
+    assert (0.35 <= share <= 0.45) if gpu else (0.45 <= share <= 0.55), (log, system)
+
+
 class FakeMonitor:
     """SystemMonitor's interface with fixed readings: four GPU plots share the panel, or CPU and RAM."""
 
@@ -126,8 +142,13 @@ class FakeMonitor:
         pass
 
 
-@pytest.mark.parametrize("gpu", [True, False], ids=["gpu", "cpu"])
-@pytest.mark.parametrize("size", [(398, 151), (578, 217)], ids=["in-1024x640", "in-1280x800"])
+#: The System panel's size in a window of 960 x 640, 1024 x 640 and 1280 x 800: with four GPU plots, three
+#: fifths of the row beside the run log; with CPU and RAM, half (``TrainingView._share_bottom_row``).
+PANEL_SIZES = {True: [(302, 151), (341, 151), (494, 217)], False: [(252, 151), (284, 151), (412, 217)]}
+
+
+@pytest.mark.parametrize("gpu, size", [(gpu, size) for gpu, sizes in PANEL_SIZES.items() for size in sizes],
+                         ids=lambda v: {True: "gpu", False: "cpu"}[v] if isinstance(v, bool) else f"{v[0]}px")
 def test_the_system_panel_fits_its_plots_with_and_without_a_gpu(qtbot, styled_app, monkeypatch, gpu, size):
     import iamnn_studio.engine.system as system_module
     from iamnn_studio.gui.system_panel import SystemPanel
@@ -135,7 +156,7 @@ def test_the_system_panel_fits_its_plots_with_and_without_a_gpu(qtbot, styled_ap
     monkeypatch.setattr(system_module, "SystemMonitor", lambda: FakeMonitor(gpu))
     panel = SystemPanel()
     qtbot.addWidget(panel)
-    panel.resize(*size)  # the size the panel gets in a window of 1024 x 640, and of 1280 x 800
+    panel.resize(*size)
     panel.show()
     panel.start()
     panel.poll()
