@@ -154,6 +154,14 @@ def test_a_running_status_left_by_a_dead_process_reads_as_interrupted(tmp_runs):
     assert effective_state(None)[0] == "unknown"
 
 
+@pytest.mark.parametrize("state", [5, None, "RUNNING", ["completed"]])
+def test_a_status_without_a_known_state_reads_as_unknown(state):
+    # QA: "runs" showed a hand-edited {"state": 5} as the status "5"
+    assert effective_state({"state": state, "reason": "x"}) == (
+        "unknown", f"status.json has no run state (state: {json.dumps(state)})")
+    assert effective_state({"state": "stopped", "reason": "x"}) == ("stopped", "x")
+
+
 @pytest.mark.parametrize("pid", [0, -1, 10**20])
 def test_a_running_status_with_a_pid_no_process_has_reads_as_interrupted(tmp_runs, pid):
     """QA: os.kill(0 or -1, 0) asks a process group (always alive) and 10**20 overflowed into 'alive'."""

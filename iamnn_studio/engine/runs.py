@@ -464,7 +464,9 @@ def effective_state(status: dict[str, Any] | None) -> tuple[str, str]:
     "paused" run whose process is gone is "interrupted"; ("unknown", why) without a status."""
     if not status:
         return "unknown", "status.json is missing or damaged"
-    state, reason = str(status.get("state", "unknown")), str(status.get("reason", ""))
+    state, reason = status.get("state"), str(status.get("reason", ""))
+    if state not in RUN_STATES:  # a hand-edited or foreign file: "5" is no state to show
+        return "unknown", f"status.json has no run state (state: {json.dumps(state)})"
     if state in ("running", "paused") and not _writer_alive(status):
         return INTERRUPTED, "the training process ended without saying why; resume from the last checkpoint"
     return state, reason
