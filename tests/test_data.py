@@ -351,6 +351,20 @@ def test_image_folder_without_readable_images_is_refused(tmp_path):
         load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)))
 
 
+def test_image_folder_where_one_class_only_has_readable_images_is_refused(tmp_path):
+    # QA: two class folders, one of them unreadable files only, trained a "2-class" model with a note
+    (tmp_path / "cat").mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (200, 10 * i, 0)).save(tmp_path / "cat" / f"{i}.png")
+    (tmp_path / "dog").mkdir()
+    (tmp_path / "dog" / "0.png").write_bytes(b"not a PNG")
+    with pytest.raises(ValueError, match=r"only the class 'cat' has readable training images .*needs 2 "
+                                         r"\(the images of 'dog' could not be read\)"):
+        load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)))
+    Image.new("RGB", (8, 8)).save(tmp_path / "dog" / "1.png")  # one readable dog: trains, the broken file noted
+    assert load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.25)).classes == ["cat", "dog"]
+
+
 # ------------------------------------------------------------------------------------------ synthetic
 def _synthetic(seed: int = 0, **options) -> DatasetBundle:
     options = {"train_size": 300, "test_size": 200, **options}

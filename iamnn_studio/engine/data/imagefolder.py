@@ -75,6 +75,11 @@ class ImageFolderProvider(DatasetProvider):
         if len(splits["train"]) == 0:
             raise ValueError(f"no readable images in {split_dirs['train']} ({LAYOUT_HINT})")
         empty = [c for c, n in zip(classes, torch.bincount(splits["train"].labels, minlength=len(classes))) if n == 0]
+        if len(classes) - len(empty) < 2:  # a "classifier" of one class learns nothing (the others' files unreadable)
+            [usable] = [c for c in classes if c not in empty]
+            raise ValueError(f"only the class {usable!r} has readable training images in {split_dirs['train']}: "
+                             f"a classifier needs 2 (the images of {', '.join(repr(c) for c in empty)} could not be "
+                             "read)")
         if empty:
             notes.append(f"no training images for class(es): {', '.join(empty)}")
 
