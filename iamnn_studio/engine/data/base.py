@@ -33,7 +33,8 @@ class InputShape(NamedTuple):
 class DatasetProvider(ABC):
     """One entry of the dataset drop-down: knows where its files live and decodes them into a bundle.
 
-    Plugins subclass this and call ``DATASETS.register(name, provider)``.
+    Plugins subclass this and register an instance from their ``register(api)``:
+    ``api.datasets.register(name, provider)`` (docs/plugins.md).
     """
 
     name: str
