@@ -13,7 +13,7 @@ realistic share of images exits early. Its heads score every image almost alike 
 initialisation, so each head's output layer is rescaled to give logits with a spread of
 ``HEAD_LOGIT_SPREAD`` over the batch, and its bias is searched so that each block runs on average
 ``1 + TARGET_EXTRA_SHARE x (cap - 1)`` iterations at threshold ``THRESHOLD``: about 0.4 x the
-full-depth MACs with a 2-3x max/min spread per image, like the calibrated models measured in
+full-depth MACs with a 3-4x max/min spread per image (3.7x measured), like the calibrated models measured in
 ``docs/research/adaptivity.md`` (0.27-0.38 x, max/min 2.9-4.0). Which images exit does not change
 the timing; how many exit at each iteration does. With ``--checkpoint`` a trained model is used
 as it is.

@@ -193,7 +193,7 @@ class MainWindow(QMainWindow):
         self.open_checkpoint_action = action("Open checkpoint…", self.choose_checkpoint_file, "Ctrl+Shift+O",
                                              "Open a trained model in the Use tab")
         self.export_action = action("Export…", self.show_export_dialog, "Ctrl+E",
-                                    "Export a checkpoint to ONNX or TorchScript")
+                                    "Export a checkpoint to ONNX, TorchScript or a plugin's format")
         self.runs_dir_action = action("Choose runs folder…", self.choose_runs_dir, None,
                                       "Where new runs are saved and the Runs tab looks")
         self.paste_action = action("Paste image", self.paste, QKeySequence.StandardKey.Paste,
