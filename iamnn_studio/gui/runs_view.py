@@ -324,12 +324,17 @@ class RunsView(QWidget):
         readable = run is not None and run.status != "unreadable"
         self.open_button.setEnabled(readable)
         self.reveal_button.setEnabled(run is not None)
-        self.use_button.setEnabled(readable and _checkpoint_of(run) is not None)
+        checkpoint = _checkpoint_of(run) if readable else None
+        self.use_button.setEnabled(checkpoint is not None)
+        # A run stopped in its first epoch has only last.pt: the button must not promise its best one.
+        kind = "last" if checkpoint is not None and checkpoint.name == "last.pt" else "best"
+        self.use_button.setText(f"Use {kind} checkpoint")
+        self.use_button.setToolTip(f"Classify your own images with this run's {kind} checkpoint"
+                                   + (" (it has no best.pt yet)" if kind == "last" else ""))
         self.continue_button.setEnabled(
             readable and run.status in CONTINUABLE and (Path(run.path) / "checkpoints" / "last.pt").is_file()
         )
-        self.train_from_button.setEnabled(
-            readable and _checkpoint_of(run) is not None and (Path(run.path) / "config.toml").is_file())
+        self.train_from_button.setEnabled(checkpoint is not None and (Path(run.path) / "config.toml").is_file())
         if run is None:
             self.detail.setText("Select a run to open it, use its checkpoint or continue training it."
                                 if self._runs else "")

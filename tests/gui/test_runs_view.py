@@ -108,6 +108,18 @@ def test_double_click_opens_the_run_and_the_buttons_follow_the_selection(qtbot, 
     assert train_from.args == [str(runs["good"])]
 
 
+def test_use_button_names_the_checkpoint_it_opens(qtbot, view, runs):
+    """A run stopped in its first epoch has only last.pt: the button said "Use best checkpoint" and opened it."""
+    view.table.selectRow(row_of(view, "stopped-run"))
+    assert view.use_button.text() == "Use last checkpoint"
+    assert "last checkpoint" in view.use_button.toolTip()
+    with qtbot.waitSignal(view.use_checkpoint, timeout=2000) as used:
+        view.use_button.click()
+    assert used.args == [str(runs["stopped"] / "checkpoints" / "last.pt")]
+    view.table.selectRow(row_of(view, "good-run"))
+    assert view.use_button.text() == "Use best checkpoint"
+
+
 def test_return_on_a_selected_row_opens_it_like_a_double_click(qtbot, view, runs):
     view.show()
     qtbot.waitExposed(view)
