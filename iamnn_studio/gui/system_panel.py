@@ -12,9 +12,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from .forms.fields import muted
+from .widgets.elided_label import ElidedLabel
 from .plots import BufferedCurve, RoomyAxis, add_curve, add_level_line, fit_title, style_plot
-from .style import COLORS, SERIES, configure_pyqtgraph
+from .style import COLORS, SERIES, configure_pyqtgraph, set_role
 
 POLL_MS = 1000
 WINDOW_S = 120.0
@@ -33,7 +33,8 @@ class SystemPanel(QWidget):
         title = QLabel("System")
         title.setObjectName("CardTitle")
         layout.addWidget(title)
-        self.message = muted("Waiting for the engine…", wrap=True)
+        # one line, shortened with "…" (whole in its tooltip): wrapped in a narrow panel it took the plots' height
+        self.message = set_role(ElidedLabel("Waiting for the engine…"), "muted")
         layout.addWidget(self.message)
         self.plots_widget = pg.GraphicsLayoutWidget()
         self.plots_widget.ci.layout.setContentsMargins(2, 2, 2, 2)

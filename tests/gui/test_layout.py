@@ -32,7 +32,23 @@ def feed_a_run(training, steps: int = 120, total: int = 200) -> None:
 def resize_and_settle(qtbot, window, size: tuple[int, int]) -> None:
     window.resize(*size)
     qtbot.waitUntil(lambda: window.size() == QSize(*size))
-    qtbot.wait(100)  # the plots' scene lays itself out on the next passes of the event loop
+    # The plots' scenes lay themselves out over later passes of the event loop (later still on a busy
+    # machine): wait until no plot moves between two looks 100 ms apart.
+    previous = None
+    for _ in range(50):
+        qtbot.wait(100)
+        now = plot_geometry(window)
+        if now == previous:
+            return
+        previous = now
+
+
+def plot_geometry(window) -> list[tuple[float, ...]]:
+    import pyqtgraph as pg
+
+    return [(*scene_rect(item).getRect(), *scene_rect(item.titleLabel.item).getRect())
+            for view in window.findChildren(pg.GraphicsView) for item in view.items()
+            if isinstance(item, pg.PlotItem)]
 
 
 def scene_rect(item) -> QRectF:
