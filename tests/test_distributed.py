@@ -310,6 +310,6 @@ def test_ctrl_c_on_a_run_of_several_processes_stops_with_a_checkpoint_exit_130_a
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
     assert job.returncode == 130, err[-3000:]
-    assert f"run: {runs / 'long'} (stopped)" in out
+    assert f"run: {runs / 'long'} · stopped" in out
     assert "death signal" not in err and "Closing process" not in err, err[-3000:]
     assert load_checkpoint(runs / "long" / "checkpoints" / "last.pt").training_state["step"] > 0
