@@ -295,6 +295,7 @@ class TrainingView(QWidget):
         self._phase_started = time.monotonic()
         self._phase_fraction: float | None = None  # share of an after-training phase done, once it reports
         self._training_started = False  # the current or last run got as far as its "started" event
+        self._log_run_dir: str | None = None  # the run whose story the run log shows
         self._settings_from_started = False  # the form takes a continued run's settings from its "started" event
         self._before_launch: dict[str, Any] = {}  # what a run that does not start gives back (page, form)
         self._calibrates = False  # the run fits its halting head after training
@@ -485,7 +486,11 @@ class TrainingView(QWidget):
         if self._settings_from_started and config:
             self._settings_from_started = False
             self.form.set_values(config)
-        self.log.clear()
+        resumed = data.get("resumed_from_step")
+        # Continuing the run the log tells keeps its story (its pauses, where it stopped); another run starts afresh.
+        if resumed is None or self.last_run_dir != self._log_run_dir:
+            self.log.clear()
+        self._log_run_dir = self.last_run_dir
         caps = None
         try:
             caps = ModelConfig.from_dict(config.get("model", {})).caps
@@ -509,7 +514,6 @@ class TrainingView(QWidget):
         dataset = data.get("dataset") or {}
         if dataset:
             facts.append(f"{dataset.get('name')}: {dataset.get('train', 0):,} train images")
-        resumed = data.get("resumed_from_step")
         self._add_log((f"Resumed at step {resumed:,} " if isinstance(resumed, int) else "Started ") + " · ".join(facts))
         self._calibrates = data.get("recipe") == "calibrated" and bool(config.get("calibrate_halting", True))
         self._baseline = (config.get("model") or {}).get("architecture") == "resnet"

@@ -272,6 +272,27 @@ def other_settings(form) -> dict:
     return values
 
 
+def test_continuing_the_stopped_run_keeps_its_log_and_a_new_run_starts_a_fresh_one(qtbot, window):
+    """The log was cleared on Continue: where and why the run had stopped vanished from the window."""
+    run_dir = stopped_run(qtbot, window)
+    training = window.training
+    stopped_line = training.log.lines()[-1]
+    assert stopped_line.startswith("Stopped at step")
+    training.header.continue_run.click()
+    qtbot.waitUntil(lambda: any(line.startswith("Resumed at step") for line in training.log.lines()),
+                    timeout=RUN_TIMEOUT_MS)
+    lines = training.log.lines()
+    assert lines.index(stopped_line) < next(i for i, line in enumerate(lines) if line.startswith("Resumed at step"))
+    assert training.last_run_dir == run_dir
+    training.stop_run()
+    qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
+
+    start_tiny_run(qtbot, window, name="second")
+    qtbot.waitUntil(lambda: Path(training.last_run_dir or "").name == "second", timeout=RUN_TIMEOUT_MS)
+    assert training.log.lines()[0].startswith("Started")
+    assert stopped_line not in training.log.lines()
+
+
 def test_continuing_a_run_shows_its_own_settings_in_the_locked_form(qtbot, window):
     training = window.training
     run_dir = stopped_run(qtbot, window)
