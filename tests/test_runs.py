@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import tracemalloc
 
 import pytest
 
+from iamnn_studio.engine import runs as runs_module
 from iamnn_studio.engine.config import ModelConfig, RunConfig
-from iamnn_studio.engine.runs import RunDirectory, describe_model, effective_state, epochs_text, list_runs, read_metrics
+from iamnn_studio.engine.runs import (RunDirectory, describe_model, effective_state, epochs_text, iter_metrics, list_runs,
+                                      read_metrics, steps_per_epoch)
 
 
 def make_run(runs_dir, name: str, *, state: str = "completed", best: float | None = 0.9, epochs: int = 3):
@@ -212,3 +215,60 @@ def test_model_descriptions_read_like_the_ui_names():
     assert describe_model(ModelConfig(iterations=(1, 2, 2, 1), width=8, mode="fixed:2")) == "IamNN (1,2,2,1) w8 fixed:2"
     assert describe_model(ModelConfig(depth=18, halting="act")) == "IamNN-18 w16 adaptive ACT"
     assert describe_model(ModelConfig(depth=18, architecture="resnet")) == "ResNet-18 w16"
+
+
+HOLE_BYTES = 256 << 20  # a sparse file: no disk used, but reading it whole would take this much memory
+
+
+def _peak_memory(fn):
+    """``fn()``'s result and the most memory Python allocated while it ran."""
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_listing_runs_with_huge_damaged_files_reads_only_their_first_bytes(tmp_runs):
+    """Weeks of use leave a sparse 2 GB status.json, eval.json or metrics.jsonl behind (a crash, a full
+    disk): each was read whole on every Runs-tab refresh (seconds and gigabytes per run)."""
+    for name, damaged in (("status", runs_module.STATUS_FILE), ("eval", runs_module.EVAL_FILE),
+                          ("metrics", runs_module.METRICS_FILE)):
+        run = make_run(tmp_runs, name)
+        run.append_metrics({"event": "started", "steps_per_epoch": 10})
+        with open(run.path / damaged, "ab") as fh:
+            fh.truncate(HOLE_BYTES)  # zeros, and no newline
+    listed, peak = _peak_memory(lambda: {r.name: r for r in list_runs(tmp_runs)})
+    assert peak < 4 << 20
+    assert set(listed) == {"status", "eval", "metrics"}
+    assert listed["status"].status == "unknown"  # an oversized status.json reads as damaged
+    assert listed["eval"].test_accuracy is None and listed["eval"].status == "completed"
+    assert listed["metrics"].steps_per_epoch == 10  # the first line is intact; the hole after it is not read
+
+
+def test_metrics_are_streamed_and_damaged_stretches_skipped(tmp_runs):
+    run = RunDirectory.create(tmp_runs, "long")
+    run.append_metrics({"event": "started", "steps_per_epoch": 4})
+    with open(run.metrics_path, "ab") as fh:
+        fh.write(os.urandom(3000) + b"\n" + b"\0" * (3 << 20))  # junk, then a 3 MB stretch with no newline
+    run.append_metrics({"event": "step", "step": 1})  # _append starts it on a fresh line
+    with open(run.metrics_path, "ab") as fh:
+        fh.write(b'{"event": "step", "st')  # a killed writer's last line
+    assert [r["event"] for r in read_metrics(run.path)] == ["started", "step"]
+    assert steps_per_epoch(run.path) == 4
+    os.truncate(run.metrics_path, HOLE_BYTES)
+    events, peak = _peak_memory(lambda: sum(1 for _ in iter_metrics(run.path)))
+    assert events == 2 and peak < 16 << 20  # the file was read in chunks, not whole
+
+
+def test_metrics_lines_across_read_chunks_are_read_whole(tmp_runs, monkeypatch):
+    run = RunDirectory.create(tmp_runs, "chunks")
+    records = [{"event": "step", "step": i, "loss": 1 / (i + 1), "note": "x" * (i % 13)} for i in range(50)]
+    for record in records:
+        run.append_metrics(record)
+    monkeypatch.setattr(runs_module, "_READ_CHUNK_BYTES", 7)
+    assert read_metrics(run.path) == records
+    assert [r["step"] for r in iter_metrics(run.path, events=("step",))] == list(range(50))
+    monkeypatch.setattr(runs_module, "MAX_METRICS_LINE_BYTES", 40)  # the longer lines now count as damage
+    assert all(len(json.dumps(r)) <= 40 for r in read_metrics(run.path))

@@ -24,7 +24,7 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .config import ModelConfig, RunConfig
 from .io import atomic_write_json
@@ -44,6 +44,15 @@ EVAL_FILE = "eval.json"
 LOG_FILE = "train.log"
 CHECKPOINT_DIR = "checkpoints"
 _RUN_MARKERS = (CONFIG_FILE, STATUS_FILE, METRICS_FILE)
+#: status.json and eval.json are kilobytes; a bigger one is damage (a sparse or runaway file), read as missing
+#: rather than loaded whole: a 2 GB one took 2 s and 4 GB of memory per run, on every Runs-tab refresh.
+MAX_JSON_FILE_BYTES = 16 << 20
+#: The longest metrics.jsonl line read (a "started" or "calibrated" event is a few kB); longer ones are
+#: damage (binary junk, a zero-filled hole with no newline) and skipped without holding them in memory.
+MAX_METRICS_LINE_BYTES = 1 << 20
+#: How much of metrics.jsonl's start is searched for the "started" event.
+METRICS_HEAD_BYTES = 1 << 20
+_READ_CHUNK_BYTES = 1 << 20
 
 
 #: A run's own files besides ``checkpoints/``: never overwritten by an export or a settings file.
@@ -238,11 +247,7 @@ class RunDirectory:
 
     def read_status(self) -> dict[str, Any] | None:
         """status.json as a dict, or None when missing or damaged."""
-        try:
-            status = json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return status if isinstance(status, dict) else None
+        return read_json_object(self.status_path)
 
     def is_being_trained(self) -> bool:
         """Whether another live process on this machine is training this run now."""
@@ -264,24 +269,81 @@ def _json_default(obj: Any) -> Any:
 
 
 # ------------------------------------------------------------------- reading
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Every event of a run, oldest first; damaged lines (a truncated last one) are skipped."""
-    path = Path(run_dir) / METRICS_FILE
+def read_json_object(path: str | Path, max_bytes: int | None = None) -> dict[str, Any] | None:
+    """A small JSON file's object, or None when it is missing, damaged, not an object or over ``max_bytes``
+    (``MAX_JSON_FILE_BYTES`` by default)."""
+    max_bytes = MAX_JSON_FILE_BYTES if max_bytes is None else max_bytes
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                return None
+            raw = fh.read(size + 1)  # not max_bytes: read(n) allocates n bytes first; +1 sees a file that grew
+        if len(raw) > max_bytes:
+            return None
+        value = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def iter_metrics(run_dir: str | Path, *, max_bytes: int | None = None,
+                 events: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
+    """The run's events one at a time, oldest first, read in chunks: memory stays bounded however long
+    the run. Damaged lines (a truncated last one, junk, a line over ``MAX_METRICS_LINE_BYTES``) are
+    skipped; ``max_bytes`` stops after that much of the file; ``events`` keeps only those kinds."""
+    try:
+        fh = open(Path(run_dir) / METRICS_FILE, "rb")
     except OSError:
-        return []
-    records = []
-    for line in raw.splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line.decode("utf-8", errors="replace"))
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+        return
+    wanted = tuple(f'"{kind}"'.encode() for kind in events) if events else None
+    with fh:
+        pending = b""  # the start of a line whose newline is not read yet
+        skipping = False  # inside an over-long line: its bytes are dropped up to its newline
+        read, ended = 0, False
+        while max_bytes is None or read < max_bytes:
+            try:
+                chunk = fh.read(_READ_CHUNK_BYTES if max_bytes is None else min(_READ_CHUNK_BYTES, max_bytes - read))
+            except OSError:
+                return
+            if not chunk:
+                ended = True
+                break
+            read += len(chunk)
+            *complete, rest = chunk.split(b"\n")
+            if complete:
+                complete[0] = b"" if skipping else pending + complete[0]
+                skipping, pending = False, b""
+            if not skipping:
+                pending += rest
+                if len(pending) > MAX_METRICS_LINE_BYTES:
+                    pending, skipping = b"", True
+            for line in complete:
+                record = _metrics_record(line, wanted)
+                if record is not None:
+                    yield record
+        if ended and pending:  # a last line without its newline (a killed writer's): whole only if it parses
+            record = _metrics_record(pending, wanted)
+            if record is not None:
+                yield record
+
+
+def _metrics_record(line: bytes, wanted: tuple[bytes, ...] | None) -> dict[str, Any] | None:
+    if wanted is not None and not any(kind in line for kind in wanted):  # cheap: skips parsing most lines
+        return None
+    try:
+        record = json.loads(line.decode("utf-8", errors="replace")) if line.strip() else None
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or (wanted is not None and f'"{record.get("event")}"'.encode() not in wanted):
+        return None
+    return record
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every event of a run, oldest first; damaged lines (a truncated last one) are skipped. A long run
+    has hundreds of thousands: prefer ``iter_metrics``, which does not hold them all."""
+    return list(iter_metrics(run_dir))
 
 
 @dataclass
@@ -413,30 +475,21 @@ def _summarise(folder: Path) -> RunSummary | None:
 
 def test_accuracy(run_dir: str | Path) -> float | None:
     """The top-1 accuracy in the run's eval.json, or None when it is missing, damaged or holds none."""
-    try:
-        evaluation = json.loads((Path(run_dir) / EVAL_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return _number(evaluation.get("top1")) if isinstance(evaluation, dict) else None
+    evaluation = read_json_object(Path(run_dir) / EVAL_FILE)
+    return _number(evaluation.get("top1")) if evaluation is not None else None
 
 
 def steps_per_epoch(run_dir: str | Path) -> int | None:
     """Optimiser steps per epoch, from the run's ``started`` event (the first lines of metrics.jsonl)."""
-    try:
-        with open(Path(run_dir) / METRICS_FILE, encoding="utf-8", errors="replace") as fh:
-            for _, line in zip(range(1000), fh):
-                if '"started"' not in line:
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and record.get("event") == "started":
-                    value = record.get("steps_per_epoch")
-                    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-    except OSError:
-        pass
-    return None
+    started = started_event(run_dir)
+    value = started.get("steps_per_epoch") if started else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def started_event(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's first ``started`` event, looked for in the start of metrics.jsonl only (a long run's
+    file is tens of megabytes, a damaged one may be gigabytes without a newline)."""
+    return next(iter_metrics(run_dir, max_bytes=METRICS_HEAD_BYTES, events=("started",)), None)
 
 
 def epochs_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch: int | None, *,
