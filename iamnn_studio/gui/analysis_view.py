@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import threading
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from PySide6.QtCore import QCoreApplication, QSize, Qt, QTimer, Signal, Slot
@@ -54,6 +55,12 @@ from .widgets.tasks import BackgroundRunner, import_engine
 
 #: Images of each end of the easy-to-hard spectrum (two rows of eight).
 SPECTRUM_SIZE = 16
+#: The most points a training curve is drawn with (each a mean of consecutive steps): a plot is a few hundred
+#: pixels wide, and a long run logs hundreds of thousands of steps (handing them all to the plots held the
+#: UI thread for a second and hundreds of megabytes).
+MAX_CURVE_POINTS = 2000
+#: The metrics.jsonl events the training curves are drawn from; the others are not parsed.
+CURVE_EVENTS = ("started", "step", "epoch")
 COMPARE_COLUMNS = ("Network", "Params", "MACs avg (min – max)", "Top-1 / Top-5")
 NOT_EVALUATED = "Not evaluated on the test set yet. Evaluate now writes eval.json: accuracy, per-image compute, " \
                 "iteration histograms and the threshold sweep."
@@ -94,8 +101,10 @@ class RunReport:
     checkpoint: Path | None = None
 
 
-def read_run(path: str | Path) -> RunReport:
-    """Read a run folder; nothing here raises for a damaged or partial run (any thread)."""
+def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
+    """Read a run folder; nothing here raises for a damaged or partial run (any thread). Without ``curves``
+    metrics.jsonl is read for its ``started`` event only (a comparison needs the parameter count, not
+    a long run's hundreds of thousands of steps)."""
     runs = import_engine("runs")
     folder = Path(path)
     run = runs.RunDirectory(folder)
@@ -112,14 +121,19 @@ def read_run(path: str | Path) -> RunReport:
     report.steps_per_epoch = runs.steps_per_epoch(folder)
     if run.eval_path.is_file():
         try:
+            if run.eval_path.stat().st_size > runs.MAX_JSON_FILE_BYTES:  # damage (a sparse file): not read whole
+                raise ValueError(f"it is {formatting.si(run.eval_path.stat().st_size)}B, too big for an evaluation")
             evaluation = json.loads(run.eval_path.read_text(encoding="utf-8"))
             if not isinstance(evaluation, dict) or "top1" not in evaluation:
                 raise ValueError("it holds no top-1 accuracy")
             report.evaluation = evaluation
         except (OSError, ValueError) as error:
             report.eval_error = f"eval.json cannot be read ({error}); evaluate again to replace it"
-    metrics = runs.read_metrics(folder)
-    report.series, report.parameters = training_series(metrics)
+    if curves:
+        report.series, report.parameters = training_series(runs.iter_metrics(folder, events=CURVE_EVENTS))
+    else:
+        parameters = (runs.started_event(folder) or {}).get("parameters")
+        report.parameters = parameters if isinstance(parameters, int) else None
     for name in ("best.pt", "last.pt"):
         if (run.checkpoints_dir / name).is_file():
             report.checkpoint = run.checkpoints_dir / name
@@ -127,14 +141,19 @@ def read_run(path: str | Path) -> RunReport:
     return report
 
 
-def training_series(events: list[dict]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int | None]:
-    """Curves (x in epochs) from metrics.jsonl events, and the parameter count the trainer reported."""
+def training_series(events: Iterable[dict], max_points: int | None = None
+                    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int | None]:
+    """Curves (x in epochs) from metrics.jsonl events, each at most ``max_points`` (``MAX_CURVE_POINTS``)
+    long, and the parameter count the trainer reported. ``events`` may be a stream: only the numbers are
+    kept, 8 bytes each."""
     steps_per_epoch, parameters = None, None
-    columns: dict[str, list[tuple[float, float]]] = {}
+    columns: dict[str, tuple[array, array]] = {}
 
     def add(name: str, x: float, value: Any) -> None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
-            columns.setdefault(name, []).append((x, float(value)))
+            xs, ys = columns.setdefault(name, (array("d"), array("d")))
+            xs.append(x)
+            ys.append(float(value))
 
     for event in events:
         kind = event.get("event")
@@ -164,8 +183,20 @@ def training_series(events: list[dict]) -> tuple[dict[str, tuple[np.ndarray, np.
         fallback = columns.pop(f"epoch_{name}", None)
         if name not in columns and fallback:
             columns[name] = fallback
-    series = {name: (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) for name, pts in columns.items()}
+    limit = MAX_CURVE_POINTS if max_points is None else max_points
+    series = {name: bucket_means(np.frombuffer(xs), np.frombuffer(ys), limit)
+              for name, (xs, ys) in columns.items()}
     return series, parameters
+
+
+def bucket_means(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points: the means of runs of consecutive points (a mean, not every n-th
+    point, so a downsampled loss curve keeps its level; the curve still spans the whole run)."""
+    if len(x) <= max_points:
+        return x.copy(), y.copy()
+    starts = np.linspace(0, len(x), max_points, endpoint=False).astype(np.int64)
+    counts = np.diff(np.append(starts, len(x)))
+    return np.add.reduceat(x, starts) / counts, np.add.reduceat(y, starts) / counts
 
 
 def _percent(value: Any) -> float | None:
@@ -848,7 +879,7 @@ class AnalysisView(QWidget):
         def work(progress):
             rows = []
             for path in chosen:
-                rows.extend(comparison_rows(read_run(path), with_one_iteration))
+                rows.extend(comparison_rows(read_run(path, curves=False), with_one_iteration))
             return rows
 
         self._runner.submit(work, self._fill_compare_table)

@@ -324,6 +324,73 @@ def test_training_series_reads_steps_in_epochs_and_falls_back_to_epoch_figures()
     assert list(series["train_loss"][1]) == [0.9] and list(series["train_accuracy"][1]) == pytest.approx([70.0])
 
 
+def append_steps(run: Path, steps: int, steps_per_epoch: int = 4) -> None:
+    """A long run's step events (one per step, as a run logs every 0.1 s for days)."""
+    with (run / "metrics.jsonl").open("a") as fh:
+        fh.write("\n")  # after make_run's truncated last line
+        fh.writelines(json.dumps({"event": "step", "step": s, "loss": 2.0, "accuracy": 0.5,
+                                  "iterations": [1, 2, 2, 1]}) + "\n" for s in range(9, 9 + steps))
+        fh.write(json.dumps({"event": "epoch", "epoch": 3, "step": 9 + steps, "val_loss": 1.0}) + "\n")
+
+
+def test_a_long_runs_curves_are_downsampled_to_what_a_plot_can_show(qtbot, view, tmp_path, monkeypatch):
+    """A 200,000-step run put 200,000 points per curve on the UI thread (a 1 s freeze, 800 MB): the
+    curves come in means of consecutive steps, at most MAX_CURVE_POINTS each, read as a stream."""
+    import iamnn_studio.engine.runs as runs
+    import iamnn_studio.gui.analysis_view as analysis_view
+
+    run = make_run(tmp_path / "runs", "long")
+    append_steps(run, 20_000)
+    read_whole = []
+    monkeypatch.setattr(runs, "read_metrics", lambda *a, **k: read_whole.append(a) or [])
+    monkeypatch.setattr(analysis_view, "MAX_CURVE_POINTS", 500)
+    show(qtbot, view, run)
+    x, loss = view.report.series["train_loss"]
+    assert len(x) <= 500 and x[0] < 20 and x[-1] == pytest.approx(20_008 / 4, rel=1e-3)
+    assert loss[-1] == pytest.approx(2.0)  # a mean of equal steps, not a thinned-out sample of them
+    assert len(view.report.series["val_loss"][0]) == 3  # short curves keep every point
+    assert not read_whole  # streamed, never the whole file as a list of events
+
+
+def test_bucket_means_keep_the_level_and_the_ends_of_a_curve():
+    from iamnn_studio.gui.analysis_view import bucket_means
+
+    x = np.arange(10_001, dtype=float)
+    x_mean, y_mean = bucket_means(x, 2 * x, 100)
+    assert len(x_mean) == 100 and y_mean == pytest.approx(2 * x_mean)
+    assert x_mean[0] < 100 and x_mean[-1] > 9_900
+    short = bucket_means(x[:50], x[:50], 100)
+    assert list(short[0]) == list(x[:50])
+
+
+def test_comparing_runs_reads_only_the_start_of_their_metrics(qtbot, view, tmp_path, monkeypatch):
+    """The comparison needs the parameter count from the started event; it read every step of every
+    ticked run again, on each tick."""
+    import iamnn_studio.gui.analysis_view as analysis_view
+
+    runs = tmp_path / "runs"
+    current = make_run(runs, "current", evaluation=made_up_eval(), parameters=777)
+    append_steps(current, 3000)
+    curves_read = []
+    original = analysis_view.training_series
+    monkeypatch.setattr(analysis_view, "training_series", lambda events, *a: curves_read.append(1) or original(events, *a))
+    show(qtbot, view, current)
+    qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
+    assert len(curves_read) == 1  # the shown run's curves only
+    assert compare_rows(view)[0][1] == "777"  # the parameter count still comes from the started event
+
+
+def test_a_huge_damaged_eval_json_is_reported_not_read(qtbot, view, tmp_path, monkeypatch):
+    import iamnn_studio.engine.runs as runs
+
+    run = make_run(tmp_path / "runs", "sparse-eval")
+    with open(run / "eval.json", "wb") as fh:
+        fh.truncate(64 << 20)
+    monkeypatch.setattr(runs, "MAX_JSON_FILE_BYTES", 1 << 20)
+    show(qtbot, view, run)
+    assert view.report.evaluation is None and "too big" in view.report.eval_error
+
+
 def test_an_epoch_cut_short_by_the_step_limit_is_drawn_where_training_stopped():
     events = [{"event": "started", "steps_per_epoch": 400},
               {"event": "step", "step": 150, "loss": 0.6},
