@@ -53,6 +53,8 @@ MAX_METRICS_LINE_BYTES = 1 << 20
 #: How much of metrics.jsonl's start is searched for the "started" event.
 METRICS_HEAD_BYTES = 1 << 20
 _READ_CHUNK_BYTES = 1 << 20
+#: The first read is small (a run's "started" event is its first line): listing 300 runs read 300 MB.
+_FIRST_CHUNK_BYTES = 64 << 10
 
 
 #: A run's own files besides ``checkpoints/``: never overwritten by an export or a settings file.
@@ -303,7 +305,8 @@ def iter_metrics(run_dir: str | Path, *, max_bytes: int | None = None,
         read, ended = 0, False
         while max_bytes is None or read < max_bytes:
             try:
-                chunk = fh.read(_READ_CHUNK_BYTES if max_bytes is None else min(_READ_CHUNK_BYTES, max_bytes - read))
+                size = min(_READ_CHUNK_BYTES, max(_FIRST_CHUNK_BYTES, read))  # doubling up to the full chunk
+                chunk = fh.read(size if max_bytes is None else min(size, max_bytes - read))
             except OSError:
                 return
             if not chunk:
