@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import html
 import time
+from array import array
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pyqtgraph as pg
@@ -40,6 +41,11 @@ from .system_panel import SystemPanel
 from .worker import BackgroundTasks, TrainingSession
 
 MAX_LOG_LINES = 2000
+#: A resumed run's earlier steps are replayed as at most this many points (means of consecutive steps):
+#: a days-long run logs 200,000 step events, and appending them one by one held the UI thread for 3 s.
+HISTORY_POINTS = 2000
+#: The step-event figures the Train tab plots, averaged when the history is thinned.
+_STEP_FIGURES = ("loss", "accuracy", "macs", "images_per_s", "lr")
 #: What a run does after its last training step, in order, as the header says it. Calibration and
 #: evaluation can take minutes on a CPU (the threshold sweep runs the test split many times), so the
 #: header names the phase and counts its seconds: the window must never look stuck at 100 %.
@@ -823,10 +829,12 @@ class TrainingView(QWidget):
         self.log.add(text, muted=muted_line)
 
     def _replay_history(self, run_dir: str) -> None:
-        """A resumed run's earlier points, read from metrics.jsonl in the background."""
-        from iamnn_studio.engine.runs import read_metrics
+        """A resumed run's earlier points, read and thinned from metrics.jsonl in the background."""
+        from iamnn_studio.engine.runs import iter_metrics
 
-        self._tasks.submit("history", lambda: read_metrics(run_dir), self._on_history, lambda _message: None)
+        upto = self._resumed_step
+        self._tasks.submit("history", lambda: history_records(iter_metrics(run_dir, events=("step", "epoch")), upto),
+                           self._on_history, lambda _message: None)
 
     def _on_history(self, records: list[dict]) -> None:
         self.monitor.prepend_history(records, self._resumed_step)
@@ -841,6 +849,56 @@ class TrainingView(QWidget):
         if self.session is not None:
             self.session.stop()
             self.session.wait(timeout_ms)
+
+
+def history_records(records: Iterable[dict[str, Any]], upto_step: int | None,
+                    max_points: int | None = None) -> list[dict[str, Any]]:
+    """The step and epoch events up to ``upto_step`` (the resume point), at most ``max_points``
+    (``HISTORY_POINTS``) of each: step events as means of consecutive ones, ending at the last
+    one; epoch events evenly picked, the last kept; all in the file's order. Holds numbers only, not the
+    events (any thread)."""
+    limit = HISTORY_POINTS if max_points is None else max_points
+    width = 1 + len(_STEP_FIGURES) + 4
+    rows = array("d")  # per step event: its step, _STEP_FIGURES, 4 blocks' iterations; NaN where missing
+    epochs: list[tuple[float, dict[str, Any]]] = []  # (place among the step rows, figures)
+    for record in records:
+        step = record.get("step", 0)
+        if not isinstance(step, (int, float)) or (upto_step is not None and step > upto_step):
+            continue  # a later attempt, abandoned when the run resumed from an earlier checkpoint
+        if record.get("event") == "step":
+            iterations = record.get("iterations") if isinstance(record.get("iterations"), list) else []
+            rows.extend((step, *(_finite(record.get(name)) for name in _STEP_FIGURES),
+                         *(_finite(value) for value in (iterations + [None] * 4)[:4])))
+        elif record.get("event") == "epoch":
+            epochs.append((len(rows) // width - 0.5, {key: record.get(key) for key in ("event", "step", "val_split", "val_loss",
+                                                                               "val_accuracy", "macs")}))
+    if len(epochs) > limit:
+        epochs = [epochs[i] for i in np.linspace(0, len(epochs) - 1, limit).round().astype(int)]
+    steps: list[tuple[float, dict[str, Any]]] = []
+    if rows:
+        table = np.frombuffer(rows).reshape(-1, width)
+        starts = np.linspace(0, len(table), min(limit, len(table)), endpoint=False).astype(np.int64)
+        ends = np.append(starts[1:], len(table))
+        finite = np.isfinite(table)
+        sums = np.add.reduceat(np.where(finite, table, 0.0), starts)
+        counts = np.add.reduceat(finite, starts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        means[:, 0] = table[ends - 1, 0]  # each point at its bucket's last step
+        for end, row in zip(ends.tolist(), means.tolist()):
+            step = {"event": "step", "step": row[0], **dict(zip(_STEP_FIGURES, map(_none_if_nan, row[1:6])))}
+            iterations = [_none_if_nan(v) for v in row[6:]]
+            step["iterations"] = iterations[:max((i + 1 for i, v in enumerate(iterations) if v is not None), default=0)]
+            steps.append((end - 1, step))
+    return [record for _, record in sorted(steps + epochs, key=lambda placed: placed[0])]
+
+
+def _finite(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if np.isnan(value) else value
 
 
 def result_facts(finished: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:

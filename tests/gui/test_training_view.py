@@ -497,6 +497,50 @@ def test_a_resumed_runs_history_goes_before_its_new_points(qtbot, styled_app):
     assert monitor.curves["iterations_1"].data()[0].tolist() == [11, 12]
 
 
+def test_a_long_history_is_thinned_to_means_of_consecutive_steps_up_to_the_resume_point():
+    from iamnn_studio.gui.training_view import history_records
+
+    events = []
+    for step in range(1, 20_001):
+        events.append({"event": "step", "step": step, "loss": 1.0 if step % 2 else 3.0, "iterations": [1, 3]})
+        if step % 1000 == 0:
+            events.append({"event": "epoch", "step": step, "val_loss": step / 1000})
+    events.append({"event": "step", "step": 20_500, "loss": 9.0})  # after the resume point
+    records = history_records(iter(events), upto_step=20_000, max_points=500)
+    steps = [r for r in records if r["event"] == "step"]
+    assert len(steps) == 500 and steps[-1]["step"] == 20_000
+    assert all(r["loss"] == pytest.approx(2.0) and r["iterations"] == [1, 3] for r in steps)  # means, not samples
+    assert [r["val_loss"] for r in records if r["event"] == "epoch"] == list(range(1, 21))
+    assert [r["step"] for r in records] == sorted(r["step"] for r in records)  # each epoch after its steps
+
+
+def test_replaying_a_resumed_runs_history_reads_and_thins_it_off_the_ui_thread(qtbot, styled_app, tmp_path,
+                                                                                monkeypatch):
+    """200,000 step events were appended to the plots one by one on the UI thread: a 2.8 s freeze."""
+    import json
+
+    import iamnn_studio.gui.training_view as training_view
+    from iamnn_studio.gui.training_view import TrainingView
+
+    run = tmp_path / "resumed"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"event": "step", "step": s, "loss": 1.0}) + "\n"
+                                               for s in range(1, 5001)))
+    threads = []
+    thin = training_view.history_records
+    monkeypatch.setattr(training_view, "history_records",
+                        lambda *a, **k: threads.append(threading.current_thread()) or thin(*a, **k))
+    monkeypatch.setattr(training_view, "HISTORY_POINTS", 100)
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view._resumed_step = 5000
+    view._replay_history(str(run))
+    loss = view.monitor.curves["train_loss"]
+    qtbot.waitUntil(lambda: len(loss) > 0, timeout=30_000)
+    assert threads and threads[0] is not threading.main_thread()
+    assert len(loss) == 100 and loss.data()[0][-1] == 5000
+
+
 def test_epoch_points_are_named_after_the_split_they_were_measured_on(qtbot, styled_app):
     from iamnn_studio.gui.training_view import LiveMonitor
 
