@@ -110,6 +110,33 @@ def test_missing_cifar_says_where_it_looked_and_how_to_get_it(tmp_path):
     assert str(tmp_path / "nowhere") in str(err.value)
 
 
+def test_a_download_through_a_network_that_never_answers_fails_instead_of_hanging(tmp_path, monkeypatch):
+    import socket
+    import threading
+    import time
+
+    from iamnn_studio.engine.data import base
+
+    # A proxy that accepts connections and never answers: a firewall dropping packets looks like this.
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.extend(silent.accept() for _ in range(4)), daemon=True).start()
+    proxy = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, proxy)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.setattr(base, "DOWNLOAD_TIMEOUT_S", 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ValueError, match=r"downloading CIFAR-10 into .* failed \(.*timed out"):
+            load_dataset(DataConfig(name="cifar10", root=str(tmp_path), download=True))
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 20
+    assert socket.getdefaulttimeout() is None  # the timeout is the download's, not the whole process's
+
+
 # ------------------------------------------------------------------------------------------------ idx
 def _write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

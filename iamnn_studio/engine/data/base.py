@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import socket
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
@@ -14,6 +16,9 @@ if TYPE_CHECKING:
 
 #: Environment variable that moves the download/cache folder (tests point it at a temp dir).
 DATASETS_ENV = "IAMNN_STUDIO_DATASETS"
+#: Seconds a download waits for the server on each connect or read (not for the whole file). torchvision
+#: opens its URLs with no timeout, so a network that drops packets (a firewall, a dead proxy) hung forever.
+DOWNLOAD_TIMEOUT_S = 30.0
 
 
 def datasets_root() -> Path:
@@ -64,7 +69,8 @@ class DatasetProvider(ABC):
         Raises the provider's "not found" sentence (``_not_found(root)``) when it stays missing."""
         found = find(cfg.root)
         if found is None and cfg.download:
-            self._download(Path(cfg.root).expanduser() if cfg.root else datasets_root())
+            with download_timeout():
+                self._download(Path(cfg.root).expanduser() if cfg.root else datasets_root())
             found = find(cfg.root)
         if found is None:
             raise ValueError(self._not_found(cfg.root))
@@ -72,6 +78,17 @@ class DatasetProvider(ABC):
 
 
 DATASETS: Registry[DatasetProvider] = Registry("dataset")
+
+
+@contextmanager
+def download_timeout():
+    """Sockets opened inside give up after ``DOWNLOAD_TIMEOUT_S`` of silence (unless a timeout is set already)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(previous if previous is not None else DOWNLOAD_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def join_places(places: list[Path]) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from .base import DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, join_places
+from .base import DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, download_timeout, join_places
 from .bundle import DatasetBundle, ImageTensors
 
 SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -58,7 +58,8 @@ class SvhnProvider(DatasetProvider):
         folder = self.find_folder(cfg.root)
         if folder is None and cfg.download:
             folder = self.search_dirs(cfg.root)[0]
-            self._download(folder)
+            with download_timeout():
+                self._download(folder)
             folder = self.find_folder(cfg.root)
         if folder is None:
             raise ValueError(self._not_found(cfg.root))
