@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import pickle
+import re
 import struct
 from pathlib import Path
 
@@ -218,6 +219,26 @@ def test_missing_mnist_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypa
     assert str(tmp_path / "nowhere") in str(err.value)
     available, reason = DATASETS.get("mnist").available_offline(str(tmp_path / "nowhere"))
     assert not available and "not found" in reason
+
+
+def test_a_folder_missing_one_file_names_that_file(tmp_path):
+    _fake_idx(tmp_path / "mnist")  # gzipped, as torchvision keeps them
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    _fake_cifar10(tmp_path / "cifar")
+    (tmp_path / "cifar" / "cifar-10-batches-py" / "data_batch_3").unlink()
+    (tmp_path / "svhn").mkdir()
+    (tmp_path / "svhn" / "train_32x32.mat").write_bytes(b"")
+    for name, folder, expected in (
+        ("mnist", tmp_path / "mnist", "t10k-labels-idx1-ubyte[.gz] is missing"),
+        ("cifar10", tmp_path / "cifar", "data_batch_3 is missing"),
+        ("svhn", tmp_path / "svhn", "test_32x32.mat is missing"),
+    ):
+        available, reason = DATASETS.get(name).available_offline(str(folder))
+        assert not available and expected in reason, reason
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            load_dataset(DataConfig(name=name, root=str(folder)))
+    # A folder with none of the files still says where it looked for which files.
+    assert "looked in" in DATASETS.get("mnist").available_offline(str(tmp_path / "cifar"))[1]
 
 
 def test_a_given_folder_without_the_files_is_not_passed_over_for_another_copy(tmp_path, monkeypatch):

@@ -91,6 +91,20 @@ def download_timeout():
         socket.setdefaulttimeout(previous)
 
 
+def incomplete_folder(folders: list[Path], needed: list[str], present) -> tuple[Path, list[str]] | None:
+    """The first of ``folders`` holding some but not all of the ``needed`` files (``present(path)`` tells),
+    with the names it lacks: a copy missing one file must name that file, not list all of them."""
+    for folder in folders:
+        missing = [name for name in needed if not present(folder / name)]
+        if 0 < len(missing) < len(needed):
+            return folder, missing
+    return None
+
+
+def missing_files(label: str, folder: Path, missing: list[str]) -> str:
+    return f"{label} is incomplete in {folder}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+
+
 def join_places(places: list[Path]) -> str:
     return ", ".join(str(p) for p in places) or "nowhere"
 

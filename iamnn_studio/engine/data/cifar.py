@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from .base import DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, join_places
+from .base import (
+    DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, incomplete_folder, join_places, missing_files,
+)
 from .bundle import DatasetBundle, ImageTensors
 
 
@@ -49,10 +51,13 @@ class CifarProvider(DatasetProvider):
         top = Path(root).expanduser() if root else datasets_root()
         return [top / self.base_folder, top]  # the root may also be the extracted folder itself
 
+    @property
+    def needed_files(self) -> list[str]:
+        return [*self.train_files, *self.test_files, self.meta_file]
+
     def find_folder(self, root: str | None) -> Path | None:
-        needed = self.train_files + self.test_files + (self.meta_file,)
         for folder in self.search_dirs(root):
-            if all((folder / name).is_file() for name in needed):
+            if all((folder / name).is_file() for name in self.needed_files):
                 return folder
         return None
 
@@ -61,6 +66,9 @@ class CifarProvider(DatasetProvider):
         return (True, f"found in {folder}") if folder else (False, self._not_found(root))
 
     def _not_found(self, root: str | None) -> str:
+        incomplete = incomplete_folder(self.search_dirs(root), self.needed_files, Path.is_file)
+        if incomplete:
+            return f"{missing_files(self.label, *incomplete)}; allow downloads or extract {self.base_folder} again"
         return (
             f"{self.label} not found (looked for {self.base_folder}/ with {', '.join(self.train_files)}, "
             f"{', '.join(self.test_files)} and {self.meta_file} in {join_places(self.search_dirs(root))}); "

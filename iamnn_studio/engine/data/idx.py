@@ -19,7 +19,9 @@ import torch
 
 from ..config import DataConfig
 from ..io import atomic_write
-from .base import DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, join_places
+from .base import (
+    DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, incomplete_folder, join_places, missing_files,
+)
 from .bundle import DatasetBundle, ImageTensors
 
 #: The four files of an idx dataset, by split and kind.
@@ -63,13 +65,16 @@ class IdxProvider(DatasetProvider):
             return [Path(root).expanduser()]
         return [Path(d) for d in self.system_dirs] + [datasets_root()]
 
+    def candidate_folders(self, root: str | None) -> list[Path]:
+        # Each place itself, or torchvision's layout below it (<root>/<Class>/raw).
+        return [folder for place in self.search_dirs(root)
+                for folder in (place, place / "raw", place / self.torchvision_class / "raw")]
+
     def find_files(self, root: str | None) -> dict[tuple[str, str], Path] | None:
-        for place in self.search_dirs(root):
-            # The folder itself, or torchvision's layout below it (<root>/<Class>/raw).
-            for folder in (place, place / "raw", place / self.torchvision_class / "raw"):
-                found = {key: _existing(folder / stem) for key, stem in IDX_FILES.items()}
-                if all(found.values()):
-                    return found  # type: ignore[return-value]
+        for folder in self.candidate_folders(root):
+            found = {key: _existing(folder / stem) for key, stem in IDX_FILES.items()}
+            if all(found.values()):
+                return found  # type: ignore[return-value]
         return None
 
     def available_offline(self, root: str | None) -> tuple[bool, str]:
@@ -79,6 +84,12 @@ class IdxProvider(DatasetProvider):
         return True, f"found in {files['train', 'images'].parent}"
 
     def _not_found(self, root: str | None) -> str:
+        incomplete = incomplete_folder(self.candidate_folders(root), list(IDX_FILES.values()),
+                                       lambda stem: _existing(stem) is not None)
+        if incomplete:
+            folder, missing = incomplete
+            missing = [name + "[.gz]" for name in missing]
+            return f"{missing_files(self.label, folder, missing)}; allow downloads or {self.manual_install}"
         return (
             f"{self.label} not found (looked in {join_places(self.search_dirs(root))} for "
             f"{IDX_FILES['train', 'images']}[.gz] and its three siblings); allow downloads or {self.manual_install}"

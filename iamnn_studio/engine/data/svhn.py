@@ -13,7 +13,10 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from .base import DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, download_timeout, join_places
+from .base import (
+    DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, download_timeout, incomplete_folder, join_places,
+    missing_files,
+)
 from .bundle import DatasetBundle, ImageTensors
 
 SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -49,6 +52,9 @@ class SvhnProvider(DatasetProvider):
         return True, f"found in {folder}"
 
     def _not_found(self, root: str | None) -> str:
+        incomplete = incomplete_folder(self.search_dirs(root), list(SPLIT_FILES.values()), Path.is_file)
+        if incomplete:
+            return f"{missing_files(self.label, *incomplete)}; allow downloads or put it there"
         files = " and ".join(SPLIT_FILES.values())
         return f"SVHN not found (looked for {files} in {join_places(self.search_dirs(root))}); allow downloads"
 
