@@ -365,6 +365,31 @@ def test_a_builtin_dataset_missing_from_a_typed_folder_says_so(qtbot, window, fo
     assert not window.training.header.start.isEnabled()
 
 
+def test_the_dataset_list_follows_the_typed_folder(qtbot, form, tmp_path):
+    import pickle
+
+    import numpy as np
+    from PySide6.QtCore import Qt
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        rows = np.zeros((2, 3072), dtype=np.uint8)
+        (folder / name).write_bytes(pickle.dumps({"data": rows, "labels": [0, 1]}, protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}, protocol=2))
+    box = form.dataset.provider
+    form.dataset.provider.set_value("cifar10")
+    form.dataset.folder.setText(str(tmp_path))
+    form.dataset.folder.editingFinished.emit()
+    assert form.dataset.status.text().startswith("✓ found in")
+    assert box.itemText(box.currentIndex()) == "CIFAR-10  ·  available offline"  # QA: it still said "needs download"
+    form.dataset.folder.setText(str(tmp_path / "elsewhere"))
+    form.dataset.folder.editingFinished.emit()
+    assert box.itemText(box.currentIndex()) == "CIFAR-10  ·  needs download"
+    assert "elsewhere" in box.itemData(box.currentIndex(), Qt.ItemDataRole.ToolTipRole)
+    form.wait_for_background()
+
+
 def test_each_dataset_keeps_its_own_folder(form, tmp_path):
     form.dataset.provider.set_value("imagefolder")
     form.dataset.folder.setText(str(tmp_path))

@@ -193,11 +193,7 @@ class DatasetPanel(FormCard):
         current = self.provider.value()
         self._entries = {e.name: e for e in entries}
         self.provider.blockSignals(True)
-        self.provider.set_choices(
-            (f"{e.label}  ·  {_availability_word(e)}" if e.name != "imagefolder" else f"{e.label}  ·  your own images",
-             e.name)
-            for e in entries
-        )
+        self.provider.set_choices((_choice_text(e), e.name) for e in entries)
         for index, entry in enumerate(entries):
             self.provider.setItemData(index, entry.reason, Qt.ItemDataRole.ToolTipRole)
         if current is not None:
@@ -266,7 +262,12 @@ class DatasetPanel(FormCard):
             available, reason = DATASETS.get(name).available_offline(self.folder.text().strip() or None)
         except Exception as error:  # a plugin's check may fail: say so, keep the form usable
             available, reason = False, f"cannot check: {error}"
-        self._entries[name].available, self._entries[name].reason = available, reason
+        entry = self._entries[name]
+        entry.available, entry.reason = available, reason
+        # The list said what the default places hold: a folder typed since may hold it, or may not.
+        index = self.provider.findData(name)
+        self.provider.setItemText(index, _choice_text(entry))
+        self.provider.setItemData(index, reason, Qt.ItemDataRole.ToolTipRole)
         self.show_status("ok" if available else "warning", reason)
 
     def show_status(self, kind: str, text: str) -> None:
@@ -426,6 +427,13 @@ def thumbnail(image: np.ndarray, size: int) -> QPixmap:
         qimage = QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888)
     pixmap = QPixmap.fromImage(qimage.copy())  # copy: the numpy buffer may go away
     return pixmap.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+
+
+def _choice_text(entry: ProviderEntry) -> str:
+    """The dataset list's line for ``entry``: its name and whether its files are here."""
+    if entry.name == "imagefolder":
+        return f"{entry.label}  ·  your own images"
+    return f"{entry.label}  ·  {_availability_word(entry)}"
 
 
 def _availability_word(entry: ProviderEntry) -> str:
