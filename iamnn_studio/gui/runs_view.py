@@ -52,7 +52,7 @@ STATUS_COLORS = {
     "interrupted": theme.WARNING,
     "stopped": theme.WARNING,
 }
-#: While a run in the list is training, re-read the folder this often.
+#: While a run in the list is training and the tab is shown, re-read the folder this often.
 LIVE_REFRESH_MS = 5000
 
 
@@ -102,6 +102,8 @@ class RunsView(QWidget):
         self._runs_dir: Path | None = None
         self._runs: list[Any] = []
         self._runner = BackgroundRunner(self)
+        self._listing = False  # a listing is in the background
+        self._list_again = False  # asked for another while it ran: one more, not one per request
         self._live = QTimer(self, interval=LIVE_REFRESH_MS)
         self._live.timeout.connect(self.refresh)
         self._build()
@@ -124,13 +126,26 @@ class RunsView(QWidget):
         if self._runs_dir is None:
             self._show_runs([])
             return
+        if self._listing:  # a slow folder (a network drive) must not pile up one listing per timer tick
+            self._list_again = True
+            return
         folder = self._runs_dir
+        self._listing = True
 
         def work(report):
             runs = import_engine("runs")
             return folder, runs.list_runs(folder)
 
         self._runner.submit(work, self._on_listed, self._on_list_failed)
+
+    def _listing_done(self) -> bool:
+        """End a listing; True (and a new listing started) when another was asked for meanwhile."""
+        self._listing = False
+        if self._list_again:
+            self._list_again = False
+            self.refresh()
+            return True
+        return False
 
     def runs(self) -> list[Any]:
         """The RunSummary objects shown, in table order."""
@@ -261,19 +276,26 @@ class RunsView(QWidget):
     # ================================================================ results
     def _on_listed(self, result: tuple[Path, list[Any]]) -> None:
         folder, runs = result
-        if folder != self._runs_dir:  # the folder changed while we listed the old one
+        if self._listing_done() or folder != self._runs_dir:  # outdated: a newer listing is on its way
             return
         self.banner.hide()
         self._show_runs(runs)
 
     def _on_list_failed(self, message: str) -> None:
+        if self._listing_done():
+            return
         self.banner.show_error(f"Could not read the runs folder: {message}")
         self._show_runs([])
 
     def _show_runs(self, runs: list[Any]) -> None:
+        if runs and runs == self._runs and self.table.rowCount() == len(runs):
+            self._update_actions()  # a checkpoint may have appeared
+            self._after_listing(runs)  # nothing else changed: the table, its selection and sorting stay as they are
+            return
         selected = self._selected_path()
         self._runs = list(runs)
         self.table.setSortingEnabled(False)
+        self.table.setRowCount(0)  # then fill: replacing 2,400 items one by one re-measured the columns each time (8 s)
         self.table.setRowCount(len(runs))
         for row, run in enumerate(runs):
             for column, item in enumerate(_row_items(run)):
@@ -299,11 +321,16 @@ class RunsView(QWidget):
                     f"Runs you train in the Train tab (or with the iamnn-studio CLI) appear here. "
                     f"Looking in: {where}{missing}",
                 )
-        if any(run.status == "running" for run in runs):
-            self._live.start()
+        self._update_actions()
+        self._after_listing(runs)
+
+    def _after_listing(self, runs: list[Any]) -> None:
+        # Only a shown tab follows a training run: listing 300 runs every 5 s behind another tab was idle CPU.
+        if self.isVisible() and any(run.status == "running" for run in runs):
+            if not self._live.isActive():
+                self._live.start()
         else:
             self._live.stop()
-        self._update_actions()
         self.refreshed.emit()
 
     # ================================================================ actions
@@ -424,7 +451,11 @@ class RunsView(QWidget):
     def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().showEvent(event)
         if self._runs_dir is not None:
-            self.refresh()
+            self.refresh()  # restarts the live refresh if a run is still training
+
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().hideEvent(event)
+        self._live.stop()
 
     def sizeHint(self) -> QSize:
         return QSize(1000, 600)

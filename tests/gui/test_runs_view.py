@@ -276,3 +276,62 @@ def test_every_column_fits_the_runs_tab_of_a_small_window_without_scrolling(qtbo
     elided = {column: header.sectionSize(COLUMNS.index(column)) for column in ("Name", "Model")}
     # readable, more so with room (QA: with a step-limited run, Model read "IamNN…" at 960 px)
     assert min(elided.values()) >= (180 if width >= 1280 else 110), elided
+
+
+def make_training_run(runs: Path, name: str = "training-elsewhere") -> Path:
+    """A run another machine is training (its status is taken at its word): the list follows it live."""
+    folder = make_run(runs, name, "running")
+    status = json.loads((folder / "status.json").read_text())
+    (folder / "status.json").write_text(json.dumps({**status, "host": "another-machine", "pid": 4242}))
+    return folder
+
+
+def test_the_live_refresh_runs_only_while_the_tab_is_shown(qtbot, view, runs):
+    """Weeks of runs make each listing cost; a run left "running" kept re-listing them every 5 s
+    behind whatever tab the user was in."""
+    make_training_run(runs["dir"])
+    view.show()
+    qtbot.waitUntil(lambda: any(r.status == "running" for r in view.runs()), timeout=TIMEOUT)
+    assert view._live.isActive()
+    view.hide()
+    assert not view._live.isActive()
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.show()  # shown again: listed at once, then followed live again
+    assert view._live.isActive()
+
+
+def test_refreshes_asked_for_during_a_listing_make_one_more_listing_not_one_each(qtbot, view, runs, monkeypatch):
+    import threading
+
+    import iamnn_studio.engine.runs as engine_runs
+
+    release, listings = threading.Event(), []
+    list_runs = engine_runs.list_runs
+
+    def slow_list_runs(folder):  # a slow folder (a network drive, thousands of runs)
+        listings.append(folder)
+        release.wait(TIMEOUT / 1000)
+        return list_runs(folder)
+
+    monkeypatch.setattr(engine_runs, "list_runs", slow_list_runs)
+    for _ in range(5):  # the timer ticks, the user clicks Refresh...
+        view.refresh()
+    release.set()
+    qtbot.waitUntil(lambda: not view._runner.is_busy(), timeout=TIMEOUT)
+    qtbot.wait(50)
+    assert len(listings) == 2
+    assert {r.name for r in view.runs()} == {"good-run", "stopped-run", "broken-run"}
+
+
+def test_an_unchanged_listing_leaves_the_table_alone(qtbot, view, runs):
+    """Rebuilding 300 rows on every live refresh cost the UI thread 8 s (the items were replaced one by one)."""
+    item = view.table.item(0, 0)
+    view.table.selectRow(1)
+    selected = view._selected_path()
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert view.table.item(0, 0) is item and view._selected_path() == selected
+    make_run(runs["dir"], "new-run", "completed", created="2025-01-03T10:00:00+00:00")
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert view.table.rowCount() == 4 and view._selected_path() == selected
