@@ -771,6 +771,9 @@ def test_the_held_out_image_rule_counts_as_the_trainer_splits_and_says_how_to_fi
     assert calibration_images_problem(100, 0).endswith(
         "leaves 10 of its 100: use a validation split of at least 20 %, or turn the halting calibration off")
     assert "use more images" in calibration_images_problem(12, 2)
+    # QA: a folder's own val/ of 6 images was told "a validation split of at least 77 %", which changes nothing
+    assert calibration_images_problem(20, 6, val_carved=False).endswith(
+        "leaves 6 of its 26: use more images in its validation folder (val/), or turn the halting calibration off")
 
 
 # --------------------------------------------------------------------------- a run folder turned read-only

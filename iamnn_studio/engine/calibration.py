@@ -54,15 +54,19 @@ def calibration_images(train: int, val: int) -> int:
     return max(1, min(int(round(train * FALLBACK_CALIBRATION_SHARE)), train - 1))
 
 
-def calibration_images_problem(train: int, val: int) -> str | None:
+def calibration_images_problem(train: int, val: int, *, val_carved: bool = True) -> str | None:
     """Why ``train`` training and ``val`` validation images cannot calibrate the halting, with what
-    would fix it, or None when they can."""
+    would fix it, or None when they can. ``val_carved=False``: the validation images are the dataset's own
+    (a val/ folder), which no validation split changes."""
     held = calibration_images(train, val)
     if held >= MIN_CALIBRATION_IMAGES:
         return None
     total = train + val
     percent = math.ceil(100 * MIN_CALIBRATION_IMAGES / total) if total else 100
-    fix = f"a validation split of at least {percent} %" if percent < 90 else "more images"
+    if not val_carved and val:
+        fix = "more images in its validation folder (val/)"
+    else:
+        fix = f"a validation split of at least {percent} %" if percent < 90 else "more images"
     return (f"calibrating the halting needs at least {MIN_CALIBRATION_IMAGES} held-out images and this dataset "
             f"leaves {held} of its {total}: use {fix}, or turn the halting calibration off")
 

@@ -430,7 +430,8 @@ class Trainer:
 
         if self.recipe != "calibrated" or not config.calibrate_halting:
             return
-        problem = calibration_images_problem(len(self.data.train), len(self.data.val))
+        problem = calibration_images_problem(len(self.data.train), len(self.data.val),
+                                             val_carved=self.data.val_carved)
         if problem:
             raise TrainingFailed(f"data.val_fraction: {problem} (calibrate_halting = false)")
 

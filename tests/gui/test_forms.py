@@ -331,6 +331,20 @@ def test_a_larger_validation_split_clears_the_calibration_error_of_a_small_image
     assert "leaves 12 of its 120" in row.error and not start.isEnabled()
 
 
+def test_an_image_folder_with_its_own_small_val_folder_is_told_to_add_images_there_not_to_move_the_split(
+        qtbot, window, form, tmp_path):
+    root = tmp_path / "photos"
+    _image_folder(root / "train", classes=2, per_class=10)
+    _image_folder(root / "val", classes=2, per_class=3)  # 6 validation images of its own
+    values = tiny_run_values(form)
+    values["data"].update(name="imagefolder", root=str(root), options={}, val_fraction=0.1)
+    form.set_values(values)
+    row = form.dataset.rows["data.val_fraction"]
+    qtbot.waitUntil(lambda: "held-out images" in row.error, timeout=30_000)
+    assert "leaves 6 of its 26: use more images in its validation folder (val/)" in row.error
+    assert "validation split of at least" not in row.error and not form.preview_data.carved
+
+
 def test_the_forms_split_sizes_are_the_engines():
     import torch
 

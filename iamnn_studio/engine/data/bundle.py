@@ -80,6 +80,9 @@ class DatasetBundle:
     notes: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. "difficulty": per-image, test split
     default_augment: str = "crop-flip"
+    # whether the validation images are the val_fraction share carved from the training pool (False: the
+    # dataset brought its own, e.g. an image folder's val/, which no split setting changes)
+    val_carved: bool = True
 
     @classmethod
     def from_splits(
@@ -102,14 +105,15 @@ class DatasetBundle:
         """
         for split, images in (("train", train), ("test", test), ("val", val)):
             _check_labels(name, split, images, len(classes))
-        if val is None:
+        val_carved = val is None
+        if val_carved:
             train, val = split_off(train, val_fraction, seed)
         if test is None:
             test = val
         mean, std = channel_stats(train.images)
         return cls(
             name=name, classes=list(classes), train=train, val=val, test=test, mean=mean, std=std,
-            notes=list(notes), extras=dict(extras or {}), default_augment=default_augment,
+            notes=list(notes), extras=dict(extras or {}), default_augment=default_augment, val_carved=val_carved,
         )
 
     @property

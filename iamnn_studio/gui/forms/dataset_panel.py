@@ -94,9 +94,8 @@ def load_preview(data_values: dict[str, Any], seed: int, per_class: int = PREVIE
         split: class_counts(bundle.split(split), bundle.num_classes) for split in ("train", "val", "test")
     }
     fraction = float(data_values.get("val_fraction") or 0.0)
-    # A dataset that brings its own validation images (a val/ folder) keeps them whatever the split says;
-    # one whose validation images are the split's share of the training pool was carved by the engine.
-    carved = len(bundle.val) == held_out_count(len(bundle.train) + len(bundle.val), fraction)
+    # A dataset that brings its own validation images (a val/ folder) keeps them whatever the split says
+    carved = bundle.val_carved
     return PreviewData(
         name=bundle.name,
         classes=list(bundle.classes),

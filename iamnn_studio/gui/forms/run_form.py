@@ -235,7 +235,7 @@ class RunForm(QWidget):
                 or model.get("architecture") != "iamnn" or model.get("halting") != "calibrated"
                 or not values.get("calibrate_halting", True)):
             return None
-        return calibration_images_problem(*self._split_sizes(values))
+        return calibration_images_problem(*self._split_sizes(values), val_carved=self.preview_data.carved)
 
     def _split_sizes(self, values: dict[str, Any]) -> tuple[int, int]:
         """(train, validation) images of the shown dataset at the form's validation split: the split may
