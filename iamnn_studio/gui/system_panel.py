@@ -131,8 +131,9 @@ class SystemPanel(QWidget):
             memory = f"{fmt(values['gpu_mem'], '', 1)} / {fmt(totals['gpu_mem'], ' GB', 0)}"
             return (f"{self.monitor.gpu_message} · {fmt(values['gpu_util'], ' %')} · {memory} · "
                     f"{fmt(values['gpu_temp'], ' °C')} · {fmt(values['gpu_power'], ' W')}")
-        return (f"{self.monitor.gpu_message} · CPU {fmt(values['cpu_util'], ' %')} · "
-                f"RAM {fmt(values['ram'], '', 1)} / {fmt(totals['ram'], ' GB', 0)}")
+        # the readings first: in a narrow panel the line is shortened from its end
+        return (f"CPU {fmt(values['cpu_util'], ' %')} · RAM {fmt(values['ram'], '', 1)} / "
+                f"{fmt(totals['ram'], ' GB', 0)} · {self.monitor.gpu_message}")
 
 
 def _gb(value: Any) -> float | None:

@@ -471,7 +471,7 @@ def test_system_panel_plots_the_gpu_or_says_there_is_none(qtbot, styled_app, mon
         assert "NVIDIA H100" in text and "87 %" in text and "n/a" in text
     else:
         assert sorted(panel.curves) == ["cpu_util", "ram"]
-        assert panel.message.text().startswith("No NVIDIA GPU found: showing CPU and RAM")
+        assert panel.message.text() == "CPU 42 % · RAM 3.0 / 16 GB · No NVIDIA GPU found: showing CPU and RAM"
         assert panel.curves["cpu_util"].last() == 42.0 and panel.curves["ram"].last() == 3.0
     assert len(panel.curves[next(iter(panel.curves))]) == 2
     panel.stop()
