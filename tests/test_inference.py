@@ -247,3 +247,18 @@ def test_mean_test_macs_comes_from_the_run_evaluation(tmp_path):
     assert predictor.mean_test_macs == point["mean_macs"]
     predictor.mode = "fixed:1"
     assert predictor.mean_test_macs == report["sweep"]["fixed"][0]["mean_macs"]
+
+
+@pytest.mark.parametrize("mode", ["max", "fixed:1", "fixed:2"])
+def test_a_fixed_mode_reports_its_own_macs_range_like_the_command_line(checkpoint, images, mode):
+    """Python (and the Use tab, which shows '% of the maximum' without an evaluation) said the adaptive
+    range in max / fixed:N, while ``predict`` said the mode's: a max-mode image cost more than its 'maximum'."""
+    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor.mode = mode
+    predictions = predictor.predict(images[:4])
+    macs = {p.macs for p in predictions}
+    assert len(macs) == 1  # every image runs the same iterations and no halting head
+    assert predictor.macs_range == (min(macs), min(macs))
+    assert all(p.macs_range == predictor.macs_range for p in predictions)
+    predictor.mode = "adaptive"
+    assert predictor.macs_range == predictor.model.macs_range()  # the halting's range again

@@ -275,8 +275,16 @@ class Predictor:
 
     @property
     def macs_range(self) -> tuple[int, int]:
-        low, high = self.model.macs_range()
-        return int(low), int(high)
+        """(cheapest, dearest) MACs per image in the current mode: the halting's range in adaptive mode,
+        one value where the iterations are fixed (``max``, ``fixed:N``: no halting head runs) or for a
+        ResNet baseline. What ``predict`` on the command line reports, so the Use tab shows the same."""
+        setting = None if self.halts or self.model_config.architecture != "iamnn" else self._fixed_setting()
+        if setting is None:
+            low, high = self.model.macs_range()
+            return int(low), int(high)
+        iterations = torch.tensor([setting], dtype=torch.long)
+        macs = int(self.model.macs_for(iterations, torch.zeros_like(iterations))[0])
+        return macs, macs
 
     @property
     def halting_tradeoff(self) -> dict[str, Any] | None:

@@ -373,6 +373,26 @@ def test_fixed_mode_runs_n_iterations_and_hides_the_threshold(qtbot, view, files
     assert not card.charts.threshold_lines[1].isVisible()
 
 
+@pytest.mark.parametrize("mode, n", [("max", None), ("fixed", 1)])
+def test_a_fixed_mode_measures_an_image_against_its_own_maximum(qtbot, view, files, mode, n):
+    """Without an evaluation the card says what share of the mode's maximum an image cost. In max and
+    fixed:N that is one value, what ``iamnn-studio predict`` reports as its range: every image costs
+    100 % of it (the adaptive maximum, halting heads included, was used before)."""
+    open_checkpoint(qtbot, view, files["checkpoint"])  # no eval.json beside it
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    wait_idle(qtbot, view)
+    with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
+        view.mode_combo.setCurrentIndex(view.mode_combo.findData(mode))
+        if n is not None:
+            view.fixed_spin.setValue(n)
+    wait_idle(qtbot, view)
+    card = view.cards[0]
+    low, high = card.prediction.macs_range
+    assert low == high == card.prediction.macs
+    assert "100 % of the maximum" in plain(card.macs_label)
+
+
 def test_images_added_before_a_checkpoint_are_classified_once_one_opens(qtbot, view, files):
     view.add_image(QImage(str(files["image"])), "pasted image")
     qtbot.waitUntil(lambda: len(view.cards) == 1, timeout=TIMEOUT)
