@@ -803,10 +803,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "iteration counts mean little; resume the run to calibrate it, or use --mode max", file=sys.stderr)
     images, folder_problems = _images_of(args.images)
     results = predictor.predict_files(images) + [PredictionFailure(*problem) for problem in folder_problems]
-    macs_range = _mode_macs_range(predictor)
-    for result in results:
-        if isinstance(result, Prediction):
-            result.macs_range = macs_range  # what this mode can cost, not the adaptive range
     failures = [r for r in results if not isinstance(r, Prediction)]
     for failure in failures:
         print(f"error: {_naming_the_path(failure.message, failure.source)}", file=sys.stderr)
@@ -860,18 +856,6 @@ def _naming_the_path(message: str, source: str) -> str:
         if message.startswith(f"{verb}{name}:"):
             return f"{verb}{source}{message[len(verb) + len(name):]}"
     return f"{source}: {message}"
-
-
-def _mode_macs_range(predictor: Any) -> tuple[int, int]:
-    """(cheapest, dearest) MACs per image in the predictor's mode: the adaptive range when the halting
-    decides, one value when the iterations are fixed (``max``, ``fixed:N``) or for a ResNet baseline."""
-    if predictor.halts or predictor.checkpoint.architecture != "iamnn":
-        return predictor.macs_range
-    import torch
-
-    setting = torch.tensor([_fixed_iterations(predictor.mode, predictor.model.caps)])
-    macs = int(predictor.model.macs_for(setting, torch.zeros_like(setting))[0])  # no halting head runs
-    return macs, macs
 
 
 def _fixed_iterations(mode: str, caps: Any) -> list[int]:
