@@ -265,7 +265,7 @@ class AnalysisView(QWidget):
     # ================================================================ layout
     def _build(self) -> None:
         self.title = ElidedLabel()  # a long run name is shortened ("…", whole in the tooltip), not widening the page
-        self.title.setStyleSheet(f"font-size: 16pt; font-weight: 600; color: {theme.TEXT};")
+        self.title.setStyleSheet(f"font-size: {theme.pt(16)}; font-weight: 600; color: {theme.TEXT};")
         self.subtitle = QLabel()
         self.subtitle.setStyleSheet(f"color: {theme.TEXT_MUTED};")
         self.subtitle.setWordWrap(True)

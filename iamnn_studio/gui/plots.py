@@ -16,7 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QFont, QFontMetricsF
 
-from .style import COLORS
+from .style import COLORS, scaled_pt
 
 REFRESH_MS = 250
 #: Weight of the past in the smoothed curves (about the last 10 points count).
@@ -216,20 +216,39 @@ class PlotRefresher(QObject):
 class LogAxis(pg.AxisItem):
     """A log-scale axis labelled at 1, 2, 5 x 10^k in plain numbers ("0.5", "2", "10").
 
-    pyqtgraph labels every 1..9 of a decade in log mode, which overlap on a small plot.
+    pyqtgraph labels every 1..9 of a decade in log mode, which overlap on a small plot. Here the
+    labels keep the room of a :class:`RoomyAxis`: 1, 2, 5 of each decade where they stand
+    :data:`LABEL_PITCH` lines apart, else every decade, else every 2nd (5th, ...) one; so a short plot,
+    a larger font or a high-DPI screen thins them instead of stacking "10 5 2 1 0.5" on each other.
     Use it with ``plot.setLogMode(y=True)``.
     """
 
     def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802, N803 (pyqtgraph's names)
+        if not (math.isfinite(minVal) and math.isfinite(maxVal)) or maxVal <= minVal:
+            return [(None, [])]
+        per_decade = size / (maxVal - minVal) if size and size > 0 else math.inf
+        fits = lambda values: all(b - a >= self._label_room(values) / per_decade for a, b in zip(values, values[1:]))
         decades = range(math.floor(minVal) - 1, math.ceil(maxVal) + 1)
-        for multiples in ((1, 2, 5), (1,)):  # fewer labels when the range spans many decades
-            values = [math.log10(m) + e for e in decades for m in multiples]
+        values: list[float] = []
+        for multiples, every in (((1, 2, 5), 1), ((1,), 1), ((1,), 2), ((1,), 5), ((1,), 10)):
+            values = [math.log10(m) + e for e in decades if e % every == 0 for m in multiples]
             values = [v for v in values if minVal <= v <= maxVal]
-            if len(values) <= 6:
+            if (len(values) <= 6 or multiples == (1,)) and fits(values):
                 break
         if len(values) < 2:  # a narrow range (a loss between 2.2 and 2.4): plain steps inside it
-            values = [math.log10(v) for v in nice_steps(10 ** minVal, 10 ** maxVal)]
+            steps = [math.log10(v) for v in nice_steps(10 ** minVal, 10 ** maxVal)]
+            while len(steps) > 1 and not fits(steps):
+                steps = steps[::2]
+            values = steps if len(steps) >= len(values) else values
         return [(None, values)]
+
+    def _label_room(self, values: list[float]) -> float:
+        """Pixels a label needs from the next one: the line pitch upright, the widest label plus a gap lying."""
+        metrics = QFontMetricsF(self.style["tickFont"] or QFont())
+        if self.orientation in ("left", "right"):
+            return LABEL_PITCH * metrics.height()
+        labels = self.logTickStrings(values, 1.0, None) or ["0"]
+        return max(metrics.horizontalAdvance(label) for label in labels) + LABEL_GAP * metrics.horizontalAdvance("0")
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph's name)
         return [f"{10 ** v * scale:g}" for v in values]
@@ -315,7 +334,7 @@ def nice_steps(low: float, high: float, most: int = 4) -> list[float]:
 
 
 def set_plot_title(plot: pg.PlotItem, title: str) -> None:
-    plot.setTitle(f"<span style='color:{COLORS['text']};font-size:9pt;font-weight:600'>{title}</span>")
+    plot.setTitle(f"<span style='color:{COLORS['text']};font-size:{scaled_pt(9):g}pt;font-weight:600'>{title}</span>")
 
 
 def style_plot(plot: pg.PlotItem, title: str, y_label: str = "", x_label: str = "") -> pg.PlotItem:
@@ -454,6 +473,6 @@ def add_level_line(plot: pg.PlotItem, value: float, color: str) -> pg.InfiniteLi
 
 
 def add_legend(plot: pg.PlotItem) -> pg.LegendItem:
-    legend = plot.addLegend(offset=(-8, 8), labelTextSize="8pt", labelTextColor=COLORS["text_muted"])
+    legend = plot.addLegend(offset=(-8, 8), labelTextSize=f"{scaled_pt(8):g}pt", labelTextColor=COLORS["text_muted"])
     legend.setBrush(pg.mkBrush(255, 255, 255, 200))
     return legend

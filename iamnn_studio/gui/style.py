@@ -47,6 +47,17 @@ def block_color(block: int) -> str:
     return BLOCK_COLORS[block % len(BLOCK_COLORS)]
 
 
+def scaled_pt(design_pt: float) -> float:
+    """A font size drawn at ``design_pt`` under the app's 10-pt font, scaled to the application font
+    in use (a user's larger font must enlarge titles and captions too, not leave them smaller than
+    the text around them); to the nearest half point."""
+    app = QApplication.instance()
+    base = app.font().pointSizeF() if app is not None else -1.0
+    if base <= 0:  # no application yet, or a font sized in pixels
+        base = float(BASE_POINT_SIZE)
+    return round(design_pt * base / BASE_POINT_SIZE * 2) / 2
+
+
 def app_font() -> QFont:
     font = QFont()
     font.setFamilies(FONT_FAMILIES)
@@ -105,7 +116,7 @@ QSplitter::handle {{ background: {window}; }}
 
 
 def style_sheet() -> str:
-    return STYLE_SHEET.format(**COLORS, title_pt=BASE_POINT_SIZE + 1)
+    return STYLE_SHEET.format(**COLORS, title_pt=f"{scaled_pt(BASE_POINT_SIZE + 1):g}")
 
 
 def apply_style(app: QApplication) -> None:
@@ -130,6 +141,9 @@ def apply_style(app: QApplication) -> None:
     palette.setColor(disabled, QPalette.ColorRole.Highlight, QColor(COLORS["border_strong"]))
     app.setPalette(palette)
     app.setStyleSheet(style_sheet())
+    if not getattr(app, "_iamnn_follows_font", False):  # card titles follow a later application font
+        app.fontChanged.connect(lambda _font: app.setStyleSheet(style_sheet()))
+        app._iamnn_follows_font = True
 
 
 def configure_pyqtgraph() -> None:

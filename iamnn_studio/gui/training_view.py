@@ -36,7 +36,7 @@ from .forms.model_panel import format_count, format_range
 from .forms.run_form import RunForm
 from .plots import (BufferedCurve, LogAxis, PlotRefresher, RoomyAxis, add_curve, add_level_line, fit_title,
                     style_plot)
-from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph
+from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph, scaled_pt
 from .system_panel import SystemPanel
 from .worker import BackgroundTasks, TrainingSession
 
@@ -937,14 +937,14 @@ def format_duration(seconds: float) -> str:
 
 def _swatch(color: str, text: str) -> str:
     """A coloured legend word for a plot title (legends inside small plots hide the curves)."""
-    return f"<span style='color:{color};font-weight:400;font-size:8pt'>&#9632;&nbsp;{text}</span>"
+    return f"<span style='color:{color};font-weight:400;font-size:{scaled_pt(8):g}pt'>&#9632;&nbsp;{text}</span>"
 
 
 def _legend_titles(title: str, entries: list[tuple[str, str]]) -> list[str]:
     """A plot title with its legend, widest first (for ``fit_title``): coloured squares and words,
     then the words (or digits) alone in their colours, then the title alone."""
     squares = " ".join(_swatch(color, text) for color, text in entries)
-    light = ";font-weight:400;font-size:8pt"  # words as light as the squares' labels; digits bold to be seen
+    light = f";font-weight:400;font-size:{scaled_pt(8):g}pt"  # words as light as the squares' labels; digits bold to be seen
     words = " ".join(f"<span style='color:{color}{'' if text.isdigit() else light}'>{text}</span>"
                      for color, text in entries)
     return [f"{title} &nbsp;{squares}", f"{title} {words}", title]

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..style import COLORS, SPACING, set_role
+from ..style import COLORS, SPACING, scaled_pt, set_role
 from .fields import ChoiceBox, FormCard, hbox_widget, muted
 
 PREVIEW_PER_CLASS = 8
@@ -357,7 +357,7 @@ class DatasetPreview(QWidget):
             summary += f"<br><span style='color:{COLORS['text_faint']}'>{'; '.join(data.notes)}</span>"
         self.summary.setText(summary)
         set_role(self.summary, "muted")
-        header_style = f"color: {COLORS['text_faint']}; font-size: 9pt;"
+        header_style = f"color: {COLORS['text_faint']}; font-size: {scaled_pt(9):g}pt;"
         for column, text in enumerate(("Class", "Train", "Val", "Test")):
             label = QLabel(text)
             label.setStyleSheet(header_style)

@@ -62,7 +62,7 @@ class IterationHistograms(_FixedHeightLayout):
             ticks = list(range(1, cap + 1)) if cap <= 8 else sorted({1, *range(0, cap + 1, max(1, cap // 5))[1:], cap})
             plot.getAxis("bottom").setTicks([[(i, str(i)) for i in ticks]])
             mean = f"  ·  mean {means[b]:.2f}" if means is not None and b < len(means) else ""
-            plot.setTitle(f"Block {b + 1}{mean}", color=theme.TEXT, size="9pt")
+            plot.setTitle(f"Block {b + 1}{mean}", color=theme.TEXT, size=theme.pt(9))
 
 
 class ClassAccuracyBars(pg.PlotWidget):

@@ -17,7 +17,7 @@ class EmptyState(QFrame):
         self.setObjectName("emptyState")
         self.title = QLabel(title)
         self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.title.setStyleSheet(f"font-size: 15pt; font-weight: 600; color: {theme.TEXT};")
+        self.title.setStyleSheet(f"font-size: {theme.pt(15)}; font-weight: 600; color: {theme.TEXT};")
         self.text = QLabel(text)
         self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.text.setWordWrap(True)

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer
 
 from . import theme
 
@@ -24,7 +24,11 @@ class HaltingCharts(pg.GraphicsLayoutWidget):
     iteration, line = cumulative score after it, dashed line = the halting threshold.
     """
 
-    HEIGHT = 150  # of a row of charts
+    HEIGHT = 150  # of a row of charts, at least
+    #: A row is this many pixels of plot plus TEXT_LINES lines of the font (title, tick labels, their
+    #: gaps): 150 px under the app's 10-pt font; a larger font gets taller rows, not cut-off labels.
+    PLOT_PX = 105
+    TEXT_LINES = 3
     SPACING = 6
     plots: Sequence[pg.PlotItem] = ()  # none yet while the base class's constructor resizes the view
 
@@ -61,7 +65,24 @@ class HaltingCharts(pg.GraphicsLayoutWidget):
             self.score_bars.append(bars)
             self.cumulative_curves.append(curve)
             self.threshold_lines.append(line)
-        self.setFixedHeight(self.HEIGHT)
+        self._fit_axes()
+        self.setFixedHeight(self.row_height())
+
+    def _fit_axes(self) -> None:
+        """The iteration numbers' axis as tall as a line of the font (pyqtgraph keeps 20 px, so a
+        larger font's numbers hung below it and off the chart)."""
+        height = math.ceil(self.fontMetrics().height()) + 5
+        for plot in self.plots:
+            plot.getAxis("bottom").setHeight(max(20, height))
+
+    def row_height(self) -> int:
+        return max(self.HEIGHT, self.PLOT_PX + self.TEXT_LINES * self.fontMetrics().lineSpacing())
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange and self.plots:
+            self._fit_axes()
+            self.setFixedHeight(self.rows() * self.row_height() + (self.rows() - 1) * self.SPACING)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name): the fixed height, not a graphics view's 480 px
         return QSize(super().sizeHint().width(), self.height())
@@ -81,7 +102,7 @@ class HaltingCharts(pg.GraphicsLayoutWidget):
             self.ci.removeItem(plot)
         for b, plot in enumerate(self.plots):
             self.ci.addItem(plot, row=b // columns, col=b % columns)
-        self.setFixedHeight(self.rows() * self.HEIGHT + (self.rows() - 1) * self.SPACING)
+        self.setFixedHeight(self.rows() * self.row_height() + (self.rows() - 1) * self.SPACING)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
@@ -111,7 +132,7 @@ class HaltingCharts(pg.GraphicsLayoutWidget):
             plot.setYRange(0, top, padding=0)
             plot.setXRange(0.4, cap + 0.6, padding=0)
             plot.getAxis("bottom").setTicks([[(i, str(i)) for i in _tick_steps(cap)]])
-            plot.setTitle(f"Block {b + 1}  ·  {ran} / {cap}", color=theme.TEXT, size="9pt")
+            plot.setTitle(f"Block {b + 1}  ·  {ran} / {cap}", color=theme.TEXT, size=theme.pt(9))
         self._fit_columns()  # the titles' widths changed
 
 

@@ -52,7 +52,7 @@ class ImageStrip(QWidget):
             tile.setToolTip(tooltip)
             text = QLabel(caption)
             text.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-            text.setStyleSheet(f"color: {theme.ERROR if mistaken else theme.TEXT_MUTED}; font-size: 8pt;")
+            text.setStyleSheet(f"color: {theme.ERROR if mistaken else theme.TEXT_MUTED}; font-size: {theme.pt(8)};")
             text.setToolTip(tooltip)
             self._grid.addWidget(tile, row, column, Qt.AlignmentFlag.AlignHCenter)
             self._grid.addWidget(text, row + 1, column, Qt.AlignmentFlag.AlignHCenter)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPixmap, QTextDocument
 from PySide6.QtWidgets import (
     QFrame,
@@ -110,14 +110,31 @@ class FigureRow(QWidget):
 class ProbabilityBars(QWidget):
     """Top-k classes as labelled horizontal bars with their probability."""
 
-    ROW = 20
+    ROW = 20  # the least row height, in pixels; a larger font gets its line spacing and a margin
+    #: The widest class name shown whole, in average (bold) characters; longer ones are elided.
+    LABEL_CHARS = 20
 
     def __init__(self, rows: int = 5, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._rows = rows
         self._items: list[tuple[str, float]] = []
         self.setMinimumWidth(230)  # the bars shrink before a card needs a sideways scroll bar
-        self.setFixedHeight(rows * self.ROW)
+        self.setFixedHeight(rows * self.row_height())
+
+    def _bold_metrics(self) -> QFontMetrics:
+        bold = QFont(self.font())
+        bold.setBold(True)
+        return QFontMetrics(bold)
+
+    def row_height(self) -> int:
+        """A row fits a line of the widget's (bold) font with room above and below: a fixed 20 px made
+        the rows of a 14-pt font touch and their bars run into the text."""
+        return max(self.ROW, self._bold_metrics().lineSpacing() + 4)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self.setFixedHeight(self._rows * self.row_height())
 
     def set_items(self, items: Sequence[tuple[str, float]]) -> None:
         self._items = [(str(label), float(prob)) for label, prob in list(items)[: self._rows]]
@@ -127,34 +144,41 @@ class ProbabilityBars(QWidget):
         return list(self._items)
 
     def sizeHint(self) -> QSize:
-        return QSize(300, self._rows * self.ROW)
+        return QSize(300, self._rows * self.row_height())
+
+    def columns(self) -> tuple[int, int, int]:
+        """Widths of the class names, the bars and the percentages; together never wider than the widget."""
+        metrics = self._bold_metrics()  # the widest (bold) row decides the label column
+        widest = max((metrics.horizontalAdvance(label) for label, _ in self._items), default=40) + 10
+        label_width = min(max(150, self.LABEL_CHARS * metrics.averageCharWidth()), widest)
+        value_width = metrics.horizontalAdvance("100.0 %") + 6
+        label_width = max(40, min(label_width, self.width() - value_width - 20))  # the percentage is never cut off
+        bar_width = max(20, self.width() - label_width - value_width)
+        return label_width, bar_width, value_width
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        bold = QFont(painter.font())
-        bold.setBold(True)
-        metrics = QFontMetrics(bold)  # the widest (bold) row decides the label column
-        label_width = min(150, max((metrics.horizontalAdvance(label) for label, _ in self._items), default=40) + 10)
-        value_width = metrics.horizontalAdvance("100.0 %") + 6
-        bar_width = max(20, self.width() - label_width - value_width)
+        metrics = self._bold_metrics()
+        label_width, bar_width, value_width = self.columns()
+        row_height = self.row_height()
         for row, (label, prob) in enumerate(self._items):
-            top = row * self.ROW
-            text_rect = QRectF(0, top, label_width - 8, self.ROW)
+            top = row * row_height
+            text_rect = QRectF(0, top, label_width - 8, row_height)
             painter.setPen(QColor(theme.TEXT if row == 0 else theme.TEXT_MUTED))
             font = QFont(painter.font())
             font.setBold(row == 0)
             painter.setFont(font)
             painter.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
                              metrics.elidedText(label, Qt.TextElideMode.ElideRight, int(text_rect.width())))
-            track = QRectF(label_width, top + 5, bar_width, self.ROW - 10)
+            track = QRectF(label_width, top + 5, bar_width, row_height - 10)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(theme.BACKGROUND))
             painter.drawRoundedRect(track, 3, 3)
             painter.setBrush(QColor(theme.ACCENT if row == 0 else theme.ACCENT_SOFT))
             painter.drawRoundedRect(QRectF(track.left(), track.top(), max(2.0, bar_width * prob), track.height()), 3, 3)
             painter.setPen(QColor(theme.TEXT_MUTED))
-            painter.drawText(QRectF(label_width + bar_width, top, value_width, self.ROW),
+            painter.drawText(QRectF(label_width + bar_width, top, value_width, row_height),
                              Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, formatting.percent(prob))
         painter.end()
 

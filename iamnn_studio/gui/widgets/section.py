@@ -15,7 +15,7 @@ class Section(QFrame):
         self.setObjectName("section")
         self.setStyleSheet(theme.card_stylesheet("section"))
         self.title = QLabel(title)
-        self.title.setStyleSheet(f"font-weight: 600; font-size: 11pt; color: {theme.TEXT};")
+        self.title.setStyleSheet(f"font-weight: 600; font-size: {theme.pt(11)}; color: {theme.TEXT};")
         self.caption = QLabel(caption)
         self.caption.setWordWrap(True)
         self.caption.setStyleSheet(f"color: {theme.TEXT_MUTED};")
@@ -56,9 +56,9 @@ class FigureTile(QFrame):
         # that wraps onto one more line in a narrow window would be cut off and drawn over the value.
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.caption = QLabel(caption.upper())
-        self.caption.setStyleSheet(f"color: {theme.TEXT_MUTED}; font-size: 8pt; font-weight: 600; letter-spacing: 1px;")
+        self.caption.setStyleSheet(f"color: {theme.TEXT_MUTED}; font-size: {theme.pt(8)}; font-weight: 600; letter-spacing: 1px;")
         self.value = QLabel("–")
-        self.value.setStyleSheet(f"color: {theme.TEXT}; font-size: 17pt; font-weight: 600;")
+        self.value.setStyleSheet(f"color: {theme.TEXT}; font-size: {theme.pt(17)}; font-weight: 600;")
         self.value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.detail = QLabel("")
         self.detail.setWordWrap(True)
@@ -74,5 +74,5 @@ class FigureTile(QFrame):
 
     def set(self, value: str, detail: str = "", color: str | None = None) -> None:
         self.value.setText(value)
-        self.value.setStyleSheet(f"color: {color or theme.TEXT}; font-size: 17pt; font-weight: 600;")
+        self.value.setStyleSheet(f"color: {color or theme.TEXT}; font-size: {theme.pt(17)}; font-weight: 600;")
         self.detail.setText(detail)

@@ -11,8 +11,12 @@ try:  # the shell's palette wins where it defines the same names
     from iamnn_studio.gui.style import BLOCK_COLORS as _BLOCK_COLORS
     from iamnn_studio.gui.style import COLORS as _COLORS
     from iamnn_studio.gui.style import SERIES as _SERIES
+    from iamnn_studio.gui.style import scaled_pt
 except Exception:  # not importable: keep the defaults below
     _COLORS, _SERIES = {}, {}
+
+    def scaled_pt(design_pt: float) -> float:
+        return design_pt
     _BLOCK_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")  # Okabe-Ito
 
 
@@ -65,6 +69,11 @@ def card_stylesheet(object_name: str, background: str = SURFACE, border: str = B
     )
 
 
+def pt(design_pt: float) -> str:
+    """A CSS font size drawn at ``design_pt`` under a 10-pt application font, scaled to the one in use."""
+    return f"{scaled_pt(design_pt):g}pt"
+
+
 def muted(text: str) -> str:
     return f'<span style="color:{TEXT_MUTED}">{text}</span>'
 
@@ -80,7 +89,7 @@ def style_plot(plot_item: Any, *, title: str | None = None, left: str | None = N
         axis.setTextPen(pg.mkPen(PLOT_TEXT))
         axis.enableAutoSIPrefix(False)  # "epoch (x0.001)" under 0-0.4 epochs reads as a bug
     if title:
-        plot_item.setTitle(title, color=TEXT, size="9pt")
+        plot_item.setTitle(title, color=TEXT, size=pt(9))
     if left:
         plot_item.setLabel("left", left, color=PLOT_TEXT)
     if bottom:
