@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 from ..engine import io
 from ..engine.runs import epochs_text
 from ..engine.tradeoff import halting_tradeoff
+from .plots import consecutive_means
 from .widgets import formatting, theme
 from .widgets.charts import ClassAccuracyBars, IterationHistograms, SweepCurve, TrainingCurves, swatch
 from .widgets.confusion_matrix import ConfusionMatrix
@@ -190,13 +191,10 @@ def training_series(events: Iterable[dict], max_points: int | None = None
 
 
 def bucket_means(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``max_points`` points: the means of runs of consecutive points (a mean, not every n-th
-    point, so a downsampled loss curve keeps its level; the curve still spans the whole run)."""
-    if len(x) <= max_points:
-        return x.copy(), y.copy()
-    starts = np.linspace(0, len(x), max_points, endpoint=False).astype(np.int64)
-    counts = np.diff(np.append(starts, len(x)))
-    return np.add.reduceat(x, starts) / counts, np.add.reduceat(y, starts) / counts
+    """At most ``max_points`` points, each the mean of a run of consecutive ones (``consecutive_means``):
+    the curve keeps its level and still spans the whole run."""
+    means, _last = consecutive_means(np.column_stack((x, y)), max_points)
+    return means[:, 0], means[:, 1]
 
 
 def _percent(value: Any) -> float | None:

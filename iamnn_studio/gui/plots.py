@@ -29,6 +29,22 @@ RAW_ALPHA = 70
 TITLE_MIN_WIDTH = 60
 
 
+
+def consecutive_means(table: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """``table``'s rows (one per logged step) as at most ``max_points`` rows, each the mean of a run of
+    consecutive rows, column by column, NaN ignored (NaN where a column has no value in the run); and
+    the index of each run's last row. A mean, not every n-th row: a thinned loss curve keeps its level."""
+    n = len(table)
+    if n == 0:
+        return table.copy(), np.zeros(0, dtype=np.int64)
+    starts = np.linspace(0, n, min(max_points, n), endpoint=False).astype(np.int64)
+    finite = np.isfinite(table)
+    sums = np.add.reduceat(np.where(finite, table, 0.0), starts)
+    counts = np.add.reduceat(finite, starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return means, np.append(starts[1:], n) - 1
+
 class BufferedCurve:
     """A growing (x, y) series bound to one PlotDataItem; ``flush`` redraws it if it changed.
 

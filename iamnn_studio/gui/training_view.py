@@ -34,8 +34,8 @@ from PySide6.QtWidgets import (
 from .forms.fields import muted
 from .forms.model_panel import format_count, format_range
 from .forms.run_form import RunForm
-from .plots import (BufferedCurve, LogAxis, PlotRefresher, RoomyAxis, add_curve, add_level_line, fit_title,
-                    style_plot)
+from .plots import (BufferedCurve, LogAxis, PlotRefresher, RoomyAxis, add_curve, add_level_line,
+                    consecutive_means, fit_title, style_plot)
 from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph, scaled_pt
 from .system_panel import SystemPanel
 from .worker import BackgroundTasks, TrainingSession
@@ -877,15 +877,9 @@ def history_records(records: Iterable[dict[str, Any]], upto_step: int | None,
     steps: list[tuple[float, dict[str, Any]]] = []
     if rows:
         table = np.frombuffer(rows).reshape(-1, width)
-        starts = np.linspace(0, len(table), min(limit, len(table)), endpoint=False).astype(np.int64)
-        ends = np.append(starts[1:], len(table))
-        finite = np.isfinite(table)
-        sums = np.add.reduceat(np.where(finite, table, 0.0), starts)
-        counts = np.add.reduceat(finite, starts)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        means[:, 0] = table[ends - 1, 0]  # each point at its bucket's last step
-        for end, row in zip(ends.tolist(), means.tolist()):
+        means, last = consecutive_means(table, limit)
+        means[:, 0] = table[last, 0]  # each point at its run's last step
+        for end, row in zip((last + 1).tolist(), means.tolist()):
             step = {"event": "step", "step": row[0], **dict(zip(_STEP_FIGURES, map(_none_if_nan, row[1:6])))}
             iterations = [_none_if_nan(v) for v in row[6:]]
             step["iterations"] = iterations[:max((i + 1 for i, v in enumerate(iterations) if v is not None), default=0)]

@@ -153,3 +153,15 @@ def test_equal_accuracies_in_the_threshold_sweep_keep_a_readable_axis(qtbot, sty
     view.updateAutoRange()
     low, high = view.viewRange()[1]
     assert high - low >= 2.0 and low < 12.5 < high
+
+
+def test_consecutive_means_ignore_gaps_and_name_each_runs_last_row():
+    from iamnn_studio.gui.plots import consecutive_means
+
+    table = np.array([[1.0, 2.0], [2.0, np.nan], [3.0, np.nan], [4.0, np.nan]])
+    means, last = consecutive_means(table, 2)
+    assert last.tolist() == [1, 3]
+    assert means[0].tolist() == [1.5, 2.0]  # the gap is left out of the mean, not counted as 0
+    assert means[1, 0] == 3.5 and np.isnan(means[1, 1])  # no value at all in the run: still a gap
+    assert consecutive_means(table, 10)[0].shape == (4, 2)  # fewer rows than points: every row kept
+    assert consecutive_means(np.zeros((0, 2)), 5)[1].size == 0
