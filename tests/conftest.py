@@ -17,6 +17,15 @@ import tempfile as _tempfile
 
 os.environ["IAMNN_STUDIO_PLUGINS"] = _tempfile.mkdtemp(prefix="iamnn-test-plugins-")
 
+# A shell starts a background job (`make test &`, some CI runners) with SIGINT ignored, and an
+# ignored signal stays ignored in every child: Python then never raises KeyboardInterrupt and the
+# Ctrl-C tests would test nothing. Put back Python's own handler (children then start with SIGINT
+# at its default again).
+import signal as _signal
+
+if _signal.getsignal(_signal.SIGINT) is _signal.SIG_IGN:
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+
 ORGANIZATION = "IamNN"
 APPLICATION = "IamNN Studio"
 
