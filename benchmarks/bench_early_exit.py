@@ -136,6 +136,7 @@ def measure_early_exit(
     import torch
 
     from iamnn_studio.engine.config import DataConfig
+    from iamnn_studio.engine import split_forward
     from iamnn_studio.engine.data import load_dataset, normalize
 
     threads = set_threads(threads)
@@ -147,23 +148,28 @@ def measure_early_exit(
         torch.backends.cudnn.benchmark = True  # as the trainer and the predictor run
     profile = profile and device == "cpu"
 
+    workers = split_forward.workers_for(model, images)
     with torch.no_grad():
         model.set_mode("adaptive")
         adaptive_out = model(images)
         model.set_mode("max")
         max_out = model(images)
 
-        def run(mode: str):
+        def run(mode: str, one_pass: bool = False):
             def call():
                 model.set_mode(mode)
-                model(images)
+                model(images) if one_pass else split_forward.forward(model, images)
             return call
 
-        times = interleaved({"max": run("max"), "adaptive": run("adaptive")}, repeats, warmup=3 if device == "cuda" else 1,
-                            sync=gpu_sync(device))
+        # timed as the engine runs inference (``split_forward``: single-threaded halves under
+        # passive OpenMP); where it splits, one ordinary pass is timed beside it for comparison
+        calls = {"max": run("max"), "adaptive": run("adaptive")}
+        if workers > 1:
+            calls.update({"max_one_pass": run("max", True), "adaptive_one_pass": run("adaptive", True)})
+        times = interleaved(calls, repeats, warmup=3 if device == "cuda" else 1, sync=gpu_sync(device))
         profiles = {}
-        if profile:
-            profiles = {mode: profile_groups(run(mode)) for mode in ("max", "adaptive")}
+        if profile:  # one pass: the profiler's op groups are per thread
+            profiles = {mode: profile_groups(run(mode, True)) for mode in ("max", "adaptive")}
         model.set_mode("adaptive")
 
     max_time, adaptive_time = summary(times["max"]), summary(times["adaptive"])
@@ -172,6 +178,11 @@ def measure_early_exit(
     wall_speedup = max_time["median"] / adaptive_time["median"]
     mac_speedup = macs_max / macs_adaptive
     efficiency = wall_speedup / mac_speedup
+    one_pass = None
+    if workers > 1:
+        one_max, one_adaptive = summary(times["max_one_pass"]), summary(times["adaptive_one_pass"])
+        one_pass = {"value": one_max["median"] / one_adaptive["median"] / mac_speedup,
+                    "seconds": {"max": one_max, "adaptive": one_adaptive}}
     per_image = adaptive_out.macs.double()
     caps = list(model.caps)
     result: dict[str, Any] = {
@@ -197,10 +208,12 @@ def measure_early_exit(
         "model": description,
         "setting": {"width": width, "depth": depth, "caps": caps, "batch_size": batch_size, "repeats": repeats,
                     "device": device,
-                    "threads": threads, "input": f"{dataset} test images, {bundle.in_channels}x{bundle.image_size}x{bundle.image_size}",
+                    "threads": threads, "split_workers": workers, "input": f"{dataset} test images, {bundle.in_channels}x{bundle.image_size}x{bundle.image_size}",
                     "eval": True, "no_grad": True},
         "hardware": hardware(),
     }
+    if one_pass is not None:
+        result["one_pass"] = one_pass
     if profiles:
         result["profile_ms"] = profiles
         result["time_lost_ms"] = time_lost(profiles, macs_adaptive / macs_max)
@@ -230,6 +243,11 @@ def describe(result: dict[str, Any]) -> list[str]:
         f"  speed-up: wall {result['wall_speedup']:.2f}x, MACs predict {result['mac_speedup']:.2f}x",
         f"  efficiency {result['value']:.3f} (target >= {result['target']}: {result['verdict']})",
     ]
+    one_pass = result.get("one_pass")
+    if one_pass:
+        lines.append(f"  above in {result['setting']['split_workers']} single-threaded halves (engine's inference path); "
+                     f"as one pass: max {one_pass['seconds']['max']['median'] * 1e3:.0f} ms, adaptive "
+                     f"{one_pass['seconds']['adaptive']['median'] * 1e3:.0f} ms, efficiency {one_pass['value']:.3f}")
     cli = result.get("command_line")
     if cli and cli.get("value") is not None:
         lines.append(f"  above as the app runs it (OMP_WAIT_POLICY=PASSIVE); as the command line runs it "

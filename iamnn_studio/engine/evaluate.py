@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import split_forward
 from .data.bundle import ImageTensors
 from .data.augment import normalize
 
@@ -79,7 +80,7 @@ class _Runner:
     def run(self, exits: tuple[int, ...] | None = None, indices: Tensor | None = None) -> _Pass:
         logits, iterations, macs = [], [], []
         for _, x, _ in self.batches(indices):
-            out = self.model(x, exits=exits)
+            out = split_forward.forward(self.model, x, exits=exits)
             logits.append(out.logits.float().cpu())
             iterations.append(out.iterations.cpu())
             macs.append(out.macs.cpu())
@@ -191,8 +192,8 @@ def _main_pass(runner: _Runner, caps: tuple[int, ...], main_is_full_depth: bool)
     stopped = False
     try:
         for _, x, labels in runner.batches(passes=1 if main_is_full_depth else 2):
-            out = runner.model(x)
-            ref = out if main_is_full_depth else runner.model(x, exits=caps)
+            out = split_forward.forward(runner.model, x)
+            ref = out if main_is_full_depth else split_forward.forward(runner.model, x, exits=caps)
             parts["logits"].append(out.logits.float().cpu())
             parts["iterations"].append(out.iterations.cpu())
             parts["macs"].append(out.macs.cpu())

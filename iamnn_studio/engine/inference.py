@@ -23,6 +23,7 @@ from torch import Tensor
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import ModelConfig
 from .data.augment import normalize, resize_images
+from . import split_forward
 from .halting import act_step, hazard_step
 
 TOP_K = 5
@@ -330,8 +331,7 @@ class Predictor:
         predictions: list[Prediction] = []
         for start in range(0, len(tensors), self.batch_size):
             batch = torch.stack(tensors[start : start + self.batch_size]).to(self.device)
-            with torch.no_grad():
-                output = self.model(normalize(batch, self.checkpoint.mean, self.checkpoint.std))
+            output = split_forward.forward(self.model, normalize(batch, self.checkpoint.mean, self.checkpoint.std))
             explained = self._explain(output, names[start : start + self.batch_size])
             for prediction, n in zip(explained, image_notes[start : start + self.batch_size]):
                 prediction.notes = n

@@ -1,0 +1,83 @@
+"""CPU inference split over single-threaded workers: same results as one pass, used only where it helps."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from iamnn_studio.engine import split_forward
+from iamnn_studio.engine.data.augment import normalize
+from tiny_models import MEAN, STD, varied_halting_model, varied_images
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Passive OpenMP (as the app runs) and two intra-op threads; the thread count is put back."""
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def model_and_images():
+    model = varied_halting_model()
+    return model, normalize(varied_images().images, MEAN, STD)
+
+
+def threads_running(model) -> set[str]:
+    """Names of the threads that run the model's classifier (filled on every forward)."""
+    names: set[str] = set()
+    model.fc.register_forward_hook(lambda *_: names.add(threading.current_thread().name))
+    return names
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "max", "fixed:2"])
+def test_the_split_pass_gives_each_image_what_one_pass_gives_it(two_threads, model_and_images, mode):
+    model, x = model_and_images
+    model.set_mode(mode)
+    with torch.no_grad():
+        whole = model(x)
+    names = threads_running(model)
+    split = split_forward.forward(model, x)
+
+    assert split_forward.workers_for(model, x) == 2
+    assert len(names) == 2 and all(n.startswith("iamnn-split-forward") for n in names)
+    assert torch.allclose(split.logits, whole.logits, atol=1e-5)
+    assert torch.equal(split.iterations, whole.iterations) and torch.equal(split.macs, whole.macs)
+    for got, expected in zip(split.halting, whole.halting):
+        assert torch.allclose(got, expected, atol=1e-6, equal_nan=True)
+    assert torch.allclose(split.ponder_cost, whole.ponder_cost, atol=1e-5)
+    if mode == "adaptive":  # the test means something only if the images halt differently
+        assert len(set(whole.macs.tolist())) > 1
+
+
+def test_forced_exits_are_passed_to_every_worker(two_threads, model_and_images):
+    model, x = model_and_images
+    split = split_forward.forward(model, x, exits=(1, 1, 1, 1))
+    assert split.iterations.eq(1).all()
+
+
+def test_the_callers_thread_count_and_grad_mode_are_left_alone(two_threads, model_and_images):
+    model, x = model_and_images
+    assert torch.is_grad_enabled()
+    out = split_forward.forward(model, x)
+    assert torch.get_num_threads() == 2 and torch.is_grad_enabled()
+    assert not out.logits.requires_grad
+
+
+@pytest.mark.parametrize("case", ["spinning openmp", "one thread", "small batch"])
+def test_one_ordinary_pass_where_a_split_would_not_help(two_threads, model_and_images, monkeypatch, case):
+    model, x = model_and_images
+    if case == "spinning openmp":
+        monkeypatch.delenv("OMP_WAIT_POLICY")
+    elif case == "one thread":
+        torch.set_num_threads(1)
+    else:
+        x = x[: 2 * split_forward.MIN_IMAGES_PER_WORKER - 1]
+    names = threads_running(model)
+    split_forward.forward(model, x)
+    assert split_forward.workers_for(model, x) == 1
+    assert names == {threading.current_thread().name}
