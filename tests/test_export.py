@@ -227,3 +227,107 @@ def test_exporting_a_never_calibrated_model_warns_what_its_iterations_mean(tmp_p
     with caplog.at_level("WARNING", logger="iamnn_studio"):
         export_checkpoint(tmp_path / "fitted.pt", "torchscript", tmp_path / "fitted.ts")
     assert not any("never calibrated" in r.getMessage() for r in caplog.records)
+
+
+# --------------------------------------------------------------------------- the halting the export carries
+def test_a_chosen_threshold_is_baked_into_the_torchscript_graph_and_said_in_its_metadata(tmp_path, images):
+    model = save_varied_checkpoint(tmp_path / "model.pt")  # its own threshold: 0.7
+    own = reference(model, images)
+    model.set_threshold(0.95)
+    chosen = reference(model, images)
+    assert not torch.equal(own.iterations, chosen.iterations)  # the threshold matters on these images
+
+    out = export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts", threshold=0.95)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        _, iterations, macs = torch.jit.load(str(out))(as_unit_float(images))
+    assert torch.equal(iterations, chosen.iterations) and torch.equal(macs, chosen.macs)
+    meta = read_torchscript_metadata(out)
+    assert meta["halting"] == "adaptive, threshold 0.950"
+    assert json.loads(meta["model_config"])["threshold"] == 0.95
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+    assert load_checkpoint(tmp_path / "model.pt").model_config.threshold == 0.7  # the checkpoint is untouched
+
+
+def test_a_chosen_mode_and_threshold_reach_the_onnx_file(tmp_path, images):
+    model = save_varied_checkpoint(tmp_path / "model.pt")
+    model.set_threshold(0.9)
+    want = reference(model, images)
+    out = export_checkpoint(tmp_path / "model.pt", "onnx", tmp_path / "model.onnx", mode="adaptive", threshold=0.9)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    _, iterations, _ = session.run(None, {"images": as_unit_float(images).numpy()})
+    np.testing.assert_array_equal(iterations, want.iterations.numpy())
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["halting"] == "adaptive, threshold 0.900" and json.loads(props["model_config"])["threshold"] == 0.9
+
+    out = export_checkpoint(tmp_path / "model.pt", "onnx", tmp_path / "fixed.onnx", mode="fixed:2")
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    _, iterations, _ = session.run(None, {"images": as_unit_float(images).numpy()})
+    assert iterations.tolist() == [[1, 2, 2, 2]] * len(images)  # two per block, capped at (1, 2, 3, 2)
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["halting"] == "fixed:2" and json.loads(props["model_config"])["mode"] == "fixed:2"
+
+
+@pytest.mark.parametrize(("settings", "said"), [
+    ({"threshold": 1.5}, r"threshold: must be in \(0, 1\], got 1.5"),
+    ({"threshold": True}, r"threshold: must be in \(0, 1\], got True"),
+    ({"mode": "sometimes"}, r"mode: must be 'adaptive', 'fixed:N' or 'max', got 'sometimes'"),
+    ({"mode": "max", "threshold": 0.9}, "the halting threshold applies to the mode adaptive, not max"),
+])
+def test_a_halting_setting_the_model_cannot_take_is_one_sentence_and_writes_nothing(tmp_path, settings, said):
+    save_varied_checkpoint(tmp_path / "model.pt")
+    with pytest.raises(ExportError, match=said):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts", **settings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_a_resnet_baseline_takes_no_halting_setting(tmp_path):
+    save_varied_checkpoint(tmp_path / "resnet.pt", tiny_config(architecture="resnet"))
+    with pytest.raises(ExportError, match="ResNet baseline: it has no iterations to choose or halting"):
+        export_checkpoint(tmp_path / "resnet.pt", "torchscript", tmp_path / "resnet.ts", threshold=0.9)
+    out = export_checkpoint(tmp_path / "resnet.pt", "torchscript", tmp_path / "resnet.ts")
+    assert read_torchscript_metadata(out)["halting"].startswith("none (ResNet baseline")
+
+
+def test_exporting_a_never_calibrated_model_at_every_iteration_needs_no_caveat(tmp_path, caplog):
+    from iamnn_studio.engine.checkpoint import load_checkpoint, save_checkpoint
+    from iamnn_studio.engine.export import export_caveats
+    from iamnn_studio.engine.model import build_model
+
+    save_checkpoint(tmp_path / "raw.pt", build_model(tiny_config(threshold=None)).eval(), classes=CLASSES,
+                    mean=MEAN, std=STD)
+    with caplog.at_level("WARNING", logger="iamnn_studio"):
+        export_checkpoint(tmp_path / "raw.pt", "torchscript", tmp_path / "raw.ts", mode="max")
+    assert not any("never calibrated" in r.getMessage() for r in caplog.records)
+    with caplog.at_level("WARNING", logger="iamnn_studio"):  # a threshold does not calibrate the head
+        export_checkpoint(tmp_path / "raw.pt", "torchscript", tmp_path / "raw.ts", threshold=0.5)
+    assert any("never calibrated" in r.getMessage() for r in caplog.records)
+    assert export_caveats(load_checkpoint(tmp_path / "raw.pt"), mode="fixed:1") == []
+
+
+# --------------------------------------------------------------------------- a quiet exporter, stdout left alone
+def test_onnx_export_prints_nothing_and_leaves_other_threads_prints_alone(tmp_path, capfd, monkeypatch):
+    """The exporter is kept quiet by its own options, not by redirecting sys.stdout process-wide: a
+    redirection swallowed what the app's other threads printed meanwhile."""
+    import sys
+    import threading
+
+    save_varied_checkpoint(tmp_path / "model.pt")
+    real_export = torch.onnx.export
+    stdout_during_export = []
+
+    def export_while_another_thread_prints(*args, **kwargs):
+        stdout_during_export.append(sys.stdout)
+        other = threading.Thread(target=print, args=("printed by another thread",))
+        other.start()
+        other.join()
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export_while_another_thread_prints)
+    capfd.readouterr()
+    before = sys.stdout
+    export_checkpoint(tmp_path / "model.pt", "onnx", tmp_path / "model.onnx")
+    out, err = capfd.readouterr()
+    assert stdout_during_export and all(stream is before for stream in stdout_during_export)
+    assert out == "printed by another thread\n" * len(stdout_during_export)  # and nothing from the exporter
+    assert "[torch.onnx]" not in err

@@ -9,6 +9,10 @@ The exported graph takes ``images``: float32 [batch, C, H, W] with values in [0,
 checkpoint's normalisation is inside the graph) and returns ``logits`` [batch, classes],
 ``iterations`` [batch, 4] (int64) and ``macs`` [batch] (int64: what the adaptive model would
 spend). Class names, normalisation and halting settings travel as metadata.
+
+The halting is baked into the graph: ``export_checkpoint(..., mode=, threshold=)`` exports another
+mode or threshold than the checkpoint's own (what the user chose on the Use tab), and the metadata
+says which (``halting``, and ``model_config``).
 """
 from __future__ import annotations
 
@@ -107,10 +111,13 @@ def suffix_mismatch(fmt: str, path: str | Path) -> str | None:
 MAX_EXAMPLE_BATCH = 4096
 
 
-def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, batch_size: int = 1) -> Path:
+def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, batch_size: int = 1,
+                      mode: str | None = None, threshold: float | None = None) -> Path:
     """Export the checkpoint at ``ckpt_path`` as ``fmt`` ("onnx", "torchscript", or a plugin's) to ``out_path``.
 
     ``batch_size`` is the example batch traced; formats that support it keep the batch axis dynamic.
+    ``mode`` ("adaptive", "fixed:N", "max") and ``threshold`` (adaptive only) replace the checkpoint's
+    own halting settings in the exported graph and its metadata; None keeps the checkpoint's.
     The file appears atomically: a failed export leaves nothing behind.
     """
     if fmt not in EXPORTERS:
@@ -129,8 +136,10 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
     except ValueError as exc:
         raise ExportError(f"cannot write {out_path}: {exc}") from None
     checkpoint = load_checkpoint(ckpt_path)
+    caveats = export_caveats(checkpoint, mode=mode)  # before the override: a threshold fits no head
+    apply_halting(checkpoint, mode=mode, threshold=threshold)
     _check_free_space(out_path, Path(ckpt_path))
-    for caveat in export_caveats(checkpoint):
+    for caveat in caveats:
         log.warning("%s", caveat)  # the CLI prints warnings as notes; the GUI asks export_caveats itself
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     os.close(fd)
@@ -167,13 +176,47 @@ def _check_writable(out_path: Path) -> None:
         raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
 
 
-def export_caveats(checkpoint: Checkpoint) -> list[str]:
-    """What the user should know about exporting this checkpoint as it is, in sentences."""
+def export_caveats(checkpoint: Checkpoint, *, mode: str | None = None) -> list[str]:
+    """What the user should know about exporting this checkpoint as it is (or in ``mode``), in sentences."""
     config = checkpoint.model_config
-    if config.mode == "adaptive" and config.halting_uncalibrated:
+    if (mode or config.mode) == "adaptive" and config.halting_uncalibrated:
         return ["this model's halting head was never calibrated (its run stopped before calibration), so the "
                 "export's adaptive iterations mean little; resume the run to calibrate it, then export"]
     return []
+
+
+def apply_halting(checkpoint: Checkpoint, *, mode: str | None = None, threshold: float | None = None) -> None:
+    """Set the mode and threshold the export carries instead of the checkpoint's own (None: keep it).
+
+    Raises ``ExportError`` for a setting the model cannot take, and leaves the model as it was then.
+    """
+    if mode is None and threshold is None:
+        return
+    config = checkpoint.model_config
+    if config.architecture != "iamnn":
+        raise ExportError("this checkpoint is a ResNet baseline: it has no iterations to choose or halting, "
+                          "so it takes no mode or threshold")
+    model = checkpoint.model
+    previous = (config.mode, config.threshold)
+    try:
+        if mode is not None:
+            model.set_mode(mode)
+        if threshold is not None:
+            if config.mode != "adaptive":
+                raise ValueError(f"threshold: the halting threshold applies to the mode adaptive, not {config.mode}")
+            model.set_threshold(threshold)
+    except ValueError as exc:  # set_mode and set_threshold store before they validate: put the old back
+        config.mode, config.threshold = previous
+        raise ExportError(str(exc)) from None
+
+
+def describe_halting(config: Any) -> str:
+    """The halting an exported graph applies, in words: "adaptive, threshold 0.930", "fixed:2", "max"."""
+    if config.architecture != "iamnn":
+        return "none (ResNet baseline: every unit of every block)"
+    if config.mode == "adaptive":
+        return f"adaptive, threshold {config.halting_threshold:.3f}"
+    return config.mode
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -215,6 +258,7 @@ def metadata(checkpoint: Checkpoint) -> dict[str, str]:
                    "(the adaptive model's MACs; this graph computes every iteration)",
         "mean": json.dumps(list(checkpoint.mean)),
         "std": json.dumps(list(checkpoint.std)),
+        "halting": describe_halting(config),
         "model_config": json.dumps(config.to_dict()),
     }
 
@@ -255,16 +299,39 @@ def export_onnx(checkpoint: Checkpoint, path: Path, *, batch_size: int = 1) -> N
     onnx.save(model, str(path))
 
 
+#: The loggers of the ONNX exporter and the libraries it drives (their notes, e.g. "Skipped
+#: deduplication of initializer", are about the exporter's internals, not the user's model).
+EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")
+#: Warnings from these modules are the exporter's own chatter while it traces.
+EXPORTER_WARNING_MODULES = r"(torch|onnx|onnxscript|onnx_ir)(\.|$)"
+
+
 def _onnx_export(graph: nn.Module, example: Tensor, path: Path, *, dynamic: bool) -> None:
     dynamic_shapes = {"images": {0: torch.export.Dim("batch")}} if dynamic else None
-    chatter = io.StringIO()  # the exporter prints progress lines: keep stdout clean for --json
-    with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # verbose=False is what keeps stdout clean (for --json): the exporter then prints no progress lines.
+    # sys.stdout is not redirected, since that would swallow every other thread's prints too (the app's).
+    with _quiet_loggers(EXPORTER_LOGGERS), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=EXPORTER_WARNING_MODULES)
         program = torch.onnx.export(
             graph, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
             dynamic_shapes=dynamic_shapes, verbose=False,
         )
         program.save(str(path))
+
+
+@contextlib.contextmanager
+def _quiet_loggers(names: tuple[str, ...], level: int = logging.ERROR):
+    """Raise these loggers (and their children that have no level of their own) to ``level`` meanwhile:
+    only their records are dropped, not those of the rest of the process."""
+    loggers = [logging.getLogger(name) for name in names]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(level, logger.level))
+    try:
+        yield
+    finally:
+        for logger, old in zip(loggers, previous):
+            logger.setLevel(old)
 
 
 # --------------------------------------------------------------------------- TorchScript
