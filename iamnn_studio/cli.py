@@ -5,8 +5,9 @@ Without arguments it opens the desktop app. Subcommands: ``train``, ``evaluate``
 stderr, never a traceback; an unexpected failure prints one line plus the path of a log file
 holding the traceback. ``--json`` output is valid JSON on stdout and nothing else is printed there.
 
-Exit codes: 0 ok, 1 the run or command failed, 2 usage or settings error, 3 some inputs failed
-(e.g. one image of several), 130 interrupted (Ctrl-C).
+Exit codes: 0 ok, 1 the run or command failed (``predict``: no image could be classified), 2 usage or
+settings error, 3 some inputs failed (e.g. one image of several; the others are printed), 130 interrupted
+(Ctrl-C).
 """
 from __future__ import annotations
 
@@ -143,6 +144,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
+PREDICT_EXIT_CODES = ("exit codes: 0 every image classified; 3 some images failed (each named on stderr, the others "
+                      "printed); 1 no image could be classified; 2 bad options or checkpoint")
+
 EXPORT_FORMATS_HELP = "onnx, torchscript, or a plugin's format such as pt2 (`iamnn-studio info` lists the plugins)"
 
 
@@ -172,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print eval.json-style JSON on stdout")
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="classify image files", formatter_class=_HelpFormatter)
+    predict = commands.add_parser("predict", help="classify image files", formatter_class=_HelpFormatter,
+                                  epilog=PREDICT_EXIT_CODES)
     predict.add_argument("checkpoint", metavar="CKPT", type=checkpoint_option, help=CKPT_HELP)
     predict.add_argument("images", metavar="IMAGE", nargs="+", type=file_option,
                          help="image files, or folders of them (their subfolders too)")
@@ -804,8 +809,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     images, folder_problems = _images_of(args.images)
     results = predictor.predict_files(images) + [PredictionFailure(*problem) for problem in folder_problems]
     failures = [r for r in results if not isinstance(r, Prediction)]
-    for failure in failures:
-        print(f"error: {_naming_the_path(failure.message, failure.source)}", file=sys.stderr)
+    classified_none = bool(failures) and len(failures) == len(results)
+    if classified_none and len(failures) == 1:  # one line says both what failed and that nothing was classified
+        print(f"error: no image could be classified: {_naming_the_path(failures[0].message, failures[0].source)}",
+              file=sys.stderr)
+    else:
+        for failure in failures:
+            print(f"error: {_naming_the_path(failure.message, failure.source)}", file=sys.stderr)
+        if classified_none:
+            print(f"error: no image could be classified: all {len(failures)} inputs failed", file=sys.stderr)
     if args.json:
         emit_json({
             "checkpoint": str(args.checkpoint),
@@ -818,6 +830,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         blocks = [format_prediction(r, architecture=architecture) for r in results if isinstance(r, Prediction)]
         if blocks:
             print("\n\n".join(blocks))
+    if classified_none:  # not a partial result: a script must not read an empty answer as "some worked"
+        return EXIT_FAILED
     return EXIT_PARTIAL if failures else EXIT_OK
 
 

@@ -125,6 +125,34 @@ def test_predict_takes_folders_of_images_as_the_app_does(trained, tmp_path):
     assert err.splitlines() == [f"error: no images in the folder {tmp_path / 'empty'}"]
 
 
+def test_predict_with_no_image_classified_exits_1_not_3(trained, tmp_path):
+    """Exit 3 says "some images failed, the others are printed": with nothing classified it misled scripts."""
+    (tmp_path / "notes.txt").write_text("not an image")
+    code, out, err = run_cli("predict", trained["run"], tmp_path / "notes.txt")
+    assert code == 1 and out == ""
+    assert err.splitlines() == [f"error: no image could be classified: cannot read {tmp_path / 'notes.txt'}: "
+                                "not an image file"]
+
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli("predict", trained["run"], tmp_path / "notes.txt", tmp_path / "empty", "--json")
+    assert code == 1
+    assert err.splitlines() == [f"error: cannot read {tmp_path / 'notes.txt'}: not an image file",
+                                f"error: no images in the folder {tmp_path / 'empty'}",
+                                "error: no image could be classified: all 2 inputs failed"]
+    report = json.loads(out)  # the JSON still says what failed
+    assert report["predictions"] == [] and len(report["errors"]) == 2
+
+    Image.new("L", (16, 16), 0).save(tmp_path / "fine.png")  # one good image makes it a partial failure again
+    assert run_cli("predict", trained["run"], tmp_path / "notes.txt", tmp_path / "fine.png")[0] == 3
+
+
+def test_predict_help_lists_its_exit_codes():
+    code, out, _ = run_cli("predict", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert "3 some images failed" in text and "1 no image could be classified" in text
+
+
 def test_predict_json_reports_the_threshold_it_used(trained, tmp_path):
     image = tmp_path / "shape.png"
     Image.new("RGB", (16, 16), (10, 200, 30)).save(image)
