@@ -9,12 +9,14 @@ import torch
 from PIL import Image
 
 from iamnn_studio.engine.evaluate import evaluate
+from iamnn_studio.engine.halting import act_step, hazard_step
 from iamnn_studio.engine.inference import (
     ImageError,
     Prediction,
     PredictionFailure,
     Predictor,
     cumulative_halting,
+    halting_story,
     load_image,
 )
 from tiny_models import CLASSES, MEAN, STD, save_varied_checkpoint, tiny_config, varied_images
@@ -116,6 +118,35 @@ def test_cumulative_scores_follow_each_halting_rule():
     assert cumulative_halting([], "act") == []
 
 
+def test_a_cumulative_score_exactly_on_the_float32_threshold_is_explained_as_reached():
+    """The model compares float32 scores with the threshold in float32: float32(0.9) >= 0.9 there, but
+    0.89999997... < 0.9 in float64, where the explanation used to compare, and said "not reached"."""
+    on_the_boundary = float(np.float32(0.9))
+    assert on_the_boundary < 0.9  # the trap: in float64 it falls short
+    for halting in ("calibrated", "act"):
+        cumulative, reached = halting_story([on_the_boundary], halting, 0.9)
+        assert cumulative == [on_the_boundary] and reached == 1
+        model_halts = (act_step if halting == "act" else hazard_step)(
+            torch.zeros(1), torch.tensor([on_the_boundary]), 0.9)[0]
+        assert bool(model_halts)  # what halting.py, the model's rule, decides on the same numbers
+    assert halting_story([0.2, 0.2], "calibrated", 0.9) == ([pytest.approx(0.2), pytest.approx(0.36)], None)
+
+
+def test_a_model_halting_on_the_float32_threshold_is_explained_as_halting_there(checkpoint, images):
+    """End to end: every halting head scores exactly float32(0.9) under threshold 0.9, so the model stops each
+    block after its first iteration; the prediction says the threshold was reached there."""
+    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor.threshold = 0.9
+    for block in predictor.model.blocks:
+        block.halting_head.score = lambda features, n: torch.full((features.shape[0],), 0.9)
+    for prediction in predictor.predict(images[:4]):
+        assert prediction.iterations == [1, 1, 1, 1]
+        assert prediction.halting == [[], [float(np.float32(0.9))], [float(np.float32(0.9))], [float(np.float32(0.9))]]
+        assert prediction.reached == [None, 1, 1, 1]  # block 1 (cap 1) runs no head: its cap stopped it
+        assert prediction.to_dict()["reached"] == [None, 1, 1, 1]
+        assert_halting_story_is_consistent(prediction, "calibrated")
+
+
 # --------------------------------------------------------------------------- predictor
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
@@ -134,10 +165,9 @@ def assert_halting_story_is_consistent(prediction: Prediction, halting: str) -> 
     for b, (n, cap) in enumerate(zip(prediction.iterations, prediction.caps)):
         scores, cumulative = prediction.halting[b], prediction.cumulative[b]
         assert len(scores) == len(cumulative) == min(n, cap - 1)
-        assert cumulative == pytest.approx(cumulative_halting(scores, halting))
-        assert all(c < prediction.threshold for c in cumulative[: n - 1])  # it did not halt earlier
-        if n < cap:
-            assert cumulative[-1] >= prediction.threshold  # and halted where the rule says
+        assert cumulative == cumulative_halting(scores, halting)  # the model's float32 values, exactly
+        # halted where the scores reached the threshold, compared as the model compares (float32); else at its limit
+        assert prediction.reached[b] == (n if n < cap else None)
 
 
 def test_predictions_explain_their_iterations(checkpoint, images):

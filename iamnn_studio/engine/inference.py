@@ -148,14 +148,31 @@ def cumulative_halting(scores: Sequence[float], halting: str) -> list[float]:
     ``calibrated`` reads them as hazards, 1 - prod(1 - h). The steps come from ``halting.py``,
     so this can never drift from what the model compares with the threshold.
     """
+    return halting_story(scores, halting, None)[0]
+
+
+def halting_story(scores: Sequence[float], halting: str,
+                  threshold: float | None) -> tuple[list[float], int | None]:
+    """(cumulative score after each scored iteration, the iteration, from 1, whose cumulative score reached
+    ``threshold``; None where none did: the block's limit stopped it, or ``threshold`` is None).
+
+    Computed with the model's own arithmetic: float32 tensors through ``halting.py``'s step, compared with
+    the threshold as the model compares it (a float32 tensor against a Python float, so in float32). In
+    float64 a cumulative score landing exactly on float32(threshold), e.g. one score 0.9 under threshold
+    0.9, read "not reached" although the model halted there.
+    """
     step = act_step if halting == "act" else hazard_step
-    cumulative = torch.zeros(1, dtype=torch.float64)
-    out = []
-    for score in scores:
-        # threshold 2.0: only the cumulative value is wanted here, not the halting decision
-        cumulative = step(cumulative, torch.tensor([float(score)], dtype=torch.float64), 2.0)[-1]
+    cumulative = torch.zeros(1, dtype=torch.float32)  # the model's running score (halting.py's caller)
+    out: list[float] = []
+    reached: int | None = None
+    for n, score in enumerate(scores, 1):
+        # threshold 2.0 when none is given: only the cumulative value is wanted, never a halt
+        halt, *_, cumulative = step(cumulative, torch.tensor([float(score)], dtype=torch.float32),
+                                    2.0 if threshold is None else threshold)
         out.append(float(cumulative))
-    return out
+        if reached is None and bool(halt):
+            reached = n
+    return out, reached
 
 
 # --------------------------------------------------------------------------- predictions
@@ -174,6 +191,9 @@ class Prediction:
     macs_range: tuple[int, int]  # cheapest and dearest possible MACs per image
     mode: str = "adaptive"
     notes: list[str] = field(default_factory=list)  # how the input was adapted to the model (load_image)
+    #: per block: the iteration (from 1) whose cumulative score reached the threshold, compared as the model
+    #: compares it (float32); None where no score reached it (the block ran to its limit) or nothing halts
+    reached: list[int | None] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -196,6 +216,7 @@ class Prediction:
             "macs": self.macs,
             "macs_range": list(self.macs_range),
             "notes": list(self.notes),
+            "reached": list(self.reached),
         }
 
 
@@ -397,6 +418,7 @@ class Predictor:
         predictions = []
         for i, source in enumerate(sources):
             halting = [[float(s) for s in block[i] if not math.isnan(float(s))] for block in scores]
+            stories = [halting_story(block, cfg.halting, threshold) for block in halting]
             predictions.append(
                 Prediction(
                     source=source,
@@ -404,11 +426,12 @@ class Predictor:
                     iterations=[int(n) for n in iterations[i]],
                     caps=caps,
                     halting=halting,
-                    cumulative=[cumulative_halting(block, cfg.halting) for block in halting],
+                    cumulative=[cumulative for cumulative, _ in stories],
                     threshold=threshold,
                     macs=int(macs[i]),
                     macs_range=macs_range,
                     mode=cfg.mode,
+                    reached=[reached for _, reached in stories],
                 )
             )
         return predictions
