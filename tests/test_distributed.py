@@ -82,7 +82,59 @@ def test_two_processes_train_one_run_with_identical_weights(tmp_runs):
 
     assert set(result.parameter_digests) == {0, 1}
     assert len(set(result.parameter_digests.values())) == 1  # both ranks ended with the same weights
-    assert [e.kind for e in events] == kinds  # the launcher's listeners saw rank 0's events
+    # the launcher's listeners saw rank 0's events, as a single process's do: the recorded ones and the
+    # transient progress of the evaluation, which metrics.jsonl does not keep
+    assert [e.kind for e in events if e.kind != "phase_progress"] == kinds
+    assert all(e.data["phase"] == "evaluating" for e in events if e.kind == "phase_progress")
+
+
+def _worker_whose_run_folder_turns_read_only(*args):
+    """``_worker`` in a process where the run folder turns read-only before the test evaluation, as a disk can
+    (module level: the launcher's spawned processes import it from here)."""
+    from test_trainer import ReadOnly
+
+    from iamnn_studio.engine import distributed
+    from iamnn_studio.engine.trainer import Trainer
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        read_only, real_evaluate = ReadOnly(monkeypatch), Trainer._evaluate
+
+        def evaluate_in_a_read_only_folder(self):
+            read_only(self.run_dir.path)
+            real_evaluate(self)
+
+        monkeypatch.setattr(Trainer, "_evaluate", evaluate_in_a_read_only_folder)
+        return distributed._worker(*args)
+
+
+@pytest.mark.timeout(180)
+def test_warnings_of_a_run_folder_turned_read_only_reach_the_terminal_of_a_run_of_several_processes(
+        tmp_path, monkeypatch):
+    """The launcher showed what rank 0 wrote to metrics.jsonl, and a read-only run folder takes nothing: the
+    single-process CLI said "warning: could not save the test evaluation ...", two processes said nothing."""
+    import contextlib
+    import io
+
+    from iamnn_studio.cli import main
+    from iamnn_studio.engine import distributed
+
+    monkeypatch.setattr(distributed, "_worker", _worker_whose_run_folder_turns_read_only)
+    argv = two_process_training(tmp_path, tmp_path / "runs", 'name = "locked"\nmax_steps = 2', train_size=64)
+    out, err = io.StringIO(), io.StringIO()
+    run = tmp_path / "runs" / "locked"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv[3:])  # the arguments after "python -m iamnn_studio"
+    finally:
+        for path in [run, *run.rglob("*")] if run.exists() else []:  # writable again, for the temp cleanup
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert code == 0, err.getvalue()[-3000:]
+    warnings = [line for line in err.getvalue().splitlines() if line.startswith("warning: ")]
+    assert (f"warning: could not save the test evaluation to {run / 'eval.json'}: you have no permission to write "
+            "in the run folder; the numbers are in this log only") in warnings
+    assert any(line.startswith("warning: could not save the training events to ") for line in warnings)
+    assert len(warnings) == len(set(warnings))  # each said once
+    assert out.getvalue().splitlines()[0] == f"run: {run} · completed (step limit)"
 
 
 def test_a_process_started_by_torchrun_trains_in_place(tmp_runs, monkeypatch):

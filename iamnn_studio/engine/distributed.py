@@ -8,8 +8,11 @@ in place instead.
 
 Each worker runs the ordinary ``Trainer``, which sees the initialised process group and then
 wraps the model in DDP, shards every epoch with a ``DistributedSampler`` and all-reduces its
-metrics. Only global rank 0 writes the run folder and emits events; ``launch`` forwards those
-events to its listeners by following the run's ``metrics.jsonl``.
+metrics. Only global rank 0 writes the run folder and emits events; ``launch`` hands those events
+to its listeners: rank 0 appends each to a file in a temporary folder of the launcher's, which the
+launcher follows (``_EventForwarder``, ``_EventFollower``). Not the run's ``metrics.jsonl``: a run
+folder turned read-only or full takes no more events, and the warnings saying so would never reach
+the terminal.
 """
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ import copy
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import uuid
 import warnings
@@ -152,7 +157,14 @@ def launch(
 
     launch_config = _launch_config(nproc_per_node, nnodes, node_rank, master_addr, master_port)
     listeners = list(listeners)
-    follower = _MetricsFollower(Path(run_dir), listeners) if run_dir is not None and node_rank == 0 else None
+    # Rank 0 runs on the first node: there it hands its events to this process through a file of ours.
+    events_folder = _events_folder() if listeners and node_rank == 0 else None
+    events_path = None if events_folder is None else events_folder / EVENTS_FILE
+    follower = None
+    if events_path is not None:
+        follower = _EventFollower(events_path, listeners)
+    elif run_dir is not None and node_rank == 0:  # no temp folder to be had: the run's own record
+        follower = _EventFollower(Path(run_dir) / "metrics.jsonl", listeners)
     try:
         with _interruptible_rendezvous(nnodes, on_interrupt=lambda: _keep_if_used(run_dir, resume)):
             if nnodes > 1:  # the launcher says nothing while it waits: say what it waits for
@@ -163,13 +175,31 @@ def launch(
                         "--node-rank; Ctrl-C quits at once)")}))
             if follower:
                 follower.start()
-            results = _elastic_launch(launch_config, config, str(runs_dir), run_dir, resume)
+            results = _elastic_launch(launch_config, config, str(runs_dir), run_dir, resume,
+                                      None if events_path is None else str(events_path))
     except Exception as exc:  # a worker failed or the launcher was interrupted: the workers are gone
         return _result_after_error(exc, run_dir, resume)
     finally:
         if follower:
             follower.stop()
+        if events_folder is not None:
+            shutil.rmtree(events_folder, ignore_errors=True)
     return _merge_results(results)
+
+
+#: The file in the launcher's temporary folder that rank 0 appends its events to.
+EVENTS_FILE = "events.jsonl"
+
+
+def _events_folder() -> Path | None:
+    """A private temporary folder for rank 0's events; None where none can be made (the launcher then
+    follows the run's metrics.jsonl, as far as it gets written)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix="iamnn-events-"))
+    except OSError:
+        log.warning("no temporary folder for the training events; following the run's metrics.jsonl",
+                    exc_info=True)
+        return None
 
 
 def _check_same_network(start: Path, config: RunConfig) -> None:
@@ -284,12 +314,13 @@ def _launch_config(nproc_per_node: int, nnodes: int, node_rank: int, master_addr
     )
 
 
-def _elastic_launch(launch_config, config, runs_dir: str, run_dir, resume: bool) -> dict[int, Any]:
+def _elastic_launch(launch_config, config, runs_dir: str, run_dir, resume: bool,
+                    events_path: str | None = None) -> dict[int, Any]:
     from torch.distributed.launcher.api import elastic_launch
 
     with _signal_handlers_kept(), _launcher_warnings_muted():  # torch's launcher installs its own handlers
         return elastic_launch(launch_config, _worker)(
-            config, runs_dir, None if run_dir is None else str(run_dir), resume, True
+            config, runs_dir, None if run_dir is None else str(run_dir), resume, True, events_path
         )
 
 
@@ -399,8 +430,9 @@ def _merge_results(results: dict[int, Any]):
 
 
 def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume: bool,
-            spawned_by_launch: bool = False):
-    """One training process: join the process group, train, leave."""
+            spawned_by_launch: bool = False, events_path: str | None = None):
+    """One training process: join the process group, train, leave. Rank 0 appends its events to
+    ``events_path`` (the launcher follows that file) where one is given."""
     from .trainer import Trainer
 
     cuda = torch.cuda.is_available() and (config is None or config.device != "cpu")
@@ -417,7 +449,8 @@ def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     signalled = threading.Event()
     try:
-        trainer = Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume)
+        forward = [_EventForwarder(Path(events_path))] if events_path and dist.get_rank() == 0 else []
+        trainer = Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume, listeners=forward)
         with _stop_on_signals(trainer, signalled):
             result = trainer.run()
         if result.state == "failed" and dist.get_world_size() > 1:
@@ -459,12 +492,35 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
-class _MetricsFollower(threading.Thread):
-    """Reads rank 0's ``metrics.jsonl`` as it grows and hands each event to the listeners."""
+class _EventForwarder:
+    """Rank 0's listener in a job ``launch`` started: appends each event, one JSON line as in metrics.jsonl,
+    to the launcher's file. Every event goes, the warnings that the run folder takes no more of them
+    included; a file that cannot be written is said once in the log and forwarding stops."""
 
-    def __init__(self, run_dir: Path, listeners: list[Listener], interval: float = 0.2) -> None:
-        super().__init__(name="iamnn-metrics-follower", daemon=True)
-        self.path = run_dir / "metrics.jsonl"
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._broken = False
+
+    def __call__(self, event: Event) -> None:
+        if self._broken:
+            return
+        from .runs import _json_default
+
+        line = json.dumps(event.to_dict(), default=_json_default, allow_nan=True) + "\n"
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)  # the follower takes whole lines only: a line still being written waits
+        except OSError as exc:
+            self._broken = True
+            log.warning("the training events no longer reach the launcher: cannot write %s (%s)", self.path, exc)
+
+
+class _EventFollower(threading.Thread):
+    """Reads a JSON-lines file of rank 0's events as it grows and hands each event to the listeners."""
+
+    def __init__(self, path: Path, listeners: list[Listener], interval: float = 0.2) -> None:
+        super().__init__(name="iamnn-event-follower", daemon=True)
+        self.path = path
         self.listeners = listeners
         self.interval = interval
         self._offset = 0
