@@ -3,15 +3,20 @@
 The formats come from the engine's ``EXPORTERS`` registry (read in the background, so opening the
 dialog never waits for torch); the export itself runs in the background too, with a busy
 indicator, and ends with the written path or a one-line error.
+
+When the checkpoint is the one open on the Use tab, the dialog offers the halting mode and threshold
+set there (pre-selected) or the checkpoint's own; the engine bakes the chosen one into the graph.
+Widths follow the font, so a large application font does not clip the paths.
 """
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, QSize, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QComboBox,
@@ -39,8 +44,39 @@ COPY_LABEL = "Checkpoint copy (IamNN Studio and the CLI)"
 KNOWN_FORMATS = (("onnx", "ONNX (onnxruntime and most runtimes)", ".onnx"),
                  ("torchscript", "TorchScript (libtorch, deprecated)", ".pt"))
 FIXED_GRAPH_NOTE = ("The exported graph computes every iteration and applies the halting as masks: the "
-                    "checkpoint's answers, iterations and MAC figures at its saved mode and threshold (not the Use "
-                    "tab's settings), but no compute is saved at run time.")
+                    "checkpoint's answers, iterations and MAC figures at {halting}, but no compute is saved at "
+                    "run time.")
+COPY_NOTE = "The checkpoint file itself: open it in the Use tab or with iamnn-studio predict."
+#: Widths in average characters of the dialog's font (620 and 120 pixels at the app's 10-pt font).
+DIALOG_WIDTH_CHARS = 88
+BUSY_WIDTH_CHARS = 17
+USE_TAB = "use-tab"
+OWN = "own"
+
+
+@dataclass(frozen=True)
+class UseTabHalting:
+    """The halting set on the Use tab for the checkpoint open there: an export of that checkpoint offers it."""
+
+    checkpoint: str
+    mode: str  # "adaptive", "fixed:N" or "max"
+    threshold: float | None = None  # what an adaptive mode halts at
+
+    def same_as(self, mode: str, threshold: float | None) -> bool:
+        if mode != self.mode:
+            return False
+        return mode != "adaptive" or (threshold is not None and self.threshold is not None
+                                      and abs(threshold - self.threshold) < 1e-9)
+
+
+def describe_halting(mode: str, threshold: float | None) -> str:
+    """"threshold 0.930, adaptive", "fixed, 2 iterations per block", "every iteration (cap)"."""
+    if mode == "adaptive":
+        return f"threshold {threshold:.3f}, adaptive" if threshold is not None else "adaptive"
+    if mode.startswith("fixed:"):
+        n = mode.split(":", 1)[1]
+        return f"fixed, {n} iteration{'' if n == '1' else 's'} per block"
+    return "every iteration (cap)" if mode == "max" else mode
 
 
 class ExportDialog(QDialog):
@@ -48,10 +84,12 @@ class ExportDialog(QDialog):
 
     exported = Signal(str)
 
-    def __init__(self, checkpoint_path: str | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, checkpoint_path: str | None = None, parent: QWidget | None = None, *,
+                 use_tab: UseTabHalting | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export model")
-        self.setMinimumWidth(620)
+        self._use_tab = use_tab
+        self._own_halting: tuple[str, tuple[str, float | None] | None] | None = None  # (checkpoint, own setting)
         self._runner = BackgroundRunner(self)
         # Export waits for the format list, read in the background: the buttons follow the runner, since
         # setting the same suggested file name again fires no textChanged (they stayed disabled for good).
@@ -61,10 +99,12 @@ class ExportDialog(QDialog):
         self._output_edited = False
         self.last_path: str | None = None
         self.last_error: str | None = None
+        self._exported_halting: str | None = None  # the Use tab's setting the running export carries, in words
         self._build()
+        self._size_to_font()
+        self._load_formats()
         if checkpoint_path:
             self.checkpoint_edit.setText(str(checkpoint_path))
-        self._load_formats()
         self._suggest_output()
         self._update_buttons()
 
@@ -79,13 +119,19 @@ class ExportDialog(QDialog):
         checkpoint_row.addWidget(self.checkpoint_edit, 1)
         checkpoint_row.addWidget(browse_checkpoint)
 
+        # Which halting the export carries: only offered for the checkpoint open on the Use tab.
+        self.halting_combo = QComboBox()
+        self.halting_combo.setToolTip("The mode and threshold baked into the exported graph: as set on the Use "
+                                      "tab, or as saved in the checkpoint")
+        self.halting_combo.currentIndexChanged.connect(self._on_halting_changed)
+
         self.format_combo = QComboBox()
         self.format_combo.addItem(COPY_LABEL, COPY)
         for name, label, _ in KNOWN_FORMATS:
             self.format_combo.addItem(label, name)
         self.format_combo.currentIndexChanged.connect(self._on_format_changed)
         self.format_combo.currentIndexChanged.connect(self._clear_result)
-        self.format_note = QLabel()
+        self.format_note = _WrappedNote()
         self.format_note.setWordWrap(True)
         self.format_note.setProperty("role", "muted")
 
@@ -104,6 +150,7 @@ class ExportDialog(QDialog):
         form.setHorizontalSpacing(theme.SPACING)
         form.setVerticalSpacing(theme.SPACING)
         form.addRow("Checkpoint", checkpoint_row)
+        form.addRow("Halting", self.halting_combo)
         form.addRow("Format", self.format_combo)
         form.addRow("", self.format_note)  # its own row: a wrapped label inside a nested box was overdrawn
         form.addRow("Save as", output_row)
@@ -111,7 +158,6 @@ class ExportDialog(QDialog):
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
         self.busy.setTextVisible(False)
-        self.busy.setFixedWidth(120)
         self.busy_label = QLabel("Exporting… this can take a minute.")
         self.busy_label.setProperty("role", "muted")
         busy_row = QHBoxLayout()
@@ -146,7 +192,21 @@ class ExportDialog(QDialog):
         layout.addWidget(self.result)
         layout.addStretch(1)
         layout.addLayout(buttons)
+        self._form = form
+        self._update_halting_offer()
         self._on_format_changed()
+
+    def _size_to_font(self) -> None:
+        """Widths in characters of the current font: fixed pixels clipped the paths under a 14-pt font."""
+        chars = self.fontMetrics().averageCharWidth()
+        self.setMinimumWidth(DIALOG_WIDTH_CHARS * chars)
+        self.busy.setFixedWidth(BUSY_WIDTH_CHARS * chars)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange and hasattr(self, "busy"):
+            self._size_to_font()
+            self._fit_height()
 
     # ================================================================ formats
     def _load_formats(self) -> None:
@@ -188,11 +248,87 @@ class ExportDialog(QDialog):
 
     @Slot()
     def _on_format_changed(self, *_: Any) -> None:
-        fmt = self.format_combo.currentData()
-        self.format_note.setText("The checkpoint file itself: open it in the Use tab or with iamnn-studio predict."
-                                 if fmt == COPY else FIXED_GRAPH_NOTE)
+        self._update_note()
+        self._update_halting_row()
         self._suggest_output()
         self._fit_height()
+
+    def _update_note(self) -> None:
+        offered = self._offers_use_tab_halting()
+        if self.format_combo.currentData() == COPY:
+            # a copy is the file as saved: the Use tab's setting is not in it
+            self.format_note.setText(COPY_NOTE + (" It keeps the checkpoint's own halting setting: to export the Use "
+                                                  "tab's, choose another format." if offered else ""))
+        else:
+            self.format_note.setText(FIXED_GRAPH_NOTE.format(
+                halting="the halting chosen above" if offered else "its saved mode and threshold"))
+
+    # ================================================================ halting
+    def _offers_use_tab_halting(self) -> bool:
+        """Whether the checkpoint to export is the one open on the Use tab (so its settings are on offer)."""
+        text = self.checkpoint_edit.text().strip() if hasattr(self, "checkpoint_edit") else ""
+        if self._use_tab is None or not text:
+            return False
+        return _same_path(_named_checkpoint(Path(text).expanduser()), Path(self._use_tab.checkpoint).expanduser())
+
+    def _update_halting_offer(self) -> None:
+        """Fill the Halting choice for the checkpoint now named: the Use tab's setting first (what the user
+        chose last), then the checkpoint's own, read in the background; one line when they are the same."""
+        offered = self._offers_use_tab_halting()
+        use = self._use_tab
+        source = self.checkpoint_edit.text().strip()
+        own = self._own_halting[1] if self._own_halting is not None and self._own_halting[0] == source else None
+        self.halting_combo.blockSignals(True)
+        previous = self.halting_combo.currentData()
+        self.halting_combo.clear()
+        if offered:
+            use_text = describe_halting(use.mode, use.threshold)
+            if own is not None and use.same_as(*own):
+                self.halting_combo.addItem(f"{use_text[0].upper()}{use_text[1:]} (the checkpoint's own, as on "
+                                           "the Use tab)", OWN)
+            else:
+                self.halting_combo.addItem(f"{use_text[0].upper()}{use_text[1:]} (as set on the Use tab)", USE_TAB)
+                own_text = describe_halting(*own) if own is not None else ""
+                self.halting_combo.addItem(f"{own_text[0].upper()}{own_text[1:]} (the checkpoint's own)" if own_text
+                                           else "The checkpoint's own setting", OWN)
+                self.halting_combo.setCurrentIndex(max(0, self.halting_combo.findData(previous)))
+            if own is None and (self._own_halting is None or self._own_halting[0] != source):
+                self._read_own_halting(source)
+        self.halting_combo.setEnabled(self.halting_combo.count() > 1)
+        self.halting_combo.blockSignals(False)
+        self._update_halting_row()
+
+    def _update_halting_row(self) -> None:
+        if hasattr(self, "_form"):  # a copy carries the file as saved: nothing to choose
+            self._form.setRowVisible(self.halting_combo, self._offers_use_tab_halting()
+                                     and self.format_combo.currentData() != COPY)
+
+    def _read_own_halting(self, source: str) -> None:
+        """The checkpoint's saved mode and threshold, read without building its model."""
+        self._own_halting = (source, None)  # asked: not again for this path
+
+        def work(report):
+            config, _ = import_engine("checkpoint").checkpoint_settings(source)
+            return config.mode, (config.halting_threshold if config.mode == "adaptive" else None)
+
+        def done(own: tuple[str, float | None]) -> None:
+            if self._own_halting is not None and self._own_halting[0] == source:
+                self._own_halting = (source, own)
+                self._update_halting_offer()
+
+        self._runner.submit(work, done, lambda message: None)  # unreadable: the export itself will say why
+
+    @Slot()
+    def _on_halting_changed(self, *_: Any) -> None:
+        self._clear_result()
+
+    def halting_override(self) -> tuple[str, float | None] | None:
+        """(mode, threshold) the export carries instead of the checkpoint's own, or None for its own."""
+        use = self._use_tab
+        if use is None or self.halting_combo.currentData() != USE_TAB or not self._offers_use_tab_halting() \
+                or self.format_combo.currentData() == COPY:
+            return None
+        return use.mode, (use.threshold if use.mode == "adaptive" else None)
 
     def _fit_height(self) -> None:
         """Grow to show every line of the (wrapped) note and messages: a dialog does not do it by itself."""
@@ -241,6 +377,8 @@ class ExportDialog(QDialog):
 
     def _on_checkpoint_changed(self, text: str) -> None:
         self._clear_result()
+        self._update_halting_offer()
+        self._update_note()
         self._suggest_output()
         self._update_buttons()
 
@@ -307,16 +445,22 @@ class ExportDialog(QDialog):
             if answer != QMessageBox.StandardButton.Yes:
                 return False
 
+        halting = self.halting_override()
+        mode, threshold = halting if halting is not None else (None, None)
+        self._exported_halting = (f"{describe_halting(mode, threshold)}, as set on the Use tab"
+                                  if halting is not None else None)
+
         def work(report):
             if fmt == COPY:
                 return str(_copy_checkpoint(source, target)), [], None, created
             export = import_engine("export")
-            path = export.export_checkpoint(source, fmt, target)
-            caveats = export.export_caveats(import_engine("checkpoint").load_checkpoint(source))
+            path = export.export_checkpoint(source, fmt, target, mode=mode, threshold=threshold)
+            caveats = export.export_caveats(import_engine("checkpoint").load_checkpoint(source), mode=mode)
             return str(path), caveats, export.suffix_mismatch(fmt, typed), created  # the CLI's warning, word for word
 
         self.result.hide()
         self.busy_widget.show()
+        self._fit_height()
         self._exporting = True
         self._runner.submit(work, self._on_exported, self._on_failed)
         self._update_buttons()
@@ -369,7 +513,9 @@ class ExportDialog(QDialog):
         caveat = "".join(f" Note: {c[0].upper()}{c[1:]}." for c in caveats)
         caveat += f" Note: {mismatch}." if mismatch else ""  # starts with the path: not capitalised
         made = f" (created the folder {created})" if created is not None else ""
-        self.result.show_message(f"Exported to {path}{made}.{caveat}", "warning" if caveats or mismatch else "info")
+        halting = f" Halting: {self._exported_halting}." if self._exported_halting else ""
+        self.result.show_message(f"Exported to {path}{made}.{halting}{caveat}",
+                                 "warning" if caveats or mismatch else "info")
         self.reveal_button.show()
         self._fit_height()
         self._update_buttons()
@@ -406,6 +552,26 @@ class ExportDialog(QDialog):
         super().closeEvent(event)
 
 
+class _WrappedNote(QLabel):
+    """A wrapped label whose size hint is its height at the width it has. A form row takes the size hint,
+    which QLabel works out for a narrower guess of its width: lines of empty room stood under the note."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        return self._at_width(super().sizeHint())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt name): never squeezed to fewer lines than it has
+        return self._at_width(super().minimumSizeHint())
+
+    def _at_width(self, hint: QSize) -> QSize:
+        if self.wordWrap() and self.width() > 0:
+            return QSize(hint.width(), self.heightForWidth(self.width()))
+        return hint
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self.updateGeometry()  # another width, another height: the form asks again
+
+
 class _Refused(Exception):
     """A path the dialog will not export from or to; the message is one sentence for the user."""
 
@@ -426,6 +592,14 @@ def _named_checkpoint(path: Path) -> Path:
             if (path / "checkpoints" / name).is_file():
                 return path / "checkpoints" / name
     return path
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """The same file, links and ".." resolved (no file system error escapes: a bad name is no match)."""
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
 
 
 def _exists(path: Path) -> bool:

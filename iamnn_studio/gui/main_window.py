@@ -198,7 +198,10 @@ class MainWindow(QMainWindow):
                                       "Where new runs are saved and the Runs tab looks")
         self.paste_action = action("Paste image", self.paste, QKeySequence.StandardKey.Paste,
                                    "Classify the image on the clipboard in the Use tab")
-        self.quit_action = action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.quit_action = action("Quit", self.close, None, "Quit IamNN Studio")
+        # The platform's key where it has one (none on Windows, nor offscreen), and Ctrl+Q everywhere.
+        quit_keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Quit)
+        self.quit_action.setShortcuts(quit_keys + [key for key in (QKeySequence("Ctrl+Q"),) if key not in quit_keys])
         self.engine_actions = [self.open_config_action, self.save_config_action, self.open_checkpoint_action,
                                self.export_action, self.paste_action]
         for act in self.engine_actions:
@@ -472,7 +475,7 @@ class MainWindow(QMainWindow):
             try:
                 from .export_dialog import ExportDialog
 
-                dialog = ExportDialog(self.export_source(), self)
+                dialog = ExportDialog(self.export_source(), self, use_tab=self.use_tab_halting())
             except Exception as error:
                 self._error("Export is unavailable", f"{type(error).__name__}: {error}")
                 return
@@ -488,6 +491,22 @@ class MainWindow(QMainWindow):
         if in_use and self.tabs.tabText(self.tabs.currentIndex()) == "Use":
             return in_use
         return self.training.checkpoint_path() or in_use or self.last_checkpoint or None
+
+    def use_tab_halting(self) -> Any:
+        """The halting mode and threshold set on the Use tab for the checkpoint open there (an
+        ``export_dialog.UseTabHalting``), or None: no checkpoint open, or a model without halting."""
+        from .export_dialog import UseTabHalting
+
+        use = self.view("Use")
+        path = use.checkpoint_path() if use is not None and hasattr(use, "checkpoint_path") else None
+        try:  # the Use tab's own reading of its controls, as it applies them to its predictions
+            halts = bool(use._has_halting)
+            settings = use._settings()
+        except AttributeError:  # a Use tab without these: the export offers the checkpoint's own only
+            return None
+        if not path or not halts:
+            return None
+        return UseTabHalting(path, str(settings.mode), settings.threshold if settings.mode == "adaptive" else None)
 
     @Slot()
     def paste(self) -> None:

@@ -276,3 +276,122 @@ def test_browse_opens_where_export_would_write_a_relative_name_with_the_name_cho
     qtbot.mouseClick(dialog.browse_output, Qt.MouseButton.LeftButton)
     assert opened[-1] == str(run.parent / "beside.onnx")  # where Export writes it: one rule for both
     assert dialog._checked_paths("../sub/../beside.onnx")[1] == run.parent / "beside.onnx"
+
+
+# --------------------------------------------------------------------------- the Use tab's halting
+def _use_tab_dialog(qtbot, checkpoint, mode="adaptive", threshold=0.5):
+    from iamnn_studio.gui.export_dialog import UseTabHalting
+
+    widget = ExportDialog(str(checkpoint), use_tab=UseTabHalting(str(checkpoint), mode, threshold))
+    qtbot.addWidget(widget)
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=TIMEOUT)  # formats, and the checkpoint's own halting
+    assert widget.set_format("onnx")  # the dialog opens on a checkpoint copy, which carries the file as saved
+    return widget
+
+
+def _items(combo) -> list[str]:
+    return [combo.itemText(i) for i in range(combo.count())]
+
+
+def test_the_use_tabs_threshold_is_offered_first_and_reaches_the_exported_file(qtbot, tmp_path):
+    import json
+    import warnings
+
+    from iamnn_studio.engine.export import read_torchscript_metadata
+    from tiny_models import save_varied_checkpoint, varied_images
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.pt"
+    checkpoint.parent.mkdir(parents=True)
+    model = save_varied_checkpoint(checkpoint)  # its own threshold: 0.7
+    widget = _use_tab_dialog(qtbot, checkpoint, threshold=0.95)
+    assert widget.halting_combo.isVisibleTo(widget) and widget.halting_combo.isEnabled()
+    assert _items(widget.halting_combo) == ["Threshold 0.950, adaptive (as set on the Use tab)",
+                                            "Threshold 0.700, adaptive (the checkpoint's own)"]
+    assert widget.halting_override() == ("adaptive", 0.95)  # pre-selected: what the user chose last
+
+    export(qtbot, widget, "torchscript", tmp_path / "use-tab.ts")
+    assert "Halting: threshold 0.950, adaptive, as set on the Use tab." in widget.result.text()
+    meta = read_torchscript_metadata(tmp_path / "use-tab.ts")
+    assert meta["halting"] == "adaptive, threshold 0.950" and json.loads(meta["model_config"])["threshold"] == 0.95
+    images = varied_images(30, seed=1).images.float() / 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
+        exported = torch.jit.load(str(tmp_path / "use-tab.ts"))
+    model.set_threshold(0.95)
+    with torch.no_grad():
+        want = model((images - 0.5) / 0.25).iterations
+    assert torch.equal(exported(images)[1], want)  # the graph halts at the Use tab's threshold
+
+    widget.halting_combo.setCurrentIndex(1)  # keep the checkpoint's own
+    assert widget.halting_override() is None
+    export(qtbot, widget, "torchscript", tmp_path / "own.ts")
+    assert "Halting:" not in widget.result.text()
+    assert read_torchscript_metadata(tmp_path / "own.ts")["halting"] == "adaptive, threshold 0.700"
+
+
+def test_the_use_tabs_fixed_mode_is_offered_in_words(qtbot, checkpoint):
+    widget = _use_tab_dialog(qtbot, checkpoint, mode="fixed:2", threshold=None)
+    assert _items(widget.halting_combo) == ["Fixed, 2 iterations per block (as set on the Use tab)",
+                                            "Threshold 0.990, adaptive (the checkpoint's own)"]
+    assert widget.halting_override() == ("fixed:2", None)
+
+
+def test_the_same_setting_as_the_checkpoints_is_one_line_and_no_override(qtbot, checkpoint):
+    widget = _use_tab_dialog(qtbot, checkpoint, threshold=0.99)  # the fixture's own: 1 - eps
+    assert _items(widget.halting_combo) == ["Threshold 0.990, adaptive (the checkpoint's own, as on the Use tab)"]
+    assert not widget.halting_combo.isEnabled() and widget.halting_override() is None
+
+
+def test_another_checkpoint_or_a_copy_is_exported_with_its_own_halting(qtbot, checkpoint, tmp_path):
+    widget = _use_tab_dialog(qtbot, checkpoint)
+    assert widget.halting_override() == ("adaptive", 0.5)
+    assert widget.set_format(COPY)  # a copy is the file as saved
+    assert not widget.halting_combo.isVisibleTo(widget) and widget.halting_override() is None
+    assert "keeps the checkpoint's own halting setting" in widget.format_note.text()
+    assert widget.set_format("onnx")
+    assert widget.halting_combo.isVisibleTo(widget) and "chosen above" in widget.format_note.text()
+
+    widget.checkpoint_edit.setText(str(tmp_path / "other.pt"))  # not the one open on the Use tab
+    assert not widget.halting_combo.isVisibleTo(widget) and widget.halting_override() is None
+    assert "its saved mode and threshold" in widget.format_note.text()
+    widget.checkpoint_edit.setText(str(checkpoint.parent.parent))  # its run folder stands for the same file
+    assert widget.halting_combo.isVisibleTo(widget) and widget.halting_override() == ("adaptive", 0.5)
+
+
+# --------------------------------------------------------------------------- widths follow the font
+def test_widths_grow_with_the_font(qtbot, styled_app, checkpoint):
+    """620 and 120 pixels were fixed: under a 14-pt application font the paths were cut off."""
+    from PySide6.QtGui import QFont
+
+    from iamnn_studio.gui.export_dialog import BUSY_WIDTH_CHARS, DIALOG_WIDTH_CHARS
+
+    original = QFont(styled_app.font())
+    try:
+        widths = {}
+        for points in (10, 14):
+            font = QFont(original)
+            font.setPointSizeF(points)
+            styled_app.setFont(font)
+            widget = ExportDialog(str(checkpoint))
+            qtbot.addWidget(widget)
+            chars = widget.fontMetrics().averageCharWidth()
+            assert widget.minimumWidth() == DIALOG_WIDTH_CHARS * chars
+            assert widget.busy.width() == BUSY_WIDTH_CHARS * chars
+            widths[points] = widget.minimumWidth()
+            qtbot.waitUntil(lambda: not widget.is_busy(), timeout=TIMEOUT)
+        assert widths[14] > widths[10]
+        larger = QFont(original)
+        larger.setPointSizeF(18)
+        widget.setFont(larger)  # a font change after opening resizes too
+        assert widget.minimumWidth() == DIALOG_WIDTH_CHARS * widget.fontMetrics().averageCharWidth() > widths[14]
+    finally:
+        styled_app.setFont(original)
+
+
+def test_the_format_note_is_as_tall_as_its_lines(qtbot, styled_app, dialog):
+    """The form gave the wrapped note the height QLabel guesses for a narrower width: lines of empty room."""
+    dialog.show()
+    for fmt in ("onnx", COPY):
+        assert dialog.set_format(fmt)
+        qtbot.waitUntil(lambda: dialog.format_note.height() == dialog.format_note.heightForWidth(
+            dialog.format_note.width()), timeout=5_000)
