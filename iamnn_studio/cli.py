@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", required=True, dest="fmt", metavar="FORMAT", help=EXPORT_FORMATS_HELP)
     export.add_argument("--out", required=True, metavar="FILE", type=file_option, help="the file to write")
     export.add_argument("--batch-size", type=int, default=1, help="example batch (the fixed batch if it cannot be dynamic)")
+    export.add_argument("--mode", help="adaptive, fixed:N or max, baked into the export (default: the checkpoint's)")
+    export.add_argument("--threshold", type=float, help="halting threshold in (0, 1] for the mode adaptive, baked "
+                                                        "into the export (default: the checkpoint's)")
     export.set_defaults(handler=cmd_export)
 
     runs = commands.add_parser("runs", help="list training runs", formatter_class=_HelpFormatter)
@@ -939,7 +942,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                          "(remove it first, or choose another name)")
     if mismatch:  # a warning, not a refusal: the name is the user's choice
         print(f"warning: {mismatch}", file=sys.stderr)
-    out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size)
+    out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size, mode=args.mode,
+                            threshold=args.threshold)
     print(f"exported {args.fmt} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return EXIT_OK
 

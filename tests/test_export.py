@@ -331,3 +331,29 @@ def test_onnx_export_prints_nothing_and_leaves_other_threads_prints_alone(tmp_pa
     assert stdout_during_export and all(stream is before for stream in stdout_during_export)
     assert out == "printed by another thread\n" * len(stdout_during_export)  # and nothing from the exporter
     assert "[torch.onnx]" not in err
+
+
+def test_the_cli_exports_with_a_chosen_mode_or_threshold_and_refuses_a_bad_one(tmp_path):
+    import contextlib
+    import io
+
+    from iamnn_studio.cli import main
+
+    def run(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in argv])
+        return code, out.getvalue(), err.getvalue()
+
+    save_varied_checkpoint(tmp_path / "model.pt")
+    code, out, err = run("export", tmp_path / "model.pt", "--format", "torchscript", "--out", tmp_path / "model.ts",
+                         "--threshold", "0.95")
+    assert code == 0, err
+    assert read_torchscript_metadata(tmp_path / "model.ts")["halting"] == "adaptive, threshold 0.950"
+    code, _, err = run("export", tmp_path / "model.pt", "--format", "torchscript", "--out", tmp_path / "max.ts",
+                       "--mode", "max")
+    assert code == 0 and read_torchscript_metadata(tmp_path / "max.ts")["halting"] == "max"
+    code, _, err = run("export", tmp_path / "model.pt", "--format", "torchscript", "--out", tmp_path / "bad.ts",
+                       "--threshold", "1.5")
+    assert (code, err) == (2, "error: threshold: must be in (0, 1], got 1.5\n")
+    assert not (tmp_path / "bad.ts").exists()
