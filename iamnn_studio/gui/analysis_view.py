@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -44,6 +44,7 @@ from ..engine import io
 from ..engine.runs import epochs_text
 from ..engine.tradeoff import halting_tradeoff
 from .plots import consecutive_means
+from .style import scaled_px
 from .widgets import formatting, theme
 from .widgets.charts import ClassAccuracyBars, IterationHistograms, SweepCurve, TrainingCurves, swatch
 from .widgets.confusion_matrix import ConfusionMatrix
@@ -279,14 +280,12 @@ class AnalysisView(QWidget):
         self.cancel_button.clicked.connect(self._cancel)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
-        self.progress.setFixedWidth(180)
         self.progress.setTextVisible(False)
         self.progress_label = QLabel()
         self.progress_label.setProperty("role", "muted")
         self.evaluate_note = QLabel()  # why Evaluate again is off (without eval.json the prompt below says it)
         self.evaluate_note.setProperty("role", "muted")
         self.evaluate_note.setWordWrap(True)
-        self.evaluate_note.setMaximumWidth(320)
         self.evaluate_note.hide()
         for widget in (self.cancel_button, self.progress, self.progress_label):
             widget.hide()
@@ -316,7 +315,6 @@ class AnalysisView(QWidget):
             "Iterations per block", "Percentage of test images that ran n iterations in each block (paper Fig. 2). "
             "The dashed line is the cap: the unit count of the matching ResNet.", self.histograms)
         self.sweep = SweepCurve()
-        self.sweep.setMinimumHeight(340)
         self.sweep_verdict = QLabel()  # does the halting pay against fixed counts? (engine.tradeoff)
         self.sweep_verdict.setWordWrap(True)
         sweep_box = QWidget()
@@ -350,12 +348,10 @@ class AnalysisView(QWidget):
             "Easy to hard", "Test images that cost the least and the most compute (paper Fig. 3), with their "
             "MACs. Red: classified wrongly.", spectrum)
         self.confusion = ConfusionMatrix()
-        self.confusion.setMinimumHeight(360)
         self.confusion_section, self.confusion_stack = self._section(
             "Confusion matrix", "Rows: true class; columns: predicted class. Colour: share of the row; "
             "numbers: images.", self.confusion)
         self.class_bars = ClassAccuracyBars()
-        self.class_bars.setMinimumHeight(360)
         self.class_section, self.class_stack = self._section(
             "Accuracy per class", "Top-1 accuracy of each class on the test images.", self.class_bars)
         self.training = TrainingCurves()
@@ -368,7 +364,6 @@ class AnalysisView(QWidget):
         self.evaluate_prompt = EmptyState("Not evaluated on the test set yet", EVALUATE_PROMPT)
         self.prompt_button = self.evaluate_prompt.add_action("Evaluate now", self.evaluate_now)
         self.prompt_button.setObjectName("Primary")
-        self.evaluate_prompt.setMinimumHeight(220)
         self.evaluate_prompt.hide()
         self._evaluation_sections = (self.histogram_section, self.sweep_section, self.spectrum_section,
                                      self.confusion_section, self.class_section)
@@ -407,6 +402,34 @@ class AnalysisView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
+        self._fit_to_font()
+
+    def _fit_to_font(self) -> None:
+        """Widths and heights drawn for the 10-pt font, grown with the one in use: under a 14-pt font
+        fixed pixels left the histograms' axes cramped, the compare list's names cut off, and the
+        note beside Evaluate a column of one word per line."""
+        font = self.font()
+        self.progress.setFixedWidth(scaled_px(180, font))
+        self.evaluate_note.setMaximumWidth(scaled_px(320, font))
+        self.histograms.setFixedHeight(scaled_px(200, font))
+        self.training.setFixedHeight(scaled_px(220, font))
+        self.sweep.setMinimumHeight(scaled_px(340, font))
+        self.confusion.setMinimumHeight(scaled_px(360, font))
+        self.class_bars.setMinimumHeight(scaled_px(360, font))
+        self.evaluate_prompt.setMinimumHeight(scaled_px(220, font))
+        self.compare_list.setFixedWidth(max(280, self.one_iteration.sizeHint().width()))  # as wide as the box under it
+        self.compare_list.setMinimumHeight(scaled_px(140, font))
+        self.compare_table.setMinimumHeight(scaled_px(140, font))
+        for stack in (self.histogram_stack, self.sweep_stack, self.spectrum_stack, self.confusion_stack,
+                      self.class_stack, self.training_stack):
+            stack.widget(0).setMinimumHeight(scaled_px(120, font))  # the "not evaluated" placeholder
+        self._columns = 0  # the pairs' room may have changed: decide again
+        self._fit_columns()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._fit_to_font()
 
     def _arrange(self, columns: int) -> None:
         """The figures in pairs side by side, or one under the other when a pair does not fit the width."""
@@ -445,7 +468,6 @@ class AnalysisView(QWidget):
         placeholder.setWordWrap(True)
         placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         placeholder.setStyleSheet(f"color: {theme.TEXT_FAINT}; padding: 24px;")
-        placeholder.setMinimumHeight(120)
         stack = QStackedWidget()
         stack.addWidget(placeholder)
         stack.addWidget(content)
@@ -462,8 +484,6 @@ class AnalysisView(QWidget):
         section = Section("Compare runs", "Tick runs of this folder to set them side by side, as in the paper's "
                           "Table 1 (e.g. IamNN, its unshared ResNet and the 1-iteration setting).")
         self.compare_list = QListWidget()
-        self.compare_list.setFixedWidth(280)
-        self.compare_list.setMinimumHeight(140)
         self.compare_list.itemChanged.connect(self._on_compare_changed)
         self.one_iteration = QCheckBox("Add each IamNN's 1-iteration setting")
         self.one_iteration.setToolTip("The same network forced to one iteration per block (from the fixed-setting sweep)")
@@ -480,7 +500,6 @@ class AnalysisView(QWidget):
         self.compare_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.compare_table.setShowGrid(False)
         self.compare_table.setAlternatingRowColors(True)
-        self.compare_table.setMinimumHeight(140)
         self.compare_table.verticalHeader().setDefaultSectionSize(28)
         header = self.compare_table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)

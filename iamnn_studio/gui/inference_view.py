@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QBuffer, QIODevice, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QBuffer, QEvent, QIODevice, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QImageReader
 from PySide6.QtWidgets import (
     QComboBox,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from .file_kinds import CHECKPOINT_FILTER, IMAGE_FILTER, MAX_FOLDER_IMAGES, sort_dropped
+from .style import scaled_px
 from .widgets import formatting, theme
 from .widgets.charts import swatch
 from .widgets.elided_label import ElidedLabel
@@ -220,14 +221,12 @@ class InferenceView(QWidget):
         self.threshold_slider.setValue(round(0.99 * SLIDER_STEPS))
         self.threshold_slider.setSingleStep(5)
         self.threshold_slider.setPageStep(50)
-        self.threshold_slider.setMinimumWidth(200)
         self.threshold_slider.setToolTip(
             "A block stops once its cumulative halting score reaches this threshold: "
             "lower means less compute per image"
         )
         self.threshold_slider.valueChanged.connect(self._on_slider_moved)
         self.threshold_value = QLabel("0.990")
-        self.threshold_value.setMinimumWidth(40)
         self.threshold_caption = QLabel("Halting threshold")
         for label in (self.threshold_caption, self.threshold_value):  # grey with the slider (fixed modes)
             label.setProperty("dimsWhenDisabled", True)
@@ -235,7 +234,6 @@ class InferenceView(QWidget):
         self.totals_label.setProperty("role", "muted")
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
-        self.busy.setFixedWidth(90)
         self.busy.setTextVisible(False)
         self.busy.setVisible(False)
         controls = QHBoxLayout()
@@ -257,12 +255,13 @@ class InferenceView(QWidget):
 
         muted = theme.TEXT_MUTED
         blocks = "".join(f"<span style='color:{theme.block_color(b)}'>&#9632;</span>" for b in range(4))
-        self.legend = QLabel(
-            f"{blocks}<span style='color:{muted}'>&nbsp;halting score of each iteration</span>&nbsp;&nbsp;&nbsp; "
-            f"{swatch(theme.TEXT, 'cumulative score', '&#9679;&#8212;', muted)}&nbsp;&nbsp;&nbsp; "
-            f"{swatch(theme.ERROR, 'threshold', '- - -', muted)}&nbsp;&nbsp;&nbsp; "
-            f"{swatch(theme.PLOT_AXIS, 'iterations run', '&#9646;', muted)}"
-        )
+        # Each entry holds together (no-break spaces, word joiners after dashes, which break otherwise),
+        # so a narrow row wraps between entries: under a 14-pt font "cumulative" / "score" were split.
+        entries = [f"{blocks}<span style='color:{muted}'>&nbsp;{_unbroken('halting score of each iteration')}</span>",
+                   swatch(theme.TEXT, _unbroken("cumulative score"), "&#9679;&#8288;&#8212;", muted),
+                   swatch(theme.ERROR, "threshold", "-&#8288;&nbsp;-&#8288;&nbsp;-&#8288;", muted),
+                   swatch(theme.PLOT_AXIS, _unbroken("iterations run"), "&#9646;", muted)]
+        self.legend = QLabel("&nbsp;&nbsp;&nbsp; ".join(entries))
         self.legend.setToolTip("A block stops once its cumulative halting score reaches the threshold, "
                                "or at its cap (the last iteration has no score)")
         self.legend.setWordWrap(True)  # legend and totals share the row: both wrap rather than overlap
@@ -298,6 +297,18 @@ class InferenceView(QWidget):
         layout.addLayout(legend_row)
         layout.addWidget(self.banner)
         layout.addWidget(self.stack, 1)
+        self._fit_to_font()
+
+    def _fit_to_font(self) -> None:
+        """Widths drawn for the 10-pt font, grown with the one in use (fixed pixels did not grow with the text)."""
+        self.threshold_slider.setMinimumWidth(scaled_px(200, self.font()))
+        self.threshold_value.setMinimumWidth(self.threshold_value.fontMetrics().horizontalAdvance("0.000") + 2)
+        self.busy.setFixedWidth(scaled_px(90, self.font()))
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._fit_to_font()
 
     def _update_controls(self) -> None:
         loaded = self._predictor is not None
@@ -685,6 +696,11 @@ def _describe_model(predictor: Any) -> dict:
         "tradeoff": predictor.halting_tradeoff,
         "uncalibrated": predictor.uncalibrated,
     }
+
+
+def _unbroken(text: str) -> str:
+    """``text`` with no-break spaces: a wrapping label keeps it on one line."""
+    return text.replace(" ", "&nbsp;")
 
 
 def _checkpoint_label(path: Path) -> str:

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from .widgets import formatting, theme
+from .widgets.action_row import ActionRowLayout
 from .widgets.empty_state import EmptyState
 from .widgets.message_banner import MessageBanner
 from .widgets.tasks import BackgroundRunner, import_engine
@@ -52,6 +53,8 @@ STATUS_COLORS = {
     "interrupted": theme.WARNING,
     "stopped": theme.WARNING,
 }
+#: The least room, in characters, the selected run's detail keeps beside the buttons on one line.
+DETAIL_CHARS = 20
 #: While a run in the list is training and the tab is shown, re-read the folder this often.
 LIVE_REFRESH_MS = 5000
 
@@ -257,12 +260,14 @@ class RunsView(QWidget):
         self.reveal_button = QPushButton("Show folder")
         self.reveal_button.setToolTip("Open the run's folder in the file manager")
         self.reveal_button.clicked.connect(self._reveal)
-        actions = QHBoxLayout()
-        actions.setSpacing(theme.SPACING)
-        actions.addWidget(self.detail, 1)
+        # The run's detail beside the buttons while they fit with room for it; under a large font the
+        # detail moves above them and the buttons wrap (at 14 pt they are wider than a 960 px window).
+        self.actions = ActionRowLayout(spacing=theme.SPACING)
+        self.actions.set_note(self.detail)
         for button in (self.reveal_button, self.train_from_button, self.continue_button, self.use_button,
                        self.open_button):
-            actions.addWidget(button)
+            self.actions.addWidget(button)
+        self._fit_detail_room()
 
         self.banner = MessageBanner()
         layout = QVBoxLayout(self)
@@ -271,7 +276,7 @@ class RunsView(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.banner)
         layout.addWidget(self.stack, 1)
-        layout.addLayout(actions)
+        layout.addLayout(self.actions)
 
     # ================================================================ results
     def _on_listed(self, result: tuple[Path, list[Any]]) -> None:
@@ -369,6 +374,16 @@ class RunsView(QWidget):
             self.detail.setText(f"<span style='color:{theme.ERROR}'>{run.name} cannot be read: {run.reason}</span>")
         else:
             self.detail.setText(f"{run.name}: {run.reason}" if run.reason else str(run.path))
+
+    def _fit_detail_room(self) -> None:
+        """The detail keeps about 20 characters beside the buttons, else it goes above them."""
+        self.actions.note_room = DETAIL_CHARS * self.detail.fontMetrics().averageCharWidth()
+        self.actions.invalidate()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._fit_detail_room()
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
         if watched is self._table_viewport and event.type() == QEvent.Type.Resize:

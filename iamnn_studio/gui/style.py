@@ -7,7 +7,7 @@ block 2 in every plot), ``SERIES`` for train/validation curves, ``SPACING`` for 
 """
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPalette
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 #: Surfaces and text: a calm light theme with one accent colour.
@@ -39,7 +39,11 @@ SERIES: dict[str, str] = {"train": "#2563EB", "val": "#E4572E", "other": "#6B728
 SPACING: dict[str, int] = {"page": 16, "section": 14, "row": 8, "tight": 4}
 
 FONT_FAMILIES = ["Inter", "Segoe UI", "SF Pro Text", "Cantarell", "Noto Sans", "DejaVu Sans"]
+#: The size the layout is designed at, and the smallest the app uses (desktops default to 9-10 pt).
 BASE_POINT_SIZE = 10
+#: The largest desktop font the app follows: at 960 x 640 (the window's minimum) every tab still fits
+#: at 16 pt; a larger desktop font would leave the forms a few words wide.
+MAX_POINT_SIZE = 16
 
 
 def block_color(block: int) -> str:
@@ -58,10 +62,45 @@ def scaled_pt(design_pt: float) -> float:
     return round(design_pt * base / BASE_POINT_SIZE * 2) / 2
 
 
-def app_font() -> QFont:
+def scaled_px(design_px: float, font: QFont | None = None) -> int:
+    """A length drawn at ``design_px`` under the app's 10-pt font (a column, a bar, a chart's height),
+    grown with ``font`` (default: the application font) by the ratio of their line heights: text that
+    grows must get room that grows with it. Never below ``design_px``: the 10-pt layout is the smallest."""
+    if font is None:
+        app = QApplication.instance()
+        font = app.font() if app is not None else QFont()
+    reference = QFont(font)
+    reference.setPointSizeF(BASE_POINT_SIZE)
+    ratio = QFontMetricsF(font).height() / QFontMetricsF(reference).height()
+    return round(design_px * max(1.0, ratio))
+
+
+def desktop_point_size(desktop: QFont) -> float:
+    """The point size of the desktop's font, also when the platform gives it in pixels."""
+    if desktop.pointSizeF() > 0:
+        return desktop.pointSizeF()
+    app = QApplication.instance()
+    screen = app.primaryScreen() if app is not None else None
+    dpi = screen.logicalDotsPerInchY() if screen is not None else 96.0
+    return desktop.pixelSize() * 72.0 / dpi if desktop.pixelSize() > 0 else float(BASE_POINT_SIZE)
+
+
+def app_font(desktop: QFont | None = None) -> QFont:
+    """The app's font: its own families, at the desktop's point size (``desktop``; default: the
+    application's font before ``apply_style`` replaces it) within 10 to 16 pt.
+
+    Users who raise the desktop font to read more easily expect every app to follow, so a larger
+    desktop size is kept; 10 pt stays the floor (the layout is designed at 10 pt, and desktops that
+    default to 9 pt made the app look cramped), and 16 pt the ceiling (``MAX_POINT_SIZE``: beyond it
+    the tabs no longer fit the window's 960 x 640 minimum). Half points are kept, anything finer is
+    rounded away."""
+    if desktop is None:
+        app = QApplication.instance()
+        desktop = app.font() if app is not None else QFont()
+    size = min(max(desktop_point_size(desktop), float(BASE_POINT_SIZE)), float(MAX_POINT_SIZE))
     font = QFont()
     font.setFamilies(FONT_FAMILIES)
-    font.setPointSize(BASE_POINT_SIZE)
+    font.setPointSizeF(round(size * 2) / 2)
     return font
 
 
@@ -121,8 +160,9 @@ def style_sheet() -> str:
 
 def apply_style(app: QApplication) -> None:
     """The app-wide font, palette and style sheet (Fusion, so every platform looks the same)."""
+    desktop = QFont(app.font())  # the desktop's font, before the style or the app replaces it
     app.setStyle("Fusion")
-    app.setFont(app_font())
+    app.setFont(app_font(desktop))
     palette = app.palette()
     palette.setColor(QPalette.ColorRole.Window, QColor(COLORS["window"]))
     palette.setColor(QPalette.ColorRole.Base, QColor(COLORS["surface"]))

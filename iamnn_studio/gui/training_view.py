@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -36,8 +36,9 @@ from .forms.model_panel import format_count, format_range
 from .forms.run_form import RunForm
 from .plots import (BufferedCurve, LogAxis, PlotRefresher, RoomyAxis, add_curve, add_level_line,
                     consecutive_means, fit_title, style_plot)
-from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph, scaled_pt
+from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph, scaled_pt, scaled_px
 from .system_panel import SystemPanel
+from .widgets.action_row import ActionRowLayout, action_row_policy
 from .worker import BackgroundTasks, TrainingSession
 
 MAX_LOG_LINES = 2000
@@ -54,6 +55,10 @@ AFTER_TRAINING = {
     "calibrating": "Calibrating the halting on held-out images",
     "evaluating": "Evaluating on the test images: accuracy, compute per image and the threshold sweep",
 }
+#: The settings column's width and least width at the 10-pt font (under a larger one its rows decide).
+FORM_WIDTH, FORM_MIN_WIDTH = 420, 400
+#: The least room, in characters, the run's title keeps beside the header's buttons (else they go under it).
+TITLE_CHARS = 16
 #: The ResNet baseline has no halting threshold to sweep.
 EVALUATING_BASELINE = "Evaluating on the test images: accuracy and compute per image"
 
@@ -223,8 +228,13 @@ class RunHeader(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(SPACING["page"], 12, SPACING["page"], 12)
         layout.setSpacing(SPACING["row"])
-        top = QHBoxLayout()
-        titles = QVBoxLayout()
+        # Title and sentence on the left, the buttons on the right; where the buttons leave the title
+        # too little room (a large font in a narrow window), the buttons go under it.
+        self.top = top = ActionRowLayout(spacing=SPACING["row"])
+        top.align_top = True
+        titles_box = QWidget()
+        titles = QVBoxLayout(titles_box)
+        titles.setContentsMargins(0, 0, 0, 0)
         titles.setSpacing(2)
         self.title = QLabel("Ready to train")
         self.title.setObjectName("CardTitle")
@@ -234,14 +244,13 @@ class RunHeader(QFrame):
             label.setWordWrap(True)
         titles.addWidget(self.title)
         titles.addWidget(self.subtitle)
-        top.addLayout(titles, 1)
+        top.set_note(titles_box)
         self.start = QPushButton("Start training")
         self.start.setObjectName("Primary")
         self.pause = QPushButton("Pause")
         self.stop = QPushButton("Stop")
         for button in (self.start, self.pause, self.stop):
-            button.setMinimumWidth(max(96, button.sizeHint().width()))
-            top.addWidget(button, 0, Qt.AlignmentFlag.AlignTop)
+            top.addWidget(button)
         layout.addLayout(top)
 
         self.progress_row = QWidget()  # shown once a run starts; until then it takes no room
@@ -252,27 +261,46 @@ class RunHeader(QFrame):
         self.progress.setTextVisible(False)
         self.progress.setFixedHeight(8)
         self.eta = muted("")
-        self.eta.setMinimumWidth(240)
         self.eta.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.eta)
         self.progress_row.setVisible(False)
         layout.addWidget(self.progress_row)
 
-        actions = QHBoxLayout()
+        # The result beside its buttons, or above them when they need the width (they wrap if need be).
+        self.actions_row = actions = ActionRowLayout(spacing=SPACING["row"])
         self.result = QLabel()
         self.result.setWordWrap(True)
         self.open_study = QPushButton("Open in Study")
         self.use_model = QPushButton("Use this model")
         self.continue_run = QPushButton("Continue from last checkpoint")
-        actions.addWidget(self.result, 1)
+        actions.set_note(self.result)
         for button in (self.continue_run, self.open_study, self.use_model):
             actions.addWidget(button)
         self.actions = QWidget()
         self.actions.setLayout(actions)
-        actions.setContentsMargins(0, 0, 0, 0)
+        action_row_policy(self.actions)
         self.actions.setVisible(False)
         layout.addWidget(self.actions)
+        self._fit_to_font()
+
+    def _fit_to_font(self) -> None:
+        """Sizes that follow the font: the buttons' width, the time-left column and the room
+        the title keeps beside the buttons (about 16 characters, as at 10 pt in a 960 px window)."""
+        for button in (self.start, self.pause, self.stop):
+            button.setMinimumWidth(0)  # the size hint below is the text's own, not the last minimum
+            button.setMinimumWidth(max(96, button.sizeHint().width()))
+        self.eta.setMinimumWidth(scaled_px(240, self.eta.font()))
+        chars = self.fontMetrics().averageCharWidth()
+        self.top.note_room = TITLE_CHARS * chars
+        self.actions_row.note_room = TITLE_CHARS * chars
+        self.top.invalidate()
+        self.actions_row.invalidate()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._fit_to_font()
 
 
 class TrainingView(QWidget):
@@ -355,9 +383,10 @@ class TrainingView(QWidget):
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
-        self.form.setMinimumWidth(400)
-        splitter.setSizes([420, 860])
         self.splitter = splitter
+        self._fit_form_width()
+        # the rest to the plots: under a large font the form takes no more than its rows need
+        splitter.setSizes([max(FORM_WIDTH, self.form.minimumWidth()), 860])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
@@ -379,10 +408,25 @@ class TrainingView(QWidget):
         self.form.revalidated.connect(self._update_buttons)
         self._update_buttons()
 
+    def _fit_form_width(self) -> None:
+        """The settings column is never narrower than its widest row: its scroll area cuts off, it
+        does not scroll sideways (a fixed 400 px cut the fields off under a 14-pt font)."""
+        scroll = self.form.pages.widget(1)
+        content = scroll.widget()
+        needed = content.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() \
+            + 2 * scroll.frameWidth()
+        self.form.setMinimumWidth(max(FORM_MIN_WIDTH, needed))
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._fit_form_width()
+
     # ------------------------------------------------------------------ set-up
     def set_engine_ready(self, info: Any, initial_values: dict[str, Any] | None) -> None:
         self._engine_ready = True
         self.form.set_engine_ready(info.device_name, info.cuda_available, initial_values)
+        self._fit_form_width()  # the choices are filled in now: the rows are as wide as they get
         if not info.has("iamnn_studio.engine.trainer"):
             self.header.subtitle.setText(f"Training is unavailable: {info.missing['iamnn_studio.engine.trainer']}")
         self.system.start()

@@ -147,3 +147,239 @@ def test_probability_percentages_stay_inside_the_bars_widget(qtbot, large_font, 
     label, bar, value = bars.columns()
     assert label + bar + value <= bars.width(), (label, bar, value, bars.width())
     assert value >= bars.fontMetrics().horizontalAdvance("100.0 %")
+
+
+# ---------------------------------------------------------------- the desktop's font size
+@pytest.mark.parametrize("desktop_pt, expected", [(9, 10), (10, 10), (12, 12), (13.5, 13.5), (14, 14), (22, 16)])
+def test_the_app_follows_a_larger_desktop_font_within_10_to_16_pt(styled_app, desktop_pt, expected):
+    """app_font() was 10 pt whatever the desktop said: a user who set 14 pt to read comfortably got 10."""
+    from PySide6.QtGui import QFont
+
+    from iamnn_studio.gui.style import FONT_FAMILIES, app_font
+
+    desktop = QFont("Sans Serif")
+    desktop.setPointSizeF(desktop_pt)
+    font = app_font(desktop)
+    assert font.pointSizeF() == expected
+    assert font.families() == FONT_FAMILIES  # the app's own look, only the size follows
+
+
+def test_the_app_font_reads_the_desktop_font_from_the_application(styled_app):
+    """Without an argument the application's font (the desktop's until apply_style) decides; a
+    desktop font given in pixels counts too (24 px at 96 dpi are 18 pt: clamped to 16)."""
+    from PySide6.QtGui import QFont
+
+    from iamnn_studio.gui.style import MAX_POINT_SIZE, app_font
+
+    original = QFont(styled_app.font())
+    try:
+        larger = QFont(original)
+        larger.setPointSizeF(12)
+        styled_app.setFont(larger)
+        assert app_font().pointSizeF() == 12
+        in_pixels = QFont(original)
+        in_pixels.setPixelSize(24)
+        dpi = styled_app.primaryScreen().logicalDotsPerInchY()
+        assert app_font(in_pixels).pointSizeF() == min(MAX_POINT_SIZE, round(24 * 72 / dpi * 2) / 2)
+    finally:
+        styled_app.setFont(original)
+
+
+def test_scaled_px_keeps_10_pt_sizes_and_grows_with_the_line_height(styled_app):
+    from PySide6.QtGui import QFont, QFontMetricsF
+
+    from iamnn_studio.gui.style import app_font, scaled_px
+
+    base = app_font(QFont())
+    assert base.pointSizeF() == 10 and scaled_px(280, base) == 280  # the default look is unchanged
+    large = QFont(base)
+    large.setPointSizeF(14)
+    ratio = QFontMetricsF(large).height() / QFontMetricsF(base).height()
+    assert scaled_px(280, large) == round(280 * ratio) > 280
+
+
+# ---------------------------------------------------------------- the tabs at 960 x 640
+def assert_whole_and_inside(widget, container, name: str) -> None:
+    """A shown widget at least its size hint wide (its text not cut) and within ``container``."""
+    assert widget.isVisible(), name
+    assert widget.width() >= widget.sizeHint().width(), (f"{name} squeezed", widget.width(), widget.sizeHint().width())
+    rect = widget.rect().translated(widget.mapTo(container, widget.rect().topLeft()))
+    assert container.rect().contains(rect), (f"{name} sticks out", rect, container.rect())
+
+
+def assert_apart(widgets, name: str) -> None:
+    rects = [w.geometry().translated(w.parentWidget().mapToGlobal(w.parentWidget().rect().topLeft()))
+             for w in widgets if w.isVisible()]
+    for i, first in enumerate(rects):
+        for second in rects[i + 1:]:
+            assert not first.intersects(second), (f"{name}: buttons overlap", first, second)
+
+
+@pytest.fixture
+def font_pt(request, styled_app):
+    """The application font at ``request.param`` points for one test, then back."""
+    from PySide6.QtGui import QFont
+
+    original = QFont(styled_app.font())
+    font = QFont(original)
+    font.setPointSizeF(request.param)
+    styled_app.setFont(font)
+    yield request.param
+    styled_app.setFont(original)
+
+
+@pytest.mark.parametrize("font_pt", [10, 14, 16], indirect=True)
+def test_the_runs_buttons_fit_a_960_px_window(qtbot, font_pt, tmp_path):
+    """At 14 pt the five buttons were squeezed into a 960 px row ("pen in Stud", "ntinue traini")."""
+    from iamnn_studio.gui.runs_view import RunsView
+
+    view = RunsView()
+    qtbot.addWidget(view)
+    view.resize(960, 560)
+    view.show()
+    view.detail.setText(str(tmp_path / "runs" / "a-run"))
+    qtbot.wait(50)
+    assert view.width() == 960, "the buttons' row must not need more than a 960 px window gives"
+    buttons = [view.reveal_button, view.train_from_button, view.continue_button, view.use_button, view.open_button]
+    for button in buttons:
+        assert_whole_and_inside(button, view, button.text())
+    assert_apart(buttons + [view.detail], "Runs")
+    assert view.detail.height() >= view.detail.heightForWidth(view.detail.width())  # the detail is not cut
+    if font_pt == 10:  # the 10-pt look: the detail beside the buttons, on one line
+        assert view.detail.geometry().right() < view.reveal_button.x()
+        assert len({button.y() for button in buttons}) == 1
+
+
+@pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
+def test_the_train_tab_fits_960_x_640(qtbot, font_pt, window):
+    """Under a 14-pt font the settings column (a fixed 400 px) cut its fields off at the right, and the
+    header squeezed "Ready to train" to one word per line beside its buttons."""
+    from PySide6.QtCore import QPoint, QSize
+
+    from tests.gui.test_layout import resize_and_settle
+
+    resize_and_settle(qtbot, window, (960, 640))
+    assert window.size() == QSize(960, 640)  # the window's minimum still allows it
+    training = window.training
+    scroll = training.form.pages.currentWidget()
+    content = scroll.widget()
+    assert content.width() <= scroll.viewport().width(), ("form rows cut off", content.width(), scroll.viewport().width())
+    assert content.width() >= content.minimumSizeHint().width()
+    header = training.header
+    for button in (header.start, header.pause, header.stop):
+        assert_whole_and_inside(button, header, button.text())
+    assert_apart([header.start, header.pause, header.stop], "header")
+    for label in (header.title, header.subtitle):  # whole lines, not cut at the bottom of the card
+        assert label.height() >= label.heightForWidth(label.width()), label.text()
+    if font_pt == 10:  # the 10-pt look: buttons beside the title, the column as wide as before
+        assert header.start.mapTo(header, QPoint()).y() < header.title.mapTo(header, QPoint()).y() + header.title.height()
+        assert training.form.width() == 420
+
+    # after a completed run: the result and its buttons (the 10-pt row was wider than the header at 14 pt)
+    header.result.setText("Completed: 61.5 % validation accuracy, 83.3 % on the test images")
+    header.actions.setVisible(True)
+    header.open_study.setVisible(True)
+    header.use_model.setVisible(True)
+    # a stopped run adds "Continue from last checkpoint": every button whole, none over another
+    for shown in ([header.open_study, header.use_model], [header.continue_run, header.open_study, header.use_model]):
+        for button in shown:
+            button.setVisible(True)
+        qtbot.wait(100)
+        for button in shown:
+            assert button.width() >= button.sizeHint().width(), button.text()
+            assert 0 <= button.mapTo(header, button.rect().topLeft()).x() <= header.width() - button.width(), button.text()
+            if font_pt == 10:
+                assert_whole_and_inside(button, header, button.text())
+        assert_apart(shown + [header.result], "result actions")
+
+
+@pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
+def test_the_window_keeps_its_960_x_640_minimum(qtbot, font_pt, window):
+    """Views sized by the font must not push the window's least size past 960 x 640 (a 1024 x 768 screen)."""
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 960 and hint.height() <= 640, hint
+
+
+def test_the_study_tab_grows_its_fixed_sizes_with_the_font(qtbot, large_font, tmp_path):
+    """The compare list (280 px), the progress bar (180), the note beside Evaluate (320) and the
+    histograms (200 px high) kept their 10-pt sizes under a 14-pt font: names and axes cramped."""
+    from PySide6.QtGui import QFont, QFontMetricsF
+
+    from iamnn_studio.gui.analysis_view import AnalysisView
+    from tests.gui.test_analysis_view import made_up_eval, make_run, show
+
+    ten = QFont(large_font)
+    ten.setPointSizeF(10)
+    ratio = QFontMetricsF(large_font).height() / QFontMetricsF(ten).height()
+    view = AnalysisView()
+    qtbot.addWidget(view)
+    view.resize(960, 600)
+    view.show()
+    show(qtbot, view, make_run(tmp_path / "runs", "iamnn-run", evaluation=made_up_eval()))
+    qtbot.waitUntil(lambda: not view.is_busy(), timeout=30_000)
+    assert view.compare_list.width() >= view.one_iteration.sizeHint().width()  # as wide as its checkbox
+    assert view.progress.width() >= 180 * ratio - 1
+    assert view.evaluate_note.maximumWidth() >= 320 * ratio - 1
+    assert view.histograms.height() >= 200 * ratio - 1
+    assert view.training.height() >= 220 * ratio - 1
+    import pyqtgraph as pg
+
+    plots = [item for item in view.histograms.ci.items if isinstance(item, pg.PlotItem)]
+    assert len(plots) == 4
+    for b, plot in enumerate(plots):  # the bars keep room under the larger title and tick labels
+        assert plot.getViewBox().sceneBoundingRect().height() >= 80, f"block {b + 1}: plot area cramped"
+    assert not view.page.horizontalScrollBar().isVisible()
+
+
+@pytest.mark.parametrize("width", [960, 1200])
+def test_the_use_tab_legend_wraps_between_entries_only(qtbot, large_font, width):
+    """At 14 pt the halting legend wrapped inside its entries ("cumulative" / "score")."""
+    from PySide6.QtGui import QTextDocument
+
+    from iamnn_studio.gui.inference_view import InferenceView
+
+    view = InferenceView()
+    qtbot.addWidget(view)
+    view.resize(width, 640)
+    view.show()
+    view.legend.setVisible(True)
+    view.totals_label.setText("1 image · mean 599 k MACs · total 599 k MACs")  # beside the legend, as with images
+    qtbot.wait(50)
+    document = QTextDocument()
+    document.setDefaultFont(view.legend.font())
+    document.setHtml(view.legend.text())
+    document.setDocumentMargin(0)
+    document.setTextWidth(view.legend.contentsRect().width())
+    document.size()  # lays the text out
+    lines = []
+    block = document.begin()
+    while block.isValid():
+        layout = block.layout()
+        for i in range(layout.lineCount()):
+            line = layout.lineAt(i)
+            text = block.text()[line.textStart(): line.textStart() + line.textLength()]
+            lines.append(text.replace("\xa0", " ").replace("\u2060", ""))
+        block = block.next()
+    for entry in ("halting score of each iteration", "●— cumulative score", "- - - threshold", "iterations run"):
+        assert any(entry in line for line in lines), (entry, lines)
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "fixed"])
+def test_the_use_tab_controls_fit_960_px_under_a_larger_font(qtbot, large_font, mode):
+    """The slider (200 px), its value (40 px) and the busy bar (90 px) kept their 10-pt widths."""
+    from iamnn_studio.gui.inference_view import InferenceView
+    from iamnn_studio.gui.style import scaled_px
+
+    view = InferenceView()
+    qtbot.addWidget(view)
+    view.resize(960, 640)
+    view.show()
+    view.mode_combo.setCurrentIndex(view.mode_combo.findData(mode))
+    view._update_controls()
+    view.busy.setVisible(True)
+    qtbot.wait(50)
+    assert view.threshold_value.width() >= view.threshold_value.fontMetrics().horizontalAdvance("0.000")
+    assert view.threshold_slider.minimumWidth() == scaled_px(200) > 200
+    assert view.busy.width() == scaled_px(90) > 90
+    for widget in (view.mode_combo, view.threshold_value, view.busy):
+        assert_whole_and_inside(widget, view, type(widget).__name__)
