@@ -400,6 +400,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     progress = TrainingProgress(sys.stderr)
     distributed = args.nproc_per_node > 1 or args.nnodes > 1
+    download_stopped = threading.Event()  # set when the first Ctrl-C stopped a dataset download
     with _graceful_interrupts() as interrupts:
         if distributed:
             from .engine.distributed import launch
@@ -411,14 +412,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                 run_dir=args.run_dir, listeners=[progress],
             )
         else:
+            from .engine.data import downloading, stop_downloads
             from .engine.trainer import Trainer
 
             trainer = Trainer(config, runs_dir=args.runs_dir, run_dir=args.run_dir, resume=args.resume,
                               listeners=[progress])
-            interrupts.on_first = trainer.stop
+
+            def stop() -> None:
+                trainer.stop()
+                if stop_downloads():  # at once: the download would go on, or wait up to 30 s for a silent server
+                    download_stopped.set()
+
+            interrupts.on_first = stop
+            interrupts.first_message = lambda: ("stopping the dataset download" if downloading()
+                                                else "stopping after this step, keeping a checkpoint")
             result = trainer.run()
     progress.close()
 
+    if result.state == "failed" and download_stopped.is_set() and result.run_dir is None:
+        print(result.reason, file=sys.stderr)  # what the user asked for, not an error
+        return EXIT_INTERRUPTED
     if result.state == "failed":
         print(f"error: {result.reason}", file=sys.stderr)
         # a run that failed before its folder was made failed on its input (data missing, too few
@@ -578,13 +591,15 @@ class _Interrupts:
     def __init__(self) -> None:
         self.count = 0
         self.on_first: Callable[[], None] | None = None
-        self.first_message = "stopping after this step, keeping a checkpoint"  # what training does
+        #: what training does; a callable is asked at the time (what is running then)
+        self.first_message: str | Callable[[], str] = "stopping after this step, keeping a checkpoint"
 
     def handle(self, signum: int, frame: Any) -> None:
         self.count += 1
         if self.count == 1 and self.on_first is not None:
             cause = "terminated: " if signum == signal.SIGTERM else ""
-            print(f"\n{cause}{self.first_message} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+            message = self.first_message() if callable(self.first_message) else self.first_message
+            print(f"\n{cause}{message} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
             self.on_first()
             return
         raise KeyboardInterrupt

@@ -111,6 +111,112 @@ def test_missing_cifar_says_where_it_looked_and_how_to_get_it(tmp_path):
     assert str(tmp_path / "nowhere") in str(err.value)
 
 
+class StallingProxy:
+    """An HTTP proxy that answers every request with the start of a long file, then goes silent: a download
+    that has begun and then waits on the network (no real network is used)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.connections: list = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            self.connections.append(connection)
+            connection.recv(65536)  # the request
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n" + b"\x1f" * 4096)
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in self.connections:
+            connection.close()
+
+
+@pytest.fixture
+def stalling_proxy(monkeypatch):
+    proxy = StallingProxy()
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, proxy.url)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    yield proxy
+    proxy.close()
+
+
+def partial_files(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+@pytest.mark.timeout(60)
+def test_stopping_a_download_ends_it_at_once_and_keeps_no_partial_file(tmp_path, stalling_proxy):
+    """It used to go on until the server answered (up to the 30 s read timeout), writing the dataset's own
+    file name, where a half-written file passed for the dataset on the next run."""
+    import threading
+    import time
+
+    from iamnn_studio.engine.data import DownloadStopped, downloading, stop_downloads
+    from iamnn_studio.engine.data.base import DOWNLOAD_TIMEOUT_S
+
+    assert DOWNLOAD_TIMEOUT_S >= 30  # had the stop not worked, the read would time out: another message
+
+    def stop_once_bytes_arrived() -> None:
+        while not any(p.stat().st_size for p in partial_files(tmp_path) if p.exists()):
+            time.sleep(0.05)
+        assert downloading()
+        assert stop_downloads()
+
+    stopper = threading.Thread(target=stop_once_bytes_arrived, daemon=True)
+    stopper.start()
+    with pytest.raises(DownloadStopped) as stopped:
+        load_dataset(DataConfig(name="fashion-mnist", root=str(tmp_path), download=True))
+    stopper.join()
+    assert str(stopped.value) == (f"the download of Fashion-MNIST into {tmp_path} was stopped; "
+                                  "no partial file was kept")
+    assert partial_files(tmp_path) == []  # neither the dataset's file nor the temporary one
+    assert not downloading() and not stop_downloads()  # nothing left in progress
+
+
+@pytest.mark.timeout(90)
+def test_first_ctrl_c_during_a_download_stops_train_with_one_line_and_exit_130(tmp_path, stalling_proxy):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "data"
+    job = subprocess.Popen(
+        [sys.executable, "-m", "iamnn_studio", "train", "--dataset", "fashion-mnist", "--data-root", str(root),
+         "--download", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size for p in partial_files(tmp_path) if p.exists()):
+            assert job.poll() is None and time.monotonic() < deadline, job.communicate()[1][-3000:]
+            time.sleep(0.1)
+        job.send_signal(signal.SIGINT)  # once: what a first Ctrl-C sends
+        _, err = job.communicate(timeout=20)  # not after the 30 s the silent server could keep it waiting
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, err[-3000:]
+    lines = [line for line in err.splitlines() if line.strip() and "%" not in line]  # no download progress bar
+    assert lines == ["stopping the dataset download (Ctrl-C again to quit at once)",
+                     f"the download of Fashion-MNIST into {root} was stopped; no partial file was kept"]
+    assert partial_files(tmp_path) == [] and not (tmp_path / "runs").exists()
+
+
 def test_a_download_through_a_network_that_never_answers_fails_instead_of_hanging(tmp_path, monkeypatch):
     import socket
     import threading

@@ -476,8 +476,11 @@ def _stop_on_signals(trainer, signalled: threading.Event):
         return
 
     def stop(*_) -> None:
+        from .data import stop_downloads
+
         signalled.set()
         trainer.stop()
+        stop_downloads()  # a dataset download would otherwise go on (or wait for a silent server) first
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

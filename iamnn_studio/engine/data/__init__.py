@@ -10,12 +10,13 @@ import dataclasses
 from ..config import DataConfig
 from . import cifar, idx, imagefolder, svhn, synthetic  # noqa: F401  (each registers its providers)
 from .augment import AUGMENT_MODES, augment_batch, augment_steps, crop_padding, normalize, resize_images
-from .base import DATASETS, DatasetProvider, InputShape, datasets_root
+from .base import DATASETS, DatasetProvider, DownloadStopped, InputShape, datasets_root, downloading, stop_downloads
 from .batches import iterate_batches
 from .bundle import DatasetBundle, ImageTensors, channel_stats, class_counts, preview, split_off
 
 __all__ = [
-    "AUGMENT_MODES", "augment_steps", "DATASETS", "DatasetBundle", "DatasetProvider", "ImageTensors", "InputShape", "augment_batch",
+    "AUGMENT_MODES", "augment_steps", "DATASETS", "DatasetBundle", "DatasetProvider", "DownloadStopped", "downloading",
+    "stop_downloads", "ImageTensors", "InputShape", "augment_batch",
     "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root", "declared_input_shape",
     "default_augment", "iterate_batches", "known_channels_and_classes", "load_dataset", "normalize", "preview",
     "resize_images", "split_off",

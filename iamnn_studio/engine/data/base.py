@@ -1,12 +1,24 @@
-"""What a dataset provider is, the registry that lists them, and where downloaded data lives."""
+"""What a dataset provider is, the registry that lists them, and where downloaded data lives.
+
+Downloads (torchvision's, inside ``dataset_download``) can be stopped at once from any thread or a
+signal handler with ``stop_downloads``: the sockets they read are shut down, which wakes a read
+that waits for a silent server, and the download ends in ``DownloadStopped``. Each file is written
+under a temporary name and renamed when complete, so a stopped or failed download leaves no
+half-written file that a later run would take for the dataset.
+"""
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import socket
+import tempfile
+import threading
+import urllib.request
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple
 
 from ..registry import Registry
 
@@ -69,8 +81,9 @@ class DatasetProvider(ABC):
         Raises the provider's "not found" sentence (``_not_found(root)``) when it stays missing."""
         found = find(cfg.root)
         if found is None and cfg.download:
-            with download_timeout():
-                self._download(Path(cfg.root).expanduser() if cfg.root else datasets_root())
+            root = Path(cfg.root).expanduser() if cfg.root else datasets_root()
+            with dataset_download(self.label, root):
+                self._download(root)
             found = find(cfg.root)
         if found is None:
             raise ValueError(self._not_found(cfg.root))
@@ -89,6 +102,219 @@ def download_timeout():
         yield
     finally:
         socket.setdefaulttimeout(previous)
+
+
+class DownloadStopped(ValueError):
+    """A dataset download stopped on request (``stop_downloads``: Ctrl-C, a Stop button); nothing
+    half-downloaded was kept."""
+
+
+class _Download:
+    """One dataset download in progress: whether it was asked to stop, and the sockets it reads."""
+
+    def __init__(self, label: str, root: Path) -> None:
+        self.label, self.root = label, root
+        self.stopped = threading.Event()
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.RLock()  # re-entrant: stop() may run in a signal handler of the same thread
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _wake(sock)
+
+    def check(self) -> None:
+        if self.stopped.is_set():
+            raise DownloadStopped(f"the download of {self.label} into {self.root} was stopped; "
+                                  "no partial file was kept")
+
+    def track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+        if self.stopped.is_set():  # stopped while it connected
+            _wake(sock)
+
+    def forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(sock)
+
+    def create_connection(self, address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, *args):
+        """``socket.create_connection`` whose socket is tracked before it connects: shutting it down also
+        ends a connection attempt to a host that does not answer."""
+        self.check()
+        host, port = address
+        error: OSError | None = None
+        for family, kind, proto, _, where in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            self.track(sock)
+            try:
+                if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:
+                    sock.settimeout(timeout)
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(where)
+                return sock
+            except OSError as exc:
+                self.forget(sock)
+                sock.close()
+                self.check()
+                error = exc
+        raise error or OSError(f"cannot resolve {host}")
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib's usual opener (proxies from the environment, redirects), its connections tracked."""
+        download = self
+
+        def tracked(connection_class):
+            def connection(host, **kwargs):
+                conn = connection_class(host, **kwargs)
+                conn._create_connection = download.create_connection
+                connect = conn.connect
+
+                def connect_and_track() -> None:  # HTTPS wraps the socket: the wrapper is what reads
+                    connect()
+                    download.track(conn.sock)
+
+                conn.connect = connect_and_track
+                return conn
+            return connection
+
+        class Http(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(tracked(http.client.HTTPConnection), req)
+
+        class Https(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                return self.do_open(tracked(http.client.HTTPSConnection), req, context=self._context)
+
+        return urllib.request.build_opener(Http(), Https())
+
+    def open(self, url: str):
+        from torchvision.datasets.utils import USER_AGENT
+
+        try:
+            return self.opener().open(urllib.request.Request(url, headers={"User-Agent": USER_AGENT}))
+        except Exception:
+            self.check()  # a connection shut down on purpose reads as a network error: say what happened
+            raise
+
+    def read(self, response, size: int) -> bytes:
+        """Up to ``size`` bytes: what has arrived, not waiting for all of them (one read of the socket)."""
+        try:
+            chunk = response.read1(size)
+        except Exception:
+            self.check()
+            raise
+        self.check()  # a shut-down socket reads as the end of the file
+        return chunk
+
+
+def _wake(sock: socket.socket) -> None:
+    """Shut the socket down: a read or connect blocked on it returns at once. The plain socket's method,
+    also for an SSL socket, whose own would touch its TLS state from this thread."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+_downloads: list[_Download] = []  # in progress, in any thread
+_downloads_lock = threading.RLock()
+_this_thread = threading.local()  # .download: the download the current thread runs (torchvision calls back)
+
+
+def stop_downloads() -> bool:
+    """Stop every dataset download in progress now (thread-safe; fine in a signal handler). Each ends in
+    ``DownloadStopped``, leaving no partial file. Whether any was in progress."""
+    with _downloads_lock:
+        running = list(_downloads)
+    for download in running:
+        download.stop()
+    return bool(running)
+
+
+def downloading() -> bool:
+    """Whether a dataset download is in progress."""
+    with _downloads_lock:
+        return bool(_downloads)
+
+
+@contextmanager
+def dataset_download(label: str, root: Path) -> Iterator[None]:
+    """Run a provider's download inside: torchvision's file transfers write under a temporary name and
+    rename when complete, can be stopped with ``stop_downloads`` and give up after ``DOWNLOAD_TIMEOUT_S``
+    of silence. A download stopped on the way raises ``DownloadStopped``, whatever the provider made of
+    the error it saw."""
+    _route_torchvision_downloads()
+    download = _Download(label, root)
+    previous = getattr(_this_thread, "download", None)
+    _this_thread.download = download
+    with _downloads_lock:
+        _downloads.append(download)
+    try:
+        with download_timeout():
+            yield
+    except Exception:
+        download.check()  # e.g. a provider's "downloading X failed (...)" about the socket we shut down
+        raise
+    finally:
+        _this_thread.download = previous
+        with _downloads_lock:
+            _downloads.remove(download)
+
+
+_routed = False
+
+
+def _route_torchvision_downloads() -> None:
+    """Once: torchvision's two URL openers go through the current thread's ``_Download`` (the originals
+    where a thread downloads outside ``dataset_download``, e.g. a plugin's own dataset)."""
+    global _routed
+    with _downloads_lock:
+        if _routed:
+            return
+        import torchvision.datasets.utils as tv
+
+        original_retrieve, original_redirect = tv._urlretrieve, tv._get_redirect_url
+
+        def urlretrieve(url, filename, chunk_size: int = 1024 * 32) -> None:
+            download = getattr(_this_thread, "download", None)
+            if download is None:
+                return original_retrieve(url, filename, chunk_size)
+            _retrieve(download, url, Path(filename), chunk_size)
+
+        def get_redirect_url(url: str, max_hops: int = 3) -> str:
+            download = getattr(_this_thread, "download", None)
+            if download is None:
+                return original_redirect(url, max_hops=max_hops)
+            with download.open(url) as response:  # urllib follows the redirects itself
+                return response.url or url
+
+        tv._urlretrieve, tv._get_redirect_url = urlretrieve, get_redirect_url
+        _routed = True
+
+
+def _retrieve(download: _Download, url: str, target: Path, chunk_size: int) -> None:
+    """Fetch ``url`` into ``target`` through a hidden temporary file beside it, renamed when complete."""
+    from torch.utils.model_zoo import tqdm
+
+    from ..io import give_usual_permissions
+
+    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh, download.open(url) as response, \
+                tqdm(total=response.length, unit="B", unit_scale=True) as bar:
+            while chunk := download.read(response, chunk_size):
+                fh.write(chunk)
+                fh.flush()  # what arrived is on disk (chunks are small when the network is slow)
+                bar.update(len(chunk))
+        download.check()
+        give_usual_permissions(partial)
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
 
 
 def incomplete_folder(folders: list[Path], needed: list[str], present) -> tuple[Path, list[str]] | None:

@@ -14,7 +14,7 @@ import torch
 
 from ..config import DataConfig
 from .base import (
-    DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, download_timeout, incomplete_folder, join_places,
+    DATASETS, DatasetProvider, InputShape, dataset_download, datasets_root, download_failed, incomplete_folder, join_places,
     missing_files,
 )
 from .bundle import DatasetBundle, ImageTensors
@@ -64,7 +64,7 @@ class SvhnProvider(DatasetProvider):
         folder = self.find_folder(cfg.root)
         if folder is None and cfg.download:
             folder = self.search_dirs(cfg.root)[0]
-            with download_timeout():
+            with dataset_download(self.label, folder):
                 self._download(folder)
             folder = self.find_folder(cfg.root)
         if folder is None:
