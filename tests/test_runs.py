@@ -305,3 +305,48 @@ def test_listing_reads_only_the_head_of_each_runs_metrics(tmp_runs, monkeypatch)
     monkeypatch.setattr(runs_module, "open", lambda *a, **k: CountingFile(open(*a, **k)), raising=False)
     assert [r.steps_per_epoch for r in list_runs(tmp_runs)] == [7, 7]
     assert sum(bytes_read) <= 2 * 64 * 1024 + 2 * 4096  # each run's first chunk, and its small JSON files
+
+
+def write_metrics(folder, records) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_history_drops_the_steps_a_resume_from_an_earlier_checkpoint_abandoned(tmp_path):
+    """Resumed from step 4 after reaching step 9, then from step 6 after reaching 8: the history a reader plots
+    is 1-4 of the first stretch, 5-6 of the second and 7-10 of the third, not all three drawn over each other."""
+    from iamnn_studio.engine.runs import iter_history
+
+    run = tmp_path / "run"
+    write_metrics(run, [
+        {"event": "started", "resumed_from_step": None},
+        *({"event": "step", "step": n, "loss": 1.0} for n in range(1, 10)),
+        {"event": "epoch", "epoch": 1, "step": 9},
+        {"event": "started", "resumed_from_step": 4},
+        *({"event": "step", "step": n, "loss": 2.0} for n in range(5, 9)),
+        {"event": "log", "message": "kept: it has no step"},
+        {"event": "started", "resumed_from_step": 6},
+        *({"event": "step", "step": n, "loss": 3.0} for n in range(7, 11)),
+        {"event": "epoch", "epoch": 2, "step": 10},
+    ])
+    steps = [(r["step"], r["loss"]) for r in iter_history(run, events=("step",))]
+    assert steps == [(1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0), (5, 2.0), (6, 2.0),
+                     (7, 3.0), (8, 3.0), (9, 3.0), (10, 3.0)]
+    assert [r["step"] for r in iter_history(run, events=("epoch",))] == [10]  # epoch 1 ended in the abandoned part
+    everything = list(iter_history(run))
+    assert [r["event"] for r in everything].count("started") == 3
+    assert {"event": "log", "message": "kept: it has no step"} in everything
+    assert len(list(iter_metrics(run, events=("step",)))) == 17  # the file itself keeps every record
+
+
+def test_history_of_a_run_never_resumed_or_resumed_from_its_last_step_is_the_whole_file(tmp_path):
+    from iamnn_studio.engine.runs import iter_history, without_abandoned_steps
+
+    run = tmp_path / "run"
+    records = [{"event": "started"}, {"event": "step", "step": 1}, {"event": "step", "step": 2},
+               {"event": "started", "resumed_from_step": 2}, {"event": "step", "step": 3}]
+    write_metrics(run, records)
+    assert list(iter_history(run)) == records
+    assert list(iter_history(tmp_path / "missing")) == []
+    # a started event the first pass did not see (the file grew in between) cuts nothing
+    assert list(without_abandoned_steps(records, [None])) == records

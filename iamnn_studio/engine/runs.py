@@ -24,7 +24,7 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .config import ModelConfig, RunConfig
 from .io import atomic_write_json
@@ -341,6 +341,48 @@ def _metrics_record(line: bytes, wanted: tuple[bytes, ...] | None) -> dict[str, 
     if not isinstance(record, dict) or (wanted is not None and f'"{record.get("event")}"'.encode() not in wanted):
         return None
     return record
+
+
+def iter_history(run_dir: str | Path, *, max_bytes: int | None = None,
+                 events: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
+    """``iter_metrics`` without what resumes abandoned: a run resumed from a checkpoint at step S (an earlier
+    one than its last, or its last after the process was killed past it) appends steps from S + 1 again,
+    after records of steps past S that no longer belong to its history; a plotted history drew both.
+
+    Two passes over the file, memory bounded as ``iter_metrics``'s: the ``started`` events first (each
+    resume's ``resumed_from_step``), then the records, dropping those past a later resume's step. For
+    readers of the history (the Train tab's replay, the Study tab's curves)."""
+    resumes = [r.get("resumed_from_step") for r in iter_metrics(run_dir, max_bytes=max_bytes, events=("started",))]
+    wanted = None if events is None else tuple(events) + ("started",)  # the resumes mark where segments begin
+    records = without_abandoned_steps(iter_metrics(run_dir, max_bytes=max_bytes, events=wanted), resumes)
+    for record in records:
+        if events is None or record.get("event") in events:
+            yield record
+
+
+def without_abandoned_steps(records: Iterable[dict[str, Any]],
+                            resumed_from: list[Any]) -> Iterator[dict[str, Any]]:
+    """``records`` (metric records in file order, ``started`` events included) less those a later resume
+    abandoned: ``resumed_from`` lists each ``started`` event's ``resumed_from_step`` in file order (None
+    for a fresh start). A record after the k-th ``started`` event whose ``step`` is past the step of any
+    resume after it is dropped; records without a step (logs, the evaluation) are kept. Streams: holds
+    nothing but the cut-offs. ``started`` events beyond ``resumed_from`` (the file grew) cut nothing."""
+    cutoffs: list[float] = []
+    lowest = math.inf
+    for step in reversed(resumed_from):  # cutoffs[k]: the lowest resume step after the k-th started event
+        cutoffs.append(lowest)
+        if isinstance(step, (int, float)) and not isinstance(step, bool):
+            lowest = min(lowest, step)
+    cutoffs.reverse()
+    segment = -1
+    for record in records:
+        if record.get("event") == "started":
+            segment += 1
+        step = record.get("step")
+        cutoff = cutoffs[max(segment, 0)] if max(segment, 0) < len(cutoffs) else math.inf
+        if isinstance(step, (int, float)) and not isinstance(step, bool) and step > cutoff:
+            continue
+        yield record
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
