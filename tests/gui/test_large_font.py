@@ -383,3 +383,37 @@ def test_the_use_tab_controls_fit_960_px_under_a_larger_font(qtbot, large_font, 
     assert view.busy.width() == scaled_px(90) > 90
     for widget in (view.mode_combo, view.threshold_value, view.busy):
         assert_whole_and_inside(widget, view, type(widget).__name__)
+
+
+@pytest.mark.parametrize("bigger", [0, LARGER])
+def test_the_dataset_preview_shows_whole_image_counts(qtbot, styled_app, bigger):
+    """The counts column had a bare 48-px minimum: at 14 pt a narrow form cut "54,000" to "l,000"."""
+    import numpy as np
+    from PySide6.QtGui import QFont
+    from PySide6.QtWidgets import QLabel
+
+    from iamnn_studio.gui.forms.dataset_panel import DatasetPreview, PreviewData
+
+    original = QFont(styled_app.font())
+    font = QFont(original)
+    font.setPointSizeF(original.pointSizeF() + bigger)
+    styled_app.setFont(font)
+    try:
+        classes = ["T-shirt/top", "Trouser", "Ankle boot"]
+        images = np.zeros((6, 1, 28, 28), dtype=np.uint8)
+        data = PreviewData(name="made-up", classes=classes, images=images, labels=np.repeat(np.arange(3), 2),
+                           counts={"train": [54_000, 53_999, 6], "val": [6_000, 5_000, 1], "test": [10_000, 999, 1]},
+                           in_channels=1, image_size=28)
+        preview = DatasetPreview()
+        qtbot.addWidget(preview)
+        preview.resize(300, 400)  # narrower than the grid wants: the counts must not be what gives way
+        preview.show()
+        preview.set_data(data)
+        qtbot.waitExposed(preview)
+        qtbot.waitUntil(lambda: preview.grid_host.findChild(QLabel).isVisible())  # new children show on the next loop
+        counts = [label for label in preview.grid_host.findChildren(QLabel) if label.text()[:1].isdigit()]
+        assert len(counts) == 9
+        for label in counts:
+            assert label.width() >= label.fontMetrics().horizontalAdvance(label.text()), (label.text(), label.width())
+    finally:
+        styled_app.setFont(original)

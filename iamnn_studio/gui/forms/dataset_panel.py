@@ -371,8 +371,10 @@ class DatasetPreview(QWidget):
             for column, split in enumerate(("train", "val", "test"), start=1):
                 count = QLabel(f"{data.counts[split][c]:,}")
                 count.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                count.setMinimumWidth(48)
                 set_role(count, "muted")
+                # never narrower than its number: a bare minimum width replaces the label's own,
+                # and a large font then cut "54,000" to "l,000"
+                count.setMinimumWidth(max(48, count.sizeHint().width()))
                 self.grid.addWidget(count, row, column)
             for k, image in enumerate(data.images[data.labels == c][:PREVIEW_PER_CLASS]):
                 thumb = QLabel()
