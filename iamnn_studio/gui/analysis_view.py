@@ -132,7 +132,7 @@ def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
         except (OSError, ValueError) as error:
             report.eval_error = f"eval.json cannot be read ({error}); evaluate again to replace it"
     if curves:
-        report.series, report.parameters = training_series(runs.iter_metrics(folder, events=CURVE_EVENTS))
+        report.series, report.parameters = training_series(runs.iter_history(folder, events=CURVE_EVENTS))
     else:
         parameters = (runs.started_event(folder) or {}).get("parameters")
         report.parameters = parameters if isinstance(parameters, int) else None

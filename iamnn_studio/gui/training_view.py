@@ -874,10 +874,10 @@ class TrainingView(QWidget):
 
     def _replay_history(self, run_dir: str) -> None:
         """A resumed run's earlier points, read and thinned from metrics.jsonl in the background."""
-        from iamnn_studio.engine.runs import iter_metrics
+        from iamnn_studio.engine.runs import iter_history
 
-        upto = self._resumed_step
-        self._tasks.submit("history", lambda: history_records(iter_metrics(run_dir, events=("step", "epoch")), upto),
+        upto = self._resumed_step  # without what earlier resumes abandoned (drawn twice otherwise)
+        self._tasks.submit("history", lambda: history_records(iter_history(run_dir, events=("step", "epoch")), upto),
                            self._on_history, lambda _message: None)
 
     def _on_history(self, records: list[dict]) -> None:

@@ -491,3 +491,18 @@ def test_a_summary_tile_grows_to_show_its_whole_detail_below_the_value(qtbot, st
     assert detail.height() >= detail.heightForWidth(detail.width())  # no wrapped line cut off
     assert detail.y() >= value.geometry().bottom()  # under the large value, not over it
     assert detail.geometry().bottom() <= tile.contentsRect().bottom()
+
+
+def test_a_run_resumed_from_an_earlier_checkpoint_draws_each_step_once(tmp_path):
+    """Resumed at step 4 after reaching 8: steps 5-8 of the first stretch were abandoned; the curve drew
+    them and the new 5-8 both (x going back from 2 epochs to 1.25)."""
+    from iamnn_studio.gui.analysis_view import read_run
+
+    run = make_run(tmp_path, "resumed")
+    with (run / "metrics.jsonl").open("a") as fh:
+        fh.write("\n")  # after make_run's truncated last line
+        fh.write(json.dumps({"event": "started", "steps_per_epoch": 4, "resumed_from_step": 4}) + "\n")
+        fh.writelines(json.dumps({"event": "step", "step": s, "loss": 9.0, "accuracy": 0.9}) + "\n" for s in range(5, 9))
+    xs, losses = read_run(run).series["train_loss"]
+    assert list(xs) == [s / 4 for s in range(1, 9)]  # once each, in order
+    assert list(losses[4:]) == [9.0] * 4  # the resumed stretch's values, not the abandoned ones

@@ -556,3 +556,26 @@ def test_epoch_points_are_named_after_the_split_they_were_measured_on(qtbot, sty
     assert "test" in monitor.plots["loss"].titleLabel.text and "test" in monitor.plots["macs"].titleLabel.text
     monitor.reset((1, 1, 1, 1))
     assert "test" not in title()
+
+
+def test_continuing_a_run_once_resumed_from_an_earlier_checkpoint_replays_each_step_once(qtbot, styled_app, tmp_path):
+    """Steps 1-8, a resume from step 4, steps 5-8 again: the replay drew 1-8 and then 5-8 over them."""
+    import json
+
+    from iamnn_studio.gui.training_view import TrainingView
+
+    run = tmp_path / "resumed"
+    run.mkdir()
+    events = [{"event": "started", "resumed_from_step": None},
+              *({"event": "step", "step": s, "loss": 1.0} for s in range(1, 9)),
+              {"event": "started", "resumed_from_step": 4},
+              *({"event": "step", "step": s, "loss": 0.5} for s in range(5, 9))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view._resumed_step = 8
+    view._replay_history(str(run))
+    loss = view.monitor.curves["train_loss"]
+    qtbot.waitUntil(lambda: len(loss) > 0, timeout=30_000)
+    xs, ys = loss.data()
+    assert list(ys) == [1.0] * 4 + [0.5] * 4 and sorted(xs) == list(xs) and len(set(xs)) == 8
