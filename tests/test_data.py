@@ -732,3 +732,30 @@ def test_image_folders_and_invalid_settings_declare_no_shape(tmp_path):
     assert declared_input_shape(DataConfig(name="imagefolder", root=str(tmp_path))) is None
     assert declared_input_shape(DataConfig(name="synthetic", options={"channels": 2})) is None
     assert declared_input_shape(DataConfig(name="no-such-dataset")) is None
+
+
+@pytest.mark.timeout(60)
+def test_stopping_a_trainer_stops_its_dataset_download_at_once(tmp_path, stalling_proxy):
+    """The app's Stop during a first run's download: the trainer waited for the silent server (30 s)."""
+    import threading
+    import time
+
+    from iamnn_studio.engine import RunConfig
+    from iamnn_studio.engine.trainer import Trainer
+    from iamnn_studio.engine.data import downloading
+
+    config = RunConfig(data=DataConfig(name="fashion-mnist", root=str(tmp_path / "data"), download=True), device="cpu")
+    trainer = Trainer(config, runs_dir=tmp_path / "runs")
+    result = {}
+    job = threading.Thread(target=lambda: result.update(outcome=trainer.run()), daemon=True)
+    job.start()
+    deadline = time.monotonic() + 30
+    while not any(p.stat().st_size for p in partial_files(tmp_path) if p.exists()):
+        assert time.monotonic() < deadline and job.is_alive()
+        time.sleep(0.05)
+    trainer.stop()
+    job.join(timeout=10)  # not the 30 s the server could keep it waiting
+    assert not job.is_alive()
+    outcome = result["outcome"]
+    assert outcome.state == "failed" and "was stopped; no partial file was kept" in outcome.reason
+    assert partial_files(tmp_path) == [] and not downloading()

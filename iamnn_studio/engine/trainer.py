@@ -158,6 +158,7 @@ class Trainer:
         self._state = "idle"
         self._state_lock = threading.Lock()
         self._stop_requested = threading.Event()
+        self._thread: threading.Thread | None = None  # the one running run(): stop() ends its downloads
         self._unpaused = threading.Event()
         self._unpaused.set()
 
@@ -191,6 +192,10 @@ class Trainer:
             if self._state in ("running", "paused"):
                 self._state = "stopping"
         self._unpaused.set()  # a paused loop must wake up to stop
+        if self._thread is not None:  # a dataset still downloading: stop it now, not after its next answer
+            from .data import stop_downloads
+
+            stop_downloads(self._thread)
 
     def pause(self) -> None:
         """Hold the loop between two steps until ``resume()`` (thread-safe)."""
@@ -217,6 +222,7 @@ class Trainer:
         if self._state != "idle":
             raise RuntimeError("a Trainer runs once; make a new one (with resume=True to continue the run)")
         self._set_state("running")
+        self._thread = threading.current_thread()
         try:
             self._prepare()
             reason = self._train()

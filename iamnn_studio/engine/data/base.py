@@ -114,6 +114,7 @@ class _Download:
 
     def __init__(self, label: str, root: Path) -> None:
         self.label, self.root = label, root
+        self.thread = threading.current_thread()  # whose download it is (a trainer stops its own only)
         self.stopped = threading.Event()
         self._sockets: set[socket.socket] = set()
         self._lock = threading.RLock()  # re-entrant: stop() may run in a signal handler of the same thread
@@ -223,11 +224,11 @@ _downloads_lock = threading.RLock()
 _this_thread = threading.local()  # .download: the download the current thread runs (torchvision calls back)
 
 
-def stop_downloads() -> bool:
-    """Stop every dataset download in progress now (thread-safe; fine in a signal handler). Each ends in
-    ``DownloadStopped``, leaving no partial file. Whether any was in progress."""
+def stop_downloads(thread: threading.Thread | None = None) -> bool:
+    """Stop every dataset download in progress now, or only those ``thread`` runs (thread-safe; fine in a
+    signal handler). Each ends in ``DownloadStopped``, leaving no partial file. Whether any was stopped."""
     with _downloads_lock:
-        running = list(_downloads)
+        running = [d for d in _downloads if thread is None or d.thread is thread]
     for download in running:
         download.stop()
     return bool(running)
