@@ -81,3 +81,24 @@ def test_one_ordinary_pass_where_a_split_would_not_help(two_threads, model_and_i
     split_forward.forward(model, x)
     assert split_forward.workers_for(model, x) == 1
     assert names == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize("threads", [4, 2])
+def test_threads_started_after_a_split_pass_keep_the_callers_thread_count(two_threads, model_and_images, threads):
+    """torch.set_num_threads in a worker also sets the count every later thread starts with: a training
+    or evaluation thread the app started after a prediction ran on one core."""
+    model, x = model_and_images
+    torch.set_num_threads(threads)  # 4: half-teams of 2, so the workers set their count on this call
+    split_forward.forward(model, x)
+    assert split_forward.workers_for(model, x) == 2
+    seen = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert seen == [threads]
+
+
+def test_a_model_in_training_mode_runs_in_one_pass(two_threads, model_and_images):
+    model, x = model_and_images
+    model.train()  # batchnorm on batch statistics: two halves would not give one pass's answers
+    assert split_forward.workers_for(model, x) == 1

@@ -42,6 +42,7 @@ def workers_for(model: nn.Module, x: Tensor) -> int:
     if not (
         _thread_counts_are_per_thread
         and isinstance(model, IamNN)
+        and not model.training  # batchnorm on batch statistics: each half would see other statistics
         and x.device.type == "cpu"
         and torch.get_num_threads() >= WORKERS
         and len(x) >= WORKERS * MIN_IMAGES_PER_WORKER
@@ -65,16 +66,23 @@ def forward(model: nn.Module, x: Tensor, **kwargs) -> ModelOutput:
         threads = torch.get_num_threads()
         per_worker = max(1, threads // workers)
 
-        def run(chunk: Tensor) -> ModelOutput:
-            torch.set_num_threads(per_worker)  # this thread's OpenMP team only
+        def run(chunk: Tensor) -> tuple[ModelOutput, bool]:
+            changed = torch.get_num_threads() != per_worker
+            if changed:  # this thread's OpenMP team only (once per worker: it keeps it)
+                torch.set_num_threads(per_worker)
             with torch.no_grad():  # grad mode is per thread
-                return model(chunk, **kwargs)
+                return model(chunk, **kwargs), changed
 
-        outputs = list(_workers().map(run, x.chunk(workers)))
+        results = list(_workers().map(run, x.chunk(workers)))
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
             _thread_counts_are_per_thread = False
-        return merge(outputs)
+        elif any(changed for _, changed in results):
+            # torch.set_num_threads also stores the count that every thread started later begins with
+            # (torch's lazy per-thread init): without this, a training or evaluation thread started
+            # after the first split prediction ran on one core.
+            torch.set_num_threads(threads)
+        return merge([output for output, _ in results])
 
 
 def merge(outputs: list[ModelOutput]) -> ModelOutput:
