@@ -425,11 +425,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             interrupts.on_first = stop
             interrupts.first_message = lambda: ("stopping the dataset download" if downloading()
-                                                else "stopping after this step, keeping a checkpoint")
+                                                else "stopping after this step, keeping a checkpoint"
+                                                if progress.started else "stopping before training starts")
             result = trainer.run()
     progress.close()
 
-    if result.state == "failed" and download_stopped.is_set() and result.run_dir is None:
+    # a Ctrl-C before the download began stops it as it begins (stop_downloads had nothing to stop yet)
+    stopped_download = download_stopped.is_set() or (interrupts.count and DOWNLOAD_STOPPED in result.reason)
+    if result.state == "failed" and stopped_download and result.run_dir is None:
         print(result.reason, file=sys.stderr)  # what the user asked for, not an error
         return EXIT_INTERRUPTED
     if result.state == "failed":
@@ -441,6 +444,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_run_summary(result)
     # several processes: torch's launcher hears Ctrl-C before our handler does, so the count stays 0
     return EXIT_INTERRUPTED if interrupts.count or result.state == "stopped" else EXIT_OK
+
+
+#: How a stopped download's message (the engine's ``DownloadStopped``) ends.
+DOWNLOAD_STOPPED = "was stopped; no partial file was kept"
 
 
 def _ending_text(reason: Any) -> str:
@@ -486,6 +493,7 @@ class TrainingProgress:
         self.live = stream.isatty()
         self.total_epochs: int | None = None
         self.steps_per_epoch: int | None = None
+        self.started = False  # the run has its folder and data: a Ctrl-C now stops after a step
         self._bar_shown = False
         self._lock = threading.Lock()  # distributed runs report from a follower thread
 
@@ -501,6 +509,7 @@ class TrainingProgress:
 
     # ----------------------------------------------------------------- events
     def _on_started(self, d: dict) -> None:
+        self.started = True
         self.total_epochs = d.get("total_epochs")
         self.steps_per_epoch = d.get("steps_per_epoch")
         resumed = f", resumed after step {d['resumed_from_step']}" if d.get("resumed_from_step") is not None else ""

@@ -759,3 +759,56 @@ def test_stopping_a_trainer_stops_its_dataset_download_at_once(tmp_path, stallin
     outcome = result["outcome"]
     assert outcome.state == "failed" and "was stopped; no partial file was kept" in outcome.reason
     assert partial_files(tmp_path) == [] and not downloading()
+
+
+@pytest.mark.timeout(60)
+def test_a_trainer_stopped_before_its_download_began_does_not_download(tmp_path, stalling_proxy):
+    """Stop (or Ctrl-C) in the moment between starting a run and its download registering found no
+    download to stop: the download then ran to its end (here: the 30 s the silent server holds it)."""
+    import threading
+
+    from iamnn_studio.engine import RunConfig
+    from iamnn_studio.engine.trainer import Trainer
+    from iamnn_studio.engine.data import downloading
+
+    config = RunConfig(data=DataConfig(name="fashion-mnist", root=str(tmp_path / "data"), download=True), device="cpu")
+    trainer = Trainer(config, runs_dir=tmp_path / "runs")
+    trainer.stop()  # before the run's thread reached its download
+    result = {}
+    job = threading.Thread(target=lambda: result.update(outcome=trainer.run()), daemon=True)
+    job.start()
+    job.join(timeout=10)
+    assert not job.is_alive()
+    outcome = result["outcome"]
+    assert outcome.state == "failed" and "was stopped; no partial file was kept" in outcome.reason
+    assert stalling_proxy.connections == []  # never asked the server
+    assert partial_files(tmp_path) == [] and not downloading()
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_before_the_download_began_stops_train_with_exit_130_not_an_error(tmp_path, stalling_proxy, monkeypatch):
+    import contextlib
+    import io
+    import os
+    import signal
+
+    from iamnn_studio.cli import main
+    from iamnn_studio.engine import data
+
+    original = data.load_dataset
+
+    def ctrl_c_then_load(*args, **kwargs):  # Ctrl-C while the run prepares, before any download is listed
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(data, "load_dataset", ctrl_c_then_load)
+    root = tmp_path / "data"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["train", "--dataset", "fashion-mnist", "--data-root", str(root), "--download",
+                     "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"])
+    lines = [line for line in err.getvalue().splitlines() if line.strip()]
+    assert code == 130, lines
+    assert lines == ["stopping before training starts (Ctrl-C again to quit at once)",
+                     f"the download of Fashion-MNIST into {root} was stopped; no partial file was kept"]
+    assert stalling_proxy.connections == [] and partial_files(tmp_path) == []

@@ -363,9 +363,11 @@ class Trainer:
 
     def _load_data(self, config: RunConfig):
         from .data import load_dataset
+        from .data.base import downloads_stop_when
 
         try:
-            bundle = load_dataset(config.data, seed=config.seed)
+            with downloads_stop_when(self._stop_requested.is_set):  # a Stop before the download began
+                bundle = load_dataset(config.data, seed=config.seed)
         except ValueError as exc:
             raise TrainingFailed(str(exc)) from None
         if len(bundle.train) == 0:

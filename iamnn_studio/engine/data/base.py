@@ -18,7 +18,7 @@ import urllib.request
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple
 
 from ..registry import Registry
 
@@ -253,6 +253,12 @@ def dataset_download(label: str, root: Path) -> Iterator[None]:
     with _downloads_lock:
         _downloads.append(download)
     try:
+        # a stop asked for before this download was listed (stop_downloads found nothing): stop now. Checked
+        # after listing it, so a stop asked for meanwhile is seen here or finds the download listed.
+        should_stop = getattr(_this_thread, "should_stop", None)
+        if should_stop is not None and should_stop():
+            download.stop()
+        download.check()
         with download_timeout():
             yield
     except Exception:
@@ -262,6 +268,19 @@ def dataset_download(label: str, root: Path) -> Iterator[None]:
         _this_thread.download = previous
         with _downloads_lock:
             _downloads.remove(download)
+
+
+@contextmanager
+def downloads_stop_when(should_stop: Callable[[], bool]) -> Iterator[None]:
+    """Dataset downloads this thread begins inside end at once in ``DownloadStopped`` when ``should_stop()``
+    is already true (e.g. a trainer's Stop that came before the download began, when ``stop_downloads``
+    had nothing to stop yet)."""
+    previous = getattr(_this_thread, "should_stop", None)
+    _this_thread.should_stop = should_stop
+    try:
+        yield
+    finally:
+        _this_thread.should_stop = previous
 
 
 _routed = False
