@@ -8,13 +8,14 @@ past ``MAX_POINTS`` so that neither memory nor redraw time grows without end.
 """
 from __future__ import annotations
 
+import html
 import math
 from typing import Iterable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QFont, QFontMetricsF
+from PySide6.QtGui import QFont, QFontMetricsF, QTextDocumentFragment
 
 from .style import COLORS, scaled_pt
 
@@ -27,6 +28,8 @@ MAX_POINTS = 20_000
 RAW_ALPHA = 70
 #: A plot may get this narrow whatever the length of its title.
 TITLE_MIN_WIDTH = 60
+#: Plot titles' size at the 10-pt application font (``scaled_pt`` grows it with the font).
+TITLE_PT = 9
 
 
 
@@ -350,13 +353,16 @@ def nice_steps(low: float, high: float, most: int = 4) -> list[float]:
 
 
 def set_plot_title(plot: pg.PlotItem, title: str) -> None:
-    plot.setTitle(f"<span style='color:{COLORS['text']};font-size:{scaled_pt(9):g}pt;font-weight:600'>{title}</span>")
+    plot.setTitle(f"<span style='color:{COLORS['text']};font-size:{scaled_pt(TITLE_PT):g}pt;font-weight:600'>"
+                  f"{title}</span>")
 
 
 def style_plot(plot: pg.PlotItem, title: str, y_label: str = "", x_label: str = "") -> pg.PlotItem:
-    """The app's plot look: small title, light grid, no mouse menu, long curves downsampled."""
+    """The app's plot look: small title (shortened with "…" where the plot is narrower, see
+    ``fit_title``), light grid, no mouse menu, long curves downsampled."""
     set_plot_title(plot, title)
     let_title_shrink(plot)
+    fit_title(plot, [title])
     plot.showGrid(x=True, y=True, alpha=0.12)
     plot.setMenuEnabled(False)
     plot.hideButtons()
@@ -395,38 +401,47 @@ def let_title_shrink(plot: pg.PlotItem, min_width: float = TITLE_MIN_WIDTH) -> N
     update_min()
 
 
-def fit_title(plot: pg.PlotItem, variants: Sequence[str]) -> None:
+def fit_title(plot: pg.PlotItem, variants: Sequence[str], shorter: Sequence[str] = ()) -> None:
     """Title ``plot`` with the first of ``variants`` (HTML titles, widest first: e.g. with a legend
     of coloured squares, of coloured words, none) that fits over the plot, and choose again
-    whenever the plot is resized; the last variant where none fits.
+    whenever the plot is resized. Where none fits, the first of ``shorter`` (fewer words: "Img / s"
+    for "Images per second") that fits, else the last variant's words cut short with "…" (its whole
+    text then in the title's tooltip).
 
     A title wider than its plot spilled over its neighbour's or out of the window (the Iterations
-    legend was cut off at the right edge of a 1024-px window); a wide plot keeps its full legend.
+    legend was cut off at the right edge of a 1024-px window; at 14 pt in a 960-px one "MACs / image
+    (M)" ran into "Images per second"); a wide plot keeps its full legend. The plots' columns share
+    the row by their titles' widths, so a shortened title asks for the room of the last variant: it
+    must not narrow its own column, and so shorten itself further.
     """
     fitter = getattr(plot, "_fitted_title", None)
     if fitter is None:
         fitter = plot._fitted_title = _FittedTitle(plot)
-    fitter.set_variants(variants)
+    fitter.set_variants(variants, shorter)
 
 
 class _FittedTitle:
     def __init__(self, plot: pg.PlotItem) -> None:
         self.plot, self.label = plot, plot.titleLabel
         self.variants: list[str] = []
-        self.widths: list[float] = []
+        self.shorter: list[str] = []
+        self.widths: list[float] = []  # of variants, then of shorter
         self.shown: str | None = None
+        self.cut_to: tuple[float, str] | None = None  # (room, title) of the last "…" title
         self.busy = False
         self.label.geometryChanged.connect(self.fit)
         plot.geometryChanged.connect(self.fit)
 
-    def set_variants(self, variants: Sequence[str]) -> None:
+    def set_variants(self, variants: Sequence[str], shorter: Sequence[str] = ()) -> None:
         self.busy = True
         try:
-            self.variants, self.widths = list(variants), []
-            for variant in self.variants:  # a title's width does not depend on the plot's: measured once
+            self.variants, self.shorter, self.widths = list(variants), list(shorter), []
+            self.cut_to = None
+            self.label.setPreferredWidth(-1)
+            for variant in self.variants + self.shorter:  # a title's width does not depend on the plot's: measured once
                 set_plot_title(self.plot, variant)
                 self.widths.append(self.label.item.boundingRect().width())
-            self.shown = self.variants[-1] if self.variants else None
+            self.shown = self.shorter[-1] if self.shorter else self.variants[-1] if self.variants else None
         finally:
             self.busy = False
         self.fit()
@@ -444,15 +459,53 @@ class _FittedTitle:
         if self.busy or not self.variants:
             return
         room = self.room()
+        titles = self.variants + self.shorter
         choice = self.variants[0] if room is None else next(
-            (variant for variant, width in zip(self.variants, self.widths) if width <= room), self.variants[-1])
-        if choice != self.shown:
-            self.busy = True
-            try:
+            (title for title, width in zip(titles, self.widths) if width <= room), None)
+        if choice is None and self.cut_to is not None and self.cut_to[0] == room:
+            choice = self.cut_to[1]  # cut short for this room already
+        if choice == self.shown:
+            return
+        self.busy = True
+        try:
+            if choice in self.variants:
+                self.label.setPreferredWidth(-1)  # before the title: its own width counts, as it always has
                 set_plot_title(self.plot, choice)
-                self.shown = choice
-            finally:
-                self.busy = False
+            else:
+                if choice is None:  # not even the shortest words fit: the full ones cut short with "…"
+                    choice = self._cut_short(self.variants[-1], room)
+                    self.cut_to = (room, choice)
+                set_plot_title(self.plot, choice)
+                self.label.setPreferredWidth(self.widths[len(self.variants) - 1])
+            self.shown = choice
+            cut = choice not in titles
+            self.label.setToolTip(_plain_text(self.variants[-1]) if cut else "")
+        finally:
+            self.busy = False
+
+    def _cut_short(self, variant: str, room: float) -> str:
+        """``variant``'s plain text, cut short with "…" to fit ``room`` (at least its first letter)."""
+        text = _plain_text(variant)
+        margin = 2 * self.label.item.document().documentMargin()
+        metrics = QFontMetricsF(self._title_font())
+        guess = metrics.elidedText(text, Qt.TextElideMode.ElideRight, max(0.0, room - margin))
+        for length in range(min(len(guess.rstrip("…")), len(text) - 1), 0, -1):  # checked against the item
+            candidate = html.escape(text[:length].rstrip() + "…")
+            set_plot_title(self.plot, candidate)
+            if self.label.item.boundingRect().width() <= room:
+                return candidate
+        return html.escape(text[:1] + "…")
+
+    def _title_font(self) -> QFont:
+        font = QFont(self.label.item.font())
+        font.setPointSizeF(scaled_pt(TITLE_PT))
+        font.setWeight(QFont.Weight.DemiBold)
+        return font
+
+
+def _plain_text(title: str) -> str:
+    """An HTML title's text as it reads ("Loss ■ train ■ val")."""
+    return QTextDocumentFragment.fromHtml(title).toPlainText().replace("\xa0", " ").strip()
 
 
 def add_curve(

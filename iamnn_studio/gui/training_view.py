@@ -59,6 +59,8 @@ AFTER_TRAINING = {
 FORM_WIDTH, FORM_MIN_WIDTH = 420, 400
 #: The least room, in characters, the run's title keeps beside the header's buttons (else they go under it).
 TITLE_CHARS = 16
+#: Shorter titles, longest first, for a plot too narrow for its own (a 14-pt font in a 960-px window).
+SHORT_TITLES = {"accuracy": ["Acc. %"], "macs": ["MACs (M)"], "speed": ["Images / s", "Img / s"], "lr": ["LR"]}
 #: The ResNet baseline has no halting threshold to sweep.
 EVALUATING_BASELINE = "Evaluating on the test images: accuracy and compute per image"
 
@@ -88,6 +90,9 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         macs = style_plot(add_plot(1, 0), "MACs / image (M)", x_label="step")
         speed = style_plot(add_plot(1, 1), "Images per second", x_label="step")
         lr = style_plot(add_plot(1, 2), "Learning rate", x_label="step")
+        # Narrow plots (a large font in a small window) take shorter words before any "…".
+        fit_title(speed, ["Images per second"], SHORT_TITLES["speed"])
+        fit_title(lr, ["Learning rate"], SHORT_TITLES["lr"])
         self.plots = {"loss": loss, "accuracy": accuracy, "iterations": iterations, "macs": macs,
                       "speed": speed, "lr": lr}
         self.held_out_split = ""
@@ -124,7 +129,7 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         self.held_out_split = split
         entries = [(SERIES["train"], "train"), (SERIES["val"], split)]
         for name, title in (("loss", "Loss"), ("accuracy", "Accuracy %"), ("macs", "MACs / image (M)")):
-            fit_title(self.plots[name], _legend_titles(title, entries))
+            fit_title(self.plots[name], _legend_titles(title, entries), SHORT_TITLES.get(name, ()))
 
     def reset(self, caps: tuple[int, ...] | None) -> None:
         self._label_held_out("val")

@@ -293,6 +293,22 @@ def test_the_train_tab_fits_960_x_640(qtbot, font_pt, window):
         assert_apart(shown + [header.result], "result actions")
 
 
+@pytest.mark.parametrize("size", [(960, 640), (1280, 800)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("font_pt", [14], indirect=True)
+def test_the_live_plot_titles_stay_over_their_own_plots(qtbot, font_pt, window, size):
+    """At 14 pt in a 960 x 640 window "MACs / image (M)" ran into "Images per second" (a title no
+    variant of which fitted was drawn whole): shorter words or "…" instead, each over its own plot."""
+    from tests.gui.test_layout import assert_titles_fit, feed_a_run, resize_and_settle
+
+    training = window.training
+    feed_a_run(training)
+    resize_and_settle(qtbot, window, size)
+    assert_titles_fit(training.monitor, training.monitor.plots)
+    if size == (1280, 800):  # room enough: the whole titles
+        for name, words in (("macs", "MACs / image (M)"), ("speed", "Images per second"), ("lr", "Learning rate")):
+            assert words in training.monitor.plots[name].titleLabel.text, name
+
+
 @pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
 def test_the_window_keeps_its_960_x_640_minimum(qtbot, font_pt, window):
     """Views sized by the font must not push the window's least size past 960 x 640 (a 1024 x 768 screen)."""

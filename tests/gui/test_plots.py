@@ -165,3 +165,31 @@ def test_consecutive_means_ignore_gaps_and_name_each_runs_last_row():
     assert means[1, 0] == 3.5 and np.isnan(means[1, 1])  # no value at all in the run: still a gap
     assert consecutive_means(table, 10)[0].shape == (4, 2)  # fewer rows than points: every row kept
     assert consecutive_means(np.zeros((0, 2)), 5)[1].size == 0
+
+
+def test_a_title_too_wide_for_its_plot_takes_shorter_words_then_an_ellipsis(qtbot, styled_app):
+    """A title none of whose variants fits used to be drawn whole, over its neighbours (at 14 pt in a
+    960-px window "MACs / image (M)" ran into "Images per second")."""
+    import pyqtgraph as pg
+
+    from iamnn_studio.gui.plots import fit_title, style_plot
+    from tests.gui.test_layout import scene_rect
+
+    widget = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(widget)
+    widget.resize(600, 200)
+    widget.show()
+    short = style_plot(widget.addPlot(row=0, col=0), "Images per second")
+    fit_title(short, ["Images per second"], ["Img / s"])
+    cut = style_plot(widget.addPlot(row=0, col=1), "Images per second, measured over the last steps")
+    for width in (600, 160):
+        widget.resize(width, 200)
+        qtbot.wait(100)
+        for plot in (short, cut):
+            assert scene_rect(plot).contains(scene_rect(plot.titleLabel.item)), (width, plot.titleLabel.text)
+    assert "Img / s" in short.titleLabel.text  # the shorter words, not "Imag…"
+    assert "…" in cut.titleLabel.text
+    assert cut.titleLabel.toolTip() == "Images per second, measured over the last steps"  # the whole title
+    widget.resize(600, 200)
+    qtbot.wait(100)
+    assert "Images per second" in short.titleLabel.text and not short.titleLabel.toolTip()  # whole again
