@@ -931,10 +931,15 @@ def format_prediction(prediction: Any, *, architecture: str = "iamnn") -> str:
         lines.append("  iterations  " + "  ".join(f"{n}/{c}" for n, c in zip(prediction.iterations, prediction.caps)))
         if prediction.threshold is not None:
             lines.append(f"  halting (score -> cumulative, threshold {prediction.threshold:.3g})")
+            reached = list(getattr(prediction, "reached", None) or [])
             for b, (scores, cumulative) in enumerate(zip(prediction.halting, prediction.cumulative), 1):
                 steps = "  ".join(f"{h:.3f}->{c:.3f}" for h, c in zip(scores, cumulative))
+                # the model's own float32 comparison (Prediction.reached), not the 3 decimals shown: 0.69996
+                # prints 0.700 under a threshold of 0.7 and did not reach it
+                at = reached[b - 1] if b <= len(reached) else None
                 capped = prediction.iterations[b - 1] == prediction.caps[b - 1]
-                lines.append(f"    block {b}: {steps or '-'}" + ("  (cap)" if capped else ""))
+                end = f"  (reached at iteration {at})" if at is not None else "  (cap)" if capped else ""
+                lines.append(f"    block {b}: {steps or '-'}{end}")
         else:
             lines.append(f"  halting     off (mode {_fixed_mode_text(prediction.mode, list(prediction.caps))})")
     low, high = prediction.macs_range
