@@ -10,8 +10,10 @@ training curves, and a comparison table laid out like paper Table 1. A run witho
 from __future__ import annotations
 
 import json
+import os
 import threading
 from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -132,7 +134,7 @@ def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
         except (OSError, ValueError) as error:
             report.eval_error = f"eval.json cannot be read ({error}); evaluate again to replace it"
     if curves:
-        report.series, report.parameters = training_series(runs.iter_history(folder, events=CURVE_EVENTS))
+        report.series, report.parameters = cached_training_series(folder)
     else:
         parameters = (runs.started_event(folder) or {}).get("parameters")
         report.parameters = parameters if isinstance(parameters, int) else None
@@ -141,6 +143,47 @@ def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
             report.checkpoint = run.checkpoints_dir / name
             break
     return report
+
+
+#: Curves of the last few runs read, per metrics file, with the file's (size, mtime, inode) when read: opening a
+#: long run again (200,000 steps: seconds of parsing) is instant, and a file that was written since is read
+#: afresh. Each entry is small (every curve is at most MAX_CURVE_POINTS long).
+SERIES_CACHE_SIZE = 8
+_series_cache: "OrderedDict[str, tuple[tuple[int, ...], tuple[dict, int | None]]]" = OrderedDict()
+_series_cache_lock = threading.Lock()
+
+
+def cached_training_series(folder: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int | None]:
+    """``training_series`` of the run's history (``runs.iter_history``), reused while metrics.jsonl is unchanged
+    (any thread)."""
+    runs = import_engine("runs")
+    metrics = Path(folder) / runs.METRICS_FILE
+    try:
+        info = os.stat(metrics)
+        where = os.path.realpath(metrics)
+    except (OSError, ValueError):  # no metrics (yet), or unreadable: nothing worth keeping
+        return training_series(runs.iter_history(folder, events=CURVE_EVENTS))
+    key = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
+    with _series_cache_lock:
+        kept = _series_cache.get(where)
+        if kept is not None and kept[0] == key:
+            _series_cache.move_to_end(where)
+            return _copied(kept[1])
+    # Stat first, then read: a file that grows meanwhile is read with more than the key says, and the
+    # next look sees another size and reads it again (never a result older than its key).
+    series, parameters = training_series(runs.iter_history(folder, events=CURVE_EVENTS))
+    with _series_cache_lock:
+        _series_cache[where] = (key, (series, parameters))
+        _series_cache.move_to_end(where)
+        while len(_series_cache) > SERIES_CACHE_SIZE:
+            _series_cache.popitem(last=False)
+    return _copied((series, parameters))
+
+
+def _copied(kept: tuple[dict, int | None]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int | None]:
+    """The caller's own arrays (at most MAX_CURVE_POINTS each): what it does to them never reaches the cache."""
+    series, parameters = kept
+    return {name: (x.copy(), y.copy()) for name, (x, y) in series.items()}, parameters
 
 
 def training_series(events: Iterable[dict], max_points: int | None = None
