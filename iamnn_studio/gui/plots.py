@@ -428,6 +428,7 @@ class _FittedTitle:
         self.widths: list[float] = []  # of variants, then of shorter
         self.shown: str | None = None
         self.cut_to: tuple[float, str] | None = None  # (room, title) of the last "…" title
+        self.pinned = False  # the column's preferred width is the shown variant's, set here
         self.busy = False
         self.label.geometryChanged.connect(self.fit)
         plot.geometryChanged.connect(self.fit)
@@ -437,7 +438,6 @@ class _FittedTitle:
         try:
             self.variants, self.shorter, self.widths = list(variants), list(shorter), []
             self.cut_to = None
-            self.label.setPreferredWidth(-1)
             for variant in self.variants + self.shorter:  # a title's width does not depend on the plot's: measured once
                 set_plot_title(self.plot, variant)
                 self.widths.append(self.label.item.boundingRect().width())
@@ -468,15 +468,18 @@ class _FittedTitle:
             return
         self.busy = True
         try:
-            if choice in self.variants:
-                self.label.setPreferredWidth(-1)  # before the title: its own width counts, as it always has
-                set_plot_title(self.plot, choice)
-            else:
-                if choice is None:  # not even the shortest words fit: the full ones cut short with "…"
-                    choice = self._cut_short(self.variants[-1], room)
-                    self.cut_to = (room, choice)
-                set_plot_title(self.plot, choice)
-                self.label.setPreferredWidth(self.widths[len(self.variants) - 1])
+            if choice is None:  # not even the shortest words fit: the full ones cut short with "…"
+                choice = self._cut_short(self.variants[-1], room)
+                self.cut_to = (room, choice)
+            set_plot_title(self.plot, choice)
+            if choice not in self.variants:
+                self.pinned = True
+            if self.pinned:
+                # Once shortened, the column asks for the room of the title shown, or of the full words
+                # for a shorter one: were it to follow the short title, full and short words would take
+                # turns as the column narrowed and widened after them.
+                full = self.variants.index(choice) if choice in self.variants else len(self.variants) - 1
+                self.label.setPreferredWidth(self.widths[full])
             self.shown = choice
             cut = choice not in titles
             self.label.setToolTip(_plain_text(self.variants[-1]) if cut else "")
