@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QTabWidget,
@@ -370,10 +371,19 @@ class TrainingView(QWidget):
         live_layout.addWidget(bottom, 3)
         self.bottom_row = bottom
 
+        # The plots scroll rather than floor the header: in a short window under a large font a finished
+        # run's result and buttons need more height than the plots' least left it (at 14 pt in 960 x 640
+        # the last row of buttons was cut off); where there is room, nothing scrolls.
+        self.live_page = QScrollArea()
+        self.live_page.setWidgetResizable(True)
+        self.live_page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.live_page.setFrameShape(QFrame.Shape.NoFrame)
+        self.live_page.setWidget(live)
+
         self.pages = QTabWidget()
         self.pages.setDocumentMode(True)
         self.pages.addTab(self.form.preview, "Dataset preview")
-        self.pages.addTab(live, "Live training")
+        self.pages.addTab(self.live_page, "Live training")
 
         right = QWidget()
         right_layout = QVBoxLayout(right)

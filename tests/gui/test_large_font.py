@@ -310,6 +310,35 @@ def test_the_live_plot_titles_stay_over_their_own_plots(qtbot, font_pt, window, 
 
 
 @pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
+def test_a_stopped_runs_header_gets_the_height_it_needs_at_960_x_640(qtbot, font_pt, window, tmp_path):
+    """At 14 pt the header card of a finished run needed 288 px and got 258 (the live page's least height,
+    the System panel's, floored the tabs under it): its last row of buttons was cut off. The live page
+    scrolls instead; at 10 pt there is room and nothing scrolls."""
+    from tests.gui.test_layout import feed_a_run, resize_and_settle
+
+    run_dir = tmp_path / "runs" / "layout"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    for name in ("last.pt", "best.pt"):
+        (run_dir / "checkpoints" / name).write_bytes(b"")
+    training = window.training
+    feed_a_run(training)
+    training._on_event("finished", {"reason": "stopped", "step": 120, "run_dir": str(run_dir),
+                                    "best_accuracy": 0.615})
+    training._on_session_finished()
+    resize_and_settle(qtbot, window, (960, 640))
+    header = training.header
+    buttons = [header.continue_run, header.open_study, header.use_model, header.start, header.pause, header.stop]
+    assert all(button.isVisible() for button in buttons)
+    assert header.height() >= header.heightForWidth(header.width()), (header.height(), header.heightForWidth(header.width()))
+    for button in buttons:
+        assert_whole_and_inside(button, header, button.text())
+    assert_apart(buttons + [header.result], "stopped run")
+    assert window.minimumSizeHint().height() <= 640
+    if font_pt == 10:
+        assert not training.live_page.verticalScrollBar().isVisible()
+
+
+@pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
 def test_the_window_keeps_its_960_x_640_minimum(qtbot, font_pt, window):
     """Views sized by the font must not push the window's least size past 960 x 640 (a 1024 x 768 screen)."""
     hint = window.minimumSizeHint()

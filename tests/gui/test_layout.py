@@ -25,7 +25,7 @@ def feed_a_run(training, steps: int = 120, total: int = 200) -> None:
         if step % 50 == 0:
             training._on_event("epoch", {"step": step, "epoch": step // 50, "total_epochs": 4, "val_loss": 1.0,
                                          "val_accuracy": 0.6, "macs": 2.8e6})
-    training.pages.setCurrentIndex(training.pages.indexOf(training.monitor.parentWidget()))
+    training.pages.setCurrentIndex(training.pages.indexOf(training.live_page))
     training.refresher.flush_all()
 
 
