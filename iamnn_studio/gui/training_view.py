@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -58,6 +58,9 @@ AFTER_TRAINING = {
 }
 #: The settings column's width and least width at the 10-pt font (under a larger one its rows decide).
 FORM_WIDTH, FORM_MIN_WIDTH = 420, 400
+#: What the run's side keeps before the settings column widens past that width to show its choices whole
+#: (its width beside the 420-px column in a 960-px window).
+RUN_SIDE_WIDTH = 540
 #: The least room, in characters, the run's title keeps beside the header's buttons (else they go under it).
 TITLE_CHARS = 16
 #: Shorter titles, longest first, for a plot too narrow for its own (a 14-pt font in a 960-px window).
@@ -399,6 +402,8 @@ class TrainingView(QWidget):
         splitter.setStretchFactor(1, 1)
         splitter.setChildrenCollapsible(False)
         self.splitter = splitter
+        self._form_width_chosen = False  # the user dragged the splitter: the column keeps their width
+        splitter.splitterMoved.connect(self._on_splitter_moved)
         self._fit_form_width()
         # the rest to the plots: under a large font the form takes no more than its rows need
         splitter.setSizes([max(FORM_WIDTH, self.form.minimumWidth()), 860])
@@ -432,16 +437,40 @@ class TrainingView(QWidget):
             + 2 * scroll.frameWidth()
         self.form.setMinimumWidth(max(FORM_MIN_WIDTH, needed))
 
+    def _widen_form(self) -> None:
+        """Widen the settings column where the window has room, until its choices show whole
+        (``RunForm.preferred_width``); the run's side keeps ``RUN_SIDE_WIDTH`` first. At 14 pt the
+        column kept its least width in any window: "IamNN (shared, adap" even at 1280 px."""
+        sizes = self.splitter.sizes()
+        if self._form_width_chosen or not self.form.isVisible() or len(sizes) != 2 or sum(sizes) <= 0:
+            return
+        total = sum(sizes)
+        least = max(FORM_WIDTH, self.form.minimumWidth())
+        width = max(least, min(self.form.preferred_width(), total - RUN_SIDE_WIDTH))
+        if width != sizes[0]:
+            self.splitter.setSizes([width, total - width])
+
+    def _on_splitter_moved(self, _position: int, _index: int) -> None:
+        self._form_width_chosen = True
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._widen_form()
+
     def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().changeEvent(event)
         if event.type() == QEvent.Type.FontChange:
             self._fit_form_width()
+            QTimer.singleShot(0, self._widen_form)  # once the rows have their new sizes
 
     # ------------------------------------------------------------------ set-up
     def set_engine_ready(self, info: Any, initial_values: dict[str, Any] | None) -> None:
         self._engine_ready = True
         self.form.set_engine_ready(info.device_name, info.cuda_available, initial_values)
         self._fit_form_width()  # the choices are filled in now: the rows are as wide as they get
+        for box in self.form.choice_boxes():  # a longer choice may widen the column (once laid out)
+            box.currentTextChanged.connect(lambda _text: QTimer.singleShot(0, self._widen_form))
+        QTimer.singleShot(0, self._widen_form)
         if not info.has("iamnn_studio.engine.trainer"):
             self.header.subtitle.setText(f"Training is unavailable: {info.missing['iamnn_studio.engine.trainer']}")
         self.system.start()

@@ -612,3 +612,20 @@ def test_the_dataset_list_says_what_each_dataset_needs():
     assert _availability_word(entry(reason="not found in ~/datasets")) == "needs download"
     assert _availability_word(entry(reason="not found", downloadable=False)) == "files not found"
     assert _availability_word(entry(reason="cannot check: offline check exploded")) == "cannot check"
+
+
+def test_a_choice_cut_short_is_whole_in_its_tooltip(qtbot, styled_app):
+    """A choice box sized by its column cut "IamNN (shared, adaptive)" to "IamNN (shared, adap" with no
+    way to read the rest: its tooltip gives the choice whole, before the row's own explanation."""
+    from iamnn_studio.gui.forms.fields import ChoiceBox
+
+    box = ChoiceBox([("IamNN (shared, adaptive)", "iamnn"), ("ResNet baseline (unshared)", "resnet")])
+    box.setToolTip("IamNN shares one block's weights")
+    qtbot.addWidget(box)
+    box.show()
+    box.resize(box.minimumSizeHint().width(), box.height())
+    assert box.text_is_cut()
+    assert box.tooltip_text() == "IamNN (shared, adaptive)\n\nIamNN shares one block's weights"
+    box.resize(box.whole_text_width(), box.height())
+    assert not box.text_is_cut()
+    assert box.tooltip_text() == "IamNN shares one block's weights"

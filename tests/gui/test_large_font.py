@@ -339,6 +339,33 @@ def test_a_stopped_runs_header_gets_the_height_it_needs_at_960_x_640(qtbot, font
 
 
 @pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
+def test_the_settings_column_widens_first_to_show_its_choices_whole(qtbot, font_pt, window):
+    """At 14 pt the settings column kept its least width in any window: the Architecture choice read
+    "IamNN (shared, adap" even at 1280 x 800. It widens first where the window has room; where it has
+    not (960 px), a choice cut short is whole in its tooltip. At 10 pt the column stays 420 px."""
+    from tests.gui.test_layout import resize_and_settle
+
+    training = window.training
+    boxes = [training.form.model.architecture, training.form.model.halting, training.form.training.device]
+    resize_and_settle(qtbot, window, (1280, 800))
+    qtbot.wait(50)
+    for box in boxes:
+        assert box.width() >= box.whole_text_width(), (box.currentText(), box.width(), box.whole_text_width())
+        assert not box.text_is_cut() and not box.tooltip_text().startswith(box.currentText())
+    plots_side = training.splitter.sizes()[1]
+    assert plots_side >= 540, plots_side
+    if font_pt == 10:
+        assert training.form.width() == 420
+
+    resize_and_settle(qtbot, window, (960, 640))
+    qtbot.wait(50)
+    assert training.form.width() == max(420, training.form.minimumWidth())  # the run's side keeps its room
+    for box in boxes:
+        if box.text_is_cut():
+            assert box.tooltip_text().startswith(box.currentText())
+
+
+@pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
 def test_the_window_keeps_its_960_x_640_minimum(qtbot, font_pt, window):
     """Views sized by the font must not push the window's least size past 960 x 640 (a 1024 x 768 screen)."""
     hint = window.minimumSizeHint()

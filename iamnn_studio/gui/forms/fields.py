@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFrame,
@@ -17,6 +17,9 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QStyle,
+    QStyleOptionComboBox,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -160,7 +163,10 @@ class IntEdit(QLineEdit):
 
 
 class ChoiceBox(QComboBox):
-    """A combo box of (label, value) pairs; ``value()`` / ``set_value()`` speak in values."""
+    """A combo box of (label, value) pairs; ``value()`` / ``set_value()`` speak in values.
+
+    Sized by its column, not by its longest entry; where the column cuts the choice short, the box's
+    tooltip gives it whole (and the Train tab widens the column where the window has room for it)."""
 
     choice_changed = Signal()
 
@@ -181,6 +187,28 @@ class ChoiceBox(QComboBox):
         self.blockSignals(False)
         if current is not None:
             self.set_value(current)
+
+    def whole_text_width(self) -> int:
+        """The width at which the current choice shows whole."""
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        metrics = self.fontMetrics()
+        text = QSize(metrics.horizontalAdvance(self.currentText()), metrics.height())
+        return self.style().sizeFromContents(QStyle.ContentsType.CT_ComboBox, option, text, self).width()
+
+    def text_is_cut(self) -> bool:
+        return self.whole_text_width() > self.width()
+
+    def tooltip_text(self) -> str:
+        """What the box's tooltip says: the choice, where the box cuts it short, then the row's own tooltip."""
+        parts = [self.currentText()] if self.text_is_cut() else []
+        return "\n\n".join(parts + ([self.toolTip()] if self.toolTip() else []))
+
+    def event(self, event: QEvent) -> bool:  # noqa: D102 (Qt name)
+        if event.type() == QEvent.Type.ToolTip and self.text_is_cut():
+            QToolTip.showText(event.globalPos(), self.tooltip_text(), self)
+            return True
+        return super().event(event)
 
     def value(self) -> Any:
         return self.currentData()

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QLabel, QScrollArea, QStackedWidget, QVBoxLayout, 
 from ..style import SPACING, set_role
 from ..worker import BackgroundTasks
 from .dataset_panel import DatasetPanel, DatasetPreview, PreviewData, load_preview, provider_entries
-from .fields import FieldRow
+from .fields import ChoiceBox, FieldRow, FormCard
 from .model_panel import ModelFigures, ModelPanel, model_figures
 from .training_panel import TrainingPanel
 from ..widgets.formatting import rough_duration
@@ -106,6 +106,18 @@ class RunForm(QWidget):
         self.pages.setCurrentIndex(1)
         self._figures_timer.stop()
         self._compute_figures()  # at once: the dataset's declared shape is enough, no need to wait for its preview
+
+    # ------------------------------------------------------------------- width
+    def preferred_width(self) -> int:
+        """The form's width at which every choice that widens with it (one in a card's own column, not
+        beside other inputs) shows whole, judged from the form's width and layout now; at least its
+        minimum width. Its choice boxes say when it changes (``choice_boxes``, ``currentTextChanged``)."""
+        shortfall = max((box.whole_text_width() - box.width() for box in self.choice_boxes()
+                         if box.isVisible() and isinstance(box.parentWidget(), FormCard)), default=0)
+        return max(self.minimumWidth(), self.width() + shortfall)
+
+    def choice_boxes(self) -> list[ChoiceBox]:
+        return self.findChildren(ChoiceBox)
 
     # ------------------------------------------------------------------- values
     def values(self) -> dict[str, Any]:
