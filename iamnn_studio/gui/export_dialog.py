@@ -100,6 +100,7 @@ class ExportDialog(QDialog):
         self.last_path: str | None = None
         self.last_error: str | None = None
         self._exported_halting: str | None = None  # the Use tab's setting the running export carries, in words
+        self._fitting_height = False  # _fit_height is resizing the dialog
         self._build()
         self._size_to_font()
         self._load_formats()
@@ -300,8 +301,10 @@ class ExportDialog(QDialog):
 
     def _update_halting_row(self) -> None:
         if hasattr(self, "_form"):  # a copy carries the file as saved: nothing to choose
-            self._form.setRowVisible(self.halting_combo, self._offers_use_tab_halting()
-                                     and self.format_combo.currentData() != COPY)
+            shown = self._offers_use_tab_halting() and self.format_combo.currentData() != COPY
+            if shown != self.halting_combo.isVisibleTo(self):
+                self._form.setRowVisible(self.halting_combo, shown)
+                self._fit_height()  # the row's room comes and goes with it (another checkpoint named, too)
 
     def _read_own_halting(self, source: str) -> None:
         """The checkpoint's saved mode and threshold, read without building its model."""
@@ -331,14 +334,29 @@ class ExportDialog(QDialog):
         return use.mode, (use.threshold if use.mode == "adaptive" else None)
 
     def _fit_height(self) -> None:
-        """Grow to show every line of the (wrapped) note and messages: a dialog does not do it by itself."""
+        """Exactly as tall as the rows shown at the dialog's width: it grows for every line of the (wrapped) note
+        and messages and for the Halting row, and shrinks when they go. Only growing left an empty band above
+        the buttons once the Halting row hid or the note got shorter, and a taller size asked for (680 x 300)
+        showed one too; so the height is fixed to the content's and follows the width (a wider dialog wraps
+        the note in fewer lines)."""
         layout = self.layout()
-        if layout is None:
+        if layout is None or self._fitting_height:
             return
-        layout.activate()
-        needed = layout.totalHeightForWidth(self.width()) if layout.hasHeightForWidth() else layout.sizeHint().height()
-        if needed > self.height():
-            self.resize(self.width(), needed)
+        self._fitting_height = True
+        try:
+            layout.activate()
+            width = self.width()
+            needed = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else layout.totalSizeHint().height()
+            needed = max(needed, layout.totalMinimumSize().height())
+            if self.minimumHeight() != needed or self.maximumHeight() != needed:
+                self.setFixedHeight(needed)
+        finally:
+            self._fitting_height = False
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():  # another width, another number of wrapped lines
+            self._fit_height()
 
     # ================================================================ paths
     def _suggest_output(self) -> None:
@@ -381,6 +399,7 @@ class ExportDialog(QDialog):
         self._update_note()
         self._suggest_output()
         self._update_buttons()
+        self._fit_height()  # the note says another thing
 
     @Slot()
     def _clear_result(self, *_: Any) -> None:

@@ -395,3 +395,61 @@ def test_the_format_note_is_as_tall_as_its_lines(qtbot, styled_app, dialog):
         assert dialog.set_format(fmt)
         qtbot.waitUntil(lambda: dialog.format_note.height() == dialog.format_note.heightForWidth(
             dialog.format_note.width()), timeout=5_000)
+
+
+# --------------------------------------------------------------------------- the height follows the rows shown
+def _band_above_buttons(widget) -> int:
+    """Pixels between the last row shown (Save as, or the message under it) and the Close / Export buttons."""
+    last = max(widget.output_edit.geometry().bottom(), widget.browse_output.geometry().bottom())
+    if widget.result.isVisibleTo(widget):
+        last = widget.result.geometry().bottom()
+    return widget.close_button.geometry().top() - last
+
+
+@pytest.mark.parametrize("points", [10, 14])
+def test_no_empty_band_above_the_buttons_whichever_rows_show(qtbot, styled_app, checkpoint, tmp_path, points):
+    """With the Halting row hidden (a copy, or a checkpoint not open on the Use tab) a band of empty room stood
+    between Save as and the buttons: the height only ever grew, and a size asked for (680 x 300) was kept."""
+    from PySide6.QtGui import QFont
+
+    from iamnn_studio.gui.export_dialog import UseTabHalting
+
+    original = QFont(styled_app.font())
+    font = QFont(original)
+    font.setPointSizeF(points)
+    styled_app.setFont(font)
+    try:
+        widget = ExportDialog(str(checkpoint), use_tab=UseTabHalting(str(checkpoint), "adaptive", 0.5))
+        qtbot.addWidget(widget)
+        widget.resize(680, 300)  # as the screenshots ask
+        widget.show()
+        qtbot.waitUntil(lambda: not widget.is_busy(), timeout=TIMEOUT)
+        line = widget.fontMetrics().lineSpacing()
+
+        def settled_band() -> int:
+            qtbot.wait(20)  # the layout settles in the event loop
+            widget.layout().activate()
+            return _band_above_buttons(widget)
+
+        assert widget.set_format("onnx")
+        assert widget.halting_combo.isVisible()
+        assert settled_band() < 2 * line
+        with_halting = widget.height()
+        assert widget.set_format(COPY)  # the Halting row hides, the note is shorter
+        assert not widget.halting_combo.isVisible()
+        assert settled_band() < 2 * line and widget.height() < with_halting
+        assert widget.set_format("onnx")  # and comes back: the dialog grows again, nothing overlaps
+        assert widget.halting_combo.isVisible()
+        assert settled_band() < 2 * line and widget.height() == with_halting
+        assert widget.format_note.geometry().bottom() < widget.output_edit.geometry().top()
+        widget.checkpoint_edit.setText(str(tmp_path / "other.pt"))  # not the one open on the Use tab
+        assert not widget.halting_combo.isVisible()
+        assert settled_band() < 2 * line and widget.height() < with_halting
+        no_message = widget.height()
+        assert not widget.start_export()  # no such file: the message shows under Save as, the dialog grows
+        assert widget.result.isVisible()
+        assert 0 <= settled_band() < 2 * line and widget.height() > no_message
+        widget.resize(widget.width() + 200, 600)  # wider: the note needs fewer lines; taller is not asked for
+        assert settled_band() < 2 * line
+    finally:
+        styled_app.setFont(original)
