@@ -7,6 +7,8 @@ are listed as "unreadable" with the reason, never hidden and never fatal.
 """
 from __future__ import annotations
 
+import os
+import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,12 @@ STATUS_COLORS = {
 DETAIL_CHARS = 20
 #: While a run in the list is training and the tab is shown, re-read the folder this often.
 LIVE_REFRESH_MS = 5000
+#: While the only runs training are ones this machine cannot check (another host's, on a shared runs folder:
+#: they never end from here if that host went away), look this often whether their status.json or
+#: metrics.jsonl changed, and re-read the folder only when one did.
+REMOTE_CHECK_MS = 30_000
+#: The files a training process rewrites as it goes: their (mtime, size) tell a live run from a stale one.
+WATCHED_FILES = ("status.json", "metrics.jsonl")
 
 
 class _SortItem(QTableWidgetItem):
@@ -99,6 +107,7 @@ class RunsView(QWidget):
     train_from = Signal(str)  # a run folder: a new run starting from its weights
     runs_dir_changed = Signal(str)  # the user picked another runs folder
     refreshed = Signal()
+    polled = Signal()  # the live timer looked at runs this machine cannot check, found them unchanged, listed nothing
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -108,7 +117,11 @@ class RunsView(QWidget):
         self._listing = False  # a listing is in the background
         self._list_again = False  # asked for another while it ran: one more, not one per request
         self._live = QTimer(self, interval=LIVE_REFRESH_MS)
-        self._live.timeout.connect(self.refresh)
+        self._live.timeout.connect(self._poll)
+        # Runs listed as "running": whether one can be checked from here (a process of this machine), and the
+        # file stamps of those that cannot (see live_watch), as the last listing found them.
+        self._local_running = False
+        self._remote_stamps: dict[str, tuple] = {}
         self._build()
         self._update_actions()
 
@@ -126,20 +139,50 @@ class RunsView(QWidget):
 
     def refresh(self) -> None:
         """Re-read the runs folder in the background; the selection is kept where possible."""
+        self._list(None)
+
+    def _list(self, unless_unchanged: dict[str, tuple] | None) -> None:
+        """List the folder in the background; with ``unless_unchanged`` (run folder -> file stamps), only if
+        one of those stamps changed (a few stats instead of reading every run)."""
         if self._runs_dir is None:
+            self._set_watch(False, {})
             self._show_runs([])
             return
         if self._listing:  # a slow folder (a network drive) must not pile up one listing per timer tick
-            self._list_again = True
+            if unless_unchanged is None:
+                self._list_again = True
             return
         folder = self._runs_dir
         self._listing = True
 
         def work(report):
+            if unless_unchanged is not None and all(
+                    file_stamps(Path(path)) == stamps for path, stamps in unless_unchanged.items()):
+                return None  # nothing those runs' writers would touch has changed: no listing
             runs = import_engine("runs")
-            return folder, runs.list_runs(folder)
+            listed = runs.list_runs(folder)
+            return folder, listed, live_watch(listed, runs.read_json_object)
 
         self._runner.submit(work, self._on_listed, self._on_list_failed)
+
+    @Slot()
+    def _poll(self) -> None:
+        """The live timer's tick: a full listing while a run of this machine trains; while only runs this
+        machine cannot check are "running", a look at their files, and a listing only when they changed."""
+        if self._local_running or not self._remote_stamps:
+            self.refresh()
+        else:
+            self._list(dict(self._remote_stamps))
+
+    def live_interval(self) -> int | None:
+        """How often the shown tab looks again (ms), or None when no listed run is training."""
+        if self._local_running:
+            return LIVE_REFRESH_MS
+        return REMOTE_CHECK_MS if self._remote_stamps else None
+
+    def _set_watch(self, local_running: bool, remote_stamps: dict[str, tuple]) -> None:
+        self._local_running = local_running
+        self._remote_stamps = dict(remote_stamps)
 
     def _listing_done(self) -> bool:
         """End a listing; True (and a new listing started) when another was asked for meanwhile."""
@@ -279,10 +322,16 @@ class RunsView(QWidget):
         layout.addLayout(self.actions)
 
     # ================================================================ results
-    def _on_listed(self, result: tuple[Path, list[Any]]) -> None:
-        folder, runs = result
-        if self._listing_done() or folder != self._runs_dir:  # outdated: a newer listing is on its way
+    def _on_listed(self, result: tuple[Path, list[Any], tuple[bool, dict[str, tuple]]] | None) -> None:
+        if self._listing_done():  # outdated: a newer listing is on its way
             return
+        if result is None:  # a look at runs this machine cannot check: their files are as they were
+            self.polled.emit()
+            return
+        folder, runs, watch = result
+        if folder != self._runs_dir:
+            return
+        self._set_watch(*watch)
         self.banner.hide()
         self._show_runs(runs)
 
@@ -290,6 +339,7 @@ class RunsView(QWidget):
         if self._listing_done():
             return
         self.banner.show_error(f"Could not read the runs folder: {message}")
+        self._set_watch(False, {})
         self._show_runs([])
 
     def _show_runs(self, runs: list[Any]) -> None:
@@ -331,7 +381,12 @@ class RunsView(QWidget):
 
     def _after_listing(self, runs: list[Any]) -> None:
         # Only a shown tab follows a training run: listing 300 runs every 5 s behind another tab was idle CPU.
-        if self.isVisible() and any(run.status == "running" for run in runs):
+        # A run another host trains is only looked at every REMOTE_CHECK_MS: from here it never ends when that
+        # host went away, and listing the folder every 5 s for it cost 3 % of a core for good.
+        interval = self.live_interval() if any(run.status == "running" for run in runs) else None
+        if self.isVisible() and interval is not None:
+            if self._live.interval() != interval:
+                self._live.setInterval(interval)  # restarts an active timer
             if not self._live.isActive():
                 self._live.start()
         else:
@@ -474,6 +529,44 @@ class RunsView(QWidget):
 
     def sizeHint(self) -> QSize:
         return QSize(1000, 600)
+
+
+def checkable_here(status: dict[str, Any] | None) -> bool:
+    """Whether this machine can tell if the process that wrote ``status`` (status.json) still runs: it names a
+    pid of this host. The engine takes any other "running" status at its word (``effective_state``), so such
+    a run stays "running" here for as long as its file says so."""
+    if not status:
+        return False
+    pid = status.get("pid")
+    return isinstance(pid, int) and not isinstance(pid, bool) and status.get("host") == socket.gethostname()
+
+
+def file_stamps(run_dir: Path) -> tuple:
+    """(mtime_ns, size) of each of the files a training process rewrites, None for one missing or unreadable."""
+    stamps = []
+    for name in WATCHED_FILES:
+        try:
+            info = os.stat(run_dir / name)
+            stamps.append((info.st_mtime_ns, info.st_size))
+        except (OSError, ValueError):
+            stamps.append(None)
+    return tuple(stamps)
+
+
+def live_watch(runs: list[Any], read_json_object) -> tuple[bool, dict[str, tuple]]:
+    """(whether a "running" run can be checked from here, {run folder: file stamps} of those that cannot);
+    ``read_json_object`` is the engine's, passed by the background listing (this module imports the engine
+    there only, never on its own import)."""
+    local, remote = False, {}
+    for run in runs:
+        if run.status != "running":
+            continue
+        folder = Path(run.path)
+        if checkable_here(read_json_object(folder / "status.json")):
+            local = True
+        else:
+            remote[str(folder)] = file_stamps(folder)
+    return local, remote
 
 
 def _checkpoint_of(run: Any) -> Path | None:

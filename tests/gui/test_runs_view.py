@@ -335,3 +335,100 @@ def test_an_unchanged_listing_leaves_the_table_alone(qtbot, view, runs):
     with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
         view.refresh()
     assert view.table.rowCount() == 4 and view._selected_path() == selected
+
+
+# --------------------------------------------------------------------------- runs this machine cannot check
+def make_local_training_run(runs: Path, name: str = "training-here") -> Path:
+    """A run this very process trains (its pid, this host): checkable from here, and alive."""
+    import os
+    import socket
+
+    folder = make_run(runs, name, "running")
+    status = json.loads((folder / "status.json").read_text())
+    (folder / "status.json").write_text(json.dumps({**status, "host": socket.gethostname(), "pid": os.getpid()}))
+    return folder
+
+
+@pytest.fixture
+def listings(monkeypatch):
+    """Every folder listing the view asks the engine for."""
+    import iamnn_studio.engine.runs as engine_runs
+
+    done, list_runs = [], engine_runs.list_runs
+
+    def counting_list_runs(folder):
+        done.append(folder)
+        return list_runs(folder)
+
+    monkeypatch.setattr(engine_runs, "list_runs", counting_list_runs)
+    return done
+
+
+def tick(qtbot, view, listings) -> str:
+    """Fire the live timer once, as 30 s or 5 s later: "listed" (the folder was read) or "looked" (not)."""
+    before = len(listings)
+    view._live.timeout.emit()
+    qtbot.waitUntil(lambda: not view._runner.is_busy(), timeout=TIMEOUT)
+    return "listed" if len(listings) > before else "looked"
+
+
+def test_another_hosts_running_run_is_looked_at_slowly_and_listed_only_when_its_files_change(
+        qtbot, view, runs, listings):
+    """A run left "running" by another host on a shared runs folder never ends from here: the shown tab
+    re-listed the whole folder every 5 s for good (3 % of a core)."""
+    import os
+
+    remote = make_training_run(runs["dir"])
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.show()
+    assert view._live.isActive()
+    listings.clear()
+    assert tick(qtbot, view, listings) == "looked" and listings == []  # its files are as they were: not re-read
+    from iamnn_studio.gui.runs_view import LIVE_REFRESH_MS, REMOTE_CHECK_MS
+
+    with qtbot.waitSignal(view.polled, timeout=TIMEOUT):  # the view says it looked and found nothing new
+        assert tick(qtbot, view, listings) == "looked"
+    assert view.live_interval() == REMOTE_CHECK_MS > LIVE_REFRESH_MS
+    assert view._live.interval() == REMOTE_CHECK_MS
+
+    (remote / "metrics.jsonl").write_text('{"event": "step", "step": 10}\n')  # that host wrote progress
+    assert tick(qtbot, view, listings) == "listed" and len(listings) == 1
+    listings.clear()
+    assert tick(qtbot, view, listings) == "looked" and listings == []
+
+    status = json.loads((remote / "status.json").read_text())
+    (remote / "status.json").write_text(json.dumps({**status, "state": "completed"}))
+    stat = (remote / "status.json").stat()
+    os.utime(remote / "status.json", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a coarse clock
+    assert tick(qtbot, view, listings) == "listed"
+    assert cell(view, "training-elsewhere", "Status") == "completed"
+    assert not view._live.isActive() and view.live_interval() is None  # nothing trains: no timer at all
+
+
+def test_a_run_of_this_machine_is_still_listed_at_every_tick_beside_another_hosts(qtbot, view, runs, listings):
+    from iamnn_studio.gui.runs_view import LIVE_REFRESH_MS, REMOTE_CHECK_MS
+
+    make_training_run(runs["dir"])
+    local = make_local_training_run(runs["dir"])
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.show()
+    assert view._live.isActive() and view._live.interval() == LIVE_REFRESH_MS
+    listings.clear()
+    assert tick(qtbot, view, listings) == "listed" and tick(qtbot, view, listings) == "listed" and len(listings) == 2
+
+    status = json.loads((local / "status.json").read_text())
+    (local / "status.json").write_text(json.dumps({**status, "state": "completed"}))  # this machine's run ended
+    assert tick(qtbot, view, listings) == "listed"
+    assert view._live.isActive() and view._live.interval() == REMOTE_CHECK_MS  # only the other host's is left
+
+
+def test_a_dead_process_of_this_machine_is_interrupted_and_stops_the_timer(qtbot, view, runs):
+    import socket
+
+    folder = make_run(runs["dir"], "died-here", "running")
+    status = json.loads((folder / "status.json").read_text())
+    (folder / "status.json").write_text(json.dumps({**status, "host": socket.gethostname(), "pid": 2 ** 22 + 12345}))
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.show()
+    assert cell(view, "died-here", "Status") == "interrupted"
+    assert not view._live.isActive() and view.live_interval() is None
