@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QSize, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QComboBox,
@@ -169,6 +169,8 @@ class ExportDialog(QDialog):
         busy_row.setContentsMargins(0, 0, 0, 0)
         self.busy_widget.hide()
         self.result = MessageBanner()
+        # its × and a changed path hide it: the dialog gives its room back (see eventFilter)
+        self.result.installEventFilter(self)
 
         self.reveal_button = QPushButton("Show in folder")
         self.reveal_button.clicked.connect(self._reveal)
@@ -352,6 +354,11 @@ class ExportDialog(QDialog):
                 self.setFixedHeight(needed)
         finally:
             self._fitting_height = False
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
+        if watched is self.result and event.type() in (QEvent.Type.Show, QEvent.Type.Hide):
+            QTimer.singleShot(0, self, self._fit_height)  # once the layout knows: its room comes or goes
+        return super().eventFilter(watched, event)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)

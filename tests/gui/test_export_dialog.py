@@ -449,6 +449,9 @@ def test_no_empty_band_above_the_buttons_whichever_rows_show(qtbot, styled_app, 
         assert not widget.start_export()  # no such file: the message shows under Save as, the dialog grows
         assert widget.result.isVisible()
         assert 0 <= settled_band() < 2 * line and widget.height() > no_message
+        widget.output_edit.setText(str(tmp_path / "model.onnx"))  # another path: the message goes, and its room
+        assert not widget.result.isVisible()
+        assert settled_band() < 2 * line and widget.height() == no_message
         widget.resize(widget.width() + 200, 600)  # wider: the note needs fewer lines; taller is not asked for
         assert settled_band() < 2 * line
     finally:
