@@ -602,10 +602,12 @@ class _Interrupts:
         self.on_first: Callable[[], None] | None = None
         #: what training does; a callable is asked at the time (what is running then)
         self.first_message: str | Callable[[], str] = "stopping after this step, keeping a checkpoint"
+        #: asked at the first Ctrl-C: False, and it interrupts at once as the second does (nothing to stop gracefully)
+        self.only_when: Callable[[], bool] | None = None
 
     def handle(self, signum: int, frame: Any) -> None:
         self.count += 1
-        if self.count == 1 and self.on_first is not None:
+        if self.count == 1 and self.on_first is not None and (self.only_when is None or self.only_when()):
             cause = "terminated: " if signum == signal.SIGTERM else ""
             message = self.first_message() if callable(self.first_message) else self.first_message
             print(f"\n{cause}{message} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
@@ -633,13 +635,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     args.device = check_device(args.device)
     args.checkpoint = checkpoint_path(args.checkpoint)
     from .engine.checkpoint import load_checkpoint
-    from .engine.data import load_dataset
     from .engine.evaluate import evaluate
 
     checkpoint = load_checkpoint(args.checkpoint, map_location=args.device)
     data_config = _evaluation_data(checkpoint, args)
     seed = checkpoint.run_config.seed if checkpoint.run_config else 0
-    bundle = load_dataset(data_config, seed=seed)
+    bundle = _load_evaluation_data(data_config, seed)
+    if bundle is None:  # a first Ctrl-C stopped the dataset download: said, not an error
+        return EXIT_INTERRUPTED
     for note in getattr(bundle, "notes", ()):  # e.g. an image folder without test/: its test split is val
         print(f"note: {note}", file=sys.stderr)
     _check_dataset_fits(bundle, checkpoint)
@@ -665,6 +668,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(format_evaluation(result))
     return EXIT_INTERRUPTED if result.get("stopped") else EXIT_OK
+
+
+def _load_evaluation_data(data_config: Any, seed: int) -> Any:
+    """The dataset to evaluate on; None when a first Ctrl-C stopped its download, which is said as ``train``
+    says it. A Ctrl-C while nothing downloads interrupts at once, as before."""
+    from .engine.data import DownloadStopped, downloading, load_dataset, stop_downloads
+
+    stopped = threading.Event()
+
+    def stop() -> None:
+        if stop_downloads():  # at once: the download would go on, or wait up to 30 s for a silent server
+            stopped.set()
+        else:  # it ended meanwhile: nothing to stop gracefully
+            raise KeyboardInterrupt
+
+    try:
+        with _graceful_interrupts() as interrupts:
+            interrupts.on_first = stop
+            interrupts.only_when = downloading
+            interrupts.first_message = "stopping the dataset download"
+            return load_dataset(data_config, seed=seed)
+    except DownloadStopped as exc:
+        if not stopped.is_set():
+            raise
+        print(exc, file=sys.stderr)  # what the user asked for, not an error
+        return None
 
 
 def _evaluation_data(checkpoint: Any, args: argparse.Namespace):
@@ -824,12 +853,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if architecture == "resnet" and (args.mode is not None or args.threshold is not None):
         raise UsageError("--mode/--threshold: this checkpoint is a ResNet baseline; "
                          "it has no iterations to choose or halting")
-    if args.mode is not None:
-        predictor.mode = args.mode
-    if args.threshold is not None:
-        if not predictor.halts:
-            raise UsageError(f"--threshold: the halting threshold applies to the mode adaptive, not {predictor.mode}")
-        predictor.threshold = args.threshold
+    try:
+        if args.mode is not None:
+            predictor.mode = args.mode
+        if args.threshold is not None:
+            if not predictor.halts:
+                raise UsageError(f"--threshold: the halting threshold applies to the mode adaptive, not {predictor.mode}")
+            predictor.threshold = args.threshold
+    except ValueError as exc:
+        raise _naming_the_option(exc, HALTING_OPTIONS) from None
     if predictor.uncalibrated and predictor.halts:
         print("note: this model's halting head was never calibrated (its run stopped before calibration), so its "
               "iteration counts mean little; resume the run to calibrate it, or use --mode max", file=sys.stderr)
@@ -899,13 +931,25 @@ def _naming_the_path(message: str, source: str) -> str:
     return f"{source}: {message}"
 
 
+#: The settings predict and export take as options of the same name.
+HALTING_OPTIONS = ("mode", "threshold")
+
+
+def _naming_the_option(exc: ValueError, options: tuple[str, ...]) -> ValueError:
+    """An engine error about a setting given as an option names the option, as the other option errors
+    do: "threshold: must be in (0, 1], got 1.5" reads "--threshold: must be in (0, 1], got 1.5"."""
+    message = str(exc)
+    for name in options:
+        if message.startswith(f"{name}: "):
+            return UsageError(f"--{name}: {message[len(name) + 2:]}")
+    return exc
+
+
 def _fixed_iterations(mode: str, caps: Any) -> list[int]:
     """Iterations per block that ``max`` or ``fixed:N`` runs (N is held to each block's cap)."""
-    caps = [int(c) for c in caps]
-    if mode == "max":
-        return caps
-    n = int(mode.split(":", 1)[1])
-    return [min(n, c) for c in caps]
+    from .engine.config import fixed_setting  # the engine's rule, which export's metadata also says
+
+    return list(fixed_setting(mode, caps) or ())
 
 
 def _fixed_mode_text(mode: str, caps: list[int]) -> str:
@@ -971,8 +1015,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                          "(remove it first, or choose another name)")
     if mismatch:  # a warning, not a refusal: the name is the user's choice
         print(f"warning: {mismatch}", file=sys.stderr)
-    out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size, mode=args.mode,
-                            threshold=args.threshold)
+    try:
+        out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size, mode=args.mode,
+                                threshold=args.threshold)
+    except ValueError as exc:
+        raise _naming_the_option(exc, HALTING_OPTIONS) from None
     print(f"exported {args.fmt} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return EXIT_OK
 

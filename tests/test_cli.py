@@ -1006,6 +1006,24 @@ def test_a_threshold_outside_the_adaptive_mode_is_refused(trained, tmp_path):
     assert code == 2 and err == "error: --threshold: the halting threshold applies to the mode adaptive, not fixed:1\n"
 
 
+@pytest.mark.parametrize(("option", "said"), [
+    (["--threshold", "1.5"], "--threshold: must be in (0, 1], got 1.5"),
+    (["--threshold", "1e-300"], "--threshold: must be at least 1e-45, got 1e-300 (0 in the model's float32 "
+                                "arithmetic: every block would stop at its first iteration)"),
+    (["--mode", "sometimes"], "--mode: must be 'adaptive', 'fixed:N' or 'max', got 'sometimes'"),
+    (["--mode", "fixed:0"], "--mode: 'fixed:N' needs N >= 1, got 0"),
+])
+def test_predict_names_the_option_a_halting_error_is_about(tmp_path, option, said):
+    """predict said "threshold: ..." / "mode: ..." (the settings' names) for what --threshold / --mode gave;
+    1e-300 was taken, and every block stopped at its first iteration."""
+    from tiny_models import save_varied_checkpoint
+
+    save_varied_checkpoint(tmp_path / "model.pt")
+    Image.new("L", (16, 16), 90).save(tmp_path / "shape.png")
+    code, out, err = run_cli("predict", tmp_path / "model.pt", tmp_path / "shape.png", *option)
+    assert (code, out, err) == (2, "", f"error: {said}\n")
+
+
 def test_predict_says_when_the_halting_head_was_never_calibrated(trained, tmp_path):
     from iamnn_studio.engine.checkpoint import load_checkpoint, save_checkpoint
 

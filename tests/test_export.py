@@ -16,7 +16,7 @@ import torch
 from iamnn_studio.engine.checkpoint import CheckpointError
 from iamnn_studio.engine.data.augment import normalize
 from iamnn_studio.engine.export import EXPORTERS, ExportError, export_checkpoint, read_torchscript_metadata
-from tiny_models import CLASSES, MEAN, STD, save_varied_checkpoint, tiny_config, varied_images
+from tiny_models import CLASSES, MEAN, STD, save_varied_checkpoint, tiny_config, varied_halting_model, varied_images
 
 
 def reference(model, images):
@@ -265,13 +265,14 @@ def test_a_chosen_mode_and_threshold_reach_the_onnx_file(tmp_path, images):
     _, iterations, _ = session.run(None, {"images": as_unit_float(images).numpy()})
     assert iterations.tolist() == [[1, 2, 2, 2]] * len(images)  # two per block, capped at (1, 2, 3, 2)
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert props["halting"] == "fixed:2" and json.loads(props["model_config"])["mode"] == "fixed:2"
+    assert props["halting"] == "fixed:2 (iterations 1-2-2-2)" and json.loads(props["model_config"])["mode"] == "fixed:2"
 
 
 @pytest.mark.parametrize(("settings", "said"), [
     ({"threshold": 1.5}, r"threshold: must be in \(0, 1\], got 1.5"),
     ({"threshold": True}, r"threshold: must be in \(0, 1\], got True"),
     ({"mode": "sometimes"}, r"mode: must be 'adaptive', 'fixed:N' or 'max', got 'sometimes'"),
+    ({"threshold": 1e-300}, r"threshold: must be at least 1e-45, got 1e-300 \(0 in the model's float32 arithmetic"),
     ({"mode": "max", "threshold": 0.9}, "the halting threshold applies to the mode adaptive, not max"),
 ])
 def test_a_halting_setting_the_model_cannot_take_is_one_sentence_and_writes_nothing(tmp_path, settings, said):
@@ -352,8 +353,56 @@ def test_the_cli_exports_with_a_chosen_mode_or_threshold_and_refuses_a_bad_one(t
     assert read_torchscript_metadata(tmp_path / "model.ts")["halting"] == "adaptive, threshold 0.950"
     code, _, err = run("export", tmp_path / "model.pt", "--format", "torchscript", "--out", tmp_path / "max.ts",
                        "--mode", "max")
-    assert code == 0 and read_torchscript_metadata(tmp_path / "max.ts")["halting"] == "max"
+    assert code == 0 and read_torchscript_metadata(tmp_path / "max.ts")["halting"] == "max (iterations 1-2-3-2)"
     code, _, err = run("export", tmp_path / "model.pt", "--format", "torchscript", "--out", tmp_path / "bad.ts",
                        "--threshold", "1.5")
-    assert (code, err) == (2, "error: threshold: must be in (0, 1], got 1.5\n")
+    assert (code, err) == (2, "error: --threshold: must be in (0, 1], got 1.5\n")  # the option, not the setting
     assert not (tmp_path / "bad.ts").exists()
+
+
+@pytest.mark.parametrize(("option", "said"), [
+    (["--threshold", "1e-300"], "--threshold: must be at least 1e-45, got 1e-300 (0 in the model's float32 "
+                                "arithmetic: every block would stop at its first iteration)"),
+    (["--mode", "sometimes"], "--mode: must be 'adaptive', 'fixed:N' or 'max', got 'sometimes'"),
+    (["--mode", "fixed:0"], "--mode: 'fixed:N' needs N >= 1, got 0"),
+    (["--mode", "max", "--threshold", "0.9"], "--threshold: the halting threshold applies to the mode adaptive, not max"),
+])
+def test_the_cli_names_the_export_option_a_halting_error_is_about(tmp_path, option, said):
+    """export said "threshold: ..." / "mode: ...", the settings' names, where the user typed --threshold / --mode."""
+    import contextlib
+    import io
+
+    from iamnn_studio.cli import main
+
+    save_varied_checkpoint(tmp_path / "model.pt")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["export", str(tmp_path / "model.pt"), "--format", "torchscript", "--out",
+                     str(tmp_path / "bad.ts"), *option])
+    assert (code, out.getvalue(), err.getvalue()) == (2, "", f"error: {said}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+@pytest.mark.parametrize(("mode", "runs"), [
+    ("fixed:99", [1, 2, 3, 2]),  # used to say "fixed:99": no block runs past its cap
+    ("fixed:2", [1, 2, 2, 2]),  # used to say "fixed:2"
+    ("fixed:1", [1, 1, 1, 1]),
+    ("max", [1, 2, 3, 2]),
+])
+def test_the_halting_metadata_says_the_iterations_each_block_runs(mode, runs):
+    from iamnn_studio.engine.export import describe_halting
+
+    config = tiny_config(mode=mode).validate()  # caps 1-2-3-2
+    assert describe_halting(config) == f"{mode} (iterations {'-'.join(map(str, runs))})"
+    assert varied_halting_model(config)(torch.rand(2, 1, 16, 16)).iterations.tolist() == [runs] * 2  # what runs
+
+
+def test_a_fixed_mode_past_the_caps_is_exported_with_the_iterations_it_runs(tmp_path, images):
+    save_varied_checkpoint(tmp_path / "model.pt")
+    out = export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts", mode="fixed:99")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        _, iterations, _ = torch.jit.load(str(out))(as_unit_float(images))
+    assert iterations.tolist() == [[1, 2, 3, 2]] * len(images)
+    meta = read_torchscript_metadata(out)
+    assert meta["halting"] == "fixed:99 (iterations 1-2-3-2)" and json.loads(meta["model_config"])["mode"] == "fixed:99"

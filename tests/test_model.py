@@ -394,6 +394,28 @@ def test_bad_model_configs_raise_value_error_naming_the_field(overrides, field):
         build_model(ModelConfig(**overrides))
 
 
+def test_a_threshold_that_is_0_in_float32_is_refused_and_the_smallest_accepted_one_halts_nothing_at_once(tmp_path):
+    """1e-300 passed "(0, 1]", but the model compares in float32, where it is 0: every cumulative score
+    reached it and every block stopped at its first iteration."""
+    from iamnn_studio.engine.config import MIN_THRESHOLD, RunConfig
+
+    model = build_model(tiny(threshold=0.5)).eval()
+    model.config.threshold = 1e-300  # what validation used to let through
+    assert model(torch.randn(4, 1, 16, 16)).iterations.tolist() == [[1, 1, 1, 1]] * 4  # the fault it caused
+    model.config.threshold = 0.5
+    said = (r"^threshold: must be at least 1e-45, got 1e-300 \(0 in the model's float32 arithmetic: "
+            r"every block would stop at its first iteration\)$")
+    with pytest.raises(ValueError, match=said):
+        model.set_threshold(1e-300)
+    with pytest.raises(ValueError, match=said):
+        ModelConfig(threshold=1e-300).validate()
+    (tmp_path / "run.toml").write_text("[model]\nthreshold = 1e-300\n")
+    with pytest.raises(ValueError, match=said):
+        RunConfig.load(tmp_path / "run.toml").validate()
+    assert ModelConfig(threshold=MIN_THRESHOLD).validate().threshold == MIN_THRESHOLD
+    assert not bool(torch.zeros(1) >= MIN_THRESHOLD)  # a score of 0 has not reached the smallest one
+
+
 def test_model_config_round_trips_through_dict():
     from iamnn_studio.engine import ModelConfig
 

@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import math
+import struct
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,10 @@ class ModelConfig:
             return int(self.mode.split(":", 1)[1])
         return None
 
+    def fixed_setting(self) -> tuple[int, ...] | None:
+        """Iterations each block runs in ``max`` or ``fixed:N`` mode (N held to each block's cap), else None."""
+        return fixed_setting(self.mode, self.caps)
+
     # --------------------------------------------------------------- validation
     def validate(self) -> "ModelConfig":
         if self.iterations is None and self.depth not in DEPTH_ITERATIONS:
@@ -156,6 +161,9 @@ class ModelConfig:
             raise _field_error("eps", f"the halting epsilon must be in [0, 1), got {self.eps!r}")
         if self.threshold is not None and (not _is_number(self.threshold) or not 0 < self.threshold <= 1):
             raise _field_error("threshold", f"must be in (0, 1], got {self.threshold!r}")
+        if self.threshold is not None and _as_float32(self.threshold) == 0:
+            raise _field_error("threshold", f"must be at least {MIN_THRESHOLD}, got {self.threshold!r} (0 in the "
+                                            "model's float32 arithmetic: every block would stop at its first iteration)")
         if self.architecture not in ARCHITECTURES:
             raise _field_error("architecture", f"must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.halting_caps is not None:
@@ -177,6 +185,28 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         return _from_dict(cls, d, "model")
+
+
+def fixed_setting(mode: str, caps: Any) -> tuple[int, ...] | None:
+    """Iterations per block that ``max`` or ``fixed:N`` runs on blocks with these caps (N is held to each
+    block's cap: ``fixed:2`` on caps 1-2-3-2 runs 1-2-2-2); None for ``adaptive`` (the halting decides)."""
+    caps = tuple(int(c) for c in caps)
+    if mode == "max":
+        return caps
+    if isinstance(mode, str) and mode.startswith("fixed:"):
+        n = int(mode.split(":", 1)[1])
+        return tuple(min(n, c) for c in caps)
+    return None
+
+
+#: The model compares the cumulative halting score with the threshold in float32, where anything under
+#: about 7e-46 is 0 (every block would stop at once); 1e-45 is the smallest float32 above 0, rounded.
+MIN_THRESHOLD = 1e-45
+
+
+def _as_float32(value: float) -> float:
+    """``value`` rounded to float32, as torch compares a float32 tensor with a Python float."""
+    return struct.unpack("f", struct.pack("f", value))[0]
 
 
 def _is_number(v: Any) -> bool:

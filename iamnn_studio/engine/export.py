@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from .checkpoint import Checkpoint, load_checkpoint
+from .config import fixed_setting
 from .io import give_usual_permissions
 from .runs import output_file
 from .registry import Registry
@@ -211,12 +212,15 @@ def apply_halting(checkpoint: Checkpoint, *, mode: str | None = None, threshold:
 
 
 def describe_halting(config: Any) -> str:
-    """The halting an exported graph applies, in words: "adaptive, threshold 0.930", "fixed:2", "max"."""
+    """The halting an exported graph applies, in words: "adaptive, threshold 0.930", and for the fixed
+    modes the iterations each block really runs, a block's cap holding N back: "fixed:2 (iterations
+    1-2-2-2)" on caps 1-2-3-2 (``fixed:99`` there runs 1-2-3-2), "max (iterations 1-2-3-2)"."""
     if config.architecture != "iamnn":
         return "none (ResNet baseline: every unit of every block)"
     if config.mode == "adaptive":
         return f"adaptive, threshold {config.halting_threshold:.3f}"
-    return config.mode
+    setting = fixed_setting(config.mode, config.caps)
+    return f"{config.mode} (iterations {'-'.join(map(str, setting))})" if setting else config.mode
 
 
 def _same_file(a: Path, b: Path) -> bool:
