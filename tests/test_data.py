@@ -187,33 +187,43 @@ def test_stopping_a_download_ends_it_at_once_and_keeps_no_partial_file(tmp_path,
     assert not downloading() and not stop_downloads()  # nothing left in progress
 
 
-@pytest.mark.timeout(90)
-def test_first_ctrl_c_during_a_download_stops_train_with_one_line_and_exit_130(tmp_path, stalling_proxy):
+def first_ctrl_c_during_download(arguments: list[str], watched: Path) -> tuple[int, str, str]:
+    """Run ``iamnn-studio ARGUMENTS``, send one SIGINT (a first Ctrl-C) once the download has written bytes
+    under ``watched``; (exit code, stdout, stderr without download progress lines)."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    root = tmp_path / "data"
-    job = subprocess.Popen(
-        [sys.executable, "-m", "iamnn_studio", "train", "--dataset", "fashion-mnist", "--data-root", str(root),
-         "--download", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    job = subprocess.Popen([sys.executable, "-m", "iamnn_studio", *arguments], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     try:
         deadline = time.monotonic() + 60
-        while not any(p.stat().st_size for p in partial_files(tmp_path) if p.exists()):
+        while not any(p.stat().st_size for p in partial_files(watched) if p.exists()):
             assert job.poll() is None and time.monotonic() < deadline, job.communicate()[1][-3000:]
             time.sleep(0.1)
-        job.send_signal(signal.SIGINT)  # once: what a first Ctrl-C sends
-        _, err = job.communicate(timeout=20)  # not after the 30 s the silent server could keep it waiting
+        job.send_signal(signal.SIGINT)
+        out, err = job.communicate(timeout=20)  # not after the 30 s the silent server could keep it waiting
     finally:
         if job.poll() is None:
             job.kill()
-    assert job.returncode == 130, err[-3000:]
     lines = [line for line in err.splitlines() if line.strip() and "%" not in line]  # no download progress bar
-    assert lines == ["stopping the dataset download (Ctrl-C again to quit at once)",
-                     f"the download of Fashion-MNIST into {root} was stopped; no partial file was kept"]
+    return job.returncode, out, "\n".join(lines)
+
+
+def download_stopped_lines(root: Path) -> str:
+    return ("stopping the dataset download (Ctrl-C again to quit at once)\n"
+            f"the download of Fashion-MNIST into {root} was stopped; no partial file was kept")
+
+
+@pytest.mark.timeout(90)
+def test_first_ctrl_c_during_a_download_stops_train_with_one_line_and_exit_130(tmp_path, stalling_proxy):
+    root = tmp_path / "data"
+    code, _, err = first_ctrl_c_during_download(
+        ["train", "--dataset", "fashion-mnist", "--data-root", str(root), "--download",
+         "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"], tmp_path)
+    assert (code, err) == (130, download_stopped_lines(root))
     assert partial_files(tmp_path) == [] and not (tmp_path / "runs").exists()
 
 
@@ -221,34 +231,14 @@ def test_first_ctrl_c_during_a_download_stops_train_with_one_line_and_exit_130(t
 def test_first_ctrl_c_during_a_download_stops_evaluate_with_trains_words_and_exit_130(tmp_path, stalling_proxy):
     """evaluate --download used to print only "interrupted": the same Ctrl-C during train's download says
     what was stopped and that no partial file was kept."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     from tiny_models import save_varied_checkpoint
 
     save_varied_checkpoint(tmp_path / "model.pt")
     root = tmp_path / "data"
-    job = subprocess.Popen(
-        [sys.executable, "-m", "iamnn_studio", "evaluate", str(tmp_path / "model.pt"), "--dataset", "fashion-mnist",
-         "--data-root", str(root), "--download"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-    try:
-        deadline = time.monotonic() + 60
-        while not any(p.stat().st_size for p in partial_files(root) if p.exists()):
-            assert job.poll() is None and time.monotonic() < deadline, job.communicate()[1][-3000:]
-            time.sleep(0.1)
-        job.send_signal(signal.SIGINT)  # once: what a first Ctrl-C sends
-        out, err = job.communicate(timeout=20)  # not after the 30 s the silent server could keep it waiting
-    finally:
-        if job.poll() is None:
-            job.kill()
-    assert job.returncode == 130, err[-3000:]
-    lines = [line for line in err.splitlines() if line.strip() and "%" not in line]  # no download progress bar
-    assert lines == ["stopping the dataset download (Ctrl-C again to quit at once)",
-                     f"the download of Fashion-MNIST into {root} was stopped; no partial file was kept"]
+    code, out, err = first_ctrl_c_during_download(
+        ["evaluate", str(tmp_path / "model.pt"), "--dataset", "fashion-mnist", "--data-root", str(root),
+         "--download"], root)
+    assert (code, err) == (130, download_stopped_lines(root))
     assert out == "" and partial_files(root) == []
 
 

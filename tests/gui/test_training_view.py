@@ -514,13 +514,25 @@ def test_a_long_history_is_thinned_to_means_of_consecutive_steps_up_to_the_resum
     assert [r["step"] for r in records] == sorted(r["step"] for r in records)  # each epoch after its steps
 
 
+def replayed_loss(qtbot, run, resumed_step: int):
+    """The Train tab's loss curve once Continue has replayed ``run``'s history up to ``resumed_step``."""
+    from iamnn_studio.gui.training_view import TrainingView
+
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view._resumed_step = resumed_step
+    view._replay_history(str(run))
+    loss = view.monitor.curves["train_loss"]
+    qtbot.waitUntil(lambda: len(loss) > 0, timeout=30_000)
+    return loss
+
+
 def test_replaying_a_resumed_runs_history_reads_and_thins_it_off_the_ui_thread(qtbot, styled_app, tmp_path,
                                                                                 monkeypatch):
     """200,000 step events were appended to the plots one by one on the UI thread: a 2.8 s freeze."""
     import json
 
     import iamnn_studio.gui.training_view as training_view
-    from iamnn_studio.gui.training_view import TrainingView
 
     run = tmp_path / "resumed"
     run.mkdir()
@@ -531,12 +543,7 @@ def test_replaying_a_resumed_runs_history_reads_and_thins_it_off_the_ui_thread(q
     monkeypatch.setattr(training_view, "history_records",
                         lambda *a, **k: threads.append(threading.current_thread()) or thin(*a, **k))
     monkeypatch.setattr(training_view, "HISTORY_POINTS", 100)
-    view = TrainingView()
-    qtbot.addWidget(view)
-    view._resumed_step = 5000
-    view._replay_history(str(run))
-    loss = view.monitor.curves["train_loss"]
-    qtbot.waitUntil(lambda: len(loss) > 0, timeout=30_000)
+    loss = replayed_loss(qtbot, run, resumed_step=5000)
     assert threads and threads[0] is not threading.main_thread()
     assert len(loss) == 100 and loss.data()[0][-1] == 5000
 
@@ -562,8 +569,6 @@ def test_continuing_a_run_once_resumed_from_an_earlier_checkpoint_replays_each_s
     """Steps 1-8, a resume from step 4, steps 5-8 again: the replay drew 1-8 and then 5-8 over them."""
     import json
 
-    from iamnn_studio.gui.training_view import TrainingView
-
     run = tmp_path / "resumed"
     run.mkdir()
     events = [{"event": "started", "resumed_from_step": None},
@@ -571,11 +576,5 @@ def test_continuing_a_run_once_resumed_from_an_earlier_checkpoint_replays_each_s
               {"event": "started", "resumed_from_step": 4},
               *({"event": "step", "step": s, "loss": 0.5} for s in range(5, 9))]
     (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    view = TrainingView()
-    qtbot.addWidget(view)
-    view._resumed_step = 8
-    view._replay_history(str(run))
-    loss = view.monitor.curves["train_loss"]
-    qtbot.waitUntil(lambda: len(loss) > 0, timeout=30_000)
-    xs, ys = loss.data()
+    xs, ys = replayed_loss(qtbot, run, resumed_step=8).data()
     assert list(ys) == [1.0] * 4 + [0.5] * 4 and sorted(xs) == list(xs) and len(set(xs)) == 8
