@@ -102,3 +102,16 @@ def test_a_model_in_training_mode_runs_in_one_pass(two_threads, model_and_images
     model, x = model_and_images
     model.train()  # batchnorm on batch statistics: two halves would not give one pass's answers
     assert split_forward.workers_for(model, x) == 1
+
+
+def test_a_worker_that_raises_leaves_the_thread_count_as_it_was(two_threads, model_and_images, monkeypatch):
+    """A failing half (out of memory) skipped the restore: threads started later kept one core."""
+    model, x = model_and_images
+    monkeypatch.setattr(model.fc, "forward", lambda *_: (_ for _ in ()).throw(MemoryError("no room")))
+    with pytest.raises(MemoryError):
+        split_forward.forward(model, x)
+    seen = []
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert torch.get_num_threads() == 2 and seen == [2]

@@ -66,23 +66,22 @@ def forward(model: nn.Module, x: Tensor, **kwargs) -> ModelOutput:
         threads = torch.get_num_threads()
         per_worker = max(1, threads // workers)
 
-        def run(chunk: Tensor) -> tuple[ModelOutput, bool]:
-            changed = torch.get_num_threads() != per_worker
-            if changed:  # this thread's OpenMP team only (once per worker: it keeps it)
+        def run(chunk: Tensor) -> ModelOutput:
+            if torch.get_num_threads() != per_worker:  # this thread's OpenMP team (once per worker: it keeps it)
                 torch.set_num_threads(per_worker)
             with torch.no_grad():  # grad mode is per thread
-                return model(chunk, **kwargs), changed
+                return model(chunk, **kwargs)
 
-        results = list(_workers().map(run, x.chunk(workers)))
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-            _thread_counts_are_per_thread = False
-        elif any(changed for _, changed in results):
+        try:
+            results = list(_workers().map(run, x.chunk(workers)))
+        finally:  # also when a worker raised (out of memory): the count must not stay changed
+            if torch.get_num_threads() != threads:
+                _thread_counts_are_per_thread = False
             # torch.set_num_threads also stores the count that every thread started later begins with
             # (torch's lazy per-thread init): without this, a training or evaluation thread started
             # after the first split prediction ran on one core.
             torch.set_num_threads(threads)
-        return merge([output for output, _ in results])
+        return merge(results)
 
 
 def merge(outputs: list[ModelOutput]) -> ModelOutput:

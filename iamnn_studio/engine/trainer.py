@@ -246,6 +246,8 @@ class Trainer:
             where = self._keep_traceback(exc)
             log.debug("training failed", exc_info=True)
             return self._fail(f"unexpected error: {type(exc).__name__}: {_first_line(exc)} (details in {where})")
+        finally:
+            self._thread = None  # a later stop() must not stop another run's download in a pooled thread
 
     # ------------------------------------------------------------ preparing
     def _prepare(self) -> None:
