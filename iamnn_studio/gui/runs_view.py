@@ -161,7 +161,7 @@ class RunsView(QWidget):
                 return None  # nothing those runs' writers would touch has changed: no listing
             runs = import_engine("runs")
             listed = runs.list_runs(folder)
-            return folder, listed, live_watch(listed, runs.read_json_object)
+            return folder, listed, live_watch(folder, listed, runs.read_json_object)
 
         self._runner.submit(work, self._on_listed, self._on_list_failed)
 
@@ -542,19 +542,21 @@ def checkable_here(status: dict[str, Any] | None) -> bool:
 
 
 def file_stamps(run_dir: Path) -> tuple:
-    """(mtime_ns, size) of each of the files a training process rewrites, None for one missing or unreadable."""
+    """(mtime_ns, size) of the folder itself (a file or folder made in it) and of each of the files a training
+    process rewrites, None for one missing or unreadable."""
     stamps = []
-    for name in WATCHED_FILES:
+    for path in (run_dir, *(run_dir / name for name in WATCHED_FILES)):
         try:
-            info = os.stat(run_dir / name)
+            info = os.stat(path)
             stamps.append((info.st_mtime_ns, info.st_size))
         except (OSError, ValueError):
             stamps.append(None)
     return tuple(stamps)
 
 
-def live_watch(runs: list[Any], read_json_object) -> tuple[bool, dict[str, tuple]]:
-    """(whether a "running" run can be checked from here, {run folder: file stamps} of those that cannot);
+def live_watch(runs_dir: Path, runs: list[Any], read_json_object) -> tuple[bool, dict[str, tuple]]:
+    """(whether a "running" run can be checked from here, {run folder: file stamps} of those that cannot,
+    and of ``runs_dir`` itself when there are such runs: a run started meanwhile must still show up);
     ``read_json_object`` is the engine's, passed by the background listing (this module imports the engine
     there only, never on its own import)."""
     local, remote = False, {}
@@ -566,6 +568,8 @@ def live_watch(runs: list[Any], read_json_object) -> tuple[bool, dict[str, tuple
             local = True
         else:
             remote[str(folder)] = file_stamps(folder)
+    if remote:
+        remote[str(runs_dir)] = file_stamps(Path(runs_dir))
     return local, remote
 
 

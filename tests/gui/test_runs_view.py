@@ -432,3 +432,16 @@ def test_a_dead_process_of_this_machine_is_interrupted_and_stops_the_timer(qtbot
         view.show()
     assert cell(view, "died-here", "Status") == "interrupted"
     assert not view._live.isActive() and view.live_interval() is None
+
+
+def test_a_run_started_while_only_another_hosts_run_is_running_still_shows_up(qtbot, view, runs, listings):
+    """The slow look at another host's run watched that run's files only: a run started here meanwhile (the
+    CLI) never appeared while the tab stayed open."""
+    make_training_run(runs["dir"])
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.show()
+    listings.clear()
+    assert tick(qtbot, view, listings) == "looked"
+    make_run(runs["dir"], "started-meanwhile", "completed")  # a new folder in the runs folder
+    assert tick(qtbot, view, listings) == "listed"
+    assert cell(view, "started-meanwhile", "Status") == "completed"
