@@ -432,8 +432,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     # a Ctrl-C before the download began stops it as it begins (stop_downloads had nothing to stop yet)
     stopped_download = download_stopped.is_set() or (interrupts.count and DOWNLOAD_STOPPED in result.reason)
-    if result.state == "failed" and stopped_download and result.run_dir is None:
-        print(result.reason, file=sys.stderr)  # what the user asked for, not an error
+    if result.state == "failed" and stopped_download:  # also a --resume whose folder exists: asked for, no error
+        print(result.reason, file=sys.stderr)
         return EXIT_INTERRUPTED
     if result.state == "failed":
         print(f"error: {result.reason}", file=sys.stderr)
@@ -688,7 +688,11 @@ def _load_evaluation_data(data_config: Any, seed: int) -> Any:
             interrupts.on_first = stop
             interrupts.only_when = downloading
             interrupts.first_message = "stopping the dataset download"
-            return load_dataset(data_config, seed=seed)
+            bundle = load_dataset(data_config, seed=seed)
+        if stopped.is_set():  # the stop landed between two transfers (while extracting): still a stop
+            print("the dataset download was stopped", file=sys.stderr)
+            return None
+        return bundle
     except DownloadStopped as exc:
         if not stopped.is_set():
             raise
