@@ -119,10 +119,6 @@ class ModelConfig:
             return int(self.mode.split(":", 1)[1])
         return None
 
-    def fixed_setting(self) -> tuple[int, ...] | None:
-        """Iterations each block runs in ``max`` or ``fixed:N`` mode (N held to each block's cap), else None."""
-        return fixed_setting(self.mode, self.caps)
-
     # --------------------------------------------------------------- validation
     def validate(self) -> "ModelConfig":
         if self.iterations is None and self.depth not in DEPTH_ITERATIONS:

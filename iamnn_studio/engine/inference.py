@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import ModelConfig
+from .config import ModelConfig, fixed_setting
 from .data.augment import normalize, resize_images
 from . import split_forward
 from .halting import act_step, hazard_step
@@ -383,11 +383,7 @@ class Predictor:
     # ------------------------------------------------------------------ helpers
     def _fixed_setting(self) -> tuple[int, ...] | None:
         """Iterations per block in ``max`` / ``fixed:N`` mode (None when halting decides)."""
-        caps = tuple(self.model.caps)
-        if self.mode == "max":
-            return caps
-        n = self.model_config.fixed_iterations()
-        return None if n is None else tuple(min(n, cap) for cap in caps)
+        return fixed_setting(self.mode, self.model.caps)
 
     def _as_tensor(self, image: Tensor | Image.Image, name: str, notes: list[str]) -> Tensor:
         cfg = self.model_config
