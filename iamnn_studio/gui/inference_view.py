@@ -417,6 +417,15 @@ class InferenceView(QWidget):
         self._threshold_value = value / SLIDER_STEPS
         self._on_settings_changed()
 
+    def halting_setting(self) -> tuple[str, float | None] | None:
+        """The halting set here for the checkpoint open, as its predictions apply it: (mode, threshold), the
+        mode "adaptive", "fixed:N" or "max" and the threshold for "adaptive" only (else None); None with no
+        checkpoint open or for a model without halting (the ResNet baseline)."""
+        if not self._has_halting:
+            return None
+        settings = self._settings()
+        return str(settings.mode), settings.threshold if settings.mode == "adaptive" else None
+
     def _settings(self) -> _Settings:
         mode = self.mode_combo.currentData()
         if mode == "fixed":

@@ -498,15 +498,14 @@ class MainWindow(QMainWindow):
         from .export_dialog import UseTabHalting
 
         use = self.view("Use")
-        path = use.checkpoint_path() if use is not None and hasattr(use, "checkpoint_path") else None
-        try:  # the Use tab's own reading of its controls, as it applies them to its predictions
-            halts = bool(use._has_halting)
-            settings = use._settings()
-        except AttributeError:  # a Use tab without these: the export offers the checkpoint's own only
+        if use is None or not hasattr(use, "halting_setting"):  # the export offers the checkpoint's own only
             return None
-        if not path or not halts:
+        path = use.checkpoint_path()
+        setting = use.halting_setting()  # as the Use tab applies it to its predictions
+        if not path or setting is None:
             return None
-        return UseTabHalting(path, str(settings.mode), settings.threshold if settings.mode == "adaptive" else None)
+        mode, threshold = setting
+        return UseTabHalting(path, mode, threshold)
 
     @Slot()
     def paste(self) -> None:

@@ -38,6 +38,7 @@ def _dialog_of_file_export(window, monkeypatch):
 
 def test_file_export_offers_the_threshold_set_on_the_use_tab(qtbot, window, opened, monkeypatch):
     use = window.view("Use")
+    assert use.halting_setting() == ("adaptive", pytest.approx(0.7))
     assert window.use_tab_halting().threshold == pytest.approx(0.7)  # untouched: the checkpoint's own
     use.threshold_slider.setValue(930)  # the user tunes the threshold
     halting = window.use_tab_halting()
@@ -55,6 +56,7 @@ def test_file_export_offers_the_use_tabs_fixed_mode(qtbot, window, opened):
     use = window.view("Use")
     use.mode_combo.setCurrentIndex(use.mode_combo.findData("fixed"))
     use.fixed_spin.setValue(2)
+    assert use.halting_setting() == ("fixed:2", None)  # the Use tab's public word on it, not its private controls
     halting = window.use_tab_halting()
     assert (halting.mode, halting.threshold) == ("fixed:2", None)
 
@@ -62,11 +64,12 @@ def test_file_export_offers_the_use_tabs_fixed_mode(qtbot, window, opened):
 def test_no_halting_is_offered_without_a_checkpoint_or_for_a_resnet(qtbot, window, tmp_path):
     from tiny_models import save_varied_checkpoint, tiny_config
 
-    assert window.use_tab_halting() is None  # nothing open
+    assert window.use_tab_halting() is None and window.view("Use").halting_setting() is None  # nothing open
     save_varied_checkpoint(tmp_path / "resnet.pt", tiny_config(architecture="resnet"))
     with qtbot.waitSignal(window.view("Use").checkpoint_loaded, timeout=30_000):
         window.open_checkpoint(str(tmp_path / "resnet.pt"))
     assert window.use_tab_halting() is None  # nothing halts in a ResNet
+    assert window.view("Use").halting_setting() is None
 
 
 def test_quit_has_ctrl_q_besides_the_platforms_own_key(window):
