@@ -10,6 +10,7 @@ Widths follow the font, so a large application font does not clip the paths.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass
@@ -69,14 +70,25 @@ class UseTabHalting:
                                       and abs(threshold - self.threshold) < 1e-9)
 
 
-def describe_halting(mode: str, threshold: float | None) -> str:
-    """"threshold 0.930, adaptive", "fixed, 2 iterations per block", "every iteration (cap)"."""
-    if mode == "adaptive":
-        return f"threshold {threshold:.3f}, adaptive" if threshold is not None else "adaptive"
-    if mode.startswith("fixed:"):
-        n = mode.split(":", 1)[1]
-        return f"fixed, {n} iteration{'' if n == '1' else 's'} per block"
-    return "every iteration (cap)" if mode == "max" else mode
+@dataclass(frozen=True)
+class _OwnHalting:
+    """A checkpoint's saved halting and, in the engine's words, that and the Use tab's setting applied to it."""
+
+    mode: str
+    threshold: float | None  # adaptive only
+    words: str  # "adaptive, threshold 0.700", "fixed:99 (iterations 1-2-3-2)"
+    use_tab_words: str | None  # the Use tab's setting on this checkpoint's model, None without one
+
+
+def halting_words(config: Any, mode: str | None = None, threshold: float | None = None) -> str:
+    """The halting an export of a checkpoint with this ``ModelConfig`` carries, with ``mode`` and ``threshold``
+    in place of its own (None: its own), in the engine's words: the exported file's ``halting`` metadata
+    (``export.describe_halting``), so a fixed mode says the iterations each block really runs, its cap
+    holding N back ("fixed:99 (iterations 1-2-3-2)"). Imports the engine (torch): call it off the UI thread."""
+    changes = {"mode": mode} if mode is not None else {}
+    if threshold is not None:
+        changes["threshold"] = threshold
+    return import_engine("export").describe_halting(dataclasses.replace(config, **changes) if changes else config)
 
 
 class ExportDialog(QDialog):
@@ -89,7 +101,7 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Export model")
         self._use_tab = use_tab
-        self._own_halting: tuple[str, tuple[str, float | None] | None] | None = None  # (checkpoint, own setting)
+        self._own_halting: tuple[str, _OwnHalting | None] | None = None  # (checkpoint, its own setting)
         self._runner = BackgroundRunner(self)
         # Export waits for the format list, read in the background: the buttons follow the runner, since
         # setting the same suggested file name again fires no textChanged (they stayed disabled for good).
@@ -99,7 +111,6 @@ class ExportDialog(QDialog):
         self._output_edited = False
         self.last_path: str | None = None
         self.last_error: str | None = None
-        self._exported_halting: str | None = None  # the Use tab's setting the running export carries, in words
         self._fitting_height = False  # _fit_height is resizing the dialog
         self._build()
         self._size_to_font()
@@ -285,14 +296,13 @@ class ExportDialog(QDialog):
         previous = self.halting_combo.currentData()
         self.halting_combo.clear()
         if offered:
-            use_text = describe_halting(use.mode, use.threshold)
-            if own is not None and use.same_as(*own):
-                self.halting_combo.addItem(f"{use_text[0].upper()}{use_text[1:]} (the checkpoint's own, as on "
-                                           "the Use tab)", OWN)
+            if own is not None and use.same_as(own.mode, own.threshold):
+                self.halting_combo.addItem(f"The checkpoint's own, as on the Use tab: {own.words}", OWN)
             else:
-                self.halting_combo.addItem(f"{use_text[0].upper()}{use_text[1:]} (as set on the Use tab)", USE_TAB)
-                own_text = describe_halting(*own) if own is not None else ""
-                self.halting_combo.addItem(f"{own_text[0].upper()}{own_text[1:]} (the checkpoint's own)" if own_text
+                # the words need the checkpoint's caps: its bare mode until they are read
+                use_words = own.use_tab_words if own is not None and own.use_tab_words else use.mode
+                self.halting_combo.addItem(f"As set on the Use tab: {use_words}", USE_TAB)
+                self.halting_combo.addItem(f"The checkpoint's own: {own.words}" if own is not None
                                            else "The checkpoint's own setting", OWN)
                 self.halting_combo.setCurrentIndex(max(0, self.halting_combo.findData(previous)))
             if own is None and (self._own_halting is None or self._own_halting[0] != source):
@@ -309,14 +319,18 @@ class ExportDialog(QDialog):
                 self._fit_height()  # the row's room comes and goes with it (another checkpoint named, too)
 
     def _read_own_halting(self, source: str) -> None:
-        """The checkpoint's saved mode and threshold, read without building its model."""
+        """The checkpoint's saved mode and threshold, read without building its model, and in the engine's
+        words both that and the Use tab's setting (they depend on the checkpoint's caps)."""
         self._own_halting = (source, None)  # asked: not again for this path
+        use = self._use_tab
 
         def work(report):
             config, _ = import_engine("checkpoint").checkpoint_settings(source)
-            return config.mode, (config.halting_threshold if config.mode == "adaptive" else None)
+            return _OwnHalting(config.mode, config.halting_threshold if config.mode == "adaptive" else None,
+                               halting_words(config),
+                               halting_words(config, use.mode, use.threshold) if use is not None else None)
 
-        def done(own: tuple[str, float | None]) -> None:
+        def done(own: _OwnHalting) -> None:
             if self._own_halting is not None and self._own_halting[0] == source:
                 self._own_halting = (source, own)
                 self._update_halting_offer()
@@ -473,16 +487,17 @@ class ExportDialog(QDialog):
 
         halting = self.halting_override()
         mode, threshold = halting if halting is not None else (None, None)
-        self._exported_halting = (f"{describe_halting(mode, threshold)}, as set on the Use tab"
-                                  if halting is not None else None)
 
         def work(report):
             if fmt == COPY:
-                return str(_copy_checkpoint(source, target)), [], None, created
+                return str(_copy_checkpoint(source, target)), [], None, created, None
             export = import_engine("export")
             path = export.export_checkpoint(source, fmt, target, mode=mode, threshold=threshold)
-            caveats = export.export_caveats(import_engine("checkpoint").load_checkpoint(source), mode=mode)
-            return str(path), caveats, export.suffix_mismatch(fmt, typed), created  # the CLI's warning, word for word
+            loaded = import_engine("checkpoint").load_checkpoint(source)
+            caveats = export.export_caveats(loaded, mode=mode)
+            # the Use tab's setting, in the words the exported file's metadata has
+            words = halting_words(loaded.model_config, mode, threshold) if halting is not None else None
+            return str(path), caveats, export.suffix_mismatch(fmt, typed), created, words  # the CLI's warning
 
         self.result.hide()
         self.busy_widget.show()
@@ -531,15 +546,15 @@ class ExportDialog(QDialog):
             target = (self._suggested_name(source, "")[0] if checkpoint else Path.home()) / target
         return Path(os.path.abspath(target))  # ".." folded, links kept (output_file follows them)
 
-    def _on_exported(self, outcome: tuple[str, list[str], str | None, Path | None]) -> None:
-        path, caveats, mismatch, created = outcome
+    def _on_exported(self, outcome: tuple[str, list[str], str | None, Path | None, str | None]) -> None:
+        path, caveats, mismatch, created, words = outcome
         self._exporting = False
         self.busy_widget.hide()
         self.last_path, self.last_error = path, None
         caveat = "".join(f" Note: {c[0].upper()}{c[1:]}." for c in caveats)
         caveat += f" Note: {mismatch}." if mismatch else ""  # starts with the path: not capitalised
         made = f" (created the folder {created})" if created is not None else ""
-        halting = f" Halting: {self._exported_halting}." if self._exported_halting else ""
+        halting = f" Halting: {words}, as set on the Use tab." if words else ""
         self.result.show_message(f"Exported to {path}{made}.{halting}{caveat}",
                                  "warning" if caveats or mismatch else "info")
         self.reveal_button.show()

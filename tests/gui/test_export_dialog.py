@@ -305,14 +305,14 @@ def test_the_use_tabs_threshold_is_offered_first_and_reaches_the_exported_file(q
     model = save_varied_checkpoint(checkpoint)  # its own threshold: 0.7
     widget = _use_tab_dialog(qtbot, checkpoint, threshold=0.95)
     assert widget.halting_combo.isVisibleTo(widget) and widget.halting_combo.isEnabled()
-    assert _items(widget.halting_combo) == ["Threshold 0.950, adaptive (as set on the Use tab)",
-                                            "Threshold 0.700, adaptive (the checkpoint's own)"]
+    assert _items(widget.halting_combo) == ["As set on the Use tab: adaptive, threshold 0.950",
+                                            "The checkpoint's own: adaptive, threshold 0.700"]
     assert widget.halting_override() == ("adaptive", 0.95)  # pre-selected: what the user chose last
 
     export(qtbot, widget, "torchscript", tmp_path / "use-tab.ts")
-    assert "Halting: threshold 0.950, adaptive, as set on the Use tab." in widget.result.text()
     meta = read_torchscript_metadata(tmp_path / "use-tab.ts")
     assert meta["halting"] == "adaptive, threshold 0.950" and json.loads(meta["model_config"])["threshold"] == 0.95
+    assert f"Halting: {meta['halting']}, as set on the Use tab." in widget.result.text()  # the file's own words
     images = varied_images(30, seed=1).images.float() / 255
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
@@ -331,14 +331,31 @@ def test_the_use_tabs_threshold_is_offered_first_and_reaches_the_exported_file(q
 
 def test_the_use_tabs_fixed_mode_is_offered_in_words(qtbot, checkpoint):
     widget = _use_tab_dialog(qtbot, checkpoint, mode="fixed:2", threshold=None)
-    assert _items(widget.halting_combo) == ["Fixed, 2 iterations per block (as set on the Use tab)",
-                                            "Threshold 0.990, adaptive (the checkpoint's own)"]
+    assert _items(widget.halting_combo) == ["As set on the Use tab: fixed:2 (iterations 1-2-1-1)",  # caps 1-2-1-1
+                                            "The checkpoint's own: adaptive, threshold 0.990"]
     assert widget.halting_override() == ("fixed:2", None)
+
+
+def test_a_fixed_mode_above_a_blocks_cap_says_what_really_runs(qtbot, tmp_path):
+    """A checkpoint saved as fixed:99 on caps 1-2-3-2 runs 1-2-3-2: the dialog said "fixed, 99 iterations per
+    block". Its words are now the engine's, those of the exported file's metadata and the CLI."""
+    from iamnn_studio.engine.export import read_torchscript_metadata
+    from tiny_models import save_varied_checkpoint, tiny_config
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.pt"
+    checkpoint.parent.mkdir(parents=True)
+    save_varied_checkpoint(checkpoint, tiny_config(mode="fixed:99"))  # caps 1-2-3-2
+    widget = _use_tab_dialog(qtbot, checkpoint, mode="fixed:3", threshold=None)
+    assert _items(widget.halting_combo) == ["As set on the Use tab: fixed:3 (iterations 1-2-3-2)",
+                                            "The checkpoint's own: fixed:99 (iterations 1-2-3-2)"]
+    widget.halting_combo.setCurrentIndex(1)  # the checkpoint's own
+    export(qtbot, widget, "torchscript", tmp_path / "own.ts")
+    assert read_torchscript_metadata(tmp_path / "own.ts")["halting"] == "fixed:99 (iterations 1-2-3-2)"
 
 
 def test_the_same_setting_as_the_checkpoints_is_one_line_and_no_override(qtbot, checkpoint):
     widget = _use_tab_dialog(qtbot, checkpoint, threshold=0.99)  # the fixture's own: 1 - eps
-    assert _items(widget.halting_combo) == ["Threshold 0.990, adaptive (the checkpoint's own, as on the Use tab)"]
+    assert _items(widget.halting_combo) == ["The checkpoint's own, as on the Use tab: adaptive, threshold 0.990"]
     assert not widget.halting_combo.isEnabled() and widget.halting_override() is None
 
 

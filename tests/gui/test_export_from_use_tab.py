@@ -47,7 +47,7 @@ def test_file_export_offers_the_threshold_set_on_the_use_tab(qtbot, window, open
     dialog = _dialog_of_file_export(window, monkeypatch)
     qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=120_000)
     assert dialog.set_format("torchscript")
-    assert dialog.halting_combo.currentText() == "Threshold 0.930, adaptive (as set on the Use tab)"
+    assert dialog.halting_combo.currentText() == "As set on the Use tab: adaptive, threshold 0.930"
     assert dialog.halting_override() == ("adaptive", 0.93)
     dialog.deleteLater()
 
