@@ -400,7 +400,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     progress = TrainingProgress(sys.stderr)
     distributed = args.nproc_per_node > 1 or args.nnodes > 1
-    download_stopped = threading.Event()  # set when the first Ctrl-C stopped a dataset download
     with _graceful_interrupts() as interrupts:
         if distributed:
             from .engine.distributed import launch
@@ -419,9 +418,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                               listeners=[progress])
 
             def stop() -> None:
-                trainer.stop()
-                if stop_downloads():  # at once: the download would go on, or wait up to 30 s for a silent server
-                    download_stopped.set()
+                trainer.stop()  # also ends the run's dataset download at once (no wait for a silent server)
+                stop_downloads()  # and one a provider runs in a thread of its own
 
             interrupts.on_first = stop
             interrupts.first_message = lambda: ("stopping the dataset download" if downloading()
@@ -430,10 +428,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             result = trainer.run()
     progress.close()
 
-    # a Ctrl-C before the download began stops it as it begins (stop_downloads had nothing to stop yet)
-    stopped_download = download_stopped.is_set() or (interrupts.count and DOWNLOAD_STOPPED in result.reason)
-    if result.state == "failed" and stopped_download:  # also a --resume whose folder exists: asked for, no error
-        print(result.reason, file=sys.stderr)
+    if result.state == "stopped" and result.message:  # stopped while its dataset downloaded (also a --resume):
+        print(result.message, file=sys.stderr)  # asked for, no error; nothing trained to summarise
         return EXIT_INTERRUPTED
     if result.state == "failed":
         print(f"error: {result.reason}", file=sys.stderr)
@@ -444,10 +440,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_run_summary(result)
     # several processes: torch's launcher hears Ctrl-C before our handler does, so the count stays 0
     return EXIT_INTERRUPTED if interrupts.count or result.state == "stopped" else EXIT_OK
-
-
-#: How a stopped download's message (the engine's ``DownloadStopped``) ends.
-DOWNLOAD_STOPPED = "was stopped; no partial file was kept"
 
 
 def _ending_text(reason: Any) -> str:
@@ -576,6 +568,9 @@ class TrainingProgress:
         self._line(("warning: " if d.get("level") == "warning" else "") + str(d.get("message")))
 
     def _on_finished(self, d: dict) -> None:
+        if d.get("message"):  # a stopped download: its sentence is the command's closing line
+            self._end_bar()
+            return
         self._line(f"finished: {_ending_text(d.get('reason'))}")
 
     def _on_failed(self, d: dict) -> None:

@@ -770,7 +770,8 @@ def test_stopping_a_trainer_stops_its_dataset_download_at_once(tmp_path, stallin
     from iamnn_studio.engine.data import downloading
 
     config = RunConfig(data=DataConfig(name="fashion-mnist", root=str(tmp_path / "data"), download=True), device="cpu")
-    trainer = Trainer(config, runs_dir=tmp_path / "runs")
+    events = []
+    trainer = Trainer(config, runs_dir=tmp_path / "runs", listeners=[events.append])
     result = {}
     job = threading.Thread(target=lambda: result.update(outcome=trainer.run()), daemon=True)
     job.start()
@@ -781,9 +782,20 @@ def test_stopping_a_trainer_stops_its_dataset_download_at_once(tmp_path, stallin
     trainer.stop()
     job.join(timeout=10)  # not the 30 s the server could keep it waiting
     assert not job.is_alive()
-    outcome = result["outcome"]
-    assert outcome.state == "failed" and "was stopped; no partial file was kept" in outcome.reason
-    assert partial_files(tmp_path) == [] and not downloading()
+    assert_stopped_download(result["outcome"], trainer, events, tmp_path / "data", run_dir=None)
+    assert partial_files(tmp_path) == [] and not downloading() and not (tmp_path / "runs").exists()
+
+
+def assert_stopped_download(outcome, trainer, events, root: Path, run_dir) -> None:
+    """A stopped download ends the run as the user's own stop, not as a failure (it read "failed"), and
+    says what was stopped."""
+    said = f"the download of Fashion-MNIST into {root} was stopped; no partial file was kept"
+    assert (outcome.state, outcome.reason, outcome.ok, outcome.message) == ("stopped", "stopped", True, said)
+    assert outcome.run_dir == run_dir and trainer.state == "stopped"
+    assert [event.kind for event in events] == ["finished"]
+    finished = events[0].data
+    assert (finished["reason"], finished["message"], finished["run_dir"]) == \
+        ("stopped", said, None if run_dir is None else str(run_dir))
 
 
 @pytest.mark.timeout(60)
@@ -797,15 +809,15 @@ def test_a_trainer_stopped_before_its_download_began_does_not_download(tmp_path,
     from iamnn_studio.engine.data import downloading
 
     config = RunConfig(data=DataConfig(name="fashion-mnist", root=str(tmp_path / "data"), download=True), device="cpu")
-    trainer = Trainer(config, runs_dir=tmp_path / "runs")
+    events = []
+    trainer = Trainer(config, runs_dir=tmp_path / "runs", listeners=[events.append])
     trainer.stop()  # before the run's thread reached its download
     result = {}
     job = threading.Thread(target=lambda: result.update(outcome=trainer.run()), daemon=True)
     job.start()
     job.join(timeout=10)
     assert not job.is_alive()
-    outcome = result["outcome"]
-    assert outcome.state == "failed" and "was stopped; no partial file was kept" in outcome.reason
+    assert_stopped_download(result["outcome"], trainer, events, tmp_path / "data", run_dir=None)
     assert stalling_proxy.connections == []  # never asked the server
     assert partial_files(tmp_path) == [] and not downloading()
 
@@ -837,3 +849,55 @@ def test_ctrl_c_before_the_download_began_stops_train_with_exit_130_not_an_error
     assert lines == ["stopping before training starts (Ctrl-C again to quit at once)",
                      f"the download of Fashion-MNIST into {root} was stopped; no partial file was kept"]
     assert stalling_proxy.connections == [] and partial_files(tmp_path) == []
+
+
+@pytest.mark.timeout(90)
+def test_a_resumed_run_whose_download_is_stopped_reads_stopped_with_its_progress_kept(tmp_path, stalling_proxy):
+    """Continuing a run whose dataset is gone downloads it again; a Stop then left the run reading as a
+    failure (the CLI's --resume, the app's Continue)."""
+    import json
+    import shutil
+    import threading
+    import time
+
+    from iamnn_studio.engine import RunConfig
+    from iamnn_studio.engine.trainer import Trainer
+
+    root = tmp_path / "data"
+    _fake_idx(root, n_train=40, n_test=8)
+    config = RunConfig(name="fm", epochs=2, batch_size=8, seed=1, device="cpu",
+                       data=DataConfig(name="fashion-mnist", root=str(root), download=True, val_fraction=0.25))
+    config.model.iterations, config.model.width, config.calibrate_halting = (1, 1, 1, 1), 4, False
+    holder = {}
+
+    def stop_after_the_first_epoch(event) -> None:
+        if event.kind == "epoch":
+            holder["trainer"].stop()
+
+    holder["trainer"] = Trainer(config, runs_dir=tmp_path / "runs", listeners=[stop_after_the_first_epoch])
+    first = holder["trainer"].run()
+    assert first.state == "stopped"
+    status_path = first.run_dir / "status.json"
+    before = json.loads(status_path.read_text())
+    assert before["step"] > 0 and before["epochs_done"] == 1
+    shutil.rmtree(root)  # the dataset is gone: continuing downloads it again
+
+    events = []
+    trainer = Trainer(None, run_dir=first.run_dir, resume=True, listeners=[events.append])
+    result = {}
+    job = threading.Thread(target=lambda: result.update(outcome=trainer.run()), daemon=True)
+    job.start()
+    deadline = time.monotonic() + 30
+    while not root.exists() or not any(p.stat().st_size for p in partial_files(root) if p.exists()):
+        assert time.monotonic() < deadline and job.is_alive()
+        time.sleep(0.05)
+    trainer.stop()
+    job.join(timeout=10)
+    assert not job.is_alive()
+    assert_stopped_download(result["outcome"], trainer, events, root, run_dir=first.run_dir)
+    assert events[0].data["step"] == before["step"]  # where the run stands: its last checkpoint
+    status = json.loads(status_path.read_text())
+    assert status["state"] == "stopped" and status["reason"] == events[0].data["message"]
+    assert {key: status[key] for key in ("step", "epochs_done", "total_epochs", "best_accuracy", "created")} == \
+        {key: before[key] for key in ("step", "epochs_done", "total_epochs", "best_accuracy", "created")}
+    assert partial_files(root) == []

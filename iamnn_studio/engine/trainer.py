@@ -70,6 +70,11 @@ class _StopRequested(Exception):
     """The user stopped the run during calibration or evaluation."""
 
 
+class _DownloadStopped(Exception):
+    """The run's dataset download was stopped (its Stop, Ctrl-C): the run ends as stopped before training;
+    the message is the download's sentence."""
+
+
 @dataclass
 class RunResult:
     """How a run ended."""
@@ -80,6 +85,9 @@ class RunResult:
     state: str = "completed"  # completed | stopped | failed
     #: sha256 of the trained parameters per global rank (distributed runs check they agree).
     parameter_digests: dict[int, str] = field(default_factory=dict)
+    #: What the user is told where ``reason`` alone does not say it: for a run stopped while its dataset
+    #: downloaded, "the download of X into Y was stopped; no partial file was kept". Empty otherwise.
+    message: str = ""
 
     @property
     def ok(self) -> bool:
@@ -186,7 +194,8 @@ class Trainer:
         self._listeners.append(listener)
 
     def stop(self) -> None:
-        """Finish the current step, save ``last.pt`` and end the run (thread-safe)."""
+        """Finish the current step, save ``last.pt`` and end the run (thread-safe). A dataset download in
+        progress ends at once, and the run ends stopped (not failed) with a message saying so."""
         self._stop_requested.set()
         with self._state_lock:
             if self._state in ("running", "paused"):
@@ -229,6 +238,8 @@ class Trainer:
             if reason != "stopped":
                 reason = self._after_training(reason)
             return self._finish(reason)
+        except _DownloadStopped as exc:
+            return self._stop_before_training(str(exc))
         except TrainingFailed as exc:
             return self._fail(str(exc))
         except torch.cuda.OutOfMemoryError:
@@ -349,6 +360,7 @@ class Trainer:
             )
         self._run_path = run.path  # self.run_dir waits until the run really continues: until then a
         self._last_good_checkpoint = run.last_checkpoint  # failed attempt leaves the folder as it was
+        self._saved_progress, self._saved_best = _checkpoint_progress(state)  # said by a stop while data downloads
         return checkpoint
 
     @staticmethod
@@ -364,12 +376,16 @@ class Trainer:
         return torch.device("cpu")
 
     def _load_data(self, config: RunConfig):
-        from .data import load_dataset
+        from .data import DownloadStopped, load_dataset
         from .data.base import downloads_stop_when
 
         try:
             with downloads_stop_when(self._stop_requested.is_set):  # a Stop before the download began
                 bundle = load_dataset(config.data, seed=config.seed)
+        except DownloadStopped as exc:
+            if self._comm.distributed:  # the other processes do not hear of this stop: fail, which ends them all
+                raise TrainingFailed(str(exc)) from None
+            raise _DownloadStopped(str(exc)) from None  # asked for (Stop, Ctrl-C): a stop, not a failure
         except ValueError as exc:
             raise TrainingFailed(str(exc)) from None
         if len(bundle.train) == 0:
@@ -1009,6 +1025,33 @@ class Trainer:
         return RunResult(run_dir=run_path, reason=reason, best_accuracy=self._model_accuracy(), state=state,
                          parameter_digests={self._rank: digest})
 
+    def _stop_before_training(self, message: str) -> RunResult:
+        """End the run as stopped while its dataset downloaded: the user's own stop, as one during training
+        is ("finished" with reason "stopped", state "stopped"), with ``message`` saying what was stopped. A new
+        run has no folder yet; a resumed one reads "stopped" with the progress its checkpoints hold."""
+        run_path = self._run_path
+        epoch, step = self._saved_progress if self._saved_progress is not None else (None, None)
+        best = self._saved_best
+        if run_path is not None and self._comm.is_main:
+            run = RunDirectory(run_path)
+            previous = run.read_status() or {}
+            try:  # the progress as the folder had it (the checkpoint's where its status.json is gone)
+                run.write_status(
+                    "stopped", reason=message,
+                    best_accuracy=previous.get("best_accuracy", best),
+                    epochs_done=previous.get("epochs_done", epoch or 0),
+                    total_epochs=previous.get("total_epochs", self.config.epochs if self.config else None),
+                    step=previous.get("step", step or 0),
+                )
+            except OSError as exc:
+                self._warn_unsaved("the run's status", run.status_path, exc,
+                                   "the run list may show an older state for this run")
+        if self._comm.is_main:
+            self._emit("finished", reason="stopped", message=message, best_accuracy=best,
+                       run_dir=None if run_path is None else str(run_path), epoch=epoch, step=step)
+        self._set_state("stopped")
+        return RunResult(run_dir=run_path, reason="stopped", best_accuracy=best, state="stopped", message=message)
+
     def _fail(self, reason: str, *, as_saved: bool = False) -> RunResult:
         run_path = self._run_path
         if self._comm.is_main:
@@ -1197,6 +1240,18 @@ def _describe(event: Event) -> str:
 def _to_host(tensor: Tensor) -> Tensor:
     """A CPU copy (``.cpu()`` of a CPU tensor is the tensor itself, which later in-place sums would change)."""
     return tensor.detach().to("cpu", copy=True)
+
+
+def _checkpoint_progress(state: dict[str, Any]) -> tuple[tuple[int, int] | None, float | None]:
+    """(epochs, steps) and the model's accuracy a checkpoint's training state holds; None where unreadable
+    (restoring the state says what is wrong with it)."""
+    try:
+        progress = (int(state["epoch"]), int(state["step"]))
+    except (KeyError, TypeError, ValueError):
+        progress = None
+    best = state.get("calibrated_accuracy") if state.get("halting_fitted") else None
+    best = best if best is not None else state.get("best_accuracy")
+    return progress, float(best) if isinstance(best, (int, float)) and not isinstance(best, bool) else None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -184,6 +184,32 @@ def test_a_training_failure_is_shown_and_the_window_stays_usable(qtbot, window, 
     assert training.header.start.isEnabled()
 
 
+class DownloadStoppedTrainer(FailingTrainer):
+    """Stopped while its dataset downloads, as the engine ends it: a stop before training, no run folder."""
+
+    def run(self):
+        self.emit("finished", reason="stopped", message=DOWNLOAD_STOPPED, best_accuracy=None, run_dir=None,
+                  epoch=None, step=None)
+
+
+DOWNLOAD_STOPPED = "the download of Fashion-MNIST into /data was stopped; no partial file was kept"
+
+
+def test_a_run_stopped_while_its_dataset_downloads_reads_stopped_and_says_what_was_stopped(
+        qtbot, window, monkeypatch, record_dialogs):
+    import iamnn_studio.gui.worker as worker
+
+    monkeypatch.setattr(worker, "create_trainer", DownloadStoppedTrainer)
+    training = start_tiny_run(qtbot, window)
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        pass
+    assert ended.args == ["stopped"] and record_dialogs == []  # the user's own stop: no warning, no failure
+    assert window.run_status() == "Run stopped"
+    assert training.header.result.text() == f"Stopped · {DOWNLOAD_STOPPED}"  # no step to continue from
+    assert training.log.lines()[-1] == f"Stopped · {DOWNLOAD_STOPPED}"
+    assert not training.header.continue_run.isVisibleTo(training) and training.header.start.isEnabled()
+
+
 def test_a_run_that_fails_before_its_folder_exists_points_at_no_earlier_run(qtbot, window, record_dialogs):
     training = start_tiny_run(qtbot, window, max_steps=2)
     qtbot.waitUntil(lambda: training.session is None and training.outcome is not None, timeout=RUN_TIMEOUT_MS)
