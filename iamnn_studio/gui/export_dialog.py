@@ -52,6 +52,9 @@ COPY_NOTE = "The checkpoint file itself: open it in the Use tab or with iamnn-st
 DIALOG_WIDTH_CHARS = 88
 BUSY_WIDTH_CHARS = 17
 USE_TAB = "use-tab"
+#: Typing in the checkpoint field looks at the path (file system calls, slow on a network share) once it
+#: pauses this long, not at every key; Export looks at once.
+CHECK_DELAY_MS = 200
 OWN = "own"
 
 
@@ -112,12 +115,16 @@ class ExportDialog(QDialog):
         self.last_path: str | None = None
         self.last_error: str | None = None
         self._fitting_height = False  # _fit_height is resizing the dialog
+        self._offered: tuple[str, bool] | None = None  # (checkpoint text, whether the Use tab's halting is on offer)
+        self._check_timer = QTimer(self)
+        self._check_timer.setSingleShot(True)
+        self._check_timer.setInterval(CHECK_DELAY_MS)
+        self._check_timer.timeout.connect(self._check_checkpoint)
         self._build()
         self._size_to_font()
         self._load_formats()
         if checkpoint_path:
-            self.checkpoint_edit.setText(str(checkpoint_path))
-        self._suggest_output()
+            self.checkpoint_edit.setText(str(checkpoint_path))  # looked at at once: not typed
         self._update_buttons()
 
     # ================================================================ layout
@@ -279,11 +286,15 @@ class ExportDialog(QDialog):
 
     # ================================================================ halting
     def _offers_use_tab_halting(self) -> bool:
-        """Whether the checkpoint to export is the one open on the Use tab (so its settings are on offer)."""
+        """Whether the checkpoint to export is the one open on the Use tab (so its settings are on offer).
+        Asked of the file system once per checkpoint text (each check of the field starts afresh)."""
         text = self.checkpoint_edit.text().strip() if hasattr(self, "checkpoint_edit") else ""
         if self._use_tab is None or not text:
             return False
-        return _same_path(_named_checkpoint(Path(text).expanduser()), Path(self._use_tab.checkpoint).expanduser())
+        if self._offered is None or self._offered[0] != text:
+            named = _named_checkpoint(Path(text).expanduser())
+            self._offered = (text, _same_path(named, Path(self._use_tab.checkpoint).expanduser()))
+        return self._offered[1]
 
     def _update_halting_offer(self) -> None:
         """Fill the Halting choice for the checkpoint now named: the Use tab's setting first (what the user
@@ -415,11 +426,21 @@ class ExportDialog(QDialog):
         return folder, f"{stem}{suffix}"
 
     def _on_checkpoint_changed(self, text: str) -> None:
+        """Nothing here touches the file system: typing stays quick on a slow or network path."""
         self._clear_result()
+        self._update_buttons()
+        if self.checkpoint_edit.isModified():  # typed: looked at once the typing pauses
+            self._check_timer.start()
+        else:  # set (Browse…, the app): at once
+            self._check_checkpoint()
+
+    def _check_checkpoint(self) -> None:
+        """Look at the checkpoint path named (once): the Halting offer, the note and the suggested output."""
+        self._check_timer.stop()
+        self._offered = None  # the file system may have changed since the last look
         self._update_halting_offer()
         self._update_note()
         self._suggest_output()
-        self._update_buttons()
         self._fit_height()  # the note says another thing
 
     @Slot()
@@ -463,6 +484,8 @@ class ExportDialog(QDialog):
     @Slot()
     def start_export(self) -> bool:
         """Check the paths, confirm an overwrite, then export in the background; False if not started."""
+        if self._check_timer.isActive():  # typed a moment ago: the offer and suggestion follow the final path
+            self._check_checkpoint()
         typed = self.output_edit.text().strip()
         fmt = self.format_combo.currentData()
         self._clear_result()

@@ -375,6 +375,39 @@ def test_another_checkpoint_or_a_copy_is_exported_with_its_own_halting(qtbot, ch
     assert widget.halting_combo.isVisibleTo(widget) and widget.halting_override() == ("adaptive", 0.5)
 
 
+def test_typing_a_checkpoint_path_looks_at_it_once_the_typing_pauses(qtbot, checkpoint, tmp_path, monkeypatch):
+    """Each key looked at the path about three times on the UI thread (a slow network share froze the typing);
+    now nothing while typing, then one look at the final path."""
+    import os
+
+    from PySide6.QtTest import QTest
+
+    from iamnn_studio.gui import export_dialog
+
+    widget = _use_tab_dialog(qtbot, checkpoint)
+    assert widget.halting_combo.isVisibleTo(widget)
+    widget.checkpoint_edit.setText(str(tmp_path) + os.sep)  # set, not typed: looked at at once
+    widget.checkpoint_edit.setFocus()
+    stats, named = [], []
+    for name in ("stat", "lstat"):
+        real = getattr(os, name)
+        monkeypatch.setattr(os, name, lambda *args, _real=real, **kwargs: stats.append(args[0]) or _real(*args, **kwargs))
+    real_named = export_dialog._named_checkpoint
+    monkeypatch.setattr(export_dialog, "_named_checkpoint", lambda path: named.append(str(path)) or real_named(path))
+
+    QTest.keyClicks(widget.checkpoint_edit, "other.pt")  # eight keys, as a user types them
+    assert widget.checkpoint_edit.text() == str(tmp_path / "other.pt")
+    assert stats == [] and named == []  # was: dozens of file system calls, about 3 per key
+    qtbot.waitUntil(lambda: widget.output_edit.text() == str(tmp_path / "other.onnx"), timeout=5_000)
+    assert set(named) == {str(tmp_path / "other.pt")}  # only the final path, in one look
+    assert not widget.halting_combo.isVisibleTo(widget)  # not the checkpoint open on the Use tab
+
+    QTest.keyClicks(widget.checkpoint_edit, "x")  # Export at once after a key: it looks at the final path itself
+    widget.output_edit.setText(str(tmp_path / "out.onnx"))
+    assert widget.start_export() is False
+    assert widget.last_error == f"No checkpoint file at {tmp_path / 'other.ptx'}."
+
+
 # --------------------------------------------------------------------------- widths follow the font
 def test_widths_grow_with_the_font(qtbot, styled_app, checkpoint):
     """620 and 120 pixels were fixed: under a 14-pt application font the paths were cut off."""
