@@ -269,6 +269,61 @@ def test_a_download_through_a_network_that_never_answers_fails_instead_of_hangin
     assert socket.getdefaulttimeout() is None  # the timeout is the download's, not the whole process's
 
 
+def serve_once(body: bytes, declared: int) -> str:
+    """A local HTTP server that answers one request with ``body`` under a Content-Length of ``declared``
+    bytes, then closes the connection (fewer bytes than declared: a transfer cut short); its URL."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % declared + body)
+        server.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/file.gz"
+
+
+def retrieve(url: str, target: Path) -> None:
+    """What torchvision's ``download_url`` does to fetch one file, inside a dataset download."""
+    import torchvision.datasets.utils as tv
+
+    from iamnn_studio.engine.data.base import dataset_download
+
+    with dataset_download("Test data", target.parent):
+        tv._urlretrieve(url, str(target))
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_a_downloaded_file_is_complete_and_gets_the_usual_permissions(tmp_path, no_proxy):
+    import os
+
+    body = bytes(range(256)) * 300
+    retrieve(serve_once(body, len(body)), tmp_path / "file.gz")
+    assert (tmp_path / "file.gz").read_bytes() == body
+    assert partial_files(tmp_path) == [tmp_path / "file.gz"]  # no temporary file left beside it
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "file.gz").stat().st_mode & 0o777 == 0o666 & ~umask  # not the temp file's private 0600
+
+
+def test_a_transfer_cut_short_fails_and_keeps_no_partial_file(tmp_path, no_proxy):
+    """The connection closing before the declared length read as the end of the file: the truncated file was
+    kept under the dataset's own name (torchvision's checksum then failed, and the next run read it)."""
+    with pytest.raises(OSError, match="the connection closed after 4096 of 100000 bytes"):
+        retrieve(serve_once(b"\x1f" * 4096, 100_000), tmp_path / "file.gz")
+    assert partial_files(tmp_path) == []
+
+
 # ------------------------------------------------------------------------------------------------ idx
 def _write_idx(path: Path, array: np.ndarray, compress: bool = True) -> None:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

@@ -24,11 +24,12 @@ def unsaved_reason(error: OSError) -> str:
     return reasons.get(error.errno) or (error.strerror or str(error)).rstrip(".")
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temp file in the same folder, fsync it, then ``os.replace``."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None], *, suffix: str = ".tmp") -> None:
+    """Write ``path`` through a temp file in the same folder (hidden, ending in ``suffix``), fsync it, then
+    ``os.replace``. Whatever ``write`` raises leaves no temp file and ``path`` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

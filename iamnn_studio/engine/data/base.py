@@ -12,7 +12,6 @@ import contextlib
 import http.client
 import os
 import socket
-import tempfile
 import threading
 import urllib.request
 from abc import ABC, abstractmethod
@@ -318,23 +317,21 @@ def _retrieve(download: _Download, url: str, target: Path, chunk_size: int) -> N
     """Fetch ``url`` into ``target`` through a hidden temporary file beside it, renamed when complete."""
     from torch.utils.model_zoo import tqdm
 
-    from ..io import give_usual_permissions
+    from ..io import atomic_write
 
-    fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh, download.open(url) as response, \
-                tqdm(total=response.length, unit="B", unit_scale=True) as bar:
+    def fetch(fh) -> None:
+        with download.open(url) as response, tqdm(total=response.length, unit="B", unit_scale=True) as bar:
+            received = 0
             while chunk := download.read(response, chunk_size):
                 fh.write(chunk)
                 fh.flush()  # what arrived is on disk (chunks are small when the network is slow)
                 bar.update(len(chunk))
+                received += len(chunk)
+            if response.length:  # http.client reads a connection closed early as the end of the file
+                raise OSError(f"the connection closed after {received} of {received + response.length} bytes")
         download.check()
-        give_usual_permissions(partial)
-        os.replace(partial, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
-        raise
+
+    atomic_write(target, fetch, suffix=".part")
 
 
 def incomplete_folder(folders: list[Path], needed: list[str], present) -> tuple[Path, list[str]] | None:
