@@ -11,7 +11,8 @@ Kinds and their ``data`` keys:
   phase done. Throttled to <= 4 per second; not written to the run folder.
 - ``calibrated``: threshold, per_block_accuracy ..., curve (list of {threshold, macs, accuracy})
 - ``evaluated``: the eval.json summary (top1, top5, macs stats)
-- ``finished``: reason ("completed", "stopped", "max_steps"), best_accuracy, run_dir
+- ``finished``: reason ("completed", "stopped", "max_steps"), best_accuracy, run_dir, epoch, step; and
+  message where a stop ended the run before training began (a stopped dataset download: what was stopped)
 - ``failed``: reason (one human sentence), run_dir
 - ``log``: message (a sentence for the run's log), level ("warning" where something was lost or refused and
   the run goes on, e.g. a result the run folder could not take; absent: information)
