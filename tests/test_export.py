@@ -38,12 +38,36 @@ def test_both_formats_are_registered():
     assert EXPORTERS.get("onnx").suffix == ".onnx"
 
 
-def test_onnx_answers_equal_the_adaptive_model(tmp_path, images):
+def test_onnx_answers_equal_the_adaptive_model_and_its_export_prints_nothing(tmp_path, images, capfd, monkeypatch):
+    """The exported graph gives the model's answers, and the exporter is kept quiet by its own options, not by
+    redirecting sys.stdout process-wide: a redirection swallowed what the app's other threads printed meanwhile.
+    (One test: an ONNX export takes seconds, and both halves are about the same default export.)"""
+    import sys
+    import threading
+
     model = save_varied_checkpoint(tmp_path / "model.pt")
     want = reference(model, images)
     assert len(torch.unique(want.iterations, dim=0)) > 2  # halting really varies between these images
 
+    real_export = torch.onnx.export
+    stdout_during_export = []
+
+    def export_while_another_thread_prints(*args, **kwargs):
+        stdout_during_export.append(sys.stdout)
+        other = threading.Thread(target=print, args=("printed by another thread",))
+        other.start()
+        other.join()
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export_while_another_thread_prints)
+    capfd.readouterr()
+    before = sys.stdout
     out = export_checkpoint(tmp_path / "model.pt", "onnx", tmp_path / "model.onnx")
+    printed, err = capfd.readouterr()
+    assert stdout_during_export and all(stream is before for stream in stdout_during_export)
+    assert printed == "printed by another thread\n" * len(stdout_during_export)  # and nothing from the exporter
+    assert "[torch.onnx]" not in err
+
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"]
     logits, iterations, macs = session.run(None, {"images": as_unit_float(images).numpy()})  # 30: not the traced batch
@@ -304,34 +328,6 @@ def test_exporting_a_never_calibrated_model_at_every_iteration_needs_no_caveat(t
         export_checkpoint(tmp_path / "raw.pt", "torchscript", tmp_path / "raw.ts", threshold=0.5)
     assert any("never calibrated" in r.getMessage() for r in caplog.records)
     assert export_caveats(load_checkpoint(tmp_path / "raw.pt"), mode="fixed:1") == []
-
-
-# --------------------------------------------------------------------------- a quiet exporter, stdout left alone
-def test_onnx_export_prints_nothing_and_leaves_other_threads_prints_alone(tmp_path, capfd, monkeypatch):
-    """The exporter is kept quiet by its own options, not by redirecting sys.stdout process-wide: a
-    redirection swallowed what the app's other threads printed meanwhile."""
-    import sys
-    import threading
-
-    save_varied_checkpoint(tmp_path / "model.pt")
-    real_export = torch.onnx.export
-    stdout_during_export = []
-
-    def export_while_another_thread_prints(*args, **kwargs):
-        stdout_during_export.append(sys.stdout)
-        other = threading.Thread(target=print, args=("printed by another thread",))
-        other.start()
-        other.join()
-        return real_export(*args, **kwargs)
-
-    monkeypatch.setattr(torch.onnx, "export", export_while_another_thread_prints)
-    capfd.readouterr()
-    before = sys.stdout
-    export_checkpoint(tmp_path / "model.pt", "onnx", tmp_path / "model.onnx")
-    out, err = capfd.readouterr()
-    assert stdout_during_export and all(stream is before for stream in stdout_during_export)
-    assert out == "printed by another thread\n" * len(stdout_during_export)  # and nothing from the exporter
-    assert "[torch.onnx]" not in err
 
 
 def test_the_cli_exports_with_a_chosen_mode_or_threshold_and_refuses_a_bad_one(tmp_path):
