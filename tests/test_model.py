@@ -613,3 +613,86 @@ def test_inference_exit_reduces_before_the_batchnorm_only_where_that_is_exact(re
     with torch.no_grad():
         norm.bias.add_(1.0)
         assert torch.allclose(block._exit(state, 1, reduce), reduce_features(norm(state), reduce), atol=1e-6)
+
+
+class _AtenLog:
+    """Records the aten ops (and their first argument's shape) run inside it."""
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        log = self.ops = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                first = args[0] if args else None
+                log.append((str(func.overloadpacket), tuple(first.shape) if isinstance(first, torch.Tensor) else None))
+                return func(*args, **(kwargs or {}))
+
+        self._mode = Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._mode.__exit__(*exc)
+
+
+def test_inference_halting_head_runs_a_few_bare_ops_and_scores_the_same():
+    """Without autograd, in eval mode, a head evaluation is its batchnorm as one multiply-add and three
+    bare matrix products: no batchnorm op, a handful of calls, the same scores (to float32 rounding:
+    rsqrt against the batchnorm kernel's 1/sqrt); the cached batchnorm follows a change of its statistics."""
+    model = build_model(tiny()).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    head = model.blocks[2].halting_head
+    features = torch.randn(9, head.features) * 2 + 0.5
+
+    def reference():
+        z = torch.relu(head.fc1(head.norm[1](features)))
+        return torch.sigmoid(head.out(torch.relu(head.fc2(z)))).squeeze(1)
+
+    with torch.no_grad():
+        head.score(features, 1)  # the first call folds and caches
+        with _AtenLog() as log:
+            score = head.score(features, 1)
+        assert torch.allclose(score, reference(), rtol=1e-5, atol=1e-7)
+        assert not any("batch_norm" in op for op, _ in log.ops)
+        assert len(log.ops) <= 8, log.ops
+        head.norm[1].running_mean.add_(0.5)
+        assert torch.allclose(head.score(features, 1), reference(), rtol=1e-5, atol=1e-7)
+    with torch.enable_grad():  # training keeps the modules (gradients reach the batchnorm)
+        assert torch.allclose(head.score(features, 1), reference())
+
+
+def test_exits_of_most_running_rows_are_gathered_after_the_reduction_not_from_the_state(monkeypatch):
+    """Inference: when at least half the running rows leave at a later iteration, the block reduces every
+    row's exit (max-pool or average; rows do not mix in eval mode) and gathers the leavers from that,
+    4x or H*W x smaller, instead of gathering their full states. Same answers as masked execution."""
+    model = build_model(tiny(threshold=0.5)).eval()
+    randomise_batchnorms(model)
+    block = model.blocks[1]  # cap 3
+
+    def score(features, n):  # nobody leaves at the first iteration; 6 of the 8 rows at the second
+        leave = torch.zeros(features.shape[0])
+        if n == 1:
+            leave[: features.shape[0] - 2] = 1.0
+        return leave * 0.9
+
+    monkeypatch.setattr(block.halting_head, "score", score)
+    x0 = torch.randn(8, block.in_channels, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        with _AtenLog() as log:
+            compact = block(x0, rule="hazard", threshold=0.5, reduce="pool")
+        masked = block(x0, rule="hazard", threshold=0.5, compact=False)
+    assert compact.iterations.tolist() == [2] * 6 + [3] * 2
+    state_gathers = [shape for op, shape in log.ops if op == "aten.index" and shape == (8, block.channels, 8, 8)]
+    assert state_gathers == [(8, block.channels, 8, 8)]  # the two stayers' states; the six leavers' are not gathered
+    assert torch.allclose(compact.output, reduce_features_of(masked.output), atol=1e-6)
+    assert torch.equal(compact.ponder_cost, masked.ponder_cost)
+    assert torch.allclose(compact.halting, masked.halting, equal_nan=True)
+
+
+def reduce_features_of(x):
+    from iamnn_studio.engine.model import reduce_features
+
+    return reduce_features(x, "pool")

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .halting import act_step, hazard_step
-from .layers import BLOCKS, HaltingHead, bn_affine, conv_macs, exporting, per_iteration_norms
+from .layers import BLOCKS, HaltingHead, bn_affine, conv_macs, exporting, norm_tensors, per_iteration_norms
 
 
 #: In eval mode, halted samples stay in the running batch (computed, unused) until they are this
@@ -224,9 +224,11 @@ class IamNNBlock(nn.Module):
         weighted: Tensor | None = None  # ACT's running weighted mean of the states
         halting = torch.full((batch, self.cap), math.nan, device=device)
         iterations = torch.zeros(batch, dtype=torch.long, device=device)
-        ponder = torch.zeros(batch, device=device)
+        # the hazard rule's ponder cost is the iteration count: derived from it once at the end
+        ponder = torch.zeros(batch, device=device) if rule == "act" else None
         pooled = PooledFeatures(x0, self.channels)
         output: Tensor | None = None  # every sample's exit is written into it once, in place
+        inferring = self._inferring()
 
         # In eval mode a few halted rows may ride along unused ("zombies") until they are
         # LAZY_COMPACTION of the batch: copying the survivors out costs more than a little
@@ -237,7 +239,7 @@ class IamNNBlock(nn.Module):
         # First iteration in inference: decide who leaves from the hidden layer, then run the last
         # convolution on the leavers and the stayers apart (``advance_hidden``): what is gathered is
         # then the hidden layer, 4x narrower than the state, where most images leave.
-        split_first = rule == "hazard" and self._inferring() and hasattr(self.process, "advance_hidden")
+        split_first = rule == "hazard" and inferring and hasattr(self.process, "advance_hidden")
         for n in range(limit):
             last = n == limit - 1
             hidden: Tensor | None = None
@@ -248,10 +250,10 @@ class IamNNBlock(nn.Module):
                 state, features = self._advance(x, state, n, pooled=None if last else pooled, in_place=True)
             score = None if last else self.halting_head.score(features, n)
             if score is not None:
-                if alive is None:
-                    halting[running, n] = score.detach().float()
-                else:
-                    halting[running[alive], n] = score[alive].detach().float()
+                score_value = score.detach().float().to(halting.dtype)
+                if alive is not None:  # rows that left already keep their NaN (no boolean indexing: no host sync)
+                    score_value = torch.where(alive, score_value, math.nan)
+                halting.select(1, n).index_copy_(0, running, score_value)
             if rule == "act":
                 halt, weight, new_cumulative = act_step(cumulative, score, threshold)
                 contribution = weight.view(-1, 1, 1, 1).to(state.dtype) * self.exit_norm[n](state)
@@ -276,15 +278,22 @@ class IamNNBlock(nn.Module):
                 elif hidden is not None:
                     leaving = self.process.advance_state(hidden if every_row else hidden[halted], None, n)
                     exit_value = self._exit(leaving, n, reduce)
+                elif every_row:
+                    exit_value = self._exit(state, n, reduce)
+                elif reduce is not None and inferring and 2 * len(halted) >= len(running):
+                    # most rows leave: reduce them all (rows do not mix in eval mode), then gather the
+                    # leavers from the 4x (pool) or H*W x (average) smaller result instead of the state
+                    exit_value = self._exit(state, n, reduce)[halted]
                 else:
-                    exit_value = self._exit(state if every_row else state[halted], n, reduce)
+                    exit_value = self._exit(state[halted], n, reduce)
                 if output is None:
                     output = torch.empty((batch, *exit_value.shape[1:]), dtype=exit_value.dtype,
                                          device=device, memory_format=layout_of(exit_value))
                 where = running[halted]
                 output.index_copy_(0, where, exit_value)
-                iterations[where] = n + 1
-                ponder[where] = (n + 1.0) if sample_ponder is None else sample_ponder[halted].to(ponder.dtype)
+                iterations.index_fill_(0, where, n + 1)
+                if ponder is not None:
+                    ponder[where] = sample_ponder[halted].to(ponder.dtype)
             alive_count = staying
             if alive_count == 0:
                 break
@@ -303,7 +312,7 @@ class IamNNBlock(nn.Module):
             output=output,
             iterations=iterations,
             halting=halting,
-            ponder_cost=ponder,
+            ponder_cost=iterations.to(halting.dtype) if ponder is None else ponder,
             head_evaluations=iterations.clamp(max=limit - 1),
         )
 
@@ -374,8 +383,7 @@ def reduce_features(x: Tensor, reduce: str) -> Tensor:
 def exit_affine(norm: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor, bool]:
     """(scale, shift, every scale > 0) of an eval batchnorm, cached on it until a parameter or
     statistic changes (versions), so the positivity test costs one host sync per change, not per call."""
-    tensors = [t for t in (norm.weight, norm.bias, norm.running_mean, norm.running_var) if t is not None]
-    key = tuple((t.data_ptr(), t._version) for t in tensors)
+    key = tuple([(t.data_ptr(), t._version) for t in norm_tensors(norm) if t is not None])
     hit = norm.__dict__.get("_affine_cache")
     if hit is None or hit[0] != key:
         scale, shift = bn_affine(norm)
