@@ -543,12 +543,15 @@ def test_threshold_choice_does_not_collapse_when_the_cheapest_setting_meets_the_
     assert choose_threshold(_curve((0.3, 0.99, 1.0), (0.9, 0.992, 2.0)), 0.97) == 0.9
 
 
-@pytest.mark.parametrize("size", [(8, 8), (7, 9), (2, 3)])
-def test_fast_max_pool_equals_pytorch_max_pool(size):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (2, 3), (6, 4)])
+def test_fast_max_pool_equals_pytorch_max_pool(size, layout):
     from iamnn_studio.engine.model import MaxPool2x2
 
     x = torch.randn(3, 5, *size)
     x[0, 0, 0, 0] = math.nan  # NaN propagates as in PyTorch's kernel
+    x[1, 2, -1, -2] = math.nan
+    x = x.contiguous(memory_format=layout)  # channels_last, even sizes: maxima over contiguous halves
     with torch.no_grad():
         fast = MaxPool2x2()(x)
     reference = nn.MaxPool2d(2)(x)
