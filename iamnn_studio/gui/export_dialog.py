@@ -121,6 +121,7 @@ class ExportDialog(QDialog):
         self._check_timer.setInterval(CHECK_DELAY_MS)
         self._check_timer.timeout.connect(self._check_checkpoint)
         self._build()
+        self.installEventFilter(self)  # the height follows the rows shown (see eventFilter)
         self._size_to_font()
         self._load_formats()
         if checkpoint_path:
@@ -186,9 +187,7 @@ class ExportDialog(QDialog):
         self.busy_widget.setLayout(busy_row)
         busy_row.setContentsMargins(0, 0, 0, 0)
         self.busy_widget.hide()
-        self.result = MessageBanner()
-        # its × and a changed path hide it: the dialog gives its room back (see eventFilter)
-        self.result.installEventFilter(self)
+        self.result = MessageBanner()  # its × and a changed path hide it: the dialog gives its room back
 
         self.reveal_button = QPushButton("Show in folder")
         self.reveal_button.clicked.connect(self._reveal)
@@ -226,8 +225,7 @@ class ExportDialog(QDialog):
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt name)
         super().changeEvent(event)
         if event.type() == QEvent.Type.FontChange and hasattr(self, "busy"):
-            self._size_to_font()
-            self._fit_height()
+            self._size_to_font()  # the height follows from the layout's request (see eventFilter)
 
     # ================================================================ formats
     def _load_formats(self) -> None:
@@ -272,7 +270,6 @@ class ExportDialog(QDialog):
         self._update_note()
         self._update_halting_row()
         self._suggest_output()
-        self._fit_height()
 
     def _update_note(self) -> None:
         offered = self._offers_use_tab_halting()
@@ -326,8 +323,7 @@ class ExportDialog(QDialog):
         if hasattr(self, "_form"):  # a copy carries the file as saved: nothing to choose
             shown = self._offers_use_tab_halting() and self.format_combo.currentData() != COPY
             if shown != self.halting_combo.isVisibleTo(self):
-                self._form.setRowVisible(self.halting_combo, shown)
-                self._fit_height()  # the row's room comes and goes with it (another checkpoint named, too)
+                self._form.setRowVisible(self.halting_combo, shown)  # its room comes and goes (see eventFilter)
 
     def _read_own_halting(self, source: str) -> None:
         """The checkpoint's saved mode and threshold, read without building its model, and in the engine's
@@ -360,6 +356,16 @@ class ExportDialog(QDialog):
             return None
         return use.mode, (use.threshold if use.mode == "adaptive" else None)
 
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
+        """The one place the height is fitted: whatever changes the rows (the Halting row, the busy line or the
+        message shown or hidden, the note's text, a font, another width and so the note's wrapping) makes
+        the layout ask the dialog for a new size, once the event loop runs; and a first show fits too.
+        A filter on the dialog itself, not an ``event`` override: with that one, where every event's Qt
+        handling was called from Python, a test run hung while background reads were in flight."""
+        if watched is self and event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show):
+            self._fit_height()  # it activates the layout first
+        return False
+
     def _fit_height(self) -> None:
         """Exactly as tall as the rows shown at the dialog's width: it grows for every line of the (wrapped) note
         and messages and for the Halting row, and shrinks when they go. Only growing left an empty band above
@@ -379,16 +385,6 @@ class ExportDialog(QDialog):
                 self.setFixedHeight(needed)
         finally:
             self._fitting_height = False
-
-    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
-        if watched is self.result and event.type() in (QEvent.Type.Show, QEvent.Type.Hide):
-            QTimer.singleShot(0, self, self._fit_height)  # once the layout knows: its room comes or goes
-        return super().eventFilter(watched, event)
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        super().resizeEvent(event)
-        if event.size().width() != event.oldSize().width():  # another width, another number of wrapped lines
-            self._fit_height()
 
     # ================================================================ paths
     def _suggest_output(self) -> None:
@@ -441,7 +437,6 @@ class ExportDialog(QDialog):
         self._update_halting_offer()
         self._update_note()
         self._suggest_output()
-        self._fit_height()  # the note says another thing
 
     @Slot()
     def _clear_result(self, *_: Any) -> None:
@@ -524,7 +519,6 @@ class ExportDialog(QDialog):
 
         self.result.hide()
         self.busy_widget.show()
-        self._fit_height()
         self._exporting = True
         self._runner.submit(work, self._on_exported, self._on_failed)
         self._update_buttons()
@@ -581,7 +575,6 @@ class ExportDialog(QDialog):
         self.result.show_message(f"Exported to {path}{made}.{halting}{caveat}",
                                  "warning" if caveats or mismatch else "info")
         self.reveal_button.show()
-        self._fit_height()
         self._update_buttons()
         self.exported.emit(path)
 
@@ -594,7 +587,6 @@ class ExportDialog(QDialog):
     def _fail(self, message: str) -> bool:
         self.last_error = message
         self.result.show_error(message)
-        self._fit_height()
         return False
 
     def _reveal(self) -> None:
