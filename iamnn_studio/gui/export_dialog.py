@@ -73,6 +73,13 @@ class UseTabHalting:
                                       and abs(threshold - self.threshold) < 1e-9)
 
 
+def _use_tab_words(use: UseTabHalting) -> str:
+    """The Use tab's setting in words before the checkpoint's caps are read (or where they cannot be)."""
+    if use.mode == "adaptive" and use.threshold is not None:
+        return f"adaptive, threshold {use.threshold:.3f}"  # as export.describe_halting says it: no caps needed
+    return use.mode
+
+
 @dataclass(frozen=True)
 class _OwnHalting:
     """A checkpoint's saved halting and, in the engine's words, that and the Use tab's setting applied to it."""
@@ -133,6 +140,8 @@ class ExportDialog(QDialog):
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("a .pt checkpoint or a run folder, e.g. runs/<run>/checkpoints/best.pt")
         self.checkpoint_edit.textChanged.connect(self._on_checkpoint_changed)
+        # Return or leaving the field: look now (Return on a just-pasted path would meet a disabled Export)
+        self.checkpoint_edit.editingFinished.connect(self._check_pending_checkpoint)
         browse_checkpoint = QPushButton("Browse…")
         browse_checkpoint.clicked.connect(self._choose_checkpoint)
         checkpoint_row = QHBoxLayout()
@@ -307,8 +316,8 @@ class ExportDialog(QDialog):
             if own is not None and use.same_as(own.mode, own.threshold):
                 self.halting_combo.addItem(f"The checkpoint's own, as on the Use tab: {own.words}", OWN)
             else:
-                # the words need the checkpoint's caps: its bare mode until they are read
-                use_words = own.use_tab_words if own is not None and own.use_tab_words else use.mode
+                # a fixed mode's words need the checkpoint's caps: its bare mode until they are read
+                use_words = own.use_tab_words if own is not None and own.use_tab_words else _use_tab_words(use)
                 self.halting_combo.addItem(f"As set on the Use tab: {use_words}", USE_TAB)
                 self.halting_combo.addItem(f"The checkpoint's own: {own.words}" if own is not None
                                            else "The checkpoint's own setting", OWN)
@@ -430,6 +439,11 @@ class ExportDialog(QDialog):
         else:  # set (Browse…, the app): at once
             self._check_checkpoint()
 
+    def _check_pending_checkpoint(self) -> None:
+        """A path typed a moment ago is looked at now, not after the pause (Return, Export, Browse…)."""
+        if self._check_timer.isActive():
+            self._check_checkpoint()
+
     def _check_checkpoint(self) -> None:
         """Look at the checkpoint path named (once): the Halting offer, the note and the suggested output."""
         self._check_timer.stop()
@@ -457,6 +471,7 @@ class ExportDialog(QDialog):
             self.checkpoint_edit.setText(path)
 
     def _choose_output(self) -> None:
+        self._check_pending_checkpoint()  # the suggestion for the path just typed, not the one before
         suffix = self._suffixes.get(self.format_combo.currentData(), "")
         pattern = f"{self.format_combo.currentText()} (*{suffix});;All files (*)" if suffix else "All files (*)"
         # Opens where Export would write (a relative name lies beside the suggestion, not in the app's working
@@ -479,8 +494,7 @@ class ExportDialog(QDialog):
     @Slot()
     def start_export(self) -> bool:
         """Check the paths, confirm an overwrite, then export in the background; False if not started."""
-        if self._check_timer.isActive():  # typed a moment ago: the offer and suggestion follow the final path
-            self._check_checkpoint()
+        self._check_pending_checkpoint()  # typed a moment ago: the offer and suggestion follow the final path
         typed = self.output_edit.text().strip()
         fmt = self.format_combo.currentData()
         self._clear_result()

@@ -480,6 +480,7 @@ class MainWindow(QMainWindow):
                 self._error("Export is unavailable", f"{type(error).__name__}: {error}")
                 return
             dialog.exec()
+            dialog.deleteLater()  # each opening builds a new one: a closed one's checks and reads end with it
 
         self.when_ready(job)
 

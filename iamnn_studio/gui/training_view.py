@@ -708,7 +708,7 @@ class TrainingView(QWidget):
         outcome = words.get(self.outcome, "Finished")
         if self.outcome == "stopped" and isinstance(data.get("step"), int):
             outcome += f" at step {data['step']:,}; continue it from its last checkpoint at any time"
-        text = " · ".join([outcome, *filter(None, [data.get("message")]), *result_facts(data, self._evaluation)])
+        text = " · ".join([outcome, *filter(None, [str(data.get("message") or "")]), *result_facts(data, self._evaluation)])
         self._add_log(text)
         self.header.result.setText(text)
 

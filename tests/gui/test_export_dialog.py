@@ -506,3 +506,40 @@ def test_no_empty_band_above_the_buttons_whichever_rows_show(qtbot, styled_app, 
         assert settled_band() < 2 * line
     finally:
         styled_app.setFont(original)
+
+
+def test_return_right_after_pasting_a_path_exports_it(qtbot, checkpoint, tmp_path):
+    """The path is looked at after a pause in the typing: Return at once met a disabled Export (no suggested
+    output yet) and did nothing. Return (or leaving the field) looks at once."""
+    import shutil
+
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    source = tmp_path / "pasted.pt"
+    shutil.copy(checkpoint, source)
+    widget = ExportDialog(None)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=TIMEOUT)
+    assert widget.set_format(COPY)
+    widget.checkpoint_edit.setFocus()
+    QTest.keyClicks(widget.checkpoint_edit, str(source))  # typed (or pasted): the look waits for a pause
+    assert widget.output_edit.text() == ""
+    with qtbot.waitSignal(widget.exported, timeout=TIMEOUT) as exported:
+        QTest.keyClick(widget.checkpoint_edit, Qt.Key.Key_Return)
+    assert exported.args == [str(tmp_path / "pasted-copy.pt")]
+    assert (tmp_path / "pasted-copy.pt").read_bytes() == source.read_bytes()
+
+
+def test_the_use_tabs_threshold_is_named_before_the_checkpoint_is_read(qtbot, checkpoint):
+    """Until the background read of the checkpoint ended (for good, where it failed), the Use tab's choice
+    read "As set on the Use tab: adaptive", without its threshold."""
+    from iamnn_studio.gui.export_dialog import UseTabHalting
+
+    widget = ExportDialog(str(checkpoint), use_tab=UseTabHalting(str(checkpoint), "adaptive", 0.5))
+    qtbot.addWidget(widget)
+    assert widget._own_halting is not None and widget._own_halting[1] is None  # the read has not ended
+    assert _items(widget.halting_combo)[0] == "As set on the Use tab: adaptive, threshold 0.500"
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=TIMEOUT)
+    assert _items(widget.halting_combo)[0] == "As set on the Use tab: adaptive, threshold 0.500"  # the engine's words
