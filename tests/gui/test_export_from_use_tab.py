@@ -31,6 +31,7 @@ def _dialog_of_file_export(window, monkeypatch):
 
     shown = []
     monkeypatch.setattr(ExportDialog, "exec", lambda self: shown.append(self) or 0)
+    monkeypatch.setattr(ExportDialog, "deleteLater", lambda self: None)  # closed as exec returns: kept to look at
     window.export_action.trigger()
     assert len(shown) == 1
     return shown[0]
@@ -79,3 +80,16 @@ def test_quit_has_ctrl_q_besides_the_platforms_own_key(window):
     assert QKeySequence("Ctrl+Q") in keys
     assert all(key in keys for key in QKeySequence.keyBindings(QKeySequence.StandardKey.Quit))
     assert keys.count(QKeySequence("Ctrl+Q")) == 1
+
+
+def test_a_closed_export_dialog_is_deleted(qtbot, window, monkeypatch):
+    """Each File > Export… builds a new dialog: a closed one stayed alive, hidden, with its pending checks."""
+    import shiboken6
+
+    from iamnn_studio.gui.export_dialog import ExportDialog
+
+    shown = []
+    monkeypatch.setattr(ExportDialog, "exec", lambda self: shown.append(self) or 0)  # closed at once
+    window.export_action.trigger()
+    qtbot.waitUntil(lambda: len(shown) == 1, timeout=30_000)
+    qtbot.waitUntil(lambda: not shiboken6.isValid(shown[0]), timeout=10_000)
