@@ -699,3 +699,43 @@ def reduce_features_of(x):
     from iamnn_studio.engine.model import reduce_features
 
     return reduce_features(x, "pool")
+
+
+def test_inference_caches_follow_a_training_forward_that_re_estimates_the_statistics():
+    """A training-mode forward rewrites the batchnorms' running statistics in place without bumping their
+    versions, so the folded-weight and halting-head caches served the old statistics: a model re-estimated
+    this way (no optimiser step, e.g. after the data changed) answered as before the re-estimate."""
+    model = build_model(tiny()).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    x = torch.randn(24, 1, 16, 16)
+    with torch.no_grad():
+        model(x)  # fills the caches
+        model.train()
+        model(x * 3 + 1)  # running statistics move; no weight changes
+        model.eval()
+        cached = model(x)
+    with torch.enable_grad():  # computed from the modules, no cache
+        reference = model(x)
+    assert torch.allclose(cached.logits, reference.logits, rtol=1e-4, atol=1e-5)
+    assert torch.equal(cached.iterations, reference.iterations)
+
+
+def test_a_pruned_layer_runs_through_its_own_module():
+    """Pruning (or any parametrization) moves a layer's weight out of its parameters into a hook: the
+    inference fast paths raised KeyError('weight'); they now take the modules' path, pruned weights and all."""
+    from torch.nn.utils import prune
+
+    model = build_model(tiny()).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    block = model.blocks[1]
+    prune.l1_unstructured(block.halting_head.fc1, "weight", 0.5)
+    prune.l1_unstructured(block.process.conv2, "weight", 0.5)
+    x = torch.randn(12, 1, 16, 16)
+    with torch.no_grad():
+        fast = model(x)
+    with torch.enable_grad():
+        reference = model(x)
+    assert torch.allclose(fast.logits, reference.logits, rtol=1e-4, atol=1e-5)
+    assert torch.equal(fast.iterations, reference.iterations)

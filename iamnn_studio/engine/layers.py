@@ -73,10 +73,19 @@ def bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
 
 
 def norm_tensors(bn: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor | None, ...]:
-    """(weight, bias, running mean, running variance) of a batchnorm, read without ``nn.Module.__getattr__``
-    (the caches of folded weights check them at every call)."""
+    """(weight, bias, running mean, running variance, batches tracked) of a batchnorm, read without
+    ``nn.Module.__getattr__`` (the caches of folded weights check them at every call). The count is there
+    for the caches' keys: a training forward rewrites the running statistics without bumping their
+    versions, but it counts the batch with an in-place add, which does."""
     parameters, buffers = bn._parameters, bn._buffers
-    return (parameters.get("weight"), parameters.get("bias"), buffers.get("running_mean"), buffers.get("running_var"))
+    return (parameters.get("weight"), parameters.get("bias"), buffers.get("running_mean"), buffers.get("running_var"),
+            buffers.get("num_batches_tracked"))
+
+
+def cache_key(tensors) -> tuple:
+    """What a cache of values derived from ``tensors`` is valid for: their storage and versions (every
+    in-place change bumps a tensor's version); None entries are skipped."""
+    return tuple([(t.data_ptr(), t._version) for t in tensors if t is not None])
 
 
 def conv1x1_add_(target: Tensor, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -202,10 +211,13 @@ class BottleneckProcessing(nn.Module):
         # read through the modules' dictionaries: ``nn.Module.__getattr__`` made this check 23 us a call,
         # two or three calls per iteration of an adaptive pass (4 us so)
         modules = self._modules
-        tensors = [modules[name]._parameters["weight"] for name in ("conv1", "conv2", "conv3")]
+        weights = [modules[name]._parameters.get("weight") for name in ("conv1", "conv2", "conv3")]
+        if any(w is None for w in weights):  # pruned or parametrized: its weight comes from a hook
+            return self._fold(n)
+        tensors = list(weights)
         for name in ("bn1", "bn2", "bn3"):
             tensors += norm_tensors(modules[name]._modules[str(n)])
-        key = tuple([(t.data_ptr(), t._version) for t in tensors if t is not None])
+        key = cache_key(tensors)
         cache = self.__dict__.setdefault("_folded_cache", {})
         hit = cache.get(n)
         if hit is None or hit[0] != key:
@@ -326,10 +338,11 @@ class HaltingHead(nn.Module):
         modules = self._modules
         norm = modules["norm"]._modules[str(n)]
         layers = [modules[name]._parameters for name in ("fc1", "fc2", "out")]
-        tensors = [*norm_tensors(norm), *(p["weight"] for p in layers), *(p["bias"] for p in layers)]
-        if tensors[2] is None or any(t is None for t in tensors[4:]):
-            return None
-        key = tuple([(t.data_ptr(), t._version) for t in tensors if t is not None])
+        dense = [*(p.get("weight") for p in layers), *(p.get("bias") for p in layers)]
+        statistics = norm_tensors(norm)
+        if statistics[2] is None or any(t is None for t in dense):  # no running statistics; or a pruned or
+            return None  # parametrized layer (its weight comes from a hook its forward runs): the module path
+        key = cache_key([*statistics, *dense])
         cache = self.__dict__.setdefault("_folded_cache", {})
         hit = cache.get(n)
         if hit is None or hit[0] != key:

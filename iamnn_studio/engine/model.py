@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .halting import act_step, hazard_step
-from .layers import BLOCKS, HaltingHead, bn_affine, conv_macs, exporting, norm_tensors, per_iteration_norms
+from .layers import BLOCKS, HaltingHead, bn_affine, cache_key, conv_macs, exporting, norm_tensors, per_iteration_norms
 
 
 #: In eval mode, halted samples stay in the running batch (computed, unused) until they are this
@@ -391,7 +391,7 @@ def reduce_features(x: Tensor, reduce: str) -> Tensor:
 def exit_affine(norm: nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor, bool]:
     """(scale, shift, every scale > 0) of an eval batchnorm, cached on it until a parameter or
     statistic changes (versions), so the positivity test costs one host sync per change, not per call."""
-    key = tuple([(t.data_ptr(), t._version) for t in norm_tensors(norm) if t is not None])
+    key = cache_key(norm_tensors(norm))
     hit = norm.__dict__.get("_affine_cache")
     if hit is None or hit[0] != key:
         scale, shift = bn_affine(norm)
