@@ -163,8 +163,8 @@ def train(key: str, args: argparse.Namespace) -> Path:
     if args.reuse:
         print(f"  [{key}] no finished run {runs / config.name} to reuse: training it", flush=True)
     result = Trainer(config, runs_dir=runs, listeners=(Progress(key),)).run()
-    if not result.ok:
-        raise SystemExit(f"error: training {key} failed: {result.reason}")
+    if not result.ok or result.run_dir is None:  # None: stopped before its data arrived
+        raise SystemExit(f"error: training {key} failed: {result.message or result.reason}")
     return Path(result.run_dir)
 
 

@@ -907,10 +907,15 @@ def test_ctrl_c_before_the_download_began_stops_train_with_exit_130_not_an_error
 
 
 @pytest.mark.timeout(90)
-def test_a_resumed_run_whose_download_is_stopped_reads_stopped_with_its_progress_kept(tmp_path, stalling_proxy):
+@pytest.mark.parametrize("taken_meanwhile", [False, True])
+def test_a_resumed_run_whose_download_is_stopped_reads_stopped_with_its_progress_kept(tmp_path, stalling_proxy,
+                                                                                      taken_meanwhile):
     """Continuing a run whose dataset is gone downloads it again; a Stop then left the run reading as a
-    failure (the CLI's --resume, the app's Continue)."""
+    failure (the CLI's --resume, the app's Continue). Where another live process resumed the run while this
+    one waited for its data, its status is left alone (was overwritten with "stopped")."""
     import json
+    import os
+    import socket
     import shutil
     import threading
     import time
@@ -946,12 +951,18 @@ def test_a_resumed_run_whose_download_is_stopped_reads_stopped_with_its_progress
     while not root.exists() or not any(p.stat().st_size for p in partial_files(root) if p.exists()):
         assert time.monotonic() < deadline and job.is_alive()
         time.sleep(0.05)
+    if taken_meanwhile:  # a live process of this machine (our parent) trains the run now
+        claimed = {**before, "state": "running", "pid": os.getppid(), "host": socket.gethostname()}
+        status_path.write_text(json.dumps(claimed))
     trainer.stop()
     job.join(timeout=10)
     assert not job.is_alive()
     assert_stopped_download(result["outcome"], trainer, events, root, run_dir=first.run_dir)
     assert events[0].data["step"] == before["step"]  # where the run stands: its last checkpoint
     status = json.loads(status_path.read_text())
+    if taken_meanwhile:
+        assert status == claimed
+        return
     assert status["state"] == "stopped" and status["reason"] == events[0].data["message"]
     assert {key: status[key] for key in ("step", "epochs_done", "total_epochs", "best_accuracy", "created")} == \
         {key: before[key] for key in ("step", "epochs_done", "total_epochs", "best_accuracy", "created")}

@@ -1032,8 +1032,9 @@ class Trainer:
         run_path = self._run_path
         epoch, step = self._saved_progress if self._saved_progress is not None else (None, None)
         best = self._saved_best
-        if run_path is not None and self._comm.is_main:
-            run = RunDirectory(run_path)
+        run = RunDirectory(run_path) if run_path is not None and self._comm.is_main else None
+        if run is not None and not run.is_being_trained():  # unless another process took the run
+            # meanwhile (its status.json is its own now)
             previous = run.read_status() or {}
             try:  # the progress as the folder had it (the checkpoint's where its status.json is gone)
                 run.write_status(
