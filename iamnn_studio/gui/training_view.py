@@ -735,6 +735,9 @@ class TrainingView(QWidget):
         if outcome == "not_started":
             self._show_not_started()
             return
+        if outcome == "stopped" and not self._training_started:  # stopped while its dataset downloaded
+            self._show_not_started(stopped=True)
+            return
         if outcome != "failed":
             self.header.progress.setValue(1000 if outcome != "stopped" else self.header.progress.value())
         step = self._latest.get("step")
@@ -749,10 +752,11 @@ class TrainingView(QWidget):
         self._set_state("idle", sentences.get(outcome, "Run ended"), status=status)
         self.run_ended.emit(outcome)
 
-    def _show_not_started(self) -> None:
+    def _show_not_started(self, *, stopped: bool = False) -> None:
         """A run the engine refused before training (another process trains it, an unreadable checkpoint
         or data set): not a failed run. The previous run's plots and log stay, the page and the form the
-        user had come back, and a warning says why it did not start."""
+        user had come back, and a warning says why it did not start. A run the user ``stopped`` before it
+        trained (while its dataset downloaded) comes back the same way, without the warning."""
         resumed = self._before_launch.get("form") is not None
         name = self.header.title.text()
         self._settings_from_started = False
@@ -763,6 +767,10 @@ class TrainingView(QWidget):
         self.header.progress_row.setVisible(False)
         self.header.actions.setVisible(False)
         self.header.eta.setText("")
+        if stopped:  # the log has the engine's sentence ("Stopped · the download of ... was stopped; ...")
+            self._set_state("idle", "Stopped before training")
+            self.run_ended.emit("stopped")
+            return
         sentence = f"Could not start: {self.failure}"
         self._add_log(sentence)
         self._set_state("idle", sentence)

@@ -204,10 +204,34 @@ def test_a_run_stopped_while_its_dataset_downloads_reads_stopped_and_says_what_w
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
         pass
     assert ended.args == ["stopped"] and record_dialogs == []  # the user's own stop: no warning, no failure
-    assert window.run_status() == "Run stopped"
-    assert training.header.result.text() == f"Stopped · {DOWNLOAD_STOPPED}"  # no step to continue from
+    assert window.run_status() == "Stopped before training"
     assert training.log.lines()[-1] == f"Stopped · {DOWNLOAD_STOPPED}"
     assert not training.header.continue_run.isVisibleTo(training) and training.header.start.isEnabled()
+
+
+def test_a_continue_stopped_while_its_dataset_downloads_brings_back_the_page_and_settings(
+        qtbot, window, monkeypatch, record_dialogs):
+    """Nothing trained: as for a run refused before training, the previous run's plots, the page and the form
+    the user had come back (they showed an empty run page with a progress bar), without a warning."""
+    import iamnn_studio.gui.worker as worker
+
+    training = window.training
+    run_dir = stopped_run(qtbot, window)
+    plotted = {name: len(curve) for name, curve in training.monitor.curves.items()}
+    training.pages.setCurrentIndex(0)  # the user looks at the dataset preview
+    training.form.set_values(other_settings(training.form))
+    monkeypatch.setattr(worker, "create_trainer", DownloadStoppedTrainer)
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        window.continue_run(run_dir)
+    assert ended.args == ["stopped"] and record_dialogs == []
+    header = training.header
+    assert header.subtitle.text() == "Stopped before training" and window.run_status() == "Stopped before training"
+    assert training.log.lines()[-1] == f"Stopped · {DOWNLOAD_STOPPED}"
+    assert not header.actions.isVisibleTo(training) and not header.progress_row.isVisibleTo(training)
+    assert {name: len(curve) for name, curve in training.monitor.curves.items()} == plotted
+    assert training.pages.currentIndex() == 0
+    assert training.form.values()["name"] == "other-model" and training.form.isEnabled()
+    assert header.start.isEnabled() and training.state == "idle"
 
 
 def test_a_run_that_fails_before_its_folder_exists_points_at_no_earlier_run(qtbot, window, record_dialogs):
