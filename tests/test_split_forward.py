@@ -34,17 +34,27 @@ def threads_running(model) -> set[str]:
     return names
 
 
+def passes_of(model) -> list[tuple[str, int]]:
+    """(thread name, images) of each pass of the model's classifier (filled on every forward)."""
+    passes: list[tuple[str, int]] = []
+    model.fc.register_forward_hook(lambda _m, inputs, _o: passes.append((threading.current_thread().name,
+                                                                          inputs[0].shape[0])))
+    return passes
+
+
 @pytest.mark.parametrize("mode", ["adaptive", "max", "fixed:2"])
 def test_the_split_pass_gives_each_image_what_one_pass_gives_it(two_threads, model_and_images, mode):
     model, x = model_and_images
     model.set_mode(mode)
     with torch.no_grad():
         whole = model(x)
-    names = threads_running(model)
+    passes = passes_of(model)
     split = split_forward.forward(model, x)
 
     assert split_forward.workers_for(model, x) == 2
-    assert len(names) == 2 and all(n.startswith("iamnn-split-forward") for n in names)
+    # two halves in the pool's threads (which thread takes which half is the scheduler's: one can take both)
+    assert sorted(n for _, n in passes) == [len(x) // 2] * 2
+    assert all(name.startswith("iamnn-split-forward") for name, _ in passes)
     assert torch.allclose(split.logits, whole.logits, atol=1e-5)
     assert torch.equal(split.iterations, whole.iterations) and torch.equal(split.macs, whole.macs)
     for got, expected in zip(split.halting, whole.halting):
