@@ -287,7 +287,9 @@ def test_a_chosen_mode_and_threshold_reach_the_onnx_file(tmp_path, images):
     # a fixed mode, through the TorchScript exporter (the same halting step precedes every exporter;
     # a second ONNX export would add ~10 s to the suite)
     out = export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "fixed.ts", mode="fixed:2")
-    _, iterations, _ = torch.jit.load(str(out))(as_unit_float(images))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
+        _, iterations, _ = torch.jit.load(str(out))(as_unit_float(images))
     assert iterations.tolist() == [[1, 2, 2, 2]] * len(images)  # two per block, capped at (1, 2, 3, 2)
     props = read_torchscript_metadata(out)
     assert props["halting"] == "fixed:2 (iterations 1-2-2-2)" and json.loads(props["model_config"])["mode"] == "fixed:2"
