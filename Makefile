@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-from-pyproject
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): much of the suite waits on Qt, subprocesses and small ops, so two
+# workers halve its time even on 2 cores. TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 DATASET_PKG := dataset-fashion-mnist
 
@@ -19,7 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: venv
-	QT_QPA_PLATFORM=offscreen OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Fashion-MNIST from Debian when it is missing and apt-get can be used; otherwise only a warning
 # (the app can still use other data sets).

@@ -553,8 +553,10 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_bar_rewrites_one_line_on_a_terminal():
+def test_progress_bar_rewrites_one_line_on_a_terminal(monkeypatch):
     from iamnn_studio.engine.events import Event
+
+    monkeypatch.setenv("COLUMNS", "120")  # the bar is cut to the terminal's width: the test's must not vary
 
     screen = FakeTerminal()
     progress = cli.TrainingProgress(screen)
