@@ -26,8 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402  (the path line above makes ``common`` importable)
-    AS_COMMAND_LINE, OPENMP_ENV, bench_arguments, finish, gpu_sync, hardware, interleaved, set_threads, summary, verdict,
+    AS_COMMAND_LINE, bench_arguments, finish, gpu_sync, hardware, interleaved, set_threads, summary, verdict,
 )
+from common import measure_as_command_line as run_as_command_line  # noqa: E402
 
 TARGET = 0.9
 THRESHOLD = 0.8
@@ -290,33 +291,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def measure_as_command_line(argv: list[str] | None) -> dict[str, Any]:
-    """The same measurement in a child process with OpenMP's default wait (as ``iamnn-studio
-    evaluate`` and ``predict`` run): (value, seconds, wall and MAC speed-ups), or why it failed.
-
-    OpenMP reads its wait policy once, when torch loads, hence a process of its own. The app's
-    PASSIVE threads sleep at once after every op and must be woken for the next; adaptive
-    inference is many small ops, so it pays more for that than ``max`` mode does.
-    """
-    import json
-    import os
-    import subprocess
-    import tempfile
-
-    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
-    env[OPENMP_ENV] = "default"
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--json" in args:  # the child writes its own
-        del args[args.index("--json"):args.index("--json") + 2]
-    with tempfile.TemporaryDirectory(prefix="iamnn-bench-") as folder:
-        out = Path(folder) / "child.json"
-        done = subprocess.run([sys.executable, __file__, *args, "--json", str(out)], env=env,
-                              capture_output=True, text=True, timeout=600)
-        if done.returncode != 0 or not out.exists():
-            tail = (done.stderr.strip().splitlines() or ["no error output"])[-1]
-            return {"value": None, "error": f"exit {done.returncode}: {tail}"}
-        child = json.loads(out.read_text(encoding="utf-8"))
-    keep = ("value", "wall_speedup", "mac_speedup", "seconds", "raw_seconds")
-    return {**{key: child[key] for key in keep}, "omp_wait_policy": child["hardware"]["omp_wait_policy"]}
+    """The same measurement as ``iamnn-studio evaluate`` and ``predict`` run it (OpenMP's default wait):
+    adaptive inference is many small ops, so it pays more than ``max`` mode for the app's passive wake-ups."""
+    return run_as_command_line(__file__, argv, ("value", "wall_speedup", "mac_speedup", "seconds", "raw_seconds"))
 
 
 if __name__ == "__main__":

@@ -144,6 +144,34 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def measure_as_command_line(script: str | Path, argv: list[str] | None, keep: tuple[str, ...],
+                            timeout: float = 600.0) -> dict[str, Any]:
+    """Run benchmark ``script`` again in a child process with OpenMP's default wait, as the command line
+    (``iamnn-studio train``, ``evaluate``, ``predict``) runs, and return the ``keep`` keys of its result
+    plus the wait policy it saw; ``{"value": None, "error": ...}`` where it failed.
+
+    OpenMP reads its wait policy once, when torch loads, hence a process of its own. The app's
+    PASSIVE threads sleep at once after every op and must be woken for the next one.
+    """
+    import subprocess
+    import tempfile
+
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env[OPENMP_ENV] = "default"
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--json" in args:  # the child writes its own
+        del args[args.index("--json"):args.index("--json") + 2]
+    with tempfile.TemporaryDirectory(prefix="iamnn-bench-") as folder:
+        out = Path(folder) / "child.json"
+        done = subprocess.run([sys.executable, str(script), *args, "--json", str(out)], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0 or not out.exists():
+            tail = (done.stderr.strip().splitlines() or ["no error output"])[-1]
+            return {"value": None, "error": f"exit {done.returncode}: {tail}"}
+        child = json.loads(out.read_text(encoding="utf-8"))
+    return {**{key: child[key] for key in keep}, "omp_wait_policy": child["hardware"]["omp_wait_policy"]}
+
+
 # --------------------------------------------------------------------------- output
 class BenchParser(argparse.ArgumentParser):
     """Refuses ``--device cuda`` where there is no CUDA GPU, in one line like any bad argument."""

@@ -86,6 +86,18 @@ def test_mfu_counts_training_flops_and_measures_the_matmul_peak():
     assert result["value"] == pytest.approx(result["training_flops_per_s"] / result["peak_flops_per_s"])
 
 
+def test_mfu_measures_again_as_the_command_line_trains_in_a_process_without_the_apps_wait_policy():
+    from bench_mfu import __file__ as script
+    from common import measure_as_command_line
+
+    result = measure_as_command_line(script, ["--quick", "--dataset", "synthetic"],
+                                     ("value", "training_flops_per_s", "peak_flops_per_s"))
+
+    assert result.get("error") is None
+    assert result["omp_wait_policy"] is None  # OpenMP's default, as `iamnn-studio train` gets it
+    assert result["value"] == pytest.approx(result["training_flops_per_s"] / result["peak_flops_per_s"])
+
+
 def test_ui_lag_trains_in_the_real_window_and_reports_percentiles(qapp):
     from bench_ui_lag import measure_ui_lag
 
@@ -127,10 +139,17 @@ def test_run_all_table_lists_every_result_and_marks_failures():
     results = {key: {"value": 1.0, "verdict": "met"} for key in BENCHMARKS}
     results["mfu"] = {"value": None, "error": "exit 1: boom"}
     results["ui_lag_p99_ms"].update(p50_ms=0.5)
+    results["early_exit_efficiency"]["command_line"] = {"value": 0.95}
+    results["engine_overhead_ratio"]["command_line"] = {"value": 0.5}  # no command-line row for this one
     table = markdown_table(results)
     for key in BENCHMARKS:
         assert f"`{key}`" in table
     assert "`ui_lag_p50_ms`" in table
+    assert "| `early_exit_efficiency`, command line | 0.950 | >= 0.9 | met |" in table
+    assert ", command line" not in table.replace("`early_exit_efficiency`, command line", "")
+
+    results["mfu"] = {"value": 0.45, "verdict": "MISSED", "command_line": {"value": 0.51}}
+    assert "| `mfu`, command line | 0.510 | >= 0.5 | met |" in markdown_table(results)
     assert "| `mfu` | failed |" in table and "boom" in table
 
 
