@@ -113,13 +113,15 @@ MAX_EXAMPLE_BATCH = 4096
 
 
 def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, batch_size: int = 1,
-                      mode: str | None = None, threshold: float | None = None) -> Path:
+                      mode: str | None = None, threshold: float | None = None,
+                      loaded: Checkpoint | None = None) -> Path:
     """Export the checkpoint at ``ckpt_path`` as ``fmt`` ("onnx", "torchscript", or a plugin's) to ``out_path``.
 
     ``batch_size`` is the example batch traced; formats that support it keep the batch axis dynamic.
     ``mode`` ("adaptive", "fixed:N", "max") and ``threshold`` (adaptive only) replace the checkpoint's
     own halting settings in the exported graph and its metadata; None keeps the checkpoint's.
-    The file appears atomically: a failed export leaves nothing behind.
+    ``loaded``: the checkpoint at ``ckpt_path`` as the caller already loaded it (not read again; the
+    halting override then changes it). The file appears atomically: a failed export leaves nothing behind.
     """
     if fmt not in EXPORTERS:
         from .plugins import load_plugins  # a plugin may provide the format
@@ -136,7 +138,7 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
         out_path = output_file(out_path)
     except ValueError as exc:
         raise ExportError(f"cannot write {out_path}: {exc}") from None
-    checkpoint = load_checkpoint(ckpt_path)
+    checkpoint = load_checkpoint(ckpt_path) if loaded is None else loaded
     caveats = export_caveats(checkpoint, mode=mode)  # before the override: a threshold fits no head
     apply_halting(checkpoint, mode=mode, threshold=threshold)
     _check_free_space(out_path, Path(ckpt_path))

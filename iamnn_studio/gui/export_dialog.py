@@ -524,11 +524,11 @@ class ExportDialog(QDialog):
             if fmt == COPY:
                 return str(_copy_checkpoint(source, target)), [], None, created, None
             export = import_engine("export")
-            path = export.export_checkpoint(source, fmt, target, mode=mode, threshold=threshold)
-            loaded = import_engine("checkpoint").load_checkpoint(source)
+            loaded = import_engine("checkpoint").load_checkpoint(source)  # read once, for all that follows
             caveats = export.export_caveats(loaded, mode=mode)
             # the Use tab's setting, in the words the exported file's metadata has
             words = halting_words(loaded.model_config, mode, threshold) if halting is not None else None
+            path = export.export_checkpoint(source, fmt, target, mode=mode, threshold=threshold, loaded=loaded)
             return str(path), caveats, export.suffix_mismatch(fmt, typed), created, words  # the CLI's warning
 
         self.result.hide()

@@ -329,6 +329,32 @@ def test_the_use_tabs_threshold_is_offered_first_and_reaches_the_exported_file(q
     assert read_torchscript_metadata(tmp_path / "own.ts")["halting"] == "adaptive, threshold 0.700"
 
 
+def test_an_export_reads_the_checkpoint_once(qtbot, tmp_path, monkeypatch):
+    """The export, its caveats and its halting words share one read of the file (a large checkpoint was read twice)."""
+    from iamnn_studio.engine import checkpoint as checkpoint_module
+    from iamnn_studio.engine import export as export_module
+    from iamnn_studio.engine.export import read_torchscript_metadata
+    from tiny_models import save_varied_checkpoint
+
+    source = tmp_path / "run" / "checkpoints" / "best.pt"
+    source.parent.mkdir(parents=True)
+    save_varied_checkpoint(source)
+    widget = _use_tab_dialog(qtbot, source, threshold=0.95)
+    reads = []
+
+    def counted(path, *args, **kwargs):
+        reads.append(path)
+        return load_checkpoint(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "load_checkpoint", counted)
+    monkeypatch.setattr(export_module, "load_checkpoint", counted)
+    export(qtbot, widget, "torchscript", tmp_path / "once.ts")
+
+    assert len(reads) == 1
+    assert read_torchscript_metadata(tmp_path / "once.ts")["halting"] == "adaptive, threshold 0.950"
+    assert "Halting: adaptive, threshold 0.950, as set on the Use tab." in widget.result.text()
+
+
 def test_the_use_tabs_fixed_mode_is_offered_in_words(qtbot, checkpoint):
     widget = _use_tab_dialog(qtbot, checkpoint, mode="fixed:2", threshold=None)
     assert _items(widget.halting_combo) == ["As set on the Use tab: fixed:2 (iterations 1-2-1-1)",  # caps 1-2-1-1
