@@ -2,6 +2,7 @@
 failures are shown and what was trained is kept."""
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -407,6 +408,48 @@ def test_the_training_thread_is_never_the_ui_thread(qtbot, window, monkeypatch):
     qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
     assert threads and threads[0] is not QThread.currentThread()
     assert training.outcome == "completed"
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+def test_the_training_thread_and_its_openmp_team_yield_to_the_ui_thread(qtbot, window, monkeypatch):
+    """SCHED_BATCH for the trainer's thread and the OpenMP threads its first parallel op starts: the kernel
+    then lets the UI thread run first when it wakes; the UI thread itself keeps the normal policy."""
+    import torch
+
+    import iamnn_studio.gui.worker as worker
+
+    seen = {}
+
+    def batch_threads() -> set[int]:
+        found = set()
+        for task in os.listdir("/proc/self/task"):
+            try:
+                if os.sched_getscheduler(int(task)) == os.SCHED_BATCH:
+                    found.add(int(task))
+            except OSError:  # a thread that just ended
+                pass
+        return found
+
+    class SchedulingTrainer(FailingTrainer):
+        def run(self):
+            from iamnn_studio.engine.events import Event
+
+            before = batch_threads()
+            a = torch.randn(512, 512)
+            for _ in range(5):
+                a = torch.tanh(a @ a)  # parallel ops: this thread's OpenMP team starts
+            seen.update(own=os.sched_getscheduler(0), new=batch_threads() - before - {threading.get_native_id()},
+                        threads=torch.get_num_threads())
+            for listener in self.listeners:
+                listener(Event("finished", {"reason": "completed", "run_dir": None}))
+
+    monkeypatch.setattr(worker, "create_trainer", SchedulingTrainer)
+    training = start_tiny_run(qtbot, window)
+    qtbot.waitUntil(lambda: training.session is None, timeout=RUN_TIMEOUT_MS)
+    assert seen["own"] == os.SCHED_BATCH
+    if seen["threads"] > 1:
+        assert seen["new"], "the OpenMP threads started by the training thread kept the normal policy"
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the UI thread
 
 
 class PhasedTrainer(FailingTrainer):
