@@ -967,3 +967,36 @@ def test_a_resumed_run_whose_download_is_stopped_reads_stopped_with_its_progress
     assert {key: status[key] for key in ("step", "epochs_done", "total_epochs", "best_accuracy", "created")} == \
         {key: before[key] for key in ("step", "epochs_done", "total_epochs", "best_accuracy", "created")}
     assert partial_files(root) == []
+
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_during_the_download_of_a_run_of_several_processes_stops_it_with_the_download_line_and_130(
+        tmp_path, stalling_proxy):
+    """It ended "error: the download ... was stopped ...", exit 2: rank 0 fails a stopped download (the other
+    processes' wait for it ends only so), and the launcher took that for the job's failure."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, runs = tmp_path / "data", tmp_path / "runs"
+    job = subprocess.Popen([sys.executable, "-m", "iamnn_studio", "train", "--dataset", "fashion-mnist", "--data-root",
+                            str(root), "--download", "--runs-dir", str(runs), "--device", "cpu", "--nproc-per-node",
+                            "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    try:
+        deadline = time.monotonic() + 90
+        while not any(p.stat().st_size for p in partial_files(root) if p.exists()):
+            assert job.poll() is None and time.monotonic() < deadline, job.communicate()[1][-3000:]
+            time.sleep(0.1)
+        os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: the launcher and its workers
+        _, err = job.communicate(timeout=40)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    lines = [line for line in err.splitlines() if line.strip() and "%" not in line]  # no download progress bar
+    assert (job.returncode, lines) == (130, [f"the download of Fashion-MNIST into {root} was stopped; "
+                                             "no partial file was kept"])
+    assert partial_files(tmp_path) == [] and not (runs.exists() and any(runs.iterdir()))  # the reserved folder: gone

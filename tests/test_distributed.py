@@ -365,3 +365,29 @@ def test_ctrl_c_on_a_run_of_several_processes_stops_with_a_checkpoint_exit_130_a
     assert f"run: {runs / 'long'} · stopped" in out
     assert "death signal" not in err and "Closing process" not in err, err[-3000:]
     assert load_checkpoint(runs / "long" / "checkpoints" / "last.pt").training_state["step"] > 0
+
+
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM])
+def test_a_launcher_stopped_before_the_run_wrote_its_status_reads_stopped_not_failed(tmp_runs, sent):
+    """Ctrl-C while the dataset downloads: no status.json yet, and the workers the launcher shut down fail; the
+    job used to end "failed" (the CLI: "error: ...", exit 2 instead of the stop's 130)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from iamnn_studio.engine import distributed
+    from iamnn_studio.engine.runs import RunDirectory
+
+    reserved = RunDirectory.create(tmp_runs, "ddp").path
+    result = distributed._result_after_error(SignalException(f"Process got signal: {sent}", sent), reserved, False)
+
+    assert result.state == "stopped" and result.reason == "stopped"
+    assert result.message == distributed.STOPPED_BEFORE_TRAINING
+    assert result.run_dir is None and not reserved.exists()  # the empty folder reserved for the job is gone
+
+
+def test_a_worker_failure_without_a_signal_still_fails_the_job(tmp_runs):
+    from iamnn_studio.engine import distributed
+    from iamnn_studio.engine.runs import RunDirectory
+
+    reserved = RunDirectory.create(tmp_runs, "ddp").path
+    result = distributed._result_after_error(RuntimeError("worker 1 exited with code 1"), reserved, False)
+    assert result.state == "failed" and "worker 1 exited" in result.reason

@@ -178,12 +178,19 @@ def launch(
             results = _elastic_launch(launch_config, config, str(runs_dir), run_dir, resume,
                                       None if events_path is None else str(events_path))
     except Exception as exc:  # a worker failed or the launcher was interrupted: the workers are gone
-        return _result_after_error(exc, run_dir, resume)
+        failure: Exception | None = exc
+    else:
+        failure = None
     finally:
         if follower:
-            follower.stop()
+            follower.stop()  # after its last read: rank 0's last event, where it got that far
         if events_folder is not None:
             shutil.rmtree(events_folder, ignore_errors=True)
+    if failure is not None:
+        # rank 0 ends a stopped download as failed (the others' wait for it ends only so); its sentence says what
+        ended = (follower.ended or {}) if follower else {}
+        said = ended.get("message") or ended.get("reason")
+        return _result_after_error(failure, run_dir, resume, message=said if isinstance(said, str) else "")
     return _merge_results(results)
 
 
@@ -375,9 +382,10 @@ class WorkerFailed(RuntimeError):
     """One worker's run failed; raised so the launcher stops the others instead of leaving them waiting."""
 
 
-def _result_after_error(exc: Exception, run_dir, resume: bool):
+def _result_after_error(exc: Exception, run_dir, resume: bool, message: str = ""):
     """What the job came to, from rank 0's status.json where it got that far (Ctrl-C stops with a
-    checkpoint, but reaches the launcher as an error), else from the first failed worker."""
+    checkpoint, but reaches the launcher as an error), else from the first failed worker. ``message``:
+    rank 0's own sentence for how it ended, where its last event reached the launcher (said for a stop)."""
     from .runs import RunDirectory
     from .trainer import RunResult
 
@@ -386,9 +394,26 @@ def _result_after_error(exc: Exception, run_dir, resume: bool):
     best = status.get("best_accuracy")
     if state == "stopped":
         return RunResult(run_dir=Path(run_dir), reason="stopped", best_accuracy=best, state="stopped")
+    if _interrupted(exc) and state != "failed":
+        # Ctrl-C or SIGTERM before the run wrote its status (its dataset still downloading): a stop the user
+        # asked for, as in one process, not a failure of the workers the launcher then shut down
+        return RunResult(run_dir=_keep_if_used(run_dir, resume), reason="stopped", best_accuracy=best,
+                         state="stopped", message=message or STOPPED_BEFORE_TRAINING)
     if state != "failed" or not reason:
         reason = _failure_reason(exc)
     return RunResult(run_dir=_keep_if_used(run_dir, resume), reason=str(reason), best_accuracy=best, state="failed")
+
+
+#: What a run of several processes stopped before training says where rank 0's own sentence (that of its
+#: stopped download) did not reach the launcher.
+STOPPED_BEFORE_TRAINING = "stopped before training started; nothing was trained"
+
+
+def _interrupted(exc: Exception) -> bool:
+    """Whether the launcher ended because it was sent SIGINT or SIGTERM (torch's ``SignalException``)."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    return isinstance(exc, SignalException)
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -528,6 +553,7 @@ class _EventFollower(threading.Thread):
         self.interval = interval
         self._offset = 0
         self._done = threading.Event()
+        self.ended: dict | None = None  # the data of rank 0's "finished" or "failed" event, once read
         if self.path.exists():  # resuming: only the new events
             self._offset = self.path.stat().st_size
 
@@ -562,6 +588,8 @@ class _EventFollower(threading.Thread):
             kind = str(record.pop("event"))
             stamp = record.pop("time", None)
             event = Event(kind, record) if stamp is None else Event(kind, record, float(stamp))
+            if kind in ("finished", "failed"):
+                self.ended = record
             for listener in self.listeners:
                 try:
                     listener(event)
