@@ -145,7 +145,7 @@ def _cpu_model() -> str:
 
 
 def measure_as_command_line(script: str | Path, argv: list[str] | None, keep: tuple[str, ...],
-                            timeout: float = 600.0) -> dict[str, Any]:
+                            timeout: float = 240.0) -> dict[str, Any]:
     """Run benchmark ``script`` again in a child process with OpenMP's default wait, as the command line
     (``iamnn-studio train``, ``evaluate``, ``predict``) runs, and return the ``keep`` keys of its result
     plus the wait policy it saw; ``{"value": None, "error": ...}`` where it failed.
@@ -163,8 +163,11 @@ def measure_as_command_line(script: str | Path, argv: list[str] | None, keep: tu
         del args[args.index("--json"):args.index("--json") + 2]
     with tempfile.TemporaryDirectory(prefix="iamnn-bench-") as folder:
         out = Path(folder) / "child.json"
-        done = subprocess.run([sys.executable, str(script), *args, "--json", str(out)], env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        try:  # within run_all's time for the whole benchmark, so that a hung child cannot cost its parent's result
+            done = subprocess.run([sys.executable, str(script), *args, "--json", str(out)], env=env,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"value": None, "error": f"no result within {timeout:.0f} s"}
         if done.returncode != 0 or not out.exists():
             tail = (done.stderr.strip().splitlines() or ["no error output"])[-1]
             return {"value": None, "error": f"exit {done.returncode}: {tail}"}

@@ -977,19 +977,26 @@ def test_ctrl_c_during_the_download_of_a_run_of_several_processes_stops_it_with_
     processes' wait for it ends only so), and the launcher took that for the job's failure."""
     import os
     import signal
+    import socket
     import subprocess
     import sys
     import time
 
+    with socket.socket() as probe:  # a port of its own: another job on this machine may hold torch's 29500
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     root, runs = tmp_path / "data", tmp_path / "runs"
     job = subprocess.Popen([sys.executable, "-m", "iamnn_studio", "train", "--dataset", "fashion-mnist", "--data-root",
                             str(root), "--download", "--runs-dir", str(runs), "--device", "cpu", "--nproc-per-node",
-                            "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                           env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+                            "2", "--master-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     try:
         deadline = time.monotonic() + 90
         while not any(p.stat().st_size for p in partial_files(root) if p.exists()):
-            assert job.poll() is None and time.monotonic() < deadline, job.communicate()[1][-3000:]
+            if job.poll() is not None or time.monotonic() > deadline:
+                if job.poll() is None:
+                    os.killpg(job.pid, signal.SIGKILL)
+                pytest.fail(f"no download began: {job.communicate()[1][-3000:]}")
             time.sleep(0.1)
         os.killpg(job.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: the launcher and its workers
         _, err = job.communicate(timeout=40)

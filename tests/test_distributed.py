@@ -384,6 +384,20 @@ def test_a_launcher_stopped_before_the_run_wrote_its_status_reads_stopped_not_fa
     assert result.run_dir is None and not reserved.exists()  # the empty folder reserved for the job is gone
 
 
+def test_a_signal_after_the_run_wrote_its_status_is_not_called_a_stop_before_training(tmp_runs):
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from iamnn_studio.engine import distributed
+    from iamnn_studio.engine.runs import RunDirectory
+
+    run = RunDirectory.create(tmp_runs, "ddp")
+    run.write_status("running", epochs_done=0, total_epochs=2, step=3)
+    result = distributed._result_after_error(SignalException("got signal 15", signal.SIGTERM), run.path, False,
+                                             message="the download of X was stopped")
+    assert result.message != distributed.STOPPED_BEFORE_TRAINING and "download" not in result.message
+    assert result.run_dir == run.path  # kept: it holds the run
+
+
 def test_a_worker_failure_without_a_signal_still_fails_the_job(tmp_runs):
     from iamnn_studio.engine import distributed
     from iamnn_studio.engine.runs import RunDirectory

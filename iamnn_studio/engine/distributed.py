@@ -189,7 +189,7 @@ def launch(
     if failure is not None:
         # rank 0 ends a stopped download as failed (the others' wait for it ends only so); its sentence says what
         ended = (follower.ended or {}) if follower else {}
-        said = ended.get("message") or ended.get("reason")
+        said = ended.get("reason") if ended.get("download_stopped") else None
         return _result_after_error(failure, run_dir, resume, message=said if isinstance(said, str) else "")
     return _merge_results(results)
 
@@ -384,8 +384,8 @@ class WorkerFailed(RuntimeError):
 
 def _result_after_error(exc: Exception, run_dir, resume: bool, message: str = ""):
     """What the job came to, from rank 0's status.json where it got that far (Ctrl-C stops with a
-    checkpoint, but reaches the launcher as an error), else from the first failed worker. ``message``:
-    rank 0's own sentence for how it ended, where its last event reached the launcher (said for a stop)."""
+    checkpoint, but reaches the launcher as an error), else from the first failed worker. ``message``: what
+    a stop before training says, where rank 0's stopped download said it (its "failed" event)."""
     from .runs import RunDirectory
     from .trainer import RunResult
 
@@ -394,8 +394,8 @@ def _result_after_error(exc: Exception, run_dir, resume: bool, message: str = ""
     best = status.get("best_accuracy")
     if state == "stopped":
         return RunResult(run_dir=Path(run_dir), reason="stopped", best_accuracy=best, state="stopped")
-    if _interrupted(exc) and state != "failed":
-        # Ctrl-C or SIGTERM before the run wrote its status (its dataset still downloading): a stop the user
+    if _interrupted(exc) and not status:
+        # Ctrl-C or SIGTERM before the run wrote any status (its dataset still downloading): a stop the user
         # asked for, as in one process, not a failure of the workers the launcher then shut down
         return RunResult(run_dir=_keep_if_used(run_dir, resume), reason="stopped", best_accuracy=best,
                          state="stopped", message=message or STOPPED_BEFORE_TRAINING)
@@ -553,7 +553,7 @@ class _EventFollower(threading.Thread):
         self.interval = interval
         self._offset = 0
         self._done = threading.Event()
-        self.ended: dict | None = None  # the data of rank 0's "finished" or "failed" event, once read
+        self.ended: dict | None = None  # the data of rank 0's last "finished" or "failed" event
         if self.path.exists():  # resuming: only the new events
             self._offset = self.path.stat().st_size
 

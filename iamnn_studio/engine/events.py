@@ -13,7 +13,8 @@ Kinds and their ``data`` keys:
 - ``evaluated``: the eval.json summary (top1, top5, macs stats)
 - ``finished``: reason ("completed", "stopped", "max_steps"), best_accuracy, run_dir, epoch, step; and
   message where a stop ended the run before training began (a stopped dataset download: what was stopped)
-- ``failed``: reason (one human sentence), run_dir
+- ``failed``: reason (one human sentence), run_dir; ``download_stopped: true`` where a process of a run of several
+  failed because its dataset download was stopped (Ctrl-C), which the launcher reads as a stop
 - ``log``: message (a sentence for the run's log), level ("warning" where something was lost or refused and
   the run goes on, e.g. a result the run folder could not take; absent: information)
 """

@@ -3,8 +3,8 @@
 The app sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads (idle OpenMP threads must not spin
 on the UI thread's core while a run trains). A passive team sleeps after every parallel op and
 is woken for the next, about 50 us each on the 2-core machine we measure on, and an adaptive pass
-is ~2,800 small ops (``max`` mode ~700). Two threads (the caller and a pool thread), each running half
-the batch with one OpenMP thread, pay no wake-ups: on 2 cores, 256 Fashion-MNIST images at width 16, adaptive
+is ~2,800 small ops (``max`` mode ~700). Two worker threads, each running half the batch with one
+OpenMP thread, pay no wake-ups: on 2 cores, 256 Fashion-MNIST images at width 16, adaptive
 107 -> 87 ms and ``max`` 176 -> 160 ms; 64 images 39 -> 29 and 48 -> 40 ms. With OpenMP's default
 spin the split gains nothing at 256 images and loses on small batches, so it is used only under
 PASSIVE (see docs/benchmarks.md, early exit).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor, nn
@@ -27,9 +27,9 @@ MIN_IMAGES_PER_WORKER = 8
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-#: Whether torch.set_num_threads in one thread leaves the others' counts alone (OpenMP builds), found out
-#: once (None: not yet). Where the count is process-wide (other builds), splitting stays off.
-_thread_counts_are_per_thread: bool | None = None
+#: False once a worker's thread count was seen to leak into its caller (a torch build whose
+#: set_num_threads is process-wide, not per thread as with OpenMP); splitting then stays off.
+_thread_counts_are_per_thread = True
 
 
 def passive_openmp() -> bool:
@@ -40,27 +40,25 @@ def passive_openmp() -> bool:
 def workers_for(model: nn.Module, x: Tensor) -> int:
     """How many single-threaded halves ``forward`` would run ``x`` as (1 = one ordinary pass)."""
     if not (
-        isinstance(model, IamNN)
+        _thread_counts_are_per_thread
+        and isinstance(model, IamNN)
         and not model.training  # batchnorm on batch statistics: each half would see other statistics
         and x.device.type == "cpu"
         and torch.get_num_threads() >= WORKERS
         and len(x) >= WORKERS * MIN_IMAGES_PER_WORKER
         and passive_openmp()
-        and _counts_are_per_thread()
     ):
         return 1
     return WORKERS
 
 
 def forward(model: nn.Module, x: Tensor, **kwargs) -> ModelOutput:
-    """``model(x, **kwargs)`` without autograd, split over threads where that is quicker: the first half in
-    the calling thread, the others in the pool's, each with ``threads // WORKERS`` OpenMP threads.
+    """``model(x, **kwargs)`` without autograd, split over worker threads where that is quicker.
 
     Same results as one pass (each image's computation does not depend on the others in eval
-    mode); the caller's thread count is unchanged. Running a half here, not both in the pool, makes
-    sure the halves run at the same time: two pool threads could take them one after the other when
-    the scheduler woke one of them late (app under load: 3-10 % quicker medians at 256 images).
+    mode); the caller's thread count is unchanged.
     """
+    global _thread_counts_are_per_thread
     with torch.no_grad():
         workers = workers_for(model, x)
         if workers == 1:
@@ -74,29 +72,16 @@ def forward(model: nn.Module, x: Tensor, **kwargs) -> ModelOutput:
             with torch.no_grad():  # grad mode is per thread
                 return model(chunk, **kwargs)
 
-        here, *others = x.chunk(workers)
-        futures = [_workers().submit(run, chunk) for chunk in others]
         try:
-            results = [run(here)] + [future.result() for future in futures]
-        finally:
-            # also when a half raised (out of memory): the others end first, then the count comes back.
+            results = list(_workers().map(run, x.chunk(workers)))
+        finally:  # also when a worker raised (out of memory): the count must not stay changed
+            if torch.get_num_threads() != threads:
+                _thread_counts_are_per_thread = False
             # torch.set_num_threads also stores the count that every thread started later begins with
             # (torch's lazy per-thread init): without this, a training or evaluation thread started
             # after the first split prediction ran on one core.
-            wait(futures)
             torch.set_num_threads(threads)
         return merge(results)
-
-
-def _counts_are_per_thread() -> bool:
-    """Asked with at least two threads (``workers_for``): a pool thread sets one fewer, this one's must stay."""
-    global _thread_counts_are_per_thread
-    if _thread_counts_are_per_thread is None:
-        before = torch.get_num_threads()
-        _workers().submit(torch.set_num_threads, before - 1).result()
-        _thread_counts_are_per_thread = torch.get_num_threads() == before
-        torch.set_num_threads(before)  # and the count threads started later begin with
-    return _thread_counts_are_per_thread
 
 
 def merge(outputs: list[ModelOutput]) -> ModelOutput:
@@ -120,5 +105,18 @@ def _workers() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(WORKERS - 1, thread_name_prefix="iamnn-split-forward")  # + the caller
+            _pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="iamnn-split-forward",
+                                       initializer=_normal_scheduling)
         return _pool
+
+
+def _normal_scheduling() -> None:
+    """The pool's threads serve every caller: they take Linux's normal policy, not the one of the thread that
+    happened to start them (the app's training thread runs as SCHED_BATCH, and its final evaluation may
+    be the first to split a batch)."""
+    policy = getattr(os, "SCHED_OTHER", None)
+    if policy is not None and hasattr(os, "sched_setscheduler"):
+        try:
+            os.sched_setscheduler(0, policy, os.sched_param(0))
+        except OSError:
+            pass

@@ -66,6 +66,11 @@ class TrainingFailed(Exception):
     """An expected failure; the message is the sentence the user sees."""
 
 
+class _DownloadStoppedInAJob(TrainingFailed):
+    """A stopped download in a run of several processes: the run fails, which ends the others' wait for the
+    data; its "failed" event says ``download_stopped`` so the launcher can read the job as stopped."""
+
+
 class _StopRequested(Exception):
     """The user stopped the run during calibration or evaluation."""
 
@@ -241,7 +246,7 @@ class Trainer:
         except _DownloadStopped as exc:
             return self._stop_before_training(str(exc))
         except TrainingFailed as exc:
-            return self._fail(str(exc))
+            return self._fail(str(exc), download_stopped=isinstance(exc, _DownloadStoppedInAJob))
         except torch.cuda.OutOfMemoryError:
             self._release_gpu_memory()
             return self._fail(self._out_of_memory_reason("GPU memory"))
@@ -384,7 +389,7 @@ class Trainer:
                 bundle = load_dataset(config.data, seed=config.seed)
         except DownloadStopped as exc:
             if self._comm.distributed:  # the other processes do not hear of this stop: fail, which ends them all
-                raise TrainingFailed(str(exc)) from None
+                raise _DownloadStoppedInAJob(str(exc)) from None
             raise _DownloadStopped(str(exc)) from None  # asked for (Stop, Ctrl-C): a stop, not a failure
         except ValueError as exc:
             raise TrainingFailed(str(exc)) from None
@@ -1053,11 +1058,12 @@ class Trainer:
         self._set_state("stopped")
         return RunResult(run_dir=run_path, reason="stopped", best_accuracy=best, state="stopped", message=message)
 
-    def _fail(self, reason: str, *, as_saved: bool = False) -> RunResult:
+    def _fail(self, reason: str, *, as_saved: bool = False, download_stopped: bool = False) -> RunResult:
         run_path = self._run_path
         if self._comm.is_main:
             self._write_status("failed", reason=reason, as_saved=as_saved)
-            self._emit("failed", reason=reason, run_dir=None if run_path is None else str(run_path))
+            flag = {"download_stopped": True} if download_stopped else {}
+            self._emit("failed", reason=reason, run_dir=None if run_path is None else str(run_path), **flag)
         self._set_state("failed")
         return RunResult(run_dir=run_path, reason=reason, best_accuracy=self._model_accuracy(), state="failed")
 

@@ -42,7 +42,8 @@ def describe_error(error: BaseException) -> str:
 
 
 def mark_as_batch_work() -> bool:
-    """Schedule the calling thread, and the threads it starts (torch's OpenMP team), as CPU-bound batch work
+    """Schedule the calling thread, and every thread or process it starts (torch's OpenMP team; the engine's
+    split-inference pool takes the normal policy back), as CPU-bound batch work
     (Linux ``SCHED_BATCH``): same share of the CPU as before, but the kernel no longer lets it preempt a
     thread that wakes up, so the UI thread's timers and repaints come first. Measured in the app while
     training (``benchmarks/bench_ui_lag.py``, 2 cores): UI lag p99 13.4-13.6 -> 10.2-11.0 ms, images/s
