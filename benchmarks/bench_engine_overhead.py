@@ -218,7 +218,7 @@ def measure_engine_overhead(
     *,
     steps: int = 8,
     warmup: int = 2,
-    rounds: int = 4,
+    rounds: int = 8,  # 48 paired step ratios: one noisy stretch of a shared machine moves the median less
     batch_size: int = 128,
     width: int = 16,
     depth: int = 50,
