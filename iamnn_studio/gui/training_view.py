@@ -65,6 +65,9 @@ RUN_SIDE_WIDTH = 540
 TITLE_CHARS = 16
 #: Shorter titles, longest first, for a plot too narrow for its own (a 14-pt font in a 960-px window).
 SHORT_TITLES = {"accuracy": ["Acc. %"], "macs": ["MACs (M)"], "speed": ["Images / s", "Img / s"], "lr": ["LR"]}
+#: The least height of each plot's curve area: below it a curve reads as a line of noise (at 14 pt in a
+#: 960 x 640 window the six plots got 20 px each); the live page scrolls to the run log instead.
+PLOT_MIN_HEIGHT = 56
 #: The ResNet baseline has no halting threshold to sweep.
 EVALUATING_BASELINE = "Evaluating on the test images: accuracy and compute per image"
 
@@ -124,6 +127,19 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         # noise ("693.22342290"): each axis spans at least a readable amount.
         for plot, span in ((loss, 0.3), (accuracy, 2.0), (macs, 0.5), (speed, 10.0)):  # loss: log10 units
             plot.getViewBox().setLimits(minYRange=span)
+        self._fit_minimum_height()
+
+    def _fit_minimum_height(self) -> None:
+        """Two rows of plots, each with about ``PLOT_MIN_HEIGHT`` of curves, sized by the font."""
+        line = self.fontMetrics().height()
+        # a row's title, tick labels and the "step" label under the lower row, with pyqtgraph's spacing: about
+        # four lines of text per row (measured 70 px at 10 pt)
+        self.setMinimumHeight(2 * (PLOT_MIN_HEIGHT + 4 * line) + 8)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._fit_minimum_height()
 
     def _label_held_out(self, split: str) -> None:
         """Name the per-epoch points after the split they were measured on: "val", or "test" for a run

@@ -315,6 +315,21 @@ def test_the_live_plot_titles_stay_over_their_own_plots(qtbot, font_pt, window, 
 
 
 @pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
+def test_the_live_plots_keep_a_readable_height_at_960_x_640(qtbot, font_pt, window):
+    """At 14 pt in 960 x 640 the six plots shared what the header and the run log left: curves 20 px tall
+    under their titles. The page scrolls instead (to the log and the system panel below)."""
+    from tests.gui.test_layout import feed_a_run, resize_and_settle
+
+    training = window.training
+    feed_a_run(training)
+    resize_and_settle(qtbot, window, (960, 640))
+    heights = {name: plot.getViewBox().size().height() for name, plot in training.monitor.plots.items()}
+    assert min(heights.values()) >= 45, heights
+    scroll = training.live_page
+    assert scroll.widget().height() <= scroll.viewport().height() or scroll.verticalScrollBar().maximum() > 0
+
+
+@pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
 def test_a_stopped_runs_header_gets_the_height_it_needs_at_960_x_640(qtbot, font_pt, window, tmp_path):
     """At 14 pt the header card of a finished run needed 288 px and got 258 (the live page's least height,
     the System panel's, floored the tabs under it): its last row of buttons was cut off. The live page
@@ -339,7 +354,10 @@ def test_a_stopped_runs_header_gets_the_height_it_needs_at_960_x_640(qtbot, font
         assert_whole_and_inside(button, header, button.text())
     assert_apart(buttons + [header.result], "stopped run")
     assert window.minimumSizeHint().height() <= 640
-    if font_pt == 10:
+    plots = [plot.getViewBox().size().height() for plot in training.monitor.plots.values()]
+    assert min(plots) >= 45, plots  # the live page scrolls to the log rather than squeeze the curves (24 px at 10 pt)
+    resize_and_settle(qtbot, window, (1280, 800))
+    if font_pt == 10:  # where there is room, nothing scrolls
         assert not training.live_page.verticalScrollBar().isVisible()
 
 
