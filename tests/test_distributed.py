@@ -405,3 +405,17 @@ def test_a_worker_failure_without_a_signal_still_fails_the_job(tmp_runs):
     reserved = RunDirectory.create(tmp_runs, "ddp").path
     result = distributed._result_after_error(RuntimeError("worker 1 exited with code 1"), reserved, False)
     assert result.state == "failed" and "worker 1 exited" in result.reason
+
+
+def test_a_ctrl_c_that_reaches_a_worker_before_its_run_handles_it_ends_it_quietly(monkeypatch):
+    """A worker still joining the group or building its trainer when Ctrl-C came printed a KeyboardInterrupt
+    traceback ("Process SpawnProcess-1: Traceback ...") under the launcher's own line; it now exits with 130."""
+    from iamnn_studio.engine import distributed
+
+    def interrupted(*_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "_train_in_this_process", interrupted)
+    with pytest.raises(SystemExit) as ended:
+        distributed._worker(None, "runs", None, False, True, None)
+    assert ended.value.code == 130 and ended.value.__suppress_context__

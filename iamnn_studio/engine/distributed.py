@@ -458,6 +458,16 @@ def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume
             spawned_by_launch: bool = False, events_path: str | None = None):
     """One training process: join the process group, train, leave. Rank 0 appends its events to
     ``events_path`` (the launcher follows that file) where one is given."""
+    try:
+        return _train_in_this_process(config, runs_dir, run_dir, resume, spawned_by_launch, events_path)
+    except KeyboardInterrupt:
+        # Ctrl-C reached this process outside the run's own handler (while it joined the group or built its
+        # trainer, on a loaded machine): the launcher says how the job ended; a worker's traceback only hid it
+        raise SystemExit(128 + signal.SIGINT) from None
+
+
+def _train_in_this_process(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume: bool,
+                           spawned_by_launch: bool, events_path: str | None):
     from .trainer import Trainer
 
     cuda = torch.cuda.is_available() and (config is None or config.device != "cpu")
@@ -483,12 +493,14 @@ def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if signalled.is_set() and spawned_by_launch:
-        # The launcher is shutting down and no longer collects results: a worker that waited to hand
-        # its result over would only be killed after the launcher's shutdown timeout.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        if signalled.is_set() and spawned_by_launch:
+            # The launcher is shutting down and no longer collects results (nor errors: a stopped download
+            # fails the others' wait): a worker that waited to hand its result over would only be killed after
+            # the launcher's shutdown timeout, and the launcher's own SIGINT to its workers, landing in this
+            # process's shutdown, printed a KeyboardInterrupt traceback under the job's last line.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     return result
 
 
