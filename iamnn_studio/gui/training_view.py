@@ -65,8 +65,8 @@ RUN_SIDE_WIDTH = 540
 TITLE_CHARS = 16
 #: Shorter titles, longest first, for a plot too narrow for its own (a 14-pt font in a 960-px window).
 SHORT_TITLES = {"accuracy": ["Acc. %"], "macs": ["MACs (M)"], "speed": ["Images / s", "Img / s"], "lr": ["LR"]}
-#: The least height of each plot's curve area: below it a curve reads as a line of noise (at 14 pt in a
-#: 960 x 640 window the six plots got 20 px each); the live page scrolls to the run log instead.
+#: About the least height of each plot's curve area (45-56 px in the tests): below it a curve reads as a line
+#: of noise (at 14 pt in a 960 x 640 window the six plots got 0-20 px); the live page scrolls to the log instead.
 PLOT_MIN_HEIGHT = 56
 #: The ResNet baseline has no halting threshold to sweep.
 EVALUATING_BASELINE = "Evaluating on the test images: accuracy and compute per image"
@@ -132,8 +132,8 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
     def _fit_minimum_height(self) -> None:
         """Two rows of plots, each with about ``PLOT_MIN_HEIGHT`` of curves, sized by the font."""
         line = self.fontMetrics().height()
-        # a row's title, tick labels and the "step" label under the lower row, with pyqtgraph's spacing: about
-        # four lines of text per row (measured 70 px at 10 pt)
+        # a row's title, tick labels and the "step" label under the lower row, with pyqtgraph's spacing: four
+        # to five lines of text per row (70 px measured at 10 pt, a 15-px line)
         self.setMinimumHeight(2 * (PLOT_MIN_HEIGHT + 4 * line) + 8)
 
     def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
