@@ -26,9 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402  (the path line above makes ``common`` importable)
-    AS_COMMAND_LINE, bench_arguments, finish, gpu_sync, hardware, interleaved, set_threads, summary, verdict,
+    AS_COMMAND_LINE, bench_arguments, finish, gpu_sync, hardware, interleaved, measure_as_command_line, set_threads,
+    summary, verdict,
 )
-from common import measure_as_command_line as run_as_command_line  # noqa: E402
 
 TARGET = 0.9
 THRESHOLD = 0.8
@@ -285,15 +285,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except CheckpointError as exc:
         parser.error(f"--checkpoint: {exc}")
     if not AS_COMMAND_LINE and not args.quick and args.device == "cpu":
-        result["command_line"] = measure_as_command_line(argv)
+        # as `evaluate` and `predict` run: adaptive inference is many small ops, so it pays more than `max` mode
+        # for the app's passive wake-ups
+        result["command_line"] = measure_as_command_line(
+            __file__, argv, ("value", "wall_speedup", "mac_speedup", "seconds", "raw_seconds"))
     finish(result, args.json, describe(result))
     return result
-
-
-def measure_as_command_line(argv: list[str] | None) -> dict[str, Any]:
-    """The same measurement as ``iamnn-studio evaluate`` and ``predict`` run it (OpenMP's default wait):
-    adaptive inference is many small ops, so it pays more than ``max`` mode for the app's passive wake-ups."""
-    return run_as_command_line(__file__, argv, ("value", "wall_speedup", "mac_speedup", "seconds", "raw_seconds"))
 
 
 if __name__ == "__main__":

@@ -37,9 +37,11 @@ def test_early_exit_reports_efficiency_from_both_modes_timings_and_macs():
 
 
 def test_early_exit_measures_again_as_the_command_line_runs_in_a_process_without_the_apps_wait_policy():
-    from bench_early_exit import measure_as_command_line
+    from bench_early_exit import __file__ as script
+    from common import measure_as_command_line
 
-    result = measure_as_command_line(["--quick", "--dataset", "synthetic", "--json", "ignored.json"])
+    result = measure_as_command_line(script, ["--quick", "--dataset", "synthetic", "--json", "ignored.json"],
+                                     ("value", "wall_speedup", "mac_speedup", "raw_seconds"))
 
     assert result.get("error") is None
     assert result["omp_wait_policy"] is None  # OpenMP's default, as `iamnn-studio evaluate` gets it
