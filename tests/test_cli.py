@@ -125,6 +125,18 @@ def test_predict_takes_folders_of_images_as_the_app_does(trained, tmp_path):
     assert err.splitlines() == [f"error: no images in the folder {tmp_path / 'empty'}"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
+def test_predict_skips_a_named_pipe_instead_of_waiting_on_it(trained, tmp_path):
+    """QA: a FIFO named like an image (alone or inside a dropped folder) blocked PIL's open for ever."""
+    (tmp_path / "photos").mkdir()
+    Image.new("L", (16, 16), 10).save(tmp_path / "photos" / "a.png")
+    os.mkfifo(tmp_path / "photos" / "zz.png")
+    code, out, err = run_cli("predict", trained["run"], tmp_path / "photos", "--json")
+    assert code == 3
+    assert [p["source"] for p in json.loads(out)["predictions"]] == [str(tmp_path / "photos" / "a.png")]
+    assert err.splitlines() == [f"error: cannot read {tmp_path / 'photos' / 'zz.png'}: not a regular file"]
+
+
 def test_predict_with_no_image_classified_exits_1_not_3(trained, tmp_path):
     """Exit 3 says "some images failed, the others are printed": with nothing classified it misled scripts."""
     (tmp_path / "notes.txt").write_text("not an image")

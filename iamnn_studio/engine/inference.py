@@ -94,6 +94,9 @@ def _display_name(source: Any) -> str:
 
 
 def _open(path: Path, name: str) -> Image.Image:
+    # a named pipe or a device would block the read for ever (a FIFO named like an image in a folder)
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise ImageError(f"cannot read {name}: not a regular file")
     try:
         # Between PIL's warning size (89 Mpx) and its refusal (twice that) a picture still decodes;
         # it is downsized anyway, so PIL's warning (source file, line) is only noise on stderr.

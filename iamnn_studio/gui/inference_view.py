@@ -8,6 +8,7 @@ user sees the compute (and sometimes the answer) change. Torch work runs in a ba
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -735,6 +736,8 @@ def _read_preview(path: str) -> QImage | None:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    if not os.path.isfile(path):  # a named pipe would block this thread for ever; a missing file has no preview
+        return None
     try:
         # a big photo (PIL warns past 89 Mpx, refuses past twice that) is shrunk anyway: no warning on stderr
         with warnings.catch_warnings():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -463,6 +464,20 @@ def test_previewing_a_very_large_picture_warns_nobody(files, monkeypatch):
     assert preview is not None and (preview.width(), preview.height()) == (40, 30)
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
 
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
+def test_a_named_pipe_gets_no_preview_and_does_not_block(qtbot, view, files, tmp_path):
+    """QA: a FIFO named like an image in a dropped folder blocked its reader for ever."""
+    from iamnn_studio.gui.inference_view import _read_preview
+
+    pipe = tmp_path / "zz.png"
+    os.mkfifo(pipe)
+    assert _read_preview(str(pipe)) is None
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    drop(view, [pipe])
+    qtbot.waitUntil(lambda: len(view.cards) == 1 and not view.is_busy(), timeout=TIMEOUT)
+    (card,) = view.cards
+    assert isinstance(card, ErrorCard) and "not a regular file" in card.message
 
 def test_an_image_only_qt_can_read_is_classified_too(qtbot, view, files, tmp_path):
     svg = tmp_path / "drawing.svg"
