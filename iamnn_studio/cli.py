@@ -437,7 +437,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         # held-out images, a model too big for the memory): bad input, as for the other commands
         started = result.run_dir is not None or result.reason.startswith("unexpected error")
         return EXIT_FAILED if started else EXIT_USAGE
-    _print_run_summary(result)
+    _print_run_summary(result, processes=_launcher_flags(args))
     # several processes: torch's launcher hears Ctrl-C before our handler does, so the count stays 0
     return EXIT_INTERRUPTED if interrupts.count or result.state == "stopped" else EXIT_OK
 
@@ -449,7 +449,17 @@ def _ending_text(reason: Any) -> str:
     return status_text("completed", STEP_LIMIT_REASON) if reason == "max_steps" else str(reason)
 
 
-def _print_run_summary(result: Any) -> None:
+def _launcher_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    """The process-count options of a distributed run, which its resume must repeat (the trainer refuses another count)."""
+    flags: list[str] = []
+    if args.nproc_per_node > 1:
+        flags += ["--nproc-per-node", str(args.nproc_per_node)]
+    if args.nnodes > 1:
+        flags += ["--nnodes", str(args.nnodes)]
+    return tuple(flags)
+
+
+def _print_run_summary(result: Any, processes: tuple[str, ...] = ()) -> None:
     lines = [f"run: {result.run_dir} · {_ending_text(result.reason)}"]  # no "(completed (step limit))"
     if result.run_dir and result.reason != "completed":  # cut short: say how far it got
         status = _read_json(Path(result.run_dir) / "status.json") or {}
@@ -466,7 +476,7 @@ def _print_run_summary(result: Any) -> None:
         macs = evaluation.get("macs") or {}
         lines.append(f"test top-1: {evaluation['top1']:.2%}, mean MACs {format_macs(macs.get('mean'))}")
     if result.reason == "stopped" and result.run_dir:
-        command = shlex.join(["iamnn-studio", "train", "--run-dir", str(result.run_dir), "--resume"])
+        command = shlex.join(["iamnn-studio", "train", "--run-dir", str(result.run_dir), "--resume", *processes])
         lines.append(f"continue it from its last checkpoint: {command}")
     print("\n".join(lines))
 
@@ -816,7 +826,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
         lines.append("threshold   mean MACs   top-1")
         for point in sweep["threshold"]:
             mark = "  <- evaluated" if point.get("evaluated") else ""
-            lines.append(f"{point['threshold']:>9.2f}   {format_macs(point['mean_macs']):>9}   {_percent(point['top1'])}{mark}")
+            lines.append(f"{point['threshold']:>9.4g}   {format_macs(point['mean_macs']):>9}   {_percent(point['top1'])}{mark}")
     if sweep.get("fixed"):
         lines.append("fixed iterations   mean MACs   top-1")
         for point in sweep["fixed"]:

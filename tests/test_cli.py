@@ -217,6 +217,31 @@ def test_the_resume_hint_names_the_run_quoted_so_that_it_can_be_pasted():
     assert "(iamnn-studio train --run-dir RUN --resume)" in elsewhere  # no run folder to name
 
 
+def test_the_sweep_prints_a_calibrated_threshold_as_it_is_not_rounded_to_one():
+    """QA: 0.999 read "1.00", and --threshold 1.0 is another model (more MACs)."""
+    result = {"images": 10, "top1": 0.5, "top5": 1.0, "halting_calibrated": True,
+              "sweep": {"threshold": [{"threshold": 0.05, "mean_macs": 1e6, "top1": 0.4},
+                                      {"threshold": 0.999, "mean_macs": 2e6, "top1": 0.5, "evaluated": True}]}}
+    rows = [line.split() for line in cli.format_evaluation(result).splitlines()]
+    assert ["0.05", "1.00", "M", "40.00%"] in rows
+    assert ["0.999", "2.00", "M", "50.00%", "<-", "evaluated"] in rows
+
+def test_a_stopped_distributed_run_hints_a_resume_with_its_process_count(tmp_path, capsys):
+    """QA: the hint after Ctrl-C of a 2-process run was a command that failed ("trained by 2 process(es)")."""
+    import shlex
+    from types import SimpleNamespace
+
+    result = SimpleNamespace(run_dir=None, reason="stopped", best_accuracy=None)
+    cli._print_run_summary(result, processes=("--nproc-per-node", "2"))
+    assert capsys.readouterr().out == "run: None · stopped\n"  # no folder: nothing to continue
+    result.run_dir = tmp_path / "my run"
+    cli._print_run_summary(result, processes=("--nproc-per-node", "2"))
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert shlex.split(hint.split(": ", 1)[1]) == [
+        "iamnn-studio", "train", "--run-dir", str(tmp_path / "my run"), "--resume", "--nproc-per-node", "2"]
+    cli._print_run_summary(result)
+    assert capsys.readouterr().out.splitlines()[-1].endswith("--resume")
+
 @pytest.mark.parametrize(("fmt", "name"), [("onnx", "model.onnx"), ("torchscript", "model.ts")])
 def test_export_writes_each_format(trained, tmp_path, fmt, name):
     code, out, err = run_cli("export", trained["run"] / "checkpoints" / "best.pt", "--format", fmt, "--out", tmp_path / name)
