@@ -37,6 +37,20 @@ def test_claiming_a_folder_that_holds_a_run_is_refused(tmp_runs):
     with pytest.raises(ValueError, match="already holds a run"):
         RunDirectory.claim(run.path)
     assert RunDirectory.claim(tmp_runs / "empty-and-new").path.is_dir()
+    assert RunDirectory.claim(tmp_runs / "empty-and-new").path.is_dir()  # still empty: fine
+
+
+def test_claiming_a_folder_of_other_files_is_refused(tmp_runs):
+    """QA: --run-dir on a photo folder (or on the runs folder itself) wrote the run's files among them."""
+    (tmp_runs / "photos").mkdir()
+    (tmp_runs / "photos" / "cat.png").write_bytes(b"")
+    for folder in (tmp_runs / "photos", tmp_runs):
+        with pytest.raises(ValueError, match="holds other files and no run"):
+            RunDirectory.claim(folder)
+    assert sorted(p.name for p in (tmp_runs / "photos").iterdir()) == ["cat.png"]
+    (tmp_runs / "hidden").mkdir()
+    (tmp_runs / "hidden" / ".DS_Store").write_bytes(b"")
+    assert RunDirectory.claim(tmp_runs / "hidden").path.is_dir()
 
 
 def test_opening_a_folder_that_is_not_a_run_names_the_problem(tmp_runs):

@@ -135,6 +135,10 @@ class RunDirectory:
         path = Path(path)
         if path.is_dir() and any((path / marker).exists() for marker in _RUN_MARKERS):
             raise ValueError(f"run_dir: {path} already holds a run; resume it or choose another folder")
+        # a run's files mixed into a folder of photos (or into the runs folder itself) are hard to take out again
+        if path.is_dir() and any(not entry.name.startswith(".") for entry in path.iterdir()):
+            raise ValueError(f"run_dir: {path} holds other files and no run; choose a new or empty folder "
+                             "(a folder of runs is --runs-dir)")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
