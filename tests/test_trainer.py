@@ -872,6 +872,25 @@ def test_a_run_folder_turned_read_only_before_evaluation_completes_with_the_resu
     assert kinds.index("evaluated") < kinds.index("finished")
 
 
+def test_resuming_a_run_in_a_read_only_folder_is_refused_before_training(tmp_runs, monkeypatch, read_only):
+    """QA: a resume in a read-only folder trained to the end of the epoch, then failed to save and lost it all."""
+    holder = {}
+
+    def stop_after_the_first_epoch(event):
+        if event.kind == "epoch" and event.data["epoch"] == 1:
+            holder["trainer"].stop()
+
+    holder["trainer"] = Trainer(tiny_config(epochs=2), runs_dir=tmp_runs, listeners=[stop_after_the_first_epoch])
+    first = holder["trainer"].run()
+    assert first.state == "stopped"
+    read_only(first.run_dir)
+    recorder = Recorder()
+    resumed = Trainer(None, run_dir=first.run_dir, resume=True, listeners=[recorder]).run()
+    assert resumed.state == "failed"
+    assert resumed.reason == (f"cannot resume {first.run_dir.name}: its folder cannot be written ({NO_PERMISSION}); "
+                              "copy the run to a folder you can write and resume the copy")
+    assert not recorder.of("step")
+
 def test_a_calibrated_head_that_cannot_be_saved_fails_in_one_sentence_and_resuming_finishes_the_run(
         tmp_runs, monkeypatch, read_only):
     real_calibrate = Trainer._calibrate

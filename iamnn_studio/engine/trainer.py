@@ -26,8 +26,10 @@ import copy
 import hashlib
 import logging
 import math
+import os
 import random
 import shlex
+import tempfile
 import threading
 import time
 import traceback
@@ -138,6 +140,20 @@ class _Totals:
 
 
 # --------------------------------------------------------------------------- the trainer
+
+def _unwritable(folder: Path) -> str | None:
+    """Why no file can be written in ``folder`` ("the run folder is on a read-only disk or mount"), by
+    writing one as checkpoints are written (a temp file in it); None where it can be."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+    except FileNotFoundError:
+        return None  # no checkpoints folder: the missing checkpoint says so next
+    except OSError as exc:
+        return unsaved_reason(exc)
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
 class Trainer:
     """Trains one run; see the module docstring.
 
@@ -325,6 +341,11 @@ class Trainer:
         name = run.name
         if run.is_being_trained():
             raise TrainingFailed(f"cannot resume {name}: another process is training it right now")
+        if self._comm.is_main:  # the only writer: a folder it cannot write would lose what the resume trains
+            unwritable = _unwritable(run.last_checkpoint.parent)
+            if unwritable:
+                raise TrainingFailed(f"cannot resume {name}: its folder cannot be written ({unwritable}); "
+                                     "copy the run to a folder you can write and resume the copy")
         if not run.last_checkpoint.exists():
             raise TrainingFailed(
                 f"cannot resume {name}: it has no checkpoint yet (it ended before its first epoch did); start it again"
@@ -350,7 +371,7 @@ class Trainer:
         if world != self._comm.world_size:
             raise TrainingFailed(
                 f"cannot resume {name}: it was trained by {world} process(es); resume it with the same number "
-                f"(now {self._comm.world_size})"
+                f"(--nproc-per-node {world} on the command line; now {self._comm.world_size})"
             )
         if state.get("training_done") and (state.get("halting_fitted") or not self._needs_calibration(saved)) \
                 and run.eval_path.exists():
