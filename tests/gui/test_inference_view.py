@@ -465,6 +465,31 @@ def test_previewing_a_very_large_picture_warns_nobody(files, monkeypatch):
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
 
 
+def test_many_cards_are_built_and_cleared_a_few_per_turn_of_the_event_loop(qtbot, view, files, tmp_path):
+    """QA: a dropped folder of 200 images froze the window for 37 s (every card's charts built in one slot),
+    and Clear froze it for 61 s."""
+    from shiboken6 import isValid
+
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.new("L", (16, 16), 40 * i).save(paths[-1])
+    view.CARD_BUILD_BUDGET_S = 0.0  # one card per turn
+    cards_per_turn = []
+    view._show_more.timeout.connect(lambda: cards_per_turn.append(len(view.cards)))
+    with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
+        view.add_image_files([str(p) for p in paths])
+    assert len(view.cards) == 6 and all(isinstance(c, PredictionCard) and c.prediction for c in view.cards)
+    assert len(cards_per_turn) >= 4  # the results waited for later turns (the first card is built at once)
+    assert not view.is_busy()
+
+    cards = view.cards
+    view.clear()
+    assert view.cards == [] and not any(card.isVisible() for card in cards)  # gone from sight at once
+    assert any(isValid(card) for card in cards)  # destroyed over the following turns
+    qtbot.waitUntil(lambda: not any(isValid(card) for card in cards), timeout=TIMEOUT)
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
 def test_a_named_pipe_gets_no_preview_and_does_not_block(qtbot, view, files, tmp_path):
     """QA: a FIFO named like an image in a dropped folder blocked its reader for ever."""
