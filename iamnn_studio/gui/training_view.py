@@ -793,7 +793,7 @@ class TrainingView(QWidget):
         self.run_ended.emit("not_started")
         if self.window().isVisible():  # not once the window has closed (it was closed while the run started)
             QMessageBox.warning(self, f"Could not continue {name}" if resumed else "Could not start training",
-                                _sentence(self.failure or "the engine gave no reason"))
+                                _sentence(self.failure or "the engine gave no reason", name))
 
     # ----------------------------------------------------------------- display
     def _set_state(self, state: str, sentence: str | None = None, status: str | None = None) -> None:
@@ -1022,12 +1022,14 @@ def result_facts(finished: dict[str, Any], evaluation: dict[str, Any]) -> list[s
     return facts
 
 
-def _sentence(text: str) -> str:
-    """An engine reason ("cannot resume x: …") as a sentence for a dialog: a capital and a full stop."""
+def _sentence(text: str, name: str = "") -> str:
+    """An engine reason ("cannot resume x: …") as a sentence for a dialog: a capital and a full stop; a
+    reason that starts with the run's ``name`` keeps the name as it is spelled."""
     text = text.strip()
     if not text:
         return text
-    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?", ")")) else ".")
+    first = text[0] if name and text.startswith(name) else text[0].upper()
+    return first + text[1:] + ("" if text.endswith((".", "!", "?", ")")) else ".")
 
 
 def format_duration(seconds: float) -> str:

@@ -678,3 +678,13 @@ def test_continuing_a_run_once_resumed_from_an_earlier_checkpoint_replays_each_s
     (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     xs, ys = replayed_loss(qtbot, run, resumed_step=8).data()
     assert list(ys) == [1.0] * 4 + [0.5] * 4 and sorted(xs) == list(xs) and len(set(xs)) == 8
+
+
+def test_a_refusal_that_starts_with_the_run_name_keeps_its_spelling_in_the_dialog():
+    """QA: "Could not continue corrupt-config: Corrupt-config reached its step limit…"."""
+    from iamnn_studio.gui.training_view import _sentence
+
+    assert _sentence("corrupt-config reached its step limit", "corrupt-config") == \
+        "corrupt-config reached its step limit."
+    assert _sentence("cannot resume x: it has no checkpoint", "x") == "Cannot resume x: it has no checkpoint."
+    assert _sentence("no name here") == "No name here."
