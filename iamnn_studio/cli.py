@@ -393,6 +393,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _check_resume(args)
     _check_distributed(args)
     config = train_config(args)
+    if config is not None and config.model.architecture == "resnet" and args.mode is not None:
+        raise UsageError("--mode: a ResNet baseline has no iterations to choose; the mode applies to IamNN")
     if args.save_config:  # absolute paths, as in a run's config.toml: the file means the same from any folder
         _save_config(config.make_paths_absolute(), Path(args.save_config))
         print(f"settings written to {args.save_config}")

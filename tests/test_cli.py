@@ -226,6 +226,13 @@ def test_the_sweep_prints_a_calibrated_threshold_as_it_is_not_rounded_to_one():
     assert ["0.05", "1.00", "M", "40.00%"] in rows
     assert ["0.999", "2.00", "M", "50.00%", "<-", "evaluated"] in rows
 
+def test_train_refuses_a_mode_for_the_resnet_baseline_as_predict_does(tmp_path):
+    """QA: train stored mode = "fixed:1" for a ResNet and ignored it without a word."""
+    code, out, err = run_cli("train", "--architecture", "resnet", "--mode", "fixed:1", "--runs-dir", tmp_path / "runs")
+    assert (code, out) == (2, "")
+    assert err == "error: --mode: a ResNet baseline has no iterations to choose; the mode applies to IamNN\n"
+    assert not (tmp_path / "runs").exists()
+
 def test_a_stopped_distributed_run_hints_a_resume_with_its_process_count(tmp_path, capsys):
     """QA: the hint after Ctrl-C of a 2-process run was a command that failed ("trained by 2 process(es)")."""
     import shlex
