@@ -425,8 +425,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             interrupts.on_first = stop
             interrupts.first_message = lambda: ("stopping the dataset download" if downloading()
-                                                else "stopping after this step, keeping a checkpoint"
-                                                if progress.started else "stopping before training starts")
+                                                else progress.stop_message())
             result = trainer.run()
     progress.close()
 
@@ -487,6 +486,11 @@ PHASE_LABELS = {
     "calibrating": "calibrating the halting head",
     "evaluating": "evaluating on the test images (accuracy, MACs, threshold sweep)",
 }
+#: What a first Ctrl-C does in the phases after training (the trainer stops them at their next batch).
+PHASE_STOP_MESSAGES = {
+    "calibrating": "stopping the calibration; the trained checkpoints are kept (resume the run to calibrate it)",
+    "evaluating": "stopping the evaluation; the checkpoints are kept (resume the run to evaluate it)",
+}
 
 
 class TrainingProgress:
@@ -498,6 +502,7 @@ class TrainingProgress:
         self.total_epochs: int | None = None
         self.steps_per_epoch: int | None = None
         self.started = False  # the run has its folder and data: a Ctrl-C now stops after a step
+        self.phase: str | None = None  # calibrating or evaluating, once training is over
         self._bar_shown = False
         self._lock = threading.Lock()  # distributed runs report from a follower thread
 
@@ -549,7 +554,14 @@ class TrainingProgress:
         done = step - (epoch - 1) * spe
         return f" (cut short: {done} of its {spe} steps)" if 0 < done < spe else ""
 
+    def stop_message(self) -> str:
+        """What a first Ctrl-C does now, in words."""
+        if not self.started:
+            return "stopping before training starts"
+        return PHASE_STOP_MESSAGES.get(str(self.phase), "stopping after this step, keeping a checkpoint")
+
     def _on_phase_progress(self, d: dict) -> None:
+        self.phase = d.get("phase")
         if not self.live:  # logs get the phase's start and result lines only
             return
         label = PHASE_LABELS.get(str(d.get("phase")), str(d.get("phase")))

@@ -233,6 +233,18 @@ def test_train_refuses_a_mode_for_the_resnet_baseline_as_predict_does(tmp_path):
     assert err == "error: --mode: a ResNet baseline has no iterations to choose; the mode applies to IamNN\n"
     assert not (tmp_path / "runs").exists()
 
+def test_a_first_ctrl_c_says_what_it_stops_in_each_phase():
+    """QA: a Ctrl-C during calibration or the test evaluation said "stopping after this step"."""
+    from types import SimpleNamespace
+
+    progress = cli.TrainingProgress(io.StringIO())
+    assert progress.stop_message() == "stopping before training starts"
+    progress(SimpleNamespace(kind="started", data={"total_epochs": 1, "steps_per_epoch": 4}))
+    assert progress.stop_message() == "stopping after this step, keeping a checkpoint"
+    for phase, words in (("calibrating", "stopping the calibration"), ("evaluating", "stopping the evaluation")):
+        progress(SimpleNamespace(kind="phase_progress", data={"phase": phase, "fraction": 0.5}))
+        assert progress.stop_message().startswith(words)
+
 def test_a_stopped_distributed_run_hints_a_resume_with_its_process_count(tmp_path, capsys):
     """QA: the hint after Ctrl-C of a 2-process run was a command that failed ("trained by 2 process(es)")."""
     import shlex
