@@ -1019,8 +1019,10 @@ def format_prediction(prediction: Any, *, architecture: str = "iamnn") -> str:
 
 # --------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    from .engine.export import EXPORTERS, export_checkpoint, suffix_mismatch
+    from .engine.export import EXPORTERS, MAX_EXAMPLE_BATCH, export_checkpoint, suffix_mismatch
 
+    if not 1 <= args.batch_size <= MAX_EXAMPLE_BATCH:
+        raise UsageError(f"--batch-size: must be an integer in [1, {MAX_EXAMPLE_BATCH}], got {args.batch_size}")
     args.checkpoint = checkpoint_path(args.checkpoint)
     if args.fmt not in EXPORTERS:  # a plugin's format: its suffix is known once the plugins are loaded
         from .engine.plugins import load_plugins

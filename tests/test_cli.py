@@ -245,6 +245,12 @@ def test_a_first_ctrl_c_says_what_it_stops_in_each_phase():
         progress(SimpleNamespace(kind="phase_progress", data={"phase": phase, "fraction": 0.5}))
         assert progress.stop_message().startswith(words)
 
+@pytest.mark.parametrize("size", ["0", "100000"])
+def test_export_names_the_batch_size_option_it_refuses(tmp_path, size):
+    code, out, err = run_cli("export", tmp_path / "missing.pt", "--format", "onnx", "--out", tmp_path / "m.onnx",
+                             "--batch-size", size)
+    assert (code, out, err) == (2, "", f"error: --batch-size: must be an integer in [1, 4096], got {size}\n")
+
 def test_a_stopped_distributed_run_hints_a_resume_with_its_process_count(tmp_path, capsys):
     """QA: the hint after Ctrl-C of a 2-process run was a command that failed ("trained by 2 process(es)")."""
     import shlex
