@@ -267,6 +267,21 @@ def test_training_memory_counts_what_autograd_keeps_per_image():
     assert memory.largest_batch(memory.needed(8)) == 8
 
 
+@pytest.mark.parametrize("architecture", ["iamnn", "resnet"])
+def test_deep_custom_caps_are_sized_from_small_ones_with_the_same_bytes(monkeypatch, architecture):
+    """QA: custom caps 100-100-100-100 froze the Train form ~10 s while one full-depth forward sized them."""
+    import iamnn_studio.engine.estimate as estimate
+    from iamnn_studio.engine import ModelConfig
+
+    config = ModelConfig(width=4, iterations=(3, 5, 1, 4), image_size=16, architecture=architecture).validate()
+    direct = estimate.training_memory(config)
+    sizings = []
+    real = estimate._saved_bytes_with_caps
+    monkeypatch.setattr(estimate, "_saved_bytes_with_caps", lambda c, caps: sizings.append(caps) or real(c, caps))
+    monkeypatch.setattr(estimate, "DIRECT_SIZING_ITERATIONS", 0)
+    assert estimate.training_memory(config) == direct and direct.bytes_per_image > 0
+    assert sizings == [(2, 2, 1, 2), (3, 2, 1, 2), (2, 3, 1, 2), (2, 2, 1, 3)]
+
 def test_too_few_held_out_images_to_calibrate_fail_before_training(tmp_runs):
     recorder = Recorder()
     config = tiny_config(calibrate_halting=True, data__options={"train_size": 40, "test_size": 20})

@@ -129,22 +129,56 @@ class TrainingMemory:
         return max(int((room - self.bytes_per_batch) // max(self.bytes_per_image, 1)), 0)
 
 
+#: Past this many iterations in all (ResNet-152's caps are 50), a sizing forward takes seconds on the
+#: app's UI thread (custom caps 100-100-100-100: ~10 s), and the bytes are extrapolated instead (below).
+DIRECT_SIZING_ITERATIONS = 64
+
+
 def training_memory(model_config) -> TrainingMemory:
     """Size ``model_config``'s training on PyTorch's "meta" device (shapes, no memory, no compute):
     the bytes of the tensors autograd saves in a full-depth forward of 1 and of 2 images give what an
     image adds and what a batch costs once. A model whose forward cannot run on "meta" (a plugin's
-    block) is sized by its parameters alone."""
+    block) is sized by its parameters alone.
+
+    Every iteration of a block after the first saves the same tensors, so the bytes grow linearly with
+    each block's cap from 2 on: deep custom caps are sized from small ones (2 per block, then 3 in each
+    block in turn), with the same result."""
     from .model import build_model
 
     with torch.device("meta"):
         model = build_model(model_config)
     parameters = sum(p.numel() for p in model.parameters())
-    model.train()
+    caps = tuple(getattr(model, "caps", ()))
     try:
-        one, two = (_saved_bytes(model, model_config, batch) for batch in (1, 2))
+        if sum(caps) <= DIRECT_SIZING_ITERATIONS:
+            one, two = _saved_bytes_by_batch(model, model_config)
+        else:
+            base = tuple(min(cap, 2) for cap in caps)
+            start = one, two = _saved_bytes_with_caps(model_config, base)
+            for block, cap in enumerate(caps):
+                if cap > 2:
+                    deeper = _saved_bytes_with_caps(model_config, base[:block] + (3,) + base[block + 1:])
+                    one += (cap - 2) * (deeper[0] - start[0])
+                    two += (cap - 2) * (deeper[1] - start[1])
     except Exception:  # noqa: BLE001 - sizing is advice: without it the trainer's own OOM message remains
         return TrainingMemory(parameters, 0, 0)
     return TrainingMemory(parameters, bytes_per_image=max(two - one, 0), bytes_per_batch=max(2 * one - two, 0))
+
+
+def _saved_bytes_by_batch(model: torch.nn.Module, config) -> tuple[int, int]:
+    """Bytes autograd saves in a full-depth training forward of 1 image and of 2."""
+    model.train()
+    return _saved_bytes(model, config, 1), _saved_bytes(model, config, 2)
+
+
+def _saved_bytes_with_caps(model_config, caps: tuple[int, ...]) -> tuple[int, int]:
+    """``_saved_bytes_by_batch`` of the same model with other caps per block."""
+    from .model import build_model
+
+    config = dataclasses.replace(model_config, iterations=caps, halting_caps=None)
+    with torch.device("meta"):
+        model = build_model(config)
+    return _saved_bytes_by_batch(model, config)
 
 
 def training_memory_key(model_config) -> str:
