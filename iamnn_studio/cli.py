@@ -840,7 +840,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
         lines.append("threshold   mean MACs   top-1")
         for point in sweep["threshold"]:
             mark = "  <- evaluated" if point.get("evaluated") else ""
-            lines.append(f"{point['threshold']:>9.4g}   {format_macs(point['mean_macs']):>9}   {_percent(point['top1'])}{mark}")
+            lines.append(f"{point['threshold']:>9.6g}   {format_macs(point['mean_macs']):>9}   {_percent(point['top1'])}{mark}")
     if sweep.get("fixed"):
         lines.append("fixed iterations   mean MACs   top-1")
         for point in sweep["fixed"]:

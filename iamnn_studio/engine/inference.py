@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,10 +95,10 @@ def _display_name(source: Any) -> str:
 
 
 def _open(path: Path, name: str) -> Image.Image:
-    # a named pipe or a device would block the read for ever (a FIFO named like an image in a folder)
-    if path.exists() and not path.is_dir() and not path.is_file():
-        raise ImageError(f"cannot read {name}: not a regular file")
     try:
+        # a named pipe or a device would block the read for ever (a FIFO named like an image in a folder)
+        if not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
+            raise ImageError(f"cannot read {name}: not a regular file")
         # Between PIL's warning size (89 Mpx) and its refusal (twice that) a picture still decodes;
         # it is downsized anyway, so PIL's warning (source file, line) is only noise on stderr.
         with warnings.catch_warnings():
@@ -115,6 +116,8 @@ def _open(path: Path, name: str) -> Image.Image:
         raise ImageError(f"cannot read {name}: the image is too large") from None
     except PermissionError:
         raise ImageError(f"cannot read {name}: permission denied") from None
+    except ImageError:
+        raise
     except (OSError, SyntaxError, ValueError) as exc:  # PIL raises these for damaged files
         raise ImageError(f"cannot read {name}: damaged image ({exc})") from None
 

@@ -142,8 +142,9 @@ class _Totals:
 # --------------------------------------------------------------------------- the trainer
 
 def _unwritable(folder: Path) -> str | None:
-    """Why no file can be written in ``folder`` ("the run folder is on a read-only disk or mount"), by
-    writing one as checkpoints are written (a temp file in it); None where it can be."""
+    """Why no file can be created in ``folder`` ("the run folder is on a read-only disk or mount"), by
+    creating one as checkpoints are written (a temp file in it); None where it can be. An empty file: a
+    disk with no room left is found only when the checkpoint is written (the run then keeps its last one)."""
     try:
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
     except FileNotFoundError:
@@ -341,11 +342,6 @@ class Trainer:
         name = run.name
         if run.is_being_trained():
             raise TrainingFailed(f"cannot resume {name}: another process is training it right now")
-        if self._comm.is_main:  # the only writer: a folder it cannot write would lose what the resume trains
-            unwritable = _unwritable(run.last_checkpoint.parent)
-            if unwritable:
-                raise TrainingFailed(f"cannot resume {name}: its folder cannot be written ({unwritable}); "
-                                     "copy the run to a folder you can write and resume the copy")
         if not run.last_checkpoint.exists():
             raise TrainingFailed(
                 f"cannot resume {name}: it has no checkpoint yet (it ended before its first epoch did); start it again"
@@ -384,6 +380,11 @@ class Trainer:
                 f"its weights with its settings ({train_longer_command(run.path, saved)}, with a name for NEW and the "
                 "epochs for N; in the app: Runs > Train longer)"
             )
+        if self._comm.is_main:  # the only writer: a folder it cannot write would lose what the resume trains
+            unwritable = _unwritable(run.last_checkpoint.parent)
+            if unwritable:
+                raise TrainingFailed(f"cannot resume {name}: its folder cannot be written ({unwritable}); "
+                                     "copy the run to a folder you can write and resume the copy")
         self._run_path = run.path  # self.run_dir waits until the run really continues: until then a
         self._last_good_checkpoint = run.last_checkpoint  # failed attempt leaves the folder as it was
         self._saved_progress, self._saved_best = _checkpoint_progress(state)  # said by a stop while data downloads

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from shiboken6 import isValid
 
 from .file_kinds import CHECKPOINT_FILTER, IMAGE_FILTER, MAX_FOLDER_IMAGES, sort_dropped
 from .style import scaled_px
@@ -529,6 +530,7 @@ class InferenceView(QWidget):
         self._predictor = predictor
         self._checkpoint_path = path
         self._mean_test_macs = mean_test_macs
+        self._unshown.clear()  # the previous model's results: every image is classified again below
         self._model_halts = bool(description["halts"])
         self.checkpoint_label.setText(description["text"])
         self.checkpoint_label.setToolTip(path)
@@ -598,6 +600,9 @@ class InferenceView(QWidget):
         for key, preview in outcome.previews.items():
             if key in by_key:
                 by_key[key].preview = preview
+        # a newer result for an image replaces one still waiting for its card (a slider moved again, a model reopened)
+        newer = set(outcome.keys)
+        self._unshown = [item for item in self._unshown if item[0] not in newer]
         self._unshown += [(key, outcome.results.get(key)) for key in outcome.keys]
         self._show_some_results()
 
@@ -641,7 +646,7 @@ class InferenceView(QWidget):
             self._show_more.start()
             return
         first_new, self._first_new_card = self._first_new_card, None
-        if first_new is not None:
+        if first_new is not None and isValid(first_new):
             # the card as context: the call is dropped if the card is gone by then
             QTimer.singleShot(0, first_new, lambda card=first_new: self._scroll_to(card))
         self.predictions_updated.emit()
@@ -655,6 +660,8 @@ class InferenceView(QWidget):
 
     # ================================================================ cards
     def _place(self, entry: _Entry, card: QWidget) -> None:
+        if entry.card is not None and entry.card is self._first_new_card:  # the card to scroll to is this one now
+            self._first_new_card = card
         if entry.card is not None:
             index = self.card_layout.indexOf(entry.card)
             self.card_layout.removeWidget(entry.card)

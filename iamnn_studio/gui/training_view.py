@@ -1028,7 +1028,7 @@ def _sentence(text: str, name: str = "") -> str:
     text = text.strip()
     if not text:
         return text
-    first = text[0] if name and text.startswith(name) else text[0].upper()
+    first = text[0] if name and text.startswith((name + " ", name + ":")) else text[0].upper()
     return first + text[1:] + ("" if text.endswith((".", "!", "?", ")")) else ".")
 
 

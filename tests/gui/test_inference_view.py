@@ -487,8 +487,28 @@ def test_many_cards_are_built_and_cleared_a_few_per_turn_of_the_event_loop(qtbot
     cards = view.cards
     view.clear()
     assert view.cards == [] and not any(card.isVisible() for card in cards)  # gone from sight at once
-    assert any(isValid(card) for card in cards)  # destroyed over the following turns
+    assert len(view._discarded) == 4  # two deleted this turn, the rest over the following turns
     qtbot.waitUntil(lambda: not any(isValid(card) for card in cards), timeout=TIMEOUT)
+
+
+def test_a_newer_result_replaces_one_waiting_for_its_card(qtbot, view):
+    """Review: a second outcome for images whose cards were still being built rebuilt the first card and
+    then scrolled to the deleted one (RuntimeError); stale results were all drawn, one after another."""
+    from iamnn_studio.gui.inference_view import _Outcome
+
+    view.CARD_BUILD_BUDGET_S = 0.0
+    entries = [view._new_entry(f"img{i}.png") for i in range(3)]
+    keys = [e.key for e in entries]
+    drawn = []
+    real_error_card = view._show_error_card
+    view._show_error_card = lambda entry, message: drawn.append(message) or real_error_card(entry, message)
+    view._on_classified(_Outcome(keys=keys, results={k: "old reason" for k in keys}))
+    view._on_classified(_Outcome(keys=keys, results={k: "new reason" for k in keys}))
+    with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
+        pass
+    assert drawn == ["old reason", "new reason", "new reason", "new reason"]  # the first card, then the newer three
+    assert [card.message for card in view.cards] == ["New reason."] * 3
+    qtbot.wait(50)  # the scroll to the first new card runs (it was the deleted one)
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
 def test_a_named_pipe_gets_no_preview_and_does_not_block(qtbot, view, files, tmp_path):
