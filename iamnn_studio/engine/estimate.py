@@ -141,8 +141,8 @@ def training_memory(model_config) -> TrainingMemory:
     block) is sized by its parameters alone.
 
     Every iteration of a block after the first saves the same tensors, so the bytes grow linearly with
-    each block's cap from 2 on: deep custom caps are sized from small ones (2 per block, then 3 in each
-    block in turn), with the same result."""
+    each block's cap from 2 on: deep custom caps of the built-in block are sized from small ones (2 per
+    block, then 3 in each block in turn), with the same result."""
     from .model import build_model
 
     with torch.device("meta"):
@@ -150,7 +150,8 @@ def training_memory(model_config) -> TrainingMemory:
     parameters = sum(p.numel() for p in model.parameters())
     caps = tuple(getattr(model, "caps", ()))
     try:
-        if sum(caps) <= DIRECT_SIZING_ITERATIONS:
+        # a plugin's block need not save the same tensors at every iteration: sized directly, however deep
+        if sum(caps) <= DIRECT_SIZING_ITERATIONS or getattr(model_config, "block", "bottleneck") != "bottleneck":
             one, two = _saved_bytes_by_batch(model, model_config)
         else:
             base = tuple(min(cap, 2) for cap in caps)
