@@ -24,6 +24,21 @@ def unsaved_reason(error: OSError) -> str:
     return reasons.get(error.errno) or (error.strerror or str(error)).rstrip(".")
 
 
+def unwritable_reason(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` ("the run folder is on a read-only disk or mount"), by
+    creating one as checkpoints are written (a temp file in it); None where it can be. An empty file: a
+    disk with no room left is found only when the checkpoint is written (the run then keeps its last one)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+    except FileNotFoundError:
+        return None  # no checkpoints folder: the missing checkpoint says so next
+    except OSError as exc:
+        return unsaved_reason(exc)
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None], *, suffix: str = ".tmp") -> None:
     """Write ``path`` through a temp file in the same folder (hidden, ending in ``suffix``), fsync it, then
     ``os.replace``. Whatever ``write`` raises leaves no temp file and ``path`` as it was."""

@@ -26,10 +26,8 @@ import copy
 import hashlib
 import logging
 import math
-import os
 import random
 import shlex
-import tempfile
 import threading
 import time
 import traceback
@@ -47,7 +45,7 @@ from .config import ModelConfig, RunConfig
 from .distributed import Collective
 from .events import Event, Listener
 from .optim import build_optimizer, build_scheduler, planned_steps
-from .io import unsaved_reason
+from .io import unsaved_reason, unwritable_reason
 from .runs import STEP_LIMIT_REASON, RunDirectory
 
 log = logging.getLogger(__name__)
@@ -140,21 +138,6 @@ class _Totals:
 
 
 # --------------------------------------------------------------------------- the trainer
-
-def _unwritable(folder: Path) -> str | None:
-    """Why no file can be created in ``folder`` ("the run folder is on a read-only disk or mount"), by
-    creating one as checkpoints are written (a temp file in it); None where it can be. An empty file: a
-    disk with no room left is found only when the checkpoint is written (the run then keeps its last one)."""
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
-    except FileNotFoundError:
-        return None  # no checkpoints folder: the missing checkpoint says so next
-    except OSError as exc:
-        return unsaved_reason(exc)
-    os.close(fd)
-    os.unlink(probe)
-    return None
-
 class Trainer:
     """Trains one run; see the module docstring.
 
@@ -381,7 +364,7 @@ class Trainer:
                 "epochs for N; in the app: Runs > Train longer)"
             )
         if self._comm.is_main:  # the only writer: a folder it cannot write would lose what the resume trains
-            unwritable = _unwritable(run.last_checkpoint.parent)
+            unwritable = unwritable_reason(run.last_checkpoint.parent)
             if unwritable:
                 raise TrainingFailed(f"cannot resume {name}: its folder cannot be written ({unwritable}); "
                                      "copy the run to a folder you can write and resume the copy")
