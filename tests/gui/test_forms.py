@@ -278,8 +278,8 @@ def test_the_start_blocker_follows_the_newest_dataset_problem(qtbot, window, for
     for folder, words in ((tmp_path / "missing", "folder not found"), (tmp_path, "class subfolder")):
         form.dataset.folder.setText(str(folder))
         form.dataset.folder.editingFinished.emit()
-        # the folder is checked in the form's background queue, behind the default dataset's first read and the model's figures (slow on
-        # a loaded machine: 10 s ran out twice in full parallel runs of the suite)
+        # the folder is checked in the form's background queue, behind the default dataset's first read and
+        # the model's figures (slow on a loaded machine: 10 s ran out twice in full parallel runs of the suite)
         qtbot.waitUntil(lambda: words in subtitle.text(), timeout=30_000)
         assert not window.training.header.start.isEnabled()
 
