@@ -364,3 +364,33 @@ def test_history_of_a_run_never_resumed_or_resumed_from_its_last_step_is_the_who
     assert list(iter_history(tmp_path / "missing")) == []
     # a started event the first pass did not see (the file grew in between) cuts nothing
     assert list(without_abandoned_steps(records, [None])) == records
+
+
+def test_a_failed_run_without_a_checkpoint_lists_no_progress(tmp_runs):
+    """QA: a run whose loss diverged at step 4, before any checkpoint, listed "0/1 (+4 of 113 steps)": steps
+    that nothing kept (a resume starts from scratch)."""
+    run = make_run(tmp_runs, "diverged", state="failed", best=None, epochs=1)
+    run.write_status("failed", reason="loss became NaN at epoch 1 step 3; no checkpoint was saved yet",
+                     epochs_done=0, total_epochs=1, step=4)
+    run.append_metrics({"event": "started", "steps_per_epoch": 113, "total_epochs": 1})
+    [summary] = list_runs(tmp_runs)
+    assert summary.epochs_text() == "0/1" and summary.step is None
+
+
+def test_a_run_without_its_status_counts_the_epochs_its_step_limit_plans(tmp_runs):
+    """QA: a run folder without status.json listed "0/10" for a run of 10 epochs limited to 3 steps (one epoch)."""
+    started = make_run(tmp_runs, "started", epochs=10)
+    config = started.read_config()
+    config.max_steps = 3
+    started.write_config(config)
+    started.status_path.unlink()
+    started.append_metrics({"event": "started", "steps_per_epoch": 113, "total_epochs": 1, "total_steps": 3})
+    never = make_run(tmp_runs, "never-started", epochs=10)  # killed before its "started" event: the plan is unknown
+    never.write_config(config)
+    never.status_path.unlink()
+    plain = make_run(tmp_runs, "no-limit", epochs=10)  # no step limit: the config's epochs are the plan
+    plain.status_path.unlink()
+    runs = {r.name: r for r in list_runs(tmp_runs)}
+    assert runs["started"].epochs_text() == "0/1" and runs["started"].total_epochs == 1
+    assert runs["never-started"].epochs_text() == "0/?" and runs["never-started"].total_epochs is None
+    assert runs["no-limit"].epochs_text() == "0/10"

@@ -641,6 +641,21 @@ def test_a_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_
     saved = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     assert saved.training_state["epoch"] == 1
     assert all(torch.isfinite(p).all() for p in saved.model.parameters())
+    # the progress it reports is the kept checkpoint's (a resume starts there), not the lost steps after it
+    status = json.loads((result.run_dir / "status.json").read_text())
+    assert (status["step"], status["epochs_done"]) == (saved.training_state["step"], 1)
+
+
+def test_a_run_that_diverges_before_its_first_checkpoint_reports_no_progress(tmp_runs, monkeypatch):
+    """QA: `runs` listed a run that diverged at step 4, with no checkpoint, as "0/2 (+4 of N steps)"."""
+    def poisoned_cross_entropy(logits, labels, **kwargs):
+        return F.cross_entropy(logits, labels, **kwargs) * float("nan")
+
+    monkeypatch.setattr(trainer_module, "F", types.SimpleNamespace(cross_entropy=poisoned_cross_entropy))
+    result = Trainer(tiny_config(), runs_dir=tmp_runs).run()
+    assert result.state == "failed" and "no checkpoint was saved yet" in result.reason
+    status = json.loads((result.run_dir / "status.json").read_text())
+    assert (status["step"], status["epochs_done"]) == (0, 0)
 
 
 def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_runs, monkeypatch):

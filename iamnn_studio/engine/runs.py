@@ -503,9 +503,10 @@ def _summarise(folder: Path) -> RunSummary | None:
             name=folder.name, path=folder, status=UNREADABLE, best_accuracy=None, epochs_done=0,
             total_epochs=None, created=created, model="?", dataset="?", reason=str(exc),
         )
+    started = started_event(folder)
     if status is None:
         state, reason = "unknown", "status.json is missing or damaged"
-        best, done, total = None, 0, config.epochs
+        best, done, total = None, 0, _planned_epochs(config, started)
     else:
         state, reason = effective_state(status)
         best = _number(status.get("best_accuracy"))
@@ -513,13 +514,25 @@ def _summarise(folder: Path) -> RunSummary | None:
         total = _number(status.get("total_epochs"))
         total = int(total) if total is not None else config.epochs
     step = status.get("step") if status else None
+    if state == "failed" and not (folder / CHECKPOINT_DIR / "last.pt").is_file():
+        step = None  # the steps of a run that failed before its first checkpoint are lost: nothing to resume
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
         created=created, model=describe_model(config.model), dataset=config.data.name, reason=reason,
         test_accuracy=test_accuracy(folder),
         step=step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None,
-        steps_per_epoch=steps_per_epoch(folder),
+        steps_per_epoch=_steps_per_epoch(started),
     )
+
+
+def _planned_epochs(config: RunConfig, started: dict[str, Any] | None) -> int | None:
+    """The epochs a run plans, without its status.json: its "started" event's count (which a step limit
+    lowers), else the config's epochs, unless a step limit cuts them to a number only the dataset's size
+    tells (None)."""
+    total = _number(started.get("total_epochs")) if started else None
+    if total is not None:
+        return int(total)
+    return config.epochs if config.max_steps is None else None
 
 
 def test_accuracy(run_dir: str | Path) -> float | None:
@@ -530,7 +543,10 @@ def test_accuracy(run_dir: str | Path) -> float | None:
 
 def steps_per_epoch(run_dir: str | Path) -> int | None:
     """Optimiser steps per epoch, from the run's ``started`` event (the first lines of metrics.jsonl)."""
-    started = started_event(run_dir)
+    return _steps_per_epoch(started_event(run_dir))
+
+
+def _steps_per_epoch(started: dict[str, Any] | None) -> int | None:
     value = started.get("steps_per_epoch") if started else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
@@ -551,7 +567,7 @@ def epochs_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch:
     if not isinstance(step, int) or isinstance(step, bool) or not steps_per_epoch:
         if prose:
             return ""
-        return (f"{epochs_done}{separator}{total_epochs}" if total_epochs else str(epochs_done)) + unit
+        return f"{epochs_done}{separator}{total_epochs or '?'}{unit}"  # "?": a plan no file tells
     full, rest = divmod(step, steps_per_epoch)
     total = total_epochs if total_epochs else "?"
     if prose:

@@ -251,7 +251,7 @@ class Trainer:
             self._release_gpu_memory()
             return self._fail(self._out_of_memory_reason("GPU memory"))
         except KeyboardInterrupt:  # may land between an epoch's result and its checkpoints
-            self._fail(f"interrupted; {self._kept_checkpoint_sentence()}", as_saved=True)
+            self._fail(f"interrupted; {self._kept_checkpoint_sentence()}")
             raise
         except Exception as exc:
             if _is_cpu_out_of_memory(exc):
@@ -1063,10 +1063,12 @@ class Trainer:
         self._set_state("stopped")
         return RunResult(run_dir=run_path, reason="stopped", best_accuracy=best, state="stopped", message=message)
 
-    def _fail(self, reason: str, *, as_saved: bool = False, download_stopped: bool = False) -> RunResult:
+    def _fail(self, reason: str, *, download_stopped: bool = False) -> RunResult:
         run_path = self._run_path
         if self._comm.is_main:
-            self._write_status("failed", reason=reason, as_saved=as_saved)
+            # the progress a failed run keeps is its checkpoint's: the steps after it are lost (a resume
+            # starts there), and a run that diverged before its first checkpoint kept none
+            self._write_status("failed", reason=reason, as_saved=True)
             flag = {"download_stopped": True} if download_stopped else {}
             self._emit("failed", reason=reason, run_dir=None if run_path is None else str(run_path), **flag)
         self._set_state("failed")
@@ -1155,12 +1157,13 @@ class Trainer:
                 self._log_text(f"a listener failed on a {kind} event:\n{traceback.format_exc()}")
 
     def _write_status(self, state: str, reason: str = "", *, as_saved: bool = False) -> None:
-        """status.json; ``as_saved``: the progress and best accuracy the checkpoints on disk hold."""
+        """status.json; ``as_saved``: the progress and best accuracy the checkpoints on disk hold (none
+        before the first checkpoint)."""
         if self.run_dir is None or not self._comm.is_main:
             return
         epoch, step, best = self.epoch, self.step, self._model_accuracy()
-        if as_saved and self._saved_progress is not None:
-            (epoch, step), best = self._saved_progress, self._saved_best
+        if as_saved:
+            (epoch, step), best = self._saved_progress or (0, 0), self._saved_best
         # whole epochs only: one cut short by a step limit or a stop ends (and is validated) but is not done
         per_epoch = getattr(self, "steps_per_epoch", None)
         epochs_done = min(epoch, step // per_epoch) if per_epoch else epoch
