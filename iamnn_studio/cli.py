@@ -102,14 +102,19 @@ def checkpoint_path(text: str | Path) -> Path:
     return path
 
 
-def check_device(text: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N`` that this machine has; a UsageError otherwise (before anything loads)."""
+def check_device(text: str, *, auto: bool = False, on_this_machine: bool = True) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` (and ``auto`` where ``auto``) that this machine has, lower-cased; a
+    UsageError otherwise (before anything loads). ``on_this_machine=False`` checks the spelling only (a
+    settings file may be meant for another machine)."""
     device = text.strip().lower()
-    if device == "cpu":
+    if device == "cpu" or (auto and device == "auto"):
         return device
     kind, _, index = device.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()) or device.endswith(":"):
-        raise UsageError(f"device: must be cpu, cuda or cuda:N (N a GPU number), got {text!r}")
+    if kind != "cuda" or (index and not (index.isascii() and index.isdigit())) or device.endswith(":"):
+        choices = "auto, cpu, cuda or cuda:N" if auto else "cpu, cuda or cuda:N"
+        raise UsageError(f"device: must be {choices} (N a GPU number), got {text!r}")
+    if not on_this_machine:
+        return device
     import torch
 
     if not torch.cuda.is_available():
@@ -243,7 +248,7 @@ def _add_train(commands: Any) -> None:
     optim.add_argument("--lr", type=float, help=f"learning rate (default: {d.lr})")
     optim.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (default: the epochs "
                                                      "decide; 0: no limit, even if --config sets one)")
-    optim.add_argument("--device", help=f"auto, cpu or cuda (default: {d.device}: cuda when there is a GPU)")
+    optim.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {d.device}: cuda when there is a GPU)")
     optim.add_argument("--seed", type=int, help=f"random seed (default: {d.seed})")
     optim.add_argument("--init-from", metavar="CHECKPOINT", type=checkpoint_option,
                        help="start from these weights (a checkpoint or run folder; a new run with its own "
@@ -392,6 +397,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         _check_resume(args)
     _check_distributed(args)
+    if args.device is not None:  # the spellings evaluate and predict take, refused as they refuse them
+        args.device = check_device(args.device, auto=True, on_this_machine=not args.save_config)
+        if args.device.startswith("cuda:") and (args.nproc_per_node > 1 or args.nnodes > 1):
+            raise UsageError(f"--device: {args.device} names one GPU, and each of several processes takes its own: "
+                             "give cuda")
     config = train_config(args)
     if config is not None and config.model.architecture == "resnet" and args.mode is not None:
         raise UsageError("--mode: a ResNet baseline has no iterations to choose; the mode applies to IamNN")

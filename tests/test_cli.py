@@ -705,6 +705,25 @@ def test_a_cuda_number_past_the_machines_gpus_is_a_usage_error(tmp_path, monkeyp
     assert code == 2 and err.startswith("error: device: cuda:3 was asked for but this machine has 1 CUDA GPU")
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "CUDA:1"])
+def test_train_takes_the_device_spellings_the_other_commands_take(tmp_path, monkeypatch, device):
+    """QA: `train --device cuda:0` was refused ("must be one of ('auto', 'cpu', 'cuda')") where evaluate and
+    predict take it; without a GPU each command now says the same, before the dataset loads."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, err = run_cli("train", "--dataset", "synthetic", "--runs-dir", tmp_path / "runs", "--device", device)
+    assert (code, out) == (2, "")
+    assert err == "error: device: CUDA was asked for but no CUDA GPU is available; choose cpu\n"
+    assert not (tmp_path / "runs").exists()
+    # a settings file may be written for another machine: the spelling is checked, the GPU is not
+    code, _, err = run_cli("train", "--device", device, "--save-config", tmp_path / "gpu.toml")
+    assert code == 0, err
+    assert RunConfig.load(tmp_path / "gpu.toml").device == device.lower()
+    code, _, err = run_cli("train", "--device", "gpu", "--save-config", tmp_path / "gpu.toml")
+    assert code == 2 and err == "error: device: must be auto, cpu, cuda or cuda:N (N a GPU number), got 'gpu'\n"
+
+
 # --------------------------------------------------------------------------- a run folder without best.pt
 @pytest.fixture()
 def early_run(trained, tmp_path):

@@ -282,7 +282,15 @@ class DataConfig:
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "one-cycle", "step", "constant")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N", one GPU by its number (see is_device)
+
+
+def is_device(value: Any) -> bool:
+    """Whether ``value`` names a device a run may ask for: one of ``DEVICES`` or ``cuda:N``."""
+    if not isinstance(value, str):
+        return False
+    kind, colon, index = value.partition(":")
+    return value in DEVICES or (kind == "cuda" and bool(colon) and index.isascii() and index.isdigit())
 
 
 @dataclass
@@ -346,8 +354,8 @@ class RunConfig:
             raise _field_error("seed", f"must be an integer in [0, 2**53 - 1], got {self.seed!r}")
         for name in ("calibrate_halting", "amp", "channels_last"):
             _boolean(name, getattr(self, name))
-        if self.device not in DEVICES:
-            raise _field_error("device", f"must be one of {DEVICES}, got {self.device!r}")
+        if not is_device(self.device):
+            raise _field_error("device", f"must be auto, cpu, cuda or cuda:N (N a GPU number), got {self.device!r}")
         if self.num_threads is not None:
             _positive_int("num_threads", self.num_threads)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):

@@ -378,11 +378,17 @@ class Trainer:
         return training_recipe(config.model) == "calibrated" and config.calibrate_halting
 
     def _choose_device(self, config: RunConfig) -> torch.device:
-        if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()):
             if not torch.cuda.is_available():
                 raise TrainingFailed("device: CUDA was asked for but no CUDA GPU is available; choose cpu or auto")
-            index = self._comm.local_rank if self._comm.distributed else torch.cuda.current_device()
-            return torch.device("cuda", index)
+            _, _, number = config.device.partition(":")
+            if self._comm.distributed:  # each process has its own GPU, whatever number a single process would take
+                return torch.device("cuda", self._comm.local_rank)
+            if number and int(number) >= torch.cuda.device_count():
+                count = torch.cuda.device_count()
+                raise TrainingFailed(f"device: {config.device} was asked for but this machine has {count} CUDA "
+                                     f"GPU(s) (cuda:0 to cuda:{count - 1})")
+            return torch.device("cuda", int(number) if number else torch.cuda.current_device())
         return torch.device("cpu")
 
     def _load_data(self, config: RunConfig):
