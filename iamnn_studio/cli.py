@@ -7,7 +7,7 @@ holding the traceback. ``--json`` output is valid JSON on stdout and nothing els
 
 Exit codes: 0 ok, 1 the run or command failed (``predict``: no image could be classified), 2 usage or
 settings error, 3 some inputs failed (e.g. one image of several; the others are printed), 130 interrupted
-(Ctrl-C).
+(Ctrl-C), 141 the reader of the output closed it (``| head``), silently, as a Unix tool killed by SIGPIPE.
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ from .malloc_tuning import tune_malloc
 from .path_options import checkpoint_option, file_option, folder_option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: 128 + SIGPIPE: what the shell reports for ``seq 9999 | head -1``'s seq; not a failure of the command
+EXIT_PIPE_CLOSED = 141
 
 
 class UsageError(ValueError):
@@ -66,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # stdout piped into `head` and closed: stop quietly
+    except BrokenPipeError:  # stdout piped into `head` and closed: stop quietly, as a Unix tool does
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILED
+        os.dup2(devnull, sys.stdout.fileno())  # the exit's flush of what is still buffered would fail again
+        return EXIT_PIPE_CLOSED
     except ValueError as exc:  # CheckpointError, ImageError, ExportError, config errors
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -606,6 +606,24 @@ def test_info_json_in_a_real_process():
     assert isinstance(info["plugins"], list) and "gpu_available" in info["system"]
 
 
+@pytest.mark.parametrize("command", [["runs", "--runs-dir", "{runs}"], ["evaluate", "{run}", "--no-sweep"],
+                                     ["evaluate", "{run}", "--json"], ["predict", "{run}", "{image}"]])
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(trained, tmp_path, command):
+    """QA: `evaluate ... | head -2`, `runs | head -1` and `predict ... | head -1` exited 1, the code of a failed
+    command, when the reader closed the pipe first; the shell reports 141 (128 + SIGPIPE) for a Unix tool that
+    stops there, and nothing is printed about it."""
+    Image.new("L", (16, 16), 10).save(tmp_path / "a.png")
+    argv = [a.format(runs=trained["runs"], run=trained["run"], image=tmp_path / "a.png") for a in command]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes a byte: deterministic, unlike `head`
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
+    with os.fdopen(write_end, "wb") as stdout:
+        done = subprocess.run([sys.executable, "-m", "iamnn_studio", *argv], stdout=stdout, stderr=subprocess.PIPE,
+                              text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 141, done.stderr
+    assert "error" not in done.stderr and "Traceback" not in done.stderr and "Exception" not in done.stderr
+
+
 def test_json_output_never_contains_nan():
     assert json.loads(cli.to_json({"loss": float("nan"), "curve": [1.5, float("inf")]})) == {"loss": None, "curve": [1.5, None]}
 
