@@ -411,6 +411,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         _save_config(config.make_paths_absolute(), Path(args.save_config))
         print(f"settings written to {args.save_config}")
         return EXIT_OK
+    # the trainer refuses such a folder too, but only once the data has loaded; machine 0 alone, as it alone
+    # makes the folder (on a shared disk the others may find it made already)
+    if args.run_dir and not args.resume and args.node_rank == 0:
+        from .engine.runs import claim_refusal
+
+        refusal = claim_refusal(args.run_dir)
+        if refusal is not None:
+            raise UsageError(refusal)
 
     progress = TrainingProgress(sys.stderr)
     distributed = args.nproc_per_node > 1 or args.nnodes > 1

@@ -742,6 +742,26 @@ def test_train_takes_the_device_spellings_the_other_commands_take(tmp_path, monk
     assert code == 2 and err == "error: device: must be auto, cpu, cuda or cuda:N (N a GPU number), got 'gpu'\n"
 
 
+@pytest.mark.parametrize("what", ["other files", "a run"])
+def test_a_run_dir_that_cannot_take_a_new_run_is_refused_before_anything_loads(tmp_path, monkeypatch, what):
+    """QA: `train --run-dir photos` (a folder of other files) said "holds other files" only after the dataset
+    had loaded and the model was built (seconds to minutes)."""
+    import iamnn_studio.engine.data as data
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the dataset was loaded before the run folder was checked")
+
+    monkeypatch.setattr(data, "load_dataset", no_loading)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / ("cat.png" if what == "other files" else "status.json")).write_text("{}")
+    code, out, err = run_cli("train", "--dataset", "synthetic", "--run-dir", folder, "--max-steps", "1")
+    assert (code, out) == (2, "")
+    expected = "holds other files and no run" if what == "other files" else "already holds a run"
+    assert err.startswith(f"error: run_dir: {folder} {expected}"), err
+    assert sorted(p.name for p in folder.iterdir()) == ["cat.png" if what == "other files" else "status.json"]
+
+
 # --------------------------------------------------------------------------- a run folder without best.pt
 @pytest.fixture()
 def early_run(trained, tmp_path):

@@ -91,6 +91,18 @@ def output_file(path: str | Path) -> Path:
     return path
 
 
+def claim_refusal(path: str | Path) -> str | None:
+    """Why ``path`` cannot take a new run (``RunDirectory.claim``'s refusal), or None: asked before a run's
+    data loads too, which can take minutes."""
+    path = Path(path)
+    if path.is_dir() and any((path / marker).exists() for marker in _RUN_MARKERS):
+        return f"run_dir: {path} already holds a run; resume it or choose another folder"
+    # a run's files mixed into a folder of photos (or into the runs folder itself) are hard to take out again
+    if path.is_dir() and any(not entry.name.startswith(".") for entry in path.iterdir()):
+        return f"run_dir: {path} holds other files and no run; choose a new or empty folder (a folder of runs is --runs-dir)"
+    return None
+
+
 def _mkdir_failure(path: Path, error: OSError) -> str:
     """Why ``path`` could not be made a folder: "X is a file, not a folder" (``FileExistsError`` alone
     reads as if the folder were there), else the system's words."""
@@ -133,12 +145,9 @@ class RunDirectory:
     def claim(cls, path: str | Path) -> "RunDirectory":
         """Use exactly ``path`` for a new run: it may exist, but must not hold a run already."""
         path = Path(path)
-        if path.is_dir() and any((path / marker).exists() for marker in _RUN_MARKERS):
-            raise ValueError(f"run_dir: {path} already holds a run; resume it or choose another folder")
-        # a run's files mixed into a folder of photos (or into the runs folder itself) are hard to take out again
-        if path.is_dir() and any(not entry.name.startswith(".") for entry in path.iterdir()):
-            raise ValueError(f"run_dir: {path} holds other files and no run; choose a new or empty folder "
-                             "(a folder of runs is --runs-dir)")
+        refusal = claim_refusal(path)
+        if refusal is not None:
+            raise ValueError(refusal)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
