@@ -471,12 +471,15 @@ def _ending_text(reason: Any) -> str:
 
 
 def _launcher_flags(args: argparse.Namespace) -> tuple[str, ...]:
-    """The process-count options of a distributed run, which its resume must repeat (the trainer refuses another count)."""
+    """The launch options of a distributed run, which its resume must repeat: the process counts (the trainer
+    refuses another count) and, across machines, where this one joins the job (without them a resume would
+    start a job of its own, waiting for ever for the other machines)."""
     flags: list[str] = []
     if args.nproc_per_node > 1:
         flags += ["--nproc-per-node", str(args.nproc_per_node)]
     if args.nnodes > 1:
-        flags += ["--nnodes", str(args.nnodes)]
+        flags += ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank),
+                  "--master-addr", args.master_addr, "--master-port", str(args.master_port)]
     return tuple(flags)
 
 
@@ -498,7 +501,8 @@ def _print_run_summary(result: Any, processes: tuple[str, ...] = ()) -> None:
         lines.append(f"test top-1: {evaluation['top1']:.2%}, mean MACs {format_macs(macs.get('mean'))}")
     if result.reason == "stopped" and result.run_dir:
         command = shlex.join(["iamnn-studio", "train", "--run-dir", str(result.run_dir), "--resume", *processes])
-        lines.append(f"continue it from its last checkpoint: {command}")
+        machines = " (on every machine, each with its own --node-rank)" if "--node-rank" in processes else ""
+        lines.append(f"continue it from its last checkpoint{machines}: {command}")
     print("\n".join(lines))
 
 

@@ -267,6 +267,25 @@ def test_a_stopped_distributed_run_hints_a_resume_with_its_process_count(tmp_pat
     cli._print_run_summary(result)
     assert capsys.readouterr().out.splitlines()[-1].endswith("--resume")
 
+def test_a_stopped_run_of_several_machines_hints_a_resume_each_machine_can_run(tmp_path, capsys):
+    """QA: the hint after stopping a run of 2 machines x 2 processes lacked --node-rank, --master-addr and
+    --master-port, so that it started a new job on one machine that waited for ever for the others."""
+    import shlex
+    from types import SimpleNamespace
+
+    args = cli.build_parser().parse_args(["train", "--nproc-per-node", "2", "--nnodes", "2", "--node-rank", "1",
+                                          "--master-addr", "10.0.0.1", "--master-port", "29600"])
+    flags = cli._launcher_flags(args)
+    assert list(flags) == ["--nproc-per-node", "2", "--nnodes", "2", "--node-rank", "1",
+                           "--master-addr", "10.0.0.1", "--master-port", "29600"]
+    cli._print_run_summary(SimpleNamespace(run_dir=tmp_path / "run", reason="stopped", best_accuracy=None),
+                           processes=flags)
+    hint = capsys.readouterr().out.splitlines()[-1]
+    label, command = hint.split(": ", 1)
+    assert label == "continue it from its last checkpoint (on every machine, each with its own --node-rank)"
+    assert shlex.split(command) == ["iamnn-studio", "train", "--run-dir", str(tmp_path / "run"), "--resume", *flags]
+
+
 @pytest.mark.parametrize(("fmt", "name"), [("onnx", "model.onnx"), ("torchscript", "model.ts")])
 def test_export_writes_each_format(trained, tmp_path, fmt, name):
     code, out, err = run_cli("export", trained["run"] / "checkpoints" / "best.pt", "--format", fmt, "--out", tmp_path / name)

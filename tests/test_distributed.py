@@ -67,6 +67,7 @@ def test_two_processes_train_one_run_with_identical_weights(tmp_runs):
     run = tmp_runs / "ddp"
     checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
     assert checkpoint.training_state["world_size"] == 2 and checkpoint.training_state["step"] == 6
+    assert checkpoint.training_state["processes_per_node"] == 2  # one machine: a resume says --nproc-per-node 2
 
     records = read_metrics(run)
     kinds = [r["event"] for r in records]

@@ -944,3 +944,24 @@ def test_a_calibrated_head_that_cannot_be_saved_fails_in_one_sentence_and_resumi
     resumed = Trainer(None, run_dir=result.run_dir, resume=True).run()
     assert resumed.state == "completed", resumed.reason
     assert (result.run_dir / "eval.json").exists() and load_checkpoint(best).model_config.threshold is not None
+
+
+@pytest.mark.parametrize(("saved", "advice"), [
+    ({"world_size": 4, "processes_per_node": 2},
+     "--nnodes 2 --nproc-per-node 2, with each machine's --node-rank and machine 0's --master-addr and --master-port"),
+    ({"world_size": 4, "processes_per_node": 4}, "--nproc-per-node 4"),
+    ({"world_size": 4}, "--nproc-per-node P on each of --nnodes N machines, P x N = 4"),  # before it was recorded
+])
+def test_a_resume_with_another_process_count_names_the_launch_options_that_match(tmp_runs, saved, advice):
+    """QA: a run of 2 machines x 2 processes was told to resume with "--nproc-per-node 4" (4 processes on one
+    machine), and nothing about --nnodes."""
+    first = Trainer(tiny_config(epochs=1, max_steps=1), runs_dir=tmp_runs).run()
+    last = first.run_dir / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    payload["training_state"].pop("processes_per_node", None)
+    payload["training_state"].update(saved)
+    torch.save(payload, last)
+    result = Trainer(None, run_dir=first.run_dir, resume=True).run()
+    assert result.state == "failed"
+    assert result.reason == (f"cannot resume {first.run_dir.name}: it was trained by 4 processes; resume it with the "
+                             f"same number ({advice}; now 1)")

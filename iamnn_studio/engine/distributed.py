@@ -54,13 +54,15 @@ class Collective:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # processes on this machine (--nproc-per-node): world_size / machines
 
     @classmethod
     def current(cls) -> "Collective":
         """The initialised process group, or a job of one."""
         if dist.is_available() and dist.is_initialized():
-            rank = dist.get_rank()
-            return cls(rank=rank, world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", rank)))
+            rank, world = dist.get_rank(), dist.get_world_size()
+            return cls(rank=rank, world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", rank)),
+                       local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
         return cls()
 
     @property

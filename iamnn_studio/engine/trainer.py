@@ -167,6 +167,7 @@ class Trainer:
         self._listeners: list[Listener] = list(listeners)
         self._comm = Collective.current()
         self._rank, self._world_size = self._comm.rank, self._comm.world_size  # _comm shrinks after training
+        self._processes_per_node = self._comm.local_world_size
 
         self._state = "idle"
         self._state_lock = threading.Lock()
@@ -349,8 +350,8 @@ class Trainer:
         world = int(state.get("world_size", 1))
         if world != self._comm.world_size:
             raise TrainingFailed(
-                f"cannot resume {name}: it was trained by {world} process(es); resume it with the same number "
-                f"(--nproc-per-node {world} on the command line; now {self._comm.world_size})"
+                f"cannot resume {name}: it was trained by {_count(world, 'process', 'processes')}; resume it with the "
+                f"same number ({_launch_options(world, state.get('processes_per_node'))}; now {self._comm.world_size})"
             )
         if state.get("training_done") and (state.get("halting_fitted") or not self._needs_calibration(saved)) \
                 and run.eval_path.exists():
@@ -818,6 +819,7 @@ class Trainer:
             "step": self.step,
             "total_steps": self.total_steps,
             "world_size": self._world_size,
+            "processes_per_node": self._processes_per_node,  # how a resume launches the same world on as many machines
             "training_done": self.step >= self.total_steps or self.epoch >= self.total_epochs,
             "halting_fitted": self._halting_fitted,
             "best_accuracy": self.best_accuracy,
@@ -1222,6 +1224,19 @@ def train_longer_command(run_path: str | Path, config: RunConfig) -> str:
 def _count(n: Any, noun: str, plural: str | None = None) -> str:
     """``1 step``, ``2 steps``: the noun agrees with the number."""
     return f"{n} {noun}" if n == 1 and not isinstance(n, bool) else f"{n} {plural or noun + 's'}"
+
+
+def _launch_options(world: int, per_node: Any) -> str:
+    """The command-line options that launch ``world`` processes as a run had them, ``per_node`` on each machine
+    (None: a checkpoint from before it was recorded)."""
+    if world == 1:
+        return "one process: without --nproc-per-node or --nnodes"
+    if not isinstance(per_node, int) or isinstance(per_node, bool) or per_node < 1 or world % per_node:
+        return f"--nproc-per-node P on each of --nnodes N machines, P x N = {world}"
+    if per_node == world:
+        return f"--nproc-per-node {world}"
+    return (f"--nnodes {world // per_node} --nproc-per-node {per_node}, with each machine's --node-rank and "
+            "machine 0's --master-addr and --master-port")
 
 
 def _is_cpu_out_of_memory(exc: BaseException) -> bool:
