@@ -1236,7 +1236,15 @@ def test_evaluate_says_what_the_dataset_notes_about_its_splits(trained, tmp_path
     (root / "test").rmdir()  # no test/ folder: the "test" split is the validation images (QA: said nowhere)
     code, _, err = run_cli("evaluate", trained["run"], "--dataset", "imagefolder", "--data-root", root, "--no-sweep")
     assert code == 0, err
-    assert "note: no test/ folder: the test split is the validation split" in err.splitlines()
+    assert "note: no test/ folder: the test split is the validation split, the 48 images of val/" in err.splitlines()
+    shutil.rmtree(root / "val")  # the held-out share of train/ is all that is evaluated: QA, "but how many?"
+    code, out, err = run_cli("evaluate", trained["run"], "--dataset", "imagefolder", "--data-root", root, "--no-sweep",
+                             "--json")
+    assert code == 0, err
+    held_out = json.loads(out)["images"]
+    assert 0 < held_out < 48
+    assert (f"note: no test/ folder: the test split is the validation split, the share of train/ held out from "
+            f"training: {held_out} of its 48 images") in err.splitlines()
 
 
 def test_evaluate_refuses_a_dataset_whose_classes_are_not_the_checkpoints(trained, tmp_path):

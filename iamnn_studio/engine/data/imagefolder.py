@@ -85,12 +85,19 @@ class ImageFolderProvider(DatasetProvider):
 
         if split_dirs["train"] != folder and "val" not in splits:
             notes.append("no val/ folder: validation carved from train/")
-        if "test" not in splits:
-            notes.append("no test/ folder: the test split is the validation split")
-        return DatasetBundle.from_splits(
+        bundle = DatasetBundle.from_splits(
             self.name, classes, splits["train"], splits.get("test"),
             val=splits.get("val"), val_fraction=cfg.val_fraction, seed=seed, notes=notes,
         )
+        if "test" not in splits:  # the counts, known once validation is carved: how much the "test" scores rest on
+            if "val" in splits:
+                source = f"the {len(bundle.val)} images of val/"
+            else:
+                where = "train/" if split_dirs["train"] != folder else "the folder"
+                source = (f"the share of {where} held out from training: {len(bundle.val)} of its "
+                          f"{len(bundle.val) + len(bundle.train)} images")
+            bundle.notes.append(f"no test/ folder: the test split is the validation split, {source}")
+        return bundle
 
 
 def peek_channels_and_classes(cfg: DataConfig) -> tuple[int | None, int | None]:
