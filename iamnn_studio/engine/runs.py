@@ -99,7 +99,8 @@ def claim_refusal(path: str | Path) -> str | None:
         return f"run_dir: {path} already holds a run; resume it or choose another folder"
     # a run's files mixed into a folder of photos (or into the runs folder itself) are hard to take out again
     if path.is_dir() and any(not entry.name.startswith(".") for entry in path.iterdir()):
-        return f"run_dir: {path} holds other files and no run; choose a new or empty folder (a folder of runs is --runs-dir)"
+        return (f"run_dir: {path} holds other files and no run; choose a new or empty folder "
+                "(a folder of runs is --runs-dir)")
     return None
 
 
