@@ -121,16 +121,13 @@ def test_halting_charts_keep_their_axis_labels_under_a_larger_font(qtbot, large_
     charts.show()
     charts.set_halting([[0.4, 0.9], [0.99], [0.2, 0.3, 0.6], [1.0]], [[0.4, 1.3], [0.99], [0.2, 0.5, 1.1], [1.0]],
                        [2, 1, 3, 1], [2, 3, 4, 2], 0.95)
-    qtbot.wait(100)  # the columns are refitted after the resize
-    shown = charts.mapToScene(charts.viewport().rect()).boundingRect()
-    for b, plot in enumerate(charts.plots):
-        axis = plot.getAxis("bottom")
-        labels = axis.mapRectToScene(axis.boundingRect())
-        assert shown.contains(labels), (f"Block {b + 1}", labels, shown)
-        assert axis.height() >= charts.fontMetrics().height(), (f"Block {b + 1}: numbers taller than their axis",
-                                                                axis.height(), charts.fontMetrics().height())
-        view = plot.getViewBox().sceneBoundingRect()
-        assert view.height() >= 60, (f"Block {b + 1} plot area", view)
+    line = charts.fontMetrics().height()
+    for b in range(4):
+        chart, plot = charts.chart_rect(b), charts.plot_rect(b)
+        assert charts.rect().contains(chart), (f"Block {b + 1}", chart, charts.rect())
+        below = chart.bottom() + 1 - plot.bottom()  # room for the iteration numbers under the plot
+        assert below >= line, (f"Block {b + 1}: numbers taller than the room under the plot", below, line)
+        assert plot.height() >= 60, (f"Block {b + 1} plot area", plot)
 
 
 @pytest.mark.parametrize("width", [230, 300, 420])
@@ -448,7 +445,8 @@ def test_the_use_tab_legend_wraps_between_entries_only(qtbot, large_font, width)
             text = block.text()[line.textStart(): line.textStart() + line.textLength()]
             lines.append(text.replace("\xa0", " ").replace("\u2060", ""))
         block = block.next()
-    for entry in ("halting score of each iteration", "●— cumulative score", "- - - threshold", "iterations run"):
+    for entry in ("halting score of each iteration", "●— cumulative score", "- - - threshold", "iterations run",
+                  "┃ stopped"):
         assert any(entry in line for line in lines), (entry, lines)
 
 

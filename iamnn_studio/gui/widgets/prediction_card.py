@@ -310,7 +310,8 @@ class PredictionCard(_Card):
         self.notes_label.setVisible(bool(notes))
         self.charts.setVisible(halts)
         if halts:
-            self.charts.set_halting(prediction.halting, prediction.cumulative, iterations, caps, prediction.threshold)
+            self.charts.set_halting(prediction.halting, prediction.cumulative, iterations, caps, prediction.threshold,
+                                    getattr(prediction, "reached", None))
 
 
 def describe_macs(value: float, mean_test_macs: float | None, macs_range: Sequence[float] | None = None) -> str:

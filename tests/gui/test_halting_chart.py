@@ -1,0 +1,124 @@
+"""A result card's halting charts: what each block's chart draws, and that it is a plain painted widget."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QPoint, QPointF  # noqa: E402
+from PySide6.QtGui import QColor  # noqa: E402
+from PySide6.QtWidgets import QGraphicsView  # noqa: E402
+
+from iamnn_studio.gui.widgets import theme  # noqa: E402
+from iamnn_studio.gui.widgets.halting_chart import HaltingCharts  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+NAN = float("nan")
+#: Block 1 stops at its cap (scores stay under 0.9), block 2 reaches the threshold at its 2nd of 3
+#: iterations, block 3 at its 1st of 4, block 4 has one iteration and so no score.
+HALTING = [[0.3], [0.5, 0.85, NAN], [0.95, NAN, NAN, NAN], []]
+CUMULATIVE = [[0.3], [0.5, 0.925, NAN], [0.95, NAN, NAN, NAN], []]
+ITERATIONS = [2, 2, 1, 1]
+CAPS = [2, 3, 4, 1]
+REACHED = [None, 2, 1, None]
+
+
+def close_to(color: QColor, name: str, tolerance: int = 40) -> bool:
+    want = QColor(name)
+    return abs(color.red() - want.red()) + abs(color.green() - want.green()) + abs(color.blue() - want.blue()) < tolerance
+
+
+@pytest.fixture
+def charts(qtbot, styled_app):
+    widget = HaltingCharts(4)
+    qtbot.addWidget(widget)
+    widget.resize(800, widget.height())
+    widget.show()
+    widget.set_halting(HALTING, CUMULATIVE, ITERATIONS, CAPS, 0.9, REACHED)
+    return widget
+
+
+def test_each_block_gets_its_scores_cumulative_score_threshold_and_iterations(charts):
+    block = charts.blocks[1]
+    assert block.scores == pytest.approx((0.5, 0.85))  # the unscored iteration (NaN) is not a bar
+    assert block.cumulative == pytest.approx((0.5, 0.925))
+    assert (block.ran, block.cap, block.reached) == (2, 3, 2)
+    assert block.threshold == pytest.approx(0.9)
+    assert charts.blocks[3].scores == () and charts.blocks[3].threshold is None  # nothing scored: no threshold
+
+
+def test_the_charts_are_painted_not_pyqtgraph_scenes(charts):
+    """Four pyqtgraph plots per card cost ~0.1 s to build and ~60 ms to destroy on the UI thread."""
+    assert not isinstance(charts, QGraphicsView) and charts.findChildren(QGraphicsView) == []
+
+
+def test_the_chart_draws_the_score_bars_the_threshold_and_the_cumulative_dots(charts):
+    image = charts.grab().toImage()
+    b = 1
+    for i, score in enumerate(charts.blocks[b].scores, start=1):
+        x = round(charts.x_for(b, i))
+        inside = image.pixelColor(x, round(charts.y_for(b, score / 2)))  # half-way up the bar
+        above = image.pixelColor(x + 3, round(charts.y_for(b, score + 0.04)))  # over it (beside the dot)
+        assert close_to(inside, theme.block_color(b)), (i, inside.name())
+        assert not close_to(above, theme.block_color(b)), (i, above.name())
+    threshold_row = round(charts.y_for(b, 0.9))
+    plot = charts.plot_rect(b)
+    red = [x for x in range(int(plot.left()), int(plot.right())) if close_to(image.pixelColor(x, threshold_row), theme.ERROR, 80)]
+    assert len(red) > plot.width() / 4  # a dashed line across the plot
+    dot = image.pixelColor(round(charts.x_for(b, 2)), round(charts.y_for(b, 0.925)))
+    assert close_to(dot, theme.TEXT, 60), dot.name()
+
+
+def test_where_each_block_stopped_is_marked_and_numbered(charts):
+    image = charts.grab().toImage()
+    for b, ran in enumerate(ITERATIONS):
+        x = round(charts.halt_x(b))
+        column = [image.pixelColor(x, y) for y in range(round(charts.y_for(b, 1.0)), round(charts.y_for(b, 0.05)))]
+        dark = [c for c in column if close_to(c, theme.TEXT_MUTED, 60)]
+        assert len(dark) > 0.8 * len(column), f"Block {b + 1}: no stop line after iteration {ran}"
+        assert ran in charts.iteration_labels(b)
+    assert charts.halt_x(2) < charts.x_for(2, 2)  # block 3 stopped before its second iteration
+
+
+def test_a_long_blocks_stop_is_numbered_even_between_its_ticks(qtbot, charts):
+    charts.set_halting([[0.1] * 6, [], [], []], [[0.1 * i for i in range(1, 7)], [], [], []], [7, 1, 1, 1],
+                       [36, 1, 1, 1], 0.9)
+    labels = charts.iteration_labels(0)
+    assert 7 in labels and 36 in labels and len(labels) <= 8
+    gaps = [charts.x_for(0, b) - charts.x_for(0, a) for a, b in zip(labels, labels[1:])]
+    assert min(gaps) >= charts.fontMetrics().horizontalAdvance("36")  # no two numbers on top of each other
+
+
+def test_every_block_explains_itself_in_its_tooltip_and_to_a_screen_reader(charts):
+    assert charts.summary(0).startswith("Block 1 stopped after iteration 2 of 2")
+    assert "ran to its cap" in charts.summary(0) and "0.30" in charts.summary(0)
+    assert charts.summary(1).startswith("Block 2 stopped after iteration 2 of 3")
+    assert "reached the threshold 0.9 at iteration 2" in charts.summary(1)
+    assert "0.50, 0.85" in charts.summary(1) and "0.50, 0.93" in charts.summary(1)
+    assert charts.summary(3) == "Block 4 ran 1 of 1 iterations (no halting decision in this mode)."
+    assert charts.accessibleDescription().splitlines()[0] == charts.summary(0).splitlines()[0]
+    middle = charts.chart_rect(2).center()
+    assert charts.block_at(QPointF(middle)) == 2
+
+
+def test_without_a_threshold_fixed_mode_shows_only_the_iterations_run(charts):
+    charts.set_halting([[], [], [], []], [[], [], [], []], [2, 2, 2, 1], CAPS, None)
+    assert all(block.threshold is None for block in charts.blocks)
+    image = charts.grab().toImage()
+    plot = charts.plot_rect(1)
+    reds = [(x, y) for x in range(int(plot.left()), int(plot.right()), 2) for y in range(int(plot.top()), int(plot.bottom()), 2)
+            if close_to(image.pixelColor(x, y), theme.ERROR, 80)]
+    assert reds == []
+
+
+@pytest.mark.parametrize("width, rows", [(420, 2), (800, 1)])
+def test_every_chart_and_its_title_lie_inside_the_widget(charts, width, rows):
+    charts.resize(width, charts.height())
+    assert charts.rows() == rows and charts.height() >= rows * charts.row_height()
+    for b in range(4):
+        chart = charts.chart_rect(b)
+        assert charts.rect().contains(chart), (b, chart, charts.rect())
+        assert chart.contains(charts.title_rect(b)) and chart.contains(charts.plot_rect(b).toRect())
+        assert charts.plot_rect(b).height() >= 60 and charts.plot_rect(b).width() >= 40
+        assert QPoint(0, 0) != chart.topLeft() or b == 0
