@@ -480,7 +480,7 @@ class InferenceView(QWidget):
             if predictor is None:  # no checkpoint yet: only previews, and a check that files are images
                 for key, path, _ in jobs:
                     if path and key not in outcome.previews:
-                        outcome.results[key] = f"cannot read {Path(path).name}: not an image file"
+                        outcome.results[key] = _unreadable(path, f"cannot read {Path(path).name}: not an image file")
                 return outcome
             settings.apply(predictor)
             outcome.results.update(_predict(predictor, jobs))
@@ -702,8 +702,8 @@ def _predict(predictor: Any, jobs: list[tuple[int, str | None, Any]]) -> dict[in
     if files:
         for (key, path), result in zip(files, predictor.predict_files([p for _, p in files])):
             if not hasattr(result, "top") and result.message.endswith("not an image file"):
-                result = _predict_with_qt(predictor, path) or result  # a format only Qt reads (SVG, ...)
-            results[key] = result if hasattr(result, "top") else result.message
+                result = _predict_with_qt(predictor, path) or _unreadable(path, result.message)  # SVG, ...
+            results[key] = result if hasattr(result, "top") else getattr(result, "message", result)
     for key, path, pil in jobs:
         if path is None:
             try:
@@ -716,8 +716,9 @@ def _predict(predictor: Any, jobs: list[tuple[int, str | None, Any]]) -> dict[in
 def _predict_with_qt(predictor: Any, path: str) -> Any:
     """Classify a file that PIL cannot read but Qt can (the preview shows it, so should the answer);
     None if Qt cannot read it either."""
-    reader = QImageReader(path)
-    reader.setAutoTransform(True)
+    reader = _qt_reader(path)
+    if reader is None:
+        return None
     image = reader.read()
     if image.isNull():
         return None
@@ -770,12 +771,42 @@ def _sentence(message: str) -> str:
     return message if message.endswith((".", "!", "?")) else message + "."
 
 
+def _pil_format_of(path: str) -> str | None:
+    """The format of ``path``'s content as Qt recognises it ("png"), where PIL reads that format too;
+    None for content Qt does not recognise or that only Qt reads (SVG). Looks at the first bytes only."""
+    from PIL import Image
+
+    reader = QImageReader(path)
+    reader.setDecideFormatFromContent(True)
+    name = bytes(reader.format().data()).decode("ascii", "replace").lower()
+    return name if name and f".{name}" in Image.registered_extensions() else None
+
+
+def _qt_reader(path: str) -> QImageReader | None:
+    """A reader for a file PIL could not identify, or None where its content is a format PIL reads: PIL
+    refused it, so it is damaged (a PNG cut after its header), and Qt's decoder would fail too, printing
+    on the terminal first ("libpng error: Read Error" goes to stderr past any Qt message handler)."""
+    if _pil_format_of(path) is not None:
+        return None
+    reader = QImageReader(path)
+    reader.setDecideFormatFromContent(True)
+    reader.setAutoTransform(True)
+    return reader
+
+
+def _unreadable(path: str, message: str) -> str:
+    """``message`` for a file no reader could read, or what it is where its content says so:
+    "cannot read x.png: a damaged or incomplete PNG file" rather than "not an image file"."""
+    kind = _pil_format_of(path)
+    return f"cannot read {Path(path).name}: a damaged or incomplete {kind.upper()} file" if kind else message
+
+
 def _read_preview(path: str) -> QImage | None:
     """A display-sized QImage of ``path`` (QImage is safe off the UI thread), or None if unreadable.
 
     PIL reads first: it is what classifies the image, and a damaged file is then one exception
     instead of Qt's decoders printing on the terminal ("libpng error: Read Error"). Qt reads only
-    the formats PIL does not know.
+    the formats PIL does not know (``_qt_reader``).
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -794,8 +825,9 @@ def _read_preview(path: str) -> QImage | None:
         pass
     except Exception:  # PIL knows the format and the file is damaged, too large or unreadable
         return None
-    reader = QImageReader(path)
-    reader.setAutoTransform(True)
+    reader = _qt_reader(path)
+    if reader is None:
+        return None
     size = reader.size()
     if size.isValid() and (size.width() > PREVIEW_SIZE or size.height() > PREVIEW_SIZE):
         reader.setScaledSize(size.scaled(PREVIEW_SIZE, PREVIEW_SIZE, Qt.AspectRatioMode.KeepAspectRatio))

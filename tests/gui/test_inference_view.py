@@ -147,6 +147,26 @@ def test_a_damaged_image_is_an_error_card_and_nothing_reaches_the_terminal(qtbot
     assert "libpng" not in err and "libpng" not in out  # Qt's decoder would have printed "libpng error: ..."
 
 
+@pytest.mark.parametrize("with_checkpoint", [True, False])
+def test_a_png_cut_to_its_first_40_bytes_says_so_and_prints_nothing(qtbot, view, files, tmp_path, capfd,
+                                                                    with_checkpoint):
+    """QA: PIL cannot identify a 40-byte PNG (its header and no more), so Qt's reader was tried next, and
+    libpng printed "libpng error: Read Error" on the terminal; the user should see only the card."""
+    stub = tmp_path / "stub.png"
+    stub.write_bytes(files["image"].read_bytes()[:40])
+    if with_checkpoint:
+        open_checkpoint(qtbot, view, files["checkpoint"])
+    capfd.readouterr()
+    drop(view, [stub])
+    qtbot.waitUntil(lambda: len(view.cards) == 1 and not view.is_busy(), timeout=TIMEOUT)
+
+    (card,) = view.cards
+    assert isinstance(card, ErrorCard)
+    assert card.message == "Cannot read stub.png: a damaged or incomplete PNG file.", card.message
+    out, err = capfd.readouterr()
+    assert "libpng" not in err and "libpng" not in out, err
+
+
 def test_a_dropped_folder_adds_its_images_and_an_empty_one_says_so(qtbot, view, files, tmp_path):
     open_checkpoint(qtbot, view, files["checkpoint"])
     album = tmp_path / "album"
