@@ -392,7 +392,8 @@ def test_every_blocks_halting_chart_fits_its_card_at_common_window_widths(qtbot,
         assert charts.rect().contains(drawn), (f"Block {b + 1}", drawn, charts.rect())
         title = charts.title_rect(b)
         assert drawn.contains(title), (f"Block {b + 1} title", title, drawn)
-    assert charts.rows() == (2 if width < 1024 else 1)  # one row wherever the four fit, as before
+    assert charts.rows() == 1  # beside the top-5 wherever the four fit there, else in one row under the card
+    assert card.charts_below == (width < 1024)
 
 
 def test_fixed_mode_runs_n_iterations_and_hides_the_threshold(qtbot, view, files):

@@ -503,3 +503,44 @@ def test_the_dataset_preview_shows_whole_image_counts(qtbot, styled_app, bigger)
             assert label.width() >= label.fontMetrics().horizontalAdvance(label.text()), (label.text(), label.width())
     finally:
         styled_app.setFont(original)
+
+
+@pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
+def test_the_use_tabs_top5_bars_stay_readable_at_960_x_640(qtbot, font_pt, window, tmp_path):
+    """At 14 pt in a 960 x 640 window the class names, percentages and four halting charts left the
+    top-5 bars ~20 px wide: a 90 % answer and a 10 % one looked alike."""
+    from PySide6.QtCore import QPoint
+
+    from iamnn_studio.gui.style import scaled_px
+    from iamnn_studio.gui.widgets.prediction_card import PredictionCard
+    from tests.gui.test_inference_view import constant_halting_checkpoint
+    from tests.gui.test_layout import resize_and_settle
+
+    checkpoint = constant_halting_checkpoint(tmp_path / "best.pt")
+    image = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.new("L", (40, 30), color=90).save(image)
+    view = window.view("Use")
+    for index in range(window.tabs.count()):
+        if window.tabs.tabText(index) == "Use":
+            window.tabs.setCurrentIndex(index)
+    resize_and_settle(qtbot, window, (960, 640))
+    with qtbot.waitSignal(view.checkpoint_loaded, timeout=60_000):
+        view.load_checkpoint(str(checkpoint))
+    view.add_image_files([str(image)])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None and not view.is_busy(),
+                    timeout=60_000)
+    card = view.cards[0]
+    assert isinstance(card, PredictionCard)
+    # the long class names a real dataset has (Fashion-MNIST, the shapes)
+    card.probabilities.set_items([("horizontal stripes", 0.62), ("vertical stripes", 0.2), ("Ankle boot", 0.1),
+                                  ("dot grid", 0.05), ("diagonal", 0.03)])
+    qtbot.wait(100)
+    label, bar, value = card.probabilities.columns()
+    assert bar >= scaled_px(90), (f"{font_pt} pt: top-5 bars {bar} px wide", label, bar, value)
+    viewport = view.scroll.viewport()
+    assert card.mapTo(viewport, QPoint(card.width(), 0)).x() <= viewport.width()  # no sideways scrolling
+    assert not view.scroll.horizontalScrollBar().isVisible()
+    for b in range(4):  # the charts still whole inside the card
+        assert card.charts.rect().contains(card.charts.chart_rect(b))

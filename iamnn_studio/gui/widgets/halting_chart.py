@@ -139,6 +139,11 @@ class HaltingCharts(QWidget):
                                          for block in self.blocks)
         return max(title, ticks, scaled_px(self.MIN_CHART_PX, self.font()))
 
+    def one_row_width(self) -> int:
+        """The width all charts need side by side."""
+        count = len(self.blocks)
+        return count * self.minimum_chart_width() + self.SPACING * (count - 1)
+
     def _fit_columns(self, width: int) -> None:
         """All charts in one row where each gets the width it needs, else two per row."""
         count = len(self.blocks)

@@ -113,6 +113,9 @@ class ProbabilityBars(QWidget):
     ROW = 20  # the least row height, in pixels; a larger font gets its line spacing and a margin
     #: The widest class name shown whole, in average (bold) characters; longer ones are elided.
     LABEL_CHARS = 20
+    #: The bars' width the widget asks for under the 10-pt font, grown with the font: a fixed 300 px
+    #: widget left 14-pt bars ~20 px wide beside long class names, where 90 % and 10 % looked alike.
+    BAR_PX = 120
 
     def __init__(self, rows: int = 5, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -138,20 +141,30 @@ class ProbabilityBars(QWidget):
 
     def set_items(self, items: Sequence[tuple[str, float]]) -> None:
         self._items = [(str(label), float(prob)) for label, prob in list(items)[: self._rows]]
+        self.updateGeometry()  # longer class names ask for a wider widget
         self.update()
 
     def items(self) -> list[tuple[str, float]]:
         return list(self._items)
 
     def sizeHint(self) -> QSize:
-        return QSize(300, self._rows * self.row_height())
+        """Room for the class names (the longest elided at LABEL_CHARS), bars of BAR_PX and the percentages."""
+        from iamnn_studio.gui.style import scaled_px
+
+        label, value = self._label_width(), self._value_width()
+        return QSize(max(300, label + scaled_px(self.BAR_PX, self.font()) + value), self._rows * self.row_height())
+
+    def _label_width(self) -> int:
+        metrics = self._bold_metrics()  # the widest (bold) row decides the label column
+        widest = max((metrics.horizontalAdvance(label) for label, _ in self._items), default=40) + 10
+        return min(max(150, self.LABEL_CHARS * metrics.averageCharWidth()), widest)
+
+    def _value_width(self) -> int:
+        return self._bold_metrics().horizontalAdvance("100.0 %") + 6
 
     def columns(self) -> tuple[int, int, int]:
         """Widths of the class names, the bars and the percentages; together never wider than the widget."""
-        metrics = self._bold_metrics()  # the widest (bold) row decides the label column
-        widest = max((metrics.horizontalAdvance(label) for label, _ in self._items), default=40) + 10
-        label_width = min(max(150, self.LABEL_CHARS * metrics.averageCharWidth()), widest)
-        value_width = metrics.horizontalAdvance("100.0 %") + 6
+        label_width, value_width = self._label_width(), self._value_width()
         label_width = max(40, min(label_width, self.width() - value_width - 20))  # the percentage is never cut off
         bar_width = max(20, self.width() - label_width - value_width)
         return label_width, bar_width, value_width
@@ -254,23 +267,48 @@ class PredictionCard(_Card):
         middle.addWidget(self.notes_label)
         middle.addStretch(1)
 
-        right = QVBoxLayout()
-        right.setSpacing(4)
+        self._right = QVBoxLayout()
+        self._right.setSpacing(4)
         self.figures = FigureRow(self.iterations_label, self.macs_label)
         stats = QHBoxLayout()
         stats.setSpacing(theme.SPACING * 2)
         stats.addWidget(self.figures, 1, Qt.AlignmentFlag.AlignVCenter)  # one line: level with the ✕
         stats.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
-        right.addLayout(stats)
-        right.addWidget(self.charts, 1)
+        self._right.addLayout(stats)
+        self._right.addWidget(self.charts, 1)
+        self._right.addStretch(0)
 
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(theme.SPACING, theme.SPACING, theme.SPACING, theme.SPACING)
-        layout.setSpacing(theme.MARGIN)
-        layout.addLayout(left)
-        layout.addLayout(middle, 0)
-        layout.addLayout(right, 1)
+        self._top = QHBoxLayout()
+        self._top.setSpacing(theme.MARGIN)
+        self._top.addLayout(left)
+        self._top.addLayout(middle, 0)
+        self._top.addLayout(self._right, 1)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(theme.SPACING, theme.SPACING, theme.SPACING, theme.SPACING)
+        self._layout.setSpacing(theme.SPACING)
+        self._layout.addLayout(self._top)
+        self.charts_below = False
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+
+    def _fit_charts(self, width: int) -> None:
+        """The halting charts beside the top-5 where all four fit one row there, else under the whole card
+        in one row: two by two beside them, a 960 px window's card squeezed the top-5 bars to ~20 px under
+        a 14-pt font, and was taller."""
+        beside = (width - 2 * theme.SPACING - THUMBNAIL - self.probabilities.sizeHint().width()
+                  - 2 * theme.MARGIN)
+        below = beside < self.charts.one_row_width()
+        if below == self.charts_below:
+            return
+        self.charts_below = below
+        (self._right if below else self._layout).removeWidget(self.charts)
+        if below:
+            self._layout.addWidget(self.charts)
+        else:
+            self._right.insertWidget(1, self.charts, 1)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self._fit_charts(event.size().width())
 
     def set_image(self, image: QImage | None) -> None:
         pixmap = thumbnail_pixmap(image)
@@ -312,6 +350,7 @@ class PredictionCard(_Card):
         if halts:
             self.charts.set_halting(prediction.halting, prediction.cumulative, iterations, caps, prediction.threshold,
                                     getattr(prediction, "reached", None))
+        self._fit_charts(self.width())  # the class names' and the charts' widths changed
 
 
 def describe_macs(value: float, mean_test_macs: float | None, macs_range: Sequence[float] | None = None) -> str:
