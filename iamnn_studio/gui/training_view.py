@@ -357,6 +357,7 @@ class TrainingView(QWidget):
         self._log_run_dir: str | None = None  # the run whose story the run log shows
         self._settings_from_started = False  # the form takes a continued run's settings from its "started" event
         self._before_launch: dict[str, Any] = {}  # what a run that does not start gives back (page, form)
+        self._refused_form: dict[str, Any] | None = None  # the form's values when the engine refused to start
         self._calibrates = False  # the run fits its halting head after training
         self._baseline = False  # the unshared ResNet: nothing halts, no threshold to sweep
         self._evaluation: dict[str, Any] = {}  # the "evaluated" event's summary
@@ -543,6 +544,7 @@ class TrainingView(QWidget):
         # training (another process trains it, its checkpoint is unreadable) leaves them as they were.
         self._before_launch = {"page": self.pages.currentIndex()}
         self.outcome = self.failure = None
+        self._refused_form = None
         self.last_run_dir = run_dir  # a new run has no folder until it starts: a failure must not point at the last one
         self._resumed_step = None
         self._training_started = False
@@ -789,6 +791,7 @@ class TrainingView(QWidget):
             return
         sentence = f"Could not start: {self.failure}"
         self._add_log(sentence)
+        self._refused_form = self.form.values()  # the reason holds until the form changes
         self._set_state("idle", sentence)
         self.run_ended.emit("not_started")
         if self.window().isVisible():  # not once the window has closed (it was closed while the run started)
@@ -817,10 +820,20 @@ class TrainingView(QWidget):
         h.pause.setEnabled(state in ("running", "paused"))
         h.pause.setText("Resume" if state == "paused" else "Pause")
         h.stop.setEnabled(not idle and state != "stopping")
-        if idle and self.outcome is None and self._engine_ready:  # before the first run: say what Start needs
+        # Before the first run, and after one the engine refused before training, the header says what Start
+        # needs now: the refusal's reason only while the form is as it was refused (it told the old problem
+        # after the user had fixed it, or had another one).
+        refused = self.outcome == "not_started"
+        if idle and (self.outcome is None or refused) and self._engine_ready:
             blocker = self._start_blocker()
+            showing_refusal = refused and self._refused_form is not None
+            if showing_refusal and not blocker and self.form.values() == self._refused_form:
+                return  # "Could not start: …" still describes this form
             h.title.setText("Not ready to train" if blocker else "Ready to train")
             h.subtitle.setText(blocker or "Choose a dataset and a model, then press Start.")
+            if showing_refusal:  # the status bar's "Could not start: …" goes too
+                self._refused_form = None
+                self.run_state_changed.emit("Idle")
 
     def _start_blocker(self) -> str:
         if not self._engine_ready:

@@ -688,3 +688,35 @@ def test_a_refusal_that_starts_with_the_run_name_keeps_its_spelling_in_the_dialo
         "corrupt-config reached its step limit."
     assert _sentence("cannot resume x: it has no checkpoint", "x") == "Cannot resume x: it has no checkpoint."
     assert _sentence("no name here") == "No name here."
+
+
+def test_the_header_follows_the_form_after_a_run_that_did_not_start(qtbot, window, record_dialogs, tmp_path):
+    """QA: "Could not start: …" stayed in the header after the problem was fixed, and named the old problem
+    with another one present: the header must describe the form as it is now."""
+    training, header = window.training, window.training.header
+    form = training.form
+    weights = tmp_path / "weights.pt"
+    weights.write_text("not a checkpoint")  # exists, so the form lets it through; the engine refuses it
+    values = tiny_run_values(form, max_steps=2)
+    values["init_from"] = str(weights)
+    form.set_values(values)
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
+        assert training.start_run()
+    assert ended.args == ["not_started"]
+    assert header.subtitle.text().startswith("Could not start: init_from")
+    form.revalidate()  # a check that finds the form as it was keeps the reason
+    assert header.subtitle.text().startswith("Could not start: init_from")
+
+    form.training.init_from.setText(str(tmp_path / "missing.pt"))  # another problem, which the form sees
+    form.training.init_from.textEdited.emit(form.training.init_from.text())
+    assert not header.start.isEnabled()
+    assert header.title.text() == "Not ready to train"
+    assert header.subtitle.text() == "Fix the fields marked in red first"
+
+    form.training.init_from.setText("")  # fixed
+    form.training.init_from.textEdited.emit("")
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    assert header.title.text() == "Ready to train"
+    assert "Could not start" not in header.subtitle.text()
+    assert "Could not start" not in window.run_status()
