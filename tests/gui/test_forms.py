@@ -397,11 +397,11 @@ def test_the_dataset_list_follows_the_typed_folder(qtbot, form, tmp_path):
     form.dataset.provider.set_value("cifar10")
     form.dataset.folder.setText(str(tmp_path))
     form.dataset.folder.editingFinished.emit()
-    assert form.dataset.status.text().startswith("✓ found in")
+    qtbot.waitUntil(lambda: form.dataset.status.text().startswith("✓ found in"), timeout=30_000)  # checked off the UI thread
     assert box.itemText(box.currentIndex()) == "CIFAR-10  ·  available offline"  # QA: it still said "needs download"
     form.dataset.folder.setText(str(tmp_path / "elsewhere"))
     form.dataset.folder.editingFinished.emit()
-    assert box.itemText(box.currentIndex()) == "CIFAR-10  ·  needs download"
+    qtbot.waitUntil(lambda: box.itemText(box.currentIndex()) == "CIFAR-10  ·  needs download", timeout=30_000)
     assert "elsewhere" in box.itemData(box.currentIndex(), Qt.ItemDataRole.ToolTipRole)
     form.wait_for_background()
 
@@ -631,3 +631,75 @@ def test_a_choice_cut_short_is_whole_in_its_tooltip(qtbot, styled_app):
     box.resize(box.whole_text_width(), box.height())
     assert not box.text_is_cut()
     assert box.tooltip_text() == "IamNN shares one block's weights"
+
+
+def _type_folder(qtbot, window, form, path) -> None:
+    """The user clicks into the dataset's folder field, replaces its text by ``path`` and presses no key
+    after it (no Enter, the focus stays in the field)."""
+    from PySide6.QtTest import QTest
+
+    folder = form.dataset.folder
+    window.activateWindow()
+    folder.setFocus()
+    qtbot.waitUntil(folder.hasFocus, timeout=5_000)
+    folder.selectAll()
+    QTest.keyClicks(folder, str(path))
+
+
+def test_each_bad_image_folder_typed_says_why_after_a_pause_in_typing(qtbot, window, form, tmp_path):
+    """QA: a folder typed without Enter kept the previous verdict (a good folder's "✓ 3 classes", Start
+    enabled): the real reason came only from Start. The engine's check tells the cases apart."""
+    header = window.training.header
+    good = _image_folder(tmp_path / "good", classes=2, per_class=30)
+    values = tiny_run_values(form)
+    values["data"].update(name="imagefolder", root=str(good), options={}, val_fraction=0.5)
+    form.set_values(values)
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    for path, words in ((tmp_path / "missing", "folder not found"), (tmp_path / "a-file", "not a folder"),
+                        (tmp_path / "empty", "has 0 class subfolder"), (tmp_path / "one", "has 1 class subfolder")):
+        _type_folder(qtbot, window, form, path)
+        assert not header.start.isEnabled()  # at once: the folder typed has not been checked yet
+        qtbot.waitUntil(lambda: words in form.dataset.status.text(), timeout=30_000)
+        assert str(path) in form.dataset.status.text() and form.dataset.folder.hasFocus()
+        qtbot.waitUntil(lambda: words in header.subtitle.text(), timeout=30_000)
+        assert not header.start.isEnabled() and words in header.start.toolTip()
+    _type_folder(qtbot, window, form, good)
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    assert form.dataset.status.text().startswith("✓ 2 classes")
+
+
+def test_a_dataset_folder_typed_then_start_clicked_is_checked_before_training(qtbot, window, form, tmp_path,
+                                                                           record_dialogs):
+    """QA: a Fashion-MNIST folder typed without Enter left Start enabled; pressing it launched a run the engine
+    refused ("Could not start: Fashion-MNIST not found …")."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    training, header = window.training, window.training.header
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    assert form.dataset.provider.value() == "fashion-mnist"
+    _type_folder(qtbot, window, form, tmp_path / "elsewhere")
+    QTest.mouseClick(header.start, Qt.MouseButton.LeftButton)
+    assert training.session is None and training.outcome is None and record_dialogs == []
+    qtbot.waitUntil(lambda: "Fashion-MNIST not found" in header.subtitle.text(), timeout=30_000)
+    assert str(tmp_path / "elsewhere") in header.subtitle.text() and not header.start.isEnabled()
+
+
+def test_the_dataset_folder_is_checked_off_the_ui_thread(qtbot, window, form, tmp_path, monkeypatch):
+    import threading
+
+    from iamnn_studio.engine.data import DATASETS
+
+    provider = DATASETS.get("imagefolder")
+    threads = []
+    real = provider.available_offline
+    monkeypatch.setattr(provider, "available_offline", lambda root: threads.append(threading.current_thread())
+                        or real(root))
+    form.dataset.provider.set_value("imagefolder")
+    form.dataset.folder.setText(str(tmp_path / "missing"))
+    form.dataset.folder.editingFinished.emit()
+    qtbot.waitUntil(lambda: "folder not found" in form.dataset.status.text(), timeout=30_000)
+    assert threads and threading.main_thread() not in threads

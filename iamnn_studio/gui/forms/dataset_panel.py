@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -26,12 +26,15 @@ from PySide6.QtWidgets import (
 )
 
 from ..style import COLORS, SPACING, scaled_pt, set_role
+from ..worker import BackgroundTasks
 from .fields import ChoiceBox, FormCard, hbox_widget, muted
 
 PREVIEW_PER_CLASS = 8
 PREVIEW_MAX_CLASSES = 20
 THUMB_PX = 44
 THUMB_COLUMN = 5  # class name, three counts, a gap, then the samples
+#: A folder being typed is checked after this pause in typing (and at once on Enter or when the field loses focus).
+FOLDER_CHECK_DELAY_MS = 500
 
 
 NO_VALIDATION_NOTE = ("No validation split: the last epoch's model is kept, progress is measured on the test "
@@ -134,9 +137,16 @@ def provider_entries() -> list[ProviderEntry]:
 
 
 class DatasetPanel(FormCard):
-    """Dataset, folder, download permission and validation split."""
+    """Dataset, folder, download permission and validation split.
+
+    Whether the chosen dataset is here (the provider's ``available_offline``, given the folder typed) is
+    checked in a background thread: a folder on a slow or hung network drive must not freeze the window.
+    ``availability_checked(changed)`` says when a verdict arrives for the dataset and folder shown; until a
+    folder the user typed has its verdict, ``folder_unchecked()`` is True (Start waits for it).
+    """
 
     changed = Signal()
+    availability_checked = Signal(bool)  # whether the verdict is new (or answers a folder the user typed)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Dataset", parent=parent)
@@ -180,7 +190,16 @@ class DatasetPanel(FormCard):
         self._extra: dict[str, Any] = {}  # DataConfig fields this card does not edit (kept as loaded)
         self._folders: dict[str, str] = {}  # the folder typed for each dataset: an image folder is no CIFAR root
         self._shown_provider = self.provider.value()
+        # (dataset, folder) -> (available, reason): the latest verdict of each; checked again whenever shown
+        self._verdicts: dict[tuple[str, str], tuple[bool, str]] = {}
+        self._unchecked = False  # the user typed (or browsed to) a folder whose verdict has not arrived yet
+        self._checks = BackgroundTasks(self)
+        self._folder_timer = QTimer(self)
+        self._folder_timer.setSingleShot(True)
+        self._folder_timer.setInterval(FOLDER_CHECK_DELAY_MS)
+        self._folder_timer.timeout.connect(self._refresh_availability)
         self.provider.choice_changed.connect(self._on_provider_changed)
+        self.folder.textEdited.connect(self._on_folder_typed)
         self.folder.editingFinished.connect(self._on_folder_edited)
         self.browse.clicked.connect(self._choose_folder)
         self.download.toggled.connect(self.changed)
@@ -191,6 +210,8 @@ class DatasetPanel(FormCard):
     def set_providers(self, entries: list[ProviderEntry]) -> None:
         current = self.provider.value()
         self._entries = {e.name: e for e in entries}
+        for entry in entries:  # what the default places held when the list was made (no folder typed)
+            self._verdicts.setdefault((entry.name, ""), (entry.available, entry.reason))
         self.provider.blockSignals(True)
         self.provider.set_choices((_choice_text(e), e.name) for e in entries)
         for index, entry in enumerate(entries):
@@ -209,12 +230,37 @@ class DatasetPanel(FormCard):
             self._folders[self._shown_provider] = self.folder.text()
         self._shown_provider = self.provider.value()
         self.folder.setText(self._folders.get(self._shown_provider or "", ""))
+        self._unchecked = False
+        self._folder_timer.stop()
         self._show_provider_details()
         self.changed.emit()
 
+    def _on_folder_typed(self, _text: str) -> None:
+        """A key pressed in the folder field: the verdict shown is another folder's. Start waits, and the
+        folder is checked once typing pauses (QA: a folder typed without Enter was never checked, and
+        Start launched a run the engine then refused)."""
+        self._unchecked = True
+        self._folder_timer.start()
+        self.show_status("busy", "Checking the folder…")
+        self.changed.emit()
+
     def _on_folder_edited(self) -> None:
+        """Enter, or the field lost its focus (the user clicked elsewhere, even on Start): check it now."""
+        self._unchecked = True
+        self._folder_timer.stop()
         self._refresh_availability()
         self.changed.emit()
+
+    def folder_unchecked(self) -> bool:
+        """Whether the folder the user typed still waits for its verdict."""
+        return self._unchecked
+
+    def checking(self) -> bool:
+        """Whether the dataset and folder shown have no verdict yet (the preview waits for it)."""
+        return self._unchecked or self._availability_key() not in self._verdicts
+
+    def _availability_key(self) -> tuple[str, str]:
+        return self.provider.value() or "", self.folder.text().strip()
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose the dataset folder", self.folder.text())
@@ -248,19 +294,45 @@ class DatasetPanel(FormCard):
                 f"plugin in {folders} and restart IamNN Studio, or choose another dataset")
 
     def _refresh_availability(self) -> None:
-        """Re-check the chosen dataset with the folder as typed (file checks only)."""
+        """Re-check the chosen dataset with the folder as typed, in the background (the provider's file
+        checks: the engine's own words for a missing folder, a file, a folder without class folders...).
+        The last verdict for this dataset and folder shows meanwhile, if there is one."""
         name = self.provider.value()
         if not name or not self._entries:
             return
         if self.unknown_dataset():
             self.show_status("error", "")  # the dataset row says what is wrong: no other line about it
             return
-        try:
-            from iamnn_studio.engine.data import DATASETS
+        from iamnn_studio.engine.data import DATASETS
 
-            available, reason = DATASETS.get(name).available_offline(self.folder.text().strip() or None)
-        except Exception as error:  # a plugin's check may fail: say so, keep the form usable
-            available, reason = False, f"cannot check: {error}"
+        key = self._availability_key()
+        known = self._verdicts.get(key)
+        if known is not None and not self._unchecked:
+            self._show_verdict(name, *known)
+        else:
+            self.show_status("busy", "Checking the folder…" if key[1] else "Checking…")
+        provider, folder = DATASETS.get(name), key[1] or None
+
+        def check() -> tuple[bool, str]:
+            try:
+                available, reason = provider.available_offline(folder)
+                return bool(available), str(reason)
+            except Exception as error:  # noqa: BLE001 - a plugin's check may fail: say so, keep the form usable
+                return False, f"cannot check: {error}"
+
+        self._checks.submit("availability", check, lambda verdict: self._on_checked(key, verdict),
+                            lambda message: self._on_checked(key, (False, f"cannot check: {message}")))
+
+    def _on_checked(self, key: tuple[str, str], verdict: tuple[bool, str]) -> None:
+        previous = self._verdicts.get(key)
+        self._verdicts[key] = verdict
+        if key != self._availability_key() or self.unknown_dataset():
+            return  # typed on since (its own check follows) or another dataset chosen
+        typed, self._unchecked = self._unchecked, False
+        self._show_verdict(key[0], *verdict)
+        self.availability_checked.emit(typed or verdict != previous)
+
+    def _show_verdict(self, name: str, available: bool, reason: str) -> None:
         entry = self._entries[name]
         entry.available, entry.reason = available, reason
         # The list said what the default places hold: a folder typed since may hold it, or may not.
@@ -280,8 +352,11 @@ class DatasetPanel(FormCard):
         self.status.setVisible(bool(text))  # no empty line's gap at the card's foot
 
     def is_available(self) -> bool:
-        entry = self._entries.get(self.provider.value() or "")
-        return bool(entry and entry.available) or (self.download.isChecked() and self.downloadable())
+        verdict = self._verdicts.get(self._availability_key())
+        return bool(verdict and verdict[0]) or (self.download.isChecked() and self.downloadable())
+
+    def wait_for_checks(self, timeout_ms: int = 30_000) -> bool:
+        return self._checks.wait(timeout_ms)
 
     # --------------------------------------------------------------------- values
     def load_values(self, data: dict[str, Any]) -> None:
@@ -300,6 +375,8 @@ class DatasetPanel(FormCard):
         for widget in (self.provider, self.folder, self.download, self.val_percent):
             widget.blockSignals(False)
         self.val_note.setVisible(self.val_percent.value() == 0)
+        self._unchecked = False
+        self._folder_timer.stop()
         self._show_provider_details()
 
     def values_into(self, data: dict[str, Any]) -> None:

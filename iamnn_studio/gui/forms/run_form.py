@@ -88,6 +88,7 @@ class RunForm(QWidget):
         self._figures_timer = _single_shot(self, FIGURES_DEBOUNCE_MS, self._compute_figures)
 
         self.dataset.changed.connect(self._on_dataset_changed)
+        self.dataset.availability_checked.connect(self._on_availability_checked)
         self.dataset.provider.choice_changed.connect(self._on_provider_changed)
         self.model.changed.connect(self._on_model_changed)
         self.training.changed.connect(self._on_training_changed)
@@ -214,7 +215,7 @@ class RunForm(QWidget):
         stray = [f"{key}: {message}" for key, message in self.errors.items() if key not in known]
         if stray:  # a field the form does not show (edited in a TOML file): say it under the dataset card
             self.dataset.show_status("error", "; ".join(stray))
-        self._set_valid(not self.errors and self.dataset_error is None)
+        self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.folder_unchecked())
         self.revalidated.emit()
 
     def _memory_problem(self, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -345,6 +346,8 @@ class RunForm(QWidget):
             return
         if any(key.startswith("data.") and message != self._calibration_error for key, message in self.errors.items()):
             return  # the form already says what is wrong (too few held-out images: the new split's preview tells)
+        if self.dataset.checking():
+            return  # its folder's verdict comes first (_on_availability_checked)
         if not self.dataset.is_available():
             self.dataset_error = self.dataset.status.text() or "the dataset is not on this computer"
             self.preview_data = None
@@ -360,6 +363,19 @@ class RunForm(QWidget):
         seed = self.training.seed.value()
         seed = seed if isinstance(seed, int) and 0 <= seed < 2**53 else 0  # a typo's error is under the seed row
         self._tasks.submit("preview", lambda: load_preview(data, seed), self._on_preview, self._on_preview_error)
+
+    def _on_availability_checked(self, changed: bool) -> None:
+        """The dataset's folder has its verdict: read it (or say why not) unless that is what is shown."""
+        if not changed:
+            return
+        shown = (self.preview_data is not None and self.dataset_error is None
+                 and self._shown_preview == _shape_key(self.values()["data"]))
+        if shown and self.dataset.is_available():  # e.g. the check after a download: the preview is this one
+            self.revalidate()
+            return
+        self._preview_timer.stop()
+        self._load_preview()
+        self.revalidate()
 
     def _on_preview(self, data: PreviewData) -> None:
         self.preview_data = data
@@ -433,7 +449,7 @@ class RunForm(QWidget):
         self.figures_updated.emit()
 
     def wait_for_background(self, timeout_ms: int = 30_000) -> bool:
-        return self._tasks.wait(timeout_ms)
+        return self.dataset.wait_for_checks(timeout_ms) and self._tasks.wait(timeout_ms)
 
 
 def merge_onto_defaults(values: dict[str, Any]) -> dict[str, Any]:
