@@ -7,7 +7,9 @@ are listed as "unreadable" with the reason, never hidden and never fatal.
 """
 from __future__ import annotations
 
+import html
 import os
+import shlex
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +59,11 @@ STATUS_COLORS = {
 }
 #: The least room, in characters, the selected run's detail keeps beside the buttons on one line.
 DETAIL_CHARS = 20
+TRAIN_LONGER_TIP = ("A new run with this run's settings that starts from its best weights (its own schedule): set the "
+                    "epochs in the Train tab, then Start")
+#: The settings that decide a network's weights: a run's config.toml must agree with its checkpoint on them.
+NETWORK_FIELDS = ("architecture", "block", "caps", "width", "bottleneck_ratio", "in_channels", "image_size",
+                  "num_classes", "stem")
 #: While a run in the list is training and the tab is shown, re-read the folder this often.
 LIVE_REFRESH_MS = 5000
 #: While the only runs training are ones this machine cannot check (another host's, on a shared runs folder:
@@ -114,6 +121,9 @@ class RunsView(QWidget):
         self._runs_dir: Path | None = None
         self._runs: list[Any] = []
         self._runner = BackgroundRunner(self)
+        # "Train longer" reads the run's checkpoint to check it (never on the UI thread), apart from the listing
+        self._checker = BackgroundRunner(self)
+        self._train_longer: dict[str, tuple[tuple, str | None]] = {}  # run path -> (file stamps, problem or None)
         self._listing = False  # a listing is in the background
         self._list_again = False  # asked for another while it ran: one more, not one per request
         self._live = QTimer(self, interval=LIVE_REFRESH_MS)
@@ -297,8 +307,7 @@ class RunsView(QWidget):
         self.continue_button.setToolTip("Resume a stopped or interrupted run from its last checkpoint")
         self.continue_button.clicked.connect(self._emit_continue)
         self.train_from_button = QPushButton("Train longer…")
-        self.train_from_button.setToolTip("A new run with this run's settings that starts from its best weights "
-                                          "(its own schedule): set the epochs in the Train tab, then Start")
+        self.train_from_button.setToolTip(TRAIN_LONGER_TIP)
         self.train_from_button.clicked.connect(self._emit_train_from)
         self.reveal_button = QPushButton("Show folder")
         self.reveal_button.setToolTip("Open the run's folder in the file manager")
@@ -421,7 +430,7 @@ class RunsView(QWidget):
         self.continue_button.setEnabled(
             readable and run.status in CONTINUABLE and (Path(run.path) / "checkpoints" / "last.pt").is_file()
         )
-        self.train_from_button.setEnabled(checkpoint is not None and (Path(run.path) / "config.toml").is_file())
+        problem = self._show_train_longer(run)
         if run is None:
             self.detail.setText("Select a run to open it, use its checkpoint or continue training it."
                                 if self._runs else "")
@@ -429,6 +438,40 @@ class RunsView(QWidget):
             self.detail.setText(f"<span style='color:{theme.ERROR}'>{run.name} cannot be read: {run.reason}</span>")
         else:
             self.detail.setText(f"{run.name}: {run.reason}" if run.reason else str(run.path))
+            if problem:  # the listing found nothing wrong: say why the button is off
+                self.detail.setText(f"{self.detail.text()}<br><span style='color:{theme.WARNING}'>"
+                                    f"Train longer: {html.escape(problem)}</span>")
+
+    def _show_train_longer(self, run: Any | None) -> str | None:
+        """Offer "Train longer" only where it can start: the run's config.toml readable and describing the
+        network its checkpoint holds (QA: an emptied config.toml read as the default settings, so the Train tab
+        got another network and the engine refused its weights). The check reads the checkpoint in the
+        background; until it is known the button waits. Returns the problem, if one is known."""
+        button = self.train_from_button
+        checkpoint = _checkpoint_of(run) if run is not None else None
+        if checkpoint is None:
+            button.setEnabled(False)
+            button.setToolTip(TRAIN_LONGER_TIP if run is None else
+                              f"{TRAIN_LONGER_TIP}. {run.name} has no checkpoint to start from yet")
+            return None
+        key, stamps = str(run.path), _stamps(Path(run.path) / "config.toml", checkpoint)
+        known = self._train_longer.get(key)
+        if known is None or known[0] != stamps:
+            button.setEnabled(False)
+            button.setToolTip("Checking that the run's settings describe its checkpoint…")
+            self._checker.submit(lambda _report: train_longer_problem(key),
+                                 lambda problem: self._on_train_longer_checked(key, stamps, problem),
+                                 lambda message: self._on_train_longer_checked(key, stamps, f"cannot check it: {message}"))
+            return None
+        problem = known[1]
+        button.setEnabled(problem is None)
+        button.setToolTip(TRAIN_LONGER_TIP if problem is None else f"Train longer cannot start from this run: {problem}")
+        return problem
+
+    def _on_train_longer_checked(self, key: str, stamps: tuple, problem: str | None) -> None:
+        self._train_longer[key] = (stamps, problem)
+        if self._selected_path() == key:
+            self._update_actions()
 
     def _fit_detail_room(self) -> None:
         """The detail keeps about 20 characters beside the buttons, else it goes above them."""
@@ -571,6 +614,46 @@ def live_watch(runs_dir: Path, runs: list[Any], read_json_object) -> tuple[bool,
     if remote:
         remote[str(runs_dir)] = file_stamps(Path(runs_dir))
     return local, remote
+
+
+def train_longer_problem(run_path: str) -> str | None:
+    """Why "Train longer" (a new run from the run's config.toml and its weights) cannot start for this run, with
+    what works instead; None when it can. Reads the checkpoint: call it off the UI thread."""
+    from iamnn_studio.engine.checkpoint import CheckpointError, checkpoint_settings
+    from iamnn_studio.engine.config import RunConfig
+    from iamnn_studio.engine.runs import describe_model
+
+    path = Path(run_path)
+    try:
+        held, _data = checkpoint_settings(path)
+    except (CheckpointError, ValueError, OSError) as error:
+        return f"its checkpoint cannot be read ({error})"
+    # the command line takes the network and the data from the checkpoint when no --config is given
+    instead = f"to train it longer, run {shlex.join(['iamnn-studio', 'train', '--init-from', str(path)])} --name NEW --epochs N"
+    try:
+        config = RunConfig.load(path / "config.toml").validate()
+    except (ValueError, TypeError) as error:
+        return f"its settings file cannot be read ({error}); {instead}"
+    if any(getattr(config.model, name) != getattr(held, name) for name in NETWORK_FIELDS):
+        def network(model: Any) -> str:
+            return (f"{describe_model(model)} on {model.in_channels}×{model.image_size}×{model.image_size} images, "
+                    f"{model.num_classes} classes")
+
+        return (f"its config.toml describes {network(config.model)}, but its checkpoint holds {network(held)} (the "
+                f"file was damaged or edited); {instead}")
+    return None
+
+
+def _stamps(*paths: Path) -> tuple:
+    """(size, modification time) of each file: a check holds until one of them changes."""
+    stamps = []
+    for path in paths:
+        try:
+            stat = path.stat()
+            stamps.append((stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
 
 
 def _checkpoint_of(run: Any) -> Path | None:

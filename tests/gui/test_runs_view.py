@@ -33,11 +33,24 @@ def make_run(runs: Path, name: str, state: str, *, best: float | None = 0.8125, 
     return folder
 
 
+def save_weights(folder: Path, name: str = "best.pt") -> Path:
+    """A real checkpoint of the network ``make_run``'s settings describe (its own settings stored in it)."""
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.model import build_model
+
+    config = RunConfig.load(folder / "config.toml")
+    path = folder / "checkpoints" / name
+    save_checkpoint(path, build_model(config.model), run_config=config, classes=[str(c) for c in range(10)],
+                    mean=[0.5], std=[0.25])
+    return path
+
+
 @pytest.fixture
 def runs(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     good = make_run(runs, "good-run", "completed")
+    save_weights(good)
     stopped = make_run(runs, "stopped-run", "stopped", best=None, checkpoints=("last.pt",),
                        created="2025-01-01T10:00:00+00:00")
     broken = runs / "broken-run"
@@ -102,7 +115,8 @@ def test_double_click_opens_the_run_and_the_buttons_follow_the_selection(qtbot, 
     with qtbot.waitSignal(view.use_checkpoint, timeout=2000) as used:
         view.use_button.click()
     assert used.args == [str(runs["good"] / "checkpoints" / "best.pt")]
-    assert view.train_from_button.isEnabled()  # ... but a new run can start from its weights
+    # ... but a new run can start from its weights, once they are known to be the network its settings describe
+    qtbot.waitUntil(view.train_from_button.isEnabled, timeout=TIMEOUT)
     with qtbot.waitSignal(view.train_from, timeout=2000) as train_from:
         view.train_from_button.click()
     assert train_from.args == [str(runs["good"])]
@@ -445,3 +459,27 @@ def test_a_run_started_while_only_another_hosts_run_is_running_still_shows_up(qt
     make_run(runs["dir"], "started-meanwhile", "completed")  # a new folder in the runs folder
     assert tick(qtbot, view, listings) == "listed"
     assert cell(view, "started-meanwhile", "Status") == "completed"
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("", "its config.toml describes IamNN-50 w16"),  # emptied: it reads as the default settings, another network
+    ("this = is [not toml", "not valid TOML"),
+])
+def test_train_longer_is_not_offered_for_a_run_whose_settings_file_is_damaged(qtbot, view, runs, damage, words):
+    """QA: "Train longer…" was offered for a run whose config.toml was damaged; the Train tab then filled in
+    another network and the engine refused to start from the weights. The CLI takes the network and the data
+    from the checkpoint itself: that is what the button's tooltip offers instead."""
+    run = make_run(runs["dir"], "damaged-run", "completed")
+    save_weights(run)
+    (run / "config.toml").write_text(damage)
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    view.table.selectRow(row_of(view, "damaged-run"))
+    button = view.train_from_button
+    qtbot.waitUntil(lambda: words in button.toolTip(), timeout=TIMEOUT)
+    assert not button.isEnabled()
+    assert f"iamnn-studio train --init-from {run}" in button.toolTip()
+    with qtbot.assertNotEmitted(view.train_from):
+        button.click()
+    view.table.selectRow(row_of(view, "good-run"))  # its settings describe its checkpoint
+    qtbot.waitUntil(button.isEnabled, timeout=TIMEOUT)
