@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -37,9 +37,10 @@ from .forms.model_panel import format_count, format_range
 from .forms.run_form import RunForm
 from .plots import (BufferedCurve, LogAxis, PlotRefresher, RoomyAxis, add_curve, add_level_line,
                     consecutive_means, fit_title, style_plot)
-from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph, scaled_pt, scaled_px
+from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph, scaled_pt, scaled_px, set_role
 from .system_panel import SystemPanel
 from .widgets.action_row import ActionRowLayout, action_row_policy
+from .widgets.elided_label import ElidedLabel
 from .worker import BackgroundTasks, TrainingSession
 
 MAX_LOG_LINES = 2000
@@ -244,6 +245,36 @@ class RunLog(QPlainTextEdit):
         return self.toPlainText().splitlines()
 
 
+class ProgressText(ElidedLabel):
+    """The run's progress line ("epoch 3/4 · step 120/200 · 11 h 19 min left"), right-aligned. Where it does
+    not fit, its first parts go first (the time left matters most), then "…"; the whole line is its tooltip.
+    It asks for ``preferred`` px (so that the bar does not jump as the line changes) but takes less before the
+    bar goes under its least width: at 14 pt in a 960-px window the line was cut at both ends without "…" and
+    the bar shrank to 111 px."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("", parent)
+        self.preferred = 0
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        set_role(self, "muted")
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        hint = super().sizeHint()
+        return QSize(max(self.preferred, hint.width()), hint.height())
+
+    def _elide(self) -> None:
+        width = max(0, self.contentsRect().width())
+        metrics = self.fontMetrics()
+        parts = self.text().split(" · ")
+        while len(parts) > 1 and metrics.horizontalAdvance(" · ".join(parts)) > width:
+            parts = parts[1:]
+        shown = metrics.elidedText(" · ".join(parts), Qt.TextElideMode.ElideLeft, width)
+        if shown != self.shown_text():
+            QLabel.setText(self, shown)
+        self._update_tooltip()
+
+
 class RunHeader(QFrame):
     """Run title and state, the Start / Pause / Stop buttons, the progress bar, the follow-up actions."""
 
@@ -285,8 +316,7 @@ class RunHeader(QFrame):
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.progress.setFixedHeight(8)
-        self.eta = muted("")
-        self.eta.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.eta = ProgressText()
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.eta)
         self.progress_row.setVisible(False)
@@ -315,7 +345,9 @@ class RunHeader(QFrame):
         for button in (self.start, self.pause, self.stop):
             button.setMinimumWidth(0)  # the size hint below is the text's own, not the last minimum
             button.setMinimumWidth(max(96, button.sizeHint().width()))
-        self.eta.setMinimumWidth(scaled_px(240, self.eta.font()))
+        self.eta.preferred = scaled_px(240, self.eta.font())
+        self.eta.updateGeometry()
+        self.progress.setMinimumWidth(12 * self.fontMetrics().averageCharWidth())  # the bar never shrinks to a stub
         chars = self.fontMetrics().averageCharWidth()
         self.top.note_room = TITLE_CHARS * chars
         self.actions_row.note_room = TITLE_CHARS * chars

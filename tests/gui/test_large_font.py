@@ -544,3 +544,30 @@ def test_the_use_tabs_top5_bars_stay_readable_at_960_x_640(qtbot, font_pt, windo
     assert not view.scroll.horizontalScrollBar().isVisible()
     for b in range(4):  # the charts still whole inside the card
         assert card.charts.rect().contains(card.charts.chart_rect(b))
+
+
+@pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
+def test_the_progress_line_of_a_run_fits_its_header_at_960_x_640(qtbot, font_pt, window):
+    """At 14 pt in 960 x 640 "epoch 3/4 · step 120/200 · 11 h 19 min left" was cut at both ends without "…"
+    ("3/4 · step 120/200 · 11 h 19 mi", past the card's edge) and the progress bar shrank to 111 px. Its first
+    parts go first (the time left matters most), the whole line is in the tooltip, and the bar keeps its room."""
+    from tests.gui.test_layout import feed_a_run, resize_and_settle
+
+    training = window.training
+    header = training.header
+    header.progress_row.setVisible(True)  # as a run's start shows it
+    feed_a_run(training)
+    whole = "epoch 3/4 · step 120/200 · 11 h 19 min left"
+    header.eta.setText(whole)
+    resize_and_settle(qtbot, window, (960, 640))
+    eta, bar = header.eta, header.progress
+    shown = getattr(eta, "shown_text", eta.text)()  # what it shows (a plain label shows its text)
+    assert eta.text() == whole and shown.endswith("11 h 19 min left"), shown
+    assert eta.fontMetrics().horizontalAdvance(shown) <= eta.contentsRect().width(), (shown, eta.width())
+    right = eta.mapTo(header, eta.rect().topRight()).x()
+    assert right < header.width(), ("the progress line sticks out of its card", right, header.width())
+    assert bar.width() >= eta.fontMetrics().averageCharWidth() * 12, bar.width()
+    if shown != whole:
+        assert whole in eta.toolTip()
+    if font_pt == 10:  # room enough at 10 pt: the whole line
+        assert shown == whole
