@@ -571,3 +571,24 @@ def test_the_progress_line_of_a_run_fits_its_header_at_960_x_640(qtbot, font_pt,
         assert whole in eta.toolTip()
     if font_pt == 10:  # room enough at 10 pt: the whole line
         assert shown == whole
+
+
+@pytest.mark.parametrize("font_pt", [14], indirect=True)
+def test_a_choice_cut_short_at_960_px_ends_with_an_ellipsis(qtbot, font_pt, window):
+    """At 14 pt in a 960 x 640 window the Architecture box read "IamNN (shared, adap": cut mid-word with no
+    sign that more follows. It ends with "…" inside the box's text field (the whole choice is in its tooltip)."""
+    from PySide6.QtWidgets import QStyle, QStyleOptionComboBox
+
+    from tests.gui.test_layout import resize_and_settle
+
+    resize_and_settle(qtbot, window, (960, 640))
+    box = window.training.form.model.architecture
+    assert box.text_is_cut()  # the case at hand: no room to widen the column at 960 px
+    shown = getattr(box, "shown_text", box.currentText)()
+    option = QStyleOptionComboBox()
+    box.initStyleOption(option)
+    field = box.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                       QStyle.SubControl.SC_ComboBoxEditField, box)
+    assert shown.endswith("…") and shown[:-1] in box.currentText(), shown
+    assert box.fontMetrics().horizontalAdvance(shown) <= field.width(), (shown, field.width())
+    assert box.tooltip_text().startswith(box.currentText())

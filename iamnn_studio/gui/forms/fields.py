@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from PySide6.QtCore import QEvent, QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
+    QStylePainter,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -198,6 +199,26 @@ class ChoiceBox(QComboBox):
 
     def text_is_cut(self) -> bool:
         return self.whole_text_width() > self.width()
+
+    def shown_text(self) -> str:
+        """The choice as the box draws it: whole, or shortened with "…" to its text field (QComboBox clips
+        it mid-letter: "IamNN (shared, adap" at 14 pt in a 960-px window)."""
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        return self.fontMetrics().elidedText(self.currentText(), Qt.TextElideMode.ElideRight, max(0, field.width()))
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if self.isEditable() or not self.text_is_cut():
+            super().paintEvent(event)
+            return
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        option.currentText = self.shown_text()
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
     def tooltip_text(self) -> str:
         """What the box's tooltip says: the choice, where the box cuts it short, then the row's own tooltip."""
