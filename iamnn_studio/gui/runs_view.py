@@ -124,6 +124,9 @@ class RunsView(QWidget):
         # "Train longer" reads the run's checkpoint to check it (never on the UI thread), apart from the listing
         self._checker = BackgroundRunner(self)
         self._train_longer: dict[str, tuple[tuple, str | None]] = {}  # run path -> (file stamps, problem or None)
+        # (run path, file stamps) of the checks submitted and not answered yet: a refresh (every listing, every
+        # 5 s while a run trains) must not queue the same checkpoint read again behind the one still running
+        self._train_longer_checking: set[tuple[str, tuple]] = set()
         self._listing = False  # a listing is in the background
         self._list_again = False  # asked for another while it ran: one more, not one per request
         self._live = QTimer(self, interval=LIVE_REFRESH_MS)
@@ -459,9 +462,12 @@ class RunsView(QWidget):
         if known is None or known[0] != stamps:
             button.setEnabled(False)
             button.setToolTip("Checking that the run's settings describe its checkpoint…")
-            self._checker.submit(lambda _report: train_longer_problem(key),
-                                 lambda problem: self._on_train_longer_checked(key, stamps, problem),
-                                 lambda message: self._on_train_longer_checked(key, stamps, f"cannot check it: {message}"))
+            if (key, stamps) not in self._train_longer_checking:
+                self._train_longer_checking.add((key, stamps))
+                self._checker.submit(
+                    lambda _report: train_longer_problem(key),
+                    lambda problem: self._on_train_longer_checked(key, stamps, problem),
+                    lambda message: self._on_train_longer_checked(key, stamps, f"cannot check it: {message}"))
             return None
         problem = known[1]
         button.setEnabled(problem is None)
@@ -469,6 +475,7 @@ class RunsView(QWidget):
         return problem
 
     def _on_train_longer_checked(self, key: str, stamps: tuple, problem: str | None) -> None:
+        self._train_longer_checking.discard((key, stamps))
         self._train_longer[key] = (stamps, problem)
         if self._selected_path() == key:
             self._update_actions()

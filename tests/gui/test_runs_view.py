@@ -483,3 +483,30 @@ def test_train_longer_is_not_offered_for_a_run_whose_settings_file_is_damaged(qt
         button.click()
     view.table.selectRow(row_of(view, "good-run"))  # its settings describe its checkpoint
     qtbot.waitUntil(button.isEnabled, timeout=TIMEOUT)
+
+
+def test_a_train_longer_check_in_flight_is_not_submitted_again_by_each_refresh(qtbot, view, runs, monkeypatch):
+    """Review: every listing (every 5 s while a run trains) queued the same checkpoint check again behind the
+    one still running: one selection and 4 refreshes read the checkpoint 5 times, and the check of the next
+    run selected waited behind them all."""
+    import threading
+
+    import iamnn_studio.gui.runs_view as runs_view
+
+    checked, release = [], threading.Event()
+    real = runs_view.train_longer_problem
+
+    def slow(path):
+        checked.append(path)
+        release.wait(TIMEOUT / 1000)  # a big checkpoint on a slow disk
+        return real(path)
+
+    monkeypatch.setattr(runs_view, "train_longer_problem", slow)
+    view.table.selectRow(row_of(view, "good-run"))
+    for _ in range(4):
+        with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+            view.refresh()
+    release.set()
+    qtbot.waitUntil(view.train_from_button.isEnabled, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not view._checker.is_busy(), timeout=TIMEOUT)  # whatever was queued has run
+    assert checked == [str(runs["good"])]
