@@ -394,3 +394,89 @@ def test_a_run_without_its_status_counts_the_epochs_its_step_limit_plans(tmp_run
     assert runs["started"].epochs_text() == "0/1" and runs["started"].total_epochs == 1
     assert runs["never-started"].epochs_text() == "0/?" and runs["never-started"].total_epochs is None
     assert runs["no-limit"].epochs_text() == "0/10"
+
+
+# ------------------------------------------------------------------ "Train longer": the engine's one verdict
+def _tiny(name: str, **model) -> RunConfig:
+    config = RunConfig(name=name, epochs=1, batch_size=32, seed=3, device="cpu", calibrate_halting=False)
+    config.data.name = "synthetic"
+    config.data.options = {"train_size": 64, "test_size": 16}
+    config.data.val_fraction = 0.25
+    config.model.iterations = (1, 2, 2, 1)
+    config.model.width = 4
+    for key, value in model.items():
+        setattr(config.model, key, value)
+    return config.validate()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    import torch
+
+    from iamnn_studio.engine.trainer import Trainer
+
+    torch.set_num_threads(1)
+    result = Trainer(_tiny("source"), runs_dir=tmp_path_factory.mktemp("source")).run()
+    assert result.state == "completed", result.reason
+    return result.run_dir
+
+
+def _trainer_accepts(run, runs_dir) -> bool:
+    """What the app's "Train longer" does with the run (main_window.train_from_run), run by the real trainer for
+    one step: False where it cannot even read the settings, or where the trainer refuses the weights."""
+    from iamnn_studio.engine.trainer import Trainer
+
+    try:
+        config = RunConfig.load(run / "config.toml").validate()
+    except (ValueError, TypeError):
+        return False
+    config.init_from, config.name, config.max_steps = str(run), "longer", 1
+    result = Trainer(config, runs_dir=runs_dir).run()
+    assert result.state == "completed" or result.reason.startswith("init_from: "), result.reason  # no other failure
+    return result.state == "completed"
+
+
+@pytest.mark.parametrize("case, edit, offered", [
+    ("good", None, True),
+    ("model settings emptied", lambda text: text.split("[model]")[0], False),  # the defaults: IamNN-50 w16
+    ("not TOML", lambda text: "this = is [not toml", False),
+    ("another width", lambda text: text.replace("width = 4", "width = 8"), False),
+    ("another bottleneck ratio", lambda text: text.replace("bottleneck_ratio = 4", "bottleneck_ratio = 2"), False),
+    ("the same stem spelled out", lambda text: text.replace('stem = "auto"', 'stem = "small"'), True),  # 28 px: small
+    ("another stem", lambda text: text.replace('stem = "auto"', 'stem = "imagenet"'), False),
+])
+def test_train_longer_is_offered_exactly_where_the_trainer_accepts_the_runs_settings(
+        trained_run, tmp_path, case, edit, offered):
+    """Review: the Runs tab compared config.toml's model fields with the checkpoint's itself ("auto" vs an
+    equivalent "small" stem refused), apart from the trainer's test of the weights; the engine now says."""
+    import shutil
+
+    from iamnn_studio.engine.runs import train_longer_problem
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    if edit is not None:
+        text = (run / "config.toml").read_text()
+        edited = edit(text)
+        assert edited != text, "the edit changed nothing"
+        (run / "config.toml").write_text(edited)
+    problem = train_longer_problem(run)
+    assert (problem is None) == offered, problem
+    assert _trainer_accepts(run, tmp_path / "runs") == offered
+    if not offered:
+        # what works instead: the engine's command, which takes the network and the data from the checkpoint
+        assert problem.endswith(f"to train it longer, run iamnn-studio train --init-from {run} --name NEW --epochs N")
+
+
+def test_train_longer_is_refused_for_an_emptied_settings_file_or_an_unreadable_checkpoint(trained_run, tmp_path):
+    import shutil
+
+    from iamnn_studio.engine.runs import train_longer_problem
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "config.toml").write_text("")  # reads as the default settings: IamNN-50 of width 16
+    assert "its config.toml describes an IamNN (units 3-4-6-3) of width 16" in train_longer_problem(run)
+    for checkpoint in (run / "checkpoints").glob("*.pt"):
+        checkpoint.write_bytes(b"junk")
+    assert train_longer_problem(run).startswith("its checkpoint cannot be read")

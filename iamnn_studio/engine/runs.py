@@ -637,3 +637,39 @@ def _writer_alive(status: dict[str, Any]) -> bool:
     except (PermissionError, OSError):  # another user's process: alive
         return True
     return True
+
+
+def train_longer_problem(run_dir: str | Path) -> str | None:
+    """Why "Train longer" cannot start for the run in ``run_dir``, with what works instead; None when it can.
+
+    Train longer is a new run with the run's config.toml that starts from its checkpoint's weights
+    (``init_from``): it starts only where config.toml is readable and builds the network the checkpoint
+    holds, by the trainer's own test (``trainer.weights_fit``), so that what is offered is what the
+    trainer accepts. Reads the checkpoint (and imports torch): call it off the UI thread."""
+    import torch
+
+    from .checkpoint import CheckpointError, load_checkpoint, run_checkpoint
+    from .model import build_model
+    from .trainer import _network, train_longer_command, weights_fit
+
+    path = Path(run_dir)
+    try:
+        source = load_checkpoint(run_checkpoint(path))
+    except (CheckpointError, ValueError, OSError) as error:
+        return f"its checkpoint cannot be read ({error})"
+    # without --config the command line takes the network and the data from the checkpoint
+    instead = f"to train it longer, run {train_longer_command(path, None)}"
+    try:
+        config = RunConfig.load(path / CONFIG_FILE).validate()
+    except (OSError, ValueError, TypeError) as error:
+        return f"its settings file cannot be read ({error}); {instead}"
+    try:
+        with torch.device("meta"):  # the shapes, without the memory or the time of real weights
+            model = build_model(config.model)
+    except ValueError as error:  # e.g. a processing block whose plugin is not installed here
+        return f"its settings describe a network that cannot be built here ({error}); {instead}"
+    if not weights_fit(model, config.model, source):
+        return (f"its config.toml describes {_network(config.model)} for {config.model.num_classes} classes, but its "
+                f"checkpoint holds {_network(source.model_config)} for {len(source.classes)} classes (the file was "
+                f"damaged or edited); {instead}")
+    return None

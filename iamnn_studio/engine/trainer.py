@@ -453,15 +453,13 @@ class Trainer:
             source = load_checkpoint(path)
         except (CheckpointError, ValueError) as exc:
             raise TrainingFailed(f"init_from: {exc}") from None
-        ours, theirs = model.state_dict(), source.model.state_dict()
-        different = sorted(set(ours) ^ set(theirs)) + sorted(
-            key for key in set(ours) & set(theirs) if ours[key].shape != theirs[key].shape)
-        if source.architecture != config.model.architecture or different:
+        if not weights_fit(model, config.model, source):
             raise TrainingFailed(
-                f"init_from: {path} holds {_network(source.model_config)} for {len(source.classes)} classes; this run "
-                f"builds {_network(config.model)} for {config.model.num_classes} classes: choose the same architecture, "
-                "depth, iterations and width, and a dataset of the same image size, channels and class count")
-        model.load_state_dict(theirs)
+                f"init_from: {path} holds {_network(source.model_config)} for {len(source.classes)} classes; "
+                f"this run builds {_network(config.model)} for {config.model.num_classes} classes: choose the "
+                "same architecture, depth, iterations and width, and a dataset of the same image size, channels and "
+                "class count")
+        model.load_state_dict(source.model.state_dict())
         self._model_notes.append(f"started from the weights of {path} (new optimiser and schedule)")
         if list(source.classes) != list(self.classes):
             self._model_notes.append(f"{path.name} was trained on other classes ({', '.join(source.classes[:5])}"
@@ -1204,6 +1202,15 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- helpers
+def weights_fit(model: nn.Module, config: ModelConfig, source) -> bool:
+    """Whether ``model`` (built from ``config``; on the meta device is enough) can start from the weights of
+    ``source`` (a loaded ``Checkpoint``): the same architecture, and the same weights by name and shape. The
+    one test of ``init_from``, here and wherever a run is checked before it is offered to train longer."""
+    ours, theirs = model.state_dict(), source.model.state_dict()
+    return source.architecture == config.architecture and ours.keys() == theirs.keys() and all(
+        ours[key].shape == theirs[key].shape for key in ours)
+
+
 def _network(model: ModelConfig) -> str:
     """"an IamNN (units 3-4-6-3) of width 16 on 1x28x28 images", to compare two networks in one sentence."""
     kind = "a ResNet" if model.architecture == "resnet" else "an IamNN"
@@ -1213,12 +1220,17 @@ def _network(model: ModelConfig) -> str:
     return f"{kind} (units {caps}) of width {model.width} on {model.in_channels}x{model.image_size}x{model.image_size} images"
 
 
-def train_longer_command(run_path: str | Path, config: RunConfig) -> str:
+def train_longer_command(run_path: str | Path, config: RunConfig | None) -> str:
     """The command that trains the run in ``run_path`` longer: a new run from its weights with its
-    settings (its own step limit lifted). Paths are shell-quoted, so it works pasted into a shell."""
-    argv = ["iamnn-studio", "train", "--config", str(Path(run_path) / "config.toml"), "--init-from", str(run_path)]
-    command = shlex.join(argv) + " --name NEW --epochs N"  # placeholders, left unquoted to stand out
-    return command + (" --max-steps 0" if config.max_steps is not None else "")
+    settings (its own step limit lifted). Paths are shell-quoted, so it works pasted into a shell.
+    ``config`` None: the run's config.toml is of no use (unreadable, or another network than its checkpoint's),
+    and the command takes the network and the data from the checkpoint itself (``train --init-from`` without
+    ``--config``)."""
+    argv = ["iamnn-studio", "train"]
+    if config is not None:
+        argv += ["--config", str(Path(run_path) / "config.toml")]
+    command = shlex.join([*argv, "--init-from", str(run_path)]) + " --name NEW --epochs N"  # placeholders, unquoted
+    return command + (" --max-steps 0" if config is not None and config.max_steps is not None else "")
 
 
 def _count(n: Any, noun: str, plural: str | None = None) -> str:

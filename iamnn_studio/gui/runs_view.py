@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import os
-import shlex
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -61,9 +60,6 @@ STATUS_COLORS = {
 DETAIL_CHARS = 20
 TRAIN_LONGER_TIP = ("A new run with this run's settings that starts from its best weights (its own schedule): set the "
                     "epochs in the Train tab, then Start")
-#: The settings that decide a network's weights: a run's config.toml must agree with its checkpoint on them.
-NETWORK_FIELDS = ("architecture", "block", "caps", "width", "bottleneck_ratio", "in_channels", "image_size",
-                  "num_classes", "stem")
 #: While a run in the list is training and the tab is shown, re-read the folder this often.
 LIVE_REFRESH_MS = 5000
 #: While the only runs training are ones this machine cannot check (another host's, on a shared runs folder:
@@ -448,8 +444,9 @@ class RunsView(QWidget):
     def _show_train_longer(self, run: Any | None) -> str | None:
         """Offer "Train longer" only where it can start: the run's config.toml readable and describing the
         network its checkpoint holds (QA: an emptied config.toml read as the default settings, so the Train tab
-        got another network and the engine refused its weights). The check reads the checkpoint in the
-        background; until it is known the button waits. Returns the problem, if one is known."""
+        got another network and the engine refused its weights). The engine decides (``runs.train_longer_problem``,
+        the trainer's own test of the weights) in the background, reading the checkpoint; until it is known the
+        button waits. Returns the problem, if one is known."""
         button = self.train_from_button
         checkpoint = _checkpoint_of(run) if run is not None else None
         if checkpoint is None:
@@ -465,7 +462,7 @@ class RunsView(QWidget):
             if (key, stamps) not in self._train_longer_checking:
                 self._train_longer_checking.add((key, stamps))
                 self._checker.submit(
-                    lambda _report: train_longer_problem(key),
+                    lambda _report: import_engine("runs").train_longer_problem(key),
                     lambda problem: self._on_train_longer_checked(key, stamps, problem),
                     lambda message: self._on_train_longer_checked(key, stamps, f"cannot check it: {message}"))
             return None
@@ -621,34 +618,6 @@ def live_watch(runs_dir: Path, runs: list[Any], read_json_object) -> tuple[bool,
     if remote:
         remote[str(runs_dir)] = file_stamps(Path(runs_dir))
     return local, remote
-
-
-def train_longer_problem(run_path: str) -> str | None:
-    """Why "Train longer" (a new run from the run's config.toml and its weights) cannot start for this run, with
-    what works instead; None when it can. Reads the checkpoint: call it off the UI thread."""
-    from iamnn_studio.engine.checkpoint import CheckpointError, checkpoint_settings
-    from iamnn_studio.engine.config import RunConfig
-    from iamnn_studio.engine.runs import describe_model
-
-    path = Path(run_path)
-    try:
-        held, _data = checkpoint_settings(path)
-    except (CheckpointError, ValueError, OSError) as error:
-        return f"its checkpoint cannot be read ({error})"
-    # the command line takes the network and the data from the checkpoint when no --config is given
-    instead = f"to train it longer, run {shlex.join(['iamnn-studio', 'train', '--init-from', str(path)])} --name NEW --epochs N"
-    try:
-        config = RunConfig.load(path / "config.toml").validate()
-    except (ValueError, TypeError) as error:
-        return f"its settings file cannot be read ({error}); {instead}"
-    if any(getattr(config.model, name) != getattr(held, name) for name in NETWORK_FIELDS):
-        def network(model: Any) -> str:
-            return (f"{describe_model(model)} on {model.in_channels}×{model.image_size}×{model.image_size} images, "
-                    f"{model.num_classes} classes")
-
-        return (f"its config.toml describes {network(config.model)}, but its checkpoint holds {network(held)} (the "
-                f"file was damaged or edited); {instead}")
-    return None
 
 
 def _stamps(*paths: Path) -> tuple:

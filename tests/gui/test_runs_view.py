@@ -462,7 +462,7 @@ def test_a_run_started_while_only_another_hosts_run_is_running_still_shows_up(qt
 
 
 @pytest.mark.parametrize("damage, words", [
-    ("", "its config.toml describes IamNN-50 w16"),  # emptied: it reads as the default settings, another network
+    ("", "its config.toml describes an IamNN (units 3-4-6-3) of width 16"),  # emptied: the defaults, another network
     ("this = is [not toml", "not valid TOML"),
 ])
 def test_train_longer_is_not_offered_for_a_run_whose_settings_file_is_damaged(qtbot, view, runs, damage, words):
@@ -491,17 +491,17 @@ def test_a_train_longer_check_in_flight_is_not_submitted_again_by_each_refresh(q
     run selected waited behind them all."""
     import threading
 
-    import iamnn_studio.gui.runs_view as runs_view
+    import iamnn_studio.engine.runs as engine_runs
 
     checked, release = [], threading.Event()
-    real = runs_view.train_longer_problem
+    real = engine_runs.train_longer_problem
 
     def slow(path):
         checked.append(path)
         release.wait(TIMEOUT / 1000)  # a big checkpoint on a slow disk
         return real(path)
 
-    monkeypatch.setattr(runs_view, "train_longer_problem", slow)
+    monkeypatch.setattr(engine_runs, "train_longer_problem", slow)
     view.table.selectRow(row_of(view, "good-run"))
     for _ in range(4):
         with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
