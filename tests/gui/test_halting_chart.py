@@ -122,3 +122,47 @@ def test_every_chart_and_its_title_lie_inside_the_widget(charts, width, rows):
         assert chart.contains(charts.title_rect(b)) and chart.contains(charts.plot_rect(b).toRect())
         assert charts.plot_rect(b).height() >= 60 and charts.plot_rect(b).width() >= 40
         assert QPoint(0, 0) != chart.topLeft() or b == 0
+
+
+def test_a_block_that_ran_past_its_cap_paints_inside_its_own_chart_only(qtbot, styled_app):
+    """Review: data with more iterations run (or more scores) than the cap drew its columns, bars, dots and stop
+    line over the next block's chart."""
+    def painted(overrun: bool):
+        widget = HaltingCharts(4)
+        qtbot.addWidget(widget)
+        widget.resize(800, widget.height())
+        first = ([0.1] * 5, [0.1 * i for i in range(1, 6)], 6) if overrun else ([], [], 0)
+        widget.set_halting([first[0], [], [], []], [first[1], [], [], []], [first[2], 1, 1, 1], [3, 3, 3, 3], 0.9)
+        return widget, widget.grab().toImage()
+
+    widget, spilled = painted(True)
+    _, clean = painted(False)
+    assert widget.columns == 4  # side by side: the next chart is just right of the first
+    own = widget.chart_rect(0)
+    outside = [(x, y) for x in range(0, spilled.width(), 2) for y in range(0, spilled.height(), 2)
+               if not own.contains(x, y) and spilled.pixelColor(x, y) != clean.pixelColor(x, y)]
+    assert outside == [], f"{len(outside)} pixels painted outside block 1's chart, e.g. {outside[:5]}"
+
+
+def test_a_block_whose_every_score_is_nan_says_so_not_that_its_mode_has_no_halting(charts):
+    """Review: a diverged model (every halting score NaN) with a threshold set was said to have "no halting
+    decision in this mode"; that mode has one, the scores were not numbers."""
+    charts.set_halting([[NAN, NAN, NAN]] * 4, [[NAN, NAN, NAN]] * 4, [4, 4, 4, 4], [4, 4, 4, 4], 0.99, [None] * 4)
+    summary = charts.summary(0)
+    assert "in this mode" not in summary
+    assert summary.startswith("Block 1 ran 4 of 4 iterations") and "no valid halting score" in summary
+    assert "threshold 0.99" in summary
+    # fixed modes (no threshold) keep their words
+    charts.set_halting([[NAN] * 3] * 4, [[NAN] * 3] * 4, [2, 2, 2, 2], [4, 4, 4, 4], None)
+    assert charts.summary(0) == "Block 1 ran 2 of 4 iterations (no halting decision in this mode)."
+
+
+def test_a_chart_of_no_blocks_is_empty_not_an_error(qtbot, styled_app):
+    widget = HaltingCharts(0)  # was ZeroDivisionError
+    qtbot.addWidget(widget)
+    widget.set_halting([], [], [], [], 0.9)
+    widget.resize(400, 100)
+    widget.show()
+    widget.grab()
+    assert widget.rows() == 0 and widget.height() == 0
+    assert widget.sizeHint().width() >= 0 and widget.minimumSizeHint().width() >= 0

@@ -29,6 +29,7 @@ class BlockHalting:
     cap: int  # iterations it could have run
     threshold: float | None  # the line the cumulative score is compared with; None: not shown (fixed modes)
     reached: int | None = None  # the iteration whose cumulative score reached the threshold (the engine's say)
+    no_valid_score: bool = False  # scored iterations, but none a number (NaN, inf: a diverged model)
 
 
 def _finite(values: Sequence[float]) -> tuple[float, ...]:
@@ -60,7 +61,7 @@ class HaltingCharts(QWidget):
     def __init__(self, blocks: int = 4, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.blocks: list[BlockHalting] = [BlockHalting((), (), 0, 1, None) for _ in range(blocks)]
-        self.columns = blocks
+        self.columns = max(1, blocks)  # no blocks: one empty column, not a division by zero
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setAccessibleName("Halting per block")
         self.setMouseTracking(False)
@@ -74,7 +75,8 @@ class HaltingCharts(QWidget):
         blocks = []
         for b in range(len(self.blocks)):
             scores = _finite(halting[b]) if b < len(halting) else ()
-            shown = threshold is not None and math.isfinite(threshold) and bool(scores)
+            no_valid_score = b < len(halting) and len(halting[b]) > 0 and not scores
+            shown = threshold is not None and math.isfinite(threshold) and (bool(scores) or no_valid_score)
             blocks.append(BlockHalting(
                 scores=scores,
                 cumulative=_finite(cumulative[b]) if b < len(cumulative) else (),
@@ -82,6 +84,7 @@ class HaltingCharts(QWidget):
                 cap=max(1, int(caps[b])) if b < len(caps) else 1,
                 threshold=float(threshold) if shown else None,
                 reached=reached[b] if reached is not None and b < len(reached) else None,
+                no_valid_score=no_valid_score,
             ))
         self.blocks = blocks
         self.setAccessibleDescription("\n".join(self.summary(b) for b in range(len(blocks))))
@@ -94,6 +97,10 @@ class HaltingCharts(QWidget):
         name = f"Block {b + 1}"
         if block.threshold is None:
             return f"{name} ran {block.ran} of {block.cap} iterations (no halting decision in this mode)."
+        if block.no_valid_score:
+            return (f"{name} ran {block.ran} of {block.cap} iterations with no valid halting score: every score is "
+                    f"NaN or infinite (the model may have diverged), so none could reach the threshold "
+                    f"{block.threshold:.3g}.")
         if block.reached is not None:
             reason = (f"its cumulative halting score reached the threshold {block.threshold:.3g}"
                       f" at iteration {block.reached}")
@@ -122,7 +129,7 @@ class HaltingCharts(QWidget):
         return max(self.HEIGHT, self.PLOT_PX + self.TEXT_LINES * self.fontMetrics().lineSpacing())
 
     def rows(self) -> int:
-        return math.ceil(len(self.blocks) / self.columns)
+        return math.ceil(len(self.blocks) / max(1, self.columns))
 
     def _axis_width(self) -> int:
         metrics = self.fontMetrics()
@@ -133,35 +140,35 @@ class HaltingCharts(QWidget):
         from iamnn_studio.gui.style import scaled_px
 
         titles = QFontMetrics(self._title_font())
-        title = max(titles.horizontalAdvance(self._title(b)) for b in range(len(self.blocks))) + 16
+        title = max((titles.horizontalAdvance(self._title(b)) for b in range(len(self.blocks))), default=0) + 16
         metrics = self.fontMetrics()
-        ticks = self._axis_width() + max(len(_tick_steps(block.cap)) * (metrics.horizontalAdvance(str(block.cap)) + 8)
-                                         for block in self.blocks)
+        ticks = self._axis_width() + max((len(_tick_steps(block.cap)) * (metrics.horizontalAdvance(str(block.cap)) + 8)
+                                          for block in self.blocks), default=0)
         return max(title, ticks, scaled_px(self.MIN_CHART_PX, self.font()))
 
     def one_row_width(self) -> int:
         """The width all charts need side by side."""
         count = len(self.blocks)
-        return count * self.minimum_chart_width() + self.SPACING * (count - 1)
+        return max(0, count * self.minimum_chart_width() + self.SPACING * (count - 1))
 
     def _fit_columns(self, width: int) -> None:
         """All charts in one row where each gets the width it needs, else two per row."""
         count = len(self.blocks)
         one_row = count * self.minimum_chart_width() + self.SPACING * (count - 1) <= width
-        self.columns = count if one_row else min(2, count)
+        self.columns = max(1, count if one_row else min(2, count))
         self._fit_height()
 
     def _fit_height(self) -> None:
-        height = self.rows() * self.row_height() + (self.rows() - 1) * self.SPACING
+        height = max(0, self.rows() * self.row_height() + (self.rows() - 1) * self.SPACING)
         if height != self.height() or self.minimumHeight() != height:
             self.setFixedHeight(height)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
         count = len(self.blocks)
-        return QSize(count * self.minimum_chart_width() + self.SPACING * (count - 1), self.height())
+        return QSize(self.one_row_width(), self.height())
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt name)
-        return QSize(2 * self.minimum_chart_width() + self.SPACING, self.height())
+        return QSize(0 if not self.blocks else 2 * self.minimum_chart_width() + self.SPACING, self.height())
 
     def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().changeEvent(event)
@@ -252,6 +259,15 @@ class HaltingCharts(QWidget):
             painter.end()
 
     def _paint_block(self, painter: QPainter, b: int) -> None:
+        painter.save()
+        try:
+            # data past the cap (more iterations run or more scores than it) must not spill into the next chart
+            painter.setClipRect(self.chart_rect(b))
+            self._paint_block_clipped(painter, b)
+        finally:
+            painter.restore()
+
+    def _paint_block_clipped(self, painter: QPainter, b: int) -> None:
         block = self.blocks[b]
         plot = self.plot_rect(b)
         metrics = self.fontMetrics()
