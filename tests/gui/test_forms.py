@@ -703,3 +703,28 @@ def test_the_dataset_folder_is_checked_off_the_ui_thread(qtbot, window, form, tm
     form.dataset.folder.editingFinished.emit()
     qtbot.waitUntil(lambda: "folder not found" in form.dataset.status.text(), timeout=30_000)
     assert threads and threading.main_thread() not in threads
+
+
+def test_a_config_for_one_gpu_by_number_shows_a_gpu_and_no_cpu_time(qtbot, form):
+    """Review: ``device = "cuda:1"`` validates (the engine takes cuda:N), but the device box said "cuda:1 · not a
+    choice" and the time estimate was the CPU's."""
+    values = tiny_run_values(form)
+    values.update(device="cpu", max_steps=None, epochs=2)
+    form.set_values(values)
+    qtbot.waitUntil(lambda: form.figures is not None and form.preview_data is not None, timeout=30_000)
+    estimate = form.training.estimate
+    qtbot.waitUntil(lambda: estimate.text().endswith("of training on this CPU"), timeout=5_000)
+    values["device"] = "cuda:1"
+    form.set_values(values)
+    device = form.training.device
+    assert device.value() == "cuda:1" and "device" not in form.errors
+    assert "not a choice" not in device.currentText() and "GPU 1" in device.currentText()
+    assert form.values()["device"] == "cuda:1"
+    qtbot.waitUntil(lambda: estimate.text() == "", timeout=5_000)  # a GPU's time is not this CPU's
+    device.set_value("cpu")
+    assert estimate.text().endswith("of training on this CPU")
+    device.set_value("cuda:1")  # still a choice, as another GPU would be
+    assert estimate.text() == ""
+    values["device"] = "cuda:x"  # not a GPU: still flagged
+    form.set_values(values)
+    assert "not a choice" in device.currentText() and "device" in form.errors

@@ -315,7 +315,8 @@ class RunForm(QWidget):
         from iamnn_studio.engine.estimate import estimate_training_seconds
 
         figures, preview, values = self.figures, self.preview_data, self.values()
-        on_gpu = values.get("device") == "cuda" or (values.get("device") == "auto" and self._cuda_available)
+        device = str(values.get("device"))
+        on_gpu = device == "cuda" or device.startswith("cuda:") or (device == "auto" and self._cuda_available)
         invalid_inputs = any(key in self.errors for key in ("epochs", "batch_size", "max_steps", "data.val_fraction"))
         if figures is None or preview is None or not figures.cpu_flops or on_gpu or invalid_inputs:
             self.training.show_estimate("")

@@ -1,9 +1,9 @@
 """The training card: run name, epochs, batch, optimiser, schedule, regularisation, seed, device."""
 from __future__ import annotations
 
-from typing import Any
-
+import re
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QFileDialog, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget
@@ -92,13 +92,24 @@ class TrainingPanel(FormCard):
         self.limit_steps.toggled.connect(self._on_limit_toggled)
         self._on_limit_toggled(False)
 
+    _cuda_available = False
+
     def set_device_names(self, device_name: str, cuda_available: bool) -> None:
         """Name the detected hardware in the device choices."""
+        self._cuda_available = cuda_available
         self.device.set_choices([
             (f"Automatic ({device_name})", "auto"),
             ("CPU", "cpu"),
             (f"CUDA GPU ({device_name})" if cuda_available else "CUDA GPU (none found)", "cuda"),
         ])
+
+    def _show_device(self, value: Any) -> None:
+        """Select the run's device; one GPU by its number ("cuda:1", which the engine takes as ``is_device``
+        does) becomes a GPU choice of its own, not "cuda:1 · not a choice"."""
+        if isinstance(value, str) and re.fullmatch(r"cuda:[0-9]+", value, re.ASCII) and self.device.findData(value) < 0:
+            number = int(value.partition(":")[2])
+            self.device.addItem(f"CUDA GPU {number}" + ("" if self._cuda_available else " (none found)"), value)
+        self.device.show_value(value)
 
     def show_estimate(self, text: str, warn: bool = False) -> None:
         """The training-time estimate ("" hides the row's text)."""
@@ -143,7 +154,7 @@ class TrainingPanel(FormCard):
         self.label_smoothing.set_value(run.get("label_smoothing"))
         self.augment.show_value(run.get("data", {}).get("augment"))
         self.seed.set_value(run.get("seed", 0))  # shown as it is: validate() explains one out of range
-        self.device.show_value(run.get("device"))
+        self._show_device(run.get("device"))
         self.init_from.setText(str(run.get("init_from") or ""))
         self._extra = {k: v for k, v in run.items() if k not in self.edited and k not in ("data", "model")}
         for widget in widgets:
