@@ -812,6 +812,9 @@ class TrainingView(QWidget):
         self._settings_from_started = False
         if resumed:
             self.form.set_values(self._before_launch["form"])
+            # The form's check wrote "Ready to train" over the run's name: the header tells the refusal, as for a
+            # new run the engine refused (the run's name over "Could not start: …"), until the form changes.
+            self.header.title.setText(name)
         self.pages.setCurrentIndex(self._before_launch.get("page", self.pages.currentIndex()))
         self._before_launch = {}
         self.header.progress_row.setVisible(False)

@@ -720,3 +720,23 @@ def test_the_header_follows_the_form_after_a_run_that_did_not_start(qtbot, windo
     assert header.title.text() == "Ready to train"
     assert "Could not start" not in header.subtitle.text()
     assert "Could not start" not in window.run_status()
+
+
+def test_a_refused_continue_gives_one_story_in_the_header(qtbot, window, record_dialogs, monkeypatch):
+    """Review: after a refused continue the header read "Ready to train" over "Could not start: …" (the form got
+    the user's settings back while the refusal was being shown). As for a new run the engine refused, the
+    header names the run that did not start and why, until the form changes."""
+    from iamnn_studio.engine.runs import RunDirectory
+
+    training, header = window.training, window.training.header
+    run_dir = stopped_run(qtbot, window)
+    training.form.set_values(other_settings(training.form))
+    monkeypatch.setattr(RunDirectory, "is_being_trained", lambda self: True)
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS):
+        window.continue_run(run_dir)
+    assert header.title.text() == "first"
+    assert header.subtitle.text().startswith("Could not start") and "another process" in header.subtitle.text()
+    training.form.revalidate()  # the form as it was: the story holds
+    assert header.title.text() == "first" and header.subtitle.text().startswith("Could not start")
+    training.form.training.epochs.setValue(4)  # the user edits the form: it tells what Start needs now
+    assert header.title.text() == "Ready to train" and "Could not start" not in header.subtitle.text()
