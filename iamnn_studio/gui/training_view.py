@@ -877,8 +877,8 @@ class TrainingView(QWidget):
             return "A run is in progress"
         if self.form.errors:
             return "Fix the fields marked in red first"
-        if self.form.dataset.folder_unchecked():  # typed: the dataset's error (if any) is the old folder's
-            return "Checking the dataset's folder…"
+        if self.form.dataset.checking():  # no verdict yet: the dataset's error (if any) is another folder's
+            return self.form.dataset.checking_reason()
         return self.form.dataset_error or ""
 
     def _enter_phase(self, phase: str) -> None:

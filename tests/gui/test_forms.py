@@ -705,6 +705,93 @@ def test_the_dataset_folder_is_checked_off_the_ui_thread(qtbot, window, form, tm
     assert threads and threading.main_thread() not in threads
 
 
+@pytest.fixture
+def held_checks(monkeypatch):
+    """The image-folder provider's ``available_offline`` blocks, for a folder whose path holds "held", until
+    ``release`` is set (a slow disk, a dead network mount); set at the end whatever happened."""
+    import threading
+
+    from iamnn_studio.engine.data import DATASETS
+
+    provider = DATASETS.get("imagefolder")
+    real = provider.available_offline
+    release = threading.Event()
+
+    def held(root):
+        if root and "held" in str(root):
+            release.wait(60)
+        return real(root)
+
+    monkeypatch.setattr(provider, "available_offline", held)
+    yield release
+    release.set()
+
+
+def test_start_waits_for_the_verdict_on_a_typed_folder_that_comes_back_with_its_dataset(qtbot, window, form,
+                                                                                        tmp_path, held_checks):
+    """Review: an image folder typed, another dataset chosen before its check, then the image folder again: the
+    folder came back unchecked ("Checking the folder…") with Start enabled and "Ready to train"; Start then
+    failed with "Image folder not found"."""
+    header = window.training.header
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    first = form.dataset.provider.value()
+    form.dataset.provider.set_value("imagefolder")
+    missing = tmp_path / "held-missing"
+    _type_folder(qtbot, window, form, missing)
+    form.dataset.provider.set_value(first)  # before the folder was checked
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    form.dataset.provider.set_value("imagefolder")  # the typed folder comes back; its check is held
+    assert form.dataset.folder.text() == str(missing)
+    assert not header.start.isEnabled() and header.title.text() == "Not ready to train"
+    assert "Checking" in header.subtitle.text() and "Checking" in header.start.toolTip()
+    held_checks.set()
+    qtbot.waitUntil(lambda: "folder not found" in header.subtitle.text(), timeout=30_000)
+    assert not header.start.isEnabled() and str(missing) in header.start.toolTip()
+
+
+def test_start_waits_for_the_verdict_on_a_loaded_configs_folder(qtbot, window, form, tmp_path, held_checks):
+    """Review: a config whose image folder is missing left Start enabled until its check answered."""
+    header = window.training.header
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    values = tiny_run_values(form)
+    values["data"].update(name="imagefolder", root=str(tmp_path / "held-missing"), options={})
+    form.set_values(values)
+    assert not header.start.isEnabled() and not form.is_valid
+    assert header.subtitle.text() == "Checking the dataset's folder…"
+    held_checks.set()
+    qtbot.waitUntil(lambda: "folder not found" in header.subtitle.text(), timeout=30_000)
+    assert not header.start.isEnabled()
+
+
+def test_a_good_folder_after_a_bad_one_clears_the_bad_ones_reason_at_once(qtbot, window, form, tmp_path,
+                                                                         monkeypatch):
+    """Review: after a missing folder, a good one typed showed "✓ 2 classes" in the card while the header and
+    Start's tooltip kept "folder not found: …/missing" until its preview had been read."""
+    import threading
+
+    import iamnn_studio.gui.forms.run_form as run_form
+
+    header = window.training.header
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    good = _image_folder(tmp_path / "good", classes=2, per_class=30)
+    form.dataset.provider.set_value("imagefolder")
+    form.dataset.val_percent.setValue(50)  # enough held-out images of the 60 to calibrate the halting
+    _type_folder(qtbot, window, form, tmp_path / "missing")
+    qtbot.waitUntil(lambda: "folder not found" in header.subtitle.text(), timeout=30_000)
+    read = threading.Event()
+    real = run_form.load_preview
+    monkeypatch.setattr(run_form, "load_preview", lambda *args: (read.wait(60), real(*args))[1])
+    try:
+        _type_folder(qtbot, window, form, good)
+        qtbot.waitUntil(lambda: form.dataset.status.text().startswith("✓ 2 classes"), timeout=30_000)
+        for text in (header.subtitle.text(), header.start.toolTip(), form.preview.summary.text()):
+            assert "not found" not in text, text
+        assert form.dataset_error is None
+    finally:
+        read.set()
+    qtbot.waitUntil(lambda: header.start.isEnabled() and form.preview_data is not None, timeout=30_000)
+
+
 def test_a_config_for_one_gpu_by_number_shows_a_gpu_and_no_cpu_time(qtbot, form):
     """Review: ``device = "cuda:1"`` validates (the engine takes cuda:N), but the device box said "cuda:1 · not a
     choice" and the time estimate was the CPU's."""

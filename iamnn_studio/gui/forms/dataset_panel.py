@@ -141,8 +141,9 @@ class DatasetPanel(FormCard):
 
     Whether the chosen dataset is here (the provider's ``available_offline``, given the folder typed) is
     checked in a background thread: a folder on a slow or hung network drive must not freeze the window.
-    ``availability_checked(changed)`` says when a verdict arrives for the dataset and folder shown; until a
-    folder the user typed has its verdict, ``folder_unchecked()`` is True (Start waits for it).
+    ``availability_checked(changed)`` says when a verdict arrives for the dataset and folder shown; until they
+    have one, ``checking()`` is True (Start waits for it), and ``folder_unchecked()`` while the folder the user
+    typed waits for its own.
     """
 
     changed = Signal()
@@ -256,8 +257,13 @@ class DatasetPanel(FormCard):
         return self._unchecked
 
     def checking(self) -> bool:
-        """Whether the dataset and folder shown have no verdict yet (the preview waits for it)."""
+        """Whether the dataset and folder shown have no verdict yet (the preview and Start wait for it)."""
         return self._unchecked or self._availability_key() not in self._verdicts
+
+    def checking_reason(self) -> str:
+        """Why Start waits while ``checking()``."""
+        return "Checking the dataset's folder…" if self.folder.text().strip() else \
+            "Checking whether the dataset is here…"
 
     def _availability_key(self) -> tuple[str, str]:
         return self.provider.value() or "", self.folder.text().strip()
@@ -324,6 +330,7 @@ class DatasetPanel(FormCard):
                             lambda message: self._on_checked(key, (False, f"cannot check: {message}")))
 
     def _on_checked(self, key: tuple[str, str], verdict: tuple[bool, str]) -> None:
+        """A verdict for ``key``: kept for when it is shown again; shown (and said) if it is shown now."""
         previous = self._verdicts.get(key)
         self._verdicts[key] = verdict
         if key != self._availability_key() or self.unknown_dataset():

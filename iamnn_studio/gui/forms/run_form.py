@@ -215,7 +215,9 @@ class RunForm(QWidget):
         stray = [f"{key}: {message}" for key, message in self.errors.items() if key not in known]
         if stray:  # a field the form does not show (edited in a TOML file): say it under the dataset card
             self.dataset.show_status("error", "; ".join(stray))
-        self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.folder_unchecked())
+        # Start waits for the verdict on the dataset and folder shown (typed, loaded from a config, or back with
+        # their dataset): the dataset_error until then may be another folder's, or none at all.
+        self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.checking())
         self.revalidated.emit()
 
     def _memory_problem(self, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -359,11 +361,16 @@ class RunForm(QWidget):
                 if self.dataset.downloadable() and not typed_folder else f"{label}: {self.dataset_error}", clear=True)
             self.revalidate()
             return
+        # The verdict is good: an earlier folder's reason ("folder not found: …") no longer holds (the header
+        # and Start's tooltip kept it until the preview had been read); the preview's own error may follow.
+        stale, self.dataset_error = self.dataset_error is not None, None
         self.preview.show_message(f"Loading {self.dataset.provider_label()}…")
         self._requested_preview = _shape_key(data)
         seed = self.training.seed.value()
         seed = seed if isinstance(seed, int) and 0 <= seed < 2**53 else 0  # a typo's error is under the seed row
         self._tasks.submit("preview", lambda: load_preview(data, seed), self._on_preview, self._on_preview_error)
+        if stale:
+            self.revalidate()
 
     def _on_availability_checked(self, changed: bool) -> None:
         """The dataset's folder has its verdict: read it (or say why not) unless that is what is shown."""
