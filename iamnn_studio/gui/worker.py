@@ -8,7 +8,8 @@ it has ended, and only then are the thread and worker released.
 
 ``BackgroundTasks`` runs short jobs (build a model to count its parameters, decode a dataset
 preview) off the UI thread; a newer request under the same key supersedes an older one, whose
-result is dropped (Orange's "cancel on new input").
+result is dropped (Orange's "cancel on new input"). ``DetachedTasks`` runs calls that may never return
+(a check of a folder on a dead network drive) each in its own daemon thread, with a time limit.
 
 Neither imports torch or the engine at module import: both run after the engine loader is ready.
 """
@@ -19,7 +20,11 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, Signal, Slot
+import time
+import weakref
+
+import shiboken6
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, Qt, QThread, QThreadPool, QTimer, Signal, Slot
 
 TERMINAL_EVENTS = ("finished", "failed")
 
@@ -285,3 +290,112 @@ class BackgroundTasks(QObject):
     def wait(self, timeout_ms: int = 30_000) -> bool:
         """Block until queued jobs ran (shutdown and tests only)."""
         return self._pool.waitForDone(timeout_ms)
+
+
+# --------------------------------------------------------------------------- calls that may hang
+class _Relay(QObject):
+    """Carries detached jobs' results from their threads to the UI thread. One for the application, parented to
+    it: a job that returns after the widget that asked has gone still emits on a live object (a widget's own
+    signal would be emitted on a deleted object, from another thread)."""
+
+    done = Signal(object, int, bool, object)  # owner (a weak reference), job id, whether it returned, value
+
+    @Slot(object, int, bool, object)
+    def _deliver(self, owner_ref: Any, job_id: int, returned: bool, value: Any) -> None:
+        owner = owner_ref()
+        if owner is not None and shiboken6.isValid(owner):  # the asking object may have gone meanwhile
+            owner._on_done(job_id, returned, value)
+
+
+_relay: _Relay | None = None
+
+
+def _the_relay() -> _Relay:
+    global _relay
+    if _relay is None or not shiboken6.isValid(_relay):
+        _relay = _Relay(QCoreApplication.instance())
+        _relay.done.connect(_relay._deliver, Qt.ConnectionType.QueuedConnection)
+    return _relay
+
+
+class DetachedTasks(QObject):
+    """Runs calls that may never return (``available_offline`` on a folder of a dead network mount blocks in the
+    kernel), each in its own daemon thread: a hung one holds up neither the next call nor the window's closing
+    or the app's exit (a ``QThreadPool`` runs the next job only when a thread is free, and its destructor waits
+    for the running one: a 5 s call froze the closing window for 5 s).
+
+    One job per key at a time: a request for a key whose job still runs waits for that job's result (a dead
+    mount checked again would only pile up threads that never end), and the newest request's callbacks get it.
+    ``on_result(value)`` or ``on_error(message)`` run in the UI thread, only while this object lives;
+    ``on_timeout()`` runs once the job has run ``timeout_ms`` (and at once for a later request of a key whose
+    job is past its limit); a result that comes after it is still delivered.
+    """
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._next_id = 0
+        # key -> [job id, thread, on_result, on_error, on_timeout, whether past its time limit]
+        self._jobs: dict[Any, list[Any]] = {}
+
+    def submit(self, key: Any, fn: Callable[[], Any], on_result: Callable[[Any], None],
+               on_error: Callable[[str], None], *, timeout_ms: int | None = None,
+               on_timeout: Callable[[], None] | None = None) -> bool:
+        """Run ``fn()`` for ``key``; False when the key's earlier job still runs (it answers this request)."""
+        job = self._jobs.get(key)
+        if job is not None:
+            job[2:5] = on_result, on_error, on_timeout
+            if job[5] and on_timeout is not None:  # past its limit already: say so now (not from inside this call)
+                job_id = job[0]
+                QTimer.singleShot(0, self, lambda: self._time_up(job_id, again=True))
+            return False
+        self._next_id += 1
+        job_id = self._next_id
+        relay, owner = _the_relay(), weakref.ref(self)
+
+        def run() -> None:
+            try:
+                returned, value = True, fn()
+            except Exception as error:  # noqa: BLE001 - reported to the requester as one sentence
+                returned, value = False, describe_error(error)
+            try:
+                relay.done.emit(owner, job_id, returned, value)
+            except RuntimeError:  # the application has gone (it quit while this call hung): nobody to tell
+                pass
+
+        thread = threading.Thread(target=run, name=f"detached-{job_id}", daemon=True)
+        self._jobs[key] = [job_id, thread, on_result, on_error, on_timeout, False]
+        thread.start()
+        if timeout_ms is not None and on_timeout is not None:
+            QTimer.singleShot(timeout_ms, self, lambda: self._time_up(job_id))
+        return True
+
+    def _job(self, job_id: int) -> tuple[Any, list[Any]] | tuple[None, None]:
+        for key, job in self._jobs.items():
+            if job[0] == job_id:
+                return key, job
+        return None, None
+
+    def _time_up(self, job_id: int, again: bool = False) -> None:
+        _key, job = self._job(job_id)
+        if job is None or (job[5] and not again):
+            return  # it returned in time
+        job[5] = True
+        if job[4] is not None:
+            job[4]()
+
+    def _on_done(self, job_id: int, returned: bool, value: Any) -> None:
+        key, job = self._job(job_id)
+        if job is None:
+            return
+        del self._jobs[key]
+        (job[2] if returned else job[3])(value)
+
+    def is_busy(self, key: Any = None) -> bool:
+        return key in self._jobs if key is not None else bool(self._jobs)
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Block until the running jobs returned, at most ``timeout_ms`` (tests only: never on a live UI)."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        for job in list(self._jobs.values()):
+            job[1].join(max(0.0, deadline - time.monotonic()))
+        return not any(job[1].is_alive() for job in self._jobs.values())

@@ -763,6 +763,55 @@ def test_start_waits_for_the_verdict_on_a_loaded_configs_folder(qtbot, window, f
     assert not header.start.isEnabled()
 
 
+def test_a_hung_folder_check_holds_up_neither_the_next_folder_nor_closing(qtbot, window, form, tmp_path,
+                                                                         held_checks, monkeypatch):
+    """Review: one check of a folder that never answers (a dead network mount) held up every later check (one
+    thread for all), and closing the window waited for it."""
+    import time
+
+    import iamnn_studio.gui.forms.dataset_panel as dataset_panel
+    from iamnn_studio.gui.forms.dataset_panel import DatasetPanel, provider_entries
+
+    header = window.training.header
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    monkeypatch.setattr(dataset_panel, "FOLDER_CHECK_TIMEOUT_MS", 400, raising=False)
+    good = _image_folder(tmp_path / "good", classes=2, per_class=30)
+    hung = tmp_path / "held-mount"
+    form.dataset.provider.set_value("imagefolder")
+    form.dataset.val_percent.setValue(50)  # enough held-out images of the 60 to calibrate the halting
+    _type_folder(qtbot, window, form, hung)
+    form.dataset.folder.editingFinished.emit()  # checked at once: it hangs
+    assert not header.start.isEnabled()
+    # After the time limit the folder has a verdict: it does not answer. Start says so.
+    qtbot.waitUntil(lambda: "does not answer" in form.dataset.status.text(), timeout=10_000)
+    assert str(hung) in form.dataset.status.text()
+    qtbot.waitUntil(lambda: "does not answer" in header.start.toolTip(), timeout=10_000)
+    form.dataset.folder.editingFinished.emit()  # Enter again: the check still runs, its verdict stays
+    qtbot.waitUntil(lambda: "does not answer" in form.dataset.status.text(), timeout=10_000)
+    # The user gives up on the network drive and types a local folder: it is checked meanwhile.
+    _type_folder(qtbot, window, form, good)
+    form.dataset.folder.editingFinished.emit()
+    qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    assert form.dataset.status.text().startswith("✓ 2 classes")
+
+    # A panel whose check hangs goes at once (the window closing, the app quitting).
+    panel = DatasetPanel()
+    panel.set_providers(provider_entries())
+    panel.provider.set_value("imagefolder")
+    panel.folder.setText(str(tmp_path / "held-other"))
+    panel.folder.editingFinished.emit()
+    qtbot.wait(100)
+    started = time.monotonic()
+    panel.deleteLater()
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    assert time.monotonic() - started < 0.5
+    held_checks.set()  # the hung calls return now: the late verdict of the deleted panel is dropped quietly
+    qtbot.wait(200)
+    assert form.dataset.status.text().startswith("✓ 2 classes") and header.start.isEnabled()
+
+
 def test_a_good_folder_after_a_bad_one_clears_the_bad_ones_reason_at_once(qtbot, window, form, tmp_path,
                                                                          monkeypatch):
     """Review: after a missing folder, a good one typed showed "✓ 2 classes" in the card while the header and

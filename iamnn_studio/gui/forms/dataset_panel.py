@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..style import COLORS, SPACING, scaled_pt, set_role
-from ..worker import BackgroundTasks
+from ..worker import DetachedTasks
 from .fields import ChoiceBox, FormCard, hbox_widget, muted
 
 PREVIEW_PER_CLASS = 8
@@ -35,6 +35,9 @@ THUMB_PX = 44
 THUMB_COLUMN = 5  # class name, three counts, a gap, then the samples
 #: A folder being typed is checked after this pause in typing (and at once on Enter or when the field loses focus).
 FOLDER_CHECK_DELAY_MS = 500
+#: A folder whose check has not answered after this long (a dead network mount) gets "does not answer" as its
+#: verdict; the check goes on, and its answer, should it come, replaces that verdict.
+FOLDER_CHECK_TIMEOUT_MS = 10_000
 
 
 NO_VALIDATION_NOTE = ("No validation split: the last epoch's model is kept, progress is measured on the test "
@@ -140,10 +143,11 @@ class DatasetPanel(FormCard):
     """Dataset, folder, download permission and validation split.
 
     Whether the chosen dataset is here (the provider's ``available_offline``, given the folder typed) is
-    checked in a background thread: a folder on a slow or hung network drive must not freeze the window.
-    ``availability_checked(changed)`` says when a verdict arrives for the dataset and folder shown; until they
-    have one, ``checking()`` is True (Start waits for it), and ``folder_unchecked()`` while the folder the user
-    typed waits for its own.
+    checked in a background thread, one per check: a folder on a slow or hung network drive must not freeze
+    the window, nor hold up the check of the next folder (after ``FOLDER_CHECK_TIMEOUT_MS`` it "does not
+    answer"). ``availability_checked(changed)`` says when a verdict arrives for the dataset and folder shown;
+    until they have one, ``checking()`` is True (Start waits for it), and ``folder_unchecked()`` while the
+    folder the user typed waits for its own.
     """
 
     changed = Signal()
@@ -194,7 +198,7 @@ class DatasetPanel(FormCard):
         # (dataset, folder) -> (available, reason): the latest verdict of each; checked again whenever shown
         self._verdicts: dict[tuple[str, str], tuple[bool, str]] = {}
         self._unchecked = False  # the user typed (or browsed to) a folder whose verdict has not arrived yet
-        self._checks = BackgroundTasks(self)
+        self._checks = DetachedTasks(self)
         self._folder_timer = QTimer(self)
         self._folder_timer.setSingleShot(True)
         self._folder_timer.setInterval(FOLDER_CHECK_DELAY_MS)
@@ -326,8 +330,15 @@ class DatasetPanel(FormCard):
             except Exception as error:  # noqa: BLE001 - a plugin's check may fail: say so, keep the form usable
                 return False, f"cannot check: {error}"
 
-        self._checks.submit("availability", check, lambda verdict: self._on_checked(key, verdict),
-                            lambda message: self._on_checked(key, (False, f"cannot check: {message}")))
+        # Each (dataset, folder) has its own check: one that hangs holds up no other. A folder whose check still
+        # runs is not checked again: that check answers (at once "does not answer" if it is past its limit).
+        where = "the folder does not answer" if folder else "its default places do not answer"
+        silent = f"{where} after {FOLDER_CHECK_TIMEOUT_MS / 1000:g} s (a network drive?)" \
+            + (f": {folder}" if folder else "")
+        self._checks.submit(key, check, lambda verdict: self._on_checked(key, verdict),
+                            lambda message: self._on_checked(key, (False, f"cannot check: {message}")),
+                            timeout_ms=FOLDER_CHECK_TIMEOUT_MS,
+                            on_timeout=lambda: self._on_checked(key, (False, silent)))
 
     def _on_checked(self, key: tuple[str, str], verdict: tuple[bool, str]) -> None:
         """A verdict for ``key``: kept for when it is shown again; shown (and said) if it is shown now."""
