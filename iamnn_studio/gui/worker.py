@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
-from typing import Any, Callable
-
 import time
 import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, Qt, QThread, QThreadPool, QTimer, Signal, Slot
@@ -318,6 +318,18 @@ def _the_relay() -> _Relay:
     return _relay
 
 
+@dataclass
+class _DetachedJob:
+    """A running detached call and the callbacks of the newest request for its key."""
+
+    job_id: int
+    thread: threading.Thread
+    on_result: Callable[[Any], None]
+    on_error: Callable[[str], None]
+    on_timeout: Callable[[], None] | None
+    past_limit: bool = False
+
+
 class DetachedTasks(QObject):
     """Runs calls that may never return (``available_offline`` on a folder of a dead network mount blocks in the
     kernel), each in its own daemon thread: a hung one holds up neither the next call nor the window's closing
@@ -334,8 +346,7 @@ class DetachedTasks(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._next_id = 0
-        # key -> [job id, thread, on_result, on_error, on_timeout, whether past its time limit]
-        self._jobs: dict[Any, list[Any]] = {}
+        self._jobs: dict[Any, _DetachedJob] = {}
 
     def submit(self, key: Any, fn: Callable[[], Any], on_result: Callable[[Any], None],
                on_error: Callable[[str], None], *, timeout_ms: int | None = None,
@@ -343,9 +354,9 @@ class DetachedTasks(QObject):
         """Run ``fn()`` for ``key``; False when the key's earlier job still runs (it answers this request)."""
         job = self._jobs.get(key)
         if job is not None:
-            job[2:5] = on_result, on_error, on_timeout
-            if job[5] and on_timeout is not None:  # past its limit already: say so now (not from inside this call)
-                job_id = job[0]
+            job.on_result, job.on_error, job.on_timeout = on_result, on_error, on_timeout
+            if job.past_limit and on_timeout is not None:  # say so now (not from inside this call)
+                job_id = job.job_id
                 QTimer.singleShot(0, self, lambda: self._time_up(job_id, again=True))
             return False
         self._next_id += 1
@@ -363,32 +374,32 @@ class DetachedTasks(QObject):
                 pass
 
         thread = threading.Thread(target=run, name=f"detached-{job_id}", daemon=True)
-        self._jobs[key] = [job_id, thread, on_result, on_error, on_timeout, False]
+        self._jobs[key] = _DetachedJob(job_id, thread, on_result, on_error, on_timeout)
         thread.start()
         if timeout_ms is not None and on_timeout is not None:
             QTimer.singleShot(timeout_ms, self, lambda: self._time_up(job_id))
         return True
 
-    def _job(self, job_id: int) -> tuple[Any, list[Any]] | tuple[None, None]:
+    def _job(self, job_id: int) -> tuple[Any, _DetachedJob] | tuple[None, None]:
         for key, job in self._jobs.items():
-            if job[0] == job_id:
+            if job.job_id == job_id:
                 return key, job
         return None, None
 
     def _time_up(self, job_id: int, again: bool = False) -> None:
         _key, job = self._job(job_id)
-        if job is None or (job[5] and not again):
+        if job is None or (job.past_limit and not again):
             return  # it returned in time
-        job[5] = True
-        if job[4] is not None:
-            job[4]()
+        job.past_limit = True
+        if job.on_timeout is not None:
+            job.on_timeout()
 
     def _on_done(self, job_id: int, returned: bool, value: Any) -> None:
         key, job = self._job(job_id)
         if job is None:
             return
         del self._jobs[key]
-        (job[2] if returned else job[3])(value)
+        (job.on_result if returned else job.on_error)(value)
 
     def is_busy(self, key: Any = None) -> bool:
         return key in self._jobs if key is not None else bool(self._jobs)
@@ -397,5 +408,5 @@ class DetachedTasks(QObject):
         """Block until the running jobs returned, at most ``timeout_ms`` (tests only: never on a live UI)."""
         deadline = time.monotonic() + timeout_ms / 1000
         for job in list(self._jobs.values()):
-            job[1].join(max(0.0, deadline - time.monotonic()))
-        return not any(job[1].is_alive() for job in self._jobs.values())
+            job.thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(job.thread.is_alive() for job in self._jobs.values())
