@@ -284,6 +284,14 @@ class BackgroundTasks(QObject):
         del self._latest[entry[0]]
         return entry[which]
 
+    def cancel(self, key: str) -> None:
+        """Deliver nothing more for ``key``: its newest request no longer answers what is shown (a job that
+        has started still runs to its end, its result dropped)."""
+        task_id = self._latest.pop(key, None)
+        entry = self._tasks.get(task_id) if task_id is not None else None
+        if entry is not None and self._pool.tryTake(entry[1]):
+            del self._tasks[task_id]
+
     def is_busy(self, key: str | None = None) -> bool:
         return key in self._latest if key is not None else bool(self._latest)
 

@@ -272,6 +272,25 @@ def test_a_bad_image_folder_is_explained_inline_and_blocks_start(qtbot, window, 
     assert "folder not found" in form.preview.summary.text() and "download" not in form.preview.summary.text()
 
 
+def test_a_preview_still_decoding_when_the_dataset_turns_out_missing_does_not_clear_its_reason(
+        qtbot, held_preview, window, tmp_path):
+    """A preview of the previous dataset, still decoding when the newly chosen folder was found missing, landed
+    afterwards: it showed the old dataset's samples and cleared "folder not found", so Start was enabled for a
+    folder that is not there (a full-suite run failed one test in three on this)."""
+    form = window.training.form
+    form.set_values(tiny_run_values(form))  # synthetic: its preview waits on the gate
+    qtbot.waitUntil(lambda: form._tasks.is_busy("preview"), timeout=30_000)
+    form.dataset.provider.set_value("imagefolder")
+    form.dataset.folder.setText(str(tmp_path / "no-such-folder"))
+    form.dataset.folder.editingFinished.emit()
+    qtbot.waitUntil(lambda: form.dataset_error is not None, timeout=30_000)
+    held_preview.set()  # the synthetic preview decodes now
+    qtbot.wait(1500)
+    assert form.dataset_error is not None and "folder not found" in form.dataset_error
+    assert form.preview_data is None
+    assert not window.training.header.start.isEnabled()
+
+
 def test_the_start_blocker_follows_the_newest_dataset_problem(qtbot, window, form, tmp_path):
     subtitle = window.training.header.subtitle
     form.dataset.provider.set_value("imagefolder")

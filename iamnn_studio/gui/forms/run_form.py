@@ -344,6 +344,7 @@ class RunForm(QWidget):
         data = self.values()["data"]
         unknown = self.dataset.unknown_dataset()
         if unknown:  # the previous dataset's samples must not stay as if they were this one's
+            self._tasks.cancel("preview")  # nor come in late: a preview still decoding is the previous dataset's
             self.preview_data = None
             self.preview.show_message(f"Nothing to preview: {unknown.partition(' (')[0]}.", clear=True)
             return
@@ -352,6 +353,7 @@ class RunForm(QWidget):
         if self.dataset.checking():
             return  # its folder's verdict comes first (_on_availability_checked)
         if not self.dataset.is_available():
+            self._tasks.cancel("preview")  # a preview still decoding is another dataset's: it must not clear this
             self.dataset_error = self.dataset.status.text() or "the dataset is not on this computer"
             self.preview_data = None
             label = self.dataset.provider_label()
