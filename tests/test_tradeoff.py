@@ -101,3 +101,29 @@ def test_the_verdict_writes_macs_as_everywhere_else():
     verdict = halting_tradeoff(evaluation)["verdict"]
     assert "with 56.00 % at 720 k costs no more (adaptive 54.11 % at 723 k MACs)" in verdict
     assert "5.22 M" in verdict and "0.7 M" not in verdict
+
+
+def test_a_halting_no_better_than_random_allocation_does_not_pay():
+    # QA: "The halting pays: +1.28 pt over fixed iterations ... and -0.01 pt over random allocation", in green,
+    # under an Adaptivity tile that said "Collapsed": dealing the same iterations at random is as accurate, so
+    # the gain over fixed counts comes from the mix of counts, not from choosing them per image.
+    result = halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92, 0.935), random_top1=0.9301))
+    assert result["pays"] is False and result["outcome"] == "does not pay"
+    assert result["verdict"].startswith("The halting does not pay on this model")
+    assert "random allocation" in result["verdict"] and "-0.01 pt" in result["verdict"]
+    assert "pays:" not in result["verdict"]
+    assert result["versus_random"] == pytest.approx(-0.0001) and result["beats_random"] is False
+    # beating both controls still pays; without a random control the fixed curve decides
+    assert halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92, 0.935)))["beats_random"] is True
+    unknown = halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92, 0.935), random_top1=None))
+    assert unknown["outcome"] == "pays" and unknown["beats_random"] is None
+
+
+@pytest.mark.parametrize("damage", [{"top1": float("nan")}, {"macs": {"mean": float("nan")}},
+                                    {"adaptivity": {"random_allocation": {"top1": float("nan")}}}])
+def test_nan_figures_never_reach_the_verdict(damage):
+    result = halting_tradeoff({**evaluation(0.93, 15e6, fixed_curve(0.90, 0.92, 0.935)), **damage})
+    assert result is None or "nan" not in result["verdict"].lower()
+    nan_point = fixed_curve(0.90, 0.92, 0.935)
+    nan_point[1]["top1"] = float("nan")
+    assert "nan" not in halting_tradeoff(evaluation(0.93, 15e6, nan_point))["verdict"].lower()

@@ -81,16 +81,22 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     ``pays`` (True, False, or None where the fixed curve does not reach the adaptive MACs),
     ``outcome`` (what the verdict leads with: "pays", "level" when the difference is within noise,
     "does not pay", or None), ``standard_error`` of the difference it rests on and ``within_noise`` (|difference| < 2 of them;
-    None without paired counts), ``verdict`` (sentences for a person) and ``suggested_mode`` (what
-    to run for this accuracy).
+    None without paired counts), ``versus_random`` (adaptive minus the random allocation, None without
+    it) and ``beats_random`` (by more than ``TIE``; None without it), ``verdict`` (sentences for a
+    person) and ``suggested_mode`` (what to run for this accuracy).
+
+    The halting pays only where it beats both controls (adaptivity.md section 6): ahead of fixed counts
+    but no better than the random allocation, its gain comes from the mix of iteration counts, not from
+    choosing them per image, and the outcome is "does not pay". Figures that are not finite numbers
+    (a damaged file's NaN) are left out: no figure, no verdict on it.
     """
     if not evaluation or evaluation.get("mode") != "adaptive" or evaluation.get("architecture") != "iamnn":
         return None
-    fixed = list((evaluation.get("sweep") or {}).get("fixed") or [])
-    if not fixed or evaluation.get("top1") is None or not evaluation.get("macs"):
+    fixed = [p for p in (evaluation.get("sweep") or {}).get("fixed") or [] if _is_point(p)]
+    top1, macs = _finite(evaluation.get("top1")), _finite((evaluation.get("macs") or {}).get("mean"))
+    if not fixed or top1 is None or macs is None:
         return None
-    top1, macs = float(evaluation["top1"]), float(evaluation["macs"]["mean"])
-    random_top1 = ((evaluation.get("adaptivity") or {}).get("random_allocation") or {}).get("top1")
+    random_top1 = _finite(((evaluation.get("adaptivity") or {}).get("random_allocation") or {}).get("top1"))
     at_equal = interpolate_top1(fixed, macs)
     best = max(fixed, key=lambda p: (p["top1"], -p["mean_macs"]))
     as_good = [p for p in fixed if p["top1"] >= top1 - TIE]
@@ -100,6 +106,8 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
         "top1": top1, "mean_macs": macs, "fixed_at_equal_macs": at_equal, "random_top1": random_top1,
         "best_fixed": best, "alternative": alternative, "pays": None, "outcome": None, "suggested_mode": "adaptive",
         "standard_error": None, "within_noise": None,
+        "versus_random": None if random_top1 is None else top1 - random_top1,
+        "beats_random": None if random_top1 is None else top1 - random_top1 > TIE,
     }
     cheaper = alternative is not None and alternative["mean_macs"] <= macs
     if cheaper:
@@ -120,6 +128,12 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     elif at_equal is None:
         result["verdict"] = (f"No like-for-like comparison: the fixed iteration counts do not span {_macs(macs)} "
                              f"MACs ({adaptive}).")
+    elif top1 >= at_equal - TIE and result["beats_random"] is False:
+        result["pays"], result["outcome"] = False, "does not pay"
+        result["verdict"] = (f"{LEADS['does not pay']}: dealing the same iteration counts to the images at random is "
+                             f"as accurate ({_signed(top1 - random_top1)} over random allocation), so its "
+                             f"{_signed(top1 - at_equal)} over fixed iterations at the same MACs comes from the mix of "
+                             f"counts, not from choosing them per image ({adaptive}).")
     elif top1 >= at_equal - TIE:
         result["pays"], result["outcome"] = True, "level" if result["within_noise"] else "pays"
         versus_random = "" if random_top1 is None else f" and {_signed(top1 - random_top1)} over random allocation"
@@ -137,6 +151,19 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     if best["top1"] > top1 + TIE and not any(best is point for point in named):
         result["verdict"] += f" Most accurate: {_describe(best)}."
     return result
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float, or None for what is not a finite number (null, text, NaN, true/false)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _is_point(point: Any) -> bool:
+    """A fixed-sweep point the verdict can use: iterations, and finite MACs and top-1."""
+    return (isinstance(point, dict) and bool(point.get("iterations"))
+            and _finite(point.get("mean_macs")) is not None and _finite(point.get("top1")) is not None)
 
 
 def _noise(result: dict[str, Any]) -> str:
