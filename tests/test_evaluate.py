@@ -49,7 +49,7 @@ def test_accuracy_and_confusion_agree(report, model, data):
         assert report["per_class"][name] == pytest.approx(confusion[c, c].item() / confusion[c].sum().item())
     predictions = direct_pass(model, data).logits.argmax(1)
     assert report["top1"] == pytest.approx((predictions == data.labels).double().mean().item())
-    assert report["top5"] == 1.0  # three classes: the true one is always among the top five
+    assert report["top5"] is None  # three classes: the true one is always among the top five, which says nothing
 
 
 def test_mac_statistics_are_ordered_and_match_the_model(report, model, data):
@@ -205,3 +205,79 @@ def test_the_report_says_whether_a_calibrated_halting_head_was_fitted(model, dat
         assert run(model, data, sweep=False)["halting_calibrated"] is True
     finally:
         model.config.threshold = previous
+
+
+def test_top5_is_reported_with_more_than_five_classes():
+    from iamnn_studio.engine.evaluate import _top_k
+
+    logits = torch.tensor([[5.0, 4, 3, 2, 1, 0, -1], [0.0, 1, 2, 3, 4, 5, 6]])
+    assert _top_k(logits, torch.tensor([4, 0]), 5) == 0.5  # the first's true class is 5th, the second's last
+
+
+def test_a_dataset_without_test_images_is_evaluated_on_its_validation_images_and_says_so(data):
+    """QA: an image folder without test/ said "TEST ACCURACY 100.0 % · 36 test images" of the images that chose
+    the best epoch and calibrated the halting."""
+    from iamnn_studio.engine.data.bundle import DatasetBundle
+    from iamnn_studio.engine.evaluate import evaluation_split
+
+    no_test = DatasetBundle.from_splits("toy", CLASSES, data, None, val_fraction=0.25, seed=0)
+    assert no_test.to("cpu").test_is_val  # moved to a device, still known
+    split, images, described = evaluation_split(no_test.to("cpu"))
+    assert split == "val" and len(images) == len(no_test.val) == 24
+    assert described["split"] == "val" and "chose the model" in described["split_note"]
+    with_test = DatasetBundle.from_splits("toy", CLASSES, data, data, val_fraction=0.25, seed=0)
+    assert evaluation_split(with_test)[0] == "test" and evaluation_split(with_test)[2] == {"split": "test"}
+
+
+def test_every_report_passes_the_eval_json_check(report, model, data, tmp_path):
+    from iamnn_studio.engine.evaluation_file import evaluation_problems, read_evaluation
+
+    assert evaluation_problems(report) == []
+    stopped = run(model, data, batch_size=32, should_stop=lambda: True)
+    assert evaluation_problems({**stopped, "top1": 0.5}) == []  # partial: keys missing or null are allowed
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(report))
+    assert read_evaluation(path) == report
+
+
+@pytest.mark.parametrize("damage, said", [
+    ({"macs": [1, 2, 3]}, "macs is a list, not an object"),
+    ({"macs": {"min": 1, "max": 5}}, "macs has no mean"),
+    ({"iterations": [1, 2]}, "iterations is a list, not an object"),
+    ({"easiest": [{"macs": 5}] * 3}, "easiest[0] has no index"),
+    ({"sweep": {"threshold": [{"top1": 0.2}], "fixed": [{"top1": 0.1}]}}, "sweep.fixed[0] has no iterations"),
+    ({"sweep": {"fixed": [{"iterations": [1], "mean_macs": 5}]}}, "sweep.fixed[0] has no top1"),
+    ({"per_class": {"a": "x"}}, 'per_class["a"] is text, not a number'),
+    ({"confusion": [[1, 2], [3]]}, "confusion is not square"),
+    ({"confusion": [[1, 2], [3, 4]]}, "confusion has 2 rows for 3 classes"),
+    ({"images": "many"}, "images is text, not a whole number"),
+    ({"top1": float("nan")}, "top1 is NaN, not a number"),
+    ({"top1": "0.29"}, "top1 is text, not a number"),
+    ({"top1": None}, "it holds no top-1 accuracy"),
+    ({"top1": 1.5}, "top1 is 1.5, not between 0 and 1"),
+])
+def test_a_malformed_eval_json_is_refused_saying_what_is_wrong(report, tmp_path, damage, said):
+    from iamnn_studio.engine.evaluation_file import read_evaluation
+
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps({**report, **damage}))
+    with pytest.raises(ValueError) as refused:
+        read_evaluation(path)
+    assert said in str(refused.value)
+
+
+def test_eval_json_that_is_no_evaluation_is_refused(tmp_path):
+    from iamnn_studio.engine.evaluation_file import read_evaluation
+
+    path = tmp_path / "eval.json"
+    for content, said in (('{"top1": 0.5', "Expecting"), ("[1]", "a list, not an evaluation"), ("", "Expecting")):
+        path.write_text(content)
+        with pytest.raises(ValueError, match=said):
+            read_evaluation(path)
+    path.write_text(json.dumps({"top1": 0.5, "easiest": [{"index": i} for i in range(-5, 0)]}))
+    with pytest.raises(ValueError, match="; and 2 more problems"):
+        read_evaluation(path)
+    path.write_text(json.dumps({"top1": 0.5}))  # the oldest evaluations: accuracy only
+    assert read_evaluation(path) == {"top1": 0.5}
+    with pytest.raises(ValueError, match="too big"):
+        read_evaluation(path, max_bytes=4)

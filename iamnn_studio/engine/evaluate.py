@@ -31,6 +31,10 @@ EXTREMES = 16  # easiest and hardest images reported
 RANDOM_CONTROL_SEED = 0
 COLLAPSE_SPREAD = 1.3  # p90/p10 of per-image MACs below this: no real adaptivity
 COLLAPSE_SHARE = 0.8  # one iteration vector used by more than this share of images: collapsed
+TOP_K = 5  # top-5 accuracy, reported only with more classes than that (with 5 or fewer it is always 100 %)
+#: eval.json's ``split_note`` for an evaluation on the validation images (a dataset without test images).
+HELD_OUT_NOTE = ("no test images: these are the validation images, which also chose the model (its best epoch "
+                 "and, for a calibrated halting, its threshold), so the accuracy is optimistic")
 
 
 class _Stopped(Exception):
@@ -85,6 +89,18 @@ class _Runner:
             iterations.append(out.iterations.cpu())
             macs.append(out.macs.cpu())
         return _Pass(torch.cat(logits), torch.cat(iterations), torch.cat(macs))
+
+
+def evaluation_split(bundle) -> tuple[str, ImageTensors, dict[str, str]]:
+    """The images to evaluate a ``DatasetBundle`` on: (split name, images, what eval.json records of them).
+
+    The test split, unless the dataset has none of its own (an image folder without test/, whose "test" split
+    is its validation split): then the validation images, named "val" with ``HELD_OUT_NOTE``, since they chose
+    the model and are no test of it.
+    """
+    if len(bundle.test) and not getattr(bundle, "test_is_val", False):
+        return "test", bundle.test, {"split": "test"}
+    return "val", bundle.val, {"split": "val", "split_note": HELD_OUT_NOTE}
 
 
 def evaluate(
@@ -286,7 +302,6 @@ def _curve_point(run: _Pass, labels: Tensor, **setting: Any) -> dict[str, Any]:
 
 def _accuracy(run: _Pass, labels: Tensor, classes: Sequence[str]) -> dict[str, Any]:
     k = len(classes)
-    top5 = run.logits.topk(min(5, k), dim=1).indices
     confusion = torch.bincount(labels * k + run.predictions, minlength=k * k).view(k, k)
     per_class = {}
     for c, name in enumerate(classes):
@@ -294,10 +309,15 @@ def _accuracy(run: _Pass, labels: Tensor, classes: Sequence[str]) -> dict[str, A
         per_class[name] = float(confusion[c, c]) / count if count else None
     return {
         "top1": _top1(run.predictions, labels),
-        "top5": float((top5 == labels[:, None]).any(1).double().mean()),
+        "top5": _top_k(run.logits, labels, TOP_K) if k > TOP_K else None,  # with k <= 5 it is always 100 %
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }
+
+
+def _top_k(logits: Tensor, labels: Tensor, k: int) -> float:
+    top = logits.topk(k, dim=1).indices
+    return float((top == labels[:, None]).any(1).double().mean())
 
 
 def _mac_stats(macs: Tensor) -> dict[str, float]:

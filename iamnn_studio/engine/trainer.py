@@ -972,11 +972,9 @@ class Trainer:
                                  "resume the run once its folder can be written to calibrate and evaluate it") from None
 
     def _evaluate(self) -> None:
-        from .evaluate import evaluate
+        from .evaluate import evaluate, evaluation_split
 
-        data, split = self.data.test, "test"
-        if len(data) == 0:
-            data, split = self.data.val, "val"
+        split, data, described = evaluation_split(self.data)  # no test images of its own: the validation ones, said
         if len(data) == 0:
             self._emit("log", message="no test or validation images: evaluation skipped")
             return
@@ -993,8 +991,7 @@ class Trainer:
             self.model.train()
         if self._stop_requested.is_set():
             raise _StopRequested()
-        result = dict(result)
-        result.setdefault("split", split)
+        result = {**result, **described}
         summary = {k: result[k] for k in ("top1", "top5", "macs") if k in result}
         try:
             self.run_dir.write_eval(result)

@@ -83,6 +83,9 @@ class DatasetBundle:
     # whether the validation images are the val_fraction share carved from the training pool (False: the
     # dataset brought its own, e.g. an image folder's val/, which no split setting changes)
     val_carved: bool = True
+    # whether the test split is the validation split (the dataset has no test images of its own): an evaluation
+    # on it measures the images that chose the model (``evaluate.evaluation_split``)
+    test_is_val: bool = False
 
     @classmethod
     def from_splits(
@@ -108,12 +111,14 @@ class DatasetBundle:
         val_carved = val is None
         if val_carved:
             train, val = split_off(train, val_fraction, seed)
-        if test is None:
+        test_is_val = test is None
+        if test_is_val:
             test = val
         mean, std = channel_stats(train.images)
         return cls(
             name=name, classes=list(classes), train=train, val=val, test=test, mean=mean, std=std,
             notes=list(notes), extras=dict(extras or {}), default_augment=default_augment, val_carved=val_carved,
+            test_is_val=test_is_val,
         )
 
     @property
