@@ -9,7 +9,6 @@ training curves, and a comparison table laid out like paper Table 1. A run witho
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 from array import array
@@ -55,7 +54,7 @@ from .widgets.empty_state import EmptyState
 from .widgets.image_strip import ImageStrip
 from .widgets.message_banner import MessageBanner
 from .widgets.section import FigureTile, Section
-from .widgets.tasks import BackgroundRunner, import_engine
+from .widgets.tasks import BackgroundRunner, import_engine, one_line
 
 #: Images of each end of the easy-to-hard spectrum (two rows of eight).
 SPECTRUM_SIZE = 16
@@ -124,13 +123,8 @@ def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
     report.state, report.state_reason = runs.effective_state(report.status or None)
     report.steps_per_epoch = runs.steps_per_epoch(folder)
     if run.eval_path.is_file():
-        try:
-            if run.eval_path.stat().st_size > runs.MAX_JSON_FILE_BYTES:  # damage (a sparse file): not read whole
-                raise ValueError(f"it is {formatting.si(run.eval_path.stat().st_size)}B, too big for an evaluation")
-            evaluation = json.loads(run.eval_path.read_text(encoding="utf-8"))
-            if not isinstance(evaluation, dict) or "top1" not in evaluation:
-                raise ValueError("it holds no top-1 accuracy")
-            report.evaluation = evaluation
+        try:  # the engine's one check of eval.json's shape: a damaged file is refused whole, saying what is wrong
+            report.evaluation = import_engine("evaluation_file").read_evaluation(run.eval_path)
         except (OSError, ValueError) as error:
             report.eval_error = f"eval.json cannot be read ({error}); evaluate again to replace it"
     if curves:
@@ -588,7 +582,10 @@ class AnalysisView(QWidget):
         self.subtitle.setText("  ·  ".join(str(p) for p in parts))
         self.subtitle.setToolTip(str(report.path) + (f"\n{state}: {report.state_reason}" if report.state_reason else ""))
         problems = [m for m in (report.config_error and f"config.toml: {report.config_error}", report.eval_error) if m]
-        if problems:
+        if state == "failed":  # why it failed, in words: not only in the subtitle's tooltip
+            self.banner.show_message("; ".join([f"Training failed: {report.state_reason or 'no reason recorded'}",
+                                                *problems]), "error")
+        elif problems:
             self.banner.show_message("; ".join(problems), "warning")
         else:
             self.banner.hide()
@@ -640,13 +637,19 @@ class AnalysisView(QWidget):
     def _fill_tiles(self, report: RunReport) -> None:
         evaluation = report.evaluation or {}
         if "top1" in evaluation:
-            detail = f"top-5 {formatting.percent(evaluation.get('top5'))}"
+            held_out = evaluation.get("split") == "val"  # no test images: the ones that also chose the model
+            where = "held-out" if held_out else evaluation.get("split", "test")
+            details = [f"top-5 {formatting.percent(top5)}"] if (top5 := _top5(evaluation)) is not None else []
             if evaluation.get("images"):
-                detail += f" · {evaluation['images']:,} {evaluation.get('split', 'test')} images"
-            self.accuracy_tile.caption.setText(f"{evaluation.get('split', 'test')} accuracy".upper())
-            self.accuracy_tile.set(formatting.percent(evaluation["top1"]), detail)
+                details.append(f"{evaluation['images']:,} {where} images")
+            if held_out:
+                details.append(HELD_OUT_DETAIL)
+            self.accuracy_tile.caption.setText(f"{where} accuracy".upper())
+            self.accuracy_tile.set(formatting.percent(evaluation["top1"]), " · ".join(details))
+            self.accuracy_tile.setToolTip(evaluation.get("split_note") or "")
         else:
             best = report.status.get("best_accuracy")
+            self.accuracy_tile.setToolTip("")
             self.accuracy_tile.caption.setText(("validation accuracy" if best is not None else "test accuracy").upper())
             self.accuracy_tile.set(formatting.percent(best) if best is not None else "–",
                                    "the best epoch's; not evaluated on the test set yet"
@@ -786,16 +789,17 @@ class AnalysisView(QWidget):
             checkpoint = checkpoint_module.load_checkpoint(checkpoint_path, map_location=device)
             progress(0.0, "Loading the dataset…")
             bundle = data.load_dataset(config.data, seed=config.seed)
-            split, images = ("test", bundle.test) if len(bundle.test) else ("val", bundle.val)
-            progress(0.0, f"Evaluating on {len(images):,} {split} images…")
+            split, images, described = evaluate_module.evaluation_split(bundle)
+            where = "held-out" if split == "val" else split
+            progress(0.0, f"Evaluating on {len(images):,} {where} images…")
             result = evaluate_module.evaluate(
                 checkpoint.model, images, mean=checkpoint.mean, std=checkpoint.std, classes=checkpoint.classes,
                 device=device, should_stop=cancel.is_set,
-                progress=lambda fraction: progress(fraction, f"Evaluating on {len(images):,} {split} images…"),
+                progress=lambda fraction: progress(fraction, f"Evaluating on {len(images):,} {where} images…"),
             )
             if result.get("stopped"):
                 return None
-            result.setdefault("split", split)
+            result.update(described)
             result.setdefault("checkpoint", checkpoint_path.name)
             try:  # evaluated is not saved: a read-only or full disk must not cost the results
                 runs.RunDirectory(path).write_eval(result)
@@ -938,11 +942,17 @@ class AnalysisView(QWidget):
 
         def work(progress):
             rows = []
-            for path in chosen:
-                rows.extend(comparison_rows(read_run(path, curves=False), with_one_iteration))
+            for path in chosen:  # one run that cannot be read costs its own row, not the table
+                try:
+                    rows.extend(comparison_rows(read_run(path, curves=False), with_one_iteration))
+                except Exception as error:
+                    rows.append([Path(path).name, "–", f"cannot compare: {one_line(error)}", "–", str(path)])
             return rows
 
-        self._runner.submit(work, self._fill_compare_table)
+        self._runner.submit(work, self._fill_compare_table, self._on_compare_failed)
+
+    def _on_compare_failed(self, message: str) -> None:
+        self._fill_compare_table([["The runs cannot be compared", "–", message, "–", message]])
 
     def _fill_compare_table(self, rows: list[list[str]]) -> None:
         self.compare_table.setRowCount(len(rows))
@@ -972,16 +982,20 @@ def comparison_rows(report: RunReport, with_one_iteration: bool = True) -> list[
         except Exception:  # a damaged checkpoint only costs this one cell
             parameters = None
     macs = evaluation.get("macs") or {}
-    if macs:
-        adaptive = macs.get("max", 0) > macs.get("min", 0)
+    if report.eval_error:  # damaged: said in the tooltip, the row stays
+        cost = "eval.json unreadable"
+    elif macs:
+        adaptive = (macs.get("max") or 0) > (macs.get("min") or 0)
         cost = formatting.si(macs.get("mean"))
         cost += f" ({formatting.macs_range(macs.get('min'), macs.get('max'))})" if adaptive else ""
     else:
         cost = "not evaluated"
-    accuracy = (f"{100 * evaluation['top1']:.1f} / {100 * evaluation.get('top5', float('nan')):.1f}"
+    top5 = _top5(evaluation)
+    accuracy = (f"{100 * evaluation['top1']:.1f} / " + ("–" if top5 is None else f"{100 * top5:.1f}")
                 if "top1" in evaluation else "–")
     name = f"{report.model}  ·  {report.name}"
-    rows = [[name, formatting.params(parameters) if parameters else "–", cost, accuracy, str(report.path)]]
+    tooltip = str(report.path) + (f"\n{report.eval_error}" if report.eval_error else "")
+    rows = [[name, formatting.params(parameters) if parameters else "–", cost, accuracy, tooltip]]
     if with_one_iteration and report.architecture == "iamnn":
         for point in (evaluation.get("sweep") or {}).get("fixed") or []:
             if point.get("iterations") and all(n == 1 for n in point["iterations"]):
@@ -990,6 +1004,21 @@ def comparison_rows(report: RunReport, with_one_iteration: bool = True) -> list[
                              formatting.si(point.get("mean_macs")), f"{100 * point['top1']:.1f} / –",
                              "the same network forced to one iteration per block (no refinement)"])
     return rows
+
+
+#: The accuracy tile's word on an evaluation of the validation images (eval.json's split "val").
+HELD_OUT_DETAIL = "no test images: these also chose the model"
+#: Top-5 says something only with more than 5 classes (with 5 or fewer the true class is always among them).
+TOP_K = 5
+
+
+def _top5(evaluation: dict) -> float | None:
+    """The evaluation's top-5 accuracy where it means something: recorded, and more than ``TOP_K`` classes (older
+    eval.json files hold a top-5 of 100 % for two classes)."""
+    top5, classes = evaluation.get("top5"), evaluation.get("classes")
+    if not isinstance(top5, (int, float)) or (isinstance(classes, list) and len(classes) <= TOP_K):
+        return None
+    return float(top5)
 
 
 def unsaved_reason(error: OSError) -> str:
@@ -1005,6 +1034,9 @@ def _evaluation_blocker(report: RunReport | None) -> str:
     if report.state in LIVE_STATES:
         return STILL_TRAINING
     if report.checkpoint is None:
+        if report.state == "failed":
+            return (f"It failed before saving a checkpoint (checkpoints/best.pt or last.pt) to evaluate: "
+                    f"{report.state_reason or 'no reason recorded'}")
         return "The run has no checkpoint (checkpoints/best.pt or last.pt) to evaluate."
     if report.config is None:
         return (f"Its config.toml cannot be read ({report.config_error or 'missing'}), so the dataset to evaluate "
@@ -1037,11 +1069,17 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
     if evaluation.get("halting_calibrated") is False:
         return "Not calibrated", UNCALIBRATED_VERDICT, theme.WARNING
     collapse = adaptivity.get("collapse") or {}
-    if collapse.get("alarm"):
-        return "Collapsed", "; ".join(collapse.get("reasons") or []) or spread, theme.WARNING
     tradeoff = halting_tradeoff(evaluation)
+    if collapse.get("alarm"):
+        detail = "; ".join(collapse.get("reasons") or []) or spread
+        if tradeoff is not None and tradeoff["outcome"] == "pays":  # as the verdict under the sweep says
+            detail += " · yet it beats fixed counts and random allocation"
+        return "Collapsed", detail, theme.WARNING
     if tradeoff is not None and tradeoff["outcome"] == "does not pay":
         alternative = tradeoff["alternative"]
+        if tradeoff["beats_random"] is False and (alternative is None or alternative["mean_macs"] > tradeoff["mean_macs"]):
+            return ("Doesn't pay", f"no better than dealing its iterations at random "
+                    f"({100 * tradeoff['versus_random']:+.2f} pt)", theme.WARNING)
         if alternative is None:
             gap = 100 * (tradeoff["fixed_at_equal_macs"] - tradeoff["top1"])
             return "Doesn't pay", f"fixed counts at the same MACs: {gap:+.2f} pt", theme.WARNING

@@ -166,9 +166,10 @@ def test_the_comparison_table_sets_runs_side_by_side_like_table_1(qtbot, view, t
     qtbot.waitUntil(lambda: view.compare_table.rowCount() == 3, timeout=TIMEOUT)
     rows = compare_rows(view)
     by_run = {row[0].split("·")[-1].strip() + ("/1" if "1 iteration" in row[0] else ""): row for row in rows}
-    assert by_run["iamnn-run"][1:] == ["12.3 k", "4.10 M (2.00 M – 6.00 M)", "83.3 / 100.0"]
+    # three classes: a top-5 of 100 % says nothing, and is not shown
+    assert by_run["iamnn-run"][1:] == ["12.3 k", "4.10 M (2.00 M – 6.00 M)", "83.3 / –"]
     assert by_run["iamnn-run/1"][1:] == ["12.3 k", "2.00 M", "50.0 / –"]
-    assert by_run["resnet-run"][1:] == ["99.0 k", "9.00 M", "83.3 / 100.0"]
+    assert by_run["resnet-run"][1:] == ["99.0 k", "9.00 M", "83.3 / –"]
     assert "ResNet" in by_run["resnet-run"][0]
 
     view.one_iteration.setChecked(False)
@@ -506,3 +507,137 @@ def test_a_run_resumed_from_an_earlier_checkpoint_draws_each_step_once(tmp_path)
     xs, losses = read_run(run).series["train_loss"]
     assert list(xs) == [s / 4 for s in range(1, 9)]  # once each, in order
     assert list(losses[4:]) == [9.0] * 4  # the resumed stretch's values, not the abandoned ones
+
+
+def _damaged(key: str, value) -> dict:
+    return {**made_up_eval(), key: value}
+
+
+DAMAGED = {  # QA's damaged or older eval.json files, each built from a good one
+    "macs a list": _damaged("macs", [1, 2, 3]),
+    "macs without mean": _damaged("macs", {"min": 1, "max": 5}),
+    "iterations a list": _damaged("iterations", [1, 2]),
+    "easiest without index": _damaged("easiest", [{"macs": 5}] * 3),
+    "sweep points without mean_macs": _damaged("sweep", {"threshold": [{"top1": 0.2}], "fixed": [{"top1": 0.1}]}),
+    "per_class strings": _damaged("per_class", {"circle": "x"}),
+    "ragged confusion": _damaged("confusion", [[1, 2], [3]]),
+    "images many": _damaged("images", "many"),
+    "top1 NaN": _damaged("top1", float("nan")),
+    "top1 text": _damaged("top1", "0.29"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED))
+def test_a_malformed_eval_json_says_so_and_shows_nothing_of_the_run_before(qtbot, view, tmp_path, damage):
+    """QA: the previous run's tiles, histograms, sweep and verdict stayed on screen under the new run's title."""
+    runs = tmp_path / "runs"
+    show(qtbot, view, make_run(runs, "good", evaluation=made_up_eval()))
+    assert view.accuracy_tile.value.text() == "83.3 %" and view.sweep_verdict.text()
+    damaged = make_run(runs, "damaged", evaluation=None)
+    (damaged / "eval.json").write_text(json.dumps(DAMAGED[damage]))  # NaN too, as Python writes it
+    show(qtbot, view, damaged)
+
+    assert view.title.text() == "damaged"
+    assert view.banner.isVisibleTo(view)
+    assert view.banner.text().startswith("eval.json cannot be read (") and "evaluate again" in view.banner.text()
+    assert view.report.evaluation is None
+    assert view.accuracy_tile.value.text() == "80.0 %"  # the best validation accuracy, as without eval.json
+    assert view.macs_tile.value.text() == "–" and view.adaptivity_tile.value.text() == "–"
+    assert not any(section.isVisibleTo(view) for section in view._evaluation_sections)
+    assert view.evaluate_prompt.isVisibleTo(view)
+
+
+def test_a_damaged_run_in_the_comparison_says_why_and_the_table_keeps_updating(qtbot, view, tmp_path):
+    """QA: one ticked run with "top1": "0.29" froze the table for the rest of the session, without a word."""
+    runs = tmp_path / "runs"
+    good = make_run(runs, "good", evaluation=made_up_eval())
+    text = make_run(runs, "text-top1", evaluation=_damaged("top1", "0.29"))
+    no_top5 = {key: value for key, value in made_up_eval().items() if key != "top5"}
+    older = make_run(runs, "older", evaluation={**no_top5, "classes": [f"c{i}" for i in range(6)],
+                                                "per_class": None, "confusion": None})
+    show(qtbot, view, good)
+    qtbot.waitUntil(lambda: view.compare_list.count() == 3 and not view.is_busy(), timeout=TIMEOUT)
+
+    view.set_compared([str(good), str(text)])
+    qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
+    rows = {row[0].split("·")[-1].strip(): row for row in compare_rows(view) if "1 iteration" not in row[0]}
+    assert set(rows) == {"good", "text-top1"}
+    assert rows["text-top1"][2] == "eval.json unreadable" and rows["text-top1"][3] == "–"
+    assert "top1 is text" in view.compare_table.item(
+        [r for r in range(view.compare_table.rowCount()) if "text-top1" in view.compare_table.item(r, 0).text()][0],
+        0).toolTip()
+
+    view.set_compared([str(good), str(text), str(older)])  # the table still follows the ticks
+    qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
+    rows = {row[0].split("·")[-1].strip(): row for row in compare_rows(view) if "1 iteration" not in row[0]}
+    assert set(rows) == {"good", "text-top1", "older"}
+    assert rows["older"][3] == "83.3 / –"  # no top-5 in the file: not "83.3 / nan"
+
+
+def test_a_run_that_cannot_be_read_for_the_comparison_gets_a_row_saying_why(qtbot, view, tmp_path, monkeypatch):
+    import iamnn_studio.gui.analysis_view as analysis_view
+
+    runs = tmp_path / "runs"
+    good, other = make_run(runs, "good", evaluation=made_up_eval()), make_run(runs, "other", evaluation=made_up_eval())
+    show(qtbot, view, good)
+    qtbot.waitUntil(lambda: view.compare_list.count() == 2 and not view.is_busy(), timeout=TIMEOUT)
+    original = analysis_view.comparison_rows
+
+    def broken(report, *args):
+        if report.name == "other":
+            raise KeyError("surprise")
+        return original(report, *args)
+
+    monkeypatch.setattr(analysis_view, "comparison_rows", broken)
+    view.set_compared([str(good), str(other)])
+    qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
+    rows = compare_rows(view)
+    assert any("good" in row[0] for row in rows)
+    [bad] = [row for row in rows if "other" in row[0]]
+    assert bad[2].startswith("cannot compare") and "surprise" in bad[2]
+
+
+def test_a_held_out_evaluation_is_not_called_a_test_and_top5_of_few_classes_is_not_shown(qtbot, view, tmp_path):
+    """QA: "TEST ACCURACY 100.0 % · 36 test images" for a folder without test/, and "top-5 100 %" for 2 classes."""
+    held_out = {**made_up_eval(), "split": "val",
+                "split_note": "no test images: these are the validation images, which also chose the model"}
+    show(qtbot, view, make_run(tmp_path / "runs", "held-out", evaluation=held_out))
+    assert view.accuracy_tile.caption.text() == "HELD-OUT ACCURACY"
+    detail = view.accuracy_tile.detail.text()
+    assert "12 held-out images" in detail and "also chose the model" in detail
+    assert "test images ·" not in detail and "top-5" not in detail  # 3 classes: top-5 is always 100 %
+
+    many = {**made_up_eval(), "classes": [f"c{i}" for i in range(8)], "per_class": None, "confusion": None,
+            "top5": 0.95}
+    show(qtbot, view, make_run(tmp_path / "runs", "many-classes", evaluation=many))
+    assert view.accuracy_tile.caption.text() == "TEST ACCURACY"
+    assert view.accuracy_tile.detail.text() == "top-5 95.0 % · 12 test images"
+
+
+def test_a_collapsed_halting_no_better_than_random_is_not_called_paying(qtbot, view, tmp_path):
+    """QA: the tile said "Collapsed" while the verdict under it said, in green, "The halting pays: +1.28 pt over fixed
+    iterations ... and -0.01 pt over random allocation"."""
+    evaluation = made_up_eval()
+    evaluation["adaptivity"] = {"collapse": {"alarm": True, "reasons": ["p90/p10 of MACs is 1.09 (< 1.3)"]},
+                                "random_allocation": {"top1": 10 / 12 + 0.0001}}
+    show(qtbot, view, make_run(tmp_path / "runs", "collapsed", evaluation=evaluation))
+    assert view.adaptivity_tile.value.text() == "Collapsed"
+    assert view.sweep_verdict.text().startswith("The halting does not pay on this model")
+    assert "pays:" not in view.sweep_verdict.text()
+
+    evaluation["adaptivity"]["collapse"] = {"alarm": False, "reasons": []}
+    show(qtbot, view, make_run(tmp_path / "runs", "random-as-good", evaluation=evaluation))
+    assert view.adaptivity_tile.value.text() == "Doesn't pay"
+    assert "random" in view.adaptivity_tile.detail.text() and "nan" not in view.adaptivity_tile.detail.text()
+
+
+def test_a_failed_run_says_why_it_failed(qtbot, view, tmp_path):
+    """QA: only "failed · 0 / 1 epochs" and "no checkpoint"; status.json's reason was in a tooltip only."""
+    run = make_run(tmp_path / "runs", "nomacs")
+    reason = "unexpected error: AttributeError: 'NoMacs' object has no attribute 'macs' (details in train.log)"
+    (run / "status.json").write_text(json.dumps({"state": "failed", "reason": reason, "epochs_done": 0,
+                                                 "total_epochs": 1}))
+    show(qtbot, view, run)
+    assert view.banner.isVisibleTo(view) and reason in view.banner.text()
+    assert view.banner.text().startswith("Training failed: ")
+    assert reason in view.evaluate_prompt.text.text()
