@@ -27,15 +27,36 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = dict(iterations=(1, 2, 2, 1), width=4, image_size=16, in_channels=1, num_classes=3)
 
 
-def block_plugin(block_name: str, extra: str = "") -> str:
-    """Source of a plugin that registers a trivial block factory, then runs ``extra``."""
-    return textwrap.dedent(
-        f"""
-        def make_block(in_channels, channels, width, iterations):
-            raise NotImplementedError
+#: A block that keeps the contract (docs/plugins.md): forward(x, iteration) and macs(height, width).
+TINY_BLOCK = textwrap.dedent(
+    """
+    from torch import nn as _nn
 
+    class TinyBlock(_nn.Module):
+        def __init__(self, in_channels, channels, width, iterations):
+            super().__init__()
+            self.conv = _nn.Conv2d(in_channels + channels, channels, 1)
+
+        def forward(self, x, iteration):
+            return self.conv(x)
+
+        def macs(self, height, width):
+            return height * width * self.conv.in_channels * self.conv.out_channels
+    """
+)
+
+
+def with_tiny_block(source: str) -> str:
+    """``source`` (dedented) after the definition of ``TinyBlock``."""
+    return TINY_BLOCK + textwrap.dedent(source)
+
+
+def block_plugin(block_name: str, extra: str = "") -> str:
+    """Source of a plugin that registers a trivial block that keeps the contract, then runs ``extra``."""
+    return with_tiny_block(
+        f"""
         def register(api):
-            api.blocks.register({block_name!r}, make_block)
+            api.blocks.register({block_name!r}, TinyBlock)
         {extra}
         """
     )
@@ -123,12 +144,12 @@ def test_a_missing_folder_someone_named_is_logged_and_skipped(plugin_dir, tmp_pa
 
 def test_a_package_plugin_can_import_its_own_modules(plugin_dir):
     write(plugin_dir, "packaged/helpers.py", "BLOCK_NAME = 'from-package'\n")
-    write(plugin_dir, "packaged/__init__.py", """
+    write(plugin_dir, "packaged/__init__.py", with_tiny_block("""
         from .helpers import BLOCK_NAME
 
         def register(api):
-            api.blocks.register(BLOCK_NAME, lambda *args: None)
-    """)
+            api.blocks.register(BLOCK_NAME, TinyBlock)
+    """))
     write(plugin_dir, "_private.py", "raise RuntimeError('files starting with _ are not plugins')\n")
     write(plugin_dir, "notes.txt", "not a plugin")
 
@@ -152,17 +173,14 @@ def test_plugins_with_the_same_file_name_in_two_folders_do_not_clash(tmp_path, m
 def fake_distribution(tmp_path, monkeypatch):
     """An installed-looking distribution with two entry points: a callable and a module."""
     site = tmp_path / "site"
-    write(site, "fake_studio_plugin.py", """
-        def make_block(in_channels, channels, width, iterations):
-            raise NotImplementedError
-
+    write(site, "fake_studio_plugin.py", with_tiny_block("""
         def register(api):
-            api.blocks.register("from-entry-point", make_block)
-    """)
-    write(site, "fake_studio_module_plugin.py", """
+            api.blocks.register("from-entry-point", TinyBlock)
+    """))
+    write(site, "fake_studio_module_plugin.py", with_tiny_block("""
         def register(api):
-            api.blocks.register("from-entry-point-module", lambda *args: None)
-    """)
+            api.blocks.register("from-entry-point-module", TinyBlock)
+    """))
     write(site, "fake_studio_plugin-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: fake-studio-plugin\nVersion: 1.0\n")
     write(site, "fake_studio_plugin-1.0.dist-info/entry_points.txt", """
         [iamnn_studio.plugins]
@@ -234,6 +252,188 @@ def test_broken_plugins_are_reported_in_one_line_and_the_others_still_load(plugi
     assert "number" not in BLOCKS
 
 
+#: Blocks that break the contract the engine relies on, and what the report must say about each.
+BROKEN_BLOCKS = {
+    # QA: this one loaded as "ok"; `train` then failed with "AttributeError: 'NoMacs' object has no attribute 'macs'"
+    "no_macs": ("""
+        class NoMacs(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.conv = nn.Conv2d(in_channels + channels, channels, 1)
+
+            def forward(self, x, iteration):
+                return self.conv(x)
+    """, "NoMacs", "no macs(height, width) method"),
+    "no_forward": ("""
+        class NoForward(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+
+            def macs(self, height, width):
+                return 0
+    """, "NoForward", "no forward(x, iteration) method"),
+    "not_a_module": ("""
+        class NotAModule:
+            def __init__(self, *args):
+                pass
+
+            def forward(self, x, iteration):
+                return x
+
+            def macs(self, height, width):
+                return 0
+    """, "NotAModule", "not a torch.nn.Module"),
+    "wrong_channels": ("""
+        class WrongChannels(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.conv = nn.Conv2d(in_channels + channels, width, 1)
+
+            def forward(self, x, iteration):
+                return self.conv(x)
+
+            def macs(self, height, width):
+                return 1
+    """, "WrongChannels", "forward returned shape (2, 8, 8, 8), not (2, 32, 8, 8)"),
+    "bad_signature": ("""
+        class TwoArguments(nn.Module):
+            def __init__(self, in_channels, channels):
+                super().__init__()
+
+            def forward(self, x, iteration):
+                return x
+
+            def macs(self, height, width):
+                return 0
+    """, "TwoArguments", "(TwoArguments) cannot be built: factory(8, 32, 8, 2) raised TypeError"),
+    "text_macs": ("""
+        class TextMacs(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.conv = nn.Conv2d(in_channels + channels, channels, 1)
+
+            def forward(self, x, iteration):
+                return self.conv(x)
+
+            def macs(self, height, width):
+                return "many"
+    """, "TextMacs", "macs(8, 8) returned 'many', not a whole number >= 0"),
+    "step_without_prepare": ("""
+        class StepOnly(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.conv = nn.Conv2d(in_channels + channels, channels, 1)
+
+            def forward(self, x, iteration):
+                return self.conv(x)
+
+            def step(self, prepared, state, iteration):
+                return self.conv(prepared)
+
+            def macs(self, height, width):
+                return 1
+    """, "StepOnly", "step() without prepare(x0)"),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_BLOCKS))
+def test_a_block_that_breaks_the_contract_is_skipped_naming_what_is_missing(plugin_dir, caplog, name):
+    source, cls, missing = BROKEN_BLOCKS[name]
+    write(plugin_dir, f"{name}.py", "from torch import nn\n" + textwrap.dedent(source) + textwrap.dedent(f"""
+
+        def register(api):
+            api.blocks.register({name!r}, {cls})
+    """))
+    write(plugin_dir, "zz_good.py", block_plugin("still-loads"))
+
+    with caplog.at_level(logging.WARNING, logger=plugins.__name__):
+        reports = by_name(plugins.load_plugins())
+
+    report = reports[name]
+    assert not report.ok and report.contributes == () and name not in BLOCKS
+    assert report.error.startswith(f"TypeError: block {name!r} "), report.error
+    assert missing in report.error, report.error
+    assert "docs/plugins.md" in report.error and f"(at {name}.py:" in report.error
+    assert report.line().startswith(f"{name}: FAILED, TypeError: block {name!r}")
+    assert f"plugin {name} skipped" in caplog.text
+    assert reports["zz_good"].ok and "still-loads" in BLOCKS
+
+
+def test_the_contract_check_builds_no_real_weights(plugin_dir):
+    """The block is tried on the meta device: a big block costs no memory and no time to check."""
+    write(plugin_dir, "huge.py", """
+        import torch
+        from torch import nn
+
+        SEEN = []
+
+        class Huge(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.channels = channels
+                self.weight = nn.Parameter(torch.empty(1 << 40))  # 4 TiB on a real device
+                SEEN.append(self.weight.device.type)
+
+            def forward(self, x, iteration):
+                return x[:, -self.channels:] * self.weight[0]
+
+            def macs(self, height, width):
+                return 0
+
+        def register(api):
+            api.blocks.register("huge", Huge)
+            assert set(SEEN) <= {"meta"}, SEEN
+    """)
+
+    report = plugins.load_plugins()[0]
+
+    assert report.ok, report.error
+    assert "huge" in BLOCKS
+
+
+def test_a_block_whose_forward_cannot_run_on_the_meta_device_still_loads(plugin_dir):
+    """A data-dependent forward (.item()) cannot be tried without real data: its shape is not checked."""
+    write(plugin_dir, "dynamic.py", with_tiny_block("""
+        class Dynamic(TinyBlock):
+            def forward(self, x, iteration):
+                if x.abs().max().item() > 1e9:
+                    return x
+                return self.conv(x)
+
+        def register(api):
+            api.blocks.register("dynamic", Dynamic)
+    """))
+
+    report = plugins.load_plugins()[0]
+
+    assert report.ok, report.error
+
+
+def test_info_lists_a_block_without_macs_as_failed_and_train_says_why_without_a_run_folder(tmp_path):
+    """QA: `info` said "nomacs_block: ok"; `train` then failed with an AttributeError and left a failed run."""
+    folder = tmp_path / "plugins"
+    write(folder, "nomacs_block.py", "from torch import nn\n" + textwrap.dedent(BROKEN_BLOCKS["no_macs"][0]) + """
+def register(api):
+    api.blocks.register("nomacs", NoMacs)
+""")
+    env = {**os.environ, plugins.PLUGINS_ENV: str(folder), "OMP_WAIT_POLICY": "PASSIVE"}
+    info = subprocess.run([sys.executable, "-m", "iamnn_studio", "info"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert info.returncode == 0, info.stderr[-2000:]
+    line = next(x for x in info.stdout.splitlines() if "nomacs_block" in x)
+    assert line.strip().startswith("nomacs_block: FAILED, TypeError: block 'nomacs' (NoMacs) has no macs(height, width)")
+
+    runs, config = tmp_path / "runs", tmp_path / "nomacs.toml"
+    config.write_text('[model]\nblock = "nomacs"\n', encoding="utf-8")
+    train = subprocess.run([sys.executable, "-m", "iamnn_studio", "train", "--config", str(config), "--dataset",
+                            "synthetic", "--width", "4", "--max-steps", "1", "--runs-dir", str(runs)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert train.returncode == 2, train.stderr[-2000:]
+    assert "AttributeError" not in train.stderr
+    assert "nomacs" in train.stderr and "no macs(height, width) method" in train.stderr  # the plugin's note says why
+    assert not runs.exists() or not any(runs.iterdir())
+
+
 def test_a_plugin_raising_keyboard_interrupt_is_skipped_and_the_command_goes_on(tmp_path):
     """It used to end `iamnn-studio info` with "interrupted" and exit status 130."""
     write(tmp_path, "interrupts.py", "def register(api):\n    raise KeyboardInterrupt\n")
@@ -303,14 +503,14 @@ def test_ctrl_c_while_plugins_load_ends_the_command_with_130_and_no_traceback(tm
 
 
 def test_a_plugin_that_fails_half_way_leaves_no_entries(plugin_dir):
-    write(plugin_dir, "half.py", """
+    write(plugin_dir, "half.py", with_tiny_block("""
         from iamnn_studio.engine.data import DATASETS
 
         def register(api):
-            api.blocks.register("half-block", lambda *args: None)
+            api.blocks.register("half-block", TinyBlock)
             api.datasets.register("half-dataset", DATASETS.get("synthetic"))
-            api.blocks.register("bottleneck", lambda *args: None)  # clashes: the plugin fails here
-    """)
+            api.blocks.register("bottleneck", TinyBlock)  # clashes: the plugin fails here
+    """))
 
     report = plugins.load_plugins()[0]
 
@@ -320,14 +520,14 @@ def test_a_plugin_that_fails_half_way_leaves_no_entries(plugin_dir):
 
 
 def test_a_plugin_sees_its_own_staged_entries_and_the_built_in_ones(plugin_dir):
-    write(plugin_dir, "reader.py", """
+    write(plugin_dir, "reader.py", with_tiny_block("""
         def register(api):
-            api.blocks.register("seen", lambda *args: None)
+            api.blocks.register("seen", TinyBlock)
             assert "seen" in api.blocks and "bottleneck" in api.blocks
             assert api.blocks.get("bottleneck").__name__ == "BottleneckProcessing"
             assert "synthetic" in api.datasets.names()
             assert isinstance(api.version, str) and api.version
-    """)
+    """))
 
     assert plugins.load_plugins()[0].ok
 

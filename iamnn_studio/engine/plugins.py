@@ -140,6 +140,84 @@ def _check_entry(key: str, name: str, obj: Any) -> None:
             raise TypeError(f"exporter {name!r} needs an export(checkpoint, path, *, batch_size) method")
     elif not callable(obj):
         raise TypeError(f"block {name!r} must be callable, got {type(obj).__name__}")
+    else:
+        _check_block(name, obj)
+
+
+#: What a block is tried with at registration: the first block of a width-8 model, on 8x8 feature maps.
+_TRIAL_BLOCK = {"in_channels": 8, "channels": 32, "width": 8, "iterations": 2}
+_TRIAL_SIZE = 8
+_BLOCK_DOCS = "see docs/plugins.md"
+
+
+def _check_block(name: str, factory: Callable[..., Any]) -> None:
+    """Build the block the way ``IamNNBlock`` does, on the meta device (no memory, no compute), and check
+    what the engine calls on it: ``forward(x, iteration)`` giving ``channels`` maps of the same size,
+    ``macs(height, width)`` giving a whole number, and ``prepare`` wherever ``step`` is offered. A block
+    that fails here would only fail later, in the middle of a training run."""
+    import torch
+    from torch import nn
+
+    in_channels, channels, width, iterations = _TRIAL_BLOCK.values()
+    call = f"factory({in_channels}, {channels}, {width}, {iterations})"
+    try:
+        with torch.device("meta"):
+            block = factory(in_channels, channels, width, iterations)
+    except Exception as exc:  # noqa: BLE001 - whatever the plugin's code raises, said in one line
+        maker = getattr(factory, "__name__", type(factory).__name__)
+        raise TypeError(f"block {name!r} ({maker}) cannot be built: {call} raised {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())}; a block is factory(in_channels, channels, width, iterations), "
+                        f"{_BLOCK_DOCS}") from exc
+    kind = type(block).__name__
+
+    def broken(what: str) -> TypeError:
+        return TypeError(f"block {name!r} ({kind}) {what}; {_BLOCK_DOCS}")
+
+    if not isinstance(block, nn.Module):
+        raise broken(f"is not a torch.nn.Module: {call} must return one, so that its weights are trained and saved")
+    missing = []
+    if getattr(type(block), "forward", None) is nn.Module.forward:  # nn.Module's own raises NotImplementedError
+        missing.append("no forward(x, iteration) method")
+    if not callable(getattr(block, "macs", None)):
+        missing.append("no macs(height, width) method (the engine counts each iteration's multiply-accumulates)")
+    if callable(getattr(block, "step", None)) and not callable(getattr(block, "prepare", None)):
+        missing.append("step() without prepare(x0) (the engine calls both, or forward alone)")
+    if missing:
+        raise broken("has " + " and ".join(missing))
+    size = _TRIAL_SIZE
+    try:
+        macs = block.macs(size, size)
+    except Exception as exc:  # noqa: BLE001
+        raise broken(f"failed in macs({size}, {size}): {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+    if isinstance(macs, bool) or not isinstance(macs, int) and not _whole_number(macs) or int(macs) < 0:
+        raise broken(f"macs({size}, {size}) returned {macs!r}, not a whole number >= 0")
+    x = torch.empty(2, in_channels + channels, size, size, device="meta")
+    for iteration in range(iterations):
+        try:
+            out = block(x, iteration)
+        except (NotImplementedError, RuntimeError) as exc:
+            if "meta" in str(exc):  # data-dependent code (.item(), a custom kernel): not checkable without data
+                logger.debug("block %r: forward not tried on the meta device (%s)", name, exc)
+                return
+            raise broken(f"failed in forward(x, {iteration}) for x of shape {tuple(x.shape)}: "
+                         f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise broken(f"failed in forward(x, {iteration}) for x of shape {tuple(x.shape)}: "
+                         f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+        want = (2, channels, size, size)
+        if not isinstance(out, torch.Tensor):
+            raise broken(f"forward returned {type(out).__name__}, not a tensor of shape {want}")
+        if tuple(out.shape) != want:
+            raise broken(f"forward returned shape {tuple(out.shape)}, not {want}: the result must have `channels` "
+                         "channels and the input's height and width")
+
+
+def _whole_number(value: Any) -> bool:
+    """An integer of another type (numpy's, a 0-d integer tensor)."""
+    try:
+        return int(value) == value and not isinstance(value, float)
+    except (TypeError, ValueError, RuntimeError):
+        return False
 
 
 class PluginAPI:
