@@ -244,6 +244,9 @@ def _add_train(commands: Any) -> None:
     model.add_argument("--mode", help=f"adaptive, fixed:N or max (default: {d.model.mode})")
     model.add_argument("--halting", help=f"calibrated or act (default: {d.model.halting})")
     model.add_argument("--architecture", help=f"iamnn or resnet (the unshared baseline; default: {d.model.architecture})")
+    model.add_argument("--block", metavar="NAME",
+                       help=f"IamNN's processing block: bottleneck or one a plugin adds, e.g. depthwise (see `info`; "
+                            f"default: {d.model.block})")
     optim = train.add_argument_group("training")
     optim.add_argument("--epochs", type=int, help=f"passes over the training images (default: {d.epochs})")
     optim.add_argument("--batch-size", type=int, help=f"images per step (default: {d.batch_size})")
@@ -281,7 +284,7 @@ TRAIN_OVERRIDES = {
     "dataset": ("data", "name"), "data_root": ("data", "root"), "download": ("data", "download"),
     "val_fraction": ("data", "val_fraction"), "augment": ("data", "augment"),
     "depth": ("model", "depth"), "width": ("model", "width"), "mode": ("model", "mode"),
-    "halting": ("model", "halting"), "architecture": ("model", "architecture"),
+    "halting": ("model", "halting"), "architecture": ("model", "architecture"), "block": ("model", "block"),
     "epochs": (None, "epochs"), "batch_size": (None, "batch_size"), "lr": (None, "lr"),
     "max_steps": (None, "max_steps"), "device": (None, "device"), "seed": (None, "seed"), "name": (None, "name"),
     "init_from": (None, "init_from"),
@@ -294,6 +297,8 @@ def train_config(args: argparse.Namespace):
 
     if args.max_steps is not None and args.max_steps < 0:  # the config's "positive" would hide that 0 is fine
         raise UsageError(f"--max-steps: must be a whole number >= 0 (0 clears the limit), got {args.max_steps}")
+    if args.block is not None:
+        _check_block(args.block)
     config = RunConfig.load(args.config) if args.config else RunConfig()
     if args.init_from and not args.config:
         _take_checkpoint_settings(config, args.init_from, keep_data=args.dataset is not None)
@@ -309,6 +314,17 @@ def train_config(args: argparse.Namespace):
 
         config.data.augment = default_augment(args.dataset)  # digits must not be mirrored
     return config.validate()
+
+
+def _check_block(name: str) -> None:
+    """``--block``: a processing block registered now, the plugins' included (they load here first)."""
+    from .engine.layers import BLOCKS
+    from .engine.plugins import load_plugins
+
+    load_plugins()
+    if name not in BLOCKS:
+        raise UsageError(f"--block: unknown processing block {name!r} (known: {', '.join(BLOCKS.names())}; a "
+                         "plugin's block is known only while its plugin loads: see `iamnn-studio info`)")
 
 
 def _take_checkpoint_settings(config, init_from: str, *, keep_data: bool) -> None:

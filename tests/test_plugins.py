@@ -609,6 +609,61 @@ def test_building_a_model_with_a_plugin_block_loads_the_plugins(tmp_path, monkey
     assert type(model.blocks[0].process).__name__ == "DepthwiseSeparableProcessing"
 
 
+def _cli(*argv) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from iamnn_studio import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_train_block_option_chooses_a_plugin_block(shipped_plugins, tmp_path):
+    """The Train tab has no block control: `train --block NAME` is the way besides a run config's [model] block."""
+    import tomllib
+
+    code, out, err = _cli("train", "--block", "depthwise", "--save-config", tmp_path / "run.toml")
+
+    assert code == 0, err
+    assert tomllib.loads((tmp_path / "run.toml").read_text())["model"]["block"] == "depthwise"
+
+
+def test_train_block_option_overrides_the_config_file(shipped_plugins, tmp_path):
+    import tomllib
+
+    (tmp_path / "in.toml").write_text('[model]\nblock = "depthwise"\n')
+    code, _, err = _cli("train", "--config", tmp_path / "in.toml", "--block", "bottleneck",
+                        "--save-config", tmp_path / "out.toml")
+
+    assert code == 0, err
+    assert tomllib.loads((tmp_path / "out.toml").read_text())["model"]["block"] == "bottleneck"
+
+
+def test_train_block_option_refuses_a_block_nobody_registered(plugin_dir, tmp_path):
+    write(plugin_dir, "tiny_block.py", block_plugin("tiny-test"))
+
+    code, out, err = _cli("train", "--block", "nosuch", "--save-config", tmp_path / "run.toml")
+
+    assert code == 2 and out == ""
+    assert "error: --block: unknown processing block 'nosuch' (known: bottleneck, tiny-test; " in err
+    assert not (tmp_path / "run.toml").exists()
+
+
+def test_train_help_lists_the_block_option():
+    import contextlib
+    import io
+
+    from iamnn_studio import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--help"])
+    assert "--block NAME" in out.getvalue() and "processing block" in out.getvalue()
+
+
 def test_depthwise_block_macs_equal_the_flop_counter(shipped_plugins):
     from torch.utils.flop_counter import FlopCounterMode
 
