@@ -664,6 +664,37 @@ def test_train_help_lists_the_block_option():
     assert "--block NAME" in out.getvalue() and "processing block" in out.getvalue()
 
 
+def test_runs_of_different_blocks_are_told_apart_by_their_description():
+    """QA: a depthwise run (80 k parameters), a "wide" one (358 k) and a bottleneck one all read
+    "IamNN-50 w4 adaptive" in Study, Table 1 and `iamnn-studio runs`."""
+    from iamnn_studio.engine.runs import describe_model
+
+    assert describe_model(ModelConfig(depth=50, width=4)) == "IamNN-50 w4 adaptive"  # the default block: unsaid
+    assert describe_model(ModelConfig(depth=50, width=4, block="depthwise")) == "IamNN-50 w4 depthwise adaptive"
+    assert describe_model(ModelConfig(depth=50, width=4, block="wide")) == "IamNN-50 w4 wide adaptive"
+    assert describe_model(ModelConfig(iterations=(1, 2, 2, 1), width=8, mode="fixed:2", block="wide")) == \
+        "IamNN (1,2,2,1) w8 wide fixed:2"
+    assert describe_model(ModelConfig(depth=18, halting="act", block="wide")) == "IamNN-18 w16 wide adaptive ACT"
+    assert describe_model(ModelConfig(depth=18, architecture="resnet", block="wide")) == "ResNet-18 w16"  # no such block
+
+
+def test_the_runs_list_names_a_plugin_blocks_run(shipped_plugins, tmp_path):
+    from iamnn_studio.engine.config import RunConfig
+
+    for name, block in (("dw", "depthwise"), ("bn", "bottleneck")):
+        config = RunConfig(name=name)
+        config.model.width, config.model.block = 4, block
+        (tmp_path / name).mkdir()
+        config.save(tmp_path / name / "config.toml")
+
+    code, out, err = _cli("runs", "--runs-dir", tmp_path)
+
+    assert code == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "IamNN-50 w4 depthwise adaptive" in rows["dw"]
+    assert "IamNN-50 w4 adaptive" in rows["bn"]
+
+
 def test_depthwise_block_macs_equal_the_flop_counter(shipped_plugins):
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -457,15 +457,22 @@ def status_text(state: str, reason: str | None) -> str:
 
 
 def describe_model(model: ModelConfig) -> str:
-    """A short human name: "IamNN-50 w16 adaptive", "IamNN (1,2,2,1) w8 fixed:2", "ResNet-18 w16"."""
+    """A short human name: "IamNN-50 w16 adaptive", "IamNN (1,2,2,1) w8 fixed:2", "ResNet-18 w16"; a processing
+    block other than the default follows the width ("IamNN-50 w4 depthwise adaptive"): runs of different blocks
+    differ in parameters and MACs, and must not read alike. A ResNet has no processing block."""
     if model.architecture == "resnet":
         depth = f"ResNet-{model.depth}" if model.iterations is None else f"ResNet ({_caps(model)})"
         return f"{depth} w{model.width}"
     depth = f"IamNN-{model.depth}" if model.iterations is None else f"IamNN ({_caps(model)})"
+    block = f" {model.block}" if model.block != DEFAULT_BLOCK else ""
     mode = model.mode
     if mode == "adaptive" and model.halting == "act":
         mode = "adaptive ACT"
-    return f"{depth} w{model.width} {mode}"
+    return f"{depth} w{model.width}{block} {mode}"
+
+
+#: The processing block a description leaves unsaid (``ModelConfig``'s default).
+DEFAULT_BLOCK = ModelConfig.__dataclass_fields__["block"].default
 
 
 def _caps(model: ModelConfig) -> str:
