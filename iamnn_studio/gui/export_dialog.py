@@ -47,6 +47,9 @@ KNOWN_FORMATS = (("onnx", "ONNX (onnxruntime and most runtimes)", ".onnx"),
 FIXED_GRAPH_NOTE = ("The exported graph computes every iteration and applies the halting as masks: the "
                     "checkpoint's answers, iterations and MAC figures at {halting}, but no compute is saved at "
                     "run time.")
+#: A ResNet baseline has no halting: every image runs every unit, in the export as in the app.
+RESNET_NOTE = ("The exported graph is the ResNet baseline as trained: every unit of every block runs for every "
+               "image (a ResNet has no halting), so its answers and MAC figures are the checkpoint's.")
 COPY_NOTE = "The checkpoint file itself: open it in the Use tab or with iamnn-studio predict."
 #: Widths in average characters of the dialog's font (620 and 120 pixels at the app's 10-pt font).
 DIALOG_WIDTH_CHARS = 88
@@ -88,6 +91,7 @@ class _OwnHalting:
     threshold: float | None  # adaptive only
     words: str  # "adaptive, threshold 0.700", "fixed:99 (iterations 1-2-3-2)"
     use_tab_words: str | None  # the Use tab's setting on this checkpoint's model, None without one
+    architecture: str = "iamnn"  # "resnet": a baseline without halting
 
 
 def halting_words(config: Any, mode: str | None = None, threshold: float | None = None) -> str:
@@ -116,6 +120,8 @@ class ExportDialog(QDialog):
         # Export waits for the format list, read in the background: the buttons follow the runner, since
         # setting the same suggested file name again fires no textChanged (they stayed disabled for good).
         self._runner.busy_changed.connect(self._update_buttons)
+        # Reads a checkpoint's settings for the note alone (is it a ResNet?): apart, so Export never waits on it
+        self._note_runner = BackgroundRunner(self)
         self._exporting = False  # only an export (not the format list) keeps the dialog open
         self._suffixes: dict[str, str] = {COPY: ".pt", **{name: suffix for name, _, suffix in KNOWN_FORMATS}}
         self._output_edited = False
@@ -286,9 +292,18 @@ class ExportDialog(QDialog):
             # a copy is the file as saved: the Use tab's setting is not in it
             self.format_note.setText(COPY_NOTE + (" It keeps the checkpoint's own halting setting: to export the Use "
                                                   "tab's, choose another format." if offered else ""))
+        elif self._read_settings() is not None and self._read_settings().architecture == "resnet":
+            self.format_note.setText(RESNET_NOTE)  # no halting to apply, as masks or otherwise
         else:
             self.format_note.setText(FIXED_GRAPH_NOTE.format(
                 halting="the halting chosen above" if offered else "its saved mode and threshold"))
+
+    def _read_settings(self) -> _OwnHalting | None:
+        """What the background read found in the checkpoint named now; None until it has ended (or where it failed)."""
+        source = self.checkpoint_edit.text().strip() if hasattr(self, "checkpoint_edit") else ""
+        if self._own_halting is None or self._own_halting[0] != source:
+            return None
+        return self._own_halting[1]
 
     # ================================================================ halting
     def _offers_use_tab_halting(self) -> bool:
@@ -322,8 +337,9 @@ class ExportDialog(QDialog):
                 self.halting_combo.addItem(f"The checkpoint's own: {own.words}" if own is not None
                                            else "The checkpoint's own setting", OWN)
                 self.halting_combo.setCurrentIndex(max(0, self.halting_combo.findData(previous)))
-            if own is None and (self._own_halting is None or self._own_halting[0] != source):
-                self._read_own_halting(source)
+        # read for every checkpoint named, offered or not: the note depends on its architecture too
+        if source and own is None and (self._own_halting is None or self._own_halting[0] != source):
+            self._read_own_halting(source, self._runner if offered else self._note_runner)
         self.halting_combo.setEnabled(self.halting_combo.count() > 1)
         self.halting_combo.blockSignals(False)
         self._update_halting_row()
@@ -334,9 +350,11 @@ class ExportDialog(QDialog):
             if shown != self.halting_combo.isVisibleTo(self):
                 self._form.setRowVisible(self.halting_combo, shown)  # its room comes and goes (see eventFilter)
 
-    def _read_own_halting(self, source: str) -> None:
+    def _read_own_halting(self, source: str, runner: BackgroundRunner) -> None:
         """The checkpoint's saved mode and threshold, read without building its model, and in the engine's
-        words both that and the Use tab's setting (they depend on the checkpoint's caps)."""
+        words both that and the Use tab's setting (they depend on the checkpoint's caps); its architecture
+        for the note. On ``runner``: the dialog's own where the Halting choice waits for it, else one that
+        keeps Export enabled meanwhile."""
         self._own_halting = (source, None)  # asked: not again for this path
         use = self._use_tab
 
@@ -344,14 +362,16 @@ class ExportDialog(QDialog):
             config, _ = import_engine("checkpoint").checkpoint_settings(source)
             return _OwnHalting(config.mode, config.halting_threshold if config.mode == "adaptive" else None,
                                halting_words(config),
-                               halting_words(config, use.mode, use.threshold) if use is not None else None)
+                               halting_words(config, use.mode, use.threshold) if use is not None else None,
+                               config.architecture)
 
         def done(own: _OwnHalting) -> None:
             if self._own_halting is not None and self._own_halting[0] == source:
                 self._own_halting = (source, own)
                 self._update_halting_offer()
+                self._update_note()
 
-        self._runner.submit(work, done, lambda message: None)  # unreadable: the export itself will say why
+        runner.submit(work, done, lambda message: None)  # unreadable: the export itself will say why
 
     @Slot()
     def _on_halting_changed(self, *_: Any) -> None:

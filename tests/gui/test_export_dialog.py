@@ -569,3 +569,28 @@ def test_the_use_tabs_threshold_is_named_before_the_checkpoint_is_read(qtbot, ch
     assert _items(widget.halting_combo)[0] == "As set on the Use tab: adaptive, threshold 0.500"
     qtbot.waitUntil(lambda: not widget.is_busy(), timeout=TIMEOUT)
     assert _items(widget.halting_combo)[0] == "As set on the Use tab: adaptive, threshold 0.500"  # the engine's words
+
+
+# --------------------------------------------------------------------------- a ResNet baseline
+def test_the_note_for_a_resnet_checkpoint_speaks_of_no_halting(qtbot, checkpoint, tmp_path):
+    """QA: a ResNet's note said the export "applies the halting as masks … at its saved mode and threshold";
+    a ResNet has no halting."""
+    torch.manual_seed(0)
+    resnet = build_model(ModelConfig(architecture="resnet", depth=18, width=4, image_size=16, num_classes=3))
+    source = tmp_path / "resnet" / "checkpoints" / "best.pt"
+    source.parent.mkdir(parents=True)
+    save_checkpoint(source, resnet.eval(), classes=["a", "b", "c"], mean=[0.5], std=[0.25])
+    widget = ExportDialog(str(source))
+    qtbot.addWidget(widget)
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=TIMEOUT)
+    assert widget.set_format("onnx")
+
+    qtbot.waitUntil(lambda: "ResNet" in widget.format_note.text(), timeout=10_000)  # read in the background
+    note = widget.format_note.text()
+    assert "halting" not in note.replace("no halting", "") and "threshold" not in note, note
+    assert "every unit of every block" in note
+    assert not widget.halting_combo.isVisibleTo(widget)
+
+    widget.checkpoint_edit.setText(str(checkpoint))  # an IamNN checkpoint again: its halting note
+    qtbot.waitUntil(lambda: "applies the halting as masks" in widget.format_note.text(), timeout=10_000)
+    assert "its saved mode and threshold" in widget.format_note.text()
