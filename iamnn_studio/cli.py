@@ -199,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint", metavar="CKPT", type=checkpoint_option, help=CKPT_HELP)
     export.add_argument("--format", required=True, dest="fmt", metavar="FORMAT", help=EXPORT_FORMATS_HELP)
     export.add_argument("--out", required=True, metavar="FILE", type=file_option, help="the file to write")
+    export.add_argument("--force", "--overwrite", action="store_true",
+                        help="replace the --out file if it exists (without it, an existing file is never replaced)")
     export.add_argument("--batch-size", type=int, default=1, help="example batch (the fixed batch if it cannot be dynamic)")
     export.add_argument("--mode", help="adaptive, fixed:N or max, baked into the export (default: the checkpoint's)")
     export.add_argument("--threshold", type=float, help="halting threshold in (0, 1] for the mode adaptive, baked "
@@ -1059,7 +1061,7 @@ def format_prediction(prediction: Any, *, architecture: str = "iamnn") -> str:
 
 # --------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    from .engine.export import EXPORTERS, MAX_EXAMPLE_BATCH, export_checkpoint, suffix_mismatch
+    from .engine.export import EXPORTERS, MAX_EXAMPLE_BATCH, PluginExporterError, export_checkpoint, suffix_mismatch
 
     if not 1 <= args.batch_size <= MAX_EXAMPLE_BATCH:
         raise UsageError(f"--batch-size: must be an integer in [1, {MAX_EXAMPLE_BATCH}], got {args.batch_size}")
@@ -1078,14 +1080,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     if mismatch and os.path.lexists(args.out):  # most likely another kind of file named by mistake (run.toml)
         raise UsageError(f"--out: {args.out} exists and its suffix is not that of {args.fmt} files: not replaced "
                          "(remove it first, or choose another name)")
+    replacing = os.path.lexists(args.out)
+    if replacing and not args.force:  # the app asks first; a command cannot, so it needs to be told
+        raise UsageError(f"--out: {args.out} exists: not replaced (give --force to replace it, or choose another name)")
     if mismatch:  # a warning, not a refusal: the name is the user's choice
         print(f"warning: {mismatch}", file=sys.stderr)
     try:
         out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size, mode=args.mode,
                                 threshold=args.threshold)
+    except PluginExporterError as exc:  # the plugin's fault, not the user's input: said, with its traceback kept
+        cause = exc.__cause__ or exc
+        log_path = write_error_log(type(cause), cause, cause.__traceback__,
+                                   heading=f"iamnn-studio {' '.join(getattr(args, 'argv', []))}")
+        print(f"error: {exc} (details in {log_path})", file=sys.stderr)
+        return EXIT_FAILED
     except ValueError as exc:
         raise _naming_the_option(exc, HALTING_OPTIONS) from None
-    print(f"exported {args.fmt} to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    print(f"exported {args.fmt} to {out} ({out.stat().st_size / 1e6:.1f} MB"
+          + ("; replaced the file that was there)" if replacing else ")"))
     return EXIT_OK
 
 
@@ -1116,7 +1128,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace) -> int:
-    info = collect_info()
+    with _without_plugin_skip_notes():  # info lists every plugin, a failed one too: once, in its list
+        info = collect_info()
     if args.json:
         emit_json(info)
     else:
@@ -1207,6 +1220,24 @@ def _show_engine_notes() -> None:
         handler.setLevel(logging.WARNING)
         handler._iamnn_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
+
+
+@contextlib.contextmanager
+def _without_plugin_skip_notes() -> Iterator[None]:
+    """Meanwhile the ``note:`` lines leave out the plugins skipped (see ``plugins.SKIPPED_RECORD``)."""
+    from .engine.plugins import SKIPPED_RECORD
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not getattr(record, SKIPPED_RECORD, False)
+
+    handlers = [h for h in logging.getLogger("iamnn_studio").handlers if getattr(h, "_iamnn_cli", False)]
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)
 
 
 def emit_json(value: Any) -> None:

@@ -316,8 +316,11 @@ def test_export_never_replaces_an_existing_file_of_another_kind(trained, tmp_pat
     assert err == (f"error: --out: {settings} exists and its suffix is not that of onnx files: not replaced "
                    "(remove it first, or choose another name)\n")
     (tmp_path / "model.pt").write_text("an older export")  # its own kind's suffix (TorchScript: quicker than ONNX)
-    assert run_cli("export", trained["run"], "--format", "torchscript", "--out", tmp_path / "model.pt")[0] == 0
-    assert (tmp_path / "model.pt").stat().st_size > 1000  # replaced
+    code, _, err = run_cli("export", trained["run"], "--format", "torchscript", "--out", tmp_path / "model.pt")
+    assert code == 2 and "not replaced (give --force to replace it" in err  # QA: was replaced without a word
+    assert (tmp_path / "model.pt").read_text() == "an older export"
+    assert run_cli("export", trained["run"], "--format", "torchscript", "--out", tmp_path / "model.pt", "--force")[0] == 0
+    assert (tmp_path / "model.pt").stat().st_size > 1000  # replaced, as asked
 
 
 def test_export_to_a_folder_says_it_is_a_folder_not_that_its_suffix_is_wrong(trained, tmp_path):
@@ -623,6 +626,35 @@ def test_info_json_in_a_real_process():
     assert info["torch"].startswith("2.")
     assert info["datasets"]["synthetic"]["offline"] is True
     assert isinstance(info["plugins"], list) and "gpu_available" in info["system"]
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_info_lists_a_failed_plugin_once(tmp_path, json_output):
+    """QA: each failed plugin was printed twice, as a `note:` on stderr and in the plugins list."""
+    (tmp_path / "broken.py").write_text("def register(api):\n    raise RuntimeError('boom')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE", "IAMNN_STUDIO_PLUGINS": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "iamnn_studio", "info", *(["--json"] if json_output else [])],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "broken" not in done.stderr and "boom" not in done.stderr
+    if json_output:
+        [plugin] = [p for p in json.loads(done.stdout)["plugins"] if p["name"] == "broken"]
+        assert not plugin["ok"] and plugin["error"].startswith("RuntimeError: boom")
+    else:
+        assert [line.strip() for line in done.stdout.splitlines() if "broken" in line] == [
+            f"broken: FAILED, RuntimeError: boom (at broken.py:2) [{tmp_path / 'broken.py'}]"]
+
+
+def test_other_commands_still_note_a_failed_plugin(tmp_path):
+    """Only `info` lists the plugins itself: elsewhere the note is the one place a failed plugin is said."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "broken.py").write_text("def register(api):\n    raise RuntimeError('boom')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE",
+           "IAMNN_STUDIO_PLUGINS": str(tmp_path / "plugins")}
+    done = subprocess.run([sys.executable, "-m", "iamnn_studio", "export", str(tmp_path / "missing.pt"), "--format",
+                           "nosuch", "--out", str(tmp_path / "m.x")], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120)
+    assert "note: plugin broken skipped: RuntimeError: boom" in done.stderr
 
 
 @pytest.mark.parametrize("command", [["runs", "--runs-dir", "{runs}"], ["evaluate", "{run}", "--no-sweep"],

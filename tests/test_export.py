@@ -405,3 +405,127 @@ def test_a_fixed_mode_past_the_caps_is_exported_with_the_iterations_it_runs(tmp_
     assert iterations.tolist() == [[1, 2, 3, 2]] * len(images)
     meta = read_torchscript_metadata(out)
     assert meta["halting"] == "fixed:99 (iterations 1-2-3-2)" and json.loads(meta["model_config"])["mode"] == "fixed:99"
+
+
+# --------------------------------------------------------------------------- QA: inference form, overwrite, plugins
+@pytest.mark.parametrize("architecture", ["iamnn", "resnet"])
+def test_a_torchscript_export_answers_without_autograd(tmp_path, images, architecture):
+    """QA: its outputs required grad, so `.numpy()` failed without `.detach()`."""
+    model = save_varied_checkpoint(tmp_path / "model.pt", tiny_config(architecture=architecture))
+    out = export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
+        loaded = torch.jit.load(str(out))
+    outputs = loaded(as_unit_float(images))
+    assert [t.requires_grad for t in outputs] == [False, False, False]
+    assert not any(p.requires_grad for p in loaded.parameters())
+    np.testing.assert_allclose(outputs[0].numpy(), reference(model, images).logits.numpy(), atol=1e-5, rtol=1e-5)
+    assert all(p.requires_grad for p in model.parameters())  # the exporter's own copy was changed, not the model's
+
+
+def test_a_torchscript_export_leaves_the_loaded_checkpoint_trainable(tmp_path):
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+
+    save_varied_checkpoint(tmp_path / "model.pt")
+    loaded = load_checkpoint(tmp_path / "model.pt")
+    export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts", loaded=loaded)
+    assert all(p.requires_grad for p in loaded.model.parameters())
+
+
+def _cli(*argv):
+    import contextlib
+    import io
+
+    from iamnn_studio.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_cli_replaces_an_existing_file_only_with_force(tmp_path):
+    """QA: `export` replaced an existing file without a word, where the dialog asks first."""
+    save_varied_checkpoint(tmp_path / "model.pt")
+    target = tmp_path / "model.ts"
+    target.write_bytes(b"an earlier export")
+
+    code, out, err = _cli("export", tmp_path / "model.pt", "--format", "torchscript", "--out", target)
+
+    assert (code, out) == (2, "")
+    assert err == f"error: --out: {target} exists: not replaced (give --force to replace it, or choose another name)\n"
+    assert target.read_bytes() == b"an earlier export"
+
+    code, out, err = _cli("export", tmp_path / "model.pt", "--format", "torchscript", "--out", target, "--force")
+
+    assert code == 0, err
+    assert out.startswith(f"exported torchscript to {target}") and "replaced" in out
+    assert read_torchscript_metadata(target)["halting"] == "adaptive, threshold 0.700"
+
+
+def test_force_still_never_replaces_a_file_of_another_kind(tmp_path):
+    save_varied_checkpoint(tmp_path / "model.pt")
+    settings = tmp_path / "run.toml"
+    settings.write_text("name = 'mine'\n")
+
+    code, _, err = _cli("export", tmp_path / "model.pt", "--format", "onnx", "--out", settings, "--force")
+
+    assert code == 2 and "its suffix is not that of onnx files: not replaced" in err
+    assert settings.read_text() == "name = 'mine'\n"
+
+
+@pytest.fixture
+def boom_plugin(tmp_path, monkeypatch):
+    """QA's raises_exporter.py in a user plugin folder, loaded: exporter 'boom' raises RuntimeError."""
+    from iamnn_studio.engine import plugins
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "raises_exporter.py").write_text(
+        "from iamnn_studio.engine.export import Exporter\n"
+        "def boom(checkpoint, path, *, batch_size=1):\n"
+        "    path.write_bytes(b'half')\n"
+        "    raise RuntimeError('exporter exploded')\n"
+        "def register(api):\n"
+        "    api.exporters.register('boom', Exporter('boom', 'always fails', '.boom', boom))\n")
+    monkeypatch.setenv(plugins.PLUGINS_ENV, str(folder))
+    monkeypatch.setattr(plugins, "repository_plugin_dir", lambda: None)
+    plugins.load_plugins(force=True)
+    yield folder / "raises_exporter.py"
+    plugins.unload_plugins()
+
+
+def test_a_plugin_exporter_that_raises_is_named_in_the_message(tmp_path, boom_plugin):
+    """QA: "error: unexpected RuntimeError: exporter exploded" did not say whose code failed."""
+    save_varied_checkpoint(tmp_path / "model.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    with pytest.raises(ExportError) as raised:
+        export_checkpoint(tmp_path / "model.pt", "boom", out / "model.boom")
+
+    message = str(raised.value)
+    assert message == f"the boom exporter of plugin raises_exporter failed: RuntimeError: exporter exploded [{boom_plugin}]", \
+        message
+    assert "unexpected" not in message
+    assert list(out.iterdir()) == []  # nothing left behind
+
+    code, _, err = _cli("export", tmp_path / "model.pt", "--format", "boom", "--out", out / "model.boom")
+    assert code == 1, err
+    assert err.startswith("error: the boom exporter of plugin raises_exporter failed: RuntimeError: exporter exploded")
+    assert "unexpected" not in err and "details in " in err  # the traceback, for the plugin's author
+
+
+def test_a_built_in_exporters_own_bug_stays_unexpected(tmp_path, monkeypatch):
+    """Only a plugin's exporter is blamed on its plugin; a failure of ONNX or TorchScript export is the studio's."""
+    from iamnn_studio.engine import export
+
+    def broken(checkpoint, path, *, batch_size=1):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(export, "export_torchscript", broken)
+    monkeypatch.setattr(EXPORTERS, "_items", {**EXPORTERS._items, "torchscript": export.Exporter(
+        "torchscript", "TorchScript", ".pt", broken)})
+    save_varied_checkpoint(tmp_path / "model.pt")
+    with pytest.raises(RuntimeError, match="a bug"):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts")

@@ -48,6 +48,10 @@ class ExportError(ValueError):
     """An export cannot be done; the message is one sentence for the user."""
 
 
+class PluginExporterError(ExportError):
+    """A plugin's exporter raised: the message names the exporter and its plugin; ``__cause__`` is what it raised."""
+
+
 @dataclass(frozen=True)
 class Exporter:
     """One entry of the export menu: a callable ``(checkpoint, path, *, batch_size) -> None`` with a label.
@@ -153,14 +157,40 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
         os.replace(tmp, out_path)
     except OSError as exc:
         raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    except ExportError:  # the exporter's own sentence for the user
+        raise
     except (MemoryError, RuntimeError) as exc:
-        if not isinstance(exc, MemoryError) and "alloc" not in str(exc).lower():
+        if isinstance(exc, MemoryError) or "alloc" in str(exc).lower():
+            raise ExportError(f"not enough memory to trace an example batch of {batch_size} images; use a smaller "
+                              "batch size (formats with a dynamic batch axis take any size later)") from None
+        if fmt in BUILT_IN_FORMATS:
+            raise  # the studio's own bug
+        raise _plugin_failed(fmt, exporter, exc) from exc
+    except Exception as exc:
+        if fmt in BUILT_IN_FORMATS:
             raise
-        raise ExportError(f"not enough memory to trace an example batch of {batch_size} images; "
-                          "use a smaller batch size (formats with a dynamic batch axis take any size later)") from None
+        raise _plugin_failed(fmt, exporter, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return out_path
+
+
+#: The formats the studio itself exports; any other exporter comes from a plugin.
+BUILT_IN_FORMATS = ("onnx", "torchscript")
+
+
+def _plugin_failed(fmt: str, exporter: Any, exc: BaseException) -> PluginExporterError:
+    """A plugin exporter's failure, naming the exporter and the plugin that registered it (its file)."""
+    from .plugins import plugin_reports
+
+    plugin = next((r for r in plugin_reports() if ("exporters", fmt) in r.contributes), None)
+    whose = f"of plugin {plugin.name}" if plugin is not None else "of a plugin"
+    message = " ".join(str(exc).split()) or "(no message)"
+    if len(message) > 300:
+        message = message[:297] + "..."
+    log.debug("exporter %s failed", fmt, exc_info=exc)
+    return PluginExporterError(f"the {fmt} exporter {whose} failed: {type(exc).__name__}: {message}"
+                               + (f" [{plugin.source}]" if plugin is not None else ""))
 
 
 def _check_writable(out_path: Path) -> None:
@@ -348,7 +378,9 @@ def export_torchscript(checkpoint: Checkpoint, path: Path, *, batch_size: int = 
     (libtorch) and mobile runtimes still load it. Only its deprecation warnings are silenced, here.
     """
     graph, example = prepare_graph(checkpoint, batch_size)
-    with warnings.catch_warnings():
+    # In inference form: the saved parameters need no grad, so the outputs have none (``.numpy()`` works
+    # without ``.detach()``); the checkpoint's own model gets its flags back once the file is in memory.
+    with _without_grad(graph), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")
         # Unit MAC costs are Python numbers turned into tensors: constants in the trace, as intended.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, message=r"torch\.tensor results")
@@ -359,6 +391,20 @@ def export_torchscript(checkpoint: Checkpoint, path: Path, *, batch_size: int = 
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer, _extra_files=extra)
         path.write_bytes(buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _without_grad(module: nn.Module):
+    """No parameter of ``module`` requires grad meanwhile, and no autograd is recorded; restored after."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 EXPORTERS.register("onnx", Exporter("onnx", "ONNX (onnxruntime and most runtimes)", ".onnx", export_onnx))

@@ -54,6 +54,8 @@ REGISTRY_HOMES: dict[str, tuple[str, str]] = {
 }
 
 _MAX_ERROR_CHARS = 300
+#: Set on the log record of a skipped plugin: the same news as its ``PluginReport``.
+SKIPPED_RECORD = "iamnn_plugin_skipped"
 
 
 @dataclass(frozen=True)
@@ -426,7 +428,9 @@ def _load_one(candidate: _Candidate, ctrl_c: threading.Event) -> PluginReport:
         if isinstance(exc, KeyboardInterrupt) and ctrl_c.is_set():
             raise  # the user's Ctrl-C, not the plugin's doing
         error = _one_line(exc, root)
-        logger.warning("plugin %s skipped: %s [%s]", candidate.name, error, candidate.source)
+        # marked, so that a caller that lists the reports itself (``iamnn-studio info``) can leave this out
+        logger.warning("plugin %s skipped: %s [%s]", candidate.name, error, candidate.source,
+                       extra={SKIPPED_RECORD: True})
         logger.debug("plugin %s traceback", candidate.name, exc_info=True)
         return PluginReport(candidate.name, candidate.source, False, error)
     logger.info("plugin %s loaded from %s: %s", candidate.name, candidate.source, contributes)
