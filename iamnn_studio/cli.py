@@ -696,7 +696,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     args.device = check_device(args.device)
     args.checkpoint = checkpoint_path(args.checkpoint)
     from .engine.checkpoint import load_checkpoint
-    from .engine.evaluate import evaluate
+    from .engine.evaluate import evaluate, evaluation_split
 
     checkpoint = load_checkpoint(args.checkpoint, map_location=args.device)
     data_config = _evaluation_data(checkpoint, args)
@@ -707,12 +707,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for note in getattr(bundle, "notes", ()):  # e.g. an image folder without test/: its test split is val
         print(f"note: {note}", file=sys.stderr)
     _check_dataset_fits(bundle, checkpoint)
-    split = _in_checkpoint_labels(bundle, checkpoint, bundle.split(args.split))
+    # "test" of a dataset without test images of its own is its validation split: recorded as that, as the
+    # trainer records it (they chose the model; eval.json must not call them a test of it)
+    name, images, recorded = (evaluation_split(bundle) if args.split == "test"
+                              else (args.split, bundle.split(args.split), {"split": args.split}))
+    split = _in_checkpoint_labels(bundle, checkpoint, images)
     if len(split) == 0:
         raise ValueError(f"the {args.split} split of {bundle.name} has no images")
 
     stop = threading.Event()
-    show = _Fraction(sys.stderr, f"evaluating {_count(len(split), args.split + ' image')}")
+    show = _Fraction(sys.stderr, f"evaluating {_count(len(split), name + ' image')}")
     with _graceful_interrupts() as interrupts:
         interrupts.on_first = stop.set
         interrupts.first_message = "stopping the evaluation after this batch; the results so far follow"
@@ -722,7 +726,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             should_stop=stop.is_set, progress=show,
         )
     show.close()
-    result["split"] = args.split
+    result.update(recorded)
     result["checkpoint"] = str(args.checkpoint)
     if args.json:
         emit_json(result)
@@ -853,6 +857,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
         + ("  (stopped early: partial results)" if result.get("stopped") else ""),
         f"top-1 {_percent(result.get('top1'))}   top-5 {_percent(result.get('top5'))}",
     ]
+    if result.get("split_note"):  # held-out images standing in for a test split: the accuracy is optimistic
+        lines.append(f"note: {result['split_note']}")
     if macs:
         lines.append(
             f"MACs per image: mean {format_macs(macs.get('mean'))}, min {format_macs(macs.get('min'))}, "

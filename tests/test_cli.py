@@ -1266,15 +1266,19 @@ def test_evaluate_says_what_the_dataset_notes_about_its_splits(trained, tmp_path
     for folder in sorted((root / "test").rglob("*"), reverse=True):
         folder.rmdir()
     (root / "test").rmdir()  # no test/ folder: the "test" split is the validation images (QA: said nowhere)
-    code, _, err = run_cli("evaluate", trained["run"], "--dataset", "imagefolder", "--data-root", root, "--no-sweep")
+    code, out, err = run_cli("evaluate", trained["run"], "--dataset", "imagefolder", "--data-root", root, "--no-sweep")
     assert code == 0, err
     assert "note: no test/ folder: the test split is the validation split, the 48 images of val/" in err.splitlines()
+    assert "48 val images" in out and "which also chose the model" in out  # named as what they are, and why it matters
     shutil.rmtree(root / "val")  # the held-out share of train/ is all that is evaluated: QA, "but how many?"
     code, out, err = run_cli("evaluate", trained["run"], "--dataset", "imagefolder", "--data-root", root, "--no-sweep",
                              "--json")
     assert code == 0, err
-    held_out = json.loads(out)["images"]
+    result = json.loads(out)
+    held_out = result["images"]
     assert 0 < held_out < 48
+    # recorded as what they are, as the trainer records it: these images chose the model, no test of it
+    assert result["split"] == "val" and "chose" in result["split_note"]
     assert (f"note: no test/ folder: the test split is the validation split, the share of train/ held out from "
             f"training: {held_out} of its 48 images") in err.splitlines()
 
