@@ -883,3 +883,26 @@ def test_a_config_for_one_gpu_by_number_shows_a_gpu_and_no_cpu_time(qtbot, form)
     values["device"] = "cuda:x"  # not a GPU: still flagged
     form.set_values(values)
     assert "not a choice" in device.currentText() and "device" in form.errors
+
+
+def test_a_preview_of_the_previous_dataset_does_not_land_while_the_new_folder_is_checked(
+        qtbot, held_preview, held_checks, window, tmp_path):
+    """Review: while a loaded config's image folder was being checked, the previous dataset's preview stayed
+    (or, still decoding, landed) under the new dataset: its samples and counts showed, and "no error" stood
+    until the verdict came."""
+    form = window.training.form
+    form.set_values(tiny_run_values(form))  # synthetic: its preview waits on the gate
+    qtbot.waitUntil(lambda: form._tasks.is_busy("preview"), timeout=30_000)
+    values = tiny_run_values(form)
+    values["data"] = {**values["data"], "name": "imagefolder", "root": str(tmp_path / "held-folder")}
+    form.set_values(values)  # a config of an image folder whose check blocks until released
+    qtbot.waitUntil(lambda: form.dataset.checking(), timeout=10_000)
+    qtbot.wait(600)  # the form's debounced preview request has come and gone meanwhile
+    held_preview.set()  # the synthetic preview decodes now, while the folder is still being checked
+    qtbot.wait(1500)
+    # no other dataset's samples under this one (the default Fashion-MNIST's stayed, or the synthetic landed)
+    assert form.preview_data is None and form.preview.data is None
+    assert not window.training.header.start.isEnabled()
+    held_checks.set()
+    qtbot.waitUntil(lambda: form.dataset_error is not None and "folder not found" in form.dataset_error,
+                    timeout=30_000)

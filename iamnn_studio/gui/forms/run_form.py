@@ -350,8 +350,14 @@ class RunForm(QWidget):
             return
         if any(key.startswith("data.") and message != self._calibration_error for key, message in self.errors.items()):
             return  # the form already says what is wrong (too few held-out images: the new split's preview tells)
-        if self.dataset.checking():
-            return  # its folder's verdict comes first (_on_availability_checked)
+        if self.dataset.checking():  # its folder's verdict comes first (_on_availability_checked)
+            if self._shown_preview != _shape_key(data) or self._requested_preview != _shape_key(data):
+                # another dataset's or folder's samples, shown or still decoding, must not stand for this one's
+                self._tasks.cancel("preview")
+                self._requested_preview = None
+                self.preview_data = None
+                self.preview.show_message(f"Checking {self.dataset.provider_label()}…", clear=True)
+            return
         if not self.dataset.is_available():
             self._tasks.cancel("preview")  # a preview still decoding is another dataset's: it must not clear this
             self.dataset_error = self.dataset.status.text() or "the dataset is not on this computer"
