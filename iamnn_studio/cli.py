@@ -1082,6 +1082,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         output_file(args.out)
     except ValueError as exc:
         raise UsageError(f"cannot write {args.out}: {exc}") from None
+    if _same_existing_file(args.out, args.checkpoint):  # before "exists": --force would not help
+        raise UsageError(f"--out: {args.out} is the checkpoint being exported: choose another file name")
     mismatch = suffix_mismatch(args.fmt, args.out)
     if mismatch and os.path.lexists(args.out):  # most likely another kind of file named by mistake (run.toml)
         raise UsageError(f"--out: {args.out} exists and its suffix is not that of {args.fmt} files: not replaced "
@@ -1105,6 +1107,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported {args.fmt} to {out} ({out.stat().st_size / 1e6:.1f} MB"
           + ("; replaced the file that was there)" if replacing else ")"))
     return EXIT_OK
+
+
+
+def _same_existing_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- runs

@@ -323,6 +323,17 @@ def test_export_never_replaces_an_existing_file_of_another_kind(trained, tmp_pat
     assert (tmp_path / "model.pt").stat().st_size > 1000  # replaced, as asked
 
 
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_onto_the_checkpoint_itself_says_so_first(trained, tmp_path, fmt):
+    """Review: --out CKPT said "exists: not replaced (give --force...)", and --force then got the refusal."""
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes((trained["run"] / "checkpoints" / "best.pt").read_bytes())
+    before = ckpt.read_bytes()
+    for force in ([], ["--force"]):
+        code, out, err = run_cli("export", ckpt, "--format", fmt, "--out", ckpt, *force)
+        assert (code, out) == (2, "") and ckpt.read_bytes() == before
+        assert err == f"error: --out: {ckpt} is the checkpoint being exported: choose another file name\n"
+
 def test_export_to_a_folder_says_it_is_a_folder_not_that_its_suffix_is_wrong(trained, tmp_path):
     code, out, err = run_cli("export", trained["run"], "--format", "onnx", "--out", tmp_path)  # QA: "its suffix"
     assert (code, out, err) == (2, "", f"error: cannot write {tmp_path}: it is a folder; give a file name\n")
