@@ -93,21 +93,21 @@ class IamNNBlock(nn.Module):
     def input_macs(self, height: int, width: int) -> int:
         """MACs spent once per image on the block input (the x0 part of the first convolution)."""
         prepare_macs = getattr(self.process, "prepare_macs", None)
-        return prepare_macs(height, width) if prepare_macs else 0
+        return int(prepare_macs(height, width)) if prepare_macs else 0
 
     def iteration_macs(self, height: int, width: int) -> int:
-        return self.process.macs(height, width)
+        return int(self.process.macs(height, width))  # a plugin's may be a whole float (h * w * c * 9 / 1)
 
     def first_iteration_macs(self, height: int, width: int) -> int:
         """The first iteration starts from the zero state: blocks with ``step`` skip the state's part."""
         state_macs = getattr(self.process, "state_macs", None)
-        skipped = state_macs(height, width) if state_macs and hasattr(self.process, "step") else 0
+        skipped = int(state_macs(height, width)) if state_macs and hasattr(self.process, "step") else 0
         return self.iteration_macs(height, width) - skipped
 
     def head_macs(self) -> int:
         """One halting decision: the head, plus what inference spends on its input (``head_input_macs``)."""
         head_input_macs = getattr(self.process, "head_input_macs", None)
-        return self.halting_head.macs() + (head_input_macs() if head_input_macs else 0)
+        return self.halting_head.macs() + (int(head_input_macs()) if head_input_macs else 0)
 
     # ---------------------------------------------------------------- forward
     def forward(

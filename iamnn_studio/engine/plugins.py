@@ -146,80 +146,112 @@ def _check_entry(key: str, name: str, obj: Any) -> None:
         _check_block(name, obj)
 
 
-#: What a block is tried with at registration: the first block of a width-8 model, on 8x8 feature maps.
-_TRIAL_BLOCK = {"in_channels": 8, "channels": 32, "width": 8, "iterations": 2}
+#: What a block is tried with at registration: the first block of the default model (width 16), on 8x8 maps.
+_TRIAL_BLOCK = {"in_channels": 16, "channels": 64, "width": 16, "iterations": 2}
 _TRIAL_SIZE = 8
 _BLOCK_DOCS = "see docs/plugins.md"
 
 
 def _check_block(name: str, factory: Callable[..., Any]) -> None:
-    """Build the block the way ``IamNNBlock`` does, on the meta device (no memory, no compute), and check
-    what the engine calls on it: ``forward(x, iteration)`` giving ``channels`` maps of the same size,
-    ``macs(height, width)`` giving a whole number, and ``prepare`` wherever ``step`` is offered. A block
-    that fails here would only fail later, in the middle of a training run."""
+    """Refuse a block that definitely breaks what the engine calls on it; a block that would only fail later,
+    in the middle of a training run.
+
+    What is read without running the plugin's code is always checked: ``factory`` takes ``(in_channels,
+    channels, width, iterations)``; a class is an ``nn.Module`` with its own ``forward``, a ``macs`` method, and
+    ``prepare`` wherever ``step`` is offered. Then the block is tried on the meta device (no memory, no
+    compute): built, ``macs(8, 8)`` and ``forward(x, iteration)``. Whatever of that cannot run there (a statistic
+    of the initial weights, ``.item()``, ``.numpy()``, a layer that does not fit the trial's sizes) is not tried,
+    at debug level, and the block is accepted: only a result that is definitely wrong refuses it (a ``macs``
+    that is not a whole number >= 0, a ``forward`` of the wrong shape)."""
     import torch
     from torch import nn
 
     in_channels, channels, width, iterations = _TRIAL_BLOCK.values()
+    maker = getattr(factory, "__name__", type(factory).__name__)
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (a builtin, some C extension): only trying tells
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(in_channels, channels, width, iterations)
+        except TypeError as exc:
+            raise TypeError(f"block {name!r} ({maker}) cannot be called as factory(in_channels, channels, width, "
+                            f"iterations): {exc}; {_BLOCK_DOCS}") from None
+
+    def broken(kind: str, what: str) -> TypeError:
+        return TypeError(f"block {name!r} ({kind}) {what}; {_BLOCK_DOCS}")
+
+    def check_kind(kind: str, cls: type, obj: Any) -> None:
+        if not issubclass(cls, nn.Module):
+            raise broken(kind, "is not a torch.nn.Module: factory(in_channels, channels, width, iterations) must "
+                               "return one, so that its weights are trained and saved")
+        missing = []
+        if getattr(cls, "forward", None) is nn.Module.forward and "forward" not in getattr(obj, "__dict__", {}):
+            missing.append("no forward(x, iteration) method")  # nn.Module's own raises NotImplementedError
+        if not callable(getattr(obj, "macs", None)):
+            missing.append("no macs(height, width) method (the engine counts each iteration's multiply-accumulates)")
+        if callable(getattr(obj, "step", None)) and not callable(getattr(obj, "prepare", None)):
+            missing.append("step() without prepare(x0) (the engine calls both, or forward alone)")
+        if missing:
+            raise broken(kind, "has " + " and ".join(missing))
+
+    def not_tried(what: str, exc: BaseException) -> None:
+        logger.debug("block %r: %s not tried on the meta device (%s: %s); accepted as it is",
+                     name, what, type(exc).__name__, " ".join(str(exc).split()))
+
+    if isinstance(factory, type):  # a class: its contract is read without building it
+        check_kind(factory.__name__, factory, factory)
     call = f"factory({in_channels}, {channels}, {width}, {iterations})"
     try:
         with torch.device("meta"):
             block = factory(in_channels, channels, width, iterations)
-    except Exception as exc:  # noqa: BLE001 - whatever the plugin's code raises, said in one line
-        maker = getattr(factory, "__name__", type(factory).__name__)
-        raise TypeError(f"block {name!r} ({maker}) cannot be built: {call} raised {type(exc).__name__}: "
-                        f"{' '.join(str(exc).split())}; a block is factory(in_channels, channels, width, iterations), "
-                        f"{_BLOCK_DOCS}") from exc
+    except Exception as exc:  # noqa: BLE001 - code that needs real weights, or other sizes: it may work for real
+        not_tried(call, exc)
+        return
     kind = type(block).__name__
-
-    def broken(what: str) -> TypeError:
-        return TypeError(f"block {name!r} ({kind}) {what}; {_BLOCK_DOCS}")
-
-    if not isinstance(block, nn.Module):
-        raise broken(f"is not a torch.nn.Module: {call} must return one, so that its weights are trained and saved")
-    missing = []
-    if getattr(type(block), "forward", None) is nn.Module.forward:  # nn.Module's own raises NotImplementedError
-        missing.append("no forward(x, iteration) method")
-    if not callable(getattr(block, "macs", None)):
-        missing.append("no macs(height, width) method (the engine counts each iteration's multiply-accumulates)")
-    if callable(getattr(block, "step", None)) and not callable(getattr(block, "prepare", None)):
-        missing.append("step() without prepare(x0) (the engine calls both, or forward alone)")
-    if missing:
-        raise broken("has " + " and ".join(missing))
+    check_kind(kind, type(block), block)
     size = _TRIAL_SIZE
     try:
         macs = block.macs(size, size)
     except Exception as exc:  # noqa: BLE001
-        raise broken(f"failed in macs({size}, {size}): {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
-    if isinstance(macs, bool) or not isinstance(macs, int) and not _whole_number(macs) or int(macs) < 0:
-        raise broken(f"macs({size}, {size}) returned {macs!r}, not a whole number >= 0")
+        not_tried(f"macs({size}, {size})", exc)
+    else:
+        if not (isinstance(macs, torch.Tensor) and macs.device.type == "meta") and _macs_count(macs) is None:
+            raise broken(kind, f"macs({size}, {size}) returned {macs!r}, not a whole number >= 0")
     x = torch.empty(2, in_channels + channels, size, size, device="meta")
+    want = (2, channels, size, size)
     for iteration in range(iterations):
         try:
             out = block(x, iteration)
-        except (NotImplementedError, RuntimeError) as exc:
-            if "meta" in str(exc):  # data-dependent code (.item(), a custom kernel): not checkable without data
-                logger.debug("block %r: forward not tried on the meta device (%s)", name, exc)
-                return
-            raise broken(f"failed in forward(x, {iteration}) for x of shape {tuple(x.shape)}: "
-                         f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
-        except Exception as exc:  # noqa: BLE001
-            raise broken(f"failed in forward(x, {iteration}) for x of shape {tuple(x.shape)}: "
-                         f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
-        want = (2, channels, size, size)
+        except Exception as exc:  # noqa: BLE001 - data-dependent code (.item(), .numpy(), torch.unique), kernels
+            not_tried(f"forward(x, {iteration}) for x of shape {tuple(x.shape)}", exc)
+            return
         if not isinstance(out, torch.Tensor):
-            raise broken(f"forward returned {type(out).__name__}, not a tensor of shape {want}")
+            raise broken(kind, f"forward returned {type(out).__name__}, not a tensor of shape {want}")
         if tuple(out.shape) != want:
-            raise broken(f"forward returned shape {tuple(out.shape)}, not {want}: the result must have `channels` "
-                         "channels and the input's height and width")
+            raise broken(kind, f"forward returned shape {tuple(out.shape)}, not {want}: the result must have "
+                               "`channels` channels and the input's height and width")
 
 
-def _whole_number(value: Any) -> bool:
-    """An integer of another type (numpy's, a 0-d integer tensor)."""
+def _macs_count(value: Any) -> int | None:
+    """``value`` as a count of multiply-accumulates, or None where it is none: an int, a float with a whole value
+    (``h * w * c * 9 / 1``), numpy's or a 0-d tensor's, >= 0; never a bool."""
+    import operator
+
+    if isinstance(value, bool):
+        return None
     try:
-        return int(value) == value and not isinstance(value, float)
-    except (TypeError, ValueError, RuntimeError):
-        return False
+        count = operator.index(value)
+    except TypeError:
+        try:
+            number = float(value)
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            return None
+        if not number.is_integer() or number != value:
+            return None
+        count = int(number)
+    return count if count >= 0 else None
 
 
 class PluginAPI:
