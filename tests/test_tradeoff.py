@@ -113,10 +113,38 @@ def test_a_halting_no_better_than_random_allocation_does_not_pay():
     assert "random allocation" in result["verdict"] and "-0.01 pt" in result["verdict"]
     assert "pays:" not in result["verdict"]
     assert result["versus_random"] == pytest.approx(-0.0001) and result["beats_random"] is False
-    # beating both controls still pays; without a random control the fixed curve decides
+    # beating both controls still pays
     assert halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92, 0.935)))["beats_random"] is True
+
+
+def test_a_random_control_that_was_not_measured_is_not_beaten():
+    # review: every image used the same iterations (a collapsed halting), so random allocation had nothing to
+    # permute (top1 null); the verdict still said "pays" and the Collapsed tile "yet it beats ... random allocation"
     unknown = halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92, 0.935), random_top1=None))
-    assert unknown["outcome"] == "pays" and unknown["beats_random"] is None
+    assert unknown["outcome"] == "level" and unknown["pays"] is None and unknown["beats_random"] is None
+    assert unknown["verdict"].startswith("The halting is ahead of fixed iterations; random allocation was not measured")
+    assert "pays" not in unknown["verdict"] and "+2.00 pt over fixed iterations" in unknown["verdict"]
+
+
+def test_a_margin_over_random_allocation_within_its_noise_is_level():
+    paired = {"only_adaptive_right": 40, "only_fixed_right": 20}
+    curve = [{**p, "paired": paired} for p in fixed_curve(0.90, 0.92, 0.935)]
+    # adaptive 93.0 % vs fixed 91.0 % at 15 M (SE about 0.08 pt): clearly ahead; random at 92.9 %
+    base = {**evaluation(0.93, 15e6, curve, random_top1=0.929), "images": 10_000}
+    # without paired counts against random, the fixed comparison's standard error is the yardstick
+    level = halting_tradeoff(base)
+    assert level["within_noise"] is False and level["random_within_noise"] is True
+    assert level["outcome"] == "level" and level["pays"] is False and level["beats_random"] is None
+    assert level["verdict"].startswith("The halting is level with random allocation")
+    # with paired counts against random, its own standard error decides: a wide one keeps it level ...
+    wide = {**base["adaptivity"]["random_allocation"], "paired": {"only_adaptive_right": 400, "only_random_right": 390}}
+    assert halting_tradeoff({**base, "adaptivity": {"random_allocation": wide}})["outcome"] == "level"
+    # ... and a narrow one makes the +0.10 pt a win
+    narrow = {**base["adaptivity"]["random_allocation"], "paired": {"only_adaptive_right": 12, "only_random_right": 2}}
+    won = halting_tradeoff({**base, "adaptivity": {"random_allocation": narrow}})
+    assert won["outcome"] == "pays" and won["beats_random"] is True and won["random_within_noise"] is False
+    assert won["random_standard_error"] == pytest.approx(paired_standard_error(
+        {"paired": {"only_adaptive_right": 12, "only_fixed_right": 2}}, 10_000))
 
 
 @pytest.mark.parametrize("damage", [{"top1": float("nan")}, {"macs": {"mean": float("nan")}},

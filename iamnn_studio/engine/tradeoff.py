@@ -10,7 +10,10 @@ evaluation dict: it works on any ``eval.json``, old or new, and needs no torch.
 How sure: evaluations count, per fixed setting, the images only it or only the adaptive model gets
 right (``paired``). The difference of two accuracies on the same images then has the standard
 error of a paired (McNemar) comparison, and the verdict says when the difference is within two
-of them.
+of them. The margin over random allocation is held to the same rule: with the images only one of
+the two gets right (``random_allocation.paired``), against its own paired standard error; without
+them (evaluations from before those counts), against the fixed comparison's standard error, the
+nearest yardstick on the same images. A margin within two of them is "level", not a win.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from typing import Any, Sequence
 from ..numbers import si
 
 LEADS = {"pays": "The halting pays", "level": "The halting is level with fixed iterations",
-         "does not pay": "The halting does not pay on this model"}
+         "does not pay": "The halting does not pay on this model",
+         "level with random": "The halting is level with random allocation",
+         "unmeasured": "The halting is ahead of fixed iterations; random allocation was not measured"}
 
 #: Differences smaller than this (in top-1, as a fraction) are "the same": one image in 2,000.
 TIE = 0.0005
@@ -48,11 +53,16 @@ def interpolate_top1(curve: Sequence[dict], macs: float) -> float | None:
 
 
 def paired_standard_error(point: dict, images: int | None) -> float | None:
-    """Standard error of (adaptive - ``point``) top-1 on the same ``images``; None without the counts."""
+    """Standard error of (adaptive - ``point``) top-1 on the same ``images``; None without the counts.
+
+    ``point`` is a fixed-sweep point (``paired.only_fixed_right``) or the random allocation
+    (``paired.only_random_right``)."""
     paired = point.get("paired")
-    if not paired or not images:
+    if not isinstance(paired, dict) or not isinstance(images, int) or images <= 0:
         return None
-    a, b = paired["only_adaptive_right"], paired["only_fixed_right"]
+    a, b = paired.get("only_adaptive_right"), paired.get("only_fixed_right", paired.get("only_random_right"))
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (a, b)):
+        return None
     return math.sqrt(max(a + b - (a - b) ** 2 / images, 0.0)) / images
 
 
@@ -82,13 +92,19 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     ``outcome`` (what the verdict leads with: "pays", "level" when the difference is within noise,
     "does not pay", or None), ``standard_error`` of the difference it rests on and ``within_noise`` (|difference| < 2 of them;
     None without paired counts), ``versus_random`` (adaptive minus the random allocation, None without
-    it) and ``beats_random`` (by more than ``TIE``; None without it), ``verdict`` (sentences for a
-    person) and ``suggested_mode`` (what to run for this accuracy).
+    it), ``random_standard_error`` (its paired standard error, else the fixed comparison's; None
+    without either), ``random_within_noise`` (a margin above ``TIE`` but under two of them; None
+    without a random control or an error) and ``beats_random`` (True: by more than ``TIE`` and
+    beyond the noise; False: by no more than ``TIE``; None: not measured, or within noise),
+    ``verdict`` (sentences for a person) and ``suggested_mode`` (what to run for this accuracy).
 
     The halting pays only where it beats both controls (adaptivity.md section 6): ahead of fixed counts
     but no better than the random allocation, its gain comes from the mix of iteration counts, not from
-    choosing them per image, and the outcome is "does not pay". Figures that are not finite numbers
-    (a damaged file's NaN) are left out: no figure, no verdict on it.
+    choosing them per image, and the outcome is "does not pay". Ahead of fixed counts but within the
+    noise of random allocation, or where random allocation was not measured (every image used the same
+    iterations: nothing to permute), the outcome is "level" (``pays`` False or None): a control that was
+    not measured is not beaten. Figures that are not finite numbers (a damaged file's NaN) are left
+    out: no figure, no verdict on it.
     """
     if not evaluation or evaluation.get("mode") != "adaptive" or evaluation.get("architecture") != "iamnn":
         return None
@@ -96,7 +112,9 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     top1, macs = _finite(evaluation.get("top1")), _finite((evaluation.get("macs") or {}).get("mean"))
     if not fixed or top1 is None or macs is None:
         return None
-    random_top1 = _finite(((evaluation.get("adaptivity") or {}).get("random_allocation") or {}).get("top1"))
+    random = (evaluation.get("adaptivity") or {}).get("random_allocation")
+    random = random if isinstance(random, dict) else {}
+    random_top1 = _finite(random.get("top1"))
     at_equal = interpolate_top1(fixed, macs)
     best = max(fixed, key=lambda p: (p["top1"], -p["mean_macs"]))
     as_good = [p for p in fixed if p["top1"] >= top1 - TIE]
@@ -107,7 +125,8 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
         "best_fixed": best, "alternative": alternative, "pays": None, "outcome": None, "suggested_mode": "adaptive",
         "standard_error": None, "within_noise": None,
         "versus_random": None if random_top1 is None else top1 - random_top1,
-        "beats_random": None if random_top1 is None else top1 - random_top1 > TIE,
+        "random_standard_error": None, "random_within_noise": None,
+        "beats_random": None if random_top1 is None or top1 - random_top1 > TIE else False,
     }
     cheaper = alternative is not None and alternative["mean_macs"] <= macs
     if cheaper:
@@ -117,6 +136,15 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
         error = _interpolated_error(fixed, macs, images)
     if error is not None and difference is not None:
         result["standard_error"], result["within_noise"] = error, abs(difference) < 2 * error
+    if random_top1 is not None:
+        random_error = paired_standard_error(random, images)
+        result["random_standard_error"] = random_error if random_error is not None else error
+        if result["beats_random"] is None:  # ahead of random by more than TIE: beyond the noise?
+            margin, noise = top1 - random_top1, result["random_standard_error"]
+            result["random_within_noise"] = None if noise is None else margin < 2 * noise
+            result["beats_random"] = None if result["random_within_noise"] else True
+        elif result["random_standard_error"] is not None:
+            result["random_within_noise"] = False
     adaptive = f"adaptive {_pct(top1)} at {_macs(macs)} MACs{_noise(result)}"
     named: list[dict] = []  # fixed settings the verdict already names
     if cheaper:
@@ -134,6 +162,17 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
                              f"as accurate ({_signed(top1 - random_top1)} over random allocation), so its "
                              f"{_signed(top1 - at_equal)} over fixed iterations at the same MACs comes from the mix of "
                              f"counts, not from choosing them per image ({adaptive}).")
+    elif top1 >= at_equal - TIE and result["beats_random"] is None:  # random allocation not measured, or level
+        measured = random_top1 is not None
+        result["pays"], result["outcome"] = (False if measured else None), "level"
+        lead = "level" if result["within_noise"] else "level with random" if measured else "unmeasured"
+        versus_random = (f" and {_signed(top1 - random_top1)} over random allocation, within its paired standard "
+                         f"error of {100 * result['random_standard_error']:.2f} pt" if measured else "")
+        result["verdict"] = (f"{LEADS[lead]}: {_signed(top1 - at_equal)} over fixed iterations at the same MACs"
+                             f"{versus_random} ({adaptive}).")
+        if not measured:
+            result["verdict"] += (" Whether it chooses iterations per image better than dealing them at random "
+                                  "is unknown.")
     elif top1 >= at_equal - TIE:
         result["pays"], result["outcome"] = True, "level" if result["within_noise"] else "pays"
         versus_random = "" if random_top1 is None else f" and {_signed(top1 - random_top1)} over random allocation"

@@ -1072,8 +1072,8 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
     tradeoff = halting_tradeoff(evaluation)
     if collapse.get("alarm"):
         detail = "; ".join(collapse.get("reasons") or []) or spread
-        if tradeoff is not None and tradeoff["outcome"] == "pays":  # as the verdict under the sweep says
-            detail += " · yet it beats fixed counts and random allocation"
+        if tradeoff is not None and tradeoff["outcome"] == "pays" and tradeoff["beats_random"] is True:
+            detail += " · yet it beats fixed counts and random allocation"  # as the verdict under the sweep says
         return "Collapsed", detail, theme.WARNING
     if tradeoff is not None and tradeoff["outcome"] == "does not pay":
         alternative = tradeoff["alternative"]
@@ -1093,5 +1093,7 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
             extra += f" ± {100 * tradeoff['standard_error']:.2f}"
         extra += " pt vs fixed counts"
     if tradeoff is not None and tradeoff["outcome"] == "level":  # compute tracks difficulty, accuracy is a tie
-        return "Adapts", spread + extra + " (within noise)", theme.TEXT
+        why = ("within noise" if tradeoff["within_noise"] else "random allocation not measured"
+               if tradeoff["random_top1"] is None else "level with random allocation")
+        return "Adapts", spread + extra + f" ({why})", theme.TEXT
     return "Adapts", spread + extra, theme.GOOD

@@ -128,7 +128,8 @@ def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp
 
     assert "halting at most" not in view.subtitle.text()
 
-    limited = {**made_up_eval(), "halting_caps": [1, 1, 2, 1]}
+    limited = {**made_up_eval(), "halting_caps": [1, 1, 2, 1]}  # it pays only with random allocation beaten too
+    limited["adaptivity"] = {**limited["adaptivity"], "random_allocation": {"top1": 0.5}}
     show(qtbot, view, make_run(tmp_path / "runs", "paying", evaluation=limited))
     assert "halting at most 1·1·2·1" in view.subtitle.text()
     assert view.adaptivity_tile.value.text() == "Adapts" and "pt vs fixed counts" in view.adaptivity_tile.detail.text()
@@ -629,6 +630,29 @@ def test_a_collapsed_halting_no_better_than_random_is_not_called_paying(qtbot, v
     show(qtbot, view, make_run(tmp_path / "runs", "random-as-good", evaluation=evaluation))
     assert view.adaptivity_tile.value.text() == "Doesn't pay"
     assert "random" in view.adaptivity_tile.detail.text() and "nan" not in view.adaptivity_tile.detail.text()
+
+
+def test_a_collapsed_halting_is_not_said_to_beat_a_random_allocation_that_was_not_measured():
+    """Review: every image used the same iterations, so random allocation had nothing to permute (top1 null), yet
+    the Collapsed tile read "... yet it beats fixed counts and random allocation"."""
+    from iamnn_studio.gui.analysis_view import _adaptivity_verdict
+
+    fixed = [{"iterations": [n] * 4, "mean_macs": 100.0 * n, "top1": t,
+              "paired": {"only_fixed_right": 0, "only_adaptive_right": 50}} for n, t in ((1, 0.85), (2, 0.88), (3, 0.91))]
+    evaluation = {"top1": 0.9, "images": 1000, "mode": "adaptive", "architecture": "iamnn", "halting_calibrated": True,
+                  "macs": {"mean": 150.0, "min": 150.0, "max": 150.0, "p90_over_p10": 1.0, "max_over_min": 1.0},
+                  "adaptivity": {"collapse": {"alarm": True, "reasons": ["100% of images use iterations [1, 2, 2, 1]"]},
+                                 "random_allocation": {"top1": None, "reason": "nothing to permute"}},
+                  "sweep": {"fixed": fixed}}
+    value, detail, _ = _adaptivity_verdict(evaluation, "iamnn")
+    assert value == "Collapsed" and "random allocation" not in detail and "beats" not in detail
+    # measured and beaten: then the tile may say so
+    evaluation["adaptivity"]["random_allocation"] = {"top1": 0.8}
+    assert "beats fixed counts and random allocation" in _adaptivity_verdict(evaluation, "iamnn")[1]
+    # not collapsed, ahead of fixed counts, random allocation not measured: not "within noise"
+    evaluation["adaptivity"] = {"collapse": {"alarm": False}, "random_allocation": {"top1": None}}
+    value, detail, _ = _adaptivity_verdict(evaluation, "iamnn")
+    assert value == "Adapts" and "within noise" not in detail and "random allocation not measured" in detail
 
 
 def test_a_failed_run_says_why_it_failed(qtbot, view, tmp_path):
