@@ -101,6 +101,10 @@ def test_random_control_deals_out_the_same_iteration_vectors(report, model, data
     iterations = direct_pass(model, data).iterations
     without_heads = model.macs_for(iterations, torch.zeros_like(iterations)).double().mean().item()
     assert control["mean_macs"] == pytest.approx(without_heads)
+    # the images only one of the two gets right: the paired standard error the verdict holds the margin to
+    paired = control["paired"]
+    assert (paired["only_adaptive_right"] - paired["only_random_right"]) / report["images"] == pytest.approx(
+        control["adaptive_minus_random"])
 
 
 def test_sweep_points_equal_evaluations_at_that_setting(report, model, data):

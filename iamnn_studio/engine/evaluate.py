@@ -229,7 +229,8 @@ def _main_pass(runner: _Runner, caps: tuple[int, ...], main_is_full_depth: bool)
 def _random_allocation(runner: _Runner, main: _Pass, labels: Tensor) -> dict[str, Any]:
     """Accuracy when the same iteration vectors are dealt to the images at random.
 
-    Adaptive halting is worth something only if it beats this control at the same MAC histogram.
+    Adaptive halting is worth something only if it beats this control at the same MAC histogram;
+    ``paired`` counts the images only one of the two gets right, for ``tradeoff``'s standard error.
     """
     generator = torch.Generator().manual_seed(RANDOM_CONTROL_SEED)
     dealt = main.iterations[torch.randperm(len(labels), generator=generator)]
@@ -243,9 +244,12 @@ def _random_allocation(runner: _Runner, main: _Pass, labels: Tensor) -> dict[str
         group = runner.run(exits=tuple(int(n) for n in vector), indices=members)
         predictions[members] = group.predictions
         macs[members] = group.macs
+    random_right, adaptive_right = predictions == labels, main.predictions == labels
     return {
         "top1": _top1(predictions, labels),
         "adaptive_minus_random": _top1(main.predictions, labels) - _top1(predictions, labels),
+        "paired": {"only_random_right": int((random_right & ~adaptive_right).sum()),
+                   "only_adaptive_right": int((adaptive_right & ~random_right).sum())},
         "mean_macs": float(macs.double().mean()),
         "settings": len(vectors),
         "seed": RANDOM_CONTROL_SEED,

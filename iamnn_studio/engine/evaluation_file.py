@@ -195,7 +195,9 @@ EVALUATION = {key: (check, key == "top1") for key, check in dict(
         collapse=_fields(alarm=_flag, reasons=_list(_text), p90_over_p10=NUMBER, top_vector=ITERATIONS_VECTOR,
                          top_vector_share=FRACTION),
         random_allocation=_fields(top1=FRACTION, reason=_text, adaptive_minus_random=_number(-1, 1),
-                                  mean_macs=NUMBER, settings=COUNT, seed=NUMBER),
+                                  mean_macs=NUMBER, settings=COUNT, seed=NUMBER,
+                                  paired=_fields(("only_random_right", "only_adaptive_right"),
+                                                 only_random_right=COUNT, only_adaptive_right=COUNT)),
     ),
     sweep=_fields(
         fixed=_list(_fields(("iterations", "mean_macs", "top1"), iterations=ITERATIONS_VECTOR, **CURVE_POINT,
