@@ -677,6 +677,10 @@ def test_normalisation_stats_come_from_the_train_split():
     bundle = DatasetBundle.from_splits("toy", ["a"], train, test, val_fraction=0.0)
     assert bundle.mean == (1.0,)  # the all-black test split must not leak into the statistics
 
+    # a plugin dataset may name its classes with numbers: everything downstream (eval.json) gets text
+    numbered = DatasetBundle.from_splits("toy", [0, 1, 2], train, test, val_fraction=0.0)
+    assert numbered.classes == ["0", "1", "2"]
+
 
 def test_normalize_gives_zero_mean_unit_std_float32():
     images = torch.randint(0, 256, (64, 2, 8, 8), dtype=torch.uint8)

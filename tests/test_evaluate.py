@@ -244,6 +244,18 @@ def test_every_report_passes_the_eval_json_check(report, model, data, tmp_path):
     assert read_evaluation(path) == report
 
 
+def test_class_names_that_are_numbers_are_accepted_in_eval_json(report):
+    """Review: the trainer wrote eval.json for a plugin dataset with classes=[0, 1, 2], and it was refused."""
+    from iamnn_studio.engine.evaluation_file import evaluation_problems
+
+    numbered = json.loads(json.dumps(report))
+    numbered["classes"] = list(range(len(numbered["classes"])))
+    for entry in numbered.get("hardest") or []:
+        entry["label"], entry["prediction"] = 0, 1
+    assert evaluation_problems(numbered) == []
+    assert evaluation_problems({**numbered, "classes": [True, None, 2]}) != []
+
+
 @pytest.mark.parametrize("damage, said", [
     ({"macs": [1, 2, 3]}, "macs is a list, not an object"),
     ({"macs": {"min": 1, "max": 5}}, "macs has no mean"),

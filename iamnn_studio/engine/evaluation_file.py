@@ -105,6 +105,14 @@ def _text(value: Any, where: str) -> list[str]:
     return [] if isinstance(value, str) else [f"{where} is {_kind(value)}, not text"]
 
 
+def _name(value: Any, where: str) -> list[str]:
+    """A class name: text, or a number in files written before class names became text."""
+    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                  and math.isfinite(value)):
+        return []
+    return [f"{where} is {_kind(value)}, not text"]
+
+
 def _flag(value: Any, where: str) -> list[str]:
     return [] if isinstance(value, bool) else [f"{where} is {_kind(value)}, not true or false"]
 
@@ -161,7 +169,7 @@ def _fields(required: tuple[str, ...] = (), **checks: Check) -> Check:
 
 ITERATIONS_VECTOR = _list(POSITIVE_COUNT)
 CURVE_POINT = dict(mean_macs=NUMBER, top1=FRACTION)
-IMAGE = _fields(("index",), index=COUNT, macs=NUMBER, label=_text, prediction=_text, correct=_flag,
+IMAGE = _fields(("index",), index=COUNT, macs=NUMBER, label=_name, prediction=_name, correct=_flag,
                 iterations=ITERATIONS_VECTOR)
 EVALUATION = {key: (check, key == "top1") for key, check in dict(
     top1=FRACTION,
@@ -176,7 +184,7 @@ EVALUATION = {key: (check, key == "top1") for key, check in dict(
     threshold=NUMBER,
     halting_calibrated=_flag,
     stopped=_flag,
-    classes=_list(_text),
+    classes=_list(_name),
     caps=ITERATIONS_VECTOR,
     halting_caps=ITERATIONS_VECTOR,
     per_class=_mapping(_optional(FRACTION)),

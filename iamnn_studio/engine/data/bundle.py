@@ -105,7 +105,9 @@ class DatasetBundle:
         """Carve ``val`` out of ``train`` unless the dataset brings its own, then measure the train split.
 
         ``test=None`` means the dataset has no test images: the validation split stands in for them.
+        Class names become text (a plugin may name them 0, 1, 2): eval.json and every view read text.
         """
+        classes = [str(name) for name in classes]
         for split, images in (("train", train), ("test", test), ("val", val)):
             _check_labels(name, split, images, len(classes))
         val_carved = val is None
