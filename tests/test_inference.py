@@ -279,6 +279,19 @@ def test_mean_test_macs_comes_from_the_run_evaluation(tmp_path):
     assert predictor.mean_test_macs == report["sweep"]["fixed"][0]["mean_macs"]
 
 
+@pytest.mark.parametrize("damage", [{"adaptivity": [1]}, {"sweep": [1]}, {"classes": "abc"}])
+def test_a_damaged_run_evaluation_is_no_evaluation(tmp_path, damage):
+    """Review: an eval.json with "adaptivity": [1] or "sweep": [1] failed the Use tab's checkpoint load."""
+    path = tmp_path / "checkpoints" / "best.pt"
+    model = save_varied_checkpoint(path)
+    report = evaluate(model, varied_images(48), mean=MEAN, std=STD, classes=CLASSES, batch_size=48)
+    (tmp_path / "eval.json").write_text(json.dumps({**report, **damage}))
+    predictor = Predictor.from_checkpoint(path)
+    assert predictor.mean_test_macs is None
+    predictor.mode = "fixed:1"
+    assert predictor.mean_test_macs is None
+
+
 @pytest.mark.parametrize("mode", ["max", "fixed:1", "fixed:2"])
 def test_a_fixed_mode_reports_its_own_macs_range_like_the_command_line(checkpoint, images, mode):
     """Python (and the Use tab, which shows '% of the maximum' without an evaluation) said the adaptive

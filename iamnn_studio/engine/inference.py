@@ -8,7 +8,6 @@ the halting rule compared with the threshold.
 """
 from __future__ import annotations
 
-import json
 import math
 import stat
 import warnings
@@ -444,13 +443,17 @@ def _same(a: Any, b: float) -> bool:
 
 
 def _stored_evaluation(checkpoint: Checkpoint) -> dict[str, Any] | None:
-    """The run's ``eval.json``: beside the checkpoint, or one folder up (``<run>/checkpoints/x.pt``)."""
+    """The run's ``eval.json``: beside the checkpoint, or one folder up (``<run>/checkpoints/x.pt``).
+
+    Read through ``read_evaluation``: a file it refuses (damaged, the wrong shape) is no evaluation."""
+    from .evaluation_file import read_evaluation
+
     folder = checkpoint.path.parent
     for candidate in (folder / "eval.json", folder.parent / "eval.json"):
         if candidate.is_file():
             try:
-                value = json.loads(candidate.read_text(encoding="utf-8"))
+                value = read_evaluation(candidate)
             except (OSError, ValueError):
                 return None
-            return value if isinstance(value, dict) and isinstance(value.get("macs"), dict) else None
+            return value if isinstance(value.get("macs"), dict) else None
     return None
