@@ -306,7 +306,7 @@ def markdown(data: dict[str, Any]) -> str:
         m = ev["macs"]
         spread = millions(m["mean"]) if m["min"] == m["max"] else f"{millions(m['mean'])} ({millions(m['min'])}–{millions(m['max'])})"
         lines.append(f"| {spec['label']} | {run['parameters'] / 1e6:.3f} M | {spread} | "
-                     f"{100 * ev['top1']:.2f} % / {100 * ev['top5']:.2f} % |")
+                     f"{pct(ev['top1'])} / {pct(ev.get('top5'))} |")
     t = cmp["targets"]
 
     def met(name: str) -> str:

@@ -187,6 +187,9 @@ def test_table1_is_built_from_real_engine_evaluations(tmp_path, qapp):
     for spec in NETWORKS.values():
         assert spec["label"] in text
     assert "| IamNN params / ResNet params | <= 0.15 |" in text and "a note" in text
+    # five classes or fewer: eval.json's top5 is null, and the table says "–"
+    few = {key: {**run, "eval": {**run["eval"], "top5": None}} for key, run in runs.items()}
+    assert " % / – |" in markdown({**data, "runs": few})
 
     render = {**data, "iamnn": runs["iamnn"]["eval"],
               "resnet_point": {"mean_macs": runs["resnet"]["eval"]["macs"]["mean"], "top1": runs["resnet"]["eval"]["top1"]},
