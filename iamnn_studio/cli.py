@@ -699,7 +699,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.evaluate import evaluate, evaluation_split
 
     checkpoint = load_checkpoint(args.checkpoint, map_location=args.device)
+    trained_on = _data_identity(checkpoint.run_config.data) if checkpoint.run_config is not None else None
     data_config = _evaluation_data(checkpoint, args)
+    own_data = trained_on is not None and _data_identity(data_config) == trained_on
     seed = checkpoint.run_config.seed if checkpoint.run_config else 0
     bundle = _load_evaluation_data(data_config, seed)
     if bundle is None:  # a first Ctrl-C stopped the dataset download: said, not an error
@@ -709,7 +711,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_dataset_fits(bundle, checkpoint)
     # "test" of a dataset without test images of its own is its validation split: recorded as that, as the
     # trainer records it (they chose the model; eval.json must not call them a test of it)
-    name, images, recorded = (evaluation_split(bundle) if args.split == "test"
+    # (only the checkpoint's own training data: another folder's validation images chose nothing)
+    name, images, recorded = (evaluation_split(bundle, chose_the_model=own_data) if args.split == "test"
                               else (args.split, bundle.split(args.split), {"split": args.split}))
     split = _in_checkpoint_labels(bundle, checkpoint, images)
     if len(split) == 0:
@@ -763,6 +766,12 @@ def _load_evaluation_data(data_config: Any, seed: int) -> Any:
             raise
         print(exc, file=sys.stderr)  # what the user asked for, not an error
         return None
+
+
+def _data_identity(data: Any) -> tuple[str, str | None]:
+    """(dataset name, resolved root): the same for the data a checkpoint was trained on and the same data again."""
+    root = getattr(data, "root", None)
+    return data.name, None if root is None else str(Path(root).expanduser().resolve())
 
 
 def _evaluation_data(checkpoint: Any, args: argparse.Namespace):

@@ -229,6 +229,9 @@ def test_a_dataset_without_test_images_is_evaluated_on_its_validation_images_and
     split, images, described = evaluation_split(no_test.to("cpu"))
     assert split == "val" and len(images) == len(no_test.val) == 24
     assert described["split"] == "val" and "chose the model" in described["split_note"]
+    # another dataset's validation images had nothing to do with training: a neutral note
+    other = evaluation_split(no_test, chose_the_model=False)[2]
+    assert other["split"] == "val" and "chose" not in other["split_note"] and "validation split" in other["split_note"]
     with_test = DatasetBundle.from_splits("toy", CLASSES, data, data, val_fraction=0.25, seed=0)
     assert evaluation_split(with_test)[0] == "test" and evaluation_split(with_test)[2] == {"split": "test"}
 

@@ -91,16 +91,21 @@ class _Runner:
         return _Pass(torch.cat(logits), torch.cat(iterations), torch.cat(macs))
 
 
-def evaluation_split(bundle) -> tuple[str, ImageTensors, dict[str, str]]:
+#: The note for the validation images of data the model was not trained on: they chose nothing.
+OTHER_DATA_NOTE = "no test images: the validation split of this folder"
+
+
+def evaluation_split(bundle, chose_the_model: bool = True) -> tuple[str, ImageTensors, dict[str, str]]:
     """The images to evaluate a ``DatasetBundle`` on: (split name, images, what eval.json records of them).
 
     The test split, unless the dataset has none of its own (an image folder without test/, whose "test" split
     is its validation split): then the validation images, named "val" with ``HELD_OUT_NOTE``, since they chose
-    the model and are no test of it.
+    the model and are no test of it. ``chose_the_model=False`` (the bundle is not the model's own training
+    data, e.g. ``evaluate --data-root`` another folder): still "val", with the neutral ``OTHER_DATA_NOTE``.
     """
     if len(bundle.test) and not getattr(bundle, "test_is_val", False):
         return "test", bundle.test, {"split": "test"}
-    return "val", bundle.val, {"split": "val", "split_note": HELD_OUT_NOTE}
+    return "val", bundle.val, {"split": "val", "split_note": HELD_OUT_NOTE if chose_the_model else OTHER_DATA_NOTE}
 
 
 def evaluate(
