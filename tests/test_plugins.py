@@ -450,7 +450,7 @@ WORKING_BLOCKS = {
         class InitStat(Base):  # a statistic of the initial weights: .item() on a meta tensor
             def __init__(self, in_channels, channels, width, iterations):
                 super().__init__(in_channels, channels, width, iterations)
-                self.gain = 1.0 / float(self.conv.weight.std())
+                self.gain = 1.0 / float(self.conv.weight.detach().std())
 
             def forward(self, x, iteration):
                 return self.conv(x) * self.gain
