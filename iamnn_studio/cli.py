@@ -29,6 +29,7 @@ from .crash_log import write_error_log
 from .engine.tradeoff import halting_tradeoff
 from .malloc_tuning import tune_malloc
 from .path_options import checkpoint_option, file_option, folder_option
+from .split_words import evaluation_word, split_named
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 #: 128 + SIGPIPE: what the shell reports for ``seq 9999 | head -1``'s seq; not a failure of the command
@@ -516,7 +517,7 @@ def _print_run_summary(result: Any, processes: tuple[str, ...] = ()) -> None:
     evaluation = _read_json(Path(result.run_dir) / "eval.json") if result.run_dir else None
     if evaluation and evaluation.get("top1") is not None:
         macs = evaluation.get("macs") or {}
-        lines.append(f"test top-1: {evaluation['top1']:.2%}, mean MACs {format_macs(macs.get('mean'))}")
+        lines.append(f"{evaluation_word(evaluation)} top-1: {evaluation['top1']:.2%}, mean MACs {format_macs(macs.get('mean'))}")
     if result.reason == "stopped" and result.run_dir:
         command = shlex.join(["iamnn-studio", "train", "--run-dir", str(result.run_dir), "--resume", *processes])
         machines = " (on every machine, each with its own --node-rank)" if "--node-rank" in processes else ""
@@ -526,7 +527,7 @@ def _print_run_summary(result: Any, processes: tuple[str, ...] = ()) -> None:
 
 PHASE_LABELS = {
     "calibrating": "calibrating the halting head",
-    "evaluating": "evaluating on the test images (accuracy, MACs, threshold sweep)",
+    "evaluating": "evaluating the best model (accuracy, MACs, threshold sweep)",  # its split: in the result line
 }
 #: What a first Ctrl-C does in the phases after training (the trainer stops them at their next batch).
 PHASE_STOP_MESSAGES = {
@@ -621,7 +622,7 @@ class TrainingProgress:
 
     def _on_evaluated(self, d: dict) -> None:
         macs = d.get("macs") or {}
-        self._line(f"evaluated on {d.get('split', 'test')}: top-1 {_percent(d.get('top1'))}, "
+        self._line(f"evaluated on {split_named(d.get('split'))}: top-1 {_percent(d.get('top1'))}, "
                    f"top-5 {_percent(d.get('top5'))}, mean MACs {format_macs(macs.get('mean'))}")
 
     def _on_paused(self, d: dict) -> None:
@@ -1129,6 +1130,7 @@ def _same_existing_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 # --------------------------------------------------------------------------- runs
 def cmd_runs(args: argparse.Namespace) -> int:
     from .engine.runs import list_runs
+    from .split_words import recorded_split
 
     if Path(args.runs_dir).exists() and not Path(args.runs_dir).is_dir():
         raise UsageError(f"--runs-dir: {args.runs_dir} is a file, not a folder of runs")
@@ -1141,10 +1143,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
         missing = not Path(args.runs_dir).exists()  # a typo, or nothing trained yet: as the Runs tab says
         print(f"no runs: {args.runs_dir} does not exist yet" if missing else f"no runs in {args.runs_dir}")
         return EXIT_OK
-    # VAL ACC: the best epoch's validation accuracy (status.json); TEST ACC: eval.json's top-1
+    # VAL ACC: the best epoch's validation accuracy (status.json); TEST ACC: eval.json's top-1, "(val)" after it
+    # where that evaluation was on the validation images (no test split: they also chose the model)
     rows = [("NAME", "STATUS", "VAL ACC", "TEST ACC", "EPOCHS", "MODEL", "DATASET")]
     for r in runs:
-        rows.append((r.name, r.status_text, _percent(r.best_accuracy), _percent(r.test_accuracy), r.epochs_text(),
+        test = _percent(r.test_accuracy) + (" (val)" if r.test_accuracy is not None
+                                            and recorded_split(r.path) == "val" else "")
+        rows.append((r.name, r.status_text, _percent(r.best_accuracy), test, r.epochs_text(),
                      r.model, r.dataset))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print("\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows))

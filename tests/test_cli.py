@@ -251,6 +251,23 @@ def test_export_names_the_batch_size_option_it_refuses(tmp_path, size):
                              "--batch-size", size)
     assert (code, out, err) == (2, "", f"error: --batch-size: must be an integer in [1, 4096], got {size}\n")
 
+def test_the_train_summary_and_runs_name_a_held_out_evaluation(tmp_path, capsys):
+    """QA: "test top-1: 36.36%" right after "evaluated on val", and the runs list's TEST ACC without a word."""
+    from types import SimpleNamespace
+    from iamnn_studio.engine.runs import RunDirectory
+
+    run = RunDirectory.create(tmp_path, "folder")
+    run.write_config(RunConfig(name="folder", epochs=2))
+    run.write_status("completed", best_accuracy=0.8, epochs_done=2, total_epochs=2)
+    (run.path / "eval.json").write_text(json.dumps({"top1": 0.3636, "split": "val", "macs": {"mean": 1e6}}))
+    cli._print_run_summary(SimpleNamespace(run_dir=run.path, reason="completed", best_accuracy=0.8))
+    out = capsys.readouterr().out
+    assert "held-out top-1: 36.36%" in out and "test top-1" not in out
+    code, out, _ = run_cli("runs", "--runs-dir", tmp_path)
+    header, row = out.splitlines()[:2]
+    assert code == 0 and row[header.index("TEST ACC"):].startswith("36.36% (val)  ")
+
+
 def test_a_stopped_distributed_run_hints_a_resume_with_its_process_count(tmp_path, capsys):
     """QA: the hint after Ctrl-C of a 2-process run was a command that failed ("trained by 2 process(es)")."""
     import shlex
@@ -1323,3 +1340,13 @@ def test_evaluate_takes_labels_in_order_where_one_side_only_numbers_its_classes(
     assert code == 0, err
     assert "note: the checkpoint only numbers its classes: the labels are taken in order" in err
     assert json.loads(out)["images"] == 48
+
+
+def test_the_evaluating_phase_and_the_evaluated_line_name_the_split_truthfully():
+    """QA: "evaluating on the test images" then "evaluated on val" in the train log."""
+    from iamnn_studio.engine.events import Event
+    from iamnn_studio.engine.trainer import _describe as format_event
+
+    assert "test" not in cli.PHASE_LABELS["evaluating"]
+    assert format_event(Event("evaluated", {"split": "val", "top1": 0.5})) == "evaluated on held-out images (val): top-1 50.00%"
+    assert format_event(Event("evaluated", {"split": "test", "top1": 0.5})) == "evaluated on test: top-1 50.00%"

@@ -47,6 +47,7 @@ from .events import Event, Listener
 from .optim import build_optimizer, build_scheduler, planned_steps
 from .io import unsaved_reason, unwritable_reason
 from .runs import STEP_LIMIT_REASON, RunDirectory
+from ..split_words import split_named
 
 log = logging.getLogger(__name__)
 
@@ -1278,7 +1279,7 @@ def _describe(event: Event) -> str:
         return f"calibrated the halting head: threshold {d.get('threshold')}"
     if event.kind == "evaluated":
         top1 = d.get("top1")
-        return f"evaluated on {d.get('split')}: top-1 " + (f"{top1:.2%}" if isinstance(top1, float) else str(top1))
+        return f"evaluated on {split_named(d.get('split'))}: top-1 " + (f"{top1:.2%}" if isinstance(top1, float) else str(top1))
     return f"{event.kind}: {d}"
 
 

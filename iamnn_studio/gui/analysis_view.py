@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..engine import io
+from ..split_words import evaluation_word, split_word
 from ..engine.runs import epochs_text
 from ..engine.tradeoff import halting_tradeoff
 from .plots import consecutive_means
@@ -349,9 +350,12 @@ class AnalysisView(QWidget):
         # figures, each in a section with a placeholder for runs that lack the data
         self.histograms = IterationHistograms()
         self.histogram_section, self.histogram_stack = self._section(
-            "Iterations per block", "Percentage of test images that ran n iterations in each block (paper Fig. 2). "
-            "The dashed line is the cap: the unit count of the matching ResNet.", self.histograms)
+            "Iterations per block", HISTOGRAM_CAPTION.format(images="test images"), self.histograms)
         self.sweep = SweepCurve()
+        self._sweep_key = (
+            f"{swatch(theme.ACCENT, 'moving the halting threshold', '&#9679;', theme.TEXT_MUTED)}, "
+            f"{swatch(theme.SECONDARY, 'a fixed number of iterations per block (1×, 2×, …)', '&#9632;', theme.TEXT_MUTED)}, "
+            f"{swatch(theme.TEXT, 'this model as saved', '&#9733;', theme.TEXT_MUTED)}.")
         self.sweep_verdict = QLabel()  # does the halting pay against fixed counts? (engine.tradeoff)
         self.sweep_verdict.setWordWrap(True)
         sweep_box = QWidget()
@@ -360,10 +364,7 @@ class AnalysisView(QWidget):
         sweep_layout.addWidget(self.sweep, 1)
         sweep_layout.addWidget(self.sweep_verdict)
         self.sweep_section, self.sweep_stack = self._section(
-            "Accuracy vs compute", "On the test images: "
-            f"{swatch(theme.ACCENT, 'moving the halting threshold', '&#9679;', theme.TEXT_MUTED)}, "
-            f"{swatch(theme.SECONDARY, 'a fixed number of iterations per block (1×, 2×, …)', '&#9632;', theme.TEXT_MUTED)}, "
-            f"{swatch(theme.TEXT, 'this model as saved', '&#9733;', theme.TEXT_MUTED)}.", sweep_box)
+            "Accuracy vs compute", SWEEP_CAPTION.format(images="test images", key=self._sweep_key), sweep_box)
         self.easiest = ImageStrip()
         self.hardest = ImageStrip()
         spectrum = QWidget()
@@ -382,15 +383,14 @@ class AnalysisView(QWidget):
         spectrum_layout.addWidget(self.spectrum_note)
         spectrum_layout.addStretch(1)
         self.spectrum_section, self.spectrum_stack = self._section(
-            "Easy to hard", "Test images that cost the least and the most compute (paper Fig. 3), with their "
-            "MACs. Red: classified wrongly.", spectrum)
+            "Easy to hard", SPECTRUM_CAPTION.format(images="Test images"), spectrum)
         self.confusion = ConfusionMatrix()
         self.confusion_section, self.confusion_stack = self._section(
             "Confusion matrix", "Rows: true class; columns: predicted class. Colour: share of the row; "
             "numbers: images.", self.confusion)
         self.class_bars = ClassAccuracyBars()
         self.class_section, self.class_stack = self._section(
-            "Accuracy per class", "Top-1 accuracy of each class on the test images.", self.class_bars)
+            "Accuracy per class", CLASS_CAPTION.format(images="test images"), self.class_bars)
         self.training = TrainingCurves()
         self.training_section, self.training_stack = self._section(
             "Training", "From metrics.jsonl: loss and accuracy, and the mean iterations per block during "
@@ -631,14 +631,25 @@ class AnalysisView(QWidget):
             still_training = report is not None and report.state in LIVE_STATES
             title = "Still training" if still_training else "This run cannot be evaluated"
             self.evaluate_prompt.set_text(title, blocker)
+        elif report is not None and report.eval_error:  # evaluated, but eval.json is damaged: not "not evaluated"
+            self.evaluate_prompt.set_text(UNREADABLE_EVALUATION, EVALUATE_PROMPT)
         else:
             self.evaluate_prompt.set_text("Not evaluated on the test set yet", EVALUATE_PROMPT)
 
+    def _name_split(self, evaluation: dict) -> None:
+        """The sections' captions name the evaluated images: "held-out images" for eval.json's split "val"."""
+        images = f"{evaluation_word(evaluation)} images"
+        self.histogram_section.caption.setText(HISTOGRAM_CAPTION.format(images=images))
+        self.sweep_section.caption.setText(SWEEP_CAPTION.format(images=images, key=self._sweep_key))
+        self.spectrum_section.caption.setText(SPECTRUM_CAPTION.format(images=images[:1].upper() + images[1:]))
+        self.class_section.caption.setText(CLASS_CAPTION.format(images=images))
+
     def _fill_tiles(self, report: RunReport) -> None:
         evaluation = report.evaluation or {}
+        self._name_split(evaluation)
         if "top1" in evaluation:
             held_out = evaluation.get("split") == "val"  # no test images: the ones that also chose the model
-            where = "held-out" if held_out else evaluation.get("split", "test")
+            where = evaluation_word(evaluation)
             details = [f"top-5 {formatting.percent(top5)}"] if (top5 := _top5(evaluation)) is not None else []
             if evaluation.get("images"):
                 details.append(f"{evaluation['images']:,} {where} images")
@@ -720,11 +731,12 @@ class AnalysisView(QWidget):
 
     # ================================================================ easy-to-hard images
     def _fill_spectrum(self, easiest: list[dict], hardest: list[dict], images: dict[int, QImage]) -> None:
+        split = ((self._report.evaluation if self._report is not None else None) or {}).get("split")
         for strip, entries in ((self.easiest, easiest), (self.hardest, hardest)):
             strip.set_items(
                 [images.get(int(e["index"])) for e in entries],
                 [formatting.si(e.get("macs")) for e in entries],
-                [_describe_image(e) for e in entries],
+                [_describe_image(e, split) for e in entries],
                 [not e.get("correct", True) for e in entries],
             )
         if easiest and hardest:
@@ -759,7 +771,7 @@ class AnalysisView(QWidget):
 
         def failed(message: str) -> None:
             if self._report is not None and self._report.path == path:
-                self.spectrum_note.setText(f"The test images cannot be shown: {message}")
+                self.spectrum_note.setText(f"The {split_word(split)} images cannot be shown: {message}")
 
         self._runner.submit(work, done, failed)
 
@@ -790,7 +802,7 @@ class AnalysisView(QWidget):
             progress(0.0, "Loading the dataset…")
             bundle = data.load_dataset(config.data, seed=config.seed)
             split, images, described = evaluate_module.evaluation_split(bundle)
-            where = "held-out" if split == "val" else split
+            where = split_word(split)
             progress(0.0, f"Evaluating on {len(images):,} {where} images…")
             result = evaluate_module.evaluate(
                 checkpoint.model, images, mean=checkpoint.mean, std=checkpoint.std, classes=checkpoint.classes,
@@ -1008,6 +1020,14 @@ def comparison_rows(report: RunReport, with_one_iteration: bool = True) -> list[
 
 #: The accuracy tile's word on an evaluation of the validation images (eval.json's split "val").
 HELD_OUT_DETAIL = "no test images: these also chose the model"
+#: The evaluation sections' captions, ``images`` naming the evaluated split ("test images", "held-out images").
+HISTOGRAM_CAPTION = ("Percentage of {images} that ran n iterations in each block (paper Fig. 2). "
+                     "The dashed line is the cap: the unit count of the matching ResNet.")
+SWEEP_CAPTION = "On the {images}: {key}"
+SPECTRUM_CAPTION = "{images} that cost the least and the most compute (paper Fig. 3), with their MACs. Red: classified wrongly."
+CLASS_CAPTION = "Top-1 accuracy of each class on the {images}."
+#: The evaluate prompt's title for a run whose eval.json exists but cannot be read (the banner says why).
+UNREADABLE_EVALUATION = "Its evaluation cannot be read: evaluate again"
 #: Top-5 says something only with more than 5 classes (with 5 or fewer the true class is always among them).
 TOP_K = 5
 
@@ -1044,11 +1064,11 @@ def _evaluation_blocker(report: RunReport | None) -> str:
     return ""
 
 
-def _describe_image(entry: dict) -> str:
+def _describe_image(entry: dict, split: Any = "test") -> str:
     verdict = "correct" if entry.get("correct", True) else f"predicted {entry.get('prediction')}"
     iterations = entry.get("iterations")
     its = f"\niterations per block: {', '.join(str(n) for n in iterations)}" if iterations else ""
-    return f"test image {entry.get('index')}: {entry.get('label')} ({verdict})\n{formatting.macs(entry.get('macs'))}{its}"
+    return f"{split_word(split)} image {entry.get('index')}: {entry.get('label')} ({verdict})\n{formatting.macs(entry.get('macs'))}{its}"
 
 
 UNCALIBRATED_VERDICT = ("The halting head was never calibrated (the run stopped before calibration): its "

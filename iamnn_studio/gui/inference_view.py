@@ -562,13 +562,17 @@ class InferenceView(QWidget):
             self._classify(list(self._entries), load_previews=False)
 
     def _advice_text(self, *, chosen: bool) -> str:
-        """The test set's verdict, then which fixed setting to run, or (that setting chosen) what it does."""
+        """The evaluation's verdict, on the images it names ("held-out" for eval.json's split "val"), then which
+        fixed setting to run, or (that setting chosen) what it does."""
+        from ..split_words import evaluation_word
+
         verdict, n, caps = self._advice or ("", 0, [])
+        where = f"On its {evaluation_word(getattr(self._predictor, '_evaluation', None))} images: " \
+                + verdict[:1].lower() + verdict[1:]  # "…: the halting does not pay", not "…: The halting"
         if not chosen:
-            return f"On its test set: {verdict} Mode “Fixed”, N = {n} runs it."
+            return f"{where} Mode “Fixed”, N = {n} runs it."
         iterations = f"{n} iteration{'s' if n != 1 else ''}" + (" (or its cap, where lower)" if n > min(caps) else "")
-        return (f"On its test set: {verdict} Mode “Fixed”, N = {n} is selected: every block runs {iterations} "
-                "on every image.")
+        return f"{where} Mode “Fixed”, N = {n} is selected: every block runs {iterations} on every image."
 
     def _update_advice(self) -> None:
         """Keep the "Fixed, N runs it" advice true as the mode changes: no advice to choose what is chosen.

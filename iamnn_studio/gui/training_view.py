@@ -41,6 +41,7 @@ from .style import BLOCK_COLORS, COLORS, SERIES, SPACING, configure_pyqtgraph, s
 from .system_panel import SystemPanel
 from .widgets.action_row import ActionRowLayout, action_row_policy
 from .widgets.elided_label import ElidedLabel
+from ..split_words import evaluation_word
 from .worker import BackgroundTasks, TrainingSession
 
 MAX_LOG_LINES = 2000
@@ -55,7 +56,7 @@ _STEP_FIGURES = ("loss", "accuracy", "macs", "images_per_s", "lr")
 AFTER_TRAINING = {
     "validating": "Measuring the final model",
     "calibrating": "Calibrating the halting on held-out images",
-    "evaluating": "Evaluating on the test images: accuracy, compute per image and the threshold sweep",
+    "evaluating": "Evaluating the best model: accuracy, compute per image and the threshold sweep",  # split: in the log
 }
 #: The settings column's width and least width at the 10-pt font (under a larger one its rows decide).
 FORM_WIDTH, FORM_MIN_WIDTH = 420, 400
@@ -70,7 +71,7 @@ SHORT_TITLES = {"accuracy": ["Acc. %"], "macs": ["MACs (M)"], "speed": ["Images 
 #: of noise (at 14 pt in a 960 x 640 window the six plots got 0-20 px); the live page scrolls to the log instead.
 PLOT_MIN_HEIGHT = 56
 #: The ResNet baseline has no halting threshold to sweep.
-EVALUATING_BASELINE = "Evaluating on the test images: accuracy and compute per image"
+EVALUATING_BASELINE = "Evaluating the best model: accuracy and compute per image"
 
 
 class LiveMonitor(pg.GraphicsLayoutWidget):
@@ -736,13 +737,7 @@ class TrainingView(QWidget):
 
     def _event_evaluated(self, data: dict) -> None:
         self._evaluation = dict(data)
-        text = f"Evaluated on the {data.get('split', 'test')} split"
-        if data.get("top1") is not None:
-            text += f": top-1 {data['top1']:.1%}"
-        macs = data.get("macs")
-        if isinstance(macs, dict) and macs.get("mean") is not None:
-            text += f" · mean {format_count(macs['mean'])} MACs"
-        self._add_log(text)
+        self._add_log(evaluated_text(data))
 
     def _event_log(self, data: dict) -> None:
         message = str(data.get("message", ""))
@@ -1062,7 +1057,7 @@ def result_facts(finished: dict[str, Any], evaluation: dict[str, Any]) -> list[s
     facts = []
     top1, macs = evaluation.get("top1"), evaluation.get("macs")
     if top1 is not None:
-        fact = f"{evaluation.get('split', 'test')} accuracy {top1:.1%}"
+        fact = f"{evaluation_word(evaluation)} accuracy {top1:.1%}"
         if isinstance(macs, dict) and macs.get("mean") is not None:
             fact += f" at {format_count(macs['mean'])} MACs per image"
         facts.append(fact)
@@ -1114,3 +1109,15 @@ def _percent(value: Any) -> float | None:
 
 def _millions(value: Any) -> float | None:
     return None if value is None else float(value) / 1e6
+
+
+def evaluated_text(data: dict) -> str:
+    """The log line of an ``evaluated`` event, naming its images: "held-out" for the split "val"."""
+    word = evaluation_word(data)
+    text = f"Evaluated on the {word} images" + (" (no test split)" if data.get("split") == "val" else "")
+    if data.get("top1") is not None:
+        text += f": top-1 {data['top1']:.1%}"
+    macs = data.get("macs")
+    if isinstance(macs, dict) and macs.get("mean") is not None:
+        text += f" · mean {format_count(macs['mean'])} MACs"
+    return text

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig  # noqa: E402
+from iamnn_studio.gui import analysis_view  # noqa: E402
 from iamnn_studio.gui.analysis_view import AnalysisView, training_series  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -665,3 +666,26 @@ def test_a_failed_run_says_why_it_failed(qtbot, view, tmp_path):
     assert view.banner.isVisibleTo(view) and reason in view.banner.text()
     assert view.banner.text().startswith("Training failed: ")
     assert reason in view.evaluate_prompt.text.text()
+
+
+def test_the_captions_and_image_tooltips_name_a_held_out_evaluation_so(qtbot, view, tmp_path):
+    """QA: the Study captions said "test images" (and the spectrum "test image N") for an evaluation on "val"."""
+    captions = lambda: [s.caption.text() for s in (view.histogram_section, view.sweep_section,  # noqa: E731
+                                                    view.spectrum_section, view.class_section)]
+    held_out = {**made_up_eval(), "split": "val", "split_note": "no test images"}
+    show(qtbot, view, make_run(tmp_path / "runs", "held-out", evaluation=held_out))
+    assert all("held-out images" in c.lower() and "test images" not in c.lower() for c in captions()), captions()
+    assert analysis_view._describe_image({"index": 3, "label": "cat"}, "val").startswith("held-out image 3: cat")
+    show(qtbot, view, make_run(tmp_path / "runs", "tested", evaluation=made_up_eval()))
+    assert all("test images" in c.lower() for c in captions()), captions()
+    assert analysis_view._describe_image({"index": 3, "label": "cat"}, "test").startswith("test image 3: cat")
+
+
+def test_a_damaged_eval_json_is_not_called_not_evaluated(qtbot, view, tmp_path):
+    """QA: "Not evaluated on the test set yet" under "eval.json cannot be read…" for a run that was evaluated."""
+    run = make_run(tmp_path / "runs", "damaged", evaluation=made_up_eval())
+    (run / "eval.json").write_text("{not json")
+    (run / "checkpoints" / "best.pt").write_bytes(b"")  # something to evaluate again
+    show(qtbot, view, run)
+    assert view.evaluate_prompt.title.text() == "Its evaluation cannot be read: evaluate again"
+    assert "Not evaluated" not in view.evaluate_prompt.title.text()

@@ -250,7 +250,7 @@ def test_a_model_whose_halting_does_not_pay_says_which_fixed_setting_to_run(qtbo
     checkpoint = does_not_pay_checkpoint(tmp_path)
     open_checkpoint(qtbot, view, checkpoint)
     assert view.banner.isVisible()
-    assert view.banner.text().startswith("On its test set: The halting does not pay on this model: fixed:2")
+    assert view.banner.text().startswith("On its test images: the halting does not pay on this model: fixed:2")
     assert "N = 2" in view.banner.text()
 
     evaluation_file = tmp_path / "run" / "eval.json"
@@ -259,6 +259,18 @@ def test_a_model_whose_halting_does_not_pay_says_which_fixed_setting_to_run(qtbo
     evaluation_file.write_text(json.dumps(evaluation))
     open_checkpoint(qtbot, view, checkpoint)
     assert not view.banner.isVisible()
+
+
+def test_the_advice_of_a_held_out_evaluation_does_not_call_it_a_test_set(qtbot, view, tmp_path):
+    """QA: "On its test set: The halting does not pay…" for a run evaluated on its validation images."""
+    import json
+
+    checkpoint = does_not_pay_checkpoint(tmp_path)
+    evaluation_file = tmp_path / "run" / "eval.json"
+    evaluation_file.write_text(json.dumps({**json.loads(evaluation_file.read_text()), "split": "val"}))
+    open_checkpoint(qtbot, view, checkpoint)
+    text = view.banner.text()
+    assert text.startswith("On its held-out images: the halting does not pay") and "test" not in text
 
 
 def does_not_pay_checkpoint(tmp_path) -> Path:
@@ -289,7 +301,7 @@ def test_the_fixed_setting_advice_is_not_repeated_once_that_setting_is_chosen(qt
     wait_idle(qtbot, view)
     text = view.banner.text()
     assert "runs it" not in text, text  # no advice to pick what is picked: it says what the mode does
-    assert text.startswith("On its test set: The halting does not pay on this model") and "N = 2" in text
+    assert text.startswith("On its test images: the halting does not pay on this model") and "N = 2" in text
     assert "every block runs 2 iterations" in text
 
     view.fixed_spin.setValue(1)  # another fixed setting: the advice applies again

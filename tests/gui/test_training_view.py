@@ -740,3 +740,13 @@ def test_a_refused_continue_gives_one_story_in_the_header(qtbot, window, record_
     assert header.title.text() == "first" and header.subtitle.text().startswith("Could not start")
     training.form.training.epochs.setValue(4)  # the user edits the form: it tells what Start needs now
     assert header.title.text() == "Ready to train" and "Could not start" not in header.subtitle.text()
+
+
+def test_the_log_names_a_held_out_evaluation_and_the_phase_names_no_split_before_it_is_known():
+    """QA: "Evaluating on the test images…" then "Evaluated on the val split" for a folder without test/."""
+    from iamnn_studio.gui import training_view
+
+    assert "test" not in training_view.AFTER_TRAINING["evaluating"] and "test" not in training_view.EVALUATING_BASELINE
+    assert training_view.evaluated_text({"split": "val", "top1": 0.5}).startswith(
+        "Evaluated on the held-out images (no test split): top-1 50.0%")
+    assert training_view.evaluated_text({"split": "test", "top1": 0.5}).startswith("Evaluated on the test images")

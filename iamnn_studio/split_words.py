@@ -1,0 +1,42 @@
+"""How an evaluation's images are named wherever it is shown (Study, Use tab, Train log, CLI).
+
+eval.json records ``split`` "test", or "val" for a dataset without test images of its own (an image folder
+without test/): those validation images also chose the model, so its accuracy is no test accuracy. Every
+place that names the images asks here, so none calls a held-out evaluation a test. Pure Python.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: The word for eval.json's split "val": images held out of training that also chose the model.
+HELD_OUT = "held-out"
+
+
+def split_word(split: Any) -> str:
+    """"held-out" for the split "val", else the split's own name ("test", also for an older eval.json
+    without ``split``)."""
+    if split == "val":
+        return HELD_OUT
+    return split if isinstance(split, str) and split else "test"
+
+
+def split_named(split: Any) -> str:
+    """The split for a log line: "held-out images (val)" for "val", else its name ("test")."""
+    return f"{HELD_OUT} images (val)" if split == "val" else split_word(split)
+
+
+def evaluation_word(evaluation: dict[str, Any] | None) -> str:
+    """``split_word`` of an evaluation (eval.json's contents, or an ``evaluated`` event)."""
+    return split_word((evaluation or {}).get("split"))
+
+
+def recorded_split(run_dir: str | Path) -> str | None:
+    """The split the run's eval.json records ("test" where older files say none), or None without one."""
+    from .engine.runs import EVAL_FILE, read_json_object
+
+    evaluation = read_json_object(Path(run_dir) / EVAL_FILE)
+    if evaluation is None:
+        return None
+    split = evaluation.get("split")
+    return split if isinstance(split, str) and split else "test"
