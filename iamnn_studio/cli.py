@@ -1130,7 +1130,6 @@ def _same_existing_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 # --------------------------------------------------------------------------- runs
 def cmd_runs(args: argparse.Namespace) -> int:
     from .engine.runs import list_runs
-    from .split_words import recorded_split
 
     if Path(args.runs_dir).exists() and not Path(args.runs_dir).is_dir():
         raise UsageError(f"--runs-dir: {args.runs_dir} is a file, not a folder of runs")
@@ -1147,8 +1146,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     # where that evaluation was on the validation images (no test split: they also chose the model)
     rows = [("NAME", "STATUS", "VAL ACC", "TEST ACC", "EPOCHS", "MODEL", "DATASET")]
     for r in runs:
-        test = _percent(r.test_accuracy) + (" (val)" if r.test_accuracy is not None
-                                            and recorded_split(r.path) == "val" else "")
+        test = _percent(r.test_accuracy) + (" (val)" if r.test_split == "val" else "")
         rows.append((r.name, r.status_text, _percent(r.best_accuracy), test, r.epochs_text(),
                      r.model, r.dataset))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -6,7 +6,6 @@ place that names the images asks here, so none calls a held-out evaluation a tes
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 #: The word for eval.json's split "val": images held out of training that also chose the model.
@@ -30,13 +29,3 @@ def evaluation_word(evaluation: dict[str, Any] | None) -> str:
     """``split_word`` of an evaluation (eval.json's contents, or an ``evaluated`` event)."""
     return split_word((evaluation or {}).get("split"))
 
-
-def recorded_split(run_dir: str | Path) -> str | None:
-    """The split the run's eval.json records ("test" where older files say none), or None without one."""
-    from .engine.runs import EVAL_FILE, read_json_object
-
-    evaluation = read_json_object(Path(run_dir) / EVAL_FILE)
-    if evaluation is None:
-        return None
-    split = evaluation.get("split")
-    return split if isinstance(split, str) and split else "test"

@@ -420,6 +420,8 @@ class RunSummary:
     dataset: str
     reason: str = ""
     test_accuracy: float | None = None  # eval.json's top-1, None while not evaluated
+    # eval.json's split: "test", or "val" for a dataset without test images (held out, they also chose the model)
+    test_split: str | None = None
     step: int | None = None  # optimiser steps done, from status.json
     steps_per_epoch: int | None = None  # from the run's "started" event
 
@@ -533,10 +535,11 @@ def _summarise(folder: Path) -> RunSummary | None:
     step = status.get("step") if status else None
     if state == "failed" and not (folder / CHECKPOINT_DIR / "last.pt").is_file():
         step = None  # the steps of a run that failed before its first checkpoint are lost: nothing to resume
+    top1, split = evaluation_summary(folder)
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
         created=created, model=describe_model(config.model), dataset=config.data.name, reason=reason,
-        test_accuracy=test_accuracy(folder),
+        test_accuracy=top1, test_split=split,
         step=step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None,
         steps_per_epoch=_steps_per_epoch(started),
     )
@@ -552,10 +555,15 @@ def _planned_epochs(config: RunConfig, started: dict[str, Any] | None) -> int | 
     return config.epochs if config.max_steps is None else None
 
 
-def test_accuracy(run_dir: str | Path) -> float | None:
-    """The top-1 accuracy in the run's eval.json, or None when it is missing, damaged or holds none."""
+def evaluation_summary(run_dir: str | Path) -> tuple[float | None, str | None]:
+    """(top-1, split) of the run's eval.json: (None, None) when it is missing, damaged or holds no top-1; the
+    split "test" where an older file names none, "val" for held-out images standing in for a test split."""
     evaluation = read_json_object(Path(run_dir) / EVAL_FILE)
-    return _number(evaluation.get("top1")) if evaluation is not None else None
+    top1 = _number(evaluation.get("top1")) if evaluation is not None else None
+    if top1 is None:
+        return None, None
+    split = evaluation.get("split")
+    return top1, split if isinstance(split, str) and split else "test"
 
 
 def steps_per_epoch(run_dir: str | Path) -> int | None:
