@@ -382,12 +382,43 @@ class MainWindow(QMainWindow):
             config.max_steps = None
             self.training.form.set_config(config)
             self._select_tab("Train")
-            next_step = ("choose the epochs (and a smaller learning rate), then Start" if self.training.form.is_valid
-                         else "fix the fields marked in red, then Start")  # e.g. its dataset's plugin is gone
-            self.statusBar().showMessage(f"Settings of {Path(run_dir).name}, starting from its weights: {next_step}",
-                                         15000)
+            self._say_train_longer_step(Path(run_dir).name)
 
         self.when_ready(job)
+
+    def _say_train_longer_step(self, run_name: str) -> None:
+        """The status bar's next step after "Train longer". While the dataset's folder is being checked the form
+        is not valid yet though no field is wrong (QA: it said "fix the fields marked in red" with none red, then
+        Ready half a second later): say it checks, and say the real next step once the verdict lands."""
+        form = self.training.form
+        bar = self.statusBar()
+        prefix = f"Settings of {run_name}, starting from its weights: "
+
+        def next_step() -> str | None:
+            if form.errors:  # e.g. its dataset's plugin is gone
+                return "fix the fields marked in red, then Start"
+            if form.dataset.checking():
+                return None
+            if form.is_valid:
+                return "choose the epochs (and a smaller learning rate), then Start"
+            return "fix the dataset (see the Dataset card), then Start"
+
+        step = next_step()
+        if step is not None:
+            bar.showMessage(prefix + step, 15000)
+            return
+        waiting = prefix + "checking its dataset, then choose the epochs and Start"
+        bar.showMessage(waiting, 15000)
+
+        def on_checked() -> None:
+            landed = next_step()
+            if landed is None:
+                return
+            form.revalidated.disconnect(on_checked)
+            if bar.currentMessage() == waiting:  # not replaced by another message meanwhile
+                bar.showMessage(prefix + landed, 15000)
+
+        form.revalidated.connect(on_checked)
 
     def add_images(self, paths: list[str]) -> None:
         def job() -> None:

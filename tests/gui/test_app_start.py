@@ -300,3 +300,27 @@ def test_train_longer_fills_the_form_with_the_runs_settings_and_weights(qtbot, w
     assert window.tabs.tabText(window.tabs.currentIndex()) == "Train"
     assert (config.init_from, config.name, config.model.width, config.lr) == (str(run), "finished-longer", 8, 0.05)
     assert config.max_steps is None  # the old cap would end the new run at once
+
+
+def test_train_longer_says_it_checks_the_dataset_and_no_red_field_while_the_folder_check_runs(qtbot, window,
+                                                                                            tmp_path):
+    """QA: the status bar said "fix the fields marked in red, then Start" for 15 s with no field red, because the
+    form is not valid until the folder check lands; half a second later the header said Ready."""
+    from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig
+
+    run = tmp_path / "runs-elsewhere" / "finished"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.pt").write_bytes(b"weights")
+    folder = tmp_path / "data"  # a folder typed for the dataset: its verdict comes from a background check
+    folder.mkdir()
+    RunConfig(name="finished", data=DataConfig(name="synthetic", root=str(folder)), model=ModelConfig(width=8),
+              epochs=3, lr=0.05).save(run / "config.toml")
+    form = window.training.form
+    window.train_from_run(str(run))
+    message = window.statusBar().currentMessage()
+    assert form.dataset.checking() and not form.errors  # what QA saw
+    assert "marked in red" not in message and "checking its dataset" in message
+    qtbot.waitUntil(lambda: not form.dataset.checking() and form.is_valid, timeout=30_000)
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().endswith(
+        "choose the epochs (and a smaller learning rate), then Start"), timeout=5_000)
+    assert "finished" in window.statusBar().currentMessage()
