@@ -47,6 +47,10 @@ from .widgets.tasks import BackgroundRunner, import_engine
 UNCALIBRATED_NOTE = ("This model's halting head was never calibrated (its run stopped before calibration): its "
                      "adaptive iteration counts mean little. Resume the run from the Runs tab to calibrate it, or "
                      "use the mode “Every iteration” or “Fixed”.")
+THRESHOLD_TIP = ("A block stops once its cumulative halting score reaches this threshold: "
+                 "lower means less compute per image")
+ONE_ITERATION_NOTE = ("The calibration limited the halting to one iteration per block: there is no halting decision "
+                      "to make, so the threshold changes nothing.")
 #: Thumbnails are decoded at most this large (a 40-megapixel photo must not sit in memory).
 PREVIEW_SIZE = 256
 DEBOUNCE_MS = 180
@@ -113,6 +117,7 @@ class InferenceView(QWidget):
         self._keys = itertools.count(1)
         self._mean_test_macs: float | None = None
         self._model_halts = False  # an IamNN (the threshold matters), not the ResNet baseline
+        self._halting_caps: list[int] = []  # the most iterations per block the halting may use (its calibration's)
         self._threshold_value = 0.99
         self._advice: tuple[str, int, list[int]] | None = None  # (verdict, N, caps): "Fixed, N runs it"
         self._rerun_in_flight = False
@@ -239,10 +244,7 @@ class InferenceView(QWidget):
         self.threshold_slider.setValue(round(0.99 * SLIDER_STEPS))
         self.threshold_slider.setSingleStep(5)
         self.threshold_slider.setPageStep(50)
-        self.threshold_slider.setToolTip(
-            "A block stops once its cumulative halting score reaches this threshold: "
-            "lower means less compute per image"
-        )
+        self.threshold_slider.setToolTip(THRESHOLD_TIP)
         self.threshold_slider.valueChanged.connect(self._on_slider_moved)
         self.threshold_value = QLabel("0.990")
         self.threshold_caption = QLabel("Halting threshold")
@@ -342,9 +344,13 @@ class InferenceView(QWidget):
             widget.setVisible(halting_model)
         self.no_halting_note.setVisible(not halting_model)
         self.fixed_spin.setVisible(halting_model and mode == "fixed")
-        adaptive = loaded and mode == "adaptive" and self._has_halting
+        # QA: a calibration that limits the halting to 1 iteration per block leaves no decision to make: the
+        # slider was enabled, and moving it changed nothing
+        one_iteration = self._has_halting and bool(self._halting_caps) and max(self._halting_caps) <= 1
+        adaptive = loaded and mode == "adaptive" and self._has_halting and not one_iteration
         for widget in (self.threshold_slider, self.threshold_value, self.threshold_caption):
             widget.setEnabled(adaptive)
+            widget.setToolTip(ONE_ITERATION_NOTE if one_iteration else THRESHOLD_TIP)
         self.threshold_value.setText(f"{self._threshold():.3f}")
         self._update_advice()
         self.clear_button.setEnabled(bool(self._entries))
@@ -530,6 +536,7 @@ class InferenceView(QWidget):
         self._mean_test_macs = mean_test_macs
         self._unshown.clear()  # the previous model's results: every image is classified again below
         self._model_halts = bool(description["halts"])
+        self._halting_caps = [int(n) for n in description.get("halting_caps") or description["caps"]]
         self.checkpoint_label.setText(description["text"])
         self.checkpoint_label.setToolTip(path)
         for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
@@ -751,6 +758,7 @@ def _describe_model(predictor: Any) -> dict:
         "mode": config.mode,
         "threshold": config.halting_threshold if config.architecture == "iamnn" else None,
         "halts": config.architecture == "iamnn",
+        "halting_caps": list(config.adaptive_caps) if config.architecture == "iamnn" else caps,
         "tradeoff": predictor.halting_tradeoff,
         "uncalibrated": predictor.uncalibrated,
     }

@@ -593,3 +593,28 @@ def test_a_checkpoint_description_too_long_for_the_window_ends_in_an_ellipsis_an
     assert label.text() in label.toolTip() and str(files["checkpoint"]) in label.toolTip()
     view.resize(1800, 700)
     qtbot.waitUntil(lambda: label.shown_text() == label.text(), timeout=5_000)
+
+
+def test_a_model_whose_halting_is_limited_to_one_iteration_disables_the_threshold_and_says_why(qtbot, view,
+                                                                                              tmp_path, files):
+    """QA: a calibration that limited the halting to 1·1·1·1 left the slider enabled (moving it changed nothing)
+    and every chart said "(no halting decision in this mode)" under Mode "Adaptive (halting decides)"."""
+    from iamnn_studio.gui.inference_view import ONE_ITERATION_NOTE
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(iterations=CAPS, width=4, image_size=16, in_channels=1, num_classes=3,
+                                    threshold=0.7, halting_caps=(1, 1, 1, 1)))
+    checkpoint = save_checkpoint(tmp_path / "one.pt", model.eval(), classes=["dark", "grey", "light"], mean=[0.5],
+                                 std=[0.25])
+    open_checkpoint(qtbot, view, checkpoint)
+    assert "halting at most 1·1·1·1" in view.checkpoint_label.text()
+    assert view.mode_combo.currentData() == "adaptive"
+    assert not view.threshold_slider.isEnabled()
+    assert view.threshold_slider.toolTip() == ONE_ITERATION_NOTE and "one iteration per block" in ONE_ITERATION_NOTE
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    summary = view.cards[0].charts.summary(0)
+    assert "in this mode" not in summary and "no halting decision to make" in summary
+    # a model whose halting decides keeps its slider
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    assert view.threshold_slider.isEnabled() and view.threshold_slider.toolTip() != ONE_ITERATION_NOTE

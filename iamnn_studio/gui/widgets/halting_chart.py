@@ -30,6 +30,7 @@ class BlockHalting:
     threshold: float | None  # the line the cumulative score is compared with; None: not shown (fixed modes)
     reached: int | None = None  # the iteration whose cumulative score reached the threshold (the engine's say)
     no_valid_score: bool = False  # scored iterations, but none a number (NaN, inf: a diverged model)
+    one_iteration: bool = False  # a halting mode, but limited to 1 iteration here: no decision to make
 
 
 def _finite(values: Sequence[float]) -> tuple[float, ...]:
@@ -76,15 +77,18 @@ class HaltingCharts(QWidget):
         for b in range(len(self.blocks)):
             scores = _finite(halting[b]) if b < len(halting) else ()
             no_valid_score = b < len(halting) and len(halting[b]) > 0 and not scores
-            shown = threshold is not None and math.isfinite(threshold) and (bool(scores) or no_valid_score)
+            halting_mode = threshold is not None and math.isfinite(threshold)
+            shown = halting_mode and (bool(scores) or no_valid_score)
+            cap = max(1, int(caps[b])) if b < len(caps) else 1
             blocks.append(BlockHalting(
                 scores=scores,
                 cumulative=_finite(cumulative[b]) if b < len(cumulative) else (),
                 ran=int(iterations[b]) if b < len(iterations) else 0,
-                cap=max(1, int(caps[b])) if b < len(caps) else 1,
+                cap=cap,
                 threshold=float(threshold) if shown else None,
                 reached=reached[b] if reached is not None and b < len(reached) else None,
                 no_valid_score=no_valid_score,
+                one_iteration=halting_mode and not shown and cap == 1,
             ))
         self.blocks = blocks
         self.setAccessibleDescription("\n".join(self.summary(b) for b in range(len(blocks))))
@@ -95,6 +99,9 @@ class HaltingCharts(QWidget):
         """Block ``b``'s chart in words: its tooltip, and what a screen reader says."""
         block = self.blocks[b]
         name = f"Block {b + 1}"
+        if block.one_iteration:  # QA: said "no halting decision in this mode" under Mode "Adaptive"
+            return (f"{name} ran {block.ran} of 1 iteration: its halting is limited to one iteration (by the "
+                    "calibration, or its cap), so there is no halting decision to make.")
         if block.threshold is None:
             return f"{name} ran {block.ran} of {block.cap} iterations (no halting decision in this mode)."
         if block.no_valid_score:
