@@ -510,3 +510,26 @@ def test_a_train_longer_check_in_flight_is_not_submitted_again_by_each_refresh(q
     qtbot.waitUntil(view.train_from_button.isEnabled, timeout=TIMEOUT)
     qtbot.waitUntil(lambda: not view._checker.is_busy(), timeout=TIMEOUT)  # whatever was queued has run
     assert checked == [str(runs["good"])]
+
+
+@pytest.mark.parametrize("content, said", [
+    ('{"top1": 0.54, "ima', "not valid JSON"),  # cut short
+    ("", "it is empty"),
+    ("[1, 2]", "it holds a list, not an evaluation"),  # the wrong shape
+])
+def test_a_damaged_eval_json_is_explained_when_its_run_is_selected(qtbot, view, runs, content, said):
+    """QA: a run whose eval.json is damaged showed "–" for its test accuracy and no word on why."""
+    (runs["good"] / "eval.json").write_text(content)
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert cell(view, "good-run", "Test acc.") == "–"
+    view.table.selectRow(row_of(view, "good-run"))
+    detail = view.detail.text()
+    assert "eval.json cannot be read" in detail and said in detail and "evaluate it again" in detail
+    view.table.selectRow(row_of(view, "stopped-run"))  # no eval.json: not evaluated yet, nothing to explain
+    assert "eval.json" not in view.detail.text()
+    (runs["good"] / "eval.json").write_text(json.dumps({"top1": 0.5411, "images": 100}))  # evaluated again
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    view.table.selectRow(row_of(view, "good-run"))
+    assert "eval.json" not in view.detail.text() and cell(view, "good-run", "Test acc.") == "54.1 %"
