@@ -59,8 +59,19 @@ STATUS_COLORS = {
 }
 #: The least room, in characters, the selected run's detail keeps beside the buttons on one line.
 DETAIL_CHARS = 20
-TRAIN_LONGER_TIP = ("A new run with this run's settings that starts from its best weights (its own schedule): set the "
-                    "epochs in the Train tab, then Start")
+TRAIN_LONGER_TIP = ("A new run with this run's settings that starts from its weights (its best.pt, else its last.pt; "
+                    "its own schedule): set the epochs in the Train tab, then Start")
+
+
+def train_longer_tip(checkpoint: Path | None) -> str:
+    """The "Train longer" tooltip, naming the checkpoint it starts from (the engine's ``run_checkpoint``: best.pt,
+    else last.pt). QA: it promised the best weights to a run that has only last.pt."""
+    if checkpoint is None:
+        return TRAIN_LONGER_TIP
+    which = ("its best weights (checkpoints/best.pt)" if checkpoint.name == "best.pt" else
+             f"its last weights (checkpoints/{checkpoint.name}: it has no best.pt yet)")
+    return (f"A new run with this run's settings that starts from {which}, on its own schedule: set the epochs "
+            "in the Train tab, then Start")
 #: While a run in the list is training and the tab is shown, re-read the folder this often.
 LIVE_REFRESH_MS = 5000
 #: While the only runs training are ones this machine cannot check (another host's, on a shared runs folder:
@@ -477,7 +488,8 @@ class RunsView(QWidget):
             return None
         problem = known[1]
         button.setEnabled(problem is None)
-        button.setToolTip(TRAIN_LONGER_TIP if problem is None else f"Train longer cannot start from this run: {problem}")
+        button.setToolTip(train_longer_tip(checkpoint) if problem is None
+                          else f"Train longer cannot start from this run: {problem}")
         return problem
 
     def _on_train_longer_checked(self, key: str, stamps: tuple, problem: str | None) -> None:

@@ -533,3 +533,15 @@ def test_a_damaged_eval_json_is_explained_when_its_run_is_selected(qtbot, view, 
         view.refresh()
     view.table.selectRow(row_of(view, "good-run"))
     assert "eval.json" not in view.detail.text() and cell(view, "good-run", "Test acc.") == "54.1 %"
+
+
+def test_the_train_longer_tip_names_the_checkpoint_it_starts_from(qtbot, view, runs):
+    """QA: the tooltip promised "starts from its best weights" to a run that has only last.pt."""
+    save_weights(runs["stopped"], "last.pt")  # stopped in its first epoch: no best.pt
+    view.table.selectRow(row_of(view, "stopped-run"))
+    qtbot.waitUntil(view.train_from_button.isEnabled, timeout=TIMEOUT)
+    tip = view.train_from_button.toolTip()
+    assert "best weights" not in tip and "last weights" in tip and "last.pt" in tip
+    view.table.selectRow(row_of(view, "good-run"))
+    qtbot.waitUntil(view.train_from_button.isEnabled, timeout=TIMEOUT)
+    assert "best weights (checkpoints/best.pt)" in view.train_from_button.toolTip()
