@@ -906,3 +906,20 @@ def test_a_preview_of_the_previous_dataset_does_not_land_while_the_new_folder_is
     held_checks.set()
     qtbot.waitUntil(lambda: form.dataset_error is not None and "folder not found" in form.dataset_error,
                     timeout=30_000)
+
+
+def test_a_dataset_without_download_leaves_no_gap_where_its_download_row_was(qtbot, form):
+    """QA: with the Image folder dataset, a blank gap stood between Folder and Validation split, the room kept
+    for the hidden "Allow download" row."""
+    dataset = form.dataset
+
+    def gap(upper, lower) -> int:
+        return lower.mapTo(dataset, lower.rect().topLeft()).y() - upper.mapTo(dataset, upper.rect().bottomLeft()).y()
+
+    folder = dataset.rows["data.root"].widget
+    dataset.provider.set_value("cifar10")
+    qtbot.waitUntil(lambda: dataset.download.isVisible() and gap(folder, dataset.download) > 0, timeout=5_000)
+    between_rows = gap(folder, dataset.download)  # the room between two shown rows
+    dataset.provider.set_value("imagefolder")
+    qtbot.waitUntil(lambda: not dataset.download.isVisible(), timeout=5_000)
+    qtbot.waitUntil(lambda: gap(folder, dataset.val_percent) <= between_rows + 1, timeout=5_000)

@@ -284,8 +284,15 @@ class DatasetPanel(FormCard):
         self.folder.setPlaceholderText(
             "Choose a folder of images" if self.provider.value() == "imagefolder" else "Default places"
         )
-        self.download.setVisible(self.downloadable())
+        self._show_download_row(self.downloadable())
         self._refresh_availability()
+
+    def _show_download_row(self, visible: bool) -> None:
+        """Show or hide the "Allow download" row, its label and the breathing room above it too (QA: hidden,
+        it left a blank gap between Folder and Validation split, the room kept for it)."""
+        self.rows["data.download"].set_visible(visible)
+        row = self.grid.getItemPosition(self.grid.indexOf(self.download))[0]
+        self.grid.setRowMinimumHeight(row - 1, 6 if visible else 0)
 
     def downloadable(self) -> bool:
         entry = self._entries.get(self.provider.value() or "")
