@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..split_words import HELD_OUT
 from .widgets import formatting, theme
 from .widgets.action_row import ActionRowLayout
 from .widgets.empty_state import EmptyState
@@ -699,6 +700,7 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
     created = datetime.fromtimestamp(run.created) if run.created else None
     # "0 / 1 (+40 steps)" for a run its step limit ended; the tooltip adds "of 844" (a 960 px window needs the room)
     epochs = run.epochs_text(" / ", brief=True)
+    held_out = run.test_split == "val"  # no test split: its held-out images stood in (and chose the model)
     items = [
         _SortItem(run.name, run.name.lower()),
         _SortItem(run.dataset, run.dataset),
@@ -706,7 +708,7 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
         _SortItem(run.status_text, run.status),
         _SortItem(epochs, (run.epochs_done, run.step or 0)),
         _SortItem(formatting.percent(run.best_accuracy), run.best_accuracy),
-        _SortItem(formatting.percent(run.test_accuracy), run.test_accuracy),
+        _SortItem(formatting.percent(run.test_accuracy) + (" (val)" if held_out else ""), run.test_accuracy),
         _SortItem(_created_text(created), run.created),
     ]
     items[0].setData(Qt.ItemDataRole.UserRole, str(run.path))
@@ -724,8 +726,13 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
         for item in items[1:3]:
             item.setForeground(QBrush(QColor(theme.TEXT_FAINT)))
     items[5].setToolTip("The best epoch's accuracy on the validation images held out of training")
-    items[6].setToolTip("Top-1 accuracy on the test images (eval.json)" if run.test_accuracy is not None
-                        else "Not evaluated on the test set yet: open the run in Study and evaluate it")
+    if run.test_accuracy is None:
+        items[6].setToolTip("Not evaluated on the test set yet: open the run in Study and evaluate it")
+    elif held_out:
+        items[6].setToolTip(f"Top-1 accuracy on {HELD_OUT} images (eval.json): the dataset has no test images, and "
+                            "these also chose the model, so it is optimistic")
+    else:
+        items[6].setToolTip("Top-1 accuracy on the test images (eval.json)")
     for item in items[4:7]:
         item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     return items

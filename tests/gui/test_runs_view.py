@@ -545,3 +545,17 @@ def test_the_train_longer_tip_names_the_checkpoint_it_starts_from(qtbot, view, r
     view.table.selectRow(row_of(view, "good-run"))
     qtbot.waitUntil(view.train_from_button.isEnabled, timeout=TIMEOUT)
     assert "best weights (checkpoints/best.pt)" in view.train_from_button.toolTip()
+
+
+def test_a_held_out_evaluation_is_marked_in_the_test_accuracy_column(qtbot, view, runs):
+    """QA: an image folder without test/ is evaluated on its held-out images (eval.json split "val"), which also
+    chose the model; the Runs tab listed their accuracy as "Test acc." without a word (the CLI marks "(val)")."""
+    (runs["good"] / "eval.json").write_text(json.dumps({"top1": 0.5411, "images": 36, "split": "val"}))
+    (runs["stopped"] / "eval.json").write_text(json.dumps({"top1": 0.25, "images": 100, "split": "test"}))
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert cell(view, "good-run", "Test acc.") == "54.1 % (val)"
+    tip = view.table.item(row_of(view, "good-run"), COLUMNS.index("Test acc.")).toolTip()
+    assert "held-out" in tip and "chose the model" in tip
+    assert cell(view, "stopped-run", "Test acc.") == "25.0 %"
+    assert "test images" in view.table.item(row_of(view, "stopped-run"), COLUMNS.index("Test acc.")).toolTip()
