@@ -197,13 +197,19 @@ def test_the_form_estimates_the_training_time_and_warns_about_long_cpu_runs(qtbo
     assert estimate.text() == "under a minute of training on this CPU"
 
 
-def test_no_training_time_is_estimated_for_invalid_epochs_batch_or_model(qtbot, form):
+def show_a_cpu_estimate(qtbot, form):
+    """A tiny run for 2 epochs on the CPU, shown until its training-time estimate is: (values, estimate label)."""
     values = tiny_run_values(form)
     values.update(device="cpu", max_steps=None, epochs=2)
     form.set_values(values)
     qtbot.waitUntil(lambda: form.figures is not None and form.preview_data is not None, timeout=30_000)
     estimate = form.training.estimate
     qtbot.waitUntil(lambda: estimate.text().endswith("of training on this CPU"), timeout=5_000)
+    return values, estimate
+
+
+def test_no_training_time_is_estimated_for_invalid_epochs_batch_or_model(qtbot, form):
+    values, estimate = show_a_cpu_estimate(qtbot, form)
     form.training.epochs.setValue(0)  # QA: "under a minute of training" next to "must be a positive integer"
     assert "epochs" in form.errors and estimate.text() == ""
     form.training.epochs.setValue(2)
@@ -863,12 +869,7 @@ def test_a_good_folder_after_a_bad_one_clears_the_bad_ones_reason_at_once(qtbot,
 def test_a_config_for_one_gpu_by_number_shows_a_gpu_and_no_cpu_time(qtbot, form):
     """Review: ``device = "cuda:1"`` validates (the engine takes cuda:N), but the device box said "cuda:1 · not a
     choice" and the time estimate was the CPU's."""
-    values = tiny_run_values(form)
-    values.update(device="cpu", max_steps=None, epochs=2)
-    form.set_values(values)
-    qtbot.waitUntil(lambda: form.figures is not None and form.preview_data is not None, timeout=30_000)
-    estimate = form.training.estimate
-    qtbot.waitUntil(lambda: estimate.text().endswith("of training on this CPU"), timeout=5_000)
+    values, estimate = show_a_cpu_estimate(qtbot, form)
     values["device"] = "cuda:1"
     form.set_values(values)
     device = form.training.device
