@@ -289,7 +289,8 @@ def test_eval_json_that_is_no_evaluation_is_refused(tmp_path):
     from iamnn_studio.engine.evaluation_file import read_evaluation
 
     path = tmp_path / "eval.json"
-    for content, said in (('{"top1": 0.5', "Expecting"), ("[1]", "a list, not an evaluation"), ("", "Expecting")):
+    for content, said in (('{"top1": 0.5', "it is not valid JSON: Expecting .* at line 1"),
+                          ("[1]", "a list, not an evaluation"), ("  \n", "it is empty")):
         path.write_text(content)
         with pytest.raises(ValueError, match=said):
             read_evaluation(path)

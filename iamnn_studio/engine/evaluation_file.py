@@ -39,9 +39,15 @@ def read_evaluation(path: str | Path, max_bytes: int | None = None) -> dict[str,
     if len(raw) > limit:
         raise ValueError(f"it is over {_bytes(limit)}, too big for an evaluation")
     try:
-        evaluation = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("it is not text") from None
+    if not text.strip():
+        raise ValueError("it is empty")
+    try:
+        evaluation = json.loads(text)
+    except json.JSONDecodeError as error:  # cut short by a crash or a full disk, mostly
+        raise ValueError(f"it is not valid JSON: {error.msg} at line {error.lineno}") from None
     problems = evaluation_problems(evaluation)
     if problems:
         said = "; ".join(problems[:MAX_PROBLEMS_SAID])

@@ -422,6 +422,7 @@ class RunSummary:
     test_accuracy: float | None = None  # eval.json's top-1, None while not evaluated
     # eval.json's split: "test", or "val" for a dataset without test images (held out, they also chose the model)
     test_split: str | None = None
+    evaluation_problem: str | None = None  # why eval.json cannot be read (damaged): then no test accuracy
     step: int | None = None  # optimiser steps done, from status.json
     steps_per_epoch: int | None = None  # from the run's "started" event
 
@@ -535,11 +536,11 @@ def _summarise(folder: Path) -> RunSummary | None:
     step = status.get("step") if status else None
     if state == "failed" and not (folder / CHECKPOINT_DIR / "last.pt").is_file():
         step = None  # the steps of a run that failed before its first checkpoint are lost: nothing to resume
-    top1, split = evaluation_summary(folder)
+    top1, split, evaluation_problem = evaluation_summary(folder)
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
         created=created, model=describe_model(config.model), dataset=config.data.name, reason=reason,
-        test_accuracy=top1, test_split=split,
+        test_accuracy=top1, test_split=split, evaluation_problem=evaluation_problem,
         step=step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None,
         steps_per_epoch=_steps_per_epoch(started),
     )
@@ -555,15 +556,24 @@ def _planned_epochs(config: RunConfig, started: dict[str, Any] | None) -> int | 
     return config.epochs if config.max_steps is None else None
 
 
-def evaluation_summary(run_dir: str | Path) -> tuple[float | None, str | None]:
-    """(top-1, split) of the run's eval.json: (None, None) when it is missing, damaged or holds no top-1; the
-    split "test" where an older file names none, "val" for held-out images standing in for a test split."""
-    evaluation = read_json_object(Path(run_dir) / EVAL_FILE)
-    top1 = _number(evaluation.get("top1")) if evaluation is not None else None
-    if top1 is None:
-        return None, None
+def evaluation_summary(run_dir: str | Path) -> tuple[float | None, str | None, str | None]:
+    """(top-1, split, problem) of the run's eval.json, read by the one check the Study tab uses
+    (``evaluation_file.read_evaluation``): (None, None, None) while not evaluated; (None, None, why) for a file it
+    refuses (cut short, empty, the wrong shape). The split is "test" where an older file names none, "val" for
+    held-out images standing in for a test split."""
+    from .evaluation_file import read_evaluation  # it reads this module's limits: imported here, not at the top
+
+    path = Path(run_dir) / EVAL_FILE
+    if not path.is_file():
+        return None, None, None
+    try:
+        evaluation = read_evaluation(path)
+    except OSError as error:
+        return None, None, error.strerror or str(error)
+    except ValueError as error:
+        return None, None, str(error)
     split = evaluation.get("split")
-    return top1, split if isinstance(split, str) and split else "test"
+    return _number(evaluation["top1"]), split if isinstance(split, str) and split else "test", None
 
 
 def steps_per_epoch(run_dir: str | Path) -> int | None:

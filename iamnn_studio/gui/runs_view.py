@@ -8,7 +8,6 @@ are listed as "unreadable" with the reason, never hidden and never fatal.
 from __future__ import annotations
 
 import html
-import json
 import os
 import socket
 from datetime import datetime
@@ -129,7 +128,6 @@ class RunsView(QWidget):
         super().__init__(parent)
         self._runs_dir: Path | None = None
         self._runs: list[Any] = []
-        self._eval_problems: dict[str, str] = {}  # run path -> why its eval.json cannot be read (a damaged file)
         self._runner = BackgroundRunner(self)
         # "Train longer" reads the run's checkpoint to check it (never on the UI thread), apart from the listing
         self._checker = BackgroundRunner(self)
@@ -184,7 +182,7 @@ class RunsView(QWidget):
                 return None  # nothing those runs' writers would touch has changed: no listing
             runs = import_engine("runs")
             listed = runs.list_runs(folder)
-            return folder, listed, live_watch(folder, listed, runs.read_json_object), evaluation_problems(listed)
+            return folder, listed, live_watch(folder, listed, runs.read_json_object)
 
         self._runner.submit(work, self._on_listed, self._on_list_failed)
 
@@ -344,19 +342,18 @@ class RunsView(QWidget):
         layout.addLayout(self.actions)
 
     # ================================================================ results
-    def _on_listed(self, result: tuple[Path, list[Any], tuple[bool, dict[str, tuple]], dict[str, str]] | None
-                   ) -> None:
+    def _on_listed(self, result: tuple[Path, list[Any], tuple[bool, dict[str, tuple]]] | None) -> None:
         if self._listing_done():  # outdated: a newer listing is on its way
             return
         if result is None:  # a look at runs this machine cannot check: their files are as they were
             self.polled.emit()
             return
-        folder, runs, watch, problems = result
+        folder, runs, watch = result
         if folder != self._runs_dir:
             return
         self._set_watch(*watch)
         self.banner.hide()
-        self._show_runs(runs, problems)
+        self._show_runs(runs)
 
     def _on_list_failed(self, message: str) -> None:
         if self._listing_done():
@@ -365,15 +362,13 @@ class RunsView(QWidget):
         self._set_watch(False, {})
         self._show_runs([])
 
-    def _show_runs(self, runs: list[Any], eval_problems: dict[str, str] | None = None) -> None:
-        eval_problems = eval_problems or {}
-        if runs and runs == self._runs and eval_problems == self._eval_problems and self.table.rowCount() == len(runs):
+    def _show_runs(self, runs: list[Any]) -> None:
+        if runs and runs == self._runs and self.table.rowCount() == len(runs):
             self._update_actions()  # a checkpoint may have appeared
             self._after_listing(runs)  # nothing else changed: the table, its selection and sorting stay as they are
             return
         selected = self._selected_path()
         self._runs = list(runs)
-        self._eval_problems = dict(eval_problems)
         self.table.setSortingEnabled(False)
         self.table.setRowCount(0)  # then fill: replacing 2,400 items one by one re-measured the columns each time (8 s)
         self.table.setRowCount(len(runs))
@@ -454,10 +449,10 @@ class RunsView(QWidget):
             self.detail.setText(f"<span style='color:{theme.ERROR}'>{run.name} cannot be read: {run.reason}</span>")
         else:
             self.detail.setText(f"{run.name}: {run.reason}" if run.reason else str(run.path))
-            evaluation = self._eval_problems.get(str(run.path))
-            if evaluation:  # QA: a damaged eval.json showed "–" and no word on why
-                self.detail.setText(f"{self.detail.text()}<br><span style='color:{theme.WARNING}'>"
-                                    f"{html.escape(evaluation)}</span>")
+            if run.evaluation_problem:  # QA: a damaged eval.json showed "–" and no word on why
+                self.detail.setText(f"{self.detail.text()}<br><span style='color:{theme.WARNING}'>eval.json cannot "
+                                    f"be read ({html.escape(run.evaluation_problem)}); open the run in Study and "
+                                    "evaluate it again</span>")
             if problem:  # the listing found nothing wrong: say why the button is off
                 self.detail.setText(f"{self.detail.text()}<br><span style='color:{theme.WARNING}'>"
                                     f"Train longer: {html.escape(problem)}</span>")
@@ -668,32 +663,6 @@ def _created_text(created: datetime | None) -> str:
     if created is None:
         return "–"
     return created.strftime("%d %b %H:%M" if created.year == datetime.now().year else "%Y-%m-%d")
-
-
-def evaluation_problems(listed: list[Any]) -> dict[str, str]:
-    """Run path -> why its eval.json cannot be read, for the runs that have one yet no test accuracy (a truncated,
-    empty or wrongly shaped file): the engine's reader says what is wrong. Run off the UI thread, with the listing."""
-    read_evaluation = import_engine("evaluation_file").read_evaluation
-    EVAL_FILE = import_engine("runs").EVAL_FILE  # noqa: N806
-
-    problems = {}
-    for run in listed:
-        if run.status == "unreadable" or run.test_accuracy is not None:
-            continue
-        path = Path(run.path) / EVAL_FILE
-        if not path.is_file():
-            continue  # not evaluated yet: the column's tooltip says so
-        try:
-            read_evaluation(path)
-            continue
-        except OSError as error:
-            why = error.strerror or str(error)
-        except json.JSONDecodeError as error:
-            why = "it is empty" if not error.doc.strip() else f"it is not valid JSON: {error.msg} at line {error.lineno}"
-        except ValueError as error:
-            why = str(error)
-        problems[str(run.path)] = f"{EVAL_FILE} cannot be read ({why}); open the run in Study and evaluate it again"
-    return problems
 
 
 def _row_items(run: Any) -> list[QTableWidgetItem]:

@@ -516,6 +516,7 @@ def test_a_train_longer_check_in_flight_is_not_submitted_again_by_each_refresh(q
     ('{"top1": 0.54, "ima', "not valid JSON"),  # cut short
     ("", "it is empty"),
     ("[1, 2]", "it holds a list, not an evaluation"),  # the wrong shape
+    ('{"top1": 0.54, "macs": [1, 2]}', "macs is a list"),  # a top-1, yet refused by Study: no 54.0 % listed here
 ])
 def test_a_damaged_eval_json_is_explained_when_its_run_is_selected(qtbot, view, runs, content, said):
     """QA: a run whose eval.json is damaged showed "–" for its test accuracy and no word on why."""
