@@ -314,6 +314,15 @@ class Predictor:
         return macs, macs
 
     @property
+    def evaluated_split(self) -> str | None:
+        """The split of the run's stored evaluation ("test", or "val": held-out images standing in for a test
+        split), None without one."""
+        if not self._evaluation:
+            return None
+        split = self._evaluation.get("split")
+        return split if isinstance(split, str) and split else "test"
+
+    @property
     def halting_tradeoff(self) -> dict[str, Any] | None:
         """Whether the halting beat fixed iteration counts in the run's stored evaluation (``tradeoff``)."""
         from .tradeoff import halting_tradeoff

@@ -571,10 +571,10 @@ class InferenceView(QWidget):
     def _advice_text(self, *, chosen: bool) -> str:
         """The evaluation's verdict, on the images it names ("held-out" for eval.json's split "val"), then which
         fixed setting to run, or (that setting chosen) what it does."""
-        from ..split_words import evaluation_word
+        from ..split_words import split_word
 
         verdict, n, caps = self._advice or ("", 0, [])
-        where = f"On its {evaluation_word(getattr(self._predictor, '_evaluation', None))} images: " \
+        where = f"On its {split_word(getattr(self._predictor, 'evaluated_split', None))} images: " \
                 + verdict[:1].lower() + verdict[1:]  # "…: the halting does not pay", not "…: The halting"
         if not chosen:
             return f"{where} Mode “Fixed”, N = {n} runs it."
