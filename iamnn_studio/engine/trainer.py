@@ -716,6 +716,7 @@ class Trainer:
 
     def _stop_mid_epoch(self) -> str:
         self._synchronise(force_emit=True)
+        self._refresh_norm_statistics()  # last.pt is the model of a run stopped in its first epoch
         self._save_last(self._epoch_metrics_so_far())
         return "stopped"
 
@@ -728,6 +729,7 @@ class Trainer:
     def _end_epoch(self, train_seconds: float) -> None:
         train = _Totals.summary(self.totals.values.cpu(), self.totals.blocks)
         images = train.get("images", 0) - self._epoch_images_at_start
+        self._refresh_norm_statistics()
         val = self._validate()
         self.epoch += 1
         self._batches_done = 0
@@ -770,7 +772,7 @@ class Trainer:
     def _validate(self) -> dict[str, Any]:
         """Loss, accuracy, iterations and MACs on the validation split (test if there is none: then
         they are reported for monitoring, as the test split's, and choose nothing)."""
-        from .data import iterate_batches, normalize
+        from .data import iterate_batches
 
         split = "val" if len(self.data.val) else "test"
         data = self.data.split(split)
@@ -783,10 +785,7 @@ class Trainer:
         indices = range(self._comm.rank, len(data), self._comm.world_size)
         sums = torch.zeros(3 + len(model.caps), dtype=torch.float64, device=self.device)
         for images, labels in iterate_batches(data, self._eval_batch_size(), shuffle=False, indices=indices):
-            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-            x = normalize(images, self.mean, self.std)
-            if self.device.type == "cuda" and self.config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x, labels = self._model_input(images), labels.to(self.device, non_blocking=True)
             with self._autocast():
                 out = model(x, exits=exits)
             sums[0] += F.cross_entropy(out.logits.float(), labels, reduction="sum").double()
@@ -805,6 +804,35 @@ class Trainer:
             "macs": v[2] / n,
             "iterations": [s / n for s in v[3:]],
         }
+
+    def _model_input(self, images: Tensor) -> Tensor:
+        """Unaugmented uint8 images as the model takes them: on the device, normalised, in its layout."""
+        from .data import normalize
+
+        x = normalize(images.to(self.device, non_blocking=True), self.mean, self.std)
+        if self.device.type == "cuda" and self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _refresh_norm_statistics(self) -> None:
+        """Batchnorm statistics averaged at the current weights, before the model is validated or saved as
+        a stop left it: the moving averages lag the weights early in a run (``norm_statistics``)."""
+        from .data import iterate_batches
+        from .norm_statistics import REFRESH_BATCH_MIN, every_exit, refresh_images, refresh_norm_statistics
+
+        data = self.data.train
+        batch_size = max(self._eval_batch_size(), REFRESH_BATCH_MIN)
+        indices = refresh_images(len(data), self.config.seed)
+        batches = (self._model_input(images)
+                   for images, _ in iterate_batches(data, batch_size, shuffle=False, indices=indices))
+        forward = None
+        if self.recipe == "calibrated":  # exits drawn as training draws them, from a generator of its own
+            from .calibration import sample_exits
+
+            draws = torch.Generator().manual_seed(self.config.seed)
+            forward = every_exit(self.model, lambda: sample_exits(self.model.caps, draws))
+        with self._autocast():
+            refresh_norm_statistics(self.model, batches, forward)
 
     def _eval_batch_size(self) -> int:
         return max(self.config.batch_size, 256) if self.device.type == "cuda" else self.config.batch_size * 2
