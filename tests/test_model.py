@@ -688,11 +688,46 @@ def test_exits_of_most_running_rows_are_gathered_after_the_reduction_not_from_th
             compact = block(x0, rule="hazard", threshold=0.5, reduce="pool")
         masked = block(x0, rule="hazard", threshold=0.5, compact=False)
     assert compact.iterations.tolist() == [2] * 6 + [3] * 2
-    state_gathers = [shape for op, shape in log.ops if op == "aten.index" and shape == (8, block.channels, 8, 8)]
-    assert state_gathers == [(8, block.channels, 8, 8)]  # the two stayers' states; the six leavers' are not gathered
+    state_rows = (8, block.channels * 8 * 8)  # gathers take a channels_last map as one row per image (take_rows)
+    state_gathers = [shape for op, shape in log.ops if op == "aten.index_select" and shape == state_rows]
+    assert state_gathers == [state_rows]  # the two stayers' states; the six leavers' are not gathered
     assert torch.allclose(compact.output, reduce_features_of(masked.output), atol=1e-6)
     assert torch.equal(compact.ponder_cost, masked.ponder_cost)
     assert torch.allclose(compact.halting, masked.halting, equal_nan=True)
+
+
+def test_take_rows_gathers_images_whole_with_the_same_values_and_layout():
+    """``take_rows`` is ``x[index]`` along the batch: same values and memory layout for channels_last maps,
+    contiguous maps and vectors, in any order and with repeats; a channels_last map is gathered as rows."""
+    from iamnn_studio.engine.model import take_rows
+
+    index = torch.tensor([5, 0, 3, 3])
+    maps = torch.randn(6, 4, 5, 3)
+    for x in (maps.contiguous(memory_format=torch.channels_last), maps, torch.randn(6, 7), torch.randn(6)):
+        taken = take_rows(x, index)
+        assert torch.equal(taken, x[index])
+        assert taken.stride() == x[index].stride()
+    with _AtenLog() as log:
+        take_rows(maps.contiguous(memory_format=torch.channels_last), index)
+    assert ("aten.index_select", (6, 4 * 5 * 3)) in log.ops and not any(op == "aten.index" for op, _ in log.ops)
+
+
+def test_inference_gathers_no_channels_last_map_element_by_element(strict_compaction):
+    """Adaptive inference gathers the running images' maps with ``take_rows`` (whole image rows, 4-5x quicker
+    on one thread than indexing a channels_last map): no ``aten.index`` on a 4-D map; same answers as masked
+    execution."""
+    model = build_model(tiny(threshold=0.5)).eval()
+    randomise_batchnorms(model)
+    spread_halting(model)
+    x = torch.randn(32, 1, 16, 16)
+    with torch.no_grad():
+        with _AtenLog() as log:
+            compact = model(x)
+        masked = model(x, compact=False)
+    assert any(op == "aten.index_select" and len(shape) == 2 for op, shape in log.ops)
+    assert [shape for op, shape in log.ops if op == "aten.index" and len(shape) == 4] == []
+    assert torch.equal(compact.iterations, masked.iterations)
+    assert torch.allclose(compact.logits, masked.logits, atol=5e-5)
 
 
 def reduce_features_of(x):

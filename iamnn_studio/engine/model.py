@@ -38,6 +38,20 @@ def layout_of(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def take_rows(x: Tensor, index: Tensor) -> Tensor:
+    """``x[index]`` along the batch dimension (same values, same layout), as whole images copied.
+
+    Indexing a channels_last map walks it element by element; in memory each of its images is one
+    contiguous row, so ``index_select`` over those rows copies them whole: 4-5x quicker on the maps
+    the compaction gathers (one thread, 128 images). Contiguous tensors take ``index_select`` as they are.
+    """
+    if layout_of(x) is torch.channels_last:
+        batch, channels, height, width = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(batch, -1)  # a view: no copy
+        return rows.index_select(0, index).view(len(index), height, width, channels).permute(0, 3, 1, 2)
+    return x.index_select(0, index) if x.is_contiguous() else x[index]
+
+
 @dataclass
 class ModelOutput:
     """What a forward pass returns, per image."""
@@ -74,7 +88,7 @@ class PooledFeatures:
 
     def keep(self, keep: Tensor) -> None:
         """Keep the samples at indices ``keep``."""
-        self.x0, self.state = self.x0[keep], self.state[keep]
+        self.x0, self.state = take_rows(self.x0, keep), take_rows(self.state, keep)
 
 
 class IamNNBlock(nn.Module):
@@ -274,22 +288,22 @@ class IamNNBlock(nn.Module):
             if len(halted):
                 every_row = len(halted) == len(running)  # the rest of the batch leaves: no gather
                 if rule == "act":
-                    exit_value = weighted if every_row else weighted[halted]
+                    exit_value = weighted if every_row else take_rows(weighted, halted)
                 elif hidden is not None:
-                    leaving = self.process.advance_state(hidden if every_row else hidden[halted], None, n)
+                    leaving = self.process.advance_state(hidden if every_row else take_rows(hidden, halted), None, n)
                     exit_value = self._exit(leaving, n, reduce)
                 elif every_row:
                     exit_value = self._exit(state, n, reduce)
                 elif reduce is not None and inferring and 2 * len(halted) >= len(running):
                     # most rows leave: reduce them all (rows do not mix in eval mode), then gather the
                     # leavers from the 4x (pool) or H*W x (average) smaller result instead of the state
-                    exit_value = self._exit(state, n, reduce)[halted]
+                    exit_value = take_rows(self._exit(state, n, reduce), halted)
                 else:
-                    exit_value = self._exit(state[halted], n, reduce)
+                    exit_value = self._exit(take_rows(state, halted), n, reduce)
                 if output is None:
                     output = torch.empty((batch, *exit_value.shape[1:]), dtype=exit_value.dtype,
                                          device=device, memory_format=layout_of(exit_value))
-                where = running[halted]
+                where = running.index_select(0, halted)
                 output.index_copy_(0, where, exit_value)
                 iterations.index_fill_(0, where, n + 1)
                 if ponder is not None:
@@ -301,11 +315,13 @@ class IamNNBlock(nn.Module):
                 alive = ~halt if alive is None else alive & ~halt
                 if compacting:
                     keep = alive.nonzero().squeeze(1)
-                    state = state[keep] if hidden is None else self.process.advance_state(hidden[keep], None, n)
-                    running, x, cumulative = running[keep], x[keep], cumulative[keep]
+                    state = (take_rows(state, keep) if hidden is None
+                             else self.process.advance_state(take_rows(hidden, keep), None, n))
+                    running, cumulative = running.index_select(0, keep), cumulative.index_select(0, keep)
+                    x = take_rows(x, keep)
                     pooled.keep(keep)
                     if weighted is not None:
-                        weighted = weighted[keep]
+                        weighted = take_rows(weighted, keep)
                     alive = None
 
         return BlockResult(
