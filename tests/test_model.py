@@ -712,6 +712,20 @@ def test_take_rows_gathers_images_whole_with_the_same_values_and_layout():
     assert ("aten.index_select", (6, 4 * 5 * 3)) in log.ops and not any(op == "aten.index" for op, _ in log.ops)
 
 
+def test_take_rows_keeps_plain_indexing_where_autograd_records():
+    """Training gathers as before (``x[index]``): the rows' backward lays the gradient out otherwise and moved
+    gradients by ~1e-11; plain indexing keeps them bit for bit."""
+    from iamnn_studio.engine.model import take_rows
+
+    x = torch.randn(6, 4, 5, 3).contiguous(memory_format=torch.channels_last).requires_grad_()
+    index = torch.tensor([5, 0, 3])
+    with _AtenLog() as log:
+        taken = take_rows(x, index)
+    assert [op for op, _ in log.ops] == ["aten.index"]
+    taken.sum().backward()
+    assert x.grad[index].eq(1).all() and x.grad.sum() == taken.numel()
+
+
 def test_inference_gathers_no_channels_last_map_element_by_element(strict_compaction):
     """Adaptive inference gathers the running images' maps with ``take_rows`` (whole image rows, 4-5x quicker
     on one thread than indexing a channels_last map): no ``aten.index`` on a 4-D map; same answers as masked
