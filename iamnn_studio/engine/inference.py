@@ -25,6 +25,7 @@ from .config import ModelConfig, fixed_setting
 from .data.augment import normalize, resize_images
 from . import split_forward
 from .halting import act_step, hazard_step
+from .pixels import to_8_bit
 
 TOP_K = 5
 #: Transparent pixels are shown over this colour (what image editors do when flattening).
@@ -55,7 +56,7 @@ def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size
         image = _open(Path(source), name)
     try:
         image = ImageOps.exif_transpose(image)
-        image = _to_8_bit(image)
+        image = to_8_bit(image)
         flat = _flatten(image)
         if notes is not None and flat is not image:
             notes.append("transparent pixels filled with white")
@@ -119,19 +120,6 @@ def _open(path: Path, name: str) -> Image.Image:
         raise
     except (OSError, SyntaxError, ValueError) as exc:  # PIL raises these for damaged files
         raise ImageError(f"cannot read {name}: damaged image ({exc})") from None
-
-
-def _to_8_bit(image: Image.Image) -> Image.Image:
-    """16-bit and float greyscale to 8-bit L, keeping the full range (PIL's convert would clip)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if values.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0
-        return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
-    if image.mode == "F":
-        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0  # [0, 1] floats or [0, 255] floats
-        return Image.fromarray(np.clip(values * scale + 0.5, 0, 255).astype(np.uint8), mode="L")
-    return image
 
 
 def _flatten(image: Image.Image) -> Image.Image:

@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 )
 from shiboken6 import isValid
 
+from ..engine.pixels import to_8_bit  # torch-free: a thumbnail needs no model
+
 from .file_kinds import CHECKPOINT_FILTER, IMAGE_FILTER, MAX_FOLDER_IMAGES, sort_dropped
 from .style import scaled_px
 from .widgets import formatting, theme
@@ -830,7 +832,7 @@ def _read_preview(path: str) -> QImage | None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as pil:
                 pil.draft("RGB", (PREVIEW_SIZE, PREVIEW_SIZE))  # JPEG: decode at a reduced scale
-                pil = ImageOps.exif_transpose(pil)
+                pil = to_8_bit(ImageOps.exif_transpose(pil))  # scaled as the model reads it, before shrinking
                 pil.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
                 return _pil_to_qimage(pil)
     except UnidentifiedImageError:
@@ -848,8 +850,10 @@ def _read_preview(path: str) -> QImage | None:
 
 
 def _pil_to_qimage(pil: Any) -> QImage | None:
+    """``pil`` for display; 16-bit and float greyscale scaled to 8 bits as the model reads them (PIL's
+    convert clips them: a 16-bit scan showed white)."""
     try:
-        rgba = pil.convert("RGBA")
+        rgba = to_8_bit(pil).convert("RGBA")
         data = rgba.tobytes("raw", "RGBA")
         return QImage(data, rgba.width, rgba.height, 4 * rgba.width, QImage.Format.Format_RGBA8888).copy()
     except Exception:

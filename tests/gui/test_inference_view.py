@@ -618,3 +618,26 @@ def test_a_model_whose_halting_is_limited_to_one_iteration_disables_the_threshol
     # a model whose halting decides keeps its slider
     open_checkpoint(qtbot, view, files["checkpoint"])
     assert view.threshold_slider.isEnabled() and view.threshold_slider.toolTip() != ONE_ITERATION_NOTE
+
+
+@pytest.mark.parametrize("mode, values", [("I;16", (0, 65535)), ("F", (0.0, 1.0))])
+def test_a_16_bit_or_float_image_is_previewed_as_the_model_reads_it(tmp_path, mode, values):
+    """QA: a 16-bit greyscale PNG's thumbnail was clipped to white (PIL's convert("RGBA") clips I;16, I and F),
+    while the model read the full range scaled to 8 bits."""
+    import numpy as np
+
+    from iamnn_studio.engine.pixels import to_8_bit
+    from iamnn_studio.gui.inference_view import _pil_to_qimage, _read_preview
+
+    low, high = values
+    ramp = np.tile(np.linspace(low, high, 64), (8, 1))  # dark on the left, bright on the right
+    image = Image.fromarray(ramp.astype(np.uint16 if mode == "I;16" else np.float32))
+    assert image.mode == mode
+    seen_by_model = np.asarray(to_8_bit(image))[4].tolist()
+    assert seen_by_model[0] < 10 and seen_by_model[-1] > 245 and len(set(seen_by_model)) > 32  # a real ramp
+    previews = [_pil_to_qimage(image)]  # pasted, or given to add_image
+    if mode == "I;16":  # PNG keeps 16-bit greyscale; a file goes through the preview reader
+        image.save(tmp_path / "ramp16.png")
+        previews.append(_read_preview(str(tmp_path / "ramp16.png")))
+    for preview in previews:
+        assert [preview.pixelColor(x, 4).red() for x in range(64)] == seen_by_model
