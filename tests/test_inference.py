@@ -107,7 +107,9 @@ def test_a_big_picture_loads_without_pil_noise_and_a_bomb_is_refused(tmp_path, m
         assert load_image(tmp_path / "big.png", in_channels=1, image_size=16).shape == (1, 16, 16)
     assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
-    with pytest.raises(ImageError, match="the image is too large"):
+    # QA: a 400-Mpx picture said only "the image is too large": its size and the limit, in words
+    with pytest.raises(ImageError, match=r"cannot read big.png: the image is too large \(1,600 pixels; the most "
+                                         r"it reads is 1,000 pixels\)"):
         load_image(tmp_path / "big.png", in_channels=1, image_size=16)
 
 
@@ -305,3 +307,11 @@ def test_a_fixed_mode_reports_its_own_macs_range_like_the_command_line(checkpoin
     assert all(p.macs_range == predictor.macs_range for p in predictions)
     predictor.mode = "adaptive"
     assert predictor.macs_range == predictor.model.macs_range()  # the halting's range again
+
+
+def test_a_refused_picture_past_a_million_pixels_is_sized_in_megapixels(tmp_path, monkeypatch):
+    Image.new("L", (2000, 1000), 90).save(tmp_path / "huge.png")  # 2 Mpx
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 600_000)  # refused past 1.2 Mpx
+    with pytest.raises(ImageError, match=r"too large \(2 megapixels; the most it reads is 1.2 megapixels\): "
+                                         r"shrink it"):
+        load_image(tmp_path / "huge.png", in_channels=1, image_size=16)

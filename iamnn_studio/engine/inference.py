@@ -9,6 +9,7 @@ the halting rule compared with the threshold.
 from __future__ import annotations
 
 import math
+import re
 import stat
 import warnings
 from dataclasses import dataclass, field
@@ -112,14 +113,28 @@ def _open(path: Path, name: str) -> Image.Image:
         raise ImageError(f"cannot read {name}: it is a folder") from None
     except UnidentifiedImageError:
         raise ImageError(f"cannot read {name}: not an image file") from None
-    except Image.DecompressionBombError:
-        raise ImageError(f"cannot read {name}: the image is too large") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"cannot read {name}: the image is too large{_size_against_limit(exc)}") from None
     except PermissionError:
         raise ImageError(f"cannot read {name}: permission denied") from None
     except ImageError:
         raise
     except (OSError, SyntaxError, ValueError) as exc:  # PIL raises these for damaged files
         raise ImageError(f"cannot read {name}: damaged image ({exc})") from None
+
+
+def _size_against_limit(refusal: Exception) -> str:
+    """" (400 megapixels; the most it reads is 179 megapixels): shrink it first" from PIL's refusal, whose
+    message holds both counts; "" where it does not."""
+    found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+) pixels", str(refusal))
+    if found is None:
+        return ""
+    pixels, limit = (int(n) for n in found.groups())
+    return f" ({_pixel_count(pixels)}; the most it reads is {_pixel_count(limit)}): shrink it first"
+
+
+def _pixel_count(pixels: int) -> str:
+    return f"{pixels / 1e6:.3g} megapixels" if pixels >= 1_000_000 else f"{pixels:,} pixels"
 
 
 def _flatten(image: Image.Image) -> Image.Image:
