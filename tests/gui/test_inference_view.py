@@ -250,8 +250,13 @@ def test_a_model_whose_halting_does_not_pay_says_which_fixed_setting_to_run(qtbo
     checkpoint = does_not_pay_checkpoint(tmp_path)
     open_checkpoint(qtbot, view, checkpoint)
     assert view.banner.isVisible()
-    assert view.banner.text().startswith("On its test images: the halting does not pay on this model: fixed:2")
-    assert "N = 2" in view.banner.text()
+    # QA: "fixed:2 (…) with 90.00 % at 2.00 M costs no more (adaptive 85.00 % at 2.50 M MACs)": the CLI's mode
+    # name, no "MACs" after the first figure, and "costs no more" for a setting both cheaper and more accurate
+    assert view.banner.text() == (
+        "On its test images the halting does not pay on this model. Mode “Fixed iterations per block”, N = 2 is both "
+        "cheaper and more accurate: 90.00 % top-1 at 2.00 M MACs per image, against 85.00 % at 2.50 M MACs with "
+        "adaptive halting. Select it above to use it.")
+    assert view.mode_combo.itemText(view.mode_combo.findData("fixed")) == "Fixed iterations per block"
 
     evaluation_file = tmp_path / "run" / "eval.json"
     evaluation = json.loads(evaluation_file.read_text())
@@ -270,7 +275,7 @@ def test_the_advice_of_a_held_out_evaluation_does_not_call_it_a_test_set(qtbot, 
     evaluation_file.write_text(json.dumps({**json.loads(evaluation_file.read_text()), "split": "val"}))
     open_checkpoint(qtbot, view, checkpoint)
     text = view.banner.text()
-    assert text.startswith("On its held-out images: the halting does not pay") and "test" not in text
+    assert text.startswith("On its held-out images the halting does not pay") and "test" not in text
 
 
 def does_not_pay_checkpoint(tmp_path) -> Path:
@@ -293,15 +298,15 @@ def test_the_fixed_setting_advice_is_not_repeated_once_that_setting_is_chosen(qt
     view.add_image_files([str(files["image"])])
     qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
     advice = view.banner.text()
-    assert view.banner.isVisible() and advice.endswith("Mode “Fixed”, N = 2 runs it.")
+    assert view.banner.isVisible() and advice.endswith("Select it above to use it.")
 
     with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
         view.mode_combo.setCurrentIndex(view.mode_combo.findData("fixed"))
         view.fixed_spin.setValue(2)
     wait_idle(qtbot, view)
     text = view.banner.text()
-    assert "runs it" not in text, text  # no advice to pick what is picked: it says what the mode does
-    assert text.startswith("On its test images: the halting does not pay on this model") and "N = 2" in text
+    assert "Select it" not in text, text  # no advice to pick what is picked: it says what the mode does
+    assert text.startswith("On its test images the halting does not pay on this model") and "N = 2" in text
     assert "every block runs 2 iterations" in text
 
     view.fixed_spin.setValue(1)  # another fixed setting: the advice applies again
@@ -641,3 +646,29 @@ def test_a_16_bit_or_float_image_is_previewed_as_the_model_reads_it(tmp_path, mo
         previews.append(_read_preview(str(tmp_path / "ramp16.png")))
     for preview in previews:
         assert [preview.pixelColor(x, 4).red() for x in range(64)] == seen_by_model
+
+
+@pytest.mark.parametrize("fixed_point, words", [
+    ((2.0e6, 0.90), "is both cheaper and more accurate: 90.00 % top-1 at 2.00 M MACs per image, against 85.00 % at "
+                    "2.50 M MACs with adaptive halting (beyond the noise: paired standard error 0.53 pt)"),
+    ((2.5e6, 0.90), "costs the same and is more accurate: 90.00 % top-1 at 2.50 M MACs per image"),
+    ((2.0e6, 0.85), "is as accurate and cheaper: 85.00 % top-1 at 2.00 M MACs per image"),
+    ((2.0e6, 0.8498), "is about as accurate and cheaper: 84.98 % top-1 at 2.00 M MACs per image"),
+    ((2.5e6, 0.85), "is as accurate at the same cost: 85.00 % top-1 at 2.50 M MACs per image"),
+    ((3.0e6, 0.95), "is more accurate but costs 20% more: 95.00 % top-1 at 3.00 M MACs per image"),
+])
+def test_the_fixed_setting_advice_says_plainly_how_it_compares_with_adaptive(fixed_point, words):
+    """Each case the evaluation's verdict can advise a fixed setting in, in words that match its figures."""
+    from iamnn_studio.engine.tradeoff import halting_tradeoff
+    from iamnn_studio.gui.inference_view import _fixed_against_adaptive
+
+    macs, top1 = fixed_point
+    paired = {"only_adaptive_right": 1, "only_fixed_right": 6}  # fixed gets 5 more of the 500 images right
+    fixed = [{"iterations": [1, 1, 1, 1], "mean_macs": 1.0e6, "top1": 0.70},
+             {"iterations": [2, 2, 2, 2], "mean_macs": macs, "top1": top1, "paired": paired}]
+    if macs > 2.5e6:  # a point under the adaptive MACs, so the fixed curve spans them
+        fixed.insert(1, {"iterations": [1, 2, 1, 1], "mean_macs": 2.0e6, "top1": 0.84})
+    tradeoff = halting_tradeoff({"architecture": "iamnn", "mode": "adaptive", "images": 500, "top1": 0.85,
+                                 "macs": {"mean": 2.5e6}, "sweep": {"fixed": fixed}})
+    assert tradeoff["outcome"] == "does not pay" and tradeoff["suggested_mode"] == "fixed:2"
+    assert _fixed_against_adaptive(tradeoff).startswith(words)
