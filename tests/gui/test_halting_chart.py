@@ -170,3 +170,30 @@ def test_a_chart_of_no_blocks_is_empty_not_an_error(qtbot, styled_app):
     widget.grab()
     assert widget.rows() == 0 and widget.height() == 0
     assert widget.sizeHint().width() >= 0 and widget.minimumSizeHint().width() >= 0
+
+
+def test_blocks_limited_to_one_iteration_say_so_in_one_line_not_four_empty_charts(qtbot, styled_app):
+    """QA: a model calibrated to at most 1 iteration per block showed four empty grey boxes per card."""
+    charts = HaltingCharts(4)
+    qtbot.addWidget(charts)
+    charts.resize(800, charts.height())
+    charts.show()
+    charts.set_halting([[], [], [], []], [[], [], [], []], [1, 1, 1, 1], [1, 1, 1, 1], 0.9)
+    assert "no halting decision" in charts.note()
+    assert charts.height() <= 3 * charts.fontMetrics().lineSpacing() < charts.row_height()  # a line, not a row
+    image = charts.grab().toImage()
+    text = QColor(theme.TEXT_MUTED)
+    assert sum(close_to(image.pixelColor(x, y), text.name(), 60)
+               for x in range(0, image.width(), 2) for y in range(image.height())) > 20  # the note is painted
+
+    charts.resize(300, charts.height())  # narrow: the note wraps onto more lines, none cut off
+    qtbot.waitUntil(lambda: charts.height() > 2 * charts.fontMetrics().lineSpacing(), timeout=2_000)
+
+    charts.set_halting([[0.3], [], [], []], [[0.3], [], [], []], [2, 1, 1, 1], [2, 1, 1, 1], 0.9)  # one block decides
+    assert charts.note() is None and charts.height() == charts.rows() * charts.row_height() + (charts.rows() - 1) * 6
+    assert charts.plot_caption(0) is None and "no halting decision" in charts.plot_caption(1)
+
+
+def test_the_chart_of_a_one_iteration_block_captions_its_plot(charts):
+    assert charts.blocks[3].one_iteration and "no halting decision" in charts.plot_caption(3)
+    assert all(charts.plot_caption(b) is None for b in range(3))

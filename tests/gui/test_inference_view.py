@@ -620,6 +620,8 @@ def test_a_model_whose_halting_is_limited_to_one_iteration_disables_the_threshol
     qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
     summary = view.cards[0].charts.summary(0)
     assert "in this mode" not in summary and "no halting decision to make" in summary
+    charts = view.cards[0].charts  # QA: four empty grey charts; now one line that says why there is nothing to chart
+    assert "no halting decision" in charts.note() and charts.height() < charts.row_height()
     # a model whose halting decides keeps its slider
     open_checkpoint(qtbot, view, files["checkpoint"])
     assert view.threshold_slider.isEnabled() and view.threshold_slider.toolTip() != ONE_ITERATION_NOTE

@@ -17,6 +17,11 @@ from . import theme
 
 #: The value axis runs from 0 to this (a little over 1, so a score of 1 and its dot stay inside).
 Y_TOP = 1.08
+#: Over the plot of a block that halts but is limited to one iteration: it has no score to draw.
+ONE_ITERATION_CAPTION = "1 iteration: no halting decision"
+#: In place of the charts where every block is limited to one iteration (four empty plots said nothing).
+ONE_ITERATION_NOTE = ("Every block ran its only iteration: the halting is limited to one iteration per block (by the "
+                      "calibration, or the caps), so there was no halting decision to chart.")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class HaltingCharts(QWidget):
     PLOT_PX = 105
     TEXT_LINES = 3
     SPACING = 6
+    NOTE_MARGIN = 4  # above and below the note that replaces the charts
     #: The narrowest chart under the 10-pt font (grown with the font): four fit a 1024 px window's card.
     MIN_CHART_PX = 116
 
@@ -94,6 +100,14 @@ class HaltingCharts(QWidget):
         self.setAccessibleDescription("\n".join(self.summary(b) for b in range(len(blocks))))
         self._fit_columns(self.width())
         self.update()
+
+    def note(self) -> str | None:
+        """The line shown instead of the charts, where no block has a halting decision to chart; else None."""
+        return ONE_ITERATION_NOTE if self.blocks and all(block.one_iteration for block in self.blocks) else None
+
+    def plot_caption(self, b: int) -> str | None:
+        """The words over block ``b``'s plot where it has no scores to draw because it cannot decide anything."""
+        return ONE_ITERATION_CAPTION if self.blocks[b].one_iteration else None
 
     def summary(self, b: int) -> str:
         """Block ``b``'s chart in words: its tooltip, and what a screen reader says."""
@@ -167,6 +181,8 @@ class HaltingCharts(QWidget):
 
     def _fit_height(self) -> None:
         height = max(0, self.rows() * self.row_height() + (self.rows() - 1) * self.SPACING)
+        if self.note() is not None:
+            height = self._note_rect(max(self.width(), 1)).height() + 2 * self.NOTE_MARGIN
         if height != self.height() or self.minimumHeight() != height:
             self.setFixedHeight(height)
 
@@ -256,8 +272,19 @@ class HaltingCharts(QWidget):
             return True
         return super().event(event)
 
+    def _note_rect(self, width: int) -> QRect:
+        """Where the note goes, wrapped to ``width``."""
+        flags = int(Qt.TextFlag.TextWordWrap)
+        return self.fontMetrics().boundingRect(QRect(0, self.NOTE_MARGIN, width, 10_000), flags, self.note() or "")
+
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
         painter = QPainter(self)
+        if self.note() is not None:
+            painter.setPen(QColor(theme.TEXT_MUTED))
+            painter.drawText(self.rect().adjusted(0, self.NOTE_MARGIN, 0, -self.NOTE_MARGIN),
+                             int(Qt.TextFlag.TextWordWrap | Qt.AlignmentFlag.AlignLeft), self.note())
+            painter.end()
+            return
         try:
             for b in range(len(self.blocks)):
                 if self.chart_rect(b).intersects(event.rect()):
@@ -331,6 +358,13 @@ class HaltingCharts(QWidget):
             painter.setPen(QPen(QColor(theme.TEXT_MUTED), 2))
             painter.drawLine(QPointF(halt, top), QPointF(halt, plot.bottom()))
 
+        caption = self.plot_caption(b)
+        if caption is not None:  # over the shaded column of its one iteration
+            painter.setFont(self._title_font())
+            painter.setPen(QColor(theme.TEXT_MUTED))
+            painter.drawText(plot.adjusted(4, 4, -4, -4), int(Qt.TextFlag.TextWordWrap | Qt.AlignmentFlag.AlignCenter),
+                             caption)
+            painter.setFont(self.font())
         if block.threshold is not None:  # crisp, on a whole pixel row: a blended 1 px dash reads as pink
             painter.setPen(QPen(QColor(theme.ERROR), 1, Qt.PenStyle.DashLine))
             y = round(self.y_for(b, block.threshold))
