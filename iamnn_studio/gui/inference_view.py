@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -303,6 +304,10 @@ class InferenceView(QWidget):
         self.empty.add_action("Add images…", self._choose_images)
         self.card_list = QWidget()
         self.card_layout = QVBoxLayout(self.card_list)
+        # The list is at least as tall as its cards at once: a card added to a list still at its old height
+        # squeezed every card above it (all laid out again) until the scroll area grew the list (all laid out
+        # once more), for every card added (QA: 150 dropped images held the window 0.6 s at a time).
+        self.card_layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
         self.card_layout.setContentsMargins(0, 0, 4, 0)
         self.card_layout.setSpacing(theme.SPACING)
         self.card_layout.addStretch(1)

@@ -674,3 +674,40 @@ def test_the_fixed_setting_advice_says_plainly_how_it_compares_with_adaptive(fix
                                  "macs": {"mean": 2.5e6}, "sweep": {"fixed": fixed}})
     assert tradeoff["outcome"] == "does not pay" and tradeoff["suggested_mode"] == "fixed:2"
     assert _fixed_against_adaptive(tradeoff).startswith(words)
+
+
+def test_each_card_added_is_laid_out_and_measured_a_bounded_number_of_times(qtbot, view, files, tmp_path,
+                                                                             monkeypatch):
+    """QA: dropping 150 images held the window ~0.6 s at a time. Each card added squeezed every card above it
+    into the list's old height, then the list grew and laid them all out again: layout passes grew with the
+    square of the cards, and each pass measured every card's rich-text figures (~20,000 QLabel.heightForWidth
+    calls) and chart titles (~13,000 minimum_chart_width calls) again."""
+    from collections import Counter
+
+    from PySide6.QtWidgets import QLabel
+
+    from iamnn_studio.gui.widgets.halting_chart import HaltingCharts
+
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    paths = []
+    for i in range(16):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.new("L", (16, 16), 15 * i).save(paths[-1])
+    calls = Counter()
+
+    def counted(cls, name):
+        original = getattr(cls, name)
+        monkeypatch.setattr(cls, name, lambda self, *args: calls.update([name]) or original(self, *args))
+
+    counted(PredictionCard, "resizeEvent")  # a card laid out again at another size
+    counted(QLabel, "heightForWidth")  # a label's text laid out to answer its height
+    counted(HaltingCharts, "minimum_chart_width")  # asked by every card resize and layout pass
+    view.CARD_BUILD_BUDGET_S = 0.0  # one card per turn of the event loop: a layout pass per card
+    with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
+        view.add_image_files([str(p) for p in paths])
+    qtbot.wait(100)  # the last layout passes
+    assert len(view.cards) == 16
+    # a few times per card, not per card per card added (before: 286, 2,161 and 417 calls for these 16 cards)
+    assert calls["resizeEvent"] <= 4 * 16, calls
+    assert calls["heightForWidth"] <= 24 * 16, calls
+    assert calls["minimum_chart_width"] <= 16 * 16, calls

@@ -54,12 +54,21 @@ class FigureRow(QWidget):
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
         self._widths = (0, 0)  # one-line widths of the two texts
+        # heightForWidth by width, until the texts or the font change: every layout pass of the card list asked
+        # each card again, and a rich-text label lays its text out for each answer (QA: 20,000 calls for 150 cards)
+        self._heights: dict[int, int] = {}
 
     def refit(self) -> None:
         """The texts changed: measure them again and lay them out."""
         self._widths = (one_line_width(self.first), one_line_width(self.second))
+        self._heights.clear()
         self.updateGeometry()
         self._place(self.width())
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._heights.clear()
 
     def stacked(self, width: int | None = None) -> bool:
         """Whether the second figure goes under the first at ``width`` (default: the current one)."""
@@ -88,6 +97,11 @@ class FigureRow(QWidget):
         return True
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt name)
+        if width not in self._heights:
+            self._heights[width] = self._height_for(width)
+        return self._heights[width]
+
+    def _height_for(self, width: int) -> int:
         if self.stacked(width):
             second = self.second.heightForWidth(width) if self.second.text() else 0
             return self.first.heightForWidth(width) + (self.LINE_GAP + second if second else 0)
@@ -121,6 +135,7 @@ class ProbabilityBars(QWidget):
         super().__init__(parent)
         self._rows = rows
         self._items: list[tuple[str, float]] = []
+        self._size_hint: QSize | None = None  # until the items or the font change: asked at every card resize
         self.setMinimumWidth(230)  # the bars shrink before a card needs a sideways scroll bar
         self.setFixedHeight(rows * self.row_height())
 
@@ -137,10 +152,12 @@ class ProbabilityBars(QWidget):
     def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().changeEvent(event)
         if event.type() == QEvent.Type.FontChange:
+            self._size_hint = None
             self.setFixedHeight(self._rows * self.row_height())
 
     def set_items(self, items: Sequence[tuple[str, float]]) -> None:
         self._items = [(str(label), float(prob)) for label, prob in list(items)[: self._rows]]
+        self._size_hint = None
         self.updateGeometry()  # longer class names ask for a wider widget
         self.update()
 
@@ -151,8 +168,11 @@ class ProbabilityBars(QWidget):
         """Room for the class names (the longest elided at LABEL_CHARS), bars of BAR_PX and the percentages."""
         from iamnn_studio.gui.style import scaled_px
 
-        label, value = self._label_width(), self._value_width()
-        return QSize(max(300, label + scaled_px(self.BAR_PX, self.font()) + value), self._rows * self.row_height())
+        if self._size_hint is None:
+            label, value = self._label_width(), self._value_width()
+            self._size_hint = QSize(max(300, label + scaled_px(self.BAR_PX, self.font()) + value),
+                                    self._rows * self.row_height())
+        return QSize(self._size_hint)
 
     def _label_width(self) -> int:
         metrics = self._bold_metrics()  # the widest (bold) row decides the label column
