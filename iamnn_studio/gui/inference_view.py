@@ -363,7 +363,8 @@ class InferenceView(QWidget):
         self._update_advice()
         self.clear_button.setEnabled(bool(self._entries))
         self.stack.setCurrentWidget(self.scroll if self._entries else self.empty)
-        self.legend.setVisible(bool(self._entries) and halting_model)
+        # no legend for charts that are not drawn: a one-iteration halting has only its note per card
+        self.legend.setVisible(bool(self._entries) and halting_model and not (one_iteration and mode == "adaptive"))
         if loaded:
             self.empty.set_text("Drop images here",
                                 "…or paste one (Ctrl+V), or click Add images. Each image shows its top-5 classes, "

@@ -622,6 +622,11 @@ def test_a_model_whose_halting_is_limited_to_one_iteration_disables_the_threshol
     assert "in this mode" not in summary and "no halting decision to make" in summary
     charts = view.cards[0].charts  # QA: four empty grey charts; now one line that says why there is nothing to chart
     assert "no halting decision" in charts.note() and charts.height() < charts.row_height()
+    assert view.legend.isHidden()  # it explains charts that are not drawn
+    view.mode_combo.setCurrentIndex(view.mode_combo.findData("max"))  # every iteration: charts again, with their legend
+    assert not view.legend.isHidden()
+    view.mode_combo.setCurrentIndex(view.mode_combo.findData("adaptive"))
+    wait_idle(qtbot, view)
     # a model whose halting decides keeps its slider
     open_checkpoint(qtbot, view, files["checkpoint"])
     assert view.threshold_slider.isEnabled() and view.threshold_slider.toolTip() != ONE_ITERATION_NOTE
