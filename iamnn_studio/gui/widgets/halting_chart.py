@@ -72,6 +72,7 @@ class HaltingCharts(QWidget):
         # until the blocks or the font change: every card resize and layout pass asked for it (QA: 13,000 times
         # for 150 cards, each measuring every title and tick label)
         self._chart_width: int | None = None
+        self._axis_px: int | None = None  # until the font changes: every point painted asks for it
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setAccessibleName("Halting per block")
         self.setMouseTracking(False)
@@ -157,8 +158,10 @@ class HaltingCharts(QWidget):
         return math.ceil(len(self.blocks) / max(1, self.columns))
 
     def _axis_width(self) -> int:
-        metrics = self.fontMetrics()
-        return max(metrics.horizontalAdvance(t) for t in ("0", ".5", "1")) + 10
+        if self._axis_px is None:
+            metrics = self.fontMetrics()
+            self._axis_px = max(metrics.horizontalAdvance(t) for t in ("0", ".5", "1")) + 10
+        return self._axis_px
 
     def minimum_chart_width(self) -> int:
         """The width one chart needs for its title, value axis and iteration numbers."""
@@ -205,7 +208,7 @@ class HaltingCharts(QWidget):
     def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().changeEvent(event)
         if event.type() == QEvent.Type.FontChange:
-            self._chart_width = None
+            self._chart_width = self._axis_px = None
             self._fit_columns(self.width())
             self.updateGeometry()
 
