@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--mode", help="adaptive, fixed:N or max, baked into the export (default: the checkpoint's)")
     export.add_argument("--threshold", type=float, help="halting threshold in (0, 1] for the mode adaptive, baked "
                                                         "into the export (default: the checkpoint's)")
+    export.add_argument("--json", action="store_true", help="print JSON on stdout: the file written, its halting, "
+                                                            "the notes and warning (the app's export dialog reads it)")
     export.set_defaults(handler=cmd_export)
 
     runs = commands.add_parser("runs", help="list training runs", formatter_class=_HelpFormatter)
@@ -1077,7 +1079,9 @@ def format_prediction(prediction: Any, *, architecture: str = "iamnn") -> str:
 
 # --------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
-    from .engine.export import EXPORTERS, MAX_EXAMPLE_BATCH, PluginExporterError, export_checkpoint, suffix_mismatch
+    from .engine.checkpoint import load_checkpoint
+    from .engine.export import (EXPORTERS, MAX_EXAMPLE_BATCH, PluginExporterError, describe_halting, export_caveats,
+                                export_checkpoint, suffix_mismatch)
 
     if not 1 <= args.batch_size <= MAX_EXAMPLE_BATCH:
         raise UsageError(f"--batch-size: must be an integer in [1, {MAX_EXAMPLE_BATCH}], got {args.batch_size}")
@@ -1104,8 +1108,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if mismatch:  # a warning, not a refusal: the name is the user's choice
         print(f"warning: {mismatch}", file=sys.stderr)
     try:
+        loaded = load_checkpoint(args.checkpoint)  # read once: the export, its caveats and its halting words
+        caveats = export_caveats(loaded, mode=args.mode)
         out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size, mode=args.mode,
-                                threshold=args.threshold)
+                                threshold=args.threshold, loaded=loaded)
     except PluginExporterError as exc:  # the plugin's fault, not the user's input: said, with its traceback kept
         cause = exc.__cause__ or exc
         log_path = write_error_log(type(cause), cause, cause.__traceback__,
@@ -1114,6 +1120,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     except ValueError as exc:
         raise _naming_the_option(exc, HALTING_OPTIONS) from None
+    if args.json:  # the halting the file carries: the checkpoint's, or the --mode / --threshold applied to it
+        emit_json({"path": str(out), "format": args.fmt, "bytes": out.stat().st_size, "replaced": replacing,
+                   "halting": describe_halting(loaded.model_config), "caveats": caveats, "warning": mismatch})
+        return EXIT_OK
     print(f"exported {args.fmt} to {out} ({out.stat().st_size / 1e6:.1f} MB"
           + ("; replaced the file that was there)" if replacing else ")"))
     return EXIT_OK

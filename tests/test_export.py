@@ -463,6 +463,35 @@ def test_the_cli_replaces_an_existing_file_only_with_force(tmp_path):
     assert read_torchscript_metadata(target)["halting"] == "adaptive, threshold 0.700"
 
 
+def test_the_cli_answers_in_json_and_reads_the_checkpoint_once(tmp_path, monkeypatch):
+    """`export --json` is what the app's dialog reads from its child process: the file written, the halting the
+    file carries and the notes; the export, its caveats and its halting words share one read of the file (a
+    large checkpoint was read twice)."""
+    from iamnn_studio.engine import checkpoint as checkpoint_module
+    from iamnn_studio.engine import export as export_module
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+
+    save_varied_checkpoint(tmp_path / "model.pt")  # its own threshold: 0.7
+    reads = []
+
+    def counted(path, *args, **kwargs):
+        reads.append(path)
+        return load_checkpoint(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "load_checkpoint", counted)
+    monkeypatch.setattr(export_module, "load_checkpoint", counted)
+    target = tmp_path / "model.onnx"
+    code, out, err = _cli("export", tmp_path / "model.pt", "--format", "torchscript", "--out", target,
+                          "--threshold", "0.95", "--json")
+
+    assert code == 0, err
+    assert len(reads) == 1
+    answer = json.loads(out)  # nothing else on stdout
+    assert answer["path"] == str(target) and answer["bytes"] == target.stat().st_size and not answer["replaced"]
+    assert answer["halting"] == read_torchscript_metadata(target)["halting"] == "adaptive, threshold 0.950"
+    assert answer["caveats"] == [] and answer["warning"].startswith(f"{target} ends in .onnx, not .pt")
+
+
 def test_force_still_never_replaces_a_file_of_another_kind(tmp_path):
     save_varied_checkpoint(tmp_path / "model.pt")
     settings = tmp_path / "run.toml"

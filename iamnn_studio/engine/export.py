@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from .. import __version__
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import fixed_setting
-from .io import give_usual_permissions
+from .io import give_usual_permissions, temp_prefix
 from .runs import output_file
 from .registry import Registry
 
@@ -148,7 +148,7 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
     _check_free_space(out_path, Path(ckpt_path))
     for caveat in caveats:
         log.warning("%s", caveat)  # the CLI prints warnings as notes; the GUI asks export_caveats itself
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(out_path), suffix=".tmp", dir=out_path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

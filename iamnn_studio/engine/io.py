@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import tempfile
@@ -44,7 +45,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], *, suffix: str 
     ``os.replace``. Whatever ``write`` raises leaves no temp file and ``path`` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -58,6 +59,21 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], *, suffix: str 
         except FileNotFoundError:
             pass
         raise
+
+
+def temp_prefix(path: Path) -> str:
+    """How the temp files ``path`` is written through begin (hidden, beside it): ``.model.onnx.``."""
+    return f".{Path(path).name}."
+
+
+def temp_files(path: Path, suffix: str = ".tmp") -> set[Path]:
+    """The temp files beside ``path`` that writing it through a temp file may leave (a process killed
+    mid-write runs no clean-up): ``.model.onnx.<random>.tmp``."""
+    path = Path(path)
+    try:
+        return set(path.parent.glob(f"{glob.escape(temp_prefix(path))}*{glob.escape(suffix)}"))
+    except OSError:
+        return set()
 
 
 def _usual_file_mode() -> int:
