@@ -1,8 +1,11 @@
 """Export a checkpoint: a plain copy, ONNX, TorchScript, or any format a plugin registered.
 
 The formats come from the engine's ``EXPORTERS`` registry (read in the background, so opening the
-dialog never waits for torch); the export itself runs in the background too, with a busy
-indicator, and ends with the written path or a one-line error.
+dialog never waits for torch). The export itself runs in a child process, the CLI's ``export`` command
+(``export_process``): torch.export and the ONNX exporter hold the GIL for seconds, which froze the
+window when they ran in one of its threads. A busy line with Cancel (which kills the child and leaves no
+file) shows meanwhile; it ends with the written path or the CLI's one-line error. A checkpoint copy, a
+plain file copy, still runs in a thread.
 
 When the checkpoint is the one open on the Use tab, the dialog offers the halting mode and threshold
 set there (pre-selected) or the checkpoint's own; the engine bakes the chosen one into the graph.
@@ -34,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .export_process import ExportOutcome, ExportProcess, ExportRequest
 from .widgets import theme
 from .widgets.message_banner import MessageBanner
 from .widgets.tasks import BackgroundRunner, import_engine
@@ -123,6 +127,10 @@ class ExportDialog(QDialog):
         # Reads a checkpoint's settings for the note alone (is it a ResNet?): apart, so Export never waits on it
         self._note_runner = BackgroundRunner(self)
         self._exporting = False  # only an export (not the format list) keeps the dialog open
+        self._export = ExportProcess(self)  # every format but a copy: in a child process
+        self._export.succeeded.connect(self._on_exported_in_child)
+        self._export.failed.connect(self._on_failed)
+        self._child_export: _ChildExport | None = None
         self._suffixes: dict[str, str] = {COPY: ".pt", **{name: suffix for name, _, suffix in KNOWN_FORMATS}}
         self._output_edited = False
         self.last_path: str | None = None
@@ -195,9 +203,13 @@ class ExportDialog(QDialog):
         self.busy.setTextVisible(False)
         self.busy_label = QLabel("Exporting… this can take a minute.")
         self.busy_label.setProperty("role", "muted")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the export: nothing is written, an existing file stays as it was")
+        self.cancel_button.clicked.connect(self.cancel_export)
         busy_row = QHBoxLayout()
         busy_row.addWidget(self.busy)
         busy_row.addWidget(self.busy_label, 1)
+        busy_row.addWidget(self.cancel_button)
         self.busy_widget = QWidget()
         self.busy_widget.setLayout(busy_row)
         busy_row.setContentsMargins(0, 0, 0, 0)
@@ -475,7 +487,7 @@ class ExportDialog(QDialog):
     @Slot()
     def _clear_result(self, *_: Any) -> None:
         """The last export's message speaks of other paths once one changes, or a new export starts."""
-        if self._runner.is_busy() or not hasattr(self, "reveal_button"):  # busy, or still being built
+        if not hasattr(self, "reveal_button") or self.is_busy():  # still being built, or busy
             return
         self.last_error = None
         self.result.hide()
@@ -505,7 +517,7 @@ class ExportDialog(QDialog):
 
     @Slot()
     def _update_buttons(self, *_: Any) -> None:
-        busy = self._runner.is_busy()
+        busy = self.is_busy()
         ready = bool(self.checkpoint_edit.text().strip()) and bool(self.output_edit.text().strip())
         self.export_button.setEnabled(ready and not busy)
         self.close_button.setEnabled(not self._exporting)
@@ -539,22 +551,33 @@ class ExportDialog(QDialog):
 
         halting = self.halting_override()
         mode, threshold = halting if halting is not None else (None, None)
-
-        def work(report):
-            if fmt == COPY:
-                return str(_copy_checkpoint(source, target)), [], None, created, None
-            export = import_engine("export")
-            loaded = import_engine("checkpoint").load_checkpoint(source)  # read once, for all that follows
-            caveats = export.export_caveats(loaded, mode=mode)
-            # the Use tab's setting, in the words the exported file's metadata has
-            words = halting_words(loaded.model_config, mode, threshold) if halting is not None else None
-            path = export.export_checkpoint(source, fmt, target, mode=mode, threshold=threshold, loaded=loaded)
-            return str(path), caveats, export.suffix_mismatch(fmt, typed), created, words  # the CLI's warning
-
         self.result.hide()
+        self.cancel_button.setVisible(fmt != COPY)  # a copy is a file copy: quick, and in a thread
         self.busy_widget.show()
         self._exporting = True
-        self._runner.submit(work, self._on_exported, self._on_failed)
+        if fmt == COPY:
+            self._runner.submit(lambda report: (str(_copy_checkpoint(source, target)), [], None, created, None),
+                                self._on_exported, self._on_failed)
+        else:  # the user answered the overwrite question above: the child may replace the file
+            self._child_export = _ChildExport(target, created, _first_missing_folder(target.parent),
+                                              halting is not None)
+            self._export.start(ExportRequest(Path(os.path.abspath(source)), fmt, target, replace=exists,
+                                             mode=mode, threshold=threshold))
+        self._update_buttons()
+        return True
+
+    @Slot()
+    def cancel_export(self) -> bool:
+        """Stop the export in its child: nothing is written (a folder it created goes too, if empty)."""
+        if not self._export.cancel():
+            return False
+        if self._child_export is not None and self._child_export.first_made is not None:
+            _remove_empty_folders(self._child_export.target.parent, self._child_export.first_made)
+        self._child_export = None
+        self._exporting = False
+        self.busy_widget.hide()
+        self.last_error = None
+        self.result.show_message("Export cancelled: nothing was written.", "info")
         self._update_buttons()
         return True
 
@@ -597,6 +620,13 @@ class ExportDialog(QDialog):
             target = (self._suggested_name(source, "")[0] if checkpoint else Path.home()) / target
         return Path(os.path.abspath(target))  # ".." folded, links kept (output_file follows them)
 
+    def _on_exported_in_child(self, outcome: ExportOutcome) -> None:
+        job, self._child_export = self._child_export, None
+        # the Use tab's setting, in the words the exported file's metadata has
+        words = outcome.halting if job is not None and job.halting_overridden else None
+        self._on_exported((outcome.path, list(outcome.caveats), outcome.warning,
+                           job.created if job is not None else None, words))
+
     def _on_exported(self, outcome: tuple[str, list[str], str | None, Path | None, str | None]) -> None:
         path, caveats, mismatch, created, words = outcome
         self._exporting = False
@@ -613,6 +643,7 @@ class ExportDialog(QDialog):
         self.exported.emit(path)
 
     def _on_failed(self, message: str) -> None:
+        self._child_export = None
         self._exporting = False
         self.busy_widget.hide()
         self._fail(f"Export failed: {message}")
@@ -628,10 +659,10 @@ class ExportDialog(QDialog):
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.last_path).parent)))
 
     def is_busy(self) -> bool:
-        return self._runner.is_busy()
+        return self._runner.is_busy() or self._export.is_running()
 
     def reject(self) -> None:
-        if self._exporting:  # the export finishes (it cannot be interrupted safely); stay open
+        if self._exporting:  # stay open: an export goes on until it ends or Cancel stops it, never unseen
             return
         super().reject()
 
@@ -660,6 +691,16 @@ class _WrappedNote(QLabel):
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
         self.updateGeometry()  # another width, another height: the form asks again
+
+
+@dataclass(frozen=True)
+class _ChildExport:
+    """The export running in a child process, as the dialog needs it once the child ends."""
+
+    target: Path
+    created: Path | None  # the target's folder, where the export makes it (the message says so)
+    first_made: Path | None  # the outermost folder the export makes: a cancel removes it again, if empty
+    halting_overridden: bool  # the Use tab's setting, not the checkpoint's own: the message names it
 
 
 class _Refused(Exception):
@@ -704,6 +745,26 @@ def _is_dir(path: Path) -> bool:
         return path.is_dir()
     except (OSError, ValueError):  # a name too long, a NUL character: no folder of that name
         return False
+
+
+def _first_missing_folder(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet; None if ``folder`` exists."""
+    missing = None
+    while not _exists(folder) and folder != folder.parent:
+        missing, folder = folder, folder.parent
+    return missing
+
+
+def _remove_empty_folders(folder: Path, up_to: Path) -> None:
+    """Remove ``folder`` and its parents up to ``up_to`` (included) while they are empty: a cancelled export
+    leaves no folder it made behind."""
+    try:
+        folder, up_to = Path(os.path.abspath(folder)), Path(os.path.abspath(up_to))
+        while folder == up_to or up_to in folder.parents:
+            folder.rmdir()  # OSError once one is not empty
+            folder = folder.parent
+    except OSError:
+        pass
 
 
 def _copy_checkpoint(source: Path, target: Path) -> Path:

@@ -329,32 +329,6 @@ def test_the_use_tabs_threshold_is_offered_first_and_reaches_the_exported_file(q
     assert read_torchscript_metadata(tmp_path / "own.ts")["halting"] == "adaptive, threshold 0.700"
 
 
-def test_an_export_reads_the_checkpoint_once(qtbot, tmp_path, monkeypatch):
-    """The export, its caveats and its halting words share one read of the file (a large checkpoint was read twice)."""
-    from iamnn_studio.engine import checkpoint as checkpoint_module
-    from iamnn_studio.engine import export as export_module
-    from iamnn_studio.engine.export import read_torchscript_metadata
-    from tiny_models import save_varied_checkpoint
-
-    source = tmp_path / "run" / "checkpoints" / "best.pt"
-    source.parent.mkdir(parents=True)
-    save_varied_checkpoint(source)
-    widget = _use_tab_dialog(qtbot, source, threshold=0.95)
-    reads = []
-
-    def counted(path, *args, **kwargs):
-        reads.append(path)
-        return load_checkpoint(path, *args, **kwargs)
-
-    monkeypatch.setattr(checkpoint_module, "load_checkpoint", counted)
-    monkeypatch.setattr(export_module, "load_checkpoint", counted)
-    export(qtbot, widget, "torchscript", tmp_path / "once.ts")
-
-    assert len(reads) == 1
-    assert read_torchscript_metadata(tmp_path / "once.ts")["halting"] == "adaptive, threshold 0.950"
-    assert "Halting: adaptive, threshold 0.950, as set on the Use tab." in widget.result.text()
-
-
 def test_the_use_tabs_fixed_mode_is_offered_in_words(qtbot, checkpoint):
     widget = _use_tab_dialog(qtbot, checkpoint, mode="fixed:2", threshold=None)
     assert _items(widget.halting_combo) == ["As set on the Use tab: fixed:2 (iterations 1-2-1-1)",  # caps 1-2-1-1
@@ -594,3 +568,162 @@ def test_the_note_for_a_resnet_checkpoint_speaks_of_no_halting(qtbot, checkpoint
     widget.checkpoint_edit.setText(str(checkpoint))  # an IamNN checkpoint again: its halting note
     qtbot.waitUntil(lambda: "applies the halting as masks" in widget.format_note.text(), timeout=10_000)
     assert "its saved mode and threshold" in widget.format_note.text()
+
+
+# --------------------------------------------------------------------------- the export runs in a child process
+PLUGIN_EXPORTERS = '''
+import os, resource, time
+from iamnn_studio.engine.export import Exporter
+
+def hold_the_gil(seconds):
+    """Long C calls that never release the GIL, as torch.export and the ONNX exporter make."""
+    n = 10**5
+    while True:
+        start = time.perf_counter(); sum(range(n)); took = time.perf_counter() - start
+        if took > 0.05:
+            break
+        n *= 4
+    n = int(n * 0.6 / took)  # one call: about 0.6 s
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(n))
+
+def gil(checkpoint, path, *, batch_size=1):
+    hold_the_gil(2.0)
+    path.write_bytes(b"exported")
+
+def slow(checkpoint, path, *, batch_size=1):
+    path.write_bytes(b"half")
+    time.sleep(120)
+    path.write_bytes(b"exported")
+
+def boom(checkpoint, path, *, batch_size=1):
+    path.write_bytes(b"half")
+    raise RuntimeError("exporter exploded")
+
+def abort(checkpoint, path, *, batch_size=1):
+    path.write_bytes(b"half")
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file
+    os.abort()  # as a C++ writer does when the disk fills mid-file
+
+def register(api):
+    for name, export in (("gil", gil), ("slow", slow), ("boom", boom), ("abort", abort)):
+        api.exporters.register(name, Exporter(name, name, "." + name, export))
+'''
+
+
+@pytest.fixture
+def test_exporters(tmp_path, monkeypatch):
+    """Plugin exporters, loaded here (for the format list) and by the export's child (from the same folder)."""
+    from iamnn_studio.engine import plugins
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "test_exporters.py").write_text(PLUGIN_EXPORTERS)
+    monkeypatch.setenv(plugins.PLUGINS_ENV, str(folder))
+    plugins.load_plugins(force=True)
+    yield folder / "test_exporters.py"
+    plugins.unload_plugins()
+    plugins.load_plugins(force=True)  # the repository's own plugins, for the tests that follow
+
+
+def _leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_the_window_keeps_answering_while_an_exporter_holds_the_gil(qtbot, test_exporters, dialog, tmp_path):
+    """QA: torch.export and the ONNX exporter held the GIL for up to 1.3 s at a time in the dialog's thread,
+    and the window froze. In a child process the UI thread's 20 ms timer keeps ticking."""
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    ticks = [time.monotonic()]
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+    out = tmp_path / "out"
+    export(qtbot, dialog, "gil", out / "model.gil")
+    timer.stop()
+
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert max(gaps) < 0.3, f"the UI thread stood still for {max(gaps):.2f} s"
+    assert (out / "model.gil").read_bytes() == b"exported" and _leftovers(out) == ["model.gil"]
+    assert dialog.result.text().startswith(f"Exported to {out / 'model.gil'} (created the folder {out}).")
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "existing-file"])
+def test_cancel_kills_the_export_and_leaves_no_file(qtbot, test_exporters, dialog, tmp_path, monkeypatch, existing):
+    import os
+
+    out = tmp_path / "new" / "sub"
+    target = out / "model.slow"
+    if existing:
+        out.mkdir(parents=True)
+        target.write_bytes(b"keep me")
+        monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
+    assert dialog.set_format("slow")
+    dialog.output_edit.setText(str(target))
+    assert dialog.start_export()
+    assert dialog.is_busy() and dialog.cancel_button.isVisibleTo(dialog) and not dialog.close_button.isEnabled()
+    pid = dialog._export.pid()
+    qtbot.waitUntil(lambda: any(name.endswith(".tmp") for name in _leftovers(out)), timeout=TIMEOUT)  # writing
+
+    dialog.cancel_button.click()
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the child is gone (killed and reaped), not left to finish
+    assert not dialog.is_busy() and dialog.close_button.isEnabled() and dialog.export_button.isEnabled()
+    assert dialog.result.text() == "Export cancelled: nothing was written." and dialog.last_error is None
+    if existing:
+        assert _leftovers(out) == ["model.slow"] and target.read_bytes() == b"keep me"
+    else:
+        assert not (tmp_path / "new").exists()  # the folders it made go too
+    qtbot.wait(200)
+    assert dialog.last_path is None and dialog.last_error is None  # no late word from the killed child
+
+
+def test_a_failing_export_shows_the_clis_one_line_error(qtbot, test_exporters, dialog, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert dialog.set_format("boom")
+    dialog.output_edit.setText(str(out / "model.boom"))
+    assert dialog.start_export()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=TIMEOUT)
+
+    assert dialog.last_error.startswith("Export failed: the boom exporter of plugin test_exporters failed: "
+                                        f"RuntimeError: exporter exploded [{test_exporters}] (details in ")
+    assert "\n" not in dialog.last_error and "Traceback" not in dialog.last_error
+    assert dialog.result.kind == "error" and dialog.export_button.isEnabled() and _leftovers(out) == []
+
+
+def test_an_exporter_that_aborts_ends_its_child_not_the_app(qtbot, test_exporters, dialog, tmp_path):
+    """A C++ writer aborts the process when the disk fills mid-file: in the dialog's thread that was the app."""
+    out = tmp_path / "out"
+    out.mkdir()
+    assert dialog.set_format("abort")
+    dialog.output_edit.setText(str(out / "model.abort"))
+    assert dialog.start_export()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=TIMEOUT)
+
+    assert dialog.last_error == "Export failed: the export process crashed (an exporter may have aborted); " \
+                                "no file was written"
+    assert _leftovers(out) == []  # its temp file, left by the abort, is removed
+
+
+def test_the_child_imports_this_copy_of_the_package(tmp_path):
+    """An installed iamnn_studio elsewhere must not answer for the one the app runs from."""
+    import os
+    import subprocess
+    import sys
+
+    import iamnn_studio
+    from iamnn_studio.gui.export_process import child_environment
+
+    environment = child_environment()
+    env = {name: environment.value(name) for name in environment.keys()}
+    found = subprocess.run([sys.executable, "-c", "import iamnn_studio; print(iamnn_studio.__file__)"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    assert found == iamnn_studio.__file__
+    assert env["IAMNN_STUDIO_PLUGINS"] == os.environ["IAMNN_STUDIO_PLUGINS"]  # the same plugins
