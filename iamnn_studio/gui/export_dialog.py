@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -40,6 +39,7 @@ from PySide6.QtWidgets import (
 from .export_process import ExportOutcome, ExportProcess, ExportRequest
 from .widgets import theme
 from .widgets.message_banner import MessageBanner
+from .widgets.show_folder import show_folder
 from .widgets.tasks import BackgroundRunner, import_engine
 
 #: Not an exporter of the engine: the checkpoint file itself, copied atomically.
@@ -656,7 +656,7 @@ class ExportDialog(QDialog):
 
     def _reveal(self) -> None:
         if self.last_path:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.last_path).parent)))
+            show_folder(self, Path(self.last_path).parent)
 
     def is_busy(self) -> bool:
         return self._runner.is_busy() or self._export.is_running()

@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QSize, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QDesktopServices, QFont, QFontMetrics
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -38,6 +38,7 @@ from .widgets import formatting, theme
 from .widgets.action_row import ActionRowLayout
 from .widgets.empty_state import EmptyState
 from .widgets.message_banner import MessageBanner
+from .widgets.show_folder import show_folder
 from .widgets.tasks import BackgroundRunner, import_engine
 
 #: "Val. acc.": the best epoch's validation accuracy (status.json); "Test acc.": eval.json's top-1.
@@ -543,7 +544,7 @@ class RunsView(QWidget):
     def _reveal(self) -> None:
         run = self._selected_run()
         if run is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(run.path)))
+            show_folder(self, run.path)
 
     def _choose_folder(self) -> None:
         start = str(self._runs_dir) if self._runs_dir else str(Path.home())

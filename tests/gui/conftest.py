@@ -71,3 +71,22 @@ def record_dialogs(monkeypatch):
     for kind in ("critical", "warning", "information"):
         monkeypatch.setattr(QMessageBox, kind, staticmethod(recorder(kind)))
     return shown
+
+
+@pytest.fixture
+def file_manager(monkeypatch):
+    """``file_manager(opens=False)``: QDesktopServices.openUrl answers ``opens`` (False where no file manager can be
+    started) instead of starting one; returns the list of the folders it is asked to show."""
+    from PySide6.QtGui import QDesktopServices
+
+    asked: list[str] = []
+
+    def answer(*, opens: bool) -> list[str]:
+        def open_url(url) -> bool:
+            asked.append(url.toLocalFile())
+            return opens
+
+        monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(open_url))
+        return asked
+
+    return answer

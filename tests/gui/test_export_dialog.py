@@ -570,6 +570,17 @@ def test_the_note_for_a_resnet_checkpoint_speaks_of_no_halting(qtbot, checkpoint
     assert "its saved mode and threshold" in widget.format_note.text()
 
 
+def test_show_in_folder_gives_the_path_when_no_file_manager_opens_it(qtbot, dialog, tmp_path, file_manager,
+                                                                     record_dialogs):
+    """QA: where no file manager could be started, "Show in folder" did nothing and said nothing."""
+    asked = file_manager(opens=False)
+    export(qtbot, dialog, COPY, tmp_path / "copy.pt")
+    dialog.reveal_button.click()
+    assert asked == [str(tmp_path)]
+    assert [(kind, title) for kind, title, _ in record_dialogs] == [("warning", "Cannot open the folder")]
+    assert str(tmp_path) in record_dialogs[0][2]
+
+
 # --------------------------------------------------------------------------- the export runs in a child process
 PLUGIN_EXPORTERS = '''
 import os, resource, time

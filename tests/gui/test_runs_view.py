@@ -560,3 +560,29 @@ def test_a_held_out_evaluation_is_marked_in_the_test_accuracy_column(qtbot, view
     assert "held-out" in tip and "chose the model" in tip
     assert cell(view, "stopped-run", "Test acc.") == "25.0 %"
     assert "test images" in view.table.item(row_of(view, "stopped-run"), COLUMNS.index("Test acc.")).toolTip()
+
+
+# --------------------------------------------------------------------------- Show folder
+def test_show_folder_gives_the_path_when_no_file_manager_opens_it(qtbot, view, runs, file_manager, record_dialogs):
+    """QA: where no file manager could be started, "Show folder" did nothing and said nothing."""
+    asked = file_manager(opens=False)
+    view.table.selectRow(row_of(view, "good-run"))
+    view.reveal_button.click()
+    assert asked == [str(runs["good"])]
+    assert [(kind, title) for kind, title, _ in record_dialogs] == [("warning", "Cannot open the folder")]
+    assert str(runs["good"]) in record_dialogs[0][2]  # to copy, and open it by hand
+
+    import shutil
+
+    shutil.rmtree(runs["stopped"])  # deleted since the listing
+    view.table.selectRow(row_of(view, "stopped-run"))
+    view.reveal_button.click()
+    assert asked == [str(runs["good"])]  # nothing to ask a file manager to show
+    assert "no longer exists" in record_dialogs[-1][2] and str(runs["stopped"]) in record_dialogs[-1][2]
+
+
+def test_show_folder_says_nothing_when_the_file_manager_opens_it(qtbot, view, runs, file_manager, record_dialogs):
+    asked = file_manager(opens=True)
+    view.table.selectRow(row_of(view, "good-run"))
+    view.reveal_button.click()
+    assert asked == [str(runs["good"])] and record_dialogs == []
