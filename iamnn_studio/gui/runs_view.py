@@ -46,7 +46,8 @@ COLUMNS = ("Name", "Dataset", "Model", "Status", "Epochs", "Val. acc.", "Test ac
 #: Columns that elide ("…", whole in the tooltip) when the table is too narrow for every column's text;
 #: the others are short (states, numbers, dates) and always show their whole text.
 ELIDED_COLUMNS = (COLUMNS.index("Name"), COLUMNS.index("Model"))
-#: An elided column narrower than this shows too little of its text to tell runs apart.
+#: An elided column narrower than this shows too little of its text to tell runs apart; where the others leave
+#: less (a 14-pt font in a 960 px window) the table scrolls sideways rather than cut a column meant to be whole.
 MIN_ELIDED_WIDTH = 80
 #: States from which training can go on from checkpoints/last.pt.
 CONTINUABLE = ("stopped", "interrupted", "failed", "paused")
@@ -264,6 +265,8 @@ class RunsView(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
+        # an overflow of 20 px (a large font, see _fit_elided_columns) scrolls 20 px, not a whole column
+        self.table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.table.verticalHeader().setDefaultSectionSize(30)
         header.setHighlightSections(False)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
@@ -561,22 +564,33 @@ class RunsView(QWidget):
     def _fit_elided_columns(self) -> None:
         """Name and Model share the width the other columns leave, so that no column is off-screen: each
         whole where it fits, else the model keeps half (a 140-character name must not squeeze it
-        out) and the rest goes to the name, the column that tells runs apart; both elide beyond."""
+        out) and the rest goes to the name, the column that tells runs apart; both elide beyond. Where even
+        their least widths do not fit (a large font in a small window), the table scrolls sideways."""
         if self._widths_set_by_user:
             return
         name_column, model_column = ELIDED_COLUMNS
-        room = self.table.viewport().width() - sum(
-            self._column_width_wanted(c) for c in range(len(COLUMNS)) if c not in ELIDED_COLUMNS)
+        viewport = self.table.viewport().width()
+        whole = sum(self._column_width_wanted(c) for c in range(len(COLUMNS)) if c not in ELIDED_COLUMNS)
+        room = viewport - whole
+        name_least, model_least = (self._least_elided_width(c) for c in ELIDED_COLUMNS)
         name_wanted = self._column_width_wanted(name_column)
-        model = min(self._column_width_wanted(model_column), max(MIN_ELIDED_WIDTH, room - name_wanted, room // 2))
-        name = max(MIN_ELIDED_WIDTH, min(name_wanted, room - model))
+        model = min(self._column_width_wanted(model_column), max(model_least, room - name_wanted, room // 2))
+        name = max(name_least, min(name_wanted, room - model))
         header = self.table.horizontalHeader()
         self._fitting = True
         try:
             header.resizeSection(name_column, name)
             header.resizeSection(model_column, model)
+            # The last column stretches into spare width only. QA: under a 14-pt font in a 960 px window the
+            # columns overflowed and the stretched last one took the overflow ("27 Nov 1…" in Created): now it
+            # keeps its whole text and the table scrolls sideways by the few pixels missing.
+            header.setStretchLastSection(whole + name + model <= viewport)
         finally:
             self._fitting = False
+
+    def _least_elided_width(self, column: int) -> int:
+        """An elided column's least width: ``MIN_ELIDED_WIDTH``, and its whole title (wider under a large font)."""
+        return max(MIN_ELIDED_WIDTH, self.table.horizontalHeader().sectionSizeHint(column))
 
     @Slot(int, int, int)
     def _on_section_resized(self, index: int, old: int, new: int) -> None:

@@ -562,6 +562,58 @@ def test_a_held_out_evaluation_is_marked_in_the_test_accuracy_column(qtbot, view
     assert "test images" in view.table.item(row_of(view, "stopped-run"), COLUMNS.index("Test acc.")).toolTip()
 
 
+# --------------------------------------------------------------------------- a large font in a small window
+@pytest.fixture
+def app_font(styled_app):
+    """Sets the application font to some points for one test (``app_font(14)``), then puts it back."""
+    from PySide6.QtGui import QFont
+
+    original = QFont(styled_app.font())
+
+    def set_points(points: float) -> None:
+        font = QFont(original)
+        font.setPointSizeF(points)
+        styled_app.setFont(font)
+
+    yield set_points
+    styled_app.setFont(original)
+
+
+@pytest.mark.parametrize("points", [14, 16])
+def test_under_a_large_font_the_whole_columns_keep_their_text_and_the_table_scrolls_if_it_must(
+        qtbot, app_font, runs, points):
+    """QA: at 14 pt in a 960 x 640 window "0 / 1 (+12 steps)" widened Epochs, Name and Model kept their least
+    width, and the stretched last column took the overflow: Created read "27 Nov 1…"."""
+    from datetime import datetime
+
+    app_font(points)
+    today = datetime.now().astimezone().isoformat(timespec="seconds")  # "27 Nov 10:58": this year's, the wider form
+    capped = make_run(runs["dir"], "a-rather-long-run-name-for-layout-checks", "stopped", created=today)
+    status = json.loads((capped / "status.json").read_text())
+    (capped / "status.json").write_text(json.dumps({**status, "epochs_done": 0, "total_epochs": 1, "step": 12}))
+    (capped / "metrics.jsonl").write_text(json.dumps({"event": "started", "steps_per_epoch": 20}) + "\n")
+    view = RunsView()
+    qtbot.addWidget(view)
+    view.resize(960, 560)  # the Runs tab of a 960 x 640 window
+    view.show()
+    qtbot.waitExposed(view)
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.set_runs_dir(str(runs["dir"]))
+    qtbot.wait(50)  # the header lays its sections out after the rows arrive
+    assert cell(view, capped.name, "Epochs") == "0 / 1 (+12 steps)"
+
+    table, header = view.table, view.table.horizontalHeader()
+    for column in ("Dataset", "Status", "Epochs", "Val. acc.", "Test acc.", "Created"):  # whole, never elided
+        c = COLUMNS.index(column)
+        wanted = max(table.sizeHintForColumn(c), header.sectionSizeHint(c))
+        assert header.sectionSize(c) >= wanted, (column, header.sectionSize(c), wanted)
+    scroll = table.horizontalScrollBar()
+    scroll.setValue(scroll.maximum())  # none where all fits; else as far as the table scrolls sideways
+    assert column_right_edges(view)["Created"] <= table.viewport().width()  # all of it within reach
+    for column in ("Name", "Model"):  # elided, under their whole titles
+        assert header.sectionSize(COLUMNS.index(column)) >= header.sectionSizeHint(COLUMNS.index(column)), column
+
+
 # --------------------------------------------------------------------------- Show folder
 def test_show_folder_gives_the_path_when_no_file_manager_opens_it(qtbot, view, runs, file_manager, record_dialogs):
     """QA: where no file manager could be started, "Show folder" did nothing and said nothing."""
