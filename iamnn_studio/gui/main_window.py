@@ -156,6 +156,7 @@ class MainWindow(QMainWindow):
         self._restore_geometry()
 
         self.training.run_state_changed.connect(self.set_run_status)
+        self.training.run_state_changed.connect(self._show_training_in_runs_tab)
         self.training.run_started.connect(self._on_run_started)
         self.training.run_ended.connect(self._on_run_ended)
         self.training.open_in_study.connect(self.open_run_in_study)
@@ -315,6 +316,7 @@ class MainWindow(QMainWindow):
             _connect(runs, "train_from", self.train_from_run)
             _connect(runs, "use_checkpoint", self.open_checkpoint)
             _connect(runs, "runs_dir_changed", self._on_runs_view_folder)
+            self._show_training_in_runs_tab()
         use = self.view("Use")
         if use is not None:
             _connect(use, "checkpoint_loaded", self._remember_checkpoint)
@@ -357,6 +359,11 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def continue_run(self, run_dir: str) -> None:
         def job() -> None:
+            if self.training.holds_run(run_dir):  # QA: "a run is already training" for the run paused here
+                self._select_tab("Train")
+                if self.training.state == "paused":
+                    self.training.toggle_pause()
+                return
             if self._busy_training("Stop it first, then continue the other run."):
                 return
             self._select_tab("Train")
@@ -597,6 +604,13 @@ class MainWindow(QMainWindow):
         return False
 
     # ---------------------------------------------------------------- runs
+    def _show_training_in_runs_tab(self, _sentence: str = "") -> None:
+        """Tell the Runs tab which run the Train tab holds and in what state: it offers Resume for that one."""
+        runs = self.view("Runs")
+        if runs is not None:
+            held = self.training.last_run_dir if self.training.is_running else None
+            _call(runs, "set_training_here", held, self.training.state)
+
     def _on_run_started(self) -> None:
         self.run_form = self.training.form.values()
         save_settings(self, SETTINGS_GROUP)

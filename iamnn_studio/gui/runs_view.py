@@ -51,6 +51,9 @@ ELIDED_COLUMNS = (COLUMNS.index("Name"), COLUMNS.index("Model"))
 MIN_ELIDED_WIDTH = 80
 #: States from which training can go on from checkpoints/last.pt.
 CONTINUABLE = ("stopped", "interrupted", "failed", "paused")
+CONTINUE_TIP = "Resume a stopped or interrupted run from its last checkpoint"
+#: The Train tab's states (TrainingView.state) of a run this window holds, as the Runs tab words them.
+HELD_WORDS = {"starting": "starting", "running": "training", "paused": "paused", "stopping": "stopping"}
 STATUS_COLORS = {
     "running": theme.ACCENT,
     "completed": theme.GOOD,
@@ -137,6 +140,8 @@ class RunsView(QWidget):
         # (run path, file stamps) of the checks submitted and not answered yet: a refresh (every listing, every
         # 5 s while a run trains) must not queue the same checkpoint read again behind the one still running
         self._train_longer_checking: set[tuple[str, tuple]] = set()
+        # The run this window's Train tab holds (its resolved folder) and its state there; see set_training_here
+        self._held: tuple[str, str] | None = None
         self._listing = False  # a listing is in the background
         self._list_again = False  # asked for another while it ran: one more, not one per request
         self._live = QTimer(self, interval=LIVE_REFRESH_MS)
@@ -156,6 +161,22 @@ class RunsView(QWidget):
         if not self._runs:
             self.empty.set_text("Reading the runs folder…", str(self._runs_dir))
         self.refresh()
+
+    def set_training_here(self, run_dir: str | None, state: str) -> None:
+        """The run this window's Train tab is training, or has paused (its folder), and its state there
+        (``TrainingView.state``); None once it has ended. For that run Continue resumes the paused run, and
+        Train longer waits: QA found both offered for it, both ending in "A run is already training"."""
+        held = (str(Path(run_dir).resolve()), state) if run_dir else None
+        if held != self._held:  # the Train tab reports every progress sentence: act on a change only
+            self._held = held
+            self._update_actions()
+
+    def _held_state(self, run: Any | None) -> str | None:
+        """The Train tab's state of ``run`` where this window holds it, else None."""
+        if run is None or self._held is None:
+            return None
+        path, state = self._held
+        return state if str(Path(run.path).resolve()) == path else None
 
     def runs_dir(self) -> str | None:
         return str(self._runs_dir) if self._runs_dir else None
@@ -319,7 +340,7 @@ class RunsView(QWidget):
         self.use_button.setToolTip("Classify your own images with this run's best checkpoint")
         self.use_button.clicked.connect(self._emit_use)
         self.continue_button = QPushButton("Continue training")
-        self.continue_button.setToolTip("Resume a stopped or interrupted run from its last checkpoint")
+        self.continue_button.setToolTip(CONTINUE_TIP)
         self.continue_button.clicked.connect(self._emit_continue)
         self.train_from_button = QPushButton("Train longer…")
         self.train_from_button.setToolTip(TRAIN_LONGER_TIP)
@@ -442,10 +463,9 @@ class RunsView(QWidget):
         self.use_button.setText(f"Use {kind} checkpoint")
         self.use_button.setToolTip(f"Classify your own images with this run's {kind} checkpoint"
                                    + (" (it has no best.pt yet)" if kind == "last" else ""))
-        self.continue_button.setEnabled(
-            readable and run.status in CONTINUABLE and (Path(run.path) / "checkpoints" / "last.pt").is_file()
-        )
-        problem = self._show_train_longer(run)
+        held = self._held_state(run)
+        self._show_continue(run, readable, held)
+        problem = self._show_train_longer(run, held)
         if run is None:
             self.detail.setText("Select a run to open it, use its checkpoint or continue training it."
                                 if self._runs else "")
@@ -457,17 +477,42 @@ class RunsView(QWidget):
                 self.detail.setText(f"{self.detail.text()}<br><span style='color:{theme.WARNING}'>eval.json cannot "
                                     f"be read ({html.escape(run.evaluation_problem)}); open the run in Study and "
                                     "evaluate it again</span>")
+            if held is not None:
+                self.detail.setText(f"{self.detail.text()}<br>This run is {HELD_WORDS.get(held, held)} in the Train "
+                                    "tab of this window")
             if problem:  # the listing found nothing wrong: say why the button is off
                 self.detail.setText(f"{self.detail.text()}<br><span style='color:{theme.WARNING}'>"
                                     f"Train longer: {html.escape(problem)}</span>")
 
-    def _show_train_longer(self, run: Any | None) -> str | None:
+    def _show_continue(self, run: Any | None, readable: bool, held: str | None) -> None:
+        """Continue from last.pt; for the run paused in this window's Train tab, Resume (the window resumes it)."""
+        button = self.continue_button
+        if held is None:
+            button.setText("Continue training")
+            button.setToolTip(CONTINUE_TIP)
+            button.setEnabled(readable and run.status in CONTINUABLE
+                              and (Path(run.path) / "checkpoints" / "last.pt").is_file())
+        elif held == "paused":
+            button.setText("Resume training")
+            button.setToolTip("This run is paused in the Train tab of this window: resume it where it left off")
+            button.setEnabled(True)
+        else:
+            button.setText("Continue training")
+            button.setToolTip(f"This run is {HELD_WORDS.get(held, held)} in the Train tab of this window")
+            button.setEnabled(False)
+
+    def _show_train_longer(self, run: Any | None, held: str | None = None) -> str | None:
         """Offer "Train longer" only where it can start: the run's config.toml readable and describing the
         network its checkpoint holds (QA: an emptied config.toml read as the default settings, so the Train tab
         got another network and the engine refused its weights). The engine decides (``runs.train_longer_problem``,
         the trainer's own test of the weights) in the background, reading the checkpoint; until it is known the
         button waits. Returns the problem, if one is known."""
         button = self.train_from_button
+        if held is not None:  # the Train tab has this run in hand: no second run beside it
+            button.setEnabled(False)
+            button.setToolTip(f"This run is {HELD_WORDS.get(held, held)} in the Train tab: stop it there (or let it "
+                              "finish) first, then train longer from its weights")
+            return None
         checkpoint = _checkpoint_of(run) if run is not None else None
         if checkpoint is None:
             button.setEnabled(False)

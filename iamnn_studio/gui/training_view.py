@@ -545,6 +545,12 @@ class TrainingView(QWidget):
         """idle, starting, running, paused or stopping."""
         return self._state
 
+    def holds_run(self, run_dir: str | Path) -> bool:
+        """Whether the run in ``run_dir`` is the one this tab is starting, training, pausing or stopping."""
+        if self.session is None or not self.last_run_dir:
+            return False
+        return Path(self.last_run_dir).resolve() == Path(run_dir).resolve()
+
     # ---------------------------------------------------------------- commands
     @Slot()
     def start_run(self) -> bool:

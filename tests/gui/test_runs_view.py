@@ -638,3 +638,30 @@ def test_show_folder_says_nothing_when_the_file_manager_opens_it(qtbot, view, ru
     view.table.selectRow(row_of(view, "good-run"))
     view.reveal_button.click()
     assert asked == [str(runs["good"])] and record_dialogs == []
+
+
+# --------------------------------------------------------------------------- the run this window trains
+def test_the_run_paused_in_this_window_is_resumed_not_continued(qtbot, view, runs):
+    """QA: the Runs tab offered "Continue training" (and "Train longer…") for the run paused in the Train tab, and
+    Continue said "A run is already training — Stop it first, then continue the other run": it is the same run."""
+    paused = make_run(runs["dir"], "paused-run", "paused", checkpoints=("last.pt",))
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    view.table.selectRow(row_of(view, "paused-run"))
+    view.set_training_here(str(paused), "paused")
+    button = view.continue_button
+    assert button.isEnabled() and button.text() == "Resume training" and "Train tab" in button.toolTip()
+    assert not view.train_from_button.isEnabled() and "paused" in view.train_from_button.toolTip()
+    assert "paused in the Train tab" in view.detail.text()
+    with qtbot.waitSignal(view.continue_run, timeout=2000) as continued:  # the window resumes it
+        button.click()
+    assert continued.args == [str(paused)]
+
+    view.set_training_here(str(paused), "running")  # resumed: nothing to continue or resume here
+    assert not button.isEnabled() and "training in the Train tab" in button.toolTip()
+    assert not view.train_from_button.isEnabled()
+    view.table.selectRow(row_of(view, "stopped-run"))  # another run: as ever (the window says a run trains)
+    assert button.isEnabled() and button.text() == "Continue training"
+    view.table.selectRow(row_of(view, "paused-run"))
+    view.set_training_here(None, "idle")  # the run ended in this window: its status.json tells the rest
+    assert button.isEnabled() and button.text() == "Continue training"

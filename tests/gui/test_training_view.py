@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QThread
 
-from .conftest import tiny_run_values
+from .conftest import stop_and_wait, tiny_run_values
 
 pytestmark = pytest.mark.gui
 RUN_TIMEOUT_MS = 90_000
@@ -750,3 +750,23 @@ def test_the_log_names_a_held_out_evaluation_and_the_phase_names_no_split_before
     assert training_view.evaluated_text({"split": "val", "top1": 0.5}).startswith(
         "Evaluated on the held-out images (no test split): top-1 50.0%")
     assert training_view.evaluated_text({"split": "test", "top1": 0.5}).startswith("Evaluated on the test images")
+
+
+def test_the_runs_tab_resumes_the_run_paused_in_this_window(qtbot, window, record_dialogs):
+    """QA: for the run paused in this window the Runs tab offered "Continue training", and clicking it said "A run is
+    already training — Stop it first, then continue the other run". It is the same run: Resume carries on with it."""
+    training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    training.toggle_pause()
+    qtbot.waitUntil(lambda: training.state == "paused", timeout=RUN_TIMEOUT_MS)
+    runs = window.view("Runs")
+    window._select_tab("Runs")
+    qtbot.waitUntil(lambda: runs.select_run(training.last_run_dir), timeout=RUN_TIMEOUT_MS)
+    assert runs.continue_button.isEnabled() and runs.continue_button.text() == "Resume training"
+    assert not runs.train_from_button.isEnabled()  # it would say "a run is already training" too
+    runs.continue_button.click()
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    assert record_dialogs == [] and window.tabs.tabText(window.tabs.currentIndex()) == "Train"
+    assert not runs.continue_button.isEnabled()  # training in this window: nothing to continue
+    stop_and_wait(qtbot, training)
+    assert runs.continue_button.text() == "Continue training"
