@@ -865,11 +865,22 @@ class TrainingView(QWidget):
             showing_refusal = refused and self._refused_form is not None
             if showing_refusal and not blocker and self.form.values() == self._refused_form:
                 return  # "Could not start: …" still describes this form
-            h.title.setText("Not ready to train" if blocker else "Ready to train")
-            h.subtitle.setText(blocker or "Choose a dataset and a model, then press Start.")
+            title, sentence = ("Not ready to train", blocker) if blocker else self._ready_words()
+            h.title.setText(title)
+            h.subtitle.setText(sentence)
             if showing_refusal:  # the status bar's "Could not start: …" goes too
                 self._refused_form = None
                 self.run_state_changed.emit("Idle")
+
+    def _ready_words(self) -> tuple[str, str]:
+        """The header's title and sentence while Start can go: what Start will do. QA: after "Train longer…" it
+        read "Ready to train · Choose a dataset and a model"; only a 15-second status-bar message said the run
+        would start from the other run's weights. It says so as long as the form's "Start from" does."""
+        start = self.form.training.init_from.text().strip()
+        if not start:
+            return "Ready to train", "Choose a dataset and a model, then press Start."
+        return ("Ready to train longer",  # short: beside the buttons the sentence gets a narrow column
+                f"Starts from {weights_source(Path(start).expanduser())}: choose the epochs, then press Start.")
 
     def _start_blocker(self) -> str:
         if not self._engine_ready:
@@ -1048,6 +1059,16 @@ def history_records(records: Iterable[dict[str, Any]], upto_step: int | None,
             step["iterations"] = iterations[:max((i + 1 for i, v in enumerate(iterations) if v is not None), default=0)]
             steps.append((end - 1, step))
     return [record for _, record in sorted(steps + epochs, key=lambda placed: placed[0])]
+
+
+def weights_source(path: Path) -> str:
+    """Whose weights a run starts from, in words: "tiny's weights" (a run folder: its best.pt, else its last.pt),
+    "tiny's best.pt" (a checkpoint of a run), "the weights in model.pt" (any other file)."""
+    if path.is_dir():
+        return f"{path.name}'s weights"
+    if path.parent.name == "checkpoints" and path.parent.parent.name:
+        return f"{path.parent.parent.name}'s {path.name}"
+    return f"the weights in {path.name}"
 
 
 def _finite(value: Any) -> float:

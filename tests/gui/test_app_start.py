@@ -324,3 +324,32 @@ def test_train_longer_says_it_checks_the_dataset_and_no_red_field_while_the_fold
     qtbot.waitUntil(lambda: window.statusBar().currentMessage().endswith(
         "choose the epochs (and a smaller learning rate), then Start"), timeout=5_000)
     assert "finished" in window.statusBar().currentMessage()
+
+
+def test_after_train_longer_the_header_says_what_start_will_do(qtbot, window, tmp_path):
+    """QA: after "Train longer…" the header still read "Ready to train · Choose a dataset and a model"; only a
+    15-second status-bar message said the run would start from the other run's weights."""
+    from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig
+
+    run = tmp_path / "runs-elsewhere" / "finished"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.pt").write_bytes(b"weights")
+    RunConfig(name="finished", data=DataConfig(name="synthetic"), model=ModelConfig(width=8), epochs=3,
+              lr=0.05).save(run / "config.toml")
+    form, header = window.training.form, window.training.header
+    qtbot.waitUntil(lambda: form.is_valid, timeout=30_000)
+    assert header.title.text() == "Ready to train"
+    window.train_from_run(str(run))
+    qtbot.waitUntil(lambda: form.is_valid and header.title.text() == "Ready to train longer", timeout=30_000)
+    assert "finished's weights" in header.subtitle.text() and "epochs" in header.subtitle.text()
+    form.training.epochs.setValue(5)  # the step the header asks for: still from those weights
+    qtbot.waitUntil(lambda: form.values()["epochs"] == 5, timeout=5_000)
+    assert header.title.text() == "Ready to train longer"
+    checkpoint = str(run / "checkpoints" / "best.pt")
+    form.training.init_from.setText(checkpoint)  # the user types one checkpoint of it
+    form.training.init_from.textEdited.emit(checkpoint)
+    qtbot.waitUntil(lambda: "finished's best.pt" in header.subtitle.text(), timeout=5_000)
+    form.training.init_from.clear()  # new weights after all: an ordinary run again
+    form.training.init_from.textEdited.emit("")
+    qtbot.waitUntil(lambda: header.title.text() == "Ready to train", timeout=5_000)
+    assert "finished" not in header.subtitle.text()
