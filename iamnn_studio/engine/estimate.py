@@ -240,3 +240,26 @@ def memory_problem(memory: TrainingMemory, available: int, where: str = "free on
     capped = f" (every training image: a batch of {batch_size:,} never holds more)" if images < batch_size else ""
     return (f"batch_size: a batch of {images:,} images{capped} needs about {needed / 2**30:,.1f} GB to train this "
             f"model (its activations), more than the {available / 2**30:,.1f} GB {where}: {advice}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m iamnn_studio.engine.estimate``: a model config as JSON on stdin (``ModelConfig.to_dict()``),
+    its ``training_memory`` as one JSON line on stdout. The app's Train form sizes in such a child process:
+    the sizing forward builds an autograd graph, which crashed the app when run in one of its threads."""
+    import json
+    import sys
+
+    from .config import ModelConfig
+
+    try:
+        config = ModelConfig.from_dict(json.loads(sys.stdin.read())).validate()
+        memory = training_memory(config)
+    except Exception as error:  # noqa: BLE001 - the caller gets one line, never a traceback
+        print(f"cannot size this model: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(dataclasses.asdict(memory)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -891,7 +891,9 @@ class TrainingView(QWidget):
             return "Fix the fields marked in red first"
         if self.form.dataset.checking():  # no verdict yet: the dataset's error (if any) is another folder's
             return self.form.dataset.checking_reason()
-        return self.form.dataset_error or ""
+        if self.form.dataset_error:
+            return self.form.dataset_error
+        return "Sizing this model's training memory…" if self.form.sizing_memory() else ""
 
     def _enter_phase(self, phase: str) -> None:
         """Training, or one of the AFTER_TRAINING phases (the progress bar turns into a busy bar)."""

@@ -38,6 +38,17 @@ def window(qtbot, styled_app, tmp_runs):
     qtbot.wait(10)
 
 
+@pytest.fixture
+def fresh_sizing_cache(tmp_path, monkeypatch):
+    """An empty training-memory cache file of the test's own (ask for it before ``window``): the session's
+    shared one beside the settings may already hold the shapes a test means to see sized."""
+    from iamnn_studio.gui.forms import memory_sizing
+
+    path = tmp_path / "sizing" / memory_sizing.CACHE_FILE
+    monkeypatch.setattr(memory_sizing, "cache_path", lambda: path)
+    return path
+
+
 def stop_and_wait(qtbot, training, timeout_ms: int = 60_000) -> None:
     if training.session is not None:
         training.stop_run()

@@ -61,7 +61,7 @@ def model_figures(model_values: dict[str, Any]) -> ModelFigures:
         parameters=parameters,
         # parameters only: sizing the activations runs a forward with autograd, and building an autograd
         # graph in a background thread while the UI thread's garbage collector walks tensors crashed the
-        # process (twice in the test suite). The form sizes them in the UI thread (RunForm.training_memories).
+        # process (twice in the test suite). The form sizes them in a child process (RunForm.training_memories).
         memory=TrainingMemory(parameters, bytes_per_image=0, bytes_per_batch=0),
         available=available_memory_bytes("cpu"),
         macs_min=int(low),

@@ -6,8 +6,9 @@ Until the engine has loaded (its registries fill the choices), the form says it 
 Two background jobs keep the side panels honest: the dataset preview (which also tells the model
 its input shape) and the model's parameter count and MAC range; both wait for a short pause in
 editing and drop stale results. The activations a training image keeps (what decides the largest
-batch that fits in memory) are sized in the UI thread instead, once per model shape: the sizing
-runs a forward with autograd, which crashed the process when run in a worker thread.
+batch that fits in memory) are sized once per model shape in a child process (``memory_sizing``): the
+sizing runs a forward with autograd, which froze the window in the UI thread and crashed the process in
+a worker thread. Start waits for the shown shape's size, as it waits for the dataset folder's verdict.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..style import SPACING, set_role
 from ..worker import BackgroundTasks
 from .dataset_panel import DatasetPanel, DatasetPreview, PreviewData, load_preview, provider_entries
 from .fields import ChoiceBox, FieldRow, FormCard
+from .memory_sizing import MemorySizer, built_in_model, load_cached_sizes, save_cached_sizes
 from .model_panel import ModelFigures, ModelPanel, model_figures
 from .training_panel import TrainingPanel
 from ..widgets.formatting import rough_duration
@@ -79,9 +81,13 @@ class RunForm(QWidget):
         self._requested_preview: tuple | None = None  # what the newest preview job decodes, and the one shown
         self._shown_preview: tuple | None = None
         self.figures: ModelFigures | None = None
-        # estimate.training_memory by training_memory_key: sizing blocks this thread (0.1 s, up to 1.4 s for a
-        # ResNet-152 on two busy cores), so once per model shape
+        # estimate.training_memory by training_memory_key, sized in a child process (seconds: its own torch),
+        # once per model shape; those of the engine's own blocks are kept on disk for the next start
         self.training_memories: dict[str, Any] = {}
+        self.unsized_shapes: set[str] = set()  # their child failed or timed out: no figure, Start need not wait
+        self._sizer = MemorySizer(self)
+        self._sizer.sized.connect(self._on_memory_sized)
+        self._stored_memories: dict[str, Any] = {}  # those of training_memories on disk, oldest first
         self._valid = False
         self._tasks = BackgroundTasks(self, threads=2)
         self._preview_timer = _single_shot(self, PREVIEW_DEBOUNCE_MS, self._load_preview)
@@ -103,6 +109,8 @@ class RunForm(QWidget):
         self.dataset.set_providers(provider_entries())
         self.model.set_depth_caps(DEPTH_ITERATIONS)
         self.training.set_device_names(device_name, cuda_available)
+        self._stored_memories = load_cached_sizes()
+        self.training_memories.update(self._stored_memories)  # before the first revalidate: no wait for these
         self.set_values(merge_onto_defaults(initial or {}))
         self.pages.setCurrentIndex(1)
         self._figures_timer.stop()
@@ -217,8 +225,17 @@ class RunForm(QWidget):
             self.dataset.show_status("error", "; ".join(stray))
         # Start waits for the verdict on the dataset and folder shown (typed, loaded from a config, or back with
         # their dataset): the dataset_error until then may be another folder's, or none at all.
-        self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.checking())
+        # So does it for the activations' size of the model shown: the batch may not fit, and nothing said so yet.
+        self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.checking()
+                        and not self.sizing_memory())
         self.revalidated.emit()
+
+    def sizing_memory(self) -> bool:
+        """Whether the model shown waits for its training memory to be sized (Start waits for it). Not while
+        its input shape is unknown: the shape to size comes with the dataset's preview."""
+        key = _training_memory_key(self.values().get("model", {}))
+        return (self.engine_ready and self.input_shape_known and key is not None
+                and key not in self.training_memories and key not in self.unsized_shapes)
 
     def _memory_problem(self, values: dict[str, Any]) -> tuple[str, str] | None:
         """(field, message) when training the sized model with the form's batch would not fit in memory:
@@ -432,19 +449,24 @@ class RunForm(QWidget):
         self._size_training_memory(model)  # here, after the pause in editing that the figures wait for
 
     def _size_training_memory(self, model: dict[str, Any]) -> None:
-        """Size the activations of this model shape's training, in the UI thread (see the module's note;
-        ``training_memory`` pauses the garbage collector around its forward, as in the trainer). Batch
-        edits then only rescale the per-image bytes."""
-        from iamnn_studio.engine.config import ModelConfig
-        from iamnn_studio.engine.estimate import training_memory
-
+        """Size the activations of this model shape's training in a child process (see the module's note); the
+        answer comes to ``_on_memory_sized``. Batch edits then only rescale the per-image bytes."""
         key = _training_memory_key(model)
-        if key is None or key in self.training_memories:
+        if key is None or key in self.training_memories or key in self.unsized_shapes:
             return
-        try:
-            self.training_memories[key] = training_memory(ModelConfig.from_dict(model).validate())
-        except Exception:  # noqa: BLE001 - e.g. a plugin's block that does not build: the figures say why
-            return
+        self._sizer.size(key, model)
+
+    def _on_memory_sized(self, key: str, model: dict[str, Any], memory: Any) -> None:
+        """A shape's size (None: its child failed, e.g. a plugin's block that does not build, whose figures say
+        why; the trainer's own check remains), then the check it was waited for."""
+        if memory is None:
+            self.unsized_shapes.add(key)
+        else:
+            self.training_memories[key] = memory
+            if built_in_model(model):
+                self._stored_memories.pop(key, None)  # the newest last: the file keeps the newest shapes
+                self._stored_memories[key] = memory
+                save_cached_sizes(self._stored_memories)
         self.revalidate()
 
     _figures_problem: str | None = None
@@ -465,7 +487,7 @@ class RunForm(QWidget):
         self.figures_updated.emit()
 
     def wait_for_background(self, timeout_ms: int = 30_000) -> bool:
-        return self.dataset.wait_for_checks(timeout_ms) and self._tasks.wait(timeout_ms)
+        return all(wait(timeout_ms) for wait in (self.dataset.wait_for_checks, self._tasks.wait, self._sizer.wait))
 
 
 def merge_onto_defaults(values: dict[str, Any]) -> dict[str, Any]:
