@@ -283,6 +283,27 @@ def test_deep_custom_caps_are_sized_from_small_ones_with_the_same_bytes(monkeypa
     assert estimate.training_memory(config) == direct and direct.bytes_per_image > 0
     assert sizings == [(2, 2, 1, 2), (3, 2, 1, 2), (2, 3, 1, 2), (2, 2, 1, 3)]
 
+def test_the_sizing_server_answers_a_line_for_each_model_until_its_input_ends(monkeypatch, capsys):
+    """``python -m iamnn_studio.engine.estimate --serve``, the Train form's long-lived sizing child: ready once
+    warmed up, then one JSON answer a model (a bad one is a sentence), nothing a block prints among them."""
+    import io
+
+    import iamnn_studio.engine.estimate as estimate
+    from iamnn_studio.engine import ModelConfig
+
+    model = ModelConfig(width=4, iterations=(1, 2, 1, 1), image_size=16, num_classes=3).validate()
+    real = estimate.training_memory
+    monkeypatch.setattr(estimate, "training_memory", lambda config: print("a plugin's chatter") or real(config))
+    requests = io.StringIO(f"{json.dumps(model.to_dict())}\n\n{json.dumps({'width': -1})}\n")
+    answers = io.StringIO()
+    assert estimate.serve(requests, answers) == 0
+    lines = [json.loads(line) for line in answers.getvalue().splitlines()]
+    assert lines == [{"ready": True}, {"memory": real(model).__dict__},
+                     {"error": "cannot size this model: width: must be a positive integer, got -1"}]
+    assert "a plugin's chatter" in capsys.readouterr().err
+    assert estimate.main(["--bogus"]) == 2
+
+
 def test_too_few_held_out_images_to_calibrate_fail_before_training(tmp_runs):
     recorder = Recorder()
     config = tiny_config(calibrate_halting=True, data__options={"train_size": 40, "test_size": 20})

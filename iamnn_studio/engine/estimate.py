@@ -243,22 +243,67 @@ def memory_problem(memory: TrainingMemory, available: int, where: str = "free on
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m iamnn_studio.engine.estimate``: a model config as JSON on stdin (``ModelConfig.to_dict()``),
-    its ``training_memory`` as one JSON line on stdout. The app's Train form sizes in such a child process:
-    the sizing forward builds an autograd graph, which crashed the app when run in one of its threads."""
+    """``python -m iamnn_studio.engine.estimate --serve``: the app's Train form sizes its model shapes in such a
+    child process (``serve``); the sizing forward builds an autograd graph, which crashed the app when run in one
+    of its threads, and froze its window in the UI thread."""
+    import sys
+
+    if (sys.argv[1:] if argv is None else argv) != ["--serve"]:
+        print("usage: python -m iamnn_studio.engine.estimate --serve  (model configs' JSON on stdin, a line each)",
+              file=sys.stderr)
+        return 2
+    return serve(sys.stdin, sys.stdout)
+
+
+#: Sized once before ``serve`` says it is ready: the first sizing in a process pays for torch's lazy imports
+#: (3-4 s on a busy 2-core machine, then 0.5-0.9 s a shape), and a user's first shape should not.
+WARM_UP_MODEL = {"width": 4, "iterations": [1, 1, 1, 1], "image_size": 16, "num_classes": 2}
+
+
+def serve(requests, answers) -> int:
+    """Size models until ``requests`` closes: one ``ModelConfig.to_dict()`` JSON a line in, one JSON line out
+    for each, ``{"memory": {...}}`` or ``{"error": "cannot size this model: ..."}``. The first line out is
+    ``{"ready": true}``, once torch is imported and warmed up. The app keeps one such process per Train form."""
+    import contextlib
     import json
     import sys
 
     from .config import ModelConfig
 
-    try:
-        config = ModelConfig.from_dict(json.loads(sys.stdin.read())).validate()
-        memory = training_memory(config)
-    except Exception as error:  # noqa: BLE001 - the caller gets one line, never a traceback
-        print(f"cannot size this model: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(dataclasses.asdict(memory)))
+    _yield_to_interactive_work()
+    with contextlib.redirect_stdout(sys.stderr):  # a plugin's block that prints must not garble the answers
+        training_memory(ModelConfig.from_dict(WARM_UP_MODEL).validate())
+        _answer(answers, {"ready": True})
+        for line in iter(requests.readline, ""):
+            if not line.strip():
+                continue
+            try:
+                config = ModelConfig.from_dict(json.loads(line)).validate()
+                reply = {"memory": dataclasses.asdict(training_memory(config))}
+            except Exception as error:  # noqa: BLE001 - the app gets one sentence, never a traceback
+                reply = {"error": f"cannot size this model: {error}"}
+            _answer(answers, reply)
     return 0
+
+
+def _answer(answers, reply: dict) -> None:
+    import json
+
+    answers.write(json.dumps(reply) + "\n")
+    answers.flush()
+
+
+def _yield_to_interactive_work() -> None:
+    """Linux ``SCHED_BATCH`` for this helper: the same share of the CPU, but it no longer preempts the app's UI
+    thread when that wakes up (its torch import runs while the app starts). Elsewhere, or refused: as it was."""
+    import os
+
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is not None:
+        try:
+            os.sched_setscheduler(0, policy, os.sched_param(0))
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

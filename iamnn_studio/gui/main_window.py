@@ -404,7 +404,7 @@ class MainWindow(QMainWindow):
         def next_step() -> str | None:
             if form.errors:  # e.g. its dataset's plugin is gone
                 return "fix the fields marked in red, then Start"
-            if form.dataset.checking() or form.sizing_memory():  # no verdict yet: Start waits for both
+            if form.dataset.checking():  # no verdict yet: Start waits for it
                 return None
             if form.is_valid:
                 return "choose the epochs (and a smaller learning rate), then Start"
@@ -422,7 +422,7 @@ class MainWindow(QMainWindow):
             if landed is None:
                 return
             form.revalidated.disconnect(on_checked)
-            # not replaced by another message meanwhile; gone after its 15 s (a slow check or sizing): said anew
+            # not replaced by another message meanwhile; gone after its 15 s (a slow check): said anew
             if bar.currentMessage() in (waiting, ""):
                 bar.showMessage(prefix + landed, 15000)
 

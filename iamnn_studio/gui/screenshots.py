@@ -137,6 +137,7 @@ class Tour:
         training.form.set_config(config)
         training.form.wait_for_background()
         self.select("Train")
+        self.wait(training.header.start.isEnabled, 30, "Start")  # the folder's verdict, delivered to the form
         if not training.start_run():
             raise RuntimeError(f"the Train tab refused to start: {training.header.subtitle.text()}")
         self.say("training (about a minute on two cores)…")

@@ -554,13 +554,17 @@ class TrainingView(QWidget):
     # ---------------------------------------------------------------- commands
     @Slot()
     def start_run(self) -> bool:
+        """What Start does; False (and why, under the title) whenever the button would be disabled."""
         if self.session is not None or not self._engine_ready:
             return False
+        blocker = self._start_blocker()  # as the button: a batch too big, a dataset still being checked…
         try:
             config = self.form.config()
         except (ValueError, TypeError) as error:
+            blocker = str(error)
+        if blocker:
             self.form.revalidate()
-            self._set_state("idle", f"Cannot start: {error}")
+            self._set_state("idle", f"Cannot start: {blocker}")
             return False
         self._launch(config, run_dir=None, resume=False, title=config.name)
         return True
@@ -852,7 +856,7 @@ class TrainingView(QWidget):
         self.form.setEnabled(idle)
         self.form.setToolTip("" if idle else "A run is in progress: the settings apply to the next run")
         h.start.setEnabled(idle and self._engine_ready and self.form.is_valid)
-        h.start.setToolTip("" if h.start.isEnabled() else self._start_blocker())
+        h.start.setToolTip(self._start_hint() if h.start.isEnabled() else self._start_blocker())
         h.pause.setEnabled(state in ("running", "paused"))
         h.pause.setText("Resume" if state == "paused" else "Pause")
         h.stop.setEnabled(not idle and state != "stopping")
@@ -891,9 +895,13 @@ class TrainingView(QWidget):
             return "Fix the fields marked in red first"
         if self.form.dataset.checking():  # no verdict yet: the dataset's error (if any) is another folder's
             return self.form.dataset.checking_reason()
-        if self.form.dataset_error:
-            return self.form.dataset_error
-        return "Sizing this model's training memory…" if self.form.sizing_memory() else ""
+        return self.form.dataset_error or ""
+
+    def _start_hint(self) -> str:
+        """Start's tooltip while it is enabled: the batch's memory may still be on its way (not a reason to wait)."""
+        if self.form.sizing_memory():
+            return "The memory this batch needs is still being worked out; the run checks it before training"
+        return ""
 
     def _enter_phase(self, phase: str) -> None:
         """Training, or one of the AFTER_TRAINING phases (the progress bar turns into a busy bar)."""
@@ -1016,8 +1024,9 @@ class TrainingView(QWidget):
         self.monitor.prepend_history(records, self._resumed_step)
 
     def shutdown(self) -> None:
-        """Stop polling (window closing)."""
+        """Stop polling and end the form's sizing child (window closing)."""
         self.system.stop()
+        self.form.shutdown()
 
     def stop_at_exit(self, timeout_ms: int = 120_000) -> None:
         """The event loop has ended with a run still going (the app was told to quit): stop it and wait,

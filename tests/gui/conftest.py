@@ -38,6 +38,15 @@ def window(qtbot, styled_app, tmp_runs):
     qtbot.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def sizing_child_started_on_demand(monkeypatch):
+    """The Train form's sizing child starts when a shape needs it, not with the engine: a torch process for every
+    test's window would cost each test seconds of CPU (tests of the start with the engine turn it back on)."""
+    from iamnn_studio.gui.forms import memory_sizing
+
+    monkeypatch.setattr(memory_sizing, "START_WITH_ENGINE", False)
+
+
 @pytest.fixture
 def fresh_sizing_cache(tmp_path, monkeypatch):
     """An empty training-memory cache file of the test's own (ask for it before ``window``): the session's

@@ -1,9 +1,11 @@
-"""The Train form sizes a model's training memory in a child process, never in the UI thread (it froze the window
-0.3-1.4 s per new shape), and keeps the sizes on disk: start-up sizes no shape seen before."""
+"""The Train form sizes a model's training memory in a long-lived child process, never in the UI thread (it froze
+the window 0.3-1.4 s per new shape), without holding Start (the trainer checks the memory itself), and keeps the
+sizes on disk: start-up sizes no shape seen before."""
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -18,24 +20,61 @@ SMALL = {"parameters": 1000, "bytes_per_image": 1000, "bytes_per_batch": 1000}
 HUGE = {"parameters": 1000, "bytes_per_image": 2**50, "bytes_per_batch": 0}  # no batch fits any computer
 
 
-def fake_sizing_child(monkeypatch, folder, *, answer=SMALL, sleep_s=0.0, exit_code=0, message=""):
-    """Replace the sizing child by a script that reads the model, writes its pid, sleeps, then answers."""
+def fake_sizing_child(monkeypatch, folder, *, answer=SMALL, sleep_s=0.0, error="", deaths=0, message=""):
+    """Replace the sizing child by a script speaking its protocol: it notes each start in ``starts`` and writes its
+    pid, says it is ready, then for each model line sleeps and answers (``error``: that sentence). The first
+    ``deaths`` requests (over all its starts) kill it instead, ``message`` on its stderr."""
     from iamnn_studio.gui.forms import memory_sizing
 
     script = folder / f"fake_sizing_{time.monotonic_ns()}.py"
     script.write_text(textwrap.dedent(f"""
         import json, os, sys, time
-        json.loads(sys.stdin.read())
-        with open({str(folder / "child.pid.partial")!r}, "w") as out:
+        folder = {str(folder)!r}
+        with open(os.path.join(folder, "starts"), "a") as starts:
+            starts.write(str(os.getpid()) + "\\n")
+        with open(os.path.join(folder, "child.pid.partial"), "w") as out:
             out.write(str(os.getpid()))
-        os.replace({str(folder / "child.pid.partial")!r}, {str(folder / "child.pid")!r})  # whole when seen
-        time.sleep({sleep_s})
-        if {exit_code}:
-            print({message!r}, file=sys.stderr)
-            sys.exit({exit_code})
-        print(json.dumps({answer!r}))
+        os.replace(os.path.join(folder, "child.pid.partial"), os.path.join(folder, "child.pid"))
+        print(json.dumps({{"ready": True}}), flush=True)
+        for line in iter(sys.stdin.readline, ""):
+            json.loads(line)
+            deaths = os.path.join(folder, "deaths")
+            died = len(open(deaths).read()) if os.path.exists(deaths) else 0
+            if died < {deaths}:
+                open(deaths, "a").write("x")
+                print({message!r}, file=sys.stderr, flush=True)
+                os._exit(3)
+            time.sleep({sleep_s})
+            reply = {{"error": {error!r}}} if {error!r} else {{"memory": {answer!r}}}
+            print(json.dumps(reply), flush=True)
     """))
     monkeypatch.setattr(memory_sizing, "SIZING_COMMAND", [sys.executable, str(script)])
+
+
+def child_pid(folder) -> int:
+    return int((folder / "child.pid").read_text())
+
+
+def starts(folder) -> list[int]:
+    path = folder / "starts"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def new_sizing_child(form) -> None:
+    """The form's sizer anew (its child ended), so that its next shape starts the fake child now in place."""
+    from iamnn_studio.gui.forms.memory_sizing import MemorySizer
+
+    form._sizer.close()
+    form._sizer = MemorySizer(form)
+    form._sizer.sized.connect(form._on_memory_sized)
 
 
 def shape_key(form) -> str:
@@ -53,102 +92,185 @@ def form(window):
 def tiny_form(qtbot, tmp_path, monkeypatch, fresh_sizing_cache, window, form):
     """The form on a tiny model whose size is known (a quick fake child), Start enabled."""
     fake_sizing_child(monkeypatch, tmp_path)
+    new_sizing_child(form)  # the window's may already run the real one, for the default shape
     form.set_values(tiny_run_values(form))
-    qtbot.waitUntil(lambda: window.training.header.start.isEnabled() and form.figures is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.training.header.start.isEnabled() and shape_key(form) in form.training_memories,
+                    timeout=60_000)
     return form
 
 
-def test_sizing_a_new_model_shape_leaves_the_ui_thread_free_and_start_waits_for_it(qtbot, tmp_path, monkeypatch,
-                                                                                   tiny_form, window):
-    import iamnn_studio.engine.estimate as estimate
+def test_sizing_a_new_model_shape_holds_neither_the_ui_thread_nor_start(qtbot, tmp_path, monkeypatch, tiny_form,
+                                                                         window):
     from PySide6.QtCore import QTimer
 
     form, start, header = tiny_form, window.training.header.start, window.training.header
-    original = estimate.training_memory
-
-    def slow_training_memory(config):  # how the sizing ran before: in the UI thread, 1.5 s
-        time.sleep(1.5)
-        return original(config)
-
-    monkeypatch.setattr(estimate, "training_memory", slow_training_memory)
     fake_sizing_child(monkeypatch, tmp_path, answer=HUGE, sleep_s=1.5)
+    new_sizing_child(form)
     ticks: list[float] = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
     timer.start(20)
-    form.model.width.setValue(6)  # a new shape: sized after the pause in editing, in a child process
+    form.model.width.setValue(6)  # a new shape: sized after the pause in editing, by the child
     key = shape_key(form)
-    assert key not in form.training_memories
-    assert not start.isEnabled() and header.subtitle.text() == "Sizing this model's training memory…"
-    qtbot.waitUntil(lambda: key in form.training_memories, timeout=30_000)
+    qtbot.waitUntil(lambda: form._sizer.sizing(key), timeout=10_000)
+    # Start is not held (the trainer checks the memory itself): a quiet hint in its tooltip, none in the header
+    assert start.isEnabled() and form.is_valid and "batch_size" not in form.errors
+    assert "still being worked out" in start.toolTip() and header.title.text() == "Ready to train"
+    qtbot.waitUntil(lambda: key in form.training_memories, timeout=60_000)
     timer.stop()
     gaps = [later - earlier for earlier, later in zip(ticks, ticks[1:])]
     assert len(ticks) > 20 and max(gaps) < 0.75, f"the UI thread stalled {max(gaps):.2f} s"
-    # the figure came: the form checked the batch against it at once
+    # the figure came: the form checked the batch against it at once, and Start agrees
     row = form.training.rows["batch_size"]
     assert "batch_size" in form.errors and "choose a smaller width or image size" in row.error
-    assert not start.isEnabled()
+    assert not start.isEnabled() and start.toolTip() == "Fix the fields marked in red first"
+    assert not window.training.start_run() and window.training.session is None
+    assert header.subtitle.text() == "Fix the fields marked in red first"
 
 
-def test_a_sizing_that_fails_or_hangs_leaves_no_estimate_and_does_not_hold_start(qtbot, tmp_path, monkeypatch,
-                                                                                tiny_form, window):
+def test_one_child_sizes_every_shape_and_a_newer_shape_drops_the_older_ones_answer(qtbot, tmp_path, monkeypatch):
+    from iamnn_studio.gui.forms.memory_sizing import MemorySizer
+
+    fake_sizing_child(monkeypatch, tmp_path, sleep_s=1.0)
+    sizer = MemorySizer()
+    answers = []
+    sizer.sized.connect(lambda key, model, memory: answers.append((key, memory)))
+    sizer.size("first", {"width": 4})
+    qtbot.waitUntil(lambda: bool(answers), timeout=30_000)
+    sizer.size("older", {"width": 8})
+    time.sleep(0.3)  # being sized now
+    sizer.size("newer", {"width": 16})
+    qtbot.waitUntil(lambda: len(answers) == 2, timeout=30_000)
+    assert sizer.wait(10_000)
+    qtbot.wait(100)
+    assert [key for key, _memory in answers] == ["first", "newer"] and answers[1][1].bytes_per_image == 1000
+    assert len(starts(tmp_path)) == 1 and not gone(child_pid(tmp_path))  # the same child, still there
+    sizer.close()
+    assert gone(child_pid(tmp_path))
+
+
+def test_a_child_that_dies_is_restarted_once(qtbot, tmp_path, monkeypatch):
+    from iamnn_studio.gui.forms.memory_sizing import MemorySizer
+
+    fake_sizing_child(monkeypatch, tmp_path, deaths=1, message="Segmentation fault in a plugin's block")
+    sizer = MemorySizer()
+    answers = []
+    sizer.sized.connect(lambda key, model, memory: answers.append((key, memory)))
+    sizer.size("once", {"width": 4})
+    qtbot.waitUntil(lambda: bool(answers), timeout=30_000)
+    assert answers[0][1].bytes_per_image == 1000 and len(starts(tmp_path)) == 2
+
+    (tmp_path / "deaths").unlink()
+    fake_sizing_child(monkeypatch, tmp_path, deaths=2, message="Segmentation fault in a plugin's block")
+    sizer.size("twice", {"width": 8})
+    qtbot.waitUntil(lambda: len(answers) == 2, timeout=30_000)
+    assert answers[1] == ("twice", None) and len(starts(tmp_path)) == 3  # the one that answered died first
+    assert sizer.last_error == "the sizing process ended: Segmentation fault in a plugin's block"
+    sizer.size("later", {"width": 16})  # a later shape gets a new child
+    qtbot.waitUntil(lambda: len(answers) == 3, timeout=30_000)
+    assert answers[2][1] is not None and len(starts(tmp_path)) == 4
+    sizer.close()
+    assert all(gone(pid) for pid in starts(tmp_path))
+
+
+def test_a_sizing_that_fails_or_hangs_leaves_no_estimate_and_a_hung_child_is_replaced(qtbot, tmp_path, monkeypatch,
+                                                                                    tiny_form, window):
     form, start = tiny_form, window.training.header.start
-    fake_sizing_child(monkeypatch, tmp_path, exit_code=3, message="cannot size this model: no such block")
+    fake_sizing_child(monkeypatch, tmp_path, error="cannot size this model: no such block")
+    new_sizing_child(form)
     form.model.width.setValue(6)
     failed = shape_key(form)
     qtbot.waitUntil(lambda: failed in form.unsized_shapes, timeout=30_000)
     assert failed not in form.training_memories and form._sizer.last_error == "cannot size this model: no such block"
-    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)  # the trainer's own check remains
-    assert "batch_size" not in form.errors
+    assert start.isEnabled() and "batch_size" not in form.errors  # the trainer's own check remains
 
     fake_sizing_child(monkeypatch, tmp_path, sleep_s=60)
+    new_sizing_child(form)
     form._sizer.timeout_s = 1.0
     form.model.width.setValue(10)
     hung = shape_key(form)
     qtbot.waitUntil(lambda: hung in form.unsized_shapes, timeout=30_000)
     assert form._sizer.last_error == "the sizing process gave no answer in 1 s"
-    with pytest.raises(ProcessLookupError):  # stopped, not left running
-        os.kill(int((tmp_path / "child.pid").read_text()), 0)
-    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    killed = starts(tmp_path)[-2]
+    assert gone(killed)  # stopped, not left running, and a fresh one waits for the next shape
+    qtbot.waitUntil(lambda: form._sizer.server.pid == starts(tmp_path)[-1] != killed, timeout=10_000)
+    assert start.isEnabled()
 
 
-def test_a_newer_shape_stops_the_sizing_of_the_older_one(qtbot, tmp_path, monkeypatch):
-    from iamnn_studio.gui.forms.memory_sizing import MemorySizer
+def test_the_child_ends_with_its_form_its_window_and_the_interpreter(qtbot, tmp_path, monkeypatch):
+    from iamnn_studio.gui.forms.run_form import RunForm
 
-    sizer = MemorySizer()
-    answers = []
-    sizer.sized.connect(lambda key, model, memory: answers.append((key, memory)))
     fake_sizing_child(monkeypatch, tmp_path, sleep_s=60)
-    sizer.size("older", {"width": 8})
-    qtbot.waitUntil(lambda: (tmp_path / "child.pid").exists(), timeout=30_000)
-    older = int((tmp_path / "child.pid").read_text())
+    form = RunForm()
+    form._sizer.size("shape", {"width": 4})  # the child sizes it (for a minute) when its form is deleted
+    qtbot.waitUntil(lambda: form._sizer.server.pid is not None and (tmp_path / "child.pid").exists(),
+                    timeout=30_000)
+    pid = child_pid(tmp_path)
+    qtbot.wait(200)
+    import shiboken6
+
+    shiboken6.delete(form)
+    assert gone(pid)
+
+    # the interpreter's exit ends those whose form was never deleted (a killed app's child reads its input's end)
+    from iamnn_studio.gui.forms import memory_sizing
+
+    script = tmp_path / "leaves_a_sizer.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, threading, time
+        from iamnn_studio.gui.forms import memory_sizing
+        memory_sizing.SIZING_COMMAND = {memory_sizing.SIZING_COMMAND!r}
+        server = memory_sizing.SizingServer()
+        threading.Thread(target=server.answer, args=(server.supersede(), {{"width": 4}}), daemon=True).start()
+        while server.pid is None:
+            time.sleep(0.05)
+        time.sleep(0.5)  # sizing now (for a minute)
+        print(server.pid, flush=True)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=memory_sizing._child_environment(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert gone(int(done.stdout.split()[-1]))
+
+
+def test_the_child_starts_with_the_engine_and_ends_when_the_window_closes(qtbot, tmp_path, monkeypatch,
+                                                                          styled_app, tmp_runs):
+    from iamnn_studio.gui.forms import memory_sizing
+    from iamnn_studio.gui.main_window import MainWindow
+
+    monkeypatch.setattr(memory_sizing, "START_WITH_ENGINE", True)
     fake_sizing_child(monkeypatch, tmp_path)
-    sizer.size("newer", {"width": 16})
-    qtbot.waitUntil(lambda: bool(answers), timeout=30_000)
-    assert [key for key, _memory in answers] == ["newer"] and answers[0][1].bytes_per_image == 1000
-    assert sizer.wait(10_000)
-    with pytest.raises(ProcessLookupError):
-        os.kill(older, 0)
-    assert [key for key, _memory in answers] == ["newer"]  # the stopped one says nothing
+    window = MainWindow(runs_dir=str(tmp_runs))
+    window.show()
+    qtbot.waitUntil(lambda: window.engine_ready, timeout=120_000)
+    qtbot.waitUntil(lambda: (tmp_path / "child.pid").exists(), timeout=30_000)  # no shape asked for it yet
+    pid = child_pid(tmp_path)
+    assert window.training.form._sizer.server.pid == pid
+    window.close()
+    assert gone(pid)
+    window.deleteLater()
+    qtbot.wait(10)
 
 
-def test_the_real_sizing_child_answers_as_the_engine_does(tmp_path):
-    """``python -m iamnn_studio.engine.estimate``: JSON in, JSON out, one line when the model is bad."""
-    import subprocess
-
+def test_the_real_sizing_child_answers_as_the_engine_does(qtbot):
+    """``python -m iamnn_studio.engine.estimate --serve``: a warm child sizes a new shape in about half a second."""
     from iamnn_studio.engine.config import ModelConfig
     from iamnn_studio.engine.estimate import training_memory
-    from iamnn_studio.gui.forms.memory_sizing import SIZING_COMMAND, _child_environment
+    from iamnn_studio.gui.forms.memory_sizing import SizingServer
 
-    model = ModelConfig(width=4, iterations=(1, 1, 1, 1), image_size=16, num_classes=3).validate()
-    done = subprocess.run(SIZING_COMMAND, input=json.dumps(model.to_dict()), capture_output=True, text=True,
-                          env=_child_environment(), timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == training_memory(model).__dict__
-    bad = subprocess.run(SIZING_COMMAND, input='{"width": -1}', capture_output=True, text=True,
-                         env=_child_environment(), timeout=120, cwd=tmp_path)
-    assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.strip() == "cannot size this model: width: must be a positive integer, got -1"
+    server = SizingServer()
+    try:
+        server.warm_up()
+        model = ModelConfig(width=4, iterations=(1, 2, 1, 1), image_size=16, num_classes=3).validate()
+        started = time.monotonic()
+        assert server.answer(server.supersede(), model.to_dict()) == training_memory(model)
+        print(f"a new shape sized by the warm child in {time.monotonic() - started:.2f} s")
+        with pytest.raises(ValueError, match="^cannot size this model: width: must be a positive integer, got -1$"):
+            server.answer(server.supersede(), {"width": -1})
+        pid = server.pid
+    finally:
+        server.close()
+    assert gone(pid)
 
 
 # --------------------------------------------------------------------------- the cache on disk

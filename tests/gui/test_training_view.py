@@ -19,7 +19,6 @@ RUN_TIMEOUT_MS = 90_000
 def start_tiny_run(qtbot, window, **kwargs):
     training = window.training
     training.form.set_values(tiny_run_values(training.form, **kwargs))
-    settle(qtbot, training.form)
     assert training.form.is_valid, training.form.errors
     assert training.start_run()
     return training
@@ -222,7 +221,6 @@ def test_a_continue_stopped_while_its_dataset_downloads_brings_back_the_page_and
     plotted = {name: len(curve) for name, curve in training.monitor.curves.items()}
     training.pages.setCurrentIndex(0)  # the user looks at the dataset preview
     training.form.set_values(other_settings(training.form))
-    settle(qtbot, training.form)
     monkeypatch.setattr(worker, "create_trainer", DownloadStoppedTrainer)
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
         window.continue_run(run_dir)
@@ -317,11 +315,6 @@ def stopped_run(qtbot, window, name: str = "first") -> str:
     return training.last_run_dir
 
 
-def settle(qtbot, form) -> None:
-    """Wait until the form's model shape is sized (in a child process): Start waits for it too."""
-    qtbot.waitUntil(lambda: not form.sizing_memory(), timeout=RUN_TIMEOUT_MS)
-
-
 def other_settings(form) -> dict:
     """The form filled for another model than the stopped run's (name, blocks, width, epochs)."""
     values = tiny_run_values(form, name="other-model")
@@ -375,7 +368,6 @@ def test_a_continue_refused_before_training_is_not_a_failed_run(qtbot, window, r
     training.pages.setCurrentIndex(0)  # the user looks at the dataset preview
     mine = other_settings(training.form)
     training.form.set_values(mine)
-    settle(qtbot, training.form)
     monkeypatch.setattr(RunDirectory, "is_being_trained", lambda self: True)  # the CLI trains it now
 
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
@@ -739,7 +731,6 @@ def test_a_refused_continue_gives_one_story_in_the_header(qtbot, window, record_
     training, header = window.training, window.training.header
     run_dir = stopped_run(qtbot, window)
     training.form.set_values(other_settings(training.form))
-    settle(qtbot, training.form)
     monkeypatch.setattr(RunDirectory, "is_being_trained", lambda self: True)
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS):
         window.continue_run(run_dir)

@@ -6,9 +6,10 @@ Until the engine has loaded (its registries fill the choices), the form says it 
 Two background jobs keep the side panels honest: the dataset preview (which also tells the model
 its input shape) and the model's parameter count and MAC range; both wait for a short pause in
 editing and drop stale results. The activations a training image keeps (what decides the largest
-batch that fits in memory) are sized once per model shape in a child process (``memory_sizing``): the
-sizing runs a forward with autograd, which froze the window in the UI thread and crashed the process in
-a worker thread. Start waits for the shown shape's size, as it waits for the dataset folder's verdict.
+batch that fits in memory) are sized once per model shape by the form's sizing child process
+(``memory_sizing``): the sizing runs a forward with autograd, which froze the window in the UI thread and
+crashed the process in a worker thread. Start does not wait for it (the trainer checks the memory itself
+before training): a batch that does not fit is marked in red when the size comes, as any other error.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ..style import SPACING, set_role
 from ..worker import BackgroundTasks
 from .dataset_panel import DatasetPanel, DatasetPreview, PreviewData, load_preview, provider_entries
 from .fields import ChoiceBox, FieldRow, FormCard
+from . import memory_sizing
 from .memory_sizing import MemorySizer, built_in_model, load_cached_sizes, save_cached_sizes
 from .model_panel import ModelFigures, ModelPanel, model_figures
 from .training_panel import TrainingPanel
@@ -81,10 +83,10 @@ class RunForm(QWidget):
         self._requested_preview: tuple | None = None  # what the newest preview job decodes, and the one shown
         self._shown_preview: tuple | None = None
         self.figures: ModelFigures | None = None
-        # estimate.training_memory by training_memory_key, sized in a child process (seconds: its own torch),
-        # once per model shape; those of the engine's own blocks are kept on disk for the next start
+        # estimate.training_memory by training_memory_key, sized by the form's child process (0.5-1 s a shape
+        # once it has imported torch), once per model shape; those of the engine's own blocks are kept on disk
         self.training_memories: dict[str, Any] = {}
-        self.unsized_shapes: set[str] = set()  # their child failed or timed out: no figure, Start need not wait
+        self.unsized_shapes: set[str] = set()  # the child could not size them (or timed out): not asked again
         self._sizer = MemorySizer(self)
         self._sizer.sized.connect(self._on_memory_sized)
         self._stored_memories: dict[str, Any] = {}  # those of training_memories on disk, oldest first
@@ -110,7 +112,9 @@ class RunForm(QWidget):
         self.model.set_depth_caps(DEPTH_ITERATIONS)
         self.training.set_device_names(device_name, cuda_available)
         self._stored_memories = load_cached_sizes()
-        self.training_memories.update(self._stored_memories)  # before the first revalidate: no wait for these
+        self.training_memories.update(self._stored_memories)  # before the first revalidate: known at once
+        if memory_sizing.START_WITH_ENGINE:
+            self._sizer.start()  # its torch import overlaps the app's start-up: the first new shape is quick
         self.set_values(merge_onto_defaults(initial or {}))
         self.pages.setCurrentIndex(1)
         self._figures_timer.stop()
@@ -224,15 +228,14 @@ class RunForm(QWidget):
         if stray:  # a field the form does not show (edited in a TOML file): say it under the dataset card
             self.dataset.show_status("error", "; ".join(stray))
         # Start waits for the verdict on the dataset and folder shown (typed, loaded from a config, or back with
-        # their dataset): the dataset_error until then may be another folder's, or none at all.
-        # So does it for the activations' size of the model shown: the batch may not fit, and nothing said so yet.
-        self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.checking()
-                        and not self.sizing_memory())
+        # their dataset): the dataset_error until then may be another folder's, or none at all. Not for the
+        # model's training memory: the trainer checks it before training, and says so when the batch does not fit.
+        self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.checking())
         self.revalidated.emit()
 
     def sizing_memory(self) -> bool:
-        """Whether the model shown waits for its training memory to be sized (Start waits for it). Not while
-        its input shape is unknown: the shape to size comes with the dataset's preview."""
+        """Whether the training memory of the model shown is still being sized (its batch not yet checked
+        against it). Not while its input shape is unknown: the shape to size comes with the dataset's preview."""
         key = _training_memory_key(self.values().get("model", {}))
         return (self.engine_ready and self.input_shape_known and key is not None
                 and key not in self.training_memories and key not in self.unsized_shapes)
@@ -488,6 +491,10 @@ class RunForm(QWidget):
 
     def wait_for_background(self, timeout_ms: int = 30_000) -> bool:
         return all(wait(timeout_ms) for wait in (self.dataset.wait_for_checks, self._tasks.wait, self._sizer.wait))
+
+    def shutdown(self) -> None:
+        """The window closes: the sizing child ends now (a deleted form ends it too, at the latest at exit)."""
+        self._sizer.close()
 
 
 def merge_onto_defaults(values: dict[str, Any]) -> dict[str, Any]:
