@@ -8,12 +8,13 @@ not the app. The child answers in JSON on stdout, or fails with the CLI's one ``
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, QProcess, QProcessEnvironment, Signal
+
+from iamnn_studio.child_process import package_environment
 
 #: The same interpreter, the same package: the CLI's export command.
 EXPORT_COMMAND = (sys.executable, "-m", "iamnn_studio", "export")
@@ -162,13 +163,8 @@ def error_line(stderr: str, code: int, status: QProcess.ExitStatus) -> str:
 
 
 def child_environment() -> QProcessEnvironment:
-    """This process's environment (the plugin folders too, so the child loads the same plugins), with
-    this copy of the package first on the path: an installed one elsewhere must not answer for it."""
-    import iamnn_studio
-
-    root = str(Path(iamnn_studio.__file__).resolve().parent.parent)
+    """``child_process.package_environment`` as Qt's process takes it."""
     env = QProcessEnvironment()
-    for name, value in os.environ.items():
+    for name, value in package_environment().items():
         env.insert(name, value)
-    env.insert("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     return env

@@ -29,6 +29,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
+from iamnn_studio.child_process import package_environment
+
 from ..worker import DetachedTasks
 
 #: A shape the child has not answered by then: the child is killed (and restarted), the form goes on without
@@ -269,15 +271,8 @@ def _close_all_servers() -> None:
 
 
 def _child_environment() -> dict[str, str]:
-    """This process's environment (plugins' folders too), with this copy of the package first on the path:
-    an installed one elsewhere must not answer for it. One thread: a meta-device forward computes nothing."""
-    import iamnn_studio
-
-    root = str(Path(iamnn_studio.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
+    """The package's child environment, with one thread: a meta-device forward computes nothing."""
+    return package_environment(OMP_NUM_THREADS="1")
 
 
 class MemorySizer(QObject):
