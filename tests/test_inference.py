@@ -50,6 +50,31 @@ def test_what_was_done_to_an_image_is_noted(tmp_path):
     assert notes_of("clear.png", 1) == ["transparent pixels filled with white"]
 
 
+def test_only_see_through_pixels_are_noted_as_filled(tmp_path):
+    """QA: every RGBA or LA file, even one fully opaque, said "transparent pixels filled with white"."""
+    Image.new("RGBA", (16, 16), (10, 20, 30, 255)).save(tmp_path / "opaque.png")
+    Image.new("LA", (16, 16), (90, 255)).save(tmp_path / "opaque_grey.png")
+    half = Image.new("RGBA", (16, 16), (10, 20, 30, 255))
+    half.putpixel((3, 3), (10, 20, 30, 128))
+    half.save(tmp_path / "one_pixel.png")
+    palette = Image.new("P", (16, 16), 1)
+    palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    palette.save(tmp_path / "unused_entry.png", transparency=0)  # a transparent entry no pixel uses
+    palette.putpixel((0, 0), 0)
+    palette.save(tmp_path / "used_entry.png", transparency=0)
+
+    def notes_of(name):
+        notes = []
+        load_image(tmp_path / name, in_channels=3, image_size=16, notes=notes)
+        return notes
+
+    assert notes_of("opaque.png") == []
+    assert "transparent pixels filled with white" not in notes_of("opaque_grey.png")
+    assert "transparent pixels filled with white" not in notes_of("unused_entry.png")
+    assert notes_of("one_pixel.png") == ["transparent pixels filled with white"]
+    assert notes_of("used_entry.png") == ["transparent pixels filled with white"]
+
+
 def test_transparency_is_flattened_over_white(tmp_path):
     Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(tmp_path / "clear.png")
     assert load_image(tmp_path / "clear.png", in_channels=1, image_size=16).unique().tolist() == [255]

@@ -58,8 +58,8 @@ def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size
     try:
         image = ImageOps.exif_transpose(image)
         image = to_8_bit(image)
-        flat = _flatten(image)
-        if notes is not None and flat is not image:
+        flat, see_through = _flatten(image)
+        if notes is not None and see_through:
             notes.append("transparent pixels filled with white")
         converted = flat.convert("L" if in_channels == 1 else "RGB")
     except (OSError, ValueError) as exc:
@@ -137,15 +137,18 @@ def _pixel_count(pixels: int) -> str:
     return f"{pixels / 1e6:.3g} megapixels" if pixels >= 1_000_000 else f"{pixels:,} pixels"
 
 
-def _flatten(image: Image.Image) -> Image.Image:
-    """Composite any transparency over ``BACKGROUND``; images without alpha pass through."""
+def _flatten(image: Image.Image) -> tuple[Image.Image, bool]:
+    """(``image`` composited over ``BACKGROUND``, whether any pixel was see-through); images without alpha
+    pass through. An alpha channel (or a palette's transparent entry) with every pixel opaque changes nothing,
+    so it is no reason to say that transparency was filled."""
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
+        see_through = rgba.getchannel("A").getextrema()[0] < 255
         canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image
+        return Image.alpha_composite(canvas, rgba).convert("RGB"), see_through
+    return image, False
 
 
 # --------------------------------------------------------------------------- halting
