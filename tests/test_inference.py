@@ -75,6 +75,24 @@ def test_only_see_through_pixels_are_noted_as_filled(tmp_path):
     assert notes_of("used_entry.png") == ["transparent pixels filled with white"]
 
 
+@pytest.mark.parametrize("name", ["anim.gif", "pages.tiff", "anim.webp"])
+def test_an_image_of_several_frames_is_read_from_its_first_and_says_so(tmp_path, name):
+    """QA: an animated GIF was classified from its first frame with no word about the others."""
+    frames = [Image.new("RGB", (16, 16), (v, v, v)) for v in (10, 200, 90)]
+    frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:], lossless=True)
+    notes = []
+    tensor = load_image(tmp_path / name, in_channels=1, image_size=16, notes=notes)
+    assert tensor.unique().tolist() == [10]  # the first frame
+    assert notes == ["first of 3 frames used (the model reads one picture)"]
+    pasted = []  # a PIL image opened elsewhere (the app's pasted images) is read the same way
+    load_image(Image.open(tmp_path / name), in_channels=1, image_size=16, notes=pasted)
+    assert pasted == notes
+    frames[0].save(tmp_path / f"still{(tmp_path / name).suffix}")
+    single = []
+    load_image(tmp_path / f"still{(tmp_path / name).suffix}", in_channels=1, image_size=16, notes=single)
+    assert single == []
+
+
 def test_transparency_is_flattened_over_white(tmp_path):
     Image.new("RGBA", (16, 16), (0, 0, 0, 0)).save(tmp_path / "clear.png")
     assert load_image(tmp_path / "clear.png", in_channels=1, image_size=16).unique().tolist() == [255]

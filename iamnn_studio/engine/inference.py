@@ -45,8 +45,8 @@ def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size
     Accepts every mode PIL decodes (L, RGB, RGBA, P, CMYK, 16-bit and float greyscale, ...),
     applies the EXIF orientation, flattens transparency over white, converts to greyscale or RGB
     as the model needs, then resizes the short side and centre-crops. What was changed on the way
-    (colours dropped, transparency filled, size) is appended to ``notes`` as short phrases, so a
-    user can tell what the model actually saw.
+    (frames after the first left out, colours dropped, transparency filled, size) is appended to
+    ``notes`` as short phrases, so a user can tell what the model actually saw.
     """
     name = _display_name(source)
     if in_channels not in (1, 3):
@@ -55,6 +55,9 @@ def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size
         image = source
     else:
         image = _open(Path(source), name)
+    frames = _frames_note(image)  # before exif_transpose: its copy is a single picture
+    if notes is not None and frames:
+        notes.append(frames)
     try:
         image = ImageOps.exif_transpose(image)
         image = to_8_bit(image)
@@ -71,6 +74,21 @@ def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size
         array = array[:, :, None]
     tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
     return resize_images(tensor[None], image_size)[0]
+
+
+def _frames_note(image: Image.Image) -> str | None:
+    """"first of 3 frames used (...)" for an animated GIF/WebP/PNG or a multi-page TIFF, whose other frames the
+    model never sees; None for a single picture, or where the later frames cannot even be counted (damaged)."""
+    try:
+        with warnings.catch_warnings():  # a damaged later page's "Corrupt EXIF data" is not this picture's
+            warnings.simplefilter("ignore")
+            frames, current = int(getattr(image, "n_frames", 1)), image.tell()
+    except (OSError, EOFError, ValueError, SyntaxError, TypeError):
+        return None
+    if frames <= 1:
+        return None
+    which = "first" if current == 0 else f"frame {current + 1}"
+    return f"{which} of {frames} frames used (the model reads one picture)"
 
 
 def _conversion_notes(image: Image.Image, in_channels: int, image_size: int) -> list[str]:
