@@ -133,6 +133,26 @@ def test_bad_files_raise_one_sentence(tmp_path, name, content, message):
         load_image(tmp_path / name, in_channels=1, image_size=16)
 
 
+@pytest.mark.parametrize(("fmt", "keep"), [("PNG", 40), ("GIF", 16), ("TIFF", 16), ("BMP", 16)])
+def test_an_image_cut_short_after_its_signature_is_called_damaged_not_a_non_image(tmp_path, fmt, keep):
+    """QA: a PNG cut to its first 40 bytes (signature and header) was "not an image file"; the app's Use tab
+    already said "a damaged or incomplete PNG file" (Qt's reader) where no checkpoint was open."""
+    whole = tmp_path / f"whole.{fmt.lower()}"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(whole, fmt)
+    stub = tmp_path / f"stub.{fmt.lower()}"
+    stub.write_bytes(whole.read_bytes()[:keep])
+    with pytest.raises(ImageError) as raised:
+        load_image(stub, in_channels=1, image_size=16)
+    assert str(raised.value) == f"cannot read {stub.name}: a damaged or incomplete {fmt} file"
+
+
+@pytest.mark.parametrize("content", [b"meow", b"", b"<html><body>not a picture</body></html>", b"\0" * 64])
+def test_a_file_that_only_has_an_image_name_is_still_not_an_image(tmp_path, content):
+    (tmp_path / "fake.png").write_bytes(content)
+    with pytest.raises(ImageError, match=r"^cannot read fake.png: not an image file$"):
+        load_image(tmp_path / "fake.png", in_channels=1, image_size=16)
+
+
 def test_missing_file_and_folder_are_named(tmp_path):
     with pytest.raises(ImageError, match="cannot read ghost.png: no such file"):
         load_image(tmp_path / "ghost.png", in_channels=1, image_size=16)

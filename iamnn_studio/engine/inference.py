@@ -130,7 +130,9 @@ def _open(path: Path, name: str) -> Image.Image:
     except IsADirectoryError:
         raise ImageError(f"cannot read {name}: it is a folder") from None
     except UnidentifiedImageError:
-        raise ImageError(f"cannot read {name}: not an image file") from None
+        claimed = _signature_format(path)
+        what = f"a damaged or incomplete {claimed} file" if claimed else "not an image file"
+        raise ImageError(f"cannot read {name}: {what}") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"cannot read {name}: the image is too large{_size_against_limit(exc)}") from None
     except PermissionError:
@@ -139,6 +141,26 @@ def _open(path: Path, name: str) -> Image.Image:
         raise
     except (OSError, SyntaxError, ValueError) as exc:  # PIL raises these for damaged files
         raise ImageError(f"cannot read {name}: damaged image ({exc})") from None
+
+
+def _signature_format(path: Path) -> str | None:
+    """The format ("PNG") whose signature ``path`` starts with, though PIL could not open it: a file cut short
+    after its first bytes. None where no format's signature matches (a text file named .png); formats without
+    a signature (PIL's TGA, IM, ...) would claim any file, so they are not asked."""
+    try:
+        with path.open("rb") as file:
+            prefix = file.read(16)  # what Image.open shows each format's check
+    except OSError:
+        return None
+    Image.init()
+    for claimed, (_, accepts) in Image.OPEN.items():
+        try:
+            # a string is PIL's "recognised but unsupported here" (e.g. no WebP library): not damage
+            if accepts is not None and (answer := accepts(prefix)) and not isinstance(answer, str):
+                return claimed
+        except Exception:  # a check reading past a prefix this short (struct.error)
+            continue
+    return None
 
 
 def _size_against_limit(refusal: Exception) -> str:
