@@ -139,13 +139,97 @@ def display_reachable(environ=os.environ) -> bool:
     return False
 
 
+#: Libraries of Qt's xcb platform plugin that desktops often lack, and the Debian/Ubuntu packages holding them:
+#: the Makefile's XCB_LIBS, which `make desktop-deps` installs.
+XCB_PACKAGES = {
+    "libxcb-cursor.so.0": "libxcb-cursor0", "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libxcb-icccm.so.4": "libxcb-icccm4", "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1", "libxcb-randr.so.0": "libxcb-randr0",
+    "libxcb-render-util.so.0": "libxcb-render-util0", "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-xinerama.so.0": "libxcb-xinerama0", "libxcb-xkb.so.1": "libxcb-xkb1",
+}
+
+
+def xcb_libraries_problem(environ=os.environ, platform: str = sys.platform, plugin: Path | None = None,
+                          ldd=None) -> str | None:
+    """Why Qt's X11 (xcb) platform plugin cannot load here, in one line naming the packages to install; None
+    where it can, or where Qt may use another platform.
+
+    Qt 6.5+ aborts with a core dump when a library of its xcb plugin is missing, and its message names
+    xcb-cursor whichever one it is. ``ldd(plugin)`` (default: the ``ldd`` command, about 30 ms) lists the
+    plugin's libraries as the dynamic loader finds them, so only what the loader cannot find is named.
+    """
+    if not platform.startswith("linux") or not _only_xcb(environ):
+        return None
+    plugin = plugin or _xcb_plugin()
+    if plugin is None or not plugin.is_file():
+        return None
+    missing = missing_libraries(plugin, ldd)
+    if not missing:
+        return None
+    packages = [XCB_PACKAGES[name] for name in missing if name in XCB_PACKAGES]
+    others = [name for name in missing if name not in XCB_PACKAGES]
+    install = f"`sudo apt-get install {' '.join(packages)}`" if packages else ""
+    if others:
+        install += (" and " if install else "") + f"the packages holding {_and_list(others)}"
+    them = "it" if len(missing) == 1 else "them"
+    return (f"Qt's X11 platform plugin cannot load: {_and_list(missing)} {'is' if len(missing) == 1 else 'are'} "
+            f"missing. Install {them} (Debian/Ubuntu: {install}, or `sudo make desktop-deps` in the source folder; "
+            "see README.md), or use the command line (`iamnn-studio --help`)")
+
+
+def missing_libraries(library: Path, ldd=None) -> list[str]:
+    """The shared libraries ``library`` needs that the dynamic loader cannot find (``ldd``'s "not found"), each
+    once; none where ``ldd`` cannot tell (not installed, not a library)."""
+    import re
+
+    listing = (ldd or _ldd_output)(library)
+    return list(dict.fromkeys(re.findall(r"^\s*(\S+) => not found", listing, re.M)))
+
+
+def _ldd_output(library: Path) -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["ldd", str(library)], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _only_xcb(environ) -> bool:
+    """Whether Qt will load the xcb plugin and nothing else: QT_QPA_PLATFORM names only xcb, or is unset on a
+    session with no Wayland in sight (Qt picks Wayland there). A list with a fallback, or a plugin folder of the
+    user's own, is left to Qt."""
+    if environ.get("QT_QPA_PLATFORM_PLUGIN_PATH") or environ.get("QT_PLUGIN_PATH"):
+        return False
+    requested = [entry.split(":", 1)[0].strip().lower()
+                 for entry in environ.get("QT_QPA_PLATFORM", "").split(";") if entry.strip()]
+    if requested:
+        return all(name == "xcb" for name in requested)
+    return not environ.get("WAYLAND_DISPLAY") and environ.get("XDG_SESSION_TYPE", "").lower() != "wayland"
+
+
+def _xcb_plugin() -> Path | None:
+    """The xcb platform plugin of the Qt that PySide6 loads (its plugins folder), None where there is none."""
+    try:
+        from PySide6.QtCore import QLibraryInfo
+    except ImportError:
+        return None
+    path = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms" / "libqxcb.so"
+    return path if path.is_file() else None
+
+
+def _and_list(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     # Before torch can load (it loads later, in the engine loader): OpenMP threads that spin while
     # idle steal the UI thread's core on small machines (docs/research/ui-lag.md).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     tune_malloc()  # large CPU activations reuse heap memory instead of page-faulting in fresh maps
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    problem = display_problem()
+    problem = display_problem() or xcb_libraries_problem()
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -242,6 +242,91 @@ def test_an_explicit_xcb_or_wayland_platform_with_no_server_is_one_sentence_and_
                            reachable=lambda e: True) is None
 
 
+LDD_MISSING_TWO = """\
+\tlibQt6XcbQpa.so.6 => /venv/PySide6/Qt/lib/libQt6XcbQpa.so.6 (0x00007f5ba0ca4000)
+\tlibxcb-cursor.so.0 => /lib/x86_64-linux-gnu/libxcb-cursor.so.0 (0x00007f5ba0bba000)
+\tlibxcb-icccm.so.4 => not found
+\tlibxcb-keysyms.so.1 => not found
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f5b9f21e000)
+\tlibxcb-icccm.so.4 => not found
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f5ba0d76000)
+"""
+
+
+def test_missing_x11_libraries_of_qt_are_named_with_their_packages_instead_of_a_qt_abort(tmp_path):
+    """QA: `xvfb-run -a iamnn-studio` aborted Qt with a core dump (exit 134) where libxcb-icccm4 and
+    libxcb-keysyms1 were not installed, Qt's message naming xcb-cursor, which was installed."""
+    import os
+    import socket
+
+    from iamnn_studio.gui.app import display_reachable
+
+    # a display that answers (a listening socket), and an `ldd` that finds two of the plugin's libraries missing
+    number = next(n for n in range(940, 970) if not display_reachable({"DISPLAY": f":{n}"}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ldd").write_text(f"#!/bin/sh\ncat <<'EOF'\n{LDD_MISSING_TWO}EOF\n")
+    (bin_dir / "ldd").chmod(0o755)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("WAYLAND_DISPLAY", "WAYLAND_SOCKET", "QT_QPA_PLATFORM", "XDG_SESSION_TYPE")}
+    env.update(DISPLAY=f":{number}", PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+               XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_RUNTIME_DIR=str(tmp_path))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(f"\0/tmp/.X11-unix/X{number}")
+        server.listen(8)
+        done = subprocess.run([sys.executable, "-m", "iamnn_studio"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr  # one line, no Qt messages
+    line = done.stderr.strip()
+    assert line.startswith("error: Qt's X11 platform plugin cannot load: libxcb-icccm.so.4 and libxcb-keysyms.so.1 "
+                           "are missing"), line
+    assert "sudo apt-get install libxcb-icccm4 libxcb-keysyms1" in line and "make desktop-deps" in line
+    assert "cursor" not in line
+
+
+def test_the_x11_library_check_never_stops_a_qt_that_would_start(tmp_path):
+    from iamnn_studio.gui.app import missing_libraries, xcb_libraries_problem
+
+    plugin = tmp_path / "libqxcb.so"
+    plugin.write_bytes(b"")
+    all_found = "\n".join(line for line in LDD_MISSING_TWO.splitlines() if "not found" not in line)
+    x11 = {"DISPLAY": ":0"}
+
+    def check(environ, output=LDD_MISSING_TWO, platform="linux"):
+        asked = []
+
+        def ldd(path):
+            asked.append(path)
+            return output
+
+        return xcb_libraries_problem(environ, platform, plugin=plugin, ldd=ldd), asked
+
+    assert check(x11)[0].startswith("Qt's X11 platform plugin cannot load")
+    assert check({**x11, "QT_QPA_PLATFORM": "xcb"})[0] is not None
+    assert check(x11, all_found) == (None, [plugin])
+    assert check(x11, "") == (None, [plugin])  # ldd said nothing (not there, or failed): no alarm
+    # where Qt may use another platform, the xcb plugin's libraries are not its business
+    for environ in ({**x11, "QT_QPA_PLATFORM": "offscreen"}, {**x11, "QT_QPA_PLATFORM": "xcb;offscreen"},
+                    {**x11, "QT_QPA_PLATFORM": "wayland"}, {**x11, "WAYLAND_DISPLAY": "wayland-0"},
+                    {**x11, "XDG_SESSION_TYPE": "wayland"}, {**x11, "QT_QPA_PLATFORM_PLUGIN_PATH": str(tmp_path)}):
+        assert check(environ) == (None, []), environ
+    assert check(x11, platform="darwin") == (None, [])
+    assert xcb_libraries_problem(x11, "linux", plugin=tmp_path / "absent.so", ldd=lambda path: LDD_MISSING_TWO) is None
+    # a real ldd on a file that is no library answers without "not found"
+    assert missing_libraries(plugin) == []
+
+
+def test_the_x11_packages_named_are_those_make_desktop_deps_installs():
+    import re
+
+    from iamnn_studio.gui.app import XCB_PACKAGES
+
+    makefile = (ROOT / "Makefile").read_text()
+    listed = re.search(r"^XCB_LIBS := (.*?)(?<!\\)\n", makefile, re.S | re.M).group(1)
+    assert sorted(XCB_PACKAGES.values()) == sorted(listed.replace("\\", " ").split())
+
+
 def test_a_damaged_checkpoint_is_reported_in_the_status_bar_and_not_remembered(qtbot, window, tmp_path):
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(b"PK\x03\x04 cut short")
