@@ -31,14 +31,14 @@ def test_halting_pays_when_adaptive_beats_fixed_counts_at_the_same_macs():
     assert result["pays"] is True and result["suggested_mode"] == "adaptive"
     assert result["fixed_at_equal_macs"] == pytest.approx(0.91)
     assert "+2.00 pt over fixed iterations at the same MACs and +3.00 pt over random allocation" in result["verdict"]
-    assert "Most accurate: fixed:3 (3-3-3-3 iterations) with 93.50 %" in result["verdict"]
+    assert result["verdict"].endswith("Most accurate: fixed:3 (3-3-3-3 iterations) with 93.50 % at 30.0 M MACs.")
 
 
 def test_a_fixed_setting_as_accurate_for_no_more_macs_means_the_halting_does_not_pay():
     result = halting_tradeoff(evaluation(0.91, 25e6, fixed_curve(0.90, 0.912, 0.92)))
     assert result["pays"] is False and result["suggested_mode"] == "fixed:2"
     assert result["alternative"]["iterations"] == [2, 2, 2, 2]
-    assert "fixed:2 (2-2-2-2 iterations) with 91.20 % at 20.0 M costs no more" in result["verdict"]
+    assert "fixed:2 (2-2-2-2 iterations) with 91.20 % at 20.0 M MACs costs no more" in result["verdict"]
 
 
 def test_fixed_counts_above_the_adaptive_point_do_not_pay_and_the_dearer_alternative_is_named():
@@ -46,6 +46,7 @@ def test_fixed_counts_above_the_adaptive_point_do_not_pay_and_the_dearer_alterna
     result = halting_tradeoff(evaluation(0.905, 15e6, fixed_curve(0.90, 0.93, 0.94)))
     assert result["pays"] is False and result["suggested_mode"] == "fixed:2"
     assert "+1.00 pt more accurate" in result["verdict"] and "33% more MACs" in result["verdict"]
+    assert "At least as accurate: fixed:2 (2-2-2-2 iterations) with 93.00 % at 20.0 M MACs, for" in result["verdict"]
 
 
 def test_no_verdict_without_an_adaptive_model_or_a_fixed_sweep_and_none_outside_the_curve():
@@ -99,8 +100,9 @@ def test_the_verdict_writes_macs_as_everywhere_else():
                   "sweep": {"fixed": [{"iterations": [1, 1, 1, 1], "mean_macs": 720_123.0, "top1": 0.56},
                                      {"iterations": [2, 2, 2, 2], "mean_macs": 5_221_000.0, "top1": 0.6}]}}
     verdict = halting_tradeoff(evaluation)["verdict"]
-    assert "with 56.00 % at 720 k costs no more (adaptive 54.11 % at 723 k MACs)" in verdict
-    assert "5.22 M" in verdict and "0.7 M" not in verdict
+    # QA: "fixed:1 … at 2.82 M costs no more": every figure of MACs says so, as the adaptive one does
+    assert "with 56.00 % at 720 k MACs costs no more (adaptive 54.11 % at 723 k MACs)" in verdict
+    assert "at 5.22 M MACs." in verdict and "0.7 M" not in verdict
 
 
 def test_a_halting_no_better_than_random_allocation_does_not_pay():
