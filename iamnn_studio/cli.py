@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
 from .crash_log import write_error_log
-from .engine.tradeoff import halting_tradeoff
+from .engine.tradeoff import halting_tradeoff, one_iteration_halting
 from .malloc_tuning import tune_malloc
 from .path_options import checkpoint_option, file_option, folder_option
 from .split_words import evaluation_word, split_named
@@ -890,7 +890,7 @@ def format_evaluation(result: dict[str, Any]) -> str:
         collapse = adaptivity.get("collapse") or {}
         lines.append(f"Spearman(MACs, full-depth loss) {_number(adaptivity.get('spearman_macs_vs_loss'), 3)}; "
                      f"MACs wrong {format_macs(adaptivity.get('macs_wrong'))} vs right {format_macs(adaptivity.get('macs_right'))}")
-        if collapse.get("alarm"):
+        if collapse.get("alarm") and not one_iteration_halting(result):  # one iteration allowed: no collapse
             lines.append("collapse alarm: " + "; ".join(collapse.get("reasons", [])))
         control = adaptivity.get("random_allocation") or {}
         if control.get("top1") is not None:

@@ -200,6 +200,14 @@ def test_the_evaluation_summary_says_whether_the_halting_pays_against_fixed_coun
     assert last.startswith("The halting does not pay on this model") and "fixed:2" in last
     assert "The halting" not in cli.format_evaluation({**result, "mode": "max"})
     # a head never fitted (its run stopped before calibration) gets no verdict, but what to do
+    # a halting limited to one iteration per block: nothing to adapt, and no "collapse alarm" about it either
+    limited = {**result, "caps": [3, 4, 6, 3], "halting_caps": [1, 1, 1, 1], "top1": 0.9, "macs": {"mean": 10e6},
+               "adaptivity": {"collapse": {"alarm": True, "reasons": ["100% of images use iterations [1, 1, 1, 1]"]},
+                              "random_allocation": {"top1": None}}}
+    text = cli.format_evaluation(limited)
+    assert text.splitlines()[-1].startswith("The halting has nothing to adapt: it is limited to one iteration per "
+                                            "block")
+    assert "does not pay" not in text and "collapse alarm" not in text
     uncalibrated = cli.format_evaluation({**result, "halting_calibrated": False}).splitlines()[-1]
     assert uncalibrated.startswith("The halting head was never calibrated") and "--resume" in uncalibrated
     assert "does not pay" not in cli.format_evaluation({**result, "halting_calibrated": False})

@@ -157,3 +157,23 @@ def test_nan_figures_never_reach_the_verdict(damage):
     nan_point = fixed_curve(0.90, 0.92, 0.935)
     nan_point[1]["top1"] = float("nan")
     assert "nan" not in halting_tradeoff(evaluation(0.93, 15e6, nan_point))["verdict"].lower()
+
+
+@pytest.mark.parametrize("limit", [{"halting_caps": [1, 1, 1, 1]}, {"caps": [1, 1, 1, 1], "halting_caps": None}])
+def test_a_halting_limited_to_one_iteration_per_block_has_nothing_to_adapt(limit):
+    """QA: a calibration that limited the halting to one iteration per block made adaptive and fixed:1 the same
+    computation, and the verdict said "The halting does not pay on this model: fixed:1 … costs no more"."""
+    one = {**fixed_curve(0.90)[0], "paired": {"only_fixed_right": 0, "only_adaptive_right": 0}}
+    result = halting_tradeoff({**evaluation(0.90, 10e6, [one, *fixed_curve(0.90, 0.93)[1:]], random_top1=None),
+                               "caps": CAPS, "images": 1000, **limit})
+    assert result["outcome"] == "nothing to adapt" and result["pays"] is None
+    assert result["suggested_mode"] == "adaptive"  # nothing to switch to: fixed:1 is what already runs
+    assert result["verdict"].startswith("The halting has nothing to adapt: it is limited to one iteration per block, "
+                                        "so adaptive and fixed:1 are the same computation (adaptive 90.00 % at "
+                                        "10.0 M MACs).")
+    assert "does not pay" not in result["verdict"] and "costs no more" not in result["verdict"]
+    assert result["verdict"].endswith("Most accurate: fixed:2 (2-2-2-2 iterations) with 93.00 % at 20.0 M MACs.")
+    # one block allowed two iterations still leaves a decision: the usual comparison
+    partly = halting_tradeoff({**evaluation(0.90, 10e6, [one, *fixed_curve(0.90, 0.93)[1:]]), "caps": CAPS,
+                               "halting_caps": [1, 1, 2, 1]})
+    assert partly["outcome"] == "does not pay"

@@ -25,7 +25,8 @@ from ..numbers import si
 LEADS = {"pays": "The halting pays", "level": "The halting is level with fixed iterations",
          "does not pay": "The halting does not pay on this model",
          "level with random": "The halting is level with random allocation",
-         "unmeasured": "The halting is ahead of fixed iterations; random allocation was not measured"}
+         "unmeasured": "The halting is ahead of fixed iterations; random allocation was not measured",
+         "nothing to adapt": "The halting has nothing to adapt"}
 
 #: Differences smaller than this (in top-1, as a fraction) are "the same": one image in 2,000.
 TIE = 0.0005
@@ -81,6 +82,14 @@ def fixed_mode(iterations: Sequence[int]) -> str:
     return f"fixed:{max(iterations)}"
 
 
+def one_iteration_halting(evaluation: dict[str, Any]) -> bool:
+    """Whether ``evaluation``'s model may run only one iteration per block in adaptive mode (its calibration's
+    ``halting_caps``, else its caps): no image can differ, so adaptive runs exactly what ``fixed:1`` runs."""
+    limits = evaluation.get("halting_caps") or evaluation.get("caps")
+    return (evaluation.get("mode") == "adaptive" and isinstance(limits, list) and bool(limits)
+            and all(isinstance(n, int) and n <= 1 for n in limits))
+
+
 def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     """Adaptive against its controls, with a verdict; None unless ``evaluation`` is of an adaptive
     model with a fixed-count sweep.
@@ -90,7 +99,7 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     ``alternative`` (the cheapest fixed setting at least as accurate as adaptive, if any),
     ``pays`` (True, False, or None where the fixed curve does not reach the adaptive MACs),
     ``outcome`` (what the verdict leads with: "pays", "level" when the difference is within noise,
-    "does not pay", or None), ``standard_error`` of the difference it rests on and ``within_noise`` (|difference| < 2 of them;
+    "does not pay", "nothing to adapt" where the halting is limited to one iteration per block, or None), ``standard_error`` of the difference it rests on and ``within_noise`` (|difference| < 2 of them;
     None without paired counts), ``versus_random`` (adaptive minus the random allocation, None without
     it), ``random_standard_error`` (its paired standard error, else the fixed comparison's; None
     without either), ``random_within_noise`` (a margin above ``TIE`` but under two of them; None
@@ -128,6 +137,13 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
         "random_standard_error": None, "random_within_noise": None,
         "beats_random": None if random_top1 is None or top1 - random_top1 > TIE else False,
     }
+    if one_iteration_halting(evaluation):  # adaptive is fixed:1 here: neither wins, there is no choice to judge
+        result["outcome"] = "nothing to adapt"
+        result["verdict"] = (f"{LEADS['nothing to adapt']}: it is limited to one iteration per block, so adaptive and "
+                             f"fixed:1 are the same computation (adaptive {_pct(top1)} at {_macs(macs)} MACs).")
+        if best["top1"] > top1 + TIE:
+            result["verdict"] += f" Most accurate: {_describe(best)}."
+        return result
     cheaper = alternative is not None and alternative["mean_macs"] <= macs
     if cheaper:
         difference, error = top1 - alternative["top1"], paired_standard_error(alternative, images)

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 from ..engine import io
 from ..split_words import evaluation_word, split_word
 from ..engine.runs import epochs_text
-from ..engine.tradeoff import halting_tradeoff
+from ..engine.tradeoff import halting_tradeoff, one_iteration_halting
 from .plots import consecutive_means
 from .style import scaled_px
 from .widgets import formatting, theme
@@ -1088,6 +1088,9 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
         return "Fixed", f"mode {evaluation.get('mode', '?')}: the same iterations for every image", theme.TEXT_MUTED
     if evaluation.get("halting_calibrated") is False:
         return "Not calibrated", UNCALIBRATED_VERDICT, theme.WARNING
+    if one_iteration_halting(evaluation):  # every image alike by design, not a collapse (as the verdict says)
+        return ("Fixed", "the halting is limited to one iteration per block: it runs what fixed:1 runs",
+                theme.TEXT_MUTED)
     collapse = adaptivity.get("collapse") or {}
     tradeoff = halting_tradeoff(evaluation)
     if collapse.get("alarm"):

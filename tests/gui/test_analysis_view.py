@@ -129,6 +129,14 @@ def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp
 
     assert "halting at most" not in view.subtitle.text()
 
+    # a halting limited to one iteration per block runs what fixed:1 runs: nothing to adapt, not "Doesn't pay"
+    one = {**evaluation, "halting_caps": [1, 1, 1, 1]}
+    one["adaptivity"] = {**one["adaptivity"], "collapse": {"alarm": True, "reasons": ["p90/p10 of MACs is 1.00"]}}
+    show(qtbot, view, make_run(tmp_path / "runs", "one-iteration", evaluation=one))
+    assert view.adaptivity_tile.value.text() == "Fixed"
+    assert "limited to one iteration per block" in view.adaptivity_tile.detail.text()
+    assert view.sweep_verdict.text().startswith("The halting has nothing to adapt: it is limited to one iteration")
+
     limited = {**made_up_eval(), "halting_caps": [1, 1, 2, 1]}  # it pays only with random allocation beaten too
     limited["adaptivity"] = {**limited["adaptivity"], "random_allocation": {"top1": 0.5}}
     show(qtbot, view, make_run(tmp_path / "runs", "paying", evaluation=limited))
