@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -141,9 +142,11 @@ def test_an_image_cut_short_after_its_signature_is_called_damaged_not_a_non_imag
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(whole, fmt)
     stub = tmp_path / f"stub.{fmt.lower()}"
     stub.write_bytes(whole.read_bytes()[:keep])
-    with pytest.raises(ImageError) as raised:
+    with pytest.raises(ImageError) as raised, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         load_image(stub, in_channels=1, image_size=16)
     assert str(raised.value) == f"cannot read {stub.name}: a damaged or incomplete {fmt} file"
+    assert [str(w.message) for w in caught] == []  # the sentence says it all: no PIL "Corrupt EXIF data" on stderr
 
 
 @pytest.mark.parametrize("content", [b"meow", b"", b"<html><body>not a picture</body></html>", b"\0" * 64])

@@ -122,6 +122,8 @@ def _open(path: Path, name: str) -> Image.Image:
         # it is downsized anyway, so PIL's warning (source file, line) is only noise on stderr.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # a damaged file's "Corrupt EXIF data" too: the error (or the picture read anyway) says what matters
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
             image = Image.open(path)
             image.load()  # decode now: a truncated file must fail here, not later
         return image
