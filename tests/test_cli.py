@@ -1358,3 +1358,32 @@ def test_the_evaluating_phase_and_the_evaluated_line_name_the_split_truthfully()
     assert "test" not in cli.PHASE_LABELS["evaluating"]
     assert format_event(Event("evaluated", {"split": "val", "top1": 0.5})) == "evaluated on held-out images (val): top-1 50.00%"
     assert format_event(Event("evaluated", {"split": "test", "top1": 0.5})) == "evaluated on test: top-1 50.00%"
+
+
+# --------------------------------------------------------------------------- QA: a new user's first tries
+@pytest.mark.parametrize("setting, option, file_line", [
+    ("lr", ["--lr", "1e308"], ""),
+    ("weight_decay", [], "weight_decay = 1e300\n"),
+    ("tau", [], "[model]\ntau = 1e300\n"),
+])
+@pytest.mark.parametrize("save_config", [False, True])
+def test_a_slipped_exponent_in_an_optimiser_setting_is_refused_before_a_run_folder_is_made(
+        tmp_path, setting, option, file_line, save_config):
+    """QA: --lr 1e308 passed validation, made a run folder and ended "unexpected error: RuntimeError: value
+    cannot be converted to type float without overflow" (exit 1); --save-config wrote it."""
+    (tmp_path / "run.toml").write_text(file_line)
+    saved = ["--save-config", tmp_path / "saved.toml"] if save_config else []
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", *option, "--dataset", "synthetic",
+                             "--runs-dir", tmp_path / "runs", *saved)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: {setting}: ") and "at most" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "saved.toml").exists()
+
+
+def test_a_thread_count_no_machine_has_is_refused(tmp_path):
+    """--save-config: before the fix, training went on to start 100000 threads (and crashed)."""
+    (tmp_path / "run.toml").write_text("num_threads = 100000\n")
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--save-config", tmp_path / "saved.toml")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: num_threads: must be at most ") and err.count("\n") == 1, err
+    assert not (tmp_path / "saved.toml").exists()

@@ -672,6 +672,19 @@ def test_resuming_a_folder_without_checkpoint_explains_why(tmp_runs):
     assert result.state == "failed" and "no checkpoint yet" in result.reason
 
 
+def test_cpu_threads_are_held_to_the_cores_this_machine_has(tmp_runs, monkeypatch):
+    """A settings file may ask for more threads than this machine has (num_threads = 100000 went to torch)."""
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    recorder = Recorder()
+    result = Trainer(tiny_config(max_steps=1, epochs=1, num_threads=cores + 1), runs_dir=tmp_runs,
+                     listeners=[recorder]).run()
+    assert result.state == "completed", result.reason
+    assert asked == [cores]
+    assert any(f"num_threads {cores + 1}" in e.data.get("message", "") for e in recorder.of("log"))
+
+
 # --------------------------------------------------------------------------- failures
 def test_a_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_runs, monkeypatch):
     calls = {"n": 0}

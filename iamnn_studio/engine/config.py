@@ -35,6 +35,14 @@ MAX_WIDTH = 1024
 MAX_BOTTLENECK_RATIO = 16
 MAX_IMAGE_SIZE = 2048
 MAX_EPOCHS = 100_000
+#: Optimiser bounds that no real run comes near (SGD's learning rates are about 0.1, AdamW's 1e-3; weight
+#: decays 5e-4 to 1) but that catch a slipped exponent: 1e308 passed float checks and overflowed torch's float32.
+MAX_LR = 100.0
+MAX_WEIGHT_DECAY = 10.0
+MAX_TAU = 100.0  # the ponder-cost weight: the paper's are 1e-3 to 1e-2
+#: CPU threads a settings file may ask for: a bound on typos, as the file may be meant for a bigger machine
+#: (the trainer uses at most this machine's cores).
+MAX_NUM_THREADS = 1024
 #: Training augmentations, applied in this order (``data/augment.py``); ``data.augment`` is "none" or
 #: one or more of them joined by "-": crop-flip, crop-flip-erase, ...
 AUGMENT_STEPS = ("crop", "flip", "erase")
@@ -153,6 +161,8 @@ class ModelConfig:
             raise _field_error("halting", f"must be one of {HALTING_KINDS}, got {self.halting!r}")
         if not _is_number(self.tau) or self.tau < 0:
             raise _field_error("tau", f"the ponder weight must be >= 0, got {self.tau!r}")
+        if self.tau > MAX_TAU:
+            raise _field_error("tau", f"the ponder weight must be at most {MAX_TAU:g}, got {self.tau!r}")
         if not _is_number(self.eps) or not 0 <= self.eps < 1:
             raise _field_error("eps", f"the halting epsilon must be in [0, 1), got {self.eps!r}")
         if self.threshold is not None and (not _is_number(self.threshold) or not 0 < self.threshold <= 1):
@@ -333,10 +343,14 @@ class RunConfig:
             raise _field_error("optimizer", f"must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not _is_number(self.lr) or self.lr <= 0:
             raise _field_error("lr", f"the learning rate must be > 0, got {self.lr!r}")
+        if self.lr > MAX_LR:
+            raise _field_error("lr", f"the learning rate must be at most {MAX_LR:g}, got {self.lr!r}")
         if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
             raise _field_error("momentum", f"must be in [0, 1), got {self.momentum!r}")
         if not _is_number(self.weight_decay) or self.weight_decay < 0:
             raise _field_error("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
+        if self.weight_decay > MAX_WEIGHT_DECAY:
+            raise _field_error("weight_decay", f"must be at most {MAX_WEIGHT_DECAY:g}, got {self.weight_decay!r}")
         if self.schedule not in SCHEDULES:
             raise _field_error("schedule", f"must be one of {SCHEDULES}, got {self.schedule!r}")
         if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
@@ -357,7 +371,7 @@ class RunConfig:
         if not is_device(self.device):
             raise _field_error("device", f"must be auto, cpu, cuda or cuda:N (N a GPU number), got {self.device!r}")
         if self.num_threads is not None:
-            _positive_int("num_threads", self.num_threads)
+            _positive_int("num_threads", self.num_threads, MAX_NUM_THREADS)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise _field_error("init_from", f"needs a checkpoint file or run folder, got {self.init_from!r}")
         return self

@@ -26,6 +26,7 @@ import copy
 import hashlib
 import logging
 import math
+import os
 import random
 import shlex
 import threading
@@ -273,8 +274,9 @@ class Trainer:
         config = self.config
         self.recipe = training_recipe(config.model)
         self.device = self._choose_device(config)
+        self._thread_notes: list[str] = []  # said in the log once the run has started
         if self.device.type == "cpu" and config.num_threads is not None:
-            torch.set_num_threads(config.num_threads)
+            torch.set_num_threads(self._cpu_threads(config.num_threads))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         _seed_everything(config.seed)
@@ -315,6 +317,16 @@ class Trainer:
         else:
             self._create_run_dir(config)
         self._emit_started(resumed=checkpoint is not None)
+
+    def _cpu_threads(self, requested: int) -> int:
+        """``requested`` threads, at most this machine's cores: the settings may be another machine's, and
+        more threads than cores only compete for them."""
+        cores = usable_cores()
+        if requested <= cores:
+            return requested
+        self._thread_notes.append(f"num_threads {requested} is more than the {cores} cores this computer gives "
+                                  f"the run: using {cores}")
+        return cores
 
     def _open_run_for_resume(self):
         """Load ``last.pt`` of the run folder; the run's own settings win over the given ones."""
@@ -1158,7 +1170,7 @@ class Trainer:
         )
         for note in self._data_notes:
             self._emit("log", message=f"data: {note}")
-        for note in self._model_notes:
+        for note in (*self._thread_notes, *self._model_notes):
             self._emit("log", message=note)
         if self.recipe == "calibrated" and self.config.calibrate_halting:
             self._emit("log", message="calibrated halting: training an anytime backbone; validation runs at full "
@@ -1228,6 +1240,13 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- helpers
+def usable_cores() -> int:
+    """The CPU cores this process may run on (a container or ``taskset`` may allow fewer than the machine has)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def weights_fit(model: nn.Module, config: ModelConfig, source) -> bool:
     """Whether ``model`` (built from ``config``; on the meta device is enough) can start from the weights of
     ``source`` (a loaded ``Checkpoint``): the same architecture, and the same weights by name and shape. The
