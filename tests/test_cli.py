@@ -1387,3 +1387,25 @@ def test_a_thread_count_no_machine_has_is_refused(tmp_path):
     assert (code, out) == (2, "")
     assert err.startswith("error: num_threads: must be at most ") and err.count("\n") == 1, err
     assert not (tmp_path / "saved.toml").exists()
+
+
+def test_a_run_killed_before_its_first_epoch_ended_is_refused_a_resume_with_a_command_that_starts_it_again(tmp_path):
+    """QA: after kill -9 in the first epoch, --resume said "start it again" and starting again said "resume it"."""
+    import shlex
+    import socket
+
+    run = tmp_path / "runs" / "conc"
+    (tmp_path / "run.toml").write_text("max_steps = 2\n" + TINY_RUN)
+    assert run_cli("train", "--config", tmp_path / "run.toml", "--save-config", tmp_path / "saved.toml")[0] == 0
+    run.mkdir(parents=True)
+    shutil.copy(tmp_path / "saved.toml", run / "config.toml")
+    (run / "metrics.jsonl").write_text('{"event": "started", "step": 0}\n')
+    (run / "status.json").write_text(json.dumps({"state": "running", "pid": 2**22 + 12345,
+                                                 "host": socket.gethostname()}))  # no such process
+    code, out, err = run_cli("train", "--run-dir", run, "--resume", "--device", "cpu")
+    assert code == 2 and "no checkpoint yet" in err, err
+    command = shlex.split(err.strip().rsplit(": ", 1)[1])
+    assert command[:2] == ["iamnn-studio", "train"]
+    code, out, err = run_cli(*command[1:], "--device", "cpu")
+    assert code == 0, err
+    assert out.startswith(f"run: {run} · completed") and (run / "checkpoints" / "last.pt").is_file()

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import os
 import tracemalloc
+from pathlib import Path
 
 import pytest
 
 from iamnn_studio.engine import runs as runs_module
 from iamnn_studio.engine.config import ModelConfig, RunConfig
-from iamnn_studio.engine.runs import (RunDirectory, describe_model, effective_state, epochs_text, iter_metrics, list_runs,
+from iamnn_studio.engine.runs import (RunDirectory, claim_refusal, describe_model, effective_state, epochs_text, iter_metrics, list_runs,
                                       read_metrics, steps_per_epoch)
 
 
@@ -480,3 +481,52 @@ def test_train_longer_is_refused_for_an_emptied_settings_file_or_an_unreadable_c
     for checkpoint in (run / "checkpoints").glob("*.pt"):
         checkpoint.write_bytes(b"junk")
     assert train_longer_problem(run).startswith("its checkpoint cannot be read")
+
+
+# ----------------------------------------------------------------- a run that ended before its first checkpoint
+def _run_without_checkpoint(runs_dir: Path, *, pid: int, host: str | None = None) -> Path:
+    import socket
+
+    folder = runs_dir / "conc"
+    folder.mkdir(parents=True)
+    RunConfig(name="conc").save(folder / "config.toml")
+    (folder / "metrics.jsonl").write_text('{"event": "started", "step": 0}\n')
+    (folder / "train.log").write_text("2026-01-01 00:00:00  started\n")
+    (folder / "status.json").write_text(json.dumps({"state": "running", "pid": pid,
+                                                    "host": host or socket.gethostname()}))
+    return folder
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_claimed_again(tmp_runs):
+    """QA: resume said "start it again", starting again said "resume it": a run with nothing saved had no way out."""
+    folder = _run_without_checkpoint(tmp_runs, pid=_dead_pid())
+    assert claim_refusal(folder) is None
+    run = RunDirectory.claim(folder)
+    assert run.path == folder and run.reclaimed
+    # the earlier attempt's events and status must not mix with the new run's; its log is kept, appended to
+    assert not (folder / "metrics.jsonl").exists() and not (folder / "status.json").exists()
+    assert (folder / "train.log").read_text().startswith("2026-01-01 00:00:00  started\n")
+
+
+def test_a_run_without_checkpoint_that_a_live_process_trains_is_not_claimed(tmp_runs):
+    folder = _run_without_checkpoint(tmp_runs, pid=os.getppid())  # alive: the process that started the tests
+    refusal = claim_refusal(folder)
+    assert refusal is not None and "is training right now" in refusal
+    with pytest.raises(ValueError, match="is training right now"):
+        RunDirectory.claim(folder)
+    assert (folder / "metrics.jsonl").exists()
+
+
+def test_a_run_without_checkpoint_on_another_machine_is_taken_at_its_word(tmp_runs):
+    folder = _run_without_checkpoint(tmp_runs, pid=_dead_pid(), host="another-machine.invalid")
+    assert claim_refusal(folder) is not None
+    assert (folder / "status.json").exists()
+
+
+def test_a_run_with_a_checkpoint_is_never_claimed(tmp_runs):
+    folder = _run_without_checkpoint(tmp_runs, pid=_dead_pid())
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "last.pt").write_bytes(b"weights")
+    refusal = claim_refusal(folder)
+    assert refusal is not None and "resume it" in refusal
+    assert (folder / "metrics.jsonl").exists()

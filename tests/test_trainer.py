@@ -672,6 +672,36 @@ def test_resuming_a_folder_without_checkpoint_explains_why(tmp_runs):
     assert result.state == "failed" and "no checkpoint yet" in result.reason
 
 
+def _interrupted_before_its_first_checkpoint(runs_dir: Path) -> Path:
+    """A run whose process ended right after it started (a crash, a kill): a folder with no checkpoint."""
+    def interrupt(event) -> None:
+        if event.kind == "started":
+            raise KeyboardInterrupt
+
+    trainer = Trainer(tiny_config(max_steps=2, epochs=1), run_dir=runs_dir / "conc", listeners=[interrupt])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert not (runs_dir / "conc" / "checkpoints" / "last.pt").exists()
+    return runs_dir / "conc"
+
+
+def test_a_run_that_ended_before_its_first_checkpoint_can_be_started_again_in_its_folder(tmp_runs):
+    """QA: resuming it said "start it again", starting it again said "resume it": no way out."""
+    import shlex
+
+    folder = _interrupted_before_its_first_checkpoint(tmp_runs)
+    refused = Trainer(None, run_dir=folder, resume=True).run()
+    assert refused.state == "failed" and "no checkpoint yet" in refused.reason
+    command = shlex.split(refused.reason.rsplit(": ", 1)[1])
+    assert command == ["iamnn-studio", "train", "--config", str(folder / "config.toml"), "--run-dir", str(folder)]
+
+    again = Trainer(RunConfig.load(folder / "config.toml"), run_dir=folder).run()
+    assert again.state == "completed" and again.run_dir == folder, again.reason
+    starts = [e for e in read_metrics(folder) if e.get("event") == "started"]
+    assert len(starts) == 1  # the earlier attempt's events are gone: the run's history is this run's
+    assert "started again in this folder" in (folder / "train.log").read_text()
+
+
 def test_cpu_threads_are_held_to_the_cores_this_machine_has(tmp_runs, monkeypatch):
     """A settings file may ask for more threads than this machine has (num_threads = 100000 went to torch)."""
     asked = []

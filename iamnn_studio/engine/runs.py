@@ -96,11 +96,32 @@ def claim_refusal(path: str | Path) -> str | None:
     data loads too, which can take minutes."""
     path = Path(path)
     if path.is_dir() and any((path / marker).exists() for marker in _RUN_MARKERS):
-        return f"run_dir: {path} already holds a run; resume it or choose another folder"
+        return _run_folder_refusal(RunDirectory(path))
     # a run's files mixed into a folder of photos (or into the runs folder itself) are hard to take out again
     if path.is_dir() and any(not entry.name.startswith(".") for entry in path.iterdir()):
         return (f"run_dir: {path} holds other files and no run; choose a new or empty folder "
                 "(a folder of runs is --runs-dir)")
+    return None
+
+
+def _run_folder_refusal(run: "RunDirectory") -> str | None:
+    """Why the run in ``run.path`` must not be replaced by a new one, or None where nothing would be lost: it
+    has no checkpoint (it ended before its first epoch did, so it cannot be resumed either) and no process
+    trains it."""
+    path = run.path
+    if run.has_checkpoint():
+        return f"run_dir: {path} already holds a run; resume it or choose another folder"
+    status = run.read_status()
+    if status is None or status.get("state") not in RUN_STATES:  # maybe a run that is writing its first files
+        return (f"run_dir: {path} already holds a run, without a checkpoint or a readable status.json; if no "
+                "process trains it, delete the folder and start again, or choose another folder")
+    if status["state"] in ("running", "paused") and (status.get("pid") == os.getpid() or _writer_alive(status)):
+        where = "" if status.get("host") == socket.gethostname() else f" on {status.get('host')}"
+        return (f"run_dir: {path} holds a run that a process{where} is training right now (pid "
+                f"{status.get('pid')}); choose another folder")
+    if status["state"] not in ("running", "paused", "failed") or run.eval_path.exists():
+        # a finished run whose checkpoints were removed: its results are still worth keeping
+        return f"run_dir: {path} already holds a run, finished without its checkpoints; choose another folder"
     return None
 
 
@@ -121,6 +142,7 @@ class RunDirectory:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self.reclaimed = False  # claimed from a run that ended before its first checkpoint
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -144,16 +166,31 @@ class RunDirectory:
 
     @classmethod
     def claim(cls, path: str | Path) -> "RunDirectory":
-        """Use exactly ``path`` for a new run: it may exist, but must not hold a run already."""
+        """Use exactly ``path`` for a new run: it may exist, but must not hold a run already, except one that
+        no process trains and that ended before its first checkpoint (nothing to resume, nothing to lose):
+        its files are replaced, its train.log kept and added to (``reclaimed`` is then True)."""
         path = Path(path)
         refusal = claim_refusal(path)
         if refusal is not None:
             raise ValueError(refusal)
+        run = cls(path)
+        if path.is_dir() and any((path / marker).exists() for marker in _RUN_MARKERS):
+            run._forget_earlier_attempt()
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ValueError(f"run_dir: cannot create {path}: {_mkdir_failure(path, exc)}") from None
-        return cls(path)
+        return run
+
+    def _forget_earlier_attempt(self) -> None:
+        """Remove the files of a run that ended before its first checkpoint: its events and status would
+        otherwise read as the new run's (the first "started" event is the one readers take)."""
+        for name in (CONFIG_FILE, STATUS_FILE, METRICS_FILE, EVAL_FILE):
+            try:
+                (self.path / name).unlink(missing_ok=True)
+            except OSError as exc:
+                raise ValueError(f"run_dir: cannot replace {self.path / name}: {exc.strerror or exc}") from None
+        self.reclaimed = True
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDirectory":
@@ -203,6 +240,10 @@ class RunDirectory:
     @property
     def best_checkpoint(self) -> Path:
         return self.checkpoints_dir / "best.pt"
+
+    def has_checkpoint(self) -> bool:
+        """Whether a checkpoint was saved (last.pt, best.pt): a run without one has nothing to resume from."""
+        return any(p.exists() for p in (self.last_checkpoint, self.best_checkpoint))
 
     # ----------------------------------------------------------------- writing
     def write_config(self, config: RunConfig) -> None:

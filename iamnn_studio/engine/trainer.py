@@ -274,7 +274,7 @@ class Trainer:
         config = self.config
         self.recipe = training_recipe(config.model)
         self.device = self._choose_device(config)
-        self._thread_notes: list[str] = []  # said in the log once the run has started
+        self._setup_notes: list[str] = []  # said in the log once the run has started
         if self.device.type == "cpu" and config.num_threads is not None:
             torch.set_num_threads(self._cpu_threads(config.num_threads))
         if self.device.type == "cuda":
@@ -324,7 +324,7 @@ class Trainer:
         cores = usable_cores()
         if requested <= cores:
             return requested
-        self._thread_notes.append(f"num_threads {requested} is more than the {cores} cores this computer gives "
+        self._setup_notes.append(f"num_threads {requested} is more than the {cores} cores this computer gives "
                                   f"the run: using {cores}")
         return cores
 
@@ -340,9 +340,8 @@ class Trainer:
         if run.is_being_trained():
             raise TrainingFailed(f"cannot resume {name}: another process is training it right now")
         if not run.last_checkpoint.exists():
-            raise TrainingFailed(
-                f"cannot resume {name}: it has no checkpoint yet (it ended before its first epoch did); start it again"
-            )
+            raise TrainingFailed(f"cannot resume {name}: it has no checkpoint yet (it ended before its first epoch "
+                                 f"did); {_start_again_advice(run)}")
         try:
             checkpoint = load_checkpoint(run.last_checkpoint)
         except CheckpointError as exc:
@@ -508,6 +507,9 @@ class Trainer:
             try:
                 if self._requested_run_dir is not None:
                     self.run_dir = RunDirectory.claim(self._requested_run_dir)
+                    if self.run_dir.reclaimed:
+                        self._setup_notes.append("started again in this folder: the earlier attempt (its log lines "
+                                                 "above) ended before its first checkpoint")
                 else:
                     self.run_dir = RunDirectory.create(self.runs_dir, config.name)
                 self.run_dir.write_config(config.make_paths_absolute())
@@ -1170,7 +1172,7 @@ class Trainer:
         )
         for note in self._data_notes:
             self._emit("log", message=f"data: {note}")
-        for note in (*self._thread_notes, *self._model_notes):
+        for note in (*self._setup_notes, *self._model_notes):
             self._emit("log", message=note)
         if self.recipe == "calibrated" and self.config.calibrate_halting:
             self._emit("log", message="calibrated halting: training an anytime backbone; validation runs at full "
@@ -1240,6 +1242,17 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- helpers
+def _start_again_advice(run: RunDirectory) -> str:
+    """How to start again a run that ended before its first checkpoint: in its folder, with its settings (the
+    folder is taken over, as nothing in it can be lost)."""
+    try:
+        run.read_config().validate()
+    except (ValueError, TypeError) as exc:
+        return f"its settings cannot be read either ({exc}); delete the folder and start a new run"
+    command = shlex.join(["iamnn-studio", "train", "--config", str(run.config_path), "--run-dir", str(run.path)])
+    return f"start it again in its folder with its settings: {command}"
+
+
 def usable_cores() -> int:
     """The CPU cores this process may run on (a container or ``taskset`` may allow fewer than the machine has)."""
     if hasattr(os, "sched_getaffinity"):
