@@ -302,8 +302,6 @@ def train_config(args: argparse.Namespace):
 
     if args.max_steps is not None and args.max_steps < 0:  # the config's "positive" would hide that 0 is fine
         raise UsageError(f"--max-steps: must be a whole number >= 0 (0 clears the limit), got {args.max_steps}")
-    if args.block is not None:
-        _check_block(args.block)
     config = RunConfig.load(args.config) if args.config else RunConfig()
     if args.init_from and not args.config:
         _take_checkpoint_settings(config, args.init_from, keep_data=args.dataset is not None)
@@ -311,6 +309,9 @@ def train_config(args: argparse.Namespace):
         value = getattr(args, option)
         if value is not None:
             setattr(config if section is None else getattr(config, section), name, value)
+    _check_resnet_options(args, config.model.architecture)
+    if args.block is not None:
+        _check_block(args.block)
     if args.max_steps == 0:
         config.max_steps = None
     if (args.dataset is not None and args.augment is None
@@ -319,6 +320,23 @@ def train_config(args: argparse.Namespace):
 
         config.data.augment = default_augment(args.dataset)  # digits must not be mirrored
     return config.validate()
+
+
+#: IamNN's own options, which the ResNet baseline has nothing to apply to: option -> what it has not.
+IAMNN_ONLY_OPTIONS = {"mode": ("iterations", "the mode"), "halting": ("halting", "the halting"),
+                      "block": ("shared processing block", "the block")}
+
+
+def _check_resnet_options(args: argparse.Namespace, architecture: str) -> None:
+    """An IamNN-only option given for a ResNet is refused rather than recorded and ignored (a settings file's
+    values for them are the defaults every config holds, and still load)."""
+    if architecture != "resnet":
+        return
+    given = [name for name in IAMNN_ONLY_OPTIONS if getattr(args, name) is not None]
+    if given:
+        name = _in_given_order([f"--{n}" for n in given], getattr(args, "argv", None) or [])[0][2:]
+        missing, setting = IAMNN_ONLY_OPTIONS[name]
+        raise UsageError(f"--{name}: a ResNet baseline has no {missing} to choose; {setting} applies to IamNN")
 
 
 def _check_block(name: str) -> None:
@@ -426,8 +444,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--device: {args.device} names one GPU, and each of several processes takes its own: "
                              "give cuda")
     config = train_config(args)
-    if config is not None and config.model.architecture == "resnet" and args.mode is not None:
-        raise UsageError("--mode: a ResNet baseline has no iterations to choose; the mode applies to IamNN")
     if args.save_config:  # absolute paths, as in a run's config.toml: the file means the same from any folder
         _save_config(config.make_paths_absolute(), Path(args.save_config))
         print(f"settings written to {args.save_config}")

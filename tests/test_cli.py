@@ -1389,6 +1389,25 @@ def test_a_thread_count_no_machine_has_is_refused(tmp_path):
     assert not (tmp_path / "saved.toml").exists()
 
 
+@pytest.mark.parametrize("option", [["--block", "bottleneck"], ["--halting", "act"]])
+def test_train_refuses_iamnn_only_options_for_the_resnet_baseline_as_it_refuses_a_mode(tmp_path, option):
+    """QA: --block and --halting were taken and recorded for a ResNet, which ignores them."""
+    code, out, err = run_cli("train", "--architecture", "resnet", *option, "--runs-dir", tmp_path / "runs",
+                             "--save-config", tmp_path / "saved.toml")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: {option[0]}: a ResNet baseline has no ") and "applies to IamNN" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "saved.toml").exists()
+
+
+def test_a_resnet_settings_file_with_the_default_iamnn_settings_still_loads(tmp_path):
+    """A ResNet's config.toml holds the model's default block and halting: only options given are refused."""
+    (tmp_path / "run.toml").write_text('[model]\narchitecture = "resnet"\nblock = "bottleneck"\nhalting = "calibrated"\n')
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--depth", "18",
+                             "--save-config", tmp_path / "saved.toml")
+    assert code == 0, err
+    assert RunConfig.load(tmp_path / "saved.toml").model.architecture == "resnet"
+
+
 def test_a_run_killed_before_its_first_epoch_ended_is_refused_a_resume_with_a_command_that_starts_it_again(tmp_path):
     """QA: after kill -9 in the first epoch, --resume said "start it again" and starting again said "resume it"."""
     import shlex
