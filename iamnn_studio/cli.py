@@ -258,6 +258,9 @@ def _add_train(commands: Any) -> None:
     optim.add_argument("--lr", type=float, help=f"learning rate (default: {d.lr})")
     optim.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (default: the epochs "
                                                      "decide; 0: no limit, even if --config sets one)")
+    optim.add_argument("--no-calibrate", dest="calibrate_halting", action="store_false", default=None,
+                       help="do not fit the halting head after training (calibrated halting; it then runs at full "
+                            "depth): for a dataset with too few images held out to calibrate it")
     optim.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {d.device}: cuda when there is a GPU)")
     optim.add_argument("--seed", type=int, help=f"random seed (default: {d.seed})")
     optim.add_argument("--init-from", metavar="CHECKPOINT", type=checkpoint_option,
@@ -292,7 +295,7 @@ TRAIN_OVERRIDES = {
     "halting": ("model", "halting"), "architecture": ("model", "architecture"), "block": ("model", "block"),
     "epochs": (None, "epochs"), "batch_size": (None, "batch_size"), "lr": (None, "lr"),
     "max_steps": (None, "max_steps"), "device": (None, "device"), "seed": (None, "seed"), "name": (None, "name"),
-    "init_from": (None, "init_from"),
+    "init_from": (None, "init_from"), "calibrate_halting": (None, "calibrate_halting"),
 }
 
 
@@ -387,9 +390,14 @@ def _check_resume(args: argparse.Namespace) -> None:
     given = [name for name in ("config", *TRAIN_OVERRIDES)
              if name not in RESUME_ACCEPTS and getattr(args, name) is not None]
     if given:
-        flags = _in_given_order(["--" + name.replace("_", "-") for name in given], getattr(args, "argv", None) or [])
+        flags = _in_given_order([_flag(name) for name in given], getattr(args, "argv", None) or [])
         raise UsageError(f"--resume continues {args.run_dir} as it was configured; drop {', '.join(flags)} "
                          "(start a new run to change them)")
+
+
+def _flag(option: str) -> str:
+    """The command-line spelling of a ``train`` option: ``max_steps`` is --max-steps."""
+    return "--no-calibrate" if option == "calibrate_halting" else "--" + option.replace("_", "-")
 
 
 def _in_given_order(flags: list[str], argv: list[str]) -> list[str]:
@@ -1177,7 +1185,22 @@ def cmd_runs(args: argparse.Namespace) -> int:
                      r.model, r.dataset))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print("\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows))
+    unexplained = [f"{r.name}: {r.status}, {_shortened(r.reason)}" for r in runs
+                   if r.status in UNEXPLAINED_STATES and r.reason]
+    if unexplained:  # "unknown" alone says nothing of what to look at
+        print("\n" + "\n".join(unexplained))
     return EXIT_OK
+
+
+#: States a runs-list row cannot explain by itself: the reason follows the table.
+UNEXPLAINED_STATES = ("unknown", "unreadable")
+#: The longest reason shown after the runs list (a damaged settings file's message quotes the TOML error).
+MAX_REASON_CHARS = 120
+
+
+def _shortened(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= MAX_REASON_CHARS else line[:MAX_REASON_CHARS - 1] + "…"
 
 
 # --------------------------------------------------------------------------- info
@@ -1357,3 +1380,7 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 def _iterations(values: list[float] | None) -> str:
     return "n/a" if not values else " ".join(f"{v:.2f}" for v in values)
+
+
+if __name__ == "__main__":  # python -m iamnn_studio.cli, as python -m iamnn_studio
+    raise SystemExit(main())

@@ -1408,6 +1408,55 @@ def test_a_resnet_settings_file_with_the_default_iamnn_settings_still_loads(tmp_
     assert RunConfig.load(tmp_path / "saved.toml").model.architecture == "resnet"
 
 
+def test_the_cli_module_runs_as_a_script():
+    """QA: `python -m iamnn_studio.cli train --help` printed nothing and exited 0."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "iamnn_studio.cli", "train", "--help"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: ") and "--run-dir" in done.stdout
+
+
+def test_a_missing_dataset_names_the_download_option(tmp_path):
+    """QA: "allow downloads" named no way to allow them."""
+    code, out, err = run_cli("train", "--dataset", "fashion-mnist", "--data-root", tmp_path, "--runs-dir",
+                             tmp_path / "runs")
+    assert code == 2 and "--download" in err, err
+
+
+def test_a_data_root_that_is_a_file_is_said_to_be_a_file(tmp_path):
+    """QA: --data-root some/file.png said "looked in some/file.png"."""
+    (tmp_path / "file.png").write_bytes(b"not a folder")
+    code, out, err = run_cli("train", "--dataset", "fashion-mnist", "--data-root", tmp_path / "file.png",
+                             "--runs-dir", tmp_path / "runs")
+    assert code == 2 and f"{tmp_path / 'file.png'} is a file, not a folder" in err, err
+    assert "looked in" not in err and err.count("\n") == 1
+
+
+def test_too_few_images_to_calibrate_says_how_to_turn_the_calibration_off_and_that_option_does(tmp_path):
+    """QA: the advice was `calibrate_halting = false`, a settings-file line the command line had no option for."""
+    small = ["--dataset", "synthetic", "--depth", "18", "--width", "4", "--max-steps", "1", "--device", "cpu",
+             "--runs-dir", tmp_path / "runs"]
+    (tmp_path / "run.toml").write_text('[data.options]\ntrain_size = 40\ntest_size = 8\nimage_size = 16\n')
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", *small)
+    assert code == 2 and "--no-calibrate" in err and err.count("\n") == 1, err
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", *small, "--no-calibrate",
+                             "--save-config", tmp_path / "saved.toml")
+    assert code == 0, err
+    assert RunConfig.load(tmp_path / "saved.toml").calibrate_halting is False
+
+
+def test_runs_says_why_a_runs_status_is_unknown(tmp_path):
+    """QA: a run whose status.json could not be read was listed "unknown" with no word of why."""
+    run = tmp_path / "runs" / "damaged"
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text(RunConfig(name="damaged").to_toml())
+    (run / "status.json").write_text("{not json")
+    code, out, err = run_cli("runs", "--runs-dir", tmp_path / "runs")
+    assert code == 0, err
+    assert "unknown" in out and "status.json is missing or damaged" in out, out
+
+
 def test_a_run_killed_before_its_first_epoch_ended_is_refused_a_resume_with_a_command_that_starts_it_again(tmp_path):
     """QA: after kill -9 in the first epoch, --resume said "start it again" and starting again said "resume it"."""
     import shlex

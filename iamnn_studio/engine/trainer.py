@@ -486,7 +486,8 @@ class Trainer:
         problem = calibration_images_problem(len(self.data.train), len(self.data.val),
                                              val_carved=self.data.val_carved)
         if problem:
-            raise TrainingFailed(f"data.val_fraction: {problem} (calibrate_halting = false)")
+            raise TrainingFailed(f"data.val_fraction: {problem} (--no-calibrate, or calibrate_halting = false in a "
+                                 "settings file)")
 
     def _check_model_fits(self, config: RunConfig) -> None:
         """A model too big for this machine is a clear message, not a process killed for memory."""

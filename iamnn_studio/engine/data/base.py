@@ -78,6 +78,9 @@ class DatasetProvider(ABC):
     def find_or_download(self, cfg, find):
         """``find(root)``'s result; when nothing is there and downloads are allowed, download first.
         Raises the provider's "not found" sentence (``_not_found(root)``) when it stays missing."""
+        if cfg.root and Path(cfg.root).expanduser().is_file():  # "looked in photo.png" would not say what is wrong
+            raise ValueError(f"data.root: {cfg.root} is a file, not a folder: give the folder that holds "
+                             f"{self.label}'s files")
         found = find(cfg.root)
         if found is None and cfg.download:
             root = Path(cfg.root).expanduser() if cfg.root else datasets_root()
@@ -342,6 +345,11 @@ def incomplete_folder(folders: list[Path], needed: list[str], present) -> tuple[
         if 0 < len(missing) < len(needed):
             return folder, missing
     return None
+
+
+#: The advice for a dataset that is not on this computer, naming the switch that allows the download in both
+#: faces of the program (the app's checkbox, the command line's option).
+ALLOW_DOWNLOADS = "allow downloads (--download; in the app, Allow download)"
 
 
 def missing_files(label: str, folder: Path, missing: list[str]) -> str:

@@ -16,7 +16,8 @@ import torch
 
 from ..config import DataConfig
 from .base import (
-    DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, incomplete_folder, join_places, missing_files,
+    ALLOW_DOWNLOADS, DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, incomplete_folder,
+    join_places, missing_files,
 )
 from .bundle import DatasetBundle, ImageTensors
 
@@ -68,11 +69,11 @@ class CifarProvider(DatasetProvider):
     def _not_found(self, root: str | None) -> str:
         incomplete = incomplete_folder(self.search_dirs(root), self.needed_files, Path.is_file)
         if incomplete:
-            return f"{missing_files(self.label, *incomplete)}; allow downloads or extract {self.base_folder} again"
+            return f"{missing_files(self.label, *incomplete)}; {ALLOW_DOWNLOADS} or extract {self.base_folder} again"
         return (
             f"{self.label} not found (looked for {self.base_folder}/ with {', '.join(self.train_files)}, "
             f"{', '.join(self.test_files)} and {self.meta_file} in {join_places(self.search_dirs(root))}); "
-            f"allow downloads or extract {self.base_folder} there"
+            f"{ALLOW_DOWNLOADS} or extract {self.base_folder} there"
         )
 
     def load(self, cfg: DataConfig, *, seed: int) -> DatasetBundle:

@@ -20,7 +20,8 @@ import torch
 from ..config import DataConfig
 from ..io import atomic_write
 from .base import (
-    DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, incomplete_folder, join_places, missing_files,
+    ALLOW_DOWNLOADS, DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, incomplete_folder,
+    join_places, missing_files,
 )
 from .bundle import DatasetBundle, ImageTensors
 
@@ -89,10 +90,10 @@ class IdxProvider(DatasetProvider):
         if incomplete:
             folder, missing = incomplete
             missing = [name + "[.gz]" for name in missing]
-            return f"{missing_files(self.label, folder, missing)}; allow downloads or {self.manual_install}"
+            return f"{missing_files(self.label, folder, missing)}; {ALLOW_DOWNLOADS} or {self.manual_install}"
         return (
             f"{self.label} not found (looked in {join_places(self.search_dirs(root))} for "
-            f"{IDX_FILES['train', 'images']}[.gz] and its three siblings); allow downloads or {self.manual_install}"
+            f"{IDX_FILES['train', 'images']}[.gz] and its three siblings); {ALLOW_DOWNLOADS} or {self.manual_install}"
         )
 
     # ------------------------------------------------------------------ loading

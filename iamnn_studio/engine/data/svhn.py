@@ -14,8 +14,8 @@ import torch
 
 from ..config import DataConfig
 from .base import (
-    DATASETS, DatasetProvider, InputShape, dataset_download, datasets_root, download_failed, incomplete_folder, join_places,
-    missing_files,
+    ALLOW_DOWNLOADS, DATASETS, DatasetProvider, InputShape, dataset_download, datasets_root, download_failed,
+    incomplete_folder, join_places, missing_files,
 )
 from .bundle import DatasetBundle, ImageTensors
 
@@ -54,9 +54,9 @@ class SvhnProvider(DatasetProvider):
     def _not_found(self, root: str | None) -> str:
         incomplete = incomplete_folder(self.search_dirs(root), list(SPLIT_FILES.values()), Path.is_file)
         if incomplete:
-            return f"{missing_files(self.label, *incomplete)}; allow downloads or put it there"
+            return f"{missing_files(self.label, *incomplete)}; {ALLOW_DOWNLOADS} or put it there"
         files = " and ".join(SPLIT_FILES.values())
-        return f"SVHN not found (looked for {files} in {join_places(self.search_dirs(root))}); allow downloads"
+        return f"SVHN not found (looked for {files} in {join_places(self.search_dirs(root))}); {ALLOW_DOWNLOADS}"
 
     def load(self, cfg: DataConfig, *, seed: int) -> DatasetBundle:
         if not scipy_available():
