@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from iamnn_studio.engine.model import build_model
-from iamnn_studio.engine.norm_statistics import every_exit, refresh_images, refresh_norm_statistics
+from iamnn_studio.engine.norm_statistics import every_exit, refresh_batches, refresh_images, refresh_norm_statistics
 from tiny_models import tiny_config
 
 torch.set_num_threads(1)
@@ -106,3 +106,26 @@ def test_the_refresh_images_are_a_fixed_mix_that_leaves_the_global_random_stream
     assert torch.equal(first, second) and len(first) == 1024 == len(set(first.tolist()))
     assert not torch.equal(first, torch.arange(1024))  # mixed: image folders are sorted by class
     assert sorted(refresh_images(10).tolist()) == list(range(10))
+
+
+def test_every_image_weighs_the_same_however_the_images_are_batched():
+    # momentum None averages per batch: a small last batch weighed as much as a full one
+    model = model_with_stale_statistics()
+    x = torch.randn(64, 1, 16, 16) + torch.linspace(-2, 2, 64).view(-1, 1, 1, 1)  # batches with different means
+    stem_norm = model.stem[1]  # its input is linear in the images: its mean over them is exact
+    refresh_norm_statistics(model, [x[:56], x[56:]])
+    uneven = stem_norm.running_mean.clone()
+    refresh_norm_statistics(model, [x])
+    torch.testing.assert_close(uneven, stem_norm.running_mean, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("count, batch_size", [(33, 32), (1024, 48), (17, 32), (2, 32)])
+def test_refresh_batches_are_near_equal_none_of_one_image_none_above_the_batch_size(count, batch_size):
+    batches = refresh_batches(torch.arange(count), batch_size)
+    sizes = [len(b) for b in batches]
+    assert sum(sizes) == count and torch.equal(torch.cat(batches), torch.arange(count))
+    assert max(sizes) <= batch_size and max(sizes) - min(sizes) <= 1 and min(sizes) > 1
+
+
+def test_a_single_image_is_no_refresh_batch():
+    assert refresh_batches(torch.arange(1), 32) == []

@@ -441,6 +441,16 @@ def test_a_twenty_step_run_validates_with_statistics_that_match_its_weights(tmp_
     assert epochs[-1]["val_accuracy"] >= 0.9  # was 29 %: three colours are easy once eval mode works
 
 
+def test_a_resnet_with_1x1_maps_survives_a_refresh_whose_images_do_not_fill_whole_batches(tmp_runs):
+    # 33 training images in refresh batches of 32 left a batch of one: a plain batchnorm on the ResNet's 1x1 maps
+    # refuses it in training mode, and the run failed after its first epoch with "unexpected error"
+    config = tiny_config(epochs=1, batch_size=8, data__val_fraction=0.0, model__architecture="resnet",
+                         model__iterations=None, model__depth=18, model__width=4,
+                         data__options={"train_size": 33, "test_size": 10, "image_size": 8})
+    result = Trainer(config, runs_dir=tmp_runs).run()
+    assert result.state == "completed", result.reason
+
+
 def test_the_started_event_gives_the_mac_range_the_form_shows(tmp_runs):
     from iamnn_studio.engine import build_model
 

@@ -12,6 +12,7 @@ sees (measured: 1.4 instead of 4.8e6 on the same weights).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable
 
 import torch
@@ -33,12 +34,42 @@ def refresh_images(count: int, seed: int = 0) -> Tensor:
     return torch.randperm(count, generator=generator)[:REFRESH_IMAGES]
 
 
+def refresh_batches(indices: Tensor, batch_size: int) -> list[Tensor]:
+    """``indices`` cut into batches of near-equal size (one image apart at most), none above ``batch_size``.
+    Cut at ``batch_size``, a leftover batch can be a single image, which a plain batchnorm on a 1x1 map
+    refuses in training mode (training drops such a batch too). A single image makes no batch at all."""
+    if len(indices) < 2:
+        return []
+    return list(torch.tensor_split(indices, math.ceil(len(indices) / batch_size)))
+
+
+def _weigh_by_images(norms: list[Norm]) -> list:
+    """Hooks that make each norm's average weigh images, not batches (momentum None averages per batch, so
+    a small batch, or a small subset of survivors, would count as much as a full one): before a batch of
+    b images, momentum b / (seen + b). A norm that leaves its statistics alone (a subset too small,
+    ``layers.MIN_BATCH_FOR_STATS``) does not count its images: it bumps no ``num_batches_tracked``."""
+    seen = dict.fromkeys(norms, 0)
+    version = {}
+
+    def before(norm: Norm, inputs) -> None:
+        images = inputs[0].shape[0]
+        norm.momentum = images / (seen[norm] + images)
+        version[norm] = norm.num_batches_tracked._version  # read without a device sync
+
+    def after(norm: Norm, inputs, output) -> None:
+        if norm.num_batches_tracked._version != version[norm]:
+            seen[norm] += inputs[0].shape[0]
+
+    return [hook for norm in norms for hook in (norm.register_forward_pre_hook(before),
+                                                 norm.register_forward_hook(after))]
+
+
 @torch.no_grad()
 def refresh_norm_statistics(model: nn.Module, batches: Iterable[Tensor],
                             forward: Callable[[Tensor], object] | None = None) -> int:
     """Replace the running statistics of every batchnorm that ``forward`` (default: ``model``) reaches
-    on ``batches`` (normalised images) by their plain average over those batches, computed in training
-    mode at the current weights. Batchnorms no batch reached (a halting head the anytime training never
+    on ``batches`` (normalised images) by their average over those images (each image weighs the same),
+    computed in training mode at the current weights. Batchnorms no batch reached (a halting head the anytime training never
     runs, iterations too few samples got to) keep theirs. Returns how many batchnorms were refreshed."""
     norms = [m for m in model.modules() if isinstance(m, Norm) and m.track_running_stats]
     kept = {norm: (norm.momentum, norm.running_mean.clone(), norm.running_var.clone(),
@@ -46,13 +77,15 @@ def refresh_norm_statistics(model: nn.Module, batches: Iterable[Tensor],
     was_training = model.training
     for norm in norms:
         norm.reset_running_stats()
-        norm.momentum = None  # a cumulative average over the batches below
+    hooks = _weigh_by_images(norms)
     model.train()
     try:
         for x in batches:
             (forward or model)(x)
     finally:
         model.train(was_training)
+        for hook in hooks:
+            hook.remove()
         refreshed = 0
         for norm, (momentum, mean, var, count) in kept.items():
             norm.momentum = momentum

@@ -832,14 +832,12 @@ class Trainer:
     def _refresh_norm_statistics(self) -> None:
         """Batchnorm statistics averaged at the current weights, before the model is validated or saved as
         a stop left it: the moving averages lag the weights early in a run (``norm_statistics``)."""
-        from .data import iterate_batches
-        from .norm_statistics import REFRESH_BATCH_MIN, every_exit, refresh_images, refresh_norm_statistics
+        from .norm_statistics import REFRESH_BATCH_MIN, every_exit, refresh_batches, refresh_images, refresh_norm_statistics
 
-        data = self.data.train
+        images = self.data.train.images
         batch_size = max(self._eval_batch_size(), REFRESH_BATCH_MIN)
-        indices = refresh_images(len(data), self.config.seed)
-        batches = (self._model_input(images)
-                   for images, _ in iterate_batches(data, batch_size, shuffle=False, indices=indices))
+        chunks = refresh_batches(refresh_images(len(images), self.config.seed), batch_size)
+        batches = (self._model_input(images.index_select(0, chunk.to(images.device))) for chunk in chunks)
         forward = None
         if self.recipe == "calibrated":  # exits drawn as training draws them, from a generator of its own
             from .calibration import sample_exits
