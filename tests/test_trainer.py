@@ -451,6 +451,25 @@ def test_a_resnet_with_1x1_maps_survives_a_refresh_whose_images_do_not_fill_whol
     assert result.state == "completed", result.reason
 
 
+def test_the_refresh_runs_batches_the_size_training_fits_not_validations(tmp_runs, monkeypatch):
+    # on a GPU validation batches are >= 256; the refresh runs in training mode, so at that size a model trained
+    # at batch 16 to fit the GPU's memory ran out of it, and "use a smaller batch_size" would not have helped
+    import iamnn_studio.engine.norm_statistics as norm_statistics
+
+    monkeypatch.setattr(Trainer, "_eval_batch_size", lambda self: 256)  # the GPU's validation batch
+    real, sizes = norm_statistics.refresh_norm_statistics, []
+
+    def spy(model, batches, forward=None):
+        batches = list(batches)
+        sizes.extend(len(x) for x in batches)
+        return real(model, batches, forward)
+
+    monkeypatch.setattr(norm_statistics, "refresh_norm_statistics", spy)
+    result = Trainer(tiny_config(epochs=1, batch_size=16), runs_dir=tmp_runs).run()
+    assert result.state == "completed", result.reason
+    assert sizes and max(sizes) <= norm_statistics.REFRESH_BATCH_MIN  # max(training's 16, the refresh minimum)
+
+
 def test_the_started_event_gives_the_mac_range_the_form_shows(tmp_runs):
     from iamnn_studio.engine import build_model
 

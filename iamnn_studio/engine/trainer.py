@@ -835,7 +835,9 @@ class Trainer:
         from .norm_statistics import REFRESH_BATCH_MIN, every_exit, refresh_batches, refresh_images, refresh_norm_statistics
 
         images = self.data.train.images
-        batch_size = max(self._eval_batch_size(), REFRESH_BATCH_MIN)
+        # sized like training's batches (without autograd a batch of max(batch_size, 32) needs less than a
+        # training step), not validation's: >= 256 on a GPU could exceed what a smaller batch_size was chosen to fit
+        batch_size = max(self.config.batch_size, REFRESH_BATCH_MIN)
         chunks = refresh_batches(refresh_images(len(images), self.config.seed), batch_size)
         batches = (self._model_input(images.index_select(0, chunk.to(images.device))) for chunk in chunks)
         forward = None
