@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from iamnn_studio.engine.model import build_model
+from iamnn_studio.engine.model import build_model, layout_of
 from iamnn_studio.engine.norm_statistics import every_exit, refresh_batches, refresh_images, refresh_norm_statistics
 from tiny_models import tiny_config
 
@@ -56,6 +56,17 @@ def test_every_exit_norm_is_refreshed_whichever_exit_the_next_block_gets():
     refresh_norm_statistics(model, [torch.randn(64, 1, 16, 16)], every_exit(model, lambda: (1, 1, 1, 1)))
     assert not any(torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean)) for norm in norms)
     assert not any(torch.equal(norm.running_var, torch.ones_like(norm.running_var)) for norm in norms)
+
+
+def test_every_exit_runs_the_blocks_in_the_layout_the_model_runs_them_in():
+    # the stem's NCHW output made every block run in NCHW: the refresh took twice as long on a CPU
+    model = model_with_stale_statistics()
+    seen = []
+    for block in model.blocks:
+        for norm in block.exit_norm:
+            norm.register_forward_pre_hook(lambda module, inputs: seen.append(layout_of(inputs[0])))
+    refresh_norm_statistics(model, [torch.randn(64, 1, 16, 16)], every_exit(model))
+    assert len(seen) == sum(model.caps) and set(seen) == {torch.channels_last}
 
 
 def test_a_plain_forward_refreshes_what_it_reaches():

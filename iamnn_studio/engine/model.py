@@ -495,13 +495,7 @@ class IamNN(nn.Module):
         otherwise the config's mode decides.
         """
         rule, fixed = self._policy(exits)
-        # channels_last, oneDNN's and cuDNN's native layout: 1x1 convolutions and max-pooling are
-        # several times faster on CPU than in NCHW (benchmarks/bench_early_exit.py); same values. The
-        # stem's output is converted too: for one input channel the two layouts are the same tensor
-        # and PyTorch then keeps NCHW.
-        h = self.stem(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
-        if h.dim() == 4:
-            h = h.contiguous(memory_format=torch.channels_last)
+        h = self.stem_output(x)
         results = []
         last = len(self.blocks) - 1
         limits = self.adaptive_caps
@@ -523,6 +517,17 @@ class IamNN(nn.Module):
             ponder_cost=sum(r.ponder_cost for r in results),
             macs=self.macs_for(iterations, head_evaluations),
         )
+
+    def stem_output(self, x: Tensor) -> Tensor:
+        """The stem's output, in the layout the blocks run in.
+
+        channels_last, oneDNN's and cuDNN's native layout: 1x1 convolutions and max-pooling are several
+        times faster on CPU than in NCHW (benchmarks/bench_early_exit.py); same values. The stem's output
+        is converted too: for one input channel the two layouts are the same tensor and PyTorch then
+        keeps NCHW.
+        """
+        h = self.stem(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
+        return h.contiguous(memory_format=torch.channels_last) if h.dim() == 4 else h
 
     def _policy(self, exits: tuple[int, ...] | None) -> tuple[str, tuple[int, ...] | None]:
         if exits is not None:
