@@ -620,6 +620,108 @@ def test_a_stopped_and_resumed_run_trains_exactly_like_an_uninterrupted_one(tmp_
     assert second.best_accuracy == uninterrupted.best_accuracy
 
 
+def small_subset_config() -> RunConfig:
+    # ACT on 8x8 images in batches of 4: halting leaves a single survivor now and then, which a halting head's
+    # norm, or a block's norm on the last block's 1x1 maps, normalises with the running statistics
+    return tiny_config(epochs=3, batch_size=4, lr=0.1, model__halting="act", model__eps=0.91,
+                       model__iterations=(3, 3, 3, 3), data__options={"train_size": 80, "test_size": 8, "image_size": 8})
+
+
+def test_a_run_stopped_where_training_reads_running_statistics_resumes_exactly(tmp_runs, monkeypatch):
+    # the stop replaced the moving averages by refreshed statistics in last.pt: the resumed run trained from those
+    import iamnn_studio.engine.layers as layers
+
+    monkeypatch.setattr(trainer_module, "STEP_EVENT_INTERVAL", 0.0)
+    reads, training, real_norm, real_step = [], [], layers._small_batch_norm, Trainer._train_step
+
+    def training_step(self, images, labels):
+        training.append(True)
+        try:
+            return real_step(self, images, labels)
+        finally:
+            training.pop()
+
+    def small_batch_norm(bn, x):
+        if training and x.shape[0] * x[0, 0].numel() == 1:  # training normalises with the running statistics
+            reads.append(bn)
+        return real_norm(bn, x)
+
+    monkeypatch.setattr(Trainer, "_train_step", training_step)
+    monkeypatch.setattr(layers, "_small_batch_norm", small_batch_norm)
+    uninterrupted = Trainer(small_subset_config(), runs_dir=tmp_runs).run()
+    assert uninterrupted.state == "completed", uninterrupted.reason
+
+    holder = {}
+
+    def stop_mid_epoch(event):
+        if event.kind == "step" and event.data["step"] == 20:  # epoch 2 of 15 steps each
+            holder["trainer"].stop()
+
+    holder["trainer"] = Trainer(small_subset_config(), runs_dir=tmp_runs, listeners=[stop_mid_epoch])
+    first = holder["trainer"].run()
+    assert first.state == "stopped", first.reason
+    reads.clear()
+    second = Trainer(None, run_dir=first.run_dir, resume=True).run()
+    assert second.state == "completed", second.reason
+    assert reads, "the resumed run never read a running statistic: the test no longer tests what it should"
+
+    assert second.parameter_digests == uninterrupted.parameter_digests
+    for name in ("last.pt", "best.pt"):
+        resumed, reference = (load_checkpoint(run.run_dir / "checkpoints" / name) for run in (second, uninterrupted))
+        expected = reference.model.state_dict()
+        assert all(torch.equal(value, expected[key]) for key, value in resumed.model.state_dict().items()), name
+    resumed, reference = (load_checkpoint(run.run_dir / "checkpoints" / "last.pt").training_state["norm_moving_averages"]
+                          for run in (second, uninterrupted))
+    assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in resumed)
+
+
+def test_training_goes_on_from_the_moving_averages_as_if_no_refresh_had_happened(tmp_runs, monkeypatch):
+    # the refresh before each validation replaced the moving averages the next epoch trained from; the refreshed
+    # statistics are for eval mode (validation, saved models) only
+    refreshed = Trainer(small_subset_config(), runs_dir=tmp_runs).run()
+    monkeypatch.setattr(Trainer, "_refresh_norm_statistics", lambda self: None)
+    never_refreshed = Trainer(small_subset_config(), runs_dir=tmp_runs).run()
+    assert refreshed.state == never_refreshed.state == "completed"
+    assert refreshed.parameter_digests == never_refreshed.parameter_digests
+
+
+def test_a_stop_saves_its_progress_before_it_recomputes_the_statistics(tmp_runs, monkeypatch):
+    # the refresh ran first: a stop that never got past it (the app quitting waits 120 s at most) lost the epoch
+    import iamnn_studio.engine.norm_statistics as norm_statistics
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(norm_statistics, "refresh_norm_statistics", killed)
+    monkeypatch.setattr(trainer_module, "STEP_EVENT_INTERVAL", 0.0)
+    trainer = Trainer(tiny_config(epochs=5), runs_dir=tmp_runs)
+
+    def stop_at_step_2(event):
+        if event.kind == "step" and event.data["step"] == 2:
+            trainer.stop()
+
+    trainer.add_listener(stop_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    state = load_checkpoint(trainer.run_dir.last_checkpoint).training_state
+    assert (state["epoch"], state["step"]) == (0, 2)
+
+
+def test_moving_averages_that_do_not_fit_the_model_fail_the_resume_in_one_sentence(tmp_runs, monkeypatch):
+    monkeypatch.setattr(trainer_module, "STEP_EVENT_INTERVAL", 0.0)
+    trainer = Trainer(tiny_config(epochs=5), runs_dir=tmp_runs)
+    trainer.add_listener(lambda event: trainer.stop() if event.kind == "step" else None)
+    assert trainer.run().state == "stopped"
+    path = trainer.run_dir.last_checkpoint
+    payload = torch.load(path, weights_only=True)
+    payload["training_state"]["norm_moving_averages"].popitem()
+    torch.save(payload, path)
+
+    result = Trainer(None, run_dir=trainer.run_dir.path, resume=True).run()
+    assert result.state == "failed"
+    assert result.reason.endswith("its training state is damaged (its batchnorm moving averages do not fit the model)")
+
+
 def test_resuming_a_completed_run_says_so_and_leaves_it_alone(tmp_runs, uninterrupted):
     before = (uninterrupted.run_dir / "metrics.jsonl").read_bytes()
     recorder = Recorder()

@@ -9,6 +9,14 @@ the ~30 batchnorms of a small IamNN the logits reached 1e7, the validation loss 
 accuracy, while the training loss, which normalises with batch statistics, was fine. Averaging the
 statistics over a fixed set of training images at the current weights gives eval mode what training
 sees (measured: 1.4 instead of 4.8e6 on the same weights).
+
+The refreshed statistics are for eval mode only: validation, calibration, evaluation and the saved
+checkpoints. Training goes on from the moving averages, put back before its next step
+(``moving_averages``, ``put_back_moving_averages``): it reads them where a batch has one value per
+channel (``layers._small_batch_norm``: a single survivor of the halting reaching a halting head's norm,
+or a 1x1 map), so training is what it would be without the refresh, and a run stopped (its last.pt
+holds refreshed statistics, its training state the moving averages) resumes exactly as an
+uninterrupted run goes on.
 """
 from __future__ import annotations
 
@@ -24,6 +32,37 @@ REFRESH_IMAGES = 1024
 REFRESH_BATCH_MIN = 32
 
 Norm = nn.modules.batchnorm._BatchNorm
+
+
+def _running_norms(model: nn.Module) -> list[tuple[str, Norm]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, Norm) and m.track_running_stats]
+
+
+def _moving_average_buffers(model: nn.Module) -> dict[str, Tensor]:
+    return {f"{name}.{buffer}": getattr(norm, buffer)
+            for name, norm in _running_norms(model) for buffer in ("running_mean", "running_var")}
+
+
+def moving_averages(model: nn.Module) -> dict[str, Tensor]:
+    """Copies of every batchnorm's running mean and variance, by name: training's moving averages, kept
+    aside while refreshed statistics take their place."""
+    return {key: buffer.detach().clone() for key, buffer in _moving_average_buffers(model).items()}
+
+
+def check_moving_averages(model: nn.Module, averages: object) -> None:
+    """ValueError where ``averages`` are not ``moving_averages`` of a model like ``model`` (a damaged file)."""
+    buffers = _moving_average_buffers(model)
+    if not isinstance(averages, dict) or averages.keys() != buffers.keys() or any(
+            not isinstance(averages[key], Tensor) or averages[key].shape != buffer.shape for key, buffer in buffers.items()):
+        raise ValueError("its batchnorm moving averages do not fit the model")
+
+
+def put_back_moving_averages(model: nn.Module, averages: dict[str, Tensor]) -> None:
+    """Give ``model``'s batchnorms the running statistics ``moving_averages`` took (in place: the cached
+    folded weights see the change)."""
+    check_moving_averages(model, averages)
+    for key, buffer in _moving_average_buffers(model).items():
+        buffer.copy_(averages[key])
 
 
 def refresh_images(count: int, seed: int = 0) -> Tensor:

@@ -190,6 +190,9 @@ class Trainer:
         self.best_epoch: int | None = None
         self._batches_done = 0  # in the current epoch
         self._halting_fitted = False
+        # training's batchnorm moving averages while the model holds refreshed statistics (after a validation,
+        # in a saved model): put back before training goes on (``norm_statistics``)
+        self._moving_averages: dict[str, Tensor] | None = None
         self._last_good_checkpoint: Path | None = None
         # What the checkpoints on disk hold: (epochs, steps) of last.pt, the accuracy of best.pt. A
         # status written after an interruption says this, not what was computed after the last save.
@@ -562,6 +565,7 @@ class Trainer:
 
         while self.epoch < self.total_epochs and self.step < self.total_steps:
             epoch_started = time.monotonic()
+            self._train_from_moving_averages()
             self._epoch_images_at_start = self.totals.values[_Totals.IMAGES].item()
             for images, labels in self._epoch_batches(self.epoch, self._batches_done):
                 if self._should_stop_before_step():
@@ -731,8 +735,13 @@ class Trainer:
 
     def _stop_mid_epoch(self) -> str:
         self._synchronise(force_emit=True)
-        self._refresh_norm_statistics()  # last.pt is the model of a run stopped in its first epoch
-        self._save_last(self._epoch_metrics_so_far())
+        metrics = self._epoch_metrics_so_far()
+        self._save_last(metrics)  # the progress first: what follows takes a forward pass over up to 1024 images
+        if self._comm.is_main:
+            # a run stopped in its first epoch has last.pt as its model: eval mode needs statistics that fit it
+            self._emit("log", message="recomputing the saved model's batchnorm statistics at its weights")
+            self._refresh_norm_statistics()
+            self._save_last(metrics)  # the training state keeps the moving averages: a resume trains on from them
         return "stopped"
 
     def _epoch_metrics_so_far(self) -> dict[str, Any]:
@@ -831,9 +840,13 @@ class Trainer:
 
     def _refresh_norm_statistics(self) -> None:
         """Batchnorm statistics averaged at the current weights, before the model is validated or saved as
-        a stop left it: the moving averages lag the weights early in a run (``norm_statistics``)."""
-        from .norm_statistics import REFRESH_BATCH_MIN, every_exit, refresh_batches, refresh_images, refresh_norm_statistics
+        a stop left it: the moving averages lag the weights early in a run (``norm_statistics``). The moving
+        averages are kept aside for training, which goes on from them (``_train_from_moving_averages``)."""
+        from .norm_statistics import (REFRESH_BATCH_MIN, every_exit, moving_averages, refresh_batches, refresh_images,
+                                      refresh_norm_statistics)
 
+        if self._moving_averages is None:  # else the model holds refreshed statistics already: keep training's
+            self._moving_averages = moving_averages(self.model)
         images = self.data.train.images
         # sized like training's batches (without autograd a batch of max(batch_size, 32) needs less than a
         # training step), not validation's: >= 256 on a GPU could exceed what a smaller batch_size was chosen to fit
@@ -848,6 +861,16 @@ class Trainer:
             forward = every_exit(self.model, lambda: sample_exits(self.model.caps, draws))
         with self._autocast():
             refresh_norm_statistics(self.model, batches, forward)
+
+    def _train_from_moving_averages(self) -> None:
+        """Training goes on from the batchnorms' moving averages, not from refreshed statistics: it normalises
+        with them where a batch has one value per channel, and must train as if no refresh had happened (a
+        resumed run as an uninterrupted one)."""
+        from .norm_statistics import put_back_moving_averages
+
+        if self._moving_averages is not None:
+            put_back_moving_averages(self.model, self._moving_averages)
+            self._moving_averages = None
 
     def _eval_batch_size(self) -> int:
         return max(self.config.batch_size, 256) if self.device.type == "cuda" else self.config.batch_size * 2
@@ -871,9 +894,16 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "epoch_totals": _to_host(self.totals.values),
             "generators": {"augment": self.augment_generator.get_state(), "exits": self.exit_generator.get_state()},
+            "norm_moving_averages": {key: _to_host(value) for key, value in self._training_moving_averages().items()},
             "rng": _rng_states(),
         }
         return state
+
+    def _training_moving_averages(self) -> dict[str, Tensor]:
+        """The batchnorm statistics training goes on from: kept aside while the model holds refreshed ones."""
+        from .norm_statistics import moving_averages
+
+        return self._moving_averages if self._moving_averages is not None else moving_averages(self.model)
 
     def _save_last(self, metrics: dict[str, Any]) -> None:
         if self._comm.is_main:
@@ -914,6 +944,7 @@ class Trainer:
             self.totals.values.copy_(state["epoch_totals"].to(self.device))
             self.augment_generator.set_state(state["generators"]["augment"])
             self.exit_generator.set_state(state["generators"]["exits"])
+            self._restore_moving_averages(state)
             _set_rng_states(state["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise TrainingFailed(
@@ -924,6 +955,16 @@ class Trainer:
                 f"cannot resume {self._run_path.name}: the dataset gives {_count(self.total_steps, 'step')} now, "
                 f"{state['total_steps']} when it was started"
             )
+
+    def _restore_moving_averages(self, state: dict[str, Any]) -> None:
+        """last.pt's model holds refreshed batchnorm statistics; training goes on from the moving averages its
+        training state keeps (absent from runs saved before they were kept: those go on from the model's)."""
+        from .norm_statistics import check_moving_averages
+
+        averages = state.get("norm_moving_averages")
+        if averages is not None:
+            check_moving_averages(self.model, averages)
+            self._moving_averages = averages
 
     def _model_accuracy(self) -> float | None:
         """The validation accuracy a run reports: the saved model's as it runs (calibrated once it is)."""
