@@ -623,8 +623,8 @@ def test_a_stopped_and_resumed_run_trains_exactly_like_an_uninterrupted_one(tmp_
 def small_subset_config() -> RunConfig:
     # ACT on 8x8 images in batches of 4: halting leaves a single survivor now and then, which a halting head's
     # norm, or a block's norm on the last block's 1x1 maps, normalises with the running statistics
-    return tiny_config(epochs=3, batch_size=4, lr=0.1, model__halting="act", model__eps=0.91,
-                       model__iterations=(3, 3, 3, 3), data__options={"train_size": 80, "test_size": 8, "image_size": 8})
+    return tiny_config(epochs=3, batch_size=4, lr=0.1, model__halting="act", model__eps=0.91, model__iterations=(3,) * 4,
+                       data__options={"train_size": 80, "test_size": 8, "image_size": 8})
 
 
 def test_a_run_stopped_where_training_reads_running_statistics_resumes_exactly(tmp_runs, monkeypatch):
@@ -670,8 +670,8 @@ def test_a_run_stopped_where_training_reads_running_statistics_resumes_exactly(t
         resumed, reference = (load_checkpoint(run.run_dir / "checkpoints" / name) for run in (second, uninterrupted))
         expected = reference.model.state_dict()
         assert all(torch.equal(value, expected[key]) for key, value in resumed.model.state_dict().items()), name
-    resumed, reference = (load_checkpoint(run.run_dir / "checkpoints" / "last.pt").training_state["norm_moving_averages"]
-                          for run in (second, uninterrupted))
+    resumed, reference = (load_checkpoint(run.run_dir / "checkpoints" / "last.pt").training_state
+                          ["norm_moving_averages"] for run in (second, uninterrupted))
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in resumed)
 
 

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 #: Training images the statistics are averaged over: a few batches' worth, a small share of an epoch.
 REFRESH_IMAGES = 1024
-#: Fewest images per batch: smaller batches leave the running statistics alone (``MIN_BATCH_FOR_STATS``).
+#: Smallest refresh batch size: ``refresh_batches`` cuts near-equal batches of at least half of it (unless the
+#: training set is smaller), and smaller ones leave the running statistics alone (``MIN_BATCH_FOR_STATS`` = 16).
 REFRESH_BATCH_MIN = 32
 
 Norm = nn.modules.batchnorm._BatchNorm
@@ -52,8 +53,9 @@ def moving_averages(model: nn.Module) -> dict[str, Tensor]:
 def check_moving_averages(model: nn.Module, averages: object) -> None:
     """ValueError where ``averages`` are not ``moving_averages`` of a model like ``model`` (a damaged file)."""
     buffers = _moving_average_buffers(model)
-    if not isinstance(averages, dict) or averages.keys() != buffers.keys() or any(
-            not isinstance(averages[key], Tensor) or averages[key].shape != buffer.shape for key, buffer in buffers.items()):
+    fits = isinstance(averages, dict) and averages.keys() == buffers.keys() and all(
+        isinstance(averages[key], Tensor) and averages[key].shape == buffer.shape for key, buffer in buffers.items())
+    if not fits:
         raise ValueError("its batchnorm moving averages do not fit the model")
 
 
@@ -108,8 +110,9 @@ def refresh_norm_statistics(model: nn.Module, batches: Iterable[Tensor],
                             forward: Callable[[Tensor], object] | None = None) -> int:
     """Replace the running statistics of every batchnorm that ``forward`` (default: ``model``) reaches
     on ``batches`` (normalised images) by their average over those images (each image weighs the same),
-    computed in training mode at the current weights. Batchnorms no batch reached (a halting head the anytime training never
-    runs, iterations too few samples got to) keep theirs. Returns how many batchnorms were refreshed."""
+    computed in training mode at the current weights. Batchnorms no batch reached (a halting head the
+    anytime training never runs, iterations too few samples got to) keep theirs. Returns how many
+    batchnorms were refreshed."""
     norms = [m for m in model.modules() if isinstance(m, Norm) and m.track_running_stats]
     kept = {norm: (norm.momentum, norm.running_mean.clone(), norm.running_var.clone(),
                    norm.num_batches_tracked.clone()) for norm in norms}
