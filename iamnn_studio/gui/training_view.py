@@ -427,15 +427,14 @@ class TrainingView(QWidget):
         # The plots scroll rather than floor the header: in a short window under a large font a finished
         # run's result and buttons need more height than the plots' least left it (at 14 pt in 960 x 640
         # the last row of buttons was cut off); where there is room, nothing scrolls.
-        self.live_page = QScrollArea()
-        self.live_page.setWidgetResizable(True)
-        self.live_page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.live_page.setFrameShape(QFrame.Shape.NoFrame)
-        self.live_page.setWidget(live)
+        self.live_page = _scrolling_page(live)
+        # The preview scrolls too: the tabs take their pages' largest least height, and the preview's (160 px
+        # at 14 pt) cut a stopped run's last buttons off in 960 x 640 when its name took two lines.
+        self.preview_page = _scrolling_page(self.form.preview)
 
         self.pages = QTabWidget()
         self.pages.setDocumentMode(True)
-        self.pages.addTab(self.form.preview, "Dataset preview")
+        self.pages.addTab(self.preview_page, "Dataset preview")
         self.pages.addTab(self.live_page, "Live training")
 
         right = QWidget()
@@ -1034,6 +1033,16 @@ class TrainingView(QWidget):
         if self.session is not None:
             self.session.stop()
             self.session.wait(timeout_ms)
+
+
+def _scrolling_page(content: QWidget) -> QScrollArea:
+    """A page that scrolls down to the rest of ``content`` where the window leaves it too little height."""
+    page = QScrollArea()
+    page.setWidgetResizable(True)
+    page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    page.setFrameShape(QFrame.Shape.NoFrame)
+    page.setWidget(content)
+    return page
 
 
 def history_records(records: Iterable[dict[str, Any]], upto_step: int | None,

@@ -358,6 +358,34 @@ def test_a_stopped_runs_header_gets_the_height_it_needs_at_960_x_640(qtbot, font
         assert not training.live_page.verticalScrollBar().isVisible()
 
 
+@pytest.mark.parametrize("font_pt", [14], indirect=True)
+def test_a_stopped_runs_header_keeps_its_buttons_whole_under_a_two_line_name(qtbot, font_pt, window, tmp_path):
+    """At 14 pt in 960 x 640 a run name that wraps to two lines cut "Open in Study" and "Use this model" off
+    (22 of 37 px showed): the Dataset preview page's least height (160 px) floored the tabs under the header."""
+    from tests.gui.test_layout import feed_a_run, resize_and_settle
+
+    name = "a-rather-long-run-name-for-layout-checks"
+    run_dir = tmp_path / "runs" / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    for checkpoint in ("last.pt", "best.pt"):
+        (run_dir / "checkpoints" / checkpoint).write_bytes(b"")
+    training = window.training
+    feed_a_run(training)
+    training._on_event("finished", {"reason": "stopped", "step": 5, "run_dir": str(run_dir)})
+    training._on_session_finished()
+    training.header.title.setText(name)  # a real run's title (without a session, feed_a_run's header is "Ready")
+    resize_and_settle(qtbot, window, (960, 640))
+    header = training.header
+    assert header.title.height() > 1.5 * header.title.fontMetrics().height(), "the name wraps to two lines"
+    assert header.height() >= header.heightForWidth(header.width()), (header.height(), header.heightForWidth(header.width()))
+    for button in (header.continue_run, header.open_study, header.use_model):
+        assert button.visibleRegion().boundingRect().height() == button.height(), f"{button.text()} cut off"
+        assert_whole_and_inside(button, header, button.text())
+    training.pages.setCurrentIndex(0)  # the preview page scrolls rather than floor the header
+    qtbot.wait(50)
+    assert header.height() >= header.heightForWidth(header.width())
+
+
 @pytest.mark.parametrize("font_pt", [10, 14], indirect=True)
 def test_the_settings_column_widens_first_to_show_its_choices_whole(qtbot, font_pt, window):
     """At 14 pt the settings column kept its least width in any window: the Architecture choice read
