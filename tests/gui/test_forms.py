@@ -556,6 +556,30 @@ def test_a_config_file_with_max_steps_0_has_no_step_limit(window, form, tmp_path
     assert not form.training.limit_steps.isChecked() and form.values()["max_steps"] is None
 
 
+def test_a_config_files_bad_numbers_are_quoted_as_the_file_has_them(window, form, tmp_path):
+    """The spin boxes clamped the file's -3 and "ten" before they were checked: every message said "got 0"
+    (the CLI says "got -3"), and a step limit of -5 became a valid 1. Editing a field leaves the file's value."""
+    from iamnn_studio.engine.config import RunConfig
+    from iamnn_studio.gui.forms.validation import collect_errors
+
+    path = tmp_path / "clamped.toml"
+    path.write_text('name = "clamped"\nepochs = "ten"\nbatch_size = -8\nmax_steps = -5\n'
+                    '[data]\nname = "synthetic"\nval_fraction = 1.5\n'
+                    '[model]\ndepth = 18\nwidth = -3\nmode = "fixed:-2"\n')
+    assert window.load_config_file(str(path))
+    expected = collect_errors(RunConfig.load(path).to_dict())  # the CLI's words for the file
+    assert expected["model.width"].endswith("got -3") and expected["epochs"].endswith("got 'ten'")
+    for key in ("model.width", "epochs", "batch_size", "max_steps", "model.mode", "data.val_fraction"):
+        assert form.errors.get(key) == expected[key], key
+    assert form.model.rows["model.width"].error == "must be a positive integer, got -3"
+
+    form.model.width.setValue(8)  # the user's own values replace the file's
+    form.training.epochs.setValue(3)
+    assert "model.width" not in form.errors and form.values()["model"]["width"] == 8
+    assert "epochs" not in form.errors and form.values()["epochs"] == 3
+    assert form.errors["batch_size"] == "must be a positive integer, got -8"  # untouched: still the file's
+
+
 def test_a_config_file_naming_an_unknown_dataset_flags_the_dataset(qtbot, window, form, record_dialogs, tmp_path):
     qtbot.waitUntil(lambda: form.preview_data is not None, timeout=30_000)
     assert window.load_config_file(str(_plugin_gone_config(form, tmp_path / "plug.toml")))

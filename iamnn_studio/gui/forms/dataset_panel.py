@@ -6,6 +6,7 @@ the class's image counts.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +21,13 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from ..style import COLORS, SPACING, scaled_pt, set_role
 from ..worker import DetachedTasks
-from .fields import ChoiceBox, FormCard, hbox_widget, muted
+from .fields import ChoiceBox, FormCard, LoadedValueSpinBox, hbox_widget, muted
 
 PREVIEW_PER_CLASS = 8
 PREVIEW_MAX_CLASSES = 20
@@ -175,7 +175,7 @@ class DatasetPanel(FormCard):
         self.download.setToolTip("Let torchvision download the dataset if it is not on this computer")
         self.add_row("data.download", "", self.download)
 
-        self.val_percent = QSpinBox()
+        self.val_percent = LoadedValueSpinBox()
         self.val_percent.setRange(0, 99)
         self.val_percent.setSuffix(" %")
         self.val_percent.setMaximumWidth(90)
@@ -395,11 +395,12 @@ class DatasetPanel(FormCard):
         self._shown_provider = self.provider.value()
         self.download.setChecked(bool(data.get("download", False)))
         fraction = data.get("val_fraction", 0.1)
-        self.val_percent.setValue(int(round(float(fraction) * 100)) if isinstance(fraction, (int, float)) else 10)
+        number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and math.isfinite(fraction)
+        self.val_percent.show_value(fraction, round(fraction * 100) if number else None)  # 1.5 stays 1.5, not 99 %
         self._extra = {k: v for k, v in data.items() if k not in ("name", "root", "download", "val_fraction")}
         for widget in (self.provider, self.folder, self.download, self.val_percent):
             widget.blockSignals(False)
-        self.val_note.setVisible(self.val_percent.value() == 0)
+        self.val_note.setVisible(not self.val_percent.keeps_loaded and self.val_percent.value() == 0)
         self._unchecked = False
         self._folder_timer.stop()
         self._show_provider_details()
@@ -409,7 +410,8 @@ class DatasetPanel(FormCard):
         data["name"] = self.provider.value() or data.get("name", "")
         data["root"] = self.folder.text().strip() or None
         data["download"] = self.download.isChecked()
-        data["val_fraction"] = self.val_percent.value() / 100.0
+        box = self.val_percent
+        data["val_fraction"] = box.loaded if box.keeps_loaded else box.value() / 100.0
 
 
 class DatasetPreview(QWidget):

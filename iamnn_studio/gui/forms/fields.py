@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QSpinBox,
     QStyle,
     QStyleOptionComboBox,
     QToolTip,
@@ -161,6 +162,33 @@ class IntEdit(QLineEdit):
 
     def set_value(self, value: Any) -> None:
         self.setText("" if value is None else str(value))
+
+
+class LoadedValueSpinBox(QSpinBox):
+    """A spin box that keeps a loaded value it cannot show (-3, "ten", past its range) until the user edits it:
+    ``value_or_loaded()`` is then the file's own value, so that the config's message quotes it ("got -3"),
+    not the clamped one ("got 0"), and a bad value is never made good by clamping."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.loaded: Any = None
+        self.keeps_loaded = False  # the box shows a stand-in for ``loaded``, not ``loaded`` itself
+        self.valueChanged.connect(self._forget_loaded)
+        self.lineEdit().textEdited.connect(self._forget_loaded)
+
+    def show_value(self, value: Any, shown: int | None = None) -> None:
+        """Show ``value`` (or ``shown``, its number in the box's own units); the box's least value where
+        it is no whole number."""
+        if shown is None and isinstance(value, int) and not isinstance(value, bool):
+            shown = value
+        self.setValue(self.minimum() if shown is None else shown)
+        self.loaded, self.keeps_loaded = value, shown is None or self.value() != shown
+
+    def value_or_loaded(self) -> Any:
+        return self.loaded if self.keeps_loaded else self.value()
+
+    def _forget_loaded(self) -> None:
+        self.keeps_loaded = False
 
 
 class ChoiceBox(QComboBox):

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QLabel, QLineEdit, QSpinBox, QWidget
+from PySide6.QtWidgets import QLabel, QLineEdit, QWidget
 
 from ..style import set_role
-from .fields import ChoiceBox, FloatEdit, FormCard, hbox_widget, muted
+from .fields import ChoiceBox, FloatEdit, FormCard, LoadedValueSpinBox, hbox_widget, muted
 
 DEPTHS = (18, 34, 50, 101, 152)
 CUSTOM = "custom"
@@ -125,13 +125,13 @@ class ModelPanel(FormCard):
         self.grid.addWidget(self.caps_label, self.grid.rowCount(), 1)
         self.rows["model.iterations"] = self.rows["model.depth"]  # custom caps report under the same row
 
-        self.width = QSpinBox()
+        self.width = LoadedValueSpinBox()
         self.width.setRange(0, 99_999)  # 0 and too wide are accepted here so that the config can say why
         self.width.setMaximumWidth(90)
         self.add_row("model.width", "Width", self.width, tooltip="Channels of the first block (bottleneck width)")
 
         self.mode = ChoiceBox(MODES)
-        self.fixed_n = QSpinBox()
+        self.fixed_n = LoadedValueSpinBox()
         self.fixed_n.setRange(0, 64)
         self.fixed_n.setPrefix("N = ")
         self.fixed_n.setMaximumWidth(80)
@@ -230,13 +230,12 @@ class ModelPanel(FormCard):
             self.custom_caps.setText(", ".join(str(n) for n in iterations))
         else:
             self.depth.show_value(model.get("depth", 50))
-        width = model.get("width", 16)
-        self.width.setValue(width if isinstance(width, int) else 0)
+        self.width.show_value(model.get("width", 16))
         mode = str(model.get("mode", "adaptive"))
         if mode.startswith("fixed:"):
             self.mode.set_value("fixed")
             n = mode.split(":", 1)[1]
-            self.fixed_n.setValue(int(n) if n.isdigit() else 0)
+            self.fixed_n.show_value(int(n) if re.fullmatch(r"[+-]?[0-9]+", n) else n)
         else:
             self.mode.show_value(mode)
         self.halting.show_value(model.get("halting", "calibrated"))
@@ -257,9 +256,9 @@ class ModelPanel(FormCard):
         else:
             model["depth"] = depth
             model["iterations"] = None
-        model["width"] = self.width.value()
+        model["width"] = self.width.value_or_loaded()
         mode = self.mode.value()
-        model["mode"] = f"fixed:{self.fixed_n.value()}" if mode == "fixed" else mode
+        model["mode"] = f"fixed:{self.fixed_n.value_or_loaded()}" if mode == "fixed" else mode
         model["halting"] = self.halting.value()
         model["tau"] = self.tau.value()
         model["eps"] = self.eps.value()

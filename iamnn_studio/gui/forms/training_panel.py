@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QFileDialog, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QFileDialog, QLabel, QLineEdit, QPushButton, QWidget
 
 from ..style import set_role
-from .fields import ChoiceBox, FloatEdit, FormCard, IntEdit, hbox_widget
+from .fields import ChoiceBox, FloatEdit, FormCard, IntEdit, LoadedValueSpinBox, hbox_widget
 
 OPTIMIZERS = (("SGD with momentum", "sgd"), ("AdamW", "adamw"))
 SCHEDULES = (("One-cycle", "one-cycle"), ("Cosine", "cosine"), ("Step", "step"), ("Constant", "constant"))
@@ -30,12 +30,12 @@ class TrainingPanel(FormCard):
         self.name.setMaximumWidth(220)
         self.add_row("name", "Run name", self.name, tooltip="The run's folder name in the runs folder")
 
-        self.epochs = QSpinBox()
+        self.epochs = LoadedValueSpinBox()
         self.epochs.setRange(0, 100_000)
         self.epochs.setMaximumWidth(90)
         self.add_row("epochs", "Epochs", self.epochs)
         self.limit_steps = QCheckBox("at most")
-        self.max_steps = QSpinBox()
+        self.max_steps = LoadedValueSpinBox()
         self.max_steps.setRange(1, 10_000_000)  # no limit is the unticked box
         self.max_steps.setSuffix(" steps")
         self.max_steps.setMaximumWidth(120)
@@ -48,7 +48,7 @@ class TrainingPanel(FormCard):
         self.add_row("estimate", "Time", self.estimate,
                      tooltip="A rough estimate from the model's MACs and this CPU's measured speed")
         self.show_estimate("")
-        self.batch_size = QSpinBox()
+        self.batch_size = LoadedValueSpinBox()
         self.batch_size.setRange(0, 65_536)
         self.batch_size.setMaximumWidth(90)
         self.add_row("batch_size", "Batch size", self.batch_size)
@@ -140,13 +140,13 @@ class TrainingPanel(FormCard):
         for widget in widgets:
             widget.blockSignals(True)
         self.name.setText(str(run.get("name", "")))
-        self.epochs.setValue(_int(run.get("epochs")))
+        self.epochs.show_value(run.get("epochs"))
         steps = run.get("max_steps")
         if steps == 0 and not isinstance(steps, bool):
             steps = None  # a file's "max_steps = 0" is no limit, as for the CLI (not "at most 0 steps")
         self.limit_steps.setChecked(steps is not None)
-        self.max_steps.setValue(_int(steps) if steps is not None else 1000)
-        self.batch_size.setValue(_int(run.get("batch_size")))
+        self.max_steps.show_value(steps if steps is not None else 1000)
+        self.batch_size.show_value(run.get("batch_size"))
         self.optimizer.show_value(run.get("optimizer"))
         self.lr.set_value(run.get("lr"))
         self.schedule.show_value(run.get("schedule"))
@@ -164,9 +164,9 @@ class TrainingPanel(FormCard):
     def values_into(self, run: dict[str, Any]) -> None:
         run.update(self._extra)
         run["name"] = self.name.text().strip()
-        run["epochs"] = self.epochs.value()
-        run["max_steps"] = self.max_steps.value() if self.limit_steps.isChecked() else None
-        run["batch_size"] = self.batch_size.value()
+        run["epochs"] = self.epochs.value_or_loaded()
+        run["max_steps"] = self.max_steps.value_or_loaded() if self.limit_steps.isChecked() else None
+        run["batch_size"] = self.batch_size.value_or_loaded()
         run["optimizer"] = self.optimizer.value()
         run["lr"] = self.lr.value()
         run["schedule"] = self.schedule.value()
@@ -176,7 +176,3 @@ class TrainingPanel(FormCard):
         run["device"] = self.device.value()
         run["init_from"] = self.init_from.text().strip() or None
         run.setdefault("data", {})["augment"] = self.augment.value()
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
