@@ -132,11 +132,25 @@ def test_custom_caps_errors_show_under_the_depth_row(form):
     form.model.depth.set_value("custom")
     form.model.custom_caps.setText("1, two, 2")
     form.model.custom_caps.textEdited.emit("1, two, 2")
-    assert "four positive integers" in form.model.rows["model.depth"].error
+    assert "four whole numbers" in form.model.rows["model.depth"].error
     form.model.custom_caps.setText("1, 2, 2, 1")
     form.model.custom_caps.textEdited.emit("1, 2, 2, 1")
     assert form.model.rows["model.depth"].error == ""
     assert form.model.caps_label.text() == "caps 1 · 2 · 2 · 1"
+
+
+@pytest.mark.parametrize("typed, got", [("0, 1, x", "0, 1, x"), ("1,2", "1, 2"), ("-1 2 2 1", "-1, 2, 2, 1"),
+                                         ("", "nothing")])
+def test_bad_custom_caps_are_told_in_the_fields_words_not_as_a_python_tuple(form, typed, got):
+    """QA: typing "0, 1, x" said "needs four positive integers, got (0, 1, 'x')"."""
+    form.model.depth.set_value("custom")
+    form.model.custom_caps.setText(typed)
+    form.model.custom_caps.textEdited.emit(typed)
+    assert form.model.rows["model.depth"].error == \
+        f"needs four whole numbers of 1 or more, one per block (e.g. 1, 2, 2, 1), got {got}"
+    form.model.custom_caps.setText("1, 2, 2, 1000")  # past the bound: the config's own sentence
+    form.model.custom_caps.textEdited.emit("1, 2, 2, 1000")
+    assert form.model.rows["model.depth"].error.startswith("at most ")
 
 
 def test_depth_choice_shows_the_iteration_caps_it_implies(form):

@@ -99,6 +99,16 @@ def parse_caps(text: str) -> list[int | str]:
     return [int(t) if re.fullmatch(r"[+-]?\d+", t) else t for t in tokens]
 
 
+def caps_problem(caps: Any) -> str | None:
+    """What is wrong with custom caps, in the words of the field they are typed in ("0, 1, x", not a Python
+    tuple); None where they are four whole numbers of at least 1 (the config checks their upper bound)."""
+    items = list(caps) if isinstance(caps, (list, tuple)) else [] if caps is None else [caps]
+    if len(items) == 4 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in items):
+        return None
+    typed = ", ".join(map(str, items)) or "nothing"
+    return f"needs four whole numbers of 1 or more, one per block (e.g. 1, 2, 2, 1), got {typed}"
+
+
 class ModelPanel(FormCard):
     """Edits the ``ModelConfig`` fields a user chooses; the rest pass through as loaded."""
 

@@ -1,4 +1,5 @@
-"""Every problem of a run config at once, in the config's own words, keyed by field.
+"""Every problem of a run config at once, in the config's own words (or the form's, where a field shows
+its value in another form), keyed by field.
 
 ``RunConfig.validate()`` stops at the first bad field. To show each bad field its message, the
 checker validates the data, model and run sections in turn and, after each error, puts the
@@ -44,10 +45,20 @@ def collect_errors(values: dict[str, Any]) -> dict[str, str]:
                 if not key or key in errors:
                     errors[key or section] = message
                     return errors  # cannot repair this one: report what we have
-                errors[key] = message
+                errors[key] = _in_form_words(key, message, values)
                 if not _reset(values, defaults, key):
                     return errors
     return errors
+
+
+def _in_form_words(key: str, message: str, values: dict[str, Any]) -> str:
+    """The config's ``message`` about ``key``, or the form's own where the field shows the value in another
+    form: custom caps are typed as "1, 2, 2, 1", not a tuple."""
+    if key == "model.iterations":
+        from .model_panel import caps_problem
+
+        return caps_problem(values.get("model", {}).get("iterations")) or message
+    return message
 
 
 def _key(field: str, prefix: str) -> str:
