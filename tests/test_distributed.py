@@ -285,8 +285,8 @@ def test_an_image_folder_mismatch_only_the_workers_can_tell_is_one_line_without_
         cwd=REPO, capture_output=True, text=True, timeout=170, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     assert done.returncode == 2, done.stderr[-3000:]
     (line,) = done.stderr.splitlines()
-    assert line.startswith(f"error: init_from: {tmp_path / 'other.pt'} holds an IamNN (units 1-2-2-1) of width 4 on "
-                           "3x8x8 images for 2 classes; this run builds an IamNN (units 1-2-2-1) of width 4 on "
+    assert line.startswith(f"error: init_from: {tmp_path / 'other.pt'} holds an IamNN (caps 1·2·2·1) of width 4 on "
+                           "3x8x8 images for 2 classes; this run builds an IamNN (caps 1·2·2·1) of width 4 on "
                            "1x8x8 images for 2 classes"), line
     assert not runs.exists() or list(runs.iterdir()) == []
 

@@ -477,7 +477,7 @@ def test_train_longer_is_refused_for_an_emptied_settings_file_or_an_unreadable_c
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     (run / "config.toml").write_text("")  # reads as the default settings: IamNN-50 of width 16
-    assert "its config.toml describes an IamNN (units 3-4-6-3) of width 16" in train_longer_problem(run)
+    assert "its config.toml describes an IamNN (caps 3·4·6·3) of width 16" in train_longer_problem(run)
     for checkpoint in (run / "checkpoints").glob("*.pt"):
         checkpoint.write_bytes(b"junk")
     assert train_longer_problem(run).startswith("its checkpoint cannot be read")

@@ -469,11 +469,7 @@ class Trainer:
         except (CheckpointError, ValueError) as exc:
             raise TrainingFailed(f"init_from: {exc}") from None
         if not weights_fit(model, config.model, source):
-            raise TrainingFailed(
-                f"init_from: {path} holds {_network(source.model_config)} for {len(source.classes)} classes; "
-                f"this run builds {_network(config.model)} for {config.model.num_classes} classes: choose the "
-                "same architecture, depth, iterations and width, and a dataset of the same image size, channels and "
-                "class count")
+            raise TrainingFailed(f"init_from: {weights_mismatch(path, source, config.model)}")
         model.load_state_dict(source.model.state_dict())
         self._model_notes.append(f"started from the weights of {path} (new optimiser and schedule)")
         if list(source.classes) != list(self.classes):
@@ -1311,13 +1307,23 @@ def weights_fit(model: nn.Module, config: ModelConfig, source) -> bool:
         ours[key].shape == theirs[key].shape for key in ours)
 
 
+def weights_mismatch(path: Path, source, config: ModelConfig) -> str:
+    """Why a run of ``config`` cannot start from the checkpoint ``source`` read from ``path`` (``weights_fit``
+    said no), with what to change."""
+    return (f"{path} holds {_network(source.model_config)} for {len(source.classes)} classes; this run builds "
+            f"{_network(config)} for {config.num_classes} classes: choose the same architecture, depth, iterations "
+            "and width, and a dataset of the same image size, channels and class count")
+
+
 def _network(model: ModelConfig) -> str:
-    """"an IamNN (units 3-4-6-3) of width 16 on 1x28x28 images", to compare two networks in one sentence."""
-    kind = "a ResNet" if model.architecture == "resnet" else "an IamNN"
-    if model.architecture != "resnet" and model.block != "bottleneck":  # a plugin's processing block
+    """"an IamNN (caps 3·4·6·3) of width 16 on 1x28x28 images", to compare two networks in one sentence; a ResNet
+    has "units", as the run form and the Use tab say."""
+    resnet = model.architecture == "resnet"
+    kind = "a ResNet" if resnet else "an IamNN"
+    if not resnet and model.block != "bottleneck":  # a plugin's processing block
         kind += f" with {model.block} blocks"
-    caps = "-".join(str(n) for n in model.caps)
-    return f"{kind} (units {caps}) of width {model.width} on {model.in_channels}x{model.image_size}x{model.image_size} images"
+    caps = f"{'units' if resnet else 'caps'} {'·'.join(str(n) for n in model.caps)}"
+    return f"{kind} ({caps}) of width {model.width} on {model.in_channels}x{model.image_size}x{model.image_size} images"
 
 
 def train_longer_command(run_path: str | Path, config: RunConfig | None) -> str:

@@ -394,9 +394,9 @@ class MainWindow(QMainWindow):
         self.when_ready(job)
 
     def _say_train_longer_step(self, run_name: str) -> None:
-        """The status bar's next step after "Train longer". While the dataset's folder is being checked the form
-        is not valid yet though no field is wrong (QA: it said "fix the fields marked in red" with none red, then
-        Ready half a second later): say it checks, and say the real next step once the verdict lands."""
+        """The status bar's next step after "Train longer". While the dataset's folder (or the weights) is being
+        checked the form is not valid yet though no field is wrong (QA: it said "fix the fields marked in red" with
+        none red, then Ready half a second later): say it checks, and say the real next step once the verdict lands."""
         form = self.training.form
         bar = self.statusBar()
         prefix = f"Settings of {run_name}, starting from its weights: "
@@ -404,7 +404,7 @@ class MainWindow(QMainWindow):
         def next_step() -> str | None:
             if form.errors:  # e.g. its dataset's plugin is gone
                 return "fix the fields marked in red, then Start"
-            if form.dataset.checking():  # no verdict yet: Start waits for it
+            if form.dataset.checking() or form.training.checking_start_from():  # no verdict yet: Start waits for it
                 return None
             if form.is_valid:
                 return "choose the epochs (and a smaller learning rate), then Start"
@@ -414,7 +414,7 @@ class MainWindow(QMainWindow):
         if step is not None:
             bar.showMessage(prefix + step, 15000)
             return
-        waiting = prefix + "checking its dataset, then choose the epochs and Start"
+        waiting = prefix + "checking its dataset and weights, then choose the epochs and Start"
         bar.showMessage(waiting, 15000)
 
         def on_checked() -> None:

@@ -828,14 +828,29 @@ class TrainingView(QWidget):
             self._set_state("idle", "Stopped before training")
             self.run_ended.emit("stopped")
             return
-        sentence = f"Could not start: {self.failure}"
+        reason = self._refusal_in_form_words(self.failure or "the engine gave no reason")
+        sentence = f"Could not start: {reason}"
         self._add_log(sentence)
         self._refused_form = self.form.values()  # the reason holds until the form changes
         self._set_state("idle", sentence)
         self.run_ended.emit("not_started")
         if self.window().isVisible():  # not once the window has closed (it was closed while the run started)
             QMessageBox.warning(self, f"Could not continue {name}" if resumed else "Could not start training",
-                                _sentence(self.failure or "the engine gave no reason", name))
+                                _sentence(reason, name))
+
+    def _refusal_in_form_words(self, reason: str) -> str:
+        """The engine's reason about a setting ("init_from: …") under the form's name for it ("Start from: …"),
+        with that field marked in red (the form's own check marks it again when it finds the same)."""
+        from .forms.validation import split_error
+
+        field, message = split_error(ValueError(reason))
+        rows = {key: row for panel in (self.form.dataset, self.form.model, self.form.training)
+                for key, row in panel.rows.items()}
+        row = next((rows[key] for key in (field, f"model.{field}", f"data.{field}") if field and key in rows), None)
+        if row is None or not row.label.text():
+            return reason
+        row.show_error(message)
+        return f"{row.label.text()}: {message}"
 
     # ----------------------------------------------------------------- display
     def _set_state(self, state: str, sentence: str | None = None, status: str | None = None) -> None:
@@ -894,6 +909,8 @@ class TrainingView(QWidget):
             return "Fix the fields marked in red first"
         if self.form.dataset.checking():  # no verdict yet: the dataset's error (if any) is another folder's
             return self.form.dataset.checking_reason()
+        if self.form.training.checking_start_from():
+            return "Reading the checkpoint to start from…"
         return self.form.dataset_error or ""
 
     def _start_hint(self) -> str:

@@ -74,6 +74,17 @@ def tiny_run_values(form, *, max_steps: int = 8, train_size: int = 256, name: st
     return values
 
 
+def checkpoint_of(model_values: dict, path, **model_changes):
+    """A checkpoint (untrained) of the network ``model_values`` describe, ``model_changes`` applied."""
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.config import ModelConfig
+    from iamnn_studio.engine.model import build_model
+
+    config = ModelConfig.from_dict({**model_values, **model_changes}).validate()
+    return save_checkpoint(path, build_model(config).eval(), classes=[f"c{i}" for i in range(config.num_classes)],
+                           mean=[0.5], std=[0.25])
+
+
 @pytest.fixture
 def record_dialogs(monkeypatch):
     """QMessageBox.critical/warning/information record (title, text) instead of blocking."""

@@ -12,7 +12,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
-from .conftest import ENGINE_TIMEOUT_MS
+from .conftest import ENGINE_TIMEOUT_MS, checkpoint_of
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[2]
@@ -393,9 +393,13 @@ def test_train_longer_says_it_checks_the_dataset_and_no_red_field_while_the_fold
     form is not valid until the folder check lands; half a second later the header said Ready."""
     from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig
 
+    from iamnn_studio.engine.data import declared_input_shape
+
     run = tmp_path / "runs-elsewhere" / "finished"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "best.pt").write_bytes(b"weights")
+    shape = declared_input_shape(DataConfig(name="synthetic"))
+    checkpoint_of(ModelConfig(width=8).to_dict(), run / "checkpoints" / "best.pt", in_channels=shape.channels,
+                  image_size=shape.size, num_classes=shape.classes)  # read in the background too
     folder = tmp_path / "data"  # a folder typed for the dataset: its verdict comes from a background check
     folder.mkdir()
     RunConfig(name="finished", data=DataConfig(name="synthetic", root=str(folder)), model=ModelConfig(width=8),
@@ -404,7 +408,7 @@ def test_train_longer_says_it_checks_the_dataset_and_no_red_field_while_the_fold
     window.train_from_run(str(run))
     message = window.statusBar().currentMessage()
     assert form.dataset.checking() and not form.errors  # what QA saw
-    assert "marked in red" not in message and "checking its dataset" in message
+    assert "marked in red" not in message and "checking its dataset and weights" in message
     qtbot.waitUntil(lambda: not form.dataset.checking() and form.is_valid, timeout=30_000)
     qtbot.waitUntil(lambda: window.statusBar().currentMessage().endswith(
         "choose the epochs (and a smaller learning rate), then Start"), timeout=5_000)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import tiny_run_values
+from .conftest import checkpoint_of, tiny_run_values
 
 pytestmark = pytest.mark.gui
 
@@ -547,9 +547,15 @@ def _assert_flags_the_missing_plugin(qtbot, window, form):
 
 
 def test_train_longer_on_a_run_whose_dataset_plugin_is_gone_flags_the_dataset(qtbot, window, form, tmp_runs):
+    from iamnn_studio.engine.config import DataConfig, RunConfig
+    from iamnn_studio.engine.data import declared_input_shape
+
     run = tmp_runs / "plug"
-    run.mkdir()
+    (run / "checkpoints").mkdir(parents=True)
     _plugin_gone_config(form, run / "config.toml")
+    shape = declared_input_shape(DataConfig(name="synthetic"))  # its weights fit the dataset chosen at the end
+    checkpoint_of(RunConfig.load(run / "config.toml").model.to_dict(), run / "checkpoints" / "best.pt",
+                  in_channels=shape.channels, image_size=shape.size, num_classes=shape.classes)
     qtbot.waitUntil(lambda: form.preview_data is not None, timeout=30_000)  # the default dataset shown first
     window.train_from_run(str(run))  # raised KeyError in the dataset card, the form half-loaded
     values = form.values()
@@ -645,19 +651,22 @@ def test_every_augmentation_mode_can_be_chosen_in_the_form(form):
     assert box.value() == "flip-erase" and form.config().data.augment == "flip-erase"
 
 
+def _type_start_from(form, path) -> None:
+    form.training.init_from.setText(str(path))
+    form.training.init_from.textEdited.emit(str(path))
+
+
 def test_start_from_weights_needs_an_existing_checkpoint_and_reaches_the_config(qtbot, window, form, tmp_path):
     start = window.training.header.start
-    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    form.set_values(tiny_run_values(form))
+    qtbot.waitUntil(lambda: start.isEnabled() and form.input_shape_known, timeout=30_000)
     row = form.training.rows["init_from"]
 
-    form.training.init_from.setText(str(tmp_path / "gone.pt"))
-    form.training.init_from.textEdited.emit(form.training.init_from.text())
+    _type_start_from(form, tmp_path / "gone.pt")
     assert "no such checkpoint or run folder" in row.error and not start.isEnabled()
 
-    checkpoint = tmp_path / "best.pt"
-    checkpoint.write_bytes(b"weights")  # only its existence is checked here; the trainer checks the network
-    form.training.init_from.setText(str(checkpoint))
-    form.training.init_from.textEdited.emit(str(checkpoint))
+    checkpoint = checkpoint_of(form.values()["model"], tmp_path / "best.pt")
+    _type_start_from(form, checkpoint)
     assert row.error == ""
     qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
     assert form.config().init_from == str(checkpoint)
@@ -665,6 +674,39 @@ def test_start_from_weights_needs_an_existing_checkpoint_and_reaches_the_config(
     form.training.init_from.clear()
     form.training.init_from.textEdited.emit("")
     assert form.config().init_from is None  # empty: new weights
+
+
+def test_start_from_is_read_off_the_ui_thread_and_flagged_like_the_other_fields(qtbot, window, form, tmp_path,
+                                                                               monkeypatch):
+    """QA: a text file as "Start from" was accepted until Start was pressed, and the engine's refusal then named
+    "Init_from" and "units 2-3-4-2" where the form says "Start from" and "caps"."""
+    import threading
+
+    import iamnn_studio.engine.checkpoint as checkpoint_module
+
+    start, row = window.training.header.start, form.training.rows["init_from"]
+    form.set_values(tiny_run_values(form))
+    qtbot.waitUntil(lambda: start.isEnabled() and form.input_shape_known, timeout=30_000)
+    readers = []
+    load = checkpoint_module.load_checkpoint
+    monkeypatch.setattr(checkpoint_module, "load_checkpoint",
+                        lambda *args, **kwargs: readers.append(threading.current_thread()) or load(*args, **kwargs))
+
+    notes = tmp_path / "notes.pt"
+    notes.write_text("not weights")
+    _type_start_from(form, notes)
+    assert not start.isEnabled() and start.toolTip() == "Reading the checkpoint to start from…"
+    qtbot.waitUntil(lambda: row.error != "", timeout=30_000)
+    assert row.error.startswith("notes.pt is not an IamNN Studio checkpoint") and not start.isEnabled()
+
+    other = checkpoint_of(form.values()["model"], tmp_path / "wider.pt", width=8)
+    _type_start_from(form, other)
+    qtbot.waitUntil(lambda: "wider.pt holds" in row.error, timeout=30_000)
+    assert "holds an IamNN (caps 1·2·2·1) of width 8" in row.error and "this run builds an IamNN (caps 1·2·2·1) " \
+        "of width 4" in row.error and not start.isEnabled()
+    form.model.width.setValue(8)  # now the same network: the checkpoint fits
+    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    assert row.error == "" and readers and threading.main_thread() not in readers
 
 
 def test_the_dataset_list_says_what_each_dataset_needs():

@@ -462,7 +462,7 @@ def test_a_run_started_while_only_another_hosts_run_is_running_still_shows_up(qt
 
 
 @pytest.mark.parametrize("damage, words", [
-    ("", "its config.toml describes an IamNN (units 3-4-6-3) of width 16"),  # emptied: the defaults, another network
+    ("", "its config.toml describes an IamNN (caps 3·4·6·3) of width 16"),  # emptied: the defaults, another network
     ("this = is [not toml", "not valid TOML"),
 ])
 def test_train_longer_is_not_offered_for_a_run_whose_settings_file_is_damaged(qtbot, view, runs, damage, words):

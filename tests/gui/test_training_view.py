@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QThread
 
-from .conftest import stop_and_wait, tiny_run_values
+from .conftest import checkpoint_of, stop_and_wait, tiny_run_values
 
 pytestmark = pytest.mark.gui
 RUN_TIMEOUT_MS = 90_000
@@ -248,8 +248,11 @@ def test_a_run_that_fails_before_its_folder_exists_points_at_no_earlier_run(qtbo
     assert ended.args == ["not_started"] and training.failure.startswith("init_from")
     assert training.last_run_dir is None and training.checkpoint_path() is None  # nothing to export or continue
     assert not training.header.continue_run.isVisibleTo(training)
+    # in the form's words: the field's label, marked in red (it said "Init_from: …")
     assert [(kind, title) for kind, title, _ in record_dialogs] == [("warning", "Could not start training")]
-    assert window.run_status().startswith("Could not start: init_from")
+    assert record_dialogs[0][2].startswith("Start from: config.toml is not an IamNN Studio checkpoint")
+    assert training.log.lines()[-1].startswith("Could not start: Start from: config.toml is not")
+    assert training.form.training.rows["init_from"].error.startswith("config.toml is not an IamNN Studio checkpoint")
 
 
 def test_opening_a_run_config_while_a_run_trains_is_refused(qtbot, window, record_dialogs, tmp_path):
@@ -690,23 +693,36 @@ def test_a_refusal_that_starts_with_the_run_name_keeps_its_spelling_in_the_dialo
     assert _sentence("no name here") == "No name here."
 
 
-def test_the_header_follows_the_form_after_a_run_that_did_not_start(qtbot, window, record_dialogs, tmp_path):
+class WeightsRefusingTrainer(FailingTrainer):
+    """Refuses before training, as the engine does a checkpoint replaced by another file after the form read it."""
+
+    def run(self):
+        self.emit("failed", reason="init_from: weights.pt is not an IamNN Studio checkpoint (not a PyTorch zip file)",
+                  run_dir=None)
+
+
+def test_the_header_follows_the_form_after_a_run_that_did_not_start(qtbot, window, record_dialogs, tmp_path,
+                                                                    monkeypatch):
     """QA: "Could not start: …" stayed in the header after the problem was fixed, and named the old problem
     with another one present: the header must describe the form as it is now."""
+    import iamnn_studio.gui.worker as worker
+
     training, header = window.training, window.training.header
     form = training.form
-    weights = tmp_path / "weights.pt"
-    weights.write_text("not a checkpoint")  # exists, so the form lets it through; the engine refuses it
     values = tiny_run_values(form, max_steps=2)
-    values["init_from"] = str(weights)
+    form.set_values(values)
+    qtbot.waitUntil(lambda: form.input_shape_known, timeout=30_000)
+    values = form.values()
+    values["init_from"] = str(checkpoint_of(values["model"], tmp_path / "weights.pt"))  # the form lets it through
     form.set_values(values)
     qtbot.waitUntil(lambda: header.start.isEnabled(), timeout=30_000)
+    monkeypatch.setattr(worker, "create_trainer", WeightsRefusingTrainer)
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
         assert training.start_run()
     assert ended.args == ["not_started"]
-    assert header.subtitle.text().startswith("Could not start: init_from")
+    assert header.subtitle.text().startswith("Could not start: Start from: weights.pt is not")
     form.revalidate()  # a check that finds the form as it was keeps the reason
-    assert header.subtitle.text().startswith("Could not start: init_from")
+    assert header.subtitle.text().startswith("Could not start: Start from: weights.pt is not")
 
     form.training.init_from.setText(str(tmp_path / "missing.pt"))  # another problem, which the form sees
     form.training.init_from.textEdited.emit(form.training.init_from.text())

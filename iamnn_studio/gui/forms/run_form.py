@@ -100,6 +100,7 @@ class RunForm(QWidget):
         self.dataset.provider.choice_changed.connect(self._on_provider_changed)
         self.model.changed.connect(self._on_model_changed)
         self.training.changed.connect(self._on_training_changed)
+        self.training.start_from_checked.connect(self.revalidate)
 
     # ------------------------------------------------------------------- engine
     def set_engine_ready(self, device_name: str, cuda_available: bool, initial: dict[str, Any] | None) -> None:
@@ -204,9 +205,9 @@ class RunForm(QWidget):
         if memory and not any(key.startswith("model.") for key in self.errors) and memory[0] not in self.errors:
             self.errors[memory[0]] = memory[1]  # valid, but too big for this computer's memory
             self._figures_problem = memory[1] if memory[0] == "model.width" else None
-        start = values.get("init_from")
-        if start and "init_from" not in self.errors and not Path(str(start)).expanduser().exists():
-            self.errors["init_from"] = f"no such checkpoint or run folder: {start}"
+        start_problem = self.training.start_from_problem(values, self.input_shape_known)  # read in the background
+        if start_problem and "init_from" not in self.errors:
+            self.errors["init_from"] = start_problem
         unknown = self.dataset.unknown_dataset()
         if unknown and "data.name" not in self.errors:
             self.errors["data.name"] = unknown  # no loaded provider has that name: nothing to preview or train
@@ -230,7 +231,8 @@ class RunForm(QWidget):
         # Start waits for the verdict on the dataset and folder shown (typed, loaded from a config, or back with
         # their dataset): the dataset_error until then may be another folder's, or none at all. Not for the
         # model's training memory: the trainer checks it before training, and says so when the batch does not fit.
-        self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.checking())
+        self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.checking()
+                        and not self.training.checking_start_from())
         self.revalidated.emit()
 
     def sizing_memory(self) -> bool:

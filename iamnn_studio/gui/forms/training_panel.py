@@ -1,6 +1,7 @@
 """The training card: run name, epochs, batch, optimiser, schedule, regularisation, seed, device."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QFileDialog, QLabel, QLineEdit, QPushButton, QWidget
 
 from ..style import set_role
+from ..worker import BackgroundTasks
 from .fields import ChoiceBox, FloatEdit, FormCard, IntEdit, LoadedValueSpinBox, hbox_widget
 
 OPTIMIZERS = (("SGD with momentum", "sgd"), ("AdamW", "adamw"))
@@ -19,10 +21,42 @@ AUGMENTS = (("Crop and flip", "crop-flip"), ("Crop, flip and random erasing", "c
             ("Flip and random erasing", "flip-erase"), ("Random erasing", "erase"), ("None", "none"))
 
 
+#: Verdicts on "Start from" kept (one per checkpoint file and model): the oldest go past this many.
+KEPT_START_VERDICTS = 32
+
+
+def start_weights_problem(init_from: str, model_values: dict[str, Any] | None) -> str | None:
+    """Why a run cannot start from the weights ``init_from`` names: not a checkpoint, or (given the run's
+    ``model_values``) another network than the run builds, by the trainer's own test; None where it can.
+    Reads the checkpoint: call it off the UI thread."""
+    import torch
+
+    from iamnn_studio.engine.checkpoint import CheckpointError, load_checkpoint, run_checkpoint
+    from iamnn_studio.engine.config import ModelConfig
+    from iamnn_studio.engine.model import build_model
+    from iamnn_studio.engine.trainer import weights_fit, weights_mismatch
+
+    try:
+        path = run_checkpoint(init_from)
+        source = load_checkpoint(path)
+    except (CheckpointError, ValueError, OSError) as error:
+        return str(error)
+    if model_values is None:
+        return None
+    try:
+        config = ModelConfig.from_dict(model_values).validate()
+        with torch.device("meta"):  # the shapes, without the memory of real weights
+            model = build_model(config)
+    except (ValueError, TypeError):
+        return None  # the model's own rows say what is wrong with it
+    return None if weights_fit(model, config, source) else weights_mismatch(path, source, config)
+
+
 class TrainingPanel(FormCard):
     """Edits the run-level fields of ``RunConfig`` (plus ``data.augment``)."""
 
     changed = Signal()
+    start_from_checked = Signal()  # a verdict on "Start from" arrived: the form checks itself again
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Training", parent=parent)
@@ -83,6 +117,12 @@ class TrainingPanel(FormCard):
         )
 
         self._extra: dict[str, Any] = {}
+        # "Start from" read off the UI thread (a checkpoint can take seconds to load): verdicts by
+        # (checkpoint, its size and time, model), and the one awaited for the form as it is
+        self._start_verdicts: dict[tuple, str | None] = {}
+        self._start_awaited: tuple | None = None
+        self._start_reading: tuple | None = None  # the newest key sent to be read (older answers are dropped)
+        self._start_checks = BackgroundTasks(self)
         for spin in (self.epochs, self.max_steps, self.batch_size):
             spin.valueChanged.connect(self.changed)
         for edit in (self.name, self.lr, self.weight_decay, self.label_smoothing, self.seed, self.init_from):
@@ -115,6 +155,47 @@ class TrainingPanel(FormCard):
         """The training-time estimate ("" hides the row's text)."""
         self.estimate.setText(text)
         set_role(self.estimate, "warning" if warn else "muted")
+
+    def start_from_problem(self, values: dict[str, Any], model_known: bool) -> str | None:
+        """What is wrong with "Start from" for the run ``values`` describe: a missing path at once; a file that is
+        no checkpoint, or (once the model's input is ``model_known``) of another network, once it has been read
+        in the background. None until then (``checking_start_from``)."""
+        from iamnn_studio.engine.checkpoint import CheckpointError, run_checkpoint
+
+        start = values.get("init_from")
+        self._start_awaited = None
+        if not start or not isinstance(start, str):
+            return None  # nothing to read (the config names a value of the wrong type)
+        if not Path(start).expanduser().exists():
+            return f"no such checkpoint or run folder: {start}"
+        try:
+            stat = run_checkpoint(start).stat()
+        except (CheckpointError, OSError) as error:
+            return str(error)
+        model = values.get("model") if model_known else None
+        key = (start, stat.st_size, stat.st_mtime_ns, json.dumps(model, sort_keys=True, default=str))
+        if key in self._start_verdicts:
+            return self._start_verdicts[key]
+        self._start_awaited = key
+        if key != self._start_reading:  # each check of the form asks again: one read per key
+            self._start_reading = key
+            self._start_checks.submit("start_from", lambda: start_weights_problem(start, model),
+                                      lambda problem: self._on_start_checked(key, problem),
+                                      lambda message: self._on_start_checked(key, message))
+        return None
+
+    def checking_start_from(self) -> bool:
+        """The checkpoint "Start from" names is being read: Start waits for the verdict."""
+        return self._start_awaited is not None
+
+    def _on_start_checked(self, key: tuple, problem: str | None) -> None:
+        if len(self._start_verdicts) >= KEPT_START_VERDICTS:
+            del self._start_verdicts[next(iter(self._start_verdicts))]
+        self._start_verdicts[key] = problem
+        self._start_reading = None
+        if key == self._start_awaited:
+            self._start_awaited = None
+            self.start_from_checked.emit()
 
     def _choose_init_checkpoint(self) -> None:
         current = self.init_from.text().strip()
