@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from .engine_loader import EngineInfo, EngineLoader, shared_loader
-from .file_kinds import CHECKPOINT_FILTER, is_config
+from .file_kinds import CHECKPOINT_FILTER, is_checkpoint, is_config
 from .forms.settings import Setting, restore_settings, save_settings
 from .style import COLORS, SPACING, set_role
 from .training_view import TrainingView
@@ -138,6 +138,9 @@ class MainWindow(QMainWindow):
         self.engine_ready = False
         self._pending: list[Callable[[], None]] = []
         self._close_after_stop = False
+        # "Loaded x.toml" of a drop that also opens a checkpoint: said again with the checkpoint's outcome, which
+        # comes later and replaced it at once
+        self._drop_note = ""
 
         self.training = TrainingView()
         self.training.set_runs_dir(self.runs_dir)
@@ -335,6 +338,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------- commands
     @Slot(str)
     def open_checkpoint(self, path: str) -> None:
+        self._drop_note = ""  # its outcome is this checkpoint's alone
+
         def job() -> None:
             view = self.view("Use")
             if view is None:
@@ -503,11 +508,16 @@ class MainWindow(QMainWindow):
     def _remember_checkpoint(self, path: str) -> None:
         """Only a checkpoint that loaded comes back at the next start."""
         self.last_checkpoint = str(path)
-        self.statusBar().showMessage(f"Opened {Path(path).name}", 5000)
+        self._say_checkpoint_outcome(f"Opened {Path(path).name}", 5000)
 
     @Slot(str)
     def _on_checkpoint_failed(self, message: str) -> None:
-        self.statusBar().showMessage(message, 8000)
+        self._say_checkpoint_outcome(message, 8000)
+
+    def _say_checkpoint_outcome(self, message: str, timeout_ms: int) -> None:
+        """The checkpoint's outcome in the status bar, after what the drop that brought it loaded, if anything."""
+        note, self._drop_note = self._drop_note, ""
+        self.statusBar().showMessage(f"{note} · {message}" if note else message, timeout_ms + (3000 if note else 0))
 
     def show_export_dialog(self) -> None:
         def job() -> None:
@@ -584,9 +594,10 @@ class MainWindow(QMainWindow):
         (``file_kinds``: a file that is neither a config nor a checkpoint is tried as an image)."""
         files = _local_files(mime)
         configs = [f for f in files if is_config(f)]
-        if configs:
-            self.load_config_file(configs[0])
         rest = [f for f in files if not is_config(f)]
+        self._drop_note = ""
+        if configs and self.load_config_file(configs[0]) and any(is_checkpoint(f) for f in rest):
+            self._drop_note = self.statusBar().currentMessage()  # "Loaded x.toml…", said with the checkpoint's news
         if rest:
             self.add_images(rest)  # the Use tab opens the checkpoint among them, classifies the rest
         if files:

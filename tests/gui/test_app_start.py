@@ -149,6 +149,28 @@ def test_dropped_checkpoint_opens_in_use_and_dropped_config_fills_the_form(windo
     assert window.tabs.tabText(window.tabs.currentIndex()) == "Train"
 
 
+def test_a_drop_of_a_config_and_a_checkpoint_says_both_in_the_status_bar(qtbot, window, tmp_path):
+    """QA: a config, a checkpoint and images dropped at once said "Loaded x.toml", replaced at once by
+    "Opened best.pt": the status bar says both. A checkpoint opened afterwards says only its own."""
+    from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig
+
+    config = tmp_path / "dropped.toml"
+    RunConfig(name="dropped", data=DataConfig(name="synthetic")).save(config)
+    model = ModelConfig(iterations=(1, 1, 1, 1), width=4, image_size=16, num_classes=2).to_dict()
+    best, other = checkpoint_of(model, tmp_path / "best.pt"), checkpoint_of(model, tmp_path / "other.pt")
+    image = tmp_path / "shoe.png"
+    QImage(8, 8, QImage.Format.Format_RGB32).save(str(image))
+    use = window.view("Use")
+    with qtbot.waitSignal(use.checkpoint_loaded, timeout=30_000):
+        _drop(window, _urls(config, best, image))
+    message = window.statusBar().currentMessage()
+    assert message.startswith("Loaded dropped.toml") and message.endswith(" · Opened best.pt"), message
+    assert window.training.form.values()["name"] == "dropped"
+    with qtbot.waitSignal(use.checkpoint_loaded, timeout=30_000):
+        window.open_checkpoint(str(other))
+    assert window.statusBar().currentMessage() == "Opened other.pt"
+
+
 def test_pasted_image_goes_to_the_use_view(window, monkeypatch):
     received = []
     monkeypatch.setattr(window.view("Use"), "add_image", lambda image, name: received.append((image, name)))
