@@ -828,7 +828,7 @@ class TrainingView(QWidget):
             self._set_state("idle", "Stopped before training")
             self.run_ended.emit("stopped")
             return
-        reason = self._refusal_in_form_words(self.failure or "the engine gave no reason")
+        reason = self._refusal_in_form_words(self.failure or "the engine gave no reason", mark=not resumed)
         sentence = f"Could not start: {reason}"
         self._add_log(sentence)
         self._refused_form = self.form.values()  # the reason holds until the form changes
@@ -838,9 +838,10 @@ class TrainingView(QWidget):
             QMessageBox.warning(self, f"Could not continue {name}" if resumed else "Could not start training",
                                 _sentence(reason, name))
 
-    def _refusal_in_form_words(self, reason: str) -> str:
+    def _refusal_in_form_words(self, reason: str, mark: bool) -> str:
         """The engine's reason about a setting ("init_from: …") under the form's name for it ("Start from: …"),
-        with that field marked in red (the form's own check marks it again when it finds the same)."""
+        and with ``mark`` (the form shows the refused run's settings, not the user's own back from a continued
+        run's) that field in red; the form's own check marks it again where it finds the same."""
         from .forms.validation import split_error
 
         field, message = split_error(ValueError(reason))
@@ -849,7 +850,8 @@ class TrainingView(QWidget):
         row = next((rows[key] for key in (field, f"model.{field}", f"data.{field}") if field and key in rows), None)
         if row is None or not row.label.text():
             return reason
-        row.show_error(message)
+        if mark:
+            row.show_error(message)
         return f"{row.label.text()}: {message}"
 
     # ----------------------------------------------------------------- display
