@@ -235,13 +235,16 @@ def test_a_continue_stopped_while_its_dataset_downloads_brings_back_the_page_and
     assert header.start.isEnabled() and training.state == "idle"
 
 
-def test_a_run_that_fails_before_its_folder_exists_points_at_no_earlier_run(qtbot, window, record_dialogs):
+def test_a_run_that_fails_before_its_folder_exists_points_at_no_earlier_run(qtbot, window, record_dialogs, tmp_path):
     training = start_tiny_run(qtbot, window, max_steps=2)
     qtbot.waitUntil(lambda: training.session is None and training.outcome is not None, timeout=RUN_TIMEOUT_MS)
     assert training.last_run_dir is not None
     values = tiny_run_values(training.form, max_steps=2)
-    values["init_from"] = str(Path(training.last_run_dir) / "config.toml")  # exists, but holds no weights
+    weights = checkpoint_of(training.form.values()["model"], tmp_path / "weights.pt")  # the form reads it: it fits
+    values["init_from"] = str(weights)
     training.form.set_values(values)
+    qtbot.waitUntil(training.header.start.isEnabled, timeout=30_000)
+    weights.write_text("no weights any more")  # replaced after the form read it: the engine refuses it
     assert training.start_run()
     with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS) as ended:
         pass
@@ -250,9 +253,9 @@ def test_a_run_that_fails_before_its_folder_exists_points_at_no_earlier_run(qtbo
     assert not training.header.continue_run.isVisibleTo(training)
     # in the form's words: the field's label, marked in red (it said "Init_from: …")
     assert [(kind, title) for kind, title, _ in record_dialogs] == [("warning", "Could not start training")]
-    assert record_dialogs[0][2].startswith("Start from: config.toml is not an IamNN Studio checkpoint")
-    assert training.log.lines()[-1].startswith("Could not start: Start from: config.toml is not")
-    assert training.form.training.rows["init_from"].error.startswith("config.toml is not an IamNN Studio checkpoint")
+    assert record_dialogs[0][2].startswith("Start from: weights.pt is not an IamNN Studio checkpoint")
+    assert training.log.lines()[-1].startswith("Could not start: Start from: weights.pt is not")
+    assert training.form.training.rows["init_from"].error.startswith("weights.pt is not an IamNN Studio checkpoint")
 
 
 def test_opening_a_run_config_while_a_run_trains_is_refused(qtbot, window, record_dialogs, tmp_path):
