@@ -441,10 +441,13 @@ def test_after_train_longer_the_header_says_what_start_will_do(qtbot, window, tm
     """QA: after "Train longer…" the header still read "Ready to train · Choose a dataset and a model"; only a
     15-second status-bar message said the run would start from the other run's weights."""
     from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig
+    from iamnn_studio.engine.data import declared_input_shape
 
     run = tmp_path / "runs-elsewhere" / "finished"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "best.pt").write_bytes(b"weights")
+    shape = declared_input_shape(DataConfig(name="synthetic"))  # the form reads the weights: they must fit
+    checkpoint_of(ModelConfig(width=8).to_dict(), run / "checkpoints" / "best.pt", in_channels=shape.channels,
+                  image_size=shape.size, num_classes=shape.classes)
     RunConfig(name="finished", data=DataConfig(name="synthetic"), model=ModelConfig(width=8), epochs=3,
               lr=0.05).save(run / "config.toml")
     form, header = window.training.form, window.training.header
