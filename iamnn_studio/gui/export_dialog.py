@@ -568,9 +568,14 @@ class ExportDialog(QDialog):
 
     @Slot()
     def cancel_export(self) -> bool:
-        """Stop the export in its child: nothing is written (a folder it created goes too, if empty)."""
-        if not self._export.cancel():
+        """Stop the export in its child: nothing is written (a folder it created goes too, if empty). A child
+        that had already written the file is an export that finished: said as such, with its path."""
+        cancelled = self._export.cancel()
+        if cancelled is None:
             return False
+        if cancelled.finished is not None:
+            self._on_exported_in_child(cancelled.finished, lead="The export had finished before Cancel. ")
+            return True
         if self._child_export is not None and self._child_export.first_made is not None:
             _remove_empty_folders(self._child_export.target.parent, self._child_export.first_made)
         self._child_export = None
@@ -620,14 +625,15 @@ class ExportDialog(QDialog):
             target = (self._suggested_name(source, "")[0] if checkpoint else Path.home()) / target
         return Path(os.path.abspath(target))  # ".." folded, links kept (output_file follows them)
 
-    def _on_exported_in_child(self, outcome: ExportOutcome) -> None:
+    def _on_exported_in_child(self, outcome: ExportOutcome, *, lead: str = "") -> None:
         job, self._child_export = self._child_export, None
         # the Use tab's setting, in the words the exported file's metadata has
         words = outcome.halting if job is not None and job.halting_overridden else None
         self._on_exported((outcome.path, list(outcome.caveats), outcome.warning,
-                           job.created if job is not None else None, words))
+                           job.created if job is not None else None, words), lead=lead)
 
-    def _on_exported(self, outcome: tuple[str, list[str], str | None, Path | None, str | None]) -> None:
+    def _on_exported(self, outcome: tuple[str, list[str], str | None, Path | None, str | None], *,
+                     lead: str = "") -> None:
         path, caveats, mismatch, created, words = outcome
         self._exporting = False
         self.busy_widget.hide()
@@ -636,7 +642,7 @@ class ExportDialog(QDialog):
         caveat += f" Note: {mismatch}." if mismatch else ""  # starts with the path: not capitalised
         made = f" (created the folder {created})" if created is not None else ""
         halting = f" Halting: {words}, as set on the Use tab." if words else ""
-        self.result.show_message(f"Exported to {path}{made}.{halting}{caveat}",
+        self.result.show_message(f"{lead}Exported to {path}{made}.{halting}{caveat}",
                                  "warning" if caveats or mismatch else "info")
         self.reveal_button.show()
         self._update_buttons()

@@ -4,10 +4,13 @@ torch.export and the ONNX exporter hold the GIL for up to a second at a time: ru
 threads they froze the window. In a child the window stays live, Cancel can really stop the work (the
 child is killed, and the temp file it was writing removed), and a C++ abort in an exporter ends the child,
 not the app. The child answers in JSON on stdout, or fails with the CLI's one ``error:`` line on stderr.
+A Cancel that comes after the child replaced the target (it then spends a while tearing torch down) finds
+the file changed: that export had finished, and ``cancel`` says so.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +58,14 @@ class ExportOutcome:
     warning: str | None  # the suffix does not suit the format (written all the same)
 
 
+@dataclass(frozen=True)
+class Cancelled:
+    """What a Cancel stopped: ``finished`` is the export's answer when the child had already written the
+    target (Cancel came too late to stop it), else None."""
+
+    finished: ExportOutcome | None
+
+
 class ExportProcess(QObject):
     """Runs one export at a time in a child; ``succeeded(ExportOutcome)`` or ``failed(message)`` in the UI
     thread, nothing after ``cancel``."""
@@ -66,6 +77,7 @@ class ExportProcess(QObject):
         super().__init__(parent)
         self._process: QProcess | None = None
         self._request: ExportRequest | None = None
+        self._target_before: FileState = None  # the target as it was at the start: has the child written it?
         self._earlier_temp_files: set[Path] = set()
         app = QCoreApplication.instance()
         if app is not None:  # quitting mid-export: stop the child and leave no temp file
@@ -77,6 +89,7 @@ class ExportProcess(QObject):
         from iamnn_studio.engine.io import temp_files  # no torch: a plain file helper
 
         self._request = request
+        self._target_before = file_state(request.target)
         self._earlier_temp_files = temp_files(request.target)  # another export's, if any: not ours to remove
         process = self._process = QProcess(self)
         process.setProgram(EXPORT_COMMAND[0])
@@ -93,17 +106,19 @@ class ExportProcess(QObject):
     def pid(self) -> int | None:
         return self._process.processId() if self._process is not None else None
 
-    def cancel(self) -> bool:
-        """Kill the child and remove the temp file it was writing; False when none was running."""
+    def cancel(self) -> Cancelled | None:
+        """Kill the child and remove the temp file it was writing; None when none was running. A target
+        changed since the start means the child had finished its work: ``Cancelled.finished`` says what it
+        wrote (its JSON answer, when it had printed it)."""
         process, self._process = self._process, None
         if process is None:
-            return False
+            return None
         process.blockSignals(True)  # its end is no success or failure to report
         process.kill()
         process.waitForFinished(KILL_WAIT_MS)
         process.deleteLater()
         self._remove_temp_files()
-        return True
+        return Cancelled(self._finished_outcome(process))
 
     # ---------------------------------------------------------------- private
     def _on_finished(self, process: QProcess, code: int, status: QProcess.ExitStatus) -> None:
@@ -131,6 +146,17 @@ class ExportProcess(QObject):
         process.deleteLater()
         self.failed.emit(f"could not start the export process ({process.errorString()})")
 
+    def _finished_outcome(self, process: QProcess) -> ExportOutcome | None:
+        """The export's outcome if the killed child had already replaced the target, else None."""
+        request = self._request
+        if request is None or file_state(request.target) == self._target_before:
+            return None
+        out = bytes(process.readAllStandardOutput()).decode("utf-8", "replace")
+        try:
+            return parse_outcome(out)
+        except ValueError:  # killed before (or while) it printed its answer: the file is all we know
+            return ExportOutcome(str(request.target), "", (), None)
+
     def _remove_temp_files(self) -> None:
         if self._request is None:
             return
@@ -141,6 +167,19 @@ class ExportProcess(QObject):
                 path.unlink()
             except OSError:
                 pass  # gone already, or not ours to remove
+
+
+#: A file's identity and content stamp (device, inode, modification time, size), or None where there is none.
+FileState = tuple[int, int, int, int] | None
+
+
+def file_state(path: Path) -> FileState:
+    """What tells a replaced or rewritten file from the one that was there: ``os.replace`` gives a new inode."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def parse_outcome(stdout: str) -> ExportOutcome:

@@ -583,7 +583,7 @@ def test_show_in_folder_gives_the_path_when_no_file_manager_opens_it(qtbot, dial
 
 # --------------------------------------------------------------------------- the export runs in a child process
 PLUGIN_EXPORTERS = '''
-import os, resource, time
+import atexit, os, resource, time
 from iamnn_studio.engine.export import Exporter
 
 def hold_the_gil(seconds):
@@ -617,8 +617,12 @@ def abort(checkpoint, path, *, batch_size=1):
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file
     os.abort()  # as a C++ writer does when the disk fills mid-file
 
+def linger(checkpoint, path, *, batch_size=1):
+    path.write_bytes(b"exported")
+    atexit.register(time.sleep, 120)  # the file is in place and the answer printed; then torch's slow teardown
+
 def register(api):
-    for name, export in (("gil", gil), ("slow", slow), ("boom", boom), ("abort", abort)):
+    for name, export in (("gil", gil), ("slow", slow), ("boom", boom), ("abort", abort), ("linger", linger)):
         api.exporters.register(name, Exporter(name, name, "." + name, export))
 '''
 
@@ -693,6 +697,46 @@ def test_cancel_kills_the_export_and_leaves_no_file(qtbot, test_exporters, dialo
         assert not (tmp_path / "new").exists()  # the folders it made go too
     qtbot.wait(200)
     assert dialog.last_path is None and dialog.last_error is None  # no late word from the killed child
+
+
+def test_a_cancel_after_the_child_replaced_the_file_says_the_export_finished(qtbot, test_exporters, dialog, tmp_path,
+                                                                            monkeypatch):
+    """Review: Cancel pressed while the child tore torch down, after it had replaced the file, said "nothing
+    was written" of a file that was in fact replaced."""
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "model.linger"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
+    assert dialog.set_format("linger")
+    dialog.output_edit.setText(str(target))
+    assert dialog.start_export()
+    qtbot.waitUntil(lambda: target.read_bytes() == b"exported", timeout=TIMEOUT)  # replaced; the child lingers
+    qtbot.waitUntil(lambda: bytes(dialog._export._process.peek(1 << 16)).endswith(b"}\n"),
+                    timeout=TIMEOUT)  # and its answer printed
+    assert dialog.is_busy()
+
+    dialog.cancel_button.click()
+
+    assert not dialog.is_busy() and dialog.last_error is None and dialog.last_path == str(target)
+    # with the child's answer: its caveat (this checkpoint was never calibrated)
+    assert dialog.result.text().startswith(f"The export had finished before Cancel. Exported to {target}. Note: ")
+    assert dialog.reveal_button.isVisibleTo(dialog) and _leftovers(out) == ["model.linger"]
+
+
+def test_a_cancel_finds_a_target_written_before_the_child_printed_its_answer(qtbot, tmp_path):
+    from iamnn_studio.gui.export_process import ExportProcess, ExportRequest
+
+    target = tmp_path / "model.onnx"
+    process = ExportProcess()
+    process.start(ExportRequest(tmp_path / "no-such.pt", "onnx", target, replace=False))  # no event seen yet
+    target.write_bytes(b"written")  # as the child's os.replace does, just before its JSON answer
+
+    cancelled = process.cancel()
+
+    assert cancelled is not None and cancelled.finished is not None and cancelled.finished.path == str(target)
+    assert process.cancel() is None  # none running now
+    qtbot.wait(10)  # the killed child's QProcess is deleted (later) while its parent still lives
 
 
 def test_a_failing_export_shows_the_clis_one_line_error(qtbot, test_exporters, dialog, tmp_path):
