@@ -18,7 +18,6 @@ import collections
 import dataclasses
 import hashlib
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QSettings, Signal
 
 from iamnn_studio.child_process import package_environment
+from iamnn_studio.engine.io import atomic_write_text  # a plain file helper: no torch
 
 from ..worker import DetachedTasks
 
@@ -114,8 +114,11 @@ class _Child:
             self.process.kill()
         try:
             self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass  # not reaped yet (a machine under load): its pipe is closed all the same
+        try:
             self.process.stdin.close()
-        except (OSError, ValueError, subprocess.TimeoutExpired):
+        except (OSError, ValueError):  # a line it never read: the flush finds the pipe broken
             pass
 
 
@@ -381,11 +384,8 @@ def save_cached_sizes(sizes: dict[str, Any], path: Path | None = None) -> None:
     path = path or cache_path()
     kept = list(sizes.items())[-CACHED_SHAPES:]
     text = json.dumps({"stamp": sizing_stamp(), "sizes": {key: dataclasses.asdict(memory) for key, memory in kept}})
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)  # whole or not at all: another window reading it never sees half a file
+    try:  # whole or not at all, through a temp file of its own: two windows saving at once never mix
+        atomic_write_text(path, text)
     except OSError:
         pass
 

@@ -86,7 +86,11 @@ class RunForm(QWidget):
         # estimate.training_memory by training_memory_key, sized by the form's child process (0.5-1 s a shape
         # once it has imported torch), once per model shape; those of the engine's own blocks are kept on disk
         self.training_memories: dict[str, Any] = {}
-        self.unsized_shapes: set[str] = set()  # the child could not size them (or timed out): not asked again
+        # the child could not size them (or timed out): asked once more when shown again later (a busy machine
+        # may have been all that was wrong), then no more
+        self.unsized_shapes: set[str] = set()
+        self._retried_shapes: set[str] = set()
+        self._shape_shown: str | None = None  # the shape last sized or looked up: "shown again" means after another
         self._sizer = MemorySizer(self)
         self._sizer.sized.connect(self._on_memory_sized)
         self._stored_memories: dict[str, Any] = {}  # those of training_memories on disk, oldest first
@@ -457,8 +461,14 @@ class RunForm(QWidget):
         """Size the activations of this model shape's training in a child process (see the module's note); the
         answer comes to ``_on_memory_sized``. Batch edits then only rescale the per-image bytes."""
         key = _training_memory_key(model)
-        if key is None or key in self.training_memories or key in self.unsized_shapes:
+        shown_again, self._shape_shown = key != self._shape_shown, key
+        if key is None or key in self.training_memories:
             return
+        if key in self.unsized_shapes:
+            if not shown_again or key in self._retried_shapes:
+                return  # still on show since it failed (no loop), or failed twice
+            self.unsized_shapes.discard(key)
+            self._retried_shapes.add(key)
         self._sizer.size(key, model)
 
     def _on_memory_sized(self, key: str, model: dict[str, Any], memory: Any) -> None:
