@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 from shiboken6 import isValid
 
-from ..engine.pixels import to_8_bit  # torch-free: a thumbnail needs no model
+from ..engine.pixels import SIXTEEN_BIT_MODES, peak_value, to_8_bit  # torch-free: a thumbnail needs no model
 
 from .file_kinds import CHECKPOINT_FILTER, IMAGE_FILTER, MAX_FOLDER_IMAGES, sort_dropped
 from .style import scaled_px
@@ -867,9 +867,8 @@ def _read_preview(path: str) -> QImage | None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as pil:
                 pil.draft("RGB", (PREVIEW_SIZE, PREVIEW_SIZE))  # JPEG: decode at a reduced scale
-                pil = to_8_bit(ImageOps.exif_transpose(pil))  # scaled as the model reads it, before shrinking
-                pil.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
-                return _pil_to_qimage(pil)
+                ImageOps.exif_transpose(pil, in_place=True)  # in place: no full-size copy of an upright image
+                return _pil_to_qimage(_thumbnail(pil))
     except UnidentifiedImageError:
         pass
     except Exception:  # PIL knows the format and the file is damaged, too large or unreadable
@@ -882,6 +881,19 @@ def _read_preview(path: str) -> QImage | None:
         reader.setScaledSize(size.scaled(PREVIEW_SIZE, PREVIEW_SIZE, Qt.AspectRatioMode.KeepAspectRatio))
     image = reader.read()
     return None if image.isNull() else image
+
+
+def _thumbnail(pil: Any) -> Any:
+    """``pil`` shrunk to the preview's size, 16-bit and float greyscale then scaled to 8 bits as the model reads
+    the whole image (its peak sets the scale). Shrunk first: the 8-bit conversion of a ~200 MP scan, in float64,
+    took GBs."""
+    from PIL import Image
+
+    peak = peak_value(pil)
+    # PIL's reduce, the quick first step of a thumbnail, takes no 16-bit image: resampled in one step
+    pil.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.BICUBIC,
+                  reducing_gap=None if pil.mode in SIXTEEN_BIT_MODES else 2.0)
+    return to_8_bit(pil, peak=peak)
 
 
 def _pil_to_qimage(pil: Any) -> QImage | None:

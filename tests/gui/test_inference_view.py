@@ -655,6 +655,59 @@ def test_a_16_bit_or_float_image_is_previewed_as_the_model_reads_it(tmp_path, mo
         assert [preview.pixelColor(x, 4).red() for x in range(64)] == seen_by_model
 
 
+@pytest.mark.parametrize("mode, top, hot", [("F", 1.0, 20.0), ("I", 255, 300), ("I;16", 65535, None)])
+def test_a_large_16_bit_or_float_image_is_shrunk_before_its_8_bit_conversion(tmp_path, monkeypatch, mode, top, hot):
+    """Review: the thumbnail converted the full-size image to 8 bits first (in float64: GBs for a ~200 MP scan).
+    Shrunk first, it is still what the model reads, scaled by the whole image's peak: a lone ``hot`` pixel, which
+    the shrinking averages away, makes the model read these floats as 0-255 rather than 0-1 (and these integers
+    as 16-bit rather than 8-bit): a dark image, not the ramp the thumbnail's own peak would show."""
+    import numpy as np
+
+    from iamnn_studio.engine.pixels import to_8_bit
+    from iamnn_studio.gui import inference_view
+
+    height, width = 1500, 2000
+    ramp = np.tile(np.linspace(0, top, width), (height, 1))  # dark on the left, bright on the right
+    if hot is not None:
+        ramp[0, 0] = hot
+    image = Image.fromarray(ramp.astype({"F": np.float32, "I": np.int32, "I;16": np.uint16}[mode]))
+    assert image.mode == mode
+    image.save(tmp_path / "scan.tif")
+    converted_sizes = []
+    monkeypatch.setattr(inference_view, "to_8_bit", lambda pil, **kwargs: converted_sizes.append(pil.size)
+                        or to_8_bit(pil, **kwargs))
+
+    preview = inference_view._read_preview(str(tmp_path / "scan.tif"))
+
+    assert preview is not None and (preview.width(), preview.height()) == (256, 192)
+    assert converted_sizes and all(size == (256, 192) for size in converted_sizes)
+    seen_by_model = np.asarray(to_8_bit(image).resize((256, 192), Image.Resampling.BICUBIC), dtype=int)
+    shown = np.array([[preview.pixelColor(x, y).red() for x in range(256)] for y in range(0, 192, 16)])
+    assert np.abs(shown - seen_by_model[::16]).max() <= 1  # the same up to resampling
+    if hot is not None:  # the whole image's scale: dark
+        assert seen_by_model.max() <= 2
+    else:
+        assert seen_by_model[:, 0].max() < 10 and seen_by_model[:, -1].min() > 245
+
+
+def test_the_peak_read_without_a_copy_scales_as_the_whole_image_does():
+    """``peak_value`` (PIL's extrema: no copy of the pixels) gives ``to_8_bit`` the scale its own numpy pass finds,
+    NaN and infinities included (PIL's extrema start from the first pixel, here a NaN)."""
+    import numpy as np
+
+    from iamnn_studio.engine.pixels import peak_value, to_8_bit
+
+    ramp = np.linspace(0.0, 0.8, 12).reshape(3, 4)
+    first = ramp == 0
+    floats = [ramp, np.where(ramp > 0.7, np.nan, ramp), np.where(first, np.nan, ramp), np.full((3, 4), np.nan),
+              np.where(first, np.nan, ramp * 100), np.where(first, np.inf, ramp), ramp - 1]
+    integers = [(ramp * 300).astype(np.int32), (ramp * 300).astype(np.uint16), (ramp * 300 - 500).astype(np.int32)]
+    for values in [values.astype(np.float32) for values in floats] + integers:
+        image = Image.fromarray(values)
+        assert np.array_equal(np.asarray(to_8_bit(image, peak=peak_value(image))), np.asarray(to_8_bit(image)))
+    assert peak_value(Image.new("RGB", (2, 2))) is None
+
+
 @pytest.mark.parametrize("fixed_point, words", [
     ((2.0e6, 0.90), "is both cheaper and more accurate: 90.00 % top-1 at 2.00 M MACs per image, against 85.00 % at "
                     "2.50 M MACs with adaptive halting (beyond the noise: paired standard error 0.53 pt)"),
