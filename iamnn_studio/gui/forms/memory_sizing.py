@@ -29,7 +29,6 @@ from typing import Any
 from PySide6.QtCore import QObject, QSettings, Signal
 
 from iamnn_studio.child_process import package_environment
-from iamnn_studio.engine.io import atomic_write_text  # a plain file helper: no torch
 
 from ..worker import DetachedTasks
 
@@ -385,6 +384,8 @@ def save_cached_sizes(sizes: dict[str, Any], path: Path | None = None) -> None:
     kept = list(sizes.items())[-CACHED_SHAPES:]
     text = json.dumps({"stamp": sizing_stamp(), "sizes": {key: dataclasses.asdict(memory) for key, memory in kept}})
     try:  # whole or not at all, through a temp file of its own: two windows saving at once never mix
+        from iamnn_studio.engine.io import atomic_write_text  # here: the first window imports no engine module
+
         atomic_write_text(path, text)
     except OSError:
         pass
