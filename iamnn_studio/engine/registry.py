@@ -1,7 +1,7 @@
 """Name -> factory registries that the UI lists and plugins extend (timm's ``register_model`` idea)."""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 

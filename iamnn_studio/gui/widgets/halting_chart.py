@@ -199,7 +199,6 @@ class HaltingCharts(QWidget):
             self.setFixedHeight(height)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
-        count = len(self.blocks)
         return QSize(self.one_row_width(), self.height())
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt name)

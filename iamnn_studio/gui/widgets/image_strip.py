@@ -5,7 +5,7 @@ from typing import Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
 from . import theme
 from .prediction_card import thumbnail_pixmap
