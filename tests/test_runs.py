@@ -483,6 +483,42 @@ def test_train_longer_is_refused_for_an_emptied_settings_file_or_an_unreadable_c
     assert train_longer_problem(run).startswith("its checkpoint cannot be read")
 
 
+def test_a_run_without_its_status_lists_the_epochs_its_checkpoint_holds(trained_run, tmp_path):
+    """QA: a run folder with checkpoints but no status.json (copied without it, or deleted) listed "0/2": a false
+    0. The newest checkpoint's training state tells; where even that cannot tell, "?"."""
+    import shutil
+
+    import torch
+
+    from iamnn_studio.engine.trainer import Trainer
+
+    torch.set_num_threads(1)
+    config = _tiny("limited")
+    config.batch_size, config.epochs, config.max_steps = 16, 3, 5  # 48 training images: 3 steps per epoch
+    result = Trainer(config.validate(), runs_dir=tmp_path / "runs").run()
+    assert result.state == "completed", result.reason
+    run = Path(result.run_dir)
+    [before] = list_runs(tmp_path / "runs")
+    (run / "status.json").unlink()
+    [after] = list_runs(tmp_path / "runs")
+    assert after.status == "unknown" and after.epochs_text() == before.epochs_text() == "1/2 (+2 of 3 steps)"
+    assert (after.epochs_done, after.step) == (1, 5)
+
+    (run / "metrics.jsonl").unlink()  # nor the steps per epoch: whether the limit cut the 2nd epoch short is unknown
+    [unknown] = list_runs(tmp_path / "runs")
+    assert unknown.epochs_text() == "?/?" and unknown.to_dict()["epochs_done"] is None
+
+    copied = tmp_path / "copied" / "run"  # one epoch, no step limit: the checkpoint's epochs are whole ones
+    shutil.copytree(trained_run, copied)
+    for name in ("status.json", "metrics.jsonl"):
+        (copied / name).unlink()
+    [whole] = list_runs(copied.parent)
+    assert whole.epochs_text() == "1/1"
+    for checkpoint in (copied / "checkpoints").glob("*.pt"):
+        checkpoint.write_bytes(b"junk")
+    assert list_runs(copied.parent)[0].epochs_text() == "?/1"
+
+
 # ----------------------------------------------------------------- a run that ended before its first checkpoint
 def _run_without_checkpoint(runs_dir: Path, *, pid: int, host: str | None = None) -> Path:
     import socket

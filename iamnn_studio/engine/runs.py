@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import socket
 import threading
+import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -454,7 +456,7 @@ class RunSummary:
     path: Path
     status: str  # a RUN_STATES value, "interrupted", "unknown" or "unreadable"
     best_accuracy: float | None
-    epochs_done: int
+    epochs_done: int | None  # None: unknown (no status.json, and a checkpoint that does not tell)
     total_epochs: int | None
     created: float  # Unix time
     model: str  # e.g. "IamNN-50 w16 adaptive"
@@ -565,16 +567,18 @@ def _summarise(folder: Path) -> RunSummary | None:
             total_epochs=None, created=created, model="?", dataset="?", reason=str(exc),
         )
     started = started_event(folder)
+    step = status.get("step") if status else None
     if status is None:
         state, reason = "unknown", "status.json is missing or damaged"
-        best, done, total = None, 0, _planned_epochs(config, started)
+        best, total = None, _planned_epochs(config, started)
+        done, step = _checkpoint_progress(folder, config, _steps_per_epoch(started))
     else:
         state, reason = effective_state(status)
         best = _number(status.get("best_accuracy"))
-        done = int(_number(status.get("epochs_done")) or 0)
+        done = _number(status.get("epochs_done"))
+        done = int(done) if done is not None else _checkpoint_progress(folder, config, _steps_per_epoch(started))[0]
         total = _number(status.get("total_epochs"))
         total = int(total) if total is not None else config.epochs
-    step = status.get("step") if status else None
     if state == "failed" and not (folder / CHECKPOINT_DIR / "last.pt").is_file():
         step = None  # the steps of a run that failed before its first checkpoint are lost: nothing to resume
     top1, split, evaluation_problem = evaluation_summary(folder)
@@ -585,6 +589,81 @@ def _summarise(folder: Path) -> RunSummary | None:
         step=step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None,
         steps_per_epoch=_steps_per_epoch(started),
     )
+
+
+def _checkpoint_progress(folder: Path, config: RunConfig, steps_per_epoch: int | None) -> tuple[int | None, int | None]:
+    """(whole epochs done, steps done) as the run's newest checkpoint records them, for a run whose status.json
+    is gone or damaged (copied without it, deleted): (0, None) without a checkpoint, as every epoch's end saves
+    one; (None, ...) where the checkpoint cannot tell, which the list shows as "?", never as a false 0."""
+    checkpoint = _newest_checkpoint(folder)
+    if checkpoint is None:
+        return 0, None
+    state = read_training_state(checkpoint) or {}
+    epoch, step = state.get("epoch"), state.get("step")
+    if not (_is_count(epoch) and _is_count(step)):
+        return None, None
+    if steps_per_epoch:  # whole epochs only, as the trainer's status.json counts them
+        return min(epoch, step // steps_per_epoch), step
+    if config.max_steps is not None and step >= config.max_steps:
+        return None, step  # the trainer counts an epoch its step limit cut short as ended: whole or not is unknown
+    return epoch, step
+
+
+def _newest_checkpoint(folder: Path) -> Path | None:
+    """The run's most recently written checkpoint (last.pt, or best.pt where last.pt is gone), or None."""
+    found = []
+    for name in ("last.pt", "best.pt"):
+        try:
+            found.append(((folder / CHECKPOINT_DIR / name).stat().st_mtime, folder / CHECKPOINT_DIR / name))
+        except OSError:
+            continue
+    return max(found)[1] if found else None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+#: A checkpoint's pickled dict without its tensors is kilobytes (the tensors are separate archive entries).
+MAX_CHECKPOINT_PICKLE_BYTES = 16 << 20
+
+
+def read_training_state(path: str | Path) -> dict[str, Any] | None:
+    """The ``training_state`` a checkpoint holds (epoch, step, ...; its tensors left out), or None where the
+    file has none or cannot be read. Reads only the archive's small pickle, not the weights, and imports
+    nothing (no torch): cheap enough for every listing of the runs."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entry = next((i for i in archive.infolist() if i.filename.count("/") == 1
+                          and i.filename.endswith("/data.pkl")), None)
+            if entry is None or entry.file_size > MAX_CHECKPOINT_PICKLE_BYTES:
+                return None
+            payload = _TensorsLeftOut(archive.open(entry)).load()
+    except Exception:  # noqa: BLE001 - a damaged or foreign file of any kind: its progress is unknown
+        return None
+    state = payload.get("training_state") if isinstance(payload, dict) else None
+    return state if isinstance(state, dict) else None
+
+
+class _TensorsLeftOut(pickle.Unpickler):
+    """Unpickles torch.save's plain data (dicts, lists, numbers, strings) with every tensor, storage and other
+    torch object replaced by a stand-in: no class is looked up, so no code of the file's choosing runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return dict if (module, name) == ("collections", "OrderedDict") else _LeftOut
+
+    def persistent_load(self, pid: Any) -> None:  # a tensor's storage, kept outside the pickle
+        return None
+
+
+class _LeftOut:
+    """What a tensor or another torch object unpickles to: it takes any arguments and any state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
 
 
 def _planned_epochs(config: RunConfig, started: dict[str, Any] | None) -> int | None:
@@ -643,7 +722,8 @@ def epochs_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch:
     if not isinstance(step, int) or isinstance(step, bool) or not steps_per_epoch:
         if prose:
             return ""
-        return f"{epochs_done}{separator}{total_epochs or '?'}{unit}"  # "?": a plan no file tells
+        done = "?" if epochs_done is None else epochs_done  # "?": progress or a plan no file tells
+        return f"{done}{separator}{total_epochs or '?'}{unit}"
     full, rest = divmod(step, steps_per_epoch)
     total = total_epochs if total_epochs else "?"
     if prose:
