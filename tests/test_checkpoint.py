@@ -190,10 +190,10 @@ def test_a_torchscript_export_is_named_as_one_without_torchs_warning(tmp_path):
 
 
 @pytest.mark.parametrize("key, value, words", [
-    ("mean", [0.5, 0.5, 0.5], "normalisation mean [0.5, 0.5, 0.5] does not fit a model of 1 input channel"),
+    ("mean", [0.5, 0.5, 0.5], "normalisation mean holds 0.5, 0.5 and 0.5, which does not fit a model of 1 input channel"),
     ("mean", 0.5, "normalisation mean is not a list of numbers"),
-    ("std", [0.0], "normalisation std [0.0] must be positive"),
-    ("std", [float("nan")], "normalisation std [nan] does not fit"),
+    ("std", [0.0], "normalisation std must be positive, got 0"),  # in words, not Python's list "[0.0]"
+    ("std", [float("nan")], "normalisation std holds nan, which does not fit"),
 ])
 def test_a_checkpoint_whose_normalisation_cannot_work_is_refused_at_load(tmp_path, key, value, words):
     save_tiny(tmp_path / "model.pt")
@@ -240,7 +240,7 @@ def test_mismatched_shape_is_refused_naming_the_parameter(tmp_path):
     payload["model_config"]["num_classes"] = 5
     payload["classes"] = list("abcde")
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match=r"parameter 'fc\.weight' has shape \[3, 128\] in the checkpoint but \[5, 128\]"):
+    with pytest.raises(CheckpointError, match=r"parameter 'fc\.weight' has shape 3×128 in the checkpoint but shape 5×128 "):
         load_checkpoint(path)
 
 

@@ -522,8 +522,18 @@ def test_a_config_file_says_no_step_limit_with_0_as_the_command_line_does(tmp_pa
     ('amp = "no"\n', "amp: must be true or false, got 'no'"),  # a string "no" was taken as on
     ("calibrate_halting = 1\n", "calibrate_halting: must be true or false, got 1"),
     ("[model]\niterations = 3\n", "iterations: needs four positive integers, got 3"),
-    ("[model]\niterations = [1, 2, true, 1]\n", "iterations: needs four positive integers, got (1, 2, True, 1)"),
+    # list settings in the file's words, not as a Python tuple ("got (1, 2, True, 1)")
+    ("[model]\niterations = [1, 2, true, 1]\n", "iterations: needs four positive integers, got 1, 2, true, 1"),
+    ("[model]\niterations = []\n", "iterations: needs four positive integers, got an empty list"),
     ("[model]\nhalting_caps = 2\n", "halting_caps: needs one integer per block between 1 and its cap"),
+    ("[model]\niterations = [1, 2, 3, 1]\nhalting_caps = [1, 5, 1, 1]\n",
+     "halting_caps: needs one integer per block between 1 and its cap (caps 1·2·3·1), got 1, 5, 1, 1\n"),
+    # the choices as a sentence lists them, not a Python tuple ("must be one of ('sgd', 'adamw')")
+    ("[model]\ndepth = 51\n", "depth: 51 is not a ResNet depth; choose 18, 34, 50, 101 or 152\n"),
+    ('[model]\nstem = "large"\n', "stem: must be auto, small or imagenet, got 'large'\n"),
+    ("[model]\nhalting = true\n", "halting: must be calibrated or act, got true\n"),
+    ('optimizer = "adam"\n', "optimizer: must be sgd or adamw, got 'adam'\n"),
+    ('schedule = "linear"\n', "schedule: must be cosine, one-cycle, step or constant, got 'linear'\n"),
     ("[model]\nmode = 3\n", "mode: must be 'adaptive', 'fixed:N' or 'max', got 3"),
     ("epochs = 99999999999999999999\n", "epochs: must be at most 100000, got 99999999999999999999"),
 ])

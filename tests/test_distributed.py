@@ -173,17 +173,22 @@ def test_a_missing_start_checkpoint_is_said_once_before_any_process_starts(tmp_r
     assert list(tmp_runs.iterdir()) == []
 
 
-def test_a_start_checkpoint_of_another_width_is_said_once_before_any_process_starts(tmp_runs, tmp_path):
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("width", 8, "width 8, this run builds width 4"),
+    ("iterations", (2, 2, 2, 2), "caps 2·2·2·2, this run builds caps 1·2·2·1"),  # not Python's "(2, 2, 2, 2)"
+])
+def test_a_start_checkpoint_of_another_network_is_said_once_before_any_process_starts(
+        tmp_runs, tmp_path, field, value, said):
     from iamnn_studio.engine.checkpoint import save_checkpoint
     from iamnn_studio.engine.model import build_model
 
     config = tiny_config()
     other = copy.deepcopy(config.model)
-    other.width = 8
-    save_checkpoint(tmp_path / "wide.pt", build_model(other), classes=[str(i) for i in range(other.num_classes)],
+    setattr(other, field, value)
+    save_checkpoint(tmp_path / "other.pt", build_model(other), classes=[str(i) for i in range(other.num_classes)],
                     mean=[0.5] * other.in_channels, std=[0.25] * other.in_channels)
-    config.init_from = str(tmp_path / "wide.pt")
-    with pytest.raises(ValueError, match=r"^init_from: .*wide.pt holds a network of width 8, this run builds width 4"):
+    config.init_from = str(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=rf"^init_from: .*other.pt holds a network of {said}; "):
         launch(config, 2, runs_dir=tmp_runs, master_port=free_port())
     assert list(tmp_runs.iterdir()) == []
 

@@ -94,6 +94,16 @@ def test_adaptivity_evidence_is_reported(report):
     assert collapse["alarm"] == (collapse["p90_over_p10"] < 1.3 or collapse["top_vector_share"] > 0.8)
 
 
+def test_a_collapsed_halting_names_its_iterations_as_the_app_writes_caps(model, data):
+    """The alarm read "100% of images use iterations [1, 1, 1, 1]": a Python list in the CLI and the Study tab."""
+    import copy
+
+    collapsed = copy.deepcopy(model)
+    collapsed.set_threshold(1e-6)  # every block halts at its first iteration
+    reasons = run(collapsed, data, sweep=False)["adaptivity"]["collapse"]["reasons"]
+    assert "100% of images use iterations 1·1·1·1 (> 80%)" in reasons, reasons
+
+
 def test_random_control_deals_out_the_same_iteration_vectors(report, model, data):
     control = report["adaptivity"]["random_allocation"]
     assert 0.0 <= control["top1"] <= 1.0

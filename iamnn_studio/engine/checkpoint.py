@@ -215,12 +215,19 @@ def _normalisation(path: Path, payload: dict[str, Any], config: ModelConfig) -> 
         except (TypeError, ValueError):
             raise CheckpointError(f"{path.name} is damaged: its normalisation {key} is not a list of numbers") from None
         if len(numbers) != config.in_channels or not all(math.isfinite(v) for v in numbers):
-            raise CheckpointError(f"{path.name} is damaged: its normalisation {key} {list(numbers)} does not fit a "
-                                  f"model of {config.in_channels} input channel(s)")
+            raise CheckpointError(f"{path.name} is damaged: its normalisation {key} holds {_numbers_text(numbers)}, "
+                                  f"which does not fit a model of {config.in_channels} input channel(s)")
         pair.append(numbers)
     if any(v <= 0 for v in pair[1]):
-        raise CheckpointError(f"{path.name} is damaged: its normalisation std {list(pair[1])} must be positive")
+        raise CheckpointError(f"{path.name} is damaged: its normalisation std must be positive, got "
+                              f"{_numbers_text(pair[1])}")
     return pair[0], pair[1]
+
+
+def _numbers_text(numbers: Sequence[float]) -> str:
+    """Numbers as a sentence lists them: "0.5, 0.5 and 0.5"."""
+    words = [f"{v:g}" for v in numbers]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
@@ -317,6 +324,11 @@ def _model_config(path: Path, payload: dict[str, Any]) -> ModelConfig:
     return config
 
 
+def _shape_text(shape: Sequence[int]) -> str:
+    """A tensor's shape as image sizes are written, "64×3×3×3" (not torch's list); "0-d" for a single number."""
+    return "×".join(str(n) for n in shape) or "0-d"
+
+
 def _load_weights(path: Path, model: nn.Module, state_dict: Any, config: ModelConfig) -> None:
     """``load_state_dict(strict=True)``, after naming the first missing, extra or misshapen parameter."""
     if not isinstance(state_dict, dict):
@@ -334,10 +346,11 @@ def _load_weights(path: Path, model: nn.Module, state_dict: Any, config: ModelCo
     for key, tensor in expected.items():
         stored = state_dict[key]
         if not isinstance(stored, torch.Tensor) or stored.shape != tensor.shape:
-            got = list(stored.shape) if isinstance(stored, torch.Tensor) else type(stored).__name__
+            got = (f"shape {_shape_text(stored.shape)}" if isinstance(stored, torch.Tensor)
+                   else f"type {type(stored).__name__}")
             raise CheckpointError(
-                f"{path.name} does not fit {what}: parameter {key!r} has shape {got} "
-                f"in the checkpoint but {list(tensor.shape)} in the model"
+                f"{path.name} does not fit {what}: parameter {key!r} has {got} "
+                f"in the checkpoint but shape {_shape_text(tensor.shape)} in the model"
             )
         if stored.is_floating_point() and not bool(torch.isfinite(stored).all()):
             # such a model answers "nan %" for every image: say so once, at loading

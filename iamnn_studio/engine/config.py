@@ -61,6 +61,17 @@ def _field_error(name: str, message: str) -> ValueError:
     return ValueError(f"{name}: {message}")
 
 
+def caps_text(caps: Any) -> str:
+    """Iterations per block as the app, the logs and messages write them: "3·4·6·3"."""
+    return "·".join(str(n) for n in caps)
+
+
+def one_of(choices: Any) -> str:
+    """The allowed values as a message lists them: "sgd or adamw", "auto, small or imagenet"."""
+    names = [str(c) for c in choices]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 @dataclass
 class ModelConfig:
     """An IamNN (or its unshared ResNet baseline).
@@ -131,12 +142,12 @@ class ModelConfig:
     def validate(self) -> "ModelConfig":
         if self.iterations is None and self.depth not in DEPTH_ITERATIONS:
             raise _field_error(
-                "depth", f"{self.depth!r} is not a ResNet depth; choose one of {sorted(DEPTH_ITERATIONS)}"
+                "depth", f"{_shown(self.depth)} is not a ResNet depth; choose {one_of(sorted(DEPTH_ITERATIONS))}"
             )
         if self.iterations is not None:
             caps = tuple(self.iterations) if isinstance(self.iterations, (list, tuple)) else ()
             if len(caps) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in caps):
-                raise _field_error("iterations", f"needs four positive integers, got {self.iterations!r}")
+                raise _field_error("iterations", f"needs four positive integers, got {_listed(self.iterations)}")
             if max(caps) > MAX_ITERATIONS:
                 raise _field_error("iterations", f"at most {MAX_ITERATIONS} iterations per block, got {max(caps)}")
         _positive_int("width", self.width, MAX_WIDTH)
@@ -147,7 +158,7 @@ class ModelConfig:
         if self.image_size < 8:
             raise _field_error("image_size", f"must be at least 8 pixels, got {self.image_size}")
         if self.stem not in STEMS:
-            raise _field_error("stem", f"must be one of {STEMS}, got {self.stem!r}")
+            raise _field_error("stem", f"must be {one_of(STEMS)}, got {_shown(self.stem)}")
         if not isinstance(self.mode, str) or (self.mode not in ("adaptive", "max") and not self.mode.startswith("fixed:")):
             raise _field_error("mode", f"must be 'adaptive', 'fixed:N' or 'max', got {self.mode!r}")
         if self.mode.startswith("fixed:"):
@@ -158,7 +169,7 @@ class ModelConfig:
             if n < 1:
                 raise _field_error("mode", f"'fixed:N' needs N >= 1, got {n}")
         if self.halting not in HALTING_KINDS:
-            raise _field_error("halting", f"must be one of {HALTING_KINDS}, got {self.halting!r}")
+            raise _field_error("halting", f"must be {one_of(HALTING_KINDS)}, got {_shown(self.halting)}")
         if not _is_number(self.tau) or self.tau < 0:
             raise _field_error("tau", f"the ponder weight must be >= 0, got {self.tau!r}")
         if self.tau > MAX_TAU:
@@ -171,13 +182,13 @@ class ModelConfig:
             raise _field_error("threshold", f"must be at least {MIN_THRESHOLD}, got {self.threshold!r} (0 in the "
                                             "model's float32 arithmetic: every block would stop at its first iteration)")
         if self.architecture not in ARCHITECTURES:
-            raise _field_error("architecture", f"must be one of {ARCHITECTURES}, got {self.architecture!r}")
+            raise _field_error("architecture", f"must be {one_of(ARCHITECTURES)}, got {_shown(self.architecture)}")
         if self.halting_caps is not None:
             limits = tuple(self.halting_caps) if isinstance(self.halting_caps, (list, tuple)) else ()
             if (len(limits) != len(self.caps) or any(isinstance(n, bool) or not isinstance(n, int) for n in limits)
                     or any(not 1 <= n <= cap for n, cap in zip(limits, self.caps))):
-                raise _field_error("halting_caps", f"needs one integer per block between 1 and its cap "
-                                                   f"{list(self.caps)}, got {self.halting_caps!r}")
+                raise _field_error("halting_caps", f"needs one integer per block between 1 and its cap (caps "
+                                                   f"{caps_text(self.caps)}), got {_listed(self.halting_caps)}")
         return self
 
     # ------------------------------------------------------------ serialisation
@@ -223,6 +234,13 @@ def _is_number(v: Any) -> bool:
 def _shown(value: Any) -> str:
     """A setting's value as the TOML file or the command line wrote it (``true``, not Python's ``True``)."""
     return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _listed(value: Any) -> str:
+    """A list setting's value item by item, as the file wrote it ("1, 2, true, 1"), not as a Python tuple."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_shown(item) for item in value) or "an empty list"
+    return _shown(value)
 
 
 def _boolean(name: str, value: Any) -> None:
@@ -340,7 +358,7 @@ class RunConfig:
         self.data.validate()
         self.model.validate()
         if self.optimizer not in OPTIMIZERS:
-            raise _field_error("optimizer", f"must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise _field_error("optimizer", f"must be {one_of(OPTIMIZERS)}, got {_shown(self.optimizer)}")
         if not _is_number(self.lr) or self.lr <= 0:
             raise _field_error("lr", f"the learning rate must be > 0, got {self.lr!r}")
         if self.lr > MAX_LR:
@@ -352,7 +370,7 @@ class RunConfig:
         if self.weight_decay > MAX_WEIGHT_DECAY:
             raise _field_error("weight_decay", f"must be at most {MAX_WEIGHT_DECAY:g}, got {self.weight_decay!r}")
         if self.schedule not in SCHEDULES:
-            raise _field_error("schedule", f"must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise _field_error("schedule", f"must be {one_of(SCHEDULES)}, got {_shown(self.schedule)}")
         if not _is_number(self.label_smoothing) or not 0 <= self.label_smoothing < 1:
             raise _field_error("label_smoothing", f"must be in [0, 1), got {self.label_smoothing!r}")
         _positive_int("batch_size", self.batch_size)

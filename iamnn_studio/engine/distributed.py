@@ -35,7 +35,7 @@ from typing import Any, Iterable
 import torch
 import torch.distributed as dist
 
-from .config import RunConfig
+from .config import RunConfig, caps_text
 from .events import Event, Listener
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,8 @@ def _check_same_network(start: Path, config: RunConfig) -> None:
     except CheckpointError as exc:
         raise ValueError(f"init_from: {exc}") from None
     ours = config.model
-    for name, mine, other in (("architecture", ours.architecture, theirs.architecture), ("caps", ours.caps, theirs.caps),
+    for name, mine, other in (("architecture", ours.architecture, theirs.architecture),
+                              ("caps", caps_text(ours.caps), caps_text(theirs.caps)),
                               ("width", ours.width, theirs.width), ("block", ours.block, theirs.block)):
         if mine != other:
             raise ValueError(f"init_from: {start} holds a network of {name} {other}, this run builds {name} {mine}; "

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import split_forward
+from .config import caps_text
 from .data.bundle import ImageTensors
 from .data.augment import normalize
 
@@ -395,7 +396,8 @@ def _adaptivity(run: _Pass, labels: Tensor, loss: Tensor, classes: Sequence[str]
     if spread is not None and spread < COLLAPSE_SPREAD:
         reasons.append(f"p90/p10 of MACs is {spread:.2f} (< {COLLAPSE_SPREAD})")
     if top_share > COLLAPSE_SHARE:
-        reasons.append(f"{top_share:.0%} of images use iterations {vectors[top].tolist()} (> {COLLAPSE_SHARE:.0%})")
+        reasons.append(f"{top_share:.0%} of images use iterations {caps_text(vectors[top].tolist())} "
+                       f"(> {COLLAPSE_SHARE:.0%})")
     return {
         "spearman_macs_vs_loss": _spearman(macs.numpy(), loss.double().numpy()),
         "macs_wrong": float(macs[~right].mean()) if (~right).any() else None,

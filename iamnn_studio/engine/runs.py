@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .config import ModelConfig, RunConfig
+from .config import ModelConfig, RunConfig, one_of
 from .io import atomic_write_json
 
 RUN_STATES = ("running", "paused", "stopped", "completed", "failed")
@@ -287,7 +287,7 @@ class RunDirectory:
     ) -> None:
         """Replace status.json; ``created`` is kept from the first write."""
         if state not in RUN_STATES:
-            raise ValueError(f"state: must be one of {RUN_STATES}, got {state!r}")
+            raise ValueError(f"state: must be {one_of(RUN_STATES)}, got {state!r}")
         previous = self.read_status() or {}
         status = {
             "state": state,
