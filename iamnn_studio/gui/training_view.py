@@ -467,6 +467,7 @@ class TrainingView(QWidget):
 
         h = self.header
         h.start.clicked.connect(self.start_run)
+        h.start.installEventFilter(self)  # a click on the greyed-out Start shows the field that holds it back
         h.pause.clicked.connect(self.toggle_pause)
         h.stop.clicked.connect(self.stop_run)
         h.open_study.clicked.connect(lambda: self.last_run_dir and self.open_in_study.emit(self.last_run_dir))
@@ -476,6 +477,14 @@ class TrainingView(QWidget):
         # The reason Start is greyed out can change while the form stays invalid (another bad folder).
         self.form.revalidated.connect(self._update_buttons)
         self._update_buttons()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
+        # A disabled button gets no clicked signal, but its filter still sees the mouse: Start greyed out by a field
+        # in red brings that field into view (it may be scrolled out of sight in a small window).
+        if (watched is self.header.start and event.type() == QEvent.Type.MouseButtonRelease
+                and not self.header.start.isEnabled() and self.session is None and self._engine_ready):
+            self.form.reveal_first_error()
+        return super().eventFilter(watched, event)
 
     def _fit_form_width(self) -> None:
         """The settings column is never narrower than its widest row: its scroll area cuts off, it
@@ -564,6 +573,7 @@ class TrainingView(QWidget):
         if blocker:
             self.form.revalidate()
             self._set_state("idle", f"Cannot start: {blocker}")
+            self.form.reveal_first_error()
             return False
         self._launch(config, run_dir=None, resume=False, title=config.name)
         return True

@@ -1004,3 +1004,34 @@ def test_a_dataset_without_download_leaves_no_gap_where_its_download_row_was(qtb
     dataset.provider.set_value("imagefolder")
     qtbot.waitUntil(lambda: not dataset.download.isVisible(), timeout=5_000)
     qtbot.waitUntil(lambda: gap(folder, dataset.val_percent) <= between_rows + 1, timeout=5_000)
+
+
+def in_view(scroll, widget) -> bool:
+    """Whether ``widget`` shows whole in the scroll area's viewport."""
+    from PySide6.QtCore import QRect
+
+    top_left = widget.mapTo(scroll.viewport(), widget.rect().topLeft())
+    return scroll.viewport().rect().contains(QRect(top_left, widget.size()))
+
+
+@pytest.mark.parametrize("size", [(960, 640), (800, 600)])
+def test_start_greyed_out_by_a_field_below_the_fold_scrolls_to_it_and_focuses_it(qtbot, window, form, size):
+    """QA: "Fix the fields marked in red first", and the red field was scrolled out of sight in a small window."""
+    from PySide6.QtCore import Qt
+
+    start, scroll, batch = window.training.header.start, form.pages.widget(1), form.training.batch_size
+    window.resize(*size)
+    window.activateWindow()
+    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    scroll.verticalScrollBar().setValue(0)
+    batch.setValue(0)
+    qtbot.wait(50)  # laid out at the new size
+    assert not start.isEnabled() and "batch_size" in form.errors
+    assert not in_view(scroll, batch) and not batch.hasFocus()  # below the fold: the test means something
+
+    qtbot.mouseClick(start, Qt.MouseButton.LeftButton)
+    assert in_view(scroll, batch) and in_view(scroll, form.training.rows["batch_size"].error_label)
+    qtbot.waitUntil(batch.hasFocus, timeout=5_000)
+
+    scroll.verticalScrollBar().setValue(0)  # Start pressed from code (the button's own path) does the same
+    assert not window.training.start_run() and in_view(scroll, batch)

@@ -60,7 +60,7 @@ class RunForm(QWidget):
         for card in (self.dataset, self.model, self.training):
             column.addWidget(card)
         column.addStretch(1)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(content)
@@ -238,6 +238,21 @@ class RunForm(QWidget):
         self._set_valid(not self.errors and self.dataset_error is None and not self.dataset.checking()
                         and not self.training.checking_start_from())
         self.revalidated.emit()
+
+    def reveal_first_error(self) -> bool:
+        """Scroll the topmost field marked in red into view, its message too, and give it the keyboard focus;
+        False where no shown field is marked. QA: in a 960 x 640 window "Fix the fields marked in red first"
+        pointed at a field scrolled out of sight."""
+        row = next((row for panel in (self.dataset, self.model, self.training) for row in panel.rows.values()
+                    if row.error and row.widget.isVisibleTo(self)), None)
+        if row is None:
+            return False
+        target = next((widget for widget in row.inputs if widget.isVisibleTo(self) and widget.isEnabled()),
+                      row.widget)
+        self.scroll.ensureWidgetVisible(row.error_label)  # first the message under it, then the input above it
+        self.scroll.ensureWidgetVisible(target)
+        target.setFocus(Qt.FocusReason.OtherFocusReason)
+        return True
 
     def sizing_memory(self) -> bool:
         """Whether the training memory of the model shown is still being sized (its batch not yet checked
