@@ -49,11 +49,14 @@ ELIDED_COLUMNS = (COLUMNS.index("Name"), COLUMNS.index("Model"))
 #: An elided column narrower than this shows too little of its text to tell runs apart; where the others leave
 #: less (a 14-pt font in a 960 px window) the table scrolls sideways rather than cut a column meant to be whole.
 MIN_ELIDED_WIDTH = 80
+STATUS_COLUMN = COLUMNS.index("Status")
 #: States from which training can go on from checkpoints/last.pt.
 CONTINUABLE = ("stopped", "interrupted", "failed", "paused")
 CONTINUE_TIP = "Resume a stopped or interrupted run from its last checkpoint"
 #: The Train tab's states (TrainingView.state) of a run this window holds, as the Runs tab words them.
 HELD_WORDS = {"starting": "starting", "running": "training", "paused": "paused", "stopping": "stopping"}
+#: The Train tab's states its run's status cell shows at once (the others wait for the run's status.json).
+HELD_STATUSES = ("running", "paused")
 STATUS_COLORS = {
     "running": theme.ACCENT,
     "completed": theme.GOOD,
@@ -168,8 +171,21 @@ class RunsView(QWidget):
         Train longer waits: QA found both offered for it, both ending in "A run is already training"."""
         held = (str(Path(run_dir).resolve()), state) if run_dir else None
         if held != self._held:  # the Train tab reports every progress sentence: act on a change only
-            self._held = held
+            before, self._held = self._held, held
+            self._show_held_statuses({entry[0] for entry in (before, held) if entry is not None})
             self._update_actions()
+
+    def _show_held_statuses(self, paths: set[str]) -> None:
+        """Rewrite the status cells of the runs in ``paths`` (resolved folders) for the Train tab's state now, shown
+        or not: QA saw "running" for the run paused here until the tab was shown again and listed the folder."""
+        by_path = {str(run.path): run for run in self._runs}
+        cells = []  # first found, then rewritten: a sorted table may move a row whose cell changes
+        for row in range(self.table.rowCount()):
+            path = self.table.item(row, 0).data(Qt.ItemDataRole.UserRole)
+            if path in by_path and str(Path(path).resolve()) in paths:
+                cells.append((self.table.item(row, STATUS_COLUMN), by_path[path]))
+        for item, run in cells:
+            _show_status(item, run, self._held_state(run))
 
     def _held_state(self, run: Any | None) -> str | None:
         """The Train tab's state of ``run`` where this window holds it, else None."""
@@ -398,7 +414,7 @@ class RunsView(QWidget):
         self.table.setRowCount(0)  # then fill: replacing 2,400 items one by one re-measured the columns each time (8 s)
         self.table.setRowCount(len(runs))
         for row, run in enumerate(runs):
-            for column, item in enumerate(_row_items(run)):
+            for column, item in enumerate(_row_items(run, self._held_state(run))):
                 self.table.setItem(row, column, item)
         self.table.setSortingEnabled(True)
         self._fit_elided_columns()
@@ -725,7 +741,21 @@ def _created_text(created: datetime | None) -> str:
     return created.strftime("%d %b %H:%M" if created.year == datetime.now().year else "%Y-%m-%d")
 
 
-def _row_items(run: Any) -> list[QTableWidgetItem]:
+def _show_status(item: _SortItem, run: Any, held: str | None) -> None:
+    """The status cell of ``run``: the Train tab's own state where this window trains or pauses it (its status.json
+    is read only at the next listing), else the listing's."""
+    state = held if held in HELD_STATUSES else run.status
+    item.setText(state if held in HELD_STATUSES else run.status_text)
+    item.key = state
+    color = STATUS_COLORS.get(state)
+    item.setData(Qt.ItemDataRole.ForegroundRole, QBrush(QColor(color)) if color else None)
+    if held in HELD_STATUSES:
+        item.setToolTip(f"{state.capitalize()} in the Train tab of this window")
+    else:
+        item.setToolTip(run.reason or "")
+
+
+def _row_items(run: Any, held: str | None = None) -> list[QTableWidgetItem]:
     created = datetime.fromtimestamp(run.created) if run.created else None
     # "0 / 1 (+40 steps)" for a run its step limit ended; the tooltip adds "of 844" (a 960 px window needs the room)
     epochs = run.epochs_text(" / ", brief=True)
@@ -734,7 +764,7 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
         _SortItem(run.name, run.name.lower()),
         _SortItem(run.dataset, run.dataset),
         _SortItem(run.model, run.model),
-        _SortItem(run.status_text, run.status),
+        _SortItem("", None),  # the status: _show_status
         _SortItem(epochs, (run.epochs_done, run.step or 0)),
         _SortItem(formatting.percent(run.best_accuracy), run.best_accuracy),
         _SortItem(formatting.percent(run.test_accuracy) + (" (val)" if held_out else ""), run.test_accuracy),
@@ -746,11 +776,7 @@ def _row_items(run: Any) -> list[QTableWidgetItem]:
     items[4].setToolTip(run.epochs_text(" / "))
     if created is not None:
         items[7].setToolTip(created.strftime("%Y-%m-%d %H:%M:%S"))
-    color = STATUS_COLORS.get(run.status)
-    if color:
-        items[3].setForeground(QBrush(QColor(color)))
-    if run.reason:
-        items[3].setToolTip(run.reason)
+    _show_status(items[STATUS_COLUMN], run, held)
     if run.status == "unreadable":
         for item in items[1:3]:
             item.setForeground(QBrush(QColor(theme.TEXT_FAINT)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QThread
+from PySide6.QtCore import QThread, Qt
 
 from .conftest import checkpoint_of, stop_and_wait, tiny_run_values
 
@@ -789,3 +789,40 @@ def test_the_runs_tab_resumes_the_run_paused_in_this_window(qtbot, window, recor
     assert not runs.continue_button.isEnabled()  # training in this window: nothing to continue
     stop_and_wait(qtbot, training)
     assert runs.continue_button.text() == "Continue training"
+
+
+def test_the_runs_tab_says_paused_and_running_again_as_the_run_here_pauses_and_resumes(qtbot, window):
+    """QA: the Runs tab's status column read "running" for the run paused in this window until the tab was shown
+    again (its status.json is read at a listing, and a hidden tab lists nothing); it follows the Train tab now."""
+    from iamnn_studio.gui.runs_view import COLUMNS
+
+    training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    runs = window.view("Runs")
+    window._select_tab("Runs")
+    qtbot.waitUntil(lambda: runs.select_run(training.last_run_dir), timeout=RUN_TIMEOUT_MS)
+
+    def status() -> str:
+        row = next(r for r in range(runs.table.rowCount())
+                   if runs.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == training.last_run_dir)
+        return runs.table.item(row, COLUMNS.index("Status")).text()
+
+    qtbot.waitUntil(lambda: status() == "running", timeout=RUN_TIMEOUT_MS)
+    window._select_tab("Train")  # the Runs tab hidden: it lists nothing until shown again
+    training.toggle_pause()
+    qtbot.waitUntil(lambda: training.state == "paused", timeout=RUN_TIMEOUT_MS)
+    assert not runs.isVisible() and status() == "paused"
+    training.toggle_pause()
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    assert status() == "running"
+
+    window._select_tab("Runs")  # shown, it lists the folder: the run's status.json may say "paused" a moment longer
+    training.toggle_pause()
+    qtbot.waitUntil(lambda: training.state == "paused", timeout=RUN_TIMEOUT_MS)
+    assert status() == "paused"
+    training.toggle_pause()
+    qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
+    assert status() == "running"
+    qtbot.wait(300)  # a listing of the paused run's status.json coming in late does not undo it
+    assert status() == "running"
+    stop_and_wait(qtbot, training)
