@@ -173,6 +173,34 @@ def test_a_child_that_dies_is_restarted_once(qtbot, tmp_path, monkeypatch):
     assert all(gone(pid) for pid in starts(tmp_path))
 
 
+def test_an_idle_child_ends_and_the_next_shape_starts_another(qtbot, tmp_path, monkeypatch):
+    """The child held ~300 MB for the whole session: it ends after IDLE_EXIT_S without a request (never while it
+    sizes one), and the next shape is answered by a new one as if nothing had happened."""
+    from iamnn_studio.gui.forms import memory_sizing
+    from iamnn_studio.gui.forms.memory_sizing import MemorySizer
+
+    monkeypatch.setattr(memory_sizing, "IDLE_EXIT_S", 2.0)
+    fake_sizing_child(monkeypatch, tmp_path, sleep_s=2.5)  # each answer takes longer than the idle limit
+    sizer = MemorySizer()
+    answers = []
+    sizer.sized.connect(lambda key, model, memory: answers.append((key, memory)))
+    sizer.size("first", {"width": 4})
+    qtbot.waitUntil(lambda: len(answers) == 1, timeout=30_000)
+    sizer.size("second", {"width": 8})  # the first answer's idle limit passes while the child sizes this one
+    qtbot.waitUntil(lambda: len(answers) == 2, timeout=30_000)
+    first_child = child_pid(tmp_path)
+    assert len(starts(tmp_path)) == 1 and answers[1][1].bytes_per_image == 1000
+
+    qtbot.waitUntil(lambda: gone(first_child), timeout=10_000)  # asked nothing for two seconds: it has ended
+    assert sizer.server.pid is None
+    sizer.size("third", {"width": 16})
+    qtbot.waitUntil(lambda: len(answers) == 3, timeout=30_000)
+    assert answers[2][0] == "third" and answers[2][1].bytes_per_image == 1000 and sizer.last_error == ""
+    assert len(starts(tmp_path)) == 2 and sizer.server.pid == child_pid(tmp_path) != first_child
+    sizer.close()
+    assert all(gone(pid) for pid in starts(tmp_path))
+
+
 def test_a_sizing_that_fails_or_hangs_leaves_no_estimate_and_a_hung_child_is_replaced(qtbot, tmp_path, monkeypatch,
                                                                                     tiny_form, window):
     form, start = tiny_form, window.training.header.start

@@ -7,9 +7,11 @@ garbage collection in the UI thread while the worker built autograd nodes). So i
 torch import, 5-10 s on a busy machine, overlaps the app's start-up) and asked for every later shape (0.5-0.9 s
 each), one JSON line in and out. Asked from detached threads, never the UI thread: a newer shape supersedes an
 older one (its late answer dropped), a child that dies is restarted once, one that passes its time limit is
-killed and restarted. It ends with its form, at the interpreter's exit, or by itself when the app's end of its
-stdin closes (the app killed). Sizes are kept per ``training_memory_key`` in a small JSON file beside the app's
-settings, so shapes seen before are known at once at start-up.
+killed and restarted. It ends with its form, at the interpreter's exit, by itself when the app's end of its
+stdin closes (the app killed), or after ``IDLE_EXIT_S`` without a request: its ~300 MB are not held for a whole
+session spent in the other tabs, and the next shape starts it again (seconds). Sizes are kept per
+``training_memory_key`` in a small JSON file beside the app's settings, so shapes seen before are known at once
+at start-up (and need no child).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,8 @@ from ..worker import DetachedTasks
 SIZING_TIMEOUT_S = 60
 #: The child's torch import and warm-up (5-20 s on a busy 2-core machine) before it says it is ready.
 START_TIMEOUT_S = 180
+#: A child asked nothing for this long ends (it holds ~300 MB); the next shape starts a new one.
+IDLE_EXIT_S = 5 * 60
 #: Start the child when the engine is ready, before any shape needs it (tests turn it off: a torch process
 #: for every test window would cost each test seconds of CPU).
 START_WITH_ENGINE = True
@@ -132,6 +137,9 @@ class SizingServer:
         self._child: _Child | None = None
         self._closed = False
         self._latest = 0  # the request whose answer is still wanted
+        self.idle_exit_s = IDLE_EXIT_S
+        self._last_used = time.monotonic()  # when a request or the warm-up last had the child
+        self._idle_timer: threading.Timer | None = None
         _OPEN_SERVERS.add(self)
 
     def supersede(self) -> int:
@@ -143,31 +151,41 @@ class SizingServer:
     def warm_up(self) -> None:
         """Start the child and wait until it is ready (blocks: a detached thread)."""
         with self._turn:
-            self._ready_child()
+            try:
+                self._ready_child()
+            finally:
+                self._used()
 
     def answer(self, request: int, model: dict[str, Any]) -> Any:
         """``model``'s TrainingMemory (blocks). SizingCancelled when a newer request came first or the server was
         closed; ValueError saying why there is no answer (the model, the time limit, a child that keeps dying)."""
         with self._turn:
-            reason = ""
-            for _attempt in range(2):  # a child that dies is restarted once
-                self._still_wanted(request)
-                child = None
-                try:
-                    child = self._ready_child()
-                    child.send(json.dumps(model))
-                    return _memory_from(child.next_line(self.timeout_s))
-                except _ChildEnded as ended:
-                    reason = str(ended) if child is None else self._forget(child)
-                except _Nonsense:
-                    self._forget(child)  # out of step with its requests: the next one gets a fresh child
-                    raise
-                except queue.Empty:
-                    self._forget(child)
-                    self._restart_quietly()
-                    raise ValueError(f"the sizing process gave no answer in {self.timeout_s:g} s") from None
+            try:
+                return self._answer(request, model)
+            finally:
+                self._used()
+
+    def _answer(self, request: int, model: dict[str, Any]) -> Any:
+        """``answer``, its turn held."""
+        reason = ""
+        for _attempt in range(2):  # a child that dies is restarted once
             self._still_wanted(request)
-            raise ValueError(f"the sizing process ended: {reason}")
+            child = None
+            try:
+                child = self._ready_child()
+                child.send(json.dumps(model))
+                return _memory_from(child.next_line(self.timeout_s))
+            except _ChildEnded as ended:
+                reason = str(ended) if child is None else self._forget(child)
+            except _Nonsense:
+                self._forget(child)  # out of step with its requests: the next one gets a fresh child
+                raise
+            except queue.Empty:
+                self._forget(child)
+                self._restart_quietly()
+                raise ValueError(f"the sizing process gave no answer in {self.timeout_s:g} s") from None
+        self._still_wanted(request)
+        raise ValueError(f"the sizing process ended: {reason}")
 
     def close(self) -> None:
         """End the child now; later requests are cancelled. From any thread (the form's ``destroyed``, atexit)."""
@@ -175,9 +193,40 @@ class SizingServer:
             self._closed = True
             self._latest += 1
             child, self._child = self._child, None
+            timer, self._idle_timer = self._idle_timer, None
+        if timer is not None:
+            timer.cancel()
         if child is not None:
             child.end()
         _OPEN_SERVERS.discard(self)
+
+    def _used(self) -> None:
+        """A request (or the warm-up) is done with the child: it ends if nothing asks for ``idle_exit_s``."""
+        timer = threading.Timer(self.idle_exit_s, self._end_if_idle)
+        timer.daemon = True  # never holds up the interpreter's exit
+        with self._state:
+            self._last_used = time.monotonic()
+            if self._closed:
+                return
+            previous, self._idle_timer = self._idle_timer, timer
+        if previous is not None:
+            previous.cancel()
+        timer.start()
+
+    def _end_if_idle(self) -> None:
+        """The idle timer's end: the child ends unless a request has it now or had it since (its own timer runs)."""
+        if not self._turn.acquire(blocking=False):
+            return  # a request is talking to it: when done, it starts a new timer
+        try:
+            with self._state:
+                idle = time.monotonic() - self._last_used >= self.idle_exit_s
+                child = self._child if idle else None
+                if child is not None:
+                    self._child = None
+            if child is not None:
+                child.end()
+        finally:
+            self._turn.release()
 
     @property
     def pid(self) -> int | None:
