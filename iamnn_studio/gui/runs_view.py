@@ -760,10 +760,11 @@ def _row_items(run: Any, held: str | None = None) -> list[QTableWidgetItem]:
     # "0 / 1 (+40 steps)" for a run its step limit ended; the tooltip adds "of 844" (a 960 px window needs the room)
     epochs = run.epochs_text(" / ", brief=True)
     held_out = run.test_split == "val"  # no test split: its held-out images stood in (and chose the model)
+    model = formatting.model_description(run.model)  # custom caps as the Train tab writes them, not as a tuple
     items = [
         _SortItem(run.name, run.name.lower()),
         _SortItem(run.dataset, run.dataset),
-        _SortItem(run.model, run.model),
+        _SortItem(model, model),
         _SortItem("", None),  # the status: _show_status
         _SortItem(epochs, (run.epochs_done, run.step or 0)),
         _SortItem(formatting.percent(run.best_accuracy), run.best_accuracy),
@@ -772,7 +773,7 @@ def _row_items(run: Any, held: str | None = None) -> list[QTableWidgetItem]:
     ]
     items[0].setData(Qt.ItemDataRole.UserRole, str(run.path))
     items[0].setToolTip(f"{run.name}\n{run.path}")  # the whole name, when the column shows it shortened
-    items[2].setToolTip(run.model)  # likewise the model
+    items[2].setToolTip(model)  # likewise the model
     items[4].setToolTip(run.epochs_text(" / "))
     if created is not None:
         items[7].setToolTip(created.strftime("%Y-%m-%d %H:%M:%S"))

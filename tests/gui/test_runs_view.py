@@ -94,6 +94,29 @@ def test_lists_good_and_unreadable_runs_without_foreign_folders(view):
     assert cell(view, "broken-run", "Status") == "unreadable"
 
 
+def test_the_model_column_writes_custom_caps_as_the_train_tab_does_not_as_a_tuple(qtbot, view, runs):
+    """QA: the Model column read "IamNN (1,2,2,1) w4 adaptive", a Python tuple where the Train tab says
+    "caps 1 · 2 · 2 · 1"."""
+    from iamnn_studio.gui.forms.model_panel import caps_text
+
+    baseline = make_run(runs["dir"], "baseline-run", "completed")
+    config = RunConfig.load(baseline / "config.toml")
+    config.model = ModelConfig(architecture="resnet", iterations=(1, 1, 2, 1), width=4)
+    config.save(baseline / "config.toml")
+    standard = make_run(runs["dir"], "standard-run", "completed")
+    config = RunConfig.load(standard / "config.toml")
+    config.model = ModelConfig(depth=50, width=16)
+    config.save(standard / "config.toml")
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+
+    assert caps_text((1, 2, 2, 1)) == "caps 1 · 2 · 2 · 1"
+    model = view.table.item(row_of(view, "good-run"), COLUMNS.index("Model"))
+    assert model.text() == "IamNN caps 1 · 2 · 2 · 1 w4 adaptive" and model.toolTip() == model.text()
+    assert cell(view, "baseline-run", "Model") == "ResNet units 1 · 1 · 2 · 1 w4"  # as the Train tab's caps line
+    assert cell(view, "standard-run", "Model") == "IamNN-50 w16 adaptive"  # a standard depth reads as it was
+
+
 def double_click(qtbot, view, name: str) -> None:
     item = view.table.item(row_of(view, name), 0)
     centre = view.table.visualItemRect(item).center()

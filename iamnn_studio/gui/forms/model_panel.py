@@ -13,6 +13,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QLineEdit, QWidget
 
 from ..style import set_role
+from ..widgets import formatting
 from .fields import ChoiceBox, FloatEdit, FormCard, LoadedValueSpinBox, hbox_widget, muted
 
 DEPTHS = (18, 34, 50, 101, 152)
@@ -90,7 +91,7 @@ def format_range(low: float, high: float) -> str:
 
 
 def caps_text(caps: tuple[int, ...] | None) -> str:
-    return "caps " + " · ".join(str(c) for c in caps) if caps else ""
+    return formatting.caps(caps) if caps else ""
 
 
 def parse_caps(text: str) -> list[int | str]:
@@ -223,7 +224,7 @@ class ModelPanel(FormCard):
     def _update_caps_label(self) -> None:
         caps = self.caps()
         if self.architecture.value() == "resnet" and caps:
-            self.caps_label.setText(f"units {' · '.join(map(str, caps))}")
+            self.caps_label.setText(formatting.caps(caps, "units"))
         else:
             self.caps_label.setText(caps_text(caps))
 
