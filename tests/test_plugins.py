@@ -784,7 +784,7 @@ def test_runs_of_different_blocks_are_told_apart_by_their_description():
     assert describe_model(ModelConfig(depth=50, width=4, block="depthwise")) == "IamNN-50 w4 depthwise adaptive"
     assert describe_model(ModelConfig(depth=50, width=4, block="wide")) == "IamNN-50 w4 wide adaptive"
     assert describe_model(ModelConfig(iterations=(1, 2, 2, 1), width=8, mode="fixed:2", block="wide")) == \
-        "IamNN (1,2,2,1) w8 wide fixed:2"
+        "IamNN caps 1·2·2·1 w8 wide fixed:2"
     assert describe_model(ModelConfig(depth=18, halting="act", block="wide")) == "IamNN-18 w16 wide adaptive ACT"
     assert describe_model(ModelConfig(depth=18, architecture="resnet", block="wide")) == "ResNet-18 w16"  # no such block
 

@@ -227,7 +227,7 @@ def _dead_pid() -> int:
 
 def test_model_descriptions_read_like_the_ui_names():
     assert describe_model(ModelConfig(depth=50, width=16)) == "IamNN-50 w16 adaptive"
-    assert describe_model(ModelConfig(iterations=(1, 2, 2, 1), width=8, mode="fixed:2")) == "IamNN (1,2,2,1) w8 fixed:2"
+    assert describe_model(ModelConfig(iterations=(1, 2, 2, 1), width=8, mode="fixed:2")) == "IamNN caps 1·2·2·1 w8 fixed:2"
     assert describe_model(ModelConfig(depth=18, halting="act")) == "IamNN-18 w16 adaptive ACT"
     assert describe_model(ModelConfig(depth=18, architecture="resnet")) == "ResNet-18 w16"
 

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .config import ModelConfig, RunConfig, one_of
+from .config import ModelConfig, RunConfig, caps_text, one_of
 from .io import atomic_write_json
 
 RUN_STATES = ("running", "paused", "stopped", "completed", "failed")
@@ -503,13 +503,13 @@ def status_text(state: str, reason: str | None) -> str:
 
 
 def describe_model(model: ModelConfig) -> str:
-    """A short human name: "IamNN-50 w16 adaptive", "IamNN (1,2,2,1) w8 fixed:2", "ResNet-18 w16"; a processing
+    """A short human name: "IamNN-50 w16 adaptive", "IamNN caps 1·2·2·1 w8 fixed:2", "ResNet-18 w16"; a processing
     block other than the default follows the width ("IamNN-50 w4 depthwise adaptive"): runs of different blocks
     differ in parameters and MACs, and must not read alike. A ResNet has no processing block."""
     if model.architecture == "resnet":
-        depth = f"ResNet-{model.depth}" if model.iterations is None else f"ResNet ({_caps(model)})"
+        depth = f"ResNet-{model.depth}" if model.iterations is None else f"ResNet units {caps_text(model.caps)}"
         return f"{depth} w{model.width}"
-    depth = f"IamNN-{model.depth}" if model.iterations is None else f"IamNN ({_caps(model)})"
+    depth = f"IamNN-{model.depth}" if model.iterations is None else f"IamNN caps {caps_text(model.caps)}"
     block = f" {model.block}" if model.block != DEFAULT_BLOCK else ""
     mode = model.mode
     if mode == "adaptive" and model.halting == "act":
@@ -519,10 +519,6 @@ def describe_model(model: ModelConfig) -> str:
 
 #: The processing block a description leaves unsaid (``ModelConfig``'s default).
 DEFAULT_BLOCK = ModelConfig.__dataclass_fields__["block"].default
-
-
-def _caps(model: ModelConfig) -> str:
-    return ",".join(str(n) for n in model.caps)
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:

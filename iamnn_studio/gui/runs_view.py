@@ -98,9 +98,14 @@ class _SortItem(QTableWidgetItem):
         self.key = key
 
     def __lt__(self, other: QTableWidgetItem) -> bool:  # noqa: D105
-        if isinstance(other, _SortItem):
-            return (self.key is None, self.key) < (other.key is None, other.key)
-        return super().__lt__(other)
+        if not isinstance(other, _SortItem):
+            return super().__lt__(other)
+        if (self.key is None) != (other.key is None):
+            # an empty cell ("–", "?") goes last whichever way the column sorts: best accuracy first, then the unknowns
+            table = self.tableWidget()
+            descending = table is not None and table.horizontalHeader().sortIndicatorOrder() == Qt.SortOrder.DescendingOrder
+            return (self.key is None) == descending
+        return self.key is not None and self.key < other.key
 
 
 class _SortArrowHeader(QHeaderView):
@@ -760,20 +765,20 @@ def _row_items(run: Any, held: str | None = None) -> list[QTableWidgetItem]:
     # "0 / 1 (+40 steps)" for a run its step limit ended; the tooltip adds "of 844" (a 960 px window needs the room)
     epochs = run.epochs_text(" / ", brief=True)
     held_out = run.test_split == "val"  # no test split: its held-out images stood in (and chose the model)
-    model = formatting.model_description(run.model)  # custom caps as the Train tab writes them, not as a tuple
     items = [
         _SortItem(run.name, run.name.lower()),
         _SortItem(run.dataset, run.dataset),
-        _SortItem(model, model),
+        _SortItem(run.model, run.model),
         _SortItem("", None),  # the status: _show_status
-        _SortItem(epochs, (run.epochs_done, run.step or 0)),
+        # unknown progress (no status.json, a checkpoint that does not tell) sorts last, as other empty cells
+        _SortItem(epochs, None if run.epochs_done is None else (run.epochs_done, run.step or 0)),
         _SortItem(formatting.percent(run.best_accuracy), run.best_accuracy),
         _SortItem(formatting.percent(run.test_accuracy) + (" (val)" if held_out else ""), run.test_accuracy),
         _SortItem(_created_text(created), run.created),
     ]
     items[0].setData(Qt.ItemDataRole.UserRole, str(run.path))
     items[0].setToolTip(f"{run.name}\n{run.path}")  # the whole name, when the column shows it shortened
-    items[2].setToolTip(model)  # likewise the model
+    items[2].setToolTip(run.model)  # likewise the model
     items[4].setToolTip(run.epochs_text(" / "))
     if created is not None:
         items[7].setToolTip(created.strftime("%Y-%m-%d %H:%M:%S"))

@@ -95,8 +95,8 @@ def test_lists_good_and_unreadable_runs_without_foreign_folders(view):
 
 
 def test_the_model_column_writes_custom_caps_as_the_train_tab_does_not_as_a_tuple(qtbot, view, runs):
-    """QA: the Model column read "IamNN (1,2,2,1) w4 adaptive", a Python tuple where the Train tab says
-    "caps 1 · 2 · 2 · 1"."""
+    """QA: the Model column read "IamNN (1,2,2,1) w4 adaptive", a Python tuple where the rest of the app says
+    "caps 1·2·2·1"."""
     from iamnn_studio.gui.forms.model_panel import caps_text
 
     baseline = make_run(runs["dir"], "baseline-run", "completed")
@@ -112,8 +112,8 @@ def test_the_model_column_writes_custom_caps_as_the_train_tab_does_not_as_a_tupl
 
     assert caps_text((1, 2, 2, 1)) == "caps 1 · 2 · 2 · 1"
     model = view.table.item(row_of(view, "good-run"), COLUMNS.index("Model"))
-    assert model.text() == "IamNN caps 1 · 2 · 2 · 1 w4 adaptive" and model.toolTip() == model.text()
-    assert cell(view, "baseline-run", "Model") == "ResNet units 1 · 1 · 2 · 1 w4"  # as the Train tab's caps line
+    assert model.text() == "IamNN caps 1·2·2·1 w4 adaptive" and model.toolTip() == model.text()
+    assert cell(view, "baseline-run", "Model") == "ResNet units 1·1·2·1 w4"  # as the engine's messages write caps
     assert cell(view, "standard-run", "Model") == "IamNN-50 w16 adaptive"  # a standard depth reads as it was
 
 
@@ -688,3 +688,33 @@ def test_the_run_paused_in_this_window_is_resumed_not_continued(qtbot, view, run
     view.table.selectRow(row_of(view, "paused-run"))
     view.set_training_here(None, "idle")  # the run ended in this window: its status.json tells the rest
     assert button.isEnabled() and button.text() == "Continue training"
+
+
+@pytest.mark.parametrize("order", [Qt.SortOrder.AscendingOrder, Qt.SortOrder.DescendingOrder])
+def test_runs_without_an_accuracy_sort_last_whichever_way_the_column_sorts(qtbot, view, runs, order):
+    """QA: sorting by Val. acc. descending put the runs with "–" above the best ones."""
+    make_run(runs["dir"], "better-run", "completed", best=0.9)
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    column = COLUMNS.index("Val. acc.")
+    view.table.sortByColumn(column, order)
+
+    texts = [view.table.item(row, column).text() for row in range(view.table.rowCount())]
+    known = [text for text in texts if text not in ("–", "")]
+    assert len(known) >= 2 and texts[:len(known)] == known  # every empty cell after every number
+    numbers = [float(text.rstrip(" %")) for text in known]
+    assert numbers == sorted(numbers, reverse=order == Qt.SortOrder.DescendingOrder)
+
+
+def test_a_run_of_unknown_progress_sorts_by_epochs_without_an_error(qtbot, view, runs):
+    """A run without status.json whose checkpoint does not tell its epochs lists "?": its sort key was
+    (None, 0), which a sort compared with (2, 0) and raised TypeError."""
+    unknown = make_run(runs["dir"], "copied-run", "completed")
+    (unknown / "status.json").unlink()
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert cell(view, "copied-run", "Epochs").startswith("?")
+    column = COLUMNS.index("Epochs")
+    for order in (Qt.SortOrder.AscendingOrder, Qt.SortOrder.DescendingOrder):
+        view.table.sortByColumn(column, order)
+        assert view.table.item(view.table.rowCount() - 1, 0).text() == "copied-run"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Sequence
 
 from iamnn_studio import numbers
@@ -52,21 +51,6 @@ def caps(values: Sequence[int], word: str = "caps") -> str:
     """(2, 3, 4, 2) -> "caps 2 · 3 · 4 · 2": a model's iteration caps per block as the Train tab writes them
     (``word`` "units" for a ResNet's residual units)."""
     return f"{word} " + " · ".join(str(value) for value in values)
-
-
-#: The engine's run description (``runs.describe_model``) writes custom caps as a tuple: "IamNN (2,3,4,2) w8 …".
-_TUPLE_CAPS = re.compile(r"(?P<kind>IamNN|ResNet) \((?P<caps>\d+(?:,\d+)*)\)")
-
-
-def model_description(text: str) -> str:
-    """A run's model as the engine describes it, its custom caps written as the Train tab writes them:
-    "IamNN (2,3,4,2) w8 adaptive" -> "IamNN caps 2 · 3 · 4 · 2 w8 adaptive" (a ResNet's: "units 1 · 1 · 1 · 1");
-    a standard depth ("IamNN-50 w16 adaptive") reads as it is."""
-    match = _TUPLE_CAPS.match(text)
-    if match is None:
-        return text
-    word = "units" if match["kind"] == "ResNet" else "caps"
-    return f"{match['kind']} {caps(match['caps'].split(','), word)}{text[match.end():]}"
 
 
 def rough_duration(seconds: float) -> str:
