@@ -298,6 +298,15 @@ class AnalysisView(QWidget):
     def is_busy(self) -> bool:
         return self._runner.is_busy() or self._evaluator.is_busy()
 
+    def is_evaluating(self) -> bool:
+        """An Evaluate now is running (its results are written only once it ends)."""
+        return self._evaluator.is_busy()
+
+    def stop_evaluation(self) -> None:
+        """Stop a running evaluation between two batches: nothing is written."""
+        if self._cancel_evaluation is not None:
+            self._cancel_evaluation.set()
+
     # ================================================================ layout
     def _build(self) -> None:
         self.title = ElidedLabel()  # a long run name is shortened ("…", whole in the tooltip), not widening the page
@@ -849,8 +858,7 @@ class AnalysisView(QWidget):
     @Slot()
     def shutdown(self) -> None:
         """Stop an evaluation between two batches and drop queued work (the app is closing)."""
-        if self._cancel_evaluation is not None:
-            self._cancel_evaluation.set()
+        self.stop_evaluation()
         self._runner.discard_pending()
 
     def _cancel(self) -> None:

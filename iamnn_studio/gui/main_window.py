@@ -45,13 +45,36 @@ LAZY_VIEWS = {
 }
 
 
-def confirm_stop_on_close(parent: QWidget) -> bool:
-    """Ask whether to stop the running training and close; True means stop and close."""
+def confirm_stop_on_close(parent: QWidget, *, paused: bool = False, evaluating: bool = False) -> bool:
+    """Ask whether to stop the run (training or paused) and close; True means stop and close."""
+    if paused:
+        title, text = "A run is paused", "A run is paused."
+        details = "Stop it and close? Its progress is saved in its last checkpoint, and the run can be continued later."
+    else:
+        title, text = "A run is training", "A run is still training."
+        details = "Stop it and close? The last checkpoint is kept, and the run can be continued later."
+    if evaluating:
+        details += f" {EVALUATION_LOST}"
+    return _ask_stop_and_close(parent, title, text, details)
+
+
+#: What closing costs an evaluation in the Study tab (its results are written only once it ends).
+EVALUATION_LOST = "The evaluation running in the Study tab stops too, and writes no eval.json."
+
+
+def confirm_stop_evaluation_on_close(parent: QWidget) -> bool:
+    """Ask whether to stop the Study tab's evaluation and close; True means stop and close."""
+    return _ask_stop_and_close(parent, "An evaluation is running", "An evaluation is running — stop it and close?",
+                               "Its results are not saved (no eval.json is written); you can evaluate the run "
+                               "again later.")
+
+
+def _ask_stop_and_close(parent: QWidget, title: str, text: str, details: str) -> bool:
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Question)
-    box.setWindowTitle("A run is training")
-    box.setText("A run is still training.")
-    box.setInformativeText("Stop it and close? The last checkpoint is kept, and the run can be continued later.")
+    box.setWindowTitle(title)
+    box.setText(text)
+    box.setInformativeText(details)
     stop = box.addButton("Stop and close", QMessageBox.ButtonRole.DestructiveRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
@@ -637,13 +660,14 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- close
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self._close_after_stop and self.training.is_running:  # already stopping: wait for the run to end
+            event.ignore()
+            return
+        if not self._confirm_close():
+            event.ignore()
+            return
+        self._stop_evaluation()
         if self.training.is_running:
-            if self._close_after_stop:  # already stopping: wait for the run to end
-                event.ignore()
-                return
-            if not confirm_stop_on_close(self):
-                event.ignore()
-                return
             self._close_after_stop = True
             self.training.stop_run()
             self.set_run_status("Stopping… the window closes once the run has saved its checkpoint")
@@ -652,6 +676,24 @@ class MainWindow(QMainWindow):
         self.save_state()
         self.training.shutdown()
         event.accept()
+
+    def _confirm_close(self) -> bool:
+        """Ask before closing throws work away: a run (training or paused), an evaluation; True means close."""
+        evaluating = self._evaluating()
+        if self.training.is_running:
+            return confirm_stop_on_close(self, paused=self.training.state == "paused", evaluating=evaluating)
+        return confirm_stop_evaluation_on_close(self) if evaluating else True
+
+    def _evaluating(self) -> bool:
+        study = self.view("Study")
+        return bool(_call(study, "is_evaluating")) if study is not None else False
+
+    def _stop_evaluation(self) -> None:
+        """Closing stops an evaluation at once (not only when the app quits): a hidden window must not
+        write an eval.json after the user chose to throw it away."""
+        study = self.view("Study")
+        if study is not None:
+            _call(study, "stop_evaluation")
 
     def quit_without_asking(self) -> None:
         """Logout, ``kill`` or Ctrl-C in the launching terminal: remember the session and end the event

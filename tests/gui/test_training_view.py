@@ -95,7 +95,7 @@ def test_closing_during_a_run_stops_it_then_closes(qtbot, window, monkeypatch):
     import iamnn_studio.gui.main_window as main_window
 
     asked = []
-    monkeypatch.setattr(main_window, "confirm_stop_on_close", lambda parent: asked.append(parent) or True)
+    monkeypatch.setattr(main_window, "confirm_stop_on_close", lambda parent, **_: asked.append(parent) or True)
     training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
     qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
     thread = training.session._thread
@@ -112,7 +112,7 @@ def test_closing_during_a_run_stops_it_then_closes(qtbot, window, monkeypatch):
 def test_declining_to_close_keeps_the_run_going(qtbot, window, monkeypatch):
     import iamnn_studio.gui.main_window as main_window
 
-    monkeypatch.setattr(main_window, "confirm_stop_on_close", lambda parent: False)
+    monkeypatch.setattr(main_window, "confirm_stop_on_close", lambda parent, **_: False)
     training = start_tiny_run(qtbot, window, max_steps=2000, train_size=2000)
     qtbot.waitUntil(lambda: training.state == "running", timeout=RUN_TIMEOUT_MS)
     assert window.close() is False
