@@ -2,7 +2,8 @@
 
 A dropped checkpoint opens in the Use tab, a run config loads into the Train form, and anything
 else is an image to classify (one that does not decode gets an error card saying so). A dropped
-folder stands for the images inside it. No Qt here: plain paths in, plain paths out.
+run folder stands for its run (its checkpoint and report), any other folder for the images inside it.
+No Qt here: plain paths in, plain paths out.
 """
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 CONFIG_SUFFIXES = (".toml",)
 IMAGE_FILTER = f"Images ({' '.join('*' + s for s in IMAGE_SUFFIXES)});;All files (*)"
 CHECKPOINT_FILTER = f"Checkpoints ({' '.join('*' + s for s in CHECKPOINT_SUFFIXES)});;All files (*)"
+#: A folder holding one of these is a run folder (the engine's ``runs`` writes them; no torch here to ask it).
+RUN_MARKERS = ("config.toml", "status.json", "metrics.jsonl")
+#: A run's checkpoint to open, in order of preference (as the engine's ``run_checkpoint``).
+RUN_CHECKPOINTS = ("best.pt", "last.pt")
 #: A dropped folder adds at most this many of its images (a photo library must not freeze the tab).
 MAX_FOLDER_IMAGES = 200
 
@@ -26,6 +31,26 @@ def is_checkpoint(path: str | Path) -> bool:
 
 def is_config(path: str | Path) -> bool:
     return Path(path).suffix.lower() in CONFIG_SUFFIXES
+
+
+@dataclass
+class DroppedRun:
+    """A dropped run folder and the checkpoint it stands for (None while it has none yet)."""
+
+    folder: str
+    checkpoint: str | None
+
+
+def dropped_run(path: str | Path) -> DroppedRun | None:
+    """The run a dropped path is, or None when it is not a run folder."""
+    folder = Path(path)
+    try:
+        if not folder.is_dir() or not any((folder / marker).is_file() for marker in RUN_MARKERS):
+            return None
+        checkpoints = [folder / "checkpoints" / name for name in RUN_CHECKPOINTS]
+        return DroppedRun(str(folder), next((str(c) for c in checkpoints if c.is_file()), None))
+    except (OSError, ValueError):  # unreadable: the Use tab says why, as for any other folder
+        return None
 
 
 @dataclass

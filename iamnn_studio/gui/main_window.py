@@ -27,12 +27,14 @@ from PySide6.QtWidgets import (
 )
 
 from .engine_loader import EngineInfo, EngineLoader, shared_loader
-from .file_kinds import CHECKPOINT_FILTER, is_checkpoint, is_config
+from .file_kinds import CHECKPOINT_FILTER, DroppedRun, dropped_run, is_checkpoint, is_config
 from .forms.settings import Setting, restore_settings, save_settings
 from .style import COLORS, SPACING, set_role
 from .training_view import TrainingView
 
 APP_TITLE = "IamNN Studio"
+WEB_ADDRESS_REFUSED = "Web addresses are not fetched: save the image to disk first, then drop the file."
+WEB_SCHEMES = ("http", "https", "ftp")
 SETTINGS_GROUP = "main_window"
 #: The engine starts loading at the window's first paint, or after this many ms if it is not painted.
 ENGINE_LOAD_FALLBACK_MS = 500
@@ -376,11 +378,15 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def open_run_in_study(self, run_dir: str) -> None:
+        self._show_in_study(run_dir, select=True)
+
+    def _show_in_study(self, run_dir: str, *, select: bool) -> None:
         def job() -> None:
             view = self.view("Study")
             if view is not None:
                 view.show_run(str(run_dir))
-                self._select_tab("Study")
+                if select:
+                    self._select_tab("Study")
 
         self.when_ready(job)
 
@@ -598,7 +604,8 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------- drag & drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _local_files(event.mimeData()) or event.mimeData().hasImage():
+        mime = event.mimeData()
+        if _local_files(mime) or mime.hasImage() or _web_addresses(mime):  # a web address: to say it is not fetched
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -613,14 +620,21 @@ class MainWindow(QMainWindow):
             event.ignore()
 
     def handle_mime(self, mime: QMimeData, *, accept_image_data: bool) -> bool:
-        """A run config -> Train form; checkpoints, images and folders of images -> Use tab
-        (``file_kinds``: a file that is neither a config nor a checkpoint is tried as an image)."""
+        """A run config -> Train form; a run folder -> its checkpoint in the Use tab and its report in the Study
+        tab; checkpoints, images and folders of images -> Use tab (``file_kinds``: a file that is neither a config
+        nor a checkpoint is tried as an image). A web address is said not to be fetched."""
         files = _local_files(mime)
+        runs = [run for run in map(dropped_run, files) if run is not None]
+        files = [_run_checkpoint(path, runs) for path in files]
         configs = [f for f in files if is_config(f)]
-        rest = [f for f in files if not is_config(f)]
+        rest = [f for f in files if f and not is_config(f)]
         self._drop_note = ""
+        notes = []
         if configs and self.load_config_file(configs[0]) and any(is_checkpoint(f) for f in rest):
-            self._drop_note = self.statusBar().currentMessage()  # "Loaded x.toml…", said with the checkpoint's news
+            notes.append(self.statusBar().currentMessage())  # "Loaded x.toml…", said with the checkpoint's news
+        if runs:
+            notes.append(self._open_dropped_run(runs[-1], opens_checkpoint=any(is_checkpoint(f) for f in rest)))
+        self._drop_note = " · ".join(note for note in notes if note)
         if rest:
             self.add_images(rest)  # the Use tab opens the checkpoint among them, classifies the rest
         if files:
@@ -636,7 +650,20 @@ class MainWindow(QMainWindow):
 
                 self.when_ready(job)
                 return True
+        if _web_addresses(mime):
+            self.statusBar().showMessage(WEB_ADDRESS_REFUSED, 8000)
+            return True
         return False
+
+    def _open_dropped_run(self, run: DroppedRun, *, opens_checkpoint: bool) -> str:
+        """Show a dropped run folder's report in the Study tab; the note said with its checkpoint's outcome."""
+        name = Path(run.folder).name
+        if opens_checkpoint:  # the Use tab opens it: that tab is shown, the report waits in the Study tab
+            self._show_in_study(run.folder, select=False)
+            return f"Run {name}: its report is in the Study tab"
+        self._show_in_study(run.folder, select=True)
+        self.statusBar().showMessage(f"Run {name} has no checkpoint yet: its report is shown in the Study tab", 8000)
+        return ""
 
     # ---------------------------------------------------------------- runs
     def _show_training_in_runs_tab(self, _sentence: str = "") -> None:
@@ -730,6 +757,23 @@ def _local_files(mime: QMimeData) -> list[str]:
     if not mime.hasUrls():
         return []
     return [url.toLocalFile() for url in mime.urls() if isinstance(url, QUrl) and url.isLocalFile()]
+
+
+def _run_checkpoint(path: str, runs: list[DroppedRun]) -> str:
+    """A dropped path as the Use tab takes it: a run folder is its checkpoint ("" while it has none)."""
+    run = next((run for run in runs if run.folder == path), None)
+    return path if run is None else run.checkpoint or ""
+
+
+def _web_addresses(mime: QMimeData) -> list[str]:
+    """The web addresses a drop or paste carries, as links or as plain text (neither is fetched)."""
+    urls = [url.toString() for url in mime.urls() if url.scheme().lower() in WEB_SCHEMES] if mime.hasUrls() else []
+    text = mime.text().strip() if mime.hasText() else ""
+    if not urls and len(text.split()) == 1:  # one word: an address, not a sentence that quotes one
+        url = QUrl(text)
+        if url.scheme().lower() in WEB_SCHEMES or text.lower().startswith("www."):
+            urls.append(text)
+    return urls
 
 
 def _call(view: Any, method: str, *args: Any) -> Any:

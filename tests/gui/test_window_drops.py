@@ -1,0 +1,77 @@
+"""Drops onto the window that are neither images nor checkpoints: a run folder opens its run, a web address is
+said not to be fetched (QA: an error card "No images in this folder", a refusal without a word)."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from .test_analysis_view import _run_with_checkpoint
+
+pytestmark = pytest.mark.gui
+WEB_MESSAGE = "Web addresses are not fetched: save the image to disk first, then drop the file."
+
+
+def drag_and_drop(window, mime: QMimeData) -> bool:
+    """Drag ``mime`` over the window and drop it if the window takes it; whether it took it."""
+    enter = QDragEnterEvent(QPoint(600, 400), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, enter)
+    if enter.isAccepted():
+        QApplication.sendEvent(window, QDropEvent(QPointF(600, 400), Qt.DropAction.CopyAction, mime,
+                                                  Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+    return enter.isAccepted()
+
+
+def urls(*addresses: QUrl) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls(list(addresses))
+    return mime
+
+
+def current_tab(window) -> str:
+    return window.tabs.tabText(window.tabs.currentIndex())
+
+
+def test_a_dropped_run_folder_opens_its_checkpoint_in_use_and_its_report_in_study(qtbot, window, tmp_runs):
+    run = _run_with_checkpoint(tmp_runs.parent)
+    use, study = window.view("Use"), window.view("Study")
+    with qtbot.waitSignal(use.checkpoint_loaded, timeout=30_000):
+        assert drag_and_drop(window, urls(QUrl.fromLocalFile(str(run))))
+    assert use.checkpoint_path() == str(run / "checkpoints" / "best.pt") and current_tab(window) == "Use"
+    assert not use.cards  # no error card for the folder
+    assert window.statusBar().currentMessage() == f"Run {run.name}: its report is in the Study tab · Opened best.pt"
+    qtbot.waitUntil(lambda: study.report is not None, timeout=30_000)
+    assert study.report.path == run
+
+
+def test_a_dropped_run_folder_without_a_checkpoint_shows_its_report(qtbot, window, tmp_runs):
+    run = _run_with_checkpoint(tmp_runs.parent)
+    (run / "checkpoints" / "best.pt").unlink()
+    study = window.view("Study")
+    assert drag_and_drop(window, urls(QUrl.fromLocalFile(str(run))))
+    assert current_tab(window) == "Study" and not window.view("Use").cards
+    assert window.statusBar().currentMessage() == f"Run {run.name} has no checkpoint yet: its report is shown in " \
+                                                  "the Study tab"
+    qtbot.waitUntil(lambda: study.report is not None, timeout=30_000)
+    assert study.report.path == run
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["link", "text"])
+def test_a_dropped_web_address_is_said_not_to_be_fetched(window, as_text):
+    mime = QMimeData()
+    if as_text:
+        mime.setText("https://example.com/cat.jpg")
+    else:
+        mime.setUrls([QUrl("https://example.com/cat.jpg")])
+    assert drag_and_drop(window, mime)  # was refused, without a word
+    assert window.statusBar().currentMessage() == WEB_MESSAGE
+    assert not window.view("Use").cards
+
+
+def test_plain_text_that_is_no_address_is_still_refused(window):
+    mime = QMimeData()
+    mime.setText("see https://example.com for cats")
+    assert not drag_and_drop(window, mime)
+    assert window.statusBar().currentMessage() == ""
