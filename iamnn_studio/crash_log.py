@@ -5,7 +5,15 @@ from __future__ import annotations
 import tempfile
 import time
 import traceback
+from pathlib import Path
 from types import TracebackType
+
+ERROR_LOG_PREFIX = "iamnn-studio-error-"
+
+
+def error_log_pattern() -> str:
+    """Where the error logs are written, as a file name pattern (for the user: About, messages)."""
+    return str(Path(tempfile.gettempdir()) / f"{ERROR_LOG_PREFIX}*.log")
 
 
 def write_error_log(kind: type[BaseException], error: BaseException, tb: TracebackType | None,
@@ -13,7 +21,7 @@ def write_error_log(kind: type[BaseException], error: BaseException, tb: Traceba
     """The traceback in a temp file; returns its path (or why there is none)."""
     text = f"{heading}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n" + "".join(traceback.format_exception(kind, error, tb))
     try:
-        with tempfile.NamedTemporaryFile("w", prefix="iamnn-studio-error-", suffix=".log", delete=False) as log:
+        with tempfile.NamedTemporaryFile("w", prefix=ERROR_LOG_PREFIX, suffix=".log", delete=False) as log:
             log.write(text)
             return log.name
     except OSError:

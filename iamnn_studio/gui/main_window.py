@@ -247,7 +247,12 @@ class MainWindow(QMainWindow):
         edit_menu = self.menuBar().addMenu("&Edit")
         edit_menu.addAction(self.paste_action)
         help_menu = self.menuBar().addMenu("&Help")
-        help_menu.addAction(action("About IamNN Studio", self.show_about))
+        self.documentation_action = action("Documentation", self.open_documentation,
+                                           QKeySequence.StandardKey.HelpContents,
+                                           "Open the README: what each tab does, the CLI, the guides")
+        help_menu.addAction(self.documentation_action)
+        help_menu.addAction(action("About IamNN Studio", self.show_about, None,
+                                   "Versions, device, and where runs, settings and logs are kept"))
 
 
     def _build_status_bar(self) -> None:
@@ -596,11 +601,14 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("The clipboard holds no image.", 4000)
 
     def show_about(self) -> None:
-        QMessageBox.about(
-            self, "About IamNN Studio",
-            "<b>IamNN Studio</b><br>Train, study and use IamNN image classifiers: ResNets whose blocks "
-            "share their weights across iterations and stop early on easy images.",
-        )
+        from .about import show_about
+
+        show_about(self, self.engine_info, self.runs_dir)
+
+    def open_documentation(self) -> None:
+        from .about import open_documentation
+
+        self.statusBar().showMessage(open_documentation(self), 8000)
 
     # ---------------------------------------------------------- drag & drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
