@@ -14,8 +14,10 @@ Widths follow the font, so a large application font does not clip the paths.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -611,9 +613,11 @@ class ExportDialog(QDialog):
         if target.is_dir():
             raise _Refused(f"{target} is a folder: give a file name.")
         try:
-            return source, import_engine("runs").output_file(target)
+            output = import_engine("runs").output_file(target)
         except ValueError as error:
             raise _Refused(f"Cannot write {target}: {error}.") from None
+        _refuse_unwritable(output)  # at once: an export runs for seconds before it writes (QA: 4-5 s for ONNX)
+        return source, output
 
     def _absolute_output(self, typed: str) -> Path:
         """The output file ``typed`` names, for Export and Browse… alike: a relative name lies in the folder
@@ -719,6 +723,32 @@ def _path_problem(error: BaseException) -> str:
         return "it contains a NUL character"
     reason = (error.strerror if isinstance(error, OSError) else None) or str(error) or type(error).__name__
     return reason[0].lower() + reason[1:]
+
+
+#: Why a folder takes no file, in words, by the system's error (others: the system's own words).
+UNWRITABLE_REASONS = {
+    errno.EROFS: "it is on a read-only disk or mount",
+    errno.EACCES: "you have no permission to write there",
+    errno.EPERM: "you have no permission to write there",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "your disk quota is used up",
+}
+
+
+def _refuse_unwritable(output: Path) -> None:
+    """``_Refused`` when ``output`` cannot be written: its folder (or the nearest one that exists, where the
+    export makes the rest) takes no new file. Found by creating one there, as the export's temp file is."""
+    missing = _first_missing_folder(output.parent)
+    folder = missing.parent if missing is not None else output.parent
+    if not _is_dir(folder):
+        raise _Refused(f"Cannot write {output}: {folder} is a file, not a folder.")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".iamnn-write-test.", dir=folder)
+    except OSError as error:
+        reason = UNWRITABLE_REASONS.get(error.errno) or _path_problem(error)
+        raise _Refused(f"Cannot write in {folder}: {reason}. Choose another folder.") from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def _named_checkpoint(path: Path) -> Path:
