@@ -77,6 +77,8 @@ EVALUATE_PROMPT = ("Evaluating measures the best checkpoint on the test images a
 #: checkpoints: evaluating one would measure a model that is replaced under you.
 LIVE_STATES = ("running", "paused")
 STILL_TRAINING = "This run is still training: evaluate it when it ends or after you stop it."
+#: ``RunReport.config_error`` of a run folder without its config.toml (e.g. a copy of only its log).
+NO_CONFIG = "no config.toml"
 #: While the shown run is training, its status is read again this often, so Evaluate comes back once it ends.
 LIVE_REFRESH_MS = 5000
 
@@ -118,7 +120,7 @@ def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
         report.dataset = report.config.data.name
         report.architecture = report.config.model.architecture
     except ValueError as error:
-        report.config_error = str(error)
+        report.config_error = _config_reason(error, run.config_path)
     report.status = run.read_status() or {}
     report.state, report.state_reason = runs.effective_state(report.status or None)
     report.steps_per_epoch = runs.steps_per_epoch(folder)
@@ -579,7 +581,8 @@ class AnalysisView(QWidget):
         state = report.state
         epochs = status.get("epochs_done")
         total = status.get("total_epochs")
-        known = [report.model, report.dataset] if report.config is not None else ["config.toml unreadable"]
+        known = ([report.model, report.dataset] if report.config is not None
+                 else [NO_CONFIG if report.config_error == NO_CONFIG else "config.toml unreadable"])
         limits = (report.evaluation or {}).get("halting_caps")
         if limits and list(limits) != list((report.evaluation or {}).get("caps") or []):
             known.insert(1, f"halting at most {'·'.join(map(str, limits))}")  # calibration's reference depth
@@ -589,7 +592,7 @@ class AnalysisView(QWidget):
                                      separator=" / ", unit=" epochs"))
         self.subtitle.setText("  ·  ".join(str(p) for p in parts))
         self.subtitle.setToolTip(str(report.path) + (f"\n{state}: {report.state_reason}" if report.state_reason else ""))
-        problems = [m for m in (report.config_error and f"config.toml: {report.config_error}", report.eval_error) if m]
+        problems = [m for m in (_config_problem(report), report.eval_error) if m]
         if state == "failed":  # why it failed, in words: not only in the subtitle's tooltip
             self.banner.show_message("; ".join([f"Training failed: {report.state_reason or 'no reason recorded'}",
                                                 *problems]), "error")
@@ -1054,6 +1057,23 @@ def unsaved_reason(error: OSError) -> str:
     return io.unsaved_reason(error) + where
 
 
+def _config_reason(error: ValueError, path: Path) -> str:
+    """Why config.toml gives no settings, without the loader's "config: " (the view names the file already)."""
+    try:
+        missing = not path.exists()
+    except OSError:
+        missing = False
+    return NO_CONFIG if missing else str(error).removeprefix("config: ")
+
+
+def _config_problem(report: RunReport) -> str:
+    """The banner's words for a config.toml that gives no settings ("" when it does): one phrase, not the
+    loader's "config.toml: config: no such file: ..." (QA)."""
+    if report.config_error == NO_CONFIG:
+        return "No config.toml in this run folder: its model and dataset are unknown"
+    return f"config.toml cannot be read ({report.config_error})" if report.config_error else ""
+
+
 def _evaluation_blocker(report: RunReport | None) -> str:
     """Why ``report``'s run cannot be evaluated, or "" if it can."""
     if report is None:
@@ -1065,6 +1085,9 @@ def _evaluation_blocker(report: RunReport | None) -> str:
             return (f"It failed before saving a checkpoint (checkpoints/best.pt or last.pt) to evaluate: "
                     f"{report.state_reason or 'no reason recorded'}")
         return "The run has no checkpoint (checkpoints/best.pt or last.pt) to evaluate."
+    if report.config_error == NO_CONFIG:
+        return ("It has no config.toml, so the dataset to evaluate on is unknown. Restore config.toml, then open the "
+                "run again.")
     if report.config is None:
         return (f"Its config.toml cannot be read ({report.config_error or 'missing'}), so the dataset to evaluate "
                 "on is unknown. Fix or restore config.toml, then open the run again.")

@@ -422,6 +422,30 @@ def test_a_run_with_an_unreadable_config_says_why_it_cannot_be_evaluated(qtbot, 
     assert "?" not in view.subtitle.text() and "config.toml unreadable" in view.subtitle.text()
 
 
+def banner_text(view) -> str:
+    return " ".join(label.text() for label in view.banner.findChildren(type(view.subtitle)) if label.text())
+
+
+def test_a_run_folder_without_config_toml_says_so_in_one_sentence(qtbot, view, tmp_path):
+    """QA: "config.toml: config: no such file: /…/only-log/config.toml" for a folder holding only train.log."""
+    run = make_run(tmp_path / "runs", "only-log")
+    for path in [*run.iterdir()]:
+        if path.name != "metrics.jsonl":
+            path.unlink() if path.is_file() else path.rmdir()
+    (run / "train.log").write_text("2025-01-01 10:00:00  started\n")
+    show(qtbot, view, run)
+    assert view.banner.isVisibleTo(view)
+    assert banner_text(view) == "No config.toml in this run folder: its model and dataset are unknown"
+    assert "no config.toml" in view.subtitle.text() and "unreadable" not in view.subtitle.text()
+
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "best.pt").write_bytes(b"weights")
+    show(qtbot, view, run)
+    assert not view.evaluate_button.isEnabled()
+    assert view.evaluate_button.toolTip() == ("It has no config.toml, so the dataset to evaluate on is unknown. "
+                                              "Restore config.toml, then open the run again.")
+
+
 def test_the_figures_stack_in_one_column_when_two_do_not_fit(qtbot, view, tmp_path):
     show(qtbot, view, make_run(tmp_path / "runs", "evaluated", evaluation=made_up_eval()))
 
