@@ -754,6 +754,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             checkpoint.model, split, mean=checkpoint.mean, std=checkpoint.std, classes=checkpoint.classes,
             device=args.device, batch_size=args.batch_size, sweep=not args.no_sweep,
             should_stop=stop.is_set, progress=show,
+            calibrate_halting=checkpoint.run_config is None or checkpoint.run_config.calibrate_halting,
         )
     show.close()
     result.update(recorded)
@@ -895,6 +896,8 @@ def format_evaluation(result: dict[str, Any]) -> str:
     ]
     if result.get("split_note"):  # held-out images standing in for a test split: the accuracy is optimistic
         lines.append(f"note: {result['split_note']}")
+    if result.get("full_depth_note"):  # --no-calibrate: why an adaptive model was evaluated at full depth
+        lines.append(f"note: {result['full_depth_note']}")
     if macs:
         lines.append(
             f"MACs per image: mean {format_macs(macs.get('mean'))}, min {format_macs(macs.get('min'))}, "

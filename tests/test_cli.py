@@ -84,6 +84,24 @@ def test_a_run_that_never_calibrates_does_not_announce_a_calibration(tmp_path):
     assert "halting head calibrated" not in err
 
 
+def test_a_model_trained_without_calibration_is_evaluated_at_full_depth_as_it_runs(tmp_path):
+    (tmp_path / "run.toml").write_text("calibrate_halting = false\n" + TINY_RUN)
+    code, _, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "1", "--device", "cpu",
+                           "--runs-dir", tmp_path / "runs")
+    assert code == 0, err
+    run = tmp_path / "runs" / "tiny"
+    # QA: it paid for a halting head it never uses, raised a collapse alarm and swept thresholds of that head
+    assert json.loads((run / "eval.json").read_text())["mode"] == "max"
+    code, out, err = run_cli("evaluate", run, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["macs"]["mean"] == result["full_depth"]["mean_macs"]
+    assert result["adaptivity"] is None and result["sweep"]["threshold"] == []
+    text = run_cli("evaluate", run)[1]
+    assert "note: trained with --no-calibrate" in text and "runs at full depth" in text
+    assert "collapse alarm" not in text and "threshold   mean MACs" not in text and "never calibrated" not in text
+
+
 def test_predict_prints_top_five_and_macs_and_flags_a_bad_image(trained, tmp_path):
     good = tmp_path / "shape.png"
     Image.new("L", (24, 24), 180).save(good)

@@ -221,6 +221,22 @@ def test_the_report_says_whether_a_calibrated_halting_head_was_fitted(model, dat
         model.config.threshold = previous
 
 
+def test_a_head_left_unfitted_on_purpose_is_evaluated_at_full_depth(model, data):
+    previous = model.config.threshold
+    try:
+        model.config.threshold = None  # as a run with calibrate_halting = false leaves it
+        result = run(model, data, calibrate_halting=False)
+        assert model.config.mode == "adaptive"  # restored
+    finally:
+        model.config.threshold = previous
+    assert result["mode"] == "max" and "runs at full depth" in result["full_depth_note"]
+    assert result["macs"]["mean"] == result["full_depth"]["mean_macs"]  # no halting head's cost
+    assert result["adaptivity"] is None and result["halting_calibrated"] is None
+    assert result["sweep"]["threshold"] == [] and result["sweep"]["fixed"]
+    # a fitted head is evaluated as it halts, whatever the run's setting
+    assert run(model, data, sweep=False, calibrate_halting=False)["mode"] == "adaptive"
+
+
 def test_top5_is_reported_with_more_than_five_classes():
     from iamnn_studio.engine.evaluate import _top_k
 

@@ -36,6 +36,9 @@ TOP_K = 5  # top-5 accuracy, reported only with more classes than that (with 5 o
 #: eval.json's ``split_note`` for an evaluation on the validation images (a dataset without test images).
 HELD_OUT_NOTE = ("no test images: these are the validation images, which also chose the model (its best epoch "
                  "and, for a calibrated halting, its threshold), so the accuracy is optimistic")
+#: eval.json's ``full_depth_note`` for a model whose run chose not to fit its halting head.
+NOT_CALIBRATED_NOTE = ("trained with --no-calibrate (calibrate_halting = false): its halting head was never fitted, "
+                       "so the model runs at full depth")
 
 
 class _Stopped(Exception):
@@ -121,24 +124,29 @@ def evaluate(
     sweep: bool = True,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[float], None] | None = None,
+    calibrate_halting: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (moved to ``device``, in eval mode for the duration) on ``data``.
 
     Returns a JSON-serialisable dict (the content of ``eval.json``). ``should_stop`` is polled
     between batches: when it answers True the result so far comes back with ``"stopped": true``.
     ``progress`` receives the finished fraction in [0, 1]. The model's threshold and training
-    flag are restored afterwards.
+    flag are restored afterwards. ``calibrate_halting=False`` (the run's setting, ``--no-calibrate``): an unfitted
+    halting head was left so on purpose, and the model is evaluated as it then runs, at full depth.
     """
     if len(data) == 0:
         raise ValueError("evaluate: the split has no images")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
     config = model.config
-    was_training, threshold_before = model.training, config.threshold
-    adaptive = config.architecture == "iamnn" and config.mode == "adaptive"
+    was_training, threshold_before, mode_before = model.training, config.threshold, config.mode
+    # an unfitted head would only add its cost and a verdict on a halting that never halts
+    left_unfitted = not calibrate_halting and config.halting_uncalibrated and config.mode == "adaptive"
+    mode = "max" if left_unfitted else config.mode
+    adaptive = config.architecture == "iamnn" and mode == "adaptive"
     iterative = config.architecture == "iamnn"
     caps = tuple(int(c) for c in model.caps)
-    main_is_full_depth = not iterative or config.mode == "max"
+    main_is_full_depth = not iterative or mode == "max"
     fixed_settings = _fixed_settings(caps) if (sweep and iterative) else []
     thresholds = list(SWEEP_THRESHOLDS) if (sweep and adaptive) else []
 
@@ -152,7 +160,8 @@ def evaluate(
         "images": n,
         "classes": list(classes),
         "architecture": config.architecture,
-        "mode": config.mode,
+        "mode": mode,
+        "full_depth_note": NOT_CALIBRATED_NOTE if left_unfitted else None,
         "halting": config.halting if adaptive else None,
         "threshold": config.halting_threshold if adaptive else None,
         # False: a calibrated-halting model whose head was never fitted (its run stopped before calibration)
@@ -164,6 +173,7 @@ def evaluate(
     }
     model.eval()
     try:
+        model.set_mode(mode)
         with torch.no_grad():
             main, reference, labels, stopped = _main_pass(runner, caps, main_is_full_depth)
             if main is None:
@@ -197,6 +207,7 @@ def evaluate(
     except _Stopped:
         result["stopped"] = True
     finally:
+        model.set_mode(mode_before)
         model.set_threshold(threshold_before)
         model.train(was_training)
     if progress is not None and not result["stopped"]:

@@ -186,6 +186,7 @@ EVALUATION = {key: (check, key == "top1") for key, check in dict(
     checkpoint=_text,
     architecture=_text,
     mode=_text,
+    full_depth_note=_text,
     halting=_text,
     threshold=NUMBER,
     halting_calibrated=_flag,

@@ -1064,7 +1064,7 @@ class Trainer:
             result = evaluate(
                 self.model, data, mean=self.mean, std=self.std, classes=self.classes, device=self.device,
                 batch_size=self._eval_batch_size(), sweep=True, should_stop=self._should_abort_phase,
-                progress=self._phase_reporter("evaluating"),
+                progress=self._phase_reporter("evaluating"), calibrate_halting=self.config.calibrate_halting,
             )
         except ValueError as exc:
             raise TrainingFailed(f"evaluation failed: {exc}") from None

@@ -819,6 +819,7 @@ class AnalysisView(QWidget):
                 checkpoint.model, images, mean=checkpoint.mean, std=checkpoint.std, classes=checkpoint.classes,
                 device=device, should_stop=cancel.is_set,
                 progress=lambda fraction: progress(fraction, f"Evaluating on {len(images):,} {where} images…"),
+                calibrate_halting=config.calibrate_halting,
             )
             if result.get("stopped"):
                 return None
