@@ -1011,13 +1011,21 @@ PREDICT_FOLDER_LIMIT = 100_000
 def _images_of(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Folders replaced by the images in them (sorted, subfolders too), as the app takes a dropped
     folder; (images, (folder, problem) for folders with no image inside)."""
-    from .image_files import folder_images
+    from .image_files import folder_images, unreadable_folder_reason
 
     images: list[str] = []
     problems: list[tuple[str, str]] = []
     for path in paths:
         if not os.path.isdir(path):
-            images.append(path)
+            if _names_a_folder(path) and os.path.lexists(path.rstrip("/" + os.sep)):
+                # "ok.png/" is no folder: the shell refuses it, though Path drops the slash and would open the file
+                problems.append((path, f"cannot read {path}: not a folder"))
+            else:
+                images.append(path)
+            continue
+        unreadable = unreadable_folder_reason(path)
+        if unreadable:
+            problems.append((path, f"cannot read {path}: {unreadable}"))
             continue
         inside, more = folder_images(path, PREDICT_FOLDER_LIMIT)
         if not inside:
@@ -1027,6 +1035,11 @@ def _images_of(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
                   file=sys.stderr)
         images += inside
     return images, problems
+
+
+def _names_a_folder(path: str) -> bool:
+    """Whether ``path`` ends in a separator, which says the user means a folder."""
+    return path.endswith("/") or path.endswith(os.sep)
 
 
 def _naming_the_path(message: str, source: str) -> str:

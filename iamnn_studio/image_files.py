@@ -18,3 +18,15 @@ def folder_images(folder: str | Path, limit: int) -> tuple[list[str], bool]:
         if len(found) > limit:
             break
     return found[:limit], len(found) > limit
+
+
+def unreadable_folder_reason(folder: str | Path) -> str | None:
+    """Why the list of ``folder``'s files cannot be read ("permission denied"); None where it can. ``os.walk``
+    skips such a folder without a word, which would read as a folder with no images in it."""
+    try:
+        with os.scandir(folder):
+            return None
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()

@@ -143,6 +143,32 @@ def test_predict_takes_folders_of_images_as_the_app_does(trained, tmp_path):
     assert err.splitlines() == [f"error: no images in the folder {tmp_path / 'empty'}"]
 
 
+def test_predict_says_a_folder_it_cannot_read_is_unreadable_not_empty(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "locked").mkdir()
+    Image.new("L", (16, 16), 10).save(tmp_path / "locked" / "a.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # chmod 000 as a user who is not root: root reads every folder
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, _, err = run_cli("predict", trained["run"], "locked")
+    assert code == 1  # QA: "no images in the folder locked"
+    assert err.splitlines() == ["error: no image could be classified: cannot read locked: permission denied"]
+
+
+def test_predict_refuses_a_file_named_with_a_folders_trailing_slash(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Image.new("L", (16, 16), 10).save(tmp_path / "ok.png")
+    code, out, err = run_cli("predict", trained["run"], "ok.png/", "ok.png")
+    assert code == 3  # QA: "ok.png/" was classified as ok.png, where the shell says "Not a directory"
+    assert err.splitlines() == ["error: cannot read ok.png/: not a folder"]
+    assert out.startswith("ok.png\n")
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
 def test_predict_skips_a_named_pipe_instead_of_waiting_on_it(trained, tmp_path):
     """QA: a FIFO named like an image (alone or inside a dropped folder) blocked PIL's open for ever."""
