@@ -29,7 +29,7 @@ from .crash_log import write_error_log
 from .engine.tradeoff import halting_tradeoff, one_iteration_halting
 from .malloc_tuning import tune_malloc
 from .path_options import checkpoint_option, file_option, folder_option
-from .split_words import evaluation_word, split_named
+from .split_words import epoch_split_word, evaluation_word, split_named
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 #: 128 + SIGPIPE: what the shell reports for ``seq 9999 | head -1``'s seq; not a failure of the command
@@ -609,7 +609,7 @@ class TrainingProgress:
 
     def _on_epoch(self, d: dict) -> None:
         val = "" if d.get("val_accuracy") is None else \
-            f"  {'test' if d.get('val_split') == 'test' else 'val'} loss {_number(d.get('val_loss'))} acc {_percent(d['val_accuracy'])}"
+            f"  {epoch_split_word(d.get('val_split'))} loss {_number(d.get('val_loss'))} acc {_percent(d['val_accuracy'])}"
         self._line(f"epoch {d.get('epoch')}/{d.get('total_epochs') or self.total_epochs or '?'}  "
                    f"step {d.get('step')}{self._cut_short(d)}  train loss {_number(d.get('train_loss'))} acc {_percent(d.get('train_accuracy'))}"
                    f"{val}  {d.get('images_per_s') or 0:.0f} img/s  iterations {_iterations(d.get('iterations'))}  "

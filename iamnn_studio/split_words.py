@@ -25,6 +25,12 @@ def split_named(split: Any) -> str:
     return f"{HELD_OUT} images (val)" if split == "val" else split_word(split)
 
 
+def epoch_split_word(split: Any) -> str:
+    """The images an epoch's validation line names: "test" where the run holds none out (``val_fraction``
+    0: progress is measured on the test images), else "val". One word for the console and train.log."""
+    return "test" if split == "test" else "val"
+
+
 def evaluation_word(evaluation: dict[str, Any] | None) -> str:
     """``split_word`` of an evaluation (eval.json's contents, or an ``evaluated`` event)."""
     return split_word((evaluation or {}).get("split"))

@@ -1414,6 +1414,20 @@ def test_the_evaluating_phase_and_the_evaluated_line_name_the_split_truthfully()
     assert format_event(Event("evaluated", {"split": "test", "top1": 0.5})) == "evaluated on test: top-1 50.00%"
 
 
+def test_an_epoch_measured_on_the_test_images_is_named_alike_in_the_console_and_train_log():
+    """QA: with --val-fraction 0 the console said "test loss 1.4974 acc 39.00%", train.log "val loss" for it."""
+    from iamnn_studio.engine.events import Event
+    from iamnn_studio.engine.trainer import _describe as format_event
+
+    epoch = {"epoch": 1, "total_epochs": 1, "step": 5, "train_loss": 0.4, "train_accuracy": 0.9, "val_loss": 1.4974,
+             "val_accuracy": 0.39, "images_per_s": 100.0, "iterations": [1, 1, 1, 1], "macs": 2e6}
+    for split in ("test", "val"):
+        screen = io.StringIO()
+        cli.TrainingProgress(screen)(Event("epoch", {**epoch, "val_split": split}))
+        assert f"{split} loss 1.4974 acc 39.00%" in screen.getvalue()
+        assert f", {split} loss 1.4974 acc 39.00%" in format_event(Event("epoch", {**epoch, "val_split": split}))
+
+
 # --------------------------------------------------------------------------- QA: a new user's first tries
 @pytest.mark.parametrize("setting, option, file_line", [
     ("lr", ["--lr", "1e308"], ""),

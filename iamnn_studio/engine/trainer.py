@@ -48,7 +48,7 @@ from .events import Event, Listener
 from .optim import build_optimizer, build_scheduler, planned_steps
 from .io import unsaved_reason, unwritable_reason
 from .runs import STEP_LIMIT_REASON, RunDirectory
-from ..split_words import split_named
+from ..split_words import epoch_split_word, split_named
 
 log = logging.getLogger(__name__)
 
@@ -1368,7 +1368,8 @@ def _describe(event: Event) -> str:
     """One human line per event for train.log."""
     d = event.data
     if event.kind == "epoch":
-        val = "" if d.get("val_accuracy") is None else f", val loss {d['val_loss']:.4f} acc {d['val_accuracy']:.2%}"
+        split = epoch_split_word(d.get("val_split"))
+        val = "" if d.get("val_accuracy") is None else f", {split} loss {d['val_loss']:.4f} acc {d['val_accuracy']:.2%}"
         return (f"epoch {d['epoch']}/{d.get('total_epochs')}: train loss {d['train_loss']:.4f} "
                 f"acc {d['train_accuracy']:.2%}{val}, {d['images_per_s']:.0f} img/s")
     if event.kind == "checkpoint":
