@@ -84,6 +84,17 @@ def test_a_run_that_never_calibrates_does_not_announce_a_calibration(tmp_path):
     assert "halting head calibrated" not in err
 
 
+def test_model_settings_the_dataset_replaces_are_said_in_one_line(trained, tmp_path):
+    (tmp_path / "run.toml").write_text(TINY_RUN + "num_classes = 3\nin_channels = 3\nimage_size = 64\n")
+    code, _, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "1", "--device", "cpu",
+                           "--runs-dir", tmp_path / "runs")
+    assert code == 0, err  # QA: replaced by the dataset's 10 classes of 1x16x16 images without a word
+    said = [line for line in err.splitlines() if "the dataset decides" in line]
+    assert said == ["data: the dataset decides the model's input and classes: model.in_channels 3 -> 1, "
+                    "model.image_size 64 -> 16, model.num_classes 3 -> 10 (data.image_size resizes the images)"]
+    assert "the dataset decides" not in trained["err"]  # settings left at their defaults: nothing to say
+
+
 def test_a_model_trained_without_calibration_is_evaluated_at_full_depth_as_it_runs(tmp_path):
     (tmp_path / "run.toml").write_text("calibrate_halting = false\n" + TINY_RUN)
     code, _, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "1", "--device", "cpu",

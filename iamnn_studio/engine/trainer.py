@@ -428,6 +428,7 @@ class Trainer:
             changed = [f"{k} {getattr(model, k)} -> {v}" for k, v in filled.items() if getattr(model, k) != v]
             if changed:
                 raise TrainingFailed(f"cannot resume: the dataset no longer matches the model ({', '.join(changed)})")
+        replaced = [] if self.resuming else _replaced_model_settings(model, filled)
         for key, value in filled.items():
             setattr(model, key, value)
         if self.device.type == "cuda":
@@ -436,6 +437,9 @@ class Trainer:
                 bundle = bundle.to(self.device)
         self.classes, self.mean, self.std = list(bundle.classes), tuple(bundle.mean), tuple(bundle.std)
         self._data_notes = list(bundle.notes)
+        if replaced:  # a config file's [model] values, else taken without a word
+            self._data_notes.append(f"the dataset decides the model's input and classes: {', '.join(replaced)} "
+                                    "(data.image_size resizes the images)")
         return bundle
 
     def _build_model(self, config: RunConfig, checkpoint) -> nn.Module:
@@ -1355,6 +1359,14 @@ def _launch_options(world: int, per_node: Any) -> str:
         return f"--nproc-per-node {world}"
     return (f"--nnodes {world // per_node} --nproc-per-node {per_node}, with each machine's --node-rank and "
             "machine 0's --master-addr and --master-port")
+
+
+def _replaced_model_settings(model: ModelConfig, filled: dict[str, int]) -> list[str]:
+    """``model.num_classes 3 -> 10`` for each setting given (not left at its default) that the dataset's differs
+    from. A setting left at its default says nothing: the dataset always fills it."""
+    defaults = ModelConfig()
+    return [f"model.{key} {getattr(model, key)} -> {value}" for key, value in filled.items()
+            if getattr(model, key) not in (value, getattr(defaults, key))]
 
 
 def _is_cpu_out_of_memory(exc: BaseException) -> bool:
