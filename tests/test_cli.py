@@ -192,6 +192,13 @@ def test_predict_skips_a_named_pipe_instead_of_waiting_on_it(trained, tmp_path):
     assert err.splitlines() == [f"error: cannot read {tmp_path / 'photos' / 'zz.png'}: not a regular file"]
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs a device file")
+def test_a_device_given_as_the_checkpoint_is_named_as_typed():
+    code, _, err = run_cli("predict", "/dev/zero", REPO / "README.md")
+    assert code == 2  # QA: "zero is not an IamNN Studio checkpoint"; a named pipe there blocked for ever
+    assert err.strip() == "error: /dev/zero is not a regular file, so not a checkpoint"
+
+
 def test_predict_with_no_image_classified_exits_1_not_3(trained, tmp_path):
     """Exit 3 says "some images failed, the others are printed": with nothing classified it misled scripts."""
     (tmp_path / "notes.txt").write_text("not an image")

@@ -237,6 +237,8 @@ def _read_payload(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"no such checkpoint: {path}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    if not path.is_file():  # a named pipe would block the read for ever; a device's bare name ("zero") says nothing
+        raise CheckpointError(f"{path} is not a regular file, so not a checkpoint")
     try:
         with path.open("rb") as fh:
             magic = fh.read(4)
