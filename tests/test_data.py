@@ -381,6 +381,19 @@ def test_corrupt_idx_file_names_the_file(tmp_path):
         load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
 
 
+@pytest.mark.parametrize("content, said", [
+    (b"", "the file is empty"),
+    (b"\x00\x00\x08\x03\x00\x00", "the file is too short to be an idx file (6 bytes)"),
+])
+def test_an_empty_or_cut_short_idx_file_says_so(tmp_path, content, said):
+    _fake_idx(tmp_path, compress=False)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(content)
+    # QA: "not a valid idx file (invalid literal for int() with base 16: b'')"
+    with pytest.raises(ValueError) as refused:
+        load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
+    assert str(refused.value) == f"cannot read {tmp_path / 't10k-images-idx3-ubyte'}: {said}"
+
+
 def test_idx_labels_outside_the_classes_are_refused_before_training(tmp_path):
     _fake_idx(tmp_path, compress=False)
     _write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 1, 200, 3, 4, 5, 6, 7]), compress=False)

@@ -139,11 +139,28 @@ def _existing(stem: Path) -> Path | None:
 def _read(path: Path, reader: Callable[[str], torch.Tensor]) -> torch.Tensor:
     try:
         with _plain_file(path) as plain:
-            return reader(str(plain))
+            problem = _header_problem(plain)  # torchvision reads a cut-short header as "invalid literal for int()"
+            tensor = None if problem else reader(str(plain))
     except (OSError, EOFError, AssertionError, TypeError, ValueError, RuntimeError) as exc:
         # torchvision's reader asserts on a bad header; say which file is broken instead.
         why = str(exc) or "its header is not that of an idx file"  # torchvision's asserts have no message
         raise ValueError(f"cannot read {path}: not a valid idx file ({why})") from None
+    if problem:
+        raise ValueError(f"cannot read {path}: {problem}")
+    return tensor
+
+
+def _header_problem(plain: Path) -> str | None:
+    """"the file is empty", or "too short to be an idx file" where it ends inside its header (4 bytes, then 4 per
+    dimension); None otherwise."""
+    size = plain.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    with plain.open("rb") as file:
+        magic = file.read(4)
+    if len(magic) < 4 or size < 4 + 4 * magic[3]:
+        return f"the file is too short to be an idx file ({size} bytes)"
+    return None
 
 
 @contextmanager
