@@ -818,6 +818,7 @@ def _evaluation_data(checkpoint: Any, args: argparse.Namespace):
     if args.download:
         data.download = True
     data.image_size = checkpoint.model_config.image_size  # resized like the training images
+    data.augment = "none"  # evaluation never augments: a note on training augmentation would not apply
     return data.validate()
 
 

@@ -95,6 +95,19 @@ def test_model_settings_the_dataset_replaces_are_said_in_one_line(trained, tmp_p
     assert "the dataset decides" not in trained["err"]  # settings left at their defaults: nothing to say
 
 
+def test_evaluate_on_mnist_says_nothing_of_training_augmentation(trained, tmp_path):
+    import math
+    import struct
+
+    for name, shape in (("train-images-idx3-ubyte", (4, 28, 28)), ("train-labels-idx1-ubyte", (4,)),
+                        ("t10k-images-idx3-ubyte", (2, 28, 28)), ("t10k-labels-idx1-ubyte", (2,))):
+        header = struct.pack(">BBBB", 0, 0, 0x08, len(shape)) + struct.pack(f">{len(shape)}I", *shape)
+        (tmp_path / name).write_bytes(header + bytes(math.prod(shape)))
+    _, _, err = run_cli("evaluate", trained["run"], "--dataset", "mnist", "--data-root", tmp_path, "--no-sweep")
+    assert "read from" in err  # the dataset loaded and its notes were printed
+    assert "augment" not in err  # QA: "augment 'crop-flip' mirrors images ...": evaluation does not augment
+
+
 def test_a_model_trained_without_calibration_is_evaluated_at_full_depth_as_it_runs(tmp_path):
     (tmp_path / "run.toml").write_text("calibrate_halting = false\n" + TINY_RUN)
     code, _, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "1", "--device", "cpu",
