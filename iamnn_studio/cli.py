@@ -1204,6 +1204,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print("\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows))
     unexplained = [f"{r.name}: {r.status}, {_shortened(r.reason)}" for r in runs
                    if r.status in UNEXPLAINED_STATES and r.reason]
+    unexplained += [f"{r.name}: no test accuracy, eval.json is unreadable: {_shortened(r.evaluation_problem)}"
+                    for r in runs if r.evaluation_problem]  # a damaged file, not a run never evaluated
     if unexplained:  # "unknown" alone says nothing of what to look at
         print("\n" + "\n".join(unexplained))
     return EXIT_OK

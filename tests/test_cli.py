@@ -475,6 +475,21 @@ def test_runs_of_a_run_not_evaluated_shows_no_test_accuracy(tmp_path):
     assert json.loads(run_cli("runs", "--runs-dir", tmp_path, "--json")[1])[0]["test_accuracy"] is None
 
 
+def test_runs_says_why_a_damaged_eval_json_gives_no_test_accuracy(tmp_path):
+    from iamnn_studio.engine.runs import RunDirectory
+
+    run = RunDirectory.create(tmp_path, "damaged")
+    run.write_config(RunConfig(name="damaged", epochs=1))
+    run.write_status("completed", best_accuracy=0.8, epochs_done=1, total_epochs=1)
+    (tmp_path / "damaged" / "eval.json").write_text('{"top1": "high"}')
+    code, out, _ = run_cli("runs", "--runs-dir", tmp_path)
+    header, row = out.splitlines()[:2]
+    assert code == 0 and row[header.index("TEST ACC"):].startswith("n/a  ")
+    # QA: only "n/a", as for a run never evaluated, where --json had the reason
+    problem = json.loads(run_cli("runs", "--runs-dir", tmp_path, "--json")[1])[0]["evaluation_problem"]
+    assert out.splitlines()[-1] == f"damaged: no test accuracy, eval.json is unreadable: {problem}"
+
+
 def test_a_run_folder_turned_read_only_before_evaluation_is_one_warning_line_and_a_completed_run(tmp_path, monkeypatch):
     """eval.json could not be written: training used to end in "error: unexpected error: PermissionError"."""
     from test_trainer import ReadOnly
