@@ -200,6 +200,21 @@ def test_a_cumulative_score_exactly_on_the_float32_threshold_is_explained_as_rea
     assert halting_story([0.2, 0.2], "calibrated", 0.9) == ([pytest.approx(0.2), pytest.approx(0.36)], None)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_lab_tiff_is_read_in_its_colours_for_a_grey_or_colour_model(tmp_path, channels):
+    from PIL import ImageCms
+
+    red = Image.new("RGB", (8, 8), (200, 30, 40))
+    to_lab = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB")
+    ImageCms.applyTransform(red, to_lab).save(tmp_path / "lab.tif")
+    # QA: a greyscale model's "cannot read lab.tif: conversion from LAB to RGB not supported"
+    notes: list[str] = []
+    pixels = load_image(tmp_path / "lab.tif", in_channels=channels, image_size=8, notes=notes)
+    expected = torch.tensor([200, 30, 40]) if channels == 3 else torch.tensor([red.convert("L").getpixel((0, 0))])
+    assert (pixels[:, 0, 0].int() - expected).abs().max() <= 3
+    assert ("colours converted to greyscale (the model reads grey images)" in notes) == (channels == 1)
+
+
 def test_a_model_halting_on_the_float32_threshold_is_explained_as_halting_there(checkpoint, images):
     """End to end: every halting head scores exactly float32(0.9) under threshold 0.9, so the model stops each
     block after its first iteration; the prediction says the threshold was reached there."""

@@ -60,7 +60,7 @@ def load_image(source: str | Path | Image.Image, *, in_channels: int, image_size
         notes.append(frames)
     try:
         image = ImageOps.exif_transpose(image)
-        image = to_8_bit(image)
+        image = _lab_as_rgb(to_8_bit(image), name)
         flat, see_through = _flatten(image)
         if notes is not None and see_through:
             notes.append("transparent pixels filled with white")
@@ -177,6 +177,17 @@ def _size_against_limit(refusal: Exception) -> str:
 
 def _pixel_count(pixels: int) -> str:
     return f"{pixels / 1e6:.3g} megapixels" if pixels >= 1_000_000 else f"{pixels:,} pixels"
+
+
+def _lab_as_rgb(image: Image.Image, name: str) -> Image.Image:
+    """A CIELAB image (a LAB TIFF) in RGB: PIL converts LAB to RGB, but not to greyscale ("conversion from LAB to
+    RGB not supported"), so a greyscale model's image goes through RGB."""
+    if image.mode != "LAB":
+        return image
+    try:
+        return image.convert("RGB")
+    except ValueError:  # a PIL without that route
+        raise ImageError(f"cannot read {name}: LAB colour images are not supported; save it as RGB") from None
 
 
 def _flatten(image: Image.Image) -> tuple[Image.Image, bool]:
