@@ -396,3 +396,27 @@ def test_a_refused_picture_past_a_million_pixels_is_sized_in_megapixels(tmp_path
     with pytest.raises(ImageError, match=r"too large \(2 megapixels; the most it reads is 1.2 megapixels\): "
                                          r"shrink it"):
         load_image(tmp_path / "huge.png", in_channels=1, image_size=16)
+
+
+def test_a_model_trained_without_calibration_runs_at_full_depth_and_is_not_called_stopped(tmp_path):
+    """QA: predict ran a --no-calibrate model adaptively, paid its unfitted head's MACs and said its run "stopped
+    before calibration"; evaluate already runs it at full depth, as the README says it runs."""
+    from iamnn_studio.engine.config import DataConfig, RunConfig
+
+    config = tiny_config(threshold=None)
+    run = RunConfig(data=DataConfig(name="synthetic"), model=config, calibrate_halting=False)
+    save_varied_checkpoint(tmp_path / "left.pt", config, run_config=run)
+    stopped = RunConfig(data=DataConfig(name="synthetic"), model=config)  # calibrate_halting left on: it stopped
+    save_varied_checkpoint(tmp_path / "stopped.pt", config, run_config=stopped)
+    images = []
+    for value in (10, 128, 250):
+        images.append(tmp_path / f"grey-{value}.png")
+        Image.fromarray(np.full((16, 16), value, dtype=np.uint8)).save(images[-1])
+
+    left = Predictor.from_checkpoint(tmp_path / "left.pt")
+    assert left.left_unfitted and not left.uncalibrated and left.mode == "max"
+    results = left.predict_files(images)
+    assert all(list(r.iterations) == list(left.model.caps) for r in results)
+
+    before = Predictor.from_checkpoint(tmp_path / "stopped.pt")
+    assert before.uncalibrated and not before.left_unfitted and before.mode == "adaptive"

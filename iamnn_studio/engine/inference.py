@@ -304,6 +304,8 @@ class Predictor:
         self.batch_size = batch_size
         self.model.to(device).eval()
         self._evaluation = _stored_evaluation(checkpoint)
+        if self.left_unfitted and self.model_config.mode == "adaptive":
+            self.model.set_mode("max")  # as its evaluation runs it: an unfitted head would only add its cost
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
@@ -331,7 +333,14 @@ class Predictor:
     def uncalibrated(self) -> bool:
         """A calibrated-halting IamNN whose head was never fitted (its run stopped before calibration):
         its adaptive iteration counts mean little until the run is resumed."""
-        return self.model_config.halting_uncalibrated
+        return self.model_config.halting_uncalibrated and not self.left_unfitted
+
+    @property
+    def left_unfitted(self) -> bool:
+        """Trained with ``--no-calibrate``: its halting head was left unfitted on purpose, and the model runs at
+        full depth (README), here as in ``evaluate``; not a run that stopped before calibration."""
+        run = self.checkpoint.run_config
+        return run is not None and not run.calibrate_halting and self.model_config.halting_uncalibrated
 
     @property
     def threshold(self) -> float:
