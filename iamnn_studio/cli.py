@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, NoReturn, TextIO
 
 from .crash_log import write_error_log
 from .engine.tradeoff import halting_tradeoff, one_iteration_halting
@@ -158,8 +158,16 @@ PREDICT_EXIT_CODES = ("exit codes: 0 every image classified; 3 some images faile
 EXPORT_FORMATS_HELP = "onnx, torchscript, or a plugin's format such as pt2 (`iamnn-studio info` lists the plugins)"
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse's own errors in one line, as the CLI's other user errors (README): argparse printed the whole
+    multi-line usage above "argument --width: invalid int value: 'nan'". Sub-commands' parsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="iamnn-studio",
         description="Train, inspect and use IamNN image classifiers. Without a command, opens the app.",
     )

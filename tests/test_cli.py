@@ -532,6 +532,14 @@ def test_argparse_errors_exit_2_without_traceback():
     assert code == 2 and "invalid int value" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["train", "--seed", "1e30"], ["predict"], ["bogus"]])
+def test_argparse_errors_are_one_line_as_the_other_user_errors(argv):
+    """QA: argparse printed its whole multi-line usage above the error, where the README promises one line."""
+    code, out, err = run_cli(*argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and ": error: " in err and "--help` lists the options" in err
+
+
 @pytest.mark.parametrize("command", [["predict", "{ckpt}", "x.png"], ["evaluate", "{ckpt}"],
                                      ["export", "{ckpt}", "--format", "onnx", "--out", "{out}"]])
 def test_missing_checkpoint_is_a_clear_error(tmp_path, command):
