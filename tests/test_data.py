@@ -678,6 +678,63 @@ def test_val_split_is_deterministic_and_disjoint_from_train():
     assert len(split_off(data, 0.0, seed=5)[1]) == 0
 
 
+def test_the_validation_split_holds_out_some_of_every_class(tmp_path):
+    # QA: 3 classes of 20 images at 10 % gave 17/3/3, 20/0/0, 17/3/3: one class never validated, nor tested
+    _image_folder(tmp_path, per_class=20)
+    bundle = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.1, image_size=8))
+    assert class_counts(bundle.val, 3) == [2, 2, 2] and class_counts(bundle.train, 3) == [18, 18, 18]
+    assert class_counts(bundle.test, 3) == [2, 2, 2]  # no test/ folder: the held-out images are the test split
+    assert not any("no validation image" in note for note in bundle.notes)
+
+
+def test_a_per_class_split_is_fixed_by_its_seed_and_holds_one_of_each_class_that_has_two():
+    labels = torch.tensor([0] * 2 + [1] * 9 + [2] * 1 + [3] * 40)
+    data = ImageTensors(torch.arange(len(labels), dtype=torch.uint8).view(-1, 1, 1, 1), labels)
+    train, val = split_off(data, 0.05, seed=4, method="per-class")
+    assert class_counts(val, 4) == [1, 1, 0, 2] and len(train) + len(val) == len(data)
+    assert not set(train.images.flatten().tolist()) & set(val.images.flatten().tolist())
+    assert torch.equal(split_off(data, 0.05, seed=4, method="per-class")[1].images, val.images)
+    assert len(split_off(data, 0.0, seed=4, method="per-class")[1]) == 0
+    one_each = ImageTensors(torch.zeros(5, 1, 1, 1, dtype=torch.uint8), torch.arange(5))
+    assert len(split_off(one_each, 0.1, seed=0, method="per-class")[1]) == 1  # asked for: never silently empty
+
+
+def test_a_per_class_split_holds_out_the_requested_total_shared_by_class_size():
+    from iamnn_studio.engine.data import held_out_count, held_out_total
+
+    sizes = [410] * 6 + [409] * 4  # 25 % of 4,096 is 1,024: 102.5 and 102.25 per class, the larger remainders first
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(sizes)])
+    data = ImageTensors(torch.zeros(len(labels), 1, 1, 1, dtype=torch.uint8), labels)
+    _, val = split_off(data, 0.25, seed=0, method="per-class")
+    assert class_counts(val, 10) == [103] * 4 + [102] * 6 and len(val) == held_out_count(4096, 0.25) == 1024
+    assert held_out_total(sizes, 0.25, "per-class") == 1024
+    assert held_out_total([6] * 10, 0.1, "per-class") == 10  # one of every class, though 10 % of 60 is 6
+
+
+def test_the_random_split_of_older_runs_is_unchanged():
+    """Runs saved before data.val_split draw at random over all images: a resume must see the same split."""
+    data = ImageTensors(torch.zeros(60, 1, 1, 1, dtype=torch.uint8), torch.arange(60))
+    order = torch.randperm(60, generator=torch.Generator().manual_seed(7))  # what split_off always drew
+    assert split_off(data, 0.1, seed=7, method="random")[1].labels.tolist() == sorted(order[:6].tolist())
+    assert DataConfig.from_dict({"name": "synthetic", "val_fraction": 0.1}).val_split == "random"
+    assert DataConfig().val_split == "per-class"
+    assert DataConfig.from_dict(DataConfig().to_dict()).val_split == "per-class"  # a new run's config.toml says so
+
+
+def test_a_random_split_that_misses_a_class_says_so(tmp_path):
+    _image_folder(tmp_path, per_class=20)
+    config = DataConfig.from_dict({"name": "imagefolder", "root": str(tmp_path), "val_fraction": 0.1, "image_size": 8})
+    bundle = load_dataset(config)  # an older run's settings: drawn at random, "leaf" gets no held-out image
+    assert class_counts(bundle.val, 3)[1] == 0
+    assert any(note.startswith("no validation image of class 'leaf': the split is drawn at random")
+               for note in bundle.notes), bundle.notes
+
+
+def test_an_unknown_split_method_is_named():
+    with pytest.raises(ValueError, match="data.val_split: must be per-class or random, got 'stratified'"):
+        DataConfig(val_split="stratified").validate()
+
+
 def test_normalisation_stats_come_from_the_train_split():
     images = torch.randint(0, 256, (50, 3, 6, 6), dtype=torch.uint8)
     mean, std = channel_stats(images)

@@ -17,6 +17,7 @@ import iamnn_studio.engine.calibration as calibration
 import iamnn_studio.engine.trainer as trainer_module
 from iamnn_studio.engine.checkpoint import load_checkpoint
 from iamnn_studio.engine.config import RunConfig
+from iamnn_studio.engine.data import load_dataset
 from iamnn_studio.engine.optim import build_scheduler
 from iamnn_studio.engine.runs import list_runs, read_metrics
 from iamnn_studio.engine.trainer import Trainer
@@ -309,7 +310,8 @@ def test_too_few_held_out_images_to_calibrate_fail_before_training(tmp_runs):
     config = tiny_config(calibrate_halting=True, data__options={"train_size": 40, "test_size": 20})
     result = Trainer(config, runs_dir=tmp_runs, listeners=[recorder]).run()  # 25 % of 40: 10 held out
     assert result.state == "failed" and result.reason.startswith("data.val_fraction: calibrating the halting needs")
-    assert "leaves 10 of its 40: use a validation split of at least 50 %" in result.reason
+    # 49 % holds out 20, round(19.6), 2 of each of the 10 classes' 4 images (1 each: 10, at 25 %)
+    assert "leaves 10 of its 40: use a validation split of at least 49 %" in result.reason
     assert not recorder.of("step")  # said before a single training step
 
 
@@ -430,7 +432,8 @@ def test_a_twenty_step_run_validates_with_statistics_that_match_its_weights(tmp_
     # moving averages lagged the weights (the one-cycle rate is high early) and eval mode compounded the error.
     config = tiny_config(batch_size=16, max_steps=20, epochs=10, lr=0.1, schedule="one-cycle", data__name="imagefolder",
                          data__root=str(colour_folder(tmp_path / "colours")), data__options={}, data__image_size=16,
-                         model__iterations=None, model__depth=18, model__width=8, seed=3)
+                         model__iterations=None, model__depth=18, model__width=8, seed=3,
+                         data__val_split="random")  # 20 steps are noisy: the batches its figures were measured on
     recorder = Recorder()
     result = Trainer(config, runs_dir=tmp_runs, listeners=[recorder]).run()
     assert result.state == "completed", result.reason
@@ -620,11 +623,42 @@ def test_a_stopped_and_resumed_run_trains_exactly_like_an_uninterrupted_one(tmp_
     assert second.best_accuracy == uninterrupted.best_accuracy
 
 
+def _as_saved_before_val_split(run_dir: Path) -> None:
+    """Make ``run_dir`` a run saved before data.val_split existed: neither its config.toml nor last.pt names it."""
+    config = run_dir / "config.toml"
+    config.write_text("".join(line for line in config.read_text().splitlines(True) if "val_split" not in line))
+    last = run_dir / "checkpoints" / "last.pt"
+    payload = torch.load(last, map_location="cpu", weights_only=True)
+    del payload["run_config"]["data"]["val_split"]
+    torch.save(payload, last)
+
+
+def test_a_run_saved_before_per_class_splits_resumes_with_its_own_random_split(tmp_runs):
+    holder = {}
+
+    def stop_after_first_epoch(event):
+        if event.kind == "epoch" and event.data["epoch"] == 1:
+            holder["trainer"].stop()
+
+    config = tiny_config(data__val_split="random")  # what every run before the setting drew
+    holder["trainer"] = first = Trainer(config, runs_dir=tmp_runs, listeners=[stop_after_first_epoch])
+    assert first.run().state == "stopped"
+    _as_saved_before_val_split(first.run_dir.path)
+
+    second = Trainer(None, run_dir=first.run_dir.path, resume=True)
+    assert second.run().state == "completed"
+    assert second.config.data.val_split == "random"
+    assert torch.equal(second.data.val.images, first.data.val.images)  # the same images validate, none trained
+    new_run = load_dataset(tiny_config().data, seed=config.seed)
+    assert not torch.equal(new_run.val.images, first.data.val.images)  # (a new run's split differs)
+
+
 def small_subset_config() -> RunConfig:
     # ACT on 8x8 images in batches of 4: halting leaves a single survivor now and then, which a halting head's
     # norm, or a block's norm on the last block's 1x1 maps, normalises with the running statistics
+    # (drawn as before per-class splits: the batches whose single survivors it was made for)
     return tiny_config(epochs=3, batch_size=4, lr=0.1, model__halting="act", model__eps=0.91, model__iterations=(3,) * 4,
-                       data__options={"train_size": 80, "test_size": 8, "image_size": 8})
+                       data__options={"train_size": 80, "test_size": 8, "image_size": 8}, data__val_split="random")
 
 
 def test_a_run_stopped_where_training_reads_running_statistics_resumes_exactly(tmp_runs, monkeypatch):

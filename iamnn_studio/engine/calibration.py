@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,21 +54,34 @@ def calibration_images(train: int, val: int) -> int:
     return max(1, min(int(round(train * FALLBACK_CALIBRATION_SHARE)), train - 1))
 
 
-def calibration_images_problem(train: int, val: int, *, val_carved: bool = True) -> str | None:
+def calibration_images_problem(train: int, val: int, *, val_carved: bool = True,
+                               class_sizes: Sequence[int] | None = None, val_split: str = "random") -> str | None:
     """Why ``train`` training and ``val`` validation images cannot calibrate the halting, with what
     would fix it, or None when they can. ``val_carved=False``: the validation images are the dataset's own
-    (a val/ folder), which no validation split changes."""
+    (a val/ folder), which no validation split changes. ``class_sizes`` (the images of each class, training
+    and validation together) and ``val_split`` let the advice count as a split per class does."""
     held = calibration_images(train, val)
     if held >= MIN_CALIBRATION_IMAGES:
         return None
     total = train + val
-    percent = math.ceil(100 * MIN_CALIBRATION_IMAGES / total) if total else 100
+    percent = _smallest_split_percent(total, class_sizes, val_split)
     if not val_carved and val:
         fix = "more images in its validation folder (val/)"
     else:
         fix = f"a validation split of at least {percent} %" if percent < 90 else "more images"
     return (f"calibrating the halting needs at least {MIN_CALIBRATION_IMAGES} held-out images and this dataset "
             f"leaves {held} of its {total}: use {fix}, or turn the halting calibration off")
+
+
+def _smallest_split_percent(total: int, class_sizes: Sequence[int] | None, val_split: str) -> int:
+    """The smallest validation split, in whole percent, that holds out ``MIN_CALIBRATION_IMAGES`` (100: none
+    does): rounded per class, a split holds out fewer (or more) than its share of the total."""
+    if class_sizes is None:
+        return math.ceil(100 * MIN_CALIBRATION_IMAGES / total) if total else 100
+    from .data import held_out_total
+
+    return next((percent for percent in range(1, 100)
+                 if held_out_total(class_sizes, percent / 100, val_split) >= MIN_CALIBRATION_IMAGES), 100)
 
 
 def sample_exits(caps: tuple[int, ...], generator: torch.Generator) -> tuple[int, ...]:

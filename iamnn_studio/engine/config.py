@@ -49,6 +49,9 @@ AUGMENT_STEPS = ("crop", "flip", "erase")
 AUGMENT_MODES = ("none",) + tuple(
     "-".join(steps) for k in range(1, len(AUGMENT_STEPS) + 1) for steps in itertools.combinations(AUGMENT_STEPS, k)
 )
+#: How the validation share is drawn from the training images (``data.split_off``): the same share of every
+#: class, or at random over all of them (every run before ``data.val_split`` existed).
+VAL_SPLITS = ("per-class", "random")
 #: A run's folder is named after it (plus "-2" and so on): well inside every file system's 255 bytes.
 MAX_NAME_BYTES = 120
 
@@ -279,6 +282,10 @@ class DataConfig:
     root: str | None = None  # folder with the files; None = the provider's default places
     download: bool = False  # may torchvision download it?
     val_fraction: float = 0.1  # share of the training set held out for validation/calibration
+    # how that share is drawn: "per-class" (the same share of every class) or "random" (over all images, so a
+    # class may get none). A saved config without it is a run from before this setting: it keeps "random"
+    # (``from_dict``), or its resume and evaluation would see other validation (and test) images.
+    val_split: str = "per-class"
     augment: str = "crop-flip"  # none, or crop / flip / erase joined by "-" in that order (crop-flip-erase)
     image_size: int | None = None  # resize to this (image folders); None = provider's native size
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific (e.g. synthetic size)
@@ -293,6 +300,8 @@ class DataConfig:
             raise _field_error("data.options", f"expected a table of the dataset's options, got {_shown(self.options)}")
         if not _is_number(self.val_fraction) or not 0 <= self.val_fraction < 1:
             raise _field_error("data.val_fraction", f"must be in [0, 1), got {self.val_fraction!r}")
+        if self.val_split not in VAL_SPLITS:
+            raise _field_error("data.val_split", f"must be {one_of(VAL_SPLITS)}, got {_shown(self.val_split)}")
         if self.augment not in AUGMENT_MODES:
             raise _field_error("data.augment", "must be none, or crop, flip and erase joined by '-' in that order "
                                                f"(e.g. crop-flip-erase), got {self.augment!r}")
@@ -305,6 +314,8 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DataConfig":
+        if isinstance(d, dict) and "val_split" not in d:  # saved before the setting existed: split as it was
+            d = {**d, "val_split": "random"}
         return _from_dict(cls, d, "data")
 
 

@@ -483,11 +483,14 @@ class Trainer:
     def _check_calibration_images(self, config: RunConfig) -> None:
         """Too few held-out images to calibrate is said before training, not after the last epoch."""
         from .calibration import calibration_images_problem
+        from .data import class_counts
 
         if self.recipe != "calibrated" or not config.calibrate_halting:
             return
-        problem = calibration_images_problem(len(self.data.train), len(self.data.val),
-                                             val_carved=self.data.val_carved)
+        pool = [t + v for t, v in zip(class_counts(self.data.train, self.data.num_classes),
+                                      class_counts(self.data.val, self.data.num_classes))]
+        problem = calibration_images_problem(len(self.data.train), len(self.data.val), val_carved=self.data.val_carved,
+                                             class_sizes=pool, val_split=config.data.val_split)
         if problem:
             raise TrainingFailed(f"data.val_fraction: {problem} (--no-calibrate, or calibrate_halting = false in a "
                                  "settings file)")
@@ -1018,7 +1021,8 @@ class Trainer:
 
         data, where = self.data.val, "the validation split"
         if len(data) == 0:
-            _, data = split_off(self.data.train, FALLBACK_CALIBRATION_SHARE, self.config.seed)
+            # drawn over all images, as ``calibration_images`` counts them (the backbone trained on each)
+            _, data = split_off(self.data.train, FALLBACK_CALIBRATION_SHARE, self.config.seed, "random")
             where = (f"{len(data)} training images, because the validation split is empty: the backbone has seen them, "
                      "so the threshold may be optimistic (set data.val_fraction > 0 to calibrate on unseen images)")
             self._emit("log", message=f"calibrating the halting head on {where}")

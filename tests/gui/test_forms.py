@@ -326,11 +326,12 @@ def test_the_start_blocker_follows_the_newest_dataset_problem(qtbot, window, for
 def test_too_few_held_out_images_to_calibrate_block_start(qtbot, window, form):
     start = window.training.header.start
     values = tiny_run_values(form, train_size=60)
-    values["data"]["val_fraction"] = 0.1  # 6 held-out images
+    values["data"]["val_fraction"] = 0.1  # one held-out image of each of the 10 classes of 6 images
     form.set_values(values)
     row = form.dataset.rows["data.val_fraction"]
     qtbot.waitUntil(lambda: "held-out images" in row.error, timeout=30_000)
-    assert "leaves 6 of its 60: use a validation split of at least 34 %" in row.error and not start.isEnabled()
+    # 33 % holds out 20 (2 of each class's 6): round(19.8), shared out per class
+    assert "leaves 10 of its 60: use a validation split of at least 33 %" in row.error and not start.isEnabled()
     form.model.architecture.set_value("resnet")  # nothing to calibrate
     qtbot.waitUntil(lambda: row.error == "", timeout=10_000)
 
@@ -390,12 +391,18 @@ def test_the_forms_split_sizes_are_the_engines():
     import torch
 
     from iamnn_studio.engine.data import ImageTensors, split_off
-    from iamnn_studio.gui.forms.dataset_panel import held_out_count
+    from iamnn_studio.gui.forms.dataset_panel import PreviewData
 
     for n in (0, 1, 2, 7, 120, 1001):
-        data = ImageTensors(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.zeros(n, dtype=torch.int64))
-        for fraction in (0.0, 0.001, 0.1, 0.17, 0.25, 0.5, 0.99):
-            assert held_out_count(n, fraction) == len(split_off(data, fraction, seed=0)[1]), (n, fraction)
+        labels = torch.arange(n) % 3 if n != 7 else torch.tensor([0, 1, 2, 3, 4, 5, 5])  # 7: classes of one
+        data = ImageTensors(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), labels)
+        counts = torch.bincount(labels, minlength=6).tolist()
+        for method in ("per-class", "random"):
+            shown = PreviewData("x", [], None, None, {"train": counts, "val": [0] * 6, "test": []}, 1, 1,
+                                carved=True, val_split=method)
+            for fraction in (0.0, 0.001, 0.1, 0.17, 0.25, 0.5, 0.99):
+                held = len(split_off(data, fraction, seed=0, method=method)[1])
+                assert shown.split_sizes(fraction) == (n - held, held), (n, fraction, method)
 
 
 def test_no_validation_split_is_allowed_and_says_what_it_changes(form):

@@ -12,14 +12,16 @@ from . import cifar, idx, imagefolder, svhn, synthetic  # noqa: F401  (each regi
 from .augment import AUGMENT_MODES, augment_batch, augment_steps, crop_padding, normalize, resize_images
 from .base import DATASETS, DatasetProvider, DownloadStopped, InputShape, datasets_root, downloading, stop_downloads
 from .batches import iterate_batches
-from .bundle import DatasetBundle, ImageTensors, channel_stats, class_counts, preview, split_off
+from .bundle import (
+    DatasetBundle, ImageTensors, channel_stats, class_counts, held_out_count, held_out_total, preview, split_off,
+)
 
 __all__ = [
     "AUGMENT_MODES", "augment_steps", "DATASETS", "DatasetBundle", "DatasetProvider", "DownloadStopped", "downloading",
     "stop_downloads", "ImageTensors", "InputShape", "augment_batch",
     "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root", "declared_input_shape",
-    "default_augment", "iterate_batches", "known_channels_and_classes", "load_dataset", "normalize", "preview",
-    "resize_images", "split_off",
+    "default_augment", "held_out_count", "held_out_total", "iterate_batches", "known_channels_and_classes",
+    "load_dataset", "normalize", "preview", "resize_images", "split_off",
 ]
 
 

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
+
+from ..config import VAL_SPLITS, one_of
 
 
 @dataclass
@@ -35,18 +38,65 @@ class ImageTensors:
         return ImageTensors(self.images.to(device), self.labels.to(device))
 
 
-def split_off(data: ImageTensors, fraction: float, seed: int) -> tuple[ImageTensors, ImageTensors]:
+def held_out_count(n: int, fraction: float) -> int:
+    """How many of ``n`` images a share of ``fraction`` holds out: rounded, at least one when asked for
+    (a requested validation split is never silently empty), never all."""
+    if n <= 1:
+        return 0
+    held = min(int(round(n * fraction)), n - 1)
+    return max(held, 1) if fraction > 0 else held
+
+
+def held_out_per_class(class_sizes: Sequence[int], fraction: float) -> list[int]:
+    """How many images of each class a per-class split holds out: the share of the whole pool
+    (``held_out_count``), shared out in proportion to the classes' sizes (largest remainders first), but at
+    least one of every class that has two and never a class's last image."""
+    wanted = [round(n * fraction, 9) for n in class_sizes]  # round: 0.29 * 100 is 28.999999999999996
+    least = 1 if fraction > 0 else 0
+    counts = [min(max(int(w), least), n - 1) if n > 1 else 0 for w, n in zip(wanted, class_sizes)]
+    extra = held_out_count(sum(class_sizes), fraction) - sum(counts)
+    by_remainder = sorted(range(len(counts)), key=lambda c: counts[c] - wanted[c])
+    for c in [c for c in by_remainder if counts[c] < class_sizes[c] - 1][:max(extra, 0)]:
+        counts[c] += 1
+    return counts
+
+
+def held_out_total(class_sizes: Sequence[int], fraction: float, method: str) -> int:
+    """How many images ``split_off`` holds out of a pool with ``class_sizes`` images per class."""
+    per_class = sum(held_out_per_class(class_sizes, fraction)) if method == "per-class" else 0
+    return per_class or held_out_count(sum(class_sizes), fraction)
+
+
+def split_off(data: ImageTensors, fraction: float, seed: int,
+              method: str = "random") -> tuple[ImageTensors, ImageTensors]:
     """Hold out ``fraction`` of ``data`` at random (fixed by ``seed``); returns (kept, held_out).
 
-    Both parts keep the original order, so the same seed always gives the same split.
+    ``method`` "per-class" holds out that share of every class (``held_out_per_class``: at least one image of
+    each class that has two); "random" draws it over all images, as every run before ``data.val_split`` did, so a small class may
+    get none. Classes too small to stratify (one image each) are split at random. Both parts keep the
+    original order, so the same seed and method always give the same split: a resumed run sees its own.
     """
+    if method not in VAL_SPLITS:
+        raise ValueError(f"data.val_split: must be {one_of(VAL_SPLITS)}, got {method!r}")
     n = len(data)
-    n_held = min(int(round(n * fraction)), n - 1) if n > 1 else 0
-    if fraction > 0 and n > 1:
-        n_held = max(n_held, 1)  # a requested validation split is never silently empty
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    held, kept = order[:n_held].sort().values, order[n_held:].sort().values
-    return data.subset(kept), data.subset(held)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))  # first: "random" stays as it was
+    held = _per_class_picks(order, data.labels.cpu(), fraction) if method == "per-class" else order[:0]
+    if len(held) == 0:
+        held = order[:held_out_count(n, fraction)]
+    is_held = torch.zeros(n, dtype=torch.bool)
+    is_held[held] = True
+    return data.subset(torch.nonzero(~is_held).flatten()), data.subset(torch.nonzero(is_held).flatten())
+
+
+def _per_class_picks(order: Tensor, labels: Tensor, fraction: float) -> Tensor:
+    """Each class's share of ``order`` (a random permutation): its first images in that order."""
+    shuffled = labels[order]
+    by_class = order[torch.argsort(shuffled, stable=True)]  # each class's images together, still in random order
+    sizes = torch.unique_consecutive(shuffled.sort().values, return_counts=True)[1].tolist()
+    starts = [0, *itertools.accumulate(sizes)][:-1]
+    counts = held_out_per_class(sizes, fraction)
+    picks = [by_class[start:start + count] for start, count in zip(starts, counts)]
+    return torch.cat(picks) if picks else order[:0]
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -97,6 +147,7 @@ class DatasetBundle:
         *,
         val: ImageTensors | None = None,
         val_fraction: float = 0.0,
+        val_split: str = "random",
         seed: int = 0,
         notes: Sequence[str] = (),
         extras: dict[str, Any] | None = None,
@@ -105,21 +156,25 @@ class DatasetBundle:
         """Carve ``val`` out of ``train`` unless the dataset brings its own, then measure the train split.
 
         ``test=None`` means the dataset has no test images: the validation split stands in for them.
+        ``val_split`` is how the share is drawn (``split_off``): providers pass ``cfg.val_split``; "random", the
+        default, is what a provider that passes none always had, so its old runs keep their splits.
         Class names become text (a plugin may name them 0, 1, 2): eval.json and every view read text.
         """
         classes = [str(name) for name in classes]
         for split, images in (("train", train), ("test", test), ("val", val)):
             _check_labels(name, split, images, len(classes))
         val_carved = val is None
+        notes = list(notes)
         if val_carved:
-            train, val = split_off(train, val_fraction, seed)
+            train, val = split_off(train, val_fraction, seed, val_split)
+            notes += _classes_not_held_out(classes, train, val, val_split)
         test_is_val = test is None
         if test_is_val:
             test = val
         mean, std = channel_stats(train.images)
         return cls(
             name=name, classes=list(classes), train=train, val=val, test=test, mean=mean, std=std,
-            notes=list(notes), extras=dict(extras or {}), default_augment=default_augment, val_carved=val_carved,
+            notes=notes, extras=dict(extras or {}), default_augment=default_augment, val_carved=val_carved,
             test_is_val=test_is_val,
         )
 
@@ -175,6 +230,28 @@ def preview(bundle: DatasetBundle, per_class: int = 4, split: str = "train") -> 
     picks = [torch.nonzero(labels == c).flatten()[:per_class] for c in range(bundle.num_classes)]
     index = torch.cat(picks) if picks else torch.zeros(0, dtype=torch.long)
     return data.images.cpu().index_select(0, index), labels.index_select(0, index)
+
+
+def _classes_not_held_out(classes: list[str], train: ImageTensors, val: ImageTensors, method: str) -> list[str]:
+    """A note naming the classes a carved validation split holds none of (so neither validation, calibration
+    nor a test split that is the validation split sees them), with the cause; empty when every class is in it."""
+    if len(val) == 0:
+        return []  # no split asked for: NO_VALIDATION_NOTE's business, not a class's
+    trained = class_counts(train, len(classes))
+    missing = [name for name, n_train, n_val in zip(classes, trained, class_counts(val, len(classes)))
+               if n_train and not n_val]
+    if not missing:
+        return []
+    why = ("the split is drawn at random over all images (data.val_split = \"random\", as runs made before "
+           "that setting keep); \"per-class\" holds out some of every class" if method == "random"
+           else "a class needs two images to have one held out")
+    return [f"no validation image of {_class_list(missing)}: {why}"]
+
+
+def _class_list(names: list[str], shown: int = 5) -> str:
+    quoted = [repr(name) for name in names[:shown]]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ("class " if len(names) == 1 else "classes ") + ", ".join(quoted) + more
 
 
 def _check_labels(name: str, split: str, images: ImageTensors | None, num_classes: int) -> None:

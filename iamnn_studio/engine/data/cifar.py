@@ -84,7 +84,7 @@ class CifarProvider(DatasetProvider):
         train = self._read_batches(folder, self.train_files, len(classes))
         test = self._read_batches(folder, self.test_files, len(classes))
         return DatasetBundle.from_splits(
-            self.name, classes, train, test, val_fraction=cfg.val_fraction, seed=seed,
+            self.name, classes, train, test, val_fraction=cfg.val_fraction, val_split=cfg.val_split, seed=seed,
             default_augment=self.default_augment, notes=[f"read from {folder}"],
         )
 

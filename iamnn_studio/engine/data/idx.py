@@ -114,7 +114,8 @@ class IdxProvider(DatasetProvider):
             splits[split] = ImageTensors(images.unsqueeze(1).contiguous(), labels)
         return DatasetBundle.from_splits(
             self.name, self.classes, splits["train"], splits["test"],
-            val_fraction=cfg.val_fraction, seed=seed, default_augment=self.default_augment,
+            val_fraction=cfg.val_fraction, val_split=cfg.val_split, seed=seed,
+            default_augment=self.default_augment,
             notes=[f"read from {files['train', 'images'].parent}"],
         )
 

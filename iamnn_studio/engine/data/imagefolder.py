@@ -87,7 +87,8 @@ class ImageFolderProvider(DatasetProvider):
             notes.append("no val/ folder: validation carved from train/")
         bundle = DatasetBundle.from_splits(
             self.name, classes, splits["train"], splits.get("test"),
-            val=splits.get("val"), val_fraction=cfg.val_fraction, seed=seed, notes=notes,
+            val=splits.get("val"), val_fraction=cfg.val_fraction, val_split=cfg.val_split, seed=seed,
+            notes=notes,
         )
         if "test" not in splits:  # the counts, known once validation is carved: how much the "test" scores rest on
             if "val" in splits:

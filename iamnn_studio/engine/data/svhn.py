@@ -71,8 +71,8 @@ class SvhnProvider(DatasetProvider):
             raise ValueError(self._not_found(cfg.root))
         train, test = (_read_mat(folder / SPLIT_FILES[split]) for split in ("train", "test"))
         return DatasetBundle.from_splits(
-            self.name, [str(d) for d in range(10)], train, test, val_fraction=cfg.val_fraction, seed=seed,
-            default_augment=self.default_augment, notes=[f"read from {folder}"],
+            self.name, [str(d) for d in range(10)], train, test, val_fraction=cfg.val_fraction,
+            val_split=cfg.val_split, seed=seed, default_augment=self.default_augment, notes=[f"read from {folder}"],
         )
 
     def _download(self, folder: Path) -> None:

@@ -173,8 +173,9 @@ class SyntheticProvider(DatasetProvider):
             )
             splits[split] = ImageTensors(images, labels)
         return DatasetBundle.from_splits(
-            self.name, CLASSES, splits["train"], splits["test"], val_fraction=cfg.val_fraction, seed=seed,
-            default_augment=self.default_augment, extras={"difficulty": hardness["test"]},
+            self.name, CLASSES, splits["train"], splits["test"], val_fraction=cfg.val_fraction,
+            val_split=cfg.val_split, seed=seed, default_augment=self.default_augment,
+            extras={"difficulty": hardness["test"]},
             notes=[f"{opts['train_size']} train / {opts['test_size']} test shapes, difficulty {opts['difficulty']:g}"],
         )
 

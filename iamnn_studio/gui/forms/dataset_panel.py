@@ -70,15 +70,22 @@ class PreviewData:
     notes: list[str] = field(default_factory=list)
     val_fraction: float = 0.0  # the validation split it was read with
     carved: bool = False  # whether its validation images were that share of the training pool
+    val_split: str = "per-class"  # how that share was drawn (data.val_split)
 
     def split_sizes(self, val_fraction: float) -> tuple[int, int]:
         """(train, validation) image totals at ``val_fraction``, without reading the dataset again:
         a carved split moves images between the two as the engine's ``split_off`` would."""
+        from iamnn_studio.engine.data import held_out_total
+
         train, val = sum(self.counts["train"]), sum(self.counts["val"])
         if not self.carved or val_fraction == self.val_fraction:
             return train, val
-        held = held_out_count(train + val, val_fraction)
+        held = held_out_total(self.pool_sizes(), val_fraction, self.val_split)
         return train + val - held, held
+
+    def pool_sizes(self) -> list[int]:
+        """The images of each class that training and validation share (what a split divides)."""
+        return [n_train + n_val for n_train, n_val in zip(self.counts["train"], self.counts["val"])]
 
     @property
     def num_classes(self) -> int:
@@ -94,7 +101,8 @@ def load_preview(data_values: dict[str, Any], seed: int, per_class: int = PREVIE
     from iamnn_studio.engine.config import DataConfig
     from iamnn_studio.engine.data import class_counts, load_dataset, preview
 
-    bundle = load_dataset(DataConfig.from_dict(data_values), seed=seed)
+    config = DataConfig.from_dict(data_values)
+    bundle = load_dataset(config, seed=seed)
     images, labels = preview(bundle, per_class=per_class)
     counts = {
         split: class_counts(bundle.split(split), bundle.num_classes) for split in ("train", "val", "test")
@@ -113,16 +121,8 @@ def load_preview(data_values: dict[str, Any], seed: int, per_class: int = PREVIE
         notes=list(bundle.notes),
         val_fraction=fraction,
         carved=carved,
+        val_split=config.val_split,
     )
-
-
-def held_out_count(n: int, fraction: float) -> int:
-    """How many of ``n`` training images a validation split of ``fraction`` holds out (the engine's
-    ``data.split_off``: rounded, at least one when asked for, never all)."""
-    if n <= 1:
-        return 0
-    held = min(int(round(n * fraction)), n - 1)
-    return max(held, 1) if fraction > 0 else held
 
 
 def provider_entries() -> list[ProviderEntry]:

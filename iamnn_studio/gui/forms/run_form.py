@@ -291,7 +291,9 @@ class RunForm(QWidget):
                 or model.get("architecture") != "iamnn" or model.get("halting") != "calibrated"
                 or not values.get("calibrate_halting", True)):
             return None
-        return calibration_images_problem(*self._split_sizes(values), val_carved=self.preview_data.carved)
+        shown = self.preview_data
+        return calibration_images_problem(*self._split_sizes(values), val_carved=shown.carved,
+                                          class_sizes=shown.pool_sizes(), val_split=shown.val_split)
 
     def _split_sizes(self, values: dict[str, Any]) -> tuple[int, int]:
         """(train, validation) images of the shown dataset at the form's validation split: the split may
