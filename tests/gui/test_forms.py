@@ -452,6 +452,40 @@ def test_the_dataset_list_follows_the_typed_folder(qtbot, form, tmp_path):
     form.wait_for_background()
 
 
+def test_a_dataset_whose_files_do_not_read_is_not_listed_as_available(qtbot, form, tmp_path):
+    import pickle
+
+    import numpy as np
+
+    def cifar_folder(root, damaged: bool):
+        folder = root / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batch = pickle.dumps({"data": np.zeros((2, 3072), dtype=np.uint8), "labels": [0, 1]}, protocol=2)
+            (folder / name).write_bytes(batch[:40] if damaged and name == "data_batch_2" else batch)
+        (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+        return root
+
+    box = form.dataset.provider
+    box.set_value("cifar10")
+    for root, damaged in ((tmp_path / "good", False), (tmp_path / "truncated", True), (tmp_path / "good", False)):
+        if not root.exists():
+            cifar_folder(root, damaged)
+        form.dataset.folder.setText(str(root))
+        form.dataset.folder.editingFinished.emit()
+        if damaged:  # a read error replaces a good preview
+            qtbot.waitUntil(lambda: "cannot read" in (form.dataset_error or ""), timeout=30_000)
+            # QA: the list said "available offline" above the red "cannot read …", and an empty scrollbar stayed
+            assert box.itemText(box.currentIndex()) == "CIFAR-10  ·  files unreadable"
+            assert form.dataset.status.text().startswith("cannot read")
+            assert not form.preview.scroll.isVisibleTo(form.preview)
+        else:
+            qtbot.waitUntil(lambda: form.preview_data is not None and form.dataset_error is None, timeout=30_000)
+            assert box.itemText(box.currentIndex()) == "CIFAR-10  ·  available offline"
+            assert form.preview.scroll.isVisibleTo(form.preview)
+    form.wait_for_background()
+
+
 def test_each_dataset_keeps_its_own_folder(form, tmp_path):
     form.dataset.provider.set_value("imagefolder")
     form.dataset.folder.setText(str(tmp_path))

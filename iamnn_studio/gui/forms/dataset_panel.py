@@ -54,6 +54,7 @@ class ProviderEntry:
     available: bool
     reason: str
     downloadable: bool = True  # whether "Allow download" means anything for it
+    unreadable: bool = False  # its files are where the check looked, but reading them failed (the preview's error)
 
 
 @dataclass
@@ -197,6 +198,7 @@ class DatasetPanel(FormCard):
         self._shown_provider = self.provider.value()
         # (dataset, folder) -> (available, reason): the latest verdict of each; checked again whenever shown
         self._verdicts: dict[tuple[str, str], tuple[bool, str]] = {}
+        self._unreadable: set[tuple[str, str]] = set()  # (dataset, folder)s whose files could not be read
         self._unchecked = False  # the user typed (or browsed to) a folder whose verdict has not arrived yet
         self._checks = DetachedTasks(self)
         self._folder_timer = QTimer(self)
@@ -361,10 +363,27 @@ class DatasetPanel(FormCard):
         entry = self._entries[name]
         entry.available, entry.reason = available, reason
         # The list said what the default places hold: a folder typed since may hold it, or may not.
+        self._show_choice_text(name, reason)
+        if not entry.unreadable:  # its files are here but did not read: "✓ found" would say they are fine
+            self.show_status("ok" if available else "warning", reason)
+
+    def _show_choice_text(self, name: str, tooltip: str) -> None:
+        entry = self._entries[name]
+        entry.unreadable = (name, self.folder.text().strip()) in self._unreadable
         index = self.provider.findData(name)
         self.provider.setItemText(index, _choice_text(entry))
-        self.provider.setItemData(index, reason, Qt.ItemDataRole.ToolTipRole)
-        self.show_status("ok" if available else "warning", reason)
+        self.provider.setItemData(index, tooltip, Qt.ItemDataRole.ToolTipRole)
+
+    def show_read_result(self, error: str | None) -> None:
+        """How reading the dataset shown went (the preview): the check only finds its files, so damaged ones
+        passed it, and the list said "available offline" above "cannot read …" (QA). An error marks the list's
+        line and shows under the card; None (read fine) takes the mark away."""
+        key = self._availability_key()
+        (self._unreadable.add if error else self._unreadable.discard)(key)
+        if key[0] in self._entries:
+            self._show_choice_text(key[0], error or self._entries[key[0]].reason)
+        if error:
+            self.show_status("error", error)
 
     def show_status(self, kind: str, text: str) -> None:
         """One line under the card: ``ok`` (green), ``warning``, ``error`` (red) or ``busy``."""
@@ -424,6 +443,7 @@ class DatasetPreview(QWidget):
         layout.setSpacing(SPACING["section"])
         self.summary = QLabel("The dataset preview appears once the engine has loaded.")
         self.summary.setWordWrap(True)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)  # alone while no samples
         set_role(self.summary, "muted")
         layout.addWidget(self.summary)
         self.scroll = QScrollArea()
@@ -448,10 +468,14 @@ class DatasetPreview(QWidget):
         if error or clear:
             self.data = None
             self._clear_grid()
+            # the emptied grid keeps its last size until Qt lays it out again: its scroll area showed an empty
+            # scrollbar under a read error (QA); without samples there is nothing to scroll
+            self.scroll.hide()
 
     def set_data(self, data: PreviewData) -> None:
         self.data = data
         self._clear_grid()
+        self.scroll.show()
         sizes = {split: sum(counts) for split, counts in data.counts.items()}
         summary = (
             f"<b>{data.num_classes} classes</b> · images {data.shape_text} · "
@@ -544,7 +568,7 @@ def _choice_text(entry: ProviderEntry) -> str:
 def _availability_word(entry: ProviderEntry) -> str:
     """What the dataset list says beside a dataset's name (its tooltip says why)."""
     if entry.available:
-        return "available offline"
+        return "files unreadable" if entry.unreadable else "available offline"
     if str(entry.reason).startswith("cannot check"):  # a plugin's own check failed
         return "cannot check"
     return "needs download" if entry.downloadable else "files not found"

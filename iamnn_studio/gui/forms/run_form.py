@@ -443,6 +443,7 @@ class RunForm(QWidget):
         self.model.set_input_shape(data.in_channels, data.image_size, data.num_classes)
         self.input_shape_known = True
         self._shown_preview = self._requested_preview
+        self.dataset.show_read_result(None)
         self.dataset._refresh_availability()
         self.revalidate()
         self._compute_figures()
@@ -453,7 +454,7 @@ class RunForm(QWidget):
         self.preview_data = None
         self._update_estimate()
         self.dataset_error = message
-        self.dataset.show_status("error", message)
+        self.dataset.show_read_result(message)
         self.preview.show_message(message, error=True)
         self.revalidate()
         self.preview_loaded.emit()
