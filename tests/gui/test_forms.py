@@ -641,6 +641,24 @@ def test_a_config_files_bad_numbers_are_quoted_as_the_file_has_them(window, form
     assert form.errors["batch_size"] == "must be a positive integer, got -8"  # untouched: still the file's
 
 
+@pytest.mark.parametrize("fraction, words", [(1.5, "must be below 100 %; the file says 150 %"),
+                                             (-0.2, "must be 0 % or more; the file says -20 %")])
+def test_a_config_files_bad_split_and_caps_are_told_in_the_fields_own_terms(window, form, tmp_path, fraction, words):
+    """QA: the split box showed "99 %" above "must be in [0, 1), got 1.5"; the red caps "1, 2" had no message of
+    their own (the file's unused depth 7 was blamed instead) and "caps 1 · 2" showed beside them as if valid."""
+    path = tmp_path / "bad-values.toml"
+    path.write_text(f'[data]\nname = "synthetic"\nval_fraction = {fraction}\n[model]\niterations = [1, 2]\ndepth = 7\n')
+    assert window.load_config_file(str(path))
+    assert form.dataset.rows["data.val_fraction"].error == words
+    assert form.model.rows["model.depth"].error == \
+        "needs four whole numbers of 1 or more, one per block (e.g. 1, 2, 2, 1), got 1, 2"
+    assert "model.depth" not in form.errors and not form.model.caps_label.isVisibleTo(form)
+    form.model.custom_caps.setText("1, 2, 2, 1")
+    form.model.custom_caps.textEdited.emit("1, 2, 2, 1")
+    assert form.model.rows["model.depth"].error == "" and form.model.caps_label.text() == "caps 1 · 2 · 2 · 1"
+    assert form.model.caps_label.isVisibleTo(form)
+
+
 def test_a_config_file_naming_an_unknown_dataset_flags_the_dataset(qtbot, window, form, record_dialogs, tmp_path):
     qtbot.waitUntil(lambda: form.preview_data is not None, timeout=30_000)
     assert window.load_config_file(str(_plugin_gone_config(form, tmp_path / "plug.toml")))

@@ -191,7 +191,8 @@ class ModelPanel(FormCard):
         depth = self.depth.value()
         if depth == CUSTOM:
             parsed = parse_caps(self.custom_caps.text())
-            return tuple(parsed) if parsed and all(isinstance(c, int) for c in parsed) else None  # type: ignore[arg-type]
+            # only caps a model can have: "caps 1 · 2" under a red "1, 2" read as if they were fine (QA)
+            return None if caps_problem(parsed) else tuple(parsed)  # type: ignore[arg-type]
         return self._depth_caps.get(depth)
 
     def show_figures(self, figures: ModelFigures | None, message: str = "") -> None:
@@ -227,6 +228,7 @@ class ModelPanel(FormCard):
             self.caps_label.setText(formatting.caps(caps, "units"))
         else:
             self.caps_label.setText(caps_text(caps))
+        self.caps_label.setVisible(bool(self.caps_label.text()))  # no blank line's gap under bad caps
 
     # --------------------------------------------------------------------- values
     def load_values(self, model: dict[str, Any]) -> None:

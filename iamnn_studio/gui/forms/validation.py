@@ -8,6 +8,7 @@ default value into that field and validates again. Call only once the engine is 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 MAX_ERRORS = 40
@@ -48,6 +49,8 @@ def collect_errors(values: dict[str, Any]) -> dict[str, str]:
                 errors[key] = _in_form_words(key, message, values)
                 if not _reset(values, defaults, key):
                     return errors
+                if key == "model.iterations":  # without caps the depth counts: the file's unused depth was blamed
+                    _reset(values, defaults, "model.depth")  # under the caps' row in their place (QA)
     return errors
 
 
@@ -58,7 +61,20 @@ def _in_form_words(key: str, message: str, values: dict[str, Any]) -> str:
         from .model_panel import caps_problem
 
         return caps_problem(values.get("model", {}).get("iterations")) or message
+    if key == "data.val_fraction":
+        return _fraction_in_percent(values.get("data", {}).get("val_fraction")) or message
     return message
+
+
+def _fraction_in_percent(fraction: Any) -> str | None:
+    """The validation split's problem in the percent its box shows (a fraction of 1.5 shows as a stand-in,
+    99 %: "must be in [0, 1), got 1.5" beside it read as a contradiction); None where it is no number."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not math.isfinite(fraction):
+        return None
+    said = f"the file says {fraction * 100:g} %"
+    if fraction >= 1:
+        return f"must be below 100 %; {said}"
+    return f"must be 0 % or more; {said}" if fraction < 0 else None
 
 
 def _key(field: str, prefix: str) -> str:
