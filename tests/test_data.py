@@ -472,6 +472,16 @@ def test_real_fashion_mnist_loads_60000_and_10000_images():
 
 # ---------------------------------------------------------------------------------------------- SVHN
 @pytest.mark.skipif(not HAS_SCIPY, reason="scipy is not installed: SVHN's .mat files cannot be written or read")
+@pytest.mark.parametrize("name", ["svhn", "cifar10", "mnist", "imagefolder"])
+def test_a_relative_folder_is_named_by_its_absolute_path(tmp_path, monkeypatch, name):
+    """QA: a folder typed as "svhn" said "looked for ... in svhn": relative to what, the app does not show."""
+    monkeypatch.chdir(tmp_path)
+    available, reason = DATASETS.get(name).available_offline("svhn")
+    assert not available and str(tmp_path / "svhn") in reason, reason
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "svhn"))):
+        load_dataset(DataConfig(name=name, root="svhn"))
+
+
 def test_fake_svhn_mat_files_load_with_digit_zero_as_label_zero(tmp_path):
     import scipy.io
 

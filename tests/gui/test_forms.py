@@ -417,6 +417,20 @@ def test_no_validation_split_is_allowed_and_says_what_it_changes(form):
     assert not note.isVisibleTo(form)
 
 
+def test_a_missing_dataset_is_told_in_the_apps_words_with_the_folders_whole_path(qtbot, form, tmp_path, monkeypatch):
+    """QA: the card said "allow downloads (--download; in the app, Allow download)", and for the folder "svhn"
+    "looked ... in svhn", relative to a working folder the app does not show."""
+    monkeypatch.chdir(tmp_path)
+    form.dataset.provider.set_value("cifar10")
+    form.dataset.folder.setText("svhn")
+    form.dataset.folder.editingFinished.emit()
+    qtbot.waitUntil(lambda: form.dataset_error is not None, timeout=30_000)
+    for text in (form.dataset.status.text(), form.preview.summary.text()):
+        assert "tick “Allow download”" in text and "--download" not in text, text
+        assert f"in {tmp_path / 'svhn'}" in text, text
+    form.wait_for_background()
+
+
 def test_a_builtin_dataset_missing_from_a_typed_folder_says_so(qtbot, window, form, tmp_path):
     form.dataset.provider.set_value("fashion-mnist")
     form.dataset.folder.setText(str(tmp_path / "elsewhere"))

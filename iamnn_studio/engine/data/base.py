@@ -32,6 +32,12 @@ DATASETS_ENV = "IAMNN_STUDIO_DATASETS"
 DOWNLOAD_TIMEOUT_S = 30.0
 
 
+def user_folder(root: str) -> Path:
+    """The folder a user gave, as an absolute path: a relative one is relative to the working folder, which
+    nothing shows in the app ("looked in svhn" did not say where that was)."""
+    return Path(root).expanduser().absolute()
+
+
 def datasets_root() -> Path:
     """torchvision's root for downloads and decompressed copies: ``~/.cache/iamnn-studio/datasets``."""
     override = os.environ.get(DATASETS_ENV)
@@ -78,12 +84,12 @@ class DatasetProvider(ABC):
     def find_or_download(self, cfg, find):
         """``find(root)``'s result; when nothing is there and downloads are allowed, download first.
         Raises the provider's "not found" sentence (``_not_found(root)``) when it stays missing."""
-        if cfg.root and Path(cfg.root).expanduser().is_file():  # "looked in photo.png" would not say what is wrong
-            raise ValueError(f"data.root: {cfg.root} is a file, not a folder: give the folder that holds "
+        if cfg.root and user_folder(cfg.root).is_file():  # "looked in photo.png" would not say what is wrong
+            raise ValueError(f"data.root: {user_folder(cfg.root)} is a file, not a folder: give the folder that holds "
                              f"{self.label}'s files")
         found = find(cfg.root)
         if found is None and cfg.download:
-            root = Path(cfg.root).expanduser() if cfg.root else datasets_root()
+            root = user_folder(cfg.root) if cfg.root else datasets_root()
             with dataset_download(self.label, root):
                 self._download(root)
             found = find(cfg.root)

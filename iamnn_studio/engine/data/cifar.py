@@ -17,7 +17,7 @@ import torch
 from ..config import DataConfig
 from .base import (
     ALLOW_DOWNLOADS, DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, incomplete_folder,
-    join_places, missing_files,
+    join_places, missing_files, user_folder,
 )
 from .bundle import DatasetBundle, ImageTensors
 
@@ -49,7 +49,7 @@ class CifarProvider(DatasetProvider):
         self.shape = InputShape(channels=3, size=32, classes=num_classes)
 
     def search_dirs(self, root: str | None) -> list[Path]:
-        top = Path(root).expanduser() if root else datasets_root()
+        top = user_folder(root) if root else datasets_root()
         return [top / self.base_folder, top]  # the root may also be the extracted folder itself
 
     @property

@@ -21,7 +21,7 @@ from ..config import DataConfig
 from ..io import atomic_write
 from .base import (
     ALLOW_DOWNLOADS, DATASETS, DatasetProvider, InputShape, datasets_root, download_failed, incomplete_folder,
-    join_places, missing_files,
+    join_places, missing_files, user_folder,
 )
 from .bundle import DatasetBundle, ImageTensors
 
@@ -63,7 +63,7 @@ class IdxProvider(DatasetProvider):
         must not be passed over in silence for another copy), else the system folders, then
         torchvision's download root."""
         if root:
-            return [Path(root).expanduser()]
+            return [user_folder(root)]
         return [Path(d) for d in self.system_dirs] + [datasets_root()]
 
     def candidate_folders(self, root: str | None) -> list[Path]:

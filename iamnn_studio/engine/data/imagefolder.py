@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..config import DataConfig
-from .base import DATASETS, DatasetProvider
+from .base import DATASETS, DatasetProvider, user_folder
 from .bundle import DatasetBundle, ImageTensors
 
 DEFAULT_SIZE = 32
@@ -35,7 +35,7 @@ class ImageFolderProvider(DatasetProvider):
     def available_offline(self, root: str | None) -> tuple[bool, str]:
         if not root:
             return False, "choose a folder with one subfolder of images per class"
-        folder = Path(root).expanduser()
+        folder = user_folder(root)
         if not folder.is_dir():
             return False, f"{'not a folder' if folder.exists() else 'folder not found'}: {folder}"
         top = folder / "train" if (folder / "train").is_dir() else folder
@@ -47,7 +47,7 @@ class ImageFolderProvider(DatasetProvider):
     def load(self, cfg: DataConfig, *, seed: int) -> DatasetBundle:
         if not cfg.root:
             raise ValueError(f"imagefolder needs data.root: the folder of images ({LAYOUT_HINT})")
-        folder = Path(cfg.root).expanduser()
+        folder = user_folder(cfg.root)
         if not folder.is_dir():
             problem = "is a file, not a folder" if folder.exists() else "not found"
             raise ValueError(f"image folder {problem}: {folder} ({LAYOUT_HINT})")
@@ -107,9 +107,9 @@ def peek_channels_and_classes(cfg: DataConfig) -> tuple[int | None, int | None]:
     first image leaves the channels open (one colour image anywhere makes the set colour), and an unusable
     folder leaves both (loading says what is wrong). For checks before loading, e.g. before starting processes.
     """
-    if not cfg.root or not Path(cfg.root).expanduser().is_dir():
+    if not cfg.root or not user_folder(cfg.root).is_dir():
         return None, None
-    train = _split_dirs(Path(cfg.root).expanduser())["train"]
+    train = _split_dirs(user_folder(cfg.root))["train"]
     try:
         classes = _class_dirs(train)
     except OSError:

@@ -15,7 +15,7 @@ import torch
 from ..config import DataConfig
 from .base import (
     ALLOW_DOWNLOADS, DATASETS, DatasetProvider, InputShape, dataset_download, datasets_root, download_failed,
-    incomplete_folder, join_places, missing_files,
+    incomplete_folder, join_places, missing_files, user_folder,
 )
 from .bundle import DatasetBundle, ImageTensors
 
@@ -35,7 +35,7 @@ class SvhnProvider(DatasetProvider):
     shape = InputShape(channels=3, size=32, classes=10)
 
     def search_dirs(self, root: str | None) -> list[Path]:
-        return [Path(root).expanduser()] if root else [datasets_root() / "svhn"]
+        return [user_folder(root)] if root else [datasets_root() / "svhn"]
 
     def find_folder(self, root: str | None) -> Path | None:
         for folder in self.search_dirs(root):

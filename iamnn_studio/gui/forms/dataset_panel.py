@@ -40,6 +40,18 @@ FOLDER_CHECK_DELAY_MS = 500
 FOLDER_CHECK_TIMEOUT_MS = 10_000
 
 
+#: What the engine's download advice (``data.base.ALLOW_DOWNLOADS``, worded for both the command line and the app)
+#: says in the app, which has no --download option.
+ALLOW_DOWNLOADS_IN_APP = "tick “Allow download”"
+
+
+def in_app_words(message: str) -> str:
+    """An engine message about a dataset in the app's words."""
+    from iamnn_studio.engine.data.base import ALLOW_DOWNLOADS
+
+    return message.replace(ALLOW_DOWNLOADS, ALLOW_DOWNLOADS_IN_APP)
+
+
 NO_VALIDATION_NOTE = ("No validation split: the last epoch's model is kept, progress is measured on the test "
                       "images, and the halting is calibrated on training images.")
 
@@ -103,7 +115,10 @@ def load_preview(data_values: dict[str, Any], seed: int, per_class: int = PREVIE
     from iamnn_studio.engine.data import class_counts, load_dataset, preview
 
     config = DataConfig.from_dict(data_values)
-    bundle = load_dataset(config, seed=seed)
+    try:
+        bundle = load_dataset(config, seed=seed)
+    except ValueError as error:
+        raise ValueError(in_app_words(str(error))) from None
     images, labels = preview(bundle, per_class=per_class)
     counts = {
         split: class_counts(bundle.split(split), bundle.num_classes) for split in ("train", "val", "test")
@@ -135,7 +150,7 @@ def provider_entries() -> list[ProviderEntry]:
     for name in DATASETS:
         provider = DATASETS.get(name)
         available, reason = availability.get(name, (False, "unknown"))
-        entries.append(ProviderEntry(name, provider.label, provider.description, available, reason,
+        entries.append(ProviderEntry(name, provider.label, provider.description, available, in_app_words(reason),
                                      bool(getattr(provider, "downloadable", True))))
     return entries
 
@@ -335,7 +350,7 @@ class DatasetPanel(FormCard):
         def check() -> tuple[bool, str]:
             try:
                 available, reason = provider.available_offline(folder)
-                return bool(available), str(reason)
+                return bool(available), in_app_words(str(reason))
             except Exception as error:  # noqa: BLE001 - a plugin's check may fail: say so, keep the form usable
                 return False, f"cannot check: {error}"
 
