@@ -163,7 +163,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
     multi-line usage above "argument --width: invalid int value: 'nan'". Sub-commands' parsers inherit it."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -537,7 +537,7 @@ def test_argparse_errors_are_one_line_as_the_other_user_errors(argv):
     """QA: argparse printed its whole multi-line usage above the error, where the README promises one line."""
     code, out, err = run_cli(*argv)
     assert code == 2 and out == ""
-    assert len(err.strip().splitlines()) == 1 and ": error: " in err and "--help` lists the options" in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("iamnn-studio") and ": error: " in err
 
 
 @pytest.mark.parametrize("command", [["predict", "{ckpt}", "x.png"], ["evaluate", "{ckpt}"],
