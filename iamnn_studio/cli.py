@@ -464,6 +464,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         _save_config(config.make_paths_absolute(), Path(args.save_config))
         print(f"settings written to {args.save_config}")
         return EXIT_OK
+    if args.nproc_per_node > 1:  # before any process starts: each takes hundreds of MB
+        from .engine.distributed import check_process_count, started_by_torchrun
+
+        if not started_by_torchrun():  # then torchrun chose the count
+            check_process_count(config, args.nproc_per_node, flag="--nproc-per-node")
     # the trainer refuses such a folder too, but only once the data has loaded; machine 0 alone, as it alone
     # makes the folder (on a shared disk the others may find it made already)
     if args.run_dir and not args.resume and args.node_rank == 0:

@@ -1599,3 +1599,21 @@ def test_a_run_killed_before_its_first_epoch_ended_is_refused_a_resume_with_a_co
     code, out, err = run_cli(*command[1:], "--device", "cpu")
     assert code == 0, err
     assert out.startswith(f"run: {run} · completed") and (run / "checkpoints" / "last.pt").is_file()
+
+
+def test_more_processes_than_cores_are_refused_in_one_line_before_any_starts(tmp_path, monkeypatch):
+    """``--nproc-per-node 1000`` on a 2-core machine started workers until the memory was gone."""
+    import torch
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("iamnn_studio.engine.distributed._elastic_launch",  # a failing check must not start 1000
+                        lambda *a, **k: pytest.fail("training processes were started"))
+    (tmp_path / "run.toml").write_text(TINY_RUN)
+    runs = tmp_path / "runs"
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--nproc-per-node", "1000",
+                             "--device", "cpu", "--runs-dir", runs)
+    assert code == 2
+    assert err == ("error: --nproc-per-node: this machine runs at most 1 training process at once "
+                   "(one per core; it has 1 CPU core), got 1000\n")
+    assert not runs.exists()

@@ -425,3 +425,111 @@ def test_a_ctrl_c_that_reaches_a_worker_before_its_run_handles_it_ends_it_quietl
     with pytest.raises(SystemExit) as ended:
         distributed._worker(None, "runs", None, False, True, None)
     assert ended.value.code == 130 and ended.value.__suppress_context__
+
+
+@pytest.mark.parametrize(("gpus", "device", "limit_words"), [
+    (0, "cpu", "(one per core; it has 1 CPU core), got 3"),
+    (2, "auto", "(one per GPU; it has 2 visible GPUs), got 3"),
+    (2, "cpu", "(one per core; it has 1 CPU core), got 3"),  # CPU workers on a GPU machine: its cores count
+])
+def test_more_processes_than_the_machine_runs_are_refused_before_any_starts(tmp_runs, monkeypatch, gpus, device,
+                                                                           limit_words):
+    """``--nproc-per-node 1000`` on a 2-core machine started ~300 MB workers until the memory was gone."""
+    import torch
+
+    from iamnn_studio.engine import distributed
+
+    monkeypatch.setattr(distributed.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(distributed, "_elastic_launch", lambda *a, **k: pytest.fail("processes were started"))
+    config = tiny_config()
+    config.device = device
+    with pytest.raises(ValueError) as refused:
+        launch(config, 3, runs_dir=tmp_runs)
+    assert str(refused.value).startswith("nproc_per_node: this machine runs at most")
+    assert str(refused.value).endswith(limit_words)
+    assert not tmp_runs.exists() or list(tmp_runs.iterdir()) == []  # no run folder reserved either
+
+
+def test_workers_the_launcher_lost_track_of_are_ended_with_it(monkeypatch):
+    """Torch's launcher shuts down only the workers it recorded; a signal while it was still starting them
+    (one by one) left those started so far running, waiting for peers that never came."""
+    import multiprocessing
+    import time
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from iamnn_studio.engine import distributed
+
+    started = []
+
+    def interrupted_while_starting(launch_config, entrypoint):
+        def run(*args):
+            worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(600,))
+            worker.start()
+            started.append(worker)
+            raise SignalException("Process got signal: 15", signal.SIGTERM)
+        return run
+
+    monkeypatch.setattr("torch.distributed.launcher.api.elastic_launch", interrupted_while_starting)
+    monkeypatch.setattr(distributed, "LEFT_WORKERS_GRACE", 2.0)
+    try:
+        with pytest.raises(SignalException):
+            distributed._elastic_launch(None, tiny_config(), "runs", None, False)
+        (worker,) = started
+        assert not worker.is_alive() and worker.exitcode is not None
+    finally:
+        for worker in started:
+            worker.kill()
+
+
+ORPHANED_WORKER = """
+import os, signal, sys, time
+sys.path.insert(0, {repo!r})
+from iamnn_studio.engine import distributed
+
+launcher = os.getpid()
+worker = os.fork()
+if worker == 0:
+    try:
+        distributed._end_with_launcher(launcher)
+    finally:  # alive until killed, whatever happened
+        time.sleep(600)
+        os._exit(0)
+print(worker, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_a_worker_ends_when_its_launcher_is_killed():
+    """A launcher killed outright (SIGKILL, out of memory) runs no shutdown: its workers must not live on."""
+    import os
+    import subprocess
+    import time
+
+    launcher = subprocess.Popen([sys.executable, "-c", ORPHANED_WORKER.format(repo=str(REPO))],
+                                stdout=subprocess.PIPE, text=True)
+    worker = int(launcher.stdout.readline())
+    try:
+        time.sleep(0.5)  # the worker has asked the kernel by now
+        launcher.kill()
+        launcher.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker)
+    finally:
+        launcher.kill()
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, reaped by init soon, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import signal
@@ -150,6 +151,7 @@ def launch(
 
     if nnodes == 1 and nproc_per_node == 1:  # nothing to distribute
         return Trainer(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume, listeners=listeners).run()
+    check_process_count(config, nproc_per_node)
 
     if not resume and node_rank == 0:
         from .runs import RunDirectory
@@ -294,6 +296,28 @@ def _interruptible_rendezvous(nnodes: int, on_interrupt=None):
         os.close(write_fd)
 
 
+def process_limit(config: RunConfig | None) -> tuple[int, str]:
+    """How many training processes this machine runs at once, and what sets that ("2 CPU cores"): one per
+    visible GPU where the workers train on CUDA (as ``_train_in_this_process`` decides), else one per core."""
+    if torch.cuda.is_available() and (config is None or config.device != "cpu"):
+        gpus = torch.cuda.device_count()
+        return gpus, f"{gpus} visible GPU{'s' * (gpus != 1)}"
+    from .trainer import usable_cores
+
+    cores = usable_cores()
+    return cores, f"{cores} CPU core{'s' * (cores != 1)}"
+
+
+def check_process_count(config: RunConfig | None, nproc_per_node: int, flag: str = "nproc_per_node") -> None:
+    """``ValueError`` before any process starts where this machine cannot run ``nproc_per_node`` workers:
+    each takes hundreds of MB, and more of them than cores (or GPUs) only fill the memory."""
+    limit, what = process_limit(config)
+    if nproc_per_node > limit:
+        unit = "GPU" if "GPU" in what else "core"
+        raise ValueError(f"{flag}: this machine runs at most {limit} training process{'es' * (limit != 1)} at "
+                         f"once (one per {unit}; it has {what}), got {nproc_per_node}")
+
+
 def _check_address(master_addr: str, master_port: int) -> None:
     """A master address that does not resolve is a one-line error now, not a launcher retrying for
     the whole rendezvous timeout."""
@@ -328,10 +352,35 @@ def _elastic_launch(launch_config, config, runs_dir: str, run_dir, resume: bool,
                     events_path: str | None = None) -> dict[int, Any]:
     from torch.distributed.launcher.api import elastic_launch
 
-    with _signal_handlers_kept(), _launcher_warnings_muted():  # torch's launcher installs its own handlers
-        return elastic_launch(launch_config, _worker)(
-            config, runs_dir, None if run_dir is None else str(run_dir), resume, True, events_path
-        )
+    already_running = set(multiprocessing.active_children())
+    try:
+        with _signal_handlers_kept(), _launcher_warnings_muted():  # torch's launcher installs its own handlers
+            return elastic_launch(launch_config, _worker)(
+                config, runs_dir, None if run_dir is None else str(run_dir), resume, True, events_path, os.getpid()
+            )
+    finally:
+        _end_workers_left(already_running)
+
+
+#: How long workers the launcher lost track of get to end on SIGTERM before they are killed (seconds).
+LEFT_WORKERS_GRACE = 5.0
+
+
+def _end_workers_left(already_running: set) -> None:
+    """End the workers still alive once the launcher is done. Torch's launcher starts them one by one and
+    shuts down only those it had recorded: a Ctrl-C or SIGTERM while it was still starting them left the
+    ones started so far running (waiting for peers that never come), each holding its memory."""
+    import time
+
+    left = [p for p in multiprocessing.active_children() if p not in already_running]
+    for process in left:
+        process.terminate()
+    deadline = time.monotonic() + LEFT_WORKERS_GRACE
+    for process in left:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():  # blocked in C++ (the rendezvous), out of reach of its Python handlers
+            process.kill()
+            process.join(1)
 
 
 @contextlib.contextmanager
@@ -458,15 +507,40 @@ def _merge_results(results: dict[int, Any]):
 
 
 def _worker(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume: bool,
-            spawned_by_launch: bool = False, events_path: str | None = None):
+            spawned_by_launch: bool = False, events_path: str | None = None, launcher_pid: int | None = None):
     """One training process: join the process group, train, leave. Rank 0 appends its events to
-    ``events_path`` (the launcher follows that file) where one is given."""
+    ``events_path`` (the launcher follows that file) where one is given; a worker of ``launcher_pid`` ends
+    with it."""
+    if launcher_pid is not None:
+        _end_with_launcher(launcher_pid)
     try:
         return _train_in_this_process(config, runs_dir, run_dir, resume, spawned_by_launch, events_path)
     except KeyboardInterrupt:
         # Ctrl-C reached this process outside the run's own handler (while it joined the group or built its
         # trainer, on a loaded machine): the launcher says how the job ended; a worker's traceback only hid it
         raise SystemExit(128 + signal.SIGINT) from None
+
+
+#: prctl's option that has the kernel send this process a signal when its parent ends (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_launcher(launcher_pid: int) -> None:
+    """Have the kernel kill this worker when its launcher ends (Linux): a launcher that is killed, or that
+    dies of its own error, gets no chance to stop its workers, and without it they would wait for their
+    peers (or train) on, unseen. Its workers then lose at most the steps since their last checkpoint."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):  # no C library to ask: the launcher's own shutdown still applies
+        return
+    if os.getppid() != launcher_pid:  # the launcher ended before the kernel was told: nobody waits for us
+        os._exit(1)
 
 
 def _train_in_this_process(config: RunConfig | None, runs_dir: str, run_dir: str | None, resume: bool,
@@ -480,7 +554,9 @@ def _train_in_this_process(config: RunConfig | None, runs_dir: str, run_dir: str
     elif config is not None and config.num_threads is None:
         # Several processes share the CPU: without this each would start one thread per core.
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+        from .trainer import usable_cores
+
+        torch.set_num_threads(max(1, usable_cores() // local_world))
     # Convolutions over one input channel give gradients whose (irrelevant) strides differ from
     # DDP's buckets; DDP copies them correctly but warns on every step.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
