@@ -288,3 +288,50 @@ def test_model_from_a_missing_plugin_is_refused(tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=r"model\.pt: cannot build its model .*no-such-block"):
         load_checkpoint(path)
+
+
+class _DiskFullAfter:
+    """A file opened for writing on a disk with ``room`` bytes left: writes past it fail as the kernel's do."""
+
+    def __init__(self, fh, room: int) -> None:
+        self.fh, self.room = fh, room
+
+    def write(self, data) -> int:
+        data = memoryview(data).cast("B")
+        if len(data) > self.room:
+            import errno
+
+            self.fh.write(data[:self.room])
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.fh.close()
+
+
+def test_a_full_disk_is_said_in_words_and_keeps_the_checkpoint_there_was(tmp_path, monkeypatch):
+    """torch's C++ writer turned ENOSPC into "RuntimeError: [enforce fail at inline_container.cc:672] .
+    unexpected pos" (the CLI: "error: unexpected error: RuntimeError ...")."""
+    from iamnn_studio.engine import io as engine_io
+
+    path = tmp_path / "last.pt"
+    save_tiny(path)
+    before = path.read_bytes()
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(engine_io.os, "fdopen", lambda fd, mode: _DiskFullAfter(real_fdopen(fd, mode), 1000))
+    model = trained_looking(build_model(tiny_config()), seed=1)
+    with pytest.raises(CheckpointError) as failed:
+        save_checkpoint(path, model, classes=CLASSES, mean=[0.5], std=[0.25])
+    message = str(failed.value)
+    assert message.startswith(f"cannot write checkpoint {path}: the disk is full (")
+    assert " free, the checkpoint takes " in message and "KiB)" in message
+    assert path.read_bytes() == before  # the checkpoint there was, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no partial temp file left

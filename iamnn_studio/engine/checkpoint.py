@@ -10,6 +10,8 @@ file can be wrong ends in a ``CheckpointError`` with one sentence saying what is
 """
 from __future__ import annotations
 
+import errno
+import io
 import math
 import os
 import pickle
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from .config import ARCHITECTURES, ModelConfig, RunConfig
-from .io import atomic_write
+from .io import atomic_write, bytes_text, unsaved_reason
 from .model import build_model
 
 FORMAT = "iamnn-studio-checkpoint"
@@ -98,15 +100,30 @@ def save_checkpoint(
     }
     if path.is_dir():
         raise CheckpointError(f"cannot write checkpoint {path}: it is a folder")
+    # Into memory first, then written by Python: torch's C++ writer turns a full disk's OSError into
+    # "RuntimeError: [enforce fail at inline_container.cc] unexpected pos", which says nothing to a user.
+    buffer = io.BytesIO()
     try:
+        torch.save(payload, buffer)
         if keep_previous and path.is_file():
             _keep_copy(path, path.with_name(path.name + ".prev"))
-        atomic_write(path, lambda fh: torch.save(payload, fh))
+        atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        raise CheckpointError(f"cannot write checkpoint {path}: {_write_failure(exc, path, buffer)}") from None
     except pickle.PicklingError as exc:  # something in metrics/training_state is not plain data
         raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
     return path
+
+
+def _write_failure(error: OSError, path: Path, buffer: io.BytesIO) -> str:
+    """Why the file was not written: a full disk (or quota) with the room left and the room needed."""
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return str(error.strerror or error)
+    try:
+        free = f"{bytes_text(shutil.disk_usage(path.parent).free)} free, "
+    except OSError:
+        free = ""
+    return f"{unsaved_reason(error)} ({free}the checkpoint takes {bytes_text(buffer.getbuffer().nbytes)})"
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -25,6 +25,14 @@ def unsaved_reason(error: OSError) -> str:
     return reasons.get(error.errno) or (error.strerror or str(error)).rstrip(".")
 
 
+def bytes_text(size: int) -> str:
+    """A file or disk size as people read it: "1.5 MiB", "312 bytes"."""
+    for factor, unit in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size} bytes"
+
+
 def unwritable_reason(folder: Path) -> str | None:
     """Why no file can be created in ``folder`` ("the run folder is on a read-only disk or mount"), by
     creating one as checkpoints are written (a temp file in it); None where it can be. An empty file: a
