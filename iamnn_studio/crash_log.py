@@ -21,7 +21,9 @@ def write_error_log(kind: type[BaseException], error: BaseException, tb: Traceba
     """The traceback in a temp file; returns its path (or why there is none)."""
     text = f"{heading}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n" + "".join(traceback.format_exception(kind, error, tb))
     try:
-        with tempfile.NamedTemporaryFile("w", prefix=ERROR_LOG_PREFIX, suffix=".log", delete=False) as log:
+        # an argument or path that is not UTF-8 (a lone surrogate) is written as its escape, not a second error
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", errors="backslashreplace", prefix=ERROR_LOG_PREFIX,
+                                         suffix=".log", delete=False) as log:
             log.write(text)
             return log.name
     except OSError:

@@ -1617,3 +1617,40 @@ def test_more_processes_than_cores_are_refused_in_one_line_before_any_starts(tmp
     assert err == ("error: --nproc-per-node: this machine runs at most 1 training process at once "
                    "(one per core; it has 1 CPU core), got 1000\n")
     assert not runs.exists()
+
+
+def test_a_run_folder_whose_path_is_not_utf8_trains(tmp_path):
+    """Training finished epoch 1, then failed: "'utf-8' codec can't encode character '\\udcff'"."""
+    (tmp_path / "run.toml").write_text(TINY_RUN)
+    run = tmp_path / os.fsdecode(b"runs-u") / os.fsdecode(b"\xffdir")
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--run-dir", run, "--max-steps", "2",
+                             "--device", "cpu")
+    assert code == 0, err
+    assert (run / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize(("option", "field"), [("--name", "name"), ("--data-root", "data.root"),
+                                               ("--init-from", "init_from")])
+def test_a_setting_that_is_not_utf8_is_refused_before_training(tmp_path, option, field):
+    """config.toml is UTF-8: --name $'n\\xff' failed with the codec's own words (--init-from with a crash log)."""
+    (tmp_path / "run.toml").write_text(TINY_RUN)
+    runs = tmp_path / "runs"
+    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", option, os.fsdecode(b"n\xff"),
+                             "--runs-dir", runs, "--device", "cpu")
+    assert code == 2
+    assert err.startswith(f"error: {field}: must be UTF-8 text, got 'n\\xff'") and err.count("\n") == 1, err
+    assert not runs.exists()
+
+
+def test_an_unexpected_error_with_an_argument_that_is_not_utf8_still_gets_its_log():
+    """Writing the traceback of such a command failed again, printing a traceback instead of one line."""
+    from iamnn_studio.crash_log import write_error_log
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        log = Path(write_error_log(type(exc), exc, exc.__traceback__, heading="iamnn-studio train --name n\udcff"))
+    try:
+        assert "--name n\\udcff" in log.read_text(encoding="utf-8") and "RuntimeError: boom" in log.read_text()
+    finally:
+        log.unlink()

@@ -566,3 +566,15 @@ def test_a_run_with_a_checkpoint_is_never_claimed(tmp_runs):
     refusal = claim_refusal(folder)
     assert refusal is not None and "resume it" in refusal
     assert (folder / "metrics.jsonl").exists()
+
+
+def test_a_run_folder_whose_path_is_not_utf8_takes_its_log_and_metrics(tmp_path):
+    """Python decodes such a path's bytes as lone surrogates; writing train.log failed the run after epoch 1."""
+    runs = tmp_path / os.fsdecode(b"runs-\xff")
+    run = RunDirectory.create(runs, "tiny")
+    run.log(f"saved {run.last_checkpoint}")
+    run.append_metrics({"event": "checkpoint", "path": str(run.last_checkpoint)})
+    logged = run.log_path.read_bytes()
+    assert os.fsencode(run.last_checkpoint) in logged  # the folder's own bytes: the line names the real path
+    (record,) = read_metrics(run.path)
+    assert record["path"] == str(run.last_checkpoint)

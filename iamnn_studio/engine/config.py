@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import struct
 import tomllib
 from dataclasses import dataclass, field
@@ -234,6 +235,15 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _check_utf8(name: str, text: str, advice: str = "") -> None:
+    """Refuse a setting that config.toml (UTF-8) cannot hold: a command-line argument that is not UTF-8 text
+    arrives with its bytes as lone surrogates (``\\udcff``), and saving the run's settings failed on it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _field_error(name, f"must be UTF-8 text, got {repr(os.fsencode(text))[1:]}{advice}") from None
+
+
 def _shown(value: Any) -> str:
     """A setting's value as the TOML file or the command line wrote it (``true``, not Python's ``True``)."""
     return str(value).lower() if isinstance(value, bool) else repr(value)
@@ -295,6 +305,8 @@ class DataConfig:
             raise _field_error("data.name", "needs a dataset name")
         if self.root is not None and not isinstance(self.root, str):
             raise _field_error("data.root", f"needs a folder path, got {_shown(self.root)}")
+        if self.root is not None:
+            _check_utf8("data.root", self.root, "; rename the folder, or link to it from a UTF-8 path")
         _boolean("data.download", self.download)
         if not isinstance(self.options, dict):
             raise _field_error("data.options", f"expected a table of the dataset's options, got {_shown(self.options)}")
@@ -364,6 +376,7 @@ class RunConfig:
             raise _field_error("name", f"needs a non-empty name without slashes, got {self.name!r}")
         if self.name.strip() in (".", "..") or any(ord(c) < 32 for c in self.name):
             raise _field_error("name", f"must be a folder name, got {self.name!r}")
+        _check_utf8("name", self.name)
         if len(self.name.encode()) > MAX_NAME_BYTES:  # the run's folder is named after it
             raise _field_error("name", f"at most {MAX_NAME_BYTES} characters, got {len(self.name)}")
         self.data.validate()
@@ -403,6 +416,8 @@ class RunConfig:
             _positive_int("num_threads", self.num_threads, MAX_NUM_THREADS)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise _field_error("init_from", f"needs a checkpoint file or run folder, got {self.init_from!r}")
+        if self.init_from is not None:
+            _check_utf8("init_from", self.init_from, "; rename the file, or link to it from a UTF-8 path")
         return self
 
     # ------------------------------------------------------------ serialisation
@@ -437,8 +452,6 @@ class RunConfig:
     def make_paths_absolute(self) -> "RunConfig":
         """A relative data folder or start checkpoint becomes absolute (from the current folder), so
         a run's saved settings mean the same when it is evaluated or resumed from another folder."""
-        import os
-
         if self.data.root:
             self.data.root = os.path.abspath(os.path.expanduser(self.data.root))
         if self.init_from:

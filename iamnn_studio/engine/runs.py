@@ -271,7 +271,7 @@ class RunDirectory:
                     fh.seek(-1, os.SEEK_END)
                     if fh.read(1) != b"\n":
                         text = "\n" + text
-                fh.write(text.encode("utf-8"))
+                fh.write(_file_bytes(text))
                 fh.flush()
 
     def write_status(
@@ -317,6 +317,15 @@ class RunDirectory:
 
     def write_eval(self, result: dict[str, Any]) -> None:
         atomic_write_json(self.eval_path, result)
+
+
+def _file_bytes(text: str) -> bytes:
+    """``text`` as UTF-8, where a path that is not valid UTF-8 (its bytes decoded as surrogates, as Python
+    decodes file names) keeps its own bytes: a log line naming such a run folder failed the run."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte: shown as its escape
+        return text.encode("utf-8", "backslashreplace")
 
 
 def _json_default(obj: Any) -> Any:
