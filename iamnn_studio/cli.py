@@ -309,11 +309,13 @@ TRAIN_OVERRIDES = {
 
 def train_config(args: argparse.Namespace):
     """The RunConfig that ``train`` runs: the --config file (or defaults), then the options given."""
-    from .engine.config import RunConfig
+    from .engine.config import RunConfig, read_settings_file
 
     if args.max_steps is not None and args.max_steps < 0:  # the config's "positive" would hide that 0 is fine
         raise UsageError(f"--max-steps: must be a whole number >= 0 (0 clears the limit), got {args.max_steps}")
-    config = RunConfig.load(args.config) if args.config else RunConfig()
+    # read once: a pipe (``--config <(...)``) has nothing left for a second read
+    settings = read_settings_file(args.config) if args.config else None
+    config = RunConfig() if settings is None else RunConfig.from_toml(settings)
     if args.init_from and not args.config:
         _take_checkpoint_settings(config, args.init_from, keep_data=args.dataset is not None)
     for option, (section, name) in TRAIN_OVERRIDES.items():
@@ -326,7 +328,7 @@ def train_config(args: argparse.Namespace):
     if args.max_steps == 0:
         config.max_steps = None
     if (args.dataset is not None and args.augment is None
-            and not (args.config and _config_sets(args.config, "data", "augment"))):
+            and not (settings is not None and _config_sets(settings, "data", "augment"))):
         from .engine.data import default_augment
 
         config.data.augment = default_augment(args.dataset)  # digits must not be mirrored
@@ -375,12 +377,13 @@ def _take_checkpoint_settings(config, init_from: str, *, keep_data: bool) -> Non
         raise UsageError(f"--init-from: {exc}") from None
 
 
-def _config_sets(path: str, section: str, key: str) -> bool:
+def _config_sets(settings: str, section: str, key: str) -> bool:
+    """Whether the settings file's text sets ``section.key`` itself (not left to the default)."""
     import tomllib
 
     try:
-        return key in tomllib.loads(Path(path).read_text(encoding="utf-8")).get(section, {})
-    except (OSError, ValueError):
+        return key in tomllib.loads(settings.removeprefix("\ufeff")).get(section, {})
+    except ValueError:
         return False
 
 

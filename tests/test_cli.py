@@ -1654,3 +1654,74 @@ def test_an_unexpected_error_with_an_argument_that_is_not_utf8_still_gets_its_lo
         assert "--name n\\udcff" in log.read_text(encoding="utf-8") and "RuntimeError: boom" in log.read_text()
     finally:
         log.unlink()
+
+
+def test_a_settings_file_over_a_megabyte_is_refused_unread(tmp_path):
+    """A 3 GB file took 6 GB of memory before "not valid TOML" (and /dev/zero was read until the memory ran out)."""
+    settings = tmp_path / "big.toml"
+    settings.write_text(TINY_RUN + ("#" * 99 + "\n") * 11_000)  # 1.1 MB, valid TOML: comments
+    code, _, err = run_cli("train", "--config", settings, "--save-config", tmp_path / "out.toml")
+    assert code == 2
+    assert err == (f"error: config: {settings} is over 1 MiB, too big for a settings file (a few hundred bytes of "
+                   "TOML); is it the right file?\n")
+    assert not (tmp_path / "out.toml").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs a device file")
+def test_a_device_given_as_the_settings_file_is_refused():
+    code, _, err = run_cli("train", "--config", "/dev/null", "--save-config", os.devnull)
+    assert code == 2 and err == "error: config: /dev/null is a device, not a settings file (.toml)\n"
+
+
+def _pipe_path(chunks, total: int):
+    """``/dev/fd/N`` of a pipe a thread writes ``chunks`` into, ``total`` bytes at most (as ``<(...)`` gives)."""
+    import threading
+
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        written = 0
+        with contextlib.suppress(OSError), os.fdopen(write_end, "wb") as fh:
+            for chunk in chunks:
+                if written >= total:
+                    break
+                fh.write(chunk)
+                written += len(chunk)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return f"/dev/fd/{read_end}", read_end, writer
+
+
+def test_settings_from_a_pipe_are_read_once_and_bounded(tmp_path):
+    """``--config <(...)`` keeps working (its data.augment counts, which a second read found gone); an endless
+    pipe is cut off at the limit instead of taking the memory."""
+    import itertools
+
+    settings = TINY_RUN.replace('[data]\n', '[data]\naugment = "flip"\n').encode()
+    path, read_end, writer = _pipe_path([settings], len(settings))
+    try:
+        code, out, err = run_cli("train", "--config", path, "--dataset", "synthetic",
+                                 "--save-config", tmp_path / "out.toml")
+    finally:
+        os.close(read_end)
+    writer.join(10)
+    assert code == 0, err
+    assert 'augment = "flip"' in (tmp_path / "out.toml").read_text()
+
+    path, read_end, writer = _pipe_path(itertools.repeat(b"#" * 1023 + b"\n"), 8 << 20)
+    try:
+        code, _, err = run_cli("train", "--config", path, "--save-config", tmp_path / "endless.toml")
+    finally:
+        os.close(read_end)
+    writer.join(10)
+    assert code == 2 and "is over 1 MiB, too big for a settings file" in err
+
+
+def test_a_settings_file_starting_with_a_byte_order_mark_loads(tmp_path):
+    """Some Windows editors start UTF-8 files with one: "not valid TOML (Invalid statement (at line 1, column 1))"."""
+    settings = tmp_path / "run.toml"
+    settings.write_bytes(b"\xef\xbb\xbf" + TINY_RUN.encode())
+    code, out, err = run_cli("train", "--config", settings, "--save-config", tmp_path / "out.toml")
+    assert code == 0, err
+    assert RunConfig.load(tmp_path / "out.toml").name == "tiny"

@@ -444,7 +444,7 @@ class RunConfig:
     @classmethod
     def from_toml(cls, text: str) -> "RunConfig":
         try:
-            d = tomllib.loads(text)
+            d = tomllib.loads(text.removeprefix("\ufeff"))  # a byte order mark, as some Windows editors write
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"config: not valid TOML ({exc})") from None
         return cls.from_dict(d)
@@ -465,21 +465,47 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ValueError(f"config: no such file: {path}") from None
-        except IsADirectoryError:
-            raise ValueError(f"config: {path} is a folder: give a settings file (.toml)") from None
-        except OSError as exc:
-            raise ValueError(f"config: cannot read {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"config: {path} is not a settings file: not UTF-8 text") from None
-        return cls.from_toml(text)
+        return cls.from_toml(read_settings_file(path))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+#: A settings file is a few hundred bytes: anything over this is the wrong file (read no further).
+MAX_SETTINGS_BYTES = 1 << 20
+
+
+def read_settings_file(path: str | Path) -> str:
+    """The text of a settings file, or ``ValueError`` saying why it is none. A pipe (``<(...)``,
+    ``/dev/stdin``) or a terminal is read too, up to ``MAX_SETTINGS_BYTES``: ``/dev/zero`` or a huge file
+    read whole took the memory, gigabytes, before "not valid TOML"."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            if not _readable_as_settings(fh):
+                raise ValueError(f"config: {path} is a device, not a settings file (.toml)")
+            data = fh.read(MAX_SETTINGS_BYTES + 1)
+    except FileNotFoundError:
+        raise ValueError(f"config: no such file: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"config: {path} is a folder: give a settings file (.toml)") from None
+    except OSError as exc:
+        raise ValueError(f"config: cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SETTINGS_BYTES:
+        raise ValueError(f"config: {path} is over {MAX_SETTINGS_BYTES >> 20} MiB, too big for a settings file "
+                         "(a few hundred bytes of TOML); is it the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"config: {path} is not a settings file: not UTF-8 text") from None
+
+
+def _readable_as_settings(fh) -> bool:
+    """A file, a pipe or socket (process substitution, ``/dev/stdin``) or a terminal; not another device."""
+    import stat
+
+    mode = os.fstat(fh.fileno()).st_mode
+    return stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or fh.isatty()
 
 
 def _drop_none(d: Any) -> Any:
