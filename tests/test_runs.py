@@ -578,3 +578,65 @@ def test_a_run_folder_whose_path_is_not_utf8_takes_its_log_and_metrics(tmp_path)
     assert os.fsencode(run.last_checkpoint) in logged  # the folder's own bytes: the line names the real path
     (record,) = read_metrics(run.path)
     assert record["path"] == str(run.last_checkpoint)
+
+
+# ----------------------------------------------------------------- a crafted checkpoint read without status.json
+def _checkpoint_with_pickle(path: Path, body: bytes, compression: int = 0) -> Path:
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        archive.writestr("archive/data.pkl", body)
+    return path
+
+
+def test_a_checkpoint_naming_a_huge_pickle_memo_index_is_read_without_the_memory(tmp_path):
+    """Review: a 9-byte pickle naming memo slot 10**8 made the C unpickler allocate 2·10**8 slots (1.5 GB) on
+    every listing of a run folder without its status.json."""
+    import struct
+
+    body = b"\x80\x02}" + b"r" + struct.pack("<I", 10**8) + b"."  # an empty dict memoised at index 10**8
+    path = _checkpoint_with_pickle(tmp_path / "memo.pt", body)
+    state, peak = _peak_memory(lambda: runs_module.read_training_state(path))
+    assert state is None and peak < 16 << 20
+
+
+def test_a_compressed_checkpoint_pickle_is_not_inflated(tmp_path):
+    """Review: only the entry's claimed size was checked; a deflated entry of 128 kB that claims 16 MB inflated
+    to 128 MB (1000:1) before the claim was enforced. torch.save stores its entries uncompressed."""
+    import struct
+    import zipfile
+
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("archive/data.pkl", "w") as fh:
+        fh.write(b"\x80\x04\x95" + struct.pack("<Q", 1 << 40))  # a frame that asks for everything there is
+        for _ in range(128):
+            fh.write(bytes(1 << 20))
+    raw = bytearray(path.read_bytes())
+    directory = raw.rfind(b"PK\x01\x02")
+    raw[directory + 24:directory + 28] = struct.pack("<I", (16 << 20) - 1)  # claims to fit the limit
+    path.write_bytes(bytes(raw))
+    assert path.stat().st_size < 1 << 20
+    state, peak = _peak_memory(lambda: runs_module.read_training_state(path))
+    assert state is None and peak < 16 << 20
+    plain = _checkpoint_with_pickle(tmp_path / "deflated.pt", b"\x80\x02}q\x00X\x0e\x00\x00\x00training_stateq\x01}s.",
+                                    zipfile.ZIP_DEFLATED)
+    assert runs_module.read_training_state(plain) is None  # compressed at all: not torch.save's
+
+
+def test_a_saved_checkpoint_still_reads_its_training_state(tmp_path):
+    import torch
+    from tiny_models import CLASSES, MEAN, STD, tiny_config
+
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.model import build_model
+
+    model = build_model(tiny_config())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for parameter in model.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    optimizer.step()  # momentum buffers: tensors inside the training state, left out by the reader
+    state = {"epoch": 3, "step": 42, "optimizer": optimizer.state_dict(), "rng": {"torch": torch.get_rng_state()}}
+    path = save_checkpoint(tmp_path / "last.pt", model, classes=CLASSES, mean=MEAN, std=STD, training_state=state)
+    read = runs_module.read_training_state(path)
+    assert (read["epoch"], read["step"]) == (3, 42)

@@ -16,6 +16,7 @@ half-written and foreign folders and never raise on them.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -639,20 +640,33 @@ def read_training_state(path: str | Path) -> dict[str, Any] | None:
     nothing (no torch): cheap enough for every listing of the runs."""
     try:
         with zipfile.ZipFile(path) as archive:
-            entry = next((i for i in archive.infolist() if i.filename.count("/") == 1
-                          and i.filename.endswith("/data.pkl")), None)
-            if entry is None or entry.file_size > MAX_CHECKPOINT_PICKLE_BYTES:
+            entry = _pickle_entry(archive)
+            if entry is None:
                 return None
-            payload = _TensorsLeftOut(archive.open(entry)).load()
+            payload = _TensorsLeftOut(io.BytesIO(archive.read(entry))).load()
     except Exception:  # noqa: BLE001 - a damaged or foreign file of any kind: its progress is unknown
         return None
     state = payload.get("training_state") if isinstance(payload, dict) else None
     return state if isinstance(state, dict) else None
 
 
-class _TensorsLeftOut(pickle.Unpickler):
+def _pickle_entry(archive: zipfile.ZipFile) -> zipfile.ZipInfo | None:
+    """The archive's top-level data.pkl, or None where there is none or it could be bigger than the limit.
+    torch.save stores its entries uncompressed: a compressed one is foreign, and its claimed size does not
+    bound what it inflates to (a few kB expanded to gigabytes)."""
+    entry = next((i for i in archive.infolist() if i.filename.count("/") == 1
+                  and i.filename.endswith("/data.pkl")), None)
+    if entry is None or entry.compress_type != zipfile.ZIP_STORED:
+        return None
+    return entry if max(entry.file_size, entry.compress_size) <= MAX_CHECKPOINT_PICKLE_BYTES else None
+
+
+class _TensorsLeftOut(pickle._Unpickler):  # type: ignore[name-defined]
     """Unpickles torch.save's plain data (dicts, lists, numbers, strings) with every tensor, storage and other
-    torch object replaced by a stand-in: no class is looked up, so no code of the file's choosing runs."""
+    torch object replaced by a stand-in: no class is looked up, so no code of the file's choosing runs.
+
+    The pure-Python unpickler, not the C one: the C one sizes its memo by the largest index the file names (a
+    9-byte pickle naming index 10**8 took a gigabyte); this one keeps a dict of the entries there are."""
 
     def find_class(self, module: str, name: str) -> Any:
         return dict if (module, name) == ("collections", "OrderedDict") else _LeftOut
