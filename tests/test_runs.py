@@ -640,3 +640,67 @@ def test_a_saved_checkpoint_still_reads_its_training_state(tmp_path):
     path = save_checkpoint(tmp_path / "last.pt", model, classes=CLASSES, mean=MEAN, std=STD, training_state=state)
     read = runs_module.read_training_state(path)
     assert (read["epoch"], read["step"]) == (3, 42)
+
+
+def _run_without_status(runs_dir: Path, name: str, steps_per_epoch: int = 3) -> RunDirectory:
+    run = make_run(runs_dir, name, epochs=5)
+    run.status_path.unlink()
+    run.append_metrics({"event": "started", "steps_per_epoch": steps_per_epoch, "total_epochs": 5})
+    return run
+
+
+def _state_checkpoint(path: Path, epoch: int, step: int) -> Path:
+    import pickle
+
+    return _checkpoint_with_pickle(path, pickle.dumps({"training_state": {"epoch": epoch, "step": step}}))
+
+
+def _listed_within(runs_dir: Path, fifo: Path, seconds: float = 20.0) -> list:
+    """list_runs(runs_dir), or a failure where it is still waiting after ``seconds`` (then the pipe's
+    reader is let go, so that the test run goes on)."""
+    import threading
+
+    listed: list = []
+    worker = threading.Thread(target=lambda: listed.append(list_runs(runs_dir)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the blocked open returns, then reads nothing
+        worker.join(seconds)
+        pytest.fail(f"listing the runs waited on the named pipe {fifo.name}")
+    return listed[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_for_a_checkpoint_does_not_hang_the_listing(tmp_runs):
+    """Review: a named pipe as last.pt in a run without status.json hung `runs` and the Runs tab for good
+    (zipfile waits for a writer to open it); only a regular file is read, so best.pt stands in."""
+    piped = _run_without_status(tmp_runs, "piped")
+    piped.checkpoints_dir.mkdir()
+    os.mkfifo(piped.last_checkpoint)
+    [summary] = _listed_within(tmp_runs, piped.last_checkpoint)
+    assert summary.epochs_text() == "0/5" and summary.step is None
+    _state_checkpoint(piped.best_checkpoint, epoch=1, step=4)
+    [summary] = _listed_within(tmp_runs, piped.last_checkpoint)
+    assert summary.epochs_text() == "1/5 (+1 of 3 steps)" and summary.step == 4
+
+
+def test_a_run_without_its_status_reads_last_pt_even_where_best_pt_is_newer(tmp_runs):
+    """last.pt's step is never behind best.pt's; a copy or a restore can leave best.pt the newer file."""
+    run = _run_without_status(tmp_runs, "copied")
+    last = _state_checkpoint(run.last_checkpoint, epoch=3, step=9)
+    best = _state_checkpoint(run.best_checkpoint, epoch=1, step=3)
+    os.utime(last, (1_000_000, 1_000_000))
+    [summary] = list_runs(tmp_runs)
+    assert best.stat().st_mtime > last.stat().st_mtime and (summary.epochs_done, summary.step) == (3, 9)
+
+
+def test_a_checkpoint_step_too_big_to_write_lists_as_unknown(tmp_runs):
+    """Review: a checkpoint whose step had 5001 digits listed, then its epochs text raised "Exceeds the limit
+    (4300 digits)"."""
+    run = _run_without_status(tmp_runs, "huge")
+    _state_checkpoint(run.last_checkpoint, epoch=2, step=10**5000)
+    [summary] = list_runs(tmp_runs)
+    assert summary.epochs_text() == "?/5" and summary.step is None
+    _state_checkpoint(run.last_checkpoint, epoch=2, step=2**53 - 1)  # the largest a double holds exactly
+    assert list_runs(tmp_runs)[0].step == 2**53 - 1

@@ -22,6 +22,7 @@ import math
 import os
 import pickle
 import socket
+import stat
 import threading
 import zipfile
 from dataclasses import asdict, dataclass
@@ -592,7 +593,7 @@ def _summarise(folder: Path) -> RunSummary | None:
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
         created=created, model=describe_model(config.model), dataset=config.data.name, reason=reason,
         test_accuracy=top1, test_split=split, evaluation_problem=evaluation_problem,
-        step=step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None,
+        step=step if _is_count(step) else None,
         steps_per_epoch=_steps_per_epoch(started),
     )
 
@@ -616,18 +617,21 @@ def _checkpoint_progress(folder: Path, config: RunConfig, steps_per_epoch: int |
 
 
 def _newest_checkpoint(folder: Path) -> Path | None:
-    """The run's most recently written checkpoint (last.pt, or best.pt where last.pt is gone), or None."""
-    found = []
+    """The run's newest checkpoint: last.pt (its step is never behind best.pt's), else best.pt, else None.
+    Only a regular file counts: opening a named pipe waits for a writer forever (the Runs tab hung)."""
     for name in ("last.pt", "best.pt"):
+        path = folder / CHECKPOINT_DIR / name
         try:
-            found.append(((folder / CHECKPOINT_DIR / name).stat().st_mtime, folder / CHECKPOINT_DIR / name))
+            if stat.S_ISREG(path.stat().st_mode):
+                return path
         except OSError:
             continue
-    return max(found)[1] if found else None
+    return None
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    """A step or epoch count a checkpoint can hold: below 2**53 (a 5000-digit one broke its text)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
 
 
 #: A checkpoint's pickled dict without its tensors is kilobytes (the tensors are separate archive entries).
