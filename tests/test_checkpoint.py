@@ -192,6 +192,7 @@ def test_a_torchscript_export_is_named_as_one_without_torchs_warning(tmp_path):
 @pytest.mark.parametrize("key, value, words", [
     ("mean", [0.5, 0.5, 0.5], "normalisation mean holds 0.5, 0.5 and 0.5, which does not fit a model of 1 input channel"),
     ("mean", 0.5, "normalisation mean is not a list of numbers"),
+    ("mean", [], "normalisation mean holds no numbers, which does not fit a model of 1 input channel"),
     ("std", [0.0], "normalisation std must be positive, got 0"),  # in words, not Python's list "[0.0]"
     ("std", [float("nan")], "normalisation std holds nan, which does not fit"),
 ])

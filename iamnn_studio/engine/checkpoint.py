@@ -242,8 +242,10 @@ def _normalisation(path: Path, payload: dict[str, Any], config: ModelConfig) -> 
 
 
 def _numbers_text(numbers: Sequence[float]) -> str:
-    """Numbers as a sentence lists them: "0.5, 0.5 and 0.5"."""
+    """Numbers as a sentence lists them: "0.5, 0.5 and 0.5" ("no numbers" for none)."""
     words = [f"{v:g}" for v in numbers]
+    if not words:
+        return "no numbers"
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
