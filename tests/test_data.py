@@ -740,6 +740,25 @@ def test_a_random_split_that_misses_a_class_says_so(tmp_path):
                for note in bundle.notes), bundle.notes
 
 
+def test_a_dataset_that_does_not_split_per_class_says_so_not_what_its_settings_say():
+    """Review: a plugin that calls from_splits without val_split draws at random while the new run's config.toml
+    says "per-class"; the note blamed data.val_split = "random", which the settings do not say."""
+    labels = torch.tensor([0] * 49 + [1] * 49 + [2] * 2)
+    train = ImageTensors(torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), labels)
+    plugin = DatasetBundle.from_splits("plugin", ["a", "b", "rare"], train, None, val_fraction=0.1, seed=0)
+    assert plugin.val_split == "random" and class_counts(plugin.val, 3)[2] == 0
+    assert plugin.notes == ["no validation image of class 'rare': the split is drawn at random over all images: "
+                            "the dataset does not split per class"]
+    older = DatasetBundle.from_splits("plugin", ["a", "b", "rare"], train, None, val_fraction=0.1, val_split="random",
+                                      seed=0)  # a provider passing an older run's setting: the setting is the cause
+    assert older.val_split == "random" and 'data.val_split = "random"' in older.notes[0]
+    per_class = DatasetBundle.from_splits("plugin", ["a", "b", "rare"], train, None, val_fraction=0.1,
+                                          val_split="per-class", seed=0)
+    assert per_class.val_split == "per-class" and per_class.notes == []
+    own = DatasetBundle.from_splits("plugin", ["a", "b", "rare"], train, None, val=train, val_fraction=0.1)
+    assert own.val_split is None  # the dataset brought its validation images: nothing was drawn
+
+
 def test_an_unknown_split_method_is_named():
     with pytest.raises(ValueError, match="data.val_split: must be per-class or random, got 'stratified'"):
         DataConfig(val_split="stratified").validate()

@@ -136,6 +136,9 @@ class DatasetBundle:
     # whether the test split is the validation split (the dataset has no test images of its own): an evaluation
     # on it measures the images that chose the model (``evaluate.evaluation_split``)
     test_is_val: bool = False
+    # how the carved validation images were drawn ("per-class" or "random"): a plugin that passes no val_split
+    # draws at random whatever the run's config.toml says; None where the dataset brought its own
+    val_split: str | None = None
 
     @classmethod
     def from_splits(
@@ -147,7 +150,7 @@ class DatasetBundle:
         *,
         val: ImageTensors | None = None,
         val_fraction: float = 0.0,
-        val_split: str = "random",
+        val_split: str | None = None,
         seed: int = 0,
         notes: Sequence[str] = (),
         extras: dict[str, Any] | None = None,
@@ -156,8 +159,8 @@ class DatasetBundle:
         """Carve ``val`` out of ``train`` unless the dataset brings its own, then measure the train split.
 
         ``test=None`` means the dataset has no test images: the validation split stands in for them.
-        ``val_split`` is how the share is drawn (``split_off``): providers pass ``cfg.val_split``; "random", the
-        default, is what a provider that passes none always had, so its old runs keep their splits.
+        ``val_split`` is how the share is drawn (``split_off``): providers pass ``cfg.val_split``; one that passes
+        none draws at random, as it always did, so its old runs keep their splits (``val_split`` records it).
         Class names become text (a plugin may name them 0, 1, 2): eval.json and every view read text.
         """
         classes = [str(name) for name in classes]
@@ -165,9 +168,10 @@ class DatasetBundle:
             _check_labels(name, split, images, len(classes))
         val_carved = val is None
         notes = list(notes)
+        method = (val_split or "random") if val_carved else None
         if val_carved:
-            train, val = split_off(train, val_fraction, seed, val_split)
-            notes += _classes_not_held_out(classes, train, val, val_split)
+            train, val = split_off(train, val_fraction, seed, method)
+            notes += _classes_not_held_out(classes, train, val, _why_missing(val_split))
         test_is_val = test is None
         if test_is_val:
             test = val
@@ -175,7 +179,7 @@ class DatasetBundle:
         return cls(
             name=name, classes=list(classes), train=train, val=val, test=test, mean=mean, std=std,
             notes=notes, extras=dict(extras or {}), default_augment=default_augment, val_carved=val_carved,
-            test_is_val=test_is_val,
+            test_is_val=test_is_val, val_split=method,
         )
 
     @property
@@ -232,7 +236,19 @@ def preview(bundle: DatasetBundle, per_class: int = 4, split: str = "train") -> 
     return data.images.cpu().index_select(0, index), labels.index_select(0, index)
 
 
-def _classes_not_held_out(classes: list[str], train: ImageTensors, val: ImageTensors, method: str) -> list[str]:
+def _why_missing(val_split: str | None) -> str:
+    """Why a split by the method ``val_split`` names (None: the dataset's provider named none) can leave a
+    class without validation images, worded from what was drawn: a new run's config.toml says "per-class"
+    even where the provider drew at random."""
+    if val_split is None:
+        return "the split is drawn at random over all images: the dataset does not split per class"
+    if val_split == "random":
+        return ("the split is drawn at random over all images (data.val_split = \"random\", as runs made before "
+                "that setting keep); \"per-class\" holds out some of every class")
+    return "a class needs two images to have one held out"
+
+
+def _classes_not_held_out(classes: list[str], train: ImageTensors, val: ImageTensors, why: str) -> list[str]:
     """A note naming the classes a carved validation split holds none of (so neither validation, calibration
     nor a test split that is the validation split sees them), with the cause; empty when every class is in it."""
     if len(val) == 0:
@@ -242,9 +258,6 @@ def _classes_not_held_out(classes: list[str], train: ImageTensors, val: ImageTen
                if n_train and not n_val]
     if not missing:
         return []
-    why = ("the split is drawn at random over all images (data.val_split = \"random\", as runs made before "
-           "that setting keep); \"per-class\" holds out some of every class" if method == "random"
-           else "a class needs two images to have one held out")
     return [f"no validation image of {_class_list(missing)}: {why}"]
 
 
