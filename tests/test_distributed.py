@@ -15,6 +15,7 @@ from iamnn_studio.engine.checkpoint import load_checkpoint
 from iamnn_studio.engine.config import RunConfig
 from iamnn_studio.engine.distributed import launch, started_by_torchrun
 from iamnn_studio.engine.runs import read_metrics
+from iamnn_studio.engine.trainer import usable_cores
 
 
 def free_port() -> int:
@@ -24,6 +25,9 @@ def free_port() -> int:
 
 
 REPO = Path(__file__).resolve().parents[1]
+#: train refuses more processes than the cores it may use (``check_process_count``): a run of 2 needs 2
+needs_two_cores = pytest.mark.skipif(
+    usable_cores() < 2, reason="trains 2 processes; train refuses more processes than this machine's usable cores")
 
 
 def two_process_training(folder: Path, runs: Path, head: str, train_size: int) -> list[str]:
@@ -55,6 +59,7 @@ def tiny_config() -> RunConfig:
     return config
 
 
+@needs_two_cores
 @pytest.mark.timeout(180)
 def test_two_processes_train_one_run_with_identical_weights(tmp_runs):
     events = []
@@ -108,6 +113,7 @@ def _worker_whose_run_folder_turns_read_only(*args):
         return distributed._worker(*args)
 
 
+@needs_two_cores
 @pytest.mark.timeout(180)
 def test_warnings_of_a_run_folder_turned_read_only_reach_the_terminal_of_a_run_of_several_processes(
         tmp_path, monkeypatch):
@@ -213,6 +219,7 @@ def test_a_start_checkpoint_of_other_channels_or_classes_is_said_once_before_any
     assert list(tmp_runs.iterdir()) == []
 
 
+@needs_two_cores
 @pytest.mark.timeout(180)
 def test_the_cli_says_a_start_checkpoint_of_other_channels_in_one_line_without_worker_tracebacks(tmp_path):
     """It used to print torch elastic's tracebacks of every worker before the error line."""
@@ -274,6 +281,7 @@ def test_an_image_folder_of_other_classes_or_colour_images_is_said_once_before_a
     assert list(tmp_runs.iterdir()) == []
 
 
+@needs_two_cores
 @pytest.mark.timeout(180)
 def test_an_image_folder_mismatch_only_the_workers_can_tell_is_one_line_without_tracebacks(tmp_path):
     """Grey images and a colour checkpoint: one colour image anywhere would make the set colour, so the workers
@@ -345,6 +353,7 @@ def test_ctrl_c_while_waiting_for_other_nodes_quits_at_once_and_leaves_no_empty_
     assert list(tmp_runs.iterdir()) == []  # nothing was written to it: gone
 
 
+@needs_two_cores
 @pytest.mark.timeout(180)
 def test_ctrl_c_on_a_run_of_several_processes_stops_with_a_checkpoint_exit_130_and_no_launcher_noise(tmp_path):
     """Ctrl-C reaches the whole process group; it used to end with exit 0 after torch's launcher warnings."""
