@@ -631,9 +631,9 @@ class MainWindow(QMainWindow):
         """A run config -> Train form; a run folder -> its checkpoint in the Use tab and its report in the Study
         tab; checkpoints, images and folders of images -> Use tab (``file_kinds``: a file that is neither a config
         nor a checkpoint is tried as an image). A web address is said not to be fetched."""
-        files = _local_files(mime)
-        runs = [run for run in map(dropped_run, files) if run is not None]
-        files = [_run_checkpoint(path, runs) for path in files]
+        dropped = [(path, dropped_run(path)) for path in _local_files(mime)]
+        runs = [run for _, run in dropped if run is not None]
+        files = [_run_checkpoint(path, run) for path, run in dropped]
         configs = [f for f in files if is_config(f)]
         rest = [f for f in files if f and not is_config(f)]
         self._drop_note = ""
@@ -767,9 +767,9 @@ def _local_files(mime: QMimeData) -> list[str]:
     return [url.toLocalFile() for url in mime.urls() if isinstance(url, QUrl) and url.isLocalFile()]
 
 
-def _run_checkpoint(path: str, runs: list[DroppedRun]) -> str:
-    """A dropped path as the Use tab takes it: a run folder is its checkpoint ("" while it has none)."""
-    run = next((run for run in runs if run.folder == path), None)
+def _run_checkpoint(path: str, run: DroppedRun | None) -> str:
+    """A dropped path as the Use tab takes it: a run folder is its checkpoint ("" while it has none). Each path
+    keeps its own ``dropped_run`` result: matching by folder name missed "run1/" (Finder's folder drops)."""
     return path if run is None else run.checkpoint or ""
 
 

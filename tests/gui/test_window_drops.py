@@ -46,6 +46,27 @@ def test_a_dropped_run_folder_opens_its_checkpoint_in_use_and_its_report_in_stud
     assert study.report.path == run
 
 
+@pytest.mark.parametrize("has_checkpoint", [True, False])
+def test_a_run_folder_dropped_with_a_trailing_slash_is_still_a_run(qtbot, window, tmp_runs, has_checkpoint):
+    """macOS Finder sends a folder as file:///.../run1/ (QA: "No images in this folder", "no checkpoint")."""
+    run = _run_with_checkpoint(tmp_runs.parent)
+    if not has_checkpoint:
+        (run / "checkpoints" / "best.pt").unlink()
+    use, study = window.view("Use"), window.view("Study")
+    address = QUrl.fromLocalFile(str(run) + "/")
+    assert address.toLocalFile().endswith("/")
+    if has_checkpoint:
+        with qtbot.waitSignal(use.checkpoint_loaded, timeout=30_000):
+            assert drag_and_drop(window, urls(address))
+        assert use.checkpoint_path() == str(run / "checkpoints" / "best.pt")
+    else:
+        assert drag_and_drop(window, urls(address))
+        assert current_tab(window) == "Study" and "has no checkpoint yet" in window.statusBar().currentMessage()
+    assert not use.cards  # no "No images in this folder" card
+    qtbot.waitUntil(lambda: study.report is not None, timeout=30_000)
+    assert study.report.path == run
+
+
 def test_a_dropped_run_folder_without_a_checkpoint_shows_its_report(qtbot, window, tmp_runs):
     run = _run_with_checkpoint(tmp_runs.parent)
     (run / "checkpoints" / "best.pt").unlink()
