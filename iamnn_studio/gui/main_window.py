@@ -698,7 +698,9 @@ class MainWindow(QMainWindow):
         if self._close_after_stop and self.training.is_running:  # already stopping: wait for the run to end
             event.ignore()
             return
-        if not self._confirm_close():
+        # The run's end closes again: the user already agreed, and an evaluation they stopped may still look
+        # busy (its cancelled result has not reached the UI thread yet), so they are not asked twice.
+        if not self._close_after_stop and not self._confirm_close():
             event.ignore()
             return
         self._stop_evaluation()

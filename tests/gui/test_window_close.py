@@ -80,3 +80,40 @@ def test_closing_while_a_run_is_paused_says_it_is_paused(qtbot, window, question
     assert "paused" in text and "training" not in text  # QA: "A run is still training." for a paused run
     assert "progress is saved" in details and default == "Cancel"
     assert window.isVisible() and training.state == "paused"
+
+
+class _FakeSession:
+    """A run's session as the Train tab holds it: stop() asks it to stop, the run ends later."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_stop_and_close_with_a_run_and_an_evaluation_asks_only_once(qtbot, window, monkeypatch):
+    """QA: after "Stop and close", the run's end closed again and asked about the evaluation a second time
+    (a stopped evaluation looks busy until its cancelled result reaches the UI thread)."""
+    import iamnn_studio.gui.main_window as main_window
+
+    asked: list[str] = []
+
+    def agree(kind: str):
+        return lambda *args, **kwargs: asked.append(kind) or True
+
+    monkeypatch.setattr(main_window, "confirm_stop_on_close", agree("run"))
+    monkeypatch.setattr(main_window, "confirm_stop_evaluation_on_close", agree("evaluation"))
+    study, training = window.view("Study"), window.training
+    monkeypatch.setattr(study, "is_evaluating", lambda: True)  # still busy: the cancelled job has not come back
+    monkeypatch.setattr(study, "stop_evaluation", lambda: None)
+    session = _FakeSession()
+    training.session = session
+
+    assert window.close() is False  # waits for the run to save its checkpoint
+    assert session.stopped and asked == ["run"] and window.isVisible()
+
+    training.session = None  # the run saved last.pt and ended
+    training.run_ended.emit("stopped")
+    assert asked == ["run"]  # not asked again about the evaluation
+    assert not window.isVisible()
