@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import html
 import platform
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import PySide6
-from PySide6.QtCore import QSettings, QUrl, qVersion
+from PySide6.QtCore import QSettings, QStandardPaths, QUrl, qVersion
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QMessageBox, QWidget
 
@@ -21,8 +20,18 @@ from iamnn_studio.crash_log import error_log_pattern
 from .engine_loader import EngineInfo
 
 DISTRIBUTION = "iamnn-studio"
-#: The README of a checkout (or an editable install), beside the package.
-CHECKOUT_README = Path(iamnn_studio.__file__).resolve().parents[1] / "README.md"
+README_COPY_NAME = "README.md"
+
+
+def checkout_readme(package_init: str | Path) -> Path | None:
+    """The README of a checkout (or an editable install) beside the package; None for a normal install, where
+    the folder above the package is site-packages and a README.md there is some other package's."""
+    root = Path(package_init).resolve().parents[1]
+    readme = root / "README.md"
+    return readme if (root / "pyproject.toml").is_file() and readme.is_file() else None
+
+
+CHECKOUT_README = checkout_readme(iamnn_studio.__file__)
 
 
 def about_facts(engine: EngineInfo | None, runs_dir: str) -> list[tuple[str, str]]:
@@ -56,17 +65,25 @@ def show_about(parent: QWidget, engine: EngineInfo | None, runs_dir: str) -> Non
 
 def readme_path() -> Path | None:
     """The README to open: the checkout's (its docs/ folder beside it), else the installed package's copy of it
-    (a wheel ships it as its description), written to a temp file; None if neither is there."""
-    if CHECKOUT_README.is_file():
+    (a wheel ships it as its description), written to the user's cache folder; None if neither is there."""
+    if CHECKOUT_README is not None and CHECKOUT_README.is_file():
         return CHECKOUT_README
     try:
         text = metadata.metadata(DISTRIBUTION).get_payload()
     except metadata.PackageNotFoundError:
         return None
-    if not text:
+    return _write_readme_copy(text) if text else None
+
+
+def _write_readme_copy(text: str) -> Path | None:
+    """The README written where only this user writes (not a fixed name in the shared temp folder, where another
+    user's file or link would take the write); None where that folder cannot be written."""
+    folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
+    if not folder:
         return None
-    copy = Path(tempfile.gettempdir()) / "iamnn-studio-README.md"
+    copy = Path(folder) / README_COPY_NAME
     try:
+        copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_text(text, encoding="utf-8")
     except OSError:
         return None

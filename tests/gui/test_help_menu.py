@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import PySide6
 import pytest
@@ -53,3 +54,52 @@ def test_documentation_opens_the_readme_or_says_where_it_is(window, file_manager
     window.documentation_action.trigger()
     kind, title, text = record_dialogs[-1]
     assert title == "Documentation" and asked[0] in text
+
+
+def _installed_readme(monkeypatch, text: str) -> None:
+    """As a normal install: no checkout README (its path holds none), the package's metadata carries it."""
+    from email.message import Message
+
+    from iamnn_studio.gui import about
+
+    description = Message()
+    description.set_payload(text)
+    monkeypatch.setattr(about, "CHECKOUT_README", Path("/no-checkout/README.md"))
+    monkeypatch.setattr(about.metadata, "metadata", lambda name: description)
+
+
+def test_the_installed_readme_is_not_written_through_a_file_in_the_shared_temp_folder(monkeypatch, tmp_path):
+    """QA: it was written to /tmp/iamnn-studio-README.md: another user's file (or link) there took the write."""
+    import tempfile
+
+    from iamnn_studio.gui.about import readme_path
+
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    victim = tmp_path / "someone-elses.txt"
+    victim.write_text("not yours", encoding="utf-8")
+    (shared / "iamnn-studio-README.md").symlink_to(victim)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _installed_readme(monkeypatch, "# IamNN Studio\n")
+
+    copy = readme_path()
+    assert copy is not None and copy.read_text(encoding="utf-8") == "# IamNN Studio\n"
+    assert victim.read_text(encoding="utf-8") == "not yours"
+    assert copy.resolve().is_relative_to((tmp_path / "cache").resolve())  # this user's cache folder
+
+
+def test_a_readme_beside_an_installed_package_is_not_taken_for_its_own(tmp_path):
+    """QA: in site-packages the folder above the package holds whatever README.md another package left there."""
+    from iamnn_studio.gui.about import checkout_readme
+
+    package = tmp_path / "site-packages" / "iamnn_studio"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    readme = package.parent / "README.md"
+    readme.write_text("# some-other-package\n", encoding="utf-8")
+    assert checkout_readme(package / "__init__.py") is None
+
+    (package.parent / "pyproject.toml").write_text("[project]\n", encoding="utf-8")  # a checkout
+    assert checkout_readme(package / "__init__.py") == readme.resolve()
+    assert checkout_readme(iamnn_studio.__file__) == Path(iamnn_studio.__file__).resolve().parents[1] / "README.md"
