@@ -1115,6 +1115,9 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
     adaptivity = evaluation.get("adaptivity")
     macs = evaluation.get("macs") or {}
     spread = f"p90/p10 {formatting.ratio(macs.get('p90_over_p10'))} · max/min {formatting.ratio(macs.get('max_over_min'))}"
+    if evaluation.get("full_depth_note"):  # an adaptive run trained with --no-calibrate: not a fixed-mode choice
+        note = evaluation["full_depth_note"]
+        return "Full depth", note[:1].upper() + note[1:], theme.TEXT_MUTED
     if not adaptivity:
         return "Fixed", f"mode {evaluation.get('mode', '?')}: the same iterations for every image", theme.TEXT_MUTED
     if evaluation.get("halting_calibrated") is False:

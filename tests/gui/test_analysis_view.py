@@ -164,6 +164,17 @@ def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp
     assert view.sweep_verdict.text().startswith("The halting head was never calibrated")
 
 
+def test_a_model_left_at_full_depth_by_no_calibrate_says_why(qtbot, view, tmp_path):
+    """QA: eval.json's full_depth_note was never shown: the tile said "Fixed · mode max" for an adaptive run."""
+    from iamnn_studio.engine.evaluate import NOT_CALIBRATED_NOTE
+
+    full_depth = {**made_up_eval(), "mode": "max", "adaptivity": None, "full_depth_note": NOT_CALIBRATED_NOTE}
+    show(qtbot, view, make_run(tmp_path / "runs", "no-calibrate", evaluation=full_depth))
+    assert view.adaptivity_tile.value.text() == "Full depth"
+    detail = view.adaptivity_tile.detail.text()
+    assert "--no-calibrate" in detail and "runs at full depth" in detail
+
+
 def test_the_comparison_table_sets_runs_side_by_side_like_table_1(qtbot, view, tmp_path):
     runs = tmp_path / "runs"
     iamnn = make_run(runs, "iamnn-run", evaluation=made_up_eval())
