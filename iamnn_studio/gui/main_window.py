@@ -47,9 +47,15 @@ LAZY_VIEWS = {
 }
 
 
-def confirm_stop_on_close(parent: QWidget, *, paused: bool = False, evaluating: bool = False) -> bool:
-    """Ask whether to stop the run (training or paused) and close; True means stop and close."""
-    if paused:
+def confirm_stop_on_close(parent: QWidget, *, paused: bool = False, stopping: bool = False,
+                          evaluating: bool = False) -> bool:
+    """Ask whether to stop the run (training, paused or already stopping) and close; True means stop and close."""
+    agree = "Stop and close"
+    if stopping:  # Stop was clicked: the run only saves its checkpoint, and closing waits for that
+        title, text = "A run is stopping", "A run is stopping (saving its checkpoint)."
+        details = "Close once it has saved? The window waits for the run to end, then closes."
+        agree = "Close when stopped"
+    elif paused:
         title, text = "A run is paused", "A run is paused."
         details = "Stop it and close? Its progress is saved in its last checkpoint, and the run can be continued later."
     else:
@@ -57,7 +63,7 @@ def confirm_stop_on_close(parent: QWidget, *, paused: bool = False, evaluating: 
         details = "Stop it and close? The last checkpoint is kept, and the run can be continued later."
     if evaluating:
         details += f" {EVALUATION_LOST}"
-    return _ask_stop_and_close(parent, title, text, details)
+    return _ask_stop_and_close(parent, title, text, details, agree=agree)
 
 
 #: What closing costs an evaluation in the Study tab (its results are written only once it ends).
@@ -71,13 +77,14 @@ def confirm_stop_evaluation_on_close(parent: QWidget) -> bool:
                                "again later.")
 
 
-def _ask_stop_and_close(parent: QWidget, title: str, text: str, details: str) -> bool:
+def _ask_stop_and_close(parent: QWidget, title: str, text: str, details: str, *,
+                        agree: str = "Stop and close") -> bool:
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Question)
     box.setWindowTitle(title)
     box.setText(text)
     box.setInformativeText(details)
-    stop = box.addButton("Stop and close", QMessageBox.ButtonRole.DestructiveRole)
+    stop = box.addButton(agree, QMessageBox.ButtonRole.DestructiveRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(QMessageBox.StandardButton.Cancel)
     box.exec()
@@ -715,10 +722,12 @@ class MainWindow(QMainWindow):
         event.accept()
 
     def _confirm_close(self) -> bool:
-        """Ask before closing throws work away: a run (training or paused), an evaluation; True means close."""
+        """Ask before closing throws work away: a run (training, paused, stopping), an evaluation; True means close."""
         evaluating = self._evaluating()
         if self.training.is_running:
-            return confirm_stop_on_close(self, paused=self.training.state == "paused", evaluating=evaluating)
+            state = self.training.state
+            return confirm_stop_on_close(self, paused=state == "paused", stopping=state == "stopping",
+                                         evaluating=evaluating)
         return confirm_stop_evaluation_on_close(self) if evaluating else True
 
     def _evaluating(self) -> bool:

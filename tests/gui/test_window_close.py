@@ -117,3 +117,20 @@ def test_stop_and_close_with_a_run_and_an_evaluation_asks_only_once(qtbot, windo
     training.run_ended.emit("stopped")
     assert asked == ["run"]  # not asked again about the evaluation
     assert not window.isVisible()
+
+
+def test_closing_while_a_run_is_stopping_says_it_is_stopping(qtbot, window, questions):
+    """QA: after Stop, closing asked "A run is still training." while the run was saving its checkpoint."""
+    training = window.training
+    training.session = _FakeSession()
+    try:
+        training.stop_run()
+        assert training.state == "stopping"
+
+        assert window.close() is False
+        title, text, details, default = questions[-1]
+        assert "stopping" in text and "training" not in text
+        assert "waits" in details and default == "Cancel"
+        assert window.isVisible()
+    finally:
+        training.session = None  # the fake run is gone: the window's teardown has nothing to wait for
