@@ -315,6 +315,26 @@ def test_too_few_held_out_images_to_calibrate_fail_before_training(tmp_runs):
     assert not recorder.of("step")  # said before a single training step
 
 
+def test_the_held_out_image_advice_counts_as_a_plugin_bundle_drew_its_split(tmp_runs, monkeypatch):
+    """A plugin dataset that passes no val_split draws at random: the advice must count that way, not as the
+    run's data.val_split (per-class) would."""
+    import iamnn_studio.engine.data as data
+    from iamnn_studio.engine.data.bundle import DatasetBundle, ImageTensors
+
+    labels = torch.arange(15).repeat_interleave(2)  # 15 classes of 2: per class, at most 15 held out
+    train = ImageTensors(torch.zeros(len(labels), 1, 8, 8, dtype=torch.uint8), labels)
+    plugin = DatasetBundle.from_splits("plugin", [f"c{i}" for i in range(15)], train, None, val_fraction=0.25, seed=0)
+    assert plugin.val_split == "random"
+    monkeypatch.setattr(data, "load_dataset", lambda cfg, seed: plugin)
+
+    config = tiny_config(calibrate_halting=True)
+    assert config.data.val_split == "per-class"
+    result = Trainer(config, runs_dir=tmp_runs).run()
+    assert result.state == "failed"
+    # drawn at random, 65 % of 30 holds out round(19.5) = 20 (per class it would say "use more images")
+    assert "leaves 8 of its 30: use a validation split of at least 65 %" in result.reason
+
+
 def test_settings_past_the_sanity_bounds_are_refused_naming_the_field():
     from iamnn_studio.engine.config import MAX_ITERATIONS, MAX_WIDTH, ModelConfig
 

@@ -489,8 +489,10 @@ class Trainer:
             return
         pool = [t + v for t, v in zip(class_counts(self.data.train, self.data.num_classes),
                                       class_counts(self.data.val, self.data.num_classes))]
+        # As the bundle drew its split: a plugin that passes no val_split draws at random, whatever the setting.
+        drawn = self.data.val_split or config.data.val_split
         problem = calibration_images_problem(len(self.data.train), len(self.data.val), val_carved=self.data.val_carved,
-                                             class_sizes=pool, val_split=config.data.val_split)
+                                             class_sizes=pool, val_split=drawn)
         if problem:
             raise TrainingFailed(f"data.val_fraction: {problem} (--no-calibrate, or calibrate_halting = false in a "
                                  "settings file)")
