@@ -1027,8 +1027,9 @@ PREDICT_FOLDER_LIMIT = 100_000
 
 def _images_of(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Folders replaced by the images in them (sorted, subfolders too), as the app takes a dropped
-    folder; (images, (folder, problem) for folders with no image inside)."""
-    from .image_files import folder_images, unreadable_folder_reason
+    folder; (images, (folder, problem) for folders with no image inside or that cannot be read, subfolders
+    too)."""
+    from .image_files import unreadable_folder_reason
 
     images: list[str] = []
     problems: list[tuple[str, str]] = []
@@ -1044,14 +1045,26 @@ def _images_of(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
         if unreadable:
             problems.append((path, f"cannot read {path}: {unreadable}"))
             continue
-        inside, more = folder_images(path, PREDICT_FOLDER_LIMIT)
-        if not inside:
+        inside, more, unreadable_inside = _folder_images(path)
+        problems += unreadable_inside
+        if not inside and not unreadable_inside:  # else its images may be in the folder it cannot read
             problems.append((path, f"no images in the folder {path}"))
         elif more:
             print(f"note: {path} holds more than {PREDICT_FOLDER_LIMIT:,} images: the first are classified",
                   file=sys.stderr)
         images += inside
     return images, problems
+
+
+def _folder_images(path: str) -> tuple[list[str], bool, list[tuple[str, str]]]:
+    """The images in the folder ``path`` and its subfolders, whether there are more, and (subfolder, problem)
+    for each subfolder whose files cannot be read: named as a failed input, not skipped without a word."""
+    from .image_files import folder_images
+
+    unreadable: list[tuple[str, str]] = []
+    images, more = folder_images(path, PREDICT_FOLDER_LIMIT, on_unreadable=lambda folder, reason:
+                                 unreadable.append((folder, f"cannot read {folder}: {reason}")))
+    return images, more, unreadable
 
 
 def _names_a_folder(path: str) -> bool:

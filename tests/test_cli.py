@@ -184,6 +184,31 @@ def test_predict_says_a_folder_it_cannot_read_is_unreadable_not_empty(trained, t
     assert err.splitlines() == ["error: no image could be classified: cannot read locked: permission denied"]
 
 
+def test_predict_names_each_subfolder_it_cannot_read(trained, tmp_path, monkeypatch):
+    """QA: only the folder given was checked; an unreadable folder inside it was skipped without a word."""
+    monkeypatch.chdir(tmp_path)
+    for folder in ("photos/locked", "photos/open", "only/locked"):
+        (tmp_path / folder).mkdir(parents=True)
+        Image.new("L", (16, 16), 10).save(tmp_path / folder / "a.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # chmod 000 as a user who is not root: root reads every folder
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, err = run_cli("predict", trained["run"], "photos", "--json")
+    assert code == 3  # some images classified, a subfolder's not
+    assert [p["source"] for p in json.loads(out)["predictions"]] == [os.path.join("photos", "open", "a.png")]
+    assert err.splitlines() == [f"error: cannot read {os.path.join('photos', 'locked')}: permission denied"]
+
+    code, _, err = run_cli("predict", trained["run"], "only")
+    assert code == 1  # not "no images in the folder only": its images may be in the folder it cannot read
+    assert err.splitlines() == [f"error: no image could be classified: cannot read {os.path.join('only', 'locked')}: "
+                                "permission denied"]
+
+
 def test_predict_refuses_a_file_named_with_a_folders_trailing_slash(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Image.new("L", (16, 16), 10).save(tmp_path / "ok.png")
