@@ -896,7 +896,9 @@ def test_cpu_threads_are_held_to_the_cores_this_machine_has(tmp_runs, monkeypatc
     result = Trainer(tiny_config(max_steps=1, epochs=1, num_threads=cores + 1), runs_dir=tmp_runs,
                      listeners=[recorder]).run()
     assert result.state == "completed", result.reason
-    assert asked == [cores]
+    # the trainer's call is held to the cores; later calls (split inference restoring its threads, depending on
+    # what this test process ran before) may follow, never above them
+    assert asked[0] == cores and max(asked) <= cores
     assert any(f"num_threads {cores + 1}" in e.data.get("message", "") for e in recorder.of("log"))
 
 
