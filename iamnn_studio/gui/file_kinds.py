@@ -62,6 +62,8 @@ class Dropped:
     configs: list[str] = field(default_factory=list)
     empty_folders: list[str] = field(default_factory=list)  # folders with no image inside
     folders_cut_short: list[str] = field(default_factory=list)  # folders with more than MAX_FOLDER_IMAGES
+    # (folder, reason) for each folder, dropped or inside one, whose files cannot be listed ("permission denied")
+    unreadable_folders: list[tuple[str, str]] = field(default_factory=list)
 
 
 def sort_dropped(paths: list[str]) -> Dropped:
@@ -73,8 +75,11 @@ def sort_dropped(paths: list[str]) -> Dropped:
     dropped = Dropped()
     for path in paths:
         if os.path.isdir(path):
-            inside, more = folder_images(path, MAX_FOLDER_IMAGES)
-            if not inside:
+            unreadable: list[tuple[str, str]] = []
+            inside, more = folder_images(path, MAX_FOLDER_IMAGES,
+                                         on_unreadable=lambda folder, reason: unreadable.append((folder, reason)))
+            dropped.unreadable_folders += unreadable
+            if not inside and not unreadable:  # with an unreadable part, its images may be in there: not "empty"
                 dropped.empty_folders.append(path)
             if more:
                 dropped.folders_cut_short.append(path)

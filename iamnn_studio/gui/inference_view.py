@@ -167,6 +167,9 @@ class InferenceView(QWidget):
                                   "a run config: open it in the Train tab (File › Open run config)")
         for folder in dropped.empty_folders:
             self._show_error_card(self._new_entry(Path(folder).name or folder), "no images in this folder")
+        for folder, reason in dropped.unreadable_folders:  # its images, if any, are left out: say so, not skip it
+            self._show_error_card(self._new_entry(Path(folder).name or folder),
+                                  f"cannot read the folder {folder}: {reason}")
         entries = [self._new_entry(Path(p).name, path=p) for p in dropped.images]
         if entries:
             self._classify(entries, load_previews=True)

@@ -184,6 +184,28 @@ def test_a_dropped_folder_adds_its_images_and_an_empty_one_says_so(qtbot, view, 
     assert all(card.prediction is not None for card in predicted)
 
 
+def test_a_dropped_folder_names_a_subfolder_it_cannot_read(qtbot, view, files, tmp_path, monkeypatch):
+    """QA: an unreadable folder inside a dropped one was skipped without a word (predict names it)."""
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    for folder in ("album/locked", "album/open", "only/locked"):
+        (tmp_path / folder).mkdir(parents=True)
+        Image.new("L", (20, 20), color=10).save(tmp_path / folder / "a.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # chmod 000 as a user who is not root (the tests run as root)
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert drop(view, [tmp_path / "album", tmp_path / "only"])
+    qtbot.waitUntil(lambda: len(view.cards) == 3 and not view.is_busy(), timeout=TIMEOUT)
+    errors = [(card.name, card.message) for card in view.cards if isinstance(card, ErrorCard)]
+    assert errors == [("locked", f"Cannot read the folder {tmp_path / 'album' / 'locked'}: permission denied."),
+                      ("locked", f"Cannot read the folder {tmp_path / 'only' / 'locked'}: permission denied.")]
+    assert [card.name for card in view.cards if isinstance(card, PredictionCard)] == ["a.png"]
+
+
 def test_an_uncalibrated_model_says_its_iterations_mean_little(qtbot, view, files, tmp_path):
     open_checkpoint(qtbot, view, constant_halting_checkpoint(tmp_path / "stopped.pt", threshold=None))
     assert not view.banner.isHidden() and "never calibrated" in view.banner.text()
