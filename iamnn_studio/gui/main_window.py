@@ -644,6 +644,8 @@ class MainWindow(QMainWindow):
         configs = [f for f in files if is_config(f)]
         rest = [f for f in files if f and not is_config(f)]
         self._drop_note = ""
+        if files:  # the news of an earlier drop is not this one's
+            self.statusBar().clearMessage()
         notes = []
         if configs and self.load_config_file(configs[0]) and any(is_checkpoint(f) for f in rest):
             notes.append(self.statusBar().currentMessage())  # "Loaded x.toml…", said with the checkpoint's news

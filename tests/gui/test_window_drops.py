@@ -79,6 +79,18 @@ def test_a_dropped_run_folder_without_a_checkpoint_shows_its_report(qtbot, windo
     assert study.report.path == run
 
 
+def test_a_later_drop_clears_the_news_of_the_earlier_one(qtbot, window, tmp_runs):
+    """QA: "Run x has no checkpoint yet" stayed its 8 s in the status bar over a drop of images that came after."""
+    run = _run_with_checkpoint(tmp_runs.parent)
+    (run / "checkpoints" / "best.pt").unlink()
+    assert drag_and_drop(window, urls(QUrl.fromLocalFile(str(run))))
+    assert "has no checkpoint yet" in window.statusBar().currentMessage()
+    image = tmp_runs.parent / "photo.png"
+    image.write_bytes(b"not really a png")
+    assert drag_and_drop(window, urls(QUrl.fromLocalFile(str(image))))
+    assert "has no checkpoint yet" not in window.statusBar().currentMessage()
+
+
 @pytest.mark.parametrize("as_text", [False, True], ids=["link", "text"])
 def test_a_dropped_web_address_is_said_not_to_be_fetched(window, as_text):
     mime = QMimeData()
