@@ -704,3 +704,21 @@ def test_a_checkpoint_step_too_big_to_write_lists_as_unknown(tmp_runs):
     assert summary.epochs_text() == "?/5" and summary.step is None
     _state_checkpoint(run.last_checkpoint, epoch=2, step=2**53 - 1)  # the largest a double holds exactly
     assert list_runs(tmp_runs)[0].step == 2**53 - 1
+
+
+def test_a_run_without_its_status_lists_the_best_accuracy_its_checkpoint_holds(tmp_runs):
+    """QA: VAL ACC read "n/a" for a run copied without status.json, whose checkpoint holds the accuracy. Once the
+    halting is fitted, the accuracy as the saved model runs (calibrated), as the trainer's own resume reads it."""
+    import pickle
+
+    def listed_best(state: dict) -> float | None:
+        _checkpoint_with_pickle(run.last_checkpoint, pickle.dumps({"training_state": {"epoch": 2, "step": 6, **state}}))
+        [summary] = list_runs(tmp_runs)
+        return summary.best_accuracy
+
+    run = _run_without_status(tmp_runs, "copied")
+    assert listed_best({"best_accuracy": 0.8125}) == 0.8125
+    assert listed_best({"best_accuracy": 0.8125, "halting_fitted": True, "calibrated_accuracy": 0.75}) == 0.75
+    assert listed_best({"best_accuracy": 0.8125, "halting_fitted": False, "calibrated_accuracy": 0.75}) == 0.8125
+    for nonsense in ("0.9", True, float("nan"), None, 81.25):
+        assert listed_best({"best_accuracy": nonsense}) is None

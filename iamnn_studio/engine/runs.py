@@ -577,8 +577,8 @@ def _summarise(folder: Path) -> RunSummary | None:
     step = status.get("step") if status else None
     if status is None:
         state, reason = "unknown", "status.json is missing or damaged"
-        best, total = None, _planned_epochs(config, started)
-        done, step = _checkpoint_progress(folder, config, _steps_per_epoch(started))
+        total = _planned_epochs(config, started)
+        done, step, best = _checkpoint_progress(folder, config, _steps_per_epoch(started))
     else:
         state, reason = effective_state(status)
         best = _number(status.get("best_accuracy"))
@@ -598,22 +598,28 @@ def _summarise(folder: Path) -> RunSummary | None:
     )
 
 
-def _checkpoint_progress(folder: Path, config: RunConfig, steps_per_epoch: int | None) -> tuple[int | None, int | None]:
-    """(whole epochs done, steps done) as the run's newest checkpoint records them, for a run whose status.json
-    is gone or damaged (copied without it, deleted): (0, None) without a checkpoint, as every epoch's end saves
-    one; (None, ...) where the checkpoint cannot tell, which the list shows as "?", never as a false 0."""
+def _checkpoint_progress(folder: Path, config: RunConfig,
+                         steps_per_epoch: int | None) -> tuple[int | None, int | None, float | None]:
+    """(whole epochs done, steps done, best validation accuracy) as the run's newest checkpoint records them,
+    for a run whose status.json is gone or damaged (copied without it, deleted): (0, None, None) without a
+    checkpoint, as every epoch's end saves one; None where the checkpoint cannot tell, which the list shows as
+    "?" or "n/a", never as a false 0."""
     checkpoint = _newest_checkpoint(folder)
     if checkpoint is None:
-        return 0, None
+        return 0, None, None
     state = read_training_state(checkpoint) or {}
+    # once the halting is fitted, the accuracy as the saved model runs (as the trainer's resume reads it)
+    best = _number(state.get("calibrated_accuracy")) if state.get("halting_fitted") is True else None
+    best = best if best is not None else _number(state.get("best_accuracy"))
+    best = best if best is not None and 0.0 <= best <= 1.0 else None  # a fraction, as status.json holds it
     epoch, step = state.get("epoch"), state.get("step")
     if not (_is_count(epoch) and _is_count(step)):
-        return None, None
+        return None, None, best
     if steps_per_epoch:  # whole epochs only, as the trainer's status.json counts them
-        return min(epoch, step // steps_per_epoch), step
+        return min(epoch, step // steps_per_epoch), step, best
     if config.max_steps is not None and step >= config.max_steps:
-        return None, step  # the trainer counts an epoch its step limit cut short as ended: whole or not is unknown
-    return epoch, step
+        return None, step, best  # the trainer counts an epoch its step limit cut short as ended: whole or not unknown
+    return epoch, step, best
 
 
 def _newest_checkpoint(folder: Path) -> Path | None:
