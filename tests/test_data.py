@@ -759,6 +759,21 @@ def test_a_dataset_that_does_not_split_per_class_says_so_not_what_its_settings_s
     assert own.val_split is None  # the dataset brought its validation images: nothing was drawn
 
 
+def test_a_per_class_split_that_holds_out_more_than_asked_says_so():
+    """QA: 40 classes of 3 images at 10 % held out 40 images (33 %), one of every class, without a word."""
+    labels = torch.arange(40).repeat_interleave(3)
+    train = ImageTensors(torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), labels)
+    names = [f"c{i}" for i in range(40)]
+    small = DatasetBundle.from_splits("plugin", names, train, None, val_fraction=0.1, val_split="per-class", seed=0)
+    assert len(small.val) == 40 and small.notes == [
+        "the per-class validation split holds out 40 of 120 images (33 %) where 10 % was asked: every class with "
+        "two images or more gives one; data.val_split = \"random\" holds out 10 % but may leave classes out"]
+    labels = torch.arange(4).repeat_interleave(30)  # 10 % of 30 is 3 of every class: as asked, no note
+    train = ImageTensors(torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), labels)
+    even = DatasetBundle.from_splits("plugin", names[:4], train, None, val_fraction=0.1, val_split="per-class", seed=0)
+    assert len(even.val) == 12 and even.notes == []
+
+
 def test_an_unknown_split_method_is_named():
     with pytest.raises(ValueError, match="data.val_split: must be per-class or random, got 'stratified'"):
         DataConfig(val_split="stratified").validate()

@@ -170,8 +170,10 @@ class DatasetBundle:
         notes = list(notes)
         method = (val_split or "random") if val_carved else None
         if val_carved:
+            pool = len(train)
             train, val = split_off(train, val_fraction, seed, method)
             notes += _classes_not_held_out(classes, train, val, _why_missing(val_split))
+            notes += _held_out_more_than_asked(pool, len(val), val_fraction, method)
         test_is_val = test is None
         if test_is_val:
             test = val
@@ -259,6 +261,17 @@ def _classes_not_held_out(classes: list[str], train: ImageTensors, val: ImageTen
     if not missing:
         return []
     return [f"no validation image of {_class_list(missing)}: {why}"]
+
+
+def _held_out_more_than_asked(pool: int, held: int, fraction: float, method: str) -> list[str]:
+    """A note where a per-class split held out clearly more than the share asked for: many classes of a few
+    images each give one image apiece, whatever the share (40 classes of 3 images at 10 % hold out a third)."""
+    asked = held_out_count(pool, fraction)
+    if method != "per-class" or held - asked <= max(1, asked // 10):
+        return []
+    return [f"the per-class validation split holds out {held} of {pool} images ({100 * held / pool:.0f} %) where "
+            f"{100 * fraction:g} % was asked: every class with two images or more gives one; "
+            f"data.val_split = \"random\" holds out {100 * fraction:g} % but may leave classes out"]
 
 
 def _class_list(names: list[str], shown: int = 5) -> str:
