@@ -248,6 +248,9 @@ def _add_train(commands: Any) -> None:
     data.add_argument("--val-fraction", type=float, metavar="F",
                       help=f"share of the training images held out to validate and calibrate the halting "
                            f"(default: {d.data.val_fraction})")
+    data.add_argument("--val-split", metavar="HOW",
+                      help=f"how the held-out share is drawn: per-class (the same share of every class) or random "
+                           f"(over all images, as runs before this setting; default: {d.data.val_split})")
     data.add_argument("--augment", metavar="STEPS",
                       help="training augmentation: none, or crop, flip and erase (random erasing) joined by '-' "
                            "in that order, e.g. crop-flip-erase (default: the dataset's own: crop-flip, crop for digits)")
@@ -298,7 +301,7 @@ def _add_train(commands: Any) -> None:
 #: Command-line option -> (section, field) of RunConfig; section None = the run itself.
 TRAIN_OVERRIDES = {
     "dataset": ("data", "name"), "data_root": ("data", "root"), "download": ("data", "download"),
-    "val_fraction": ("data", "val_fraction"), "augment": ("data", "augment"),
+    "val_fraction": ("data", "val_fraction"), "val_split": ("data", "val_split"), "augment": ("data", "augment"),
     "depth": ("model", "depth"), "width": ("model", "width"), "mode": ("model", "mode"),
     "halting": ("model", "halting"), "architecture": ("model", "architecture"), "block": ("model", "block"),
     "epochs": (None, "epochs"), "batch_size": (None, "batch_size"), "lr": (None, "lr"),

@@ -588,6 +588,17 @@ def test_save_config_writes_the_resolved_settings_without_training(tmp_path):
     assert saved.data.augment == "crop"  # mnist's own default: digits are not mirrored
 
 
+def test_the_validation_split_method_is_an_option(tmp_path):
+    """Only a settings file could say data.val_split: a run to compare with an older (random-split) one needed one."""
+    target = tmp_path / "settings.toml"
+    assert run_cli("train", "--val-split", "random", "--save-config", target)[0] == 0
+    assert RunConfig.load(target).data.val_split == "random"
+    assert run_cli("train", "--save-config", target)[0] == 0
+    assert RunConfig.load(target).data.val_split == "per-class"
+    code, _, err = run_cli("train", "--val-split", "stratified", "--save-config", target)
+    assert code == 2 and err == "error: data.val_split: must be per-class or random, got 'stratified'\n"
+
+
 def test_init_from_without_a_config_trains_the_checkpoints_network_on_its_data(trained, tmp_path):
     # QA: "train --init-from RUN --epochs 5" built the default network, which RUN's weights did not fit
     source = RunConfig.load(trained["run"] / "config.toml")
