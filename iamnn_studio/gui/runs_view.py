@@ -477,7 +477,8 @@ class RunsView(QWidget):
         readable = run is not None and run.status != "unreadable"
         self.open_button.setEnabled(readable)
         self.reveal_button.setEnabled(run is not None)
-        checkpoint = _checkpoint_of(run) if readable else None
+        # an unreadable run's checkpoint still opens: it holds its own settings, not the run's config.toml
+        checkpoint = _checkpoint_of(run) if run is not None else None
         self.use_button.setEnabled(checkpoint is not None)
         # A run stopped in its first epoch has only last.pt: the button must not promise its best one.
         kind = "last" if checkpoint is not None and checkpoint.name == "last.pt" else "best"
@@ -491,7 +492,9 @@ class RunsView(QWidget):
             self.detail.setText("Select a run to open it, use its checkpoint or continue training it."
                                 if self._runs else "")
         elif run.status == "unreadable":
-            self.detail.setText(f"<span style='color:{theme.ERROR}'>{run.name} cannot be read: {run.reason}</span>")
+            usable = "; its checkpoint can still be used" if checkpoint is not None else ""
+            self.detail.setText(f"<span style='color:{theme.ERROR}'>{html.escape(run.name)} cannot be read: "
+                                f"{html.escape(run.reason)}</span>{usable}")
         else:
             self.detail.setText(f"{run.name}: {run.reason}" if run.reason else str(run.path))
             if run.evaluation_problem:  # QA: a damaged eval.json showed "–" and no word on why
@@ -575,7 +578,8 @@ class RunsView(QWidget):
             self._fit_detail_room()
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
-        if watched is self._table_viewport and event.type() == QEvent.Type.Resize:
+        # getattr: Qt may deliver an event while Python tears the view down (seen once: no _table_viewport)
+        if watched is getattr(self, "_table_viewport", None) and event.type() == QEvent.Type.Resize:
             self._fit_elided_columns()
         elif (watched is self.table and event.type() == QEvent.Type.KeyPress
                 and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)

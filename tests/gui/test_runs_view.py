@@ -192,6 +192,22 @@ def test_a_stopped_run_can_be_continued_and_an_unreadable_one_only_revealed(qtbo
         double_click(qtbot, view, "broken-run")
 
 
+def test_an_unreadable_run_with_a_checkpoint_can_still_use_it(qtbot, view, runs):
+    """QA: a run whose config.toml had one bad value was "unreadable" and its good best.pt could not be opened
+    from the Runs tab (the checkpoint holds its own settings: it does not need the run's config.toml)."""
+    (runs["broken"] / "checkpoints").mkdir()
+    checkpoint = runs["broken"] / "checkpoints" / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    view.table.selectRow(row_of(view, "broken-run"))
+    assert view.use_button.isEnabled() and not view.open_button.isEnabled()
+    assert "its checkpoint can still be used" in view.detail.text()
+    with qtbot.waitSignal(view.use_checkpoint, timeout=2000) as used:
+        view.use_button.click()
+    assert used.args == [str(checkpoint)]
+
+
 def test_refresh_picks_up_new_runs_and_an_empty_folder_explains_itself(qtbot, view, runs, tmp_path):
     make_run(runs["dir"], "newer-run", "running", created="2025-02-01T10:00:00+00:00")
     with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
