@@ -165,6 +165,21 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path, content, message):
         load_checkpoint(path)
 
 
+def test_a_runs_checkpoint_is_named_with_its_run(tmp_path):
+    """QA: `evaluate runs/r1` said "best.pt is not an IamNN Studio checkpoint": every run has a best.pt."""
+    damaged = tmp_path / "r1" / "checkpoints" / "best.pt"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"hello, I am a text file\n")
+    with pytest.raises(CheckpointError, match=r"^r1/checkpoints/best\.pt is not an IamNN Studio checkpoint"):
+        load_checkpoint(damaged)
+    save_tiny(damaged, tiny_config())
+    payload = torch.load(damaged, weights_only=True)
+    payload["model_config"]["width"] = 8  # settings that the weights do not fit
+    torch.save(payload, damaged)
+    with pytest.raises(CheckpointError, match=r"^r1/checkpoints/best\.pt does not fit"):
+        load_checkpoint(damaged)
+
+
 def test_foreign_zip_and_foreign_torch_files_are_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "archive.pt", "w") as archive:
         archive.writestr("notes/readme.txt", "hello")

@@ -184,7 +184,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         model = build_model(config)
     except ValueError as exc:  # e.g. a processing block from a plugin that is not installed here
-        raise CheckpointError(f"{path.name}: cannot build its model ({exc})") from None
+        raise CheckpointError(f"{shown_name(path)}: cannot build its model ({exc})") from None
     _load_weights(path, model, payload["state_dict"], config)
     model.to(map_location)
     model.eval()
@@ -198,7 +198,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             notes.append(f"the run settings stored in the checkpoint could not be read ({exc})")
     classes = [str(c) for c in payload.get("classes") or []]
     if len(classes) != config.num_classes:
-        raise CheckpointError(f"{path.name}: {len(classes)} class names for a model with {config.num_classes} classes")
+        raise CheckpointError(f"{shown_name(path)}: {len(classes)} class names for a model with "
+                              f"{config.num_classes} classes")
     mean, std = _normalisation(path, payload, config)
     metrics = payload.get("metrics") or {}
     if not isinstance(metrics, dict):
@@ -230,13 +231,15 @@ def _normalisation(path: Path, payload: dict[str, Any], config: ModelConfig) -> 
         try:
             numbers = tuple(float(v) for v in values)
         except (TypeError, ValueError):
-            raise CheckpointError(f"{path.name} is damaged: its normalisation {key} is not a list of numbers") from None
+            raise CheckpointError(f"{shown_name(path)} is damaged: its normalisation {key} is not a list of "
+                                  "numbers") from None
         if len(numbers) != config.in_channels or not all(math.isfinite(v) for v in numbers):
-            raise CheckpointError(f"{path.name} is damaged: its normalisation {key} holds {_numbers_text(numbers)}, "
+            raise CheckpointError(f"{shown_name(path)} is damaged: its normalisation {key} holds "
+                                  f"{_numbers_text(numbers)}, "
                                   f"which does not fit a model of {config.in_channels} input channel(s)")
         pair.append(numbers)
     if any(v <= 0 for v in pair[1]):
-        raise CheckpointError(f"{path.name} is damaged: its normalisation std must be positive, got "
+        raise CheckpointError(f"{shown_name(path)} is damaged: its normalisation std must be positive, got "
                               f"{_numbers_text(pair[1])}")
     return pair[0], pair[1]
 
@@ -249,9 +252,18 @@ def _numbers_text(numbers: Sequence[float]) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
+def shown_name(path: Path) -> str:
+    """A checkpoint's name in messages: its file name, with its run for one in a run's checkpoints folder
+    ("r1/checkpoints/best.pt": every run has a best.pt)."""
+    path = Path(path)
+    if path.parent.name == "checkpoints" and path.parent.parent.name:  # runs.CHECKPOINT_DIR (runs imports us)
+        return f"{path.parent.parent.name}/checkpoints/{path.name}"
+    return path.name
+
+
 def _read_payload(path: Path) -> dict[str, Any]:
     """torch.load with weights_only=True, after checks that turn torch's errors into plain sentences."""
-    name = path.name
+    name = shown_name(path)
     if not path.exists():
         raise CheckpointError(f"no such checkpoint: {path}")
     if path.is_dir():
@@ -332,15 +344,16 @@ def _model_config(path: Path, payload: dict[str, Any]) -> ModelConfig:
     architecture = payload.get("architecture")
     if architecture not in ARCHITECTURES:
         raise CheckpointError(
-            f"{path.name} holds a {architecture!r} model; this IamNN Studio reads {', '.join(ARCHITECTURES)}"
+            f"{shown_name(path)} holds a {architecture!r} model; this IamNN Studio reads {', '.join(ARCHITECTURES)}"
         )
     try:
         config = ModelConfig.from_dict(payload["model_config"]).validate()
     except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path.name}: its model settings are invalid ({exc})") from None
+        raise CheckpointError(f"{shown_name(path)}: its model settings are invalid ({exc})") from None
     if config.architecture != architecture:
         raise CheckpointError(
-            f"{path.name} says it holds a {architecture!r} model but its settings describe a {config.architecture!r} one"
+            f"{shown_name(path)} says it holds a {architecture!r} model but its settings describe a "
+            f"{config.architecture!r} one"
         )
     return config
 
@@ -353,31 +366,33 @@ def _shape_text(shape: Sequence[int]) -> str:
 def _load_weights(path: Path, model: nn.Module, state_dict: Any, config: ModelConfig) -> None:
     """``load_state_dict(strict=True)``, after naming the first missing, extra or misshapen parameter."""
     if not isinstance(state_dict, dict):
-        raise CheckpointError(f"{path.name}: its weights are not a state dict")
+        raise CheckpointError(f"{shown_name(path)}: its weights are not a state dict")
     expected = model.state_dict()
     what = f"the {config.architecture} model its settings describe"
     missing = [k for k in expected if k not in state_dict]
     extra = [k for k in state_dict if k not in expected]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(f"{path.name} does not fit {what}: parameter {missing[0]!r} is missing{more}")
+        raise CheckpointError(f"{shown_name(path)} does not fit {what}: parameter {missing[0]!r} is missing{more}")
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise CheckpointError(f"{path.name} does not fit {what}: unexpected parameter {extra[0]!r}{more}")
+        raise CheckpointError(f"{shown_name(path)} does not fit {what}: unexpected parameter {extra[0]!r}{more}")
     for key, tensor in expected.items():
         stored = state_dict[key]
         if not isinstance(stored, torch.Tensor) or stored.shape != tensor.shape:
             got = (f"shape {_shape_text(stored.shape)}" if isinstance(stored, torch.Tensor)
                    else f"type {type(stored).__name__}")
             raise CheckpointError(
-                f"{path.name} does not fit {what}: parameter {key!r} has {got} "
+                f"{shown_name(path)} does not fit {what}: parameter {key!r} has {got} "
                 f"in the checkpoint but shape {_shape_text(tensor.shape)} in the model"
             )
         if stored.is_floating_point() and not bool(torch.isfinite(stored).all()):
             # such a model answers "nan %" for every image: say so once, at loading
-            raise CheckpointError(f"{path.name}: parameter {key!r} holds NaN or infinite values, so the model cannot "
+            raise CheckpointError(f"{shown_name(path)}: parameter {key!r} holds NaN or infinite values, so the model "
+                                  "cannot "
                                   "classify (did its training diverge? use an earlier checkpoint)")
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied
-        raise CheckpointError(f"{path.name}: its weights cannot be loaded ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{shown_name(path)}: its weights cannot be loaded "
+                              f"({str(exc).splitlines()[0]})") from None
