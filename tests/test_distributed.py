@@ -353,6 +353,32 @@ def test_ctrl_c_while_waiting_for_other_nodes_quits_at_once_and_leaves_no_empty_
     assert list(tmp_runs.iterdir()) == []  # nothing was written to it: gone
 
 
+NODE_WITH_WORKERS = """
+import multiprocessing, os, signal, time
+from iamnn_studio.engine.distributed import _interruptible_rendezvous
+
+with _interruptible_rendezvous(2):
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(2,))  # saving its checkpoint
+    worker.start()
+    os.kill(os.getpid(), signal.{sent})
+    worker.join()
+print("the launcher waited for its workers", flush=True)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sent", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_on_a_multi_node_job_that_trains_leaves_its_workers_time_to_save(sent):
+    """Review: the rendezvous watcher ended the launcher at once even after its workers had started; as the
+    workers end with their launcher (parent-death signal), they were killed before saving their checkpoint.
+    Once workers run, the launcher's own handlers stop them and it waits for them."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", NODE_WITH_WORKERS.format(sent=sent)], capture_output=True,
+                          text=True, timeout=50, cwd=REPO)
+    assert done.returncode == 0 and "the launcher waited for its workers" in done.stdout, done.stderr[-2000:]
+
+
 @needs_two_cores
 @pytest.mark.timeout(180)
 def test_ctrl_c_on_a_run_of_several_processes_stops_with_a_checkpoint_exit_130_and_no_launcher_noise(tmp_path):

@@ -252,8 +252,8 @@ def _interruptible_rendezvous(nnodes: int, on_interrupt=None):
     the signal to a wakeup fd at once, and the wait releases the GIL: a watcher thread reads it,
     calls ``on_interrupt`` (drop the run folder reserved for the job if nothing was written to it)
     and ends the process with Ctrl-C's status, 130 (only the main thread may restore the default
-    action, and it is stuck in the wait). The workers, once started, stop on
-    Ctrl-C themselves (``_stop_on_signals``)."""
+    action, and it is stuck in the wait). Once workers run it leaves the signal to torch's launcher: the
+    workers stop on Ctrl-C themselves (``_stop_on_signals``) and save a checkpoint."""
     if nnodes == 1 or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -271,6 +271,11 @@ def _interruptible_rendezvous(nnodes: int, on_interrupt=None):
             ready, _, _ = select.select([read_fd], [], [], 0.2)
             received = os.read(read_fd, 64) if ready else b""
             quit_on = [sig for sig in (signal.SIGINT, signal.SIGTERM) if sig in received]
+            if quit_on and multiprocessing.active_children():
+                # the workers run: torch's launcher handles the signal (its handlers stop them with SIGTERM, a
+                # graceful stop that saves a checkpoint) and waits for them; ending here would kill them
+                # before they save (they end with their launcher: ``_end_with_launcher``)
+                continue
             if quit_on and not done.is_set():
                 if on_interrupt is not None:
                     try:
