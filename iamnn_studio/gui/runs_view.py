@@ -578,8 +578,9 @@ class RunsView(QWidget):
             self._fit_detail_room()
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
-        # getattr: Qt may deliver an event while Python tears the view down (seen once: no _table_viewport)
-        if watched is getattr(self, "_table_viewport", None) and event.type() == QEvent.Type.Resize:
+        if "table" not in self.__dict__:  # Qt may deliver an event while Python tears the view down (seen once)
+            return False
+        if watched is self._table_viewport and event.type() == QEvent.Type.Resize:
             self._fit_elided_columns()
         elif (watched is self.table and event.type() == QEvent.Type.KeyPress
                 and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)

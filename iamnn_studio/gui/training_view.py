@@ -481,6 +481,8 @@ class TrainingView(QWidget):
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt name)
         # A disabled button gets no clicked signal, but its filter still sees the mouse: Start greyed out by a field
         # in red brings that field into view (it may be scrolled out of sight in a small window).
+        if "header" not in self.__dict__:  # Qt may deliver an event while Python tears the view down
+            return False
         if (watched is self.header.start and event.type() == QEvent.Type.MouseButtonRelease
                 and not self.header.start.isEnabled() and self.session is None and self._engine_ready):
             self.form.reveal_first_error()

@@ -405,6 +405,23 @@ def test_the_forms_split_sizes_are_the_engines():
                 assert shown.split_sizes(fraction) == (n - held, held), (n, fraction, method)
 
 
+def test_the_form_counts_a_plugins_random_split_as_the_trainer_draws_it(monkeypatch):
+    """Review: a plugin that names no split method draws at random; the form counted it per class (the trainer
+    counts it as drawn), so its train/val sizes and calibration check differed from the run's."""
+    import torch
+
+    import iamnn_studio.engine.data as data_module
+    from iamnn_studio.engine.data import DatasetBundle, ImageTensors
+    from iamnn_studio.gui.forms.dataset_panel import load_preview
+
+    labels = torch.tensor([0] * 49 + [1] * 49 + [2] * 2)
+    train = ImageTensors(torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8), labels)
+    plugin = DatasetBundle.from_splits("plugin", ["a", "b", "rare"], train, None, val_fraction=0.1, seed=0)
+    monkeypatch.setattr(data_module, "load_dataset", lambda config, seed: plugin)
+    shown = load_preview({"name": "synthetic", "val_fraction": 0.1, "val_split": "per-class"}, seed=0)
+    assert shown.val_split == "random"
+
+
 def test_no_validation_split_is_allowed_and_says_what_it_changes(form):
     note = form.dataset.val_note
     assert not note.isVisibleTo(form)

@@ -137,7 +137,7 @@ def load_preview(data_values: dict[str, Any], seed: int, per_class: int = PREVIE
         notes=list(bundle.notes),
         val_fraction=fraction,
         carved=carved,
-        val_split=config.val_split,
+        val_split=bundle.val_split or config.val_split,  # a plugin that names no method draws at random
     )
 
 
