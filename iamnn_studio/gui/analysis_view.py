@@ -821,7 +821,7 @@ class AnalysisView(QWidget):
                 progress=lambda fraction: progress(fraction, f"Evaluating on {len(images):,} {where} images…"),
                 calibrate_halting=config.calibrate_halting,
             )
-            if result.get("stopped"):
+            if result.get("stopped") or cancel.is_set():  # a stop after its last batch: still nothing written
                 return None
             result.update(described)
             result.setdefault("checkpoint", checkpoint_path.name)

@@ -245,6 +245,26 @@ def _run_with_checkpoint(tmp_path, name: str = "fresh-run", **status) -> Path:
     return run
 
 
+def test_an_evaluation_stopped_after_its_last_batch_writes_nothing(qtbot, view, tmp_path, monkeypatch):
+    """Review: a stop that came after evaluate()'s last check still wrote eval.json, though closing the window
+    had promised that nothing is written."""
+    from iamnn_studio.engine import evaluate as evaluate_module
+
+    run = _run_with_checkpoint(tmp_path)
+    show(qtbot, view, run)
+    real = evaluate_module.evaluate
+
+    def stopped_at_the_end(*args, **kwargs):
+        result = real(*args, **kwargs)
+        view.stop_evaluation()  # the user's stop, after the last batch
+        return result
+
+    monkeypatch.setattr(evaluate_module, "evaluate", stopped_at_the_end)
+    view.evaluate_button.click()
+    qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
+    assert not (run / "eval.json").exists()
+
+
 def test_an_evaluation_that_cannot_be_saved_is_shown_and_says_why(qtbot, view, tmp_path, monkeypatch):
     from iamnn_studio.engine import runs
 
