@@ -644,13 +644,14 @@ class MainWindow(QMainWindow):
         configs = [f for f in files if is_config(f)]
         rest = [f for f in files if f and not is_config(f)]
         self._drop_note = ""
-        if files:  # the news of an earlier drop is not this one's
-            self.statusBar().clearMessage()
+        self.statusBar().clearMessage()  # the news of an earlier drop is not this one's
         notes = []
-        if configs and self.load_config_file(configs[0]) and any(is_checkpoint(f) for f in rest):
+        checkpoints = [f for f in rest if is_checkpoint(f)]
+        if configs and self.load_config_file(configs[0]) and checkpoints:
             notes.append(self.statusBar().currentMessage())  # "Loaded x.toml…", said with the checkpoint's news
-        if runs:
-            notes.append(self._open_dropped_run(runs[-1], opens_checkpoint=any(is_checkpoint(f) for f in rest)))
+        if runs:  # the Use tab opens the last checkpoint dropped: Study shows that one's run where it is one
+            shown = next((run for run in reversed(runs) if checkpoints and run.checkpoint == checkpoints[-1]), runs[-1])
+            notes.append(self._open_dropped_run(shown, opens_checkpoint=bool(checkpoints)))
         self._drop_note = " · ".join(note for note in notes if note)
         if rest:
             self.add_images(rest)  # the Use tab opens the checkpoint among them, classifies the rest

@@ -79,6 +79,21 @@ def test_a_dropped_run_folder_without_a_checkpoint_shows_its_report(qtbot, windo
     assert study.report.path == run
 
 
+def test_of_several_run_folders_the_one_whose_checkpoint_opens_is_shown_in_study(qtbot, window, tmp_runs):
+    """Review: runA (with best.pt) and runB (none) dropped together opened runA's best.pt, but Study showed runB
+    and the status bar said "Run runB: its report is in the Study tab · Opened best.pt"."""
+    first = _run_with_checkpoint(tmp_runs.parent, name="run-a")
+    second = _run_with_checkpoint(tmp_runs.parent, name="run-b")
+    (second / "checkpoints" / "best.pt").unlink()
+    use, study = window.view("Use"), window.view("Study")
+    with qtbot.waitSignal(use.checkpoint_loaded, timeout=30_000):
+        assert drag_and_drop(window, urls(QUrl.fromLocalFile(str(first)), QUrl.fromLocalFile(str(second))))
+    assert use.checkpoint_path() == str(first / "checkpoints" / "best.pt")
+    assert window.statusBar().currentMessage() == "Run run-a: its report is in the Study tab · Opened best.pt"
+    qtbot.waitUntil(lambda: study.report is not None, timeout=30_000)
+    assert study.report.path == first
+
+
 def test_a_later_drop_clears_the_news_of_the_earlier_one(qtbot, window, tmp_runs):
     """QA: "Run x has no checkpoint yet" stayed its 8 s in the status bar over a drop of images that came after."""
     run = _run_with_checkpoint(tmp_runs.parent)
