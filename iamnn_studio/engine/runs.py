@@ -641,7 +641,8 @@ def _is_count(value: Any) -> bool:
 
 
 #: A checkpoint's pickled dict without its tensors is kilobytes (90 kB for depth 50 with its training state; the
-#: tensors are separate archive entries). The bound also bounds what unpickling can build (~64x its bytes).
+#: tensors are separate archive entries). The bound also bounds what unpickling can build: ~80x its bytes (a
+#: crafted file of memo opcodes: ~320 MB and ~2.5 s, off the UI thread).
 MAX_CHECKPOINT_PICKLE_BYTES = 4 << 20
 
 

@@ -72,9 +72,10 @@ def split_off(data: ImageTensors, fraction: float, seed: int,
     """Hold out ``fraction`` of ``data`` at random (fixed by ``seed``); returns (kept, held_out).
 
     ``method`` "per-class" holds out that share of every class (``held_out_per_class``: at least one image of
-    each class that has two); "random" draws it over all images, as every run before ``data.val_split`` did, so a small class may
-    get none. Classes too small to stratify (one image each) are split at random. Both parts keep the
-    original order, so the same seed and method always give the same split: a resumed run sees its own.
+    each class that has two; a class of one image keeps it, so a few fewer than asked may be held out, and
+    only where no class can give one is the share drawn over all images); "random" draws it over all images,
+    as every run before ``data.val_split`` did, so a small class may get none. Both parts keep the original
+    order, so the same seed and method always give the same split: a resumed run sees its own.
     """
     if method not in VAL_SPLITS:
         raise ValueError(f"data.val_split: must be {one_of(VAL_SPLITS)}, got {method!r}")
