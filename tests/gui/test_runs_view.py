@@ -94,7 +94,7 @@ def test_lists_good_and_unreadable_runs_without_foreign_folders(view):
     assert cell(view, "broken-run", "Status") == "unreadable"
 
 
-def test_the_model_column_writes_custom_caps_as_the_train_tab_does_not_as_a_tuple(qtbot, view, runs):
+def test_the_model_column_writes_custom_caps_compactly_not_as_a_tuple(qtbot, view, runs):
     """QA: the Model column read "IamNN (1,2,2,1) w4 adaptive", a Python tuple where the rest of the app says
     "caps 1·2·2·1"."""
     from iamnn_studio.gui.forms.model_panel import caps_text
@@ -110,7 +110,7 @@ def test_the_model_column_writes_custom_caps_as_the_train_tab_does_not_as_a_tupl
     with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
         view.refresh()
 
-    assert caps_text((1, 2, 2, 1)) == "caps 1 · 2 · 2 · 1"
+    assert caps_text((1, 2, 2, 1)) == "caps 1 · 2 · 2 · 1"  # the Train tab has room to space them out
     model = view.table.item(row_of(view, "good-run"), COLUMNS.index("Model"))
     assert model.text() == "IamNN caps 1·2·2·1 w4 adaptive" and model.toolTip() == model.text()
     assert cell(view, "baseline-run", "Model") == "ResNet units 1·1·2·1 w4"  # as the engine's messages write caps
