@@ -58,3 +58,21 @@ def tmp_runs(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     return runs
+
+
+@pytest.fixture
+def lock_folders_named(monkeypatch):
+    """``lock_folders_named(name)``: folders called ``name`` cannot be listed, as after chmod 000 for a user who
+    is not root (root reads every folder, and the tests run as root). ``os.walk`` and ``Path.iterdir`` list
+    through ``os.scandir`` too."""
+    real_scandir = os.scandir
+
+    def lock(name: str) -> None:
+        def scandir(path="."):
+            if os.path.basename(os.fspath(path)) == name:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+
+    return lock

@@ -167,36 +167,23 @@ def test_predict_takes_folders_of_images_as_the_app_does(trained, tmp_path):
     assert err.splitlines() == [f"error: no images in the folder {tmp_path / 'empty'}"]
 
 
-def lock_folders_named(name, monkeypatch):
-    """Folders called ``name`` cannot be listed, as after chmod 000 for a user who is not root (root reads every
-    folder, and the tests run as root)."""
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if os.path.basename(os.fspath(path)) == name:
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-
-
-def test_predict_says_a_folder_it_cannot_read_is_unreadable_not_empty(trained, tmp_path, monkeypatch):
+def test_predict_says_a_folder_it_cannot_read_is_unreadable_not_empty(trained, tmp_path, monkeypatch, lock_folders_named):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "locked").mkdir()
     Image.new("L", (16, 16), 10).save(tmp_path / "locked" / "a.png")
-    lock_folders_named("locked", monkeypatch)
+    lock_folders_named("locked")
     code, _, err = run_cli("predict", trained["run"], "locked")
     assert code == 1  # QA: "no images in the folder locked"
     assert err.splitlines() == ["error: no image could be classified: cannot read locked: permission denied"]
 
 
-def test_predict_names_each_subfolder_it_cannot_read(trained, tmp_path, monkeypatch):
+def test_predict_names_each_subfolder_it_cannot_read(trained, tmp_path, monkeypatch, lock_folders_named):
     """QA: only the folder given was checked; an unreadable folder inside it was skipped without a word."""
     monkeypatch.chdir(tmp_path)
     for folder in ("photos/locked", "photos/open", "only/locked"):
         (tmp_path / folder).mkdir(parents=True)
         Image.new("L", (16, 16), 10).save(tmp_path / folder / "a.png")
-    lock_folders_named("locked", monkeypatch)
+    lock_folders_named("locked")
     code, out, err = run_cli("predict", trained["run"], "photos", "--json")
     assert code == 3  # some images classified, a subfolder's not
     assert [p["source"] for p in json.loads(out)["predictions"]] == [os.path.join("photos", "open", "a.png")]
