@@ -1383,6 +1383,22 @@ def test_a_run_that_cannot_start_for_its_data_is_bad_input_like_in_the_other_com
     assert code == 2
 
 
+def test_train_refuses_an_image_folder_with_a_class_folder_it_cannot_read(tmp_path, lock_folders_named):
+    """QA: the class folder it could not list was left out: a model of the other classes, "100 %" held out."""
+    for shade, name in enumerate(("dark", "light", "locked")):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (16, 16), 100 * shade + i).save(tmp_path / "photos" / name / f"{i}.png")
+    lock_folders_named("locked")
+    code, out, err = run_cli("train", "--dataset", "imagefolder", "--data-root", tmp_path / "photos", "--depth", "18",
+                             "--width", "4", "--max-steps", "1", "--no-calibrate", "--device", "cpu", "--runs-dir",
+                             tmp_path / "runs")
+    assert code == 2
+    assert err.splitlines() == [f"error: image folder: cannot read the class folder {tmp_path / 'photos' / 'locked'}: "
+                                "permission denied"]
+    assert not (tmp_path / "runs").exists()  # nothing trained
+
+
 def test_info_shows_each_plugin_as_the_gui_and_the_log_do():
     from iamnn_studio.engine.plugins import PluginReport
 

@@ -622,6 +622,37 @@ def test_image_folder_where_one_class_only_has_readable_images_is_refused(tmp_pa
     assert load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.25)).classes == ["cat", "dog"]
 
 
+@pytest.mark.parametrize("locked, unreadable, where", [
+    ("leaf", "the class folder {}", "train/leaf"),
+    ("deeper", "the folder {} of the class 'sky'", "train/sky/deeper"),
+    ("train", "the folder {}", "train"),
+    ("val", "the folder {}", "val"),
+])
+def test_an_image_folder_part_that_cannot_be_listed_is_named_not_skipped(tmp_path, lock_folders_named, locked,
+                                                                         unreadable, where):
+    # QA: a class folder that could not be listed trained a model that never saw the class, with a grey note
+    _image_folder(tmp_path / "train")
+    (tmp_path / "train" / "sky" / "deeper").mkdir()
+    Image.new("RGB", (8, 8), COLOURS["sky"]).save(tmp_path / "train" / "sky" / "deeper" / "0.png")
+    _image_folder(tmp_path / "val", per_class=1)
+    lock_folders_named(locked)
+    with pytest.raises(ValueError) as err:
+        load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)))
+    folder = tmp_path.joinpath(*where.split("/"))
+    assert str(err.value) == f"image folder: cannot read {unreadable.format(folder)}: permission denied"
+
+
+def test_the_image_folder_check_names_a_folder_it_cannot_list(tmp_path, lock_folders_named):
+    _image_folder(tmp_path)
+    check = DATASETS.get("imagefolder").available_offline
+    assert check(str(tmp_path)) == (True, f"3 classes in {tmp_path}")
+    lock_folders_named("leaf")
+    # its other verdicts' words ("folder not found: ..."), shown after "Image folder: " in the app
+    assert check(str(tmp_path)) == (False, f"cannot read the class folder {tmp_path / 'leaf'}: permission denied")
+    lock_folders_named(tmp_path.name)
+    assert check(str(tmp_path)) == (False, f"cannot read the folder {tmp_path}: permission denied")
+
+
 # ------------------------------------------------------------------------------------------ synthetic
 def _synthetic(seed: int = 0, **options) -> DatasetBundle:
     options = {"train_size": 300, "test_size": 200, **options}

@@ -323,6 +323,21 @@ def test_the_start_blocker_follows_the_newest_dataset_problem(qtbot, window, for
         assert not window.training.header.start.isEnabled()
 
 
+def test_an_image_folder_with_a_class_folder_it_cannot_read_blocks_start(qtbot, window, form, tmp_path,
+                                                                         lock_folders_named):
+    """QA: "✓ 3 classes" and "locked 0 0 0" with a grey note; Start trained a model that never saw the class."""
+    root = _image_folder(tmp_path / "photos", per_class=2)
+    (root / "class1").rename(root / "locked")
+    lock_folders_named("locked")
+    form.dataset.provider.set_value("imagefolder")
+    form.dataset.folder.setText(str(root))
+    form.dataset.folder.editingFinished.emit()
+    problem = f"cannot read the class folder {root / 'locked'}: permission denied"
+    qtbot.waitUntil(lambda: form.dataset_error is not None and problem in form.dataset.status.text(), timeout=30_000)
+    assert problem in form.preview.summary.text()
+    assert not window.training.header.start.isEnabled()
+
+
 def test_too_few_held_out_images_to_calibrate_block_start(qtbot, window, form):
     start = window.training.header.start
     values = tiny_run_values(form, train_size=60)

@@ -3,7 +3,8 @@
 ``root/<class>/<image>`` is split into train/val by ``val_fraction``; ``root/train/<class>/...`` with
 ``root/val/...`` (and optionally ``root/test/...``) uses the given splits. Every image is decoded once,
 made square (short side resized, centre cropped) and kept as uint8. Files that do not decode are
-skipped and counted, never fatal: one stray ``Thumbs.db`` must not stop a run.
+skipped and counted, never fatal: one stray ``Thumbs.db`` must not stop a run. A folder whose list of files
+cannot be read is fatal: its class would be missing from training without a word.
 """
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 LAYOUT_HINT = "expected <folder>/<class name>/<image files>, or train/ and val/ folders laid out that way"
 
 
+class UnreadableFolder(ValueError):
+    """A folder whose list of files cannot be read: "image folder: cannot read the class folder /x/cat:
+    permission denied". ``problem`` is the message without its "image folder: " (the availability check's words)."""
+
+    def __init__(self, folder: str, error: OSError):
+        reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error)).lower()
+        self.problem = f"cannot read {folder}: {reason}"
+        super().__init__(f"image folder: {self.problem}")
+
+
 class ImageFolderProvider(DatasetProvider):
     name = "imagefolder"
     label = "Image folder"
@@ -39,9 +50,14 @@ class ImageFolderProvider(DatasetProvider):
         if not folder.is_dir():
             return False, f"{'not a folder' if folder.exists() else 'folder not found'}: {folder}"
         top = folder / "train" if (folder / "train").is_dir() else folder
-        classes = _class_dirs(top)
-        if len(classes) < 2:
-            return False, f"{top} has {len(classes)} class subfolder(s); need at least 2 ({LAYOUT_HINT})"
+        try:
+            classes = _class_dirs(top)
+            if len(classes) < 2:
+                return False, f"{top} has {len(classes)} class subfolder(s); need at least 2 ({LAYOUT_HINT})"
+            for name in classes:  # one listing each, not a walk: a check, not a load
+                _check_listable(top / name)
+        except UnreadableFolder as error:
+            return False, error.problem
         return True, f"{len(classes)} classes in {top}"
 
     def load(self, cfg: DataConfig, *, seed: int) -> DatasetBundle:
@@ -112,15 +128,15 @@ def peek_channels_and_classes(cfg: DataConfig) -> tuple[int | None, int | None]:
     train = _split_dirs(user_folder(cfg.root))["train"]
     try:
         classes = _class_dirs(train)
-    except OSError:
+        if len(classes) < 2:
+            return None, None
+        files = itertools.chain.from_iterable(_class_files(train / name) for name in classes)
+        for path in itertools.islice(files, 20):  # past a few unreadable files (a Thumbs.db), as loading skips them
+            decoded = _decode(path, 8)
+            if decoded is not None:
+                return (None if decoded[1] else 3), len(classes)
+    except UnreadableFolder:
         return None, None
-    if len(classes) < 2:
-        return None, None
-    files = itertools.chain.from_iterable(_class_files(train / name) for name in classes)
-    for path in itertools.islice(files, 20):  # past a few unreadable files (a Thumbs.db), as loading skips them
-        decoded = _decode(path, 8)
-        if decoded is not None:
-            return (None if decoded[1] else 3), len(classes)
     return None, len(classes)
 
 
@@ -138,7 +154,19 @@ def _split_dirs(folder: Path) -> dict[str, Path]:
 
 
 def _class_dirs(folder: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    except OSError as error:
+        raise UnreadableFolder(f"the folder {folder}", error) from None
+
+
+def _check_listable(class_dir: Path) -> None:
+    try:
+        with os.scandir(class_dir):
+            pass
+    except OSError as error:
+        raise UnreadableFolder(f"the class folder {class_dir}", error) from None
 
 
 def _list_samples(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
@@ -149,8 +177,18 @@ def _list_samples(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
 
 
 def _class_files(class_dir: Path) -> Iterator[str]:
-    """The files of one class folder, its subfolders included, in a fixed order (hidden ones left out)."""
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):  # nothing for a missing folder
+    """The files of one class folder, its subfolders included, in a fixed order (hidden ones left out).
+    A folder that cannot be listed raises (``os.walk`` alone would skip it, and with it the class)."""
+
+    def unreadable(error: OSError) -> None:
+        if isinstance(error, (FileNotFoundError, NotADirectoryError)):
+            return  # nothing: val/ without this class's folder, or a folder removed during the walk
+        where = os.fspath(error.filename if error.filename is not None else class_dir)
+        if where == os.fspath(class_dir):
+            raise UnreadableFolder(f"the class folder {where}", error)
+        raise UnreadableFolder(f"the folder {where} of the class {class_dir.name!r}", error)
+
+    for dirpath, dirnames, filenames in os.walk(class_dir, onerror=unreadable, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         yield from (os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith("."))
 
