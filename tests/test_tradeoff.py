@@ -77,9 +77,11 @@ def test_a_difference_within_two_standard_errors_is_called_noise():
     # adaptive 91.2 % against 91.0 % interpolated: +0.2 pt
     clear = halting_tradeoff({**evaluation(0.912, 15e6, curve(40)), "images": 10_000})
     assert clear["standard_error"] == pytest.approx((60 - 20 ** 2 / 10_000) ** 0.5 / 10_000)
-    assert clear["within_noise"] is False and "paired standard error of 0.08 pt" in clear["verdict"]
+    assert clear["within_noise"] is False
+    assert "the difference is beyond two paired standard errors, ±0.15 pt)" in clear["verdict"]
     noisy = halting_tradeoff({**evaluation(0.912, 15e6, curve(400)), "images": 10_000})
-    assert noisy["within_noise"] is True and "0.24 pt, so it is within noise" in noisy["verdict"]
+    assert noisy["within_noise"] is True
+    assert "the difference is within two paired standard errors, ±0.49 pt, so within noise" in noisy["verdict"]
     assert halting_tradeoff(evaluation(0.93, 15e6, fixed_curve(0.90, 0.92)))["standard_error"] is None
 
 
@@ -138,6 +140,8 @@ def test_a_margin_over_random_allocation_within_its_noise_is_level():
     assert level["within_noise"] is False and level["random_within_noise"] is True
     assert level["outcome"] == "level" and level["pays"] is False and level["beats_random"] is None
     assert level["verdict"].startswith("The halting is level with random allocation")
+    assert ("+0.10 pt over random allocation, within two of the fixed comparison's paired standard errors, ±0.15 pt "
+            "(random allocation's paired counts were not recorded)") in level["verdict"]
     # with paired counts against random, its own standard error decides: a wide one keeps it level ...
     wide = {**base["adaptivity"]["random_allocation"], "paired": {"only_adaptive_right": 400, "only_random_right": 390}}
     assert halting_tradeoff({**base, "adaptivity": {"random_allocation": wide}})["outcome"] == "level"
@@ -177,3 +181,23 @@ def test_a_halting_limited_to_one_iteration_per_block_has_nothing_to_adapt(limit
     partly = halting_tradeoff({**evaluation(0.90, 10e6, [one, *fixed_curve(0.90, 0.93)[1:]]), "caps": CAPS,
                                "halting_caps": [1, 1, 2, 1]})
     assert partly["outcome"] == "does not pay"
+
+
+def test_the_verdict_states_the_two_standard_error_rule_and_ties_each_error_to_its_comparison():
+    # QA, 22 held-out images: "+4.55 pt over random allocation, within its paired standard error of 4.44 pt"
+    # (4.55 is not within 4.44: the rule is two of them), then "the difference has a paired standard error of
+    # 6.12 pt" without saying it belongs to the comparison with fixed iterations
+    images = 22
+    fixed = [{**p, "top1": 18 / images, "paired": {"only_adaptive_right": 2, "only_fixed_right": 0}}
+             for p in fixed_curve(0, 0)]
+    random = {"top1": 19 / images, "paired": {"only_adaptive_right": 1, "only_random_right": 0}}
+    result = halting_tradeoff({**evaluation(20 / images, 15e6, fixed), "images": images,
+                               "adaptivity": {"random_allocation": random}})
+    assert result["random_standard_error"] == pytest.approx(0.0444, abs=1e-4)
+    assert result["outcome"] == "level" and result["within_noise"] and result["random_within_noise"]
+    verdict = result["verdict"]
+    assert "+4.55 pt over random allocation, within two paired standard errors of that comparison, ±8.88 pt" in verdict
+    band = f"±{200 * result['standard_error']:.2f} pt"
+    assert (f"against fixed iterations at the same MACs the difference is within two paired standard errors, {band}, "
+            "so within noise") in verdict
+    assert "within its" not in verdict and "has a paired standard error" not in verdict

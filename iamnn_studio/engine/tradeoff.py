@@ -161,7 +161,8 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
             result["beats_random"] = None if result["random_within_noise"] else True
         elif result["random_standard_error"] is not None:
             result["random_within_noise"] = False
-    adaptive = f"adaptive {_pct(top1)} at {_macs(macs)} MACs{_noise(result)}"
+    versus = fixed_mode(alternative["iterations"]) if cheaper else "fixed iterations at the same MACs"
+    adaptive = f"adaptive {_pct(top1)} at {_macs(macs)} MACs{_noise(result, versus)}"
     named: list[dict] = []  # fixed settings the verdict already names
     if cheaper:
         result["pays"], result["outcome"] = False, "does not pay"
@@ -182,8 +183,9 @@ def halting_tradeoff(evaluation: dict[str, Any]) -> dict[str, Any] | None:
         measured = random_top1 is not None
         result["pays"], result["outcome"] = (False if measured else None), "level"
         lead = "level" if result["within_noise"] else "level with random" if measured else "unmeasured"
-        versus_random = (f" and {_signed(top1 - random_top1)} over random allocation, within its paired standard "
-                         f"error of {100 * result['random_standard_error']:.2f} pt" if measured else "")
+        versus_random = (f" and {_signed(top1 - random_top1)} over random allocation, "
+                         f"{_random_noise(result['random_standard_error'], random_error is not None)}"
+                         if measured else "")
         result["verdict"] = (f"{LEADS[lead]}: {_signed(top1 - at_equal)} over fixed iterations at the same MACs"
                              f"{versus_random} ({adaptive}).")
         if not measured:
@@ -221,11 +223,28 @@ def _is_point(point: Any) -> bool:
             and _finite(point.get("mean_macs")) is not None and _finite(point.get("top1")) is not None)
 
 
-def _noise(result: dict[str, Any]) -> str:
+def _noise(result: dict[str, Any], versus: str) -> str:
+    """The rule the fixed comparison is held to, with its band: "; against fixed:1 the difference is within two
+    paired standard errors, ±0.30 pt, so within noise" (QA: "within its standard error" beside a larger margin)."""
     if result["standard_error"] is None:
         return ""
-    return (f"; the difference has a paired standard error of {100 * result['standard_error']:.2f} pt"
-            + (", so it is within noise" if result["within_noise"] else ""))
+    where = "within" if result["within_noise"] else "beyond"
+    return (f"; against {versus} the difference is {where} two paired standard errors, {_band(result['standard_error'])}"
+            + (", so within noise" if result["within_noise"] else ""))
+
+
+def _random_noise(error: float, own: bool) -> str:
+    """The rule a margin over random allocation is held to: its own paired standard errors, else (no paired
+    counts against random) the fixed comparison's, said as such."""
+    if own:
+        return f"within two paired standard errors of that comparison, {_band(error)}"
+    return (f"within two of the fixed comparison's paired standard errors, {_band(error)} (random allocation's "
+            "paired counts were not recorded)")
+
+
+def _band(error: float) -> str:
+    """Two standard errors either side: the band a difference must leave to count (``within_noise``)."""
+    return f"±{200 * error:.2f} pt"
 
 
 def _describe(point: dict) -> str:
