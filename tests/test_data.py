@@ -1156,3 +1156,23 @@ def test_ctrl_c_during_the_download_of_a_run_of_several_processes_stops_it_with_
     assert (job.returncode, lines) == (130, [f"the download of Fashion-MNIST into {root} was stopped; "
                                              "no partial file was kept"])
     assert partial_files(tmp_path) == [] and not (runs.exists() and any(runs.iterdir()))  # the reserved folder: gone
+
+
+def test_a_glance_tells_which_split_an_evaluation_will_measure(tmp_path):
+    """The Study tab names the images before evaluating: an image folder without test/ is evaluated on its held-out
+    images ("val", as ``evaluate.evaluation_split`` decides once it is loaded)."""
+    from iamnn_studio.engine.data import evaluation_split_of
+    from iamnn_studio.engine.evaluate import evaluation_split
+
+    def glance(folder):
+        return evaluation_split_of(DataConfig(name="imagefolder", root=str(folder)))
+
+    _image_folder(tmp_path / "flat", per_class=2)
+    _image_folder(tmp_path / "split" / "train", per_class=2)
+    _image_folder(tmp_path / "split" / "test", per_class=1)
+    for folder in ("flat", "split"):  # the glance agrees with what loading decides
+        loaded = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path / folder), val_fraction=0.5))
+        assert glance(tmp_path / folder) == evaluation_split(loaded)[0]
+    assert glance(tmp_path / "flat") == "val" and glance(tmp_path / "split") == "test"
+    assert glance(tmp_path / "missing") is None  # nothing to look at: loading will say what is wrong
+    assert evaluation_split_of(DataConfig(name="synthetic")) is None  # only loading tells (the view reads "test")

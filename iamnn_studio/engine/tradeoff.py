@@ -228,8 +228,8 @@ def _noise(result: dict[str, Any], versus: str) -> str:
     paired standard errors, ±0.30 pt, so within noise" (QA: "within its standard error" beside a larger margin)."""
     if result["standard_error"] is None:
         return ""
-    where = "within" if result["within_noise"] else "beyond"
-    return (f"; against {versus} the difference is {where} two paired standard errors, {_band(result['standard_error'])}"
+    where, band = ("within" if result["within_noise"] else "beyond"), _band(result["standard_error"])
+    return (f"; against {versus} the difference is {where} two paired standard errors, {band}"
             + (", so within noise" if result["within_noise"] else ""))
 
 

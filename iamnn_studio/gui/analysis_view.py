@@ -65,13 +65,16 @@ MAX_CURVE_POINTS = 2000
 #: The metrics.jsonl events the training curves are drawn from; the others are not parsed.
 CURVE_EVENTS = ("started", "step", "epoch")
 COMPARE_COLUMNS = ("Network", "Params", "MACs avg (min – max)", "Top-1 / Top-5")
-NOT_EVALUATED = "Not evaluated on the test set yet. Evaluate now writes eval.json: accuracy, per-image compute, " \
+NOT_EVALUATED = "Not evaluated yet. Evaluate now writes eval.json: accuracy, per-image compute, " \
                 "iteration histograms and the threshold sweep."
 
 
-EVALUATE_PROMPT = ("Evaluating measures the best checkpoint on the test images and writes eval.json: accuracy, the "
-                   "confusion matrix, per-image compute, iteration histograms, the easiest and hardest images and "
+#: What Evaluate now does, ``images`` naming the split it measures ("test", "held-out": ``split_word``).
+EVALUATE_PROMPT = ("Evaluating measures the best checkpoint on the {images} images and writes eval.json: accuracy, "
+                   "the confusion matrix, per-image compute, iteration histograms, the easiest and hardest images and "
                    "the threshold sweep. It runs in the background.")
+EVALUATE_TOOLTIP = "Measure the best checkpoint on the {images} images and write eval.json"
+NOT_EVALUATED_TITLE = "Not evaluated on the {images} images yet"
 
 #: Effective states (engine ``runs.effective_state``) of a run whose process is alive and still writing its
 #: checkpoints: evaluating one would measure a model that is replaced under you.
@@ -104,6 +107,9 @@ class RunReport:
     series: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     parameters: int | None = None
     checkpoint: Path | None = None
+    # the split Evaluate now would measure, from a glance at the dataset ("val": an image folder without test/);
+    # None where only loading can tell
+    evaluation_split: str | None = None
 
 
 def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
@@ -119,6 +125,7 @@ def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
         report.model = runs.describe_model(report.config.model)
         report.dataset = report.config.data.name
         report.architecture = report.config.model.architecture
+        report.evaluation_split = import_engine("data").evaluation_split_of(report.config.data)
     except ValueError as error:
         report.config_error = _config_reason(error, run.config_path)
     report.status = run.read_status() or {}
@@ -274,6 +281,7 @@ class AnalysisView(QWidget):
         self._cancel_evaluation: threading.Event | None = None
         self._compare_checked: set[str] = set()
         self._compare_folder: Path | None = None
+        self._spectrum_count_note = ""  # "Only 22 held-out images: …" under the easy-to-hard strips
         self._live = QTimer(self, interval=LIVE_REFRESH_MS)
         self._live.timeout.connect(self._check_training_ended)
         self._build()
@@ -322,7 +330,7 @@ class AnalysisView(QWidget):
         heading.addWidget(self.subtitle)
         self.evaluate_button = QPushButton("Evaluate now")
         self.evaluate_button.setObjectName("Primary")
-        self.evaluate_button.setToolTip("Measure the best checkpoint on the test split and write eval.json")
+        self.evaluate_button.setToolTip(EVALUATE_TOOLTIP.format(images="test"))
         self.evaluate_button.clicked.connect(self.evaluate_now)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._cancel)
@@ -408,7 +416,8 @@ class AnalysisView(QWidget):
         self.compare_section = self._build_compare()
 
         # shown instead of the five evaluation figures while the run has no eval.json
-        self.evaluate_prompt = EmptyState("Not evaluated on the test set yet", EVALUATE_PROMPT)
+        self.evaluate_prompt = EmptyState(NOT_EVALUATED_TITLE.format(images="test"),
+                                          EVALUATE_PROMPT.format(images="test"))
         self.prompt_button = self.evaluate_prompt.add_action("Evaluate now", self.evaluate_now)
         self.prompt_button.setObjectName("Primary")
         self.evaluate_prompt.hide()
@@ -464,7 +473,8 @@ class AnalysisView(QWidget):
         self.confusion.setMinimumHeight(scaled_px(360, font))
         self.class_bars.setMinimumHeight(scaled_px(360, font))
         self.evaluate_prompt.setMinimumHeight(scaled_px(220, font))
-        self.compare_list.setFixedWidth(max(280, self.one_iteration.sizeHint().width()))  # as wide as the box under it
+        # as wide as the box under it, and no wider: the table beside it needs the room for its run names (QA)
+        self.compare_list.setFixedWidth(max(scaled_px(200, font), self.one_iteration.sizeHint().width()))
         self.compare_list.setMinimumHeight(scaled_px(140, font))
         self.compare_table.setMinimumHeight(scaled_px(140, font))
         for stack in (self.histogram_stack, self.sweep_stack, self.spectrum_stack, self.confusion_stack,
@@ -531,9 +541,13 @@ class AnalysisView(QWidget):
         section = Section("Compare runs", "Tick runs of this folder to set them side by side, as in the paper's "
                           "Table 1 (e.g. IamNN, its unshared ResNet and the 1-iteration setting).")
         self.compare_list = QListWidget()
+        # a long name is elided in its middle (names of one sweep differ at the end), whole in the tooltip
+        self.compare_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.compare_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.compare_list.itemChanged.connect(self._on_compare_changed)
-        self.one_iteration = QCheckBox("Add each IamNN's 1-iteration setting")
-        self.one_iteration.setToolTip("The same network forced to one iteration per block (from the fixed-setting sweep)")
+        self.one_iteration = QCheckBox("Add 1-iteration rows")  # short: the list beside it is as wide
+        self.one_iteration.setToolTip("Add each IamNN's 1-iteration setting: the same network forced to one iteration "
+                                      "per block (from the fixed-setting sweep)")
         self.one_iteration.setChecked(True)
         self.one_iteration.toggled.connect(self._refresh_comparison)
         left = QVBoxLayout()
@@ -634,7 +648,8 @@ class AnalysisView(QWidget):
         self.evaluate_button.setEnabled(can and not running)
         self.prompt_button.setEnabled(can and not running)
         self.evaluate_button.setText("Evaluate again" if report is not None and report.evaluation else "Evaluate now")
-        self.evaluate_button.setToolTip(blocker or "Measure the best checkpoint on the test split and write eval.json")
+        images = _split_to_evaluate(report)
+        self.evaluate_button.setToolTip(blocker or EVALUATE_TOOLTIP.format(images=images))
         # a greyed-out button alone does not say why: the prompt says it, or the note beside the button
         self.evaluate_note.setText(blocker)
         self.evaluate_note.setVisible(bool(blocker) and report is not None and report.evaluation is not None)
@@ -643,9 +658,10 @@ class AnalysisView(QWidget):
             title = "Still training" if still_training else "This run cannot be evaluated"
             self.evaluate_prompt.set_text(title, blocker)
         elif report is not None and report.eval_error:  # evaluated, but eval.json is damaged: not "not evaluated"
-            self.evaluate_prompt.set_text(UNREADABLE_EVALUATION, EVALUATE_PROMPT)
+            self.evaluate_prompt.set_text(UNREADABLE_EVALUATION, EVALUATE_PROMPT.format(images=images))
         else:
-            self.evaluate_prompt.set_text("Not evaluated on the test set yet", EVALUATE_PROMPT)
+            self.evaluate_prompt.set_text(NOT_EVALUATED_TITLE.format(images=images),
+                                          EVALUATE_PROMPT.format(images=images))
 
     def _name_split(self, evaluation: dict) -> None:
         """The sections' captions name the evaluated images: "held-out images" for eval.json's split "val"."""
@@ -671,10 +687,12 @@ class AnalysisView(QWidget):
             self.accuracy_tile.setToolTip(evaluation.get("split_note") or "")
         else:
             best = report.status.get("best_accuracy")
+            images = _split_to_evaluate(report)
             self.accuracy_tile.setToolTip("")
-            self.accuracy_tile.caption.setText(("validation accuracy" if best is not None else "test accuracy").upper())
+            caption = "validation accuracy" if best is not None else f"{images} accuracy"
+            self.accuracy_tile.caption.setText(caption.upper())
             self.accuracy_tile.set(formatting.percent(best) if best is not None else "–",
-                                   "the best epoch's; not evaluated on the test set yet"
+                                   f"the best epoch's; not evaluated on the {images} images yet"
                                    if best is not None else "not evaluated yet")
         self.params_tile.set(formatting.params(report.parameters) if report.parameters else "–",
                              report.model if report.config is not None else "")
@@ -720,12 +738,18 @@ class AnalysisView(QWidget):
             self._show_placeholder(self.sweep_stack, "This evaluation has no sweep (a ResNet baseline, or evaluated "
                                    "without it).")
 
-        easiest, hardest = evaluation.get("easiest") or [], evaluation.get("hardest") or []
+        easiest, hardest = spectrum_ends(evaluation)
+        count = _ranked_images(evaluation)
+        word = evaluation_word(evaluation)
         if easiest or hardest:
-            self._fill_spectrum(easiest[:SPECTRUM_SIZE], hardest[:SPECTRUM_SIZE], {})
-            self.spectrum_note.setText("Loading the test images…")
+            self._spectrum_count_note = (f"Only {count:,} {word} images: {len(easiest)} in each row, so no image "
+                                         "shows twice." if count < 2 * SPECTRUM_SIZE else "")
+            self._fill_spectrum(easiest, hardest, {}, loading=True)
+            self._set_spectrum_note(f"Loading the {word} images…")
             self.spectrum_stack.setCurrentIndex(1)
-            self._load_spectrum_images(report, easiest[:SPECTRUM_SIZE] + hardest[:SPECTRUM_SIZE])
+            self._load_spectrum_images(report, easiest + hardest)
+        elif evaluation.get("easiest") or evaluation.get("hardest"):  # one image: no cheap and dear ends to show
+            self._show_placeholder(self.spectrum_stack, f"Only {count:,} {word} image: too few to rank by compute.")
         else:
             self._show_placeholder(self.spectrum_stack, "This evaluation lists no easiest and hardest images.")
 
@@ -741,7 +765,10 @@ class AnalysisView(QWidget):
             self._show_placeholder(self.class_stack, "This evaluation has no per-class accuracy.")
 
     # ================================================================ easy-to-hard images
-    def _fill_spectrum(self, easiest: list[dict], hardest: list[dict], images: dict[int, QImage]) -> None:
+    def _fill_spectrum(self, easiest: list[dict], hardest: list[dict], images: dict[int, QImage],
+                       loading: bool = False) -> None:
+        """The two strips; a tile without its image shows "…" while ``loading``, else stays empty (no image to
+        come: an unreadable config.toml, a failed load)."""
         split = ((self._report.evaluation if self._report is not None else None) or {}).get("split")
         for strip, entries in ((self.easiest, easiest), (self.hardest, hardest)):
             strip.set_items(
@@ -749,6 +776,7 @@ class AnalysisView(QWidget):
                 [formatting.si(e.get("macs")) for e in entries],
                 [_describe_image(e, split) for e in entries],
                 [not e.get("correct", True) for e in entries],
+                placeholder="…" if loading else "",
             )
         if easiest and hardest:
             low, high = easiest[0].get("macs"), hardest[0].get("macs")
@@ -758,10 +786,20 @@ class AnalysisView(QWidget):
             self.hardest_caption.setText(f"Most expensive  (up to {formatting.macs(high)})" if not same
                                          else "…and others: compute does not vary with the image here")
 
+    def _set_spectrum_note(self, message: str = "") -> None:
+        """The note under the strips: how few images there are (if few), then ``message``."""
+        self.spectrum_note.setText(" ".join(text for text in (self._spectrum_count_note, message) if text))
+
+    def _spectrum_without_images(self, message: str) -> None:
+        """No image will come: empty tiles (their MACs and tooltips stay), and why."""
+        evaluation = (self._report.evaluation if self._report is not None else None) or {}
+        self._fill_spectrum(*spectrum_ends(evaluation), {})
+        self._set_spectrum_note(message)
+
     def _load_spectrum_images(self, report: RunReport, entries: list[dict]) -> None:
         config, split = report.config, (report.evaluation or {}).get("split", "test")
         if config is None:
-            self.spectrum_note.setText("The images cannot be shown: the run's config.toml is unreadable.")
+            self._spectrum_without_images("The images cannot be shown: the run's config.toml is unreadable.")
             return
         indices = sorted({int(e["index"]) for e in entries})
         path = report.path
@@ -775,14 +813,12 @@ class AnalysisView(QWidget):
         def done(images: dict[int, QImage]) -> None:
             if self._report is None or self._report.path != path:
                 return
-            evaluation = self._report.evaluation or {}
-            self._fill_spectrum((evaluation.get("easiest") or [])[:SPECTRUM_SIZE],
-                                (evaluation.get("hardest") or [])[:SPECTRUM_SIZE], images)
-            self.spectrum_note.setText("")
+            self._fill_spectrum(*spectrum_ends(self._report.evaluation or {}), images)
+            self._set_spectrum_note()
 
         def failed(message: str) -> None:
             if self._report is not None and self._report.path == path:
-                self.spectrum_note.setText(f"The {split_word(split)} images cannot be shown: {message}")
+                self._spectrum_without_images(f"The {split_word(split)} images cannot be shown: {message}")
 
         self._runner.submit(work, done, failed)
 
@@ -927,7 +963,7 @@ class AnalysisView(QWidget):
         for path, name, model, status, evaluated in candidates:
             item = QListWidgetItem(name)
             item.setData(Qt.ItemDataRole.UserRole, path)
-            item.setToolTip(f"{model} · {status}" + ("" if evaluated else " · not evaluated"))
+            item.setToolTip(f"{name}\n{model} · {status}" + ("" if evaluated else " · not evaluated"))
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if path in self._compare_checked else Qt.CheckState.Unchecked)
             if not evaluated:
@@ -1016,13 +1052,13 @@ def comparison_rows(report: RunReport, with_one_iteration: bool = True) -> list[
     top5 = _top5(evaluation)
     accuracy = (f"{100 * evaluation['top1']:.1f} / " + ("–" if top5 is None else f"{100 * top5:.1f}")
                 if "top1" in evaluation else "–")
-    name = f"{report.model}  ·  {report.name}"
-    tooltip = str(report.path) + (f"\n{report.eval_error}" if report.eval_error else "")
+    name = f"{report.name}  ·  {report.model}"  # the run first: a narrow column elides the model, not the run
+    tooltip = f"{name}\n{report.path}" + (f"\n{report.eval_error}" if report.eval_error else "")
     rows = [[name, formatting.params(parameters) if parameters else "–", cost, accuracy, tooltip]]
     if with_one_iteration and report.architecture == "iamnn":
         for point in (evaluation.get("sweep") or {}).get("fixed") or []:
             if point.get("iterations") and all(n == 1 for n in point["iterations"]):
-                rows.append([f"{report.model}, 1 iteration per block  ·  {report.name}",
+                rows.append([f"{report.name}, 1 iteration per block  ·  {report.model}",
                              formatting.params(parameters) if parameters else "–",
                              formatting.si(point.get("mean_macs")), f"{100 * point['top1']:.1f} / –",
                              "the same network forced to one iteration per block (no refinement)"])
@@ -1041,6 +1077,26 @@ CLASS_CAPTION = "Top-1 accuracy of each class on the {images}."
 UNREADABLE_EVALUATION = "Its evaluation cannot be read: evaluate again"
 #: Top-5 says something only with more than 5 classes (with 5 or fewer the true class is always among them).
 TOP_K = 5
+
+
+def spectrum_ends(evaluation: dict) -> tuple[list[dict], list[dict]]:
+    """The cheapest and the most expensive images the strips show, none in both: ``SPECTRUM_SIZE`` each, or half
+    of the ranked images where there are fewer (QA: of 22 images, "Cheapest" held the dearest one)."""
+    easiest, hardest = evaluation.get("easiest") or [], evaluation.get("hardest") or []
+    each = min(SPECTRUM_SIZE, _ranked_images(evaluation) // 2)
+    shown = easiest[:each]
+    taken = {int(e["index"]) for e in shown}
+    return shown, [e for e in hardest if int(e["index"]) not in taken][:each]
+
+
+def _ranked_images(evaluation: dict) -> int:
+    """How many images the easiest and hardest lists were ranked from: eval.json's count, else (an older or
+    damaged file) the distinct images the two lists name."""
+    images = evaluation.get("images")
+    if isinstance(images, int) and not isinstance(images, bool) and images > 0:
+        return images
+    named = {int(e["index"]) for e in (evaluation.get("easiest") or []) + (evaluation.get("hardest") or [])}
+    return len(named)
 
 
 def _top5(evaluation: dict) -> float | None:
@@ -1095,6 +1151,14 @@ def _evaluation_blocker(report: RunReport | None) -> str:
     return ""
 
 
+def _split_to_evaluate(report: RunReport | None) -> str:
+    """The word for the images an evaluation of ``report``'s run measures ("test", "held-out"): its eval.json's
+    split, else the split its dataset would give (``RunReport.evaluation_split``)."""
+    if report is None:
+        return split_word(None)
+    return evaluation_word(report.evaluation) if report.evaluation else split_word(report.evaluation_split)
+
+
 def _describe_image(entry: dict, split: Any = "test") -> str:
     verdict = "correct" if entry.get("correct", True) else f"predicted {entry.get('prediction')}"
     iterations = entry.get("iterations")
@@ -1146,8 +1210,8 @@ def _adaptivity_verdict(evaluation: dict, architecture: str) -> tuple[str, str, 
     extra = f" · MACs vs loss ρ {rho:.2f}" if isinstance(rho, (int, float)) else ""
     if tradeoff is not None and tradeoff["fixed_at_equal_macs"] is not None:
         extra += f" · {100 * (tradeoff['top1'] - tradeoff['fixed_at_equal_macs']):+.2f}"
-        if tradeoff["standard_error"] is not None:  # one paired standard error
-            extra += f" ± {100 * tradeoff['standard_error']:.2f}"
+        if tradeoff["standard_error"] is not None:  # two paired standard errors: the verdict's "within noise" band
+            extra += f" ± {200 * tradeoff['standard_error']:.2f}"
         extra += " pt vs fixed counts"
     if tradeoff is not None and tradeoff["outcome"] == "level":  # compute tracks difficulty, accuracy is a tie
         why = ("within noise" if tradeoff["within_noise"] else "random allocation not measured"

@@ -150,6 +150,9 @@ def test_the_study_view_says_when_fixed_counts_beat_the_halting(qtbot, view, tmp
     show(qtbot, view, make_run(tmp_path / "runs", "noisy", evaluation=noisy))
     assert view.adaptivity_tile.value.text() == "Adapts" and "(within noise)" in view.adaptivity_tile.detail.text()
     assert view.sweep_verdict.text().startswith("The halting is level with fixed iterations")
+    # the tile's ± is the band the verdict holds the difference to (two paired standard errors), not one of them
+    band = view.sweep_verdict.text().split("within two paired standard errors, ±")[1].split(" pt")[0]
+    assert f"± {band} pt vs fixed counts (within noise)" in view.adaptivity_tile.detail.text()
 
     flat = made_up_eval()
     for entry in flat["easiest"] + flat["hardest"]:
@@ -186,7 +189,8 @@ def test_the_comparison_table_sets_runs_side_by_side_like_table_1(qtbot, view, t
     view.set_compared([str(iamnn), str(resnet)])
     qtbot.waitUntil(lambda: view.compare_table.rowCount() == 3, timeout=TIMEOUT)
     rows = compare_rows(view)
-    by_run = {row[0].split("·")[-1].strip() + ("/1" if "1 iteration" in row[0] else ""): row for row in rows}
+    by_run = {row[0].split("  ·  ")[0].split(",")[0] + ("/1" if "1 iteration" in row[0] else ""): row
+              for row in rows}  # "<run>[, 1 iteration per block]  ·  <model>": the run first
     # three classes: a top-5 of 100 % says nothing, and is not shown
     assert by_run["iamnn-run"][1:] == ["12.3 k", "4.10 M (2.00 M – 6.00 M)", "83.3 / –"]
     assert by_run["iamnn-run/1"][1:] == ["12.3 k", "2.00 M", "50.0 / –"]
@@ -625,7 +629,7 @@ def test_a_damaged_run_in_the_comparison_says_why_and_the_table_keeps_updating(q
 
     view.set_compared([str(good), str(text)])
     qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
-    rows = {row[0].split("·")[-1].strip(): row for row in compare_rows(view) if "1 iteration" not in row[0]}
+    rows = {row[0].split("  ·  ")[0]: row for row in compare_rows(view) if "1 iteration" not in row[0]}
     assert set(rows) == {"good", "text-top1"}
     assert rows["text-top1"][2] == "eval.json unreadable" and rows["text-top1"][3] == "–"
     assert "top1 is text" in view.compare_table.item(
@@ -634,7 +638,7 @@ def test_a_damaged_run_in_the_comparison_says_why_and_the_table_keeps_updating(q
 
     view.set_compared([str(good), str(text), str(older)])  # the table still follows the ticks
     qtbot.waitUntil(lambda: not view.is_busy(), timeout=TIMEOUT)
-    rows = {row[0].split("·")[-1].strip(): row for row in compare_rows(view) if "1 iteration" not in row[0]}
+    rows = {row[0].split("  ·  ")[0]: row for row in compare_rows(view) if "1 iteration" not in row[0]}
     assert set(rows) == {"good", "text-top1", "older"}
     assert rows["older"][3] == "83.3 / –"  # no top-5 in the file: not "83.3 / nan"
 
@@ -752,3 +756,116 @@ def test_a_damaged_eval_json_is_not_called_not_evaluated(qtbot, view, tmp_path):
     show(qtbot, view, run)
     assert view.evaluate_prompt.title.text() == "Its evaluation cannot be read: evaluate again"
     assert "Not evaluated" not in view.evaluate_prompt.title.text()
+
+
+def _ranked(images: int, shown: int = 16) -> dict:
+    """An evaluation of ``images`` images whose easiest and hardest lists hold ``shown`` each, as the engine writes
+    them (image i costs 2 M + i MACs): with fewer than 2 x ``shown`` images the two lists overlap."""
+    def entry(i: int) -> dict:
+        return {"index": i, "macs": 2_000_000 + i, "label": "circle", "prediction": "circle", "correct": True,
+                "iterations": [1, 1, 1, 1]}
+    return {**made_up_eval(), "images": images, "easiest": [entry(i) for i in range(min(shown, images))],
+            "hardest": [entry(images - 1 - i) for i in range(min(shown, images))]}
+
+
+def _strip_images(strip) -> set[str]:
+    return {tile.toolTip().split(":")[0] for tile in strip.tiles}  # "test image 7: circle (correct) ..."
+
+
+def test_the_easy_to_hard_strips_share_no_image_when_few_were_evaluated(qtbot, view, tmp_path):
+    """QA, 22 held-out images and 16 in each strip: "Cheapest" held the most expensive image and "Most expensive"
+    the cheapest."""
+    show(qtbot, view, make_run(tmp_path / "runs", "few", evaluation=_ranked(22)))
+    assert len(view.easiest.tiles) == len(view.hardest.tiles) == 11
+    assert not _strip_images(view.easiest) & _strip_images(view.hardest)
+    assert "test image 21" in _strip_images(view.hardest) and "test image 0" in _strip_images(view.easiest)
+    qtbot.waitUntil(lambda: "Loading" not in view.spectrum_note.text(), timeout=TIMEOUT)
+    assert view.spectrum_note.text() == "Only 22 test images: 11 in each row, so no image shows twice."
+
+    # plenty of images: two full strips and no note
+    show(qtbot, view, make_run(tmp_path / "runs", "many", evaluation=_ranked(100)))
+    assert len(view.easiest.tiles) == len(view.hardest.tiles) == analysis_view.SPECTRUM_SIZE
+    qtbot.waitUntil(lambda: not view.spectrum_note.text(), timeout=TIMEOUT)
+    # an older eval.json without its image count: the lists' distinct images tell how many were ranked
+    unknown = {key: value for key, value in _ranked(22).items() if key != "images"}
+    show(qtbot, view, make_run(tmp_path / "runs", "uncounted", evaluation=unknown))
+    assert len(view.easiest.tiles) == 11 and not _strip_images(view.easiest) & _strip_images(view.hardest)
+    # one image: nothing to rank, said instead of the same image in both strips
+    show(qtbot, view, make_run(tmp_path / "runs", "one", evaluation=_ranked(1)))
+    assert view.spectrum_stack.currentIndex() == 0
+    assert "Only 1 test image: too few to rank" in view.spectrum_stack.widget(0).text()
+
+
+def test_easy_to_hard_tiles_do_not_wait_forever_for_images_that_cannot_come(qtbot, view, tmp_path):
+    """QA: with config.toml unreadable the tiles stayed "…" for good (the note under them said why)."""
+    run = make_run(tmp_path / "runs", "no-config", evaluation=made_up_eval())
+    (run / "config.toml").write_text("this is [not toml")
+    show(qtbot, view, run)
+    assert "config.toml is unreadable" in view.spectrum_note.text()
+    assert view.easiest.tiles and all(tile.text() == "" for tile in view.easiest.tiles + view.hardest.tiles)
+    assert "2.00 M" in view.easiest.findChildren(type(view.subtitle))[1].text()  # their MACs stay
+
+    # the dataset cannot be loaded (its folder is gone): the same empty tiles once loading fails
+    gone = make_run(tmp_path / "runs", "gone", evaluation=made_up_eval())
+    RunConfig(name="gone", data=DataConfig(name="imagefolder", root=str(tmp_path / "missing")),
+              model=ModelConfig(iterations=(1, 2, 2, 1), width=4, num_classes=3), epochs=2).save(gone / "config.toml")
+    show(qtbot, view, gone)
+    qtbot.waitUntil(lambda: "cannot be shown" in view.spectrum_note.text(), timeout=TIMEOUT)
+    assert all(tile.text() == "" for tile in view.easiest.tiles + view.hardest.tiles)
+
+
+def _image_folder_run(runs: Path, folder: Path, name: str = "folder-run") -> Path:
+    """A run on the image folder ``folder`` (two empty class folders unless it has some), not evaluated yet."""
+    if not folder.is_dir():
+        for label in ("cats", "dogs"):
+            (folder / label).mkdir(parents=True)
+    run = make_run(runs, name, num_classes=2)
+    RunConfig(name=name, data=DataConfig(name="imagefolder", root=str(folder)),
+              model=ModelConfig(iterations=(1, 2, 2, 1), width=4, num_classes=2), epochs=2).save(run / "config.toml")
+    (run / "checkpoints" / "best.pt").write_bytes(b"")  # Evaluate is offered: it only has to exist
+    return run
+
+
+def test_a_run_without_a_test_split_is_offered_an_evaluation_on_its_held_out_images(qtbot, view, tmp_path):
+    """QA: for an image folder without test/, Evaluate said "on the test split" and the prompt "Not evaluated on
+    the test set yet", though the evaluation measures (and the evaluated page names) the held-out images."""
+    run = _image_folder_run(tmp_path / "runs", tmp_path / "photos")
+    show(qtbot, view, run)
+    assert "held-out images" in view.evaluate_button.toolTip() and "test" not in view.evaluate_button.toolTip()
+    assert view.evaluate_prompt.title.text() == "Not evaluated on the held-out images yet"
+    assert "on the held-out images" in view.evaluate_prompt.text.text()
+    assert view.accuracy_tile.detail.text() == "the best epoch's; not evaluated on the held-out images yet"
+    (run / "status.json").write_text(json.dumps({"state": "completed"}))  # no best epoch: the tile names the split
+    show(qtbot, view, run)
+    assert view.accuracy_tile.caption.text() == "HELD-OUT ACCURACY"
+
+    # a folder with train/ and test/ is evaluated on its test images
+    for split in ("train", "test"):
+        for label in ("cats", "dogs"):
+            (tmp_path / "split" / split / label).mkdir(parents=True)
+    tested = _image_folder_run(tmp_path / "runs", tmp_path / "split", "tested")
+    show(qtbot, view, tested)
+    assert view.evaluate_prompt.title.text() == "Not evaluated on the test images yet"
+    assert "on the test images" in view.evaluate_button.toolTip()
+
+
+def test_compared_runs_keep_their_names_readable_in_a_small_window(qtbot, view, tmp_path):
+    """QA, 960x640: the Network column read "IamNN-18 w4 adaptive · …" twice (rows could not be told apart) while
+    the tick list beside it took ~290 px for two short names."""
+    from PySide6.QtCore import Qt
+
+    runs = tmp_path / "runs"
+    first = make_run(runs, "sweep-a", evaluation=made_up_eval())
+    second = make_run(runs, "sweep-b", evaluation=made_up_eval())
+    view.resize(960, 640)
+    show(qtbot, view, first)
+    view.set_compared([str(first), str(second)])
+    qtbot.waitUntil(lambda: view.compare_table.rowCount() == 4 and not view.is_busy(), timeout=TIMEOUT)
+    table = view.compare_table
+    metrics = table.fontMetrics()
+    shown = [metrics.elidedText(table.item(r, 0).text(), Qt.TextElideMode.ElideRight, table.columnWidth(0) - 16)
+             for r in range(table.rowCount())]
+    assert len(set(shown)) == 4, shown  # four rows, four different texts on screen
+    assert sorted(text.split("  ·  ")[0] for text in shown) == [
+        "sweep-a", "sweep-a, 1 iteration per block", "sweep-b", "sweep-b, 1 iteration per block"]
+    assert view.compare_list.width() < 280  # no wider than its checkbox asks

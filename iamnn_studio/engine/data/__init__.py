@@ -20,8 +20,8 @@ __all__ = [
     "AUGMENT_MODES", "augment_steps", "DATASETS", "DatasetBundle", "DatasetProvider", "DownloadStopped", "downloading",
     "stop_downloads", "ImageTensors", "InputShape", "augment_batch",
     "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root", "declared_input_shape",
-    "default_augment", "held_out_count", "held_out_total", "iterate_batches", "known_channels_and_classes",
-    "load_dataset", "normalize", "preview", "resize_images", "split_off",
+    "default_augment", "evaluation_split_of", "held_out_count", "held_out_total", "iterate_batches",
+    "known_channels_and_classes", "load_dataset", "normalize", "preview", "resize_images", "split_off",
 ]
 
 
@@ -90,6 +90,15 @@ def known_channels_and_classes(cfg: DataConfig) -> tuple[int | None, int | None]
     if isinstance(provider, imagefolder.ImageFolderProvider):
         return imagefolder.peek_channels_and_classes(cfg)
     return None, None
+
+
+def evaluation_split_of(cfg: DataConfig) -> str | None:
+    """The split an evaluation of a run on ``cfg`` will measure, without loading: "test", "val" (an image folder
+    without test/: its held-out images stand in), or None where a glance cannot tell (e.g. a plugin's dataset)."""
+    try:
+        return dataset_provider(cfg.name).evaluation_split(cfg)
+    except (ValueError, OSError):  # an unknown dataset or an unreadable folder: loading will say what is wrong
+        return None
 
 
 def default_augment(name: str) -> str:

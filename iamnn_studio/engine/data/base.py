@@ -73,6 +73,11 @@ class DatasetProvider(ABC):
         """The shape ``load`` will give for ``cfg``, from metadata alone (cheap: no file is read)."""
         return self.shape
 
+    def evaluation_split(self, cfg: "DataConfig") -> str | None:
+        """The split an evaluation on ``cfg`` measures, from a glance (nothing decoded): "test", or "val" where the
+        dataset has no test images of its own (``evaluate.evaluation_split``); None where only loading can tell."""
+        return None
+
     @abstractmethod
     def available_offline(self, root: str | None) -> tuple[bool, str]:
         """Whether ``load`` would work without downloading, and a sentence saying why."""

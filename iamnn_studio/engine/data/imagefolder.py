@@ -60,6 +60,13 @@ class ImageFolderProvider(DatasetProvider):
             return False, error.problem
         return True, f"{len(classes)} classes in {top}"
 
+    def evaluation_split(self, cfg: DataConfig) -> str | None:
+        """"test" where the folder has train/ and test/, "val" where it has no test/ (its held-out images stand
+        in); None where there is no folder to look at."""
+        if not cfg.root or not user_folder(cfg.root).is_dir():
+            return None
+        return "test" if "test" in _split_dirs(user_folder(cfg.root)) else "val"
+
     def load(self, cfg: DataConfig, *, seed: int) -> DatasetBundle:
         if not cfg.root:
             raise ValueError(f"imagefolder needs data.root: the folder of images ({LAYOUT_HINT})")

@@ -30,7 +30,9 @@ class ImageStrip(QWidget):
         return self.columns * TILE + (self.columns - 1) * self._grid.horizontalSpacing()
 
     def set_items(self, images: Sequence[QImage | None], captions: Sequence[str], tooltips: Sequence[str],
-                  wrong: Sequence[bool] | None = None) -> None:
+                  wrong: Sequence[bool] | None = None, placeholder: str = "…") -> None:
+        """One tile per image; a tile whose image is None shows ``placeholder`` ("…": still loading; "": none
+        will come)."""
         while self._grid.count():
             item = self._grid.takeAt(0)
             if item.widget() is not None:
@@ -46,7 +48,7 @@ class ImageStrip(QWidget):
             tile.setStyleSheet(f"background: {theme.BACKGROUND}; border: 1px solid {border}; border-radius: 3px;")
             pixmap = thumbnail_pixmap(image, TILE - 4)
             if pixmap.isNull():
-                tile.setText("…")
+                tile.setText(placeholder)
             else:
                 tile.setPixmap(pixmap)
             tile.setToolTip(tooltip)
