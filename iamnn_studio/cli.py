@@ -1238,6 +1238,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
                    if r.status in UNEXPLAINED_STATES and r.reason]
     unexplained += [f"{r.name}: no test accuracy, eval.json is unreadable: {_shortened(r.evaluation_problem)}"
                     for r in runs if r.evaluation_problem]  # a damaged file, not a run never evaluated
+    unexplained += [f"{r.name}: model and dataset unknown, config.toml is unreadable: {_shortened(r.config_problem)}"
+                    for r in runs if r.config_problem]  # its status.json still tells how the run went
     if unexplained:  # "unknown" alone says nothing of what to look at
         print("\n" + "\n".join(unexplained))
     return EXIT_OK

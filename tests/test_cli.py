@@ -362,6 +362,22 @@ def test_the_train_summary_and_runs_name_a_held_out_evaluation(tmp_path, capsys)
     assert code == 0 and row[header.index("TEST ACC"):].startswith("36.36% (val)  ")
 
 
+def test_runs_lists_a_run_with_a_bad_setting_by_its_status_and_says_what_is_wrong(tmp_path):
+    """QA: a completed run whose config.toml had one bad value was listed "unreadable", "0/?", though its
+    status.json told how it went; now its model and dataset alone are "?", and the reason follows the table."""
+    from iamnn_studio.engine.runs import RunDirectory
+
+    run = RunDirectory.create(tmp_path, "bad-setting")
+    run.write_config(RunConfig(name="bad-setting", epochs=6))
+    run.config_path.write_text(run.config_path.read_text().replace("batch_size = 128", 'batch_size = "sixteen"'))
+    run.write_status("completed", best_accuracy=1.0, epochs_done=6, total_epochs=6)
+    code, out, _ = run_cli("runs", "--runs-dir", tmp_path)
+    header, row = out.splitlines()[:2]
+    assert code == 0 and row.split() == ["bad-setting", "completed", "100.00%", "n/a", "6/6", "?", "?"]
+    assert out.splitlines()[-1] == ("bad-setting: model and dataset unknown, config.toml is unreadable: batch_size: "
+                                    "must be a positive integer, got 'sixteen'")
+
+
 def test_a_stopped_distributed_run_hints_a_resume_with_its_process_count(tmp_path, capsys):
     """QA: the hint after Ctrl-C of a 2-process run was a command that failed ("trained by 2 process(es)")."""
     import shlex

@@ -722,3 +722,121 @@ def test_a_run_without_its_status_lists_the_best_accuracy_its_checkpoint_holds(t
     assert listed_best({"best_accuracy": 0.8125, "halting_fitted": False, "calibrated_accuracy": 0.75}) == 0.8125
     for nonsense in ("0.9", True, float("nan"), None, 81.25):
         assert listed_best({"best_accuracy": nonsense}) is None
+
+
+# ----------------------------------------------------------------- a bad config.toml, a lost status.json
+def _with_bad_batch_size(run: Path) -> None:
+    config = run / "config.toml"
+    text = config.read_text()
+    config.write_text(text.replace("batch_size = 32", 'batch_size = "sixteen"'))
+    assert config.read_text() != text, "the edit changed nothing"
+
+
+def test_a_run_with_one_bad_setting_keeps_what_its_status_says(tmp_runs):
+    """QA: a completed run whose config.toml had one bad value listed as "unreadable", "0 / ?" and "–", though
+    its status.json told all of it (and Study showed the run)."""
+    run = make_run(tmp_runs, "bad-setting", epochs=6, best=1.0)
+    run.config_path.write_text(run.config_path.read_text().replace("batch_size = 128", 'batch_size = "sixteen"'))
+    [summary] = list_runs(tmp_runs)
+    assert (summary.status, summary.epochs_text(), summary.best_accuracy) == ("completed", "6/6", 1.0)
+    assert (summary.model, summary.dataset) == ("?", "?")
+    assert "batch_size: must be a positive integer, got 'sixteen'" in summary.config_problem
+    json.dumps(summary.to_dict())
+
+    run.status_path.write_text('{"state": "exploded"}')  # no state it can show: nothing but the problem to list
+    [summary] = list_runs(tmp_runs)
+    assert summary.status == "unreadable" and "batch_size" in summary.reason
+    run.status_path.write_text("{")  # and both files unreadable: as before
+    [summary] = list_runs(tmp_runs)
+    assert summary.status == "unreadable" and "batch_size" in summary.reason
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A tiny run stopped in its second epoch: best.pt and last.pt, no eval.json."""
+    import torch
+
+    from iamnn_studio.engine.trainer import Trainer
+
+    torch.set_num_threads(1)
+    config = _tiny("stopped")
+    config.epochs = 2
+    trainer = Trainer(config, runs_dir=tmp_path_factory.mktemp("stopped"))
+    trainer.add_listener(lambda event: trainer.stop() if event.kind == "epoch" else None)
+    result = trainer.run()
+    assert result.state == "stopped", result.reason
+    return Path(result.run_dir)
+
+
+def _copy_of(run: Path, runs_dir: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, runs_dir / run.name))
+
+
+def _resumed(run: Path) -> str:
+    """What ``train --resume`` does with the run: the trainer's own result."""
+    from iamnn_studio.engine.trainer import Trainer
+
+    result = Trainer(None, run_dir=run, resume=True).run()
+    return result.state if result.state != "failed" else f"failed: {result.reason}"
+
+
+@pytest.mark.parametrize("lost", ["config.toml", "status.json"])
+def test_continue_is_offered_where_the_resume_goes_on_from_last_pt(stopped_run, tmp_path, lost):
+    """QA: a stopped run with a bad config.toml, or without its status.json, could not be continued from the Runs
+    tab, though ``train --resume`` resumes it (it takes the settings last.pt stores) and completes it."""
+    run = _copy_of(stopped_run, tmp_path)
+    if lost == "config.toml":
+        _with_bad_batch_size(run)
+    else:
+        (run / "status.json").unlink()
+    [summary] = list_runs(tmp_path)
+    assert summary.status == ("stopped" if lost == "config.toml" else "unknown")
+    assert summary.resume_checked and summary.resume_problem is None
+    assert _resumed(run) == "completed"
+    if lost == "status.json":
+        (run / "status.json").unlink()
+    [summary] = list_runs(tmp_path)  # completed and evaluated: nothing left, as the trainer says too
+    assert summary.resume_problem.startswith("it is trained and evaluated: nothing to continue")
+    assert _resumed(run).startswith("failed: ")
+
+
+def test_continue_is_refused_where_last_pt_cannot_resume_the_run(tmp_runs):
+    """Without status.json or config.toml the listing reads last.pt itself (torch-free), as the resume would."""
+    import pickle
+
+    def problem(payload: dict | None) -> str | None:
+        if payload is not None:
+            _checkpoint_with_pickle(run.last_checkpoint, pickle.dumps(payload))
+        [summary] = list_runs(tmp_runs)
+        assert summary.resume_checked
+        return summary.resume_problem
+
+    run = _run_without_status(tmp_runs, "copied")
+    assert problem(None) == "it has no checkpoints/last.pt to continue from"
+    assert problem({"training_state": {"epoch": 1, "step": 3}}) == \
+        "its checkpoints/last.pt holds no training state to continue from"  # no version: not the trainer's
+    state = {"version": runs_module.TRAINING_STATE_VERSION, "epoch": 1, "step": 3, "training_done": False}
+    assert problem({"training_state": state}) is None  # config.toml holds the settings
+    run.config_path.write_text(run.config_path.read_text().replace("epochs = 5", "epochs = -1"))
+    run.write_status("stopped", epochs_done=1, total_epochs=5)
+    assert problem({"training_state": state}) == \
+        "its config.toml cannot be read, and its checkpoints/last.pt stores no settings of its own"
+    assert problem({"training_state": state, "run_config": RunConfig(name="copied").to_dict()}) is None
+    run.last_checkpoint.write_bytes(b"junk")
+    assert problem(None) == "its checkpoints/last.pt cannot be read"
+
+
+def test_a_damaged_best_checkpoint_is_passed_over_for_a_readable_last_one(stopped_run, tmp_path):
+    """QA: "Use best checkpoint" opened a damaged best.pt (an error in the Use tab) though last.pt was fine."""
+    from iamnn_studio.engine.runs import checkpoint_to_use
+
+    run = _copy_of(stopped_run, tmp_path)
+    assert checkpoint_to_use(run) == (run / "checkpoints" / "best.pt", None)
+    (run / "checkpoints" / "best.pt").write_bytes(b"junk")
+    path, passed_over = checkpoint_to_use(run)
+    assert path == run / "checkpoints" / "last.pt" and passed_over.startswith("checkpoints/best.pt cannot be read")
+    (run / "checkpoints" / "last.pt").write_bytes(b"junk")
+    path, why = checkpoint_to_use(run)
+    assert path is None and "best.pt cannot be read" in why and "last.pt cannot be read" in why

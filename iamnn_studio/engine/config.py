@@ -225,6 +225,19 @@ def fixed_setting(mode: str, caps: Any) -> tuple[int, ...] | None:
 MIN_THRESHOLD = 1e-45
 
 
+def training_recipe(model_config: "ModelConfig") -> str:
+    """The loss of a model: ``calibrated`` (anytime exits; the halting head is fitted afterwards),
+    ``act`` (cross-entropy plus the ponder cost) or ``plain`` cross-entropy (fixed, max, ResNet)."""
+    if model_config.architecture == "resnet" or model_config.mode != "adaptive":
+        return "plain"
+    return "act" if model_config.halting == "act" else "calibrated"
+
+
+def calibrates_halting(config: "RunConfig") -> bool:
+    """Whether the run fits its halting head after training (``calibrated`` recipe, calibration on)."""
+    return training_recipe(config.model) == "calibrated" and config.calibrate_halting
+
+
 def _as_float32(value: float) -> float:
     """``value`` rounded to float32, as torch compares a float32 tensor with a Python float."""
     return struct.unpack("f", struct.pack("f", value))[0]

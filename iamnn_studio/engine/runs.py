@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .config import ModelConfig, RunConfig, caps_text, one_of
+from .config import ModelConfig, RunConfig, calibrates_halting, caps_text, one_of
 from .io import atomic_write_json
 
 RUN_STATES = ("running", "paused", "stopped", "completed", "failed")
@@ -40,6 +40,8 @@ UNREADABLE = "unreadable"
 INTERRUPTED = "interrupted"
 #: How status.json's reason begins for a run that ended at its step limit.
 STEP_LIMIT_REASON = "completed: reached max_steps"
+#: The layout of the training state a checkpoint holds (the trainer's resume reads only this one).
+TRAINING_STATE_VERSION = 1
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.jsonl"
@@ -479,6 +481,12 @@ class RunSummary:
     evaluation_problem: str | None = None  # why eval.json cannot be read (damaged): then no test accuracy
     step: int | None = None  # optimiser steps done, from status.json
     steps_per_epoch: int | None = None  # from the run's "started" event
+    # why config.toml cannot be read, for a run whose status.json still tells its state (model, dataset "?")
+    config_problem: str | None = None
+    # Whether `train --resume` can go on from last.pt, where the state alone cannot tell (no status.json, or
+    # no config.toml): then the listing reads last.pt (``resume_problem``), and says why not where it cannot.
+    resume_checked: bool = False
+    resume_problem: str | None = None
 
     def epochs_text(self, separator: str = "/", *, brief: bool = False) -> str:
         """Whole epochs done of those planned, with the steps of a cut-short one: "0/1 (+40 of 844 steps)"
@@ -535,8 +543,9 @@ DEFAULT_BLOCK = ModelConfig.__dataclass_fields__["block"].default
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:
     """Every run under ``runs_dir``, newest first.
 
-    Folders without any run file are someone else's and are skipped; run folders whose
-    config cannot be read are listed as "unreadable" rather than hidden.
+    Folders without any run file are someone else's and are skipped; a run whose config.toml cannot be read
+    keeps what its status.json says (``config_problem`` says why its model and dataset are "?"), and one
+    whose status.json cannot be read either is listed as "unreadable" rather than hidden.
     """
     runs_dir = Path(runs_dir)
     try:
@@ -566,39 +575,88 @@ def _summarise(folder: Path) -> RunSummary | None:
     status = run.read_status()
     created = _created_time(folder, status)
     try:
-        config = run.read_config()
-        config.validate()
+        config, config_problem = run.read_config().validate(), None
     except ValueError as exc:
+        config, config_problem = None, str(exc)
+    if config is None and (status is None or status.get("state") not in RUN_STATES):
+        # neither file tells anything about the run: nothing to list but the problem
         return RunSummary(
             name=folder.name, path=folder, status=UNREADABLE, best_accuracy=None, epochs_done=0,
-            total_epochs=None, created=created, model="?", dataset="?", reason=str(exc),
+            total_epochs=None, created=created, model="?", dataset="?", reason=config_problem,
         )
     started = started_event(folder)
+    max_steps = config.max_steps if config is not None else None
     step = status.get("step") if status else None
     if status is None:
         state, reason = "unknown", "status.json is missing or damaged"
         total = _planned_epochs(config, started)
-        done, step, best = _checkpoint_progress(folder, config, _steps_per_epoch(started))
+        done, step, best = _checkpoint_progress(folder, max_steps, _steps_per_epoch(started))
     else:
         state, reason = effective_state(status)
         best = _number(status.get("best_accuracy"))
         done = _number(status.get("epochs_done"))
-        done = int(done) if done is not None else _checkpoint_progress(folder, config, _steps_per_epoch(started))[0]
+        done = int(done) if done is not None else _checkpoint_progress(folder, max_steps, _steps_per_epoch(started))[0]
         total = _number(status.get("total_epochs"))
-        total = int(total) if total is not None else config.epochs
+        total = int(total) if total is not None else config.epochs if config is not None else _planned_epochs(
+            None, started)
     if state == "failed" and not (folder / CHECKPOINT_DIR / "last.pt").is_file():
         step = None  # the steps of a run that failed before its first checkpoint are lost: nothing to resume
+    # the state alone says whether Continue can go on, except where status.json or config.toml is missing
+    resume_checked = state == "unknown" or config is None
     top1, split, evaluation_problem = evaluation_summary(folder)
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
-        created=created, model=describe_model(config.model), dataset=config.data.name, reason=reason,
+        created=created, model="?" if config is None else describe_model(config.model),
+        dataset="?" if config is None else config.data.name, reason=reason,
         test_accuracy=top1, test_split=split, evaluation_problem=evaluation_problem,
         step=step if _is_count(step) else None,
         steps_per_epoch=_steps_per_epoch(started),
+        config_problem=config_problem,
+        resume_checked=resume_checked,
+        resume_problem=resume_problem(folder, config) if resume_checked else None,
     )
 
 
-def _checkpoint_progress(folder: Path, config: RunConfig,
+def resume_problem(folder: str | Path, config: RunConfig | None) -> str | None:
+    """Why ``train --resume`` would not go on from the run's last.pt, as far as that file (read torch-free)
+    tells; None where it would. ``config`` is the run's config.toml, None where it cannot be read: the resume
+    takes the settings last.pt stores, and needs config.toml only where it stores none."""
+    last = Path(folder) / CHECKPOINT_DIR / "last.pt"
+    if not _is_regular_file(last):
+        return "it has no checkpoints/last.pt to continue from"
+    payload = read_checkpoint_payload(last)
+    if payload is None:
+        return "its checkpoints/last.pt cannot be read"
+    state = payload.get("training_state")
+    if not isinstance(state, dict) or state.get("version") != TRAINING_STATE_VERSION:
+        return "its checkpoints/last.pt holds no training state to continue from"
+    settings = _stored_run_config(payload) or config
+    if settings is None:
+        return "its config.toml cannot be read, and its checkpoints/last.pt stores no settings of its own"
+    if nothing_left_to_resume(state, settings, evaluated=(Path(folder) / EVAL_FILE).exists()):
+        return "it is trained and evaluated: nothing to continue (Train longer starts a new run from its weights)"
+    return None
+
+
+def nothing_left_to_resume(state: dict[str, Any], config: RunConfig, *, evaluated: bool) -> bool:
+    """Whether a resume from ``state`` (last.pt's training state) has nothing left to do: trained, its halting
+    head fitted where the run fits one, and evaluated. The trainer refuses such a resume; the listing too."""
+    fitted = bool(state.get("halting_fitted")) or not calibrates_halting(config)
+    return bool(state.get("training_done")) and fitted and evaluated
+
+
+def _stored_run_config(payload: dict[str, Any]) -> RunConfig | None:
+    """The run settings a checkpoint stores, read as ``load_checkpoint`` reads them (which the resume uses)."""
+    stored = payload.get("run_config")
+    if not isinstance(stored, dict):
+        return None
+    try:
+        return RunConfig.from_dict(stored)
+    except (ValueError, TypeError):
+        return None
+
+
+def _checkpoint_progress(folder: Path, max_steps: int | None,
                          steps_per_epoch: int | None) -> tuple[int | None, int | None, float | None]:
     """(whole epochs done, steps done, best validation accuracy) as the run's newest checkpoint records them,
     for a run whose status.json is gone or damaged (copied without it, deleted): (0, None, None) without a
@@ -617,7 +675,7 @@ def _checkpoint_progress(folder: Path, config: RunConfig,
         return None, None, best
     if steps_per_epoch:  # whole epochs only, as the trainer's status.json counts them
         return min(epoch, step // steps_per_epoch), step, best
-    if config.max_steps is not None and step >= config.max_steps:
+    if max_steps is not None and step >= max_steps:
         return None, step, best  # the trainer counts an epoch its step limit cut short as ended: whole or not unknown
     return epoch, step, best
 
@@ -627,12 +685,16 @@ def _newest_checkpoint(folder: Path) -> Path | None:
     Only a regular file counts: opening a named pipe waits for a writer forever (the Runs tab hung)."""
     for name in ("last.pt", "best.pt"):
         path = folder / CHECKPOINT_DIR / name
-        try:
-            if stat.S_ISREG(path.stat().st_mode):
-                return path
-        except OSError:
-            continue
+        if _is_regular_file(path):
+            return path
     return None
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _is_count(value: Any) -> bool:
@@ -648,7 +710,15 @@ MAX_CHECKPOINT_PICKLE_BYTES = 4 << 20
 
 def read_training_state(path: str | Path) -> dict[str, Any] | None:
     """The ``training_state`` a checkpoint holds (epoch, step, ...; its tensors left out), or None where the
-    file has none or cannot be read. Reads only the archive's small pickle, not the weights, and imports
+    file has none or cannot be read."""
+    payload = read_checkpoint_payload(path)
+    state = payload.get("training_state") if payload is not None else None
+    return state if isinstance(state, dict) else None
+
+
+def read_checkpoint_payload(path: str | Path) -> dict[str, Any] | None:
+    """The dict a checkpoint pickles (its settings, training state, ...) with its tensors left out, or None
+    where the file cannot be read. Reads only the archive's small pickle, not the weights, and imports
     nothing (no torch): cheap enough for every listing of the runs."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -656,10 +726,9 @@ def read_training_state(path: str | Path) -> dict[str, Any] | None:
             if entry is None:
                 return None
             payload = _TensorsLeftOut(io.BytesIO(archive.read(entry))).load()
-    except Exception:  # noqa: BLE001 - a damaged or foreign file of any kind: its progress is unknown
+    except Exception:  # noqa: BLE001 - a damaged or foreign file of any kind: nothing known of it
         return None
-    state = payload.get("training_state") if isinstance(payload, dict) else None
-    return state if isinstance(state, dict) else None
+    return payload if isinstance(payload, dict) else None
 
 
 def _pickle_entry(archive: zipfile.ZipFile) -> zipfile.ZipInfo | None:
@@ -697,14 +766,14 @@ class _LeftOut:
         pass
 
 
-def _planned_epochs(config: RunConfig, started: dict[str, Any] | None) -> int | None:
+def _planned_epochs(config: RunConfig | None, started: dict[str, Any] | None) -> int | None:
     """The epochs a run plans, without its status.json: its "started" event's count (which a step limit
     lowers), else the config's epochs, unless a step limit cuts them to a number only the dataset's size
-    tells (None)."""
+    tells, or the config is unreadable (None)."""
     total = _number(started.get("total_epochs")) if started else None
     if total is not None:
         return int(total)
-    return config.epochs if config.max_steps is None else None
+    return config.epochs if config is not None and config.max_steps is None else None
 
 
 def evaluation_summary(run_dir: str | Path) -> tuple[float | None, str | None, str | None]:
@@ -850,3 +919,23 @@ def train_longer_problem(run_dir: str | Path) -> str | None:
                 f"checkpoint holds {_network(source.model_config)} for {len(source.classes)} classes (the file was "
                 f"damaged or edited); {instead}")
     return None
+
+
+def checkpoint_to_use(run_dir: str | Path) -> tuple[Path | None, str | None]:
+    """(the checkpoint the Use tab can open for the run, why a checkpoint before it was passed over): best.pt,
+    else last.pt where best.pt is missing or cannot be read; (None, why) where neither opens. Loads them as the
+    Use tab does (``load_checkpoint``, torch): call it off the UI thread."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    problems = []
+    for name in ("best.pt", "last.pt"):
+        path = Path(run_dir) / CHECKPOINT_DIR / name
+        if not _is_regular_file(path):
+            continue
+        try:
+            load_checkpoint(path)
+        except (CheckpointError, ValueError, OSError) as error:
+            problems.append(f"{CHECKPOINT_DIR}/{name} cannot be read ({error})")
+            continue
+        return path, "; ".join(problems) or None
+    return None, "; ".join(problems) or "it has no checkpoint yet"

@@ -42,12 +42,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data.distributed import DistributedSampler
 
-from .config import ModelConfig, RunConfig
+from .config import ModelConfig, RunConfig, calibrates_halting, training_recipe
 from .distributed import Collective
 from .events import Event, Listener
 from .optim import build_optimizer, build_scheduler, planned_steps
 from .io import unsaved_reason, unwritable_reason
-from .runs import STEP_LIMIT_REASON, RunDirectory
+from .runs import STEP_LIMIT_REASON, TRAINING_STATE_VERSION, RunDirectory, nothing_left_to_resume
 from ..split_words import epoch_split_word, split_named
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,6 @@ PHASE_PROGRESS_INTERVAL_S = 0.25
 SYNC_EVERY_STEPS = 10
 #: Datasets up to this size are moved to the GPU once, so batches never cross the bus.
 GPU_DATASET_BYTES = 2 << 30
-TRAINING_STATE_VERSION = 1
 
 
 class TrainingFailed(Exception):
@@ -99,14 +98,6 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.state != "failed"
-
-
-def training_recipe(model_config) -> str:
-    """The loss of a model: ``calibrated`` (anytime exits; the halting head is fitted afterwards),
-    ``act`` (cross-entropy plus the ponder cost) or ``plain`` cross-entropy (fixed, max, ResNet)."""
-    if model_config.architecture == "resnet" or model_config.mode != "adaptive":
-        return "plain"
-    return "act" if model_config.halting == "act" else "calibrated"
 
 
 # --------------------------------------------------------------------------- metrics
@@ -368,8 +359,7 @@ class Trainer:
                 f"cannot resume {name}: it was trained by {_count(world, 'process', 'processes')}; resume it with the "
                 f"same number ({_launch_options(world, state.get('processes_per_node'))}; now {self._comm.world_size})"
             )
-        if state.get("training_done") and (state.get("halting_fitted") or not self._needs_calibration(saved)) \
-                and run.eval_path.exists():
+        if nothing_left_to_resume(state, saved, evaluated=run.eval_path.exists()):
             capped = saved.max_steps is not None and int(state.get("step") or 0) >= saved.max_steps
             epochs = state.get("epoch")
             done = (f"reached its step limit ({_count(saved.max_steps, 'step')})" if capped
@@ -391,7 +381,7 @@ class Trainer:
 
     @staticmethod
     def _needs_calibration(config: RunConfig) -> bool:
-        return training_recipe(config.model) == "calibrated" and config.calibrate_halting
+        return calibrates_halting(config)
 
     def _choose_device(self, config: RunConfig) -> torch.device:
         if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()):

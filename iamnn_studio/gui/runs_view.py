@@ -52,6 +52,8 @@ MIN_ELIDED_WIDTH = 80
 STATUS_COLUMN = COLUMNS.index("Status")
 #: States from which training can go on from checkpoints/last.pt.
 CONTINUABLE = ("stopped", "interrupted", "failed", "paused")
+#: A run without a readable status.json: its last.pt tells whether it can go on (``RunSummary.resume_problem``).
+UNKNOWN_STATE = "unknown"
 CONTINUE_TIP = "Resume a stopped or interrupted run from its last checkpoint"
 #: The Train tab's states (TrainingView.state) of a run this window holds, as the Runs tab words them.
 HELD_WORDS = {"starting": "starting", "running": "training", "paused": "paused", "stopping": "stopping"}
@@ -142,9 +144,11 @@ class RunsView(QWidget):
         self._runs_dir: Path | None = None
         self._runs: list[Any] = []
         self._runner = BackgroundRunner(self)
-        # "Train longer" reads the run's checkpoint to check it (never on the UI thread), apart from the listing
+        # "Train longer" reads the run's checkpoints to check them (never on the UI thread), apart from the listing;
+        # the same check finds the checkpoint "Use" can open (best.pt, else a readable last.pt)
         self._checker = BackgroundRunner(self)
-        self._train_longer: dict[str, tuple[tuple, str | None]] = {}  # run path -> (file stamps, problem or None)
+        # run path -> (file stamps, Train longer's problem or None, (checkpoint to use, why not best.pt) or None)
+        self._train_longer: dict[str, tuple[tuple, str | None, tuple | None]] = {}
         # (run path, file stamps) of the checks submitted and not answered yet: a refresh (every listing, every
         # 5 s while a run trains) must not queue the same checkpoint read again behind the one still running
         self._train_longer_checking: set[tuple[str, tuple]] = set()
@@ -477,17 +481,10 @@ class RunsView(QWidget):
         readable = run is not None and run.status != "unreadable"
         self.open_button.setEnabled(readable)
         self.reveal_button.setEnabled(run is not None)
-        # an unreadable run's checkpoint still opens: it holds its own settings, not the run's config.toml
-        checkpoint = _checkpoint_of(run) if run is not None else None
-        self.use_button.setEnabled(checkpoint is not None)
-        # A run stopped in its first epoch has only last.pt: the button must not promise its best one.
-        kind = "last" if checkpoint is not None and checkpoint.name == "last.pt" else "best"
-        self.use_button.setText(f"Use {kind} checkpoint")
-        self.use_button.setToolTip(f"Classify your own images with this run's {kind} checkpoint"
-                                   + (" (it has no best.pt yet)" if kind == "last" else ""))
         held = self._held_state(run)
         self._show_continue(run, readable, held)
         problem = self._show_train_longer(run, held)
+        checkpoint = self._show_use(run)
         if run is None:
             self.detail.setText("Select a run to open it, use its checkpoint or continue training it."
                                 if self._runs else "")
@@ -496,26 +493,34 @@ class RunsView(QWidget):
             self.detail.setText(f"<span style='color:{theme.ERROR}'>{html.escape(run.name)} cannot be read: "
                                 f"{html.escape(run.reason)}</span>{usable}")
         else:
-            self.detail.setText(f"{run.name}: {run.reason}" if run.reason else str(run.path))
-            if run.evaluation_problem:  # QA: a damaged eval.json showed "–" and no word on why
-                self.detail.setText(f"{self.detail.text()}<br><span style='color:{theme.WARNING}'>eval.json cannot "
-                                    f"be read ({html.escape(run.evaluation_problem)}); open the run in Study and "
-                                    "evaluate it again</span>")
-            if held is not None:
-                self.detail.setText(f"{self.detail.text()}<br>This run is {HELD_WORDS.get(held, held)} in the Train "
-                                    "tab of this window")
-            if problem:  # the listing found nothing wrong: say why the button is off
-                self.detail.setText(f"{self.detail.text()}<br><span style='color:{theme.WARNING}'>"
-                                    f"Train longer: {html.escape(problem)}</span>")
+            self._show_detail(run, held, problem)
+
+    def _show_detail(self, run: Any, held: str | None, problem: str | None) -> None:
+        """The selected run's reason (or folder), then what is wrong with its files and why a button is off."""
+        lines = [f"{run.name}: {run.reason}" if run.reason else str(run.path)]
+        if run.config_problem:  # QA: such a run was "unreadable", though its status.json tells how it went
+            lines.append(_warning(f"config.toml cannot be read ({run.config_problem}): its model and dataset are "
+                                  "unknown"))
+        if run.evaluation_problem:  # QA: a damaged eval.json showed "–" and no word on why
+            lines.append(_warning(f"eval.json cannot be read ({run.evaluation_problem}); open the run in Study and "
+                                  "evaluate it again"))
+        if held is not None:
+            lines.append(f"This run is {HELD_WORDS.get(held, held)} in the Train tab of this window")
+        elif _continue_problem(run):  # QA: a run without status.json showed Continue off and no word on why
+            lines.append(_warning(f"Continue training: {_continue_problem(run)}"))
+        if problem:  # say why the button is off
+            lines.append(_warning(f"Train longer: {problem}"))
+        self.detail.setText("<br>".join(lines))
 
     def _show_continue(self, run: Any | None, readable: bool, held: str | None) -> None:
         """Continue from last.pt; for the run paused in this window's Train tab, Resume (the window resumes it)."""
         button = self.continue_button
         if held is None:
             button.setText("Continue training")
-            button.setToolTip(CONTINUE_TIP)
-            button.setEnabled(readable and run.status in CONTINUABLE
-                              and (Path(run.path) / "checkpoints" / "last.pt").is_file())
+            problem = _continue_problem(run) if run is not None else None
+            button.setToolTip(CONTINUE_TIP if problem is None
+                              else f"Continue training cannot resume this run: {problem}")
+            button.setEnabled(readable and _can_continue(run))
         elif held == "paused":
             button.setText("Resume training")
             button.setToolTip("This run is paused in the Train tab of this window: resume it where it left off")
@@ -543,7 +548,7 @@ class RunsView(QWidget):
             button.setToolTip(TRAIN_LONGER_TIP if run is None else
                               f"{TRAIN_LONGER_TIP}. {run.name} has no checkpoint to start from yet")
             return None
-        key, stamps = str(run.path), _stamps(Path(run.path) / "config.toml", checkpoint)
+        key, stamps = str(run.path), _check_stamps(run)
         known = self._train_longer.get(key)
         if known is None or known[0] != stamps:
             button.setEnabled(False)
@@ -551,9 +556,9 @@ class RunsView(QWidget):
             if (key, stamps) not in self._train_longer_checking:
                 self._train_longer_checking.add((key, stamps))
                 self._checker.submit(
-                    lambda _report: import_engine("runs").train_longer_problem(key),
-                    lambda problem: self._on_train_longer_checked(key, stamps, problem),
-                    lambda message: self._on_train_longer_checked(key, stamps, f"cannot check it: {message}"))
+                    lambda _report: _check_checkpoints(key),
+                    lambda result: self._on_train_longer_checked(key, stamps, *result),
+                    lambda message: self._on_train_longer_checked(key, stamps, f"cannot check it: {message}", None))
             return None
         problem = known[1]
         button.setEnabled(problem is None)
@@ -561,11 +566,38 @@ class RunsView(QWidget):
                           else f"Train longer cannot start from this run: {problem}")
         return problem
 
-    def _on_train_longer_checked(self, key: str, stamps: tuple, problem: str | None) -> None:
+    def _on_train_longer_checked(self, key: str, stamps: tuple, problem: str | None, use: tuple | None) -> None:
         self._train_longer_checking.discard((key, stamps))
-        self._train_longer[key] = (stamps, problem)
+        self._train_longer[key] = (stamps, problem, use)
         if self._selected_path() == key:
             self._update_actions()
+
+    def _use_choice(self, run: Any | None) -> tuple[Path | None, str | None]:
+        """(the checkpoint "Use" opens, why best.pt was passed over): the background check's once it has looked
+        at the run's files as they are now (QA: a damaged best.pt was offered, and the Use tab could not open it),
+        until then best.pt, else last.pt."""
+        if run is None:
+            return None, None
+        known = self._train_longer.get(str(run.path))
+        if known is not None and known[0] == _check_stamps(run) and known[2] is not None:
+            return known[2]
+        return _checkpoint_of(run), None
+
+    def _show_use(self, run: Any | None) -> Path | None:
+        """Offer the checkpoint the Use tab can open; returns it. An unreadable run's checkpoint still opens: it
+        holds its own settings, not the run's config.toml."""
+        checkpoint, passed_over = self._use_choice(run)
+        button = self.use_button
+        button.setEnabled(checkpoint is not None)
+        # A run stopped in its first epoch has only last.pt: the button must not promise its best one.
+        kind = "last" if checkpoint is not None and checkpoint.name == "last.pt" else "best"
+        button.setText(f"Use {kind} checkpoint")
+        if checkpoint is None and passed_over:
+            button.setToolTip(f"No checkpoint of this run can be opened: {passed_over}")
+        else:
+            why = f" ({passed_over or 'it has no best.pt yet'})" if kind == "last" else ""
+            button.setToolTip(f"Classify your own images with this run's {kind} checkpoint{why}")
+        return checkpoint
 
     def _fit_detail_room(self) -> None:
         """The detail keeps about 20 characters beside the buttons, else it goes above them."""
@@ -600,8 +632,7 @@ class RunsView(QWidget):
             self.open_run.emit(str(run.path))
 
     def _emit_use(self) -> None:
-        run = self._selected_run()
-        checkpoint = _checkpoint_of(run) if run is not None else None
+        checkpoint, _ = self._use_choice(self._selected_run())
         if checkpoint is not None:
             self.use_checkpoint.emit(str(checkpoint))
 
@@ -742,6 +773,38 @@ def _checkpoint_of(run: Any) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     return None
+
+
+def _check_stamps(run: Any) -> tuple:
+    """The stamps of the files the background check of a run reads: its settings and both checkpoints."""
+    folder = Path(run.path)
+    return _stamps(folder / "config.toml", folder / "checkpoints" / "best.pt", folder / "checkpoints" / "last.pt")
+
+
+def _check_checkpoints(run_dir: str) -> tuple[str | None, tuple[Path | None, str | None]]:
+    """(why Train longer cannot start, the checkpoint Use can open and why best.pt was passed over); reads the
+    checkpoints (torch): in the background only."""
+    runs = import_engine("runs")
+    return runs.train_longer_problem(run_dir), runs.checkpoint_to_use(run_dir)
+
+
+def _can_continue(run: Any) -> bool:
+    """Whether Continue can resume ``run`` from its last.pt: by its state, or where status.json or config.toml
+    is unreadable, by what the listing found in last.pt (the trainer's resume takes the settings stored there)."""
+    if run.resume_checked:
+        return run.status in (*CONTINUABLE, UNKNOWN_STATE) and run.resume_problem is None
+    return run.status in CONTINUABLE and (Path(run.path) / "checkpoints" / "last.pt").is_file()
+
+
+def _continue_problem(run: Any) -> str | None:
+    """Why Continue cannot resume a run that a resume would otherwise suit, as the listing found it in last.pt."""
+    if run.resume_checked and run.status in (*CONTINUABLE, UNKNOWN_STATE):
+        return run.resume_problem
+    return None
+
+
+def _warning(text: str) -> str:
+    return f"<span style='color:{theme.WARNING}'>{html.escape(text)}</span>"
 
 
 def _created_text(created: datetime | None) -> str:

@@ -747,3 +747,84 @@ def test_an_event_during_teardown_is_let_through_without_an_error(view):
         assert RunsView.eventFilter(view, kept["table"], QEvent(QEvent.Type.Resize)) is False
     finally:
         view.__dict__.update(kept)
+
+
+# ----------------------------------------------------------------- a bad config.toml, a lost status.json, a damaged best.pt
+def test_a_run_with_one_bad_setting_is_listed_by_its_status_and_opens_in_study(qtbot, view, runs):
+    """QA: a completed run whose config.toml had one bad value was "unreadable", "0 / ?", "–", and Open in Study was
+    off, though Study shows such a run; what needs the settings (Train longer) stays off, and says why."""
+    save_weights(runs["good"])
+    config = runs["good"] / "config.toml"
+    config.write_text(config.read_text().replace("batch_size = 128", 'batch_size = "sixteen"'))
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert [cell(view, "good-run", column) for column in ("Status", "Epochs", "Val. acc.", "Dataset", "Model")] == [
+        "completed", "2 / 4", "81.2 %", "?", "?"]
+    view.table.selectRow(row_of(view, "good-run"))
+    assert view.open_button.isEnabled() and view.use_button.isEnabled() and not view.continue_button.isEnabled()
+    assert "config.toml cannot be read (batch_size: must be a positive integer" in view.detail.text()
+    with qtbot.waitSignal(view.open_run, timeout=2000) as opened:
+        view.open_button.click()
+    assert opened.args == [str(runs["good"])]
+    qtbot.waitUntil(lambda: "its settings file cannot be read" in view.train_from_button.toolTip(), timeout=TIMEOUT)
+    assert not view.train_from_button.isEnabled()
+
+
+def save_state(folder: Path, **state) -> Path:
+    """A last.pt as the trainer saves it: the weights, the run's settings and a training state to resume from."""
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.model import build_model
+    from iamnn_studio.engine.runs import TRAINING_STATE_VERSION
+
+    config = RunConfig.load(folder / "config.toml")
+    return save_checkpoint(folder / "checkpoints" / "last.pt", build_model(config.model), run_config=config,
+                           classes=[str(c) for c in range(10)], mean=[0.5], std=[0.25],
+                           training_state={"version": TRAINING_STATE_VERSION, **state})
+
+
+def test_a_stopped_run_without_its_status_can_be_continued_from_its_last_checkpoint(qtbot, view, runs):
+    """QA: a stopped run copied without its status.json listed "unknown" with Continue off and no word on why,
+    though `train --resume` resumes it: its last.pt tells whether there is training left to do."""
+    save_state(runs["stopped"], epoch=1, step=3, training_done=False)
+    (runs["stopped"] / "status.json").unlink()
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    assert cell(view, "stopped-run", "Status") == "unknown"
+    view.table.selectRow(row_of(view, "stopped-run"))
+    assert view.continue_button.isEnabled()
+    with qtbot.waitSignal(view.continue_run, timeout=2000) as continued:
+        view.continue_button.click()
+    assert continued.args == [str(runs["stopped"])]
+
+    save_state(runs["stopped"], epoch=4, step=12, training_done=True, halting_fitted=True)
+    (runs["stopped"] / "eval.json").write_text(json.dumps({"top1": 0.5, "images": 100}))
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    view.table.selectRow(row_of(view, "stopped-run"))
+    assert not view.continue_button.isEnabled()
+    assert "nothing to continue" in view.continue_button.toolTip()
+    assert "Continue training: it is trained and evaluated" in view.detail.text()
+
+
+def test_use_falls_back_to_the_last_checkpoint_where_the_best_one_is_damaged(qtbot, view, runs):
+    """QA: "Use best checkpoint" stayed on where the listing knew best.pt was damaged; the Use tab then showed an
+    error. A readable last.pt is offered instead, and saying so; with neither readable the button is off."""
+    (runs["good"] / "checkpoints" / "best.pt").write_bytes(b"junk")
+    last = save_weights(runs["good"], "last.pt")
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    view.table.selectRow(row_of(view, "good-run"))
+    button = view.use_button
+    qtbot.waitUntil(lambda: button.text() == "Use last checkpoint", timeout=TIMEOUT)
+    assert button.isEnabled() and "checkpoints/best.pt cannot be read" in button.toolTip()
+    with qtbot.waitSignal(view.use_checkpoint, timeout=2000) as used:
+        button.click()
+    assert used.args == [str(last)]
+
+    last.write_bytes(b"junk too")
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    qtbot.waitUntil(lambda: not button.isEnabled(), timeout=TIMEOUT)
+    assert button.toolTip().startswith("No checkpoint of this run can be opened: checkpoints/best.pt cannot be read")
+    with qtbot.assertNotEmitted(view.use_checkpoint):
+        button.click()
