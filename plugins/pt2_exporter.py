@@ -3,7 +3,8 @@
 The program is the same masked fixed graph the ONNX and TorchScript exporters write
 (``iamnn_studio.engine.export.FixedGraph``: normalisation inside, ``model(x, compact=False)``,
 outputs logits, iterations and MACs), with a dynamic batch axis. Metadata travels in the
-archive's extra file ``iamnn_studio.json``. Load it with::
+archive's extra file ``iamnn_studio.json``. Its parameters are saved without grad, so the outputs
+need no ``.detach()`` before ``.numpy()``, as TorchScript's. Load it with::
 
     extra = {"iamnn_studio.json": ""}
     program = torch.export.load("model.pt2", extra_files=extra)
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 
 from iamnn_studio.engine.checkpoint import Checkpoint
-from iamnn_studio.engine.export import INPUT_NAME, Exporter, ExportError, FixedGraph, metadata
+from iamnn_studio.engine.export import INPUT_NAME, Exporter, ExportError, FixedGraph, metadata, without_grad
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +30,33 @@ METADATA_FILE = "iamnn_studio.json"
 
 def export_pt2(checkpoint: Checkpoint, path: Path, *, batch_size: int = 1) -> None:
     """``torch.export.export`` + ``torch.export.save``; a fixed batch only if a dynamic one fails."""
+    # In inference form while traced and saved: the archive keeps each parameter's requires_grad, so the loaded
+    # program's outputs need no grad (``.numpy()`` works); the checkpoint's model gets its flags back after.
+    with without_grad(checkpoint.model):
+        program, batch = _program(checkpoint, batch_size)
+        extra = {METADATA_FILE: json.dumps({**metadata(checkpoint), "batch": batch})}
+        # Into memory, then written by Python: the archive writer's C++ aborts the process when the disk
+        # fills mid-file (Python raises OSError), and a file object keeps torch from warning that the
+        # studio's temporary name does not end in .pt2.
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer, extra_files=extra)
+    path.write_bytes(buffer.getvalue())
+
+
+def _program(checkpoint: Checkpoint, batch_size: int) -> tuple[torch.export.ExportedProgram, str]:
+    """The exported program and its batch ("dynamic", or "fixed:N" where a dynamic batch fails)."""
     # torch.export specialises a batch of 1, so trace at least 2 images for a dynamic axis.
     graph, example = _prepared(checkpoint, max(batch_size, 2))
-    batch = "dynamic"
     try:
-        program = _export_program(graph, example, dynamic=True)
+        return _export_program(graph, example, dynamic=True), "dynamic"
     except Exception as exc:  # noqa: BLE001 - e.g. a plugin block with batch-dependent shapes
         log.warning("pt2 export with a dynamic batch failed (%s); exported with a fixed batch of %d",
                     _first_line(exc), batch_size)
-        graph, example = _prepared(checkpoint, batch_size)
-        try:
-            program = _export_program(graph, example, dynamic=False)
-        except Exception as exc2:  # noqa: BLE001
-            raise ExportError(f"pt2 export failed: {_first_line(exc2)}") from None
-        batch = f"fixed:{batch_size}"
-    extra = {METADATA_FILE: json.dumps({**metadata(checkpoint), "batch": batch})}
-    # Into memory, then written by Python: the archive writer's C++ aborts the process when the disk
-    # fills mid-file (Python raises OSError), and a file object keeps torch from warning that the
-    # studio's temporary name does not end in .pt2.
-    buffer = io.BytesIO()
-    torch.export.save(program, buffer, extra_files=extra)
-    path.write_bytes(buffer.getvalue())
+    graph, example = _prepared(checkpoint, batch_size)
+    try:
+        return _export_program(graph, example, dynamic=False), f"fixed:{batch_size}"
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"pt2 export failed: {_first_line(exc)}") from None
 
 
 def _prepared(checkpoint: Checkpoint, batch_size: int) -> tuple[FixedGraph, Tensor]:

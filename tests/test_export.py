@@ -432,6 +432,24 @@ def test_a_torchscript_export_leaves_the_loaded_checkpoint_trainable(tmp_path):
     assert all(p.requires_grad for p in loaded.model.parameters())
 
 
+def test_a_pt2_export_answers_without_autograd(tmp_path, images, monkeypatch):
+    """QA: `torch.export.load(...).module()(x)[0].numpy()` raised "Can't call numpy() on Tensor that requires grad",
+    where TorchScript's outputs take .numpy() as docs/export.md promises."""
+    from iamnn_studio.engine import plugins
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+
+    monkeypatch.setenv(plugins.PLUGINS_ENV, str(tmp_path / "no-user-plugins"))  # the repository's pt2 exporter only
+    model = save_varied_checkpoint(tmp_path / "model.pt")
+    loaded = load_checkpoint(tmp_path / "model.pt")
+    out = export_checkpoint(tmp_path / "model.pt", "pt2", tmp_path / "model.pt2", loaded=loaded)
+
+    exported = torch.export.load(str(out)).module()
+    outputs = exported(as_unit_float(images))
+    assert [t.requires_grad for t in outputs] == [False, False, False]
+    np.testing.assert_allclose(outputs[0].numpy(), reference(model, images).logits.numpy(), atol=1e-5, rtol=1e-5)
+    assert all(p.requires_grad for p in loaded.model.parameters())  # the checkpoint's model gets its flags back
+
+
 def _cli(*argv):
     import contextlib
     import io

@@ -380,7 +380,7 @@ def export_torchscript(checkpoint: Checkpoint, path: Path, *, batch_size: int = 
     graph, example = prepare_graph(checkpoint, batch_size)
     # In inference form: the saved parameters need no grad, so the outputs have none (``.numpy()`` works
     # without ``.detach()``); the checkpoint's own model gets its flags back once the file is in memory.
-    with _without_grad(graph), warnings.catch_warnings():
+    with without_grad(graph), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")
         # Unit MAC costs are Python numbers turned into tensors: constants in the trace, as intended.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, message=r"torch\.tensor results")
@@ -394,8 +394,9 @@ def export_torchscript(checkpoint: Checkpoint, path: Path, *, batch_size: int = 
 
 
 @contextlib.contextmanager
-def _without_grad(module: nn.Module):
-    """No parameter of ``module`` requires grad meanwhile, and no autograd is recorded; restored after."""
+def without_grad(module: nn.Module):
+    """No parameter of ``module`` requires grad meanwhile, and no autograd is recorded; restored after.
+    An exporter traces and saves inside it, so the file's parameters (and outputs) need no grad."""
     flags = [(p, p.requires_grad) for p in module.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)
