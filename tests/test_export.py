@@ -450,6 +450,59 @@ def test_a_pt2_export_answers_without_autograd(tmp_path, images, monkeypatch):
     assert all(p.requires_grad for p in loaded.model.parameters())  # the checkpoint's model gets its flags back
 
 
+def _save_left_unfitted(path: Path) -> None:
+    """A checkpoint of a run trained with --no-calibrate: its calibrated-halting head was never fitted, on purpose."""
+    from iamnn_studio.engine.config import DataConfig, RunConfig
+
+    config = tiny_config(threshold=None)
+    save_varied_checkpoint(path, config, run_config=RunConfig(data=DataConfig(name="synthetic"), model=config,
+                                                              calibrate_halting=False))
+
+
+def test_a_model_trained_without_calibration_exports_at_full_depth_as_predict_runs_it(tmp_path, images):
+    """QA: a --no-calibrate run exported adaptively (metadata "adaptive, threshold 0.990", its unfitted head's MACs)
+    where evaluate and predict run it at full depth, and the note said to resume a run that has nothing to resume."""
+    from iamnn_studio.engine.inference import Predictor
+
+    _save_left_unfitted(tmp_path / "nocal.pt")
+    code, out, err = _cli("export", tmp_path / "nocal.pt", "--format", "torchscript", "--out", tmp_path / "nocal.ts",
+                          "--json")
+
+    assert code == 0, err
+    answer = json.loads(out)
+    meta = read_torchscript_metadata(tmp_path / "nocal.ts")
+    assert answer["halting"] == meta["halting"] == "max (iterations 1-2-3-2)"
+    assert json.loads(meta["model_config"])["mode"] == "max"
+    [caveat] = answer["caveats"]
+    assert "--no-calibrate" in caveat and "full depth" in caveat and "resume" not in caveat
+    predictor = Predictor.from_checkpoint(tmp_path / "nocal.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
+        _, iterations, macs = torch.jit.load(str(tmp_path / "nocal.ts"))(as_unit_float(images))
+    assert predictor.mode == "max" and iterations.tolist() == [[1, 2, 3, 2]] * len(images)
+    assert set(macs.tolist()) == {predictor.macs_range[0]} == {predictor.macs_range[1]}  # predict's MACs
+
+
+def test_a_halting_chosen_for_a_model_trained_without_calibration_still_wins(tmp_path):
+    """--mode adaptive exports the unfitted head, with advice that fits such a run; --threshold alone is refused
+    as predict refuses it (the model's mode is max), saying what to add."""
+    _save_left_unfitted(tmp_path / "nocal.pt")
+    code, out, err = _cli("export", tmp_path / "nocal.pt", "--format", "torchscript", "--out", tmp_path / "ad.ts",
+                          "--mode", "adaptive", "--json")
+
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["halting"] == "adaptive, threshold 0.990"
+    [caveat] = answer["caveats"]
+    assert "never fitted" in caveat and "--no-calibrate" in caveat and "resume" not in caveat
+
+    code, out, err = _cli("export", tmp_path / "nocal.pt", "--format", "torchscript", "--out", tmp_path / "t.ts",
+                          "--threshold", "0.5")
+    assert (code, out) == (2, "") and err.startswith("error: --threshold: the halting threshold applies to the mode "
+                                                     "adaptive, not max") and "mode adaptive as well" in err
+    assert not (tmp_path / "t.ts").exists()
+
+
 def _cli(*argv):
     import contextlib
     import io

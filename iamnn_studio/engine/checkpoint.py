@@ -59,6 +59,13 @@ class Checkpoint:
     def architecture(self) -> str:
         return self.model_config.architecture
 
+    @property
+    def halting_left_unfitted(self) -> bool:
+        """Trained with ``--no-calibrate``: its halting head was left unfitted on purpose, and the model runs at
+        full depth (README), in evaluate, predict and export alike; not a run that stopped before calibration."""
+        run = self.run_config
+        return run is not None and not run.calibrate_halting and self.model_config.halting_uncalibrated
+
 
 # --------------------------------------------------------------------------- saving
 def save_checkpoint(
@@ -171,6 +178,17 @@ def checkpoint_settings(path: str | Path) -> tuple[ModelConfig, dict[str, Any] |
     run_config = payload.get("run_config")
     data = run_config.get("data") if isinstance(run_config, dict) else None
     return _model_config(path, payload), data if isinstance(data, dict) else None
+
+
+def halting_settings(path: str | Path) -> tuple[ModelConfig, bool]:
+    """The model settings a checkpoint (or run folder) was trained with, read without building the model, and
+    whether its run left the halting head unfitted on purpose (``Checkpoint.halting_left_unfitted``)."""
+    path = run_checkpoint(path)
+    payload = _read_payload(path)
+    config = _model_config(path, payload)
+    run_config = payload.get("run_config")
+    calibrates = run_config.get("calibrate_halting", True) if isinstance(run_config, dict) else True
+    return config, calibrates is False and config.halting_uncalibrated
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:

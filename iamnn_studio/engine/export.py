@@ -12,7 +12,8 @@ spend). Class names, normalisation and halting settings travel as metadata.
 
 The halting is baked into the graph: ``export_checkpoint(..., mode=, threshold=)`` exports another
 mode or threshold than the checkpoint's own (what the user chose on the Use tab), and the metadata
-says which (``halting``, and ``model_config``).
+says which (``halting``, and ``model_config``). A model trained with ``--no-calibrate`` exports at
+full depth (mode ``max``) unless told otherwise, as evaluate and predict run it.
 """
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
 
     ``batch_size`` is the example batch traced; formats that support it keep the batch axis dynamic.
     ``mode`` ("adaptive", "fixed:N", "max") and ``threshold`` (adaptive only) replace the checkpoint's
-    own halting settings in the exported graph and its metadata; None keeps the checkpoint's.
+    own halting settings in the exported graph and its metadata; None keeps the checkpoint's (``max`` for a
+    head left unfitted on purpose: ``own_mode``).
     ``loaded``: the checkpoint at ``ckpt_path`` as the caller already loaded it (not read again; the
     halting override then changes it). The file appears atomically: a failed export leaves nothing behind.
     """
@@ -143,8 +145,10 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
     except ValueError as exc:
         raise ExportError(f"cannot write {out_path}: {exc}") from None
     checkpoint = load_checkpoint(ckpt_path) if loaded is None else loaded
-    caveats = export_caveats(checkpoint, mode=mode)  # before the override: a threshold fits no head
-    apply_halting(checkpoint, mode=mode, threshold=threshold)
+    # before the override: a threshold fits no head, yet the head counts as fitted once one is set
+    caveats = export_caveats(checkpoint, mode=mode)
+    _check_threshold_has_halting(checkpoint, mode, threshold)
+    apply_halting(checkpoint, mode=own_mode(checkpoint, mode), threshold=threshold)
     _check_free_space(out_path, Path(ckpt_path))
     for caveat in caveats:
         log.warning("%s", caveat)  # the CLI prints warnings as notes; the GUI asks export_caveats itself
@@ -209,13 +213,44 @@ def _check_writable(out_path: Path) -> None:
         raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
 
 
+#: The note on a default export of a model trained with --no-calibrate (evaluate's ``full_depth_note``, and then).
+LEFT_UNFITTED_NOTE = ("trained with --no-calibrate (calibrate_halting = false): its halting head was never fitted, "
+                      "so the model runs at full depth, and so does the export (mode max), as evaluate and "
+                      "predict run it")
+
+
+def own_mode(checkpoint: Checkpoint, mode: str | None = None) -> str | None:
+    """The mode an export carries: ``mode`` where the user chose one, else ``max`` for an adaptive model whose
+    run left its halting head unfitted on purpose (as ``Predictor`` and ``evaluate`` run it), else None: the
+    checkpoint's own."""
+    if mode is None and checkpoint.halting_left_unfitted and checkpoint.model_config.mode == "adaptive":
+        return "max"
+    return mode
+
+
+def _check_threshold_has_halting(checkpoint: Checkpoint, mode: str | None, threshold: float | None) -> None:
+    """A threshold alone on a model that runs at full depth (``--no-calibrate``) is refused as ``predict``
+    refuses it, with what to do: the mode adaptive is a choice of its own there."""
+    if threshold is not None and mode is None and own_mode(checkpoint) == "max":
+        raise ExportError("threshold: the halting threshold applies to the mode adaptive, not max, the mode of a "
+                          "model trained with --no-calibrate (its halting head was never fitted); choose the mode "
+                          "adaptive as well to export its halting all the same")
+
+
 def export_caveats(checkpoint: Checkpoint, *, mode: str | None = None) -> list[str]:
     """What the user should know about exporting this checkpoint as it is (or in ``mode``), in sentences."""
     config = checkpoint.model_config
-    if (mode or config.mode) == "adaptive" and config.halting_uncalibrated:
-        return ["this model's halting head was never calibrated (its run stopped before calibration), so the "
-                "export's adaptive iterations mean little; resume the run to calibrate it, then export"]
-    return []
+    chosen = own_mode(checkpoint, mode)
+    if chosen == "max" and mode is None:
+        return [LEFT_UNFITTED_NOTE]
+    if (chosen or config.mode) != "adaptive" or not config.halting_uncalibrated:
+        return []
+    if checkpoint.halting_left_unfitted:  # the adaptive halting chosen all the same: no resume fits its head
+        return ["this model's halting head was never fitted (its run was trained with --no-calibrate), so the "
+                "export's adaptive iterations mean little; export it in mode max or fixed:N instead, or train "
+                "a run that calibrates its halting"]
+    return ["this model's halting head was never calibrated (its run stopped before calibration), so the "
+            "export's adaptive iterations mean little; resume the run to calibrate it, then export"]
 
 
 def apply_halting(checkpoint: Checkpoint, *, mode: str | None = None, threshold: float | None = None) -> None:

@@ -339,8 +339,7 @@ class Predictor:
     def left_unfitted(self) -> bool:
         """Trained with ``--no-calibrate``: its halting head was left unfitted on purpose, and the model runs at
         full depth (README), here as in ``evaluate``; not a run that stopped before calibration."""
-        run = self.checkpoint.run_config
-        return run is not None and not run.calibrate_halting and self.model_config.halting_uncalibrated
+        return self.checkpoint.halting_left_unfitted
 
     @property
     def threshold(self) -> float:

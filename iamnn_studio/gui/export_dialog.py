@@ -53,6 +53,10 @@ KNOWN_FORMATS = (("onnx", "ONNX (onnxruntime and most runtimes)", ".onnx"),
 FIXED_GRAPH_NOTE = ("The exported graph computes every iteration and applies the halting as masks: the "
                     "checkpoint's answers, iterations and MAC figures at {halting}, but no compute is saved at "
                     "run time.")
+#: A run trained with --no-calibrate never fitted its halting head: it runs at full depth, exported as evaluated.
+LEFT_UNFITTED_NOTE = ("The exported graph runs every iteration of every block (mode max): the run was trained with "
+                      "--no-calibrate, so its halting head was never fitted and the model runs at full depth, in the "
+                      "export as in the app.")
 #: A ResNet baseline has no halting: every image runs every unit, in the export as in the app.
 RESNET_NOTE = ("The exported graph is the ResNet baseline as trained: every unit of every block runs for every "
                "image (a ResNet has no halting), so its answers and MAC figures are the checkpoint's.")
@@ -98,6 +102,7 @@ class _OwnHalting:
     words: str  # "adaptive, threshold 0.700", "fixed:99 (iterations 1-2-3-2)"
     use_tab_words: str | None  # the Use tab's setting on this checkpoint's model, None without one
     architecture: str = "iamnn"  # "resnet": a baseline without halting
+    full_depth: bool = False  # adaptive, trained with --no-calibrate: its own is mode max, as the Use tab runs it
 
 
 def halting_words(config: Any, mode: str | None = None, threshold: float | None = None) -> str:
@@ -308,9 +313,12 @@ class ExportDialog(QDialog):
                                                   "tab's, choose another format." if offered else ""))
         elif self._read_settings() is not None and self._read_settings().architecture == "resnet":
             self.format_note.setText(RESNET_NOTE)  # no halting to apply, as masks or otherwise
+        elif offered:
+            self.format_note.setText(FIXED_GRAPH_NOTE.format(halting="the halting chosen above"))
+        elif self._read_settings() is not None and self._read_settings().full_depth:
+            self.format_note.setText(LEFT_UNFITTED_NOTE)
         else:
-            self.format_note.setText(FIXED_GRAPH_NOTE.format(
-                halting="the halting chosen above" if offered else "its saved mode and threshold"))
+            self.format_note.setText(FIXED_GRAPH_NOTE.format(halting="its saved mode and threshold"))
 
     def _read_settings(self) -> _OwnHalting | None:
         """What the background read found in the checkpoint named now; None until it has ended (or where it failed)."""
@@ -373,11 +381,14 @@ class ExportDialog(QDialog):
         use = self._use_tab
 
         def work(report):
-            config, _ = import_engine("checkpoint").checkpoint_settings(source)
+            config, left_unfitted = import_engine("checkpoint").halting_settings(source)
+            full_depth = left_unfitted and config.mode == "adaptive"  # as the engine exports it (export.own_mode)
+            if full_depth:
+                config = dataclasses.replace(config, mode="max")
             return _OwnHalting(config.mode, config.halting_threshold if config.mode == "adaptive" else None,
                                halting_words(config),
                                halting_words(config, use.mode, use.threshold) if use is not None else None,
-                               config.architecture)
+                               config.architecture, full_depth)
 
         def done(own: _OwnHalting) -> None:
             if self._own_halting is not None and self._own_halting[0] == source:

@@ -397,6 +397,29 @@ def test_the_same_setting_as_the_checkpoints_is_one_line_and_no_override(qtbot, 
     assert not widget.halting_combo.isEnabled() and widget.halting_override() is None
 
 
+def test_a_model_trained_without_calibration_is_offered_at_full_depth_as_the_use_tab_runs_it(qtbot, tmp_path):
+    """QA: the dialog called a --no-calibrate checkpoint's own halting "adaptive, threshold 0.990" beside the Use
+    tab's max, where the export (as evaluate and predict) runs it at full depth."""
+    from iamnn_studio.engine.config import DataConfig, RunConfig
+    from iamnn_studio.gui.export_dialog import LEFT_UNFITTED_NOTE
+    from tiny_models import save_varied_checkpoint, tiny_config
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.pt"
+    checkpoint.parent.mkdir(parents=True)
+    config = tiny_config(threshold=None)  # caps 1-2-3-2
+    save_varied_checkpoint(checkpoint, config, run_config=RunConfig(data=DataConfig(name="synthetic"), model=config,
+                                                                    calibrate_halting=False))
+    widget = _use_tab_dialog(qtbot, checkpoint, mode="max", threshold=None)  # the Use tab runs it so
+    assert _items(widget.halting_combo) == ["The checkpoint's own, as on the Use tab: max (iterations 1-2-3-2)"]
+    assert widget.halting_override() is None
+
+    plain = ExportDialog(str(checkpoint))  # not open on the Use tab: the note says what its own is
+    qtbot.addWidget(plain)
+    qtbot.waitUntil(lambda: not plain.is_busy(), timeout=TIMEOUT)
+    assert plain.set_format("onnx")  # it opens on a checkpoint copy
+    qtbot.waitUntil(lambda: plain.format_note.text() == LEFT_UNFITTED_NOTE, timeout=TIMEOUT)
+
+
 def test_another_checkpoint_or_a_copy_is_exported_with_its_own_halting(qtbot, checkpoint, tmp_path):
     widget = _use_tab_dialog(qtbot, checkpoint)
     assert widget.halting_override() == ("adaptive", 0.5)
