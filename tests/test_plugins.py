@@ -142,6 +142,28 @@ def test_a_missing_folder_someone_named_is_logged_and_skipped(plugin_dir, tmp_pa
     assert f"plugin folder {tmp_path / 'typo'} does not exist" in caplog.text
 
 
+def test_an_unreadable_folder_among_the_plugins_fails_alone(plugin_dir, monkeypatch):
+    # QA: a lost+found/ with mode 000 raised PermissionError out of discovery and turned off every plugin
+    write(plugin_dir, "present.py", block_plugin("present"))
+    locked = plugin_dir / "lost+found"
+    locked.mkdir()
+    real_is_file = Path.is_file
+
+    def is_file(path):  # what stat says in a folder without permissions (the tests may run as root)
+        if path.parent == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+
+    reports = by_name(plugins.load_plugins())
+
+    assert reports["present"].ok and "present" in BLOCKS
+    assert not reports["lost+found"].ok
+    assert reports["lost+found"].error.startswith("PermissionError: [Errno 13] Permission denied")
+    assert reports["lost+found"].source == str(locked)
+
+
 def test_a_package_plugin_can_import_its_own_modules(plugin_dir):
     write(plugin_dir, "packaged/helpers.py", "BLOCK_NAME = 'from-package'\n")
     write(plugin_dir, "packaged/__init__.py", with_tiny_block("""

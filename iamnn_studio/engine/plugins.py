@@ -334,11 +334,31 @@ def _folder_candidates(folder: Path, *, named: bool) -> list[_Candidate]:
     for path in entries:
         if path.name.startswith(("_", ".")):
             continue
-        if path.is_file() and path.suffix == ".py":
-            found.append(_Candidate(path.stem, str(path), _file_loader(path, path), path))
-        elif path.is_dir() and (path / "__init__.py").is_file():
-            found.append(_Candidate(path.name, str(path), _file_loader(path / "__init__.py", path), path))
+        try:
+            candidate = _entry_candidate(path)
+        except OSError as exc:  # e.g. a lost+found/ nobody may read: that entry fails, the other plugins load
+            name = path.stem if path.suffix == ".py" else path.name
+            candidate = _Candidate(name, str(path), _raiser(exc), path)
+        if candidate is not None:
+            found.append(candidate)
     return found
+
+
+def _entry_candidate(path: Path) -> _Candidate | None:
+    """``path`` as a plugin (a ``.py`` file or a package directory), or None; raises what stat raises."""
+    if path.is_file() and path.suffix == ".py":
+        return _Candidate(path.stem, str(path), _file_loader(path, path), path)
+    if path.is_dir() and (path / "__init__.py").is_file():
+        return _Candidate(path.name, str(path), _file_loader(path / "__init__.py", path), path)
+    return None
+
+
+def _raiser(exc: BaseException) -> Callable[[], Callable[[PluginAPI], Any]]:
+    """A loader that fails with ``exc``: a folder entry that could not be read is reported like any failed plugin."""
+    def load() -> Callable[[PluginAPI], Any]:
+        raise exc
+
+    return load
 
 
 def _private_module_name(path: Path) -> str:
