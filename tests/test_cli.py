@@ -810,6 +810,43 @@ def test_info_json_in_a_real_process():
     assert isinstance(info["plugins"], list) and "gpu_available" in info["system"]
 
 
+class OddOfflineCheck:
+    """A plugin's dataset whose ``available_offline`` answers ``verdict`` (or raises it)."""
+
+    label = description = "odd"
+
+    def __init__(self, verdict):
+        self.verdict = verdict
+
+    def available_offline(self, root):
+        if isinstance(self.verdict, Exception):
+            raise self.verdict
+        return self.verdict
+
+    def load(self, cfg, *, seed):
+        raise AssertionError("info loads nothing")
+
+
+@pytest.mark.parametrize("verdict, said", [
+    (True, "cannot check: available_offline returned True, not (available, why)"),
+    (None, "cannot check: available_offline returned None, not (available, why)"),
+    ((True, "x", "y"), "cannot check: available_offline returned (True, 'x', 'y'), not (available, why)"),
+    (OSError("cannot stat"), "cannot check: cannot stat"),
+])
+def test_info_says_a_dataset_cannot_be_checked_when_its_check_breaks_the_contract(monkeypatch, verdict, said):
+    # QA: a plugin's available_offline returning True crashed `info`: "cannot unpack non-iterable bool object"
+    from iamnn_studio.engine.data import DATASETS
+
+    monkeypatch.setitem(DATASETS._items, "odd-check", OddOfflineCheck(verdict))
+    code, out, err = run_cli("info", "--json")
+    assert code == 0, err
+    datasets = json.loads(out)["datasets"]
+    assert datasets["odd-check"] == {"offline": False, "reason": said}
+    assert datasets["synthetic"]["offline"] is True  # the other datasets are still checked
+    code, out, _ = run_cli("info")
+    assert code == 0 and f"  {'odd-check':<16} {'missing':<8} {said}" in out.splitlines()
+
+
 @pytest.mark.parametrize("json_output", [False, True])
 def test_info_lists_a_failed_plugin_once(tmp_path, json_output):
     """QA: each failed plugin was printed twice, as a `note:` on stderr and in the plugins list."""

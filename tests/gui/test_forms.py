@@ -915,6 +915,19 @@ def test_the_dataset_folder_is_checked_off_the_ui_thread(qtbot, window, form, tm
     assert threads and threading.main_thread() not in threads
 
 
+def test_a_check_that_breaks_the_contract_says_what_it_returned(qtbot, window, form, tmp_path, monkeypatch):
+    """QA: ``info`` crashed where the form said "cannot check: cannot unpack non-iterable bool object"; both now
+    read the check through one helper, which names what a plugin's ``available_offline`` returned."""
+    from iamnn_studio.engine.data import DATASETS
+
+    monkeypatch.setattr(DATASETS.get("imagefolder"), "available_offline", lambda root: True)
+    form.dataset.provider.set_value("imagefolder")
+    form.dataset.folder.setText(str(tmp_path / "any"))
+    form.dataset.folder.editingFinished.emit()
+    qtbot.waitUntil(lambda: "available_offline returned True" in form.dataset.status.text(), timeout=30_000)
+    assert "cannot check" in form.dataset.status.text()
+
+
 @pytest.fixture
 def held_checks(monkeypatch):
     """The image-folder provider's ``available_offline`` blocks, for a folder whose path holds "held", until

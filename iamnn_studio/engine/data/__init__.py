@@ -21,7 +21,8 @@ __all__ = [
     "stop_downloads", "ImageTensors", "InputShape", "augment_batch",
     "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root", "declared_input_shape",
     "default_augment", "evaluation_split_of", "held_out_count", "held_out_total", "iterate_batches",
-    "known_channels_and_classes", "load_dataset", "normalize", "preview", "resize_images", "split_off",
+    "known_channels_and_classes", "load_dataset", "normalize", "offline_verdict", "preview", "resize_images",
+    "split_off",
 ]
 
 
@@ -53,13 +54,23 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> DatasetBundle:
 
 def dataset_availability() -> dict[str, tuple[bool, str]]:
     """{name: (usable offline, why)} for every registered dataset, from cheap file checks only."""
-    status = {}
-    for name in DATASETS:
-        try:
-            status[name] = DATASETS.get(name).available_offline(None)
-        except Exception as exc:  # a broken plugin must not hide the other datasets
-            status[name] = (False, f"cannot check: {exc}")
-    return status
+    return {name: offline_verdict(DATASETS.get(name), None) for name in DATASETS}
+
+
+def offline_verdict(provider: DatasetProvider, root: str | None) -> tuple[bool, str]:
+    """``provider.available_offline(root)`` as ``(available, why)``. A plugin's check that raises, or answers
+    anything but a ``(bool, why)`` pair, is ``(False, "cannot check: ...")``: a broken plugin must not hide the
+    other datasets nor crash ``iamnn-studio info`` or the app's form."""
+    try:
+        verdict = provider.available_offline(root)
+    except Exception as exc:  # noqa: BLE001 - a plugin's code may raise anything
+        return False, f"cannot check: {str(exc) or type(exc).__name__}"
+    if not (isinstance(verdict, (tuple, list)) and len(verdict) == 2 and isinstance(verdict[0], bool)):
+        shown = repr(verdict)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return False, f"cannot check: available_offline returned {shown}, not (available, why)"
+    available, why = verdict
+    return available, "" if why is None else str(why)
 
 
 def declared_input_shape(cfg: DataConfig) -> InputShape | None:

@@ -337,7 +337,7 @@ class DatasetPanel(FormCard):
         if self.unknown_dataset():
             self.show_status("error", "")  # the dataset row says what is wrong: no other line about it
             return
-        from iamnn_studio.engine.data import DATASETS
+        from iamnn_studio.engine.data import DATASETS, offline_verdict
 
         key = self._availability_key()
         known = self._verdicts.get(key)
@@ -347,12 +347,9 @@ class DatasetPanel(FormCard):
             self.show_status("busy", "Checking the folder…" if key[1] else "Checking…")
         provider, folder = DATASETS.get(name), key[1] or None
 
-        def check() -> tuple[bool, str]:
-            try:
-                available, reason = provider.available_offline(folder)
-                return bool(available), in_app_words(str(reason))
-            except Exception as error:  # noqa: BLE001 - a plugin's check may fail: say so, keep the form usable
-                return False, f"cannot check: {error}"
+        def check() -> tuple[bool, str]:  # a plugin's check that fails says "cannot check: ..."; the form stays usable
+            available, reason = offline_verdict(provider, folder)
+            return available, in_app_words(reason)
 
         # Each (dataset, folder) has its own check: one that hangs holds up no other. A folder whose check still
         # runs is not checked again: that check answers (at once "does not answer" if it is past its limit).
