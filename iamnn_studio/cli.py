@@ -1186,7 +1186,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size, mode=args.mode,
                                 threshold=args.threshold, loaded=loaded)
     except PluginExporterError as exc:  # the plugin's fault, not the user's input: said, with its traceback kept
-        cause = exc.__cause__ or exc
+        cause = exc.__cause__
+        if cause is None:  # it raised nothing (it wrote nothing): no traceback of the plugin's to keep
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         log_path = write_error_log(type(cause), cause, cause.__traceback__,
                                    heading=f"iamnn-studio {' '.join(getattr(args, 'argv', []))}")
         print(f"error: {exc} (details in {log_path})", file=sys.stderr)

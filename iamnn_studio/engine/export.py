@@ -18,6 +18,7 @@ full depth (mode ``max``) unless told otherwise, as evaluate and predict run it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Callable
 
@@ -152,17 +154,39 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
     _check_free_space(out_path, Path(ckpt_path))
     for caveat in caveats:
         log.warning("%s", caveat)  # the CLI prints warnings as notes; the GUI asks export_caveats itself
-    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(out_path), suffix=".tmp", dir=out_path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(out_path), suffix=".tmp", dir=out_path.parent)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        exporter(checkpoint, tmp, batch_size=batch_size)
+        _run_exporter(fmt, exporter, checkpoint, tmp, out_path, batch_size)
+        _check_written(fmt, exporter, tmp)
         give_usual_permissions(tmp)
         os.replace(tmp, out_path)
     except OSError as exc:
         raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        _remove_strays(tmp)
+    return out_path
+
+
+def _run_exporter(fmt: str, exporter: Any, checkpoint: Checkpoint, tmp: Path, out_path: Path,
+                  batch_size: int) -> None:
+    """Call the exporter on the temporary file; a plugin's failure, whatever it raises (SystemExit too), names
+    the exporter and its plugin, while a failure to write the output keeps the output's own message."""
+    try:
+        exporter(checkpoint, tmp, batch_size=batch_size)
     except ExportError:  # the exporter's own sentence for the user
         raise
+    except KeyboardInterrupt:  # the user's Ctrl-C
+        raise
+    except OSError as exc:
+        if fmt in BUILT_IN_FORMATS or _is_output_error(exc, tmp):
+            raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+        raise _plugin_failed(fmt, exporter, exc) from exc
     except (MemoryError, RuntimeError) as exc:
         if isinstance(exc, MemoryError) or "alloc" in str(exc).lower():
             raise ExportError(f"not enough memory to trace an example batch of {batch_size} images; use a smaller "
@@ -170,30 +194,66 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
         if fmt in BUILT_IN_FORMATS:
             raise  # the studio's own bug
         raise _plugin_failed(fmt, exporter, exc) from exc
-    except Exception as exc:
+    except BaseException as exc:  # a plugin's sys.exit() is its failure, not the command's exit status
         if fmt in BUILT_IN_FORMATS:
             raise
         raise _plugin_failed(fmt, exporter, exc) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_path
+
+
+#: Errors of writing the output itself, whoever writes it: no exporter could do better there.
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def _is_output_error(exc: OSError, tmp: Path) -> bool:
+    """Whether ``exc`` is about the output (the temporary file, its folder, a full disk), not the plugin's own
+    files (a settings file it reads, a tool it runs)."""
+    if exc.errno in _OUTPUT_ERRNOS:
+        return True
+    named = [name for name in (exc.filename, exc.filename2) if name is not None]
+    return any(Path(os.fsdecode(name)).absolute() in (tmp.absolute(), tmp.parent.absolute()) for name in named)
+
+
+def _check_written(fmt: str, exporter: Any, tmp: Path) -> None:
+    """An exporter that returns without writing its file (or writes another one) fails, not an empty export."""
+    try:
+        written = tmp.is_file() and tmp.stat().st_size > 0
+    except OSError:
+        written = False
+    if written:
+        return
+    what = "wrote nothing to the file it was given"
+    if fmt in BUILT_IN_FORMATS:
+        raise ExportError(f"the {fmt} exporter {what}")
+    raise _plugin_failed(fmt, exporter, None, what)
+
+
+def _remove_strays(tmp: Path) -> None:
+    """Remove the files an exporter wrote beside the temporary file under its name (``tmp`` + ".tmp2" and the
+    like): the name is unique to this export, so they are its leftovers, useless once ``tmp`` is renamed."""
+    with contextlib.suppress(OSError):
+        for stray in tmp.parent.glob(glob_escape(tmp.name) + "?*"):
+            if stray.is_file() or stray.is_symlink():
+                stray.unlink(missing_ok=True)
 
 
 #: The formats the studio itself exports; any other exporter comes from a plugin.
 BUILT_IN_FORMATS = ("onnx", "torchscript")
 
 
-def _plugin_failed(fmt: str, exporter: Any, exc: BaseException) -> PluginExporterError:
-    """A plugin exporter's failure, naming the exporter and the plugin that registered it (its file)."""
+def _plugin_failed(fmt: str, exporter: Any, exc: BaseException | None, what: str = "") -> PluginExporterError:
+    """A plugin exporter's failure, naming the exporter and the plugin that registered it (its file): what it
+    raised, ``exc``, or else ``what`` it did wrong."""
     from .plugins import plugin_reports
 
     plugin = next((r for r in plugin_reports() if ("exporters", fmt) in r.contributes), None)
     whose = f"of plugin {plugin.name}" if plugin is not None else "of a plugin"
-    message = " ".join(str(exc).split()) or "(no message)"
-    if len(message) > 300:
-        message = message[:297] + "..."
-    log.debug("exporter %s failed", fmt, exc_info=exc)
-    return PluginExporterError(f"the {fmt} exporter {whose} failed: {type(exc).__name__}: {message}"
+    if exc is not None:
+        message = " ".join(str(exc).split()) or "(no message)"
+        if len(message) > 300:
+            message = message[:297] + "..."
+        log.debug("exporter %s failed", fmt, exc_info=exc)
+        what = f"failed: {type(exc).__name__}: {message}"
+    return PluginExporterError(f"the {fmt} exporter {whose} {what}"
                                + (f" [{plugin.source}]" if plugin is not None else ""))
 
 
