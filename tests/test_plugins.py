@@ -1007,3 +1007,112 @@ def test_an_unknown_name_says_plugin_names_need_their_plugin():
     message = str(raised.value)
     assert message.startswith("unknown dataset 'myshapes' (known: ") and "fashion-mnist" in message
     assert message.endswith("; a plugin's dataset is known only while its plugin loads)")
+
+
+#: Dataset providers that break the contract (docs/plugins.md): the body of load(cfg, *, seed), what is said.
+BAD_DATASETS = {
+    "ds-none": ("return None", "load() returned None, not a DatasetBundle"),
+    "ds-tuple": ("return images(16, 16), labels()", "load() returned a tuple, not a DatasetBundle"),
+    "ds-raises": ("raise RuntimeError('disk on fire')", "load() failed: RuntimeError: disk on fire"),
+    "ds-float": ("return bundle(cfg, seed, images(16, 16).float() / 255)",
+                 "load() failed: TypeError: images must be uint8 [N, C, H, W], got torch.float32 (60, 1, 16, 16)"),
+    "ds-nonsquare": ("return bundle(cfg, seed, images(16, 24))",
+                     "its train images are 16×24 (height × width), not square"),
+    "ds-mismatch": ("return bundle(cfg, seed, images(16, 16), test=images(20, 20))",
+                    "its splits' images differ in size (train 16×16, val 16×16, test 20×20)"),
+}
+
+
+@pytest.fixture
+def bad_datasets(plugin_dir):
+    """One plugin, bad_datasets.py, registering each provider of ``BAD_DATASETS``."""
+    source = textwrap.dedent("""
+        import torch
+        from iamnn_studio.engine.data import DatasetBundle, DatasetProvider, ImageTensors
+
+        def images(height, width, n=60):
+            return torch.randint(0, 256, (n, 1, height, width), generator=torch.Generator().manual_seed(0),
+                                 dtype=torch.uint8)
+
+        def labels(n=60):
+            return torch.arange(n) % 3
+
+        def bundle(cfg, seed, train, test=None):
+            test = train if test is None else test
+            return DatasetBundle.from_splits("bad", ["a", "b", "c"], ImageTensors(train, labels(len(train))),
+                                             ImageTensors(test, labels(len(test))), val_fraction=cfg.val_fraction,
+                                             val_split=cfg.val_split, seed=seed)
+
+        class Bad(DatasetProvider):
+            label = description = "breaks the contract"
+            downloadable = False
+
+            def available_offline(self, root):
+                return True, "made up"
+
+        PROVIDERS = []
+    """)
+    for name, (body, _) in BAD_DATASETS.items():
+        source += textwrap.dedent(f"""
+            class Provider(Bad):
+                name = {name!r}
+
+                def load(self, cfg, *, seed):
+                    {body}
+
+            PROVIDERS.append(Provider())
+        """)
+    source += "\ndef register(api):\n    for provider in PROVIDERS:\n        api.datasets.register(provider.name, provider)\n"
+    write(plugin_dir, "bad_datasets.py", source)
+    assert by_name(plugins.load_plugins())["bad_datasets"].ok
+    return plugin_dir / "bad_datasets.py"
+
+
+@pytest.mark.parametrize("name", BAD_DATASETS)
+def test_a_dataset_that_breaks_the_contract_is_refused_naming_it_and_its_plugin(bad_datasets, name):
+    # QA: "unexpected error: AttributeError: 'NoneType' object has no attribute 'train'", "... RuntimeError: disk on
+    # fire"; a non-square dataset or one whose splits differ in size trained, its MACs counted for the wrong size
+    from iamnn_studio.engine.config import DataConfig
+    from iamnn_studio.engine.data import DatasetContractError, load_dataset
+
+    with pytest.raises(DatasetContractError) as raised:
+        load_dataset(DataConfig(name=name, val_fraction=0.2))
+    assert str(raised.value).startswith(f"dataset {name!r} (plugin bad_datasets): {BAD_DATASETS[name][1]}")
+    assert isinstance(raised.value, ValueError) and "\n" not in str(raised.value)
+
+
+def test_data_image_size_makes_every_split_of_a_plugins_dataset_one_square(bad_datasets):
+    from iamnn_studio.engine.config import DataConfig
+    from iamnn_studio.engine.data import load_dataset
+
+    bundle = load_dataset(DataConfig(name="ds-nonsquare", val_fraction=0.2, image_size=16))
+    assert {tuple(split.images.shape[-2:]) for split in (bundle.train, bundle.val, bundle.test)} == {(16, 16)}
+    assert bundle.notes[-1] == "resized from 16×24 to 16 px as data.image_size asks"
+    bundle = load_dataset(DataConfig(name="ds-mismatch", val_fraction=0.2, image_size=16))  # train is 16 already
+    assert tuple(bundle.test.images.shape[-2:]) == (16, 16)
+
+
+def test_training_on_a_dataset_that_breaks_the_contract_is_one_line_and_exit_2(bad_datasets, tmp_path, capsys):
+    from iamnn_studio import cli
+
+    code = cli.main(["train", "--dataset", "ds-none", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: dataset 'ds-none' (plugin bad_datasets): load() returned None, not a DatasetBundle" in err
+    assert "unexpected" not in err and not (tmp_path / "runs").exists()
+
+
+def test_a_dataset_provider_registered_as_a_class_is_refused(plugin_dir):
+    # QA: it registered "ok", then every load failed with "load() missing 1 required positional argument"
+    write(plugin_dir, "class_dataset.py", """
+        from iamnn_studio.engine.data.synthetic import SyntheticProvider
+
+        class StripesProvider(SyntheticProvider):
+            pass
+
+        def register(api):
+            api.datasets.register("stripes", StripesProvider)
+    """)
+    report = by_name(plugins.load_plugins())["class_dataset"]
+    assert not report.ok and "stripes" not in DATASETS
+    assert report.error.startswith("TypeError: dataset 'stripes' is a class: register an instance: StripesProvider()")

@@ -134,6 +134,8 @@ class StagedRegistry:
 def _check_entry(key: str, name: str, obj: Any) -> None:
     """Catch the obvious mistakes at load time rather than when the user picks the entry."""
     if key == "datasets":
+        if isinstance(obj, type):  # its methods are there, but load(cfg, seed=) would miss `self`
+            raise TypeError(f"dataset {name!r} is a class: register an instance: {obj.__name__}()")
         missing = [m for m in ("load", "available_offline") if not callable(getattr(obj, m, None))]
         if missing:
             raise TypeError(f"dataset {name!r} is not a dataset provider (no {', '.join(missing)})")

@@ -17,8 +17,8 @@ from .bundle import (
 )
 
 __all__ = [
-    "AUGMENT_MODES", "augment_steps", "DATASETS", "DatasetBundle", "DatasetProvider", "DownloadStopped", "downloading",
-    "stop_downloads", "ImageTensors", "InputShape", "augment_batch",
+    "AUGMENT_MODES", "augment_steps", "DATASETS", "DatasetBundle", "DatasetContractError", "DatasetProvider",
+    "DownloadStopped", "downloading", "stop_downloads", "ImageTensors", "InputShape", "augment_batch",
     "channel_stats", "class_counts", "crop_padding", "dataset_availability", "datasets_root", "declared_input_shape",
     "default_augment", "evaluation_split_of", "held_out_count", "held_out_total", "iterate_batches",
     "known_channels_and_classes", "load_dataset", "normalize", "offline_verdict", "preview", "resize_images",
@@ -41,8 +41,8 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> DatasetBundle:
     cfg.validate()
     provider = dataset_provider(cfg.name)
     _check_options(provider, cfg)
-    bundle = provider.load(cfg, seed=seed)
-    if cfg.image_size is not None and bundle.image_size != cfg.image_size:
+    bundle = _provider_load(provider, cfg, seed)
+    if cfg.image_size is not None and _image_shapes(bundle) - {(cfg.image_size, cfg.image_size)}:  # any split
         bundle = _resized(bundle, cfg.image_size)
     if "flip" in augment_steps(cfg.augment) and "flip" not in augment_steps(provider.default_augment):
         bundle.notes.append(
@@ -50,6 +50,66 @@ def load_dataset(cfg: DataConfig, seed: int = 0) -> DatasetBundle:
             f"its default is {provider.default_augment!r}"
         )
     return bundle
+
+
+class DatasetContractError(ValueError):
+    """A dataset provider (a plugin's) broke the contract of docs/plugins.md; the message names it and how."""
+
+
+def _provider_load(provider: DatasetProvider, cfg: DataConfig, seed: int) -> DatasetBundle:
+    """``provider.load``, held to the contract: a plugin's that fails other than with a ``ValueError`` for the user,
+    or returns anything but a bundle of square images of one size, is refused naming the dataset and its plugin
+    (an ``AttributeError`` deep in training, or MACs counted for the wrong size, would say neither)."""
+    try:
+        bundle = provider.load(cfg, seed=seed)
+    except ValueError:  # the provider's own sentence for the user (a missing folder, a stopped download)
+        raise
+    except Exception as exc:
+        if _is_built_in(provider) or isinstance(exc, MemoryError):
+            raise  # the studio's own bug, or memory the caller reports as such
+        message = " ".join(str(exc).split()) or "(no message)"
+        raise DatasetContractError(f"{_whose(cfg.name)}: load() failed: {type(exc).__name__}: {message[:300]}") \
+            from exc
+    if not isinstance(bundle, DatasetBundle):
+        shown = "None" if bundle is None else f"a {type(bundle).__name__}"
+        raise DatasetContractError(f"{_whose(cfg.name)}: load() returned {shown}, not a DatasetBundle "
+                                   "(build one with DatasetBundle.from_splits; see docs/plugins.md)")
+    if cfg.image_size is None:  # a run that sets data.image_size gets every split resized and cropped to it
+        _check_image_sizes(cfg.name, bundle)
+    return bundle
+
+
+def _image_shapes(bundle: DatasetBundle) -> set[tuple[int, int]]:
+    """The (height, width) of the images of every split that has images."""
+    return {tuple(split.images.shape[-2:]) for split in (bundle.train, bundle.val, bundle.test) if len(split)}
+
+
+def _check_image_sizes(name: str, bundle: DatasetBundle) -> None:
+    """Images must be square and of one size in every split: the model is sized, and its MACs counted, for the
+    training images' side alone."""
+    sizes = {split: tuple(getattr(bundle, split).images.shape[-2:]) for split in ("train", "val", "test")
+             if len(getattr(bundle, split))}
+    fix = "; or set data.image_size in the run config to resize and crop every split to that square"
+    for split, (height, width) in sizes.items():
+        if height != width:
+            raise DatasetContractError(f"{_whose(name)}: its {split} images are {height}×{width} (height × width), "
+                                       f"not square: the images of every split must be square and of one size{fix}")
+    if len(set(sizes.values())) > 1:
+        said = ", ".join(f"{split} {height}×{width}" for split, (height, width) in sizes.items())
+        raise DatasetContractError(f"{_whose(name)}: its splits' images differ in size ({said}): the images of "
+                                   f"every split must be of one size{fix}")
+
+
+def _is_built_in(provider: DatasetProvider) -> bool:
+    return type(provider).__module__.startswith(__name__ + ".")
+
+
+def _whose(name: str) -> str:
+    """``dataset 'stripes' (plugin stripes_data)``: the dataset and the plugin that registered it, where known."""
+    from ..plugins import plugin_reports
+
+    plugin = next((r for r in plugin_reports() if ("datasets", name) in r.contributes), None)
+    return f"dataset {name!r}" + (f" (plugin {plugin.name})" if plugin is not None else "")
 
 
 def dataset_availability() -> dict[str, tuple[bool, str]]:
@@ -125,7 +185,8 @@ def _check_options(provider: DatasetProvider, cfg: DataConfig) -> None:
 
 
 def _resized(bundle: DatasetBundle, size: int) -> DatasetBundle:
-    native = bundle.image_size
+    native = " and ".join(str(h) if h == w else f"{h}×{w}"
+                          for h, w in sorted(_image_shapes(bundle) - {(size, size)}))
     splits = {
         name: ImageTensors(resize_images(split.images, size), split.labels)
         for name, split in (("train", bundle.train), ("val", bundle.val), ("test", bundle.test))
