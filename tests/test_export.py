@@ -636,8 +636,8 @@ BAD_EXPORTERS = {
     "nothing": ("pass", "wrote nothing to the file it was given"),
     "empty": ("path.write_bytes(b'')", "wrote nothing to the file it was given"),
     "elsewhere": ("open(str(path) + '.tmp2', 'w').write('elsewhere')", "wrote nothing to the file it was given"),
-    "own-file": ("open('/nonexistent-runtime/settings.json').read()",
-                 "failed: FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent-runtime/settings.json'"),
+    "own-file": ("open('/nonexistent-runtime/settings.json').read()", "failed: FileNotFoundError: [Errno 2] "
+                 "No such file or directory: '/nonexistent-runtime/settings.json'"),
     "exits": ("sys.exit('exporter gave up')", "failed: SystemExit: exporter gave up"),
 }
 

@@ -1062,7 +1062,11 @@ def bad_datasets(plugin_dir):
 
             PROVIDERS.append(Provider())
         """)
-    source += "\ndef register(api):\n    for provider in PROVIDERS:\n        api.datasets.register(provider.name, provider)\n"
+    source += textwrap.dedent("""
+        def register(api):
+            for provider in PROVIDERS:
+                api.datasets.register(provider.name, provider)
+    """)
     write(plugin_dir, "bad_datasets.py", source)
     assert by_name(plugins.load_plugins())["bad_datasets"].ok
     return plugin_dir / "bad_datasets.py"
