@@ -761,6 +761,23 @@ def test_a_stop_saves_its_progress_before_it_recomputes_the_statistics(tmp_runs,
     assert (state["epoch"], state["step"]) == (0, 2)
 
 
+def test_a_stops_second_save_of_last_pt_says_it_holds_the_refreshed_statistics(tmp_runs, monkeypatch):
+    """QA: the Train tab's log read "Saved checkpoint last.pt at step 14" twice after Stop. The engine does save
+    twice (the progress at once, then the model with recomputed batchnorm statistics): the second save says so."""
+    monkeypatch.setattr(trainer_module, "STEP_EVENT_INTERVAL", 0.0)
+    recorder = Recorder()
+    trainer = Trainer(tiny_config(epochs=5), runs_dir=tmp_runs, listeners=[recorder])
+    trainer.add_listener(lambda event: trainer.stop() if event.kind == "step" and event.data["step"] == 2 else None)
+    assert trainer.run().state == "stopped"
+    saves = [(Path(e.data["path"]).name, e.data["step"], e.data.get("refreshed_norm_statistics", False))
+             for e in recorder.of("checkpoint")]
+    assert saves == [("last.pt", 2, False), ("last.pt", 2, True)]
+    log = (trainer.run_dir.path / "train.log").read_text().splitlines()
+    saved = [line for line in log if "saved last checkpoint" in line]
+    assert len(saved) == 2 and "again with refreshed batchnorm statistics" in saved[1]
+    assert "refreshed" not in saved[0]
+
+
 def test_moving_averages_that_do_not_fit_the_model_fail_the_resume_in_one_sentence(tmp_runs, monkeypatch):
     monkeypatch.setattr(trainer_module, "STEP_EVENT_INTERVAL", 0.0)
     trainer = Trainer(tiny_config(epochs=5), runs_dir=tmp_runs)

@@ -5,7 +5,9 @@ Kinds and their ``data`` keys:
 - ``step``: epoch, step, total_steps, loss, accuracy, lr, images_per_s, iterations (4 floats: mean per block),
   macs (mean per image), progress (0..1). Throttled to <= 10 per second.
 - ``epoch``: epoch, step, train_loss, train_accuracy, val_loss, val_accuracy, iterations, macs, images_per_s, lr
-- ``checkpoint``: path, epoch, best (bool)
+- ``checkpoint``: path, epoch, step, best (bool), calibrated (bool: the model holds its fitted halting head);
+  ``refreshed_norm_statistics: true`` where the same step's checkpoint is saved again, its model's batchnorm
+  statistics recomputed (a stop saves last.pt at once, then again once they are)
 - ``paused`` / ``resumed``: step
 - ``phase_progress``: phase ("calibrating" or "evaluating"), fraction (0..1) of that after-training
   phase done. Throttled to <= 4 per second; not written to the run folder.

@@ -736,7 +736,8 @@ class Trainer:
             # a run stopped in its first epoch has last.pt as its model: eval mode needs statistics that fit it
             self._emit("log", message="recomputing the saved model's batchnorm statistics at its weights")
             self._refresh_norm_statistics()
-            self._save_last(metrics)  # the training state keeps the moving averages: a resume trains on from them
+            # the training state keeps the moving averages: a resume trains on from them
+            self._save_last(metrics, refreshed_norm_statistics=True)
         return "stopped"
 
     def _epoch_metrics_so_far(self) -> dict[str, Any]:
@@ -900,11 +901,13 @@ class Trainer:
 
         return self._moving_averages if self._moving_averages is not None else moving_averages(self.model)
 
-    def _save_last(self, metrics: dict[str, Any]) -> None:
+    def _save_last(self, metrics: dict[str, Any], refreshed_norm_statistics: bool = False) -> None:
         if self._comm.is_main:
-            self._save_checkpoint("last", metrics)
+            self._save_checkpoint("last", metrics, refreshed_norm_statistics=refreshed_norm_statistics)
 
-    def _save_checkpoint(self, which: str, metrics: dict[str, Any]) -> None:
+    def _save_checkpoint(self, which: str, metrics: dict[str, Any], refreshed_norm_statistics: bool = False) -> None:
+        """Save last.pt or best.pt and say so; ``refreshed_norm_statistics``: the same step's checkpoint again, its
+        model's batchnorm statistics recomputed (a stop saves twice: the log must not read as one save said twice)."""
         from .checkpoint import CheckpointError, save_checkpoint
 
         if not self._comm.is_main:
@@ -923,8 +926,9 @@ class Trainer:
             self._saved_progress = (self.epoch, self.step)
         else:
             self._saved_best = self._model_accuracy()
+        again = {"refreshed_norm_statistics": True} if refreshed_norm_statistics else {}
         self._emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step, best=which == "best",
-                   calibrated=self._halting_fitted)  # saved again once calibrated: the same step, a fitted head
+                   calibrated=self._halting_fitted, **again)  # saved again once calibrated: the same step, a fitted head
 
     def _restore_training_state(self, state: dict[str, Any]) -> None:
         try:
@@ -1382,6 +1386,7 @@ def _describe(event: Event) -> str:
                 f"acc {d['train_accuracy']:.2%}{val}, {d['images_per_s']:.0f} img/s")
     if event.kind == "checkpoint":
         return (f"saved {'best' if d.get('best') else 'last'} checkpoint {d['path']}"
+                + (" again with refreshed batchnorm statistics" if d.get("refreshed_norm_statistics") else "")
                 + (" with the calibrated halting head" if d.get("calibrated") else ""))
     if event.kind in ("finished", "failed"):
         return f"{event.kind}: {d.get('reason')}"

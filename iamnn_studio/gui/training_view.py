@@ -722,6 +722,9 @@ class TrainingView(QWidget):
     def _event_checkpoint(self, data: dict) -> None:
         name = Path(str(data.get("path", ""))).name
         when = f"step {data['step']:,}" if isinstance(data.get("step"), int) else f"epoch {data.get('epoch')}"
+        if data.get("refreshed_norm_statistics"):  # a stop's second save: the engine really saves it twice
+            self._add_log(f"Saved {name} again with refreshed batchnorm statistics", muted_line=True)
+            return
         if data.get("calibrated"):  # the same step's checkpoint again, now with its fitted halting head
             self._add_log(f"Saved the calibrated model to {name}", muted_line=True)
             return

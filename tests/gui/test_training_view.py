@@ -826,3 +826,14 @@ def test_the_runs_tab_says_paused_and_running_again_as_the_run_here_pauses_and_r
     qtbot.wait(300)  # a listing of the paused run's status.json coming in late does not undo it
     assert status() == "running"
     stop_and_wait(qtbot, training)
+
+
+def test_after_stop_the_log_tells_each_save_of_last_pt_once(qtbot, window):
+    """QA: "Saved checkpoint last.pt at step 14" twice, around "recomputing the saved model's batchnorm statistics".
+    The engine saves twice (the progress at once, then the model with recomputed statistics): each line says which."""
+    stopped_run(qtbot, window)
+    lines = window.training.log.lines()
+    recomputing = next(i for i, line in enumerate(lines) if line.startswith("recomputing the saved model's batchnorm"))
+    first, second = lines[recomputing - 1], lines[recomputing + 1]
+    assert first.startswith("Saved checkpoint last.pt at step") and lines.count(first) == 1
+    assert second == "Saved last.pt again with refreshed batchnorm statistics"
