@@ -434,6 +434,7 @@ class MainWindow(QMainWindow):
             config.name = f"{Path(run_dir).name}-longer"
             config.max_steps = None
             self.training.form.set_config(config)
+            self.training.leave_result()  # the header tells this new run, not the one that ended here
             self._select_tab("Train")
             self._say_train_longer_step(Path(run_dir).name)
 

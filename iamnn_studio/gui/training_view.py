@@ -391,6 +391,10 @@ class TrainingView(QWidget):
         self._settings_from_started = False  # the form takes a continued run's settings from its "started" event
         self._before_launch: dict[str, Any] = {}  # what a run that does not start gives back (page, form)
         self._refused_form: dict[str, Any] | None = None  # the form's values when the engine refused to start
+        # After a run that ended, the header tells its result until the form is set to start from other weights
+        # ("Train longer…"): the form's Start from when the run ended (None: the form is being settled).
+        self._holds_result = False
+        self._result_start_from: str | None = None
         self._calibrates = False  # the run fits its halting head after training
         self._baseline = False  # the unshared ResNet: nothing halts, no threshold to sweep
         self._evaluation: dict[str, Any] = {}  # the "evaluated" event's summary
@@ -599,6 +603,7 @@ class TrainingView(QWidget):
         self._before_launch = {"page": self.pages.currentIndex()}
         self.outcome = self.failure = None
         self._refused_form = None
+        self._holds_result = False
         self.last_run_dir = run_dir  # a new run has no folder until it starts: a failure must not point at the last one
         self._resumed_step = None
         self._training_started = False
@@ -804,9 +809,15 @@ class TrainingView(QWidget):
         if outcome == "not_started":
             self._show_not_started()
             return
+        self._holds_result, self._result_start_from = True, None
         if outcome == "stopped" and not self._training_started:  # stopped while its dataset downloaded
             self._show_not_started(stopped=True)
-            return
+        else:
+            self._show_ended_run(outcome)
+        self._result_start_from = self._start_from()  # the form as the user gets it back
+
+    def _show_ended_run(self, outcome: str) -> None:
+        """A run that trained has ended: what it did, and the buttons to go on from it."""
         if outcome != "failed":
             self.header.progress.setValue(1000 if outcome != "stopped" else self.header.progress.value())
         step = self._latest.get("step")
@@ -893,9 +904,10 @@ class TrainingView(QWidget):
         h.stop.setEnabled(not idle and state != "stopping")
         # Before the first run, and after one the engine refused before training, the header says what Start
         # needs now: the refusal's reason only while the form is as it was refused (it told the old problem
-        # after the user had fixed it, or had another one).
+        # after the user had fixed it, or had another one). After a run that trained, once the form is set to
+        # train longer.
         refused = self.outcome == "not_started"
-        if idle and (self.outcome is None or refused) and self._engine_ready:
+        if idle and self._engine_ready and (self.outcome is None or refused or self._leaves_result()):
             blocker = self._start_blocker()
             showing_refusal = refused and self._refused_form is not None
             if showing_refusal and not blocker and self.form.values() == self._refused_form:
@@ -907,11 +919,39 @@ class TrainingView(QWidget):
                 self._refused_form = None
                 self.run_state_changed.emit("Idle")
 
+    def _leaves_result(self) -> bool:
+        """Whether the header no longer tells the last run's result: the form now starts from other weights than
+        when the run ended. QA: after "Train longer…" it still read "quick · Run finished (step limit)" with quick's
+        buttons over the form filled for quick-longer. From then on it follows the form, as before any run."""
+        if self._holds_result:
+            start = self._start_from()
+            if self._result_start_from is None or not start or start == self._result_start_from:
+                return False
+            self._drop_result()
+        return True
+
+    def leave_result(self) -> None:
+        """The header stops telling the last run's result and says what Start will do: the form has been filled
+        for another run (``MainWindow.train_from_run``)."""
+        if self.session is None:  # else the header tells the run going on
+            self._drop_result()
+            self._update_buttons()
+
+    def _drop_result(self) -> None:
+        """The last run's result line, its buttons and its steps go, as before any run."""
+        self._holds_result = False
+        self.header.actions.setVisible(False)
+        self.header.progress_row.setVisible(False)
+        self.header.eta.setText("")
+
+    def _start_from(self) -> str:
+        return self.form.training.init_from.text().strip()
+
     def _ready_words(self) -> tuple[str, str]:
         """The header's title and sentence while Start can go: what Start will do. QA: after "Train longer…" it
         read "Ready to train · Choose a dataset and a model"; only a 15-second status-bar message said the run
         would start from the other run's weights. It says so as long as the form's "Start from" does."""
-        start = self.form.training.init_from.text().strip()
+        start = self._start_from()
         if not start:
             return "Ready to train", "Choose a dataset and a model, then press Start."
         return ("Ready to train longer",  # short: beside the buttons the sentence gets a narrow column

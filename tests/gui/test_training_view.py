@@ -828,6 +828,65 @@ def test_the_runs_tab_says_paused_and_running_again_as_the_run_here_pauses_and_r
     stop_and_wait(qtbot, training)
 
 
+class FinishingTrainer(FailingTrainer):
+    """Trains nothing: writes its run folder (config.toml, an untrained best.pt of its network) and ends at its step
+    limit, as a finished run does."""
+
+    def __init__(self, config, *, runs_dir, run_dir, resume, listeners):
+        super().__init__(config, runs_dir=runs_dir, run_dir=run_dir, resume=resume, listeners=listeners)
+        self.config = config
+
+    def run(self):
+        run_dir = Path(self.runs_dir) / self.config.name
+        (run_dir / "checkpoints").mkdir(parents=True)
+        self.config.save(run_dir / "config.toml")
+        checkpoint_of(self.config.to_dict()["model"], run_dir / "checkpoints" / "best.pt")
+        self.emit("started", run_dir=str(run_dir), config=self.config.to_dict(), total_steps=2, total_epochs=1,
+                  device="cpu")
+        self.emit("finished", reason="max_steps", best_accuracy=0.5, run_dir=str(run_dir), epoch=1, step=2)
+
+
+def finished_run(qtbot, window, monkeypatch, name: str) -> str:
+    """A run named ``name`` that ended at its step limit in this window (trained by ``FinishingTrainer``)."""
+    import iamnn_studio.gui.worker as worker
+
+    monkeypatch.setattr(worker, "create_trainer", FinishingTrainer)
+    training = start_tiny_run(qtbot, window, name=name)
+    with qtbot.waitSignal(training.run_ended, timeout=RUN_TIMEOUT_MS):
+        pass
+    return training.last_run_dir
+
+
+def test_train_longer_after_a_run_ended_here_says_what_start_will_do(qtbot, window, monkeypatch):
+    """QA: after a run finished in this window, "Train longer…" filled the form for "quick-longer" but the header
+    still read "quick · Run finished (step limit)" with quick's result and its Open in Study / Use this model."""
+    training, header = window.training, window.training.header
+    run_dir = finished_run(qtbot, window, monkeypatch, "quick")
+    assert (header.title.text(), header.subtitle.text()) == ("quick", "Run finished (step limit)")
+    training.form.training.epochs.setValue(3)  # an edit that starts from no other weights keeps the result
+    assert header.title.text() == "quick" and header.open_study.isVisibleTo(training)
+
+    window.train_from_run(run_dir)  # as the Runs tab's (or Study's) "Train longer…" does
+    qtbot.waitUntil(lambda: header.title.text() == "Ready to train longer", timeout=30_000)
+    assert "quick's weights" in header.subtitle.text() and training.form.values()["name"] == "quick-longer"
+    for shown in (header.actions, header.open_study, header.use_model, header.progress_row):
+        assert not shown.isVisibleTo(training)
+
+    training.form.training.init_from.clear()  # the user changes the form away from it: an ordinary run
+    training.form.training.init_from.textEdited.emit("")
+    qtbot.waitUntil(lambda: header.title.text() == "Ready to train", timeout=5_000)
+    assert "quick" not in header.subtitle.text() and not header.actions.isVisibleTo(training)
+
+
+def test_a_start_from_typed_after_a_run_ended_here_turns_the_header_to_training_longer(qtbot, window, monkeypatch):
+    training, header = window.training, window.training.header
+    run_dir = finished_run(qtbot, window, monkeypatch, "quick")
+    training.form.training.init_from.setText(run_dir)
+    training.form.training.init_from.textEdited.emit(run_dir)
+    qtbot.waitUntil(lambda: header.title.text() == "Ready to train longer", timeout=30_000)
+    assert "quick's weights" in header.subtitle.text() and not header.actions.isVisibleTo(training)
+
+
 def test_after_stop_the_log_tells_each_save_of_last_pt_once(qtbot, window):
     """QA: "Saved checkpoint last.pt at step 14" twice, around "recomputing the saved model's batchnorm statistics".
     The engine saves twice (the progress at once, then the model with recomputed statistics): each line says which."""
