@@ -276,6 +276,38 @@ class ProgressText(ElidedLabel):
         self._update_tooltip()
 
 
+class RunTitle(ElidedLabel):
+    """The header's title. A run's name (``setText``) takes one line, shortened with "…" and whole in the tooltip,
+    as Study shows it: wrapped at its hyphens, a long name took four lines and pushed the plots down. What the tab
+    is ready for (``show_state``: "Ready to train longer") wraps at its spaces in a narrow column, as a sentence."""
+
+    _wraps = False
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt name)
+        self._show(text, wraps=False)
+
+    def show_state(self, words: str) -> None:
+        self._show(words, wraps=True)
+
+    def _show(self, text: str, wraps: bool) -> None:
+        self._wraps = wraps
+        self.setWordWrap(wraps)
+        super().setText(text)
+
+    def _elide(self) -> None:
+        if not self._wraps:
+            super()._elide()
+        elif self.shown_text() != self.text():
+            QLabel.setText(self, self.text())
+            self._update_tooltip()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        return QLabel.sizeHint(self) if self._wraps else super().sizeHint()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        return QLabel.minimumSizeHint(self) if self._wraps else super().minimumSizeHint()
+
+
 class RunHeader(QFrame):
     """Run title and state, the Start / Pause / Stop buttons, the progress bar, the follow-up actions."""
 
@@ -293,12 +325,12 @@ class RunHeader(QFrame):
         titles = QVBoxLayout(titles_box)
         titles.setContentsMargins(0, 0, 0, 0)
         titles.setSpacing(2)
-        self.title = QLabel("Ready to train")
+        self.title = RunTitle()
+        self.title.show_state("Ready to train")
         self.title.setObjectName("CardTitle")
         self.subtitle = muted("Choose a dataset and a model, then press Start.")
-        for label in (self.title, self.subtitle):  # long sentences wrap; they never squeeze the buttons
-            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-            label.setWordWrap(True)
+        self.subtitle.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.subtitle.setWordWrap(True)  # a long sentence wraps; it never squeezes the buttons
         titles.addWidget(self.title)
         titles.addWidget(self.subtitle)
         top.set_note(titles_box)
@@ -913,7 +945,7 @@ class TrainingView(QWidget):
             if showing_refusal and not blocker and self.form.values() == self._refused_form:
                 return  # "Could not start: …" still describes this form
             title, sentence = ("Not ready to train", blocker) if blocker else self._ready_words()
-            h.title.setText(title)
+            h.title.show_state(title)
             h.subtitle.setText(sentence)
             if showing_refusal:  # the status bar's "Could not start: …" goes too
                 self._refused_form = None

@@ -359,9 +359,10 @@ def test_a_stopped_runs_header_gets_the_height_it_needs_at_960_x_640(qtbot, font
 
 
 @pytest.mark.parametrize("font_pt", [14], indirect=True)
-def test_a_stopped_runs_header_keeps_its_buttons_whole_under_a_two_line_name(qtbot, font_pt, window, tmp_path):
-    """At 14 pt in 960 x 640 a run name that wraps to two lines cut "Open in Study" and "Use this model" off
-    (22 of 37 px showed): the Dataset preview page's least height (160 px) floored the tabs under the header."""
+def test_a_stopped_runs_header_keeps_its_buttons_whole_under_a_long_name(qtbot, font_pt, window, tmp_path):
+    """At 14 pt in 960 x 640 a run name that wrapped to two lines cut "Open in Study" and "Use this model" off
+    (22 of 37 px showed): the Dataset preview page's least height (160 px) floored the tabs under the header.
+    The name now takes one line, shortened with "…"."""
     from tests.gui.test_layout import feed_a_run, resize_and_settle
 
     name = "a-rather-long-run-name-for-layout-checks"
@@ -376,7 +377,8 @@ def test_a_stopped_runs_header_keeps_its_buttons_whole_under_a_two_line_name(qtb
     training.header.title.setText(name)  # a real run's title (without a session, feed_a_run's header is "Ready")
     resize_and_settle(qtbot, window, (960, 640))
     header = training.header
-    assert header.title.height() > 1.5 * header.title.fontMetrics().height(), "the name wraps to two lines"
+    assert header.title.height() < 1.5 * header.title.fontMetrics().height(), "the name takes one line"
+    assert header.title.is_elided() and header.title.toolTip() == name
     assert header.height() >= header.heightForWidth(header.width()), (header.height(), header.heightForWidth(header.width()))
     for button in (header.continue_run, header.open_study, header.use_model):
         assert button.visibleRegion().boundingRect().height() == button.height(), f"{button.text()} cut off"

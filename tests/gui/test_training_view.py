@@ -887,6 +887,23 @@ def test_a_start_from_typed_after_a_run_ended_here_turns_the_header_to_training_
     assert "quick's weights" in header.subtitle.text() and not header.actions.isVisibleTo(training)
 
 
+def test_a_long_run_name_takes_one_line_in_the_header_and_is_whole_in_its_tooltip(qtbot, window, monkeypatch):
+    """QA: "a-rather-long-run-name-for-the-header-check" broke at its hyphens into four lines at 960 x 640; the
+    header grew to ~270 px and pushed the plots down. Study shortens the same title with "…"."""
+    name = "a-rather-long-run-name-for-the-header-check"
+    window.resize(960, 640)
+    run_dir = finished_run(qtbot, window, monkeypatch, name)
+    title = window.training.header.title
+    qtbot.waitUntil(lambda: title.width() > 0 and title.toolTip() == name, timeout=5_000)
+    assert title.text() == name and title.shown_text().endswith("…")
+    assert title.height() < 2 * title.fontMetrics().lineSpacing()  # one line
+    window.train_from_run(run_dir)  # what the tab is ready for wraps in the narrow column, it is not cut short
+    qtbot.waitUntil(lambda: title.text() == "Ready to train longer", timeout=30_000)
+    qtbot.wait(50)
+    assert title.shown_text() == "Ready to train longer" and title.toolTip() == ""
+    assert title.height() >= title.heightForWidth(title.width()) > title.fontMetrics().lineSpacing()
+
+
 def test_after_stop_the_log_tells_each_save_of_last_pt_once(qtbot, window):
     """QA: "Saved checkpoint last.pt at step 14" twice, around "recomputing the saved model's batchnorm statistics".
     The engine saves twice (the progress at once, then the model with recomputed statistics): each line says which."""
