@@ -927,8 +927,9 @@ class Trainer:
         else:
             self._saved_best = self._model_accuracy()
         again = {"refreshed_norm_statistics": True} if refreshed_norm_statistics else {}
+        # saved again once calibrated: the same step, a fitted head
         self._emit("checkpoint", path=str(path), epoch=self.epoch, step=self.step, best=which == "best",
-                   calibrated=self._halting_fitted, **again)  # saved again once calibrated: the same step, a fitted head
+                   calibrated=self._halting_fitted, **again)
 
     def _restore_training_state(self, state: dict[str, Any]) -> None:
         try:
