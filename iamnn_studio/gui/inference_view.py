@@ -366,8 +366,8 @@ class InferenceView(QWidget):
         self._update_advice()
         self.clear_button.setEnabled(bool(self._entries))
         self.stack.setCurrentWidget(self.scroll if self._entries else self.empty)
-        # no legend for charts that are not drawn: a one-iteration halting has only its note per card
-        self.legend.setVisible(bool(self._entries) and halting_model and not (one_iteration and mode == "adaptive"))
+        # no legend for charts that are not drawn: a one-iteration halting and the fixed modes have only a note per card
+        self.legend.setVisible(bool(self._entries) and self._has_halting and mode == "adaptive" and not one_iteration)
         if loaded:
             self.empty.set_text("Drop images here",
                                 "…or paste one (Ctrl+V), or click Add images. Each image shows its top-5 classes, "

@@ -106,14 +106,19 @@ def test_every_block_explains_itself_in_its_tooltip_and_to_a_screen_reader(chart
     assert charts.block_at(QPointF(middle)) == 2
 
 
-def test_without_a_threshold_fixed_mode_shows_only_the_iterations_run(charts):
+def test_without_a_threshold_a_fixed_mode_says_so_in_one_line_not_four_grey_charts(charts):
+    """QA: in the fixed modes every card drew four charts of grey columns under a halting score axis."""
     charts.set_halting([[], [], [], []], [[], [], [], []], [2, 2, 2, 1], CAPS, None)
     assert all(block.threshold is None for block in charts.blocks)
+    assert "set number of iterations" in charts.note() and "no halting decision" in charts.note()
+    assert charts.height() <= 3 * charts.fontMetrics().lineSpacing() < charts.row_height()  # a line, not a row
     image = charts.grab().toImage()
-    plot = charts.plot_rect(1)
-    reds = [(x, y) for x in range(int(plot.left()), int(plot.right()), 2) for y in range(int(plot.top()), int(plot.bottom()), 2)
-            if close_to(image.pixelColor(x, y), theme.ERROR, 80)]
-    assert reds == []
+    colours = {theme.ERROR, *(theme.block_color(b) for b in range(4))}  # no threshold line, no score bar
+    drawn = [(x, y) for x in range(0, image.width(), 2) for y in range(image.height())
+             if any(close_to(image.pixelColor(x, y), colour, 40) for colour in colours)]
+    assert drawn == []
+    charts.set_halting([[0.3], [], [], []], [[0.3], [], [], []], [2, 1, 1, 1], [2, 1, 1, 1], 0.9)  # adaptive again
+    assert charts.note() is None and charts.height() >= charts.row_height()
 
 
 @pytest.mark.parametrize("width, rows", [(420, 2), (800, 1)])

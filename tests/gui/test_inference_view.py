@@ -449,6 +449,34 @@ def test_fixed_mode_runs_n_iterations_and_hides_the_threshold(qtbot, view, files
     assert card.charts.blocks[1].threshold is None  # no threshold line where no threshold decides
 
 
+@pytest.mark.parametrize("mode", ["fixed", "max"])
+def test_a_fixed_mode_shows_a_note_instead_of_halting_charts_and_no_legend(qtbot, view, files, mode):
+    """QA: in Fixed mode every card drew its four halting charts with grey columns only, under a legend that
+    explained halting scores, cumulative score and threshold, none of which applies; Adaptive brings them back."""
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    wait_idle(qtbot, view)
+    charts = view.cards[0].charts
+    assert charts.note() is None and view.legend.isVisibleTo(view)
+    with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
+        view.mode_combo.setCurrentIndex(view.mode_combo.findData(mode))
+    wait_idle(qtbot, view)
+    charts = view.cards[0].charts
+    assert "no halting decision" in charts.note() and charts.height() < charts.row_height()  # one line, no plots
+    assert not view.legend.isVisibleTo(view)
+    view.resize(960, 700)  # too narrow for four charts beside the top-5, not for the note: it stays under the counts
+    qtbot.waitUntil(lambda: view.cards[0].width() < 960, timeout=5_000)
+    assert not view.cards[0].charts_below
+    view.resize(1200, 700)
+    with qtbot.waitSignal(view.predictions_updated, timeout=TIMEOUT):
+        view.mode_combo.setCurrentIndex(view.mode_combo.findData("adaptive"))
+    wait_idle(qtbot, view)
+    charts = view.cards[0].charts
+    assert charts.note() is None and charts.height() >= charts.row_height() and view.legend.isVisibleTo(view)
+    assert charts.blocks[2].scores == pytest.approx((SCORE, SCORE))
+
+
 @pytest.mark.parametrize("mode, n", [("max", None), ("fixed", 1)])
 def test_a_fixed_mode_measures_an_image_against_its_own_maximum(qtbot, view, files, mode, n):
     """Without an evaluation the card says what share of the mode's maximum an image cost. In max and
@@ -645,8 +673,8 @@ def test_a_model_whose_halting_is_limited_to_one_iteration_disables_the_threshol
     charts = view.cards[0].charts  # QA: four empty grey charts; now one line that says why there is nothing to chart
     assert "no halting decision" in charts.note() and charts.height() < charts.row_height()
     assert view.legend.isHidden()  # it explains charts that are not drawn
-    view.mode_combo.setCurrentIndex(view.mode_combo.findData("max"))  # every iteration: charts again, with their legend
-    assert not view.legend.isHidden()
+    view.mode_combo.setCurrentIndex(view.mode_combo.findData("max"))  # every iteration: no halting to chart either
+    assert view.legend.isHidden()
     view.mode_combo.setCurrentIndex(view.mode_combo.findData("adaptive"))
     wait_idle(qtbot, view)
     # a model whose halting decides keeps its slider

@@ -22,6 +22,10 @@ ONE_ITERATION_CAPTION = "1 iteration: no halting decision"
 #: In place of the charts where every block is limited to one iteration (four empty plots said nothing).
 ONE_ITERATION_NOTE = ("Every block ran its only iteration: the halting is limited to one iteration per block (by the "
                       "calibration, or the caps), so there was no halting decision to chart.")
+#: In place of the charts in the fixed modes (fixed:N, max): grey columns under a halting score axis said nothing
+#: the iteration counts above do not.
+SET_ITERATIONS_NOTE = ("In this mode every block runs a set number of iterations (counted above): there is no halting "
+                       "decision to chart. The adaptive mode charts it.")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class HaltingCharts(QWidget):
     def __init__(self, blocks: int = 4, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.blocks: list[BlockHalting] = [BlockHalting((), (), 0, 1, None) for _ in range(blocks)]
+        self.halting_mode = True  # a halting decides the iterations (adaptive), not the mode (fixed:N, max)
         self.columns = max(1, blocks)  # no blocks: one empty column, not a division by zero
         # until the blocks or the font change: every card resize and layout pass asked for it (QA: 13,000 times
         # for 150 cards, each measuring every title and tick label)
@@ -82,12 +87,12 @@ class HaltingCharts(QWidget):
     def set_halting(self, halting: Sequence[Sequence[float]], cumulative: Sequence[Sequence[float]],
                     iterations: Sequence[int], caps: Sequence[int], threshold: float | None,
                     reached: Sequence[int | None] | None = None) -> None:
-        """Show one prediction; blocks without halting scores (fixed mode) show only the columns run."""
+        """Show one prediction; ``threshold`` None for a fixed mode (fixed:N, max): a note replaces the charts."""
         blocks = []
+        halting_mode = threshold is not None and math.isfinite(threshold)
         for b in range(len(self.blocks)):
             scores = _finite(halting[b]) if b < len(halting) else ()
             no_valid_score = b < len(halting) and len(halting[b]) > 0 and not scores
-            halting_mode = threshold is not None and math.isfinite(threshold)
             shown = halting_mode and (bool(scores) or no_valid_score)
             cap = max(1, int(caps[b])) if b < len(caps) else 1
             blocks.append(BlockHalting(
@@ -101,6 +106,7 @@ class HaltingCharts(QWidget):
                 one_iteration=halting_mode and not shown and cap == 1,
             ))
         self.blocks = blocks
+        self.halting_mode = halting_mode
         self._chart_width = None
         self.setAccessibleDescription("\n".join(self.summary(b) for b in range(len(blocks))))
         self._fit_columns(self.width())
@@ -108,7 +114,11 @@ class HaltingCharts(QWidget):
 
     def note(self) -> str | None:
         """The line shown instead of the charts, where no block has a halting decision to chart; else None."""
-        return ONE_ITERATION_NOTE if self.blocks and all(block.one_iteration for block in self.blocks) else None
+        if not self.blocks:
+            return None
+        if not self.halting_mode:
+            return SET_ITERATIONS_NOTE
+        return ONE_ITERATION_NOTE if all(block.one_iteration for block in self.blocks) else None
 
     def plot_caption(self, b: int) -> str | None:
         """The words over block ``b``'s plot where it has no scores to draw because it cannot decide anything."""

@@ -313,10 +313,11 @@ class PredictionCard(_Card):
     def _fit_charts(self, width: int) -> None:
         """The halting charts beside the top-5 where all four fit one row there, else under the whole card
         in one row: two by two beside them, a 960 px window's card squeezed the top-5 bars to ~20 px under
-        a 14-pt font, and was taller."""
+        a 14-pt font, and was taller. A note in place of the charts (no halting decision to chart) wraps to any
+        width: it stays beside the top-5, under the iteration counts it refers to."""
         beside = (width - 2 * theme.SPACING - THUMBNAIL - self.probabilities.sizeHint().width()
                   - 2 * theme.MARGIN)
-        below = beside < self.charts.one_row_width()
+        below = self.charts.note() is None and beside < self.charts.one_row_width()
         if below == self.charts_below:
             return
         self.charts_below = below
