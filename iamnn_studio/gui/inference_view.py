@@ -1,7 +1,7 @@
 """The "Use" tab: classify images with a trained checkpoint and see how much compute each one took.
 
 Open a checkpoint, then drop, open or paste images. Each image becomes a card with its top-5
-classes, the iterations each block ran against its cap, its MACs against the test average and
+classes, the iterations each block ran against its cap, its MACs against the evaluation's average and
 a halting chart per block. The threshold slider and the mode re-run every image live, so the
 user sees the compute (and sometimes the answer) change. Torch work runs in a background runner.
 """
@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from shiboken6 import isValid
 
 from ..engine.pixels import SIXTEEN_BIT_MODES, peak_value, to_8_bit  # torch-free: a thumbnail needs no model
+from ..split_words import split_word
 
 from .file_kinds import CHECKPOINT_FILTER, IMAGE_FILTER, MAX_FOLDER_IMAGES, sort_dropped
 from .style import scaled_px
@@ -120,6 +121,7 @@ class InferenceView(QWidget):
         self._entries: list[_Entry] = []
         self._keys = itertools.count(1)
         self._mean_test_macs: float | None = None
+        self._average_word = "test"  # the split that average comes from: "held-out" where the run had no test split
         self._model_halts = False  # an IamNN (the threshold matters), not the ResNet baseline
         self._halting_caps: list[int] = []  # the most iterations per block the halting may use (its calibration's)
         self._threshold_value = 0.99
@@ -391,7 +393,7 @@ class InferenceView(QWidget):
         mean = total / len(predictions)
         text = f"{len(predictions)} image{'s' if len(predictions) != 1 else ''} · mean {formatting.macs(mean)}"
         if self._mean_test_macs:
-            text += f" ({formatting.ratio(mean / self._mean_test_macs)} the test average)"
+            text += f" ({formatting.ratio(mean / self._mean_test_macs)} the {self._average_word} average)"
         text += f" · total {formatting.macs(total)}"
         self.totals_label.setText(text)
 
@@ -546,6 +548,7 @@ class InferenceView(QWidget):
         self._predictor = predictor
         self._checkpoint_path = path
         self._mean_test_macs = mean_test_macs
+        self._average_word = description["average_word"]
         self._unshown.clear()  # the previous model's results: every image is classified again below
         self._model_halts = bool(description["halts"])
         self._halting_caps = [int(n) for n in description.get("halting_caps") or description["caps"]]
@@ -583,8 +586,6 @@ class InferenceView(QWidget):
     def _advice_text(self, *, chosen: bool) -> str:
         """Why the evaluation advises a fixed setting, on the images it names ("held-out" for eval.json's split
         "val"), in the mode control's words and with both figures; then how to choose it, or (chosen) what it does."""
-        from ..split_words import split_word
-
         tradeoff, n, caps = self._advice or ({}, 0, [])
         fixed_mode = f"Mode “{MODE_NAMES['fixed']}”, N = {n}"
         where = f"On its {split_word(getattr(self._predictor, 'evaluated_split', None))} images the halting does " \
@@ -616,7 +617,7 @@ class InferenceView(QWidget):
         self.checkpoint_failed.emit(message)
 
     def _on_classified(self, outcome: _Outcome) -> None:
-        if outcome.settings is not None:  # a prediction ran: its setting's test average applies
+        if outcome.settings is not None:  # a prediction ran: its setting's evaluated average applies
             self._mean_test_macs = outcome.mean_test_macs
         by_key = {e.key: e for e in self._entries}
         for key, preview in outcome.previews.items():
@@ -689,7 +690,8 @@ class InferenceView(QWidget):
             self._place(entry, PredictionCard(entry.name, entry.preview))
         elif entry.preview is not None and entry.card.thumbnail.pixmap().isNull():
             entry.card.set_image(entry.preview)
-        entry.card.set_prediction(prediction, self._mean_test_macs, halts=self._model_halts)
+        entry.card.set_prediction(prediction, self._mean_test_macs, halts=self._model_halts,
+                                  average_word=self._average_word)
 
     def _show_pending(self, entry: _Entry) -> None:
         card = PredictionCard(entry.name, entry.preview)
@@ -774,6 +776,7 @@ def _describe_model(predictor: Any) -> dict:
         "halting_caps": list(config.adaptive_caps) if config.architecture == "iamnn" else caps,
         "tradeoff": predictor.halting_tradeoff,
         "uncalibrated": predictor.uncalibrated,
+        "average_word": split_word(predictor.evaluated_split),  # mean_test_macs's images: "test" or "held-out"
     }
 
 

@@ -477,6 +477,26 @@ def test_a_fixed_mode_shows_a_note_instead_of_halting_charts_and_no_legend(qtbot
     assert charts.blocks[2].scores == pytest.approx((SCORE, SCORE))
 
 
+def test_a_runs_held_out_average_is_not_called_the_test_average(qtbot, view, tmp_path, files):
+    """QA: "0.94× the test average" for a run without a test split: its evaluation (eval.json's split "val") ran
+    on held-out images."""
+    import json
+
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    checkpoint = constant_halting_checkpoint(run / "best.pt")
+    evaluation = {"architecture": "iamnn", "mode": "adaptive", "threshold": 0.7, "images": 100, "top1": 0.85,
+                  "macs": {"mean": 1.0e6}, "split": "val"}
+    (run.parent / "eval.json").write_text(json.dumps(evaluation))
+    open_checkpoint(qtbot, view, checkpoint)
+    view.add_image_files([str(files["image"])])
+    qtbot.waitUntil(lambda: bool(view.cards) and view.cards[0].prediction is not None, timeout=TIMEOUT)
+    wait_idle(qtbot, view)
+    card_text, totals = plain(view.cards[0].macs_label), plain(view.totals_label)
+    assert "the held-out average" in card_text and "test" not in card_text
+    assert "the held-out average" in totals and "test" not in totals
+
+
 @pytest.mark.parametrize("mode, n", [("max", None), ("fixed", 1)])
 def test_a_fixed_mode_measures_an_image_against_its_own_maximum(qtbot, view, files, mode, n):
     """Without an evaluation the card says what share of the mode's maximum an image cost. In max and

@@ -264,7 +264,8 @@ class PredictionCard(_Card):
         self.iterations_label = QLabel()
         self.iterations_label.setToolTip("Iterations each block ran, out of its cap")
         self.macs_label = QLabel()
-        self.macs_label.setToolTip("Multiply-accumulates this image cost, against the test-set mean")
+        self.macs_label.setToolTip("Multiply-accumulates this image cost, against the mean of the run's "
+                                  "evaluation (or the mode's maximum, without one)")
         for label in (self.iterations_label, self.macs_label):
             label.setStyleSheet(f"color: {theme.TEXT};")
             label.setWordWrap(True)  # on a narrow window the figures wrap instead of widening the card
@@ -347,9 +348,11 @@ class PredictionCard(_Card):
         self.figures.refit()
         self.charts.hide()
 
-    def set_prediction(self, prediction: Any, mean_test_macs: float | None, *, halts: bool = True) -> None:
+    def set_prediction(self, prediction: Any, mean_test_macs: float | None, *, halts: bool = True,
+                       average_word: str = "test") -> None:
         """Fill the card from an engine ``Prediction``; ``halts=False`` for a model without halting (the
-        ResNet baseline): its units per block instead of iterations, and no halting charts."""
+        ResNet baseline): its units per block instead of iterations, and no halting charts. ``average_word``
+        names the images ``mean_test_macs`` was measured on ("held-out" where the run had no test split)."""
         self.prediction = prediction
         self.probabilities.set_items(prediction.top)
         iterations = [int(n) for n in prediction.iterations]
@@ -362,7 +365,8 @@ class PredictionCard(_Card):
         else:
             self.iterations_label.setText("Units per block  " + "  ·  ".join(f"<b>{n}</b>" for n in caps)
                                           + f"   {theme.muted('(every image runs all of them)')}")
-        self.macs_label.setText(describe_macs(prediction.macs, mean_test_macs, getattr(prediction, "macs_range", None)))
+        self.macs_label.setText(describe_macs(prediction.macs, mean_test_macs, getattr(prediction, "macs_range", None),
+                                              average_word=average_word))
         self.figures.refit()
         notes = list(getattr(prediction, "notes", None) or [])
         self.notes_label.setText(theme.muted("Input: " + "; ".join(notes)) if notes else "")
@@ -374,12 +378,14 @@ class PredictionCard(_Card):
         self._fit_charts(self.width())  # the class names' and the charts' widths changed
 
 
-def describe_macs(value: float, mean_test_macs: float | None, macs_range: Sequence[float] | None = None) -> str:
-    """"3.9 M MACs · 0.62× the test average" (or against the model's maximum when no average is known)."""
+def describe_macs(value: float, mean_test_macs: float | None, macs_range: Sequence[float] | None = None, *,
+                  average_word: str = "test") -> str:
+    """"3.9 M MACs · 0.62× the test average" ("the held-out average" for an evaluation on held-out images), or
+    against the model's maximum when no average is known."""
     text = f"<b>{_together(formatting.macs(value))}</b>"
     if mean_test_macs:
         ratio = formatting.ratio(float(value) / float(mean_test_macs))
-        return text + theme.muted(f"  ·  {_together(f'{ratio} the test average')}")
+        return text + theme.muted(f"  ·  {_together(f'{ratio} the {average_word} average')}")
     if macs_range and len(macs_range) == 2 and macs_range[1]:
         share = formatting.percent(float(value) / float(macs_range[1]), 0)
         return text + theme.muted(f"  ·  {_together(f'{share} of the maximum')}")
