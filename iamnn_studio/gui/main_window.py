@@ -173,6 +173,8 @@ class MainWindow(QMainWindow):
         # "Loaded x.toml" of a drop that also opens a checkpoint: said again with the checkpoint's outcome, which
         # comes later and replaced it at once
         self._drop_note = ""
+        # "1 more run folder not opened…": said after the outcome of the checkpoint that the drop opens
+        self._drop_warning = ""
 
         self.training = TrainingView()
         self.training.set_runs_dir(self.runs_dir)
@@ -375,7 +377,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------- commands
     @Slot(str)
     def open_checkpoint(self, path: str) -> None:
-        self._drop_note = ""  # its outcome is this checkpoint's alone
+        self._drop_note = self._drop_warning = ""  # its outcome is this checkpoint's alone
 
         def job() -> None:
             view = self.view("Use")
@@ -559,7 +561,9 @@ class MainWindow(QMainWindow):
     def _say_checkpoint_outcome(self, message: str, timeout_ms: int) -> None:
         """The checkpoint's outcome in the status bar, after what the drop that brought it loaded, if anything."""
         note, self._drop_note = self._drop_note, ""
-        self.statusBar().showMessage(f"{note} · {message}" if note else message, timeout_ms + (3000 if note else 0))
+        warning, self._drop_warning = self._drop_warning, ""
+        self.statusBar().showMessage(" · ".join(part for part in (note, message, warning) if part),
+                                     timeout_ms + 3000 * (bool(note) + bool(warning)))
 
     def show_export_dialog(self) -> None:
         def job() -> None:
@@ -644,7 +648,7 @@ class MainWindow(QMainWindow):
         files = [_run_checkpoint(path, run) for path, run in dropped]
         configs = [f for f in files if is_config(f)]
         rest = [f for f in files if f and not is_config(f)]
-        self._drop_note = ""
+        self._drop_note = self._drop_warning = ""
         self.statusBar().clearMessage()  # the news of an earlier drop is not this one's
         notes = []
         checkpoints = [f for f in rest if is_checkpoint(f)]
@@ -652,6 +656,7 @@ class MainWindow(QMainWindow):
             notes.append(self.statusBar().currentMessage())  # "Loaded x.toml…", said with the checkpoint's news
         if runs:  # the Use tab opens the last checkpoint dropped: Study shows that one's run where it is one
             shown = next((run for run in reversed(runs) if checkpoints and run.checkpoint == checkpoints[-1]), runs[-1])
+            self._drop_warning = _runs_not_opened(len({run.folder for run in runs} - {shown.folder}))
             notes.append(self._open_dropped_run(shown, opens_checkpoint=bool(checkpoints)))
         self._drop_note = " · ".join(note for note in notes if note)
         if rest:
@@ -681,7 +686,9 @@ class MainWindow(QMainWindow):
             self._show_in_study(run.folder, select=False)
             return f"Run {name}: its report is in the Study tab"
         self._show_in_study(run.folder, select=True)
-        self.statusBar().showMessage(f"Run {name} has no checkpoint yet: its report is shown in the Study tab", 8000)
+        warning, self._drop_warning = self._drop_warning, ""  # no checkpoint outcome follows to say it after
+        news = f"Run {name} has no checkpoint yet: its report is shown in the Study tab"
+        self.statusBar().showMessage(f"{news} · {warning}" if warning else news, 11000 if warning else 8000)
         return ""
 
     # ---------------------------------------------------------------- runs
@@ -780,6 +787,13 @@ def _local_files(mime: QMimeData) -> list[str]:
     if not mime.hasUrls():
         return []
     return [url.toLocalFile() for url in mime.urls() if isinstance(url, QUrl) and url.isLocalFile()]
+
+
+def _runs_not_opened(count: int) -> str:
+    """What the status bar says of the run folders a drop left out: one run is opened (Use and Study show one)."""
+    if count <= 0:
+        return ""
+    return f"{count} more run folder{'s' if count != 1 else ''} not opened: drop one run at a time"
 
 
 def _run_checkpoint(path: str, run: DroppedRun | None) -> str:

@@ -89,9 +89,27 @@ def test_of_several_run_folders_the_one_whose_checkpoint_opens_is_shown_in_study
     with qtbot.waitSignal(use.checkpoint_loaded, timeout=30_000):
         assert drag_and_drop(window, urls(QUrl.fromLocalFile(str(first)), QUrl.fromLocalFile(str(second))))
     assert use.checkpoint_path() == str(first / "checkpoints" / "best.pt")
-    assert window.statusBar().currentMessage() == "Run run-a: its report is in the Study tab · Opened best.pt"
+    assert window.statusBar().currentMessage() == ("Run run-a: its report is in the Study tab · Opened best.pt · "
+                                                   "1 more run folder not opened: drop one run at a time")
     qtbot.waitUntil(lambda: study.report is not None, timeout=30_000)
     assert study.report.path == first
+
+
+def test_run_folders_a_drop_leaves_out_are_named_in_the_status_bar(qtbot, window, tmp_runs):
+    """QA: of three run folders dropped at once, Use and Study took one and the status bar named only that one."""
+    runs = [_run_with_checkpoint(tmp_runs.parent, name=name) for name in ("run-a", "run-b", "run-c")]
+    for run in runs:
+        (run / "checkpoints" / "best.pt").unlink()
+    study = window.view("Study")
+    assert drag_and_drop(window, urls(*(QUrl.fromLocalFile(str(run)) for run in runs)))
+    assert window.statusBar().currentMessage() == (
+        "Run run-c has no checkpoint yet: its report is shown in the Study tab · "
+        "2 more run folders not opened: drop one run at a time")
+    qtbot.waitUntil(lambda: study.report is not None, timeout=30_000)
+    assert study.report.path == runs[-1]
+    assert drag_and_drop(window, urls(QUrl.fromLocalFile(str(runs[0]))))  # one run: nothing left out to mention
+    assert window.statusBar().currentMessage() == ("Run run-a has no checkpoint yet: its report is shown in the "
+                                                   "Study tab")
 
 
 def test_a_later_drop_clears_the_news_of_the_earlier_one(qtbot, window, tmp_runs):
