@@ -175,6 +175,10 @@ class MainWindow(QMainWindow):
         self._drop_note = ""
         # "1 more run folder not opened…": said after the outcome of the checkpoint that the drop opens
         self._drop_warning = ""
+        # "Train longer"'s next step in the status bar ("Settings of <run>…, then Start") and its update once the
+        # form's checks land: both end when a run starts, the step done
+        self._train_longer_prefix = ""
+        self._train_longer_update: Callable[[], None] | None = None
 
         self.training = TrainingView()
         self.training.set_runs_dir(self.runs_dir)
@@ -446,9 +450,11 @@ class MainWindow(QMainWindow):
         """The status bar's next step after "Train longer". While the dataset's folder (or the weights) is being
         checked the form is not valid yet though no field is wrong (QA: it said "fix the fields marked in red" with
         none red, then Ready half a second later): say it checks, and say the real next step once the verdict lands."""
+        self._end_train_longer_step()  # an earlier "Train longer"'s
         form = self.training.form
         bar = self.statusBar()
         prefix = f"Settings of {run_name}, starting from its weights: "
+        self._train_longer_prefix = prefix
 
         def next_step() -> str | None:
             if form.errors:  # e.g. its dataset's plugin is gone
@@ -471,11 +477,23 @@ class MainWindow(QMainWindow):
             if landed is None:
                 return
             form.revalidated.disconnect(on_checked)
+            self._train_longer_update = None
             # not replaced by another message meanwhile; gone after its 15 s (a slow check): said anew
             if bar.currentMessage() in (waiting, ""):
                 bar.showMessage(prefix + landed, 15000)
 
         form.revalidated.connect(on_checked)
+        self._train_longer_update = on_checked
+
+    def _end_train_longer_step(self) -> None:
+        """Take back "Train longer"'s next step: a run started (QA: "…choose the epochs…, then Start" stayed up
+        to 15 s, past Start and even past the end of a short run), or another "Train longer" says its own."""
+        prefix, self._train_longer_prefix = self._train_longer_prefix, ""
+        if prefix and self.statusBar().currentMessage().startswith(prefix):
+            self.statusBar().clearMessage()
+        update, self._train_longer_update = self._train_longer_update, None
+        if update is not None:  # the form's checks had not landed: nothing is to say it once they do
+            self.training.form.revalidated.disconnect(update)
 
     def add_images(self, paths: list[str]) -> None:
         def job() -> None:
@@ -700,6 +718,7 @@ class MainWindow(QMainWindow):
             _call(runs, "set_training_here", held, self.training.state)
 
     def _on_run_started(self) -> None:
+        self._end_train_longer_step()
         self.run_form = self.training.form.values()
         save_settings(self, SETTINGS_GROUP)
 

@@ -437,6 +437,32 @@ def test_train_longer_says_it_checks_the_dataset_and_no_red_field_while_the_fold
     assert "finished" in window.statusBar().currentMessage()
 
 
+def test_train_longers_next_step_leaves_the_status_bar_once_the_run_starts(qtbot, window, tmp_path, record_dialogs):
+    """QA: "Settings of <run>, starting from its weights: choose the epochs…, then Start" stayed up to 15 s, after
+    Start and even once that run had finished."""
+    from iamnn_studio.engine.config import DataConfig, ModelConfig, RunConfig
+    from iamnn_studio.engine.data import declared_input_shape
+
+    run = tmp_path / "runs-elsewhere" / "finished"
+    (run / "checkpoints").mkdir(parents=True)
+    data = DataConfig(name="synthetic", options={"train_size": 256, "test_size": 64}, val_fraction=0.25)
+    model = ModelConfig(width=4, iterations=(1, 2, 2, 1))
+    shape = declared_input_shape(data)  # the form reads the weights: they must fit
+    checkpoint_of(model.to_dict(), run / "checkpoints" / "best.pt", in_channels=shape.channels, image_size=shape.size,
+                  num_classes=shape.classes)
+    RunConfig(name="finished", data=data, model=model, epochs=1, batch_size=32, lr=0.05,
+              device="cpu").save(run / "config.toml")
+    training, bar = window.training, window.statusBar()
+    window.train_from_run(str(run))
+    qtbot.waitUntil(lambda: training.form.is_valid and bar.currentMessage().endswith("then Start"), timeout=30_000)
+    assert bar.currentMessage().startswith("Settings of finished, starting from its weights: ")
+    with qtbot.waitSignal(training.run_ended, timeout=90_000) as ended:
+        assert training.start_run()
+        assert "Settings of finished" not in bar.currentMessage()  # its step is done
+    assert ended.args != ["not_started"], record_dialogs
+    assert "Settings of finished" not in bar.currentMessage()
+
+
 def test_after_train_longer_the_header_says_what_start_will_do(qtbot, window, tmp_path):
     """QA: after "Train longer…" the header still read "Ready to train · Choose a dataset and a model"; only a
     15-second status-bar message said the run would start from the other run's weights."""
