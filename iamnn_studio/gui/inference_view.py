@@ -801,8 +801,8 @@ def _fixed_against_adaptive(tradeoff: dict) -> str:
     # the standard error is of this setting against adaptive only where it costs no more (else: at equal MACs)
     noise = tradeoff.get("standard_error") if alternative["mean_macs"] <= tradeoff["mean_macs"] else None
     beyond = ("" if noise is None or accuracy != "more accurate" else
-              f" ({'within' if tradeoff.get('within_noise') else 'beyond'} the noise: paired standard error "
-              f"{100 * noise:.2f} pt)")
+              f" ({'within' if tradeoff.get('within_noise') else 'beyond'} two paired standard errors, "
+              f"±{200 * noise:.2f} pt)")  # the rule ``within_noise`` applies, as the Study verdict says it
     return (f"{relation}: {fixed[1]} top-1 at {fixed[0]} per image, against {adaptive[1]} at {adaptive[0]} "
             f"with adaptive halting{beyond}")
 

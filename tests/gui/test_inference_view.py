@@ -780,7 +780,7 @@ def test_the_peak_read_without_a_copy_scales_as_the_whole_image_does():
 
 @pytest.mark.parametrize("fixed_point, words", [
     ((2.0e6, 0.90), "is both cheaper and more accurate: 90.00 % top-1 at 2.00 M MACs per image, against 85.00 % at "
-                    "2.50 M MACs with adaptive halting (beyond the noise: paired standard error 0.53 pt)"),
+                    "2.50 M MACs with adaptive halting (beyond two paired standard errors, ±1.05 pt)"),
     ((2.5e6, 0.90), "costs the same and is more accurate: 90.00 % top-1 at 2.50 M MACs per image"),
     ((2.0e6, 0.85), "is as accurate and cheaper: 85.00 % top-1 at 2.00 M MACs per image"),
     ((2.0e6, 0.8498), "is about as accurate and cheaper: 84.98 % top-1 at 2.00 M MACs per image"),
