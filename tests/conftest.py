@@ -63,8 +63,8 @@ def tmp_runs(tmp_path):
 @pytest.fixture
 def lock_folders_named(monkeypatch):
     """``lock_folders_named(name)``: folders called ``name`` cannot be listed, as after chmod 000 for a user who
-    is not root (root reads every folder, and the tests run as root). ``os.walk`` and ``Path.iterdir`` list
-    through ``os.scandir`` too."""
+    is not root (root reads every folder, and the tests run as root). ``os.walk`` lists through ``os.scandir``;
+    ``Path.iterdir`` does not (it uses ``os.listdir`` on Python 3.11): code listing that way is not locked."""
     real_scandir = os.scandir
 
     def lock(name: str) -> None:

@@ -1176,3 +1176,25 @@ def test_a_glance_tells_which_split_an_evaluation_will_measure(tmp_path):
     assert glance(tmp_path / "flat") == "val" and glance(tmp_path / "split") == "test"
     assert glance(tmp_path / "missing") is None  # nothing to look at: loading will say what is wrong
     assert evaluation_split_of(DataConfig(name="synthetic")) is None  # only loading tells (the view reads "test")
+
+
+def test_a_dataset_checks_truth_value_of_any_integer_kind_is_an_answer():
+    """Review: a plugin's check answering (numpy.True_, why) or (1, why) was read as "cannot check", which blocked
+    Start in the app; text or None is still no answer."""
+    import numpy as np
+
+    from iamnn_studio.engine.data import offline_verdict
+
+    class Check:
+        def __init__(self, verdict):
+            self.verdict = verdict
+
+        def available_offline(self, root):
+            return self.verdict
+
+    assert offline_verdict(Check((np.True_, "found")), None) == (True, "found")
+    assert offline_verdict(Check((1, "found")), None) == (True, "found")
+    assert offline_verdict(Check((np.False_, "missing")), None) == (False, "missing")
+    for no_answer in (("yes", "found"), (None, "found"), True):
+        available, why = offline_verdict(Check(no_answer), None)
+        assert available is False and why.startswith("cannot check: available_offline returned")

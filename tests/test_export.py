@@ -693,3 +693,13 @@ def test_a_plugin_exporter_that_cannot_write_its_output_keeps_the_outputs_messag
         export_checkpoint(tmp_path / "model.pt", "full", tmp_path / "x.bin")
     assert str(raised.value) == f"cannot write {tmp_path / 'x.bin'}: No space left on device"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "plugins"]
+
+
+def test_a_plugins_oserror_naming_no_path_is_not_taken_for_an_output_error(tmp_path):
+    """Review: an OSError whose filename is a number (a descriptor) raised TypeError while the export decided whose
+    error it was, instead of naming the plugin."""
+    from iamnn_studio.engine.export import _is_output_error
+
+    temporary = tmp_path / ".out.tmp"
+    assert not _is_output_error(OSError(5, "I/O error", 7), temporary)
+    assert _is_output_error(OSError(5, "I/O error", str(temporary)), temporary)

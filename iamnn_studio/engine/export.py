@@ -209,7 +209,7 @@ def _is_output_error(exc: OSError, tmp: Path) -> bool:
     files (a settings file it reads, a tool it runs)."""
     if exc.errno in _OUTPUT_ERRNOS:
         return True
-    named = [name for name in (exc.filename, exc.filename2) if name is not None]
+    named = [name for name in (exc.filename, exc.filename2) if isinstance(name, (str, bytes, os.PathLike))]
     return any(Path(os.fsdecode(name)).absolute() in (tmp.absolute(), tmp.parent.absolute()) for name in named)
 
 

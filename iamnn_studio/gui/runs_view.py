@@ -497,7 +497,8 @@ class RunsView(QWidget):
 
     def _show_detail(self, run: Any, held: str | None, problem: str | None) -> None:
         """The selected run's reason (or folder), then what is wrong with its files and why a button is off."""
-        lines = [f"{run.name}: {run.reason}" if run.reason else str(run.path)]
+        # every line escaped: joined by <br>, the label shows rich text ("expected a < b" in a reason)
+        lines = [html.escape(f"{run.name}: {run.reason}" if run.reason else str(run.path), quote=False)]
         if run.config_problem:  # QA: such a run was "unreadable", though its status.json tells how it went
             lines.append(_warning(f"config.toml cannot be read ({run.config_problem}): its model and dataset are "
                                   "unknown"))
@@ -505,7 +506,8 @@ class RunsView(QWidget):
             lines.append(_warning(f"eval.json cannot be read ({run.evaluation_problem}); open the run in Study and "
                                   "evaluate it again"))
         if held is not None:
-            lines.append(f"This run is {HELD_WORDS.get(held, held)} in the Train tab of this window")
+            lines.append(html.escape(f"This run is {HELD_WORDS.get(held, held)} in the Train tab of this window",
+                                     quote=False))
         elif _continue_problem(run):  # QA: a run without status.json showed Continue off and no word on why
             lines.append(_warning(f"Continue training: {_continue_problem(run)}"))
         if problem:  # say why the button is off

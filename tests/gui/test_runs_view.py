@@ -828,3 +828,19 @@ def test_use_falls_back_to_the_last_checkpoint_where_the_best_one_is_damaged(qtb
     assert button.toolTip().startswith("No checkpoint of this run can be opened: checkpoints/best.pt cannot be read")
     with qtbot.assertNotEmitted(view.use_checkpoint):
         button.click()
+
+
+def test_the_detail_line_shows_a_reason_with_angle_brackets_as_written(qtbot, view, runs):
+    """Review: the detail joins its lines with <br> (rich text), so a reason such as "expected a < b" lost text."""
+    failed = make_run(runs["dir"], "failed-run", "failed")
+    status = json.loads((failed / "status.json").read_text())
+    (failed / "status.json").write_text(json.dumps({**status, "reason": "RuntimeError: expected a < b & c"}))
+    (failed / "eval.json").write_text("{")  # a second line: the label shows rich text
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    view.table.selectRow(row_of(view, "failed-run"))
+    from PySide6.QtGui import QTextDocument
+
+    shown = QTextDocument()
+    shown.setHtml(view.detail.text())
+    assert "failed-run: RuntimeError: expected a < b & c" in shown.toPlainText()

@@ -125,12 +125,21 @@ def offline_verdict(provider: DatasetProvider, root: str | None) -> tuple[bool, 
         verdict = provider.available_offline(root)
     except Exception as exc:  # noqa: BLE001 - a plugin's code may raise anything
         return False, f"cannot check: {str(exc) or type(exc).__name__}"
-    if not (isinstance(verdict, (tuple, list)) and len(verdict) == 2 and isinstance(verdict[0], bool)):
+    # a truth value of any integer kind (numpy's bool_, 0/1, ``is_dir() and count``) is an answer; None or text is not
+    if not (isinstance(verdict, (tuple, list)) and len(verdict) == 2 and _is_truth_value(verdict[0])):
         shown = repr(verdict)
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         return False, f"cannot check: available_offline returned {shown}, not (available, why)"
     available, why = verdict
-    return available, "" if why is None else str(why)
+    return bool(available), "" if why is None else str(why)
+
+
+def _is_truth_value(value: object) -> bool:
+    import numbers
+
+    import numpy
+
+    return isinstance(value, (numbers.Integral, numpy.bool_))  # numpy's bool is not an Integral
 
 
 def declared_input_shape(cfg: DataConfig) -> InputShape | None:
