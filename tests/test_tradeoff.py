@@ -140,8 +140,8 @@ def test_a_margin_over_random_allocation_within_its_noise_is_level():
     assert level["within_noise"] is False and level["random_within_noise"] is True
     assert level["outcome"] == "level" and level["pays"] is False and level["beats_random"] is None
     assert level["verdict"].startswith("The halting is level with random allocation")
-    assert ("+0.10 pt over random allocation, within two of the fixed comparison's paired standard errors, ±0.15 pt "
-            "(random allocation's paired counts were not recorded)") in level["verdict"]
+    assert ("+0.10 pt over random allocation, within two paired standard errors of the fixed comparison, ±0.15 pt, "
+            "as its own paired counts were not recorded") in level["verdict"]
     # with paired counts against random, its own standard error decides: a wide one keeps it level ...
     wide = {**base["adaptivity"]["random_allocation"], "paired": {"only_adaptive_right": 400, "only_random_right": 390}}
     assert halting_tradeoff({**base, "adaptivity": {"random_allocation": wide}})["outcome"] == "level"

@@ -238,8 +238,8 @@ def _random_noise(error: float, own: bool) -> str:
     counts against random) the fixed comparison's, said as such."""
     if own:
         return f"within two paired standard errors of that comparison, {_band(error)}"
-    return (f"within two of the fixed comparison's paired standard errors, {_band(error)} (random allocation's "
-            "paired counts were not recorded)")
+    return (f"within two paired standard errors of the fixed comparison, {_band(error)}, as its own paired counts "
+            "were not recorded")
 
 
 def _band(error: float) -> str:
