@@ -466,6 +466,25 @@ class InferenceView(QWidget):
         settings = self._settings()
         return str(settings.mode), settings.threshold if settings.mode == "adaptive" else None
 
+    def apply_halting_setting(self, mode: str, threshold: float | None) -> None:
+        """Choose the halting (as ``halting_setting`` gives it) for the checkpoint open: a restart brings back
+        what the user had set. Anything this model cannot take is left as the checkpoint's own."""
+        kind = "fixed" if mode.startswith("fixed:") else mode
+        index = self.mode_combo.findData(kind)
+        if self._predictor is None or not self._has_halting or index < 0:
+            return
+        for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
+            widget.blockSignals(True)
+        self.mode_combo.setCurrentIndex(index)
+        if kind == "fixed" and mode.split(":", 1)[1].isdigit():
+            self.fixed_spin.setValue(int(mode.split(":", 1)[1]))
+        if isinstance(threshold, (int, float)) and 0.0 < threshold <= 1.0:
+            self._threshold_value = float(threshold)
+            self.threshold_slider.setValue(max(1, min(SLIDER_STEPS, round(self._threshold_value * SLIDER_STEPS))))
+        for widget in (self.mode_combo, self.fixed_spin, self.threshold_slider):
+            widget.blockSignals(False)
+        self._on_settings_changed()
+
     def _settings(self) -> _Settings:
         mode = self.mode_combo.currentData()
         if mode == "fixed":

@@ -154,11 +154,14 @@ class MainWindow(QMainWindow):
     last_tab = Setting("Train")
     runs_dir = Setting("")
     last_checkpoint = Setting("")
+    # the Use tab's halting for that checkpoint ({"checkpoint", "mode", "threshold"}): it comes back with it
+    last_halting = Setting({})
     run_form = Setting({})
 
     def __init__(self, runs_dir: str | None = None, loader: EngineLoader | None = None) -> None:
         super().__init__()
         restore_settings(self, SETTINGS_GROUP)
+        self._saved_halting = self.last_halting  # applied once, when its checkpoint first opens
         if runs_dir:
             self.runs_dir = str(Path(runs_dir).expanduser().resolve())
         elif not self.runs_dir:
@@ -568,8 +571,12 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _remember_checkpoint(self, path: str) -> None:
-        """Only a checkpoint that loaded comes back at the next start."""
+        """Only a checkpoint that loaded comes back at the next start; the first time it opens in a session, with
+        the halting the user had set for it."""
         self.last_checkpoint = str(path)
+        saved, self._saved_halting = self._saved_halting, None
+        if isinstance(saved, dict) and saved.get("checkpoint") == str(path) and isinstance(saved.get("mode"), str):
+            _call(self.view("Use"), "apply_halting_setting", saved["mode"], saved.get("threshold"))
         self._say_checkpoint_outcome(f"Opened {Path(path).name}", 5000)
 
     @Slot(str)
@@ -781,6 +788,10 @@ class MainWindow(QMainWindow):
     def save_state(self) -> None:
         self.geometry_b64 = base64.b64encode(bytes(self.saveGeometry())).decode("ascii")
         self.last_tab = self.tabs.tabText(self.tabs.currentIndex())
+        use = self.view("Use")
+        halting = _call(use, "halting_setting") if use is not None else None
+        if halting is not None and use.checkpoint_path():
+            self.last_halting = {"checkpoint": use.checkpoint_path(), "mode": halting[0], "threshold": halting[1]}
         if self.engine_ready:
             self.run_form = self.training.form.values()
         save_settings(self, SETTINGS_GROUP)

@@ -100,6 +100,31 @@ def test_last_session_comes_back(qtbot, window, tmp_path):
     again.training.form.wait_for_background()
 
 
+@pytest.mark.parametrize("mode, threshold", [("fixed:2", None), ("adaptive", 0.5)])
+def test_the_use_tabs_halting_comes_back_with_its_checkpoint(qtbot, window, tmp_path, mode, threshold):
+    """QA: a threshold set to 0.500 before quitting came back as the checkpoint's own 0.900."""
+    from iamnn_studio.gui.main_window import MainWindow
+
+    from .test_inference_view import constant_halting_checkpoint
+
+    checkpoint = str(constant_halting_checkpoint(tmp_path / "best.pt", threshold=0.9))
+    use = window.view("Use")
+    with qtbot.waitSignal(use.checkpoint_loaded, timeout=ENGINE_TIMEOUT_MS):
+        window.open_checkpoint(checkpoint)
+    use.apply_halting_setting(mode, threshold)
+    assert use.halting_setting() == (mode, threshold)
+    window.close()
+
+    again = MainWindow()
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitUntil(lambda: again.engine_ready, timeout=ENGINE_TIMEOUT_MS)
+    reopened = again.view("Use")
+    qtbot.waitUntil(lambda: reopened.checkpoint_path() == checkpoint, timeout=ENGINE_TIMEOUT_MS)
+    assert reopened.halting_setting() == (mode, threshold)
+    again.training.form.wait_for_background()
+
+
 def _drop(window, mime: QMimeData) -> None:
     event = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
                        Qt.KeyboardModifier.NoModifier)
