@@ -251,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     from .style import apply_style
 
     install_message_filter()
+    from .garbage import UiThreadGarbageCollector
+
+    app.garbage_collector = UiThreadGarbageCollector(app)  # never a worker thread freeing the UI's Qt objects
     apply_style(app)
     icon = icon_path()
     if icon:

@@ -17,6 +17,18 @@ def styled_app(qapp):
     return qapp
 
 
+@pytest.fixture(autouse=True)
+def garbage_collected_on_the_ui_thread(qapp):
+    """As in the app: cyclic garbage is collected on the UI thread only (a collection that a worker thread ran
+    freed Qt objects mid-paint: a segfault seen in a full run)."""
+    from iamnn_studio.gui.garbage import UiThreadGarbageCollector
+
+    collector = UiThreadGarbageCollector()
+    yield
+    collector.stop()
+    collector.deleteLater()
+
+
 @pytest.fixture
 def window(qtbot, styled_app, tmp_runs):
     """A shown main window whose engine and views are loaded; any run is stopped afterwards."""
