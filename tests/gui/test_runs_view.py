@@ -195,12 +195,16 @@ def test_a_stopped_run_can_be_continued_and_an_unreadable_one_only_revealed(qtbo
 def test_an_unreadable_run_with_a_checkpoint_can_still_use_it(qtbot, view, runs):
     """QA: a run whose config.toml had one bad value was "unreadable" and its good best.pt could not be opened
     from the Runs tab (the checkpoint holds its own settings: it does not need the run's config.toml)."""
+    import shutil
+
     (runs["broken"] / "checkpoints").mkdir()
     checkpoint = runs["broken"] / "checkpoints" / "best.pt"
-    checkpoint.write_bytes(b"weights")
+    shutil.copy(runs["good"] / "checkpoints" / "best.pt", checkpoint)  # real weights: the background check opens it
     with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
         view.refresh()
     view.table.selectRow(row_of(view, "broken-run"))
+    # after the background check has opened the checkpoint (a junk file would turn the button off then)
+    qtbot.waitUntil(lambda: str(runs["broken"]) in view._train_longer, timeout=TIMEOUT)
     assert view.use_button.isEnabled() and not view.open_button.isEnabled()
     assert "its checkpoint can still be used" in view.detail.text()
     with qtbot.waitSignal(view.use_checkpoint, timeout=2000) as used:
