@@ -947,6 +947,8 @@ class TrainingView(QWidget):
             title, sentence = ("Not ready to train", blocker) if blocker else self._ready_words()
             h.title.show_state(title)
             h.subtitle.setText(sentence)
+            start = "" if blocker else self._start_from()  # the sentence shortens a long name: whole here
+            h.subtitle.setToolTip(str(Path(start).expanduser()) if start else "")
             if showing_refusal:  # the status bar's "Could not start: …" goes too
                 self._refused_form = None
                 self.run_state_changed.emit("Idle")
@@ -1189,12 +1191,22 @@ def history_records(records: Iterable[dict[str, Any]], upto_step: int | None,
 
 def weights_source(path: Path) -> str:
     """Whose weights a run starts from, in words: "tiny's weights" (a run folder: its best.pt, else its last.pt),
-    "tiny's best.pt" (a checkpoint of a run), "the weights in model.pt" (any other file)."""
+    "tiny's best.pt" (a checkpoint of a run), "the weights in model.pt" (any other file). Long names are
+    shortened in the middle: the header's sentence wrapped a long hyphenated run name over many lines."""
     if path.is_dir():
-        return f"{path.name}'s weights"
+        return f"{short_name(path.name)}'s weights"
     if path.parent.name == "checkpoints" and path.parent.parent.name:
-        return f"{path.parent.parent.name}'s {path.name}"
-    return f"the weights in {path.name}"
+        return f"{short_name(path.parent.parent.name)}'s {short_name(path.name)}"
+    return f"the weights in {short_name(path.name)}"
+
+
+def short_name(name: str, limit: int = 24) -> str:
+    """``name`` if at most ``limit`` characters, else its start and end around "…" (both ends tell runs apart:
+    the dataset at the start, the variant at the end)."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return f"{name[:head]}…{name[-(limit - 1 - head):]}"
 
 
 def _finite(value: Any) -> float:

@@ -902,6 +902,11 @@ def test_a_long_run_name_takes_one_line_in_the_header_and_is_whole_in_its_toolti
     qtbot.wait(50)
     assert title.shown_text() == "Ready to train longer" and title.toolTip() == ""
     assert title.height() >= title.heightForWidth(title.width()) > title.fontMetrics().lineSpacing()
+    # the sentence names the run shortened (it broke at the hyphens over many lines), whole in its tooltip
+    subtitle = window.training.header.subtitle
+    assert "…" in subtitle.text() and name not in subtitle.text() and run_dir in subtitle.toolTip()
+    lines = subtitle.heightForWidth(subtitle.width()) / subtitle.fontMetrics().lineSpacing()
+    assert lines <= 5.5, lines  # the whole name broke it into 7 lines at 960 x 640
 
 
 def test_after_stop_the_log_tells_each_save_of_last_pt_once(qtbot, window):
