@@ -885,22 +885,54 @@ def _writer_alive(status: dict[str, Any]) -> bool:
     return True
 
 
-def train_longer_problem(run_dir: str | Path) -> str | None:
+class CheckpointLoads:
+    """``load_checkpoint`` once per file for one check of a run: ``train_longer_problem`` and
+    ``checkpoint_to_use`` both open best.pt (a deep model's is hundreds of MB, and its model is built), so the
+    Runs tab's check shares one of these between them. A file is known by its path, size and modification time
+    (one replaced meanwhile is loaded again); a failure is kept as well as a success. Holds the loaded models:
+    keep it for one check only."""
+
+    def __init__(self) -> None:
+        self._outcomes: dict[tuple, Any] = {}
+
+    def __call__(self, path: str | Path) -> Any:
+        from .checkpoint import CheckpointError, load_checkpoint
+
+        path = Path(path).absolute()
+        try:
+            info = path.stat()
+            key = (path, info.st_size, info.st_mtime_ns)
+        except OSError:
+            key = (path, None, None)
+        if key not in self._outcomes:
+            try:
+                self._outcomes[key] = load_checkpoint(path)
+            except (CheckpointError, ValueError, OSError) as error:
+                self._outcomes[key] = error
+        outcome = self._outcomes[key]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def train_longer_problem(run_dir: str | Path, load: CheckpointLoads | None = None) -> str | None:
     """Why "Train longer" cannot start for the run in ``run_dir``, with what works instead; None when it can.
 
     Train longer is a new run with the run's config.toml that starts from its checkpoint's weights
     (``init_from``): it starts only where config.toml is readable and builds the network the checkpoint
     holds, by the trainer's own test (``trainer.weights_fit``), so that what is offered is what the
-    trainer accepts. Reads the checkpoint (and imports torch): call it off the UI thread."""
+    trainer accepts. Reads the checkpoint (and imports torch): call it off the UI thread. ``load`` shares
+    the loaded checkpoint with a ``checkpoint_to_use`` of the same check."""
     import torch
 
-    from .checkpoint import CheckpointError, load_checkpoint, run_checkpoint
+    from .checkpoint import CheckpointError, run_checkpoint
     from .model import build_model
     from .trainer import _network, train_longer_command, weights_fit
 
     path = Path(run_dir)
+    load = load or CheckpointLoads()
     try:
-        source = load_checkpoint(run_checkpoint(path))
+        source = load(run_checkpoint(path))
     except (CheckpointError, ValueError, OSError) as error:
         return f"its checkpoint cannot be read ({error})"
     # without --config the command line takes the network and the data from the checkpoint
@@ -921,19 +953,21 @@ def train_longer_problem(run_dir: str | Path) -> str | None:
     return None
 
 
-def checkpoint_to_use(run_dir: str | Path) -> tuple[Path | None, str | None]:
+def checkpoint_to_use(run_dir: str | Path, load: CheckpointLoads | None = None) -> tuple[Path | None, str | None]:
     """(the checkpoint the Use tab can open for the run, why a checkpoint before it was passed over): best.pt,
     else last.pt where best.pt is missing or cannot be read; (None, why) where neither opens. Loads them as the
-    Use tab does (``load_checkpoint``, torch): call it off the UI thread."""
-    from .checkpoint import CheckpointError, load_checkpoint
+    Use tab does (``load_checkpoint``, torch): call it off the UI thread. ``load`` shares the loaded checkpoints
+    with a ``train_longer_problem`` of the same check."""
+    from .checkpoint import CheckpointError
 
+    load = load or CheckpointLoads()
     problems = []
     for name in ("best.pt", "last.pt"):
         path = Path(run_dir) / CHECKPOINT_DIR / name
         if not _is_regular_file(path):
             continue
         try:
-            load_checkpoint(path)
+            load(path)
         except (CheckpointError, ValueError, OSError) as error:
             problems.append(f"{CHECKPOINT_DIR}/{name} cannot be read ({error})")
             continue

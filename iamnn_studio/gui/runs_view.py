@@ -785,9 +785,10 @@ def _check_stamps(run: Any) -> tuple:
 
 def _check_checkpoints(run_dir: str) -> tuple[str | None, tuple[Path | None, str | None]]:
     """(why Train longer cannot start, the checkpoint Use can open and why best.pt was passed over); reads the
-    checkpoints (torch): in the background only."""
+    checkpoints (torch): in the background only. Each checkpoint is loaded once for both answers."""
     runs = import_engine("runs")
-    return runs.train_longer_problem(run_dir), runs.checkpoint_to_use(run_dir)
+    load = runs.CheckpointLoads()
+    return runs.train_longer_problem(run_dir, load), runs.checkpoint_to_use(run_dir, load)
 
 
 def _can_continue(run: Any) -> bool:

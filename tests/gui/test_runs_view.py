@@ -539,10 +539,10 @@ def test_a_train_longer_check_in_flight_is_not_submitted_again_by_each_refresh(q
     checked, release = [], threading.Event()
     real = engine_runs.train_longer_problem
 
-    def slow(path):
+    def slow(path, *shared):  # *shared: the check's loaded checkpoints, shared with checkpoint_to_use
         checked.append(path)
         release.wait(TIMEOUT / 1000)  # a big checkpoint on a slow disk
-        return real(path)
+        return real(path, *shared)
 
     monkeypatch.setattr(engine_runs, "train_longer_problem", slow)
     view.table.selectRow(row_of(view, "good-run"))
@@ -553,6 +553,39 @@ def test_a_train_longer_check_in_flight_is_not_submitted_again_by_each_refresh(q
     qtbot.waitUntil(view.train_from_button.isEnabled, timeout=TIMEOUT)
     qtbot.waitUntil(lambda: not view._checker.is_busy(), timeout=TIMEOUT)  # whatever was queued has run
     assert checked == [str(runs["good"])]
+
+
+@pytest.mark.parametrize("best", ["weights", "junk"])
+def test_the_background_check_of_a_selected_run_loads_each_checkpoint_once(qtbot, view, runs, monkeypatch, best):
+    """Review: the check loaded best.pt for Train longer, then again for Use (a damaged one twice as well): the
+    file (hundreds of MB for a deep model) was read and its model built twice per selection."""
+    import iamnn_studio.engine.checkpoint as engine_checkpoint
+
+    run = make_run(runs["dir"], "both-run", "stopped", checkpoints=())
+    save_weights(run, "last.pt")
+    if best == "weights":
+        save_weights(run, "best.pt")
+    else:
+        (run / "checkpoints" / "best.pt").write_bytes(b"junk")  # passed over for last.pt
+    loads: list[Path] = []
+    real = engine_checkpoint.load_checkpoint
+
+    def counted(path, *args, **kwargs):
+        loads.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(engine_checkpoint, "load_checkpoint", counted)
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    view.table.selectRow(row_of(view, "both-run"))
+    qtbot.waitUntil(lambda: str(run) in view._train_longer, timeout=TIMEOUT)
+    best_pt, last_pt = run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt"
+    if best == "weights":  # best.pt serves both buttons: last.pt is not needed
+        assert loads == [best_pt]
+        assert view.train_from_button.isEnabled() and view.use_button.text() == "Use best checkpoint"
+    else:
+        assert sorted(loads) == sorted([best_pt, last_pt])
+        assert view.use_button.text() == "Use last checkpoint"
 
 
 @pytest.mark.parametrize("content, said", [
