@@ -695,6 +695,33 @@ def test_a_run_without_its_status_reads_last_pt_even_where_best_pt_is_newer(tmp_
     assert best.stat().st_mtime > last.stat().st_mtime and (summary.epochs_done, summary.step) == (3, 9)
 
 
+@pytest.mark.parametrize("status", [None, {"state": "stopped", "total_epochs": 5}])
+def test_a_listing_reads_a_checkpoint_it_needs_once(tmp_runs, monkeypatch, status):
+    """Review: a run without status.json (or one without its epochs) had last.pt's pickle read twice per listing,
+    once for its progress and once for whether it can be continued."""
+    run = _run_without_status(tmp_runs, "copied")
+    if status is not None:  # a status.json without epochs_done, and a config.toml that cannot be read
+        run.status_path.write_text(json.dumps(status))
+        run.config_path.write_text("this = is [not toml")
+    state = {"version": runs_module.TRAINING_STATE_VERSION, "epoch": 1, "step": 4, "training_done": False}
+    import pickle
+
+    _checkpoint_with_pickle(run.last_checkpoint, pickle.dumps({"training_state": state,
+                                                               "run_config": RunConfig(name="copied").to_dict()}))
+    reads: list[Path] = []
+    real = runs_module.read_checkpoint_payload
+
+    def counted(path):
+        reads.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(runs_module, "read_checkpoint_payload", counted)
+    for listing in (1, 2):  # once per listing: a second one reads the file as it is then
+        [summary] = list_runs(tmp_runs)
+        assert summary.epochs_done == 1 and summary.resume_checked and summary.resume_problem is None
+        assert reads == [run.last_checkpoint] * listing
+
+
 def test_a_checkpoint_step_too_big_to_write_lists_as_unknown(tmp_runs):
     """Review: a checkpoint whose step had 5001 digits listed, then its epochs text raised "Exceeds the limit
     (4300 digits)"."""

@@ -28,7 +28,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .config import ModelConfig, RunConfig, calibrates_halting, caps_text, one_of
 from .io import atomic_write_json
@@ -586,16 +586,18 @@ def _summarise(folder: Path) -> RunSummary | None:
         )
     started = started_event(folder)
     max_steps = config.max_steps if config is not None else None
+    payload = _payload_reader()  # the progress and the resume check may both read last.pt: once per listing
     step = status.get("step") if status else None
     if status is None:
         state, reason = "unknown", "status.json is missing or damaged"
         total = _planned_epochs(config, started)
-        done, step, best = _checkpoint_progress(folder, max_steps, _steps_per_epoch(started))
+        done, step, best = _checkpoint_progress(folder, max_steps, _steps_per_epoch(started), payload)
     else:
         state, reason = effective_state(status)
         best = _number(status.get("best_accuracy"))
         done = _number(status.get("epochs_done"))
-        done = int(done) if done is not None else _checkpoint_progress(folder, max_steps, _steps_per_epoch(started))[0]
+        done = int(done) if done is not None else _checkpoint_progress(folder, max_steps, _steps_per_epoch(started),
+                                                                       payload)[0]
         total = _number(status.get("total_epochs"))
         total = int(total) if total is not None else config.epochs if config is not None else _planned_epochs(
             None, started)
@@ -613,18 +615,32 @@ def _summarise(folder: Path) -> RunSummary | None:
         steps_per_epoch=_steps_per_epoch(started),
         config_problem=config_problem,
         resume_checked=resume_checked,
-        resume_problem=resume_problem(folder, config) if resume_checked else None,
+        resume_problem=resume_problem(folder, config, payload) if resume_checked else None,
     )
 
 
-def resume_problem(folder: str | Path, config: RunConfig | None) -> str | None:
+def _payload_reader() -> Callable[[Path], dict[str, Any] | None]:
+    """``read_checkpoint_payload`` that reads each file once, for one run of one listing."""
+    payloads: dict[Path, dict[str, Any] | None] = {}
+
+    def read(path: Path) -> dict[str, Any] | None:
+        if path not in payloads:
+            payloads[path] = read_checkpoint_payload(path)
+        return payloads[path]
+
+    return read
+
+
+def resume_problem(folder: str | Path, config: RunConfig | None,
+                   read_payload: Callable[[Path], dict[str, Any] | None] | None = None) -> str | None:
     """Why ``train --resume`` would not go on from the run's last.pt, as far as that file (read torch-free)
     tells; None where it would. ``config`` is the run's config.toml, None where it cannot be read: the resume
-    takes the settings last.pt stores, and needs config.toml only where it stores none."""
+    takes the settings last.pt stores, and needs config.toml only where it stores none. ``read_payload``
+    (``read_checkpoint_payload`` by default) lets a listing read last.pt once for this and its progress."""
     last = Path(folder) / CHECKPOINT_DIR / "last.pt"
     if not _is_regular_file(last):
         return "it has no checkpoints/last.pt to continue from"
-    payload = read_checkpoint_payload(last)
+    payload = (read_payload or read_checkpoint_payload)(last)
     if payload is None:
         return "its checkpoints/last.pt cannot be read"
     state = payload.get("training_state")
@@ -656,16 +672,17 @@ def _stored_run_config(payload: dict[str, Any]) -> RunConfig | None:
         return None
 
 
-def _checkpoint_progress(folder: Path, max_steps: int | None,
-                         steps_per_epoch: int | None) -> tuple[int | None, int | None, float | None]:
+def _checkpoint_progress(folder: Path, max_steps: int | None, steps_per_epoch: int | None,
+                         read_payload: Callable[[Path], dict[str, Any] | None]
+                         ) -> tuple[int | None, int | None, float | None]:
     """(whole epochs done, steps done, best validation accuracy) as the run's newest checkpoint records them,
     for a run whose status.json is gone or damaged (copied without it, deleted): (0, None, None) without a
     checkpoint, as every epoch's end saves one; None where the checkpoint cannot tell, which the list shows as
-    "?" or "n/a", never as a false 0."""
+    "?" or "n/a", never as a false 0. ``read_payload`` reads the checkpoint (the listing's, which reads it once)."""
     checkpoint = _newest_checkpoint(folder)
     if checkpoint is None:
         return 0, None, None
-    state = read_training_state(checkpoint) or {}
+    state = _training_state(read_payload(checkpoint)) or {}
     # once the halting is fitted, the accuracy as the saved model runs (as the trainer's resume reads it)
     best = _number(state.get("calibrated_accuracy")) if state.get("halting_fitted") is True else None
     best = best if best is not None else _number(state.get("best_accuracy"))
@@ -711,7 +728,10 @@ MAX_CHECKPOINT_PICKLE_BYTES = 4 << 20
 def read_training_state(path: str | Path) -> dict[str, Any] | None:
     """The ``training_state`` a checkpoint holds (epoch, step, ...; its tensors left out), or None where the
     file has none or cannot be read."""
-    payload = read_checkpoint_payload(path)
+    return _training_state(read_checkpoint_payload(path))
+
+
+def _training_state(payload: dict[str, Any] | None) -> dict[str, Any] | None:
     state = payload.get("training_state") if payload is not None else None
     return state if isinstance(state, dict) else None
 
