@@ -785,6 +785,54 @@ def test_train_block_option_refuses_a_block_nobody_registered(plugin_dir, tmp_pa
     assert not (tmp_path / "run.toml").exists()
 
 
+def _run_whose_plugin_is_gone(plugin_dir: Path, tmp_path: Path) -> Path:
+    """A run folder whose best.pt and last.pt hold a model of the plugin block 'tiny-test', the plugin since removed."""
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.config import RunConfig
+
+    plugin = write(plugin_dir, "tiny_block.py", block_plugin("tiny-test"))
+    plugins.load_plugins()
+    config = RunConfig(name="gone", model=ModelConfig(block="tiny-test", **TINY_CONFIG))
+    run = tmp_path / "runs" / "gone"
+    (run / "checkpoints").mkdir(parents=True)
+    config.save(run / "config.toml")
+    for name in ("best.pt", "last.pt"):
+        save_checkpoint(run / "checkpoints" / name, build_model(config.model), run_config=config, classes=CLASSES,
+                        mean=MEAN, std=STD)
+    plugin.unlink()
+    plugins.unload_plugins()
+    return run
+
+
+def test_a_run_whose_block_plugin_is_gone_says_it_needs_the_plugin_not_that_it_cannot_be_read(plugin_dir, tmp_path):
+    """QA: the Runs tab said "checkpoints/best.pt cannot be read (... unknown processing block 'tiny-test' ...)" for
+    a checkpoint whose block's plugin is not installed: the file is fine, the plugin is missing."""
+    from iamnn_studio.engine.runs import checkpoint_to_use, train_longer_problem
+
+    run = _run_whose_plugin_is_gone(plugin_dir, tmp_path)
+    needs = (f"needs processing block 'tiny-test', from a plugin that is not installed here (blocks here: bottleneck): "
+             f"put that plugin in {plugin_dir} (see docs/plugins.md), then try again")
+    path, why = checkpoint_to_use(run)
+    assert path is None
+    assert why == f"checkpoints/best.pt {needs}; so does checkpoints/last.pt"
+    assert train_longer_problem(run) == f"its checkpoint {needs}"
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predict_and_evaluate_say_which_plugin_a_checkpoint_needs(plugin_dir, tmp_path, command):
+    run = _run_whose_plugin_is_gone(plugin_dir, tmp_path)
+    image = tmp_path / "image.png"
+    image.write_bytes(b"")
+    argv = (command, run, image) if command == "predict" else (command, run, "--no-sweep")
+
+    code, out, err = _cli(*argv)
+
+    assert code == 2 and out == ""
+    assert err == (f"error: gone/checkpoints/best.pt needs processing block 'tiny-test', from a plugin that is not "
+                   f"installed here (blocks here: bottleneck): put that plugin in {plugin_dir} (see docs/plugins.md), "
+                   "then try again\n")
+
+
 def test_train_help_lists_the_block_option():
     import contextlib
     import io

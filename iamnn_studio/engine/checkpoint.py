@@ -27,6 +27,7 @@ from torch import nn
 from .config import ARCHITECTURES, ModelConfig, RunConfig
 from .io import atomic_write, bytes_text, unsaved_reason
 from .model import build_model
+from .plugins import MissingBlockError
 
 FORMAT = "iamnn-studio-checkpoint"
 #: Bump when the layout changes; older files keep loading, newer ones are refused by name.
@@ -37,6 +38,16 @@ _ZIP_MAGIC = b"PK\x03\x04"  # torch.save has written zip archives since torch 1.
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be written or loaded; the message is one sentence for the user."""
+
+
+class MissingPluginError(CheckpointError):
+    """The checkpoint is fine, but its model's processing block comes from a plugin that is not installed here.
+    ``needs`` is the message without the checkpoint's name ("needs processing block ..."), for a sentence that
+    names the file its own way."""
+
+    def __init__(self, name: str, needs: str) -> None:
+        self.needs = needs
+        super().__init__(f"{name} {needs}")
 
 
 @dataclass
@@ -201,7 +212,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     config = _model_config(path, payload)
     try:
         model = build_model(config)
-    except ValueError as exc:  # e.g. a processing block from a plugin that is not installed here
+    except MissingBlockError as exc:  # not the file's fault: say which plugin it needs, and where plugins go
+        raise MissingPluginError(shown_name(path), exc.needs) from None
+    except ValueError as exc:
         raise CheckpointError(f"{shown_name(path)}: cannot build its model ({exc})") from None
     _load_weights(path, model, payload["state_dict"], config)
     model.to(map_location)

@@ -596,9 +596,9 @@ def build_model(config: ModelConfig) -> nn.Module:
 
         return build_baseline(config)
     if config.block not in BLOCKS:
-        from .plugins import load_plugins  # a plugin may provide the processing block
+        from .plugins import MissingBlockError, load_plugins  # a plugin may provide the processing block
 
         load_plugins()
-    if config.block not in BLOCKS:
-        raise ValueError(f"block: unknown processing block {config.block!r} (known: {', '.join(BLOCKS.names())})")
+        if config.block not in BLOCKS:
+            raise MissingBlockError(config.block, BLOCKS.names())
     return IamNN(config)

@@ -302,6 +302,23 @@ class _Candidate:
     root: Path | None  # where its code lives, to point error messages at the plugin's own line
 
 
+class MissingBlockError(ValueError):
+    """A model names a processing block that no plugin loaded here provides: its plugin is not installed here (or
+    did not load). The message is a settings check's; ``needs`` says what a checkpoint of such a model needs."""
+
+    def __init__(self, block: str, known: Iterable[str]) -> None:
+        self.block, self.known = block, ", ".join(known)
+        super().__init__(f"block: unknown processing block {block!r} (known: {self.known})")
+
+    @property
+    def needs(self) -> str:
+        """"needs processing block 'x', from a plugin that is not installed here ...: put that plugin in FOLDER
+        ...", to follow a checkpoint's name."""
+        folders = " or ".join(str(folder) for folder in user_plugin_dirs()) or f"a folder named in ${PLUGINS_ENV}"
+        return (f"needs processing block {self.block!r}, from a plugin that is not installed here (blocks here: "
+                f"{self.known}): put that plugin in {folders} ({_BLOCK_DOCS}), then try again")
+
+
 def repository_plugin_dir() -> Path | None:
     """``plugins/`` next to the package in a checkout.
 

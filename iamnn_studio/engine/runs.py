@@ -945,7 +945,7 @@ def train_longer_problem(run_dir: str | Path, load: CheckpointLoads | None = Non
     the loaded checkpoint with a ``checkpoint_to_use`` of the same check."""
     import torch
 
-    from .checkpoint import CheckpointError, run_checkpoint
+    from .checkpoint import CheckpointError, MissingPluginError, run_checkpoint
     from .model import build_model
     from .trainer import _network, train_longer_command, weights_fit
 
@@ -953,6 +953,8 @@ def train_longer_problem(run_dir: str | Path, load: CheckpointLoads | None = Non
     load = load or CheckpointLoads()
     try:
         source = load(run_checkpoint(path))
+    except MissingPluginError as error:  # the file is fine: a plugin is missing here
+        return f"its checkpoint {error.needs}"
     except (CheckpointError, ValueError, OSError) as error:
         return f"its checkpoint cannot be read ({error})"
     # without --config the command line takes the network and the data from the checkpoint
@@ -978,16 +980,21 @@ def checkpoint_to_use(run_dir: str | Path, load: CheckpointLoads | None = None) 
     else last.pt where best.pt is missing or cannot be read; (None, why) where neither opens. Loads them as the
     Use tab does (``load_checkpoint``, torch): call it off the UI thread. ``load`` shares the loaded checkpoints
     with a ``train_longer_problem`` of the same check."""
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, MissingPluginError
 
     load = load or CheckpointLoads()
-    problems = []
+    problems, needs_before = [], None
     for name in ("best.pt", "last.pt"):
         path = Path(run_dir) / CHECKPOINT_DIR / name
         if not _is_regular_file(path):
             continue
         try:
             load(path)
+        except MissingPluginError as error:  # the file is fine: a plugin is missing here (said once for both files)
+            problems.append(f"so does {CHECKPOINT_DIR}/{name}" if error.needs == needs_before
+                            else f"{CHECKPOINT_DIR}/{name} {error.needs}")
+            needs_before = error.needs
+            continue
         except (CheckpointError, ValueError, OSError) as error:
             problems.append(f"{CHECKPOINT_DIR}/{name} cannot be read ({error})")
             continue

@@ -588,6 +588,33 @@ def test_the_background_check_of_a_selected_run_loads_each_checkpoint_once(qtbot
         assert view.use_button.text() == "Use last checkpoint"
 
 
+def test_a_run_whose_block_plugin_is_missing_says_so_not_that_its_checkpoint_cannot_be_read(qtbot, view, runs):
+    """QA: "Use" and "Train longer" said "checkpoints/best.pt cannot be read (...)" for a checkpoint whose model's
+    processing block comes from a plugin that is not installed here."""
+    import html
+    import os
+
+    import torch
+
+    run = make_run(runs["dir"], "plugin-run", "completed")
+    checkpoint = save_weights(run)
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model_config"]["block"] = "gone-block"  # as saved where its plugin was installed
+    torch.save(payload, checkpoint)
+    with qtbot.waitSignal(view.refreshed, timeout=TIMEOUT):
+        view.refresh()
+    view.table.selectRow(row_of(view, "plugin-run"))
+    qtbot.waitUntil(lambda: str(run) in view._train_longer, timeout=TIMEOUT)
+    assert not view.use_button.isEnabled() and not view.train_from_button.isEnabled()
+    folder = os.environ["IAMNN_STUDIO_PLUGINS"]  # the tests' own plugin folder
+    needs = (f"needs processing block 'gone-block', from a plugin that is not installed here (blocks here: "
+             f"bottleneck, depthwise): put that plugin in {folder}")
+    assert view.use_button.toolTip().startswith(f"No checkpoint of this run can be opened: checkpoints/best.pt {needs}")
+    detail = html.unescape(view.detail.text())  # rich text: the quotes are escaped
+    assert f"Train longer: its checkpoint {needs}" in detail
+    assert "cannot be read" not in view.use_button.toolTip() + detail
+
+
 @pytest.mark.parametrize("content, said", [
     ('{"top1": 0.54, "ima', "not valid JSON"),  # cut short
     ("", "it is empty"),
