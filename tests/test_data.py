@@ -403,6 +403,17 @@ def test_idx_labels_outside_the_classes_are_refused_before_training(tmp_path):
         load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
 
 
+@pytest.mark.parametrize("classes, said", [([], "has 0 classes"), (["only"], "has 1 class")])
+def test_a_bundle_of_fewer_than_two_classes_is_refused_up_front(classes, said):
+    # QA: 0 classes said "its 0 classes are numbered 0 to -1"; 1 class trained a "classifier" of one answer
+    train = ImageTensors(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64))
+    with pytest.raises(ValueError) as refused:
+        DatasetBundle.from_splits("tiny", classes, train, None, val_fraction=0.25)
+    assert str(refused.value) == f"tiny {said}: a classifier needs at least 2"
+    again = pickle.loads(pickle.dumps(refused.value))  # a run's error may cross to another process
+    assert type(again) is type(refused.value) and str(again) == str(refused.value)
+
+
 def test_an_idx_file_with_a_wrong_header_says_so_not_empty_brackets(tmp_path):
     _fake_idx(tmp_path, compress=False)
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x09" + b"\x00" * 36)  # 9 dimensions
@@ -819,7 +830,7 @@ def test_normalisation_stats_come_from_the_train_split():
 
     train = ImageTensors(torch.full((4, 1, 2, 2), 255, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
     test = ImageTensors(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
-    bundle = DatasetBundle.from_splits("toy", ["a"], train, test, val_fraction=0.0)
+    bundle = DatasetBundle.from_splits("toy", ["a", "b"], train, test, val_fraction=0.0)
     assert bundle.mean == (1.0,)  # the all-black test split must not leak into the statistics
 
     # a plugin dataset may name its classes with numbers: everything downstream (eval.json) gets text

@@ -1070,6 +1070,20 @@ BAD_DATASETS = {
                     "its splits' images differ in size (train 16×16, val 16×16, test 20×20)"),
 }
 
+#: Providers whose bundles no classifier trains on, or no image file fits: the body of load, the whole message's start.
+UNTRAINABLE_DATASETS = {
+    "ds-noclasses": ("return bundle(cfg, seed, images(16, 16), classes=[])",
+                     "dataset 'ds-noclasses' (plugin bad_datasets) has 0 classes: a classifier needs at least 2"),
+    "ds-oneclass": ("return bundle(cfg, seed, images(16, 16), classes=['a'], label=lambda n: torch.zeros(n).long())",
+                    "dataset 'ds-oneclass' (plugin bad_datasets) has 1 class: a classifier needs at least 2"),
+    "ds-labels": ("return bundle(cfg, seed, images(16, 16), label=lambda n: torch.arange(n) % 5)",
+                  "dataset 'ds-labels' (plugin bad_datasets): its train labels run from 0 to 4, but its 3 classes "
+                  "are numbered 0 to 2"),
+    "ds-direct-labels": ("return built_directly(images(16, 16), lambda n: torch.arange(n) % 5)",
+                         "dataset 'ds-direct-labels' (plugin bad_datasets): its train labels run from 0 to 4, but its "
+                         "3 classes are numbered 0 to 2"),
+}
+
 
 @pytest.fixture
 def bad_datasets(plugin_dir):
@@ -1078,18 +1092,23 @@ def bad_datasets(plugin_dir):
         import torch
         from iamnn_studio.engine.data import DatasetBundle, DatasetProvider, ImageTensors
 
-        def images(height, width, n=60):
-            return torch.randint(0, 256, (n, 1, height, width), generator=torch.Generator().manual_seed(0),
+        def images(height, width, n=60, channels=1):
+            return torch.randint(0, 256, (n, channels, height, width), generator=torch.Generator().manual_seed(0),
                                  dtype=torch.uint8)
 
         def labels(n=60):
             return torch.arange(n) % 3
 
-        def bundle(cfg, seed, train, test=None):
+        def bundle(cfg, seed, train, test=None, classes=("a", "b", "c"), label=labels):
             test = train if test is None else test
-            return DatasetBundle.from_splits("bad", ["a", "b", "c"], ImageTensors(train, labels(len(train))),
-                                             ImageTensors(test, labels(len(test))), val_fraction=cfg.val_fraction,
+            return DatasetBundle.from_splits("bad", list(classes), ImageTensors(train, label(len(train))),
+                                             ImageTensors(test, label(len(test))), val_fraction=cfg.val_fraction,
                                              val_split=cfg.val_split, seed=seed)
+
+        def built_directly(train, label):  # not through from_splits, which checks the labels on the way
+            split = ImageTensors(train, label(len(train)))
+            flat = (0.5,) * train.shape[1], (0.25,) * train.shape[1]
+            return DatasetBundle("bad", ["a", "b", "c"], split, split, split, *flat)
 
         class Bad(DatasetProvider):
             label = description = "breaks the contract"
@@ -1100,7 +1119,7 @@ def bad_datasets(plugin_dir):
 
         PROVIDERS = []
     """)
-    for name, (body, _) in BAD_DATASETS.items():
+    for name, (body, _) in {**BAD_DATASETS, **UNTRAINABLE_DATASETS}.items():
         source += textwrap.dedent(f"""
             class Provider(Bad):
                 name = {name!r}
@@ -1152,6 +1171,31 @@ def test_training_on_a_dataset_that_breaks_the_contract_is_one_line_and_exit_2(b
     assert code == 2
     assert "error: dataset 'ds-none' (plugin bad_datasets): load() returned None, not a DatasetBundle" in err
     assert "unexpected" not in err and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", UNTRAINABLE_DATASETS)
+def test_a_dataset_no_classifier_trains_on_is_refused_naming_it_and_its_plugin(bad_datasets, name):
+    # QA: 0 classes said "its 0 classes are numbered 0 to -1"; label errors did not name the plugin
+    from iamnn_studio.engine.config import DataConfig
+    from iamnn_studio.engine.data import DatasetContractError, load_dataset
+
+    with pytest.raises(DatasetContractError) as raised:
+        load_dataset(DataConfig(name=name, val_fraction=0.2))
+    assert str(raised.value).startswith(UNTRAINABLE_DATASETS[name][1])
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["ds-noclasses", "ds-labels"])
+def test_training_on_a_dataset_no_classifier_trains_on_is_one_line_and_exit_2(bad_datasets, tmp_path, capsys, name):
+    from iamnn_studio import cli
+
+    # a one-step run, so that a dataset let through trains in a moment instead of hanging the test
+    code = cli.main(["train", "--dataset", name, "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
+                     "--no-calibrate", "--width", "4", "--epochs", "1", "--max-steps", "1", "--batch-size", "8"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"error: {UNTRAINABLE_DATASETS[name][1]}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_dataset_provider_registered_as_a_class_is_refused(plugin_dir):

@@ -13,7 +13,8 @@ from .augment import AUGMENT_MODES, augment_batch, augment_steps, crop_padding, 
 from .base import DATASETS, DatasetProvider, DownloadStopped, InputShape, datasets_root, downloading, stop_downloads
 from .batches import iterate_batches
 from .bundle import (
-    DatasetBundle, ImageTensors, channel_stats, class_counts, held_out_count, held_out_total, preview, split_off,
+    DatasetBundle, ImageTensors, LabelError, channel_stats, check_classes_and_labels, class_counts, held_out_count,
+    held_out_total, preview, split_off,
 )
 
 __all__ = [
@@ -58,10 +59,13 @@ class DatasetContractError(ValueError):
 
 def _provider_load(provider: DatasetProvider, cfg: DataConfig, seed: int) -> DatasetBundle:
     """``provider.load``, held to the contract: a plugin's that fails other than with a ``ValueError`` for the user,
-    or returns anything but a bundle of square images of one size, is refused naming the dataset and its plugin
-    (an ``AttributeError`` deep in training, or MACs counted for the wrong size, would say neither)."""
+    or returns anything but a bundle of square images of one size in at least 2 classes with
+    labels among them, is refused naming the dataset and its plugin (an ``AttributeError`` deep in training, or MACs
+    counted for the wrong size, would say neither)."""
     try:
         bundle = provider.load(cfg, seed=seed)
+    except LabelError as exc:  # from_splits names the bundle as the plugin did, not as the user chose it
+        raise _label_error(provider, cfg.name, exc) from None
     except ValueError:  # the provider's own sentence for the user (a missing folder, a stopped download)
         raise
     except Exception as exc:
@@ -74,6 +78,11 @@ def _provider_load(provider: DatasetProvider, cfg: DataConfig, seed: int) -> Dat
         shown = "None" if bundle is None else f"a {type(bundle).__name__}"
         raise DatasetContractError(f"{_whose(cfg.name)}: load() returned {shown}, not a DatasetBundle "
                                    "(build one with DatasetBundle.from_splits; see docs/plugins.md)")
+    try:  # again: a bundle built without from_splits was not checked on the way
+        check_classes_and_labels(bundle.name, bundle.num_classes,
+                                 [(split, bundle.split(split)) for split in ("train", "val", "test")])
+    except LabelError as exc:
+        raise _label_error(provider, cfg.name, exc) from None
     if cfg.image_size is None:  # a run that sets data.image_size gets every split resized and cropped to it
         _check_image_sizes(cfg.name, bundle)
     return bundle
@@ -98,6 +107,12 @@ def _check_image_sizes(name: str, bundle: DatasetBundle) -> None:
         said = ", ".join(f"{split} {height}×{width}" for split, (height, width) in sizes.items())
         raise DatasetContractError(f"{_whose(name)}: its splits' images differ in size ({said}): the images of "
                                    f"every split must be of one size{fix}")
+
+
+def _label_error(provider: DatasetProvider, name: str, error: LabelError) -> ValueError:
+    """A plugin's classes or labels refused naming the dataset as the user chose it and its plugin; a built-in
+    dataset's error as it is (its files are at fault, and it names them)."""
+    return error if _is_built_in(provider) else DatasetContractError(_whose(name) + error.predicate)
 
 
 def _is_built_in(provider: DatasetProvider) -> bool:

@@ -165,8 +165,7 @@ class DatasetBundle:
         Class names become text (a plugin may name them 0, 1, 2): eval.json and every view read text.
         """
         classes = [str(name) for name in classes]
-        for split, images in (("train", train), ("test", test), ("val", val)):
-            _check_labels(name, split, images, len(classes))
+        check_classes_and_labels(name, len(classes), (("train", train), ("test", test), ("val", val)))
         val_carved = val is None
         notes = list(notes)
         method = (val_split or "random") if val_carved else None
@@ -281,12 +280,29 @@ def _class_list(names: list[str], shown: int = 5) -> str:
     return ("class " if len(names) == 1 else "classes ") + ", ".join(quoted) + more
 
 
-def _check_labels(name: str, split: str, images: ImageTensors | None, num_classes: int) -> None:
-    """Labels outside the class list (files of another dataset, a damaged label file) are refused
-    here: in training they end in an IndexError of the loss, far from the files."""
-    if images is None or len(images.labels) == 0:
-        return
-    low, high = int(images.labels.min()), int(images.labels.max())
-    if low < 0 or high >= num_classes:
-        raise ValueError(f"{name}: its {split} labels run from {low} to {high}, but its {num_classes} classes "
-                         f"are numbered 0 to {num_classes - 1}: the label files are damaged or of another dataset")
+class LabelError(ValueError):
+    """Classes or labels no classifier trains on. ``predicate`` is the message after the dataset's name, so that
+    ``load_dataset`` can name a plugin's dataset as the user chose it, and its plugin, instead."""
+
+    def __init__(self, name: str, predicate: str) -> None:
+        super().__init__(name + predicate)
+        self.name, self.predicate = name, predicate
+
+    def __reduce__(self):  # pickled with both parts (a run's error may cross to another process)
+        return type(self), (self.name, self.predicate)
+
+
+def check_classes_and_labels(name: str, num_classes: int,
+                             splits: Sequence[tuple[str, ImageTensors | None]]) -> None:
+    """Fewer than two classes, or labels outside the class list (files of another dataset, a damaged label file),
+    are refused here (``LabelError``): in training they end in an IndexError of the loss, far from the files."""
+    if num_classes < 2:
+        raise LabelError(name, f" has {num_classes} class{'es' * (num_classes != 1)}: a classifier needs at least 2")
+    for split, images in splits:
+        if images is None or len(images.labels) == 0:
+            continue
+        low, high = int(images.labels.min()), int(images.labels.max())
+        if low < 0 or high >= num_classes:
+            raise LabelError(name, f": its {split} labels run from {low} to {high}, but its {num_classes} classes "
+                                   f"are numbered 0 to {num_classes - 1}: the label files are damaged or of another "
+                                   "dataset")
