@@ -437,6 +437,23 @@ def test_the_form_counts_a_plugins_random_split_as_the_trainer_draws_it(monkeypa
     assert shown.val_split == "random"
 
 
+def test_a_dataset_of_rgba_images_is_refused_in_the_form_before_any_run(qtbot, window, form, monkeypatch):
+    """QA: a plugin's RGBA dataset trained a model that no image file fits (found only at predict time)."""
+    import torch
+
+    from iamnn_studio.engine.data import DATASETS, DatasetBundle, ImageTensors
+
+    start = window.training.header.start
+    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    rgba = ImageTensors(torch.zeros(40, 4, 8, 8, dtype=torch.uint8), torch.arange(40) % 2)
+    monkeypatch.setattr(DATASETS.get("synthetic"), "load", lambda cfg, *, seed: DatasetBundle.from_splits(
+        "synthetic", ["a", "b"], rgba, rgba, val_fraction=cfg.val_fraction, seed=seed))
+    form.set_values(tiny_run_values(form, train_size=128))  # other options: the preview is read again
+    qtbot.waitUntil(lambda: form.dataset_error is not None, timeout=30_000)
+    assert "its train images have 4 channels: a model takes 1 (grey) or 3 (RGB)" in form.preview.summary.text()
+    assert not start.isEnabled() and not form.is_valid
+
+
 def test_no_validation_split_is_allowed_and_says_what_it_changes(form):
     note = form.dataset.val_note
     assert not note.isVisibleTo(form)

@@ -57,9 +57,14 @@ class DatasetContractError(ValueError):
     """A dataset provider (a plugin's) broke the contract of docs/plugins.md; the message names it and how."""
 
 
+#: The image channels a model may take: image files are read as grey or RGB (``inference.load_image``), so a model
+#: of grey+alpha or RGBA images would fit no file that predict or the app is given.
+IMAGE_CHANNELS = (1, 3)
+
+
 def _provider_load(provider: DatasetProvider, cfg: DataConfig, seed: int) -> DatasetBundle:
     """``provider.load``, held to the contract: a plugin's that fails other than with a ``ValueError`` for the user,
-    or returns anything but a bundle of square images of one size in at least 2 classes with
+    or returns anything but a bundle of square images of one size, of 1 or 3 channels, in at least 2 classes with
     labels among them, is refused naming the dataset and its plugin (an ``AttributeError`` deep in training, or MACs
     counted for the wrong size, would say neither)."""
     try:
@@ -83,6 +88,7 @@ def _provider_load(provider: DatasetProvider, cfg: DataConfig, seed: int) -> Dat
                                  [(split, bundle.split(split)) for split in ("train", "val", "test")])
     except LabelError as exc:
         raise _label_error(provider, cfg.name, exc) from None
+    _check_channels(cfg.name, bundle)
     if cfg.image_size is None:  # a run that sets data.image_size gets every split resized and cropped to it
         _check_image_sizes(cfg.name, bundle)
     return bundle
@@ -113,6 +119,22 @@ def _label_error(provider: DatasetProvider, name: str, error: LabelError) -> Val
     """A plugin's classes or labels refused naming the dataset as the user chose it and its plugin; a built-in
     dataset's error as it is (its files are at fault, and it names them)."""
     return error if _is_built_in(provider) else DatasetContractError(_whose(name) + error.predicate)
+
+
+def _check_channels(name: str, bundle: DatasetBundle) -> None:
+    """Images of 1 or 3 channels, as many in every split: refused here, not at predict time (no image file fits a
+    model of 4) nor in the first evaluation (a model of 3 channels cannot read test images of 1)."""
+    channels = {split: int(bundle.split(split).images.shape[1]) for split in ("train", "val", "test")
+                if len(bundle.split(split))}
+    for split, count in channels.items():
+        if count not in IMAGE_CHANNELS:
+            raise DatasetContractError(
+                f"{_whose(name)}: its {split} images have {count} channels: a model takes 1 (grey) or 3 (RGB), as "
+                "image files are read to predict; drop the alpha channel (grey+alpha to grey, RGBA to RGB)")
+    if len(set(channels.values())) > 1:
+        said = ", ".join(f"{split} {count}" for split, count in channels.items())
+        raise DatasetContractError(f"{_whose(name)}: its splits' images differ in channels ({said}): the images of "
+                                   "every split must be all grey or all RGB")
 
 
 def _is_built_in(provider: DatasetProvider) -> bool:
