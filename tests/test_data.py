@@ -399,8 +399,9 @@ def test_idx_labels_outside_the_classes_are_refused_before_training(tmp_path):
     _write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 1, 200, 3, 4, 5, 6, 7]), compress=False)
     # QA: loaded, then training ended in "unexpected error: IndexError: Target 200 is out of bounds"
     with pytest.raises(ValueError, match=r"^mnist: its train labels run from 0 to 200, but its 10 classes are "
-                                         r"numbered 0 to 9"):
+                                         r"numbered 0 to 9: the label files are damaged or of another dataset$") as raised:
         load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
+    assert str(pickle.loads(pickle.dumps(raised.value))) == str(raised.value)  # with its cause
 
 
 @pytest.mark.parametrize("classes, said", [([], "has 0 classes"), (["only"], "has 1 class")])

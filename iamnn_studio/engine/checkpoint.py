@@ -46,8 +46,11 @@ class MissingPluginError(CheckpointError):
     names the file its own way."""
 
     def __init__(self, name: str, needs: str) -> None:
-        self.needs = needs
+        self.name, self.needs = name, needs
         super().__init__(f"{name} {needs}")
+
+    def __reduce__(self):  # pickled with its arguments (an error may cross to another process)
+        return type(self), (self.name, self.needs)
 
 
 @dataclass

@@ -307,16 +307,26 @@ class MissingBlockError(ValueError):
     did not load). The message is a settings check's; ``needs`` says what a checkpoint of such a model needs."""
 
     def __init__(self, block: str, known: Iterable[str]) -> None:
-        self.block, self.known = block, ", ".join(known)
+        self.block, self.known_blocks = block, tuple(known)
+        self.known = ", ".join(self.known_blocks)
         super().__init__(f"block: unknown processing block {block!r} (known: {self.known})")
+
+    def __reduce__(self):  # pickled with its arguments (an error may cross to another process)
+        return type(self), (self.block, self.known_blocks)
 
     @property
     def needs(self) -> str:
         """"needs processing block 'x', from a plugin that is not installed here ...: put that plugin in FOLDER
-        ...", to follow a checkpoint's name."""
+        ...", to follow a checkpoint's name. Plugins load when a program starts (the app caches what it read), so
+        it says to start again, not to try again; a plugin that is there but failed to load is named instead."""
+        failed = [report for report in plugin_reports() if not report.ok]
+        if failed:
+            listed = "; ".join(f"{report.name} ({report.error})" for report in failed)
+            return (f"needs processing block {self.block!r}, which no plugin loaded here provides (blocks here: "
+                    f"{self.known}); plugins that failed to load: {listed}: `iamnn-studio info` says more")
         folders = " or ".join(str(folder) for folder in user_plugin_dirs()) or f"a folder named in ${PLUGINS_ENV}"
         return (f"needs processing block {self.block!r}, from a plugin that is not installed here (blocks here: "
-                f"{self.known}): put that plugin in {folders} ({_BLOCK_DOCS}), then try again")
+                f"{self.known}): put that plugin in {folders} ({_BLOCK_DOCS}), then start the program again")
 
 
 def repository_plugin_dir() -> Path | None:

@@ -983,7 +983,8 @@ def checkpoint_to_use(run_dir: str | Path, load: CheckpointLoads | None = None) 
     from .checkpoint import CheckpointError, MissingPluginError
 
     load = load or CheckpointLoads()
-    problems, needs_before = [], None
+    problems: list[str] = []
+    needing: dict[str, list[str]] = {}  # what a plugin missing here is needed for -> the files that need it
     for name in ("best.pt", "last.pt"):
         path = Path(run_dir) / CHECKPOINT_DIR / name
         if not _is_regular_file(path):
@@ -991,12 +992,25 @@ def checkpoint_to_use(run_dir: str | Path, load: CheckpointLoads | None = None) 
         try:
             load(path)
         except MissingPluginError as error:  # the file is fine: a plugin is missing here (said once for both files)
-            problems.append(f"so does {CHECKPOINT_DIR}/{name}" if error.needs == needs_before
-                            else f"{CHECKPOINT_DIR}/{name} {error.needs}")
-            needs_before = error.needs
+            files = needing.setdefault(error.needs, [])
+            if not files:
+                problems.append(error.needs)  # placeholder, worded below once every file that needs it is known
+            files.append(f"{CHECKPOINT_DIR}/{name}")
             continue
         except (CheckpointError, ValueError, OSError) as error:
             problems.append(f"{CHECKPOINT_DIR}/{name} cannot be read ({error})")
             continue
-        return path, "; ".join(problems) or None
-    return None, "; ".join(problems) or "it has no checkpoint yet"
+        return path, _problems_text(problems, needing) or None
+    return None, _problems_text(problems, needing) or "it has no checkpoint yet"
+
+
+def _problems_text(problems: list[str], needing: dict[str, list[str]]) -> str:
+    """``checkpoint_to_use``'s problems in one line; a missing plugin named once with every file that needs it
+    ("checkpoints/best.pt and checkpoints/last.pt need ...")."""
+    def worded(problem: str) -> str:
+        files = needing.get(problem)
+        if not files:
+            return problem
+        verb = "needs" if len(files) == 1 else "need"
+        return f"{' and '.join(files)} {verb}{problem[len('needs'):]}"
+    return "; ".join(worded(problem) for problem in problems)

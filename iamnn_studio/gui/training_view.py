@@ -920,6 +920,7 @@ class TrainingView(QWidget):
                    "idle": "Idle"}
         sentence = sentence or default[state]
         self.header.subtitle.setText(sentence)
+        self.header.subtitle.setToolTip("")  # the idle sentence's whole start-from path no longer applies
         self.run_state_changed.emit(status or sentence)
         self._update_buttons()
 

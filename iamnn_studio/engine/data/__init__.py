@@ -118,7 +118,10 @@ def _check_image_sizes(name: str, bundle: DatasetBundle) -> None:
 def _label_error(provider: DatasetProvider, name: str, error: LabelError) -> ValueError:
     """A plugin's classes or labels refused naming the dataset as the user chose it and its plugin; a built-in
     dataset's error as it is (its files are at fault, and it names them)."""
-    return error if _is_built_in(provider) else DatasetContractError(_whose(name) + error.predicate)
+    if _is_built_in(provider):
+        return error
+    advice = ": its load() must give each image a label among its classes (see docs/plugins.md)" if error.cause else ""
+    return DatasetContractError(_whose(name) + error.predicate + advice)
 
 
 def _check_channels(name: str, bundle: DatasetBundle) -> None:

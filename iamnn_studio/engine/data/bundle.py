@@ -282,14 +282,15 @@ def _class_list(names: list[str], shown: int = 5) -> str:
 
 class LabelError(ValueError):
     """Classes or labels no classifier trains on. ``predicate`` is the message after the dataset's name, so that
-    ``load_dataset`` can name a plugin's dataset as the user chose it, and its plugin, instead."""
+    ``load_dataset`` can name a plugin's dataset as the user chose it, and its plugin, instead; ``cause`` the
+    likely cause for a dataset read from files (a plugin's labels come from its code, not from label files)."""
 
-    def __init__(self, name: str, predicate: str) -> None:
-        super().__init__(name + predicate)
-        self.name, self.predicate = name, predicate
+    def __init__(self, name: str, predicate: str, cause: str = "") -> None:
+        super().__init__(name + predicate + (f": {cause}" if cause else ""))
+        self.name, self.predicate, self.cause = name, predicate, cause
 
-    def __reduce__(self):  # pickled with both parts (a run's error may cross to another process)
-        return type(self), (self.name, self.predicate)
+    def __reduce__(self):  # pickled with every part (a run's error may cross to another process)
+        return type(self), (self.name, self.predicate, self.cause)
 
 
 def check_classes_and_labels(name: str, num_classes: int,
@@ -304,5 +305,5 @@ def check_classes_and_labels(name: str, num_classes: int,
         low, high = int(images.labels.min()), int(images.labels.max())
         if low < 0 or high >= num_classes:
             raise LabelError(name, f": its {split} labels run from {low} to {high}, but its {num_classes} classes "
-                                   f"are numbered 0 to {num_classes - 1}: the label files are damaged or of another "
-                                   "dataset")
+                                   f"are numbered 0 to {num_classes - 1}",
+                             cause="the label files are damaged or of another dataset")
