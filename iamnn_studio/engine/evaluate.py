@@ -371,10 +371,13 @@ def _iteration_stats(iterations: Tensor, caps: tuple[int, ...]) -> dict[str, Any
 
 
 def _extremes(run: _Pass, labels: Tensor, loss: Tensor, classes: Sequence[str]) -> tuple[list, list]:
-    """The ``EXTREMES`` cheapest and dearest images (paper Fig. 3); ties go by full-depth loss."""
+    """The ``EXTREMES`` cheapest and dearest images (paper Fig. 3); ties go by full-depth loss. Of fewer than
+    2 x ``EXTREMES`` images each list takes half, so that no image is both among the easiest and the hardest."""
     macs, difficulty = run.macs.numpy(), loss.numpy()
-    cheapest = np.lexsort((difficulty, macs))[:EXTREMES]
-    dearest = np.lexsort((-difficulty, -macs))[:EXTREMES]
+    shown = min(EXTREMES, len(macs) // 2)
+    cheapest = np.lexsort((difficulty, macs))[:shown]
+    taken = set(cheapest.tolist())
+    dearest = [i for i in np.lexsort((-difficulty, -macs)).tolist() if i not in taken][:shown]
 
     def describe(i: int) -> dict[str, Any]:
         label, predicted = int(labels[i]), int(run.predictions[i])

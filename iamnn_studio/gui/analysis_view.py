@@ -748,7 +748,8 @@ class AnalysisView(QWidget):
             self._set_spectrum_note(f"Loading the {word} images…")
             self.spectrum_stack.setCurrentIndex(1)
             self._load_spectrum_images(report, easiest + hardest)
-        elif evaluation.get("easiest") or evaluation.get("hardest"):  # one image: no cheap and dear ends to show
+        elif count == 1 or evaluation.get("easiest") or evaluation.get("hardest"):  # one image: nothing to rank
+            # (today's engine lists none for one image; older eval.json files list it as both)
             self._show_placeholder(self.spectrum_stack, f"Only {count:,} {word} image: too few to rank by compute.")
         else:
             self._show_placeholder(self.spectrum_stack, "This evaluation lists no easiest and hardest images.")
