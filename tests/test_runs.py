@@ -829,6 +829,30 @@ def test_continue_is_offered_where_the_resume_goes_on_from_last_pt(stopped_run, 
     assert _resumed(run).startswith("failed: ")
 
 
+def test_a_dead_running_status_of_a_finished_run_offers_no_resume(stopped_run, tmp_path):
+    """A process that died after its last save (trained, evaluated) but before writing "completed": the listing said
+    "interrupted ... resume from the last checkpoint" while ``train --resume`` answers that nothing is left."""
+    run = _copy_of(stopped_run, tmp_path)
+    assert _resumed(run) == "completed"
+    status = json.loads((run / "status.json").read_text())
+    status.update(state="running", pid=_dead_pid(), host=__import__("socket").gethostname())
+    (run / "status.json").write_text(json.dumps(status))
+    [summary] = list_runs(tmp_path)
+    assert summary.status == "interrupted" and summary.resume_checked
+    assert summary.resume_problem.startswith("it is trained and evaluated: nothing to continue")
+    assert "resume from" not in summary.reason and summary.reason.endswith("nothing is left to resume")
+    assert _resumed(run).startswith("failed: ")  # as the trainer says
+
+
+def test_an_interrupted_run_with_work_left_still_offers_its_resume(stopped_run, tmp_path):
+    run = _copy_of(stopped_run, tmp_path)
+    status = json.loads((run / "status.json").read_text())
+    status.update(state="running", pid=_dead_pid(), host=__import__("socket").gethostname())
+    (run / "status.json").write_text(json.dumps(status))
+    [summary] = list_runs(tmp_path)
+    assert summary.status == "interrupted" and summary.resume_problem is None and "resume" in summary.reason
+
+
 def test_continue_is_refused_where_last_pt_cannot_resume_the_run(tmp_runs):
     """Without status.json or config.toml the listing reads last.pt itself (torch-free), as the resume would."""
     import pickle

@@ -603,8 +603,13 @@ def _summarise(folder: Path) -> RunSummary | None:
             None, started)
     if state == "failed" and not (folder / CHECKPOINT_DIR / "last.pt").is_file():
         step = None  # the steps of a run that failed before its first checkpoint are lost: nothing to resume
-    # the state alone says whether Continue can go on, except where status.json or config.toml is missing
-    resume_checked = state == "unknown" or config is None
+    # the state alone says whether Continue can go on, except where status.json or config.toml is missing, or
+    # where the process died: it may have died after its last save, with nothing left that a resume would do
+    resume_checked = state in ("unknown", INTERRUPTED) or config is None
+    problem = resume_problem(folder, config, payload) if resume_checked else None
+    if state == INTERRUPTED and problem == NOTHING_TO_CONTINUE:  # "resume from the last checkpoint" was false
+        reason = ("its training process ended before it marked the run completed, after training and evaluating "
+                  "it: nothing is left to resume")
     top1, split, evaluation_problem = evaluation_summary(folder)
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
@@ -615,7 +620,7 @@ def _summarise(folder: Path) -> RunSummary | None:
         steps_per_epoch=_steps_per_epoch(started),
         config_problem=config_problem,
         resume_checked=resume_checked,
-        resume_problem=resume_problem(folder, config, payload) if resume_checked else None,
+        resume_problem=problem,
     )
 
 
@@ -650,8 +655,12 @@ def resume_problem(folder: str | Path, config: RunConfig | None,
     if settings is None:
         return "its config.toml cannot be read, and its checkpoints/last.pt stores no settings of its own"
     if nothing_left_to_resume(state, settings, evaluated=(Path(folder) / EVAL_FILE).exists()):
-        return "it is trained and evaluated: nothing to continue (Train longer starts a new run from its weights)"
+        return NOTHING_TO_CONTINUE
     return None
+
+
+#: ``resume_problem`` of a run whose last.pt is trained, fitted and evaluated.
+NOTHING_TO_CONTINUE = "it is trained and evaluated: nothing to continue (Train longer starts a new run from its weights)"
 
 
 def nothing_left_to_resume(state: dict[str, Any], config: RunConfig, *, evaluated: bool) -> bool:
