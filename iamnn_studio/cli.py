@@ -1297,7 +1297,7 @@ def collect_info() -> dict[str, Any]:
         "datasets": {name: {"offline": ok, "reason": why} for name, (ok, why) in dataset_availability().items()},
         "plugins": [
             {"name": r.name, "ok": r.ok, "source": r.source, "error": r.error,
-             "contributes": [list(c) for c in r.contributes]}
+             "contributes": [list(c) for c in r.contributes], "seconds": round(r.seconds, 3)}
             for r in reports
         ],
     }
@@ -1320,7 +1320,7 @@ def format_info(info: dict[str, Any]) -> str:
 
     for p in plugins:  # the same line as the GUI and the log show
         report = PluginReport(name=p["name"], source=p["source"], ok=p["ok"], error=p.get("error"),
-                              contributes=tuple(tuple(c) for c in p["contributes"]))
+                              contributes=tuple(tuple(c) for c in p["contributes"]), seconds=p.get("seconds", 0.0))
         lines.append("  " + report.line())
     return "\n".join(lines)
 

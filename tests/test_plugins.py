@@ -1,6 +1,7 @@
 """Plugin discovery and loading, and the two plugins shipped in the repository's plugins/ folder."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -413,6 +414,23 @@ def test_a_block_that_breaks_the_contract_is_skipped_naming_what_is_missing(plug
     assert report.line().startswith(f"{name}: FAILED, TypeError: block {name!r}")
     assert f"plugin {name} skipped" in caplog.text
     assert reports["zz_good"].ok and "still-loads" in BLOCKS
+
+
+def test_a_plugin_slow_to_load_is_named_with_its_time(plugin_dir, monkeypatch, caplog):
+    """A plugin that imports a big library slowed every command, and the app's start, without a word."""
+    monkeypatch.setattr(plugins, "SLOW_LOAD_SECONDS", 0.2)
+    write(plugin_dir, "slow_block.py", block_plugin("slow-block", "import time; time.sleep(0.3)"))
+
+    with caplog.at_level(logging.WARNING, logger=plugins.__name__):
+        slow = by_name(plugins.load_plugins())["slow_block"]
+
+    assert slow.ok and slow.slow and slow.seconds >= 0.3
+    assert slow.line().startswith(f"slow_block: ok, took {slow.seconds:.1f} s to load, adds block 'slow-block'")
+    assert "plugin slow_block took" in caplog.text
+    quick = dataclasses.replace(slow, seconds=0.1)  # (a real quick load's time depends on the machine's load)
+    assert not quick.slow and quick.line().startswith("slow_block: ok, adds block 'slow-block'")
+    code, out, err = _cli("info")  # listed with its time, and said once (no separate note)
+    assert code == 0 and "slow_block: ok, took " in out and "took" not in err
 
 
 def test_the_contract_check_builds_no_real_weights(plugin_dir):

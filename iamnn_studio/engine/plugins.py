@@ -29,6 +29,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,10 @@ REGISTRY_HOMES: dict[str, tuple[str, str]] = {
 }
 
 _MAX_ERROR_CHARS = 300
-#: Set on the log record of a skipped plugin: the same news as its ``PluginReport``.
+#: Set on the log record of a skipped (or slow) plugin: the same news as its ``PluginReport``'s line.
 SKIPPED_RECORD = "iamnn_plugin_skipped"
+#: A plugin that takes longer to load is named with its time: every command, and the app's start, wait for it.
+SLOW_LOAD_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,19 @@ class PluginReport:
     ok: bool
     error: str | None = None  # one human line when ``ok`` is False
     contributes: tuple[tuple[str, str], ...] = ()
+    seconds: float = 0.0  # how long importing and registering it took
+
+    @property
+    def slow(self) -> bool:
+        return self.seconds >= SLOW_LOAD_SECONDS
 
     def line(self) -> str:
         """One line for ``iamnn-studio info``, the GUI and logs."""
+        took = f", took {self.seconds:.1f} s to load" if self.slow else ""
         if not self.ok:
-            return f"{self.name}: FAILED, {self.error} [{self.source}]"
+            return f"{self.name}: FAILED{took}, {self.error} [{self.source}]"
         added = ", ".join(f"{registry[:-1]} {name!r}" for registry, name in self.contributes)
-        return f"{self.name}: ok, adds {added or 'nothing'} [{self.source}]"
+        return f"{self.name}: ok{took}, adds {added or 'nothing'} [{self.source}]"
 
 
 # --------------------------------------------------------------------------- the plugin's API
@@ -497,6 +506,17 @@ def _code_root(register: Callable[..., Any]) -> Path | None:
 
 
 def _load_one(candidate: _Candidate, ctrl_c: threading.Event) -> PluginReport:
+    started = time.perf_counter()
+    report = _register_one(candidate, ctrl_c)
+    report = PluginReport(report.name, report.source, report.ok, report.error, report.contributes,
+                          seconds=time.perf_counter() - started)
+    if report.slow:  # else silent: a slow import (a big library) slowed every command without a word
+        logger.warning("plugin %s took %.1f s to load (every command and the app's start wait for it) [%s]",
+                       report.name, report.seconds, report.source, extra={SKIPPED_RECORD: True})
+    return report
+
+
+def _register_one(candidate: _Candidate, ctrl_c: threading.Event) -> PluginReport:
     root = candidate.root
     try:
         register = candidate.resolve()
