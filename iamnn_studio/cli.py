@@ -82,13 +82,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except Exception as exc:  # a bug: one line here, the traceback in a file
         log_path = write_error_log(type(exc), exc, exc.__traceback__, heading=f"iamnn-studio {' '.join(argv)}")
-        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (details in {log_path})", file=sys.stderr)
+        blame = _plugin_at_fault(exc)
+        where = f" in {blame}" if blame else ""
+        print(f"error: unexpected {type(exc).__name__}{where}: {_one_line(exc)} (details in {log_path})",
+              file=sys.stderr)
         return EXIT_FAILED
     finally:
         _json_stdout = None
 
 
 CKPT_HELP = "a checkpoint file, or a run folder (its checkpoints/best.pt, else checkpoints/last.pt)"
+
+
+def _plugin_at_fault(exc: BaseException) -> str | None:
+    """The plugin whose code raised ``exc`` ("plugin x (at x.py:9)"), where plugins were loaded at all."""
+    plugins = sys.modules.get("iamnn_studio.engine.plugins")
+    return plugins.plugin_at_fault(exc) if plugins is not None else None
 
 
 def checkpoint_path(text: str | Path) -> Path:

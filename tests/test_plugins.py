@@ -879,6 +879,63 @@ def test_predict_and_evaluate_say_which_plugin_a_checkpoint_needs(plugin_dir, tm
                    "then start the program again\n")
 
 
+#: A block that keeps the contract on the meta device (the registration check) and fails on real tensors.
+FAILING_BLOCK = textwrap.dedent("""
+    from torch import nn as _nn
+
+    class FailingBlock(_nn.Module):
+        def __init__(self, in_channels, channels, width, iterations):
+            super().__init__()
+            self.conv = _nn.Conv2d(in_channels + channels, channels, 1)
+
+        def forward(self, x, iteration):
+            if x.device.type != "meta":
+                raise RuntimeError("boom in use")
+            return self.conv(x)
+
+        def macs(self, height, width):
+            return height * width * self.conv.in_channels * self.conv.out_channels
+
+    def register(api):
+        api.blocks.register("failing", FailingBlock)
+""")
+
+
+def test_a_plugin_block_failing_in_use_is_named_in_the_one_line(plugin_dir, tmp_path):
+    """A block of a plugin that raised in predict or training said only "unexpected RuntimeError: boom": which
+    plugin, and where in its code, is what its author needs."""
+    from PIL import Image
+
+    from iamnn_studio.engine.checkpoint import save_checkpoint
+    from iamnn_studio.engine.config import RunConfig
+
+    write(plugin_dir, "failing_block.py", FAILING_BLOCK)
+    assert by_name(plugins.load_plugins())["failing_block"].ok
+    config = RunConfig(name="failing", model=ModelConfig(block="failing", **TINY_CONFIG))
+    checkpoint = tmp_path / "failing.pt"
+    save_checkpoint(checkpoint, build_model(config.model), run_config=config, classes=CLASSES, mean=MEAN, std=STD)
+    image = tmp_path / "image.png"
+    Image.new("L", (16, 16), 128).save(image)
+
+    code, out, err = _cli("predict", checkpoint, image)
+
+    blame = "in plugin failing_block (at failing_block.py:11)"
+    assert code == 1 and f"\nerror: unexpected RuntimeError {blame}: boom in use (details in " in err
+    code, out, err = _cli("train", "--block", "failing", "--dataset", "synthetic", "--width", "4", "--epochs", "1",
+                          "--max-steps", "1", "--batch-size", "8", "--no-calibrate", "--device", "cpu",
+                          "--runs-dir", tmp_path / "runs")
+    assert code == 1 and f"unexpected error {blame}: RuntimeError: boom in use" in err
+
+    from iamnn_studio.gui.error_report import unexpected_error_sentence
+
+    with pytest.raises(RuntimeError) as raised:  # the app's last line of defence names it too
+        build_model(config.model).eval()(torch.zeros(1, 1, 16, 16))
+    assert unexpected_error_sentence(raised.value, "log.txt").startswith(f"Something went wrong {blame} (")
+    with pytest.raises(RuntimeError) as raised:
+        raise RuntimeError("boom here")
+    assert plugins.plugin_at_fault(raised.value) is None  # raised outside the plugin's code: not blamed on it
+
+
 def test_train_help_lists_the_block_option():
     import contextlib
     import io

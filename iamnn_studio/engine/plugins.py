@@ -521,6 +521,8 @@ def _register_one(candidate: _Candidate, ctrl_c: threading.Event) -> PluginRepor
     try:
         register = candidate.resolve()
         root = root or _code_root(register)
+        if root is not None:
+            _code_roots[candidate.source] = root
         api = PluginAPI()
         register(api)
         contributes = api.commit()
@@ -540,6 +542,7 @@ def _register_one(candidate: _Candidate, ctrl_c: threading.Event) -> PluginRepor
 
 _lock = threading.RLock()
 _loaded: dict[str, PluginReport] = {}  # by source, in load order
+_code_roots: dict[str, Path] = {}  # by source: the plugin's file or folder, to find its frames in a traceback
 _reports: list[PluginReport] = []
 _done = False
 
@@ -594,6 +597,24 @@ def _noting_ctrl_c() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, handler)
 
 
+def plugin_at_fault(error: BaseException) -> str | None:
+    """"plugin NAME (at file.py:LINE)" where ``error`` came from a loaded plugin's own code (its innermost frame
+    there), for the one line a failure gets: a block that fails in use said only "RuntimeError: boom". None where no
+    plugin's code is on the traceback."""
+    with _lock:
+        roots = [(report.name, _code_roots[source]) for source, report in _loaded.items()
+                 if report.ok and source in _code_roots]
+    if not roots:
+        return None
+    roots = [(name, root.resolve()) for name, root in roots]
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        path = Path(frame.filename).resolve()
+        for name, root in roots:
+            if path == root or root in path.parents:
+                return f"plugin {name} (at {path.name}:{frame.lineno})"
+    return None
+
+
 def plugin_reports() -> list[PluginReport]:
     """The reports of the last :func:`load_plugins` (empty before the first)."""
     with _lock:
@@ -611,5 +632,6 @@ def unload_plugins() -> None:
                 if name in registry:
                     registry.unregister(name)
         _loaded.clear()
+        _code_roots.clear()
         _reports = []
         _done = False

@@ -258,7 +258,11 @@ class Trainer:
             # folder exists (the logger keeps it out of the CLI's stderr: debug level)
             where = self._keep_traceback(exc)
             log.debug("training failed", exc_info=True)
-            return self._fail(f"unexpected error: {type(exc).__name__}: {_first_line(exc)} (details in {where})")
+            from .plugins import plugin_at_fault
+
+            blame = plugin_at_fault(exc)  # a plugin's block or dataset failing is named as such
+            return self._fail(f"unexpected error{f' in {blame}' if blame else ''}: {type(exc).__name__}: "
+                              f"{_first_line(exc)} (details in {where})")
         finally:
             self._thread = None  # a later stop() must not stop another run's download in a pooled thread
 

@@ -17,7 +17,9 @@ ErrorHook = Callable[[type[BaseException], BaseException, TracebackType | None],
 def unexpected_error_sentence(error: BaseException, log_path: str) -> str:
     first_line = (str(error).strip().splitlines() or [""])[0][:200]
     what = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
-    return f"Something went wrong ({what}); the window still works. Details: {log_path}"
+    plugins = sys.modules.get("iamnn_studio.engine.plugins")  # loaded with the engine, if at all
+    blame = plugins.plugin_at_fault(error) if plugins is not None else None
+    return f"Something went wrong{f' in {blame}' if blame else ''} ({what}); the window still works. Details: {log_path}"
 
 
 def install_error_hook(show: Callable[[str], None]) -> ErrorHook:
