@@ -936,6 +936,25 @@ def test_a_plugin_block_failing_in_use_is_named_in_the_one_line(plugin_dir, tmp_
     assert plugins.plugin_at_fault(raised.value) is None  # raised outside the plugin's code: not blamed on it
 
 
+def test_an_entry_points_code_is_its_package_or_its_lone_module_never_the_folder_it_sits_in(tmp_path, monkeypatch):
+    """Review: a lone module's folder is site-packages, beside torch: every torch frame of a failure was "its"."""
+    import importlib
+
+    write(tmp_path, "lone_plugin_mod.py", "def register(api):\n    pass\n")
+    write(tmp_path, "pkg_plugin_mod/__init__.py", "")
+    write(tmp_path, "pkg_plugin_mod/hooks/reg.py", "def register(api):\n    pass\n")
+    write(tmp_path, "pkg_plugin_mod/hooks/__init__.py", "")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lone = importlib.import_module("lone_plugin_mod")
+    nested = importlib.import_module("pkg_plugin_mod.hooks.reg")
+    try:
+        assert plugins._code_root(lone.register) == (tmp_path / "lone_plugin_mod.py").resolve()
+        assert plugins._code_root(nested.register) == (tmp_path / "pkg_plugin_mod").resolve()
+    finally:
+        for name in ("lone_plugin_mod", "pkg_plugin_mod", "pkg_plugin_mod.hooks", "pkg_plugin_mod.hooks.reg"):
+            sys.modules.pop(name, None)
+
+
 def test_train_help_lists_the_block_option():
     import contextlib
     import io

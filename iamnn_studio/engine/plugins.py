@@ -486,23 +486,34 @@ def _one_line(exc: BaseException, root: Path | None) -> str:
     """``Type: message (at file.py:line)``, pointing at the plugin's own code when possible."""
     message = " ".join(str(exc).split()) or "(no message)"
     line = f"{type(exc).__name__}: {message}"
-    if root is not None:
-        root = root.resolve()
-        frames = []
-        for frame in traceback.extract_tb(exc.__traceback__):
-            path = Path(frame.filename).resolve()
-            if path == root or root in path.parents:
-                frames.append(frame)
-        if frames:
-            line += f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})"
+    found = _innermost_frame(exc, [(None, root)] if root is not None else [])
+    if found is not None:
+        line += f" (at {found[1]})"
     return line if len(line) <= _MAX_ERROR_CHARS else line[: _MAX_ERROR_CHARS - 3] + "..."
 
 
+def _innermost_frame(exc: BaseException, roots: list[tuple[Any, Path]]) -> tuple[Any, str] | None:
+    """(the tag of the root, "file.py:LINE") of the innermost frame of ``exc``'s traceback in the code under one of
+    ``roots`` (tag, file or folder); None where none is."""
+    resolved = [(tag, root.resolve()) for tag, root in roots]
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename).resolve()
+        for tag, root in resolved:
+            if path == root or root in path.parents:
+                return tag, f"{path.name}:{frame.lineno}"
+    return None
+
+
 def _code_root(register: Callable[..., Any]) -> Path | None:
+    """Where an entry point's code lives: its top-level package's folder, or its module's file where that is a
+    lone module (its folder is site-packages, which holds torch too: every torch frame would be the plugin's)."""
+    module = sys.modules.get(getattr(register, "__module__", "") or "")
+    top = sys.modules.get(module.__name__.split(".")[0]) if module is not None else None
     try:
-        return Path(inspect.getfile(register)).resolve().parent
+        path = Path(inspect.getfile(top if top is not None else register)).resolve()
     except (TypeError, OSError):
         return None
+    return path.parent if path.name == "__init__.py" else path
 
 
 def _load_one(candidate: _Candidate, ctrl_c: threading.Event) -> PluginReport:
@@ -604,15 +615,8 @@ def plugin_at_fault(error: BaseException) -> str | None:
     with _lock:
         roots = [(report.name, _code_roots[source]) for source, report in _loaded.items()
                  if report.ok and source in _code_roots]
-    if not roots:
-        return None
-    roots = [(name, root.resolve()) for name, root in roots]
-    for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        path = Path(frame.filename).resolve()
-        for name, root in roots:
-            if path == root or root in path.parents:
-                return f"plugin {name} (at {path.name}:{frame.lineno})"
-    return None
+    found = _innermost_frame(error, roots)
+    return None if found is None else f"plugin {found[0]} (at {found[1]})"
 
 
 def plugin_reports() -> list[PluginReport]:
