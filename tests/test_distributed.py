@@ -448,6 +448,40 @@ def test_a_worker_failure_without_a_signal_still_fails_the_job(tmp_runs):
     assert result.state == "failed" and "worker 1 exited" in result.reason
 
 
+def test_a_second_ctrl_c_that_lands_inside_the_first_ones_handler_is_not_left_waiting():
+    """Ctrl-C reaches a worker twice (the terminal's, then the launcher's as it shuts down). In CI the second
+    landed while the first handler held a lock and waited on it forever: the launcher killed the worker 30 s later,
+    and a stopped download's sentence was never said (exit 130, nothing printed)."""
+    import os
+    import threading
+    import time
+
+    from iamnn_studio.engine import distributed
+
+    held = threading.Lock()  # as inside Event.set() or the trainer's state lock: not re-entrant
+    stops = []
+
+    class Trainer:
+        def stop(self) -> None:
+            assert held.acquire(timeout=2), "the second handler waited on a lock the first one holds"
+            try:
+                stops.append(len(stops))
+                if len(stops) == 1:
+                    os.kill(os.getpid(), signal.SIGINT)  # the launcher's Ctrl-C, while this one is handled
+                    time.sleep(0.05)  # the handler runs here, inside the first
+            finally:
+                held.release()
+
+    signalled = threading.Event()
+    with distributed._stop_on_signals(Trainer(), signalled):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert stops == [0] and signalled.is_set()
+        os.kill(os.getpid(), signal.SIGINT)  # a later Ctrl-C, once the first is handled, still stops
+        time.sleep(0.05)
+    assert stops == [0, 1]
+
+
 def test_a_ctrl_c_that_reaches_a_worker_before_its_run_handles_it_ends_it_quietly(monkeypatch):
     """A worker still joining the group or building its trainer when Ctrl-C came printed a KeyboardInterrupt
     traceback ("Process SpawnProcess-1: Traceback ...") under the launcher's own line; it now exits with 130."""

@@ -1266,3 +1266,20 @@ def test_a_resume_with_another_process_count_names_the_launch_options_that_match
     assert result.state == "failed"
     assert result.reason == (f"cannot resume {first.run_dir.name}: it was trained by 4 processes; resume it with the "
                              f"same number ({advice}; now 1)")
+
+
+def test_stop_returns_when_it_lands_while_the_trainer_holds_its_state_lock(tmp_runs):
+    """Ctrl-C's handler calls stop() in the training thread itself, where it may land while that thread sets the
+    run's state: with a plain lock it waited for itself forever."""
+    import threading
+
+    trainer = Trainer(tiny_config(), runs_dir=tmp_runs)
+
+    def signal_lands_inside_set_state() -> None:
+        with trainer._state_lock:
+            trainer.stop()
+
+    thread = threading.Thread(target=signal_lands_inside_set_state, daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and trainer.state == "idle"

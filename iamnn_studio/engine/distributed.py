@@ -596,12 +596,24 @@ def _stop_on_signals(trainer, signalled: threading.Event):
         yield
         return
 
-    def stop(*_) -> None:
-        from .data import stop_downloads
+    handling = False
 
-        signalled.set()
-        trainer.stop()
-        stop_downloads()  # a dataset download would otherwise go on (or wait for a silent server) first
+    def stop(*_) -> None:
+        # Ctrl-C reaches a worker twice (from the terminal, then from the launcher shutting down), and Python
+        # may run the second handler inside the first: there it would wait forever on a lock the first holds
+        # (an Event's, the trainer's), the launcher would kill the worker 30 s later, its last event unsaid.
+        nonlocal handling
+        if handling:
+            return
+        handling = True
+        try:
+            from .data import stop_downloads
+
+            signalled.set()
+            trainer.stop()
+            stop_downloads()  # a dataset download would otherwise go on (or wait for a silent server) first
+        finally:
+            handling = False
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

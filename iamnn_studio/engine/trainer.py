@@ -163,7 +163,8 @@ class Trainer:
         self._processes_per_node = self._comm.local_world_size
 
         self._state = "idle"
-        self._state_lock = threading.Lock()
+        # re-entrant: stop() also runs in a signal handler, which may land while this thread holds it
+        self._state_lock = threading.RLock()
         self._stop_requested = threading.Event()
         self._thread: threading.Thread | None = None  # the one running run(): stop() ends its downloads
         self._unpaused = threading.Event()
