@@ -50,13 +50,102 @@ def window(qtbot, styled_app, tmp_runs):
     qtbot.wait(10)
 
 
+class _SessionSizing:
+    """One real sizing child for a test process, its answers remembered by model: every test window's form would
+    otherwise start its own (a torch import, 5-7 s of CPU on a slow machine) and its teardown wait for the answer."""
+
+    def __init__(self, server_class) -> None:
+        import threading
+
+        self.server = server_class()
+        self.answers: dict[str, object] = {}
+        self.lock = threading.Lock()  # one form at a time talks to the child; a superseded request is not ours
+
+    def answer(self, model: dict, timeout_s: float):
+        import json
+
+        key = json.dumps(model, sort_keys=True)
+        with self.lock:
+            if key not in self.answers:
+                self.server.timeout_s = timeout_s
+                self.answers[key] = self.server.answer(self.server.supersede(), model)
+            return self.answers[key]
+
+
+class _FormSizingServer:
+    """What a form's ``MemorySizer`` asks (``SizingServer``'s interface), answered by the test process's one child for
+    the engine's own blocks; a plugin's block (a folder of the test's own) gets a child of its own, as in the app."""
+
+    def __init__(self, shared: _SessionSizing, server_class, timeout_s: float) -> None:
+        import threading
+
+        self.shared, self.server_class, self.timeout_s = shared, server_class, timeout_s
+        self._own = None  # the form's own child, for a plugin's block
+        self._latest, self._closed = 0, False
+        self._lock = threading.Lock()
+
+    def supersede(self) -> int:
+        with self._lock:
+            self._latest += 1
+            return self._latest
+
+    def warm_up(self) -> None:
+        pass  # the shared child starts with the first shape
+
+    def answer(self, request: int, model: dict):
+        from iamnn_studio.gui.forms.memory_sizing import built_in_model
+
+        self._still_wanted(request)
+        if built_in_model(model):
+            memory = self.shared.answer(model, self.timeout_s)
+        else:
+            with self._lock:
+                self._own = self._own or self.server_class(self.timeout_s)
+            self._own.timeout_s = self.timeout_s
+            memory = self._own.answer(self._own.supersede(), model)
+        self._still_wanted(request)
+        return memory
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._latest += 1
+            own, self._own = self._own, None
+        if own is not None:
+            own.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.shared.server.pid
+
+    def _still_wanted(self, request: int) -> None:
+        from iamnn_studio.gui.forms.memory_sizing import SizingCancelled
+
+        with self._lock:
+            if self._closed or request != self._latest:
+                raise SizingCancelled()
+
+
+@pytest.fixture(scope="session")
+def session_sizing():
+    from iamnn_studio.gui.forms.memory_sizing import SizingServer
+
+    shared = _SessionSizing(SizingServer)
+    yield shared
+    shared.server.close()
+
+
 @pytest.fixture(autouse=True)
-def sizing_child_started_on_demand(monkeypatch):
-    """The Train form's sizing child starts when a shape needs it, not with the engine: a torch process for every
-    test's window would cost each test seconds of CPU (tests of the start with the engine turn it back on)."""
+def sizing_child_shared_and_started_on_demand(request, monkeypatch):
+    """The Train form's sizing child starts when a shape needs it, not with the engine, and is one child for the
+    whole test process (tests marked ``own_sizing_child``, of the child itself, get the app's child per form)."""
     from iamnn_studio.gui.forms import memory_sizing
 
     monkeypatch.setattr(memory_sizing, "START_WITH_ENGINE", False)
+    if request.node.get_closest_marker("own_sizing_child") is None:
+        shared, real = request.getfixturevalue("session_sizing"), memory_sizing.SizingServer
+        monkeypatch.setattr(memory_sizing, "SizingServer", lambda timeout_s=memory_sizing.SIZING_TIMEOUT_S:
+                            _FormSizingServer(shared, real, timeout_s))
 
 
 @pytest.fixture

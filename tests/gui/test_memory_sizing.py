@@ -14,7 +14,7 @@ import pytest
 
 from .conftest import tiny_run_values
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.own_sizing_child]  # the app's child per form, as it runs
 
 SMALL = {"parameters": 1000, "bytes_per_image": 1000, "bytes_per_batch": 1000}
 HUGE = {"parameters": 1000, "bytes_per_image": 2**50, "bytes_per_batch": 0}  # no batch fits any computer
