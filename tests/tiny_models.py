@@ -7,6 +7,8 @@ MACs, then differ per image and move with the threshold.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -38,10 +40,32 @@ def varied_images(count: int = 96, size: int = 16, channels: int = 1, seed: int 
     return ImageTensors(images, labels)
 
 
+#: Fitted models by (config, seed), with the global RNG state each fitting left: a fitting takes 1-3 s on
+#: a slow CPU, and the engine tests ask for the same few models dozens of times.
+_FITTED: dict[tuple[str, int], tuple[nn.Module, torch.Tensor]] = {}
+
+
 def varied_halting_model(config: ModelConfig | None = None, seed: int = 0) -> nn.Module:
-    """A model in eval mode whose iterations differ between ``varied_images`` and with the threshold."""
-    torch.manual_seed(seed)
+    """A model in eval mode whose iterations differ between ``varied_images`` and with the threshold.
+
+    A copy of the one fitted before for an equal config and seed, where there is one: as if fitted again
+    (the same weights and statistics, ``config`` itself in the model, the global RNG left as a fitting leaves it).
+    """
     config = config or tiny_config()
+    key = (repr(config), seed)
+    if key in _FITTED:
+        fitted, rng_state = _FITTED[key]
+        for field in dataclasses.fields(config):  # as build_model's validate() and set_threshold() leave it
+            setattr(config, field.name, copy.deepcopy(getattr(fitted.config, field.name)))
+        torch.set_rng_state(rng_state)
+        return copy.deepcopy(fitted, memo={id(fitted.config): config})
+    model = _fit_varied_halting_model(config, seed)
+    _FITTED[key] = (copy.deepcopy(model), torch.get_rng_state())
+    return model
+
+
+def _fit_varied_halting_model(config: ModelConfig, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
     model = build_model(config)
     data = varied_images(channels=config.in_channels, size=config.image_size, seed=seed)
     x = normalize(data.images, MEAN, STD)
