@@ -38,16 +38,24 @@ def test_both_formats_are_registered():
     assert EXPORTERS.get("onnx").suffix == ".onnx"
 
 
-def test_onnx_answers_equal_the_adaptive_model_and_its_export_prints_nothing(tmp_path, images, capfd, monkeypatch):
-    """The exported graph gives the model's answers, and the exporter is kept quiet by its own options, not by
-    redirecting sys.stdout process-wide: a redirection swallowed what the app's other threads printed meanwhile.
-    (One test: an ONNX export takes seconds, and both halves are about the same default export.)"""
+def test_onnx_answers_equal_the_adaptive_model_at_a_chosen_threshold_and_its_export_prints_nothing(
+        tmp_path, images, capfd, monkeypatch):
+    """The exported graph gives the model's answers at the mode and threshold chosen for the export (baked into
+    the graph, said in the metadata), and the exporter is kept quiet by its own options, not by redirecting
+    sys.stdout process-wide: a redirection swallowed what the app's other threads printed meanwhile.
+    (One test: an ONNX export takes seconds, and all of it is about the same export. A default export's
+    metadata, the checkpoint's own halting, is checked on ONNX in test_cli's test_export_writes_each_format.)"""
     import sys
     import threading
 
-    model = save_varied_checkpoint(tmp_path / "model.pt")
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+
+    model = save_varied_checkpoint(tmp_path / "model.pt")  # its own threshold: 0.7
+    own = reference(model, images)
+    model.set_threshold(0.9)
     want = reference(model, images)
     assert len(torch.unique(want.iterations, dim=0)) > 2  # halting really varies between these images
+    assert not torch.equal(own.iterations, want.iterations)  # and the threshold matters on them
 
     real_export = torch.onnx.export
     stdout_during_export = []
@@ -62,7 +70,7 @@ def test_onnx_answers_equal_the_adaptive_model_and_its_export_prints_nothing(tmp
     monkeypatch.setattr(torch.onnx, "export", export_while_another_thread_prints)
     capfd.readouterr()
     before = sys.stdout
-    out = export_checkpoint(tmp_path / "model.pt", "onnx", tmp_path / "model.onnx")
+    out = export_checkpoint(tmp_path / "model.pt", "onnx", tmp_path / "model.onnx", mode="adaptive", threshold=0.9)
     printed, err = capfd.readouterr()
     assert stdout_during_export and all(stream is before for stream in stdout_during_export)
     assert printed == "printed by another thread\n" * len(stdout_during_export)  # and nothing from the exporter
@@ -77,7 +85,8 @@ def test_onnx_answers_equal_the_adaptive_model_and_its_export_prints_nothing(tmp
 
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(props["classes"]) == CLASSES and props["batch"] == "dynamic"
-    assert json.loads(props["model_config"])["threshold"] == 0.7
+    assert props["halting"] == "adaptive, threshold 0.900" and json.loads(props["model_config"])["threshold"] == 0.9
+    assert load_checkpoint(tmp_path / "model.pt").model_config.threshold == 0.7  # the checkpoint is untouched
 
 
 @pytest.mark.parametrize("halting", ["calibrated", "act"])
@@ -273,19 +282,9 @@ def test_a_chosen_threshold_is_baked_into_the_torchscript_graph_and_said_in_its_
     assert load_checkpoint(tmp_path / "model.pt").model_config.threshold == 0.7  # the checkpoint is untouched
 
 
-def test_a_chosen_mode_and_threshold_reach_the_onnx_file(tmp_path, images):
-    model = save_varied_checkpoint(tmp_path / "model.pt")
-    model.set_threshold(0.9)
-    want = reference(model, images)
-    out = export_checkpoint(tmp_path / "model.pt", "onnx", tmp_path / "model.onnx", mode="adaptive", threshold=0.9)
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    _, iterations, _ = session.run(None, {"images": as_unit_float(images).numpy()})
-    np.testing.assert_array_equal(iterations, want.iterations.numpy())
-    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert props["halting"] == "adaptive, threshold 0.900" and json.loads(props["model_config"])["threshold"] == 0.9
-
-    # a fixed mode, through the TorchScript exporter (the same halting step precedes every exporter;
-    # a second ONNX export would add ~10 s to the suite)
+def test_a_chosen_fixed_mode_reaches_the_exported_file(tmp_path, images):
+    """The same halting step precedes every exporter (ONNX: the test above): a fixed mode, through TorchScript."""
+    save_varied_checkpoint(tmp_path / "model.pt")
     out = export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "fixed.ts", mode="fixed:2")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
@@ -430,24 +429,6 @@ def test_a_torchscript_export_leaves_the_loaded_checkpoint_trainable(tmp_path):
     loaded = load_checkpoint(tmp_path / "model.pt")
     export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "model.ts", loaded=loaded)
     assert all(p.requires_grad for p in loaded.model.parameters())
-
-
-def test_a_pt2_export_answers_without_autograd(tmp_path, images, monkeypatch):
-    """QA: `torch.export.load(...).module()(x)[0].numpy()` raised "Can't call numpy() on Tensor that requires grad",
-    where TorchScript's outputs take .numpy() as docs/export.md promises."""
-    from iamnn_studio.engine import plugins
-    from iamnn_studio.engine.checkpoint import load_checkpoint
-
-    monkeypatch.setenv(plugins.PLUGINS_ENV, str(tmp_path / "no-user-plugins"))  # the repository's pt2 exporter only
-    model = save_varied_checkpoint(tmp_path / "model.pt")
-    loaded = load_checkpoint(tmp_path / "model.pt")
-    out = export_checkpoint(tmp_path / "model.pt", "pt2", tmp_path / "model.pt2", loaded=loaded)
-
-    exported = torch.export.load(str(out)).module()
-    outputs = exported(as_unit_float(images))
-    assert [t.requires_grad for t in outputs] == [False, False, False]
-    np.testing.assert_allclose(outputs[0].numpy(), reference(model, images).logits.numpy(), atol=1e-5, rtol=1e-5)
-    assert all(p.requires_grad for p in loaded.model.parameters())  # the checkpoint's model gets its flags back
 
 
 def _save_left_unfitted(path: Path) -> None:

@@ -1071,16 +1071,29 @@ def assert_same_answers(exported: torch.nn.Module, model: torch.nn.Module, image
     assert torch.equal(iterations, want.iterations) and torch.equal(macs, want.macs)
 
 
-def test_pt2_export_gives_the_adaptive_models_answers(tmp_path, monkeypatch):
-    monkeypatch.setenv(plugins.PLUGINS_ENV, str(tmp_path / "no-user-plugins"))
+def test_pt2_export_gives_the_adaptive_models_answers_without_autograd(tmp_path, monkeypatch):
+    """And (QA) its outputs take ``.numpy()``: ``torch.export.load(...).module()(x)[0].numpy()`` raised "Can't
+    call numpy() on Tensor that requires grad", where TorchScript's outputs take .numpy() as docs/export.md
+    promises. (One test: a pt2 export takes seconds.)"""
+    import numpy as np
+
+    from iamnn_studio.engine.checkpoint import load_checkpoint
+
+    monkeypatch.setenv(plugins.PLUGINS_ENV, str(tmp_path / "no-user-plugins"))  # the repository's pt2 exporter only
     model = save_varied_checkpoint(tmp_path / "model.pt", tiny_config(halting="act"))
     images = varied_images(30, seed=1).images  # a batch other than the traced one
     with torch.no_grad():
         assert len(torch.unique(model(normalize(images, MEAN, STD)).iterations, dim=0)) > 2  # halting varies
+    loaded = load_checkpoint(tmp_path / "model.pt")
 
-    out = export_checkpoint(tmp_path / "model.pt", "pt2", tmp_path / "model.pt2")  # loads the plugin itself
+    out = export_checkpoint(tmp_path / "model.pt", "pt2", tmp_path / "model.pt2", loaded=loaded)  # loads the plugin
 
     exported, meta = load_pt2(out)
+    outputs = exported(images.float() / 255.0)  # not under no_grad, as a user calls it
+    assert [t.requires_grad for t in outputs] == [False, False, False]
+    np.testing.assert_allclose(outputs[0].numpy(), model(normalize(images, MEAN, STD)).logits.detach().numpy(),
+                               atol=1e-5, rtol=1e-5)
+    assert all(p.requires_grad for p in loaded.model.parameters())  # the checkpoint's model gets its flags back
     assert_same_answers(exported, model, images)
     assert json.loads(meta["classes"]) == CLASSES and meta["batch"] == "dynamic"
     assert json.loads(meta["model_config"])["halting"] == "act"
