@@ -283,21 +283,24 @@ def test_an_image_folder_of_other_classes_or_colour_images_is_said_once_before_a
 
 @needs_two_cores
 @pytest.mark.timeout(180)
-def test_an_image_folder_mismatch_only_the_workers_can_tell_is_one_line_without_tracebacks(tmp_path):
+def test_an_image_folder_mismatch_only_the_workers_can_tell_is_one_line_without_tracebacks(tmp_path, capfd,
+                                                                                          monkeypatch):
     """Grey images and a colour checkpoint: one colour image anywhere would make the set colour, so the workers
-    load the folder and refuse; torch's launcher used to print each failed worker's traceback."""
-    import os
-    import subprocess
+    load the folder and refuse; torch's launcher used to print each failed worker's traceback. The command runs
+    in this process (its spawned workers write to the same captured stderr file descriptor): the CLI's own process
+    is tested by the other multi-process CLI tests here."""
+    from iamnn_studio.cli import main
 
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the workers' torch reads it, as a command line's would
     config = image_folder_run(tmp_path, "L", 3, 2)
     config.save(tmp_path / "run.toml")
     runs = tmp_path / "runs"
-    done = subprocess.run(
-        [sys.executable, "-m", "iamnn_studio", "train", "--config", str(tmp_path / "run.toml"), "--runs-dir", str(runs),
-         "--nproc-per-node", "2", "--master-port", str(free_port())],
-        cwd=REPO, capture_output=True, text=True, timeout=170, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-    assert done.returncode == 2, done.stderr[-3000:]
-    (line,) = done.stderr.splitlines()
+    capfd.readouterr()
+    code = main(["train", "--config", str(tmp_path / "run.toml"), "--runs-dir", str(runs), "--nproc-per-node", "2",
+                 "--master-port", str(free_port())])
+    err = capfd.readouterr().err
+    assert code == 2, err[-3000:]
+    (line,) = err.splitlines()
     assert line.startswith(f"error: init_from: {tmp_path / 'other.pt'} holds an IamNN (caps 1·2·2·1) of width 4 on "
                            "3x8x8 images for 2 classes; this run builds an IamNN (caps 1·2·2·1) of width 4 on "
                            "1x8x8 images for 2 classes"), line
@@ -388,7 +391,9 @@ def test_ctrl_c_on_a_run_of_several_processes_stops_with_a_checkpoint_exit_130_a
     import time
 
     runs = tmp_path / "runs"
-    job = subprocess.Popen(two_process_training(tmp_path, runs, 'name = "long"\nepochs = 50', train_size=2000),
+    # 64 images: the first step comes soon after the workers start (2000 took ~10 s to draw and refresh); 5000 epochs
+    # of 2 steps keep the run going long after the Ctrl-C
+    job = subprocess.Popen(two_process_training(tmp_path, runs, 'name = "long"\nepochs = 5000', train_size=64),
                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     try:
