@@ -681,7 +681,16 @@ def small_subset_config() -> RunConfig:
                        data__options={"train_size": 80, "test_size": 8, "image_size": 8}, data__val_split="random")
 
 
-def test_a_run_stopped_where_training_reads_running_statistics_resumes_exactly(tmp_runs, monkeypatch):
+@pytest.fixture(scope="module")
+def small_subset_run(tmp_path_factory):
+    """``small_subset_config`` trained to its end without a stop: the reference two tests only read."""
+    result = Trainer(small_subset_config(), runs_dir=tmp_path_factory.mktemp("small-subset")).run()
+    assert result.state == "completed", result.reason
+    return result
+
+
+def test_a_run_stopped_where_training_reads_running_statistics_resumes_exactly(tmp_runs, monkeypatch,
+                                                                               small_subset_run):
     # the stop replaced the moving averages by refreshed statistics in last.pt: the resumed run trained from those
     import iamnn_studio.engine.layers as layers
 
@@ -702,8 +711,7 @@ def test_a_run_stopped_where_training_reads_running_statistics_resumes_exactly(t
 
     monkeypatch.setattr(Trainer, "_train_step", training_step)
     monkeypatch.setattr(layers, "_small_batch_norm", small_batch_norm)
-    uninterrupted = Trainer(small_subset_config(), runs_dir=tmp_runs).run()
-    assert uninterrupted.state == "completed", uninterrupted.reason
+    uninterrupted = small_subset_run
 
     holder = {}
 
@@ -729,10 +737,11 @@ def test_a_run_stopped_where_training_reads_running_statistics_resumes_exactly(t
     assert resumed.keys() == reference.keys() and all(torch.equal(resumed[k], reference[k]) for k in resumed)
 
 
-def test_training_goes_on_from_the_moving_averages_as_if_no_refresh_had_happened(tmp_runs, monkeypatch):
+def test_training_goes_on_from_the_moving_averages_as_if_no_refresh_had_happened(tmp_runs, monkeypatch,
+                                                                                 small_subset_run):
     # the refresh before each validation replaced the moving averages the next epoch trained from; the refreshed
     # statistics are for eval mode (validation, saved models) only
-    refreshed = Trainer(small_subset_config(), runs_dir=tmp_runs).run()
+    refreshed = small_subset_run
     monkeypatch.setattr(Trainer, "_refresh_norm_statistics", lambda self: None)
     never_refreshed = Trainer(small_subset_config(), runs_dir=tmp_runs).run()
     assert refreshed.state == never_refreshed.state == "completed"
