@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="any dataset of the studio (default fashion-mnist, the paper comparison's)")
     parser.add_argument("--augment", metavar="STEPS",
                         help="training augmentation of every network, e.g. crop-flip-erase (default: the dataset's own)")
+    parser.add_argument("--data-option", metavar="KEY=VALUE", action="append", default=[],
+                        help="an option of the dataset, e.g. train_size=200 for a smaller synthetic set (smoke "
+                             "tests); repeatable")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
@@ -77,6 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.epochs = 1 if args.quick else FULL_EPOCHS
     if args.width is None:
         args.width = 8 if args.quick else 16
+    args.data_options = {}
+    for option in args.data_option:
+        key, equals, value = option.partition("=")
+        if not key or not equals:
+            parser.error(f"--data-option: expected KEY=VALUE, got {option!r}")
+        args.data_options[key] = _option_value(value)
     args.standard_augment = None
     if not args.rerender:
         try:
@@ -95,6 +104,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _option_value(text: str) -> Any:
+    """A dataset option's value as a settings file would give it: a number where it reads as one."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def run_config(key: str, args: argparse.Namespace):
     from iamnn_studio.engine import DataConfig, ModelConfig, RunConfig
 
@@ -102,9 +121,11 @@ def run_config(key: str, args: argparse.Namespace):
     augment = args.augment or args.standard_augment
     # The dataset's usual augmentation keeps the names of earlier runs (--reuse finds them); another is named.
     suffix = "" if augment == args.standard_augment else f"-{augment}"
+    # so are runs on a dataset of other options (--reuse must not take a smoke test's run for a full one)
+    suffix += "".join(f"-{name}{value}" for name, value in args.data_options.items())
     return RunConfig(
         name=f"table1-{key}-w{args.width}-d{args.depth}-e{args.epochs}-s{args.seed}{suffix}",
-        data=DataConfig(name=args.dataset, augment=augment),
+        data=DataConfig(name=args.dataset, augment=augment, options=dict(args.data_options)),
         model=ModelConfig(width=args.width, depth=args.depth, architecture=spec["architecture"], mode=spec["mode"]),
         batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, max_steps=args.max_steps,
         seed=args.seed, device=args.device,
@@ -428,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     from iamnn_studio.engine.config import DataConfig
     from iamnn_studio.engine.data import load_dataset
 
-    bundle = load_dataset(DataConfig(name=args.dataset), seed=args.seed)
+    bundle = load_dataset(DataConfig(name=args.dataset, options=dict(args.data_options)), seed=args.seed)
     data: dict[str, Any] = {
         "title": title,
         "measured_at": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -436,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                     "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                     "augment": args.augment or args.standard_augment,
                     "max_steps": args.max_steps, "device": args.device, "quick": args.quick,
-                    "parallel": args.parallel,
+                    "parallel": args.parallel, "data_options": args.data_options,
                     "train_images": len(bundle.train), "val_images": len(bundle.val)},
         "runs": runs,
         "comparison": compare(runs),

@@ -220,14 +220,18 @@ def test_reproduce_trains_the_three_networks_at_once_and_builds_the_table(tmp_pa
     from reproduce import NETWORKS, main
 
     out = tmp_path / "table"
-    assert main(["--dataset", "synthetic", "--width", "4", "--depth", "18", "--epochs", "1", "--max-steps", "2",
+    # 300 training images: the 30 held out are enough to calibrate (20 at least); 2000 and 500 tripled the time
+    assert main(["--dataset", "synthetic", "--data-option", "train_size=300", "--data-option", "test_size=100",
+                 "--width", "4", "--depth", "18", "--epochs", "1", "--max-steps", "2",
                  "--batch-size", "32", "--device", "cpu", "--parallel", "--out", str(out)]) == 0
 
     runs = sorted(p.name for p in (out / "runs").iterdir())
-    assert runs == sorted(f"table1-{key}-w4-d18-e1-s0" for key in NETWORKS)
+    assert runs == sorted(f"table1-{key}-w4-d18-e1-s0-train_size300-test_size100" for key in NETWORKS)
     assert all((out / "runs" / name / "eval.json").exists() for name in runs)
     table = json.loads((out / "table1.json").read_text())
     assert table["setting"]["parallel"] and table["setting"]["dataset"] == "synthetic"
+    assert table["setting"]["train_images"] == 270 and table["setting"]["data_options"] == {"train_size": 300,
+                                                                                            "test_size": 100}
     assert table["runs_wall_seconds"] <= table["runs_seconds"]
     text = (out / "table1.md").read_text()
     assert text.startswith("### Table 1 on synthetic") and "trained at once in three processes" in text
@@ -268,7 +272,9 @@ def test_run_all_on_a_gpu_runs_only_the_benchmarks_that_can_and_says_when_there_
 @pytest.mark.parametrize("argv, words", [(["--epochs", "0"], "epochs: must be a positive integer, got 0"),
                                          (["--width", "0"], "width: must be a positive integer"),
                                          (["--depth", "7"], "depth: 7 is not a ResNet depth"),
-                                         (["--augment", "erase-crop"], "data.augment: must be none, or crop")])
+                                         (["--augment", "erase-crop"], "data.augment: must be none, or crop"),
+                                         (["--data-option", "train_size"],
+                                          "--data-option: expected KEY=VALUE, got 'train_size'")])
 def test_reproduce_refuses_bad_settings_in_one_line_before_training(argv, words, capsys):
     import reproduce
 
@@ -284,7 +290,8 @@ def test_reproduce_trains_with_the_augmentation_asked_for_and_names_its_runs_apa
     erasing = reproduce.parse_args(["--quick", "--augment", "crop-flip-erase"])
     for key in reproduce.NETWORKS:
         plain, erased = reproduce.run_config(key, usual), reproduce.run_config(key, erasing)
-        assert plain.data.augment == "crop-flip" and not plain.name.endswith("crop-flip")  # earlier runs' names
+        assert plain.name == f"table1-{key}-w8-d50-e1-s0"  # earlier runs' names
+        assert plain.data.augment == "crop-flip" and not plain.name.endswith("crop-flip")
         assert erased.data.augment == "crop-flip-erase" and erased.name == plain.name + "-crop-flip-erase"
 
 
