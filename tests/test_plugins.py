@@ -465,6 +465,43 @@ def test_the_contract_check_builds_no_real_weights(plugin_dir):
     assert "huge" in BLOCKS
 
 
+def test_a_small_blocks_forward_is_tried_on_the_cpu_and_loading_imports_no_symbolic_maths(plugin_dir):
+    """A forward on the meta device imported ~900 modules of torch (sympy, its symbolic shapes) the first time:
+    3-4 s at every command and every start of the app, for the shipped depthwise block alone."""
+    write(plugin_dir, "seen.py", """
+        import torch
+        from torch import nn
+
+        class Seen(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.conv = nn.Conv2d(in_channels + channels, channels, 1)
+
+            def forward(self, x, iteration):
+                with open(__file__ + ".seen", "a") as seen:
+                    seen.write(f"{x.device.type} {self.conv.weight.device.type}\\n")
+                return self.conv(x)
+
+            def macs(self, height, width):
+                return 0
+
+        def register(api):
+            api.blocks.register("seen", Seen)
+    """)
+    code = f"""
+import json, sys
+from iamnn_studio.engine import plugins
+reports = plugins.load_plugins()
+print(json.dumps([[report.ok for report in reports], "sympy" in sys.modules]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "IAMNN_STUDIO_PLUGINS": str(plugin_dir)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    oks, symbolic = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(oks) and len(oks) >= 2 and not symbolic  # the shipped plugins and this one
+    assert (plugin_dir / "seen.py.seen").read_text().split("\n") == ["cpu cpu", "cpu cpu", ""]  # two iterations
+
+
 def test_a_block_whose_forward_cannot_run_on_the_meta_device_still_loads(plugin_dir):
     """A data-dependent forward (.item()) cannot be tried without real data: its shape is not checked."""
     write(plugin_dir, "dynamic.py", with_tiny_block("""

@@ -23,6 +23,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import itertools
 import logging
 import os
 import re
@@ -169,8 +170,9 @@ def _check_block(name: str, factory: Callable[..., Any]) -> None:
 
     What is read without running the plugin's code is always checked: ``factory`` takes ``(in_channels,
     channels, width, iterations)``; a class is an ``nn.Module`` with its own ``forward``, a ``macs`` method, and
-    ``prepare`` wherever ``step`` is offered. Then the block is tried on the meta device (no memory, no
-    compute): built, ``macs(8, 8)`` and ``forward(x, iteration)``. Whatever of that cannot run there (a statistic
+    ``prepare`` wherever ``step`` is offered. Then the block is tried: built and ``macs(8, 8)`` on the meta device
+    (no memory), ``forward(x, iteration)`` on the CPU with its weights filled in where they take at most
+    ``CPU_TRIAL_BYTES`` (else on the meta device too). Whatever of that cannot run there (a statistic
     of the initial weights, ``.item()``, ``.numpy()``, a layer that does not fit the trial's sizes) is not tried,
     at debug level, and the block is accepted: only a result that is definitely wrong refuses it (a ``macs``
     that is not a whole number >= 0, a ``forward`` of the wrong shape)."""
@@ -208,7 +210,7 @@ def _check_block(name: str, factory: Callable[..., Any]) -> None:
             raise broken(kind, "has " + " and ".join(missing))
 
     def not_tried(what: str, exc: BaseException) -> None:
-        logger.debug("block %r: %s not tried on the meta device (%s: %s); accepted as it is",
+        logger.debug("block %r: %s not tried (%s: %s); accepted as it is",
                      name, what, type(exc).__name__, " ".join(str(exc).split()))
 
     if isinstance(factory, type):  # a class: its contract is read without building it
@@ -231,6 +233,11 @@ def _check_block(name: str, factory: Callable[..., Any]) -> None:
         if not (isinstance(macs, torch.Tensor) and macs.device.type == "meta") and _macs_count(macs) is None:
             raise broken(kind, f"macs({size}, {size}) returned {macs!r}, not a whole number >= 0")
     x = torch.empty(2, in_channels + channels, size, size, device="meta")
+    on_cpu = _on_the_cpu(block)
+    if on_cpu is not None:
+        # forward on the CPU at the trial's sizes (milliseconds): a meta forward's first call imported ~900 modules
+        # of torch (3-4 s) at every command and every start of the app
+        block, x = on_cpu, torch.full(tuple(x.shape), _TRIAL_VALUE)
     want = (2, channels, size, size)
     for iteration in range(iterations):
         try:
@@ -243,6 +250,31 @@ def _check_block(name: str, factory: Callable[..., Any]) -> None:
         if tuple(out.shape) != want:
             raise broken(kind, f"forward returned shape {tuple(out.shape)}, not {want}: the result must have "
                                "`channels` channels and the input's height and width")
+
+
+#: A block whose weights take at most this many bytes is tried on the CPU, filled with ``_TRIAL_VALUE`` (its own
+#: initialisation ran on the meta device, without memory); a bigger one only on the meta device.
+CPU_TRIAL_BYTES = 64 << 20
+_TRIAL_VALUE = 0.01
+
+
+def _on_the_cpu(block: Any) -> Any:
+    """The meta-built ``block`` with its weights on the CPU, each ``_TRIAL_VALUE`` (integers 1); None where they
+    would take more than ``CPU_TRIAL_BYTES`` or cannot be moved (it is then tried on the meta device)."""
+    import torch
+
+    try:
+        tensors = list(itertools.chain(block.parameters(), block.buffers()))
+        if sum(t.numel() * t.element_size() for t in tensors) > CPU_TRIAL_BYTES:
+            return None
+        # not to_empty(): its empty_like of a meta tensor takes the same slow path as a meta forward
+        block = block._apply(lambda t: torch.empty(tuple(t.shape), dtype=t.dtype, device="cpu"))
+        with torch.no_grad():
+            for tensor in itertools.chain(block.parameters(), block.buffers()):
+                tensor.fill_(_TRIAL_VALUE if tensor.is_floating_point() or tensor.is_complex() else 1)
+        return block
+    except Exception:  # noqa: BLE001 - a module of odd tensors or its own to_empty: the meta device then
+        return None
 
 
 def _macs_count(value: Any) -> int | None:
