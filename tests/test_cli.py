@@ -75,10 +75,18 @@ def test_a_run_ended_by_its_step_limit_is_worded_as_runs_lists_it(tmp_path):
     assert "finished: completed (step limit)" in err.splitlines() and "max_steps" not in out + err
 
 
-def test_a_run_that_never_calibrates_does_not_announce_a_calibration(tmp_path):
-    (tmp_path / "run.toml").write_text("calibrate_halting = false\n" + TINY_RUN)
-    code, _, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "1", "--device", "cpu",
-                           "--runs-dir", tmp_path / "runs")
+@pytest.fixture(scope="module")
+def uncalibrated(tmp_path_factory):
+    """One tiny run trained with ``calibrate_halting = false``, shared by the tests that read it."""
+    folder = tmp_path_factory.mktemp("uncalibrated")
+    (folder / "run.toml").write_text("calibrate_halting = false\n" + TINY_RUN)
+    code, out, err = run_cli("train", "--config", folder / "run.toml", "--max-steps", "1", "--device", "cpu",
+                             "--runs-dir", folder / "runs")
+    return {"code": code, "out": out, "err": err, "run": folder / "runs" / "tiny"}
+
+
+def test_a_run_that_never_calibrates_does_not_announce_a_calibration(uncalibrated):
+    code, err = uncalibrated["code"], uncalibrated["err"]
     assert code == 0, err  # QA: said "until the halting head is fitted after the last epoch", and it never was
     assert "the halting head is never fitted" in err and "fitted after the last epoch" not in err
     assert "halting head calibrated" not in err
@@ -108,12 +116,9 @@ def test_evaluate_on_mnist_says_nothing_of_training_augmentation(trained, tmp_pa
     assert "augment" not in err  # QA: "augment 'crop-flip' mirrors images ...": evaluation does not augment
 
 
-def test_a_model_trained_without_calibration_is_evaluated_at_full_depth_as_it_runs(tmp_path):
-    (tmp_path / "run.toml").write_text("calibrate_halting = false\n" + TINY_RUN)
-    code, _, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "1", "--device", "cpu",
-                           "--runs-dir", tmp_path / "runs")
-    assert code == 0, err
-    run = tmp_path / "runs" / "tiny"
+def test_a_model_trained_without_calibration_is_evaluated_at_full_depth_as_it_runs(uncalibrated):
+    assert uncalibrated["code"] == 0, uncalibrated["err"]
+    run = uncalibrated["run"]
     # QA: it paid for a halting head it never uses, raised a collapse alarm and swept thresholds of that head
     assert json.loads((run / "eval.json").read_text())["mode"] == "max"
     code, out, err = run_cli("evaluate", run, "--json")
@@ -814,8 +819,11 @@ def test_no_arguments_opens_the_app(monkeypatch):
     assert main([]) == 0 and calls == [[]]
 
 
-def test_info_json_in_a_real_process():
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
+def test_info_json_in_a_real_process_lists_a_failed_plugin_once(tmp_path):
+    """QA: each failed plugin was printed twice, as a `note:` on stderr and in the plugins list. One real process
+    for both (a torch import each): `info --json` as the shell runs it, with a broken plugin."""
+    (tmp_path / "broken.py").write_text("def register(api):\n    raise RuntimeError('boom')\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE", "IAMNN_STUDIO_PLUGINS": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "iamnn_studio", "info", "--json"], capture_output=True,
                           text=True, env=env, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -823,6 +831,27 @@ def test_info_json_in_a_real_process():
     assert info["torch"].startswith("2.")
     assert info["datasets"]["synthetic"]["offline"] is True
     assert isinstance(info["plugins"], list) and "gpu_available" in info["system"]
+    assert "broken" not in done.stderr and "boom" not in done.stderr
+    [plugin] = [p for p in info["plugins"] if p["name"] == "broken"]
+    assert not plugin["ok"] and plugin["error"].startswith("RuntimeError: boom")
+
+
+@pytest.fixture
+def plugins_from(monkeypatch):
+    """``plugins_from(folder)``: the next ``main`` loads the plugins afresh with ``folder`` as the user's, as a new
+    process would, and its ``note:`` lines reach the stderr ``run_cli`` captures (the CLI adds its log handler
+    once per process, on the stderr of that moment: an earlier test's). Afterwards the session's plugins again."""
+    import logging
+
+    from iamnn_studio.engine import plugins
+
+    def use(folder: Path) -> None:
+        monkeypatch.setenv(plugins.PLUGINS_ENV, str(folder))
+        plugins.unload_plugins()
+
+    monkeypatch.setattr(logging.getLogger("iamnn_studio"), "handlers", [])
+    yield use
+    plugins.unload_plugins()
 
 
 class OddOfflineCheck:
@@ -862,33 +891,25 @@ def test_info_says_a_dataset_cannot_be_checked_when_its_check_breaks_the_contrac
     assert code == 0 and f"  {'odd-check':<16} {'missing':<8} {said}" in out.splitlines()
 
 
-@pytest.mark.parametrize("json_output", [False, True])
-def test_info_lists_a_failed_plugin_once(tmp_path, json_output):
-    """QA: each failed plugin was printed twice, as a `note:` on stderr and in the plugins list."""
+def test_info_lists_a_failed_plugin_once(tmp_path, plugins_from):
+    """QA: each failed plugin was printed twice, as a `note:` on stderr and in the plugins list (the text; the JSON
+    in a real process above)."""
     (tmp_path / "broken.py").write_text("def register(api):\n    raise RuntimeError('boom')\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE", "IAMNN_STUDIO_PLUGINS": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "iamnn_studio", "info", *(["--json"] if json_output else [])],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "broken" not in done.stderr and "boom" not in done.stderr
-    if json_output:
-        [plugin] = [p for p in json.loads(done.stdout)["plugins"] if p["name"] == "broken"]
-        assert not plugin["ok"] and plugin["error"].startswith("RuntimeError: boom")
-    else:
-        assert [line.strip() for line in done.stdout.splitlines() if "broken" in line] == [
-            f"broken: FAILED, RuntimeError: boom (at broken.py:2) [{tmp_path / 'broken.py'}]"]
+    plugins_from(tmp_path)
+    code, out, err = run_cli("info")
+    assert code == 0, err
+    assert "broken" not in err and "boom" not in err
+    assert [line.strip() for line in out.splitlines() if "broken" in line] == [
+        f"broken: FAILED, RuntimeError: boom (at broken.py:2) [{tmp_path / 'broken.py'}]"]
 
 
-def test_other_commands_still_note_a_failed_plugin(tmp_path):
+def test_other_commands_still_note_a_failed_plugin(tmp_path, plugins_from):
     """Only `info` lists the plugins itself: elsewhere the note is the one place a failed plugin is said."""
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "broken.py").write_text("def register(api):\n    raise RuntimeError('boom')\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE",
-           "IAMNN_STUDIO_PLUGINS": str(tmp_path / "plugins")}
-    done = subprocess.run([sys.executable, "-m", "iamnn_studio", "export", str(tmp_path / "missing.pt"), "--format",
-                           "nosuch", "--out", str(tmp_path / "m.x")], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=120)
-    assert "note: plugin broken skipped: RuntimeError: boom" in done.stderr
+    plugins_from(tmp_path / "plugins")
+    _, _, err = run_cli("export", tmp_path / "missing.pt", "--format", "nosuch", "--out", tmp_path / "m.x")
+    assert "note: plugin broken skipped: RuntimeError: boom" in err
 
 
 @pytest.mark.parametrize("command", [["runs", "--runs-dir", "{runs}"], ["evaluate", "{run}", "--no-sweep"],

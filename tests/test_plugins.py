@@ -597,41 +597,44 @@ def test_a_block_that_works_on_the_cpu_is_not_skipped(plugin_dir, name):
     assert isinstance(model.blocks[0].iteration_macs(8, 8), int)  # a whole float is counted as an int
 
 
-def test_info_lists_a_block_without_macs_as_failed_and_train_says_why_without_a_run_folder(tmp_path):
-    """QA: `info` said "nomacs_block: ok"; `train` then failed with an AttributeError and left a failed run."""
-    folder = tmp_path / "plugins"
-    write(folder, "nomacs_block.py", "from torch import nn\n" + textwrap.dedent(BROKEN_BLOCKS["no_macs"][0]) + """
+#: A plugin whose block has no macs(height, width).
+NOMACS_PLUGIN = "from torch import nn\n" + textwrap.dedent(BROKEN_BLOCKS["no_macs"][0]) + """
 def register(api):
     api.blocks.register("nomacs", NoMacs)
-""")
+"""
+
+
+def test_info_lists_a_block_without_macs_as_failed_and_skips_a_plugin_raising_keyboard_interrupt(tmp_path):
+    """QA: `info` said "nomacs_block: ok" (`train` then failed: below). A plugin raising KeyboardInterrupt used to
+    end `iamnn-studio info` with "interrupted" and exit status 130. One real process for both (a torch import)."""
+    folder = tmp_path / "plugins"
+    write(folder, "nomacs_block.py", NOMACS_PLUGIN)
+    write(folder, "interrupts.py", "def register(api):\n    raise KeyboardInterrupt\n")
     env = {**os.environ, plugins.PLUGINS_ENV: str(folder), "OMP_WAIT_POLICY": "PASSIVE"}
     info = subprocess.run([sys.executable, "-m", "iamnn_studio", "info"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env=env)
     assert info.returncode == 0, info.stderr[-2000:]
     line = next(x for x in info.stdout.splitlines() if "nomacs_block" in x)
     assert line.strip().startswith("nomacs_block: FAILED, TypeError: block 'nomacs' (NoMacs) has no macs(height, width)")
+    assert "interrupts" in info.stdout and "KeyboardInterrupt" in info.stdout, info.stdout
+    assert "interrupted" not in info.stderr
 
+
+def test_train_says_why_a_block_without_macs_fails_without_a_run_folder(plugin_dir, tmp_path, monkeypatch):
+    """QA: `train` failed with an AttributeError and left a failed run."""
+    import logging
+
+    write(plugin_dir, "nomacs_block.py", NOMACS_PLUGIN)
+    # the CLI adds its `note:` handler once per process, on the stderr of that moment: here, this test's
+    monkeypatch.setattr(logging.getLogger("iamnn_studio"), "handlers", [])
     runs, config = tmp_path / "runs", tmp_path / "nomacs.toml"
     config.write_text('[model]\nblock = "nomacs"\n', encoding="utf-8")
-    train = subprocess.run([sys.executable, "-m", "iamnn_studio", "train", "--config", str(config), "--dataset",
-                            "synthetic", "--width", "4", "--max-steps", "1", "--runs-dir", str(runs)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
-    assert train.returncode == 2, train.stderr[-2000:]
-    assert "AttributeError" not in train.stderr
-    assert "nomacs" in train.stderr and "no macs(height, width) method" in train.stderr  # the plugin's note says why
+    code, _, err = _cli("train", "--config", config, "--dataset", "synthetic", "--width", "4", "--max-steps", "1",
+                        "--runs-dir", runs)
+    assert code == 2, err[-2000:]
+    assert "AttributeError" not in err
+    assert "nomacs" in err and "no macs(height, width) method" in err  # the plugin's note says why
     assert not runs.exists() or not any(runs.iterdir())
-
-
-def test_a_plugin_raising_keyboard_interrupt_is_skipped_and_the_command_goes_on(tmp_path):
-    """It used to end `iamnn-studio info` with "interrupted" and exit status 130."""
-    write(tmp_path, "interrupts.py", "def register(api):\n    raise KeyboardInterrupt\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "iamnn_studio", "info"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, plugins.PLUGINS_ENV: str(tmp_path), "OMP_WAIT_POLICY": "PASSIVE"},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "interrupts" in done.stdout and "KeyboardInterrupt" in done.stdout, done.stdout
-    assert "interrupted" not in done.stderr
 
 
 PRESSES_CTRL_C = "import signal\nsignal.raise_signal(signal.SIGINT)  # as the user's Ctrl-C arrives\n"
