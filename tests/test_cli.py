@@ -65,13 +65,22 @@ def test_train_creates_a_run_with_checkpoints_and_evaluation(trained):
     assert "epoch 1/1" in trained["err"] and "\r" not in trained["err"]
 
 
-def test_a_run_ended_by_its_step_limit_is_worded_as_runs_lists_it(tmp_path):
-    (tmp_path / "run.toml").write_text(TINY_RUN)
-    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "1", "--device", "cpu",
-                             "--runs-dir", tmp_path / "runs")
+@pytest.fixture(scope="module")
+def cut_short(tmp_path_factory):
+    """One tiny run in batches of 8 (16 steps an epoch) ended by --max-steps 3, shared by the tests that read it."""
+    folder = tmp_path_factory.mktemp("cut-short")
+    (folder / "run.toml").write_text(TINY_RUN.replace("batch_size = 32", "batch_size = 8"))
+    runs = folder / "runs"
+    code, out, err = run_cli("train", "--config", folder / "run.toml", "--max-steps", "3", "--device", "cpu",
+                             "--runs-dir", runs)
+    return {"code": code, "out": out, "err": err, "runs": runs}
+
+
+def test_a_run_ended_by_its_step_limit_is_worded_as_runs_lists_it(cut_short):
+    code, out, err = cut_short["code"], cut_short["out"], cut_short["err"]
     assert code == 0, err
     # QA: the trainer's token showed through: "run: runs/tiny (max_steps)", "finished: max_steps"
-    assert out.splitlines()[0] == f"run: {tmp_path / 'runs' / 'tiny'} · completed (step limit)"
+    assert out.splitlines()[0] == f"run: {cut_short['runs'] / 'tiny'} · completed (step limit)"
     assert "finished: completed (step limit)" in err.splitlines() and "max_steps" not in out + err
 
 
@@ -1388,15 +1397,13 @@ def test_ctrl_c_during_evaluate_says_the_evaluation_stops(trained, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_run_cut_short_by_max_steps_does_not_count_a_whole_epoch(tmp_path):
-    (tmp_path / "run.toml").write_text(TINY_RUN.replace("batch_size = 32", "batch_size = 8"))
-    code, out, err = run_cli("train", "--config", tmp_path / "run.toml", "--max-steps", "3", "--device", "cpu",
-                             "--runs-dir", tmp_path)
+def test_a_run_cut_short_by_max_steps_does_not_count_a_whole_epoch(cut_short):
+    code, out, err = cut_short["code"], cut_short["out"], cut_short["err"]
     assert code == 0, err
     # 160 images with 20% held out: 128 training images, 16 steps of 8 per epoch
     assert "epoch 1/1  step 3 (cut short: 3 of its 16 steps)  train loss" in err
     assert "epochs done: 0 of 1, and 3 of the 16 steps of epoch 1 (stopped at step 3)" in out
-    code, out, _ = run_cli("runs", "--runs-dir", tmp_path)
+    code, out, _ = run_cli("runs", "--runs-dir", cut_short["runs"])
     assert code == 0
     header, row = out.splitlines()[:2]
     column = header.index("EPOCHS")
