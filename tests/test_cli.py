@@ -830,7 +830,7 @@ def test_no_arguments_opens_the_app(monkeypatch):
 
 def test_info_json_in_a_real_process_lists_a_failed_plugin_once(tmp_path):
     """QA: each failed plugin was printed twice, as a `note:` on stderr and in the plugins list. One real process
-    for both (a torch import each): `info --json` as the shell runs it, with a broken plugin."""
+    for both (each costs a torch import): `info --json` as the shell runs it, with a broken plugin."""
     (tmp_path / "broken.py").write_text("def register(api):\n    raise RuntimeError('boom')\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE", "IAMNN_STUDIO_PLUGINS": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "iamnn_studio", "info", "--json"], capture_output=True,
