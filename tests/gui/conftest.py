@@ -6,6 +6,8 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from iamnn_studio.gui.forms import memory_sizing as _memory_sizing  # noqa: E402 - after the skips
+
 ENGINE_TIMEOUT_MS = 120_000
 
 
@@ -50,14 +52,18 @@ def window(qtbot, styled_app, tmp_runs):
     qtbot.wait(10)
 
 
+#: What the app runs as its sizing child, before any test puts a fake in its place.
+REAL_SIZING_COMMAND = list(_memory_sizing.SIZING_COMMAND)
+
+
 class _SessionSizing:
     """One real sizing child for a test process, its answers remembered by model: every test window's form would
     otherwise start its own (a torch import, 5-7 s of CPU on a slow machine) and its teardown wait for the answer."""
 
-    def __init__(self, server_class) -> None:
+    def __init__(self, make_server) -> None:
         import threading
 
-        self.server = server_class()
+        self.server = make_server()
         self.answers: dict[str, object] = {}
         self.lock = threading.Lock()  # one form at a time talks to the child; a superseded request is not ours
 
@@ -130,7 +136,8 @@ class _FormSizingServer:
 def session_sizing():
     from iamnn_studio.gui.forms.memory_sizing import SizingServer
 
-    shared = _SessionSizing(SizingServer)
+    # the real child, whatever a test's fake command line (test_memory_sizing) is when this one (re)starts
+    shared = _SessionSizing(lambda: SizingServer(command=list(REAL_SIZING_COMMAND)))
     yield shared
     shared.server.close()
 

@@ -277,10 +277,11 @@ def test_a_shape_that_failed_is_asked_once_more_when_shown_again_later(qtbot, tm
 def test_an_ended_child_s_input_pipe_is_closed_even_when_it_is_not_reaped_in_time(qtbot, tmp_path, monkeypatch):
     """Review: ``end`` closed the child's stdin only when ``wait(5)`` returned; after a TimeoutExpired the pipe's
     file descriptor stayed open for the app's life."""
+    from iamnn_studio.gui.forms import memory_sizing
     from iamnn_studio.gui.forms.memory_sizing import _Child
 
     fake_sizing_child(monkeypatch, tmp_path)
-    child = _Child()
+    child = _Child(memory_sizing.SIZING_COMMAND)
     wait = child.process.wait
 
     def slow_to_reap(timeout=None):
@@ -427,3 +428,22 @@ def test_the_cache_file_is_never_written_through_a_file_of_a_fixed_name(qtbot, t
     assert victim.read_text() == "keep me"
     assert not path.is_symlink() and memory_sizing.load_cached_sizes(path) == sizes
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([victim.name, path.name, path.name + ".partial"])
+
+
+def test_a_server_given_its_command_starts_that_child_whatever_the_default_is_then(qtbot, tmp_path, monkeypatch):
+    """A server made with its own command line keeps it: the module's default, changed later (a plugin's, a test's
+    fake), does not reach a child that server restarts."""
+    from iamnn_studio.gui.forms import memory_sizing
+    from iamnn_studio.gui.forms.memory_sizing import SizingServer
+
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+    fake_sizing_child(monkeypatch, tmp_path / "one")
+    mine = list(memory_sizing.SIZING_COMMAND)
+    server = SizingServer(command=mine)
+    fake_sizing_child(monkeypatch, tmp_path / "two")  # the default now names another script
+    try:
+        assert server.answer(server.supersede(), {"width": 4}).bytes_per_image == SMALL["bytes_per_image"]
+        assert len(starts(tmp_path / "one")) == 1 and starts(tmp_path / "two") == []
+    finally:
+        server.close()

@@ -68,9 +68,9 @@ class _Child:
     """One running sizing process; two daemon threads read its stdout lines into a queue and keep its last
     stderr lines (so neither pipe fills up, and a death can say why)."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: list[str]) -> None:
         self.process = subprocess.Popen(
-            SIZING_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             bufsize=1, env=_child_environment())
         self.ready = False
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -130,8 +130,10 @@ class SizingServer:
     """The long-lived sizing child of one form, asked one shape at a time from any thread but the UI thread
     (``answer`` blocks); ``supersede`` and ``close`` return at once, from any thread. No Qt."""
 
-    def __init__(self, timeout_s: float = SIZING_TIMEOUT_S, start_timeout_s: float = START_TIMEOUT_S) -> None:
+    def __init__(self, timeout_s: float = SIZING_TIMEOUT_S, start_timeout_s: float = START_TIMEOUT_S,
+                 command: list[str] | None = None) -> None:
         self.timeout_s, self.start_timeout_s = timeout_s, start_timeout_s
+        self.command = command  # the child's command line; None: SIZING_COMMAND as it is when a child starts
         self._turn = threading.Lock()  # one request talks to the child at a time
         self._state = threading.Lock()  # guards the fields below; never held while waiting for the child
         self._child: _Child | None = None
@@ -259,7 +261,7 @@ class SizingServer:
     def _start_child(self) -> _Child:
         """Start a child (outside the state lock: a close meanwhile ends it at once)."""
         try:
-            child = _Child()
+            child = _Child(self.command or SIZING_COMMAND)
         except OSError as error:
             raise ValueError(f"cannot start the sizing process: {error.strerror or error}") from None
         with self._state:
