@@ -291,7 +291,11 @@ def test_an_image_folder_mismatch_only_the_workers_can_tell_is_one_line_without_
     is tested by the other multi-process CLI tests here."""
     from iamnn_studio.cli import main
 
+    import logging
+
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the workers' torch reads it, as a command line's would
+    # the CLI's note handler, added once per process, is this test's own (on capfd's stderr) and goes with it
+    monkeypatch.setattr(logging.getLogger("iamnn_studio"), "handlers", [])
     config = image_folder_run(tmp_path, "L", 3, 2)
     config.save(tmp_path / "run.toml")
     runs = tmp_path / "runs"

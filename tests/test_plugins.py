@@ -502,6 +502,53 @@ print(json.dumps([[report.ok for report in reports], "sympy" in sys.modules]))
     assert (plugin_dir / "seen.py.seen").read_text().split("\n") == ["cpu cpu", "cpu cpu", ""]  # two iterations
 
 
+def test_the_cpu_trial_leaves_shared_weights_buffers_and_the_global_rng_as_they_were(plugin_dir):
+    """Review: the CPU trial filled weights a plugin shares (made at import) with 0.01, judged a forward whose shape a
+    buffer decides by the trial's made-up buffer value, and moved torch's global RNG (a seeded run's weights)."""
+    write(plugin_dir, "careful.py", """
+        import torch
+        from torch import nn
+
+        with torch.random.fork_rng():  # the import draws nothing either: only the trial is under test
+            SHARED = nn.Conv2d(80, 64, 1)  # pretrained-like weights made at import, on the CPU
+        KEPT = SHARED.weight.detach().clone()
+
+        class Shared(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.conv = SHARED
+
+            def forward(self, x, iteration):
+                return self.conv(x)
+
+            def macs(self, height, width):
+                return 0
+
+        class BufferShaped(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.register_buffer("keep", torch.tensor(float(channels)))
+
+            def forward(self, x, iteration):
+                return torch.nn.functional.dropout(x[:, -int(self.keep):], 0.5, training=True)
+
+            def macs(self, height, width):
+                return 0
+
+        def register(api):
+            api.blocks.register("shared", Shared)
+            api.blocks.register("buffer-shaped", BufferShaped)
+            assert torch.equal(SHARED.weight, KEPT), "the trial changed the plugin's own weights"
+    """)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    report = [r for r in plugins.load_plugins() if r.name == "careful"][0]
+    assert report.ok, report.error
+    assert {"shared", "buffer-shaped"} <= set(BLOCKS)
+    assert torch.equal(torch.rand(3), expected)  # the trial's dropout drew nothing from the global RNG
+
+
 def test_a_block_whose_forward_cannot_run_on_the_meta_device_still_loads(plugin_dir):
     """A data-dependent forward (.item()) cannot be tried without real data: its shape is not checked."""
     write(plugin_dir, "dynamic.py", with_tiny_block("""

@@ -232,24 +232,42 @@ def _check_block(name: str, factory: Callable[..., Any]) -> None:
     else:
         if not (isinstance(macs, torch.Tensor) and macs.device.type == "meta") and _macs_count(macs) is None:
             raise broken(kind, f"macs({size}, {size}) returned {macs!r}, not a whole number >= 0")
-    x = torch.empty(2, in_channels + channels, size, size, device="meta")
+    shape, want = (2, in_channels + channels, size, size), (2, channels, size, size)
+
+    def wrong_forward(trial: Any, x: Any) -> str | None:
+        """What is definitely wrong with ``trial``'s forward on ``x``; None when right or not tried."""
+        for iteration in range(iterations):
+            try:
+                out = trial(x, iteration)
+            except Exception as exc:  # noqa: BLE001 - data-dependent code (.item(), .numpy(), torch.unique), kernels
+                not_tried(f"forward(x, {iteration}) for x of shape {tuple(x.shape)}", exc)
+                return None
+            if not isinstance(out, torch.Tensor):
+                return f"forward returned {type(out).__name__}, not a tensor of shape {want}"
+            if tuple(out.shape) != want:
+                return (f"forward returned shape {tuple(out.shape)}, not {want}: the result must have `channels` "
+                        "channels and the input's height and width")
+        return None
+
     on_cpu = _on_the_cpu(block)
-    if on_cpu is not None:
+    if on_cpu is None:
+        problem = wrong_forward(block, torch.empty(shape, device="meta"))
+    else:
         # forward on the CPU at the trial's sizes (milliseconds): a meta forward's first call imported ~900 modules
-        # of torch (3-4 s) at every command and every start of the app
-        block, x = on_cpu, torch.full(tuple(x.shape), _TRIAL_VALUE)
-    want = (2, channels, size, size)
-    for iteration in range(iterations):
-        try:
-            out = block(x, iteration)
-        except Exception as exc:  # noqa: BLE001 - data-dependent code (.item(), .numpy(), torch.unique), kernels
-            not_tried(f"forward(x, {iteration}) for x of shape {tuple(x.shape)}", exc)
-            return
-        if not isinstance(out, torch.Tensor):
-            raise broken(kind, f"forward returned {type(out).__name__}, not a tensor of shape {want}")
-        if tuple(out.shape) != want:
-            raise broken(kind, f"forward returned shape {tuple(out.shape)}, not {want}: the result must have "
-                               "`channels` channels and the input's height and width")
+        # of torch (3-4 s) at every command and every start of the app. The global RNG is left as it was (a
+        # dropout must not change a seeded run's weights), and no gradients are kept.
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            problem = wrong_forward(on_cpu, torch.full(shape, _TRIAL_VALUE))
+        if problem is not None:  # the trial's made-up values (a buffer's 0.01) may have decided a shape: ask meta
+            try:
+                with torch.device("meta"):
+                    block = factory(in_channels, channels, width, iterations)
+            except Exception as exc:  # noqa: BLE001
+                not_tried(call, exc)
+                return
+            problem = wrong_forward(block, torch.empty(shape, device="meta"))
+    if problem is not None:
+        raise broken(kind, problem)
 
 
 #: A block whose weights take at most this many bytes is tried on the CPU, filled with ``_TRIAL_VALUE`` (its own
@@ -265,6 +283,8 @@ def _on_the_cpu(block: Any) -> Any:
 
     try:
         tensors = list(itertools.chain(block.parameters(), block.buffers()))
+        if not all(t.is_meta for t in tensors):  # weights the plugin made elsewhere (shared, pretrained): not ours
+            return None
         if sum(t.numel() * t.element_size() for t in tensors) > CPU_TRIAL_BYTES:
             return None
         # not to_empty(): its empty_like of a meta tensor takes the same slow path as a meta forward

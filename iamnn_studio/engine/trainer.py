@@ -227,6 +227,8 @@ class Trainer:
             if self._state == "stopping" and state in ("running", "paused"):
                 return
             self._state = state
+            if state in ("running", "paused") and self._stop_requested.is_set():
+                self._state = "stopping"  # a stop() from a signal handler that landed inside this method
 
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:

@@ -99,16 +99,18 @@ class _FormSizingServer:
         pass  # the shared child starts with the first shape
 
     def answer(self, request: int, model: dict):
-        from iamnn_studio.gui.forms.memory_sizing import built_in_model
+        from iamnn_studio.gui.forms.memory_sizing import SizingCancelled, built_in_model
 
         self._still_wanted(request)
         if built_in_model(model):
             memory = self.shared.answer(model, self.timeout_s)
         else:
             with self._lock:
-                self._own = self._own or self.server_class(self.timeout_s)
-            self._own.timeout_s = self.timeout_s
-            memory = self._own.answer(self._own.supersede(), model)
+                if self._closed:
+                    raise SizingCancelled()
+                own = self._own = self._own or self.server_class(self.timeout_s)
+            own.timeout_s = self.timeout_s
+            memory = own.answer(own.supersede(), model)
         self._still_wanted(request)
         return memory
 
