@@ -18,18 +18,6 @@ pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def quick_sizing_child(monkeypatch, tmp_path, fresh_sizing_cache):
-    """The Train form's sizing child answers at once: no test here is about the sizes, and each new window's real
-    child (a torch import, ~10 s on a busy machine) made a window's background work the bulk of these tests. Its
-    answers go to this test's own cache file, never the session's shared one."""
-    from .test_memory_sizing import fake_sizing_child
-
-    folder = tmp_path / "sizing-child"
-    folder.mkdir()
-    fake_sizing_child(monkeypatch, folder)
-
-
 def test_window_shows_before_the_engine_and_then_loads_it(qtbot, styled_app, tmp_runs):
     from iamnn_studio.gui.engine_loader import EngineLoader
     from iamnn_studio.gui.main_window import MainWindow
