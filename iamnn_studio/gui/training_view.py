@@ -87,7 +87,7 @@ class LiveMonitor(pg.GraphicsLayoutWidget):
         def add_plot(row: int, col: int, **axes: pg.AxisItem) -> pg.PlotItem:
             # no "100150" along the steps, nor values on top of each other in a 960 x 640 window
             roomy = {"bottom": RoomyAxis("bottom"), "left": RoomyAxis("left")}
-            return self.addPlot(row=row, col=col, axisItems={**roomy, **axes})
+            return self.addPlot(row=row, col=col, axisItems={**roomy, **axes}, enableMenu=False)
 
         loss = style_plot(add_plot(0, 0, left=LogAxis("left")), "Loss")
         loss.setLogMode(x=False, y=True)  # an early validation loss of 15 must not flatten the curve at 0.5
@@ -434,36 +434,15 @@ class TrainingView(QWidget):
 
         self.form = RunForm()
         self.header = RunHeader()
-        self.monitor = LiveMonitor()
-        self.log = RunLog()
-        self.system = SystemPanel()
-
-        live = QWidget()
-        live_layout = QVBoxLayout(live)
-        live_layout.setContentsMargins(0, SPACING["row"], 0, 0)
-        live_layout.setSpacing(SPACING["row"])
-        live_layout.addWidget(self.monitor, 5)
-        bottom = QSplitter(Qt.Orientation.Horizontal)
-        log_box = QWidget()
-        log_layout = QVBoxLayout(log_box)
-        log_layout.setContentsMargins(0, 0, 0, 0)
-        log_layout.setSpacing(4)
-        log_title = QLabel("Run log")
-        log_title.setObjectName("CardTitle")
-        log_layout.addWidget(log_title)
-        log_layout.addWidget(self.log, 1)
-        bottom.addWidget(log_box)
-        bottom.addWidget(self.system)
-        bottom.setStretchFactor(0, 1)
-        bottom.setStretchFactor(1, 1)
-        bottom.setChildrenCollapsible(False)
-        live_layout.addWidget(bottom, 3)
-        self.bottom_row = bottom
-
+        # The live page (six plots, the run log, the hardware plots) is built when first needed: a run starts,
+        # the tab is opened or a caller asks for one of its parts. The Train tab opens on the dataset preview,
+        # and the plots were a third of the window's start-up.
+        self._live: _LivePage | None = None
         # The plots scroll rather than floor the header: in a short window under a large font a finished
         # run's result and buttons need more height than the plots' least left it (at 14 pt in 960 x 640
         # the last row of buttons was cut off); where there is room, nothing scrolls.
-        self.live_page = _scrolling_page(live)
+        self.live_page = _scrolling_page(None)
+
         # The preview scrolls too: the tabs take their pages' largest least height, and the preview's (160 px
         # at 14 pt) cut a stopped run's last buttons off in 960 x 640 when its name took two lines.
         self.preview_page = _scrolling_page(self.form.preview)
@@ -497,9 +476,8 @@ class TrainingView(QWidget):
         layout.addWidget(splitter)
 
         self.refresher = PlotRefresher(self, groups_per_tick=3)
-        for curves in self.monitor.curves_by_plot():
-            self.refresher.track(curves)
         self.refresher.on_refresh(self._refresh_labels)
+        self.pages.currentChanged.connect(self._on_page_changed)
 
         h = self.header
         h.start.clicked.connect(self.start_run)
@@ -569,9 +547,50 @@ class TrainingView(QWidget):
         QTimer.singleShot(0, self._widen_form)
         if not info.has("iamnn_studio.engine.trainer"):
             self.header.subtitle.setText(f"Training is unavailable: {info.missing['iamnn_studio.engine.trainer']}")
+        if self._live is not None:  # else when it is built
+            self._start_system_panel()
+        self._update_buttons()
+
+    # ------------------------------------------------------------- live page
+    @property
+    def monitor(self) -> LiveMonitor:
+        return self._live_parts().monitor
+
+    @property
+    def log(self) -> RunLog:
+        return self._live_parts().log
+
+    @property
+    def system(self) -> SystemPanel:
+        return self._live_parts().system
+
+    @property
+    def bottom_row(self) -> QSplitter:
+        return self._live_parts().bottom_row
+
+    @property
+    def live_page_built(self) -> bool:
+        return self._live is not None
+
+    @Slot(int)
+    def _on_page_changed(self, index: int) -> None:
+        if self.pages.widget(index) is self.live_page:
+            self._live_parts()
+
+    def _live_parts(self) -> _LivePage:
+        """The live page's widgets, built on first use."""
+        if self._live is None:
+            self._live = _LivePage()
+            self.live_page.setWidget(self._live.page)
+            for curves in self._live.monitor.curves_by_plot():
+                self.refresher.track(curves)
+            if self._engine_ready:
+                self._start_system_panel()
+        return self._live
+
+    def _start_system_panel(self) -> None:
         self.system.start()
         self._share_bottom_row()
-        self._update_buttons()
 
     def _share_bottom_row(self) -> None:
         """The log and the hardware plots split the row by what the plots need: four GPU plots take three
@@ -1133,7 +1152,8 @@ class TrainingView(QWidget):
 
     def shutdown(self) -> None:
         """Stop polling and end the form's sizing child (window closing)."""
-        self.system.stop()
+        if self._live is not None:
+            self._live.system.stop()
         self.form.shutdown()
 
     def stop_at_exit(self, timeout_ms: int = 120_000) -> None:
@@ -1144,14 +1164,46 @@ class TrainingView(QWidget):
             self.session.wait(timeout_ms)
 
 
-def _scrolling_page(content: QWidget) -> QScrollArea:
-    """A page that scrolls down to the rest of ``content`` where the window leaves it too little height."""
+def _scrolling_page(content: QWidget | None) -> QScrollArea:
+    """A page that scrolls down to the rest of ``content`` where the window leaves it too little height
+    (None: content is set later)."""
     page = QScrollArea()
     page.setWidgetResizable(True)
     page.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     page.setFrameShape(QFrame.Shape.NoFrame)
-    page.setWidget(content)
+    if content is not None:
+        page.setWidget(content)
     return page
+
+
+class _LivePage:
+    """The Live training page's widgets: the six run plots over the run log and the hardware plots."""
+
+    def __init__(self) -> None:
+        self.monitor = LiveMonitor()
+        self.log = RunLog()
+        self.system = SystemPanel()
+        self.page = live = QWidget()
+        live_layout = QVBoxLayout(live)
+        live_layout.setContentsMargins(0, SPACING["row"], 0, 0)
+        live_layout.setSpacing(SPACING["row"])
+        live_layout.addWidget(self.monitor, 5)
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        log_box = QWidget()
+        log_layout = QVBoxLayout(log_box)
+        log_layout.setContentsMargins(0, 0, 0, 0)
+        log_layout.setSpacing(4)
+        log_title = QLabel("Run log")
+        log_title.setObjectName("CardTitle")
+        log_layout.addWidget(log_title)
+        log_layout.addWidget(self.log, 1)
+        bottom.addWidget(log_box)
+        bottom.addWidget(self.system)
+        bottom.setStretchFactor(0, 1)
+        bottom.setStretchFactor(1, 1)
+        bottom.setChildrenCollapsible(False)
+        live_layout.addWidget(bottom, 3)
+        self.bottom_row = bottom
 
 
 def history_records(records: Iterable[dict[str, Any]], upto_step: int | None,

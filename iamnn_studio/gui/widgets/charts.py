@@ -36,7 +36,7 @@ class IterationHistograms(_FixedHeightLayout):
         self.bars: list[pg.BarGraphItem] = []
         self.cap_lines: list[pg.InfiniteLine] = []
         for b in range(blocks):
-            plot = self.addPlot(row=0, col=b)
+            plot = self.addPlot(row=0, col=b, enableMenu=False)
             theme.style_plot(plot, title=f"Block {b + 1}", bottom="iterations")
             plot.setMouseEnabled(False, False)
             plot.getAxis("left").setWidth(34)
@@ -69,7 +69,7 @@ class ClassAccuracyBars(pg.PlotWidget):
     """Test accuracy of every class as horizontal bars, class names on the left."""
 
     def __init__(self, parent=None) -> None:
-        super().__init__(parent=parent, background=theme.PLOT_BACKGROUND)
+        super().__init__(parent=parent, background=theme.PLOT_BACKGROUND, enableMenu=False)
         self.setMouseEnabled(False, False)
         plot = self.getPlotItem()
         theme.style_plot(plot, bottom="accuracy (%)")
@@ -112,7 +112,7 @@ class SweepCurve(pg.PlotWidget):
     """
 
     def __init__(self, parent=None) -> None:
-        super().__init__(parent=parent, background=theme.PLOT_BACKGROUND)
+        super().__init__(parent=parent, background=theme.PLOT_BACKGROUND, enableMenu=False)
         self.setMouseEnabled(False, False)
         plot = self.getPlotItem()
         theme.style_plot(plot, left="top-1 accuracy (%)", bottom="mean MACs per image (M)")
@@ -165,9 +165,9 @@ class TrainingCurves(_FixedHeightLayout):
         self.ci.layout.setSpacing(10)
         train_val = f"{swatch(theme.ACCENT, 'train')} {swatch(theme.SECONDARY, 'validation')}"
         blocks = " ".join(swatch(theme.block_color(b), str(b + 1)) for b in range(4))
-        self.loss_plot = self.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")})
-        self.accuracy_plot = self.addPlot(row=0, col=1)
-        self.iterations_plot = self.addPlot(row=0, col=2)
+        self.loss_plot = self.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")}, enableMenu=False)
+        self.accuracy_plot = self.addPlot(row=0, col=1, enableMenu=False)
+        self.iterations_plot = self.addPlot(row=0, col=2, enableMenu=False)
         for plot, title in ((self.loss_plot, f"Loss {train_val}"), (self.accuracy_plot, f"Accuracy % {train_val}"),
                             (self.iterations_plot, f"Iterations per block {blocks}")):
             theme.style_plot(plot, title=title, bottom="epoch")

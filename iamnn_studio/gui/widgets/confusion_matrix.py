@@ -21,7 +21,7 @@ class ConfusionMatrix(pg.PlotWidget):
     """
 
     def __init__(self, parent=None) -> None:
-        super().__init__(parent=parent, background=theme.PLOT_BACKGROUND)
+        super().__init__(parent=parent, background=theme.PLOT_BACKGROUND, enableMenu=False)
         self.setMouseEnabled(False, False)
         plot = self.getPlotItem()
         theme.style_plot(plot, left="true class", bottom="predicted class")
