@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from .engine_loader import EngineInfo, EngineLoader, shared_loader
 from .file_kinds import CHECKPOINT_FILTER, DroppedRun, dropped_run, is_checkpoint, is_config
 from .forms.settings import Setting, restore_settings, save_settings
+from .garbage import freeze_long_lived
 from .style import COLORS, SPACING, set_role
 from .training_view import TrainingView
 
@@ -353,6 +354,7 @@ class MainWindow(QMainWindow):
             act.setEnabled(True)
         self.engine_ready = True
         self._on_tab_changed(self.tabs.currentIndex())  # the window came back on a tab that waited to be built
+        freeze_long_lived()  # torch and the views live as long as the app: no collection need walk them again
         text = info.summary
         details = [f"Loaded in {info.seconds:.1f} s"]
         details += [f"missing {name}: {reason}" for name, reason in info.missing.items()]

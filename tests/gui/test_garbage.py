@@ -52,3 +52,43 @@ def test_stopping_gives_the_collector_its_automatic_runs_back():
         assert gc.isenabled()
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_a_window_freezes_what_lives_as_long_as_the_app_once_its_engine_is_ready(qtbot, styled_app, tmp_runs,
+                                                                                  monkeypatch):
+    """Once per process, when the engine is ready: start-up's objects leave the collector's sight (a full collection
+    walking torch and the views stalled the UI thread 250 ms); objects made later are still collected here."""
+    from PySide6.QtCore import QSettings
+
+    from iamnn_studio.gui import garbage
+    from iamnn_studio.gui.main_window import MainWindow
+
+    from .conftest import ENGINE_TIMEOUT_MS
+
+    freezes: list[int] = []
+    monkeypatch.setattr(garbage, "_frozen", False)  # as in a fresh process (the suite froze its start-up already)
+    monkeypatch.setattr(gc, "freeze", lambda: freezes.append(len(gc.get_objects())))
+    QSettings().clear()
+    win = MainWindow(runs_dir=str(tmp_runs))
+    try:
+        win.show()
+        assert freezes == []  # not before the engine and the views are there
+        qtbot.waitUntil(lambda: win.engine_ready, timeout=ENGINE_TIMEOUT_MS)
+        assert len(freezes) == 1
+        garbage.freeze_long_lived()
+        assert len(freezes) == 1  # once per process
+    finally:
+        win.training.form.wait_for_background()
+        win.close()
+        win.deleteLater()
+        qtbot.wait(10)
+
+
+def test_cycles_made_after_the_freeze_are_still_collected():
+    from iamnn_studio.gui.garbage import freeze_long_lived
+
+    freeze_long_lived()
+    freed_in: list = []
+    Cycle(freed_in)
+    gc.collect()
+    assert freed_in == [threading.main_thread().name] and gc.get_freeze_count() > 0
