@@ -164,8 +164,14 @@ def test_a_running_status_left_by_a_dead_process_reads_as_interrupted(tmp_runs):
     status["pid"] = _dead_pid()
     run.status_path.write_text(json.dumps(status))
     [summary] = list_runs(tmp_runs)
-    assert summary.status == "interrupted" and "resume" in summary.reason
-    assert effective_state(status) == (summary.status, summary.reason)  # the rule the Study tab shares
+    # QA: it said "resume from the last checkpoint" of a run that died before its first one
+    assert summary.status == "interrupted" and summary.reason == (
+        "the training process ended without saying why, before its first checkpoint: nothing to resume "
+        "(start it again)")
+    assert effective_state(status, run.path) == (summary.status, summary.reason)  # the rule the Study tab shares
+    (run.path / "checkpoints").mkdir(exist_ok=True)
+    (run.path / "checkpoints" / "last.pt").write_bytes(b"saved before the process died")
+    assert list_runs(tmp_runs)[0].reason.endswith("; resume from the last checkpoint")
     run.write_status("running")  # written by this live process
     assert list_runs(tmp_runs)[0].status == "running"
     assert effective_state(run.read_status())[0] == "running"

@@ -593,7 +593,7 @@ def _summarise(folder: Path) -> RunSummary | None:
         total = _planned_epochs(config, started)
         done, step, best = _checkpoint_progress(folder, max_steps, _steps_per_epoch(started), payload)
     else:
-        state, reason = effective_state(status)
+        state, reason = effective_state(status, folder)
         best = _number(status.get("best_accuracy"))
         done = _number(status.get("epochs_done"))
         done = int(done) if done is not None else _checkpoint_progress(folder, max_steps, _steps_per_epoch(started),
@@ -862,15 +862,19 @@ def epochs_text(epochs_done: Any, total_epochs: Any, step: Any, steps_per_epoch:
     return f"{full}{separator}{total}{unit}" + (f" (+{rest}{of} steps)" if rest else "")
 
 
-def effective_state(status: dict[str, Any] | None) -> tuple[str, str]:
+def effective_state(status: dict[str, Any] | None, folder: str | Path | None = None) -> tuple[str, str]:
     """(state, reason) of a run as every view reports it: status.json's, except that a "running" or
-    "paused" run whose process is gone is "interrupted"; ("unknown", why) without a status."""
+    "paused" run whose process is gone is "interrupted"; ("unknown", why) without a status. Given the run's
+    ``folder``, an interrupted run's reason offers a resume only where it has a last.pt to resume from."""
     if not status:
         return "unknown", "status.json is missing or damaged"
     state, reason = status.get("state"), str(status.get("reason", ""))
     if state not in RUN_STATES:  # a hand-edited or foreign file: "5" is no state to show
         return "unknown", f"status.json has no run state (state: {json.dumps(state)})"
     if state in ("running", "paused") and not _writer_alive(status):
+        if folder is not None and not _is_regular_file(Path(folder) / CHECKPOINT_DIR / "last.pt"):
+            return INTERRUPTED, ("the training process ended without saying why, before its first checkpoint: "
+                                 "nothing to resume (start it again)")
         return INTERRUPTED, "the training process ended without saying why; resume from the last checkpoint"
     return state, reason
 

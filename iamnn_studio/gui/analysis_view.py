@@ -129,7 +129,7 @@ def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
     except ValueError as error:
         report.config_error = _config_reason(error, run.config_path)
     report.status = run.read_status() or {}
-    report.state, report.state_reason = runs.effective_state(report.status or None)
+    report.state, report.state_reason = runs.effective_state(report.status or None, folder)
     report.steps_per_epoch = runs.steps_per_epoch(folder)
     if run.eval_path.is_file():
         try:  # the engine's one check of eval.json's shape: a damaged file is refused whole, saying what is wrong
