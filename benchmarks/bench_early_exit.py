@@ -274,13 +274,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("--width and --batch-size must be at least 1")
     from iamnn_studio.engine.checkpoint import CheckpointError
 
+    # the command-line measurement keeps only the timings: no profile there (the profiler's start imports
+    # torch's compiler stack, 4 s)
+    profile = not AS_COMMAND_LINE
     try:
         if args.quick:
             result = measure_early_exit(width=8, depth=18, batch_size=64, repeats=3, checkpoint=args.checkpoint,
-                                        device=args.device, dataset=args.dataset)
+                                        device=args.device, dataset=args.dataset, profile=profile)
         else:
             result = measure_early_exit(width=args.width, batch_size=args.batch_size, checkpoint=args.checkpoint,
-                                        device=args.device, dataset=args.dataset,
+                                        device=args.device, dataset=args.dataset, profile=profile,
                                         repeats=30 if args.device == "cuda" else 15)
     except CheckpointError as exc:
         parser.error(f"--checkpoint: {exc}")
