@@ -281,8 +281,27 @@ def test_deep_custom_caps_are_sized_from_small_ones_with_the_same_bytes(monkeypa
     real = estimate._saved_bytes_with_caps
     monkeypatch.setattr(estimate, "_saved_bytes_with_caps", lambda c, caps: sizings.append(caps) or real(c, caps))
     monkeypatch.setattr(estimate, "DIRECT_SIZING_ITERATIONS", 0)
-    assert estimate.training_memory(config) == direct and direct.bytes_per_image > 0
+    assert estimate.size_training_memory(config) == direct and direct.bytes_per_image > 0
     assert sizings == [(2, 2, 1, 2), (3, 2, 1, 2), (2, 3, 1, 2), (2, 2, 1, 3)]
+
+
+def test_a_model_sized_before_in_the_process_is_not_sized_again(monkeypatch):
+    """Each run's start sizes its model (a meta forward, 0.3-0.6 s): a model already sized, whatever its halting
+    threshold or ponder weight, is remembered; another width or block is sized afresh."""
+    import iamnn_studio.engine.estimate as estimate
+    from iamnn_studio.engine import ModelConfig
+
+    sized = []
+    real = estimate.size_training_memory
+    monkeypatch.setattr(estimate, "size_training_memory", lambda config: sized.append(config.width) or real(config))
+    monkeypatch.setattr(estimate, "_SIZED", {})
+    config = ModelConfig(width=4, iterations=(1, 2, 1, 1), image_size=16).validate()
+    first = estimate.training_memory(config)
+    assert estimate.training_memory(ModelConfig(width=4, iterations=(1, 2, 1, 1), image_size=16, threshold=0.5,
+                                                tau=0.1).validate()) == first
+    assert sized == [4]
+    wider = estimate.training_memory(ModelConfig(width=6, iterations=(1, 2, 1, 1), image_size=16).validate())
+    assert sized == [4, 6] and wider.bytes_per_image > first.bytes_per_image
 
 def test_the_sizing_server_answers_a_line_for_each_model_until_its_input_ends(monkeypatch, capsys):
     """``python -m iamnn_studio.engine.estimate --serve``, the Train form's long-lived sizing child: ready once
@@ -681,7 +700,7 @@ def small_subset_config() -> RunConfig:
     # block's 1x1 maps) normalises with the running statistics at every step. (Batches of 2 left a single survivor
     # at most steps of one run and at none after the stop in another, as float rounding went: a flaky premise.)
     return tiny_config(epochs=3, batch_size=1, lr=0.05, model__halting="act", model__eps=0.91, model__iterations=(3,) * 4,
-                       data__options={"train_size": 40, "test_size": 8, "image_size": 8}, data__val_split="random")
+                       data__options={"train_size": 24, "test_size": 8, "image_size": 8}, data__val_split="random")
 
 
 @pytest.fixture(scope="module")
@@ -719,7 +738,7 @@ def test_a_run_stopped_where_training_reads_running_statistics_resumes_exactly(t
     holder = {}
 
     def stop_mid_epoch(event):
-        if event.kind == "step" and event.data["step"] == 40:  # epoch 2 of 30 steps each (30 images)
+        if event.kind == "step" and event.data["step"] == 24:  # epoch 2 of 18 steps each (18 images)
             holder["trainer"].stop()
 
     holder["trainer"] = Trainer(small_subset_config(), runs_dir=tmp_runs, listeners=[stop_mid_epoch])
