@@ -82,8 +82,9 @@ class SystemPanel(QWidget):
             specs = (("cpu_util", ("CPU (%)", "CPU %")), ("ram", ("RAM (GB)", "GB")))
         for column, (key, titles) in enumerate(specs):
             # Small plots (a 1024 x 640 window): value labels with room between them, shorter titles where needed.
-            plot = style_plot(self.plots_widget.addPlot(row=0, col=column, axisItems={"left": RoomyAxis("left")}, enableMenu=False),
-                              titles[0])
+            plot = self.plots_widget.addPlot(row=0, col=column, axisItems={"left": RoomyAxis("left")},
+                                             enableMenu=False)
+            plot = style_plot(plot, titles[0])
             fit_title(plot, titles)
             plot.getAxis("bottom").setStyle(showValues=False)
             if key.endswith("util"):

@@ -438,11 +438,11 @@ class TrainingView(QWidget):
         # the tab is opened or a caller asks for one of its parts. The Train tab opens on the dataset preview,
         # and the plots were a third of the window's start-up.
         self._live: _LivePage | None = None
+        self.refresher = PlotRefresher(self, groups_per_tick=3)  # tracks the live plots once they are built
         # The plots scroll rather than floor the header: in a short window under a large font a finished
         # run's result and buttons need more height than the plots' least left it (at 14 pt in 960 x 640
         # the last row of buttons was cut off); where there is room, nothing scrolls.
         self.live_page = _scrolling_page(None)
-
         # The preview scrolls too: the tabs take their pages' largest least height, and the preview's (160 px
         # at 14 pt) cut a stopped run's last buttons off in 960 x 640 when its name took two lines.
         self.preview_page = _scrolling_page(self.form.preview)
@@ -475,7 +475,6 @@ class TrainingView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
 
-        self.refresher = PlotRefresher(self, groups_per_tick=3)
         self.refresher.on_refresh(self._refresh_labels)
         self.pages.currentChanged.connect(self._on_page_changed)
 
