@@ -167,11 +167,13 @@ def test_a_running_status_left_by_a_dead_process_reads_as_interrupted(tmp_runs):
     # QA: it said "resume from the last checkpoint" of a run that died before its first one
     assert summary.status == "interrupted" and summary.reason == (
         "the training process ended without saying why, before its first checkpoint: nothing to resume "
-        "(start it again)")
+        "(start a new run)")
     assert effective_state(status, run.path) == (summary.status, summary.reason)  # the rule the Study tab shares
     (run.path / "checkpoints").mkdir(exist_ok=True)
-    (run.path / "checkpoints" / "last.pt").write_bytes(b"saved before the process died")
-    assert list_runs(tmp_runs)[0].reason.endswith("; resume from the last checkpoint")
+    (run.path / "checkpoints" / "last.pt").write_bytes(b"damaged when the process died")
+    assert list_runs(tmp_runs)[0].reason == ("the training process ended without saying why, and its "
+                                             "checkpoints/last.pt cannot be read")  # as Continue refuses it
+    assert effective_state(status, run.path)[1].endswith("; resume from the last checkpoint")  # by the file alone
     run.write_status("running")  # written by this live process
     assert list_runs(tmp_runs)[0].status == "running"
     assert effective_state(run.read_status())[0] == "running"

@@ -610,6 +610,8 @@ def _summarise(folder: Path) -> RunSummary | None:
     if state == INTERRUPTED and problem == NOTHING_TO_CONTINUE:  # "resume from the last checkpoint" was false
         reason = ("its training process ended before it marked the run completed, after training and evaluating "
                   "it: nothing is left to resume")
+    elif state == INTERRUPTED and problem is not None and reason.endswith("resume from the last checkpoint"):
+        reason = f"the training process ended without saying why, and {problem}"  # a damaged last.pt, say
     top1, split, evaluation_problem = evaluation_summary(folder)
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
@@ -874,7 +876,7 @@ def effective_state(status: dict[str, Any] | None, folder: str | Path | None = N
     if state in ("running", "paused") and not _writer_alive(status):
         if folder is not None and not _is_regular_file(Path(folder) / CHECKPOINT_DIR / "last.pt"):
             return INTERRUPTED, ("the training process ended without saying why, before its first checkpoint: "
-                                 "nothing to resume (start it again)")
+                                 "nothing to resume (start a new run)")
         return INTERRUPTED, "the training process ended without saying why; resume from the last checkpoint"
     return state, reason
 

@@ -438,6 +438,7 @@ class TrainingView(QWidget):
         # the tab is opened or a caller asks for one of its parts. The Train tab opens on the dataset preview,
         # and the plots were a third of the window's start-up.
         self._live: _LivePage | None = None
+        self._shut_down = False
         self.refresher = PlotRefresher(self, groups_per_tick=3)  # tracks the live plots once they are built
         # The plots scroll rather than floor the header: in a short window under a large font a finished
         # run's result and buttons need more height than the plots' least left it (at 14 pt in 960 x 640
@@ -583,7 +584,7 @@ class TrainingView(QWidget):
             self.live_page.setWidget(self._live.page)
             for curves in self._live.monitor.curves_by_plot():
                 self.refresher.track(curves)
-            if self._engine_ready:
+            if self._engine_ready and not self._shut_down:  # no polling nothing would stop
                 self._start_system_panel()
         return self._live
 
@@ -1151,6 +1152,7 @@ class TrainingView(QWidget):
 
     def shutdown(self) -> None:
         """Stop polling and end the form's sizing child (window closing)."""
+        self._shut_down = True
         if self._live is not None:
             self._live.system.stop()
         self.form.shutdown()

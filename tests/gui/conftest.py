@@ -29,6 +29,9 @@ def styled_app(qapp):
             importlib.import_module(name)
         except ImportError:
             pass
+    import gc
+
+    gc.collect()  # the engine tests' garbage in this process is freed, not frozen with the rest
     freeze_long_lived()
     return qapp
 

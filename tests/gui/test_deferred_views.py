@@ -83,3 +83,11 @@ def test_a_live_page_asked_for_before_the_engine_is_ready_starts_its_hardware_pl
         win.close()
         win.deleteLater()
         qtbot.wait(10)
+
+
+def test_a_live_page_first_asked_for_after_the_window_shut_down_starts_no_polling(window):
+    """Nothing would stop the hardware panel's timer once the window has shut its views down."""
+    training = window.training
+    training.shutdown()
+    assert not training.live_page_built
+    assert training.system.monitor is None and not training.system._timer.isActive()

@@ -83,12 +83,3 @@ def test_a_window_freezes_what_lives_as_long_as_the_app_once_its_engine_is_ready
         win.deleteLater()
         qtbot.wait(10)
 
-
-def test_cycles_made_after_the_freeze_are_still_collected():
-    from iamnn_studio.gui.garbage import freeze_long_lived
-
-    freeze_long_lived()
-    freed_in: list = []
-    Cycle(freed_in)
-    gc.collect()
-    assert freed_in == [threading.main_thread().name] and gc.get_freeze_count() > 0
