@@ -13,6 +13,7 @@ ENGINE_TIMEOUT_MS = 120_000
 
 @pytest.fixture(scope="session")
 def styled_app(qapp):
+    import gc
     import importlib
 
     from iamnn_studio.gui import engine_loader
@@ -29,8 +30,6 @@ def styled_app(qapp):
             importlib.import_module(name)
         except ImportError:
             pass
-    import gc
-
     gc.collect()  # the engine tests' garbage in this process is freed, not frozen with the rest
     freeze_long_lived()
     return qapp
