@@ -57,7 +57,7 @@ def test_stopping_gives_the_collector_its_automatic_runs_back():
 def test_a_window_freezes_what_lives_as_long_as_the_app_once_its_engine_is_ready(qtbot, styled_app, tmp_runs,
                                                                                   monkeypatch):
     """Once per process, when the engine is ready: start-up's objects leave the collector's sight (a full collection
-    walking torch and the views stalled the UI thread 250 ms); objects made later are still collected here."""
+    walking torch and the views stalled the UI thread 250 ms)."""
     from PySide6.QtCore import QSettings
 
     from iamnn_studio.gui import garbage
