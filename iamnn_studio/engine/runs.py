@@ -607,11 +607,8 @@ def _summarise(folder: Path) -> RunSummary | None:
     # where the process died: it may have died after its last save, with nothing left that a resume would do
     resume_checked = state in ("unknown", INTERRUPTED) or config is None
     problem = resume_problem(folder, config, payload) if resume_checked else None
-    if state == INTERRUPTED and problem == NOTHING_TO_CONTINUE:  # "resume from the last checkpoint" was false
-        reason = ("its training process ended before it marked the run completed, after training and evaluating "
-                  "it: nothing is left to resume")
-    elif state == INTERRUPTED and problem is not None and reason.endswith("resume from the last checkpoint"):
-        reason = f"the training process ended without saying why, and {problem}"  # a damaged last.pt, say
+    if state == INTERRUPTED:
+        reason = interrupted_reason(reason, problem)
     top1, split, evaluation_problem = evaluation_summary(folder)
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
@@ -659,6 +656,17 @@ def resume_problem(folder: str | Path, config: RunConfig | None,
     if nothing_left_to_resume(state, settings, evaluated=(Path(folder) / EVAL_FILE).exists()):
         return NOTHING_TO_CONTINUE
     return None
+
+
+def interrupted_reason(reason: str, problem: str | None) -> str:
+    """An interrupted run's reason (``effective_state``'s) corrected by ``resume_problem``'s answer: where
+    last.pt cannot be resumed, "resume from the last checkpoint" would send the user to a Continue that refuses."""
+    if problem == NOTHING_TO_CONTINUE:
+        return ("its training process ended before it marked the run completed, after training and evaluating "
+                "it: nothing is left to resume")
+    if problem is not None and reason.endswith("resume from the last checkpoint"):
+        return f"the training process ended without saying why, and {problem}"  # a damaged last.pt, say
+    return reason
 
 
 #: ``resume_problem`` of a run whose last.pt is trained, fitted and evaluated.

@@ -130,6 +130,9 @@ def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
         report.config_error = _config_reason(error, run.config_path)
     report.status = run.read_status() or {}
     report.state, report.state_reason = runs.effective_state(report.status or None, folder)
+    if report.state == runs.INTERRUPTED:  # as the Runs tab says it: last.pt may not be resumable after all
+        report.state_reason = runs.interrupted_reason(report.state_reason,
+                                                      runs.resume_problem(folder, report.config))
     report.steps_per_epoch = runs.steps_per_epoch(folder)
     if run.eval_path.is_file():
         try:  # the engine's one check of eval.json's shape: a damaged file is refused whole, saying what is wrong

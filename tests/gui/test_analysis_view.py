@@ -322,6 +322,26 @@ def test_a_dead_running_run_is_interrupted_as_in_the_runs_tab(qtbot, view, tmp_p
     assert view.evaluate_button.isEnabled()  # its checkpoint can be evaluated, as any interrupted run's
 
 
+def test_an_interrupted_run_with_a_damaged_last_checkpoint_reads_as_in_the_runs_tab(qtbot, view, tmp_path):
+    """The Study tab offered "resume from the last checkpoint" where Continue refuses the damaged last.pt."""
+    import os
+    import socket
+
+    from iamnn_studio.engine.runs import list_runs
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)  # a process that no longer exists
+    run = _run_with_checkpoint(tmp_path, "died-writing", state="running", pid=pid, host=socket.gethostname())
+    (run / "checkpoints" / "last.pt").write_bytes(b"cut short when the process died")
+    show(qtbot, view, run)
+    [listed] = list_runs(run.parent)
+    assert listed.reason == "the training process ended without saying why, and its checkpoints/last.pt cannot be read"
+    assert analysis_view.read_run(run).state_reason == listed.reason
+    assert view.subtitle.toolTip().endswith(f"interrupted: {listed.reason}")
+
+
 def test_the_subtitle_counts_the_steps_of_an_epoch_cut_short(qtbot, view, tmp_path):
     run = make_run(tmp_path / "runs", "capped")  # 4 steps per epoch
     status = json.loads((run / "status.json").read_text())
