@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from iamnn_studio.engine.evaluate import evaluate
 from iamnn_studio.engine.halting import act_step, hazard_step
@@ -20,6 +20,8 @@ from iamnn_studio.engine.inference import (
     halting_story,
     load_image,
 )
+from iamnn_studio.engine.data.augment import resize_images
+from iamnn_studio.engine.pixels import to_8_bit
 from tiny_models import CLASSES, MEAN, STD, save_varied_checkpoint, tiny_config, varied_images
 
 
@@ -177,6 +179,42 @@ def test_a_big_picture_loads_without_pil_noise_and_a_bomb_is_refused(tmp_path, m
     with pytest.raises(ImageError, match=r"cannot read big.png: the image is too large \(1,600 pixels; the most "
                                          r"it reads is 1,000 pixels\)"):
         load_image(tmp_path / "big.png", in_channels=1, image_size=16)
+
+
+@pytest.mark.parametrize("name, mode, orientation", [("photo.jpg", "RGB", 1), ("rotated.jpg", "RGB", 6),
+                                                     ("scan.png", "I;16", 1), ("overlay.png", "RGBA", 1)])
+def test_a_large_picture_is_shrunk_before_its_full_size_copies(tmp_path, monkeypatch, name, mode, orientation):
+    """QA: a 12000×12000 JPEG took 3.5 GB and 15 s to classify at 28×28: every step (EXIF copy, conversion,
+    numpy, torch, the float resize) ran at full size. Now a JPEG is decoded at a reduced scale and any large
+    picture box-averaged to a few times the model's size first; the model sees the same, the note the true size."""
+    import iamnn_studio.engine.inference as inference
+
+    y, x = np.mgrid[0:900, 0:1200]
+    ramp = (x / 1199 * 0.7 + y / 899 * 0.3)  # smooth: shrinking in steps must not change what the model sees
+    if mode == "I;16":
+        image = Image.fromarray((ramp * 65535).astype(np.uint16))
+    elif mode == "RGBA":
+        image = Image.fromarray(np.dstack([ramp * 255, 255 - ramp * 255, ramp * 128, 255 - ramp * 200]).astype(np.uint8))
+    else:
+        image = Image.fromarray(np.dstack([ramp * 255, 255 - ramp * 255, ramp * 128]).astype(np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(tmp_path / name, **({"exif": exif, "quality": 95} if name.endswith(".jpg") else {}))
+    reference = Image.open(tmp_path / name)
+    reference = to_8_bit(ImageOps.exif_transpose(reference))
+    if reference.mode == "RGBA":
+        reference = Image.alpha_composite(Image.new("RGBA", reference.size, (255, 255, 255, 255)), reference)
+    full = torch.from_numpy(np.asarray(reference.convert("L"), dtype=np.uint8).copy())[None, None]
+    expected = resize_images(full, 16)[0]
+
+    resized = []
+    monkeypatch.setattr(inference, "resize_images", lambda x, size: resized.append(tuple(x.shape)) or resize_images(x, size))
+    notes = []
+    tensor = load_image(tmp_path / name, in_channels=1, image_size=16, notes=notes)
+    assert min(resized[0][2:]) < 8 * 16, resized  # not 900 px: no full-size copy reached the resize
+    assert (tensor.int() - expected.int()).abs().max() <= 2
+    size = "900×1200" if orientation == 6 else "1200×900"
+    assert notes[-1] == f"resized from {size} to 16×16, centre-cropped to a square"
 
 
 # --------------------------------------------------------------------------- halting arithmetic
