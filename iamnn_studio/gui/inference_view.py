@@ -72,6 +72,7 @@ class _Entry:
     name: str
     path: str | None = None  # a file, or
     pil: Any = None  # an in-memory PIL image (pasted or given to add_image)
+    qimage: QImage | None = None  # a pasted image until the background task has read it into ``pil``
     preview: QImage | None = None
     card: QWidget | None = None
     failed: bool = False  # unreadable: not re-run when the settings change
@@ -96,6 +97,7 @@ class _Outcome:
     keys: list[int] = field(default_factory=list)  # the entries this task was about, in order
     results: dict[int, Any] = field(default_factory=dict)  # entry key -> Prediction | error message
     previews: dict[int, QImage] = field(default_factory=dict)
+    images: dict[int, Any] = field(default_factory=dict)  # entry key -> PIL image read from its pasted QImage
     mean_test_macs: float | None = None
     settings: _Settings | None = None
 
@@ -186,11 +188,12 @@ class InferenceView(QWidget):
             if image.isNull():
                 self._show_error_card(self._new_entry(name), "the pasted data is not an image")
                 return
-            entry = self._new_entry(name, pil=_qimage_to_pil(image))
-            entry.preview = image.copy()
+            # read (PNG-encoded) in the background: a large paste held the window for seconds
+            entry = self._new_entry(name)
+            entry.qimage = image  # implicitly shared: no copy
         else:
             entry = self._new_entry(name, pil=image)
-        self._classify([entry], load_previews=entry.preview is None)
+        self._classify([entry], load_previews=True)
 
     def clear(self) -> None:
         # Every card out of the layout and hidden before any is deleted: each card deleted while the others
@@ -507,15 +510,19 @@ class InferenceView(QWidget):
     def _classify(self, entries: list[_Entry], load_previews: bool) -> None:
         predictor, settings = self._predictor, self._settings()
         self._update_controls()
-        jobs = [(e.key, e.path, e.pil) for e in entries]
+        jobs = [(e.key, e.path, _in_memory(e)) for e in entries]
 
         def work(report):
             outcome = _Outcome(keys=[key for key, _, _ in jobs])
             if load_previews:
-                for key, path, pil in jobs:
-                    preview = _read_preview(path) if path else _pil_to_qimage(pil)
+                for key, path, image in jobs:
+                    preview = _read_preview(path) if path else _memory_preview(image)
                     if preview is not None:
                         outcome.previews[key] = preview
+            for index, (key, path, image) in enumerate(jobs):
+                if isinstance(image, QImage):  # read once, kept as the entry's image
+                    outcome.images[key] = _qimage_to_pil(image)
+                    jobs[index] = (key, path, outcome.images[key])
             if predictor is None:  # no checkpoint yet: only previews, and a check that files are images
                 for key, path, _ in jobs:
                     if path and key not in outcome.previews:
@@ -539,7 +546,7 @@ class InferenceView(QWidget):
         entries = [e for e in self._entries if not e.failed]
         self._rerun_in_flight = True
         predictor, settings = self._predictor, self._settings()
-        jobs = [(e.key, e.path, e.pil) for e in entries]
+        jobs = [(e.key, e.path, _in_memory(e)) for e in entries]
 
         def work(report):
             settings.apply(predictor)
@@ -642,6 +649,9 @@ class InferenceView(QWidget):
         for key, preview in outcome.previews.items():
             if key in by_key:
                 by_key[key].preview = preview
+        for key, image in outcome.images.items():
+            if key in by_key:
+                by_key[key].pil, by_key[key].qimage = image, None
         # a newer result for an image replaces one still waiting for its card (a slider moved again, a model reopened)
         newer = set(outcome.keys)
         self._unshown = [item for item in self._unshown if item[0] not in newer]
@@ -749,9 +759,10 @@ def _predict(predictor: Any, jobs: list[tuple[int, str | None, Any]]) -> dict[in
             if not hasattr(result, "top") and result.message.endswith("not an image file"):
                 result = _predict_with_qt(predictor, path) or _unreadable(path, result.message)  # SVG, ...
             results[key] = result if hasattr(result, "top") else getattr(result, "message", result)
-    for key, path, pil in jobs:
+    for key, path, image in jobs:
         if path is None:
             try:
+                pil = _qimage_to_pil(image) if isinstance(image, QImage) else image  # pasted, not yet read
                 results[key] = predictor.predict([pil], sources=["pasted image"])[0]
             except ValueError as error:  # ImageError: the image does not suit the model
                 results[key] = str(error)
@@ -906,6 +917,24 @@ def _read_preview(path: str) -> QImage | None:
         reader.setScaledSize(size.scaled(PREVIEW_SIZE, PREVIEW_SIZE, Qt.AspectRatioMode.KeepAspectRatio))
     image = reader.read()
     return None if image.isNull() else image
+
+
+def _in_memory(entry: _Entry) -> Any:
+    """The entry's in-memory image: its PIL image, or the pasted QImage not yet read into one."""
+    return entry.pil if entry.pil is not None else entry.qimage
+
+
+def _memory_preview(image: Any) -> QImage | None:
+    """A display-sized QImage of a pasted QImage or a PIL image: a card keeps this, never the whole image."""
+    if isinstance(image, QImage):
+        if image.width() <= PREVIEW_SIZE and image.height() <= PREVIEW_SIZE:
+            return image.copy()
+        return image.scaled(PREVIEW_SIZE, PREVIEW_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
+                            Qt.TransformationMode.SmoothTransformation)
+    try:
+        return _pil_to_qimage(_thumbnail(image.copy()))  # a copy: the caller's image stays whole
+    except Exception:  # a PIL image of a damaged file: no preview, and its card says why
+        return None
 
 
 def _thumbnail(pil: Any) -> Any:

@@ -839,3 +839,32 @@ def test_each_card_added_is_laid_out_and_measured_a_bounded_number_of_times(qtbo
     assert calls["resizeEvent"] <= 4 * 16, calls
     assert calls["heightForWidth"] <= 24 * 16, calls
     assert calls["minimum_chart_width"] <= 16 * 16, calls
+
+
+def test_a_large_pasted_image_is_read_in_the_background_and_kept_as_a_thumbnail(qtbot, view, files, monkeypatch):
+    """QA: pasting a 6000×6000 image held the window 2-6 s (its PNG encoding ran on the UI thread), and its
+    card kept the whole image as its "thumbnail" (an 8000×8000 16-bit paste kept 122 MB for the preview alone).
+    A PIL image given to add_image was converted whole for its preview too."""
+    import threading
+
+    import iamnn_studio.gui.inference_view as inference_view
+    from iamnn_studio.gui.inference_view import PREVIEW_SIZE
+
+    converted_on = []
+    original = inference_view._qimage_to_pil
+    monkeypatch.setattr(inference_view, "_qimage_to_pil",
+                        lambda image: converted_on.append(threading.current_thread()) or original(image))
+    open_checkpoint(qtbot, view, files["checkpoint"])
+    pasted = QImage(1200, 900, QImage.Format.Format_Grayscale16)
+    pasted.fill(QColor(120, 120, 120))
+    view.add_image(pasted, "pasted image")
+    assert threading.main_thread() not in converted_on  # not read on the UI thread, now or later
+    view.add_image(Image.new("I;16", (1200, 900), 30000), "from memory")
+    qtbot.waitUntil(lambda: len(view.cards) == 2 and all(c.prediction is not None for c in view.cards),
+                    timeout=TIMEOUT)
+    assert converted_on and threading.main_thread() not in converted_on
+    for card in view.cards:
+        assert card.prediction.notes == ["resized from 1200×900 to 16×16, centre-cropped to a square"]
+    for entry in view._entries:
+        assert entry.preview is not None
+        assert max(entry.preview.width(), entry.preview.height()) <= PREVIEW_SIZE  # a thumbnail, not the image
