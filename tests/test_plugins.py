@@ -1447,3 +1447,68 @@ def test_a_dataset_provider_registered_as_a_class_is_refused(plugin_dir):
     report = by_name(plugins.load_plugins())["class_dataset"]
     assert not report.ok and "stripes" not in DATASETS
     assert report.error.startswith("TypeError: dataset 'stripes' is a class: register an instance: StripesProvider()")
+
+
+#: A plugin whose dataset declares 3-channel 16 px images in 10 classes (``shape``, read by the app and the
+#: init_from check to size the model before anything is decoded) while its load() gives grey images in 4 classes.
+LYING_DATASET = """
+    import torch
+    from iamnn_studio.engine.data import DatasetBundle, DatasetProvider, ImageTensors, InputShape
+
+    class Liar(DatasetProvider):
+        label = description = "declares what it does not load"
+        downloadable = False
+        shape = InputShape(channels=3, size=16, classes=10)
+
+        def available_offline(self, root):
+            return True, "made up"
+
+        def load(self, cfg, *, seed):
+            images = torch.zeros(40, 1, 16, 16, dtype=torch.uint8)
+            split = ImageTensors(images, torch.arange(40) % 4)
+            return DatasetBundle.from_splits("liar", list("abcd"), split, split, val_fraction=cfg.val_fraction,
+                                             val_split=cfg.val_split, seed=seed)
+
+    def register(api):
+        api.datasets.register("liar", Liar())
+"""
+LYING_MESSAGE = ("dataset 'liar' (plugin lying_data): it declares 3-channel 16 px images in 10 classes (its shape or "
+                 "input_shape()), but its load() gave 1-channel 16 px images in 4 classes")
+
+
+def test_a_dataset_whose_load_differs_from_what_it_declares_is_refused_naming_it_and_its_plugin(plugin_dir):
+    # QA: the app sized the model (its MACs and parameters) and the init_from check for 3 channels and 10 classes,
+    # then the run trained a 1-channel 4-class model without a word
+    from iamnn_studio.engine.config import DataConfig
+    from iamnn_studio.engine.data import DatasetContractError, load_dataset
+
+    write(plugin_dir, "lying_data.py", LYING_DATASET)
+    with pytest.raises(DatasetContractError) as raised:
+        load_dataset(DataConfig(name="liar", val_fraction=0.2))
+    assert str(raised.value).startswith(LYING_MESSAGE) and "\n" not in str(raised.value)
+
+
+def test_training_on_a_dataset_that_loads_other_than_it_declares_is_one_line_and_exit_2(plugin_dir, tmp_path, capsys):
+    from iamnn_studio import cli
+
+    write(plugin_dir, "lying_data.py", LYING_DATASET)
+    code = cli.main(["train", "--dataset", "liar", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
+                     "--no-calibrate", "--width", "4", "--epochs", "1", "--max-steps", "1", "--batch-size", "8"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"error: {LYING_MESSAGE}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("declared, said", [
+    ('"3x16"', "its shape or input_shape() is '3x16', not an InputShape(channels, size, classes) or None"),
+    ("property(lambda self: 1 / 0)", "input_shape() failed: ZeroDivisionError: division by zero"),
+])
+def test_a_dataset_whose_declared_shape_is_not_a_shape_is_refused_naming_it(plugin_dir, declared, said):
+    from iamnn_studio.engine.config import DataConfig
+    from iamnn_studio.engine.data import DatasetContractError, load_dataset
+
+    write(plugin_dir, "lying_data.py", LYING_DATASET.replace("InputShape(channels=3, size=16, classes=10)", declared))
+    with pytest.raises(DatasetContractError) as raised:
+        load_dataset(DataConfig(name="liar", val_fraction=0.2))
+    assert str(raised.value).startswith(f"dataset 'liar' (plugin lying_data): {said}")

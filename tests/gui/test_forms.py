@@ -1170,3 +1170,24 @@ def test_start_greyed_out_by_a_field_below_the_fold_scrolls_to_it_and_focuses_it
 
     scroll.verticalScrollBar().setValue(0)  # Start pressed from code (the button's own path) does the same
     assert not window.training.start_run() and in_view(scroll, batch)
+
+
+def test_a_dataset_that_loads_other_than_it_declares_is_refused_in_the_form(qtbot, window, form, monkeypatch):
+    """QA: the form sized the model from the dataset's declared 3 channels and 10 classes, then the run trained a
+    1-channel model of 4 classes without a word."""
+    import torch
+
+    from iamnn_studio.engine.data import DATASETS, DatasetBundle, ImageTensors
+
+    start = window.training.header.start
+    qtbot.waitUntil(lambda: start.isEnabled(), timeout=30_000)
+    grey = ImageTensors(torch.zeros(40, 1, 16, 16, dtype=torch.uint8), torch.arange(40) % 4)
+    monkeypatch.setattr(DATASETS.get("synthetic"), "load", lambda cfg, *, seed: DatasetBundle.from_splits(
+        "synthetic", list("abcd"), grey, grey, val_fraction=cfg.val_fraction, seed=seed))
+    values = tiny_run_values(form, train_size=128)
+    values["data"]["options"].update(channels=3, image_size=16)  # declared: 3-channel 16 px images in 10 classes
+    form.set_values(values)
+    qtbot.waitUntil(lambda: form.dataset_error is not None, timeout=30_000)
+    assert ("dataset 'synthetic': it declares 3-channel 16 px images in 10 classes (its shape or input_shape()), but "
+            "its load() gave 1-channel 16 px images in 4 classes") in form.preview.summary.text()
+    assert not start.isEnabled() and not form.is_valid

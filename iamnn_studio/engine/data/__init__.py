@@ -6,6 +6,7 @@ torchvision is imported only by the providers that read its formats, so the synt
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 from ..config import DataConfig
 from . import cifar, idx, imagefolder, svhn, synthetic  # noqa: F401  (each registers its providers)
@@ -91,7 +92,42 @@ def _provider_load(provider: DatasetProvider, cfg: DataConfig, seed: int) -> Dat
     _check_channels(cfg.name, bundle)
     if cfg.image_size is None:  # a run that sets data.image_size gets every split resized and cropped to it
         _check_image_sizes(cfg.name, bundle)
+    _check_declared_shape(provider, cfg, bundle)
     return bundle
+
+
+def _check_declared_shape(provider: DatasetProvider, cfg: DataConfig, bundle: DatasetBundle) -> None:
+    """What ``load`` gave must be what the provider declares (``shape`` / ``input_shape(cfg)``): the app sizes the
+    model, its MACs and parameters, and the init_from check reads the channels and classes from the declaration
+    before anything is decoded, then the run would train another model without a word."""
+    try:
+        declared = provider.input_shape(cfg)
+    except ValueError:  # options loading has refused already, or ones only loading checks: nothing declared
+        return
+    except Exception as exc:
+        if _is_built_in(provider):
+            raise
+        message = " ".join(str(exc).split()) or "(no message)"
+        raise DatasetContractError(f"{_whose(cfg.name)}: input_shape() failed: {type(exc).__name__}: "
+                                   f"{message[:300]}") from exc
+    if declared is None:  # only loading can tell (an image folder)
+        return
+    if not (isinstance(declared, tuple) and len(declared) == 3
+            and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in declared)):
+        shown = repr(declared) if len(repr(declared)) <= 80 else repr(declared)[:77] + "..."
+        raise DatasetContractError(f"{_whose(cfg.name)}: its shape or input_shape() is {shown}, not an "
+                                   "InputShape(channels, size, classes) or None (see docs/plugins.md)")
+    declared = InputShape(*(int(n) for n in declared))
+    loaded = InputShape(channels=bundle.in_channels, size=bundle.image_size, classes=bundle.num_classes)
+    if cfg.image_size is not None:  # every split is resized to data.image_size, which then is the size declared
+        declared, loaded = declared._replace(size=cfg.image_size), loaded._replace(size=cfg.image_size)
+    if declared != loaded:
+        def said(shape: InputShape) -> str:
+            return f"{shape.channels}-channel {shape.size} px images in {shape.classes} classes"
+
+        raise DatasetContractError(
+            f"{_whose(cfg.name)}: it declares {said(declared)} (its shape or input_shape()), but its load() gave "
+            f"{said(loaded)}: make them agree, or declare None where only loading can tell (see docs/plugins.md)")
 
 
 def _image_shapes(bundle: DatasetBundle) -> set[tuple[int, int]]:
@@ -175,8 +211,6 @@ def offline_verdict(provider: DatasetProvider, root: str | None) -> tuple[bool, 
 
 
 def _is_truth_value(value: object) -> bool:
-    import numbers
-
     import numpy
 
     return isinstance(value, (numbers.Integral, numpy.bool_))  # numpy's bool is not an Integral
