@@ -390,6 +390,33 @@ BROKEN_BLOCKS = {
             def macs(self, height, width):
                 return 1
     """, "StepOnly", "step() without prepare(x0)"),
+    # QA: loaded as "ok"; a run then failed with "Input type (double) and bias type (float) should be the same"
+    # after its run folder was made
+    "double_output": ("""
+        class DoubleOutput(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.conv = nn.Conv2d(in_channels + channels, channels, 1)
+
+            def forward(self, x, iteration):
+                return self.conv(x).double()
+
+            def macs(self, height, width):
+                return 1
+    """, "DoubleOutput", "forward returned a tensor of torch.float64, not torch.float32 (its input's)"),
+    # QA: loaded as "ok" and "trained": no gradient flows through integers, so the block never learned
+    "integer_output": ("""
+        class IntegerOutput(nn.Module):
+            def __init__(self, in_channels, channels, width, iterations):
+                super().__init__()
+                self.conv = nn.Conv2d(in_channels + channels, channels, 1)
+
+            def forward(self, x, iteration):
+                return self.conv(x).round().long()
+
+            def macs(self, height, width):
+                return 1
+    """, "IntegerOutput", "forward returned a tensor of torch.int64, not torch.float32 (its input's)"),
 }
 
 

@@ -175,7 +175,7 @@ def _check_block(name: str, factory: Callable[..., Any]) -> None:
     ``CPU_TRIAL_BYTES`` (else on the meta device too). Whatever of that cannot run there (a statistic
     of the initial weights, ``.item()``, ``.numpy()``, a layer that does not fit the trial's sizes) is not tried,
     at debug level, and the block is accepted: only a result that is definitely wrong refuses it (a ``macs``
-    that is not a whole number >= 0, a ``forward`` of the wrong shape)."""
+    that is not a whole number >= 0, a ``forward`` of the wrong shape or dtype)."""
     import torch
     from torch import nn
 
@@ -247,6 +247,9 @@ def _check_block(name: str, factory: Callable[..., Any]) -> None:
             if tuple(out.shape) != want:
                 return (f"forward returned shape {tuple(out.shape)}, not {want}: the result must have `channels` "
                         "channels and the input's height and width")
+            if out.dtype != x.dtype:  # a float64 result fails the next layer mid-run; an integer one never learns
+                return (f"forward returned a tensor of {out.dtype}, not {x.dtype} (its input's): the result must "
+                        "have the input's dtype")
         return None
 
     on_cpu = _on_the_cpu(block)
