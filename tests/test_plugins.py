@@ -767,6 +767,25 @@ def test_ctrl_c_while_plugins_load_ends_the_command_with_130_and_no_traceback(tm
     assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
 
 
+def test_a_name_two_plugins_register_fails_the_second_naming_the_first(plugin_dir, tmp_path, monkeypatch):
+    # QA: "processing block 'wide' is already registered" did not say by whom: a stale copy of the plugin in another
+    # plugin folder, or a built-in block
+    other = tmp_path / "other-plugins"
+    monkeypatch.setenv(plugins.PLUGINS_ENV, os.pathsep.join([str(plugin_dir), str(other)]))
+    write(plugin_dir, "wide_block.py", block_plugin("wide"))
+    write(other, "wide_copy.py", block_plugin("wide"))
+    write(other, "tall_block.py", block_plugin("bottleneck"))
+
+    reports = by_name(plugins.load_plugins())
+
+    assert reports["wide_block"].ok and not reports["wide_copy"].ok
+    assert reports["wide_copy"].error.startswith(
+        "ValueError: processing block 'wide' is already registered by plugin wide_block "
+        f"[{plugin_dir / 'wide_block.py'}]: pick another name")
+    assert reports["tall_block"].error.startswith(
+        "ValueError: processing block 'bottleneck' is already registered (a built-in one): pick another name")
+
+
 def test_a_plugin_that_fails_half_way_leaves_no_entries(plugin_dir):
     write(plugin_dir, "half.py", with_tiny_block("""
         from iamnn_studio.engine.data import DATASETS

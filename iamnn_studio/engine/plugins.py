@@ -121,12 +121,21 @@ class StagedRegistry:
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"{self.key}: a name must be a non-empty string, got {name!r}")
             if name in self.staged or name in self.target:
-                raise ValueError(f"{self.target.kind} {name!r} is already registered")
+                raise ValueError(f"{self.target.kind} {name!r} is already registered {self._owner(name)}: pick "
+                                 "another name")
             _check_entry(self.key, name, obj)
             self.staged[name] = obj
             return obj
 
         return add if item is _AS_DECORATOR else add(item)  # register(name, None) is checked, not a decorator
+
+    def _owner(self, name: str) -> str:
+        """Who registered ``name``: a stale copy of a plugin in another folder clashes with itself, so its
+        file is named too."""
+        if name in self.staged:
+            return "by this plugin"
+        owner = next((report for report in _loaded.values() if (self.key, name) in report.contributes), None)
+        return f"by plugin {owner.name} [{owner.source}]" if owner is not None else "(a built-in one)"
 
     def get(self, name: str) -> Any:
         return self.staged[name] if name in self.staged else self.target.get(name)
