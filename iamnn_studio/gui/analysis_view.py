@@ -9,6 +9,7 @@ training curves, and a comparison table laid out like paper Table 1. A run witho
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from array import array
@@ -200,20 +201,22 @@ def training_series(events: Iterable[dict], max_points: int | None = None
     steps_per_epoch, parameters = None, None
     columns: dict[str, tuple[array, array]] = {}
 
-    def add(name: str, x: float, value: Any) -> None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+    def add(name: str, x: float | None, value: Any) -> None:
+        value = _finite(value)
+        if x is not None and value is not None:
             xs, ys = columns.setdefault(name, (array("d"), array("d")))
             xs.append(x)
-            ys.append(float(value))
+            ys.append(value)
 
     for event in events:
         kind = event.get("event")
         if kind == "started":
-            steps_per_epoch = event.get("steps_per_epoch") or steps_per_epoch
+            steps_per_epoch = _finite(event.get("steps_per_epoch")) or steps_per_epoch
             parameters = event.get("parameters") if isinstance(event.get("parameters"), int) else parameters
         elif kind == "step" and isinstance(event.get("step"), (int, float)):
             per_epoch = steps_per_epoch or _steps_per_epoch(event)
-            x = event["step"] / per_epoch if per_epoch else float(event.get("epoch", 0))
+            step = _finite(event["step"])
+            x = (step / per_epoch if step is not None else None) if per_epoch else _finite(event.get("epoch", 0))
             add("train_loss", x, event.get("loss"))
             add("train_accuracy", x, _percent(event.get("accuracy")))
             for b, value in enumerate(event.get("iterations") or []):
@@ -221,8 +224,8 @@ def training_series(events: Iterable[dict], max_points: int | None = None
         elif kind == "epoch" and isinstance(event.get("epoch"), (int, float)):
             # At the step it was measured: an epoch cut short by max_steps ends before x = 1.
             per_epoch = steps_per_epoch or _steps_per_epoch(event)
-            step = event.get("step")
-            x = step / per_epoch if per_epoch and isinstance(step, (int, float)) else float(event["epoch"])
+            step = _finite(event.get("step"))
+            x = step / per_epoch if per_epoch and step is not None else _finite(event["epoch"])
             add("val_loss", x, event.get("val_loss"))
             add("val_accuracy", x, _percent(event.get("val_accuracy")))
             # per-epoch training figures: used when the run logged no step events
@@ -247,15 +250,26 @@ def bucket_means(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndar
     return means[:, 0], means[:, 1]
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, else None: a damaged metrics.jsonl may hold NaN, text, or an integer too big for a
+    float (``np.isfinite`` raised on one past 2**64 and the whole run could not be read). ``math``, not numpy: a
+    long run's million values took numpy's per-scalar call seconds."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _percent(value: Any) -> float | None:
     return 100 * value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _steps_per_epoch(event: dict) -> float | None:
-    total, epochs = event.get("total_steps"), event.get("total_epochs")
-    if isinstance(total, (int, float)) and isinstance(epochs, (int, float)) and epochs:
-        return total / epochs
-    return None
+    total, epochs = _finite(event.get("total_steps")), _finite(event.get("total_epochs"))
+    return _finite(total / epochs) if total is not None and epochs else None
 
 
 def _tensor_to_qimage(image: Any) -> QImage:

@@ -892,3 +892,17 @@ def test_compared_runs_keep_their_names_readable_in_a_small_window(qtbot, view, 
     assert sorted(text.split("  ·  ")[0] for text in shown) == [
         "sweep-a", "sweep-a, 1 iteration per block", "sweep-b", "sweep-b, 1 iteration per block"]
     assert view.compare_list.width() < 280  # no wider than its checkbox asks
+
+
+def test_a_huge_integer_in_metrics_is_skipped_not_fatal_to_the_curves():
+    """QA: one damaged metrics.jsonl number too big for a float ("loss": 10**20, "step": 10**400) made
+    training_series raise, and the Study tab showed "Cannot read the run" instead of the run."""
+    events = [{"event": "started", "steps_per_epoch": 10},
+              {"event": "step", "step": 5, "loss": 10**20, "accuracy": 0.5, "iterations": [10**30, 2]},
+              {"event": "step", "step": 10**400, "loss": 1.0},
+              {"event": "step", "step": 6, "loss": 1.5},
+              {"event": "epoch", "epoch": 10**400, "val_accuracy": 0.6}]
+    series, _ = training_series(events)
+    assert list(series["train_loss"][0]) == [0.5, 0.6] and list(series["train_loss"][1]) == [1e20, 1.5]
+    assert list(series["iterations_2"][1]) == [2] and list(series["iterations_1"][1]) == [1e30]
+    assert "val_accuracy" not in series
