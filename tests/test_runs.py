@@ -899,3 +899,28 @@ def test_a_damaged_best_checkpoint_is_passed_over_for_a_readable_last_one(stoppe
     (run / "checkpoints" / "last.pt").write_bytes(b"junk")
     path, why = checkpoint_to_use(run)
     assert path is None and "best.pt cannot be read" in why and "last.pt cannot be read" in why
+
+
+def test_an_eval_json_of_other_classes_is_not_taken_for_the_runs_test_accuracy(tmp_runs):
+    """QA: a run folder holding another run's eval.json (copied over, 3 colour classes for a 10-shape run) listed
+    that run's top-1 as its own test accuracy."""
+    shapes = [f"shape{i}" for i in range(10)]
+    run = make_run(tmp_runs, "shapes")
+    run.append_metrics({"event": "started", "steps_per_epoch": 4, "dataset": {"name": "synthetic", "classes": shapes}})
+    run.write_eval({"top1": 0.0, "images": 12, "classes": ["red", "green", "blue"]})
+    [summary] = list_runs(tmp_runs)
+    assert summary.test_accuracy is None
+    assert "another run's" in summary.evaluation_problem and "red, green, blue" in summary.evaluation_problem
+    run.write_eval({"top1": 0.1, "images": 12, "classes": shapes[::-1]})  # as many classes, other ones
+    assert list_runs(tmp_runs)[0].test_accuracy is None
+    run.write_eval({"top1": 0.2, "images": 12, "classes": shapes})
+    assert list_runs(tmp_runs)[0].test_accuracy == 0.2
+
+
+def test_without_a_started_event_the_evaluations_class_count_is_checked_against_the_config(tmp_runs):
+    run = make_run(tmp_runs, "no-metrics")  # config.toml's model: 10 classes
+    run.write_eval({"top1": 0.5, "images": 12, "classes": ["red", "green", "blue"]})
+    [summary] = list_runs(tmp_runs)
+    assert summary.test_accuracy is None and "this run classifies 10" in summary.evaluation_problem
+    run.write_eval({"top1": 0.5, "images": 12, "classes": [str(i) for i in range(10)]})
+    assert list_runs(tmp_runs)[0].test_accuracy == 0.5

@@ -609,7 +609,7 @@ def _summarise(folder: Path) -> RunSummary | None:
     problem = resume_problem(folder, config, payload) if resume_checked else None
     if state == INTERRUPTED:
         reason = interrupted_reason(reason, problem)
-    top1, split, evaluation_problem = evaluation_summary(folder)
+    top1, split, evaluation_problem = evaluation_summary(folder, config, started)
     return RunSummary(
         name=folder.name, path=folder, status=state, best_accuracy=best, epochs_done=done, total_epochs=total,
         created=created, model="?" if config is None else describe_model(config.model),
@@ -815,10 +815,12 @@ def _planned_epochs(config: RunConfig | None, started: dict[str, Any] | None) ->
     return config.epochs if config is not None and config.max_steps is None else None
 
 
-def evaluation_summary(run_dir: str | Path) -> tuple[float | None, str | None, str | None]:
+def evaluation_summary(run_dir: str | Path, config: RunConfig | None = None, started: dict[str, Any] | None = None
+                       ) -> tuple[float | None, str | None, str | None]:
     """(top-1, split, problem) of the run's eval.json, read by the one check the Study tab uses
     (``evaluation_file.read_evaluation``): (None, None, None) while not evaluated; (None, None, why) for a file it
-    refuses (cut short, empty, the wrong shape). The split is "test" where an older file names none, "val" for
+    refuses (cut short, empty, the wrong shape) or one of other classes than the run's (``evaluation_mismatch``,
+    given its ``config`` and ``started`` event). The split is "test" where an older file names none, "val" for
     held-out images standing in for a test split."""
     from .evaluation_file import read_evaluation  # it reads this module's limits: imported here, not at the top
 
@@ -831,8 +833,38 @@ def evaluation_summary(run_dir: str | Path) -> tuple[float | None, str | None, s
         return None, None, error.strerror or str(error)
     except ValueError as error:
         return None, None, str(error)
+    mismatch = evaluation_mismatch(evaluation, config, started)
+    if mismatch is not None:
+        return None, None, mismatch
     split = evaluation.get("split")
     return _number(evaluation["top1"]), split if isinstance(split, str) and split else "test", None
+
+
+def evaluation_mismatch(evaluation: dict[str, Any], config: RunConfig | None,
+                        started: dict[str, Any] | None) -> str | None:
+    """Why ``evaluation`` (eval.json's) is not of this run's model, or None: its classes are not those the run
+    trains on (its ``started`` event's, else as many as its config.toml's model has). A file copied from another
+    run showed that run's accuracy as this one's. An older file without its classes is taken at its word."""
+    classes = evaluation.get("classes")
+    if not isinstance(classes, list):
+        return None
+    dataset = started.get("dataset") if started else None
+    trained = dataset.get("classes") if isinstance(dataset, dict) else None
+    if isinstance(trained, list) and trained:
+        if classes == trained:
+            return None
+        this_run = f"{len(trained)} ({_names(trained)})"
+    elif config is None or len(classes) == config.model.num_classes:
+        return None
+    else:
+        this_run = str(config.model.num_classes)
+    return (f"it is another run's evaluation: of {len(classes)} classes ({_names(classes)}), and this run "
+            f"classifies {this_run}")
+
+
+def _names(classes: list[Any], shown: int = 4) -> str:
+    """"a, b, c, d, …": the first few class names."""
+    return ", ".join(str(name) for name in classes[:shown]) + (", …" if len(classes) > shown else "")
 
 
 def steps_per_epoch(run_dir: str | Path) -> int | None:

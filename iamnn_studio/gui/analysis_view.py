@@ -135,15 +135,20 @@ def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
         report.state_reason = runs.interrupted_reason(report.state_reason,
                                                       runs.resume_problem(folder, report.config))
     report.steps_per_epoch = runs.steps_per_epoch(folder)
+    started = runs.started_event(folder)
     if run.eval_path.is_file():
         try:  # the engine's one check of eval.json's shape: a damaged file is refused whole, saying what is wrong
-            report.evaluation = import_engine("evaluation_file").read_evaluation(run.eval_path)
+            evaluation = import_engine("evaluation_file").read_evaluation(run.eval_path)
+            mismatch = runs.evaluation_mismatch(evaluation, report.config, started)
+            if mismatch is not None:  # a copied file: its figures are another model's
+                raise ValueError(mismatch)
+            report.evaluation = evaluation
         except (OSError, ValueError) as error:
             report.eval_error = f"eval.json cannot be read ({error}); evaluate again to replace it"
     if curves:
         report.series, report.parameters = cached_training_series(folder)
     else:
-        parameters = (runs.started_event(folder) or {}).get("parameters")
+        parameters = (started or {}).get("parameters")
         report.parameters = parameters if isinstance(parameters, int) else None
     for name in ("best.pt", "last.pt"):
         if (run.checkpoints_dir / name).is_file():

@@ -545,7 +545,10 @@ def test_a_run_still_training_cannot_be_evaluated_until_it_ends(qtbot, tmp_path,
     assert "completed" in view.subtitle.text()
 
     # Evaluated once, then continued: "Evaluate again" is off too, and says why beside it
-    (run / "eval.json").write_text(json.dumps(made_up_eval()))
+    from iamnn_studio.engine.data.synthetic import CLASSES as SHAPES
+
+    evaluation = {**made_up_eval(), "classes": list(SHAPES), "per_class": None, "confusion": None}  # the run's classes
+    (run / "eval.json").write_text(json.dumps(evaluation))
     _set_status(run, **alive)
     show(qtbot, view, run)
     assert view.evaluate_button.text() == "Evaluate again" and not view.evaluate_button.isEnabled()
@@ -643,7 +646,7 @@ def test_a_damaged_run_in_the_comparison_says_why_and_the_table_keeps_updating(q
     text = make_run(runs, "text-top1", evaluation=_damaged("top1", "0.29"))
     no_top5 = {key: value for key, value in made_up_eval().items() if key != "top5"}
     older = make_run(runs, "older", evaluation={**no_top5, "classes": [f"c{i}" for i in range(6)],
-                                                "per_class": None, "confusion": None})
+                                                "per_class": None, "confusion": None}, num_classes=6)
     show(qtbot, view, good)
     qtbot.waitUntil(lambda: view.compare_list.count() == 3 and not view.is_busy(), timeout=TIMEOUT)
 
@@ -698,7 +701,7 @@ def test_a_held_out_evaluation_is_not_called_a_test_and_top5_of_few_classes_is_n
 
     many = {**made_up_eval(), "classes": [f"c{i}" for i in range(8)], "per_class": None, "confusion": None,
             "top5": 0.95}
-    show(qtbot, view, make_run(tmp_path / "runs", "many-classes", evaluation=many))
+    show(qtbot, view, make_run(tmp_path / "runs", "many-classes", evaluation=many, num_classes=8))
     assert view.accuracy_tile.caption.text() == "TEST ACCURACY"
     assert view.accuracy_tile.detail.text() == "top-5 95.0 % · 12 test images"
 
@@ -906,3 +909,13 @@ def test_a_huge_integer_in_metrics_is_skipped_not_fatal_to_the_curves():
     assert list(series["train_loss"][0]) == [0.5, 0.6] and list(series["train_loss"][1]) == [1e20, 1.5]
     assert list(series["iterations_2"][1]) == [2] and list(series["iterations_1"][1]) == [1e30]
     assert "val_accuracy" not in series
+
+
+def test_another_runs_eval_json_is_not_shown_as_this_runs_evaluation(qtbot, view, tmp_path):
+    """QA: a 10-class run folder holding a 3-class run's eval.json showed that run's accuracy and confusion
+    matrix (its class names) as its own."""
+    run = make_run(tmp_path / "runs", "copied-eval", evaluation=made_up_eval(), num_classes=10)
+    show(qtbot, view, run)
+    assert view.report.evaluation is None
+    assert "another run's evaluation" in view.report.eval_error and "circle, square, plus" in banner_text(view)
+    assert view.evaluate_prompt.isVisibleTo(view)
