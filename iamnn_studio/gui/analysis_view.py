@@ -114,11 +114,14 @@ class RunReport:
 
 
 def read_run(path: str | Path, *, curves: bool = True) -> RunReport:
-    """Read a run folder; nothing here raises for a damaged or partial run (any thread). Without ``curves``
-    metrics.jsonl is read for its ``started`` event only (a comparison needs the parameter count, not
-    a long run's hundreds of thousands of steps)."""
+    """Read a run folder; nothing here raises for a damaged or partial run (any thread), only ``ValueError`` for a
+    folder that is not there (renamed or deleted since it was listed). Without ``curves`` metrics.jsonl is read for
+    its ``started`` event only (a comparison needs the parameter count, not a long run's hundreds of thousands of
+    steps)."""
     runs = import_engine("runs")
     folder = Path(path)
+    if not folder.is_dir():  # read as a run without its files, it said "No config.toml in this run folder"
+        raise ValueError(f"its folder {folder} no longer exists (renamed, moved or deleted since it was listed)")
     run = runs.RunDirectory(folder)
     report = RunReport(path=folder, name=folder.name)
     try:
@@ -608,8 +611,11 @@ class AnalysisView(QWidget):
         self.stack.setCurrentWidget(self.empty)
 
     def _on_read_failed(self, path: Path, message: str) -> None:
-        self.subtitle.setText(str(path))
-        self.banner.show_error(f"Cannot read the run {path.name}: {message}")
+        # Not on the page: it still held the previous run's figures (and its Evaluate) under this run's name.
+        self._report = None
+        self._live.stop()
+        self.empty.set_text(f"Cannot open the run {path.name}", message)
+        self._show_empty()
 
     def _on_report(self, report: RunReport) -> None:
         self._report = report

@@ -919,3 +919,18 @@ def test_another_runs_eval_json_is_not_shown_as_this_runs_evaluation(qtbot, view
     assert view.report.evaluation is None
     assert "another run's evaluation" in view.report.eval_error and "circle, square, plus" in banner_text(view)
     assert view.evaluate_prompt.isVisibleTo(view)
+
+
+def test_a_run_folder_renamed_since_it_was_listed_says_so_and_drops_the_run_shown_before(qtbot, view, tmp_path):
+    """QA: "Open in Study" on a run renamed after the Runs tab listed it showed "No config.toml in this run folder" (the
+    folder itself was gone); a run that could not be read at all left the previous run's figures, and its
+    Evaluate, under the new run's name."""
+    runs = tmp_path / "runs"
+    shown_before = make_run(runs, "before", evaluation=made_up_eval())
+    show(qtbot, view, shown_before)
+    renamed = make_run(runs, "renamed")
+    renamed.rename(runs / "renamed-later")
+    view.show_run(str(renamed))
+    qtbot.waitUntil(lambda: view.stack.currentWidget() is view.empty, timeout=TIMEOUT)
+    assert view.report is None
+    assert "no longer exists" in view.empty.text.text() and "renamed" in view.empty.title.text()
