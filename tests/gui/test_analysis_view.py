@@ -303,15 +303,20 @@ def test_a_run_ended_by_its_step_limit_says_so_as_in_the_runs_tab(qtbot, view, t
     assert "completed (step limit)" in view.subtitle.text()  # QA: the Study tab said only "completed"
 
 
-def test_a_dead_running_run_is_interrupted_as_in_the_runs_tab(qtbot, view, tmp_path):
+def _run_left_running(tmp_path, name: str) -> Path:
+    """A run whose status.json says "running", written by a process of this host that no longer exists."""
     import os
     import socket
 
     pid = os.fork()
     if pid == 0:
         os._exit(0)
-    os.waitpid(pid, 0)  # a process that no longer exists
-    run = _run_with_checkpoint(tmp_path, "dead-running", state="running", pid=pid, host=socket.gethostname())
+    os.waitpid(pid, 0)
+    return _run_with_checkpoint(tmp_path, name, state="running", pid=pid, host=socket.gethostname())
+
+
+def test_a_dead_running_run_is_interrupted_as_in_the_runs_tab(qtbot, view, tmp_path):
+    run = _run_left_running(tmp_path, "dead-running")
     show(qtbot, view, run)
     from iamnn_studio.engine.runs import list_runs
 
@@ -324,16 +329,9 @@ def test_a_dead_running_run_is_interrupted_as_in_the_runs_tab(qtbot, view, tmp_p
 
 def test_an_interrupted_run_with_a_damaged_last_checkpoint_reads_as_in_the_runs_tab(qtbot, view, tmp_path):
     """The Study tab offered "resume from the last checkpoint" where Continue refuses the damaged last.pt."""
-    import os
-    import socket
-
     from iamnn_studio.engine.runs import list_runs
 
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)  # a process that no longer exists
-    run = _run_with_checkpoint(tmp_path, "died-writing", state="running", pid=pid, host=socket.gethostname())
+    run = _run_left_running(tmp_path, "died-writing")
     (run / "checkpoints" / "last.pt").write_bytes(b"cut short when the process died")
     show(qtbot, view, run)
     [listed] = list_runs(run.parent)
