@@ -852,6 +852,8 @@ class TrainingView(QWidget):
     @Slot()
     def _on_session_finished(self) -> None:
         session, self.session = self.session, None
+        # every step trained, whatever ended the run after them (the phase's busy bar has reset the bar's value)
+        steps_done = self._phase in AFTER_TRAINING
         self._enter_phase("training")
         if session is not None:
             session.deleteLater()
@@ -864,13 +866,14 @@ class TrainingView(QWidget):
         if outcome == "stopped" and not self._training_started:  # stopped while its dataset downloaded
             self._show_not_started(stopped=True)
         else:
-            self._show_ended_run(outcome)
+            self._show_ended_run(outcome, steps_done)
         self._result_start_from = self._start_from()  # the form as the user gets it back
 
-    def _show_ended_run(self, outcome: str) -> None:
-        """A run that trained has ended: what it did, and the buttons to go on from it."""
-        if outcome != "failed":
-            self.header.progress.setValue(1000 if outcome != "stopped" else self.header.progress.value())
+    def _show_ended_run(self, outcome: str, steps_done: bool = False) -> None:
+        """A run that trained has ended: what it did, and the buttons to go on from it. The bar is full once all
+        its steps trained; a run stopped or failed during training keeps it where it ended."""
+        if steps_done or outcome not in ("stopped", "failed"):
+            self.header.progress.setValue(1000)
         step = self._latest.get("step")
         elapsed = time.monotonic() - self._started_at
         done = step - (self._resumed_step or 0) if isinstance(step, int) else 0  # this session's steps

@@ -510,6 +510,44 @@ def test_after_the_last_step_the_header_names_each_phase_until_the_run_ends(qtbo
     assert "test accuracy 80.0% at 2.00 M MACs per image" in training.header.result.text()
 
 
+class StoppedWhileCalibratingTrainer(PhasedTrainer):
+    """Trains its two steps, then calibrates until the user stops it: the run ends as stopped with every step
+    trained, as the engine's does (a stop during calibration keeps the uncalibrated checkpoints)."""
+
+    def run(self):
+        from iamnn_studio.engine.events import Event
+
+        def emit(kind, **data):
+            for listener in self.listeners:
+                listener(Event(kind, data))
+
+        emit("started", run_dir=None, config={"calibrate_halting": True}, recipe="calibrated", total_steps=2,
+             total_epochs=1, device="cpu")
+        emit("step", step=2, total_steps=2, epoch=1, progress=1.0, loss=1.0, accuracy=0.5)
+        emit("epoch", epoch=1, total_epochs=1, step=2, val_accuracy=0.5)
+        self.gates["stopped"].wait(30)
+        emit("finished", reason="stopped", step=2, best_accuracy=0.5, run_dir=None)
+
+    def stop(self):
+        self.gates["stopped"].set()
+
+
+def test_a_run_stopped_after_its_last_step_keeps_a_full_progress_bar(qtbot, window, monkeypatch):
+    """QA: stopped while it calibrated, a run that had trained all its steps showed an empty bar beside
+    "2 steps in 1 s" (the busy bar of the phase had reset the bar's value)."""
+    import iamnn_studio.gui.worker as worker
+
+    StoppedWhileCalibratingTrainer.gates = {"stopped": threading.Event()}
+    monkeypatch.setattr(worker, "create_trainer", StoppedWhileCalibratingTrainer)
+    training = start_tiny_run(qtbot, window)
+    qtbot.waitUntil(lambda: training.header.subtitle.text().startswith("Calibrating"), timeout=10_000)
+    training.header.stop.click()
+    qtbot.waitUntil(lambda: training.session is None, timeout=10_000)
+    assert training.outcome == "stopped"
+    progress = training.header.progress
+    assert (progress.minimum(), progress.maximum(), progress.value()) == (0, 1000, 1000)
+
+
 class ReportingTrainer(PhasedTrainer):
     """Reaches evaluation, reports it half done, then waits for the test's gate."""
 
