@@ -1621,6 +1621,10 @@ def test_an_epoch_measured_on_the_test_images_is_named_alike_in_the_console_and_
     ("lr", ["--lr", "1e308"], ""),
     ("weight_decay", [], "weight_decay = 1e300\n"),
     ("tau", [], "[model]\ntau = 1e300\n"),
+    # an exponent past a float's is infinity: too big, not "must be > 0" (as it was told)
+    ("lr", ["--lr", "1e999"], ""),
+    ("weight_decay", [], "weight_decay = inf\n"),
+    ("tau", [], "[model]\ntau = inf\n"),
 ])
 @pytest.mark.parametrize("save_config", [False, True])
 def test_a_slipped_exponent_in_an_optimiser_setting_is_refused_before_a_run_folder_is_made(

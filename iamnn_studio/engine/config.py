@@ -174,6 +174,7 @@ class ModelConfig:
                 raise _field_error("mode", f"'fixed:N' needs N >= 1, got {n}")
         if self.halting not in HALTING_KINDS:
             raise _field_error("halting", f"must be {one_of(HALTING_KINDS)}, got {_shown(self.halting)}")
+        _refuse_infinity("tau", self.tau, MAX_TAU, "the ponder weight ")
         if not _is_number(self.tau) or self.tau < 0:
             raise _field_error("tau", f"the ponder weight must be >= 0, got {self.tau!r}")
         if self.tau > MAX_TAU:
@@ -246,6 +247,13 @@ def _as_float32(value: float) -> float:
 def _is_number(v: Any) -> bool:
     """A finite int or float: NaN and infinity ("inf" or "1e999" typed in a form) are no setting."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _refuse_infinity(name: str, value: Any, maximum: float, what: str = "") -> None:
+    """Refuse an infinite setting as too big ("1e999" typed is infinity): the lower bound's message that
+    ``_is_number`` would give ("must be > 0, got inf") says the opposite."""
+    if isinstance(value, float) and value == math.inf:
+        raise _field_error(name, f"{what}must be at most {maximum:g}, got {value!r}")
 
 
 def _check_utf8(name: str, text: str, advice: str = "") -> None:
@@ -396,12 +404,14 @@ class RunConfig:
         self.model.validate()
         if self.optimizer not in OPTIMIZERS:
             raise _field_error("optimizer", f"must be {one_of(OPTIMIZERS)}, got {_shown(self.optimizer)}")
+        _refuse_infinity("lr", self.lr, MAX_LR, "the learning rate ")
         if not _is_number(self.lr) or self.lr <= 0:
             raise _field_error("lr", f"the learning rate must be > 0, got {self.lr!r}")
         if self.lr > MAX_LR:
             raise _field_error("lr", f"the learning rate must be at most {MAX_LR:g}, got {self.lr!r}")
         if not _is_number(self.momentum) or not 0 <= self.momentum < 1:
             raise _field_error("momentum", f"must be in [0, 1), got {self.momentum!r}")
+        _refuse_infinity("weight_decay", self.weight_decay, MAX_WEIGHT_DECAY)
         if not _is_number(self.weight_decay) or self.weight_decay < 0:
             raise _field_error("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
         if self.weight_decay > MAX_WEIGHT_DECAY:

@@ -98,11 +98,13 @@ def test_every_bad_field_gets_its_own_message(form):
     assert set(form.errors) == {"lr", "epochs"}
 
 
-@pytest.mark.parametrize("text", ["inf", "1e999", "0,1"])
-def test_a_learning_rate_that_is_no_finite_number_is_refused_inline(form, text):
+@pytest.mark.parametrize("text, said", [("inf", "must be at most 100, got inf"), ("1e999", "must be at most 100, got inf"),
+                                        ("0,1", "must be > 0, got '0,1'")])
+def test_a_learning_rate_that_is_no_finite_number_is_refused_inline(form, text, said):
+    """An infinite one is too big: "must be > 0, got inf" told the user the opposite."""
     form.training.lr.setText(text)
     form.training.lr.textEdited.emit(text)
-    assert "learning rate must be > 0" in form.training.rows["lr"].error
+    assert f"learning rate {said}" in form.training.rows["lr"].error
     assert not form.is_valid
 
 
