@@ -352,3 +352,17 @@ def test_a_full_disk_is_said_in_words_and_keeps_the_checkpoint_there_was(tmp_pat
     assert " free, the checkpoint takes " in message and "KiB)" in message
     assert path.read_bytes() == before  # the checkpoint there was, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no partial temp file left
+
+
+def test_a_damaged_zip_directory_is_refused_as_damaged(tmp_path):
+    # flipped bytes in the names of the zip's central directory: zipfile raises UnicodeDecodeError there,
+    # which once reached the user as "error: 'utf-8' codec can't decode byte 0xff ..."
+    path = tmp_path / "model.pt"
+    save_tiny(path)
+    data = bytearray(path.read_bytes())
+    entry = data.rindex(b"PK\x01\x02")  # the last central directory entry
+    data[entry + 9] |= 0x08  # its flags' bit 11 (0x800): the name is UTF-8
+    data[entry + 46] = 0xFF  # the name's first byte: never UTF-8
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"^model\.pt is damaged"):
+        load_checkpoint(path)

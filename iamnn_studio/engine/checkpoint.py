@@ -332,6 +332,8 @@ def _read_payload(path: Path) -> dict[str, Any]:
             damaged = archive.testzip()  # CRC of every entry: catches flipped bytes torch would not notice
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CheckpointError(f"{name} is damaged: {exc}") from None
+    except UnicodeDecodeError:  # bytes flipped in the zip directory's file names
+        raise CheckpointError(f"{name} is damaged: its zip directory has unreadable file names") from None
     if damaged is not None:
         raise CheckpointError(f"{name} is damaged: {damaged} fails its checksum")
 
