@@ -308,6 +308,15 @@ def test_a_halting_setting_the_model_cannot_take_is_one_sentence_and_writes_noth
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
 
+@pytest.mark.parametrize("settings", [{"threshold": 1.5}, {"mode": "sometimes"}])
+def test_a_refused_export_leaves_no_folder_it_made(tmp_path, settings):
+    """QA: `export ... --out new/sub/model.pt --threshold 1.5` was refused, and left the empty folders new/sub."""
+    save_varied_checkpoint(tmp_path / "model.pt")
+    with pytest.raises(ExportError):
+        export_checkpoint(tmp_path / "model.pt", "torchscript", tmp_path / "new" / "sub" / "model.ts", **settings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
 def test_a_resnet_baseline_takes_no_halting_setting(tmp_path):
     save_varied_checkpoint(tmp_path / "resnet.pt", tiny_config(architecture="resnet"))
     with pytest.raises(ExportError, match="ResNet baseline: it has no iterations to choose or halting"):

@@ -139,38 +139,62 @@ def export_checkpoint(ckpt_path: str | Path, fmt: str, out_path: str | Path, *, 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_EXAMPLE_BATCH:
         raise ExportError(f"batch size must be an integer in [1, {MAX_EXAMPLE_BATCH}], got {batch_size!r}")
     out_path = Path(out_path)
-    _check_writable(out_path)
-    if _same_file(out_path, Path(ckpt_path)):
-        raise ExportError(f"cannot write {out_path}: it is the checkpoint being exported; choose another file name")
+    with _made_folders_removed_on_failure(out_path.parent):  # a refused or failed export leaves none
+        _check_writable(out_path)
+        if _same_file(out_path, Path(ckpt_path)):
+            raise ExportError(f"cannot write {out_path}: it is the checkpoint being exported; "
+                              "choose another file name")
+        try:
+            out_path = output_file(out_path)
+        except ValueError as exc:
+            raise ExportError(f"cannot write {out_path}: {exc}") from None
+        checkpoint = load_checkpoint(ckpt_path) if loaded is None else loaded
+        # before the override: a threshold fits no head, yet the head counts as fitted once one is set
+        caveats = export_caveats(checkpoint, mode=mode)
+        _check_threshold_has_halting(checkpoint, mode, threshold)
+        apply_halting(checkpoint, mode=own_mode(checkpoint, mode), threshold=threshold)
+        _check_free_space(out_path, Path(ckpt_path))
+        for caveat in caveats:
+            log.warning("%s", caveat)  # the CLI prints warnings as notes; the GUI asks export_caveats itself
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(out_path), suffix=".tmp", dir=out_path.parent)
+        except OSError as exc:
+            raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            _run_exporter(fmt, exporter, checkpoint, tmp, out_path, batch_size)
+            _check_written(fmt, exporter, tmp)
+            give_usual_permissions(tmp)
+            os.replace(tmp, out_path)
+        except OSError as exc:
+            raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+            _remove_strays(tmp)
+        return out_path
+
+
+@contextlib.contextmanager
+def _made_folders_removed_on_failure(folder: Path):
+    """The folders the export makes for its output (``_check_writable``) are removed again, if still empty, when
+    it fails or is refused: a bad ``--threshold`` left an empty ``new/sub`` behind."""
     try:
-        out_path = output_file(out_path)
-    except ValueError as exc:
-        raise ExportError(f"cannot write {out_path}: {exc}") from None
-    checkpoint = load_checkpoint(ckpt_path) if loaded is None else loaded
-    # before the override: a threshold fits no head, yet the head counts as fitted once one is set
-    caveats = export_caveats(checkpoint, mode=mode)
-    _check_threshold_has_halting(checkpoint, mode, threshold)
-    apply_halting(checkpoint, mode=own_mode(checkpoint, mode), threshold=threshold)
-    _check_free_space(out_path, Path(ckpt_path))
-    for caveat in caveats:
-        log.warning("%s", caveat)  # the CLI prints warnings as notes; the GUI asks export_caveats itself
+        made = None if folder.exists() else folder
+        while made is not None and not made.parent.exists():
+            made = made.parent  # the outermost missing one
+    except (OSError, ValueError):  # a name the system refuses: the export's own checks say so
+        made = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(out_path), suffix=".tmp", dir=out_path.parent)
-    except OSError as exc:
-        raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        _run_exporter(fmt, exporter, checkpoint, tmp, out_path, batch_size)
-        _check_written(fmt, exporter, tmp)
-        give_usual_permissions(tmp)
-        os.replace(tmp, out_path)
-    except OSError as exc:
-        raise ExportError(f"cannot write {out_path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-        _remove_strays(tmp)
-    return out_path
+        yield
+    except BaseException:
+        if made is not None:
+            with contextlib.suppress(OSError):  # one no longer empty (or never made) stays
+                for path in (folder, *folder.parents):
+                    path.rmdir()
+                    if path == made:
+                        break
+        raise
 
 
 def _run_exporter(fmt: str, exporter: Any, checkpoint: Checkpoint, tmp: Path, out_path: Path,
