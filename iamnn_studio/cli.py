@@ -1192,8 +1192,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         loaded = load_checkpoint(args.checkpoint)  # read once: the export, its caveats and its halting words
         caveats = export_caveats(loaded, mode=args.mode)
-        out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size, mode=args.mode,
-                                threshold=args.threshold, loaded=loaded)
+        with _graceful_interrupts():  # SIGTERM (kill, timeout) interrupts as Ctrl-C does: no temporary file left
+            out = export_checkpoint(args.checkpoint, args.fmt, args.out, batch_size=args.batch_size,
+                                    mode=args.mode, threshold=args.threshold, loaded=loaded)
     except PluginExporterError as exc:  # the plugin's fault, not the user's input: said, with its traceback kept
         cause = exc.__cause__
         if cause is None:  # it raised nothing (it wrote nothing): no traceback of the plugin's to keep

@@ -693,3 +693,49 @@ def test_a_plugins_oserror_naming_no_path_is_not_taken_for_an_output_error(tmp_p
     temporary = tmp_path / ".out.tmp"
     assert not _is_output_error(OSError(5, "I/O error", 7), temporary)
     assert _is_output_error(OSError(5, "I/O error", str(temporary)), temporary)
+
+
+SLOW_EXPORTER = '''
+import time
+from iamnn_studio.engine.export import Exporter
+
+def slow(checkpoint, path, *, batch_size=1):
+    path.write_bytes(b"half")
+    time.sleep(120)
+    path.write_bytes(b"exported")
+
+def register(api):
+    api.exporters.register("slow", Exporter("slow", "slow", ".slow", slow))
+'''
+
+
+def test_a_terminated_export_leaves_no_file_behind(tmp_path):
+    """QA: `kill` (or `timeout`) of `iamnn-studio export` left its half-written temporary file; Ctrl-C did not."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from iamnn_studio.child_process import package_environment
+    from iamnn_studio.engine import plugins
+
+    save_varied_checkpoint(tmp_path / "model.pt")
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "slow_exporter.py").write_text(SLOW_EXPORTER)
+    out = tmp_path / "out" / "sub"
+    env = {**package_environment(), plugins.PLUGINS_ENV: str(tmp_path / "plugins")}
+    child = subprocess.Popen([sys.executable, "-m", "iamnn_studio", "export", str(tmp_path / "model.pt"),
+                              "--format", "slow", "--out", str(out / "model.slow")],
+                             env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(p.read_bytes() == b"half" for p in out.iterdir())):  # writing it
+            assert child.poll() is None and time.monotonic() < deadline, child.stderr.read() if child.poll() else ""
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130 and err.strip().endswith("interrupted"), (child.returncode, err)
+    assert not (tmp_path / "out").exists()  # no temporary file, and no folder the export made
